@@ -1,0 +1,3 @@
+from storagectl.cli.main import main
+
+main()

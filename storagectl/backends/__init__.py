@@ -1,0 +1,77 @@
+"""The backend registry: each kind is one module whose class is registered under its YAML ``kind``.
+
+Built-in kinds are imported lazily (their drivers are heavy); third parties add kinds through the
+``storagectl.backends`` entry-point group, whose objects are Backend classes.
+"""
+
+from __future__ import annotations
+
+from difflib import get_close_matches
+from importlib import import_module
+
+from storagectl.backends.base import Backend
+from storagectl.config.models import BackendSettings, Config
+from storagectl.errors import ConfigError
+
+ENTRY_POINT_GROUP = "storagectl.backends"
+
+BUILTIN_KINDS: dict[str, str] = {
+    "postgres": "storagectl.backends.postgres:PostgresBackend",
+    "timescaledb": "storagectl.backends.timescaledb:TimescaleBackend",
+    "sqlite": "storagectl.backends.sqlite:SQLiteBackend",
+    "redis": "storagectl.backends.redis:RedisBackend",
+    "neo4j": "storagectl.backends.neo4j:Neo4jBackend",
+    "s3": "storagectl.backends.s3:S3Backend",
+}
+
+
+def _load(target: str) -> type[Backend]:
+    module_name, _, attribute = target.partition(":")
+    return getattr(import_module(module_name), attribute)
+
+
+def _plugin_kinds() -> dict[str, object]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_kinds() -> list[str]:
+    return sorted({*BUILTIN_KINDS, *_plugin_kinds()})
+
+
+def backend_class(kind: str) -> type[Backend]:
+    """The class registered for ``kind``; an unknown kind lists the valid ones."""
+    if kind in BUILTIN_KINDS:
+        return _load(BUILTIN_KINDS[kind])
+    plugins = _plugin_kinds()
+    if kind in plugins:
+        return plugins[kind].load()  # type: ignore[attr-defined]
+    kinds = available_kinds()
+    close = get_close_matches(kind, kinds, n=1)
+    suggestion = f" (did you mean {close[0]}?)" if close else ""
+    raise ConfigError(f"unknown backend kind {kind!r}{suggestion}; valid kinds: {', '.join(kinds)}")
+
+
+def open_backend(name: str, settings: BackendSettings) -> Backend:
+    return backend_class(settings.kind)(name, settings)
+
+
+def backend_from_config(config: Config, name: str) -> Backend:
+    return open_backend(name, config.backend(name))
+
+
+def selected_backends(config: Config, names: list[str] | None) -> list[Backend]:
+    """The named backends in the order given, or all in config order; unknown names are errors."""
+    chosen = names or list(config.backends)
+    return [backend_from_config(config, name) for name in chosen]
+
+
+__all__ = [
+    "Backend",
+    "available_kinds",
+    "backend_class",
+    "backend_from_config",
+    "open_backend",
+    "selected_backends",
+]

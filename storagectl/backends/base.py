@@ -1,0 +1,149 @@
+"""The Backend protocol every kind implements, and the connect/retry/close dance in one place."""
+
+from __future__ import annotations
+
+import socket
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+from storagectl.config.models import BackendSettings, Threshold
+from storagectl.diag import Check, CheckSpec, Status, grade
+from storagectl.errors import (
+    AuthenticationFailed,
+    BackendUnavailable,
+    OperationTimeout,
+    StoragectlError,
+)
+from storagectl.redact import redact_text
+from storagectl.retry import call_with_retry
+
+_DNS_MARKERS = (
+    "name or service not known", "could not translate host name", "nodename nor servname",
+    "temporary failure in name resolution", "no address associated", "getaddrinfo failed",
+    "failed to resolve", "name resolution",
+)
+_REFUSED_MARKERS = ("connection refused", "errno 111", "actively refused", "connect call failed")
+_TIMEOUT_MARKERS = ("timeout", "timed out")
+
+
+class Backend(ABC):
+    """One configured backend. Subclasses set ``kind``, ``Settings`` and ``CHECKS``.
+
+    Connections open lazily, only inside :meth:`connect`, and always close when it exits.
+    """
+
+    kind: ClassVar[str]
+    Settings: ClassVar[type[BackendSettings]]
+    CHECKS: ClassVar[dict[str, CheckSpec]] = {}
+
+    def __init__(self, name: str, settings: BackendSettings) -> None:
+        self.name = name
+        self.settings = settings
+
+    # -- identity ---------------------------------------------------------------------------
+    @abstractmethod
+    def endpoint(self) -> str:
+        """Where the backend is, with every secret masked; safe to print."""
+
+    def secrets(self) -> list[str]:
+        """Secret values that must never appear in output (used by :meth:`redact`)."""
+        password = getattr(self.settings, "password", None)
+        return [password.get_secret_value()] if password is not None else []
+
+    def redact(self, text: str) -> str:
+        return redact_text(text, self.secrets())
+
+    @property
+    def label(self) -> str:
+        return f"backend {self.name!r} ({self.kind} {self.endpoint()})"
+
+    # -- connections ------------------------------------------------------------------------
+    @contextmanager
+    def connect(self) -> Iterator[Any]:
+        """A connection opened with the configured timeouts and retries, always closed."""
+        connection = call_with_retry(self._open_translated, self.settings.retry)
+        try:
+            yield connection
+        finally:
+            self._close(connection)
+
+    def _open_translated(self) -> Any:
+        try:
+            return self._open()
+        except StoragectlError:
+            raise
+        except Exception as exc:
+            raise self.translate_error(exc) from exc
+
+    @abstractmethod
+    def _open(self) -> Any:
+        """Open one connection; may raise driver exceptions (translated by the caller)."""
+
+    @abstractmethod
+    def _close(self, connection: Any) -> None: ...
+
+    def translate_error(self, exc: BaseException) -> StoragectlError:
+        """Turn a driver exception into one of ours; kinds override for auth errors etc."""
+        return classify_connection_error(self, exc)
+
+    # -- diagnostics ------------------------------------------------------------------------
+    @abstractmethod
+    def ping(self, connection: Any) -> None:
+        """One cheap round trip to the server."""
+
+    @abstractmethod
+    def server_version(self, connection: Any) -> str: ...
+
+    @abstractmethod
+    def diagnose(self, connection: Any) -> list[Check]:
+        """The kind's essential health checks, graded against thresholds."""
+
+    def threshold(self, check: str) -> Threshold:
+        override = self.settings.thresholds.get(check)
+        if override is not None:
+            return override
+        spec = self.CHECKS[check]
+        return Threshold.model_construct(warning=spec.warning, critical=spec.critical)
+
+    def graded(self, check: str, value: float | None, display: str, detail: str = "") -> Check:
+        spec = self.CHECKS[check]
+        limits = self.threshold(check)
+        status = grade(value, limits.warning, limits.critical, spec.higher_is_worse)
+        return Check(check, status, value, display, detail)
+
+    @staticmethod
+    def info(check: str, value: Any, display: str | None = None, detail: str = "") -> Check:
+        """An ungraded, informational check (always OK)."""
+        return Check(check, Status.OK, value, display if display is not None else str(value), detail)
+
+
+def classify_connection_error(backend: Backend, exc: BaseException) -> StoragectlError:
+    """Map a low-level connection failure to refused / DNS / timeout / auth with a fix."""
+    text = backend.redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    lowered = f"{type(exc).__name__} {text}".lower()
+    if isinstance(exc, socket.gaierror) or any(m in lowered for m in _DNS_MARKERS):
+        return BackendUnavailable(
+            f"{backend.label}: host name cannot be resolved",
+            hint="Try: check the host name in the config and the machine's DNS",
+        )
+    if isinstance(exc, ConnectionRefusedError) or any(m in lowered for m in _REFUSED_MARKERS):
+        return BackendUnavailable(
+            f"{backend.label}: connection refused",
+            hint="Try: check that the server is running and that host and port are right",
+        )
+    if isinstance(exc, TimeoutError | socket.timeout) or any(m in lowered for m in _TIMEOUT_MARKERS):
+        return OperationTimeout(
+            f"{backend.label}: timed out after {backend.settings.timeouts.connect:g}s",
+            hint="Try: check the host is up and reachable, or raise timeouts.connect",
+        )
+    if "password" in lowered or "authentication" in lowered or "auth" in lowered.split():
+        return AuthenticationFailed(
+            f"{backend.label}: authentication failed",
+            hint="Try: check user and password / password_file in the config",
+        )
+    return BackendUnavailable(
+        f"{backend.label}: cannot connect: {text}",
+        hint="Try: storagectl diag --backend " + backend.name,
+    )

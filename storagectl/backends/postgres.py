@@ -1,0 +1,201 @@
+"""PostgreSQL backend (psycopg 3). TimescaleDB builds on it in :mod:`timescaledb`."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import model_validator
+
+from storagectl.backends.base import Backend, classify_connection_error
+from storagectl.config.models import BackendSettings, PasswordMixin
+from storagectl.config.types import ConfigPath
+from storagectl.diag import Check, CheckSpec
+from storagectl.errors import AuthenticationFailed, NotFound, StoragectlError
+from storagectl.redact import redact_url
+
+GiB = 1024**3
+
+POSTGRES_CHECKS = {
+    spec.name: spec
+    for spec in (
+        CheckSpec("connections_used_pct", "connections in use vs max_connections", 80, 95, unit="%"),
+        CheckSpec("database_size", "size of the database", None, None, unit="bytes"),
+        CheckSpec("cache_hit_ratio", "buffer cache hit ratio", 90, 80, higher_is_worse=False, unit="%"),
+        CheckSpec("oldest_transaction_age", "age of the oldest open transaction", 300, 3600, unit="s"),
+        CheckSpec("idle_in_transaction", "sessions idle in transaction", 5, 20),
+        CheckSpec("wraparound_age", "transaction IDs since the oldest frozen XID", 1.0e9, 1.5e9),
+        CheckSpec("timescaledb", "TimescaleDB extension version", None, None),
+    )
+}
+
+
+class PostgresSettings(PasswordMixin, BackendSettings):
+    """Either ``url`` or the ``host``/``port``/``database``/``user`` fields."""
+
+    kind: Literal["postgres", "timescaledb"] = "postgres"
+    url: str | None = None
+    host: str = "localhost"
+    port: int = 5432
+    database: str = "postgres"
+    user: str = "postgres"
+    application_name: str = "storagectl"
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
+    migrations: ConfigPath | None = None
+
+    check_names: ClassVar[tuple[str, ...]] = tuple(POSTGRES_CHECKS)
+
+    @model_validator(mode="after")
+    def _url_or_fields(self) -> PostgresSettings:
+        if self.url is None:
+            return self
+        clash = sorted({"host", "port", "database", "user"} & self.model_fields_set)
+        if clash:
+            raise ValueError(f"give either url or {', '.join(clash)}, not both")
+        scheme = urlsplit(self.url).scheme
+        if scheme not in ("postgres", "postgresql"):
+            raise ValueError(f"url must start with postgresql:// (got {scheme or 'no'} scheme)")
+        return self
+
+    def conninfo_params(self) -> dict[str, Any]:
+        """libpq connection parameters, secrets included: never print these."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        params: dict[str, Any] = conninfo_to_dict(self.url) if self.url else {
+            "host": self.host, "port": self.port, "dbname": self.database, "user": self.user,
+        }
+        if self.password is not None:
+            params["password"] = self.password.get_secret_value()
+        params["connect_timeout"] = max(2, round(self.timeouts.connect))
+        params.setdefault("application_name", self.application_name)
+        if self.timeouts.statement:
+            params["options"] = f"-c statement_timeout={int(self.timeouts.statement * 1000)}"
+        params.update(self._tls_params())
+        return params
+
+    def _tls_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        if self.sslmode:
+            params["sslmode"] = self.sslmode
+        elif self.tls.enabled:
+            params["sslmode"] = "verify-full" if self.tls.verify else "require"
+        for key, path in (("sslrootcert", self.tls.ca_file), ("sslcert", self.tls.cert_file),
+                          ("sslkey", self.tls.key_file)):
+            if path is not None:
+                params[key] = str(path)
+        return params
+
+    def sqlalchemy_url(self) -> Any:
+        """A SQLAlchemy URL for the psycopg 3 dialect (used by migrations)."""
+        from sqlalchemy.engine import URL
+
+        params = self.conninfo_params()
+        query = {k: str(v) for k, v in params.items()
+                 if k not in ("host", "port", "dbname", "user", "password")}
+        return URL.create(
+            "postgresql+psycopg", username=params.get("user"), password=params.get("password"),
+            host=params.get("host"), port=int(params["port"]) if params.get("port") else None,
+            database=params.get("dbname"), query=query,
+        )
+
+
+class PostgresBackend(Backend):
+    kind = "postgres"
+    Settings = PostgresSettings
+    CHECKS = POSTGRES_CHECKS
+    settings: PostgresSettings
+
+    def endpoint(self) -> str:
+        if self.settings.url:
+            return redact_url(self.settings.url)
+        s = self.settings
+        return f"postgresql://{s.user}@{s.host}:{s.port}/{s.database}"
+
+    def _open(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(**self.settings.conninfo_params(), autocommit=True)
+
+    def _close(self, connection: Any) -> None:
+        connection.close()
+
+    def translate_error(self, exc: BaseException) -> StoragectlError:
+        state = getattr(exc, "sqlstate", None)
+        text = str(exc)
+        if state in ("28P01", "28000") or "password authentication failed" in text:
+            return AuthenticationFailed(
+                f"{self.label}: authentication failed for user {self._user()!r}",
+                hint="Try: check user and password / password_file in the config",
+            )
+        if state == "3D000" or ("database" in text and "does not exist" in text):
+            return NotFound(
+                f"{self.label}: database does not exist",
+                hint="Try: check database in the config, or create it",
+            )
+        return classify_connection_error(self, exc)
+
+    def _user(self) -> str:
+        if self.settings.url:
+            return urlsplit(self.settings.url).username or "postgres"
+        return self.settings.user
+
+    def ping(self, connection: Any) -> None:
+        connection.execute("SELECT 1").fetchone()
+
+    def server_version(self, connection: Any) -> str:
+        return connection.execute("SHOW server_version").fetchone()[0]
+
+    def query_one(self, connection: Any, sql: str) -> tuple:
+        return connection.execute(sql).fetchone()
+
+    def diagnose(self, connection: Any) -> list[Check]:
+        q = lambda sql: self.query_one(connection, sql)  # noqa: E731
+        used, limit = q(
+            "SELECT count(*), current_setting('max_connections')::int FROM pg_stat_activity"
+        )
+        size = q("SELECT pg_database_size(current_database())")[0]
+        hit, read = q(
+            "SELECT coalesce(blks_hit, 0), coalesce(blks_read, 0) FROM pg_stat_database "
+            "WHERE datname = current_database()"
+        )
+        ratio = 100.0 if hit + read == 0 else round(100.0 * hit / (hit + read), 2)
+        oldest = q(
+            "SELECT coalesce(max(extract(epoch FROM now() - xact_start)), 0)::float "
+            "FROM pg_stat_activity WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()"
+        )[0]
+        idle_tx = q(
+            "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'"
+        )[0]
+        wrap = q("SELECT max(age(datfrozenxid)) FROM pg_database")[0]
+        used_pct = round(100.0 * used / limit, 1)
+        return [
+            self.graded("connections_used_pct", used_pct, f"{used}/{limit} ({used_pct:g}%)"),
+            self.graded("database_size", size, _human_bytes(size)),
+            self.graded("cache_hit_ratio", ratio, f"{ratio:g}%"),
+            self.graded("oldest_transaction_age", round(oldest, 1), f"{oldest:.0f}s"),
+            self.graded("idle_in_transaction", idle_tx, str(idle_tx)),
+            self.graded("wraparound_age", wrap, f"{wrap:,} ({100.0 * wrap / 2**31:.1f}% of 2^31)"),
+            *self.timescale_checks(connection),
+        ]
+
+    def timescale_checks(self, connection: Any) -> list[Check]:
+        version = timescaledb_version(connection)
+        if version is None:
+            return []
+        return [self.info("timescaledb", version)]
+
+
+def timescaledb_version(connection: Any) -> str | None:
+    """The installed TimescaleDB extension version in this database, or None."""
+    row = connection.execute(
+        "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _human_bytes(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size} B"

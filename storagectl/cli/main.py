@@ -1,0 +1,135 @@
+"""Entry point: assembles the command groups and turns errors into exit codes, in one place."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from storagectl import __version__
+from storagectl.cli import backends_cmd, config_cmd, diag_cmd
+from storagectl.cli.state import AppState, OutputFormat
+
+app = typer.Typer(
+    name="storagectl",
+    help="Storage administration for operations teams: diagnostics, backups, restores, migrations.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+)
+app.add_typer(config_cmd.app, name="config")
+app.command("backends")(backends_cmd.backends)
+app.command("diag")(diag_cmd.diag)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"storagectl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="Config file [default: $STORAGECTL_CONFIG, ./storagectl.yaml, user config dir].",
+        dir_okay=False,
+    )] = None,
+    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="table or json.")] = OutputFormat.table,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log lines (-vv debug).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only results and errors.")] = False,
+    no_color: Annotated[bool, typer.Option("--no-color", help="No colors (also $NO_COLOR).")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="Print the version and exit.",
+    )] = False,
+) -> None:
+    import os
+
+    ctx.obj = AppState(
+        config_path=config, output=output, verbose=verbose, quiet=quiet,
+        color=not no_color and "NO_COLOR" not in os.environ, debug=debug,
+    )
+    _configure_logging(verbose, quiet)
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_RedactingFilter())
+    logger = logging.getLogger("storagectl")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+class _RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        from storagectl.redact import redact_text
+
+        record.msg = redact_text(record.getMessage())
+        record.args = ()
+        return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; the only place where exceptions become messages and exit codes."""
+    sys.exit(run(argv))
+
+
+def run(argv: list[str] | None = None) -> int:
+    import click
+
+    from storagectl.errors import ConfigError, ExitCode, StoragectlError
+
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        result = app(args=args, prog_name="storagectl", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        _error("aborted")
+        return ExitCode.INTERRUPTED
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return ExitCode.INTERRUPTED
+    except ConfigError as exc:
+        if debug:
+            raise
+        for problem in exc.problems or [exc.message]:
+            _error(problem)
+        _hint(exc.hint or "Try: storagectl config validate")
+        return exc.exit_code
+    except StoragectlError as exc:
+        if debug:
+            raise
+        _error(exc.message)
+        _hint(exc.hint)
+        return exc.exit_code
+    except Exception as exc:
+        if debug:
+            raise
+        from storagectl.redact import redact_text
+
+        _error(f"internal error: {type(exc).__name__}: {redact_text(str(exc))} "
+               "(a bug in storagectl; rerun with --debug for the traceback)")
+        return ExitCode.INTERNAL
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"error: {message}\n")
+
+
+def _hint(hint: str | None) -> None:
+    if hint:
+        sys.stderr.write(f"{hint}\n")

@@ -1,0 +1,71 @@
+"""Global options, shared by every command through ``ctx.obj``; config and consoles load lazily."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from storagectl.config import Config
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+OutputOption = Annotated[
+    OutputFormat | None,
+    typer.Option("--output", "-o", help="table for people, json for scripts (overrides the global -o)."),
+]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Proceed without asking.")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")]
+
+
+@dataclass
+class AppState:
+    config_path: Path | None = None
+    output: OutputFormat = OutputFormat.table
+    verbose: int = 0
+    quiet: bool = False
+    color: bool = True
+    debug: bool = False
+    _config: Any = field(default=None, repr=False)
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            from storagectl.config import load_config
+
+            self._config = load_config(self.config_path)
+        return self._config
+
+    def format(self, override: OutputFormat | None) -> OutputFormat:
+        return override or self.output
+
+    @cached_property
+    def out(self) -> Console:
+        from rich.console import Console
+
+        return Console(no_color=not self.color, highlight=False, soft_wrap=not sys.stdout.isatty())
+
+    @cached_property
+    def err(self) -> Console:
+        from rich.console import Console
+
+        return Console(stderr=True, no_color=not self.color, highlight=False)
+
+
+def state_of(ctx: typer.Context) -> AppState:
+    root = ctx.find_root()
+    if not isinstance(root.obj, AppState):
+        root.obj = AppState()
+    return root.obj

@@ -1,0 +1,231 @@
+"""Typed configuration objects. Parsed once by :mod:`storagectl.config.loader` and passed explicitly.
+
+Backend and destination settings are polymorphic: each kind's module defines its own ``Settings``
+subclass of :class:`BackendSettings` / :class:`DestinationSettings` and the loader validates each
+entry against the class registered for its ``kind``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from storagectl.config.types import ByteSize, ConfigPath, Duration, Secret, read_secret_file
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+_NAME = re.compile(NAME_PATTERN)
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors: a typo must never pass silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class PoolSettings(StrictModel):
+    max_size: int = Field(5, ge=1, description="Most connections open at once.")
+    min_idle: int = Field(0, ge=0, description="Connections kept open while idle.")
+    idle_timeout: Duration = Field(300.0, description="Close a connection idle this long.")
+    acquisition_timeout: Duration = Field(10.0, description="Wait this long for a free connection.")
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> PoolSettings:
+        if self.min_idle > self.max_size:
+            raise ValueError(f"min_idle ({self.min_idle}) cannot exceed max_size ({self.max_size})")
+        return self
+
+
+class RetrySettings(StrictModel):
+    """Exponential backoff for transient errors (connection refused, timeouts, throttling)."""
+
+    attempts: int = Field(3, ge=1, le=100, description="Tries in all, the first included.")
+    initial: Duration = Field(0.2, description="Wait before the second try; doubles each time.")
+    max: Duration = Field(5.0, description="Longest single wait.")
+
+
+class TimeoutSettings(StrictModel):
+    connect: Duration = Field(5.0, gt=0, description="Give up connecting after this long.")
+    statement: Duration | None = Field(None, description="Cancel one statement/command after this long.")
+
+
+class TLSSettings(StrictModel):
+    enabled: bool = False
+    verify: bool = Field(True, description="Verify the server certificate and host name.")
+    ca_file: ConfigPath | None = None
+    cert_file: ConfigPath | None = None
+    key_file: ConfigPath | None = None
+
+
+class Threshold(StrictModel):
+    warning: float
+    critical: float
+
+
+class BackendSettings(StrictModel):
+    """Settings every backend kind shares. Kinds subclass this and add their own fields."""
+
+    kind: str
+    description: str = ""
+    pool: PoolSettings = PoolSettings()
+    retry: RetrySettings = RetrySettings()
+    timeouts: TimeoutSettings = TimeoutSettings()
+    tls: TLSSettings = TLSSettings()
+    thresholds: dict[str, Threshold] = Field(
+        default_factory=dict, description="diag thresholds overriding the kind's defaults."
+    )
+
+    # Names of the diag checks this kind knows; used to validate ``thresholds`` keys.
+    check_names: ClassVar[tuple[str, ...]] = ()
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known_checks(cls, value: dict[str, Threshold]) -> dict[str, Threshold]:
+        unknown = sorted(set(value) - set(cls.check_names))
+        if unknown:
+            known = ", ".join(cls.check_names) or "none"
+            raise ValueError(f"unknown diag check {', '.join(unknown)} (known: {known})")
+        return value
+
+
+class PasswordMixin(BaseModel):
+    """``password`` inline (usually ``${VAR}``) or ``password_file`` read at load time."""
+
+    password: Secret | None = None
+    password_file: ConfigPath | None = None
+
+    @model_validator(mode="after")
+    def _read_password_file(self) -> Any:
+        if self.password_file is not None:
+            if self.password is not None:
+                raise ValueError("give either password or password_file, not both")
+            object.__setattr__(self, "password", read_secret_file(self.password_file))
+        return self
+
+
+class DestinationSettings(StrictModel):
+    """Settings every destination kind shares."""
+
+    kind: str
+    description: str = ""
+    retry: RetrySettings = RetrySettings()
+
+
+class RetentionPolicy(StrictModel):
+    """What to keep; semantics of restic's ``forget`` (see README "Retention")."""
+
+    keep_last: int | None = Field(None, ge=1)
+    keep_hourly: int | None = Field(None, ge=1)
+    keep_daily: int | None = Field(None, ge=1)
+    keep_weekly: int | None = Field(None, ge=1)
+    keep_monthly: int | None = Field(None, ge=1)
+    keep_yearly: int | None = Field(None, ge=1)
+    keep_within: Duration | None = Field(None, gt=0)
+    partial_after: Duration = Field(
+        86400.0, description="Remove backups without a manifest older than this."
+    )
+
+    @model_validator(mode="after")
+    def _keeps_something(self) -> RetentionPolicy:
+        rules = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly",
+                 "keep_yearly", "keep_within")
+        if all(getattr(self, rule) is None for rule in rules):
+            raise ValueError(
+                "retention keeps nothing; set at least one of " + ", ".join(rules)
+            )
+        return self
+
+
+class CompressionSettings(StrictModel):
+    codec: Literal["brotli", "none"] = "brotli"
+    level: int = Field(4, ge=0, le=11, description="brotli quality, 0 (fast) to 11 (small).")
+
+
+class EncryptionSettings(StrictModel):
+    """age encryption: backups are encrypted to ``recipients``; restore needs ``identity_file``."""
+
+    recipients: list[str] = Field(min_length=1)
+    identity_file: ConfigPath | None = None
+
+
+class LockSettings(StrictModel):
+    backend: str | None = Field(None, description="A redis backend for a lock shared by replicas.")
+    ttl: Duration = Field(60.0, gt=0, description="Lock lease; renewed while the job runs.")
+
+
+class JobSettings(StrictModel):
+    backends: list[str] = Field(min_length=1)
+    destination: str
+    schedule: str | None = None
+    timezone: str = "UTC"
+    catchup: bool = False
+    retention: RetentionPolicy | None = None
+    compression: CompressionSettings = CompressionSettings()
+    encryption: EncryptionSettings | None = None
+    parallel: int = Field(4, ge=1, le=64, description="Tables/objects processed at once.")
+    lock: LockSettings | None = None
+    metrics_file: ConfigPath | None = None
+    on_success: str | None = None
+    on_failure: str | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from storagectl.cron import validate_cron
+
+        return validate_cron(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r}; use an IANA name such as Europe/Berlin") from None
+        return value
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration."""
+
+    path: Path | None
+    backends: dict[str, BackendSettings] = field(default_factory=dict)
+    destinations: dict[str, DestinationSettings] = field(default_factory=dict)
+    jobs: dict[str, JobSettings] = field(default_factory=dict)
+
+    def backend(self, name: str) -> BackendSettings:
+        return _lookup("backend", name, self.backends)
+
+    def destination(self, name: str) -> DestinationSettings:
+        return _lookup("destination", name, self.destinations)
+
+    def job(self, name: str) -> JobSettings:
+        return _lookup("job", name, self.jobs)
+
+
+def _lookup(what: str, name: str, table: dict[str, Any]) -> Any:
+    from storagectl.errors import UnknownBackendError, UsageError
+
+    if name in table:
+        return table[name]
+    from difflib import get_close_matches
+
+    close = get_close_matches(name, list(table), n=1)
+    known = ", ".join(table) or "none configured"
+    suggestion = f" (did you mean {close[0]}?)" if close else ""
+    error = UnknownBackendError if what == "backend" else UsageError
+    raise error(
+        f"unknown {what} {name!r}{suggestion}; configured: {known}",
+        hint=f"Try: storagectl config show, or add a {what} named {name!r} to the config file",
+    )
+
+
+def valid_name(name: str) -> bool:
+    return bool(_NAME.match(name))

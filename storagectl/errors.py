@@ -1,0 +1,109 @@
+"""The one error hierarchy of storagectl.
+
+Every error carries a one-line message, an optional hint ("Try: ...") and the process exit code.
+Only the CLI entry point turns them into output; the core raises and never prints.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Documented process exit codes (README "Exit codes")."""
+
+    OK = 0
+    FAILURE = 1  # an operation failed; diag: warning; migrate status: revisions pending
+    USAGE = 2  # bad command line or configuration; diag: critical
+    UNAVAILABLE = 3  # a backend or destination is unreachable or timed out; diag: unknown
+    AUTH = 4  # authentication or permission refused
+    NOT_FOUND = 5  # a named backup, revision or object does not exist
+    INTEGRITY = 6  # checksum mismatch, corrupt/truncated archive, validation mismatch
+    LOCKED = 7  # another run holds the lock
+    INTERNAL = 70  # a bug in storagectl (EX_SOFTWARE); rerun with --debug
+    INTERRUPTED = 130
+
+
+class StoragectlError(Exception):
+    """Base of every error storagectl reports to the user."""
+
+    exit_code: ExitCode = ExitCode.FAILURE
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(StoragectlError):
+    """The configuration file is missing, unreadable or invalid.
+
+    ``problems`` holds one line per problem (``file:line key.path: what is wrong``).
+    """
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, message: str, *, problems: list[str] | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.problems = problems or []
+
+
+class UsageError(StoragectlError):
+    """Options that contradict each other or name something that does not exist in the config."""
+
+    exit_code = ExitCode.USAGE
+
+
+class UnknownBackendError(UsageError):
+    pass
+
+
+class BackendUnavailable(StoragectlError):
+    """A backend or destination could not be reached: host down, port closed, DNS, timeout."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class OperationTimeout(BackendUnavailable):
+    pass
+
+
+class AuthenticationFailed(StoragectlError):
+    exit_code = ExitCode.AUTH
+
+
+class PermissionDenied(StoragectlError):
+    exit_code = ExitCode.AUTH
+
+
+class NotFound(StoragectlError):
+    exit_code = ExitCode.NOT_FOUND
+
+
+class IntegrityError(StoragectlError):
+    """Data does not match what was recorded: checksum, size, count or content mismatch."""
+
+    exit_code = ExitCode.INTEGRITY
+
+
+class LockHeld(StoragectlError):
+    exit_code = ExitCode.LOCKED
+
+
+class OperationFailed(StoragectlError):
+    """A backend operation failed for a reason that is not one of the above."""
+
+    exit_code = ExitCode.FAILURE
+
+
+class ToolMissing(StoragectlError):
+    """An external client tool (pg_dump, ...) that an operation needs is not installed."""
+
+    exit_code = ExitCode.FAILURE
+
+
+class Interrupted(StoragectlError):
+    exit_code = ExitCode.INTERRUPTED

@@ -1,0 +1,38 @@
+"""Keep secrets out of everything storagectl prints or logs."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+MASK = "***"
+
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@")
+_KV_PASSWORD = re.compile(r"(?i)\b(password|passwd|pwd|secret|token)=([^\s&;]+)")
+
+
+def redact_url(url: str) -> str:
+    """Replace the password of a URL with ``***``; leave everything else as it was."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return redact_text(url)
+    if parts.password is None:
+        return redact_text(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{parts.username or ''}:{MASK}@{host}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return redact_text(urlunsplit(parts._replace(netloc=netloc)))
+
+
+def redact_text(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
+    """Mask URL passwords, ``password=...`` pairs and any of the given secret values in text."""
+    text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
+    text = _KV_PASSWORD.sub(lambda m: f"{m[1]}={MASK}", text)
+    for secret in secrets:
+        if secret and len(secret) >= 3:
+            text = text.replace(secret, MASK)
+    return text
