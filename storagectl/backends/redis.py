@@ -55,7 +55,6 @@ class RedisSettings(PasswordMixin, BackendSettings):
             "socket_connect_timeout": self.timeouts.connect,
             "socket_timeout": self.timeouts.statement or max(self.timeouts.connect, 30.0),
             "max_connections": self.pool.max_size,
-            "retry_on_timeout": False,
         }
         if self.url is None:
             kwargs.update(host=self.host, port=self.port, db=self.db, username=self.username)
@@ -84,24 +83,31 @@ class RedisBackend(Backend):
         s = self.settings
         return f"redis://{s.host}:{s.port}/{s.db}"
 
-    def client(self, db: int | None = None) -> Any:
+    def client(self, db: int | None = None, socket_timeout: float | None = None) -> Any:
+        """A client; storagectl's own retry policy applies, so redis-py's built-in retry is off."""
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
         kwargs = self.settings.client_kwargs()
+        kwargs["retry"] = Retry(NoBackoff(), 0)
         if db is not None:
             kwargs["db"] = db
+        if socket_timeout is not None:
+            kwargs["socket_timeout"] = socket_timeout
         if self.settings.url:
             return redis.Redis.from_url(self.settings.url, **kwargs)
         return redis.Redis(**kwargs)
 
     def _open(self) -> Any:
-        client = self.client()
+        # The handshake (AUTH, SELECT, PING) must finish within the connect timeout; a server that
+        # accepts TCP but never answers would otherwise hang for the whole statement timeout.
+        probe = self.client(socket_timeout=self.settings.timeouts.connect)
         try:
-            client.ping()
-        except Exception:
-            client.close()
-            raise
-        return client
+            probe.ping()
+        finally:
+            probe.close()
+        return self.client()
 
     def _close(self, connection: Any) -> None:
         connection.close()

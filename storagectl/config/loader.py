@@ -139,7 +139,11 @@ class _YamlDocument:
                 key = str(key)
                 child = (*loc, key)
                 if key in result:
-                    self.problems.append(f"{self.where(child)}: duplicate key (line {self.lines[child]} sets it too)")
+                    dotted = ".".join(str(part) for part in child)
+                    self.problems.append(
+                        f"{self.path}:{key_node.start_mark.line + 1} {dotted}: duplicate key "
+                        f"(line {self.lines[child]} sets it too)"
+                    )
                     continue
                 self.lines[child] = key_node.start_mark.line + 1
                 result[key] = self._convert(value_node, child, loader)

@@ -98,6 +98,13 @@ class PasswordMixin(BaseModel):
     password: Secret | None = None
     password_file: ConfigPath | None = None
 
+    @field_validator("password_file")
+    @classmethod
+    def _readable(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            read_secret_file(path)
+        return path
+
     @model_validator(mode="after")
     def _read_password_file(self) -> Any:
         if self.password_file is not None:

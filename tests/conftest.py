@@ -1,0 +1,266 @@
+"""Shared fixtures: real PostgreSQL, Redis and S3 (moto server), each test isolated.
+
+Service URLs can be pointed elsewhere with STORAGECTL_TEST_POSTGRES_URL, STORAGECTL_TEST_REDIS_URL
+and STORAGECTL_TEST_NEO4J_URI. Under CI=true a PostgreSQL/Redis/S3 test that cannot reach its
+service fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import textwrap
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+POSTGRES_URL = os.environ.get("STORAGECTL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("STORAGECTL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+NEO4J_URI = os.environ.get("STORAGECTL_TEST_NEO4J_URI")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+REDIS_TEST_DBS = range(1, 16)
+
+# Never let a test sign with the developer's real AWS credentials or probe instance metadata.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+for _var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+    os.environ.pop(_var, None)
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def service_unavailable(service: str, reason: str) -> None:
+    """Skip locally; under CI a missing PostgreSQL/Redis/S3 is a failure, never a silent skip."""
+    message = f"{service} not available: {reason}"
+    if IN_CI and service in ("postgres", "redis", "s3"):
+        pytest.fail(message + " (CI=true: service tests must not skip)")
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------
+@dataclass
+class PostgresDatabase:
+    url: str
+    name: str
+    host: str
+    port: int
+    user: str
+    password: str | None
+
+    def connect(self, **kwargs):
+        import psycopg
+
+        return psycopg.connect(self.url, autocommit=True, **kwargs)
+
+    def backend_yaml(self, name: str = "pg", kind: str = "postgres", extra: str = "") -> str:
+        """A `backends:` entry for this database (indented for a `backends:` mapping)."""
+        body = f"  {name}:\n    kind: {kind}\n    url: {self.url}\n"
+        return body + textwrap.indent(textwrap.dedent(extra), "    ") if extra else body
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    try:
+        import psycopg
+
+        with psycopg.connect(POSTGRES_URL, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - any failure means "not available"
+        service_unavailable("postgres", str(exc).splitlines()[0])
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def pg_database(postgres_admin_url: str) -> Iterator[PostgresDatabase]:
+    """A fresh, empty database for this test, dropped afterwards."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    name = f"stctl_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    params = conninfo_to_dict(postgres_admin_url)
+    url = _replace_db(postgres_admin_url, name)
+    try:
+        yield PostgresDatabase(
+            url=url, name=name, host=params.get("host", "localhost"), port=int(params.get("port", 5432)),
+            user=params.get("user", "postgres"), password=params.get("password"),
+        )
+    finally:
+        with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _replace_db(url: str, database: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+# -- Redis --------------------------------------------------------------------------------------
+@dataclass
+class RedisDatabase:
+    base_url: str
+    db: int
+
+    @property
+    def url(self) -> str:
+        from urllib.parse import urlsplit, urlunsplit
+
+        return urlunsplit(urlsplit(self.base_url)._replace(path=f"/{self.db}"))
+
+    def client(self):
+        import redis
+
+        return redis.Redis.from_url(self.url)
+
+    def backend_yaml(self, name: str = "cache", extra: str = "") -> str:
+        body = f"  {name}:\n    kind: redis\n    url: {self.url}\n"
+        return body + textwrap.indent(textwrap.dedent(extra), "    ") if extra else body
+
+
+@pytest.fixture(scope="session")
+def redis_base_url() -> str:
+    try:
+        import redis
+
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+    except Exception as exc:  # noqa: BLE001
+        service_unavailable("redis", str(exc).splitlines()[0])
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_db(redis_base_url: str) -> Iterator[RedisDatabase]:
+    """A whole Redis db (1-15) leased to this test through a lock key in db 0, flushed before and after.
+
+    A lease, not a fixed number, so parallel workers and concurrent test runs never share a db.
+    """
+    import time
+
+    import redis
+
+    control = redis.Redis.from_url(redis_base_url)
+    token = uuid.uuid4().hex
+    deadline = time.monotonic() + 60
+    while True:
+        for db in REDIS_TEST_DBS:
+            if control.set(f"storagectl-test:lease:{db}", token, nx=True, ex=900):
+                break
+        else:
+            if time.monotonic() > deadline:
+                pytest.fail("no free Redis test db (1-15) within 60s")
+            time.sleep(0.2)
+            continue
+        break
+    database = RedisDatabase(redis_base_url, db)
+    database.client().flushdb()
+    try:
+        yield database
+    finally:
+        database.client().flushdb()
+        if control.get(f"storagectl-test:lease:{db}") == token.encode():
+            control.delete(f"storagectl-test:lease:{db}")
+
+
+# -- S3 (moto server over HTTP) -----------------------------------------------------------------
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:
+        service_unavailable("s3", f"moto[server] is not installed: {exc}")
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@dataclass
+class S3Bucket:
+    endpoint: str
+    name: str
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def yaml_fields(self, indent: int = 4) -> str:
+        pad = " " * indent
+        return (f"{pad}bucket: {self.name}\n{pad}endpoint_url: {self.endpoint}\n{pad}region: us-east-1\n"
+                f"{pad}addressing_style: path\n{pad}access_key_id: testing\n"
+                f"{pad}secret_access_key: testing\n")
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str) -> Iterator[S3Bucket]:
+    bucket = S3Bucket(s3_endpoint, f"stctl-{uuid.uuid4().hex[:12]}")
+    client = bucket.client()
+    client.create_bucket(Bucket=bucket.name)
+    try:
+        yield bucket
+    finally:
+        paginator = client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket.name):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                client.delete_objects(Bucket=bucket.name, Delete={"Objects": keys})
+        client.delete_bucket(Bucket=bucket.name)
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self):
+        import json
+
+        return json.loads(self.stdout)
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch) -> callable:
+    """Run storagectl in-process: ``cli("-c", path, "diag")`` -> CliResult."""
+    from storagectl.cli.main import run
+
+    monkeypatch.delenv("STORAGECTL_CONFIG", raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def invoke(*args: str | Path) -> CliResult:
+        capsys.readouterr()
+        code = run([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return CliResult(int(code), out, err)
+
+    return invoke
+
+
+@pytest.fixture
+def write_config(tmp_path: Path):
+    """Write a YAML config (dedented) into the test's temp dir and return its path."""
+
+    def write(text: str, name: str = "storagectl.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+        return path
+
+    return write
