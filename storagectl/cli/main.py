@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(argv: list[str] | None = None) -> int:
-    import click
+    from typer.exceptions import Abort, Exit, TyperException
 
     from storagectl.errors import ConfigError, ExitCode, StoragectlError
 
@@ -92,14 +92,14 @@ def run(argv: list[str] | None = None) -> int:
     try:
         result = app(args=args, prog_name="storagectl", standalone_mode=False)
         return result if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
+    except Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except Abort:
         _error("aborted")
         return ExitCode.INTERRUPTED
-    except click.ClickException as exc:
+    except TyperException as exc:  # usage errors: bad option, missing argument, ...
         exc.show()
-        return exc.exit_code
+        return getattr(exc, "exit_code", ExitCode.USAGE)
     except KeyboardInterrupt:
         _error("interrupted")
         return ExitCode.INTERRUPTED

@@ -113,7 +113,10 @@ class _YamlDocument:
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark else 1
-            problem = f"{path}:{line} invalid YAML: {exc.problem or exc.context}"
+            context = ""
+            if exc.context and exc.context_mark and exc.context_mark.line + 1 != line:
+                context = f"{exc.context} (line {exc.context_mark.line + 1}): "
+            problem = f"{path}:{line} invalid YAML: {context}{exc.problem or exc.context}"
             raise ConfigError(problem, problems=[problem]) from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: invalid YAML: {exc}", problems=[f"{path}: invalid YAML: {exc}"]) from None

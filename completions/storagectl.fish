@@ -1,0 +1,1 @@
+complete --command storagectl --no-files --arguments "(env _STORAGECTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) storagectl)" --condition "env _STORAGECTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) storagectl"

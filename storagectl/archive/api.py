@@ -1,0 +1,92 @@
+"""The contract between the archive layer and the backends that back up into it.
+
+The archive layer (``storagectl.archive``) turns each *object* a backend writes into a streamed,
+compressed, optionally age-encrypted, SHA-256-checksummed object at a destination, and writes
+``manifest.json`` last. Backends only see the two small protocols below: they never know about
+codecs, encryption or where the bytes go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Protocol
+
+
+class ObjectSink(Protocol):
+    """A writable stream for one archive object. Set ``counts`` before the stream closes."""
+
+    counts: dict[str, int]  # e.g. {"rows": 1500000} / {"keys": 10} / {"nodes": 5, "relationships": 7}
+
+    def write(self, data: bytes | bytearray | memoryview) -> int: ...
+
+
+class ArchiveWriter(Protocol):
+    """What a backend writes a backup into. ``create`` may be called from several threads at once."""
+
+    def create(self, name: str) -> AbstractContextManager[ObjectSink]:
+        """A new object ``name`` (e.g. ``data/public.users.copy``); finalized when the block exits.
+
+        If the block raises, the object is discarded and the whole backup fails.
+        """
+        ...
+
+    def set_metadata(self, key: str, value: Any) -> None:
+        """Backend-specific JSON-serializable facts stored in the manifest (``backend.metadata``)."""
+        ...
+
+
+class ArchiveReader(Protocol):
+    """What a backend restores from. Streams are decoded and verified as they are read."""
+
+    metadata: dict[str, Any]  # what the backend stored with set_metadata
+
+    def names(self) -> list[str]:
+        """Object names in the order they were finalized."""
+        ...
+
+    def counts(self, name: str) -> dict[str, int]: ...
+
+    def open(self, name: str) -> AbstractContextManager[BinaryIO]:
+        """The object's original bytes. Reading to EOF verifies size and SHA-256 and raises
+        :class:`storagectl.errors.IntegrityError` on mismatch (and on a corrupt/truncated stream)."""
+        ...
+
+
+@dataclass(frozen=True)
+class BackupOptions:
+    parallel: int = 4
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    parallel: int = 4
+    replace_existing: bool = False  # --yes: the target may be non-empty / keys may be replaced
+
+
+@dataclass
+class ContentSummary:
+    """What a backend holds, for `restore --validate`: counts per unit and optional checksums."""
+
+    counts: dict[str, int] = field(default_factory=dict)  # unit -> rows/keys/nodes...
+    checksums: dict[str, str] = field(default_factory=dict)  # unit -> content checksum (SQL)
+
+    def units(self) -> Iterator[str]:
+        yield from sorted(set(self.counts) | set(self.checksums))
+
+
+class BackupCapable(Protocol):
+    """Implemented by backend kinds that can be backed up and restored."""
+
+    def backup(self, archive: ArchiveWriter, options: BackupOptions) -> None: ...
+
+    def restore(self, archive: ArchiveReader, options: RestoreOptions) -> None: ...
+
+    def is_empty(self) -> bool:
+        """True when a restore would overwrite nothing (no user tables / keys / nodes)."""
+        ...
+
+    def content_summary(self) -> ContentSummary:
+        """Counts (and for SQL per-table content checksums) of what the backend holds now."""
+        ...

@@ -1,0 +1,174 @@
+"""The CLI shell: global options, config commands, help/README/completions kept in step."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+import typer
+
+from storagectl import __version__
+from storagectl.cli.main import app, run
+from storagectl.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+SHELLS = {"bash": "storagectl.bash", "zsh": "_storagectl", "fish": "storagectl.fish"}
+
+
+def all_commands() -> list[tuple[str, object]]:
+    """Every command path ("backup run", "diag", ...) in the assembled app."""
+    root = typer.main.get_command(app)
+    found: list[tuple[str, object]] = []
+
+    def walk(command, path: str) -> None:
+        if hasattr(command, "commands"):
+            for name, sub in command.commands.items():
+                walk(sub, f"{path} {name}".strip())
+        else:
+            found.append((path, command))
+
+    walk(root, "")
+    return found
+
+
+def test_version(cli):
+    result = cli("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"storagectl {__version__}"
+
+
+def test_every_command_has_help_and_a_readme_entry():
+    readme = (ROOT / "README.md").read_text()
+    for path, command in all_commands():
+        assert (command.help or "").strip(), f"`storagectl {path}` has no help text"
+        assert f"storagectl {path}" in readme, f"README has no entry for `storagectl {path}`"
+
+
+@pytest.mark.parametrize("shell", sorted(SHELLS))
+def test_completion_scripts_are_current(shell):
+    from typer._completion_shared import get_completion_script
+
+    expected = get_completion_script(prog_name="storagectl", complete_var="_STORAGECTL_COMPLETE", shell=shell)
+    path = ROOT / "completions" / SHELLS[shell]
+    if os.environ.get("STORAGECTL_REGENERATE_COMPLETIONS"):
+        path.write_text(expected)
+    assert path.read_text() == expected, "run STORAGECTL_REGENERATE_COMPLETIONS=1 pytest tests/test_cli.py"
+
+
+def test_completion_answers_commands(monkeypatch, capsys):
+    monkeypatch.setenv("_STORAGECTL_COMPLETE", "complete_bash")
+    monkeypatch.setenv("COMP_WORDS", "storagectl con")
+    monkeypatch.setenv("COMP_CWORD", "1")
+    with pytest.raises(SystemExit):
+        run([])
+    assert capsys.readouterr().out.split() == ["config"]
+
+
+def test_missing_config(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    result = cli("backends")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: no config file found")
+    assert "Try: storagectl config init" in result.stderr
+    explicit = cli("-c", tmp_path / "nope.yaml", "backends")
+    assert explicit.exit_code == 2 and "nope.yaml does not exist" in explicit.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("backends:\n  a:\n    kind: [sqlite\n", ":4 invalid YAML: while parsing a flow sequence (line 3)"),
+        ("backends:\n  a:\n    kind: sqlite\n    path: a.db\n    pth: b\n", ":5 backends.a.pth: unknown key (did you mean path?)"),
+        ("backends:\n  a:\n    kind: mysql\n", ":3 backends.a.kind: unknown backend kind 'mysql'"),
+        ("backends:\n  a:\n    kind: redis\n    password: ${UNSET_FOR_TEST}\n",
+         ":4 backends.a.password: environment variable UNSET_FOR_TEST is not set"),
+    ],
+    ids=["broken-yaml", "unknown-key", "unknown-kind", "undefined-env-var"],
+)
+def test_invalid_config_exits_2_with_one_line_per_problem(cli, write_config, text, message):
+    path = write_config(text)
+    for command in (["config", "validate"], ["diag"], ["backends"]):
+        result = cli("-c", path, *command)
+        assert result.exit_code == 2
+        first = result.stderr.splitlines()[0]
+        assert first.startswith(f"error: {path}") and message in first
+        assert "Traceback" not in result.stderr
+
+
+def test_debug_shows_the_traceback(write_config):
+    path = write_config("backends:\n  a:\n    kind: mysql\n")
+    with pytest.raises(ConfigError):
+        run(["--debug", "-c", str(path), "config", "validate"])
+
+
+def test_config_validate_ok(cli, write_config):
+    path = write_config("backends:\n  a: {kind: sqlite, path: a.db}\n")
+    result = cli("-c", path, "config", "validate")
+    assert result.exit_code == 0 and "OK (1 backends, 0 destinations, 0 jobs)" in result.stdout
+    assert cli("-c", path, "-o", "json", "config", "validate").json()["valid"] is True
+
+
+def test_config_via_environment_variable(cli, write_config, monkeypatch):
+    path = write_config("backends:\n  a: {kind: sqlite, path: a.db}\n")
+    monkeypatch.setenv("STORAGECTL_CONFIG", str(path))
+    assert cli("config", "validate").exit_code == 0
+
+
+def test_config_show_masks_every_secret(cli, write_config, tmp_path):
+    (tmp_path / "pw").write_text("file-secret-value\n")
+    path = write_config("""\
+        backends:
+          pg: {kind: postgres, url: "postgresql://app:url-secret-value@db:5432/app"}
+          pg2: {kind: postgres, password_file: pw}
+          r: {kind: redis, password: inline-secret-value}
+          s: {kind: s3, bucket: b, access_key_id: AKIAEXAMPLE, secret_access_key: s3-secret-value}
+        """)
+    for output in ("table", "json"):
+        result = cli("-c", path, "-o", output, "config", "show")
+        assert result.exit_code == 0
+        assert not re.search(r"(url|file|inline|s3)-secret-value", result.stdout)
+        assert "***" in result.stdout
+    shown = cli("-c", path, "-o", "json", "config", "show").json()
+    assert shown["backends"]["pg"]["url"] == "postgresql://app:***@db:5432/app"
+    assert shown["backends"]["r"]["password"] == "***"
+    assert shown["backends"]["pg"]["pool"]["max_size"] == 5  # defaults filled in
+
+
+def test_config_init_writes_a_valid_starter_and_refuses_to_overwrite(cli, tmp_path):
+    target = tmp_path / "storagectl.yaml"
+    assert cli("config", "init", target).exit_code == 0
+    assert cli("-c", target, "config", "validate").exit_code == 0
+    again = cli("config", "init", target)
+    assert again.exit_code == 2 and "already exists" in again.stderr and "--force" in again.stderr
+    target.write_text("changed")
+    assert cli("config", "init", "--force", target).exit_code == 0
+    assert "backends:" in target.read_text()
+
+
+def test_backends_table_and_json(cli, write_config):
+    path = write_config("""\
+        backends:
+          lite: {kind: sqlite, path: a.db, description: Local cache}
+          cache: {kind: redis, url: "redis://:pw-value@127.0.0.1:6379/2"}
+        """)
+    table = cli("-c", path, "backends")
+    assert table.exit_code == 0 and "Local cache" in table.stdout and "pw-value" not in table.stdout
+    rows = cli("-c", path, "-o", "json", "backends").json()
+    assert [(r["name"], r["kind"]) for r in rows] == [("lite", "sqlite"), ("cache", "redis")]
+    assert rows[1]["endpoint"] == "redis://:***@127.0.0.1:6379/2"
+
+
+def test_quickstart_diag_runs(cli, tmp_path):
+    from storagectl.config.starter import write_starter_config
+
+    path = write_starter_config(tmp_path / "storagectl.yaml")
+    result = cli("-c", path, "-o", "json", "diag")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert (tmp_path / "storagectl-data" / "app.db").is_file()
+
+
+def test_usage_error_exit_code(cli):
+    result = cli("diag", "--no-such-option")
+    assert result.exit_code == 2 and "No such option" in result.stderr
