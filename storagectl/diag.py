@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from storagectl.errors import AuthenticationFailed, BackendUnavailable, StoragectlError
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from storagectl.backends.base import Backend
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """Monitoring states, ordered by severity. ``exit_code`` follows the Nagios convention."""
 
     OK = "ok"

@@ -80,7 +80,8 @@ def test_missing_config(cli, tmp_path, monkeypatch):
     ("text", "message"),
     [
         ("backends:\n  a:\n    kind: [sqlite\n", ":4 invalid YAML: while parsing a flow sequence (line 3)"),
-        ("backends:\n  a:\n    kind: sqlite\n    path: a.db\n    pth: b\n", ":5 backends.a.pth: unknown key (did you mean path?)"),
+        ("backends:\n  a:\n    kind: sqlite\n    path: a.db\n    pth: b\n",
+         ":5 backends.a.pth: unknown key (did you mean path?)"),
         ("backends:\n  a:\n    kind: mysql\n", ":3 backends.a.kind: unknown backend kind 'mysql'"),
         ("backends:\n  a:\n    kind: redis\n    password: ${UNSET_FOR_TEST}\n",
          ":4 backends.a.password: environment variable UNSET_FOR_TEST is not set"),

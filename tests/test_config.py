@@ -61,7 +61,10 @@ def test_undefined_env_var_names_variable_and_fix():
 
 
 def test_env_interpolation_and_defaults():
-    text = "backends:\n  app:\n    kind: postgres\n    host: ${DB_HOST}\n    port: ${DB_PORT:-6543}\n    password: $${literal}\n"
+    text = (
+        "backends:\n  app:\n    kind: postgres\n    host: ${DB_HOST}\n"
+        "    port: ${DB_PORT:-6543}\n    password: $${literal}\n"
+    )
     config = parse_config(text, Path("c.yaml"), {"DB_HOST": "db1"})
     app = config.backend("app")
     assert (app.host, app.port) == ("db1", 6543)

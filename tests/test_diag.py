@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+
 import pytest
 
 from storagectl.diag import Status, grade
@@ -48,7 +49,8 @@ def test_postgres_figures_are_correct(cli, write_config, pg_database):
     assert report["latency_ms"] > 0
     checks = checks_by_name(report)
     assert checks["database_size"]["value"] == pytest.approx(size, rel=0.05)
-    assert checks["connections_used_pct"]["display"].endswith(f"/{max_conn} ({checks['connections_used_pct']['value']:g}%)")
+    used_pct = checks["connections_used_pct"]["value"]
+    assert checks["connections_used_pct"]["display"].endswith(f"/{max_conn} ({used_pct:g}%)")
     assert set(checks) >= {"cache_hit_ratio", "oldest_transaction_age", "idle_in_transaction", "wraparound_age"}
     assert "timescaledb" not in checks  # extension absent on this server
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from storagectl.backends.base import Backend
 from storagectl.backends.postgres import _human_bytes

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from storagectl.config.types import ByteSize, ConfigPath, Duration, Secret, read_secret_file
+from storagectl.config.types import ConfigPath, Duration, Secret, read_secret_file
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 _NAME = re.compile(NAME_PATTERN)
