@@ -1,0 +1,67 @@
+"""on_success / on_failure hooks: a shell command or a webhook URL, run after a job."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import urllib.request
+from dataclasses import dataclass
+
+from storagectl.redact import redact_text, redact_url
+
+log = logging.getLogger(__name__)
+HOOK_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class HookEvent:
+    job: str
+    status: str  # "success" | "failure"
+    backup_ids: tuple[str, ...] = ()
+    error: str | None = None
+    duration: float = 0.0
+
+    def as_env(self) -> dict[str, str]:
+        return {
+            "STORAGECTL_JOB": self.job, "STORAGECTL_STATUS": self.status,
+            "STORAGECTL_BACKUP_IDS": " ".join(self.backup_ids), "STORAGECTL_ERROR": self.error or "",
+            "STORAGECTL_DURATION": f"{self.duration:.3f}",
+        }
+
+
+def run_hook(target: str, event: HookEvent) -> str | None:
+    """Run one hook; return None on success or a one-line failure reason (never raises):
+    a broken hook must not turn a good backup into a failed one."""
+    try:
+        if target.startswith(("http://", "https://")):
+            _post(target, event)
+        else:
+            _shell(target, event)
+    except Exception as exc:
+        reason = f"hook {_describe(target)} failed: {redact_text(str(exc))}"
+        log.error("%s", reason)
+        return reason
+    return None
+
+
+def _post(url: str, event: HookEvent) -> None:
+    body = json.dumps({"job": event.job, "status": event.status, "backup_ids": list(event.backup_ids),
+                       "error": event.error, "duration": event.duration}).encode()
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json", "User-Agent": "storagectl"})
+    with urllib.request.urlopen(request, timeout=HOOK_TIMEOUT) as response:  # noqa: S310 - URL from config
+        response.read()
+
+
+def _shell(command: str, event: HookEvent) -> None:
+    completed = subprocess.run(command, shell=True, env={**os.environ, **event.as_env()},  # noqa: S602
+                               capture_output=True, text=True, timeout=HOOK_TIMEOUT)
+    if completed.returncode != 0:
+        tail = (completed.stderr or completed.stdout).strip().splitlines()[-1:] or [""]
+        raise RuntimeError(f"exit {completed.returncode}: {tail[0]}")
+
+
+def _describe(target: str) -> str:
+    return redact_url(target) if "://" in target else repr(target.split()[0] if target.split() else target)
