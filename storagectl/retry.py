@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -9,6 +10,7 @@ from storagectl.config.models import RetrySettings
 from storagectl.errors import BackendUnavailable
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def call_with_retry(
@@ -27,5 +29,12 @@ def call_with_retry(
         wait=wait_exponential(multiplier=settings.initial, min=settings.initial, max=settings.max),
         retry=retry_if_exception_type(transient),
         reraise=True,
+        before_sleep=_log_retry,
     )
     return retrying(action)
+
+
+def _log_retry(state) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    log.info("attempt %d failed (%s); retrying in %.2fs", state.attempt_number, error,
+                state.next_action.sleep if state.next_action else 0.0)
