@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from storagectl.diag import Status, grade
-from tests.fakes.servers import PostgresAuthRejectingServer, SilentServer
+from tests.fakes.servers import DownHost, PostgresAuthRejectingServer, SilentServer
 
 NO_RETRY = "retry: {attempts: 1}\n"
 
@@ -214,6 +214,24 @@ def test_hung_host_times_out(cli, write_config, kind):
         result = cli("-c", path, "-o", "json", "diag", "--timeout", "1")
     assert result.exit_code == 3
     assert "no answer within 1s" in only_backend(result)["error"]
+
+
+@pytest.mark.parametrize("kind", ["postgres", "redis"])
+def test_host_down_times_out_with_the_connect_timeout(cli, write_config, kind):
+    with DownHost() as host:
+        path = write_config(f"""\
+            backends:
+              gone:
+                kind: {kind}
+                host: 127.0.0.1
+                port: {host.port}
+                retry: {{attempts: 1}}
+                timeouts: {{connect: 2s}}
+            """)
+        result = cli("-c", path, "-o", "json", "diag", "--timeout", "20")
+    report = only_backend(result)
+    assert result.exit_code == 3 and report["status"] == "unknown" and not report["reachable"]
+    assert report["error"].endswith("timed out after 2s")
 
 
 def test_connect_timeout_reported_as_timeout(cli, write_config):

@@ -1,6 +1,8 @@
 """Tiny loopback servers for failure cases the real services cannot produce on demand.
 
-- SilentServer accepts TCP connections and never answers: a hung host, for timeout tests.
+- SilentServer accepts TCP connections and never answers: a hung server, for timeout tests.
+- DownHost never completes a TCP handshake (its accept queue is full, so SYNs are dropped), which
+  is what a client sees when the host is down or firewalled.
 - PostgresAuthRejectingServer speaks just enough of the PostgreSQL protocol to ask for a password
   and reject it with SQLSTATE 28P01, as a server with password auth does (the local test server
   uses trust auth, which accepts any password).
@@ -50,6 +52,20 @@ class _LoopbackServer:
 
 class SilentServer(_LoopbackServer):
     pass
+
+
+class DownHost:
+    def __enter__(self):
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(0)
+        self.port = self._sock.getsockname()[1]
+        self._filler = socket.create_connection(("127.0.0.1", self.port), timeout=1)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._filler.close()
+        self._sock.close()
 
 
 class PostgresAuthRejectingServer(_LoopbackServer):
