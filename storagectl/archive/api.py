@@ -90,3 +90,37 @@ class BackupCapable(Protocol):
     def content_summary(self) -> ContentSummary:
         """Counts (and for SQL per-table content checksums) of what the backend holds now."""
         ...
+
+
+# -- additions (archive layer) -----------------------------------------------------------------
+SUMMARY_METADATA_KEY = "content_summary"
+
+
+def record_summary(archive: ArchiveWriter, summary: ContentSummary) -> None:
+    """Store what the backend held *in the backed-up snapshot*, for ``restore --validate``.
+
+    Backends call this inside :meth:`BackupCapable.backup`, computed from the same snapshot they
+    archive (not from the live data afterwards), so a restore can be compared with it.
+    """
+    archive.set_metadata(SUMMARY_METADATA_KEY, {"counts": dict(summary.counts),
+                                                "checksums": dict(summary.checksums)})
+
+
+def recorded_summary(metadata: dict[str, Any]) -> ContentSummary | None:
+    """The summary a backend recorded with :func:`record_summary`, if it did."""
+    data = metadata.get(SUMMARY_METADATA_KEY)
+    if not isinstance(data, dict):
+        return None
+    return ContentSummary(counts=dict(data.get("counts") or {}), checksums=dict(data.get("checksums") or {}))
+
+
+@dataclass
+class RestoreOutcome:
+    """What :meth:`BackupCapable.restore` may return (returning None means "nothing to add").
+
+    ``skipped`` counts units' items deliberately not restored (e.g. Redis keys whose absolute
+    expiry passed between backup and restore); validation expects that many fewer.
+    """
+
+    skipped: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import model_validator
@@ -13,6 +13,9 @@ from storagectl.config.types import ConfigPath
 from storagectl.diag import Check, CheckSpec
 from storagectl.errors import AuthenticationFailed, NotFound, StoragectlError
 from storagectl.redact import redact_url
+
+if TYPE_CHECKING:
+    from storagectl.archive.api import ArchiveReader, ArchiveWriter, BackupOptions, ContentSummary, RestoreOptions
 
 GiB = 1024**3
 
@@ -184,6 +187,29 @@ class PostgresBackend(Backend):
             return []
         return [self.info("timescaledb", version)]
 
+    # -- backup and restore (BackupCapable; the engine is storagectl.backends.pg_archive) ----------
+    archive_family = "postgres"  # timescaledb backends read and write the same archives
+
+    def backup(self, archive: ArchiveWriter, options: BackupOptions) -> None:
+        from storagectl.backends import pg_archive
+
+        pg_archive.backup(self, archive, options)
+
+    def restore(self, archive: ArchiveReader, options: RestoreOptions) -> None:
+        from storagectl.backends import pg_archive
+
+        pg_archive.restore(self, archive, options)
+
+    def is_empty(self) -> bool:
+        from storagectl.backends import pg_archive
+
+        return pg_archive.is_empty(self)
+
+    def content_summary(self) -> ContentSummary:
+        from storagectl.backends import pg_archive
+
+        return pg_archive.content_summary(self)
+
 
 def timescaledb_version(connection: Any) -> str | None:
     """The installed TimescaleDB extension version in this database, or None."""
@@ -199,3 +225,4 @@ def _human_bytes(size: float) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size} B"
+

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+import struct
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from typing import Any, BinaryIO, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 
+from storagectl.archive.api import ContentSummary, RestoreOutcome, record_summary
 from storagectl.backends.base import Backend, classify_connection_error
 from storagectl.backends.postgres import _human_bytes
 from storagectl.config.models import BackendSettings, PasswordMixin
 from storagectl.diag import Check, CheckSpec, Status
-from storagectl.errors import AuthenticationFailed, StoragectlError
+from storagectl.errors import (
+    AuthenticationFailed,
+    BackendUnavailable,
+    IntegrityError,
+    OperationFailed,
+    StoragectlError,
+    UsageError,
+)
 from storagectl.redact import redact_url
 
 REDIS_CHECKS = {
@@ -169,3 +180,167 @@ class RedisBackend(Backend):
         failed = rdb != "ok" or aof not in ("ok", "off")
         return Check("persistence", Status.CRITICAL if failed else Status.OK, {"rdb": rdb, "aof": aof},
                      f"rdb {rdb}, aof {aof}", "last background save or AOF write failed" if failed else "")
+
+    # -- backup / restore (storagectl.archive.api.BackupCapable) -----------------------------
+    # Each db is one object of records (see docs/FORMAT.md): SCAN, then DUMP + PTTL pipelined per
+    # batch with the server's TIME, so expiries are stored as absolute server-clock milliseconds.
+    def selected_databases(self) -> list[int]:
+        if self.settings.databases:
+            return list(self.settings.databases)
+        if self.settings.url:
+            path = urlsplit(self.settings.url).path.strip("/")
+            return [int(path)] if path.isdigit() else [0]
+        return [self.settings.db]
+
+    def backup(self, archive: Any, options: Any) -> None:
+        databases = self.selected_databases()
+        counts = {}
+        for db in databases:
+            counts[_unit(db, databases)] = self._guarded("backup", lambda db=db: self._backup_db(archive, db))
+        archive.set_metadata("databases", databases)
+        record_summary(archive, ContentSummary(counts=counts))
+
+    def _backup_db(self, archive: Any, db: int) -> int:
+        client = self.client(db=db)
+        try:
+            with archive.create(f"db{db}.records") as sink:
+                sink.write(RECORDS_MAGIC)
+                written = sum(_dump_batch(client, batch, sink) for batch in _batches(client.scan_iter(count=1000)))
+                sink.counts = {"keys": written}
+            return written
+        finally:
+            client.close()
+
+    def restore(self, archive: Any, options: Any) -> RestoreOutcome:
+        mapping = self._db_mapping(list(archive.metadata.get("databases") or []))
+        targets = list(mapping.values())
+        outcome = RestoreOutcome()
+        for source, target in mapping.items():
+            outcome.skipped[_unit(target, targets)] = self._guarded("restore", lambda s=source, t=target: (
+                self._restore_db(archive, f"db{s}.records", t, options.replace_existing)))
+        return outcome
+
+    def _db_mapping(self, sources: list[int]) -> dict[int, int]:
+        """Source db -> target db: a single db goes to the target's db, several keep their numbers."""
+        targets = self.selected_databases()
+        if len(sources) == 1 and len(targets) == 1:
+            return {sources[0]: targets[0]}
+        missing = sorted(set(sources) - set(targets))
+        if missing:
+            raise UsageError(f"{self.label}: the backup holds dbs {sources}; the target selects {targets}",
+                             hint="Try: set `databases` of the target backend to the same dbs")
+        return {db: db for db in sources}
+
+    def _restore_db(self, archive: Any, name: str, db: int, replace: bool) -> int:
+        client = self.client(db=db)
+        skipped = 0
+        try:
+            with archive.open(name) as stream:
+                if _read_exact(stream, len(RECORDS_MAGIC)) != RECORDS_MAGIC:
+                    raise IntegrityError(f"{name}: not a storagectl Redis records stream")
+                for batch in _batches(_records(stream, name)):
+                    skipped += _restore_batch(client, batch, replace)
+        finally:
+            client.close()
+        return skipped
+
+    def _guarded(self, what: str, call: Any) -> Any:
+        import redis
+
+        try:
+            return call()
+        except redis.ResponseError as exc:
+            hint = "Try: --yes to replace existing keys" if "BUSYKEY" in str(exc) else None
+            raise OperationFailed(f"{self.label}: {what} failed: {self.redact(str(exc))}", hint=hint) from exc
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"{self.label}: {what} failed, connection lost: {self.redact(str(exc))}",
+                                     hint=f"Try: storagectl diag --backend {self.name}") from exc
+
+    def is_empty(self) -> bool:
+        return all(count == 0 for count in self.content_summary().counts.values())
+
+    def content_summary(self) -> ContentSummary:
+        databases = self.selected_databases()
+        counts = {}
+        for db in databases:
+            client = self.client(db=db)
+            try:
+                counts[_unit(db, databases)] = self._guarded("count keys", client.dbsize)
+            finally:
+                client.close()
+        return ContentSummary(counts=counts)
+
+
+RECORDS_MAGIC = b"STCTLRD1"
+_RECORD_HEADER = struct.Struct(">IIq")  # key length, payload length, absolute expiry in ms (0 = none)
+BATCH_KEYS = 1000
+
+
+def _unit(db: int, databases: list[int]) -> str:
+    """Validation unit: "keys" for a single db (so it may be restored into another db), else "dbN"."""
+    return "keys" if len(databases) == 1 else f"db{db}"
+
+
+def _batches(items: Iterable[Any], size: int = BATCH_KEYS) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _server_ms(seconds_micros: tuple[int, int]) -> int:
+    seconds, micros = seconds_micros
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def _dump_batch(client: Any, keys: list[bytes], sink: Any) -> int:
+    pipe = client.pipeline(transaction=False)
+    pipe.time()
+    for key in dict.fromkeys(keys):
+        pipe.dump(key)
+        pipe.pttl(key)
+    replies = pipe.execute()
+    now = _server_ms(replies[0])
+    written = 0
+    for key, payload, ttl in zip(dict.fromkeys(keys), replies[1::2], replies[2::2], strict=True):
+        if payload is None or ttl == -2:  # deleted or expired since SCAN saw it
+            continue
+        expire_at = 0 if ttl < 0 else now + ttl
+        sink.write(_RECORD_HEADER.pack(len(key), len(payload), expire_at) + key + payload)
+        written += 1
+    return written
+
+
+def _read_exact(stream: BinaryIO, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = stream.read(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
+def _records(stream: BinaryIO, name: str) -> Iterator[tuple[bytes, bytes, int]]:
+    while header := _read_exact(stream, _RECORD_HEADER.size):
+        if len(header) < _RECORD_HEADER.size:
+            raise IntegrityError(f"{name}: truncated record header")
+        key_length, payload_length, expire_at = _RECORD_HEADER.unpack(header)
+        body = _read_exact(stream, key_length + payload_length)
+        if len(body) < key_length + payload_length:
+            raise IntegrityError(f"{name}: truncated record")
+        yield body[:key_length], body[key_length:], expire_at
+
+
+def _restore_batch(client: Any, records: list[tuple[bytes, bytes, int]], replace: bool) -> int:
+    """RESTORE a batch with the remaining TTL; keys whose absolute expiry has passed are skipped."""
+    now = _server_ms(client.time())
+    pipe = client.pipeline(transaction=False)
+    skipped = 0
+    for key, payload, expire_at in records:
+        remaining = expire_at - now if expire_at else 0
+        if expire_at and remaining <= 0:
+            skipped += 1
+            continue
+        pipe.restore(key, remaining, payload, replace=replace)
+    pipe.execute()
+    return skipped

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from storagectl import __version__
-from storagectl.cli import backends_cmd, config_cmd, diag_cmd
+from storagectl.cli import backends_cmd, backup_cmd, config_cmd, diag_cmd, migrate_cmd, restore_cmd
 from storagectl.cli.state import AppState, OutputFormat
 
 app = typer.Typer(
@@ -22,8 +22,11 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(migrate_cmd.app, name="migrate")
 app.command("backends")(backends_cmd.backends)
 app.command("diag")(diag_cmd.diag)
+app.add_typer(backup_cmd.app, name="backup")
+app.command("restore")(restore_cmd.restore)
 
 
 def _print_version(value: bool) -> None:

@@ -1,4 +1,8 @@
-"""The destination registry: where backups are stored, one module per kind."""
+"""The destination registry: where backups are stored, one module per kind.
+
+Each kind is a class implementing :class:`storagectl.destinations.base.Destination`, registered
+under its YAML ``kind``; nothing outside this module branches on the kind.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from difflib import get_close_matches
 from importlib import import_module
 from typing import Any
 
+from storagectl.destinations.base import Destination, StoredObject
 from storagectl.errors import ConfigError
 
 BUILTIN_KINDS: dict[str, str] = {
@@ -23,3 +28,11 @@ def destination_class(kind: str) -> Any:
         )
     module_name, _, attribute = BUILTIN_KINDS[kind].partition(":")
     return getattr(import_module(module_name), attribute)
+
+
+def open_destination(name: str, settings: Any) -> Destination:
+    """The destination ``name`` built from its validated settings."""
+    return destination_class(settings.kind)(name, settings)
+
+
+__all__ = ["Destination", "StoredObject", "destination_class", "open_destination"]

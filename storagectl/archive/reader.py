@@ -1,0 +1,105 @@
+"""StoredArchive: the :class:`~storagectl.archive.api.ArchiveReader` a backend restores from."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from storagectl.archive.codec import BATCH, DecodedObject
+from storagectl.archive.manifest import BackupManifest
+from storagectl.archive.progress import ProgressCallback, ProgressEvent, no_progress
+from storagectl.destinations.base import Destination
+from storagectl.errors import IntegrityError, NotFound, UsageError
+
+
+class StoredArchive:
+    """A backup's objects, decoded and verified as they are read. Safe to use from several threads."""
+
+    def __init__(self, destination: Destination, manifest: BackupManifest, identities: list[Any] | None = None,
+                 *, action: str = "restore", progress: ProgressCallback = no_progress) -> None:
+        self.destination = destination
+        self.manifest = manifest
+        self.identities = identities or []
+        self.metadata: dict[str, Any] = dict(manifest.backend.get("metadata") or {})
+        self.action = action
+        self.progress = progress
+        if manifest.encryption and not self.identities:
+            raise UsageError(f"backup {manifest.id} is encrypted; an age identity is needed to read it",
+                             hint="Try: --identity FILE, or encryption.identity_file in the job")
+
+    def names(self) -> list[str]:
+        return [entry.name for entry in self.manifest.objects]
+
+    def counts(self, name: str) -> dict[str, int]:
+        return dict(self.manifest.object(name).counts)
+
+    def label(self, name: str) -> str:
+        return f"backup {self.manifest.id}: object {name!r}"
+
+    @contextlib.contextmanager
+    def open(self, name: str) -> Iterator[BinaryIO]:
+        try:
+            entry = self.manifest.object(name)
+        except KeyError:
+            raise NotFound(f"backup {self.manifest.id} has no object {name!r}") from None
+        label = self.label(name)
+        with self._stored(entry.key, label) as source:
+            stream = DecodedObject(source, entry, self.identities, label)
+            self.progress(ProgressEvent(self.action, "start", name, 0, entry.raw_size))
+            try:
+                yield _Reporting(stream, lambda done: self.progress(
+                    ProgressEvent(self.action, "advance", name, done, entry.raw_size)))
+            finally:
+                stream.close()
+        self.progress(ProgressEvent(self.action, "finish", name, entry.raw_size, entry.raw_size))
+
+    @contextlib.contextmanager
+    def _stored(self, key: str, label: str) -> Iterator[Any]:
+        try:
+            with self.destination.open_read(key) as source:
+                yield source
+        except NotFound as exc:
+            raise IntegrityError(f"{label}: missing from the destination ({key})",
+                                 hint="Try: restore an older backup; this one is incomplete") from exc
+
+    def verify(self, name: str) -> int:
+        """Read object ``name`` to the end, which checks size, SHA-256 and decoding; its raw size."""
+        with self.open(name) as stream:
+            total = 0
+            while chunk := stream.read(BATCH):
+                total += len(chunk)
+        return total
+
+
+class _Reporting:
+    """A read-only stream that reports progress at most once per MiB."""
+
+    def __init__(self, stream: DecodedObject, report: Any) -> None:
+        self.stream = stream
+        self.report = report
+        self.done = 0
+        self.reported = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size) if size is not None and size >= 0 else self.stream.readall()
+        self._count(len(data))
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        count = self.stream.readinto(buffer)
+        self._count(count)
+        return count
+
+    def readable(self) -> bool:
+        return True
+
+    def _count(self, count: int) -> None:
+        self.done += count
+        if self.done - self.reported >= BATCH:
+            self.reported = self.done
+            self.report(self.done)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.read(BATCH):
+            yield chunk

@@ -1,0 +1,450 @@
+"""PostgreSQL backup and restore through the archive contract (:mod:`storagectl.archive.api`).
+
+Backup: one REPEATABLE READ transaction exports a snapshot; ``pg_dump --snapshot`` writes the
+schema (pre-data and post-data sections, plain SQL) and worker connections that imported the same
+snapshot stream every table with ``COPY ... TO STDOUT`` (text format), largest first, in parallel.
+Each table is one archive object; the manifest metadata records per table its row count and an
+order-independent content checksum, and every sequence's ``last_value``/``is_called``.
+
+Restore (into an empty database unless ``replace_existing``): pre-data in one transaction, data
+with ``COPY ... FROM STDIN`` in parallel, sequences, then post-data (indexes, constraints,
+triggers, and pg_dump's own ``REFRESH MATERIALIZED VIEW`` in dependency order). If any step after
+pre-data fails, everything the restore created is dropped again: the target is left empty.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from hashlib import blake2b
+from typing import TYPE_CHECKING, Any
+
+from storagectl.archive.api import (
+    ArchiveReader,
+    ArchiveWriter,
+    BackupOptions,
+    ContentSummary,
+    RestoreOptions,
+    record_summary,
+)
+from storagectl.backends import pg_schema
+from storagectl.backends.pg_tools import PgDump
+from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, StoragectlError
+
+if TYPE_CHECKING:
+    from storagectl.backends.postgres import PostgresBackend
+
+FORMAT_VERSION = 1
+FLUSH_BYTES = 1 << 20  # COPY rows are gathered into ~1 MiB writes: one archive call per MiB, not per row
+READ_BYTES = 1 << 20
+PRE_DATA = "schema/pre-data.sql"
+POST_DATA = "schema/post-data.sql"
+# Fixed output settings so COPY text is identical for backup, restore and content_summary().
+SESSION_SETTINGS = (
+    "SET DateStyle = ISO; SET IntervalStyle = postgres; SET TimeZone = 'UTC'; "
+    "SET extra_float_digits = 3; SET bytea_output = hex; SET statement_timeout = 0"
+)
+
+
+def row_hash(row: bytes | memoryview) -> int:
+    return int.from_bytes(blake2b(row, digest_size=8).digest(), "little")
+
+
+@dataclass(frozen=True)
+class TableCopy:
+    """What the backup recorded for one table (stored in the manifest metadata)."""
+
+    schema: str
+    name: str
+    object: str
+    rows: int
+    checksum: str
+
+    @property
+    def unit(self) -> str:
+        return pg_schema.qualified(self.schema, self.name)
+
+
+# -- backup -------------------------------------------------------------------------------------
+def backup(backend: PostgresBackend, archive: ArchiveWriter, options: BackupOptions) -> None:
+    pg_dump = PgDump.find()
+    with backend.connect() as holder:
+        _prepare_session(holder)
+        holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        snapshot = holder.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        facts = pg_schema.server_facts(holder)
+        pg_dump.check_server(facts["server_version_num"], facts["server_version"])
+        pg_schema.refuse_large_objects(holder, backend.label)
+        tables = pg_schema.list_tables(holder)
+        sequences = pg_schema.read_sequences(holder)
+        schema_job = _schema_dump_job(backend, pg_dump, snapshot, archive)
+        copies = _copy_tables_out(backend, holder, snapshot, tables, options, archive, schema_job)
+        holder.execute("COMMIT")
+    for key, value in facts.items():
+        archive.set_metadata(key, value)
+    archive.set_metadata("format", FORMAT_VERSION)
+    archive.set_metadata("copy_format", "text")
+    archive.set_metadata("pg_dump_version", pg_dump.version)
+    archive.set_metadata("tables", [asdict(copy) for copy in copies])
+    archive.set_metadata("sequences", sequences)
+    record_summary(archive, expected_summary({"tables": [asdict(copy) for copy in copies]}))
+
+
+def _schema_dump_job(backend: PostgresBackend, pg_dump: PgDump, snapshot: str,
+                     archive: ArchiveWriter) -> Callable[[], None]:
+    def dump_schema() -> None:
+        for section, name in (("pre-data", PRE_DATA), ("post-data", POST_DATA)):
+            with archive.create(name) as sink:
+                pg_dump.dump_section(backend, section, snapshot, sink.write)
+    return dump_schema
+
+
+def _copy_tables_out(backend: PostgresBackend, holder: Any, snapshot: str, tables: list[pg_schema.Table],
+                     options: BackupOptions, archive: ArchiveWriter, schema_job: Callable[[], None]
+                     ) -> list[TableCopy]:
+    """Schema dump first, then tables largest first; the holder connection copies too."""
+    names = object_names(tables)
+    results: list[TableCopy] = []
+
+    def copy_one(conn: Any, table: pg_schema.Table) -> None:
+        with archive.create(names[table]) as sink:
+            rows, checksum = copy_out(backend, conn, table, sink.write)
+            sink.counts = {"rows": rows}
+        results.append(TableCopy(table.schema, table.name, names[table], rows, f"{checksum:016x}"))
+
+    jobs: list[Any] = [schema_job, *sorted(tables, key=lambda t: t.size, reverse=True)]
+    workers = max(1, min(options.parallel, backend.settings.pool.max_size - 1, len(jobs)))
+    run_jobs(jobs, workers, lambda: _snapshot_connection(backend, snapshot), holder,
+             lambda conn, job: job() if callable(job) else copy_one(conn, job))
+    return sorted(results, key=lambda copy: (copy.schema, copy.name))
+
+
+def object_names(tables: list[pg_schema.Table]) -> dict[pg_schema.Table, str]:
+    """Readable, filesystem- and S3-safe object names; the exact table names live in metadata."""
+    ordered = sorted(tables, key=lambda t: (t.schema, t.name))
+    return {table: f"data/{index:05d}-{_slug(table.schema)}.{_slug(table.name)}.copy"
+            for index, table in enumerate(ordered, start=1)}
+
+
+def _slug(identifier: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", identifier)[:40] or "_"
+
+
+@contextmanager
+def _snapshot_connection(backend: PostgresBackend, snapshot: str) -> Iterator[Any]:
+    with backend.connect() as conn:
+        _prepare_session(conn)
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+        yield conn
+        conn.execute("COMMIT")
+
+
+def _prepare_session(conn: Any, encoding: str | None = None) -> None:
+    conn.execute(SESSION_SETTINGS)
+    conn.execute("SELECT set_config('client_encoding', %s, false)",
+                 [encoding or conn.execute("SHOW server_encoding").fetchone()[0]])
+
+
+def copy_out(backend: PostgresBackend, conn: Any, table: pg_schema.Table,
+             write: Callable[[bytes], Any]) -> tuple[int, int]:
+    """Stream one table as COPY text to ``write``; returns (rows, checksum).
+
+    Text COPY delivers exactly one row per chunk, so the checksum is a sum of per-row hashes
+    (mod 2**64): independent of row order, computed on the stream without holding the table.
+    """
+    rows = total = 0
+    buffer = bytearray()
+    with _copy_errors(backend, table.unit), conn.cursor() as cursor, cursor.copy(table.copy_out_sql()) as copy:
+        for row in copy:
+            total += row_hash(row)
+            rows += 1
+            buffer += row
+            if len(buffer) >= FLUSH_BYTES:
+                write(buffer)
+                buffer = bytearray()
+    if buffer:
+        write(buffer)
+    return rows, total % 2**64
+
+
+@contextmanager
+def _copy_errors(backend: PostgresBackend, what: str) -> Iterator[None]:
+    """psycopg errors during COPY as one-line storagectl errors, secrets redacted."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        raise BackendUnavailable(
+            f"{backend.label}: connection lost while copying {what}: {_first_line(backend, exc)}",
+            hint="Try: check the server log and that the server is up, then rerun",
+        ) from exc
+    except psycopg.Error as exc:
+        raise OperationFailed(
+            f"{backend.label}: copying {what} failed: {_first_line(backend, exc)}",
+            hint="Try: check the server log for details",
+        ) from exc
+
+
+def _first_line(backend: PostgresBackend, exc: BaseException) -> str:
+    text = backend.redact(str(exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# -- parallel runner ------------------------------------------------------------------------------
+def run_jobs(jobs: list[Any], workers: int, open_connection: Callable[[], Any], first_connection: Any,
+             run: Callable[[Any, Any], None]) -> None:
+    """Run ``run(conn, job)`` for every job on ``workers`` threads, each with its own connection.
+
+    ``first_connection`` (already open, owned by the caller) serves one thread; the others open
+    theirs lazily via ``open_connection``. The first failure stops the others taking new jobs and
+    is re-raised.
+    """
+    pending: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    for job in jobs:
+        pending.put(job)
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def drain(conn: Any) -> None:
+        while not stop.is_set():
+            try:
+                job = pending.get_nowait()
+            except queue.Empty:
+                return
+            run(conn, job)
+
+    def worker(index: int) -> None:
+        try:
+            if index == 0:
+                drain(first_connection)
+            elif not pending.empty():
+                with open_connection() as conn:
+                    drain(conn)
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+            failures.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=worker, args=(i,), name=f"pg-worker-{i}") for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise _most_telling(failures)
+
+
+def _most_telling(failures: list[BaseException]) -> BaseException:
+    """Prefer a StoragectlError (one clear line) over secondary failures in other threads."""
+    for failure in failures:
+        if isinstance(failure, StoragectlError):
+            return failure
+    return failures[0]
+
+
+# -- content summary --------------------------------------------------------------------------------
+def content_summary(backend: PostgresBackend, parallel: int = 4) -> ContentSummary:
+    """Row counts and content checksums of every table now, computed exactly as backup does."""
+    summary = ContentSummary()
+    lock = threading.Lock()
+
+    def summarize(conn: Any, table: pg_schema.Table) -> None:
+        rows, checksum = copy_out(backend, conn, table, lambda data: None)
+        with lock:
+            summary.counts[table.unit] = rows
+            summary.checksums[table.unit] = f"{checksum:016x}"
+
+    with backend.connect() as holder:
+        _prepare_session(holder)
+        holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        snapshot = holder.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        tables = sorted(pg_schema.list_tables(holder), key=lambda t: t.size, reverse=True)
+        workers = max(1, min(parallel, backend.settings.pool.max_size, len(tables)))
+        run_jobs(tables, workers, lambda: _snapshot_connection(backend, snapshot), holder, summarize)
+        holder.execute("COMMIT")
+    return summary
+
+
+def expected_summary(metadata: dict[str, Any]) -> ContentSummary:
+    """What the backup recorded, in the same shape as :func:`content_summary`."""
+    summary = ContentSummary()
+    for entry in metadata.get("tables", []):
+        copy = TableCopy(**entry)
+        summary.counts[copy.unit] = copy.rows
+        summary.checksums[copy.unit] = copy.checksum
+    return summary
+
+
+def is_empty(backend: PostgresBackend) -> bool:
+    with backend.connect() as conn:
+        return not pg_schema.user_relations(conn)
+
+
+# -- restore ------------------------------------------------------------------------------------------
+def restore(backend: PostgresBackend, archive: ArchiveReader, options: RestoreOptions) -> None:
+    """Pre-data, data, sequences, post-data. Empty target only, unless ``replace_existing``."""
+    from storagectl.backends import timescaledb
+
+    copies = tables_of(archive)
+    pre_data, post_data = _schema_sql(archive, PRE_DATA), _schema_sql(archive, POST_DATA)
+    timescale = archive.metadata.get("timescaledb")
+    with backend.connect() as conn:
+        _refuse_non_empty(backend, conn, options)
+        _prepare_session(conn, archive.metadata.get("encoding"))
+        with _annotate_failure("the target database is unchanged"), conn.transaction():
+            if options.replace_existing:
+                pg_schema.drop_user_objects(conn)
+            if timescale:
+                timescaledb.prepare_restore(conn, timescale)
+            _run_schema_sql(backend, conn, pre_data, "pre-data")
+        with _undo_on_failure(conn, timescale):
+            _copy_tables_in(backend, conn, archive, copies, options)
+            with conn.transaction():
+                pg_schema.set_sequences(conn, archive.metadata.get("sequences", []))
+                _run_schema_sql(backend, conn, post_data, "post-data")
+            if timescale:
+                timescaledb.finish_restore(conn)
+
+
+def _refuse_non_empty(backend: PostgresBackend, conn: Any, options: RestoreOptions) -> None:
+    existing = pg_schema.user_relations(conn)
+    if existing and not options.replace_existing:
+        schema, name = existing[0]
+        raise OperationFailed(
+            f"{backend.label}: the target database is not empty ({len(existing)} relations, e.g. "
+            f"{pg_schema.qualified(schema, name)}); nothing was restored",
+            hint="Try: restore into an empty database, or pass --yes to replace its contents",
+        )
+
+
+@contextmanager
+def _undo_on_failure(conn: Any, timescale: str | None) -> Iterator[None]:
+    """A failed pre-data transaction rolls back; a failure after it drops what the restore created,
+    so the target is left empty rather than half-restored, and the error message says which."""
+    try:
+        yield
+    except BaseException as exc:
+        emptied = _try_empty(conn, timescale)
+        _add_state(exc, "the target database was left empty" if emptied else
+                   "the target database could not be emptied and holds a partial restore: drop and recreate it")
+        raise
+
+
+@contextmanager
+def _annotate_failure(state: str) -> Iterator[None]:
+    try:
+        yield
+    except BaseException as exc:
+        _add_state(exc, state)
+        raise
+
+
+def _add_state(exc: BaseException, state: str) -> None:
+    """Say in the one-line message what state the target was left in."""
+    if isinstance(exc, StoragectlError):
+        exc.message = f"{exc.message} ({state})"
+        exc.args = (exc.message,)
+
+
+def _try_empty(conn: Any, timescale: str | None) -> bool:
+    import psycopg
+
+    from storagectl.backends import timescaledb
+
+    try:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
+        if timescale:
+            timescaledb.finish_restore(conn)
+        with conn.transaction():
+            pg_schema.drop_user_objects(conn)
+        return True
+    except psycopg.Error:
+        return False
+
+
+def _schema_sql(archive: ArchiveReader, name: str) -> str:
+    text = read_object(archive, name).decode("utf-8")
+    return strip_psql_restrict(text)
+
+
+def strip_psql_restrict(sql_text: str) -> str:
+    r"""Drop pg_dump's ``\restrict``/``\unrestrict`` psql guard lines (PostgreSQL 15.14+, 16.10+, 17.6+).
+
+    They only stop psql from running meta-commands; the SQL goes to the server directly, where
+    no meta-command is ever interpreted.
+    """
+    return re.sub(r"^\\(un)?restrict [A-Za-z0-9]+[ \t]*$", "", sql_text, flags=re.MULTILINE)
+
+
+def _run_schema_sql(backend: PostgresBackend, conn: Any, sql_text: str, section: str) -> None:
+    import psycopg
+
+    try:
+        conn.execute(sql_text.encode("utf-8"))  # no parameters: one simple-protocol multi-statement query
+    except psycopg.Error as exc:
+        raise OperationFailed(f"{backend.label}: restoring the {section} schema failed: "
+                              f"{_first_line(backend, exc)}",
+                              hint="Try: check that the roles and extensions the backup uses exist") from exc
+    finally:
+        conn.execute("SELECT pg_catalog.set_config('search_path', '', false)")
+
+
+def _copy_tables_in(backend: PostgresBackend, conn: Any, archive: ArchiveReader, copies: list[TableCopy],
+                    options: RestoreOptions) -> None:
+    sizes = {name: archive.counts(name).get("rows", 0) for name in archive.names()}
+    jobs = sorted(copies, key=lambda copy: sizes.get(copy.object, 0), reverse=True)
+    workers = max(1, min(options.parallel, backend.settings.pool.max_size, len(jobs)))
+    if archive.metadata.get("timescaledb"):
+        workers = 1  # Timescale documents restore as one serial session between pre/post_restore
+    encoding = archive.metadata.get("encoding")
+    run_jobs(jobs, workers, lambda: _restore_connection(backend, encoding), conn,
+             lambda c, copy: copy_in(backend, c, archive, copy))
+
+
+@contextmanager
+def _restore_connection(backend: PostgresBackend, encoding: str | None) -> Iterator[Any]:
+    with backend.connect() as conn:
+        _prepare_session(conn, encoding)
+        yield conn
+
+
+def copy_in(backend: PostgresBackend, conn: Any, archive: ArchiveReader, copy: TableCopy) -> None:
+    """One table's COPY data into the (empty, just created) table, in its own transaction."""
+    with _copy_errors(backend, copy.unit), conn.transaction(), conn.cursor() as cursor:
+        with archive.open(copy.object) as stream, cursor.copy(f"COPY {copy.unit} FROM STDIN") as sink:
+            while chunk := stream.read(READ_BYTES):
+                sink.write(chunk)
+        loaded = cursor.rowcount
+    if loaded != copy.rows:
+        raise IntegrityError(f"{copy.unit}: restored {loaded} rows, the backup recorded {copy.rows}",
+                             hint="Try: storagectl backup verify ID")
+
+
+def read_object(archive: ArchiveReader, name: str) -> bytes:
+    """A schema object in full (pre/post-data SQL: the size of the schema, not of the data)."""
+    if name not in archive.names():
+        raise IntegrityError(f"archive object {name} is missing", hint="Try: storagectl backup verify ID")
+    with archive.open(name) as stream:
+        return stream.read()
+
+
+def tables_of(archive: ArchiveReader) -> list[TableCopy]:
+    metadata = archive.metadata
+    if metadata.get("format") != FORMAT_VERSION or metadata.get("copy_format") != "text":
+        raise IntegrityError(
+            f"unsupported PostgreSQL archive format {metadata.get('format')!r}",
+            hint="Try: restore with the storagectl version that wrote this backup",
+        )
+    copies = [TableCopy(**entry) for entry in metadata.get("tables", [])]
+    present = set(archive.names())
+    missing = [copy.object for copy in copies if copy.object not in present]
+    if missing:
+        raise IntegrityError(f"archive object {missing[0]} is missing ({len(missing)} in all)",
+                             hint="Try: storagectl backup verify ID")
+    return copies

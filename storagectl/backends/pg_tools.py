@@ -1,0 +1,87 @@
+"""pg_dump as a subprocess: found on PATH, version-checked against the server, password via env."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from storagectl.errors import OperationFailed, ToolMissing
+
+if TYPE_CHECKING:
+    from storagectl.backends.postgres import PostgresBackend
+
+CHUNK_BYTES = 1 << 16
+INSTALL_HINT = "Try: install the PostgreSQL client tools (e.g. apt install postgresql-client-{major}) " \
+               "and make sure pg_dump is on PATH"
+
+
+@dataclass(frozen=True)
+class PgDump:
+    path: str
+    version: str  # e.g. "15.20"
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+    @classmethod
+    def find(cls) -> PgDump:
+        path = shutil.which("pg_dump")
+        if path is None:
+            raise ToolMissing("pg_dump is not installed or not on PATH (needed for the schema of a "
+                              "PostgreSQL backup)", hint=INSTALL_HINT.format(major="NN"))
+        output = subprocess.run([path, "--version"], capture_output=True, text=True, check=False).stdout
+        match = re.search(r"(\d+)(?:\.(\d+))?", output)
+        if match is None:
+            raise ToolMissing(f"cannot tell the version of {path}: {output.strip()!r}", hint=INSTALL_HINT.format(
+                major="NN"))
+        return cls(path, match.group(0))
+
+    def check_server(self, server_version_num: int, server_version: str) -> None:
+        """pg_dump refuses (and cannot faithfully dump) a server newer than itself: say so first."""
+        server_major = server_version_num // 10000
+        if self.major < server_major:
+            raise ToolMissing(
+                f"pg_dump {self.version} ({self.path}) is older than the server ({server_version})",
+                hint=INSTALL_HINT.format(major=server_major),
+            )
+
+    def dump_section(self, backend: PostgresBackend, section: str, snapshot: str,
+                     write: Callable[[bytes], Any]) -> None:
+        """Stream ``pg_dump --section=SECTION --snapshot=SNAPSHOT`` (plain SQL) into ``write``."""
+        conninfo, env = connection_env(backend.settings.conninfo_params())
+        command = [self.path, f"--section={section}", f"--snapshot={snapshot}", "--no-password",
+                   f"--dbname={conninfo}"]
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as process:
+            assert process.stdout is not None and process.stderr is not None
+            while chunk := process.stdout.read(CHUNK_BYTES):
+                write(chunk)
+            errors = process.stderr.read().decode(errors="replace")
+            code = process.wait()
+        if code != 0:
+            detail = backend.redact(errors.strip()).splitlines()
+            raise OperationFailed(
+                f"{backend.label}: pg_dump --section={section} failed (exit {code}): "
+                f"{detail[0] if detail else 'no message'}",
+                hint="Try: run pg_dump --schema-only against the database to see the full error",
+            )
+
+
+def connection_env(params: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """A conninfo string without the password, and an environment carrying it in PGPASSWORD.
+
+    Secrets never go on a command line (visible to every local user in ps).
+    """
+    from psycopg.conninfo import make_conninfo
+
+    public = {key: value for key, value in params.items() if key != "password" and value is not None}
+    env = dict(os.environ)
+    env.pop("PGPASSWORD", None)
+    if params.get("password") is not None:
+        env["PGPASSWORD"] = str(params["password"])
+    return make_conninfo(**{key: str(value) for key, value in public.items()}), env

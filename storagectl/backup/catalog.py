@@ -1,0 +1,170 @@
+"""Finding backups at destinations: list, show, locate by id, delete, clean stale partial ones.
+
+Everything is worked out from what the destination holds (its manifests), never from local state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from storagectl.archive.manifest import MANIFEST_NAME, BackupManifest
+from storagectl.config.models import Config
+from storagectl.destinations import Destination, StoredObject, open_destination
+from storagectl.errors import IntegrityError, NotFound, UsageError
+
+log = logging.getLogger("storagectl.backup")
+
+
+@dataclass
+class FoundBackup:
+    """One backup folder at one destination; ``manifest`` is None for a partial (failed/running) one."""
+
+    destination: Destination
+    group: str
+    id: str
+    objects: list[StoredObject] = field(default_factory=list)
+    manifest: BackupManifest | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.manifest is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        summary = summarize(self.manifest) if self.manifest else {"id": self.id, "group": self.group}
+        return {**summary, "destination": self.destination.name, "location": self.destination.location(),
+                "complete": self.complete}
+
+
+def summarize(manifest: BackupManifest) -> dict[str, Any]:
+    return {
+        "id": manifest.id, "group": manifest.group, "job": manifest.job,
+        "backend": manifest.backend.get("name"), "kind": manifest.backend.get("kind"),
+        "server_version": manifest.backend.get("server_version"),
+        "started_at": manifest.started_at, "finished_at": manifest.finished_at,
+        "size": manifest.size, "raw_size": manifest.raw_size, "objects": len(manifest.objects),
+        "encrypted": manifest.encryption is not None,
+    }
+
+
+def destination_named(config: Config, name: str) -> Destination:
+    return open_destination(name, config.destination(name))
+
+
+def searched_destinations(config: Config, name: str | None) -> list[Destination]:
+    """``--from NAME``, or every configured destination (jobs' destinations first)."""
+    if name is not None:
+        return [destination_named(config, name)]
+    names = list(dict.fromkeys([job.destination for job in config.jobs.values()] + list(config.destinations)))
+    if not names:
+        raise UsageError("no destinations configured", hint="Try: add one under `destinations:` in the config")
+    return [destination_named(config, n) for n in names]
+
+
+def read_manifest(destination: Destination, key: str) -> BackupManifest:
+    with destination.open_read(key) as stream:
+        data = stream.read()
+    return BackupManifest.from_json(data, f"destination {destination.name!r}: {key}")
+
+
+def backup_folders(destination: Destination, group: str = "") -> Iterator[FoundBackup]:
+    """Every ``<group>/<id>/`` folder, complete or not (manifests are read lazily by callers)."""
+    folders: dict[tuple[str, str], list[StoredObject]] = defaultdict(list)
+    for stored in destination.list(f"{group}/" if group else ""):
+        parts = stored.key.split("/")
+        if len(parts) >= 3:
+            folders[(parts[0], parts[1])].append(stored)
+    for (group_name, backup_id), objects in folders.items():
+        yield FoundBackup(destination, group_name, backup_id, objects)
+
+
+def with_manifest(found: FoundBackup) -> FoundBackup:
+    key = f"{found.group}/{found.id}/{MANIFEST_NAME}"
+    if any(stored.key == key for stored in found.objects):
+        found.manifest = read_manifest(found.destination, key)
+    return found
+
+
+def list_backups(config: Config, destination: str | None = None, job: str | None = None,
+                 backend: str | None = None) -> list[FoundBackup]:
+    """Complete backups, oldest first; folders without a manifest are not backups and are skipped."""
+    found = []
+    for dest in searched_destinations(config, destination):
+        for folder in backup_folders(dest):
+            try:
+                folder = with_manifest(folder)
+            except IntegrityError as exc:
+                log.warning("skipping %s: %s", folder.id, exc)
+                continue
+            if folder.manifest and _matches(folder.manifest, job, backend):
+                found.append(folder)
+    return sorted(found, key=lambda f: (f.id, f.destination.name))
+
+
+def _matches(manifest: BackupManifest, job: str | None, backend: str | None) -> bool:
+    return (job is None or manifest.job == job) and (backend is None or manifest.backend.get("name") == backend)
+
+
+def find_backup(config: Config, backup_id: str, destination: str | None = None, *,
+                allow_partial: bool = False) -> FoundBackup:
+    """The backup ``backup_id``; NotFound when absent or incomplete, UsageError when ambiguous."""
+    matches = [folder for dest in searched_destinations(config, destination)
+               for folder in backup_folders(dest) if folder.id == backup_id]
+    if not matches:
+        where = destination or "any configured destination"
+        raise NotFound(f"backup {backup_id} not found in {where}", hint="Try: storagectl backup list")
+    if len(matches) > 1:
+        names = ", ".join(f"{m.destination.name}:{m.group}" for m in matches)
+        raise UsageError(f"backup id {backup_id} is ambiguous: found in {names}",
+                         hint="Try: --from DESTINATION")
+    found = with_manifest(matches[0])
+    if found.manifest is None and not allow_partial:
+        raise NotFound(
+            f"backup {backup_id} at destination {found.destination.name!r} has no {MANIFEST_NAME}: "
+            "it is incomplete (failed or still running) and cannot be used",
+            hint=f"Try: storagectl backup delete {backup_id} --yes to remove it, or storagectl backup list")
+    return found
+
+
+@dataclass
+class DeletePlan:
+    backup: FoundBackup
+    dry_run: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.backup.to_dict(), "objects_removed": len(self.backup.objects),
+                "bytes_removed": sum(o.size for o in self.backup.objects), "dry_run": self.dry_run}
+
+
+def delete_backup(config: Config, backup_id: str, destination: str | None = None, *,
+                  dry_run: bool = False) -> DeletePlan:
+    """Remove one backup (partial ones too). The manifest goes first, so a half-deleted backup
+    never looks complete."""
+    found = find_backup(config, backup_id, destination, allow_partial=True)
+    if not dry_run:
+        remove_folder(found)
+    return DeletePlan(found, dry_run)
+
+
+def remove_folder(found: FoundBackup) -> None:
+    keys = sorted((o.key for o in found.objects), key=lambda key: not key.endswith("/" + MANIFEST_NAME))
+    found.destination.delete(keys[:1])
+    found.destination.delete(keys[1:])
+
+
+def remove_stale_partials(destination: Destination, group: str, older_than: float,
+                          now: datetime | None = None) -> list[str]:
+    """Delete folders of ``group`` without a manifest whose newest object is older than ``older_than``
+    seconds: failed runs. Younger ones may still be being written and are left alone."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(seconds=older_than)
+    removed = []
+    for folder in backup_folders(destination, group):
+        complete = any(o.key.endswith("/" + MANIFEST_NAME) for o in folder.objects)
+        if not complete and max(o.modified for o in folder.objects) < cutoff:
+            remove_folder(folder)
+            removed.append(folder.id)
+    return removed

@@ -1,0 +1,170 @@
+"""``verify_backup`` and ``restore``: read a backup back, check it, and restore it into a backend."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from storagectl.archive.api import RestoreOptions, RestoreOutcome, recorded_summary
+from storagectl.archive.keys import load_identities
+from storagectl.archive.progress import ProgressCallback, no_progress
+from storagectl.archive.reader import StoredArchive
+from storagectl.backends import Backend, backend_from_config
+from storagectl.backup.catalog import FoundBackup, find_backup
+from storagectl.backup.run import archive_family, require_backup_capable
+from storagectl.backup.validation import ValidationReport, compare_summaries
+from storagectl.config.models import Config
+from storagectl.errors import IntegrityError, UsageError
+
+
+@dataclass
+class ObjectCheck:
+    name: str
+    size: int
+    raw_size: int
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class VerifyReport:
+    backup: FoundBackup
+    objects: list[ObjectCheck]
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.objects)
+
+    def failures(self) -> list[ObjectCheck]:
+        return [check for check in self.objects if not check.ok]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.backup.id, "destination": self.backup.destination.name, "ok": self.ok,
+                "objects": [{"name": c.name, "size": c.size, "raw_size": c.raw_size, "ok": c.ok,
+                             "error": c.error} for c in self.objects]}
+
+    def raise_if_bad(self, consequence: str = "") -> None:
+        bad = self.failures()
+        if bad:
+            raise IntegrityError(f"backup {self.backup.id}: {len(bad)} of {len(self.objects)} object(s) failed "
+                                 f"verification; first: {bad[0].error}{consequence}",
+                                 hint="Try: restore an older backup; this one cannot be trusted")
+
+
+def identities_for(config: Config, found: FoundBackup, identity_file: Path | None) -> list[Any]:
+    """``--identity FILE``, else the identity_file of the job that wrote an encrypted backup."""
+    manifest = found.manifest
+    if identity_file is not None:
+        return load_identities(identity_file)
+    job = config.jobs.get(manifest.job or "") if manifest.encryption else None
+    if job and job.encryption and job.encryption.identity_file:
+        return load_identities(job.encryption.identity_file)
+    return []
+
+
+def open_archive(config: Config, found: FoundBackup, identity_file: Path | None, action: str,
+                 progress: ProgressCallback) -> StoredArchive:
+    identities = identities_for(config, found, identity_file)
+    return StoredArchive(found.destination, found.manifest, identities, action=action, progress=progress)
+
+
+def verify_archive(archive: StoredArchive, found: FoundBackup) -> VerifyReport:
+    """Read every object to its end. Damaged objects are collected; wrong keys and outages raise."""
+    checks = []
+    for entry in archive.manifest.objects:
+        check = ObjectCheck(entry.name, entry.size, entry.raw_size)
+        try:
+            archive.verify(entry.name)
+        except IntegrityError as exc:
+            check.error = exc.message
+        checks.append(check)
+    return VerifyReport(found, checks)
+
+
+def verify_backup(config: Config, backup_id: str, destination: str | None = None,
+                  identity_file: Path | None = None, progress: ProgressCallback = no_progress) -> VerifyReport:
+    """Check every object's size and SHA-256 and decode it fully; touches no backend."""
+    found = find_backup(config, backup_id, destination)
+    return verify_archive(open_archive(config, found, identity_file, "verify", progress), found)
+
+
+@dataclass
+class RestorePlan:
+    backup: FoundBackup
+    target: Backend
+    target_empty: bool
+    replace: bool
+    validate: bool
+    parallel: int
+
+    def to_dict(self) -> dict[str, Any]:
+        manifest = self.backup.manifest
+        return {"id": manifest.id, "destination": self.backup.destination.name, "target": self.target.name,
+                "target_kind": self.target.kind, "target_endpoint": self.target.endpoint(),
+                "target_empty": self.target_empty, "replace": self.replace, "validate": self.validate,
+                "parallel": self.parallel, "objects": len(manifest.objects), "size": manifest.size,
+                "raw_size": manifest.raw_size, "encrypted": manifest.encryption is not None,
+                "needs_yes": not self.target_empty and not self.replace}
+
+
+@dataclass
+class RestoreResult:
+    plan: RestorePlan
+    dry_run: bool
+    duration: float = 0.0
+    verification: VerifyReport | None = None
+    validation: ValidationReport | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.plan.to_dict(), "dry_run": self.dry_run, "duration": round(self.duration, 3),
+                "validation": self.validation.to_dict() if self.validation else None}
+
+
+def plan_restore(config: Config, found: FoundBackup, target: str | None, *, replace: bool, validate: bool,
+                 parallel: int | None) -> RestorePlan:
+    """Check target, kind and emptiness before anything is read or written."""
+    manifest = found.manifest
+    name = target or manifest.backend.get("name")
+    if name not in config.backends and target is None:
+        raise UsageError(f"backup {manifest.id} is of backend {name!r}, which is not in the config",
+                         hint="Try: --to BACKEND")
+    backend = require_backup_capable(backend_from_config(config, name))
+    family = manifest.backend.get("archive_family", manifest.backend.get("kind"))
+    if archive_family(backend) != family:
+        raise UsageError(f"backup {manifest.id} holds a {family} backup; {backend.label} cannot restore it",
+                         hint="Try: --to a backend of the same kind")
+    job = config.jobs.get(manifest.job or "")
+    workers = parallel or (job.parallel if job else 4)
+    return RestorePlan(found, backend, backend.is_empty(), replace, validate, workers)
+
+
+def restore(config: Config, backup_id: str, destination: str | None = None, target: str | None = None, *,
+            validate: bool = False, parallel: int | None = None, dry_run: bool = False, replace: bool = False,
+            identity_file: Path | None = None, progress: ProgressCallback = no_progress) -> RestoreResult:
+    """Restore a backup into a backend. A non-empty target needs ``replace``; ``validate`` verifies every
+    object before the target is touched and compares contents afterwards."""
+    found = find_backup(config, backup_id, destination)
+    plan = plan_restore(config, found, target, replace=replace, validate=validate, parallel=parallel)
+    if not plan.target_empty and not replace and not dry_run:
+        raise UsageError(f"{plan.target.label} is not empty; restoring would overwrite its data",
+                         hint="Try: --yes to replace it, or --dry-run to see the plan")
+    archive = open_archive(config, found, identity_file, "restore", progress)
+    result = RestoreResult(plan, dry_run)
+    if dry_run:
+        return result
+    clock = time.monotonic()
+    if validate:
+        result.verification = verify_archive(open_archive(config, found, identity_file, "verify", progress), found)
+        result.verification.raise_if_bad("; nothing was restored")
+    outcome = plan.target.restore(archive, RestoreOptions(parallel=plan.parallel, replace_existing=replace))
+    if validate:
+        skipped = outcome.skipped if isinstance(outcome, RestoreOutcome) else {}
+        expected = recorded_summary(archive.metadata)
+        result.validation = compare_summaries(expected, plan.target.content_summary(), skipped)
+    result.duration = time.monotonic() - clock
+    return result

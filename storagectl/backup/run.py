@@ -1,0 +1,136 @@
+"""``run_backup``: one backend -> one archive at one destination, manifest written last."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from storagectl import __version__
+from storagectl.archive.api import BackupOptions
+from storagectl.archive.keys import parse_recipients
+from storagectl.archive.manifest import BackupManifest, backup_prefix, new_backup_id
+from storagectl.archive.progress import ProgressCallback, no_progress
+from storagectl.archive.writer import ArchiveSession
+from storagectl.backends import Backend, backend_from_config
+from storagectl.backup.catalog import destination_named, remove_stale_partials
+from storagectl.config.models import Config, JobSettings
+from storagectl.errors import OperationFailed, StoragectlError, UsageError
+
+DEFAULT_PARTIAL_AFTER = 86400.0
+
+
+@dataclass(frozen=True)
+class BackupPlan:
+    """What one backup run does; a job with several backends makes one plan per backend."""
+
+    backend: str
+    destination: str
+    group: str  # folder at the destination: the job name, or the backend name for ad-hoc runs
+    job: str | None
+    settings: JobSettings
+
+
+@dataclass
+class BackupResult:
+    manifest: BackupManifest
+    location: str
+    duration: float
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.manifest
+        return {"id": m.id, "job": m.job, "backend": m.backend["name"], "kind": m.backend["kind"],
+                "destination": m.destination, "location": self.location.rstrip("/") + "/" + m.prefix, "size": m.size,
+                "raw_size": m.raw_size, "objects": len(m.objects), "encrypted": m.encryption is not None,
+                "started_at": m.started_at, "finished_at": m.finished_at, "duration": round(self.duration, 3)}
+
+
+def plan_backups(config: Config, job: str | None = None, backend: str | None = None,
+                 destination: str | None = None) -> list[BackupPlan]:
+    """Check the options before any work: ``--job NAME`` or ``--backend NAME --to DEST``."""
+    if job and (backend or destination):
+        raise UsageError("give either --job or --backend with --to, not both")
+    if backend or destination:
+        if not (backend and destination):
+            raise UsageError("--backend and --to go together", hint="Try: backup run --backend NAME --to DEST")
+        config.backend(backend)
+        config.destination(destination)
+        return [BackupPlan(backend, destination, backend, None, JobSettings(backends=[backend],
+                                                                             destination=destination))]
+    job = job or _only_job(config)
+    settings = config.job(job)
+    return [BackupPlan(name, settings.destination, job, job, settings) for name in settings.backends]
+
+
+def _only_job(config: Config) -> str:
+    if len(config.jobs) == 1:
+        return next(iter(config.jobs))
+    known = ", ".join(config.jobs) or "none configured"
+    raise UsageError(f"which job? configured jobs: {known}",
+                     hint="Try: backup run --job NAME, or backup run --backend NAME --to DEST")
+
+
+def run_backup(config: Config, job: str | None = None, backend: str | None = None,
+               destination: str | None = None, progress: ProgressCallback = no_progress) -> list[BackupResult]:
+    """Back up every backend of the job (or the one backend) and return one result per backup."""
+    plans = plan_backups(config, job, backend, destination)
+    return [run_plan(config, plan, progress) for plan in plans]
+
+
+def require_backup_capable(backend: Backend) -> Any:
+    if not all(callable(getattr(backend, m, None)) for m in ("backup", "restore", "is_empty", "content_summary")):
+        raise UsageError(f"{backend.label}: backup and restore of kind {backend.kind!r} is not supported")
+    return backend
+
+
+def archive_family(backend: Backend) -> str:
+    """Kinds sharing an archive format (e.g. postgres and timescaledb) set ``archive_family``."""
+    return getattr(backend, "archive_family", backend.kind)
+
+
+def run_plan(config: Config, plan: BackupPlan, progress: ProgressCallback = no_progress) -> BackupResult:
+    backend = require_backup_capable(backend_from_config(config, plan.backend))
+    destination = destination_named(config, plan.destination)
+    settings = plan.settings
+    recipients = parse_recipients(settings.encryption.recipients) if settings.encryption else []
+    with backend.connect() as connection:
+        server_version = backend.server_version(connection)
+    clock, started = time.monotonic(), datetime.now(UTC)
+    backup_id = new_backup_id(started)
+    session = ArchiveSession(destination, backup_prefix(plan.group, backup_id), codec=settings.compression.codec,
+                             level=settings.compression.level, recipients=recipients, progress=progress)
+    try:
+        backend.backup(session, BackupOptions(parallel=settings.parallel))
+        manifest = _manifest(plan, backend, server_version, backup_id, started, session)
+        session.write_manifest(manifest)
+    except BaseException as exc:
+        session.discard()
+        failure = _backup_failure(backend, exc)
+        if failure is exc:
+            raise
+        raise failure from exc
+    partial_after = settings.retention.partial_after if settings.retention else DEFAULT_PARTIAL_AFTER
+    remove_stale_partials(destination, plan.group, partial_after)
+    return BackupResult(manifest, destination.location(), time.monotonic() - clock)
+
+
+def _manifest(plan: BackupPlan, backend: Backend, server_version: str, backup_id: str,
+              started: datetime, session: ArchiveSession) -> BackupManifest:
+    settings = plan.settings
+    backend_info = {"name": backend.name, "kind": backend.kind, "archive_family": archive_family(backend),
+                    "server_version": server_version, "endpoint": backend.endpoint(),
+                    "metadata": session.metadata}
+    encryption = {"scheme": "age", "recipients": list(settings.encryption.recipients)} if settings.encryption else None
+    return BackupManifest(
+        id=backup_id, group=plan.group, job=plan.job, backend=backend_info, destination=plan.destination,
+        started_at=started.isoformat(), finished_at=datetime.now(UTC).isoformat(),
+        compression={"codec": settings.compression.codec, "level": settings.compression.level},
+        encryption=encryption, objects=list(session.entries), tool_version=__version__)
+
+
+def _backup_failure(backend: Backend, exc: BaseException) -> BaseException:
+    if isinstance(exc, StoragectlError) or not isinstance(exc, Exception):
+        return exc
+    return OperationFailed(f"backup of {backend.label} failed: {type(exc).__name__}: {backend.redact(str(exc))}",
+                           hint=f"Try: storagectl diag --backend {backend.name}")

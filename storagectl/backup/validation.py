@@ -1,0 +1,63 @@
+"""Compare what a backend holds after a restore with what it held when the backup was taken."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from storagectl.archive.api import ContentSummary
+
+
+@dataclass
+class UnitCheck:
+    unit: str
+    expected_count: int | None
+    actual_count: int | None
+    expected_checksum: str | None = None
+    actual_checksum: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        counts_ok = self.expected_count == self.actual_count
+        checksum_ok = self.expected_checksum is None or self.expected_checksum == self.actual_checksum
+        return counts_ok and checksum_ok
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"unit": self.unit, "expected_count": self.expected_count, "actual_count": self.actual_count,
+                "expected_checksum": self.expected_checksum, "actual_checksum": self.actual_checksum,
+                "ok": self.ok}
+
+
+@dataclass
+class ValidationReport:
+    checks: list[UnitCheck] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    def mismatches(self) -> list[UnitCheck]:
+        return [check for check in self.checks if not check.ok]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": [c.to_dict() for c in self.checks], "notes": self.notes}
+
+
+def compare_summaries(expected: ContentSummary | None, actual: ContentSummary,
+                      skipped: dict[str, int] | None = None) -> ValidationReport:
+    """Unit by unit: counts (less what the restore skipped on purpose) and, where recorded, checksums."""
+    if expected is None:
+        return ValidationReport(notes=["the backup recorded no content summary; nothing to compare"])
+    skipped = skipped or {}
+    report = ValidationReport()
+    for unit in sorted(set(expected.units()) | set(actual.units())):
+        count = expected.counts.get(unit)
+        if count is not None:
+            count -= skipped.get(unit, 0)
+        report.checks.append(UnitCheck(unit, count, actual.counts.get(unit),
+                                       expected.checksums.get(unit), actual.checksums.get(unit)))
+    if not report.checks:
+        report.notes.append("the backup holds no tables or keys; nothing to compare")
+    report.notes += [f"{unit}: {n} skipped by the restore (e.g. expired)" for unit, n in skipped.items() if n]
+    return report

@@ -1,0 +1,140 @@
+"""`storagectl backup ...`: take, list, show, verify and delete backups (core: storagectl.backup)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from storagectl.cli.output import note, print_json, print_table, styled_status
+from storagectl.cli.progress import human_bytes, progress_view
+from storagectl.cli.state import AppState, DryRunOption, OutputFormat, OutputOption, YesOption, state_of
+
+app = typer.Typer(no_args_is_help=True, help="Take, list, show, verify and delete backups.")
+
+FromOption = Annotated[str | None, typer.Option(
+    "--from", help="Destination to look in. Default: search every configured destination.")]
+IdentityOption = Annotated[Path | None, typer.Option(
+    "--identity", "-i", dir_okay=False, help="age identity file for encrypted backups "
+    "[default: the job's encryption.identity_file].")]
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    job: Annotated[str | None, typer.Option("--job", "-j", help="Job to run (default: the only job).")] = None,
+    backend: Annotated[str | None, typer.Option("--backend", "-b", help="Back up this backend ...")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="... to this destination.")] = None,
+    output: OutputOption = None,
+) -> None:
+    """Take a backup of a job's backends (or of one backend) and print the new backup's id.
+
+    With -o json: one object (id, backend, destination, size, duration, ...) per backup; a list
+    when the job has several backends.
+    """
+    from storagectl.backup import run_backup
+
+    state = state_of(ctx)
+    with progress_view(state) as progress:
+        results = run_backup(state.config, job, backend, to, progress)
+    if state.format(output) is OutputFormat.json:
+        data = [result.to_dict() for result in results]
+        print_json(data[0] if len(data) == 1 else data)
+        return
+    for result in results:
+        info = result.to_dict()
+        note(state, f"backup {info['id']} of {info['backend']} to {info['destination']}: "
+                    f"{human_bytes(info['size'])} in {info['duration']:.1f}s")
+        state.out.print(info["id"], markup=False, highlight=False)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    from_: FromOption = None,
+    job: Annotated[str | None, typer.Option("--job", "-j", help="Only backups of this job.")] = None,
+    backend: Annotated[str | None, typer.Option("--backend", "-b", help="Only backups of this backend.")] = None,
+    output: OutputOption = None,
+) -> None:
+    """List complete backups, oldest first (folders without a manifest are not backups)."""
+    from storagectl.backup import list_backups
+
+    state = state_of(ctx)
+    found = [backup.to_dict() for backup in list_backups(state.config, from_, job, backend)]
+    if state.format(output) is OutputFormat.json:
+        print_json(found)
+        return
+    rows = [[b["id"], b["job"], b["backend"], b["kind"], b["destination"], b["finished_at"][:19],
+             human_bytes(b["size"]), b["objects"], "yes" if b["encrypted"] else "no"] for b in found]
+    print_table(state, ["ID", "Job", "Backend", "Kind", "Destination", "Finished", "Size", "Objects", "Encrypted"],
+                rows)
+
+
+@app.command("show")
+def show(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(help="Backup id.")],
+         from_: FromOption = None, output: OutputOption = None) -> None:
+    """Show a backup's manifest: backend, times, and every object with size, SHA-256 and counts."""
+    from storagectl.backup import show_backup
+
+    state = state_of(ctx)
+    found = show_backup(state.config, backup_id, from_)
+    manifest = found.manifest
+    if state.format(output) is OutputFormat.json:
+        print_json({**manifest.to_dict(), "location": found.destination.location()})
+        return
+    summary = found.to_dict()
+    print_table(state, ["Field", "Value"], [[key, value] for key, value in summary.items()], title=backup_id)
+    rows = [[o.name, human_bytes(o.raw_size), human_bytes(o.size), o.sha256[:16], _counts(o.counts)]
+            for o in manifest.objects]
+    print_table(state, ["Object", "Original", "Stored", "SHA-256", "Counts"], rows)
+
+
+def _counts(counts: dict[str, Any]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in counts.items())
+
+
+@app.command("verify")
+def verify(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(help="Backup id.")],
+           from_: FromOption = None, identity: IdentityOption = None, output: OutputOption = None) -> None:
+    """Read every object back, check size and SHA-256 and decode it fully; touches no backend.
+
+    Exit 6 when any object is damaged, truncated or missing.
+    """
+    from storagectl.backup import verify_backup
+
+    state = state_of(ctx)
+    with progress_view(state) as progress:
+        report = verify_backup(state.config, backup_id, from_, identity, progress)
+    if state.format(output) is OutputFormat.json:
+        print_json(report.to_dict())
+    else:
+        rows = [[c.name, human_bytes(c.size), styled_status("ok" if c.ok else "critical"), c.error or ""]
+                for c in report.objects]
+        print_table(state, ["Object", "Stored", "Status", "Problem"], rows, title=f"verify {backup_id}")
+    report.raise_if_bad()
+
+
+@app.command("delete")
+def delete(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(help="Backup id.")],
+           from_: FromOption = None, yes: YesOption = False, dry_run: DryRunOption = False,
+           output: OutputOption = None) -> None:
+    """Delete a backup (also an incomplete one). Needs --yes; --dry-run shows what would go."""
+    from storagectl.backup import delete_backup
+    from storagectl.errors import UsageError
+
+    state = state_of(ctx)
+    plan = delete_backup(state.config, backup_id, from_, dry_run=dry_run or not yes)
+    _render_delete(state, plan.to_dict(), output)
+    if not yes and not dry_run:
+        raise UsageError(f"refusing to delete backup {backup_id} without --yes",
+                         hint=f"Try: storagectl backup delete {backup_id} --yes")
+
+
+def _render_delete(state: AppState, info: dict[str, Any], output: OutputFormat | None) -> None:
+    if state.format(output) is OutputFormat.json:
+        print_json(info)
+        return
+    verb = "would remove" if info["dry_run"] else "removed"
+    note(state, f"{verb} backup {info['id']} at {info['destination']}: {info['objects_removed']} object(s), "
+                f"{human_bytes(info['bytes_removed'])}")

@@ -1,0 +1,202 @@
+"""`storagectl migrate`: schema migrations (Alembic for SQL backends, versioned Cypher for Neo4j)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from storagectl.cli.output import note, print_json, print_table
+from storagectl.cli.state import AppState, DryRunOption, OutputFormat, OutputOption, YesOption, state_of
+
+if TYPE_CHECKING:
+    from storagectl.migrations import MigrationStatus, Migrator, RunResult
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Schema migrations: Alembic for postgres/timescaledb/sqlite, versioned Cypher files for neo4j.",
+)
+
+BackendOption = Annotated[str | None, typer.Option(
+    "--backend", "-b", help="The backend to migrate. Default: the only backend with migrations: set.",
+)]
+AllOption = Annotated[bool, typer.Option("--all", help="Every backend with migrations:, in config order.")]
+LockTimeoutOption = Annotated[float, typer.Option(
+    "--lock-timeout", min=0, help="Seconds to wait for another migration run to finish before giving up (exit 7).",
+)]
+DEFAULT_LOCK_TIMEOUT = 60.0
+
+
+def _migrator(state: AppState, name: str | None) -> Migrator:
+    from storagectl.backends import backend_from_config
+    from storagectl.errors import UsageError
+    from storagectl.migrations import migrating_backends, migrator_for
+
+    if name is not None:
+        return migrator_for(backend_from_config(state.config, name))
+    candidates = migrating_backends(state.config)
+    if len(candidates) > 1:
+        names = ", ".join(b.name for b in candidates)
+        raise UsageError(f"several backends have migrations ({names}); name one",
+                         hint="Try: --backend NAME, or --all where the command accepts it")
+    return migrator_for(candidates[0])
+
+
+def _check_all(all_backends: bool, backend: str | None) -> None:
+    from storagectl.errors import UsageError
+
+    if all_backends and backend:
+        raise UsageError("give either --all or --backend, not both")
+
+
+@app.command("init")
+def init(ctx: typer.Context, backend: BackendOption = None) -> None:
+    """Create the backend's migrations directory (an Alembic script directory, or a Cypher folder)."""
+    migrator = _migrator(state_of(ctx), backend)
+    directory = migrator.init()
+    name = migrator.backend.name
+    note(state_of(ctx), f"created {directory}; next: storagectl migrate new --backend {name} -m 'create tables'")
+
+
+@app.command("new")
+def new(
+    ctx: typer.Context,
+    message: Annotated[str, typer.Option("--message", "-m", help="What the revision changes.")],
+    backend: BackendOption = None,
+    autogenerate: Annotated[bool, typer.Option(
+        "--autogenerate", help="Fill the revision from the difference between --models and the database.",
+    )] = False,
+    models: Annotated[str | None, typer.Option(
+        "--models", help="SQLAlchemy MetaData to compare against, as package.module:metadata.",
+    )] = None,
+    merge: Annotated[bool, typer.Option("--merge", help="A revision that merges all current heads.")] = False,
+    output: OutputOption = None,
+) -> None:
+    """Create a revision file (SQL: versions/<rev>_<slug>.py; neo4j: V<n>__<slug>.cypher) to edit."""
+    state = state_of(ctx)
+    created = _migrator(state, backend).new(message, autogenerate=autogenerate, models=models, merge=merge)
+    if state.format(output) is OutputFormat.json:
+        print_json(created.to_dict())
+    else:
+        state.out.print(f"created revision {created.revision}: {created.path}", markup=False)
+
+
+@app.command("up")
+def up(
+    ctx: typer.Context,
+    backend: BackendOption = None,
+    all_backends: AllOption = False,
+    to: Annotated[str, typer.Option("--to", help="Target revision (default: head).")] = "head",
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the SQL of the pending revisions; change nothing.",
+    )] = False,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Treat lint warnings as errors: apply nothing if any pending revision has one.",
+    )] = False,
+    lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+    output: OutputOption = None,
+) -> None:
+    """Apply the pending revisions, each in its own transaction, under a per-database lock."""
+    from storagectl.errors import UsageError
+    from storagectl.migrations import up_all
+
+    state = state_of(ctx)
+    _check_all(all_backends, backend)
+    if all_backends and to != "head":
+        raise UsageError("--to names a revision of one backend; it cannot be combined with --all")
+    options = {"dry_run": dry_run, "strict": strict, "lock_timeout": lock_timeout,
+               "warn": lambda text: note(state, f"warning: {text}")}
+    results = up_all(state.config, **options) if all_backends else [_migrator(state, backend).up(to, **options)]
+    _render_runs(state, results, output)
+
+
+@app.command("down")
+def down(
+    ctx: typer.Context,
+    to: Annotated[str, typer.Option("--to", help="Revision to go back to (base: undo everything).")],
+    backend: BackendOption = None,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+    lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+    output: OutputOption = None,
+) -> None:
+    """Revert applied revisions down to --to (runs their downgrade(); needs --yes)."""
+    from storagectl.errors import UsageError
+
+    state = state_of(ctx)
+    if not (yes or dry_run):
+        raise UsageError("migrate down reverts schema changes and may drop data; refusing without --yes",
+                         hint=f"Try: storagectl migrate down --to {to} --dry-run, then add --yes")
+    result = _migrator(state, backend).down(to, dry_run=dry_run, lock_timeout=lock_timeout)
+    _render_runs(state, [result], output)
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context,
+    backend: BackendOption = None,
+    all_backends: AllOption = False,
+    output: OutputOption = None,
+) -> None:
+    """Current vs head revision and pending count; exit 1 when anything is pending, 6 when edited."""
+    from storagectl.errors import ExitCode
+    from storagectl.migrations import status_all
+
+    state = state_of(ctx)
+    _check_all(all_backends, backend)
+    reports = status_all(state.config) if all_backends else [_migrator(state, backend).status()]
+    _render_status(state, reports, output)
+    if any(report.edited for report in reports):
+        raise typer.Exit(ExitCode.INTEGRITY)
+    if any(report.pending for report in reports):
+        raise typer.Exit(ExitCode.FAILURE)
+
+
+@app.command("history")
+def history(ctx: typer.Context, backend: BackendOption = None, output: OutputOption = None) -> None:
+    """Every revision, newest first, with whether and when it was applied."""
+    state = state_of(ctx)
+    entries = _migrator(state, backend).history()
+    if state.format(output) is OutputFormat.json:
+        print_json([entry.to_dict() for entry in entries])
+        return
+    rows = [[e.revision, e.parent, "yes" if e.applied else "no", e.applied_at,
+             "EDITED" if e.edited else "", e.message] for e in entries]
+    print_table(state, ["Revision", "Parent", "Applied", "Applied at", "", "Message"], rows)
+
+
+@app.command("stamp")
+def stamp(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Revision to record as current (head, base, or an id).")],
+    backend: BackendOption = None,
+    lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+) -> None:
+    """Record REVISION as applied without running anything (adopt an existing schema, accept edits)."""
+    state = state_of(ctx)
+    migrator = _migrator(state, backend)
+    current = migrator.stamp(revision, lock_timeout=lock_timeout)
+    note(state, f"{migrator.backend.name}: stamped at {current or 'base'}")
+
+
+def _render_runs(state: AppState, results: list[RunResult], output: OutputFormat | None) -> None:
+    if state.format(output) is OutputFormat.json:
+        print_json([result.to_dict() for result in results])
+        return
+    if any(result.sql is not None for result in results):
+        for result in results:
+            header = f"-- backend {result.backend}: {len(result.revisions)} revision(s) {result.direction}\n"
+            state.out.print(header + (result.sql or ""), markup=False, highlight=False, soft_wrap=True)
+        return
+    rows = [[r.backend, r.kind, ", ".join(r.revisions) or "nothing to do", r.current or "base"] for r in results]
+    verb = "Applied" if all(r.direction == "up" for r in results) else "Reverted"
+    print_table(state, ["Backend", "Kind", verb, "Now at"], rows)
+
+
+def _render_status(state: AppState, reports: list[MigrationStatus], output: OutputFormat | None) -> None:
+    if state.format(output) is OutputFormat.json:
+        print_json([report.to_dict() for report in reports])
+        return
+    rows = [[r.backend, r.kind, r.current or "base", r.head or "-", len(r.pending), ", ".join(r.edited) or "-"]
+            for r in reports]
+    print_table(state, ["Backend", "Kind", "Current", "Head", "Pending", "Edited"], rows)

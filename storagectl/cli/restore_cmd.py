@@ -1,0 +1,71 @@
+"""`storagectl restore ID`: restore a backup into a backend (core: storagectl.backup.restore)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from storagectl.cli.backup_cmd import FromOption, IdentityOption
+from storagectl.cli.output import note, print_json, print_table, styled_status
+from storagectl.cli.progress import human_bytes, progress_view
+from storagectl.cli.state import AppState, DryRunOption, OutputFormat, OutputOption, YesOption, state_of
+
+
+def restore(
+    ctx: typer.Context,
+    backup_id: Annotated[str, typer.Argument(help="Backup id (see `storagectl backup list`).")],
+    from_: FromOption = None,
+    to: Annotated[str | None, typer.Option("--to", help="Target backend [default: the backed-up one].")] = None,
+    validate: Annotated[bool, typer.Option(
+        "--validate", help="Verify every checksum before touching the target; afterwards compare counts "
+        "and per-table checksums with the backup (exit 6 on any mismatch).")] = False,
+    parallel: Annotated[int | None, typer.Option("--parallel", "-p", min=1, max=64,
+                                                 help="Objects restored at once.")] = None,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
+    identity: IdentityOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Restore a backup. A non-empty target needs --yes (its data is replaced)."""
+    from storagectl.backup import restore as restore_backup
+
+    state = state_of(ctx)
+    with progress_view(state) as progress:
+        result = restore_backup(state.config, backup_id, from_, to, validate=validate, parallel=parallel,
+                                dry_run=dry_run, replace=yes, identity_file=identity, progress=progress)
+    if state.format(output) is OutputFormat.json:
+        print_json(result.to_dict())
+    else:
+        _render(state, result)
+    if result.validation is not None and not result.validation.ok:
+        from storagectl.errors import IntegrityError
+
+        units = ", ".join(check.unit for check in result.validation.mismatches())
+        raise IntegrityError(f"restore of {backup_id} finished but does not match the backup: {units}",
+                             hint="Try: storagectl backup verify " + backup_id)
+
+
+def _render(state: AppState, result) -> None:
+    plan = result.to_dict()
+    if result.dry_run:
+        action = "replace the data of" if not plan["target_empty"] else "restore into the empty"
+        note(state, f"dry run: would {action} backend {plan['target']} ({plan['target_endpoint']}) from backup "
+                    f"{plan['id']} at {plan['destination']}: {plan['objects']} object(s), "
+                    f"{human_bytes(plan['raw_size'])}" + ("; objects verified first" if plan["validate"] else "")
+                    + ("; the target is not empty: needs --yes" if plan["needs_yes"] else ""))
+        return
+    note(state, f"restored backup {plan['id']} into {plan['target']} in {plan['duration']:.1f}s")
+    if result.validation is not None:
+        rows = [[c.unit, c.expected_count, c.actual_count, _checksum(c), styled_status("ok" if c.ok else "critical")]
+                for c in result.validation.checks]
+        print_table(state, ["Unit", "Expected", "Restored", "Checksum", "Status"], rows, title="validation")
+        for line in result.validation.notes:
+            note(state, line)
+
+
+def _checksum(check) -> str:
+    if check.expected_checksum is None:
+        return "-"
+    return "match" if check.expected_checksum == check.actual_checksum else "DIFFERS"
+

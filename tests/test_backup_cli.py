@@ -1,0 +1,199 @@
+"""`storagectl backup ...` and `storagectl restore` end to end: exit codes and stderr for bad input."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+from pyrage import x25519
+
+from tests.conftest import free_port
+
+
+def make_database(path: Path, rows: int = 2000, blob: int = 16) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, data BLOB)")
+        db.executemany("INSERT INTO items (name, data) VALUES (?, ?)",
+                       [(f"item {i}", os.urandom(blob)) for i in range(rows)])
+
+
+def rows(path: Path) -> list:
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT * FROM items ORDER BY id").fetchall()
+
+
+@pytest.fixture
+def env(tmp_path, write_config):
+    identity = x25519.Identity.generate()
+    key_file = tmp_path / "backup.key"
+    key_file.write_text(f"# created: test\n{identity}\n")
+    source = tmp_path / "app.db"
+    make_database(source)
+    config = write_config(f"""
+        version: 1
+        backends:
+          app: {{kind: sqlite, path: {source}}}
+          copy: {{kind: sqlite, path: {tmp_path / "copy.db"}, create_if_missing: true}}
+        destinations:
+          local: {{kind: local, path: {tmp_path / "backups"}}}
+        jobs:
+          nightly: {{backends: [app], destination: local}}
+          sealed:
+            backends: [app]
+            destination: local
+            encryption: {{recipients: ["{identity.to_public()}"], identity_file: {key_file}}}
+    """)
+    return {"config": config, "source": source, "copy": tmp_path / "copy.db", "backups": tmp_path / "backups",
+            "tmp": tmp_path}
+
+
+def backup(cli, env, *args: str) -> dict:
+    result = cli("-c", env["config"], "-o", "json", "backup", "run", *args)
+    assert result.exit_code == 0, result.stderr
+    return result.json()
+
+
+def stored_object(env, info: dict) -> Path:
+    return next(Path(info["location"]).glob("00001-*"))
+
+
+def test_run_list_show_verify_restore_delete(cli, env):
+    info = backup(cli, env, "--job", "nightly")
+    assert {"id", "backend", "destination", "size", "duration"} <= info.keys()
+    c = ("-c", env["config"])
+    listed = cli(*c, "-o", "json", "backup", "list", "--job", "nightly").json()
+    assert [b["id"] for b in listed] == [info["id"]]
+    shown = cli(*c, "-o", "json", "backup", "show", info["id"]).json()
+    assert shown["objects"][0]["counts"] == {"rows": 2000, "tables": 1} and len(shown["objects"][0]["sha256"]) == 64
+    assert cli(*c, "backup", "verify", info["id"]).exit_code == 0
+    restored = cli(*c, "restore", info["id"], "--to", "copy", "--validate")
+    assert restored.exit_code == 0, restored.stderr
+    assert "items" in restored.stdout and "OK" in restored.stdout
+    assert rows(env["copy"]) == rows(env["source"])
+    refused = cli(*c, "backup", "delete", info["id"])
+    assert refused.exit_code == 2 and "--yes" in refused.stderr
+    assert cli(*c, "backup", "delete", info["id"], "--yes").exit_code == 0
+    assert cli(*c, "-o", "json", "backup", "list").json() == []
+
+
+def test_restore_into_non_empty_target_needs_yes_and_dry_run_changes_nothing(cli, env):
+    info = backup(cli, env, "--job", "nightly")
+    c = ("-c", env["config"])
+    refused = cli(*c, "restore", info["id"])
+    assert refused.exit_code == 2 and "not empty" in refused.stderr and "--yes" in refused.stderr
+    dry = cli(*c, "restore", info["id"], "--dry-run")
+    assert dry.exit_code == 0 and "would replace" in dry.stderr and "needs --yes" in dry.stderr
+    with sqlite3.connect(env["source"]) as db:
+        db.execute("DELETE FROM items WHERE id > 10")
+    assert cli(*c, "restore", info["id"], "--yes", "--validate").exit_code == 0
+    assert len(rows(env["source"])) == 2000
+
+
+def test_unknown_id_exits_5(cli, env):
+    result = cli("-c", env["config"], "restore", "20200101T000000Z-000000", "--to", "copy")
+    assert result.exit_code == 5 and "backup 20200101T000000Z-000000 not found" in result.stderr
+    assert cli("-c", env["config"], "backup", "show", "nope").exit_code == 5
+
+
+@pytest.mark.parametrize("damage", ["bit-flip", "truncate"])
+def test_damaged_object_fails_verify_and_validated_restore_writes_nothing(cli, env, damage):
+    info = backup(cli, env, "--job", "nightly")
+    path = stored_object(env, info)
+    data = bytearray(path.read_bytes())
+    if damage == "bit-flip":
+        data[len(data) // 3] ^= 0x08
+    else:
+        del data[len(data) // 2:]
+    path.write_bytes(bytes(data))
+    verify = cli("-c", env["config"], "backup", "verify", info["id"])
+    assert verify.exit_code == 6 and "database.sqlite" in verify.stderr and "failed verification" in verify.stderr
+    restored = cli("-c", env["config"], "restore", info["id"], "--to", "copy", "--validate")
+    assert restored.exit_code == 6 and "nothing was restored" in restored.stderr
+    assert not env["copy"].exists()
+
+
+def test_missing_manifest_is_not_a_backup(cli, env):
+    info = backup(cli, env, "--job", "nightly")
+    (Path(info["location"]) / "manifest.json").unlink()
+    assert cli("-c", env["config"], "-o", "json", "backup", "list").json() == []
+    result = cli("-c", env["config"], "restore", info["id"], "--to", "copy")
+    assert result.exit_code == 5 and "no manifest.json" in result.stderr and "incomplete" in result.stderr
+
+
+def test_encrypted_backup_round_trip_and_wrong_identity(cli, env):
+    info = backup(cli, env, "--job", "sealed")
+    assert info["encrypted"] and stored_object(env, info).read_bytes().startswith(b"age-encryption.org/v1")
+    c = ("-c", env["config"])
+    assert cli(*c, "restore", info["id"], "--to", "copy", "--validate").exit_code == 0
+    assert rows(env["copy"]) == rows(env["source"])
+    wrong = env["tmp"] / "wrong.key"
+    wrong.write_text(f"{x25519.Identity.generate()}\n")
+    result = cli(*c, "backup", "verify", info["id"], "--identity", wrong)
+    assert result.exit_code == 4 and "identity does not match" in result.stderr
+
+
+def s3_config(write_config, env, endpoint: str, bucket: str = "backups") -> Path:
+    text = env["config"].read_text().replace("destinations:\n", f"""destinations:
+  offsite:
+    kind: s3
+    bucket: {bucket}
+    endpoint_url: {endpoint}
+    region: us-east-1
+    addressing_style: path
+    access_key_id: testing
+    secret_access_key: testing
+    part_size: 5MiB
+    retry: {{attempts: 1}}
+    timeouts: {{connect: 1s}}
+""")
+    return write_config(text, name="s3.yaml")
+
+
+def test_s3_round_trip(cli, env, write_config, s3_bucket):
+    config = s3_config(write_config, env, s3_bucket.endpoint, s3_bucket.name)
+    run = cli("-c", config, "-o", "json", "backup", "run", "--backend", "app", "--to", "offsite")
+    assert run.exit_code == 0, run.stderr
+    backup_id = run.json()["id"]
+    restored = cli("-c", config, "restore", backup_id, "--from", "offsite", "--to", "copy", "--validate")
+    assert restored.exit_code == 0, restored.stderr
+    assert rows(env["copy"]) == rows(env["source"])
+
+
+def test_unreachable_s3_exits_3_and_leaves_nothing(cli, env, write_config):
+    config = s3_config(write_config, env, f"http://127.0.0.1:{free_port()}")
+    result = cli("-c", config, "backup", "run", "--backend", "app", "--to", "offsite")
+    assert result.exit_code == 3 and "unreachable" in result.stderr
+    assert "secret" not in result.stderr.lower()
+
+
+def test_disk_full_at_local_destination(cli, env, write_config):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = env["tmp"] / "tiny"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        make_database(env["tmp"] / "big.db", rows=3000, blob=1000)  # ~3 MiB of incompressible data
+        config = write_config(f"""
+            version: 1
+            backends:
+              big: {{kind: sqlite, path: {env["tmp"] / "big.db"}}}
+            destinations:
+              tiny: {{kind: local, path: {mount}}}
+        """, name="tiny.yaml")
+        result = cli("-c", config, "backup", "run", "--backend", "big", "--to", "tiny")
+        assert result.exit_code == 1 and "no space left on device" in result.stderr
+        assert [p for p in mount.rglob("*") if p.is_file()] == []
+        assert cli("-c", config, "-o", "json", "backup", "list").json() == []
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_backup_and_restore_commands_have_help(cli):
+    for args in (["backup", "run"], ["backup", "list"], ["backup", "verify"], ["restore"]):
+        result = cli(*args, "--help")
+        assert result.exit_code == 0 and "Usage" in result.stdout

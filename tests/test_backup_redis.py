@@ -1,0 +1,198 @@
+"""Redis backup and restore: every key, type, value and TTL; expired keys; a server lost mid-backup."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+
+import pytest
+
+from storagectl.backup import list_backups, restore, run_backup
+from storagectl.config import load_config
+from storagectl.errors import BackendUnavailable, UsageError
+
+
+def populate(client, keys: int = 3000) -> None:
+    pipe = client.pipeline(transaction=False)
+    for i in range(keys):
+        kind = i % 6
+        if kind == 0:
+            pipe.set(f"str:{i}", f"value {i}" * (i % 7 + 1))
+        elif kind == 1:
+            pipe.hset(f"hash:{i}", mapping={"a": i, "b": "x" * (i % 13)})
+        elif kind == 2:
+            pipe.rpush(f"list:{i}", *range(i % 9 + 1))
+        elif kind == 3:
+            pipe.sadd(f"set:{i}", *[f"m{j}" for j in range(i % 5 + 1)])
+        elif kind == 4:
+            pipe.zadd(f"zset:{i}", {f"m{j}": j / 3 for j in range(i % 6 + 1)})
+        else:
+            pipe.xadd(f"stream:{i}", {"f": i})
+        if i % 4 == 0:
+            pipe.pexpire(pipe_key(i), 600_000 + i)
+    pipe.set(b"bin\x00\xff", bytes(range(256)))
+    pipe.execute()
+
+
+def pipe_key(i: int) -> str:
+    return f"{('str', 'hash', 'list', 'set', 'zset', 'stream')[i % 6]}:{i}"
+
+
+READERS = {
+    b"string": lambda c, k: c.get(k),
+    b"hash": lambda c, k: c.hgetall(k),
+    b"list": lambda c, k: c.lrange(k, 0, -1),
+    b"set": lambda c, k: c.smembers(k),
+    b"zset": lambda c, k: c.zrange(k, 0, -1, withscores=True),
+    b"stream": lambda c, k: c.xrange(k),
+}
+
+
+def snapshot(client) -> dict[bytes, tuple[bytes, object, int]]:
+    """Every key with its type, its full value read by type, and its PTTL."""
+    result = {}
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key)
+        result[key] = (kind, READERS[kind](client, key), client.pttl(key))
+    return result
+
+
+def assert_same(restored: dict, original: dict) -> None:
+    assert restored.keys() == original.keys()
+    for key, (kind, payload, ttl) in original.items():
+        r_kind, r_payload, r_ttl = restored[key]
+        assert (r_kind, r_payload) == (kind, payload), key
+        if ttl < 0:
+            assert r_ttl == ttl, key
+        else:
+            assert r_ttl > 0 and abs(ttl - r_ttl) < 15_000, (key, ttl, r_ttl)
+
+
+@pytest.fixture
+def redis_pair(redis_base_url):
+    """Two leased dbs: source and target."""
+    import redis
+
+    from tests.conftest import RedisDatabase
+
+    control = redis.Redis.from_url(redis_base_url)
+    leased = []
+    for db in range(15, 0, -1):
+        if len(leased) == 2:
+            break
+        if control.set(f"storagectl-test:lease:{db}", "redis-pair", nx=True, ex=900):
+            leased.append(RedisDatabase(redis_base_url, db))
+    if len(leased) < 2:
+        pytest.skip("no two free Redis test dbs")
+    for database in leased:
+        database.client().flushdb()
+    yield leased
+    for database in leased:
+        database.client().flushdb()
+        control.delete(f"storagectl-test:lease:{database.db}")
+
+
+def config_for(write_config, tmp_path, source_url: str, target_url: str):
+    return load_config(write_config(f"""
+        version: 1
+        backends:
+          cache: {{kind: redis, url: "{source_url}"}}
+          spare: {{kind: redis, url: "{target_url}"}}
+        destinations:
+          local: {{kind: local, path: {tmp_path / "backups"}}}
+    """))
+
+
+def test_round_trip_into_another_db_keeps_types_values_and_ttls(redis_pair, write_config, tmp_path):
+    source, target = redis_pair
+    populate(source.client())
+    original = snapshot(source.client())
+    config = config_for(write_config, tmp_path, source.url, target.url)
+    [result] = run_backup(config, backend="cache", destination="local")
+    assert result.manifest.objects[0].counts == {"keys": len(original)}
+    outcome = restore(config, result.manifest.id, target="spare", validate=True)
+    assert outcome.validation.ok
+    assert_same(snapshot(target.client()), original)
+
+
+def test_non_empty_target_needs_replace(redis_pair, write_config, tmp_path):
+    source, target = redis_pair
+    populate(source.client(), 60)
+    config = config_for(write_config, tmp_path, source.url, target.url)
+    [result] = run_backup(config, backend="cache", destination="local")
+    target.client().set("str:0", "other")
+    with pytest.raises(UsageError, match="not empty"):
+        restore(config, result.manifest.id, target="spare")
+    restore(config, result.manifest.id, target="spare", replace=True)
+    assert_same(snapshot(target.client()), snapshot(source.client()))
+
+
+def test_keys_expired_since_the_backup_are_skipped_and_counted(redis_pair, write_config, tmp_path):
+    source, target = redis_pair
+    client = source.client()
+    client.set("short", "x", px=300)
+    client.set("long", "y", ex=600)
+    config = config_for(write_config, tmp_path, source.url, target.url)
+    [result] = run_backup(config, backend="cache", destination="local")
+    time.sleep(0.4)
+    outcome = restore(config, result.manifest.id, target="spare", validate=True)
+    assert outcome.validation.ok and any("1 skipped" in note for note in outcome.validation.notes)
+    assert target.client().keys() == [b"long"]
+
+
+class DyingProxy:
+    """A TCP proxy to Redis that dies for good after forwarding ``limit`` bytes from the server."""
+
+    def __init__(self, upstream: tuple[str, int], limit: int) -> None:
+        self.upstream, self.limit, self.sent = upstream, limit, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            self.sockets += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, from_server: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+                self.sent += len(data) if from_server else 0
+                if self.sent > self.limit:
+                    self.kill()
+        except OSError:
+            pass
+
+    def kill(self) -> None:
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+def test_server_lost_mid_backup_fails_cleanly_and_leaves_no_backup(redis_pair, write_config, tmp_path):
+    from urllib.parse import urlsplit
+
+    source, target = redis_pair
+    populate(source.client(), 6000)
+    parts = urlsplit(source.url)
+    proxy = DyingProxy((parts.hostname, parts.port or 6379), limit=200_000)
+    try:
+        proxied = f"redis://127.0.0.1:{proxy.port}/{source.db}"
+        config = config_for(write_config, tmp_path, proxied, target.url)
+        with pytest.raises(BackendUnavailable, match="backup failed"):
+            run_backup(config, backend="cache", destination="local")
+    finally:
+        proxy.kill()
+    assert list_backups(config) == []
+    assert list((tmp_path / "backups").rglob("*.*")) == []
