@@ -449,5 +449,6 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _report(warnings: list[str], warn: Warn | None) -> None:
-    for warning in warnings if warn else ():
-        warn(warning)  # type: ignore[misc]
+    if warn is not None:
+        for warning in warnings:
+            warn(warning)
