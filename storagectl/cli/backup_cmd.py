@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from storagectl.cli import schedule_cmd
 from storagectl.cli.output import note, print_json, print_table, styled_status
 from storagectl.cli.progress import human_bytes, progress_view
 from storagectl.cli.state import AppState, DryRunOption, OutputFormat, OutputOption, YesOption, state_of
@@ -26,6 +27,7 @@ def run(
     job: Annotated[str | None, typer.Option("--job", "-j", help="Job to run (default: the only job).")] = None,
     backend: Annotated[str | None, typer.Option("--backend", "-b", help="Back up this backend ...")] = None,
     to: Annotated[str | None, typer.Option("--to", help="... to this destination.")] = None,
+    prune: Annotated[bool, typer.Option("--prune", help="Then apply the job's retention policy.")] = False,
     output: OutputOption = None,
 ) -> None:
     """Take a backup of a job's backends (or of one backend) and print the new backup's id.
@@ -36,8 +38,11 @@ def run(
     from storagectl.backup import run_backup
 
     state = state_of(ctx)
+    pruned_job = schedule_cmd.check_run_prune(state.config, job, backend, to) if prune else None
     with progress_view(state) as progress:
         results = run_backup(state.config, job, backend, to, progress)
+    if pruned_job:
+        schedule_cmd.prune_after_run(state, pruned_job)
     if state.format(output) is OutputFormat.json:
         data = [result.to_dict() for result in results]
         print_json(data[0] if len(data) == 1 else data)
@@ -138,3 +143,8 @@ def _render_delete(state: AppState, info: dict[str, Any], output: OutputFormat |
     verb = "would remove" if info["dry_run"] else "removed"
     note(state, f"{verb} backup {info['id']} at {info['destination']}: {info['objects_removed']} object(s), "
                 f"{human_bytes(info['bytes_removed'])}")
+
+
+# `backup schedule` and `backup prune` live in schedule_cmd.py.
+app.command("schedule")(schedule_cmd.schedule)
+app.command("prune")(schedule_cmd.prune)

@@ -1,0 +1,204 @@
+"""`backup prune`: a job's retention policy applied to what its destination actually holds.
+
+Nothing here reads local state: the backups of a job are the folders under ``<job>/`` at the job's
+destination. A folder with a readable ``manifest.json`` is a complete backup; one without is a
+failed or running one, which never counts toward any ``keep_*`` rule (see
+:mod:`storagectl.retention`), so a run of failures cannot push good backups out.
+
+Retention is worked out separately for each backend of a job: a job with two backends stores two
+backups per run, and ``keep_last 7`` means seven of each.
+
+A folder without a manifest is **in progress** while its newest object was written less than
+``retention.partial_after`` ago (default 1 day): it may be a backup that has not written its
+manifest yet, so it is kept. Once nothing has been written to it for longer, it is a leftover of a
+failed run and is removed. ``partial_after`` must therefore exceed the longest time a backup takes
+to write one object.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from storagectl.archive.manifest import MANIFEST_NAME, is_backup_id
+from storagectl.backup.catalog import FoundBackup, backup_folders, destination_named, remove_folder, with_manifest
+from storagectl.config.models import Config, JobSettings, RetentionPolicy
+from storagectl.errors import IntegrityError, StoragectlError, UsageError
+from storagectl.retention import BackupRef, RetentionDecision, describe_policy, plan_retention
+
+log = logging.getLogger("storagectl.prune")
+
+
+@dataclass(frozen=True)
+class StoredBackup:
+    """One backup folder of a job, as its destination holds it."""
+
+    folder: FoundBackup
+    backend: str | None  # from the manifest; None for a folder without one
+    started_at: datetime
+    last_written: datetime
+
+    @property
+    def complete(self) -> bool:
+        return self.folder.manifest is not None
+
+    def ref(self, now: datetime, partial_after: float) -> BackupRef:
+        quiet_for = now - self.last_written
+        in_progress = not self.complete and quiet_for <= timedelta(seconds=partial_after)
+        return BackupRef(self.folder.id, self.started_at, self.complete, in_progress)
+
+
+@dataclass(frozen=True)
+class PruneEntry:
+    """Keep or remove one backup, and the rules behind it."""
+
+    backup: StoredBackup
+    decision: RetentionDecision
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.backup.folder.id, "backend": self.backup.backend,
+                "started_at": self.backup.started_at.isoformat(), "complete": self.backup.complete,
+                "action": self.decision.action, "reasons": list(self.decision.reasons)}
+
+
+@dataclass
+class PruneResult:
+    job: str
+    destination: str
+    policy: str
+    dry_run: bool
+    entries: list[PruneEntry] = field(default_factory=list)
+
+    @property
+    def removed(self) -> list[str]:
+        return [entry.backup.folder.id for entry in self.entries if not entry.decision.keep]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job": self.job, "destination": self.destination, "policy": self.policy,
+                "dry_run": self.dry_run, "removed": self.removed,
+                "backups": [entry.to_dict() for entry in self.entries]}
+
+
+def retention_jobs(config: Config, names: list[str] | None) -> list[str]:
+    """The named jobs (all jobs with a retention policy when none is named); each must have one."""
+    chosen = names or [name for name, job in config.jobs.items() if job.retention is not None]
+    for name in chosen:
+        if config.job(name).retention is None:
+            raise UsageError(f"job {name!r} has no retention policy, so there is nothing to prune",
+                             hint=f"Try: add `retention:` (e.g. keep_daily: 7) to job {name!r}")
+    if not chosen:
+        raise UsageError("no job has a retention policy",
+                         hint="Try: add `retention:` (e.g. keep_daily: 7) to a job in the config")
+    return chosen
+
+
+def prune_job(config: Config, job: str, now: datetime, dry_run: bool = False) -> PruneResult:
+    """Plan the job's retention over its stored backups and, unless ``dry_run``, delete the removals.
+
+    A delete the destination refuses raises (PermissionDenied, OperationFailed, ...) naming the
+    backup and how many were removed before it.
+    """
+    settings = config.job(job)
+    policy = _policy_of(job, settings)
+    entries = plan_job(job_backups(config, job), policy, now, ZoneInfo(settings.timezone))
+    result = PruneResult(job, settings.destination, describe_policy(policy), dry_run, entries)
+    if not dry_run:
+        _delete_removals(job, result)
+    return result
+
+
+def plan_job(stored: list[StoredBackup], policy: RetentionPolicy, now: datetime,
+             tz: ZoneInfo) -> list[PruneEntry]:
+    """One entry per stored backup, newest first; retention applied per backend."""
+    by_backend: dict[str | None, list[StoredBackup]] = defaultdict(list)
+    for backup in stored:
+        by_backend[backup.backend].append(backup)
+    entries = []
+    for group in by_backend.values():
+        by_id = {backup.folder.id: backup for backup in group}
+        refs = [backup.ref(now, policy.partial_after) for backup in group]
+        entries += [PruneEntry(by_id[d.backup.id], d) for d in plan_retention(refs, policy, now, tz)]
+    return sorted(entries, key=lambda e: (e.backup.started_at.astimezone(UTC), e.backup.folder.id),
+                  reverse=True)
+
+
+def job_backups(config: Config, job: str) -> list[StoredBackup]:
+    """Every backup folder of ``job`` at its destination, complete or not, in no particular order."""
+    destination = destination_named(config, config.job(job).destination)
+    found = (_stored(folder, job) for folder in backup_folders(destination, job) if _is_job_folder(folder, job))
+    return [backup for backup in found if backup is not None]
+
+
+def newest_complete_start(config: Config, job: str) -> datetime | None:
+    """When the job's newest complete run started, from its destination: the oldest of its backends'
+    newest complete backups (a run that backed up only some backends has not served its fire).
+    None when some backend of the job has no complete backup."""
+    settings = config.job(job)
+    destination = destination_named(config, settings.destination)
+    wanted, newest = set(settings.backends), {}
+    folders = [f for f in backup_folders(destination, job) if _is_job_folder(f, job) and _has_manifest(f)]
+    for folder in sorted(folders, key=lambda f: f.id, reverse=True):
+        backup = _stored(folder, job)
+        if backup is not None and backup.backend in wanted:
+            newest.setdefault(backup.backend, backup.started_at)
+        if len(newest) == len(wanted):
+            return min(newest.values())
+    return None
+
+
+def _policy_of(job: str, settings: JobSettings) -> RetentionPolicy:
+    if settings.retention is None:
+        raise UsageError(f"job {job!r} has no retention policy, so there is nothing to prune",
+                         hint=f"Try: add `retention:` (e.g. keep_daily: 7) to job {job!r}")
+    return settings.retention
+
+
+def _delete_removals(job: str, result: PruneResult) -> None:
+    removed = 0
+    for entry in result.entries:
+        if entry.decision.keep:
+            continue
+        try:
+            remove_folder(entry.backup.folder)
+        except StoragectlError as exc:
+            # The destination's own error (and so its exit code), saying what prune was doing.
+            exc.message = (f"prune of job {job!r}: could not remove backup {entry.backup.folder.id} "
+                           f"({removed} removed before it): {exc.message}")
+            raise
+        removed += 1
+        log.info("job %s: removed backup %s (%s)", job, entry.backup.folder.id,
+                 "no rule kept it" if entry.backup.complete else "partial")
+
+
+def _is_job_folder(folder: FoundBackup, job: str) -> bool:
+    return folder.group == job and is_backup_id(folder.id)
+
+
+def _has_manifest(folder: FoundBackup) -> bool:
+    return any(stored.key.endswith("/" + MANIFEST_NAME) for stored in folder.objects)
+
+
+def _stored(folder: FoundBackup, job: str) -> StoredBackup | None:
+    try:
+        with_manifest(folder)
+    except IntegrityError as exc:
+        # Never delete what we cannot read: an operator has to look at it.
+        log.warning("job %s: backup %s left alone: %s", job, folder.id, exc)
+        return None
+    manifest = folder.manifest
+    if manifest is not None and manifest.job != job:
+        return None  # an ad-hoc backup of a backend that happens to share the job's name
+    last_written = max(stored.modified for stored in folder.objects)
+    if manifest is None:
+        return StoredBackup(folder, None, id_started_at(folder.id), last_written)
+    started = datetime.fromisoformat(manifest.started_at)
+    return StoredBackup(folder, manifest.backend.get("name"), started, last_written)
+
+
+def id_started_at(backup_id: str) -> datetime:
+    """The UTC start time a backup id encodes (``20261121T234501Z-1a2b3c``), to the second."""
+    return datetime.strptime(backup_id.split("-", 1)[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)

@@ -1,0 +1,271 @@
+"""`backup prune` and `backup run --prune`: retention over what a real destination holds.
+
+Backup folders are written with the real archive writer (ArchiveSession + manifest) into a local
+directory or a moto S3 bucket; nothing of our storage code is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from storagectl.archive.manifest import BackupManifest, backup_prefix, new_backup_id
+from storagectl.archive.writer import ArchiveSession
+from storagectl.config import load_config
+from storagectl.destinations import open_destination
+from storagectl.prune import job_backups, newest_complete_start
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def store_backup(destination, job: str, started: datetime, *, backend: str = "app", complete: bool = True,
+                 last_written: datetime | None = None) -> str:
+    """One backup folder through the real archive writer; without a manifest when not complete."""
+    backup_id = new_backup_id(started)
+    session = ArchiveSession(destination, backup_prefix(job, backup_id), codec="none")
+    with session.create("data") as sink:
+        sink.write(b"rows")
+    if complete:
+        session.write_manifest(BackupManifest(
+            id=backup_id, group=job, job=job, backend={"name": backend, "kind": "sqlite"},
+            destination=destination.name, started_at=started.isoformat(),
+            finished_at=(started + timedelta(minutes=1)).isoformat(), compression={"codec": "none", "level": 0},
+            encryption=None, objects=list(session.entries), tool_version="test"))
+    if last_written is not None:  # a local destination reports file mtimes as write times
+        stamp = last_written.timestamp()
+        for path in Path(destination.location(), job, backup_id).iterdir():
+            os.utime(path, (stamp, stamp))
+    return backup_id
+
+
+@pytest.fixture
+def local_job(tmp_path, write_config, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+    def make(retention: str, backends: str = "[app]", timezone: str = "UTC"):
+        path = write_config(f"""
+            version: 1
+            backends:
+              app: {{kind: sqlite, path: {tmp_path / "app.db"}}}
+              other: {{kind: sqlite, path: {tmp_path / "other.db"}}}
+            destinations:
+              local: {{kind: local, path: {tmp_path / "backups"}}}
+            jobs:
+              nightly:
+                backends: {backends}
+                destination: local
+                timezone: {timezone}
+                retention: {retention}
+        """)
+        config = load_config(path)
+        return path, config, open_destination("local", config.destination("local"))
+
+    return make
+
+
+def restic_oracle(starts: list[datetime], last: int, daily: int, weekly: int, monthly: int,
+                  tz: ZoneInfo) -> set[datetime]:
+    """An independent reading of restic's rules: newest of each of the N newest periods with backups."""
+    ordered = sorted(starts, reverse=True)
+    kept = {ordered[0], *ordered[:last]}
+    periods = ((daily, lambda t: t.date()), (weekly, lambda t: t.isocalendar()[:2]),
+               (monthly, lambda t: (t.year, t.month)))
+    for count, period_of in periods:
+        seen: list = []
+        for start in ordered:
+            period = period_of(start.astimezone(tz))
+            if period not in seen:
+                if len(seen) == count:
+                    break
+                seen.append(period)
+                kept.add(start)
+    return kept
+
+
+def test_prune_of_a_long_history_keeps_exactly_the_policy(cli, local_job):
+    config_path, config, destination = local_job(
+        "{keep_last: 3, keep_daily: 7, keep_weekly: 4, keep_monthly: 3, partial_after: 6h}",
+        timezone="America/New_York")
+    rng = random.Random(4)
+    now = datetime.now(UTC).replace(microsecond=0)
+    complete, stale_partials = {}, set()
+    for step in range(360):  # ~90 days, every 6 h, with jitter and some failed runs
+        started = now - timedelta(hours=6 * step + 1, minutes=rng.randrange(0, 50))
+        if rng.random() < 0.1:
+            stale_partials.add(store_backup(destination, "nightly", started, complete=False,
+                                            last_written=started + timedelta(minutes=5)))
+        else:
+            complete[store_backup(destination, "nightly", started)] = started
+    running = store_backup(destination, "nightly", now - timedelta(minutes=2), complete=False)
+    expected = restic_oracle(list(complete.values()), 3, 7, 4, 3, NEW_YORK)
+
+    preview = cli("-c", config_path, "-o", "json", "backup", "prune", "--dry-run")
+    assert preview.exit_code == 0, preview.stderr
+    assert len(job_backups(config, "nightly")) == len(complete) + len(stale_partials) + 1  # nothing deleted
+
+    result = cli("-c", config_path, "-o", "json", "backup", "prune", "--yes")
+    assert result.exit_code == 0, result.stderr
+    [report] = result.json()
+    decisions = {b["id"]: b for b in report["backups"]}
+    assert report["backups"] == preview.json()[0]["backups"]
+    assert {i for i, b in decisions.items() if b["action"] == "keep" and b["complete"]} == {
+        i for i, started in complete.items() if started in expected}
+    assert decisions[running]["reasons"] == ["in progress"]
+    assert all(decisions[i]["reasons"] == ["partial"] and decisions[i]["action"] == "remove" for i in stale_partials)
+    newest = max(complete, key=complete.get)
+    assert decisions[newest]["reasons"][0] == "newest"
+    remaining = {backup.folder.id for backup in job_backups(config, "nightly")}
+    assert remaining == {i for i, started in complete.items() if started in expected} | {running}
+    assert 10 < len(expected) < 25  # the policy really thinned the history
+
+
+def test_failed_runs_never_count_toward_keep_rules(local_job):
+    config_path, config, destination = local_job("{keep_last: 2, partial_after: 1h}")
+    now = datetime.now(UTC)
+    good = [store_backup(destination, "nightly", now - timedelta(days=d)) for d in (5, 4)]
+    for hours in (70, 50, 30):  # three failed runs, newer than every good backup
+        store_backup(destination, "nightly", now - timedelta(hours=hours), complete=False,
+                     last_written=now - timedelta(hours=hours))
+    from storagectl.prune import prune_job
+
+    result = prune_job(config, "nightly", now)
+    assert sorted(b.folder.id for b in job_backups(config, "nightly")) == sorted(good)
+    assert len(result.removed) == 3
+
+
+def test_retention_applies_per_backend_of_a_job(local_job):
+    config_path, config, destination = local_job("{keep_last: 2}", backends="[app, other]")
+    now = datetime.now(UTC)
+    for hours in range(1, 5):
+        for backend in ("app", "other"):
+            store_backup(destination, "nightly", now - timedelta(hours=hours, seconds=len(backend)),
+                         backend=backend)
+    from storagectl.prune import prune_job
+
+    prune_job(config, "nightly", now)
+    left = [b.backend for b in job_backups(config, "nightly")]
+    assert sorted(left) == ["app", "app", "other", "other"]
+    # The job's newest run is the older of its backends' newest backups.
+    assert newest_complete_start(config, "nightly") == now - timedelta(hours=1, seconds=5)
+
+
+def test_prune_needs_yes_and_shows_the_plan(cli, local_job):
+    config_path, config, destination = local_job("{keep_last: 1}")
+    now = datetime.now(UTC)
+    ids = [store_backup(destination, "nightly", now - timedelta(hours=h)) for h in (3, 2, 1)]
+    result = cli("-c", config_path, "backup", "prune")
+    assert result.exit_code == 2 and "without --yes" in result.stderr
+    assert "REMOVE" in result.stdout and "newest, last" in result.stdout
+    assert len(job_backups(config, "nightly")) == 3
+    done = cli("-c", config_path, "backup", "prune", "--yes", "--job", "nightly")
+    assert done.exit_code == 0, done.stderr
+    assert [b.folder.id for b in job_backups(config, "nightly")] == [ids[-1]]
+
+
+def test_unreadable_manifest_is_left_alone(local_job):
+    config_path, config, destination = local_job("{keep_last: 1}")
+    now = datetime.now(UTC)
+    broken = store_backup(destination, "nightly", now - timedelta(days=3))
+    Path(destination.location(), "nightly", broken, "manifest.json").write_text("{not json")
+    store_backup(destination, "nightly", now - timedelta(days=1))
+    from storagectl.prune import prune_job
+
+    prune_job(config, "nightly", now)
+    assert Path(destination.location(), "nightly", broken, "manifest.json").exists()
+
+
+def test_job_without_retention_is_a_usage_error(cli, write_config, tmp_path):
+    config = write_config(f"""
+        version: 1
+        backends:
+          app: {{kind: sqlite, path: {tmp_path / "app.db"}}}
+        destinations:
+          local: {{kind: local, path: {tmp_path / "backups"}}}
+        jobs:
+          nightly: {{backends: [app], destination: local}}
+    """)
+    result = cli("-c", config, "backup", "prune", "--job", "nightly")
+    assert result.exit_code == 2 and "no retention policy" in result.stderr
+    run = cli("-c", config, "backup", "run", "--job", "nightly", "--prune")
+    assert run.exit_code == 2 and not (tmp_path / "backups").exists()  # rejected before the backup
+
+
+def test_backup_run_with_prune_applies_retention(cli, local_job, tmp_path):
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "app.db") as db:
+        db.execute("CREATE TABLE t (x)")
+    config_path, config, destination = local_job("{keep_last: 2}")
+    for _ in range(3):
+        result = cli("-c", config_path, "backup", "run", "--job", "nightly", "--prune")
+        assert result.exit_code == 0, result.stderr
+    assert "retention of job nightly" in result.stderr
+    assert len(job_backups(config, "nightly")) == 2
+    bad = cli("-c", config_path, "backup", "run", "--backend", "app", "--to", "local", "--prune")
+    assert bad.exit_code == 2 and "--prune" in bad.stderr
+
+
+def test_delete_refused_by_s3_is_an_error(cli, write_config, tmp_path, s3_bucket, monkeypatch):
+    from moto import settings as moto_settings
+    from moto.iam.access_control import S3IAMRequest
+
+    # moto computes a different SigV4 signature than botocore for list requests with a "/" in the
+    # prefix; its policy evaluation (what this test is about) stays real.
+    monkeypatch.setattr(S3IAMRequest, "check_signature", lambda self: None)
+
+    def config_for(access_key: str, secret: str) -> Path:
+        return write_config(f"""
+            version: 1
+            backends:
+              app: {{kind: sqlite, path: {tmp_path / "app.db"}}}
+            destinations:
+              bucket:
+                kind: s3
+                retry: {{attempts: 1}}
+                bucket: {s3_bucket.name}
+                endpoint_url: {s3_bucket.endpoint}
+                region: us-east-1
+                addressing_style: path
+                access_key_id: "{access_key}"
+                secret_access_key: "{secret}"
+            jobs:
+              nightly: {{backends: [app], destination: bucket, retention: {{keep_last: 1}}}}
+        """, name=f"{access_key}.yaml")
+
+    config = load_config(config_for("testing", "testing"))
+    destination = open_destination("bucket", config.destination("bucket"))
+    now = datetime.now(UTC)
+    for hours in (3, 2, 1):
+        store_backup(destination, "nightly", now - timedelta(hours=hours))
+    restricted = _user_denied_delete(s3_bucket)
+    previous = moto_settings.INITIAL_NO_AUTH_ACTION_COUNT
+    moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0  # moto enforces IAM policies from here on
+    try:
+        result = cli("-c", config_for(*restricted), "backup", "prune", "--yes")
+    finally:
+        moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = previous
+    assert result.exit_code == 4, result.stderr
+    assert "could not remove backup" in result.stderr and "access denied" in result.stderr
+    assert restricted[1] not in result.stderr
+    assert len(job_backups(config, "nightly")) == 3
+
+
+def _user_denied_delete(s3_bucket) -> tuple[str, str]:
+    import boto3
+
+    iam = boto3.client("iam", endpoint_url=s3_bucket.endpoint, region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    user = f"pruner-{s3_bucket.name}"
+    iam.create_user(UserName=user)
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "s3:DeleteObject", "Resource": "*"}]}
+    iam.put_user_policy(UserName=user, PolicyName="no-delete", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    return key["AccessKeyId"], key["SecretAccessKey"]
