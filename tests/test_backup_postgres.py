@@ -338,3 +338,16 @@ def test_cli_round_trip_with_validate(cli, write_config, source, target, tmp_pat
     assert sequence_states(target) == sequence_states(source)
     refused = cli("-c", config, "restore", backup_id, "--to", "dst")
     assert refused.exit_code != 0 and "not empty" in refused.stderr
+
+
+# -- TimescaleDB detection (the extension is not installed here: only the paths around it) --------
+def test_plain_postgres_backup_records_no_timescaledb(source, tmp_path):
+    assert backup_to(tmp_path / "b", source).metadata["timescaledb"] is None
+
+
+def test_timescale_backup_needs_the_extension_on_the_target(source, target, tmp_path):
+    archive = backup_to(tmp_path / "b", source)
+    archive.metadata["timescaledb"] = "2.99.0"
+    with pytest.raises(ToolMissing, match=r"TimescaleDB 2\.99\.0 is not available.*unchanged"):
+        backend_for(target).restore(archive, RestoreOptions())
+    assert backend_for(target).is_empty()

@@ -121,8 +121,10 @@ class Backend(ABC):
 
 def classify_connection_error(backend: Backend, exc: BaseException) -> StoragectlError:
     """Map a low-level connection failure to refused / DNS / timeout / auth with a fix."""
-    text = backend.redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    lowered = f"{type(exc).__name__} {text}".lower()
+    full = backend.redact(str(exc)).strip()
+    text = full.splitlines()[0] if full else type(exc).__name__
+    # Drivers put the reason on later lines (neo4j: "Couldn't connect ...\n... Connection refused").
+    lowered = f"{type(exc).__name__} {full}".lower()
     if isinstance(exc, socket.gaierror) or any(m in lowered for m in _DNS_MARKERS):
         return BackendUnavailable(
             f"{backend.label}: host name cannot be resolved",

@@ -119,3 +119,26 @@ class Neo4jBackend(Backend):
             detail = ", ".join(f"{r['name']} is {r['currentStatus']}" for r in wrong)
             return Check("databases", Status.CRITICAL, states, display, detail)
         return Check("databases", Status.OK, states, display)
+
+    # -- backup / restore (storagectl.archive.api.BackupCapable; engine in neo4j_archive) ----
+    def backup(self, archive: Any, options: Any) -> None:
+        from storagectl.backends.neo4j_archive import backup_graph
+
+        backup_graph(self, archive)
+
+    def restore(self, archive: Any, options: Any) -> Any:
+        from storagectl.backends.neo4j_archive import restore_graph
+
+        return restore_graph(self, archive, options.replace_existing)
+
+    def is_empty(self) -> bool:
+        from storagectl.backends.neo4j_archive import graph_is_empty
+
+        with self.connect() as driver:
+            return graph_is_empty(self, driver)
+
+    def content_summary(self) -> Any:
+        from storagectl.backends.neo4j_archive import graph_summary
+
+        with self.connect() as driver:
+            return graph_summary(self, driver)

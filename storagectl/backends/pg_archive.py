@@ -17,10 +17,10 @@ from __future__ import annotations
 import queue
 import re
 import threading
+import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
-from hashlib import blake2b
 from typing import TYPE_CHECKING, Any
 
 from storagectl.archive.api import (
@@ -50,8 +50,27 @@ SESSION_SETTINGS = (
 )
 
 
-def row_hash(row: bytes | memoryview) -> int:
-    return int.from_bytes(blake2b(row, digest_size=8).digest(), "little")
+class RowChecksum:
+    """Order-independent checksum of COPY text rows: the sum mod 2**64 of one 64-bit hash per row,
+    ``adler32(row) << 32 | crc32(row)`` (row without its newline).
+
+    Text COPY escapes newlines inside values, so every raw newline ends a row and whole buffers can
+    be hashed with C-level ``map`` instead of a Python call per row (3x cheaper than blake2b).
+    """
+
+    def __init__(self) -> None:
+        self.rows = self.crc = self.adler = 0
+
+    def add(self, data: bytes) -> None:
+        lines = data.split(b"\n")
+        lines.pop()  # the empty tail after the last newline
+        self.rows += len(lines)
+        self.crc += sum(map(zlib.crc32, lines))
+        self.adler += sum(map(zlib.adler32, lines))
+
+    @property
+    def value(self) -> int:
+        return (self.crc + (self.adler << 32)) % 2**64
 
 
 @dataclass(frozen=True)
@@ -72,7 +91,7 @@ class TableCopy:
 # -- backup -------------------------------------------------------------------------------------
 def backup(backend: PostgresBackend, archive: ArchiveWriter, options: BackupOptions) -> None:
     pg_dump = PgDump.find()
-    with backend.connect() as holder:
+    with backend.connect() as holder, _pg_errors(backend, "backing up the database"):
         _prepare_session(holder)
         holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snapshot = holder.execute("SELECT pg_export_snapshot()").fetchone()[0]
@@ -80,6 +99,7 @@ def backup(backend: PostgresBackend, archive: ArchiveWriter, options: BackupOpti
         pg_dump.check_server(facts["server_version_num"], facts["server_version"])
         pg_schema.refuse_large_objects(holder, backend.label)
         tables = pg_schema.list_tables(holder)
+        pg_schema.lock_tables(holder, tables)  # as pg_dump does: no DROP/ALTER under our feet
         sequences = pg_schema.read_sequences(holder)
         schema_job = _schema_dump_job(backend, pg_dump, snapshot, archive)
         copies = _copy_tables_out(backend, holder, snapshot, tables, options, archive, schema_job)
@@ -152,41 +172,89 @@ def _prepare_session(conn: Any, encoding: str | None = None) -> None:
 
 def copy_out(backend: PostgresBackend, conn: Any, table: pg_schema.Table,
              write: Callable[[bytes], Any]) -> tuple[int, int]:
-    """Stream one table as COPY text to ``write``; returns (rows, checksum).
+    """Stream one table as COPY text to ``write`` in ~1 MiB pieces; returns (rows, checksum).
 
-    Text COPY delivers exactly one row per chunk, so the checksum is a sum of per-row hashes
-    (mod 2**64): independent of row order, computed on the stream without holding the table.
+    Never holds more than a piece of the table; ``write`` runs in a helper thread so that
+    compressing one piece overlaps with receiving the next.
     """
-    rows = total = 0
+    checksum = RowChecksum()
     buffer = bytearray()
-    with _copy_errors(backend, table.unit), conn.cursor() as cursor, cursor.copy(table.copy_out_sql()) as copy:
+    with _copy_errors(backend, table.unit), BackgroundWriter(write) as writer, conn.cursor() as cursor, \
+            cursor.copy(table.copy_out_sql()) as copy:
         for row in copy:
-            total += row_hash(row)
-            rows += 1
             buffer += row
             if len(buffer) >= FLUSH_BYTES:
-                write(buffer)
+                piece = bytes(buffer)
+                checksum.add(piece)
+                writer.put(piece)
                 buffer = bytearray()
-    if buffer:
-        write(buffer)
-    return rows, total % 2**64
+        piece = bytes(buffer)
+        checksum.add(piece)
+        writer.put(piece)
+    return checksum.rows, checksum.value
+
+
+class BackgroundWriter:
+    """Hands pieces to ``write`` in one helper thread through a small bounded queue (a few MiB).
+
+    A failure in ``write`` stops the producer at its next ``put`` and is re-raised there.
+    """
+
+    DEPTH = 4
+
+    def __init__(self, write: Callable[[bytes], Any]) -> None:
+        self.write = write
+        self.pieces: queue.Queue[bytes | None] = queue.Queue(self.DEPTH)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._drain, name="pg-copy-writer", daemon=True)
+
+    def __enter__(self) -> BackgroundWriter:
+        self.thread.start()
+        return self
+
+    def put(self, piece: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.pieces.put(piece)  # never blocks for long: the drain thread consumes until the sentinel
+
+    def __exit__(self, kind: Any, exc: Any, traceback: Any) -> None:
+        if exc is not None and self.error is None:
+            self.error = exc  # the drain thread skips what is still queued
+        self.pieces.put(None)
+        self.thread.join()
+        if exc is None and self.error is not None:
+            raise self.error
+
+    def _drain(self) -> None:
+        while (piece := self.pieces.get()) is not None:
+            if self.error is not None:
+                continue
+            try:
+                if piece:
+                    self.write(piece)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the producer thread
+                self.error = exc
+
+
+def _copy_errors(backend: PostgresBackend, unit: str) -> AbstractContextManager[None]:
+    return _pg_errors(backend, f"copying {unit}")
 
 
 @contextmanager
-def _copy_errors(backend: PostgresBackend, what: str) -> Iterator[None]:
-    """psycopg errors during COPY as one-line storagectl errors, secrets redacted."""
+def _pg_errors(backend: PostgresBackend, doing: str) -> Iterator[None]:
+    """psycopg errors as one-line storagectl errors, secrets redacted."""
     import psycopg
 
     try:
         yield
     except psycopg.OperationalError as exc:
         raise BackendUnavailable(
-            f"{backend.label}: connection lost while copying {what}: {_first_line(backend, exc)}",
+            f"{backend.label}: connection lost while {doing}: {_first_line(backend, exc)}",
             hint="Try: check the server log and that the server is up, then rerun",
         ) from exc
     except psycopg.Error as exc:
         raise OperationFailed(
-            f"{backend.label}: copying {what} failed: {_first_line(backend, exc)}",
+            f"{backend.label}: {doing} failed: {_first_line(backend, exc)}",
             hint="Try: check the server log for details",
         ) from exc
 
@@ -305,6 +373,7 @@ def restore(backend: PostgresBackend, archive: ArchiveReader, options: RestoreOp
         with _undo_on_failure(conn, timescale):
             _copy_tables_in(backend, conn, archive, copies, options)
             with conn.transaction():
+                conn.execute("SET LOCAL maintenance_work_mem = '256MB'")  # index builds sort in memory
                 pg_schema.set_sequences(conn, archive.metadata.get("sequences", []))
                 _run_schema_sql(backend, conn, post_data, "post-data")
             if timescale:

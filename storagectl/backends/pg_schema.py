@@ -78,6 +78,13 @@ def list_tables(conn: Any) -> list[Table]:
     return [Table(schema, name, size, condition) for schema, name, size, condition in conn.execute(TABLES_SQL)]
 
 
+def lock_tables(conn: Any, tables: list[Table], batch: int = 1000) -> None:
+    """ACCESS SHARE locks until the snapshot transaction ends (blocks only DROP/ALTER/TRUNCATE)."""
+    for start in range(0, len(tables), batch):
+        names = ", ".join(f"ONLY {table.unit}" for table in tables[start:start + batch])
+        conn.execute(f"LOCK TABLE {names} IN ACCESS SHARE MODE")
+
+
 def read_sequences(conn: Any) -> list[dict[str, Any]]:
     """Every sequence's state; nextval() is not transactional, so this is the state when read."""
     sequences = []

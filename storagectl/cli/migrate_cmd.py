@@ -161,8 +161,8 @@ def history(ctx: typer.Context, backend: BackendOption = None, output: OutputOpt
         print_json([entry.to_dict() for entry in entries])
         return
     rows = [[e.revision, e.parent, "yes" if e.applied else "no", e.applied_at,
-             "EDITED" if e.edited else "", e.message] for e in entries]
-    print_table(state, ["Revision", "Parent", "Applied", "Applied at", "", "Message"], rows)
+             "EDITED" if e.edited else "-", e.message] for e in entries]
+    print_table(state, ["Revision", "Parent", "Applied", "Applied at", "Edited", "Message"], rows)
 
 
 @app.command("stamp")

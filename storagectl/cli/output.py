@@ -48,7 +48,7 @@ def print_table(state: AppState, columns: list[str], rows: list[list[Any]], titl
 
     table = Table(title=title, header_style="bold", show_lines=False)
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # never cut an id or a path with an ellipsis
     for row in rows:
         table.add_row(*[cell if isinstance(cell, Text) else Text(_cell(cell)) for cell in row])
     state.out.print(table)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -55,7 +56,10 @@ class AppState:
     def out(self) -> Console:
         from rich.console import Console
 
-        return Console(no_color=not self.color, highlight=False, soft_wrap=not sys.stdout.isatty())
+        # Piped output (logs, grep) gets a wide fixed width instead of rich's 80 columns.
+        tty = sys.stdout.isatty()
+        width = None if tty or "COLUMNS" in os.environ else 200
+        return Console(no_color=not self.color, highlight=False, soft_wrap=not tty, width=width)
 
     @cached_property
     def err(self) -> Console:
