@@ -7,6 +7,7 @@ service fails instead of skipping.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import textwrap
@@ -140,37 +141,46 @@ def redis_base_url() -> str:
     return REDIS_URL
 
 
-@pytest.fixture
-def redis_db(redis_base_url: str) -> Iterator[RedisDatabase]:
-    """A whole Redis db (1-15) leased to this test through a lock key in db 0, flushed before and after.
+@contextlib.contextmanager
+def leased_redis_dbs(base_url: str, count: int) -> Iterator[list[RedisDatabase]]:
+    """``count`` whole Redis dbs (of 1-15) leased through lock keys in db 0, flushed before and after.
 
-    A lease, not a fixed number, so parallel workers and concurrent test runs never share a db.
+    Leases, not fixed numbers, so parallel workers and concurrent test runs never share a db.
     """
     import time
 
     import redis
 
-    control = redis.Redis.from_url(redis_base_url)
+    control = redis.Redis.from_url(base_url)
     token = uuid.uuid4().hex
+    leased: list[int] = []
     deadline = time.monotonic() + 60
-    while True:
-        for db in REDIS_TEST_DBS:
-            if control.set(f"storagectl-test:lease:{db}", token, nx=True, ex=900):
-                break
-        else:
-            if time.monotonic() > deadline:
-                pytest.fail("no free Redis test db (1-15) within 60s")
-            time.sleep(0.2)
-            continue
-        break
-    database = RedisDatabase(redis_base_url, db)
-    database.client().flushdb()
     try:
-        yield database
+        while len(leased) < count:
+            for db in REDIS_TEST_DBS:
+                if len(leased) < count and db not in leased and control.set(
+                        f"storagectl-test:lease:{db}", token, nx=True, ex=900):
+                    leased.append(db)
+            if len(leased) < count:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"could not lease {count} free Redis test dbs (1-15) within 60s")
+                time.sleep(0.2)
+        databases = [RedisDatabase(base_url, db) for db in leased]
+        for database in databases:
+            database.client().flushdb()
+        yield databases
     finally:
-        database.client().flushdb()
-        if control.get(f"storagectl-test:lease:{db}") == token.encode():
-            control.delete(f"storagectl-test:lease:{db}")
+        for db in leased:
+            RedisDatabase(base_url, db).client().flushdb()
+            if control.get(f"storagectl-test:lease:{db}") == token.encode():
+                control.delete(f"storagectl-test:lease:{db}")
+
+
+@pytest.fixture
+def redis_db(redis_base_url: str) -> Iterator[RedisDatabase]:
+    """A whole Redis db leased to this test."""
+    with leased_redis_dbs(redis_base_url, 1) as (database,):
+        yield database
 
 
 # -- S3 (moto server over HTTP) -----------------------------------------------------------------

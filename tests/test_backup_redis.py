@@ -12,6 +12,7 @@ import pytest
 from storagectl.backup import list_backups, restore, run_backup
 from storagectl.config import load_config
 from storagectl.errors import BackendUnavailable, UsageError
+from tests.conftest import leased_redis_dbs
 
 
 def populate(client, keys: int = 3000) -> None:
@@ -73,25 +74,8 @@ def assert_same(restored: dict, original: dict) -> None:
 @pytest.fixture
 def redis_pair(redis_base_url):
     """Two leased dbs: source and target."""
-    import redis
-
-    from tests.conftest import RedisDatabase
-
-    control = redis.Redis.from_url(redis_base_url)
-    leased = []
-    for db in range(15, 0, -1):
-        if len(leased) == 2:
-            break
-        if control.set(f"storagectl-test:lease:{db}", "redis-pair", nx=True, ex=900):
-            leased.append(RedisDatabase(redis_base_url, db))
-    if len(leased) < 2:
-        pytest.skip("no two free Redis test dbs")
-    for database in leased:
-        database.client().flushdb()
-    yield leased
-    for database in leased:
-        database.client().flushdb()
-        control.delete(f"storagectl-test:lease:{database.db}")
+    with leased_redis_dbs(redis_base_url, 2) as databases:
+        yield databases
 
 
 def config_for(write_config, tmp_path, source_url: str, target_url: str):
