@@ -33,7 +33,8 @@ TIME = "/usr/bin/time"
 
 def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
     """Wall seconds, peak RSS in KiB (GNU time) and stdout of one command."""
-    rss_file = tempfile.NamedTemporaryFile(suffix=".rss", delete=False).name
+    with tempfile.NamedTemporaryFile(suffix=".rss", delete=False) as handle:
+        rss_file = handle.name
     started = time.perf_counter()
     done = subprocess.run([TIME, "-o", rss_file, "-f", "%M", *command], capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - started
@@ -91,7 +92,8 @@ def bench_backup(args: argparse.Namespace, source_url: str, workdir: Path) -> tu
     for level in sorted(set(args.levels) | {args.level}):
         config = write_config(workdir, source_url, target_url, level, args.parallel)
         elapsed, rss, info = storagectl_backup(config)
-        print(f"storagectl backup q{level}: {elapsed:.2f}s, {info['size'] / 2**20:.1f} MiB, peak RSS {rss / 1024:.0f} MiB")
+        print(f"storagectl backup q{level}: {elapsed:.2f}s, {info['size'] / 2**20:.1f} MiB, "
+              f"peak RSS {rss / 1024:.0f} MiB")
         if level == args.level:
             chosen = (config, info)
             report(f"backup time (brotli q{level})", elapsed, dump_time, 0.6)

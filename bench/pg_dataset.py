@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -70,9 +70,8 @@ def row_counts(scale: float) -> dict[str, int]:
 
 
 def database_url(admin_url: str, database: str) -> str:
-    params = conninfo_to_dict(admin_url)
-    params["dbname"] = database
-    return make_conninfo(**params)
+    """The admin URL (postgresql://...) pointing at ``database`` instead."""
+    return urlunsplit(urlsplit(admin_url)._replace(path=f"/{database}"))
 
 
 def current_scale(url: str) -> str | None:

@@ -180,3 +180,21 @@ def test_server_lost_mid_backup_fails_cleanly_and_leaves_no_backup(redis_pair, w
         proxy.kill()
     assert list_backups(config) == []
     assert list((tmp_path / "backups").rglob("*.*")) == []
+
+
+def test_damaged_archive_restores_nothing_even_without_validate(redis_pair, write_config, tmp_path):
+    from pathlib import Path
+
+    from storagectl.errors import IntegrityError
+
+    source, target = redis_pair
+    populate(source.client(), 300)
+    config = config_for(write_config, tmp_path, source.url, target.url)
+    [result] = run_backup(config, backend="cache", destination="local")
+    stored = next(Path(tmp_path / "backups").rglob("00001-*"))
+    data = bytearray(stored.read_bytes())
+    data[len(data) * 2 // 3] ^= 0x20
+    stored.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="nothing was restored"):
+        restore(config, result.manifest.id, target="spare")
+    assert target.client().dbsize() == 0

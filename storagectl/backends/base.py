@@ -37,6 +37,9 @@ class Backend(ABC):
     kind: ClassVar[str]
     Settings: ClassVar[type[BackendSettings]]
     CHECKS: ClassVar[dict[str, CheckSpec]] = {}
+    # True when a failed restore leaves the target exactly as it was (e.g. temp file + rename).
+    # Restores into other kinds verify every object first, so a damaged archive writes nothing.
+    restores_atomically: ClassVar[bool] = False
 
     def __init__(self, name: str, settings: BackendSettings) -> None:
         self.name = name

@@ -47,6 +47,7 @@ class SQLiteBackend(Backend):
     kind = "sqlite"
     Settings = SQLiteSettings
     CHECKS = SQLITE_CHECKS
+    restores_atomically = True
     settings: SQLiteSettings
 
     def endpoint(self) -> str:

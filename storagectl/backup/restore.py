@@ -146,8 +146,11 @@ def plan_restore(config: Config, found: FoundBackup, target: str | None, *, repl
 def restore(config: Config, backup_id: str, destination: str | None = None, target: str | None = None, *,
             validate: bool = False, parallel: int | None = None, dry_run: bool = False, replace: bool = False,
             identity_file: Path | None = None, progress: ProgressCallback = no_progress) -> RestoreResult:
-    """Restore a backup into a backend. A non-empty target needs ``replace``; ``validate`` verifies every
-    object before the target is touched and compares contents afterwards."""
+    """Restore a backup into a backend. A non-empty target needs ``replace``.
+
+    Every object is verified before the target is touched when ``validate`` is set or the target kind
+    cannot restore atomically, so a damaged archive never leaves a half-restored target;
+    ``validate`` also compares contents afterwards."""
     found = find_backup(config, backup_id, destination)
     plan = plan_restore(config, found, target, replace=replace, validate=validate, parallel=parallel)
     if not plan.target_empty and not replace and not dry_run:
@@ -158,7 +161,7 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
     if dry_run:
         return result
     clock = time.monotonic()
-    if validate:
+    if validate or not plan.target.restores_atomically:
         result.verification = verify_archive(open_archive(config, found, identity_file, "verify", progress), found)
         result.verification.raise_if_bad("; nothing was restored")
     outcome = plan.target.restore(archive, RestoreOptions(parallel=plan.parallel, replace_existing=replace))

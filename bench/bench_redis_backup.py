@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""`storagectl backup run` of one Redis db vs `redis-cli --rdb FILE`, on the same 1 M keys.
+
+Loads strings, hashes, lists, sets and sorted sets (10 % with a TTL) into a dedicated db with a
+server-side Lua loop (fast, deterministic), times both backups, prints the ratio (target <= 1.0x)
+and flushes the db afterwards. Note: `redis-cli --rdb` snapshots the whole instance (every db),
+storagectl only the selected db; with other dbs empty the data is the same.
+Usage: python bench/bench_redis_backup.py [--url redis://127.0.0.1:6379] [--db 15] [--keys 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import redis
+
+# ARGV: first index, last index. One key per index; type chosen by index mod 10.
+LOAD_LUA = """
+for i = tonumber(ARGV[1]), tonumber(ARGV[2]) do
+  local kind = i % 10
+  if kind < 5 then
+    redis.call('SET', 'str:' .. i, 'value-' .. i .. '-' .. string.rep('x', i % 40))
+  elseif kind < 7 then
+    redis.call('HSET', 'hash:' .. i, 'name', 'user ' .. i, 'email', 'u' .. i .. '@example.com',
+               'visits', i % 1000, 'plan', 'p' .. (i % 4))
+  elseif kind < 8 then
+    redis.call('RPUSH', 'list:' .. i, 'a' .. i, 'b' .. i, 'c' .. i, 'd' .. i, 'e' .. i)
+  elseif kind < 9 then
+    redis.call('SADD', 'set:' .. i, 'm' .. (i % 97), 'm' .. (i % 89), 'm' .. (i % 83))
+  else
+    redis.call('ZADD', 'zset:' .. i, i, 'one', i * 2, 'two', i * 3, 'three')
+  end
+  if i % 10 == 3 then
+    redis.call('PEXPIRE', 'str:' .. i, 3600000 + i)
+  end
+end
+return 1
+"""
+BATCH = 100_000
+
+
+def load(client: redis.Redis, keys: int) -> float:
+    started = time.perf_counter()
+    client.flushdb()
+    script = client.register_script(LOAD_LUA)
+    for first in range(1, keys + 1, BATCH):
+        script(args=[first, min(first + BATCH - 1, keys)])
+    return time.perf_counter() - started
+
+
+def timed(command: list[str]) -> tuple[float, str]:
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"failed: {' '.join(command)}\n{done.stderr}")
+    return elapsed, done.stdout
+
+
+def storagectl_backup(workdir: Path, url: str, db: int) -> tuple[float, int]:
+    config = workdir / "storagectl.yaml"
+    config.write_text(f"version: 1\nbackends:\n  cache: {{kind: redis, url: '{url}/{db}'}}\n"
+                      f"destinations:\n  local: {{kind: local, path: {workdir / 'backups'}}}\n")
+    elapsed, out = timed(["storagectl", "-c", str(config), "-o", "json", "backup", "run",
+                          "--backend", "cache", "--to", "local"])
+    info = json.loads(out)
+    return elapsed, (info[0] if isinstance(info, list) else info)["size"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default="redis://127.0.0.1:6379")
+    parser.add_argument("--db", type=int, default=15)
+    parser.add_argument("--keys", type=int, default=1_000_000)
+    args = parser.parse_args()
+    if not shutil.which("storagectl") or not shutil.which("redis-cli"):
+        sys.exit("storagectl and redis-cli must be on PATH")
+    client = redis.Redis.from_url(f"{args.url}/{args.db}")
+    with leased(args.url, args.db):
+        run(args, client)
+
+
+@contextmanager
+def leased(url: str, db: int) -> Iterator[None]:
+    """Take the test suite's lease on the db (see tests/conftest.py) so a test run never shares it."""
+    control, token, key = redis.Redis.from_url(f"{url}/0"), uuid.uuid4().hex, f"storagectl-test:lease:{db}"
+    deadline = time.monotonic() + 120
+    while not control.set(key, token, nx=True, ex=1800):
+        if time.monotonic() > deadline:
+            sys.exit(f"db {db} is leased by a test run; try --db with another number")
+        time.sleep(0.5)
+    try:
+        yield
+    finally:
+        if control.get(key) == token.encode():
+            control.delete(key)
+
+
+def run(args: argparse.Namespace, client: redis.Redis) -> None:
+    try:
+        load_time = load(client, args.keys)
+        print(f"loaded {client.dbsize():,} keys into db {args.db} in {load_time:.1f}s")
+        host, port = urlsplit(args.url).hostname or "127.0.0.1", str(urlsplit(args.url).port or 6379)
+        with tempfile.TemporaryDirectory(prefix="stctl-redis-bench-") as tmp:
+            workdir = Path(tmp)
+            rdb_time, _ = timed(["redis-cli", "-h", host, "-p", port, "--rdb", str(workdir / "dump.rdb")])
+            rdb_size = (workdir / "dump.rdb").stat().st_size
+            ours, size = storagectl_backup(workdir, args.url, args.db)
+        print(f"redis-cli --rdb: {rdb_time:.2f}s, {rdb_size / 2**20:.1f} MiB")
+        print(f"storagectl backup: {ours:.2f}s, {size / 2**20:.1f} MiB")
+        ratio = ours / rdb_time
+        print(f"ratio storagectl/redis-cli --rdb: {ratio:.2f}x (target <= 1.00x) -> {'OK' if ratio <= 1 else 'MISSED'}")
+    finally:
+        client.flushdb()
+
+
+if __name__ == "__main__":
+    main()
