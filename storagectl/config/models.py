@@ -149,7 +149,7 @@ class RetentionPolicy(StrictModel):
 
 class CompressionSettings(StrictModel):
     codec: Literal["brotli", "none"] = "brotli"
-    level: int = Field(4, ge=0, le=11, description="brotli quality, 0 (fast) to 11 (small).")
+    level: int = Field(1, ge=0, le=11, description="brotli quality, 0 (fast) to 11 (small); 1 measured best.")
 
 
 class EncryptionSettings(StrictModel):
