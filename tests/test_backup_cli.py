@@ -197,3 +197,19 @@ def test_backup_and_restore_commands_have_help(cli):
     for args in (["backup", "run"], ["backup", "list"], ["backup", "verify"], ["restore"]):
         result = cli(*args, "--help")
         assert result.exit_code == 0 and "Usage" in result.stdout
+
+
+def test_restore_latest_picks_the_newest_backup_of_the_target(cli, env):
+    backup(cli, env, "--job", "nightly")
+    with sqlite3.connect(env["source"]) as db:
+        db.execute("INSERT INTO items (name, data) VALUES ('newest', x'00')")
+    newest = backup(cli, env, "--job", "nightly")
+    c = ("-c", env["config"])
+    needs_to = cli(*c, "restore", "latest")
+    assert needs_to.exit_code == 2 and "restore latest --to BACKEND" in needs_to.stderr
+    none_yet = cli(*c, "restore", "latest", "--to", "copy")
+    assert none_yet.exit_code == 5 and "no complete backup of backend 'copy'" in none_yet.stderr
+    result = cli(*c, "-o", "json", "restore", "latest", "--to", "app", "--validate", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["id"] == newest["id"]
+    assert rows(env["source"])[-1][1] == "newest"

@@ -109,6 +109,21 @@ def _matches(manifest: BackupManifest, job: str | None, backend: str | None) -> 
     return (job is None or manifest.job == job) and (backend is None or manifest.backend.get("name") == backend)
 
 
+LATEST = "latest"
+
+
+def latest_backup_id(config: Config, destination: str | None, backend: str | None) -> str:
+    """The id of the newest complete backup of ``backend`` (``restore latest --to BACKEND``)."""
+    if backend is None:
+        raise UsageError("`latest` needs the backend whose newest backup is meant",
+                         hint="Try: storagectl restore latest --to BACKEND")
+    found = list_backups(config, destination, backend=backend)
+    if not found:
+        raise NotFound(f"no complete backup of backend {backend!r} in {destination or 'any configured destination'}",
+                       hint="Try: storagectl backup list")
+    return found[-1].id
+
+
 def find_backup(config: Config, backup_id: str, destination: str | None = None, *,
                 allow_partial: bool = False) -> FoundBackup:
     """The backup ``backup_id``; NotFound when absent or incomplete, UsageError when ambiguous."""

@@ -12,7 +12,7 @@ from storagectl.archive.keys import load_identities
 from storagectl.archive.progress import ProgressCallback, no_progress
 from storagectl.archive.reader import StoredArchive
 from storagectl.backends import Backend, backend_from_config
-from storagectl.backup.catalog import FoundBackup, find_backup
+from storagectl.backup.catalog import LATEST, FoundBackup, find_backup, latest_backup_id
 from storagectl.backup.run import archive_family, require_backup_capable
 from storagectl.backup.validation import ValidationReport, compare_summaries
 from storagectl.config.models import Config
@@ -151,6 +151,8 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
     Every object is verified before the target is touched when ``validate`` is set or the target kind
     cannot restore atomically, so a damaged archive never leaves a half-restored target;
     ``validate`` also compares contents afterwards."""
+    if backup_id == LATEST:
+        backup_id = latest_backup_id(config, destination, target)
     found = find_backup(config, backup_id, destination)
     plan = plan_restore(config, found, target, replace=replace, validate=validate, parallel=parallel)
     if not plan.target_empty and not replace and not dry_run:

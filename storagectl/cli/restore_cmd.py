@@ -14,7 +14,8 @@ from storagectl.cli.state import AppState, DryRunOption, OutputFormat, OutputOpt
 
 def restore(
     ctx: typer.Context,
-    backup_id: Annotated[str, typer.Argument(help="Backup id (see `storagectl backup list`).")],
+    backup_id: Annotated[str, typer.Argument(
+        help="Backup id (see `storagectl backup list`), or `latest` for the newest backup of --to BACKEND.")],
     from_: FromOption = None,
     to: Annotated[str | None, typer.Option("--to", help="Target backend [default: the backed-up one].")] = None,
     validate: Annotated[bool, typer.Option(
