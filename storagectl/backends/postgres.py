@@ -13,6 +13,7 @@ from storagectl.config.types import ConfigPath
 from storagectl.diag import Check, CheckSpec
 from storagectl.errors import AuthenticationFailed, NotFound, StoragectlError
 from storagectl.redact import redact_url
+from storagectl.units import human_bytes
 
 if TYPE_CHECKING:
     from storagectl.archive.api import ArchiveReader, ArchiveWriter, BackupOptions, ContentSummary, RestoreOptions
@@ -173,7 +174,7 @@ class PostgresBackend(Backend):
         used_pct = round(100.0 * used / limit, 1)
         return [
             self.graded("connections_used_pct", used_pct, f"{used}/{limit} ({used_pct:g}%)"),
-            self.graded("database_size", size, _human_bytes(size)),
+            self.graded("database_size", size, human_bytes(size)),
             self.graded("cache_hit_ratio", ratio, f"{ratio:g}%"),
             self.graded("oldest_transaction_age", round(oldest, 1), f"{oldest:.0f}s"),
             self.graded("idle_in_transaction", idle_tx, str(idle_tx)),
@@ -217,12 +218,4 @@ def timescaledb_version(connection: Any) -> str | None:
         "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
     ).fetchone()
     return row[0] if row else None
-
-
-def _human_bytes(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size} B"
 

@@ -12,7 +12,6 @@ from pydantic import Field, model_validator
 
 from storagectl.archive.api import ContentSummary, RestoreOutcome, record_summary
 from storagectl.backends.base import Backend, classify_connection_error
-from storagectl.backends.postgres import _human_bytes
 from storagectl.config.models import BackendSettings, PasswordMixin
 from storagectl.diag import Check, CheckSpec, Status
 from storagectl.errors import (
@@ -24,6 +23,7 @@ from storagectl.errors import (
     UsageError,
 )
 from storagectl.redact import redact_url
+from storagectl.units import human_bytes
 
 REDIS_CHECKS = {
     spec.name: spec
@@ -157,10 +157,10 @@ class RedisBackend(Backend):
     def _memory(self, info: dict[str, Any]) -> Check:
         used, limit = info.get("used_memory", 0), info.get("maxmemory", 0)
         if not limit:
-            return self.info("memory_used_pct", None, f"{_human_bytes(used)} (no maxmemory)",
+            return self.info("memory_used_pct", None, f"{human_bytes(used)} (no maxmemory)",
                              "set maxmemory to bound memory use")
         pct = round(100.0 * used / limit, 1)
-        return self.graded("memory_used_pct", pct, f"{_human_bytes(used)}/{_human_bytes(limit)} ({pct:g}%)")
+        return self.graded("memory_used_pct", pct, f"{human_bytes(used)}/{human_bytes(limit)} ({pct:g}%)")
 
     def _hit_ratio(self, info: dict[str, Any]) -> Check:
         hits, misses = info.get("keyspace_hits", 0), info.get("keyspace_misses", 0)

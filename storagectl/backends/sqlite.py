@@ -13,12 +13,12 @@ from typing import Any, ClassVar, Literal
 
 from storagectl.archive.api import ContentSummary, record_summary
 from storagectl.backends.base import Backend
-from storagectl.backends.postgres import _human_bytes
 from storagectl.config.models import BackendSettings
 from storagectl.config.types import ConfigPath
 from storagectl.diag import Check, CheckSpec, Status
 from storagectl.errors import IntegrityError, NotFound, OperationFailed, StoragectlError, UsageError
 from storagectl.fsutil import fsync_directory
+from storagectl.units import human_bytes
 
 SQLITE_CHECKS = {
     spec.name: spec
@@ -94,7 +94,7 @@ class SQLiteBackend(Backend):
         free_pct = round(100.0 * free / pages, 1) if pages else 0.0
         healthy = problems == ["ok"]
         return [
-            self.graded("file_size", size, _human_bytes(size)),
+            self.graded("file_size", size, human_bytes(size)),
             self.info("journal_mode", mode),
             Check("quick_check", Status.OK if healthy else Status.CRITICAL, problems,
                   "ok" if healthy else f"{len(problems)} problem(s)",

@@ -9,8 +9,9 @@ import typer
 
 from storagectl.cli import schedule_cmd
 from storagectl.cli.output import note, print_json, print_table, styled_status
-from storagectl.cli.progress import human_bytes, progress_view
+from storagectl.cli.progress import progress_view
 from storagectl.cli.state import AppState, DryRunOption, OutputFormat, OutputOption, YesOption, state_of
+from storagectl.units import human_bytes
 
 app = typer.Typer(no_args_is_help=True, help="Take, list, show, verify and delete backups.")
 

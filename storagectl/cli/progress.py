@@ -9,14 +9,7 @@ from collections.abc import Iterator
 from storagectl.archive.progress import ProgressCallback, ProgressEvent, no_progress
 from storagectl.cli.output import note
 from storagectl.cli.state import AppState
-
-
-def human_bytes(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size} B"
+from storagectl.units import human_bytes
 
 
 @contextlib.contextmanager

@@ -97,7 +97,7 @@ def _render_schedules(state: AppState, schedules: list[dict[str, Any]], output: 
 
 
 def _render_runs(state: AppState, runs: list[dict[str, Any]], output: OutputFormat | None) -> None:
-    from storagectl.cli.progress import human_bytes
+    from storagectl.units import human_bytes
 
     if state.format(output) is OutputFormat.json:
         print_json(runs)
