@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from pyrage import x25519
 
-from storagectl.archive import ArchiveSession, BackupManifest, StoredArchive
+from storagectl.archive.manifest import BackupManifest
+from storagectl.archive.reader import StoredArchive
+from storagectl.archive.writer import ArchiveSession
 from storagectl.destinations.local import LocalDestination, LocalSettings
 from storagectl.errors import AuthenticationFailed, IntegrityError, UsageError
 

@@ -102,7 +102,8 @@ def list_backups(config: Config, destination: str | None = None, job: str | None
                 continue
             if folder.manifest and _matches(folder.manifest, job, backend):
                 found.append(folder)
-    return sorted(found, key=lambda f: (f.id, f.destination.name))
+    # Ids sort by time only to the second; the manifest's start time orders backups within one.
+    return sorted(found, key=lambda f: (datetime.fromisoformat(f.manifest.started_at), f.id, f.destination.name))
 
 
 def _matches(manifest: BackupManifest, job: str | None, backend: str | None) -> bool:
