@@ -323,6 +323,32 @@ def test_failed_data_load_leaves_target_empty(source, target, tmp_path):
     assert backend_for(target).is_empty()
 
 
+def test_schema_failure_is_reported_not_masked(cli, write_config, pg_database, target, tmp_path):
+    """A role the backup needs no longer exists: a one-line error, exit 1, the target unchanged."""
+    import uuid
+
+    role = f"stctl_role_{uuid.uuid4().hex[:8]}"
+    with pg_database.connect() as conn:
+        conn.execute(f"CREATE ROLE {role}")
+        conn.execute("CREATE TABLE owned (id int)")
+        conn.execute(f"ALTER TABLE owned OWNER TO {role}")
+    config = write_config("version: 1\nbackends:\n" + pg_database.backend_yaml("src") + target.backend_yaml("dst")
+                          + f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
+    try:
+        backup_id = cli("-c", config, "-o", "json", "backup", "run", "--backend", "src", "--to", "local").json()["id"]
+        with pg_database.connect() as conn:
+            conn.execute("DROP TABLE owned")
+            conn.execute(f"DROP ROLE {role}")
+        result = cli("-c", config, "restore", backup_id, "--to", "dst")
+    finally:
+        with pg_database.connect() as conn:
+            conn.execute(f"DROP ROLE IF EXISTS {role}")
+    assert result.exit_code == 1, result.stderr
+    assert "restoring the pre-data schema failed" in result.stderr and role in result.stderr
+    assert "internal error" not in result.stderr
+    assert backend_for(target).is_empty()
+
+
 # -- through the CLI and the real archive layer ---------------------------------------------------------
 def test_cli_round_trip_with_validate(cli, write_config, source, target, tmp_path):
     config = write_config("version: 1\nbackends:\n" + source.backend_yaml("src") + target.backend_yaml("dst")

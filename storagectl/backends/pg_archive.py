@@ -457,11 +457,11 @@ def _run_schema_sql(backend: PostgresBackend, conn: Any, sql_text: str, section:
     try:
         conn.execute(sql_text.encode("utf-8"))  # no parameters: one simple-protocol multi-statement query
     except psycopg.Error as exc:
+        # No cleanup statement here: the transaction is aborted and would mask this error.
         raise OperationFailed(f"{backend.label}: restoring the {section} schema failed: "
                               f"{_first_line(backend, exc)}",
                               hint="Try: check that the roles and extensions the backup uses exist") from exc
-    finally:
-        conn.execute("SELECT pg_catalog.set_config('search_path', '', false)")
+    conn.execute("SELECT pg_catalog.set_config('search_path', '', false)")
 
 
 def _copy_tables_in(backend: PostgresBackend, conn: Any, archive: ArchiveReader, copies: list[TableCopy],

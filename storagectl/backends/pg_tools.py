@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -57,12 +58,15 @@ class PgDump:
         conninfo, env = connection_env(backend.settings.conninfo_params())
         command = [self.path, f"--section={section}", f"--snapshot={snapshot}", "--no-password",
                    f"--dbname={conninfo}"]
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as process:
-            assert process.stdout is not None and process.stderr is not None
+        # stderr goes to a temp file: a pipe that nobody drains would block pg_dump after 64 KiB of warnings.
+        with tempfile.TemporaryFile() as stderr, subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=stderr, env=env) as process:
+            assert process.stdout is not None
             while chunk := process.stdout.read(CHUNK_BYTES):
                 write(chunk)
-            errors = process.stderr.read().decode(errors="replace")
             code = process.wait()
+            stderr.seek(0)
+            errors = stderr.read().decode(errors="replace")
         if code != 0:
             detail = backend.redact(errors.strip()).splitlines()
             raise OperationFailed(
