@@ -101,16 +101,19 @@ def test_round_trip_into_another_db_keeps_types_values_and_ttls(redis_pair, writ
     assert_same(snapshot(target.client()), original)
 
 
-def test_non_empty_target_needs_replace(redis_pair, write_config, tmp_path):
+def test_non_empty_target_needs_replace_and_is_then_replaced(redis_pair, write_config, tmp_path):
     source, target = redis_pair
     populate(source.client(), 60)
     config = config_for(write_config, tmp_path, source.url, target.url)
     [result] = run_backup(config, backend="cache", destination="local")
     target.client().set("str:0", "other")
+    target.client().set("only-in-target", "stale")
     with pytest.raises(UsageError, match="not empty"):
         restore(config, result.manifest.id, target="spare")
-    restore(config, result.manifest.id, target="spare", replace=True)
+    outcome = restore(config, result.manifest.id, target="spare", replace=True, validate=True)
+    assert outcome.validation.ok
     assert_same(snapshot(target.client()), snapshot(source.client()))
+    assert target.client().get("only-in-target") is None
 
 
 def test_keys_expired_since_the_backup_are_skipped_and_counted(redis_pair, write_config, tmp_path):

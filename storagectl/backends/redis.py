@@ -243,6 +243,8 @@ class RedisBackend(Backend):
         client = self.client(db=db)
         skipped = 0
         try:
+            if replace:  # --yes replaces the db: keys absent from the backup must not survive
+                client.flushdb()
             restore_batch = client.register_script(_RESTORE_BATCH_LUA)
             with archive.open(name) as stream:
                 if _read_exact(stream, len(RECORDS_MAGIC)) != RECORDS_MAGIC:
