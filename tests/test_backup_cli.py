@@ -213,3 +213,35 @@ def test_restore_latest_picks_the_newest_backup_of_the_target(cli, env):
     assert result.exit_code == 0, result.stderr
     assert result.json()["id"] == newest["id"]
     assert rows(env["source"])[-1][1] == "newest"
+
+
+def test_unreachable_destination_does_not_block_the_reachable_one(cli, env, write_config, tmp_path):
+    config = write_config(f"""
+        version: 1
+        backends:
+          app: {{kind: sqlite, path: {env["source"]}}}
+          copy: {{kind: sqlite, path: {env["copy"]}, create_if_missing: true}}
+        destinations:
+          local: {{kind: local, path: {env["backups"]}}}
+          offsite:
+            kind: s3
+            bucket: b
+            endpoint_url: http://127.0.0.1:{free_port()}
+            access_key_id: testing
+            secret_access_key: testing
+            retry: {{attempts: 1}}
+            timeouts: {{connect: 1s, statement: 2s}}
+    """, name="two-destinations.yaml")
+    made = cli("-c", config, "-o", "json", "backup", "run", "--backend", "app", "--to", "local")
+    assert made.exit_code == 0, made.stderr
+    backup_id = made.json()[0]["id"] if isinstance(made.json(), list) else made.json()["id"]
+    listed = cli("-c", config, "-o", "json", "backup", "list")
+    assert listed.exit_code == 0 and [b["id"] for b in listed.json()] == [backup_id]
+    assert "skipping unreachable destination 'offsite'" in listed.stderr
+    restored = cli("-c", config, "restore", backup_id, "--to", "copy", "--validate")
+    assert restored.exit_code == 0, restored.stderr
+    assert rows(env["copy"]) == rows(env["source"])
+    missing = cli("-c", config, "restore", "20200101T000000Z-000000", "--to", "copy")
+    assert missing.exit_code == 3 and "unreachable: offsite" in missing.stderr
+    explicit = cli("-c", config, "backup", "list", "--from", "offsite")
+    assert explicit.exit_code == 3

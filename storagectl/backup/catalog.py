@@ -15,7 +15,7 @@ from typing import Any
 from storagectl.archive.manifest import MANIFEST_NAME, BackupManifest
 from storagectl.config.models import Config
 from storagectl.destinations import Destination, StoredObject, open_destination
-from storagectl.errors import IntegrityError, NotFound, UsageError
+from storagectl.errors import BackendUnavailable, IntegrityError, NotFound, UsageError
 
 log = logging.getLogger("storagectl.backup")
 
@@ -89,19 +89,36 @@ def with_manifest(found: FoundBackup) -> FoundBackup:
     return found
 
 
+def folders_at(config: Config, destination: str | None) -> tuple[list[FoundBackup], list[str]]:
+    """Backup folders of ``--from DEST`` (errors raise), or of every reachable destination.
+
+    Without ``--from`` an unreachable destination is skipped with a warning and named in the second
+    value, so a restore from the local copy still works while S3 is down.
+    """
+    folders, unreachable = [], []
+    for dest in searched_destinations(config, destination):
+        try:
+            folders += list(backup_folders(dest))
+        except BackendUnavailable as exc:
+            if destination is not None:
+                raise
+            log.warning("skipping unreachable destination %r: %s", dest.name, exc.message)
+            unreachable.append(dest.name)
+    return folders, unreachable
+
+
 def list_backups(config: Config, destination: str | None = None, job: str | None = None,
                  backend: str | None = None) -> list[FoundBackup]:
     """Complete backups, oldest first; folders without a manifest are not backups and are skipped."""
     found = []
-    for dest in searched_destinations(config, destination):
-        for folder in backup_folders(dest):
-            try:
-                folder = with_manifest(folder)
-            except IntegrityError as exc:
-                log.warning("skipping %s: %s", folder.id, exc)
-                continue
-            if folder.manifest and _matches(folder.manifest, job, backend):
-                found.append(folder)
+    for folder in folders_at(config, destination)[0]:
+        try:
+            folder = with_manifest(folder)
+        except IntegrityError as exc:
+            log.warning("skipping %s: %s", folder.id, exc)
+            continue
+        if folder.manifest and _matches(folder.manifest, job, backend):
+            found.append(folder)
     # Ids sort by time only to the second; the manifest's start time orders backups within one.
     return sorted(found, key=lambda f: (datetime.fromisoformat(f.manifest.started_at), f.id, f.destination.name))
 
@@ -128,8 +145,12 @@ def latest_backup_id(config: Config, destination: str | None, backend: str | Non
 def find_backup(config: Config, backup_id: str, destination: str | None = None, *,
                 allow_partial: bool = False) -> FoundBackup:
     """The backup ``backup_id``; NotFound when absent or incomplete, UsageError when ambiguous."""
-    matches = [folder for dest in searched_destinations(config, destination)
-               for folder in backup_folders(dest) if folder.id == backup_id]
+    folders, unreachable = folders_at(config, destination)
+    matches = [folder for folder in folders if folder.id == backup_id]
+    if not matches and unreachable:
+        raise BackendUnavailable(
+            f"backup {backup_id} not found in the reachable destinations; unreachable: {', '.join(unreachable)}",
+            hint="Try: storagectl diag, or --from DESTINATION once it is reachable")
     if not matches:
         where = destination or "any configured destination"
         raise NotFound(f"backup {backup_id} not found in {where}", hint="Try: storagectl backup list")
