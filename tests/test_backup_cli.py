@@ -234,7 +234,7 @@ def test_unreachable_destination_does_not_block_the_reachable_one(cli, env, writ
     """, name="two-destinations.yaml")
     made = cli("-c", config, "-o", "json", "backup", "run", "--backend", "app", "--to", "local")
     assert made.exit_code == 0, made.stderr
-    backup_id = made.json()[0]["id"] if isinstance(made.json(), list) else made.json()["id"]
+    backup_id = made.json()["id"]
     listed = cli("-c", config, "-o", "json", "backup", "list")
     assert listed.exit_code == 0 and [b["id"] for b in listed.json()] == [backup_id]
     assert "skipping unreachable destination 'offsite'" in listed.stderr

@@ -469,15 +469,12 @@ class GraphRestore:
             for number, (rel_type, batch) in enumerate(grouped_batches(rows, WRITE_BATCH), 1):
                 what = f"relationships batch {number} (type {rel_type}, {len(batch)} rows)"
                 counters = self._write(f"restoring {what}", create_relationships_query(rel_type), rows=batch)
-                self._count_missing(rel_type, len(batch) - counters.relationships_created)
-
-    def _count_missing(self, rel_type: str, missing: int) -> None:
-        """A relationship whose endpoint is not in the archive cannot be created; say so, do not hide it."""
-        if missing <= 0:
-            return
-        for unit in ("relationships", f"type:{rel_type}"):
-            self.outcome.skipped[unit] = self.outcome.skipped.get(unit, 0) + missing
-        self.outcome.notes.append(f"{missing} {rel_type} relationship(s) skipped: an endpoint is not in the backup")
+                if counters.relationships_created != len(batch):
+                    # The backup is one read transaction, so every endpoint is in it: a missing one means
+                    # the archive is damaged, and the restore must fail rather than drop relationships.
+                    raise IntegrityError(
+                        f"{self.backend.label}: {what}: only {counters.relationships_created} created; "
+                        "an endpoint is not in the backup", hint="Try: storagectl backup verify, or an older backup")
 
     def _undo(self) -> None:
         """A failed restore deletes the nodes it created (all still carry the restore label)."""
