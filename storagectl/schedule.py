@@ -113,7 +113,7 @@ class BackupJobRunner:
         def stop_when_cancelled(_event: Any) -> None:
             # Raised inside the archive writer: run_backup then discards what the backup wrote.
             if cancel.is_set():
-                raise Interrupted(f"job {job!r}: backup aborted because the scheduler is stopping")
+                raise Interrupted(f"job {job!r}: backup aborted (the scheduler is stopping or the job lock was lost)")
 
         results = run_backup(self.config, job=job, progress=stop_when_cancelled)
         return [TakenBackup(result.manifest.id, result.manifest.size) for result in results]
@@ -340,7 +340,7 @@ class Scheduler:
         if not acquired:
             return _skipped(job, fire, f"another process holds its lock {lock.name!r}")
         try:
-            run = self._run_unserved(job, fire)
+            run = self._run_unserved(job, fire, _CancelWhenLost(self.cancel, lock))
         finally:
             if lock.lost:
                 log.error("job %s: its lock lease was lost during the run; another replica may have run it",
@@ -348,7 +348,7 @@ class Scheduler:
             lock.release()
         return self._finish(run) if run.ran else run
 
-    def _run_unserved(self, job: str, fire: datetime) -> JobRun:
+    def _run_unserved(self, job: str, fire: datetime, cancel: _CancelWhenLost) -> JobRun:
         if self.stopping.is_set():
             return _skipped(job, fire, "the scheduler is stopping")
         try:
@@ -356,14 +356,16 @@ class Scheduler:
                 return _skipped(job, fire, "another run has already taken the backup for this fire")
         except StoragectlError as exc:
             return JobRun(job, fire, FAILURE, error=exc.message)
-        return self._execute(job, fire)
+        return self._execute(job, fire, cancel)
 
-    def _execute(self, job: str, fire: datetime) -> JobRun:
+    def _execute(self, job: str, fire: datetime, cancel: _CancelWhenLost) -> JobRun:
         run = JobRun(job, fire, SUCCESS, started_at=self.clock.now())
         began = time.monotonic()
         log.info("job %s: starting (fire %s)", job, fire.isoformat())
         try:
-            run.backups = self.runner.backup(job, self.cancel)
+            run.backups = self.runner.backup(job, cancel)
+            if cancel.is_set():  # never prune on behalf of a run that no longer holds the job
+                raise Interrupted(f"job {job!r}: retention skipped: the scheduler is stopping or the job lock was lost")
             run.removed = self.runner.apply_retention(job, self.clock.now())
         except Interrupted as exc:
             run.status, run.error = ABORTED, exc.message
@@ -391,6 +393,18 @@ class Scheduler:
                               tuple(b.id for b in run.backups), run.error, run.duration)
             run_hook(hook, event)  # logs its own failure; a broken hook never fails a good backup
         return run
+
+
+class _CancelWhenLost:
+    """Set when the scheduler aborts runs or this run's lock lease is lost: another replica may
+    have taken the job, so this run must stop rather than run the job twice at once."""
+
+    def __init__(self, cancel: threading.Event, lock: Any) -> None:
+        self.cancel = cancel
+        self.lock = lock
+
+    def is_set(self) -> bool:
+        return self.cancel.is_set() or bool(self.lock.lost)
 
 
 def _skipped(job: str, fire: datetime, why: str) -> JobRun:

@@ -275,6 +275,30 @@ def test_a_job_never_runs_twice_at_once_but_jobs_run_concurrently(write_config, 
     assert runner.fires() == [utc(2025, 6, 1, 10)]
 
 
+def test_lost_lock_lease_aborts_the_run_and_skips_retention(write_config, tmp_path, redis_db):
+    config = config_with(write_config, tmp_path, job_yaml("nightly", "@hourly"))
+    clock = FakeClock(utc(2025, 6, 1, 1))
+    client = redis_db.client()
+    locks: list[RedisLock] = []
+
+    def redis_lock(job: str) -> RedisLock:
+        locks.append(RedisLock(client, job, 30))
+        return locks[-1]
+
+    runner = FakeRunner(clock, block=threading.Event())
+    sched = Scheduler(config, runner, clock=clock, lock_for=redis_lock)
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(sched.run_job("nightly", utc(2025, 6, 1, 1))))
+    thread.start()
+    assert runner.started.wait(5)
+    client.set(locks[0].key, "another-replica")  # our lease expired and another replica took the job
+    assert not locks[0].renew()
+    thread.join(5)
+    assert result[0].status == ABORTED
+    assert runner.fires() == []
+    assert client.get(locks[0].key) == b"another-replica"
+
+
 def test_two_schedulers_on_one_redis_run_each_fire_exactly_once(write_config, tmp_path, redis_db):
     config = config_with(write_config, tmp_path, job_yaml("nightly", "@hourly"))
     clock = FakeClock(utc(2025, 6, 1))
