@@ -62,9 +62,12 @@ def postgres_advisory_lock(connection: Any, label: str, timeout: float) -> Itera
     try:
         yield
     finally:
-        connection.rollback()
-        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY})
-        connection.commit()
+        try:
+            connection.rollback()
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY})
+            connection.commit()
+        except Exception as exc:  # a dead connection must not hide the error that killed it
+            log.warning("%s: releasing the advisory lock failed (%s); it ends with the session", label, exc)
 
 
 def _advisory_holder(connection: Any) -> str:
