@@ -9,7 +9,7 @@ import pytest
 
 from storagectl.backup import list_backups, restore, run_backup, verify_backup
 from storagectl.config import load_config
-from storagectl.errors import UsageError
+from storagectl.errors import OperationFailed, UsageError
 
 SCHEMA = """
 CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, avatar BLOB, score REAL, note TEXT);
@@ -45,7 +45,7 @@ def setup(tmp_path, write_config):
     config = write_config(f"""
         version: 1
         backends:
-          app: {{kind: sqlite, path: {source}}}
+          app: {{kind: sqlite, path: {source}, timeouts: {{connect: 0.5}}}}
           copy: {{kind: sqlite, path: {copy}, create_if_missing: true}}
         destinations:
           local: {{kind: local, path: {tmp_path / "backups"}}}
@@ -82,6 +82,28 @@ def test_restore_over_a_changed_database_needs_yes_and_brings_it_back(setup):
     assert restore(config, result.manifest.id, replace=True, validate=True).validation.ok
     assert dump_all(source) == before
     assert not Path(f"{source}-wal").exists() or Path(f"{source}-wal").stat().st_size == 0
+
+
+def test_restore_refuses_to_swap_a_database_in_use(setup):
+    config, source, _copy = setup
+    [result] = run_backup(config, backend="app", destination="local")
+    with sqlite3.connect(source) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("UPDATE users SET name = 'changed'")
+    before = dump_all(source)
+    reader = sqlite3.connect(source, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM users").fetchone()  # an open read transaction pins the WAL
+    with sqlite3.connect(source) as db:
+        db.execute("UPDATE users SET name = 'changed again'")
+    try:
+        with pytest.raises(OperationFailed, match="in use"):
+            restore(config, result.manifest.id, replace=True)
+    finally:
+        reader.close()
+    assert dump_all(source) != before  # the writer's last change is there: the file was not swapped
+    assert {name for (name,) in sqlite3.connect(source).execute("SELECT DISTINCT name FROM users")} == {
+        "changed again"}
 
 
 def test_validation_reports_a_content_mismatch(setup, monkeypatch):

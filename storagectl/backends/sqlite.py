@@ -105,7 +105,9 @@ class SQLiteBackend(Backend):
     # -- backup / restore (storagectl.archive.api.BackupCapable) -----------------------------
     def backup(self, archive: Any, options: Any) -> None:
         """Snapshot with SQLite's online backup API (consistent while in use), then stream the copy."""
-        with tempfile.TemporaryDirectory(prefix="storagectl-sqlite-") as scratch:
+        # The snapshot lives beside the database, not in /tmp: /tmp is often a RAM-backed tmpfs.
+        scratch_parent = self.settings.path.parent
+        with tempfile.TemporaryDirectory(prefix=".storagectl-snapshot-", dir=scratch_parent) as scratch:
             snapshot = Path(scratch) / "snapshot.sqlite"
             with self.connect() as source, contextlib.closing(sqlite3.connect(snapshot)) as copy:
                 _sqlite_call(self, "snapshot", lambda: source.backup(copy))
@@ -144,9 +146,14 @@ class SQLiteBackend(Backend):
 
     def _replace(self, restored: Path, target: Path) -> None:
         if target.exists():
+            os.chmod(restored, target.stat().st_mode & 0o7777)
             # Fold the old WAL into the old file first: a stale -wal must never be applied to the new one.
             with self.connect() as old:
-                old.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                busy = old.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            if busy:
+                raise OperationFailed(f"{self.label}: the database is in use (its WAL cannot be checkpointed); "
+                                      "the target was not touched",
+                                      hint="Try: stop the processes using the database, then restore again")
         os.replace(restored, target)
         fsync_directory(target.parent)
         for suffix in ("-wal", "-shm"):
