@@ -29,7 +29,12 @@ def restore(
     identity: IdentityOption = None,
     output: OutputOption = None,
 ) -> None:
-    """Restore a backup. A non-empty target needs --yes (its data is replaced)."""
+    """Restore a backup. A non-empty target needs --yes: its data is replaced.
+
+    PostgreSQL and Neo4j drop the target's contents before loading, so a restore that fails after
+    that leaves the target empty, not as it was: restore into a fresh backend and switch over when
+    the old data must stay available.
+    """
     from storagectl.backup import restore as restore_backup
 
     state = state_of(ctx)
