@@ -250,7 +250,7 @@ class RedisBackend(Backend):
                 if _read_exact(stream, len(RECORDS_MAGIC)) != RECORDS_MAGIC:
                     raise IntegrityError(f"{name}: not a storagectl Redis records stream")
                 for batch in _batches(_records(stream, name)):
-                    skipped += _restore_batch(restore_batch, batch, replace)
+                    skipped += _restore_batch(restore_batch, batch)
         finally:
             client.close()
         return skipped
@@ -319,23 +319,19 @@ end
 return out
 """
 
-# KEYS: keys; ARGV: replace flag, then expire-at (absolute ms, 0 = none) and payload per key.
-# Returns the number of keys not restored: expired since the backup, or (without replace) already
-# present -- which on a target checked empty beforehand can only be a key SCAN returned twice.
+# KEYS: keys; ARGV: expire-at (absolute ms, 0 = none) and payload per key. Returns the number of
+# keys not restored: expired since the backup, or already present -- the target db was empty or
+# flushed (--yes) beforehand, so that is a key SCAN returned twice, counted rather than a mismatch.
 _RESTORE_BATCH_LUA = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local skipped = 0
 for i, key in ipairs(KEYS) do
-  local expire_at = tonumber(ARGV[2 * i])
-  if expire_at ~= 0 and expire_at <= now_ms then
-    skipped = skipped + 1
-  elseif ARGV[1] == '1' then
-    redis.call('RESTORE', key, expire_at, ARGV[2 * i + 1], 'ABSTTL', 'REPLACE')
-  elseif redis.call('EXISTS', key) == 1 then
+  local expire_at = tonumber(ARGV[2 * i - 1])
+  if (expire_at ~= 0 and expire_at <= now_ms) or redis.call('EXISTS', key) == 1 then
     skipped = skipped + 1
   else
-    redis.call('RESTORE', key, expire_at, ARGV[2 * i + 1], 'ABSTTL')
+    redis.call('RESTORE', key, expire_at, ARGV[2 * i], 'ABSTTL')
   end
 end
 return skipped
@@ -378,9 +374,9 @@ def _records(stream: BinaryIO, name: str) -> Iterator[tuple[bytes, bytes, int]]:
         yield body[:key_length], body[key_length:], expire_at
 
 
-def _restore_batch(restore_batch: Any, records: list[tuple[bytes, bytes, int]], replace: bool) -> int:
+def _restore_batch(restore_batch: Any, records: list[tuple[bytes, bytes, int]]) -> int:
     """RESTORE a batch with its absolute expiries (ABSTTL); returns how many keys were skipped."""
-    args: list[Any] = ["1" if replace else "0"]
+    args: list[Any] = []
     for _key, payload, expire_at in records:
         args += (expire_at, payload)
     return int(restore_batch(keys=[key for key, _payload, _expire in records], args=args))
