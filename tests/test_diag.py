@@ -199,19 +199,22 @@ def test_unresolvable_host(cli, write_config):
     assert "host name cannot be resolved" in only_backend(result)["error"]
 
 
+def one_try_config(write_config, kind: str, port: int, connect: str = "2s"):
+    return write_config(f"""\
+        backends:
+          far:
+            kind: {kind}
+            host: 127.0.0.1
+            port: {port}
+            retry: {{attempts: 1}}
+            timeouts: {{connect: {connect}}}
+        """)
+
+
 @pytest.mark.parametrize("kind", ["postgres", "redis"])
 def test_hung_host_times_out(cli, write_config, kind):
     with SilentServer() as server:
-        path = write_config(f"""\
-            backends:
-              slow:
-                kind: {kind}
-                host: 127.0.0.1
-                port: {server.port}
-                retry: {{attempts: 1}}
-                timeouts: {{connect: 2s}}
-            """)
-        result = cli("-c", path, "-o", "json", "diag", "--timeout", "1")
+        result = cli("-c", one_try_config(write_config, kind, server.port), "-o", "json", "diag", "--timeout", "1")
     assert result.exit_code == 3
     assert "no answer within 1s" in only_backend(result)["error"]
 
@@ -219,16 +222,7 @@ def test_hung_host_times_out(cli, write_config, kind):
 @pytest.mark.parametrize("kind", ["postgres", "redis"])
 def test_host_down_times_out_with_the_connect_timeout(cli, write_config, kind):
     with DownHost() as host:
-        path = write_config(f"""\
-            backends:
-              gone:
-                kind: {kind}
-                host: 127.0.0.1
-                port: {host.port}
-                retry: {{attempts: 1}}
-                timeouts: {{connect: 2s}}
-            """)
-        result = cli("-c", path, "-o", "json", "diag", "--timeout", "20")
+        result = cli("-c", one_try_config(write_config, kind, host.port), "-o", "json", "diag", "--timeout", "20")
     report = only_backend(result)
     assert result.exit_code == 3 and report["status"] == "unknown" and not report["reachable"]
     assert report["error"].endswith("timed out after 2s")
@@ -236,15 +230,7 @@ def test_host_down_times_out_with_the_connect_timeout(cli, write_config, kind):
 
 def test_connect_timeout_reported_as_timeout(cli, write_config):
     with SilentServer() as server:
-        path = write_config(f"""\
-            backends:
-              slow:
-                kind: redis
-                host: 127.0.0.1
-                port: {server.port}
-                retry: {{attempts: 1}}
-                timeouts: {{connect: 0.5}}
-            """)
+        path = one_try_config(write_config, "redis", server.port, connect="0.5")
         report = only_backend(cli("-c", path, "-o", "json", "diag", "--timeout", "10"))
     assert report["status"] == "unknown"
     assert "timed out after 0.5s" in report["error"]
