@@ -97,6 +97,9 @@ class EncodingSink:
         self.on_progress = on_progress
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
+        if not self.batch and len(data) >= BATCH:
+            self._encode(bytes(data))  # a full batch already: no copy into the batch buffer
+            return len(data)
         self.batch += data
         if len(self.batch) >= BATCH:
             self._flush_batch()
@@ -105,9 +108,12 @@ class EncodingSink:
     def _flush_batch(self) -> None:
         if not self.batch:
             return
-        self.raw_size += len(self.batch)
-        compressed = self.compressor.process(bytes(self.batch)) if self.compressor else bytes(self.batch)
-        self.batch = bytearray()
+        batch, self.batch = bytes(self.batch), bytearray()
+        self._encode(batch)
+
+    def _encode(self, raw: bytes) -> None:
+        self.raw_size += len(raw)
+        compressed = self.compressor.process(raw) if self.compressor else raw
         if compressed:
             self.output.write(compressed)
         if self.on_progress is not None:
