@@ -245,3 +245,11 @@ def test_unreachable_destination_does_not_block_the_reachable_one(cli, env, writ
     assert missing.exit_code == 3 and "unreachable: offsite" in missing.stderr
     explicit = cli("-c", config, "backup", "list", "--from", "offsite")
     assert explicit.exit_code == 3
+
+
+def test_notes_to_a_pipe_are_never_wrapped(cli, env):
+    info = backup(cli, env, "--job", "nightly")
+    result = cli("-c", env["config"], "restore", info["id"], "--dry-run")
+    assert result.exit_code == 0
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("dry run:")]
+    assert len(line) > 100 and line.endswith("needs --yes")

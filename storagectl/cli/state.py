@@ -65,7 +65,8 @@ class AppState:
     def err(self) -> Console:
         from rich.console import Console
 
-        return Console(stderr=True, no_color=not self.color, highlight=False)
+        # Log lines to a pipe or file stay one line each (no hard wrap), so they can be grepped.
+        return Console(stderr=True, no_color=not self.color, highlight=False, soft_wrap=not sys.stderr.isatty())
 
 
 def state_of(ctx: typer.Context) -> AppState:
