@@ -377,3 +377,28 @@ def test_timescale_backup_needs_the_extension_on_the_target(source, target, tmp_
     with pytest.raises(ToolMissing, match=r"TimescaleDB 2\.99\.0 is not available.*unchanged"):
         backend_for(target).restore(archive, RestoreOptions())
     assert backend_for(target).is_empty()
+
+
+def test_post_data_split_keeps_dependent_statements_in_order():
+    from storagectl.backends.pg_tools import split_post_data
+
+    dump = (
+        "SET statement_timeout = 0;\n\n"
+        "--\n-- Name: t t_pkey; Type: CONSTRAINT; Schema: public; Owner: app\n--\n\n"
+        "ALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_pkey PRIMARY KEY (id);\n\n"
+        "--\n-- Name: t_x_idx; Type: INDEX; Schema: public; Owner: app\n--\n\n"
+        "CREATE INDEX t_x_idx ON public.t USING btree (x);\n\n"
+        "--\n-- Name: t t_x_cluster; Type: INDEX ATTACH; Schema: public; Owner: app\n--\n\n"
+        "ALTER INDEX public.p_x_idx ATTACH PARTITION public.t_x_idx;\n\n"
+        "--\n-- Name: u u_t_fkey; Type: FK CONSTRAINT; Schema: public; Owner: app\n--\n\n"
+        "ALTER TABLE ONLY public.u\n    ADD CONSTRAINT u_t_fkey FOREIGN KEY (t_id) REFERENCES public.t(id);\n"
+    )
+    post = split_post_data(dump)
+    assert post.preamble == "SET statement_timeout = 0;\n\n"
+    assert [" ".join(b.split()) for b in post.index_builds] == [
+        "ALTER TABLE ONLY public.t ADD CONSTRAINT t_pkey PRIMARY KEY (id);",
+        "CREATE INDEX t_x_idx ON public.t USING btree (x);",
+    ]
+    assert post.rest.startswith("SET statement_timeout = 0;")
+    assert post.rest.index("ATTACH PARTITION") < post.rest.index("FOREIGN KEY")
+    assert "PRIMARY KEY" not in post.rest and "CREATE INDEX" not in post.rest

@@ -32,7 +32,7 @@ from storagectl.archive.api import (
     record_summary,
 )
 from storagectl.backends import pg_schema
-from storagectl.backends.pg_tools import PgDump
+from storagectl.backends.pg_tools import PgDump, PostData, split_post_data
 from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, StoragectlError
 
 if TYPE_CHECKING:
@@ -372,12 +372,29 @@ def restore(backend: PostgresBackend, archive: ArchiveReader, options: RestoreOp
             _run_schema_sql(backend, conn, pre_data, "pre-data")
         with _undo_on_failure(conn, timescale):
             _copy_tables_in(backend, conn, archive, copies, options)
+            post = split_post_data(post_data) if not timescale else PostData(post_data, [], post_data)
+            _build_indexes(backend, conn, post, options, archive.metadata.get("encoding"))
             with conn.transaction():
                 conn.execute("SET LOCAL maintenance_work_mem = '256MB'")  # index builds sort in memory
                 pg_schema.set_sequences(conn, archive.metadata.get("sequences", []))
-                _run_schema_sql(backend, conn, post_data, "post-data")
+                _run_schema_sql(backend, conn, post.rest, "post-data")
             if timescale:
                 timescaledb.finish_restore(conn)
+
+
+def _build_indexes(backend: PostgresBackend, conn: Any, post: PostData, options: RestoreOptions,
+                   encoding: str | None) -> None:
+    """Indexes and primary-key/unique constraints side by side, like ``pg_restore -j``: each is its own
+    transaction (a failure empties the target, as for the data load)."""
+    if not post.index_builds:
+        return
+    workers = max(1, min(options.parallel, backend.settings.pool.max_size, len(post.index_builds)))
+
+    def build(c: Any, statement: str) -> None:
+        c.execute(f"SET maintenance_work_mem = '{max(64, 512 // workers)}MB'")
+        _run_schema_sql(backend, c, post.preamble + statement, "post-data (index build)")
+
+    run_jobs(post.index_builds, workers, lambda: _restore_connection(backend, encoding), conn, build)
 
 
 def _refuse_non_empty(backend: PostgresBackend, conn: Any, options: RestoreOptions) -> None:

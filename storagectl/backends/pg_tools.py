@@ -89,3 +89,44 @@ def connection_env(params: dict[str, Any]) -> tuple[str, dict[str, str]]:
     if params.get("password") is not None:
         env["PGPASSWORD"] = str(params["password"])
     return make_conninfo(**{key: str(value) for key, value in public.items()}), env
+
+
+_ENTRY_HEADER = re.compile(r"^--\n-- Name: [^\n]*; Type: (?P<type>[A-Z ]+); Schema: [^\n]*\n--\n", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class PostData:
+    """pg_dump's post-data split for restore: index builds that may run in parallel, the rest in order."""
+
+    preamble: str  # the SET statements every session running entries needs first
+    index_builds: list[str]  # CREATE [UNIQUE] INDEX and PRIMARY KEY / UNIQUE constraints
+    rest: str  # foreign keys, triggers, rules, ATTACH, CLUSTER ON, comments, matview refresh, ... in order
+
+
+def split_post_data(sql_text: str) -> PostData:
+    """Split on pg_dump's ``-- Name: ...; Type: ...`` entry headers.
+
+    Index builds only depend on their table, so they can run side by side (as ``pg_restore -j``
+    does); everything that may depend on an index (foreign keys, ATTACH, CLUSTER ON, REPLICA
+    IDENTITY) stays in the ordered remainder, which runs after them.
+    """
+    headers = list(_ENTRY_HEADER.finditer(sql_text))
+    if not headers:
+        return PostData(sql_text, [], "")
+    preamble = sql_text[: headers[0].start()]
+    index_builds, rest = [], [preamble]
+    for header, following in zip(headers, [*headers[1:], None], strict=True):
+        body = sql_text[header.end(): following.start() if following else len(sql_text)]
+        target = index_builds if _is_index_build(header["type"], body) else rest
+        target.append(body if target is index_builds else header[0] + body)
+    return PostData(preamble, index_builds, "".join(rest))
+
+
+def _is_index_build(entry_type: str, body: str) -> bool:
+    statement = " ".join(body.split())
+    if entry_type == "INDEX":
+        return statement.startswith(("CREATE INDEX ", "CREATE UNIQUE INDEX ")) and statement.count(";") == 1
+    if entry_type == "CONSTRAINT":
+        return (statement.startswith("ALTER TABLE ") and statement.count(";") == 1
+                and (" PRIMARY KEY " in statement or " UNIQUE " in statement) and "FOREIGN KEY" not in statement)
+    return False
