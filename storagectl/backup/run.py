@@ -15,10 +15,11 @@ from storagectl.archive.progress import ProgressCallback, no_progress
 from storagectl.archive.writer import ArchiveSession
 from storagectl.backends import Backend, backend_from_config
 from storagectl.backup.catalog import destination_named, remove_stale_partials
-from storagectl.config.models import Config, JobSettings
+from storagectl.config.models import Config, JobSettings, RetentionPolicy
 from storagectl.errors import OperationFailed, StoragectlError, UsageError
 
-DEFAULT_PARTIAL_AFTER = 86400.0
+# Jobs without a retention policy (and ad-hoc runs) clean stale partials after the policy default.
+DEFAULT_PARTIAL_AFTER: float = RetentionPolicy.model_fields["partial_after"].default
 
 
 @dataclass(frozen=True)
