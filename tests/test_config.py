@@ -174,3 +174,19 @@ def test_quickstart_is_the_embedded_starter():
 
     root = Path(__file__).resolve().parents[1]
     assert (root / "configs" / "quickstart.yaml").read_text() == starter_config_text()
+
+
+def test_malformed_age_recipient_is_a_config_error():
+    text = """\
+backends:
+  app: {kind: sqlite, path: a.db}
+destinations:
+  local: {kind: local, path: b}
+jobs:
+  sealed:
+    backends: [app]
+    destination: local
+    encryption: {recipients: ["age1bogus"]}
+"""
+    (problem,) = problems_of(text)
+    assert problem.startswith("storagectl.yaml:9 jobs.sealed.encryption.recipients: invalid age recipient 'age1bogus'")

@@ -158,6 +158,20 @@ class EncryptionSettings(StrictModel):
     recipients: list[str] = Field(min_length=1)
     identity_file: ConfigPath | None = None
 
+    @field_validator("recipients")
+    @classmethod
+    def _valid_recipients(cls, value: list[str]) -> list[str]:
+        """A mistyped key must fail `config validate`, not the first scheduled backup."""
+        from storagectl.archive.keys import parse_recipients
+        from storagectl.errors import UsageError
+
+        try:
+            parse_recipients(value)
+        except UsageError as exc:
+            raise ValueError(f"{exc.message}; use an age1... public key (age-keygen -y KEYFILE) or an ssh-ed25519 key"
+                             ) from None
+        return value
+
 
 class LockSettings(StrictModel):
     backend: str | None = Field(None, description="A redis backend for a lock shared by replicas.")
