@@ -22,7 +22,8 @@ import pytest
 
 from storagectl.archive.api import BackupOptions, RestoreOptions
 from storagectl.backends import open_backend
-from storagectl.backends.pg_archive import expected_summary, strip_psql_restrict
+from storagectl.backends.pg_archive import SESSION_SETTINGS, expected_summary, strip_psql_restrict
+from storagectl.backends.pg_copy import PIECE_BYTES, CopyOut, StreamChecksum
 from storagectl.backends.pg_schema import Table, list_tables
 from storagectl.backends.pg_tools import PgDump, connection_env
 from storagectl.backends.postgres import PostgresSettings
@@ -212,17 +213,55 @@ def test_backup_records_counts_sequences_and_objects(source, tmp_path):
     assert "REFRESH MATERIALIZED VIEW public.author_stats" in (tmp_path / "b/schema/post-data.sql").read_text()
 
 
-def test_checksum_ignores_row_order(source):
+def test_checksum_is_that_of_the_copy_stream_read_another_way(source):
+    """The fast libpq reader yields exactly what psycopg's own Copy yields, and the checksum is over it."""
+    with source.connect() as conn:
+        conn.execute(SESSION_SETTINGS)
+        conn.execute("INSERT INTO posts (author_id, title, body) "
+                     "SELECT 1, 'bulk ' || g, repeat('x', 700) FROM generate_series(1, 3000) g")
+        with conn.cursor() as cursor, cursor.copy('COPY public.posts TO STDOUT') as copy:
+            stream = b"".join(bytes(row) for row in copy)
+    assert len(stream) > 2 * PIECE_BYTES  # several pieces
+    expected = StreamChecksum()
+    expected.add(stream)
+    summary = backend_for(source).content_summary()
+    assert summary.checksums['"public"."posts"'] == expected.value
+    assert summary.counts['"public"."posts"'] == stream.count(b"\n") == 5000
+
+
+def test_checksum_changes_with_one_value_and_survives_a_reordered_source(source, target, tmp_path):
     backend = backend_for(source)
     before = backend.content_summary()
-    with source.connect() as conn:  # rewrite the heap in another physical order
-        conn.execute("CLUSTER authors USING authors_lower_name_idx")
-    assert backend.content_summary().checksums == before.checksums
     with source.connect() as conn:
         conn.execute("UPDATE authors SET rating = rating + 0.001 WHERE id = 7")
     changed = backend.content_summary()
     assert changed.checksums['"public"."authors"'] != before.checksums['"public"."authors"']
     assert changed.counts == before.counts
+    with source.connect() as conn:  # rewrite the heap in another physical order before the backup
+        conn.execute("CLUSTER authors USING authors_lower_name_idx")
+    archive = backup_to(tmp_path / "b", source)
+    backend_for(target).restore(archive, RestoreOptions())
+    assert backend_for(target).content_summary().checksums == expected_summary(archive.metadata).checksums
+
+
+def test_copy_out_error_is_reported_and_leaves_the_connection_usable(source):
+    import psycopg
+
+    with source.connect() as conn:
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            list(CopyOut(conn, 'COPY public."no such table" TO STDOUT'))
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        copy = CopyOut(conn, "COPY (SELECT 1 / (3 - g) FROM generate_series(1, 5) g) TO STDOUT")
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            list(copy)
+        assert conn.execute("SELECT 2").fetchone() == (2,)
+
+
+def test_format_1_archive_is_refused_with_a_clear_message(source, target, tmp_path):
+    archive = backup_to(tmp_path / "b", source)
+    archive.metadata["format"] = 1
+    with pytest.raises(IntegrityError, match="unsupported PostgreSQL archive format 1"):
+        backend_for(target).restore(archive, RestoreOptions())
 
 
 def test_replace_existing_restores_over_a_non_empty_target(source, target, tmp_path):

@@ -3,8 +3,9 @@
 Backup: one REPEATABLE READ transaction exports a snapshot; ``pg_dump --snapshot`` writes the
 schema (pre-data and post-data sections, plain SQL) and worker connections that imported the same
 snapshot stream every table with ``COPY ... TO STDOUT`` (text format), largest first, in parallel.
-Each table is one archive object; the manifest metadata records per table its row count and an
-order-independent content checksum, and every sequence's ``last_value``/``is_called``.
+Each table is one archive object; the manifest metadata records per table its row count and the
+checksum of its COPY stream (:class:`~storagectl.backends.pg_copy.StreamChecksum`), and every
+sequence's ``last_value``/``is_called``.
 
 Restore (into an empty database unless ``replace_existing``): pre-data in one transaction, data
 with ``COPY ... FROM STDIN`` in parallel, sequences, then post-data (indexes, constraints,
@@ -17,7 +18,6 @@ from __future__ import annotations
 import queue
 import re
 import threading
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
@@ -32,45 +32,24 @@ from storagectl.archive.api import (
     record_summary,
 )
 from storagectl.backends import pg_schema
+from storagectl.backends.pg_copy import CopyOut, StreamChecksum
 from storagectl.backends.pg_tools import PgDump, PostData, split_post_data
 from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, StoragectlError
 
 if TYPE_CHECKING:
     from storagectl.backends.postgres import PostgresBackend
 
-FORMAT_VERSION = 1
-FLUSH_BYTES = 1 << 20  # COPY rows are gathered into ~1 MiB writes: one archive call per MiB, not per row
+FORMAT_VERSION = 2  # 2: table checksums over the ordered COPY stream (1, pre-release: a sum over rows)
 READ_BYTES = 1 << 20
 PRE_DATA = "schema/pre-data.sql"
 POST_DATA = "schema/post-data.sql"
-# Fixed output settings so COPY text is identical for backup, restore and content_summary().
+# Fixed output settings so COPY text is identical for backup, restore and content_summary(); no
+# synchronized scans, so a table is always read from its first row (the checksums are ordered).
 SESSION_SETTINGS = (
     "SET DateStyle = ISO; SET IntervalStyle = postgres; SET TimeZone = 'UTC'; "
-    "SET extra_float_digits = 3; SET bytea_output = hex; SET statement_timeout = 0"
+    "SET extra_float_digits = 3; SET bytea_output = hex; SET statement_timeout = 0; "
+    "SET synchronize_seqscans = off"
 )
-
-
-class RowChecksum:
-    """Order-independent checksum of COPY text rows: the sum mod 2**64 of one 64-bit hash per row,
-    ``adler32(row) << 32 | crc32(row)`` (row without its newline).
-
-    Text COPY escapes newlines inside values, so every raw newline ends a row and whole buffers can
-    be hashed with C-level ``map`` instead of a Python call per row (3x cheaper than blake2b).
-    """
-
-    def __init__(self) -> None:
-        self.rows = self.crc = self.adler = 0
-
-    def add(self, data: bytes) -> None:
-        lines = data.split(b"\n")
-        lines.pop()  # the empty tail after the last newline
-        self.rows += len(lines)
-        self.crc += sum(map(zlib.crc32, lines))
-        self.adler += sum(map(zlib.adler32, lines))
-
-    @property
-    def value(self) -> int:
-        return (self.crc + (self.adler << 32)) % 2**64
 
 
 @dataclass(frozen=True)
@@ -134,7 +113,7 @@ def _copy_tables_out(backend: PostgresBackend, holder: Any, snapshot: str, table
         with archive.create(names[table]) as sink:
             rows, checksum = copy_out(backend, conn, table, sink.write)
             sink.counts = {"rows": rows}
-        results.append(TableCopy(table.schema, table.name, names[table], rows, f"{checksum:016x}"))
+        results.append(TableCopy(table.schema, table.name, names[table], rows, checksum))
 
     jobs: list[Any] = [schema_job, *sorted(tables, key=lambda t: t.size, reverse=True)]
     workers = max(1, min(options.parallel, backend.settings.pool.max_size - 1, len(jobs)))
@@ -171,27 +150,19 @@ def _prepare_session(conn: Any, encoding: str | None = None) -> None:
 
 
 def copy_out(backend: PostgresBackend, conn: Any, table: pg_schema.Table,
-             write: Callable[[bytes], Any]) -> tuple[int, int]:
+             write: Callable[[bytes], Any]) -> tuple[int, str]:
     """Stream one table as COPY text to ``write`` in ~1 MiB pieces; returns (rows, checksum).
 
     Never holds more than a piece of the table; ``write`` runs in a helper thread so that
     compressing one piece overlaps with receiving the next.
     """
-    checksum = RowChecksum()
-    buffer = bytearray()
-    with _copy_errors(backend, table.unit), BackgroundWriter(write) as writer, conn.cursor() as cursor, \
-            cursor.copy(table.copy_out_sql()) as copy:
-        for row in copy:
-            buffer += row
-            if len(buffer) >= FLUSH_BYTES:
-                piece = bytes(buffer)
-                checksum.add(piece)
-                writer.put(piece)
-                buffer = bytearray()
-        piece = bytes(buffer)
-        checksum.add(piece)
-        writer.put(piece)
-    return checksum.rows, checksum.value
+    checksum = StreamChecksum()
+    copy = CopyOut(conn, table.copy_out_sql())
+    with _copy_errors(backend, table.unit), BackgroundWriter(write) as writer:
+        for piece in copy:
+            checksum.add(piece)
+            writer.put(piece)
+    return copy.rows, checksum.value
 
 
 class BackgroundWriter:
@@ -325,7 +296,7 @@ def content_summary(backend: PostgresBackend, parallel: int = 4) -> ContentSumma
         rows, checksum = copy_out(backend, conn, table, lambda data: None)
         with lock:
             summary.counts[table.unit] = rows
-            summary.checksums[table.unit] = f"{checksum:016x}"
+            summary.checksums[table.unit] = checksum
 
     with backend.connect() as holder:
         _prepare_session(holder)

@@ -1,0 +1,116 @@
+"""``COPY ... TO STDOUT`` read straight from libpq, in ~1 MiB pieces of whole rows.
+
+psycopg's ``Copy.read()`` runs a wait generator per row: about 2.3 µs of Python per row, which on a
+1.5 M-row database costs more CPU than compressing the data. Here the rows are taken from
+``PGconn.get_copy_data`` in a tight loop and joined into pieces; the process waits for the socket
+only when libpq holds no complete row. Measured on the benchmark's ``orders`` table (1 M rows,
+172 MB): 2.4 CPU seconds with ``Copy.read()``, 1.2 with this loop.
+
+Uses only the public low-level API (:mod:`psycopg.pq`); the connection must not be used by another
+thread meanwhile and is idle again when the generator is exhausted. A failure leaves it mid-COPY:
+the caller closes it (every caller does, on error).
+"""
+
+from __future__ import annotations
+
+import selectors
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+PIECE_BYTES = 1 << 20
+
+
+class StreamChecksum:
+    """A 64-bit checksum of a COPY text stream: ``adler32 << 32 | crc32`` of all its bytes, in order.
+
+    Both run in C at GB/s and release the GIL on large buffers. The order matters: a table restored
+    with one ``COPY FROM`` holds its rows in the order they were loaded, and a sequential scan
+    without ``synchronize_seqscans`` returns them in that order, so the restored table reads back
+    byte for byte as the backup wrote it.
+    """
+
+    def __init__(self) -> None:
+        self.crc = 0
+        self.adler = 1
+
+    def add(self, data: Any) -> None:
+        self.crc = zlib.crc32(data, self.crc)
+        self.adler = zlib.adler32(data, self.adler)
+
+    @property
+    def value(self) -> str:
+        return f"{self.adler << 32 | self.crc:016x}"
+
+
+class CopyOut:
+    """Iterate over the pieces of one ``COPY ... TO STDOUT``; ``rows`` is set when it is done."""
+
+    def __init__(self, conn: Any, statement: str) -> None:
+        self.conn = conn
+        self.pgconn = conn.pgconn
+        self.statement = statement
+        self.rows = -1
+        self.selector = selectors.DefaultSelector()
+
+    def __iter__(self) -> Iterator[bytes]:
+        from psycopg import pq
+
+        try:
+            self.selector.register(self.pgconn.socket, selectors.EVENT_READ)
+            self.pgconn.send_query(self.statement.encode("utf-8"))
+            self._expect(self._next_result(), pq.ExecStatus.COPY_OUT)
+            yield from self._pieces()
+            self.rows = self._finish()
+        finally:
+            self.selector.close()
+
+    def _pieces(self) -> Iterator[bytes]:
+        get_copy_data = self.pgconn.get_copy_data
+        rows: list[Any] = []
+        size = 0
+        while True:
+            nbytes, row = get_copy_data(1)  # 1: never block while holding the GIL
+            if nbytes > 0:
+                rows.append(row)
+                size += nbytes
+                if size >= PIECE_BYTES:
+                    yield b"".join(rows)
+                    rows.clear()
+                    size = 0
+            elif nbytes == 0:
+                self._wait_readable()
+            else:
+                break  # -1: the COPY is over; -2 cannot happen in COPY_OUT state
+        if rows:
+            yield b"".join(rows)
+
+    def _finish(self) -> int:
+        from psycopg import pq
+
+        result = self._next_result()
+        self._expect(result, pq.ExecStatus.COMMAND_OK)
+        while self._next_result() is not None:  # the end of the query
+            pass
+        return int(result.command_tuples or 0)
+
+    def _next_result(self) -> Any:
+        while self.pgconn.is_busy():
+            self._wait_readable()
+        return self.pgconn.get_result()
+
+    def _wait_readable(self) -> None:
+        self.selector.select()
+        self.pgconn.consume_input()  # raises psycopg.OperationalError when the connection is lost
+
+    def _expect(self, result: Any, status: Any) -> None:
+        import psycopg
+        from psycopg import errors
+
+        if result is not None and result.status == status:
+            return
+        if result is None:
+            raise psycopg.OperationalError(f"no result for {self.statement!r}")
+        while self._next_result() is not None:  # leave the connection idle for the caller
+            pass
+        raise errors.error_from_result(result, encoding=self.conn.info.encoding)
