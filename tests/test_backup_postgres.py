@@ -434,10 +434,26 @@ def test_post_data_split_keeps_dependent_statements_in_order():
     )
     post = split_post_data(dump)
     assert post.preamble == "SET statement_timeout = 0;\n\n"
-    assert [" ".join(b.split()) for b in post.index_builds] == [
-        "ALTER TABLE ONLY public.t ADD CONSTRAINT t_pkey PRIMARY KEY (id);",
-        "CREATE INDEX t_x_idx ON public.t USING btree (x);",
+    assert [(" ".join(b.statement.split()), b.table) for b in post.index_builds] == [
+        ("ALTER TABLE ONLY public.t ADD CONSTRAINT t_pkey PRIMARY KEY (id);", ("public", "t")),
+        ("CREATE INDEX t_x_idx ON public.t USING btree (x);", ("public", "t")),
     ]
     assert post.rest.startswith("SET statement_timeout = 0;")
     assert post.rest.index("ATTACH PARTITION") < post.rest.index("FOREIGN KEY")
     assert "PRIMARY KEY" not in post.rest and "CREATE INDEX" not in post.rest
+
+
+@pytest.mark.parametrize(("statement", "table"), [
+    ('CREATE UNIQUE INDEX "we ird" ON ONLY "Other Schema"."Mixed ""Case""" USING btree (x);',
+     ("Other Schema", 'Mixed "Case"')),
+    ('ALTER TABLE ONLY "Other Schema"."Mixed Case"\n    ADD CONSTRAINT u UNIQUE ("with space");',
+     ("Other Schema", "Mixed Case")),
+    ("CREATE INDEX i ON s.t(x);", ("s", "t")),
+    ("CREATE INDEX i ON t USING btree (x);", None),  # unqualified: waits for every table
+])
+def test_index_build_knows_its_table(statement, table):
+    from storagectl.backends.pg_tools import split_post_data
+
+    dump = f"--\n-- Name: i; Type: {'INDEX' if statement.startswith('CREATE') else 'CONSTRAINT'}; Schema: s; " \
+           f"Owner: app\n--\n\n{statement}\n"
+    assert [build.table for build in split_post_data(dump).index_builds] == [table]

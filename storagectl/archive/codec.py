@@ -34,6 +34,17 @@ class HashingWriter:
         return len(data)
 
 
+def check_stored_bytes(stored: HashingReader, entry: Any, label: str) -> None:
+    """Read ``stored`` to its end and check its size and SHA-256 against the manifest ``entry``."""
+    while stored.read(BATCH):  # trailing bytes count against size and checksum
+        pass
+    if stored.size != entry.size or stored.sha256.hexdigest() != entry.sha256:
+        raise IntegrityError(
+            f"{label}: checksum mismatch (stored {stored.size} bytes, "
+            f"manifest says {entry.size}; SHA-256 differs): the object is corrupt or truncated",
+            hint="Try: restore an older backup; this one cannot be trusted")
+
+
 class HashingReader:
     def __init__(self, upstream: Any) -> None:
         self.upstream = upstream
@@ -253,14 +264,8 @@ class DecodedObject(io.RawIOBase):
         return self.decompressor.process(chunk, output_buffer_limit=BATCH)
 
     def _verify_end(self) -> None:
-        while self.stored.read(READ_CHUNK):  # trailing bytes count against size and checksum
-            pass
+        check_stored_bytes(self.stored, self.entry, self.label)
         entry = self.entry
-        if self.stored.size != entry.size or self.stored.sha256.hexdigest() != entry.sha256:
-            raise IntegrityError(
-                f"{self.label}: checksum mismatch (stored {self.stored.size} bytes, "
-                f"manifest says {entry.size}; SHA-256 differs): the object is corrupt or truncated",
-                hint="Try: restore an older backup; this one cannot be trusted")
         if self.decompressor is not None and not self.decompressor.is_finished():
             raise IntegrityError(f"{self.label}: compressed stream is truncated")
         if self.raw_size != entry.raw_size:

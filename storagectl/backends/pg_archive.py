@@ -33,7 +33,8 @@ from storagectl.archive.api import (
 )
 from storagectl.backends import pg_schema
 from storagectl.backends.pg_copy import CopyOut, StreamChecksum
-from storagectl.backends.pg_tools import PgDump, PostData, split_post_data
+from storagectl.backends.pg_jobs import Job, run_jobs
+from storagectl.backends.pg_tools import IndexBuild, PgDump, PostData, split_post_data
 from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, StoragectlError
 
 if TYPE_CHECKING:
@@ -235,57 +236,6 @@ def _first_line(backend: PostgresBackend, exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-# -- parallel runner ------------------------------------------------------------------------------
-def run_jobs(jobs: list[Any], workers: int, open_connection: Callable[[], Any], first_connection: Any,
-             run: Callable[[Any, Any], None]) -> None:
-    """Run ``run(conn, job)`` for every job on ``workers`` threads, each with its own connection.
-
-    ``first_connection`` (already open, owned by the caller) serves one thread; the others open
-    theirs lazily via ``open_connection``. The first failure stops the others taking new jobs and
-    is re-raised.
-    """
-    pending: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    for job in jobs:
-        pending.put(job)
-    failures: list[BaseException] = []
-    stop = threading.Event()
-
-    def drain(conn: Any) -> None:
-        while not stop.is_set():
-            try:
-                job = pending.get_nowait()
-            except queue.Empty:
-                return
-            run(conn, job)
-
-    def worker(index: int) -> None:
-        try:
-            if index == 0:
-                drain(first_connection)
-            elif not pending.empty():
-                with open_connection() as conn:
-                    drain(conn)
-        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
-            failures.append(exc)
-            stop.set()
-
-    threads = [threading.Thread(target=worker, args=(i,), name=f"pg-worker-{i}") for i in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failures:
-        raise _most_telling(failures)
-
-
-def _most_telling(failures: list[BaseException]) -> BaseException:
-    """Prefer a StoragectlError (one clear line) over secondary failures in other threads."""
-    for failure in failures:
-        if isinstance(failure, StoragectlError):
-            return failure
-    return failures[0]
-
-
 # -- content summary --------------------------------------------------------------------------------
 def content_summary(backend: PostgresBackend, parallel: int = 4) -> ContentSummary:
     """Row counts and content checksums of every table now, computed exactly as backup does."""
@@ -342,30 +292,14 @@ def restore(backend: PostgresBackend, archive: ArchiveReader, options: RestoreOp
                 timescaledb.prepare_restore(conn, timescale)
             _run_schema_sql(backend, conn, pre_data, "pre-data")
         with _undo_on_failure(conn, timescale):
-            _copy_tables_in(backend, conn, archive, copies, options)
             post = split_post_data(post_data) if not timescale else PostData(post_data, [], post_data)
-            _build_indexes(backend, conn, post, options, archive.metadata.get("encoding"))
+            _load_tables_and_build_indexes(backend, conn, archive, copies, post, options)
             with conn.transaction():
                 conn.execute("SET LOCAL maintenance_work_mem = '256MB'")  # index builds sort in memory
                 pg_schema.set_sequences(conn, archive.metadata.get("sequences", []))
                 _run_schema_sql(backend, conn, post.rest, "post-data")
             if timescale:
                 timescaledb.finish_restore(conn)
-
-
-def _build_indexes(backend: PostgresBackend, conn: Any, post: PostData, options: RestoreOptions,
-                   encoding: str | None) -> None:
-    """Indexes and primary-key/unique constraints side by side, like ``pg_restore -j``: each is its own
-    transaction (a failure empties the target, as for the data load)."""
-    if not post.index_builds:
-        return
-    workers = max(1, min(options.parallel, backend.settings.pool.max_size, len(post.index_builds)))
-
-    def build(c: Any, statement: str) -> None:
-        c.execute(f"SET maintenance_work_mem = '{max(64, 512 // workers)}MB'")
-        _run_schema_sql(backend, c, post.preamble + statement, "post-data (index build)")
-
-    run_jobs(post.index_builds, workers, lambda: _restore_connection(backend, encoding), conn, build)
 
 
 def _refuse_non_empty(backend: PostgresBackend, conn: Any, options: RestoreOptions) -> None:
@@ -452,16 +386,31 @@ def _run_schema_sql(backend: PostgresBackend, conn: Any, sql_text: str, section:
     conn.execute("SELECT pg_catalog.set_config('search_path', '', false)")
 
 
-def _copy_tables_in(backend: PostgresBackend, conn: Any, archive: ArchiveReader, copies: list[TableCopy],
-                    options: RestoreOptions) -> None:
+def _load_tables_and_build_indexes(backend: PostgresBackend, conn: Any, archive: ArchiveReader,
+                                   copies: list[TableCopy], post: PostData, options: RestoreOptions) -> None:
+    """Table loads, largest first, and index builds (indexes, primary-key/unique constraints) side by
+    side, like ``pg_restore -j``: each index build starts as soon as its table's data is in, so
+    small tables' indexes are built while the largest table still loads. Each load and each build
+    is its own transaction (a failure empties the target)."""
     sizes = {name: archive.counts(name).get("rows", 0) for name in archive.names()}
-    jobs = sorted(copies, key=lambda copy: sizes.get(copy.object, 0), reverse=True)
-    workers = max(1, min(options.parallel, backend.settings.pool.max_size, len(jobs)))
+    loads = [Job(copy, provides=(copy.schema, copy.name))
+             for copy in sorted(copies, key=lambda copy: sizes.get(copy.object, 0), reverse=True)]
+    tables = {(copy.schema, copy.name) for copy in copies}
+    builds = [Job(build, after={build.table} if build.table in tables else tables) for build in post.index_builds]
+    workers = max(1, min(options.parallel, backend.settings.pool.max_size, len(loads) + len(builds)))
     if archive.metadata.get("timescaledb"):
         workers = 1  # Timescale documents restore as one serial session between pre/post_restore
-    encoding = archive.metadata.get("encoding")
-    run_jobs(jobs, workers, lambda: _restore_connection(backend, encoding), conn,
-             lambda c, copy: copy_in(backend, c, archive, copy))
+    index_memory = f"{max(64, 512 // workers)}MB"
+
+    def run(c: Any, work: TableCopy | IndexBuild) -> None:
+        if isinstance(work, TableCopy):
+            copy_in(backend, c, archive, work)
+            return
+        c.execute(f"SET maintenance_work_mem = '{index_memory}'")
+        _run_schema_sql(backend, c, post.preamble + work.statement, "post-data (index build)")
+
+    run_jobs(loads + builds, workers, lambda: _restore_connection(backend, archive.metadata.get("encoding")),
+             conn, run)
 
 
 @contextmanager

@@ -94,21 +94,34 @@ def connection_env(params: dict[str, Any]) -> tuple[str, dict[str, str]]:
 _ENTRY_HEADER = re.compile(r"^--\n-- Name: [^\n]*; Type: (?P<type>[A-Z ]+); Schema: [^\n]*\n--\n", re.MULTILINE)
 
 
+_IDENTIFIER = r'(?:"(?:[^"]|"")+"|[^\s."();,]+)'
+_BUILD_TABLE = re.compile(rf"^(?:CREATE (?:UNIQUE )?INDEX {_IDENTIFIER} ON (?:ONLY )?|ALTER TABLE (?:ONLY )?)"
+                          rf"(?P<table>{_IDENTIFIER}\.{_IDENTIFIER})[\s(]")
+
+
+@dataclass(frozen=True)
+class IndexBuild:
+    """One CREATE INDEX or PRIMARY KEY / UNIQUE constraint and the table it is built on."""
+
+    statement: str
+    table: tuple[str, str] | None  # (schema, name); None when the statement could not be read
+
+
 @dataclass(frozen=True)
 class PostData:
     """pg_dump's post-data split for restore: index builds that may run in parallel, the rest in order."""
 
     preamble: str  # the SET statements every session running entries needs first
-    index_builds: list[str]  # CREATE [UNIQUE] INDEX and PRIMARY KEY / UNIQUE constraints
+    index_builds: list[IndexBuild]  # CREATE [UNIQUE] INDEX and PRIMARY KEY / UNIQUE constraints
     rest: str  # foreign keys, triggers, rules, ATTACH, CLUSTER ON, comments, matview refresh, ... in order
 
 
 def split_post_data(sql_text: str) -> PostData:
     """Split on pg_dump's ``-- Name: ...; Type: ...`` entry headers.
 
-    Index builds only depend on their table, so they can run side by side (as ``pg_restore -j``
-    does); everything that may depend on an index (foreign keys, ATTACH, CLUSTER ON, REPLICA
-    IDENTITY) stays in the ordered remainder, which runs after them.
+    Index builds only depend on their table, so they can run side by side, each as soon as its
+    table is loaded (as ``pg_restore -j`` does); everything that may depend on an index (foreign
+    keys, ATTACH, CLUSTER ON, REPLICA IDENTITY) stays in the ordered remainder, which runs after them.
     """
     headers = list(_ENTRY_HEADER.finditer(sql_text))
     if not headers:
@@ -117,8 +130,10 @@ def split_post_data(sql_text: str) -> PostData:
     index_builds, rest = [], [preamble]
     for header, following in zip(headers, [*headers[1:], None], strict=True):
         body = sql_text[header.end(): following.start() if following else len(sql_text)]
-        target = index_builds if _is_index_build(header["type"], body) else rest
-        target.append(body if target is index_builds else header[0] + body)
+        if _is_index_build(header["type"], body):
+            index_builds.append(IndexBuild(body, _built_on(body)))
+        else:
+            rest.append(header[0] + body)
     return PostData(preamble, index_builds, "".join(rest))
 
 
@@ -130,3 +145,19 @@ def _is_index_build(entry_type: str, body: str) -> bool:
         return (statement.startswith("ALTER TABLE ") and statement.count(";") == 1
                 and (" PRIMARY KEY " in statement or " UNIQUE " in statement) and "FOREIGN KEY" not in statement)
     return False
+
+
+def _built_on(body: str) -> tuple[str, str] | None:
+    """The (schema, name) of the table an index build names, unquoted as in the catalog."""
+    found = _BUILD_TABLE.match(" ".join(body.split()))
+    if found is None:
+        return None
+    parts = re.findall(_IDENTIFIER, found["table"])
+    schema, name = (_unquote(part) for part in parts)
+    return schema, name
+
+
+def _unquote(identifier: str) -> str:
+    if identifier.startswith('"'):
+        return identifier[1:-1].replace('""', '"')
+    return identifier

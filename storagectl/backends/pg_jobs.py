@@ -1,0 +1,104 @@
+"""Parallel workers for PostgreSQL backup and restore, one connection each, over jobs that may wait
+for other jobs (an index build waits for its table's data, as in ``pg_restore -j``)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from storagectl.errors import StoragectlError
+
+
+@dataclass
+class Job:
+    """``work`` to run; handed out once every key in ``after`` has been ``provides``-d by a finished job."""
+
+    work: Any
+    provides: Hashable | None = None
+    after: set[Hashable] = field(default_factory=set)
+
+
+class JobBoard:
+    """Hands out jobs whose prerequisites are done, in the order they were added; thread-safe."""
+
+    def __init__(self, jobs: Iterable[Job]) -> None:
+        self.waiting = list(jobs)
+        self.running = 0
+        self.stopped = False
+        self.pending_keys = {job.provides for job in self.waiting if job.provides is not None}
+        unknown = {key for job in self.waiting for key in job.after} - self.pending_keys
+        if unknown:
+            raise ValueError(f"jobs wait for keys no job provides: {sorted(map(str, unknown))}")
+        self.changed = threading.Condition()
+
+    def take(self) -> Job | None:
+        """The next runnable job; blocks while only running jobs could unlock one; None when all is done."""
+        with self.changed:
+            while not self.stopped:
+                for index, job in enumerate(self.waiting):
+                    if not job.after & self.pending_keys:
+                        self.running += 1
+                        return self.waiting.pop(index)
+                if not self.running:
+                    return None
+                self.changed.wait()
+            return None
+
+    def finish(self, job: Job) -> None:
+        with self.changed:
+            self.running -= 1
+            self.pending_keys.discard(job.provides)
+            self.changed.notify_all()
+
+    def stop(self) -> None:
+        """After a failure: hand out nothing more."""
+        with self.changed:
+            self.stopped = True
+            self.changed.notify_all()
+
+
+def run_jobs(jobs: list[Any], workers: int, open_connection: Callable[[], Any], first_connection: Any,
+             run: Callable[[Any, Any], None]) -> None:
+    """Run ``run(conn, job)`` for every job on ``workers`` threads, each with its own connection.
+
+    ``jobs`` are plain work items or :class:`Job` (with prerequisites). ``first_connection``
+    (already open, owned by the caller) serves one thread; the others open theirs when they first
+    get a job. The first failure stops the others taking new jobs and is re-raised.
+    """
+    board = JobBoard(job if isinstance(job, Job) else Job(job) for job in jobs)
+    failures: list[BaseException] = []
+
+    def drain(conn: Any, job: Job | None) -> None:
+        while job is not None:
+            run(conn, job.work)
+            board.finish(job)
+            job = board.take()
+
+    def worker(index: int) -> None:
+        try:
+            if index == 0:
+                drain(first_connection, board.take())
+            elif (job := board.take()) is not None:
+                with open_connection() as conn:
+                    drain(conn, job)
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+            failures.append(exc)
+            board.stop()
+
+    threads = [threading.Thread(target=worker, args=(i,), name=f"pg-worker-{i}") for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise _most_telling(failures)
+
+
+def _most_telling(failures: list[BaseException]) -> BaseException:
+    """Prefer a StoragectlError (one clear line) over secondary failures in other threads."""
+    for failure in failures:
+        if isinstance(failure, StoragectlError):
+            return failure
+    return failures[0]
