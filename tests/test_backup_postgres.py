@@ -13,6 +13,7 @@ import re
 import subprocess
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,9 +22,9 @@ from typing import Any
 import pytest
 
 from storagectl.archive.api import BackupOptions, RestoreOptions
-from storagectl.backends import open_backend
+from storagectl.backends import open_backend, pg_archive, pg_copy
 from storagectl.backends.pg_archive import SESSION_SETTINGS, expected_summary, strip_psql_restrict
-from storagectl.backends.pg_copy import PIECE_BYTES, CopyOut, StreamChecksum
+from storagectl.backends.pg_copy import PIECE_BYTES, CopyOut, row_checksum
 from storagectl.backends.pg_schema import Table, list_tables
 from storagectl.backends.pg_tools import PgDump, connection_env
 from storagectl.backends.postgres import PostgresSettings
@@ -206,30 +207,60 @@ def test_backup_records_counts_sequences_and_objects(source, tmp_path):
     assert {"schema/pre-data.sql", "schema/post-data.sql"} <= set(names)
     tables = {(t["schema"], t["name"]): t for t in archive.metadata["tables"]}
     mixed = tables[("Other Schema", "Mixed Case")]
-    assert archive.counts(mixed["object"]) == {"rows": 3}
+    assert [archive.counts(name) for name in mixed["objects"]] == [{"rows": 3}]
     sequences = {(s["schema"], s["name"]): s for s in archive.metadata["sequences"]}
     assert sequences[("Other Schema", "counter")] == {"schema": "Other Schema", "name": "counter",
                                                       "last_value": 11, "is_called": True}
     assert "REFRESH MATERIALIZED VIEW public.author_stats" in (tmp_path / "b/schema/post-data.sql").read_text()
 
 
-def test_checksum_is_that_of_the_copy_stream_read_another_way(source):
-    """The fast libpq reader yields exactly what psycopg's own Copy yields, and the checksum is over it."""
+def test_checksum_is_over_the_rows_psycopg_copy_reads(source):
+    """The fast libpq reader sees exactly the rows psycopg's own Copy yields; the checksum is over them."""
     with source.connect() as conn:
         conn.execute(SESSION_SETTINGS)
         conn.execute("INSERT INTO posts (author_id, title, body) "
                      "SELECT 1, 'bulk ' || g, repeat('x', 700) FROM generate_series(1, 3000) g")
         with conn.cursor() as cursor, cursor.copy('COPY public.posts TO STDOUT') as copy:
-            stream = b"".join(bytes(row) for row in copy)
-    assert len(stream) > 2 * PIECE_BYTES  # several pieces
-    expected = StreamChecksum()
-    expected.add(stream)
+            rows = [bytes(row) for row in copy]
+    assert sum(map(len, rows)) > 2 * PIECE_BYTES  # several pieces
     summary = backend_for(source).content_summary()
-    assert summary.checksums['"public"."posts"'] == expected.value
-    assert summary.counts['"public"."posts"'] == stream.count(b"\n") == 5000
+    assert summary.checksums['"public"."posts"'] == row_checksum(sum(map(zlib.crc32, rows)))
+    assert summary.counts['"public"."posts"'] == len(rows) == 5000
 
 
-def test_checksum_changes_with_one_value_and_survives_a_reordered_source(source, target, tmp_path):
+def test_checksum_ignores_row_order(source):
+    backend = backend_for(source)
+    before = backend.content_summary()
+    with source.connect() as conn:  # rewrite the heap in another physical order
+        conn.execute("CLUSTER authors USING authors_lower_name_idx")
+    assert backend.content_summary().checksums == before.checksums
+
+
+def test_large_tables_are_stored_in_parts_and_restored_in_parallel(source, target, tmp_path, monkeypatch):
+    monkeypatch.setattr(pg_archive, "PART_BYTES", 64 * 1024)
+    monkeypatch.setattr(pg_copy, "PIECE_BYTES", 16 * 1024)
+    with source.connect() as conn:
+        conn.execute("INSERT INTO posts (author_id, title, body) "
+                     "SELECT 1 + g % 300, 'bulk ' || g, repeat(md5(g::text), 10) FROM generate_series(1, 3000) g")
+    archive = backup_to(tmp_path / "b", source)
+    posts = next(t for t in archive.metadata["tables"] if t["name"] == "posts")
+    part_rows = [archive.counts(name)["rows"] for name in posts["objects"]]
+    assert len(part_rows) > 3 and sum(part_rows) == posts["rows"] == 5000
+    backend_for(target).restore(archive, RestoreOptions(parallel=4))
+    assert table_contents(target) == table_contents(source)
+    assert schema_dump(target) == schema_dump(source)
+    assert backend_for(target).content_summary().checksums == expected_summary(archive.metadata).checksums
+
+
+def test_empty_table_is_one_empty_part(source, tmp_path):
+    with source.connect() as conn:
+        conn.execute("CREATE TABLE nothing (x int)")
+    archive = backup_to(tmp_path / "b", source)
+    nothing = next(t for t in archive.metadata["tables"] if t["name"] == "nothing")
+    assert nothing["rows"] == 0 and [archive.counts(name) for name in nothing["objects"]] == [{"rows": 0}]
+
+
+def test_checksum_changes_with_one_value(source):
     backend = backend_for(source)
     before = backend.content_summary()
     with source.connect() as conn:
@@ -237,11 +268,6 @@ def test_checksum_changes_with_one_value_and_survives_a_reordered_source(source,
     changed = backend.content_summary()
     assert changed.checksums['"public"."authors"'] != before.checksums['"public"."authors"']
     assert changed.counts == before.counts
-    with source.connect() as conn:  # rewrite the heap in another physical order before the backup
-        conn.execute("CLUSTER authors USING authors_lower_name_idx")
-    archive = backup_to(tmp_path / "b", source)
-    backend_for(target).restore(archive, RestoreOptions())
-    assert backend_for(target).content_summary().checksums == expected_summary(archive.metadata).checksums
 
 
 def test_copy_out_error_is_reported_and_leaves_the_connection_usable(source):
@@ -345,7 +371,7 @@ def _kill_copy_backends(database) -> None:
 
 def test_restore_of_missing_object_is_integrity_error(source, target, tmp_path):
     archive = backup_to(tmp_path / "b", source)
-    victim = archive.metadata["tables"][0]["object"]
+    victim = archive.metadata["tables"][0]["objects"][0]
     del archive.objects[victim]
     with pytest.raises(IntegrityError, match="missing"):
         backend_for(target).restore(archive, RestoreOptions())
@@ -354,7 +380,7 @@ def test_restore_of_missing_object_is_integrity_error(source, target, tmp_path):
 
 def test_failed_data_load_leaves_target_empty(source, target, tmp_path):
     archive = backup_to(tmp_path / "b", source)
-    victim = next(t for t in archive.metadata["tables"] if t["name"] == "posts")["object"]
+    victim = next(t for t in archive.metadata["tables"] if t["name"] == "posts")["objects"][0]
     (tmp_path / "b" / victim).write_bytes(b"not\ta\tcopy\trow\n")
     archive.objects[victim]["sha256"] = hashlib.sha256(b"not\ta\tcopy\trow\n").hexdigest()
     with pytest.raises(OperationFailed, match="posts.*left empty"):

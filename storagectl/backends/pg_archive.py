@@ -19,7 +19,7 @@ import queue
 import re
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,7 @@ from storagectl.archive.api import (
     record_summary,
 )
 from storagectl.backends import pg_schema
-from storagectl.backends.pg_copy import CopyOut, StreamChecksum
+from storagectl.backends.pg_copy import CopyOut, row_checksum
 from storagectl.backends.pg_jobs import Job, run_jobs
 from storagectl.backends.pg_tools import IndexBuild, PgDump, PostData, split_post_data
 from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, StoragectlError
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 2  # 2: table checksums over the ordered COPY stream (1, pre-release: a sum over rows)
 READ_BYTES = 1 << 20
+PART_BYTES = 64 << 20  # raw COPY text per archive object; larger tables are stored in parts
 PRE_DATA = "schema/pre-data.sql"
 POST_DATA = "schema/post-data.sql"
 # Fixed output settings so COPY text is identical for backup, restore and content_summary(); no
@@ -59,9 +60,9 @@ class TableCopy:
 
     schema: str
     name: str
-    object: str
+    objects: list[str]  # the table's parts, in COPY order
     rows: int
-    checksum: str
+    checksum: str  # pg_copy.row_checksum
 
     @property
     def unit(self) -> str:
@@ -111,10 +112,9 @@ def _copy_tables_out(backend: PostgresBackend, holder: Any, snapshot: str, table
     results: list[TableCopy] = []
 
     def copy_one(conn: Any, table: pg_schema.Table) -> None:
-        with archive.create(names[table]) as sink:
-            rows, checksum = copy_out(backend, conn, table, sink.write)
-            sink.counts = {"rows": rows}
-        results.append(TableCopy(table.schema, table.name, names[table], rows, checksum))
+        parts = TableParts(archive, names[table])
+        rows, checksum = copy_out(backend, conn, table, parts)
+        results.append(TableCopy(table.schema, table.name, parts.names, rows, checksum))
 
     jobs: list[Any] = [schema_job, *sorted(tables, key=lambda t: t.size, reverse=True)]
     workers = max(1, min(options.parallel, backend.settings.pool.max_size - 1, len(jobs)))
@@ -124,9 +124,10 @@ def _copy_tables_out(backend: PostgresBackend, holder: Any, snapshot: str, table
 
 
 def object_names(tables: list[pg_schema.Table]) -> dict[pg_schema.Table, str]:
-    """Readable, filesystem- and S3-safe object names; the exact table names live in metadata."""
+    """Readable, filesystem- and S3-safe object name stems (parts add ``.NNNN.copy``); the exact
+    table names live in metadata."""
     ordered = sorted(tables, key=lambda t: (t.schema, t.name))
-    return {table: f"data/{index:05d}-{_slug(table.schema)}.{_slug(table.name)}.copy"
+    return {table: f"data/{index:05d}-{_slug(table.schema)}.{_slug(table.name)}"
             for index, table in enumerate(ordered, start=1)}
 
 
@@ -151,19 +152,86 @@ def _prepare_session(conn: Any, encoding: str | None = None) -> None:
 
 
 def copy_out(backend: PostgresBackend, conn: Any, table: pg_schema.Table,
-             write: Callable[[bytes], Any]) -> tuple[int, str]:
-    """Stream one table as COPY text to ``write`` in ~1 MiB pieces; returns (rows, checksum).
+             parts: TableParts | None) -> tuple[int, str]:
+    """Stream one table as COPY text into ``parts`` (None: only count and checksum it); returns
+    (rows, checksum).
 
-    Never holds more than a piece of the table; ``write`` runs in a helper thread so that
-    compressing one piece overlaps with receiving the next.
+    Never holds more than a few ~1 MiB pieces of the table; the parts are written in a helper
+    thread, so compressing one piece overlaps with receiving the next.
     """
-    checksum = StreamChecksum()
     copy = CopyOut(conn, table.copy_out_sql())
-    with _copy_errors(backend, table.unit), BackgroundWriter(write) as writer:
-        for piece in copy:
-            checksum.add(piece)
-            writer.put(piece)
-    return copy.rows, checksum.value
+    with _copy_errors(backend, table.unit):
+        if parts is None:
+            for _piece in copy:
+                pass
+        else:
+            _write_parts(copy, parts)
+    if copy.rows != copy.rows_read:
+        raise IntegrityError(f"{table.unit}: COPY reported {copy.rows} rows but sent {copy.rows_read}")
+    return copy.rows, row_checksum(copy.crc32_sum)
+
+
+def _write_parts(copy: CopyOut, parts: TableParts) -> None:
+    try:
+        with BackgroundWriter(parts.write) as writer:
+            rows_before = 0
+            for piece in copy:
+                writer.put((piece, copy.rows_read - rows_before))
+                rows_before = copy.rows_read
+    except BaseException as exc:
+        parts.abort(exc)
+        raise
+    parts.finish()
+
+
+class TableParts:
+    """One table's COPY text as archive objects of about ``PART_BYTES`` each, split between rows.
+
+    Restore loads the parts of a table side by side, so the largest table no longer bounds the
+    restore time on its own. Fed ``(piece, rows in it)`` from one thread at a time.
+    """
+
+    def __init__(self, archive: ArchiveWriter, stem: str) -> None:
+        self.archive = archive
+        self.stem = stem
+        self.names: list[str] = []
+        self.part: ExitStack | None = None
+        self.sink: Any = None
+        self.size = self.rows = 0  # of the part being written
+
+    def write(self, item: tuple[bytes, int]) -> None:
+        piece, rows = item
+        if self.sink is None or self.size >= PART_BYTES:
+            self._next_part()
+        self.sink.write(piece)
+        self.size += len(piece)
+        self.rows += rows
+        self.sink.counts = {"rows": self.rows}
+
+    def _next_part(self) -> None:
+        self._close_part()
+        self.part = ExitStack()
+        self.names.append(f"{self.stem}.{len(self.names) + 1:04d}.copy")
+        self.sink = self.part.enter_context(self.archive.create(self.names[-1]))
+        self.sink.counts = {"rows": 0}
+        self.size = self.rows = 0
+
+    def _close_part(self) -> None:
+        if self.part is not None:
+            self.part.close()
+            self.part = self.sink = None
+
+    def finish(self) -> None:
+        if not self.names:  # an empty table still gets its (empty) part
+            self._next_part()
+        self._close_part()
+
+    def abort(self, exc: BaseException) -> None:
+        """Let the archive discard the unfinished part (the failure propagates afterwards)."""
+        if self.part is not None:
+            part, self.part, self.sink = self.part, None, None
+            with suppress(BaseException):
+                part.__exit__(type(exc), exc, exc.__traceback__)
 
 
 class BackgroundWriter:
@@ -243,7 +311,7 @@ def content_summary(backend: PostgresBackend, parallel: int = 4) -> ContentSumma
     lock = threading.Lock()
 
     def summarize(conn: Any, table: pg_schema.Table) -> None:
-        rows, checksum = copy_out(backend, conn, table, lambda data: None)
+        rows, checksum = copy_out(backend, conn, table, None)
         with lock:
             summary.counts[table.unit] = rows
             summary.checksums[table.unit] = checksum
@@ -388,13 +456,14 @@ def _run_schema_sql(backend: PostgresBackend, conn: Any, sql_text: str, section:
 
 def _load_tables_and_build_indexes(backend: PostgresBackend, conn: Any, archive: ArchiveReader,
                                    copies: list[TableCopy], post: PostData, options: RestoreOptions) -> None:
-    """Table loads, largest first, and index builds (indexes, primary-key/unique constraints) side by
-    side, like ``pg_restore -j``: each index build starts as soon as its table's data is in, so
-    small tables' indexes are built while the largest table still loads. Each load and each build
-    is its own transaction (a failure empties the target)."""
-    sizes = {name: archive.counts(name).get("rows", 0) for name in archive.names()}
-    loads = [Job(copy, provides=(copy.schema, copy.name))
-             for copy in sorted(copies, key=lambda copy: sizes.get(copy.object, 0), reverse=True)]
+    """Table parts, largest first, and index builds (indexes, primary-key/unique constraints) side by
+    side, like ``pg_restore -j``: each index build starts as soon as all of its table's parts are
+    in, so small tables' indexes are built while the largest table still loads; unlike
+    ``pg_restore``, a large table's parts load in parallel too. Each part and each build is its own
+    transaction (a failure empties the target)."""
+    parts = [TablePart(copy, name, archive.counts(name).get("rows", 0)) for copy in copies for name in copy.objects]
+    loads = [Job(part, provides=(part.table.schema, part.table.name))
+             for part in sorted(parts, key=lambda part: part.rows, reverse=True)]
     tables = {(copy.schema, copy.name) for copy in copies}
     builds = [Job(build, after={build.table} if build.table in tables else tables) for build in post.index_builds]
     workers = max(1, min(options.parallel, backend.settings.pool.max_size, len(loads) + len(builds)))
@@ -402,8 +471,8 @@ def _load_tables_and_build_indexes(backend: PostgresBackend, conn: Any, archive:
         workers = 1  # Timescale documents restore as one serial session between pre/post_restore
     index_memory = f"{max(64, 512 // workers)}MB"
 
-    def run(c: Any, work: TableCopy | IndexBuild) -> None:
-        if isinstance(work, TableCopy):
+    def run(c: Any, work: TablePart | IndexBuild) -> None:
+        if isinstance(work, TablePart):
             copy_in(backend, c, archive, work)
             return
         c.execute(f"SET maintenance_work_mem = '{index_memory}'")
@@ -420,15 +489,23 @@ def _restore_connection(backend: PostgresBackend, encoding: str | None) -> Itera
         yield conn
 
 
-def copy_in(backend: PostgresBackend, conn: Any, archive: ArchiveReader, copy: TableCopy) -> None:
-    """One table's COPY data into the (empty, just created) table, in its own transaction."""
-    with _copy_errors(backend, copy.unit), conn.transaction(), conn.cursor() as cursor:
-        with archive.open(copy.object) as stream, cursor.copy(f"COPY {copy.unit} FROM STDIN") as sink:
+@dataclass(frozen=True)
+class TablePart:
+    table: TableCopy
+    object: str
+    rows: int  # as recorded in the manifest
+
+
+def copy_in(backend: PostgresBackend, conn: Any, archive: ArchiveReader, part: TablePart) -> None:
+    """One part of a table's COPY data into the (just created) table, in its own transaction."""
+    unit = part.table.unit
+    with _copy_errors(backend, unit), conn.transaction(), conn.cursor() as cursor:
+        with archive.open(part.object) as stream, cursor.copy(f"COPY {unit} FROM STDIN") as sink:
             while chunk := stream.read(READ_BYTES):
                 sink.write(chunk)
         loaded = cursor.rowcount
-    if loaded != copy.rows:
-        raise IntegrityError(f"{copy.unit}: restored {loaded} rows, the backup recorded {copy.rows}",
+    if loaded != part.rows:
+        raise IntegrityError(f"{unit}: restored {loaded} rows from {part.object}, the backup recorded {part.rows}",
                              hint="Try: storagectl backup verify ID")
 
 
@@ -449,7 +526,7 @@ def tables_of(archive: ArchiveReader) -> list[TableCopy]:
         )
     copies = [TableCopy(**entry) for entry in metadata.get("tables", [])]
     present = set(archive.names())
-    missing = [copy.object for copy in copies if copy.object not in present]
+    missing = [name for copy in copies for name in copy.objects if name not in present]
     if missing:
         raise IntegrityError(f"archive object {missing[0]} is missing ({len(missing)} in all)",
                              hint="Try: storagectl backup verify ID")

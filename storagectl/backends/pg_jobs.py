@@ -4,6 +4,7 @@ for other jobs (an index build waits for its table's data, as in ``pg_restore -j
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,7 @@ from storagectl.errors import StoragectlError
 
 @dataclass
 class Job:
-    """``work`` to run; handed out once every key in ``after`` has been ``provides``-d by a finished job."""
+    """``work`` to run; handed out once every job that ``provides`` a key in ``after`` has finished."""
 
     work: Any
     provides: Hashable | None = None
@@ -27,8 +28,8 @@ class JobBoard:
         self.waiting = list(jobs)
         self.running = 0
         self.stopped = False
-        self.pending_keys = {job.provides for job in self.waiting if job.provides is not None}
-        unknown = {key for job in self.waiting for key in job.after} - self.pending_keys
+        self.providers = Counter(job.provides for job in self.waiting if job.provides is not None)
+        unknown = {key for job in self.waiting for key in job.after} - set(self.providers)
         if unknown:
             raise ValueError(f"jobs wait for keys no job provides: {sorted(map(str, unknown))}")
         self.changed = threading.Condition()
@@ -38,7 +39,7 @@ class JobBoard:
         with self.changed:
             while not self.stopped:
                 for index, job in enumerate(self.waiting):
-                    if not job.after & self.pending_keys:
+                    if not any(self.providers[key] for key in job.after):
                         self.running += 1
                         return self.waiting.pop(index)
                 if not self.running:
@@ -49,7 +50,8 @@ class JobBoard:
     def finish(self, job: Job) -> None:
         with self.changed:
             self.running -= 1
-            self.pending_keys.discard(job.provides)
+            if job.provides is not None:
+                self.providers[job.provides] -= 1
             self.changed.notify_all()
 
     def stop(self) -> None:
