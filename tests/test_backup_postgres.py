@@ -475,6 +475,7 @@ def test_post_data_split_keeps_dependent_statements_in_order():
     ('ALTER TABLE ONLY "Other Schema"."Mixed Case"\n    ADD CONSTRAINT u UNIQUE ("with space");',
      ("Other Schema", "Mixed Case")),
     ("CREATE INDEX i ON s.t(x);", ("s", "t")),
+    ('ALTER TABLE ONLY "we.ird s"."a  b"\n    ADD CONSTRAINT x PRIMARY KEY (id);', ("we.ird s", "a  b")),
     ("CREATE INDEX i ON t USING btree (x);", None),  # unqualified: waits for every table
 ])
 def test_index_build_knows_its_table(statement, table):
@@ -483,3 +484,29 @@ def test_index_build_knows_its_table(statement, table):
     dump = f"--\n-- Name: i; Type: {'INDEX' if statement.startswith('CREATE') else 'CONSTRAINT'}; Schema: s; " \
            f"Owner: app\n--\n\n{statement}\n"
     assert [build.table for build in split_post_data(dump).index_builds] == [table]
+
+
+def test_index_builds_carry_the_tablespace_pg_dump_set_for_them():
+    from storagectl.backends.pg_tools import split_post_data
+
+    dump = ("SET statement_timeout = 0;\nSET default_tablespace = '';\n\n"
+            "--\n-- Name: t t_pkey; Type: CONSTRAINT; Schema: public; Owner: app\n--\n\n"
+            "ALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_pkey PRIMARY KEY (id);\n\n\n"
+            "SET default_tablespace = fast;\n\n"
+            "--\n-- Name: t_y; Type: INDEX; Schema: public; Owner: app\n--\n\n"
+            "CREATE INDEX t_y ON public.t USING btree (y);\n\n\nSET default_tablespace = '';\n\n"
+            "--\n-- Name: u u_fkey; Type: FK CONSTRAINT; Schema: public; Owner: app\n--\n\n"
+            "ALTER TABLE ONLY public.u\n    ADD CONSTRAINT u_fkey FOREIGN KEY (t_id) REFERENCES public.t(id);\n")
+    post = split_post_data(dump)
+    assert "default_tablespace" not in post.preamble
+    assert [build.statement.splitlines()[0] for build in post.index_builds] == [
+        "SET default_tablespace = '';", "SET default_tablespace = fast;"]
+    assert post.rest.index("SET default_tablespace = '';") < post.rest.index("FOREIGN KEY")
+
+
+def test_part_rows_that_do_not_add_up_are_refused_before_the_target_is_touched(source, target, tmp_path):
+    archive = backup_to(tmp_path / "b", source)
+    archive.metadata["tables"][0]["rows"] += 1
+    with pytest.raises(IntegrityError, match="part\\(s\\) with"):
+        backend_for(target).restore(archive, RestoreOptions())
+    assert backend_for(target).is_empty()

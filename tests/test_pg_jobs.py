@@ -63,3 +63,9 @@ def test_plain_work_items_run_in_order_on_one_worker():
     ran: list[int] = []
     run_jobs([1, 2, 3], 1, lambda: fake_connection([]), "first", lambda _c, work: ran.append(work))
     assert ran == [1, 2, 3]
+
+
+def test_jobs_left_behind_by_a_cycle_are_never_reported_as_success():
+    jobs = [Job("a", provides="a", after={"b"}), Job("b", provides="b", after={"a"})]
+    with pytest.raises(RuntimeError, match="2 job.*never run"):
+        run_jobs(jobs, 2, lambda: fake_connection([]), "first", lambda _c, _w: None)

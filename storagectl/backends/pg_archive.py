@@ -3,14 +3,15 @@
 Backup: one REPEATABLE READ transaction exports a snapshot; ``pg_dump --snapshot`` writes the
 schema (pre-data and post-data sections, plain SQL) and worker connections that imported the same
 snapshot stream every table with ``COPY ... TO STDOUT`` (text format), largest first, in parallel.
-Each table is one archive object; the manifest metadata records per table its row count and the
-checksum of its COPY stream (:class:`~storagectl.backends.pg_copy.StreamChecksum`), and every
-sequence's ``last_value``/``is_called``.
+A table is stored in parts of about ``PART_BYTES`` of COPY text; the manifest metadata records per
+table its parts, row count and content checksum (:func:`~storagectl.backends.pg_copy.row_checksum`),
+and every sequence's ``last_value``/``is_called``.
 
-Restore (into an empty database unless ``replace_existing``): pre-data in one transaction, data
-with ``COPY ... FROM STDIN`` in parallel, sequences, then post-data (indexes, constraints,
-triggers, and pg_dump's own ``REFRESH MATERIALIZED VIEW`` in dependency order). If any step after
-pre-data fails, everything the restore created is dropped again: the target is left empty.
+Restore (into an empty database unless ``replace_existing``): pre-data in one transaction, then
+``COPY ... FROM STDIN`` of every part in parallel, each table's index builds as soon as its parts
+are in, sequences, then the rest of post-data (foreign keys, triggers, and pg_dump's own
+``REFRESH MATERIALIZED VIEW`` in dependency order). If any step after pre-data fails, everything
+the restore created is dropped again: the target is left empty.
 """
 
 from __future__ import annotations
@@ -40,17 +41,15 @@ from storagectl.errors import BackendUnavailable, IntegrityError, OperationFaile
 if TYPE_CHECKING:
     from storagectl.backends.postgres import PostgresBackend
 
-FORMAT_VERSION = 2  # 2: table checksums over the ordered COPY stream (1, pre-release: a sum over rows)
+FORMAT_VERSION = 2  # 2: tables in parts, crc32 row sums (1, pre-release: one object per table)
 READ_BYTES = 1 << 20
 PART_BYTES = 64 << 20  # raw COPY text per archive object; larger tables are stored in parts
 PRE_DATA = "schema/pre-data.sql"
 POST_DATA = "schema/post-data.sql"
-# Fixed output settings so COPY text is identical for backup, restore and content_summary(); no
-# synchronized scans, so a table is always read from its first row (the checksums are ordered).
+# Fixed output settings so COPY text is identical for backup, restore and content_summary().
 SESSION_SETTINGS = (
     "SET DateStyle = ISO; SET IntervalStyle = postgres; SET TimeZone = 'UTC'; "
-    "SET extra_float_digits = 3; SET bytea_output = hex; SET statement_timeout = 0; "
-    "SET synchronize_seqscans = off"
+    "SET extra_float_digits = 3; SET bytea_output = hex; SET statement_timeout = 0"
 )
 
 
@@ -242,9 +241,9 @@ class BackgroundWriter:
 
     DEPTH = 4
 
-    def __init__(self, write: Callable[[bytes], Any]) -> None:
+    def __init__(self, write: Callable[[Any], Any]) -> None:
         self.write = write
-        self.pieces: queue.Queue[bytes | None] = queue.Queue(self.DEPTH)
+        self.pieces: queue.Queue[Any] = queue.Queue(self.DEPTH)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._drain, name="pg-copy-writer", daemon=True)
 
@@ -252,7 +251,7 @@ class BackgroundWriter:
         self.thread.start()
         return self
 
-    def put(self, piece: bytes) -> None:
+    def put(self, piece: Any) -> None:
         if self.error is not None:
             raise self.error
         self.pieces.put(piece)  # never blocks for long: the drain thread consumes until the sentinel
@@ -524,10 +523,19 @@ def tables_of(archive: ArchiveReader) -> list[TableCopy]:
             f"unsupported PostgreSQL archive format {metadata.get('format')!r}",
             hint="Try: restore with the storagectl version that wrote this backup",
         )
-    copies = [TableCopy(**entry) for entry in metadata.get("tables", [])]
+    try:
+        copies = [TableCopy(**entry) for entry in metadata.get("tables", [])]
+    except TypeError as exc:  # written by a development build between formats
+        raise IntegrityError(f"the archive's table list is not format {FORMAT_VERSION} ({exc})",
+                             hint="Try: restore with the storagectl version that wrote this backup") from None
     present = set(archive.names())
     missing = [name for copy in copies for name in copy.objects if name not in present]
     if missing:
         raise IntegrityError(f"archive object {missing[0]} is missing ({len(missing)} in all)",
                              hint="Try: storagectl backup verify ID")
+    for copy in copies:
+        part_rows = sum(archive.counts(name).get("rows", 0) for name in copy.objects)
+        if not copy.objects or part_rows != copy.rows:
+            raise IntegrityError(f"{copy.unit}: the manifest lists {len(copy.objects)} part(s) with {part_rows} rows "
+                                 f"for a table of {copy.rows} rows", hint="Try: storagectl backup verify ID")
     return copies

@@ -51,6 +51,7 @@ class CopyOut:
         try:
             self.selector.register(self.pgconn.socket, selectors.EVENT_READ)
             self.pgconn.send_query(self.statement.encode("utf-8"))
+            self._flush()
             self._expect(self._next_result(), pq.ExecStatus.COPY_OUT)
             yield from self._pieces()
             self.rows = self._finish()
@@ -83,13 +84,26 @@ class CopyOut:
         return b"".join(rows)
 
     def _finish(self) -> int:
+        import psycopg
         from psycopg import pq
 
         result = self._next_result()
         self._expect(result, pq.ExecStatus.COMMAND_OK)
+        extra = 0
         while self._next_result() is not None:  # the end of the query
-            pass
+            extra += 1
+        if extra:
+            raise psycopg.ProgrammingError(f"{self.statement!r} is more than one COPY statement")
         return int(result.command_tuples or 0)
+
+    def _flush(self) -> None:
+        """psycopg connections are non-blocking: libpq may hold back part of the query until flushed."""
+        while self.pgconn.flush():
+            self.selector.modify(self.pgconn.socket, selectors.EVENT_READ | selectors.EVENT_WRITE)
+            for _key, events in self.selector.select():
+                if events & selectors.EVENT_READ:
+                    self.pgconn.consume_input()
+        self.selector.modify(self.pgconn.socket, selectors.EVENT_READ)
 
     def _next_result(self) -> Any:
         while self.pgconn.is_busy():

@@ -96,6 +96,8 @@ def run_jobs(jobs: list[Any], workers: int, open_connection: Callable[[], Any], 
         thread.join()
     if failures:
         raise _most_telling(failures)
+    if board.waiting:  # only a cycle of prerequisites could leave jobs behind: never report success then
+        raise RuntimeError(f"{len(board.waiting)} job(s) were never run: their prerequisites form a cycle")
 
 
 def _most_telling(failures: list[BaseException]) -> BaseException:

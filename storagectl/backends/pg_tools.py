@@ -95,8 +95,10 @@ _ENTRY_HEADER = re.compile(r"^--\n-- Name: [^\n]*; Type: (?P<type>[A-Z ]+); Sche
 
 
 _IDENTIFIER = r'(?:"(?:[^"]|"")+"|[^\s."();,]+)'
-_BUILD_TABLE = re.compile(rf"^(?:CREATE (?:UNIQUE )?INDEX {_IDENTIFIER} ON (?:ONLY )?|ALTER TABLE (?:ONLY )?)"
-                          rf"(?P<table>{_IDENTIFIER}\.{_IDENTIFIER})[\s(]")
+_BUILD_TABLE = re.compile(rf"(?:CREATE\s+(?:UNIQUE\s+)?INDEX\s+{_IDENTIFIER}\s+ON\s+(?:ONLY\s+)?|"
+                          rf"ALTER\s+TABLE\s+(?:ONLY\s+)?)(?P<table>{_IDENTIFIER}\.{_IDENTIFIER})[\s(]")
+# pg_dump sets the tablespace of the next entries with a line that ends the previous entry's text.
+_TABLESPACE = re.compile(r"^SET default_tablespace = [^;\n]*;[ \t]*\n?", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -126,15 +128,24 @@ def split_post_data(sql_text: str) -> PostData:
     headers = list(_ENTRY_HEADER.finditer(sql_text))
     if not headers:
         return PostData(sql_text, [], "")
-    preamble = sql_text[: headers[0].start()]
+    preamble, tablespace = _take_tablespace(sql_text[: headers[0].start()], "")
     index_builds, rest = [], [preamble]
     for header, following in zip(headers, [*headers[1:], None], strict=True):
-        body = sql_text[header.end(): following.start() if following else len(sql_text)]
+        body, next_tablespace = _take_tablespace(
+            sql_text[header.end(): following.start() if following else len(sql_text)], tablespace)
         if _is_index_build(header["type"], body):
-            index_builds.append(IndexBuild(body, _built_on(body)))
+            index_builds.append(IndexBuild(tablespace + body, _built_on(body)))
         else:
-            rest.append(header[0] + body)
+            rest.append(tablespace + header[0] + body)
+        tablespace = next_tablespace
     return PostData(preamble, index_builds, "".join(rest))
+
+
+def _take_tablespace(text: str, current: str) -> tuple[str, str]:
+    """``text`` without its ``SET default_tablespace`` lines, and the setting in force after it, so
+    every entry can carry the tablespace pg_dump meant for it (whichever session runs it)."""
+    settings = _TABLESPACE.findall(text)
+    return _TABLESPACE.sub("", text), (settings[-1].rstrip() + "\n" if settings else current)
 
 
 def _is_index_build(entry_type: str, body: str) -> bool:
@@ -149,7 +160,7 @@ def _is_index_build(entry_type: str, body: str) -> bool:
 
 def _built_on(body: str) -> tuple[str, str] | None:
     """The (schema, name) of the table an index build names, unquoted as in the catalog."""
-    found = _BUILD_TABLE.match(" ".join(body.split()))
+    found = _BUILD_TABLE.match(body.lstrip())
     if found is None:
         return None
     parts = re.findall(_IDENTIFIER, found["table"])

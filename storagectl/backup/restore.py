@@ -173,10 +173,12 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
         return result
     clock = time.monotonic()
     if validate or not plan.target.restores_atomically:
-        # Size + SHA-256 of every stored object proves the archive is what the backup wrote; an
-        # encrypted one is decoded in full as well, so a wrong identity fails before the target is touched.
+        # Size + SHA-256 of every stored object proves the archive is what the backup wrote. It is
+        # decoded in full as well when a failure half-way would cost data (existing contents are
+        # replaced) or when it is encrypted (a wrong identity must fail before the target is touched).
+        decode = found.manifest.encryption is not None or not plan.target_empty
         result.verification = verify_archive(open_archive(config, found, identity_file, "verify", progress), found,
-                                             plan.parallel, decode=found.manifest.encryption is not None)
+                                             plan.parallel, decode=decode)
         result.verification.raise_if_bad("; nothing was restored")
     outcome = plan.target.restore(archive, RestoreOptions(parallel=plan.parallel, replace_existing=replace))
     if validate:
