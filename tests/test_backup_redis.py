@@ -1,4 +1,5 @@
-"""Redis backup and restore: every key, type, value and TTL; expired keys; a server lost mid-backup."""
+"""Redis backup and restore: every key, type, value and TTL; expired keys; keys gone mid-backup; a server
+lost or a destination full mid-backup."""
 
 from __future__ import annotations
 
@@ -201,3 +202,80 @@ def test_damaged_archive_restores_nothing_even_without_validate(redis_pair, writ
     with pytest.raises(IntegrityError, match="nothing was restored"):
         restore(config, result.manifest.id, target="spare")
     assert target.client().dbsize() == 0
+
+
+def test_disk_full_mid_backup_fails_cleanly_and_leaves_nothing(redis_db, cli, write_config, tmp_path):
+    """Compression and writes run in a helper thread: its failure must still fail the backup."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        pipe = redis_db.client().pipeline(transaction=False)
+        for i in range(600):
+            pipe.set(f"blob:{i}", os.urandom(5000))  # ~3 MiB that does not compress
+        pipe.execute()
+        config = write_config(f"""
+            version: 1
+            backends:
+              cache: {{kind: redis, url: "{redis_db.url}"}}
+            destinations:
+              tiny: {{kind: local, path: {mount}}}
+        """)
+        result = cli("-c", config, "backup", "run", "--backend", "cache", "--to", "tiny")
+        assert result.exit_code == 1 and "no space left on device" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert [p for p in mount.rglob("*") if p.is_file()] == []
+        assert cli("-c", config, "-o", "json", "backup", "list").json() == []
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_keys_gone_before_their_dump_are_left_out(redis_db):
+    from storagectl.backends.redis import RedisBackend, RedisSettings, _dump_request, _exec_reply, _pack_records
+    from storagectl.backends.redis import _RespSocket as RespSocket
+
+    redis_db.client().set("kept", "x")
+    redis_db.client().set("expiring", "y", px=600_000)
+    client = RedisBackend("cache", RedisSettings(url=redis_db.url)).client(single_connection_client=True)
+    try:
+        commands = RespSocket(client.connection)
+        keys = [b"kept", b"deleted-since-scan", b"expiring"]
+        commands.send(_dump_request(keys))
+        records, count = _pack_records(keys, _exec_reply(commands, keys))
+    finally:
+        client.close()
+    assert count == 2
+    assert b"deleted-since-scan" not in records and records.count(b"kept") == 1
+
+
+def test_key_expired_between_its_dump_and_pttl_is_left_out():
+    from storagectl.backends.redis import _RECORD_HEADER, _pack_records
+
+    time_reply = [b"1700000000", b"250000"]  # TIME at the start of the batch: 1700000000250 ms
+    reply = [time_reply, b"payload-a", -1, b"payload-b", -2, None, -2, b"payload-c", 5000]
+    records, count = _pack_records([b"a", b"b", b"gone", b"c"], reply)
+    assert count == 2
+    first = _RECORD_HEADER.size + 1 + len(b"payload-a")
+    assert _RECORD_HEADER.unpack(records[:_RECORD_HEADER.size]) == (1, 9, 0)
+    assert _RECORD_HEADER.unpack(records[first:first + _RECORD_HEADER.size]) == (1, 9, 1700000000250 + 5000)
+
+
+def test_pipelined_small_batches_return_every_key(redis_db):
+    from storagectl.backends.redis import RedisBackend, _dump_batches
+    from storagectl.backends.redis import RedisSettings as Settings
+    from storagectl.backends.redis import _RespSocket as RespSocket
+
+    populate(redis_db.client(), 300)
+    client = RedisBackend("cache", Settings(url=redis_db.url)).client(single_connection_client=True)
+    try:
+        batches = list(_dump_batches(RespSocket(client.connection), count=3))  # SCAN also returns empty batches
+    finally:
+        client.close()
+    assert {key for keys, _reply in batches for key in keys} == set(redis_db.client().keys())
+    assert all(len(reply) == 1 + 2 * len(keys) for keys, reply in batches)

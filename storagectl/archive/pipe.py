@@ -1,4 +1,6 @@
-"""Bridges between push-style writers and pull-style readers, for pyrage's streaming functions.
+"""Threads in the archive pipeline: :class:`BackgroundWriter` lets a backend hand data to the
+(compressing) archive writer without waiting for it; :class:`ChunkPipe` and friends bridge
+push-style writers and pull-style readers for pyrage's streaming functions.
 
 ``pyrage.encrypt_io(reader, writer, recipients)`` and ``decrypt_io`` pull from a reader and push to a
 writer. The archive pipeline is push-style on backup (backends write) and pull-style on restore
@@ -140,3 +142,45 @@ class Worker:
     def join(self) -> BaseException | None:
         self.thread.join()
         return self.error
+
+
+class BackgroundWriter:
+    """Hands pieces to ``write`` in one helper thread through a small bounded queue (a few MiB).
+
+    A failure in ``write`` stops the producer at its next ``put`` and is re-raised there.
+    """
+
+    DEPTH = 4
+
+    def __init__(self, write: Callable[[Any], Any]) -> None:
+        self.write = write
+        self.pieces: queue.Queue[Any] = queue.Queue(self.DEPTH)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._drain, name="archive-writer", daemon=True)
+
+    def __enter__(self) -> BackgroundWriter:
+        self.thread.start()
+        return self
+
+    def put(self, piece: Any) -> None:
+        if self.error is not None:
+            raise self.error
+        self.pieces.put(piece)  # never blocks for long: the drain thread consumes until the sentinel
+
+    def __exit__(self, kind: Any, exc: Any, traceback: Any) -> None:
+        if exc is not None and self.error is None:
+            self.error = exc  # the drain thread skips what is still queued
+        self.pieces.put(None)
+        self.thread.join()
+        if exc is None and self.error is not None:
+            raise self.error
+
+    def _drain(self) -> None:
+        while (piece := self.pieces.get()) is not None:
+            if self.error is not None:
+                continue
+            try:
+                if piece:
+                    self.write(piece)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the producer thread
+                self.error = exc

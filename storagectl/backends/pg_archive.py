@@ -16,7 +16,6 @@ the restore created is dropped again: the target is left empty.
 
 from __future__ import annotations
 
-import queue
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -32,6 +31,7 @@ from storagectl.archive.api import (
     RestoreOptions,
     record_summary,
 )
+from storagectl.archive.pipe import BackgroundWriter
 from storagectl.backends import pg_schema
 from storagectl.backends.pg_copy import CopyOut, row_checksum
 from storagectl.backends.pg_jobs import Job, run_jobs
@@ -231,48 +231,6 @@ class TableParts:
             part, self.part, self.sink = self.part, None, None
             with suppress(BaseException):
                 part.__exit__(type(exc), exc, exc.__traceback__)
-
-
-class BackgroundWriter:
-    """Hands pieces to ``write`` in one helper thread through a small bounded queue (a few MiB).
-
-    A failure in ``write`` stops the producer at its next ``put`` and is re-raised there.
-    """
-
-    DEPTH = 4
-
-    def __init__(self, write: Callable[[Any], Any]) -> None:
-        self.write = write
-        self.pieces: queue.Queue[Any] = queue.Queue(self.DEPTH)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._drain, name="pg-copy-writer", daemon=True)
-
-    def __enter__(self) -> BackgroundWriter:
-        self.thread.start()
-        return self
-
-    def put(self, piece: Any) -> None:
-        if self.error is not None:
-            raise self.error
-        self.pieces.put(piece)  # never blocks for long: the drain thread consumes until the sentinel
-
-    def __exit__(self, kind: Any, exc: Any, traceback: Any) -> None:
-        if exc is not None and self.error is None:
-            self.error = exc  # the drain thread skips what is still queued
-        self.pieces.put(None)
-        self.thread.join()
-        if exc is None and self.error is not None:
-            raise self.error
-
-    def _drain(self) -> None:
-        while (piece := self.pieces.get()) is not None:
-            if self.error is not None:
-                continue
-            try:
-                if piece:
-                    self.write(piece)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the producer thread
-                self.error = exc
 
 
 def _copy_errors(backend: PostgresBackend, unit: str) -> AbstractContextManager[None]:
