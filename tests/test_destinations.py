@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -96,21 +94,6 @@ def test_s3_unreachable_endpoint_is_unavailable():
     with pytest.raises(BackendUnavailable, match="unreachable"), \
             S3Destination("offsite", settings).put_stream("a/b/c") as stream:
         stream.write(b"x")
-
-
-@pytest.fixture
-def tiny_disk(tmp_path: Path):
-    """A 1 MiB tmpfs, to fill up for real."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)]).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
 
 
 def test_local_disk_full_is_a_clean_error_and_leaves_no_temp(tiny_disk):
