@@ -81,9 +81,9 @@ def postgres_admin_url() -> str:
     return POSTGRES_URL
 
 
-@pytest.fixture
-def pg_database(postgres_admin_url: str) -> Iterator[PostgresDatabase]:
-    """A fresh, empty database for this test, dropped afterwards."""
+@contextlib.contextmanager
+def fresh_pg_database(postgres_admin_url: str) -> Iterator[PostgresDatabase]:
+    """A new, empty database, dropped (sessions and all) afterwards."""
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
@@ -100,6 +100,20 @@ def pg_database(postgres_admin_url: str) -> Iterator[PostgresDatabase]:
     finally:
         with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_database(postgres_admin_url: str) -> Iterator[PostgresDatabase]:
+    """A fresh, empty database for this test, dropped afterwards."""
+    with fresh_pg_database(postgres_admin_url) as database:
+        yield database
+
+
+@pytest.fixture
+def pg_target(postgres_admin_url: str) -> Iterator[PostgresDatabase]:
+    """A second fresh, empty database (restore target), dropped afterwards."""
+    with fresh_pg_database(postgres_admin_url) as database:
+        yield database
 
 
 def _replace_db(url: str, database: str) -> str:

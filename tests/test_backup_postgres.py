@@ -165,23 +165,8 @@ def source(pg_database):
 
 
 @pytest.fixture
-def target(postgres_admin_url):
-    """A second empty database (pg_database is a per-test fixture, so build another the same way)."""
-    import uuid
-
-    import psycopg
-
-    from tests.conftest import PostgresDatabase, _replace_db
-
-    name = f"stctl_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PostgresDatabase(url=_replace_db(postgres_admin_url, name), name=name, host="127.0.0.1",
-                               port=5432, user="postgres", password=None)
-    finally:
-        with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def target(pg_target):
+    return pg_target
 
 
 # -- round trip ----------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ codecs, encryption or where the bytes go.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
@@ -63,6 +63,10 @@ class BackupOptions:
 class RestoreOptions:
     parallel: int = 4
     replace_existing: bool = False  # --yes: the target may be non-empty / keys may be replaced
+    # Backends that stage a replacement (PostgreSQL --yes over a non-empty database: a new database
+    # swapped in) call this with a backend over the staged data before it goes live; raising keeps
+    # the old contents. Others never call it (the caller validates after the restore).
+    check_staged: Callable[[Any], None] | None = None
 
 
 @dataclass

@@ -7,11 +7,12 @@ A table is stored in parts of about ``PART_BYTES`` of COPY text; the manifest me
 table its parts, row count and content checksum (:func:`~storagectl.backends.pg_copy.row_checksum`),
 and every sequence's ``last_value``/``is_called``.
 
-Restore (into an empty database unless ``replace_existing``): pre-data in one transaction, then
-``COPY ... FROM STDIN`` of every part in parallel, each table's index builds as soon as its parts
-are in, sequences, then the rest of post-data (foreign keys, triggers, and pg_dump's own
-``REFRESH MATERIALIZED VIEW`` in dependency order). If any step after pre-data fails, everything
-the restore created is dropped again: the target is left empty.
+Restore into an empty database: pre-data in one transaction, then ``COPY ... FROM STDIN`` of every
+part in parallel, each table's index builds as soon as its parts are in, sequences, then the rest
+of post-data (foreign keys, triggers, and pg_dump's own ``REFRESH MATERIALIZED VIEW`` in dependency
+order). If any step after pre-data fails, everything the restore created is dropped again: the
+target is left empty. Over a non-empty database (``replace_existing``) the same restore goes into a
+new database that is swapped in only when complete (:mod:`storagectl.backends.pg_swap`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
-from dataclasses import asdict, dataclass
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext, suppress
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from storagectl.archive.api import (
@@ -301,22 +302,39 @@ def is_empty(backend: PostgresBackend) -> bool:
 
 # -- restore ------------------------------------------------------------------------------------------
 def restore(backend: PostgresBackend, archive: ArchiveReader, options: RestoreOptions) -> None:
-    """Pre-data, data, sequences, post-data. Empty target only, unless ``replace_existing``."""
-    from storagectl.backends import timescaledb
+    """Into an empty target directly; over a non-empty one (``replace_existing``) into a new
+    database that replaces the target only once it is complete (:mod:`pg_swap`)."""
+    from storagectl.backends import pg_swap
 
     copies = tables_of(archive)
+    if not options.replace_existing or is_empty(backend):
+        _restore_into(backend, archive, copies, options, undo=True)
+        return
+    with _annotate_failure("the target database still holds its old contents"), \
+            pg_swap.staged_replacement(backend) as staged:
+        _restore_into(staged, archive, copies, replace(options, replace_existing=False), undo=False)
+        if options.check_staged is not None:
+            options.check_staged(staged)
+
+
+def _restore_into(backend: PostgresBackend, archive: ArchiveReader, copies: list[TableCopy],
+                  options: RestoreOptions, *, undo: bool) -> None:
+    """Pre-data, data, sequences, post-data into an empty database. With ``undo`` a failure after
+    pre-data drops what the restore created again (the target is left empty)."""
+    from storagectl.backends import timescaledb
+
     pre_data, post_data = _schema_sql(archive, PRE_DATA), _schema_sql(archive, POST_DATA)
     timescale = archive.metadata.get("timescaledb")
     with backend.connect() as conn:
         _refuse_non_empty(backend, conn, options)
         _prepare_session(conn, archive.metadata.get("encoding"))
-        with _annotate_failure("the target database is unchanged"), conn.transaction():
-            if options.replace_existing:
+        with _annotate_failure("the target database is unchanged") if undo else nullcontext(), conn.transaction():
+            if options.replace_existing:  # types, functions, extensions of a database without relations
                 pg_schema.drop_user_objects(conn)
             if timescale:
                 timescaledb.prepare_restore(conn, timescale)
             _run_schema_sql(backend, conn, pre_data, "pre-data")
-        with _undo_on_failure(conn, timescale):
+        with _undo_on_failure(conn, timescale) if undo else nullcontext():
             post = split_post_data(post_data) if not timescale else PostData(post_data, [], post_data)
             _load_tables_and_build_indexes(backend, conn, archive, copies, post, options)
             with conn.transaction():

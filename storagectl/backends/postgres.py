@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from storagectl.backends.base import Backend, classify_connection_error
 from storagectl.config.models import BackendSettings, PasswordMixin
@@ -46,6 +48,9 @@ class PostgresSettings(PasswordMixin, BackendSettings):
     application_name: str = "storagectl"
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
     migrations: ConfigPath | None = None
+    maintenance_database: str = Field(
+        "postgres", description="database to connect to while creating or renaming the backend's database "
+        "(restore --yes over a non-empty database)")
 
     check_names: ClassVar[tuple[str, ...]] = tuple(POSTGRES_CHECKS)
 
@@ -61,13 +66,16 @@ class PostgresSettings(PasswordMixin, BackendSettings):
             raise ValueError(f"url must start with postgresql:// (got {scheme or 'no'} scheme)")
         return self
 
-    def conninfo_params(self) -> dict[str, Any]:
-        """libpq connection parameters, secrets included: never print these."""
+    def conninfo_params(self, database: str | None = None) -> dict[str, Any]:
+        """libpq connection parameters (to ``database`` instead of the configured one, if given),
+        secrets included: never print these."""
         from psycopg.conninfo import conninfo_to_dict
 
         params: dict[str, Any] = conninfo_to_dict(self.url) if self.url else {
             "host": self.host, "port": self.port, "dbname": self.database, "user": self.user,
         }
+        if database is not None:
+            params["dbname"] = database
         if self.password is not None:
             params["password"] = self.password.get_secret_value()
         params["connect_timeout"] = max(2, round(self.timeouts.connect))
@@ -115,10 +123,30 @@ class PostgresBackend(Backend):
         s = self.settings
         return f"postgresql://{s.user}@{s.host}:{s.port}/{s.database}"
 
+    database_override: str | None = None  # set by for_database()
+
+    def database_name(self) -> str:
+        return self.database_override or self.settings.conninfo_params().get("dbname") or self._user()
+
+    def for_database(self, database: str) -> PostgresBackend:
+        """The same backend (credentials, timeouts, retries) on another database of the server."""
+        clone = type(self)(self.name, self.settings)
+        clone.database_override = database
+        return clone
+
     def _open(self) -> Any:
         import psycopg
 
-        return psycopg.connect(**self.settings.conninfo_params(), autocommit=True)
+        return psycopg.connect(**self.settings.conninfo_params(self.database_override), autocommit=True)
+
+    @contextmanager
+    def connect_admin(self) -> Iterator[Any]:
+        """A connection to the maintenance database, for CREATE/ALTER/DROP DATABASE of this one."""
+        maintenance = self.settings.maintenance_database
+        if maintenance == self.database_name():
+            maintenance = "template1"
+        with self.for_database(maintenance).connect() as admin:
+            yield admin
 
     def _close(self, connection: Any) -> None:
         connection.close()

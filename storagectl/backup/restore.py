@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from storagectl.archive.api import RestoreOptions, RestoreOutcome, recorded_summary
+from storagectl.archive.api import ContentSummary, RestoreOptions, RestoreOutcome, recorded_summary
 from storagectl.archive.keys import load_identities
 from storagectl.archive.progress import ProgressCallback, no_progress
 from storagectl.archive.reader import StoredArchive
@@ -180,10 +181,25 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
         result.verification = verify_archive(open_archive(config, found, identity_file, "verify", progress), found,
                                              plan.parallel, decode=decode)
         result.verification.raise_if_bad("; nothing was restored")
-    outcome = plan.target.restore(archive, RestoreOptions(parallel=plan.parallel, replace_existing=replace))
-    if validate:
+    expected = recorded_summary(archive.metadata)
+    check = _staged_validation(result, expected) if validate else None
+    options = RestoreOptions(parallel=plan.parallel, replace_existing=replace, check_staged=check)
+    outcome = plan.target.restore(archive, options)
+    if validate and result.validation is None:
         skipped = outcome.skipped if isinstance(outcome, RestoreOutcome) else {}
-        expected = recorded_summary(archive.metadata)
         result.validation = compare_summaries(expected, plan.target.content_summary(), skipped)
     result.duration = time.monotonic() - clock
     return result
+
+
+def _staged_validation(result: RestoreResult, expected: ContentSummary | None) -> Callable[[Any], None]:
+    """The ``--validate`` comparison for backends that stage a replacement: a mismatch raises before
+    the restored data replaces the target's old contents."""
+    def check(staged: Any) -> None:
+        result.validation = compare_summaries(expected, staged.content_summary())
+        if not result.validation.ok:
+            units = ", ".join(unit.unit for unit in result.validation.mismatches())
+            raise IntegrityError(f"backup {result.plan.backup.id} restored but does not match the backup: {units}; "
+                                 "the restored data was not swapped in",
+                                 hint=f"Try: storagectl backup verify {result.plan.backup.id}")
+    return check
