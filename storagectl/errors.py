@@ -107,3 +107,10 @@ class ToolMissing(StoragectlError):
 
 class Interrupted(StoragectlError):
     exit_code = ExitCode.INTERRUPTED
+
+
+def add_state(exc: BaseException, state: str) -> None:
+    """Say in a failing operation's one-line message what state it left the target in."""
+    if isinstance(exc, StoragectlError):
+        exc.message = f"{exc.message} ({state})"
+        exc.args = (exc.message,)

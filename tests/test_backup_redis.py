@@ -269,3 +269,120 @@ def test_pipelined_small_batches_return_every_key(redis_db):
         client.close()
     assert {key for keys, _reply in batches for key in keys} == set(redis_db.client().keys())
     assert all(len(reply) == 1 + 2 * len(keys) for keys, reply in batches)
+
+
+# -- restore --yes through a staging db (SWAPDB) ------------------------------------------------------
+@pytest.fixture
+def redis_trio(redis_base_url):
+    """Three leased dbs: source, target and the target's staging db."""
+    with leased_redis_dbs(redis_base_url, 3) as databases:
+        yield databases
+
+
+def staged_config(write_config, tmp_path, source, target, staging):
+    return load_config(write_config(f"""
+        version: 1
+        backends:
+          cache: {{kind: redis, url: "{source.url}"}}
+          spare: {{kind: redis, url: "{target.url}", staging_db: {staging.db}}}
+        destinations:
+          local: {{kind: local, path: {tmp_path / "backups"}}}
+    """))
+
+
+def test_replace_with_a_staging_db_swaps_in_the_complete_restore(redis_trio, write_config, tmp_path):
+    source, target, staging = redis_trio
+    populate(source.client(), 600)
+    config = staged_config(write_config, tmp_path, source, target, staging)
+    [result] = run_backup(config, backend="cache", destination="local")
+    target.client().set("only-in-target", "stale")
+    outcome = restore(config, result.manifest.id, target="spare", replace=True, validate=True)
+    assert outcome.validation.ok and outcome.validation.checks[0].actual_count == 601
+    assert_same(snapshot(target.client()), snapshot(source.client()))
+    assert staging.client().dbsize() == 0  # the old keys were flushed after the swap
+
+
+def test_a_failed_staged_restore_leaves_the_target_as_it_was(redis_trio, write_config, tmp_path, monkeypatch):
+    from storagectl.backends.redis import RedisBackend
+    from storagectl.errors import IntegrityError
+
+    source, target, staging = redis_trio
+    populate(source.client(), 300)
+    config = staged_config(write_config, tmp_path, source, target, staging)
+    [result] = run_backup(config, backend="cache", destination="local")
+    target.client().set("only-in-target", "old data")
+    original = RedisBackend.content_summary
+
+    def one_key_more(self):
+        summary = original(self)
+        summary.counts["keys"] += 1
+        return summary
+
+    monkeypatch.setattr(RedisBackend, "content_summary", one_key_more)
+    with pytest.raises(IntegrityError, match="does not match the backup: keys; the target was left as it was"):
+        restore(config, result.manifest.id, target="spare", replace=True, validate=True)
+    assert target.client().keys() == [b"only-in-target"] and target.client().get("only-in-target") == b"old data"
+    assert staging.client().dbsize() == 0
+
+
+def test_a_non_empty_staging_db_is_refused_before_anything_is_written(redis_trio, write_config, tmp_path):
+    source, target, staging = redis_trio
+    populate(source.client(), 50)
+    config = staged_config(write_config, tmp_path, source, target, staging)
+    [result] = run_backup(config, backend="cache", destination="local")
+    target.client().set("only-in-target", "old data")
+    staging.client().set("someone-elses", "x")
+    with pytest.raises(UsageError, match=f"staging db {staging.db} is not empty") as caught:
+        restore(config, result.manifest.id, target="spare", replace=True)
+    assert "FLUSHDB" in caught.value.hint
+    assert target.client().keys() == [b"only-in-target"] and staging.client().keys() == [b"someone-elses"]
+
+
+def test_staging_db_must_not_be_one_of_the_backends_own(write_config):
+    from storagectl.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_config("""
+            version: 1
+            backends:
+              cache: {kind: redis, url: "redis://127.0.0.1:6379/3", staging_db: 3}
+        """))
+    assert any("staging_db 3 is one of the backend's own dbs" in line for line in caught.value.problems)
+
+
+def test_dry_run_says_how_a_non_empty_target_is_replaced(redis_trio, cli, write_config, tmp_path):
+    source, target, staging = redis_trio
+    populate(source.client(), 20)
+    config = write_config(f"""
+        version: 1
+        backends:
+          cache: {{kind: redis, url: "{source.url}"}}
+          spare: {{kind: redis, url: "{target.url}", staging_db: {staging.db}}}
+          inplace: {{kind: redis, url: "{target.url}"}}
+        destinations:
+          local: {{kind: local, path: {tmp_path / "backups"}}}
+    """)
+    backup_id = cli("-c", config, "-o", "json", "backup", "run", "--backend", "cache", "--to", "local").json()["id"]
+    target.client().set("only-in-target", "old data")
+    staged = cli("-c", config, "restore", backup_id, "--to", "spare", "--dry-run", "--yes")
+    in_place = cli("-c", config, "-o", "json", "restore", backup_id, "--to", "inplace", "--dry-run", "--yes")
+    assert staged.exit_code == 0 and f"loaded into staging db {staging.db}" in staged.stderr
+    assert in_place.json()["replace_method"].startswith("in place: the db is flushed first")
+    assert target.client().keys() == [b"only-in-target"]
+
+
+def test_several_dbs_of_a_url_configured_backend_are_each_backed_up(redis_trio, write_config, tmp_path):
+    """redis-py's from_url lets the URL's /N win over a db argument: each db must still be its own."""
+    first, second, _ = redis_trio
+    first.client().set("in-first", "1")
+    second.client().mset({"in-second": "2", "also-in-second": "3"})
+    config = load_config(write_config(f"""
+        version: 1
+        backends:
+          cache: {{kind: redis, url: "{first.url}", databases: [{first.db}, {second.db}]}}
+        destinations:
+          local: {{kind: local, path: {tmp_path / "backups"}}}
+    """))
+    [result] = run_backup(config, backend="cache", destination="local")
+    assert {obj.name: obj.counts for obj in result.manifest.objects} == {
+        f"db{first.db}.records": {"keys": 1}, f"db{second.db}.records": {"keys": 2}}

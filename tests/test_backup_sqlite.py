@@ -9,7 +9,7 @@ import pytest
 
 from storagectl.backup import list_backups, restore, run_backup, verify_backup
 from storagectl.config import load_config
-from storagectl.errors import OperationFailed, UsageError
+from storagectl.errors import IntegrityError, OperationFailed, UsageError
 
 SCHEMA = """
 CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, avatar BLOB, score REAL, note TEXT);
@@ -119,5 +119,7 @@ def test_validation_reports_a_content_mismatch(setup, monkeypatch):
         return summary
 
     monkeypatch.setattr(SQLiteBackend, "content_summary", tampered)
-    validation = restore(config, result.manifest.id, target="copy", validate=True).validation
-    assert not validation.ok and [c.unit for c in validation.mismatches()] == ["users"]
+    copy.write_bytes(b"")  # an existing (empty) target file: a mismatch must leave it as it was
+    with pytest.raises(IntegrityError, match="does not match the backup: users; the target was left as it was"):
+        restore(config, result.manifest.id, target="copy", validate=True, replace=True)
+    assert copy.read_bytes() == b"" and list(copy.parent.glob(f".{copy.name}.*")) == []

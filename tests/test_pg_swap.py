@@ -113,7 +113,7 @@ def test_a_failing_staged_check_keeps_the_old_contents(source, target, postgres_
         conn.execute(OLD_CONTENTS)
     seen = []
 
-    def check(staged) -> None:
+    def check(staged, skipped) -> None:
         seen.append(staged.content_summary().counts)
         raise RuntimeError("validation says no")
 
@@ -130,7 +130,7 @@ def test_sessions_on_the_target_see_old_data_until_the_swap_then_are_disconnecte
         conn.execute(OLD_CONTENTS)
     observed = []
 
-    def check(staged) -> None:  # runs between the staged restore and the swap
+    def check(staged, skipped) -> None:  # runs between the staged restore and the swap
         observed.append(client.execute("SELECT count(*) FROM keep_me").fetchone()[0])
 
     with psycopg.connect(target.url, autocommit=True) as client:
@@ -177,7 +177,7 @@ def test_cli_validate_over_a_non_empty_target_compares_before_swapping(cli, writ
     result = cli("-c", config, "restore", backup_id, "--to", "dst", "--validate", "--yes")
 
     assert result.exit_code == 6, result.stderr
-    assert '"public"."items"' in result.stderr and "not swapped in" in result.stderr
+    assert '"public"."items"' in result.stderr and "the target was left as it was" in result.stderr
     assert old_contents_kept(target)
     assert side_databases(postgres_admin_url, target) == []
 

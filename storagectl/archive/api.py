@@ -64,9 +64,10 @@ class RestoreOptions:
     parallel: int = 4
     replace_existing: bool = False  # --yes: the target may be non-empty / keys may be replaced
     # Backends that stage a replacement (PostgreSQL --yes over a non-empty database: a new database
-    # swapped in) call this with a backend over the staged data before it goes live; raising keeps
-    # the old contents. Others never call it (the caller validates after the restore).
-    check_staged: Callable[[Any], None] | None = None
+    # swapped in; Redis with a staging_db) call this with a backend over the staged data and the
+    # items skipped per unit (see RestoreOutcome) before it goes live; raising keeps the old
+    # contents. Others never call it (the caller validates after the restore).
+    check_staged: Callable[[Any, dict[str, int]], None] | None = None
 
 
 @dataclass

@@ -41,6 +41,11 @@ class Backend(ABC):
     # Restores into other kinds verify every object first, so a damaged archive writes nothing.
     restores_atomically: ClassVar[bool] = False
 
+    @property
+    def replace_method(self) -> str:
+        """How ``restore --yes`` replaces a non-empty target (shown by ``restore --dry-run``)."""
+        return "in place: the old contents are removed first, so a restore that fails leaves the target partial"
+
     def __init__(self, name: str, settings: BackendSettings) -> None:
         self.name = name
         self.settings = settings

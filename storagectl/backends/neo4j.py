@@ -47,6 +47,8 @@ class Neo4jBackend(Backend):
     Settings = Neo4jSettings
     CHECKS = NEO4J_CHECKS
     settings: Neo4jSettings
+    replace_method = ("in place: the target's constraints, indexes and graph are deleted first, so a restore "
+                      "that fails leaves it empty")
 
     def endpoint(self) -> str:
         return redact_url(self.settings.uri)

@@ -37,7 +37,7 @@ from storagectl.backends import pg_schema
 from storagectl.backends.pg_copy import CopyOut, row_checksum
 from storagectl.backends.pg_jobs import Job, run_jobs
 from storagectl.backends.pg_tools import IndexBuild, PgDump, PostData, split_post_data
-from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, StoragectlError
+from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, add_state
 
 if TYPE_CHECKING:
     from storagectl.backends.postgres import PostgresBackend
@@ -314,7 +314,7 @@ def restore(backend: PostgresBackend, archive: ArchiveReader, options: RestoreOp
             pg_swap.staged_replacement(backend) as staged:
         _restore_into(staged, archive, copies, replace(options, replace_existing=False), undo=False)
         if options.check_staged is not None:
-            options.check_staged(staged)
+            options.check_staged(staged, {})
 
 
 def _restore_into(backend: PostgresBackend, archive: ArchiveReader, copies: list[TableCopy],
@@ -364,7 +364,7 @@ def _undo_on_failure(conn: Any, timescale: str | None) -> Iterator[None]:
         yield
     except BaseException as exc:
         emptied = _try_empty(conn, timescale)
-        _add_state(exc, "the target database was left empty" if emptied else
+        add_state(exc, "the target database was left empty" if emptied else
                    "the target database could not be emptied and holds a partial restore: drop and recreate it")
         raise
 
@@ -374,15 +374,8 @@ def _annotate_failure(state: str) -> Iterator[None]:
     try:
         yield
     except BaseException as exc:
-        _add_state(exc, state)
+        add_state(exc, state)
         raise
-
-
-def _add_state(exc: BaseException, state: str) -> None:
-    """Say in the one-line message what state the target was left in."""
-    if isinstance(exc, StoragectlError):
-        exc.message = f"{exc.message} ({state})"
-        exc.args = (exc.message,)
 
 
 def _try_empty(conn: Any, timescale: str | None) -> bool:

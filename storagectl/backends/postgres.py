@@ -218,6 +218,9 @@ class PostgresBackend(Backend):
 
     # -- backup and restore (BackupCapable; the engine is storagectl.backends.pg_archive) ----------
     archive_family = "postgres"  # timescaledb backends read and write the same archives
+    replace_method = ("restored into a new database beside it, swapped in when complete (sessions still on "
+                      "the database are disconnected then); a failed restore leaves the target as it was; "
+                      "needs CREATEDB")
 
     def backup(self, archive: ArchiveWriter, options: BackupOptions) -> None:
         from storagectl.backends import pg_archive

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 from collections import deque
 from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from itertools import islice
 from typing import Any, BinaryIO, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -22,6 +23,7 @@ from storagectl.errors import (
     OperationFailed,
     StoragectlError,
     UsageError,
+    add_state,
 )
 from storagectl.redact import redact_url
 from storagectl.units import human_bytes
@@ -47,6 +49,9 @@ class RedisSettings(PasswordMixin, BackendSettings):
     db: int = Field(0, ge=0)
     databases: list[int] | None = Field(None, description="dbs to back up (default: db)")
     username: str | None = None
+    staging_db: int | None = Field(
+        None, ge=0, description="an empty db reserved for storagectl: restore --yes loads a single-db backup "
+        "into it and SWAPDBs it with the target when complete, so a failed restore leaves the target as it was")
 
     check_names: ClassVar[tuple[str, ...]] = tuple(REDIS_CHECKS)
 
@@ -60,6 +65,20 @@ class RedisSettings(PasswordMixin, BackendSettings):
         if urlsplit(self.url).scheme not in ("redis", "rediss", "unix"):
             raise ValueError("url must start with redis://, rediss:// or unix://")
         return self
+
+    @model_validator(mode="after")
+    def _staging_db_is_spare(self) -> RedisSettings:
+        if self.staging_db is not None and self.staging_db in self.selected_databases():
+            raise ValueError(f"staging_db {self.staging_db} is one of the backend's own dbs; choose a spare db")
+        return self
+
+    def selected_databases(self) -> list[int]:
+        if self.databases:
+            return list(self.databases)
+        if self.url:
+            path = urlsplit(self.url).path.strip("/")
+            return [int(path)] if path.isdigit() else [0]
+        return [self.db]
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for redis.Redis, secrets included: never print these."""
@@ -104,14 +123,17 @@ class RedisBackend(Backend):
 
         kwargs = self.settings.client_kwargs()
         kwargs["retry"] = Retry(NoBackoff(), 0)
-        kwargs["single_connection_client"] = single_connection_client
-        if db is not None:
-            kwargs["db"] = db
         if socket_timeout is not None:
             kwargs["socket_timeout"] = socket_timeout
-        if self.settings.url:
-            return redis.Redis.from_url(self.settings.url, **kwargs)
-        return redis.Redis(**kwargs)
+        if not self.settings.url:
+            return redis.Redis(**kwargs, **({"db": db} if db is not None else {}),
+                               single_connection_client=single_connection_client)
+        pool = redis.ConnectionPool.from_url(self.settings.url, **kwargs)
+        if db is not None:  # from_url lets the URL's /N win over a db argument
+            pool.connection_kwargs["db"] = db
+        client = redis.Redis(connection_pool=pool, single_connection_client=single_connection_client)
+        client.auto_close_connection_pool = True  # as Redis.from_pool: close() disconnects the pool
+        return client
 
     def _open(self) -> Any:
         # The handshake (AUTH, SELECT, PING) must finish within the connect timeout; a server that
@@ -189,12 +211,7 @@ class RedisBackend(Backend):
     # DUMP + PTTL per key, so expiries are stored as absolute server-clock milliseconds. Requests are
     # pipelined and compression runs in a helper thread, so the server, the bottleneck, never waits.
     def selected_databases(self) -> list[int]:
-        if self.settings.databases:
-            return list(self.settings.databases)
-        if self.settings.url:
-            path = urlsplit(self.settings.url).path.strip("/")
-            return [int(path)] if path.isdigit() else [0]
-        return [self.settings.db]
+        return self.settings.selected_databases()
 
     def backup(self, archive: Any, options: Any) -> None:
         databases = self.selected_databases()
@@ -222,14 +239,61 @@ class RedisBackend(Backend):
         finally:
             client.close()
 
+    @property
+    def replace_method(self) -> str:
+        if self.settings.staging_db is None:
+            return ("in place: the db is flushed first, so a restore that fails leaves it partial "
+                    "(set staging_db to swap in only a complete restore)")
+        return (f"loaded into staging db {self.settings.staging_db}, then swapped with the target (SWAPDB) when "
+                "complete; a failed restore leaves the target as it was (single-db backups; others in place)")
+
     def restore(self, archive: Any, options: Any) -> RestoreOutcome:
         mapping = self._db_mapping(list(archive.metadata.get("databases") or []))
         targets = list(mapping.values())
+        if options.replace_existing and self.settings.staging_db is not None and len(mapping) == 1 \
+                and not self.is_empty():
+            [(source, target)] = mapping.items()
+            return self._restore_staged(archive, source, target, self.settings.staging_db, options)
         outcome = RestoreOutcome()
         for source, target in mapping.items():
             outcome.skipped[_unit(target, targets)] = self._guarded("restore", lambda s=source, t=target: (
                 self._restore_db(archive, f"db{s}.records", t, options.replace_existing)))
         return outcome
+
+    def _restore_staged(self, archive: Any, source: int, target: int, staging: int, options: Any) -> RestoreOutcome:
+        """Load into the (empty) staging db, check it, then SWAPDB: clients of the target db see the old
+        keys until the swap and the restored ones right after it. The old keys are flushed last."""
+        client = self.client(db=staging)
+        try:
+            waiting = self._guarded("restore", client.dbsize)
+            if waiting:
+                raise UsageError(f"{self.label}: staging db {staging} is not empty ({waiting} keys); nothing was "
+                                 "restored", hint=f"Try: empty it (redis-cli -n {staging} FLUSHDB) or set another "
+                                                  "staging_db")
+            try:
+                skipped = self._guarded("restore", lambda: self._restore_db(
+                    archive, f"db{source}.records", staging, replace=False))
+                outcome = RestoreOutcome(skipped={"keys": skipped})
+                if options.check_staged is not None:
+                    options.check_staged(self._on_databases([staging]), outcome.skipped)
+                self._guarded("swap", lambda: client.swapdb(target, staging))
+            except BaseException as exc:
+                self._flush_quietly(client)
+                add_state(exc, f"db {target} is unchanged")
+                raise
+            self._flush_quietly(client)  # now the old keys
+            return outcome
+        finally:
+            client.close()
+
+    def _on_databases(self, databases: list[int]) -> RedisBackend:
+        return type(self)(self.name, self.settings.model_copy(update={"databases": databases, "staging_db": None}))
+
+    def _flush_quietly(self, client: Any) -> None:
+        import redis
+
+        with suppress(redis.RedisError):
+            client.flushdb(asynchronous=True)
 
     def _db_mapping(self, sources: list[int]) -> dict[int, int]:
         """Source db -> target db: a single db goes to the target's db, several keep their numbers."""

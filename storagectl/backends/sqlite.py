@@ -48,6 +48,8 @@ class SQLiteBackend(Backend):
     Settings = SQLiteSettings
     CHECKS = SQLITE_CHECKS
     restores_atomically = True
+    replace_method = ("restored to a temp file beside it that replaces the file when complete; a failed "
+                      "restore leaves the target as it was")
     settings: SQLiteSettings
 
     def endpoint(self) -> str:
@@ -133,6 +135,8 @@ class SQLiteBackend(Backend):
                 out.flush()
                 os.fsync(out.fileno())
             self._check_integrity(temp)
+            if options.check_staged is not None:
+                options.check_staged(type(self)(self.name, self.settings.model_copy(update={"path": temp})), {})
             self._replace(temp, target)
         finally:
             temp.unlink(missing_ok=True)

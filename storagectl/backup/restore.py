@@ -119,7 +119,8 @@ class RestorePlan:
                 "target_empty": self.target_empty, "replace": self.replace, "validate": self.validate,
                 "parallel": self.parallel, "objects": len(manifest.objects), "size": manifest.size,
                 "raw_size": manifest.raw_size, "encrypted": manifest.encryption is not None,
-                "needs_yes": not self.target_empty and not self.replace}
+                "needs_yes": not self.target_empty and not self.replace,
+                "replace_method": None if self.target_empty else self.target.replace_method}
 
 
 @dataclass
@@ -192,14 +193,15 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
     return result
 
 
-def _staged_validation(result: RestoreResult, expected: ContentSummary | None) -> Callable[[Any], None]:
+def _staged_validation(result: RestoreResult, expected: ContentSummary | None
+                       ) -> Callable[[Any, dict[str, int]], None]:
     """The ``--validate`` comparison for backends that stage a replacement: a mismatch raises before
     the restored data replaces the target's old contents."""
-    def check(staged: Any) -> None:
-        result.validation = compare_summaries(expected, staged.content_summary())
+    def check(staged: Any, skipped: dict[str, int]) -> None:
+        result.validation = compare_summaries(expected, staged.content_summary(), skipped)
         if not result.validation.ok:
             units = ", ".join(unit.unit for unit in result.validation.mismatches())
             raise IntegrityError(f"backup {result.plan.backup.id} restored but does not match the backup: {units}; "
-                                 "the restored data was not swapped in",
+                                 "the target was left as it was",
                                  hint=f"Try: storagectl backup verify {result.plan.backup.id}")
     return check

@@ -31,9 +31,11 @@ def restore(
 ) -> None:
     """Restore a backup. A non-empty target needs --yes: its data is replaced.
 
-    PostgreSQL and Neo4j drop the target's contents before loading, so a restore that fails after
-    that leaves the target empty, not as it was: restore into a fresh backend and switch over when
-    the old data must stay available.
+    PostgreSQL restores into a new database beside the target and swaps it in only when complete
+    (and, with --validate, proven equal), so a failed restore leaves the target as it was; sessions
+    still connected at the swap are disconnected. SQLite does the same with a temp file, Redis with
+    a configured staging_db. Neo4j, and Redis without staging_db, replace in place: a restore that
+    fails leaves the target empty or partial. --dry-run says which applies.
     """
     from storagectl.backup import restore as restore_backup
 
@@ -61,6 +63,8 @@ def _render(state: AppState, result) -> None:
                     f"{plan['id']} at {plan['destination']}: {plan['objects']} object(s), "
                     f"{human_bytes(plan['raw_size'])}" + ("; objects verified first" if plan["validate"] else "")
                     + ("; the target is not empty: needs --yes" if plan["needs_yes"] else ""))
+        if plan["replace_method"]:
+            note(state, f"replacing: {plan['replace_method']}")
         return
     note(state, f"restored backup {plan['id']} into {plan['target']} in {plan['duration']:.1f}s")
     if result.validation is not None:
