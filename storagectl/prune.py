@@ -72,6 +72,7 @@ class PruneResult:
     policy: str
     dry_run: bool
     entries: list[PruneEntry] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)  # backup id -> why its manifest can't be read
 
     @property
     def removed(self) -> list[str]:
@@ -80,7 +81,8 @@ class PruneResult:
     def to_dict(self) -> dict[str, Any]:
         return {"job": self.job, "destination": self.destination, "policy": self.policy,
                 "dry_run": self.dry_run, "removed": self.removed,
-                "backups": [entry.to_dict() for entry in self.entries]}
+                "backups": [entry.to_dict() for entry in self.entries],
+                "unreadable": [{"id": backup_id, "error": error} for backup_id, error in self.unreadable.items()]}
 
 
 def retention_jobs(config: Config, names: list[str] | None) -> list[str]:
@@ -104,8 +106,9 @@ def prune_job(config: Config, job: str, now: datetime, dry_run: bool = False) ->
     """
     settings = config.job(job)
     policy = _policy_of(job, settings)
-    entries = plan_job(job_backups(config, job), policy, now, ZoneInfo(settings.timezone))
-    result = PruneResult(job, settings.destination, describe_policy(policy), dry_run, entries)
+    unreadable: dict[str, str] = {}
+    entries = plan_job(job_backups(config, job, unreadable), policy, now, ZoneInfo(settings.timezone))
+    result = PruneResult(job, settings.destination, describe_policy(policy), dry_run, entries, unreadable)
     if not dry_run:
         _delete_removals(job, result)
     return result
@@ -126,10 +129,12 @@ def plan_job(stored: list[StoredBackup], policy: RetentionPolicy, now: datetime,
                   reverse=True)
 
 
-def job_backups(config: Config, job: str) -> list[StoredBackup]:
-    """Every backup folder of ``job`` at its destination, complete or not, in no particular order."""
+def job_backups(config: Config, job: str, unreadable: dict[str, str] | None = None) -> list[StoredBackup]:
+    """Every backup folder of ``job`` at its destination, complete or not, in no particular order.
+    Folders whose manifest cannot be read are left out (and added to ``unreadable``)."""
     destination = destination_named(config, config.job(job).destination)
-    found = (_stored(folder, job) for folder in backup_folders(destination, job) if _is_job_folder(folder, job))
+    found = (_stored(folder, job, unreadable) for folder in backup_folders(destination, job)
+             if _is_job_folder(folder, job))
     return [backup for backup in found if backup is not None]
 
 
@@ -182,12 +187,14 @@ def _has_manifest(folder: FoundBackup) -> bool:
     return any(stored.key.endswith("/" + MANIFEST_NAME) for stored in folder.objects)
 
 
-def _stored(folder: FoundBackup, job: str) -> StoredBackup | None:
+def _stored(folder: FoundBackup, job: str, unreadable: dict[str, str] | None = None) -> StoredBackup | None:
     try:
         with_manifest(folder)
     except IntegrityError as exc:
         # Never delete what we cannot read: an operator has to look at it.
         log.warning("job %s: backup %s left alone: %s", job, folder.id, exc)
+        if unreadable is not None:
+            unreadable[folder.id] = exc.message
         return None
     manifest = folder.manifest
     if manifest is not None and manifest.job != job:

@@ -176,7 +176,24 @@ def test_unreadable_manifest_is_left_alone(local_job):
     store_backup(destination, "nightly", now - timedelta(days=1))
     from storagectl.prune import prune_job
 
-    prune_job(config, "nightly", now)
+    result = prune_job(config, "nightly", now)
+    assert Path(destination.location(), "nightly", broken, "manifest.json").exists()
+    assert list(result.unreadable) == [broken]
+
+
+def test_prune_exits_non_zero_when_it_leaves_an_unreadable_backup(cli, local_job):
+    """Retention can't judge a backup it can't read: the run says so (exit 6) after pruning the rest."""
+    config_path, config, destination = local_job("{keep_last: 1}")
+    now = datetime.now(UTC)
+    broken = store_backup(destination, "nightly", now - timedelta(days=3))
+    Path(destination.location(), "nightly", broken, "manifest.json").write_text("{not json")
+    old = store_backup(destination, "nightly", now - timedelta(days=2))
+    store_backup(destination, "nightly", now - timedelta(days=1))
+    result = cli("-c", config_path, "-o", "json", "backup", "prune", "--yes", "--job", "nightly")
+    assert result.exit_code == 6, result.stderr
+    assert "1 backup(s) with an unreadable manifest were left alone" in result.stderr and broken in result.stderr
+    assert result.json()[0]["removed"] == [old]
+    assert result.json()[0]["unreadable"][0]["id"] == broken
     assert Path(destination.location(), "nightly", broken, "manifest.json").exists()
 
 

@@ -140,6 +140,21 @@ def prune(
     if not dry_run and not yes and any(result.removed for result in results):
         raise UsageError("refusing to remove backups without --yes",
                          hint="Try: storagectl backup prune --yes, once the plan above is right")
+    _fail_on_unreadable(results)
+
+
+def _fail_on_unreadable(results: list[Any]) -> None:
+    """Retention could not judge a backup whose manifest is unreadable: exit non-zero so it is seen."""
+    from storagectl.errors import IntegrityError
+
+    unreadable = [(result.job, backup_id, error)
+                  for result in results for backup_id, error in result.unreadable.items()]
+    if unreadable:
+        job, backup_id, error = unreadable[0]
+        raise IntegrityError(f"{len(unreadable)} backup(s) with an unreadable manifest were left alone, e.g. "
+                             f"{backup_id} of job {job!r}: {error}",
+                             hint=f"Try: storagectl backup show {backup_id}; remove it with storagectl backup "
+                                  f"delete {backup_id} --yes once checked")
 
 
 def _job_locked(config: Any, job: str) -> Any:
