@@ -253,3 +253,20 @@ def test_notes_to_a_pipe_are_never_wrapped(cli, env):
     assert result.exit_code == 0
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("dry run:")]
     assert len(line) > 100 and line.endswith("needs --yes")
+
+
+def test_validate_of_a_backup_without_a_content_summary_fails_and_restores_nothing(cli, env):
+    """Nothing to compare with proves nothing: --validate must not report success."""
+    import json
+
+    info = backup(cli, env, "--job", "nightly")
+    manifest_path = Path(info["location"]) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["backend"]["metadata"]["content_summary"]
+    manifest_path.write_text(json.dumps(manifest))
+    result = cli("-c", env["config"], "restore", info["id"], "--to", "copy", "--validate")
+    assert result.exit_code == 6, result.stderr
+    assert "recorded no content summary, so --validate cannot prove the restore" in result.stderr
+    assert not env["copy"].exists()
+    assert cli("-c", env["config"], "restore", info["id"], "--to", "copy").exit_code == 0  # without --validate
+    assert rows(env["copy"]) == rows(env["source"])

@@ -200,8 +200,7 @@ def _staged_validation(result: RestoreResult, expected: ContentSummary | None
     def check(staged: Any, skipped: dict[str, int]) -> None:
         result.validation = compare_summaries(expected, staged.content_summary(), skipped)
         if not result.validation.ok:
-            units = ", ".join(unit.unit for unit in result.validation.mismatches())
-            raise IntegrityError(f"backup {result.plan.backup.id} restored but does not match the backup: {units}; "
+            raise IntegrityError(f"restore of {result.plan.backup.id}: {result.validation.problem()}; "
                                  "the target was left as it was",
                                  hint=f"Try: storagectl backup verify {result.plan.backup.id}")
     return check

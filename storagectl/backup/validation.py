@@ -32,13 +32,21 @@ class UnitCheck:
 class ValidationReport:
     checks: list[UnitCheck] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    comparable: bool = True  # False: the backup recorded nothing to compare with, so nothing is proven
 
     @property
     def ok(self) -> bool:
-        return all(check.ok for check in self.checks)
+        return self.comparable and all(check.ok for check in self.checks)
 
     def mismatches(self) -> list[UnitCheck]:
         return [check for check in self.checks if not check.ok]
+
+    def problem(self) -> str:
+        """What is wrong, for the one-line error (empty when ``ok``)."""
+        if not self.comparable:
+            return "the backup recorded no content summary, so --validate cannot prove the restore"
+        units = ", ".join(check.unit for check in self.mismatches())
+        return f"does not match the backup: {units}" if units else ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "checks": [c.to_dict() for c in self.checks], "notes": self.notes}
@@ -48,7 +56,7 @@ def compare_summaries(expected: ContentSummary | None, actual: ContentSummary,
                       skipped: dict[str, int] | None = None) -> ValidationReport:
     """Unit by unit: counts (less what the restore skipped on purpose) and, where recorded, checksums."""
     if expected is None:
-        return ValidationReport(notes=["the backup recorded no content summary; nothing to compare"])
+        return ValidationReport(notes=["the backup recorded no content summary; nothing to compare"], comparable=False)
     skipped = skipped or {}
     report = ValidationReport()
     for unit in sorted(set(expected.units()) | set(actual.units())):

@@ -50,8 +50,7 @@ def restore(
     if result.validation is not None and not result.validation.ok:
         from storagectl.errors import IntegrityError
 
-        units = ", ".join(check.unit for check in result.validation.mismatches())
-        raise IntegrityError(f"restore of {backup_id} finished but does not match the backup: {units}",
+        raise IntegrityError(f"restore of {backup_id} finished but {result.validation.problem()}",
                              hint="Try: storagectl backup verify " + backup_id)
 
 
