@@ -20,7 +20,7 @@ from storagectl.backends import backend_from_config
 from storagectl.backends import neo4j_archive as engine
 from storagectl.backup import find_backup, list_backups, restore, run_backup
 from storagectl.config import load_config
-from storagectl.errors import AuthenticationFailed, OperationFailed, UsageError
+from storagectl.errors import AuthenticationFailed, IntegrityError, OperationFailed, UsageError
 from tests.boltstub import BoltStubServer, Failure, Records, Structure, normalise_query
 
 AUTH = ("neo4j", "password")
@@ -55,6 +55,7 @@ class FakeGraph:
         self.constraints: list[dict[str, Any]] = []
         self.indexes: list[dict[str, Any]] = [dict(LOOKUP_INDEX)]
         self.fail_node_batch: int | None = None
+        self.lose_endpoints = False  # relationship writes find no endpoints (as if nodes were missing)
         self.on_node_scan: Any = None
         self.node_batches = 0
         self._ids = itertools.count(1)
@@ -146,7 +147,7 @@ class FakeGraph:
                      if engine.RESTORE_LABEL in labels}
         created = 0
         for row in params["rows"]:
-            if row["start"] in by_old_id and row["end"] in by_old_id:
+            if row["start"] in by_old_id and row["end"] in by_old_id and not self.lose_endpoints:
                 self.add_relationship(by_old_id[row["start"]], unquote(match[1]), by_old_id[row["end"]],
                                       **row["props"])
                 created += 1
@@ -360,6 +361,26 @@ def test_cypher_failure_mid_restore_names_the_batch_and_removes_what_it_created(
         restore(config, result.manifest.id, target="b")
     assert target.nodes == {} and target.node_batches == 2
     assert all(index["name"] != engine.RESTORE_INDEX for index in target.indexes)
+
+
+def test_a_failed_restore_also_drops_the_constraints_and_indexes_it_created(graphs, config):
+    source, target, _, _ = graphs
+    populate(source)
+    [result] = run_backup(config, backend="a", destination="local")
+    target.fail_node_batch = 1
+    with pytest.raises(OperationFailed, match="restoring nodes batch 1"):
+        restore(config, result.manifest.id, target="b")
+    assert target.nodes == {} and target.constraints == [] and target.indexes == [LOOKUP_INDEX]
+
+
+def test_a_relationship_without_its_endpoints_fails_the_restore_and_leaves_the_target_empty(graphs, config):
+    source, target, _, _ = graphs
+    populate(source)
+    [result] = run_backup(config, backend="a", destination="local")
+    target.lose_endpoints = True
+    with pytest.raises(IntegrityError, match="only 0 created; an endpoint is not in the backup"):
+        restore(config, result.manifest.id, target="b")
+    assert target.nodes == {} and target.relationships == {} and target.constraints == []
 
 
 def test_wrong_password_is_authentication_failed_without_the_password(graphs, write_config, tmp_path):

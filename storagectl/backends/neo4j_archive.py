@@ -403,6 +403,7 @@ class GraphRestore:
         self.driver = driver
         self.archive = archive
         self.outcome = RestoreOutcome()
+        self.created_schema: list[tuple[str, str]] = []  # (CONSTRAINT|INDEX, name) this restore created
 
     def run(self, replace: bool) -> RestoreOutcome:
         if not graph_is_empty(self.backend, self.driver):
@@ -410,10 +411,10 @@ class GraphRestore:
                 raise UsageError(f"{self.backend.label} is not empty; restoring would mix two graphs",
                                  hint="Try: --yes to replace its contents")
             self.clear_target()
-        self.create_schema()
-        self._write("creating the temporary restore index", CREATE_RESTORE_INDEX)
-        self._write("waiting for indexes to come online", AWAIT_INDEXES, seconds=INDEX_WAIT_SECONDS)
         try:
+            self.create_schema()
+            self._write("creating the temporary restore index", CREATE_RESTORE_INDEX)
+            self._write("waiting for indexes to come online", AWAIT_INDEXES, seconds=INDEX_WAIT_SECONDS)
             self.load_nodes()
             self.load_relationships()
         except BaseException:
@@ -448,9 +449,13 @@ class GraphRestore:
     def create_schema(self) -> None:
         with self.archive.open(SCHEMA_OBJECT) as stream:
             schema = json.loads(stream.read())
-        items = [("constraint", c) for c in schema["constraints"]] + [("index", i) for i in schema["indexes"]]
+        with translated_errors(self.backend, "reading the target's schema"), self.backend.session(self.driver) as s:
+            existing = {item["name"] for items in read_schema(s).values() for item in items}
+        items = [("CONSTRAINT", c) for c in schema["constraints"]] + [("INDEX", i) for i in schema["indexes"]]
         for kind, item in items:
-            self._write(f"creating {kind} {item['name']!r}", idempotent_statement(item["createStatement"]))
+            self._write(f"creating {kind.lower()} {item['name']!r}", idempotent_statement(item["createStatement"]))
+            if item["name"] not in existing:
+                self.created_schema.append((kind, item["name"]))
 
     def load_nodes(self) -> None:
         with self.archive.open(NODES_OBJECT) as stream:
@@ -477,10 +482,13 @@ class GraphRestore:
                         "an endpoint is not in the backup", hint="Try: storagectl backup verify, or an older backup")
 
     def _undo(self) -> None:
-        """A failed restore deletes the nodes it created (all still carry the restore label)."""
+        """A failed restore deletes the nodes it created (all still carry the restore label) and the
+        constraints and indexes it created."""
         with contextlib.suppress(Exception):  # the original failure is what the user must see
             self._repeat("removing a partial restore", DELETE_RESTORED)
             self._write("dropping the temporary restore index", DROP_RESTORE_INDEX)
+            for kind, name in reversed(self.created_schema):
+                self._write(f"dropping {kind.lower()} {name!r}", f"DROP {kind} {quote_name(name)} IF EXISTS")
 
 
 def restore_graph(backend: Any, archive: Any, replace: bool) -> RestoreOutcome:
