@@ -76,6 +76,7 @@ def test_replace_keeps_the_databases_own_settings_grants_and_comment(source, rol
         db = f'"{target.name}"'
         for statement in (f"ALTER DATABASE {db} SET search_path = \"$user\", public, \"we ird\"",
                           f"ALTER DATABASE {db} SET work_mem = '64MB'",
+                          f"ALTER DATABASE {db} SET app.tenant = 'it''s'",
                           f"ALTER ROLE {role} IN DATABASE {db} SET statement_timeout = '5s'",
                           f"ALTER DATABASE {db} CONNECTION LIMIT 40",
                           f"REVOKE ALL ON DATABASE {db} FROM PUBLIC",
@@ -212,3 +213,53 @@ def test_concurrent_reader_is_not_blocked_while_the_new_database_loads(source, t
         stop.set()
         reader.join(10)
     assert answers and set(answers) == {42}
+
+
+def properties(**changes):
+    from storagectl.backends.pg_swap import DatabaseProperties
+
+    base = dict(owner="app", encoding="UTF8", collate="en_US.UTF-8", ctype="en_US.UTF-8", locale_provider="c",
+                provider_locale=None, icu_rules=None, tablespace="pg_default", connection_limit=-1, comment=None,
+                may_swap=True, grants=(), has_acl=False, settings=())
+    return DatabaseProperties(**{**base, **changes})
+
+
+@pytest.mark.parametrize(("version", "columns"), [
+    (140000, "NULL, NULL, NULL"), (150004, "d.datlocprovider::text, d.daticulocale, NULL"),
+    (160001, "d.datlocprovider::text, d.daticulocale, d.daticurules"),
+    (170002, "d.datlocprovider::text, d.datlocale, d.daticurules"),
+])
+def test_locale_columns_follow_the_catalog_of_each_major_version(version, columns):
+    from storagectl.backends.pg_swap import locale_columns
+
+    assert locale_columns(version) == columns
+
+
+@pytest.mark.parametrize(("changes", "clause"), [
+    ({"locale_provider": None}, "LC_CTYPE = 'en_US.UTF-8' TABLESPACE"),
+    ({}, "LOCALE_PROVIDER = libc TABLESPACE"),
+    ({"locale_provider": "i", "provider_locale": "de-DE", "icu_rules": "&a < b"},
+     "LOCALE_PROVIDER = icu ICU_LOCALE = 'de-DE' ICU_RULES = '&a < b' TABLESPACE"),
+    ({"locale_provider": "b", "provider_locale": "C.UTF-8"}, "LOCALE_PROVIDER = builtin BUILTIN_LOCALE = 'C.UTF-8' "),
+])
+def test_create_statement_carries_the_locale_provider(changes, clause):
+    from storagectl.backends.pg_swap import create_statements
+
+    create = create_statements(properties(**changes), "new")[0]
+    assert create.startswith('CREATE DATABASE "new" WITH TEMPLATE = template0 OWNER = "app"') and clause in create
+
+
+def test_settings_grants_and_comment_statements_quote_their_values():
+    from storagectl.backends.pg_swap import create_statements
+
+    statements = create_statements(properties(
+        settings=((None, 'search_path="$user", public'), ("app ro", "work_mem=64MB"), (None, "x.y=it's")),
+        has_acl=True, grants=(("CONNECT", '"app ro"', False), ("CREATE", "PUBLIC", True)), comment="it's"), "n")
+    assert statements[1:] == [
+        'ALTER DATABASE "n" SET "search_path" TO "$user", public',
+        'ALTER ROLE "app ro" IN DATABASE "n" SET "work_mem" TO \'64MB\'',
+        'ALTER DATABASE "n" SET "x.y" TO \'it\'\'s\'',
+        'REVOKE ALL ON DATABASE "n" FROM PUBLIC', 'REVOKE ALL ON DATABASE "n" FROM "app"',
+        'GRANT CONNECT ON DATABASE "n" TO "app ro"', 'GRANT CREATE ON DATABASE "n" TO PUBLIC WITH GRANT OPTION',
+        'COMMENT ON DATABASE "n" IS \'it\'\'s\'',
+    ]

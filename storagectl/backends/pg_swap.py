@@ -34,14 +34,24 @@ LIST_SETTINGS = frozenset({"search_path", "temp_tablespaces", "session_preload_l
                            "local_preload_libraries", "shared_preload_libraries"})
 
 PROPERTIES_SQL = """
-SELECT pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datcollate, d.datctype,
-       d.datlocprovider::text, d.daticulocale, t.spcname, d.datconnlimit,
-       shobj_description(d.oid, 'pg_database'),
+SELECT pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, {locale},
+       t.spcname, d.datconnlimit, shobj_description(d.oid, 'pg_database'),
        rolsuper OR (rolcreatedb AND pg_has_role(current_user, d.datdba, 'MEMBER'))
 FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace
 JOIN pg_roles r ON r.rolname = current_user
 WHERE d.datname = %s
 """
+
+
+def locale_columns(server_version_num: int) -> str:
+    """Provider, provider locale and ICU rules, as each major version's catalog has them."""
+    if server_version_num >= 170000:  # daticulocale became datlocale; the builtin provider arrived
+        return "d.datlocprovider::text, d.datlocale, d.daticurules"
+    if server_version_num >= 160000:
+        return "d.datlocprovider::text, d.daticulocale, d.daticurules"
+    if server_version_num >= 150000:
+        return "d.datlocprovider::text, d.daticulocale, NULL"
+    return "NULL, NULL, NULL"  # libc only; CREATE DATABASE has no LOCALE_PROVIDER
 GRANTS_SQL = """
 SELECT a.privilege_type, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
        a.is_grantable
@@ -61,8 +71,9 @@ class DatabaseProperties:
     encoding: str
     collate: str
     ctype: str
-    locale_provider: str  # 'c' libc, 'i' icu
-    icu_locale: str | None
+    locale_provider: str | None  # 'c' libc, 'i' icu, 'b' builtin (17+); None before 15
+    provider_locale: str | None  # daticulocale / datlocale
+    icu_rules: str | None  # 16+
     tablespace: str
     connection_limit: int
     comment: str | None
@@ -73,26 +84,24 @@ class DatabaseProperties:
 
 
 def read_properties(admin: Any, database: str) -> DatabaseProperties:
-    row = admin.execute(PROPERTIES_SQL, [database]).fetchone()
+    version = admin.execute("SELECT current_setting('server_version_num')::int").fetchone()[0]
+    row = admin.execute(PROPERTIES_SQL.format(locale=locale_columns(version)), [database]).fetchone()
     if row is None:
         raise OperationFailed(f"database {database!r} does not exist")
     grants = tuple(admin.execute(GRANTS_SQL, [database]).fetchall())
     has_acl = admin.execute("SELECT datacl IS NOT NULL FROM pg_database WHERE datname = %s", [database]).fetchone()[0]
     settings = tuple(admin.execute(SETTINGS_SQL, [database]).fetchall())
-    return DatabaseProperties(*row[:10], grants=grants, has_acl=has_acl, settings=settings)
+    return DatabaseProperties(*row, grants=grants, has_acl=has_acl, settings=settings)
 
 
 def create_statements(props: DatabaseProperties, name: str) -> list[str]:
     """CREATE DATABASE ``name`` like the target, then its settings, grants and comment."""
     db = quote_ident(name)
-    locale = f" LOCALE_PROVIDER = {'icu' if props.locale_provider == 'i' else 'libc'}"
-    if props.icu_locale:
-        locale += f" ICU_LOCALE = {quote_literal(props.icu_locale)}"
     statements = [
         f"CREATE DATABASE {db} WITH TEMPLATE = template0 OWNER = {quote_ident(props.owner)} "
         f"ENCODING = {quote_literal(props.encoding)} LC_COLLATE = {quote_literal(props.collate)} "
-        f"LC_CTYPE = {quote_literal(props.ctype)}{locale} TABLESPACE = {quote_ident(props.tablespace)} "
-        f"CONNECTION LIMIT = {props.connection_limit}",
+        f"LC_CTYPE = {quote_literal(props.ctype)}{_locale_options(props)} "
+        f"TABLESPACE = {quote_ident(props.tablespace)} CONNECTION LIMIT = {props.connection_limit}",
     ]
     statements += [_setting_statement(db, role, entry) for role, entry in props.settings]
     if props.has_acl:
@@ -103,6 +112,21 @@ def create_statements(props: DatabaseProperties, name: str) -> list[str]:
     if props.comment is not None:
         statements.append(f"COMMENT ON DATABASE {db} IS {quote_literal(props.comment)}")
     return statements
+
+
+PROVIDERS = {"c": ("libc", None), "i": ("icu", "ICU_LOCALE"), "b": ("builtin", "BUILTIN_LOCALE")}
+
+
+def _locale_options(props: DatabaseProperties) -> str:
+    if props.locale_provider is None:
+        return ""
+    provider, locale_option = PROVIDERS[props.locale_provider]
+    options = f" LOCALE_PROVIDER = {provider}"
+    if locale_option and props.provider_locale:
+        options += f" {locale_option} = {quote_literal(props.provider_locale)}"
+    if props.icu_rules:
+        options += f" ICU_RULES = {quote_literal(props.icu_rules)}"
+    return options
 
 
 def _setting_statement(db: str, role: str | None, entry: str) -> str:
