@@ -263,3 +263,25 @@ def test_settings_grants_and_comment_statements_quote_their_values():
         'GRANT CONNECT ON DATABASE "n" TO "app ro"', 'GRANT CREATE ON DATABASE "n" TO PUBLIC WITH GRANT OPTION',
         'COMMENT ON DATABASE "n" IS \'it\'\'s\'',
     ]
+
+
+def test_sessions_the_role_may_not_terminate_stop_the_swap_with_permission_denied(role, target, postgres_admin_url):
+    """A non-superuser cannot disconnect a superuser's session: exit 4, both databases as they were."""
+    from storagectl.backends import open_backend, pg_swap
+    from storagectl.backends.postgres import PostgresSettings
+    from storagectl.errors import PermissionDenied
+
+    staged = side_name(target.name, "restore", "test")
+    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+        admin.execute(f"ALTER ROLE {role} CREATEDB")
+        admin.execute(f'ALTER DATABASE "{target.name}" OWNER TO {role}')
+        admin.execute(f'CREATE DATABASE "{staged}" OWNER {role}')
+    backend = open_backend("dst", PostgresSettings(kind="postgres", url=target.url.replace("postgres@", f"{role}@")))
+    try:
+        with psycopg.connect(target.url, autocommit=True), backend.connect_admin() as admin, \
+                pytest.raises(PermissionDenied, match="cannot disconnect the sessions.*old contents were kept"):
+            pg_swap._swap(backend, admin, target.name, staged, side_name(target.name, "old", "test"))  # ^ superuser
+        assert sorted(side_databases(postgres_admin_url, target)) == [staged]
+    finally:
+        with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{staged}"')

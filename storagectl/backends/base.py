@@ -63,6 +63,11 @@ class Backend(ABC):
     def redact(self, text: str) -> str:
         return redact_text(text, self.secrets())
 
+    def error_line(self, exc: BaseException) -> str:
+        """A driver error as one redacted line, for one-line error messages."""
+        text = self.redact(str(exc)).strip()
+        return text.splitlines()[0] if text else type(exc).__name__
+
     @property
     def label(self) -> str:
         return f"backend {self.name!r} ({self.kind} {self.endpoint()})"

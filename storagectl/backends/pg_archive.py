@@ -247,19 +247,15 @@ def _pg_errors(backend: PostgresBackend, doing: str) -> Iterator[None]:
         yield
     except psycopg.OperationalError as exc:
         raise BackendUnavailable(
-            f"{backend.label}: connection lost while {doing}: {_first_line(backend, exc)}",
+            f"{backend.label}: connection lost while {doing}: {backend.error_line(exc)}",
             hint="Try: check the server log and that the server is up, then rerun",
         ) from exc
     except psycopg.Error as exc:
         raise OperationFailed(
-            f"{backend.label}: {doing} failed: {_first_line(backend, exc)}",
+            f"{backend.label}: {doing} failed: {backend.error_line(exc)}",
             hint="Try: check the server log for details",
         ) from exc
 
-
-def _first_line(backend: PostgresBackend, exc: BaseException) -> str:
-    text = backend.redact(str(exc)).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # -- content summary --------------------------------------------------------------------------------
@@ -417,7 +413,7 @@ def _run_schema_sql(backend: PostgresBackend, conn: Any, sql_text: str, section:
     except psycopg.Error as exc:
         # No cleanup statement here: the transaction is aborted and would mask this error.
         raise OperationFailed(f"{backend.label}: restoring the {section} schema failed: "
-                              f"{_first_line(backend, exc)}",
+                              f"{backend.error_line(exc)}",
                               hint="Try: check that the roles and extensions the backup uses exist") from exc
     conn.execute("SELECT pg_catalog.set_config('search_path', '', false)")
 

@@ -180,9 +180,9 @@ def _swap(backend: PostgresBackend, admin: Any, target: str, staged: str, old: s
     import psycopg
 
     for attempt in range(1, SWAP_ATTEMPTS + 1):
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                      "WHERE datname = %s AND pid <> pg_backend_pid()", [target])
         try:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = %s AND pid <> pg_backend_pid()", [target])
             with admin.transaction():
                 admin.execute(f"ALTER DATABASE {quote_ident(target)} RENAME TO {quote_ident(old)}")
                 admin.execute(f"ALTER DATABASE {quote_ident(staged)} RENAME TO {quote_ident(target)}")
@@ -191,14 +191,19 @@ def _swap(backend: PostgresBackend, admin: Any, target: str, staged: str, old: s
             if attempt == SWAP_ATTEMPTS:
                 raise OperationFailed(
                     f"{backend.label}: cannot swap in the restored database: {target!r} is still in use "
-                    f"({backend.redact(str(exc)).splitlines()[0]}); the old contents were kept",
+                    f"({backend.error_line(exc)}); the old contents were kept",
                     hint="Try: stop the clients that reconnect to it, then rerun the restore") from exc
             time.sleep(0.5 * attempt)
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise PermissionDenied(
+                f"{backend.label}: cannot disconnect the sessions on {target!r} to swap in the restored "
+                f"database ({backend.error_line(exc)}); the old contents were kept",
+                hint="Try: GRANT pg_signal_backend TO <backup role>, or stop those clients first") from exc
         except psycopg.Error as exc:
             raise OperationFailed(
-                f"{backend.label}: swapping in the restored database failed: "
-                f"{backend.redact(str(exc)).splitlines()[0]}; the old contents were kept",
-                hint="Try: check the server log for details") from exc
+                f"{backend.label}: swapping in the restored database failed: {backend.error_line(exc)}; "
+                "the old contents were kept", hint="Try: check the server log for details") from exc
+
 
 
 def _run(backend: PostgresBackend, admin: Any, statement: str, doing: str) -> None:
@@ -207,8 +212,8 @@ def _run(backend: PostgresBackend, admin: Any, statement: str, doing: str) -> No
     try:
         admin.execute(statement)
     except psycopg.Error as exc:
-        raise OperationFailed(f"{backend.label}: {doing} failed: {backend.redact(str(exc)).splitlines()[0]}; "
-                              "nothing was changed", hint="Try: check the server log for details") from exc
+        raise OperationFailed(f"{backend.label}: {doing} failed: {backend.error_line(exc)}; nothing was changed",
+                              hint="Try: check the server log for details") from exc
 
 
 def _drop_quietly(backend: PostgresBackend, name: str) -> None:
@@ -225,4 +230,4 @@ def _drop_quietly(backend: PostgresBackend, name: str) -> None:
             admin.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
     except (psycopg.Error, StoragectlError) as exc:
         logging.getLogger(__name__).warning("%s: could not drop database %s (%s); drop it by hand",
-                                            backend.label, name, backend.redact(str(exc)).splitlines()[0])
+                                            backend.label, name, backend.error_line(exc))
