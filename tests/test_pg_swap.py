@@ -285,3 +285,19 @@ def test_sessions_the_role_may_not_terminate_stop_the_swap_with_permission_denie
     finally:
         with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{staged}"')
+
+
+def test_a_missing_maintenance_database_is_named_before_any_work(source, target, postgres_admin_url, tmp_path):
+    from storagectl.backends import open_backend
+    from storagectl.backends.postgres import PostgresSettings
+    from storagectl.errors import NotFound
+
+    archive = backup_to(tmp_path / "b", source)
+    with target.connect() as conn:
+        conn.execute(OLD_CONTENTS)
+    backend = open_backend("dst", PostgresSettings(kind="postgres", url=target.url,
+                                                   maintenance_database="stctl_no_such_db"))
+    with pytest.raises(NotFound, match="maintenance database 'stctl_no_such_db' does not exist") as caught:
+        backend.restore(archive, RestoreOptions(replace_existing=True))
+    assert "maintenance_database" in caught.value.hint
+    assert old_contents_kept(target) and side_databases(postgres_admin_url, target) == []

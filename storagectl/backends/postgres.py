@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
@@ -145,8 +145,13 @@ class PostgresBackend(Backend):
         maintenance = self.settings.maintenance_database
         if maintenance == self.database_name():
             maintenance = "template1"
-        with self.for_database(maintenance).connect() as admin:
-            yield admin
+        with ExitStack() as stack:
+            try:
+                connection = stack.enter_context(self.for_database(maintenance).connect())
+            except NotFound as exc:
+                raise NotFound(f"{self.label}: the maintenance database {maintenance!r} does not exist",
+                               hint="Try: set maintenance_database to a database the role can connect to") from exc
+            yield connection
 
     def _close(self, connection: Any) -> None:
         connection.close()
