@@ -279,8 +279,11 @@ def redis_trio(redis_base_url):
         yield databases
 
 
-def staged_config(write_config, tmp_path, source, target, staging):
-    return load_config(write_config(f"""
+def staged_backup(redis_trio, write_config, tmp_path, keys: int):
+    """A backup of ``keys`` keys of the source, and a target holding one old key: (config, backup id)."""
+    source, target, staging = redis_trio
+    populate(source.client(), keys)
+    config = load_config(write_config(f"""
         version: 1
         backends:
           cache: {{kind: redis, url: "{source.url}"}}
@@ -288,15 +291,15 @@ def staged_config(write_config, tmp_path, source, target, staging):
         destinations:
           local: {{kind: local, path: {tmp_path / "backups"}}}
     """))
+    [result] = run_backup(config, backend="cache", destination="local")
+    target.client().set("only-in-target", "old data")
+    return config, result.manifest.id
 
 
 def test_replace_with_a_staging_db_swaps_in_the_complete_restore(redis_trio, write_config, tmp_path):
     source, target, staging = redis_trio
-    populate(source.client(), 600)
-    config = staged_config(write_config, tmp_path, source, target, staging)
-    [result] = run_backup(config, backend="cache", destination="local")
-    target.client().set("only-in-target", "stale")
-    outcome = restore(config, result.manifest.id, target="spare", replace=True, validate=True)
+    config, backup_id = staged_backup(redis_trio, write_config, tmp_path, 600)
+    outcome = restore(config, backup_id, target="spare", replace=True, validate=True)
     assert outcome.validation.ok and outcome.validation.checks[0].actual_count == 601
     assert_same(snapshot(target.client()), snapshot(source.client()))
     assert staging.client().dbsize() == 0  # the old keys were flushed after the swap
@@ -307,10 +310,7 @@ def test_a_failed_staged_restore_leaves_the_target_as_it_was(redis_trio, write_c
     from storagectl.errors import IntegrityError
 
     source, target, staging = redis_trio
-    populate(source.client(), 300)
-    config = staged_config(write_config, tmp_path, source, target, staging)
-    [result] = run_backup(config, backend="cache", destination="local")
-    target.client().set("only-in-target", "old data")
+    config, backup_id = staged_backup(redis_trio, write_config, tmp_path, 300)
     original = RedisBackend.content_summary
 
     def one_key_more(self):
@@ -320,20 +320,17 @@ def test_a_failed_staged_restore_leaves_the_target_as_it_was(redis_trio, write_c
 
     monkeypatch.setattr(RedisBackend, "content_summary", one_key_more)
     with pytest.raises(IntegrityError, match="does not match the backup: keys; the target was left as it was"):
-        restore(config, result.manifest.id, target="spare", replace=True, validate=True)
+        restore(config, backup_id, target="spare", replace=True, validate=True)
     assert target.client().keys() == [b"only-in-target"] and target.client().get("only-in-target") == b"old data"
     assert staging.client().dbsize() == 0
 
 
 def test_a_non_empty_staging_db_is_refused_before_anything_is_written(redis_trio, write_config, tmp_path):
     source, target, staging = redis_trio
-    populate(source.client(), 50)
-    config = staged_config(write_config, tmp_path, source, target, staging)
-    [result] = run_backup(config, backend="cache", destination="local")
-    target.client().set("only-in-target", "old data")
+    config, backup_id = staged_backup(redis_trio, write_config, tmp_path, 50)
     staging.client().set("someone-elses", "x")
     with pytest.raises(UsageError, match=f"staging db {staging.db} is not empty") as caught:
-        restore(config, result.manifest.id, target="spare", replace=True)
+        restore(config, backup_id, target="spare", replace=True)
     assert "FLUSHDB" in caught.value.hint
     assert target.client().keys() == [b"only-in-target"] and staging.client().keys() == [b"someone-elses"]
 
