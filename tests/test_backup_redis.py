@@ -383,3 +383,30 @@ def test_several_dbs_of_a_url_configured_backend_are_each_backed_up(redis_trio, 
     [result] = run_backup(config, backend="cache", destination="local")
     assert {obj.name: obj.counts for obj in result.manifest.objects} == {
         f"db{first.db}.records": {"keys": 1}, f"db{second.db}.records": {"keys": 2}}
+
+
+def fields_of(database) -> str:
+    """The host/port/db form of a leased db's backend config (the other form is `url:`)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(database.url)
+    return f"host: {parts.hostname}, port: {parts.port or 6379}, db: {database.db}"
+
+
+def test_host_port_configured_backends_back_up_and_restore_through_a_staging_db(redis_trio, write_config, tmp_path):
+    source, target, staging = redis_trio
+    populate(source.client(), 300)
+    config = load_config(write_config(f"""
+        version: 1
+        backends:
+          cache: {{kind: redis, {fields_of(source)}}}
+          spare: {{kind: redis, {fields_of(target)}, staging_db: {staging.db}}}
+        destinations:
+          local: {{kind: local, path: {tmp_path / "backups"}}}
+    """))
+    [result] = run_backup(config, backend="cache", destination="local")
+    target.client().set("only-in-target", "old data")
+    outcome = restore(config, result.manifest.id, target="spare", replace=True, validate=True)
+    assert outcome.validation.ok
+    assert_same(snapshot(target.client()), snapshot(source.client()))
+    assert staging.client().dbsize() == 0

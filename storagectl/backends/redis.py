@@ -126,8 +126,9 @@ class RedisBackend(Backend):
         if socket_timeout is not None:
             kwargs["socket_timeout"] = socket_timeout
         if not self.settings.url:
-            return redis.Redis(**kwargs, **({"db": db} if db is not None else {}),
-                               single_connection_client=single_connection_client)
+            if db is not None:
+                kwargs["db"] = db
+            return redis.Redis(**kwargs, single_connection_client=single_connection_client)
         pool = redis.ConnectionPool.from_url(self.settings.url, **kwargs)
         if db is not None:  # from_url lets the URL's /N win over a db argument
             pool.connection_kwargs["db"] = db
