@@ -7,6 +7,7 @@ Only the CLI entry point turns them into output; the core raises and never print
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import NoReturn
 
 
 class ExitCode(IntEnum):
@@ -109,8 +110,12 @@ class Interrupted(StoragectlError):
     exit_code = ExitCode.INTERRUPTED
 
 
-def add_state(exc: BaseException, state: str) -> None:
-    """Say in a failing operation's one-line message what state it left the target in."""
+def raise_with_state(exc: BaseException, state: str) -> NoReturn:
+    """Re-raise ``exc`` (being handled) with its one-line message saying what state the operation
+    left the target in; an interrupt (Ctrl-C, SIGTERM) becomes :class:`Interrupted` carrying it."""
+    if isinstance(exc, KeyboardInterrupt):
+        raise Interrupted(f"interrupted ({state})") from exc
     if isinstance(exc, StoragectlError):
         exc.message = f"{exc.message} ({state})"
         exc.args = (exc.message,)
+    raise exc

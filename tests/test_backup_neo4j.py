@@ -56,6 +56,7 @@ class FakeGraph:
         self.indexes: list[dict[str, Any]] = [dict(LOOKUP_INDEX)]
         self.fail_node_batch: int | None = None
         self.lose_endpoints = False  # relationship writes find no endpoints (as if nodes were missing)
+        self.undroppable: set[str] = set()  # schema names whose DROP fails
         self.on_node_scan: Any = None
         self.node_batches = 0
         self._ids = itertools.count(1)
@@ -169,7 +170,9 @@ class FakeGraph:
                              "createStatement": engine.CREATE_RESTORE_INDEX})
         return Records(query_type="s")
 
-    def _drop(self, kind: str, name: str) -> Records:
+    def _drop(self, kind: str, name: str) -> Records | Failure:
+        if name in self.undroppable:
+            return Failure("Neo.TransientError.General.DatabaseUnavailable", f"cannot drop {name} now")
         self.constraints = [c for c in self.constraints if c["name"] != name]
         self.indexes = [i for i in self.indexes if name not in (i["name"], i["owningConstraint"])]
         return Records(query_type="s")
@@ -371,6 +374,17 @@ def test_a_failed_restore_also_drops_the_constraints_and_indexes_it_created(grap
     with pytest.raises(OperationFailed, match="restoring nodes batch 1"):
         restore(config, result.manifest.id, target="b")
     assert target.nodes == {} and target.constraints == [] and target.indexes == [LOOKUP_INDEX]
+
+
+def test_undo_tries_every_step_and_names_what_it_could_not_remove(graphs, config):
+    source, target, _, _ = graphs
+    populate(source)
+    [result] = run_backup(config, backend="a", destination="local")
+    target.fail_node_batch, target.undroppable = 1, {"person_key"}
+    with pytest.raises(OperationFailed, match="the restore could not remove constraint person_key: remove by hand"):
+        restore(config, result.manifest.id, target="b")
+    assert target.nodes == {} and [c["name"] for c in target.constraints] == ["person_key"]
+    assert all(index["name"] != "person_name" for index in target.indexes)  # the later steps still ran
 
 
 def test_a_relationship_without_its_endpoints_fails_the_restore_and_leaves_the_target_empty(graphs, config):

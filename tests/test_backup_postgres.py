@@ -502,7 +502,7 @@ def test_part_rows_that_do_not_add_up_are_refused_before_the_target_is_touched(s
 def test_identity_sequences_are_dropped_with_their_table_not_on_their_own(pg_database):
     """DROP SEQUENCE of an identity column's sequence fails even with CASCADE; in heap order it may
     come before its table, which made `restore --yes` over such a database an internal error."""
-    from storagectl.backends.pg_schema import PUBLIC_DROPS_SQL, drop_user_objects, user_relations
+    from storagectl.backends.pg_schema import PUBLIC_DROPS_SQL, drop_user_objects, user_objects
 
     with pg_database.connect() as conn:
         conn.execute("CREATE TABLE ident (id int GENERATED ALWAYS AS IDENTITY, x serial)")
@@ -510,4 +510,4 @@ def test_identity_sequences_are_dropped_with_their_table_not_on_their_own(pg_dat
         assert not any("ident_id_seq" in statement for statement in statements)
         assert any("ident_x_seq" in statement for statement in statements)
         drop_user_objects(conn)
-        assert user_relations(conn) == []
+        assert user_objects(conn) == []

@@ -131,10 +131,11 @@ def test_keys_expired_since_the_backup_are_skipped_and_counted(redis_pair, write
 
 
 class DyingProxy:
-    """A TCP proxy to Redis that dies for good after forwarding ``limit`` bytes from the server."""
+    """A TCP proxy to Redis that dies for good after forwarding ``limit`` bytes from the server (or,
+    with ``count_requests``, to it)."""
 
-    def __init__(self, upstream: tuple[str, int], limit: int) -> None:
-        self.upstream, self.limit, self.sent = upstream, limit, 0
+    def __init__(self, upstream: tuple[str, int], limit: int, count_requests: bool = False) -> None:
+        self.upstream, self.limit, self.sent, self.count_requests = upstream, limit, 0, count_requests
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.sockets: list[socket.socket] = [self.listener]
@@ -155,7 +156,7 @@ class DyingProxy:
         try:
             while data := source.recv(65536):
                 sink.sendall(data)
-                self.sent += len(data) if from_server else 0
+                self.sent += len(data) if from_server != self.count_requests else 0
                 if self.sent > self.limit:
                     self.kill()
         except OSError:
@@ -410,3 +411,57 @@ def test_host_port_configured_backends_back_up_and_restore_through_a_staging_db(
     assert outcome.validation.ok
     assert_same(snapshot(target.client()), snapshot(source.client()))
     assert staging.client().dbsize() == 0
+
+
+def test_connection_lost_during_a_staged_load_leaves_the_target_as_it_was(redis_trio, write_config, tmp_path):
+    from urllib.parse import urlsplit
+
+    source, target, staging = redis_trio
+    populate(source.client(), 6000)
+    parts = urlsplit(target.url)
+    proxy = DyingProxy((parts.hostname, parts.port or 6379), limit=150_000, count_requests=True)
+    try:
+        config = load_config(write_config(f"""
+            version: 1
+            backends:
+              cache: {{kind: redis, url: "{source.url}"}}
+              spare: {{kind: redis, url: "redis://127.0.0.1:{proxy.port}/{target.db}", staging_db: {staging.db},
+                       retry: {{attempts: 1}}}}
+            destinations:
+              local: {{kind: local, path: {tmp_path / "backups"}}}
+        """))
+        [result] = run_backup(config, backend="cache", destination="local")
+        target.client().set("only-in-target", "old data")
+        with pytest.raises(BackendUnavailable, match=f"connection lost.*db {target.db} is unchanged; staging db "
+                                                     f"{staging.db} could not be emptied: FLUSHDB it"):
+            restore(config, result.manifest.id, target="spare", replace=True)
+    finally:
+        proxy.kill()
+    assert target.client().keys() == [b"only-in-target"]
+    assert 0 < staging.client().dbsize() < 6001  # the partial load, named in the error
+
+
+def test_keys_lost_from_the_staging_db_during_the_load_are_never_swapped_in(redis_trio, write_config, tmp_path):
+    """Another client (or eviction under maxmemory) takes a key from the staging db mid-load: the
+    count check before SWAPDB refuses, even without --validate."""
+    from storagectl.errors import IntegrityError
+
+    source, target, staging = redis_trio
+    config, backup_id = staged_backup(redis_trio, write_config, tmp_path, 30_000)
+    meddler, taken, done = staging.client(), [], threading.Event()
+
+    def take_one_key() -> None:
+        while not done.is_set() and not taken:
+            key = meddler.randomkey()
+            if key is not None and meddler.delete(key):
+                taken.append(key)
+
+    thread = threading.Thread(target=take_one_key)
+    thread.start()
+    try:
+        with pytest.raises(IntegrityError, match=f"staging db {staging.db} holds .* keys after the restore"):
+            restore(config, backup_id, target="spare", replace=True)
+    finally:
+        done.set()
+        thread.join()
+    assert taken and target.client().keys() == [b"only-in-target"] and staging.client().dbsize() == 0

@@ -20,8 +20,8 @@ OLD_CONTENTS = "CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (42)"
 
 def side_databases(admin_url: str, database) -> list[str]:
     with psycopg.connect(admin_url, autocommit=True) as admin:
-        return [name for (name,) in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
-                                                  [database.name + "__stctl_%"])]
+        return [name for (name,) in admin.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)",
+                                                  [database.name + "__stctl_"])]
 
 
 def old_contents_kept(database) -> bool:
@@ -235,56 +235,104 @@ def test_locale_columns_follow_the_catalog_of_each_major_version(version, column
     assert locale_columns(version) == columns
 
 
-@pytest.mark.parametrize(("changes", "clause"), [
-    ({"locale_provider": None}, "LC_CTYPE = 'en_US.UTF-8' TABLESPACE"),
-    ({}, "LOCALE_PROVIDER = libc TABLESPACE"),
+@pytest.mark.parametrize(("changes", "ending"), [
+    ({"locale_provider": None}, "LC_CTYPE = 'en_US.UTF-8'"),
+    ({}, "LOCALE_PROVIDER = libc"),
     ({"locale_provider": "i", "provider_locale": "de-DE", "icu_rules": "&a < b"},
-     "LOCALE_PROVIDER = icu ICU_LOCALE = 'de-DE' ICU_RULES = '&a < b' TABLESPACE"),
-    ({"locale_provider": "b", "provider_locale": "C.UTF-8"}, "LOCALE_PROVIDER = builtin BUILTIN_LOCALE = 'C.UTF-8' "),
+     "LOCALE_PROVIDER = icu ICU_LOCALE = 'de-DE' ICU_RULES = '&a < b'"),
+    ({"locale_provider": "b", "provider_locale": "C.UTF-8"}, "LOCALE_PROVIDER = builtin BUILTIN_LOCALE = 'C.UTF-8'"),
+    ({"tablespace": "fast ssd"}, 'LOCALE_PROVIDER = libc TABLESPACE = "fast ssd"'),
 ])
-def test_create_statement_carries_the_locale_provider(changes, clause):
-    from storagectl.backends.pg_swap import create_statements
+def test_create_statement_carries_locale_provider_and_a_non_default_tablespace(changes, ending):
+    from storagectl.backends.pg_swap import create_statement
 
-    create = create_statements(properties(**changes), "new")[0]
-    assert create.startswith('CREATE DATABASE "new" WITH TEMPLATE = template0 OWNER = "app"') and clause in create
+    create = create_statement(properties(**changes), "new")
+    assert create.startswith('CREATE DATABASE "new" WITH TEMPLATE = template0 OWNER = "app" ENCODING = \'UTF8\'')
+    assert create.endswith(ending)
 
 
-def test_settings_grants_and_comment_statements_quote_their_values():
-    from storagectl.backends.pg_swap import create_statements
+@pytest.mark.parametrize(("stored", "elements"), [
+    ('"$user", public', ["$user", "public"]), ('""', [""]), ("public", ["public"]), ("", []),
+    ('"we ird",  "a""b" ,x', ["we ird", 'a"b', "x"]), ("Mixed", ["Mixed"]),
+])
+def test_list_settings_split_like_postgres(stored, elements):
+    from storagectl.backends.pg_swap import split_guc_list
 
-    statements = create_statements(properties(
-        settings=((None, 'search_path="$user", public'), ("app ro", "work_mem=64MB"), (None, "x.y=it's")),
-        has_acl=True, grants=(("CONNECT", '"app ro"', False), ("CREATE", "PUBLIC", True)), comment="it's"), "n")
-    assert statements[1:] == [
-        'ALTER DATABASE "n" SET "search_path" TO "$user", public',
+    assert split_guc_list(stored) == elements
+
+
+@pytest.mark.parametrize("stored", ["public;alter role app superuser--", '"open', "a,", "a,,b"])
+def test_a_list_setting_postgres_would_reject_is_refused_not_pasted(stored):
+    from storagectl.backends.pg_swap import property_statements
+    from storagectl.errors import OperationFailed
+
+    with pytest.raises(OperationFailed, match="cannot copy the database setting search_path"):
+        property_statements(properties(settings=((None, f"search_path={stored}"),)), "n")
+
+
+def test_property_statements_write_every_value_as_a_literal_never_as_sql():
+    from storagectl.backends.pg_swap import property_statements
+
+    statements = property_statements(properties(
+        settings=((None, 'search_path="$user", public'), ("app ro", "work_mem=64MB"), (None, "x.y=it's"),
+                  (None, "search_path=public;alter"), (None, 'search_path=""')),
+        connection_limit=40, has_acl=True, grants=(("CONNECT", '"app ro"', False), ("CREATE", "PUBLIC", True)),
+        comment="it's"), "n")
+    assert statements == [
+        'ALTER DATABASE "n" SET "search_path" TO \'$user\', \'public\'',
         'ALTER ROLE "app ro" IN DATABASE "n" SET "work_mem" TO \'64MB\'',
         'ALTER DATABASE "n" SET "x.y" TO \'it\'\'s\'',
+        'ALTER DATABASE "n" SET "search_path" TO \'public;alter\'',  # one (odd) schema name, never SQL
+        'ALTER DATABASE "n" SET "search_path" TO \'\'',
+        'ALTER DATABASE "n" CONNECTION LIMIT 40',
         'REVOKE ALL ON DATABASE "n" FROM PUBLIC', 'REVOKE ALL ON DATABASE "n" FROM "app"',
         'GRANT CONNECT ON DATABASE "n" TO "app ro"', 'GRANT CREATE ON DATABASE "n" TO PUBLIC WITH GRANT OPTION',
         'COMMENT ON DATABASE "n" IS \'it\'\'s\'',
     ]
 
 
-def test_sessions_the_role_may_not_terminate_stop_the_swap_with_permission_denied(role, target, postgres_admin_url):
-    """A non-superuser cannot disconnect a superuser's session: exit 4, both databases as they were."""
-    from storagectl.backends import open_backend, pg_swap
-    from storagectl.backends.postgres import PostgresSettings
-    from storagectl.errors import PermissionDenied
-
-    staged = side_name(target.name, "restore", "test")
+@pytest.fixture
+def owner_role(role, source, target, postgres_admin_url):
+    """``role`` with CREATEDB (not superuser) owning the target database and the source's tables
+    (tests list ``role`` first, so it outlives the databases it owns)."""
     with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
         admin.execute(f"ALTER ROLE {role} CREATEDB")
         admin.execute(f'ALTER DATABASE "{target.name}" OWNER TO {role}')
-        admin.execute(f'CREATE DATABASE "{staged}" OWNER {role}')
-    backend = open_backend("dst", PostgresSettings(kind="postgres", url=target.url.replace("postgres@", f"{role}@")))
-    try:
-        with psycopg.connect(target.url, autocommit=True), backend.connect_admin() as admin, \
-                pytest.raises(PermissionDenied, match="cannot disconnect the sessions.*old contents were kept"):
-            pg_swap._swap(backend, admin, target.name, staged, side_name(target.name, "old", "test"))  # ^ superuser
-        assert sorted(side_databases(postgres_admin_url, target)) == [staged]
-    finally:
-        with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{staged}"')
+    with source.connect() as conn:
+        conn.execute(f"ALTER TABLE items OWNER TO {role}; ALTER TABLE notes OWNER TO {role}")
+    with target.connect() as conn:
+        conn.execute(OLD_CONTENTS)
+        conn.execute(f"ALTER TABLE keep_me OWNER TO {role}")
+    return role
+
+
+def as_role(database, role: str):
+    from storagectl.backends import open_backend
+    from storagectl.backends.postgres import PostgresSettings
+
+    return open_backend("dst", PostgresSettings(kind="postgres", url=database.url.replace("postgres@", f"{role}@")))
+
+
+def test_a_database_owner_with_createdb_replaces_its_database(role, source, target, owner_role, postgres_admin_url,
+                                                             tmp_path):
+    archive = backup_to(tmp_path / "b", source)
+    as_role(target, owner_role).restore(archive, RestoreOptions(replace_existing=True))
+    assert table_contents(target) == table_contents(source)
+    assert database_properties(postgres_admin_url, target.name)[0] == owner_role
+    assert side_databases(postgres_admin_url, target) == []
+
+
+def test_sessions_the_role_may_not_terminate_stop_the_swap_with_permission_denied(role, source, target, owner_role,
+                                                                                 postgres_admin_url, tmp_path):
+    """A non-superuser cannot disconnect a superuser's session: exit 4, the old contents kept."""
+    from storagectl.errors import ExitCode, PermissionDenied
+
+    archive = backup_to(tmp_path / "b", source)
+    with psycopg.connect(target.url, autocommit=True), \
+            pytest.raises(PermissionDenied, match="cannot disconnect the sessions.*still holds its old") as caught:
+        as_role(target, owner_role).restore(archive, RestoreOptions(replace_existing=True))
+    assert caught.value.exit_code == ExitCode.AUTH and "pg_signal_backend" in caught.value.hint
+    assert old_contents_kept(target) and side_databases(postgres_admin_url, target) == []
 
 
 def test_a_missing_maintenance_database_is_named_before_any_work(source, target, postgres_admin_url, tmp_path):
@@ -300,4 +348,55 @@ def test_a_missing_maintenance_database_is_named_before_any_work(source, target,
     with pytest.raises(NotFound, match="maintenance database 'stctl_no_such_db' does not exist") as caught:
         backend.restore(archive, RestoreOptions(replace_existing=True))
     assert "maintenance_database" in caught.value.hint
+    assert old_contents_kept(target) and side_databases(postgres_admin_url, target) == []
+
+
+def test_the_replace_check_runs_before_the_archive_is_read_and_in_the_dry_run(cli, write_config, source, target,
+                                                                              tmp_path):
+    """A damaged archive would exit 6 once read: exit 5 for the missing maintenance database shows
+    the check came first (both for the restore and for its --dry-run)."""
+    config = write_config("version: 1\nbackends:\n" + source.backend_yaml("src")
+                          + target.backend_yaml("dst", extra="maintenance_database: stctl_no_such_db\n")
+                          + f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
+    backup_id = cli("-c", config, "-o", "json", "backup", "run", "--backend", "src", "--to", "local").json()["id"]
+    stored = next((tmp_path / "backups").rglob("*.copy.br"))
+    stored.write_bytes(stored.read_bytes()[:-7])
+    with target.connect() as conn:
+        conn.execute(OLD_CONTENTS)
+    for extra in ((), ("--dry-run",)):
+        result = cli("-c", config, "restore", backup_id, "--to", "dst", "--yes", *extra)
+        assert result.exit_code == 5, result.stderr
+        assert "maintenance database 'stctl_no_such_db' does not exist" in result.stderr
+    assert old_contents_kept(target)
+
+
+def test_sigterm_during_a_replacing_restore_drops_the_new_database_and_keeps_the_old(pg_database, target,
+                                                                                    write_config, postgres_admin_url,
+                                                                                    tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    with pg_database.connect() as conn:
+        conn.execute("CREATE TABLE big AS SELECT g AS id, md5(g::text) AS h FROM generate_series(1, 1500000) g")
+    config = write_config("version: 1\nbackends:\n" + pg_database.backend_yaml("src") + target.backend_yaml("dst")
+                          + f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
+    run = [sys.executable, "-m", "storagectl", "-c", str(config)]
+    backup = subprocess.run([*run, "backup", "run", "--backend", "src", "--to", "local"], capture_output=True,
+                            text=True)
+    assert backup.returncode == 0, backup.stderr
+    with target.connect() as conn:
+        conn.execute(OLD_CONTENTS)
+    restore = subprocess.Popen([*run, "restore", backup.stdout.strip(), "--to", "dst", "--yes"],
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not side_databases(postgres_admin_url, target) and restore.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # into the load
+    os.kill(restore.pid, signal.SIGTERM)
+    _, stderr = restore.communicate(timeout=60)
+    assert restore.returncode == 130, stderr
+    assert "interrupted (the target database still holds its old contents)" in stderr
     assert old_contents_kept(target) and side_databases(postgres_admin_url, target) == []

@@ -41,6 +41,11 @@ class Backend(ABC):
     # Restores into other kinds verify every object first, so a damaged archive writes nothing.
     restores_atomically: ClassVar[bool] = False
 
+    def check_replace(self) -> None:
+        """Raise if ``restore --yes`` could not replace this non-empty target (rights, spare room);
+        run before anything is read or written, and by ``--dry-run``. Kinds that need nothing keep this."""
+        return None
+
     @property
     def replace_method(self) -> str:
         """How ``restore --yes`` replaces a non-empty target (shown by ``restore --dry-run``)."""

@@ -25,7 +25,14 @@ from neo4j.spatial import CartesianPoint, Point, WGS84Point
 from neo4j.time import Date, DateTime, Duration, Time
 
 from storagectl.archive.api import ContentSummary, RestoreOutcome, record_summary
-from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, StoragectlError, UsageError
+from storagectl.errors import (
+    BackendUnavailable,
+    IntegrityError,
+    OperationFailed,
+    StoragectlError,
+    UsageError,
+    raise_with_state,
+)
 
 FORMAT_VERSION = 1
 SCHEMA_OBJECT = "schema.json"
@@ -417,9 +424,10 @@ class GraphRestore:
             self._write("waiting for indexes to come online", AWAIT_INDEXES, seconds=INDEX_WAIT_SECONDS)
             self.load_nodes()
             self.load_relationships()
-        except BaseException:
-            self._undo()
-            raise
+        except BaseException as exc:
+            left = self._undo()
+            raise_with_state(exc, "the target graph was left empty" if not left else
+                             f"the restore could not remove {', '.join(left)}: remove by hand")
         self._repeat("removing the temporary restore label", UNMARK_RESTORED)
         self._write("dropping the temporary restore index", DROP_RESTORE_INDEX)
         return self.outcome
@@ -481,14 +489,23 @@ class GraphRestore:
                         f"{self.backend.label}: {what}: only {counters.relationships_created} created; "
                         "an endpoint is not in the backup", hint="Try: storagectl backup verify, or an older backup")
 
-    def _undo(self) -> None:
+    def _undo(self) -> list[str]:
         """A failed restore deletes the nodes it created (all still carry the restore label) and the
-        constraints and indexes it created."""
-        with contextlib.suppress(Exception):  # the original failure is what the user must see
-            self._repeat("removing a partial restore", DELETE_RESTORED)
-            self._write("dropping the temporary restore index", DROP_RESTORE_INDEX)
-            for kind, name in reversed(self.created_schema):
-                self._write(f"dropping {kind.lower()} {name!r}", f"DROP {kind} {quote_name(name)} IF EXISTS")
+        constraints and indexes it created; returns what could not be undone. Every step is tried:
+        the original failure is what the user must see."""
+        steps = [("its nodes", lambda: self._repeat("removing a partial restore", DELETE_RESTORED)),
+                 ("the temporary restore index",
+                  lambda: self._write("dropping the temporary restore index", DROP_RESTORE_INDEX))]
+        steps += [(f"{kind.lower()} {name}", lambda kind=kind, name=name: self._write(
+                      f"dropping {kind.lower()} {name!r}", f"DROP {kind} {quote_name(name)} IF EXISTS"))
+                  for kind, name in reversed(self.created_schema)]
+        left = []
+        for what, step in steps:
+            try:
+                step()
+            except Exception:  # noqa: BLE001
+                left.append(what)
+        return left
 
 
 def restore_graph(backend: Any, archive: Any, replace: bool) -> RestoreOutcome:

@@ -30,6 +30,7 @@ from storagectl.archive.api import (
     BackupOptions,
     ContentSummary,
     RestoreOptions,
+    RestoreOutcome,
     record_summary,
 )
 from storagectl.archive.pipe import BackgroundWriter
@@ -37,7 +38,7 @@ from storagectl.backends import pg_schema
 from storagectl.backends.pg_copy import CopyOut, row_checksum
 from storagectl.backends.pg_jobs import Job, run_jobs
 from storagectl.backends.pg_tools import IndexBuild, PgDump, PostData, split_post_data
-from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, add_state
+from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, raise_with_state
 
 if TYPE_CHECKING:
     from storagectl.backends.postgres import PostgresBackend
@@ -292,12 +293,13 @@ def expected_summary(metadata: dict[str, Any]) -> ContentSummary:
 
 
 def is_empty(backend: PostgresBackend) -> bool:
+    """No user objects at all (relations, routines, types, schemas, extensions but plpgsql)."""
     with backend.connect() as conn:
-        return not pg_schema.user_relations(conn)
+        return not pg_schema.user_objects(conn)
 
 
 # -- restore ------------------------------------------------------------------------------------------
-def restore(backend: PostgresBackend, archive: ArchiveReader, options: RestoreOptions) -> None:
+def restore(backend: PostgresBackend, archive: ArchiveReader, options: RestoreOptions) -> RestoreOutcome:
     """Into an empty target directly; over a non-empty one (``replace_existing``) into a new
     database that replaces the target only once it is complete (:mod:`pg_swap`)."""
     from storagectl.backends import pg_swap
@@ -305,12 +307,12 @@ def restore(backend: PostgresBackend, archive: ArchiveReader, options: RestoreOp
     copies = tables_of(archive)
     if not options.replace_existing or is_empty(backend):
         _restore_into(backend, archive, copies, options, undo=True)
-        return
-    with _annotate_failure("the target database still holds its old contents"), \
-            pg_swap.staged_replacement(backend) as staged:
-        _restore_into(staged, archive, copies, replace(options, replace_existing=False), undo=False)
+        return RestoreOutcome()
+    with pg_swap.staged_replacement(backend) as replacement:
+        _restore_into(replacement.staged, archive, copies, replace(options, replace_existing=False), undo=False)
         if options.check_staged is not None:
-            options.check_staged(staged, {})
+            options.check_staged(replacement.staged, {})
+    return RestoreOutcome(notes=replacement.notes)
 
 
 def _restore_into(backend: PostgresBackend, archive: ArchiveReader, copies: list[TableCopy],
@@ -325,8 +327,6 @@ def _restore_into(backend: PostgresBackend, archive: ArchiveReader, copies: list
         _refuse_non_empty(backend, conn, options)
         _prepare_session(conn, archive.metadata.get("encoding"))
         with _annotate_failure("the target database is unchanged") if undo else nullcontext(), conn.transaction():
-            if options.replace_existing:  # types, functions, extensions of a database without relations
-                pg_schema.drop_user_objects(conn)
             if timescale:
                 timescaledb.prepare_restore(conn, timescale)
             _run_schema_sql(backend, conn, pre_data, "pre-data")
@@ -342,12 +342,11 @@ def _restore_into(backend: PostgresBackend, archive: ArchiveReader, copies: list
 
 
 def _refuse_non_empty(backend: PostgresBackend, conn: Any, options: RestoreOptions) -> None:
-    existing = pg_schema.user_relations(conn)
+    existing = pg_schema.user_objects(conn)
     if existing and not options.replace_existing:
-        schema, name = existing[0]
         raise OperationFailed(
-            f"{backend.label}: the target database is not empty ({len(existing)} relations, e.g. "
-            f"{pg_schema.qualified(schema, name)}); nothing was restored",
+            f"{backend.label}: the target database is not empty ({len(existing)} objects, e.g. {existing[0]}); "
+            "nothing was restored",
             hint="Try: restore into an empty database, or pass --yes to replace its contents",
         )
 
@@ -360,9 +359,8 @@ def _undo_on_failure(conn: Any, timescale: str | None) -> Iterator[None]:
         yield
     except BaseException as exc:
         emptied = _try_empty(conn, timescale)
-        add_state(exc, "the target database was left empty" if emptied else
-                   "the target database could not be emptied and holds a partial restore: drop and recreate it")
-        raise
+        raise_with_state(exc, "the target database was left empty" if emptied else
+                        "the target database could not be emptied and holds a partial restore: drop and recreate it")
 
 
 @contextmanager
@@ -370,8 +368,7 @@ def _annotate_failure(state: str) -> Iterator[None]:
     try:
         yield
     except BaseException as exc:
-        add_state(exc, state)
-        raise
+        raise_with_state(exc, state)
 
 
 def _try_empty(conn: Any, timescale: str | None) -> bool:

@@ -37,14 +37,6 @@ WHERE c.relkind = 'S' AND {USER_SCHEMA}
 ORDER BY 1, 2
 """
 
-USER_RELATIONS_SQL = f"""
-SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND {USER_SCHEMA} AND c.relpersistence <> 't'
-  AND NOT {EXTENSION_MEMBER}
-ORDER BY 1, 2
-"""
-
-
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -121,11 +113,6 @@ def refuse_large_objects(conn: Any, label: str) -> None:
         )
 
 
-def user_relations(conn: Any) -> list[tuple[str, str]]:
-    """Tables, views, matviews, sequences and foreign tables outside system schemas and extensions."""
-    return conn.execute(USER_RELATIONS_SQL).fetchall()
-
-
 # -- emptying a database (restore --yes, and undoing a failed restore) ---------------------------
 DROP_STATEMENTS_SQL = f"""
 SELECT format('DROP EXTENSION IF EXISTS %I CASCADE', extname) FROM pg_extension WHERE extname <> 'plpgsql'
@@ -153,6 +140,15 @@ LEFT JOIN pg_class r ON r.oid = t.typrelid
 WHERE t.typnamespace = 'public'::regnamespace AND t.typcategory <> 'A'
   AND (t.typtype IN ('e', 'd', 'r', 'b') OR r.relkind = 'c')
 """
+
+
+def user_objects(conn: Any) -> list[str]:
+    """What a restore would collide with: extensions (but plpgsql), user schemas, and the relations,
+    routines and types of public, e.g. ``TABLE public.orders``."""
+    statements = [row[0] for row in conn.execute(DROP_STATEMENTS_SQL).fetchall()]
+    statements += [row[0] for row in conn.execute(PUBLIC_DROPS_SQL).fetchall()]
+    return [statement.removeprefix("DROP ").replace(" IF EXISTS", "").removesuffix(" CASCADE")
+            for statement in statements]
 
 
 def drop_user_objects(conn: Any) -> None:

@@ -1,45 +1,60 @@
 """``restore --yes`` over a non-empty PostgreSQL database without risking its contents.
 
-The backup is restored into a new database beside the target (same owner, encoding, locale,
-tablespace), which gets the target's database-level settings, grants, connection limit and
-comment. Only when that restore is complete -- and, with ``--validate``, proven equal to the
-backup -- are the two swapped by renaming both in one transaction; the old database is dropped
+The backup is restored into a new database beside the target, created with the target's owner,
+encoding, locale and tablespace. When that restore is complete -- and, with ``--validate``, proven
+equal to the backup -- it gets the target's database-level settings, grants, connection limit and
+comment, and the two are swapped by renaming both in one transaction; the old database is dropped
 afterwards. Until the swap the target keeps serving its old contents; a failure at any point
-before it drops only the new database. Sessions still connected to the target are terminated at
-the swap, because PostgreSQL cannot rename a database that is in use.
+before it drops only the new database. Sessions still connected at the swap are terminated,
+because PostgreSQL cannot rename a database that is in use.
 
-Needs CREATEDB (or superuser) and ownership of the target database; checked before any work.
+Needs CREATEDB (or superuser) and the privileges of the target's owner role; checked by
+:func:`check_replace` before the restore reads anything.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from storagectl.backends.pg_schema import quote_ident, quote_literal
-from storagectl.errors import OperationFailed, PermissionDenied
+from storagectl.errors import Interrupted, OperationFailed, PermissionDenied, StoragectlError, raise_with_state
 
 if TYPE_CHECKING:
     from storagectl.backends.postgres import PostgresBackend
 
+log = logging.getLogger(__name__)
+
 NAME_BYTES = 63  # NAMEDATALEN - 1
-SWAP_ATTEMPTS = 3  # a client reconnecting between terminate and rename makes the rename fail
-# GUCs whose stored per-database value is a list of already-quoted identifiers (GUC_LIST_QUOTE):
-# written back verbatim, as pg_dump does, not as one string literal.
+SWAP_ATTEMPTS = 4  # a client reconnecting between terminate and rename makes the rename fail
+KEPT = "the target database still holds its old contents"
+# GUCs whose stored per-database value is a list (GUC_LIST_QUOTE): split and written back one string
+# literal per element, as pg_dump does, never pasted as SQL.
 LIST_SETTINGS = frozenset({"search_path", "temp_tablespaces", "session_preload_libraries",
                            "local_preload_libraries", "shared_preload_libraries"})
+PROVIDERS = {"c": ("libc", None), "i": ("icu", "ICU_LOCALE"), "b": ("builtin", "BUILTIN_LOCALE")}
 
 PROPERTIES_SQL = """
 SELECT pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, {locale},
        t.spcname, d.datconnlimit, shobj_description(d.oid, 'pg_database'),
-       rolsuper OR (rolcreatedb AND pg_has_role(current_user, d.datdba, 'MEMBER'))
+       r.rolsuper OR (r.rolcreatedb AND {owner_rights})
 FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace
 JOIN pg_roles r ON r.rolname = current_user
 WHERE d.datname = %s
+"""
+GRANTS_SQL = """
+SELECT a.privilege_type, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
+       a.is_grantable
+FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = %s AND d.datacl IS NOT NULL
+"""
+SETTINGS_SQL = """
+SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END, unnest(s.setconfig)
+FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = %s
 """
 
 
@@ -52,20 +67,19 @@ def locale_columns(server_version_num: int) -> str:
     if server_version_num >= 150000:
         return "d.datlocprovider::text, d.daticulocale, NULL"
     return "NULL, NULL, NULL"  # libc only; CREATE DATABASE has no LOCALE_PROVIDER
-GRANTS_SQL = """
-SELECT a.privilege_type, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
-       a.is_grantable
-FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = %s AND d.datacl IS NOT NULL
-"""
-SETTINGS_SQL = """
-SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END, unnest(s.setconfig)
-FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = %s
-"""
+
+
+def owner_rights(server_version_num: int) -> str:
+    """Renaming, dropping and granting need the owner's privileges (USAGE: inherited, not just a
+    NOINHERIT membership); from 16 on, ``CREATE DATABASE ... OWNER`` also needs SET ROLE."""
+    usage = "pg_has_role(current_user, d.datdba, 'USAGE')"
+    return f"{usage} AND pg_has_role(current_user, d.datdba, 'SET')" if server_version_num >= 160000 else usage
 
 
 @dataclass(frozen=True)
 class DatabaseProperties:
-    """What ``pg_dump --create`` would carry for a database, read from the catalog."""
+    """What ``pg_dump --create`` would carry for a database, read from the catalog (not carried:
+    the grantor of each grant, IS_TEMPLATE, security labels)."""
 
     owner: str
     encoding: str
@@ -77,33 +91,44 @@ class DatabaseProperties:
     tablespace: str
     connection_limit: int
     comment: str | None
-    may_swap: bool  # CREATEDB (or superuser) and a member of the owning role
-    grants: tuple[tuple[str, str, bool], ...]  # (privilege, grantee SQL, grantable); () = default ACL
-    has_acl: bool
-    settings: tuple[tuple[str | None, str], ...]  # (role or None for everyone, "name=value")
+    may_swap: bool  # CREATEDB (or superuser) and the owner role's privileges
+    grants: tuple[tuple[str, str, bool], ...] = ()  # (privilege, grantee SQL, grantable)
+    has_acl: bool = False  # False: the default ACL, nothing to copy
+    settings: tuple[tuple[str | None, str], ...] = ()  # (role or None for everyone, "name=value")
 
 
-def read_properties(admin: Any, database: str) -> DatabaseProperties:
+def read_properties(backend: PostgresBackend, admin: Any, database: str) -> DatabaseProperties:
     version = admin.execute("SELECT current_setting('server_version_num')::int").fetchone()[0]
-    row = admin.execute(PROPERTIES_SQL.format(locale=locale_columns(version)), [database]).fetchone()
+    sql = PROPERTIES_SQL.format(locale=locale_columns(version), owner_rights=owner_rights(version))
+    row = admin.execute(sql, [database]).fetchone()
     if row is None:
-        raise OperationFailed(f"database {database!r} does not exist")
+        raise OperationFailed(f"{backend.label}: database {database!r} does not exist")
+    if row[4] is not None and row[4] not in PROVIDERS:
+        raise OperationFailed(f"{backend.label}: database {database!r} uses locale provider {row[4]!r}, "
+                              "which storagectl cannot recreate; nothing was changed",
+                              hint="Try: restore into a database you create yourself, without --yes")
     grants = tuple(admin.execute(GRANTS_SQL, [database]).fetchall())
     has_acl = admin.execute("SELECT datacl IS NOT NULL FROM pg_database WHERE datname = %s", [database]).fetchone()[0]
     settings = tuple(admin.execute(SETTINGS_SQL, [database]).fetchall())
     return DatabaseProperties(*row, grants=grants, has_acl=has_acl, settings=settings)
 
 
-def create_statements(props: DatabaseProperties, name: str) -> list[str]:
-    """CREATE DATABASE ``name`` like the target, then its settings, grants and comment."""
+def create_statement(props: DatabaseProperties, name: str) -> str:
+    """CREATE DATABASE ``name`` shaped like the target (TABLESPACE only when not the default: naming
+    pg_default would need CREATE on it, which pg_dump avoids too)."""
+    tablespace = "" if props.tablespace == "pg_default" else f" TABLESPACE = {quote_ident(props.tablespace)}"
+    return (f"CREATE DATABASE {quote_ident(name)} WITH TEMPLATE = template0 OWNER = {quote_ident(props.owner)} "
+            f"ENCODING = {quote_literal(props.encoding)} LC_COLLATE = {quote_literal(props.collate)} "
+            f"LC_CTYPE = {quote_literal(props.ctype)}{_locale_options(props)}{tablespace}")
+
+
+def property_statements(props: DatabaseProperties, name: str) -> list[str]:
+    """Settings, connection limit, grants and comment: applied after the load, just before the swap,
+    so the restore's own sessions never run under them (read-only defaults, low limits, timeouts)."""
     db = quote_ident(name)
-    statements = [
-        f"CREATE DATABASE {db} WITH TEMPLATE = template0 OWNER = {quote_ident(props.owner)} "
-        f"ENCODING = {quote_literal(props.encoding)} LC_COLLATE = {quote_literal(props.collate)} "
-        f"LC_CTYPE = {quote_literal(props.ctype)}{_locale_options(props)} "
-        f"TABLESPACE = {quote_ident(props.tablespace)} CONNECTION LIMIT = {props.connection_limit}",
-    ]
-    statements += [_setting_statement(db, role, entry) for role, entry in props.settings]
+    statements = [_setting_statement(db, role, entry) for role, entry in props.settings]
+    if props.connection_limit != -1:
+        statements.append(f"ALTER DATABASE {db} CONNECTION LIMIT {props.connection_limit}")
     if props.has_acl:
         statements += [f"REVOKE ALL ON DATABASE {db} FROM PUBLIC",
                        f"REVOKE ALL ON DATABASE {db} FROM {quote_ident(props.owner)}"]
@@ -112,9 +137,6 @@ def create_statements(props: DatabaseProperties, name: str) -> list[str]:
     if props.comment is not None:
         statements.append(f"COMMENT ON DATABASE {db} IS {quote_literal(props.comment)}")
     return statements
-
-
-PROVIDERS = {"c": ("libc", None), "i": ("icu", "ICU_LOCALE"), "b": ("builtin", "BUILTIN_LOCALE")}
 
 
 def _locale_options(props: DatabaseProperties) -> str:
@@ -131,9 +153,62 @@ def _locale_options(props: DatabaseProperties) -> str:
 
 def _setting_statement(db: str, role: str | None, entry: str) -> str:
     name, _, value = entry.partition("=")
-    value_sql = value if name in LIST_SETTINGS else quote_literal(value)
+    if name in LIST_SETTINGS:
+        try:
+            elements = split_guc_list(value)
+        except ValueError as exc:
+            raise OperationFailed(f"cannot copy the database setting {name} ({exc}); nothing was changed",
+                                  hint=f"Try: fix it with ALTER DATABASE ... SET {name}, then rerun") from None
+        value_sql = ", ".join(quote_literal(element) for element in elements) or "''"
+    else:
+        value_sql = quote_literal(value)
     target = f"ROLE {quote_ident(role)} IN DATABASE {db}" if role else f"DATABASE {db}"
     return f"ALTER {target} SET {quote_ident(name)} TO {value_sql}"
+
+
+def split_guc_list(value: str) -> list[str]:
+    """The elements of a stored list GUC (``"$user", public``), parsed like PostgreSQL's
+    SplitGUCList: comma separated, each optionally double-quoted with ``""`` for a quote, no case
+    folding. Raises ValueError for a value PostgreSQL itself would reject."""
+    elements: list[str] = []
+    index = _skip_spaces(value, 0)
+    while index < len(value):
+        if value[index] == '"':
+            element, index = _quoted(value, index + 1)
+        else:
+            end = index
+            while end < len(value) and value[end] != "," and not value[end].isspace():
+                end += 1
+            if end == index:
+                raise ValueError(f"empty list element in {value!r}")
+            element, index = value[index:end], end
+        elements.append(element)
+        index = _skip_spaces(value, index)
+        if index < len(value):
+            if value[index] != ",":
+                raise ValueError(f"not a list: {value!r}")
+            index = _skip_spaces(value, index + 1)
+            if index == len(value):
+                raise ValueError(f"list ends with a comma: {value!r}")
+    return elements
+
+
+def _skip_spaces(value: str, index: int) -> int:
+    while index < len(value) and value[index].isspace():
+        index += 1
+    return index
+
+
+def _quoted(value: str, index: int) -> tuple[str, int]:
+    element = []
+    while index < len(value):
+        if value[index] == '"':
+            if value[index + 1:index + 2] != '"':
+                return "".join(element), index + 1
+            index += 1
+        element.append(value[index])
+        index += 1
+    raise ValueError(f"unterminated quote in {value!r}")
 
 
 def side_name(database: str, role: str, token: str) -> str:
@@ -143,67 +218,139 @@ def side_name(database: str, role: str, token: str) -> str:
     return stem + suffix
 
 
-@contextmanager
-def staged_replacement(backend: PostgresBackend) -> Iterator[PostgresBackend]:
-    """A backend on a new, empty database shaped like ``backend``'s. When the block exits normally
-    the new database replaces the target (the old one is dropped); when it raises, the new database
-    is dropped and the target is untouched."""
-    target = backend.database_name()
-    token = secrets.token_hex(4)
-    staged_name, old_name = side_name(target, "restore", token), side_name(target, "old", token)
+# -- the replacement ------------------------------------------------------------------------------
+def check_replace(backend: PostgresBackend) -> DatabaseProperties:
+    """Everything a replacement needs, checked before any work: the maintenance database, the
+    target's properties and the role's rights."""
     with backend.connect_admin() as admin:
-        props = read_properties(admin, target)
-        _require_swap_rights(backend, props, target)
-        for statement in create_statements(props, staged_name):
-            _run(backend, admin, statement, f"creating the staging database {staged_name}")
-    try:
-        yield backend.for_database(staged_name)
-        with backend.connect_admin() as admin:
-            _swap(backend, admin, target, staged_name, old_name)
-    except BaseException:
-        _drop_quietly(backend, staged_name)
-        raise
-    _drop_quietly(backend, old_name)
-
-
-def _require_swap_rights(backend: PostgresBackend, props: DatabaseProperties, target: str) -> None:
+        _admin_session(admin)
+        target = backend.current_database()
+        props = read_properties(backend, admin, target)
     if not props.may_swap:
         raise PermissionDenied(
-            f"{backend.label}: replacing database {target!r} needs CREATEDB and membership in its owner "
+            f"{backend.label}: replacing database {target!r} needs CREATEDB and the privileges of its owner "
             f"role {props.owner!r} (it is restored beside the old one and swapped in); nothing was changed",
             hint=f"Try: ALTER ROLE <backup role> CREATEDB; GRANT {quote_ident(props.owner)} TO <backup role>",
         )
+    return props
+
+
+@dataclass
+class Replacement:
+    staged: PostgresBackend  # the new database, to restore into
+    notes: list[str] = field(default_factory=list)  # for the operator, after the swap
+
+
+@contextmanager
+def staged_replacement(backend: PostgresBackend) -> Iterator[Replacement]:
+    """A backend on a new, empty database shaped like ``backend``'s. When the block exits normally
+    the new database replaces the target (the old one is dropped); when it raises, the new database
+    is dropped and the target is untouched. Errors say which state they leave."""
+    props = check_replace(backend)
+    target = backend.current_database()
+    token = secrets.token_hex(4)
+    staged_name, old_name = side_name(target, "restore", token), side_name(target, "old", token)
+    replacement = Replacement(backend.for_database(staged_name))
+    try:
+        with backend.connect_admin() as admin:
+            _admin_session(admin)
+            _run(backend, admin, create_statement(props, staged_name), f"creating the database {staged_name}")
+        yield replacement
+        with backend.connect_admin() as admin:
+            _admin_session(admin)
+            for statement in property_statements(props, staged_name):
+                _run(backend, admin, statement, f"copying the target's properties to {staged_name}")
+            _swap(backend, admin, target, staged_name, old_name)
+    except BaseException as exc:
+        dropped = _drop(backend, staged_name)
+        raise_with_state(exc, KEPT if dropped else f"{KEPT}; the new database {staged_name} could not be dropped: "
+                                                  "drop it")
+    _drop_after_swap(backend, old_name, replacement)
+
+
+def _admin_session(admin: Any) -> None:
+    # quote_literal doubles quotes only: backslashes must not be escapes in this session
+    admin.execute("SET standard_conforming_strings = on")
 
 
 def _swap(backend: PostgresBackend, admin: Any, target: str, staged: str, old: str) -> None:
-    """Both renames in one transaction: clients see either the old database or the new one."""
+    """Both renames in one transaction: clients see either the old database or the new one. A client
+    pool that reconnects at once can make the rename fail; the last attempt therefore also stops new
+    connections to the target for the moment of the swap."""
     import psycopg
 
     for attempt in range(1, SWAP_ATTEMPTS + 1):
+        last = attempt == SWAP_ATTEMPTS
         try:
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                          "WHERE datname = %s AND pid <> pg_backend_pid()", [target])
-            with admin.transaction():
-                admin.execute(f"ALTER DATABASE {quote_ident(target)} RENAME TO {quote_ident(old)}")
-                admin.execute(f"ALTER DATABASE {quote_ident(staged)} RENAME TO {quote_ident(target)}")
+            _attempt_swap(backend, admin, target, staged, old, block_connections=last)
             return
         except psycopg.errors.ObjectInUse as exc:
-            if attempt == SWAP_ATTEMPTS:
+            if last:
                 raise OperationFailed(
                     f"{backend.label}: cannot swap in the restored database: {target!r} is still in use "
-                    f"({backend.error_line(exc)}); the old contents were kept",
-                    hint="Try: stop the clients that reconnect to it, then rerun the restore") from exc
+                    f"({backend.error_line(exc)})", hint="Try: stop the clients using it, then rerun") from exc
             time.sleep(0.5 * attempt)
-        except psycopg.errors.InsufficientPrivilege as exc:
-            raise PermissionDenied(
-                f"{backend.label}: cannot disconnect the sessions on {target!r} to swap in the restored "
-                f"database ({backend.error_line(exc)}); the old contents were kept",
-                hint="Try: GRANT pg_signal_backend TO <backup role>, or stop those clients first") from exc
+        except psycopg.OperationalError as exc:  # connection lost: the rename may have committed
+            if _swapped(backend, staged, old):
+                return
+            raise OperationFailed(f"{backend.label}: connection lost while swapping in the restored database: "
+                                  f"{backend.error_line(exc)}", hint="Try: check the server, then rerun") from exc
         except psycopg.Error as exc:
-            raise OperationFailed(
-                f"{backend.label}: swapping in the restored database failed: {backend.error_line(exc)}; "
-                "the old contents were kept", hint="Try: check the server log for details") from exc
+            raise OperationFailed(f"{backend.label}: swapping in the restored database failed: "
+                                  f"{backend.error_line(exc)}", hint="Try: check the server log for details") from exc
 
+
+def _attempt_swap(backend: PostgresBackend, admin: Any, target: str, staged: str, old: str, *,
+                  block_connections: bool) -> None:
+    if block_connections:
+        admin.execute(f"ALTER DATABASE {quote_ident(target)} ALLOW_CONNECTIONS false")
+    try:
+        _terminate_sessions(backend, admin, (target, staged))
+        with admin.transaction():
+            admin.execute(f"ALTER DATABASE {quote_ident(target)} RENAME TO {quote_ident(old)}")
+            admin.execute(f"ALTER DATABASE {quote_ident(staged)} RENAME TO {quote_ident(target)}")
+    except BaseException:
+        if block_connections:
+            _reopen(backend, target, staged)
+        raise
+
+
+def _reopen(backend: PostgresBackend, target: str, staged: str) -> None:
+    """Undo ALLOW_CONNECTIONS false on the target after a failed swap (on a fresh connection: the
+    failure may have been the old one's). Never masks the failure: a problem here is logged with
+    the command that fixes it."""
+    command = f"ALTER DATABASE {quote_ident(target)} ALLOW_CONNECTIONS true"
+    try:
+        with backend.connect_admin() as admin:
+            if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [staged]).fetchone():
+                admin.execute(command)  # not swapped: the target is still the old database
+    except Exception as exc:  # noqa: BLE001 - the swap's own failure is what propagates
+        log.error("%s: connections to %r may still be blocked (%s); run: %s", backend.label, target,
+                  backend.error_line(exc), command)
+
+
+def _terminate_sessions(backend: PostgresBackend, admin: Any, databases: tuple[str, ...]) -> None:
+    import psycopg
+
+    try:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = ANY(%s) AND pid <> pg_backend_pid()", [list(databases)])
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise PermissionDenied(
+            f"{backend.label}: cannot disconnect the sessions on {databases[0]!r} to swap in the restored "
+            f"database ({backend.error_line(exc)})",
+            hint="Try: GRANT pg_signal_backend TO <backup role>, or stop those clients first") from exc
+
+
+def _swapped(backend: PostgresBackend, staged: str, old: str) -> bool:
+    """After a lost connection: did the rename commit? (the staged name is gone, the old one exists)"""
+    try:
+        with backend.connect_admin() as admin:
+            names = {row[0] for row in admin.execute(
+                "SELECT datname FROM pg_database WHERE datname = ANY(%s)", [[staged, old]])}
+    except StoragectlError:
+        return False
+    return names == {old}
 
 
 def _run(backend: PostgresBackend, admin: Any, statement: str, doing: str) -> None:
@@ -212,22 +359,29 @@ def _run(backend: PostgresBackend, admin: Any, statement: str, doing: str) -> No
     try:
         admin.execute(statement)
     except psycopg.Error as exc:
-        raise OperationFailed(f"{backend.label}: {doing} failed: {backend.error_line(exc)}; nothing was changed",
+        raise OperationFailed(f"{backend.label}: {doing} failed: {backend.error_line(exc)}",
                               hint="Try: check the server log for details") from exc
 
 
-def _drop_quietly(backend: PostgresBackend, name: str) -> None:
-    """Best effort: a database that cannot be dropped (e.g. a logical replication slot uses it) is
-    left for the operator, named in the log."""
-    import logging
-
+def _drop(backend: PostgresBackend, name: str) -> bool:
+    """Best effort; False when the database is still there (e.g. a logical replication slot uses it)."""
     import psycopg
-
-    from storagectl.errors import StoragectlError
 
     try:
         with backend.connect_admin() as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+        return True
     except (psycopg.Error, StoragectlError) as exc:
-        logging.getLogger(__name__).warning("%s: could not drop database %s (%s); drop it by hand",
-                                            backend.label, name, backend.error_line(exc))
+        log.warning("%s: could not drop database %s (%s)", backend.label, name, backend.error_line(exc))
+        return False
+
+
+def _drop_after_swap(backend: PostgresBackend, old_name: str, replacement: Replacement) -> None:
+    try:
+        dropped = _drop(backend, old_name)
+    except KeyboardInterrupt:
+        raise Interrupted(f"{backend.label}: interrupted after the restored database was swapped in; the old "
+                          f"contents are in database {old_name}: drop it when done") from None
+    if not dropped:
+        replacement.notes.append(f"the old contents are kept in database {old_name}, which could not be "
+                                 "dropped (see the warning above): drop it when done")

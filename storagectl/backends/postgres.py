@@ -18,7 +18,14 @@ from storagectl.redact import redact_url
 from storagectl.units import human_bytes
 
 if TYPE_CHECKING:
-    from storagectl.archive.api import ArchiveReader, ArchiveWriter, BackupOptions, ContentSummary, RestoreOptions
+    from storagectl.archive.api import (
+        ArchiveReader,
+        ArchiveWriter,
+        BackupOptions,
+        ContentSummary,
+        RestoreOptions,
+        RestoreOutcome,
+    )
 
 GiB = 1024**3
 
@@ -123,10 +130,15 @@ class PostgresBackend(Backend):
         s = self.settings
         return f"postgresql://{s.user}@{s.host}:{s.port}/{s.database}"
 
-    database_override: str | None = None  # set by for_database()
+    database_override: str | None = None  # set by for_database() or learnt by current_database()
 
-    def database_name(self) -> str:
-        return self.database_override or self.settings.conninfo_params().get("dbname") or self._user()
+    def current_database(self) -> str:
+        """The database this backend connects to, as the server names it (the config may leave it to
+        libpq defaults: PGDATABASE, a service file, the user name)."""
+        if self.database_override is None:
+            with self.connect() as conn:
+                self.database_override = conn.execute("SELECT current_database()").fetchone()[0]
+        return self.database_override
 
     def for_database(self, database: str) -> PostgresBackend:
         """The same backend (credentials, timeouts, retries) on another database of the server."""
@@ -143,7 +155,7 @@ class PostgresBackend(Backend):
     def connect_admin(self) -> Iterator[Any]:
         """A connection to the maintenance database, for CREATE/ALTER/DROP DATABASE of this one."""
         maintenance = self.settings.maintenance_database
-        if maintenance == self.database_name():
+        if maintenance == self.current_database():
             maintenance = "template1"
         with ExitStack() as stack:
             try:
@@ -232,10 +244,15 @@ class PostgresBackend(Backend):
 
         pg_archive.backup(self, archive, options)
 
-    def restore(self, archive: ArchiveReader, options: RestoreOptions) -> None:
+    def restore(self, archive: ArchiveReader, options: RestoreOptions) -> RestoreOutcome:
         from storagectl.backends import pg_archive
 
-        pg_archive.restore(self, archive, options)
+        return pg_archive.restore(self, archive, options)
+
+    def check_replace(self) -> None:
+        from storagectl.backends import pg_swap
+
+        pg_swap.check_replace(self)
 
     def is_empty(self) -> bool:
         from storagectl.backends import pg_archive

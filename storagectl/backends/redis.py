@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections import deque
 from collections.abc import Iterable, Iterator
-from contextlib import suppress
 from itertools import islice
 from typing import Any, BinaryIO, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -23,10 +23,12 @@ from storagectl.errors import (
     OperationFailed,
     StoragectlError,
     UsageError,
-    add_state,
+    raise_with_state,
 )
 from storagectl.redact import redact_url
 from storagectl.units import human_bytes
+
+log = logging.getLogger(__name__)
 
 REDIS_CHECKS = {
     spec.name: spec
@@ -261,40 +263,79 @@ class RedisBackend(Backend):
                 self._restore_db(archive, f"db{s}.records", t, options.replace_existing)))
         return outcome
 
+    def check_replace(self) -> None:
+        """With a staging db, it must be empty: checked before the restore reads anything."""
+        staging = self.settings.staging_db
+        if staging is None:
+            return
+        client = self.client(db=staging)
+        try:
+            waiting = self._guarded("checking the staging db", client.dbsize)
+        finally:
+            client.close()
+        if waiting:
+            raise UsageError(f"{self.label}: staging db {staging} is not empty ({waiting} keys); nothing was restored",
+                             hint=f"Try: empty it (redis-cli -n {staging} FLUSHDB), or set another staging_db")
+
     def _restore_staged(self, archive: Any, source: int, target: int, staging: int, options: Any) -> RestoreOutcome:
         """Load into the (empty) staging db, check it, then SWAPDB: clients of the target db see the old
         keys until the swap and the restored ones right after it. The old keys are flushed last."""
+        self.check_replace()
+        name = f"db{source}.records"
         client = self.client(db=staging)
         try:
-            waiting = self._guarded("restore", client.dbsize)
-            if waiting:
-                raise UsageError(f"{self.label}: staging db {staging} is not empty ({waiting} keys); nothing was "
-                                 "restored", hint=f"Try: empty it (redis-cli -n {staging} FLUSHDB) or set another "
-                                                  "staging_db")
             try:
-                skipped = self._guarded("restore", lambda: self._restore_db(
-                    archive, f"db{source}.records", staging, replace=False))
+                skipped = self._guarded("restore", lambda: self._restore_db(archive, name, staging, replace=False))
                 outcome = RestoreOutcome(skipped={"keys": skipped})
+                self._check_staged_count(client, archive.counts(name).get("keys", 0) - skipped, staging)
                 if options.check_staged is not None:
                     options.check_staged(self._on_databases([staging]), outcome.skipped)
-                self._guarded("swap", lambda: client.swapdb(target, staging))
             except BaseException as exc:
-                self._flush_quietly(client)
-                add_state(exc, f"db {target} is unchanged")
-                raise
-            self._flush_quietly(client)  # now the old keys
+                raise_with_state(exc, f"db {target} is unchanged" + self._flush_or_say(client, staging))
+            self._swap(client, target, staging)
+            if self._flush_or_say(client, staging):
+                outcome.notes.append(f"the old keys are still in staging db {staging}: FLUSHDB it")
             return outcome
         finally:
             client.close()
 
+    def _check_staged_count(self, client: Any, expected: int, staging: int) -> None:
+        """Always, --validate or not: keys lost while loading (evicted under maxmemory, deleted by
+        another client) must never be swapped in."""
+        loaded = self._guarded("counting the staged keys", client.dbsize)
+        if loaded != expected:
+            raise IntegrityError(f"{self.label}: staging db {staging} holds {loaded} keys after the restore, "
+                                 f"expected {expected} (evicted under maxmemory, or used by another client?)",
+                                 hint="Try: check maxmemory and that nothing else uses the staging_db")
+
+    def _swap(self, client: Any, target: int, staging: int) -> None:
+        import redis
+
+        try:
+            client.swapdb(target, staging)
+        except redis.ConnectionError as exc:
+            raise BackendUnavailable(
+                f"{self.label}: connection lost during SWAPDB {target} {staging}; whether the restore was swapped "
+                f"in is unknown: db {target} holds either the restored or the old keys, db {staging} the others",
+                hint=f"Try: check both dbs (redis-cli -n {target} DBSIZE), then FLUSHDB the one to discard") from exc
+        except redis.RedisError as exc:
+            raise OperationFailed(f"{self.label}: SWAPDB failed: {self.redact(str(exc))} (db {target} is unchanged"
+                                  f"{self._flush_or_say(client, staging)})",
+                                  hint="Try: grant SWAPDB (ACL +swapdb), or unset staging_db") from exc
+
     def _on_databases(self, databases: list[int]) -> RedisBackend:
         return type(self)(self.name, self.settings.model_copy(update={"databases": databases, "staging_db": None}))
 
-    def _flush_quietly(self, client: Any) -> None:
+    def _flush_or_say(self, client: Any, staging: int) -> str:
+        """Empty the staging db; on failure, the words that tell the operator to do it."""
         import redis
 
-        with suppress(redis.RedisError):
+        try:
             client.flushdb(asynchronous=True)
+            return ""
+        except redis.RedisError as exc:
+            log.warning("%s: could not empty staging db %s: %s", self.label, staging, self.redact(str(exc)))
+            return f"; staging db {staging} could not be emptied: FLUSHDB it before the next restore"
 
     def _db_mapping(self, sources: list[int]) -> dict[int, int]:
         """Source db -> target db: a single db goes to the target's db, several keep their numbers."""

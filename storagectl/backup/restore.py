@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -130,10 +130,11 @@ class RestoreResult:
     duration: float = 0.0
     verification: VerifyReport | None = None
     validation: ValidationReport | None = None
+    notes: list[str] = field(default_factory=list)  # from the backend, for the operator
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.plan.to_dict(), "dry_run": self.dry_run, "duration": round(self.duration, 3),
-                "validation": self.validation.to_dict() if self.validation else None}
+                "validation": self.validation.to_dict() if self.validation else None, "notes": self.notes}
 
 
 def plan_restore(config: Config, found: FoundBackup, target: str | None, *, replace: bool, validate: bool,
@@ -169,6 +170,8 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
     if not plan.target_empty and not replace and not dry_run:
         raise UsageError(f"{plan.target.label} is not empty; restoring would overwrite its data",
                          hint="Try: --yes to replace it, or --dry-run to see the plan")
+    if not plan.target_empty and (replace or dry_run):
+        plan.target.check_replace()  # rights, a staging db: before hours of reading, and in the plan
     archive = open_archive(config, found, identity_file, "restore", progress)
     result = RestoreResult(plan, dry_run)
     if dry_run:
@@ -186,9 +189,10 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
     check = _staged_validation(result, expected) if validate else None
     options = RestoreOptions(parallel=plan.parallel, replace_existing=replace, check_staged=check)
     outcome = plan.target.restore(archive, options)
+    outcome = outcome if isinstance(outcome, RestoreOutcome) else RestoreOutcome()
+    result.notes = list(outcome.notes)
     if validate and result.validation is None:
-        skipped = outcome.skipped if isinstance(outcome, RestoreOutcome) else {}
-        result.validation = compare_summaries(expected, plan.target.content_summary(), skipped)
+        result.validation = compare_summaries(expected, plan.target.content_summary(), outcome.skipped)
     result.duration = time.monotonic() - clock
     return result
 

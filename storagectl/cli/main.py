@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -93,7 +95,8 @@ def run(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        result = app(args=args, prog_name="storagectl", standalone_mode=False)
+        with _sigterm_as_interrupt():
+            result = app(args=args, prog_name="storagectl", standalone_mode=False)
         return result if isinstance(result, int) else 0
     except Exit as exc:
         return exc.exit_code
@@ -127,6 +130,27 @@ def run(argv: list[str] | None = None) -> int:
         _error(f"internal error: {type(exc).__name__}: {redact_text(str(exc))} "
                "(a bug in storagectl; rerun with --debug for the traceback)")
         return ExitCode.INTERNAL
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (systemd, Kubernetes, kill) unwinds like Ctrl-C, so every cleanup path runs: partial
+    backups are removed, a staged restore is dropped. ``backup schedule`` installs its own handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _error(message: str) -> None:

@@ -66,6 +66,8 @@ def _render(state: AppState, result) -> None:
             note(state, f"replacing: {plan['replace_method']}")
         return
     note(state, f"restored backup {plan['id']} into {plan['target']} in {plan['duration']:.1f}s")
+    for line in result.notes:
+        note(state, line)
     if result.validation is not None:
         rows = [[c.unit, c.expected_count, c.actual_count, _checksum(c), styled_status("ok" if c.ok else "critical")]
                 for c in result.validation.checks]
