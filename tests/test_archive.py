@@ -60,6 +60,17 @@ def test_round_trip_restores_every_byte(destination, codec):
     assert archive.names() == list(objects)
 
 
+@pytest.mark.parametrize("size", [4099, 4 * MiB, -1])
+def test_any_read_size_gives_back_every_byte(destination, size):
+    data = payload(3, 2 * MiB + 5)
+    session = ArchiveSession(destination, "g/20260101T000000Z-abcdef/", codec="brotli", level=3)
+    write_objects(session, {"data/a.copy": data})
+    with StoredArchive(destination, manifest_for(session)).open("data/a.copy") as stream:
+        assert stream.read(0) == b""
+        got = stream.read() if size < 0 else b"".join(iter(lambda: stream.read(size), b""))
+    assert got == data
+
+
 def test_create_is_safe_from_many_threads(destination):
     session = ArchiveSession(destination, "g/20260101T000000Z-abcdef/")
     objects = {f"table{i}": payload(i, 300_000 + i) for i in range(12)}

