@@ -7,6 +7,7 @@ import hashlib
 import json
 import threading
 import uuid
+from typing import Any
 
 import psycopg
 import pytest
@@ -194,7 +195,7 @@ def test_concurrent_reader_is_not_blocked_while_the_new_database_loads(source, t
     archive = backup_to(tmp_path / "b", source)
     with target.connect() as conn:
         conn.execute(OLD_CONTENTS)
-    answers: list[int] = []
+    answers: list[Any] = []
     stop = threading.Event()
 
     def read() -> None:
@@ -204,6 +205,9 @@ def test_concurrent_reader_is_not_blocked_while_the_new_database_loads(source, t
                     answers.append(client.execute("SELECT id FROM keep_me").fetchone()[0])
                 except psycopg.OperationalError:
                     return  # terminated at the swap
+                except Exception as exc:  # noqa: BLE001 - anything else fails the test below
+                    answers.append(exc)
+                    return
 
     reader = threading.Thread(target=read)
     reader.start()
