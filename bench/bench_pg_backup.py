@@ -7,7 +7,7 @@ the base database vs one built at --small-scale, i.e. 1/10 of it). Prints figure
 either way (benchmarks report, tests assert).
 
 Usage: python bench/bench_pg_backup.py [--scale 1] [--parallel 4] [--level 1] [--levels 1,2,3,4,5,6]
-                                       [--small-scale 0.1] [--skip-restore]
+                                       [--small-scale 0.1] [--skip-restore] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -85,34 +85,67 @@ def report(label: str, ours: float, theirs: float, target: float, unit: str = "s
 
 
 def bench_backup(args: argparse.Namespace, source_url: str, workdir: Path) -> tuple[Path, dict]:
-    dump_time, dump_size = pg_dump_baseline(source_url, workdir)
-    print(f"pg_dump -Fc: {dump_time:.2f}s, {dump_size / 2**20:.1f} MiB")
+    """``--rounds`` rounds of pg_dump -Fc and storagectl at --level, alternating, medians compared;
+    each other level of --levels once."""
+    import statistics
+
     target_url = database_url(ADMIN_URL, "stctl_bench_restore")
-    chosen: tuple[Path, dict] | None = None
-    for level in sorted(set(args.levels) | {args.level}):
-        config = write_config(workdir, source_url, target_url, level, args.parallel)
-        elapsed, rss, info = storagectl_backup(config)
-        print(f"storagectl backup q{level}: {elapsed:.2f}s, {info['size'] / 2**20:.1f} MiB, "
+    config = write_config(workdir, source_url, target_url, args.level, args.parallel)
+    dumps, ours, dump_size, info = [], [], 0, {}
+    for round_ in range(args.rounds):
+        for tool in (("pg_dump", "storagectl") if round_ % 2 == 0 else ("storagectl", "pg_dump")):
+            checkpoint()
+            if tool == "pg_dump":
+                elapsed, dump_size = pg_dump_baseline(source_url, workdir)
+                dumps.append(elapsed)
+            else:
+                elapsed, rss, info = storagectl_backup(config)
+                ours.append(elapsed)
+    print(f"pg_dump -Fc: median {statistics.median(dumps):.2f}s of {', '.join(f'{t:.2f}' for t in dumps)}, "
+          f"{dump_size / 2**20:.1f} MiB")
+    print(f"storagectl backup q{args.level}: median {statistics.median(ours):.2f}s of "
+          f"{', '.join(f'{t:.2f}' for t in ours)}, {info['size'] / 2**20:.1f} MiB, peak RSS {rss / 1024:.0f} MiB")
+    report(f"backup time (brotli q{args.level})", statistics.median(ours), statistics.median(dumps), 0.6)
+    report(f"archive size (brotli q{args.level})", info["size"] / 2**20, dump_size / 2**20, 1.0, "MiB")
+    for level in sorted(set(args.levels) - {args.level}):
+        elapsed, rss, other = storagectl_backup(write_config(workdir, source_url, target_url, level, args.parallel))
+        print(f"storagectl backup q{level}: {elapsed:.2f}s, {other['size'] / 2**20:.1f} MiB, "
               f"peak RSS {rss / 1024:.0f} MiB")
-        if level == args.level:
-            chosen = (config, info)
-            report(f"backup time (brotli q{level})", elapsed, dump_time, 0.6)
-            report(f"archive size (brotli q{level})", info["size"] / 2**20, dump_size / 2**20, 1.0, "MiB")
-    assert chosen is not None
-    return chosen
+    return config, info
+
+
+def checkpoint() -> None:
+    """Write out dirty buffers first, so no timed command pays for the one before it."""
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute("CHECKPOINT")
 
 
 def bench_restore(args: argparse.Namespace, config: Path, backup_id: str, workdir: Path) -> None:
-    fresh_database("stctl_bench_restore")
-    ours, _, _ = timed(["storagectl", "-c", str(config), "restore", backup_id, "--to", "dst", "--yes",
-                        "--parallel", str(args.parallel)])
-    baselines = {}
-    for jobs in (1, args.parallel):
-        url = fresh_database("stctl_bench_pgrestore")
-        baselines[jobs], _, _ = timed(["pg_restore", f"-j{jobs}", f"--dbname={url}", str(workdir / "bench.dump")])
-        print(f"pg_restore -j{jobs}: {baselines[jobs]:.2f}s")
-    for jobs, theirs in baselines.items():
-        report(f"restore vs pg_restore -j{jobs}", ours, theirs, 1.0)
+    """``--rounds`` rounds, each restoring with storagectl and pg_restore -j1 / -jN into fresh
+    databases after a CHECKPOINT, in an order that rotates per round; medians are compared."""
+    import statistics
+
+    tools = {
+        "storagectl": lambda url: ["storagectl", "-c", str(config), "restore", backup_id, "--to", "dst", "--yes",
+                                   "--parallel", str(args.parallel)],
+        **{f"pg_restore -j{jobs}": (lambda url, jobs=jobs: ["pg_restore", f"-j{jobs}", f"--dbname={url}",
+                                                              str(workdir / "bench.dump")])
+           for jobs in (1, args.parallel)},
+    }
+    times: dict[str, list[float]] = {name: [] for name in tools}
+    for round_ in range(args.rounds):
+        names = list(tools)
+        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+            url = fresh_database("stctl_bench_restore")
+            checkpoint()
+            elapsed, _, _ = timed(tools[name](url))
+            times[name].append(elapsed)
+    ours = statistics.median(times["storagectl"])
+    for name, runs in times.items():
+        print(f"{name}: median {statistics.median(runs):.2f}s of {', '.join(f'{t:.2f}' for t in runs)}")
+    for name in tools:
+        if name != "storagectl":
+            report(f"restore vs {name}", ours, statistics.median(times[name]), 1.0)
 
 
 def bench_rss_growth(args: argparse.Namespace, base_rss_kib: int, workdir: Path) -> None:
@@ -135,6 +168,8 @@ def main() -> None:
                         help="also time these brotli levels (e.g. 1,2,3,4,5,6)")
     parser.add_argument("--small-scale", type=float, default=0.1, help="fraction for the RSS growth run")
     parser.add_argument("--skip-restore", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="timed rounds of backup and of restore, alternating with the reference tool (medians)")
     args = parser.parse_args()
     if not shutil.which("storagectl"):
         sys.exit("storagectl is not on PATH (pip install -e .)")
