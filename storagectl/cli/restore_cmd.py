@@ -20,8 +20,9 @@ def restore(
     from_: FromOption = None,
     to: Annotated[str | None, typer.Option("--to", help="Target backend [default: the backed-up one].")] = None,
     validate: Annotated[bool, typer.Option(
-        "--validate", help="Verify every checksum before touching the target; afterwards compare counts "
-        "and per-table checksums with the backup (exit 6 on any mismatch).")] = False,
+        "--validate", help="Verify every checksum before touching the target, then compare counts and "
+        "per-table checksums with the backup (exit 6 on any mismatch); a staged replacement is compared "
+        "before it goes live.")] = False,
     parallel: Annotated[int | None, typer.Option("--parallel", "-p", min=1, max=64,
                                                  help="Objects restored at once.")] = None,
     dry_run: DryRunOption = False,
