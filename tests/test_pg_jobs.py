@@ -69,3 +69,25 @@ def test_jobs_left_behind_by_a_cycle_are_never_reported_as_success():
     jobs = [Job("a", provides="a", after={"b"}), Job("b", provides="b", after={"a"})]
     with pytest.raises(RuntimeError, match="2 job.*never run"):
         run_jobs(jobs, 2, lambda: fake_connection([]), "first", lambda _c, _w: None)
+
+
+def test_a_worker_that_cannot_connect_hands_its_job_back_and_the_rest_finish():
+    """E.g. max_connections reached while workers open their connections: fewer workers, same work."""
+    from storagectl.errors import BackendUnavailable
+
+    ran: list[str] = []
+    lock = threading.Lock()
+
+    @contextmanager
+    def refused():
+        raise BackendUnavailable("too many clients already")
+        yield  # pragma: no cover
+
+    def run(conn, work):
+        time.sleep(0.01)
+        with lock:
+            ran.append(f"{conn}:{work}")
+
+    jobs = [Job(f"load {i}", provides="t") for i in range(6)] + [Job("index", after={"t"})]
+    run_jobs(jobs, 3, refused, "first", run)
+    assert sorted(ran[:-1]) == [f"first:load {i}" for i in range(6)] and ran[-1] == "first:index"

@@ -3,13 +3,17 @@ for other jobs (an index build waits for its table's data, as in ``pg_restore -j
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from storagectl.errors import StoragectlError
+from storagectl.errors import BackendUnavailable, StoragectlError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,6 +58,13 @@ class JobBoard:
                 self.providers[job.provides] -= 1
             self.changed.notify_all()
 
+    def give_back(self, job: Job) -> None:
+        """A job taken but not run (its worker could not connect): first in line for the others."""
+        with self.changed:
+            self.running -= 1
+            self.waiting.insert(0, job)
+            self.changed.notify_all()
+
     def stop(self) -> None:
         """After a failure: hand out nothing more."""
         with self.changed:
@@ -67,7 +78,9 @@ def run_jobs(jobs: list[Any], workers: int, open_connection: Callable[[], Any], 
 
     ``jobs`` are plain work items or :class:`Job` (with prerequisites). ``first_connection``
     (already open, owned by the caller) serves one thread; the others open theirs when they first
-    get a job. The first failure stops the others taking new jobs and is re-raised.
+    get a job. A worker that cannot connect (e.g. max_connections reached) hands its job back and
+    stops, so the work goes on with fewer workers. The first failure of a job stops the others
+    taking new jobs and is re-raised.
     """
     board = JobBoard(job if isinstance(job, Job) else Job(job) for job in jobs)
     failures: list[BaseException] = []
@@ -83,7 +96,14 @@ def run_jobs(jobs: list[Any], workers: int, open_connection: Callable[[], Any], 
             if index == 0:
                 drain(first_connection, board.take())
             elif (job := board.take()) is not None:
-                with open_connection() as conn:
+                with ExitStack() as stack:
+                    try:
+                        conn = stack.enter_context(open_connection())
+                    except BackendUnavailable as exc:
+                        board.give_back(job)
+                        log.warning("worker %d could not connect (%s); going on with fewer workers", index,
+                                    exc.message)
+                        return
                     drain(conn, job)
         except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
             failures.append(exc)
