@@ -22,7 +22,8 @@ class ExitCode(IntEnum):
     INTEGRITY = 6  # checksum mismatch, corrupt/truncated archive, validation mismatch
     LOCKED = 7  # another run holds the lock
     INTERNAL = 70  # a bug in storagectl (EX_SOFTWARE); rerun with --debug
-    INTERRUPTED = 130
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+    TERMINATED = 143  # SIGTERM (128 + SIGTERM)
 
 
 class StoragectlError(Exception):
@@ -110,11 +111,17 @@ class Interrupted(StoragectlError):
     exit_code = ExitCode.INTERRUPTED
 
 
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread on SIGTERM, so it unwinds (and cleans up) exactly like Ctrl-C."""
+
+
 def raise_with_state(exc: BaseException, state: str) -> NoReturn:
     """Re-raise ``exc`` (being handled) with its one-line message saying what state the operation
     left the target in; an interrupt (Ctrl-C, SIGTERM) becomes :class:`Interrupted` carrying it."""
     if isinstance(exc, KeyboardInterrupt):
-        raise Interrupted(f"interrupted ({state})") from exc
+        interrupted = Interrupted(f"{'terminated' if isinstance(exc, Terminated) else 'interrupted'} ({state})")
+        interrupted.exit_code = ExitCode.TERMINATED if isinstance(exc, Terminated) else ExitCode.INTERRUPTED
+        raise interrupted from exc
     if isinstance(exc, StoragectlError):
         exc.message = f"{exc.message} ({state})"
         exc.args = (exc.message,)

@@ -172,7 +172,7 @@ class FakeGraph:
 
     def _drop(self, kind: str, name: str) -> Records | Failure:
         if name in self.undroppable:
-            return Failure("Neo.TransientError.General.DatabaseUnavailable", f"cannot drop {name} now")
+            return Failure("Neo.DatabaseError.Schema.ConstraintDropFailed", f"cannot drop {name} now")
         self.constraints = [c for c in self.constraints if c["name"] != name]
         self.indexes = [i for i in self.indexes if name not in (i["name"], i["owningConstraint"])]
         return Records(query_type="s")

@@ -465,3 +465,38 @@ def test_keys_lost_from_the_staging_db_during_the_load_are_never_swapped_in(redi
         done.set()
         thread.join()
     assert taken and target.client().keys() == [b"only-in-target"] and staging.client().dbsize() == 0
+
+
+def test_keys_expiring_right_after_their_restore_are_allowed_for_not_a_mismatch(redis_trio, write_config, tmp_path):
+    """Absolute expiries pass during the load: the count check and --validate allow exactly for those."""
+    source, target, staging = redis_trio
+    client = source.client()
+    seconds, micros = client.time()
+    expire_at = seconds * 1000 + micros // 1000 + 2500
+    pipe = client.pipeline(transaction=False)
+    for i in range(60_000):
+        pipe.set(f"k{i}", "v")
+        if i % 2 == 0:
+            pipe.pexpireat(f"k{i}", expire_at)
+    pipe.execute()
+    config, backup_id = staged_backup(redis_trio, write_config, tmp_path, 0)
+    seconds, micros = client.time()
+    time.sleep(max(0.0, (expire_at - 100 - (seconds * 1000 + micros // 1000)) / 1000))  # expire mid-load
+    outcome = restore(config, backup_id, target="spare", replace=True, validate=True)
+    assert outcome.validation.ok, outcome.validation.to_dict()
+    assert any("fewer allowed" in note for note in outcome.validation.notes)
+    assert 30_001 <= target.client().dbsize() < 60_001
+
+
+def test_expiry_allowance_counts_restored_keys_only_and_errs_wide():
+    from storagectl.backends.redis import LoadedKeys
+
+    loaded = LoadedKeys(started_ms=1_000_000, expired=2)
+    for expire_at in (0, 999_000, 999_500, 1_000_400, 1_000_900, 1_002_000, 1_000_000 + 7_200_000):
+        loaded.note_expiry(expire_at)
+    assert loaded.may_have_expired(999_999) == 0  # the two due by then were skipped as expired
+    assert loaded.may_have_expired(1_000_000) == 2  # a 1 s bucket counts as due from its start
+    assert loaded.may_have_expired(1_002_000) == 3
+    assert loaded.may_have_expired(8_159_999) == 3  # 2 h ahead: a 1 min bucket, from 8_160_000
+    assert loaded.may_have_expired(8_160_000) == 4
+    assert len(loaded.expiries) == 4

@@ -65,9 +65,9 @@ class RestoreOptions:
     replace_existing: bool = False  # --yes: the target may be non-empty / keys may be replaced
     # Backends that stage a replacement (PostgreSQL --yes over a non-empty database: a new database
     # swapped in; Redis with a staging_db) call this with a backend over the staged data and the
-    # items skipped per unit (see RestoreOutcome) before it goes live; raising keeps the old
-    # contents. Others never call it (the caller validates after the restore).
-    check_staged: Callable[[Any, dict[str, int]], None] | None = None
+    # RestoreOutcome so far before it goes live; raising keeps the old contents. Others never call
+    # it (the caller validates after the restore).
+    check_staged: Callable[[Any, RestoreOutcome], None] | None = None
 
 
 @dataclass
@@ -128,4 +128,7 @@ class RestoreOutcome:
     """
 
     skipped: dict[str, int] = field(default_factory=dict)
+    # items restored that may legitimately be gone by the time they are counted (Redis keys whose
+    # absolute expiry passes right after their RESTORE): a count up to this much lower still matches
+    tolerance: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)

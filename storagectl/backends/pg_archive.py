@@ -311,7 +311,7 @@ def restore(backend: PostgresBackend, archive: ArchiveReader, options: RestoreOp
     with pg_swap.staged_replacement(backend) as replacement:
         _restore_into(replacement.staged, archive, copies, replace(options, replace_existing=False), undo=False)
         if options.check_staged is not None:
-            options.check_staged(replacement.staged, {})
+            options.check_staged(replacement.staged, RestoreOutcome())
     return RestoreOutcome(notes=replacement.notes)
 
 
@@ -326,11 +326,12 @@ def _restore_into(backend: PostgresBackend, archive: ArchiveReader, copies: list
     with backend.connect() as conn:
         _refuse_non_empty(backend, conn, options)
         _prepare_session(conn, archive.metadata.get("encoding"))
+        extensions_before = pg_schema.extension_names(conn)  # e.g. from template1: kept by an undo
         with _annotate_failure("the target database is unchanged") if undo else nullcontext(), conn.transaction():
             if timescale:
                 timescaledb.prepare_restore(conn, timescale)
             _run_schema_sql(backend, conn, pre_data, "pre-data")
-        with _undo_on_failure(conn, timescale) if undo else nullcontext():
+        with _undo_on_failure(conn, timescale, extensions_before) if undo else nullcontext():
             post = split_post_data(post_data) if not timescale else PostData(post_data, [], post_data)
             _load_tables_and_build_indexes(backend, conn, archive, copies, post, options)
             with conn.transaction():
@@ -352,13 +353,14 @@ def _refuse_non_empty(backend: PostgresBackend, conn: Any, options: RestoreOptio
 
 
 @contextmanager
-def _undo_on_failure(conn: Any, timescale: str | None) -> Iterator[None]:
-    """A failed pre-data transaction rolls back; a failure after it drops what the restore created,
-    so the target is left empty rather than half-restored, and the error message says which."""
+def _undo_on_failure(conn: Any, timescale: str | None, keep_extensions: set[str]) -> Iterator[None]:
+    """A failed pre-data transaction rolls back; a failure after it drops what the restore created
+    (extensions the database had before stay), so the target is left empty rather than
+    half-restored, and the error message says which."""
     try:
         yield
     except BaseException as exc:
-        emptied = _try_empty(conn, timescale)
+        emptied = _try_empty(conn, timescale, keep_extensions)
         raise_with_state(exc, "the target database was left empty" if emptied else
                         "the target database could not be emptied and holds a partial restore: drop and recreate it")
 
@@ -371,7 +373,7 @@ def _annotate_failure(state: str) -> Iterator[None]:
         raise_with_state(exc, state)
 
 
-def _try_empty(conn: Any, timescale: str | None) -> bool:
+def _try_empty(conn: Any, timescale: str | None, keep_extensions: set[str]) -> bool:
     import psycopg
 
     from storagectl.backends import timescaledb
@@ -382,7 +384,7 @@ def _try_empty(conn: Any, timescale: str | None) -> bool:
         if timescale:
             timescaledb.finish_restore(conn)
         with conn.transaction():
-            pg_schema.drop_user_objects(conn)
+            pg_schema.drop_user_objects(conn, keep_extensions)
         return True
     except psycopg.Error:
         return False

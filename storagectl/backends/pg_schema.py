@@ -113,48 +113,60 @@ def refuse_large_objects(conn: Any, label: str) -> None:
         )
 
 
-# -- emptying a database (restore --yes, and undoing a failed restore) ---------------------------
-DROP_STATEMENTS_SQL = f"""
-SELECT format('DROP EXTENSION IF EXISTS %I CASCADE', extname) FROM pg_extension WHERE extname <> 'plpgsql'
-UNION ALL
+# -- emptying a database (undoing a failed restore) ---------------------------------------------
+# Objects that belong to an extension are the extension's: never counted as content (pg_dump's
+# CREATE EXTENSION IF NOT EXISTS leaves one already there alone, e.g. one preinstalled through
+# template1) and only dropped with their extension.
+def _not_member(catalog: str, oid: str) -> str:
+    return (f"NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{catalog}'::regclass AND d.objid = {oid} "
+            "AND d.deptype = 'e')")
+
+
+SCHEMA_DROPS_SQL = f"""
 SELECT format('DROP SCHEMA IF EXISTS %I CASCADE', n.nspname) FROM pg_namespace n
-WHERE {USER_SCHEMA} AND n.nspname <> 'public'
+WHERE {USER_SCHEMA} AND n.nspname <> 'public' AND {_not_member('pg_namespace', 'n.oid')}
 """
 
-PUBLIC_DROPS_SQL = """
+PUBLIC_DROPS_SQL = f"""
 SELECT format('DROP %s IF EXISTS %s CASCADE',
               CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
                              WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, c.oid::regclass)
 FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                  AND d.deptype = 'i')  -- identity sequences go with their table
+                  AND d.deptype IN ('i', 'e'))  -- identity sequences go with their table
 UNION ALL
 SELECT format('DROP ROUTINE IF EXISTS %s CASCADE', p.oid::regprocedure) FROM pg_proc p
-WHERE p.pronamespace = 'public'::regnamespace AND p.prokind IN ('f', 'p')
+WHERE p.pronamespace = 'public'::regnamespace AND p.prokind IN ('f', 'p') AND {_not_member('pg_proc', 'p.oid')}
 UNION ALL
 SELECT format('DROP AGGREGATE IF EXISTS %s CASCADE', p.oid::regprocedure) FROM pg_proc p
-WHERE p.pronamespace = 'public'::regnamespace AND p.prokind = 'a'
+WHERE p.pronamespace = 'public'::regnamespace AND p.prokind = 'a' AND {_not_member('pg_proc', 'p.oid')}
 UNION ALL
 SELECT format('DROP TYPE IF EXISTS %s CASCADE', t.oid::regtype) FROM pg_type t
 LEFT JOIN pg_class r ON r.oid = t.typrelid
 WHERE t.typnamespace = 'public'::regnamespace AND t.typcategory <> 'A'
-  AND (t.typtype IN ('e', 'd', 'r', 'b') OR r.relkind = 'c')
+  AND (t.typtype IN ('e', 'd', 'r', 'b') OR r.relkind = 'c') AND {_not_member('pg_type', 't.oid')}
 """
 
 
+def extension_names(conn: Any) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT extname FROM pg_extension WHERE extname <> 'plpgsql'")}
+
+
 def user_objects(conn: Any) -> list[str]:
-    """What a restore would collide with: extensions (but plpgsql), user schemas, and the relations,
-    routines and types of public, e.g. ``TABLE public.orders``."""
-    statements = [row[0] for row in conn.execute(DROP_STATEMENTS_SQL).fetchall()]
+    """What a restore would collide with: user schemas, and the relations, routines and types of
+    public (e.g. ``TABLE public.orders``); extensions and what belongs to them are not counted."""
+    statements = [row[0] for row in conn.execute(SCHEMA_DROPS_SQL).fetchall()]
     statements += [row[0] for row in conn.execute(PUBLIC_DROPS_SQL).fetchall()]
     return [statement.removeprefix("DROP ").replace(" IF EXISTS", "").removesuffix(" CASCADE")
             for statement in statements]
 
 
-def drop_user_objects(conn: Any) -> None:
-    """Drop extensions, user schemas and what the public schema holds; keeps public itself (its
-    owner and privileges are the database's defaults, which a dump does not recreate)."""
-    for (statement,) in conn.execute(DROP_STATEMENTS_SQL).fetchall():
-        conn.execute(statement)
-    for (statement,) in conn.execute(PUBLIC_DROPS_SQL).fetchall():
-        conn.execute(statement)
+def drop_user_objects(conn: Any, keep_extensions: set[str] = frozenset()) -> None:
+    """Drop extensions (but ``keep_extensions``), user schemas and what the public schema holds;
+    keeps public itself (its owner and privileges are the database's defaults, which a dump does
+    not recreate)."""
+    for name in sorted(extension_names(conn) - set(keep_extensions)):
+        conn.execute(f"DROP EXTENSION IF EXISTS {quote_ident(name)} CASCADE")
+    for sql in (SCHEMA_DROPS_SQL, PUBLIC_DROPS_SQL):
+        for (statement,) in conn.execute(sql).fetchall():
+            conn.execute(statement)

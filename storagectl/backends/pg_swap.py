@@ -241,6 +241,14 @@ class Replacement:
     notes: list[str] = field(default_factory=list)  # for the operator, after the swap
 
 
+class SwapOutcomeUnknown(OperationFailed):
+    """The connection was lost while the rename committed and the server cannot tell us now."""
+
+
+class InterruptedAfterSwap(Interrupted):
+    """Ctrl-C/SIGTERM arrived once the rename had committed: the restore is live."""
+
+
 @contextmanager
 def staged_replacement(backend: PostgresBackend) -> Iterator[Replacement]:
     """A backend on a new, empty database shaped like ``backend``'s. When the block exits normally
@@ -251,20 +259,26 @@ def staged_replacement(backend: PostgresBackend) -> Iterator[Replacement]:
     token = secrets.token_hex(4)
     staged_name, old_name = side_name(target, "restore", token), side_name(target, "old", token)
     replacement = Replacement(backend.for_database(staged_name))
+    problems: list[str] = []  # what a failure leaves for the operator to fix, besides the old contents
     try:
         with backend.connect_admin() as admin:
             _admin_session(admin)
             _run(backend, admin, create_statement(props, staged_name), f"creating the database {staged_name}")
+            _try_properties(backend, admin, props, staged_name)  # fails now, not after hours of loading
         yield replacement
         with backend.connect_admin() as admin:
             _admin_session(admin)
             for statement in property_statements(props, staged_name):
                 _run(backend, admin, statement, f"copying the target's properties to {staged_name}")
-            _swap(backend, admin, target, staged_name, old_name)
+            if _swap(backend, admin, target, staged_name, old_name, problems):
+                raise InterruptedAfterSwap(f"{backend.label}: interrupted just after the restored database was "
+                                           f"swapped in; the old contents are in database {old_name}: drop it")
+    except (SwapOutcomeUnknown, InterruptedAfterSwap):
+        raise
     except BaseException as exc:
-        dropped = _drop(backend, staged_name)
-        raise_with_state(exc, KEPT if dropped else f"{KEPT}; the new database {staged_name} could not be dropped: "
-                                                  "drop it")
+        if not _drop(backend, staged_name):
+            problems.append(f"the new database {staged_name} could not be dropped: drop it")
+        raise_with_state(exc, "; ".join([KEPT, *problems]))
     _drop_after_swap(backend, old_name, replacement)
 
 
@@ -273,60 +287,80 @@ def _admin_session(admin: Any) -> None:
     admin.execute("SET standard_conforming_strings = on")
 
 
-def _swap(backend: PostgresBackend, admin: Any, target: str, staged: str, old: str) -> None:
+def _try_properties(backend: PostgresBackend, admin: Any, props: DatabaseProperties, name: str) -> None:
+    """Apply the target's settings, limit, grants and comment to the new database and roll back:
+    whatever the role may not do (a superuser-only setting, another role's settings) fails here."""
+    with admin.transaction(force_rollback=True):
+        for statement in property_statements(props, name):
+            _run(backend, admin, statement, f"copying the target's properties to {name}")
+
+
+def _swap(backend: PostgresBackend, admin: Any, target: str, staged: str, old: str, problems: list[str]) -> bool:
     """Both renames in one transaction: clients see either the old database or the new one. A client
     pool that reconnects at once can make the rename fail; the last attempt therefore also stops new
-    connections to the target for the moment of the swap."""
+    connections to the target for the moment of the swap. Returns True when an interrupt arrived
+    after the rename had committed."""
     import psycopg
 
+    pid = admin.info.backend_pid
     for attempt in range(1, SWAP_ATTEMPTS + 1):
         last = attempt == SWAP_ATTEMPTS
         try:
-            _attempt_swap(backend, admin, target, staged, old, block_connections=last)
-            return
+            _attempt_swap(backend, admin, target, staged, old, problems, block_connections=last)
+            return False
         except psycopg.errors.ObjectInUse as exc:
             if last:
                 raise OperationFailed(
                     f"{backend.label}: cannot swap in the restored database: {target!r} is still in use "
                     f"({backend.error_line(exc)})", hint="Try: stop the clients using it, then rerun") from exc
             time.sleep(0.5 * attempt)
-        except psycopg.OperationalError as exc:  # connection lost: the rename may have committed
-            if _swapped(backend, staged, old):
-                return
-            raise OperationFailed(f"{backend.label}: connection lost while swapping in the restored database: "
-                                  f"{backend.error_line(exc)}", hint="Try: check the server, then rerun") from exc
-        except psycopg.Error as exc:
-            raise OperationFailed(f"{backend.label}: swapping in the restored database failed: "
-                                  f"{backend.error_line(exc)}", hint="Try: check the server log for details") from exc
+        except (psycopg.Error, KeyboardInterrupt) as exc:
+            if isinstance(exc, psycopg.Error) and not admin.broken:
+                # the server refused a statement: the rename transaction rolled back
+                raise OperationFailed(f"{backend.label}: swapping in the restored database failed: "
+                                      f"{backend.error_line(exc)}", hint="Try: check the server log") from exc
+            swapped = swap_state(backend, staged, old, pid)
+            if swapped is None:
+                raise SwapOutcomeUnknown(
+                    f"{backend.label}: the connection was lost while the restored database was being swapped in, "
+                    f"and whether it was is unknown: {target!r} holds either the old or the restored contents, "
+                    f"and {staged!r} or {old!r} the other",
+                    hint=f"Try: psql -l to see which exists; drop {staged} or {old} once checked") from exc
+            if not swapped:
+                raise
+            return isinstance(exc, KeyboardInterrupt)
+    return False
 
 
-def _attempt_swap(backend: PostgresBackend, admin: Any, target: str, staged: str, old: str, *,
+def _attempt_swap(backend: PostgresBackend, admin: Any, target: str, staged: str, old: str, problems: list[str], *,
                   block_connections: bool) -> None:
-    if block_connections:
-        admin.execute(f"ALTER DATABASE {quote_ident(target)} ALLOW_CONNECTIONS false")
     try:
+        if block_connections:
+            admin.execute(f"ALTER DATABASE {quote_ident(target)} ALLOW_CONNECTIONS false")
         _terminate_sessions(backend, admin, (target, staged))
         with admin.transaction():
             admin.execute(f"ALTER DATABASE {quote_ident(target)} RENAME TO {quote_ident(old)}")
             admin.execute(f"ALTER DATABASE {quote_ident(staged)} RENAME TO {quote_ident(target)}")
     except BaseException:
-        if block_connections:
-            _reopen(backend, target, staged)
+        if block_connections and (problem := _reopen(backend, target, staged)):
+            problems.append(problem)
         raise
 
 
-def _reopen(backend: PostgresBackend, target: str, staged: str) -> None:
-    """Undo ALLOW_CONNECTIONS false on the target after a failed swap (on a fresh connection: the
-    failure may have been the old one's). Never masks the failure: a problem here is logged with
-    the command that fixes it."""
+def _reopen(backend: PostgresBackend, target: str, staged: str) -> str:
+    """Undo ALLOW_CONNECTIONS false on the (still old) target after a failed swap, on a fresh
+    connection (the failure may have been the old one's); returns what the operator must do if it
+    could not, for the error message."""
     command = f"ALTER DATABASE {quote_ident(target)} ALLOW_CONNECTIONS true"
     try:
         with backend.connect_admin() as admin:
             if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [staged]).fetchone():
                 admin.execute(command)  # not swapped: the target is still the old database
-    except Exception as exc:  # noqa: BLE001 - the swap's own failure is what propagates
+        return ""
+    except BaseException as exc:  # noqa: BLE001 - the swap's own failure is what propagates
         log.error("%s: connections to %r may still be blocked (%s); run: %s", backend.label, target,
                   backend.error_line(exc), command)
+        return f"connections to {target!r} may still be blocked: run {command}"
 
 
 def _terminate_sessions(backend: PostgresBackend, admin: Any, databases: tuple[str, ...]) -> None:
@@ -342,15 +376,23 @@ def _terminate_sessions(backend: PostgresBackend, admin: Any, databases: tuple[s
             hint="Try: GRANT pg_signal_backend TO <backup role>, or stop those clients first") from exc
 
 
-def _swapped(backend: PostgresBackend, staged: str, old: str) -> bool:
-    """After a lost connection: did the rename commit? (the staged name is gone, the old one exists)"""
+def swap_state(backend: PostgresBackend, staged: str, old: str, pid: int, wait: float = 10.0) -> bool | None:
+    """After the swap's connection was lost: True if the rename committed, False if not, None when
+    the server cannot tell. The old session (``pid``) is ended first, so an uncommitted rename it
+    may still hold rolls back instead of committing behind our back."""
     try:
         with backend.connect_admin() as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+            deadline = time.monotonic() + wait
+            while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone():
+                if time.monotonic() > deadline:
+                    return None
+                time.sleep(0.05)
             names = {row[0] for row in admin.execute(
                 "SELECT datname FROM pg_database WHERE datname = ANY(%s)", [[staged, old]])}
-    except StoragectlError:
-        return False
-    return names == {old}
+    except Exception:  # noqa: BLE001 - unreachable: unknown, said as such
+        return None
+    return {frozenset({old}): True, frozenset({staged}): False}.get(frozenset(names))
 
 
 def _run(backend: PostgresBackend, admin: Any, statement: str, doing: str) -> None:
@@ -383,5 +425,6 @@ def _drop_after_swap(backend: PostgresBackend, old_name: str, replacement: Repla
         raise Interrupted(f"{backend.label}: interrupted after the restored database was swapped in; the old "
                           f"contents are in database {old_name}: drop it when done") from None
     if not dropped:
-        replacement.notes.append(f"the old contents are kept in database {old_name}, which could not be "
-                                 "dropped (see the warning above): drop it when done")
+        replacement.notes.append(f"the old contents are kept in database {old_name}, which could not be dropped "
+                                 f"(see the warning above); to read it first: ALTER DATABASE {quote_ident(old_name)} "
+                                 "ALLOW_CONNECTIONS true; drop it when done")

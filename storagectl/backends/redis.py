@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, BinaryIO, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -257,11 +258,21 @@ class RedisBackend(Backend):
                 and not self.is_empty():
             [(source, target)] = mapping.items()
             return self._restore_staged(archive, source, target, self.settings.staging_db, options)
-        outcome = RestoreOutcome()
-        for source, target in mapping.items():
-            outcome.skipped[_unit(target, targets)] = self._guarded("restore", lambda s=source, t=target: (
-                self._restore_db(archive, f"db{s}.records", t, options.replace_existing)))
-        return outcome
+        loaded = {_unit(target, targets): self._guarded("restore", lambda s=source, t=target: (
+                      self._restore_db(archive, f"db{s}.records", t, options.replace_existing)))
+                  for source, target in mapping.items()}
+        return self._outcome(loaded)
+
+    def _outcome(self, loaded: dict[str, LoadedKeys]) -> RestoreOutcome:
+        """Skipped keys per unit, and the allowance for keys expiring until the checks that follow
+        (they run right after the restore: CHECK_MARGIN_MS covers them)."""
+        client = self.client()
+        try:
+            horizon = _server_ms(self._guarded("reading the server time", client.time)) + CHECK_MARGIN_MS
+        finally:
+            client.close()
+        return RestoreOutcome(skipped={unit: keys.skipped for unit, keys in loaded.items()},
+                              tolerance={unit: keys.may_have_expired(horizon) for unit, keys in loaded.items()})
 
     def check_replace(self) -> None:
         """With a staging db, it must be empty: checked before the restore reads anything."""
@@ -285,11 +296,12 @@ class RedisBackend(Backend):
         client = self.client(db=staging)
         try:
             try:
-                skipped = self._guarded("restore", lambda: self._restore_db(archive, name, staging, replace=False))
-                outcome = RestoreOutcome(skipped={"keys": skipped})
-                self._check_staged_count(client, archive.counts(name).get("keys", 0) - skipped, staging)
+                loaded = self._guarded("restore", lambda: self._restore_db(archive, name, staging, replace=False))
+                outcome = self._outcome({"keys": loaded})
+                self._check_staged_count(client, archive.counts(name).get("keys", 0) - loaded.skipped,
+                                         outcome.tolerance["keys"], staging)
                 if options.check_staged is not None:
-                    options.check_staged(self._on_databases([staging]), outcome.skipped)
+                    options.check_staged(self._on_databases([staging]), outcome)
             except BaseException as exc:
                 raise_with_state(exc, f"db {target} is unchanged" + self._flush_or_say(client, staging))
             self._swap(client, target, staging)
@@ -299,14 +311,15 @@ class RedisBackend(Backend):
         finally:
             client.close()
 
-    def _check_staged_count(self, client: Any, expected: int, staging: int) -> None:
+    def _check_staged_count(self, client: Any, expected: int, expiring: int, staging: int) -> None:
         """Always, --validate or not: keys lost while loading (evicted under maxmemory, deleted by
-        another client) must never be swapped in."""
+        another client) must never be swapped in; ``expiring`` restored keys may have expired."""
         loaded = self._guarded("counting the staged keys", client.dbsize)
-        if loaded != expected:
+        if not expected - expiring <= loaded <= expected:
+            allowance = f" (less up to {expiring} expiring)" if expiring else ""
             raise IntegrityError(f"{self.label}: staging db {staging} holds {loaded} keys after the restore, "
-                                 f"expected {expected} (evicted under maxmemory, or used by another client?)",
-                                 hint="Try: check maxmemory and that nothing else uses the staging_db")
+                                 f"expected {expected}{allowance}: evicted under maxmemory, or used by another "
+                                 "client?", hint="Try: check maxmemory and that nothing else uses the staging_db")
 
     def _swap(self, client: Any, target: int, staging: int) -> None:
         import redis
@@ -348,10 +361,10 @@ class RedisBackend(Backend):
                              hint="Try: set `databases` of the target backend to the same dbs")
         return {db: db for db in sources}
 
-    def _restore_db(self, archive: Any, name: str, db: int, replace: bool) -> int:
+    def _restore_db(self, archive: Any, name: str, db: int, replace: bool) -> LoadedKeys:
         client = self.client(db=db)
-        skipped = 0
         try:
+            loaded = LoadedKeys(_server_ms(client.time()))
             if replace:  # --yes replaces the db: keys absent from the backup must not survive
                 client.flushdb()
             restore_batch = client.register_script(_RESTORE_BATCH_LUA)
@@ -359,10 +372,10 @@ class RedisBackend(Backend):
                 if _read_exact(stream, len(RECORDS_MAGIC)) != RECORDS_MAGIC:
                     raise IntegrityError(f"{name}: not a storagectl Redis records stream")
                 for batch in _batches(_records(stream, name)):
-                    skipped += _restore_batch(restore_batch, batch)
+                    _restore_batch(restore_batch, batch, loaded)
         finally:
             client.close()
-        return skipped
+        return loaded
 
     def _guarded(self, what: str, call: Any) -> Any:
         import redis
@@ -392,6 +405,7 @@ class RedisBackend(Backend):
 
 
 RECORDS_MAGIC = b"STCTLRD1"
+CHECK_MARGIN_MS = 60_000  # keys expiring up to this long after the restore are allowed for by its checks
 _RECORD_HEADER = struct.Struct(">IIq")  # key length, payload length, absolute expiry in ms (0 = none)
 BATCH_KEYS = 1000  # keys per RESTORE script call
 # SCAN COUNT, so keys per MULTI. One EXEC of 2000 keys blocks the server ~6 ms; at 1000 keys the
@@ -415,23 +429,52 @@ def _server_ms(seconds_micros: tuple[int, int]) -> int:
     return int(seconds) * 1000 + int(micros) // 1000
 
 
-# KEYS: keys; ARGV: expire-at (absolute ms, 0 = none) and payload per key. Returns the number of
-# keys not restored: expired since the backup, or already present -- the target db was empty or
-# flushed (--yes) beforehand, so that is a key SCAN returned twice, counted rather than a mismatch.
+# KEYS: keys; ARGV: expire-at (absolute ms, 0 = none) and payload per key. Returns the numbers of
+# keys not restored: {expired since the backup, already present} -- the target db was empty or
+# flushed (--yes) beforehand, so a present key is one SCAN returned twice, counted, not a mismatch.
 _RESTORE_BATCH_LUA = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local skipped = 0
+local expired, present = 0, 0
 for i, key in ipairs(KEYS) do
   local expire_at = tonumber(ARGV[2 * i - 1])
-  if (expire_at ~= 0 and expire_at <= now_ms) or redis.call('EXISTS', key) == 1 then
-    skipped = skipped + 1
+  if expire_at ~= 0 and expire_at <= now_ms then
+    expired = expired + 1
+  elseif redis.call('EXISTS', key) == 1 then
+    present = present + 1
   else
     redis.call('RESTORE', key, expire_at, ARGV[2 * i], 'ABSTTL')
   end
 end
-return skipped
+return {expired, present}
 """
+
+
+@dataclass
+class LoadedKeys:
+    """What restoring one db's records did, for the checks that follow it. Restored keys keep their
+    absolute expiry, so some expire between their RESTORE and any later count: ``expiries`` lets a
+    check allow for exactly those, in buckets (1 s within an hour of the start, then 1 min, then
+    1 h: bounded memory, and a bucket counts as due from its start, so the allowance errs wide)."""
+
+    started_ms: int
+    expired: int = 0  # skipped: expired between backup and restore
+    present: int = 0  # skipped: SCAN returned the key twice
+    expiries: Counter[int] = field(default_factory=Counter)  # bucket start (ms) -> records
+
+    @property
+    def skipped(self) -> int:
+        return self.expired + self.present
+
+    def note_expiry(self, expire_at: int) -> None:
+        if expire_at:
+            ahead = expire_at - self.started_ms
+            step = 1000 if ahead < 3_600_000 else 60_000 if ahead < 86_400_000 else 3_600_000
+            self.expiries[expire_at - expire_at % step] += 1
+
+    def may_have_expired(self, now_ms: int) -> int:
+        """Restored keys whose expiry may have passed by ``now_ms`` (those skipped as expired are not)."""
+        return max(0, sum(n for start, n in self.expiries.items() if start <= now_ms) - self.expired)
 
 
 class _RespSocket:
@@ -559,9 +602,12 @@ def _records(stream: BinaryIO, name: str) -> Iterator[tuple[bytes, bytes, int]]:
         yield body[:key_length], body[key_length:], expire_at
 
 
-def _restore_batch(restore_batch: Any, records: list[tuple[bytes, bytes, int]]) -> int:
-    """RESTORE a batch with its absolute expiries (ABSTTL); returns how many keys were skipped."""
+def _restore_batch(restore_batch: Any, records: list[tuple[bytes, bytes, int]], loaded: LoadedKeys) -> None:
+    """RESTORE a batch with its absolute expiries (ABSTTL), counting into ``loaded``."""
     args: list[Any] = []
     for _key, payload, expire_at in records:
         args += (expire_at, payload)
-    return int(restore_batch(keys=[key for key, _payload, _expire in records], args=args))
+        loaded.note_expiry(expire_at)
+    expired, present = restore_batch(keys=[key for key, _payload, _expire in records], args=args)
+    loaded.expired += int(expired)
+    loaded.present += int(present)

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from storagectl.archive.api import ContentSummary, record_summary
+from storagectl.archive.api import ContentSummary, RestoreOutcome, record_summary
 from storagectl.backends.base import Backend
 from storagectl.config.models import BackendSettings
 from storagectl.config.types import ConfigPath
@@ -136,7 +136,8 @@ class SQLiteBackend(Backend):
                 os.fsync(out.fileno())
             self._check_integrity(temp)
             if options.check_staged is not None:
-                options.check_staged(type(self)(self.name, self.settings.model_copy(update={"path": temp})), {})
+                options.check_staged(type(self)(self.name, self.settings.model_copy(update={"path": temp})),
+                                     RestoreOutcome())
             self._replace(temp, target)
         finally:
             temp.unlink(missing_ok=True)

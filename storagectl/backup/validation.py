@@ -15,10 +15,14 @@ class UnitCheck:
     actual_count: int | None
     expected_checksum: str | None = None
     actual_checksum: str | None = None
+    tolerance: int = 0  # the actual count may be this much lower (e.g. keys expired since restored)
 
     @property
     def ok(self) -> bool:
-        counts_ok = self.expected_count == self.actual_count
+        if self.expected_count is None or self.actual_count is None or not self.tolerance:
+            counts_ok = self.expected_count == self.actual_count
+        else:
+            counts_ok = self.expected_count - self.tolerance <= self.actual_count <= self.expected_count
         checksum_ok = self.expected_checksum is None or self.expected_checksum == self.actual_checksum
         return counts_ok and checksum_ok
 
@@ -53,8 +57,10 @@ class ValidationReport:
 
 
 def compare_summaries(expected: ContentSummary | None, actual: ContentSummary,
-                      skipped: dict[str, int] | None = None) -> ValidationReport:
-    """Unit by unit: counts (less what the restore skipped on purpose) and, where recorded, checksums."""
+                      skipped: dict[str, int] | None = None, tolerance: dict[str, int] | None = None
+                      ) -> ValidationReport:
+    """Unit by unit: counts (less what the restore skipped on purpose, allowing ``tolerance`` fewer)
+    and, where recorded, checksums."""
     if expected is None:
         return ValidationReport(notes=["the backup recorded no content summary; nothing to compare"], comparable=False)
     skipped = skipped or {}
@@ -63,9 +69,11 @@ def compare_summaries(expected: ContentSummary | None, actual: ContentSummary,
         count = expected.counts.get(unit)
         if count is not None:
             count -= skipped.get(unit, 0)
-        report.checks.append(UnitCheck(unit, count, actual.counts.get(unit),
-                                       expected.checksums.get(unit), actual.checksums.get(unit)))
+        report.checks.append(UnitCheck(unit, count, actual.counts.get(unit), expected.checksums.get(unit),
+                                       actual.checksums.get(unit), (tolerance or {}).get(unit, 0)))
     if not report.checks:
         report.notes.append("the backup holds no tables or keys; nothing to compare")
     report.notes += [f"{unit}: {n} skipped by the restore (e.g. expired)" for unit, n in skipped.items() if n]
+    report.notes += [f"{unit}: up to {n} fewer allowed (expiring right after they were restored)"
+                     for unit, n in (tolerance or {}).items() if n]
     return report

@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
 def run(argv: list[str] | None = None) -> int:
     from typer.exceptions import Abort, Exit, TyperException
 
-    from storagectl.errors import ConfigError, ExitCode, StoragectlError
+    from storagectl.errors import ConfigError, ExitCode, StoragectlError, Terminated
 
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
@@ -106,7 +106,10 @@ def run(argv: list[str] | None = None) -> int:
     except TyperException as exc:  # usage errors: bad option, missing argument, ...
         exc.show()
         return getattr(exc, "exit_code", ExitCode.USAGE)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated):
+            _error("terminated")
+            return ExitCode.TERMINATED
         _error("interrupted")
         return ExitCode.INTERRUPTED
     except ConfigError as exc:
@@ -135,7 +138,8 @@ def run(argv: list[str] | None = None) -> int:
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM (systemd, Kubernetes, kill) unwinds like Ctrl-C, so every cleanup path runs: partial
-    backups are removed, a staged restore is dropped. ``backup schedule`` installs its own handler."""
+    backups are removed, a staged restore is dropped; exit 143. Further SIGTERMs are ignored until
+    the cleanup is done (SIGKILL still ends it). ``backup schedule`` installs its own handler."""
     import signal
     import threading
 
@@ -143,14 +147,17 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
         return
 
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+    from storagectl.errors import Terminated
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    def terminate(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a repeated SIGTERM must not cut the cleanup short
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _error(message: str) -> None:
