@@ -173,3 +173,24 @@ def test_quickstart_diag_runs(cli, tmp_path):
 def test_usage_error_exit_code(cli):
     result = cli("diag", "--no-such-option")
     assert result.exit_code == 2 and "No such option" in result.stderr
+
+
+def test_the_readme_quick_start_runs_as_written(tmp_path):
+    """The first command of the README's quick start, less its `pip install`, in a copy of configs/:
+    backup and `restore --validate` of the demo rows must succeed and show the match."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    quick_start = (root / "README.md").read_text().split("## Quick start", 1)[1]
+    command = re.search(r"```sh\n(.+?)\n```", quick_start, re.S)[1]
+    steps = command.split(" && ")
+    assert steps[0] == "python3 -m pip install -e ."
+    shutil.copytree(root / "configs", tmp_path / "configs")
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "200"}
+    done = subprocess.run(["bash", "-c", " && ".join(steps[1:])], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"notes\s*│\s*1000\s*│\s*1000\s*│\s*match\s*│\s*OK", done.stdout), done.stdout
