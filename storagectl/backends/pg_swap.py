@@ -260,6 +260,7 @@ def staged_replacement(backend: PostgresBackend) -> Iterator[Replacement]:
     staged_name, old_name = side_name(target, "restore", token), side_name(target, "old", token)
     replacement = Replacement(backend.for_database(staged_name))
     problems: list[str] = []  # what a failure leaves for the operator to fix, besides the old contents
+    swapped = False
     try:
         with backend.connect_admin() as admin:
             _admin_session(admin)
@@ -270,12 +271,17 @@ def staged_replacement(backend: PostgresBackend) -> Iterator[Replacement]:
             _admin_session(admin)
             for statement in property_statements(props, staged_name):
                 _run(backend, admin, statement, f"copying the target's properties to {staged_name}")
-            if _swap(backend, admin, target, staged_name, old_name, problems):
+            interrupted = _swap(backend, admin, target, staged_name, old_name, problems)
+            swapped = True
+            if interrupted:
                 raise InterruptedAfterSwap(f"{backend.label}: interrupted just after the restored database was "
                                            f"swapped in; the old contents are in database {old_name}: drop it")
     except (SwapOutcomeUnknown, InterruptedAfterSwap):
         raise
     except BaseException as exc:
+        if swapped:  # e.g. an interrupt while the admin connection closed
+            raise_with_state(exc, f"the restored database was swapped in; the old contents are in database "
+                                  f"{old_name}: drop it")
         if not _drop(backend, staged_name):
             problems.append(f"the new database {staged_name} could not be dropped: drop it")
         raise_with_state(exc, "; ".join([KEPT, *problems]))
