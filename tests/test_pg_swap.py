@@ -468,3 +468,79 @@ def test_swap_state_tells_swapped_from_not_swapped_and_ends_the_old_session(targ
             finally:
                 admin.execute(f'DROP DATABASE IF EXISTS "{staged}"')
                 admin.execute(f'DROP DATABASE IF EXISTS "{old}"')
+
+
+def datallowconn(admin_url: str, name: str) -> bool:
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        return admin.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", [name]).fetchone()[0]
+
+
+def test_a_client_back_before_the_rename_is_outwaited_by_blocking_connections(source, target, postgres_admin_url,
+                                                                            tmp_path, monkeypatch):
+    """Attempt 1: a client reconnects right after the terminate, so the rename finds the database in
+    use; the last attempt stops new connections, swaps, and connections are allowed again."""
+    from storagectl.backends import pg_swap
+
+    archive = backup_to(tmp_path / "b", source)
+    with target.connect() as conn:
+        conn.execute(OLD_CONTENTS)
+    real_terminate, calls, lingering = pg_swap._terminate_sessions, [], []
+
+    def terminate_then_a_client_returns(backend, admin, databases):
+        real_terminate(backend, admin, databases)
+        calls.append(datallowconn(postgres_admin_url, target.name))
+        if len(calls) == 1:
+            lingering.append(psycopg.connect(target.url, autocommit=True))
+
+    monkeypatch.setattr(pg_swap, "SWAP_ATTEMPTS", 2)
+    monkeypatch.setattr(pg_swap, "_terminate_sessions", terminate_then_a_client_returns)
+    try:
+        backend_for(target).restore(archive, RestoreOptions(replace_existing=True))
+    finally:
+        for conn in lingering:
+            conn.close()
+    assert calls == [True, False]  # the second attempt ran with new connections blocked
+    assert datallowconn(postgres_admin_url, target.name) is True
+    assert table_contents(target) == table_contents(source) and side_databases(postgres_admin_url, target) == []
+
+
+def test_a_failed_last_attempt_allows_connections_again_and_keeps_the_old_contents(source, target,
+                                                                                  postgres_admin_url, tmp_path,
+                                                                                  monkeypatch):
+    from storagectl.backends import pg_swap
+    from storagectl.errors import OperationFailed
+
+    archive = backup_to(tmp_path / "b", source)
+    with target.connect() as conn:
+        conn.execute(OLD_CONTENTS)
+
+    def still_in_use(backend, admin, databases):
+        raise psycopg.errors.ObjectInUse(f'database "{databases[0]}" is being accessed by other users')
+
+    monkeypatch.setattr(pg_swap, "SWAP_ATTEMPTS", 1)
+    monkeypatch.setattr(pg_swap, "_terminate_sessions", still_in_use)
+    with pytest.raises(OperationFailed, match="still in use.*still holds its old contents"):
+        backend_for(target).restore(archive, RestoreOptions(replace_existing=True))
+    assert datallowconn(postgres_admin_url, target.name) is True
+    assert old_contents_kept(target) and side_databases(postgres_admin_url, target) == []
+
+
+def test_a_connection_lost_before_the_rename_committed_is_found_out_and_said(source, target, postgres_admin_url,
+                                                                              tmp_path, monkeypatch):
+    from storagectl.backends import pg_swap
+    from storagectl.errors import OperationFailed
+
+    archive = backup_to(tmp_path / "b", source)
+    with target.connect() as conn:
+        conn.execute(OLD_CONTENTS)
+
+    def lose_the_connection(backend, admin, databases):
+        with psycopg.connect(postgres_admin_url, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [admin.info.backend_pid])
+
+    monkeypatch.setattr(pg_swap, "SWAP_ATTEMPTS", 1)
+    monkeypatch.setattr(pg_swap, "_terminate_sessions", lose_the_connection)
+    with pytest.raises(OperationFailed, match="connection lost while swapping.*still holds its old contents"):
+        backend_for(target).restore(archive, RestoreOptions(replace_existing=True))
+    assert datallowconn(postgres_admin_url, target.name) is True
+    assert old_contents_kept(target) and side_databases(postgres_admin_url, target) == []

@@ -112,8 +112,14 @@ def run_jobs(jobs: list[Any], workers: int, open_connection: Callable[[], Any], 
     threads = [threading.Thread(target=worker, args=(i,), name=f"pg-worker-{i}") for i in range(workers)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.join()
+    except BaseException:  # Ctrl-C/SIGTERM lands here, in the main thread: no new jobs, let the
+        board.stop()  # running ones end before the caller cleans up behind them
+        for thread in threads:
+            thread.join()
+        raise
     if failures:
         raise _most_telling(failures)
     if board.waiting:  # only a cycle of prerequisites could leave jobs behind: never report success then

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from storagectl.backends.pg_schema import quote_ident, quote_literal
-from storagectl.errors import Interrupted, OperationFailed, PermissionDenied, StoragectlError, raise_with_state
+from storagectl.errors import OperationFailed, PermissionDenied, StoragectlError, raise_with_state
 
 if TYPE_CHECKING:
     from storagectl.backends.postgres import PostgresBackend
@@ -245,10 +245,6 @@ class SwapOutcomeUnknown(OperationFailed):
     """The connection was lost while the rename committed and the server cannot tell us now."""
 
 
-class InterruptedAfterSwap(Interrupted):
-    """Ctrl-C/SIGTERM arrived once the rename had committed: the restore is live."""
-
-
 @contextmanager
 def staged_replacement(backend: PostgresBackend) -> Iterator[Replacement]:
     """A backend on a new, empty database shaped like ``backend``'s. When the block exits normally
@@ -271,15 +267,15 @@ def staged_replacement(backend: PostgresBackend) -> Iterator[Replacement]:
             _admin_session(admin)
             for statement in property_statements(props, staged_name):
                 _run(backend, admin, statement, f"copying the target's properties to {staged_name}")
-            interrupted = _swap(backend, admin, target, staged_name, old_name, problems)
+            interrupt = _swap(backend, admin, target, staged_name, old_name, problems)
             swapped = True
-            if interrupted:
-                raise InterruptedAfterSwap(f"{backend.label}: interrupted just after the restored database was "
-                                           f"swapped in; the old contents are in database {old_name}: drop it")
-    except (SwapOutcomeUnknown, InterruptedAfterSwap):
+            if interrupt is not None:
+                raise_with_state(interrupt, f"just after the restored database was swapped in; the old contents "
+                                            f"are in database {old_name}: drop it")
+    except SwapOutcomeUnknown:
         raise
     except BaseException as exc:
-        if swapped:  # e.g. an interrupt while the admin connection closed
+        if swapped or _exists(backend, old_name):  # e.g. an interrupt while the admin connection closed
             raise_with_state(exc, f"the restored database was swapped in; the old contents are in database "
                                   f"{old_name}: drop it")
         if not _drop(backend, staged_name):
@@ -301,72 +297,80 @@ def _try_properties(backend: PostgresBackend, admin: Any, props: DatabasePropert
             _run(backend, admin, statement, f"copying the target's properties to {name}")
 
 
-def _swap(backend: PostgresBackend, admin: Any, target: str, staged: str, old: str, problems: list[str]) -> bool:
+def _swap(backend: PostgresBackend, admin: Any, target: str, staged: str, old: str,
+          problems: list[str]) -> KeyboardInterrupt | None:
     """Both renames in one transaction: clients see either the old database or the new one. A client
     pool that reconnects at once can make the rename fail; the last attempt therefore also stops new
-    connections to the target for the moment of the swap. Returns True when an interrupt arrived
-    after the rename had committed."""
+    connections to the target for the moment of the swap. Returns the interrupt that arrived after
+    the rename had committed, if one did; raises (with ``problems`` filled in) when not swapped."""
     import psycopg
 
     pid = admin.info.backend_pid
     for attempt in range(1, SWAP_ATTEMPTS + 1):
-        last = attempt == SWAP_ATTEMPTS
+        block = attempt == SWAP_ATTEMPTS
         try:
-            _attempt_swap(backend, admin, target, staged, old, problems, block_connections=last)
-            return False
-        except psycopg.errors.ObjectInUse as exc:
-            if last:
-                raise OperationFailed(
-                    f"{backend.label}: cannot swap in the restored database: {target!r} is still in use "
-                    f"({backend.error_line(exc)})", hint="Try: stop the clients using it, then rerun") from exc
-            time.sleep(0.5 * attempt)
-        except (psycopg.Error, KeyboardInterrupt) as exc:
-            if isinstance(exc, psycopg.Error) and not admin.broken:
-                # the server refused a statement: the rename transaction rolled back
-                raise OperationFailed(f"{backend.label}: swapping in the restored database failed: "
-                                      f"{backend.error_line(exc)}", hint="Try: check the server log") from exc
-            swapped = swap_state(backend, staged, old, pid)
+            if block:
+                admin.execute(f"ALTER DATABASE {quote_ident(target)} ALLOW_CONNECTIONS false")
+            _terminate_sessions(backend, admin, (target, staged))
+            with admin.transaction():
+                admin.execute(f"ALTER DATABASE {quote_ident(target)} RENAME TO {quote_ident(old)}")
+                admin.execute(f"ALTER DATABASE {quote_ident(staged)} RENAME TO {quote_ident(target)}")
+            return None
+        except BaseException as exc:
+            refused = isinstance(exc, psycopg.Error | StoragectlError) and not admin.broken
+            swapped = False if refused else swap_state(backend, staged, old, pid)  # ends the old session first
+            if swapped:
+                return exc if isinstance(exc, KeyboardInterrupt) else None
+            if block:
+                problems.extend(_reopen(backend, target, staged) if swapped is False else [
+                    f"connections to {target!r} may be blocked: run ALTER DATABASE {quote_ident(target)} "
+                    "ALLOW_CONNECTIONS true if so"])
             if swapped is None:
                 raise SwapOutcomeUnknown(
-                    f"{backend.label}: the connection was lost while the restored database was being swapped in, "
-                    f"and whether it was is unknown: {target!r} holds either the old or the restored contents, "
-                    f"and {staged!r} or {old!r} the other",
+                    f"{backend.label}: the swap of the restored database was cut off (connection lost or "
+                    f"interrupted) and whether it committed is unknown: {target!r} holds either the old or the "
+                    f"restored contents, and {staged!r} or {old!r} the other" + "".join(f"; {p}" for p in problems),
                     hint=f"Try: psql -l to see which exists; drop {staged} or {old} once checked") from exc
-            if not swapped:
+            if isinstance(exc, psycopg.errors.ObjectInUse) and not block:
+                time.sleep(0.5 * attempt)
+                continue
+            error = _swap_error(backend, exc, target, lost=not refused)
+            if error is exc:
                 raise
-            return isinstance(exc, KeyboardInterrupt)
-    return False
+            raise error from exc
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def _attempt_swap(backend: PostgresBackend, admin: Any, target: str, staged: str, old: str, problems: list[str], *,
-                  block_connections: bool) -> None:
-    try:
-        if block_connections:
-            admin.execute(f"ALTER DATABASE {quote_ident(target)} ALLOW_CONNECTIONS false")
-        _terminate_sessions(backend, admin, (target, staged))
-        with admin.transaction():
-            admin.execute(f"ALTER DATABASE {quote_ident(target)} RENAME TO {quote_ident(old)}")
-            admin.execute(f"ALTER DATABASE {quote_ident(staged)} RENAME TO {quote_ident(target)}")
-    except BaseException:
-        if block_connections and (problem := _reopen(backend, target, staged)):
-            problems.append(problem)
-        raise
+def _swap_error(backend: PostgresBackend, exc: BaseException, target: str, *, lost: bool) -> BaseException:
+    import psycopg
+
+    if isinstance(exc, KeyboardInterrupt | StoragectlError):
+        return exc
+    if isinstance(exc, psycopg.errors.ObjectInUse):
+        return OperationFailed(f"{backend.label}: cannot swap in the restored database: {target!r} is still in use "
+                               f"({backend.error_line(exc)})", hint="Try: stop the clients using it, then rerun")
+    if lost:
+        return OperationFailed(f"{backend.label}: connection lost while swapping in the restored database: "
+                               f"{backend.error_line(exc)}", hint="Try: check the server, then rerun")
+    return OperationFailed(f"{backend.label}: swapping in the restored database failed: {backend.error_line(exc)}",
+                           hint="Try: check the server log for details")
 
 
-def _reopen(backend: PostgresBackend, target: str, staged: str) -> str:
+def _reopen(backend: PostgresBackend, target: str, staged: str) -> list[str]:
     """Undo ALLOW_CONNECTIONS false on the (still old) target after a failed swap, on a fresh
     connection (the failure may have been the old one's); returns what the operator must do if it
     could not, for the error message."""
     command = f"ALTER DATABASE {quote_ident(target)} ALLOW_CONNECTIONS true"
     try:
         with backend.connect_admin() as admin:
+            admin.execute("SET lock_timeout = '10s'")
             if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [staged]).fetchone():
                 admin.execute(command)  # not swapped: the target is still the old database
-        return ""
+        return []
     except BaseException as exc:  # noqa: BLE001 - the swap's own failure is what propagates
         log.error("%s: connections to %r may still be blocked (%s); run: %s", backend.label, target,
                   backend.error_line(exc), command)
-        return f"connections to {target!r} may still be blocked: run {command}"
+        return [f"connections to {target!r} may still be blocked: run {command}"]
 
 
 def _terminate_sessions(backend: PostgresBackend, admin: Any, databases: tuple[str, ...]) -> None:
@@ -396,9 +400,17 @@ def swap_state(backend: PostgresBackend, staged: str, old: str, pid: int, wait: 
                 time.sleep(0.05)
             names = {row[0] for row in admin.execute(
                 "SELECT datname FROM pg_database WHERE datname = ANY(%s)", [[staged, old]])}
-    except Exception:  # noqa: BLE001 - unreachable: unknown, said as such
+    except BaseException:  # noqa: BLE001 - unreachable or interrupted again: unknown, said as such
         return None
     return {frozenset({old}): True, frozenset({staged}): False}.get(frozenset(names))
+
+
+def _exists(backend: PostgresBackend, name: str) -> bool:
+    try:
+        with backend.connect_admin() as admin:
+            return admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
+    except BaseException:  # noqa: BLE001 - cannot tell: the caller's message stands
+        return False
 
 
 def _run(backend: PostgresBackend, admin: Any, statement: str, doing: str) -> None:
@@ -427,9 +439,9 @@ def _drop(backend: PostgresBackend, name: str) -> bool:
 def _drop_after_swap(backend: PostgresBackend, old_name: str, replacement: Replacement) -> None:
     try:
         dropped = _drop(backend, old_name)
-    except KeyboardInterrupt:
-        raise Interrupted(f"{backend.label}: interrupted after the restored database was swapped in; the old "
-                          f"contents are in database {old_name}: drop it when done") from None
+    except KeyboardInterrupt as exc:
+        raise_with_state(exc, f"after the restored database was swapped in; the old contents are in database "
+                              f"{old_name}: drop it when done")
     if not dropped:
         replacement.notes.append(f"the old contents are kept in database {old_name}, which could not be dropped "
                                  f"(see the warning above); to read it first: ALTER DATABASE {quote_ident(old_name)} "
