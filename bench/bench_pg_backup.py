@@ -6,7 +6,7 @@ pg_restore; peak RSS of the backup <= 200 MB and <= 1.3x when the data grows 10x
 the base database vs one built at --small-scale, i.e. 1/10 of it). Prints figures and ratios; exits 0
 either way (benchmarks report, tests assert).
 
-Usage: python bench/bench_pg_backup.py [--scale 1] [--parallel 4] [--level 1] [--levels 1,2,3,4,5,6]
+Usage: python bench/bench_pg_backup.py [--scale 1] [--parallel 4] [--backup-parallel N] [--level 1] [--levels 1,2]
                                        [--small-scale 0.1] [--skip-restore] [--rounds 3]
 """
 
@@ -52,15 +52,16 @@ def fresh_database(name: str) -> str:
     return database_url(ADMIN_URL, name)
 
 
-def write_config(workdir: Path, source_url: str, target_url: str, level: int, parallel: int) -> Path:
+def write_config(workdir: Path, source_url: str, target_url: str, level: int, parallel: int | None) -> Path:
     config = workdir / f"storagectl-q{level}.yaml"
     config.write_text(
         "version: 1\nbackends:\n"
         f"  src: {{kind: postgres, url: '{source_url}'}}\n"
         f"  dst: {{kind: postgres, url: '{target_url}'}}\n"
         f"destinations:\n  local: {{kind: local, path: {workdir / 'backups'}}}\n"
-        f"jobs:\n  bench:\n    backends: [src]\n    destination: local\n    parallel: {parallel}\n"
-        f"    compression: {{codec: brotli, level: {level}}}\n"
+        f"jobs:\n  bench:\n    backends: [src]\n    destination: local\n"
+        + (f"    parallel: {parallel}\n" if parallel else "")
+        + f"    compression: {{codec: brotli, level: {level}}}\n"
     )
     return config
 
@@ -90,7 +91,7 @@ def bench_backup(args: argparse.Namespace, source_url: str, workdir: Path) -> tu
     import statistics
 
     target_url = database_url(ADMIN_URL, "stctl_bench_restore")
-    config = write_config(workdir, source_url, target_url, args.level, args.parallel)
+    config = write_config(workdir, source_url, target_url, args.level, args.backup_parallel)
     dumps, ours, dump_size, info = [], [], 0, {}
     for round_ in range(args.rounds):
         for tool in (("pg_dump", "storagectl") if round_ % 2 == 0 else ("storagectl", "pg_dump")):
@@ -108,7 +109,8 @@ def bench_backup(args: argparse.Namespace, source_url: str, workdir: Path) -> tu
     report(f"backup time (brotli q{args.level})", statistics.median(ours), statistics.median(dumps), 0.6)
     report(f"archive size (brotli q{args.level})", info["size"] / 2**20, dump_size / 2**20, 1.0, "MiB")
     for level in sorted(set(args.levels) - {args.level}):
-        elapsed, rss, other = storagectl_backup(write_config(workdir, source_url, target_url, level, args.parallel))
+        elapsed, rss, other = storagectl_backup(write_config(workdir, source_url, target_url, level,
+                                                                   args.backup_parallel))
         print(f"storagectl backup q{level}: {elapsed:.2f}s, {other['size'] / 2**20:.1f} MiB, "
               f"peak RSS {rss / 1024:.0f} MiB")
     return config, info
@@ -150,7 +152,7 @@ def bench_restore(args: argparse.Namespace, config: Path, backup_id: str, workdi
 
 def bench_rss_growth(args: argparse.Namespace, base_rss_kib: int, workdir: Path) -> None:
     small_url = ensure_dataset(ADMIN_URL, "stctl_bench_small", args.scale * args.small_scale)
-    config = write_config(workdir, small_url, small_url, args.level, args.parallel)
+    config = write_config(workdir, small_url, small_url, args.level, args.backup_parallel)
     _, small_rss, _ = storagectl_backup(config)
     growth = base_rss_kib / small_rss
     print(f"peak RSS: {small_rss / 1024:.0f} MiB at scale {args.scale * args.small_scale:g}, "
@@ -162,7 +164,9 @@ def bench_rss_growth(args: argparse.Namespace, base_rss_kib: int, workdir: Path)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--parallel", type=int, default=4, help="restore workers, and pg_restore -jN")
+    parser.add_argument("--backup-parallel", type=int, default=None,
+                        help="backup workers [default: storagectl's own default, min(4, CPUs)]")
     parser.add_argument("--level", type=int, default=1, help="brotli level for the compared run")
     parser.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",") if x], default=[],
                         help="also time these brotli levels (e.g. 1,2,3,4,5,6)")
@@ -174,7 +178,8 @@ def main() -> None:
     if not shutil.which("storagectl"):
         sys.exit("storagectl is not on PATH (pip install -e .)")
     source_url = ensure_dataset(ADMIN_URL, "stctl_bench", args.scale)
-    print(f"dataset stctl_bench: {describe(source_url)}; {os.cpu_count()} CPUs; parallel {args.parallel}")
+    print(f"dataset stctl_bench: {describe(source_url)}; {os.cpu_count()} CPUs; restore parallel {args.parallel}, "
+          f"backup parallel {args.backup_parallel or 'default'}")
     with tempfile.TemporaryDirectory(prefix="stctl-bench-") as tmp:
         workdir = Path(tmp)
         config, info = bench_backup(args, source_url, workdir)

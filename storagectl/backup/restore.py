@@ -16,7 +16,7 @@ from storagectl.backends import Backend, backend_from_config
 from storagectl.backup.catalog import LATEST, FoundBackup, find_backup, latest_backup_id
 from storagectl.backup.run import archive_family, require_backup_capable
 from storagectl.backup.validation import ValidationReport, compare_summaries
-from storagectl.config.models import Config
+from storagectl.config.models import Config, default_parallel
 from storagectl.errors import IntegrityError, UsageError
 
 
@@ -151,7 +151,7 @@ def plan_restore(config: Config, found: FoundBackup, target: str | None, *, repl
         raise UsageError(f"backup {manifest.id} holds a {family} backup; {backend.label} cannot restore it",
                          hint="Try: --to a backend of the same kind")
     job = config.jobs.get(manifest.job or "")
-    workers = parallel or (job.parallel if job else 4)
+    workers = parallel or (job.parallel if job else default_parallel())
     return RestorePlan(found, backend, backend.is_empty(), replace, validate, workers)
 
 
