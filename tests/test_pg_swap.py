@@ -24,6 +24,14 @@ def side_databases(admin_url: str, database) -> list[str]:
                                                   [database.name + "__stctl_"])]
 
 
+def backup_over_old_contents(source, target, tmp_path):
+    """A backup of ``source``, and ``target`` holding other contents (keep_me) it would replace."""
+    archive = backup_to(tmp_path / "b", source)
+    with target.connect() as conn:
+        conn.execute(OLD_CONTENTS)
+    return archive
+
+
 def old_contents_kept(database) -> bool:
     with database.connect() as conn:
         return conn.execute("SELECT * FROM keep_me").fetchall() == [(42,)]
@@ -109,9 +117,7 @@ def test_a_failed_load_keeps_the_old_contents_and_drops_the_new_database(source,
 
 
 def test_a_failing_staged_check_keeps_the_old_contents(source, target, postgres_admin_url, tmp_path):
-    archive = backup_to(tmp_path / "b", source)
-    with target.connect() as conn:
-        conn.execute(OLD_CONTENTS)
+    archive = backup_over_old_contents(source, target, tmp_path)
     seen = []
 
     def check(staged, outcome) -> None:
@@ -126,9 +132,7 @@ def test_a_failing_staged_check_keeps_the_old_contents(source, target, postgres_
 
 
 def test_sessions_on_the_target_see_old_data_until_the_swap_then_are_disconnected(source, target, tmp_path):
-    archive = backup_to(tmp_path / "b", source)
-    with target.connect() as conn:
-        conn.execute(OLD_CONTENTS)
+    archive = backup_over_old_contents(source, target, tmp_path)
     observed = []
 
     def check(staged, outcome) -> None:  # between the staged restore and the swap; never blocked (timeout)
@@ -314,9 +318,7 @@ def test_a_missing_maintenance_database_is_named_before_any_work(source, target,
     from storagectl.backends.postgres import PostgresSettings
     from storagectl.errors import NotFound
 
-    archive = backup_to(tmp_path / "b", source)
-    with target.connect() as conn:
-        conn.execute(OLD_CONTENTS)
+    archive = backup_over_old_contents(source, target, tmp_path)
     backend = open_backend("dst", PostgresSettings(kind="postgres", url=target.url,
                                                    maintenance_database="stctl_no_such_db"))
     with pytest.raises(NotFound, match="maintenance database 'stctl_no_such_db' does not exist") as caught:
@@ -418,9 +420,7 @@ def test_a_setting_the_role_may_not_copy_fails_before_the_load(role, source, tar
 def test_clients_that_keep_reconnecting_do_not_stop_the_swap(source, target, postgres_admin_url, tmp_path):
     """A pool reconnecting at once makes plain renames fail; the last attempt blocks new connections
     for the moment of the swap, and connections are allowed again afterwards."""
-    archive = backup_to(tmp_path / "b", source)
-    with target.connect() as conn:
-        conn.execute(OLD_CONTENTS)
+    archive = backup_over_old_contents(source, target, tmp_path)
     stop = threading.Event()
 
     def reconnect_forever() -> None:
@@ -481,9 +481,7 @@ def test_a_client_back_before_the_rename_is_outwaited_by_blocking_connections(so
     use; the last attempt stops new connections, swaps, and connections are allowed again."""
     from storagectl.backends import pg_swap
 
-    archive = backup_to(tmp_path / "b", source)
-    with target.connect() as conn:
-        conn.execute(OLD_CONTENTS)
+    archive = backup_over_old_contents(source, target, tmp_path)
     real_terminate, calls, lingering = pg_swap._terminate_sessions, [], []
 
     def terminate_then_a_client_returns(backend, admin, databases):
@@ -504,43 +502,29 @@ def test_a_client_back_before_the_rename_is_outwaited_by_blocking_connections(so
     assert table_contents(target) == table_contents(source) and side_databases(postgres_admin_url, target) == []
 
 
-def test_a_failed_last_attempt_allows_connections_again_and_keeps_the_old_contents(source, target,
-                                                                                  postgres_admin_url, tmp_path,
-                                                                                  monkeypatch):
+def still_in_use(admin_url, admin, databases):
+    raise psycopg.errors.ObjectInUse(f'database "{databases[0]}" is being accessed by other users')
+
+
+def lose_the_connection(admin_url, admin, databases):
+    with psycopg.connect(admin_url, autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [admin.info.backend_pid])
+
+
+@pytest.mark.parametrize(("fault", "message"), [
+    (still_in_use, "still in use.*still holds its old contents"),  # the server refuses the last attempt
+    (lose_the_connection, "connection lost while swapping.*still holds its old contents"),  # found out, said
+])
+def test_a_failed_last_swap_attempt_allows_connections_again_and_keeps_the_old_contents(
+        fault, message, source, target, postgres_admin_url, tmp_path, monkeypatch):
     from storagectl.backends import pg_swap
     from storagectl.errors import OperationFailed
 
-    archive = backup_to(tmp_path / "b", source)
-    with target.connect() as conn:
-        conn.execute(OLD_CONTENTS)
-
-    def still_in_use(backend, admin, databases):
-        raise psycopg.errors.ObjectInUse(f'database "{databases[0]}" is being accessed by other users')
-
-    monkeypatch.setattr(pg_swap, "SWAP_ATTEMPTS", 1)
-    monkeypatch.setattr(pg_swap, "_terminate_sessions", still_in_use)
-    with pytest.raises(OperationFailed, match="still in use.*still holds its old contents"):
-        backend_for(target).restore(archive, RestoreOptions(replace_existing=True))
-    assert datallowconn(postgres_admin_url, target.name) is True
-    assert old_contents_kept(target) and side_databases(postgres_admin_url, target) == []
-
-
-def test_a_connection_lost_before_the_rename_committed_is_found_out_and_said(source, target, postgres_admin_url,
-                                                                              tmp_path, monkeypatch):
-    from storagectl.backends import pg_swap
-    from storagectl.errors import OperationFailed
-
-    archive = backup_to(tmp_path / "b", source)
-    with target.connect() as conn:
-        conn.execute(OLD_CONTENTS)
-
-    def lose_the_connection(backend, admin, databases):
-        with psycopg.connect(postgres_admin_url, autocommit=True) as other:
-            other.execute("SELECT pg_terminate_backend(%s)", [admin.info.backend_pid])
-
-    monkeypatch.setattr(pg_swap, "SWAP_ATTEMPTS", 1)
-    monkeypatch.setattr(pg_swap, "_terminate_sessions", lose_the_connection)
-    with pytest.raises(OperationFailed, match="connection lost while swapping.*still holds its old contents"):
+    archive = backup_over_old_contents(source, target, tmp_path)
+    monkeypatch.setattr(pg_swap, "SWAP_ATTEMPTS", 1)  # the one attempt blocks connections
+    monkeypatch.setattr(pg_swap, "_terminate_sessions", lambda backend, admin, databases: fault(
+        postgres_admin_url, admin, databases))
+    with pytest.raises(OperationFailed, match=message):
         backend_for(target).restore(archive, RestoreOptions(replace_existing=True))
     assert datallowconn(postgres_admin_url, target.name) is True
     assert old_contents_kept(target) and side_databases(postgres_admin_url, target) == []
