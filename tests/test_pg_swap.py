@@ -160,9 +160,9 @@ def test_a_role_that_cannot_create_databases_is_refused_before_any_work(source, 
     from storagectl.errors import ExitCode, PermissionDenied
 
     backend = open_backend("dst", PostgresSettings(kind="postgres", url=as_role))
-    with pytest.raises(PermissionDenied, match="needs CREATEDB.*nothing was changed") as caught:
+    with pytest.raises(PermissionDenied, match=r"needs CREATEDB \(it is restored beside.*nothing was") as caught:
         backend.restore(archive, RestoreOptions(replace_existing=True))
-    assert caught.value.exit_code == ExitCode.AUTH and "CREATEDB" in caught.value.hint
+    assert caught.value.exit_code == ExitCode.AUTH and caught.value.hint == "Try: ALTER ROLE <backup role> CREATEDB"
     assert old_contents_kept(target)
     assert side_databases(postgres_admin_url, target) == []
 
@@ -198,7 +198,7 @@ def properties(**changes):
 
     base = dict(owner="app", encoding="UTF8", collate="en_US.UTF-8", ctype="en_US.UTF-8", locale_provider="c",
                 provider_locale=None, icu_rules=None, tablespace="pg_default", connection_limit=-1, comment=None,
-                may_swap=True, grants=(), has_acl=False, settings=())
+                may_create=True, has_owner_rights=True, grants=(), has_acl=False, settings=())
     return DatabaseProperties(**{**base, **changes})
 
 
@@ -527,4 +527,17 @@ def test_a_failed_last_swap_attempt_allows_connections_again_and_keeps_the_old_c
     with pytest.raises(OperationFailed, match=message):
         backend_for(target).restore(archive, RestoreOptions(replace_existing=True))
     assert datallowconn(postgres_admin_url, target.name) is True
+    assert old_contents_kept(target) and side_databases(postgres_admin_url, target) == []
+
+
+def test_a_role_with_createdb_that_does_not_own_the_target_is_told_exactly_that(role, source, target,
+                                                                               postgres_admin_url, tmp_path):
+    from storagectl.errors import PermissionDenied
+
+    archive = backup_over_old_contents(source, target, tmp_path)
+    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+        admin.execute(f"ALTER ROLE {role} CREATEDB")
+    with pytest.raises(PermissionDenied, match="needs the privileges of its owner role 'postgres'") as caught:
+        as_role(target, role).restore(archive, RestoreOptions(replace_existing=True))
+    assert caught.value.hint == 'Try: GRANT "postgres" TO <backup role>'
     assert old_contents_kept(target) and side_databases(postgres_admin_url, target) == []

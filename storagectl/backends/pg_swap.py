@@ -42,7 +42,7 @@ PROVIDERS = {"c": ("libc", None), "i": ("icu", "ICU_LOCALE"), "b": ("builtin", "
 PROPERTIES_SQL = """
 SELECT pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, {locale},
        t.spcname, d.datconnlimit, shobj_description(d.oid, 'pg_database'),
-       r.rolsuper OR (r.rolcreatedb AND {owner_rights})
+       r.rolsuper OR r.rolcreatedb, r.rolsuper OR ({owner_rights})
 FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace
 JOIN pg_roles r ON r.rolname = current_user
 WHERE d.datname = %s
@@ -91,7 +91,8 @@ class DatabaseProperties:
     tablespace: str
     connection_limit: int
     comment: str | None
-    may_swap: bool  # CREATEDB (or superuser) and the owner role's privileges
+    may_create: bool  # CREATEDB (or superuser)
+    has_owner_rights: bool  # the owner role's privileges (or superuser)
     grants: tuple[tuple[str, str, bool], ...] = ()  # (privilege, grantee SQL, grantable)
     has_acl: bool = False  # False: the default ACL, nothing to copy
     settings: tuple[tuple[str | None, str], ...] = ()  # (role or None for everyone, "name=value")
@@ -226,12 +227,16 @@ def check_replace(backend: PostgresBackend) -> DatabaseProperties:
         _admin_session(admin)
         target = backend.current_database()
         props = read_properties(backend, admin, target)
-    if not props.may_swap:
+    missing = [need for need, held in (("CREATEDB", props.may_create),
+                                       (f"the privileges of its owner role {props.owner!r}", props.has_owner_rights))
+               if not held]
+    if missing:
+        fixes = [fix for fix, held in (("ALTER ROLE <backup role> CREATEDB", props.may_create),
+                                       (f"GRANT {quote_ident(props.owner)} TO <backup role>", props.has_owner_rights))
+                 if not held]
         raise PermissionDenied(
-            f"{backend.label}: replacing database {target!r} needs CREATEDB and the privileges of its owner "
-            f"role {props.owner!r} (it is restored beside the old one and swapped in); nothing was changed",
-            hint=f"Try: ALTER ROLE <backup role> CREATEDB; GRANT {quote_ident(props.owner)} TO <backup role>",
-        )
+            f"{backend.label}: replacing database {target!r} needs {' and '.join(missing)} (it is restored beside "
+            "the old one and swapped in); nothing was changed", hint=f"Try: {'; '.join(fixes)}")
     return props
 
 
