@@ -11,7 +11,13 @@ import pytest
 
 from storagectl.backup import restore, run_backup
 from storagectl.errors import IntegrityError
-from tests.test_backup_redis import config_for, populate, redis_pair  # noqa: F401 - redis_pair is a fixture
+from tests.test_backup_redis import (  # noqa: F401 - redis_pair, redis_trio are fixtures
+    config_for,
+    populate,
+    redis_pair,
+    redis_trio,
+    staged_backup,
+)
 
 
 def undecodable_but_hash_clean(backups: Path) -> None:
@@ -64,3 +70,16 @@ def test_a_bit_flip_is_caught_by_the_hash_check_before_anything_is_written(redis
     with pytest.raises(IntegrityError, match="checksum mismatch.*nothing was restored"):
         restore(config, result.manifest.id, target="spare")
     assert target.client().dbsize() == 0
+
+
+def test_a_staged_replacement_skips_the_full_decode_and_still_keeps_the_old_contents(redis_trio, write_config,  # noqa: F811
+                                                                                      tmp_path):
+    """With a staging db a fault found while loading cannot cost the target anything, so the archive is
+    not decoded twice: the fault surfaces during the load, and the target is as it was."""
+    source, target, staging = redis_trio
+    config, backup_id = staged_backup(redis_trio, write_config, tmp_path, 200)
+    undecodable_but_hash_clean(tmp_path / "backups")
+    with pytest.raises(IntegrityError, match="corrupt compressed data") as caught:
+        restore(config, backup_id, target="spare", replace=True)
+    assert "nothing was restored" not in caught.value.message and f"db {target.db} is unchanged" in caught.value.message
+    assert target.client().keys() == [b"only-in-target"] and staging.client().dbsize() == 0

@@ -41,6 +41,11 @@ class Backend(ABC):
     # Restores into other kinds verify every object first, so a damaged archive writes nothing.
     restores_atomically: ClassVar[bool] = False
 
+    def stages_replacement(self, metadata: dict[str, Any]) -> bool:
+        """True when ``restore --yes`` of a backup with this ``metadata`` restores beside the target and
+        swaps it in only when complete, so a failure half-way cannot cost the old contents."""
+        return self.restores_atomically
+
     def check_replace(self) -> None:
         """Raise if ``restore --yes`` could not replace this non-empty target (rights, spare room);
         run before anything is read or written, and by ``--dry-run``. Kinds that need nothing keep this."""

@@ -249,6 +249,9 @@ class PostgresBackend(Backend):
 
         return pg_archive.restore(self, archive, options)
 
+    def stages_replacement(self, metadata: dict[str, Any]) -> bool:
+        return True  # pg_swap: a new database beside the target
+
     def check_replace(self) -> None:
         from storagectl.backends import pg_swap
 

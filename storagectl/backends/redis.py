@@ -274,6 +274,9 @@ class RedisBackend(Backend):
         return RestoreOutcome(skipped={unit: keys.skipped for unit, keys in loaded.items()},
                               tolerance={unit: keys.may_have_expired(horizon) for unit, keys in loaded.items()})
 
+    def stages_replacement(self, metadata: dict[str, Any]) -> bool:
+        return self.settings.staging_db is not None and len(metadata.get("databases") or []) == 1
+
     def check_replace(self) -> None:
         """With a staging db, it must be empty: checked before the restore reads anything."""
         staging = self.settings.staging_db

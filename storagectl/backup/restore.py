@@ -179,9 +179,11 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
     clock = time.monotonic()
     if validate or not plan.target.restores_atomically:
         # Size + SHA-256 of every stored object proves the archive is what the backup wrote. It is
-        # decoded in full as well when a failure half-way would cost data (existing contents are
-        # replaced) or when it is encrypted (a wrong identity must fail before the target is touched).
-        decode = found.manifest.encryption is not None or not plan.target_empty
+        # decoded in full as well when it is encrypted (a wrong identity must fail before the target
+        # is touched) or when a failure half-way would cost data: existing contents replaced in place
+        # (a staged replacement keeps them until it is complete, so it is spared the second read).
+        in_place = not plan.target_empty and not plan.target.stages_replacement(archive.metadata)
+        decode = found.manifest.encryption is not None or in_place
         result.verification = verify_archive(open_archive(config, found, identity_file, "verify", progress), found,
                                              plan.parallel, decode=decode)
         result.verification.raise_if_bad("; nothing was restored")
