@@ -274,9 +274,6 @@ def staged_replacement(backend: PostgresBackend) -> Iterator[Replacement]:
                 _run(backend, admin, statement, f"copying the target's properties to {staged_name}")
             interrupt = _swap(backend, admin, target, staged_name, old_name, problems)
             swapped = True
-            if interrupt is not None:
-                raise_with_state(interrupt, f"just after the restored database was swapped in; the old contents "
-                                            f"are in database {old_name}: drop it")
     except SwapOutcomeUnknown:
         raise
     except BaseException as exc:
@@ -286,6 +283,9 @@ def staged_replacement(backend: PostgresBackend) -> Iterator[Replacement]:
         if not _drop(backend, staged_name):
             problems.append(f"the new database {staged_name} could not be dropped: drop it")
         raise_with_state(exc, "; ".join([KEPT, *problems]))
+    if interrupt is not None:
+        raise_with_state(interrupt, f"just after the restored database was swapped in; the old contents are in "
+                                    f"database {old_name}: drop it")
     _drop_after_swap(backend, old_name, replacement)
 
 
