@@ -293,7 +293,7 @@ def expected_summary(metadata: dict[str, Any]) -> ContentSummary:
 
 
 def is_empty(backend: PostgresBackend) -> bool:
-    """No user objects at all (relations, routines, types, schemas, extensions but plpgsql)."""
+    """No user objects (relations, routines, types, schemas; see :func:`pg_schema.user_objects`)."""
     with backend.connect() as conn:
         return not pg_schema.user_objects(conn)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,8 +11,15 @@ from storagectl.errors import OperationFailed
 SYSTEM_SCHEMAS = "('pg_catalog', 'information_schema', 'pg_toast')"
 USER_SCHEMA = (f"n.nspname NOT IN {SYSTEM_SCHEMAS} AND n.nspname !~ '^pg_temp_' "
                "AND n.nspname !~ '^pg_toast_temp_'")
-EXTENSION_MEMBER = ("EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass "
-                    "AND d.objid = c.oid AND d.deptype = 'e')")
+
+
+def extension_member(catalog: str, oid: str) -> str:
+    """SQL: the object ``oid`` of ``catalog`` belongs to an extension."""
+    return (f"EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{catalog}'::regclass AND d.objid = {oid} "
+            "AND d.deptype = 'e')")
+
+
+EXTENSION_MEMBER = extension_member("pg_class", "c.oid")
 
 # Plain and partition-leaf tables ('r'; partitioned parents hold no rows) outside extensions, plus
 # extension configuration tables (pg_extension_config_dump, e.g. TimescaleDB's catalog) with their
@@ -113,18 +121,13 @@ def refuse_large_objects(conn: Any, label: str) -> None:
         )
 
 
-# -- emptying a database (undoing a failed restore) ---------------------------------------------
+# -- emptiness, and emptying a database (undoing a failed restore) -------------------------------
 # Objects that belong to an extension are the extension's: never counted as content (pg_dump's
 # CREATE EXTENSION IF NOT EXISTS leaves one already there alone, e.g. one preinstalled through
 # template1) and only dropped with their extension.
-def _not_member(catalog: str, oid: str) -> str:
-    return (f"NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{catalog}'::regclass AND d.objid = {oid} "
-            "AND d.deptype = 'e')")
-
-
 SCHEMA_DROPS_SQL = f"""
 SELECT format('DROP SCHEMA IF EXISTS %I CASCADE', n.nspname) FROM pg_namespace n
-WHERE {USER_SCHEMA} AND n.nspname <> 'public' AND {_not_member('pg_namespace', 'n.oid')}
+WHERE {USER_SCHEMA} AND n.nspname <> 'public' AND NOT {extension_member('pg_namespace', 'n.oid')}
 """
 
 PUBLIC_DROPS_SQL = f"""
@@ -136,15 +139,15 @@ FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN (
                   AND d.deptype IN ('i', 'e'))  -- identity sequences go with their table
 UNION ALL
 SELECT format('DROP ROUTINE IF EXISTS %s CASCADE', p.oid::regprocedure) FROM pg_proc p
-WHERE p.pronamespace = 'public'::regnamespace AND p.prokind IN ('f', 'p') AND {_not_member('pg_proc', 'p.oid')}
+WHERE p.pronamespace = 'public'::regnamespace AND p.prokind IN ('f', 'p') AND NOT {extension_member('pg_proc', 'p.oid')}
 UNION ALL
 SELECT format('DROP AGGREGATE IF EXISTS %s CASCADE', p.oid::regprocedure) FROM pg_proc p
-WHERE p.pronamespace = 'public'::regnamespace AND p.prokind = 'a' AND {_not_member('pg_proc', 'p.oid')}
+WHERE p.pronamespace = 'public'::regnamespace AND p.prokind = 'a' AND NOT {extension_member('pg_proc', 'p.oid')}
 UNION ALL
 SELECT format('DROP TYPE IF EXISTS %s CASCADE', t.oid::regtype) FROM pg_type t
 LEFT JOIN pg_class r ON r.oid = t.typrelid
 WHERE t.typnamespace = 'public'::regnamespace AND t.typcategory <> 'A'
-  AND (t.typtype IN ('e', 'd', 'r', 'b') OR r.relkind = 'c') AND {_not_member('pg_type', 't.oid')}
+  AND (t.typtype IN ('e', 'd', 'r', 'b') OR r.relkind = 'c') AND NOT {extension_member('pg_type', 't.oid')}
 """
 
 
@@ -161,7 +164,7 @@ def user_objects(conn: Any) -> list[str]:
             for statement in statements]
 
 
-def drop_user_objects(conn: Any, keep_extensions: set[str] = frozenset()) -> None:
+def drop_user_objects(conn: Any, keep_extensions: Iterable[str] = ()) -> None:
     """Drop extensions (but ``keep_extensions``), user schemas and what the public schema holds;
     keeps public itself (its owner and privileges are the database's defaults, which a dump does
     not recreate)."""

@@ -42,7 +42,7 @@ PROVIDERS = {"c": ("libc", None), "i": ("icu", "ICU_LOCALE"), "b": ("builtin", "
 PROPERTIES_SQL = """
 SELECT pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, {locale},
        t.spcname, d.datconnlimit, shobj_description(d.oid, 'pg_database'),
-       r.rolsuper OR r.rolcreatedb, r.rolsuper OR ({owner_rights})
+       r.rolsuper OR r.rolcreatedb, r.rolsuper OR ({owner_rights}), d.datacl IS NOT NULL
 FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace
 JOIN pg_roles r ON r.rolname = current_user
 WHERE d.datname = %s
@@ -93,8 +93,8 @@ class DatabaseProperties:
     comment: str | None
     may_create: bool  # CREATEDB (or superuser)
     has_owner_rights: bool  # the owner role's privileges (or superuser)
+    has_acl: bool  # False: the default ACL, nothing to copy
     grants: tuple[tuple[str, str, bool], ...] = ()  # (privilege, grantee SQL, grantable)
-    has_acl: bool = False  # False: the default ACL, nothing to copy
     settings: tuple[tuple[str | None, str], ...] = ()  # (role or None for everyone, "name=value")
 
 
@@ -109,9 +109,8 @@ def read_properties(backend: PostgresBackend, admin: Any, database: str) -> Data
                               "which storagectl cannot recreate; nothing was changed",
                               hint="Try: restore into a database you create yourself, without --yes")
     grants = tuple(admin.execute(GRANTS_SQL, [database]).fetchall())
-    has_acl = admin.execute("SELECT datacl IS NOT NULL FROM pg_database WHERE datname = %s", [database]).fetchone()[0]
     settings = tuple(admin.execute(SETTINGS_SQL, [database]).fetchall())
-    return DatabaseProperties(*row, grants=grants, has_acl=has_acl, settings=settings)
+    return DatabaseProperties(*row, grants=grants, settings=settings)
 
 
 def create_statement(props: DatabaseProperties, name: str) -> str:

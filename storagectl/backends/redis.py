@@ -254,8 +254,7 @@ class RedisBackend(Backend):
     def restore(self, archive: Any, options: Any) -> RestoreOutcome:
         mapping = self._db_mapping(list(archive.metadata.get("databases") or []))
         targets = list(mapping.values())
-        if options.replace_existing and self.settings.staging_db is not None and len(mapping) == 1 \
-                and not self.is_empty():
+        if options.replace_existing and self.stages_replacement(archive.metadata) and not self.is_empty():
             [(source, target)] = mapping.items()
             return self._restore_staged(archive, source, target, self.settings.staging_db, options)
         loaded = {_unit(target, targets): self._guarded("restore", lambda s=source, t=target: (

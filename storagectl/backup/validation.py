@@ -19,7 +19,7 @@ class UnitCheck:
 
     @property
     def ok(self) -> bool:
-        if self.expected_count is None or self.actual_count is None or not self.tolerance:
+        if self.expected_count is None or self.actual_count is None:
             counts_ok = self.expected_count == self.actual_count
         else:
             counts_ok = self.expected_count - self.tolerance <= self.actual_count <= self.expected_count

@@ -196,7 +196,7 @@ class JobSettings(StrictModel):
     retention: RetentionPolicy | None = None
     compression: CompressionSettings = CompressionSettings()
     encryption: EncryptionSettings | None = None
-    parallel: int = Field(default_factory=lambda: default_parallel(), ge=1, le=64,
+    parallel: int = Field(default_factory=default_parallel, ge=1, le=64,
                           description="Tables/objects processed at once (default: 4, at most the CPU count).")
     lock: LockSettings | None = None
     metrics_file: ConfigPath | None = None
