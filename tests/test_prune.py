@@ -195,6 +195,9 @@ def test_prune_exits_non_zero_when_it_leaves_an_unreadable_backup(cli, local_job
     assert result.json()[0]["removed"] == [old]
     assert result.json()[0]["unreadable"][0]["id"] == broken
     assert Path(destination.location(), "nightly", broken, "manifest.json").exists()
+    assert f"backup delete {broken} --yes" in result.stderr  # and that fix works:
+    assert cli("-c", config_path, "backup", "delete", broken, "--yes").exit_code == 0
+    assert not Path(destination.location(), "nightly", broken).exists()
 
 
 def test_job_without_retention_is_a_usage_error(cli, write_config, tmp_path):

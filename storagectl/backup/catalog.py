@@ -144,7 +144,8 @@ def latest_backup_id(config: Config, destination: str | None, backend: str | Non
 
 def find_backup(config: Config, backup_id: str, destination: str | None = None, *,
                 allow_partial: bool = False) -> FoundBackup:
-    """The backup ``backup_id``; NotFound when absent or incomplete, UsageError when ambiguous."""
+    """The backup ``backup_id``; NotFound when absent or incomplete, UsageError when ambiguous,
+    IntegrityError when its manifest is unreadable (unless ``allow_partial``: then without one)."""
     folders, unreachable = folders_at(config, destination)
     matches = [folder for folder in folders if folder.id == backup_id]
     if not matches and unreachable:
@@ -158,7 +159,12 @@ def find_backup(config: Config, backup_id: str, destination: str | None = None, 
         names = ", ".join(f"{m.destination.name}:{m.group}" for m in matches)
         raise UsageError(f"backup id {backup_id} is ambiguous: found in {names}",
                          hint="Try: --from DESTINATION")
-    found = with_manifest(matches[0])
+    try:
+        found = with_manifest(matches[0])
+    except IntegrityError:
+        if not allow_partial:
+            raise
+        found = matches[0]  # an unreadable manifest: as removable as a partial backup
     if found.manifest is None and not allow_partial:
         raise NotFound(
             f"backup {backup_id} at destination {found.destination.name!r} has no {MANIFEST_NAME}: "
