@@ -469,10 +469,9 @@ class LoadedKeys:
         return self.expired + self.present
 
     def note_expiry(self, expire_at: int) -> None:
-        if expire_at:
-            ahead = expire_at - self.started_ms
-            step = 1000 if ahead < 3_600_000 else 60_000 if ahead < 86_400_000 else 3_600_000
-            self.expiries[expire_at - expire_at % step] += 1
+        ahead = expire_at - self.started_ms
+        step = 1000 if ahead < 3_600_000 else 60_000 if ahead < 86_400_000 else 3_600_000
+        self.expiries[expire_at - expire_at % step] += 1
 
     def may_have_expired(self, now_ms: int) -> int:
         """Restored keys whose expiry may have passed by ``now_ms`` (those skipped as expired are not)."""
@@ -609,7 +608,8 @@ def _restore_batch(restore_batch: Any, records: list[tuple[bytes, bytes, int]], 
     args: list[Any] = []
     for _key, payload, expire_at in records:
         args += (expire_at, payload)
-        loaded.note_expiry(expire_at)
+        if expire_at:  # most keys have none: no call for them in this per-key loop
+            loaded.note_expiry(expire_at)
     expired, present = restore_batch(keys=[key for key, _payload, _expire in records], args=args)
     loaded.expired += int(expired)
     loaded.present += int(present)
