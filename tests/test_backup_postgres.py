@@ -51,6 +51,26 @@ BEGIN NEW.updated := '2001-02-03 04:05:06+00'; RETURN NEW; END $$;
 CREATE TRIGGER posts_touch BEFORE INSERT OR UPDATE ON posts FOR EACH ROW EXECUTE FUNCTION touch();
 CREATE VIEW published_posts AS SELECT id, title FROM posts WHERE published;
 CREATE MATERIALIZED VIEW author_stats AS SELECT author_id, count(*) AS n FROM posts GROUP BY author_id;
+CREATE TABLE samples (
+    id int PRIMARY KEY, blob bytea, amount numeric, ratio float8, real4 real, at timestamptz, day date,
+    clock time, clock_tz timetz, span interval, uid uuid, addr inet, net cidr, mac macaddr, cash money,
+    doc json, docb jsonb, bits bit varying(12), nums int4range, period tstzrange, grid int[][],
+    amounts numeric[], flag boolean, code char(3), label varchar(20), words tsvector, spot point,
+    mood mood, books positive_int, big bigint, small smallint, note text
+);
+INSERT INTO samples VALUES
+  (1, '\x00ff10', 'NaN', 'Infinity', '-0', 'infinity', '-infinity', '24:00', '01:02:03+05:30',
+   '-1 year 2 mons 3 days 04:05:06.789', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '::1', '10.0.0.0/8',
+   '08:00:2b:01:02:03', '-12.34', '{"a": [1, 2]}', '{"b": null}',
+   B'101', '[1,5)', '[2020-01-01 00:00+00,)', '{{1,2},{3,NULL}}', '{1.5,NaN,NULL}', true, 'ab', 'x y', 'a:1 b:2',
+   '(1.5,-2)', 'happy', 3, -9223372036854775808, -32768, E'tab\there\nnewline \\N'),
+  (2, '', 0.000000000000000000001, 1e-300, 3.4e38, '2000-02-29 23:59:59.999999+00', '0001-01-01 BC', '00:00',
+   '00:00+00', '0',
+   NULL, '192.168.0.1/24', '::/0', NULL, 0, 'null', '[]', B'', 'empty', 'empty', '{}', '{}', false, NULL, '', '', NULL,
+   NULL, NULL, NULL, NULL, NULL);
+INSERT INTO samples (id, blob, amount, at, note)
+SELECT g, decode(repeat(md5(g::text), 3), 'hex'), g / 7.0,
+       '2024-01-01 00:00:00+00'::timestamptz + g * interval '1 second', 'sample ' || g FROM generate_series(3, 500) g;
 CREATE SCHEMA "Other Schema";
 CREATE TABLE "Other Schema"."Mixed Case" ("Weird ""Col"" x" text, "with space" int);
 CREATE SEQUENCE "Other Schema".counter START 10;
@@ -184,6 +204,78 @@ def test_round_trip_is_identical(source, target, tmp_path):
     assert actual.counts == expected.counts and actual.checksums == expected.checksums
     assert expected.counts['"public"."authors"'] == 301
     assert not restored.is_empty()
+    formats = {(t["schema"], t["name"]): t["copy_format"] for t in archive.metadata["tables"]}
+    assert formats == {("public", "samples"): "binary",  # bytea, and only built-in types, enums, domains
+                       ("public", "authors"): "text",  # bytea, but a composite column names its field type OIDs
+                       ("public", "posts"): "text",  # no bytea
+                       ("Other Schema", "Mixed Case"): "text"}
+    assert archive.metadata["format"] == 3
+
+
+def test_binary_copy_only_for_types_every_database_reads_alike(source):
+    with source.connect() as conn:
+        conn.execute("CREATE DOMAIN short_text AS varchar(10); CREATE DOMAIN big_text AS short_text;"
+                     "CREATE DOMAIN blob AS bytea; CREATE DOMAIN blob2 AS blob;"
+                     "CREATE TYPE span AS RANGE (subtype = float8);"
+                     "CREATE TABLE a_domains (x big_text, y positive_int, z mood, b bytea);"
+                     "CREATE TABLE a_range (r span, b bytea); CREATE TABLE a_builtin_range (r tstzrange, b bytea);"
+                     "CREATE TABLE a_domain_array (d short_text[], b bytea);"
+                     "CREATE TABLE a_builtin_arrays (a text[], b bytea[]); CREATE TABLE a_blob_domain (b blob2);"
+                     "CREATE TABLE a_generated (b bytea, y point3 GENERATED ALWAYS AS (ROW(1, 2, 3)::point3) STORED);"
+                     "CREATE TABLE a_dropped (b bytea, y point3); ALTER TABLE a_dropped DROP COLUMN y;"
+                     "CREATE TABLE a_dropped_bytea (x int, b bytea); ALTER TABLE a_dropped_bytea DROP COLUMN b;"
+                     "CREATE TABLE a_no_bytea (x int, t timestamptz, n numeric); CREATE TABLE a_nothing ()")
+        formats = {table.name: table.copy_format for table in list_tables(conn, binary=True)}
+        assert {table.copy_format for table in list_tables(conn)} == {"text"}
+    assert {name: formats[name] for name in formats if name.startswith("a_")} == {
+        "a_domains": "binary", "a_range": "text", "a_builtin_range": "binary", "a_domain_array": "text",
+        "a_builtin_arrays": "binary", "a_blob_domain": "binary", "a_generated": "binary", "a_dropped": "binary",
+        "a_dropped_bytea": "text", "a_no_bytea": "text", "a_nothing": "text"}
+
+
+def test_format_2_archive_of_text_copies_restores_and_validates(source, target, tmp_path):
+    """Archives written before binary COPY (format 2: every table text, no per-table format)."""
+    archive = backup_to(tmp_path / "b", source)
+    with source.connect() as conn:  # rewrite the archive as a format 2 backup would have been
+        _prepare_text_session(conn)
+        for entry in archive.metadata["tables"]:
+            if entry.pop("copy_format") == "binary":
+                rewrite_as_text(conn, tmp_path / "b", archive, entry)
+    archive.metadata.update(format=2, copy_format="text")
+    archive.metadata["content_summary"]["checksums"] = {
+        pg_archive.TableCopy(**entry).unit: entry["checksum"] for entry in archive.metadata["tables"]}
+    archive.close()
+    archive = DirArchive(tmp_path / "b")
+    restored = backend_for(target)
+    restored.restore(archive, RestoreOptions(parallel=2))
+    assert table_contents(target) == table_contents(source)
+    expected = expected_summary(archive.metadata)
+    assert not any(checksum.startswith("binary:") for checksum in expected.checksums.values())
+    assert restored.content_summary(expected).checksums == expected.checksums
+    assert restored.content_summary().checksums != expected.checksums  # a new backup would use binary
+
+
+def _prepare_text_session(conn) -> None:
+    conn.execute(SESSION_SETTINGS)
+    conn.execute("SET client_encoding = 'UTF8'")
+
+
+def rewrite_as_text(conn, root: Path, archive: DirArchive, entry: dict) -> None:
+    unit = pg_archive.TableCopy(**entry).unit
+    with conn.cursor() as cursor, cursor.copy(f"COPY {unit} TO STDOUT") as copy:
+        rows = [bytes(row) for row in copy]
+    assert len(entry["objects"]) == 1
+    (root / entry["objects"][0]).write_bytes(b"".join(rows))
+    archive.objects[entry["objects"][0]]["sha256"] = hashlib.sha256(b"".join(rows)).hexdigest()
+    entry["checksum"] = row_checksum(sum(map(zlib.crc32, rows)))
+
+
+def test_unknown_copy_format_in_the_manifest_is_refused(source, target, tmp_path):
+    archive = backup_to(tmp_path / "b", source)
+    archive.metadata["tables"][0]["copy_format"] = "csv"
+    with pytest.raises(IntegrityError, match="unknown COPY format 'csv'"):
+        backend_for(target).restore(archive, RestoreOptions())
+    assert backend_for(target).is_empty()
 
 
 def test_backup_records_counts_sequences_and_objects(source, tmp_path):
@@ -213,6 +305,44 @@ def test_checksum_is_over_the_rows_psycopg_copy_reads(source):
     assert summary.counts['"public"."posts"'] == len(rows) == 5000
 
 
+def test_binary_checksum_is_over_the_tuples_without_header_and_trailer(source):
+    with source.connect() as conn:
+        conn.execute(SESSION_SETTINGS)
+        conn.execute("INSERT INTO samples (id, note) SELECT g, repeat('y', 900) FROM generate_series(1000, 4000) g")
+        with conn.cursor() as cursor, cursor.copy("COPY public.samples TO STDOUT (FORMAT binary)") as copy:
+            stream = b"".join(bytes(chunk) for chunk in copy)
+        rows = conn.execute("SELECT count(*) FROM samples").fetchone()[0]
+    assert stream.startswith(pg_copy.BINARY_HEADER) and stream.endswith(pg_copy.BINARY_TRAILER)
+    assert len(stream) > 2 * PIECE_BYTES
+    tuples = binary_tuples(stream[len(pg_copy.BINARY_HEADER):-2])
+    assert len(tuples) == rows
+    summary = backend_for(source).content_summary()
+    assert summary.checksums['"public"."samples"'] == row_checksum(sum(map(zlib.crc32, tuples)), "binary")
+    assert summary.checksums['"public"."samples"'].startswith("binary:")
+
+
+def binary_tuples(data: bytes) -> list[bytes]:
+    """Split binary COPY tuples (int16 field count, then per field int32 length and the bytes)."""
+    tuples, at = [], 0
+    while at < len(data):
+        start, fields = at, int.from_bytes(data[at:at + 2], "big")
+        at += 2
+        for _ in range(fields):
+            length = int.from_bytes(data[at:at + 4], "big", signed=True)
+            at += 4 + max(length, 0)
+        tuples.append(data[start:at])
+    return tuples
+
+
+def test_binary_copy_without_a_binary_header_is_an_error(source):
+    import psycopg
+
+    with source.connect() as conn:
+        with pytest.raises(psycopg.DataError, match="binary COPY header"):
+            list(CopyOut(conn, "COPY public.samples TO STDOUT", binary=True))
+        conn.close()  # left mid-COPY, as after any failure while reading: callers close it
+
+
 def test_checksum_ignores_row_order(source):
     backend = backend_for(source)
     before = backend.content_summary()
@@ -237,12 +367,18 @@ def test_large_tables_are_stored_in_parts_and_restored_in_parallel(source, targe
     assert backend_for(target).content_summary().checksums == expected_summary(archive.metadata).checksums
 
 
-def test_empty_table_is_one_empty_part(source, tmp_path):
+def test_empty_table_is_one_empty_part(source, target, tmp_path):
     with source.connect() as conn:
-        conn.execute("CREATE TABLE nothing (x int)")
+        conn.execute("CREATE TABLE nothing (x int); CREATE TABLE no_blobs (x int, b bytea)")
     archive = backup_to(tmp_path / "b", source)
     nothing = next(t for t in archive.metadata["tables"] if t["name"] == "nothing")
     assert nothing["rows"] == 0 and [archive.counts(name) for name in nothing["objects"]] == [{"rows": 0}]
+    no_blobs = next(t for t in archive.metadata["tables"] if t["name"] == "no_blobs")
+    assert no_blobs["copy_format"] == "binary"
+    assert [archive.counts(name) for name in no_blobs["objects"]] == [{"rows": 0}]
+    assert (tmp_path / "b" / no_blobs["objects"][0]).read_bytes() == pg_copy.BINARY_HEADER + pg_copy.BINARY_TRAILER
+    backend_for(target).restore(archive, RestoreOptions())
+    assert table_contents(target) == table_contents(source)
 
 
 def test_checksum_changes_with_one_value(source):

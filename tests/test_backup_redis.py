@@ -314,8 +314,8 @@ def test_a_failed_staged_restore_leaves_the_target_as_it_was(redis_trio, write_c
     config, backup_id = staged_backup(redis_trio, write_config, tmp_path, 300)
     original = RedisBackend.content_summary
 
-    def one_key_more(self):
-        summary = original(self)
+    def one_key_more(self, like=None):
+        summary = original(self, like)
         summary.counts["keys"] += 1
         return summary
 

@@ -113,8 +113,8 @@ def test_validation_reports_a_content_mismatch(setup, monkeypatch):
 
     original = SQLiteBackend.content_summary
 
-    def tampered(self):
-        summary = original(self)
+    def tampered(self, like=None):
+        summary = original(self, like)
         summary.checksums["users"] = "0" * 32
         return summary
 

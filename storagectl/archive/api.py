@@ -92,8 +92,10 @@ class BackupCapable(Protocol):
         """True when a restore would overwrite nothing (no user tables / keys / nodes)."""
         ...
 
-    def content_summary(self) -> ContentSummary:
-        """Counts (and for SQL per-table content checksums) of what the backend holds now."""
+    def content_summary(self, like: ContentSummary | None = None) -> ContentSummary:
+        """Counts (and for SQL per-table content checksums) of what the backend holds now. ``like``
+        is what a backup recorded: checksums are computed the way it computed them (PostgreSQL:
+        over the same COPY format per table); backends with one way ignore it."""
         ...
 
 

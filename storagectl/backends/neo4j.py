@@ -139,7 +139,7 @@ class Neo4jBackend(Backend):
         with self.connect() as driver:
             return graph_is_empty(self, driver)
 
-    def content_summary(self) -> Any:
+    def content_summary(self, like: Any = None) -> Any:
         from storagectl.backends.neo4j_archive import graph_summary
 
         with self.connect() as driver:

@@ -2,10 +2,12 @@
 
 Backup: one REPEATABLE READ transaction exports a snapshot; ``pg_dump --snapshot`` writes the
 schema (pre-data and post-data sections, plain SQL) and worker connections that imported the same
-snapshot stream every table with ``COPY ... TO STDOUT`` (text format), largest first, in parallel.
-A table is stored in parts of about ``PART_BYTES`` of COPY text; the manifest metadata records per
-table its parts, row count and content checksum (:func:`~storagectl.backends.pg_copy.row_checksum`),
-and every sequence's ``last_value``/``is_called``.
+snapshot stream every table with ``COPY ... TO STDOUT``, largest first, in parallel: tables holding
+bytea in binary format where every column type allows it (:func:`pg_schema.binary_copy_tables`),
+the others in text.
+A table is stored in parts of about ``PART_BYTES`` of COPY data; the manifest metadata records per
+table its COPY format, parts, row count and content checksum
+(:func:`~storagectl.backends.pg_copy.row_checksum`), and every sequence's ``last_value``/``is_called``.
 
 Restore into an empty database: pre-data in one transaction, then ``COPY ... FROM STDIN`` of every
 part in parallel, each table's index builds as soon as its parts are in, sequences, then the rest
@@ -35,7 +37,7 @@ from storagectl.archive.api import (
 )
 from storagectl.archive.pipe import BackgroundWriter
 from storagectl.backends import pg_schema
-from storagectl.backends.pg_copy import CopyOut, row_checksum
+from storagectl.backends.pg_copy import BINARY_HEADER, BINARY_TRAILER, CopyOut, checksum_format, row_checksum
 from storagectl.backends.pg_jobs import Job, run_jobs
 from storagectl.backends.pg_tools import IndexBuild, PgDump, PostData, split_post_data
 from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, raise_with_state
@@ -43,7 +45,9 @@ from storagectl.errors import BackendUnavailable, IntegrityError, OperationFaile
 if TYPE_CHECKING:
     from storagectl.backends.postgres import PostgresBackend
 
-FORMAT_VERSION = 2  # 2: tables in parts, crc32 row sums (1, pre-release: one object per table)
+# 3: a COPY format per table (binary or text); 2: all tables text; 1 (pre-release): one object per table
+FORMAT_VERSION = 3
+READABLE_FORMATS = (2, 3)
 READ_BYTES = 1 << 20
 PART_BYTES = 64 << 20  # raw COPY text per archive object; larger tables are stored in parts
 PRE_DATA = "schema/pre-data.sql"
@@ -64,10 +68,14 @@ class TableCopy:
     objects: list[str]  # the table's parts, in COPY order
     rows: int
     checksum: str  # pg_copy.row_checksum
+    copy_format: str = "text"  # "binary" or "text" (format 2 archives: always text)
 
     @property
     def unit(self) -> str:
         return pg_schema.qualified(self.schema, self.name)
+
+    def copy_in_sql(self) -> str:
+        return pg_schema.Table(self.schema, self.name, copy_format=self.copy_format).copy_in_sql()
 
 
 # -- backup -------------------------------------------------------------------------------------
@@ -80,7 +88,7 @@ def backup(backend: PostgresBackend, archive: ArchiveWriter, options: BackupOpti
         facts = pg_schema.server_facts(holder)
         pg_dump.check_server(facts["server_version_num"], facts["server_version"])
         pg_schema.refuse_large_objects(holder, backend.label)
-        tables = pg_schema.list_tables(holder)
+        tables = tables_to_copy(holder)
         pg_schema.lock_tables(holder, tables)  # as pg_dump does: no DROP/ALTER under our feet
         sequences = pg_schema.read_sequences(holder)
         schema_job = _schema_dump_job(backend, pg_dump, snapshot, archive)
@@ -89,7 +97,6 @@ def backup(backend: PostgresBackend, archive: ArchiveWriter, options: BackupOpti
     for key, value in facts.items():
         archive.set_metadata(key, value)
     archive.set_metadata("format", FORMAT_VERSION)
-    archive.set_metadata("copy_format", "text")
     archive.set_metadata("pg_dump_version", pg_dump.version)
     archive.set_metadata("tables", [asdict(copy) for copy in copies])
     archive.set_metadata("sequences", sequences)
@@ -113,15 +120,23 @@ def _copy_tables_out(backend: PostgresBackend, holder: Any, snapshot: str, table
     results: list[TableCopy] = []
 
     def copy_one(conn: Any, table: pg_schema.Table) -> None:
-        parts = TableParts(archive, names[table])
+        parts = TableParts(archive, names[table], binary=table.copy_format == "binary")
         rows, checksum = copy_out(backend, conn, table, parts)
-        results.append(TableCopy(table.schema, table.name, parts.names, rows, checksum))
+        results.append(TableCopy(table.schema, table.name, parts.names, rows, checksum, table.copy_format))
 
     jobs: list[Any] = [schema_job, *sorted(tables, key=lambda t: t.size, reverse=True)]
     workers = max(1, min(options.parallel, backend.settings.pool.max_size - 1, len(jobs)))
     run_jobs(jobs, workers, lambda: _snapshot_connection(backend, snapshot), holder,
              lambda conn, job: job() if callable(job) else copy_one(conn, job))
     return sorted(results, key=lambda copy: (copy.schema, copy.name))
+
+
+def tables_to_copy(conn: Any) -> list[pg_schema.Table]:
+    """The tables a backup copies, each marked with its COPY format. TimescaleDB databases stay
+    with text: Timescale documents restoring them through pg_restore, which copies text."""
+    from storagectl.backends.postgres import timescaledb_version
+
+    return pg_schema.list_tables(conn, binary=not timescaledb_version(conn))
 
 
 def object_names(tables: list[pg_schema.Table]) -> dict[pg_schema.Table, str]:
@@ -154,13 +169,13 @@ def _prepare_session(conn: Any, encoding: str | None = None) -> None:
 
 def copy_out(backend: PostgresBackend, conn: Any, table: pg_schema.Table,
              parts: TableParts | None) -> tuple[int, str]:
-    """Stream one table as COPY text into ``parts`` (None: only count and checksum it); returns
+    """Stream one table's COPY data into ``parts`` (None: only count and checksum it); returns
     (rows, checksum).
 
     Never holds more than a few ~1 MiB pieces of the table; the parts are written in a helper
     thread, so compressing one piece overlaps with receiving the next.
     """
-    copy = CopyOut(conn, table.copy_out_sql())
+    copy = CopyOut(conn, table.copy_out_sql(), binary=table.copy_format == "binary")
     with _copy_errors(backend, table.unit):
         if parts is None:
             for _piece in copy:
@@ -169,7 +184,7 @@ def copy_out(backend: PostgresBackend, conn: Any, table: pg_schema.Table,
             _write_parts(copy, parts)
     if copy.rows != copy.rows_read:
         raise IntegrityError(f"{table.unit}: COPY reported {copy.rows} rows but sent {copy.rows_read}")
-    return copy.rows, row_checksum(copy.crc32_sum)
+    return copy.rows, row_checksum(copy.crc32_sum, table.copy_format)
 
 
 def _write_parts(copy: CopyOut, parts: TableParts) -> None:
@@ -186,15 +201,17 @@ def _write_parts(copy: CopyOut, parts: TableParts) -> None:
 
 
 class TableParts:
-    """One table's COPY text as archive objects of about ``PART_BYTES`` each, split between rows.
+    """One table's COPY data as archive objects of about ``PART_BYTES`` each, split between rows.
 
     Restore loads the parts of a table side by side, so the largest table no longer bounds the
-    restore time on its own. Fed ``(piece, rows in it)`` from one thread at a time.
+    restore time on its own. Fed ``(piece, rows in it)`` from one thread at a time. With ``binary``
+    each part is a complete binary COPY stream: header, tuples, trailer.
     """
 
-    def __init__(self, archive: ArchiveWriter, stem: str) -> None:
+    def __init__(self, archive: ArchiveWriter, stem: str, *, binary: bool = False) -> None:
         self.archive = archive
         self.stem = stem
+        self.header, self.trailer = (BINARY_HEADER, BINARY_TRAILER) if binary else (b"", b"")
         self.names: list[str] = []
         self.part: ExitStack | None = None
         self.sink: Any = None
@@ -216,9 +233,13 @@ class TableParts:
         self.sink = self.part.enter_context(self.archive.create(self.names[-1]))
         self.sink.counts = {"rows": 0}
         self.size = self.rows = 0
+        if self.header:
+            self.sink.write(self.header)
 
     def _close_part(self) -> None:
         if self.part is not None:
+            if self.trailer:
+                self.sink.write(self.trailer)
             self.part.close()
             self.part = self.sink = None
 
@@ -260,8 +281,11 @@ def _pg_errors(backend: PostgresBackend, doing: str) -> Iterator[None]:
 
 
 # -- content summary --------------------------------------------------------------------------------
-def content_summary(backend: PostgresBackend, parallel: int = 4) -> ContentSummary:
-    """Row counts and content checksums of every table now, computed exactly as backup does."""
+def content_summary(backend: PostgresBackend, like: ContentSummary | None = None,
+                    parallel: int = 4) -> ContentSummary:
+    """Row counts and content checksums of every table now, computed exactly as backup does: each
+    table in the COPY format of its checksum in ``like`` (what a backup recorded), else in the
+    format a backup would choose now."""
     summary = ContentSummary()
     lock = threading.Lock()
 
@@ -275,7 +299,11 @@ def content_summary(backend: PostgresBackend, parallel: int = 4) -> ContentSumma
         _prepare_session(holder)
         holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snapshot = holder.execute("SELECT pg_export_snapshot()").fetchone()[0]
-        tables = sorted(pg_schema.list_tables(holder), key=lambda t: t.size, reverse=True)
+        tables = tables_to_copy(holder)
+        if like is not None:
+            tables = [replace(table, copy_format=checksum_format(like.checksums.get(table.unit, "")))
+                      for table in tables]
+        tables.sort(key=lambda t: t.size, reverse=True)
         workers = max(1, min(parallel, backend.settings.pool.max_size, len(tables)))
         run_jobs(tables, workers, lambda: _snapshot_connection(backend, snapshot), holder, summarize)
         holder.execute("COMMIT")
@@ -463,7 +491,7 @@ def copy_in(backend: PostgresBackend, conn: Any, archive: ArchiveReader, part: T
     """One part of a table's COPY data into the (just created) table, in its own transaction."""
     unit = part.table.unit
     with _copy_errors(backend, unit), conn.transaction(), conn.cursor() as cursor:
-        with archive.open(part.object) as stream, cursor.copy(f"COPY {unit} FROM STDIN") as sink:
+        with archive.open(part.object) as stream, cursor.copy(part.table.copy_in_sql()) as sink:
             while chunk := stream.read(READ_BYTES):
                 sink.write(memoryview(chunk))  # psycopg sends it in 128 KiB slices: views, not copies
         loaded = cursor.rowcount
@@ -482,7 +510,8 @@ def read_object(archive: ArchiveReader, name: str) -> bytes:
 
 def tables_of(archive: ArchiveReader) -> list[TableCopy]:
     metadata = archive.metadata
-    if metadata.get("format") != FORMAT_VERSION or metadata.get("copy_format") != "text":
+    version = metadata.get("format")
+    if version not in READABLE_FORMATS or (version == 2 and metadata.get("copy_format") != "text"):
         raise IntegrityError(
             f"unsupported PostgreSQL archive format {metadata.get('format')!r}",
             hint="Try: restore with the storagectl version that wrote this backup",
@@ -490,7 +519,7 @@ def tables_of(archive: ArchiveReader) -> list[TableCopy]:
     try:
         copies = [TableCopy(**entry) for entry in metadata.get("tables", [])]
     except TypeError as exc:  # written by a development build between formats
-        raise IntegrityError(f"the archive's table list is not format {FORMAT_VERSION} ({exc})",
+        raise IntegrityError(f"the archive's table list is not format {version} ({exc})",
                              hint="Try: restore with the storagectl version that wrote this backup") from None
     present = set(archive.names())
     missing = [name for copy in copies for name in copy.objects if name not in present]
@@ -498,6 +527,9 @@ def tables_of(archive: ArchiveReader) -> list[TableCopy]:
         raise IntegrityError(f"archive object {missing[0]} is missing ({len(missing)} in all)",
                              hint="Try: storagectl backup verify ID")
     for copy in copies:
+        if copy.copy_format not in ("text", "binary"):
+            raise IntegrityError(f"{copy.unit}: unknown COPY format {copy.copy_format!r} in the manifest",
+                                 hint="Try: restore with the storagectl version that wrote this backup")
         part_rows = sum(archive.counts(name).get("rows", 0) for name in copy.objects)
         if not copy.objects or part_rows != copy.rows:
             raise IntegrityError(f"{copy.unit}: the manifest lists {len(copy.objects)} part(s) with {part_rows} rows "

@@ -20,12 +20,25 @@ from typing import Any
 
 PIECE_BYTES = 1 << 20  # rows are joined into pieces of about this size
 
+# Binary COPY framing (https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.4): an
+# 11-byte signature, int32 flags, int32 length of a header extension; a trailer of int16 -1.
+BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+BINARY_HEADER = BINARY_SIGNATURE + bytes(8)  # no flags, no extension: what servers send
+BINARY_TRAILER = b"\xff\xff"
 
-def row_checksum(rows_crc32_sum: int) -> str:
+
+def row_checksum(rows_crc32_sum: int, copy_format: str = "text") -> str:
     """A table's content checksum as stored in the manifest: the sum mod 2**64 of the crc32 of every
-    COPY text row (newline included), so it does not depend on row order: a table loaded in
-    parallel parts holds its rows in another physical order than the backup read them in."""
-    return f"{rows_crc32_sum % 2**64:016x}"
+    COPY row (text: the line, newline included; binary: the tuple, without the stream's header and
+    trailer), so it does not depend on row order: a table loaded in parallel parts holds its rows in
+    another physical order than the backup read them in. Binary checksums say so (``binary:``)."""
+    checksum = f"{rows_crc32_sum % 2**64:016x}"
+    return f"binary:{checksum}" if copy_format == "binary" else checksum
+
+
+def checksum_format(checksum: str) -> str:
+    """The COPY format a :func:`row_checksum` was computed over."""
+    return "binary" if checksum.startswith("binary:") else "text"
 
 
 class CopyOut:
@@ -33,13 +46,16 @@ class CopyOut:
 
     Counts the rows read so far (``rows_read``) and sums their crc32 (``crc32_sum``, see
     :func:`row_checksum`) from the rows libpq hands over one by one, so no piece is split again;
-    ``rows`` is the server's row count, set when the COPY is done.
+    ``rows`` is the server's row count, set when the COPY is done. With ``binary`` the statement is
+    a ``(FORMAT binary)`` COPY and the pieces hold its tuples only: the header and trailer are
+    checked and left out (see :data:`BINARY_HEADER`).
     """
 
-    def __init__(self, conn: Any, statement: str) -> None:
+    def __init__(self, conn: Any, statement: str, *, binary: bool = False) -> None:
         self.conn = conn
         self.pgconn = conn.pgconn
         self.statement = statement
+        self.binary = binary
         self.rows = -1
         self.rows_read = 0
         self.crc32_sum = 0
@@ -60,11 +76,14 @@ class CopyOut:
 
     def _pieces(self) -> Iterator[bytes]:
         get_copy_data = self.pgconn.get_copy_data
-        rows: list[Any] = []
-        size = 0
+        rows: list[Any] = [self._after_header()] if self.binary else []
+        size = len(rows[0]) if rows else 0
+        if rows and not rows[0]:
+            rows.clear()  # the header came alone
+        trailer = BINARY_TRAILER if self.binary else None  # a text row never equals None
         while True:
             nbytes, row = get_copy_data(1)  # 1: never block while holding the GIL
-            if nbytes > 0:
+            if nbytes > 2 or (nbytes > 0 and row != trailer):
                 rows.append(row)
                 size += nbytes
                 if size >= PIECE_BYTES:
@@ -73,10 +92,25 @@ class CopyOut:
                     size = 0
             elif nbytes == 0:
                 self._wait_readable()
-            else:
+            elif nbytes < 0:
                 break  # -1: the COPY is over; -2 cannot happen in COPY_OUT state
+            # else: the binary trailer; the end of the COPY follows
         if rows:
             yield self._piece(rows)
+
+    def _after_header(self) -> bytes:
+        """The first message of a binary COPY without the header it starts with."""
+        import psycopg
+
+        while (first := self.pgconn.get_copy_data(1))[0] == 0:
+            self._wait_readable()
+        nbytes, data = first
+        data = bytes(data) if nbytes > 0 else b""
+        extension = int.from_bytes(data[15:19], "big") if len(data) >= 19 else -1
+        if not data.startswith(BINARY_SIGNATURE) or extension < 0 or len(data) < 19 + extension:
+            raise psycopg.DataError(f"{self.statement!r} did not start with a binary COPY header")
+        rest = data[19 + extension:]
+        return b"" if rest == BINARY_TRAILER else rest  # an empty table: header and trailer at once
 
     def _piece(self, rows: list[Any]) -> bytes:
         self.rows_read += len(rows)

@@ -25,7 +25,7 @@ EXTENSION_MEMBER = extension_member("pg_class", "c.oid")
 # extension configuration tables (pg_extension_config_dump, e.g. TimescaleDB's catalog) with their
 # filter, exactly what pg_dump's data section would contain.
 TABLES_SQL = f"""
-SELECT n.nspname, c.relname, pg_relation_size(c.oid) + coalesce(pg_relation_size(c.reltoastrelid), 0),
+SELECT c.oid, n.nspname, c.relname, pg_relation_size(c.oid) + coalesce(pg_relation_size(c.reltoastrelid), 0),
        cfg.condition
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -35,7 +35,7 @@ LEFT JOIN LATERAL (
 ) cfg ON true
 WHERE c.relkind = 'r' AND {USER_SCHEMA} AND c.relpersistence <> 't'
   AND (cfg.condition IS NOT NULL OR NOT {EXTENSION_MEMBER})
-ORDER BY 1, 2
+ORDER BY 2, 3
 """
 
 SEQUENCES_SQL = f"""
@@ -44,6 +44,24 @@ WHERE c.relkind = 'S' AND {USER_SCHEMA}
   AND (NOT {EXTENSION_MEMBER} OR EXISTS (SELECT 1 FROM pg_extension e WHERE c.oid = ANY (e.extconfig)))
 ORDER BY 1, 2
 """
+
+# The type of every column COPY sends (not dropped, not generated) of the given tables, as
+# (table oid, type oid).
+COPY_COLUMN_TYPES_SQL = """
+SELECT a.attrelid, a.atttypid FROM pg_attribute a
+WHERE a.attrelid = ANY (%s) AND a.attnum > 0 AND NOT a.attisdropped {generated}
+"""
+
+# What decides whether values of a type survive binary COPY into another database (see
+# binary_safe_types): its kind, base/element type and binary I/O functions.
+TYPE_FACTS_SQL = """
+SELECT oid, typtype, typcategory, typbasetype, typelem, typsend <> 0 AND typreceive <> 0
+FROM pg_type WHERE oid = ANY (%s)
+"""
+
+FIRST_USER_OID = 16384  # FirstNormalObjectId: built-in types have smaller, fixed OIDs
+BYTEA_TYPES = (17, 1001)  # bytea, bytea[]
+
 
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
@@ -63,19 +81,91 @@ class Table:
     name: str
     size: int = 0
     condition: str | None = None  # extension config tables: pg_dump's WHERE filter ('' = all rows)
+    copy_format: str = "text"  # "binary" when binary_copy_tables() allows it
 
     @property
     def unit(self) -> str:
         return qualified(self.schema, self.name)
 
     def copy_out_sql(self) -> str:
+        options = " (FORMAT binary)" if self.copy_format == "binary" else ""
         if self.condition:
-            return f"COPY (SELECT * FROM ONLY {self.unit} {self.condition}) TO STDOUT"
-        return f"COPY {self.unit} TO STDOUT"
+            return f"COPY (SELECT * FROM ONLY {self.unit} {self.condition}) TO STDOUT{options}"
+        return f"COPY {self.unit} TO STDOUT{options}"
+
+    def copy_in_sql(self) -> str:
+        options = " (FORMAT binary)" if self.copy_format == "binary" else ""
+        return f"COPY {self.unit} FROM STDIN{options}"
 
 
-def list_tables(conn: Any) -> list[Table]:
-    return [Table(schema, name, size, condition) for schema, name, size, condition in conn.execute(TABLES_SQL)]
+def list_tables(conn: Any, *, binary: bool = False) -> list[Table]:
+    """Every table a backup copies; with ``binary`` those :func:`binary_copy_tables` allows are
+    marked for binary COPY."""
+    rows = conn.execute(TABLES_SQL).fetchall()
+    binary_oids = binary_copy_tables(conn, [row[0] for row in rows if row[4] is None]) if binary else set()
+    return [Table(schema, name, size, condition, "binary" if oid in binary_oids else "text")
+            for oid, schema, name, size, condition in rows]
+
+
+def binary_copy_tables(conn: Any, table_oids: list[int]) -> set[int]:
+    """The tables to copy in binary format: those holding bytea (possibly through a domain or in
+    an array) whose every copied column is of a :meth:`ColumnTypes.binary_safe` type.
+
+    bytea's text form is hex: twice the bytes to send, compress, store and parse; in binary such a
+    table is copied out in half the CPU time and read back by the server in half the time, for an
+    archive no larger. For the other types binary COPY is also cheaper for the server to read
+    (no date, number or array parsing), but brotli compresses their binary forms 10-20% worse than
+    their text (measured on the benchmark data: bench/bench_pg_backup.py), so tables without bytea
+    stay text: the archive stays smaller than pg_dump's.
+    """
+    if not table_oids:
+        return set()
+    generated = "AND a.attgenerated = ''" if conn.info.server_version >= 120000 else ""
+    columns = conn.execute(COPY_COLUMN_TYPES_SQL.format(generated=generated), [table_oids]).fetchall()
+    types = ColumnTypes.load(conn, {type_oid for _table, type_oid in columns})
+    unsafe = {table for table, type_oid in columns if not types.binary_safe(type_oid)}
+    with_bytea = {table for table, type_oid in columns if types.base(type_oid) in BYTEA_TYPES}
+    return with_bytea - unsafe
+
+
+@dataclass
+class ColumnTypes:
+    """``pg_type`` facts of some types and of the base and element types they refer to."""
+
+    facts: dict[int, tuple[str, str, int, int, bool]]  # oid -> kind, category, base, element, binary I/O
+
+    @classmethod
+    def load(cls, conn: Any, type_oids: set[int]) -> ColumnTypes:
+        facts: dict[int, tuple[str, str, int, int, bool]] = {}
+        pending = set(type_oids)
+        while pending:  # fetch the types, then the base/element types they refer to
+            for oid, kind, category, base, element, has_io in conn.execute(TYPE_FACTS_SQL, [list(pending)]):
+                facts[oid] = (kind, category, base, element, has_io)
+            pending = {ref for kind, category, base, element, _io in facts.values()
+                       for ref in (base if kind == "d" else 0, element if category == "A" else 0)
+                       if ref and ref not in facts}
+        return cls(facts)
+
+    def base(self, oid: int) -> int:
+        """The type under any domains."""
+        while oid in self.facts and self.facts[oid][0] == "d":
+            oid = self.facts[oid][2]
+        return oid
+
+    def binary_safe(self, oid: int) -> bool:
+        """Whether values of the type read back from binary COPY alike in any database: built-in
+        base types with binary I/O, built-in ranges, arrays of built-in safe types (an array value
+        names its element type's OID), enums (sent as their label) and domains over safe types.
+        Composite types (their values name each field's type OID) and extension types are not."""
+        oid = self.base(oid)
+        if oid not in self.facts:
+            return False
+        kind, category, _base, element, has_io = self.facts[oid]
+        if kind == "e":
+            return True
+        if oid >= FIRST_USER_OID or kind not in ("b", "r", "m") or not has_io:
+            return False
+        return category != "A" or (element < FIRST_USER_OID and self.binary_safe(element))
 
 
 def lock_tables(conn: Any, tables: list[Table], batch: int = 1000) -> None:

@@ -262,10 +262,10 @@ class PostgresBackend(Backend):
 
         return pg_archive.is_empty(self)
 
-    def content_summary(self) -> ContentSummary:
+    def content_summary(self, like: ContentSummary | None = None) -> ContentSummary:
         from storagectl.backends import pg_archive
 
-        return pg_archive.content_summary(self)
+        return pg_archive.content_summary(self, like)
 
 
 def timescaledb_version(connection: Any) -> str | None:

@@ -394,7 +394,7 @@ class RedisBackend(Backend):
     def is_empty(self) -> bool:
         return all(count == 0 for count in self.content_summary().counts.values())
 
-    def content_summary(self) -> ContentSummary:
+    def content_summary(self, like: ContentSummary | None = None) -> ContentSummary:
         databases = self.selected_databases()
         counts = {}
         for db in databases:

@@ -171,7 +171,7 @@ class SQLiteBackend(Backend):
         with self.connect() as connection:
             return not user_tables(connection)
 
-    def content_summary(self) -> ContentSummary:
+    def content_summary(self, like: ContentSummary | None = None) -> ContentSummary:
         with self.connect() as connection:
             return table_summary(connection)
 

@@ -194,7 +194,7 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
     outcome = outcome if isinstance(outcome, RestoreOutcome) else RestoreOutcome()
     result.notes = list(outcome.notes)
     if validate and result.validation is None:
-        result.validation = compare_summaries(expected, plan.target.content_summary(), outcome.skipped,
+        result.validation = compare_summaries(expected, plan.target.content_summary(expected), outcome.skipped,
                                               outcome.tolerance)
     result.duration = time.monotonic() - clock
     return result
@@ -205,7 +205,7 @@ def _staged_validation(result: RestoreResult, expected: ContentSummary | None
     """The ``--validate`` comparison for backends that stage a replacement: a mismatch raises before
     the restored data replaces the target's old contents."""
     def check(staged: Any, outcome: RestoreOutcome) -> None:
-        result.validation = compare_summaries(expected, staged.content_summary(), outcome.skipped,
+        result.validation = compare_summaries(expected, staged.content_summary(expected), outcome.skipped,
                                               outcome.tolerance)
         if not result.validation.ok:
             raise IntegrityError(f"restore of {result.plan.backup.id}: {result.validation.problem()}; "
