@@ -71,6 +71,8 @@ INSERT INTO samples VALUES
 INSERT INTO samples (id, blob, amount, at, note)
 SELECT g, decode(repeat(md5(g::text), 3), 'hex'), g / 7.0,
        '2024-01-01 00:00:00+00'::timestamptz + g * interval '1 second', 'sample ' || g FROM generate_series(3, 500) g;
+CREATE TABLE refs (r regclass, t regtype, b bytea);
+INSERT INTO refs VALUES ('authors', 'mood', '\x01'), ('posts', 'positive_int', NULL);
 CREATE SCHEMA "Other Schema";
 CREATE TABLE "Other Schema"."Mixed Case" ("Weird ""Col"" x" text, "with space" int);
 CREATE SEQUENCE "Other Schema".counter START 10;
@@ -208,6 +210,7 @@ def test_round_trip_is_identical(source, target, tmp_path):
     assert formats == {("public", "samples"): "binary",  # bytea, and only built-in types, enums, domains
                        ("public", "authors"): "text",  # bytea, but a composite column names its field type OIDs
                        ("public", "posts"): "text",  # no bytea
+                       ("public", "refs"): "text",  # bytea, but reg* values travel as names only in text
                        ("Other Schema", "Mixed Case"): "text"}
     assert archive.metadata["format"] == 3
 
@@ -224,13 +227,17 @@ def test_binary_copy_only_for_types_every_database_reads_alike(source):
                      "CREATE TABLE a_generated (b bytea, y point3 GENERATED ALWAYS AS (ROW(1, 2, 3)::point3) STORED);"
                      "CREATE TABLE a_dropped (b bytea, y point3); ALTER TABLE a_dropped DROP COLUMN y;"
                      "CREATE TABLE a_dropped_bytea (x int, b bytea); ALTER TABLE a_dropped_bytea DROP COLUMN b;"
+                     "CREATE TABLE a_regclass (r regclass, b bytea); CREATE TABLE a_regtypes (r regtype[], b bytea);"
+                     "CREATE TABLE a_oid (o oid, x xid, l pg_lsn, b bytea);"
                      "CREATE TABLE a_no_bytea (x int, t timestamptz, n numeric); CREATE TABLE a_nothing ()")
         formats = {table.name: table.copy_format for table in list_tables(conn, binary=True)}
         assert {table.copy_format for table in list_tables(conn)} == {"text"}
     assert {name: formats[name] for name in formats if name.startswith("a_")} == {
         "a_domains": "binary", "a_range": "text", "a_builtin_range": "binary", "a_domain_array": "text",
         "a_builtin_arrays": "binary", "a_blob_domain": "binary", "a_generated": "binary", "a_dropped": "binary",
-        "a_dropped_bytea": "text", "a_no_bytea": "text", "a_nothing": "text"}
+        "a_dropped_bytea": "text", "a_no_bytea": "text", "a_nothing": "text",
+        "a_regclass": "text", "a_regtypes": "text",  # binary: the OID, which names another object elsewhere
+        "a_oid": "binary"}
 
 
 def test_format_2_archive_of_text_copies_restores_and_validates(source, target, tmp_path):
@@ -295,7 +302,7 @@ def test_checksum_is_over_the_rows_psycopg_copy_reads(source):
     """The fast libpq reader sees exactly the rows psycopg's own Copy yields; the checksum is over them."""
     with source.connect() as conn:
         conn.execute(SESSION_SETTINGS)
-        conn.execute("INSERT INTO posts (author_id, title, body) "
+        conn.execute("INSERT INTO public.posts (author_id, title, body) "
                      "SELECT 1, 'bulk ' || g, repeat('x', 700) FROM generate_series(1, 3000) g")
         with conn.cursor() as cursor, cursor.copy('COPY public.posts TO STDOUT') as copy:
             rows = [bytes(row) for row in copy]
@@ -308,10 +315,11 @@ def test_checksum_is_over_the_rows_psycopg_copy_reads(source):
 def test_binary_checksum_is_over_the_tuples_without_header_and_trailer(source):
     with source.connect() as conn:
         conn.execute(SESSION_SETTINGS)
-        conn.execute("INSERT INTO samples (id, note) SELECT g, repeat('y', 900) FROM generate_series(1000, 4000) g")
+        conn.execute("INSERT INTO public.samples (id, note) "
+                     "SELECT g, repeat('y', 900) FROM generate_series(1000, 4000) g")
         with conn.cursor() as cursor, cursor.copy("COPY public.samples TO STDOUT (FORMAT binary)") as copy:
             stream = b"".join(bytes(chunk) for chunk in copy)
-        rows = conn.execute("SELECT count(*) FROM samples").fetchone()[0]
+        rows = conn.execute("SELECT count(*) FROM public.samples").fetchone()[0]
     assert stream.startswith(pg_copy.BINARY_HEADER) and stream.endswith(pg_copy.BINARY_TRAILER)
     assert len(stream) > 2 * PIECE_BYTES
     tuples = binary_tuples(stream[len(pg_copy.BINARY_HEADER):-2])

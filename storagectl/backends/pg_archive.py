@@ -52,10 +52,13 @@ READ_BYTES = 1 << 20
 PART_BYTES = 64 << 20  # raw COPY text per archive object; larger tables are stored in parts
 PRE_DATA = "schema/pre-data.sql"
 POST_DATA = "schema/post-data.sql"
-# Fixed output settings so COPY text is identical for backup, restore and content_summary().
+# Fixed output settings so COPY text is identical for backup, restore and content_summary(). An
+# empty search_path (as pg_dump's) makes reg* values (regclass, regtype, ...) schema-qualified, so
+# they name the same objects when restored whatever the restoring session's search_path.
 SESSION_SETTINGS = (
     "SET DateStyle = ISO; SET IntervalStyle = postgres; SET TimeZone = 'UTC'; "
-    "SET extra_float_digits = 3; SET bytea_output = hex; SET statement_timeout = 0"
+    "SET extra_float_digits = 3; SET bytea_output = hex; SET statement_timeout = 0; "
+    "SELECT pg_catalog.set_config('search_path', '', false)"
 )
 
 

@@ -53,9 +53,12 @@ WHERE a.attrelid = ANY (%s) AND a.attnum > 0 AND NOT a.attisdropped {generated}
 """
 
 # What decides whether values of a type survive binary COPY into another database (see
-# binary_safe_types): its kind, base/element type and binary I/O functions.
+# ColumnTypes.binary_safe): its kind, base/element type, and whether it has binary I/O functions
+# that mean the same in any database. The reg* types (regclass, regtype, regproc, ...) send the
+# bare OID of the object they name where text sends its name: another database's OIDs differ.
 TYPE_FACTS_SQL = """
-SELECT oid, typtype, typcategory, typbasetype, typelem, typsend <> 0 AND typreceive <> 0
+SELECT oid, typtype, typcategory, typbasetype, typelem,
+       typsend <> 0 AND typreceive <> 0 AND typsend::regproc::text !~ '^reg[a-z]*send$'
 FROM pg_type WHERE oid = ANY (%s)
 """
 
@@ -156,7 +159,8 @@ class ColumnTypes:
         """Whether values of the type read back from binary COPY alike in any database: built-in
         base types with binary I/O, built-in ranges, arrays of built-in safe types (an array value
         names its element type's OID), enums (sent as their label) and domains over safe types.
-        Composite types (their values name each field's type OID) and extension types are not."""
+        Composite types (their values name each field's type OID), the reg* types (sent as OIDs)
+        and extension types are not."""
         oid = self.base(oid)
         if oid not in self.facts:
             return False
