@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -229,6 +230,8 @@ def test_binary_copy_only_for_types_every_database_reads_alike(source):
                      "CREATE TABLE a_dropped_bytea (x int, b bytea); ALTER TABLE a_dropped_bytea DROP COLUMN b;"
                      "CREATE TABLE a_regclass (r regclass, b bytea); CREATE TABLE a_regtypes (r regtype[], b bytea);"
                      "CREATE TABLE a_oid (o oid, x xid, l pg_lsn, b bytea);"
+                     "CREATE TABLE a_info_schema (n information_schema.cardinal_number, b bytea);"
+                     "CREATE TABLE a_info_schema_array (n information_schema.sql_identifier[], b bytea);"
                      "CREATE TABLE a_no_bytea (x int, t timestamptz, n numeric); CREATE TABLE a_nothing ()")
         formats = {table.name: table.copy_format for table in list_tables(conn, binary=True)}
         assert {table.copy_format for table in list_tables(conn)} == {"text"}
@@ -237,44 +240,58 @@ def test_binary_copy_only_for_types_every_database_reads_alike(source):
         "a_builtin_arrays": "binary", "a_blob_domain": "binary", "a_generated": "binary", "a_dropped": "binary",
         "a_dropped_bytea": "text", "a_no_bytea": "text", "a_nothing": "text",
         "a_regclass": "text", "a_regtypes": "text",  # binary: the OID, which names another object elsewhere
-        "a_oid": "binary"}
+        "a_oid": "binary", "a_info_schema": "binary",
+        "a_info_schema_array": "text"}  # the element OID is initdb's, not fixed across versions
 
 
-def test_format_2_archive_of_text_copies_restores_and_validates(source, target, tmp_path):
-    """Archives written before binary COPY (format 2: every table text, no per-table format)."""
-    archive = backup_to(tmp_path / "b", source)
-    with source.connect() as conn:  # rewrite the archive as a format 2 backup would have been
-        _prepare_text_session(conn)
-        for entry in archive.metadata["tables"]:
-            if entry.pop("copy_format") == "binary":
-                rewrite_as_text(conn, tmp_path / "b", archive, entry)
-    archive.metadata.update(format=2, copy_format="text")
-    archive.metadata["content_summary"]["checksums"] = {
-        pg_archive.TableCopy(**entry).unit: entry["checksum"] for entry in archive.metadata["tables"]}
-    archive.close()
-    archive = DirArchive(tmp_path / "b")
-    restored = backend_for(target)
-    restored.restore(archive, RestoreOptions(parallel=2))
-    assert table_contents(target) == table_contents(source)
-    expected = expected_summary(archive.metadata)
-    assert not any(checksum.startswith("binary:") for checksum in expected.checksums.values())
-    assert restored.content_summary(expected).checksums == expected.checksums
-    assert restored.content_summary().checksums != expected.checksums  # a new backup would use binary
+FORMAT_2 = Path(__file__).parent / "data" / "pg-format-2"  # see its README.md
+FORMAT_2_ID = "20261201T220651Z-d8536d"
 
 
-def _prepare_text_session(conn) -> None:
-    conn.execute(SESSION_SETTINGS)
-    conn.execute("SET client_encoding = 'UTF8'")
+@pytest.fixture
+def format_2_config(write_config, tmp_path, pg_target):
+    shutil.copytree(FORMAT_2 / "backups", tmp_path / "backups")
+    return write_config(f"""
+        backends:
+          dst: {{kind: postgres, url: "{pg_target.url}"}}
+        destinations:
+          d: {{kind: local, path: "{tmp_path / 'backups'}"}}
+        """)
 
 
-def rewrite_as_text(conn, root: Path, archive: DirArchive, entry: dict) -> None:
-    unit = pg_archive.TableCopy(**entry).unit
-    with conn.cursor() as cursor, cursor.copy(f"COPY {unit} TO STDOUT") as copy:
-        rows = [bytes(row) for row in copy]
-    assert len(entry["objects"]) == 1
-    (root / entry["objects"][0]).write_bytes(b"".join(rows))
-    archive.objects[entry["objects"][0]]["sha256"] = hashlib.sha256(b"".join(rows)).hexdigest()
-    entry["checksum"] = row_checksum(sum(map(zlib.crc32, rows)))
+def format_2_contents_match(database) -> bool:
+    expected = json.loads((FORMAT_2 / "contents.json").read_text(encoding="utf-8"))
+    with database.connect() as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        tables = {name: [row[0] for row in conn.execute(f"SELECT t::text FROM public.{name} t ORDER BY 1")]
+                  for name in ("files", "people", "refs")}
+        sequence = list(conn.execute("SELECT last_value, is_called FROM public.people_id_seq").fetchone())
+    return tables == {name: expected[name] for name in tables} and [sequence] == list(expected["sequences"].values())
+
+
+def test_format_2_archive_restores_and_validates(cli, format_2_config, pg_target):
+    """A backup written before binary COPY: all text, read with the default search_path (regclass
+    values unqualified), checksums without a format prefix."""
+    result = cli("-c", format_2_config, "restore", FORMAT_2_ID, "--to", "dst", "--validate")
+    assert result.exit_code == 0, result.stderr
+    assert format_2_contents_match(pg_target)
+    # over the now non-empty database: restored beside it, validated, swapped in
+    result = cli("-c", format_2_config, "restore", FORMAT_2_ID, "--to", "dst", "--validate", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert format_2_contents_match(pg_target)
+
+
+def test_format_2_validation_still_catches_a_change(cli, format_2_config, pg_target, monkeypatch):
+    original = pg_archive.copy_in
+
+    def and_change_a_row(backend, conn, archive, part):
+        original(backend, conn, archive, part)
+        if part.table.name == "refs":
+            conn.execute("UPDATE public.refs SET t = 'int4'::regtype WHERE t = 'text'::regtype")
+
+    monkeypatch.setattr(pg_archive, "copy_in", and_change_a_row)
+    result = cli("-c", format_2_config, "restore", FORMAT_2_ID, "--to", "dst", "--validate")
+    assert result.exit_code == 6 and '"public"."refs"' in result.stdout + result.stderr
 
 
 def test_unknown_copy_format_in_the_manifest_is_refused(source, target, tmp_path):
@@ -369,6 +386,8 @@ def test_large_tables_are_stored_in_parts_and_restored_in_parallel(source, targe
     posts = next(t for t in archive.metadata["tables"] if t["name"] == "posts")
     part_rows = [archive.counts(name)["rows"] for name in posts["objects"]]
     assert len(part_rows) > 3 and sum(part_rows) == posts["rows"] == 5000
+    samples = next(t for t in archive.metadata["tables"] if t["name"] == "samples")
+    assert samples["copy_format"] == "binary" and len(samples["objects"]) > 1  # each part a whole binary stream
     backend_for(target).restore(archive, RestoreOptions(parallel=4))
     assert table_contents(target) == table_contents(source)
     assert schema_dump(target) == schema_dump(source)
@@ -397,6 +416,19 @@ def test_checksum_changes_with_one_value(source):
     changed = backend.content_summary()
     assert changed.checksums['"public"."authors"'] != before.checksums['"public"."authors"']
     assert changed.counts == before.counts
+
+
+@pytest.mark.parametrize("first_row_fails", [True, False])
+def test_binary_copy_error_is_the_servers_and_leaves_the_connection_usable(source, first_row_fails):
+    import psycopg
+
+    failing_row = 1 if first_row_fails else 4
+    with source.connect() as conn:
+        copy = CopyOut(conn, f"COPY (SELECT 1 / ({failing_row} - g), '\\x01'::bytea FROM generate_series(1, 5) g) "
+                             "TO STDOUT (FORMAT binary)", binary=True)
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            list(copy)
+        assert conn.execute("SELECT 3").fetchone() == (3,)
 
 
 def test_copy_out_error_is_reported_and_leaves_the_connection_usable(source):
@@ -573,6 +605,22 @@ def test_timescale_backup_needs_the_extension_on_the_target(source, target, tmp_
     with pytest.raises(ToolMissing, match=r"TimescaleDB 2\.99\.0 is not available.*unchanged"):
         backend_for(target).restore(archive, RestoreOptions())
     assert backend_for(target).is_empty()
+
+
+def test_timescale_extension_is_created_with_a_schema_to_create_in(source, target, tmp_path, monkeypatch):
+    """CREATE EXTENSION timescaledb (whose control file names no schema) fails under pg_dump's empty
+    search_path: the restore session must not have emptied it yet."""
+    from storagectl.backends import timescaledb
+
+    archive = backup_to(tmp_path / "b", source)
+    archive.metadata["timescaledb"] = "2.99.0"
+    seen = []
+    monkeypatch.setattr(timescaledb, "prepare_restore",
+                        lambda conn, version: seen.append(conn.execute("SHOW search_path").fetchone()[0]))
+    monkeypatch.setattr(timescaledb, "finish_restore", lambda conn: None)
+    backend_for(target).restore(archive, RestoreOptions())
+    assert seen == ['"$user", public']
+    assert table_contents(target) == table_contents(source)
 
 
 def test_post_data_split_keeps_dependent_statements_in_order():

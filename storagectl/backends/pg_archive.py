@@ -52,14 +52,15 @@ READ_BYTES = 1 << 20
 PART_BYTES = 64 << 20  # raw COPY text per archive object; larger tables are stored in parts
 PRE_DATA = "schema/pre-data.sql"
 POST_DATA = "schema/post-data.sql"
-# Fixed output settings so COPY text is identical for backup, restore and content_summary(). An
-# empty search_path (as pg_dump's) makes reg* values (regclass, regtype, ...) schema-qualified, so
-# they name the same objects when restored whatever the restoring session's search_path.
+# Fixed output settings so COPY text is identical for backup, restore and content_summary().
 SESSION_SETTINGS = (
     "SET DateStyle = ISO; SET IntervalStyle = postgres; SET TimeZone = 'UTC'; "
-    "SET extra_float_digits = 3; SET bytea_output = hex; SET statement_timeout = 0; "
-    "SELECT pg_catalog.set_config('search_path', '', false)"
+    "SET extra_float_digits = 3; SET bytea_output = hex; SET statement_timeout = 0"
 )
+# And an empty search_path, as pg_dump's: reg* values (regclass, regtype, ...) come out
+# schema-qualified, so they name the same objects when read back. Format 2 archives were written
+# with the server's default search_path and are read back with it.
+EMPTY_SEARCH_PATH = "SELECT pg_catalog.set_config('search_path', '', false)"
 
 
 @dataclass(frozen=True)
@@ -155,25 +156,27 @@ def _slug(identifier: str) -> str:
 
 
 @contextmanager
-def _snapshot_connection(backend: PostgresBackend, snapshot: str) -> Iterator[Any]:
+def _snapshot_connection(backend: PostgresBackend, snapshot: str, *, format_2: bool = False) -> Iterator[Any]:
     with backend.connect() as conn:
-        _prepare_session(conn)
+        _prepare_session(conn, empty_search_path=not format_2)
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
         yield conn
         conn.execute("COMMIT")
 
 
-def _prepare_session(conn: Any, encoding: str | None = None) -> None:
+def _prepare_session(conn: Any, encoding: str | None = None, *, empty_search_path: bool = True) -> None:
     conn.execute(SESSION_SETTINGS)
-    conn.execute("SELECT set_config('client_encoding', %s, false)",
+    if empty_search_path:
+        conn.execute(EMPTY_SEARCH_PATH)
+    conn.execute("SELECT pg_catalog.set_config('client_encoding', %s, false)",
                  [encoding or conn.execute("SHOW server_encoding").fetchone()[0]])
 
 
 def copy_out(backend: PostgresBackend, conn: Any, table: pg_schema.Table,
-             parts: TableParts | None) -> tuple[int, str]:
+             parts: TableParts | None, *, format_2: bool = False) -> tuple[int, str]:
     """Stream one table's COPY data into ``parts`` (None: only count and checksum it); returns
-    (rows, checksum).
+    (rows, checksum) (``format_2``: the checksum as archive format 2 recorded it).
 
     Never holds more than a few ~1 MiB pieces of the table; the parts are written in a helper
     thread, so compressing one piece overlaps with receiving the next.
@@ -187,7 +190,7 @@ def copy_out(backend: PostgresBackend, conn: Any, table: pg_schema.Table,
             _write_parts(copy, parts)
     if copy.rows != copy.rows_read:
         raise IntegrityError(f"{table.unit}: COPY reported {copy.rows} rows but sent {copy.rows_read}")
-    return copy.rows, row_checksum(copy.crc32_sum, table.copy_format)
+    return copy.rows, row_checksum(copy.crc32_sum, table.copy_format, format_2=format_2)
 
 
 def _write_parts(copy: CopyOut, parts: TableParts) -> None:
@@ -288,27 +291,30 @@ def content_summary(backend: PostgresBackend, like: ContentSummary | None = None
                     parallel: int = 4) -> ContentSummary:
     """Row counts and content checksums of every table now, computed exactly as backup does: each
     table in the COPY format of its checksum in ``like`` (what a backup recorded), else in the
-    format a backup would choose now."""
+    format a backup would choose now; like a format 2 backup when ``like`` is one."""
     summary = ContentSummary()
     lock = threading.Lock()
+    recorded = {unit: checksum_format(checksum) for unit, checksum in (like.checksums if like else {}).items()}
+    format_2 = "format-2" in recorded.values()
 
     def summarize(conn: Any, table: pg_schema.Table) -> None:
-        rows, checksum = copy_out(backend, conn, table, None)
+        rows, checksum = copy_out(backend, conn, table, None, format_2=format_2)
         with lock:
             summary.counts[table.unit] = rows
             summary.checksums[table.unit] = checksum
 
     with backend.connect() as holder:
-        _prepare_session(holder)
+        _prepare_session(holder, empty_search_path=not format_2)
         holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snapshot = holder.execute("SELECT pg_export_snapshot()").fetchone()[0]
         tables = tables_to_copy(holder)
         if like is not None:
-            tables = [replace(table, copy_format=checksum_format(like.checksums.get(table.unit, "")))
+            tables = [replace(table, copy_format="binary" if recorded.get(table.unit) == "binary" else "text")
                       for table in tables]
         tables.sort(key=lambda t: t.size, reverse=True)
         workers = max(1, min(parallel, backend.settings.pool.max_size, len(tables)))
-        run_jobs(tables, workers, lambda: _snapshot_connection(backend, snapshot), holder, summarize)
+        run_jobs(tables, workers, lambda: _snapshot_connection(backend, snapshot, format_2=format_2), holder,
+                 summarize)
         holder.execute("COMMIT")
     return summary
 
@@ -356,7 +362,9 @@ def _restore_into(backend: PostgresBackend, archive: ArchiveReader, copies: list
     timescale = archive.metadata.get("timescaledb")
     with backend.connect() as conn:
         _refuse_non_empty(backend, conn, options)
-        _prepare_session(conn, archive.metadata.get("encoding"))
+        # pg_dump's pre-data empties search_path itself, after TimescaleDB's CREATE EXTENSION (which
+        # needs a schema to create in) ran.
+        _prepare_session(conn, archive.metadata.get("encoding"), empty_search_path=False)
         extensions_before = pg_schema.extension_names(conn)  # e.g. from template1: kept by an undo
         with _annotate_failure("the target database is unchanged") if undo else nullcontext(), conn.transaction():
             if timescale:
@@ -455,7 +463,9 @@ def _load_tables_and_build_indexes(backend: PostgresBackend, conn: Any, archive:
     in, so small tables' indexes are built while the largest table still loads; unlike
     ``pg_restore``, a large table's parts load in parallel too. Each part and each build is its own
     transaction (a failure empties the target)."""
-    parts = [TablePart(copy, name, archive.counts(name).get("rows", 0)) for copy in copies for name in copy.objects]
+    format_2 = archive.metadata.get("format") == 2
+    parts = [TablePart(copy, name, archive.counts(name).get("rows", 0), format_2)
+             for copy in copies for name in copy.objects]
     loads = [Job(part, provides=(part.table.schema, part.table.name))
              for part in sorted(parts, key=lambda part: part.rows, reverse=True)]
     tables = {(copy.schema, copy.name) for copy in copies}
@@ -488,12 +498,15 @@ class TablePart:
     table: TableCopy
     object: str
     rows: int  # as recorded in the manifest
+    format_2: bool = False  # written with the default search_path (see EMPTY_SEARCH_PATH)
 
 
 def copy_in(backend: PostgresBackend, conn: Any, archive: ArchiveReader, part: TablePart) -> None:
     """One part of a table's COPY data into the (just created) table, in its own transaction."""
     unit = part.table.unit
     with _copy_errors(backend, unit), conn.transaction(), conn.cursor() as cursor:
+        if part.format_2:
+            cursor.execute("SET LOCAL search_path TO DEFAULT")
         with archive.open(part.object) as stream, cursor.copy(part.table.copy_in_sql()) as sink:
             while chunk := stream.read(READ_BYTES):
                 sink.write(memoryview(chunk))  # psycopg sends it in 128 KiB slices: views, not copies

@@ -27,18 +27,21 @@ BINARY_HEADER = BINARY_SIGNATURE + bytes(8)  # no flags, no extension: what serv
 BINARY_TRAILER = b"\xff\xff"
 
 
-def row_checksum(rows_crc32_sum: int, copy_format: str = "text") -> str:
-    """A table's content checksum as stored in the manifest: the sum mod 2**64 of the crc32 of every
-    COPY row (text: the line, newline included; binary: the tuple, without the stream's header and
-    trailer), so it does not depend on row order: a table loaded in parallel parts holds its rows in
-    another physical order than the backup read them in. Binary checksums say so (``binary:``)."""
-    checksum = f"{rows_crc32_sum % 2**64:016x}"
-    return f"binary:{checksum}" if copy_format == "binary" else checksum
+def row_checksum(rows_crc32_sum: int, copy_format: str = "text", *, format_2: bool = False) -> str:
+    """A table's content checksum as stored in the manifest: ``<copy format>:<16 hex digits>``, the
+    sum mod 2**64 of the crc32 of every COPY row (text: the line, newline included; binary: the
+    tuple, without the stream's header and trailer), so it does not depend on row order: a table
+    loaded in parallel parts holds its rows in another physical order than the backup read them in.
+    Archive format 2 recorded the digits alone (text, read with the server's default search_path);
+    ``format_2`` writes them so, for comparison with such a backup."""
+    digits = f"{rows_crc32_sum % 2**64:016x}"
+    return digits if format_2 else f"{copy_format}:{digits}"
 
 
 def checksum_format(checksum: str) -> str:
-    """The COPY format a :func:`row_checksum` was computed over."""
-    return "binary" if checksum.startswith("binary:") else "text"
+    """How a :func:`row_checksum` was computed: ``binary``, ``text`` or ``format-2`` (text)."""
+    copy_format, colon, _digits = checksum.partition(":")
+    return copy_format if colon else "format-2"
 
 
 class CopyOut:
@@ -76,10 +79,15 @@ class CopyOut:
 
     def _pieces(self) -> Iterator[bytes]:
         get_copy_data = self.pgconn.get_copy_data
-        rows: list[Any] = [self._after_header()] if self.binary else []
-        size = len(rows[0]) if rows else 0
-        if rows and not rows[0]:
-            rows.clear()  # the header came alone
+        rows: list[Any] = []
+        size = 0
+        if self.binary:
+            first = self._after_header()
+            if first is None:
+                return  # over before it began: _finish() raises the server's error
+            if first:  # else the header came alone
+                rows.append(first)
+                size = len(first)
         trailer = BINARY_TRAILER if self.binary else None  # a text row never equals None
         while True:
             nbytes, row = get_copy_data(1)  # 1: never block while holding the GIL
@@ -98,17 +106,24 @@ class CopyOut:
         if rows:
             yield self._piece(rows)
 
-    def _after_header(self) -> bytes:
-        """The first message of a binary COPY without the header it starts with."""
+    def _after_header(self) -> bytes | None:
+        """The first message of a binary COPY without the header it starts with (None: the COPY
+        ended without data, e.g. on an error in its first row)."""
         import psycopg
 
         while (first := self.pgconn.get_copy_data(1))[0] == 0:
             self._wait_readable()
         nbytes, data = first
-        data = bytes(data) if nbytes > 0 else b""
+        if nbytes < 0:
+            return None
+        data = bytes(data)
+        flags = int.from_bytes(data[11:15], "big") if len(data) >= 19 else -1
         extension = int.from_bytes(data[15:19], "big") if len(data) >= 19 else -1
-        if not data.startswith(BINARY_SIGNATURE) or extension < 0 or len(data) < 19 + extension:
-            raise psycopg.DataError(f"{self.statement!r} did not start with a binary COPY header")
+        # Flag bits 16-31 mark changes a reader must not ignore; bits 0-15 compatible ones.
+        if (not data.startswith(BINARY_SIGNATURE) or flags < 0 or flags >> 16 or extension < 0
+                or len(data) < 19 + extension):
+            raise psycopg.DataError(f"{self.statement!r} did not start with a binary COPY header this "
+                                    "version of storagectl reads")
         rest = data[19 + extension:]
         return b"" if rest == BINARY_TRAILER else rest  # an empty table: header and trailer at once
 

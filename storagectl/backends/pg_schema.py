@@ -62,7 +62,10 @@ SELECT oid, typtype, typcategory, typbasetype, typelem,
 FROM pg_type WHERE oid = ANY (%s)
 """
 
-FIRST_USER_OID = 16384  # FirstNormalObjectId: built-in types have smaller, fixed OIDs
+# FirstGenbkiObjectId: types below it have OIDs fixed in PostgreSQL's source, the same in every
+# database and version; initdb's later objects (information_schema's domains, system views' row
+# types) and all user and extension types have OIDs that differ between installations.
+FIXED_OID_LIMIT = 10000
 BYTEA_TYPES = (17, 1001)  # bytea, bytea[]
 
 
@@ -140,13 +143,15 @@ class ColumnTypes:
     @classmethod
     def load(cls, conn: Any, type_oids: set[int]) -> ColumnTypes:
         facts: dict[int, tuple[str, str, int, int, bool]] = {}
+        asked: set[int] = set()
         pending = set(type_oids)
         while pending:  # fetch the types, then the base/element types they refer to
+            asked |= pending
             for oid, kind, category, base, element, has_io in conn.execute(TYPE_FACTS_SQL, [list(pending)]):
                 facts[oid] = (kind, category, base, element, has_io)
             pending = {ref for kind, category, base, element, _io in facts.values()
                        for ref in (base if kind == "d" else 0, element if category == "A" else 0)
-                       if ref and ref not in facts}
+                       if ref and ref not in asked}
         return cls(facts)
 
     def base(self, oid: int) -> int:
@@ -158,18 +163,19 @@ class ColumnTypes:
     def binary_safe(self, oid: int) -> bool:
         """Whether values of the type read back from binary COPY alike in any database: built-in
         base types with binary I/O, built-in ranges, arrays of built-in safe types (an array value
-        names its element type's OID), enums (sent as their label) and domains over safe types.
-        Composite types (their values name each field's type OID), the reg* types (sent as OIDs)
-        and extension types are not."""
+        names its element type's OID, so it must be one of the fixed ones), enums (sent as their
+        label) and domains over safe types. Composite types (their values name each field's type
+        OID), the reg* types (sent as OIDs), extension types and information_schema's domains in
+        arrays are not."""
         oid = self.base(oid)
         if oid not in self.facts:
             return False
         kind, category, _base, element, has_io = self.facts[oid]
         if kind == "e":
             return True
-        if oid >= FIRST_USER_OID or kind not in ("b", "r", "m") or not has_io:
+        if oid >= FIXED_OID_LIMIT or kind not in ("b", "r", "m") or not has_io:
             return False
-        return category != "A" or (element < FIRST_USER_OID and self.binary_safe(element))
+        return category != "A" or (element < FIXED_OID_LIMIT and self.binary_safe(element))
 
 
 def lock_tables(conn: Any, tables: list[Table], batch: int = 1000) -> None:
