@@ -272,7 +272,8 @@ def format_2_contents_match(database) -> bool:
 def test_format_2_archive_restores_and_validates(cli, format_2_config, pg_target):
     """A backup written before binary COPY: all text, read with the default search_path (regclass
     values unqualified), checksums without a format prefix."""
-    result = cli("-c", format_2_config, "restore", FORMAT_2_ID, "--to", "dst", "--validate")
+    # one worker: every part loads on the connection that ran pg_dump's schema SQL (empty search_path)
+    result = cli("-c", format_2_config, "restore", FORMAT_2_ID, "--to", "dst", "--validate", "--parallel", "1")
     assert result.exit_code == 0, result.stderr
     assert format_2_contents_match(pg_target)
     # over the now non-empty database: restored beside it, validated, swapped in
