@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 3
 READABLE_FORMATS = (2, 3)
 READ_BYTES = 1 << 20
-PART_BYTES = 64 << 20  # raw COPY text per archive object; larger tables are stored in parts
+PART_BYTES = 64 << 20  # raw COPY data per archive object; larger tables are stored in parts
 PRE_DATA = "schema/pre-data.sql"
 POST_DATA = "schema/post-data.sql"
 # Fixed output settings so COPY text is identical for backup, restore and content_summary().
