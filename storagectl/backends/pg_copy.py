@@ -117,11 +117,9 @@ class CopyOut:
         if nbytes < 0:
             return None
         data = bytes(data)
-        flags = int.from_bytes(data[11:15], "big") if len(data) >= 19 else -1
-        extension = int.from_bytes(data[15:19], "big") if len(data) >= 19 else -1
+        flags, extension = int.from_bytes(data[11:15], "big"), int.from_bytes(data[15:19], "big")
         # Flag bits 16-31 mark changes a reader must not ignore; bits 0-15 compatible ones.
-        if (not data.startswith(BINARY_SIGNATURE) or flags < 0 or flags >> 16 or extension < 0
-                or len(data) < 19 + extension):
+        if not data.startswith(BINARY_SIGNATURE) or len(data) < 19 + extension or flags >> 16:
             raise psycopg.DataError(f"{self.statement!r} did not start with a binary COPY header this "
                                     "version of storagectl reads")
         rest = data[19 + extension:]
