@@ -52,6 +52,9 @@ def run(
         info = result.to_dict()
         note(state, f"backup {info['id']} of {info['backend']} to {info['destination']}: "
                     f"{human_bytes(info['size'])} in {info['duration']:.1f}s")
+        if info["partial_removed"] or info["aborted_uploads"]:
+            note(state, f"removed stale partial backup(s): {', '.join(info['partial_removed']) or 'none'}; "
+                        f"aborted {len(info['aborted_uploads'])} unfinished upload(s) of dead runs")
         state.out.print(info["id"], markup=False, highlight=False)
 
 
