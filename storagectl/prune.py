@@ -204,7 +204,7 @@ def _delete_removals(job: str, result: PruneResult, now: datetime, partial_after
     for position, entry in enumerate(result.entries):
         if entry.decision.keep:
             continue
-        if not entry.backup.complete and not looked_at_again(entry.backup.folder).is_leftover(now, partial_after):
+        if not entry.backup.complete and _came_alive(entry, now, partial_after):
             log.info("job %s: backup %s came back to life while pruning; left alone", job, entry.backup.folder.id)
             result.entries[position] = PruneEntry(entry.backup, RetentionDecision(entry.decision.backup, True,
                                                                                   (IN_PROGRESS,)))
@@ -219,6 +219,12 @@ def _delete_removals(job: str, result: PruneResult, now: datetime, partial_after
         removed += 1
         log.info("job %s: removed backup %s (%s)", job, entry.backup.folder.id,
                  "no rule kept it" if entry.backup.complete else "partial")
+
+
+def _came_alive(entry: PruneEntry, now: datetime, partial_after: float) -> bool:
+    """Whether a leftover, listed again just before its removal, has a manifest or a live lease now:
+    its run was only stalled when prune first looked."""
+    return not looked_at_again(entry.backup.folder).is_leftover(now, partial_after)
 
 
 def _abort_stray_uploads(job: str, result: PruneResult, destination: Destination) -> None:
