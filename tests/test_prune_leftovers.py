@@ -235,3 +235,18 @@ def test_prune_leaves_the_uploads_of_a_running_backup_alone(s3_job, s3_bucket):
     assert len(open_uploads(client, s3_bucket.name)) == 1
     expired = prune_job(config, "nightly", now + timedelta(seconds=LEASE_TTL + 60))  # the run died
     assert expired.removed == [running] and open_uploads(client, s3_bucket.name) == set()
+
+
+def test_a_leftover_is_looked_at_again_before_it_is_removed(local_job):
+    """A run that was only stalled when prune listed its folder renews its lease before the removal."""
+    from storagectl.backup.catalog import backup_folders, looked_at_again
+
+    config_path, config, destination = local_job
+    now = datetime.now(UTC)
+    stalled = store_backup(destination, "nightly", now - timedelta(hours=5), complete=False,
+                           last_written=now - timedelta(hours=5))
+    [folder] = backup_folders(destination, "nightly", unfinished=True)
+    assert folder.id == stalled and folder.is_leftover(now, 3600)
+    with destination.put_stream(f"nightly/{stalled}/{LEASE_NAME}") as stream:  # the run wakes up
+        stream.write(b"{}")
+    assert not looked_at_again(folder).is_leftover(now, 3600)

@@ -83,11 +83,13 @@ class LocalDestination:
     def list_unfinished(self, prefix: str = "") -> Iterator[UnfinishedUpload]:
         """The temp files of writes in progress, or left by a process killed while writing."""
         for key, path in self._files():
-            if _is_temp(path.name) and _final_key(key).startswith(prefix):
-                with contextlib.suppress(FileNotFoundError):  # renamed into place meanwhile
-                    stat = path.stat()
-                    modified = datetime.fromtimestamp(stat.st_mtime, UTC)
-                    yield UnfinishedUpload(_final_key(key), modified, stat.st_size, key)
+            if not (_is_temp(path.name) and _final_key(key).startswith(prefix)):
+                continue
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # renamed into place meanwhile
+                continue
+            yield UnfinishedUpload(_final_key(key), datetime.fromtimestamp(stat.st_mtime, UTC), stat.st_size, key)
 
     def abort_unfinished(self, uploads: Iterable[UnfinishedUpload]) -> None:
         self.delete(upload.handle for upload in uploads)
