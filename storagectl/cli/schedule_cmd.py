@@ -182,10 +182,11 @@ def _render_prune(state: AppState, results: list[dict[str, Any]], output: Output
                     title="Unfinished uploads of dead runs, aborted" if not results[0]["dry_run"]
                     else "Unfinished uploads of dead runs, to abort")
     for r in results:
-        verb = ("would remove", "would abort") if r["dry_run"] else ("removed", "aborted")
-        note(state, f"job {r['job']}: {r['policy']}; {verb[0]} {len(r['removed'])} backup(s) "
-                    f"({len(r['partial_removed'])} partial), {verb[1]} {len(r['aborted_uploads'])} unfinished "
-                    f"upload(s); {human_bytes(r['bytes_removed'])} freed")
+        remove, abort, free = ("would remove", "would abort", "would free") if r["dry_run"] \
+            else ("removed", "aborted", "freed")
+        note(state, f"job {r['job']}: {r['policy']}; {remove} {len(r['removed'])} backup(s) "
+                    f"({len(r['partial_removed'])} partial), {abort} {len(r['aborted_uploads'])} unfinished "
+                    f"upload(s); {free} {human_bytes(r['bytes_removed'])}")
 
 
 def _holds(backup: dict[str, Any]) -> str:
