@@ -11,7 +11,6 @@ import typer
 
 from storagectl import __version__
 from storagectl.cli.main import app, run
-from storagectl.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 SHELLS = {"bash": "storagectl.bash", "zsh": "_storagectl", "fish": "storagectl.fish"}
@@ -96,12 +95,6 @@ def test_invalid_config_exits_2_with_one_line_per_problem(cli, write_config, tex
         first = result.stderr.splitlines()[0]
         assert first.startswith(f"error: {path}") and message in first
         assert "Traceback" not in result.stderr
-
-
-def test_debug_shows_the_traceback(write_config):
-    path = write_config("backends:\n  a:\n    kind: mysql\n")
-    with pytest.raises(ConfigError):
-        run(["--debug", "-c", str(path), "config", "validate"])
 
 
 def test_config_validate_ok(cli, write_config):
