@@ -123,3 +123,32 @@ def test_validation_reports_a_content_mismatch(setup, monkeypatch):
     with pytest.raises(IntegrityError, match="does not match the backup: users; the target was left as it was"):
         restore(config, result.manifest.id, target="copy", validate=True, replace=True)
     assert copy.read_bytes() == b"" and list(copy.parent.glob(f".{copy.name}.*")) == []
+
+
+def test_restore_over_a_file_keeps_its_owner_group_and_mode(setup):
+    """A restore run as root must leave the file usable by the application that owns it."""
+    import os
+
+    config, source, _copy = setup
+    [result] = run_backup(config, backend="app", destination="local")
+    if os.geteuid() != 0:
+        pytest.skip("changing a file's owner needs root")
+    os.chown(source, 4321, 8765)
+    os.chmod(source, 0o640)
+    restore(config, result.manifest.id, replace=True, validate=True)
+    stat = source.stat()
+    assert (stat.st_uid, stat.st_gid, stat.st_mode & 0o7777) == (4321, 8765, 0o640)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_a_new_file_gets_the_mode_the_umask_gives(setup, umask):
+    import os
+
+    config, source, copy = setup
+    [result] = run_backup(config, backend="app", destination="local")
+    previous = os.umask(umask)
+    try:
+        restore(config, result.manifest.id, target="copy")
+    finally:
+        os.umask(previous)
+    assert copy.stat().st_mode & 0o7777 == 0o666 & ~umask

@@ -16,8 +16,8 @@ from storagectl.backends.base import Backend
 from storagectl.config.models import BackendSettings
 from storagectl.config.types import ConfigPath
 from storagectl.diag import Check, CheckSpec, Status
-from storagectl.errors import IntegrityError, NotFound, OperationFailed, StoragectlError, UsageError
-from storagectl.fsutil import fsync_directory
+from storagectl.errors import IntegrityError, NotFound, OperationFailed, PermissionDenied, StoragectlError, UsageError
+from storagectl.fsutil import fsync_directory, take_over_file_identity
 from storagectl.units import human_bytes
 
 SQLITE_CHECKS = {
@@ -150,8 +150,8 @@ class SQLiteBackend(Backend):
                                  f"{'; '.join(problems)}; the target was not touched")
 
     def _replace(self, restored: Path, target: Path) -> None:
+        self._keep_file_identity(restored, target)
         if target.exists():
-            os.chmod(restored, target.stat().st_mode & 0o7777)
             # Fold the old WAL into the old file first: a stale -wal must never be applied to the new one.
             with self.connect() as old:
                 busy = old.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
@@ -163,6 +163,16 @@ class SQLiteBackend(Backend):
         fsync_directory(target.parent)
         for suffix in ("-wal", "-shm"):
             Path(f"{target}{suffix}").unlink(missing_ok=True)
+
+    def _keep_file_identity(self, restored: Path, target: Path) -> None:
+        try:
+            take_over_file_identity(restored, target)
+        except PermissionError as exc:
+            owner = target.stat()
+            raise PermissionDenied(
+                f"{self.label}: cannot give the restored file the target's owner (uid {owner.st_uid}, "
+                f"gid {owner.st_gid}): {exc.strerror}; the target was not touched",
+                hint="Try: run the restore as the file's owner or as root") from exc
 
     def is_empty(self) -> bool:
         path = self.settings.path
