@@ -188,4 +188,5 @@ def test_the_readme_quick_start_runs_as_written(tmp_path):
         done = subprocess.run(["bash", "-c", " && ".join(steps[1:])], cwd=tmp_path, env=env, capture_output=True,
                               text=True, timeout=120)
         assert done.returncode == 0, done.stderr
-        assert re.search(r"notes\s*│\s*1000\s*│\s*1000\s*│\s*match\s*│\s*OK", done.stdout), done.stdout
+        assert re.search(r"database file\s*│\s*-\s*│\s*-\s*│\s*match\s*│\s*OK", done.stdout), done.stdout
+        assert re.search(r"notes\s*│\s*1000\s*│\s*1000\s*│\s*-\s*│\s*OK", done.stdout), done.stdout
