@@ -32,6 +32,9 @@ for _var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+# The README's quick start exports STORAGECTL_CONFIG in the shell that then runs the tests; no test
+# may pick up that config (each names its own with -c).
+os.environ.pop("STORAGECTL_CONFIG", None)
 
 
 def service_unavailable(service: str, reason: str) -> None:

@@ -467,25 +467,55 @@ def test_keys_lost_from_the_staging_db_during_the_load_are_never_swapped_in(redi
     assert taken and target.client().keys() == [b"only-in-target"] and staging.client().dbsize() == 0
 
 
-def test_keys_expiring_right_after_their_restore_are_allowed_for_not_a_mismatch(redis_trio, write_config, tmp_path):
-    """Absolute expiries pass during the load: the count check and --validate allow exactly for those."""
+def test_keys_expiring_right_after_their_restore_are_allowed_for_not_a_mismatch(
+        redis_trio, write_config, tmp_path, monkeypatch):
+    """Absolute expiries pass during the load: the count check and --validate allow exactly for those.
+
+    The expiry is made to pass mid-load by holding the load after its 10th batch until the server's
+    clock is past it, so the scenario does not depend on how fast this machine is right now."""
+    import storagectl.backends.redis as redis_backend
+
     source, target, staging = redis_trio
     client = source.client()
-    seconds, micros = client.time()
-    expire_at = seconds * 1000 + micros // 1000 + 2500
-    pipe = client.pipeline(transaction=False)
-    for i in range(60_000):
-        pipe.set(f"k{i}", "v")
-        if i % 2 == 0:
-            pipe.pexpireat(f"k{i}", expire_at)
-    pipe.execute()
-    config, backup_id = staged_backup(redis_trio, write_config, tmp_path, 0)
-    seconds, micros = client.time()
-    time.sleep(max(0.0, (expire_at - 100 - (seconds * 1000 + micros // 1000)) / 1000))  # expire mid-load
+    expire_at = _backup_with_expiring_keys(redis_trio, write_config, tmp_path, client)
+    config, backup_id = expire_at.pop("config"), expire_at.pop("backup_id")
+    original, batches = redis_backend._restore_batch, []
+
+    def restore_batch_then_let_expiry_pass(*args):
+        original(*args)
+        batches.append(1)
+        while len(batches) == 10 and _server_ms(client) <= expire_at["ms"]:
+            time.sleep(0.01)
+
+    monkeypatch.setattr(redis_backend, "_restore_batch", restore_batch_then_let_expiry_pass)
     outcome = restore(config, backup_id, target="spare", replace=True, validate=True)
+    assert len(batches) > 10  # the expiry passed mid-load
     assert outcome.validation.ok, outcome.validation.to_dict()
     assert any("fewer allowed" in note for note in outcome.validation.notes)
     assert 30_001 <= target.client().dbsize() < 60_001
+
+
+def _server_ms(client) -> int:
+    seconds, micros = client.time()
+    return seconds * 1000 + micros // 1000
+
+
+def _backup_with_expiring_keys(redis_trio, write_config, tmp_path, client) -> dict:
+    """60,000 keys, every second one expiring at one absolute time that the backup finishes before
+    (the margin doubles until it does, so a loaded machine only makes the test slower)."""
+    for margin_ms in (3_000, 6_000, 12_000, 24_000, 48_000):
+        client.flushdb()
+        expire_at = _server_ms(client) + margin_ms
+        pipe = client.pipeline(transaction=False)
+        for i in range(60_000):
+            pipe.set(f"k{i}", "v")
+            if i % 2 == 0:
+                pipe.pexpireat(f"k{i}", expire_at)
+        pipe.execute()
+        config, backup_id = staged_backup(redis_trio, write_config, tmp_path / str(margin_ms), 0)
+        if _server_ms(client) < expire_at - 500:
+            return {"ms": expire_at, "config": config, "backup_id": backup_id}
+    raise AssertionError("the backup of 60,000 keys never finished within 48 s")
 
 
 def test_expiry_allowance_counts_restored_keys_only_and_errs_wide():

@@ -6,7 +6,6 @@ directory or a moto S3 bucket; nothing of our storage code is mocked.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from datetime import UTC, datetime, timedelta
@@ -231,15 +230,12 @@ def test_backup_run_with_prune_applies_retention(cli, local_job, tmp_path):
     assert bad.exit_code == 2 and "--prune" in bad.stderr
 
 
-def test_delete_refused_by_s3_is_an_error(cli, write_config, tmp_path, s3_bucket, monkeypatch):
-    from moto import settings as moto_settings
-    from moto.iam.access_control import S3IAMRequest
+def test_delete_refused_by_s3_is_an_error(cli, write_config, tmp_path, s3_bucket):
+    """S3 refuses the deletes (as a bucket policy denying s3:DeleteObject does, per key inside a
+    200 DeleteObjects answer): prune reports it with exit 4 and every backup stays listed."""
+    from tests.fakes.s3_deny_delete import DenyDeleteS3Proxy
 
-    # moto computes a different SigV4 signature than botocore for list requests with a "/" in the
-    # prefix; its policy evaluation (what this test is about) stays real.
-    monkeypatch.setattr(S3IAMRequest, "check_signature", lambda self: None)
-
-    def config_for(access_key: str, secret: str) -> Path:
+    def config_for(endpoint: str, name: str) -> Path:
         return write_config(f"""
             version: 1
             backends:
@@ -249,43 +245,24 @@ def test_delete_refused_by_s3_is_an_error(cli, write_config, tmp_path, s3_bucket
                 kind: s3
                 retry: {{attempts: 1}}
                 bucket: {s3_bucket.name}
-                endpoint_url: {s3_bucket.endpoint}
+                endpoint_url: {endpoint}
                 region: us-east-1
                 addressing_style: path
-                access_key_id: "{access_key}"
-                secret_access_key: "{secret}"
+                access_key_id: testing
+                secret_access_key: "not-shown-anywhere"
             jobs:
               nightly: {{backends: [app], destination: bucket, retention: {{keep_last: 1}}}}
-        """, name=f"{access_key}.yaml")
+        """, name=name)
 
-    config = load_config(config_for("testing", "testing"))
+    config = load_config(config_for(s3_bucket.endpoint, "direct.yaml"))
     destination = open_destination("bucket", config.destination("bucket"))
     now = datetime.now(UTC)
     for hours in (3, 2, 1):
         store_backup(destination, "nightly", now - timedelta(hours=hours))
-    restricted = _user_denied_delete(s3_bucket)
-    previous = moto_settings.INITIAL_NO_AUTH_ACTION_COUNT
-    moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0  # moto enforces IAM policies from here on
-    try:
-        result = cli("-c", config_for(*restricted), "backup", "prune", "--yes")
-    finally:
-        moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = previous
+    with DenyDeleteS3Proxy(s3_bucket.endpoint) as proxy:
+        result = cli("-c", config_for(proxy.endpoint, "denied.yaml"), "backup", "prune", "--yes")
+    assert proxy.refused, "prune never asked S3 to delete anything"
     assert result.exit_code == 4, result.stderr
     assert "could not remove backup" in result.stderr and "access denied" in result.stderr
-    assert restricted[1] not in result.stderr
+    assert "not-shown-anywhere" not in result.stderr + result.stdout
     assert len(job_backups(config, "nightly")) == 3
-
-
-def _user_denied_delete(s3_bucket) -> tuple[str, str]:
-    import boto3
-
-    iam = boto3.client("iam", endpoint_url=s3_bucket.endpoint, region_name="us-east-1",
-                       aws_access_key_id="testing", aws_secret_access_key="testing")
-    user = f"pruner-{s3_bucket.name}"
-    iam.create_user(UserName=user)
-    policy = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": "s3:*", "Resource": "*"},
-        {"Effect": "Deny", "Action": "s3:DeleteObject", "Resource": "*"}]}
-    iam.put_user_policy(UserName=user, PolicyName="no-delete", PolicyDocument=json.dumps(policy))
-    key = iam.create_access_key(UserName=user)["AccessKey"]
-    return key["AccessKeyId"], key["SecretAccessKey"]

@@ -16,8 +16,8 @@ from storagectl.backends.base import Backend
 from storagectl.config.models import BackendSettings
 from storagectl.config.types import ConfigPath
 from storagectl.diag import Check, CheckSpec, Status
-from storagectl.errors import IntegrityError, NotFound, OperationFailed, StoragectlError, UsageError
-from storagectl.fsutil import fsync_directory
+from storagectl.errors import IntegrityError, NotFound, OperationFailed, PermissionDenied, StoragectlError, UsageError
+from storagectl.fsutil import fsync_directory, take_over_file_identity
 from storagectl.units import human_bytes
 
 SQLITE_CHECKS = {
@@ -114,12 +114,15 @@ class SQLiteBackend(Backend):
             with self.connect() as source, contextlib.closing(sqlite3.connect(snapshot)) as copy:
                 _sqlite_call(self, "snapshot", lambda: source.backup(copy))
             with contextlib.closing(sqlite3.connect(f"file:{snapshot}?mode=ro", uri=True)) as copy:
-                summary = table_summary(copy)
-            record_summary(archive, summary)
+                summary = table_counts(copy)
+            digest = hashlib.sha256()
             with archive.create(SQLITE_OBJECT) as sink, open(snapshot, "rb") as stream:
                 while chunk := stream.read(COPY_CHUNK):
+                    digest.update(chunk)  # C speed, GIL released: the file proves every row at once
                     sink.write(chunk)
                 sink.counts = {"rows": sum(summary.counts.values()), "tables": len(summary.counts)}
+            summary.checksums[FILE_UNIT] = f"sha256:{digest.hexdigest()}"
+            record_summary(archive, summary)
 
     def restore(self, archive: Any, options: Any) -> None:
         """Write a temp file next to the target, check its integrity, then rename it into place."""
@@ -150,8 +153,8 @@ class SQLiteBackend(Backend):
                                  f"{'; '.join(problems)}; the target was not touched")
 
     def _replace(self, restored: Path, target: Path) -> None:
+        self._keep_file_identity(restored, target)
         if target.exists():
-            os.chmod(restored, target.stat().st_mode & 0o7777)
             # Fold the old WAL into the old file first: a stale -wal must never be applied to the new one.
             with self.connect() as old:
                 busy = old.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
@@ -164,6 +167,16 @@ class SQLiteBackend(Backend):
         for suffix in ("-wal", "-shm"):
             Path(f"{target}{suffix}").unlink(missing_ok=True)
 
+    def _keep_file_identity(self, restored: Path, target: Path) -> None:
+        try:
+            take_over_file_identity(restored, target)
+        except PermissionError as exc:
+            owner = target.stat()
+            raise PermissionDenied(
+                f"{self.label}: cannot give the restored file the target's owner (uid {owner.st_uid}, "
+                f"gid {owner.st_gid}): {exc.strerror}; the target was not touched",
+                hint="Try: run the restore as the file's owner or as root") from exc
+
     def is_empty(self) -> bool:
         path = self.settings.path
         if not path.is_file() or path.stat().st_size == 0:
@@ -172,11 +185,21 @@ class SQLiteBackend(Backend):
             return not user_tables(connection)
 
     def content_summary(self, like: ContentSummary | None = None) -> ContentSummary:
+        """Rows per table and the SHA-256 of the database file, or, for a backup that recorded
+        per-table row checksums (archives written before the file checksum), those, computed the
+        same way."""
         with self.connect() as connection:
-            return table_summary(connection)
+            if like is not None and set(like.checksums) - {FILE_UNIT}:
+                return table_summary(connection)
+            summary = table_counts(connection)
+        summary.checksums[FILE_UNIT] = f"sha256:{file_sha256(self.settings.path)}"
+        return summary
 
 
 SQLITE_OBJECT = "database.sqlite"
+# The restored file is the backed-up snapshot byte for byte, so the SHA-256 of the whole file proves
+# every row of every table (and the schema); earlier backups recorded a checksum per table instead.
+FILE_UNIT = "database file"
 COPY_CHUNK = 1024 * 1024
 
 
@@ -192,6 +215,23 @@ def user_tables(connection: sqlite3.Connection) -> list[str]:
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
         "ORDER BY name")
     return [row[0] for row in rows]
+
+
+def table_counts(connection: sqlite3.Connection) -> ContentSummary:
+    """Rows per table (``count(*)`` runs in SQLite, not per row in Python)."""
+    summary = ContentSummary()
+    for table in user_tables(connection):
+        quoted = '"' + table.replace('"', '""') + '"'
+        summary.counts[table] = connection.execute(f"SELECT count(*) FROM {quoted}").fetchone()[0]
+    return summary
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(COPY_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def table_summary(connection: sqlite3.Connection) -> ContentSummary:

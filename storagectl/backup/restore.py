@@ -17,7 +17,7 @@ from storagectl.backup.catalog import LATEST, FoundBackup, find_backup, latest_b
 from storagectl.backup.run import archive_family, require_backup_capable
 from storagectl.backup.validation import ValidationReport, compare_summaries
 from storagectl.config.models import Config, default_parallel
-from storagectl.errors import IntegrityError, UsageError
+from storagectl.errors import IntegrityError, UsageError, raise_with_state
 
 
 @dataclass
@@ -92,15 +92,21 @@ def verify_archive(archive: StoredArchive, found: FoundBackup, parallel: int = 1
             result.error = exc.message
         return result
 
-    with ThreadPoolExecutor(max(1, parallel)) as pool:
+    pool = ThreadPoolExecutor(max(1, parallel))
+    try:
         return VerifyReport(found, list(pool.map(check, archive.manifest.objects)))
+    finally:  # on Ctrl-C/SIGTERM the objects not yet started are dropped, not read to the end
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def verify_backup(config: Config, backup_id: str, destination: str | None = None,
                   identity_file: Path | None = None, progress: ProgressCallback = no_progress) -> VerifyReport:
     """Check every object's size and SHA-256 and decode it fully; touches no backend."""
     found = find_backup(config, backup_id, destination)
-    return verify_archive(open_archive(config, found, identity_file, "verify", progress), found)
+    try:
+        return verify_archive(open_archive(config, found, identity_file, "verify", progress), found)
+    except KeyboardInterrupt as exc:
+        raise_with_state(exc, f"backup {found.manifest.id} was not fully verified; nothing was changed")
 
 
 @dataclass
@@ -163,6 +169,10 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
     Every object is verified before the target is touched when ``validate`` is set or the target kind
     cannot restore atomically, so a damaged archive never leaves a half-restored target;
     ``validate`` also compares contents afterwards."""
+    if target is not None:
+        config.backend(target)  # an unknown name is a usage error (exit 2), as everywhere else
+    if destination is not None:
+        config.destination(destination)
     if backup_id == LATEST:
         backup_id = latest_backup_id(config, destination, target)
     found = find_backup(config, backup_id, destination)

@@ -19,7 +19,7 @@ from storagectl.backends import Backend, backend_from_config
 from storagectl.backup.catalog import Leftovers, destination_named, remove_stale_partials
 from storagectl.config.models import Config, JobSettings, RetentionPolicy
 from storagectl.destinations import Destination
-from storagectl.errors import OperationFailed, StoragectlError, UsageError
+from storagectl.errors import OperationFailed, StoragectlError, UsageError, raise_with_state
 
 log = logging.getLogger("storagectl.backup")
 
@@ -117,6 +117,8 @@ def run_plan(config: Config, plan: BackupPlan, progress: ProgressCallback = no_p
             session.write_manifest(manifest)
     except BaseException as exc:
         session.discard()
+        if isinstance(exc, KeyboardInterrupt):
+            raise_with_state(exc, f"no backup of {backend.label} was written; its partial objects were removed")
         failure = _backup_failure(backend, exc)
         if failure is exc:
             raise

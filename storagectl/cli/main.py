@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -90,13 +88,17 @@ def main(argv: list[str] | None = None) -> None:
 def run(argv: list[str] | None = None) -> int:
     from typer.exceptions import Abort, Exit, TyperException
 
-    from storagectl.errors import ConfigError, ExitCode, StoragectlError, Terminated
+    from storagectl.errors import ConfigError, ExitCode, StoragectlError
 
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    signals = _SignalsAsInterrupts()
     try:
-        with _sigterm_as_interrupt():
+        with signals:
             result = app(args=args, prog_name="storagectl", standalone_mode=False)
+        if result == ExitCode.INTERRUPTED and signals.received:
+            # typer turns a KeyboardInterrupt that no command handled into a bare 130
+            return _interrupted(signals.received)
         return result if isinstance(result, int) else 0
     except Exit as exc:
         return exc.exit_code
@@ -106,58 +108,83 @@ def run(argv: list[str] | None = None) -> int:
     except TyperException as exc:  # usage errors: bad option, missing argument, ...
         exc.show()
         return getattr(exc, "exit_code", ExitCode.USAGE)
-    except KeyboardInterrupt as exc:
-        if isinstance(exc, Terminated):
-            _error("terminated")
-            return ExitCode.TERMINATED
-        _error("interrupted")
-        return ExitCode.INTERRUPTED
+    except KeyboardInterrupt:
+        return _interrupted(signals.received or "interrupted")
     except ConfigError as exc:
-        if debug:
-            raise
+        _traceback_if(debug)
         for problem in exc.problems or [exc.message]:
             _error(problem)
         _hint(exc.hint or "Try: storagectl config validate")
         return exc.exit_code
     except StoragectlError as exc:
-        if debug:
-            raise
+        _traceback_if(debug)
         _error(exc.message)
         _hint(exc.hint)
         return exc.exit_code
     except Exception as exc:
-        if debug:
-            raise
         from storagectl.redact import redact_text
 
+        _traceback_if(debug)
         _error(f"internal error: {type(exc).__name__}: {redact_text(str(exc))} "
                "(a bug in storagectl; rerun with --debug for the traceback)")
         return ExitCode.INTERNAL
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def _interrupted(what: str) -> int:
+    from storagectl.errors import ExitCode
+
+    _error(f"{what} before the command finished")
+    return ExitCode.TERMINATED if what == "terminated" else ExitCode.INTERRUPTED
+
+
+def _traceback_if(debug: bool) -> None:
+    """--debug: the traceback (secrets masked) before the one-line error; the exit code stays."""
+    if debug:
+        import traceback
+
+        from storagectl.redact import redact_text
+
+        sys.stderr.write(redact_text(traceback.format_exc()))
+
+
+class _SignalsAsInterrupts:
     """SIGTERM (systemd, Kubernetes, kill) unwinds like Ctrl-C, so every cleanup path runs: partial
     backups are removed, a staged restore is dropped; exit 143. Further SIGTERMs are ignored until
-    the cleanup is done (SIGKILL still ends it). ``backup schedule`` installs its own handler."""
-    import signal
-    import threading
+    the cleanup is done (SIGKILL still ends it). ``received`` says which signal stopped the run, so
+    an interrupt that no command turned into a message still gets one. ``backup schedule`` installs
+    its own handler."""
 
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._previous: dict[int, Any] = {}
 
-    from storagectl.errors import Terminated
+    def __enter__(self) -> _SignalsAsInterrupts:
+        import signal
+        import threading
 
-    def terminate(signum: int, frame: Any) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, self._terminate),
+                              signal.SIGINT: signal.signal(signal.SIGINT, self._interrupt)}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+
+    def _terminate(self, signum: int, frame: Any) -> None:
+        import signal
+
+        from storagectl.errors import Terminated
+
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a repeated SIGTERM must not cut the cleanup short
+        self.received = "terminated"
         raise Terminated
 
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+    def _interrupt(self, signum: int, frame: Any) -> None:
+        self.received = self.received or "interrupted"
+        raise KeyboardInterrupt
 
 
 def _error(message: str) -> None:
