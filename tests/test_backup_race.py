@@ -116,3 +116,27 @@ def test_backup_run_racing_prune_processes_verifies_or_fails_clearly(race_job, c
     else:
         assert run.returncode == 6 and "missing" in err, err
         assert backups == []
+
+
+def test_the_lease_is_renewed_while_held_and_removed_after(tmp_path):
+    import time
+
+    from storagectl.archive.lease import LEASE_NAME, BackupLease
+    from storagectl.destinations import open_destination
+    from storagectl.destinations.local import LocalSettings
+
+    destination = open_destination("local", LocalSettings(path=tmp_path))
+    key = f"nightly/20261206T000000Z-abcdef/{LEASE_NAME}"
+
+    def renewed_at() -> str:
+        with destination.open_read(key) as stream:
+            return json.loads(stream.read())["renewed_at"]
+
+    with BackupLease(destination, "nightly/20261206T000000Z-abcdef/", renew_every=0.01):
+        first = renewed_at()
+        deadline = time.monotonic() + 30
+        while renewed_at() == first and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert renewed_at() != first  # rewritten by the renewing thread
+    assert not destination.exists(key)
+    assert list(destination.list_unfinished()) == []
