@@ -30,6 +30,7 @@ ENV_CONFIG = "STORAGECTL_CONFIG"
 DEFAULT_FILE = "storagectl.yaml"
 
 _SECRET_KEYS = ("password", "secret", "token", "key_id", "access_key")
+_NEVER_ECHOED = ("on_success", "on_failure")  # a webhook URL often carries its token in the path
 
 
 class RawConfig(StrictModel):
@@ -263,7 +264,10 @@ def _one_line(text: str) -> str:
 
 
 def _is_secret(loc: Loc) -> bool:
-    return any(marker in str(loc[-1]).lower() for marker in _SECRET_KEYS) if loc else False
+    if not loc:
+        return False
+    key = str(loc[-1]).lower()
+    return key in _NEVER_ECHOED or any(marker in key for marker in _SECRET_KEYS)
 
 
 def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
