@@ -26,6 +26,7 @@ MAX_VALUES = 50_000
 
 _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}|\$\$")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_PLAIN_COLLECTIONS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 class _Rejected(yaml.MarkedYAMLError):
@@ -37,14 +38,21 @@ class _TooLarge(Exception):
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader whose recursive composer refuses to nest deeper than :data:`MAX_DEPTH`."""
+    """SafeLoader whose scanner and recursive composer refuse to nest deeper than :data:`MAX_DEPTH`."""
 
     depth = 0
+
+    def fetch_flow_collection_start(self, token_class: Any) -> None:
+        # Stopped in the scanner already: for every open bracket it keeps a possible key and looks
+        # up to 1024 characters ahead, so "[[[[..." costs far more to scan than to compose.
+        if self.flow_level >= MAX_DEPTH:
+            raise _Rejected(problem=f"nested deeper than {MAX_DEPTH} levels", problem_mark=self.get_mark())
+        super().fetch_flow_collection_start(token_class)
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.depth >= MAX_DEPTH:
             raise _Rejected(problem=f"nested deeper than {MAX_DEPTH} levels",
-                                 problem_mark=self.peek_event().start_mark)
+                            problem_mark=self.peek_event().start_mark)
         self.depth += 1
         try:
             return super().compose_node(parent, index)
@@ -142,6 +150,9 @@ class YamlDocument:
                 entry = entry[:-1]
             raise _TooLarge(f"{self.where(entry)}: {limit}; use fewer aliases")
         self.lines.setdefault(loc, node.start_mark.line + 1)
+        if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_COLLECTIONS:
+            raise _Rejected(problem=f"tag {_short_tag(node.tag)} is not supported here; remove it",
+                            problem_mark=node.start_mark)
         if isinstance(node, yaml.MappingNode):
             return self._convert_mapping(node, loc, loader, depth)
         if isinstance(node, yaml.SequenceNode):
@@ -178,7 +189,7 @@ class YamlDocument:
     def _key(self, node: yaml.Node, loader: yaml.SafeLoader) -> str:
         if not isinstance(node, yaml.ScalarNode):
             raise _Rejected(problem="a key must be a plain value, not a mapping or list",
-                                 problem_mark=node.start_mark)
+                            problem_mark=node.start_mark)
         self._values += 1
         return str(_construct_scalar(node, loader))
 
@@ -208,21 +219,26 @@ def _merge_sources(node: yaml.Node) -> list[yaml.MappingNode]:
     for source in sources:
         if not isinstance(source, yaml.MappingNode):
             raise _Rejected(problem="<< (merge key) needs a mapping or a list of mappings, such as *defaults",
-                                 problem_mark=source.start_mark)
+                            problem_mark=source.start_mark)
     return sources
 
 
 def _construct_scalar(node: yaml.Node, loader: yaml.SafeLoader) -> Any:
-    """The scalar's value. PyYAML raises plain ValueError/KeyError for some bad scalars (``!!int x``,
-    a 5000-digit integer, ``2024-13-45``); their messages may quote the value, so none is kept."""
+    """The scalar's value. PyYAML's constructors fail on some bad scalars with whatever Python raised
+    (ValueError for ``!!int x``, a 5000-digit integer or ``2024-13-45``, KeyError for ``!!bool maybe``,
+    AttributeError for ``!!timestamp x``); their messages may quote the value, so none is kept."""
     try:
         return loader.construct_object(node, deep=True)
     except yaml.MarkedYAMLError:
         raise
-    except (ValueError, KeyError, TypeError, OverflowError) as exc:
-        kind = node.tag.rsplit(":", 1)[-1]
+    except Exception as exc:  # noqa: BLE001 - any failure of one scalar's constructor, reported with its line
+        kind = _short_tag(node.tag).lstrip("!")
         reason = "has too many digits" if "digits" in str(exc) else f"is not a valid {kind}"
         raise _Rejected(problem=f"value {reason}", problem_mark=node.start_mark) from None
+
+
+def _short_tag(tag: str) -> str:
+    return tag.replace("tag:yaml.org,2002:", "!!")
 
 
 def _config_error(problem: str) -> ConfigError:
