@@ -7,13 +7,18 @@ documents that expand to more than MAX_VALUES values, so these tests need no tim
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from storagectl.config.document import MAX_DEPTH, MAX_VALUES
+
+# Hypothesis caches in ./.hypothesis by default; nothing of a test run may land in the working tree.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "storagectl-hypothesis")
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [(ROOT / "configs" / name).read_bytes() for name in ("quickstart.yaml", "example.yaml")]
