@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from storagectl.config.document import MAX_DEPTH, MAX_VALUES
+from storagectl.config.document import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES
 
 # Hypothesis caches in ./.hypothesis by default; nothing of a test run may land in the working tree.
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "storagectl-hypothesis")
@@ -96,6 +96,14 @@ def test_non_utf8_bytes(cli, tmp_path):
     result = cli("-c", path, "config", "validate")
     assert result.exit_code == 2
     assert result.stderr.startswith(f"error: {path}:2 the file is not UTF-8 text (byte 0xff at column 28)")
+
+
+def test_file_too_large_to_be_a_config(cli, tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"# " + b"x" * MAX_FILE_BYTES + b"\n")
+    result = cli("-c", path, "config", "validate")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {path}:1 the file is larger than 1024 KiB")
 
 
 def test_control_character(cli, write_config):

@@ -101,3 +101,11 @@ def test_password_file_contents_never_shown(cli, write_config, tmp_path):
     shown = validate_in_every_mode(cli, path)
     assert_never_shown(shown, "file-secret")
     assert "backends.other: url has a password and password/password_file gives another" in shown["plain"]
+
+
+def test_empty_value_from_the_environment_masks_nothing(cli, write_config, monkeypatch):
+    monkeypatch.setenv("EMPTY", "")
+    path = write_config("backends:\n  a: {kind: redis, description: '${EMPTY}', port: abc}\n")
+    first = cli("-c", path, "config", "validate").stderr.splitlines()[0]
+    assert first.endswith("backends.a.port: Input should be a valid integer, unable to parse string as an integer "
+                          "(got 'abc')")

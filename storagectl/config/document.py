@@ -23,6 +23,8 @@ MAX_DEPTH = 64
 """Deepest nesting of mappings and sequences; real configs use fewer than 10 levels."""
 MAX_VALUES = 50_000
 """Most values (scalars, mappings, sequences) after expanding aliases and merge keys."""
+MAX_FILE_BYTES = 1024 * 1024
+"""Largest config file read; the full example config is under 8 KiB."""
 
 _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}|\$\$")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -58,6 +60,18 @@ class _BoundedLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self.depth -= 1
+
+
+def read_config_file(path: Path) -> str:
+    """The file's text: at most :data:`MAX_FILE_BYTES` of UTF-8."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise _config_error(f"{path}:1 the file is larger than {MAX_FILE_BYTES // 1024} KiB; is it the config file?")
+    return decode_config(data, path)
 
 
 def decode_config(data: bytes, path: Path) -> str:
@@ -128,7 +142,7 @@ class YamlDocument:
 
     def scrub(self, message: str) -> str:
         """``message`` with every value taken from the environment masked, however a validator quoted it."""
-        for value in sorted(self._environment_values, key=len, reverse=True):
+        for value in sorted(filter(None, self._environment_values), key=len, reverse=True):
             for form in {value, repr(value)[1:-1]}:
                 if len(form) >= 3:
                     message = message.replace(form, MASK)

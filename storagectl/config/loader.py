@@ -13,7 +13,7 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from storagectl.config.document import Loc, YamlDocument, decode_config
+from storagectl.config.document import Loc, YamlDocument, read_config_file
 from storagectl.config.models import (
     NAME_PATTERN,
     BackendSettings,
@@ -77,11 +77,7 @@ def find_config_path(explicit: Path | None) -> Path:
 
 def load_config(explicit: Path | None = None, environ: dict[str, str] | None = None) -> Config:
     path = find_config_path(explicit)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    return parse_config(decode_config(data, path), path, os.environ if environ is None else environ)
+    return parse_config(read_config_file(path), path, os.environ if environ is None else environ)
 
 
 def parse_config(text: str, path: Path, environ: dict[str, str] | os._Environ[str]) -> Config:
