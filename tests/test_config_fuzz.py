@@ -148,8 +148,9 @@ def test_alias_bomb_stops_at_the_value_budget(cli, write_config):
     assert first == f":5 a4: more than {MAX_VALUES} values once aliases are expanded; use fewer aliases"
 
 
-def test_merge_key_bomb_stops_at_the_value_budget(cli, write_config):
-    lines = ["m0: &m0 {k0: 1, k1: 2, k2: 3}"]
+@pytest.mark.parametrize("first_mapping", ["{k0: 1, k1: 2, k2: 3}", "{}"], ids=["with-values", "empty"])
+def test_merge_key_bomb_stops_at_the_value_budget(cli, write_config, first_mapping):
+    lines = [f"m0: &m0 {first_mapping}"]
     lines += [f"m{i}: &m{i} {{<<: [{', '.join([f'*m{i - 1}'] * 9)}]}}" for i in range(1, 12)]
     first = validate(cli, write_config, "\n".join(lines) + "\n")
     assert f"more than {MAX_VALUES} values once aliases are expanded" in first

@@ -152,17 +152,8 @@ class YamlDocument:
 
     # -- conversion --------------------------------------------------------------------------------
     def _convert(self, node: yaml.Node, loc: Loc, loader: yaml.SafeLoader, depth: int) -> Any:
-        """Plain data from ``node``. Counts every value it produces, so aliases re-walked many times
-        (or nested through each other) stop at the budget instead of growing without end."""
-        self._values += 1
-        if self._values > MAX_VALUES or depth > MAX_DEPTH:
-            # A shared node's own line is its anchor's; the entry that expands it is the useful place.
-            limit = (f"more than {MAX_VALUES} values once aliases are expanded" if depth <= MAX_DEPTH
-                     else f"nested deeper than {MAX_DEPTH} levels once aliases are expanded")
-            entry = loc[:2]
-            while entry and not isinstance(entry[-1], str):
-                entry = entry[:-1]
-            raise _TooLarge(f"{self.where(entry)}: {limit}; use fewer aliases")
+        """Plain data from ``node``."""
+        self._spend(loc, depth)
         self.lines.setdefault(loc, node.start_mark.line + 1)
         if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_COLLECTIONS:
             raise _Rejected(problem=f"tag {_short_tag(node.tag)} is not supported here; remove it",
@@ -178,6 +169,8 @@ class YamlDocument:
                          depth: int, merging: bool = False) -> dict[str, Any]:
         """Keys written here win over merged ones (``<<: *defaults``); of several merged
         mappings the first wins, as the YAML merge-key spec says."""
+        if merging:  # merged mappings are walked here directly, and must be paid for too
+            self._spend(loc, depth)
         own: dict[str, Any] = {}
         merged: dict[str, Any] = {}
         for key_node, value_node in node.value:
@@ -199,6 +192,21 @@ class YamlDocument:
                 self.lines[child] = line
             own[key] = self._convert(value_node, child, loader, depth + 1)
         return {**merged, **own}
+
+    def _spend(self, loc: Loc, depth: int) -> None:
+        """Count one value against the budget, so aliases and merges re-walked many times (or
+        through each other) stop at :data:`MAX_VALUES` / :data:`MAX_DEPTH` instead of growing
+        without end."""
+        self._values += 1
+        if self._values <= MAX_VALUES and depth <= MAX_DEPTH:
+            return
+        limit = (f"more than {MAX_VALUES} values once aliases are expanded" if depth <= MAX_DEPTH
+                 else f"nested deeper than {MAX_DEPTH} levels once aliases are expanded")
+        # A shared node's own line is its anchor's; the entry that expands it is the useful place.
+        entry = loc[:2]
+        while entry and not isinstance(entry[-1], str):
+            entry = entry[:-1]
+        raise _TooLarge(f"{self.where(entry)}: {limit}; use fewer aliases")
 
     def _key(self, node: yaml.Node, loader: yaml.SafeLoader) -> str:
         if not isinstance(node, yaml.ScalarNode):
@@ -255,5 +263,11 @@ def _short_tag(tag: str) -> str:
     return tag.replace("tag:yaml.org,2002:", "!!")
 
 
+def one_line(text: str) -> str:
+    """Control characters (a key written as "a\\nb", say) escaped, so each problem stays one line."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
 def _config_error(problem: str) -> ConfigError:
+    problem = one_line(problem)
     return ConfigError(problem, problems=[problem])

@@ -13,7 +13,7 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from storagectl.config.document import Loc, YamlDocument, read_config_file
+from storagectl.config.document import Loc, YamlDocument, one_line, read_config_file
 from storagectl.config.models import (
     NAME_PATTERN,
     BackendSettings,
@@ -120,7 +120,7 @@ class _ConfigValidator:
 
     def _error(self) -> ConfigError:
         """One line per problem, each reported once (a merged mapping's problem shows up at every merge)."""
-        problems = [_one_line(problem) for problem in dict.fromkeys(self.problems)]
+        problems = [one_line(problem) for problem in dict.fromkeys(self.problems)]
         return ConfigError(problems[0], problems=problems)
 
     def _entries(self, section: str, entries: dict[str, dict[str, Any]], settings_class) -> dict[str, Any]:
@@ -252,11 +252,6 @@ def _input_loc(error_loc: tuple[Any, ...], data: Any) -> Loc:
 
 def _is_pydantic_tag(part: Any) -> bool:
     return isinstance(part, str) and ("[" in part or part.startswith("function-"))
-
-
-def _one_line(text: str) -> str:
-    """Control characters (a key written as "a\\nb", say) escaped, so each problem stays one line."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def _is_secret(loc: Loc) -> bool:
