@@ -8,7 +8,7 @@ from pydantic import BaseModel, field_validator, model_validator
 
 from storagectl.config.models import RetrySettings, TimeoutSettings
 from storagectl.config.types import Secret
-from storagectl.config.urls import reject_query, require_host, split_url
+from storagectl.config.urls import check_http_url, reject_query
 from storagectl.errors import (
     AuthenticationFailed,
     BackendUnavailable,
@@ -42,9 +42,7 @@ class S3ConnectionSettings(BaseModel):
     @classmethod
     def _valid_endpoint(cls, url: str | None) -> str | None:
         if url is not None:
-            parts = split_url(url, ("http", "https"))
-            require_host(parts)
-            reject_query(parts, "give only scheme, host and port")
+            reject_query(check_http_url(url), "give only scheme, host and port")
         return url
 
     @model_validator(mode="after")

@@ -24,7 +24,6 @@ from storagectl.config.models import (
     valid_name,
 )
 from storagectl.errors import ConfigError
-from storagectl.redact import redact_text
 
 ENV_CONFIG = "STORAGECTL_CONFIG"
 DEFAULT_FILE = "storagectl.yaml"
@@ -181,9 +180,9 @@ class _ConfigValidator:
         names = self.document.environment_names(loc)
         if names:
             return " (value from " + ", ".join(f"${name}" for name in names) + " not shown)"
-        if _is_secret(loc) or not isinstance(bad, str | int | float) or repr(bad) in message:
+        if _is_secret(loc) or not isinstance(bad, str | int | float) or repr(bad) in message or _has_userinfo(bad):
             return ""
-        return f" (got {redact_text(repr(bad))})"
+        return f" (got {bad!r})"
 
     def _problem(self, loc: Loc, message: str) -> None:
         """Every message passes here: whatever a validator quoted, environment values are masked."""
@@ -252,6 +251,12 @@ def _input_loc(error_loc: tuple[Any, ...], data: Any) -> Loc:
 
 def _is_pydantic_tag(part: Any) -> bool:
     return isinstance(part, str) and ("[" in part or part.startswith("function-"))
+
+
+def _has_userinfo(value: Any) -> bool:
+    """A URL with ``user:password@``: not echoed at all, since a mis-encoded password (an ``@`` or
+    ``/`` in it) would be only partly masked by :func:`~storagectl.redact.redact_url`."""
+    return isinstance(value, str) and "://" in value and "@" in value
 
 
 def _is_secret(loc: Loc) -> bool:

@@ -3,8 +3,9 @@ hook URLs).
 
 A URL that a client library would read differently from what was written -- a port ``notaport``,
 a Redis db ``/13x`` read as db 0, a ``#`` in a password cutting off the host -- must fail
-``config validate``, never fall back to a default at run time. Messages never quote the URL's
-parts: a mis-encoded password can end up in any of them.
+``config validate``, never fall back to a default at run time. Messages quote no part of the URL
+that could hold a password: a mis-encoded one (an unescaped ``/``, ``?`` or ``#``) can end up in
+the port, the path or the query.
 """
 
 from __future__ import annotations
@@ -55,11 +56,11 @@ def reject_query(parts: SplitResult, instead: str) -> None:
         raise ValueError(f"query parameters{listed} are not supported; {instead}")
 
 
-def check_http_url(url: str) -> str:
+def check_http_url(url: str) -> SplitResult:
     """An ``http://`` or ``https://`` URL with a host, such as an S3 endpoint or a webhook."""
     parts = split_url(url, ("http", "https"))
     require_host(parts)
-    return url
+    return parts
 
 
 def _port_text(netloc: str) -> str | None:
