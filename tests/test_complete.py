@@ -178,6 +178,16 @@ def test_the_config_comes_from_dash_c_then_the_environment(monkeypatch, capsys, 
     assert completions(monkeypatch, capsys, f"storagectl -c {config} diag -b ") == ["app", "other"]
 
 
+def test_variables_this_shell_lacks_do_not_stop_completion(monkeypatch, capsys, config, backups):
+    """Secrets exported only where storagectl runs for real (systemd, CronJob) are not needed to TAB."""
+    monkeypatch.delenv("PG_PASSWORD_FOR_COMPLETION", raising=False)
+    pg = "  pg:\n    kind: postgres\n    url: postgresql://app:${PG_PASSWORD_FOR_COMPLETION}@db/app\n"
+    config.write_text(config.read_text().replace("destinations:", pg + "destinations:"))
+    assert completions(monkeypatch, capsys, f"storagectl -c {config} diag -b ") == ["app", "other", "pg"]
+    line = f"storagectl -c {config} backup show --from spare "
+    assert completions(monkeypatch, capsys, line) == backups["spare"]
+
+
 def test_backup_ids_are_cached_per_config_version(monkeypatch, capsys, config, backups, tmp_path):
     line = f"storagectl -c {config} backup show --from spare "
     assert completions(monkeypatch, capsys, line) == backups["spare"]

@@ -55,7 +55,19 @@ def _silent(completer: Callable[[typer.Context, str], Completions]) -> Callable[
 def _config(ctx: typer.Context) -> Config:
     from storagectl.config import load_config
 
-    return load_config(ctx.find_root().params.get("config"))
+    return load_config(ctx.find_root().params.get("config"), environ=_EveryVariableSet(os.environ))
+
+
+class _EveryVariableSet(dict[str, str]):
+    """The environment, with "1" for any ``${VAR}`` it lacks: secrets are often exported only where
+    storagectl runs for real (a systemd unit, a CronJob), not in the shell pressing TAB, and names
+    do not depend on them. A destination whose credentials are missing then just lists nothing."""
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+    def __missing__(self, name: str) -> str:
+        return "1"
 
 
 def _describe(kind: str, description: str) -> str:
