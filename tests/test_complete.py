@@ -270,3 +270,22 @@ def test_bash_itself_completes_backup_ids(config, backups, tmp_path, cache_dir):
                           text=True, timeout=120)
     assert done.stderr == ""
     assert done.stdout.split() == ["latest", *sorted(backups["local"], reverse=True)]
+
+
+def test_every_name_option_has_a_completer():
+    """A new --backend/--job/--from option or backup id argument must not ship without completion."""
+    import typer
+
+    from storagectl.cli.main import app
+
+    def params(command, path=""):
+        for param in command.params:
+            yield path, param
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from params(sub, f"{path} {name}".strip())
+
+    missing = [f"{path} {param.opts[0] if param.opts else param.name}"
+               for path, param in params(typer.main.get_command(app))
+               if {"--backend", "--job", "--from"} & set(param.opts) or param.name == "backup_id"
+               if getattr(param, "_custom_shell_complete", None) is None]
+    assert missing == []
