@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from storagectl.cli import schedule_cmd
+from storagectl.cli import complete, schedule_cmd
 from storagectl.cli.output import note, print_json, print_table, styled_status
 from storagectl.cli.progress import progress_view
 from storagectl.cli.state import AppState, DryRunOption, OutputFormat, OutputOption, YesOption, state_of
@@ -16,7 +16,8 @@ from storagectl.units import human_bytes
 app = typer.Typer(no_args_is_help=True, help="Take, list, show, verify and delete backups.")
 
 FromOption = Annotated[str | None, typer.Option(
-    "--from", help="Destination to look in. Default: search every configured destination.")]
+    "--from", help="Destination to look in. Default: search every configured destination.",
+    autocompletion=complete.destination_names)]
 IdentityOption = Annotated[Path | None, typer.Option(
     "--identity", "-i", dir_okay=False, help="age identity file for encrypted backups "
     "[default: the job's encryption.identity_file].")]
@@ -25,9 +26,12 @@ IdentityOption = Annotated[Path | None, typer.Option(
 @app.command("run")
 def run(
     ctx: typer.Context,
-    job: Annotated[str | None, typer.Option("--job", "-j", help="Job to run (default: the only job).")] = None,
-    backend: Annotated[str | None, typer.Option("--backend", "-b", help="Back up this backend ...")] = None,
-    to: Annotated[str | None, typer.Option("--to", help="... to this destination.")] = None,
+    job: Annotated[str | None, typer.Option("--job", "-j", help="Job to run (default: the only job).",
+                                            autocompletion=complete.job_names)] = None,
+    backend: Annotated[str | None, typer.Option("--backend", "-b", help="Back up this backend ...",
+                                                autocompletion=complete.backend_names)] = None,
+    to: Annotated[str | None, typer.Option("--to", help="... to this destination.",
+                                           autocompletion=complete.destination_names)] = None,
     prune: Annotated[bool, typer.Option("--prune", help="Then apply the job's retention policy.")] = False,
     output: OutputOption = None,
 ) -> None:
@@ -62,8 +66,10 @@ def run(
 def list_(
     ctx: typer.Context,
     from_: FromOption = None,
-    job: Annotated[str | None, typer.Option("--job", "-j", help="Only backups of this job.")] = None,
-    backend: Annotated[str | None, typer.Option("--backend", "-b", help="Only backups of this backend.")] = None,
+    job: Annotated[str | None, typer.Option("--job", "-j", help="Only backups of this job.",
+                                            autocompletion=complete.job_names)] = None,
+    backend: Annotated[str | None, typer.Option("--backend", "-b", help="Only backups of this backend.",
+                                                autocompletion=complete.backend_names)] = None,
     output: OutputOption = None,
 ) -> None:
     """List complete backups, oldest first (folders without a manifest are not backups)."""
@@ -81,7 +87,8 @@ def list_(
 
 
 @app.command("show")
-def show(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(help="Backup id.")],
+def show(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(
+             help="Backup id.", autocompletion=complete.backup_ids)],
          from_: FromOption = None, output: OutputOption = None) -> None:
     """Show a backup's manifest: backend, times, and every object with size, SHA-256 and counts."""
     from storagectl.backup import show_backup
@@ -104,7 +111,8 @@ def _counts(counts: dict[str, Any]) -> str:
 
 
 @app.command("verify")
-def verify(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(help="Backup id.")],
+def verify(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(
+               help="Backup id.", autocompletion=complete.backup_ids)],
            from_: FromOption = None, identity: IdentityOption = None, output: OutputOption = None) -> None:
     """Read every object back, check size and SHA-256 and decode it fully; touches no backend.
 
@@ -125,7 +133,8 @@ def verify(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(help="Ba
 
 
 @app.command("delete")
-def delete(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(help="Backup id.")],
+def delete(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(
+               help="Backup id.", autocompletion=complete.backup_ids)],
            from_: FromOption = None, yes: YesOption = False, dry_run: DryRunOption = False,
            output: OutputOption = None) -> None:
     """Delete a backup (also an incomplete one). Needs --yes; --dry-run shows what would go."""

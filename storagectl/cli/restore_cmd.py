@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from storagectl.cli import complete
 from storagectl.cli.backup_cmd import FromOption, IdentityOption
 from storagectl.cli.output import note, print_json, print_table, styled_status
 from storagectl.cli.progress import progress_view
@@ -16,9 +17,11 @@ from storagectl.units import human_bytes
 def restore(
     ctx: typer.Context,
     backup_id: Annotated[str, typer.Argument(
-        help="Backup id (see `storagectl backup list`), or `latest` for the newest backup of --to BACKEND.")],
+        help="Backup id (see `storagectl backup list`), or `latest` for the newest backup of --to BACKEND.",
+        autocompletion=complete.backup_ids_or_latest)],
     from_: FromOption = None,
-    to: Annotated[str | None, typer.Option("--to", help="Target backend [default: the backed-up one].")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Target backend [default: the backed-up one].",
+                                           autocompletion=complete.backend_names)] = None,
     validate: Annotated[bool, typer.Option(
         "--validate", help="Verify every checksum before touching the target, then compare counts and "
         "per-table checksums with the backup (exit 6 on any mismatch); a staged replacement is compared "

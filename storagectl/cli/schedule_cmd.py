@@ -12,11 +12,13 @@ from typing import Annotated, Any
 
 import typer
 
+from storagectl.cli import complete
 from storagectl.cli.output import note, print_json, print_table, styled_status
 from storagectl.cli.state import AppState, DryRunOption, OutputFormat, OutputOption, YesOption, state_of
 
 JobsOption = Annotated[list[str] | None, typer.Option(
-    "--job", "-j", help="Only this job (repeatable). Default: every job.")]
+    "--job", "-j", help="Only this job (repeatable). Default: every job.",
+    autocompletion=complete.job_names)]
 
 
 def schedule(
