@@ -111,3 +111,99 @@ def drop_side_databases(admin_url: str, database) -> None:
     with psycopg.connect(admin_url, autocommit=True) as admin:
         for name in side_databases(admin_url, database):
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- restore into an empty target, killed ------------------------------------------------------------
+ROWS = 1_500_000  # enough that the load is still running when the poll sees it start
+
+
+def guards_held(admin_url: str) -> int:
+    from storagectl.backends.pg_swap import GUARD_CLASS
+
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        return admin.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s::oid",
+                             [GUARD_CLASS]).fetchone()[0]
+
+
+def copying_into(admin_url: str, database_prefix: str) -> bool:
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        return admin.execute("SELECT count(*) FROM pg_stat_activity WHERE starts_with(datname, %s) "
+                             "AND query ILIKE 'COPY %%FROM STDIN%%' AND state = 'active'",
+                             [database_prefix]).fetchone()[0] > 0
+
+
+def user_tables(database) -> list[str]:
+    with database.connect() as conn:
+        return [name for (name,) in conn.execute("SELECT relname FROM pg_class c JOIN pg_namespace n ON "
+                                                 "n.oid = c.relnamespace WHERE n.nspname = 'public'")]
+
+
+@pytest.fixture
+def big_backup(pg_database, pg_target, write_config, tmp_path):
+    """A backup of a table large enough to catch mid-load, and a config restoring it into ``dst``."""
+    with pg_database.connect() as conn:
+        conn.execute(f"CREATE TABLE orders (id int PRIMARY KEY, h text); CREATE TABLE lines (o int REFERENCES orders); "
+                     f"INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(1, {ROWS}) g; "
+                     "INSERT INTO lines VALUES (1)")
+    config = config_for(write_config, pg_database, pg_target, tmp_path)
+    backup = subprocess.run([*storagectl(config), "backup", "run", "--backend", "src", "--to", "local"],
+                            capture_output=True, text=True)
+    assert backup.returncode == 0, backup.stderr
+    return config, backup.stdout.strip()
+
+
+def kill_restore_when(config: Path, backup_id: str, moment, what: str) -> None:
+    restore = subprocess.Popen([*storagectl(config), "restore", backup_id, "--to", "dst"],
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(moment, what, restore)
+    finally:
+        restore.kill()
+        restore.wait(30)
+        restore.stderr.close()
+
+
+def test_a_killed_restore_into_an_empty_target_leaves_it_empty_and_a_rerun_completes_it(
+        big_backup, pg_target, postgres_admin_url):
+    config, backup_id = big_backup
+    staging_prefix = pg_target.name + "__stctl_restore_"
+    moments = {"the load runs": lambda: copying_into(postgres_admin_url, pg_target.name),  # target or staging
+               "the staging database exists": lambda: side_databases(postgres_admin_url, pg_target)}
+    for what, moment in moments.items():
+        kill_restore_when(config, backup_id, moment, what)
+        assert user_tables(pg_target) == [], f"killed when {what}: the target is not empty"
+        assert side_databases(postgres_admin_url, pg_target), "the killed restore left no staging database"
+    wait_for(lambda: guards_held(postgres_admin_url) == 0, "the killed restores' sessions to end")
+
+    rerun = subprocess.run([*storagectl(config), "restore", backup_id, "--to", "dst", "--validate"],
+                           capture_output=True, text=True)
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert "dropped database " + staging_prefix in rerun.stdout + rerun.stderr
+    assert side_databases(postgres_admin_url, pg_target) == []
+    assert sorted(user_tables(pg_target)) == ["lines", "orders", "orders_pkey"]
+
+
+def test_a_live_restores_staging_database_is_never_taken_for_stale(pg_database, pg_target, postgres_admin_url,
+                                                                   tmp_path):
+    """Its guard (an advisory lock held by the running restore's session) keeps it; once that
+    session is gone, the next restore to the same target drops it and says so."""
+    from storagectl.archive.api import RestoreOptions
+    from storagectl.backends.pg_swap import hold_guards, side_name
+    from tests.test_backup_postgres import backend_for, backup_to
+
+    archive = backup_to(tmp_path / "b", pg_database)
+    other = side_name(pg_target.name, "restore", "0badc0de")
+    backend = backend_for(pg_target)
+    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{other}"')
+        try:
+            with psycopg.connect(postgres_admin_url, autocommit=True) as running:
+                hold_guards(backend, running, (other,))
+                assert backend.restore(archive, RestoreOptions()).notes == []
+                assert side_databases(postgres_admin_url, pg_target) == [other]
+            notes = backend.restore(archive, RestoreOptions()).notes
+            assert notes == [f"dropped database {other}, left behind by an earlier restore that no longer runs"]
+            assert side_databases(postgres_admin_url, pg_target) == []
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{other}"')
