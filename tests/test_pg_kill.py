@@ -207,3 +207,50 @@ def test_a_live_restores_staging_database_is_never_taken_for_stale(pg_database, 
             assert side_databases(postgres_admin_url, pg_target) == []
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{other}"')
+
+
+def test_in_place_a_killed_restore_is_marked_and_a_rerun_finishes_it(pg_database, pg_target, write_config,
+                                                                     postgres_admin_url, tmp_path):
+    """A role without CREATEDB restores into the target itself: killed mid-load, the target holds a
+    partial restore marked with the backup's id; a plain rerun of that backup discards it, restores
+    and validates, and the database's own comment is back."""
+    import uuid
+
+    from storagectl.backends.pg_target import MARKER
+
+    role = f"stctl_owner_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+        admin.execute(f'ALTER DATABASE "{pg_target.name}" OWNER TO {role}')
+        admin.execute(f"COMMENT ON DATABASE \"{pg_target.name}\" IS 'orders'")
+    try:
+        with pg_database.connect() as conn:
+            conn.execute(f"CREATE TABLE orders (id int PRIMARY KEY, h text); ALTER TABLE orders OWNER TO {role}; "
+                         f"INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(1, {ROWS}) g")
+        target_as_role = pg_target.backend_yaml("dst").replace("postgres@", f"{role}@")
+        config = write_config("version: 1\nbackends:\n" + pg_database.backend_yaml("src") + target_as_role
+                              + f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
+        backup = subprocess.run([*storagectl(config), "backup", "run", "--backend", "src", "--to", "local"],
+                                capture_output=True, text=True)
+        assert backup.returncode == 0, backup.stderr
+        backup_id = backup.stdout.strip()
+
+        kill_restore_when(config, backup_id, lambda: copying_into(postgres_admin_url, pg_target.name), "the load runs")
+
+        with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+            marker = admin.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database "
+                                   "WHERE datname = %s", [pg_target.name]).fetchone()[0]
+        assert marker.startswith(f"{MARKER}{backup_id}\n") and user_tables(pg_target)
+        wait_for(lambda: guards_held(postgres_admin_url) == 0, "the killed restore's sessions to end")
+        rerun = subprocess.run([*storagectl(config), "restore", backup_id, "--to", "dst", "--validate"],
+                               capture_output=True, text=True)
+        assert rerun.returncode == 0, rerun.stderr
+        assert f"unfinished restore of backup {backup_id}" in rerun.stderr
+        with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+            assert admin.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database "
+                                 "WHERE datname = %s", [pg_target.name]).fetchone()[0] == "orders"
+    finally:
+        with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+            for database in (pg_target, pg_database):
+                admin.execute(f'DROP DATABASE IF EXISTS "{database.name}" WITH (FORCE)')
+            admin.execute(f"DROP ROLE {role}")
