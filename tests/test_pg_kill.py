@@ -118,7 +118,7 @@ ROWS = 1_500_000  # enough that the load is still running when the poll sees it 
 
 
 def guards_held(admin_url: str) -> int:
-    from storagectl.backends.pg_swap import GUARD_CLASS
+    from storagectl.backends.pg_guard import GUARD_CLASS
 
     with psycopg.connect(admin_url, autocommit=True) as admin:
         return admin.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s::oid",
@@ -189,7 +189,8 @@ def test_a_live_restores_staging_database_is_never_taken_for_stale(pg_database, 
     """Its guard (an advisory lock held by the running restore's session) keeps it; once that
     session is gone, the next restore to the same target drops it and says so."""
     from storagectl.archive.api import RestoreOptions
-    from storagectl.backends.pg_swap import hold_guards, side_name
+    from storagectl.backends.pg_guard import hold_guards
+    from storagectl.backends.pg_swap import side_name
     from tests.test_backup_postgres import backend_for, backup_to
 
     archive = backup_to(tmp_path / "b", pg_database)

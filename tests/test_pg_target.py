@@ -116,3 +116,18 @@ def test_in_place_a_restore_cut_off_is_marked_and_a_rerun_of_that_backup_finishe
     assert table_contents(pg_target) == table_contents(pg_database)
     assert comment(postgres_admin_url, pg_target.name) == "orders, it's production"
     assert backend.unfinished_restore() is None and side_databases(postgres_admin_url, pg_target) == []
+
+
+def test_a_second_restore_into_a_target_being_restored_is_refused(pg_database, pg_target, postgres_admin_url,
+                                                                   tmp_path):
+    from storagectl.backends.pg_guard import hold_guards
+    from storagectl.errors import OperationFailed
+
+    archive = backup_to(tmp_path / "b", pg_database)
+    backend = backend_for(pg_target)
+    with psycopg.connect(postgres_admin_url, autocommit=True) as running:
+        hold_guards(backend, running, (pg_target.name,))
+        with pytest.raises(OperationFailed, match="another storagectl restore into .* is running; nothing was"):
+            backend.restore(archive, RestoreOptions(backup_id="b1"))
+    backend.restore(archive, RestoreOptions(backup_id="b1"))  # once it is over
+    assert side_databases(postgres_admin_url, pg_target) == []

@@ -24,12 +24,12 @@ import logging
 import re
 import secrets
 import time
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from storagectl.backends.pg_guard import guard_held, hold_guards
 from storagectl.backends.pg_schema import quote_ident, quote_literal
 from storagectl.errors import OperationFailed, PermissionDenied, StoragectlError, raise_with_state
 
@@ -42,7 +42,6 @@ NAME_BYTES = 63  # NAMEDATALEN - 1
 SWAP_ATTEMPTS = 4  # a client reconnecting between terminate and rename makes the rename fail
 KEPT = "the target database still holds its old contents"
 KEPT_EMPTY = "the target database was left empty and unchanged"
-GUARD_CLASS = 0x5354  # first key of storagectl's advisory locks ("ST"); the second is a hash of a database name
 # GUCs whose stored per-database value is a list (GUC_LIST_QUOTE): split and written back one string
 # literal per element, as pg_dump does, never pasted as SQL.
 LIST_SETTINGS = frozenset({"search_path", "temp_tablespaces", "session_preload_libraries",
@@ -339,34 +338,6 @@ def _carry_extensions(backend: PostgresBackend, staged: PostgresBackend,
                 raise CannotStage(f"{backend.label}: cannot create extension {name} in a new database "
                                   f"({backend.error_line(exc)})",
                                   hint="Try: ALTER ROLE <backup role> SUPERUSER, or install it in template1") from exc
-
-
-# -- guards: which restores are alive ---------------------------------------------------------------
-def guard_key(name: str) -> int:
-    return zlib.crc32(name.encode("utf-8")) & 0x7FFFFFFF
-
-
-GUARD_HOLDERS_SQL = """
-SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s::oid AND objid = %s::oid
-AND objsubid = 2 AND granted AND pid <> pg_backend_pid()
-"""
-
-
-def guard_held(conn: Any, name: str) -> bool:
-    """Whether another session (of any database) holds the guard of database ``name``."""
-    return conn.execute(GUARD_HOLDERS_SQL, [GUARD_CLASS, guard_key(name)]).fetchone()[0] > 0
-
-
-def hold_guards(backend: PostgresBackend, conn: Any, names: tuple[str, ...]) -> None:
-    """Session-level advisory locks saying a live restore works on the databases ``names`` (the
-    target first); they end with ``conn``'s session, however storagectl ends. Raises when another
-    restore into the target is running."""
-    for name in names:
-        taken = conn.execute("SELECT pg_try_advisory_lock(%s::int, %s::int)", [GUARD_CLASS, guard_key(name)])
-        if not taken.fetchone()[0] or guard_held(conn, name):  # the lock is per database: look at all of them
-            conn.execute("SELECT pg_advisory_unlock_all()")
-            raise OperationFailed(f"{backend.label}: another storagectl restore into {names[0]!r} is running; "
-                                  "nothing was changed", hint="Try: wait for it to finish, then rerun")
 
 
 def drop_stale_staging(backend: PostgresBackend, conn: Any, target: str) -> list[str]:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from storagectl.archive.api import RestoreOptions, RestoreOutcome
-from storagectl.backends import pg_schema, pg_swap
+from storagectl.backends import pg_guard, pg_schema, pg_swap
 from storagectl.backends.pg_schema import quote_ident, quote_literal
 from storagectl.errors import NotFound, OperationFailed, PermissionDenied, raise_with_state
 
@@ -138,7 +138,7 @@ def restore_in_place(backend: PostgresBackend, options: RestoreOptions, load: Lo
     """Into the target itself, under a marker (when the role may comment on the database)."""
     with backend.connect() as conn:
         database = backend.current_database()
-        pg_swap.hold_guards(backend, conn, (database,))
+        pg_guard.hold_guards(backend, conn, (database,))
         before = marker or _current_state(conn, database)
         if marker is not None:
             _discard_partial(backend, conn, database, marker)
