@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from storagectl.archive.api import RestoreOptions
+from storagectl.backends.pg_schema import quote_literal
 from storagectl.backends.pg_target import MARKER
 from tests.test_backup_postgres import backend_for, backup_to, table_contents
 from tests.test_pg_swap import as_role, side_databases
@@ -82,12 +83,13 @@ def test_a_failed_restore_leaves_the_targets_database_settings_as_they_were(
     assert side_databases(postgres_admin_url, pg_target) == []
 
 
+@pytest.mark.parametrize(("rerun", "replace_existing"), [("b1", False), ("b2", True)])
 def test_in_place_a_restore_cut_off_is_marked_and_a_rerun_of_that_backup_finishes_it(
-        owner, pg_database, pg_target, postgres_admin_url, tmp_path, monkeypatch):
+        rerun, replace_existing, owner, pg_database, pg_target, postgres_admin_url, tmp_path, monkeypatch):
     """A role without CREATEDB restores in place. Cut off after the load (SystemExit stands for the
     kill -9 that tests/test_pg_kill.py does for real), the target keeps the marker naming the
-    backup; another backup is refused, naming it; a rerun of the same one finishes and the
-    database's own comment is back."""
+    backup; another backup is refused, naming it; a rerun of the same one (or another with --yes)
+    finishes and the database's own comment is back."""
     from storagectl.backends import pg_archive
     from storagectl.errors import OperationFailed
 
@@ -112,7 +114,7 @@ def test_in_place_a_restore_cut_off_is_marked_and_a_rerun_of_that_backup_finishe
         backend.restore(archive, RestoreOptions(backup_id="b2"))
     assert "rerun the restore of backup b1" in caught.value.hint
 
-    backend.restore(archive, RestoreOptions(backup_id="b1"))
+    backend.restore(archive, RestoreOptions(backup_id=rerun, replace_existing=replace_existing))
     assert table_contents(pg_target) == table_contents(pg_database)
     assert comment(postgres_admin_url, pg_target.name) == "orders, it's production"
     assert backend.unfinished_restore() is None and side_databases(postgres_admin_url, pg_target) == []
@@ -130,4 +132,38 @@ def test_a_second_restore_into_a_target_being_restored_is_refused(pg_database, p
         with pytest.raises(OperationFailed, match="another storagectl restore into .* is running; nothing was"):
             backend.restore(archive, RestoreOptions(backup_id="b1"))
     backend.restore(archive, RestoreOptions(backup_id="b1"))  # once it is over
+    assert side_databases(postgres_admin_url, pg_target) == []
+
+
+def test_cli_a_target_holding_an_unfinished_restore_is_finished_by_that_backup_only(
+        cli, write_config, pg_database, pg_target, postgres_admin_url, tmp_path):
+    """A marked target (as a killed in-place restore leaves it): restoring another backup is refused
+    naming the unfinished one (exit 2); the same backup needs no --yes, and staged (superuser here)
+    the database ends with its own comment and settings, not the marker."""
+    from storagectl.backends.pg_target import Marker
+
+    with pg_database.connect() as conn:
+        conn.execute("CREATE TABLE items (id int); INSERT INTO items VALUES (1)")
+    config = write_config("version: 1\nbackends:\n" + pg_database.backend_yaml("src") + pg_target.backend_yaml("dst")
+                          + f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
+    backup_id = cli("-c", config, "-o", "json", "backup", "run", "--backend", "src", "--to", "local").json()["id"]
+
+    def mark(backup: str) -> None:
+        marker = Marker(backup, 1, "elsewhere", "2026-12-01T00:00:00+00:00", "orders", ((None, "work_mem=64MB"),), ())
+        with pg_target.connect() as conn:
+            conn.execute("DROP TABLE IF EXISTS items; CREATE TABLE items (id int)")  # the partial restore
+            conn.execute(f'COMMENT ON DATABASE "{pg_target.name}" IS {quote_literal(marker.text())}')
+
+    mark("20261201T000000Z-0ld0ne")
+    refused = cli("-c", config, "restore", backup_id, "--to", "dst")
+    assert refused.exit_code == 2, refused.stderr
+    assert "holds an unfinished restore of backup 20261201T000000Z-0ld0ne" in refused.stderr
+    assert "storagectl restore 20261201T000000Z-0ld0ne --to dst to finish it" in refused.stderr
+
+    mark(backup_id)
+    finished = cli("-c", config, "restore", backup_id, "--to", "dst", "--validate")
+    assert finished.exit_code == 0, finished.stderr
+    assert table_contents(pg_target) == table_contents(pg_database)
+    assert comment(postgres_admin_url, pg_target.name) == "orders"
+    assert settings(postgres_admin_url, pg_target.name) == [("*", ["work_mem=64MB"])]
     assert side_databases(postgres_admin_url, pg_target) == []

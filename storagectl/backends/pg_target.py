@@ -211,13 +211,15 @@ def _put_back_if_empty(backend: PostgresBackend, conn: Any, database: str, befor
 
 def put_back_settings(conn: Any, database: str, settings: tuple[tuple[str | None, str], ...]) -> None:
     """Make the database's pg_db_role_setting entries ``settings`` again (e.g. after an extension's
-    script ran ``ALTER DATABASE ... SET search_path``)."""
-    now = tuple(conn.execute(pg_swap.SETTINGS_SQL, [database]).fetchall())
-    if sorted(now, key=str) == sorted(settings, key=str):
-        return
+    script ran ``ALTER DATABASE ... SET search_path``), touching only the entries that differ (the
+    others may be ones only a superuser may set)."""
+    now, before = set(conn.execute(pg_swap.SETTINGS_SQL, [database]).fetchall()), set(settings)
     db = quote_ident(database)
-    for role in {role for role, _ in now}:
-        conn.execute(f"ALTER ROLE {quote_ident(role)} IN DATABASE {db} RESET ALL" if role else
-                     f"ALTER DATABASE {db} RESET ALL")
-    for role, entry in settings:
+    kept = {(role, entry.partition("=")[0]) for role, entry in before}
+    for role, entry in now - before:
+        name = entry.partition("=")[0]
+        if (role, name) not in kept:
+            where = f"ROLE {quote_ident(role)} IN DATABASE {db}" if role else f"DATABASE {db}"
+            conn.execute(f"ALTER {where} RESET {quote_ident(name)}")
+    for role, entry in before - now:
         conn.execute(pg_swap.setting_statement(db, role, entry))
