@@ -4,6 +4,7 @@ a rerun then succeeds and leaves no staging database behind."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -125,11 +126,15 @@ def guards_held(admin_url: str) -> int:
                              [GUARD_CLASS]).fetchone()[0]
 
 
-def copying_into(admin_url: str, database_prefix: str) -> bool:
+def running_in(admin_url: str, database_prefix: str, statement: str) -> bool:
+    """A session on a database named ``database_prefix...`` is running ``statement`` (an ILIKE pattern)."""
     with psycopg.connect(admin_url, autocommit=True) as admin:
         return admin.execute("SELECT count(*) FROM pg_stat_activity WHERE starts_with(datname, %s) "
-                             "AND query ILIKE 'COPY %%FROM STDIN%%' AND state = 'active'",
-                             [database_prefix]).fetchone()[0] > 0
+                             "AND query ILIKE %s AND state = 'active'", [database_prefix, statement]).fetchone()[0] > 0
+
+
+def copying_into(admin_url: str, database_prefix: str) -> bool:
+    return running_in(admin_url, database_prefix, "COPY %FROM STDIN%")
 
 
 def user_tables(database) -> list[str]:
@@ -167,10 +172,14 @@ def test_a_killed_restore_into_an_empty_target_leaves_it_empty_and_a_rerun_compl
         big_backup, pg_target, postgres_admin_url):
     config, backup_id = big_backup
     staging_prefix = pg_target.name + "__stctl_restore_"
-    moments = {"the load runs": lambda: copying_into(postgres_admin_url, pg_target.name),  # target or staging
-               "the staging database exists": lambda: side_databases(postgres_admin_url, pg_target)}
+    moments = {  # the first two as a restore into the target itself would show them too
+        "the load runs": lambda known: copying_into(postgres_admin_url, pg_target.name),
+        "the primary key is built": lambda known: running_in(postgres_admin_url, pg_target.name, "%PRIMARY KEY%"),
+        "a new staging database exists": lambda known: set(side_databases(postgres_admin_url, pg_target)) - known,
+    }
     for what, moment in moments.items():
-        kill_restore_when(config, backup_id, moment, what)
+        known = set(side_databases(postgres_admin_url, pg_target))  # left by the kills before
+        kill_restore_when(config, backup_id, functools.partial(moment, known), what)
         assert user_tables(pg_target) == [], f"killed when {what}: the target is not empty"
         assert side_databases(postgres_admin_url, pg_target), "the killed restore left no staging database"
     wait_for(lambda: guards_held(postgres_admin_url) == 0, "the killed restores' sessions to end")

@@ -112,8 +112,9 @@ def restore(backend: PostgresBackend, options: RestoreOptions, load: Load) -> Re
         except (PermissionDenied, NotFound) as exc:  # the rights or the maintenance database: nothing was changed
             if state.existing and unfinished is None:
                 raise
-            log.warning("%s: restoring in place, not beside the database and renamed in: %s", backend.label,
-                        exc.message)
+            reason = exc.message.removeprefix(f"{backend.label}: ").removesuffix("; nothing was changed")
+            log.warning("%s: restoring in place, as %s; a restore cut off half-way leaves it partial, marked for "
+                        "a rerun of the same backup to finish (%s)", backend.label, reason, exc.hint)
             return restore_in_place(backend, options, load, state.marker)
         load(replacement.staged, replace(options, replace_existing=False), False)
         if options.check_staged is not None:
