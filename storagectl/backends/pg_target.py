@@ -79,22 +79,20 @@ class TargetState:
         return self.marker if self.existing else None
 
 
-def inspect(backend: PostgresBackend) -> TargetState:
+def read_state(backend: PostgresBackend) -> TargetState:
     with backend.connect() as conn:
         return TargetState(pg_schema.user_objects(conn), read_marker(conn), pg_swap.read_extensions(conn))
 
 
 def read_marker(conn: Any) -> Marker | None:
-    row = conn.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database "
-                       "WHERE datname = current_database()").fetchone()
-    return Marker.parse(row[0] if row else None)
+    return Marker.parse(_comment(conn))
 
 
 def restore(backend: PostgresBackend, options: RestoreOptions, load: Load) -> RestoreOutcome:
     """Into an empty target, or one holding an unfinished restore of this backup (or of any, with
     ``replace_existing``), or over a non-empty one with ``replace_existing``: staged where the role
     may, else in place (empty targets only)."""
-    state = inspect(backend)
+    state = read_state(backend)
     unfinished = state.unfinished
     _refuse_non_empty(backend, state, options)
     if unfinished is not None:

@@ -266,7 +266,7 @@ class PostgresBackend(Backend):
     def unfinished_restore(self) -> str | None:
         from storagectl.backends import pg_target
 
-        marker = pg_target.inspect(self).unfinished
+        marker = pg_target.read_state(self).unfinished
         return marker.backup if marker else None
 
     def content_summary(self, like: ContentSummary | None = None) -> ContentSummary:
