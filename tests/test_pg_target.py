@@ -167,3 +167,31 @@ def test_cli_a_target_holding_an_unfinished_restore_is_finished_by_that_backup_o
     assert comment(postgres_admin_url, pg_target.name) == "orders"
     assert settings(postgres_admin_url, pg_target.name) == [("*", ["work_mem=64MB"])]
     assert side_databases(postgres_admin_url, pg_target) == []
+
+
+def test_the_guard_of_a_running_restore_outlives_a_server_idle_session_timeout(pg_database, pg_target,
+                                                                              postgres_admin_url, tmp_path):
+    """The guard session idles for the whole load: ended by idle_session_timeout, its staging database
+    would look stale to the next restore and be dropped under the running one."""
+    import time
+
+    from storagectl.backends import open_backend
+    from storagectl.backends.pg_guard import guard_held
+    from storagectl.backends.postgres import PostgresSettings
+    from tests.conftest import fresh_pg_database
+
+    archive = backup_to(tmp_path / "b", pg_database)
+    held = []
+
+    def check(staged, outcome) -> None:
+        time.sleep(1.5)  # well past the timeout below
+        with psycopg.connect(postgres_admin_url, autocommit=True) as other:
+            held.append(guard_held(other, staged.current_database()))
+
+    with fresh_pg_database(postgres_admin_url) as maintenance:
+        with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+            admin.execute(f"ALTER DATABASE \"{maintenance.name}\" SET idle_session_timeout = '300ms'")
+        backend = open_backend("dst", PostgresSettings(kind="postgres", url=pg_target.url,
+                                                       maintenance_database=maintenance.name))
+        backend.restore(archive, RestoreOptions(backup_id="b1", check_staged=check))
+    assert held == [True]

@@ -35,6 +35,8 @@ def hold_guards(backend: PostgresBackend, conn: Any, names: tuple[str, ...]) -> 
     """Session-level advisory locks saying a live restore works on the databases ``names`` (the
     target first); they end with ``conn``'s session, however storagectl ends. Raises when another
     restore into the target is running."""
+    if conn.info.server_version >= 140000:  # a server-wide idle_session_timeout must not end the guard early
+        conn.execute("SET idle_session_timeout = 0")
     for name in names:
         taken = conn.execute("SELECT pg_try_advisory_lock(%s::int, %s::int)", [GUARD_CLASS, guard_key(name)])
         if not taken.fetchone()[0] or guard_held(conn, name):  # the lock is per database: look at all of them
