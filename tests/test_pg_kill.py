@@ -118,12 +118,14 @@ def drop_side_databases(admin_url: str, database) -> None:
 ROWS = 1_500_000  # enough that the load is still running when the poll sees it start
 
 
-def guards_held(admin_url: str) -> int:
-    from storagectl.backends.pg_guard import GUARD_CLASS
+def guards_held(admin_url: str, database) -> int:
+    """Guards (advisory locks of running restores) on ``database`` or its staging databases."""
+    from storagectl.backends.pg_guard import GUARD_CLASS, guard_key
 
+    keys = [guard_key(name) for name in [database.name, *side_databases(admin_url, database)]]
     with psycopg.connect(admin_url, autocommit=True) as admin:
-        return admin.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s::oid",
-                             [GUARD_CLASS]).fetchone()[0]
+        return admin.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s::oid "
+                             "AND objid::bigint = ANY(%s)", [GUARD_CLASS, keys]).fetchone()[0]
 
 
 def running_in(admin_url: str, database_prefix: str, statement: str) -> bool:
@@ -182,7 +184,7 @@ def test_a_killed_restore_into_an_empty_target_leaves_it_empty_and_a_rerun_compl
         kill_restore_when(config, backup_id, functools.partial(moment, known), what)
         assert user_tables(pg_target) == [], f"killed when {what}: the target is not empty"
         assert side_databases(postgres_admin_url, pg_target), "the killed restore left no staging database"
-    wait_for(lambda: guards_held(postgres_admin_url) == 0, "the killed restores' sessions to end")
+    wait_for(lambda: guards_held(postgres_admin_url, pg_target) == 0, "the killed restores' sessions to end")
 
     rerun = subprocess.run([*storagectl(config), "restore", backup_id, "--to", "dst", "--validate"],
                            capture_output=True, text=True)
@@ -251,7 +253,7 @@ def test_in_place_a_killed_restore_is_marked_and_a_rerun_finishes_it(pg_database
             marker = admin.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database "
                                    "WHERE datname = %s", [pg_target.name]).fetchone()[0]
         assert marker.startswith(f"{MARKER}{backup_id}\n") and user_tables(pg_target)
-        wait_for(lambda: guards_held(postgres_admin_url) == 0, "the killed restore's sessions to end")
+        wait_for(lambda: guards_held(postgres_admin_url, pg_target) == 0, "the killed restore's sessions to end")
         rerun = subprocess.run([*storagectl(config), "restore", backup_id, "--to", "dst", "--validate"],
                                capture_output=True, text=True)
         assert rerun.returncode == 0, rerun.stderr
