@@ -13,9 +13,8 @@ Restore into an empty database: pre-data in one transaction, then ``COPY ... FRO
 part in parallel, each table's index builds as soon as its parts are in, sequences, then the rest
 of post-data (foreign keys, triggers, and pg_dump's own ``REFRESH MATERIALIZED VIEW`` in dependency
 order). If any step after pre-data fails, everything the restore created is dropped again: the
-database is left empty. Where the role may create databases, that database is a new one beside
-the target, swapped in only when complete (:mod:`storagectl.backends.pg_swap`); see
-:mod:`storagectl.backends.pg_target`.
+target is left empty. Over a non-empty database (``replace_existing``) the same restore goes into a
+new database that is swapped in only when complete (:mod:`storagectl.backends.pg_swap`).
 """
 
 from __future__ import annotations
