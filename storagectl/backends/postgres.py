@@ -275,6 +275,7 @@ class PostgresBackend(Backend):
     replace_method = ("restored into a new database beside it, swapped in when complete (sessions still on "
                       "the database are disconnected then); a failed restore leaves the target as it was; "
                       "needs CREATEDB")
+    # Every restore is staged like a replacement where the role may create databases (pg_target).
 
     def backup(self, archive: ArchiveWriter, options: BackupOptions) -> None:
         from storagectl.backends import pg_archive
@@ -298,6 +299,12 @@ class PostgresBackend(Backend):
         from storagectl.backends import pg_archive
 
         return pg_archive.is_empty(self)
+
+    def unfinished_restore(self) -> str | None:
+        from storagectl.backends import pg_target
+
+        marker = pg_target.read_state(self).unfinished
+        return marker.backup if marker else None
 
     def content_summary(self, like: ContentSummary | None = None) -> ContentSummary:
         from storagectl.backends import pg_archive
