@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from storagectl.archive.api import RestoreOptions
+from storagectl.archive.api import BackupOptions, RestoreOptions
 from storagectl.backends import pg_archive, pg_largeobjects
 from storagectl.backends.pg_archive import expected_summary
 from storagectl.backends.pg_largeobjects import CHUNK_BYTES, RECORD, RECORDS_MAGIC
@@ -206,3 +206,19 @@ def test_validate_catches_a_changed_missing_or_extra_object(cli, config, source,
     result = cli("-c", config, "restore", ran.json()["id"], "--to", "dst", "--validate")
     assert result.exit_code == 6, result.stderr
     assert "large objects" in result.stdout + result.stderr
+
+
+def test_a_backup_role_without_select_on_a_large_object_gets_a_clear_error(roles, pg_database, tmp_path):
+    from storagectl.backends import open_backend
+    from storagectl.backends.postgres import PostgresSettings
+    from tests.test_backup_postgres import DirArchive
+
+    with pg_database.connect() as conn:
+        oid = conn.execute("SELECT lo_from_bytea(0, 'secret')").fetchone()[0]
+        conn.execute(f"ALTER ROLE {roles[1]} LOGIN")
+    settings = PostgresSettings(kind="postgres", host=pg_database.host, port=pg_database.port,
+                                database=pg_database.name, user=roles[1])
+    with pytest.raises(OperationFailed, match=f"backing up large objects failed: permission denied for large "
+                                              f"object {oid}") as caught:
+        open_backend("pg", settings).backup(DirArchive(tmp_path), BackupOptions())
+    assert "\n" not in str(caught.value)

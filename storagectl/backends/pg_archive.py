@@ -331,7 +331,8 @@ def content_summary(backend: PostgresBackend, like: ContentSummary | None = None
                     parallel: int = 4) -> ContentSummary:
     """Row counts and content checksums of every table now, computed exactly as backup does: each
     table in the COPY format of its checksum in ``like`` (what a backup recorded), else in the
-    format a backup would choose now; like a format 2 backup when ``like`` is one."""
+    format a backup would choose now; like a format 2 backup when ``like`` is one. The large objects'
+    count and checksum too (unit ``large objects``) when there are any or ``like`` has them."""
     summary = ContentSummary()
     lock = threading.Lock()
     recorded = {unit: checksum_format(checksum) for unit, checksum in (like.checksums if like else {}).items()}
@@ -339,13 +340,13 @@ def content_summary(backend: PostgresBackend, like: ContentSummary | None = None
 
     def summarize(conn: Any, job: pg_schema.Table | str) -> None:
         if isinstance(job, pg_schema.Table):
-            rows, checksum = copy_out(backend, conn, job, None, format_2=format_2)
+            unit, (rows, checksum) = job.unit, copy_out(backend, conn, job, None, format_2=format_2)
         else:
             with _pg_errors(backend, "reading large objects"):
-                rows, checksum = pg_largeobjects.summarize(conn)
+                unit, (rows, checksum) = job, pg_largeobjects.summarize(conn)
         with lock:
-            summary.counts[job if isinstance(job, str) else job.unit] = rows
-            summary.checksums[job if isinstance(job, str) else job.unit] = checksum
+            summary.counts[unit] = rows
+            summary.checksums[unit] = checksum
 
     with backend.connect() as holder:
         _prepare_session(holder, empty_search_path=not format_2)
@@ -358,7 +359,7 @@ def content_summary(backend: PostgresBackend, like: ContentSummary | None = None
         tables.sort(key=lambda t: t.size, reverse=True)
         # A database without large objects is summarized as before unless the backup had some.
         recorded_objects = like is not None and pg_largeobjects.UNIT in like.counts
-        jobs = [pg_largeobjects.UNIT] if recorded_objects or pg_largeobjects.count(holder) else []
+        jobs: list[Any] = [pg_largeobjects.UNIT] if recorded_objects or pg_largeobjects.count(holder) else []
         jobs += tables
         workers = max(1, min(parallel, backend.settings.pool.max_size, len(jobs)))
         run_jobs(jobs, workers, lambda: _snapshot_connection(backend, snapshot, format_2=format_2), holder,
