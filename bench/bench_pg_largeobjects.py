@@ -2,7 +2,7 @@
 """`storagectl backup run` / `restore` vs `pg_dump -Fc` / `pg_restore` on a database of large objects.
 
 The database (``stctl_bench_lo``, built once, ``--force`` rebuilds) holds ``--count`` large objects
-totalling about ``--mib`` MiB: sizes spread from a few KiB to 4 MiB, half of them random bytes
+totalling about ``--mib`` MiB: sizes spread (log-normal) from a few KiB to 8 MiB, half of them random bytes
 (like images or archives), half text. Prints medians of ``--rounds`` alternating rounds and the
 ratios; exits 0 either way (benchmarks report, tests assert).
 
@@ -33,18 +33,25 @@ from bench_pg_backup import (  # noqa: E402
 from pg_dataset import ADMIN_URL, database_url  # noqa: E402
 
 DATABASE = "stctl_bench_lo"
-TEXT = b"".join(b"line %d of a text document, with words that repeat: lorem ipsum dolor sit amet\n" % i
-                for i in range(60000))
+MAX_SIZE = 8 << 20
+
+
+def text(document: int, size: int) -> bytes:
+    """Text unique to each document (no object compresses against another one)."""
+    lines = (b"document %d line %d, with words that repeat: lorem ipsum dolor sit amet %x\n" % (document, i, i * 7919)
+             for i in range(size // 60 + 1))
+    return b"".join(lines)[:size]
 
 
 def build(url: str, count: int, mib: int) -> None:
     rng = random.Random(42)
-    weights = [rng.paretovariate(1.2) for _ in range(count)]
-    sizes = [min(4 << 20, int(mib * 2**20 * w / sum(weights))) for w in weights]
+    weights = [rng.lognormvariate(0, 1.2) for _ in range(count)]
+    sizes = [min(MAX_SIZE, int(mib * 2**20 * w / sum(weights))) for w in weights]
+    sizes = [min(MAX_SIZE, int(size * mib * 2**20 / sum(sizes))) for size in sizes]  # after the cap
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE documents (id int PRIMARY KEY, body oid)")
         for index, size in enumerate(sizes):
-            data = rng.randbytes(size) if index % 2 else TEXT[rng.randrange(len(TEXT) - size):][:size]
+            data = rng.randbytes(size) if index % 2 else text(index, size)
             conn.execute("INSERT INTO documents VALUES (%s, lo_from_bytea(0, %b))", [index, data])
 
 

@@ -42,7 +42,7 @@ from storagectl.archive.pipe import BackgroundWriter
 from storagectl.backends import pg_largeobjects, pg_schema
 from storagectl.backends.pg_copy import BINARY_HEADER, BINARY_TRAILER, CopyOut, checksum_format, row_checksum
 from storagectl.backends.pg_jobs import Job, run_jobs
-from storagectl.backends.pg_largeobjects import LargeObjects
+from storagectl.backends.pg_largeobjects import LargeObjectLoad, LargeObjects
 from storagectl.backends.pg_tools import IndexBuild, PgDump, PostData, split_post_data
 from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, raise_with_state
 
@@ -395,7 +395,7 @@ def restore(backend: PostgresBackend, archive: ArchiveReader, options: RestoreOp
     from storagectl.backends import pg_swap
 
     copies = tables_of(archive)
-    large_objects_of(archive)  # checked before the target is touched
+    pg_largeobjects.recorded(archive)  # checked before the target is touched
     if not options.replace_existing or is_empty(backend):
         _restore_into(backend, archive, copies, options, undo=True)
         return RestoreOutcome()
@@ -525,7 +525,7 @@ def _load_tables_and_build_indexes(backend: PostgresBackend, conn: Any, archive:
              for part in sorted(parts, key=lambda part: part.rows, reverse=True)]
     tables = {(copy.schema, copy.name) for copy in copies}
     builds = [Job(build, after={build.table} if build.table in tables else tables) for build in post.index_builds]
-    objects, object_parts = _large_object_jobs(archive)
+    objects, object_parts = pg_largeobjects.restore_jobs(archive)
     jobs = objects + loads + object_parts + builds
     workers = max(1, min(options.parallel, backend.settings.pool.max_size, len(jobs)))
     if archive.metadata.get("timescaledb"):
@@ -573,26 +573,6 @@ def copy_in(backend: PostgresBackend, conn: Any, archive: ArchiveReader, part: T
     if loaded != part.rows:
         raise IntegrityError(f"{unit}: restored {loaded} rows from {part.object}, the backup recorded {part.rows}",
                              hint="Try: storagectl backup verify ID")
-
-
-@dataclass(frozen=True)
-class LargeObjectLoad:
-    """Creating the large objects (``metadata``) or writing one data part's chunks into them."""
-
-    object: str
-    expected: int  # objects created / chunks written, as recorded
-    metadata: bool = False
-
-
-def _large_object_jobs(archive: ArchiveReader) -> tuple[list[Job], list[Job]]:
-    """The job creating every large object, and the data parts' jobs, which wait for it."""
-    recorded = large_objects_of(archive)
-    if recorded is None:
-        return [], []
-    create = Job(LargeObjectLoad(recorded.metadata, recorded.count, metadata=True), provides=pg_largeobjects.UNIT)
-    parts = [Job(LargeObjectLoad(name, archive.counts(name).get("chunks", 0)), after={pg_largeobjects.UNIT})
-             for name in recorded.parts]
-    return [create], parts
 
 
 def load_large_objects(backend: PostgresBackend, conn: Any, archive: ArchiveReader, load: LargeObjectLoad) -> None:
@@ -643,20 +623,3 @@ def tables_of(archive: ArchiveReader) -> list[TableCopy]:
             raise IntegrityError(f"{copy.unit}: the manifest lists {len(copy.objects)} part(s) with {part_rows} rows "
                                  f"for a table of {copy.rows} rows", hint="Try: storagectl backup verify ID")
     return copies
-
-
-def large_objects_of(archive: ArchiveReader) -> LargeObjects | None:
-    """What the backup recorded about large objects (format 4; None when it has none), checked."""
-    entry = archive.metadata.get("large_objects")
-    if not entry:
-        return None
-    try:
-        recorded = LargeObjects(**entry)
-    except TypeError as exc:  # written by a development build
-        raise IntegrityError(f"the archive's large-object entry is not format {FORMAT_VERSION} ({exc})",
-                             hint="Try: restore with the storagectl version that wrote this backup") from None
-    missing = [name for name in (recorded.metadata, *recorded.parts) if name not in set(archive.names())]
-    if missing:
-        raise IntegrityError(f"archive object {missing[0]} is missing ({len(missing)} in all)",
-                             hint="Try: storagectl backup verify ID")
-    return recorded

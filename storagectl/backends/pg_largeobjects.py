@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, BinaryIO
 
-from storagectl.archive.api import read_exact
+from storagectl.archive.api import ArchiveReader, read_exact
+from storagectl.backends.pg_jobs import Job
 from storagectl.errors import IntegrityError
 
 UNIT = "large objects"  # the content-summary unit (table units are always quoted: no clash)
@@ -210,6 +211,44 @@ class BackupStream:
 
 
 # -- restore -----------------------------------------------------------------------------------------
+def recorded(archive: ArchiveReader) -> LargeObjects | None:
+    """What the backup recorded about large objects (format 4; None when it has none), checked."""
+    entry = archive.metadata.get("large_objects")
+    if not entry:
+        return None
+    try:
+        objects = LargeObjects(**entry)
+    except TypeError as exc:  # written by a development build
+        raise IntegrityError(f"the archive's large-object entry is not format 4 ({exc})",
+                             hint="Try: restore with the storagectl version that wrote this backup") from None
+    present = set(archive.names())
+    missing = [name for name in (objects.metadata, *objects.parts) if name not in present]
+    if missing:
+        raise IntegrityError(f"archive object {missing[0]} is missing ({len(missing)} in all)",
+                             hint="Try: storagectl backup verify ID")
+    return objects
+
+
+@dataclass(frozen=True)
+class LargeObjectLoad:
+    """Creating the large objects (``metadata``) or writing one data part's chunks into them."""
+
+    object: str
+    expected: int  # objects created / chunks written, as recorded
+    metadata: bool = False
+
+
+def restore_jobs(archive: ArchiveReader) -> tuple[list[Job], list[Job]]:
+    """The job creating every large object, and the data parts' jobs, which wait for it."""
+    objects = recorded(archive)
+    if objects is None:
+        return [], []
+    create = Job(LargeObjectLoad(objects.metadata, objects.count, metadata=True), provides=UNIT)
+    parts = [Job(LargeObjectLoad(name, archive.counts(name).get("chunks", 0)), after={UNIT})
+             for name in objects.parts]
+    return [create], parts
+
+
 def create_objects(conn: Any, stream: BinaryIO, name: str) -> int:
     """Create every object listed in the metadata ``stream`` with its OID, owner, ACL and comment,
     :data:`CREATE_BATCH` per transaction; returns how many."""
