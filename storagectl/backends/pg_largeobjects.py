@@ -6,7 +6,8 @@ OBJECT ... OWNER``, grants, comment) in the one transaction that restores pre-da
 per object: a few thousand objects exhaust the lock table (``max_locks_per_transaction``). Here
 they are created in transactions of :data:`CREATE_BATCH` objects, then their content is written,
 part by part in parallel, in chunks of :data:`CHUNK_BYTES` (``lo_get``/``lo_put``): no large object
-is ever held in memory whole.
+is ever held in memory whole. The order is pg_restore's (owner and ACL before the content), so
+writing the content needs what pg_restore needs: superuser, or ``UPDATE`` through the owner role.
 
 Archive objects, only when the database has large objects:
 
@@ -252,12 +253,14 @@ def restore_jobs(archive: ArchiveReader) -> tuple[list[Job], list[Job]]:
 def create_objects(conn: Any, stream: BinaryIO, name: str) -> int:
     """Create every object listed in the metadata ``stream`` with its OID, owner, ACL and comment,
     :data:`CREATE_BATCH` per transaction; returns how many."""
+    from psycopg import sql
+
     created = 0
     entries = (_parse_line(line, name) for line in _lines(stream, name))
     while batch := list(islice(entries, CREATE_BATCH)):
         statements = [statement for entry in batch for statement in create_statements(entry)]
-        with conn.transaction():
-            conn.execute(_join(statements))  # no parameters: one simple-protocol multi-statement query
+        with conn.transaction():  # no parameters: one simple-protocol multi-statement query
+            conn.execute(sql.SQL(";\n").join(statements))
         created += len(batch)
     return created
 
@@ -279,12 +282,6 @@ def create_statements(entry: ObjectInfo) -> list[Any]:
     if entry.comment is not None:
         statements.append(sql.SQL("COMMENT ON LARGE OBJECT {} IS {}").format(oid, sql.Literal(entry.comment)))
     return statements
-
-
-def _join(statements: list[Any]) -> Any:
-    from psycopg import sql
-
-    return sql.SQL(";\n").join(statements)
 
 
 def _parse_line(line: bytes, name: str) -> ObjectInfo:
