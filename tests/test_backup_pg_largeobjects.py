@@ -39,7 +39,8 @@ def roles(postgres_admin_url) -> Iterator[tuple[str, str]]:
 @pytest.fixture
 def source(roles, pg_database):
     """Objects: one with a comment owned by another role with a GRANT, an empty one, one bigger than
-    a few MiB, one of exactly one chunk, one readable by PUBLIC; a table naming them by OID."""
+    a few MiB, one of exactly one chunk, one readable by PUBLIC, one with an OID above 2**31; a
+    table naming them by OID."""
     owner, reader = roles
     big = random.Random(7).randbytes(BIG)
     with pg_database.connect() as conn:
@@ -47,6 +48,7 @@ def source(roles, pg_database):
         for name, content in (("small", b"hello\x00world"), ("empty", b""), ("big", big),
                               ("one-chunk", b"\x01" * CHUNK_BYTES), ("public", b"for everyone")):
             conn.execute("INSERT INTO files VALUES (%s, lo_from_bytea(0, %s))", [name, content])
+        conn.execute("INSERT INTO files VALUES ('high', lo_from_bytea(3000000000, 'above int4'))")
         oids = dict(conn.execute("SELECT name, data FROM files").fetchall())
         conn.execute(f"ALTER LARGE OBJECT {oids['small']} OWNER TO {owner}")
         conn.execute(f"GRANT SELECT ON LARGE OBJECT {oids['small']} TO {reader}")
@@ -69,9 +71,9 @@ def test_round_trip_into_an_empty_database(source, pg_target, tmp_path, roles):
     archive = backup_to(tmp_path / "b", source)
     recorded = archive.metadata["large_objects"]
     assert archive.metadata["format"] == 4
-    assert recorded["count"] == 5 and recorded["bytes"] == BIG + CHUNK_BYTES + 11 + 12
+    assert recorded["count"] == 6 and recorded["bytes"] == BIG + CHUNK_BYTES + 11 + 12 + 10
     assert b"lo_create" not in (tmp_path / "b" / "schema" / "pre-data.sql").read_bytes()  # pg_dump --no-blobs
-    assert archive.counts(pg_largeobjects.METADATA) == {"objects": 5}
+    assert archive.counts(pg_largeobjects.METADATA) == {"objects": 6}
 
     restored = backend_for(pg_target)
     restored.restore(archive, RestoreOptions(parallel=3))
@@ -81,7 +83,7 @@ def test_round_trip_into_an_empty_database(source, pg_target, tmp_path, roles):
     assert small[:2] == (roles[0], f"{{{roles[0]}=rw/{roles[0]},{roles[1]}=r/{roles[0]}}}")
     assert table_contents(pg_target) == table_contents(source)
     actual = restored.content_summary(expected_summary(archive.metadata))
-    assert actual.counts[pg_largeobjects.UNIT] == 5
+    assert actual.counts[pg_largeobjects.UNIT] == 6
     assert actual.checksums == expected_summary(archive.metadata).checksums
 
 
@@ -93,7 +95,8 @@ def test_content_is_stored_in_chunks(source, tmp_path):
             chunks += [(c.oid, c.offset, len(c.data)) for c in pg_largeobjects.records(stream, name)]
     assert max(length for _oid, _offset, length in chunks) == CHUNK_BYTES
     big = [(offset, length) for _oid, offset, length in chunks if offset or length > CHUNK_BYTES // 2]
-    assert (5 * CHUNK_BYTES, 123) in big and len(chunks) == 6 + 3  # big; small, one-chunk, public (empty: none)
+    assert (5 * CHUNK_BYTES, 123) in big and len(chunks) == 6 + 4  # big; small, one-chunk, public, high
+    assert (3000000000, 0, 10) in chunks
     assert sum(archive.counts(name)["chunks"] for name in archive.metadata["large_objects"]["parts"]) == len(chunks)
 
 
