@@ -307,3 +307,35 @@ def tiny_disk(tmp_path: Path):
         yield mount
     finally:
         subprocess.run(["umount", str(mount)], check=False)
+
+
+# -- Redis Cluster (tests/redis_cluster.py) -----------------------------------------------------
+@pytest.fixture(scope="session")
+def redis_cluster_session():
+    """One 3-primary test cluster for the session; tests get it flushed through ``redis_cluster``."""
+    from tests.redis_cluster import cluster_binaries, running_cluster
+
+    missing = cluster_binaries()
+    if isinstance(missing, str):
+        service_unavailable("redis", missing)
+    with running_cluster(3) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_cluster(redis_cluster_session):
+    """The session's 3-primary cluster, empty at the start and the end of the test."""
+    redis_cluster_session.flush()
+    yield redis_cluster_session
+    redis_cluster_session.flush()
+
+
+@pytest.fixture
+def own_redis_cluster():
+    """A context-manager factory for a cluster of the test's own (to kill nodes in, or reshard)."""
+    from tests.redis_cluster import cluster_binaries, running_cluster
+
+    missing = cluster_binaries()
+    if isinstance(missing, str):
+        service_unavailable("redis", missing)
+    return running_cluster
