@@ -54,7 +54,7 @@ def backend_class(kind: str) -> type[Backend]:
 
 
 def open_backend(name: str, settings: BackendSettings) -> Backend:
-    return backend_class(settings.kind)(name, settings)
+    return backend_class(settings.kind).for_settings(settings)(name, settings)
 
 
 def backend_from_config(config: Config, name: str) -> Backend:

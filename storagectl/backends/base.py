@@ -61,6 +61,11 @@ class Backend(ABC):
         """How ``restore --yes`` replaces a non-empty target (shown by ``restore --dry-run``)."""
         return "in place: the old contents are removed first, so a restore that fails leaves the target partial"
 
+    @classmethod
+    def for_settings(cls, settings: BackendSettings) -> type[Backend]:
+        """The class serving ``settings``: a kind may hand a variant of itself (a Redis Cluster) to a subclass."""
+        return cls
+
     def __init__(self, name: str, settings: BackendSettings) -> None:
         self.name = name
         self.settings = settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import struct
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Annotated, Any, BinaryIO, ClassVar, Literal
@@ -57,6 +57,9 @@ class RedisSettings(PasswordMixin, BackendSettings):
     staging_db: int | None = Field(
         None, ge=0, description="an empty db reserved for storagectl: restore --yes loads a single-db backup "
         "into it and SWAPDBs it with the target when complete, so a failed restore leaves the target as it was")
+    cluster: bool = Field(False, description="a Redis Cluster: url, nodes or host/port are seeds from which "
+                          "the topology is read; a redis+cluster:// url implies it")
+    nodes: list[str] | None = Field(None, min_length=1, description="cluster seed nodes as host:port")
 
     check_names: ClassVar[tuple[str, ...]] = tuple(REDIS_CHECKS)
 
@@ -84,6 +87,37 @@ class RedisSettings(PasswordMixin, BackendSettings):
         if self.password is not None and urlsplit(self.url).password is not None:
             raise ValueError("url has a password and password/password_file gives another; give one")
         return self
+
+    @field_validator("nodes")
+    @classmethod
+    def _valid_nodes(cls, nodes: list[str] | None) -> list[str] | None:
+        for node in nodes or []:
+            seed_address(node)
+        return nodes
+
+    @model_validator(mode="after")
+    def _cluster_shape(self) -> RedisSettings:
+        """A cluster has one db (0) and no SWAPDB; its seeds come from exactly one of url, nodes, host/port."""
+        by_url = self.url is not None and is_cluster_url(self.url)
+        if by_url and "cluster" in self.model_fields_set and not self.cluster:
+            raise ValueError("url is a redis+cluster:// url but cluster is false; drop one of them")
+        if not self.is_cluster:
+            if self.nodes is not None:
+                raise ValueError("nodes lists cluster seeds: set cluster: true (or give url/host/port)")
+            return self
+        if self.url is not None and urlsplit(self.url).scheme.lower() == "unix":
+            raise ValueError("a cluster is reached over TCP: use redis+cluster://host:port or nodes")
+        if self.nodes is not None and (self.url is not None or {"host", "port"} & self.model_fields_set):
+            raise ValueError("give the cluster seeds as either nodes or url/host/port, not both")
+        if self.selected_databases() != [0]:
+            raise ValueError("a Redis Cluster has only db 0: remove db/databases or the url's /N")
+        if self.staging_db is not None:
+            raise ValueError("staging_db needs SWAPDB, which a Redis Cluster does not have: remove it")
+        return self
+
+    @property
+    def is_cluster(self) -> bool:
+        return self.cluster or (self.url is not None and is_cluster_url(self.url))
 
     @model_validator(mode="after")
     def _staging_db_is_spare(self) -> RedisSettings:
@@ -116,11 +150,26 @@ class RedisSettings(PasswordMixin, BackendSettings):
         return kwargs
 
 
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.partition("://")[0].lower() in CLUSTER_SCHEMES
+
+
+def seed_address(text: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port``) of a cluster seed, or ValueError."""
+    parts = split_url(f"redis://{text}", ("redis",))
+    if parts.username is not None or parts.path or parts.query or not parts.hostname or parts.port is None:
+        raise ValueError(f"cluster node {text!r} is not host:port (e.g. 10.0.0.5:6379)")
+    return parts.hostname, parts.port
+
+
 def url_db(url: str) -> int:
     """The db a Redis URL selects, read as redis-py reads it, or ValueError where redis-py would
     quietly fall back to db 0 (``/13x``, ``/abc``) or read something else (``/1/3`` as db 13, a
     ``?db=`` overriding the path, unknown query parameters passed on to the connection)."""
-    parts = split_url(url, ("redis", "rediss", "unix"))
+    parts = split_url(url, ("redis", "rediss", "unix", *CLUSTER_SCHEMES))
     if parts.scheme == "unix":
         if not parts.path:
             raise ValueError("a unix:// url needs the socket path, such as unix:///run/redis.sock?db=0")
@@ -149,6 +198,14 @@ class RedisBackend(Backend):
     Settings = RedisSettings
     CHECKS = REDIS_CHECKS
     settings: RedisSettings
+
+    @classmethod
+    def for_settings(cls, settings: Any) -> type[Backend]:
+        if settings.is_cluster:
+            from storagectl.backends.redis_cluster import RedisClusterBackend
+
+            return RedisClusterBackend
+        return cls
 
     def endpoint(self) -> str:
         if self.settings.url:
@@ -265,20 +322,9 @@ class RedisBackend(Backend):
         record_summary(archive, ContentSummary(counts=counts))
 
     def _backup_db(self, archive: Any, db: int) -> int:
-        from storagectl.archive.pipe import BackgroundWriter
-
         client = self.client(db=db, single_connection_client=True)
         try:
-            commands = _RespSocket(client.connection)
-            with archive.create(f"db{db}.records") as sink, BackgroundWriter(sink.write) as writer:
-                writer.put(RECORDS_MAGIC)
-                written = 0
-                for keys, reply in _dump_batches(commands):
-                    records, count = _pack_records(keys, reply)
-                    writer.put(records)
-                    written += count
-                sink.counts = {"keys": written}
-            return written
+            return write_records(archive, f"db{db}.records", client)
         finally:
             client.close()
 
@@ -297,7 +343,7 @@ class RedisBackend(Backend):
             [(source, target)] = mapping.items()
             return self._restore_staged(archive, source, target, self.settings.staging_db, options)
         loaded = {_unit(target, targets): self._guarded("restore", lambda s=source, t=target: (
-                      self._restore_db(archive, f"db{s}.records", t, options.replace_existing)))
+                      self._restore_db(archive, record_objects(archive, s), t, options.replace_existing)))
                   for source, target in mapping.items()}
         return self._outcome(loaded)
 
@@ -333,13 +379,14 @@ class RedisBackend(Backend):
         """Load into the (empty) staging db, check it, then SWAPDB: clients of the target db see the old
         keys until the swap and the restored ones right after it. The old keys are flushed last."""
         self.check_replace()
-        name = f"db{source}.records"
+        names = record_objects(archive, source)
         client = self.client(db=staging)
         try:
             try:
-                loaded = self._guarded("restore", lambda: self._restore_db(archive, name, staging, replace=False))
+                loaded = self._guarded("restore", lambda: self._restore_db(archive, names, staging, replace=False))
                 outcome = self._outcome({"keys": loaded})
-                self._check_staged_count(client, archive.counts(name).get("keys", 0) - loaded.skipped,
+                backed_up = sum(archive.counts(name).get("keys", 0) for name in names)
+                self._check_staged_count(client, backed_up - loaded.skipped,
                                          outcome.tolerance["keys"], staging)
                 if options.check_staged is not None:
                     options.check_staged(self._on_databases([staging]), outcome)
@@ -402,18 +449,15 @@ class RedisBackend(Backend):
                              hint="Try: set `databases` of the target backend to the same dbs")
         return {db: db for db in sources}
 
-    def _restore_db(self, archive: Any, name: str, db: int, replace: bool) -> LoadedKeys:
+    def _restore_db(self, archive: Any, names: list[str], db: int, replace: bool) -> LoadedKeys:
         client = self.client(db=db)
         try:
             loaded = LoadedKeys(_server_ms(client.time()))
             if replace:  # --yes replaces the db: keys absent from the backup must not survive
                 client.flushdb()
             restore_batch = client.register_script(_RESTORE_BATCH_LUA)
-            with archive.open(name) as stream:
-                if read_exact(stream, len(RECORDS_MAGIC)) != RECORDS_MAGIC:
-                    raise IntegrityError(f"{name}: not a storagectl Redis records stream")
-                for batch in _batches(_records(stream, name)):
-                    _restore_batch(restore_batch, batch, loaded)
+            for batch in batches(read_records(archive, names)):
+                _restore_batch(restore_batch, batch, loaded)
         finally:
             client.close()
         return loaded
@@ -454,12 +498,47 @@ BATCH_KEYS = 1000  # keys per RESTORE script call
 DUMP_BATCH_KEYS = 2000
 
 
+def record_objects(archive: Any, db: int) -> list[str]:
+    """The record objects of ``db``: ``db<N>.records``, or one ``db<N>.<part>.records`` per cluster primary."""
+    return [name for name in archive.names()
+            if name == f"db{db}.records" or (name.startswith(f"db{db}.") and name.endswith(".records"))]
+
+
+KeyFilter = Callable[[list[bytes]], list[bytes]]
+
+
+def write_records(archive: Any, name: str, client: Any, keep: KeyFilter | None = None) -> int:
+    """Every key SCAN returns on ``client``'s node and db (those ``keep`` keeps), as the records object
+    ``name``; returns the number written. ``client`` must be a single-connection redis.Redis."""
+    from storagectl.archive.pipe import BackgroundWriter
+
+    commands = _RespSocket(client.connection)
+    with archive.create(name) as sink, BackgroundWriter(sink.write) as writer:
+        writer.put(RECORDS_MAGIC)
+        written = 0
+        for keys, reply in _dump_batches(commands, keep=keep):
+            records, count = _pack_records(keys, reply)
+            writer.put(records)
+            written += count
+        sink.counts = {"keys": written}
+    return written
+
+
+def read_records(archive: Any, names: list[str]) -> Iterator[tuple[bytes, bytes, int]]:
+    """(key, DUMP payload, absolute expiry ms) of every record of the objects ``names``, in order."""
+    for name in names:
+        with archive.open(name) as stream:
+            if read_exact(stream, len(RECORDS_MAGIC)) != RECORDS_MAGIC:
+                raise IntegrityError(f"{name}: not a storagectl Redis records stream")
+            yield from _records(stream, name)
+
+
 def _unit(db: int, databases: list[int]) -> str:
     """Validation unit: "keys" for a single db (so it may be restored into another db), else "dbN"."""
     return "keys" if len(databases) == 1 else f"db{db}"
 
 
-def _batches(items: Iterable[Any], size: int = BATCH_KEYS) -> Iterator[list[Any]]:
+def batches(items: Iterable[Any], size: int = BATCH_KEYS) -> Iterator[list[Any]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
@@ -473,22 +552,29 @@ def _server_ms(seconds_micros: tuple[int, int]) -> int:
 # KEYS: keys; ARGV: expire-at (absolute ms, 0 = none) and payload per key. Returns the numbers of
 # keys not restored: {expired since the backup, already present} -- the target db was empty or
 # flushed (--yes) beforehand, so a present key is one SCAN returned twice, counted, not a mismatch.
-_RESTORE_BATCH_LUA = """
+_RESTORE_LOOP_LUA = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local expired, present = 0, 0
-for i, key in ipairs(KEYS) do
-  local expire_at = tonumber(ARGV[2 * i - 1])
+for i = 1, %(count)s do
+  local key, expire_at, payload = %(key)s, tonumber(%(expire_at)s), %(payload)s
   if expire_at ~= 0 and expire_at <= now_ms then
     expired = expired + 1
   elseif redis.call('EXISTS', key) == 1 then
     present = present + 1
   else
-    redis.call('RESTORE', key, expire_at, ARGV[2 * i], 'ABSTTL')
+    redis.call('RESTORE', key, expire_at, payload, 'ABSTTL')
   end
 end
 return {expired, present}
 """
+_RESTORE_BATCH_LUA = _RESTORE_LOOP_LUA % {"count": "#KEYS", "key": "KEYS[i]", "expire_at": "ARGV[2 * i - 1]",
+                                          "payload": "ARGV[2 * i]"}
+# The same on one cluster node for keys of many slots: a script's declared KEYS must share one slot,
+# so the keys travel in ARGV (key, expire-at, payload per key) and the script may touch any slot the
+# node serves (Redis >= 7.0). A key of a slot the node does not serve fails the script.
+RESTORE_ROUTED_LUA = "#!lua flags=allow-cross-slot-keys\n" + _RESTORE_LOOP_LUA % {
+    "count": "#ARGV / 3", "key": "ARGV[3 * i - 2]", "expire_at": "ARGV[3 * i - 1]", "payload": "ARGV[3 * i]"}
 
 
 @dataclass
@@ -511,6 +597,18 @@ class LoadedKeys:
         ahead = expire_at - self.started_ms
         step = 1000 if ahead < 3_600_000 else 60_000 if ahead < 86_400_000 else 3_600_000
         self.expiries[expire_at - expire_at % step] += 1
+
+    def count(self, reply: list[Any]) -> None:
+        """Add a restore script's reply {expired, present}."""
+        self.expired += int(reply[0])
+        self.present += int(reply[1])
+
+    def merge(self, other: LoadedKeys) -> LoadedKeys:
+        self.started_ms = min(self.started_ms, other.started_ms)
+        self.expired += other.expired
+        self.present += other.present
+        self.expiries.update(other.expiries)
+        return self
 
     def may_have_expired(self, now_ms: int) -> int:
         """Restored keys whose expiry may have passed by ``now_ms`` (those skipped as expired are not)."""
@@ -568,13 +666,16 @@ class _RespSocket:
         self.reader.feed(data)
 
 
-def _dump_batches(commands: _RespSocket, count: int = DUMP_BATCH_KEYS) -> Iterator[tuple[list[bytes], list[Any]]]:
+def _dump_batches(commands: _RespSocket, count: int = DUMP_BATCH_KEYS,
+                  keep: KeyFilter | None = None) -> Iterator[tuple[list[bytes], list[Any]]]:
     """(keys, EXEC reply) per SCAN batch, pipelined: each batch's MULTI is sent together with the next
-    SCAN, so the server works on batch k while the caller handles batch k-1."""
+    SCAN, so the server works on batch k while the caller handles batch k-1. ``keep`` filters each
+    batch's keys before they are dumped (a cluster node's keys of slots it owns)."""
     in_flight: deque[list[bytes]] = deque()  # batches sent, EXEC reply not read yet
     commands.send(_scan_request(b"0", count))
     while True:
         cursor, keys = commands.reply()
+        keys = keys if keep is None else keep(keys)
         last = cursor == b"0"
         commands.send((b"" if last else _scan_request(cursor, count)) + _dump_request(keys))
         in_flight.append(keys)
@@ -639,6 +740,14 @@ def _restore_batch(restore_batch: Any, records: list[tuple[bytes, bytes, int]], 
         args += (expire_at, payload)
         if expire_at:  # most keys have none: no call for them in this per-key loop
             loaded.note_expiry(expire_at)
-    expired, present = restore_batch(keys=[key for key, _payload, _expire in records], args=args)
-    loaded.expired += int(expired)
-    loaded.present += int(present)
+    loaded.count(restore_batch(keys=[key for key, _payload, _expire in records], args=args))
+
+
+def restore_routed_batch(restore_routed: Any, records: list[tuple[bytes, bytes, int]], loaded: LoadedKeys) -> None:
+    """As _restore_batch, on one cluster node, with RESTORE_ROUTED_LUA (keys of any slot it serves)."""
+    args: list[Any] = []
+    for key, payload, expire_at in records:
+        args += (key, expire_at, payload)
+        if expire_at:
+            loaded.note_expiry(expire_at)
+    loaded.count(restore_routed(args=args))

@@ -1,0 +1,221 @@
+"""Redis Cluster topology and the fan-out over its primaries, shared by every command that touches a
+cluster's keys or nodes (backup, restore, diag; ``inspect keys`` and ``cache`` are meant to use it too).
+No command writes its own loop over nodes.
+
+- :func:`read_topology` reads ``CLUSTER NODES`` from the first seed that answers: every node, its
+  role, flags (``fail``, ``fail?``), link state, slot ranges and slots in migration.
+- :func:`fan_out` visits nodes with bounded concurrency and returns one outcome per node, errors
+  included, so diag can show a down node as a row while backup raises on it.
+- :class:`SlotOwnership` deduplicates: a key counts only on the primary that owned its slot in the
+  topology read at the start, so a key seen on two nodes (moved by a reshard between their SCANs)
+  is counted once, in memory that does not grow with the keyspace. :func:`scan_primaries` combines
+  the three for commands that stream key names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Generic, TypeVar
+
+SLOTS = 16384
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    node_id: str
+    host: str
+    port: int
+    flags: frozenset[str]
+    primary_id: str | None  # the primary a replica follows
+    link_state: str  # connected / disconnected, as the node that was asked sees it
+    slots: tuple[tuple[int, int], ...] = ()  # inclusive ranges
+    migrating: tuple[str, ...] = ()  # "[slot->-id]" / "[slot-<-id]" entries: slots moving right now
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def is_primary(self) -> bool:
+        return "master" in self.flags
+
+    @property
+    def failing(self) -> str | None:
+        """``fail`` (agreed by the majority), ``fail?`` (PFAIL: suspected by the node asked) or None."""
+        return "fail" if "fail" in self.flags else "fail?" if "fail?" in self.flags else None
+
+    @property
+    def slot_count(self) -> int:
+        return sum(end - start + 1 for start, end in self.slots)
+
+
+@dataclass(frozen=True)
+class ClusterTopology:
+    nodes: tuple[ClusterNode, ...]
+    source: str = ""  # the seed the map was read from
+
+    def primaries(self) -> list[ClusterNode]:
+        """Primaries that serve slots (an empty primary has no keys to visit)."""
+        return [node for node in self.nodes if node.is_primary and node.slots]
+
+    @cached_property
+    def owners(self) -> list[str | None]:
+        """Node id per slot (None: no node serves it)."""
+        owners: list[str | None] = [None] * SLOTS
+        for node in self.nodes:
+            if node.is_primary:
+                for start, end in node.slots:
+                    owners[start:end + 1] = [node.node_id] * (end - start + 1)
+        return owners
+
+    @property
+    def slots_covered(self) -> int:
+        return sum(owner is not None for owner in self.owners)
+
+    def assignment(self) -> dict[str, tuple[tuple[int, int], ...]]:
+        """Slot ranges per primary: equal assignments mean no slot moved between two reads."""
+        return {node.node_id: node.slots for node in self.nodes if node.is_primary and node.slots}
+
+    def migrating_slots(self) -> list[str]:
+        return [entry for node in self.nodes for entry in node.migrating]
+
+
+def parse_cluster_nodes(text: str, source: str = "") -> ClusterTopology:
+    """A ``CLUSTER NODES`` reply (one line per node) as a :class:`ClusterTopology`."""
+    nodes = [_parse_node_line(line) for line in text.splitlines() if line.strip()]
+    return ClusterTopology(tuple(nodes), source)
+
+
+def _parse_node_line(line: str) -> ClusterNode:
+    node_id, address, flags, primary, _ping, _pong, _epoch, link, *slot_fields = line.split()
+    host_port = address.partition("@")[0]
+    host, _, port = host_port.rpartition(":")
+    ranges, migrating = [], []
+    for entry in slot_fields:
+        if entry.startswith("["):
+            migrating.append(entry)
+            continue
+        start, _, end = entry.partition("-")
+        ranges.append((int(start), int(end or start)))
+    return ClusterNode(node_id, host.strip("[]"), int(port or 0), frozenset(flags.split(",")),
+                       None if primary == "-" else primary, link, tuple(ranges), tuple(migrating))
+
+
+def read_topology(seeds: Sequence[tuple[str, int]], connect: Callable[[str, int], Any]) -> ClusterTopology:
+    """The topology as the first answering seed reports it; raises the last seed's error if none does."""
+    error: Exception | None = None
+    for host, port in seeds:
+        client = connect(host, port)
+        try:
+            reply = client.execute_command("CLUSTER", "NODES")
+            text = reply.decode() if isinstance(reply, bytes) else str(reply)
+            return parse_cluster_nodes(text, f"{host}:{port}")
+        except Exception as exc:  # noqa: BLE001 - try the next seed, re-raise the last failure
+            error = exc
+        finally:
+            client.close()
+    assert error is not None, "read_topology needs at least one seed"
+    raise error
+
+
+@dataclass
+class NodeOutcome(Generic[T]):
+    node: ClusterNode
+    value: T | None = None
+    error: Exception | None = None
+
+
+def fan_out(nodes: Sequence[ClusterNode], visit: Callable[[ClusterNode], T], concurrency: int) -> list[NodeOutcome[T]]:
+    """``visit(node)`` for every node, at most ``concurrency`` at a time; one outcome per node in the
+    order given. A visit's exception is kept in its outcome (the others still run to their end)."""
+
+    def run(node: ClusterNode) -> NodeOutcome[T]:
+        try:
+            return NodeOutcome(node, visit(node))
+        except Exception as exc:  # noqa: BLE001 - kept for the caller: diag shows it, backup raises it
+            return NodeOutcome(node, error=exc)
+
+    if not nodes:
+        return []
+    pool = ThreadPoolExecutor(max(1, min(concurrency, len(nodes))), thread_name_prefix="redis-node")
+    try:
+        return list(pool.map(run, nodes))
+    finally:  # on Ctrl-C the visits not yet started are dropped
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def values_or_raise(outcomes: Sequence[NodeOutcome[T]]) -> list[T]:
+    """The visits' values, or the first node's error (the caller translates it)."""
+    for outcome in outcomes:
+        if outcome.error is not None:
+            raise outcome.error
+    return [outcome.value for outcome in outcomes]  # type: ignore[misc]
+
+
+@dataclass
+class SlotOwnership:
+    """Keeps the keys of a batch scanned on ``node`` whose slot ``node`` owned in ``topology``."""
+
+    topology: ClusterTopology
+    node: ClusterNode
+    dropped: int = field(default=0)  # keys seen on a node that did not own their slot (mid-reshard)
+
+    def __call__(self, keys: list[bytes]) -> list[bytes]:
+        from redis.crc import key_slot
+
+        owners, node_id = self.topology.owners, self.node.node_id
+        kept = [key for key in keys if owners[key_slot(key)] == node_id]
+        self.dropped += len(keys) - len(kept)
+        return kept
+
+
+def scan_primaries(topology: ClusterTopology, connect: Callable[[ClusterNode], Any], *, match: str | None = None,
+                   count: int = 1000, type_: str | None = None, concurrency: int = 4,
+                   buffered: int = 16) -> Iterator[tuple[ClusterNode, list[bytes]]]:
+    """(node, key batch) from a SCAN of every primary, in parallel, deduplicated by slot ownership.
+    Batches arrive as the nodes produce them (at most ``buffered`` waiting); a node's error is raised
+    here after the batches before it. Closing the iterator early stops the scans."""
+    batches: queue.Queue[Any] = queue.Queue(buffered)
+    stop = threading.Event()
+
+    def visit(node: ClusterNode) -> None:
+        keep = SlotOwnership(topology, node)
+        client = connect(node)
+        try:
+            cursor: Any = 0
+            while not stop.is_set():
+                cursor, keys = client.scan(cursor, match=match, count=count, _type=type_)
+                if kept := keep(keys):
+                    batches.put((node, kept))
+                if int(cursor) == 0:
+                    return
+        finally:
+            client.close()
+
+    def visit_all() -> None:
+        try:
+            values_or_raise(fan_out(topology.primaries(), visit, concurrency))
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer
+            batches.put(exc)
+            return
+        batches.put(None)
+
+    worker = threading.Thread(target=visit_all, name="redis-scan", daemon=True)
+    worker.start()
+    try:
+        while (item := batches.get()) is not None:
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock producers waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                batches.get(timeout=0.05)
