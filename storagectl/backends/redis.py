@@ -44,6 +44,17 @@ REDIS_CHECKS = {
         CheckSpec("persistence", "last RDB save / AOF write status"),
     )
 }
+# A cluster's own checks (storagectl.backends.redis_cluster); its per-node rows grade memory and
+# evictions with the thresholds above.
+CLUSTER_CHECKS = {
+    spec.name: spec
+    for spec in (
+        CheckSpec("cluster_state", "CLUSTER INFO cluster_state"),
+        CheckSpec("slots_unserved", "slots without a reachable, non-failing primary", None, 1),
+        CheckSpec("slot_imbalance", "most slots on one primary vs an even share", 20, None, unit="%"),
+        CheckSpec("replica_lag_bytes", "replication offset a replica is behind its primary", 1_000_000, None),
+    )
+}
 
 
 class RedisSettings(PasswordMixin, BackendSettings):
@@ -61,7 +72,7 @@ class RedisSettings(PasswordMixin, BackendSettings):
                           "the topology is read; a redis+cluster:// url implies it")
     nodes: list[str] | None = Field(None, min_length=1, description="cluster seed nodes as host:port")
 
-    check_names: ClassVar[tuple[str, ...]] = tuple(REDIS_CHECKS)
+    check_names: ClassVar[tuple[str, ...]] = (*REDIS_CHECKS, *CLUSTER_CHECKS)
 
     @field_validator("url")
     @classmethod
@@ -350,13 +361,16 @@ class RedisBackend(Backend):
     def _outcome(self, loaded: dict[str, LoadedKeys]) -> RestoreOutcome:
         """Skipped keys per unit, and the allowance for keys expiring until the checks that follow
         (they run right after the restore: CHECK_MARGIN_MS covers them)."""
-        client = self.client()
-        try:
-            horizon = _server_ms(self._guarded("reading the server time", client.time)) + CHECK_MARGIN_MS
-        finally:
-            client.close()
+        horizon = self._server_ms() + CHECK_MARGIN_MS
         return RestoreOutcome(skipped={unit: keys.skipped for unit, keys in loaded.items()},
                               tolerance={unit: keys.may_have_expired(horizon) for unit, keys in loaded.items()})
+
+    def _server_ms(self) -> int:
+        client = self.client()
+        try:
+            return server_ms(self._guarded("reading the server time", client.time))
+        finally:
+            client.close()
 
     def stages_replacement(self, metadata: dict[str, Any]) -> bool:
         return self.settings.staging_db is not None and len(metadata.get("databases") or []) == 1
@@ -452,7 +466,7 @@ class RedisBackend(Backend):
     def _restore_db(self, archive: Any, names: list[str], db: int, replace: bool) -> LoadedKeys:
         client = self.client(db=db)
         try:
-            loaded = LoadedKeys(_server_ms(client.time()))
+            loaded = LoadedKeys(server_ms(client.time()))
             if replace:  # --yes replaces the db: keys absent from the backup must not survive
                 client.flushdb()
             restore_batch = client.register_script(_RESTORE_BATCH_LUA)
@@ -507,16 +521,20 @@ def record_objects(archive: Any, db: int) -> list[str]:
 KeyFilter = Callable[[list[bytes]], list[bytes]]
 
 
-def write_records(archive: Any, name: str, client: Any, keep: KeyFilter | None = None) -> int:
+def write_records(archive: Any, name: str, client: Any, keep: KeyFilter | None = None,
+                  cross_slot: bool = False) -> int:
     """Every key SCAN returns on ``client``'s node and db (those ``keep`` keeps), as the records object
-    ``name``; returns the number written. ``client`` must be a single-connection redis.Redis."""
+    ``name``; returns the number written. ``client`` must be a single-connection redis.Redis. On a
+    cluster node (``cross_slot``) a batch's keys span many slots, which MULTI refuses (CROSSSLOT): a
+    script dumps them instead, as atomically."""
     from storagectl.archive.pipe import BackgroundWriter
 
+    dumper = _ScriptDump(client.script_load(DUMP_CROSS_SLOT_LUA)) if cross_slot else _MultiDump()
     commands = _RespSocket(client.connection)
     with archive.create(name) as sink, BackgroundWriter(sink.write) as writer:
         writer.put(RECORDS_MAGIC)
         written = 0
-        for keys, reply in _dump_batches(commands, keep=keep):
+        for keys, reply in _dump_batches(commands, keep=keep, dumper=dumper):
             records, count = _pack_records(keys, reply)
             writer.put(records)
             written += count
@@ -544,7 +562,7 @@ def batches(items: Iterable[Any], size: int = BATCH_KEYS) -> Iterator[list[Any]]
         yield batch
 
 
-def _server_ms(seconds_micros: tuple[int, int]) -> int:
+def server_ms(seconds_micros: tuple[int, int]) -> int:
     seconds, micros = seconds_micros
     return int(seconds) * 1000 + int(micros) // 1000
 
@@ -603,11 +621,13 @@ class LoadedKeys:
         self.expired += int(reply[0])
         self.present += int(reply[1])
 
-    def merge(self, other: LoadedKeys) -> LoadedKeys:
-        self.started_ms = min(self.started_ms, other.started_ms)
-        self.expired += other.expired
-        self.present += other.present
-        self.expiries.update(other.expiries)
+    def merge_all(self, others: Iterable[LoadedKeys]) -> LoadedKeys:
+        """This, with what restoring other parts (a cluster's other primaries) did added in."""
+        for other in others:
+            self.started_ms = min(self.started_ms, other.started_ms)
+            self.expired += other.expired
+            self.present += other.present
+            self.expiries.update(other.expiries)
         return self
 
     def may_have_expired(self, now_ms: int) -> int:
@@ -667,21 +687,22 @@ class _RespSocket:
 
 
 def _dump_batches(commands: _RespSocket, count: int = DUMP_BATCH_KEYS,
-                  keep: KeyFilter | None = None) -> Iterator[tuple[list[bytes], list[Any]]]:
+                  keep: KeyFilter | None = None, dumper: Any = None) -> Iterator[tuple[list[bytes], list[Any]]]:
     """(keys, EXEC reply) per SCAN batch, pipelined: each batch's MULTI is sent together with the next
     SCAN, so the server works on batch k while the caller handles batch k-1. ``keep`` filters each
     batch's keys before they are dumped (a cluster node's keys of slots it owns)."""
+    dumper = dumper or _MultiDump()
     in_flight: deque[list[bytes]] = deque()  # batches sent, EXEC reply not read yet
     commands.send(_scan_request(b"0", count))
     while True:
         cursor, keys = commands.reply()
         keys = keys if keep is None else keep(keys)
         last = cursor == b"0"
-        commands.send((b"" if last else _scan_request(cursor, count)) + _dump_request(keys))
+        commands.send((b"" if last else _scan_request(cursor, count)) + dumper.request(keys))
         in_flight.append(keys)
         while len(in_flight) > (0 if last else 1):  # replies come in request order: read k-1's before SCAN k+1's
             batch = in_flight.popleft()
-            yield batch, _exec_reply(commands, batch)
+            yield batch, dumper.reply(commands, batch)
         if last:
             return
 
@@ -696,15 +717,44 @@ _DUMP_PTTL = b"*2\r\n$4\r\nDUMP\r\n$%d\r\n%s\r\n*2\r\n$4\r\nPTTL\r\n$%d\r\n%s\r\
 _EXEC = b"*1\r\n$4\r\nEXEC\r\n"
 
 
-def _dump_request(keys: list[bytes]) -> bytes:
+class _MultiDump:
     """MULTI, TIME, DUMP + PTTL per key, EXEC: atomic, so a key's DUMP and PTTL always agree."""
-    return b"".join([_MULTI_TIME, *[_DUMP_PTTL % (len(key), key, len(key), key) for key in keys], _EXEC])
+
+    @staticmethod
+    def request(keys: list[bytes]) -> bytes:
+        return b"".join([_MULTI_TIME, *[_DUMP_PTTL % (len(key), key, len(key), key) for key in keys], _EXEC])
+
+    @staticmethod
+    def reply(commands: _RespSocket, keys: list[bytes]) -> list[Any]:
+        """The EXEC reply of a batch: {TIME, payload1, pttl1, payload2, pttl2, ...}."""
+        commands.skip(2 * len(keys) + 2)  # +OK for MULTI, +QUEUED for TIME and each DUMP and PTTL
+        return commands.reply()
 
 
-def _exec_reply(commands: _RespSocket, keys: list[bytes]) -> list[Any]:
-    """The EXEC reply of a batch: {TIME, payload1, pttl1, payload2, pttl2, ...}."""
-    commands.skip(2 * len(keys) + 2)  # +OK for MULTI, +QUEUED for TIME and each DUMP and PTTL
-    return commands.reply()
+# ARGV: keys of any slots the node serves (Redis >= 7.0). The same reply as _MultiDump's EXEC; a
+# missing key's DUMP is false, which Redis returns as nil.
+DUMP_CROSS_SLOT_LUA = """#!lua flags=allow-cross-slot-keys,no-writes
+local out = {redis.call('TIME')}
+for i, key in ipairs(ARGV) do
+  out[2 * i] = redis.call('DUMP', key)
+  out[2 * i + 1] = redis.call('PTTL', key)
+end
+return out
+"""
+
+
+class _ScriptDump:
+    """EVALSHA of DUMP_CROSS_SLOT_LUA: one atomic call per batch, keys in ARGV."""
+
+    def __init__(self, sha: str) -> None:
+        self.head = b"$7\r\nEVALSHA\r\n$%d\r\n%s\r\n$1\r\n0\r\n" % (len(sha), sha.encode())
+
+    def request(self, keys: list[bytes]) -> bytes:
+        return b"".join([b"*%d\r\n" % (len(keys) + 3), self.head, *[b"$%d\r\n%s\r\n" % (len(k), k) for k in keys]])
+
+    @staticmethod
+    def reply(commands: _RespSocket, keys: list[bytes]) -> list[Any]:
+        return commands.reply()
 
 
 _NO_SUCH_KEY = -2  # PTTL of a missing key
@@ -713,7 +763,7 @@ _NO_SUCH_KEY = -2  # PTTL of a missing key
 def _pack_records(keys: list[bytes], reply: list[Any]) -> tuple[bytes, int]:
     """One batch's records, and how many. Left out: keys deleted since SCAN (DUMP nil), and keys that
     expired between their DUMP and PTTL (Redis 7.0 does not freeze the clock during EXEC)."""
-    now = _server_ms(reply[0])
+    now = server_ms(reply[0])
     pack = _RECORD_HEADER.pack
     parts: list[bytes] = []
     for key, payload, ttl in zip(keys, reply[1::2], reply[2::2], strict=True):

@@ -1,0 +1,397 @@
+"""A Redis Cluster as one ``redis`` backend (``cluster: true``, ``nodes``, or a ``redis+cluster://`` url).
+
+The topology is read from a seed (``CLUSTER NODES``); every visit to the nodes goes through
+:mod:`storagectl.backends.redis_topology`. Backup and restore reuse the single-node record format
+and code of :mod:`storagectl.backends.redis`: one records object per primary (``db0.nodeNN.records``),
+keys kept only on the primary that owned their slot when the backup started; restore sends each key
+to the primary that serves its slot *now*, so any backup restores into a cluster of any size, and a
+cluster backup into a single node.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from storagectl.archive.api import ContentSummary, RestoreOutcome, record_summary
+from storagectl.backends.redis import (
+    BATCH_KEYS,
+    CLUSTER_CHECKS,
+    REDIS_CHECKS,
+    RESTORE_ROUTED_LUA,
+    LoadedKeys,
+    RedisBackend,
+    read_records,
+    record_objects,
+    restore_routed_batch,
+    seed_address,
+    server_ms,
+    write_records,
+)
+from storagectl.backends.redis_topology import (
+    SLOTS,
+    ClusterNode,
+    ClusterTopology,
+    NodeOutcome,
+    SlotOwnership,
+    fan_out,
+    read_topology,
+)
+from storagectl.diag import Check, Status
+from storagectl.errors import BackendUnavailable, OperationFailed, StoragectlError, UsageError
+from storagectl.redact import redact_url
+from storagectl.units import human_bytes
+
+DEFAULT_PORT = 6379
+ROUTED_BATCHES_WAITING = 4  # per primary: bounds memory while one node is slower than the reader
+
+
+class RedisClusterBackend(RedisBackend):
+    CHECKS = {**REDIS_CHECKS, **CLUSTER_CHECKS}
+
+    # -- where and how to connect --------------------------------------------------------------
+    def seeds(self) -> list[tuple[str, int]]:
+        settings = self.settings
+        if settings.nodes:
+            return [seed_address(node) for node in settings.nodes]
+        if settings.url:
+            parts = urlsplit(settings.url)
+            return [(parts.hostname or "localhost", parts.port or DEFAULT_PORT)]
+        return [(settings.host, settings.port)]
+
+    def endpoint(self) -> str:
+        if self.settings.url:
+            return redact_url(self.settings.url)
+        scheme = "rediss+cluster" if self.settings.tls.enabled else "redis+cluster"
+        return f"{scheme}://" + ",".join(f"{host}:{port}" for host, port in self.seeds())
+
+    def node_kwargs(self) -> dict[str, Any]:
+        """redis.Redis keyword arguments for any node (secrets included: never print these)."""
+        kwargs = self.settings.client_kwargs()
+        for name in ("host", "port", "db"):
+            kwargs.pop(name, None)
+        if self.settings.url:
+            parts = urlsplit(self.settings.url)
+            if parts.username:
+                kwargs["username"] = unquote(parts.username)
+            if parts.password is not None:
+                kwargs["password"] = unquote(parts.password)
+            if parts.scheme.lower().startswith("rediss") and not kwargs.get("ssl"):
+                kwargs.update(ssl=True, ssl_cert_reqs="required")
+        return kwargs
+
+    def connect_node(self, host: str, port: int, socket_timeout: float | None = None,
+                     single_connection_client: bool = False) -> Any:
+        """A plain client of one node (storagectl's retry policy applies, so redis-py's is off)."""
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        kwargs = self.node_kwargs()
+        if socket_timeout is not None:
+            kwargs["socket_timeout"] = socket_timeout
+        return redis.Redis(host=host, port=port, retry=Retry(NoBackoff(), 0),
+                           single_connection_client=single_connection_client, **kwargs)
+
+    def node_client(self, node: ClusterNode, single_connection_client: bool = False) -> Any:
+        return self.connect_node(node.host, node.port, single_connection_client=single_connection_client)
+
+    def client(self, db: int | None = None, socket_timeout: float | None = None,
+               single_connection_client: bool = False) -> Any:
+        """A redis-py RedisCluster client (follows MOVED/ASK, refreshes its slot map), for key commands."""
+        from redis.cluster import ClusterNode as SeedNode
+        from redis.cluster import RedisCluster
+
+        kwargs = self.node_kwargs()
+        if socket_timeout is not None:
+            kwargs["socket_timeout"] = socket_timeout
+        return RedisCluster(startup_nodes=[SeedNode(host, port) for host, port in self.seeds()], **kwargs)
+
+    def topology(self, socket_timeout: float | None = None) -> ClusterTopology:
+        return read_topology(self.seeds(), lambda host, port: self.connect_node(host, port, socket_timeout))
+
+    def _open(self) -> ClusterTopology:
+        # The connection of a cluster is its topology: every command visits the nodes it needs.
+        return self.topology(socket_timeout=self.settings.timeouts.connect)
+
+    def _close(self, connection: Any) -> None:
+        return None
+
+    def ping(self, connection: Any) -> None:
+        return None  # reading the topology in _open was the round trip
+
+    def server_version(self, connection: ClusterTopology) -> str:
+        versions = {outcome.value for outcome in fan_out(
+            connection.primaries(), lambda node: self._node_info(node, "server")["redis_version"], 8)
+            if outcome.error is None}
+        return ", ".join(sorted(str(v) for v in versions)) or "unknown (no primary answered)"
+
+    def _node_info(self, node: ClusterNode, section: str) -> dict[str, Any]:
+        client = self.node_client(node)
+        try:
+            return client.info(section)
+        finally:
+            client.close()
+
+    # -- diag ---------------------------------------------------------------------------------
+    def diagnose(self, connection: ClusterTopology) -> list[Check]:
+        topology = connection
+        outcomes = fan_out(topology.nodes, lambda node: self._node_facts(node), 8)
+        checks = [self._cluster_state(outcomes), self._slots_unserved(topology, outcomes),
+                  self._slot_imbalance(topology)]
+        return checks + [self._node_row(outcome) for outcome in outcomes]
+
+    def _node_facts(self, node: ClusterNode) -> dict[str, Any]:
+        client = self.node_client(node)
+        try:
+            info = client.info("all")
+            info["cluster_info"] = client.execute_command("CLUSTER", "INFO")
+            return info
+        finally:
+            client.close()
+
+    def _cluster_state(self, outcomes: list[NodeOutcome[dict[str, Any]]]) -> Check:
+        states = {_cluster_info(outcome.value).get("cluster_state", "?")
+                  for outcome in outcomes if outcome.value is not None}
+        failed = states != {"ok"}
+        return Check("cluster_state", Status.CRITICAL if failed else Status.OK, sorted(states),
+                     "/".join(sorted(states)) or "no node answered",
+                     "a node reports cluster_state:fail (slots not served)" if failed else "")
+
+    def _slots_unserved(self, topology: ClusterTopology, outcomes: list[NodeOutcome[Any]]) -> Check:
+        serving = {o.node.node_id for o in outcomes if o.error is None and not o.node.failing and o.node.is_primary}
+        unserved = sum(owner not in serving for owner in topology.owners)
+        migrating = topology.migrating_slots()
+        detail = f"{topology.slots_covered}/{SLOTS} slots assigned"
+        detail += f"; migrating: {' '.join(migrating[:5])}" if migrating else ""
+        return self.graded("slots_unserved", unserved, f"{unserved} of {SLOTS}", detail)
+
+    def _slot_imbalance(self, topology: ClusterTopology) -> Check:
+        counts = [node.slot_count for node in topology.primaries()]
+        if not counts:
+            return self.info("slot_imbalance", None, "no primary serves slots")
+        share = SLOTS / len(counts)
+        pct = round(100.0 * (max(counts) - share) / share, 1)
+        return self.graded("slot_imbalance", pct, f"{pct:g}%", "slots per primary: " + " ".join(map(str, counts)))
+
+    def _node_row(self, outcome: NodeOutcome[dict[str, Any]]) -> Check:
+        """One row per node: reachable, role, flags, memory, evictions (and a replica's lag)."""
+        node, name = outcome.node, f"node {outcome.node.address}"
+        role = "primary" if node.is_primary else "replica"
+        if outcome.error is not None:
+            return Check(name, Status.CRITICAL, None, f"{role}, unreachable",
+                         f"{self.error_line(outcome.error)}; flags {','.join(sorted(node.flags))}")
+        info = outcome.value or {}
+        graded = [self._memory(info), self.graded("evicted_keys", info.get("evicted_keys", 0), "")]
+        if not node.is_primary:
+            graded.append(self._replica_lag(info))
+        flagged = {None: Status.OK, "fail?": Status.WARNING, "fail": Status.CRITICAL}[node.failing]
+        status = max([flagged, *(check.status for check in graded)], key=lambda s: s.severity)
+        keys = sum(int(v.get("keys", 0)) for k, v in info.items() if k.startswith("db") and isinstance(v, dict))
+        display = (f"{role}, {node.slot_count} slots, {keys} keys, {human_bytes(info.get('used_memory', 0))}, "
+                   f"{info.get('evicted_keys', 0)} evicted")
+        flags = f"flags {node.failing}" if node.failing else ""
+        details = [flags, *(check.display for check in graded[2:])]
+        return Check(name, status, {"role": role, "keys": keys, "flags": sorted(node.flags)}, display,
+                     "; ".join(d for d in details if d))
+
+    def _replica_lag(self, info: dict[str, Any]) -> Check:
+        if info.get("master_link_status") != "up":
+            return Check("replica_lag_bytes", Status.CRITICAL, None, "link to primary down")
+        lag = max(0, int(info.get("master_repl_offset", 0)) - int(info.get("slave_repl_offset", 0)))
+        return self.graded("replica_lag_bytes", lag, f"{lag} bytes behind")
+
+    # -- backup / restore ---------------------------------------------------------------------
+    def backup(self, archive: Any, options: Any) -> None:
+        topology = self._stable_topology("backup")
+        primaries = topology.primaries()
+        names = {node.node_id: f"db0.node{index:02d}.records" for index, node in enumerate(primaries)}
+
+        def dump(node: ClusterNode) -> int:
+            client = self.node_client(node, single_connection_client=True)
+            try:
+                return write_records(archive, names[node.node_id], client, keep=SlotOwnership(topology, node),
+                                     cross_slot=True)
+            finally:
+                client.close()
+
+        counts = self._values("backup", fan_out(primaries, dump, options.parallel))
+        if self._stable_topology("backup").assignment() != topology.assignment():
+            raise OperationFailed(f"{self.label}: slots moved during the backup (a reshard or failover); "
+                                  "no backup was written", hint="Try: run the backup again once the cluster is stable")
+        archive.set_metadata("databases", [0])
+        archive.set_metadata("cluster", {"slots": SLOTS, "nodes": [
+            {"node_id": node.node_id, "address": node.address, "slots": [list(r) for r in node.slots],
+             "keys": count, "object": names[node.node_id]} for node, count in zip(primaries, counts, strict=True)]})
+        record_summary(archive, ContentSummary(counts={"keys": sum(counts)}))
+
+    def _stable_topology(self, what: str) -> ClusterTopology:
+        """The topology, refused when a slot is unserved or moving (keys would be missed or doubled)."""
+        topology = self._guarded_call("reading the cluster topology", self.topology)
+        if topology.slots_covered < SLOTS:
+            raise BackendUnavailable(f"{self.label}: only {topology.slots_covered} of {SLOTS} slots are served; "
+                                     f"no {what} of a partial cluster",
+                                     hint=f"Try: storagectl diag --backend {self.name}")
+        failing = [node.address for node in topology.primaries() if node.failing]
+        if failing:
+            raise BackendUnavailable(f"{self.label}: primary {', '.join(failing)} is failing; nothing was done",
+                                     hint=f"Try: storagectl diag --backend {self.name}")
+        if topology.migrating_slots():
+            raise OperationFailed(f"{self.label}: slots are being migrated ({topology.migrating_slots()[0]} ...); "
+                                  "nothing was done", hint="Try: again when the reshard has finished")
+        return topology
+
+    def restore(self, archive: Any, options: Any) -> RestoreOutcome:
+        sources = list(archive.metadata.get("databases") or [])
+        if len(sources) != 1:
+            raise UsageError(f"{self.label}: the backup holds dbs {sources}; a Redis Cluster has only db 0",
+                             hint="Try: restore it into a single-node backend, or back up one db "
+                                  "(databases: [N]) to restore into the cluster")
+        topology = self._stable_topology("restore")
+        if options.replace_existing:  # --yes replaces the cluster's keys: none absent from the backup survive
+            self._values("flushing", fan_out(topology.primaries(), lambda node: self._flush(node), options.parallel))
+        loaded = self._route(archive, record_objects(archive, sources[0]), topology)
+        return self._outcome({"keys": loaded})
+
+    def _flush(self, node: ClusterNode) -> None:
+        client = self.node_client(node)
+        try:
+            client.flushdb()
+        finally:
+            client.close()
+
+    def _route(self, archive: Any, names: list[str], topology: ClusterTopology) -> LoadedKeys:
+        """Read the records once, in this thread; each goes in batches to a writer thread of the primary
+        that serves its slot now. A writer that fails drains its inbox, so the reader never blocks on it."""
+        primaries = topology.primaries()
+        inboxes: dict[str, queue.Queue[Any]] = {node.node_id: queue.Queue(ROUTED_BATCHES_WAITING) for node in primaries}
+        failed = threading.Event()
+
+        def write(node: ClusterNode) -> LoadedKeys:
+            inbox = inboxes[node.node_id]
+            try:
+                return self._write_node(node, inbox)
+            except BaseException:
+                failed.set()
+                while inbox.get() is not None:
+                    pass
+                raise
+
+        results: list[list[NodeOutcome[LoadedKeys]]] = []
+        writers = threading.Thread(target=lambda: results.append(fan_out(primaries, write, len(primaries))),
+                                   name="redis-restore", daemon=True)
+        writers.start()
+        try:
+            _dispatch(read_records(archive, names), topology, inboxes, failed)
+        finally:
+            for inbox in inboxes.values():
+                inbox.put(None)
+            writers.join()
+        loaded = self._values("restore", results[0])
+        return loaded[0].merge_all(loaded[1:]) if loaded else LoadedKeys(0)
+
+    def _write_node(self, node: ClusterNode, inbox: queue.Queue[Any]) -> LoadedKeys:
+        client = self.node_client(node)
+        try:
+            loaded = LoadedKeys(server_ms(client.time()))
+            restore_routed = client.register_script(RESTORE_ROUTED_LUA)
+            while (batch := inbox.get()) is not None:
+                restore_routed_batch(restore_routed, batch, loaded)
+            return loaded
+        finally:
+            client.close()
+
+    def _values(self, what: str, outcomes: list[NodeOutcome[Any]]) -> list[Any]:
+        """The visits' values; the first failed node as one of our errors, naming the node."""
+        for outcome in outcomes:
+            if outcome.error is not None:
+                raise self._node_error(what, outcome.node, outcome.error)
+        return [outcome.value for outcome in outcomes]
+
+    def _node_error(self, what: str, node: ClusterNode, exc: Exception) -> StoragectlError:
+        import redis
+
+        if isinstance(exc, StoragectlError):
+            return exc
+        text = self.error_line(exc)
+        if isinstance(exc, redis.ResponseError) and "non local key" in str(exc):
+            return OperationFailed(f"{self.label}: {what} failed on node {node.address}: a slot moved during it "
+                                   "(a reshard?); the cluster holds part of the backup",
+                                   hint="Try: restore --yes again once the cluster is stable")
+        if isinstance(exc, redis.ResponseError):
+            return OperationFailed(f"{self.label}: {what} failed on node {node.address}: {text}")
+        return BackendUnavailable(f"{self.label}: {what} failed on node {node.address}, connection lost: {text}",
+                                  hint=f"Try: storagectl diag --backend {self.name}")
+
+    def _guarded_call(self, what: str, call: Any) -> Any:
+        try:
+            return call()
+        except StoragectlError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - translated: refused / DNS / timeout / auth
+            raise self.translate_error(exc) from exc
+
+    def _server_ms(self) -> int:
+        node = self._guarded_call("reading the topology", self.topology).primaries()[0]
+        client = self.node_client(node)
+        try:
+            return server_ms(self._guarded("reading the server time", client.time))
+        finally:
+            client.close()
+
+    @property
+    def replace_method(self) -> str:
+        return ("in place: every primary is flushed first, so a restore that fails leaves the cluster partial "
+                "(a cluster has no SWAPDB to stage with)")
+
+    def stages_replacement(self, metadata: dict[str, Any]) -> bool:
+        return False
+
+    def check_replace(self) -> None:
+        return None
+
+    def selected_databases(self) -> list[int]:
+        return [0]
+
+    def content_summary(self, like: ContentSummary | None = None) -> ContentSummary:
+        topology = self._guarded_call("reading the cluster topology", self.topology)
+
+        def dbsize(node: ClusterNode) -> int:
+            client = self.node_client(node)
+            try:
+                return int(client.dbsize())
+            finally:
+                client.close()
+
+        counts = self._values("count keys", fan_out(topology.primaries(), dbsize, 8))
+        return ContentSummary(counts={"keys": sum(counts)})
+
+
+def _dispatch(records: Iterable[tuple[bytes, bytes, int]], topology: ClusterTopology,
+              inboxes: dict[str, queue.Queue[Any]], failed: threading.Event) -> None:
+    """Batch records per owner of their slot; stop early once a writer has failed."""
+    from redis.crc import key_slot
+
+    owners = topology.owners
+    pending: dict[str, list[tuple[bytes, bytes, int]]] = {node_id: [] for node_id in inboxes}
+    for record in records:
+        node_id = owners[key_slot(record[0])]
+        batch = pending[node_id]  # type: ignore[index]
+        batch.append(record)
+        if len(batch) >= BATCH_KEYS:
+            if failed.is_set():
+                return
+            inboxes[node_id].put(batch)  # type: ignore[index]
+            pending[node_id] = []  # type: ignore[index]
+    for node_id, batch in pending.items():
+        if batch:
+            inboxes[node_id].put(batch)
+
+
+def _cluster_info(info: dict[str, Any] | None) -> dict[str, str]:
+    raw = (info or {}).get("cluster_info", b"")
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
