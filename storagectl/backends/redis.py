@@ -731,13 +731,17 @@ class _MultiDump:
         return commands.reply()
 
 
-# ARGV: keys of any slots the node serves (Redis >= 7.0). The same reply as _MultiDump's EXEC; a
-# missing key's DUMP is false, which Redis returns as nil.
+# ARGV: keys of any slots the node serves (Redis >= 7.0). The same reply as _MultiDump's EXEC (a
+# missing key's DUMP is false, which Redis returns as nil), but each TTL is taken from PEXPIRETIME
+# relative to the TIME returned, so TIME + TTL is the key's exact absolute expiry.
 DUMP_CROSS_SLOT_LUA = """#!lua flags=allow-cross-slot-keys,no-writes
-local out = {redis.call('TIME')}
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local out = {now}
 for i, key in ipairs(ARGV) do
   out[2 * i] = redis.call('DUMP', key)
-  out[2 * i + 1] = redis.call('PTTL', key)
+  local expire_at = redis.call('PEXPIRETIME', key)
+  out[2 * i + 1] = expire_at < 0 and expire_at or math.max(0, expire_at - now_ms)
 end
 return out
 """

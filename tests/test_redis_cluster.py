@@ -1,0 +1,354 @@
+"""Redis Cluster: config, the fan-out primitive, diag, backup and restore against a real 3-primary
+cluster (tests/redis_cluster.py), and restores across cluster sizes and into / from a single node."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from storagectl.backends import open_backend
+from storagectl.backends.redis_cluster import RedisClusterBackend
+from storagectl.backends.redis_topology import (
+    SLOTS,
+    ClusterNode,
+    SlotOwnership,
+    fan_out,
+    parse_cluster_nodes,
+    scan_primaries,
+)
+from storagectl.backup import list_backups, restore, run_backup
+from storagectl.config import load_config
+from storagectl.errors import BackendUnavailable, OperationFailed, UsageError
+from tests.test_backup_redis import READERS, populate
+
+
+def key_per_slot() -> dict[int, bytes]:
+    """One key name for every one of the 16,384 slots."""
+    from redis.crc import key_slot
+
+    keys: dict[int, bytes] = {}
+    i = 0
+    while len(keys) < SLOTS:
+        key = b"slot:%d" % i
+        keys.setdefault(key_slot(key), key)
+        i += 1
+    return keys
+
+
+def fill(cluster, mixed: int = 3000) -> None:
+    """A key in every slot, keys of every type with TTLs, hash-tagged keys and binary names."""
+    client = cluster.client()
+    pipe = client.pipeline(transaction=False)
+    for key in key_per_slot().values():
+        pipe.set(key, key * 3)
+    for i in range(50):
+        pipe.hset(f"{{user:{i % 5}}}:profile:{i}", mapping={"n": i})
+    pipe.set(b"bin\x00\xff\n key", bytes(range(256)))
+    pipe.set(b"\xe2\x82\xac{tag}\x00", b"euro")
+    pipe.execute()
+    populate(client, mixed)
+
+
+def node_snapshot(client) -> dict:
+    """Every key of one node/db: type, full value read by type, and absolute expiry (PEXPIRETIME, which
+    a restore with ABSTTL keeps exactly), read in pipelines."""
+    keys = list(client.scan_iter(count=1000))
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.type(key)
+    kinds = pipe.execute()
+    for key, kind in zip(keys, kinds, strict=True):
+        READERS[kind](pipe, key)
+        pipe.execute_command("PEXPIRETIME", key)
+    replies = pipe.execute()
+    return {key: (kind, replies[2 * i], replies[2 * i + 1]) for i, (key, kind) in enumerate(zip(keys, kinds, strict=True))}
+
+
+def assert_close(restored: dict, original: dict, slack_ms: int = 1000) -> None:
+    """Same keys, types and values; expiries within ``slack_ms``: a single node's backup derives them
+    from TIME + PTTL inside one MULTI, which drifts by up to the EXEC's duration."""
+    assert restored.keys() == original.keys()
+    for key, (kind, value, expire_at) in original.items():
+        assert restored[key][:2] == (kind, value), key
+        assert (restored[key][2] < 0) == (expire_at < 0) and abs(restored[key][2] - expire_at) <= slack_ms, key
+
+
+def cluster_snapshot(cluster) -> dict:
+    result: dict = {}
+    for node in cluster.nodes:
+        result.update(node_snapshot(node.client()))
+    return result
+
+
+def config_yaml(write_config, tmp_path, backends: str):
+    return load_config(write_config("version: 1\nbackends:\n" + backends + "destinations:\n"
+                                    f"  local: {{kind: local, path: {tmp_path / 'backups'}}}\n"))
+
+
+def cluster_config(write_config, tmp_path, cluster, *others: str):
+    return config_yaml(write_config, tmp_path, cluster.backend_yaml("cluster") + "".join(others))
+
+
+# -- config ---------------------------------------------------------------------------------------
+def settings(**fields):
+    from storagectl.backends.redis import RedisSettings
+
+    return RedisSettings(kind="redis", **fields)
+
+
+@pytest.mark.parametrize("fields", [
+    {"url": "redis+cluster://10.0.0.5:7000"},
+    {"url": "rediss+cluster://u:p%40ss@10.0.0.5:7000/0"},
+    {"cluster": True, "nodes": ["10.0.0.5:7000", "[::1]:7001"]},
+    {"cluster": True, "host": "10.0.0.5", "port": 7000},
+])
+def test_a_cluster_is_configured_by_url_nodes_or_host(fields):
+    backend = open_backend("c", settings(**fields))
+    assert isinstance(backend, RedisClusterBackend)
+    assert backend.seeds()[0][0] in ("10.0.0.5", "::1")
+    assert "p%40ss" not in backend.endpoint() and "p@ss" not in backend.endpoint()
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"url": "redis+cluster://h:7000/3"}, "only db 0"),
+    ({"cluster": True, "databases": [0, 1]}, "only db 0"),
+    ({"cluster": True, "staging_db": 5}, "SWAPDB"),
+    ({"nodes": ["h:7000"]}, "set cluster: true"),
+    ({"url": "redis+cluster://h:7000", "cluster": False}, "cluster is false"),
+    ({"cluster": True, "nodes": ["h:7000"], "url": "redis://h:7000"}, "not both"),
+    ({"cluster": True, "nodes": ["h"]}, "not host:port"),
+    ({"cluster": True, "nodes": ["h:notaport"]}, "port"),
+    ({"cluster": True, "url": "unix:///run/redis.sock"}, "over TCP"),
+    ({"url": "redis+cluster://h:7000?timeout=3"}, "query parameters"),
+])
+def test_bad_cluster_settings_are_config_errors(fields, message):
+    with pytest.raises(ValueError, match=message):
+        settings(**fields)
+
+
+def test_credentials_of_a_cluster_url_reach_every_node_decoded():
+    backend = open_backend("c", settings(url="rediss+cluster://app:p%40ss@h:7000"))
+    kwargs = backend.node_kwargs()
+    assert (kwargs["username"], kwargs["password"], kwargs["ssl"]) == ("app", "p@ss", True)
+    assert "p@ss" not in backend.label and "p%40ss" not in backend.label
+
+
+def test_a_single_node_url_stays_a_single_node_backend():
+    assert type(open_backend("c", settings(url="redis://h:6379/2"))).__name__ == "RedisBackend"
+
+
+# -- the fan-out primitive --------------------------------------------------------------------
+NODES_TEXT = """\
+aaa 10.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460 [5461->-bbb]
+bbb 10.0.0.2:7000@17000 master,fail? - 0 0 2 connected 5461-10922 [5461-<-aaa]
+ccc 10.0.0.3:7000@17000,node-c master - 0 0 3 disconnected 10923-16383
+ddd 10.0.0.4:7000@17000 slave aaa 0 0 1 connected
+"""
+
+
+def test_cluster_nodes_are_parsed_with_roles_flags_slots_and_migrations():
+    topology = parse_cluster_nodes(NODES_TEXT)
+    assert [node.node_id for node in topology.primaries()] == ["aaa", "bbb", "ccc"]
+    assert topology.slots_covered == SLOTS and topology.owners[5461] == "bbb"
+    replica = topology.nodes[3]
+    assert (replica.is_primary, replica.primary_id, replica.slots) == (False, "aaa", ())
+    assert topology.nodes[1].failing == "fail?" and topology.nodes[2].link_state == "disconnected"
+    assert topology.migrating_slots() == ["[5461->-bbb]", "[5461-<-aaa]"]
+
+
+def test_fan_out_bounds_concurrency_and_keeps_each_nodes_error():
+    nodes = [ClusterNode(str(i), "h", 7000 + i, frozenset({"master"}), None, "connected") for i in range(6)]
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def visit(node):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.01)
+        with lock:
+            running[0] -= 1
+        if node.port == 7003:
+            raise ConnectionError("down")
+        return node.port
+
+    outcomes = fan_out(nodes, visit, 2)
+    assert peak[0] <= 2
+    assert [o.value for o in outcomes] == [7000, 7001, 7002, None, 7004, 7005]
+    assert isinstance(outcomes[3].error, ConnectionError)
+
+
+def test_a_key_counts_only_on_the_primary_that_owns_its_slot():
+    from redis.crc import key_slot
+
+    topology = parse_cluster_nodes(NODES_TEXT)
+    aaa, bbb = topology.nodes[0], topology.nodes[1]
+    keys = [b"a", b"b", b"c", b"foo", b"{x}1"]
+    keep_a, keep_b = SlotOwnership(topology, aaa), SlotOwnership(topology, bbb)
+    assert sorted(keep_a(keys) + keep_b(keys)) == sorted(k for k in keys if key_slot(k) <= 10922)
+    assert keep_a.dropped + keep_b.dropped == len(keys) + sum(key_slot(k) > 10922 for k in keys)
+
+
+def test_scan_primaries_returns_every_key_of_every_primary_once(redis_cluster, write_config, tmp_path):
+    fill(redis_cluster, mixed=600)
+    backend = open_backend("cluster", cluster_config(write_config, tmp_path, redis_cluster).backend("cluster"))
+    with backend.connect() as topology:
+        seen = [key for _node, keys in scan_primaries(topology, backend.node_client, count=500) for key in keys]
+        matched = [k for _n, keys in scan_primaries(topology, backend.node_client, match="slot:*") for k in keys]
+    assert len(seen) == len(set(seen)) == redis_cluster.dbsize()
+    assert len(matched) == SLOTS
+
+
+# -- diag -------------------------------------------------------------------------------------
+def test_diag_of_a_healthy_cluster_has_a_row_per_node(redis_cluster, cli, write_config, tmp_path):
+    fill(redis_cluster, mixed=60)
+    path = write_config(f"version: 1\nbackends:\n{redis_cluster.backend_yaml('cluster')}")
+    result = cli("-c", path, "diag", "-b", "cluster", "-o", "json")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    [report] = result.json()["backends"] if isinstance(result.json(), dict) else result.json()
+    checks = {check["name"]: check for check in report["checks"]}
+    assert checks["cluster_state"]["status"] == "ok" and checks["slots_unserved"]["value"] == 0
+    rows = [name for name in checks if name.startswith("node ")]
+    assert sorted(rows) == sorted(f"node {node.address}" for node in redis_cluster.nodes)
+    assert sum(checks[row]["value"]["keys"] for row in rows) == redis_cluster.dbsize()
+
+
+def test_a_down_node_is_a_critical_row_not_a_failed_command(own_redis_cluster, cli, write_config):
+    with own_redis_cluster(3) as cluster:
+        cluster.nodes[2].stop()
+        path = write_config(f"version: 1\nbackends:\n{cluster.backend_yaml('cluster')}")
+        result = cli("-c", path, "diag", "-b", "cluster")
+    assert result.exit_code == 2, result.stdout + result.stderr
+    down = [line for line in result.stdout.splitlines() if f"node {cluster.nodes[2].address}" in line]
+    assert down and "CRITICAL" in down[0] and "unreachable" in down[0]
+    assert "slots_unserved" in result.stdout and "Traceback" not in result.stderr
+
+
+# -- backup / restore -------------------------------------------------------------------------
+def test_round_trip_keeps_every_key_of_every_slot_with_counts_per_node(redis_cluster, write_config, tmp_path):
+    fill(redis_cluster)
+    original = cluster_snapshot(redis_cluster)
+    config = cluster_config(write_config, tmp_path, redis_cluster)
+    [result] = run_backup(config, backend="cluster", destination="local")
+    manifest = result.manifest
+    nodes = manifest.backend["metadata"]["cluster"]["nodes"]
+    assert sum(node["keys"] for node in nodes) == len(original)
+    by_address = {node.address: node.client().dbsize() for node in redis_cluster.nodes}
+    assert {node["address"]: node["keys"] for node in nodes} == by_address
+    assert sum(end - start + 1 for node in nodes for start, end in node["slots"]) == SLOTS
+    assert manifest.backend["metadata"]["content_summary"]["counts"] == {"keys": len(original)}
+    redis_cluster.flush()
+    outcome = restore(config, manifest.id, target="cluster", validate=True)
+    assert outcome.validation.ok
+    assert cluster_snapshot(redis_cluster) == original
+
+
+def test_cluster_backup_restores_into_a_single_node_and_back(redis_cluster, redis_db, write_config, tmp_path):
+    fill(redis_cluster, mixed=600)
+    original = cluster_snapshot(redis_cluster)
+    config = cluster_config(write_config, tmp_path, redis_cluster, redis_db.backend_yaml("single"))
+    [to_single] = run_backup(config, backend="cluster", destination="local")
+    assert restore(config, to_single.manifest.id, target="single", validate=True).validation.ok
+    assert node_snapshot(redis_db.client()) == original
+    redis_cluster.flush()
+    [from_single] = run_backup(config, backend="single", destination="local")
+    assert restore(config, from_single.manifest.id, target="cluster", validate=True).validation.ok
+    assert_close(cluster_snapshot(redis_cluster), original)
+
+
+def test_a_backup_restores_into_a_cluster_of_another_size(redis_cluster, own_redis_cluster, write_config, tmp_path):
+    fill(redis_cluster, mixed=600)
+    original = cluster_snapshot(redis_cluster)
+    with own_redis_cluster(4) as bigger:
+        config = cluster_config(write_config, tmp_path, redis_cluster, bigger.backend_yaml("bigger"))
+        [result] = run_backup(config, backend="cluster", destination="local")
+        assert restore(config, result.manifest.id, target="bigger", validate=True).validation.ok
+        assert cluster_snapshot(bigger) == original
+        assert all(node.client().dbsize() > 0 for node in bigger.nodes)
+
+
+def test_a_reshard_between_backup_and_restore_routes_keys_to_their_new_owner(own_redis_cluster, write_config,
+                                                                             tmp_path):
+    with own_redis_cluster(3, spare=1) as cluster:
+        fill(cluster, mixed=600)
+        original = cluster_snapshot(cluster)
+        config = cluster_config(write_config, tmp_path, cluster)
+        [result] = run_backup(config, backend="cluster", destination="local")
+        cluster.client().set("written after the backup", 1)
+        new = cluster.add_node()
+        cluster.reshard(cluster.nodes[0], new, 2000)
+        outcome = restore(config, result.manifest.id, target="cluster", validate=True, replace=True)
+        assert outcome.validation.ok
+        assert cluster_snapshot(cluster) == original
+        assert new.client().dbsize() > 0
+
+
+def test_a_node_killed_during_a_backup_fails_it_and_leaves_no_backup(own_redis_cluster, write_config, tmp_path):
+    with own_redis_cluster(3) as cluster:
+        fill(cluster, mixed=600)
+        config = cluster_config(write_config, tmp_path, cluster)
+        victim = cluster.nodes[2]
+        os.kill(victim.process.pid, signal.SIGSTOP)  # the backup cannot get past this node ...
+        failure: list[BaseException] = []
+
+        def backup() -> None:
+            try:
+                run_backup(config, backend="cluster", destination="local")
+            except BaseException as exc:  # noqa: BLE001 - inspected below
+                failure.append(exc)
+
+        runner = threading.Thread(target=backup)
+        runner.start()
+        time.sleep(0.5)
+        victim.stop()  # ... until it is killed under it
+        runner.join(60)
+    assert not runner.is_alive()
+    assert len(failure) == 1 and isinstance(failure[0], BackendUnavailable), failure
+    assert victim.address in str(failure[0])
+    assert list_backups(config) == []
+    assert not [p for p in (tmp_path / "backups").rglob("*") if p.name == "manifest.json"]
+
+
+def test_slots_in_migration_refuse_the_backup_before_it_starts(redis_cluster, write_config, tmp_path):
+    source, target = redis_cluster.nodes[0], redis_cluster.nodes[1]
+    source.client().execute_command("CLUSTER", "SETSLOT", 0, "MIGRATING", target.node_id())
+    try:
+        config = cluster_config(write_config, tmp_path, redis_cluster)
+        with pytest.raises(OperationFailed, match="being migrated"):
+            run_backup(config, backend="cluster", destination="local")
+    finally:
+        source.client().execute_command("CLUSTER", "SETSLOT", 0, "STABLE")
+    assert list_backups(config) == []
+
+
+def test_a_multi_db_backup_is_refused_by_a_cluster(redis_cluster, redis_base_url, write_config, tmp_path):
+    from tests.conftest import leased_redis_dbs
+
+    with leased_redis_dbs(redis_base_url, 2) as (first, second):
+        first.client().set("a", 1)
+        second.client().set("b", 2)
+        config = cluster_config(write_config, tmp_path, redis_cluster, f"""\
+  multi:
+    kind: redis
+    url: {first.url}
+    databases: [{first.db}, {second.db}]
+""")
+        [result] = run_backup(config, backend="multi", destination="local")
+        with pytest.raises(UsageError, match="only db 0"):
+            restore(config, result.manifest.id, target="cluster")
+    assert redis_cluster.dbsize() == 0
+
+
+def test_non_empty_cluster_needs_yes_and_is_then_replaced(redis_cluster, write_config, tmp_path):
+    fill(redis_cluster, mixed=60)
+    original = cluster_snapshot(redis_cluster)
+    config = cluster_config(write_config, tmp_path, redis_cluster)
+    [result] = run_backup(config, backend="cluster", destination="local")
+    redis_cluster.client().set("stray", 1)
+    with pytest.raises(UsageError):
+        restore(config, result.manifest.id, target="cluster")
+    assert restore(config, result.manifest.id, target="cluster", replace=True, validate=True).validation.ok
+    assert cluster_snapshot(redis_cluster) == original
