@@ -65,7 +65,8 @@ def node_snapshot(client) -> dict:
         READERS[kind](pipe, key)
         pipe.execute_command("PEXPIRETIME", key)
     replies = pipe.execute()
-    return {key: (kind, replies[2 * i], replies[2 * i + 1]) for i, (key, kind) in enumerate(zip(keys, kinds, strict=True))}
+    pairs = enumerate(zip(keys, kinds, strict=True))
+    return {key: (kind, replies[2 * i], replies[2 * i + 1]) for i, (key, kind) in pairs}
 
 
 def assert_close(restored: dict, original: dict, slack_ms: int = 1000) -> None:
