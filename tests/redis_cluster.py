@@ -119,6 +119,17 @@ def cluster_port() -> int:
         return port
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the test process dies, even if it is killed before its fixtures end."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1  # noqa: N806 - the name prctl(2) gives it
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _start_node(server: str, directory: Path, port: int) -> ClusterNodeProcess:
     node_dir = directory / str(port)
     node_dir.mkdir()
@@ -127,7 +138,7 @@ def _start_node(server: str, directory: Path, port: int) -> ClusterNodeProcess:
         [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
          "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
          "--dir", str(node_dir), "--save", "", "--appendonly", "no", "--daemonize", "no"],
-        stdout=log, stderr=subprocess.STDOUT)
+        stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
     log.close()
     return ClusterNodeProcess(port, process, node_dir)
 

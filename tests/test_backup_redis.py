@@ -228,7 +228,7 @@ def test_disk_full_mid_backup_fails_cleanly_and_leaves_nothing(redis_db, cli, wr
 
 
 def test_keys_gone_before_their_dump_are_left_out(redis_db):
-    from storagectl.backends.redis import RedisBackend, RedisSettings, _dump_request, _exec_reply, _pack_records
+    from storagectl.backends.redis import RedisBackend, RedisSettings, _MultiDump, _pack_records
     from storagectl.backends.redis import _RespSocket as RespSocket
 
     redis_db.client().set("kept", "x")
@@ -237,8 +237,8 @@ def test_keys_gone_before_their_dump_are_left_out(redis_db):
     try:
         commands = RespSocket(client.connection)
         keys = [b"kept", b"deleted-since-scan", b"expiring"]
-        commands.send(_dump_request(keys))
-        records, count = _pack_records(keys, _exec_reply(commands, keys))
+        commands.send(_MultiDump.request(keys))
+        records, count = _pack_records(keys, _MultiDump.reply(commands, keys))
     finally:
         client.close()
     assert count == 2

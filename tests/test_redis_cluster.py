@@ -313,6 +313,31 @@ def test_a_node_killed_during_a_backup_fails_it_and_leaves_no_backup(own_redis_c
     assert not [p for p in (tmp_path / "backups").rglob("*") if p.name == "manifest.json"]
 
 
+def test_cross_slot_dump_leaves_out_missing_keys_and_keeps_exact_expiries(redis_cluster):
+    from storagectl.backends.redis import _RECORD_HEADER, DUMP_CROSS_SLOT_LUA, _pack_records, _RespSocket, _ScriptDump
+
+    node = redis_cluster.nodes[0]
+    topology = parse_cluster_nodes(node.client().execute_command("CLUSTER", "NODES").decode())
+    first = next(n.slots[0][0] for n in topology.nodes if "myself" in n.flags)
+    slots = key_per_slot()
+    owned = [slots[first], slots[first + 1], slots[first + 2]]  # three slots of this node
+    plain = node.client()
+    plain.set(owned[0], "x")
+    plain.set(owned[2], "y", px=600_000)
+    expire_at = plain.execute_command("PEXPIRETIME", owned[2])
+    client = type(plain)(host="127.0.0.1", port=node.port, single_connection_client=True)
+    try:
+        dumper = _ScriptDump(client.script_load(DUMP_CROSS_SLOT_LUA))
+        commands = _RespSocket(client.connection)
+        commands.send(dumper.request(owned))  # owned[1] was never written: left out
+        records, count = _pack_records(owned, dumper.reply(commands, owned))
+    finally:
+        client.close()
+    assert count == 2 and owned[1] not in records
+    last = records[len(records) - len(plain.dump(owned[2])) - len(owned[2]) - _RECORD_HEADER.size:]
+    assert _RECORD_HEADER.unpack(last[:_RECORD_HEADER.size])[2] == expire_at
+
+
 def test_slots_in_migration_refuse_the_backup_before_it_starts(redis_cluster, write_config, tmp_path):
     source, target = redis_cluster.nodes[0], redis_cluster.nodes[1]
     source.client().execute_command("CLUSTER", "SETSLOT", 0, "MIGRATING", target.node_id())
