@@ -91,6 +91,20 @@ class RedisClusterNodes:
         wait_until_ok(self.nodes)
         return node
 
+    def add_replica(self, primary: ClusterNodeProcess) -> ClusterNodeProcess:
+        """Join a spare node as a replica of ``primary``; returns once it has synced."""
+        node = self.spare.pop(0)
+        self._cli("--cluster", "add-node", node.address, self.nodes[0].address, "--cluster-slave",
+                  "--cluster-master-id", primary.node_id())
+        self.nodes.append(node)
+        wait_until_ok(self.nodes)
+        deadline = time.monotonic() + START_TIMEOUT
+        while node.client().info("replication").get("master_link_status") != "up":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"replica {node.address} did not sync within {START_TIMEOUT:g}s")
+            time.sleep(0.1)
+        return node
+
     def reshard(self, source: ClusterNodeProcess, target: ClusterNodeProcess, slots: int) -> None:
         """Move ``slots`` slots, keys and all, with ``redis-cli --cluster reshard``."""
         self._cli("--cluster", "reshard", self.nodes[0].address, "--cluster-from", source.node_id(),

@@ -228,6 +228,22 @@ def test_a_down_node_is_a_critical_row_not_a_failed_command(own_redis_cluster, c
     assert "slots_unserved" in result.stdout and "Traceback" not in result.stderr
 
 
+def test_a_replica_is_a_row_with_its_lag(own_redis_cluster, cli, write_config):
+    with own_redis_cluster(3, spare=1) as cluster:
+        replica = cluster.add_replica(cluster.nodes[0])
+        path = write_config(f"version: 1\nbackends:\n{cluster.backend_yaml('cluster')}")
+        result = cli("-c", path, "diag", "-b", "cluster")
+    row = next(line for line in result.stdout.splitlines() if f"node {replica.address}" in line)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "replica" in row and "bytes behind" in row and "OK" in row
+
+
+def test_bad_cluster_config_is_one_line_naming_the_field(cli, write_config):
+    path = write_config("version: 1\nbackends:\n  c: {kind: redis, url: 'redis+cluster://u:secret@h:7000/2'}\n")
+    result = cli("-c", path, "config", "validate")
+    assert result.exit_code == 2 and "only db 0" in result.stderr and "secret" not in result.stderr
+
+
 # -- backup / restore -------------------------------------------------------------------------
 def test_round_trip_keeps_every_key_of_every_slot_with_counts_per_node(redis_cluster, write_config, tmp_path):
     fill(redis_cluster)
@@ -378,3 +394,17 @@ def test_non_empty_cluster_needs_yes_and_is_then_replaced(redis_cluster, write_c
         restore(config, result.manifest.id, target="cluster")
     assert restore(config, result.manifest.id, target="cluster", replace=True, validate=True).validation.ok
     assert cluster_snapshot(redis_cluster) == original
+
+
+def test_backup_and_restore_of_a_cluster_run_from_the_cli(redis_cluster, cli, write_config, tmp_path):
+    fill(redis_cluster, mixed=60)
+    total = redis_cluster.dbsize()
+    path = write_config("version: 1\nbackends:\n" + redis_cluster.backend_yaml("cluster") +
+                        f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
+    backup = cli("-c", path, "-o", "json", "backup", "run", "--backend", "cluster", "--to", "local")
+    assert backup.exit_code == 0, backup.stderr
+    refused = cli("-c", path, "restore", "latest", "--to", "cluster")
+    assert refused.exit_code == 2 and "--yes" in refused.stderr
+    restored = cli("-c", path, "restore", "latest", "--to", "cluster", "--yes", "--validate")
+    assert restored.exit_code == 0, restored.stderr
+    assert redis_cluster.dbsize() == total

@@ -230,7 +230,7 @@ class RedisClusterBackend(RedisBackend):
 
     def _stable_topology(self, what: str) -> ClusterTopology:
         """The topology, refused when a slot is unserved or moving (keys would be missed or doubled)."""
-        topology = self._guarded_call("reading the cluster topology", self.topology)
+        topology = self._translated(self.topology)
         if topology.slots_covered < SLOTS:
             raise BackendUnavailable(f"{self.label}: only {topology.slots_covered} of {SLOTS} slots are served; "
                                      f"no {what} of a partial cluster",
@@ -326,7 +326,7 @@ class RedisClusterBackend(RedisBackend):
         return BackendUnavailable(f"{self.label}: {what} failed on node {node.address}, connection lost: {text}",
                                   hint=f"Try: storagectl diag --backend {self.name}")
 
-    def _guarded_call(self, what: str, call: Any) -> Any:
+    def _translated(self, call: Any) -> Any:
         try:
             return call()
         except StoragectlError:
@@ -335,7 +335,7 @@ class RedisClusterBackend(RedisBackend):
             raise self.translate_error(exc) from exc
 
     def _server_ms(self) -> int:
-        node = self._guarded_call("reading the topology", self.topology).primaries()[0]
+        node = self._translated(self.topology).primaries()[0]
         client = self.node_client(node)
         try:
             return server_ms(self._guarded("reading the server time", client.time))
@@ -357,7 +357,7 @@ class RedisClusterBackend(RedisBackend):
         return [0]
 
     def content_summary(self, like: ContentSummary | None = None) -> ContentSummary:
-        topology = self._guarded_call("reading the cluster topology", self.topology)
+        topology = self._translated(self.topology)
 
         def dbsize(node: ClusterNode) -> int:
             client = self.node_client(node)
