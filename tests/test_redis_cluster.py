@@ -408,3 +408,21 @@ def test_backup_and_restore_of_a_cluster_run_from_the_cli(redis_cluster, cli, wr
     restored = cli("-c", path, "restore", "latest", "--to", "cluster", "--yes", "--validate")
     assert restored.exit_code == 0, restored.stderr
     assert redis_cluster.dbsize() == total
+
+
+def test_the_first_seed_that_answers_gives_the_topology(redis_cluster, cli, write_config):
+    from tests.conftest import free_port
+
+    seeds = f'["127.0.0.1:{free_port()}", "{redis_cluster.nodes[1].address}"]'
+    path = write_config(f"version: 1\nbackends:\n  c: {{kind: redis, cluster: true, nodes: {seeds}}}\n")
+    result = cli("-c", path, "diag", "-b", "c")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert all(f"node {node.address}" in result.stdout for node in redis_cluster.nodes)
+
+
+def test_an_unreachable_cluster_is_one_row_saying_so(cli, write_config):
+    from tests.conftest import free_port
+
+    path = write_config(f"version: 1\nbackends:\n  c: {{kind: redis, url: 'redis+cluster://127.0.0.1:{free_port()}'}}\n")
+    result = cli("-c", path, "diag", "-b", "c")
+    assert result.exit_code == 3 and "connection refused" in result.stdout and "Traceback" not in result.stderr
