@@ -747,11 +747,16 @@ return out
 """
 
 
+def evalsha_head(sha: str) -> bytes:
+    """``EVALSHA sha 0`` as RESP bulk strings; the caller prefixes the array length and adds ARGV."""
+    return b"$7\r\nEVALSHA\r\n$%d\r\n%s\r\n$1\r\n0\r\n" % (len(sha), sha.encode())
+
+
 class _ScriptDump:
     """EVALSHA of DUMP_CROSS_SLOT_LUA: one atomic call per batch, keys in ARGV."""
 
     def __init__(self, sha: str) -> None:
-        self.head = b"$7\r\nEVALSHA\r\n$%d\r\n%s\r\n$1\r\n0\r\n" % (len(sha), sha.encode())
+        self.head = evalsha_head(sha)
 
     def request(self, keys: list[bytes]) -> bytes:
         return b"".join([b"*%d\r\n" % (len(keys) + 3), self.head, *[b"$%d\r\n%s\r\n" % (len(k), k) for k in keys]])
@@ -797,11 +802,16 @@ def _restore_batch(restore_batch: Any, records: list[tuple[bytes, bytes, int]], 
     loaded.count(restore_batch(keys=[key for key, _payload, _expire in records], args=args))
 
 
-def restore_routed_batch(restore_routed: Any, records: list[tuple[bytes, bytes, int]], loaded: LoadedKeys) -> None:
-    """As _restore_batch, on one cluster node, with RESTORE_ROUTED_LUA (keys of any slot it serves)."""
-    args: list[Any] = []
+def restore_routed_request(head: bytes, records: list[tuple[bytes, bytes, int]], loaded: LoadedKeys) -> bytes:
+    """EVALSHA of RESTORE_ROUTED_LUA (``head``: :func:`evalsha_head`) for one cluster node's batch, as
+    RESP bytes for :class:`_RespSocket` (redis-py would encode its 3 arguments per key in Python)."""
+    parts = [b"*%d\r\n" % (3 + 3 * len(records)), head]
     for key, payload, expire_at in records:
-        args += (key, expire_at, payload)
+        expiry = b"%d" % expire_at
+        parts.append(_ROUTED_ARGS % (len(key), key, len(expiry), expiry, len(payload), payload))
         if expire_at:
             loaded.note_expiry(expire_at)
-    loaded.count(restore_routed(args=args))
+    return b"".join(parts)
+
+
+_ROUTED_ARGS = b"$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"

@@ -24,9 +24,11 @@ from storagectl.backends.redis import (
     RESTORE_ROUTED_LUA,
     LoadedKeys,
     RedisBackend,
+    _RespSocket,
+    evalsha_head,
     read_records,
     record_objects,
-    restore_routed_batch,
+    restore_routed_request,
     seed_address,
     server_ms,
     write_records,
@@ -294,12 +296,20 @@ class RedisClusterBackend(RedisBackend):
         return loaded[0].merge_all(loaded[1:]) if loaded else LoadedKeys(0)
 
     def _write_node(self, node: ClusterNode, inbox: queue.Queue[Any]) -> LoadedKeys:
-        client = self.node_client(node)
+        """Restore the batches of ``inbox`` on ``node``, pipelined: batch k+1 is sent before k's reply is read."""
+        client = self.node_client(node, single_connection_client=True)
         try:
             loaded = LoadedKeys(server_ms(client.time()))
-            restore_routed = client.register_script(RESTORE_ROUTED_LUA)
+            head = evalsha_head(client.script_load(RESTORE_ROUTED_LUA))
+            commands = _RespSocket(client.connection)
+            waiting = 0
             while (batch := inbox.get()) is not None:
-                restore_routed_batch(restore_routed, batch, loaded)
+                commands.send(restore_routed_request(head, batch, loaded))
+                if waiting:
+                    loaded.count(commands.reply())
+                waiting = 1
+            if waiting:
+                loaded.count(commands.reply())
             return loaded
         finally:
             client.close()
