@@ -379,8 +379,9 @@ def test_a_multi_db_backup_is_refused_by_a_cluster(redis_cluster, redis_base_url
     databases: [{first.db}, {second.db}]
 """)
         [result] = run_backup(config, backend="multi", destination="local")
-        with pytest.raises(UsageError, match="only db 0"):
-            restore(config, result.manifest.id, target="cluster")
+        for dry_run in (True, False):  # refused when planned, before the archive is read
+            with pytest.raises(UsageError, match="only db 0"):
+                restore(config, result.manifest.id, target="cluster", dry_run=dry_run)
     assert redis_cluster.dbsize() == 0
 
 

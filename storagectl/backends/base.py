@@ -46,6 +46,11 @@ class Backend(ABC):
         swaps it in only when complete, so a failure half-way cannot cost the old contents."""
         return self.restores_atomically
 
+    def check_restore(self, metadata: dict[str, Any]) -> None:
+        """Raise when a backup with this ``metadata`` cannot go into this target at all (a Redis backup
+        of several dbs into a cluster); run when the restore is planned, before anything is read."""
+        return None
+
     def check_replace(self) -> None:
         """Raise if ``restore --yes`` could not replace this non-empty target (rights, spare room);
         run before anything is read or written, and by ``--dry-run``. Kinds that need nothing keep this."""

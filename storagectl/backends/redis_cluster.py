@@ -246,16 +246,20 @@ class RedisClusterBackend(RedisBackend):
                                   "nothing was done", hint="Try: again when the reshard has finished")
         return topology
 
-    def restore(self, archive: Any, options: Any) -> RestoreOutcome:
-        sources = list(archive.metadata.get("databases") or [])
+    def check_restore(self, metadata: dict[str, Any]) -> None:
+        sources = list(metadata.get("databases") or [])
         if len(sources) != 1:
             raise UsageError(f"{self.label}: the backup holds dbs {sources}; a Redis Cluster has only db 0",
                              hint="Try: restore it into a single-node backend, or back up one db "
                                   "(databases: [N]) to restore into the cluster")
+
+    def restore(self, archive: Any, options: Any) -> RestoreOutcome:
+        self.check_restore(archive.metadata)
+        [source] = archive.metadata["databases"]
         topology = self._stable_topology("restore")
         if options.replace_existing:  # --yes replaces the cluster's keys: none absent from the backup survive
             self._values("flushing", fan_out(topology.primaries(), lambda node: self._flush(node), options.parallel))
-        loaded = self._route(archive, record_objects(archive, sources[0]), topology)
+        loaded = self._route(archive, record_objects(archive, source), topology)
         return self._outcome({"keys": loaded})
 
     def _flush(self, node: ClusterNode) -> None:

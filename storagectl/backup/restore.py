@@ -163,6 +163,7 @@ def plan_restore(config: Config, found: FoundBackup, target: str | None, *, repl
     if archive_family(backend) != family:
         raise UsageError(f"backup {manifest.id} holds a {family} backup; {backend.label} cannot restore it",
                          hint="Try: --to a backend of the same kind")
+    backend.check_restore(manifest.backend.get("metadata") or {})
     job = config.jobs.get(manifest.job or "")
     workers = parallel or (job.parallel if job else default_parallel())
     empty = backend.is_empty()
