@@ -427,3 +427,34 @@ def test_an_unreachable_cluster_is_one_row_saying_so(cli, write_config):
     path = write_config(f"version: 1\nbackends:\n  c: {{kind: redis, url: 'redis+cluster://127.0.0.1:{free_port()}'}}\n")
     result = cli("-c", path, "diag", "-b", "c")
     assert result.exit_code == 3 and "connection refused" in result.stdout and "Traceback" not in result.stderr
+
+
+def move_empty_slot(source, target) -> int:
+    """Move one key-less slot of ``source`` to ``target`` as redis-cli's reshard does (IMPORTING,
+    MIGRATING, NODE on both), without needing the other nodes."""
+    topology = parse_cluster_nodes(source.client().execute_command("CLUSTER", "NODES").decode())
+    [(first, last)] = next(node.slots for node in topology.nodes if "myself" in node.flags)
+    slot = next(s for s in range(first, last + 1) if source.client().cluster("COUNTKEYSINSLOT", s) == 0)
+    source_id, target_id = source.node_id(), target.node_id()
+    target.client().execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+    source.client().execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+    target.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+    source.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+    return slot
+
+
+def test_a_slot_moved_during_the_backup_fails_it(own_redis_cluster, write_config, tmp_path):
+    with own_redis_cluster(3) as cluster:
+        populate(cluster.client(), 600)  # leaves most slots empty
+        config = cluster_config(write_config, tmp_path, cluster)
+        moved: list[int] = []
+        lock = threading.Lock()
+
+        def move_once(event) -> None:  # runs inside the backup, when a primary's object is complete
+            with lock:
+                if event.stage == "finish" and not moved:
+                    moved.append(move_empty_slot(cluster.nodes[0], cluster.nodes[1]))
+
+        with pytest.raises(OperationFailed, match="slots moved during the backup"):
+            run_backup(config, backend="cluster", destination="local", progress=move_once)
+    assert moved and list_backups(config) == []

@@ -325,10 +325,10 @@ class RedisClusterBackend(RedisBackend):
                 raise self._node_error(what, outcome.node, outcome.error)
         return [outcome.value for outcome in outcomes]
 
-    def _node_error(self, what: str, node: ClusterNode, exc: Exception) -> StoragectlError:
+    def _node_error(self, what: str, node: ClusterNode, exc: Exception) -> Exception:
         import redis
 
-        if isinstance(exc, StoragectlError):
+        if not isinstance(exc, redis.RedisError):  # ours (IntegrityError, disk full ...) or a bug: as it is
             return exc
         text = self.error_line(exc)
         if isinstance(exc, redis.ResponseError) and "non local key" in str(exc):
