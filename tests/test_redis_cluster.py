@@ -161,6 +161,17 @@ def test_cluster_nodes_are_parsed_with_roles_flags_slots_and_migrations():
     assert topology.migrating_slots() == ["[5461->-bbb]", "[5461-<-aaa]"]
 
 
+def test_key_slots_agree_with_redis_py_and_the_server(redis_cluster):
+    from redis.crc import key_slot as redis_py_key_slot
+
+    from storagectl.backends.redis_topology import key_slot
+
+    keys = [b"", b"a", b"{user:1}:x", b"{}x", b"x{}y{z}", b"{a}{b}", b"{", b"}{a}", b"bin\x00\xff{\xfe}"]
+    server = redis_cluster.nodes[0].client()
+    for key in keys:
+        assert key_slot(key) == redis_py_key_slot(key) == server.cluster("KEYSLOT", key), key
+
+
 def test_fan_out_bounds_concurrency_and_keeps_each_nodes_error():
     nodes = [ClusterNode(str(i), "h", 7000 + i, frozenset({"master"}), None, "connected") for i in range(6)]
     running, peak, lock = [0], [0], threading.Lock()

@@ -40,6 +40,7 @@ from storagectl.backends.redis_topology import (
     NodeOutcome,
     SlotOwnership,
     fan_out,
+    key_slot,
     read_topology,
 )
 from storagectl.diag import Check, Status
@@ -387,8 +388,6 @@ class RedisClusterBackend(RedisBackend):
 def _dispatch(records: Iterable[tuple[bytes, bytes, int]], topology: ClusterTopology,
               inboxes: dict[str, queue.Queue[Any]], failed: threading.Event) -> None:
     """Batch records per owner of their slot; stop early once a writer has failed."""
-    from redis.crc import key_slot
-
     owners = topology.owners
     pending: dict[str, list[tuple[bytes, bytes, int]]] = {node_id: [] for node_id in inboxes}
     for record in records:

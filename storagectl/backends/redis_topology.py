@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+from binascii import crc_hqx
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +26,16 @@ from typing import Any, Generic, TypeVar
 
 SLOTS = 16384
 T = TypeVar("T")
+
+
+def key_slot(key: bytes) -> int:
+    """The slot of a key: CRC16 of its hash tag (the first non-empty ``{...}``) or of the whole key."""
+    if b"{" in key:  # most keys have no tag: one C call for them
+        start = key.find(b"{")
+        end = key.find(b"}", start + 1)
+        if end > start + 1:
+            key = key[start + 1:end]
+    return crc_hqx(key, 0) % SLOTS
 
 
 @dataclass(frozen=True)
@@ -168,8 +179,6 @@ class SlotOwnership:
     dropped: int = field(default=0)  # keys seen on a node that did not own their slot (mid-reshard)
 
     def __call__(self, keys: list[bytes]) -> list[bytes]:
-        from redis.crc import key_slot
-
         owners, node_id = self.topology.owners, self.node.node_id
         kept = [key for key in keys if owners[key_slot(key)] == node_id]
         self.dropped += len(keys) - len(kept)
