@@ -10,24 +10,34 @@ import typer
 from storagectl.cli import schedule_cmd
 from storagectl.cli.output import note, print_json, print_table, styled_status
 from storagectl.cli.progress import progress_view
-from storagectl.cli.state import AppState, DryRunOption, OutputFormat, OutputOption, YesOption, state_of
+from storagectl.cli.state import (
+    AppState,
+    DryRunOption,
+    OutputFormat,
+    OutputOption,
+    PlainUsage,
+    YesOption,
+    state_of,
+)
 from storagectl.units import human_bytes
 
 app = typer.Typer(no_args_is_help=True, help="Take, list, show, verify and delete backups.")
 
 FromOption = Annotated[str | None, typer.Option(
-    "--from", help="Destination to look in. Default: search every configured destination.")]
+    "--from", metavar="DEST", help="Destination to look in. Default: search every configured destination.")]
 IdentityOption = Annotated[Path | None, typer.Option(
-    "--identity", "-i", dir_okay=False, help="age identity file for encrypted backups "
+    "--identity", "-i", dir_okay=False, metavar="FILE", help="age identity file for encrypted backups "
     "[default: the job's encryption.identity_file].")]
 
 
 @app.command("run")
 def run(
     ctx: typer.Context,
-    job: Annotated[str | None, typer.Option("--job", "-j", help="Job to run (default: the only job).")] = None,
-    backend: Annotated[str | None, typer.Option("--backend", "-b", help="Back up this backend ...")] = None,
-    to: Annotated[str | None, typer.Option("--to", help="... to this destination.")] = None,
+    job: Annotated[str | None, typer.Option("--job", "-j", metavar="JOB",
+    help="Job to run (default: the only job).")] = None,
+    backend: Annotated[str | None, typer.Option("--backend", "-b", metavar="BACKEND",
+    help="Back up this backend ...")] = None,
+    to: Annotated[str | None, typer.Option("--to", metavar="DEST", help="... to this destination.")] = None,
     prune: Annotated[bool, typer.Option("--prune", help="Then apply the job's retention policy.")] = False,
     output: OutputOption = None,
 ) -> None:
@@ -59,8 +69,9 @@ def run(
 def list_(
     ctx: typer.Context,
     from_: FromOption = None,
-    job: Annotated[str | None, typer.Option("--job", "-j", help="Only backups of this job.")] = None,
-    backend: Annotated[str | None, typer.Option("--backend", "-b", help="Only backups of this backend.")] = None,
+    job: Annotated[str | None, typer.Option("--job", "-j", metavar="JOB", help="Only backups of this job.")] = None,
+    backend: Annotated[str | None, typer.Option("--backend", "-b", metavar="BACKEND",
+    help="Only backups of this backend.")] = None,
     output: OutputOption = None,
 ) -> None:
     """List complete backups, oldest first (folders without a manifest are not backups)."""
@@ -77,8 +88,8 @@ def list_(
                 rows)
 
 
-@app.command("show")
-def show(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(help="Backup id.")],
+@app.command("show", cls=PlainUsage)
+def show(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(metavar="BACKUP_ID", help="Backup id.")],
          from_: FromOption = None, output: OutputOption = None) -> None:
     """Show a backup's manifest: backend, times, and every object with size, SHA-256 and counts."""
     from storagectl.backup import show_backup
@@ -100,8 +111,8 @@ def _counts(counts: dict[str, Any]) -> str:
     return ", ".join(f"{key} {value}" for key, value in counts.items())
 
 
-@app.command("verify")
-def verify(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(help="Backup id.")],
+@app.command("verify", cls=PlainUsage)
+def verify(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(metavar="BACKUP_ID", help="Backup id.")],
            from_: FromOption = None, identity: IdentityOption = None, output: OutputOption = None) -> None:
     """Read every object back, check size and SHA-256 and decode it fully; touches no backend.
 
@@ -121,8 +132,8 @@ def verify(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(help="Ba
     report.raise_if_bad()
 
 
-@app.command("delete")
-def delete(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(help="Backup id.")],
+@app.command("delete", cls=PlainUsage)
+def delete(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(metavar="BACKUP_ID", help="Backup id.")],
            from_: FromOption = None, yes: YesOption = False, dry_run: DryRunOption = False,
            output: OutputOption = None) -> None:
     """Delete a backup (also an incomplete one). Needs --yes; --dry-run shows what would go."""

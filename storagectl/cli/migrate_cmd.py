@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from storagectl.cli.output import note, print_json, print_table
-from storagectl.cli.state import AppState, DryRunOption, OutputFormat, OutputOption, YesOption, state_of
+from storagectl.cli.state import (
+    AppState,
+    DryRunOption,
+    OutputFormat,
+    OutputOption,
+    PlainUsage,
+    YesOption,
+    state_of,
+)
 
 if TYPE_CHECKING:
     from storagectl.migrations import MigrationStatus, Migrator, RunResult
@@ -18,11 +26,13 @@ app = typer.Typer(
 )
 
 BackendOption = Annotated[str | None, typer.Option(
-    "--backend", "-b", help="The backend to migrate. Default: the only backend with migrations: set.",
+    "--backend", "-b", metavar="BACKEND",
+    help="The backend to migrate. Default: the only backend with migrations: set.",
 )]
 AllOption = Annotated[bool, typer.Option("--all", help="Every backend with migrations:, in config order.")]
 LockTimeoutOption = Annotated[float, typer.Option(
-    "--lock-timeout", min=0, help="Seconds to wait for another migration run to finish before giving up (exit 7).",
+    "--lock-timeout", min=0, metavar="SECONDS",
+    help="Seconds to wait for another migration run to finish before giving up (exit 7).",
 )]
 DEFAULT_LOCK_TIMEOUT = 60.0
 
@@ -61,13 +71,13 @@ def init(ctx: typer.Context, backend: BackendOption = None) -> None:
 @app.command("new")
 def new(
     ctx: typer.Context,
-    message: Annotated[str, typer.Option("--message", "-m", help="What the revision changes.")],
+    message: Annotated[str, typer.Option("--message", "-m", metavar="TEXT", help="What the revision changes.")],
     backend: BackendOption = None,
     autogenerate: Annotated[bool, typer.Option(
         "--autogenerate", help="Fill the revision from the difference between --models and the database.",
     )] = False,
     models: Annotated[str | None, typer.Option(
-        "--models", help="SQLAlchemy MetaData to compare against, as package.module:metadata.",
+        "--models", metavar="MODULE:ATTR", help="SQLAlchemy MetaData to compare against, as package.module:metadata.",
     )] = None,
     merge: Annotated[bool, typer.Option("--merge", help="A revision that merges all current heads.")] = False,
     output: OutputOption = None,
@@ -86,7 +96,7 @@ def up(
     ctx: typer.Context,
     backend: BackendOption = None,
     all_backends: AllOption = False,
-    to: Annotated[str, typer.Option("--to", help="Target revision (default: head).")] = "head",
+    to: Annotated[str, typer.Option("--to", metavar="REVISION", help="Target revision (default: head).")] = "head",
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the SQL of the pending revisions; change nothing.",
     )] = False,
@@ -113,7 +123,8 @@ def up(
 @app.command("down")
 def down(
     ctx: typer.Context,
-    to: Annotated[str, typer.Option("--to", help="Revision to go back to (base: undo everything).")],
+    to: Annotated[str, typer.Option("--to", metavar="REVISION",
+    help="Revision to go back to (base: undo everything).")],
     backend: BackendOption = None,
     yes: YesOption = False,
     dry_run: DryRunOption = False,
@@ -165,10 +176,11 @@ def history(ctx: typer.Context, backend: BackendOption = None, output: OutputOpt
     print_table(state, ["Revision", "Parent", "Applied", "Applied at", "Edited", "Message"], rows)
 
 
-@app.command("stamp")
+@app.command("stamp", cls=PlainUsage)
 def stamp(
     ctx: typer.Context,
-    revision: Annotated[str, typer.Argument(help="Revision to record as current (head, base, or an id).")],
+    revision: Annotated[str, typer.Argument(metavar="REVISION",
+    help="Revision to record as current (head, base, or an id).")],
     backend: BackendOption = None,
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
 ) -> None:

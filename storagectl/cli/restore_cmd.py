@@ -16,15 +16,17 @@ from storagectl.units import human_bytes
 def restore(
     ctx: typer.Context,
     backup_id: Annotated[str, typer.Argument(
+        metavar="BACKUP_ID",
         help="Backup id (see `storagectl backup list`), or `latest` for the newest backup of --to BACKEND.")],
     from_: FromOption = None,
-    to: Annotated[str | None, typer.Option("--to", help="Target backend [default: the backed-up one].")] = None,
+    to: Annotated[str | None, typer.Option("--to", metavar="BACKEND",
+    help="Target backend [default: the backed-up one].")] = None,
     validate: Annotated[bool, typer.Option(
         "--validate", help="Verify every checksum before touching the target, then compare counts and "
         "per-table checksums with the backup (exit 6 on any mismatch); a staged replacement is compared "
         "before it goes live.")] = False,
-    parallel: Annotated[int | None, typer.Option("--parallel", "-p", min=1, max=64,
-                                                 help="Objects restored at once.")] = None,
+    parallel: Annotated[int | None, typer.Option("--parallel", "-p", min=1, max=64, metavar="N",
+    help="Objects restored at once.")] = None,
     dry_run: DryRunOption = False,
     yes: YesOption = False,
     identity: IdentityOption = None,

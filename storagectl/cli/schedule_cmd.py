@@ -16,7 +16,7 @@ from storagectl.cli.output import note, print_json, print_table, styled_status
 from storagectl.cli.state import AppState, DryRunOption, OutputFormat, OutputOption, YesOption, state_of
 
 JobsOption = Annotated[list[str] | None, typer.Option(
-    "--job", "-j", help="Only this job (repeatable). Default: every job.")]
+    "--job", "-j", metavar="JOB", help="Only this job (repeatable). Default: every job.")]
 
 
 def schedule(
@@ -27,7 +27,7 @@ def schedule(
     = False,
     job: JobsOption = None,
     grace: Annotated[float | None, typer.Option(
-        "--grace", min=0, help="On SIGTERM/SIGINT, abort running jobs after this many seconds "
+        "--grace", min=0, metavar="SECONDS", help="On SIGTERM/SIGINT, abort running jobs after this many seconds "
         "[default: let them finish; a second signal aborts].")] = None,
     output: OutputOption = None,
 ) -> None:
