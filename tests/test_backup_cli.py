@@ -206,13 +206,49 @@ def test_restore_latest_picks_the_newest_backup_of_the_target(cli, env):
     newest = backup(cli, env, "--job", "nightly")
     c = ("-c", env["config"])
     needs_to = cli(*c, "restore", "latest")
-    assert needs_to.exit_code == 2 and "restore latest --to BACKEND" in needs_to.stderr
+    assert needs_to.exit_code == 2 and "`latest` needs --backend NAME or --job NAME" in needs_to.stderr
     none_yet = cli(*c, "restore", "latest", "--to", "copy")
     assert none_yet.exit_code == 5 and "no complete backup of backend 'copy'" in none_yet.stderr
     result = cli(*c, "-o", "json", "restore", "latest", "--to", "app", "--validate", "--yes")
     assert result.exit_code == 0, result.stderr
     assert result.json()["id"] == newest["id"]
     assert rows(env["source"])[-1][1] == "newest"
+
+
+def test_restore_latest_of_one_backend_into_another(cli, env):
+    """`restore latest --backend app --to copy`: app's newest backup into copy (not copy's own)."""
+    backup(cli, env, "--job", "nightly")
+    with sqlite3.connect(env["source"]) as db:
+        db.execute("INSERT INTO items (name, data) VALUES ('newest', x'00')")
+    newest = backup(cli, env, "--backend", "app", "--to", "local")
+    c = ("-c", env["config"])
+    result = cli(*c, "-o", "json", "restore", "latest", "--backend", "app", "--to", "copy", "--validate")
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["id"] == newest["id"] and result.json()["target"] == "copy"
+    assert f"latest: backup {newest['id']} of backend app" in result.stderr
+    assert rows(env["copy"]) == rows(env["source"])
+    by_job = cli(*c, "-o", "json", "restore", "latest", "--job", "nightly", "--backend", "app", "--to", "copy",
+                 "--yes")
+    assert by_job.exit_code == 0 and by_job.json()["id"] != newest["id"]  # the newest of job nightly
+    with_id = cli(*c, "restore", newest["id"], "--backend", "app", "--to", "copy", "--yes")
+    assert with_id.exit_code == 2 and "is already an id" in with_id.stderr
+
+
+def test_show_and_verify_latest(cli, env):
+    first = backup(cli, env, "--job", "nightly")
+    newest = backup(cli, env, "--job", "nightly")
+    c = ("-c", env["config"])
+    shown = cli(*c, "-o", "json", "backup", "show", "latest", "--job", "nightly")
+    assert shown.exit_code == 0, shown.stderr
+    assert shown.json()["id"] == newest["id"] != first["id"]
+    verified = cli(*c, "-o", "json", "backup", "verify", "latest", "--backend", "app")
+    assert verified.exit_code == 0 and verified.json()["id"] == newest["id"]
+    bare = cli(*c, "backup", "verify", "latest")
+    assert bare.exit_code == 2 and "--backend NAME or --job NAME" in bare.stderr
+    unknown = cli(*c, "backup", "show", "latest", "--job", "nope")
+    assert unknown.exit_code == 2 and "nope" in unknown.stderr
+    none = cli(*c, "backup", "show", "latest", "--job", "sealed")
+    assert none.exit_code == 5 and "no complete backup of job 'sealed'" in none.stderr
 
 
 def test_unreachable_destination_does_not_block_the_reachable_one(cli, env, write_config, tmp_path):

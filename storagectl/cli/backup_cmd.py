@@ -25,6 +25,12 @@ app = typer.Typer(no_args_is_help=True, help="Take, list, show, verify and delet
 
 FromOption = Annotated[str | None, typer.Option(
     "--from", metavar="DEST", help="Destination to look in. Default: search every configured destination.")]
+LatestJobOption = Annotated[str | None, typer.Option(
+    "--job", "-j", metavar="JOB", help="With `latest`: the newest backup of this job.")]
+LatestBackendOption = Annotated[str | None, typer.Option(
+    "--backend", "-b", metavar="BACKEND", help="With `latest`: the newest backup of this backend.")]
+BackupIdArgument = Annotated[str, typer.Argument(
+    metavar="BACKUP_ID", help="Backup id, or `latest` with --backend and/or --job.")]
 IdentityOption = Annotated[Path | None, typer.Option(
     "--identity", "-i", dir_okay=False, metavar="FILE", help="age identity file for encrypted backups "
     "[default: the job's encryption.identity_file].")]
@@ -34,9 +40,9 @@ IdentityOption = Annotated[Path | None, typer.Option(
 def run(
     ctx: typer.Context,
     job: Annotated[str | None, typer.Option("--job", "-j", metavar="JOB",
-    help="Job to run (default: the only job).")] = None,
+        help="Job to run (default: the only job).")] = None,
     backend: Annotated[str | None, typer.Option("--backend", "-b", metavar="BACKEND",
-    help="Back up this backend ...")] = None,
+        help="Back up this backend ...")] = None,
     to: Annotated[str | None, typer.Option("--to", metavar="DEST", help="... to this destination.")] = None,
     prune: Annotated[bool, typer.Option("--prune", help="Then apply the job's retention policy.")] = False,
     output: OutputOption = None,
@@ -71,7 +77,7 @@ def list_(
     from_: FromOption = None,
     job: Annotated[str | None, typer.Option("--job", "-j", metavar="JOB", help="Only backups of this job.")] = None,
     backend: Annotated[str | None, typer.Option("--backend", "-b", metavar="BACKEND",
-    help="Only backups of this backend.")] = None,
+        help="Only backups of this backend.")] = None,
     output: OutputOption = None,
 ) -> None:
     """List complete backups, oldest first (folders without a manifest are not backups)."""
@@ -89,12 +95,13 @@ def list_(
 
 
 @app.command("show", cls=PlainUsage)
-def show(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(metavar="BACKUP_ID", help="Backup id.")],
-         from_: FromOption = None, output: OutputOption = None) -> None:
+def show(ctx: typer.Context, backup_id: BackupIdArgument, from_: FromOption = None, job: LatestJobOption = None,
+         backend: LatestBackendOption = None, output: OutputOption = None) -> None:
     """Show a backup's manifest: backend, times, and every object with size, SHA-256 and counts."""
     from storagectl.backup import show_backup
 
     state = state_of(ctx)
+    backup_id = selected_backup_id(state, backup_id, from_, job, backend)
     found = show_backup(state.config, backup_id, from_)
     manifest = found.manifest
     if state.format(output) is OutputFormat.json:
@@ -107,20 +114,37 @@ def show(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(metavar="B
     print_table(state, ["Object", "Original", "Stored", "SHA-256", "Counts"], rows)
 
 
+def selected_backup_id(state: AppState, backup_id: str, from_: str | None, job: str | None,
+                       backend: str | None) -> str:
+    """An explicit id as given; ``latest`` resolved to the newest backup --job/--backend select, named on stderr."""
+    from storagectl.backup.catalog import resolve_backup_id
+
+    found = resolve_backup_id(state.config, backup_id, from_, job=job, backend=backend)
+    if found is None:
+        return backup_id
+    info = found.to_dict()
+    note(state, f"latest: backup {found.id} of backend {info['backend']} (job {info['job'] or '-'}, "
+                f"finished {info['finished_at'][:19]}) at {info['destination']}")
+    return found.id
+
+
 def _counts(counts: dict[str, Any]) -> str:
     return ", ".join(f"{key} {value}" for key, value in counts.items())
 
 
 @app.command("verify", cls=PlainUsage)
-def verify(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(metavar="BACKUP_ID", help="Backup id.")],
-           from_: FromOption = None, identity: IdentityOption = None, output: OutputOption = None) -> None:
+def verify(ctx: typer.Context, backup_id: BackupIdArgument, from_: FromOption = None, job: LatestJobOption = None,
+           backend: LatestBackendOption = None, identity: IdentityOption = None,
+           output: OutputOption = None) -> None:
     """Read every object back, check size and SHA-256 and decode it fully; touches no backend.
 
-    Exit 6 when any object is damaged, truncated or missing.
+    Exit 6 when any object is damaged, truncated or missing. `backup verify latest --backend NAME`
+    checks the newest backup of NAME (a nightly runbook step).
     """
     from storagectl.backup import verify_backup
 
     state = state_of(ctx)
+    backup_id = selected_backup_id(state, backup_id, from_, job, backend)
     with progress_view(state) as progress:
         report = verify_backup(state.config, backup_id, from_, identity, progress)
     if state.format(output) is OutputFormat.json:

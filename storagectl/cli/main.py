@@ -44,7 +44,7 @@ def root(
         dir_okay=False,
     )] = None,
     output: Annotated[OutputFormat, typer.Option("--output", "-o", metavar="FORMAT",
-    help="table or json.")] = OutputFormat.table,
+        help="table or json.")] = OutputFormat.table,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log lines (-vv debug).")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only results and errors.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="No colors (also $NO_COLOR).")] = False,

@@ -124,7 +124,7 @@ def up(
 def down(
     ctx: typer.Context,
     to: Annotated[str, typer.Option("--to", metavar="REVISION",
-    help="Revision to go back to (base: undo everything).")],
+        help="Revision to go back to (base: undo everything).")],
     backend: BackendOption = None,
     yes: YesOption = False,
     dry_run: DryRunOption = False,
@@ -180,7 +180,7 @@ def history(ctx: typer.Context, backend: BackendOption = None, output: OutputOpt
 def stamp(
     ctx: typer.Context,
     revision: Annotated[str, typer.Argument(metavar="REVISION",
-    help="Revision to record as current (head, base, or an id).")],
+        help="Revision to record as current (head, base, or an id).")],
     backend: BackendOption = None,
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
 ) -> None:

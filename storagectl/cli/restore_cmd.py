@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from storagectl.cli.backup_cmd import FromOption, IdentityOption
+from storagectl.cli.backup_cmd import FromOption, IdentityOption, LatestJobOption, selected_backup_id
 from storagectl.cli.output import note, print_json, print_table, styled_status
 from storagectl.cli.progress import progress_view
 from storagectl.cli.state import AppState, DryRunOption, OutputFormat, OutputOption, YesOption, state_of
@@ -17,22 +17,30 @@ def restore(
     ctx: typer.Context,
     backup_id: Annotated[str, typer.Argument(
         metavar="BACKUP_ID",
-        help="Backup id (see `storagectl backup list`), or `latest` for the newest backup of --to BACKEND.")],
+            help="Backup id (see `storagectl backup list`), or `latest`: the newest backup of --backend "
+        "(default: of --to), optionally of --job.")],
     from_: FromOption = None,
-    to: Annotated[str | None, typer.Option("--to", metavar="BACKEND",
-    help="Target backend [default: the backed-up one].")] = None,
+    backend: Annotated[str | None, typer.Option(
+        "--backend", "-b", metavar="BACKEND",
+        help="With `latest`: restore the newest backup of this backend [default: --to].")] = None,
+    job: LatestJobOption = None,
+    to: Annotated[str | None, typer.Option(
+        "--to", metavar="BACKEND", help="Target backend [default: the backed-up one].")] = None,
     validate: Annotated[bool, typer.Option(
         "--validate", help="Verify every checksum before touching the target, then compare counts and "
         "per-table checksums with the backup (exit 6 on any mismatch); a staged replacement is compared "
         "before it goes live.")] = False,
-    parallel: Annotated[int | None, typer.Option("--parallel", "-p", min=1, max=64, metavar="N",
-    help="Objects restored at once.")] = None,
+    parallel: Annotated[int | None, typer.Option(
+        "--parallel", "-p", min=1, max=64, metavar="N", help="Objects restored at once.")] = None,
     dry_run: DryRunOption = False,
     yes: YesOption = False,
     identity: IdentityOption = None,
     output: OutputOption = None,
 ) -> None:
     """Restore a backup. A non-empty target needs --yes: its data is replaced.
+
+    `restore latest --backend prod-db --to staging-db` restores the newest backup of prod-db into
+    staging-db; `restore latest --to app` the newest backup of app into app.
 
     PostgreSQL restores into a new database beside the target and swaps it in only when complete
     (and, with --validate, proven equal), so a failed restore leaves the target as it was; sessions
@@ -41,8 +49,12 @@ def restore(
     fails leaves the target empty or partial. --dry-run says which applies.
     """
     from storagectl.backup import restore as restore_backup
+    from storagectl.backup.catalog import LATEST
 
     state = state_of(ctx)
+    if backup_id == LATEST and to is not None:
+        state.config.backend(to)  # an unknown target is named as the target, not as the source
+    backup_id = selected_backup_id(state, backup_id, from_, job, backend or (to if backup_id == LATEST else None))
     with progress_view(state) as progress:
         result = restore_backup(state.config, backup_id, from_, to, validate=validate, parallel=parallel,
                                 dry_run=dry_run, replace=yes, identity_file=identity, progress=progress)

@@ -27,7 +27,7 @@ class OutputFormat(StrEnum):
 OutputOption = Annotated[
     OutputFormat | None,
     typer.Option("--output", "-o", metavar="FORMAT",
-    help="table for people, json for scripts (overrides the global -o)."),
+        help="table for people, json for scripts (overrides the global -o)."),
 ]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Proceed without asking.")]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")]
