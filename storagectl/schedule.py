@@ -36,9 +36,8 @@ from typing import Any, Protocol
 from storagectl.config.models import Config
 from storagectl.cron import fires_between, latest_fire_at_or_before, next_fire_times
 from storagectl.errors import Interrupted, StoragectlError
-from storagectl.hooks import HookEvent, run_hook
+from storagectl.job_report import JobOutcome, TakenBackup, report_job_outcome
 from storagectl.locks import FileLock, JobLock, RedisLock, default_lock_dir
-from storagectl.metrics import JobRunMetrics, write_job_metrics
 from storagectl.prune import newest_complete_start, prune_job
 from storagectl.redact import redact_text
 
@@ -76,12 +75,6 @@ class SystemClock:
 
 
 # -- what the scheduler runs ---------------------------------------------------------------------
-@dataclass(frozen=True)
-class TakenBackup:
-    id: str
-    size: int
-
-
 class JobRunner(Protocol):
     """What running a job means; :class:`BackupJobRunner` is storagectl's, tests may inject others."""
 
@@ -380,18 +373,8 @@ class Scheduler:
     def _finish(self, run: JobRun) -> JobRun:
         """Log the run, write the job's metrics file and run its hook."""
         _log_run(run)
-        settings = self.config.job(run.job)
-        if settings.metrics_file is not None:
-            metrics = JobRunMetrics(run.job, time.time(), run.duration, run.status == SUCCESS, run.size)
-            try:
-                write_job_metrics(settings.metrics_file, metrics)
-            except (OSError, StoragectlError) as exc:
-                log.error("job %s: cannot write metrics file %s: %s", run.job, settings.metrics_file, exc)
-        hook = settings.on_success if run.status == SUCCESS else settings.on_failure
-        if hook:
-            event = HookEvent(run.job, "success" if run.status == SUCCESS else "failure",
-                              tuple(b.id for b in run.backups), run.error, run.duration)
-            run_hook(hook, event)  # logs its own failure; a broken hook never fails a good backup
+        outcome = JobOutcome(run.job, run.status == SUCCESS, run.duration, run.backups, run.error)
+        report_job_outcome(self.config.job(run.job), outcome)
         return run
 
 

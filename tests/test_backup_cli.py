@@ -53,7 +53,8 @@ def env(tmp_path, write_config):
 def backup(cli, env, *args: str) -> dict:
     result = cli("-c", env["config"], "-o", "json", "backup", "run", *args)
     assert result.exit_code == 0, result.stderr
-    return result.json()
+    [info] = result.json()  # always a list, also for one backend
+    return info
 
 
 def stored_object(env, info: dict) -> Path:
@@ -156,7 +157,7 @@ def test_s3_round_trip(cli, env, write_config, s3_bucket):
     config = s3_config(write_config, env, s3_bucket.endpoint, s3_bucket.name)
     run = cli("-c", config, "-o", "json", "backup", "run", "--backend", "app", "--to", "offsite")
     assert run.exit_code == 0, run.stderr
-    backup_id = run.json()["id"]
+    backup_id = run.json()[0]["id"]
     restored = cli("-c", config, "restore", backup_id, "--from", "offsite", "--to", "copy", "--validate")
     assert restored.exit_code == 0, restored.stderr
     assert rows(env["copy"]) == rows(env["source"])
@@ -270,7 +271,7 @@ def test_unreachable_destination_does_not_block_the_reachable_one(cli, env, writ
     """, name="two-destinations.yaml")
     made = cli("-c", config, "-o", "json", "backup", "run", "--backend", "app", "--to", "local")
     assert made.exit_code == 0, made.stderr
-    backup_id = made.json()["id"]
+    backup_id = made.json()[0]["id"]
     listed = cli("-c", config, "-o", "json", "backup", "list")
     assert listed.exit_code == 0 and [b["id"] for b in listed.json()] == [backup_id]
     assert "skipping unreachable destination 'offsite'" in listed.stderr
@@ -306,3 +307,36 @@ def test_validate_of_a_backup_without_a_content_summary_fails_and_restores_nothi
     assert not env["copy"].exists()
     assert cli("-c", env["config"], "restore", info["id"], "--to", "copy").exit_code == 0  # without --validate
     assert rows(env["copy"]) == rows(env["source"])
+
+
+def test_backup_run_of_a_job_writes_its_metrics_and_runs_its_hooks(cli, env, write_config):
+    """Runbooks and cron call `backup run --job`: monitoring must see those runs as well."""
+    tmp = env["tmp"]
+    metrics, marker = tmp / "metrics.prom", tmp / "hook.log"
+    hook = f'echo "$STORAGECTL_JOB $STORAGECTL_STATUS $STORAGECTL_BACKUP_IDS" >> {marker}'
+    config = write_config(f"""
+        version: 1
+        backends:
+          app: {{kind: sqlite, path: {env["source"]}}}
+          gone: {{kind: sqlite, path: {tmp / "no-such-dir" / "gone.db"}}}
+        destinations:
+          local: {{kind: local, path: {env["backups"]}}}
+        jobs:
+          nightly: {{backends: [app], destination: local, metrics_file: {metrics}, on_success: '{hook}'}}
+          broken: {{backends: [gone], destination: local, metrics_file: {metrics}, on_failure: '{hook}'}}
+    """, name="monitored.yaml")
+    made = cli("-c", config, "-o", "json", "backup", "run", "--job", "nightly")
+    assert made.exit_code == 0, made.stderr
+    [info] = made.json()
+    assert marker.read_text() == f"nightly success {info['id']}\n"
+    assert 'storagectl_backup_last_status{job="nightly"} 1' in metrics.read_text()
+    assert f'storagectl_backup_last_size_bytes{{job="nightly"}} {info["size"]}' in metrics.read_text()
+
+    quiet = cli("-c", config, "backup", "run", "--job", "nightly", "--no-hooks")
+    assert quiet.exit_code == 0 and marker.read_text().count("\n") == 1  # no hook, but metrics written
+    failed = cli("-c", config, "backup", "run", "--job", "broken")
+    assert failed.exit_code != 0
+    assert marker.read_text().splitlines()[-1].strip() == "broken failure"
+    assert 'storagectl_backup_last_status{job="broken"} 0' in metrics.read_text()
+    adhoc = cli("-c", config, "backup", "run", "--backend", "app", "--to", "local")
+    assert adhoc.exit_code == 0 and marker.read_text().count("\n") == 2  # not a job's run: no hook

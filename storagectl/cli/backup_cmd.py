@@ -45,24 +45,31 @@ def run(
         help="Back up this backend ...")] = None,
     to: Annotated[str | None, typer.Option("--to", metavar="DEST", help="... to this destination.")] = None,
     prune: Annotated[bool, typer.Option("--prune", help="Then apply the job's retention policy.")] = False,
+    no_hooks: Annotated[bool, typer.Option(
+        "--no-hooks", help="Do not run the job's on_success/on_failure hook (its metrics_file is still written).",
+    )] = False,
     output: OutputOption = None,
 ) -> None:
     """Take a backup of a job's backends (or of one backend) and print the new backup's id.
 
-    With -o json: one object (id, backend, destination, size, duration, ...) per backup; a list
-    when the job has several backends.
+    A job's run writes its metrics_file and runs its on_success/on_failure hook, as a scheduled
+    run does. With -o json: always a list, one object (id, backend, destination, size, duration,
+    ...) per backup.
     """
-    from storagectl.backup import run_backup
+    from storagectl.backup import plan_backups, run_backup
+    from storagectl.job_report import TakenBackup, reported_job_run
 
     state = state_of(ctx)
+    job_name = plan_backups(state.config, job, backend, to)[0].job  # None for an ad-hoc --backend/--to
     pruned_job = schedule_cmd.check_run_prune(state.config, job, backend, to) if prune else None
-    with progress_view(state) as progress:
-        results = run_backup(state.config, job, backend, to, progress)
-    if pruned_job:
-        schedule_cmd.prune_after_run(state, pruned_job)
+    with reported_job_run(state.config, job_name, hooks=not no_hooks) as taken:
+        with progress_view(state) as progress:
+            results = run_backup(state.config, job, backend, to, progress)
+        taken += [TakenBackup(result.manifest.id, result.manifest.size) for result in results]
+        if pruned_job:
+            schedule_cmd.prune_after_run(state, pruned_job)
     if state.format(output) is OutputFormat.json:
-        data = [result.to_dict() for result in results]
-        print_json(data[0] if len(data) == 1 else data)
+        print_json([result.to_dict() for result in results])
         return
     for result in results:
         info = result.to_dict()
