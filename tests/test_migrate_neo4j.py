@@ -120,7 +120,7 @@ def test_init_new_up_status_history_and_rerun(cli, config, graph):
     assert pending.exit_code == 1
     assert pending.json()[0] | {"pending": None} == {
         "backend": "graph", "kind": "neo4j", "current": None, "head": "V002", "pending": None,
-        "edited": [], "pending_count": 2,
+        "edited": [], "pending_count": 2, "error": None, "exit_code": 1,
     }
 
     up = migrate(cli, config, "up", "-o", "json")

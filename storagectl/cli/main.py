@@ -121,6 +121,8 @@ def run(argv: list[str] | None = None) -> int:
     except StoragectlError as exc:
         _traceback_if(debug)
         _error(exc.message)
+        for line in exc.details:
+            sys.stderr.write(f"  {line}\n")
         _hint(exc.hint)
         return exc.exit_code
     except Exception as exc:

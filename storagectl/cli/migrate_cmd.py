@@ -135,10 +135,12 @@ def down(
     from storagectl.errors import UsageError
 
     state = state_of(ctx)
+    migrator = _migrator(state, backend)
     if not (yes or dry_run):
         raise UsageError("migrate down reverts schema changes and may drop data; refusing without --yes",
-                         hint=f"Try: storagectl migrate down --to {to} --dry-run, then add --yes")
-    result = _migrator(state, backend).down(to, dry_run=dry_run, lock_timeout=lock_timeout)
+                         hint=f"Try: storagectl migrate down --backend {migrator.backend.name} --to {to} --dry-run; "
+                              "then the same with --yes")
+    result = migrator.down(to, dry_run=dry_run, lock_timeout=lock_timeout)
     _render_runs(state, [result], output)
 
 
@@ -149,18 +151,20 @@ def status(
     all_backends: AllOption = False,
     output: OutputOption = None,
 ) -> None:
-    """Current vs head revision and pending count; exit 1 when anything is pending, 6 when edited."""
-    from storagectl.errors import ExitCode
+    """Current vs head revision and pending count; exit 1 when anything is pending, 6 when edited.
+
+    With --all, a backend that cannot be read (no migrations directory, unreachable) is a row with
+    its error and the others are still reported; the exit code is the worst of all rows.
+    """
     from storagectl.migrations import status_all
 
     state = state_of(ctx)
     _check_all(all_backends, backend)
     reports = status_all(state.config) if all_backends else [_migrator(state, backend).status()]
     _render_status(state, reports, output)
-    if any(report.edited for report in reports):
-        raise typer.Exit(ExitCode.INTEGRITY)
-    if any(report.pending for report in reports):
-        raise typer.Exit(ExitCode.FAILURE)
+    worst = max(report.exit_code for report in reports)
+    if worst:
+        raise typer.Exit(worst)
 
 
 @app.command("history")
@@ -209,6 +213,6 @@ def _render_status(state: AppState, reports: list[MigrationStatus], output: Outp
     if state.format(output) is OutputFormat.json:
         print_json([report.to_dict() for report in reports])
         return
-    rows = [[r.backend, r.kind, r.current or "base", r.head or "-", len(r.pending), ", ".join(r.edited) or "-"]
-            for r in reports]
-    print_table(state, ["Backend", "Kind", "Current", "Head", "Pending", "Edited"], rows)
+    rows = [[r.backend, r.kind, "-" if r.error else r.current or "base", r.head or "-",
+             "-" if r.error else len(r.pending), ", ".join(r.edited) or "-", r.error or ""] for r in reports]
+    print_table(state, ["Backend", "Kind", "Current", "Head", "Pending", "Edited", "Error"], rows)

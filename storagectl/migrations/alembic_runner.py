@@ -234,10 +234,11 @@ class AlembicMigrator(ABC):
     def _enforce(self, findings: list[LintFinding], strict: bool) -> list[str]:
         """Lint findings as warnings; with --strict, an error before anything is applied."""
         if strict and findings:
+            name = self.backend.name
             raise OperationFailed(
-                f"backend {self.backend.name!r}: --strict and lint found {len(findings)} problem(s), "
-                f"nothing applied: {findings[0]}",
-                hint="Try: storagectl migrate up --dry-run to review, or drop --strict to apply with warnings",
+                f"backend {name!r}: --strict and lint found {len(findings)} problem(s), nothing applied:",
+                details=[str(finding) for finding in findings],
+                hint=f"Try: storagectl migrate up --backend {name} --dry-run; drop --strict to apply with warnings",
             )
         return [str(finding) for finding in findings]
 
@@ -281,7 +282,7 @@ class AlembicMigrator(ABC):
         return OperationFailed(
             self.backend.redact(f"backend {self.backend.name!r}: revision {failed} failed: {reason}{where}; "
                                 f"database left at revision {left_at}"),
-            hint="Try: fix the revision, then run storagectl migrate up again",
+            hint=f"Try: fix the revision; then storagectl migrate up --backend {self.backend.name}",
         )
 
     def _dry_run(self, command_name: str, to: str) -> RunResult:
@@ -315,7 +316,8 @@ class AlembicMigrator(ABC):
             raise NotFound(
                 f"backend {self.backend.name!r}: the database is at revision {', '.join(unknown)}, "
                 f"which {self.directory} does not have",
-                hint="Try: deploy the code that matches this database, or storagectl migrate stamp a known revision",
+                hint=f"Try: storagectl migrate history --backend {self.backend.name}; deploy the code that matches "
+                     "this database, or migrate stamp a known revision",
             )
         return _ancestry(script, heads)
 

@@ -46,9 +46,18 @@ class MigrationStatus:
     head: str | None
     pending: list[str]
     edited: list[str]
+    error: str | None = None  # `status --all`: why this backend could not be read; the others still are
+    error_exit: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        """0 up to date, 1 pending, 6 edited, or the error's own code; the worst counts."""
+        return max(self.error_exit, 6 if self.edited else 0, 1 if self.pending else 0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "pending_count": len(self.pending)}
+        data = asdict(self)
+        del data["error_exit"]
+        return {**data, "pending_count": len(self.pending), "exit_code": self.exit_code}
 
 
 @dataclass

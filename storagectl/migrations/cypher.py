@@ -142,8 +142,8 @@ class CypherMigrator:
     def down(self, to: str, *, dry_run: bool = False, lock_timeout: float = 60.0) -> RunResult:
         raise UsageError(
             f"backend {self.backend.name!r}: Cypher migrations only go forward",
-            hint=f"Try: storagectl migrate new --backend {self.backend.name} -m 'undo ...' "
-                 "with statements that reverse the change",
+            hint=f"Try: storagectl migrate new --backend {self.backend.name} -m 'undo ...'; "
+                 "give it statements that reverse the change",
         )
 
     def stamp(self, revision: str, *, lock_timeout: float = 60.0) -> str | None:
@@ -209,7 +209,8 @@ class CypherMigrator:
             names = ", ".join(m.path.name for m in edited)
             raise IntegrityError(
                 f"backend {self.backend.name!r}: applied migration file(s) changed since they ran: {names}",
-                hint="Try: restore the file(s) as applied and put the change in a new V file",
+                hint=f"Try: storagectl migrate history --backend {self.backend.name}; restore the file(s) as "
+                     "applied and put the change in a new V file",
             )
 
     def _apply(self, driver: Any, migration: CypherMigration, last_good: str | None) -> None:
@@ -229,7 +230,8 @@ class CypherMigrator:
             raise OperationFailed(
                 self.backend.redact(f"backend {self.backend.name!r}: migration {migration.path.name} failed{running}: "
                                     f"{_message(exc)}; graph left at {last_good or 'no migrations'}"),
-                hint="Try: fix the file (it was not recorded), then run storagectl migrate up again",
+                hint=f"Try: fix the file (it was not recorded); then storagectl migrate up --backend "
+                     f"{self.backend.name}",
             ) from exc
 
     @contextmanager
