@@ -451,3 +451,23 @@ def test_every_hint_runs_as_printed_with_several_backends(cli, write_config, pg_
         ran = cli("-c", config, *command)
         assert "several backends" not in ran.stderr, (command, ran.stderr)
         assert ran.exit_code in (0, 1), (command, ran.stderr)
+
+
+def test_current_heads_and_show(cli, target):
+    migrate(cli, target, "init")
+    revisions = three_revisions(cli, target)
+    before = migrate(cli, target, "current", "-o", "json")
+    assert before.exit_code == 0 and before.json() == [
+        {"backend": target.name, "kind": target.kind, "current": None, "is_head": False, "error": None}]
+    assert migrate(cli, target, "up", "--to", revisions[1]).exit_code == 0
+    assert migrate(cli, target, "current", "-o", "json").json()[0]["current"] == revisions[1]
+    heads = migrate(cli, target, "heads", "-o", "json")
+    assert heads.exit_code == 0
+    [head] = heads.json()
+    assert head["revision"] == revisions[2] and head["parents"] == [revisions[1]] and head["is_head"]
+    shown = migrate(cli, target, "show", revisions[1], "-o", "json")
+    assert shown.exit_code == 0, shown.stderr
+    assert shown.json()["message"] == "create orders" and "op.create_table('orders'" in shown.json()["body"]
+    table = migrate(cli, target, "show", "head")
+    assert table.exit_code == 0 and revisions[2] in table.stdout and "seed users" in table.stdout
+    assert migrate(cli, target, "show", "deadbeef").exit_code == 5

@@ -195,6 +195,59 @@ def stamp(
     note(state, f"{migrator.backend.name}: stamped at {current or 'base'}")
 
 
+@app.command("current")
+def current(ctx: typer.Context, backend: BackendOption = None, all_backends: AllOption = False,
+            output: OutputOption = None) -> None:
+    """The revision the database is at (as `alembic current`); reads the database, changes nothing."""
+    from storagectl.migrations import status_all
+
+    state = state_of(ctx)
+    _check_all(all_backends, backend)
+    reports = status_all(state.config) if all_backends else [_migrator(state, backend).status()]
+    rows = [{"backend": r.backend, "kind": r.kind, "current": r.current, "is_head": r.current == r.head,
+             "error": r.error} for r in reports]
+    if state.format(output) is OutputFormat.json:
+        print_json(rows)
+    else:
+        print_table(state, ["Backend", "Kind", "Current", "Head?", "Error"],
+                    [[r["backend"], r["kind"], "-" if r["error"] else r["current"] or "base",
+                      "yes" if r["is_head"] else "no", r["error"] or ""] for r in rows])
+    worst = max(report.error_exit for report in reports)
+    if worst:
+        raise typer.Exit(worst)
+
+
+@app.command("heads")
+def heads(ctx: typer.Context, backend: BackendOption = None, output: OutputOption = None) -> None:
+    """The head revision(s) of the migrations directory (as `alembic heads`); two or more need a merge."""
+    state = state_of(ctx)
+    found = _migrator(state, backend).heads()
+    if state.format(output) is OutputFormat.json:
+        print_json([info.to_dict() for info in found])
+        return
+    print_table(state, ["Revision", "Parents", "Message", "File"],
+                [[i.revision, ", ".join(i.parents) or "base", i.message, i.path] for i in found])
+
+
+@app.command("show", cls=PlainUsage)
+def show(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(metavar="REVISION", help="Revision id, head, or a Cypher version.")],
+    backend: BackendOption = None,
+    output: OutputOption = None,
+) -> None:
+    """One revision: id, parents, message, file and its code (as `alembic show`)."""
+    state = state_of(ctx)
+    info = _migrator(state, backend).show(revision)
+    if state.format(output) is OutputFormat.json:
+        print_json(info.to_dict())
+        return
+    summary = [["Revision", info.revision], ["Parents", ", ".join(info.parents) or "base"],
+               ["Head", "yes" if info.is_head else "no"], ["Message", info.message], ["File", info.path]]
+    print_table(state, ["Field", "Value"], summary)
+    state.out.print(info.body or "", markup=False, highlight=False, soft_wrap=True)
+
+
 def _render_runs(state: AppState, results: list[RunResult], output: OutputFormat | None) -> None:
     if state.format(output) is OutputFormat.json:
         print_json([result.to_dict() for result in results])

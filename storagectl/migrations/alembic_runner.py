@@ -25,6 +25,7 @@ from storagectl.migrations.base import (
     HistoryEntry,
     MigrationStatus,
     NewRevision,
+    RevisionInfo,
     RunResult,
     Warn,
     require_directory,
@@ -221,6 +222,21 @@ class AlembicMigrator(ABC):
                          rev.revision in applied, _when(rows.get(rev.revision)), rev.revision in edited)
             for rev in script.walk_revisions()
         ]
+
+    def heads(self) -> list[RevisionInfo]:
+        script = self._script()
+        return [self._info(script, rev) for rev in script.get_revisions("heads")]
+
+    def show(self, revision: str) -> RevisionInfo:
+        script = self._script()
+        self._check_target(script, revision)
+        with self._alembic_errors():
+            found = script.get_revision(revision)
+        return self._info(script, found, body=Path(found.path).read_text(encoding="utf-8"))
+
+    def _info(self, script: Any, rev: Any, body: str | None = None) -> RevisionInfo:
+        return RevisionInfo(self.backend.name, rev.revision, list(_as_tuple(rev.down_revision)), rev.doc or "",
+                            Path(rev.path), rev.revision in script.get_heads(), body)
 
     # -- running ------------------------------------------------------------------------------
     def _preflight(self, script: Any, connection: Any, to: str, strict: bool) -> list[str]:

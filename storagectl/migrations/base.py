@@ -74,6 +74,22 @@ class HistoryEntry:
 
 
 @dataclass
+class RevisionInfo:
+    """One revision as `migrate heads` / `migrate show` print it (read from the directory only)."""
+
+    backend: str
+    revision: str
+    parents: list[str]
+    message: str
+    path: Path
+    is_head: bool
+    body: str | None = None  # `show`: the revision's upgrade code or Cypher statements
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
 class NewRevision:
     backend: str
     revision: str
@@ -105,6 +121,10 @@ class Migrator(Protocol):
     def history(self) -> list[HistoryEntry]: ...
 
     def stamp(self, revision: str, *, lock_timeout: float = 60.0) -> str | None: ...
+
+    def heads(self) -> list[RevisionInfo]: ...
+
+    def show(self, revision: str) -> RevisionInfo: ...
 
 
 def migrator_for(backend: Backend) -> Migrator:

@@ -23,6 +23,7 @@ from storagectl.migrations.base import (
     HistoryEntry,
     MigrationStatus,
     NewRevision,
+    RevisionInfo,
     RunResult,
     Warn,
     file_checksum,
@@ -175,6 +176,25 @@ class CypherMigrator:
                                 m.version in edited)
                    for previous, m in zip([None, *migrations], migrations, strict=False)]
         return list(reversed(entries))
+
+    def heads(self) -> list[RevisionInfo]:
+        """Versioned files form one line: the head is the highest version."""
+        migrations = self._files()
+        return [self._info(migrations, migrations[-1])] if migrations else []
+
+    def show(self, revision: str) -> RevisionInfo:
+        migrations = self._files()
+        target = self._targets(revision)[-1] if migrations else None
+        if target is None:
+            raise NotFound(f"backend {self.backend.name!r}: no migrations in {self.directory}",
+                           hint=f"Try: storagectl migrate new --backend {self.backend.name} -m 'first change'")
+        return self._info(migrations, target, body=target.path.read_text(encoding="utf-8"))
+
+    def _info(self, migrations: list[CypherMigration], migration: CypherMigration,
+              body: str | None = None) -> RevisionInfo:
+        parents = [m.label for m in migrations if m.version < migration.version][-1:]
+        return RevisionInfo(self.backend.name, migration.label, parents, migration.description, migration.path,
+                            migration is migrations[-1], body)
 
     # -- internals ----------------------------------------------------------------------------
     def _targets(self, to: str) -> list[CypherMigration]:
