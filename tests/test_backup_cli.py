@@ -340,3 +340,91 @@ def test_backup_run_of_a_job_writes_its_metrics_and_runs_its_hooks(cli, env, wri
     assert 'storagectl_backup_last_status{job="broken"} 0' in metrics.read_text()
     adhoc = cli("-c", config, "backup", "run", "--backend", "app", "--to", "local")
     assert adhoc.exit_code == 0 and marker.read_text().count("\n") == 2  # not a job's run: no hook
+
+
+# -- asking before destructive changes ------------------------------------------------------------
+def test_confirm_asks_on_a_terminal_and_refuses_elsewhere():
+    import io
+
+    from storagectl.cli.output import confirm
+    from storagectl.cli.state import AppState
+    from storagectl.errors import OperationFailed, UsageError
+
+    state = AppState(color=False)
+    ask = {"refusal": "refusing to do it without --yes", "hint": "Try: it --yes"}
+    with pytest.raises(UsageError, match="refusing to do it without --yes"):
+        confirm(state, "Do it?", interactive=False, **ask)
+    confirm(state, "Do it?", interactive=True, answers=io.StringIO("y\n"), **ask)
+    confirm(state, "Do it?", interactive=True, answers=io.StringIO("YES\n"), **ask)
+    for reply in ("n\n", "\n", ""):  # no, Enter (the default is no), end of input
+        with pytest.raises(OperationFailed, match="not confirmed; nothing was changed"):
+            confirm(state, "Do it?", interactive=True, answers=io.StringIO(reply), **ask)
+
+
+@pytest.fixture
+def terminal(monkeypatch):
+    """The CLI believes it runs on a terminal whose user types ``answer``."""
+    import io
+
+    from storagectl.cli.state import AppState
+
+    def answer(text: str) -> None:
+        monkeypatch.setattr(AppState, "interactive", property(lambda self: True))
+        monkeypatch.setattr("sys.stdin", io.StringIO(text))
+
+    return answer
+
+
+def test_delete_and_restore_ask_on_a_terminal(cli, env, terminal):
+    info = backup(cli, env, "--job", "nightly")
+    c = ("-c", env["config"])
+    assert cli(*c, "restore", info["id"], "--to", "copy").exit_code == 0  # empty target: nothing to ask
+    terminal("n\n")
+    declined = cli(*c, "restore", info["id"], "--to", "copy")
+    assert declined.exit_code == 1 and "[y/N]" in declined.stderr and "nothing was changed" in declined.stderr
+    assert "dry run: would replace the data of" in declined.stderr  # the plan, before the question
+    terminal("y\n")
+    accepted = cli(*c, "restore", info["id"], "--to", "copy")
+    assert accepted.exit_code == 0, accepted.stderr
+    assert f"restored backup {info['id']} into copy" in accepted.stderr
+    terminal("n\n")
+    kept = cli(*c, "backup", "delete", info["id"])
+    assert kept.exit_code == 1 and "would remove backup" in kept.stderr
+    assert len(cli(*c, "-o", "json", "backup", "list").json()) == 1
+    terminal("y\n")
+    assert cli(*c, "backup", "delete", info["id"]).exit_code == 0
+    assert cli(*c, "-o", "json", "backup", "list").json() == []
+
+
+def test_delete_asks_on_a_real_terminal(cli, env):
+    """A pty: the question appears, "y" deletes; without a terminal the refusal stays."""
+    import pty
+    import sys
+
+    info = backup(cli, env, "--job", "nightly")
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "storagectl", "-c", str(env["config"]), "backup", "delete", info["id"]]
+    environment = {**os.environ, "PYTHONPATH": str(root), "NO_COLOR": "1"}
+    refused = subprocess.run(command, env=environment, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    assert refused.returncode == 2 and "without --yes" in refused.stderr
+    pid, fd = pty.fork()
+    if pid == 0:  # child: stdin, stdout and stderr are the pty
+        os.execvpe(command[0], command, environment)
+    seen = b""
+    while b"[y/N]" not in seen:
+        chunk = os.read(fd, 1024)
+        assert chunk, seen
+        seen += chunk
+    os.write(fd, b"y\n")
+    while True:
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:  # the child closed the pty
+            break
+        if not chunk:
+            break
+        seen += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, seen
+    assert f"Delete backup {info['id']} at local?".encode() in seen
+    assert cli("-c", env["config"], "-o", "json", "backup", "list").json() == []

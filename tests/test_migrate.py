@@ -471,3 +471,22 @@ def test_current_heads_and_show(cli, target):
     table = migrate(cli, target, "show", "head")
     assert table.exit_code == 0 and revisions[2] in table.stdout and "seed users" in table.stdout
     assert migrate(cli, target, "show", "deadbeef").exit_code == 5
+
+
+def test_down_on_a_terminal_shows_the_sql_and_asks(cli, target, monkeypatch):
+    import io
+
+    from storagectl.cli.state import AppState
+
+    migrate(cli, target, "init")
+    revisions = three_revisions(cli, target)
+    assert migrate(cli, target, "up").exit_code == 0
+    monkeypatch.setattr(AppState, "interactive", property(lambda self: True))
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    declined = migrate(cli, target, "down", "--to", revisions[0])
+    assert declined.exit_code == 1 and "Revert 2 revision(s) of backend" in declined.stderr
+    assert "DELETE FROM users" in declined.stdout and target.version() == revisions[2]
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
+    accepted = migrate(cli, target, "down", "--to", revisions[0])
+    assert accepted.exit_code == 0, accepted.stderr
+    assert target.version() == revisions[0]

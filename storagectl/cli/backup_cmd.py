@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from storagectl.cli import schedule_cmd
-from storagectl.cli.output import note, print_json, print_table, styled_status
+from storagectl.cli.output import confirm, note, plan_format, print_json, print_table, styled_status
 from storagectl.cli.progress import progress_view
 from storagectl.cli.state import (
     AppState,
@@ -167,16 +167,19 @@ def verify(ctx: typer.Context, backup_id: BackupIdArgument, from_: FromOption = 
 def delete(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(metavar="BACKUP_ID", help="Backup id.")],
            from_: FromOption = None, yes: YesOption = False, dry_run: DryRunOption = False,
            output: OutputOption = None) -> None:
-    """Delete a backup (also an incomplete one). Needs --yes; --dry-run shows what would go."""
+    """Delete a backup (also an incomplete one). Asks first on a terminal; elsewhere needs --yes.
+    --dry-run shows what would go."""
     from storagectl.backup import delete_backup
-    from storagectl.errors import UsageError
 
     state = state_of(ctx)
-    plan = delete_backup(state.config, backup_id, from_, dry_run=dry_run or not yes)
-    _render_delete(state, plan.to_dict(), output)
     if not yes and not dry_run:
-        raise UsageError(f"refusing to delete backup {backup_id} without --yes",
-                         hint=f"Try: storagectl backup delete {backup_id} --yes")
+        plan = delete_backup(state.config, backup_id, from_, dry_run=True).to_dict()
+        _render_delete(state, plan, plan_format(state, output))
+        confirm(state, f"Delete backup {backup_id} at {plan['destination']}?",
+                refusal=f"refusing to delete backup {backup_id} without --yes",
+                hint=f"Try: storagectl backup delete {backup_id} --yes")
+    plan = delete_backup(state.config, backup_id, from_, dry_run=dry_run)
+    _render_delete(state, plan.to_dict(), output)
 
 
 def _render_delete(state: AppState, info: dict[str, Any], output: OutputFormat | None) -> None:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from storagectl.cli.output import note, print_json, print_table
+from storagectl.cli.output import confirm, note, plan_format, print_json, print_table
 from storagectl.cli.state import (
     AppState,
     DryRunOption,
@@ -131,15 +131,18 @@ def down(
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
     output: OutputOption = None,
 ) -> None:
-    """Revert applied revisions down to --to (runs their downgrade(); needs --yes)."""
-    from storagectl.errors import UsageError
-
+    """Revert applied revisions down to --to (runs their downgrade()). On a terminal it shows the SQL
+    and asks first; elsewhere it needs --yes."""
     state = state_of(ctx)
     migrator = _migrator(state, backend)
+    name = migrator.backend.name
     if not (yes or dry_run):
-        raise UsageError("migrate down reverts schema changes and may drop data; refusing without --yes",
-                         hint=f"Try: storagectl migrate down --backend {migrator.backend.name} --to {to} --dry-run; "
-                              "then the same with --yes")
+        plan = migrator.down(to, dry_run=True) if state.interactive else None
+        if plan is not None:
+            _render_runs(state, [plan], plan_format(state, output))
+        confirm(state, f"Revert {len(plan.revisions) if plan else 0} revision(s) of backend {name}?",
+                refusal="migrate down reverts schema changes and may drop data; refusing without --yes",
+                hint=f"Try: storagectl migrate down --backend {name} --to {to} --dry-run; then the same with --yes")
     result = migrator.down(to, dry_run=dry_run, lock_timeout=lock_timeout)
     _render_runs(state, [result], output)
 

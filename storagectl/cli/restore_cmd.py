@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from storagectl.cli.backup_cmd import FromOption, IdentityOption, LatestJobOption, selected_backup_id
-from storagectl.cli.output import note, print_json, print_table, styled_status
+from storagectl.cli.output import confirm, note, print_json, print_table, styled_status
 from storagectl.cli.progress import progress_view
 from storagectl.cli.state import AppState, DryRunOption, OutputFormat, OutputOption, YesOption, state_of
 from storagectl.units import human_bytes
@@ -37,7 +37,7 @@ def restore(
     identity: IdentityOption = None,
     output: OutputOption = None,
 ) -> None:
-    """Restore a backup. A non-empty target needs --yes: its data is replaced.
+    """Restore a backup. A non-empty target's data is replaced: asked first on a terminal, needs --yes elsewhere.
 
     `restore latest --backend prod-db --to staging-db` restores the newest backup of prod-db into
     staging-db; `restore latest --to app` the newest backup of app into app.
@@ -55,6 +55,8 @@ def restore(
     if backup_id == LATEST and to is not None:
         state.config.backend(to)  # an unknown target is named as the target, not as the source
     backup_id = selected_backup_id(state, backup_id, from_, job, backend or (to if backup_id == LATEST else None))
+    if not yes and not dry_run and state.interactive:
+        yes = _confirm_replace(state, backup_id, from_, to, identity, output)
     with progress_view(state) as progress:
         result = restore_backup(state.config, backup_id, from_, to, validate=validate, parallel=parallel,
                                 dry_run=dry_run, replace=yes, identity_file=identity, progress=progress)
@@ -67,6 +69,22 @@ def restore(
 
         raise IntegrityError(f"restore of {backup_id} finished but {result.validation.problem()}",
                              hint="Try: storagectl backup verify " + backup_id)
+
+
+def _confirm_replace(state: AppState, backup_id: str, from_: str | None, to: str | None, identity,
+                     output: OutputFormat | None) -> bool:
+    """On a terminal, a non-empty target is not refused: its plan is shown and the user asked."""
+    from storagectl.backup import restore as restore_backup
+
+    plan = restore_backup(state.config, backup_id, from_, to, dry_run=True, identity_file=identity)
+    if not plan.to_dict()["needs_yes"]:
+        return False
+    _render(state, plan)
+    target = plan.plan.target
+    confirm(state, f"Replace the data of {target.label} with backup {backup_id}?",
+            refusal=f"{target.label} is not empty; restoring would overwrite its data",
+            hint=f"Try: storagectl restore {backup_id}{f' --from {from_}' if from_ else ''} --to {target.name} --yes")
+    return True
 
 
 def _render(state: AppState, result) -> None:

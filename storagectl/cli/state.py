@@ -29,7 +29,8 @@ OutputOption = Annotated[
     typer.Option("--output", "-o", metavar="FORMAT",
         help="table for people, json for scripts (overrides the global -o)."),
 ]
-YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Proceed without asking.")]
+YesOption = Annotated[bool, typer.Option(
+    "--yes", "-y", help="Proceed without asking (without it: asks on a terminal, refuses elsewhere).")]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")]
 
 
@@ -71,6 +72,11 @@ class AppState:
 
             self._config = load_config(self.config_path)
         return self._config
+
+    @property
+    def interactive(self) -> bool:
+        """Someone can answer a question: stdin and stderr (where it is asked) are terminals."""
+        return sys.stdin.isatty() and sys.stderr.isatty()
 
     def format(self, override: OutputFormat | None) -> OutputFormat:
         return override or self.output
