@@ -252,6 +252,26 @@ def test_show_and_verify_latest(cli, env):
     assert none.exit_code == 5 and "no complete backup of job 'sealed'" in none.stderr
 
 
+def test_latest_of_a_job_with_several_backends_needs_the_backend(cli, env, write_config):
+    config = write_config(f"""
+        version: 1
+        backends:
+          app: {{kind: sqlite, path: {env["source"]}}}
+          copy: {{kind: sqlite, path: {env["copy"]}, create_if_missing: true}}
+        destinations:
+          local: {{kind: local, path: {env["backups"]}}}
+        jobs:
+          both: {{backends: [app, copy], destination: local}}
+    """, name="both.yaml")
+    made = cli("-c", config, "-o", "json", "backup", "run", "--job", "both")
+    assert made.exit_code == 0 and [b["backend"] for b in made.json()] == ["app", "copy"]
+    ambiguous = cli("-c", config, "backup", "verify", "latest", "--job", "both")
+    assert ambiguous.exit_code == 2 and "is ambiguous: it backs up app, copy" in ambiguous.stderr
+    assert "Try: --job both --backend app" in ambiguous.stderr
+    chosen = cli("-c", config, "-o", "json", "backup", "verify", "latest", "--job", "both", "--backend", "copy")
+    assert chosen.exit_code == 0 and chosen.json()["id"] == made.json()[1]["id"]
+
+
 def test_unreachable_destination_does_not_block_the_reachable_one(cli, env, write_config, tmp_path):
     config = write_config(f"""
         version: 1
@@ -428,3 +448,22 @@ def test_delete_asks_on_a_real_terminal(cli, env):
     assert os.waitstatus_to_exitcode(status) == 0, seen
     assert f"Delete backup {info['id']} at local?".encode() in seen
     assert cli("-c", env["config"], "-o", "json", "backup", "list").json() == []
+
+
+def test_json_outputs_have_the_documented_shape(cli, env):
+    """One backend or several, success or dry run: each command prints the shape the README gives."""
+    from tests.test_cli import documented_json_shapes
+
+    shapes = {"list": list, "object": dict}
+    documented = documented_json_shapes()
+    info = backup(cli, env, "--job", "nightly")
+    runs = {
+        "config validate": [], "config show": [], "backends": [], "diag": [], "backup list": [],
+        "backup run": ["--backend", "app", "--to", "local"], "backup show": [info["id"]],
+        "backup verify": ["latest", "--backend", "app"], "backup delete": [info["id"], "--dry-run"],
+        "restore": [info["id"], "--to", "app", "--dry-run"], "backup schedule": ["--list"],
+    }
+    for command, args in runs.items():
+        result = cli("-c", env["config"], "-o", "json", *command.split(), *args)
+        assert result.exit_code == 0, (command, result.stderr)
+        assert isinstance(result.json(), shapes[documented[command]]), command

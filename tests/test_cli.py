@@ -229,3 +229,22 @@ def test_every_option_and_argument_has_a_readable_metavar():
         usage, rest = help_text.split("\n", 1)
         text = usage + rest[min(i for i in (rest.find("\nArguments:"), rest.find("\nOptions:")) if i >= 0):]
         assert not _RAW_PLACEHOLDER.search(text), f"`storagectl {path} --help`: {_RAW_PLACEHOLDER.search(text)[0]}"
+
+
+def documented_json_shapes() -> dict[str, str]:
+    """README "JSON output": command -> "list" or "object"."""
+    section = (ROOT / "README.md").read_text().split("## JSON output", 1)[1].split("\n## ", 1)[0]
+    shapes = {}
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            commands, shape = line.split("|")[1:3]
+            for command in re.findall(r"`([a-z][a-z ]*[a-z])", commands):
+                shapes[command] = "list" if shape.strip().startswith("list") else "object"
+    return shapes
+
+
+def test_every_json_output_has_one_documented_shape():
+    shapes = documented_json_shapes()
+    for path, command in all_commands():
+        if any(param.name == "output" for param in command.params):
+            assert path in shapes, f"README \"JSON output\" does not document `storagectl {path} -o json`"

@@ -252,7 +252,7 @@ class AlembicMigrator(ABC):
         if strict and findings:
             name = self.backend.name
             raise OperationFailed(
-                f"backend {name!r}: --strict and lint found {len(findings)} problem(s), nothing applied:",
+                f"backend {name!r}: --strict and lint found {len(findings)} problem(s), nothing applied",
                 details=[str(finding) for finding in findings],
                 hint=f"Try: storagectl migrate up --backend {name} --dry-run; drop --strict to apply with warnings",
             )
