@@ -485,7 +485,7 @@ def test_down_on_a_terminal_shows_the_sql_and_asks(cli, target, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
     declined = migrate(cli, target, "down", "--to", revisions[0])
     assert declined.exit_code == 1 and "Revert 2 revision(s) of backend" in declined.stderr
-    assert "DELETE FROM users" in declined.stdout and target.version() == revisions[2]
+    assert "DELETE FROM users" in declined.stderr and target.version() == revisions[2]
     monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
     accepted = migrate(cli, target, "down", "--to", revisions[0])
     assert accepted.exit_code == 0, accepted.stderr

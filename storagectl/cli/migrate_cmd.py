@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from storagectl.cli.output import confirm, note, plan_format, print_json, print_table
+from storagectl.cli.output import confirm, note, print_json, print_table
 from storagectl.cli.state import (
     AppState,
     DryRunOption,
@@ -138,8 +138,8 @@ def down(
     name = migrator.backend.name
     if not (yes or dry_run):
         plan = migrator.down(to, dry_run=True) if state.interactive else None
-        if plan is not None:
-            _render_runs(state, [plan], plan_format(state, output))
+        if plan is not None:  # for the person answering, beside the question (stdout keeps the result)
+            state.err.print(plan.sql or "", markup=False, highlight=False, soft_wrap=True)
         confirm(state, f"Revert {len(plan.revisions) if plan else 0} revision(s) of backend {name}?",
                 refusal="migrate down reverts schema changes and may drop data; refusing without --yes",
                 hint=f"Try: storagectl migrate down --backend {name} --to {to} --dry-run; then the same with --yes")
