@@ -8,11 +8,13 @@ failed or running one, which never counts toward any ``keep_*`` rule (see
 Retention is worked out separately for each backend of a job: a job with two backends stores two
 backups per run, and ``keep_last 7`` means seven of each.
 
-A folder without a manifest is **in progress** while its newest object was written less than
-``retention.partial_after`` ago (default 1 day): it may be a backup that has not written its
-manifest yet, so it is kept. Once nothing has been written to it for longer, it is a leftover of a
-failed run and is removed. ``partial_after`` must therefore exceed the longest time a backup takes
-to write one object.
+A folder without a manifest is **in progress** while its run's lease is live (see
+:mod:`storagectl.archive.lease`) or something was written to it less than ``retention.partial_after``
+ago (default 1 day): it is kept. Otherwise it is the leftover of a failed or killed run and is
+removed, with its unfinished uploads (local temp files, S3 multipart uploads); a folder holding
+nothing else is found through them. Stale unfinished uploads in the folders that are kept (and not in
+progress) are aborted too. Just before a leftover is removed its folder is listed again, so a run
+that renewed its lease or finished meanwhile is left alone.
 """
 
 from __future__ import annotations
@@ -20,15 +22,23 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from storagectl.archive.manifest import MANIFEST_NAME, is_backup_id
-from storagectl.backup.catalog import FoundBackup, backup_folders, destination_named, remove_folder, with_manifest
+from storagectl.archive.manifest import is_backup_id
+from storagectl.backup.catalog import (
+    FoundBackup,
+    backup_folders,
+    destination_named,
+    looked_at_again,
+    remove_folder,
+    with_manifest,
+)
 from storagectl.config.models import Config, JobSettings, RetentionPolicy
+from storagectl.destinations import Destination, UnfinishedUpload
 from storagectl.errors import IntegrityError, StoragectlError, UsageError
-from storagectl.retention import BackupRef, RetentionDecision, describe_policy, plan_retention
+from storagectl.retention import IN_PROGRESS, BackupRef, RetentionDecision, describe_policy, plan_retention
 
 log = logging.getLogger("storagectl.prune")
 
@@ -40,16 +50,14 @@ class StoredBackup:
     folder: FoundBackup
     backend: str | None  # from the manifest; None for a folder without one
     started_at: datetime
-    last_written: datetime
 
     @property
     def complete(self) -> bool:
         return self.folder.manifest is not None
 
     def ref(self, now: datetime, partial_after: float) -> BackupRef:
-        quiet_for = now - self.last_written
-        in_progress = not self.complete and quiet_for <= timedelta(seconds=partial_after)
-        return BackupRef(self.folder.id, self.started_at, self.complete, in_progress)
+        return BackupRef(self.folder.id, self.started_at, self.complete,
+                         self.folder.in_progress(now, partial_after))
 
 
 @dataclass(frozen=True)
@@ -60,9 +68,11 @@ class PruneEntry:
     decision: RetentionDecision
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.backup.folder.id, "backend": self.backup.backend,
+        folder = self.backup.folder
+        return {"id": folder.id, "backend": self.backup.backend,
                 "started_at": self.backup.started_at.isoformat(), "complete": self.backup.complete,
-                "action": self.decision.action, "reasons": list(self.decision.reasons)}
+                "action": self.decision.action, "reasons": list(self.decision.reasons),
+                "objects": len(folder.objects), "bytes": folder.size, "unfinished_uploads": len(folder.unfinished)}
 
 
 @dataclass
@@ -73,14 +83,33 @@ class PruneResult:
     dry_run: bool
     entries: list[PruneEntry] = field(default_factory=list)
     unreadable: dict[str, str] = field(default_factory=dict)  # backup id -> why its manifest can't be read
+    stray_uploads: list[UnfinishedUpload] = field(default_factory=list)  # stale ones in folders kept
 
     @property
     def removed(self) -> list[str]:
-        return [entry.backup.folder.id for entry in self.entries if not entry.decision.keep]
+        return [entry.backup.folder.id for entry in self._removals()]
+
+    @property
+    def aborted_uploads(self) -> list[UnfinishedUpload]:
+        """Every unfinished upload aborted: those of the folders removed, then the stray ones."""
+        return [upload for entry in self._removals() for upload in entry.backup.folder.unfinished] + \
+            self.stray_uploads
+
+    @property
+    def bytes_removed(self) -> int:
+        removed = sum(entry.backup.folder.size for entry in self._removals())
+        return removed + sum(upload.size or 0 for upload in self.stray_uploads)
+
+    def _removals(self) -> list[PruneEntry]:
+        return [entry for entry in self.entries if not entry.decision.keep]
 
     def to_dict(self) -> dict[str, Any]:
         return {"job": self.job, "destination": self.destination, "policy": self.policy,
                 "dry_run": self.dry_run, "removed": self.removed,
+                "partial_removed": [e.backup.folder.id for e in self._removals() if not e.backup.complete],
+                "aborted_uploads": [{"key": up.key, "size": up.size, "last_active": up.last_active.isoformat()}
+                                    for up in self.aborted_uploads],
+                "bytes_removed": self.bytes_removed,
                 "backups": [entry.to_dict() for entry in self.entries],
                 "unreadable": [{"id": backup_id, "error": error} for backup_id, error in self.unreadable.items()]}
 
@@ -107,10 +136,14 @@ def prune_job(config: Config, job: str, now: datetime, dry_run: bool = False) ->
     settings = config.job(job)
     policy = _policy_of(job, settings)
     unreadable: dict[str, str] = {}
-    entries = plan_job(job_backups(config, job, unreadable), policy, now, ZoneInfo(settings.timezone))
-    result = PruneResult(job, settings.destination, describe_policy(policy), dry_run, entries, unreadable)
+    destination = destination_named(config, settings.destination)
+    entries = plan_job(_job_backups(destination, job, unreadable), policy, now, ZoneInfo(settings.timezone))
+    stray = [upload for entry in entries if entry.decision.keep
+             for upload in entry.backup.folder.stale_uploads(now, policy.partial_after)]
+    result = PruneResult(job, settings.destination, describe_policy(policy), dry_run, entries, unreadable, stray)
     if not dry_run:
-        _delete_removals(job, result)
+        _delete_removals(job, result, now, policy.partial_after)
+        _abort_stray_uploads(job, result, destination)
     return result
 
 
@@ -130,10 +163,14 @@ def plan_job(stored: list[StoredBackup], policy: RetentionPolicy, now: datetime,
 
 
 def job_backups(config: Config, job: str, unreadable: dict[str, str] | None = None) -> list[StoredBackup]:
-    """Every backup folder of ``job`` at its destination, complete or not, in no particular order.
-    Folders whose manifest cannot be read are left out (and added to ``unreadable``)."""
-    destination = destination_named(config, config.job(job).destination)
-    found = (_stored(folder, job, unreadable) for folder in backup_folders(destination, job)
+    """Every backup folder of ``job`` at its destination, complete or not, with its unfinished uploads,
+    in no particular order. Folders whose manifest cannot be read are left out (and added to
+    ``unreadable``)."""
+    return _job_backups(destination_named(config, config.job(job).destination), job, unreadable)
+
+
+def _job_backups(destination: Destination, job: str, unreadable: dict[str, str] | None) -> list[StoredBackup]:
+    found = (_stored(folder, job, unreadable) for folder in backup_folders(destination, job, unfinished=True)
              if _is_job_folder(folder, job))
     return [backup for backup in found if backup is not None]
 
@@ -145,7 +182,7 @@ def newest_complete_start(config: Config, job: str) -> datetime | None:
     settings = config.job(job)
     destination = destination_named(config, settings.destination)
     wanted, newest = set(settings.backends), {}
-    folders = [f for f in backup_folders(destination, job) if _is_job_folder(f, job) and _has_manifest(f)]
+    folders = [f for f in backup_folders(destination, job) if _is_job_folder(f, job) and f.has_manifest]
     for folder in sorted(folders, key=lambda f: f.id, reverse=True):
         backup = _stored(folder, job)
         if backup is not None and backup.backend in wanted:
@@ -162,10 +199,15 @@ def _policy_of(job: str, settings: JobSettings) -> RetentionPolicy:
     return settings.retention
 
 
-def _delete_removals(job: str, result: PruneResult) -> None:
+def _delete_removals(job: str, result: PruneResult, now: datetime, partial_after: float) -> None:
     removed = 0
-    for entry in result.entries:
+    for position, entry in enumerate(result.entries):
         if entry.decision.keep:
+            continue
+        if not entry.backup.complete and _came_alive(entry, now, partial_after):
+            log.info("job %s: backup %s came back to life while pruning; left alone", job, entry.backup.folder.id)
+            result.entries[position] = PruneEntry(entry.backup, RetentionDecision(entry.decision.backup, True,
+                                                                                  (IN_PROGRESS,)))
             continue
         try:
             remove_folder(entry.backup.folder)
@@ -179,12 +221,24 @@ def _delete_removals(job: str, result: PruneResult) -> None:
                  "no rule kept it" if entry.backup.complete else "partial")
 
 
+def _came_alive(entry: PruneEntry, now: datetime, partial_after: float) -> bool:
+    """Whether a leftover, listed again just before its removal, has a manifest or a live lease now:
+    its run was only stalled when prune first looked."""
+    return not looked_at_again(entry.backup.folder).is_leftover(now, partial_after)
+
+
+def _abort_stray_uploads(job: str, result: PruneResult, destination: Destination) -> None:
+    try:
+        destination.abort_unfinished(result.stray_uploads)
+    except StoragectlError as exc:
+        exc.message = f"prune of job {job!r}: could not abort a stale unfinished upload: {exc.message}"
+        raise
+    for upload in result.stray_uploads:
+        log.info("job %s: aborted the unfinished upload %s", job, upload.key)
+
+
 def _is_job_folder(folder: FoundBackup, job: str) -> bool:
     return folder.group == job and is_backup_id(folder.id)
-
-
-def _has_manifest(folder: FoundBackup) -> bool:
-    return any(stored.key.endswith("/" + MANIFEST_NAME) for stored in folder.objects)
 
 
 def _stored(folder: FoundBackup, job: str, unreadable: dict[str, str] | None = None) -> StoredBackup | None:
@@ -199,11 +253,10 @@ def _stored(folder: FoundBackup, job: str, unreadable: dict[str, str] | None = N
     manifest = folder.manifest
     if manifest is not None and manifest.job != job:
         return None  # an ad-hoc backup of a backend that happens to share the job's name
-    last_written = max(stored.modified for stored in folder.objects)
     if manifest is None:
-        return StoredBackup(folder, None, id_started_at(folder.id), last_written)
+        return StoredBackup(folder, None, id_started_at(folder.id))
     started = datetime.fromisoformat(manifest.started_at)
-    return StoredBackup(folder, manifest.backend.get("name"), started, last_written)
+    return StoredBackup(folder, manifest.backend.get("name"), started)
 
 
 def id_started_at(backup_id: str) -> datetime:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, field_validator, model_validator
 
 from storagectl.config.models import RetrySettings, TimeoutSettings
 from storagectl.config.types import Secret
+from storagectl.config.urls import check_http_url, reject_query
 from storagectl.errors import (
     AuthenticationFailed,
     BackendUnavailable,
@@ -36,6 +37,13 @@ class S3ConnectionSettings(BaseModel):
     secret_access_key: Secret | None = None
     session_token: Secret | None = None
     verify_tls: bool = True
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _valid_endpoint(cls, url: str | None) -> str | None:
+        if url is not None:
+            reject_query(check_http_url(url), "give only scheme, host and port")
+        return url
 
     @model_validator(mode="after")
     def _keys_in_pairs(self) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -61,7 +63,8 @@ def test_round_trip_into_a_new_file_restores_every_row(setup):
     assert [b.id for b in list_backups(config)] == [result.manifest.id]
     assert verify_backup(config, result.manifest.id).ok
     outcome = restore(config, result.manifest.id, target="copy", validate=True)
-    assert outcome.validation.ok and {c.unit for c in outcome.validation.checks} == {"users", "odd name", "empty"}
+    assert outcome.validation.ok and {c.unit for c in outcome.validation.checks} == {
+        "users", "odd name", "empty", "database file"}
     assert dump_all(copy) == dump_all(source)
     assert sqlite3.connect(copy).execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
@@ -106,23 +109,61 @@ def test_restore_refuses_to_swap_a_database_in_use(setup):
         "changed again"}
 
 
-def test_validation_reports_a_content_mismatch(setup, monkeypatch):
-    config, source, copy = setup
-    [result] = run_backup(config, job="nightly")
+def _change_one_value_once_restored(monkeypatch, table: str, where: str) -> None:
+    """One value of one row changes in the restored file after the archive was read back intact
+    (a disk or a bug that the archive's own checksums cannot see): --validate must catch it."""
     from storagectl.backends.sqlite import SQLiteBackend
 
-    original = SQLiteBackend.content_summary
+    original = SQLiteBackend._check_integrity
 
-    def tampered(self, like=None):
-        summary = original(self, like)
-        summary.checksums["users"] = "0" * 32
-        return summary
+    def check_then_corrupt(self, path):
+        original(self, path)
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            db.execute(f'UPDATE "{table}" SET {where}')
+            db.commit()
 
-    monkeypatch.setattr(SQLiteBackend, "content_summary", tampered)
+    monkeypatch.setattr(SQLiteBackend, "_check_integrity", check_then_corrupt)
+
+
+def test_validation_catches_one_changed_value(setup, monkeypatch):
+    config, source, copy = setup
+    [result] = run_backup(config, job="nightly")
+    _change_one_value_once_restored(monkeypatch, "users", "score = score + 1e-9 WHERE id = 4321")
     copy.write_bytes(b"")  # an existing (empty) target file: a mismatch must leave it as it was
-    with pytest.raises(IntegrityError, match="does not match the backup: users; the target was left as it was"):
+    with pytest.raises(IntegrityError, match="does not match the backup: database file; the target was left as it"):
         restore(config, result.manifest.id, target="copy", validate=True, replace=True)
     assert copy.read_bytes() == b"" and list(copy.parent.glob(f".{copy.name}.*")) == []
+
+
+ROW_CHECKSUMS = Path(__file__).parent / "data" / "sqlite-row-checksums"  # see its README.md
+ROW_CHECKSUMS_ID = "20261206T061324Z-38d508"
+
+
+@pytest.fixture
+def row_checksums_config(tmp_path, write_config):
+    shutil.copytree(ROW_CHECKSUMS / "backups", tmp_path / "backups")
+    return load_config(write_config(f"""
+        backends:
+          app: {{kind: sqlite, path: {tmp_path / "app.db"}, create_if_missing: true}}
+        destinations:
+          local: {{kind: local, path: {tmp_path / "backups"}}}
+    """)), tmp_path / "app.db"
+
+
+def test_a_backup_with_per_table_row_checksums_restores_and_validates(row_checksums_config):
+    config, target = row_checksums_config
+    outcome = restore(config, ROW_CHECKSUMS_ID, target="app", validate=True)
+    assert outcome.validation.ok
+    assert {(c.unit, c.actual_count) for c in outcome.validation.checks} == {("users", 300), ("odd name", 50)}
+    assert all(c.expected_checksum and c.expected_checksum == c.actual_checksum for c in outcome.validation.checks)
+
+
+def test_a_backup_with_per_table_row_checksums_still_catches_one_changed_value(row_checksums_config, monkeypatch):
+    config, target = row_checksums_config
+    _change_one_value_once_restored(monkeypatch, "odd name", "v = 'x' WHERE k = 'k7'")
+    with pytest.raises(IntegrityError, match="does not match the backup: odd name"):
+        restore(config, ROW_CHECKSUMS_ID, target="app", validate=True)
+    assert not target.exists() or target.stat().st_size == 0
 
 
 def test_restore_over_a_file_keeps_its_owner_group_and_mode(setup):

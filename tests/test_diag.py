@@ -168,7 +168,10 @@ def test_all_backends_reported_even_when_one_is_down(cli, write_config, pg_datab
     result = cli("-c", path, "-o", "json", "diag")
     assert result.exit_code == 3
     reports = {r["backend"]: r for r in result.json()["backends"]}
-    assert [reports[n]["status"] for n in ("pg", "cache", "lite")] == ["ok", "ok", "ok"]
+    # reachable and checked; their grades are not asserted: server-wide checks (connections in use,
+    # long transactions) depend on whatever else uses the shared test servers at the time
+    assert [(reports[n]["reachable"], reports[n]["error"]) for n in ("pg", "cache", "lite")] == [(True, None)] * 3
+    assert reports["lite"]["status"] == "ok"
     assert reports["down"]["status"] == "unknown" and "connection refused" in reports["down"]["error"]
     table = cli("-c", path, "diag")
     assert table.exit_code == 3 and "connection refused" in table.stdout and "UNKNOWN" in table.stdout

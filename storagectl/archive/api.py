@@ -68,6 +68,7 @@ class RestoreOptions:
     # RestoreOutcome so far before it goes live; raising keeps the old contents. Others never call
     # it (the caller validates after the restore).
     check_staged: Callable[[Any, RestoreOutcome], None] | None = None
+    backup_id: str | None = None  # the backup being restored: a target may hold an unfinished restore of it
 
 
 @dataclass

@@ -11,7 +11,7 @@ from storagectl.archive.codec import EncodingSink, HashingWriter
 from storagectl.archive.manifest import MANIFEST_NAME, BackupManifest, ObjectEntry, object_key
 from storagectl.archive.progress import ProgressCallback, ProgressEvent, no_progress
 from storagectl.destinations.base import Destination
-from storagectl.errors import OperationFailed
+from storagectl.errors import IntegrityError, OperationFailed
 
 
 class ArchiveSession:
@@ -64,9 +64,30 @@ class ArchiveSession:
             self.metadata[key] = value
 
     def write_manifest(self, manifest: BackupManifest) -> None:
-        """The last write of a backup: from here on it exists."""
-        with self.destination.put_stream(self.prefix + MANIFEST_NAME) as stream:
+        """The last write of a backup: from here on it exists. Only when every object it names is
+        stored with its size, checked just before and again just after (a failed second check
+        removes the manifest again): something else (a prune, a delete) may have removed them."""
+        self._check_stored(manifest)
+        key = self.prefix + MANIFEST_NAME
+        with self.destination.put_stream(key) as stream:
             stream.write(manifest.to_json())
+        try:
+            self._check_stored(manifest)
+        except IntegrityError:
+            with contextlib.suppress(Exception):  # the missing objects are what the user must see
+                self.destination.delete([key])
+            raise
+
+    def _check_stored(self, manifest: BackupManifest) -> None:
+        stored = {obj.key: obj.size for obj in self.destination.list(self.prefix)}
+        missing = [entry for entry in manifest.objects if stored.get(entry.key) != entry.size]
+        if missing:
+            raise IntegrityError(
+                f"backup {manifest.id} failed: {len(missing)} of {len(manifest.objects)} object(s) are missing or "
+                f"truncated at destination {self.destination.name!r} (e.g. {missing[0].key}), so it has no "
+                "manifest",
+                hint="Try: run the backup again; something removed its objects while it ran (a `backup delete`, "
+                     "or a prune while this run could not renew its lease for minutes)")
 
     def discard(self) -> None:
         """Remove whatever this backup wrote; it failed and must not look complete."""

@@ -51,6 +51,11 @@ class Backend(ABC):
         run before anything is read or written, and by ``--dry-run``. Kinds that need nothing keep this."""
         return None
 
+    def unfinished_restore(self) -> str | None:
+        """The id of the backup whose restore into this (non-empty) target was cut off, when the
+        kind marks one; a rerun of that backup may then discard the partial contents."""
+        return None
+
     @property
     def replace_method(self) -> str:
         """How ``restore --yes`` replaces a non-empty target (shown by ``restore --dry-run``)."""

@@ -10,6 +10,7 @@ from pydantic import field_validator
 from storagectl.backends.base import Backend, classify_connection_error
 from storagectl.config.models import BackendSettings, PasswordMixin
 from storagectl.config.types import ConfigPath
+from storagectl.config.urls import reject_query, require_host, split_url
 from storagectl.diag import Check, CheckSpec, Status
 from storagectl.errors import AuthenticationFailed, StoragectlError
 from storagectl.redact import redact_url
@@ -35,10 +36,15 @@ class Neo4jSettings(PasswordMixin, BackendSettings):
 
     @field_validator("uri")
     @classmethod
-    def _bolt_scheme(cls, value: str) -> str:
-        scheme = urlsplit(value).scheme
-        if scheme not in _SCHEMES:
-            raise ValueError(f"uri scheme must be one of {', '.join(_SCHEMES)} (got {scheme or 'none'})")
+    def _valid_uri(cls, value: str) -> str:
+        """The driver accepts ``bolt://h:notaport`` or ``bolt://h/db`` and fails (or ignores the
+        path) only when connecting."""
+        parts = split_url(value, _SCHEMES)
+        require_host(parts)
+        if parts.path not in ("", "/"):
+            raise ValueError("has a path, which the driver ignores; choose the database with `database:`")
+        if not parts.scheme.startswith("neo4j"):
+            reject_query(parts, "only neo4j:// uris take routing parameters")
         return value
 
 

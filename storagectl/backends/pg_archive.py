@@ -337,19 +337,13 @@ def is_empty(backend: PostgresBackend) -> bool:
 
 # -- restore ------------------------------------------------------------------------------------------
 def restore(backend: PostgresBackend, archive: ArchiveReader, options: RestoreOptions) -> RestoreOutcome:
-    """Into an empty target directly; over a non-empty one (``replace_existing``) into a new
-    database that replaces the target only once it is complete (:mod:`pg_swap`)."""
-    from storagectl.backends import pg_swap
+    """Staged beside the target and renamed in where the role may, else in place into an empty
+    target under a marker (:mod:`pg_target`)."""
+    from storagectl.backends import pg_target
 
     copies = tables_of(archive)
-    if not options.replace_existing or is_empty(backend):
-        _restore_into(backend, archive, copies, options, undo=True)
-        return RestoreOutcome()
-    with pg_swap.staged_replacement(backend) as replacement:
-        _restore_into(replacement.staged, archive, copies, replace(options, replace_existing=False), undo=False)
-        if options.check_staged is not None:
-            options.check_staged(replacement.staged, RestoreOutcome())
-    return RestoreOutcome(notes=replacement.notes)
+    return pg_target.restore(backend, options, lambda into, opts, undo: _restore_into(
+        into, archive, copies, opts, undo=undo))
 
 
 def _restore_into(backend: PostgresBackend, archive: ArchiveReader, copies: list[TableCopy],

@@ -1,12 +1,18 @@
-"""``restore --yes`` over a non-empty PostgreSQL database without risking its contents.
+"""Restoring a PostgreSQL backup beside the target and renaming it in, so the target holds either
+its old contents or the complete restore, never part of one.
 
-The backup is restored into a new database beside the target, created with the target's owner,
-encoding, locale and tablespace. When that restore is complete -- and, with ``--validate``, proven
-equal to the backup -- it gets the target's database-level settings, grants, connection limit and
-comment, and the two are swapped by renaming both in one transaction; the old database is dropped
-afterwards. Until the swap the target keeps serving its old contents; a failure at any point
-before it drops only the new database. Sessions still connected at the swap are terminated,
-because PostgreSQL cannot rename a database that is in use.
+The backup is restored into a new database (``<db>__stctl_restore_<token>``) created with the
+target's owner, encoding, locale and tablespace (and, for an empty target, its extensions). When
+that restore is complete -- and, with ``--validate``, proven equal to the backup -- it gets the
+target's database-level settings, grants, connection limit and comment, and the two are swapped
+by renaming both in one transaction; the old database is dropped afterwards. Until the swap the
+target keeps serving its old contents; a failure at any point before it drops only the new
+database. Sessions still connected at the swap are terminated, because PostgreSQL cannot rename
+a database that is in use.
+
+A running restore holds a session-level advisory lock named after its new database (and one
+named after the target), so a ``kill -9`` releases it with the session: the next restore to the
+same target drops every ``__stctl_restore_`` database whose lock nobody holds.
 
 Needs CREATEDB (or superuser) and the privileges of the target's owner role; checked by
 :func:`check_replace` before the restore reads anything.
@@ -15,6 +21,7 @@ Needs CREATEDB (or superuser) and the privileges of the target's owner role; che
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -22,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from storagectl.backends.pg_guard import guard_held, hold_guards
 from storagectl.backends.pg_schema import quote_ident, quote_literal
 from storagectl.errors import OperationFailed, PermissionDenied, StoragectlError, raise_with_state
 
@@ -33,6 +41,7 @@ log = logging.getLogger(__name__)
 NAME_BYTES = 63  # NAMEDATALEN - 1
 SWAP_ATTEMPTS = 4  # a client reconnecting between terminate and rename makes the rename fail
 KEPT = "the target database still holds its old contents"
+KEPT_EMPTY = "the target database was left empty and unchanged"
 # GUCs whose stored per-database value is a list (GUC_LIST_QUOTE): split and written back one string
 # literal per element, as pg_dump does, never pasted as SQL.
 LIST_SETTINGS = frozenset({"search_path", "temp_tablespaces", "session_preload_libraries",
@@ -51,6 +60,10 @@ GRANTS_SQL = """
 SELECT a.privilege_type, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
        a.is_grantable
 FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = %s AND d.datacl IS NOT NULL
+"""
+EXTENSIONS_SQL = """
+SELECT e.extname, n.nspname, e.extversion FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+WHERE e.extname <> 'plpgsql' ORDER BY e.oid
 """
 SETTINGS_SQL = """
 SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END, unnest(s.setconfig)
@@ -126,7 +139,7 @@ def property_statements(props: DatabaseProperties, name: str) -> list[str]:
     """Settings, connection limit, grants and comment: applied after the load, just before the swap,
     so the restore's own sessions never run under them (read-only defaults, low limits, timeouts)."""
     db = quote_ident(name)
-    statements = [_setting_statement(db, role, entry) for role, entry in props.settings]
+    statements = [setting_statement(db, role, entry) for role, entry in props.settings]
     if props.connection_limit != -1:
         statements.append(f"ALTER DATABASE {db} CONNECTION LIMIT {props.connection_limit}")
     if props.has_acl:
@@ -151,7 +164,7 @@ def _locale_options(props: DatabaseProperties) -> str:
     return options
 
 
-def _setting_statement(db: str, role: str | None, entry: str) -> str:
+def setting_statement(db: str, role: str | None, entry: str) -> str:
     name, _, value = entry.partition("=")
     if name in LIST_SETTINGS:
         try:
@@ -249,43 +262,96 @@ class SwapOutcomeUnknown(OperationFailed):
     """The connection was lost while the rename committed and the server cannot tell us now."""
 
 
+class CannotStage(PermissionDenied):
+    """The new database cannot be made like the target (e.g. an extension the role may not create):
+    raised before any data is loaded; an empty target can still be restored in place."""
+
+
 @contextmanager
-def staged_replacement(backend: PostgresBackend) -> Iterator[Replacement]:
-    """A backend on a new, empty database shaped like ``backend``'s. When the block exits normally
-    the new database replaces the target (the old one is dropped); when it raises, the new database
-    is dropped and the target is untouched. Errors say which state they leave."""
-    props = check_replace(backend)
+def staged_replacement(backend: PostgresBackend, props: DatabaseProperties, *,
+                       extensions: tuple[tuple[str, str, str], ...] = (), kept: str = KEPT) -> Iterator[Replacement]:
+    """A backend on a new database shaped like ``backend``'s (``props``, from :func:`check_replace`)
+    holding ``extensions`` (name, schema, version). When the block exits normally the new database
+    replaces the target (the old one is dropped); when it raises, the new database is dropped and
+    the target is untouched (``kept`` says so). Errors say which state they leave."""
     target = backend.current_database()
     token = secrets.token_hex(4)
     staged_name, old_name = side_name(target, "restore", token), side_name(target, "old", token)
     replacement = Replacement(backend.for_database(staged_name))
     problems: list[str] = []  # what a failure leaves for the operator to fix, besides the old contents
     swapped = False
-    try:
-        with backend.connect_admin() as admin:
-            _admin_session(admin)
-            _run(backend, admin, create_statement(props, staged_name), f"creating the database {staged_name}")
-            _try_properties(backend, admin, props, staged_name)  # fails now, not after hours of loading
-        yield replacement
-        with backend.connect_admin() as admin:
-            _admin_session(admin)
-            for statement in property_statements(props, staged_name):
-                _run(backend, admin, statement, f"copying the target's properties to {staged_name}")
-            interrupt = _swap(backend, admin, target, staged_name, old_name, problems)
-            swapped = True
-    except SwapOutcomeUnknown:
-        raise
-    except BaseException as exc:
-        if swapped or _exists(backend, old_name):  # e.g. an interrupt while the admin connection closed
-            raise_with_state(exc, f"the restored database was swapped in; the old contents are in database "
-                                  f"{old_name}: drop it")
-        if not _drop(backend, staged_name):
-            problems.append(f"the new database {staged_name} could not be dropped: drop it")
-        raise_with_state(exc, "; ".join([KEPT, *problems]))
-    if interrupt is not None:
-        raise_with_state(interrupt, f"just after the restored database was swapped in; the old contents are in "
-                                    f"database {old_name}: drop it")
-    _drop_after_swap(backend, old_name, replacement)
+    with backend.connect_admin() as guard:
+        hold_guards(backend, guard, (target, staged_name))  # released with the session, by a kill -9 too
+        replacement.notes += drop_stale_staging(backend, guard, target)
+        try:
+            with backend.connect_admin() as admin:
+                _admin_session(admin)
+                _run(backend, admin, create_statement(props, staged_name), f"creating the database {staged_name}")
+                _try_properties(backend, admin, props, staged_name)  # fails now, not after hours of loading
+            _carry_extensions(backend, replacement.staged, extensions)
+            yield replacement
+            with backend.connect_admin() as admin:
+                _admin_session(admin)
+                for statement in property_statements(props, staged_name):
+                    _run(backend, admin, statement, f"copying the target's properties to {staged_name}")
+                interrupt = _swap(backend, admin, target, staged_name, old_name, problems)
+                swapped = True
+        except SwapOutcomeUnknown:
+            raise
+        except CannotStage:
+            _drop(backend, staged_name)
+            raise
+        except BaseException as exc:
+            if swapped or _exists(backend, old_name):  # e.g. an interrupt while the admin connection closed
+                raise_with_state(exc, f"the restored database was swapped in; the old contents are in database "
+                                      f"{old_name}: drop it")
+            if not _drop(backend, staged_name):
+                problems.append(f"the new database {staged_name} could not be dropped: drop it")
+            raise_with_state(exc, "; ".join([kept, *problems]))
+        if interrupt is not None:
+            raise_with_state(interrupt, f"just after the restored database was swapped in; the old contents are "
+                                        f"in database {old_name}: drop it")
+        _drop_after_swap(backend, old_name, replacement)
+
+
+def read_extensions(conn: Any) -> tuple[tuple[str, str, str], ...]:
+    """The database's extensions but plpgsql, as (name, schema, version), in creation order."""
+    return tuple(conn.execute(EXTENSIONS_SQL).fetchall())
+
+
+def _carry_extensions(backend: PostgresBackend, staged: PostgresBackend,
+                      extensions: tuple[tuple[str, str, str], ...]) -> None:
+    """Create the target's extensions (e.g. installed through template1) in the new database, as a
+    restore into the target itself would have found them."""
+    import psycopg
+
+    if not extensions:
+        return
+    with staged.connect() as conn:
+        for name, schema, version in extensions:
+            exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema]).fetchone()
+            where = f" SCHEMA {quote_ident(schema)}" if exists else ""  # else the control file names it
+            try:
+                conn.execute(f"CREATE EXTENSION IF NOT EXISTS {quote_ident(name)}{where} "
+                             f"VERSION {quote_literal(version)} CASCADE")
+            except psycopg.Error as exc:
+                raise CannotStage(f"{backend.label}: cannot create extension {name} in a new database "
+                                  f"({backend.error_line(exc)})",
+                                  hint="Try: ALTER ROLE <backup role> SUPERUSER, or install it in template1") from exc
+
+
+def drop_stale_staging(backend: PostgresBackend, conn: Any, target: str) -> list[str]:
+    """Drop the ``__stctl_restore_`` databases of ``target`` that no live restore guards (left by a
+    ``kill -9`` or a lost machine); returns what was dropped, for the operator."""
+    stem = side_name(target, "restore", "0" * 8)[:-8]
+    rows = conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", [stem]).fetchall()
+    notes = []
+    for (name,) in rows:
+        if re.fullmatch("[0-9a-f]{8}", name[len(stem):]) and not guard_held(conn, name) and _drop(backend, name):
+            log.warning("%s: dropped database %s, left by a restore into %r that no longer runs",
+                        backend.label, name, target)
+            notes.append(f"dropped database {name}, left behind by an earlier restore that no longer runs")
+    return notes
 
 
 def _admin_session(admin: Any) -> None:

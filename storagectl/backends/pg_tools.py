@@ -1,11 +1,17 @@
-"""pg_dump as a subprocess: found on PATH, version-checked against the server, password via env."""
+"""pg_dump as a subprocess: found on PATH, version-checked against the server, password via env,
+and killed with storagectl (:func:`spawn`)."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +23,7 @@ if TYPE_CHECKING:
     from storagectl.backends.postgres import PostgresBackend
 
 CHUNK_BYTES = 1 << 16
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 INSTALL_HINT = "Try: install the PostgreSQL client tools (e.g. apt install postgresql-client-{major}) " \
                "and make sure pg_dump is on PATH"
 
@@ -36,7 +43,8 @@ class PgDump:
         if path is None:
             raise ToolMissing("pg_dump is not installed or not on PATH (needed for the schema of a "
                               "PostgreSQL backup)", hint=INSTALL_HINT.format(major="NN"))
-        output = subprocess.run([path, "--version"], capture_output=True, text=True, check=False).stdout
+        with spawn([path, "--version"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as process:
+            output = process.communicate()[0]
         match = re.search(r"(\d+)(?:\.(\d+))?", output)
         if match is None:
             raise ToolMissing(f"cannot tell the version of {path}: {output.strip()!r}", hint=INSTALL_HINT.format(
@@ -59,8 +67,8 @@ class PgDump:
         command = [self.path, f"--section={section}", f"--snapshot={snapshot}", "--no-password",
                    f"--dbname={conninfo}"]
         # stderr goes to a temp file: a pipe that nobody drains would block pg_dump after 64 KiB of warnings.
-        with tempfile.TemporaryFile() as stderr, subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=stderr, env=env) as process:
+        with tempfile.TemporaryFile() as stderr, spawn(command, stdout=subprocess.PIPE, stderr=stderr,
+                                                       env=env) as process:
             assert process.stdout is not None
             while chunk := process.stdout.read(CHUNK_BYTES):
                 write(chunk)
@@ -74,6 +82,33 @@ class PgDump:
                 f"{detail[0] if detail else 'no message'}",
                 hint="Try: run pg_dump --schema-only against the database to see the full error",
             )
+
+
+def spawn(command: list[str], **popen_args: Any) -> subprocess.Popen:
+    """``subprocess.Popen`` for the PostgreSQL client tools, which must not outlive storagectl: a
+    ``kill -9`` of storagectl would leave pg_dump holding its snapshot and locks (a lock wait can
+    keep it alive for good). On Linux the child asks the kernel for SIGKILL when its parent dies.
+    That signal follows the *thread* that spawned the child, so the spawning thread must also wait
+    for it (every caller does: it reads the output to the end)."""
+    return subprocess.Popen(command, preexec_fn=_die_with_parent(), **popen_args)  # noqa: PLW1509
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """The child-side half of :func:`spawn`, resolved in the parent (no dlopen after fork)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl, parent = _prctl(), os.getpid()
+
+    def in_child() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl: nobody will send the signal
+            os.kill(os.getpid(), signal.SIGKILL)
+    return in_child
+
+
+@functools.cache
+def _prctl() -> Any:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
 
 
 def connection_env(params: dict[str, Any]) -> tuple[str, dict[str, str]]:

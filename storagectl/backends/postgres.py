@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from storagectl.backends.base import Backend, classify_connection_error
 from storagectl.config.models import BackendSettings, PasswordMixin
-from storagectl.config.types import ConfigPath
+from storagectl.config.types import ConfigPath, Port
+from storagectl.config.urls import check_port_text, check_scheme
 from storagectl.diag import Check, CheckSpec
 from storagectl.errors import AuthenticationFailed, NotFound, StoragectlError
-from storagectl.redact import redact_url
+from storagectl.redact import redact_text, redact_url
 from storagectl.units import human_bytes
 
 if TYPE_CHECKING:
@@ -43,23 +44,34 @@ POSTGRES_CHECKS = {
 }
 
 
+Sslmode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+SSLMODES = get_args(Sslmode)
+
+
 class PostgresSettings(PasswordMixin, BackendSettings):
     """Either ``url`` or the ``host``/``port``/``database``/``user`` fields."""
 
     kind: Literal["postgres", "timescaledb"] = "postgres"
     url: str | None = None
     host: str = "localhost"
-    port: int = 5432
+    port: Port = 5432
     database: str = "postgres"
     user: str = "postgres"
     application_name: str = "storagectl"
-    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
+    sslmode: Sslmode | None = None
     migrations: ConfigPath | None = None
     maintenance_database: str = Field(
         "postgres", description="database to connect to while creating or renaming the backend's database "
         "(restore --yes over a non-empty database)")
 
     check_names: ClassVar[tuple[str, ...]] = tuple(POSTGRES_CHECKS)
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            url_conninfo(url)
+        return url
 
     @model_validator(mode="after")
     def _url_or_fields(self) -> PostgresSettings:
@@ -68,9 +80,8 @@ class PostgresSettings(PasswordMixin, BackendSettings):
         clash = sorted({"host", "port", "database", "user"} & self.model_fields_set)
         if clash:
             raise ValueError(f"give either url or {', '.join(clash)}, not both")
-        scheme = urlsplit(self.url).scheme
-        if scheme not in ("postgres", "postgresql"):
-            raise ValueError(f"url must start with postgresql:// (got {scheme or 'no'} scheme)")
+        if self.password is not None and "password" in url_conninfo(self.url):
+            raise ValueError("url has a password and password/password_file gives another; give one")
         return self
 
     def conninfo_params(self, database: str | None = None) -> dict[str, Any]:
@@ -116,6 +127,32 @@ class PostgresSettings(PasswordMixin, BackendSettings):
             host=params.get("host"), port=int(params["port"]) if params.get("port") else None,
             database=params.get("dbname"), query=query,
         )
+
+
+def url_conninfo(url: str) -> dict[str, str]:
+    """libpq's reading of a PostgreSQL URL, or ValueError for what libpq would refuse only when
+    connecting (a port ``notaport``, 0 or 70000, an unknown sslmode): that must fail validation."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    check_scheme(url, ("postgresql", "postgres"))
+    try:
+        params = conninfo_to_dict(url)
+    except ProgrammingError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "syntax error"
+        raise ValueError(f"cannot be parsed: {redact_text(reason, _url_secrets(url))}") from None
+    for port in str(params.get("port", "")).split(","):
+        if port:  # an empty entry of a multi-host list means the default port
+            check_port_text(port)
+    if params.get("sslmode", "disable") not in SSLMODES:
+        raise ValueError(f"sslmode in the url must be one of {', '.join(SSLMODES)}")
+    return params
+
+
+def _url_secrets(url: str) -> list[str]:
+    """What a libpq message about ``url`` could quote of its password, to mask."""
+    userinfo = url.partition("://")[2].rpartition("@")[0]
+    return [part for part in (userinfo, userinfo.partition(":")[2]) if part]
 
 
 class PostgresBackend(Backend):
@@ -238,6 +275,7 @@ class PostgresBackend(Backend):
     replace_method = ("restored into a new database beside it, swapped in when complete (sessions still on "
                       "the database are disconnected then); a failed restore leaves the target as it was; "
                       "needs CREATEDB")
+    # Every restore is staged like a replacement where the role may create databases (pg_target).
 
     def backup(self, archive: ArchiveWriter, options: BackupOptions) -> None:
         from storagectl.backends import pg_archive
@@ -261,6 +299,12 @@ class PostgresBackend(Backend):
         from storagectl.backends import pg_archive
 
         return pg_archive.is_empty(self)
+
+    def unfinished_restore(self) -> str | None:
+        from storagectl.backends import pg_target
+
+        marker = pg_target.read_state(self).unfinished
+        return marker.backup if marker else None
 
     def content_summary(self, like: ContentSummary | None = None) -> ContentSummary:
         from storagectl.backends import pg_archive

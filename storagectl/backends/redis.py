@@ -8,14 +8,16 @@ from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, BinaryIO, ClassVar, Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Any, BinaryIO, ClassVar, Literal
+from urllib.parse import parse_qs, urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from storagectl.archive.api import ContentSummary, RestoreOutcome, record_summary
 from storagectl.backends.base import Backend, classify_connection_error
 from storagectl.config.models import BackendSettings, PasswordMixin
+from storagectl.config.types import Port
+from storagectl.config.urls import reject_query, split_url
 from storagectl.diag import Check, CheckSpec, Status
 from storagectl.errors import (
     AuthenticationFailed,
@@ -48,15 +50,29 @@ class RedisSettings(PasswordMixin, BackendSettings):
     kind: Literal["redis"] = "redis"
     url: str | None = None
     host: str = "localhost"
-    port: int = 6379
+    port: Port = 6379
     db: int = Field(0, ge=0)
-    databases: list[int] | None = Field(None, description="dbs to back up (default: db)")
+    databases: list[Annotated[int, Field(ge=0)]] | None = Field(None, description="dbs to back up (default: db)")
     username: str | None = None
     staging_db: int | None = Field(
         None, ge=0, description="an empty db reserved for storagectl: restore --yes loads a single-db backup "
         "into it and SWAPDBs it with the target when complete, so a failed restore leaves the target as it was")
 
     check_names: ClassVar[tuple[str, ...]] = tuple(REDIS_CHECKS)
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            url_db(url)
+        return url
+
+    @field_validator("databases")
+    @classmethod
+    def _distinct_databases(cls, databases: list[int] | None) -> list[int] | None:
+        if databases is not None and len(set(databases)) != len(databases):
+            raise ValueError("a db is listed twice")
+        return databases
 
     @model_validator(mode="after")
     def _url_or_fields(self) -> RedisSettings:
@@ -65,8 +81,8 @@ class RedisSettings(PasswordMixin, BackendSettings):
         clash = sorted({"host", "port", "db", "username"} & self.model_fields_set)
         if clash:
             raise ValueError(f"give either url or {', '.join(clash)}, not both")
-        if urlsplit(self.url).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("url must start with redis://, rediss:// or unix://")
+        if self.password is not None and urlsplit(self.url).password is not None:
+            raise ValueError("url has a password and password/password_file gives another; give one")
         return self
 
     @model_validator(mode="after")
@@ -79,8 +95,7 @@ class RedisSettings(PasswordMixin, BackendSettings):
         if self.databases:
             return list(self.databases)
         if self.url:
-            path = urlsplit(self.url).path.strip("/")
-            return [int(path)] if path.isdigit() else [0]
+            return [url_db(self.url)]
         return [self.db]
 
     def client_kwargs(self) -> dict[str, Any]:
@@ -99,6 +114,30 @@ class RedisSettings(PasswordMixin, BackendSettings):
                           ssl_ca_certs=_str(self.tls.ca_file), ssl_certfile=_str(self.tls.cert_file),
                           ssl_keyfile=_str(self.tls.key_file))
         return kwargs
+
+
+def url_db(url: str) -> int:
+    """The db a Redis URL selects, read as redis-py reads it, or ValueError where redis-py would
+    quietly fall back to db 0 (``/13x``, ``/abc``) or read something else (``/1/3`` as db 13, a
+    ``?db=`` overriding the path, unknown query parameters passed on to the connection)."""
+    parts = split_url(url, ("redis", "rediss", "unix"))
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError("a unix:// url needs the socket path, such as unix:///run/redis.sock?db=0")
+        query = parse_qs(parts.query, keep_blank_values=True)
+        db_values = query.pop("db", ["0"])
+        if query:
+            reject_query(parts, "only ?db=N is read from a unix:// url")
+        return _db_number(db_values[-1], "?db=")
+    reject_query(parts, "write the db as the path (/N); use the backend's timeouts, pool and tls keys")
+    path = parts.path.strip("/") if parts.path.count("/") <= 1 else parts.path
+    return _db_number(path or "0", "the path")
+
+
+def _db_number(text: str, where: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(f"the db ({where}) must be a number such as /0 or /3; redis-py would quietly use db 0")
+    return int(text)
 
 
 def _str(value: Any) -> str | None:

@@ -6,15 +6,15 @@ Everything is worked out from what the destination holds (its manifests), never 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from storagectl.archive.manifest import MANIFEST_NAME, BackupManifest
+from storagectl.archive.lease import lease_is_live
+from storagectl.archive.manifest import MANIFEST_NAME, BackupManifest, backup_prefix, is_backup_id
 from storagectl.config.models import Config
-from storagectl.destinations import Destination, StoredObject, open_destination
+from storagectl.destinations import Destination, StoredObject, UnfinishedUpload, open_destination
 from storagectl.errors import BackendUnavailable, IntegrityError, NotFound, UsageError
 
 log = logging.getLogger("storagectl.backup")
@@ -22,17 +22,59 @@ log = logging.getLogger("storagectl.backup")
 
 @dataclass
 class FoundBackup:
-    """One backup folder at one destination; ``manifest`` is None for a partial (failed/running) one."""
+    """One backup folder at one destination; ``manifest`` is None for a partial (failed/running) one.
+    ``unfinished`` holds its unfinished uploads when it was found with them (see :func:`backup_folders`)."""
 
     destination: Destination
     group: str
     id: str
     objects: list[StoredObject] = field(default_factory=list)
     manifest: BackupManifest | None = None
+    unfinished: list[UnfinishedUpload] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
         return self.manifest is not None
+
+    @property
+    def prefix(self) -> str:
+        return backup_prefix(self.group, self.id)
+
+    @property
+    def has_manifest(self) -> bool:
+        """Whether a manifest is stored (read or not)."""
+        return any(obj.key == self.prefix + MANIFEST_NAME for obj in self.objects)
+
+    @property
+    def last_active(self) -> datetime:
+        """When anything was last written to the folder, unfinished uploads included."""
+        return max([obj.modified for obj in self.objects] + [up.last_active for up in self.unfinished])
+
+    @property
+    def size(self) -> int:
+        """Bytes held: stored objects plus what unfinished uploads hold (when the destination says)."""
+        return sum(obj.size for obj in self.objects) + sum(up.size or 0 for up in self.unfinished)
+
+    def in_progress(self, now: datetime, partial_after: float) -> bool:
+        """No manifest yet, and a live lease or a write less than ``partial_after`` seconds before ``now``:
+        a backup being written, which nothing may remove."""
+        return not self.has_manifest and self._active(now, partial_after)
+
+    def is_leftover(self, now: datetime, partial_after: float) -> bool:
+        """No manifest, and not in progress: what a failed or killed run left behind."""
+        return not self.has_manifest and not self._active(now, partial_after)
+
+    def _active(self, now: datetime, partial_after: float) -> bool:
+        recent = now - self.last_active <= timedelta(seconds=partial_after)
+        return recent or lease_is_live(self.objects, now)
+
+    def stale_uploads(self, now: datetime, partial_after: float) -> list[UnfinishedUpload]:
+        """Unfinished uploads left by a dead run: idle for longer than ``partial_after``, in a folder
+        that is not in progress."""
+        if self.in_progress(now, partial_after):
+            return []
+        cutoff = now - timedelta(seconds=partial_after)
+        return [upload for upload in self.unfinished if upload.last_active < cutoff]
 
     def to_dict(self) -> dict[str, Any]:
         summary = summarize(self.manifest) if self.manifest else {"id": self.id, "group": self.group}
@@ -71,15 +113,31 @@ def read_manifest(destination: Destination, key: str) -> BackupManifest:
     return BackupManifest.from_json(data, f"destination {destination.name!r}: {key}")
 
 
-def backup_folders(destination: Destination, group: str = "") -> Iterator[FoundBackup]:
-    """Every ``<group>/<id>/`` folder, complete or not (manifests are read lazily by callers)."""
-    folders: dict[tuple[str, str], list[StoredObject]] = defaultdict(list)
-    for stored in destination.list(f"{group}/" if group else ""):
-        parts = stored.key.split("/")
-        if len(parts) >= 3:
-            folders[(parts[0], parts[1])].append(stored)
-    for (group_name, backup_id), objects in folders.items():
-        yield FoundBackup(destination, group_name, backup_id, objects)
+def backup_folders(destination: Destination, group: str = "", *, unfinished: bool = False) -> Iterator[FoundBackup]:
+    """Every ``<group>/<id>/`` folder, complete or not (manifests are read lazily by callers).
+
+    With ``unfinished``, also each folder's unfinished uploads (an extra listing, and on S3 the
+    ListBucketMultipartUploads permission), including folders that hold nothing else: what a
+    process killed during its first object leaves behind.
+    """
+    prefix = f"{group}/" if group else ""
+    folders: dict[tuple[str, str], FoundBackup] = {}
+
+    def folder_of(key: str) -> FoundBackup | None:
+        parts = key.split("/")
+        if len(parts) < 3:
+            return None
+        if (parts[0], parts[1]) not in folders:
+            folders[(parts[0], parts[1])] = FoundBackup(destination, parts[0], parts[1])
+        return folders[(parts[0], parts[1])]
+
+    for stored in destination.list(prefix):
+        if (folder := folder_of(stored.key)) is not None:
+            folder.objects.append(stored)
+    for upload in destination.list_unfinished(prefix) if unfinished else ():
+        if (folder := folder_of(upload.key)) is not None:
+            folder.unfinished.append(upload)
+    yield from folders.values()
 
 
 def with_manifest(found: FoundBackup) -> FoundBackup:
@@ -220,20 +278,45 @@ def delete_backup(config: Config, backup_id: str, destination: str | None = None
 
 
 def remove_folder(found: FoundBackup) -> None:
+    """Its manifest first (so a half-removed backup never looks complete), then the other objects,
+    then the unfinished uploads it was found with."""
     keys = sorted((o.key for o in found.objects), key=lambda key: not key.endswith("/" + MANIFEST_NAME))
     found.destination.delete(keys[:1])
     found.destination.delete(keys[1:])
+    found.destination.abort_unfinished(found.unfinished)
+
+
+def looked_at_again(found: FoundBackup) -> FoundBackup:
+    """The folder as its destination holds it now (objects only): a run that seemed dead when a
+    prune listed the folder may have renewed its lease or written its manifest since."""
+    return FoundBackup(found.destination, found.group, found.id, list(found.destination.list(found.prefix)),
+                       unfinished=found.unfinished)
+
+
+@dataclass
+class Leftovers:
+    """What a clean-up removed: folders of failed or killed runs, and unfinished uploads aborted."""
+
+    partial_removed: list[str] = field(default_factory=list)
+    aborted_uploads: list[UnfinishedUpload] = field(default_factory=list)
 
 
 def remove_stale_partials(destination: Destination, group: str, older_than: float,
-                          now: datetime | None = None) -> list[str]:
-    """Delete folders of ``group`` without a manifest whose newest object is older than ``older_than``
-    seconds: failed runs. Younger ones may still be being written and are left alone."""
-    cutoff = (now or datetime.now(UTC)) - timedelta(seconds=older_than)
-    removed = []
-    for folder in backup_folders(destination, group):
-        complete = any(o.key.endswith("/" + MANIFEST_NAME) for o in folder.objects)
-        if not complete and max(o.modified for o in folder.objects) < cutoff:
+                          now: datetime | None = None) -> Leftovers:
+    """Remove ``group``'s leftovers of failed or killed runs: folders without a manifest that are not
+    in progress (see :meth:`FoundBackup.in_progress`), with their unfinished uploads, and stale
+    unfinished uploads in the other folders."""
+    now = now or datetime.now(UTC)
+    removed = Leftovers()
+    for folder in backup_folders(destination, group, unfinished=True):
+        if not is_backup_id(folder.id):
+            continue
+        if folder.is_leftover(now, older_than) and looked_at_again(folder).is_leftover(now, older_than):
             remove_folder(folder)
-            removed.append(folder.id)
+            removed.partial_removed.append(folder.id)
+            removed.aborted_uploads += folder.unfinished
+        else:
+            stale = folder.stale_uploads(now, older_than)
+            destination.abort_unfinished(stale)
+            removed.aborted_uploads += stale
     return removed

@@ -117,6 +117,12 @@ class RestorePlan:
     replace: bool
     validate: bool
     parallel: int
+    unfinished: str | None = None  # the backup whose restore into the target was cut off (see Backend)
+
+    @property
+    def resumes(self) -> bool:
+        """The target holds only an unfinished restore of this very backup: a rerun may discard it."""
+        return not self.target_empty and self.unfinished == self.backup.manifest.id
 
     def to_dict(self) -> dict[str, Any]:
         manifest = self.backup.manifest
@@ -125,7 +131,8 @@ class RestorePlan:
                 "target_empty": self.target_empty, "replace": self.replace, "validate": self.validate,
                 "parallel": self.parallel, "objects": len(manifest.objects), "size": manifest.size,
                 "raw_size": manifest.raw_size, "encrypted": manifest.encryption is not None,
-                "needs_yes": not self.target_empty and not self.replace,
+                "needs_yes": not self.target_empty and not self.replace and not self.resumes,
+                "unfinished_restore": self.unfinished,
                 "replace_method": None if self.target_empty else self.target.replace_method}
 
 
@@ -158,7 +165,9 @@ def plan_restore(config: Config, found: FoundBackup, target: str | None, *, repl
                          hint="Try: --to a backend of the same kind")
     job = config.jobs.get(manifest.job or "")
     workers = parallel or (job.parallel if job else default_parallel())
-    return RestorePlan(found, backend, backend.is_empty(), replace, validate, workers)
+    empty = backend.is_empty()
+    return RestorePlan(found, backend, empty, replace, validate, workers,
+                       None if empty else backend.unfinished_restore())
 
 
 def restore(config: Config, backup_id: str, destination: str | None = None, target: str | None = None, *,
@@ -177,10 +186,9 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
         backup_id = latest_backup_id(config, destination, target)
     found = find_backup(config, backup_id, destination)
     plan = plan_restore(config, found, target, replace=replace, validate=validate, parallel=parallel)
-    if not plan.target_empty and not replace and not dry_run:
-        raise UsageError(f"{plan.target.label} is not empty; restoring would overwrite its data",
-                         hint="Try: --yes to replace it, or --dry-run to see the plan")
-    if not plan.target_empty and (replace or dry_run):
+    if not plan.target_empty and not plan.resumes and not replace and not dry_run:
+        raise _not_empty(plan)
+    if not plan.target_empty and plan.unfinished is None and (replace or dry_run):
         plan.target.check_replace()  # rights, a staging db: before hours of reading, and in the plan
     archive = open_archive(config, found, identity_file, "restore", progress)
     result = RestoreResult(plan, dry_run)
@@ -199,7 +207,8 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
         result.verification.raise_if_bad("; nothing was restored")
     expected = recorded_summary(archive.metadata)
     check = _staged_validation(result, expected) if validate else None
-    options = RestoreOptions(parallel=plan.parallel, replace_existing=replace, check_staged=check)
+    options = RestoreOptions(parallel=plan.parallel, replace_existing=replace, check_staged=check,
+                             backup_id=found.manifest.id)
     outcome = plan.target.restore(archive, options)
     outcome = outcome if isinstance(outcome, RestoreOutcome) else RestoreOutcome()
     result.notes = list(outcome.notes)
@@ -208,6 +217,15 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
                                               outcome.tolerance)
     result.duration = time.monotonic() - clock
     return result
+
+
+def _not_empty(plan: RestorePlan) -> UsageError:
+    if plan.unfinished is not None:
+        return UsageError(f"{plan.target.label} holds an unfinished restore of backup {plan.unfinished}, not of "
+                          f"{plan.backup.manifest.id}", hint=f"Try: storagectl restore {plan.unfinished} --to "
+                          f"{plan.target.name} to finish it, or --yes to replace it")
+    return UsageError(f"{plan.target.label} is not empty; restoring would overwrite its data",
+                      hint="Try: --yes to replace it, or --dry-run to see the plan")
 
 
 def _staged_validation(result: RestoreResult, expected: ContentSummary | None

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from storagectl import __version__
 from storagectl.archive.api import BackupOptions
 from storagectl.archive.keys import parse_recipients
+from storagectl.archive.lease import BackupLease
 from storagectl.archive.manifest import BackupManifest, backup_prefix, new_backup_id
 from storagectl.archive.progress import ProgressCallback, no_progress
 from storagectl.archive.writer import ArchiveSession
 from storagectl.backends import Backend, backend_from_config
-from storagectl.backup.catalog import destination_named, remove_stale_partials
+from storagectl.backup.catalog import Leftovers, destination_named, remove_stale_partials
 from storagectl.config.models import Config, JobSettings, RetentionPolicy
+from storagectl.destinations import Destination
 from storagectl.errors import OperationFailed, StoragectlError, UsageError, raise_with_state
+
+log = logging.getLogger("storagectl.backup")
 
 # Jobs without a retention policy (and ad-hoc runs) clean stale partials after the policy default.
 DEFAULT_PARTIAL_AFTER: float = RetentionPolicy.model_fields["partial_after"].default
@@ -38,13 +43,16 @@ class BackupResult:
     manifest: BackupManifest
     location: str
     duration: float
+    cleaned: Leftovers = field(default_factory=Leftovers)  # stale leftovers of the group removed after it
 
     def to_dict(self) -> dict[str, Any]:
         m = self.manifest
         return {"id": m.id, "job": m.job, "backend": m.backend["name"], "kind": m.backend["kind"],
                 "destination": m.destination, "location": self.location.rstrip("/") + "/" + m.prefix, "size": m.size,
                 "raw_size": m.raw_size, "objects": len(m.objects), "encrypted": m.encryption is not None,
-                "started_at": m.started_at, "finished_at": m.finished_at, "duration": round(self.duration, 3)}
+                "started_at": m.started_at, "finished_at": m.finished_at, "duration": round(self.duration, 3),
+                "partial_removed": self.cleaned.partial_removed,
+                "aborted_uploads": [upload.key for upload in self.cleaned.aborted_uploads]}
 
 
 def plan_backups(config: Config, job: str | None = None, backend: str | None = None,
@@ -102,9 +110,11 @@ def run_plan(config: Config, plan: BackupPlan, progress: ProgressCallback = no_p
     session = ArchiveSession(destination, backup_prefix(plan.group, backup_id), codec=settings.compression.codec,
                              level=settings.compression.level, recipients=recipients, progress=progress)
     try:
-        backend.backup(session, BackupOptions(parallel=settings.parallel))
-        manifest = _manifest(plan, backend, server_version, backup_id, started, session)
-        session.write_manifest(manifest)
+        with BackupLease(destination, session.prefix) as lease:  # no prune takes the folder meanwhile
+            backend.backup(session, BackupOptions(parallel=settings.parallel))
+            manifest = _manifest(plan, backend, server_version, backup_id, started, session)
+            lease.renew()
+            session.write_manifest(manifest)
     except BaseException as exc:
         session.discard()
         if isinstance(exc, KeyboardInterrupt):
@@ -113,9 +123,21 @@ def run_plan(config: Config, plan: BackupPlan, progress: ProgressCallback = no_p
         if failure is exc:
             raise
         raise failure from exc
+    cleaned = _clean_up_after(destination, plan)
+    return BackupResult(manifest, destination.location(), time.monotonic() - clock, cleaned)
+
+
+def _clean_up_after(destination: Destination, plan: BackupPlan) -> Leftovers:
+    """Remove the group's stale partial backups and unfinished uploads. The backup is complete, so a
+    failure here (e.g. S3 refusing to list multipart uploads) is a warning, not the run's failure."""
+    settings = plan.settings
     partial_after = settings.retention.partial_after if settings.retention else DEFAULT_PARTIAL_AFTER
-    remove_stale_partials(destination, plan.group, partial_after)
-    return BackupResult(manifest, destination.location(), time.monotonic() - clock)
+    try:
+        return remove_stale_partials(destination, plan.group, partial_after)
+    except StoragectlError as exc:
+        log.warning("cleaning up stale partial backups of %s at destination %r failed: %s",
+                    plan.group, destination.name, exc.message)
+        return Leftovers()
 
 
 def _manifest(plan: BackupPlan, backend: Backend, server_version: str, backup_id: str,

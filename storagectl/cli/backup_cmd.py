@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from storagectl.cli import schedule_cmd
+from storagectl.cli import complete, schedule_cmd
 from storagectl.cli.output import confirm, note, plan_format, print_json, print_table, styled_status
 from storagectl.cli.progress import progress_view
 from storagectl.cli.state import (
@@ -24,13 +24,17 @@ from storagectl.units import human_bytes
 app = typer.Typer(no_args_is_help=True, help="Take, list, show, verify and delete backups.")
 
 FromOption = Annotated[str | None, typer.Option(
-    "--from", metavar="DEST", help="Destination to look in. Default: search every configured destination.")]
+    "--from", metavar="DEST", help="Destination to look in. Default: search every configured destination.",
+    autocompletion=complete.destination_names)]
 LatestJobOption = Annotated[str | None, typer.Option(
-    "--job", "-j", metavar="JOB", help="With `latest`: the newest backup of this job.")]
+    "--job", "-j", metavar="JOB", help="With `latest`: the newest backup of this job.",
+    autocompletion=complete.job_names)]
 LatestBackendOption = Annotated[str | None, typer.Option(
-    "--backend", "-b", metavar="BACKEND", help="With `latest`: the newest backup of this backend.")]
+    "--backend", "-b", metavar="BACKEND", help="With `latest`: the newest backup of this backend.",
+    autocompletion=complete.backend_names)]
 BackupIdArgument = Annotated[str, typer.Argument(
-    metavar="BACKUP_ID", help="Backup id, or `latest` with --backend and/or --job.")]
+    metavar="BACKUP_ID", help="Backup id, or `latest` with --backend and/or --job.",
+    autocompletion=complete.backup_ids_or_latest)]
 IdentityOption = Annotated[Path | None, typer.Option(
     "--identity", "-i", dir_okay=False, metavar="FILE", help="age identity file for encrypted backups "
     "[default: the job's encryption.identity_file].")]
@@ -39,11 +43,12 @@ IdentityOption = Annotated[Path | None, typer.Option(
 @app.command("run")
 def run(
     ctx: typer.Context,
-    job: Annotated[str | None, typer.Option("--job", "-j", metavar="JOB",
-        help="Job to run (default: the only job).")] = None,
-    backend: Annotated[str | None, typer.Option("--backend", "-b", metavar="BACKEND",
-        help="Back up this backend ...")] = None,
-    to: Annotated[str | None, typer.Option("--to", metavar="DEST", help="... to this destination.")] = None,
+    job: Annotated[str | None, typer.Option("--job", "-j", metavar="JOB", help="Job to run (default: the only job).",
+                                            autocompletion=complete.job_names)] = None,
+    backend: Annotated[str | None, typer.Option("--backend", "-b", metavar="BACKEND", help="Back up this backend ...",
+                                                autocompletion=complete.backend_names)] = None,
+    to: Annotated[str | None, typer.Option("--to", metavar="DEST", help="... to this destination.",
+                                           autocompletion=complete.destination_names)] = None,
     prune: Annotated[bool, typer.Option("--prune", help="Then apply the job's retention policy.")] = False,
     no_hooks: Annotated[bool, typer.Option(
         "--no-hooks", help="Do not run the job's on_success/on_failure hook (its metrics_file is still written).",
@@ -75,6 +80,9 @@ def run(
         info = result.to_dict()
         note(state, f"backup {info['id']} of {info['backend']} to {info['destination']}: "
                     f"{human_bytes(info['size'])} in {info['duration']:.1f}s")
+        if info["partial_removed"] or info["aborted_uploads"]:
+            note(state, f"removed stale partial backup(s): {', '.join(info['partial_removed']) or 'none'}; "
+                        f"aborted {len(info['aborted_uploads'])} unfinished upload(s) of dead runs")
         state.out.print(info["id"], markup=False, highlight=False)
 
 
@@ -82,9 +90,11 @@ def run(
 def list_(
     ctx: typer.Context,
     from_: FromOption = None,
-    job: Annotated[str | None, typer.Option("--job", "-j", metavar="JOB", help="Only backups of this job.")] = None,
+    job: Annotated[str | None, typer.Option("--job", "-j", metavar="JOB", help="Only backups of this job.",
+                                            autocompletion=complete.job_names)] = None,
     backend: Annotated[str | None, typer.Option("--backend", "-b", metavar="BACKEND",
-        help="Only backups of this backend.")] = None,
+                                                help="Only backups of this backend.",
+                                                autocompletion=complete.backend_names)] = None,
     output: OutputOption = None,
 ) -> None:
     """List complete backups, oldest first (folders without a manifest are not backups)."""
@@ -164,7 +174,8 @@ def verify(ctx: typer.Context, backup_id: BackupIdArgument, from_: FromOption = 
 
 
 @app.command("delete", cls=PlainUsage)
-def delete(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(metavar="BACKUP_ID", help="Backup id.")],
+def delete(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(
+               metavar="BACKUP_ID", help="Backup id.", autocompletion=complete.backup_ids)],
            from_: FromOption = None, yes: YesOption = False, dry_run: DryRunOption = False,
            output: OutputOption = None) -> None:
     """Delete a backup (also an incomplete one). Asks first on a terminal; elsewhere needs --yes.

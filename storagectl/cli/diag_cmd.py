@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from storagectl.cli import complete
 from storagectl.cli.output import print_json, print_table, styled_status
 from storagectl.cli.state import AppState, OutputFormat, OutputOption, state_of
 
@@ -14,6 +15,7 @@ def diag(
     ctx: typer.Context,
     backend: Annotated[list[str] | None, typer.Option(
         "--backend", "-b", metavar="BACKEND", help="Only this backend (repeatable). Default: all.",
+        autocompletion=complete.backend_names,
     )] = None,
     timeout: Annotated[float, typer.Option(
         "--timeout", "-t", min=0.1, metavar="SECONDS",

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from storagectl.cli import complete
 from storagectl.cli.output import confirm, note, print_json, print_table
 from storagectl.cli.state import (
     AppState,
@@ -28,6 +29,7 @@ app = typer.Typer(
 BackendOption = Annotated[str | None, typer.Option(
     "--backend", "-b", metavar="BACKEND",
     help="The backend to migrate. Default: the only backend with migrations: set.",
+    autocompletion=complete.backend_names,
 )]
 AllOption = Annotated[bool, typer.Option("--all", help="Every backend with migrations:, in config order.")]
 LockTimeoutOption = Annotated[float, typer.Option(

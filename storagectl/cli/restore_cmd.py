@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from storagectl.cli import complete
 from storagectl.cli.backup_cmd import FromOption, IdentityOption, LatestJobOption, selected_backup_id
 from storagectl.cli.output import confirm, note, print_json, print_table, styled_status
 from storagectl.cli.progress import progress_view
@@ -17,15 +18,17 @@ def restore(
     ctx: typer.Context,
     backup_id: Annotated[str, typer.Argument(
         metavar="BACKUP_ID",
-            help="Backup id (see `storagectl backup list`), or `latest`: the newest backup of --backend "
-        "(default: of --to), optionally of --job.")],
+        help="Backup id (see `storagectl backup list`), or `latest`: the newest backup of --backend "
+        "(default: of --to), optionally of --job.", autocompletion=complete.backup_ids_or_latest)],
     from_: FromOption = None,
     backend: Annotated[str | None, typer.Option(
         "--backend", "-b", metavar="BACKEND",
-        help="With `latest`: restore the newest backup of this backend [default: --to].")] = None,
+        help="With `latest`: restore the newest backup of this backend [default: --to].",
+        autocompletion=complete.backend_names)] = None,
     job: LatestJobOption = None,
     to: Annotated[str | None, typer.Option(
-        "--to", metavar="BACKEND", help="Target backend [default: the backed-up one].")] = None,
+        "--to", metavar="BACKEND", help="Target backend [default: the backed-up one].",
+        autocompletion=complete.backend_names)] = None,
     validate: Annotated[bool, typer.Option(
         "--validate", help="Verify every checksum before touching the target, then compare counts and "
         "per-table checksums with the backup (exit 6 on any mismatch); a staged replacement is compared "

@@ -12,11 +12,13 @@ from typing import Annotated, Any
 
 import typer
 
+from storagectl.cli import complete
 from storagectl.cli.output import confirm, note, plan_format, print_json, print_table, styled_status
 from storagectl.cli.state import AppState, DryRunOption, OutputFormat, OutputOption, YesOption, state_of
 
 JobsOption = Annotated[list[str] | None, typer.Option(
-    "--job", "-j", metavar="JOB", help="Only this job (repeatable). Default: every job.")]
+    "--job", "-j", metavar="JOB", help="Only this job (repeatable). Default: every job.",
+    autocompletion=complete.job_names)]
 
 
 def schedule(
@@ -176,16 +178,39 @@ def _job_locked(config: Any, job: str) -> Any:
 
 
 def _render_prune(state: AppState, results: list[dict[str, Any]], output: OutputFormat | None) -> None:
+    from storagectl.units import human_bytes
+
     if state.format(output) is OutputFormat.json:
         print_json(results)
         return
-    rows = [[r["job"], b["backend"] or "-", b["id"], b["started_at"][:19], styled_status(b["action"]),
+    rows = [[r["job"], b["backend"] or "-", b["id"], b["started_at"][:19], _holds(b), styled_status(b["action"]),
              ", ".join(b["reasons"]) or "no rule kept it"]
             for r in results for b in r["backups"]]
-    print_table(state, ["Job", "Backend", "Backup", "Started", "Action", "Reasons"], rows)
+    print_table(state, ["Job", "Backend", "Backup", "Started", "Holds", "Action", "Reasons"], rows)
+    uploads = [[r["job"], u["key"], _size(u["size"]), u["last_active"][:19]]
+               for r in results for u in r["aborted_uploads"]]
+    if uploads:
+        print_table(state, ["Job", "Unfinished upload", "Size", "Last written"], uploads,
+                    title="Unfinished uploads of dead runs, aborted" if not results[0]["dry_run"]
+                    else "Unfinished uploads of dead runs, to abort")
     for r in results:
-        verb = "would remove" if r["dry_run"] else "removed"
-        note(state, f"job {r['job']}: {r['policy']}; {verb} {len(r['removed'])} backup(s)")
+        remove, abort, free = ("would remove", "would abort", "would free") if r["dry_run"] \
+            else ("removed", "aborted", "freed")
+        note(state, f"job {r['job']}: {r['policy']}; {remove} {len(r['removed'])} backup(s) "
+                    f"({len(r['partial_removed'])} partial), {abort} {len(r['aborted_uploads'])} unfinished "
+                    f"upload(s); {free} {human_bytes(r['bytes_removed'])}")
+
+
+def _holds(backup: dict[str, Any]) -> str:
+    """What a backup folder holds: ``3 objects, 1.2 MiB + 2 unfinished``."""
+    held = f"{backup['objects']} object(s), {_size(backup['bytes'])}"
+    return held + (f" + {backup['unfinished_uploads']} unfinished" if backup["unfinished_uploads"] else "")
+
+
+def _size(size: int | None) -> str:
+    from storagectl.units import human_bytes
+
+    return "?" if size is None else human_bytes(size)
 
 
 # -- `backup run --prune` ------------------------------------------------------------------------
@@ -211,4 +236,5 @@ def prune_after_run(state: AppState, job: str) -> None:
     with _job_locked(state.config, job):
         result = prune_job(state.config, job, datetime.now(UTC))
     removed = ", ".join(result.removed) or "nothing"
-    note(state, f"retention of job {job} ({result.policy}): removed {removed}")
+    aborted = f"; aborted {len(result.aborted_uploads)} unfinished upload(s)" if result.aborted_uploads else ""
+    note(state, f"retention of job {job} ({result.policy}): removed {removed}{aborted}")

@@ -6,15 +6,14 @@ Every problem is reported as ``file:line key.path: message`` so an operator can 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
+from storagectl.config.document import Loc, YamlDocument, one_line, read_config_file
 from storagectl.config.models import (
     NAME_PATTERN,
     BackendSettings,
@@ -28,10 +27,9 @@ from storagectl.errors import ConfigError
 
 ENV_CONFIG = "STORAGECTL_CONFIG"
 DEFAULT_FILE = "storagectl.yaml"
-Loc = tuple[str | int, ...]
 
-_VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}|\$\$")
 _SECRET_KEYS = ("password", "secret", "token", "key_id", "access_key")
+_NEVER_ECHOED = ("on_success", "on_failure")  # a webhook URL often carries its token in the path
 
 
 class RawConfig(StrictModel):
@@ -78,15 +76,11 @@ def find_config_path(explicit: Path | None) -> Path:
 
 def load_config(explicit: Path | None = None, environ: dict[str, str] | None = None) -> Config:
     path = find_config_path(explicit)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    return parse_config(text, path, os.environ if environ is None else environ)
+    return parse_config(read_config_file(path), path, os.environ if environ is None else environ)
 
 
 def parse_config(text: str, path: Path, environ: dict[str, str] | os._Environ[str]) -> Config:
-    document = _YamlDocument(text, path, environ)
+    document = YamlDocument(text, path, environ)
     data = document.data
     if data is None:
         data = {}
@@ -95,89 +89,13 @@ def parse_config(text: str, path: Path, environ: dict[str, str] | os._Environ[st
             f"{path}:1 the config file must be a mapping with backends, destinations and jobs",
             problems=[f"{path}:1 the config file must be a mapping with backends, destinations and jobs"],
         )
+    # Top-level x-* keys hold YAML anchors to merge elsewhere (`<<: *defaults`), as in docker compose.
+    data = {key: value for key, value in data.items() if not key.startswith("x-")}
     return _ConfigValidator(document).validate(data)
 
 
-class _YamlDocument:
-    """YAML parsed into plain data, remembering the line of every key path."""
-
-    def __init__(self, text: str, path: Path, environ: Any) -> None:
-        self.path = path
-        self.environ = environ
-        self.lines: dict[Loc, int] = {}
-        self.problems: list[str] = []
-        loader = yaml.SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-            self.data = self._convert(node, (), loader) if node is not None else None
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line = mark.line + 1 if mark else 1
-            context = ""
-            if exc.context and exc.context_mark and exc.context_mark.line + 1 != line:
-                context = f"{exc.context} (line {exc.context_mark.line + 1}): "
-            problem = f"{path}:{line} invalid YAML: {context}{exc.problem or exc.context}"
-            raise ConfigError(problem, problems=[problem]) from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML: {exc}", problems=[f"{path}: invalid YAML: {exc}"]) from None
-        finally:
-            loader.dispose()
-
-    def line_of(self, loc: Loc) -> int:
-        while loc and loc not in self.lines:
-            loc = loc[:-1]
-        return self.lines.get(loc, 1)
-
-    def where(self, loc: Loc) -> str:
-        dotted = ".".join(str(part) for part in loc)
-        return f"{self.path}:{self.line_of(loc)} {dotted}" if dotted else f"{self.path}:{self.line_of(loc)}"
-
-    def _convert(self, node: yaml.Node, loc: Loc, loader: yaml.SafeLoader) -> Any:
-        self.lines.setdefault(loc, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            result: dict[str, Any] = {}
-            loader.flatten_mapping(node)
-            for key_node, value_node in node.value:
-                key = loader.construct_object(key_node, deep=True)
-                key = str(key)
-                child = (*loc, key)
-                if key in result:
-                    dotted = ".".join(str(part) for part in child)
-                    self.problems.append(
-                        f"{self.path}:{key_node.start_mark.line + 1} {dotted}: duplicate key "
-                        f"(line {self.lines[child]} sets it too)"
-                    )
-                    continue
-                self.lines[child] = key_node.start_mark.line + 1
-                result[key] = self._convert(value_node, child, loader)
-            return result
-        if isinstance(node, yaml.SequenceNode):
-            return [self._convert(item, (*loc, i), loader) for i, item in enumerate(node.value)]
-        value = loader.construct_object(node, deep=True)
-        if isinstance(value, str):
-            return self._interpolate(value, loc)
-        return value
-
-    def _interpolate(self, value: str, loc: Loc) -> str:
-        def substitute(match: re.Match[str]) -> str:
-            if match[0] == "$$":
-                return "$"
-            name, default = match["name"], match["default"]
-            if name in self.environ:
-                return self.environ[name]
-            if default is not None:
-                return default
-            self.problems.append(
-                f"{self.where(loc)}: environment variable {name} is not set "
-                f"(export {name}=..., or write ${{{name}:-default}})"
-            )
-            return ""
-
-        return _VAR.sub(substitute, value)
-
-
 class _ConfigValidator:
-    def __init__(self, document: _YamlDocument) -> None:
+    def __init__(self, document: YamlDocument) -> None:
         self.document = document
         self.problems: list[str] = list(document.problems)
         self.context = {"base_dir": document.path.parent.resolve()}
@@ -185,7 +103,7 @@ class _ConfigValidator:
     def validate(self, data: dict[str, Any]) -> Config:
         raw = self._model(RawConfig, data, ())
         if raw is None:
-            raise ConfigError(self.problems[0], problems=self.problems)
+            raise self._error()
         backends = self._entries("backends", raw.backends, _backend_settings_class)
         destinations = self._entries("destinations", raw.destinations, _destination_settings_class)
         jobs = {
@@ -196,8 +114,13 @@ class _ConfigValidator:
         config = Config(self.document.path, backends, destinations, jobs)
         self._cross_references(raw, config)
         if self.problems:
-            raise ConfigError(self.problems[0], problems=self.problems)
+            raise self._error()
         return config
+
+    def _error(self) -> ConfigError:
+        """One line per problem, each reported once (a merged mapping's problem shows up at every merge)."""
+        problems = [one_line(problem) for problem in dict.fromkeys(self.problems)]
+        return ConfigError(problems[0], problems=problems)
 
     def _entries(self, section: str, entries: dict[str, dict[str, Any]], settings_class) -> dict[str, Any]:
         result = {}
@@ -233,14 +156,13 @@ class _ConfigValidator:
             return model.model_validate(data, context=self.context)
         except ValidationError as exc:
             for error in exc.errors(include_url=False):
-                self._validation_problem(model, loc, error)
+                self._validation_problem(model, loc, _input_loc(error["loc"], data), error)
             return None
 
-    def _validation_problem(self, model: type[BaseModel], loc: Loc, error: dict[str, Any]) -> None:
-        error_loc = tuple(part for part in error["loc"] if not _is_pydantic_tag(part))
+    def _validation_problem(self, model: type[BaseModel], loc: Loc, error_loc: Loc, error: dict[str, Any]) -> None:
         full = (*loc, *error_loc)
         kind = error["type"]
-        if kind == "extra_forbidden":
+        if kind == "extra_forbidden" and error_loc:
             fields = _fields_at(model, error_loc[:-1])
             close = get_close_matches(str(error_loc[-1]), fields, n=1, cutoff=0.6)
             message = "unknown key" + (f" (did you mean {close[0]}?)" if close else "")
@@ -250,13 +172,21 @@ class _ConfigValidator:
             message = "required key is missing"
         else:
             message = error["msg"].removeprefix("Value error, ")
-            bad = error.get("input")
-            if not _is_secret(full) and isinstance(bad, str | int | float) and repr(bad) not in message:
-                message += f" (got {bad!r})"
+            message += self._got(full, error.get("input"), message)
         self._problem(full, message)
 
+    def _got(self, loc: Loc, bad: Any, message: str) -> str:
+        """`` (got 'value')`` -- unless the value is a secret or came from the environment."""
+        names = self.document.environment_names(loc)
+        if names:
+            return " (value from " + ", ".join(f"${name}" for name in names) + " not shown)"
+        if _is_secret(loc) or not isinstance(bad, str | int | float) or repr(bad) in message or _has_userinfo(bad):
+            return ""
+        return f" (got {bad!r})"
+
     def _problem(self, loc: Loc, message: str) -> None:
-        self.problems.append(f"{self.document.where(loc)}: {message}")
+        """Every message passes here: whatever a validator quoted, environment values are masked."""
+        self.problems.append(f"{self.document.where(loc)}: {self.document.scrub(message)}")
 
     def _cross_references(self, raw: RawConfig, config: Config) -> None:
         """Job references, checked on the raw entries so they are reported with other problems."""
@@ -302,12 +232,38 @@ def _destination_settings_class(kind: str) -> type[DestinationSettings]:
     return destination_class(kind).Settings
 
 
+def _input_loc(error_loc: tuple[Any, ...], data: Any) -> Loc:
+    """The error's location in the input: pydantic adds union/validator tags (``function-after[...]``,
+    ``list[int]``) to it, which are dropped -- unless the input really has a key of that name."""
+    result: list[str | int] = []
+    for part in error_loc:
+        present = isinstance(data, dict) and part in data or (
+            isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data))
+        if present:
+            data = data[part]
+        elif _is_pydantic_tag(part):
+            continue
+        else:
+            data = None
+        result.append(part)
+    return tuple(result)
+
+
 def _is_pydantic_tag(part: Any) -> bool:
     return isinstance(part, str) and ("[" in part or part.startswith("function-"))
 
 
+def _has_userinfo(value: Any) -> bool:
+    """A URL with ``user:password@``: not echoed at all, since a mis-encoded password (an ``@`` or
+    ``/`` in it) would be only partly masked by :func:`~storagectl.redact.redact_url`."""
+    return isinstance(value, str) and "://" in value and "@" in value
+
+
 def _is_secret(loc: Loc) -> bool:
-    return any(marker in str(loc[-1]).lower() for marker in _SECRET_KEYS) if loc else False
+    if not loc:
+        return False
+    key = str(loc[-1]).lower()
+    return key in _NEVER_ECHOED or any(marker in key for marker in _SECRET_KEYS)
 
 
 def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from storagectl.config.types import ConfigPath, Duration, Secret, read_secret_file
+from storagectl.config.urls import check_http_url
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 _NAME = re.compile(NAME_PATTERN)
@@ -211,6 +212,13 @@ class JobSettings(StrictModel):
         from storagectl.cron import validate_cron
 
         return validate_cron(value)
+
+    @field_validator("on_success", "on_failure")
+    @classmethod
+    def _valid_hook_url(cls, value: str | None) -> str | None:
+        if value is not None and value.lower().startswith(("http://", "https://")):
+            check_http_url(value)
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, PlainSerializer, SecretStr, ValidationInfo
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, SecretStr, ValidationInfo
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|d|w)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -62,6 +62,8 @@ def _relative_to_config(path: Path, info: ValidationInfo) -> Path:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 ByteSize = Annotated[int, BeforeValidator(parse_byte_size)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+"""A TCP port."""
 ConfigPath = Annotated[Path, AfterValidator(_relative_to_config)]
 """A path; relative paths are taken relative to the directory of the config file."""
 

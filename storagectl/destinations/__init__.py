@@ -10,7 +10,7 @@ from difflib import get_close_matches
 from importlib import import_module
 from typing import Any
 
-from storagectl.destinations.base import Destination, StoredObject
+from storagectl.destinations.base import Destination, StoredObject, UnfinishedUpload
 from storagectl.errors import ConfigError
 
 BUILTIN_KINDS: dict[str, str] = {
@@ -35,4 +35,4 @@ def open_destination(name: str, settings: Any) -> Destination:
     return destination_class(settings.kind)(name, settings)
 
 
-__all__ = ["Destination", "StoredObject", "destination_class", "open_destination"]
+__all__ = ["Destination", "StoredObject", "UnfinishedUpload", "destination_class", "open_destination"]

@@ -25,6 +25,17 @@ class StoredObject:
     modified: datetime
 
 
+@dataclass(frozen=True)
+class UnfinishedUpload:
+    """A write that has not become an object: in progress, or left behind by a killed process
+    (a local temp file, an S3 multipart upload). :meth:`Destination.list` never shows these."""
+
+    key: str  # the key it is being written to
+    last_active: datetime  # when it was last written to
+    size: int | None  # bytes held so far
+    handle: str  # what abort needs: a temp file's key, an S3 upload id
+
+
 class Destination(Protocol):
     name: str
 
@@ -49,6 +60,14 @@ class Destination(Protocol):
         ...
 
     def exists(self, key: str) -> bool: ...
+
+    def list_unfinished(self, prefix: str = "") -> Iterator[UnfinishedUpload]:
+        """Every unfinished write whose key starts with ``prefix``, in no particular order."""
+        ...
+
+    def abort_unfinished(self, uploads: Iterable[UnfinishedUpload]) -> None:
+        """Discard these unfinished writes; one already gone is not an error, a refused abort is."""
+        ...
 
 
 def check_key(key: str) -> str:

@@ -17,7 +17,7 @@ from typing import BinaryIO, Literal
 
 from storagectl.config.models import DestinationSettings
 from storagectl.config.types import ConfigPath
-from storagectl.destinations.base import StoredObject, check_key
+from storagectl.destinations.base import StoredObject, UnfinishedUpload, check_key
 from storagectl.errors import NotFound, OperationFailed, PermissionDenied, StoragectlError
 from storagectl.fsutil import fsync_directory
 
@@ -76,16 +76,31 @@ class LocalDestination:
             yield handle
 
     def list(self, prefix: str = "") -> Iterator[StoredObject]:
+        for key, path in self._files():
+            if not _is_temp(path.name) and key.startswith(prefix):
+                yield self._stored(key, path)
+
+    def list_unfinished(self, prefix: str = "") -> Iterator[UnfinishedUpload]:
+        """The temp files of writes in progress, or left by a process killed while writing."""
+        for key, path in self._files():
+            if not (_is_temp(path.name) and _final_key(key).startswith(prefix)):
+                continue
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # renamed into place meanwhile
+                continue
+            yield UnfinishedUpload(_final_key(key), datetime.fromtimestamp(stat.st_mtime, UTC), stat.st_size, key)
+
+    def abort_unfinished(self, uploads: Iterable[UnfinishedUpload]) -> None:
+        self.delete(upload.handle for upload in uploads)
+
+    def _files(self) -> Iterator[tuple[str, Path]]:
         if not self.root.is_dir():
             return
         for directory, _dirs, files in os.walk(self.root):
             for filename in files:
-                if filename.startswith(".") and filename.endswith(TEMP_SUFFIX):
-                    continue
                 path = Path(directory, filename)
-                key = path.relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    yield self._stored(key, path)
+                yield path.relative_to(self.root).as_posix(), path
 
     @staticmethod
     def _stored(key: str, path: Path) -> StoredObject:
@@ -127,3 +142,15 @@ class LocalDestination:
             return PermissionDenied(f"{where}: permission denied for {key}",
                                     hint="Try: check the directory's owner and mode")
         return OperationFailed(f"{where}: {key}: {exc.strerror or exc}")
+
+
+def _is_temp(filename: str) -> bool:
+    """``.<name>.<random>.tmp``, as :meth:`LocalDestination.put_stream` names what it is writing."""
+    return filename.startswith(".") and filename.endswith(TEMP_SUFFIX)
+
+
+def _final_key(temp_key: str) -> str:
+    """The key a temp file becomes: ``a/.name.x1y2.tmp`` -> ``a/name`` (mkstemp's part has no dot)."""
+    folder, _, filename = temp_key.rpartition("/")
+    name = filename[1 : -len(TEMP_SUFFIX)].rpartition(".")[0]
+    return f"{folder}/{name}" if folder else name

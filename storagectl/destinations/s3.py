@@ -19,7 +19,7 @@ from pydantic import Field
 
 from storagectl.config.models import DestinationSettings, TimeoutSettings
 from storagectl.config.types import ByteSize
-from storagectl.destinations.base import StoredObject, check_key
+from storagectl.destinations.base import StoredObject, UnfinishedUpload, check_key
 from storagectl.errors import StoragectlError
 from storagectl.s3client import S3ConnectionSettings, make_s3_client, translate_s3_error
 
@@ -126,6 +126,45 @@ class S3Destination:
             first = errors[0]
             raise self._error(ClientError({"Error": first}, "DeleteObjects"), first.get("Key", ""))
 
+    def list_unfinished(self, prefix: str = "") -> Iterator[UnfinishedUpload]:
+        """Multipart uploads under the destination's prefix (never anything else in the bucket)."""
+        root = self.settings.normalized_prefix()
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        try:
+            for page in paginator.paginate(Bucket=self.settings.bucket, Prefix=root + prefix):
+                for item in page.get("Uploads", []):
+                    if item["Key"].startswith(root + prefix):  # whatever the server's prefix filter did
+                        upload = self._unfinished(item, item["Key"][len(root):])
+                        if upload is not None:
+                            yield upload
+        except Exception as exc:
+            raise self._error(exc) from exc
+
+    def _unfinished(self, item: dict[str, Any], key: str) -> UnfinishedUpload | None:
+        """The upload with its size and last activity (its newest part: a long upload started long ago
+        may still be busy); None when it completed or was aborted since it was listed."""
+        size, last_active = 0, item["Initiated"]
+        paginator = self.client.get_paginator("list_parts")
+        try:
+            for page in paginator.paginate(Bucket=self.settings.bucket, Key=item["Key"], UploadId=item["UploadId"]):
+                for part in page.get("Parts", []):
+                    size += part["Size"]
+                    last_active = max(last_active, part["LastModified"])
+        except Exception as exc:
+            if _no_such_upload(exc):
+                return None
+            raise self._error(exc, key) from exc
+        return UnfinishedUpload(key, last_active, size, item["UploadId"])
+
+    def abort_unfinished(self, uploads: Iterable[UnfinishedUpload]) -> None:
+        for upload in uploads:
+            try:
+                self.client.abort_multipart_upload(Bucket=self.settings.bucket, Key=self._key(upload.key),
+                                                   UploadId=upload.handle)
+            except Exception as exc:
+                if not _no_such_upload(exc):  # else it completed or was aborted meanwhile
+                    raise self._error(exc, upload.key) from exc
+
     def exists(self, key: str) -> bool:
         try:
             self.client.head_object(Bucket=self.settings.bucket, Key=self._key(key))
@@ -135,6 +174,12 @@ class S3Destination:
                 return False
             raise error from exc
         return True
+
+
+def _no_such_upload(exc: BaseException) -> bool:
+    from botocore.exceptions import ClientError
+
+    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") == "NoSuchUpload"
 
 
 def _from_botocore(exc: BaseException) -> bool:

@@ -1,0 +1,197 @@
+"""Where a PostgreSQL restore goes when the role may not create databases: in place, under a marker
+that a rerun recognises; and a failed restore leaves the target's database-level settings as they were."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import psycopg
+import pytest
+
+from storagectl.archive.api import RestoreOptions
+from storagectl.backends.pg_schema import quote_literal
+from storagectl.backends.pg_target import MARKER
+from tests.test_backup_postgres import backend_for, backup_to, table_contents
+from tests.test_pg_swap import as_role, side_databases
+
+SETTINGS_SQL = ("SELECT coalesce(pg_get_userbyid(nullif(s.setrole, 0)), '*'), s.setconfig FROM pg_db_role_setting s "
+                "JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = %s ORDER BY 1")
+# What postgis_topology's script does: a database-level search_path for the database it is created in.
+SETS_SEARCH_PATH = ("\nDO $$BEGIN EXECUTE pg_catalog.format('ALTER DATABASE %I SET search_path = public, topology', "
+                    "pg_catalog.current_database()); END$$;\n")
+
+
+@pytest.fixture
+def owner(postgres_admin_url, pg_database, pg_target):
+    """A role without CREATEDB that owns the target database and the source's tables."""
+    name = f"stctl_owner_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {name} LOGIN")
+        admin.execute(f'ALTER DATABASE "{pg_target.name}" OWNER TO {name}')
+    with pg_database.connect() as conn:
+        conn.execute("CREATE TABLE items (id int PRIMARY KEY, name text); "
+                     "INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 500) g; "
+                     f"ALTER TABLE items OWNER TO {name}")
+    yield name
+    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+        for database in (pg_target, pg_database):  # what the role owns goes before the role
+            admin.execute(f'DROP DATABASE IF EXISTS "{database.name}" WITH (FORCE)')
+        admin.execute(f"DROP ROLE {name}")
+
+
+def rewrite(archive, root, name: str, data: bytes) -> None:
+    (root / name).write_bytes(data)
+    archive.objects[name]["sha256"] = hashlib.sha256(data).hexdigest()
+
+
+def failing_archive(source, tmp_path):
+    """A backup whose pre-data sets a database-level search_path, and whose data then fails to load."""
+    archive = backup_to(tmp_path / "b", source)
+    rewrite(archive, tmp_path / "b", "schema/pre-data.sql",
+            (tmp_path / "b" / "schema/pre-data.sql").read_bytes() + SETS_SEARCH_PATH.encode())
+    rewrite(archive, tmp_path / "b", archive.metadata["tables"][0]["objects"][0], b"not\ta\tcopy\trow\n")
+    return archive
+
+
+def settings(admin_url: str, database: str) -> list[tuple]:
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        return admin.execute(SETTINGS_SQL, [database]).fetchall()
+
+
+def comment(admin_url: str, database: str) -> str | None:
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        return admin.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                             [database]).fetchone()[0]
+
+
+@pytest.mark.parametrize("in_place", [False, True], ids=["staged", "in-place"])
+def test_a_failed_restore_leaves_the_targets_database_settings_as_they_were(
+        in_place, owner, pg_database, pg_target, postgres_admin_url, tmp_path):
+    archive = failing_archive(pg_database, tmp_path)
+    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{pg_target.name}" SET work_mem = \'64MB\'')
+        admin.execute(f'ALTER ROLE {owner} IN DATABASE "{pg_target.name}" SET statement_timeout = \'5min\'')
+    before = settings(postgres_admin_url, pg_target.name)
+    backend = as_role(pg_target, owner) if in_place else backend_for(pg_target)
+
+    with pytest.raises(Exception, match="items.*left empty"):
+        backend.restore(archive, RestoreOptions(backup_id="b1"))
+
+    assert settings(postgres_admin_url, pg_target.name) == before
+    assert backend_for(pg_target).is_empty() and comment(postgres_admin_url, pg_target.name) is None
+    assert side_databases(postgres_admin_url, pg_target) == []
+
+
+@pytest.mark.parametrize(("rerun", "replace_existing"), [("b1", False), ("b2", True)])
+def test_in_place_a_restore_cut_off_is_marked_and_a_rerun_of_that_backup_finishes_it(
+        rerun, replace_existing, owner, pg_database, pg_target, postgres_admin_url, tmp_path, monkeypatch):
+    """A role without CREATEDB restores in place. Cut off after the load (SystemExit stands for the
+    kill -9 that tests/test_pg_kill.py does for real), the target keeps the marker naming the
+    backup; another backup is refused, naming it; a rerun of the same one (or another with --yes)
+    finishes and the database's own comment is back."""
+    from storagectl.backends import pg_archive
+    from storagectl.errors import OperationFailed
+
+    archive = backup_to(tmp_path / "b", pg_database)
+    with pg_target.connect() as conn:
+        conn.execute(f"COMMENT ON DATABASE \"{pg_target.name}\" IS 'orders, it''s production'")
+    backend = as_role(pg_target, owner)
+    real_load = pg_archive._restore_into
+
+    def load_then_cut_off(*args, **kwargs):
+        real_load(*args, **kwargs)
+        raise SystemExit(137)
+
+    monkeypatch.setattr(pg_archive, "_restore_into", load_then_cut_off)
+    with pytest.raises(SystemExit):
+        backend.restore(archive, RestoreOptions(backup_id="b1"))
+    monkeypatch.undo()
+    assert comment(postgres_admin_url, pg_target.name).startswith(MARKER + "b1\n")
+    assert backend.unfinished_restore() == "b1"
+
+    with pytest.raises(OperationFailed, match="unfinished restore of backup b1 .*nothing was restored") as caught:
+        backend.restore(archive, RestoreOptions(backup_id="b2"))
+    assert "rerun the restore of backup b1" in caught.value.hint
+
+    backend.restore(archive, RestoreOptions(backup_id=rerun, replace_existing=replace_existing))
+    assert table_contents(pg_target) == table_contents(pg_database)
+    assert comment(postgres_admin_url, pg_target.name) == "orders, it's production"
+    assert backend.unfinished_restore() is None and side_databases(postgres_admin_url, pg_target) == []
+
+
+def test_a_second_restore_into_a_target_being_restored_is_refused(pg_database, pg_target, postgres_admin_url,
+                                                                   tmp_path):
+    from storagectl.backends.pg_guard import hold_guards
+    from storagectl.errors import OperationFailed
+
+    archive = backup_to(tmp_path / "b", pg_database)
+    backend = backend_for(pg_target)
+    with psycopg.connect(postgres_admin_url, autocommit=True) as running:
+        hold_guards(backend, running, (pg_target.name,))
+        with pytest.raises(OperationFailed, match="another storagectl restore into .* is running; nothing was"):
+            backend.restore(archive, RestoreOptions(backup_id="b1"))
+    backend.restore(archive, RestoreOptions(backup_id="b1"))  # once it is over
+    assert side_databases(postgres_admin_url, pg_target) == []
+
+
+def test_cli_a_target_holding_an_unfinished_restore_is_finished_by_that_backup_only(
+        cli, write_config, pg_database, pg_target, postgres_admin_url, tmp_path):
+    """A marked target (as a killed in-place restore leaves it): restoring another backup is refused
+    naming the unfinished one (exit 2); the same backup needs no --yes, and staged (superuser here)
+    the database ends with its own comment and settings, not the marker."""
+    from storagectl.backends.pg_target import Marker
+
+    with pg_database.connect() as conn:
+        conn.execute("CREATE TABLE items (id int); INSERT INTO items VALUES (1)")
+    config = write_config("version: 1\nbackends:\n" + pg_database.backend_yaml("src") + pg_target.backend_yaml("dst")
+                          + f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
+    backup_id = cli("-c", config, "-o", "json", "backup", "run", "--backend", "src", "--to", "local").json()["id"]
+
+    def mark(backup: str) -> None:
+        marker = Marker(backup, 1, "elsewhere", "2026-12-01T00:00:00+00:00", "orders", ((None, "work_mem=64MB"),), ())
+        with pg_target.connect() as conn:
+            conn.execute("DROP TABLE IF EXISTS items; CREATE TABLE items (id int)")  # the partial restore
+            conn.execute(f'COMMENT ON DATABASE "{pg_target.name}" IS {quote_literal(marker.text())}')
+
+    mark("20261201T000000Z-0ld0ne")
+    refused = cli("-c", config, "restore", backup_id, "--to", "dst")
+    assert refused.exit_code == 2, refused.stderr
+    assert "holds an unfinished restore of backup 20261201T000000Z-0ld0ne" in refused.stderr
+    assert "storagectl restore 20261201T000000Z-0ld0ne --to dst to finish it" in refused.stderr
+
+    mark(backup_id)
+    finished = cli("-c", config, "restore", backup_id, "--to", "dst", "--validate")
+    assert finished.exit_code == 0, finished.stderr
+    assert table_contents(pg_target) == table_contents(pg_database)
+    assert comment(postgres_admin_url, pg_target.name) == "orders"
+    assert settings(postgres_admin_url, pg_target.name) == [("*", ["work_mem=64MB"])]
+    assert side_databases(postgres_admin_url, pg_target) == []
+
+
+def test_the_guard_of_a_running_restore_outlives_a_server_idle_session_timeout(pg_database, pg_target,
+                                                                              postgres_admin_url, tmp_path):
+    """The guard session idles for the whole load: ended by idle_session_timeout, its staging database
+    would look stale to the next restore and be dropped under the running one."""
+    import time
+
+    from storagectl.backends import open_backend
+    from storagectl.backends.pg_guard import guard_held
+    from storagectl.backends.postgres import PostgresSettings
+    from tests.conftest import fresh_pg_database
+
+    archive = backup_to(tmp_path / "b", pg_database)
+    held = []
+
+    def check(staged, outcome) -> None:
+        time.sleep(1.5)  # well past the timeout below
+        with psycopg.connect(postgres_admin_url, autocommit=True) as other:
+            held.append(guard_held(other, staged.current_database()))
+
+    with fresh_pg_database(postgres_admin_url) as maintenance:
+        with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+            admin.execute(f"ALTER DATABASE \"{maintenance.name}\" SET idle_session_timeout = '300ms'")
+        backend = open_backend("dst", PostgresSettings(kind="postgres", url=pg_target.url,
+                                                       maintenance_database=maintenance.name))
+        backend.restore(archive, RestoreOptions(backup_id="b1", check_staged=check))
+    assert held == [True]
