@@ -34,7 +34,7 @@ LatestBackendOption = Annotated[str | None, typer.Option(
     autocompletion=complete.backend_names)]
 BackupIdArgument = Annotated[str, typer.Argument(
     metavar="BACKUP_ID", help="Backup id, or `latest` with --backend and/or --job.",
-    autocompletion=complete.backup_ids_or_latest)]
+    autocompletion=complete.backup_ids)]
 IdentityOption = Annotated[Path | None, typer.Option(
     "--identity", "-i", dir_okay=False, metavar="FILE", help="age identity file for encrypted backups "
     "[default: the job's encryption.identity_file].")]
