@@ -54,6 +54,17 @@ class ArchiveReader(Protocol):
         ...
 
 
+def read_exact(stream: BinaryIO, size: int) -> bytes:
+    """``size`` bytes of an object stream (fewer only at its end): ``read`` may return less."""
+    data = bytearray()
+    while len(data) < size:
+        chunk = stream.read(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
 @dataclass(frozen=True)
 class BackupOptions:
     parallel: int = 4

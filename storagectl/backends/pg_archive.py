@@ -8,13 +8,16 @@ the others in text.
 A table is stored in parts of about ``PART_BYTES`` of COPY data; the manifest metadata records per
 table its COPY format, parts, row count and content checksum
 (:func:`~storagectl.backends.pg_copy.row_checksum`), and every sequence's ``last_value``/``is_called``.
+Large objects are read by one more worker (:mod:`pg_largeobjects`; pg_dump leaves them out).
 
-Restore into an empty database: pre-data in one transaction, then ``COPY ... FROM STDIN`` of every
-part in parallel, each table's index builds as soon as its parts are in, sequences, then the rest
-of post-data (foreign keys, triggers, and pg_dump's own ``REFRESH MATERIALIZED VIEW`` in dependency
-order). If any step after pre-data fails, everything the restore created is dropped again: the
-target is left empty. Over a non-empty database (``replace_existing``) the same restore goes into a
-new database that is swapped in only when complete (:mod:`storagectl.backends.pg_swap`).
+Restore into an empty database: pre-data in one transaction, then the large objects (created with
+their OIDs, owners, ACLs and comments, in batches) and ``COPY ... FROM STDIN`` of every part in
+parallel (the large objects' data once they exist), each table's index builds as soon as its parts
+are in, sequences, then the rest of post-data (foreign keys, triggers, and pg_dump's own ``REFRESH
+MATERIALIZED VIEW`` in dependency order). If any step after pre-data fails, everything the restore
+created is dropped again: the target is left empty. Over a non-empty database (``replace_existing``)
+the same restore goes into a new database that is swapped in only when complete
+(:mod:`storagectl.backends.pg_swap`).
 """
 
 from __future__ import annotations
@@ -36,18 +39,22 @@ from storagectl.archive.api import (
     record_summary,
 )
 from storagectl.archive.pipe import BackgroundWriter
-from storagectl.backends import pg_schema
+from storagectl.backends import pg_largeobjects, pg_schema
 from storagectl.backends.pg_copy import BINARY_HEADER, BINARY_TRAILER, CopyOut, checksum_format, row_checksum
 from storagectl.backends.pg_jobs import Job, run_jobs
+from storagectl.backends.pg_largeobjects import LargeObjectLoad, LargeObjects
 from storagectl.backends.pg_tools import IndexBuild, PgDump, PostData, split_post_data
 from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, raise_with_state
 
 if TYPE_CHECKING:
     from storagectl.backends.postgres import PostgresBackend
 
-# 3: a COPY format per table (binary or text); 2: all tables text; 1 (pre-release): one object per table
-FORMAT_VERSION = 3
-READABLE_FORMATS = (2, 3)
+# 4: format 3 plus large objects, written only for a database that has some (so that older versions,
+# which refuse format 4 by its number, still restore every backup without them); 3: a COPY format
+# per table (binary or text); 2: all tables text; 1 (pre-release): one object per table
+FORMAT_VERSION = 4
+FORMAT_WITHOUT_LARGE_OBJECTS = 3
+READABLE_FORMATS = (2, 3, 4)
 READ_BYTES = 1 << 20
 PART_BYTES = 64 << 20  # raw COPY data per archive object; larger tables are stored in parts
 PRE_DATA = "schema/pre-data.sql"
@@ -91,47 +98,68 @@ def backup(backend: PostgresBackend, archive: ArchiveWriter, options: BackupOpti
         snapshot = holder.execute("SELECT pg_export_snapshot()").fetchone()[0]
         facts = pg_schema.server_facts(holder)
         pg_dump.check_server(facts["server_version_num"], facts["server_version"])
-        pg_schema.refuse_large_objects(holder, backend.label)
         tables = tables_to_copy(holder)
         pg_schema.lock_tables(holder, tables)  # as pg_dump does: no DROP/ALTER under our feet
         sequences = pg_schema.read_sequences(holder)
-        schema_job = _schema_dump_job(backend, pg_dump, snapshot, archive)
-        copies = _copy_tables_out(backend, holder, snapshot, tables, options, archive, schema_job)
+        large_objects: list[LargeObjects] = []
+        jobs = [_schema_dump_job(backend, pg_dump, snapshot, archive)]
+        if pg_largeobjects.count(holder):
+            jobs.append(_large_objects_job(backend, archive, large_objects))
+        copies = _copy_tables_out(backend, holder, snapshot, tables, options, archive, jobs)
         holder.execute("COMMIT")
     for key, value in facts.items():
         archive.set_metadata(key, value)
-    archive.set_metadata("format", FORMAT_VERSION)
+    archive.set_metadata("format", FORMAT_VERSION if large_objects else FORMAT_WITHOUT_LARGE_OBJECTS)
     archive.set_metadata("pg_dump_version", pg_dump.version)
-    archive.set_metadata("tables", [asdict(copy) for copy in copies])
     archive.set_metadata("sequences", sequences)
-    record_summary(archive, expected_summary({"tables": [asdict(copy) for copy in copies]}))
+    contents: dict[str, Any] = {"tables": [asdict(copy) for copy in copies]}
+    if large_objects:
+        contents["large_objects"] = asdict(large_objects[0])
+    for key, value in contents.items():
+        archive.set_metadata(key, value)
+    record_summary(archive, expected_summary(contents))
 
 
 def _schema_dump_job(backend: PostgresBackend, pg_dump: PgDump, snapshot: str,
-                     archive: ArchiveWriter) -> Callable[[], None]:
-    def dump_schema() -> None:
+                     archive: ArchiveWriter) -> Callable[[Any], None]:
+    def dump_schema(_conn: Any) -> None:
         for section, name in (("pre-data", PRE_DATA), ("post-data", POST_DATA)):
             with archive.create(name) as sink:
                 pg_dump.dump_section(backend, section, snapshot, sink.write)
     return dump_schema
 
 
+def _large_objects_job(backend: PostgresBackend, archive: ArchiveWriter,
+                       found: list[LargeObjects]) -> Callable[[Any], None]:
+    """Every large object, on one snapshot connection: metadata lines and data parts in one pass."""
+    def back_up(conn: Any) -> None:
+        parts = ObjectParts(archive, pg_largeobjects.DATA_STEM, header=pg_largeobjects.RECORDS_MAGIC,
+                            suffix=pg_largeobjects.DATA_SUFFIX, count="chunks")
+        with _pg_errors(backend, "backing up large objects"), archive.create(pg_largeobjects.METADATA) as sink:
+            sink.counts = {"objects": 0}
+            stream = pg_largeobjects.BackupStream(conn, sink)
+            write_parts(stream.pieces(), parts)
+        found.append(stream.result(parts.names))
+    return back_up
+
+
 def _copy_tables_out(backend: PostgresBackend, holder: Any, snapshot: str, tables: list[pg_schema.Table],
-                     options: BackupOptions, archive: ArchiveWriter, schema_job: Callable[[], None]
+                     options: BackupOptions, archive: ArchiveWriter, first_jobs: list[Callable[[Any], None]]
                      ) -> list[TableCopy]:
-    """Schema dump first, then tables largest first; the holder connection copies too."""
+    """``first_jobs`` (the schema dump, the large objects), then tables largest first; the holder
+    connection copies too."""
     names = object_names(tables)
     results: list[TableCopy] = []
 
     def copy_one(conn: Any, table: pg_schema.Table) -> None:
-        parts = TableParts(archive, names[table], binary=table.copy_format == "binary")
+        parts = ObjectParts(archive, names[table], binary=table.copy_format == "binary")
         rows, checksum = copy_out(backend, conn, table, parts)
         results.append(TableCopy(table.schema, table.name, parts.names, rows, checksum, table.copy_format))
 
-    jobs: list[Any] = [schema_job, *sorted(tables, key=lambda t: t.size, reverse=True)]
+    jobs: list[Any] = [*first_jobs, *sorted(tables, key=lambda t: t.size, reverse=True)]
     workers = max(1, min(options.parallel, backend.settings.pool.max_size - 1, len(jobs)))
     run_jobs(jobs, workers, lambda: _snapshot_connection(backend, snapshot), holder,
-             lambda conn, job: job() if callable(job) else copy_one(conn, job))
+             lambda conn, job: job(conn) if callable(job) else copy_one(conn, job))
     return sorted(results, key=lambda copy: (copy.schema, copy.name))
 
 
@@ -174,7 +202,7 @@ def _prepare_session(conn: Any, encoding: str | None = None, *, empty_search_pat
 
 
 def copy_out(backend: PostgresBackend, conn: Any, table: pg_schema.Table,
-             parts: TableParts | None, *, format_2: bool = False) -> tuple[int, str]:
+             parts: ObjectParts | None, *, format_2: bool = False) -> tuple[int, str]:
     """Stream one table's COPY data into ``parts`` (None: only count and checksum it); returns
     (rows, checksum) (``format_2``: the checksum as archive format 2 recorded it).
 
@@ -187,37 +215,49 @@ def copy_out(backend: PostgresBackend, conn: Any, table: pg_schema.Table,
             for _piece in copy:
                 pass
         else:
-            _write_parts(copy, parts)
+            write_parts(_with_rows(copy), parts)
     if copy.rows != copy.rows_read:
         raise IntegrityError(f"{table.unit}: COPY reported {copy.rows} rows but sent {copy.rows_read}")
     return copy.rows, row_checksum(copy.crc32_sum, table.copy_format, format_2=format_2)
 
 
-def _write_parts(copy: CopyOut, parts: TableParts) -> None:
+def _with_rows(copy: CopyOut) -> Iterator[tuple[bytes, int]]:
+    rows_before = 0
+    for piece in copy:
+        yield piece, copy.rows_read - rows_before
+        rows_before = copy.rows_read
+
+
+def write_parts(pieces: Iterator[tuple[bytes, int]], parts: ObjectParts) -> None:
+    """``(piece, records in it)`` into ``parts``, written in a helper thread, so compressing one
+    piece overlaps with receiving the next."""
     try:
         with BackgroundWriter(parts.write) as writer:
-            rows_before = 0
-            for piece in copy:
-                writer.put((piece, copy.rows_read - rows_before))
-                rows_before = copy.rows_read
+            for item in pieces:
+                writer.put(item)
     except BaseException as exc:
         parts.abort(exc)
         raise
     parts.finish()
 
 
-class TableParts:
-    """One table's COPY data as archive objects of about ``PART_BYTES`` each, split between rows.
+class ObjectParts:
+    """One table's COPY data (or the large objects' data records) as archive objects of about
+    ``PART_BYTES`` each, split between rows (records).
 
     Restore loads the parts of a table side by side, so the largest table no longer bounds the
     restore time on its own. Fed ``(piece, rows in it)`` from one thread at a time. With ``binary``
-    each part is a complete binary COPY stream: header, tuples, trailer.
+    each part is a complete binary COPY stream: header, tuples, trailer; ``header`` starts each part
+    otherwise. ``count`` names what ``counts`` counts.
     """
 
-    def __init__(self, archive: ArchiveWriter, stem: str, *, binary: bool = False) -> None:
+    def __init__(self, archive: ArchiveWriter, stem: str, *, binary: bool = False, header: bytes = b"",
+                 suffix: str = ".copy", count: str = "rows") -> None:
         self.archive = archive
         self.stem = stem
-        self.header, self.trailer = (BINARY_HEADER, BINARY_TRAILER) if binary else (b"", b"")
+        self.header, self.trailer = (BINARY_HEADER, BINARY_TRAILER) if binary else (header, b"")
+        self.suffix = suffix
+        self.count = count
         self.names: list[str] = []
         self.part: ExitStack | None = None
         self.sink: Any = None
@@ -230,14 +270,14 @@ class TableParts:
         self.sink.write(piece)
         self.size += len(piece)
         self.rows += rows
-        self.sink.counts = {"rows": self.rows}
+        self.sink.counts = {self.count: self.rows}
 
     def _next_part(self) -> None:
         self._close_part()
         self.part = ExitStack()
-        self.names.append(f"{self.stem}.{len(self.names) + 1:04d}.copy")
+        self.names.append(f"{self.stem}.{len(self.names) + 1:04d}{self.suffix}")
         self.sink = self.part.enter_context(self.archive.create(self.names[-1]))
-        self.sink.counts = {"rows": 0}
+        self.sink.counts = {self.count: 0}
         self.size = self.rows = 0
         if self.header:
             self.sink.write(self.header)
@@ -291,17 +331,22 @@ def content_summary(backend: PostgresBackend, like: ContentSummary | None = None
                     parallel: int = 4) -> ContentSummary:
     """Row counts and content checksums of every table now, computed exactly as backup does: each
     table in the COPY format of its checksum in ``like`` (what a backup recorded), else in the
-    format a backup would choose now; like a format 2 backup when ``like`` is one."""
+    format a backup would choose now; like a format 2 backup when ``like`` is one. The large objects'
+    count and checksum too (unit ``large objects``) when there are any or ``like`` has them."""
     summary = ContentSummary()
     lock = threading.Lock()
     recorded = {unit: checksum_format(checksum) for unit, checksum in (like.checksums if like else {}).items()}
     format_2 = "format-2" in recorded.values()
 
-    def summarize(conn: Any, table: pg_schema.Table) -> None:
-        rows, checksum = copy_out(backend, conn, table, None, format_2=format_2)
+    def summarize(conn: Any, job: pg_schema.Table | str) -> None:
+        if isinstance(job, pg_schema.Table):
+            unit, (rows, checksum) = job.unit, copy_out(backend, conn, job, None, format_2=format_2)
+        else:
+            with _pg_errors(backend, "reading large objects"):
+                unit, (rows, checksum) = job, pg_largeobjects.summarize(conn)
         with lock:
-            summary.counts[table.unit] = rows
-            summary.checksums[table.unit] = checksum
+            summary.counts[unit] = rows
+            summary.checksums[unit] = checksum
 
     with backend.connect() as holder:
         _prepare_session(holder, empty_search_path=not format_2)
@@ -312,8 +357,12 @@ def content_summary(backend: PostgresBackend, like: ContentSummary | None = None
             tables = [replace(table, copy_format="binary" if recorded.get(table.unit) == "binary" else "text")
                       for table in tables]
         tables.sort(key=lambda t: t.size, reverse=True)
-        workers = max(1, min(parallel, backend.settings.pool.max_size, len(tables)))
-        run_jobs(tables, workers, lambda: _snapshot_connection(backend, snapshot, format_2=format_2), holder,
+        # A database without large objects is summarized as before unless the backup had some.
+        recorded_objects = like is not None and pg_largeobjects.UNIT in like.counts
+        jobs: list[Any] = [pg_largeobjects.UNIT] if recorded_objects or pg_largeobjects.count(holder) else []
+        jobs += tables
+        workers = max(1, min(parallel, backend.settings.pool.max_size, len(jobs)))
+        run_jobs(jobs, workers, lambda: _snapshot_connection(backend, snapshot, format_2=format_2), holder,
                  summarize)
         holder.execute("COMMIT")
     return summary
@@ -326,6 +375,10 @@ def expected_summary(metadata: dict[str, Any]) -> ContentSummary:
         copy = TableCopy(**entry)
         summary.counts[copy.unit] = copy.rows
         summary.checksums[copy.unit] = copy.checksum
+    if metadata.get("large_objects"):
+        objects = LargeObjects(**metadata["large_objects"])
+        summary.counts[pg_largeobjects.UNIT] = objects.count
+        summary.checksums[pg_largeobjects.UNIT] = objects.checksum
     return summary
 
 
@@ -342,6 +395,7 @@ def restore(backend: PostgresBackend, archive: ArchiveReader, options: RestoreOp
     from storagectl.backends import pg_target
 
     copies = tables_of(archive)
+    pg_largeobjects.recorded(archive)  # checked before the target is touched
     return pg_target.restore(backend, options, lambda into, opts, undo: _restore_into(
         into, archive, copies, opts, undo=undo))
 
@@ -416,6 +470,7 @@ def _try_empty(conn: Any, timescale: str | None, keep_extensions: set[str]) -> b
             conn.rollback()
         if timescale:
             timescaledb.finish_restore(conn)
+        pg_largeobjects.unlink_all(conn)
         with conn.transaction():
             pg_schema.drop_user_objects(conn, keep_extensions)
         return True
@@ -464,19 +519,23 @@ def _load_tables_and_build_indexes(backend: PostgresBackend, conn: Any, archive:
              for part in sorted(parts, key=lambda part: part.rows, reverse=True)]
     tables = {(copy.schema, copy.name) for copy in copies}
     builds = [Job(build, after={build.table} if build.table in tables else tables) for build in post.index_builds]
-    workers = max(1, min(options.parallel, backend.settings.pool.max_size, len(loads) + len(builds)))
+    objects, object_parts = pg_largeobjects.restore_jobs(archive)
+    jobs = objects + loads + object_parts + builds
+    workers = max(1, min(options.parallel, backend.settings.pool.max_size, len(jobs)))
     if archive.metadata.get("timescaledb"):
         workers = 1  # Timescale documents restore as one serial session between pre/post_restore
     index_memory = f"{max(64, 512 // workers)}MB"
 
-    def run(c: Any, work: TablePart | IndexBuild) -> None:
+    def run(c: Any, work: TablePart | IndexBuild | LargeObjectLoad) -> None:
         if isinstance(work, TablePart):
             copy_in(backend, c, archive, work)
-            return
-        c.execute(f"SET maintenance_work_mem = '{index_memory}'")
-        _run_schema_sql(backend, c, post.preamble + work.statement, "post-data (index build)")
+        elif isinstance(work, LargeObjectLoad):
+            load_large_objects(backend, c, archive, work)
+        else:
+            c.execute(f"SET maintenance_work_mem = '{index_memory}'")
+            _run_schema_sql(backend, c, post.preamble + work.statement, "post-data (index build)")
 
-    run_jobs(loads + builds, workers, lambda: _restore_connection(backend, archive.metadata.get("encoding")),
+    run_jobs(jobs, workers, lambda: _restore_connection(backend, archive.metadata.get("encoding")),
              conn, run)
 
 
@@ -508,6 +567,19 @@ def copy_in(backend: PostgresBackend, conn: Any, archive: ArchiveReader, part: T
     if loaded != part.rows:
         raise IntegrityError(f"{unit}: restored {loaded} rows from {part.object}, the backup recorded {part.rows}",
                              hint="Try: storagectl backup verify ID")
+
+
+def load_large_objects(backend: PostgresBackend, conn: Any, archive: ArchiveReader, load: LargeObjectLoad) -> None:
+    doing = "creating large objects" if load.metadata else f"restoring large objects from {load.object}"
+    with _pg_errors(backend, doing), archive.open(load.object) as stream:
+        if load.metadata:
+            done = pg_largeobjects.create_objects(conn, stream, load.object)
+        else:
+            with conn.transaction():
+                done = pg_largeobjects.write_contents(conn, stream, load.object)
+    if done != load.expected:
+        raise IntegrityError(f"{load.object}: restored {done} {'objects' if load.metadata else 'chunks'}, "
+                             f"the backup recorded {load.expected}", hint="Try: storagectl backup verify ID")
 
 
 def read_object(archive: ArchiveReader, name: str) -> bytes:

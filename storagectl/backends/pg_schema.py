@@ -6,8 +6,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from storagectl.errors import OperationFailed
-
 SYSTEM_SCHEMAS = "('pg_catalog', 'information_schema', 'pg_toast')"
 USER_SCHEMA = (f"n.nspname NOT IN {SYSTEM_SCHEMAS} AND n.nspname !~ '^pg_temp_' "
                "AND n.nspname !~ '^pg_toast_temp_'")
@@ -211,16 +209,6 @@ def server_facts(conn: Any) -> dict[str, Any]:
             "timescaledb": timescaledb_version(conn)}
 
 
-def refuse_large_objects(conn: Any, label: str) -> None:
-    """Large objects live outside tables; refuse rather than silently leave them out."""
-    count = conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()[0]
-    if count:
-        raise OperationFailed(
-            f"{label}: the database holds {count} large objects, which storagectl does not back up",
-            hint="Try: pg_dump -Fc for this database, or move the data into bytea columns",
-        )
-
-
 # -- emptiness, and emptying a database (undoing a failed restore) -------------------------------
 # Objects that belong to an extension are the extension's: never counted as content (pg_dump's
 # CREATE EXTENSION IF NOT EXISTS leaves one already there alone, e.g. one preinstalled through
@@ -251,23 +239,28 @@ WHERE t.typnamespace = 'public'::regnamespace AND t.typcategory <> 'A'
 """
 
 
+LARGE_OBJECTS_SQL = "SELECT 'LARGE OBJECT ' || oid FROM pg_catalog.pg_largeobject_metadata ORDER BY oid"
+
+
 def extension_names(conn: Any) -> set[str]:
     return {row[0] for row in conn.execute("SELECT extname FROM pg_extension WHERE extname <> 'plpgsql'")}
 
 
 def user_objects(conn: Any) -> list[str]:
-    """What a restore would collide with: user schemas, and the relations, routines and types of
-    public (e.g. ``TABLE public.orders``); extensions and what belongs to them are not counted."""
+    """What a restore would collide with: user schemas, the relations, routines and types of
+    public (e.g. ``TABLE public.orders``), and large objects; extensions and what belongs to them
+    are not counted."""
     statements = [row[0] for row in conn.execute(SCHEMA_DROPS_SQL).fetchall()]
     statements += [row[0] for row in conn.execute(PUBLIC_DROPS_SQL).fetchall()]
-    return [statement.removeprefix("DROP ").replace(" IF EXISTS", "").removesuffix(" CASCADE")
-            for statement in statements]
+    objects = [statement.removeprefix("DROP ").replace(" IF EXISTS", "").removesuffix(" CASCADE")
+               for statement in statements]
+    return objects + [row[0] for row in conn.execute(LARGE_OBJECTS_SQL)]
 
 
 def drop_user_objects(conn: Any, keep_extensions: Iterable[str] = ()) -> None:
     """Drop extensions (but ``keep_extensions``), user schemas and what the public schema holds;
     keeps public itself (its owner and privileges are the database's defaults, which a dump does
-    not recreate)."""
+    not recreate). Large objects are unlinked apart, in batches (``pg_largeobjects.unlink_all``)."""
     for name in sorted(extension_names(conn) - set(keep_extensions)):
         conn.execute(f"DROP EXTENSION IF EXISTS {quote_ident(name)} CASCADE")
     for sql in (SCHEMA_DROPS_SQL, PUBLIC_DROPS_SQL):

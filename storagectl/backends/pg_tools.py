@@ -51,6 +51,12 @@ class PgDump:
                 major="NN"))
         return cls(path, match.group(0))
 
+    @property
+    def no_large_objects(self) -> str:
+        """Large objects are backed up apart (pg_largeobjects), never also by the schema sections;
+        pg_dump 16 renamed the option (the old name still works, deprecated)."""
+        return "--no-large-objects" if self.major >= 16 else "--no-blobs"
+
     def check_server(self, server_version_num: int, server_version: str) -> None:
         """pg_dump refuses (and cannot faithfully dump) a server newer than itself: say so first."""
         server_major = server_version_num // 10000
@@ -65,7 +71,7 @@ class PgDump:
         """Stream ``pg_dump --section=SECTION --snapshot=SNAPSHOT`` (plain SQL) into ``write``."""
         conninfo, env = connection_env(backend.settings.conninfo_params())
         command = [self.path, f"--section={section}", f"--snapshot={snapshot}", "--no-password",
-                   f"--dbname={conninfo}"]
+                   self.no_large_objects, f"--dbname={conninfo}"]
         # stderr goes to a temp file: a pipe that nobody drains would block pg_dump after 64 KiB of warnings.
         with tempfile.TemporaryFile() as stderr, spawn(command, stdout=subprocess.PIPE, stderr=stderr,
                                                        env=env) as process:

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from storagectl.archive.api import ContentSummary, RestoreOutcome, record_summary
+from storagectl.archive.api import ContentSummary, RestoreOutcome, read_exact, record_summary
 from storagectl.backends.base import Backend, classify_connection_error
 from storagectl.config.models import BackendSettings, PasswordMixin
 from storagectl.config.types import Port
@@ -410,7 +410,7 @@ class RedisBackend(Backend):
                 client.flushdb()
             restore_batch = client.register_script(_RESTORE_BATCH_LUA)
             with archive.open(name) as stream:
-                if _read_exact(stream, len(RECORDS_MAGIC)) != RECORDS_MAGIC:
+                if read_exact(stream, len(RECORDS_MAGIC)) != RECORDS_MAGIC:
                     raise IntegrityError(f"{name}: not a storagectl Redis records stream")
                 for batch in _batches(_records(stream, name)):
                     _restore_batch(restore_batch, batch, loaded)
@@ -621,22 +621,12 @@ def _pack_records(keys: list[bytes], reply: list[Any]) -> tuple[bytes, int]:
     return b"".join(parts), len(parts) // 3
 
 
-def _read_exact(stream: BinaryIO, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        chunk = stream.read(size - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return bytes(data)
-
-
 def _records(stream: BinaryIO, name: str) -> Iterator[tuple[bytes, bytes, int]]:
-    while header := _read_exact(stream, _RECORD_HEADER.size):
+    while header := read_exact(stream, _RECORD_HEADER.size):
         if len(header) < _RECORD_HEADER.size:
             raise IntegrityError(f"{name}: truncated record header")
         key_length, payload_length, expire_at = _RECORD_HEADER.unpack(header)
-        body = _read_exact(stream, key_length + payload_length)
+        body = read_exact(stream, key_length + payload_length)
         if len(body) < key_length + payload_length:
             raise IntegrityError(f"{name}: truncated record")
         yield body[:key_length], body[key_length:], expire_at
