@@ -37,7 +37,7 @@ from storagectl.config.models import Config
 from storagectl.cron import fires_between, latest_fire_at_or_before, next_fire_times
 from storagectl.errors import Interrupted, StoragectlError
 from storagectl.job_report import JobOutcome, TakenBackup, report_job_outcome
-from storagectl.locks import FileLock, JobLock, RedisLock, default_lock_dir
+from storagectl.locks import JobLock, JobLocks
 from storagectl.prune import newest_complete_start, prune_job
 from storagectl.redact import redact_text
 
@@ -115,41 +115,6 @@ class BackupJobRunner:
         if self.config.job(job).retention is None:
             return []
         return prune_job(self.config, job, now).removed
-
-
-# -- locks ---------------------------------------------------------------------------------------
-class JobLocks:
-    """The lock of each job: a Redis lease on ``lock.backend`` or a local file lock."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self._clients: dict[str, Any] = {}
-        self._guard = threading.Lock()
-
-    def __call__(self, job: str) -> JobLock:
-        settings = self.config.job(job)
-        name = f"job:{job}"
-        if settings.lock is None or settings.lock.backend is None:
-            return FileLock(default_lock_dir() / f"job-{job}.lock", name)
-        return RedisLock(self._client(settings.lock.backend), name, settings.lock.ttl)
-
-    def _client(self, backend: str) -> Any:
-        from storagectl.backends import backend_from_config
-
-        with self._guard:
-            if backend not in self._clients:
-                self._clients[backend] = backend_from_config(self.config, backend).client()
-            return self._clients[backend]
-
-
-def check_lock_backends(config: Config, jobs: list[str]) -> None:
-    """Connect to every lock backend the jobs use; an unreachable one raises BackendUnavailable."""
-    from storagectl.backends import backend_from_config
-
-    names = {config.job(job).lock.backend for job in jobs if config.job(job).lock is not None}
-    for name in sorted(n for n in names if n is not None):
-        with backend_from_config(config, name).connect():
-            log.debug("lock backend %s is reachable", name)
 
 
 # -- schedules -----------------------------------------------------------------------------------

@@ -64,7 +64,8 @@ def schedule(
 def _run_scheduler(state: AppState, jobs: list[str], once: bool, grace: float | None,
                    output: OutputFormat | None) -> None:
     from storagectl.errors import OperationFailed
-    from storagectl.schedule import FAILURE, BackupJobRunner, Scheduler, check_lock_backends, stop_on_signals
+    from storagectl.locks import check_lock_backends
+    from storagectl.schedule import FAILURE, BackupJobRunner, Scheduler, stop_on_signals
 
     config = state.config
     check_lock_backends(config, jobs)
@@ -124,8 +125,8 @@ def prune(
     complete backup nor one still being written; removes backups without a manifest once nothing
     has been written to them for retention.partial_after. A delete the destination refuses is an error.
     """
+    from storagectl.locks import check_lock_backends
     from storagectl.prune import retention_jobs
-    from storagectl.schedule import check_lock_backends
 
     state = state_of(ctx)
     config = state.config
@@ -171,10 +172,9 @@ def _fail_on_unreadable(results: list[Any]) -> None:
 
 def _job_locked(config: Any, job: str) -> Any:
     """The job's lock, so retention never runs while the scheduler runs the same job."""
-    from storagectl.locks import held
-    from storagectl.schedule import JobLocks
+    from storagectl.locks import job_locked
 
-    return held(JobLocks(config)(job), f"job {job!r}")
+    return job_locked(config, job)
 
 
 def _render_prune(state: AppState, results: list[dict[str, Any]], output: OutputFormat | None) -> None:
@@ -218,8 +218,8 @@ def check_run_prune(config: Any, job: str | None, backend: str | None, to: str |
     """Before `backup run --prune` takes a backup: the job whose retention will be applied."""
     from storagectl.backup import plan_backups
     from storagectl.errors import UsageError
+    from storagectl.locks import check_lock_backends
     from storagectl.prune import retention_jobs
-    from storagectl.schedule import check_lock_backends
 
     if backend or to:
         raise UsageError("--prune applies a job's retention policy; use it with --job, not --backend/--to")
