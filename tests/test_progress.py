@@ -174,3 +174,54 @@ def test_backup_restore_verify_work_with_progress_on_a_terminal(cli, write_confi
     with pg_target.connect() as conn:
         counts = [conn.execute(f"SELECT count(*) FROM t{index}").fetchone()[0] for index in range(30)]
     assert counts == list(itertools.repeat(200, 30))
+
+
+# -- totals: catalog estimates for backups, the manifest for verify and restore ---------------------
+def test_backup_plans_with_the_catalog_estimate_verify_and_restore_with_the_manifest(write_config, pg_database,
+                                                                                     pg_target, tmp_path):
+    from storagectl.backup import restore, run_backup, verify_backup
+    from storagectl.config import load_config
+
+    with pg_database.connect() as conn:
+        for index in range(5):
+            conn.execute(f"CREATE TABLE t{index} AS SELECT g AS id, md5(g::text) AS note, g * 1.5 AS n "
+                         "FROM generate_series(1, 2000) g")
+        conn.execute("ANALYZE")
+    config = load_config(write_config("version: 1\nbackends:\n" + pg_database.backend_yaml("src")
+                                      + pg_target.backend_yaml("dst")
+                                      + f"destinations:\n  local: {{kind: local, path: {tmp_path / 'b'}}}\n"))
+    events: list[ProgressEvent] = []
+    [result] = run_backup(config, backend="src", destination="local", progress=events.append)
+    manifest = result.manifest
+    assert events[0].stage == "plan" and events[0].objects == 5 + 2 == len(manifest.objects)
+    assert manifest.raw_size / 2 <= events[0].total <= manifest.raw_size * 2  # statistics, not a count
+    events.clear()
+    verify_backup(config, manifest.id, progress=events.append)
+    plans = [(e.action, e.total, e.objects) for e in events if e.stage == "plan"]
+    assert plans == [("verify", manifest.raw_size, 7)]
+    events.clear()
+    restore(config, manifest.id, target="dst", progress=events.append)
+    plans = [(e.action, e.total, e.objects) for e in events if e.stage == "plan"]
+    assert plans == [("verify", manifest.size, 7), ("restore", manifest.raw_size, 7)]  # stored bytes checked first
+
+
+def test_redis_and_sqlite_estimates(redis_db, tmp_path):
+    import sqlite3
+
+    from storagectl.backends import open_backend
+    from storagectl.backends.redis import RedisSettings
+    from storagectl.backends.sqlite import SQLiteSettings
+
+    client = redis_db.client()
+    client.mset({f"key:{index}": "x" * 100 for index in range(2000)})
+    cache = open_backend("cache", RedisSettings(kind="redis", url=redis_db.url))
+    with cache.connect() as connection:
+        estimate = cache.backup_estimate(connection)
+    assert estimate.objects == 1 and 2000 * 100 / 4 <= estimate.bytes <= 2000 * 1000
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        db.executemany("INSERT INTO t (v) VALUES (?)", [("v" * 50,)] * 1000)
+    app = open_backend("app", SQLiteSettings(kind="sqlite", path=path))
+    with app.connect() as connection:
+        assert app.backup_estimate(connection) == Estimate(path.stat().st_size, 1)
