@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shlex
 import statistics
@@ -75,6 +76,7 @@ def write_config(workdir: Path, source_url: str, target_url: str) -> Path:
 
 
 def environment(source: Path) -> dict[str, str]:
+    """Commands run in ``source`` too: ``python -m`` imports from the working directory first."""
     return {"PYTHONPATH": str(source.resolve()), "PATH": "/usr/bin:/bin", "TERM": "xterm-256color",
             "HOME": str(Path.home())}
 
@@ -91,11 +93,15 @@ def run(command: str, terminal: bool, timeout: float, env: dict[str, str]) -> Sa
     inner = f"{command} >/dev/null" if terminal else f"{command} 2>&1 >/dev/null | cat"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
+    keyboard, idle = os.pipe()  # script's stdin stays open: at EOF it would stop relaying output
     try:
-        done = subprocess.run(["script", "-qefc", inner, "/dev/null"], capture_output=True, timeout=timeout,
-                              env=env)
+        done = subprocess.run(["script", "-qefc", inner, "/dev/null"], stdin=keyboard, capture_output=True,
+                              timeout=timeout, env=env, cwd=env["PYTHONPATH"])
     except subprocess.TimeoutExpired:
         return None
+    finally:
+        os.close(keyboard)
+        os.close(idle)
     elapsed = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
@@ -108,12 +114,14 @@ def commands(config: Path, env: dict[str, str]) -> dict[str, str]:
     """The three commands; restore and verify read a backup made (untimed) beforehand."""
     base = [sys.executable, "-m", "storagectl", "-c", str(config)]
     made = subprocess.run([*base, "-q", "-o", "json", "backup", "run", "--job", "bench"], capture_output=True,
-                          text=True, check=True, env=env)
+                          text=True, env=env, cwd=env["PYTHONPATH"])
+    if made.returncode != 0:
+        sys.exit(f"the backup to restore and verify failed ({made.returncode}): {made.stderr}")
     info = json.loads(made.stdout)
     backup_id = (info[0] if isinstance(info, list) else info)["id"]
     line = shlex.join(base)
     return {"backup": f"{line} backup run --job bench",
-            "restore": f"{line} restore {backup_id} --to dst --yes",
+            "restore": f"{line} restore {backup_id} --to dst",
             "verify": f"{line} backup verify {backup_id}"}
 
 
@@ -126,6 +134,8 @@ def bench_tables(tables: int, rounds: int, timeout: float, env: dict[str, str]) 
             samples: dict[bool, list[Sample | None]] = {True: [], False: []}
             for round_ in range(rounds):
                 for terminal in ((True, False) if round_ % 2 == 0 else (False, True)):
+                    if name == "restore":
+                        ensure_database(f"stctl_progress_{tables}_dst", 0)  # every restore into an empty one
                     samples[terminal].append(run(command, terminal, timeout, env))
                 if None in samples[True] or None in samples[False]:
                     break  # too slow to repeat

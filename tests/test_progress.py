@@ -69,6 +69,10 @@ def test_without_byte_totals_objects_give_the_fraction_and_without_either_there_
     model.update(Estimate(None, 4).plan("backup"))
     model.update(ProgressEvent("backup", "finish", "a", 10, 10))
     assert model.views()[0].fraction == 0.25 and model.views()[0].eta is None
+    never_analyzed = ProgressModel(Clock(0.5))
+    never_analyzed.update(Estimate(0, 2).plan("backup"))
+    never_analyzed.update(ProgressEvent("backup", "finish", "a", 10, 10))
+    assert never_analyzed.views()[0].fraction == 0.5 and never_analyzed.views()[0].total is None
     unknown = ProgressModel(Clock(0.5))
     unknown.update(Estimate().plan("backup"))
     unknown.update(ProgressEvent("backup", "advance", "a", 10))

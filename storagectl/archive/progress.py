@@ -95,7 +95,7 @@ class _Phase:
         end = self.ended if self.ended is not None else now
         elapsed = max(0.0, end - self.started)
         rate = done / elapsed if elapsed > 0 else 0.0
-        total = max(self.total, done) if self.total is not None else None
+        total = max(self.total, done) if self.total else None  # 0: never analyzed, so unknown
         fraction = self._fraction(done, total)
         eta = (total - done) / rate if total is not None and rate > 0 and self.ended is None else None
         expected = max(self.expected, self.finished + len(self.active)) if self.expected is not None else None
@@ -106,7 +106,7 @@ class _Phase:
     def _fraction(self, done: int, total: int | None) -> float | None:
         if self.ended is not None:
             return 1.0
-        if total:  # an estimate may be short: never show 100% before the phase ends
+        if total is not None:  # an estimate may be short: never show 100% before the phase ends
             return min(done / total, 0.99)
         if self.expected:
             return min(self.finished / self.expected, 0.99)
