@@ -16,6 +16,7 @@ Usage: python bench/bench_progress.py [--tables 10,150,2000] [--rounds 3] [--tim
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -47,19 +48,23 @@ END $$;
 """
 
 
+def fresh_database(name: str) -> str:
+    """An empty database (dropped and created: DROP SCHEMA of 2,000 tables runs out of lock slots)."""
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return database_url(ADMIN_URL, name)
+
+
 def ensure_database(name: str, tables: int) -> str:
     """A database of ``tables`` tables of ROWS rows; left alone when it already has them."""
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if not exists:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = database_url(ADMIN_URL, name)
-    with psycopg.connect(url, autocommit=True) as conn:
-        have = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0]
-        if have != tables:
-            conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-            conn.execute(CREATE_TABLES.format(count=tables, rows=ROWS))
-            conn.execute("ANALYZE")
+    with contextlib.suppress(psycopg.OperationalError), psycopg.connect(url) as conn:
+        if conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0] == tables:
+            return url
+    with psycopg.connect(fresh_database(name), autocommit=True) as conn:
+        conn.execute(CREATE_TABLES.format(count=tables, rows=ROWS))
+        conn.execute("ANALYZE")
     return url
 
 
@@ -127,7 +132,7 @@ def commands(config: Path, env: dict[str, str]) -> dict[str, str]:
 
 def bench_tables(tables: int, rounds: int, timeout: float, env: dict[str, str]) -> None:
     source = ensure_database(f"stctl_progress_{tables}", tables)
-    target = ensure_database(f"stctl_progress_{tables}_dst", 0)
+    target = fresh_database(f"stctl_progress_{tables}_dst")
     with tempfile.TemporaryDirectory(prefix="bench-progress-") as scratch:
         config = write_config(Path(scratch), source, target)
         for name, command in commands(config, env).items():
@@ -135,7 +140,7 @@ def bench_tables(tables: int, rounds: int, timeout: float, env: dict[str, str]) 
             for round_ in range(rounds):
                 for terminal in ((True, False) if round_ % 2 == 0 else (False, True)):
                     if name == "restore":
-                        ensure_database(f"stctl_progress_{tables}_dst", 0)  # every restore into an empty one
+                        fresh_database(f"stctl_progress_{tables}_dst")  # every restore into an empty one
                     samples[terminal].append(run(command, terminal, timeout, env))
                 if None in samples[True] or None in samples[False]:
                     break  # too slow to repeat
