@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from storagectl.archive.progress import ProgressCallback, ProgressEvent, ProgressModel, Throttle, no_progress
 from storagectl.cli.state import AppState
-from storagectl.retention import format_duration
-from storagectl.units import human_bytes
+from storagectl.units import format_duration, human_bytes
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
