@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 REDRAWS_PER_SECOND = 4
 PLAIN_INTERVAL = 10.0  # seconds between progress lines in logs
 SHOWN_PHASES = 3  # the current phase and the last completed ones
+BAR_WIDTH = 20
 
 
 @contextlib.contextmanager
@@ -90,13 +91,11 @@ class ProgressDisplay:
         self.model = model
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        from rich.table import Table
-        from rich.text import Text
+        from rich.text import Text  # plain Text lines: cheaper to build and draw than a table
 
         for view in self.model.views()[-SHOWN_PHASES:]:
-            grid = Table.grid(padding=(0, 1))
-            grid.add_row(Text(view.action, style="bold"), _bar(view), Text(_figures(view), no_wrap=True))
-            yield grid
+            yield Text.assemble((f"{view.action:<8}", "bold"), _bar(view.fraction), " ", _figures(view),
+                                no_wrap=True, overflow="ellipsis")
             if view.complete:
                 continue
             for item in view.live:
@@ -106,8 +105,8 @@ class ProgressDisplay:
                 yield Text(f"  and {view.more_live} more", style="dim")
 
 
-def _bar(view: PhaseView) -> Any:
-    from rich.progress_bar import ProgressBar
+def _bar(fraction: float | None, width: int = BAR_WIDTH) -> Any:
+    from rich.text import Text
 
-    return ProgressBar(total=100.0 if view.fraction is not None else None,
-                       completed=100.0 * (view.fraction or 0.0), width=20)
+    filled = round(width * fraction) if fraction is not None else 0
+    return Text.assemble(("━" * filled, "bar.complete"), ("━" * (width - filled), "bar.back"))
