@@ -41,9 +41,13 @@ def _wait_for(condition, what: str, limit: float = 60.0) -> None:
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize(("signum", "code", "word"), [(signal.SIGINT, 130, "interrupted"),
-                                                       (signal.SIGTERM, 143, "terminated")])
-def test_signal_during_a_postgres_backup_says_what_was_left(pg_database, write_config, tmp_path, signum, code, word):
+@pytest.mark.parametrize(("signum", "code", "word", "times"), [(signal.SIGINT, 130, "interrupted", 1),
+                                                                (signal.SIGINT, 130, "interrupted", 2),
+                                                                (signal.SIGTERM, 143, "terminated", 1),
+                                                                (signal.SIGTERM, 143, "terminated", 2)])
+def test_signal_during_a_postgres_backup_says_what_was_left(pg_database, write_config, tmp_path, signum, code, word,
+                                                            times):
+    """Also when the signal comes twice: the second must not cut the clean-up short."""
     with pg_database.connect() as db:
         db.execute("CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000) g")
     config = write_config("backends:\n" + pg_database.backend_yaml("pg")
@@ -55,7 +59,8 @@ def test_signal_during_a_postgres_backup_says_what_was_left(pg_database, write_c
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             _wait_for(lambda: _waiting_for_a_lock(locker, pg_database.name), "the backup waiting on the lock")
-            run.send_signal(signum)
+            for _ in range(times):
+                run.send_signal(signum)
             _, stderr = run.communicate(timeout=60)
         finally:
             run.kill()

@@ -131,7 +131,7 @@ class SQLiteBackend(Backend):
 
     def restore(self, archive: Any, options: Any) -> None:
         """Write a temp file next to the target, check its integrity, then rename it into place."""
-        target = self.settings.path
+        target = self.settings.path.resolve()  # a symlinked path: the file it points to is replaced, the link kept
         if not options.replace_existing and not self.is_empty():
             raise UsageError(f"{self.label} is not empty", hint="Try: --yes to replace it")
         target.parent.mkdir(parents=True, exist_ok=True)

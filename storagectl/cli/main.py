@@ -153,8 +153,8 @@ def _traceback_if(debug: bool) -> None:
 
 class _SignalsAsInterrupts:
     """SIGTERM (systemd, Kubernetes, kill) unwinds like Ctrl-C, so every cleanup path runs: partial
-    backups are removed, a staged restore is dropped; exit 143. Further SIGTERMs are ignored until
-    the cleanup is done (SIGKILL still ends it). ``received`` says which signal stopped the run, so
+    backups are removed, a staged restore is dropped; exit 143. Further SIGTERMs and Ctrl-Cs are
+    ignored until the cleanup is done (SIGKILL still ends it). ``received`` says which signal stopped the run, so
     an interrupt that no command turned into a message still gets one. ``backup schedule`` installs
     its own handler."""
 
@@ -187,6 +187,9 @@ class _SignalsAsInterrupts:
         raise Terminated
 
     def _interrupt(self, signum: int, frame: Any) -> None:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
         self.received = self.received or "interrupted"
         raise KeyboardInterrupt
 
