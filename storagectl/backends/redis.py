@@ -47,17 +47,22 @@ REDIS_CHECKS = {
 }
 
 
+MAX_DB = 2**31 - 1  # SELECT takes a C int
+
+
 class RedisSettings(PasswordMixin, BackendSettings):
     kind: Literal["redis"] = "redis"
     url: str | None = None
     host: str = "localhost"
     port: Port = 6379
-    db: int = Field(0, ge=0)
-    databases: list[Annotated[int, Field(ge=0)]] | None = Field(None, description="dbs to back up (default: db)")
+    db: int = Field(0, ge=0, le=MAX_DB)
+    databases: list[Annotated[int, Field(ge=0, le=MAX_DB)]] | None = Field(
+        None, description="dbs to back up (default: db)")
     username: str | None = None
     staging_db: int | None = Field(
-        None, ge=0, description="an empty db reserved for storagectl: restore --yes loads a single-db backup "
-        "into it and SWAPDBs it with the target when complete, so a failed restore leaves the target as it was")
+        None, ge=0, le=MAX_DB,
+        description="an empty db reserved for storagectl: restore --yes loads a single-db backup into it and "
+        "SWAPDBs it with the target when complete, so a failed restore leaves the target as it was")
 
     check_names: ClassVar[tuple[str, ...]] = tuple(REDIS_CHECKS)
 
@@ -138,6 +143,8 @@ def url_db(url: str) -> int:
 def _db_number(text: str, where: str) -> int:
     if not (text.isascii() and text.isdigit()):
         raise ValueError(f"the db ({where}) must be a number such as /0 or /3; redis-py would quietly use db 0")
+    if len(text) > 10 or int(text) > MAX_DB:
+        raise ValueError(f"the db ({where}) must be at most {MAX_DB} (a server has `databases` of them, 16 by default)")
     return int(text)
 
 

@@ -29,8 +29,8 @@ class StrictModel(BaseModel):
 
 
 class PoolSettings(StrictModel):
-    max_size: int = Field(5, ge=1, description="Most connections open at once.")
-    min_idle: int = Field(0, ge=0, description="Connections kept open while idle.")
+    max_size: int = Field(5, ge=1, le=10_000, description="Most connections open at once.")
+    min_idle: int = Field(0, ge=0, le=10_000, description="Connections kept open while idle.")
     idle_timeout: Duration = Field(300.0, description="Close a connection idle this long.")
     acquisition_timeout: Duration = Field(10.0, description="Wait this long for a free connection.")
 
