@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 
@@ -68,6 +69,7 @@ def read_exact(stream: BinaryIO, size: int) -> bytes:
 @dataclass(frozen=True)
 class BackupOptions:
     parallel: int = 4
+    pg_bin_dir: Path | None = None  # tools.pg_bin_dir: where PostgreSQL backups take pg_dump from
 
 
 @dataclass(frozen=True)

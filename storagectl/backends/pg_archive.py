@@ -91,13 +91,12 @@ class TableCopy:
 
 # -- backup -------------------------------------------------------------------------------------
 def backup(backend: PostgresBackend, archive: ArchiveWriter, options: BackupOptions) -> None:
-    pg_dump = PgDump.find()
     with backend.connect() as holder, _pg_errors(backend, "backing up the database"):
         _prepare_session(holder)
         holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snapshot = holder.execute("SELECT pg_export_snapshot()").fetchone()[0]
         facts = pg_schema.server_facts(holder)
-        pg_dump.check_server(facts["server_version_num"], facts["server_version"])
+        pg_dump = PgDump.for_server(facts["server_version_num"], facts["server_version"], options.pg_bin_dir)
         tables = tables_to_copy(holder)
         pg_schema.lock_tables(holder, tables)  # as pg_dump does: no DROP/ALTER under our feet
         sequences = pg_schema.read_sequences(holder)
