@@ -73,6 +73,24 @@ class BackupOptions:
 
 
 @dataclass(frozen=True)
+class OwnershipOptions:
+    """``restore --no-owner / --no-privileges / --role NAME``, for kinds that set
+    ``restores_owners_and_privileges`` (PostgreSQL: :mod:`storagectl.backends.pg_roles`)."""
+
+    owners: bool = True  # False: objects belong to the restoring role
+    privileges: bool = True  # False: no GRANT/REVOKE, no default privileges
+    role: str | None = None  # run the restore as this role; objects belong to it (implies owners=False)
+
+    @property
+    def keeps_owners(self) -> bool:
+        return self.owners and self.role is None
+
+    @property
+    def chosen(self) -> bool:
+        return not self.owners or not self.privileges or self.role is not None
+
+
+@dataclass(frozen=True)
 class RestoreOptions:
     parallel: int = 4
     replace_existing: bool = False  # --yes: the target may be non-empty / keys may be replaced
@@ -82,6 +100,7 @@ class RestoreOptions:
     # it (the caller validates after the restore).
     check_staged: Callable[[Any, RestoreOutcome], None] | None = None
     backup_id: str | None = None  # the backup being restored: a target may hold an unfinished restore of it
+    ownership: OwnershipOptions = field(default_factory=lambda: OwnershipOptions())
 
 
 @dataclass

@@ -205,7 +205,7 @@ def connection_env(params: dict[str, Any]) -> tuple[str, dict[str, str]]:
     return make_conninfo(**{key: str(value) for key, value in public.items()}), env
 
 
-_ENTRY_HEADER = re.compile(r"^--\n-- Name: [^\n]*; Type: (?P<type>[A-Z ]+); Schema: [^\n]*\n--\n", re.MULTILINE)
+ENTRY_HEADER = re.compile(r"^--\n-- Name: [^\n]*; Type: (?P<type>[A-Z ]+); Schema: [^\n]*\n--\n", re.MULTILINE)
 
 
 _IDENTIFIER = r'(?:"(?:[^"]|"")+"|[^\s."();,]+)'
@@ -239,7 +239,7 @@ def split_post_data(sql_text: str) -> PostData:
     table is loaded (as ``pg_restore -j`` does); everything that may depend on an index (foreign
     keys, ATTACH, CLUSTER ON, REPLICA IDENTITY) stays in the ordered remainder, which runs after them.
     """
-    headers = list(_ENTRY_HEADER.finditer(sql_text))
+    headers = list(ENTRY_HEADER.finditer(sql_text))
     if not headers:
         return PostData(sql_text, [], "")
     preamble, tablespace = _take_tablespace(sql_text[: headers[0].start()], "")

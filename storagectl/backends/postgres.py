@@ -290,6 +290,13 @@ class PostgresBackend(Backend):
     def stages_replacement(self, metadata: dict[str, Any]) -> bool:
         return True  # pg_swap: a new database beside the target
 
+    restores_owners_and_privileges = True
+
+    def restore_preview(self, archive: ArchiveReader, options: RestoreOptions) -> dict[str, Any]:
+        from storagectl.backends import pg_archive
+
+        return pg_archive.roles_preview(self, archive, options)
+
     def check_replace(self) -> None:
         from storagectl.backends import pg_swap
 
