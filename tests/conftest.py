@@ -163,6 +163,51 @@ def pg18_target(pg18_admin_url: str) -> Iterator[PostgresDatabase]:
         yield database
 
 
+# -- TimescaleDB (PGlite, tests/package.json) -------------------------------------------------------
+@pytest.fixture(scope="session")
+def timescale_url() -> Iterator[str]:
+    """One PGlite server with TimescaleDB for the session. It has one database and one session shared
+    by every client: tests take turns (``timescale_db``) and never run a parallel backup on it. The
+    extension is created once, first thing: TimescaleDB refuses CREATE EXTENSION in a session that
+    has loaded it before, and this session lasts as long as the server."""
+    import shutil
+
+    import psycopg
+
+    from tests import servers
+
+    if shutil.which("node") is None:
+        service_unavailable("timescale", "node is not installed")
+    if not (servers.TESTS_DIR / "node_modules" / "@unni-craftsman" / "pglite").is_dir():
+        service_unavailable("timescale", "the PGlite packages are not installed (cd tests && npm ci)")
+    with servers.pglite_timescale(free_port()) as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        yield url
+
+
+# Every table in public (hypertables take their chunks along), not the schema: the extension lives there.
+DROP_PUBLIC_TABLES = """DO $$ DECLARE t regclass; BEGIN
+  FOR t IN SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+  LOOP EXECUTE format('DROP TABLE IF EXISTS %s CASCADE', t); END LOOP; END $$"""
+
+
+@pytest.fixture
+def timescale_db(timescale_url: str) -> Iterator[PostgresDatabase]:
+    """PGlite's one database (with TimescaleDB), emptied after the test (there is no second database
+    to hand out); the extension stays (see ``timescale_url``)."""
+    import psycopg
+
+    database = PostgresDatabase(url=timescale_url, name="template1", host="127.0.0.1",
+                                port=int(timescale_url.split(":")[3].split("/")[0]), user="postgres", password="x")
+    try:
+        yield database
+    finally:
+        with psycopg.connect(timescale_url, autocommit=True) as conn:
+            conn.execute(DROP_PUBLIC_TABLES)
+
+
 # -- Redis --------------------------------------------------------------------------------------
 @dataclass
 class RedisDatabase:

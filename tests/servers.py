@@ -74,7 +74,7 @@ def pglite_timescale(port: int) -> Iterator[str]:
         raise FileNotFoundError(f"{server} (run: cd tests && npm ci)")
     with tempfile.TemporaryDirectory(prefix="stctl-pglite-") as data, \
             open(Path(data) / "server.log", "wb") as log:
-        process = subprocess.Popen(["node", str(TESTS_DIR / "pglite_server.mjs"), str(port), data],
+        process = subprocess.Popen(["node", str(TESTS_DIR / "pglite_server.mjs"), str(port), f"{data}/pgdata"],
                                    stdout=log, stderr=subprocess.STDOUT, cwd=TESTS_DIR)
         try:
             _wait_for_port(port, process, Path(data) / "server.log")

@@ -42,7 +42,10 @@ def source(pg_database, roles):
             BEGIN
             ALTER TABLE public.items OWNER TO "{owner}";
             END $$;
-            ALTER FUNCTION give_back() OWNER TO "{owner}";''')
+            ALTER FUNCTION give_back() OWNER TO "{owner}";
+            SELECT lo_from_bytea(4242, 'large');
+            ALTER LARGE OBJECT 4242 OWNER TO "{owner}";
+            GRANT SELECT ON LARGE OBJECT 4242 TO "{reader}";''')
     yield pg_database
     with pg_database.connect() as conn:  # roles cannot go while they own objects here
         for role in roles:  # one at a time: both in one DROP OWNED fails on the shared default ACL
@@ -93,7 +96,9 @@ def test_no_owner_no_privileges_restores_into_a_server_without_the_roles(cli, co
                                   ).fetchone()
         body = conn.execute("SELECT prosrc FROM pg_proc WHERE proname = 'give_back'").fetchone()[0]
         assert conn.execute("SELECT count(*) FROM pg_default_acl").fetchone() == (0,)
-    assert (owner, acl) == ("postgres", None)
+        large_object = conn.execute("SELECT lomowner::regrole::text, lomacl FROM pg_largeobject_metadata "
+                                    "WHERE oid = 4242").fetchone()
+    assert (owner, acl) == ("postgres", None) and large_object == ("postgres", None)
     assert "OWNER TO" in body  # a function body is never filtered, even where it reads like pg_dump's line
 
 

@@ -499,7 +499,7 @@ def _schema_sql(archive: ArchiveReader, name: str, roles: OwnershipOptions | Non
 def roles_preview(backend: PostgresBackend, archive: ArchiveReader, options: RestoreOptions) -> dict[str, Any]:
     """For ``restore --dry-run``: the roles the schema SQL still names with these options (owners,
     grantees) and which of them the target server lacks."""
-    named: dict[str, set[str]] = {"owners": set(), "grantees": set()}
+    named: dict[str, set[str]] = {"owners": set(), "grantees": pg_largeobjects.roles_named(archive, options.ownership)}
     for name in (PRE_DATA, POST_DATA):
         for key, roles in pg_roles.roles_named(_schema_sql(archive, name, options.ownership)).items():
             named[key] |= roles
@@ -547,7 +547,7 @@ def _load_tables_and_build_indexes(backend: PostgresBackend, conn: Any, archive:
              for part in sorted(parts, key=lambda part: part.rows, reverse=True)]
     tables = {(copy.schema, copy.name) for copy in copies}
     builds = [Job(build, after={build.table} if build.table in tables else tables) for build in post.index_builds]
-    objects, object_parts = pg_largeobjects.restore_jobs(archive)
+    objects, object_parts = pg_largeobjects.restore_jobs(archive, options.ownership)
     jobs = objects + loads + object_parts + builds
     workers = max(1, min(options.parallel, backend.settings.pool.max_size, len(jobs)))
     if archive.metadata.get("timescaledb"):
@@ -558,7 +558,7 @@ def _load_tables_and_build_indexes(backend: PostgresBackend, conn: Any, archive:
         if isinstance(work, TablePart):
             copy_in(backend, c, archive, work)
         elif isinstance(work, LargeObjectLoad):
-            load_large_objects(backend, c, archive, work, options)
+            load_large_objects(backend, c, archive, work)
         else:
             c.execute(f"SET maintenance_work_mem = '{index_memory}'")
             _run_schema_sql(backend, c, post.preamble + work.statement, "post-data (index build)")
@@ -597,12 +597,11 @@ def copy_in(backend: PostgresBackend, conn: Any, archive: ArchiveReader, part: T
                              hint="Try: storagectl backup verify ID")
 
 
-def load_large_objects(backend: PostgresBackend, conn: Any, archive: ArchiveReader, load: LargeObjectLoad,
-                       options: RestoreOptions) -> None:
+def load_large_objects(backend: PostgresBackend, conn: Any, archive: ArchiveReader, load: LargeObjectLoad) -> None:
     doing = "creating large objects" if load.metadata else f"restoring large objects from {load.object}"
     with _pg_errors(backend, doing), archive.open(load.object) as stream:
         if load.metadata:
-            done = pg_largeobjects.create_objects(conn, stream, load.object, options.ownership)
+            done = pg_largeobjects.create_objects(conn, stream, load.object, load.ownership)
         else:
             with conn.transaction():
                 done = pg_largeobjects.write_contents(conn, stream, load.object)

@@ -237,14 +237,16 @@ class LargeObjectLoad:
     object: str
     expected: int  # objects created / chunks written, as recorded
     metadata: bool = False
+    ownership: OwnershipOptions = field(default_factory=OwnershipOptions)  # what creating keeps of owner/ACL
 
 
-def restore_jobs(archive: ArchiveReader) -> tuple[list[Job], list[Job]]:
+def restore_jobs(archive: ArchiveReader, ownership: OwnershipOptions | None = None) -> tuple[list[Job], list[Job]]:
     """The job creating every large object, and the data parts' jobs, which wait for it."""
     objects = recorded(archive)
     if objects is None:
         return [], []
-    create = Job(LargeObjectLoad(objects.metadata, objects.count, metadata=True), provides=UNIT)
+    create = Job(LargeObjectLoad(objects.metadata, objects.count, metadata=True,
+                                 ownership=ownership or OwnershipOptions()), provides=UNIT)
     parts = [Job(LargeObjectLoad(name, archive.counts(name).get("chunks", 0)), after={UNIT})
              for name in objects.parts]
     return [create], parts
@@ -301,6 +303,23 @@ def _parse_line(line: bytes, name: str) -> ObjectInfo:
         raise IntegrityError(f"{name}: not a large-object entry ({exc})",
                              hint="Try: storagectl backup verify ID") from None
     return info
+
+
+def roles_named(archive: ArchiveReader, ownership: OwnershipOptions) -> set[str]:
+    """The owners and grantees of the backup's large objects that a restore with ``ownership`` sets
+    (for ``restore --dry-run``); the metadata is streamed, one line per object."""
+    objects = recorded(archive)
+    if objects is None or not (ownership.keeps_owners or ownership.privileges):
+        return set()
+    named: set[str] = set()
+    with archive.open(objects.metadata) as stream:
+        for line in _lines(stream, objects.metadata):
+            entry = _parse_line(line, objects.metadata)
+            if ownership.keeps_owners:
+                named.add(entry.owner)
+            if ownership.privileges:
+                named |= {grantee for _privilege, grantee, _grantable in entry.acl or [] if grantee is not None}
+    return named
 
 
 def _lines(stream: BinaryIO, name: str) -> Iterator[bytes]:
