@@ -73,3 +73,14 @@ def test_restore_refuses_another_timescaledb_version_than_the_targets(timescale_
     with timescale_db.connect() as conn, pytest.raises(
             OperationFailed, match=r"the target has TimescaleDB 2\.23\.0-dev but the backup was taken with 2\.99\.0"):
         timescaledb.prepare_restore(conn, "2.99.0")
+
+
+def test_wraparound_age_ignores_databases_whose_frozen_xid_is_not_a_real_xid(cli, write_config, timescale_db):
+    """PGlite's postgres and template0 have datfrozenxid 0, for which age() answers 2147483647."""
+    with timescale_db.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datfrozenxid = '0'").fetchone()[0] >= 1
+        newest = conn.execute("SELECT max(age(datfrozenxid)) FILTER (WHERE datfrozenxid <> '0') "
+                              "FROM pg_database").fetchone()[0]
+    result = cli("-c", write_config("backends:\n" + ts_yaml(timescale_db)), "-o", "json", "diag")
+    wraparound = checks_by_name(only_backend(result))["wraparound_age"]
+    assert wraparound["status"] == "ok" and 0 < wraparound["value"] <= newest + 1000
