@@ -99,3 +99,12 @@ def test_configured_pg_bin_dir_is_used(cli, write_config, pg_database, pg_target
     ran = cli("-c", config, "-v", "backup", "run", "--backend", "src", "--to", "local")
     assert ran.exit_code == 0, ran.stderr
     assert f"({pg18_bin_dir}/pg_dump) for server 15" in ran.stderr
+
+
+def test_tools_section_is_validated_like_the_others(cli, write_config):
+    config = write_config("version: 1\ntools:\n  pg_bin_directory: /usr/lib/postgresql/18/bin\n")
+    result = cli("-c", config, "config", "validate")
+    assert result.exit_code == 2
+    assert "tools.pg_bin_directory: unknown key (did you mean pg_bin_dir?)" in result.stderr
+    shown = cli("-c", write_config("version: 1\ntools:\n  pg_bin_dir: bin\n"), "-o", "json", "config", "show")
+    assert shown.json()["tools"]["pg_bin_dir"] == str(config.parent.resolve() / "bin")  # relative to the file
