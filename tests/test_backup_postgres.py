@@ -587,7 +587,8 @@ def test_schema_failure_is_reported_not_masked(cli, write_config, pg_database, t
     config = write_config("version: 1\nbackends:\n" + pg_database.backend_yaml("src") + target.backend_yaml("dst")
                           + f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
     try:
-        backup_id = cli("-c", config, "-o", "json", "backup", "run", "--backend", "src", "--to", "local").json()["id"]
+        made = cli("-c", config, "-o", "json", "backup", "run", "--backend", "src", "--to", "local")
+        backup_id = made.json()[0]["id"]
         with pg_database.connect() as conn:
             conn.execute("DROP TABLE owned")
             conn.execute(f"DROP ROLE {role}")
@@ -607,7 +608,7 @@ def test_cli_round_trip_with_validate(cli, write_config, source, target, tmp_pat
                           + f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
     ran = cli("-c", config, "-o", "json", "backup", "run", "--backend", "src", "--to", "local")
     assert ran.exit_code == 0, ran.stderr
-    backup_id = ran.json()["id"]
+    backup_id = ran.json()[0]["id"]
     assert cli("-c", config, "backup", "verify", backup_id).exit_code == 0
     restored = cli("-c", config, "restore", backup_id, "--to", "dst", "--validate", "--yes")
     assert restored.exit_code == 0, restored.stderr

@@ -77,8 +77,7 @@ def _waiting_for_a_lock(connection, database: str) -> bool:
 def test_signal_during_verify_says_nothing_changed(cli, sqlite_config, signum, code, word):
     result = cli("-c", sqlite_config, "-o", "json", "backup", "run", "--job", "nightly")
     assert result.exit_code == 0, result.stderr
-    info = result.json()
-    info = info[0] if isinstance(info, list) else info
+    [info] = result.json()
     [stored] = Path(info["location"]).glob("00001-*")
     stored.unlink()
     os.mkfifo(stored)  # the verify blocks reading it until the test opens the other end
