@@ -100,7 +100,7 @@ class RestoreOptions:
     # it (the caller validates after the restore).
     check_staged: Callable[[Any, RestoreOutcome], None] | None = None
     backup_id: str | None = None  # the backup being restored: a target may hold an unfinished restore of it
-    ownership: OwnershipOptions = field(default_factory=lambda: OwnershipOptions())
+    ownership: OwnershipOptions = field(default_factory=OwnershipOptions)
 
 
 @dataclass

@@ -491,22 +491,23 @@ def _try_empty(conn: Any, timescale: str | None, keep_extensions: set[str]) -> b
         return False
 
 
-def _schema_sql(archive: ArchiveReader, name: str, roles: OwnershipOptions | None = None) -> str:
-    text = strip_psql_restrict(read_object(archive, name).decode("utf-8"))
-    return pg_roles.filter_schema(text, roles) if roles is not None else text
+def _schema_sql(archive: ArchiveReader, name: str, ownership: OwnershipOptions) -> str:
+    """pg_dump's SQL as the restore runs it: without psql's guard lines, and without the owners and
+    privileges ``ownership`` leaves out."""
+    return pg_roles.filter_schema(strip_psql_restrict(read_object(archive, name).decode("utf-8")), ownership)
 
 
 def roles_preview(backend: PostgresBackend, archive: ArchiveReader, options: RestoreOptions) -> dict[str, Any]:
     """For ``restore --dry-run``: the roles the schema SQL still names with these options (owners,
     grantees) and which of them the target server lacks."""
-    named: dict[str, set[str]] = {"owners": set(), "grantees": pg_largeobjects.roles_named(archive, options.ownership)}
+    ownership = options.ownership
+    needed = pg_largeobjects.roles_named(archive, ownership)
     for name in (PRE_DATA, POST_DATA):
-        for key, roles in pg_roles.roles_named(_schema_sql(archive, name, options.ownership)).items():
-            named[key] |= roles
+        for roles in pg_roles.roles_named(_schema_sql(archive, name, ownership)).values():
+            needed |= roles
     with backend.connect() as conn:
-        missing = pg_roles.missing_roles(conn, named["owners"] | named["grantees"] | (
-            {options.ownership.role} if options.ownership.role else set()))
-    return {"roles_needed": sorted(named["owners"] | named["grantees"]), "roles_missing": missing}
+        missing = pg_roles.missing_roles(conn, needed | ({ownership.role} if ownership.role else set()))
+    return {"roles_needed": sorted(needed), "roles_missing": missing}
 
 
 def strip_psql_restrict(sql_text: str) -> str:
