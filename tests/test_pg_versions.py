@@ -36,9 +36,9 @@ def config_for(write_config, source, target, tmp_path: Path, tools: str = "") ->
 def back_up_and_restore(cli, config: Path) -> dict:
     ran = cli("-c", config, "-o", "json", "backup", "run", "--backend", "src", "--to", "local")
     assert ran.exit_code == 0, ran.stderr
-    restored = cli("-c", config, "restore", ran.json()["id"], "--to", "dst", "--validate")
+    restored = cli("-c", config, "restore", ran.json()[0]["id"], "--to", "dst", "--validate")
     assert restored.exit_code == 0, restored.stderr
-    return ran.json()
+    return ran.json()[0]  # backup run -o json: one entry per backend
 
 
 @pytest.mark.parametrize("source_version", ["15", "18"])
@@ -77,7 +77,7 @@ def test_backup_of_18_records_pg_dump_18_found_beside_storagectl(cli, write_conf
     ran = cli("-c", config, "-v", "-o", "json", "backup", "run", "--backend", "src", "--to", "local")
     assert ran.exit_code == 0, ran.stderr
     assert re.search(r"pg_dump 18\.\d+ \(\S+/pg_dump\) for server 18", ran.stderr)
-    shown = cli("-c", config, "-o", "json", "backup", "show", ran.json()["id"])
+    shown = cli("-c", config, "-o", "json", "backup", "show", ran.json()[0]["id"])
     assert shown.json()["backend"]["metadata"]["pg_dump_version"].startswith("18.")
 
 

@@ -62,7 +62,7 @@ def config(write_config, source, pg18_target, tmp_path):
 def backup_id(cli, config):
     ran = cli("-c", config, "-o", "json", "backup", "run", "--backend", "src", "--to", "local")
     assert ran.exit_code == 0, ran.stderr
-    return ran.json()["id"]
+    return ran.json()[0]["id"]
 
 
 def test_dry_run_lists_the_roles_the_backup_needs_and_those_missing(cli, config, backup_id, roles):
@@ -147,7 +147,7 @@ def test_ownership_options_are_refused_for_other_kinds(cli, write_config, tmp_pa
         destinations:
           local: {{kind: local, path: {tmp_path / "backups"}}}
         """)
-    backup = cli("-c", config, "-o", "json", "backup", "run", "--backend", "app", "--to", "local").json()["id"]
+    backup = cli("-c", config, "-o", "json", "backup", "run", "--backend", "app", "--to", "local").json()[0]["id"]
     result = cli("-c", config, "restore", backup, "--no-owner", "--yes")
     assert result.exit_code == 2
     assert "--no-owner, --no-privileges and --role apply to PostgreSQL restores" in result.stderr
