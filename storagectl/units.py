@@ -18,7 +18,7 @@ def human_bytes(size: float) -> str:
 
 
 def format_duration(seconds: float) -> str:
-    """``90061`` → ``1d1h1m1s``: compact, largest units first, for reasons and descriptions."""
+    """``90061`` → ``1d1h1m1s``: compact, largest units first, for reasons, descriptions and ETAs."""
     if seconds != int(seconds):
         return f"{seconds:g}s"
     rest, parts = int(seconds), []

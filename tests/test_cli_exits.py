@@ -151,3 +151,38 @@ def test_restore_to_an_unknown_backend_is_a_usage_error(cli, sqlite_config):
         result = cli("-c", sqlite_config, "restore", backup_id, "--to", "nope")
         assert result.exit_code == 2, result.stderr
         assert "unknown backend 'nope'" in result.stderr
+
+
+def test_signal_cancels_a_running_copy_instead_of_waiting_for_it(pg_database, write_config, tmp_path):
+    """A COPY that would run for a long time (row security sleeping per row, as a huge table would)
+    is cancelled on SIGTERM: the run ends with its message, not when the table is done."""
+    role = f"{pg_database.name}_reader"
+    with pg_database.connect() as db:
+        db.execute("CREATE TABLE slow AS SELECT g AS id FROM generate_series(1, 100000) g")
+        db.execute(f'CREATE ROLE "{role}" LOGIN')
+        db.execute(f'GRANT SELECT ON slow TO "{role}"')
+        db.execute("ALTER TABLE slow ENABLE ROW LEVEL SECURITY")
+        db.execute(f'CREATE POLICY crawl ON slow FOR SELECT TO "{role}" USING (pg_sleep(0.01) IS NOT NULL)')
+    url = pg_database.url.replace(f"{pg_database.user}@", f"{role}@", 1)
+    config = write_config(f"backends:\n  pg: {{kind: postgres, url: \"{url}\"}}\n"
+                          f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
+    run = subprocess.Popen([*STORAGECTL, "-c", str(config), "backup", "run", "--backend", "pg", "--to", "local"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with pg_database.connect() as watcher:
+            _wait_for(lambda: _copy_running(watcher, pg_database.name), "the COPY of the slow table")
+            run.send_signal(signal.SIGTERM)
+            _, stderr = run.communicate(timeout=120)  # the COPY alone would take over 1,000 s
+            assert not _copy_running(watcher, pg_database.name), "the COPY was left running on the server"
+    finally:
+        run.kill()
+        with pg_database.connect() as db:
+            db.execute("DROP TABLE slow")
+            db.execute(f'DROP ROLE "{role}"')
+    assert run.returncode == 143, stderr
+    assert "error: terminated (no backup of backend 'pg'" in stderr
+
+
+def _copy_running(connection, database: str) -> bool:
+    return connection.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND state = 'active' "
+                              "AND query ILIKE 'COPY%%'", (database,)).fetchone()[0] > 0

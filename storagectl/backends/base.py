@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
+from storagectl.archive.progress import Estimate
 from storagectl.config.models import BackendSettings, Threshold
 from storagectl.diag import Check, CheckSpec, Status, grade
 from storagectl.errors import (
@@ -62,6 +63,10 @@ class Backend(ABC):
     def unfinished_restore(self) -> str | None:
         """The id of the backup whose restore into this (non-empty) target was cut off, when the
         kind marks one; a rerun of that backup may then discard the partial contents."""
+        return None
+
+    def backup_estimate(self, connection: Any) -> Estimate | None:
+        """What a backup would write, from cheap statistics, for its progress total (None: unknown)."""
         return None
 
     @property

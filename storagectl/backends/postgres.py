@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
+from storagectl.archive.progress import Estimate
 from storagectl.backends.base import Backend, classify_connection_error
 from storagectl.config.models import BackendSettings, PasswordMixin
 from storagectl.config.types import ConfigPath, Port
@@ -282,6 +283,12 @@ class PostgresBackend(Backend):
                       "the database are disconnected then); a failed restore leaves the target as it was; "
                       "needs CREATEDB")
     # Every restore is staged like a replacement where the role may create databases (pg_target).
+
+    def backup_estimate(self, connection: Any) -> Estimate:
+        from storagectl.backends import pg_schema
+
+        tables, size = pg_schema.backup_estimate(connection)
+        return Estimate(size, tables + 2)  # + the pre-data and post-data schema objects
 
     def backup(self, archive: ArchiveWriter, options: BackupOptions) -> None:
         from storagectl.backends import pg_archive

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from storagectl.archive.api import ContentSummary, RestoreOutcome, read_exact, record_summary
+from storagectl.archive.progress import Estimate
 from storagectl.backends.base import Backend, classify_connection_error
 from storagectl.config.models import BackendSettings, PasswordMixin
 from storagectl.config.types import Port
@@ -255,6 +256,21 @@ class RedisBackend(Backend):
     # pipelined and compression runs in a helper thread, so the server, the bottleneck, never waits.
     def selected_databases(self) -> list[int]:
         return self.settings.selected_databases()
+
+    def backup_estimate(self, connection: Any) -> Estimate | None:
+        """The selected dbs' share of the dataset memory, by their key counts (INFO's DBSIZE per db)."""
+        import redis
+
+        databases = self.selected_databases()
+        try:
+            keyspace, memory = connection.info("keyspace"), connection.info("memory")
+        except redis.ResponseError:  # INFO denied by an ACL: no total, the backup still runs
+            return None
+        keys = {int(name[2:]): int(stats.get("keys", 0)) for name, stats in keyspace.items()}
+        everything = sum(keys.values())
+        dataset = int(memory.get("used_memory_dataset", 0))
+        share = sum(keys.get(db, 0) for db in databases) / everything if everything else 0.0
+        return Estimate(int(dataset * share), len(databases))
 
     def backup(self, archive: Any, options: Any) -> None:
         databases = self.selected_databases()

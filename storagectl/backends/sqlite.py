@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from storagectl.archive.api import ContentSummary, RestoreOutcome, record_summary
+from storagectl.archive.progress import Estimate
 from storagectl.backends.base import Backend
 from storagectl.config.models import BackendSettings
 from storagectl.config.types import ConfigPath
@@ -105,6 +106,10 @@ class SQLiteBackend(Backend):
         ]
 
     # -- backup / restore (storagectl.archive.api.BackupCapable) -----------------------------
+    def backup_estimate(self, connection: sqlite3.Connection) -> Estimate:
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+        return Estimate(pages * connection.execute("PRAGMA page_size").fetchone()[0], 1)
+
     def backup(self, archive: Any, options: Any) -> None:
         """Snapshot with SQLite's online backup API (consistent while in use), then stream the copy."""
         # The snapshot lives beside the database, not in /tmp: /tmp is often a RAM-backed tmpfs.
