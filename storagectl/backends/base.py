@@ -47,6 +47,14 @@ class Backend(ABC):
         swaps it in only when complete, so a failure half-way cannot cost the old contents."""
         return self.restores_atomically
 
+    # Kinds whose restores take --no-owner / --no-privileges / --role (RestoreOptions).
+    restores_owners_and_privileges: ClassVar[bool] = False
+
+    def restore_preview(self, archive: Any, options: Any) -> dict[str, Any]:
+        """Facts about restoring ``archive`` with ``options`` into this target for ``restore
+        --dry-run`` (e.g. the roles a PostgreSQL backup needs and which are missing); read-only."""
+        return {}
+
     def check_replace(self) -> None:
         """Raise if ``restore --yes`` could not replace this non-empty target (rights, spare room);
         run before anything is read or written, and by ``--dry-run``. Kinds that need nothing keep this."""

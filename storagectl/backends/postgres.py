@@ -49,6 +49,12 @@ Sslmode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-
 SSLMODES = get_args(Sslmode)
 
 
+# age() answers INT_MAX (2147483647) for a special XID: Invalid (0, e.g. every database of PGlite
+# but template1) or Frozen (2) has nothing left to wrap around, so only normal XIDs (>= 3) count.
+WRAPAROUND_AGE_SQL = ("SELECT coalesce(max(age(datfrozenxid)) FILTER (WHERE datfrozenxid::text::bigint >= 3), 0) "
+                      "FROM pg_database")
+
+
 class PostgresSettings(PasswordMixin, BackendSettings):
     """Either ``url`` or the ``host``/``port``/``database``/``user`` fields."""
 
@@ -253,7 +259,7 @@ class PostgresBackend(Backend):
         idle_tx = q(
             "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'"
         )[0]
-        wrap = q("SELECT max(age(datfrozenxid)) FROM pg_database")[0]
+        wrap = q(WRAPAROUND_AGE_SQL)[0]
         used_pct = round(100.0 * used / limit, 1)
         return [
             self.graded("connections_used_pct", used_pct, f"{used}/{limit} ({used_pct:g}%)"),
@@ -296,6 +302,13 @@ class PostgresBackend(Backend):
 
     def stages_replacement(self, metadata: dict[str, Any]) -> bool:
         return True  # pg_swap: a new database beside the target
+
+    restores_owners_and_privileges = True
+
+    def restore_preview(self, archive: ArchiveReader, options: RestoreOptions) -> dict[str, Any]:
+        from storagectl.backends import pg_archive
+
+        return pg_archive.roles_preview(self, archive, options)
 
     def check_replace(self) -> None:
         from storagectl.backends import pg_swap

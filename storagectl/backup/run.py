@@ -113,7 +113,8 @@ def run_plan(config: Config, plan: BackupPlan, progress: ProgressCallback = no_p
                              estimate=estimate)
     try:
         with BackupLease(destination, session.prefix) as lease:  # no prune takes the folder meanwhile
-            backend.backup(session, BackupOptions(parallel=settings.parallel))
+            backend.backup(session, BackupOptions(parallel=settings.parallel,
+                                                         pg_bin_dir=config.tools.pg_bin_dir))
             manifest = _manifest(plan, backend, server_version, backup_id, started, session)
             lease.renew()
             session.write_manifest(manifest)

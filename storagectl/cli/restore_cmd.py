@@ -35,6 +35,12 @@ def restore(
         "before it goes live.")] = False,
     parallel: Annotated[int | None, typer.Option(
         "--parallel", "-p", min=1, max=64, metavar="N", help="Objects restored at once.")] = None,
+    no_owner: Annotated[bool, typer.Option("--no-owner", help="PostgreSQL: leave out the backup's ALTER ... OWNER "
+                                           "TO; objects belong to the restoring role.")] = False,
+    no_privileges: Annotated[bool, typer.Option("--no-privileges", help="PostgreSQL: leave out GRANT/REVOKE and "
+                                                "default privileges.")] = False,
+    role: Annotated[str | None, typer.Option("--role", metavar="ROLE", help="PostgreSQL: restore as ROLE (SET ROLE),"
+                                             " which then owns every object (implies --no-owner).")] = None,
     dry_run: DryRunOption = False,
     yes: YesOption = False,
     identity: IdentityOption = None,
@@ -49,20 +55,24 @@ def restore(
     (and, with --validate, proven equal), so a failed restore leaves the target as it was; sessions
     still connected at the swap are disconnected. SQLite does the same with a temp file, Redis with
     a configured staging_db. Neo4j, and Redis without staging_db, replace in place: a restore that
-    fails leaves the target empty or partial. --dry-run says which applies.
+    fails leaves the target empty or partial. --dry-run says which applies, and for PostgreSQL which
+    roles the backup names and which the target lacks (for --no-owner / --no-privileges).
     """
+    from storagectl.archive.api import OwnershipOptions
     from storagectl.backup import restore as restore_backup
     from storagectl.backup.catalog import LATEST
 
     state = state_of(ctx)
+    ownership = OwnershipOptions(not no_owner, not no_privileges, role)
     if backup_id == LATEST and to is not None:
         state.config.backend(to)  # an unknown target is named as the target, not as the source
     backup_id = selected_backup_id(state, backup_id, from_, job, backend or (to if backup_id == LATEST else None))
     if not yes and not dry_run and state.interactive:
-        yes = _confirm_replace(state, backup_id, from_, to, identity, output)
+        yes = _confirm_replace(state, backup_id, from_, to, identity, output, ownership)
     with progress_view(state) as progress:
         result = restore_backup(state.config, backup_id, from_, to, validate=validate, parallel=parallel,
-                                dry_run=dry_run, replace=yes, identity_file=identity, progress=progress)
+                                dry_run=dry_run, replace=yes, identity_file=identity, progress=progress,
+                                ownership=ownership)
     if state.format(output) is OutputFormat.json:
         print_json(result.to_dict())
     else:
@@ -75,11 +85,12 @@ def restore(
 
 
 def _confirm_replace(state: AppState, backup_id: str, from_: str | None, to: str | None, identity,
-                     output: OutputFormat | None) -> bool:
+                     output: OutputFormat | None, ownership) -> bool:
     """On a terminal, a non-empty target is not refused: its plan is shown and the user asked."""
     from storagectl.backup import restore as restore_backup
 
-    plan = restore_backup(state.config, backup_id, from_, to, dry_run=True, identity_file=identity)
+    plan = restore_backup(state.config, backup_id, from_, to, dry_run=True, identity_file=identity,
+                          ownership=ownership)
     if not plan.to_dict()["needs_yes"]:
         return False
     _render(state, plan)
@@ -100,6 +111,8 @@ def _render(state: AppState, result) -> None:
                     + ("; the target is not empty: needs --yes" if plan["needs_yes"] else ""))
         if plan["replace_method"]:
             note(state, f"replacing: {plan['replace_method']}")
+        for key, values in result.preview.items():
+            note(state, f"{key.replace('_', ' ')}: {', '.join(values) or 'none'}")
         return
     note(state, f"restored backup {plan['id']} into {plan['target']} in {plan['duration']:.1f}s")
     for line in result.notes:

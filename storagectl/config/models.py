@@ -230,6 +230,12 @@ class JobSettings(StrictModel):
         return value
 
 
+class ToolsSettings(StrictModel):
+    pg_bin_dir: ConfigPath | None = Field(
+        None, description="Directory of the PostgreSQL client tools (pg_dump) backups use; unset: the one "
+        "matching the server found on PATH or in the usual install locations.")
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
@@ -238,6 +244,7 @@ class Config:
     backends: dict[str, BackendSettings] = field(default_factory=dict)
     destinations: dict[str, DestinationSettings] = field(default_factory=dict)
     jobs: dict[str, JobSettings] = field(default_factory=dict)
+    tools: ToolsSettings = field(default_factory=ToolsSettings)
 
     def backend(self, name: str) -> BackendSettings:
         return _lookup("backend", name, self.backends)

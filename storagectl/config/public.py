@@ -25,6 +25,7 @@ def public_config(config: Config, *, readable: bool = False) -> dict[str, Any]:
         "backends": dump(config.backends),
         "destinations": dump(config.destinations),
         "jobs": dump(config.jobs),
+        "tools": _mask(config.tools.model_dump(mode="json")),
     }
 
 
