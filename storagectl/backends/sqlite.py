@@ -8,6 +8,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -118,14 +119,15 @@ class SQLiteBackend(Backend):
             snapshot = Path(scratch) / "snapshot.sqlite"
             with self.connect() as source, contextlib.closing(sqlite3.connect(snapshot)) as copy:
                 _sqlite_call(self, "snapshot", lambda: source.backup(copy))
-            with contextlib.closing(sqlite3.connect(f"file:{snapshot}?mode=ro", uri=True)) as copy:
-                summary = table_counts(copy)
             digest = hashlib.sha256()
-            with archive.create(SQLITE_OBJECT) as sink, open(snapshot, "rb") as stream:
-                while chunk := stream.read(COPY_CHUNK):
-                    digest.update(chunk)  # C speed, GIL released: the file proves every row at once
-                    sink.write(chunk)
-                sink.counts = {"rows": sum(summary.counts.values()), "tables": len(summary.counts)}
+            with ThreadPoolExecutor(1) as counter:  # counting runs in SQLite (GIL released) while it streams
+                counted = counter.submit(_snapshot_counts, snapshot)
+                with archive.create(SQLITE_OBJECT) as sink, open(snapshot, "rb") as stream:
+                    while chunk := stream.read(COPY_CHUNK):
+                        digest.update(chunk)  # C speed, GIL released: the file proves every row at once
+                        sink.write(chunk)
+                    summary = counted.result()
+                    sink.counts = {"rows": sum(summary.counts.values()), "tables": len(summary.counts)}
             summary.checksums[FILE_UNIT] = f"sha256:{digest.hexdigest()}"
             record_summary(archive, summary)
 
@@ -220,6 +222,11 @@ def user_tables(connection: sqlite3.Connection) -> list[str]:
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
         "ORDER BY name")
     return [row[0] for row in rows]
+
+
+def _snapshot_counts(snapshot: Path) -> ContentSummary:
+    with contextlib.closing(sqlite3.connect(f"file:{snapshot}?mode=ro", uri=True)) as copy:
+        return table_counts(copy)
 
 
 def table_counts(connection: sqlite3.Connection) -> ContentSummary:
