@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from storagectl.archive.api import ContentSummary, RestoreOutcome, record_summary
+from storagectl.archive.progress import Estimate
 from storagectl.backends.redis import (
     BATCH_KEYS,
     CLUSTER_CHECKS,
@@ -208,6 +209,14 @@ class RedisClusterBackend(RedisBackend):
         return self.graded("replica_lag_bytes", lag, f"{lag} bytes behind")
 
     # -- backup / restore ---------------------------------------------------------------------
+    def backup_estimate(self, connection: ClusterTopology) -> Estimate | None:
+        """Every primary's dataset memory (a cluster node holds only db 0), for the progress total."""
+        outcomes = fan_out(connection.primaries(),
+                           lambda node: int(self._node_info(node, "memory").get("used_memory_dataset", 0)), 8)
+        if any(outcome.error is not None for outcome in outcomes):  # INFO denied or a node down: no total
+            return None
+        return Estimate(sum(outcome.value or 0 for outcome in outcomes), len(outcomes))
+
     def backup(self, archive: Any, options: Any) -> None:
         topology = self._stable_topology("backup")
         primaries = topology.primaries()
