@@ -1,0 +1,145 @@
+"""`inspect` for Redis: overview from INFO, and ``keys``: SCAN (never KEYS) with a large COUNT, each
+batch measured in one pipeline (TYPE, PTTL, MEMORY USAGE) plus one for element counts, an optional
+sleep between batches, stopped by ``--budget``, ``--max-keys`` or Ctrl-C with what was seen so far
+extrapolated (marked sampled, with an error bound).
+
+The scan is a function over one node's client (:func:`scan_node`); which nodes make up the keyspace
+is decided in one place (:func:`keyspace_nodes`), the seam where the Redis Cluster fan-out over
+every primary plugs in."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any, ClassVar
+
+from storagectl.inspect.base import Inspector
+from storagectl.inspect.keyspace import KeyFacts, NodeCensus, biggest, merge, prefix_rows
+from storagectl.inspect.model import Figure, Provenance, Report, exact, in_bytes
+
+SCAN_COUNT = 1000
+LENGTH_COMMANDS = {"list": "LLEN", "set": "SCARD", "zset": "ZCARD", "hash": "HLEN", "stream": "XLEN"}
+
+
+def keyspace_nodes(backend: Any, connection: Any) -> Iterator[tuple[str, Any]]:
+    """(name, client) of every server holding part of the keyspace; a single server today. The shared
+    Redis Cluster fan-out (every primary) replaces this and nothing else."""
+    yield backend.endpoint(), connection
+
+
+class RedisInspector(Inspector):
+    views: ClassVar[tuple[str, ...]] = ("overview", "keys")
+
+    def overview(self, connection: Any, report: Report) -> None:
+        memory = connection.info("memory")
+        keys = sum(client.dbsize() for _, client in keyspace_nodes(self.backend, connection))
+        expiring = connection.info("keyspace").get(f"db{connection.connection_pool.connection_kwargs.get('db', 0)}",
+                                                   {}).get("expires", 0)
+        report.summary.update(keys=exact(keys, source="DBSIZE"), keys_with_ttl=exact(expiring, source="INFO keyspace"),
+                              used_memory_bytes=in_bytes(memory["used_memory"], source="INFO memory"),
+                              dataset_bytes=in_bytes(memory.get("used_memory_dataset"), source="INFO memory"))
+        report.notes.append("biggest keys: storagectl inspect keys -b " + self.backend.name)
+
+    def keys(self, connection: Any, report: Report) -> None:
+        censuses: list[NodeCensus] = []
+        try:
+            for name, client in keyspace_nodes(self.backend, connection):
+                census = NodeCensus(name, self.options.delimiter, self.options.depth, self.options.top)
+                census.population = client.dbsize()
+                censuses.append(census)
+                if not self.scan_node(client, census, self.key_limit(censuses)):
+                    report.stopped = "max-keys"
+                    break
+        finally:  # budget, Ctrl-C or an error: what was seen is still reported
+            self.fill(report, censuses)
+
+    def key_limit(self, censuses: list[NodeCensus]) -> int | None:
+        if self.options.max_keys is None:
+            return None
+        return max(0, self.options.max_keys - sum(c.sampled for c in censuses[:-1]))
+
+    def scan_node(self, client: Any, census: NodeCensus, limit: int | None) -> bool:
+        """Tally one node's keys into ``census``; True when SCAN went all the way round, False when
+        ``limit`` keys were tallied first. The budget raises BudgetExhausted between batches."""
+        cursor = 0
+        while True:
+            self.budget.check()
+            cursor, batch = client.scan(cursor, match=self.options.pattern, count=SCAN_COUNT)
+            fresh = [key for key in batch if census.is_new(key)]
+            if limit is not None:
+                fresh = fresh[: limit - census.sampled]
+            for facts in measure(client, fresh, self.options.samples):
+                census.add(facts)
+            if limit is not None and census.sampled >= limit and cursor != 0:
+                return False
+            if cursor == 0:
+                census.complete = True
+                return True
+            if self.options.pause:
+                time.sleep(self.budget.bounded(self.options.pause))
+
+    def fill(self, report: Report, censuses: list[NodeCensus]) -> None:
+        if not censuses:
+            return
+        matched_only = self.options.pattern is not None
+        totals = merge(censuses, "", matched_only, {"bytes": "bytes"})
+        source = f"MEMORY USAGE SAMPLES {self.options.samples if self.options.samples is not None else 5}"
+        totals["bytes"] = replace(totals["bytes"], source=source)
+        population = sum(c.population for c in censuses)
+        scanned = sum(c.sampled for c in censuses)
+        report.summary.update(
+            keys=totals["keys"], memory_bytes=totals["bytes"], keys_without_ttl=totals["no_ttl"],
+            scanned_keys=exact(scanned), dbsize=exact(population, source="DBSIZE at the start"),
+            coverage_pct=coverage(censuses, matched_only))
+        report.sections["prefixes"] = prefix_rows(censuses, matched_only, self.options.top)
+        report.sections["biggest_keys_by_bytes"] = biggest(censuses, "by_bytes", self.options.top, "bytes")
+        report.sections["biggest_keys_by_elements"] = biggest(censuses, "by_elements", self.options.top, "")
+        if not all(c.complete for c in censuses):
+            report.notes.append("biggest keys, types and TTL histograms are those of the scanned keys")
+        if any(c.capped for c in censuses):
+            report.notes.append("more than 10,000 prefixes: further prefixes are counted in their parent only")
+
+
+def coverage(censuses: list[NodeCensus], matched_only: bool) -> Figure:
+    if all(c.complete for c in censuses):
+        return exact(100.0)
+    population = sum(c.population for c in censuses)
+    if matched_only or not population:
+        return Figure(None, Provenance.ESTIMATE, source="unknown with --pattern")
+    return Figure(round(100.0 * sum(c.sampled for c in censuses) / population, 2), Provenance.ESTIMATE,
+                  source="scanned keys / DBSIZE at the start")
+
+
+def measure(client: Any, keys: list[bytes], samples: int | None) -> list[KeyFacts]:
+    """TYPE, PTTL and MEMORY USAGE of every key in one pipeline, then the element counts of the
+    aggregates in another. Keys deleted since SCAN returned them are left out."""
+    if not keys:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.type(key)
+        pipe.pttl(key)
+        pipe.memory_usage(key, samples=samples)
+    replies = pipe.execute(raise_on_error=False)
+    found = []
+    for index, key in enumerate(keys):
+        type_name, pttl, size = replies[3 * index: 3 * index + 3]
+        type_name = type_name.decode() if isinstance(type_name, bytes) else str(type_name)
+        if type_name == "none" or not isinstance(size, int):
+            continue
+        found.append(KeyFacts(key.decode("utf-8", "backslashreplace"), type_name, int(pttl), size, None, key))
+    _count_elements(client, found)
+    return found
+
+
+def _count_elements(client: Any, found: list[KeyFacts]) -> None:
+    aggregates = [facts for facts in found if facts.type in LENGTH_COMMANDS]
+    if not aggregates:
+        return
+    pipe = client.pipeline(transaction=False)
+    for facts in aggregates:
+        pipe.execute_command(LENGTH_COMMANDS[facts.type], facts.raw)
+    for facts, count in zip(aggregates, pipe.execute(raise_on_error=False), strict=True):
+        facts.elements = count if isinstance(count, int) else None
+
