@@ -130,6 +130,8 @@ def merge(censuses: list[NodeCensus], prefix: str, matched_only: bool, unit_of: 
         unit = unit_of.get(name, "")
         if all(p[2] for p in parts):
             figures[name] = Figure(int(value), Provenance.EXACT, unit=unit)
+        elif sampled == 0:
+            figures[name] = Figure(None, Provenance.SAMPLED, n=0, unit=unit)
         elif matched_only:
             figures[name] = Figure(int(value), Provenance.ESTIMATE, source=PARTIAL, unit=unit)
         else:
@@ -155,7 +157,7 @@ def prefix_rows(censuses: list[NodeCensus], matched_only: bool, top: int) -> lis
         rows.append({"prefix": prefix, "depth": prefix.count(censuses[0].delimiter), "keys": figures["keys"],
                      "memory_bytes": figures["bytes"], "keys_without_ttl": figures["no_ttl"],
                      "types": dict(types.most_common()), "ttl_histogram": _histogram(ttl)})
-    rows.sort(key=lambda r: (-r["memory_bytes"].value, r["prefix"]))
+    rows.sort(key=lambda r: (-(r["memory_bytes"].value or 0), r["prefix"]))
     return rows[:top]
 
 

@@ -20,11 +20,12 @@ class Neo4jInspector(Inspector):
     views: ClassVar[tuple[str, ...]] = ("overview", "graph")
 
     def read(self, session: Any, query: str) -> list[dict[str, Any]]:
-        from neo4j import Query
+        from neo4j import unit_of_work
 
         self.budget.check()
-        timeout = self.budget.bounded(self.options.query_timeout)
-        return session.execute_read(lambda tx: [record.data() for record in tx.run(Query(query, timeout=timeout))])
+        work = unit_of_work(timeout=self.budget.bounded(self.options.query_timeout))(
+            lambda tx: [record.data() for record in tx.run(query)])
+        return session.execute_read(work)
 
     def single(self, session: Any, query: str) -> int:
         return next(iter(self.read(session, query)[0].values()))
