@@ -182,7 +182,8 @@ def test_statement_delta():
              {"userid": 2, "queryid": 7, "query": "new", "calls": 1, "total_ms": 3.0, "mean_ms": 3.0, "rows": 1}]
     delta = {r["query"]: r for r in statement_delta(before, after)}
     assert set(delta) == {"q", "reset", "new"}
-    assert (delta["q"]["calls"], delta["q"]["total_ms"], delta["q"]["mean_ms"], delta["q"]["rows"]) == (4, 80.0, 20.0, 4)
+    q = delta["q"]
+    assert (q["calls"], q["total_ms"], q["mean_ms"], q["rows"]) == (4, 80.0, 20.0, 4)
     assert delta["reset"]["calls"] == 2 and delta["new"]["total_ms"] == 3.0
 
 
@@ -190,7 +191,8 @@ def test_duplicates_need_the_same_definition():
     base = {"table_oid": 1, "columns": "1", "opclasses": "x", "collations": "0", "expressions": None,
             "predicate": None, "method": "btree"}
     found = [{**base, "index_name": "a"}, {**base, "index_name": "b"},
-             {**base, "index_name": "partial", "predicate": "(v > 0)"}, {**base, "index_name": "hash", "method": "hash"}]
+             {**base, "index_name": "partial", "predicate": "(v > 0)"},
+             {**base, "index_name": "hash", "method": "hash"}]
     assert list(duplicate_groups(found).values()) == [["a", "b"]]
 
 
