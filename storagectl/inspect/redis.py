@@ -19,7 +19,7 @@ from storagectl.inspect.keyspace import KeyFacts, NodeCensus, biggest, merge, pr
 from storagectl.inspect.model import Figure, Provenance, Report, exact, in_bytes
 
 SCAN_COUNT = 1000
-LENGTH_COMMANDS = {"list": "LLEN", "set": "SCARD", "zset": "ZCARD", "hash": "HLEN", "stream": "XLEN"}
+LENGTH_COMMANDS = {"list": b"LLEN", "set": b"SCARD", "zset": b"ZCARD", "hash": b"HLEN", "stream": b"XLEN"}
 
 
 def keyspace_nodes(backend: Any, connection: Any) -> Iterator[tuple[str, Any]]:
@@ -61,19 +61,32 @@ class RedisInspector(Inspector):
 
     def scan_node(self, client: Any, census: NodeCensus, limit: int | None) -> bool:
         """Tally one node's keys into ``census``; True when SCAN went all the way round, False when
-        ``limit`` keys were tallied first. The budget raises BudgetExhausted between batches."""
-        cursor = 0
+        ``limit`` keys were tallied first. The budget raises BudgetExhausted between batches. Replies
+        are parsed by hiredis on a connection of its own (redis-py's per-reply Python would cost more
+        than the server's work); the connection is dropped afterwards, whatever state it is in."""
+        from storagectl.backends.redis import _RespSocket
+
+        connection = client.connection_pool.get_connection()
+        try:
+            return self._scan(_RespSocket(connection), census, limit)
+        finally:
+            connection.disconnect()
+            client.connection_pool.release(connection)
+
+    def _scan(self, commands: Any, census: NodeCensus, limit: int | None) -> bool:
+        cursor = b"0"
         while True:
             self.budget.check()
-            cursor, batch = client.scan(cursor, match=self.options.pattern, count=SCAN_COUNT)
+            commands.send(scan_request(cursor, self.options.pattern))
+            cursor, batch = commands.reply()
             fresh = [key for key in batch if census.is_new(key)]
             if limit is not None:
                 fresh = fresh[: limit - census.sampled]
-            for facts in measure(client, fresh, self.options.samples):
+            for facts in measure(commands, fresh, self.options.samples):
                 census.add(facts)
-            if limit is not None and census.sampled >= limit and cursor != 0:
+            if limit is not None and census.sampled >= limit and cursor != b"0":
                 return False
-            if cursor == 0:
+            if cursor == b"0":
                 census.complete = True
                 return True
             if self.options.pause:
@@ -111,35 +124,38 @@ def coverage(censuses: list[NodeCensus], matched_only: bool) -> Figure:
                   source="scanned keys / DBSIZE at the start")
 
 
-def measure(client: Any, keys: list[bytes], samples: int | None) -> list[KeyFacts]:
-    """TYPE, PTTL and MEMORY USAGE of every key in one pipeline, then the element counts of the
-    aggregates in another. Keys deleted since SCAN returned them are left out."""
+def command(*parts: bytes) -> bytes:
+    """One command in RESP."""
+    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(part), part) for part in parts)
+
+
+def scan_request(cursor: bytes, pattern: str | None) -> bytes:
+    match = (b"MATCH", pattern.encode()) if pattern else ()
+    return command(b"SCAN", cursor, *match, b"COUNT", b"%d" % SCAN_COUNT)
+
+
+def measure(commands: Any, keys: list[bytes], samples: int | None) -> list[KeyFacts]:
+    """TYPE, PTTL and MEMORY USAGE of every key in one pipelined request, then the element counts of
+    the aggregates in another. Keys deleted since SCAN returned them are left out."""
     if not keys:
         return []
-    pipe = client.pipeline(transaction=False)
-    for key in keys:
-        pipe.type(key)
-        pipe.pttl(key)
-        pipe.memory_usage(key, samples=samples)
-    replies = pipe.execute(raise_on_error=False)
+    usage = (b"SAMPLES", b"%d" % samples) if samples is not None else ()
+    commands.send(b"".join(command(b"TYPE", key) + command(b"PTTL", key) + command(b"MEMORY", b"USAGE", key, *usage)
+                           for key in keys))
     found = []
-    for index, key in enumerate(keys):
-        type_name, pttl, size = replies[3 * index: 3 * index + 3]
-        type_name = type_name.decode() if isinstance(type_name, bytes) else str(type_name)
-        if type_name == "none" or not isinstance(size, int):
+    for key in keys:
+        type_name, pttl, size = commands.reply(), commands.reply(), commands.reply()
+        if size is None or type_name == b"none":
             continue
-        found.append(KeyFacts(key.decode("utf-8", "backslashreplace"), type_name, int(pttl), size, None, key))
-    _count_elements(client, found)
+        found.append(KeyFacts(key.decode("utf-8", "backslashreplace"), type_name.decode(), pttl, size, None, key))
+    _count_elements(commands, found)
     return found
 
 
-def _count_elements(client: Any, found: list[KeyFacts]) -> None:
+def _count_elements(commands: Any, found: list[KeyFacts]) -> None:
     aggregates = [facts for facts in found if facts.type in LENGTH_COMMANDS]
     if not aggregates:
         return
-    pipe = client.pipeline(transaction=False)
+    commands.send(b"".join(command(LENGTH_COMMANDS[facts.type], facts.raw) for facts in aggregates))
     for facts in aggregates:
-        pipe.execute_command(LENGTH_COMMANDS[facts.type], facts.raw)
-    for facts, count in zip(aggregates, pipe.execute(raise_on_error=False), strict=True):
-        facts.elements = count if isinstance(count, int) else None
-
+        facts.elements = commands.reply()
