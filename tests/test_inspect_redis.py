@@ -160,7 +160,19 @@ def test_prefixes_and_ttl_buckets():
     assert census.prefixes_of("a:b:c:d") == ["", "a:", "a:b:"]
     assert census.prefixes_of("a:b") == ["", "a:"]
     assert census.prefixes_of("plain") == [""]
+    assert NodeCensus("n", "::", 3, 5).prefixes_of("a::b::c") == ["", "a::", "a::b::"]
     assert [ttl_bucket(v) for v in (-1, 59_999, 60_000, 86_400_000 * 8)] == ["none", "<1m", "<1h", ">=7d"]
+
+
+def test_prefixes_beyond_the_cap_count_in_their_parent(monkeypatch):
+    from storagectl.inspect import keyspace
+
+    monkeypatch.setattr(keyspace, "MAX_PREFIXES", 4)
+    census = NodeCensus("n", ":", 2, 5)
+    for key in ("a:1:x", "a:2:x", "a:3:x", "b:1:x"):
+        census.add(keyspace.KeyFacts(key, "string", -1, 10, None))
+    assert census.capped
+    assert {p: t.keys for p, t in census.prefixes.items()} == {"": 4, "a:": 3, "a:1:": 1, "a:2:": 1}
 
 
 def test_extrapolate_is_exact_when_everything_was_seen_and_bounded_otherwise():

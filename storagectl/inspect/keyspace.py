@@ -23,22 +23,31 @@ def ttl_bucket(pttl_ms: int) -> str:
     return next((name for name, limit in TTL_BUCKETS if pttl_ms < limit), ">=7d")
 
 
-@dataclass
+@dataclass(slots=True)
 class PrefixTally:
     keys: int = 0
     bytes: int = 0
     bytes_squares: int = 0
     no_ttl: int = 0
-    types: Counter = field(default_factory=Counter)
-    ttl: Counter = field(default_factory=Counter)
+    types: dict[str, int] = field(default_factory=dict)
+    ttl: dict[str, int] = field(default_factory=dict)
 
-    def add(self, type_name: str, pttl_ms: int, size: int) -> None:
+    def add(self, type_name: str, bucket: str, size: int) -> None:
         self.keys += 1
         self.bytes += size
         self.bytes_squares += size * size
-        self.no_ttl += pttl_ms < 0
-        self.types[type_name] += 1
-        self.ttl[ttl_bucket(pttl_ms)] += 1
+        self.no_ttl += bucket == "none"
+        self.types[type_name] = self.types.get(type_name, 0) + 1
+        self.ttl[bucket] = self.ttl.get(bucket, 0) + 1
+
+    def merge(self, other: PrefixTally) -> None:
+        self.keys += other.keys
+        self.bytes += other.bytes
+        self.bytes_squares += other.bytes_squares
+        self.no_ttl += other.no_ttl
+        for mine, theirs in ((self.types, other.types), (self.ttl, other.ttl)):
+            for name, count in theirs.items():
+                mine[name] = mine.get(name, 0) + count
 
 
 @dataclass
@@ -52,17 +61,23 @@ class KeyFacts:
 
 
 class NodeCensus:
-    """The keys of one server seen so far, by prefix (``delimiter``, ``depth`` levels; "" is all)."""
+    """The keys of one server seen so far, by prefix (``delimiter``, ``depth`` levels; "" is all).
+
+    Each key is tallied once, under its deepest prefix; every figure is a sum (of counts, bytes and
+    squares of bytes), so the levels above are added up only when the report is made."""
 
     def __init__(self, node: str, delimiter: str, depth: int, top: int) -> None:
         self.node, self.delimiter, self.depth, self.top = node, delimiter, depth, top
-        self.prefixes: dict[str, PrefixTally] = {"": PrefixTally()}
+        self.leaves: dict[str, PrefixTally] = {"": PrefixTally()}
+        self.known: set[str] = {""}  # the leaves and every prefix above them
         self.by_bytes: list[tuple[int, str, str]] = []
         self.by_elements: list[tuple[int, str, str]] = []
         self.seen: set[int] = set()
+        self.sampled = 0
         self.capped = False
         self.complete = False
         self.population = 0  # DBSIZE when the scan started
+        self._rolled_up: dict[str, PrefixTally] | None = None
 
     def is_new(self, key: bytes) -> bool:
         """SCAN may return a key twice (while the table rehashes): count each once. A 64-bit hash per key
@@ -73,29 +88,56 @@ class NodeCensus:
         self.seen.add(digest)
         return True
 
-    @property
-    def sampled(self) -> int:
-        return self.prefixes[""].keys
-
     def add(self, facts: KeyFacts) -> None:
-        for prefix in self.prefixes_of(facts.key):
-            self.prefixes[prefix].add(facts.type, facts.pttl_ms, facts.bytes)
+        self.sampled += 1
+        self._rolled_up = None
+        self.leaves[self.leaf_of(facts.key)].add(facts.type, ttl_bucket(facts.pttl_ms), facts.bytes)
         _keep_top(self.by_bytes, (facts.bytes, facts.key, facts.type), self.top)
         if facts.elements is not None:
             _keep_top(self.by_elements, (facts.elements, facts.key, facts.type), self.top)
 
+    def leaf_of(self, key: str) -> str:
+        """The deepest prefix of ``key`` (up to ``depth`` levels) that is or may become a tallied prefix."""
+        start = 0
+        for _ in range(self.depth):
+            end = key.find(self.delimiter, start)
+            if end < 0:
+                break
+            start = end + len(self.delimiter)
+        prefix = key[:start]
+        if prefix in self.leaves:
+            return prefix
+        chain = self.prefixes_of(prefix)
+        new = set(chain) - self.known
+        if len(self.known) + len(new) <= MAX_PREFIXES:
+            self.known.update(new)
+        else:  # counted under its deepest prefix already shown, so every shown total stays whole
+            self.capped = True
+            prefix = next(p for p in reversed(chain) if p in self.known)
+        self.leaves.setdefault(prefix, PrefixTally())
+        return prefix
+
     def prefixes_of(self, key: str) -> list[str]:
-        parts = key.split(self.delimiter, self.depth)
-        found = [""]
-        for level in range(1, min(self.depth, len(parts) - 1) + 1):
-            prefix = self.delimiter.join(parts[:level]) + self.delimiter
-            if prefix not in self.prefixes:
-                if len(self.prefixes) > MAX_PREFIXES:
-                    self.capped = True
-                    break
-                self.prefixes[prefix] = PrefixTally()
-            found.append(prefix)
+        """``key``'s prefixes from "" down to its deepest one."""
+        found, start = [""], 0
+        for _ in range(self.depth):
+            end = key.find(self.delimiter, start)
+            if end < 0:
+                break
+            start = end + len(self.delimiter)
+            found.append(key[:start])
         return found
+
+    @property
+    def prefixes(self) -> dict[str, PrefixTally]:
+        """Every prefix with the tallies of all keys under it."""
+        if self._rolled_up is None:
+            rolled: dict[str, PrefixTally] = {}
+            for leaf, tally in self.leaves.items():
+                for prefix in self.prefixes_of(leaf):
+                    rolled.setdefault(prefix, PrefixTally()).merge(tally)
+            self._rolled_up = rolled
+        return self._rolled_up
 
     def estimates(self, prefix: str, matched_only: bool) -> dict[str, tuple[float, float, bool]]:
         """Per figure of ``prefix``: (value, error bound, exact) extrapolated to this node's DBSIZE."""

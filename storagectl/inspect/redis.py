@@ -134,18 +134,41 @@ def scan_request(cursor: bytes, pattern: str | None) -> bytes:
     return command(b"SCAN", cursor, *match, b"COUNT", b"%d" % SCAN_COUNT)
 
 
+_TYPE_PTTL = b"*2\r\n$4\r\nTYPE\r\n$%d\r\n%s\r\n*2\r\n$4\r\nPTTL\r\n$%d\r\n%s\r\n"
+_USAGE = b"*3\r\n$6\r\nMEMORY\r\n$5\r\nUSAGE\r\n$%d\r\n%s\r\n"
+
+
+def measure_request(keys: list[bytes], samples: int | None) -> bytes:
+    if samples is not None:
+        usage = [command(b"MEMORY", b"USAGE", key, b"SAMPLES", b"%d" % samples) for key in keys]
+    else:
+        usage = [_USAGE % (len(key), key) for key in keys]
+    return b"".join(_TYPE_PTTL % (len(key), key, len(key), key) + tail for key, tail in zip(keys, usage, strict=True))
+
+
+def replies(commands: Any, count: int) -> list[Any]:
+    """``count`` replies, errors included as values (a key's command cannot fail but for a bug)."""
+    gets, found = commands.reader.gets, []
+    while len(found) < count:
+        reply = gets()
+        if reply is False:
+            commands._receive()
+        else:
+            found.append(reply)
+    return found
+
+
 def measure(commands: Any, keys: list[bytes], samples: int | None) -> list[KeyFacts]:
     """TYPE, PTTL and MEMORY USAGE of every key in one pipelined request, then the element counts of
     the aggregates in another. Keys deleted since SCAN returned them are left out."""
     if not keys:
         return []
-    usage = (b"SAMPLES", b"%d" % samples) if samples is not None else ()
-    commands.send(b"".join(command(b"TYPE", key) + command(b"PTTL", key) + command(b"MEMORY", b"USAGE", key, *usage)
-                           for key in keys))
+    commands.send(measure_request(keys, samples))
+    answers = replies(commands, 3 * len(keys))
     found = []
-    for key in keys:
-        type_name, pttl, size = commands.reply(), commands.reply(), commands.reply()
-        if size is None or type_name == b"none":
+    for index, key in enumerate(keys):
+        type_name, pttl, size = answers[3 * index: 3 * index + 3]
+        if not isinstance(size, int) or type_name == b"none":
             continue
         found.append(KeyFacts(key.decode("utf-8", "backslashreplace"), type_name.decode(), pttl, size, None, key))
     _count_elements(commands, found)
@@ -157,5 +180,5 @@ def _count_elements(commands: Any, found: list[KeyFacts]) -> None:
     if not aggregates:
         return
     commands.send(b"".join(command(LENGTH_COMMANDS[facts.type], facts.raw) for facts in aggregates))
-    for facts in aggregates:
-        facts.elements = commands.reply()
+    for facts, count in zip(aggregates, replies(commands, len(aggregates)), strict=True):
+        facts.elements = count if isinstance(count, int) else None
