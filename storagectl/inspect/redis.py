@@ -74,23 +74,41 @@ class RedisInspector(Inspector):
             client.connection_pool.release(connection)
 
     def _scan(self, commands: Any, census: NodeCensus, limit: int | None) -> bool:
-        cursor = b"0"
-        while True:
+        for facts in self.measured_batches(commands, census, limit):
+            for one in facts:
+                census.add(one)
+        return census.complete
+
+    def measured_batches(self, commands: Any, census: NodeCensus, limit: int | None) -> Iterator[list[KeyFacts]]:
+        """The measured keys of each SCAN batch. Without ``-i``, batch k+1 is scanned and its
+        measuring sent before batch k is handed over, so the server works while the caller tallies."""
+        taken = 0
+
+        def next_keys(cursor: bytes) -> tuple[bytes, list[bytes]]:
+            nonlocal taken
             self.budget.check()
             commands.send(scan_request(cursor, self.options.pattern))
             cursor, batch = commands.reply()
             fresh = [key for key in batch if census.is_new(key)]
-            if limit is not None:
-                fresh = fresh[: limit - census.sampled]
-            for facts in measure(commands, fresh, self.options.samples):
-                census.add(facts)
-            if limit is not None and census.sampled >= limit and cursor != b"0":
-                return False
-            if cursor == b"0":
-                census.complete = True
-                return True
+            fresh = fresh if limit is None else fresh[: max(0, limit - taken)]
+            taken += len(fresh)
+            commands.send(measure_request(fresh, self.options.samples))
+            return cursor, fresh
+
+        cursor, keys = next_keys(b"0")
+        while True:
+            facts = read_measured(commands, keys)
+            more = cursor != b"0" and (limit is None or taken < limit)
+            count_elements(commands, facts)
+            if more and not self.options.pause:
+                cursor, keys = next_keys(cursor)
+            yield facts
+            if not more:
+                census.complete = cursor == b"0"
+                return
             if self.options.pause:
                 time.sleep(self.budget.bounded(self.options.pause))
+                cursor, keys = next_keys(cursor)
 
     def fill(self, report: Report, censuses: list[NodeCensus]) -> None:
         if not censuses:
@@ -158,12 +176,8 @@ def replies(commands: Any, count: int) -> list[Any]:
     return found
 
 
-def measure(commands: Any, keys: list[bytes], samples: int | None) -> list[KeyFacts]:
-    """TYPE, PTTL and MEMORY USAGE of every key in one pipelined request, then the element counts of
-    the aggregates in another. Keys deleted since SCAN returned them are left out."""
-    if not keys:
-        return []
-    commands.send(measure_request(keys, samples))
+def read_measured(commands: Any, keys: list[bytes]) -> list[KeyFacts]:
+    """The replies to :func:`measure_request`; keys deleted since SCAN returned them are left out."""
     answers = replies(commands, 3 * len(keys))
     found = []
     for index, key in enumerate(keys):
@@ -171,11 +185,11 @@ def measure(commands: Any, keys: list[bytes], samples: int | None) -> list[KeyFa
         if not isinstance(size, int) or type_name == b"none":
             continue
         found.append(KeyFacts(key.decode("utf-8", "backslashreplace"), type_name.decode(), pttl, size, None, key))
-    _count_elements(commands, found)
     return found
 
 
-def _count_elements(commands: Any, found: list[KeyFacts]) -> None:
+def count_elements(commands: Any, found: list[KeyFacts]) -> None:
+    """Element counts of the aggregates (LLEN, HLEN, ...), in one pipelined request."""
     aggregates = [facts for facts in found if facts.type in LENGTH_COMMANDS]
     if not aggregates:
         return
