@@ -73,13 +73,15 @@ def test_a_table_locked_access_exclusive_is_sized_from_pg_class_without_waiting(
     with filled.connect() as locker:
         locker.execute("BEGIN")
         locker.execute("LOCK TABLE docs IN ACCESS EXCLUSIVE MODE")
-        report = tables_json(cli, config)
+        report = tables_json(cli, config, "--exact")
         locker.execute("ROLLBACK")
     rows = {r["table"]: r for r in report["sections"]["tables"]}
     assert rows["docs"]["total_bytes"]["provenance"] == "estimate"
     assert "pg_class.relpages" in rows["docs"]["total_bytes"]["source"]
     assert rows["small"]["total_bytes"]["provenance"] == "exact"
     assert report["summary"]["total_bytes"]["provenance"] == "estimate"
+    assert rows["docs"]["rows"] is None and rows["small"]["rows"]["value"] == 1234
+    assert report["notes"] == ["no count(*) of public.docs: it is locked by another session"]
 
 
 def test_queries_run_read_only_with_local_timeouts(filled):
@@ -241,3 +243,12 @@ def test_hypertable_sql_falls_back_to_1x_and_then_to_nothing():
     assert "hypertable_relation_size(" in hypertables_sql("ts", TS1)
     assert '"ts".hypertable_relation_size(' in hypertables_sql("ts", TS1)
     assert hypertables_sql("public", {"hypertables"}) is None
+
+
+def test_timescaledb_kind_without_the_extension_says_so(cli, pg_database, write_config, filled):
+    config = write_config("backends:\n" + pg_database.backend_yaml(kind="timescaledb"))
+    result = cli("-o", "json", "-c", config, "inspect", "tables", "-b", "pg")
+    assert result.exit_code == 0, result.stderr
+    [report] = result.json()["backends"]
+    assert "the extension is not installed" in report["notes"][0]
+    assert {r["table"] for r in report["sections"]["tables"]} == {"docs", "small"}

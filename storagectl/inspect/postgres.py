@@ -6,7 +6,7 @@ import time
 from collections import defaultdict
 from typing import Any, ClassVar
 
-from storagectl.errors import FeatureUnavailable, OperationFailed
+from storagectl.errors import FeatureUnavailable, OperationFailed, OperationTimeout
 from storagectl.inspect import pg_sql
 from storagectl.inspect.base import Inspector
 from storagectl.inspect.model import Provenance, Report, estimate, exact, in_bytes
@@ -80,7 +80,11 @@ class PostgresInspector(Inspector):
         for row in rows:
             query = sql.SQL("SELECT count(*) AS n FROM {}.{}").format(sql.Identifier(row["schema"]),
                                                                      sql.Identifier(row["table"]))
-            row["rows"] = exact(session.one(query.as_string(session.connection))["n"], source="count(*)")
+            try:
+                row["rows"] = exact(session.one(query.as_string(session.connection))["n"], source="count(*)")
+            except (OperationTimeout, LockBusy) as exc:
+                why = "is locked by another session" if isinstance(exc, LockBusy) else "exceeded the query timeout"
+                report.notes.append(f"no count(*) of {row['schema']}.{row['table']}: it {why}")
 
     # -- indexes ---------------------------------------------------------------------------------
     def indexes(self, connection: Any, report: Report) -> None:
