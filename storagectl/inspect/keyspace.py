@@ -172,8 +172,8 @@ def merge(censuses: list[NodeCensus], prefix: str, matched_only: bool, unit_of: 
         unit = unit_of.get(name, "")
         if all(p[2] for p in parts):
             figures[name] = Figure(int(value), Provenance.EXACT, unit=unit)
-        elif sampled == 0:
-            figures[name] = Figure(None, Provenance.SAMPLED, n=0, unit=unit)
+        elif any(not c.complete and c.sampled == 0 and c.population for c in censuses):
+            figures[name] = Figure(None, Provenance.SAMPLED, n=sampled, unit=unit)  # a node not reached
         elif matched_only:
             figures[name] = Figure(int(value), Provenance.ESTIMATE, source=PARTIAL, unit=unit)
         else:

@@ -42,22 +42,20 @@ class RedisInspector(Inspector):
         report.notes.append("biggest keys: storagectl inspect keys -b " + self.backend.name)
 
     def keys(self, connection: Any, report: Report) -> None:
-        censuses: list[NodeCensus] = []
+        """Every node is scanned in turn, ``--max-keys`` split evenly between them: each node's figures
+        are extrapolated to its own DBSIZE, so the sums stay unbiased."""
+        nodes = list(keyspace_nodes(self.backend, connection))
+        censuses = [NodeCensus(name, self.options.delimiter, self.options.depth, self.options.top)
+                    for name, _ in nodes]
+        limit = None if self.options.max_keys is None else -(-self.options.max_keys // len(nodes))
         try:
-            for name, client in keyspace_nodes(self.backend, connection):
-                census = NodeCensus(name, self.options.delimiter, self.options.depth, self.options.top)
+            for (_, client), census in zip(nodes, censuses, strict=True):
                 census.population = client.dbsize()
-                censuses.append(census)
-                if not self.scan_node(client, census, self.key_limit(censuses)):
+            for (_, client), census in zip(nodes, censuses, strict=True):
+                if not self.scan_node(client, census, limit):
                     report.stopped = "max-keys"
-                    break
         finally:  # budget, Ctrl-C or an error: what was seen is still reported
             self.fill(report, censuses)
-
-    def key_limit(self, censuses: list[NodeCensus]) -> int | None:
-        if self.options.max_keys is None:
-            return None
-        return max(0, self.options.max_keys - sum(c.sampled for c in censuses[:-1]))
 
     def scan_node(self, client: Any, census: NodeCensus, limit: int | None) -> bool:
         """Tally one node's keys into ``census``; True when SCAN went all the way round, False when
