@@ -41,6 +41,12 @@ def test_sqlite_tables_add_up_to_the_file(cli, write_config, sqlite_db):
     assert listed + schema_bytes + free * page_size == pages * page_size == sqlite_db.stat().st_size
 
 
+def test_json_asked_for_before_the_view_applies_to_it(cli, write_config, sqlite_db):
+    config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_db}\n")
+    result = cli("-c", config, "inspect", "-o", "json", "indexes", "-b", "lite")
+    assert result.json()["backends"][0]["sections"]["indexes"][0]["index"] == "users_name"
+
+
 def test_sqlite_inspect_writes_nothing(cli, write_config, sqlite_db):
     before = sqlite_db.read_bytes()
     config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_db}\n")

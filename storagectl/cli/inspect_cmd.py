@@ -57,6 +57,8 @@ def overview(
     output: OutputOption = None,
 ) -> None:
     """Per backend: kind, server version, total size, object counts and the biggest few items."""
+    if output is not None:  # `inspect -o json tables ...` means the view's output too
+        state_of(ctx).output = output
     if ctx.invoked_subcommand is None:
         _run(ctx, backend, "overview", output, budget=budget)
 
