@@ -24,9 +24,26 @@ TABLE_ORDER = {
 }
 
 
+BLOCK = "current_setting('block_size')::bigint"
+
+
+def pages_table(t: str) -> str:
+    return f"{BLOCK} * {t}.relpages"
+
+
+def pages_indexes(t: str) -> str:
+    return (f"{BLOCK} * coalesce((SELECT sum(ic.relpages) FROM pg_index i JOIN pg_class ic "
+            f"ON ic.oid = i.indexrelid WHERE i.indrelid = {t}.oid), 0)")
+
+
+def pages_toast(t: str) -> str:
+    return f"{BLOCK} * coalesce((SELECT tc.relpages FROM pg_class tc WHERE tc.oid = {t}.reltoastrelid), 0)"
+
+
 def tables_sql(sort: str) -> str:
     """Tables (ordinary, partitioned, materialized views) with their sizes, statistics and the totals
-    over all of them (window functions, before the LIMIT)."""
+    over all of them (window functions, before the LIMIT). Every table gets one size call (its total,
+    needed for the order and the sum); only the rows shown are split into index and TOAST bytes."""
     return f"""
 WITH {BUSY.strip()},
 rel AS (
@@ -37,33 +54,35 @@ rel AS (
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   WHERE c.relkind IN ('r', 'p', 'm') AND {USER_RELATIONS.strip()}
 ),
-sized AS (
-  SELECT rel.*,
-    CASE WHEN busy THEN NULL ELSE pg_table_size(oid) END AS table_and_toast,
-    CASE WHEN busy THEN NULL ELSE pg_indexes_size(oid) END AS index_bytes,
-    CASE WHEN busy OR reltoastrelid = 0 THEN 0 ELSE pg_total_relation_size(reltoastrelid) END AS toast_bytes,
-    current_setting('block_size')::bigint * relpages AS table_pages_bytes,
-    current_setting('block_size')::bigint * coalesce((SELECT sum(ic.relpages) FROM pg_index i
-      JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = rel.oid), 0) AS index_pages_bytes,
-    current_setting('block_size')::bigint * coalesce((SELECT tc.relpages FROM pg_class tc
-      WHERE tc.oid = rel.reltoastrelid), 0) AS toast_pages_bytes
-  FROM rel
-),
 total AS (
-  SELECT sized.*, s.n_live_tup, s.n_dead_tup, s.last_vacuum, s.last_autovacuum, s.last_analyze,
-    s.last_autoanalyze,
-    coalesce(table_and_toast + index_bytes,
-             table_pages_bytes + index_pages_bytes + toast_pages_bytes) AS total_bytes
-  FROM sized LEFT JOIN pg_stat_user_tables s ON s.relid = sized.oid
+  SELECT rel.*, s.n_live_tup, s.n_dead_tup, s.last_vacuum, s.last_autovacuum, s.last_analyze, s.last_autoanalyze,
+    CASE WHEN busy THEN NULL ELSE pg_total_relation_size(rel.oid) END AS measured_total,
+    CASE WHEN busy THEN {pages_table('rel')} + {pages_indexes('rel')} + {pages_toast('rel')} END
+      AS pages_total
+  FROM rel LEFT JOIN pg_stat_user_tables s ON s.relid = rel.oid
+),
+shown AS (
+  SELECT total.*, coalesce(measured_total, pages_total) AS total_bytes
+  FROM total
+),
+top AS (
+  SELECT *, count(*) OVER () AS all_tables, sum(total_bytes) OVER () AS all_bytes,
+    sum(greatest(reltuples, 0)) OVER () AS all_rows
+  FROM shown ORDER BY {TABLE_ORDER[sort]} LIMIT %(top)s
 )
-SELECT *, count(*) OVER () AS all_tables, sum(total_bytes) OVER () AS all_bytes,
-  sum(greatest(reltuples, 0)) OVER () AS all_rows
-FROM total ORDER BY {TABLE_ORDER[sort]} LIMIT %(top)s"""
+SELECT top.*,
+  CASE WHEN busy THEN NULL ELSE pg_indexes_size(top.oid) END AS index_bytes,
+  CASE WHEN busy OR top.reltoastrelid = 0 THEN 0 ELSE pg_total_relation_size(top.reltoastrelid) END
+    AS toast_bytes,
+  {pages_table('top')} AS table_pages_bytes, {pages_indexes('top')} AS index_pages_bytes,
+  {pages_toast('top')} AS toast_pages_bytes
+FROM top ORDER BY {TABLE_ORDER[sort]}"""
 
 
 # The same without touching any relation: every size from pg_class.relpages (after a lock timeout).
 def tables_from_pages_sql(sort: str) -> str:
-    return tables_sql(sort).replace("CASE WHEN busy THEN", "CASE WHEN true THEN")
+    return (tables_sql(sort).replace("CASE WHEN busy THEN", "CASE WHEN true THEN")
+            .replace("CASE WHEN busy OR", "CASE WHEN true OR"))
 
 
 INDEXES_SQL = f"""

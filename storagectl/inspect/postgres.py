@@ -65,7 +65,7 @@ class PostgresInspector(Inspector):
             found = session.rows(pg_sql.tables_from_pages_sql(sort), params)
         if found:
             first = found[0]
-            sizes_estimated = any(r["table_and_toast"] is None for r in found)
+            sizes_estimated = any(r["measured_total"] is None for r in found)
             report.summary.update(tables=exact(first["all_tables"]),
                                   rows=estimate(int(first["all_rows"]), RELTUPLES),
                                   total_bytes=in_bytes(int(first["all_bytes"]), *(
@@ -148,11 +148,11 @@ class PostgresInspector(Inspector):
 
 # -- rows (pure) -------------------------------------------------------------------------------------
 def table_row(r: dict[str, Any]) -> dict[str, Any]:
-    measured = r["table_and_toast"] is not None
+    measured = r["measured_total"] is not None
     size = (lambda v: in_bytes(v)) if measured else (lambda v: in_bytes(v, Provenance.ESTIMATE, RELPAGES))
     toast = r["toast_bytes"] if measured else r["toast_pages_bytes"]
-    table = r["table_and_toast"] - toast if measured else r["table_pages_bytes"]
     index = r["index_bytes"] if measured else r["index_pages_bytes"]
+    table = r["measured_total"] - index - toast if measured else r["table_pages_bytes"]
     analyzed = r["reltuples"] >= 0  # -1: never vacuumed or analyzed (PostgreSQL 14+)
     return {
         "schema": r["nspname"], "table": r["relname"], "kind": RELKINDS.get(r["relkind"], r["relkind"]),
