@@ -39,19 +39,19 @@ class StatementSort(StrEnum):
     rows = "rows"
 
 
-BackendOption = Annotated[str, typer.Option("--backend", "-b", help="The backend to inspect.",
+BackendOption = Annotated[str, typer.Option("--backend", "-b", metavar="BACKEND", help="The backend to inspect.",
                                             autocompletion=complete.backend_names)]
 BudgetOption = Annotated[float | None, typer.Option(
     "--budget", parser=_duration, metavar="DURATION",
     help="Wall time per backend (10s, 2m); when it runs out, what was gathered is shown, marked incomplete.")]
-TopOption = Annotated[int, typer.Option("--top", "-n", min=1, help="Show this many rows.")]
+TopOption = Annotated[int, typer.Option("--top", "-n", min=1, metavar="N", help="Show this many rows.")]
 
 
 @app.callback()
 def overview(
     ctx: typer.Context,
     backend: Annotated[list[str] | None, typer.Option(
-        "--backend", "-b", help="Only this backend (repeatable). Default: all.",
+        "--backend", "-b", metavar="BACKEND", help="Only this backend (repeatable). Default: all.",
         autocompletion=complete.backend_names)] = None,
     budget: BudgetOption = 10.0,
     output: OutputOption = None,
@@ -66,8 +66,10 @@ def overview(
 @app.command("tables")
 def tables(
     ctx: typer.Context, backend: BackendOption,
-    schema: Annotated[str | None, typer.Option("--schema", help="Only this schema (PostgreSQL).")] = None,
-    sort: Annotated[TableSort, typer.Option("--sort", help="Order by.")] = TableSort.size,
+    schema: Annotated[str | None, typer.Option(
+        "--schema", metavar="SCHEMA", help="Only this schema (PostgreSQL).")] = None,
+    sort: Annotated[TableSort, typer.Option(
+        "--sort", metavar="ORDER", help="size, rows, dead or name.")] = TableSort.size,
     top: TopOption = 20,
     exact: Annotated[bool, typer.Option("--exact", help="Also count(*) every shown table.")] = False,
     chunks: Annotated[bool, typer.Option("--chunks", help="TimescaleDB: list chunks as tables too.")] = False,
@@ -89,7 +91,8 @@ def indexes(ctx: typer.Context, backend: BackendOption, top: TopOption = 50, bud
 @app.command("queries")
 def queries(
     ctx: typer.Context, backend: BackendOption, top: TopOption = 20,
-    sort: Annotated[StatementSort, typer.Option("--sort", help="Order by.")] = StatementSort.total,
+    sort: Annotated[StatementSort, typer.Option(
+        "--sort", metavar="ORDER", help="total, calls, mean or rows.")] = StatementSort.total,
     interval: Annotated[float | None, typer.Option(
         "--interval", parser=_duration, metavar="DURATION",
         help="Show the difference of two snapshots this far apart (what is slow right now).")] = None,
@@ -102,16 +105,17 @@ def queries(
 @app.command("keys")
 def keys(
     ctx: typer.Context, backend: BackendOption,
-    pattern: Annotated[str | None, typer.Option("--pattern", help="SCAN MATCH pattern.")] = None,
-    delimiter: Annotated[str, typer.Option("--delimiter", help="Separates prefix levels.")] = ":",
-    depth: Annotated[int, typer.Option("--depth", min=1, help="Prefix levels to group by.")] = 2,
+    pattern: Annotated[str | None, typer.Option("--pattern", metavar="PATTERN", help="SCAN MATCH pattern.")] = None,
+    delimiter: Annotated[str, typer.Option("--delimiter", metavar="TEXT", help="Separates prefix levels.")] = ":",
+    depth: Annotated[int, typer.Option("--depth", min=1, metavar="N", help="Prefix levels to group by.")] = 2,
     top: TopOption = 20,
     max_keys: Annotated[int | None, typer.Option(
-        "--max-keys", min=1, help="Stop after this many keys and extrapolate (marked sampled).")] = None,
+        "--max-keys", min=1, metavar="N", help="Stop after this many keys and extrapolate (marked sampled).")] = None,
     pause: Annotated[float, typer.Option("--interval", "-i", min=0.0, metavar="SEC",
                                          help="Sleep between SCAN batches.")] = 0.0,
     samples: Annotated[int | None, typer.Option(
-        "--samples", min=0, help="MEMORY USAGE SAMPLES (0: all nested values; default: server's 5).")] = None,
+        "--samples", min=0, metavar="N",
+        help="MEMORY USAGE SAMPLES (0: all nested values; default: server's 5).")] = None,
     budget: BudgetOption = None, output: OutputOption = None,
 ) -> None:
     """Redis: keys by prefix (count, memory, TTLs, types) and the biggest keys."""
@@ -129,8 +133,9 @@ def graph(ctx: typer.Context, backend: BackendOption, budget: BudgetOption = Non
 @app.command("objects")
 def objects(
     ctx: typer.Context, backend: BackendOption,
-    prefix: Annotated[str | None, typer.Option("--prefix", help="Only keys under this prefix.")] = None,
-    depth: Annotated[int, typer.Option("--depth", min=1, help="Prefix levels ('/') to group by.")] = 1,
+    prefix: Annotated[str | None, typer.Option(
+        "--prefix", metavar="PREFIX", help="Only keys under this prefix.")] = None,
+    depth: Annotated[int, typer.Option("--depth", min=1, metavar="N", help="Prefix levels ('/') to group by.")] = 1,
     top: TopOption = 20, budget: BudgetOption = None, output: OutputOption = None,
 ) -> None:
     """S3: objects and bytes per prefix and storage class, noncurrent versions, incomplete uploads."""
