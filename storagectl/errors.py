@@ -74,6 +74,12 @@ class OperationTimeout(BackendUnavailable):
     pass
 
 
+class FeatureUnavailable(StoragectlError):
+    """The server lacks what a command needs (an extension not installed or not loaded)."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
 class AuthenticationFailed(StoragectlError):
     exit_code = ExitCode.AUTH
 

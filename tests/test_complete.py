@@ -139,6 +139,8 @@ def _values(shell: str, out: str) -> list[str]:
     ("diag -b app -b ", ["app", "other"]),
     ("migrate up --backend ", ["app", "other"]),
     ("migrate status -b a", ["app"]),
+    ("inspect -b app -b ", ["app", "other"]),
+    ("inspect tables -b a", ["app"]),
     ("backup list -o ", ["table", "json"]),
 ], ids=lambda value: value if isinstance(value, str) else None)
 def test_names_come_from_the_config(monkeypatch, capsys, config, words, expected):

@@ -154,6 +154,8 @@ class SQLiteBackend(Backend):
 
     def _check_integrity(self, path: Path) -> None:
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as copy:
+            # A 64 MiB page cache (bounded) halves the check: the default 2 MiB re-reads index pages
+            copy.execute(f"PRAGMA cache_size = -{CHECK_CACHE_KIB}")
             problems = [row[0] for row in copy.execute("PRAGMA integrity_check(5)")]
         if problems != ["ok"]:
             raise IntegrityError(f"{self.label}: restored database fails PRAGMA integrity_check: "
@@ -208,6 +210,7 @@ SQLITE_OBJECT = "database.sqlite"
 # every row of every table (and the schema); earlier backups recorded a checksum per table instead.
 FILE_UNIT = "database file"
 COPY_CHUNK = 1024 * 1024
+CHECK_CACHE_KIB = 64 * 1024
 
 
 def _sqlite_call(backend: SQLiteBackend, what: str, call: Any) -> Any:

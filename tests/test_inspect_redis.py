@@ -1,0 +1,204 @@
+"""`storagectl inspect keys` on Redis: exact figures against a full MEMORY USAGE sum, extrapolated
+figures within their error bounds, budget and Ctrl-C stopping with what was gathered."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from storagectl.inspect.keyspace import NodeCensus, ttl_bucket
+from storagectl.inspect.model import extrapolate
+
+
+@pytest.fixture
+def config(redis_db, write_config):
+    return write_config("backends:\n" + redis_db.backend_yaml())
+
+
+def fill(client, keys: int, seed: int = 7) -> None:
+    """``keys`` keys in 40 prefixes of two levels with skewed (log-normal) sizes, some aggregates, some TTLs.
+    Sizes with a much heavier tail (Pareto with alpha 1.5, infinite variance) do break the 3-sigma
+    bounds of a 20% sample: see README "inspect keys" on what the bounds assume."""
+    rng = random.Random(seed)
+    pipe = client.pipeline(transaction=False)
+    for i in range(keys):
+        prefix = f"app{i % 4}:kind{rng.randrange(10)}"
+        shape = i % 10
+        if shape == 0:
+            pipe.rpush(f"{prefix}:list{i}", *range(rng.randrange(1, 60)))
+        elif shape == 1:
+            pipe.hset(f"{prefix}:hash{i}", mapping={f"f{j}": "v" * j for j in range(rng.randrange(1, 30))})
+        else:
+            pipe.set(f"{prefix}:s{i}", "x" * int(rng.lognormvariate(3.5, 1.0)), ex=rng.choice([None, 30, 7200]))
+    pipe.set("flat", "no delimiter")
+    pipe.execute()
+
+
+def truth(client, delimiter=":"):
+    """Keys and MEMORY USAGE bytes per prefix (levels 1-2) and overall, read key by key."""
+    per_prefix: dict[str, list[int]] = {}
+    total = [0, 0, 0]
+    for key in client.scan_iter(count=500):
+        size = client.memory_usage(key)
+        no_ttl = client.pttl(key) < 0
+        parts = key.decode().split(delimiter)
+        prefixes = [delimiter.join(parts[:level]) + delimiter for level in range(1, min(2, len(parts) - 1) + 1)]
+        for prefix in prefixes:
+            entry = per_prefix.setdefault(prefix, [0, 0, 0])
+            entry[0] += 1
+            entry[1] += size
+            entry[2] += no_ttl
+        total[0] += 1
+        total[1] += size
+        total[2] += no_ttl
+    return total, per_prefix
+
+
+def keys_json(cli, config, *extra):
+    result = cli("-o", "json", "-c", config, "inspect", "keys", "-b", "cache", "--top", "100", *extra)
+    assert result.exit_code == 0, result.stderr
+    [report] = result.json()["backends"]
+    return report
+
+
+def test_full_scan_matches_memory_usage_key_by_key(cli, config, redis_db):
+    client = redis_db.client()
+    fill(client, 3000)
+    (keys, size, no_ttl), per_prefix = truth(client)
+    report = keys_json(cli, config)
+    summary = report["summary"]
+    assert summary["keys"] == {"value": keys, "provenance": "exact"}
+    assert summary["memory_bytes"] == {"value": size, "provenance": "exact", "source": "MEMORY USAGE SAMPLES 5"}
+    assert summary["keys_without_ttl"]["value"] == no_ttl
+    assert summary["coverage_pct"]["value"] == 100.0 and report["complete"] is True
+    rows = {r["prefix"]: r for r in report["sections"]["prefixes"]}
+    assert len(rows) == len(per_prefix) == 44
+    for prefix, (count, nbytes, without) in per_prefix.items():
+        assert (rows[prefix]["keys"]["value"], rows[prefix]["memory_bytes"]["value"],
+                rows[prefix]["keys_without_ttl"]["value"]) == (count, nbytes, without), prefix
+    biggest = report["sections"]["biggest_keys_by_bytes"][0]
+    assert biggest["memory_bytes"]["value"] == max(client.memory_usage(k) for k in client.scan_iter(count=500))
+    longest = report["sections"]["biggest_keys_by_elements"][0]
+    assert longest["elements"]["value"] == max(client.llen(k) for k in client.scan_iter("*:list*", count=500))
+
+
+def test_estimates_hold_within_their_error_bounds(cli, config, redis_db):
+    client = redis_db.client()
+    fill(client, 20000, seed=11)
+    (keys, size, no_ttl), per_prefix = truth(client)
+    report = keys_json(cli, config, "--max-keys", "4000", "--depth", "1")
+    summary = report["summary"]
+    assert report["stopped"] == "max-keys" and report["complete"] is False
+    assert summary["scanned_keys"]["value"] == 4000
+    assert summary["coverage_pct"]["provenance"] == "estimate"
+    checked = [(summary["memory_bytes"], size), (summary["keys_without_ttl"], no_ttl)]
+    for row in report["sections"]["prefixes"]:
+        count, nbytes, _ = per_prefix[row["prefix"]]
+        checked += [(row["keys"], count), (row["memory_bytes"], nbytes)]
+    assert len(checked) == 10
+    for figure, true_value in checked:
+        assert figure["provenance"] == "sampled" and figure["n"] == 4000
+        assert 0 < figure["error_bound"] < true_value
+        assert abs(figure["value"] - true_value) <= figure["error_bound"], (figure, true_value)
+
+
+def test_pattern_limits_the_scan(cli, config, redis_db):
+    client = redis_db.client()
+    fill(client, 500)
+    report = keys_json(cli, config, "--pattern", "app1:*")
+    expected = sum(1 for _ in client.scan_iter("app1:*", count=500))
+    assert report["summary"]["keys"]["value"] == expected
+    assert {r["prefix"].split(":")[0] for r in report["sections"]["prefixes"]} == {"app1"}
+
+
+def test_budget_zero_reports_nothing_scanned_as_incomplete(cli, config, redis_db):
+    fill(redis_db.client(), 100)
+    report = keys_json(cli, config, "--budget", "0")
+    assert report["stopped"] == "budget" and report["summary"]["scanned_keys"]["value"] == 0
+    assert report["summary"]["memory_bytes"]["value"] is None
+
+
+def test_ctrl_c_prints_what_was_gathered_and_exits_130(cli, config, redis_db, monkeypatch):
+    """Interrupted in the sleep between batches (-i): the first batch is reported, then exit 130."""
+    import storagectl.inspect.redis as inspect_redis
+
+    fill(redis_db.client(), 5000)
+
+    def interrupted(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(inspect_redis.time, "sleep", interrupted)
+    result = cli("-o", "json", "-c", config, "inspect", "keys", "-b", "cache", "-i", "1")
+    assert result.exit_code == 130
+    [report] = result.json()["backends"]
+    assert report["stopped"] == "interrupted"
+    assert 0 < report["summary"]["scanned_keys"]["value"] < 5001
+    assert report["summary"]["memory_bytes"]["provenance"] == "sampled"
+    assert "interrupted" in result.stderr
+
+
+def test_overview_from_info(cli, config, redis_db):
+    client = redis_db.client()
+    fill(client, 200)
+    result = cli("-o", "json", "-c", config, "inspect")
+    [report] = result.json()["backends"]
+    assert report["summary"]["keys"]["value"] == client.dbsize()
+    assert report["summary"]["keys_with_ttl"]["value"] == sum(1 for k in client.scan_iter() if client.ttl(k) > 0)
+
+
+def test_table_output_shows_iec_sizes_and_marks_estimates(cli, config, redis_db):
+    fill(redis_db.client(), 3000)
+    result = cli("-c", config, "inspect", "keys", "-b", "cache", "--max-keys", "1000")
+    assert result.exit_code == 0
+    assert "KiB" in result.stdout and "~" in result.stdout and "±" in result.stdout
+
+
+# -- pure ---------------------------------------------------------------------------------------------
+def test_prefixes_and_ttl_buckets():
+    census = NodeCensus("n", ":", 2, 5)
+    assert census.prefixes_of("a:b:c:d") == ["", "a:", "a:b:"]
+    assert census.prefixes_of("a:b") == ["", "a:"]
+    assert census.prefixes_of("plain") == [""]
+    assert NodeCensus("n", "::", 3, 5).prefixes_of("a::b::c") == ["", "a::", "a::b::"]
+    assert [ttl_bucket(v) for v in (-1, 59_999, 60_000, 86_400_000 * 8)] == ["none", "<1m", "<1h", ">=7d"]
+
+
+def test_prefixes_beyond_the_cap_count_in_their_parent(monkeypatch):
+    from storagectl.inspect import keyspace
+
+    monkeypatch.setattr(keyspace, "MAX_PREFIXES", 4)
+    census = NodeCensus("n", ":", 2, 5)
+    for key in ("a:1:x", "a:2:x", "a:3:x", "b:1:x"):
+        census.add(keyspace.KeyFacts(key, "string", -1, 10, None))
+    assert census.capped
+    assert {p: t.keys for p, t in census.prefixes.items()} == {"": 4, "a:": 3, "a:1:": 1, "a:2:": 1}
+
+
+def test_extrapolate_is_exact_when_everything_was_seen_and_bounded_otherwise():
+    assert extrapolate(500, 2500, 100, 100) == (500.0, 0.0)
+    value, bound = extrapolate(50, 50, 100, 1000)  # half the sample in the group
+    assert value == 500 and 185 < bound < 195  # 4 * 1000 * sqrt(0.25 * 100/99 / 100 * 0.9)
+
+
+def test_every_node_the_seam_names_is_scanned_and_summed(cli, write_config, redis_base_url, monkeypatch):
+    """keyspace_nodes is where the Redis Cluster fan-out plugs in: two dbs stand in for two primaries
+    here. Full scans add up exactly; --max-keys is split between the nodes, each extrapolated alone."""
+    import storagectl.inspect.redis as inspect_redis
+    from tests.conftest import leased_redis_dbs
+
+    with leased_redis_dbs(redis_base_url, 2) as (first, second):
+        fill(first.client(), 3000, seed=1)
+        fill(second.client(), 5000, seed=2)
+        totals = [truth(db.client())[0] for db in (first, second)]
+        clients = [db.client() for db in (first, second)]
+        monkeypatch.setattr(inspect_redis, "keyspace_nodes",
+                            lambda backend, connection: [(f"node{i}", c) for i, c in enumerate(clients)])
+        config = write_config("backends:\n" + first.backend_yaml())
+        full = keys_json(cli, config)
+        sampled = keys_json(cli, config, "--max-keys", "2000", "--depth", "1")
+    assert full["summary"]["keys"]["value"] == totals[0][0] + totals[1][0]
+    assert full["summary"]["memory_bytes"]["value"] == totals[0][1] + totals[1][1]
+    assert sampled["summary"]["scanned_keys"]["value"] == 2000 and sampled["stopped"] == "max-keys"
+    estimate = sampled["summary"]["memory_bytes"]
+    assert abs(estimate["value"] - (totals[0][1] + totals[1][1])) <= estimate["error_bound"]
