@@ -469,3 +469,22 @@ def test_a_slot_moved_during_the_backup_fails_it(own_redis_cluster, write_config
         with pytest.raises(OperationFailed, match="slots moved during the backup"):
             run_backup(config, backend="cluster", destination="local", progress=move_once)
     assert moved and list_backups(config) == []
+
+
+# -- inspect (storagectl.inspect.redis through RedisBackend.keyspace_nodes) ------------------------
+def test_inspect_counts_the_keys_and_bytes_of_every_primary(redis_cluster, cli, write_config):
+    from tests.test_inspect_redis import fill as fill_prefixes
+    from tests.test_inspect_redis import truth
+
+    fill_prefixes(redis_cluster.client(), 900)
+    per_node = [truth(node.client())[0] for node in redis_cluster.nodes]
+    keys, size = sum(n[0] for n in per_node), sum(n[1] for n in per_node)
+    assert all(n[0] for n in per_node)  # every primary holds some
+    path = write_config("version: 1\nbackends:\n" + redis_cluster.backend_yaml("cache"))
+    scanned = cli("-o", "json", "-c", path, "inspect", "keys", "-b", "cache")
+    assert scanned.exit_code == 0, scanned.stderr
+    [report] = scanned.json()["backends"]
+    assert report["summary"]["keys"]["value"] == keys and report["summary"]["memory_bytes"]["value"] == size
+    overview = cli("-o", "json", "-c", path, "inspect", "-b", "cache")
+    assert overview.exit_code == 0, overview.stderr
+    assert overview.json()["backends"][0]["summary"]["keys"]["value"] == keys

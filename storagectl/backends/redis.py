@@ -280,6 +280,10 @@ class RedisBackend(Backend):
             )
         return classify_connection_error(self, exc)
 
+    def keyspace_nodes(self, connection: Any) -> list[tuple[str, Any]]:
+        """(name, client) of each server holding part of the keyspace: this one (a cluster: its primaries)."""
+        return [(self.endpoint(), connection)]
+
     def ping(self, connection: Any) -> None:
         connection.ping()
 

@@ -124,6 +124,10 @@ class RedisClusterBackend(RedisBackend):
     def _close(self, connection: Any) -> None:
         return None
 
+    def keyspace_nodes(self, connection: ClusterTopology) -> list[tuple[str, Any]]:
+        """Every primary, each with a client of its own: a key lives on the primary serving its slot."""
+        return [(node.address, self.node_client(node)) for node in connection.primaries()]
+
     def ping(self, connection: Any) -> None:
         return None  # reading the topology in _open was the round trip
 

@@ -23,22 +23,26 @@ LENGTH_COMMANDS = {"list": b"LLEN", "set": b"SCARD", "zset": b"ZCARD", "hash": b
 
 
 def keyspace_nodes(backend: Any, connection: Any) -> Iterator[tuple[str, Any]]:
-    """(name, client) of every server holding part of the keyspace; a single server today. The shared
-    Redis Cluster fan-out (every primary) replaces this and nothing else."""
-    yield backend.endpoint(), connection
+    """(name, client) of every server holding part of the keyspace: the server itself, or every primary
+    of a Redis Cluster (``RedisBackend.keyspace_nodes``)."""
+    yield from backend.keyspace_nodes(connection)
 
 
 class RedisInspector(Inspector):
     views: ClassVar[tuple[str, ...]] = ("overview", "keys")
 
     def overview(self, connection: Any, report: Report) -> None:
-        memory = connection.info("memory")
-        keys = sum(client.dbsize() for _, client in keyspace_nodes(self.backend, connection))
-        expiring = connection.info("keyspace").get(f"db{connection.connection_pool.connection_kwargs.get('db', 0)}",
-                                                   {}).get("expires", 0)
+        keys = expiring = used = dataset = 0
+        for _, client in keyspace_nodes(self.backend, connection):  # sums over a cluster's primaries
+            memory = client.info("memory")
+            keys += client.dbsize()
+            expiring += client.info("keyspace").get(f"db{client.connection_pool.connection_kwargs.get('db', 0)}",
+                                                    {}).get("expires", 0)
+            used += memory["used_memory"]
+            dataset += memory.get("used_memory_dataset") or 0
         report.summary.update(keys=exact(keys, source="DBSIZE"), keys_with_ttl=exact(expiring, source="INFO keyspace"),
-                              used_memory_bytes=in_bytes(memory["used_memory"], source="INFO memory"),
-                              dataset_bytes=in_bytes(memory.get("used_memory_dataset"), source="INFO memory"))
+                              used_memory_bytes=in_bytes(used, source="INFO memory"),
+                              dataset_bytes=in_bytes(dataset, source="INFO memory"))
         report.notes.append("biggest keys: storagectl inspect keys -b " + self.backend.name)
 
     def keys(self, connection: Any, report: Report) -> None:
