@@ -239,7 +239,8 @@ def _copy_reader(backend: PostgresBackend, conn: Any, table: pg_schema.Table, sn
     psql = shutil.which("psql")
     if psql is None or snapshot is None or table.copy_format != "text" or table.size < PSQL_MIN_BYTES:
         return CopyOut(conn, table.copy_out_sql(), binary=table.copy_format == "binary")
-    conninfo, env = connection_env(backend.settings.conninfo_params())
+    # conn's database: a restore validates a staged copy under another name than the configured one
+    conninfo, env = connection_env(backend.settings.conninfo_params(conn.info.dbname))
     encoding = conn.info.parameter_status("client_encoding")  # set by _prepare_session
     session = [SESSION_SETTINGS, *([] if format_2 else [EMPTY_SEARCH_PATH]),
                f"SELECT pg_catalog.set_config('client_encoding', '{encoding}', false)"]
