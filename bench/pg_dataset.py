@@ -124,7 +124,7 @@ def ensure_int_pairs(admin_url: str, shape: str) -> str:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE TABLE pairs (a int, b int)")
-            conn.execute("INSERT INTO pairs SELECT g, (g::bigint * 7919 % 1000003)::int "
+            conn.execute("INSERT INTO pairs SELECT g, (g::bigint * 7919 %% 1000003)::int "
                          "FROM generate_series(1, %s) g", [rows])
             conn.execute("VACUUM (FREEZE, ANALYZE) pairs")
             conn.execute(sql.SQL("COMMENT ON TABLE pairs IS {}").format(sql.Literal(f"rows={rows}")))

@@ -3,21 +3,36 @@
 No typer or rich here: functions take the parsed config, return data and raise StoragectlError.
 """
 
-from storagectl.backup.catalog import (
-    DeletePlan,
-    FoundBackup,
-    delete_backup,
-    find_backup,
-    list_backups,
-    remove_stale_partials,
-)
-from storagectl.backup.restore import RestorePlan, RestoreResult, VerifyReport, restore, verify_backup
-from storagectl.backup.run import BackupPlan, BackupResult, plan_backups, run_backup
-from storagectl.backup.validation import ValidationReport, compare_summaries
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+# Imported when first used (PEP 562), so ``backup list`` loads the catalog without the archive,
+# backend and restore machinery.
+_HOMES = {
+    "catalog": ("DeletePlan", "FoundBackup", "delete_backup", "find_backup", "list_backups", "remove_stale_partials"),
+    "restore": ("RestorePlan", "RestoreResult", "VerifyReport", "restore", "verify_backup"),
+    "run": ("BackupPlan", "BackupResult", "plan_backups", "run_backup"),
+    "validation": ("ValidationReport", "compare_summaries"),
+}
+_HOME = {name: module for module, names in _HOMES.items() for name in names}
 
 
-def show_backup(config, backup_id: str, destination: str | None = None) -> FoundBackup:
-    """The complete backup ``backup_id`` with its manifest."""
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{_HOME[name]}"), name)
+    # Importing the submodule ``restore`` set the package attribute of that name to the module:
+    # the function wins, as it did when this package imported everything up front.
+    globals()[name] = value
+    return value
+
+
+def show_backup(config: Any, backup_id: str, destination: str | None = None) -> Any:
+    """The complete backup ``backup_id`` (a catalog.FoundBackup) with its manifest."""
+    from storagectl.backup.catalog import find_backup
+
     return find_backup(config, backup_id, destination)
 
 
