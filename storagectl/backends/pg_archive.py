@@ -176,8 +176,8 @@ def _large_objects_job(backend: PostgresBackend, archive: ArchiveWriter,
 def _copy_tables_out(backend: PostgresBackend, holder: Any, snapshot: str, tables: list[pg_schema.Table],
                      options: BackupOptions, archive: ArchiveWriter, first_jobs: list[Callable[[Any], None]]
                      ) -> list[TableCopy]:
-    """``first_jobs`` (the schema dump, the large objects), then tables largest first; the holder
-    connection copies too."""
+    """The largest table, ``first_jobs`` (the schema dump, the large objects), then the other tables
+    largest first; the holder connection copies too."""
     names = object_names(tables)
     results: list[TableCopy] = []
 
@@ -186,7 +186,10 @@ def _copy_tables_out(backend: PostgresBackend, holder: Any, snapshot: str, table
         rows, checksum = copy_out(backend, conn, table, parts, snapshot=snapshot)
         results.append(TableCopy(table.schema, table.name, parts.names, rows, checksum, table.copy_format))
 
-    jobs: list[Any] = [*first_jobs, *sorted(tables, key=lambda t: t.size, reverse=True)]
+    largest_first = sorted(tables, key=lambda t: t.size, reverse=True)
+    # The largest table first, to the holder (connected already: the first worker), so the longest
+    # job does not wait for a connection; the schema dump needs none of its own.
+    jobs: list[Any] = [*largest_first[:1], *first_jobs, *largest_first[1:]]
     workers = max(1, min(options.parallel, backend.settings.pool.max_size - 1, len(jobs)))
     run_jobs(jobs, workers, lambda: _snapshot_connection(backend, snapshot), holder,
              lambda conn, job: job(conn) if callable(job) else copy_one(conn, job))
