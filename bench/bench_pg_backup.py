@@ -135,7 +135,7 @@ def bench_backup(args: argparse.Namespace, source_url: str, workdir: Path) -> tu
     print(f"storagectl peak RSS: {', '.join(f'{r / 1024:.0f}' for r in rss_kib)} MiB (target <= 100 MiB)")
     ours = statistics.median(times["storagectl"])
     report(f"backup time vs -Fc (brotli q{args.level})", ours, statistics.median(times["pg_dump -Fc"]),
-           0.5 if args.shape != "benchmark" else 0.6)
+           0.5)
     report("backup time vs -Fd -j2", ours, statistics.median(times["pg_dump -Fd -j2"]), 0.8)
     report(f"archive size (brotli q{args.level})", sizes["storagectl"] / 2**20, sizes["pg_dump -Fc"] / 2**20, 1.0,
            "MiB")
