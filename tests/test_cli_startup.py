@@ -65,3 +65,14 @@ def test_backup_list_loads_no_archive_or_backend_machinery(write_config, tmp_pat
     assert loaded(modules, "brotli", "pyrage", "boto3", "rich") == []
     assert not {"storagectl.backup.restore", "storagectl.backup.run", "storagectl.archive.reader",
                 "storagectl.archive.writer", "storagectl.backends.pg_archive"} & modules
+
+
+@pytest.mark.parametrize("first", ["import storagectl.backup.restore", "from storagectl.backup import verify_backup",
+                                   "from storagectl.backup import list_backups"])
+def test_backup_package_exports_the_function_restore_whatever_was_imported_first(first):
+    check = (f"{first}\nimport types\nfrom storagectl.backup import restore, run_backup\n"
+             "assert not isinstance(restore, types.ModuleType) and restore.__module__ == 'storagectl.backup.restore'\n"
+             "assert callable(run_backup)\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr

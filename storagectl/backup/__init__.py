@@ -5,6 +5,8 @@ No typer or rich here: functions take the parsed config, return data and raise S
 
 from __future__ import annotations
 
+import sys
+import types
 from importlib import import_module
 from typing import Any
 
@@ -22,11 +24,24 @@ _HOME = {name: module for module, names in _HOMES.items() for name in names}
 def __getattr__(name: str) -> Any:
     if name not in _HOME:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{_HOME[name]}"), name)
-    # Importing the submodule ``restore`` set the package attribute of that name to the module:
-    # the function wins, as it did when this package imported everything up front.
-    globals()[name] = value
-    return value
+    module = import_module(f"{__name__}.{_HOME[name]}")
+    for exported in _HOMES[_HOME[name]]:
+        globals()[exported] = getattr(module, exported)
+    return globals()[name]
+
+
+class _Package(types.ModuleType):
+    """Importing the submodule ``restore`` would bind it here under the name of the function
+    ``restore``, whichever imports it first: the function keeps the name (as when this package
+    imported everything up front)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _HOME and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def show_backup(config: Any, backup_id: str, destination: str | None = None) -> Any:
