@@ -31,10 +31,11 @@ class StoragectlError(Exception):
 
     exit_code: ExitCode = ExitCode.FAILURE
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, details: list[str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.details = details or []  # one line each, printed under the message (e.g. every lint finding)
 
     def __str__(self) -> str:
         return self.message

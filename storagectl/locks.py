@@ -139,3 +139,42 @@ class held:
 
     def __exit__(self, *exc: object) -> None:
         self.lock.release()
+
+
+class JobLocks:
+    """The lock of each job: a Redis lease on ``lock.backend`` or a local file lock."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self._clients: dict[str, Any] = {}
+        self._guard = threading.Lock()
+
+    def __call__(self, job: str) -> JobLock:
+        settings = self.config.job(job)
+        name = f"job:{job}"
+        if settings.lock is None or settings.lock.backend is None:
+            return FileLock(default_lock_dir() / f"job-{job}.lock", name)
+        return RedisLock(self._client(settings.lock.backend), name, settings.lock.ttl)
+
+    def _client(self, backend: str) -> Any:
+        from storagectl.backends import backend_from_config
+
+        with self._guard:
+            if backend not in self._clients:
+                self._clients[backend] = backend_from_config(self.config, backend).client()
+            return self._clients[backend]
+
+
+def check_lock_backends(config: Any, jobs: list[str]) -> None:
+    """Connect to every lock backend the jobs use; an unreachable one raises BackendUnavailable."""
+    from storagectl.backends import backend_from_config
+
+    names = {config.job(job).lock.backend for job in jobs if config.job(job).lock is not None}
+    for name in sorted(n for n in names if n is not None):
+        with backend_from_config(config, name).connect():
+            log.debug("lock backend %s is reachable", name)
+
+
+def job_locked(config: Any, job: str) -> held:
+    """``with job_locked(config, job):`` one run of the job at a time (scheduler, prune, run --prune)."""
+    return held(JobLocks(config)(job), f"job {job!r}")

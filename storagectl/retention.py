@@ -40,6 +40,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from storagectl.config.models import RetentionPolicy
+from storagectl.units import format_duration
 
 UTC = ZoneInfo("UTC")
 
@@ -129,18 +130,6 @@ def describe_policy(policy: RetentionPolicy) -> str:
         f"keep {' and '.join(parts)}, and always the newest complete one; "
         f"remove partial backups older than {format_duration(policy.partial_after)}"
     )
-
-
-def format_duration(seconds: float) -> str:
-    """``90061`` → ``1d1h1m1s``: compact, largest units first, for reasons and descriptions."""
-    if seconds != int(seconds):
-        return f"{seconds:g}s"
-    rest, parts = int(seconds), []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        amount, rest = divmod(rest, size)
-        if amount:
-            parts.append(f"{amount}{unit}")
-    return "".join(parts) or "0s"
 
 
 def _restic_reasons(

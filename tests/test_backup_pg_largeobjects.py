@@ -170,7 +170,7 @@ def config(write_config, source, pg_target, tmp_path) -> Path:
 def test_cli_round_trip_with_validate_empty_and_replacing(cli, config, source, pg_target):
     ran = cli("-c", config, "-o", "json", "backup", "run", "--backend", "src", "--to", "local")
     assert ran.exit_code == 0, ran.stderr
-    backup_id = ran.json()["id"]
+    backup_id = ran.json()[0]["id"]
     restored = cli("-c", config, "restore", backup_id, "--to", "dst", "--validate")
     assert restored.exit_code == 0, restored.stderr
     assert large_objects(pg_target) == large_objects(source)
@@ -206,7 +206,7 @@ def test_validate_catches_a_changed_missing_or_extra_object(cli, config, source,
             conn.execute(statement)
 
     monkeypatch.setattr(pg_archive, "load_large_objects", and_change)
-    result = cli("-c", config, "restore", ran.json()["id"], "--to", "dst", "--validate")
+    result = cli("-c", config, "restore", ran.json()[0]["id"], "--to", "dst", "--validate")
     assert result.exit_code == 6, result.stderr
     assert "large objects" in result.stdout + result.stderr
 

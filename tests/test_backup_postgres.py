@@ -27,7 +27,7 @@ from storagectl.backends import open_backend, pg_archive, pg_copy
 from storagectl.backends.pg_archive import SESSION_SETTINGS, expected_summary, strip_psql_restrict
 from storagectl.backends.pg_copy import PIECE_BYTES, CopyOut, row_checksum
 from storagectl.backends.pg_schema import Table, list_tables
-from storagectl.backends.pg_tools import PgDump, connection_env
+from storagectl.backends.pg_tools import PgDump, choose_pg_dump, connection_env
 from storagectl.backends.postgres import PostgresSettings
 from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, ToolMissing
 
@@ -531,18 +531,41 @@ def test_restore_into_non_empty_target_is_refused(source, target, tmp_path):
         assert conn.execute("SELECT * FROM keep_me").fetchall() == [(42,)]
 
 
-def test_pg_dump_missing_is_tool_missing(source, tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(ToolMissing, match="pg_dump") as caught:
-        backend_for(source).backup(DirArchive(tmp_path), BackupOptions())
-    assert "postgresql-client" in caught.value.hint
+def test_configured_pg_bin_dir_without_pg_dump_is_tool_missing(source, tmp_path):
+    with pytest.raises(ToolMissing, match="tools.pg_bin_dir: .* holds no runnable pg_dump") as caught:
+        backend_for(source).backup(DirArchive(tmp_path), BackupOptions(pg_bin_dir=tmp_path))
+    assert "/usr/lib/postgresql/18/bin" in caught.value.hint
 
 
-def test_pg_dump_older_than_server_is_refused():
-    with pytest.raises(ToolMissing, match=r"pg_dump 14\.2 .* older than the server \(15\.1\)") as caught:
-        PgDump("/usr/bin/pg_dump", "14.2").check_server(150001, "15.1")
+def test_no_pg_dump_at_all_is_tool_missing():
+    with pytest.raises(ToolMissing, match="pg_dump is not installed") as caught:
+        choose_pg_dump([], 150001, "15.1")
     assert "postgresql-client-15" in caught.value.hint
-    PgDump("/usr/bin/pg_dump", "16.1").check_server(150001, "15.1")
+
+
+def test_pg_dump_older_than_server_is_refused_naming_both_versions_and_the_fix():
+    found = [PgDump("/usr/bin/pg_dump", "14.2"), PgDump("/opt/pg13/pg_dump", "13.9")]
+    with pytest.raises(ToolMissing, match=r"pg_dump 14\.2 \(the newest found: /usr/bin/pg_dump\) is older than "
+                                          r"the server \(15\.1\); a backup needs pg_dump 15 or newer") as caught:
+        choose_pg_dump(found, 150001, "15.1")
+    assert "postgresql-client-15" in caught.value.hint and "tools.pg_bin_dir" in caught.value.hint
+
+
+def test_pg_dump_of_the_servers_major_is_preferred_newest_minor_first():
+    """Not the newest pg_dump: pg_dump 17+ writes SET transaction_timeout, which a 16 server rejects."""
+    found = [PgDump("/a", "18.6"), PgDump("/b", "16.2"), PgDump("/c", "16.10"), PgDump("/d", "15.20")]
+    assert choose_pg_dump(found, 160004, "16.4").path == "/c"
+    assert choose_pg_dump(found, 150020, "15.20").path == "/d"
+    assert choose_pg_dump(found, 170000, "17.0").path == "/a"
+
+
+def test_backup_logs_which_pg_dump_it_used(cli, write_config, source, tmp_path):
+    config = write_config("version: 1\nbackends:\n" + source.backend_yaml("app")
+                          + f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
+    result = cli("-c", config, "-v", "backup", "run", "--backend", "app", "--to", "local")
+    assert result.exit_code == 0, result.stderr
+    pg_dump = PgDump.at(shutil.which("pg_dump"))
+    assert re.search(rf"pg_dump {re.escape(pg_dump.version)} \(\S*pg_dump\) for server 15", result.stderr)
 
 
 def test_password_goes_to_env_not_argv():
@@ -620,7 +643,8 @@ def test_schema_failure_is_reported_not_masked(cli, write_config, pg_database, t
     config = write_config("version: 1\nbackends:\n" + pg_database.backend_yaml("src") + target.backend_yaml("dst")
                           + f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
     try:
-        backup_id = cli("-c", config, "-o", "json", "backup", "run", "--backend", "src", "--to", "local").json()["id"]
+        made = cli("-c", config, "-o", "json", "backup", "run", "--backend", "src", "--to", "local")
+        backup_id = made.json()[0]["id"]
         with pg_database.connect() as conn:
             conn.execute("DROP TABLE owned")
             conn.execute(f"DROP ROLE {role}")
@@ -640,7 +664,7 @@ def test_cli_round_trip_with_validate(reader, cli, write_config, source, target,
                           + f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
     ran = cli("-c", config, "-o", "json", "backup", "run", "--backend", "src", "--to", "local")
     assert ran.exit_code == 0, ran.stderr
-    backup_id = ran.json()["id"]
+    backup_id = ran.json()[0]["id"]
     assert cli("-c", config, "backup", "verify", backup_id).exit_code == 0
     restored = cli("-c", config, "restore", backup_id, "--to", "dst", "--validate", "--yes")
     assert restored.exit_code == 0, restored.stderr

@@ -111,7 +111,7 @@ def test_backup_run_racing_prune_processes_verifies_or_fails_clearly(race_job, c
     out, err = run.communicate(timeout=300)
     backups = list_backups(config, job="nightly")
     if run.returncode == 0:
-        assert [b.id for b in backups] == [json.loads(out)["id"]]
+        assert [b.id for b in backups] == [json.loads(out)[0]["id"]]
         assert verify_backup(config, backups[0].id).ok
     else:
         assert run.returncode == 6 and "missing" in err, err

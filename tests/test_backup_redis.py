@@ -360,7 +360,7 @@ def test_dry_run_says_how_a_non_empty_target_is_replaced(redis_trio, cli, write_
         destinations:
           local: {{kind: local, path: {tmp_path / "backups"}}}
     """)
-    backup_id = cli("-c", config, "-o", "json", "backup", "run", "--backend", "cache", "--to", "local").json()["id"]
+    backup_id = cli("-c", config, "-o", "json", "backup", "run", "--backend", "cache", "--to", "local").json()[0]["id"]
     target.client().set("only-in-target", "old data")
     staged = cli("-c", config, "restore", backup_id, "--to", "spare", "--dry-run", "--yes")
     in_place = cli("-c", config, "-o", "json", "restore", backup_id, "--to", "inplace", "--dry-run", "--yes")

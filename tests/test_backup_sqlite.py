@@ -193,3 +193,17 @@ def test_a_new_file_gets_the_mode_the_umask_gives(setup, umask):
     finally:
         os.umask(previous)
     assert copy.stat().st_mode & 0o7777 == 0o666 & ~umask
+
+
+def test_restore_through_a_symlink_replaces_the_file_it_points_to(setup, tmp_path):
+    config, source, _copy = setup
+    [result] = run_backup(config, backend="app", destination="local")
+    real = tmp_path / "real" / "app.db"
+    real.parent.mkdir()
+    source.rename(real)
+    source.symlink_to(real)
+    with sqlite3.connect(real) as db:
+        db.execute("DELETE FROM users")
+    restore(config, result.manifest.id, replace=True, validate=True)
+    assert source.is_symlink() and source.resolve() == real
+    assert sqlite3.connect(real).execute("SELECT count(*) FROM users").fetchone()[0] == 5000

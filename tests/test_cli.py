@@ -79,7 +79,7 @@ def test_invalid_config_exits_2_with_one_line_per_problem(cli, write_config, tex
 def test_config_validate_ok(cli, write_config):
     path = write_config("backends:\n  a: {kind: sqlite, path: a.db}\n")
     result = cli("-c", path, "config", "validate")
-    assert result.exit_code == 0 and "OK (1 backends, 0 destinations, 0 jobs)" in result.stdout
+    assert result.exit_code == 0 and "OK (1 backend, 0 destinations, 0 jobs)" in result.stdout
     assert cli("-c", path, "-o", "json", "config", "validate").json()["valid"] is True
 
 
@@ -107,6 +107,25 @@ def test_config_show_masks_every_secret(cli, write_config, tmp_path):
     assert shown["backends"]["pg"]["url"] == "postgresql://app:***@db:5432/app"
     assert shown["backends"]["r"]["password"] == "***"
     assert shown["backends"]["pg"]["pool"]["max_size"] == 5  # defaults filled in
+    assert shown["backends"]["pg"]["pool"]["idle_timeout"] == 300.0  # scripts get seconds
+
+
+def test_config_show_prints_durations_as_written(cli, write_config):
+    path = write_config("""\
+        backends:
+          pg: {kind: postgres, url: "postgresql://app@db:5432/app", timeouts: {statement: 90}}
+        destinations:
+          local: {kind: local, path: backups}
+        jobs:
+          nightly: {backends: [pg], destination: local, retention: {keep_last: 3, keep_within: 2d}}
+        """)
+    result = cli("-c", path, "config", "show")
+    assert result.exit_code == 0, result.stderr
+    assert "idle_timeout: 5m" in result.stdout and "statement: 1m30s" in result.stdout
+    assert "keep_within: 2d" in result.stdout and "initial: 0.2s" in result.stdout
+    assert "300.0" not in result.stdout
+    validated = cli("-c", path, "config", "validate")
+    assert "OK (1 backend, 1 destination, 1 job)" in validated.stdout
 
 
 def test_config_init_writes_a_valid_starter_and_refuses_to_overwrite(cli, tmp_path):
@@ -169,3 +188,43 @@ def test_the_readme_quick_start_runs_as_written(tmp_path):
         assert done.returncode == 0, done.stderr
         assert re.search(r"database file\s*│\s*-\s*│\s*-\s*│\s*match\s*│\s*OK", done.stdout), done.stdout
         assert re.search(r"notes\s*│\s*1000\s*│\s*1000\s*│\s*-\s*│\s*OK", done.stdout), done.stdout
+
+
+# Placeholders typer invents when no metavar is given: {backup_id}, <int range>, <list[str]>.
+_RAW_PLACEHOLDER = re.compile(r"\{\w+\}|<[a-z][\w\[\], |]*>")
+
+
+def test_every_option_and_argument_has_a_readable_metavar():
+    import click
+
+    root = typer.main.get_command(app)
+    for path, command in [("", root), *all_commands()]:
+        ctx = click.Context(command, info_name=f"storagectl {path}", parent=click.Context(root))
+        for param in command.params:
+            if getattr(param, "is_flag", False) or getattr(param, "count", False) or param.name == "help":
+                continue
+            metavar = param.metavar or ""
+            assert re.fullmatch(r"[A-Z][A-Z0-9_:]*", metavar), f"`storagectl {path}` {param.name}: no metavar"
+        help_text = command.get_help(ctx)
+        usage, rest = help_text.split("\n", 1)
+        text = usage + rest[min(i for i in (rest.find("\nArguments:"), rest.find("\nOptions:")) if i >= 0):]
+        assert not _RAW_PLACEHOLDER.search(text), f"`storagectl {path} --help`: {_RAW_PLACEHOLDER.search(text)[0]}"
+
+
+def documented_json_shapes() -> dict[str, str]:
+    """README "JSON output": command -> "list" or "object"."""
+    section = (ROOT / "README.md").read_text().split("## JSON output", 1)[1].split("\n## ", 1)[0]
+    shapes = {}
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            commands, shape = line.split("|")[1:3]
+            for command in re.findall(r"`([a-z][a-z ]*[a-z])", commands):
+                shapes[command] = "list" if shape.strip().startswith("list") else "object"
+    return shapes
+
+
+def test_every_json_output_has_one_documented_shape():
+    shapes = documented_json_shapes()
+    for path, command in all_commands():
+        if any(param.name == "output" for param in command.params):
+            assert path in shapes, f"README \"JSON output\" does not document `storagectl {path} -o json`"

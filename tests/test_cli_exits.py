@@ -41,9 +41,13 @@ def _wait_for(condition, what: str, limit: float = 60.0) -> None:
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize(("signum", "code", "word"), [(signal.SIGINT, 130, "interrupted"),
-                                                       (signal.SIGTERM, 143, "terminated")])
-def test_signal_during_a_postgres_backup_says_what_was_left(pg_database, write_config, tmp_path, signum, code, word):
+@pytest.mark.parametrize(("signum", "code", "word", "times"), [(signal.SIGINT, 130, "interrupted", 1),
+                                                                (signal.SIGINT, 130, "interrupted", 2),
+                                                                (signal.SIGTERM, 143, "terminated", 1),
+                                                                (signal.SIGTERM, 143, "terminated", 2)])
+def test_signal_during_a_postgres_backup_says_what_was_left(pg_database, write_config, tmp_path, signum, code, word,
+                                                            times):
+    """Also when the signal comes twice: the second must not cut the clean-up short."""
     with pg_database.connect() as db:
         db.execute("CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000) g")
     config = write_config("backends:\n" + pg_database.backend_yaml("pg")
@@ -55,7 +59,8 @@ def test_signal_during_a_postgres_backup_says_what_was_left(pg_database, write_c
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             _wait_for(lambda: _waiting_for_a_lock(locker, pg_database.name), "the backup waiting on the lock")
-            run.send_signal(signum)
+            for _ in range(times):
+                run.send_signal(signum)
             _, stderr = run.communicate(timeout=60)
         finally:
             run.kill()
@@ -77,8 +82,7 @@ def _waiting_for_a_lock(connection, database: str) -> bool:
 def test_signal_during_verify_says_nothing_changed(cli, sqlite_config, signum, code, word):
     result = cli("-c", sqlite_config, "-o", "json", "backup", "run", "--job", "nightly")
     assert result.exit_code == 0, result.stderr
-    info = result.json()
-    info = info[0] if isinstance(info, list) else info
+    [info] = result.json()
     [stored] = Path(info["location"]).glob("00001-*")
     stored.unlink()
     os.mkfifo(stored)  # the verify blocks reading it until the test opens the other end
@@ -152,3 +156,38 @@ def test_restore_to_an_unknown_backend_is_a_usage_error(cli, sqlite_config):
         result = cli("-c", sqlite_config, "restore", backup_id, "--to", "nope")
         assert result.exit_code == 2, result.stderr
         assert "unknown backend 'nope'" in result.stderr
+
+
+def test_signal_cancels_a_running_copy_instead_of_waiting_for_it(pg_database, write_config, tmp_path):
+    """A COPY that would run for a long time (row security sleeping per row, as a huge table would)
+    is cancelled on SIGTERM: the run ends with its message, not when the table is done."""
+    role = f"{pg_database.name}_reader"
+    with pg_database.connect() as db:
+        db.execute("CREATE TABLE slow AS SELECT g AS id FROM generate_series(1, 100000) g")
+        db.execute(f'CREATE ROLE "{role}" LOGIN')
+        db.execute(f'GRANT SELECT ON slow TO "{role}"')
+        db.execute("ALTER TABLE slow ENABLE ROW LEVEL SECURITY")
+        db.execute(f'CREATE POLICY crawl ON slow FOR SELECT TO "{role}" USING (pg_sleep(0.01) IS NOT NULL)')
+    url = pg_database.url.replace(f"{pg_database.user}@", f"{role}@", 1)
+    config = write_config(f"backends:\n  pg: {{kind: postgres, url: \"{url}\"}}\n"
+                          f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
+    run = subprocess.Popen([*STORAGECTL, "-c", str(config), "backup", "run", "--backend", "pg", "--to", "local"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with pg_database.connect() as watcher:
+            _wait_for(lambda: _copy_running(watcher, pg_database.name), "the COPY of the slow table")
+            run.send_signal(signal.SIGTERM)
+            _, stderr = run.communicate(timeout=120)  # the COPY alone would take over 1,000 s
+            assert not _copy_running(watcher, pg_database.name), "the COPY was left running on the server"
+    finally:
+        run.kill()
+        with pg_database.connect() as db:
+            db.execute("DROP TABLE slow")
+            db.execute(f'DROP ROLE "{role}"')
+    assert run.returncode == 143, stderr
+    assert "error: terminated (no backup of backend 'pg'" in stderr
+
+
+def _copy_running(connection, database: str) -> bool:
+    return connection.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND state = 'active' "
+                              "AND query ILIKE 'COPY%%'", (database,)).fetchone()[0] > 0

@@ -215,3 +215,31 @@ def test_problem_in_a_merged_mapping_names_its_line(cli, write_config):
 def test_duplicate_key_still_an_error_next_to_a_merge(cli, write_config):
     first = validate(cli, write_config, "x: &x {a: 1}\nbackends:\n  a: {<<: *x, kind: sqlite, kind: redis}\n")
     assert first.startswith(":3 backends.a.kind: duplicate key")
+
+
+@pytest.mark.parametrize("key", ["~", "null", "''"])
+def test_a_null_key_is_no_name(cli, write_config, key):
+    path = write_config(f"backends:\n  {key}: {{kind: sqlite, path: x.db}}\n")
+    result = cli("-c", path, "config", "validate")
+    assert result.exit_code == 2 and f"{path}:2" in result.stderr, result.stderr
+
+
+def test_a_key_that_yaml_reads_as_a_boolean_keeps_its_name(cli, write_config):
+    path = write_config("backends:\n  on: {kind: sqlite, path: x.db, create_if_missing: true}\n")
+    result = cli("-c", path, "-o", "json", "backends")
+    assert result.exit_code == 0 and [b["name"] for b in result.json()] == ["on"], result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("entry", "key"), [
+    ("{kind: redis, url: 'redis://127.0.0.1:6379/0', timeouts: {connect: 1" + "0" * 400 + "s}}", "timeouts.connect"),
+    ("{kind: redis, url: 'redis://127.0.0.1:6379/0', timeouts: {connect: 1" + "0" * 400 + "}}", "timeouts.connect"),
+    ("{kind: redis, url: 'redis://127.0.0.1:6379/0', timeouts: {connect: .inf}}", "timeouts.connect"),
+    ("{kind: redis, url: 'redis://127.0.0.1:6379/99999999999'}", "url"),
+    ("{kind: redis, db: 99999999999}", "db"),
+    ("{kind: sqlite, path: x.db, pool: {max_size: 9999999999}}", "pool.max_size"),
+])
+def test_numbers_out_of_range_are_refused_at_validation(cli, write_config, entry, key):
+    """They used to pass `config validate` and fail only when used (time_t overflow, a C int)."""
+    path = write_config(f"backends:\n  a: {entry}\n")
+    result = cli("-c", path, "config", "validate")
+    assert result.exit_code == 2 and f"{path}:2 backends.a.{key}:" in result.stderr, result.stderr

@@ -121,7 +121,7 @@ def test_init_new_up_status_down_round_trip(cli, target):
     assert pending.exit_code == 1
     assert pending.json()[0] | {"pending": None} == {
         "backend": target.name, "kind": target.kind, "current": None, "head": revisions[2],
-        "pending": None, "edited": [], "pending_count": 3,
+        "pending": None, "edited": [], "pending_count": 3, "error": None, "exit_code": 1,
     }
 
     applied = migrate(cli, target, "up", "-o", "json")
@@ -261,6 +261,8 @@ def test_lint_warns_and_strict_refuses_before_applying(cli, target):
     strict = migrate(cli, target, "up", "--strict")
     assert strict.exit_code == 1
     assert "--strict and lint found 2 problem(s), nothing applied" in strict.stderr
+    assert f"  revision {risky['revision']}: not-null" in strict.stderr  # every problem, not only the first
+    assert f"  revision {risky['revision']}: drop-table" in strict.stderr
     assert target.version() is None and "users" not in target.tables()
 
     relaxed = migrate(cli, target, "up")
@@ -397,3 +399,94 @@ def test_autogenerate_from_models(cli, target, tmp_path, monkeypatch):
     assert "storagectl_migrations" not in text and "alembic_version" not in text
     assert migrate(cli, target, "up").exit_code == 0
     assert "widgets" in target.tables()
+
+
+def test_status_all_reports_a_backend_without_directory_as_an_error_row(cli, write_config, pg_database, tmp_path):
+    config = write(write_config, sqlite_yaml("lite"), pg_yaml(pg_database))
+    lite = SqlTarget(config, "lite", "sqlite", sqlite_path=tmp_path / "lite.db")
+    migrate(cli, lite, "init")
+    new_revision(cli, lite, "t", "op.create_table('t', sa.Column('id', sa.Integer))")
+    assert migrate(cli, lite, "up").exit_code == 0
+    result = cli("-c", config, "migrate", "status", "--all", "-o", "json")
+    assert result.exit_code == 2, result.stderr  # pg's directory is missing: the worst row
+    rows = {row["backend"]: row for row in result.json()}
+    assert rows["lite"]["error"] is None and rows["lite"]["exit_code"] == 0 and rows["lite"]["pending_count"] == 0
+    assert "does not exist" in rows["pg"]["error"] and rows["pg"]["exit_code"] == 2
+    table = cli("-c", config, "migrate", "status", "--all")
+    assert table.exit_code == 2 and "lite" in table.stdout and "does not exist" in table.stdout
+
+
+def _hint_commands(stderr: str) -> list[list[str]]:
+    """Every `storagectl ...` command in the Try: lines, up to `;`, `,` or the end of the line."""
+    import re
+    import shlex
+
+    commands = []
+    for line in stderr.splitlines():
+        if line.startswith("Try:"):
+            commands += [shlex.split(found)[1:] for found in re.findall(r"storagectl [^;,\n]+", line)]
+    return commands
+
+
+def test_every_hint_runs_as_printed_with_several_backends(cli, write_config, pg_database, tmp_path):
+    """With two migrating backends a hint without --backend fails with "several backends"."""
+    config = write(write_config, sqlite_yaml("lite"), pg_yaml(pg_database))
+    lite = SqlTarget(config, "lite", "sqlite", sqlite_path=tmp_path / "lite.db")
+    pg = SqlTarget(config, "pg", "postgres", pg=pg_database)
+    migrate(cli, pg, "init")
+    migrate(cli, lite, "init")
+    first = new_revision(cli, pg, "users", "op.create_table('users', sa.Column('id', sa.Integer))",
+                         "op.drop_table('users')")
+    new_revision(cli, pg, "risky", "op.drop_table('users')", "pass")
+    failures = [
+        migrate(cli, pg, "down", "--to", first["revision"]),  # refused without --yes
+        migrate(cli, pg, "up", "--strict"),  # lint problems
+        migrate(cli, lite, "history"),  # fine: no hint
+    ]
+    new_revision(cli, lite, "broken", "op.execute('SELECT * FROM no_such_table')")
+    failures.append(migrate(cli, lite, "up"))  # a failing revision
+    hints = [command for result in failures for command in _hint_commands(result.stderr)]
+    assert len(hints) >= 3, [f.stderr for f in failures]
+    for command in hints:
+        ran = cli("-c", config, *command)
+        assert "several backends" not in ran.stderr, (command, ran.stderr)
+        assert ran.exit_code in (0, 1), (command, ran.stderr)
+
+
+def test_current_heads_and_show(cli, target):
+    migrate(cli, target, "init")
+    revisions = three_revisions(cli, target)
+    before = migrate(cli, target, "current", "-o", "json")
+    assert before.exit_code == 0 and before.json() == [
+        {"backend": target.name, "kind": target.kind, "current": None, "is_head": False, "error": None}]
+    assert migrate(cli, target, "up", "--to", revisions[1]).exit_code == 0
+    assert migrate(cli, target, "current", "-o", "json").json()[0]["current"] == revisions[1]
+    heads = migrate(cli, target, "heads", "-o", "json")
+    assert heads.exit_code == 0
+    [head] = heads.json()
+    assert head["revision"] == revisions[2] and head["parents"] == [revisions[1]] and head["is_head"]
+    shown = migrate(cli, target, "show", revisions[1], "-o", "json")
+    assert shown.exit_code == 0, shown.stderr
+    assert shown.json()["message"] == "create orders" and "op.create_table('orders'" in shown.json()["body"]
+    table = migrate(cli, target, "show", "head")
+    assert table.exit_code == 0 and revisions[2] in table.stdout and "seed users" in table.stdout
+    assert migrate(cli, target, "show", "deadbeef").exit_code == 5
+
+
+def test_down_on_a_terminal_shows_the_sql_and_asks(cli, target, monkeypatch):
+    import io
+
+    from storagectl.cli.state import AppState
+
+    migrate(cli, target, "init")
+    revisions = three_revisions(cli, target)
+    assert migrate(cli, target, "up").exit_code == 0
+    monkeypatch.setattr(AppState, "interactive", property(lambda self: True))
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    declined = migrate(cli, target, "down", "--to", revisions[0])
+    assert declined.exit_code == 1 and "Revert 2 revision(s) of backend" in declined.stderr
+    assert "DELETE FROM users" in declined.stderr and target.version() == revisions[2]
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
+    accepted = migrate(cli, target, "down", "--to", revisions[0])
+    assert accepted.exit_code == 0, accepted.stderr
+    assert target.version() == revisions[0]

@@ -120,7 +120,7 @@ def test_init_new_up_status_history_and_rerun(cli, config, graph):
     assert pending.exit_code == 1
     assert pending.json()[0] | {"pending": None} == {
         "backend": "graph", "kind": "neo4j", "current": None, "head": "V002", "pending": None,
-        "edited": [], "pending_count": 2,
+        "edited": [], "pending_count": 2, "error": None, "exit_code": 1,
     }
 
     up = migrate(cli, config, "up", "-o", "json")
@@ -272,3 +272,19 @@ def test_real_server_round_trip(cli, write_config, tmp_path):
             assert migrate(cli, config, "status").exit_code == 0
         finally:
             driver.execute_query(clean)
+
+
+def test_current_heads_and_show_of_versioned_files(cli, config, graph):
+    migrate(cli, config, "init")
+    write_migration(config, "V001__people.cypher", "CREATE (:Person {name: 'Ada'});\n")
+    write_migration(config, "V002__people_index.cypher", "CREATE INDEX person_name FOR (p:Person) ON (p.name);\n")
+    assert migrate(cli, config, "current", "-o", "json").json()[0]["current"] is None
+    assert migrate(cli, config, "up", "--to", "1").exit_code == 0
+    current = migrate(cli, config, "current", "-o", "json")
+    assert current.exit_code == 0 and current.json()[0] | {"error": None} == {
+        "backend": "graph", "kind": "neo4j", "current": "V001", "is_head": False, "error": None}
+    [head] = migrate(cli, config, "heads", "-o", "json").json()
+    assert head["revision"] == "V002" and head["parents"] == ["V001"] and head["message"] == "people index"
+    shown = migrate(cli, config, "show", "V001", "-o", "json").json()
+    assert shown["parents"] == [] and not shown["is_head"] and "CREATE (:Person" in shown["body"]
+    assert migrate(cli, config, "show", "V009").exit_code == 5

@@ -171,7 +171,7 @@ def test_cli_validate_over_a_non_empty_target_compares_before_swapping(cli, writ
                                                                         postgres_admin_url, tmp_path):
     config = write_config("version: 1\nbackends:\n" + source.backend_yaml("src") + target.backend_yaml("dst")
                           + f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
-    backup_id = cli("-c", config, "-o", "json", "backup", "run", "--backend", "src", "--to", "local").json()["id"]
+    backup_id = cli("-c", config, "-o", "json", "backup", "run", "--backend", "src", "--to", "local").json()[0]["id"]
     with target.connect() as conn:
         conn.execute(OLD_CONTENTS)
     [manifest_path] = (tmp_path / "backups").rglob("manifest.json")
@@ -334,7 +334,7 @@ def test_the_replace_check_runs_before_the_archive_is_read_and_in_the_dry_run(cl
     config = write_config("version: 1\nbackends:\n" + source.backend_yaml("src")
                           + target.backend_yaml("dst", extra="maintenance_database: stctl_no_such_db\n")
                           + f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
-    backup_id = cli("-c", config, "-o", "json", "backup", "run", "--backend", "src", "--to", "local").json()["id"]
+    backup_id = cli("-c", config, "-o", "json", "backup", "run", "--backend", "src", "--to", "local").json()[0]["id"]
     stored = next((tmp_path / "backups").rglob("*.copy.br"))
     stored.write_bytes(stored.read_bytes()[:-7])
     with target.connect() as conn:

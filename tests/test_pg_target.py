@@ -146,7 +146,7 @@ def test_cli_a_target_holding_an_unfinished_restore_is_finished_by_that_backup_o
         conn.execute("CREATE TABLE items (id int); INSERT INTO items VALUES (1)")
     config = write_config("version: 1\nbackends:\n" + pg_database.backend_yaml("src") + pg_target.backend_yaml("dst")
                           + f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
-    backup_id = cli("-c", config, "-o", "json", "backup", "run", "--backend", "src", "--to", "local").json()["id"]
+    backup_id = cli("-c", config, "-o", "json", "backup", "run", "--backend", "src", "--to", "local").json()[0]["id"]
 
     def mark(backup: str) -> None:
         marker = Marker(backup, 1, "elsewhere", "2026-12-01T00:00:00+00:00", "orders", ((None, "work_mem=64MB"),), ())

@@ -266,3 +266,22 @@ def test_delete_refused_by_s3_is_an_error(cli, write_config, tmp_path, s3_bucket
     assert "could not remove backup" in result.stderr and "access denied" in result.stderr
     assert "not-shown-anywhere" not in result.stderr + result.stdout
     assert len(job_backups(config, "nightly")) == 3
+
+
+def test_prune_on_a_terminal_shows_the_plan_and_asks(cli, local_job, monkeypatch):
+    import io
+
+    from storagectl.cli.state import AppState
+
+    config_path, config, destination = local_job("{keep_last: 1}")
+    now = datetime.now(UTC)
+    ids = [store_backup(destination, "nightly", now - timedelta(hours=h)) for h in (3, 2, 1)]
+    monkeypatch.setattr(AppState, "interactive", property(lambda self: True))
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    declined = cli("-c", config_path, "backup", "prune", "--job", "nightly")
+    assert declined.exit_code == 1 and "Remove 2 backup(s)? [y/N]" in declined.stderr
+    assert "REMOVE" in declined.stdout and len(job_backups(config, "nightly")) == 3
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
+    done = cli("-c", config_path, "backup", "prune", "--job", "nightly")
+    assert done.exit_code == 0, done.stderr
+    assert [b.folder.id for b in job_backups(config, "nightly")] == [ids[-1]]

@@ -133,8 +133,8 @@ def test_backup_run_and_run_prune_say_what_they_cleaned(cli, local_job):
     fresh, fresh_temp = killed_local_run(root, now - timedelta(minutes=1), now - timedelta(minutes=1))
     run = cli("-c", config_path, "-o", "json", "backup", "run", "--job", "nightly")
     assert run.exit_code == 0, run.stderr
-    assert run.json()["partial_removed"] == [stale]
-    assert run.json()["aborted_uploads"] == [f"nightly/{stale}/00001-app.sqlite.br"]
+    assert run.json()[0]["partial_removed"] == [stale]
+    assert run.json()[0]["aborted_uploads"] == [f"nightly/{stale}/00001-app.sqlite.br"]
     assert not (root / "nightly" / stale).exists() and fresh_temp.exists()
 
     again, _ = killed_local_run(root, now - timedelta(hours=4), now - timedelta(hours=4))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 
@@ -68,6 +69,25 @@ def read_exact(stream: BinaryIO, size: int) -> bytes:
 @dataclass(frozen=True)
 class BackupOptions:
     parallel: int = 4
+    pg_bin_dir: Path | None = None  # tools.pg_bin_dir: where PostgreSQL backups take pg_dump from
+
+
+@dataclass(frozen=True)
+class OwnershipOptions:
+    """``restore --no-owner / --no-privileges / --role NAME``, for kinds that set
+    ``restores_owners_and_privileges`` (PostgreSQL: :mod:`storagectl.backends.pg_roles`)."""
+
+    owners: bool = True  # False: objects belong to the restoring role
+    privileges: bool = True  # False: no GRANT/REVOKE, no default privileges
+    role: str | None = None  # run the restore as this role; objects belong to it (implies owners=False)
+
+    @property
+    def keeps_owners(self) -> bool:
+        return self.owners and self.role is None
+
+    @property
+    def chosen(self) -> bool:
+        return not self.owners or not self.privileges or self.role is not None
 
 
 @dataclass(frozen=True)
@@ -80,6 +100,7 @@ class RestoreOptions:
     # it (the caller validates after the restore).
     check_staged: Callable[[Any, RestoreOutcome], None] | None = None
     backup_id: str | None = None  # the backup being restored: a target may hold an unfinished restore of it
+    ownership: OwnershipOptions = field(default_factory=OwnershipOptions)
 
 
 @dataclass

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from storagectl.archive.codec import BATCH, DecodedObject, HashingReader, check_stored_bytes
 from storagectl.archive.manifest import BackupManifest
-from storagectl.archive.progress import ProgressCallback, ProgressEvent, no_progress
+from storagectl.archive.progress import Estimate, ProgressCallback, ProgressEvent, no_progress
 from storagectl.destinations.base import Destination
 from storagectl.errors import IntegrityError, NotFound, UsageError
 
@@ -24,6 +25,8 @@ class StoredArchive:
         self.metadata: dict[str, Any] = dict(manifest.backend.get("metadata") or {})
         self.action = action
         self.progress = progress
+        self._planned = False
+        self._plan_lock = threading.Lock()
         if manifest.encryption and not self.identities:
             raise UsageError(f"backup {manifest.id} is encrypted; an age identity is needed to read it",
                              hint="Try: --identity FILE, or encryption.identity_file in the job")
@@ -43,9 +46,21 @@ class StoredArchive:
         except KeyError:
             raise NotFound(f"backup {self.manifest.id} has no object {name!r}") from None
 
+    def _announce(self, stored: bool) -> None:
+        """The phase's totals, from the manifest, before its first object (not at construction: a
+        restore opens its archive before deciding whether anything is read at all)."""
+        with self._plan_lock:
+            if self._planned:
+                return
+            self._planned = True
+        objects = self.manifest.objects
+        size = sum(entry.size if stored else entry.raw_size for entry in objects)
+        self.progress(Estimate(size, len(objects)).plan(self.action))
+
     @contextlib.contextmanager
     def open(self, name: str) -> Iterator[BinaryIO]:
         entry = self._entry(name)
+        self._announce(stored=False)
         label = self.label(name)
         with self._stored(entry.key, label) as source:
             stream = DecodedObject(source, entry, self.identities, label)
@@ -70,6 +85,7 @@ class StoredArchive:
         """Read object ``name``'s stored bytes and check their size and SHA-256, without decoding
         them (a fraction of the cost of :meth:`verify`); returns the stored size."""
         entry = self._entry(name)
+        self._announce(stored=True)
         self.progress(ProgressEvent(self.action, "start", name, 0, entry.size))
         with self._stored(entry.key, self.label(name)) as source:
             check_stored_bytes(HashingReader(source), entry, self.label(name))

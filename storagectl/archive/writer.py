@@ -9,7 +9,7 @@ from typing import Any
 
 from storagectl.archive.codec import EncodingSink, HashingWriter
 from storagectl.archive.manifest import MANIFEST_NAME, BackupManifest, ObjectEntry, object_key
-from storagectl.archive.progress import ProgressCallback, ProgressEvent, no_progress
+from storagectl.archive.progress import Estimate, ProgressCallback, ProgressEvent, no_progress
 from storagectl.destinations.base import Destination
 from storagectl.errors import IntegrityError, OperationFailed
 
@@ -18,7 +18,8 @@ class ArchiveSession:
     """Objects of one backup under ``prefix``; thread-safe, so backends may create objects in parallel."""
 
     def __init__(self, destination: Destination, prefix: str, *, codec: str = "brotli", level: int = 4,
-                 recipients: list[Any] | None = None, progress: ProgressCallback = no_progress) -> None:
+                 recipients: list[Any] | None = None, progress: ProgressCallback = no_progress,
+                 estimate: Estimate | None = None) -> None:
         self.destination = destination
         self.prefix = prefix
         self.codec = codec
@@ -30,6 +31,7 @@ class ArchiveSession:
         self._names: set[str] = set()
         self._sequence = 0
         self._lock = threading.Lock()
+        progress((estimate or Estimate()).plan("backup"))
 
     def _reserve(self, name: str) -> str:
         with self._lock:

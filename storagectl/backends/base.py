@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
+from storagectl.archive.progress import Estimate
 from storagectl.config.models import BackendSettings, Threshold
 from storagectl.diag import Check, CheckSpec, Status, grade
 from storagectl.errors import (
@@ -46,6 +47,14 @@ class Backend(ABC):
         swaps it in only when complete, so a failure half-way cannot cost the old contents."""
         return self.restores_atomically
 
+    # Kinds whose restores take --no-owner / --no-privileges / --role (RestoreOptions).
+    restores_owners_and_privileges: ClassVar[bool] = False
+
+    def restore_preview(self, archive: Any, options: Any) -> dict[str, Any]:
+        """Facts about restoring ``archive`` with ``options`` into this target for ``restore
+        --dry-run`` (e.g. the roles a PostgreSQL backup needs and which are missing); read-only."""
+        return {}
+
     def check_replace(self) -> None:
         """Raise if ``restore --yes`` could not replace this non-empty target (rights, spare room);
         run before anything is read or written, and by ``--dry-run``. Kinds that need nothing keep this."""
@@ -54,6 +63,10 @@ class Backend(ABC):
     def unfinished_restore(self) -> str | None:
         """The id of the backup whose restore into this (non-empty) target was cut off, when the
         kind marks one; a rerun of that backup may then discard the partial contents."""
+        return None
+
+    def backup_estimate(self, connection: Any) -> Estimate | None:
+        """What a backup would write, from cheap statistics, for its progress total (None: unknown)."""
         return None
 
     @property

@@ -35,12 +35,13 @@ from storagectl.archive.api import (
     ArchiveWriter,
     BackupOptions,
     ContentSummary,
+    OwnershipOptions,
     RestoreOptions,
     RestoreOutcome,
     record_summary,
 )
 from storagectl.archive.pipe import BackgroundWriter
-from storagectl.backends import pg_largeobjects, pg_schema
+from storagectl.backends import pg_largeobjects, pg_roles, pg_schema
 from storagectl.backends.pg_copy import (
     BINARY_HEADER,
     BINARY_TRAILER,
@@ -52,7 +53,7 @@ from storagectl.backends.pg_copy import (
 from storagectl.backends.pg_jobs import Job, run_jobs
 from storagectl.backends.pg_largeobjects import LargeObjectLoad, LargeObjects
 from storagectl.backends.pg_tools import IndexBuild, PgDump, PostData, connection_env, split_post_data
-from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, raise_with_state
+from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, UsageError, raise_with_state
 
 if TYPE_CHECKING:
     from storagectl.backends.postgres import PostgresBackend
@@ -102,32 +103,21 @@ class TableCopy:
 
 # -- backup -------------------------------------------------------------------------------------
 def backup(backend: PostgresBackend, archive: ArchiveWriter, options: BackupOptions) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1, thread_name_prefix="pg-dump-version") as pool:
-        finding = pool.submit(PgDump.find)  # `pg_dump --version` runs while the holder connects
-        with backend.connect() as holder, _pg_errors(backend, "backing up the database"):
-            _prepare_session(holder)
-            holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            snapshot = holder.execute("SELECT pg_export_snapshot()").fetchone()[0]
-            facts = pg_schema.server_facts(holder)
-            pg_dump = finding.result()
-            _back_up_data(backend, holder, snapshot, pg_dump, facts, archive, options)
-
-
-def _back_up_data(backend: PostgresBackend, holder: Any, snapshot: str, pg_dump: PgDump, facts: dict[str, Any],
-                  archive: ArchiveWriter, options: BackupOptions) -> None:
-    """Schema, tables and large objects on the holder's snapshot, then the metadata."""
-    pg_dump.check_server(facts["server_version_num"], facts["server_version"])
-    tables = tables_to_copy(holder)
-    pg_schema.lock_tables(holder, tables)  # as pg_dump does: no DROP/ALTER under our feet
-    sequences = pg_schema.read_sequences(holder)
-    large_objects: list[LargeObjects] = []
-    jobs = [_schema_dump_job(backend, pg_dump, snapshot, archive)]
-    if pg_largeobjects.count(holder):
-        jobs.append(_large_objects_job(backend, archive, large_objects))
-    copies = _copy_tables_out(backend, holder, snapshot, tables, options, archive, jobs)
-    holder.execute("COMMIT")
+    with backend.connect() as holder, _pg_errors(backend, "backing up the database"):
+        _prepare_session(holder)
+        holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        snapshot = holder.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        facts = pg_schema.server_facts(holder)
+        pg_dump = PgDump.for_server(facts["server_version_num"], facts["server_version"], options.pg_bin_dir)
+        tables = tables_to_copy(holder)
+        pg_schema.lock_tables(holder, tables)  # as pg_dump does: no DROP/ALTER under our feet
+        sequences = pg_schema.read_sequences(holder)
+        large_objects: list[LargeObjects] = []
+        jobs = [_schema_dump_job(backend, pg_dump, snapshot, archive)]
+        if pg_largeobjects.count(holder):
+            jobs.append(_large_objects_job(backend, archive, large_objects))
+        copies = _copy_tables_out(backend, holder, snapshot, tables, options, archive, jobs)
+        holder.execute("COMMIT")
     for key, value in facts.items():
         archive.set_metadata(key, value)
     archive.set_metadata("format", FORMAT_VERSION if large_objects else FORMAT_WITHOUT_LARGE_OBJECTS)
@@ -226,7 +216,10 @@ def _snapshot_connection(backend: PostgresBackend, snapshot: str, *, format_2: b
         conn.execute("COMMIT")
 
 
-def _prepare_session(conn: Any, encoding: str | None = None, *, empty_search_path: bool = True) -> None:
+def _prepare_session(conn: Any, encoding: str | None = None, *, empty_search_path: bool = True,
+                     role: str | None = None) -> None:
+    if role is not None:  # restore --role: objects are created by, and so belong to, that role
+        conn.execute("SELECT pg_catalog.set_config('role', %s, false)", [role])
     conn.execute(SESSION_SETTINGS)
     if empty_search_path:
         conn.execute(EMPTY_SEARCH_PATH)
@@ -458,6 +451,8 @@ def restore(backend: PostgresBackend, archive: ArchiveReader, options: RestoreOp
 
     copies = tables_of(archive)
     pg_largeobjects.recorded(archive)  # checked before the target is touched
+    if options.ownership.role is not None:
+        _require_role(backend, options.ownership.role)
     return pg_target.restore(backend, options, lambda into, opts, undo: _restore_into(
         into, archive, copies, opts, undo=undo))
 
@@ -468,13 +463,14 @@ def _restore_into(backend: PostgresBackend, archive: ArchiveReader, copies: list
     pre-data drops what the restore created again (the target is left empty)."""
     from storagectl.backends import timescaledb
 
-    pre_data, post_data = _schema_sql(archive, PRE_DATA), _schema_sql(archive, POST_DATA)
+    ownership = options.ownership
+    pre_data, post_data = _schema_sql(archive, PRE_DATA, ownership), _schema_sql(archive, POST_DATA, ownership)
     timescale = archive.metadata.get("timescaledb")
     with backend.connect() as conn:
         _refuse_non_empty(backend, conn, options)
         # pg_dump's pre-data empties search_path itself, after TimescaleDB's CREATE EXTENSION (which
         # needs a schema to create in) ran.
-        _prepare_session(conn, archive.metadata.get("encoding"), empty_search_path=False)
+        _prepare_session(conn, archive.metadata.get("encoding"), empty_search_path=False, role=ownership.role)
         extensions_before = pg_schema.extension_names(conn)  # e.g. from template1: kept by an undo
         with _annotate_failure("the target database is unchanged") if undo else nullcontext(), conn.transaction():
             if timescale:
@@ -489,6 +485,13 @@ def _restore_into(backend: PostgresBackend, archive: ArchiveReader, copies: list
                 _run_schema_sql(backend, conn, post.rest, "post-data")
             if timescale:
                 timescaledb.finish_restore(conn)
+
+
+def _require_role(backend: PostgresBackend, role: str) -> None:
+    with backend.connect() as conn:
+        if pg_roles.missing_roles(conn, {role}):
+            raise UsageError(f"{backend.label}: role {role!r} (--role) does not exist on the target server; "
+                             "nothing was restored", hint=f"Try: CREATE ROLE {role} on the target, or another --role")
 
 
 def _refuse_non_empty(backend: PostgresBackend, conn: Any, options: RestoreOptions) -> None:
@@ -540,9 +543,23 @@ def _try_empty(conn: Any, timescale: str | None, keep_extensions: set[str]) -> b
         return False
 
 
-def _schema_sql(archive: ArchiveReader, name: str) -> str:
-    text = read_object(archive, name).decode("utf-8")
-    return strip_psql_restrict(text)
+def _schema_sql(archive: ArchiveReader, name: str, ownership: OwnershipOptions) -> str:
+    """pg_dump's SQL as the restore runs it: without psql's guard lines, and without the owners and
+    privileges ``ownership`` leaves out."""
+    return pg_roles.filter_schema(strip_psql_restrict(read_object(archive, name).decode("utf-8")), ownership)
+
+
+def roles_preview(backend: PostgresBackend, archive: ArchiveReader, options: RestoreOptions) -> dict[str, Any]:
+    """For ``restore --dry-run``: the roles the schema SQL still names with these options (owners,
+    grantees) and which of them the target server lacks."""
+    ownership = options.ownership
+    needed = pg_largeobjects.roles_named(archive, ownership)
+    for name in (PRE_DATA, POST_DATA):
+        for roles in pg_roles.roles_named(_schema_sql(archive, name, ownership)).values():
+            needed |= roles
+    with backend.connect() as conn:
+        missing = pg_roles.missing_roles(conn, needed | ({ownership.role} if ownership.role else set()))
+    return {"roles_needed": sorted(needed), "roles_missing": missing}
 
 
 def strip_psql_restrict(sql_text: str) -> str:
@@ -563,7 +580,9 @@ def _run_schema_sql(backend: PostgresBackend, conn: Any, sql_text: str, section:
         # No cleanup statement here: the transaction is aborted and would mask this error.
         raise OperationFailed(f"{backend.label}: restoring the {section} schema failed: "
                               f"{backend.error_line(exc)}",
-                              hint="Try: check that the roles and extensions the backup uses exist") from exc
+                              hint="Try: check that the roles and extensions the backup uses exist (restore "
+                                   "--dry-run lists missing roles; --no-owner/--no-privileges leave them out)"
+                              ) from exc
     conn.execute("SELECT pg_catalog.set_config('search_path', '', false)")
 
 
@@ -581,7 +600,7 @@ def _load_tables_and_build_indexes(backend: PostgresBackend, conn: Any, archive:
              for part in sorted(parts, key=lambda part: part.rows, reverse=True)]
     tables = {(copy.schema, copy.name) for copy in copies}
     builds = [Job(build, after={build.table} if build.table in tables else tables) for build in post.index_builds]
-    objects, object_parts = pg_largeobjects.restore_jobs(archive)
+    objects, object_parts = pg_largeobjects.restore_jobs(archive, options.ownership)
     jobs = objects + loads + object_parts + builds
     workers = max(1, min(options.parallel, backend.settings.pool.max_size, len(jobs)))
     if archive.metadata.get("timescaledb"):
@@ -597,14 +616,14 @@ def _load_tables_and_build_indexes(backend: PostgresBackend, conn: Any, archive:
             c.execute(f"SET maintenance_work_mem = '{index_memory}'")
             _run_schema_sql(backend, c, post.preamble + work.statement, "post-data (index build)")
 
-    run_jobs(jobs, workers, lambda: _restore_connection(backend, archive.metadata.get("encoding")),
-             conn, run)
+    encoding, role = archive.metadata.get("encoding"), options.ownership.role
+    run_jobs(jobs, workers, lambda: _restore_connection(backend, encoding, role), conn, run)
 
 
 @contextmanager
-def _restore_connection(backend: PostgresBackend, encoding: str | None) -> Iterator[Any]:
+def _restore_connection(backend: PostgresBackend, encoding: str | None, role: str | None) -> Iterator[Any]:
     with backend.connect() as conn:
-        _prepare_session(conn, encoding)
+        _prepare_session(conn, encoding, role=role)
         yield conn
 
 
@@ -635,7 +654,7 @@ def load_large_objects(backend: PostgresBackend, conn: Any, archive: ArchiveRead
     doing = "creating large objects" if load.metadata else f"restoring large objects from {load.object}"
     with _pg_errors(backend, doing), archive.open(load.object) as stream:
         if load.metadata:
-            done = pg_largeobjects.create_objects(conn, stream, load.object)
+            done = pg_largeobjects.create_objects(conn, stream, load.object, load.ownership)
         else:
             with conn.transaction():
                 done = pg_largeobjects.write_contents(conn, stream, load.object)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable
-from contextlib import ExitStack
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from storagectl.errors import BackendUnavailable, StoragectlError
+from storagectl.errors import BackendUnavailable, Interrupted, StoragectlError
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +84,12 @@ def run_jobs(jobs: list[Any], workers: int, open_connection: Callable[[], Any], 
     """
     board = JobBoard(job if isinstance(job, Job) else Job(job) for job in jobs)
     failures: list[BaseException] = []
+    busy = _BusyConnections()
 
     def drain(conn: Any, job: Job | None) -> None:
         while job is not None:
-            run(conn, job.work)
+            with busy.running_on(conn):
+                run(conn, job.work)
             board.finish(job)
             job = board.take()
 
@@ -115,8 +117,9 @@ def run_jobs(jobs: list[Any], workers: int, open_connection: Callable[[], Any], 
     try:
         for thread in threads:
             thread.join()
-    except BaseException:  # Ctrl-C/SIGTERM lands here, in the main thread: no new jobs, let the
-        board.stop()  # running ones end before the caller cleans up behind them
+    except BaseException:  # Ctrl-C/SIGTERM lands here, in the main thread: no new jobs, the running
+        board.stop()  # statements cancelled (a COPY of a big table could run for hours), and the
+        busy.cancel_all()  # workers joined before the caller cleans up behind them
         for thread in threads:
             thread.join()
         raise
@@ -124,6 +127,37 @@ def run_jobs(jobs: list[Any], workers: int, open_connection: Callable[[], Any], 
         raise _most_telling(failures)
     if board.waiting:  # only a cycle of prerequisites could leave jobs behind: never report success then
         raise RuntimeError(f"{len(board.waiting)} job(s) were never run: their prerequisites form a cycle")
+
+
+class _BusyConnections:
+    """The connections running a job right now, so an interrupt can cancel their statements."""
+
+    def __init__(self) -> None:
+        self._running: set[Any] = set()
+        self._lock = threading.Lock()
+        self._cancelled = False
+
+    @contextmanager
+    def running_on(self, conn: Any) -> Iterator[None]:
+        with self._lock:
+            if self._cancelled:
+                raise Interrupted("stopped before this job started")
+            self._running.add(conn)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running.discard(conn)
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            running = list(self._running)
+        for conn in running:
+            try:
+                conn.cancel_safe(timeout=5.0)
+            except Exception as exc:  # noqa: BLE001 - the worker still ends when its statement does
+                log.warning("could not cancel a running statement: %s", exc)
 
 
 def _most_telling(failures: list[BaseException]) -> BaseException:

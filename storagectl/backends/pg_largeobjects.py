@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, BinaryIO
 
-from storagectl.archive.api import ArchiveReader, read_exact
+from storagectl.archive.api import ArchiveReader, OwnershipOptions, read_exact
 from storagectl.backends.pg_jobs import Job
 from storagectl.errors import IntegrityError
 
@@ -237,43 +237,47 @@ class LargeObjectLoad:
     object: str
     expected: int  # objects created / chunks written, as recorded
     metadata: bool = False
+    ownership: OwnershipOptions = field(default_factory=OwnershipOptions)  # what creating keeps of owner/ACL
 
 
-def restore_jobs(archive: ArchiveReader) -> tuple[list[Job], list[Job]]:
+def restore_jobs(archive: ArchiveReader, ownership: OwnershipOptions | None = None) -> tuple[list[Job], list[Job]]:
     """The job creating every large object, and the data parts' jobs, which wait for it."""
     objects = recorded(archive)
     if objects is None:
         return [], []
-    create = Job(LargeObjectLoad(objects.metadata, objects.count, metadata=True), provides=UNIT)
+    create = Job(LargeObjectLoad(objects.metadata, objects.count, metadata=True,
+                                 ownership=ownership or OwnershipOptions()), provides=UNIT)
     parts = [Job(LargeObjectLoad(name, archive.counts(name).get("chunks", 0)), after={UNIT})
              for name in objects.parts]
     return [create], parts
 
 
-def create_objects(conn: Any, stream: BinaryIO, name: str) -> int:
-    """Create every object listed in the metadata ``stream`` with its OID, owner, ACL and comment,
-    :data:`CREATE_BATCH` per transaction; returns how many."""
+def create_objects(conn: Any, stream: BinaryIO, name: str, roles: OwnershipOptions | None = None) -> int:
+    """Create every object listed in the metadata ``stream`` with its OID, owner, ACL and comment
+    (owner and ACL as ``roles`` keep them), :data:`CREATE_BATCH` per transaction; returns how many."""
     from psycopg import sql
 
     created = 0
     entries = (_parse_line(line, name) for line in _lines(stream, name))
     while batch := list(islice(entries, CREATE_BATCH)):
-        statements = [statement for entry in batch for statement in create_statements(entry)]
+        statements = [statement for entry in batch
+                      for statement in create_statements(entry, roles or OwnershipOptions())]
         with conn.transaction():  # no parameters: one simple-protocol multi-statement query
             conn.execute(sql.SQL(";\n").join(statements))
         created += len(batch)
     return created
 
 
-def create_statements(entry: ObjectInfo) -> list[Any]:
+def create_statements(entry: ObjectInfo, roles: OwnershipOptions) -> list[Any]:
     """As pg_dump writes them; a non-default ACL is replaced whole (grantors become the owner)."""
     from psycopg import sql
 
     oid = sql.SQL(str(entry.oid))
     owner = sql.Identifier(entry.owner)
-    statements = [sql.SQL("SELECT pg_catalog.lo_create({})").format(sql.Literal(str(entry.oid))),
-                  sql.SQL("ALTER LARGE OBJECT {} OWNER TO {}").format(oid, owner)]
-    if entry.acl is not None:
+    statements = [sql.SQL("SELECT pg_catalog.lo_create({})").format(sql.Literal(str(entry.oid)))]
+    if roles.keeps_owners:
+        statements.append(sql.SQL("ALTER LARGE OBJECT {} OWNER TO {}").format(oid, owner))
+    if entry.acl is not None and roles.privileges:
         statements += [sql.SQL("REVOKE ALL ON LARGE OBJECT {} FROM PUBLIC").format(oid),
                        sql.SQL("REVOKE ALL ON LARGE OBJECT {} FROM {}").format(oid, owner)]
         statements += [sql.SQL("GRANT {} ON LARGE OBJECT {} TO {}{}").format(
@@ -299,6 +303,23 @@ def _parse_line(line: bytes, name: str) -> ObjectInfo:
         raise IntegrityError(f"{name}: not a large-object entry ({exc})",
                              hint="Try: storagectl backup verify ID") from None
     return info
+
+
+def roles_named(archive: ArchiveReader, ownership: OwnershipOptions) -> set[str]:
+    """The owners and grantees of the backup's large objects that a restore with ``ownership`` sets
+    (for ``restore --dry-run``); the metadata is streamed, one line per object."""
+    objects = recorded(archive)
+    if objects is None or not (ownership.keeps_owners or ownership.privileges):
+        return set()
+    named: set[str] = set()
+    with archive.open(objects.metadata) as stream:
+        for line in _lines(stream, objects.metadata):
+            entry = _parse_line(line, objects.metadata)
+            if ownership.keeps_owners:
+                named.add(entry.owner)
+            if ownership.privileges:
+                named |= {grantee for _privilege, grantee, _grantable in entry.acl or [] if grantee is not None}
+    return named
 
 
 def _lines(stream: BinaryIO, name: str) -> Iterator[bytes]:

@@ -21,10 +21,9 @@ EXTENSION_MEMBER = extension_member("pg_class", "c.oid")
 
 # Plain and partition-leaf tables ('r'; partitioned parents hold no rows) outside extensions, plus
 # extension configuration tables (pg_extension_config_dump, e.g. TimescaleDB's catalog) with their
-# filter, exactly what pg_dump's data section would contain.
-TABLES_SQL = f"""
-SELECT c.oid, n.nspname, c.relname, pg_relation_size(c.oid) + coalesce(pg_relation_size(c.reltoastrelid), 0),
-       cfg.condition
+# filter, exactly what pg_dump's data section would contain: the FROM and WHERE of the table list
+# and of the backup estimate.
+BACKED_UP_TABLES = f"""
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN LATERAL (
@@ -33,6 +32,11 @@ LEFT JOIN LATERAL (
 ) cfg ON true
 WHERE c.relkind = 'r' AND {USER_SCHEMA} AND c.relpersistence <> 't'
   AND (cfg.condition IS NOT NULL OR NOT {EXTENSION_MEMBER})
+"""
+TABLES_SQL = f"""
+SELECT c.oid, n.nspname, c.relname, pg_relation_size(c.oid) + coalesce(pg_relation_size(c.reltoastrelid), 0),
+       cfg.condition
+{BACKED_UP_TABLES}
 ORDER BY 2, 3
 """
 
@@ -100,6 +104,28 @@ class Table:
     def copy_in_sql(self) -> str:
         options = " (FORMAT binary)" if self.copy_format == "binary" else ""
         return f"COPY {self.unit} FROM STDIN{options}"
+
+
+# What a backup writes, from the statistics alone (pg_relation_size would wait behind an exclusive
+# lock): rows x (average column widths + COPY's per-field length word); tables without column
+# statistics count their pages instead, and tables never vacuumed or analyzed nothing.
+ESTIMATE_SQL = f"""
+WITH widths AS (
+    SELECT schemaname, tablename, sum(avg_width + 4) AS width FROM pg_stats WHERE NOT inherited GROUP BY 1, 2
+)
+SELECT count(*), coalesce(sum(CASE WHEN t.reltuples >= 0 AND w.width IS NOT NULL THEN t.reltuples * (w.width + 2)
+                                   ELSE (t.relpages + coalesce(toast.relpages, 0))::float8
+                                        * current_setting('block_size')::int END), 0)
+FROM (SELECT n.nspname, c.relname, c.reltuples, c.relpages, c.reltoastrelid {BACKED_UP_TABLES}) AS t
+LEFT JOIN pg_class toast ON toast.oid = t.reltoastrelid
+LEFT JOIN widths w ON w.schemaname = t.nspname AND w.tablename = t.relname
+"""
+
+
+def backup_estimate(conn: Any) -> tuple[int, int]:
+    """Tables a backup copies and the bytes it is expected to write for them, without reading a row."""
+    count, size = conn.execute(ESTIMATE_SQL).fetchone()
+    return int(count), int(size)
 
 
 def list_tables(conn: Any, *, binary: bool = False) -> list[Table]:

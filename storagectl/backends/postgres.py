@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
+from storagectl.archive.progress import Estimate
 from storagectl.backends.base import Backend, classify_connection_error
 from storagectl.config.models import BackendSettings, PasswordMixin
 from storagectl.config.types import ConfigPath, Port
@@ -46,6 +47,12 @@ POSTGRES_CHECKS = {
 
 Sslmode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 SSLMODES = get_args(Sslmode)
+
+
+# age() answers INT_MAX (2147483647) for a special XID: Invalid (0, e.g. every database of PGlite
+# but template1) or Frozen (2) has nothing left to wrap around, so only normal XIDs (>= 3) count.
+WRAPAROUND_AGE_SQL = ("SELECT coalesce(max(age(datfrozenxid)) FILTER (WHERE datfrozenxid::text::bigint >= 3), 0) "
+                      "FROM pg_database")
 
 
 class PostgresSettings(PasswordMixin, BackendSettings):
@@ -252,7 +259,7 @@ class PostgresBackend(Backend):
         idle_tx = q(
             "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'"
         )[0]
-        wrap = q("SELECT max(age(datfrozenxid)) FROM pg_database")[0]
+        wrap = q(WRAPAROUND_AGE_SQL)[0]
         used_pct = round(100.0 * used / limit, 1)
         return [
             self.graded("connections_used_pct", used_pct, f"{used}/{limit} ({used_pct:g}%)"),
@@ -277,6 +284,12 @@ class PostgresBackend(Backend):
                       "needs CREATEDB")
     # Every restore is staged like a replacement where the role may create databases (pg_target).
 
+    def backup_estimate(self, connection: Any) -> Estimate:
+        from storagectl.backends import pg_schema
+
+        tables, size = pg_schema.backup_estimate(connection)
+        return Estimate(size, tables + 2)  # + the pre-data and post-data schema objects
+
     def backup(self, archive: ArchiveWriter, options: BackupOptions) -> None:
         from storagectl.backends import pg_archive
 
@@ -289,6 +302,13 @@ class PostgresBackend(Backend):
 
     def stages_replacement(self, metadata: dict[str, Any]) -> bool:
         return True  # pg_swap: a new database beside the target
+
+    restores_owners_and_privileges = True
+
+    def restore_preview(self, archive: ArchiveReader, options: RestoreOptions) -> dict[str, Any]:
+        from storagectl.backends import pg_archive
+
+        return pg_archive.roles_preview(self, archive, options)
 
     def check_replace(self) -> None:
         from storagectl.backends import pg_swap

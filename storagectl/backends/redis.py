@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from storagectl.archive.api import ContentSummary, RestoreOutcome, read_exact, record_summary
+from storagectl.archive.progress import Estimate
 from storagectl.backends.base import Backend, classify_connection_error
 from storagectl.config.models import BackendSettings, PasswordMixin
 from storagectl.config.types import Port
@@ -46,17 +47,22 @@ REDIS_CHECKS = {
 }
 
 
+MAX_DB = 2**31 - 1  # SELECT takes a C int
+
+
 class RedisSettings(PasswordMixin, BackendSettings):
     kind: Literal["redis"] = "redis"
     url: str | None = None
     host: str = "localhost"
     port: Port = 6379
-    db: int = Field(0, ge=0)
-    databases: list[Annotated[int, Field(ge=0)]] | None = Field(None, description="dbs to back up (default: db)")
+    db: int = Field(0, ge=0, le=MAX_DB)
+    databases: list[Annotated[int, Field(ge=0, le=MAX_DB)]] | None = Field(
+        None, description="dbs to back up (default: db)")
     username: str | None = None
     staging_db: int | None = Field(
-        None, ge=0, description="an empty db reserved for storagectl: restore --yes loads a single-db backup "
-        "into it and SWAPDBs it with the target when complete, so a failed restore leaves the target as it was")
+        None, ge=0, le=MAX_DB,
+        description="an empty db reserved for storagectl: restore --yes loads a single-db backup into it and "
+        "SWAPDBs it with the target when complete, so a failed restore leaves the target as it was")
 
     check_names: ClassVar[tuple[str, ...]] = tuple(REDIS_CHECKS)
 
@@ -137,6 +143,8 @@ def url_db(url: str) -> int:
 def _db_number(text: str, where: str) -> int:
     if not (text.isascii() and text.isdigit()):
         raise ValueError(f"the db ({where}) must be a number such as /0 or /3; redis-py would quietly use db 0")
+    if len(text) > 10 or int(text) > MAX_DB:
+        raise ValueError(f"the db ({where}) must be at most {MAX_DB} (a server has `databases` of them, 16 by default)")
     return int(text)
 
 
@@ -255,6 +263,21 @@ class RedisBackend(Backend):
     # pipelined and compression runs in a helper thread, so the server, the bottleneck, never waits.
     def selected_databases(self) -> list[int]:
         return self.settings.selected_databases()
+
+    def backup_estimate(self, connection: Any) -> Estimate | None:
+        """The selected dbs' share of the dataset memory, by their key counts (INFO's DBSIZE per db)."""
+        import redis
+
+        databases = self.selected_databases()
+        try:
+            keyspace, memory = connection.info("keyspace"), connection.info("memory")
+        except redis.ResponseError:  # INFO denied by an ACL: no total, the backup still runs
+            return None
+        keys = {int(name[2:]): int(stats.get("keys", 0)) for name, stats in keyspace.items()}
+        everything = sum(keys.values())
+        dataset = int(memory.get("used_memory_dataset", 0))
+        share = sum(keys.get(db, 0) for db in databases) / everything if everything else 0.0
+        return Estimate(int(dataset * share), len(databases))
 
     def backup(self, archive: Any, options: Any) -> None:
         databases = self.selected_databases()

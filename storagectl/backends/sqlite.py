@@ -8,10 +8,12 @@ import os
 import shutil
 import sqlite3
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from storagectl.archive.api import ContentSummary, RestoreOutcome, record_summary
+from storagectl.archive.progress import Estimate
 from storagectl.backends.base import Backend
 from storagectl.config.models import BackendSettings
 from storagectl.config.types import ConfigPath
@@ -105,6 +107,10 @@ class SQLiteBackend(Backend):
         ]
 
     # -- backup / restore (storagectl.archive.api.BackupCapable) -----------------------------
+    def backup_estimate(self, connection: sqlite3.Connection) -> Estimate:
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+        return Estimate(pages * connection.execute("PRAGMA page_size").fetchone()[0], 1)
+
     def backup(self, archive: Any, options: Any) -> None:
         """Snapshot with SQLite's online backup API (consistent while in use), then stream the copy."""
         # The snapshot lives beside the database, not in /tmp: /tmp is often a RAM-backed tmpfs.
@@ -113,20 +119,21 @@ class SQLiteBackend(Backend):
             snapshot = Path(scratch) / "snapshot.sqlite"
             with self.connect() as source, contextlib.closing(sqlite3.connect(snapshot)) as copy:
                 _sqlite_call(self, "snapshot", lambda: source.backup(copy))
-            with contextlib.closing(sqlite3.connect(f"file:{snapshot}?mode=ro", uri=True)) as copy:
-                summary = table_counts(copy)
             digest = hashlib.sha256()
-            with archive.create(SQLITE_OBJECT) as sink, open(snapshot, "rb") as stream:
-                while chunk := stream.read(COPY_CHUNK):
-                    digest.update(chunk)  # C speed, GIL released: the file proves every row at once
-                    sink.write(chunk)
-                sink.counts = {"rows": sum(summary.counts.values()), "tables": len(summary.counts)}
+            with ThreadPoolExecutor(1) as counter:  # counting runs in SQLite (GIL released) while it streams
+                counted = counter.submit(_snapshot_counts, snapshot)
+                with archive.create(SQLITE_OBJECT) as sink, open(snapshot, "rb") as stream:
+                    while chunk := stream.read(COPY_CHUNK):
+                        digest.update(chunk)  # C speed, GIL released: the file proves every row at once
+                        sink.write(chunk)
+                    summary = counted.result()
+                    sink.counts = {"rows": sum(summary.counts.values()), "tables": len(summary.counts)}
             summary.checksums[FILE_UNIT] = f"sha256:{digest.hexdigest()}"
             record_summary(archive, summary)
 
     def restore(self, archive: Any, options: Any) -> None:
         """Write a temp file next to the target, check its integrity, then rename it into place."""
-        target = self.settings.path
+        target = self.settings.path.resolve()  # a symlinked path: the file it points to is replaced, the link kept
         if not options.replace_existing and not self.is_empty():
             raise UsageError(f"{self.label} is not empty", hint="Try: --yes to replace it")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -215,6 +222,11 @@ def user_tables(connection: sqlite3.Connection) -> list[str]:
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
         "ORDER BY name")
     return [row[0] for row in rows]
+
+
+def _snapshot_counts(snapshot: Path) -> ContentSummary:
+    with contextlib.closing(sqlite3.connect(f"file:{snapshot}?mode=ro", uri=True)) as copy:
+        return table_counts(copy)
 
 
 def table_counts(connection: sqlite3.Connection) -> ContentSummary:

@@ -188,16 +188,42 @@ def _matches(manifest: BackupManifest, job: str | None, backend: str | None) -> 
 LATEST = "latest"
 
 
+def resolve_backup_id(config: Config, backup_id: str, destination: str | None = None, *,
+                      job: str | None = None, backend: str | None = None) -> FoundBackup | None:
+    """``latest`` (with ``--job``/``--backend``) -> the newest complete backup they select; an
+    explicit id -> None (the caller looks it up). Selectors with an explicit id are a usage error."""
+    if backup_id != LATEST:
+        if job or backend:
+            raise UsageError(f"--job/--backend choose which backup `latest` means; {backup_id} is already an id",
+                             hint=f"Try: drop --job/--backend, or use `latest` instead of {backup_id}")
+        return None
+    return latest_backup(config, destination, job=job, backend=backend)
+
+
+def latest_backup(config: Config, destination: str | None = None, *, job: str | None = None,
+                  backend: str | None = None) -> FoundBackup:
+    """The newest complete backup of ``backend`` and/or ``job``; several backends of a job are ambiguous."""
+    if job is None and backend is None:
+        raise UsageError("`latest` needs --backend NAME or --job NAME: whose newest backup is meant?",
+                         hint="Try: storagectl backup list, then --backend NAME")
+    for name, lookup in ((job, config.job), (backend, config.backend)):
+        if name is not None:
+            lookup(name)  # an unknown name is a usage error (exit 2)
+    found = list_backups(config, destination, job=job, backend=backend)
+    selector = " and ".join(f"{what} {name!r}" for what, name in (("job", job), ("backend", backend)) if name)
+    if not found:
+        raise NotFound(f"no complete backup of {selector} in {destination or 'any configured destination'}",
+                       hint="Try: storagectl backup list")
+    backends = sorted({f.manifest.backend.get("name") or "?" for f in found})
+    if backend is None and len(backends) > 1:
+        raise UsageError(f"`latest` of job {job!r} is ambiguous: it backs up {', '.join(backends)}",
+                         hint=f"Try: --job {job} --backend {backends[0]}")
+    return found[-1]
+
+
 def latest_backup_id(config: Config, destination: str | None, backend: str | None) -> str:
     """The id of the newest complete backup of ``backend`` (``restore latest --to BACKEND``)."""
-    if backend is None:
-        raise UsageError("`latest` needs the backend whose newest backup is meant",
-                         hint="Try: storagectl restore latest --to BACKEND")
-    found = list_backups(config, destination, backend=backend)
-    if not found:
-        raise NotFound(f"no complete backup of backend {backend!r} in {destination or 'any configured destination'}",
-                       hint="Try: storagectl backup list")
-    return found[-1].id
+    return latest_backup(config, destination, backend=backend).id
 
 
 def find_backup(config: Config, backup_id: str, destination: str | None = None, *,

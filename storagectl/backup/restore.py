@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from dataclasses import replace as replace_options
 from pathlib import Path
 from typing import Any
 
-from storagectl.archive.api import ContentSummary, RestoreOptions, RestoreOutcome, recorded_summary
+from storagectl.archive.api import ContentSummary, OwnershipOptions, RestoreOptions, RestoreOutcome, recorded_summary
 from storagectl.archive.keys import load_identities
 from storagectl.archive.progress import ProgressCallback, no_progress
 from storagectl.archive.reader import StoredArchive
@@ -144,10 +145,12 @@ class RestoreResult:
     verification: VerifyReport | None = None
     validation: ValidationReport | None = None
     notes: list[str] = field(default_factory=list)  # from the backend, for the operator
+    preview: dict[str, Any] = field(default_factory=dict)  # --dry-run: Backend.restore_preview
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.plan.to_dict(), "dry_run": self.dry_run, "duration": round(self.duration, 3),
-                "validation": self.validation.to_dict() if self.validation else None, "notes": self.notes}
+                "validation": self.validation.to_dict() if self.validation else None, "notes": self.notes,
+                **self.preview}
 
 
 def plan_restore(config: Config, found: FoundBackup, target: str | None, *, replace: bool, validate: bool,
@@ -172,7 +175,8 @@ def plan_restore(config: Config, found: FoundBackup, target: str | None, *, repl
 
 def restore(config: Config, backup_id: str, destination: str | None = None, target: str | None = None, *,
             validate: bool = False, parallel: int | None = None, dry_run: bool = False, replace: bool = False,
-            identity_file: Path | None = None, progress: ProgressCallback = no_progress) -> RestoreResult:
+            identity_file: Path | None = None, progress: ProgressCallback = no_progress,
+            ownership: OwnershipOptions = OwnershipOptions()) -> RestoreResult:
     """Restore a backup into a backend. A non-empty target needs ``replace``.
 
     Every object is verified before the target is touched when ``validate`` is set or the target kind
@@ -186,13 +190,19 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
         backup_id = latest_backup_id(config, destination, target)
     found = find_backup(config, backup_id, destination)
     plan = plan_restore(config, found, target, replace=replace, validate=validate, parallel=parallel)
+    if ownership.chosen and not plan.target.restores_owners_and_privileges:
+        raise UsageError(f"--no-owner, --no-privileges and --role apply to PostgreSQL restores; {plan.target.label} "
+                         f"is {plan.target.kind}", hint="Try: leave those options out")
     if not plan.target_empty and not plan.resumes and not replace and not dry_run:
         raise _not_empty(plan)
     if not plan.target_empty and plan.unfinished is None and (replace or dry_run):
         plan.target.check_replace()  # rights, a staging db: before hours of reading, and in the plan
     archive = open_archive(config, found, identity_file, "restore", progress)
     result = RestoreResult(plan, dry_run)
+    options = RestoreOptions(parallel=plan.parallel, replace_existing=replace, backup_id=found.manifest.id,
+                             ownership=ownership)
     if dry_run:
+        result.preview = plan.target.restore_preview(archive, options)
         return result
     clock = time.monotonic()
     if validate or not plan.target.restores_atomically:
@@ -207,8 +217,7 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
         result.verification.raise_if_bad("; nothing was restored")
     expected = recorded_summary(archive.metadata)
     check = _staged_validation(result, expected) if validate else None
-    options = RestoreOptions(parallel=plan.parallel, replace_existing=replace, check_staged=check,
-                             backup_id=found.manifest.id)
+    options = replace_options(options, check_staged=check)
     outcome = plan.target.restore(archive, options)
     outcome = outcome if isinstance(outcome, RestoreOutcome) else RestoreOutcome()
     result.notes = list(outcome.notes)

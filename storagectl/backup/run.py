@@ -105,13 +105,16 @@ def run_plan(config: Config, plan: BackupPlan, progress: ProgressCallback = no_p
     recipients = parse_recipients(settings.encryption.recipients) if settings.encryption else []
     with backend.connect() as connection:
         server_version = backend.server_version(connection)
+        estimate = backend.backup_estimate(connection)
     clock, started = time.monotonic(), datetime.now(UTC)
     backup_id = new_backup_id(started)
     session = ArchiveSession(destination, backup_prefix(plan.group, backup_id), codec=settings.compression.codec,
-                             level=settings.compression.level, recipients=recipients, progress=progress)
+                             level=settings.compression.level, recipients=recipients, progress=progress,
+                             estimate=estimate)
     try:
         with BackupLease(destination, session.prefix) as lease:  # no prune takes the folder meanwhile
-            backend.backup(session, BackupOptions(parallel=settings.parallel))
+            backend.backup(session, BackupOptions(parallel=settings.parallel,
+                                                         pg_bin_dir=config.tools.pg_bin_dir))
             manifest = _manifest(plan, backend, server_version, backup_id, started, session)
             lease.renew()
             session.write_manifest(manifest)

@@ -8,49 +8,73 @@ from typing import Annotated, Any
 import typer
 
 from storagectl.cli import complete, schedule_cmd
-from storagectl.cli.output import note, print_json, print_table, styled_status
+from storagectl.cli.output import confirm, note, plan_format, print_json, print_table, styled_status
 from storagectl.cli.progress import progress_view
-from storagectl.cli.state import AppState, DryRunOption, OutputFormat, OutputOption, YesOption, state_of
+from storagectl.cli.state import (
+    AppState,
+    DryRunOption,
+    OutputFormat,
+    OutputOption,
+    PlainUsage,
+    YesOption,
+    state_of,
+)
 from storagectl.units import human_bytes
 
 app = typer.Typer(no_args_is_help=True, help="Take, list, show, verify and delete backups.")
 
 FromOption = Annotated[str | None, typer.Option(
-    "--from", help="Destination to look in. Default: search every configured destination.",
+    "--from", metavar="DEST", help="Destination to look in. Default: search every configured destination.",
     autocompletion=complete.destination_names)]
+LatestJobOption = Annotated[str | None, typer.Option(
+    "--job", "-j", metavar="JOB", help="With `latest`: the newest backup of this job.",
+    autocompletion=complete.job_names)]
+LatestBackendOption = Annotated[str | None, typer.Option(
+    "--backend", "-b", metavar="BACKEND", help="With `latest`: the newest backup of this backend.",
+    autocompletion=complete.backend_names)]
+BackupIdArgument = Annotated[str, typer.Argument(
+    metavar="BACKUP_ID", help="Backup id, or `latest` with --backend and/or --job.",
+    autocompletion=complete.backup_ids)]
 IdentityOption = Annotated[Path | None, typer.Option(
-    "--identity", "-i", dir_okay=False, help="age identity file for encrypted backups "
+    "--identity", "-i", dir_okay=False, metavar="FILE", help="age identity file for encrypted backups "
     "[default: the job's encryption.identity_file].")]
 
 
 @app.command("run")
 def run(
     ctx: typer.Context,
-    job: Annotated[str | None, typer.Option("--job", "-j", help="Job to run (default: the only job).",
+    job: Annotated[str | None, typer.Option("--job", "-j", metavar="JOB", help="Job to run (default: the only job).",
                                             autocompletion=complete.job_names)] = None,
-    backend: Annotated[str | None, typer.Option("--backend", "-b", help="Back up this backend ...",
+    backend: Annotated[str | None, typer.Option("--backend", "-b", metavar="BACKEND", help="Back up this backend ...",
                                                 autocompletion=complete.backend_names)] = None,
-    to: Annotated[str | None, typer.Option("--to", help="... to this destination.",
+    to: Annotated[str | None, typer.Option("--to", metavar="DEST", help="... to this destination.",
                                            autocompletion=complete.destination_names)] = None,
     prune: Annotated[bool, typer.Option("--prune", help="Then apply the job's retention policy.")] = False,
+    no_hooks: Annotated[bool, typer.Option(
+        "--no-hooks", help="Do not run the job's on_success/on_failure hook (its metrics_file is still written).",
+    )] = False,
     output: OutputOption = None,
 ) -> None:
     """Take a backup of a job's backends (or of one backend) and print the new backup's id.
 
-    With -o json: one object (id, backend, destination, size, duration, ...) per backup; a list
-    when the job has several backends.
+    A job's run writes its metrics_file and runs its on_success/on_failure hook, as a scheduled
+    run does. With -o json: always a list, one object (id, backend, destination, size, duration,
+    ...) per backup.
     """
-    from storagectl.backup import run_backup
+    from storagectl.backup import plan_backups, run_backup
+    from storagectl.job_report import TakenBackup, reported_job_run
 
     state = state_of(ctx)
+    job_name = plan_backups(state.config, job, backend, to)[0].job  # None for an ad-hoc --backend/--to
     pruned_job = schedule_cmd.check_run_prune(state.config, job, backend, to) if prune else None
-    with progress_view(state) as progress:
-        results = run_backup(state.config, job, backend, to, progress)
-    if pruned_job:
-        schedule_cmd.prune_after_run(state, pruned_job)
+    with reported_job_run(state.config, job_name, hooks=not no_hooks) as taken:
+        with progress_view(state) as progress:
+            results = run_backup(state.config, job, backend, to, progress)
+        taken += [TakenBackup(result.manifest.id, result.manifest.size) for result in results]
+        if pruned_job:
+            schedule_cmd.prune_after_run(state, pruned_job)
     if state.format(output) is OutputFormat.json:
-        data = [result.to_dict() for result in results]
-        print_json(data[0] if len(data) == 1 else data)
+        print_json([result.to_dict() for result in results])
         return
     for result in results:
         info = result.to_dict()
@@ -66,9 +90,10 @@ def run(
 def list_(
     ctx: typer.Context,
     from_: FromOption = None,
-    job: Annotated[str | None, typer.Option("--job", "-j", help="Only backups of this job.",
+    job: Annotated[str | None, typer.Option("--job", "-j", metavar="JOB", help="Only backups of this job.",
                                             autocompletion=complete.job_names)] = None,
-    backend: Annotated[str | None, typer.Option("--backend", "-b", help="Only backups of this backend.",
+    backend: Annotated[str | None, typer.Option("--backend", "-b", metavar="BACKEND",
+                                                help="Only backups of this backend.",
                                                 autocompletion=complete.backend_names)] = None,
     output: OutputOption = None,
 ) -> None:
@@ -86,14 +111,14 @@ def list_(
                 rows)
 
 
-@app.command("show")
-def show(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(
-             help="Backup id.", autocompletion=complete.backup_ids)],
-         from_: FromOption = None, output: OutputOption = None) -> None:
+@app.command("show", cls=PlainUsage)
+def show(ctx: typer.Context, backup_id: BackupIdArgument, from_: FromOption = None, job: LatestJobOption = None,
+         backend: LatestBackendOption = None, output: OutputOption = None) -> None:
     """Show a backup's manifest: backend, times, and every object with size, SHA-256 and counts."""
     from storagectl.backup import show_backup
 
     state = state_of(ctx)
+    backup_id = selected_backup_id(state, backup_id, from_, job, backend)
     found = show_backup(state.config, backup_id, from_)
     manifest = found.manifest
     if state.format(output) is OutputFormat.json:
@@ -106,21 +131,37 @@ def show(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(
     print_table(state, ["Object", "Original", "Stored", "SHA-256", "Counts"], rows)
 
 
+def selected_backup_id(state: AppState, backup_id: str, from_: str | None, job: str | None,
+                       backend: str | None) -> str:
+    """An explicit id as given; ``latest`` resolved to the newest backup --job/--backend select, named on stderr."""
+    from storagectl.backup.catalog import resolve_backup_id
+
+    found = resolve_backup_id(state.config, backup_id, from_, job=job, backend=backend)
+    if found is None:
+        return backup_id
+    info = found.to_dict()
+    note(state, f"latest: backup {found.id} of backend {info['backend']} (job {info['job'] or '-'}, "
+                f"finished {info['finished_at'][:19]}) at {info['destination']}")
+    return found.id
+
+
 def _counts(counts: dict[str, Any]) -> str:
     return ", ".join(f"{key} {value}" for key, value in counts.items())
 
 
-@app.command("verify")
-def verify(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(
-               help="Backup id.", autocompletion=complete.backup_ids)],
-           from_: FromOption = None, identity: IdentityOption = None, output: OutputOption = None) -> None:
+@app.command("verify", cls=PlainUsage)
+def verify(ctx: typer.Context, backup_id: BackupIdArgument, from_: FromOption = None, job: LatestJobOption = None,
+           backend: LatestBackendOption = None, identity: IdentityOption = None,
+           output: OutputOption = None) -> None:
     """Read every object back, check size and SHA-256 and decode it fully; touches no backend.
 
-    Exit 6 when any object is damaged, truncated or missing.
+    Exit 6 when any object is damaged, truncated or missing. `backup verify latest --backend NAME`
+    checks the newest backup of NAME (a nightly runbook step).
     """
     from storagectl.backup import verify_backup
 
     state = state_of(ctx)
+    backup_id = selected_backup_id(state, backup_id, from_, job, backend)
     with progress_view(state) as progress:
         report = verify_backup(state.config, backup_id, from_, identity, progress)
     if state.format(output) is OutputFormat.json:
@@ -132,21 +173,24 @@ def verify(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(
     report.raise_if_bad()
 
 
-@app.command("delete")
+@app.command("delete", cls=PlainUsage)
 def delete(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(
-               help="Backup id.", autocompletion=complete.backup_ids)],
+               metavar="BACKUP_ID", help="Backup id.", autocompletion=complete.backup_ids)],
            from_: FromOption = None, yes: YesOption = False, dry_run: DryRunOption = False,
            output: OutputOption = None) -> None:
-    """Delete a backup (also an incomplete one). Needs --yes; --dry-run shows what would go."""
+    """Delete a backup (also an incomplete one). Asks first on a terminal; elsewhere needs --yes.
+    --dry-run shows what would go."""
     from storagectl.backup import delete_backup
-    from storagectl.errors import UsageError
 
     state = state_of(ctx)
-    plan = delete_backup(state.config, backup_id, from_, dry_run=dry_run or not yes)
-    _render_delete(state, plan.to_dict(), output)
     if not yes and not dry_run:
-        raise UsageError(f"refusing to delete backup {backup_id} without --yes",
-                         hint=f"Try: storagectl backup delete {backup_id} --yes")
+        plan = delete_backup(state.config, backup_id, from_, dry_run=True).to_dict()
+        _render_delete(state, plan, plan_format(state, output))
+        confirm(state, f"Delete backup {backup_id} at {plan['destination']}?",
+                refusal=f"refusing to delete backup {backup_id} without --yes",
+                hint=f"Try: storagectl backup delete {backup_id} --yes")
+    plan = delete_backup(state.config, backup_id, from_, dry_run=dry_run)
+    _render_delete(state, plan.to_dict(), output)
 
 
 def _render_delete(state: AppState, info: dict[str, Any], output: OutputFormat | None) -> None:

@@ -110,7 +110,7 @@ def backup_ids(ctx: typer.Context, incomplete: str) -> Completions:
 def backup_ids_or_latest(ctx: typer.Context, incomplete: str) -> Completions:
     from storagectl.backup.catalog import LATEST
 
-    return [(LATEST, "the newest backup of --to BACKEND"), *backup_ids(ctx, incomplete)]
+    return [(LATEST, "the newest backup of --backend (default: of --to)"), *backup_ids(ctx, incomplete)]
 
 
 # -- backup ids: bounded listing, short cache ------------------------------------------------------

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from storagectl.cli.output import note, print_json
-from storagectl.cli.state import OutputFormat, OutputOption, state_of
+from storagectl.cli.state import OutputFormat, OutputOption, PlainUsage, state_of
+from storagectl.units import plural
 
 app = typer.Typer(no_args_is_help=True, help="Validate, show and create the configuration file.")
 
@@ -25,11 +26,9 @@ def validate(ctx: typer.Context, output: OutputOption = None) -> None:
     if state.format(output) is OutputFormat.json:
         print_json(summary)
     elif not state.quiet:
-        state.out.print(
-            f"{config.path}: OK ({len(config.backends)} backends, "
-            f"{len(config.destinations)} destinations, {len(config.jobs)} jobs)",
-            markup=False,
-        )
+        counts = ", ".join(plural(len(section), what) for section, what in (
+            (config.backends, "backend"), (config.destinations, "destination"), (config.jobs, "job")))
+        state.out.print(f"{config.path}: OK ({counts})", markup=False)
 
 
 @app.command("show")
@@ -38,19 +37,20 @@ def show(ctx: typer.Context, output: OutputOption = None) -> None:
     from storagectl.config.public import public_config
 
     state = state_of(ctx)
-    data = public_config(state.config)
     if state.format(output) is OutputFormat.json:
-        print_json(data)
+        print_json(public_config(state.config))
         return
+    data = public_config(state.config, readable=True)
     import yaml
 
     state.out.print(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip(), markup=False)
 
 
-@app.command("init")
+@app.command("init", cls=PlainUsage)
 def init(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="Where to write the file.", dir_okay=False)] = Path("storagectl.yaml"),
+    path: Annotated[Path, typer.Argument(
+        metavar="PATH", help="Where to write the file.", dir_okay=False)] = Path("storagectl.yaml"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a starter config (SQLite + a local backup directory) to PATH."""

@@ -14,11 +14,12 @@ from storagectl.cli.state import AppState, OutputFormat, OutputOption, state_of
 def diag(
     ctx: typer.Context,
     backend: Annotated[list[str] | None, typer.Option(
-        "--backend", "-b", help="Only this backend (repeatable). Default: all.",
+        "--backend", "-b", metavar="BACKEND", help="Only this backend (repeatable). Default: all.",
         autocompletion=complete.backend_names,
     )] = None,
     timeout: Annotated[float, typer.Option(
-        "--timeout", "-t", min=0.1, help="Seconds each backend may take before it is reported unknown.",
+        "--timeout", "-t", min=0.1, metavar="SECONDS",
+        help="Seconds each backend may take before it is reported unknown.",
     )] = 10.0,
     output: OutputOption = None,
 ) -> None:

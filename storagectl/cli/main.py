@@ -12,7 +12,7 @@ import typer
 
 from storagectl import __version__
 from storagectl.cli import backends_cmd, backup_cmd, config_cmd, diag_cmd, migrate_cmd, restore_cmd
-from storagectl.cli.state import AppState, OutputFormat
+from storagectl.cli.state import AppState, OutputFormat, PlainUsage
 
 app = typer.Typer(
     name="storagectl",
@@ -27,7 +27,7 @@ app.add_typer(migrate_cmd.app, name="migrate")
 app.command("backends")(backends_cmd.backends)
 app.command("diag")(diag_cmd.diag)
 app.add_typer(backup_cmd.app, name="backup")
-app.command("restore")(restore_cmd.restore)
+app.command("restore", cls=PlainUsage)(restore_cmd.restore)
 
 
 def _print_version(value: bool) -> None:
@@ -40,10 +40,12 @@ def _print_version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     config: Annotated[Path | None, typer.Option(
-        "--config", "-c", help="Config file [default: $STORAGECTL_CONFIG, ./storagectl.yaml, user config dir].",
+        "--config", "-c", metavar="FILE",
+        help="Config file [default: $STORAGECTL_CONFIG, ./storagectl.yaml, user config dir].",
         dir_okay=False,
     )] = None,
-    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="table or json.")] = OutputFormat.table,
+    output: Annotated[OutputFormat, typer.Option("--output", "-o", metavar="FORMAT",
+        help="table or json.")] = OutputFormat.table,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log lines (-vv debug).")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only results and errors.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="No colors (also $NO_COLOR).")] = False,
@@ -122,6 +124,8 @@ def run(argv: list[str] | None = None) -> int:
     except StoragectlError as exc:
         _traceback_if(debug)
         _error(exc.message)
+        for line in exc.details:
+            sys.stderr.write(f"  {line}\n")
         _hint(exc.hint)
         return exc.exit_code
     except Exception as exc:
@@ -152,8 +156,8 @@ def _traceback_if(debug: bool) -> None:
 
 class _SignalsAsInterrupts:
     """SIGTERM (systemd, Kubernetes, kill) unwinds like Ctrl-C, so every cleanup path runs: partial
-    backups are removed, a staged restore is dropped; exit 143. Further SIGTERMs are ignored until
-    the cleanup is done (SIGKILL still ends it). ``received`` says which signal stopped the run, so
+    backups are removed, a staged restore is dropped; exit 143. Further SIGTERMs and Ctrl-Cs are
+    ignored until the cleanup is done (SIGKILL still ends it). ``received`` says which signal stopped the run, so
     an interrupt that no command turned into a message still gets one. ``backup schedule`` installs
     its own handler."""
 
@@ -186,6 +190,9 @@ class _SignalsAsInterrupts:
         raise Terminated
 
     def _interrupt(self, signum: int, frame: Any) -> None:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
         self.received = self.received or "interrupted"
         raise KeyboardInterrupt
 

@@ -7,8 +7,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from storagectl.cli import complete
-from storagectl.cli.output import note, print_json, print_table
-from storagectl.cli.state import AppState, DryRunOption, OutputFormat, OutputOption, YesOption, state_of
+from storagectl.cli.output import confirm, note, print_json, print_table
+from storagectl.cli.state import (
+    AppState,
+    DryRunOption,
+    OutputFormat,
+    OutputOption,
+    PlainUsage,
+    YesOption,
+    state_of,
+)
 
 if TYPE_CHECKING:
     from storagectl.migrations import MigrationStatus, Migrator, RunResult
@@ -19,12 +27,14 @@ app = typer.Typer(
 )
 
 BackendOption = Annotated[str | None, typer.Option(
-    "--backend", "-b", help="The backend to migrate. Default: the only backend with migrations: set.",
+    "--backend", "-b", metavar="BACKEND",
+    help="The backend to migrate. Default: the only backend with migrations: set.",
     autocompletion=complete.backend_names,
 )]
 AllOption = Annotated[bool, typer.Option("--all", help="Every backend with migrations:, in config order.")]
 LockTimeoutOption = Annotated[float, typer.Option(
-    "--lock-timeout", min=0, help="Seconds to wait for another migration run to finish before giving up (exit 7).",
+    "--lock-timeout", min=0, metavar="SECONDS",
+    help="Seconds to wait for another migration run to finish before giving up (exit 7).",
 )]
 DEFAULT_LOCK_TIMEOUT = 60.0
 
@@ -63,13 +73,13 @@ def init(ctx: typer.Context, backend: BackendOption = None) -> None:
 @app.command("new")
 def new(
     ctx: typer.Context,
-    message: Annotated[str, typer.Option("--message", "-m", help="What the revision changes.")],
+    message: Annotated[str, typer.Option("--message", "-m", metavar="TEXT", help="What the revision changes.")],
     backend: BackendOption = None,
     autogenerate: Annotated[bool, typer.Option(
         "--autogenerate", help="Fill the revision from the difference between --models and the database.",
     )] = False,
     models: Annotated[str | None, typer.Option(
-        "--models", help="SQLAlchemy MetaData to compare against, as package.module:metadata.",
+        "--models", metavar="MODULE:ATTR", help="SQLAlchemy MetaData to compare against, as package.module:metadata.",
     )] = None,
     merge: Annotated[bool, typer.Option("--merge", help="A revision that merges all current heads.")] = False,
     output: OutputOption = None,
@@ -88,7 +98,7 @@ def up(
     ctx: typer.Context,
     backend: BackendOption = None,
     all_backends: AllOption = False,
-    to: Annotated[str, typer.Option("--to", help="Target revision (default: head).")] = "head",
+    to: Annotated[str, typer.Option("--to", metavar="REVISION", help="Target revision (default: head).")] = "head",
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the SQL of the pending revisions; change nothing.",
     )] = False,
@@ -115,21 +125,27 @@ def up(
 @app.command("down")
 def down(
     ctx: typer.Context,
-    to: Annotated[str, typer.Option("--to", help="Revision to go back to (base: undo everything).")],
+    to: Annotated[str, typer.Option("--to", metavar="REVISION",
+        help="Revision to go back to (base: undo everything).")],
     backend: BackendOption = None,
     yes: YesOption = False,
     dry_run: DryRunOption = False,
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
     output: OutputOption = None,
 ) -> None:
-    """Revert applied revisions down to --to (runs their downgrade(); needs --yes)."""
-    from storagectl.errors import UsageError
-
+    """Revert applied revisions down to --to (runs their downgrade()). On a terminal it shows the SQL
+    and asks first; elsewhere it needs --yes."""
     state = state_of(ctx)
+    migrator = _migrator(state, backend)
+    name = migrator.backend.name
     if not (yes or dry_run):
-        raise UsageError("migrate down reverts schema changes and may drop data; refusing without --yes",
-                         hint=f"Try: storagectl migrate down --to {to} --dry-run, then add --yes")
-    result = _migrator(state, backend).down(to, dry_run=dry_run, lock_timeout=lock_timeout)
+        plan = migrator.down(to, dry_run=True) if state.interactive else None
+        if plan is not None:  # for the person answering, beside the question (stdout keeps the result)
+            state.err.print(plan.sql or "", markup=False, highlight=False, soft_wrap=True)
+        confirm(state, f"Revert {len(plan.revisions) if plan else 0} revision(s) of backend {name}?",
+                refusal="migrate down reverts schema changes and may drop data; refusing without --yes",
+                hint=f"Try: storagectl migrate down --backend {name} --to {to} --dry-run; then the same with --yes")
+    result = migrator.down(to, dry_run=dry_run, lock_timeout=lock_timeout)
     _render_runs(state, [result], output)
 
 
@@ -140,18 +156,20 @@ def status(
     all_backends: AllOption = False,
     output: OutputOption = None,
 ) -> None:
-    """Current vs head revision and pending count; exit 1 when anything is pending, 6 when edited."""
-    from storagectl.errors import ExitCode
+    """Current vs head revision and pending count; exit 1 when anything is pending, 6 when edited.
+
+    With --all, a backend that cannot be read (no migrations directory, unreachable) is a row with
+    its error and the others are still reported; the exit code is the worst of all rows.
+    """
     from storagectl.migrations import status_all
 
     state = state_of(ctx)
     _check_all(all_backends, backend)
     reports = status_all(state.config) if all_backends else [_migrator(state, backend).status()]
     _render_status(state, reports, output)
-    if any(report.edited for report in reports):
-        raise typer.Exit(ExitCode.INTEGRITY)
-    if any(report.pending for report in reports):
-        raise typer.Exit(ExitCode.FAILURE)
+    worst = max(report.exit_code for report in reports)
+    if worst:
+        raise typer.Exit(worst)
 
 
 @app.command("history")
@@ -167,10 +185,11 @@ def history(ctx: typer.Context, backend: BackendOption = None, output: OutputOpt
     print_table(state, ["Revision", "Parent", "Applied", "Applied at", "Edited", "Message"], rows)
 
 
-@app.command("stamp")
+@app.command("stamp", cls=PlainUsage)
 def stamp(
     ctx: typer.Context,
-    revision: Annotated[str, typer.Argument(help="Revision to record as current (head, base, or an id).")],
+    revision: Annotated[str, typer.Argument(metavar="REVISION",
+        help="Revision to record as current (head, base, or an id).")],
     backend: BackendOption = None,
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
 ) -> None:
@@ -179,6 +198,59 @@ def stamp(
     migrator = _migrator(state, backend)
     current = migrator.stamp(revision, lock_timeout=lock_timeout)
     note(state, f"{migrator.backend.name}: stamped at {current or 'base'}")
+
+
+@app.command("current")
+def current(ctx: typer.Context, backend: BackendOption = None, all_backends: AllOption = False,
+            output: OutputOption = None) -> None:
+    """The revision the database is at (as `alembic current`); reads the database, changes nothing."""
+    from storagectl.migrations import status_all
+
+    state = state_of(ctx)
+    _check_all(all_backends, backend)
+    reports = status_all(state.config) if all_backends else [_migrator(state, backend).status()]
+    rows = [{"backend": r.backend, "kind": r.kind, "current": r.current, "is_head": r.current == r.head,
+             "error": r.error} for r in reports]
+    if state.format(output) is OutputFormat.json:
+        print_json(rows)
+    else:
+        print_table(state, ["Backend", "Kind", "Current", "Head?", "Error"],
+                    [[r["backend"], r["kind"], "-" if r["error"] else r["current"] or "base",
+                      "yes" if r["is_head"] else "no", r["error"] or ""] for r in rows])
+    worst = max(report.error_exit for report in reports)
+    if worst:
+        raise typer.Exit(worst)
+
+
+@app.command("heads")
+def heads(ctx: typer.Context, backend: BackendOption = None, output: OutputOption = None) -> None:
+    """The head revision(s) of the migrations directory (as `alembic heads`); two or more need a merge."""
+    state = state_of(ctx)
+    found = _migrator(state, backend).heads()
+    if state.format(output) is OutputFormat.json:
+        print_json([info.to_dict() for info in found])
+        return
+    print_table(state, ["Revision", "Parents", "Message", "File"],
+                [[i.revision, ", ".join(i.parents) or "base", i.message, i.path] for i in found])
+
+
+@app.command("show", cls=PlainUsage)
+def show(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(metavar="REVISION", help="Revision id, head, or a Cypher version.")],
+    backend: BackendOption = None,
+    output: OutputOption = None,
+) -> None:
+    """One revision: id, parents, message, file and its code (as `alembic show`)."""
+    state = state_of(ctx)
+    info = _migrator(state, backend).show(revision)
+    if state.format(output) is OutputFormat.json:
+        print_json(info.to_dict())
+        return
+    summary = [["Revision", info.revision], ["Parents", ", ".join(info.parents) or "base"],
+               ["Head", "yes" if info.is_head else "no"], ["Message", info.message], ["File", info.path]]
+    print_table(state, ["Field", "Value"], summary)
+    state.out.print(info.body or "", markup=False, highlight=False, soft_wrap=True)
 
 
 def _render_runs(state: AppState, results: list[RunResult], output: OutputFormat | None) -> None:
@@ -199,6 +271,6 @@ def _render_status(state: AppState, reports: list[MigrationStatus], output: Outp
     if state.format(output) is OutputFormat.json:
         print_json([report.to_dict() for report in reports])
         return
-    rows = [[r.backend, r.kind, r.current or "base", r.head or "-", len(r.pending), ", ".join(r.edited) or "-"]
-            for r in reports]
-    print_table(state, ["Backend", "Kind", "Current", "Head", "Pending", "Edited"], rows)
+    rows = [[r.backend, r.kind, "-" if r.error else r.current or "base", r.head or "-",
+             "-" if r.error else len(r.pending), ", ".join(r.edited) or "-", r.error or ""] for r in reports]
+    print_table(state, ["Backend", "Kind", "Current", "Head", "Pending", "Edited", "Error"], rows)

@@ -7,9 +7,9 @@ import sys
 from datetime import date, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from storagectl.cli.state import AppState
+from storagectl.cli.state import AppState, OutputFormat
 
 STATUS_STYLES = {
     "ok": "green", "warning": "yellow", "critical": "bold red", "unknown": "magenta",
@@ -66,3 +66,25 @@ def note(state: AppState, message: str) -> None:
     """A human message on stderr, silenced by --quiet."""
     if not state.quiet:
         state.err.print(message, markup=False, highlight=False)
+
+
+def plan_format(state: AppState, output: OutputFormat | None) -> OutputFormat:
+    """A plan shown before a question is for the person answering it (stdout stays one JSON document)."""
+    return OutputFormat.table if state.interactive else state.format(output)
+
+
+def confirm(state: AppState, question: str, *, refusal: str, hint: str, interactive: bool | None = None,
+            answers: TextIO | None = None) -> None:
+    """Without --yes: on a terminal ask ``question`` (the plan was just shown) and return on "y";
+    anywhere else refuse with ``refusal`` and ``hint``, as scripts and CI need. Declining changes
+    nothing and exits 1. ``interactive`` and ``answers`` (default: the terminal) are for tests."""
+    from storagectl.errors import OperationFailed, UsageError
+
+    if not (state.interactive if interactive is None else interactive):
+        raise UsageError(refusal, hint=hint)
+    state.err.print(f"{question} [y/N] ", markup=False, highlight=False, end="")
+    reply = (answers or sys.stdin).readline()
+    if not reply.endswith("\n"):
+        state.err.print("")  # end of input: the error goes on a line of its own
+    if reply.strip().lower() not in ("y", "yes"):
+        raise OperationFailed("not confirmed; nothing was changed", hint=hint)

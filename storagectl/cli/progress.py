@@ -1,15 +1,30 @@
-"""Showing core progress events: rich bars on a terminal (stderr), plain lines otherwise."""
+"""Showing core progress events on stderr: a live overall bar on a terminal, periodic lines otherwise.
+
+Both read a :class:`~storagectl.archive.progress.ProgressModel`, so what they cost and print does
+not grow with the number of objects: the terminal redraws a few lines at most REDRAWS_PER_SECOND
+times a second and clears them at the end; a pipe gets one line per PLAIN_INTERVAL seconds.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
-from storagectl.archive.progress import ProgressCallback, ProgressEvent, no_progress
-from storagectl.cli.output import note
+from storagectl.archive.progress import ProgressCallback, ProgressEvent, ProgressModel, Throttle, no_progress
 from storagectl.cli.state import AppState
-from storagectl.units import human_bytes
+from storagectl.units import format_duration, human_bytes
+
+if TYPE_CHECKING:
+    from rich.console import Console, ConsoleOptions, RenderResult
+
+    from storagectl.archive.progress import PhaseView
+
+REDRAWS_PER_SECOND = 4
+PLAIN_INTERVAL = 10.0  # seconds between progress lines in logs
+SHOWN_PHASES = 3  # the current phase and the last completed ones
+BAR_WIDTH = 20
 
 
 @contextlib.contextmanager
@@ -17,34 +32,81 @@ def progress_view(state: AppState) -> Iterator[ProgressCallback]:
     if state.quiet:
         yield no_progress
     elif state.err.is_terminal:
-        with _bars(state) as callback:
+        with live_progress(state.err) as callback:
             yield callback
     else:
-        yield lambda event: _line(state, event)
-
-
-def _line(state: AppState, event: ProgressEvent) -> None:
-    if event.stage != "finish":
-        return
-    stored = f" -> {human_bytes(event.stored)} stored" if event.stored is not None else ""
-    note(state, f"{event.action}: {event.object}: {human_bytes(event.done)}{stored}")
+        with plain_progress(state.err) as callback:
+            yield callback
 
 
 @contextlib.contextmanager
-def _bars(state: AppState) -> Iterator[ProgressCallback]:
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+def live_progress(console: Console, clock: Callable[[], float] = time.monotonic,
+                  auto_refresh: bool = True) -> Iterator[ProgressCallback]:
+    """Bars redrawn by rich's refresh thread, never by the workers that report; gone at the end."""
+    from rich.live import Live
 
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-    tasks: dict[tuple[str, str], int] = {}
-    lock = threading.Lock()
-    with Progress(*columns, console=state.err, transient=False) as bars:
-        def show(event: ProgressEvent) -> None:
-            with lock:
-                key = (event.action, event.object)
-                if key not in tasks:
-                    tasks[key] = bars.add_task(f"{event.action} {event.object}", total=event.total)
-                bars.update(tasks[key], completed=event.done, total=event.total or None)
-                if event.stage == "finish":
-                    bars.update(tasks[key], total=event.done, completed=event.done)
+    model = ProgressModel(clock)
+    with Live(ProgressDisplay(model), console=console, transient=True, auto_refresh=auto_refresh,
+              refresh_per_second=REDRAWS_PER_SECOND):
+        try:
+            yield model.update
+        finally:
+            model.end()
 
-        yield show
+
+@contextlib.contextmanager
+def plain_progress(console: Console, clock: Callable[[], float] = time.monotonic,
+                   interval: float = PLAIN_INTERVAL) -> Iterator[ProgressCallback]:
+    """One line about the current phase per ``interval`` (only while work goes on: a command that
+    takes less prints none; its own result line says what it did)."""
+    model = ProgressModel(clock)
+    throttle = Throttle(interval, clock)
+
+    def report(event: ProgressEvent) -> None:
+        model.update(event)
+        if throttle.ready():
+            console.print(progress_line(model.views()[-1]), markup=False, highlight=False)
+
+    yield report
+
+
+def progress_line(view: PhaseView) -> str:
+    """``backup: 45% 12.0 MiB of 26.7 MiB, 60/152 objects, 3.1 MiB/s, ETA 5s``"""
+    return f"{view.action}: {_figures(view)}"
+
+
+def _figures(view: PhaseView) -> str:
+    percent = f"{view.fraction:.0%} " if view.fraction is not None else ""
+    size = human_bytes(view.done) + (f" of {human_bytes(view.total)}" if view.total is not None else "")
+    objects = f"{view.finished}/{view.expected}" if view.expected is not None else str(view.finished)
+    eta = f", ETA {format_duration(round(view.eta))}" if view.eta is not None else ""
+    return f"{percent}{size}, {objects} objects, {human_bytes(view.rate)}/s{eta}"
+
+
+class ProgressDisplay:
+    """A rich renderable: per phase one bar line, then up to MAX_LIVE live objects and a count of
+    the others (finished objects are only counted); a completed phase keeps just its bar line."""
+
+    def __init__(self, model: ProgressModel) -> None:
+        self.model = model
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from rich.text import Text  # plain Text lines: cheaper to build and draw than a table
+
+        for view in self.model.views()[-SHOWN_PHASES:]:
+            yield Text.assemble((f"{view.action:<8}", "bold"), _bar(view.fraction), " ", _figures(view),
+                                no_wrap=True, overflow="ellipsis")
+            if view.complete:
+                continue
+            for item in view.live:
+                size = human_bytes(item.done) + (f" of {human_bytes(item.total)}" if item.total else "")
+                yield Text(f"  {item.name}  {size}", style="dim", no_wrap=True, overflow="ellipsis")
+            if view.more_live:
+                yield Text(f"  and {view.more_live} more", style="dim")
+
+
+def _bar(fraction: float | None, width: int = BAR_WIDTH) -> Any:
+    from rich.text import Text
+
+    filled = round(width * fraction) if fraction is not None else 0
+    return Text.assemble(("━" * filled, "bar.complete"), ("━" * (width - filled), "bar.back"))

@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from storagectl.cli import complete
-from storagectl.cli.backup_cmd import FromOption, IdentityOption
-from storagectl.cli.output import note, print_json, print_table, styled_status
+from storagectl.cli.backup_cmd import FromOption, IdentityOption, LatestJobOption, selected_backup_id
+from storagectl.cli.output import confirm, note, print_json, print_table, styled_status
 from storagectl.cli.progress import progress_view
 from storagectl.cli.state import AppState, DryRunOption, OutputFormat, OutputOption, YesOption, state_of
 from storagectl.units import human_bytes
@@ -17,36 +17,62 @@ from storagectl.units import human_bytes
 def restore(
     ctx: typer.Context,
     backup_id: Annotated[str, typer.Argument(
-        help="Backup id (see `storagectl backup list`), or `latest` for the newest backup of --to BACKEND.",
-        autocompletion=complete.backup_ids_or_latest)],
+        metavar="BACKUP_ID",
+        help="Backup id (see `storagectl backup list`), or `latest`: the newest backup of --backend "
+        "(default: of --to), optionally of --job.", autocompletion=complete.backup_ids_or_latest)],
     from_: FromOption = None,
-    to: Annotated[str | None, typer.Option("--to", help="Target backend [default: the backed-up one].",
-                                           autocompletion=complete.backend_names)] = None,
+    backend: Annotated[str | None, typer.Option(
+        "--backend", "-b", metavar="BACKEND",
+        help="With `latest`: restore the newest backup of this backend [default: --to].",
+        autocompletion=complete.backend_names)] = None,
+    job: LatestJobOption = None,
+    to: Annotated[str | None, typer.Option(
+        "--to", metavar="BACKEND", help="Target backend [default: the backed-up one].",
+        autocompletion=complete.backend_names)] = None,
     validate: Annotated[bool, typer.Option(
         "--validate", help="Verify every checksum before touching the target, then compare counts and "
         "per-table checksums with the backup (exit 6 on any mismatch); a staged replacement is compared "
         "before it goes live.")] = False,
-    parallel: Annotated[int | None, typer.Option("--parallel", "-p", min=1, max=64,
-                                                 help="Objects restored at once.")] = None,
+    parallel: Annotated[int | None, typer.Option(
+        "--parallel", "-p", min=1, max=64, metavar="N", help="Objects restored at once.")] = None,
+    no_owner: Annotated[bool, typer.Option("--no-owner", help="PostgreSQL: leave out the backup's ALTER ... OWNER "
+                                           "TO; objects belong to the restoring role.")] = False,
+    no_privileges: Annotated[bool, typer.Option("--no-privileges", help="PostgreSQL: leave out GRANT/REVOKE and "
+                                                "default privileges.")] = False,
+    role: Annotated[str | None, typer.Option("--role", metavar="ROLE", help="PostgreSQL: restore as ROLE (SET ROLE),"
+                                             " which then owns every object (implies --no-owner).")] = None,
     dry_run: DryRunOption = False,
     yes: YesOption = False,
     identity: IdentityOption = None,
     output: OutputOption = None,
 ) -> None:
-    """Restore a backup. A non-empty target needs --yes: its data is replaced.
+    """Restore a backup. A non-empty target's data is replaced: asked first on a terminal, needs --yes elsewhere.
+
+    `restore latest --backend prod-db --to staging-db` restores the newest backup of prod-db into
+    staging-db; `restore latest --to app` the newest backup of app into app.
 
     PostgreSQL restores into a new database beside the target and swaps it in only when complete
     (and, with --validate, proven equal), so a failed restore leaves the target as it was; sessions
     still connected at the swap are disconnected. SQLite does the same with a temp file, Redis with
     a configured staging_db. Neo4j, and Redis without staging_db, replace in place: a restore that
-    fails leaves the target empty or partial. --dry-run says which applies.
+    fails leaves the target empty or partial. --dry-run says which applies, and for PostgreSQL which
+    roles the backup names and which the target lacks (for --no-owner / --no-privileges).
     """
+    from storagectl.archive.api import OwnershipOptions
     from storagectl.backup import restore as restore_backup
+    from storagectl.backup.catalog import LATEST
 
     state = state_of(ctx)
+    ownership = OwnershipOptions(not no_owner, not no_privileges, role)
+    if backup_id == LATEST and to is not None:
+        state.config.backend(to)  # an unknown target is named as the target, not as the source
+    backup_id = selected_backup_id(state, backup_id, from_, job, backend or (to if backup_id == LATEST else None))
+    if not yes and not dry_run and state.interactive:
+        yes = _confirm_replace(state, backup_id, from_, to, identity, output, ownership)
     with progress_view(state) as progress:
         result = restore_backup(state.config, backup_id, from_, to, validate=validate, parallel=parallel,
-                                dry_run=dry_run, replace=yes, identity_file=identity, progress=progress)
+                                dry_run=dry_run, replace=yes, identity_file=identity, progress=progress,
+                                ownership=ownership)
     if state.format(output) is OutputFormat.json:
         print_json(result.to_dict())
     else:
@@ -56,6 +82,23 @@ def restore(
 
         raise IntegrityError(f"restore of {backup_id} finished but {result.validation.problem()}",
                              hint="Try: storagectl backup verify " + backup_id)
+
+
+def _confirm_replace(state: AppState, backup_id: str, from_: str | None, to: str | None, identity,
+                     output: OutputFormat | None, ownership) -> bool:
+    """On a terminal, a non-empty target is not refused: its plan is shown and the user asked."""
+    from storagectl.backup import restore as restore_backup
+
+    plan = restore_backup(state.config, backup_id, from_, to, dry_run=True, identity_file=identity,
+                          ownership=ownership)
+    if not plan.to_dict()["needs_yes"]:
+        return False
+    _render(state, plan)
+    target = plan.plan.target
+    confirm(state, f"Replace the data of {target.label} with backup {backup_id}?",
+            refusal=f"{target.label} is not empty; restoring would overwrite its data",
+            hint=f"Try: storagectl restore {backup_id}{f' --from {from_}' if from_ else ''} --to {target.name} --yes")
+    return True
 
 
 def _render(state: AppState, result) -> None:
@@ -68,6 +111,8 @@ def _render(state: AppState, result) -> None:
                     + ("; the target is not empty: needs --yes" if plan["needs_yes"] else ""))
         if plan["replace_method"]:
             note(state, f"replacing: {plan['replace_method']}")
+        for key, values in result.preview.items():
+            note(state, f"{key.replace('_', ' ')}: {', '.join(values) or 'none'}")
         return
     note(state, f"restored backup {plan['id']} into {plan['target']} in {plan['duration']:.1f}s")
     for line in result.notes:

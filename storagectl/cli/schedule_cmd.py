@@ -13,11 +13,11 @@ from typing import Annotated, Any
 import typer
 
 from storagectl.cli import complete
-from storagectl.cli.output import note, print_json, print_table, styled_status
+from storagectl.cli.output import confirm, note, plan_format, print_json, print_table, styled_status
 from storagectl.cli.state import AppState, DryRunOption, OutputFormat, OutputOption, YesOption, state_of
 
 JobsOption = Annotated[list[str] | None, typer.Option(
-    "--job", "-j", help="Only this job (repeatable). Default: every job.",
+    "--job", "-j", metavar="JOB", help="Only this job (repeatable). Default: every job.",
     autocompletion=complete.job_names)]
 
 
@@ -29,7 +29,7 @@ def schedule(
     = False,
     job: JobsOption = None,
     grace: Annotated[float | None, typer.Option(
-        "--grace", min=0, help="On SIGTERM/SIGINT, abort running jobs after this many seconds "
+        "--grace", min=0, metavar="SECONDS", help="On SIGTERM/SIGINT, abort running jobs after this many seconds "
         "[default: let them finish; a second signal aborts].")] = None,
     output: OutputOption = None,
 ) -> None:
@@ -64,7 +64,8 @@ def schedule(
 def _run_scheduler(state: AppState, jobs: list[str], once: bool, grace: float | None,
                    output: OutputFormat | None) -> None:
     from storagectl.errors import OperationFailed
-    from storagectl.schedule import FAILURE, BackupJobRunner, Scheduler, check_lock_backends, stop_on_signals
+    from storagectl.locks import check_lock_backends
+    from storagectl.schedule import FAILURE, BackupJobRunner, Scheduler, stop_on_signals
 
     config = state.config
     check_lock_backends(config, jobs)
@@ -119,30 +120,40 @@ def prune(
 ) -> None:
     """Apply each job's retention policy to the backups its destination holds.
 
-    Prints every backup with keep or remove and the rules that kept it. Removing needs --yes;
-    without it (or with --dry-run) only the plan is shown. Never removes a job's newest complete
-    backup nor one still being written; removes backups without a manifest once nothing has been
-    written to them for retention.partial_after. A delete the destination refuses is an error.
+    Prints every backup with keep or remove and the rules that kept it. Removing asks first on a
+    terminal and needs --yes elsewhere; --dry-run only shows the plan. Never removes a job's newest
+    complete backup nor one still being written; removes backups without a manifest once nothing
+    has been written to them for retention.partial_after. A delete the destination refuses is an error.
     """
-    from storagectl.errors import UsageError
-    from storagectl.prune import prune_job, retention_jobs
-    from storagectl.schedule import check_lock_backends
+    from storagectl.locks import check_lock_backends
+    from storagectl.prune import retention_jobs
 
     state = state_of(ctx)
     config = state.config
     jobs = retention_jobs(config, job)
     check_lock_backends(config, jobs)
-    preview = dry_run or not yes
+    results = _prune_jobs(config, jobs, preview=dry_run or not yes)
+    asking = not dry_run and not yes and any(result.removed for result in results)
+    _render_prune(state, [result.to_dict() for result in results], plan_format(state, output) if asking else output)
+    if asking:
+        count = sum(len(result.removed) for result in results)
+        confirm(state, f"Remove {count} backup(s)?", refusal="refusing to remove backups without --yes",
+                hint="Try: storagectl backup prune" + "".join(f" --job {name}" for name in job or []) + " --yes")
+        results = _prune_jobs(config, jobs, preview=False)
+        _render_prune(state, [result.to_dict() for result in results], output)
+    _fail_on_unreadable(results)
+
+
+def _prune_jobs(config: Any, jobs: list[str], *, preview: bool) -> list[Any]:
+    """Each job's retention, planned only (``preview``) or applied under the job's lock."""
+    from storagectl.prune import prune_job
+
     now = datetime.now(UTC)
     results = []
     for name in jobs:
         with nullcontext() if preview else _job_locked(config, name):
             results.append(prune_job(config, name, now, dry_run=preview))
-    _render_prune(state, [result.to_dict() for result in results], output)
-    if not dry_run and not yes and any(result.removed for result in results):
-        raise UsageError("refusing to remove backups without --yes",
-                         hint="Try: storagectl backup prune --yes, once the plan above is right")
-    _fail_on_unreadable(results)
+    return results
 
 
 def _fail_on_unreadable(results: list[Any]) -> None:
@@ -161,10 +172,9 @@ def _fail_on_unreadable(results: list[Any]) -> None:
 
 def _job_locked(config: Any, job: str) -> Any:
     """The job's lock, so retention never runs while the scheduler runs the same job."""
-    from storagectl.locks import held
-    from storagectl.schedule import JobLocks
+    from storagectl.locks import job_locked
 
-    return held(JobLocks(config)(job), f"job {job!r}")
+    return job_locked(config, job)
 
 
 def _render_prune(state: AppState, results: list[dict[str, Any]], output: OutputFormat | None) -> None:
@@ -208,8 +218,8 @@ def check_run_prune(config: Any, job: str | None, backend: str | None, to: str |
     """Before `backup run --prune` takes a backup: the job whose retention will be applied."""
     from storagectl.backup import plan_backups
     from storagectl.errors import UsageError
+    from storagectl.locks import check_lock_backends
     from storagectl.prune import retention_jobs
-    from storagectl.schedule import check_lock_backends
 
     if backend or to:
         raise UsageError("--prune applies a job's retention policy; use it with --job, not --backend/--to")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperArgument, TyperCommand
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -25,10 +26,33 @@ class OutputFormat(StrEnum):
 
 OutputOption = Annotated[
     OutputFormat | None,
-    typer.Option("--output", "-o", help="table for people, json for scripts (overrides the global -o)."),
+    typer.Option("--output", "-o", metavar="FORMAT",
+        help="table for people, json for scripts (overrides the global -o)."),
 ]
-YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Proceed without asking.")]
+YesOption = Annotated[bool, typer.Option(
+    "--yes", "-y", help="Proceed without asking (without it: asks on a terminal, refuses elsewhere).")]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")]
+
+
+class _NamedArgument(TyperArgument):
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None if self.metavar else super().display_type_rich(ctx)
+
+
+class PlainUsage(TyperCommand):
+    """For commands with a required argument: help reads `Usage: storagectl backup show [OPTIONS]
+    BACKUP_ID` and `BACKUP_ID  Backup id.`; typer would write `{BACKUP_ID}` and `BACKUP_ID <str>`,
+    which read as template placeholders."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if type(param) is TyperArgument:
+                param.__class__ = _NamedArgument
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = super().collect_usage_pieces(ctx)
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in pieces]
 
 
 @dataclass
@@ -48,6 +72,11 @@ class AppState:
 
             self._config = load_config(self.config_path)
         return self._config
+
+    @property
+    def interactive(self) -> bool:
+        """Someone can answer a question: stdin and stderr (where it is asked) are terminals."""
+        return sys.stdin.isatty() and sys.stderr.isatty()
 
     def format(self, override: OutputFormat | None) -> OutputFormat:
         return override or self.output

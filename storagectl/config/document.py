@@ -213,7 +213,11 @@ class YamlDocument:
             raise _Rejected(problem="a key must be a plain value, not a mapping or list",
                             problem_mark=node.start_mark)
         self._values += 1
-        return str(_construct_scalar(node, loader))
+        key = _construct_scalar(node, loader)
+        if key is None:  # `~:` or `null:` would become a backend named "None"
+            raise _Rejected(problem=f"a key must be a name, not {node.value or 'an empty value'!r}",
+                            problem_mark=node.start_mark)
+        return node.value if isinstance(key, bool) else str(key)  # `on:` is the name "on", not "True"
 
     def _interpolate(self, value: str, loc: Loc) -> str:
         def substitute(match: re.Match[str]) -> str:

@@ -21,6 +21,7 @@ from storagectl.config.models import (
     DestinationSettings,
     JobSettings,
     StrictModel,
+    ToolsSettings,
     valid_name,
 )
 from storagectl.errors import ConfigError
@@ -37,6 +38,7 @@ class RawConfig(StrictModel):
     backends: dict[str, dict[str, Any]] = {}
     destinations: dict[str, dict[str, Any]] = {}
     jobs: dict[str, dict[str, Any]] = {}
+    tools: dict[str, Any] = {}
 
 
 def user_config_path() -> Path:
@@ -111,7 +113,8 @@ class _ConfigValidator:
             for name, entry in raw.jobs.items()
             if self._check_name(("jobs", name)) and (job := self._model(JobSettings, entry, ("jobs", name)))
         }
-        config = Config(self.document.path, backends, destinations, jobs)
+        tools = self._model(ToolsSettings, raw.tools, ("tools",)) or ToolsSettings()
+        config = Config(self.document.path, backends, destinations, jobs, tools)
         self._cross_references(raw, config)
         if self.problems:
             raise self._error()

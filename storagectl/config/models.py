@@ -29,8 +29,8 @@ class StrictModel(BaseModel):
 
 
 class PoolSettings(StrictModel):
-    max_size: int = Field(5, ge=1, description="Most connections open at once.")
-    min_idle: int = Field(0, ge=0, description="Connections kept open while idle.")
+    max_size: int = Field(5, ge=1, le=10_000, description="Most connections open at once.")
+    min_idle: int = Field(0, ge=0, le=10_000, description="Connections kept open while idle.")
     idle_timeout: Duration = Field(300.0, description="Close a connection idle this long.")
     acquisition_timeout: Duration = Field(10.0, description="Wait this long for a free connection.")
 
@@ -230,6 +230,12 @@ class JobSettings(StrictModel):
         return value
 
 
+class ToolsSettings(StrictModel):
+    pg_bin_dir: ConfigPath | None = Field(
+        None, description="Directory of the PostgreSQL client tools (pg_dump) backups use; unset: the one "
+        "matching the server found on PATH or in the usual install locations.")
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
@@ -238,6 +244,7 @@ class Config:
     backends: dict[str, BackendSettings] = field(default_factory=dict)
     destinations: dict[str, DestinationSettings] = field(default_factory=dict)
     jobs: dict[str, JobSettings] = field(default_factory=dict)
+    tools: ToolsSettings = field(default_factory=ToolsSettings)
 
     def backend(self, name: str) -> BackendSettings:
         return _lookup("backend", name, self.backends)

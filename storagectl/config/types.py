@@ -20,19 +20,28 @@ _SIZE_UNITS = {
 }
 
 
+MAX_DURATION = 100 * 365.25 * 86400  # seconds: far beyond any timeout or retention, and safe for time_t
+MAX_BYTE_SIZE = 1024**5
+
+
 def parse_duration(value: Any) -> float:
     """Seconds from a number or a string like ``500ms``, ``30s``, ``5m``, ``2h``, ``30d``, ``1w``."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 5m, 2h or 30d")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError(f"{value!r} is not a duration; use a number of seconds or 500ms, 30s, 5m, 2h, 30d, 1w")
-        seconds = float(match[1]) * _DURATION_UNITS[match[2]]
+    try:
+        if isinstance(value, int | float):
+            seconds = float(value)
+        else:
+            match = _DURATION.match(str(value))
+            if not match:
+                raise ValueError(f"{value!r} is not a duration; use a number of seconds or 500ms, 30s, 5m, 2h, 30d, 1w")
+            seconds = float(match[1]) * _DURATION_UNITS[match[2]]
+    except OverflowError:
+        seconds = float("inf")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
+    if not seconds <= MAX_DURATION:  # also NaN and .inf
+        raise ValueError("a duration must be finite and at most 100 years")
     return seconds
 
 
@@ -46,9 +55,14 @@ def parse_byte_size(value: Any) -> int:
         match = _SIZE.match(str(value))
         if not match:
             raise ValueError(f"{value!r} is not a size; use bytes or 512KiB, 64MiB, 1GiB")
-        size = int(float(match[1]) * _SIZE_UNITS[(match[2] or "").lower()])
+        size_float = float(match[1]) * _SIZE_UNITS[(match[2] or "").lower()]
+        if not size_float <= MAX_BYTE_SIZE:
+            raise ValueError("a size must be at most 1 PiB")
+        size = int(size_float)
     if size < 0:
         raise ValueError("a size cannot be negative")
+    if size > MAX_BYTE_SIZE:
+        raise ValueError("a size must be at most 1 PiB")
     return size
 
 

@@ -60,7 +60,17 @@ def progress_summary(results: list[RunResult], not_attempted: list[str]) -> str:
 
 
 def status_all(config: Config) -> list[MigrationStatus]:
-    return [migrator_for(backend).status() for backend in migrating_backends(config)]
+    """Every migrating backend's status; one that cannot be read (no directory, unreachable) is a
+    row with its error, and the others are still reported."""
+    return [_status_or_error(backend) for backend in migrating_backends(config)]
+
+
+def _status_or_error(backend: Backend) -> MigrationStatus:
+    try:
+        return migrator_for(backend).status()
+    except StoragectlError as exc:
+        error = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+        return MigrationStatus(backend.name, backend.kind, None, None, [], [], error, int(exc.exit_code))
 
 
 __all__ = [

@@ -25,6 +25,7 @@ from storagectl.migrations.base import (
     HistoryEntry,
     MigrationStatus,
     NewRevision,
+    RevisionInfo,
     RunResult,
     Warn,
     require_directory,
@@ -222,6 +223,21 @@ class AlembicMigrator(ABC):
             for rev in script.walk_revisions()
         ]
 
+    def heads(self) -> list[RevisionInfo]:
+        script = self._script()
+        return [self._info(script, rev) for rev in script.get_revisions("heads")]
+
+    def show(self, revision: str) -> RevisionInfo:
+        script = self._script()
+        self._check_target(script, revision)
+        with self._alembic_errors():
+            found = script.get_revision(revision)
+        return self._info(script, found, body=Path(found.path).read_text(encoding="utf-8"))
+
+    def _info(self, script: Any, rev: Any, body: str | None = None) -> RevisionInfo:
+        return RevisionInfo(self.backend.name, rev.revision, list(_as_tuple(rev.down_revision)), rev.doc or "",
+                            Path(rev.path), rev.revision in script.get_heads(), body)
+
     # -- running ------------------------------------------------------------------------------
     def _preflight(self, script: Any, connection: Any, to: str, strict: bool) -> list[str]:
         """Lint the pending revisions and note edited applied ones; --strict refuses on any finding."""
@@ -234,10 +250,11 @@ class AlembicMigrator(ABC):
     def _enforce(self, findings: list[LintFinding], strict: bool) -> list[str]:
         """Lint findings as warnings; with --strict, an error before anything is applied."""
         if strict and findings:
+            name = self.backend.name
             raise OperationFailed(
-                f"backend {self.backend.name!r}: --strict and lint found {len(findings)} problem(s), "
-                f"nothing applied: {findings[0]}",
-                hint="Try: storagectl migrate up --dry-run to review, or drop --strict to apply with warnings",
+                f"backend {name!r}: --strict and lint found {len(findings)} problem(s), nothing applied",
+                details=[str(finding) for finding in findings],
+                hint=f"Try: storagectl migrate up --backend {name} --dry-run; drop --strict to apply with warnings",
             )
         return [str(finding) for finding in findings]
 
@@ -281,7 +298,7 @@ class AlembicMigrator(ABC):
         return OperationFailed(
             self.backend.redact(f"backend {self.backend.name!r}: revision {failed} failed: {reason}{where}; "
                                 f"database left at revision {left_at}"),
-            hint="Try: fix the revision, then run storagectl migrate up again",
+            hint=f"Try: fix the revision; then storagectl migrate up --backend {self.backend.name}",
         )
 
     def _dry_run(self, command_name: str, to: str) -> RunResult:
@@ -315,7 +332,8 @@ class AlembicMigrator(ABC):
             raise NotFound(
                 f"backend {self.backend.name!r}: the database is at revision {', '.join(unknown)}, "
                 f"which {self.directory} does not have",
-                hint="Try: deploy the code that matches this database, or storagectl migrate stamp a known revision",
+                hint=f"Try: storagectl migrate history --backend {self.backend.name}; deploy the code that matches "
+                     "this database, or migrate stamp a known revision",
             )
         return _ancestry(script, heads)
 

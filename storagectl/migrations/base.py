@@ -46,9 +46,18 @@ class MigrationStatus:
     head: str | None
     pending: list[str]
     edited: list[str]
+    error: str | None = None  # `status --all`: why this backend could not be read; the others still are
+    error_exit: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        """0 up to date, 1 pending, 6 edited, or the error's own code; the worst counts."""
+        return max(self.error_exit, 6 if self.edited else 0, 1 if self.pending else 0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "pending_count": len(self.pending)}
+        data = asdict(self)
+        del data["error_exit"]
+        return {**data, "pending_count": len(self.pending), "exit_code": self.exit_code}
 
 
 @dataclass
@@ -59,6 +68,22 @@ class HistoryEntry:
     applied: bool
     applied_at: str | None = None
     edited: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RevisionInfo:
+    """One revision as `migrate heads` / `migrate show` print it (read from the directory only)."""
+
+    backend: str
+    revision: str
+    parents: list[str]
+    message: str
+    path: Path
+    is_head: bool
+    body: str | None = None  # `show`: the revision's upgrade code or Cypher statements
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,6 +121,10 @@ class Migrator(Protocol):
     def history(self) -> list[HistoryEntry]: ...
 
     def stamp(self, revision: str, *, lock_timeout: float = 60.0) -> str | None: ...
+
+    def heads(self) -> list[RevisionInfo]: ...
+
+    def show(self, revision: str) -> RevisionInfo: ...
 
 
 def migrator_for(backend: Backend) -> Migrator:

@@ -23,6 +23,7 @@ from storagectl.migrations.base import (
     HistoryEntry,
     MigrationStatus,
     NewRevision,
+    RevisionInfo,
     RunResult,
     Warn,
     file_checksum,
@@ -142,8 +143,8 @@ class CypherMigrator:
     def down(self, to: str, *, dry_run: bool = False, lock_timeout: float = 60.0) -> RunResult:
         raise UsageError(
             f"backend {self.backend.name!r}: Cypher migrations only go forward",
-            hint=f"Try: storagectl migrate new --backend {self.backend.name} -m 'undo ...' "
-                 "with statements that reverse the change",
+            hint=f"Try: storagectl migrate new --backend {self.backend.name} -m 'undo ...'; "
+                 "give it statements that reverse the change",
         )
 
     def stamp(self, revision: str, *, lock_timeout: float = 60.0) -> str | None:
@@ -175,6 +176,25 @@ class CypherMigrator:
                                 m.version in edited)
                    for previous, m in zip([None, *migrations], migrations, strict=False)]
         return list(reversed(entries))
+
+    def heads(self) -> list[RevisionInfo]:
+        """Versioned files form one line: the head is the highest version."""
+        migrations = self._files()
+        return [self._info(migrations, migrations[-1])] if migrations else []
+
+    def show(self, revision: str) -> RevisionInfo:
+        migrations = self._files()
+        target = self._targets(revision)[-1] if migrations else None
+        if target is None:
+            raise NotFound(f"backend {self.backend.name!r}: no migrations in {self.directory}",
+                           hint=f"Try: storagectl migrate new --backend {self.backend.name} -m 'first change'")
+        return self._info(migrations, target, body=target.path.read_text(encoding="utf-8"))
+
+    def _info(self, migrations: list[CypherMigration], migration: CypherMigration,
+              body: str | None = None) -> RevisionInfo:
+        parents = [m.label for m in migrations if m.version < migration.version][-1:]
+        return RevisionInfo(self.backend.name, migration.label, parents, migration.description, migration.path,
+                            migration is migrations[-1], body)
 
     # -- internals ----------------------------------------------------------------------------
     def _targets(self, to: str) -> list[CypherMigration]:
@@ -209,7 +229,8 @@ class CypherMigrator:
             names = ", ".join(m.path.name for m in edited)
             raise IntegrityError(
                 f"backend {self.backend.name!r}: applied migration file(s) changed since they ran: {names}",
-                hint="Try: restore the file(s) as applied and put the change in a new V file",
+                hint=f"Try: storagectl migrate history --backend {self.backend.name}; restore the file(s) as "
+                     "applied and put the change in a new V file",
             )
 
     def _apply(self, driver: Any, migration: CypherMigration, last_good: str | None) -> None:
@@ -229,7 +250,8 @@ class CypherMigrator:
             raise OperationFailed(
                 self.backend.redact(f"backend {self.backend.name!r}: migration {migration.path.name} failed{running}: "
                                     f"{_message(exc)}; graph left at {last_good or 'no migrations'}"),
-                hint="Try: fix the file (it was not recorded), then run storagectl migrate up again",
+                hint=f"Try: fix the file (it was not recorded); then storagectl migrate up --backend "
+                     f"{self.backend.name}",
             ) from exc
 
     @contextmanager

@@ -1,0 +1,86 @@
+"""TimescaleDB code against a real TimescaleDB: PGlite with TimescaleDB 2.23.0-dev (tests/servers.py).
+
+Its one server session is shared by every client and a second connection waits for the first to
+close, so only what runs on one connection at a time is tested here (see the README's table).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_diag import checks_by_name, only_backend
+
+
+@pytest.fixture
+def hypertable(timescale_db):
+    with timescale_db.connect() as conn:
+        conn.execute("CREATE TABLE metrics (at timestamptz NOT NULL, device int, value float8)")
+        conn.execute("SELECT create_hypertable('metrics', 'at', chunk_time_interval => interval '1 day')")
+        conn.execute("INSERT INTO metrics SELECT '2024-01-01'::timestamptz + g * interval '1 hour', g % 5, g / 3.0 "
+                     "FROM generate_series(0, 24 * 5 - 1) g")
+    return timescale_db
+
+
+def ts_yaml(database, extra: str = "") -> str:
+    return database.backend_yaml("ts", kind="timescaledb", extra=extra)
+
+
+def test_diag_reads_the_timescaledb_version_and_hypertables(cli, write_config, hypertable):
+    result = cli("-c", write_config("backends:\n" + ts_yaml(hypertable)), "-o", "json", "diag")
+    checks = checks_by_name(only_backend(result))
+    assert checks["timescaledb"]["value"] == "2.23.0-dev"
+    assert checks["timescaledb"]["display"] == "2.23.0-dev (1 hypertables)"
+
+
+def test_migrate_up_runs_a_revision_that_creates_a_hypertable(cli, write_config, timescale_db):
+    from tests.test_migrate import SqlTarget, migrate, new_revision
+
+    config = write_config("backends:\n" + ts_yaml(timescale_db, extra="migrations: mig/ts\n"))
+    target = SqlTarget(config, "ts", "timescaledb", pg=timescale_db)
+    assert migrate(cli, target, "init").exit_code == 0
+    revision = new_revision(cli, target, "metrics hypertable", """
+        op.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        op.create_table("readings", sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+                        sa.Column("value", sa.Float))
+        op.execute("SELECT create_hypertable('readings', 'at')")
+        """, "op.drop_table('readings')")
+    result = migrate(cli, target, "up")
+    assert result.exit_code == 0, result.stderr
+    assert target.query("SELECT hypertable_name FROM timescaledb_information.hypertables") == [("readings",)]
+    assert target.query("SELECT version_num FROM alembic_version") == [(revision["revision"],)]
+
+
+def test_restore_mode_is_entered_and_left_on_the_real_extension(timescale_db):
+    """The TimescaleDB half of a restore (prepare_restore / finish_restore) on one connection. A whole
+    backup cannot be taken of PGlite: pg_dump --snapshot needs a second session beside the one
+    holding the snapshot, and PGlite serves one at a time (see the README)."""
+    from storagectl.backends import timescaledb
+
+    with timescale_db.connect() as conn:
+        timescaledb.prepare_restore(conn, "2.23.0-dev")
+        assert conn.execute("SHOW timescaledb.restoring").fetchone() == ("on",)
+        conn.execute("CREATE TABLE m (at timestamptz NOT NULL, v int)")
+        timescaledb.finish_restore(conn)
+        assert conn.execute("SHOW timescaledb.restoring").fetchone() == ("off",)
+        conn.execute("SELECT create_hypertable('m', 'at')")  # usable again after restoring mode
+        assert conn.execute("SELECT count(*) FROM timescaledb_information.hypertables").fetchone() == (1,)
+
+
+def test_restore_refuses_another_timescaledb_version_than_the_targets(timescale_db):
+    from storagectl.backends import timescaledb
+    from storagectl.errors import OperationFailed
+
+    with timescale_db.connect() as conn, pytest.raises(
+            OperationFailed, match=r"the target has TimescaleDB 2\.23\.0-dev but the backup was taken with 2\.99\.0"):
+        timescaledb.prepare_restore(conn, "2.99.0")
+
+
+def test_wraparound_age_ignores_databases_whose_frozen_xid_is_not_a_real_xid(cli, write_config, timescale_db):
+    """PGlite's postgres and template0 have datfrozenxid 0, for which age() answers 2147483647."""
+    with timescale_db.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datfrozenxid = '0'").fetchone()[0] >= 1
+        newest = conn.execute("SELECT max(age(datfrozenxid)) FILTER (WHERE datfrozenxid <> '0') "
+                              "FROM pg_database").fetchone()[0]
+    result = cli("-c", write_config("backends:\n" + ts_yaml(timescale_db)), "-o", "json", "diag")
+    wraparound = checks_by_name(only_backend(result))["wraparound_age"]
+    assert wraparound["status"] == "ok" and 0 < wraparound["value"] <= newest + 1000
