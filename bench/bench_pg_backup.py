@@ -6,8 +6,13 @@ pg_restore; peak RSS of the backup <= 200 MB and <= 1.3x when the data grows 10x
 the base database vs one built at --small-scale, i.e. 1/10 of it). Prints figures and ratios; exits 0
 either way (benchmarks report, tests assert).
 
-Usage: python bench/bench_pg_backup.py [--scale 1] [--parallel 4] [--backup-parallel N] [--level 1] [--levels 1,2]
-                                       [--small-scale 0.1] [--skip-restore] [--rounds 3]
+Issue 19 adds narrow shapes (``--shape int-pairs-20m`` / ``int-pairs-1.25m``: one table of two
+integers) and the ``pg_dump -Fd -j2`` reference; targets there: backup <= 0.5x ``pg_dump -Fc`` and
+<= 0.8x ``pg_dump -Fd -j2``, peak RSS <= 100 MiB on every shape (compare the shapes' RSS for flatness).
+
+Usage: python bench/bench_pg_backup.py [--shape benchmark] [--scale 1] [--parallel 4] [--backup-parallel N]
+                                       [--level 1] [--levels 1,2] [--small-scale 0.1] [--skip-restore]
+                                       [--rounds 3]
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pg_dataset import ADMIN_URL, database_url, describe, ensure_dataset  # noqa: E402
+from pg_dataset import ADMIN_URL, INT_PAIR_SHAPES, database_url, describe, ensure_dataset, ensure_int_pairs  # noqa: E402,I001
 
 TIME = "/usr/bin/time"
 
@@ -78,6 +84,16 @@ def pg_dump_baseline(source_url: str, workdir: Path) -> tuple[float, int]:
     return elapsed, path.stat().st_size
 
 
+def pg_dump_directory_baseline(source_url: str, workdir: Path) -> tuple[float, int]:
+    """``pg_dump -Fd -j2``: the parallel reference (its workers split by table)."""
+    path = workdir / "bench.dir"
+    shutil.rmtree(path, ignore_errors=True)
+    elapsed, _, _ = timed(["pg_dump", "-Fd", "-j2", "-f", str(path), f"--dbname={source_url}"])
+    size = sum(f.stat().st_size for f in path.iterdir())
+    shutil.rmtree(path)
+    return elapsed, size
+
+
 def report(label: str, ours: float, theirs: float, target: float, unit: str = "s") -> None:
     ratio = ours / theirs
     verdict = "OK" if ratio <= target else "MISSED"
@@ -86,28 +102,43 @@ def report(label: str, ours: float, theirs: float, target: float, unit: str = "s
 
 
 def bench_backup(args: argparse.Namespace, source_url: str, workdir: Path) -> tuple[Path, dict]:
-    """``--rounds`` rounds of pg_dump -Fc and storagectl at --level, alternating, medians compared;
-    each other level of --levels once."""
+    """``--rounds`` rounds of pg_dump -Fc, pg_dump -Fd -j2 and storagectl at --level, in an order
+    that rotates per round, medians compared; each other level of --levels once."""
     import statistics
 
     target_url = database_url(ADMIN_URL, "stctl_bench_restore")
     config = write_config(workdir, source_url, target_url, args.level, args.backup_parallel)
-    dumps, ours, dump_size, info = [], [], 0, {}
+    runs: dict[str, Any] = {
+        "pg_dump -Fc": lambda: pg_dump_baseline(source_url, workdir),
+        "pg_dump -Fd -j2": lambda: pg_dump_directory_baseline(source_url, workdir),
+        "storagectl": lambda: storagectl_backup(config),
+    }
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    sizes: dict[str, float] = {}
+    rss_kib: list[int] = []
+    info: dict = {}
     for round_ in range(args.rounds):
-        for tool in (("pg_dump", "storagectl") if round_ % 2 == 0 else ("storagectl", "pg_dump")):
+        names = list(runs)
+        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
             checkpoint()
-            if tool == "pg_dump":
-                elapsed, dump_size = pg_dump_baseline(source_url, workdir)
-                dumps.append(elapsed)
+            if name == "storagectl":
+                elapsed, rss, info = runs[name]()
+                rss_kib.append(rss)
+                sizes[name] = info["size"]
             else:
-                elapsed, rss, info = storagectl_backup(config)
-                ours.append(elapsed)
-    print(f"pg_dump -Fc: median {statistics.median(dumps):.2f}s of {', '.join(f'{t:.2f}' for t in dumps)}, "
-          f"{dump_size / 2**20:.1f} MiB")
-    print(f"storagectl backup q{args.level}: median {statistics.median(ours):.2f}s of "
-          f"{', '.join(f'{t:.2f}' for t in ours)}, {info['size'] / 2**20:.1f} MiB, peak RSS {rss / 1024:.0f} MiB")
-    report(f"backup time (brotli q{args.level})", statistics.median(ours), statistics.median(dumps), 0.6)
-    report(f"archive size (brotli q{args.level})", info["size"] / 2**20, dump_size / 2**20, 1.0, "MiB")
+                elapsed, sizes[name] = runs[name]()
+            times[name].append(elapsed)
+    print(f"load average after the runs: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    for name, samples in times.items():
+        print(f"{name}: median {statistics.median(samples):.2f}s of {', '.join(f'{t:.2f}' for t in samples)}, "
+              f"{sizes[name] / 2**20:.1f} MiB")
+    print(f"storagectl peak RSS: {', '.join(f'{r / 1024:.0f}' for r in rss_kib)} MiB (target <= 100 MiB)")
+    ours = statistics.median(times["storagectl"])
+    report(f"backup time vs -Fc (brotli q{args.level})", ours, statistics.median(times["pg_dump -Fc"]),
+           0.5)
+    report("backup time vs -Fd -j2", ours, statistics.median(times["pg_dump -Fd -j2"]), 0.8)
+    report(f"archive size (brotli q{args.level})", sizes["storagectl"] / 2**20, sizes["pg_dump -Fc"] / 2**20, 1.0,
+           "MiB")
     for level in sorted(set(args.levels) - {args.level}):
         elapsed, rss, other = storagectl_backup(write_config(workdir, source_url, target_url, level,
                                                                    args.backup_parallel))
@@ -163,6 +194,8 @@ def bench_rss_growth(args: argparse.Namespace, base_rss_kib: int, workdir: Path)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", choices=["benchmark", *INT_PAIR_SHAPES], default="benchmark",
+                        help="the benchmark's mixed tables (at --scale), or one table of two integers")
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--parallel", type=int, default=4, help="restore workers, and pg_restore -jN")
     parser.add_argument("--backup-parallel", type=int, default=None,
@@ -177,16 +210,20 @@ def main() -> None:
     args = parser.parse_args()
     if not shutil.which("storagectl"):
         sys.exit("storagectl is not on PATH (pip install -e .)")
-    source_url = ensure_dataset(ADMIN_URL, "stctl_bench", args.scale)
-    print(f"dataset stctl_bench: {describe(source_url)}; {os.cpu_count()} CPUs; restore parallel {args.parallel}, "
+    if args.shape == "benchmark":
+        source_url = ensure_dataset(ADMIN_URL, "stctl_bench", args.scale)
+    else:
+        source_url = ensure_int_pairs(ADMIN_URL, args.shape)
+    print(f"dataset {args.shape}: {describe(source_url)}; {os.cpu_count()} CPUs; restore parallel {args.parallel}, "
           f"backup parallel {args.backup_parallel or 'default'}")
     with tempfile.TemporaryDirectory(prefix="stctl-bench-") as tmp:
         workdir = Path(tmp)
         config, info = bench_backup(args, source_url, workdir)
-        _, rss, _ = timed(["storagectl", "-c", str(config), "-o", "json", "backup", "run", "--job", "bench"])
         if not args.skip_restore:
             bench_restore(args, config, info["id"], workdir)
-        bench_rss_growth(args, rss, workdir)
+        if args.shape == "benchmark":
+            _, rss, _ = timed(["storagectl", "-c", str(config), "-o", "json", "backup", "run", "--job", "bench"])
+            bench_rss_growth(args, rss, workdir)
 
 
 if __name__ == "__main__":

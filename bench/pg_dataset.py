@@ -102,6 +102,36 @@ def ensure_dataset(admin_url: str, database: str, scale: float, force: bool = Fa
     return url
 
 
+# Narrow shapes (issue 19): one table of two integers, where per-row costs dominate per-byte ones.
+INT_PAIR_SHAPES = {"int-pairs-20m": 20_000_000, "int-pairs-1.25m": 1_250_000}
+
+
+def ensure_int_pairs(admin_url: str, shape: str) -> str:
+    """One table ``pairs (a int, b int)`` of the shape's row count in database ``stctl_bench_<shape>``
+    (built unless present at that count); returns its URL."""
+    rows = INT_PAIR_SHAPES[shape]
+    database = "stctl_bench_" + shape.replace("-", "_").replace(".", "_")
+    url = database_url(admin_url, database)
+    try:
+        with psycopg.connect(url) as conn:
+            present = conn.execute("SELECT obj_description('pairs'::regclass, 'pg_class')").fetchone()[0]
+    except psycopg.Error:
+        present = None
+    if present != f"rows={rows}":
+        started = time.perf_counter()
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE pairs (a int, b int)")
+            conn.execute("INSERT INTO pairs SELECT g, (g::bigint * 7919 %% 1000003)::int "
+                         "FROM generate_series(1, %s) g", [rows])
+            conn.execute("VACUUM (FREEZE, ANALYZE) pairs")
+            conn.execute(sql.SQL("COMMENT ON TABLE pairs IS {}").format(sql.Literal(f"rows={rows}")))
+        print(f"built {database} ({rows:,} rows) in {time.perf_counter() - started:.1f}s")
+    return url
+
+
 def describe(url: str) -> str:
     with psycopg.connect(url) as conn:
         rows = conn.execute(

@@ -192,8 +192,16 @@ def target(pg_target):
     return pg_target
 
 
+@pytest.fixture(params=["libpq", "psql"])
+def reader(request, monkeypatch):
+    """Which COPY reader backups and content summaries use for text tables: libpq row by row (small
+    tables) or psql in blocks (large ones); both must give the same checksums."""
+    monkeypatch.setattr(pg_archive, "PSQL_MIN_BYTES", 0 if request.param == "psql" else 1 << 62)
+    return request.param
+
+
 # -- round trip ----------------------------------------------------------------------------------------
-def test_round_trip_is_identical(source, target, tmp_path):
+def test_round_trip_is_identical(reader, source, target, tmp_path):
     archive = backup_to(tmp_path / "b", source)
     restored = backend_for(target)
     assert restored.is_empty()
@@ -269,7 +277,7 @@ def format_2_contents_match(database) -> bool:
     return tables == {name: expected[name] for name in tables} and [sequence] == list(expected["sequences"].values())
 
 
-def test_format_2_archive_restores_and_validates(cli, format_2_config, pg_target):
+def test_format_2_archive_restores_and_validates(reader, cli, format_2_config, pg_target):
     """A backup written before binary COPY: all text, read with the default search_path (regclass
     values unqualified), checksums without a format prefix."""
     # one worker: every part loads on the connection that ran pg_dump's schema SQL (empty search_path)
@@ -282,7 +290,7 @@ def test_format_2_archive_restores_and_validates(cli, format_2_config, pg_target
     assert format_2_contents_match(pg_target)
 
 
-def test_format_2_validation_still_catches_a_change(cli, format_2_config, pg_target, monkeypatch):
+def test_format_2_validation_still_catches_a_change(reader, cli, format_2_config, pg_target, monkeypatch):
     original = pg_archive.copy_in
 
     def and_change_a_row(backend, conn, archive, part):
@@ -316,7 +324,7 @@ def test_backup_records_counts_sequences_and_objects(source, tmp_path):
     assert "REFRESH MATERIALIZED VIEW public.author_stats" in (tmp_path / "b/schema/post-data.sql").read_text()
 
 
-def test_checksum_is_over_the_rows_psycopg_copy_reads(source):
+def test_checksum_is_over_the_rows_psycopg_copy_reads(reader, source):
     """The fast libpq reader sees exactly the rows psycopg's own Copy yields; the checksum is over them."""
     with source.connect() as conn:
         conn.execute(SESSION_SETTINGS)
@@ -369,7 +377,7 @@ def test_binary_copy_without_a_binary_header_is_an_error(source):
         conn.close()  # left mid-COPY, as after any failure while reading: callers close it
 
 
-def test_checksum_ignores_row_order(source):
+def test_checksum_ignores_row_order(reader, source):
     backend = backend_for(source)
     before = backend.content_summary()
     with source.connect() as conn:  # rewrite the heap in another physical order
@@ -377,7 +385,7 @@ def test_checksum_ignores_row_order(source):
     assert backend.content_summary().checksums == before.checksums
 
 
-def test_large_tables_are_stored_in_parts_and_restored_in_parallel(source, target, tmp_path, monkeypatch):
+def test_large_tables_are_stored_in_parts_and_restored_in_parallel(reader, source, target, tmp_path, monkeypatch):
     monkeypatch.setattr(pg_archive, "PART_BYTES", 64 * 1024)
     monkeypatch.setattr(pg_copy, "PIECE_BYTES", 16 * 1024)
     with source.connect() as conn:
@@ -395,7 +403,7 @@ def test_large_tables_are_stored_in_parts_and_restored_in_parallel(source, targe
     assert backend_for(target).content_summary().checksums == expected_summary(archive.metadata).checksums
 
 
-def test_empty_table_is_one_empty_part(source, target, tmp_path):
+def test_empty_table_is_one_empty_part(reader, source, target, tmp_path):
     with source.connect() as conn:
         conn.execute("CREATE TABLE nothing (x int); CREATE TABLE no_blobs (x int, b bytea)")
     archive = backup_to(tmp_path / "b", source)
@@ -409,7 +417,7 @@ def test_empty_table_is_one_empty_part(source, target, tmp_path):
     assert table_contents(target) == table_contents(source)
 
 
-def test_checksum_changes_with_one_value(source):
+def test_checksum_changes_with_one_value(reader, source):
     backend = backend_for(source)
     before = backend.content_summary()
     with source.connect() as conn:
@@ -430,6 +438,54 @@ def test_binary_copy_error_is_the_servers_and_leaves_the_connection_usable(sourc
         with pytest.raises(psycopg.errors.DivisionByZero):
             list(copy)
         assert conn.execute("SELECT 3").fetchone() == (3,)
+
+
+def test_both_readers_give_the_same_checksums_of_every_table(source, monkeypatch):
+    """Backups taken through psql validate against libpq's reading and back (also of format 2's
+    default search_path), so a table may grow past PSQL_MIN_BYTES between backup and restore."""
+    backend = backend_for(source)
+    monkeypatch.setattr(pg_archive, "PSQL_MIN_BYTES", 1 << 62)
+    by_libpq = backend.content_summary()
+    by_libpq_format_2 = backend.content_summary(like=format_2_like(by_libpq))
+    monkeypatch.setattr(pg_archive, "PSQL_MIN_BYTES", 0)
+    assert backend.content_summary() == by_libpq
+    assert backend.content_summary(like=format_2_like(by_libpq)) == by_libpq_format_2
+    assert by_libpq_format_2.checksums['"public"."refs"'] != by_libpq.checksums['"public"."refs"'].split(":")[1]
+
+
+def format_2_like(summary):
+    """A summary as a format 2 backup recorded it: checksums without a format prefix."""
+    return type(summary)(counts=dict(summary.counts),
+                         checksums={unit: checksum.split(":")[1] for unit, checksum in summary.checksums.items()})
+
+
+def test_psql_reader_joins_rows_longer_than_a_block(source, monkeypatch):
+    monkeypatch.setattr(pg_archive, "PSQL_MIN_BYTES", 0)
+    monkeypatch.setattr(pg_copy, "PIECE_BYTES", 1000)
+    with source.connect() as conn:
+        conn.execute("INSERT INTO public.posts (author_id, title, body) "
+                     "SELECT 1, 'long ' || g, repeat(md5(g::text), 150) FROM generate_series(1, 20) g")
+        conn.execute(SESSION_SETTINGS)
+        with conn.cursor() as cursor, cursor.copy("COPY public.posts TO STDOUT") as copy:
+            rows = [bytes(row) for row in copy]
+    assert max(map(len, rows)) > 4 * 1000
+    summary = backend_for(source).content_summary()
+    assert summary.checksums['"public"."posts"'] == row_checksum(sum(map(zlib.crc32, rows)))
+    assert summary.counts['"public"."posts"'] == len(rows)
+
+
+def test_psql_reader_error_is_one_line_with_the_servers_message(source, monkeypatch):
+    monkeypatch.setattr(pg_archive, "PSQL_MIN_BYTES", 0)
+    backend = backend_for(source)
+    with source.connect() as conn:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        table = Table("public", "no such table")
+        with pytest.raises(OperationFailed, match=r'copying "public"."no such table" failed \(psql exit 1\): '
+                                                  r'ERROR: .*does not exist'):
+            pg_archive.copy_out(backend, conn, table, None, snapshot=snapshot)
+        with pytest.raises(OperationFailed, match="invalid snapshot identifier"):
+            pg_archive.copy_out(backend, conn, Table("public", "posts"), None, snapshot="00000003-0000001B-1")
 
 
 def test_copy_out_error_is_reported_and_leaves_the_connection_usable(source):
@@ -603,7 +659,7 @@ def test_schema_failure_is_reported_not_masked(cli, write_config, pg_database, t
 
 
 # -- through the CLI and the real archive layer ---------------------------------------------------------
-def test_cli_round_trip_with_validate(cli, write_config, source, target, tmp_path):
+def test_cli_round_trip_with_validate(reader, cli, write_config, source, target, tmp_path):
     config = write_config("version: 1\nbackends:\n" + source.backend_yaml("src") + target.backend_yaml("dst")
                           + f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
     ran = cli("-c", config, "-o", "json", "backup", "run", "--backend", "src", "--to", "local")

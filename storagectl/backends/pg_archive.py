@@ -23,6 +23,7 @@ the same restore goes into a new database that is swapped in only when complete
 from __future__ import annotations
 
 import re
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext, suppress
@@ -41,10 +42,17 @@ from storagectl.archive.api import (
 )
 from storagectl.archive.pipe import BackgroundWriter
 from storagectl.backends import pg_largeobjects, pg_roles, pg_schema
-from storagectl.backends.pg_copy import BINARY_HEADER, BINARY_TRAILER, CopyOut, checksum_format, row_checksum
+from storagectl.backends.pg_copy import (
+    BINARY_HEADER,
+    BINARY_TRAILER,
+    CopyOut,
+    PsqlCopyOut,
+    checksum_format,
+    row_checksum,
+)
 from storagectl.backends.pg_jobs import Job, run_jobs
 from storagectl.backends.pg_largeobjects import LargeObjectLoad, LargeObjects
-from storagectl.backends.pg_tools import IndexBuild, PgDump, PostData, split_post_data
+from storagectl.backends.pg_tools import IndexBuild, PgDump, PostData, connection_env, split_post_data
 from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, UsageError, raise_with_state
 
 if TYPE_CHECKING:
@@ -58,6 +66,9 @@ FORMAT_WITHOUT_LARGE_OBJECTS = 3
 READABLE_FORMATS = (2, 3, 4)
 READ_BYTES = 1 << 20
 PART_BYTES = 64 << 20  # raw COPY data per archive object; larger tables are stored in parts
+# Text tables from this size on (on disk) are read through psql (pg_copy.PsqlCopyOut): starting it
+# costs ~30 ms, which libpq's per-row reading of a smaller table does not reach.
+PSQL_MIN_BYTES = 16 << 20
 PRE_DATA = "schema/pre-data.sql"
 POST_DATA = "schema/post-data.sql"
 # Fixed output settings so COPY text is identical for backup, restore and content_summary().
@@ -122,10 +133,19 @@ def backup(backend: PostgresBackend, archive: ArchiveWriter, options: BackupOpti
 
 def _schema_dump_job(backend: PostgresBackend, pg_dump: PgDump, snapshot: str,
                      archive: ArchiveWriter) -> Callable[[Any], None]:
+    """Both sections at once: each pg_dump spends most of its ~0.3 s waiting for catalog queries."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def dump_section(section: str, name: str) -> None:
+        with archive.create(name) as sink:
+            pg_dump.dump_section(backend, section, snapshot, sink.write)
+
     def dump_schema(_conn: Any) -> None:
-        for section, name in (("pre-data", PRE_DATA), ("post-data", POST_DATA)):
-            with archive.create(name) as sink:
-                pg_dump.dump_section(backend, section, snapshot, sink.write)
+        with ThreadPoolExecutor(2, thread_name_prefix="pg-dump") as pool:
+            sections = [pool.submit(dump_section, section, name)
+                        for section, name in (("pre-data", PRE_DATA), ("post-data", POST_DATA))]
+            for section in sections:
+                section.result()
     return dump_schema
 
 
@@ -146,17 +166,20 @@ def _large_objects_job(backend: PostgresBackend, archive: ArchiveWriter,
 def _copy_tables_out(backend: PostgresBackend, holder: Any, snapshot: str, tables: list[pg_schema.Table],
                      options: BackupOptions, archive: ArchiveWriter, first_jobs: list[Callable[[Any], None]]
                      ) -> list[TableCopy]:
-    """``first_jobs`` (the schema dump, the large objects), then tables largest first; the holder
-    connection copies too."""
+    """The largest table, ``first_jobs`` (the schema dump, the large objects), then the other tables
+    largest first; the holder connection copies too."""
     names = object_names(tables)
     results: list[TableCopy] = []
 
     def copy_one(conn: Any, table: pg_schema.Table) -> None:
         parts = ObjectParts(archive, names[table], binary=table.copy_format == "binary")
-        rows, checksum = copy_out(backend, conn, table, parts)
+        rows, checksum = copy_out(backend, conn, table, parts, snapshot=snapshot)
         results.append(TableCopy(table.schema, table.name, parts.names, rows, checksum, table.copy_format))
 
-    jobs: list[Any] = [*first_jobs, *sorted(tables, key=lambda t: t.size, reverse=True)]
+    largest_first = sorted(tables, key=lambda t: t.size, reverse=True)
+    # The largest table first, to the holder (connected already: the first worker), so the longest
+    # job does not wait for a connection; the schema dump needs none of its own.
+    jobs: list[Any] = [*largest_first[:1], *first_jobs, *largest_first[1:]]
     workers = max(1, min(options.parallel, backend.settings.pool.max_size - 1, len(jobs)))
     run_jobs(jobs, workers, lambda: _snapshot_connection(backend, snapshot), holder,
              lambda conn, job: job(conn) if callable(job) else copy_one(conn, job))
@@ -204,15 +227,16 @@ def _prepare_session(conn: Any, encoding: str | None = None, *, empty_search_pat
                  [encoding or conn.execute("SHOW server_encoding").fetchone()[0]])
 
 
-def copy_out(backend: PostgresBackend, conn: Any, table: pg_schema.Table,
-             parts: ObjectParts | None, *, format_2: bool = False) -> tuple[int, str]:
+def copy_out(backend: PostgresBackend, conn: Any, table: pg_schema.Table, parts: ObjectParts | None, *,
+             snapshot: str | None = None, format_2: bool = False) -> tuple[int, str]:
     """Stream one table's COPY data into ``parts`` (None: only count and checksum it); returns
-    (rows, checksum) (``format_2``: the checksum as archive format 2 recorded it).
+    (rows, checksum) (``format_2``: the checksum as archive format 2 recorded it). ``conn`` is in
+    a transaction on ``snapshot``, which a psql session reading a large table imports too.
 
     Never holds more than a few ~1 MiB pieces of the table; the parts are written in a helper
     thread, so compressing one piece overlaps with receiving the next.
     """
-    copy = CopyOut(conn, table.copy_out_sql(), binary=table.copy_format == "binary")
+    copy = _copy_reader(backend, conn, table, snapshot, format_2)
     with _copy_errors(backend, table.unit):
         if parts is None:
             for _piece in copy:
@@ -224,7 +248,34 @@ def copy_out(backend: PostgresBackend, conn: Any, table: pg_schema.Table,
     return copy.rows, row_checksum(copy.crc32_sum, table.copy_format, format_2=format_2)
 
 
-def _with_rows(copy: CopyOut) -> Iterator[tuple[bytes, int]]:
+def _copy_reader(backend: PostgresBackend, conn: Any, table: pg_schema.Table, snapshot: str | None,
+                 format_2: bool) -> CopyOut | PsqlCopyOut:
+    """psql for a large text table (no Python per row), libpq for the others: both checksum alike."""
+    psql = shutil.which("psql")
+    if psql is None or snapshot is None or table.copy_format != "text" or table.size < PSQL_MIN_BYTES:
+        return CopyOut(conn, table.copy_out_sql(), binary=table.copy_format == "binary")
+    # conn's database: a restore validates a staged copy under another name than the configured one
+    conninfo, env = connection_env(backend.settings.conninfo_params(conn.info.dbname))
+    encoding = conn.info.parameter_status("client_encoding")  # set by _prepare_session
+    session = [SESSION_SETTINGS, *([] if format_2 else [EMPTY_SEARCH_PATH]),
+               f"SELECT pg_catalog.set_config('client_encoding', '{encoding}', false)"]
+    # The session's setup prints nothing (\o /dev/null); then only the COPY's rows reach stdout.
+    command = [psql, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", f"--dbname={conninfo}",
+               "-c", r"\o /dev/null", "-c", "; ".join(session),
+               "-c", f"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{snapshot}'",
+               "-c", r"\o", "-c", table.copy_out_sql(), "-c", "COMMIT"]
+    return PsqlCopyOut(command, env, lambda code, errors: _psql_failed(backend, table.unit, code, errors))
+
+
+def _psql_failed(backend: PostgresBackend, unit: str, code: int, errors: str) -> Exception:
+    detail = backend.redact(errors).strip().splitlines()
+    message = f"{backend.label}: copying {unit} failed (psql exit {code}): {detail[0] if detail else 'no message'}"
+    if code == 2:  # psql: the connection to the server went bad
+        return BackendUnavailable(message, hint="Try: check the server log and that the server is up, then rerun")
+    return OperationFailed(message, hint="Try: check the server log for details")
+
+
+def _with_rows(copy: CopyOut | PsqlCopyOut) -> Iterator[tuple[bytes, int]]:
     rows_before = 0
     for piece in copy:
         yield piece, copy.rows_read - rows_before
@@ -343,7 +394,8 @@ def content_summary(backend: PostgresBackend, like: ContentSummary | None = None
 
     def summarize(conn: Any, job: pg_schema.Table | str) -> None:
         if isinstance(job, pg_schema.Table):
-            unit, (rows, checksum) = job.unit, copy_out(backend, conn, job, None, format_2=format_2)
+            unit, (rows, checksum) = job.unit, copy_out(backend, conn, job, None, snapshot=snapshot,
+                                                         format_2=format_2)
         else:
             with _pg_errors(backend, "reading large objects"):
                 unit, (rows, checksum) = job, pg_largeobjects.summarize(conn)

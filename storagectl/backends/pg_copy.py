@@ -1,4 +1,11 @@
-"""``COPY ... TO STDOUT`` read straight from libpq, in ~1 MiB pieces of whole rows.
+"""``COPY ... TO STDOUT`` in ~1 MiB pieces of whole rows: from ``psql`` in blocks (:class:`PsqlCopyOut`,
+large text tables), or straight from libpq (:class:`CopyOut`, binary and small tables).
+
+libpq hands over one row per call, so :class:`CopyOut` costs Python work per row (about 1 µs with its
+crc32, most of a backup of narrow rows). ``psql`` runs that loop in C and writes the rows to a pipe;
+:class:`PsqlCopyOut` reads the pipe in blocks, cuts them after their last newline, and checksums the
+rows with ``bytes.split`` and ``map(zlib.crc32, ...)`` (no bytecode per row): about 6x less CPU on a
+two-integer table. Both compute the same :func:`row_checksum`.
 
 psycopg's ``Copy.read()`` runs a wait generator per row: about 2.3 µs of Python per row, which on a
 1.5 M-row database costs more CPU than compressing the data. Here the rows are taken from
@@ -13,9 +20,12 @@ the caller closes it (every caller does, on error).
 
 from __future__ import annotations
 
+import itertools
 import selectors
+import subprocess
+import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 PIECE_BYTES = 1 << 20  # rows are joined into pieces of about this size
@@ -172,3 +182,62 @@ class CopyOut:
         while self._next_result() is not None:  # leave the connection idle for the caller
             pass
         raise errors.error_from_result(result, encoding=self.conn.info.encoding)
+
+
+class PsqlCopyOut:
+    """Iterate over the pieces of one text ``COPY ... TO STDOUT`` that ``command`` (a ``psql`` run
+    printing that COPY's data and nothing else) writes, with :class:`CopyOut`'s ``rows``,
+    ``rows_read`` and ``crc32_sum``.
+
+    A text COPY row ends with the only unescaped newline in it, so a block of psql's output cut after
+    its last newline holds whole rows. ``failed(exit code, stderr)`` makes the error raised when psql
+    fails (its stderr may name the connection: the caller redacts it); abandoning the iteration kills
+    psql.
+    """
+
+    def __init__(self, command: list[str], env: dict[str, str], failed: Callable[[int, str], Exception]) -> None:
+        self.command = command
+        self.env = env
+        self.failed = failed
+        self.rows = -1
+        self.rows_read = 0
+        self.crc32_sum = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        from storagectl.backends.pg_tools import spawn
+
+        # stderr to a file: a pipe nobody drains would block psql after 64 KiB of messages
+        with tempfile.TemporaryFile() as stderr, spawn(self.command, stdout=subprocess.PIPE, stderr=stderr,
+                                                       env=self.env) as process:
+            try:
+                rest = yield from self._pieces(process.stdout)
+            except BaseException:
+                process.kill()  # and the context waits for it
+                raise
+            code = process.wait()
+            stderr.seek(0)
+            if code != 0 or rest:
+                raise self.failed(code, stderr.read().decode(errors="replace").strip() or
+                                  f"the output ended inside a row ({len(rest)} bytes)")
+        self.rows = self.rows_read
+
+    def _pieces(self, stdout: Any) -> Iterator[bytes]:
+        """Whole-row pieces; returns what followed the last newline (nothing, unless psql failed)."""
+        pending: list[bytes] = []  # blocks of a row longer than a block, joined once it ends
+        while block := stdout.read(PIECE_BYTES):  # buffered: a whole block (a pipe holds 64 KiB)
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:
+                pending.append(block)
+                continue
+            piece = b"".join([*pending, block[:cut]]) if pending else block if cut == len(block) else block[:cut]
+            pending = [block[cut:]] if cut < len(block) else []
+            self._count(piece)
+            yield piece
+        return b"".join(pending)
+
+    def _count(self, piece: bytes) -> None:
+        lines = piece.split(b"\n")
+        lines.pop()  # the empty string after the last newline
+        self.rows_read += len(lines)
+        # crc32(line + newline), as CopyOut sums: crc32 continued over the newline, all in C
+        self.crc32_sum += sum(map(zlib.crc32, itertools.repeat(b"\n"), map(zlib.crc32, lines)))

@@ -3,21 +3,51 @@
 No typer or rich here: functions take the parsed config, return data and raise StoragectlError.
 """
 
-from storagectl.backup.catalog import (
-    DeletePlan,
-    FoundBackup,
-    delete_backup,
-    find_backup,
-    list_backups,
-    remove_stale_partials,
-)
-from storagectl.backup.restore import RestorePlan, RestoreResult, VerifyReport, restore, verify_backup
-from storagectl.backup.run import BackupPlan, BackupResult, plan_backups, run_backup
-from storagectl.backup.validation import ValidationReport, compare_summaries
+from __future__ import annotations
+
+import sys
+import types
+from importlib import import_module
+from typing import Any
+
+# Imported when first used (PEP 562), so ``backup list`` loads the catalog without the archive,
+# backend and restore machinery.
+_HOMES = {
+    "catalog": ("DeletePlan", "FoundBackup", "delete_backup", "find_backup", "list_backups", "remove_stale_partials"),
+    "restore": ("RestorePlan", "RestoreResult", "VerifyReport", "restore", "verify_backup"),
+    "run": ("BackupPlan", "BackupResult", "plan_backups", "run_backup"),
+    "validation": ("ValidationReport", "compare_summaries"),
+}
+_HOME = {name: module for module, names in _HOMES.items() for name in names}
 
 
-def show_backup(config, backup_id: str, destination: str | None = None) -> FoundBackup:
-    """The complete backup ``backup_id`` with its manifest."""
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = import_module(f"{__name__}.{_HOME[name]}")
+    for exported in _HOMES[_HOME[name]]:
+        globals()[exported] = getattr(module, exported)
+    return globals()[name]
+
+
+class _Package(types.ModuleType):
+    """Importing the submodule ``restore`` would bind it here under the name of the function
+    ``restore``, whichever imports it first: the function keeps the name (as when this package
+    imported everything up front)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _HOME and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def show_backup(config: Any, backup_id: str, destination: str | None = None) -> Any:
+    """The complete backup ``backup_id`` (a catalog.FoundBackup) with its manifest."""
+    from storagectl.backup.catalog import find_backup
+
     return find_backup(config, backup_id, destination)
 
 
