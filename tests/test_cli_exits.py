@@ -158,12 +158,18 @@ def test_restore_to_an_unknown_backend_is_a_usage_error(cli, sqlite_config):
         assert "unknown backend 'nope'" in result.stderr
 
 
-def test_signal_cancels_a_running_copy_instead_of_waiting_for_it(pg_database, write_config, tmp_path):
+@pytest.mark.parametrize("pad", [0, 300], ids=["libpq-reader", "psql-reader"])
+def test_signal_cancels_a_running_copy_instead_of_waiting_for_it(pg_database, write_config, tmp_path, pad):
     """A COPY that would run for a long time (row security sleeping per row, as a huge table would)
-    is cancelled on SIGTERM: the run ends with its message, not when the table is done."""
+    is cancelled on SIGTERM: the run ends with its message, not when the table is done. Tables of
+    16 MiB or more are read by psql in a session of its own, which is ended too."""
+    from storagectl.backends.pg_archive import PSQL_MIN_BYTES
+
     role = f"{pg_database.name}_reader"
     with pg_database.connect() as db:
-        db.execute("CREATE TABLE slow AS SELECT g AS id FROM generate_series(1, 100000) g")
+        db.execute(f"CREATE TABLE slow AS SELECT g AS id, repeat('x', {pad}) AS pad FROM generate_series(1, 100000) g")
+        size = db.execute("SELECT pg_relation_size('slow')").fetchone()[0]
+        assert (size >= PSQL_MIN_BYTES) == (pad > 0)
         db.execute(f'CREATE ROLE "{role}" LOGIN')
         db.execute(f'GRANT SELECT ON slow TO "{role}"')
         db.execute("ALTER TABLE slow ENABLE ROW LEVEL SECURITY")
@@ -178,7 +184,7 @@ def test_signal_cancels_a_running_copy_instead_of_waiting_for_it(pg_database, wr
             _wait_for(lambda: _copy_running(watcher, pg_database.name), "the COPY of the slow table")
             run.send_signal(signal.SIGTERM)
             _, stderr = run.communicate(timeout=120)  # the COPY alone would take over 1,000 s
-            assert not _copy_running(watcher, pg_database.name), "the COPY was left running on the server"
+            _wait_for(lambda: not _copy_running(watcher, pg_database.name), "the COPY cancelled on the server")
     finally:
         run.kill()
         with pg_database.connect() as db:

@@ -11,6 +11,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from storagectl.backends.pg_tools import kill_spawned
 from storagectl.errors import BackendUnavailable, Interrupted, StoragectlError
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ def run_jobs(jobs: list[Any], workers: int, open_connection: Callable[[], Any], 
     except BaseException:  # Ctrl-C/SIGTERM lands here, in the main thread: no new jobs, the running
         board.stop()  # statements cancelled (a COPY of a big table could run for hours), and the
         busy.cancel_all()  # workers joined before the caller cleans up behind them
+        kill_spawned()  # the psql readers of big tables run their COPY in sessions of their own
         for thread in threads:
             thread.join()
         raise

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import weakref
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -169,7 +170,27 @@ def spawn(command: list[str], **popen_args: Any) -> subprocess.Popen:
     keep it alive for good). On Linux the child asks the kernel for SIGKILL when its parent dies.
     That signal follows the *thread* that spawned the child, so the spawning thread must also wait
     for it (every caller does: it reads the output to the end)."""
-    return subprocess.Popen(command, preexec_fn=_die_with_parent(), **popen_args)  # noqa: PLW1509
+    process = subprocess.Popen(command, preexec_fn=_die_with_parent(), **popen_args)  # noqa: PLW1509
+    _SPAWNED.add(process)
+    return process
+
+
+_SPAWNED: weakref.WeakSet[subprocess.Popen] = weakref.WeakSet()
+
+
+def kill_spawned(grace: float = 2.0) -> None:
+    """On Ctrl-C/SIGTERM: end every client tool still running (a psql COPY of a big table or a
+    pg_dump waiting on a lock would otherwise run on until its end while storagectl waits for it).
+    SIGINT first: psql and pg_dump then send the server a cancel request for their statement, so it
+    stops now rather than when it next writes to the closed socket; SIGKILL after ``grace``."""
+    running = [process for process in list(_SPAWNED) if process.poll() is None]
+    for process in running:
+        process.send_signal(signal.SIGINT)
+    for process in running:
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def _die_with_parent() -> Callable[[], None] | None:
