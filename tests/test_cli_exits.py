@@ -166,14 +166,17 @@ def test_signal_cancels_a_running_copy_instead_of_waiting_for_it(pg_database, wr
     from storagectl.backends.pg_archive import PSQL_MIN_BYTES
 
     role = f"{pg_database.name}_reader"
+    tables = ["slow", "slow2"] if pad else ["slow"]  # the largest table goes to the open connection (libpq)
     with pg_database.connect() as db:
-        db.execute(f"CREATE TABLE slow AS SELECT g AS id, repeat('x', {pad}) AS pad FROM generate_series(1, 100000) g")
-        size = db.execute("SELECT pg_relation_size('slow')").fetchone()[0]
-        assert (size >= PSQL_MIN_BYTES) == (pad > 0)
         db.execute(f'CREATE ROLE "{role}" LOGIN')
-        db.execute(f'GRANT SELECT ON slow TO "{role}"')
-        db.execute("ALTER TABLE slow ENABLE ROW LEVEL SECURITY")
-        db.execute(f'CREATE POLICY crawl ON slow FOR SELECT TO "{role}" USING (pg_sleep(0.01) IS NOT NULL)')
+        for table in tables:
+            db.execute(f"CREATE TABLE {table} AS SELECT g AS id, repeat('x', {pad}) AS pad "
+                       "FROM generate_series(1, 100000) g")
+            size = db.execute(f"SELECT pg_relation_size('{table}')").fetchone()[0]
+            assert (size >= PSQL_MIN_BYTES) == (pad > 0)
+            db.execute(f'GRANT SELECT ON {table} TO "{role}"')
+            db.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+            db.execute(f'CREATE POLICY crawl ON {table} FOR SELECT TO "{role}" USING (pg_sleep(0.01) IS NOT NULL)')
     url = pg_database.url.replace(f"{pg_database.user}@", f"{role}@", 1)
     config = write_config(f"backends:\n  pg: {{kind: postgres, url: \"{url}\"}}\n"
                           f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
@@ -181,19 +184,24 @@ def test_signal_cancels_a_running_copy_instead_of_waiting_for_it(pg_database, wr
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         with pg_database.connect() as watcher:
-            _wait_for(lambda: _copy_running(watcher, pg_database.name), "the COPY of the slow table")
+            # every table's COPY running (with two, the second is psql's: it has no snapshot connection)
+            _wait_for(lambda: _copies_running(watcher, pg_database.name) == len(tables), "the COPY of each table")
             run.send_signal(signal.SIGTERM)
             _, stderr = run.communicate(timeout=120)  # the COPY alone would take over 1,000 s
             _wait_for(lambda: not _copy_running(watcher, pg_database.name), "the COPY cancelled on the server")
     finally:
         run.kill()
         with pg_database.connect() as db:
-            db.execute("DROP TABLE slow")
+            db.execute(f"DROP TABLE {', '.join(tables)}")
             db.execute(f'DROP ROLE "{role}"')
     assert run.returncode == 143, stderr
     assert "error: terminated (no backup of backend 'pg'" in stderr
 
 
-def _copy_running(connection, database: str) -> bool:
+def _copies_running(connection, database: str) -> int:
     return connection.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND state = 'active' "
-                              "AND query ILIKE 'COPY%%'", (database,)).fetchone()[0] > 0
+                              "AND query ILIKE 'COPY%%'", (database,)).fetchone()[0]
+
+
+def _copy_running(connection, database: str) -> bool:
+    return _copies_running(connection, database) > 0
