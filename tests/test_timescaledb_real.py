@@ -84,3 +84,22 @@ def test_wraparound_age_ignores_databases_whose_frozen_xid_is_not_a_real_xid(cli
     result = cli("-c", write_config("backends:\n" + ts_yaml(timescale_db)), "-o", "json", "diag")
     wraparound = checks_by_name(only_backend(result))["wraparound_age"]
     assert wraparound["status"] == "ok" and 0 < wraparound["value"] <= newest + 1000
+
+
+def test_inspect_tables_shows_one_row_per_hypertable_with_its_chunks(cli, write_config, hypertable):
+    """inspect's hypertable figures from the real extension's catalog: one row for the hypertable
+    (not one per chunk), its chunk count as timescaledb_information.chunks has it."""
+    with hypertable.connect() as conn:
+        chunks = conn.execute("SELECT count(*) FROM timescaledb_information.chunks "
+                              "WHERE hypertable_name = 'metrics'").fetchone()[0]
+    result = cli("-c", write_config("backends:\n" + ts_yaml(hypertable)), "-o", "json", "inspect", "tables",
+                 "-b", "ts")
+    assert result.exit_code == 0, result.stderr
+    [report] = result.json()["backends"]
+    [row] = report["sections"]["hypertables"]
+    assert (row["schema"], row["hypertable"], row["chunks"]["value"]) == ("public", "metrics", chunks)
+    with hypertable.connect() as conn:
+        assert row["total_bytes"]["value"] == conn.execute("SELECT hypertable_size('metrics')").fetchone()[0]
+    assert chunks == 5  # five days of hourly rows, one-day chunks
+    # only the hypertable's root among the tables: neither its chunks nor the extension's catalog
+    assert [(t["schema"], t["table"]) for t in report["sections"]["tables"]] == [("public", "metrics")]

@@ -16,6 +16,9 @@ from storagectl.inspect.pg_session import ReadOnlySession
 from storagectl.inspect.postgres import PostgresInspector
 
 CHUNK_SCHEMAS = ["_timescaledb_internal"]
+# The extension's own catalog and configuration: not the user's tables (seen on TimescaleDB 2.23)
+CATALOG_SCHEMAS = ["_timescaledb_catalog", "_timescaledb_config", "_timescaledb_cache", "_timescaledb_functions",
+                   "_timescaledb_debug", "timescaledb_information", "timescaledb_experimental"]
 FUNCTIONS = ("hypertable_size", "hypertable_relation_size", "hypertable_compression_stats", "approximate_row_count")
 CATALOG_SQL = """
 SELECT 'function' AS what, p.proname AS name FROM pg_proc p WHERE p.pronamespace = %(schema)s::regnamespace
@@ -73,7 +76,7 @@ def hypertable_row(r: dict[str, Any]) -> dict[str, Any]:
 
 class TimescaleInspector(PostgresInspector):
     def excluded_schemas(self) -> list[str]:
-        return [] if self.options.chunks else CHUNK_SCHEMAS
+        return CATALOG_SCHEMAS + ([] if self.options.chunks else CHUNK_SCHEMAS)
 
     def extra_overview(self, session: ReadOnlySession, report: Report) -> None:
         self.extra_tables(session, report)
