@@ -326,10 +326,22 @@ class PostgresBackend(Backend):
         marker = pg_target.read_state(self).unfinished
         return marker.backup if marker else None
 
-    def content_summary(self, like: ContentSummary | None = None) -> ContentSummary:
+    def content_summary(self, like: ContentSummary | None = None, selection: Any = None) -> ContentSummary:
         from storagectl.backends.postgres import archive as pg_archive
 
-        return pg_archive.content_summary(self, like)
+        return pg_archive.content_summary(self, like, selection=selection)
+
+    selection_fields = ("tables", "schemas", "exclude_tables")
+    selection_replace_method = ("in place, in one transaction: the selected tables the target has are dropped and "
+                                "restored (foreign keys of other tables into them are put back and checked); "
+                                "nothing else is touched, and a failure leaves the target as it was")
+
+    def holds_selection(self, selection: Any) -> bool:
+        from storagectl.backends.postgres import schema as pg_schema
+        from storagectl.backends.postgres.subset import picks
+
+        with self.connect() as conn:
+            return any(picks(selection, (table.schema, table.name)) for table in pg_schema.list_tables(conn))
 
 
 def timescaledb_version(connection: Any) -> str | None:
