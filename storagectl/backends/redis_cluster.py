@@ -54,6 +54,8 @@ ROUTED_BATCHES_WAITING = 4  # per primary: bounds memory while one node is slowe
 
 
 class RedisClusterBackend(RedisBackend):
+    # Not yet: a selection would need SCAN MATCH per primary and a per-node delete instead of the flush.
+    selection_fields = ()
     CHECKS = {**REDIS_CHECKS, **CLUSTER_CHECKS}
 
     # -- where and how to connect --------------------------------------------------------------
