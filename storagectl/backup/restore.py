@@ -254,6 +254,7 @@ def _validate(plan: RestorePlan, outcome: RestoreOutcome, expected: ContentSumma
     else:
         expected = outcome.expected if outcome.expected is not None else expected
         actual = plan.target.content_summary(expected, plan.selection)  # type: ignore[call-arg]
+        actual = actual.only(expected.units()) if expected is not None else actual
     return compare_summaries(expected, actual, outcome.skipped, outcome.tolerance)
 
 
