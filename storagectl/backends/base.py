@@ -96,6 +96,11 @@ class Backend(ABC):
         """How ``restore --yes`` replaces a non-empty target (shown by ``restore --dry-run``)."""
         return "in place: the old contents are removed first, so a restore that fails leaves the target partial"
 
+    def replace_method_for(self, unfinished: str | None) -> str:
+        """:attr:`replace_method` for a target holding an unfinished restore of backup ``unfinished``
+        (None: an ordinary non-empty target); kinds whose way differs then say so."""
+        return self.replace_method
+
     @classmethod
     def for_settings(cls, settings: BackendSettings) -> type[Backend]:
         """The class serving ``settings``: a kind may hand a variant of itself (a Redis Cluster) to a subclass."""

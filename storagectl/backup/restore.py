@@ -144,7 +144,9 @@ class RestorePlan:
                 "backup_partial": manifest.partial, "selection": self.selection.to_dict() or None}
 
     def _replace_method(self) -> str:
-        return self.target.selection_replace_method if self.selective else self.target.replace_method
+        if self.selective:
+            return self.target.selection_replace_method
+        return self.target.replace_method_for(self.unfinished)
 
 
 @dataclass

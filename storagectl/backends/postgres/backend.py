@@ -284,6 +284,23 @@ class PostgresBackend(Backend):
                       "needs CREATEDB")
     # Every restore is staged like a replacement where the role may create databases (target.py).
 
+    def replace_method_for(self, unfinished: str | None) -> str:
+        """An unfinished restore is finished the way target.restore will: staged when the role may
+        create databases now, else in place again (the partial contents dropped first)."""
+        if unfinished is None:
+            return self.replace_method
+        from storagectl.backends.postgres import swap as pg_swap
+        from storagectl.errors import NotFound, PermissionDenied
+
+        try:
+            pg_swap.check_replace(self)
+        except (PermissionDenied, NotFound) as exc:
+            reason = exc.message.removeprefix(f"{self.label}: ").removesuffix("; nothing was changed")
+            return (f"in place, as {reason}: the partial contents of the unfinished restore of backup {unfinished} "
+                    "are dropped, then the backup is restored into the database itself under a marker; a restore "
+                    "cut off again leaves it partial, marked for a rerun of the same backup to finish")
+        return f"the partial contents of the unfinished restore of backup {unfinished} are discarded: {self.replace_method}"
+
     def backup_estimate(self, connection: Any) -> Estimate:
         from storagectl.backends.postgres import schema as pg_schema
 
