@@ -142,6 +142,8 @@ def _values(shell: str, out: str) -> list[str]:
     ("inspect -b app -b ", ["app", "other"]),
     ("inspect tables -b a", ["app"]),
     ("backup list -o ", ["table", "json"]),
+    ("backup run --type s", ["string", "set", "stream"]),
+    ("restore latest --type ", ["string", "list", "set", "zset", "hash", "stream"]),
 ], ids=lambda value: value if isinstance(value, str) else None)
 def test_names_come_from_the_config(monkeypatch, capsys, config, words, expected):
     assert completions(monkeypatch, capsys, f"storagectl -c {config} {words}") == expected
