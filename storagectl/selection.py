@@ -72,6 +72,13 @@ class Selection:
         parts = [f"{OPTIONS[name][0]} {value}" for name in self.used() for value in getattr(self, name)]
         return ", ".join(parts) or "everything"
 
+    def command_words(self) -> str:
+        """The options as a shell command line takes them (``--table 'app.*' ``), for hints."""
+        import shlex
+
+        return "".join(f"{OPTIONS[name][0]} {shlex.quote(value)} " for name in self.used()
+                       for value in getattr(self, name))
+
     def require_fields(self, allowed: Iterable[str], what: str) -> None:
         """A usage error naming the first option ``what`` (e.g. "backend 'cache' (redis)") does not take."""
         allowed = list(allowed)

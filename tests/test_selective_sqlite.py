@@ -7,6 +7,8 @@ import sqlite3
 
 import pytest
 
+from tests.test_backup_cli import terminal  # noqa: F401 - a fixture
+
 
 def make_source(path) -> None:
     with sqlite3.connect(path) as db:
@@ -91,3 +93,17 @@ def test_subset_of_a_full_backup(cli, env):
     assert missing.exit_code == 5 and "--table 'nope' matches no table in backup" in missing.stderr
     schema_option = run(cli, env, "restore", info["id"], "--to", "other", "--schema", "main")
     assert schema_option.exit_code == 2 and "--schema does not apply to backend 'other' (sqlite)" in schema_option.stderr
+
+
+def test_a_terminal_is_asked_about_the_selection_only(cli, env, terminal):
+    ran = run(cli, env, "-o", "json", "backup", "run", "--backend", "app", "--to", "local", "--table", "users")
+    backup_id = ran.json()[0]["id"]
+    terminal("n\n")
+    declined = run(cli, env, "restore", backup_id, "--to", "other")
+    assert declined.exit_code == 1 and "Replace --table users in backend 'other'" in declined.stderr
+    assert "only --table users from backup" in declined.stderr  # the plan shown before the question
+    assert dump(env["target"], "users") == [("old",)]
+    terminal("y\n")
+    accepted = run(cli, env, "restore", backup_id, "--to", "other")
+    assert accepted.exit_code == 0, accepted.stderr
+    assert dump(env["target"], "users") == dump(env["source"], "users")

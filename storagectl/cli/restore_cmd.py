@@ -120,9 +120,11 @@ def _confirm_replace(state: AppState, backup_id: str, from_: str | None, to: str
         return False
     _render(state, plan)
     target = plan.plan.target
-    confirm(state, f"Replace the data of {target.label} with backup {backup_id}?",
+    what = f"{plan.plan.selection.describe()} in" if plan.plan.selective else "the data of"
+    confirm(state, f"Replace {what} {target.label} with backup {backup_id}?",
             refusal=f"{target.label} is not empty; restoring would overwrite its data",
-            hint=f"Try: storagectl restore {backup_id}{f' --from {from_}' if from_ else ''} --to {target.name} --yes")
+            hint=f"Try: storagectl restore {backup_id}{f' --from {from_}' if from_ else ''} --to {target.name} "
+                 f"{selection.command_words()}--yes")
     return True
 
 
