@@ -97,7 +97,8 @@ CREATE INDEX other_idx ON public.other USING btree (x);
 -- Name: orders orders_customer_id_fkey; Type: FK CONSTRAINT; Schema: app; Owner: postgres
 --
 
-ALTER TABLE ONLY app.orders ADD CONSTRAINT orders_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES public.customers(id);
+ALTER TABLE ONLY app.orders ADD CONSTRAINT orders_customer_id_fkey FOREIGN KEY (customer_id)
+    REFERENCES public.customers(id);
 """
 
 
@@ -110,7 +111,8 @@ def test_glob_follows_redis_rules(pattern, name, matches):
     assert bool(glob_regex(pattern).fullmatch(name)) is matches
 
 
-TABLES = [("public", "customers"), ("app", "orders"), ("app", "audit_2025"), ("app", "audit_2026"), ("public", "orders")]
+TABLES = [("public", "customers"), ("app", "orders"), ("app", "audit_2025"), ("app", "audit_2026"),
+          ("public", "orders")]
 
 
 @pytest.mark.parametrize(("selection", "picked"), [
@@ -151,7 +153,7 @@ def test_schema_sql_keeps_only_the_entries_of_the_selected_tables():
 def test_selection_options_and_types_are_checked():
     with pytest.raises(UsageError, match="--type 'str' is not a Redis type"):
         Selection(types=("str",))
-    with pytest.raises(UsageError, match="--pattern does not apply to backend 'x' \\(sqlite\\); it selects with --table"):
+    with pytest.raises(UsageError, match=r"--pattern does not apply to backend 'x' \(sqlite\); it selects with"):
         Selection(patterns=("a*",)).require_fields(("tables",), "backend 'x' (sqlite)")
     assert Selection(tables=("a",)).narrowed_by(Selection(tables=("b",))) == Selection(tables=("b",))
     assert Selection(schemas=("app",)).narrowed_by(Selection(tables=("b",))) == Selection(tables=("b",),

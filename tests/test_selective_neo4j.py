@@ -37,7 +37,8 @@ class SelectiveGraph(FakeGraph):
         return bool(set(self.nodes[node_id][0]) & set(params["labels"]))
 
     def _between(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {r: rel for r, rel in self.relationships.items() if self._in(rel[2], params) and self._in(rel[3], params)}
+        return {r: rel for r, rel in self.relationships.items()
+                if self._in(rel[2], params) and self._in(rel[3], params)}
 
     @staticmethod
     def _tally(names: list[str], column: str) -> Records:

@@ -92,10 +92,11 @@ def test_subset_of_a_full_backup(cli, env):
     missing = run(cli, env, "restore", info["id"], "--to", "other", "--table", "nope")
     assert missing.exit_code == 5 and "--table 'nope' matches no table in backup" in missing.stderr
     schema_option = run(cli, env, "restore", info["id"], "--to", "other", "--schema", "main")
-    assert schema_option.exit_code == 2 and "--schema does not apply to backend 'other' (sqlite)" in schema_option.stderr
+    assert schema_option.exit_code == 2
+    assert "--schema does not apply to backend 'other' (sqlite)" in schema_option.stderr
 
 
-def test_a_terminal_is_asked_about_the_selection_only(cli, env, terminal):
+def test_a_terminal_is_asked_about_the_selection_only(cli, env, terminal):  # noqa: F811
     ran = run(cli, env, "-o", "json", "backup", "run", "--backend", "app", "--to", "local", "--table", "users")
     backup_id = ran.json()[0]["id"]
     terminal("n\n")

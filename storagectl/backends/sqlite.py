@@ -15,10 +15,10 @@ from typing import Any, ClassVar, Literal
 from storagectl.archive.api import ContentSummary, RestoreOutcome, record_summary
 from storagectl.archive.progress import Estimate
 from storagectl.backends.base import Backend
+from storagectl.backends.sqlite_selection import copy_tables, keep_only, picks, selected_tables
 from storagectl.config.models import BackendSettings
 from storagectl.config.types import ConfigPath
 from storagectl.errors import IntegrityError, NotFound, OperationFailed, PermissionDenied, StoragectlError, UsageError
-from storagectl.backends.sqlite_selection import copy_tables, keep_only, picks, selected_tables
 from storagectl.fsutil import fsync_directory, take_over_file_identity
 from storagectl.health import Check, CheckSpec, Status
 from storagectl.units import human_bytes

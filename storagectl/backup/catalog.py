@@ -217,7 +217,8 @@ def latest_backup(config: Config, destination: str | None = None, *, job: str | 
     selector = " and ".join(f"{what} {name!r}" for what, name in (("job", job), ("backend", backend)) if name)
     if not found:
         skipped = len(listed) - len(found)
-        other = f" ({skipped} partial or differently selected backup(s) left out: name one by its id)" if skipped else ""
+        other = (f" ({skipped} partial or differently selected backup(s) left out: name one by its id)"
+                 if skipped else "")
         raise NotFound(f"no complete {'full ' if skipped and not wanted else ''}backup of {selector} in "
                        f"{destination or 'any configured destination'}{other}", hint="Try: storagectl backup list")
     backends = sorted({f.manifest.backend.get("name") or "?" for f in found})

@@ -55,7 +55,6 @@ from storagectl.backends.postgres.copy import (
 )
 from storagectl.backends.postgres.jobs import Job, run_jobs
 from storagectl.backends.postgres.largeobjects import LargeObjectLoad, LargeObjects
-from storagectl.backends.postgres.tools import IndexBuild, PgDump, PostData, connection_env, split_post_data
 from storagectl.backends.postgres.subset import (
     ForeignKey,
     SchemaSubset,
@@ -65,6 +64,7 @@ from storagectl.backends.postgres.subset import (
     picks,
     select_tables,
 )
+from storagectl.backends.postgres.tools import IndexBuild, PgDump, PostData, connection_env, split_post_data
 from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, UsageError, raise_with_state
 from storagectl.selection import Selection
 
@@ -559,7 +559,8 @@ def restore_selection(backend: PostgresBackend, archive: ArchiveReader, copies: 
     copies = [copy for copy in copies if (copy.schema, copy.name) in chosen]
     pre = filter_schema_sql(_schema_sql(archive, PRE_DATA, options.ownership), chosen)
     post = filter_schema_sql(_schema_sql(archive, POST_DATA, options.ownership), chosen)
-    sequences = [seq for seq in archive.metadata.get("sequences", []) if (seq["schema"], seq["name"]) in pre.sequences]
+    sequences = [seq for seq in archive.metadata.get("sequences", [])
+                 if (seq["schema"], seq["name"]) in pre.sequences]
     with backend.connect() as conn:
         _prepare_session(conn, archive.metadata.get("encoding"), empty_search_path=False, role=options.ownership.role)
         _require_referenced(backend, conn, post.references)
@@ -574,7 +575,8 @@ def restore_selection(backend: PostgresBackend, archive: ArchiveReader, copies: 
             format_2 = archive.metadata.get("format") == 2
             for copy in copies:
                 for name in copy.objects:
-                    copy_in(backend, conn, archive, TablePart(copy, name, archive.counts(name).get("rows", 0), format_2))
+                    rows = archive.counts(name).get("rows", 0)
+                    copy_in(backend, conn, archive, TablePart(copy, name, rows, format_2))
             pg_schema.set_sequences(conn, sequences)
             _run_schema_sql(backend, conn, post.sql, "post-data")
             _put_back_foreign_keys(backend, conn, foreign_keys)

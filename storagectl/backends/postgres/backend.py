@@ -299,7 +299,8 @@ class PostgresBackend(Backend):
             return (f"in place, as {reason}: the partial contents of the unfinished restore of backup {unfinished} "
                     "are dropped, then the backup is restored into the database itself under a marker; a restore "
                     "cut off again leaves it partial, marked for a rerun of the same backup to finish")
-        return f"the partial contents of the unfinished restore of backup {unfinished} are discarded: {self.replace_method}"
+        return (f"the partial contents of the unfinished restore of backup {unfinished} are discarded: "
+                f"{self.replace_method}")
 
     def backup_estimate(self, connection: Any) -> Estimate:
         from storagectl.backends.postgres import schema as pg_schema
