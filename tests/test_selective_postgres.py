@@ -119,6 +119,8 @@ def test_subset_of_a_full_backup_replaces_only_the_selected_table(cli, env):
         assert conn.execute("SELECT count(*) FROM pg_constraint WHERE conrelid = 'refs'::regclass "
                             "AND contype = 'f'").fetchone() == (1,)
         assert conn.execute("SELECT obj_description('customers'::regclass)").fetchone() == ("the customers",)
+        # the serial's sequence is the source's again (50 rows taken), not the target's
+        assert conn.execute("INSERT INTO customers (name) VALUES ('new') RETURNING id").fetchone() == (51,)
 
 
 def test_a_job_select_backs_up_schemas_less_excluded_tables(cli, env):
