@@ -181,3 +181,14 @@ def test_yaml_select_is_validated_per_backend_kind(cli, env, write_config, tmp_p
     result = cli("-c", bad, "config", "validate")
     assert result.exit_code == 2
     assert "jobs.orders.select.schemas: does not apply to backend 'cache' (redis)" in result.stderr
+
+
+def test_a_type_the_target_lacks_fails_in_the_transaction_with_advice(cli, env):
+    info = backup(cli, env, "--backend", "src", "--to", "local", "--table", "customers")
+    with env["target"].connect() as conn:
+        conn.execute("CREATE TABLE mine (id int)")
+    failed = run(cli, env, "restore", info["id"], "--to", "dst")
+    assert failed.exit_code == 1
+    assert 'type "public.mood" does not exist' in failed.stderr and "rolled back" in failed.stderr
+    assert "a selective restore creates only the tables" in failed.stderr
+    assert tables(env["target"]) == ["public.mine"]

@@ -571,7 +571,8 @@ def restore_selection(backend: PostgresBackend, archive: ArchiveReader, copies: 
                 raise OperationFailed(f"{backend.label}: the target already has {_names(replaced)}; nothing was "
                                       "restored", hint="Try: --yes to replace those tables (nothing else is touched)")
             foreign_keys = _drop_tables(conn, replaced)
-            _run_schema_sql(backend, conn, pre.sql, "pre-data")
+            with _selection_hint():
+                _run_schema_sql(backend, conn, pre.sql, "pre-data")
             format_2 = archive.metadata.get("format") == 2
             for copy in copies:
                 for name in copy.objects:
@@ -585,6 +586,17 @@ def restore_selection(backend: PostgresBackend, archive: ArchiveReader, copies: 
              + (f" (replaced: {_names(replaced)})" if replaced else "")]
     notes += [f"foreign key {fk.name} of {fk.schema}.{fk.table} was put back and checked" for fk in foreign_keys]
     return RestoreOutcome(notes=notes, expected=expected_summary(archive.metadata).only(restored))
+
+
+@contextmanager
+def _selection_hint() -> Iterator[None]:
+    """A selective restore creates only the selected tables (as pg_restore -t): say what they need."""
+    try:
+        yield
+    except OperationFailed as exc:
+        exc.hint = ("Try: create what the selected tables need in the target first (their schema, types, "
+                    "functions: a selective restore creates only the tables), or restore the whole backup")
+        raise
 
 
 def _names(tables: set[tuple[str, str]]) -> str:
