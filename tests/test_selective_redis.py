@@ -93,3 +93,30 @@ def test_redis_options_on_a_sql_backend_and_bad_types_are_usage_errors(cli, env,
     assert bad.exit_code == 2 and "--type 'hashes' is not a Redis type" in bad.stderr
     label = run(cli, env, "backup", "run", "--backend", "src", "--to", "local", "--label", "Person")
     assert label.exit_code == 2 and "--label does not apply to backend 'src' (redis)" in label.stderr
+
+
+def test_a_cluster_backs_up_and_restores_a_selection_on_every_primary(redis_cluster, cli, write_config, tmp_path):
+    """Keys of the pattern spread over all three primaries; the restore deletes only the selection's keys."""
+    from tests.test_redis_cluster import cluster_snapshot
+
+    client = redis_cluster.client()
+    for i in range(300):
+        client.hset(f"user:{i}", mapping={"n": i})
+        client.set(f"other:{i}", i)
+    path = write_config("version: 1\nbackends:\n" + redis_cluster.backend_yaml("cluster") +
+                        f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
+    ran = cli("-c", path, "-o", "json", "backup", "run", "--backend", "cluster", "--to", "local",
+              "--pattern", "user:*", "--type", "hash")
+    assert ran.exit_code == 0, ran.stderr
+    assert ran.json()[0]["selection"]["matched"] == {"keys": 300}
+    before = cluster_snapshot(redis_cluster)
+    for i in range(0, 300, 3):
+        client.hset(f"user:{i}", "n", "changed")
+    client.hset("user:new", "n", 1)  # of the selection, not in the backup: replaced away
+    client.set("other:0", "kept as it is now")
+    restored = cli("-c", path, "restore", ran.json()[0]["id"], "--to", "cluster", "--yes", "--validate")
+    assert restored.exit_code == 0, restored.stderr
+    after = cluster_snapshot(redis_cluster)
+    assert {k: v for k, v in after.items() if k.startswith(b"user:")} == \
+        {k: v for k, v in before.items() if k.startswith(b"user:")}
+    assert client.get("other:0") == b"kept as it is now" and redis_cluster.dbsize() == 600

@@ -404,7 +404,7 @@ class RedisBackend(Backend):
         loaded, expected = {}, {}
         for source, target in mapping.items():
             unit = _unit(target, targets)
-            records = _Counted(selection.records(read_records(archive, record_objects(archive, source))))
+            records = CountedRecords(selection.records(read_records(archive, record_objects(archive, source))))
             loaded[unit] = self._guarded("restore", lambda t=target, r=records: self._restore_selected(
                 t, r, selection, replace))
             expected[unit] = records.count
@@ -633,7 +633,7 @@ def _both(first: KeyFilter | None, second: KeyFilter) -> KeyFilter:
     return second if first is None else (lambda keys: second(first(keys)))
 
 
-class _Counted:
+class CountedRecords:
     """An iterable of records that counts what was taken from it."""
 
     def __init__(self, records: Iterable[Any]) -> None:

@@ -100,9 +100,12 @@ def holds_any(client: Any, selection: KeySelection) -> bool:
 
 
 def delete_matching(client: Any, selection: KeySelection) -> int:
-    """Remove the keys of ``client``'s db the selection names (a selective restore's --yes); UNLINK in batches."""
+    """Remove the keys of ``client``'s db the selection names (a selective restore's --yes): one UNLINK per
+    key, pipelined per batch (a cluster node refuses a multi-key UNLINK across slots)."""
     removed = 0
     for keys in selection.matching_keys(client):
-        if keys:
-            removed += client.unlink(*keys)
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.unlink(key)
+        removed += sum(pipe.execute()) if keys else 0
     return removed
