@@ -192,3 +192,18 @@ def test_a_type_the_target_lacks_fails_in_the_transaction_with_advice(cli, env):
     assert 'type "public.mood" does not exist' in failed.stderr and "rolled back" in failed.stderr
     assert "a selective restore creates only the tables" in failed.stderr
     assert tables(env["target"]) == ["public.mine"]
+
+
+def test_a_target_holding_an_unfinished_restore_is_refused(cli, env):
+    from storagectl.backends.postgres.schema import quote_literal
+    from storagectl.backends.postgres.target import Marker
+
+    info = backup(cli, env, "--backend", "src", "--to", "local")
+    marker = Marker("20261201T000000Z-0ld0ne", 1, "elsewhere", "2026-12-01T00:00:00+00:00", None, (), ())
+    with env["target"].connect() as conn:
+        conn.execute("CREATE TABLE items (id int)")
+        conn.execute(f'COMMENT ON DATABASE "{env["target"].name}" IS {quote_literal(marker.text())}')
+    refused = run(cli, env, "restore", info["id"], "--to", "dst", "--table", "customers")
+    assert refused.exit_code == 2
+    assert "holds an unfinished restore of backup 20261201T000000Z-0ld0ne" in refused.stderr
+    assert tables(env["target"]) == ["public.items"]

@@ -185,6 +185,11 @@ def plan_restore(config: Config, found: FoundBackup, target: str | None, *, repl
     # A partial backup restores only what it holds, in place, like a selective restore of a full one.
     selection = Selection.from_dict(manifest.selection_options()).narrowed_by(selection)
     if not selection.empty:
+        unfinished = backend.unfinished_restore()
+        if unfinished is not None:  # its partial contents are no base to restore a part into
+            raise UsageError(f"{backend.label} holds an unfinished restore of backup {unfinished}; a selective "
+                             "restore goes into a complete database only",
+                             hint=f"Try: storagectl restore {unfinished} --to {backend.name} to finish it first")
         return RestorePlan(found, backend, not backend.holds_selection(selection), replace, validate, workers,
                            selection=selection)
     empty = backend.is_empty()
