@@ -207,3 +207,28 @@ def test_a_target_holding_an_unfinished_restore_is_refused(cli, env):
     assert refused.exit_code == 2
     assert "holds an unfinished restore of backup 20261201T000000Z-0ld0ne" in refused.stderr
     assert tables(env["target"]) == ["public.items"]
+
+
+def flip_a_byte(path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_only_the_objects_a_selection_reads_are_verified_first(cli, env):
+    """A damaged part of another table does not stop restoring customers; one of customers' does, before
+    anything is written (exit 6)."""
+    info = backup(cli, env, "--backend", "src", "--to", "local")
+    manifest = run(cli, env, "-o", "json", "backup", "show", info["id"]).json()
+    root = env["config"].parent / "backups"
+    stored = {entry["name"]: root / entry["key"] for entry in manifest["objects"]}
+    flip_a_byte(next(path for name, path in stored.items() if "orders" in name))
+    with env["target"].connect() as conn:
+        conn.execute("CREATE TYPE mood AS ENUM ('ok', 'sad')")
+    restored = run(cli, env, "restore", info["id"], "--to", "dst", "--table", "customers", "--schema", "public")
+    assert restored.exit_code == 0, restored.stderr
+    assert rows(env["target"], "customers") == rows(env["source"], "customers")
+    flip_a_byte(next(path for name, path in stored.items() if "customers" in name))
+    damaged = run(cli, env, "restore", info["id"], "--to", "dst", "--table", "customers", "--yes")
+    assert damaged.exit_code == 6 and "nothing was restored" in damaged.stderr
+    assert rows(env["target"], "customers") == rows(env["source"], "customers")

@@ -66,6 +66,11 @@ class Backend(ABC):
         replace it, so it needs --yes)."""
         return not self.is_empty()  # type: ignore[attr-defined]
 
+    def objects_for_selection(self, metadata: dict[str, Any], selection: Any) -> set[str] | None:
+        """The archive objects a selective restore of ``selection`` reads (only those are verified
+        first); None: all of them (e.g. Redis keys are filtered while every record is read)."""
+        return None
+
     # How a selective restore replaces what the target holds of the selection (``restore --dry-run``).
     selection_replace_method: ClassVar[str] = "in place: the selected objects are replaced, nothing else is touched"
 

@@ -77,10 +77,10 @@ def open_archive(config: Config, found: FoundBackup, identity_file: Path | None,
 
 
 def verify_archive(archive: StoredArchive, found: FoundBackup, parallel: int = 1, *,
-                   decode: bool = True) -> VerifyReport:
-    """Read every object to its end, ``parallel`` at a time (decoding and hashing release the GIL).
-    Without ``decode`` only the stored bytes' size and SHA-256 are checked. Damaged objects are
-    collected; wrong keys and outages raise."""
+                   decode: bool = True, names: set[str] | None = None) -> VerifyReport:
+    """Read every object (of ``names``, when given) to its end, ``parallel`` at a time (decoding and
+    hashing release the GIL). Without ``decode`` only the stored bytes' size and SHA-256 are checked.
+    Damaged objects are collected; wrong keys and outages raise."""
     from concurrent.futures import ThreadPoolExecutor
 
     def check(entry: Any) -> ObjectCheck:
@@ -96,7 +96,8 @@ def verify_archive(archive: StoredArchive, found: FoundBackup, parallel: int = 1
 
     pool = ThreadPoolExecutor(max(1, parallel))
     try:
-        return VerifyReport(found, list(pool.map(check, archive.manifest.objects)))
+        entries = [entry for entry in archive.manifest.objects if names is None or entry.name in names]
+        return VerifyReport(found, list(pool.map(check, entries)))
     finally:  # on Ctrl-C/SIGTERM the objects not yet started are dropped, not read to the end
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -238,8 +239,9 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
         # (a staged replacement keeps them until it is complete, so it is spared the second read).
         in_place = plan.selective or (not plan.target_empty and not plan.target.stages_replacement(archive.metadata))
         decode = found.manifest.encryption is not None or in_place
+        needed = plan.target.objects_for_selection(archive.metadata, plan.selection) if plan.selective else None
         result.verification = verify_archive(open_archive(config, found, identity_file, "verify", progress), found,
-                                             plan.parallel, decode=decode)
+                                             plan.parallel, decode=decode, names=needed)
         result.verification.raise_if_bad("; nothing was restored")
     expected = recorded_summary(archive.metadata)
     check = _staged_validation(result, expected) if validate and not plan.selective else None

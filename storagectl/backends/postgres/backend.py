@@ -354,6 +354,13 @@ class PostgresBackend(Backend):
                                 "restored (foreign keys of other tables into them are put back and checked); "
                                 "nothing else is touched, and a failure leaves the target as it was")
 
+    def objects_for_selection(self, metadata: dict[str, Any], selection: Any) -> set[str] | None:
+        from storagectl.backends.postgres import archive as pg_archive
+        from storagectl.backends.postgres.subset import picks
+
+        tables = [entry for entry in metadata.get("tables", []) if picks(selection, (entry["schema"], entry["name"]))]
+        return {pg_archive.PRE_DATA, pg_archive.POST_DATA, *(name for entry in tables for name in entry["objects"])}
+
     def holds_selection(self, selection: Any) -> bool:
         from storagectl.backends.postgres import schema as pg_schema
         from storagectl.backends.postgres.subset import picks
