@@ -1,0 +1,250 @@
+"""Keys between two Redis servers: batches of RESTOREs routed to the target's nodes, the type-command
+copy for payloads a target refuses, and the canonical value comparison of the verification.
+
+The DUMP side (SCAN + MULTI of DUMP/PTTL, pipelined over a raw RESP socket) is the backup's, in
+:mod:`storagectl.backends.redis`; this module adds what a live copy needs on the other side.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from storagectl.backends.redis import _MultiDump, _RespSocket, _ScriptDump, DUMP_CROSS_SLOT_LUA, resp_command
+from storagectl.backends.redis_topology import key_slot
+
+# ARGV: mode ('REPLACE' or ''), then the batch as one string of records: key length, payload length
+# (4 bytes each), relative TTL in ms (8 bytes; 0: none), all big-endian, key, payload. Returns {index
+# of the first key that already exists (0: none), indexes of payloads refused as of another server
+# version...}; any other error ends the script with it. Keys travel in ARGV so one call may cover
+# every slot the node serves (a cluster node, Redis >= 7.0); one packed string, because building
+# three RESP arguments per key cost the client more than the server's RESTORE.
+RESTORE_LUA = """#!lua flags=allow-cross-slot-keys
+local replace, blob = ARGV[1] == 'REPLACE', ARGV[2]
+local out, pos, i = {0}, 1, 0
+while pos <= #blob do
+  i = i + 1
+  local key_length, payload_length, ttl
+  key_length, payload_length, ttl, pos = struct.unpack('>I4I4i8', blob, pos)
+  local key = string.sub(blob, pos, pos + key_length - 1)
+  local payload = string.sub(blob, pos + key_length, pos + key_length + payload_length - 1)
+  pos = pos + key_length + payload_length
+  local reply
+  if replace then
+    reply = redis.pcall('RESTORE', key, string.format('%d', ttl), payload, 'REPLACE')
+  else
+    reply = redis.pcall('RESTORE', key, string.format('%d', ttl), payload)
+  end
+  if type(reply) == 'table' and reply.err then
+    if string.find(reply.err, 'payload version or checksum', 1, true) then
+      out[#out + 1] = i
+    elseif string.sub(reply.err, 1, 7) == 'BUSYKEY' then
+      out[1] = i
+      return out
+    else
+      return redis.error_reply(reply.err)
+    end
+  end
+end
+return out
+"""
+_RECORD_HEADER = struct.Struct(">IIq")
+
+Record = tuple[bytes, int, bytes]  # key, relative TTL in ms (0: none), DUMP payload
+NO_SUCH_KEY = -2  # PTTL of a missing key
+SINGLE = "-"  # the node id of a single-node target
+
+
+@dataclass
+class _Node:
+    client: Any
+    commands: _RespSocket
+    sha: str = ""
+
+
+@dataclass
+class TargetNodes:
+    """Raw RESP connections to every node of the target that holds keys, and the slot routing between
+    them (a single node: one entry). Requests are pipelined: ``send`` batch k, then ``receive`` k-1."""
+
+    nodes: dict[str, _Node]
+    owners: list[str | None] | None = None  # node id per slot; None: a single node
+    in_flight: deque[list[tuple[str, list[Any]]]] = field(default_factory=deque)
+
+    @classmethod
+    def open(cls, target: Any, db: int) -> TargetNodes:
+        if not getattr(target.settings, "is_cluster", False):
+            client = target.client(db=db, single_connection_client=True)
+            return cls({SINGLE: _Node(client, _RespSocket(client.connection))})
+        topology = target._stable_topology("data migration")
+        nodes = {}
+        for node in topology.primaries():
+            client = target.node_client(node, single_connection_client=True)
+            nodes[node.node_id] = _Node(client, _RespSocket(client.connection))
+        return cls(nodes, topology.owners)
+
+    def load_script(self, script: str) -> None:
+        for node in self.nodes.values():
+            node.sha = node.client.script_load(script)
+
+    def split(self, items: list[Any], key_of: Callable[[Any], bytes]) -> list[tuple[str, list[Any]]]:
+        if self.owners is None:
+            return [(SINGLE, items)]
+        groups: dict[str, list[Any]] = {}
+        owners = self.owners
+        for item in items:
+            groups.setdefault(owners[key_slot(key_of(item))] or SINGLE, []).append(item)
+        return list(groups.items())
+
+    def send(self, groups: list[tuple[str, list[Any]]], request: Callable[[_Node, list[Any]], bytes]) -> None:
+        for node_id, items in groups:
+            self.nodes[node_id].commands.send(request(self.nodes[node_id], items))
+        self.in_flight.append(groups)
+
+    def receive(self, reply: Callable[[_Node, list[Any]], Any]) -> list[tuple[list[Any], Any]]:
+        """The oldest batch sent: (items, reply) per node it went to."""
+        groups = self.in_flight.popleft()
+        return [(items, reply(self.nodes[node_id], items)) for node_id, items in groups]
+
+    def close(self) -> None:
+        for node in self.nodes.values():
+            node.client.close()
+
+
+def restore_request(node: _Node, records: list[Record], replace: bool) -> bytes:
+    """EVALSHA of RESTORE_LUA for one node's share of a batch, as RESP bytes."""
+    pack = _RECORD_HEADER.pack
+    parts: list[bytes] = []
+    for key, ttl, payload in records:
+        parts += (pack(len(key), len(payload), ttl), key, payload)
+    blob = b"".join(parts)
+    mode = b"$7\r\nREPLACE\r\n" if replace else b"$0\r\n\r\n"
+    return b"*5\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n0\r\n%s$%d\r\n%s\r\n" % (
+        node.sha.encode(), mode, len(blob), blob)
+
+
+def live_records(keys: list[bytes], reply: list[Any], elapsed_ms: int) -> tuple[list[Record], int]:
+    """The records of a DUMP batch (EXEC reply {TIME, payload, pttl, ...}) still alive, each with the TTL
+    it has left after ``elapsed_ms``; and the number skipped because they expired meanwhile. Keys deleted
+    since the SCAN (DUMP nil) are left out, uncounted."""
+    records: list[Record] = []
+    expired = 0
+    for key, payload, ttl in zip(keys, reply[1::2], reply[2::2], strict=True):
+        if payload is None or ttl == NO_SUCH_KEY:
+            continue
+        if ttl < 0:
+            records.append((key, 0, payload))
+        elif ttl - elapsed_ms > 0:
+            records.append((key, ttl - elapsed_ms, payload))
+        else:
+            expired += 1
+    return records, expired
+
+
+def dumper_for(cluster_node: bool, client: Any) -> Any:
+    """How a batch is dumped: MULTI on a single node; on a cluster node a script (keys of many slots)."""
+    return _ScriptDump(client.script_load(DUMP_CROSS_SLOT_LUA)) if cluster_node else _MultiDump()
+
+
+def dump_request(node: _Node, keys: list[bytes]) -> bytes:
+    return _ScriptDump(node.sha).request(keys) if node.sha else _MultiDump.request(keys)
+
+
+def dump_reply(node: _Node, keys: list[bytes]) -> list[Any]:
+    return node.commands.reply() if node.sha else _MultiDump.reply(node.commands, keys)
+
+
+# -- values through type commands ---------------------------------------------------------------
+CHUNK = 1000  # elements per command when a value is written back
+
+
+def read_value(client: Any, key: bytes) -> tuple[str, Any, int] | None:
+    """(type, canonical value, PTTL) of a key read with type commands, or None when it is gone.
+    Canonical: hashes and sets sorted, sorted sets as (member, score) in rank order, streams as
+    their entries plus their groups' names and last delivered ids."""
+    kind = client.type(key)
+    kind = kind.decode() if isinstance(kind, bytes) else kind
+    if kind == "none":
+        return None
+    read = _READERS.get(kind)
+    if read is None:
+        raise ValueError(f"type {kind} cannot be copied with type commands")
+    return kind, read(client, key), int(client.pttl(key))
+
+
+def _read_stream(client: Any, key: bytes) -> Any:
+    entries = [(entry_id, sorted(fields.items())) for entry_id, fields in client.xrange(key)]
+    groups = sorted((group["name"], group["last-delivered-id"]) for group in client.xinfo_groups(key))
+    last_id = client.xinfo_stream(key)["last-generated-id"]
+    return entries, groups, last_id
+
+
+_READERS: dict[str, Callable[[Any, bytes], Any]] = {
+    "string": lambda client, key: client.get(key),
+    "hash": lambda client, key: sorted(client.hscan_iter(key, count=CHUNK)),
+    "list": lambda client, key: client.lrange(key, 0, -1),
+    "set": lambda client, key: sorted(client.sscan_iter(key, count=CHUNK)),
+    "zset": lambda client, key: client.zrange(key, 0, -1, withscores=True),
+    "stream": _read_stream,
+}
+
+
+def copy_with_commands(source: Any, target: Any, key: bytes) -> bool:
+    """Copy one key with type commands (the target refused its DUMP payload). The value and its TTL
+    are read afresh; False when the key is gone or expired by now. The target key is replaced:
+    RESTORE checks for an existing key before the payload, so it was absent, or --yes allows it."""
+    value = read_value(source, key)
+    if value is None or value[2] == 0:
+        return False
+    kind, data, ttl = value
+    pipe = target.pipeline(transaction=False)
+    pipe.delete(key)
+    _WRITERS[kind](pipe, key, data)
+    if ttl > 0:
+        pipe.pexpire(key, ttl)
+    pipe.execute()
+    return True
+
+
+def _chunks(items: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start:start + CHUNK]
+
+
+def _write_stream(pipe: Any, key: bytes, data: Any) -> None:
+    entries, groups, last_id = data
+    for entry_id, fields in entries:
+        pipe.xadd(key, dict(fields), id=entry_id)
+    for name, delivered in groups:
+        pipe.xgroup_create(key, name, id=delivered, mkstream=True)
+    if entries or groups:
+        pipe.execute_command("XSETID", key, last_id)
+
+
+_WRITERS: dict[str, Callable[[Any, bytes, Any], None]] = {
+    "string": lambda pipe, key, data: pipe.set(key, data),
+    "hash": lambda pipe, key, data: [pipe.hset(key, mapping=dict(c)) for c in _chunks(data)],
+    "list": lambda pipe, key, data: [pipe.rpush(key, *c) for c in _chunks(data)],
+    "set": lambda pipe, key, data: [pipe.sadd(key, *c) for c in _chunks(data)],
+    "zset": lambda pipe, key, data: [pipe.zadd(key, dict(c)) for c in _chunks(data)],
+    "stream": _write_stream,
+}
+
+
+def printable_key(key: bytes) -> str:
+    """A key as one printable line: UTF-8 as it is; other bytes, controls and backslashes escaped."""
+    text = key.decode("utf-8", "surrogateescape")
+    if text.isprintable() and "\\" not in text:
+        return text
+    out = []
+    for char in text:
+        if 0xDC80 <= ord(char) <= 0xDCFF:  # a byte that is not UTF-8
+            out.append(f"\\x{ord(char) - 0xDC00:02x}")
+        elif char == "\\" or not char.isprintable():
+            out.append(char.encode("unicode_escape").decode())
+        else:
+            out.append(char)
+    return "".join(out)
