@@ -162,33 +162,80 @@ CHUNK = 1000  # elements per command when a value is written back
 
 
 def read_value(client: Any, key: bytes) -> tuple[str, Any, int] | None:
-    """(type, canonical value, PTTL) of a key read with type commands, or None when it is gone.
-    Canonical: hashes and sets sorted, sorted sets as (member, score) in rank order, streams as
-    their entries plus their groups' names and last delivered ids."""
-    kind = client.type(key)
-    kind = kind.decode() if isinstance(kind, bytes) else kind
+    """(type, canonical value, PTTL) of a key read with type commands, or None when it is gone."""
+    kind = _text(client.type(key))
     if kind == "none":
         return None
-    read = _READERS.get(kind)
-    if read is None:
+    if kind not in _CANONICAL:
         raise ValueError(f"type {kind} cannot be copied with type commands")
-    return kind, read(client, key), int(client.pttl(key))
+    pipe = client.pipeline(transaction=False)
+    _READ_COMMANDS[kind](pipe, key)
+    pipe.pttl(key)
+    *replies, ttl = pipe.execute()
+    return kind, _CANONICAL[kind](replies), int(ttl)
 
 
-def _read_stream(client: Any, key: bytes) -> Any:
-    entries = [(entry_id, sorted(fields.items())) for entry_id, fields in client.xrange(key)]
-    groups = sorted((group["name"], group["last-delivered-id"]) for group in client.xinfo_groups(key))
-    last_id = client.xinfo_stream(key)["last-generated-id"]
-    return entries, groups, last_id
+def read_values(client: Any, keys: list[bytes]) -> list[tuple[str, Any] | None]:
+    """(type, canonical value) of each key (None: gone), in two pipelined round trips. Canonical:
+    hashes and sets sorted, sorted sets as (member, score) in rank order, streams as their entries,
+    their groups' names and last delivered ids, and their last id. A type the type commands cannot
+    read (a module's) has its DUMP payload as its value."""
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.type(key)
+    kinds = [_text(kind) for kind in pipe.execute()]
+    pipe = client.pipeline(transaction=False)
+    for key, kind in zip(keys, kinds, strict=True):
+        _READ_COMMANDS.get(kind, _read_dump)(pipe, key)
+    replies = iter(pipe.execute())
+    values: list[tuple[str, Any] | None] = []
+    for kind in kinds:
+        parts = [next(replies) for _ in range(_REPLIES.get(kind, 1))]
+        values.append(None if kind == "none" else (kind, _CANONICAL.get(kind, _first_reply)(parts)))
+    return values
 
 
-_READERS: dict[str, Callable[[Any, bytes], Any]] = {
-    "string": lambda client, key: client.get(key),
-    "hash": lambda client, key: sorted(client.hscan_iter(key, count=CHUNK)),
-    "list": lambda client, key: client.lrange(key, 0, -1),
-    "set": lambda client, key: sorted(client.sscan_iter(key, count=CHUNK)),
-    "zset": lambda client, key: client.zrange(key, 0, -1, withscores=True),
+def _text(kind: Any) -> str:
+    return kind.decode() if isinstance(kind, bytes) else str(kind)
+
+
+def _read_dump(pipe: Any, key: bytes) -> None:
+    pipe.dump(key)
+
+
+def _first_reply(replies: list[Any]) -> Any:
+    return replies[0]
+
+
+def _read_stream(pipe: Any, key: bytes) -> None:
+    pipe.xrange(key)
+    pipe.xinfo_groups(key)
+    pipe.xinfo_stream(key)
+
+
+def _canonical_stream(replies: list[Any]) -> Any:
+    entries, groups, info = replies
+    return ([(entry_id, sorted(fields.items())) for entry_id, fields in entries],
+            sorted((group["name"], group["last-delivered-id"]) for group in groups), info["last-generated-id"])
+
+
+_READ_COMMANDS: dict[str, Callable[[Any, bytes], Any]] = {
+    "string": lambda pipe, key: pipe.get(key),
+    "hash": lambda pipe, key: pipe.hgetall(key),
+    "list": lambda pipe, key: pipe.lrange(key, 0, -1),
+    "set": lambda pipe, key: pipe.smembers(key),
+    "zset": lambda pipe, key: pipe.zrange(key, 0, -1, withscores=True),
     "stream": _read_stream,
+    "none": lambda pipe, key: pipe.exists(key),
+}
+_REPLIES = {"stream": 3}
+_CANONICAL: dict[str, Callable[[list[Any]], Any]] = {
+    "string": _first_reply,
+    "hash": lambda replies: sorted(replies[0].items()),
+    "list": _first_reply,
+    "set": lambda replies: sorted(replies[0]),
+    "zset": _first_reply,
+    "stream": _canonical_stream,
 }
 
 
@@ -248,3 +295,64 @@ def printable_key(key: bytes) -> str:
         else:
             out.append(char)
     return "".join(out)
+
+
+# -- payloads equal up to order -----------------------------------------------------------------
+_RDB_SET, _RDB_HASH = 2, 4  # hash-table encodings: DUMP lists their elements in table order
+
+
+def same_unordered(ours: bytes, theirs: bytes) -> bool | None:
+    """Whether two DUMP payloads of a hash-table set or hash hold the same elements in another order
+    (their CRCs differ then), without decoding the elements: the same server version encodes equal
+    strings to equal bytes. None: not such payloads, or of other versions; read the values then."""
+    if ours[:1] != theirs[:1] or ours[0] not in (_RDB_SET, _RDB_HASH) or ours[-10:-8] != theirs[-10:-8]:
+        return None
+    try:
+        return _elements(ours) == _elements(theirs)
+    except (IndexError, ValueError):
+        return None
+
+
+def _elements(payload: bytes) -> list[bytes | tuple[bytes, bytes]]:
+    count, position = _length(payload, 1)
+    spans: list[bytes] = []
+    for _ in range(count * (2 if payload[0] == _RDB_HASH else 1)):
+        end = _string_end(payload, position)
+        spans.append(payload[position:end])
+        position = end
+    if position != len(payload) - 10:
+        raise ValueError("trailing bytes")
+    if payload[0] == _RDB_HASH:
+        return sorted(zip(spans[::2], spans[1::2]))
+    return sorted(spans)
+
+
+def _length(payload: bytes, position: int) -> tuple[int, int]:
+    """An RDB length at ``position``: (length, position after it)."""
+    first = payload[position]
+    kind = first >> 6
+    if kind == 0:
+        return first & 0x3F, position + 1
+    if kind == 1:
+        return ((first & 0x3F) << 8) | payload[position + 1], position + 2
+    if first == 0x80:
+        return int.from_bytes(payload[position + 1:position + 5], "big"), position + 5
+    if first == 0x81:
+        return int.from_bytes(payload[position + 1:position + 9], "big"), position + 9
+    raise ValueError("not a length")
+
+
+def _string_end(payload: bytes, position: int) -> int:
+    """Where the RDB string at ``position`` ends: raw, an integer, or LZF-compressed."""
+    first = payload[position]
+    if first >> 6 != 3:
+        length, start = _length(payload, position)
+        return start + length
+    special = first & 0x3F
+    if special in (0, 1, 2):
+        return position + 1 + (1, 2, 4)[special]
+    if special == 3:
+        compressed, start = _length(payload, position + 1)
+        _plain, start = _length(payload, start)
+        return start + compressed
+    raise ValueError("unknown string encoding")

@@ -30,8 +30,9 @@ from storagectl.datamove.redis_keys import (
     dumper_for,
     live_records,
     printable_key,
-    read_value,
+    read_values,
     restore_request,
+    same_unordered,
 )
 from storagectl.datamove.state import RunState, run_identity
 from storagectl.errors import BackendUnavailable, OperationFailed, StoragectlError, UsageError
@@ -332,30 +333,29 @@ class PartVerify:
             replies = target.receive(dump_reply)
         found = {key: (payload, ttl) for keys, reply in replies
                  for key, payload, ttl in zip(keys, reply[1::2], reply[2::2], strict=True)}
+        differing, unsure = [], []  # unsure: equal TTLs, other payloads (another encoding, or order)
         for key, ttl, payload in records:
             counts.keys += 1
             theirs, their_ttl = found[key]
-            if theirs is not None and their_ttl != redis_keys.NO_SUCH_KEY:
-                counts.present += 1
-            if self._differs(key, (payload, ttl), (theirs, their_ttl), plain_source, plain_target):
-                counts.mismatches += 1
-                if len(counts.diff_keys) < MAX_DIFF_KEYS:
-                    counts.diff_keys.append(printable_key(key))
-
-    @staticmethod
-    def _differs(key: bytes, ours: tuple[bytes, int], theirs: tuple[bytes | None, int], plain_source: Any,
-                 plain_target: Any) -> bool:
-        (payload, ttl), (their_payload, their_ttl) = ours, theirs
-        if their_payload is None or their_ttl == redis_keys.NO_SUCH_KEY:
-            return not 0 < ttl <= TTL_TOLERANCE_MS  # gone from the target: only if about to expire anyway
-        if (ttl == 0) != (their_ttl < 0) or (ttl and abs(ttl - their_ttl) > TTL_TOLERANCE_MS):
-            return True
-        if payload == their_payload:
-            return False
-        with contextlib.suppress(ValueError):  # a module type: only its payload could tell
-            ours_now, theirs_now = read_value(plain_source, key), read_value(plain_target, key)
-            return ours_now is None or theirs_now is None or ours_now[:2] != theirs_now[:2]
-        return True
+            if theirs is None or their_ttl == redis_keys.NO_SUCH_KEY:
+                if not 0 < ttl <= TTL_TOLERANCE_MS:  # gone from the target: fine only if about to expire
+                    differing.append(key)
+                continue
+            counts.present += 1
+            if (ttl == 0) != (their_ttl < 0) or (ttl and abs(ttl - their_ttl) > TTL_TOLERANCE_MS):
+                differing.append(key)
+            elif payload != theirs and not same_unordered(payload, theirs):
+                unsure.append(key)
+        if unsure:
+            with _errors(self.request.source, "reading values"):
+                ours = read_values(plain_source, unsure)
+            with _errors(self.request.target, "reading values"):
+                theirs_now = read_values(plain_target, unsure)
+            differing += [key for key, mine, their in zip(unsure, ours, theirs_now, strict=True)
+                          if mine is not None and mine != their]
+        counts.mismatches += len(differing)
+        room = MAX_DIFF_KEYS - len(counts.diff_keys)
+        counts.diff_keys += [printable_key(key) for key in differing[:max(0, room)]]
 
 
 # -- helpers -------------------------------------------------------------------------------------
