@@ -31,7 +31,6 @@ import neo4j
 from storagectl.backends.neo4j_archive import (
     AWAIT_INDEXES,
     COUNT_NODES,
-    COUNT_RELATIONSHIPS,
     CREATE_RESTORE_INDEX,
     DROP_RESTORE_INDEX,
     FETCH_SIZE,
@@ -273,7 +272,8 @@ class GraphCopy:
     def _marked(self, sources: list[str]) -> list[tuple[str, str]]:
         with translated_errors(self.request.target, "reading the copied nodes"), \
                 self.request.target.session(self.target) as session:
-            return session.execute_read(lambda tx: [(r["source"], r["target"]) for r in tx.run(FIND_MARKED, ids=sources)])
+            return session.execute_read(
+                lambda tx: [(r["source"], r["target"]) for r in tx.run(FIND_MARKED, ids=sources)])
 
     def _copy_relationships(self, run_id: str, done: tuple[int, int], ids: IdMap, totals: Totals) -> None:
         committed = done[1]
@@ -314,7 +314,11 @@ class GraphCopy:
         def work(tx: Any) -> list[tuple[str, str]]:
             pairs = []
             for query, rows in statements:
-                pairs += [(r["source"], r["target"]) for r in tx.run(query, rows=rows) if "source" in r.keys()]
+                result = tx.run(query, rows=rows)
+                if "source" in result.keys():  # noqa: SIM118 - a Result has no __contains__
+                    pairs += [(r["source"], r["target"]) for r in result]
+                else:
+                    result.consume()
             tx.run(SET_PROGRESS, run=run_id, nodes=nodes, relationships=relationships).consume()
             return pairs
 
@@ -330,7 +334,8 @@ def _node_statements(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[st
     return [(create_nodes_returning_query(labels), batch) for labels, batch in groups.items()]
 
 
-def _relationship_statements(rows: list[dict[str, Any]], ends: dict[str, str]) -> list[tuple[str, list[dict[str, Any]]]]:
+def _relationship_statements(rows: list[dict[str, Any]],
+                             ends: dict[str, str]) -> list[tuple[str, list[dict[str, Any]]]]:
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         groups[row["type"]].append({"start": ends[row["start"]], "end": ends[row["end"]],

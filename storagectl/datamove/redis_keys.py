@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from storagectl.backends.redis import _MultiDump, _RespSocket, _ScriptDump, DUMP_CROSS_SLOT_LUA, resp_command
+from storagectl.backends.redis import DUMP_CROSS_SLOT_LUA, _MultiDump, _RespSocket, _ScriptDump
 from storagectl.backends.redis_topology import key_slot
 
 # ARGV: mode ('REPLACE' or ''), then the batch as one string of records: key length, payload length
@@ -323,7 +323,7 @@ def _elements(payload: bytes) -> list[bytes | tuple[bytes, bytes]]:
     if position != len(payload) - 10:
         raise ValueError("trailing bytes")
     if payload[0] == _RDB_HASH:
-        return sorted(zip(spans[::2], spans[1::2]))
+        return sorted(zip(spans[::2], spans[1::2], strict=True))
     return sorted(spans)
 
 

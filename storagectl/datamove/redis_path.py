@@ -11,7 +11,6 @@ After the target confirms a batch, the SCAN cursor after it is the part's resume
 from __future__ import annotations
 
 import contextlib
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -85,7 +84,8 @@ class RedisDataPath:
                     for side in (request.source, request.target)}
         items = []
         for part in parts:
-            item = ItemPlan(part.label, _target_label(request, part), chunking=f"SCAN batches of {DUMP_BATCH_KEYS} keys")
+            item = ItemPlan(part.label, _target_label(request, part),
+                            chunking=f"SCAN batches of {DUMP_BATCH_KEYS} keys")
             if not request.selection.pattern and not request.selection.types:
                 item.row_estimate = _translated(request.source, "counting keys", lambda p=part: _dbsize(p))
             existing = _translated(request.target, "counting keys", lambda p=part: _target_count(request, p.target_db))
@@ -108,8 +108,8 @@ class RedisDataPath:
         copy = PartCopy(request, state, progress)
         counts = _values(fan_out(parts, copy.run, request.parallel))
         state.finish()
-        result = RunResult(request.source.name, request.target.name, "redis → redis",
-                           [_copied_item(request, part, part_counts) for part, part_counts in zip(parts, counts)])
+        items = [_copied_item(request, part, part_counts) for part, part_counts in zip(parts, counts, strict=True)]
+        result = RunResult(request.source.name, request.target.name, "redis → redis", items)
         if request.verify:
             self._merge_verification(result, self.verify(request))
         return result
@@ -120,7 +120,8 @@ class RedisDataPath:
         for item in result.items:
             checked = by_source.pop(item.source, None)
             if checked is not None and checked.status == "mismatch":
-                item.status, item.diff_keys, item.first_bad_chunk = "mismatch", checked.diff_keys, checked.first_bad_chunk
+                item.status, item.diff_keys = "mismatch", checked.diff_keys
+                item.first_bad_chunk = checked.first_bad_chunk
                 item.detail = "; ".join(d for d in (item.detail, checked.detail) if d)
         result.items += list(by_source.values())  # the target's extra keys
         result.verified = verification.verified
@@ -131,7 +132,8 @@ class RedisDataPath:
                                    lambda db=db: _target_count(request, db, stop_at=1))
             if existing:
                 where = "" if _is_cluster(request.target) else f" db {db}"
-                raise UsageError(f"{request.target.label}{where} already holds keys of the selection; nothing was copied",
+                raise UsageError(f"{request.target.label}{where} already holds keys of the selection; "
+                                 "nothing was copied",
                                  hint="Try: --yes to replace them, or another target db")
 
     # -- verify ------------------------------------------------------------------------------
@@ -139,7 +141,7 @@ class RedisDataPath:
         _check_selection(request.selection)
         parts = self._parts(request)
         counts = _values(fan_out(parts, lambda part: PartVerify(request).run(part), request.parallel))
-        items = [_verified_item(request, part, part_counts) for part, part_counts in zip(parts, counts)]
+        items = [_verified_item(request, part, part_counts) for part, part_counts in zip(parts, counts, strict=True)]
         items += self._extra_keys(request, parts, sum(c.present for c in counts))
         return RunResult(request.source.name, request.target.name, "redis → redis", items,
                          verified=all(item.status == "equal" for item in items))
@@ -161,9 +163,8 @@ class RedisDataPath:
     def _parts(self, request: DataMigrationRequest) -> list[SourcePart]:
         source, target = request.source, request.target
         for side in (source, target):
-            with _errors(side, "connecting"):
-                with side.connect():
-                    pass
+            with _errors(side, "connecting"), side.connect():
+                pass
         if _is_cluster(source):
             return self._cluster_parts(request)
         databases = source.selected_databases()
@@ -293,7 +294,7 @@ def _of_types(client: Any, keys: list[bytes], types: tuple[str, ...]) -> list[by
     for key in keys:
         pipe.type(key)
     wanted = {kind.encode() for kind in types} | set(types)
-    return [key for key, kind in zip(keys, pipe.execute()) if kind in wanted]
+    return [key for key, kind in zip(keys, pipe.execute(), strict=True) if kind in wanted]
 
 
 class PartVerify:
@@ -456,7 +457,7 @@ def _extra_key_names(request: DataMigrationRequest, parts: list[SourcePart]) -> 
                 pipe = source.pipeline(transaction=False)
                 for key in keys:
                     pipe.exists(key)
-                names += [printable_key(key) for key, exists in zip(keys, pipe.execute()) if not exists]
+                names += [printable_key(key) for key, exists in zip(keys, pipe.execute(), strict=True) if not exists]
                 if len(names) >= MAX_DIFF_KEYS:
                     return names[:MAX_DIFF_KEYS]
     return names
@@ -514,7 +515,8 @@ def _errors(backend: Any, what: str) -> Iterator[None]:
                                   hint="Try: --resume once the cluster is stable") from exc
         raise OperationFailed(f"{backend.label}: {what} failed: {text}") from exc
     except redis.RedisError as exc:
-        if isinstance(exc, redis.AuthenticationError) or not isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        lost = isinstance(exc, redis.ConnectionError | redis.TimeoutError)
+        if isinstance(exc, redis.AuthenticationError) or not lost:
             raise backend.translate_error(exc) from exc
         raise BackendUnavailable(f"{backend.label}: {what} failed, connection lost: {backend.error_line(exc)}",
                                  hint="Try: the same command with --resume once the server is back") from exc
