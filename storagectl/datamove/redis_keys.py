@@ -7,7 +7,6 @@ The DUMP side (SCAN + MULTI of DUMP/PTTL, pipelined over a raw RESP socket) is t
 
 from __future__ import annotations
 
-import struct
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,43 +14,6 @@ from typing import Any
 
 from storagectl.backends.redis import DUMP_CROSS_SLOT_LUA, _MultiDump, _RespSocket, _ScriptDump
 from storagectl.backends.redis_topology import key_slot
-
-# ARGV: mode ('REPLACE' or ''), then the batch as one string of records: key length, payload length
-# (4 bytes each), relative TTL in ms (8 bytes; 0: none), all big-endian, key, payload. Returns {index
-# of the first key that already exists (0: none), indexes of payloads refused as of another server
-# version...}; any other error ends the script with it. Keys travel in ARGV so one call may cover
-# every slot the node serves (a cluster node, Redis >= 7.0); one packed string, because building
-# three RESP arguments per key cost the client more than the server's RESTORE.
-RESTORE_LUA = """#!lua flags=allow-cross-slot-keys
-local replace, blob = ARGV[1] == 'REPLACE', ARGV[2]
-local out, pos, i = {0}, 1, 0
-while pos <= #blob do
-  i = i + 1
-  local key_length, payload_length, ttl
-  key_length, payload_length, ttl, pos = struct.unpack('>I4I4i8', blob, pos)
-  local key = string.sub(blob, pos, pos + key_length - 1)
-  local payload = string.sub(blob, pos + key_length, pos + key_length + payload_length - 1)
-  pos = pos + key_length + payload_length
-  local reply
-  if replace then
-    reply = redis.pcall('RESTORE', key, string.format('%d', ttl), payload, 'REPLACE')
-  else
-    reply = redis.pcall('RESTORE', key, string.format('%d', ttl), payload)
-  end
-  if type(reply) == 'table' and reply.err then
-    if string.find(reply.err, 'payload version or checksum', 1, true) then
-      out[#out + 1] = i
-    elseif string.sub(reply.err, 1, 7) == 'BUSYKEY' then
-      out[1] = i
-      return out
-    else
-      return redis.error_reply(reply.err)
-    end
-  end
-end
-return out
-"""
-_RECORD_HEADER = struct.Struct(">IIq")
 
 Record = tuple[bytes, int, bytes]  # key, relative TTL in ms (0: none), DUMP payload
 NO_SUCH_KEY = -2  # PTTL of a missing key
@@ -114,16 +76,39 @@ class TargetNodes:
             node.client.close()
 
 
-def restore_request(node: _Node, records: list[Record], replace: bool) -> bytes:
-    """EVALSHA of RESTORE_LUA for one node's share of a batch, as RESP bytes."""
-    pack = _RECORD_HEADER.pack
-    parts: list[bytes] = []
+_RESTORE = b"*4\r\n$7\r\nRESTORE\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
+_RESTORE_REPLACE = b"*5\r\n$7\r\nRESTORE\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$7\r\nREPLACE\r\n"
+
+
+def restore_commands(node: _Node, records: list[Record], replace: bool) -> bytes:
+    """One RESTORE per record, pipelined, as RESP bytes."""
+    template = _RESTORE_REPLACE if replace else _RESTORE
+    parts = []
     for key, ttl, payload in records:
-        parts += (pack(len(key), len(payload), ttl), key, payload)
-    blob = b"".join(parts)
-    mode = b"$7\r\nREPLACE\r\n" if replace else b"$0\r\n\r\n"
-    return b"*5\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n0\r\n%s$%d\r\n%s\r\n" % (
-        node.sha.encode(), mode, len(blob), blob)
+        expiry = b"%d" % ttl
+        parts.append(template % (len(key), key, len(expiry), expiry, len(payload), payload))
+    return b"".join(parts)
+
+
+def restore_outcome(node: _Node, records: list[Record]) -> list[int]:
+    """The replies to :func:`restore_commands`: [index of the first key that already existed (0: none),
+    indexes of payloads refused as of another server version...] (1-based); another error is raised."""
+    import redis
+
+    commands, out = node.commands, [0]
+    gets, response_error = commands.reader.gets, redis.ResponseError
+    for index in range(1, len(records) + 1):
+        while (reply := gets()) is False:
+            commands._receive()
+        if isinstance(reply, response_error):
+            text = str(reply)
+            if "payload version or checksum" in text:
+                out.append(index)
+            elif text.startswith("BUSYKEY"):
+                out[0] = out[0] or index
+            else:
+                raise reply
+    return out
 
 
 def live_records(keys: list[bytes], reply: list[Any], elapsed_ms: int) -> tuple[list[Record], int]:

@@ -21,7 +21,6 @@ from storagectl.backends.redis_topology import SlotOwnership, fan_out, scan_prim
 from storagectl.datamove import redis_keys
 from storagectl.datamove.model import ItemPlan, ItemResult, MigrationPlan, RunResult
 from storagectl.datamove.redis_keys import (
-    RESTORE_LUA,
     TargetNodes,
     copy_with_commands,
     dump_reply,
@@ -30,7 +29,8 @@ from storagectl.datamove.redis_keys import (
     live_records,
     printable_key,
     read_values,
-    restore_request,
+    restore_commands,
+    restore_outcome,
     same_unordered,
 )
 from storagectl.datamove.state import RunState, run_identity
@@ -211,7 +211,6 @@ class PartCopy:
             target = _translated(self.request.target, "connecting",
                                  lambda: TargetNodes.open(self.request.target, part.target_db))
             stack.callback(target.close)
-            _translated(self.request.target, "loading the restore script", lambda: target.load_script(RESTORE_LUA))
             plain_target = stack.enter_context(_closing(_plain_client(self.request.target, part.target_db)))
             batches = _source_batches(self.request, part, source, plain_source, recorded.get("cursor", "0"))
             pending: deque[tuple[bytes, int]] = deque()
@@ -219,7 +218,7 @@ class PartCopy:
                 counts.expired += expired
                 with _errors(self.request.target, "restoring"):
                     target.send(target.split(records, _first),
-                                lambda node, items: restore_request(node, items, self.replace))
+                                lambda node, items: restore_commands(node, items, self.replace))
                 pending.append((cursor, sum(map(len, map(_payload, records)))))
                 if len(pending) > 1:
                     self._confirm(part, target, pending, counts, plain_source, plain_target)
@@ -236,7 +235,7 @@ class PartCopy:
 
         cursor, size = pending.popleft()
         with _errors(self.request.target, "restoring"):
-            replies = target.receive(lambda node, items: node.commands.reply())
+            replies = target.receive(restore_outcome)
         for records, reply in replies:
             if reply[0]:
                 raise UsageError(f"key {printable_key(records[reply[0] - 1][0])!r} already exists in "
