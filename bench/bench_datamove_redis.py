@@ -7,7 +7,9 @@ strings with a TTL), then in alternating rounds times, each into an emptied targ
   - storagectl: the whole CLI command `migrate data run --no-verify`, then `migrate data verify`;
   - MIGRATE: SCAN COUNT 1000 on the source and `MIGRATE host port "" 0 timeout COPY REPLACE KEYS
     k1..k1000` per batch (the server dumps, sends and waits for the target's RESTOREs).
-Prints keys/s, copy time vs MIGRATE (target <= 1.0x) and verification vs copy (target <= 0.5x).
+Prints keys/s, copy time vs MIGRATE (target <= 1.0x) and verification vs copy (target <= 0.5x), and
+the CPU seconds each process used (client, source server, target server): on a machine shared with
+other jobs the wall times follow the load, the CPU seconds much less.
 Usage: flock /tmp/bench.lock python3 bench/bench_datamove_redis.py [--keys 1000000] [--rounds 3]
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -27,6 +30,38 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.bench_redis_backup import load  # noqa: E402 - the same 1 M keys as the backup bench
 from tests.redis_cluster import running_server  # noqa: E402
+
+
+def server_cpu(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Measured:
+    """Wall seconds and CPU seconds of the client (child processes), source and target servers."""
+
+    def __init__(self, source: redis.Redis, target: redis.Redis) -> None:
+        self.source, self.target = source, target
+
+    def __enter__(self) -> Measured:
+        self.started = (time.perf_counter(), children_cpu() + time.process_time(), server_cpu(self.source),
+                        server_cpu(self.target))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        now = (time.perf_counter(), children_cpu() + time.process_time(), server_cpu(self.source),
+               server_cpu(self.target))
+        spent = [b - a for a, b in zip(self.started, now, strict=True)]
+        self.wall, self.client, self.source_cpu, self.target_cpu = spent
+
+    def __str__(self) -> str:
+        return (f"{self.wall:.2f}s (cpu: client {self.client:.2f}s, source {self.source_cpu:.2f}s, "
+                f"target {self.target_cpu:.2f}s)")
 
 
 def storagectl(config: Path, *args: str) -> float:
@@ -72,14 +107,20 @@ def main() -> None:
         copies, verifies, migrates = [], [], []
         for round_ in range(options.rounds):
             target.flushall()
-            copies.append(storagectl(config, "run", "--no-verify"))
+            with Measured(source, target) as copied:
+                storagectl(config, "run", "--no-verify")
             assert target.dbsize() == options.keys, target.dbsize()
-            verifies.append(storagectl(config, "verify"))
+            with Measured(source, target) as verified:
+                storagectl(config, "verify")
             target.flushall()
-            migrates.append(migrate_command(source, dst.port))
+            with Measured(source, target) as migrated:
+                migrate_command(source, dst.port)
             assert target.dbsize() == options.keys, target.dbsize()
-            print(f"round {round_ + 1}: storagectl copy {copies[-1]:.2f}s, verify {verifies[-1]:.2f}s, "
-                  f"MIGRATE {migrates[-1]:.2f}s", flush=True)
+            copies.append(copied.wall)
+            verifies.append(verified.wall)
+            migrates.append(migrated.wall)
+            print(f"round {round_ + 1}: storagectl copy {copied}\n         storagectl verify {verified}\n"
+                  f"         MIGRATE {migrated}", flush=True)
         copy, verify, migrate = (statistics.median(v) for v in (copies, verifies, migrates))
         print(f"median: storagectl copy {copy:.2f}s ({options.keys / copy / 1000:.0f}k keys/s, target >= 150k), "
               f"MIGRATE {migrate:.2f}s ({options.keys / migrate / 1000:.0f}k keys/s)")
