@@ -63,6 +63,12 @@ class SourcePart:
     cluster_node: bool = False
     owner: SlotOwnership | None = None
 
+    @property
+    def identity(self) -> str:
+        """What a resumed run must find again: the db, or the primary with the same slots."""
+        slots = self.owner.node.slots if self.owner else ()
+        return f"{self.name}:{self.target_db}:{slots}"
+
 
 @dataclass
 class PartCounts:
@@ -102,7 +108,7 @@ class RedisDataPath:
     def run(self, request: DataMigrationRequest, progress: ProgressCallback) -> RunResult:
         _check_selection(request.selection)
         parts = self._parts(request)
-        state = RunState.begin(request, run_identity(request, {"parts": [part.name for part in parts]}))
+        state = RunState.begin(request, run_identity(request, {"parts": [part.identity for part in parts]}))
         if not request.resume and not request.allow_nonempty_target:
             self._refuse_nonempty_target(request, parts)
         copy = PartCopy(request, state, progress)
