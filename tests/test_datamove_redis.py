@@ -282,3 +282,20 @@ def test_cluster_to_single_node_and_back(redis_cluster, write_config, redis_db, 
     assert back.json()["verified"] is True
     assert redis_cluster.dbsize() == target.client().dbsize()
     assert_same(target.client(), redis_cluster.client(), target_keys=redis_cluster.dbsize())
+
+
+def test_cluster_to_cluster_of_another_size(redis_cluster, own_redis_cluster, write_config, cli):
+    """Three primaries to four: each key lands on the primary of the target that serves its slot."""
+    source = redis_cluster.client()
+    for index in range(3000):
+        source.set(f"k:{index}", index, px=600_000 if index % 5 == 0 else None)
+    source.zadd("{t}z", {"a": 1})
+    source.rpush(BINARY_KEY, "x")
+    with own_redis_cluster(4) as other:
+        config = write_config("version: 1\nbackends:\n" + redis_cluster.backend_yaml("one")
+                              + other.backend_yaml("two"))
+        result = migrate(cli, config, "run", "--from", "one", "--to", "two")
+        assert result.exit_code == 0, result.stderr
+        assert result.json()["verified"] is True
+        assert other.dbsize() == redis_cluster.dbsize() == 3002
+        assert_same(source, other.client(), [b"{t}z", BINARY_KEY, b"k:0", b"k:5", b"k:2999"], 5)
