@@ -299,3 +299,16 @@ def test_real_server_as_target_then_as_source(write_config):
             assert back.content() == first.content()
         finally:
             wipe(session)
+
+
+def test_plan_counts_and_names_a_non_empty_target(graphs, config_path, cli):
+    source, target, _, _ = graphs
+    populate(source)
+    target.add_node("Old", key="old")
+    result = cli("-c", config_path, "-o", "json", "migrate", "data", "plan", "--from", "a", "--to", "b")
+    assert result.exit_code == 0, result.stderr
+    items = {item["source"]: item for item in result.json()["items"]}
+    assert items["nodes"]["row_estimate"] == 4 and items["relationships"]["row_estimate"] == 5
+    assert items["schema"]["row_estimate"] == 2  # one constraint, one index
+    assert "run needs --yes" in items["nodes"]["problems"][0]
+    assert list(target.labels()) == ["Old"]  # nothing written
