@@ -112,7 +112,7 @@ class RedisDataPath:
         if not request.resume and not request.allow_nonempty_target:
             self._refuse_nonempty_target(request, parts)
         copy = PartCopy(request, state, progress)
-        counts = _values(fan_out(parts, copy.run, request.parallel))
+        counts = _each(parts, copy.run, request.parallel)
         state.finish()
         items = [_copied_item(request, part, part_counts) for part, part_counts in zip(parts, counts, strict=True)]
         result = RunResult(request.source.name, request.target.name, "redis → redis", items)
@@ -146,7 +146,7 @@ class RedisDataPath:
     def verify(self, request: DataMigrationRequest) -> RunResult:
         _check_selection(request.selection)
         parts = self._parts(request)
-        counts = _values(fan_out(parts, lambda part: PartVerify(request).run(part), request.parallel))
+        counts = _each(parts, PartVerify(request).run, request.parallel)
         items = [_verified_item(request, part, part_counts) for part, part_counts in zip(parts, counts, strict=True)]
         items += self._extra_keys(request, parts, sum(c.present for c in counts))
         return RunResult(request.source.name, request.target.name, "redis → redis", items,
@@ -488,6 +488,14 @@ def _verified_item(request: DataMigrationRequest, part: SourcePart, counts: Part
         item.first_bad_chunk = f"key {counts.diff_keys[0]}"
         item.diff_keys = counts.diff_keys if request.show_diffs else []
     return item
+
+
+def _each(parts: list[SourcePart], visit: Callable[[SourcePart], PartCounts], parallel: int) -> list[PartCounts]:
+    """``visit`` of every part: in this thread when there is one (Ctrl-C stops it at once), else
+    ``parallel`` primaries at a time; the first failure is raised once the others have ended."""
+    if len(parts) == 1:
+        return [visit(parts[0])]
+    return _values(fan_out(parts, visit, parallel))
 
 
 def _values(outcomes: list[Any]) -> list[Any]:
