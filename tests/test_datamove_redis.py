@@ -299,3 +299,23 @@ def test_cluster_to_cluster_of_another_size(redis_cluster, own_redis_cluster, wr
         assert result.json()["verified"] is True
         assert other.dbsize() == redis_cluster.dbsize() == 3002
         assert_same(source, other.client(), [b"{t}z", BINARY_KEY, b"k:0", b"k:5", b"k:2999"], 5)
+
+
+def test_several_dbs_move_into_the_same_numbers(redis_base_url, target, write_config, cli):
+    import redis
+
+    from tests.conftest import leased_redis_dbs
+
+    with leased_redis_dbs(redis_base_url, 2) as (first, second):
+        first.client().set("in-first", "1")
+        second.client().hset("in-second", "f", "v")
+        numbers = [first.db, second.db]
+        config = write_config(
+            "version: 1\nbackends:\n"
+            f"  src: {{kind: redis, url: '{redis_base_url}', databases: {numbers}}}\n"
+            f"  dst: {{kind: redis, url: 'redis://127.0.0.1:{target.port}/0', databases: {numbers}}}\n")
+        result = migrate(cli, config, "run", "--from", "src", "--to", "dst")
+        assert result.exit_code == 0, result.stderr
+        assert [item["source"] for item in result.json()["items"]] == [f"db{first.db}", f"db{second.db}"]
+        assert redis.Redis(port=target.port, db=first.db).get("in-first") == b"1"
+        assert redis.Redis(port=target.port, db=second.db).hgetall("in-second") == {b"f": b"v"}
