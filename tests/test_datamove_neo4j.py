@@ -217,7 +217,7 @@ def test_an_interrupted_run_resumes_without_missing_or_duplicated_entities(graph
         api.run(request(config_path))
     target.fail_node_batch = target.fail_relationship_batch = None
     monkeypatch.undo()
-    monkeypatch.setattr(copy, "WRITE_BATCH", 5)
+    monkeypatch.setattr(copy, "WRITE_BATCH", 3)  # ignored: a resumed run keeps the interrupted run's batches
     result = api.run(request(config_path, resume=True))
     assert result.verified is True
     assert {item.status for item in result.items[:3]} == {"resumed"}

@@ -188,6 +188,7 @@ class GraphCopy:
         self.request, self.source, self.target, self.progress = request, source, target, progress
         self.labels = request.selection.labels
         self.writer = GraphRestore(request.target, target, archive=None)  # its statement helpers
+        self.batch = WRITE_BATCH
 
     def run(self) -> list[ItemResult]:
         request = self.request
@@ -202,7 +203,9 @@ class GraphCopy:
                              hint=f"Try: delete {state.path} and run again with --yes")
         if not request.resume:
             self._prepare_target()
-        state.commit("run", force=True, id=run_id, counts=list(counts))
+        # A resumed run keeps the interrupted run's batches, so the last committed one is read again whole.
+        self.batch = int(state.part("run").get("batch") or WRITE_BATCH)
+        state.commit("run", force=True, id=run_id, counts=list(counts), batch=self.batch)
         with contextlib.closing(IdMap(state_path(request).with_suffix(".idmap.sqlite"))) as ids:
             done = self._committed(run_id)
             schema = self._schema()
@@ -255,7 +258,7 @@ class GraphCopy:
         self.writer._write("creating the temporary copy index", CREATE_RESTORE_INDEX)
         self.writer._write("waiting for indexes to come online", AWAIT_INDEXES, seconds=INDEX_WAIT_SECONDS)
         committed = done[0]
-        start = max(0, committed - WRITE_BATCH) if committed else 0
+        start = max(0, committed - self.batch) if committed else 0
         position = start
         for batch in self._stream(_filtered(SOURCE_NODES, self.labels), start):
             if position < committed:
@@ -293,7 +296,7 @@ class GraphCopy:
             self.progress(_event("relationships", committed))
 
     def _stream(self, query: str, skip: int) -> Iterator[list[dict[str, Any]]]:
-        """Batches of WRITE_BATCH rows of ``query`` after ``skip`` rows, from one read transaction."""
+        """Batches of ``self.batch`` rows of ``query`` after ``skip`` rows, from one read transaction."""
         session = self.source.session(database=self.request.source.settings.database,
                                       default_access_mode=neo4j.READ_ACCESS, fetch_size=FETCH_SIZE)
         with translated_errors(self.request.source, "reading the graph"), session, \
@@ -301,7 +304,7 @@ class GraphCopy:
             batch: list[dict[str, Any]] = []
             for record in tx.run(query, skip=skip, labels=list(self.labels)):
                 batch.append(record.data())
-                if len(batch) >= WRITE_BATCH:
+                if len(batch) >= self.batch:
                     yield batch
                     batch = []
             if batch:
