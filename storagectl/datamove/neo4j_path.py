@@ -195,24 +195,12 @@ class GraphCopy:
         counts = (_count(request.source, self.source, _filtered(COUNT_SELECTED_NODES, self.labels), self.labels),
                   _count(request.source, self.source, _filtered(COUNT_SELECTED_RELATIONSHIPS, self.labels, True),
                          self.labels))
-        state = RunState.begin(request, run_identity(request))
-        run_id = state.part("run").setdefault("id", run_identity(request, {"counts": counts}))
-        if request.resume and state.part("run").get("counts") != list(counts):
-            raise UsageError(f"{request.source.label} changed since the interrupted run (nodes, relationships: "
-                             f"{state.part('run').get('counts')} then, {list(counts)} now); nothing was done",
-                             hint=f"Try: delete {state.path} and run again with --yes")
-        if not request.resume:
-            self._prepare_target()
-        # A resumed run keeps the interrupted run's batches, so the last committed one is read again whole.
-        self.batch = int(state.part("run").get("batch") or WRITE_BATCH)
-        state.commit("run", force=True, id=run_id, counts=list(counts), batch=self.batch)
+        state, run_id = self._begin(counts)
+        schema = self._schema()
         with contextlib.closing(IdMap(state_path(request).with_suffix(".idmap.sqlite"))) as ids:
-            done = self._committed(run_id)
-            schema = self._schema()
-            self._statements("creating index", schema["indexes"])
-            totals = Totals()
-            self._copy_nodes(run_id, done, ids, totals)
-            self._copy_relationships(run_id, done, ids, totals)
+            if not state.part("run").get("finishing"):  # killed while finishing: the data is all there
+                self._copy(run_id, schema, ids)
+                state.commit("run", force=True, finishing=True)
             self._statements("creating constraint", schema["constraints"])
             self.writer._repeat("removing the temporary copy label", UNMARK_RESTORED)
             self.writer._write("dropping the temporary copy index", DROP_RESTORE_INDEX)
@@ -223,6 +211,30 @@ class GraphCopy:
         return [ItemResult("nodes", "nodes", status, rows=counts[0]),
                 ItemResult("relationships", "relationships", status, rows=counts[1]),
                 ItemResult("schema", "schema", status, rows=len(schema["indexes"]) + len(schema["constraints"]))]
+
+    def _begin(self, counts: tuple[int, int]) -> tuple[RunState, str]:
+        """The run's state: new (the target checked and cleared with --yes), or the interrupted one."""
+        request = self.request
+        state = RunState.begin(request, run_identity(request))
+        run = state.part("run")
+        run_id = run.setdefault("id", run_identity(request, {"counts": counts}))
+        if request.resume and run.get("counts") != list(counts):
+            raise UsageError(f"{request.source.label} changed since the interrupted run (nodes, relationships: "
+                             f"{run.get('counts')} then, {list(counts)} now); nothing was done",
+                             hint=f"Try: delete {state.path} and run again with --yes")
+        if not request.resume:
+            self._prepare_target()
+        # A resumed run keeps the interrupted run's batches, so the last committed one is read again whole.
+        self.batch = int(run.get("batch") or WRITE_BATCH)
+        state.commit("run", force=True, id=run_id, counts=list(counts), batch=self.batch)
+        return state, run_id
+
+    def _copy(self, run_id: str, schema: dict[str, list[dict[str, Any]]], ids: IdMap) -> None:
+        done = self._committed(run_id)
+        self._statements("creating index", schema["indexes"])
+        totals = Totals()
+        self._copy_nodes(run_id, done, ids, totals)
+        self._copy_relationships(run_id, done, ids, totals)
 
     def _prepare_target(self) -> None:
         if _count(self.request.target, self.target, COUNT_NODES, ()):
