@@ -20,9 +20,8 @@ import contextlib
 import hashlib
 import json
 import sqlite3
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +48,7 @@ from storagectl.backends.neo4j_archive import (
 )
 from storagectl.datamove.model import ItemPlan, ItemResult, MigrationPlan, RunResult
 from storagectl.datamove.state import RunState, run_identity, state_path
-from storagectl.errors import IntegrityError, OperationFailed, UsageError
+from storagectl.errors import IntegrityError, UsageError
 
 if TYPE_CHECKING:
     from storagectl.archive.progress import ProgressCallback
@@ -121,14 +120,6 @@ class IdMap:
         if remove:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
-
-
-@dataclass
-class Totals:
-    nodes: int = 0
-    relationships: int = 0
-    labels: Counter[str] = field(default_factory=Counter)
-    types: Counter[str] = field(default_factory=Counter)
 
 
 class Neo4jDataPath:
@@ -232,9 +223,8 @@ class GraphCopy:
     def _copy(self, run_id: str, schema: dict[str, list[dict[str, Any]]], ids: IdMap) -> None:
         done = self._committed(run_id)
         self._statements("creating index", schema["indexes"])
-        totals = Totals()
-        self._copy_nodes(run_id, done, ids, totals)
-        self._copy_relationships(run_id, done, ids, totals)
+        self._copy_nodes(run_id, done, ids)
+        self._copy_relationships(run_id, done, ids)
 
     def _prepare_target(self) -> None:
         if _count(self.request.target, self.target, COUNT_NODES, ()):
@@ -263,7 +253,7 @@ class GraphCopy:
         if items:
             self.writer._write("waiting for indexes to come online", AWAIT_INDEXES, seconds=INDEX_WAIT_SECONDS)
 
-    def _copy_nodes(self, run_id: str, done: tuple[int, int], ids: IdMap, totals: Totals) -> None:
+    def _copy_nodes(self, run_id: str, done: tuple[int, int], ids: IdMap) -> None:
         """Batches of the node stream after the committed ones. On resume the last committed batch is
         read again: a kill may have come between its commit and its ids reaching the id map, and its
         nodes still carry their source ids (the marker key), so the map is completed from the target."""
@@ -281,7 +271,6 @@ class GraphCopy:
             pairs = self._transaction(f"nodes {position - len(batch) + 1}-{position}", run_id, position, done[1],
                                       _node_statements(batch))
             ids.add(pairs)
-            totals.nodes = position
             self.progress(_event("nodes", position))
 
     def _marked(self, sources: list[str]) -> list[tuple[str, str]]:
@@ -290,7 +279,7 @@ class GraphCopy:
             return session.execute_read(
                 lambda tx: [(r["source"], r["target"]) for r in tx.run(FIND_MARKED, ids=sources)])
 
-    def _copy_relationships(self, run_id: str, done: tuple[int, int], ids: IdMap, totals: Totals) -> None:
+    def _copy_relationships(self, run_id: str, done: tuple[int, int], ids: IdMap) -> None:
         committed = done[1]
         nodes = _count(self.request.source, self.source, _filtered(COUNT_SELECTED_NODES, self.labels), self.labels)
         for batch in self._stream(_filtered(SOURCE_RELATIONSHIPS, self.labels, True), committed):
@@ -304,7 +293,6 @@ class GraphCopy:
             statements = _relationship_statements(batch, ends)
             self._transaction(f"relationships {committed - len(batch) + 1}-{committed}", run_id, nodes, committed,
                               statements)
-            totals.relationships = committed
             self.progress(_event("relationships", committed))
 
     def _stream(self, query: str, skip: int) -> Iterator[list[dict[str, Any]]]:
@@ -430,5 +418,3 @@ def _count(backend: Any, driver: Any, query: str, labels: tuple[str, ...]) -> in
     with translated_errors(backend, "counting"), backend.session(driver) as session:
         return int(session.execute_read(lambda tx: tx.run(query, labels=list(labels)).single(strict=True)[0]))
 
-
-__all__ = ["Neo4jDataPath", "OperationFailed", "content_hashes", "path_for"]
