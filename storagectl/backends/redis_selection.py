@@ -38,14 +38,10 @@ class KeySelection:
     def _regexes(self) -> list[re.Pattern[str]]:
         return [glob_regex(p.decode("latin-1")) for p in self.patterns]
 
-    def scan_arguments(self) -> list[bytes]:
-        """MATCH/TYPE for SCAN when the server can do all the filtering of one of them."""
-        arguments: list[bytes] = []
-        if len(self.patterns) == 1:
-            arguments += [b"MATCH", self.patterns[0]]
-        if len(self.types) == 1:
-            arguments += [b"TYPE", self.types[0].encode()]
-        return arguments
+    def scan_filter(self) -> tuple[bytes | None, bytes | None]:
+        """SCAN's MATCH and TYPE, each when the server can do all of that filtering (one pattern, one type)."""
+        return (self.patterns[0] if len(self.patterns) == 1 else None,
+                self.types[0].encode() if len(self.types) == 1 else None)
 
     def key_filter(self) -> Any:
         """keys -> the keys whose name matches (types are checked on the payloads)."""

@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 
 _PATH_MODULES: dict[tuple[str, str], str] = {
     # ("sqlite", "postgres"): "storagectl.datamove.sql",  # added by the SQL paths
-    # ("redis", "redis"): "storagectl.datamove.redis_path",
-    # ("neo4j", "neo4j"): "storagectl.datamove.neo4j_path",
+    ("redis", "redis"): "storagectl.datamove.redis_path",
+    ("neo4j", "neo4j"): "storagectl.datamove.neo4j_path",
 }
 
 
