@@ -56,13 +56,15 @@ from storagectl.backends.postgres.copy import (
 from storagectl.backends.postgres.jobs import Job, run_jobs
 from storagectl.backends.postgres.largeobjects import LargeObjectLoad, LargeObjects
 from storagectl.backends.postgres.subset import (
-    ForeignKey,
     SchemaSubset,
+    drop_tables,
     existing_tables,
     filter_schema_sql,
-    foreign_keys_into,
     picks,
+    put_back_foreign_keys,
+    require_referenced,
     select_tables,
+    table_names,
 )
 from storagectl.backends.postgres.tools import IndexBuild, PgDump, PostData, connection_env, split_post_data
 from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, UsageError, raise_with_state
@@ -563,14 +565,14 @@ def restore_selection(backend: PostgresBackend, archive: ArchiveReader, copies: 
                  if (seq["schema"], seq["name"]) in pre.sequences]
     with backend.connect() as conn:
         _prepare_session(conn, archive.metadata.get("encoding"), empty_search_path=False, role=options.ownership.role)
-        _require_referenced(backend, conn, post.references)
+        require_referenced(backend, conn, post.references)
         with _annotate_failure("the selective restore was rolled back: the target database is unchanged"), \
                 _pg_errors(backend, "restoring the selected tables"), conn.transaction():
             replaced = existing_tables(conn, chosen)
             if replaced and not options.replace_existing:
-                raise OperationFailed(f"{backend.label}: the target already has {_names(replaced)}; nothing was "
+                raise OperationFailed(f"{backend.label}: the target already has {table_names(replaced)}; nothing was "
                                       "restored", hint="Try: --yes to replace those tables (nothing else is touched)")
-            foreign_keys = _drop_tables(conn, replaced)
+            foreign_keys = drop_tables(conn, replaced)
             with _selection_hint():
                 _run_schema_sql(backend, conn, pre.sql, "pre-data")
             format_2 = archive.metadata.get("format") == 2
@@ -580,10 +582,10 @@ def restore_selection(backend: PostgresBackend, archive: ArchiveReader, copies: 
                     copy_in(backend, conn, archive, TablePart(copy, name, rows, format_2))
             pg_schema.set_sequences(conn, sequences)
             _run_schema_sql(backend, conn, post.sql, "post-data")
-            _put_back_foreign_keys(backend, conn, foreign_keys)
+            put_back_foreign_keys(backend, conn, foreign_keys)
     restored = {copy.unit for copy in copies}
-    notes = [f"restored {len(copies)} table(s) in place: {_names(chosen)}"
-             + (f" (replaced: {_names(replaced)})" if replaced else "")]
+    notes = [f"restored {len(copies)} table(s) in place: {table_names(chosen)}"
+             + (f" (replaced: {table_names(replaced)})" if replaced else "")]
     notes += [f"foreign key {fk.name} of {fk.schema}.{fk.table} was put back and checked" for fk in foreign_keys]
     return RestoreOutcome(notes=notes, expected=expected_summary(archive.metadata).only(restored))
 
@@ -597,46 +599,6 @@ def _selection_hint() -> Iterator[None]:
         exc.hint = ("Try: create what the selected tables need in the target first (their schema, types, "
                     "functions: a selective restore creates only the tables), or restore the whole backup")
         raise
-
-
-def _names(tables: set[tuple[str, str]]) -> str:
-    return ", ".join(f"{schema}.{name}" for schema, name in sorted(tables))
-
-
-def _require_referenced(backend: PostgresBackend, conn: Any, references: set[tuple[str, str]]) -> None:
-    """The tables the restored tables' foreign keys point at must be in the target (as with pg_restore -t)."""
-    missing = references - existing_tables(conn, references)
-    if missing:
-        raise OperationFailed(f"{backend.label}: the selected tables have foreign keys to {_names(missing)}, which "
-                              "the target lacks; nothing was restored",
-                              hint=f"Try: add {_names(missing)} to the selection (--table), or restore them first")
-
-
-def _drop_tables(conn: Any, tables: set[tuple[str, str]]) -> list[ForeignKey]:
-    """The tables being replaced, after the foreign keys of other tables into them (returned, to put
-    back). A view or other object depending on them makes the DROP fail: nothing is dropped then."""
-    conn.execute(EMPTY_SEARCH_PATH)  # so the definitions read name every table with its schema
-    foreign_keys = foreign_keys_into(conn, tables)
-    for foreign_key in foreign_keys:
-        conn.execute(foreign_key.drop_sql())
-    if tables:
-        conn.execute("DROP TABLE " + ", ".join(pg_schema.qualified(*table) for table in sorted(tables)))
-    return foreign_keys
-
-
-def _put_back_foreign_keys(backend: PostgresBackend, conn: Any, foreign_keys: list[ForeignKey]) -> None:
-    import psycopg
-
-    for foreign_key in foreign_keys:
-        try:
-            with conn.transaction():
-                conn.execute(foreign_key.add_sql())
-        except psycopg.Error as exc:
-            raise OperationFailed(f"{backend.label}: foreign key {foreign_key.name} of {foreign_key.schema}."
-                                  f"{foreign_key.table} does not hold for the restored rows: "
-                                  f"{backend.error_line(exc)}",
-                                  hint=f"Try: restore {foreign_key.schema}.{foreign_key.table} too (--table), "
-                                       "so both sides come from the same backup") from exc
 
 
 def _require_role(backend: PostgresBackend, role: str) -> None:

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from storagectl.backends.postgres.roles import entries
-from storagectl.errors import NotFound
+from storagectl.backends.postgres.schema import qualified, quote_ident
+from storagectl.errors import NotFound, OperationFailed
 from storagectl.selection import Selection, matches_any
 
 log = logging.getLogger(__name__)
@@ -199,13 +200,9 @@ class ForeignKey:
     definition: str
 
     def drop_sql(self) -> str:
-        from storagectl.backends.postgres.schema import qualified, quote_ident
-
         return f"ALTER TABLE {qualified(self.schema, self.table)} DROP CONSTRAINT {quote_ident(self.name)}"
 
     def add_sql(self) -> str:
-        from storagectl.backends.postgres.schema import qualified, quote_ident
-
         return f"ALTER TABLE {qualified(self.schema, self.table)} ADD CONSTRAINT {quote_ident(self.name)} " \
                f"{self.definition}"
 
@@ -216,3 +213,44 @@ def foreign_keys_into(conn: Any, replaced: set[tuple[str, str]]) -> list[Foreign
     pairs = sorted(replaced)
     rows = conn.execute(FOREIGN_KEYS_INTO_SQL, [[s for s, _ in pairs], [n for _, n in pairs]]).fetchall()
     return [ForeignKey(*row) for row in rows if (row[0], row[1]) not in replaced]
+
+
+def table_names(tables: set[tuple[str, str]]) -> str:
+    return ", ".join(f"{schema}.{name}" for schema, name in sorted(tables))
+
+
+def require_referenced(backend: Any, conn: Any, references: set[tuple[str, str]]) -> None:
+    """The tables the restored tables' foreign keys point at must be in the target."""
+    missing = references - existing_tables(conn, references)
+    if missing:
+        raise OperationFailed(f"{backend.label}: the selected tables have foreign keys to {table_names(missing)}, "
+                              "which the target lacks; nothing was restored",
+                              hint=f"Try: add {table_names(missing)} to the selection (--table), or restore them first")
+
+
+def drop_tables(conn: Any, tables: set[tuple[str, str]]) -> list[ForeignKey]:
+    """The tables being replaced, after the foreign keys of other tables into them (returned, to put
+    back). A view or other object depending on them makes the DROP fail: nothing is dropped then."""
+    # so the definitions read name every table with its schema
+    conn.execute("SELECT pg_catalog.set_config('search_path', '', false)")
+    foreign_keys = foreign_keys_into(conn, tables)
+    for foreign_key in foreign_keys:
+        conn.execute(foreign_key.drop_sql())
+    if tables:
+        conn.execute("DROP TABLE " + ", ".join(qualified(*table) for table in sorted(tables)))
+    return foreign_keys
+
+
+def put_back_foreign_keys(backend: Any, conn: Any, foreign_keys: list[ForeignKey]) -> None:
+    import psycopg
+
+    for foreign_key in foreign_keys:
+        try:
+            with conn.transaction():
+                conn.execute(foreign_key.add_sql())
+        except psycopg.Error as exc:
+            raise OperationFailed(f"{backend.label}: foreign key {foreign_key.name} of {foreign_key.schema}."
+                                  f"{foreign_key.table} does not hold for the restored rows: "
+                                  f"{backend.error_line(exc)}",
+                                  hint=f"Try: restore {foreign_key.schema}.{foreign_key.table} too (--table), "
+                                       "so both sides come from the same backup") from exc
