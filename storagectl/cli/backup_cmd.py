@@ -36,13 +36,13 @@ BackupIdArgument = Annotated[str, typer.Argument(
     metavar="BACKUP_ID", help="Backup id, or `latest` with --backend and/or --job.",
     autocompletion=complete.backup_ids)]
 TableOption = Annotated[list[str] | None, typer.Option(
-    "--table", "-t", metavar="TABLE", help="PostgreSQL/TimescaleDB/SQLite: only this table (schema.name or name; "
+    "--table", "-t", metavar="TABLE", help="PostgreSQL/SQLite: only this table (schema.name or name; "
     "glob * ? [..]); repeatable.")]
 SchemaOption = Annotated[list[str] | None, typer.Option(
-    "--schema", "-n", metavar="SCHEMA", help="PostgreSQL/TimescaleDB: only tables of this schema (glob); repeatable; "
+    "--schema", "-n", metavar="SCHEMA", help="PostgreSQL: only tables of this schema (glob); repeatable; "
     "with --table, the tables of these schemas that --table names.")]
 ExcludeTableOption = Annotated[list[str] | None, typer.Option(
-    "--exclude-table", "-T", metavar="TABLE", help="PostgreSQL/TimescaleDB: leave this table out (glob); repeatable.")]
+    "--exclude-table", "-T", metavar="TABLE", help="PostgreSQL: leave this table out (glob); repeatable.")]
 PatternOption = Annotated[list[str] | None, typer.Option(
     "--pattern", metavar="GLOB", help="Redis: only keys matching this pattern (SCAN MATCH glob); repeatable.")]
 KeyTypeOption = Annotated[list[str] | None, typer.Option(

@@ -191,9 +191,9 @@ def default_parallel() -> int:
 class SelectSettings(StrictModel):
     """A job's selective backup (``select:``); every list is optional, see storagectl.selection."""
 
-    tables: list[str] = Field(default_factory=list, description="PostgreSQL/TimescaleDB/SQLite: tables (glob).")
-    schemas: list[str] = Field(default_factory=list, description="PostgreSQL/TimescaleDB: schemas (glob).")
-    exclude_tables: list[str] = Field(default_factory=list, description="PostgreSQL/TimescaleDB: tables left out.")
+    tables: list[str] = Field(default_factory=list, description="PostgreSQL/SQLite: tables (glob).")
+    schemas: list[str] = Field(default_factory=list, description="PostgreSQL: schemas (glob).")
+    exclude_tables: list[str] = Field(default_factory=list, description="PostgreSQL: tables left out.")
     patterns: list[str] = Field(default_factory=list, description="Redis: key patterns (SCAN MATCH glob).")
     types: list[str] = Field(default_factory=list, description="Redis: key types (string, list, set, ...).")
     labels: list[str] = Field(default_factory=list, description="Neo4j: node labels.")
