@@ -76,11 +76,12 @@ def restore(
     fails leaves the target empty or partial. --dry-run says which applies, and for PostgreSQL which
     roles the backup names and which the target lacks (for --no-owner / --no-privileges).
 
-    --table/--schema/--exclude-table (PostgreSQL), --pattern/--type (Redis) and --label (Neo4j)
-    restore only that part of the backup, in place, and touch nothing else in the target; a
-    partial backup always restores that way. Only what the selection names is replaced (needs
-    --yes when the target holds any of it); --validate compares exactly that part. PostgreSQL
-    restores the selected tables in one transaction: a failure leaves the target as it was.
+    --table/--schema/--exclude-table (PostgreSQL; --table for SQLite), --pattern/--type (Redis)
+    and --label (Neo4j) restore only that part of the backup, in place, and touch nothing else in
+    the target; a partial backup always restores that way. Only what the selection names is
+    replaced (needs --yes when the target holds any of it); --validate compares exactly that part.
+    PostgreSQL and SQLite restore the selected tables in one transaction: a failure leaves the
+    target as it was.
     """
     from storagectl.archive.api import OwnershipOptions
     from storagectl.backup import restore as restore_backup
