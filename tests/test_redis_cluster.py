@@ -471,7 +471,7 @@ def test_a_slot_moved_during_the_backup_fails_it(own_redis_cluster, write_config
     assert moved and list_backups(config) == []
 
 
-# -- inspect (storagectl.inspect.redis through RedisBackend.keyspace_nodes) ------------------------
+# -- inspect (storagectl.inspect.redis through RedisBackend.visit_keyspace) ------------------------
 def test_inspect_counts_the_keys_and_bytes_of_every_primary(redis_cluster, cli, write_config):
     from tests.test_inspect_redis import fill as fill_prefixes
     from tests.test_inspect_redis import truth

@@ -8,7 +8,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Annotated, Any, BinaryIO, ClassVar, Literal
+from typing import Annotated, Any, BinaryIO, ClassVar, Literal, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -59,6 +59,7 @@ CLUSTER_CHECKS = {
 
 
 MAX_DB = 2**31 - 1  # SELECT takes a C int
+T = TypeVar("T")
 
 
 class RedisSettings(PasswordMixin, BackendSettings):
@@ -77,6 +78,9 @@ class RedisSettings(PasswordMixin, BackendSettings):
     cluster: bool = Field(False, description="a Redis Cluster: url, nodes or host/port are seeds from which "
                           "the topology is read; a redis+cluster:// url implies it")
     nodes: list[str] | None = Field(None, min_length=1, description="cluster seed nodes as host:port")
+    read_from_replicas: bool = Field(
+        False, description="a cluster: backup and inspect read each primary's slots from one of its replicas "
+        "(connected, not failing; the primary when it has none); restore and its checks always use primaries")
 
     check_names: ClassVar[tuple[str, ...]] = (*REDIS_CHECKS, *CLUSTER_CHECKS)
 
@@ -121,6 +125,8 @@ class RedisSettings(PasswordMixin, BackendSettings):
         if not self.is_cluster:
             if self.nodes is not None:
                 raise ValueError("nodes lists cluster seeds: set cluster: true (or give url/host/port)")
+            if self.read_from_replicas:
+                raise ValueError("read_from_replicas applies to a Redis Cluster: set cluster: true or remove it")
             return self
         if self.url is not None and urlsplit(self.url).scheme.lower() == "unix":
             raise ValueError("a cluster is reached over TCP: use redis+cluster://host:port or nodes")
@@ -280,9 +286,11 @@ class RedisBackend(Backend):
             )
         return classify_connection_error(self, exc)
 
-    def keyspace_nodes(self, connection: Any) -> list[tuple[str, Any]]:
-        """(name, client) of each server holding part of the keyspace: this one (a cluster: its primaries)."""
-        return [(self.endpoint(), connection)]
+    def visit_keyspace(self, connection: Any, visit: Callable[[KeyspacePart], T], concurrency: int = 4,
+                       stop: Any = None) -> list[T]:
+        """``visit`` on each server holding part of the keyspace: this one (a cluster: every primary,
+        through the fan-out), one value per server."""
+        return [visit(KeyspacePart(self.endpoint(), connection, None, 1))]
 
     def ping(self, connection: Any) -> None:
         connection.ping()
@@ -546,6 +554,19 @@ def record_objects(archive: Any, db: int) -> list[str]:
 
 
 KeyFilter = Callable[[list[bytes]], list[bytes]]
+
+
+@dataclass(frozen=True)
+class KeyspacePart:
+    """One server holding part of a keyspace, as :meth:`RedisBackend.visit_keyspace` hands it to a visit:
+    its name, a client open for the visit (closed after it), the filter of the keys SCAN returns there
+    that belong to this part (None: all; a cluster node: those of the slots its primary owns), and how
+    many parts the keyspace has."""
+
+    name: str
+    client: Any
+    keep: KeyFilter | None
+    parts: int
 
 
 def write_records(archive: Any, name: str, client: Any, keep: KeyFilter | None = None,

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from storagectl.archive.api import ContentSummary, RestoreOutcome, record_summary
@@ -21,6 +21,7 @@ from storagectl.archive.progress import Estimate
 from storagectl.backends.redis import (
     BATCH_KEYS,
     CLUSTER_CHECKS,
+    KeyspacePart,
     REDIS_CHECKS,
     RESTORE_ROUTED_LUA,
     LoadedKeys,
@@ -49,6 +50,7 @@ from storagectl.errors import BackendUnavailable, OperationFailed, StoragectlErr
 from storagectl.redact import redact_url
 from storagectl.units import human_bytes
 
+T = TypeVar("T")
 DEFAULT_PORT = 6379
 ROUTED_BATCHES_WAITING = 4  # per primary: bounds memory while one node is slower than the reader
 
@@ -88,8 +90,9 @@ class RedisClusterBackend(RedisBackend):
         return kwargs
 
     def connect_node(self, host: str, port: int, socket_timeout: float | None = None,
-                     single_connection_client: bool = False) -> Any:
-        """A plain client of one node (storagectl's retry policy applies, so redis-py's is off)."""
+                     single_connection_client: bool = False, replica: bool = False) -> Any:
+        """A plain client of one node (storagectl's retry policy applies, so redis-py's is off). A
+        replica's connections send READONLY, without which it redirects every key command (MOVED)."""
         import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
@@ -97,11 +100,18 @@ class RedisClusterBackend(RedisBackend):
         kwargs = self.node_kwargs()
         if socket_timeout is not None:
             kwargs["socket_timeout"] = socket_timeout
+        if replica:
+            kwargs["redis_connect_func"] = _read_only
         return redis.Redis(host=host, port=port, retry=Retry(NoBackoff(), 0),
                            single_connection_client=single_connection_client, **kwargs)
 
     def node_client(self, node: ClusterNode, single_connection_client: bool = False) -> Any:
-        return self.connect_node(node.host, node.port, single_connection_client=single_connection_client)
+        return self.connect_node(node.host, node.port, single_connection_client=single_connection_client,
+                                 replica=not node.is_primary)
+
+    def reader_of(self, topology: ClusterTopology, primary: ClusterNode) -> ClusterNode:
+        """Where read-only commands read ``primary``'s slots: a replica with ``read_from_replicas``."""
+        return topology.reader_of(primary, self.settings.read_from_replicas)
 
     def client(self, db: int | None = None, socket_timeout: float | None = None,
                single_connection_client: bool = False) -> Any:
@@ -124,9 +134,23 @@ class RedisClusterBackend(RedisBackend):
     def _close(self, connection: Any) -> None:
         return None
 
-    def keyspace_nodes(self, connection: ClusterTopology) -> list[tuple[str, Any]]:
-        """Every primary, each with a client of its own: a key lives on the primary serving its slot."""
-        return [(node.address, self.node_client(node)) for node in connection.primaries()]
+    def visit_keyspace(self, connection: ClusterTopology, visit: Callable[[KeyspacePart], T], concurrency: int = 4,
+                       stop: threading.Event | None = None) -> list[T]:
+        """``visit`` on every primary (or its replica, with ``read_from_replicas``) through the fan-out,
+        each with a client of its own, closed after the visit, and the slot-ownership filter that
+        counts a key only on the primary owning its slot (a key seen twice during a reshard once)."""
+        topology = connection
+        primaries = topology.primaries()
+
+        def one(primary: ClusterNode) -> T:
+            reader = self.reader_of(topology, primary)
+            client = self.node_client(reader)
+            try:
+                return visit(KeyspacePart(reader.address, client, SlotOwnership(topology, primary), len(primaries)))
+            finally:
+                client.close()
+
+        return self._values("inspect", fan_out(primaries, one, concurrency, stop))
 
     def ping(self, connection: Any) -> None:
         return None  # reading the topology in _open was the round trip
@@ -227,7 +251,7 @@ class RedisClusterBackend(RedisBackend):
         names = {node.node_id: f"db0.node{index:02d}.records" for index, node in enumerate(primaries)}
 
         def dump(node: ClusterNode) -> int:
-            client = self.node_client(node, single_connection_client=True)
+            client = self.node_client(self.reader_of(topology, node), single_connection_client=True)
             try:
                 return write_records(archive, names[node.node_id], client, keep=SlotOwnership(topology, node),
                                      cross_slot=True)
@@ -415,6 +439,13 @@ def _dispatch(records: Iterable[tuple[bytes, bytes, int]], topology: ClusterTopo
     for node_id, batch in pending.items():
         if batch:
             inboxes[node_id].put(batch)
+
+
+def _read_only(connection: Any) -> None:
+    """redis-py's connect hook for a replica: the handshake, then READONLY (as RedisCluster does)."""
+    connection.on_connect()
+    connection.send_command("READONLY")
+    connection.read_response()
 
 
 def _cluster_info(info: dict[str, Any] | None) -> dict[str, str]:
