@@ -125,6 +125,7 @@ def test_a_cluster_is_configured_by_url_nodes_or_host(fields):
     ({"cluster": True, "nodes": ["h:notaport"]}, "port"),
     ({"cluster": True, "url": "unix:///run/redis.sock"}, "over TCP"),
     ({"url": "redis+cluster://h:7000?timeout=3"}, "query parameters"),
+    ({"url": "redis://h:7000", "read_from_replicas": True}, "applies to a Redis Cluster"),
 ])
 def test_bad_cluster_settings_are_config_errors(fields, message):
     with pytest.raises(ValueError, match=message):
@@ -191,6 +192,17 @@ def test_fan_out_bounds_concurrency_and_keeps_each_nodes_error():
     assert peak[0] <= 2
     assert [o.value for o in outcomes] == [7000, 7001, 7002, None, 7004, 7005]
     assert isinstance(outcomes[3].error, ConnectionError)
+
+
+def test_a_primarys_slots_are_read_from_a_healthy_replica_only_when_asked():
+    text = NODES_TEXT + ("eee 10.0.0.5:7000@17000 slave,fail bbb 0 0 2 connected\n"
+                         "fff 10.0.0.6:7000@17000 slave bbb 0 0 2 connected\n")
+    topology = parse_cluster_nodes(text)
+    aaa, bbb, ccc = topology.primaries()
+    assert topology.reader_of(aaa, from_replicas=False) is aaa
+    assert topology.reader_of(aaa, from_replicas=True).node_id == "ddd"
+    assert topology.reader_of(bbb, from_replicas=True).node_id == "fff"  # eee is failing
+    assert topology.reader_of(ccc, from_replicas=True) is ccc  # no replica: the primary
 
 
 def test_a_key_counts_only_on_the_primary_that_owns_its_slot():
@@ -469,6 +481,36 @@ def test_a_slot_moved_during_the_backup_fails_it(own_redis_cluster, write_config
         with pytest.raises(OperationFailed, match="slots moved during the backup"):
             run_backup(config, backend="cluster", destination="local", progress=move_once)
     assert moved and list_backups(config) == []
+
+
+def command_calls(node, *names: str) -> int:
+    stats = node.client().info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in names)
+
+
+def test_backup_and_inspect_read_from_replicas_when_asked(own_redis_cluster, cli, write_config, tmp_path):
+    """With read_from_replicas every primary's keys are scanned and dumped on its replica (the primaries
+    see no SCAN, script or MEMORY call); the backup restores to the same keys, validated on the primaries."""
+    with own_redis_cluster(3, replicas=1) as cluster:
+        fill(cluster, mixed=600)
+        cluster.wait_for_replicas()
+        original = cluster_snapshot(cluster)
+        for node in cluster.nodes + cluster.replicas:
+            node.client().config_resetstat()
+        path = write_config("version: 1\nbackends:\n" + cluster.backend_yaml("cluster", "read_from_replicas: true\n")
+                            + f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
+        backup = cli("-c", path, "-o", "json", "backup", "run", "--backend", "cluster", "--to", "local")
+        assert backup.exit_code == 0, backup.stderr
+        inspected = cli("-c", path, "-o", "json", "inspect", "keys", "-b", "cluster")
+        assert inspected.exit_code == 0, inspected.stderr
+        reads = ("scan", "evalsha", "memory|usage", "type")
+        assert all(command_calls(node, *reads) == 0 for node in cluster.nodes)
+        assert all(command_calls(node, "scan") > 0 and command_calls(node, "evalsha") > 0 for node in cluster.replicas)
+        assert inspected.json()["backends"][0]["summary"]["keys"]["value"] == len(original)
+        cluster.flush()
+        restored = cli("-c", path, "restore", "latest", "--to", "cluster", "--validate")
+        assert restored.exit_code == 0, restored.stderr
+        assert cluster_snapshot(cluster) == original
 
 
 # -- inspect (storagectl.inspect.redis through RedisBackend.visit_keyspace) ------------------------
