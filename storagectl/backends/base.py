@@ -52,6 +52,12 @@ class Backend(ABC):
         of several dbs into a cluster); run when the restore is planned, before anything is read."""
         return None
 
+    def compare_items(self, archive: Any, outcome: Any) -> list[Any]:
+        """``restore --validate`` beyond counts and checksums: each item of ``archive`` compared with
+        what this target holds now, as :class:`storagectl.archive.api.ItemCheck` per unit (a Redis
+        Cluster: every key's type, value and expiry). Kinds whose checksums prove the contents: none."""
+        return []
+
     # Kinds whose restores take --no-owner / --no-privileges / --role (RestoreOptions).
     restores_owners_and_privileges: ClassVar[bool] = False
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from storagectl.archive.api import ContentSummary, RestoreOutcome, record_summary
+from storagectl.archive.api import ContentSummary, ItemCheck, RestoreOutcome, record_summary
 from storagectl.archive.progress import Estimate
 from storagectl.backends.redis import (
     BATCH_KEYS,
@@ -34,6 +34,13 @@ from storagectl.backends.redis import (
     seed_address,
     server_ms,
     write_records,
+)
+from storagectl.backends.redis_compare import (
+    KeyComparison,
+    Record,
+    compare_batches,
+    forgive_duplicates,
+    suspects,
 )
 from storagectl.backends.redis_topology import (
     SLOTS,
@@ -291,13 +298,18 @@ class RedisClusterBackend(RedisBackend):
                              hint="Try: restore it into a single-node backend, or back up one db "
                                   "(databases: [N]) to restore into the cluster")
 
+    def restored_db(self, metadata: dict[str, Any]) -> int:
+        """The db of the backup that goes into the cluster's db 0."""
+        self.check_restore(metadata)
+        [source] = metadata["databases"]
+        return int(source)
+
     def restore(self, archive: Any, options: Any) -> RestoreOutcome:
-        self.check_restore(archive.metadata)
-        [source] = archive.metadata["databases"]
+        source = self.restored_db(archive.metadata)
         topology = self._stable_topology("restore")
         if options.replace_existing:  # --yes replaces the cluster's keys: none absent from the backup survive
             self._values("flushing", fan_out(topology.primaries(), lambda node: self._flush(node), options.parallel))
-        loaded = self._route(archive, record_objects(archive, source), topology)
+        loaded = self._restore_routed(archive, record_objects(archive, source), topology)
         return self._outcome({"keys": loaded})
 
     def _flush(self, node: ClusterNode) -> None:
@@ -307,35 +319,64 @@ class RedisClusterBackend(RedisBackend):
         finally:
             client.close()
 
-    def _route(self, archive: Any, names: list[str], topology: ClusterTopology) -> LoadedKeys:
-        """Read the records once, in this thread; each goes in batches to a writer thread of the primary
-        that serves its slot now. A writer that fails drains its inbox, so the reader never blocks on it."""
+    def _route(self, records: Iterable[Record], topology: ClusterTopology,
+               work: Callable[[ClusterNode, queue.Queue[Any]], T], what: str) -> list[T]:
+        """Read the records once, in this thread; each goes in batches to a thread of the primary that
+        serves its slot now, which ``work``s through its inbox. A thread that fails drains its inbox,
+        so the reader never blocks on it."""
         primaries = topology.primaries()
         inboxes: dict[str, queue.Queue[Any]] = {node.node_id: queue.Queue(ROUTED_BATCHES_WAITING) for node in primaries}
         failed = threading.Event()
 
-        def write(node: ClusterNode) -> LoadedKeys:
+        def run(node: ClusterNode) -> T:
             inbox = inboxes[node.node_id]
             try:
-                return self._write_node(node, inbox)
+                return work(node, inbox)
             except BaseException:
                 failed.set()
                 while inbox.get() is not None:
                     pass
                 raise
 
-        results: list[list[NodeOutcome[LoadedKeys]]] = []
-        writers = threading.Thread(target=lambda: results.append(fan_out(primaries, write, len(primaries))),
-                                   name="redis-restore", daemon=True)
-        writers.start()
+        results: list[list[NodeOutcome[T]]] = []
+        workers = threading.Thread(target=lambda: results.append(fan_out(primaries, run, len(primaries))),
+                                   name=f"redis-{what}", daemon=True)
+        workers.start()
         try:
-            _dispatch(read_records(archive, names), topology, inboxes, failed)
+            _dispatch(records, topology, inboxes, failed)
         finally:
             for inbox in inboxes.values():
                 inbox.put(None)
-            writers.join()
-        loaded = self._values("restore", results[0])
+            workers.join()
+        return self._values(what, results[0])
+
+    def _restore_routed(self, archive: Any, names: list[str], topology: ClusterTopology) -> LoadedKeys:
+        loaded = self._route(read_records(archive, names), topology, self._write_node, "restore")
         return loaded[0].merge_all(loaded[1:]) if loaded else LoadedKeys(0)
+
+    # -- restore --validate: every key against the archive -------------------------------------
+    def compare_items(self, archive: Any, outcome: RestoreOutcome) -> list[ItemCheck]:
+        """Every record against the key on the primary serving its slot now (type, value, expiry);
+        keys that did not match are looked at once more when the restore skipped some as present
+        (SCAN returned them twice in the backup: only their first record was restored)."""
+        names = record_objects(archive, self.restored_db(archive.metadata))
+        topology = self._stable_topology("validation")
+        first = self._compare(read_records(archive, names), topology, collect_equal=False)
+        matched: set[bytes] = set()
+        if outcome.skipped.get("keys") and (doubtful := suspects(first)):
+            again = self._compare((r for r in read_records(archive, names) if r[0] in doubtful), topology, True)
+            matched = set().union(*(comparison.equal or set() for comparison in again))
+        return [forgive_duplicates(first, matched, "keys")] if first else []
+
+    def _compare(self, records: Iterable[Record], topology: ClusterTopology, collect_equal: bool) -> list[KeyComparison]:
+        def work(node: ClusterNode, inbox: queue.Queue[Any]) -> KeyComparison:
+            client = self.node_client(node, single_connection_client=True)
+            try:
+                return compare_batches(client, iter(inbox.get, None), KeyComparison("keys", collect_equal=collect_equal))
+            finally:
+                client.close()
+
+        return self._route(records, topology, work, "validation")
 
     def _write_node(self, node: ClusterNode, inbox: queue.Queue[Any]) -> LoadedKeys:
         """Restore the batches of ``inbox`` on ``node``, pipelined: batch k+1 is sent before k's reply is read."""

@@ -225,6 +225,9 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
     if validate and result.validation is None:
         result.validation = compare_summaries(expected, plan.target.content_summary(expected), outcome.skipped,
                                               outcome.tolerance)
+        if result.validation.comparable:
+            items = open_archive(config, found, identity_file, "validate", progress)
+            result.validation.add_items(plan.target.compare_items(items, outcome))
     result.duration = time.monotonic() - clock
     return result
 

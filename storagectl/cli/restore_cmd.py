@@ -31,8 +31,8 @@ def restore(
         autocompletion=complete.backend_names)] = None,
     validate: Annotated[bool, typer.Option(
         "--validate", help="Verify every checksum before touching the target, then compare counts and "
-        "per-table checksums with the backup (exit 6 on any mismatch); a staged replacement is compared "
-        "before it goes live.")] = False,
+        "per-table checksums with the backup (a Redis Cluster: every key's type, value and expiry; exit 6 "
+        "on any mismatch); a staged replacement is compared before it goes live.")] = False,
     parallel: Annotated[int | None, typer.Option(
         "--parallel", "-p", min=1, max=64, metavar="N", help="Objects restored at once.")] = None,
     no_owner: Annotated[bool, typer.Option("--no-owner", help="PostgreSQL: leave out the backup's ALTER ... OWNER "
