@@ -495,9 +495,38 @@ def test_a_multi_db_backup_is_refused_by_a_cluster(redis_cluster, redis_base_url
 """)
         [result] = run_backup(config, backend="multi", destination="local")
         for dry_run in (True, False):  # refused when planned, before the archive is read
-            with pytest.raises(UsageError, match="only db 0"):
+            with pytest.raises(UsageError, match="only db 0") as refused:
                 restore(config, result.manifest.id, target="cluster", dry_run=dry_run)
-    assert redis_cluster.dbsize() == 0
+            assert f"--db {first.db}" in refused.value.hint
+        with pytest.raises(UsageError, match="--db 99 is not one of them"):
+            restore(config, result.manifest.id, target="cluster", db=99)
+        assert redis_cluster.dbsize() == 0
+
+
+def test_one_db_of_a_multi_db_backup_restores_into_a_cluster_with_db(redis_cluster, redis_base_url, cli,
+                                                                     write_config, tmp_path):
+    from tests.conftest import leased_redis_dbs
+
+    with leased_redis_dbs(redis_base_url, 2) as (first, second):
+        populate(first.client(), 300)
+        second.client().set("only in the other db", 1)
+        original = node_snapshot(second.client())
+        path = write_config("version: 1\nbackends:\n" + redis_cluster.backend_yaml("cluster") +
+                            f"  multi: {{kind: redis, url: '{first.url}', databases: [{first.db}, {second.db}]}}\n"
+                            f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
+        assert cli("-c", path, "backup", "run", "--backend", "multi", "--to", "local").exit_code == 0
+        planned = cli("-c", path, "-o", "json", "restore", "latest", "--backend", "multi", "--to", "cluster",
+                      "--db", str(second.db), "--dry-run")
+        assert planned.exit_code == 0 and planned.json()["db"] == second.db, planned.stderr
+        restored = cli("-c", path, "-o", "json", "restore", "latest", "--backend", "multi", "--to", "cluster",
+                       "--db", str(second.db), "--validate")
+        assert restored.exit_code == 0, restored.stderr
+        validation = restored.json()["validation"]
+        assert validation["checks"][0]["expected_count"] == 1 and validation["items"][0]["checked"] == 1
+        assert cluster_snapshot(redis_cluster) == original
+        absent = str(max(first.db, second.db) + 50)
+        wrong_db = cli("-c", path, "restore", "latest", "--backend", "multi", "--to", "cluster", "--db", absent, "--yes")
+        assert wrong_db.exit_code == 2 and "not one of them" in wrong_db.stderr
 
 
 def test_non_empty_cluster_needs_yes_and_is_then_replaced(redis_cluster, write_config, tmp_path):

@@ -52,6 +52,13 @@ class Backend(ABC):
         of several dbs into a cluster); run when the restore is planned, before anything is read."""
         return None
 
+    def select_db(self, metadata: dict[str, Any], db: int) -> dict[str, Any]:
+        """The metadata of a backup narrowed to its db ``db`` (``restore --db``): only Redis has dbs."""
+        from storagectl.errors import UsageError
+
+        raise UsageError(f"--db selects one db of a Redis backup; {self.label} is a {self.kind} backend",
+                         hint="Try: leave --db out")
+
     def compare_items(self, archive: Any, outcome: Any) -> list[Any]:
         """``restore --validate`` beyond counts and checksums: each item of ``archive`` compared with
         what this target holds now, as :class:`storagectl.archive.api.ItemCheck` per unit (a Redis

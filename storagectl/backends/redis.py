@@ -13,7 +13,14 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from storagectl.archive.api import ContentSummary, RestoreOutcome, read_exact, record_summary
+from storagectl.archive.api import (
+    SUMMARY_METADATA_KEY,
+    ContentSummary,
+    RestoreOutcome,
+    read_exact,
+    record_summary,
+    recorded_summary,
+)
 from storagectl.archive.progress import Estimate
 from storagectl.backends.base import Backend, classify_connection_error
 from storagectl.config.models import BackendSettings, PasswordMixin
@@ -486,6 +493,19 @@ class RedisBackend(Backend):
         except redis.RedisError as exc:
             log.warning("%s: could not empty staging db %s: %s", self.label, staging, self.redact(str(exc)))
             return f"; staging db {staging} could not be emptied: FLUSHDB it before the next restore"
+
+    def select_db(self, metadata: dict[str, Any], db: int) -> dict[str, Any]:
+        """The backup as if it held only its db ``db``: one db, its key count as the unit ``keys``."""
+        sources = list(metadata.get("databases") or [])
+        if db not in sources:
+            raise UsageError(f"the backup holds dbs {sources}; --db {db} is not one of them",
+                             hint=f"Try: --db {sources[0]}" if sources else None)
+        narrowed = {**metadata, "databases": [db]}
+        summary = recorded_summary(metadata)
+        if summary is not None:
+            count = summary.counts.get(_unit(db, sources))
+            narrowed[SUMMARY_METADATA_KEY] = {"counts": {} if count is None else {"keys": count}, "checksums": {}}
+        return narrowed
 
     def _db_mapping(self, sources: list[int]) -> dict[int, int]:
         """Source db -> target db: a single db goes to the target's db, several keep their numbers."""

@@ -295,8 +295,8 @@ class RedisClusterBackend(RedisBackend):
         sources = list(metadata.get("databases") or [])
         if len(sources) != 1:
             raise UsageError(f"{self.label}: the backup holds dbs {sources}; a Redis Cluster has only db 0",
-                             hint="Try: restore it into a single-node backend, or back up one db "
-                                  "(databases: [N]) to restore into the cluster")
+                             hint=f"Try: --db {sources[0] if sources else 'N'} to restore one of them into the "
+                                  "cluster, or restore it into a single-node backend")
 
     def restored_db(self, metadata: dict[str, Any]) -> int:
         """The db of the backup that goes into the cluster's db 0."""

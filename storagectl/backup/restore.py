@@ -119,6 +119,8 @@ class RestorePlan:
     validate: bool
     parallel: int
     unfinished: str | None = None  # the backup whose restore into the target was cut off (see Backend)
+    db: int | None = None  # restore --db: the one db of a Redis backup restored
+    metadata: dict[str, Any] = field(default_factory=dict)  # the backup's, narrowed to ``db``
 
     @property
     def resumes(self) -> bool:
@@ -133,7 +135,7 @@ class RestorePlan:
                 "parallel": self.parallel, "objects": len(manifest.objects), "size": manifest.size,
                 "raw_size": manifest.raw_size, "encrypted": manifest.encryption is not None,
                 "needs_yes": not self.target_empty and not self.replace and not self.resumes,
-                "unfinished_restore": self.unfinished,
+                "unfinished_restore": self.unfinished, "db": self.db,
                 "replace_method": None if self.target_empty else self.target.replace_method}
 
 
@@ -154,7 +156,7 @@ class RestoreResult:
 
 
 def plan_restore(config: Config, found: FoundBackup, target: str | None, *, replace: bool, validate: bool,
-                 parallel: int | None) -> RestorePlan:
+                 parallel: int | None, db: int | None = None) -> RestorePlan:
     """Check target, kind and emptiness before anything is read or written."""
     manifest = found.manifest
     name = target or manifest.backend.get("name")
@@ -166,23 +168,26 @@ def plan_restore(config: Config, found: FoundBackup, target: str | None, *, repl
     if archive_family(backend) != family:
         raise UsageError(f"backup {manifest.id} holds a {family} backup; {backend.label} cannot restore it",
                          hint="Try: --to a backend of the same kind")
-    backend.check_restore(manifest.backend.get("metadata") or {})
+    metadata = dict(manifest.backend.get("metadata") or {})
+    if db is not None:
+        metadata = backend.select_db(metadata, db)
+    backend.check_restore(metadata)
     job = config.jobs.get(manifest.job or "")
     workers = parallel or (job.parallel if job else default_parallel())
     empty = backend.is_empty()
     return RestorePlan(found, backend, empty, replace, validate, workers,
-                       None if empty else backend.unfinished_restore())
+                       None if empty else backend.unfinished_restore(), db, metadata)
 
 
 def restore(config: Config, backup_id: str, destination: str | None = None, target: str | None = None, *,
             validate: bool = False, parallel: int | None = None, dry_run: bool = False, replace: bool = False,
             identity_file: Path | None = None, progress: ProgressCallback = no_progress,
-            ownership: OwnershipOptions = OwnershipOptions()) -> RestoreResult:
+            ownership: OwnershipOptions = OwnershipOptions(), db: int | None = None) -> RestoreResult:
     """Restore a backup into a backend. A non-empty target needs ``replace``.
 
     Every object is verified before the target is touched when ``validate`` is set or the target kind
     cannot restore atomically, so a damaged archive never leaves a half-restored target;
-    ``validate`` also compares contents afterwards."""
+    ``validate`` also compares contents afterwards. ``db`` restores only that db of a Redis backup."""
     if target is not None:
         config.backend(target)  # an unknown name is a usage error (exit 2), as everywhere else
     if destination is not None:
@@ -190,7 +195,7 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
     if backup_id == LATEST:
         backup_id = latest_backup_id(config, destination, target)
     found = find_backup(config, backup_id, destination)
-    plan = plan_restore(config, found, target, replace=replace, validate=validate, parallel=parallel)
+    plan = plan_restore(config, found, target, replace=replace, validate=validate, parallel=parallel, db=db)
     if ownership.chosen and not plan.target.restores_owners_and_privileges:
         raise UsageError(f"--no-owner, --no-privileges and --role apply to PostgreSQL restores; {plan.target.label} "
                          f"is {plan.target.kind}", hint="Try: leave those options out")
@@ -198,7 +203,7 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
         raise _not_empty(plan)
     if not plan.target_empty and plan.unfinished is None and (replace or dry_run):
         plan.target.check_replace()  # rights, a staging db: before hours of reading, and in the plan
-    archive = open_archive(config, found, identity_file, "restore", progress)
+    archive = restored_archive(config, plan, identity_file, "restore", progress)
     result = RestoreResult(plan, dry_run)
     options = RestoreOptions(parallel=plan.parallel, replace_existing=replace, backup_id=found.manifest.id,
                              ownership=ownership)
@@ -226,10 +231,18 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
         result.validation = compare_summaries(expected, plan.target.content_summary(expected), outcome.skipped,
                                               outcome.tolerance)
         if result.validation.comparable:
-            items = open_archive(config, found, identity_file, "validate", progress)
+            items = restored_archive(config, plan, identity_file, "validate", progress)
             result.validation.add_items(plan.target.compare_items(items, outcome))
     result.duration = time.monotonic() - clock
     return result
+
+
+def restored_archive(config: Config, plan: RestorePlan, identity_file: Path | None, action: str,
+                     progress: ProgressCallback) -> StoredArchive:
+    """The backup's archive as the target restores it: its metadata narrowed as planned (``--db``)."""
+    archive = open_archive(config, plan.backup, identity_file, action, progress)
+    archive.metadata = dict(plan.metadata)
+    return archive
 
 
 def _not_empty(plan: RestorePlan) -> UsageError:
