@@ -2,7 +2,8 @@
 """Redis Cluster: `backup run` of 1 M mixed keys from a 3-primary cluster vs the same keys from one
 instance (target <= 1.0x: the primaries are scanned in parallel), and `restore --yes` into the cluster
 (target >= 100 k keys/s, wall time of the whole command: process start, the archive verified before
-the target is touched, every primary flushed, the keys routed and loaded).
+the target is touched, every primary flushed, the keys routed and loaded), and the same restore with
+`--validate` (every key compared with the archive afterwards: no target, its cost is printed).
 
 Starts its own servers from the installed `redis-server` in a temp dir (a standalone one and a
 3-primary cluster, as tests/redis_cluster.py does), loads the keys of bench/bench_redis_backup.py into
@@ -82,11 +83,14 @@ def main() -> None:
             _t, first = storagectl(config, "backup", "run", "--backend", "single", "--to", "local")
             storagectl(config, "restore", first["id"], "--to", "cluster")
             assert cluster.dbsize() == args.keys, cluster.dbsize()
-            times: dict[str, list[float]] = {"single": [], "cluster": [], "restore": []}
+            times: dict[str, list[float]] = {"single": [], "cluster": [], "restore": [], "validate": []}
             for _round in range(args.rounds):
                 times["single"].append(storagectl(config, "backup", "run", "--backend", "single", "--to", "local")[0])
                 times["cluster"].append(storagectl(config, "backup", "run", "--backend", "cluster", "--to", "local")[0])
                 times["restore"].append(storagectl(config, "restore", first["id"], "--to", "cluster", "--yes")[0])
+                elapsed, validated = storagectl(config, "restore", first["id"], "--to", "cluster", "--yes", "--validate")
+                assert validated["validation"]["ok"] and validated["validation"]["items"][0]["checked"] == args.keys
+                times["validate"].append(elapsed)
             assert cluster.dbsize() == args.keys
         finally:
             single.kill()
@@ -97,6 +101,8 @@ def main() -> None:
     print(f"cluster backup / single backup: {ratio:.2f}x (target <= 1.0x)")
     print(f"restore into the cluster: {args.keys / statistics.median(times['restore']):,.0f} keys/s "
           "(target >= 100,000)")
+    print(f"restore --validate into the cluster: {args.keys / statistics.median(times['validate']):,.0f} keys/s "
+          f"({statistics.median(times['validate']) / statistics.median(times['restore']):.2f}x the restore alone)")
     print(f"load average: {os.getloadavg()}")
 
 
