@@ -88,7 +88,8 @@ def main() -> None:
                 times["single"].append(storagectl(config, "backup", "run", "--backend", "single", "--to", "local")[0])
                 times["cluster"].append(storagectl(config, "backup", "run", "--backend", "cluster", "--to", "local")[0])
                 times["restore"].append(storagectl(config, "restore", first["id"], "--to", "cluster", "--yes")[0])
-                elapsed, validated = storagectl(config, "restore", first["id"], "--to", "cluster", "--yes", "--validate")
+                elapsed, validated = storagectl(config, "restore", first["id"], "--to", "cluster", "--yes",
+                                                "--validate")
                 assert validated["validation"]["ok"] and validated["validation"]["items"][0]["checked"] == args.keys
                 times["validate"].append(elapsed)
             assert cluster.dbsize() == args.keys

@@ -525,7 +525,8 @@ def test_one_db_of_a_multi_db_backup_restores_into_a_cluster_with_db(redis_clust
         assert validation["checks"][0]["expected_count"] == 1 and validation["items"][0]["checked"] == 1
         assert cluster_snapshot(redis_cluster) == original
         absent = str(max(first.db, second.db) + 50)
-        wrong_db = cli("-c", path, "restore", "latest", "--backend", "multi", "--to", "cluster", "--db", absent, "--yes")
+        wrong_db = cli("-c", path, "restore", "latest", "--backend", "multi", "--to", "cluster", "--db", absent,
+                       "--yes")
         assert wrong_db.exit_code == 2 and "not one of them" in wrong_db.stderr
 
 

@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from storagectl.archive.api import (
     SUMMARY_METADATA_KEY,
     ContentSummary,
+    ItemCheck,
     RestoreOutcome,
     read_exact,
     record_summary,
@@ -399,6 +400,35 @@ class RedisBackend(Backend):
                       self._restore_db(archive, record_objects(archive, s), t, options.replace_existing)))
                   for source, target in mapping.items()}
         return self._outcome(loaded)
+
+    def compare_items(self, archive: Any, outcome: RestoreOutcome) -> list[ItemCheck]:
+        """Every record of each restored db against the key the target db holds (type, value, expiry):
+        :mod:`storagectl.backends.redis_compare`. Needs Redis 7.0 (script flags, PEXPIRETIME)."""
+        from storagectl.backends.redis_compare import compare_all, compare_on
+
+        if not self._compares_keys():
+            return []
+        mapping = self._db_mapping(list(archive.metadata.get("databases") or []))
+        targets = list(mapping.values())
+        checks = []
+        for source, target in mapping.items():
+            names, unit = record_objects(archive, source), _unit(target, targets)
+
+            def compare(records: Any, equal: bool, target: int = target, unit: str = unit) -> list[Any]:
+                client = self.client(db=target, single_connection_client=True)
+                return [compare_on(client, records, unit, equal)]
+
+            checks.append(self._guarded("validation", lambda n=names, u=unit, c=compare: compare_all(
+                c, lambda: read_records(archive, n), u, outcome.skipped.get(u, 0))))
+        return checks
+
+    def _compares_keys(self) -> bool:
+        client = self.client()
+        try:
+            major = self._guarded("reading the server version", lambda: client.info("server")["redis_version"])
+        finally:
+            client.close()
+        return int(str(major).split(".")[0]) >= 7
 
     def _outcome(self, loaded: dict[str, LoadedKeys]) -> RestoreOutcome:
         """Skipped keys per unit, and the allowance for keys expiring until the checks that follow

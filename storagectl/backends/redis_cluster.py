@@ -21,9 +21,9 @@ from storagectl.archive.progress import Estimate
 from storagectl.backends.redis import (
     BATCH_KEYS,
     CLUSTER_CHECKS,
-    KeyspacePart,
     REDIS_CHECKS,
     RESTORE_ROUTED_LUA,
+    KeyspacePart,
     LoadedKeys,
     RedisBackend,
     _RespSocket,
@@ -35,13 +35,7 @@ from storagectl.backends.redis import (
     server_ms,
     write_records,
 )
-from storagectl.backends.redis_compare import (
-    KeyComparison,
-    Record,
-    compare_batches,
-    forgive_duplicates,
-    suspects,
-)
+from storagectl.backends.redis_compare import KeyComparison, Record, compare_all, compare_batches
 from storagectl.backends.redis_topology import (
     SLOTS,
     ClusterNode,
@@ -356,23 +350,19 @@ class RedisClusterBackend(RedisBackend):
 
     # -- restore --validate: every key against the archive -------------------------------------
     def compare_items(self, archive: Any, outcome: RestoreOutcome) -> list[ItemCheck]:
-        """Every record against the key on the primary serving its slot now (type, value, expiry);
-        keys that did not match are looked at once more when the restore skipped some as present
-        (SCAN returned them twice in the backup: only their first record was restored)."""
+        """Every record against the key on the primary serving its slot now (type, value, expiry)."""
         names = record_objects(archive, self.restored_db(archive.metadata))
         topology = self._stable_topology("validation")
-        first = self._compare(read_records(archive, names), topology, collect_equal=False)
-        matched: set[bytes] = set()
-        if outcome.skipped.get("keys") and (doubtful := suspects(first)):
-            again = self._compare((r for r in read_records(archive, names) if r[0] in doubtful), topology, True)
-            matched = set().union(*(comparison.equal or set() for comparison in again))
-        return [forgive_duplicates(first, matched, "keys")] if first else []
+        return [compare_all(lambda records, equal: self._compare(records, topology, equal),
+                            lambda: read_records(archive, names), "keys", outcome.skipped.get("keys", 0))]
 
-    def _compare(self, records: Iterable[Record], topology: ClusterTopology, collect_equal: bool) -> list[KeyComparison]:
+    def _compare(self, records: Iterable[Record], topology: ClusterTopology,
+                 collect_equal: bool) -> list[KeyComparison]:
         def work(node: ClusterNode, inbox: queue.Queue[Any]) -> KeyComparison:
             client = self.node_client(node, single_connection_client=True)
             try:
-                return compare_batches(client, iter(inbox.get, None), KeyComparison("keys", collect_equal=collect_equal))
+                tally = KeyComparison("keys", collect_equal=collect_equal)
+                return compare_batches(client, iter(inbox.get, None), tally)
             finally:
                 client.close()
 

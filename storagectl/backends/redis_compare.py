@@ -15,7 +15,7 @@ client ever sees the scratch key.
 from __future__ import annotations
 
 from binascii import crc_hqx
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -237,3 +237,26 @@ def forgive_duplicates(comparisons: list[KeyComparison], matched: set[bytes], un
         total.add(part)
     total.mismatched = {reason: count for reason, count in total.mismatched.items() if count}
     return total
+
+
+def compare_all(compare: Callable[[Iterable[Record], bool], list[KeyComparison]],
+                records: Callable[[], Iterator[Record]], unit: str, skipped: int) -> ItemCheck:
+    """Every record compared (``compare(records, collect_equal)``: one comparison per server); when the
+    restore skipped keys as present, the records of the keys that did not match are compared once more
+    and a key passes if any of its records matches."""
+    first = compare(records(), False)
+    matched: set[bytes] = set()
+    if skipped and (doubtful := suspects(first)):
+        again = compare((record for record in records() if record[0] in doubtful), True)
+        matched = set().union(*(comparison.equal or set() for comparison in again))
+    return forgive_duplicates(first, matched, unit)
+
+
+def compare_on(client: Any, records: Iterable[Record], unit: str, collect_equal: bool) -> KeyComparison:
+    """Every record compared on one server, in batches (``client``: single-connection, closed here)."""
+    from storagectl.backends.redis import batches
+
+    try:
+        return compare_batches(client, batches(records), KeyComparison(unit, collect_equal=collect_equal))
+    finally:
+        client.close()

@@ -222,7 +222,8 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
                                              plan.parallel, decode=decode)
         result.verification.raise_if_bad("; nothing was restored")
     expected = recorded_summary(archive.metadata)
-    check = _staged_validation(result, expected) if validate else None
+    check = _staged_validation(result, expected, lambda: restored_archive(
+        config, plan, identity_file, "validate", progress)) if validate else None
     options = replace_options(options, check_staged=check)
     outcome = plan.target.restore(archive, options)
     outcome = outcome if isinstance(outcome, RestoreOutcome) else RestoreOutcome()
@@ -254,13 +255,15 @@ def _not_empty(plan: RestorePlan) -> UsageError:
                       hint="Try: --yes to replace it, or --dry-run to see the plan")
 
 
-def _staged_validation(result: RestoreResult, expected: ContentSummary | None
-                       ) -> Callable[[Any, RestoreOutcome], None]:
+def _staged_validation(result: RestoreResult, expected: ContentSummary | None,
+                       archive: Callable[[], StoredArchive]) -> Callable[[Any, RestoreOutcome], None]:
     """The ``--validate`` comparison for backends that stage a replacement: a mismatch raises before
     the restored data replaces the target's old contents."""
     def check(staged: Any, outcome: RestoreOutcome) -> None:
         result.validation = compare_summaries(expected, staged.content_summary(expected), outcome.skipped,
                                               outcome.tolerance)
+        if result.validation.comparable:
+            result.validation.add_items(staged.compare_items(archive(), outcome))
         if not result.validation.ok:
             raise IntegrityError(f"restore of {result.plan.backup.id}: {result.validation.problem()}; "
                                  "the target was left as it was",

@@ -31,7 +31,7 @@ def restore(
         autocompletion=complete.backend_names)] = None,
     validate: Annotated[bool, typer.Option(
         "--validate", help="Verify every checksum before touching the target, then compare counts and "
-        "per-table checksums with the backup (a Redis Cluster: every key's type, value and expiry; exit 6 "
+        "per-table checksums with the backup (Redis: every key's type, value and expiry too; exit 6 "
         "on any mismatch); a staged replacement is compared before it goes live.")] = False,
     parallel: Annotated[int | None, typer.Option(
         "--parallel", "-p", min=1, max=64, metavar="N", help="Objects restored at once.")] = None,
