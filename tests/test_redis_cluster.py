@@ -461,7 +461,7 @@ def test_cross_slot_dump_leaves_out_missing_keys_and_keeps_exact_expiries(redis_
         dumper = _ScriptDump(client.script_load(DUMP_CROSS_SLOT_LUA))
         commands = _RespSocket(client.connection)
         commands.send(dumper.request(owned))  # owned[1] was never written: left out
-        records, count = _pack_records(owned, dumper.reply(commands, owned))
+        records, count = _pack_records(owned, dumper.reply(commands, owned), dumper.absolute_expiry)
     finally:
         client.close()
     assert count == 2 and owned[1] not in records

