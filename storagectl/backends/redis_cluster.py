@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from storagectl import interrupts
 from storagectl.archive.api import ContentSummary, ItemCheck, RestoreOutcome, record_summary
 from storagectl.archive.progress import Estimate
 from storagectl.backends.redis import (
@@ -46,8 +47,8 @@ from storagectl.backends.redis_topology import (
     key_slot,
     read_topology,
 )
-from storagectl.diag import Check, Status
 from storagectl.errors import BackendUnavailable, OperationFailed, StoragectlError, UsageError
+from storagectl.health import Check, Status
 from storagectl.redact import redact_url
 from storagectl.units import human_bytes
 
@@ -341,7 +342,7 @@ class RedisClusterBackend(RedisBackend):
         finally:
             for inbox in inboxes.values():
                 inbox.put(None)
-            workers.join()
+            interrupts.join(workers)
         return self._values(what, results[0])
 
     def _restore_routed(self, archive: Any, names: list[str], topology: ClusterTopology) -> LoadedKeys:
