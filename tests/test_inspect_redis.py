@@ -225,3 +225,29 @@ def test_keys_moved_by_a_reshard_during_the_scan_count_once(cli, write_config, o
         report = keys_json(cli, write_config("backends:\n" + cluster.backend_yaml("cache")))
     assert moved
     assert (report["summary"]["keys"]["value"], report["summary"]["memory_bytes"]["value"]) == (keys, size)
+
+
+def test_ctrl_c_during_a_cluster_scan_stops_every_primary_and_reports(cli, write_config, redis_cluster, monkeypatch):
+    """Ctrl-C (SIGINT to the process) while the primaries are scanned in worker threads: fan_out's stop
+    ends every scan at its next batch, what was gathered is printed, exit 130."""
+    import os
+    import signal
+
+    import storagectl.inspect.redis as inspect_redis
+
+    fill(redis_cluster.client(), 30000)
+    pauses: list[float] = []
+
+    def interrupt_once(seconds):
+        pauses.append(seconds)
+        if len(pauses) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(inspect_redis.time, "sleep", interrupt_once)
+    config = write_config("backends:\n" + redis_cluster.backend_yaml("cache"))
+    result = cli("-o", "json", "-c", config, "inspect", "keys", "-b", "cache", "-i", "0.01")
+    assert result.exit_code == 130, result.stderr
+    [report] = result.json()["backends"]
+    assert report["stopped"] == "interrupted" and not report["complete"]
+    assert 0 < report["summary"]["scanned_keys"]["value"] < redis_cluster.dbsize() / 2
+    assert len(pauses) < 10  # ~30 batches in all: the scans did not run on
