@@ -2,7 +2,8 @@
 """Redis Cluster: `backup run` of 1 M mixed keys from a 3-primary cluster vs the same keys from one
 instance (target <= 1.0x: the primaries are scanned in parallel), and `restore --yes` into the cluster
 (target >= 100 k keys/s, wall time of the whole command: process start, the archive verified before
-the target is touched, every primary flushed, the keys routed and loaded).
+the target is touched, every primary flushed, the keys routed and loaded), and the same restore with
+`--validate` (every key compared with the archive afterwards: no target, its cost is printed).
 
 Starts its own servers from the installed `redis-server` in a temp dir (a standalone one and a
 3-primary cluster, as tests/redis_cluster.py does), loads the keys of bench/bench_redis_backup.py into
@@ -59,6 +60,15 @@ def standalone(directory: Path) -> tuple[subprocess.Popen, int]:
     sys.exit("standalone redis-server did not start")
 
 
+def server_cpu(ports: list[int]) -> float:
+    """User + system CPU seconds the servers on ``ports`` have used (INFO cpu): unlike wall time, hardly
+    moved by other jobs on a shared machine."""
+    import redis
+
+    return sum(info["used_cpu_user"] + info["used_cpu_sys"]
+               for info in (redis.Redis(port=port).info("cpu") for port in ports))
+
+
 def summary(name: str, values: list[float]) -> str:
     return f"{name}: median {statistics.median(values):.2f} s (runs {', '.join(f'{v:.2f}' for v in values)})"
 
@@ -82,21 +92,33 @@ def main() -> None:
             _t, first = storagectl(config, "backup", "run", "--backend", "single", "--to", "local")
             storagectl(config, "restore", first["id"], "--to", "cluster")
             assert cluster.dbsize() == args.keys, cluster.dbsize()
-            times: dict[str, list[float]] = {"single": [], "cluster": [], "restore": []}
+            times: dict[str, list[float]] = {"single": [], "cluster": [], "restore": [], "validate": []}
+            cpu: dict[str, list[float]] = {"single": [], "cluster": []}
+            ports = {"single": [port], "cluster": [node.port for node in cluster.nodes]}
             for _round in range(args.rounds):
-                times["single"].append(storagectl(config, "backup", "run", "--backend", "single", "--to", "local")[0])
-                times["cluster"].append(storagectl(config, "backup", "run", "--backend", "cluster", "--to", "local")[0])
+                for name in ("single", "cluster"):
+                    before = server_cpu(ports[name])
+                    times[name].append(storagectl(config, "backup", "run", "--backend", name, "--to", "local")[0])
+                    cpu[name].append(server_cpu(ports[name]) - before)
                 times["restore"].append(storagectl(config, "restore", first["id"], "--to", "cluster", "--yes")[0])
+                elapsed, validated = storagectl(config, "restore", first["id"], "--to", "cluster", "--yes",
+                                                "--validate")
+                assert validated["validation"]["ok"] and validated["validation"]["items"][0]["checked"] == args.keys
+                times["validate"].append(elapsed)
             assert cluster.dbsize() == args.keys
         finally:
             single.kill()
             single.wait()
     for name, values in times.items():
         print(summary(name, values))
+    for name, values in cpu.items():
+        print(f"server CPU of the {name} backup: median {statistics.median(values):.2f} s")
     ratio = statistics.median(times["cluster"]) / statistics.median(times["single"])
     print(f"cluster backup / single backup: {ratio:.2f}x (target <= 1.0x)")
     print(f"restore into the cluster: {args.keys / statistics.median(times['restore']):,.0f} keys/s "
           "(target >= 100,000)")
+    print(f"restore --validate into the cluster: {args.keys / statistics.median(times['validate']):,.0f} keys/s "
+          f"({statistics.median(times['validate']) / statistics.median(times['restore']):.2f}x the restore alone)")
     print(f"load average: {os.getloadavg()}")
 
 

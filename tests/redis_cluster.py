@@ -54,11 +54,12 @@ class ClusterNodeProcess:
 
 @dataclass
 class RedisClusterNodes:
-    """A running test cluster: its nodes (all primaries), and helpers for the tests."""
+    """A running test cluster: its primaries, their replicas, and helpers for the tests."""
 
-    nodes: list[ClusterNodeProcess]
+    nodes: list[ClusterNodeProcess]  # the primaries
     cli: str
     spare: list[ClusterNodeProcess] = field(default_factory=list)  # started, not yet in the cluster
+    replicas: list[ClusterNodeProcess] = field(default_factory=list)
 
     @property
     def seed_url(self) -> str:
@@ -79,6 +80,13 @@ class RedisClusterNodes:
         for node in self.nodes:
             if node.process.poll() is None:
                 node.client().flushall()
+        self.wait_for_replicas()
+
+    def wait_for_replicas(self) -> None:
+        """Until every replica has applied all its primary has written (WAIT on each primary)."""
+        for node in self.nodes:
+            if node.process.poll() is None and any(r.process.poll() is None for r in self.replicas):
+                node.client().execute_command("WAIT", len(self.replicas) // len(self.nodes), 10_000)
 
     def dbsize(self) -> int:
         return sum(node.client().dbsize() for node in self.nodes)
@@ -88,7 +96,7 @@ class RedisClusterNodes:
         node = self.spare.pop(0)
         self._cli("--cluster", "add-node", node.address, self.nodes[0].address)
         self.nodes.append(node)
-        wait_until_ok(self.nodes)
+        wait_until_ok(self.nodes + self.replicas)
         return node
 
     def add_replica(self, primary: ClusterNodeProcess) -> ClusterNodeProcess:
@@ -97,19 +105,15 @@ class RedisClusterNodes:
         self._cli("--cluster", "add-node", node.address, self.nodes[0].address, "--cluster-slave",
                   "--cluster-master-id", primary.node_id())
         self.nodes.append(node)
-        wait_until_ok(self.nodes)
-        deadline = time.monotonic() + START_TIMEOUT
-        while node.client().info("replication").get("master_link_status") != "up":
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"replica {node.address} did not sync within {START_TIMEOUT:g}s")
-            time.sleep(0.1)
+        wait_until_ok(self.nodes + self.replicas)
+        _wait_for_sync(node)
         return node
 
     def reshard(self, source: ClusterNodeProcess, target: ClusterNodeProcess, slots: int) -> None:
         """Move ``slots`` slots, keys and all, with ``redis-cli --cluster reshard``."""
         self._cli("--cluster", "reshard", self.nodes[0].address, "--cluster-from", source.node_id(),
                   "--cluster-to", target.node_id(), "--cluster-slots", str(slots), "--cluster-yes")
-        wait_until_ok(self.nodes)
+        wait_until_ok(self.nodes + self.replicas)
 
     def _cli(self, *args: str) -> None:
         done = subprocess.run([self.cli, *args], capture_output=True, text=True, timeout=120)
@@ -187,9 +191,25 @@ def wait_until_ok(nodes: list[ClusterNodeProcess]) -> None:
         time.sleep(0.1)
 
 
+def _sort_roles(cluster: RedisClusterNodes, joined: list[ClusterNodeProcess]) -> None:
+    """redis-cli chooses which nodes become replicas: read each node's role."""
+    roles = {node.port: node.client().info("replication")["role"] for node in joined}
+    cluster.nodes = [node for node in joined if roles[node.port] == "master"]
+    cluster.replicas = [node for node in joined if roles[node.port] != "master"]
+
+
+def _wait_for_sync(node: ClusterNodeProcess) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while node.client().info("replication").get("master_link_status") != "up":
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"replica {node.address} did not sync within {START_TIMEOUT:g}s")
+        time.sleep(0.1)
+
+
 @contextlib.contextmanager
-def running_cluster(primaries: int = 3, spare: int = 0) -> Iterator[RedisClusterNodes]:
-    """``primaries`` nodes joined into a cluster (no replicas) plus ``spare`` started, unjoined nodes."""
+def running_cluster(primaries: int = 3, spare: int = 0, replicas: int = 0) -> Iterator[RedisClusterNodes]:
+    """``primaries`` nodes joined into a cluster, each with ``replicas`` replicas (synced before this
+    returns), plus ``spare`` started, unjoined nodes."""
     binaries = cluster_binaries()
     if isinstance(binaries, str):
         raise FileNotFoundError(binaries)
@@ -197,14 +217,18 @@ def running_cluster(primaries: int = 3, spare: int = 0) -> Iterator[RedisCluster
     directory = Path(tempfile.mkdtemp(prefix="stctl-cluster-"))
     started: list[ClusterNodeProcess] = []
     try:
-        for _ in range(primaries + spare):
+        for _ in range(primaries * (1 + replicas) + spare):
             started.append(_start_node(server, directory, cluster_port()))
         for node in started:
             _wait_for_ping(node)
-        cluster = RedisClusterNodes(started[:primaries], cli, started[primaries:])
-        cluster._cli("--cluster", "create", *[node.address for node in cluster.nodes],
-                     "--cluster-replicas", "0", "--cluster-yes")
-        wait_until_ok(cluster.nodes)
+        joined = primaries * (1 + replicas)
+        cluster = RedisClusterNodes(started[:primaries], cli, started[joined:])
+        cluster._cli("--cluster", "create", *[node.address for node in started[:joined]],
+                     "--cluster-replicas", str(replicas), "--cluster-yes")
+        _sort_roles(cluster, started[:joined])
+        wait_until_ok(cluster.nodes + cluster.replicas)
+        for replica in cluster.replicas:
+            _wait_for_sync(replica)
         yield cluster
     finally:
         for node in started:

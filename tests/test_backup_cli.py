@@ -467,3 +467,10 @@ def test_json_outputs_have_the_documented_shape(cli, env):
         result = cli("-c", env["config"], "-o", "json", *command.split(), *args)
         assert result.exit_code == 0, (command, result.stderr)
         assert isinstance(result.json(), shapes[documented[command]]), command
+
+
+def test_restore_db_is_refused_for_a_kind_without_dbs(cli, env):
+    backup(cli, env, "--backend", "app", "--to", "local")
+    result = cli("-c", env["config"], "restore", "latest", "--backend", "app", "--to", "copy", "--db", "1")
+    assert result.exit_code == 2 and "--db selects one db of a Redis backup" in result.stderr
+    assert not (env["tmp"] / "copy.db").exists()

@@ -530,3 +530,44 @@ def test_expiry_allowance_counts_restored_keys_only_and_errs_wide():
     assert loaded.may_have_expired(8_159_999) == 3  # 2 h ahead: a 1 min bucket, from 8_160_000
     assert loaded.may_have_expired(8_160_000) == 4
     assert len(loaded.expiries) == 4
+
+
+def meddling(monkeypatch, change) -> None:
+    """``change(client of the db compared)`` runs between the restore and its key-by-key check."""
+    from storagectl.backends.redis import RedisBackend
+
+    compare_items = RedisBackend.compare_items
+
+    def changed_first(self, archive, outcome):
+        client = self.client(db=self.selected_databases()[0])
+        try:
+            change(client)
+        finally:
+            client.close()
+        return compare_items(self, archive, outcome)
+
+    monkeypatch.setattr(RedisBackend, "compare_items", changed_first)
+
+
+def test_validate_compares_every_key_of_a_single_node(redis_pair, write_config, tmp_path, monkeypatch):
+    source, target = redis_pair
+    populate(source.client(), 600)
+    config = config_for(write_config, tmp_path, source.url, target.url)
+    [result] = run_backup(config, backend="cache", destination="local")
+    assert restore(config, result.manifest.id, target="spare", validate=True).validation.items[0].checked == 601
+    meddling(monkeypatch, lambda client: (client.set("str:6", "changed"), client.persist("zset:4")))
+    validation = restore(config, result.manifest.id, target="spare", validate=True, replace=True).validation
+    assert [check.ok for check in validation.checks] == [True] and not validation.ok
+    assert validation.items[0].mismatched == {"value": 1, "expiry": 1}
+    assert sorted(validation.items[0].examples) == ["str:6 (value)", "zset:4 (expiry)"]
+
+
+def test_a_staged_restore_whose_keys_differ_is_never_swapped_in(redis_trio, write_config, tmp_path, monkeypatch):
+    from storagectl.errors import IntegrityError
+
+    source, target, staging = redis_trio
+    config, backup_id = staged_backup(redis_trio, write_config, tmp_path, 300)
+    meddling(monkeypatch, lambda client: client.set("str:6", "changed in the staging db"))
+    with pytest.raises(IntegrityError, match="does not match the backup: keys 1 value; the target was left as it was"):
+        restore(config, backup_id, target="spare", replace=True, validate=True)
+    assert target.client().keys() == [b"only-in-target"] and staging.client().dbsize() == 0

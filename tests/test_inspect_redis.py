@@ -181,24 +181,73 @@ def test_extrapolate_is_exact_when_everything_was_seen_and_bounded_otherwise():
     assert value == 500 and 185 < bound < 195  # 4 * 1000 * sqrt(0.25 * 100/99 / 100 * 0.9)
 
 
-def test_every_node_the_seam_names_is_scanned_and_summed(cli, write_config, redis_base_url, monkeypatch):
-    """keyspace_nodes is where the Redis Cluster fan-out plugs in: two dbs stand in for two primaries
-    here. Full scans add up exactly; --max-keys is split between the nodes, each extrapolated alone."""
-    import storagectl.inspect.redis as inspect_redis
-    from tests.conftest import leased_redis_dbs
+def cluster_truth(cluster) -> tuple[int, int]:
+    """Keys and MEMORY USAGE bytes summed over the primaries, read key by key."""
+    totals = [truth(node.client())[0] for node in cluster.nodes]
+    return sum(t[0] for t in totals), sum(t[1] for t in totals)
 
-    with leased_redis_dbs(redis_base_url, 2) as (first, second):
-        fill(first.client(), 3000, seed=1)
-        fill(second.client(), 5000, seed=2)
-        totals = [truth(db.client())[0] for db in (first, second)]
-        clients = [db.client() for db in (first, second)]
-        monkeypatch.setattr(inspect_redis, "keyspace_nodes",
-                            lambda backend, connection: [(f"node{i}", c) for i, c in enumerate(clients)])
-        config = write_config("backends:\n" + first.backend_yaml())
-        full = keys_json(cli, config)
-        sampled = keys_json(cli, config, "--max-keys", "2000", "--depth", "1")
-    assert full["summary"]["keys"]["value"] == totals[0][0] + totals[1][0]
-    assert full["summary"]["memory_bytes"]["value"] == totals[0][1] + totals[1][1]
-    assert sampled["summary"]["scanned_keys"]["value"] == 2000 and sampled["stopped"] == "max-keys"
+
+def test_every_primary_is_scanned_and_max_keys_split_between_them(cli, write_config, redis_cluster):
+    """Full scans add up exactly; --max-keys is split between the primaries, each extrapolated alone."""
+    fill(redis_cluster.client(), 8000, seed=2)
+    keys, size = cluster_truth(redis_cluster)
+    config = write_config("backends:\n" + redis_cluster.backend_yaml("cache"))
+    full = keys_json(cli, config)
+    sampled = keys_json(cli, config, "--max-keys", "2400", "--depth", "1")
+    assert (full["summary"]["keys"]["value"], full["summary"]["memory_bytes"]["value"]) == (keys, size)
+    assert sampled["summary"]["scanned_keys"]["value"] == 2400 and sampled["stopped"] == "max-keys"
     estimate = sampled["summary"]["memory_bytes"]
-    assert abs(estimate["value"] - (totals[0][1] + totals[1][1])) <= estimate["error_bound"]
+    assert estimate["provenance"] == "sampled" and abs(estimate["value"] - size) <= estimate["error_bound"]
+
+
+def test_keys_moved_by_a_reshard_during_the_scan_count_once(cli, write_config, own_redis_cluster, monkeypatch):
+    """The primaries are scanned one at a time here; once the first is done, slots move from it (keys
+    and all) to the others, which are scanned next: those keys count on the primary that owned their
+    slot when the scan started, not twice."""
+    import storagectl.inspect.redis as inspect_redis
+
+    scan_part = inspect_redis.RedisInspector.scan_part
+    moved: list[str] = []
+
+    with own_redis_cluster(3) as cluster:
+        def scan_then_reshard(self, part, *args):
+            done = scan_part(self, part, *args)
+            if not moved:
+                source = next(node for node in cluster.nodes if node.address == part.name)
+                moved.append(part.name)
+                cluster.reshard(source, next(node for node in cluster.nodes if node is not source), 200)
+            return done
+
+        fill(cluster.client(), 3000)
+        keys, size = cluster_truth(cluster)
+        monkeypatch.setattr(inspect_redis, "NODES_AT_ONCE", 1)
+        monkeypatch.setattr(inspect_redis.RedisInspector, "scan_part", scan_then_reshard)
+        report = keys_json(cli, write_config("backends:\n" + cluster.backend_yaml("cache")))
+    assert moved
+    assert (report["summary"]["keys"]["value"], report["summary"]["memory_bytes"]["value"]) == (keys, size)
+
+
+def test_ctrl_c_during_a_cluster_scan_stops_every_primary_and_reports(cli, write_config, redis_cluster, monkeypatch):
+    """Ctrl-C (SIGINT to the process) while the primaries are scanned in worker threads: fan_out's stop
+    ends every scan at its next batch, what was gathered is printed, exit 130."""
+    import os
+    import signal
+
+    import storagectl.inspect.redis as inspect_redis
+
+    fill(redis_cluster.client(), 30000)
+    pauses: list[float] = []
+
+    def interrupt_once(seconds):
+        pauses.append(seconds)
+        if len(pauses) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(inspect_redis.time, "sleep", interrupt_once)
+    config = write_config("backends:\n" + redis_cluster.backend_yaml("cache"))
+    result = cli("-o", "json", "-c", config, "inspect", "keys", "-b", "cache", "-i", "0.01")
+    assert result.exit_code == 130, result.stderr
+    [report] = result.json()["backends"]
+    assert report["stopped"] == "interrupted" and not report["complete"]
+    assert 0 < report["summary"]["scanned_keys"]["value"] < redis_cluster.dbsize() / 2
+    assert len(pauses) < 10  # ~30 batches in all: the scans did not run on

@@ -167,6 +167,34 @@ def recorded_summary(metadata: dict[str, Any]) -> ContentSummary | None:
 
 
 @dataclass
+class ItemCheck:
+    """``restore --validate`` item by item: every item of a unit in the backup compared with the one the
+    target holds (Redis: each key's type, value and absolute expiry)."""
+
+    unit: str
+    checked: int = 0
+    mismatched: dict[str, int] = field(default_factory=dict)  # reason (missing, type, value, expiry) -> items
+    examples: list[str] = field(default_factory=list)  # a few mismatching items with their reason
+    method: str = ""  # how items were compared, for the note under the table
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.mismatched.values())
+
+    def add(self, other: ItemCheck, examples: int = 5) -> ItemCheck:
+        """This with ``other`` (another part of the same unit: a cluster's other primary) added in."""
+        self.checked += other.checked
+        for reason, count in other.mismatched.items():
+            self.mismatched[reason] = self.mismatched.get(reason, 0) + count
+        self.examples = (self.examples + other.examples)[:examples]
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"unit": self.unit, "checked": self.checked, "mismatched": dict(self.mismatched),
+                "examples": list(self.examples), "ok": self.ok}
+
+
+@dataclass
 class RestoreOutcome:
     """What :meth:`BackupCapable.restore` may return (returning None means "nothing to add").
 

@@ -73,6 +73,18 @@ class Backend(ABC):
 
     # How a selective restore replaces what the target holds of the selection (``restore --dry-run``).
     selection_replace_method: ClassVar[str] = "in place: the selected objects are replaced, nothing else is touched"
+    def select_db(self, metadata: dict[str, Any], db: int) -> dict[str, Any]:
+        """The metadata of a backup narrowed to its db ``db`` (``restore --db``): only Redis has dbs."""
+        from storagectl.errors import UsageError
+
+        raise UsageError(f"--db selects one db of a Redis backup; {self.label} is a {self.kind} backend",
+                         hint="Try: leave --db out")
+
+    def compare_items(self, archive: Any, outcome: Any) -> list[Any]:
+        """``restore --validate`` beyond counts and checksums: each item of ``archive`` compared with
+        what this target holds now, as :class:`storagectl.archive.api.ItemCheck` per unit (a Redis
+        Cluster: every key's type, value and expiry). Kinds whose checksums prove the contents: none."""
+        return []
 
     # Kinds whose restores take --no-owner / --no-privileges / --role (RestoreOptions).
     restores_owners_and_privileges: ClassVar[bool] = False

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from storagectl import interrupts
-from storagectl.archive.api import ContentSummary, RestoreOutcome, record_summary
+from storagectl.archive.api import ContentSummary, ItemCheck, RestoreOutcome, record_summary
 from storagectl.archive.progress import Estimate
 from storagectl.backends.redis import (
     BATCH_KEYS,
@@ -25,6 +25,7 @@ from storagectl.backends.redis import (
     REDIS_CHECKS,
     RESTORE_ROUTED_LUA,
     CountedRecords,
+    KeyspacePart,
     LoadedKeys,
     RedisBackend,
     _RespSocket,
@@ -36,6 +37,7 @@ from storagectl.backends.redis import (
     server_ms,
     write_records,
 )
+from storagectl.backends.redis_compare import KeyComparison, Record, compare_all, compare_batches
 from storagectl.backends.redis_selection import KeySelection, count_matching, delete_matching, holds_any
 from storagectl.backends.redis_topology import (
     SLOTS,
@@ -52,6 +54,7 @@ from storagectl.health import Check, Status
 from storagectl.redact import redact_url
 from storagectl.units import human_bytes
 
+T = TypeVar("T")
 DEFAULT_PORT = 6379
 ROUTED_BATCHES_WAITING = 4  # per primary: bounds memory while one node is slower than the reader
 
@@ -94,8 +97,9 @@ class RedisClusterBackend(RedisBackend):
         return kwargs
 
     def connect_node(self, host: str, port: int, socket_timeout: float | None = None,
-                     single_connection_client: bool = False) -> Any:
-        """A plain client of one node (storagectl's retry policy applies, so redis-py's is off)."""
+                     single_connection_client: bool = False, replica: bool = False) -> Any:
+        """A plain client of one node (storagectl's retry policy applies, so redis-py's is off). A
+        replica's connections send READONLY, without which it redirects every key command (MOVED)."""
         import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
@@ -103,11 +107,18 @@ class RedisClusterBackend(RedisBackend):
         kwargs = self.node_kwargs()
         if socket_timeout is not None:
             kwargs["socket_timeout"] = socket_timeout
+        if replica:
+            kwargs["redis_connect_func"] = _read_only
         return redis.Redis(host=host, port=port, retry=Retry(NoBackoff(), 0),
                            single_connection_client=single_connection_client, **kwargs)
 
     def node_client(self, node: ClusterNode, single_connection_client: bool = False) -> Any:
-        return self.connect_node(node.host, node.port, single_connection_client=single_connection_client)
+        return self.connect_node(node.host, node.port, single_connection_client=single_connection_client,
+                                 replica=not node.is_primary)
+
+    def reader_of(self, topology: ClusterTopology, primary: ClusterNode) -> ClusterNode:
+        """Where read-only commands read ``primary``'s slots: a replica with ``read_from_replicas``."""
+        return topology.reader_of(primary, self.settings.read_from_replicas)
 
     def client(self, db: int | None = None, socket_timeout: float | None = None,
                single_connection_client: bool = False) -> Any:
@@ -130,9 +141,23 @@ class RedisClusterBackend(RedisBackend):
     def _close(self, connection: Any) -> None:
         return None
 
-    def keyspace_nodes(self, connection: ClusterTopology) -> list[tuple[str, Any]]:
-        """Every primary, each with a client of its own: a key lives on the primary serving its slot."""
-        return [(node.address, self.node_client(node)) for node in connection.primaries()]
+    def visit_keyspace(self, connection: ClusterTopology, visit: Callable[[KeyspacePart], T], concurrency: int = 4,
+                       stop: threading.Event | None = None) -> list[T]:
+        """``visit`` on every primary (or its replica, with ``read_from_replicas``) through the fan-out,
+        each with a client of its own, closed after the visit, and the slot-ownership filter that
+        counts a key only on the primary owning its slot (a key seen twice during a reshard once)."""
+        topology = connection
+        primaries = topology.primaries()
+
+        def one(primary: ClusterNode) -> T:
+            reader = self.reader_of(topology, primary)
+            client = self.node_client(reader)
+            try:
+                return visit(KeyspacePart(reader.address, client, SlotOwnership(topology, primary), len(primaries)))
+            finally:
+                client.close()
+
+        return self._values("inspect", fan_out(primaries, one, concurrency, stop))
 
     def ping(self, connection: Any) -> None:
         return None  # reading the topology in _open was the round trip
@@ -234,7 +259,7 @@ class RedisClusterBackend(RedisBackend):
         names = {node.node_id: f"db0.node{index:02d}.records" for index, node in enumerate(primaries)}
 
         def dump(node: ClusterNode) -> int:
-            client = self.node_client(node, single_connection_client=True)
+            client = self.node_client(self.reader_of(topology, node), single_connection_client=True)
             try:
                 return write_records(archive, names[node.node_id], client, keep=SlotOwnership(topology, node),
                                      cross_slot=True, selection=selection)
@@ -271,19 +296,24 @@ class RedisClusterBackend(RedisBackend):
         sources = list(metadata.get("databases") or [])
         if len(sources) != 1:
             raise UsageError(f"{self.label}: the backup holds dbs {sources}; a Redis Cluster has only db 0",
-                             hint="Try: restore it into a single-node backend, or back up one db "
-                                  "(databases: [N]) to restore into the cluster")
+                             hint=f"Try: --db {sources[0] if sources else 'N'} to restore one of them into the "
+                                  "cluster, or restore it into a single-node backend")
+
+    def restored_db(self, metadata: dict[str, Any]) -> int:
+        """The db of the backup that goes into the cluster's db 0."""
+        self.check_restore(metadata)
+        [source] = metadata["databases"]
+        return int(source)
 
     def restore(self, archive: Any, options: Any) -> RestoreOutcome:
-        self.check_restore(archive.metadata)
-        [source] = archive.metadata["databases"]
+        source = self.restored_db(archive.metadata)
         topology = self._stable_topology("restore")
         selection = KeySelection.of(options.selection)
         if selection is not None:
             return self._restore_cluster_selection(archive, source, topology, selection, options)
         if options.replace_existing:  # --yes replaces the cluster's keys: none absent from the backup survive
             self._values("flushing", fan_out(topology.primaries(), lambda node: self._flush(node), options.parallel))
-        loaded = self._route(archive, record_objects(archive, source), topology)
+        loaded = self._restore_routed(read_records(archive, record_objects(archive, source)), topology)
         return self._outcome({"keys": loaded})
 
     def _restore_cluster_selection(self, archive: Any, source: int, topology: ClusterTopology,
@@ -294,7 +324,7 @@ class RedisClusterBackend(RedisBackend):
                 topology.primaries(), lambda node: self._on_node(node, lambda c: delete_matching(c, selection)),
                 options.parallel))
         records = CountedRecords(selection.records(read_records(archive, record_objects(archive, source))))
-        outcome = self._outcome({"keys": self._route(archive, [], topology, records)})
+        outcome = self._outcome({"keys": self._restore_routed(records, topology)})
         outcome.expected = ContentSummary(counts={"keys": records.count})
         outcome.notes.append(f"restored {records.count} selected key(s) in place; other keys untouched")
         return outcome
@@ -320,36 +350,60 @@ class RedisClusterBackend(RedisBackend):
         finally:
             client.close()
 
-    def _route(self, archive: Any, names: list[str], topology: ClusterTopology,
-               records: Iterable[tuple[bytes, bytes, int]] | None = None) -> LoadedKeys:
-        """Read the records once, in this thread; each goes in batches to a writer thread of the primary
-        that serves its slot now. A writer that fails drains its inbox, so the reader never blocks on it."""
+    def _route(self, records: Iterable[Record], topology: ClusterTopology,
+               work: Callable[[ClusterNode, queue.Queue[Any]], T], what: str) -> list[T]:
+        """Read the records once, in this thread; each goes in batches to a thread of the primary that
+        serves its slot now, which ``work``s through its inbox. A thread that fails drains its inbox,
+        so the reader never blocks on it."""
         primaries = topology.primaries()
         inboxes: dict[str, queue.Queue[Any]] = {node.node_id: queue.Queue(ROUTED_BATCHES_WAITING) for node in primaries}
         failed = threading.Event()
 
-        def write(node: ClusterNode) -> LoadedKeys:
+        def run(node: ClusterNode) -> T:
             inbox = inboxes[node.node_id]
             try:
-                return self._write_node(node, inbox)
+                return work(node, inbox)
             except BaseException:
                 failed.set()
                 while inbox.get() is not None:
                     pass
                 raise
 
-        results: list[list[NodeOutcome[LoadedKeys]]] = []
-        writers = threading.Thread(target=lambda: results.append(fan_out(primaries, write, len(primaries))),
-                                   name="redis-restore", daemon=True)
-        writers.start()
+        results: list[list[NodeOutcome[T]]] = []
+        workers = threading.Thread(target=lambda: results.append(fan_out(primaries, run, len(primaries))),
+                                   name=f"redis-{what}", daemon=True)
+        workers.start()
         try:
-            _dispatch(read_records(archive, names) if records is None else records, topology, inboxes, failed)
+            _dispatch(records, topology, inboxes, failed)
         finally:
             for inbox in inboxes.values():
                 inbox.put(None)
-            interrupts.join(writers)
-        loaded = self._values("restore", results[0])
+            interrupts.join(workers)
+        return self._values(what, results[0])
+
+    def _restore_routed(self, records: Iterable[Record], topology: ClusterTopology) -> LoadedKeys:
+        loaded = self._route(records, topology, self._write_node, "restore")
         return loaded[0].merge_all(loaded[1:]) if loaded else LoadedKeys(0)
+
+    # -- restore --validate: every key against the archive -------------------------------------
+    def compare_items(self, archive: Any, outcome: RestoreOutcome) -> list[ItemCheck]:
+        """Every record against the key on the primary serving its slot now (type, value, expiry)."""
+        names = record_objects(archive, self.restored_db(archive.metadata))
+        topology = self._stable_topology("validation")
+        return [compare_all(lambda records, equal: self._compare(records, topology, equal),
+                            lambda: read_records(archive, names), "keys", outcome.skipped.get("keys", 0))]
+
+    def _compare(self, records: Iterable[Record], topology: ClusterTopology,
+                 collect_equal: bool) -> list[KeyComparison]:
+        def work(node: ClusterNode, inbox: queue.Queue[Any]) -> KeyComparison:
+            client = self.node_client(node, single_connection_client=True)
+            try:
+                tally = KeyComparison("keys", collect_equal=collect_equal)
+                return compare_batches(client, iter(inbox.get, None), tally)
+            finally:
+                client.close()
+
+        return self._route(records, topology, work, "validation")
 
     def _write_node(self, node: ClusterNode, inbox: queue.Queue[Any]) -> LoadedKeys:
         """Restore the batches of ``inbox`` on ``node``, pipelined: batch k+1 is sent before k's reply is read."""
@@ -451,6 +505,13 @@ def _dispatch(records: Iterable[tuple[bytes, bytes, int]], topology: ClusterTopo
     for node_id, batch in pending.items():
         if batch:
             inboxes[node_id].put(batch)
+
+
+def _read_only(connection: Any) -> None:
+    """redis-py's connect hook for a replica: the handshake, then READONLY (as RedisCluster does)."""
+    connection.on_connect()
+    connection.send_command("READONLY")
+    connection.read_response()
 
 
 def _cluster_info(info: dict[str, Any] | None) -> dict[str, str]:

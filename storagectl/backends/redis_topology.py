@@ -99,6 +99,15 @@ class ClusterTopology:
     def migrating_slots(self) -> list[str]:
         return [entry for node in self.nodes for entry in node.migrating]
 
+    def reader_of(self, primary: ClusterNode, from_replicas: bool) -> ClusterNode:
+        """The node to read ``primary``'s slots from: with ``from_replicas``, its first replica that is
+        connected and not failing (the primary itself when it has none)."""
+        if from_replicas:
+            for node in self.nodes:
+                if node.primary_id == primary.node_id and not node.failing and node.link_state == "connected":
+                    return node
+        return primary
+
 
 def parse_cluster_nodes(text: str, source: str = "") -> ClusterTopology:
     """A ``CLUSTER NODES`` reply (one line per node) as a :class:`ClusterTopology`."""
@@ -145,9 +154,12 @@ class NodeOutcome(Generic[T]):
     error: Exception | None = None
 
 
-def fan_out(nodes: Sequence[ClusterNode], visit: Callable[[ClusterNode], T], concurrency: int) -> list[NodeOutcome[T]]:
+def fan_out(nodes: Sequence[ClusterNode], visit: Callable[[ClusterNode], T], concurrency: int,
+            stop: threading.Event | None = None) -> list[NodeOutcome[T]]:
     """``visit(node)`` for every node, at most ``concurrency`` at a time; one outcome per node in the
-    order given. A visit's exception is kept in its outcome (the others still run to their end)."""
+    order given. A visit's exception is kept in its outcome (the others still run to their end).
+    When the caller is interrupted (Ctrl-C) while it waits, ``stop`` is set before the running visits
+    are waited for, so visits that check it end early."""
 
     def run(node: ClusterNode) -> NodeOutcome[T]:
         try:
@@ -160,6 +172,10 @@ def fan_out(nodes: Sequence[ClusterNode], visit: Callable[[ClusterNode], T], con
     pool = ThreadPoolExecutor(max(1, min(concurrency, len(nodes))), thread_name_prefix="redis-node")
     try:
         return interrupts.map_results(pool, run, nodes)
+    except BaseException:
+        if stop is not None:
+            stop.set()
+        raise
     finally:  # on Ctrl-C the visits not yet started are dropped
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -123,6 +123,8 @@ class RestorePlan:
     parallel: int
     unfinished: str | None = None  # the backup whose restore into the target was cut off (see Backend)
     selection: Selection = Selection()  # a selective restore (in place) of this part; empty: all of it
+    db: int | None = None  # restore --db: the one db of a Redis backup restored
+    metadata: dict[str, Any] = field(default_factory=dict)  # the backup's, narrowed to ``db``
 
     @property
     def selective(self) -> bool:
@@ -141,7 +143,7 @@ class RestorePlan:
                 "parallel": self.parallel, "objects": len(manifest.objects), "size": manifest.size,
                 "raw_size": manifest.raw_size, "encrypted": manifest.encryption is not None,
                 "needs_yes": not self.target_empty and not self.replace and not self.resumes,
-                "unfinished_restore": self.unfinished,
+                "unfinished_restore": self.unfinished, "db": self.db,
                 "replace_method": None if self.target_empty else self._replace_method(),
                 "backup_partial": manifest.partial, "selection": self.selection.to_dict() or None}
 
@@ -168,7 +170,7 @@ class RestoreResult:
 
 
 def plan_restore(config: Config, found: FoundBackup, target: str | None, *, replace: bool, validate: bool,
-                 parallel: int | None, selection: Selection = Selection()) -> RestorePlan:
+                 parallel: int | None, selection: Selection = Selection(), db: int | None = None) -> RestorePlan:
     """Check target, kind and emptiness before anything is read or written."""
     manifest = found.manifest
     name = target or manifest.backend.get("name")
@@ -180,7 +182,10 @@ def plan_restore(config: Config, found: FoundBackup, target: str | None, *, repl
     if archive_family(backend) != family:
         raise UsageError(f"backup {manifest.id} holds a {family} backup; {backend.label} cannot restore it",
                          hint="Try: --to a backend of the same kind")
-    backend.check_restore(manifest.backend.get("metadata") or {})
+    metadata = dict(manifest.backend.get("metadata") or {})
+    if db is not None:
+        metadata = backend.select_db(metadata, db)
+    backend.check_restore(metadata)
     backend.check_selection(selection)
     job = config.jobs.get(manifest.job or "")
     workers = parallel or (job.parallel if job else default_parallel())
@@ -193,22 +198,24 @@ def plan_restore(config: Config, found: FoundBackup, target: str | None, *, repl
                              "restore goes into a complete database only",
                              hint=f"Try: storagectl restore {unfinished} --to {backend.name} to finish it first")
         return RestorePlan(found, backend, not backend.holds_selection(selection), replace, validate, workers,
-                           selection=selection)
+                           selection=selection, db=db, metadata=metadata)
     empty = backend.is_empty()
     return RestorePlan(found, backend, empty, replace, validate, workers,
-                       None if empty else backend.unfinished_restore())
+                       None if empty else backend.unfinished_restore(), db=db, metadata=metadata)
 
 
 def restore(config: Config, backup_id: str, destination: str | None = None, target: str | None = None, *,
             validate: bool = False, parallel: int | None = None, dry_run: bool = False, replace: bool = False,
             identity_file: Path | None = None, progress: ProgressCallback = no_progress,
-            ownership: OwnershipOptions = OwnershipOptions(), selection: Selection = Selection()) -> RestoreResult:
+            ownership: OwnershipOptions = OwnershipOptions(), selection: Selection = Selection(),
+            db: int | None = None) -> RestoreResult:
     """Restore a backup into a backend. A non-empty target needs ``replace``.
 
     Every object is verified before the target is touched when ``validate`` is set or the target kind
     cannot restore atomically, so a damaged archive never leaves a half-restored target;
     ``validate`` also compares contents afterwards. A ``selection`` (or a partial backup) restores only
-    that part, in place, touching nothing else in the target; ``validate`` then compares that part."""
+    that part, in place, touching nothing else in the target; ``validate`` then compares that part.
+    ``db`` restores only that db of a Redis backup."""
     if target is not None:
         config.backend(target)  # an unknown name is a usage error (exit 2), as everywhere else
     if destination is not None:
@@ -217,7 +224,7 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
         backup_id = latest_backup_id(config, destination, target)
     found = find_backup(config, backup_id, destination)
     plan = plan_restore(config, found, target, replace=replace, validate=validate, parallel=parallel,
-                        selection=selection)
+                        selection=selection, db=db)
     if ownership.chosen and not plan.target.restores_owners_and_privileges:
         raise UsageError(f"--no-owner, --no-privileges and --role apply to PostgreSQL restores; {plan.target.label} "
                          f"is {plan.target.kind}", hint="Try: leave those options out")
@@ -225,7 +232,7 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
         raise _not_empty(plan)
     if not plan.target_empty and plan.unfinished is None and (replace or dry_run) and not plan.selective:
         plan.target.check_replace()  # rights, a staging db: before hours of reading, and in the plan
-    archive = open_archive(config, found, identity_file, "restore", progress)
+    archive = restored_archive(config, plan, identity_file, "restore", progress)
     result = RestoreResult(plan, dry_run)
     options = RestoreOptions(parallel=plan.parallel, replace_existing=replace, backup_id=found.manifest.id,
                              ownership=ownership, selection=plan.selection)
@@ -245,13 +252,17 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
                                              plan.parallel, decode=decode, names=needed)
         result.verification.raise_if_bad("; nothing was restored")
     expected = recorded_summary(archive.metadata)
-    check = _staged_validation(result, expected) if validate and not plan.selective else None
+    check = _staged_validation(result, expected, lambda: restored_archive(
+        config, plan, identity_file, "validate", progress)) if validate and not plan.selective else None
     options = replace_options(options, check_staged=check)
     outcome = plan.target.restore(archive, options)
     outcome = outcome if isinstance(outcome, RestoreOutcome) else RestoreOutcome()
     result.notes = list(outcome.notes)
     if validate and result.validation is None:
         result.validation = _validate(plan, outcome, expected)
+        if result.validation.comparable and not plan.selective:  # a selection: its counts and checksums
+            items = restored_archive(config, plan, identity_file, "validate", progress)
+            result.validation.add_items(plan.target.compare_items(items, outcome))
     result.duration = time.monotonic() - clock
     return result
 
@@ -268,6 +279,14 @@ def _validate(plan: RestorePlan, outcome: RestoreOutcome, expected: ContentSumma
     return compare_summaries(expected, actual, outcome.skipped, outcome.tolerance)
 
 
+def restored_archive(config: Config, plan: RestorePlan, identity_file: Path | None, action: str,
+                     progress: ProgressCallback) -> StoredArchive:
+    """The backup's archive as the target restores it: its metadata narrowed as planned (``--db``)."""
+    archive = open_archive(config, plan.backup, identity_file, action, progress)
+    archive.metadata = dict(plan.metadata)
+    return archive
+
+
 def _not_empty(plan: RestorePlan) -> UsageError:
     if plan.selective:
         return UsageError(f"{plan.target.label} already holds objects that {plan.selection.describe()} selects; "
@@ -281,13 +300,15 @@ def _not_empty(plan: RestorePlan) -> UsageError:
                       hint="Try: --yes to replace it, or --dry-run to see the plan")
 
 
-def _staged_validation(result: RestoreResult, expected: ContentSummary | None
-                       ) -> Callable[[Any, RestoreOutcome], None]:
+def _staged_validation(result: RestoreResult, expected: ContentSummary | None,
+                       archive: Callable[[], StoredArchive]) -> Callable[[Any, RestoreOutcome], None]:
     """The ``--validate`` comparison for backends that stage a replacement: a mismatch raises before
     the restored data replaces the target's old contents."""
     def check(staged: Any, outcome: RestoreOutcome) -> None:
         result.validation = compare_summaries(expected, staged.content_summary(expected), outcome.skipped,
                                               outcome.tolerance)
+        if result.validation.comparable:
+            result.validation.add_items(staged.compare_items(archive(), outcome))
         if not result.validation.ok:
             raise IntegrityError(f"restore of {result.plan.backup.id}: {result.validation.problem()}; "
                                  "the target was left as it was",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from storagectl.archive.api import ContentSummary
+from storagectl.archive.api import ContentSummary, ItemCheck
 
 
 @dataclass
@@ -37,10 +37,11 @@ class ValidationReport:
     checks: list[UnitCheck] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     comparable: bool = True  # False: the backup recorded nothing to compare with, so nothing is proven
+    items: list[ItemCheck] = field(default_factory=list)  # item-by-item comparisons, where the kind has them
 
     @property
     def ok(self) -> bool:
-        return self.comparable and all(check.ok for check in self.checks)
+        return self.comparable and all(check.ok for check in [*self.checks, *self.items])
 
     def mismatches(self) -> list[UnitCheck]:
         return [check for check in self.checks if not check.ok]
@@ -49,11 +50,20 @@ class ValidationReport:
         """What is wrong, for the one-line error (empty when ``ok``)."""
         if not self.comparable:
             return "the backup recorded no content summary, so --validate cannot prove the restore"
-        units = ", ".join(check.unit for check in self.mismatches())
-        return f"does not match the backup: {units}" if units else ""
+        wrong = [check.unit for check in self.mismatches()]
+        wrong += [f"{item.unit} " + ", ".join(f"{count} {reason}" for reason, count in item.mismatched.items() if count)
+                  for item in self.items if not item.ok]
+        return f"does not match the backup: {'; '.join(wrong)}" if wrong else ""
+
+    def add_items(self, items: list[ItemCheck]) -> None:
+        self.items += items
+        for item in items:
+            self.notes.append(f"{item.unit}: {item.checked} compared one by one ({item.method})" if item.ok else
+                              f"{item.unit}: differ from the backup: {', '.join(item.examples)}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checks": [c.to_dict() for c in self.checks], "notes": self.notes}
+        return {"ok": self.ok, "checks": [c.to_dict() for c in self.checks], "items": [i.to_dict() for i in self.items],
+                "notes": self.notes}
 
 
 def compare_summaries(expected: ContentSummary | None, actual: ContentSummary,

@@ -43,10 +43,13 @@ def restore(
         autocompletion=complete.backend_names)] = None,
     validate: Annotated[bool, typer.Option(
         "--validate", help="Verify every checksum before touching the target, then compare counts and "
-        "per-table checksums with the backup (exit 6 on any mismatch); a staged replacement is compared "
-        "before it goes live.")] = False,
+        "per-table checksums with the backup (Redis: every key's type, value and expiry too; exit 6 "
+        "on any mismatch); a staged replacement is compared before it goes live.")] = False,
     parallel: Annotated[int | None, typer.Option(
         "--parallel", "-p", min=1, max=64, metavar="N", help="Objects restored at once.")] = None,
+    db: Annotated[int | None, typer.Option(
+        "--db", min=0, metavar="N", help="Redis: restore only db N of a backup of several dbs (into the "
+        "target's db; a Redis Cluster takes one db only).")] = None,
     no_owner: Annotated[bool, typer.Option("--no-owner", help="PostgreSQL: leave out the backup's ALTER ... OWNER "
                                            "TO; objects belong to the restoring role.")] = False,
     no_privileges: Annotated[bool, typer.Option("--no-privileges", help="PostgreSQL: leave out GRANT/REVOKE and "
@@ -94,11 +97,11 @@ def restore(
         state.config.backend(to)  # an unknown target is named as the target, not as the source
     backup_id = selected_backup_id(state, backup_id, from_, job, backend or (to if backup_id == LATEST else None))
     if not yes and not dry_run and state.interactive:
-        yes = _confirm_replace(state, backup_id, from_, to, identity, output, ownership, selection)
+        yes = _confirm_replace(state, backup_id, from_, to, identity, output, ownership, selection, db)
     with progress_view(state) as progress:
         result = restore_backup(state.config, backup_id, from_, to, validate=validate, parallel=parallel,
                                 dry_run=dry_run, replace=yes, identity_file=identity, progress=progress,
-                                ownership=ownership, selection=selection)
+                                ownership=ownership, selection=selection, db=db)
     if state.format(output) is OutputFormat.json:
         print_json(result.to_dict())
     else:
@@ -111,12 +114,12 @@ def restore(
 
 
 def _confirm_replace(state: AppState, backup_id: str, from_: str | None, to: str | None, identity,
-                     output: OutputFormat | None, ownership, selection) -> bool:
+                     output: OutputFormat | None, ownership, selection, db: int | None) -> bool:
     """On a terminal, a non-empty target is not refused: its plan is shown and the user asked."""
     from storagectl.backup import restore as restore_backup
 
     plan = restore_backup(state.config, backup_id, from_, to, dry_run=True, identity_file=identity,
-                          ownership=ownership, selection=selection)
+                          ownership=ownership, selection=selection, db=db)
     if not plan.to_dict()["needs_yes"]:
         return False
     _render(state, plan)

@@ -3,12 +3,14 @@ batch measured in one pipeline (TYPE, PTTL, MEMORY USAGE) plus one for element c
 sleep between batches, stopped by ``--budget``, ``--max-keys`` or Ctrl-C with what was seen so far
 extrapolated (marked sampled, with an error bound).
 
-The scan is a function over one node's client (:func:`scan_node`); which nodes make up the keyspace
-is decided in one place (:func:`keyspace_nodes`), the seam where the Redis Cluster fan-out over
-every primary plugs in."""
+The scan is a function over one part of the keyspace (:meth:`RedisInspector.scan_part`); the backend
+decides what the parts are (``RedisBackend.visit_keyspace``): the server itself, or every primary of a
+Redis Cluster through the shared fan-out, each with a client of its own and the slot-ownership filter
+that counts a key once."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -19,79 +21,79 @@ from storagectl.inspect.keyspace import KeyFacts, NodeCensus, biggest, merge, pr
 from storagectl.inspect.model import Figure, Provenance, Report, exact, in_bytes
 
 SCAN_COUNT = 1000
+NODES_AT_ONCE = 4  # cluster primaries scanned at the same time
 LENGTH_COMMANDS = {"list": b"LLEN", "set": b"SCARD", "zset": b"ZCARD", "hash": b"HLEN", "stream": b"XLEN"}
 
 
-def keyspace_nodes(backend: Any, connection: Any) -> Iterator[tuple[str, Any]]:
-    """(name, client) of every server holding part of the keyspace: the server itself, or every primary
-    of a Redis Cluster (``RedisBackend.keyspace_nodes``)."""
-    yield from backend.keyspace_nodes(connection)
+class ScanStopped(Exception):
+    """Raised in a node's scan when the command was interrupted while scanning other nodes."""
 
 
 class RedisInspector(Inspector):
     views: ClassVar[tuple[str, ...]] = ("overview", "keys")
 
     def overview(self, connection: Any, report: Report) -> None:
-        keys = expiring = used = dataset = 0
-        for _, client in keyspace_nodes(self.backend, connection):  # sums over a cluster's primaries
-            memory = client.info("memory")
-            keys += client.dbsize()
-            expiring += client.info("keyspace").get(f"db{client.connection_pool.connection_kwargs.get('db', 0)}",
-                                                    {}).get("expires", 0)
-            used += memory["used_memory"]
-            dataset += memory.get("used_memory_dataset") or 0
+        rows = self.backend.visit_keyspace(connection, _info_facts, 8)  # summed over a cluster's primaries
+        keys, expiring, used, dataset = (sum(column) for column in zip(*rows, strict=True))
         report.summary.update(keys=exact(keys, source="DBSIZE"), keys_with_ttl=exact(expiring, source="INFO keyspace"),
                               used_memory_bytes=in_bytes(used, source="INFO memory"),
                               dataset_bytes=in_bytes(dataset, source="INFO memory"))
         report.notes.append("biggest keys: storagectl inspect keys -b " + self.backend.name)
 
     def keys(self, connection: Any, report: Report) -> None:
-        """Every node is scanned in turn, ``--max-keys`` split evenly between them: each node's figures
-        are extrapolated to its own DBSIZE, so the sums stay unbiased."""
-        nodes = list(keyspace_nodes(self.backend, connection))
-        censuses = [NodeCensus(name, self.options.delimiter, self.options.depth, self.options.top)
-                    for name, _ in nodes]
-        limit = None if self.options.max_keys is None else -(-self.options.max_keys // len(nodes))
-        try:
-            for (_, client), census in zip(nodes, censuses, strict=True):
-                census.population = client.dbsize()
-            for (_, client), census in zip(nodes, censuses, strict=True):
-                if not self.scan_node(client, census, limit):
-                    report.stopped = "max-keys"
-        finally:  # budget, Ctrl-C or an error: what was seen is still reported
-            self.fill(report, censuses)
+        """Every part of the keyspace is scanned (a cluster's primaries ``NODES_AT_ONCE`` at a time),
+        ``--max-keys`` split evenly between them: each part's figures are extrapolated to its own
+        DBSIZE, read for every part before any is scanned, so the sums stay unbiased."""
+        options = self.options
+        sizes = dict(self.backend.visit_keyspace(connection, lambda part: (part.name, part.client.dbsize()), 8))
+        censuses = {name: NodeCensus(name, options.delimiter, options.depth, options.top) for name in sizes}
+        for name, census in censuses.items():
+            census.population = sizes[name]
+        stop = threading.Event()
 
-    def scan_node(self, client: Any, census: NodeCensus, limit: int | None) -> bool:
-        """Tally one node's keys into ``census``; True when SCAN went all the way round, False when
+        def scan(part: Any) -> None:
+            limit = None if options.max_keys is None else -(-options.max_keys // part.parts)
+            if not self.scan_part(part, censuses[part.name], limit, stop):
+                report.stopped = "max-keys"
+
+        try:
+            self.backend.visit_keyspace(connection, scan, NODES_AT_ONCE, stop)
+        finally:  # budget, Ctrl-C or an error: what was seen is still reported
+            self.fill(report, list(censuses.values()))
+
+    def scan_part(self, part: Any, census: NodeCensus, limit: int | None, stop: threading.Event | None = None) -> bool:
+        """Tally one part's keys into ``census``; True when SCAN went all the way round, False when
         ``limit`` keys were tallied first. The budget raises BudgetExhausted between batches. Replies
         are parsed by hiredis on a connection of its own (redis-py's per-reply Python would cost more
         than the server's work); the connection is dropped afterwards, whatever state it is in."""
         from storagectl.backends.redis import _RespSocket
 
-        connection = client.connection_pool.get_connection()
+        pool = part.client.connection_pool
+        connection = pool.get_connection()
         try:
-            return self._scan(_RespSocket(connection), census, limit)
+            for facts in self.measured_batches(_RespSocket(connection), census, limit, part.keep, stop):
+                for one in facts:
+                    census.add(one)
+            return census.complete
         finally:
             connection.disconnect()
-            client.connection_pool.release(connection)
+            pool.release(connection)
 
-    def _scan(self, commands: Any, census: NodeCensus, limit: int | None) -> bool:
-        for facts in self.measured_batches(commands, census, limit):
-            for one in facts:
-                census.add(one)
-        return census.complete
-
-    def measured_batches(self, commands: Any, census: NodeCensus, limit: int | None) -> Iterator[list[KeyFacts]]:
-        """The measured keys of each SCAN batch. Without ``-i``, batch k+1 is scanned and its
-        measuring sent before batch k is handed over, so the server works while the caller tallies."""
+    def measured_batches(self, commands: Any, census: NodeCensus, limit: int | None, keep: Any = None,
+                         stop: threading.Event | None = None) -> Iterator[list[KeyFacts]]:
+        """The measured keys of each SCAN batch (those ``keep`` keeps). Without ``-i``, batch k+1 is
+        scanned and its measuring sent before batch k is handed over, so the server works while the
+        caller tallies."""
         taken = 0
 
         def next_keys(cursor: bytes) -> tuple[bytes, list[bytes]]:
             nonlocal taken
             self.budget.check()
+            if stop is not None and stop.is_set():
+                raise ScanStopped
             commands.send(scan_request(cursor, self.options.pattern))
             cursor, batch = commands.reply()
-            fresh = [key for key in batch if census.is_new(key)]
+            fresh = [key for key in (batch if keep is None else keep(batch)) if census.is_new(key)]
             fresh = fresh if limit is None else fresh[: max(0, limit - taken)]
             taken += len(fresh)
             commands.send(measure_request(fresh, self.options.samples))
@@ -132,6 +134,15 @@ class RedisInspector(Inspector):
             report.notes.append("biggest keys, types and TTL histograms are those of the scanned keys")
         if any(c.capped for c in censuses):
             report.notes.append("more than 10,000 prefixes: further prefixes are counted in their parent only")
+
+
+def _info_facts(part: Any) -> tuple[int, int, int, int]:
+    """DBSIZE, keys with a TTL, used memory and dataset memory of one server."""
+    client = part.client
+    memory = client.info("memory")
+    db = client.connection_pool.connection_kwargs.get("db", 0)
+    expiring = client.info("keyspace").get(f"db{db}", {}).get("expires", 0)
+    return client.dbsize(), expiring, memory["used_memory"], memory.get("used_memory_dataset") or 0
 
 
 def coverage(censuses: list[NodeCensus], matched_only: bool) -> Figure:
