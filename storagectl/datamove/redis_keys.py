@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from storagectl.backends.redis import DUMP_CROSS_SLOT_LUA, _MultiDump, _RespSocket, _ScriptDump
+from storagectl.backends.redis import DUMP_CROSS_SLOT_LUA, _MultiDump, _RespSocket, _ScriptDump, server_ms
 from storagectl.backends.redis_topology import key_slot
 
 Record = tuple[bytes, int, bytes]  # key, relative TTL in ms (0: none), DUMP payload
@@ -139,7 +139,19 @@ def dump_request(node: _Node, keys: list[bytes]) -> bytes:
 
 
 def dump_reply(node: _Node, keys: list[bytes]) -> list[Any]:
-    return node.commands.reply() if node.sha else _MultiDump.reply(node.commands, keys)
+    if node.sha:
+        return relative_ttls(node.commands.reply(), absolute=True)
+    return _MultiDump.reply(node.commands, keys)
+
+
+def relative_ttls(reply: list[Any], absolute: bool) -> list[Any]:
+    """A dump reply with each key's TTL left (PTTL), also where the dumper read its absolute expiry
+    (PEXPIRETIME, on cluster nodes): the reply's TIME is the moment of the dump. An expiry already
+    passed becomes 0, never -1 or -2 (no expiry / no such key)."""
+    if absolute:
+        now = server_ms(reply[0])
+        reply[2::2] = [ttl if ttl < 0 else max(ttl - now, 0) for ttl in reply[2::2]]
+    return reply
 
 
 # -- values through type commands ---------------------------------------------------------------

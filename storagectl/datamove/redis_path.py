@@ -29,6 +29,7 @@ from storagectl.datamove.redis_keys import (
     live_records,
     printable_key,
     read_values,
+    relative_ttls,
     restore_commands,
     restore_outcome,
     same_unordered,
@@ -276,7 +277,7 @@ def _source_batches(request: DataMigrationRequest, part: SourcePart, source: Any
         if batch is None:
             return
         next_cursor, keys, reply = batch
-        records, expired = live_records(keys, reply, 0)
+        records, expired = live_records(keys, relative_ttls(reply, dumper.absolute_expiry), 0)
         if TARGET_PAYLOAD is not None:
             records = [(key, ttl, TARGET_PAYLOAD(payload)) for key, ttl, payload in records]
         yield next_cursor, records, expired
