@@ -1,0 +1,145 @@
+"""The SQL data paths (SQLite/PostgreSQL/TimescaleDB in any direction): plan, run, verify."""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from storagectl.archive.progress import ProgressCallback, ProgressEvent
+from storagectl.datamove.model import ItemPlan, MigrationPlan, RunResult
+from storagectl.datamove.sql import checks, state
+from storagectl.datamove.sql.engine import (
+    ACTION,
+    TableCopier,
+    TableJob,
+    prepare,
+    run_tables,
+    select_specs,
+    side_for,
+)
+from storagectl.datamove.sql.rows import RejectsFile
+
+if TYPE_CHECKING:
+    from storagectl.datamove.model import DataMigrationRequest
+
+
+class SqlDataPath:
+    def __init__(self, source_kind: str, target_kind: str) -> None:
+        self.pair = f"{source_kind} → {target_kind}"
+        self.target_dialect = "sqlite" if target_kind == "sqlite" else "postgres"
+
+    # -- plan -----------------------------------------------------------------------------------
+    def plan(self, request: DataMigrationRequest) -> MigrationPlan:
+        from storagectl.datamove.sql.profile import profile_table
+
+        source = side_for(request.source)
+        result = MigrationPlan(request.source.name, request.target.name, self.pair)
+        with source.connect() as conn:
+            for spec in select_specs(source, conn, request, self.target_dialect):
+                bounds = source.bounds(conn, spec, request.batch_rows)
+                item = ItemPlan(spec.source, spec.target, row_estimate=spec.row_estimate,
+                                chunking=spec.chunking(request.batch_rows, len(bounds) + 1 if spec.key else None),
+                                problems=list(spec.problems))
+                if source.kind == "sqlite":
+                    profile_table(source, conn, spec, item)
+                else:
+                    item.columns = [_column_plan(column) for column in spec.columns]
+                if spec.time_column:
+                    item.problems.append(f"hypertable on {spec.time_column}; unique keys without it are left out")
+                result.items.append(item)
+        return result
+
+    # -- run ------------------------------------------------------------------------------------
+    def run(self, request: DataMigrationRequest, progress: ProgressCallback) -> RunResult:
+        source, target = side_for(request.source), side_for(request.target)
+        result = RunResult(request.source.name, request.target.name, self.pair)
+        rejects = _rejects_file(request) if request.on_error == "skip" else None
+        with ExitStack() as stack:
+            sconn = stack.enter_context(source.connect())
+            tconn = stack.enter_context(target.connect())
+            specs = select_specs(source, sconn, request, self.target_dialect)
+            jobs = prepare(source, target, sconn, tconn, specs, request)
+        progress(ProgressEvent(ACTION, "plan", "", objects=len(jobs)))
+        parallel = 1 if target.kind == "sqlite" else request.parallel
+        copier = TableCopier(source, target, request, progress, rejects, threading.Event())
+        by_target = {item.target: item for item in run_tables(copier, jobs, parallel)}
+        result.items = [by_target[job.spec.target] for job in jobs]
+        self._finish(source, target, jobs, result)
+        if rejects is not None and rejects.count:
+            result.rejects_path = rejects.path
+        if request.verify:
+            self._verify_jobs(source, target, jobs, result, request.show_diffs)
+        return result
+
+    def _finish(self, source: Any, target: Any, jobs: list[TableJob], result: RunResult) -> None:
+        """Keys, indexes and identities per table, foreign keys once all are in; then the source's counts
+        against what was copied."""
+        with source.connect() as sconn, target.connect() as tconn:
+            for job in jobs:
+                if job.status != "done":
+                    target.finish_table(tconn, job.spec)
+                    state.set_status(tconn, target.param, job.spec.target, "done")
+            target.finish_all(tconn, [job.spec for job in jobs])
+            for job in jobs:
+                checks.raise_on_drift(checks.count_drift(source, sconn, job.spec, job.bounds, job.done))
+
+    def _verify_jobs(self, source: Any, target: Any, jobs: list[TableJob], result: RunResult,
+                     show_diffs: bool) -> None:
+        for job, item in zip(jobs, result.items):
+            checked = checks.compare(source, target, job.spec, job.bounds, recorded=job.done, show_diffs=show_diffs)
+            item.checksum, item.first_bad_chunk, item.diff_keys = checked.checksum, checked.first_bad_chunk, \
+                checked.diff_keys
+            if checked.status == "mismatch":
+                item.status, item.detail = "mismatch", checked.detail
+        result.verified = all(item.status != "mismatch" for item in result.items)
+
+    # -- verify ---------------------------------------------------------------------------------
+    def verify(self, request: DataMigrationRequest) -> RunResult:
+        source, target = side_for(request.source), side_for(request.target)
+        result = RunResult(request.source.name, request.target.name, self.pair)
+        with source.connect() as sconn, target.connect() as tconn:
+            specs = select_specs(source, sconn, request, self.target_dialect)
+            known = state.exists(tconn, target.kind)
+            plans = []
+            for spec in specs:
+                recorded = state.read(tconn, target.param, spec.target) if known else None
+                bounds = recorded.bounds if recorded and recorded.started else source.bounds(
+                    sconn, spec, request.batch_rows)
+                _adopt_target_types(target, tconn, spec)
+                plans.append((spec, bounds))
+        for spec, bounds in plans:
+            started = time.monotonic()
+            item = checks.compare(source, target, spec, bounds, show_diffs=request.show_diffs)
+            item.duration_s = time.monotonic() - started
+            result.items.append(item)
+        result.verified = all(item.status == "equal" for item in result.items)
+        return result
+
+
+def _adopt_target_types(target: Any, tconn: Any, spec: Any) -> None:
+    from storagectl.datamove.sql.engine import _match_columns
+    from storagectl.errors import NotFound
+
+    columns = target.target_columns(tconn, spec)
+    if columns is None:
+        raise NotFound(f"{target.backend.label} has no table {spec.target} to verify",
+                       hint="Try: storagectl migrate data run with the same --from/--to first")
+    _match_columns(target, spec, columns)
+
+
+def _column_plan(column: Any) -> Any:
+    from storagectl.datamove.model import ColumnPlan
+
+    return ColumnPlan(column.name, column.source_type, column.target_type, column.note)
+
+
+def _rejects_file(request: DataMigrationRequest) -> RejectsFile:
+    if request.rejects_path is not None:
+        return RejectsFile(request.rejects_path)
+    directory = request.state_dir or Path.cwd()
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    return RejectsFile(directory / f"rejects-{request.source.name}-{request.target.name}-{stamp}.jsonl")
+
