@@ -27,7 +27,7 @@ EPOCH_NAIVE = datetime(1970, 1, 1)
 ONE_MICROSECOND = timedelta(microseconds=1)
 # Julian day numbers of 0001-01-01 and 9999-12-31: a REAL in a date column between them is a Julian day
 JULIAN_MIN, JULIAN_MAX = 1721425.5, 5373484.5
-JULIAN_UNIX_EPOCH = 2440587.5
+JULIAN_EPOCH_MS = 210866760000000  # 1970-01-01 as SQLite's Julian day in milliseconds
 _TRUE = {"1", "t", "true", "y", "yes", "on"}
 _FALSE = {"0", "f", "false", "n", "no", "off"}
 _JUNK_DATES = {"", "0", "0000-00-00", "0000-00-00 00:00:00"}
@@ -84,7 +84,7 @@ def to_numeric(value: Any) -> Decimal | int:
     if isinstance(value, float):
         if math.isinf(value):
             raise Rejected(f"infinite number: {value}")
-        return Decimal(repr(value))
+        return Decimal(format(value, ".15g"))  # a REAL's digits as SQLite's own text form has them
     if isinstance(value, str):
         try:
             return Decimal(value.strip())
@@ -153,9 +153,14 @@ def _moment(value: Any) -> datetime:
     if isinstance(value, bool) or not isinstance(value, int | float) or value == 0:
         raise Rejected(f"junk date: {_show(value)}")
     try:
-        if isinstance(value, float) and JULIAN_MIN <= value <= JULIAN_MAX:
-            return EPOCH + timedelta(days=value - JULIAN_UNIX_EPOCH)
-        return EPOCH + timedelta(seconds=value)
+        if isinstance(value, int):
+            return EPOCH + timedelta(seconds=value)
+        # REALs to the millisecond, rounded as SQLite's date functions do (what the COPY sends)
+        if JULIAN_MIN <= value <= JULIAN_MAX:
+            milliseconds = int(value * 86400000.0 + 0.5) - JULIAN_EPOCH_MS
+        else:
+            milliseconds = int(value * 1000.0 + JULIAN_EPOCH_MS + 0.5) - JULIAN_EPOCH_MS
+        return EPOCH + timedelta(milliseconds=milliseconds)
     except (OverflowError, ValueError):
         raise Rejected(f"date out of range: {_show(value)}") from None
 
@@ -188,16 +193,22 @@ def _show(value: Any) -> str:
 
 
 # -- mapped value → canonical field ----------------------------------------------------------------
+# A field is the value's text COPY form for the kinds SQLite can write in SQL (int, bool, text,
+# bytes, other), ISO text in UTC to the microsecond for dates and times, the 8 IEEE bytes in hex
+# for floats, and the normalized decimal for numerics; fields are joined with tabs.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
 def _canon_int(value: Any) -> str:
     return str(value)
 
 
 def _canon_bool(value: Any) -> str:
-    return "true" if value else "false"
+    return "t" if value else "f"
 
 
 def _canon_float(value: Any) -> str:
-    return struct.pack(">d", value).hex()
+    return struct.pack(">d", value or 0.0).hex()  # -0.0 is 0 (SQLite's text of it has no sign)
 
 
 def _canon_numeric(value: Any) -> str:
@@ -210,19 +221,19 @@ def _canon_numeric(value: Any) -> str:
 
 
 def _canon_text(value: Any) -> str:
-    return f"{len(value)}:{value}"
+    return value.translate(_COPY_ESCAPES)
 
 
 def _canon_bytes(value: Any) -> str:
-    return value.hex()
+    return "\\\\x" + value.hex().upper()
 
 
 def _canon_timestamptz(value: datetime) -> str:
-    return str((value - EPOCH) // ONE_MICROSECOND)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _canon_timestamp(value: datetime) -> str:
-    return str((value - EPOCH_NAIVE) // ONE_MICROSECOND)
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _canon_date(value: date) -> str:
@@ -232,21 +243,34 @@ def _canon_date(value: date) -> str:
 CANON: dict[str, Callable[[Any], str]] = {
     "int": _canon_int, "bool": _canon_bool, "float": _canon_float, "numeric": _canon_numeric,
     "text": _canon_text, "bytes": _canon_bytes, "timestamptz": _canon_timestamptz,
-    "timestamp": _canon_timestamp, "date": _canon_date, "other": str,
+    "timestamp": _canon_timestamp, "date": _canon_date, "other": _canon_text,
 }
+SEPARATOR = "\t"
+# Kinds whose field SQLite computes in SQL only for common spellings (else Python), and kinds it
+# never computes; in the canonical order they come after the others, in this order.
+FALLBACK_KINDS = ("timestamptz", "timestamp", "date")
+PYTHON_KINDS = ("float", "numeric")
+
+
+def canonical_order(kinds: Sequence[str]) -> list[int]:
+    """Column positions in the order their fields are hashed: SQL-encodable kinds first, then
+    :data:`FALLBACK_KINDS`, then :data:`PYTHON_KINDS` (so a SQLite reader builds the first part in SQL)."""
+    rank = {kind: 1 for kind in FALLBACK_KINDS} | {kind: 2 for kind in PYTHON_KINDS}
+    return sorted(range(len(kinds)), key=lambda i: rank.get(kinds[i], 0))
 
 
 def row_hasher(kinds: Sequence[str]) -> Callable[[Sequence[Any]], int]:
-    """The row hash of mapped values of these kinds."""
-    encoders = [CANON[kind] for kind in kinds]
-    md5 = hashlib.md5
-    from_bytes = int.from_bytes
+    """The row hash of mapped values of these kinds (given in column order)."""
+    encoders = [(i, CANON[kinds[i]]) for i in canonical_order(kinds)]
 
     def row_hash(values: Sequence[Any]) -> int:
-        text = "|".join([NULL_FIELD if v is None else enc(v) for enc, v in zip(encoders, values)])
-        return from_bytes(md5(text.encode("utf-8")).digest()[:8], "big", signed=True)
+        return text_hash(SEPARATOR.join([NULL_FIELD if values[i] is None else enc(values[i]) for i, enc in encoders]))
 
     return row_hash
+
+
+def text_hash(text: str) -> int:
+    return int.from_bytes(hashlib.md5(text.encode("utf-8")).digest()[:8], "big", signed=True)
 
 
 def chunk_sum(hashes: Iterable[int]) -> int:
@@ -254,22 +278,25 @@ def chunk_sum(hashes: Iterable[int]) -> int:
 
 
 # -- the same in PostgreSQL ------------------------------------------------------------------------
+_PG_ESCAPED = ("replace(replace(replace(replace(({c})::text, '\\', '\\\\'), E'\\n', '\\n'), E'\\r', '\\r'), "
+               "E'\\t', '\\t')")
 PG_FIELD: dict[str, str] = {
     "int": "({c})::text",
-    "bool": "CASE WHEN {c} THEN 'true' ELSE 'false' END",
-    "float": "encode(float8send(({c})::float8), 'hex')",
+    "bool": "CASE WHEN {c} THEN 't' ELSE 'f' END",
+    "float": "encode(float8send(CASE WHEN ({c})::float8 = 0 THEN 0 ELSE ({c})::float8 END), 'hex')",
     "numeric": "CASE WHEN ({c})::numeric = 0 THEN '0' ELSE trim_scale(({c})::numeric)::text END",
-    "text": "length({c}) || ':' || {c}",
-    "bytes": "encode({c}, 'hex')",
-    "timestamptz": "(extract(epoch FROM {c}) * 1000000)::bigint::text",
-    "timestamp": "(extract(epoch FROM {c}) * 1000000)::bigint::text",
+    "text": _PG_ESCAPED,
+    "bytes": "'\\\\x' || upper(encode({c}, 'hex'))",
+    "timestamptz": "to_char(({c}) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')",
+    "timestamp": "to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US')",
     "date": "to_char({c}, 'YYYY-MM-DD')",
-    "other": "({c})::text",
+    "other": _PG_ESCAPED,
 }
 
 
 def pg_row_hash_sql(expressions: Sequence[str], kinds: Sequence[str]) -> str:
     """A SQL expression: the row hash (bigint) of these column expressions, as :func:`row_hasher`."""
-    fields = [f"coalesce({PG_FIELD[kind].format(c=expr)}, '{NULL_FIELD}')" for expr, kind in zip(expressions, kinds)]
-    text = " || '|' || ".join(fields) if fields else "''"
+    fields = [f"coalesce({PG_FIELD[kinds[i]].format(c=expressions[i])}, '{NULL_FIELD}')"
+              for i in canonical_order(kinds)]
+    text = " || E'\\t' || ".join(fields) if fields else "''"
     return f"('x' || substr(md5({text}), 1, 16))::bit(64)::bigint"

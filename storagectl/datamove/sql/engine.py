@@ -23,6 +23,7 @@ from storagectl.datamove.model import ItemResult
 from storagectl.datamove.sql import canonical, state, typemap
 from storagectl.datamove.sql.rows import ChunkTally, Reject, RejectsFile, RowMapper
 from storagectl.datamove.sql.spec import Chunk, TableSpec, chunks_from_bounds
+from storagectl.datamove.sql.sqlite_copy import SQLiteCopyReader
 from storagectl.errors import BackendUnavailable, OperationFailed, StoragectlError, UsageError
 
 if TYPE_CHECKING:
@@ -161,7 +162,9 @@ class TableCopier:
         with ExitStack() as stack:
             sconn = stack.enter_context(self.source.connect())
             tconn = stack.enter_context(self.target.connect())
-            mapper = self._mapper(sconn, spec)
+            classes = self.source.storage_classes(sconn, spec) if self.source.kind == "sqlite" else []
+            mapper = RowMapper.for_sqlite(spec, classes) if classes else RowMapper.passthrough(spec)
+            reader = SQLiteCopyReader(spec, classes) if classes and self.target.kind == "postgres" else None
             job.row_bytes = self._row_bytes(sconn, spec)
             name = f"{spec.source} → {spec.target}"
             total = (spec.row_estimate or 0) * job.row_bytes or None
@@ -172,7 +175,7 @@ class TableCopier:
                     continue
                 if self.stop.is_set():
                     raise OperationFailed("stopped: another table failed")
-                tally, rejected = self._copy_chunk(sconn, tconn, spec, chunk, mapper, len(job.chunks))
+                tally, rejected = self._copy_chunk(sconn, tconn, spec, chunk, mapper, reader, len(job.chunks))
                 job.done[chunk.index] = (tally.rows, rejected, tally.checksum if mapper.hash_rows else None)
                 done_rows += tally.rows + rejected
                 self.progress(ProgressEvent(ACTION, "advance", name, done=done_rows * job.row_bytes, total=total))
@@ -184,18 +187,15 @@ class TableCopier:
                           bytes=rows * job.row_bytes, duration_s=time.monotonic() - started,
                           rejected=sum(rejected for _, rejected, _ in job.done.values()), chunks=len(job.chunks))
 
-    def _mapper(self, sconn: Any, spec: TableSpec) -> RowMapper:
-        if self.source.kind == "sqlite":
-            return RowMapper.for_sqlite(spec, self.source.storage_classes(sconn, spec))
-        return RowMapper.passthrough(spec)
-
     def _row_bytes(self, sconn: Any, spec: TableSpec) -> int:
         return self.source.row_bytes(sconn, spec)
 
     def _copy_chunk(self, sconn: Any, tconn: Any, spec: TableSpec, chunk: Chunk, mapper: RowMapper,
-                    chunks: int) -> tuple[ChunkTally, int]:
+                    reader: SQLiteCopyReader | None, chunks: int) -> tuple[ChunkTally, int]:
         tally = ChunkTally()
         try:
+            if reader is not None:
+                return self._copy_text_chunk(sconn, tconn, spec, chunk, reader), 0
             rows = mapper.fast(_tagged(self.source.read(sconn, spec, chunk)), tally)
             self._commit_chunk(tconn, spec, chunk, list(rows) if self.target.kind == "sqlite" else rows, tally, 0)
             return tally, 0
@@ -205,6 +205,19 @@ class TableCopier:
                 raise _chunk_failed(self.target if _from_target(exc) else self.source, spec, chunk, chunks,
                                     exc) from exc
         return self._copy_chunk_carefully(sconn, tconn, spec, chunk, mapper, chunks)
+
+    def _copy_text_chunk(self, sconn: Any, tconn: Any, spec: TableSpec, chunk: Chunk,
+                         reader: SQLiteCopyReader) -> ChunkTally:
+        self.target.begin(tconn)
+        try:
+            self.target.load_text(tconn, spec, reader.copy_columns, _tagged(reader.pieces(sconn, chunk)))
+            tally = ChunkTally(reader.rows, reader.hash_sum)
+            self._record(tconn, spec, chunk, tally, 0, [])
+            self.target.commit(tconn)
+        except BaseException:
+            self.target.rollback(tconn)
+            raise
+        return tally
 
     def _copy_chunk_carefully(self, sconn: Any, tconn: Any, spec: TableSpec, chunk: Chunk, mapper: RowMapper,
                               chunks: int) -> tuple[ChunkTally, int]:

@@ -245,6 +245,13 @@ class PostgresSide:
             for row in rows:
                 write_row(row)
 
+    def load_text(self, conn: Any, spec: TableSpec, columns: list[str], pieces: Iterator[str]) -> None:
+        """Text COPY data already formatted (whole lines) for ``columns``."""
+        names = ", ".join(map(quote, columns))
+        with conn.cursor().copy(f"COPY {spec.target_sql} ({names}) FROM STDIN") as copy:
+            for piece in pieces:
+                copy.write(piece)
+
     def finish_table(self, conn: Any, spec: TableSpec) -> None:
         for statement in finish_table_sql(spec, timescale=self.timescale):
             conn.execute(statement)

@@ -1,0 +1,148 @@
+"""SQLite → PostgreSQL without Python per value: SQLite builds every row's text COPY line, and the
+part of its canonical encoding that SQL can compute, in one SELECT; Python only joins lines and hashes.
+
+A value the target cannot hold makes the server refuse the chunk's COPY (the expressions turn
+junk into text PostgreSQL rejects rather than into NULL), and the chunk is redone carefully in
+Python (:mod:`storagectl.datamove.sql.rows`), which finds and reports the row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from storagectl.datamove.sql import canonical
+from storagectl.datamove.sql.spec import Chunk, ColumnSpec, TableSpec
+
+FETCH_ROWS = 5000
+NULL = r"'\N'"
+TRUE_WORDS = "('1', 't', 'true', 'y', 'yes', 'on', '1.0')"
+FALSE_WORDS = "('0', 'f', 'false', 'n', 'no', 'off', '0.0')"
+JULIAN = f"BETWEEN {canonical.JULIAN_MIN} AND {canonical.JULIAN_MAX}"
+
+
+def escaped(expr: str) -> str:
+    """A value as a text COPY field: backslash, newline, carriage return and tab escaped."""
+    return (f"replace(replace(replace(replace(CAST({expr} AS TEXT), '\\', '\\\\'), char(10), '\\n'), "
+            f"char(13), '\\r'), char(9), '\\t')")
+
+
+def copy_field(column: ColumnSpec, classes: set[str]) -> str:
+    c, kind = column.source, column.kind
+    plain = not (classes & {"text", "blob"})  # nothing to escape
+    if kind == "int":
+        return c if plain else escaped(c)
+    if kind == "float":
+        other = c if plain else escaped(c)
+        return f"CASE WHEN typeof({c}) = 'real' THEN printf('%!.17g', {c}) ELSE {other} END"
+    if kind == "bytes":
+        return f"CASE WHEN {c} IS NOT NULL THEN '\\\\x' || hex({c}) END"  # hex(NULL) is ''
+    if kind == "bool":
+        word = f"lower(trim(CAST({c} AS TEXT)))"
+        return f"CASE WHEN {word} IN {TRUE_WORDS} THEN 't' WHEN {word} IN {FALSE_WORDS} THEN 'f' ELSE 'not a boolean' END"
+    if kind in ("timestamptz", "timestamp", "date"):
+        return _moment_field(c, kind)
+    return c if plain and kind == "numeric" else escaped(c)
+
+
+def _moment_field(c: str, kind: str) -> str:
+    """Unix INTEGER seconds, Julian-day or Unix REALs (to the millisecond) as ISO text; text as it is
+    (the server parses it); 0 and out-of-range numbers as text the server refuses."""
+    if kind == "date":
+        seconds, julian, epoch = f"date({c}, 'unixepoch')", f"date({c})", f"date({c}, 'unixepoch')"
+    else:
+        seconds = f"strftime('%Y-%m-%d %H:%M:%S', {c}, 'unixepoch')"
+        julian = f"strftime('%Y-%m-%d %H:%M:%f', {c})"
+        epoch = f"strftime('%Y-%m-%d %H:%M:%f', {c}, 'unixepoch')"
+    return (f"CASE typeof({c}) WHEN 'integer' THEN CASE WHEN {c} = 0 THEN 'junk date 0' ELSE coalesce({seconds}, "
+            f"'date out of range') END WHEN 'real' THEN coalesce(CASE WHEN {c} {JULIAN} THEN {julian} ELSE {epoch} "
+            f"END, 'date out of range') ELSE {escaped(c)} END")
+
+
+GLOB_DATE = "[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9]"
+GLOB_SECONDS = GLOB_DATE + " [0-2][0-9]:[0-5][0-9]:[0-5][0-9]"
+
+
+def fallback_field(column: ColumnSpec) -> str:
+    """A date or time's canonical field in SQL for the common spellings (numbers, ``YYYY-MM-DD``,
+    ``YYYY-MM-DD HH:MM:SS``); NULL for any other, which Python then encodes."""
+    c = column.source
+    if column.kind == "date":
+        return (f"CASE typeof({c}) WHEN 'text' THEN CASE WHEN {c} GLOB '{GLOB_DATE}' THEN {c} END "
+                f"WHEN 'integer' THEN date({c}, 'unixepoch') WHEN 'real' THEN CASE WHEN {c} {JULIAN} THEN date({c}) "
+                f"ELSE date({c}, 'unixepoch') END END")
+    return (f"CASE typeof({c}) WHEN 'text' THEN CASE WHEN {c} GLOB '{GLOB_SECONDS}' THEN {c} || '.000000' END "
+            f"WHEN 'integer' THEN strftime('%Y-%m-%d %H:%M:%S', {c}, 'unixepoch') || '.000000' "
+            f"WHEN 'real' THEN CASE WHEN {c} {JULIAN} THEN strftime('%Y-%m-%d %H:%M:%f', {c}) "
+            f"ELSE strftime('%Y-%m-%d %H:%M:%f', {c}, 'unixepoch') END || '000' END")
+
+
+class SQLiteCopyReader:
+    """One table's chunks as text COPY data, with their row count and checksum.
+
+    The SELECT returns the COPY fields of the SQL-encodable columns (which are also their canonical
+    fields) and of the others as two tab-joined texts, then per date/time column its canonical
+    field (NULL: Python encodes it) and value, then the values of float and numeric columns. The
+    COPY column list follows the canonical order, so the first text serves both."""
+
+    def __init__(self, spec: TableSpec, storage_classes: list[set[str]]) -> None:
+        self.spec = spec
+        kinds = spec.kinds
+        self.order = canonical.canonical_order(kinds)
+        in_sql = [i for i in self.order if kinds[i] not in canonical.FALLBACK_KINDS + canonical.PYTHON_KINDS]
+        rest = [i for i in self.order if i not in in_sql]
+        self.fallback = [i for i in rest if kinds[i] in canonical.FALLBACK_KINDS]
+        self.in_python = [i for i in rest if kinds[i] in canonical.PYTHON_KINDS]
+
+        def line(indices: list[int]) -> str:
+            return " || char(9) || ".join(f"coalesce({copy_field(spec.columns[i], storage_classes[i])}, {NULL})"
+                                          for i in indices) or "''"
+
+        extra = "".join(f", {fallback_field(spec.columns[i])}, {spec.columns[i].source}" for i in self.fallback)
+        extra += "".join(f", {spec.columns[i].source}" for i in self.in_python)
+        self.parts = (bool(in_sql), bool(rest))
+        self.select = f"SELECT {line(in_sql)}, {line(rest)}{extra} FROM {spec.source_sql}"
+        self.rows = 0
+        self.hash_sum = 0
+
+    @property
+    def copy_columns(self) -> list[str]:
+        return [self.spec.columns[i].name for i in self.order]
+
+    def pieces(self, conn: Any, chunk: Chunk) -> Iterator[str]:
+        """The chunk's COPY text in pieces of up to FETCH_ROWS lines; raises
+        :class:`canonical.Rejected` for a value Python cannot encode."""
+        where, args = chunk.where(self.spec.key, "?")
+        kinds = self.spec.kinds
+        fallback = [(canonical.converter(kinds[i]), canonical.CANON[kinds[i]]) for i in self.fallback]
+        python = [(canonical.converter(kinds[i]), canonical.CANON[kinds[i]]) for i in self.in_python]
+        text_hash, null = canonical.text_hash, canonical.NULL_FIELD
+        has_sql, has_rest = self.parts
+        n_fallback = len(fallback)
+        self.rows = self.hash_sum = 0
+        cursor = conn.execute(self.select + where, args)
+        while rows := cursor.fetchmany(FETCH_ROWS):
+            lines = []
+            total = 0
+            for row in rows:
+                head = row[0]
+                if not has_rest:
+                    lines.append(head)
+                    total += text_hash(head)
+                    continue
+                lines.append(f"{head}\t{row[1]}" if has_sql else row[1])
+                fields = [head] if has_sql else []
+                for k, (convert, encode) in enumerate(fallback):
+                    field, value = row[2 + 2 * k], row[3 + 2 * k]
+                    fields.append(field if field is not None else null if value is None else encode(convert(value)))
+                for value, (convert, encode) in zip(row[2 + 2 * n_fallback:], python):
+                    fields.append(null if value is None else encode(convert(value)))
+                total += text_hash("\t".join(fields))
+            self.rows += len(rows)
+            self.hash_sum += total
+            lines.append("")
+            yield "\n".join(lines)
+
+    @property
+    def checksum(self) -> int:
+        return self.hash_sum % 2**64
