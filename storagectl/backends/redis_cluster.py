@@ -44,8 +44,8 @@ from storagectl.backends.redis_topology import (
     key_slot,
     read_topology,
 )
-from storagectl.diag import Check, Status
 from storagectl.errors import BackendUnavailable, OperationFailed, StoragectlError, UsageError
+from storagectl.health import Check, Status
 from storagectl.redact import redact_url
 from storagectl.units import human_bytes
 

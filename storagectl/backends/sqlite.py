@@ -17,9 +17,9 @@ from storagectl.archive.progress import Estimate
 from storagectl.backends.base import Backend
 from storagectl.config.models import BackendSettings
 from storagectl.config.types import ConfigPath
-from storagectl.diag import Check, CheckSpec, Status
 from storagectl.errors import IntegrityError, NotFound, OperationFailed, PermissionDenied, StoragectlError, UsageError
 from storagectl.fsutil import fsync_directory, take_over_file_identity
+from storagectl.health import Check, CheckSpec, Status
 from storagectl.units import human_bytes
 
 SQLITE_CHECKS = {

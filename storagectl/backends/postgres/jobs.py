@@ -11,7 +11,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from storagectl.backends.pg_tools import kill_spawned
+from storagectl.backends.postgres.tools import kill_spawned
 from storagectl.errors import BackendUnavailable, Interrupted, StoragectlError
 
 log = logging.getLogger(__name__)
