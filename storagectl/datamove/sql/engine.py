@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from storagectl.archive.progress import Estimate, ProgressCallback, ProgressEvent
 from storagectl.datamove.model import ItemResult
-from storagectl.datamove.sql import canonical, state, typemap
+from storagectl.datamove.sql import canonical, pg_to_pg, state, typemap
 from storagectl.datamove.sql.rows import ChunkTally, Reject, RejectsFile, RowMapper
 from storagectl.datamove.sql.spec import Chunk, TableSpec, chunks_from_bounds
 from storagectl.datamove.sql.sqlite_copy import SQLiteCopyReader
@@ -82,14 +82,18 @@ def select_specs(source: Any, conn: Any, request: DataMigrationRequest, target_k
 
 # -- preparing --------------------------------------------------------------------------------------
 def prepare(source: Any, target: Any, sconn: Any, tconn: Any, specs: list[TableSpec],
-            request: DataMigrationRequest) -> list[TableJob]:
-    """Every check before any row moves; then the target tables created and the chunks fixed."""
+            request: DataMigrationRequest, create_tables: Any = None) -> list[TableJob]:
+    """Every check before any row moves; then the target tables created (by ``create_tables(specs)``
+    when given, e.g. from pg_dump) and the chunks fixed."""
     state.ensure(tconn)
     jobs = [_check_table(target, tconn, spec, request) for spec in specs]
+    missing = [job.spec for job in jobs if job.create]
+    if create_tables is not None:
+        create_tables(missing)
     for job in jobs:
         if job.resumed:
             continue
-        if job.create:
+        if job.create and create_tables is None:
             target.create_table(tconn, job.spec)
         elif job.empty_first:
             target.empty_table(tconn, job.spec)
@@ -152,9 +156,10 @@ class TableCopier:
     """Copies one table's pending chunks on its own pair of connections."""
 
     def __init__(self, source: Any, target: Any, request: DataMigrationRequest, progress: ProgressCallback,
-                 rejects: RejectsFile | None, stop: threading.Event) -> None:
+                 rejects: RejectsFile | None, stop: threading.Event, *, pipe: bool = False) -> None:
         self.source, self.target, self.request = source, target, request
         self.progress, self.rejects, self.stop = progress, rejects, stop
+        self.pipe = pipe  # PostgreSQL → PostgreSQL: COPY straight into COPY
 
     def copy(self, job: TableJob) -> ItemResult:
         spec = job.spec
@@ -165,6 +170,7 @@ class TableCopier:
             classes = self.source.storage_classes(sconn, spec) if self.source.kind == "sqlite" else []
             mapper = RowMapper.for_sqlite(spec, classes) if classes else RowMapper.passthrough(spec)
             reader = SQLiteCopyReader(spec, classes) if classes and self.target.kind == "postgres" else None
+            binary = pg_to_pg.binary_columns(sconn, spec) if self.pipe else None
             job.row_bytes = self._row_bytes(sconn, spec)
             name = f"{spec.source} → {spec.target}"
             total = (spec.row_estimate or 0) * job.row_bytes or None
@@ -175,7 +181,10 @@ class TableCopier:
                     continue
                 if self.stop.is_set():
                     raise OperationFailed("stopped: another table failed")
-                tally, rejected = self._copy_chunk(sconn, tconn, spec, chunk, mapper, reader, len(job.chunks))
+                if binary is not None:
+                    tally, rejected = self._pipe_chunk(sconn, tconn, spec, chunk, binary, len(job.chunks)), 0
+                else:
+                    tally, rejected = self._copy_chunk(sconn, tconn, spec, chunk, mapper, reader, len(job.chunks))
                 job.done[chunk.index] = (tally.rows, rejected, tally.checksum if mapper.hash_rows else None)
                 done_rows += tally.rows + rejected
                 self.progress(ProgressEvent(ACTION, "advance", name, done=done_rows * job.row_bytes, total=total))
@@ -205,6 +214,21 @@ class TableCopier:
                 raise _chunk_failed(self.target if _from_target(exc) else self.source, spec, chunk, chunks,
                                     exc) from exc
         return self._copy_chunk_carefully(sconn, tconn, spec, chunk, mapper, chunks)
+
+    def _pipe_chunk(self, sconn: Any, tconn: Any, spec: TableSpec, chunk: Chunk, binary: bool,
+                    chunks: int) -> ChunkTally:
+        self.target.begin(tconn)
+        try:
+            tally = ChunkTally(pg_to_pg.pipe_chunk(sconn, tconn, spec, chunk, binary))
+            self._record(tconn, spec, chunk, tally, 0, [])
+            self.target.commit(tconn)
+        except Exception as exc:
+            self.target.rollback(tconn)
+            raise _chunk_failed(self.target, spec, chunk, chunks, exc) from exc
+        except BaseException:
+            self.target.rollback(tconn)
+            raise
+        return tally
 
     def _copy_text_chunk(self, sconn: Any, tconn: Any, spec: TableSpec, chunk: Chunk,
                          reader: SQLiteCopyReader) -> ChunkTally:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from storagectl.archive.progress import ProgressCallback, ProgressEvent
 from storagectl.datamove.model import ItemPlan, MigrationPlan, RunResult
-from storagectl.datamove.sql import checks, state
+from storagectl.datamove.sql import checks, pg_to_pg, state
 from storagectl.datamove.sql.engine import (
     ACTION,
     TableCopier,
@@ -57,34 +57,43 @@ class SqlDataPath:
         source, target = side_for(request.source), side_for(request.target)
         result = RunResult(request.source.name, request.target.name, self.pair)
         rejects = _rejects_file(request) if request.on_error == "skip" else None
-        with ExitStack() as stack:
-            sconn = stack.enter_context(source.connect())
-            tconn = stack.enter_context(target.connect())
-            specs = select_specs(source, sconn, request, self.target_dialect)
-            jobs = prepare(source, target, sconn, tconn, specs, request)
-        progress(ProgressEvent(ACTION, "plan", "", objects=len(jobs)))
-        parallel = 1 if target.kind == "sqlite" else request.parallel
-        copier = TableCopier(source, target, request, progress, rejects, threading.Event())
-        by_target = {item.target: item for item in run_tables(copier, jobs, parallel)}
-        result.items = [by_target[job.spec.target] for job in jobs]
-        self._finish(source, target, jobs, result)
+        with ExitStack() as reading:
+            snapshot = reading.enter_context(pg_to_pg.exported_snapshot(source)) if source.kind == "postgres" else None
+            with source.connect() as sconn, target.connect() as tconn:
+                specs = select_specs(source, sconn, request, self.target_dialect)
+                dump = snapshot is not None and pg_to_pg.uses_pg_dump(request.source, request.target, specs)
+                whole = not (request.selection.tables or request.selection.exclude)
+                create = (lambda missing: pg_to_pg.create_tables(source, target, tconn, snapshot, specs, missing,
+                                                                 whole)) if dump else None
+                jobs = prepare(source, target, sconn, tconn, specs, request, create)
+            progress(ProgressEvent(ACTION, "plan", "", objects=len(jobs)))
+            parallel = 1 if target.kind == "sqlite" else request.parallel
+            copier = TableCopier(source, target, request, progress, rejects, threading.Event(), pipe=dump)
+            by_target = {item.target: item for item in run_tables(copier, jobs, parallel)}
+            result.items = [by_target[job.spec.target] for job in jobs]
+            with target.connect() as tconn:
+                if dump:
+                    created = any(job.create for job in jobs) or not all(job.status == "done" for job in jobs)
+                    pg_to_pg.finish(source, target, tconn, snapshot, specs, created, whole)
+                self._finish(target, tconn, jobs, schema_done=dump)
+        with source.connect() as sconn:  # after the snapshot: what the source holds now
+            for job in jobs:
+                checks.raise_on_drift(checks.count_drift(source, sconn, job.spec, job.bounds, job.done))
         if rejects is not None and rejects.count:
             result.rejects_path = rejects.path
         if request.verify:
             self._verify_jobs(source, target, jobs, result, request.show_diffs)
         return result
 
-    def _finish(self, source: Any, target: Any, jobs: list[TableJob], result: RunResult) -> None:
-        """Keys, indexes and identities per table, foreign keys once all are in; then the source's counts
-        against what was copied."""
-        with source.connect() as sconn, target.connect() as tconn:
-            for job in jobs:
-                if job.status != "done":
+    def _finish(self, target: Any, tconn: Any, jobs: list[TableJob], *, schema_done: bool) -> None:
+        """Keys, indexes and identities per table (unless pg_dump's post-data built them), foreign keys
+        once all are in."""
+        for job in jobs:
+            if job.status != "done":
+                if not schema_done:
                     target.finish_table(tconn, job.spec)
-                    state.set_status(tconn, target.param, job.spec.target, "done")
-            target.finish_all(tconn, [job.spec for job in jobs])
-            for job in jobs:
-                checks.raise_on_drift(checks.count_drift(source, sconn, job.spec, job.bounds, job.done))
+                state.set_status(tconn, target.param, job.spec.target, "done")
+        target.finish_all(tconn, [job.spec for job in jobs])
 
     def _verify_jobs(self, source: Any, target: Any, jobs: list[TableJob], result: RunResult,
                      show_diffs: bool) -> None:

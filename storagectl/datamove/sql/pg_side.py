@@ -69,12 +69,21 @@ class PostgresSide:
     def __init__(self, backend: PostgresBackend) -> None:
         self.backend = backend
         self.timescale = backend.kind == "timescaledb"
+        self.snapshot: str | None = None  # set while a move reads from one exported snapshot
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[Any]:
+        """A connection in the session settings canonical encodings assume; inside the exported
+        snapshot while there is one (a reader)."""
         with self.backend.connect() as conn:
             conn.execute(SESSION)
+            if self.snapshot is None:
+                yield conn
+                return
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            conn.execute(f"SET TRANSACTION SNAPSHOT '{self.snapshot}'")
             yield conn
+            conn.execute("COMMIT")
 
     # -- catalog --------------------------------------------------------------------------------
     def table_names(self, conn: Any) -> list[str]:
