@@ -102,8 +102,10 @@ class PostgresSide:
                             for column in table_map.columns]
             spec.transformed = True
         else:
-            spec.columns = [self._column(row, target_kind) for row in columns]
-        names = {column.source: column.name for column in spec.columns}
+            renames = dict(table_map.renames) if table_map else {}
+            spec.columns = [self._column(row, target_kind, renames.get(row[0], row[0])) for row in columns]
+            spec.transformed = bool(renames) or (table_map is not None and table_map.target != name)
+        names = {quote(column.source_column): column.name for column in spec.columns if column.source_column}
         pk = conn.execute(PRIMARY_KEY_SQL, [relation]).fetchall()
         spec.primary_key = tuple(names[quote(c)] for c, _t in pk if quote(c) in names)
         if len(pk) == 1 and typemap.pg_kind(pk[0][1]) == "int":
@@ -120,16 +122,18 @@ class PostgresSide:
             spec.problems.append("foreign keys, checks and non-column indexes are not moved to SQLite")
         return spec
 
-    def _column(self, row: Sequence[Any], target_kind: str) -> ColumnSpec:
+    def _column(self, row: Sequence[Any], target_kind: str, target_name: str) -> ColumnSpec:
         name, pg_type, not_null, _identity = row
         kind = typemap.pg_kind(pg_type)
         target_type = typemap.sqlite_type_for(kind) if target_kind == "sqlite" else pg_type
         source = f"{quote(name)}::text" if kind == "other" else quote(name)  # parsed back by a text COPY
         note = "stored as text" if kind == "other" and target_kind == "sqlite" else ""
-        return ColumnSpec(name, source, pg_type, target_type, kind, not_null=bool(not_null), note=note)
+        return ColumnSpec(target_name, source, pg_type, target_type, kind, not_null=bool(not_null), note=note,
+                          source_column=name)
 
     def _mapped_column(self, conn: Any, relation: str, by_name: dict[str, Any], column: ColumnMap,
                        target_kind: str) -> ColumnSpec:
+        plain = None
         if column.expression is not None:
             expression = f"({column.expression})"
             source_type = self._expression_type(conn, relation, expression)
@@ -139,6 +143,7 @@ class PostgresSide:
                 raise OperationFailed(f"{self.backend.label}: table {relation} has no column {source_name!r}",
                                       hint=f"Try: one of {', '.join(by_name)}")
             expression, source_type = quote(source_name), by_name[source_name][1]
+            plain = source_name
         target_type = column.cast or source_type
         if column.cast:
             expression = f"({expression})::{column.cast}"
@@ -150,7 +155,8 @@ class PostgresSide:
             expression = f"({expression})::text"
         note = "; ".join(filter(None, [f"expression {column.expression}" if column.expression else "",
                                        f"cast to {column.cast}" if column.cast else ""]))
-        return ColumnSpec(column.target, expression, source_type, target_type, kind, note=note)
+        return ColumnSpec(column.target, expression, source_type, target_type, kind, note=note,
+                          source_column=plain if not column.cast else None)
 
     def _expression_type(self, conn: Any, relation: str, expression: str) -> str:
         import psycopg

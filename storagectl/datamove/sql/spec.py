@@ -15,6 +15,7 @@ class ColumnSpec:
     kind: str  # canonical kind of the target type (storagectl.datamove.sql.canonical)
     not_null: bool = False
     note: str = ""
+    source_column: str | None = None  # the plain source column it comes from (None: an expression)
 
 
 @dataclass(frozen=True)

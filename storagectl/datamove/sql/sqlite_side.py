@@ -59,8 +59,9 @@ class SQLiteSide:
             spec.columns = [self._mapped_column(conn, name, info, column, target_kind) for column in table_map.columns]
             spec.transformed = True
         else:
-            spec.columns = [self._column(row, target_kind) for row in info]
-        target_names = {column.source: column.name for column in spec.columns}
+            renames = dict(table_map.renames) if table_map else {}
+            spec.columns = [self._column(row, target_kind, renames.get(row[1], row[1])) for row in info]
+        target_names = {quote(column.source_column): column.name for column in spec.columns if column.source_column}
         if has_rowid:
             spec.key = quote(ipk) if ipk else "rowid"
             spec.key_column = target_names.get(quote(ipk)) if ipk else None
@@ -76,15 +77,16 @@ class SQLiteSide:
             spec.problems.append("WITHOUT ROWID table: copied as one chunk")
         return spec
 
-    def _column(self, row: Sequence[Any], target_kind: str) -> ColumnSpec:
+    def _column(self, row: Sequence[Any], target_kind: str, target_name: str) -> ColumnSpec:
         declared = row[2] or ""
         target_type = typemap.sqlite_to_pg(declared) if target_kind != "sqlite" else (declared or "")
-        return ColumnSpec(row[1], quote(row[1]), declared or "(none)", target_type, _kind(target_type, target_kind),
-                          not_null=bool(row[3]) or bool(row[5]))
+        return ColumnSpec(target_name, quote(row[1]), declared or "(none)", target_type, _kind(target_type, target_kind),
+                          not_null=bool(row[3]) or bool(row[5]), source_column=row[1])
 
     def _mapped_column(self, conn: sqlite3.Connection, table: str, info: list[Any], column: ColumnMap,
                        target_kind: str) -> ColumnSpec:
         by_name = {row[1]: row for row in info}
+        plain = None
         if column.expression is not None:
             source, declared = column.expression, self._expression_type(conn, table, column.expression)
         else:
@@ -93,12 +95,13 @@ class SQLiteSide:
                 raise OperationFailed(f"{self.backend.label}: table {table!r} has no column {source_name!r}",
                                       hint=f"Try: one of {', '.join(by_name)}")
             source, declared = quote(source_name), by_name[source_name][2] or ""
+            plain = source_name
         target_type = column.cast or (typemap.sqlite_to_pg(declared) if target_kind != "sqlite" else declared)
         note = f"expression {column.expression}" if column.expression else ""
         if column.cast:
             note = (note + "; " if note else "") + f"cast to {column.cast}"
         return ColumnSpec(column.target, source, declared or "(expression)", target_type,
-                          _kind(target_type, target_kind), note=note)
+                          _kind(target_type, target_kind), note=note, source_column=plain)
 
     def _expression_type(self, conn: sqlite3.Connection, table: str, expression: str) -> str:
         try:
