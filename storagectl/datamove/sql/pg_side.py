@@ -247,9 +247,13 @@ class PostgresSide:
         conn.execute("COMMIT")
 
     def rollback(self, conn: Any) -> None:
+        """After a failure: a lost connection has rolled back on the server already."""
+        import psycopg
         from psycopg import pq
 
-        if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+        if conn.closed or conn.info.transaction_status in (pq.TransactionStatus.IDLE, pq.TransactionStatus.UNKNOWN):
+            return
+        with contextlib.suppress(psycopg.OperationalError):
             conn.execute("ROLLBACK")
 
     def load(self, conn: Any, spec: TableSpec, rows: Iterator[Sequence[Any]]) -> None:
