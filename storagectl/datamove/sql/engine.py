@@ -144,11 +144,11 @@ def _match_columns(target: Any, spec: TableSpec, columns: list[tuple[str, str]])
     kind_of = typemap.sqlite_kind if target.kind == "sqlite" else typemap.pg_kind
     for column in spec.columns:
         their_kind = kind_of(existing[column.name])
-        if their_kind != column.kind and not (column.kind == "text" and their_kind == "other"):
+        if their_kind != column.kind and {their_kind, column.kind} != {"text", "other"}:
             raise IncompatibleTarget(f"target table {spec.target}: column {column.name} is {existing[column.name]}, "
                                      f"the move needs {column.target_type}",
                                      hint="Try: a cast for it in a --map FILE, or drop the target table")
-        column.target_type, column.kind = existing[column.name], their_kind
+        column.target_type = existing[column.name]  # text and other kinds hash alike
 
 
 # -- copying ----------------------------------------------------------------------------------------
