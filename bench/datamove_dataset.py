@@ -35,8 +35,8 @@ def build(path: Path, scale: float = 1.0, seed: int = 7) -> dict[str, int]:
         (i, 1 + i % counts["users"], KINDS[i % 5], round(rng.random() * 1000, 2),
          f"2024-{1 + i % 12:02d}-{1 + i % 28:02d} {i % 24:02d}:{i % 60:02d}:{i % 60:02d}", "tf"[i % 2])
         for i in range(1, counts["events"] + 1)))
-    conn.executemany("INSERT INTO attachments VALUES (?, ?, ?, ?, ?)", (
-        (i, i, rng.randbytes(200), "application/octet-stream", 1_700_000_000 + i)
+    conn.executemany("INSERT INTO attachments VALUES (?, ?, ?, ?, ?)", (  # ISO text: pgloader reads no Unix times
+        (i, i, rng.randbytes(200), "application/octet-stream", f"2023-{1 + i % 12:02d}-{1 + i % 28:02d} 10:00:00")
         for i in range(1, counts["attachments"] + 1)))
     conn.executemany("INSERT INTO readings VALUES (?, ?, ?, ?)", (
         (f"s{i % 50}", 1_700_000_000 + i, rng.gauss(20, 5), i % 3 != 0) for i in range(counts["readings"])))
