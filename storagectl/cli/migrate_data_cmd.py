@@ -11,7 +11,7 @@ import typer
 
 from storagectl.cli import complete
 from storagectl.cli.output import note, print_json, print_table
-from storagectl.cli.state import AppState, DryRunOption, OutputFormat, OutputOption, YesOption, state_of
+from storagectl.cli.state import AppState, DryRunOption, OutputFormat, OutputOption, PlainUsage, YesOption, state_of
 
 if TYPE_CHECKING:
     from storagectl.datamove.model import DataMigrationRequest, MigrationPlan, RunResult
@@ -59,7 +59,7 @@ def _request(state: AppState, name: str | None, source: str | None, target: str 
     return open_request(state.config, source, target, plan_name=name, selection=selection, **options)
 
 
-@app.command("plan")
+@app.command("plan", cls=PlainUsage)
 def plan_cmd(ctx: typer.Context, name: NameArgument = None, source: FromOption = None, target: ToOption = None,
              table: TableOption = None, exclude: ExcludeOption = None, pattern: PatternOption = None,
              types: TypeOption = None, label: LabelOption = None, map_file: MapOption = None,
@@ -82,7 +82,7 @@ def plan_cmd(ctx: typer.Context, name: NameArgument = None, source: FromOption =
         raise typer.Exit(1)
 
 
-@app.command("run")
+@app.command("run", cls=PlainUsage)
 def run_cmd(ctx: typer.Context, name: NameArgument = None, source: FromOption = None, target: ToOption = None,
             table: TableOption = None, exclude: ExcludeOption = None, pattern: PatternOption = None,
             types: TypeOption = None, label: LabelOption = None, map_file: MapOption = None,
@@ -120,7 +120,7 @@ def run_cmd(ctx: typer.Context, name: NameArgument = None, source: FromOption = 
     api.raise_on_mismatch(result)
 
 
-@app.command("verify")
+@app.command("verify", cls=PlainUsage)
 def verify_cmd(ctx: typer.Context, name: NameArgument = None, source: FromOption = None, target: ToOption = None,
                table: TableOption = None, exclude: ExcludeOption = None, pattern: PatternOption = None,
                types: TypeOption = None, label: LabelOption = None, map_file: MapOption = None,
