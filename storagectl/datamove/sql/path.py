@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -11,15 +10,8 @@ from typing import TYPE_CHECKING, Any
 from storagectl.archive.progress import ProgressCallback, ProgressEvent
 from storagectl.datamove.model import ItemPlan, MigrationPlan, RunResult
 from storagectl.datamove.sql import checks, pg_to_pg, state
-from storagectl.datamove.sql.engine import (
-    ACTION,
-    TableCopier,
-    TableJob,
-    prepare,
-    run_tables,
-    select_specs,
-    side_for,
-)
+from storagectl.datamove.sql.copier import ACTION, ChunkCopier
+from storagectl.datamove.sql.engine import TableJob, prepare, select_specs, side_for
 from storagectl.datamove.sql.rows import RejectsFile
 
 if TYPE_CHECKING:
@@ -68,9 +60,8 @@ class SqlDataPath:
                 jobs = prepare(source, target, sconn, tconn, specs, request, create)
             progress(ProgressEvent(ACTION, "plan", "", objects=len(jobs)))
             parallel = 1 if target.kind == "sqlite" else request.parallel
-            copier = TableCopier(source, target, request, progress, rejects, threading.Event(), pipe=dump)
-            by_target = {item.target: item for item in run_tables(copier, jobs, parallel)}
-            result.items = [by_target[job.spec.target] for job in jobs]
+            copier = ChunkCopier(source, target, request, progress, rejects, pipe=dump)
+            result.items = copier.copy(jobs, parallel)
             with target.connect() as tconn:
                 if dump:
                     created = any(job.create for job in jobs) or not all(job.status == "done" for job in jobs)
@@ -97,7 +88,7 @@ class SqlDataPath:
 
     def _verify_jobs(self, source: Any, target: Any, jobs: list[TableJob], result: RunResult,
                      show_diffs: bool) -> None:
-        for job, item in zip(jobs, result.items):
+        for job, item in zip(jobs, result.items, strict=True):
             checked = checks.compare(source, target, job.spec, job.bounds, recorded=job.done, show_diffs=show_diffs)
             item.checksum, item.first_bad_chunk, item.diff_keys = checked.checksum, checked.first_bad_chunk, \
                 checked.diff_keys

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from storagectl.datamove.sql import canonical, typemap
-from storagectl.datamove.sql.spec import Chunk, ColumnSpec, ForeignKeySpec, IndexSpec, TableSpec
+from storagectl.datamove.sql.spec import Chunk, ColumnSpec, IndexSpec, TableSpec
 from storagectl.errors import OperationFailed
 
 if TYPE_CHECKING:
@@ -170,7 +170,8 @@ class PostgresSide:
                                   f"{self.backend.error_line(exc)}") from exc
 
     def _row_estimate(self, conn: Any, relation: str) -> int | None:
-        estimate = conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [relation]).fetchone()
+        estimate = conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                                [relation]).fetchone()
         return None if estimate is None or estimate[0] < 0 else int(estimate[0])
 
     # -- reading --------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ class RowMapper:
 
     @classmethod
     def for_sqlite(cls, spec: TableSpec, storage_classes: list[set[str]]) -> RowMapper:
-        convert = [i for i, (kind, found) in enumerate(zip(spec.kinds, storage_classes))
+        convert = [i for i, (kind, found) in enumerate(zip(spec.kinds, storage_classes, strict=True))
                    if not (found - {"null"}) <= NATIVE.get(kind, set())]
         return cls(spec.kinds, convert, hash_rows=True)
 
@@ -83,7 +83,7 @@ def _checked(convert: Callable[[Any], Any], value: Any) -> Any:
 
 def check_row(converters: list[Callable[[Any], Any]], values: Sequence[Any]) -> list[Any]:
     row = []
-    for index, (convert, value) in enumerate(zip(converters, values)):
+    for index, (convert, value) in enumerate(zip(converters, values, strict=True)):
         try:
             row.append(None if value is None else _checked(convert, value))
         except canonical.Rejected as exc:

@@ -39,7 +39,8 @@ def copy_field(column: ColumnSpec, classes: set[str]) -> str:
         return f"CASE WHEN {c} IS NOT NULL THEN '\\\\x' || hex({c}) END"  # hex(NULL) is ''
     if kind == "bool":
         word = f"lower(trim(CAST({c} AS TEXT)))"
-        return f"CASE WHEN {word} IN {TRUE_WORDS} THEN 't' WHEN {word} IN {FALSE_WORDS} THEN 'f' ELSE 'not a boolean' END"
+        return (f"CASE WHEN {word} IN {TRUE_WORDS} THEN 't' WHEN {word} IN {FALSE_WORDS} THEN 'f' "
+                "ELSE 'not a boolean' END")
     if kind in ("timestamptz", "timestamp", "date"):
         return _moment_field(c, kind)
     return c if plain and kind == "numeric" else escaped(c)
@@ -102,16 +103,14 @@ class SQLiteCopyReader:
         extra += "".join(f", {spec.columns[i].source}" for i in self.in_python)
         self.parts = (bool(in_sql), bool(rest))
         self.select = f"SELECT {line(in_sql)}, {line(rest)}{extra} FROM {spec.source_sql}"
-        self.rows = 0
-        self.hash_sum = 0
 
     @property
     def copy_columns(self) -> list[str]:
         return [self.spec.columns[i].name for i in self.order]
 
-    def pieces(self, conn: Any, chunk: Chunk) -> Iterator[str]:
-        """The chunk's COPY text in pieces of up to FETCH_ROWS lines; raises
-        :class:`canonical.Rejected` for a value Python cannot encode."""
+    def pieces(self, conn: Any, chunk: Chunk, tally: Any) -> Iterator[str]:
+        """The chunk's COPY text in pieces of up to FETCH_ROWS lines, counted and hashed into ``tally``
+        (``rows``, ``hash_sum``); raises :class:`canonical.Rejected` for a value Python cannot encode."""
         where, args = chunk.where(self.spec.key, "?")
         kinds = self.spec.kinds
         fallback = [(canonical.converter(kinds[i]), canonical.CANON[kinds[i]]) for i in self.fallback]
@@ -119,7 +118,6 @@ class SQLiteCopyReader:
         text_hash, null = canonical.text_hash, canonical.NULL_FIELD
         has_sql, has_rest = self.parts
         n_fallback = len(fallback)
-        self.rows = self.hash_sum = 0
         cursor = conn.execute(self.select + where, args)
         while rows := cursor.fetchmany(FETCH_ROWS):
             lines = []
@@ -135,14 +133,10 @@ class SQLiteCopyReader:
                 for k, (convert, encode) in enumerate(fallback):
                     field, value = row[2 + 2 * k], row[3 + 2 * k]
                     fields.append(field if field is not None else null if value is None else encode(convert(value)))
-                for value, (convert, encode) in zip(row[2 + 2 * n_fallback:], python):
+                for value, (convert, encode) in zip(row[2 + 2 * n_fallback:], python, strict=True):
                     fields.append(null if value is None else encode(convert(value)))
                 total += text_hash("\t".join(fields))
-            self.rows += len(rows)
-            self.hash_sum += total
+            tally.rows += len(rows)
+            tally.hash_sum += total
             lines.append("")
             yield "\n".join(lines)
-
-    @property
-    def checksum(self) -> int:
-        return self.hash_sum % 2**64

@@ -80,7 +80,8 @@ class SQLiteSide:
     def _column(self, row: Sequence[Any], target_kind: str, target_name: str) -> ColumnSpec:
         declared = row[2] or ""
         target_type = typemap.sqlite_to_pg(declared) if target_kind != "sqlite" else (declared or "")
-        return ColumnSpec(target_name, quote(row[1]), declared or "(none)", target_type, _kind(target_type, target_kind),
+        kind = _kind(target_type, target_kind)
+        return ColumnSpec(target_name, quote(row[1]), declared or "(none)", target_type, kind,
                           not_null=bool(row[3]) or bool(row[5]), source_column=row[1])
 
     def _mapped_column(self, conn: sqlite3.Connection, table: str, info: list[Any], column: ColumnMap,
@@ -172,7 +173,7 @@ class SQLiteSide:
         found: list[set[str]] = [set() for _ in spec.columns]
         typeofs = ", ".join(f"typeof({column.source})" for column in spec.columns)
         for row in conn.execute(f"SELECT DISTINCT {typeofs} FROM {spec.source_sql}"):
-            for classes, name in zip(found, row):
+            for classes, name in zip(found, row, strict=True):
                 classes.add(name)
         return found
 
@@ -223,7 +224,7 @@ class SQLiteSide:
         names = ", ".join(quote(c.name) for c in spec.columns)
         adapt = [_sqlite_value_adapter(c.kind) for c in spec.columns]
         if any(adapt):
-            rows = ([f(v) if f and v is not None else v for f, v in zip(adapt, row)] for row in rows)
+            rows = ([f(v) if f and v is not None else v for f, v in zip(adapt, row, strict=True)] for row in rows)
         conn.executemany(f"INSERT INTO {spec.target_sql} ({names}) VALUES ({marks})", rows)
 
     def finish_table(self, conn: sqlite3.Connection, spec: TableSpec) -> None:
@@ -253,7 +254,7 @@ class SQLiteSide:
         conn.text_factory = _surrogate_text
         try:
             for row in conn.execute(select):
-                values = [None if v is None else _lenient(f, v) for f, v in zip(convert, row[1:])]
+                values = [None if v is None else _lenient(f, v) for f, v in zip(convert, row[1:], strict=True)]
                 index = chunk_index(bounds, row[0]) if group else 0
                 entry = sums.setdefault(index, [0, 0])
                 entry[0] += 1
@@ -275,7 +276,8 @@ class SQLiteSide:
         where, args = chunk.where(key, "?") if key else ("", [])
         found: dict[str, int] = {}
         for row in conn.execute(f"SELECT {key or 'rowid'}, {', '.join(columns)} FROM {relation}{where}", args):
-            found[str(row[0])] = hasher([None if v is None else _lenient(f, v) for f, v in zip(convert, row[1:])])
+            values = [None if v is None else _lenient(f, v) for f, v in zip(convert, row[1:], strict=True)]
+            found[str(row[0])] = hasher(values)
         return found
 
 
