@@ -65,7 +65,7 @@ class SqlDataPath:
             with target.connect() as tconn:
                 if dump:
                     created = any(job.create for job in jobs) or not all(job.status == "done" for job in jobs)
-                    pg_to_pg.finish(source, target, tconn, snapshot, specs, created, whole)
+                    pg_to_pg.finish(source, target, tconn, snapshot, specs, created, whole, parallel)
                 self._finish(target, tconn, jobs, schema_done=dump)
         with source.connect() as sconn:  # after the snapshot: what the source holds now
             for job in jobs:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from storagectl.datamove.sql import state
@@ -19,7 +20,8 @@ SCHEMA_ROW = "(schema)"  # the state row that records pg_dump's post-data as app
 
 
 def uses_pg_dump(source: Any, target: Any, specs: list[TableSpec]) -> bool:
-    """Plain table copies between PostgreSQL servers; transforms build their tables from the mapping."""
+    """Plain table copies between PostgreSQL backends; transforms build their tables from the mapping,
+    and so do TimescaleDB backends (a hypertable's schema is not pg_dump's plain SQL to replay)."""
     return source.kind == target.kind == "postgres" and not any(spec.transformed for spec in specs)
 
 
@@ -84,15 +86,19 @@ def create_tables(source: PostgresSide, target: PostgresSide, tconn: Any, snapsh
 
 
 def finish(source: PostgresSide, target: PostgresSide, tconn: Any, snapshot: str, specs: list[TableSpec],
-           created: bool, whole: bool) -> None:
-    """Post-data (indexes, keys, foreign keys, triggers) once, then sequences as the snapshot saw them."""
+           created: bool, whole: bool, parallel: int) -> None:
+    """Post-data once: its index builds side by side on ``parallel`` connections (as the restore and
+    ``pg_restore -j`` do), then the rest (foreign keys, triggers, ...) in order; then sequences as
+    the snapshot saw them. A resumed run repeats the index builds that a crash cut off."""
     from storagectl.backends.postgres.schema import qualified
+    from storagectl.backends.postgres.tools import split_post_data
 
     done = state.read(tconn, target.param, SCHEMA_ROW)
     if created and done.status != "done":
-        post_data = dump_section(source, snapshot, "post-data", specs, whole)
+        post = split_post_data(dump_section(source, snapshot, "post-data", specs, whole))
+        _build_indexes(target, post.preamble, [build.statement for build in post.index_builds], parallel)
         with tconn.transaction():
-            apply_schema(target, tconn, post_data, "post-data")
+            apply_schema(target, tconn, post.preamble + post.rest, "post-data")
             state.start(tconn, target.param, SCHEMA_ROW, "pg_dump", [])
             state.set_status(tconn, target.param, SCHEMA_ROW, "done")
     with source.connect() as sconn:
@@ -101,6 +107,24 @@ def finish(source: PostgresSide, target: PostgresSide, tconn: Any, snapshot: str
         if tconn.execute("SELECT to_regclass(%s)", [qualified(schema, name)]).fetchone()[0] is not None:
             tconn.execute("SELECT pg_catalog.setval(%s::regclass, %s, %s)", [qualified(schema, name), last_value,
                                                                             is_called])
+
+
+def _build_indexes(target: PostgresSide, preamble: str, statements: list[str], parallel: int) -> None:
+    """Each build in its own transaction; one that exists already (a resumed run) is skipped."""
+    import psycopg
+
+    def build(statement: str) -> None:
+        with target.backend.connect() as conn:
+            try:
+                apply_schema(target, conn, preamble + statement, "post-data")
+            except OperationFailed as exc:
+                if not isinstance(exc.__cause__, psycopg.errors.DuplicateTable | psycopg.errors.DuplicateObject
+                                  | psycopg.errors.InvalidTableDefinition):
+                    raise
+
+    with ThreadPoolExecutor(max(1, parallel)) as pool:
+        for finished in [pool.submit(build, statement) for statement in statements]:
+            finished.result()
 
 
 def _owned_sequences(sconn: Any, specs: list[TableSpec]) -> list[tuple[str, str, int, bool]]:
