@@ -62,6 +62,7 @@ def _moment_field(c: str, kind: str) -> str:
 
 GLOB_DATE = "[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9]"
 GLOB_SECONDS = GLOB_DATE + " [0-2][0-9]:[0-5][0-9]:[0-5][0-9]"
+GLOB_MICROSECONDS = GLOB_SECONDS + ".[0-9][0-9][0-9][0-9][0-9][0-9]"  # what a SQLite target holds
 
 
 def fallback_field(column: ColumnSpec) -> str:
@@ -72,7 +73,8 @@ def fallback_field(column: ColumnSpec) -> str:
         return (f"CASE typeof({c}) WHEN 'text' THEN CASE WHEN {c} GLOB '{GLOB_DATE}' THEN {c} END "
                 f"WHEN 'integer' THEN date({c}, 'unixepoch') WHEN 'real' THEN CASE WHEN {c} {JULIAN} THEN date({c}) "
                 f"ELSE date({c}, 'unixepoch') END END")
-    return (f"CASE typeof({c}) WHEN 'text' THEN CASE WHEN {c} GLOB '{GLOB_SECONDS}' THEN {c} || '.000000' END "
+    return (f"CASE typeof({c}) WHEN 'text' THEN CASE WHEN {c} GLOB '{GLOB_SECONDS}' THEN {c} || '.000000' "
+            f"WHEN {c} GLOB '{GLOB_MICROSECONDS}' THEN {c} END "
             f"WHEN 'integer' THEN strftime('%Y-%m-%d %H:%M:%S', {c}, 'unixepoch') || '.000000' "
             f"WHEN 'real' THEN CASE WHEN {c} {JULIAN} THEN strftime('%Y-%m-%d %H:%M:%f', {c}) "
             f"ELSE strftime('%Y-%m-%d %H:%M:%f', {c}, 'unixepoch') END || '000' END")
@@ -84,7 +86,8 @@ class SQLiteCopyReader:
     The SELECT returns the COPY fields of the SQL-encodable columns (which are also their canonical
     fields) and of the others as two tab-joined texts, then per date/time column its canonical
     field (NULL: Python encodes it) and value, then the values of float and numeric columns. The
-    COPY column list follows the canonical order, so the first text serves both."""
+    COPY column list follows the canonical order, so the first text serves both. :meth:`hashes`
+    runs the same SELECT without the COPY text of the others, to checksum a table."""
 
     def __init__(self, spec: TableSpec, storage_classes: list[set[str]]) -> None:
         self.spec = spec
@@ -101,42 +104,62 @@ class SQLiteCopyReader:
 
         extra = "".join(f", {fallback_field(spec.columns[i])}, {spec.columns[i].source}" for i in self.fallback)
         extra += "".join(f", {spec.columns[i].source}" for i in self.in_python)
-        self.parts = (bool(in_sql), bool(rest))
-        self.select = f"SELECT {line(in_sql)}, {line(rest)}{extra} FROM {spec.source_sql}"
+        self.has_sql = bool(in_sql)
+        self.select = f"SELECT {line(rest)}, {line(in_sql)}{extra} FROM {spec.source_sql}"
+        self.hash_select = f"{line(in_sql)}{extra} FROM {spec.source_sql}"
+        self.has_rest = bool(rest)
 
     @property
     def copy_columns(self) -> list[str]:
         return [self.spec.columns[i].name for i in self.order]
 
+    def row_hasher(self) -> Any:
+        """``row_hash(row, start)``: the hash of a row of the SELECT whose canonical part begins at ``start``."""
+        kinds = self.spec.kinds
+        fallback = [(canonical.converter(kinds[i]), canonical.CANON[kinds[i]]) for i in self.fallback]
+        python = [(canonical.converter(kinds[i]), canonical.CANON[kinds[i]]) for i in self.in_python]
+        text_hash, null, has_sql, has_rest = canonical.text_hash, canonical.NULL_FIELD, self.has_sql, self.has_rest
+
+        def row_hash(row: Any, start: int) -> int:
+            head = row[start]
+            if not has_rest:
+                return text_hash(head)
+            fields = [head] if has_sql else []
+            at = start + 1
+            for convert, encode in fallback:
+                field, value = row[at], row[at + 1]
+                fields.append(field if field is not None else null if value is None else encode(convert(value)))
+                at += 2
+            for convert, encode in python:
+                value = row[at]
+                fields.append(null if value is None else encode(convert(value)))
+                at += 1
+            return text_hash("\t".join(fields))
+
+        return row_hash
+
     def pieces(self, conn: Any, chunk: Chunk, tally: Any) -> Iterator[str]:
         """The chunk's COPY text in pieces of up to FETCH_ROWS lines, counted and hashed into ``tally``
         (``rows``, ``hash_sum``); raises :class:`canonical.Rejected` for a value Python cannot encode."""
         where, args = chunk.where(self.spec.key, "?")
-        kinds = self.spec.kinds
-        fallback = [(canonical.converter(kinds[i]), canonical.CANON[kinds[i]]) for i in self.fallback]
-        python = [(canonical.converter(kinds[i]), canonical.CANON[kinds[i]]) for i in self.in_python]
-        text_hash, null = canonical.text_hash, canonical.NULL_FIELD
-        has_sql, has_rest = self.parts
-        n_fallback = len(fallback)
+        row_hash, has_sql, has_rest = self.row_hasher(), self.has_sql, self.has_rest
         cursor = conn.execute(self.select + where, args)
         while rows := cursor.fetchmany(FETCH_ROWS):
-            lines = []
-            total = 0
-            for row in rows:
-                head = row[0]
-                if not has_rest:
-                    lines.append(head)
-                    total += text_hash(head)
-                    continue
-                lines.append(f"{head}\t{row[1]}" if has_sql else row[1])
-                fields = [head] if has_sql else []
-                for k, (convert, encode) in enumerate(fallback):
-                    field, value = row[2 + 2 * k], row[3 + 2 * k]
-                    fields.append(field if field is not None else null if value is None else encode(convert(value)))
-                for value, (convert, encode) in zip(row[2 + 2 * n_fallback:], python, strict=True):
-                    fields.append(null if value is None else encode(convert(value)))
-                total += text_hash("\t".join(fields))
+            if not has_rest:
+                lines = [row[1] for row in rows]
+            elif has_sql:
+                lines = [f"{row[1]}\t{row[0]}" for row in rows]
+            else:
+                lines = [row[0] for row in rows]
             tally.rows += len(rows)
-            tally.hash_sum += total
+            tally.hash_sum += sum(row_hash(row, 1) for row in rows)
             lines.append("")
             yield "\n".join(lines)
+
+    def hashes(self, conn: Any, key: str | None) -> Iterator[tuple[Any, int]]:
+        """(key, row hash) of every row; ``key``: SQL of the key (None: NULL)."""
+        row_hash = self.row_hasher()
+        cursor = conn.execute(f"SELECT {key or 'NULL'}, {self.hash_select}")
+        while rows := cursor.fetchmany(FETCH_ROWS):
+            for row in rows:
+                yield row[0], row_hash(row, 1)

@@ -237,9 +237,28 @@ class SQLiteSide:
         return None  # SQLite cannot add foreign keys to an existing table; the plan says so
 
     # -- checksums (Python: SQLite has no md5) ----------------------------------------------------
-    def chunk_sums(self, conn: sqlite3.Connection, spec: TableSpec, bounds: list[int], *, as_target: bool,
-                   keys_of: int | None = None) -> dict[int, tuple[int, int]]:
-        """{chunk: (rows, checksum)} over the mapped values; ``keys_of``: also (chunk → {key: hash})."""
+    def chunk_sums(self, conn: sqlite3.Connection, spec: TableSpec, bounds: list[int], *, as_target: bool
+                   ) -> dict[int, tuple[int, int]]:
+        """{chunk: (rows, checksum)} over the mapped values: SQLite encodes most of each row in SQL
+        (:class:`SQLiteCopyReader`); a table holding what that cannot read (invalid UTF-8, junk) is
+        hashed value by value in Python instead."""
+        from storagectl.datamove.sql.sqlite_copy import SQLiteCopyReader
+
+        view = _as_target(spec) if as_target else spec
+        group = view.key if (view.key is not None and (not as_target or spec.key_column is not None)) else None
+        sums: dict[int, list[int]] = {}
+        try:
+            reader = SQLiteCopyReader(view, self.storage_classes(conn, view))
+            for key, row_hash in reader.hashes(conn, group):
+                entry = sums.setdefault(chunk_index(bounds, key) if group else 0, [0, 0])
+                entry[0] += 1
+                entry[1] += row_hash
+        except (sqlite3.OperationalError, canonical.Rejected):
+            return self._chunk_sums_in_python(conn, spec, bounds, as_target=as_target)
+        return {index: (rows, total % 2**64) for index, (rows, total) in sums.items()}
+
+    def _chunk_sums_in_python(self, conn: sqlite3.Connection, spec: TableSpec, bounds: list[int], *,
+                              as_target: bool) -> dict[int, tuple[int, int]]:
         kinds = spec.kinds
         convert = [canonical.converter(kind) for kind in kinds]
         hasher = canonical.row_hasher(kinds)
@@ -279,6 +298,15 @@ class SQLiteSide:
             values = [None if v is None else _lenient(f, v) for f, v in zip(convert, row[1:], strict=True)]
             found[str(row[0])] = hasher(values)
         return found
+
+
+def _as_target(spec: TableSpec) -> TableSpec:
+    """The spec read from its target table: the same columns, by their target names."""
+    from dataclasses import replace
+
+    columns = [replace(column, source=quote(column.name), source_column=column.name) for column in spec.columns]
+    return replace(spec, source_sql=spec.target_sql, columns=columns,
+                   key=quote(spec.key_column) if spec.key_column else None)
 
 
 def _lenient(convert: Any, value: Any) -> Any:
