@@ -8,7 +8,15 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from storagectl.datamove.sql import canonical, typemap
-from storagectl.datamove.sql.spec import Chunk, ColumnSpec, ForeignKeySpec, IndexSpec, TableSpec, chunk_index
+from storagectl.datamove.sql.spec import (
+    Chunk,
+    ColumnSpec,
+    ForeignKeySpec,
+    IndexSpec,
+    TableSpec,
+    chunk_index,
+    chunks_from_bounds,
+)
 from storagectl.errors import OperationFailed
 
 if TYPE_CHECKING:
@@ -184,12 +192,11 @@ class SQLiteSide:
         return int(found[0] or 0) + len(spec.columns)
 
     def chunk_counts(self, conn: sqlite3.Connection, spec: TableSpec, bounds: list[int]) -> dict[int, int]:
-        if spec.key is None:
-            return {0: conn.execute(f"SELECT count(*) FROM {spec.source_sql}").fetchone()[0]}
-        counts: dict[int, int] = {}
-        for (key,) in conn.execute(f"SELECT {spec.key} FROM {spec.source_sql}"):
-            index = chunk_index(bounds, key)
-            counts[index] = counts.get(index, 0) + 1
+        """Rows per chunk, one range count each (in C, on the key's b-tree)."""
+        counts = {}
+        for chunk in chunks_from_bounds(bounds if spec.key else []):
+            where, args = chunk.where(spec.key, self.param)
+            counts[chunk.index] = conn.execute(f"SELECT count(*) FROM {spec.source_sql}{where}", args).fetchone()[0]
         return counts
 
     # -- as a target ----------------------------------------------------------------------------
