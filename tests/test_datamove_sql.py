@@ -314,3 +314,25 @@ def test_timescaledb_target_emits_create_hypertable():
     after = finish_table_sql(spec, timescale=True)
     assert not any("PRIMARY KEY" in statement or "by_id" in statement for statement in after)  # lacks the time column
     assert any('CREATE UNIQUE INDEX IF NOT EXISTS "by_taken"' in statement for statement in after)
+
+
+def test_every_double_arrives_exactly(cli, tmp_path, write_config, pg_database):
+    import random
+    import struct
+
+    rng = random.Random(5)
+    doubles = [struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0] for _ in range(3000)]
+    doubles = [d for d in doubles if d == d] + [1e300, -1.3607840783466195e+278, 5e-324, 0.1, float("inf")]
+    path = tmp_path / "floats.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE floats (id INTEGER PRIMARY KEY, x REAL)")
+        conn.executemany("INSERT INTO floats (x) VALUES (?)", [(d,) for d in doubles])
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: floats.db}}
+          pg: {{kind: postgres, url: "{pg_database.url}"}}
+        """)
+    result = cli("-c", config, "migrate", "data", "run", "--from", "lite", "--to", "pg")
+    assert result.exit_code == 0, result.stderr
+    with pg_database.connect() as conn:
+        assert [row[0] for row in conn.execute("SELECT x FROM floats ORDER BY id")] == doubles

@@ -18,6 +18,7 @@ FETCH_ROWS = 5000
 NULL = r"'\N'"
 TRUE_WORDS = "('1', 't', 'true', 'y', 'yes', 'on', '1.0')"
 FALSE_WORDS = "('0', 'f', 'false', 'n', 'no', 'off', '0.0')"
+EXACT_FLOATS = "1e-90 AND 1e90"
 JULIAN = f"BETWEEN {canonical.JULIAN_MIN} AND {canonical.JULIAN_MAX}"
 
 
@@ -33,8 +34,11 @@ def copy_field(column: ColumnSpec, classes: set[str]) -> str:
     if kind == "int":
         return c if plain else escaped(c)
     if kind == "float":
+        # SQLite's printf is exact to 17 digits only between 1e-90 and 1e90 (measured): a REAL beyond
+        # goes as text the server refuses, and its chunk through Python, which writes every digit
         other = c if plain else escaped(c)
-        return f"CASE WHEN typeof({c}) = 'real' THEN printf('%!.17g', {c}) ELSE {other} END"
+        return (f"CASE WHEN typeof({c}) <> 'real' THEN {other} WHEN {c} = 0 OR abs({c}) BETWEEN {EXACT_FLOATS} "
+                f"THEN printf('%!.17g', {c}) ELSE 'float beyond exact printf' END")
     if kind == "bytes":
         return f"CASE WHEN {c} IS NOT NULL THEN '\\\\x' || hex({c}) END"  # hex(NULL) is ''
     if kind == "bool":
@@ -99,8 +103,9 @@ class SQLiteCopyReader:
         self.in_python = [i for i in rest if kinds[i] in canonical.PYTHON_KINDS]
 
         def line(indices: list[int]) -> str:
-            return " || char(9) || ".join(f"coalesce({copy_field(spec.columns[i], storage_classes[i])}, {NULL})"
-                                          for i in indices) or "''"
+            fields = " || char(9) || ".join(f"coalesce({copy_field(spec.columns[i], storage_classes[i])}, {NULL})"
+                                            for i in indices)
+            return f"CAST({fields} AS TEXT)" if fields else "''"  # one integer column alone stays an integer
 
         extra = "".join(f", {fallback_field(spec.columns[i])}, {spec.columns[i].source}" for i in self.fallback)
         extra += "".join(f", {spec.columns[i].source}" for i in self.in_python)
