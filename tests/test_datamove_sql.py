@@ -336,3 +336,20 @@ def test_every_double_arrives_exactly(cli, tmp_path, write_config, pg_database):
     assert result.exit_code == 0, result.stderr
     with pg_database.connect() as conn:
         assert [row[0] for row in conn.execute("SELECT x FROM floats ORDER BY id")] == doubles
+
+
+def test_integers_spelled_otherwise_are_normalized_and_still_verify(cli, tmp_path, write_config, pg_database):
+    make_source(tmp_path / "src.db", "CREATE TABLE counts (id INTEGER PRIMARY KEY, n BIGINT);"
+                                     "INSERT INTO counts (n) VALUES (5), ('012'), (' 7 '), (2.0), (CAST('9' AS BLOB));")
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          pg: {{kind: postgres, url: "{pg_database.url}"}}
+        """)
+    result = cli("-c", config, "-o", "json", "migrate", "data", "run", "--from", "lite", "--to", "pg", "-t", "counts",
+                 "--on-error", "skip", "--rejects", tmp_path / "rejects.jsonl")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["verified"] is True
+    with pg_database.connect() as conn:
+        assert [row[0] for row in conn.execute("SELECT n FROM counts ORDER BY id")] == [5, 12, 7, 2]
+    assert json.loads((tmp_path / "rejects.jsonl").read_text())["reason"] == "not an integer: b'9'"

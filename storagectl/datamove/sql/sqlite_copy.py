@@ -31,8 +31,10 @@ def escaped(expr: str) -> str:
 def copy_field(column: ColumnSpec, classes: set[str]) -> str:
     c, kind = column.source, column.kind
     plain = not (classes & {"text", "blob"})  # nothing to escape
-    if kind == "int":
-        return c if plain else escaped(c)
+    if kind == "int":  # also the canonical field: a spelling other than the plain integer goes through Python
+        return c if classes <= {"integer", "null"} else (
+            f"CASE WHEN typeof({c}) = 'integer' OR CAST(CAST({c} AS INTEGER) AS TEXT) = {c} THEN CAST({c} AS TEXT) "
+            "ELSE 'not a plain integer' END")
     if kind == "float":
         # SQLite's printf is exact to 17 digits only between 1e-90 and 1e90 (measured): a REAL beyond
         # goes as text the server refuses, and its chunk through Python, which writes every digit
@@ -87,11 +89,12 @@ def fallback_field(column: ColumnSpec) -> str:
 class SQLiteCopyReader:
     """One table's chunks as text COPY data, with their row count and checksum.
 
-    The SELECT returns the COPY fields of the SQL-encodable columns (which are also their canonical
-    fields) and of the others as two tab-joined texts, then per date/time column its canonical
-    field (NULL: Python encodes it) and value, then the values of float and numeric columns. The
-    COPY column list follows the canonical order, so the first text serves both. :meth:`hashes`
-    runs the same SELECT without the COPY text of the others, to checksum a table."""
+    The SELECT returns the COPY fields of the date, time, float and numeric columns as one
+    tab-joined text and of the other columns as another (which is also their canonical encoding);
+    then the canonical fields of the date and time columns joined (NULL when one needs Python),
+    their values, and the values of the float and numeric columns (always encoded in Python). The
+    COPY column list follows the canonical order, so the second text serves both. :meth:`hashes`
+    runs the same SELECT without the first text, to checksum a table."""
 
     def __init__(self, spec: TableSpec, storage_classes: list[set[str]]) -> None:
         self.spec = spec
@@ -101,17 +104,20 @@ class SQLiteCopyReader:
         rest = [i for i in self.order if i not in in_sql]
         self.fallback = [i for i in rest if kinds[i] in canonical.FALLBACK_KINDS]
         self.in_python = [i for i in rest if kinds[i] in canonical.PYTHON_KINDS]
+        self.reals = [storage_classes[i] - {"null"} <= {"real"} for i in self.in_python]  # no conversion needed
 
         def line(indices: list[int]) -> str:
             fields = " || char(9) || ".join(f"coalesce({copy_field(spec.columns[i], storage_classes[i])}, {NULL})"
                                             for i in indices)
             return f"CAST({fields} AS TEXT)" if fields else "''"  # one integer column alone stays an integer
 
-        extra = "".join(f", {fallback_field(spec.columns[i])}, {spec.columns[i].source}" for i in self.fallback)
-        extra += "".join(f", {spec.columns[i].source}" for i in self.in_python)
+        fallback = " || char(9) || ".join(
+            f"CASE WHEN {spec.columns[i].source} IS NULL THEN {NULL} ELSE {fallback_field(spec.columns[i])} END"
+            for i in self.fallback) or "''"
+        extra = "".join(f", {spec.columns[i].source}" for i in self.fallback + self.in_python)
         self.has_sql = bool(in_sql)
-        self.select = f"SELECT {line(rest)}, {line(in_sql)}{extra} FROM {spec.source_sql}"
-        self.hash_select = f"{line(in_sql)}{extra} FROM {spec.source_sql}"
+        self.hash_select = f"{line(in_sql)}, {fallback}{extra} FROM {spec.source_sql}"
+        self.select = f"SELECT {line(rest)}, {self.hash_select}"
         self.has_rest = bool(rest)
 
     @property
@@ -120,26 +126,39 @@ class SQLiteCopyReader:
 
     def row_hasher(self) -> Any:
         """``row_hash(row, start)``: the hash of a row of the SELECT whose canonical part begins at ``start``."""
+        import hashlib
+        import struct
+
         kinds = self.spec.kinds
         fallback = [(canonical.converter(kinds[i]), canonical.CANON[kinds[i]]) for i in self.fallback]
-        python = [(canonical.converter(kinds[i]), canonical.CANON[kinds[i]]) for i in self.in_python]
-        text_hash, null, has_sql, has_rest = canonical.text_hash, canonical.NULL_FIELD, self.has_sql, self.has_rest
+        pack = struct.Struct(">d").pack
+        python = [(None, None) if real and kinds[i] == "float" else (canonical.converter(kinds[i]),
+                                                                     canonical.CANON[kinds[i]])
+                  for i, real in zip(self.in_python, self.reals, strict=True)]
+        null, has_sql, n_fallback = canonical.NULL_FIELD, self.has_sql, len(fallback)
+        md5, from_bytes = hashlib.md5, int.from_bytes
 
         def row_hash(row: Any, start: int) -> int:
-            head = row[start]
-            if not has_rest:
-                return text_hash(head)
-            fields = [head] if has_sql else []
-            at = start + 1
-            for convert, encode in fallback:
-                field, value = row[at], row[at + 1]
-                fields.append(field if field is not None else null if value is None else encode(convert(value)))
-                at += 2
+            fields = [row[start]] if has_sql else []
+            if n_fallback:
+                joined = row[start + 1]
+                if joined is None:  # a spelling SQL does not encode: all of them in Python
+                    values = row[start + 2:start + 2 + n_fallback]
+                    joined = "\t".join(null if v is None else encode(convert(v))
+                                        for (convert, encode), v in zip(fallback, values, strict=True))
+                fields.append(joined)
+            at = start + 2 + n_fallback
             for convert, encode in python:
                 value = row[at]
-                fields.append(null if value is None else encode(convert(value)))
                 at += 1
-            return text_hash("\t".join(fields))
+                if value is None:
+                    fields.append(null)
+                elif convert is None:
+                    fields.append(pack(value or 0.0).hex())  # a REAL: canonical._canon_float without the calls
+                else:
+                    fields.append(encode(convert(value)))
+            text = fields[0] if len(fields) == 1 else "\t".join(fields)
+            return from_bytes(md5(text.encode()).digest()[:8], "big", signed=True)
 
         return row_hash
 
