@@ -58,7 +58,7 @@ class TableSpec:
     def chunking(self, batch_rows: int, chunks: int | None = None) -> str:
         if self.key is None:
             return "one chunk (no integer key)"
-        count = f"{chunks} chunks" if chunks is not None else "chunks"
+        count = "chunks" if chunks is None else "1 chunk" if chunks == 1 else f"{chunks} chunks"
         return f"{count} of ≤{batch_rows} rows by {self.key_label}"
 
 
