@@ -216,3 +216,30 @@ def test_numeric_canonical_form_matches_postgres():
     assert canonical.CANON["numeric"](Decimal("1.500")) == "1.5"
     assert canonical.CANON["numeric"](Decimal("0E-10")) == "0"
     assert canonical.CANON["numeric"](canonical.to_numeric(0.1)) == "0.1"
+
+
+def test_a_full_target_rolls_the_chunk_back_and_resume_finishes(cli, write_config, pg_source, tiny_disk, tmp_path):
+    with pg_source.connect() as conn:
+        conn.execute("CREATE TABLE blobs (id int PRIMARY KEY, body bytea)")
+        conn.execute("INSERT INTO blobs SELECT g, decode(repeat(md5(g::text), 64), 'hex') "
+                     "FROM generate_series(1, 2000) g")
+    config = config_for(write_config, src=f'{{kind: postgres, url: "{pg_source.url}"}}',
+                        edge=f"{{kind: sqlite, path: {tiny_disk / 'edge.db'}, create_if_missing: true}}")
+    full = cli("-c", config, "migrate", "data", "run", "--from", "src", "--to", "edge", "-t", "blobs",
+               "--batch-rows", "500")
+    assert full.exit_code == 1
+    assert "blobs chunk " in full.stderr and "failed: database or disk is full; the chunk was rolled back" \
+        in full.stderr
+    with sqlite3.connect(tiny_disk / "edge.db") as conn:
+        committed = conn.execute("SELECT count(*) FROM storagectl_data_migration WHERE chunk >= 0").fetchone()[0]
+        assert conn.execute("SELECT count(*) FROM blobs").fetchone()[0] == 500 * committed
+    moved = tmp_path / "edge.db"
+    import shutil
+
+    shutil.copy(tiny_disk / "edge.db", moved)  # room again: the same file on a bigger disk
+    config = config_for(write_config, src=f'{{kind: postgres, url: "{pg_source.url}"}}',
+                        edge=f"{{kind: sqlite, path: {moved}}}")
+    result, report = run_json(cli, config, "run", "--from", "src", "--to", "edge", "-t", "blobs",
+                              "--batch-rows", "500", "--resume")
+    assert result.exit_code == 0, result.stderr
+    assert report["verified"] is True and report["items"][0]["rows"] == 2000

@@ -87,9 +87,9 @@ def run_cmd(ctx: typer.Context, name: NameArgument = None, source: FromOption = 
             table: TableOption = None, exclude: ExcludeOption = None, pattern: PatternOption = None,
             types: TypeOption = None, label: LabelOption = None, map_file: MapOption = None,
             batch_rows: BatchOption = None,
-            parallel: Annotated[int | None, typer.Option("--parallel", "-j", min=1, metavar="N",
-                                                         help="Tables copied at the same time (default 1).",
-                                                         show_default=False)] = None,
+            parallel: Annotated[int | None, typer.Option(
+                "--parallel", "-j", min=1, metavar="N", show_default=False,
+                help="Chunks copied at the same time, a large table by several workers (default 1).")] = None,
             resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
             on_error: Annotated[OnErrorChoice | None, typer.Option(
                 "--on-error", metavar="MODE", help="stop (default) or skip rejected rows to a rejects file.",

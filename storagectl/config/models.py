@@ -278,7 +278,7 @@ class DataMigrationSettings(StrictModel):
                                                  description="Table names or mappings (default: every table).")
     exclude: list[str] = Field(default_factory=list)
     batch_rows: int = Field(50_000, ge=1, le=10_000_000, description="Rows per committed chunk.")
-    parallel: int = Field(1, ge=1, le=64, description="Tables copied at the same time.")
+    parallel: int = Field(1, ge=1, le=64, description="Chunks copied at the same time.")
     on_error: Literal["stop", "skip"] = "stop"
 
 
