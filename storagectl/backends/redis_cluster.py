@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from storagectl import interrupts
 from storagectl.archive.api import ContentSummary, RestoreOutcome, record_summary
 from storagectl.archive.progress import Estimate
 from storagectl.backends.redis import (
@@ -309,7 +310,7 @@ class RedisClusterBackend(RedisBackend):
         finally:
             for inbox in inboxes.values():
                 inbox.put(None)
-            writers.join()
+            interrupts.join(writers)
         loaded = self._values("restore", results[0])
         return loaded[0].merge_all(loaded[1:]) if loaded else LoadedKeys(0)
 

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from storagectl import interrupts
 from storagectl.archive.api import ContentSummary, RestoreOutcome, record_summary
 from storagectl.archive.progress import Estimate
 from storagectl.backends.base import Backend
@@ -126,7 +127,7 @@ class SQLiteBackend(Backend):
                     while chunk := stream.read(COPY_CHUNK):
                         digest.update(chunk)  # C speed, GIL released: the file proves every row at once
                         sink.write(chunk)
-                    summary = counted.result()
+                    summary = interrupts.result(counted)
                     sink.counts = {"rows": sum(summary.counts.values()), "tables": len(summary.counts)}
             summary.checksums[FILE_UNIT] = f"sha256:{digest.hexdigest()}"
             record_summary(archive, summary)
