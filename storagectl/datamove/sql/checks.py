@@ -6,6 +6,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from storagectl import interrupts
 from storagectl.datamove.model import ItemResult
 from storagectl.datamove.sql.spec import TableSpec, chunks_from_bounds
 from storagectl.errors import IntegrityError
@@ -42,7 +43,7 @@ def compare(source: Any, target: Any, spec: TableSpec, bounds: list[int], *,
             source_sums = {index: (rows, checksum) for index, (rows, _rejected, checksum) in recorded.items()}
         else:
             source_sums = _sums(source, spec, bounds, False)
-        found = target_sums.result()
+        found = interrupts.result(target_sums)
     if spec.key_column is None:  # the target cannot be cut the same way: compare the whole table
         source_sums, found = _whole(source_sums), _whole(found)
     item = ItemResult(spec.source, spec.target, "equal", rows=sum(rows for rows, _ in found.values()),

@@ -17,6 +17,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from storagectl import interrupts
 from storagectl.archive.progress import ProgressCallback, ProgressEvent
 from storagectl.datamove.model import ItemResult
 from storagectl.datamove.sql import canonical, pg_to_pg, state
@@ -103,7 +104,7 @@ class ChunkCopier:
             thread.start()
         try:
             for thread in threads:
-                thread.join()
+                interrupts.join(thread)
         except BaseException:
             self.stop.set()
             raise

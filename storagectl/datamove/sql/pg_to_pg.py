@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from storagectl import interrupts
 from storagectl.datamove.sql import state
 from storagectl.datamove.sql.spec import Chunk, TableSpec
 from storagectl.errors import OperationFailed, UsageError
@@ -123,8 +124,7 @@ def _build_indexes(target: PostgresSide, preamble: str, statements: list[str], p
                     raise
 
     with ThreadPoolExecutor(max(1, parallel)) as pool:
-        for finished in [pool.submit(build, statement) for statement in statements]:
-            finished.result()
+        interrupts.map_results(pool, build, statements)
 
 
 def _owned_sequences(sconn: Any, specs: list[TableSpec]) -> list[tuple[str, str, int, bool]]:
