@@ -353,3 +353,18 @@ def test_integers_spelled_otherwise_are_normalized_and_still_verify(cli, tmp_pat
     with pg_database.connect() as conn:
         assert [row[0] for row in conn.execute("SELECT n FROM counts ORDER BY id")] == [5, 12, 7, 2]
     assert json.loads((tmp_path / "rejects.jsonl").read_text())["reason"] == "not an integer: b'9'"
+
+
+def test_a_run_without_verify_records_no_checksums_and_a_resumed_run_verifies_from_both_sides(cli, moves,
+                                                                                               pg_database):
+    first = cli("-c", moves, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--batch-rows", "50",
+                "--no-verify")
+    assert first.exit_code == 0
+    with pg_database.connect() as conn:
+        assert conn.execute("SELECT count(checksum) FROM storagectl_data_migration").fetchone()[0] == 0
+        conn.execute("UPDATE storagectl_data_migration SET status = 'copying' WHERE chunk = -1 AND "
+                     "target_table = 'books'")  # as if cut off before the keys were built
+    result = cli("-c", moves, "-o", "json", "migrate", "data", "run", "--from", "lite", "--to", "pg",
+                 "--batch-rows", "50", "--resume")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["verified"] is True

@@ -126,7 +126,8 @@ class ChunkCopier:
         spec = job.spec
         classes = self.source.storage_classes(sconn, spec) if self.source.kind == "sqlite" else []
         mapper = RowMapper.for_sqlite(spec, classes) if classes else RowMapper.passthrough(spec)
-        reader = SQLiteCopyReader(spec, classes) if classes and self.target.kind == "postgres" else None
+        reader = (SQLiteCopyReader(spec, classes, hashing=self.request.verify)
+                  if classes and self.target.kind == "postgres" else None)
         binary = pg_to_pg.binary_columns(sconn, spec) if self.pipe else None
         job.row_bytes = self.source.row_bytes(sconn, spec)
         work = TableWork(job, mapper, reader, binary, (spec.row_estimate or 0) * job.row_bytes or None,
@@ -141,7 +142,8 @@ class ChunkCopier:
         else:
             tally, rejected = self._copy_chunk(sconn, tconn, spec, chunk, work.mapper, work.reader, chunks)
         with work.lock:
-            work.job.done[chunk.index] = (tally.rows, rejected, tally.checksum if work.mapper.hash_rows else None)
+            hashed = work.mapper.hash_rows and tally.hashed
+            work.job.done[chunk.index] = (tally.rows, rejected, tally.checksum if hashed else None)
             work.done_rows += tally.rows + rejected
             done = work.done_rows
         self.progress(ProgressEvent(ACTION, "advance", work.name, done=done * work.job.row_bytes, total=work.total))
@@ -189,7 +191,7 @@ class ChunkCopier:
                          reader: SQLiteCopyReader) -> ChunkTally:
         self.target.begin(tconn)
         try:
-            tally = ChunkTally()
+            tally = ChunkTally(hashed=reader.hashing)
             self.target.load_text(tconn, spec, reader.copy_columns, _tagged(reader.pieces(sconn, chunk, tally)))
             self._record(tconn, spec, chunk, tally, 0, [])
             self.target.commit(tconn)
@@ -258,7 +260,7 @@ class ChunkCopier:
 
     def _record(self, tconn: Any, spec: TableSpec, chunk: Chunk, tally: ChunkTally, rejected: int,
                 rejects: list[Reject]) -> None:
-        checksum = tally.checksum if self.source.kind == "sqlite" else None
+        checksum = tally.checksum if self.source.kind == "sqlite" and tally.hashed else None
         state.record_chunk(tconn, self.target.param, spec.target, spec.source, chunk.index, tally.rows,
                            rejected, checksum)
         if rejects and self.rejects is not None:

@@ -83,7 +83,7 @@ def prepare(source: Any, target: Any, sconn: Any, tconn: Any, specs: list[TableS
 
 def _check_table(target: Any, tconn: Any, spec: TableSpec, request: DataMigrationRequest) -> TableJob:
     found = state.read(tconn, target.param, spec.target)
-    if found.started and found.status != "done":
+    if found.started and (found.status != "done" or request.resume):  # --resume: finished tables stay as they are
         if not request.resume:
             raise UsageError(f"an earlier run into {spec.target} stopped after {len(found.chunks)} of "
                              f"{len(found.bounds) + 1} chunks",

@@ -95,6 +95,7 @@ def check_row(converters: list[Callable[[Any], Any]], values: Sequence[Any]) -> 
 class ChunkTally:
     rows: int = 0
     hash_sum: int = 0
+    hashed: bool = True  # False: rows counted, not hashed (run --no-verify)
 
     def add(self, row: Sequence[Any], hasher: Callable[[Sequence[Any]], int] | None) -> None:
         self.rows += 1
