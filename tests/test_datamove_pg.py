@@ -243,3 +243,16 @@ def test_a_full_target_rolls_the_chunk_back_and_resume_finishes(cli, write_confi
                               "--batch-rows", "500", "--resume")
     assert result.exit_code == 0, result.stderr
     assert report["verified"] is True and report["items"][0]["rows"] == 2000
+
+
+def test_postgres_to_postgres_of_some_tables_leaves_out_foreign_keys_to_the_others(cli, write_config, pg_source,
+                                                                                   pg_target):
+    config = config_for(write_config, src=f'{{kind: postgres, url: "{pg_source.url}"}}',
+                        dst=f'{{kind: postgres, url: "{pg_target.url}"}}')
+    result, report = run_json(cli, config, "run", "--from", "src", "--to", "dst", "--table", "orders")
+    assert result.exit_code == 0, result.stderr
+    assert report["verified"] is True and [item["target"] for item in report["items"]] == ["orders"]
+    with pg_target.connect() as conn:
+        assert conn.execute("SELECT to_regclass('customers')").fetchone()[0] is None
+        assert conn.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f'").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'orders'").fetchone()[0] == 2

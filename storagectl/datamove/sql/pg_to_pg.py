@@ -5,6 +5,7 @@ it, as the backup decides) from one exported snapshot, never through a file."""
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -64,12 +65,12 @@ def apply_schema(target: PostgresSide, tconn: Any, sql_text: str, section: str) 
     try:
         tconn.execute(sql_text.encode("utf-8"))  # one simple-protocol multi-statement query
     except psycopg.Error as exc:
+        # no statement here: in an aborted transaction it would fail and hide this error
         raise OperationFailed(f"{target.backend.label}: creating the {section} schema failed: "
                               f"{target.backend.error_line(exc)}",
                               hint="Try: check that the roles and extensions the source uses exist on the target"
                               ) from exc
-    finally:
-        tconn.execute("RESET search_path")  # pg_dump's SQL empties it
+    tconn.execute("RESET search_path")  # pg_dump's SQL empties it
 
 
 def create_tables(source: PostgresSide, target: PostgresSide, tconn: Any, snapshot: str,
@@ -98,8 +99,9 @@ def finish(source: PostgresSide, target: PostgresSide, tconn: Any, snapshot: str
     if created and done.status != "done":
         post = split_post_data(dump_section(source, snapshot, "post-data", specs, whole))
         _build_indexes(target, post.preamble, [build.statement for build in post.index_builds], parallel)
+        rest = post.rest if whole else without_foreign_keys_out(post.rest, specs)
         with tconn.transaction():
-            apply_schema(target, tconn, post.preamble + post.rest, "post-data")
+            apply_schema(target, tconn, post.preamble + rest, "post-data")
             state.start(tconn, target.param, SCHEMA_ROW, "pg_dump", [])
             state.set_status(tconn, target.param, SCHEMA_ROW, "done")
     with source.connect() as sconn:
@@ -108,6 +110,27 @@ def finish(source: PostgresSide, target: PostgresSide, tconn: Any, snapshot: str
         if tconn.execute("SELECT to_regclass(%s)", [qualified(schema, name)]).fetchone()[0] is not None:
             tconn.execute("SELECT pg_catalog.setval(%s::regclass, %s, %s)", [qualified(schema, name), last_value,
                                                                             is_called])
+
+
+_REFERENCES = re.compile(r"\bREFERENCES\s+(?P<table>(?:\"(?:[^\"]|\"\")+\"|[\w$]+)\.(?:\"(?:[^\"]|\"\")+\"|[\w$]+))")
+
+
+def without_foreign_keys_out(sql_text: str, specs: list[TableSpec]) -> str:
+    """pg_dump's post-data of some tables without the foreign keys to tables not moved with them
+    (pg_dump --table keeps them; they could not be created)."""
+    from storagectl.backends.postgres.tools import ENTRY_HEADER
+
+    moved = {spec.source_sql.replace('"', "") for spec in specs}
+    headers = list(ENTRY_HEADER.finditer(sql_text))
+    if not headers:
+        return sql_text
+    kept = [sql_text[:headers[0].start()]]
+    for header, following in zip(headers, [*headers[1:], None], strict=True):
+        entry = sql_text[header.start():following.start() if following else len(sql_text)]
+        found = _REFERENCES.search(entry) if header["type"] == "FK CONSTRAINT" else None
+        if found is None or found["table"].replace('"', "") in moved:
+            kept.append(entry)
+    return "".join(kept)
 
 
 def _build_indexes(target: PostgresSide, preamble: str, statements: list[str], parallel: int) -> None:
