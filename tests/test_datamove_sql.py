@@ -368,3 +368,13 @@ def test_a_run_without_verify_records_no_checksums_and_a_resumed_run_verifies_fr
                  "--batch-rows", "50", "--resume")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["verified"] is True
+
+
+def test_a_second_run_into_the_same_target_is_refused_while_one_writes(cli, moves, pg_database):
+    import psycopg
+
+    with psycopg.connect(pg_database.url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(hashtext('storagectl_data_migration'))")
+        result = cli("-c", moves, "migrate", "data", "run", "--from", "lite", "--to", "pg")
+    assert result.exit_code == 7
+    assert "another migrate data run is writing into this database" in result.stderr

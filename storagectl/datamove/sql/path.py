@@ -50,6 +50,7 @@ class SqlDataPath:
         result = RunResult(request.source.name, request.target.name, self.pair)
         rejects = _rejects_file(request) if request.on_error == "skip" else None
         with ExitStack() as reading:
+            reading.enter_context(target.exclusive())
             snapshot = reading.enter_context(pg_to_pg.exported_snapshot(source)) if source.kind == "postgres" else None
             with source.connect() as sconn, target.connect() as tconn:
                 specs = select_specs(source, sconn, request, self.target_dialect)

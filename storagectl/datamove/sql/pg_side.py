@@ -85,6 +85,18 @@ class PostgresSide:
             yield conn
             conn.execute("COMMIT")
 
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """One writing run per target database: a session advisory lock, held by a connection of its
+        own for the run, released by the server if the process dies."""
+        from storagectl.errors import LockHeld
+
+        with self.backend.connect() as conn:
+            if not conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [STATE_TABLE]).fetchone()[0]:
+                raise LockHeld(f"{self.backend.label}: another migrate data run is writing into this database",
+                               hint="Try: wait for it to finish (its state is in storagectl_data_migration)")
+            yield
+
     # -- catalog --------------------------------------------------------------------------------
     def table_names(self, conn: Any) -> list[str]:
         rows = conn.execute(USER_TABLES_SQL, [STATE_TABLE]).fetchall()

@@ -49,6 +49,16 @@ class SQLiteSide:
             conn.isolation_level = None  # transactions only where this module opens them
             yield conn
 
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """One writing run per target file: an flock beside it, released by the kernel if the process dies."""
+        from storagectl.locks import FileLock, held
+
+        path = self.backend.settings.path
+        lock = FileLock(path.with_name(f".{path.name}.migrate-data.lock"), f"migrate data into {path.name}")
+        with held(lock, f"a migrate data run into {self.backend.label}"):
+            yield
+
     # -- catalog --------------------------------------------------------------------------------
     def table_names(self, conn: sqlite3.Connection) -> list[str]:
         rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
