@@ -378,3 +378,15 @@ def test_a_second_run_into_the_same_target_is_refused_while_one_writes(cli, move
         result = cli("-c", moves, "migrate", "data", "run", "--from", "lite", "--to", "pg")
     assert result.exit_code == 7
     assert "another migrate data run is writing into this database" in result.stderr
+
+
+def test_progress_reports_bytes_per_table_against_a_planned_total(moves):
+    from storagectl.datamove import api
+
+    events = []
+    api.run(_request(moves, batch_rows=50), events.append)
+    plan = events[0]
+    assert plan.stage == "plan" and plan.objects == 3 and plan.total > 0
+    books = [event for event in events if event.object == "books → books"]
+    assert [event.stage for event in books] == ["start", "advance", "advance", "advance", "finish"]
+    assert books[-1].done == books[0].total  # the estimate from the row count and the first rows' widths

@@ -72,6 +72,10 @@ class ChunkCopier:
         ordered = sorted(jobs, key=lambda job: job.spec.row_estimate or 0, reverse=True)
         with self.source.connect() as sconn:
             works = [self._work(sconn, job) for job in ordered]
+        totals = [work.total for work in works]
+        self.progress(ProgressEvent(ACTION, "plan", "", total=sum(t or 0 for t in totals) or None, objects=len(works)))
+        for work in works:
+            self.progress(ProgressEvent(ACTION, "start", work.name, total=work.total))
         queue = [(work, chunk) for work in works if work.job.status == "copying"
                  for chunk in work.job.chunks if chunk.index not in work.job.done]
         workers = max(1, min(parallel, len(queue)))
@@ -132,7 +136,6 @@ class ChunkCopier:
         job.row_bytes = self.source.row_bytes(sconn, spec)
         work = TableWork(job, mapper, reader, binary, (spec.row_estimate or 0) * job.row_bytes or None,
                          time.monotonic(), sum(rows + rejected for rows, rejected, _ in job.done.values()))
-        self.progress(ProgressEvent(ACTION, "start", work.name, total=work.total))
         return work
 
     def _chunk(self, sconn: Any, tconn: Any, work: TableWork, chunk: Chunk) -> None:

@@ -7,10 +7,10 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from storagectl.archive.progress import ProgressCallback, ProgressEvent
+from storagectl.archive.progress import ProgressCallback
 from storagectl.datamove.model import ItemPlan, MigrationPlan, RunResult
 from storagectl.datamove.sql import checks, pg_to_pg, state
-from storagectl.datamove.sql.copier import ACTION, ChunkCopier
+from storagectl.datamove.sql.copier import ChunkCopier
 from storagectl.datamove.sql.engine import TableJob, prepare, select_specs, side_for
 from storagectl.datamove.sql.rows import RejectsFile
 
@@ -59,7 +59,6 @@ class SqlDataPath:
                 create = (lambda missing: pg_to_pg.create_tables(source, target, tconn, snapshot, specs, missing,
                                                                  whole)) if dump else None
                 jobs = prepare(source, target, sconn, tconn, specs, request, create)
-            progress(ProgressEvent(ACTION, "plan", "", objects=len(jobs)))
             parallel = 1 if target.kind == "sqlite" else request.parallel
             copier = ChunkCopier(source, target, request, progress, rejects, pipe=dump)
             result.items = copier.copy(jobs, parallel)
