@@ -390,3 +390,14 @@ def test_progress_reports_bytes_per_table_against_a_planned_total(moves):
     books = [event for event in events if event.object == "books → books"]
     assert [event.stage for event in books] == ["start", "advance", "advance", "advance", "finish"]
     assert books[-1].done == books[0].total  # the estimate from the row count and the first rows' widths
+
+
+def test_yes_replaces_tables_linked_by_foreign_keys_loaded_in_any_order(cli, moves, pg_database):
+    first = cli("-c", moves, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--batch-rows", "50")
+    assert first.exit_code == 0
+    again = cli("-c", moves, "-o", "json", "migrate", "data", "run", "--from", "lite", "--to", "pg",
+                "--batch-rows", "50", "--yes", "--parallel", "2")
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["verified"] is True
+    with pg_database.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM books").fetchone()[0] == ROWS

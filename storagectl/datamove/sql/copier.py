@@ -119,6 +119,7 @@ class ChunkCopier:
         with ExitStack() as stack:
             sconn = stack.enter_context(self.source.connect())
             tconn = stack.enter_context(self.target.connect())
+            self.target.writer_session(tconn)
             while not self.stop.is_set():
                 with lock:
                     item = next(taken, None)

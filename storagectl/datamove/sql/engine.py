@@ -69,13 +69,14 @@ def prepare(source: Any, target: Any, sconn: Any, tconn: Any, specs: list[TableS
     missing = [job.spec for job in jobs if job.create]
     if create_tables is not None:
         create_tables(missing)
+    replaced = [job.spec for job in jobs if job.empty_first and not job.resumed]
+    if replaced:
+        target.empty_tables(tconn, replaced)
     for job in jobs:
         if job.resumed:
             continue
         if job.create and create_tables is None:
             target.create_table(tconn, job.spec)
-        elif job.empty_first:
-            target.empty_table(tconn, job.spec)
         job.bounds = source.bounds(sconn, job.spec, request.batch_rows)
         state.start(tconn, target.param, job.spec.target, job.spec.source, job.bounds)
     return jobs

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from storagectl.datamove.sql import canonical, typemap
 from storagectl.datamove.sql.spec import Chunk, ColumnSpec, IndexSpec, TableSpec
-from storagectl.errors import OperationFailed
+from storagectl.errors import OperationFailed, UsageError
 
 if TYPE_CHECKING:
     from storagectl.backends.postgres import PostgresBackend
@@ -250,8 +250,25 @@ class PostgresSide:
     def is_empty(self, conn: Any, spec: TableSpec) -> bool:
         return conn.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {spec.target_sql})").fetchone()[0]
 
-    def empty_table(self, conn: Any, spec: TableSpec) -> None:
-        conn.execute(f"DELETE FROM {spec.target_sql}" if self.timescale else f"TRUNCATE {spec.target_sql}")
+    def empty_tables(self, conn: Any, specs: list[TableSpec]) -> None:
+        """``--yes``: one TRUNCATE for all (foreign keys between them allow it; one from a table left
+        out refuses it, and nothing is emptied)."""
+        import psycopg
+
+        names = ", ".join(spec.target_sql for spec in specs)
+        try:
+            conn.execute(f"TRUNCATE {names}")
+        except psycopg.errors.FeatureNotSupported as exc:
+            raise UsageError(f"{self.backend.label}: cannot empty {names}: {self.backend.error_line(exc)}",
+                             hint="Try: move the referencing tables too, or empty them first") from exc
+
+    def writer_session(self, conn: Any) -> None:
+        """Rows go in without firing triggers or checking foreign keys against tables still loading (as
+        ``pg_restore --disable-triggers``), where the role may; the verify checks the rows anyway."""
+        import psycopg
+
+        with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SET session_replication_role = replica")
 
     def begin(self, conn: Any) -> None:
         conn.execute("BEGIN")

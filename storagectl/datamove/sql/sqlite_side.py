@@ -223,8 +223,12 @@ class SQLiteSide:
     def is_empty(self, conn: sqlite3.Connection, spec: TableSpec) -> bool:
         return conn.execute(f"SELECT 1 FROM {spec.target_sql} LIMIT 1").fetchone() is None
 
-    def empty_table(self, conn: sqlite3.Connection, spec: TableSpec) -> None:
-        conn.execute(f"DELETE FROM {spec.target_sql}")
+    def empty_tables(self, conn: sqlite3.Connection, specs: list[TableSpec]) -> None:
+        for spec in specs:
+            conn.execute(f"DELETE FROM {spec.target_sql}")
+
+    def writer_session(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA foreign_keys = OFF")  # the order tables load in is not theirs
 
     def begin(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")
