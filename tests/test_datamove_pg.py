@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import closing
 from decimal import Decimal
 
 import pytest
@@ -230,7 +231,7 @@ def test_a_full_target_rolls_the_chunk_back_and_resume_finishes(cli, write_confi
     assert full.exit_code == 1
     assert "blobs chunk " in full.stderr and "failed: database or disk is full; the chunk was rolled back" \
         in full.stderr
-    with sqlite3.connect(tiny_disk / "edge.db") as conn:
+    with closing(sqlite3.connect(tiny_disk / "edge.db")) as conn:  # closed: the tmpfs is unmounted after
         committed = conn.execute("SELECT count(*) FROM storagectl_data_migration WHERE chunk >= 0").fetchone()[0]
         assert conn.execute("SELECT count(*) FROM blobs").fetchone()[0] == 500 * committed
     moved = tmp_path / "edge.db"
