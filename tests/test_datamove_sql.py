@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import closing
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -401,3 +402,33 @@ def test_yes_replaces_tables_linked_by_foreign_keys_loaded_in_any_order(cli, mov
     assert json.loads(again.stdout)["verified"] is True
     with pg_database.connect() as conn:
         assert conn.execute("SELECT count(*) FROM books").fetchone()[0] == ROWS
+
+
+def test_sqlite_rows_hash_alike_from_sql_and_from_their_mapped_values(tmp_path):
+    """The copy's hash (most of the row encoded by SQLite in SQL) and the careful path's (every value
+    mapped, then encoded in Python, as PostgreSQL encodes its side) agree."""
+    from storagectl.backends.sqlite import SQLiteBackend, SQLiteSettings
+    from storagectl.datamove.sql import canonical
+    from storagectl.datamove.sql.spec import chunks_from_bounds
+    from storagectl.datamove.sql.sqlite_copy import SQLiteCopyReader
+    from storagectl.datamove.sql.sqlite_side import SQLiteSide
+
+    path = tmp_path / "mixed.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, label TEXT, x REAL, at DATETIME, ok BOOLEAN, d DATE)")
+        conn.executemany("INSERT INTO t (label, x, at, ok, d) VALUES (?, ?, ?, ?, ?)", [
+            (f"l\t{i}\\", i / 7 - 3, f"2024-01-{1 + i % 28:02d} 0{i % 10}:00:00", i % 2, f"2020-02-{1 + i % 28:02d}")
+            for i in range(300)] + [("x", -0.0, 1_700_000_000, "t", 19_000), (None, None, "2024-05-06T07:08:09Z",
+                                                                                 None, 2_460_000.5)])
+        conn.commit()
+    side = SQLiteSide(SQLiteBackend("lite", SQLiteSettings(path=path)))
+    with side.connect() as conn:
+        spec = side.describe(conn, "t", None, "postgres")
+        reader = SQLiteCopyReader(spec, side.storage_classes(conn, spec))
+        row_hash = reader.row_hasher()
+        in_sql = [row_hash(row, 1) for row in conn.execute(f"SELECT NULL, {reader.hash_select}")]
+        hasher = canonical.row_hasher(spec.kinds)
+        converters = [canonical.converter(kind) for kind in spec.kinds]
+        by_value = [hasher([None if v is None else f(v) for f, v in zip(converters, row, strict=True)])
+                    for row in side.read(conn, spec, chunks_from_bounds([])[0])]
+    assert in_sql == by_value

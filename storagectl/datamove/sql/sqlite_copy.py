@@ -33,7 +33,8 @@ def copy_field(column: ColumnSpec, classes: set[str]) -> str:
     plain = not (classes & {"text", "blob"})  # nothing to escape
     if kind == "int":  # also the canonical field: a spelling other than the plain integer goes through Python
         return c if classes <= {"integer", "null"} else (
-            f"CASE WHEN typeof({c}) = 'integer' OR CAST(CAST({c} AS INTEGER) AS TEXT) = {c} THEN CAST({c} AS TEXT) "
+            f"CASE WHEN {c} IS NULL THEN NULL WHEN typeof({c}) = 'integer' OR CAST(CAST({c} AS INTEGER) AS TEXT) = {c} "
+            f"THEN CAST({c} AS TEXT) "
             "ELSE 'not a plain integer' END")
     if kind == "float":
         # SQLite's printf is exact to 17 digits only between 1e-90 and 1e90 (measured): a REAL beyond
@@ -45,7 +46,8 @@ def copy_field(column: ColumnSpec, classes: set[str]) -> str:
         return f"CASE WHEN {c} IS NOT NULL THEN '\\\\x' || hex({c}) END"  # hex(NULL) is ''
     if kind == "bool":
         word = f"lower(trim(CAST({c} AS TEXT)))"
-        return (f"CASE WHEN {word} IN {TRUE_WORDS} THEN 't' WHEN {word} IN {FALSE_WORDS} THEN 'f' "
+        return (f"CASE WHEN {c} IS NULL THEN NULL WHEN {word} IN {TRUE_WORDS} THEN 't' "
+                f"WHEN {word} IN {FALSE_WORDS} THEN 'f' "
                 "ELSE 'not a boolean' END")
     if kind in ("timestamptz", "timestamp", "date"):
         return _moment_field(c, kind)
