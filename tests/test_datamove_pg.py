@@ -257,3 +257,23 @@ def test_postgres_to_postgres_of_some_tables_leaves_out_foreign_keys_to_the_othe
         assert conn.execute("SELECT to_regclass('customers')").fetchone()[0] is None
         assert conn.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f'").fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'orders'").fetchone()[0] == 2
+
+
+def test_a_table_is_never_moved_onto_itself(cli, write_config, tmp_path):
+    with closing(sqlite3.connect(tmp_path / "app.db")) as conn:
+        conn.executescript("CREATE TABLE a (id INTEGER PRIMARY KEY); CREATE TABLE b (id INTEGER PRIMARY KEY);"
+                           "INSERT INTO a VALUES (1);")
+    config = write_config("""\
+        backends:
+          app: {kind: sqlite, path: app.db}
+        data_migrations:
+          tidy:
+            source: app
+            target: app
+            tables: [a, {source: b, target: b2}]
+        """)
+    result = cli("-c", config, "migrate", "data", "run", "tidy", "--yes")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == "error: a would be moved onto itself"
+    with closing(sqlite3.connect(tmp_path / "app.db")) as conn:
+        assert conn.execute("SELECT count(*) FROM a").fetchone()[0] == 1

@@ -56,7 +56,12 @@ def select_specs(source: Any, conn: Any, request: DataMigrationRequest, target_k
                          hint=f"Try: one of {', '.join(available) or '(no tables)'}")
     names = chosen or available
     names = [name for name in names if name not in request.selection.exclude]
-    return [source.describe(conn, name, maps.get(name), target_kind) for name in names]
+    specs = [source.describe(conn, name, maps.get(name), target_kind) for name in names]
+    onto_itself = [spec.source for spec in specs if spec.target == spec.source]
+    if request.source.name == request.target.name and onto_itself:
+        raise UsageError(f"{', '.join(onto_itself)} would be moved onto itself",
+                         hint="Try: a map giving it another target name, or another target backend")
+    return specs
 
 
 # -- preparing --------------------------------------------------------------------------------------
