@@ -47,6 +47,10 @@ jobs:
   weekly:
     backends: [other]
     destination: spare
+data_migrations:
+  edge-copy:
+    source: app
+    target: other
 """
 
 
@@ -142,6 +146,8 @@ def _values(shell: str, out: str) -> list[str]:
     ("inspect -b app -b ", ["app", "other"]),
     ("inspect tables -b a", ["app"]),
     ("backup list -o ", ["table", "json"]),
+    ("migrate data run ", ["edge-copy"]),
+    ("migrate data plan --from ", ["app", "other"]),
 ], ids=lambda value: value if isinstance(value, str) else None)
 def test_names_come_from_the_config(monkeypatch, capsys, config, words, expected):
     assert completions(monkeypatch, capsys, f"storagectl -c {config} {words}") == expected

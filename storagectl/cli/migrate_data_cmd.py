@@ -26,7 +26,8 @@ class OnErrorChoice(StrEnum):
 
 
 NameArgument = Annotated[str | None, typer.Argument(
-    metavar="NAME", help="A named plan from the config's data_migrations: section.", show_default=False)]
+    metavar="NAME", help="A named plan from the config's data_migrations: section.", show_default=False,
+    autocompletion=complete.data_migration_names)]
 FromOption = Annotated[str | None, typer.Option("--from", metavar="BACKEND", help="The source backend.",
                                                 autocompletion=complete.backend_names)]
 ToOption = Annotated[str | None, typer.Option("--to", metavar="BACKEND", help="The target backend.",
