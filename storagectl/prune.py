@@ -50,6 +50,12 @@ class StoredBackup:
     folder: FoundBackup
     backend: str | None  # from the manifest; None for a folder without one
     started_at: datetime
+    selection: str = ""  # a partial backup's selection (manifest.selection_options as JSON); "" when full
+
+    @property
+    def retention_group(self) -> tuple[str | None, str]:
+        """Backups counted together by the keep rules: one backend, one selection."""
+        return self.backend, self.selection
 
     @property
     def complete(self) -> bool:
@@ -69,7 +75,7 @@ class PruneEntry:
 
     def to_dict(self) -> dict[str, Any]:
         folder = self.backup.folder
-        return {"id": folder.id, "backend": self.backup.backend,
+        return {"id": folder.id, "backend": self.backup.backend, "partial": bool(self.backup.selection),
                 "started_at": self.backup.started_at.isoformat(), "complete": self.backup.complete,
                 "action": self.decision.action, "reasons": list(self.decision.reasons),
                 "objects": len(folder.objects), "bytes": folder.size, "unfinished_uploads": len(folder.unfinished)}
@@ -149,10 +155,11 @@ def prune_job(config: Config, job: str, now: datetime, dry_run: bool = False) ->
 
 def plan_job(stored: list[StoredBackup], policy: RetentionPolicy, now: datetime,
              tz: ZoneInfo) -> list[PruneEntry]:
-    """One entry per stored backup, newest first; retention applied per backend."""
-    by_backend: dict[str | None, list[StoredBackup]] = defaultdict(list)
+    """One entry per stored backup, newest first; retention applied per backend and selection: a
+    partial backup (a job's `select:` changed since) never takes a full backup's place, nor the reverse."""
+    by_backend: dict[tuple[str | None, str], list[StoredBackup]] = defaultdict(list)
     for backup in stored:
-        by_backend[backup.backend].append(backup)
+        by_backend[backup.retention_group].append(backup)
     entries = []
     for group in by_backend.values():
         by_id = {backup.folder.id: backup for backup in group}
@@ -182,10 +189,11 @@ def newest_complete_start(config: Config, job: str) -> datetime | None:
     settings = config.job(job)
     destination = destination_named(config, settings.destination)
     wanted, newest = set(settings.backends), {}
+    selection = selection_key(settings.selection().to_dict())
     folders = [f for f in backup_folders(destination, job) if _is_job_folder(f, job) and f.has_manifest]
     for folder in sorted(folders, key=lambda f: f.id, reverse=True):
         backup = _stored(folder, job)
-        if backup is not None and backup.backend in wanted:
+        if backup is not None and backup.backend in wanted and backup.selection == selection:
             newest.setdefault(backup.backend, backup.started_at)
         if len(newest) == len(wanted):
             return min(newest.values())
@@ -256,7 +264,14 @@ def _stored(folder: FoundBackup, job: str, unreadable: dict[str, str] | None = N
     if manifest is None:
         return StoredBackup(folder, None, id_started_at(folder.id))
     started = datetime.fromisoformat(manifest.started_at)
-    return StoredBackup(folder, manifest.backend.get("name"), started)
+    return StoredBackup(folder, manifest.backend.get("name"), started, selection_key(manifest.selection_options()))
+
+
+def selection_key(options: dict[str, Any]) -> str:
+    """A selection as a comparable string ("" for a full backup)."""
+    import json
+
+    return json.dumps(options, sort_keys=True) if options else ""
 
 
 def id_started_at(backup_id: str) -> datetime:

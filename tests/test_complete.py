@@ -146,6 +146,8 @@ def _values(shell: str, out: str) -> list[str]:
     ("inspect -b app -b ", ["app", "other"]),
     ("inspect tables -b a", ["app"]),
     ("backup list -o ", ["table", "json"]),
+    ("backup run --type s", ["string", "set", "stream"]),
+    ("restore latest --type ", ["string", "list", "set", "zset", "hash", "stream"]),
     ("migrate data run ", ["edge-copy"]),
     ("migrate data plan --from ", ["app", "other"]),
 ], ids=lambda value: value if isinstance(value, str) else None)

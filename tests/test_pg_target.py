@@ -195,3 +195,26 @@ def test_the_guard_of_a_running_restore_outlives_a_server_idle_session_timeout(p
                                                        maintenance_database=maintenance.name))
         backend.restore(archive, RestoreOptions(backup_id="b1", check_staged=check))
     assert held == [True]
+
+
+def test_cli_dry_run_says_an_unfinished_in_place_target_is_restored_in_place_again(
+        cli, write_config, owner, pg_database, pg_target, tmp_path):
+    """A role without CREATEDB finishes an unfinished restore in place: --dry-run says so, not the staged way."""
+    from storagectl.backends.postgres.target import Marker
+
+    dst = pg_target.backend_yaml("dst").replace("postgres@", f"{owner}@")
+    config = write_config("version: 1\nbackends:\n" + pg_database.backend_yaml("src") + dst
+                          + f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
+    backup_id = cli("-c", config, "-o", "json", "backup", "run", "--backend", "src", "--to", "local").json()[0]["id"]
+    marker = Marker(backup_id, 1, "elsewhere", "2026-12-01T00:00:00+00:00", None, (), ())
+    with pg_target.connect() as conn:
+        conn.execute(f"CREATE TABLE items (id int); ALTER TABLE items OWNER TO {owner}")  # the partial restore
+        conn.execute(f'COMMENT ON DATABASE "{pg_target.name}" IS {quote_literal(marker.text())}')
+    dry = cli("-c", config, "-o", "json", "restore", backup_id, "--to", "dst", "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    method = dry.json()["replace_method"]
+    assert method.startswith("in place, as replacing database") and "needs CREATEDB" in method
+    assert f"unfinished restore of backup {backup_id} are dropped" in method and "beside it" not in method
+    finished = cli("-c", config, "restore", backup_id, "--to", "dst")
+    assert finished.exit_code == 0, finished.stderr
+    assert table_contents(pg_target) == table_contents(pg_database)

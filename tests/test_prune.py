@@ -24,7 +24,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 
 
 def store_backup(destination, job: str, started: datetime, *, backend: str = "app", complete: bool = True,
-                 last_written: datetime | None = None) -> str:
+                 last_written: datetime | None = None, selection: dict | None = None) -> str:
     """One backup folder through the real archive writer; without a manifest when not complete."""
     backup_id = new_backup_id(started)
     session = ArchiveSession(destination, backup_prefix(job, backup_id), codec="none")
@@ -35,7 +35,7 @@ def store_backup(destination, job: str, started: datetime, *, backend: str = "ap
             id=backup_id, group=job, job=job, backend={"name": backend, "kind": "sqlite"},
             destination=destination.name, started_at=started.isoformat(),
             finished_at=(started + timedelta(minutes=1)).isoformat(), compression={"codec": "none", "level": 0},
-            encryption=None, objects=list(session.entries), tool_version="test"))
+            encryption=None, objects=list(session.entries), tool_version="test", selection=selection))
     if last_written is not None:  # a local destination reports file mtimes as write times
         stamp = last_written.timestamp()
         for path in Path(destination.location(), job, backup_id).iterdir():
@@ -152,6 +152,23 @@ def test_retention_applies_per_backend_of_a_job(local_job):
     assert sorted(left) == ["app", "app", "other", "other"]
     # The job's newest run is the older of its backends' newest backups.
     assert newest_complete_start(config, "nightly") == now - timedelta(hours=1, seconds=5)
+
+
+def test_a_partial_backup_never_takes_the_place_of_a_full_one(local_job):
+    """keep_last 2 over a job whose runs were full and then partial (or a partial one stored beside):
+    each selection keeps its own 2, and the job's last run counts only backups of its own selection."""
+    config_path, config, destination = local_job("{keep_last: 2}")
+    now = datetime.now(UTC)
+    full = [store_backup(destination, "nightly", now - timedelta(hours=hours)) for hours in (6, 5, 4)]
+    partial = [store_backup(destination, "nightly", now - timedelta(hours=hours),
+                            selection={"tables": ["users"], "matched": {"users": 3}}) for hours in (3, 2, 1)]
+    from storagectl.prune import prune_job
+
+    result = prune_job(config, "nightly", now)
+    assert sorted(result.removed) == sorted([full[0], partial[0]])
+    assert {entry["id"]: entry["partial"] for entry in result.to_dict()["backups"]} == {
+        full[2]: False, full[1]: False, partial[2]: True, partial[1]: True, full[0]: False, partial[0]: True}
+    assert newest_complete_start(config, "nightly") == now - timedelta(hours=4)
 
 
 def test_prune_needs_yes_and_shows_the_plan(cli, local_job):

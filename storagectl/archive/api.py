@@ -8,11 +8,13 @@ codecs, encryption or where the bytes go.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
+
+from storagectl.selection import Selection
 
 
 class ObjectSink(Protocol):
@@ -70,6 +72,7 @@ def read_exact(stream: BinaryIO, size: int) -> bytes:
 class BackupOptions:
     parallel: int = 4
     pg_bin_dir: Path | None = None  # tools.pg_bin_dir: where PostgreSQL backups take pg_dump from
+    selection: Selection = field(default_factory=Selection)  # empty: everything
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,9 @@ class RestoreOptions:
     check_staged: Callable[[Any, RestoreOutcome], None] | None = None
     backup_id: str | None = None  # the backup being restored: a target may hold an unfinished restore of it
     ownership: OwnershipOptions = field(default_factory=OwnershipOptions)
+    # Restore only this part of the backup, in place: nothing else in the target is touched (kinds
+    # with Backend.selection_fields; empty: the whole backup replaces the target's contents).
+    selection: Selection = field(default_factory=Selection)
 
 
 @dataclass
@@ -112,6 +118,12 @@ class ContentSummary:
 
     def units(self) -> Iterator[str]:
         yield from sorted(set(self.counts) | set(self.checksums))
+
+    def only(self, units: Iterable[str]) -> ContentSummary:
+        """The part of the summary about ``units``."""
+        keep = set(units)
+        return ContentSummary({u: n for u, n in self.counts.items() if u in keep},
+                              {u: c for u, c in self.checksums.items() if u in keep})
 
 
 class BackupCapable(Protocol):
@@ -167,3 +179,6 @@ class RestoreOutcome:
     # absolute expiry passes right after their RESTORE): a count up to this much lower still matches
     tolerance: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # A selective restore: what it put into the target, unit by unit (``--validate`` compares the
+    # target with this, not with the whole backup). None: the backup's recorded summary.
+    expected: ContentSummary | None = None

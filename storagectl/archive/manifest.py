@@ -67,6 +67,18 @@ class BackupManifest:
     tool_version: str
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
+    # A partial (selective) backup: the selection it was taken with (storagectl.selection keys) and
+    # ``matched``, what it holds unit by unit (table rows, keys, nodes). None: a full backup. Left out
+    # of a full backup's JSON, so older versions read those as before (and refuse partial ones).
+    selection: dict[str, Any] | None = None
+
+    @property
+    def partial(self) -> bool:
+        return self.selection is not None
+
+    def selection_options(self) -> dict[str, Any]:
+        """The selection without ``matched``: equal for two backups taken with the same selection."""
+        return {key: value for key, value in (self.selection or {}).items() if key != "matched"}
 
     @property
     def size(self) -> int:
@@ -88,6 +100,8 @@ class BackupManifest:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        if data["selection"] is None:
+            del data["selection"]
         data["size"] = self.size
         data["raw_size"] = self.raw_size
         return data

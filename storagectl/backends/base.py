@@ -52,6 +52,28 @@ class Backend(ABC):
         of several dbs into a cluster); run when the restore is planned, before anything is read."""
         return None
 
+    # storagectl.selection.Selection fields this kind backs up and restores selectively (e.g.
+    # ("patterns", "types") for Redis); kinds that take a selection implement holds_selection,
+    # content_summary(like, selection) and honour BackupOptions/RestoreOptions.selection.
+    selection_fields: ClassVar[tuple[str, ...]] = ()
+
+    def check_selection(self, selection: Any) -> None:
+        """A usage error (exit 2) when ``selection`` uses an option this kind does not take."""
+        selection.require_fields(self.selection_fields, f"{self.label.split(' (')[0]} ({self.kind})")
+
+    def holds_selection(self, selection: Any) -> bool:
+        """True when the target already holds something ``selection`` names (a selective restore would
+        replace it, so it needs --yes)."""
+        return not self.is_empty()  # type: ignore[attr-defined]
+
+    def objects_for_selection(self, metadata: dict[str, Any], selection: Any) -> set[str] | None:
+        """The archive objects a selective restore of ``selection`` reads (only those are verified
+        first); None: all of them (e.g. Redis keys are filtered while every record is read)."""
+        return None
+
+    # How a selective restore replaces what the target holds of the selection (``restore --dry-run``).
+    selection_replace_method: ClassVar[str] = "in place: the selected objects are replaced, nothing else is touched"
+
     # Kinds whose restores take --no-owner / --no-privileges / --role (RestoreOptions).
     restores_owners_and_privileges: ClassVar[bool] = False
 
@@ -78,6 +100,11 @@ class Backend(ABC):
     def replace_method(self) -> str:
         """How ``restore --yes`` replaces a non-empty target (shown by ``restore --dry-run``)."""
         return "in place: the old contents are removed first, so a restore that fails leaves the target partial"
+
+    def replace_method_for(self, unfinished: str | None) -> str:
+        """:attr:`replace_method` for a target holding an unfinished restore of backup ``unfinished``
+        (None: an ordinary non-empty target); kinds whose way differs then say so."""
+        return self.replace_method
 
     @classmethod
     def for_settings(cls, settings: BackendSettings) -> type[Backend]:

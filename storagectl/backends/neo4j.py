@@ -129,15 +129,24 @@ class Neo4jBackend(Backend):
         return Check("databases", Status.OK, states, display)
 
     # -- backup / restore (storagectl.archive.api.BackupCapable; engine in neo4j_archive) ----
+    selection_fields = ("labels",)
+    selection_replace_method = ("in place: the target's nodes with the selected labels are deleted with all their "
+                                "relationships, then the backup's nodes of those labels and the relationships "
+                                "between them created; other nodes are not touched; a restore that fails removes "
+                                "what it created but cannot bring the deleted nodes back")
+
     def backup(self, archive: Any, options: Any) -> None:
         from storagectl.backends.neo4j_archive import backup_graph
 
-        backup_graph(self, archive)
+        backup_graph(self, archive, list(options.selection.labels))
 
     def restore(self, archive: Any, options: Any) -> Any:
         from storagectl.backends.neo4j_archive import restore_graph
 
-        return restore_graph(self, archive, options.replace_existing)
+        return restore_graph(self, archive, options.replace_existing, list(options.selection.labels))
+
+    def holds_selection(self, selection: Any) -> bool:
+        return self.content_summary(None, selection).counts["nodes"] > 0
 
     def is_empty(self) -> bool:
         from storagectl.backends.neo4j_archive import graph_is_empty
@@ -145,8 +154,10 @@ class Neo4jBackend(Backend):
         with self.connect() as driver:
             return graph_is_empty(self, driver)
 
-    def content_summary(self, like: Any = None) -> Any:
-        from storagectl.backends.neo4j_archive import graph_summary
+    def content_summary(self, like: Any = None, selection: Any = None) -> Any:
+        from storagectl.backends.neo4j_archive import graph_summary, selection_summary
 
         with self.connect() as driver:
+            if selection is not None and selection.labels:
+                return selection_summary(self, driver, list(selection.labels))
             return graph_summary(self, driver)

@@ -68,6 +68,19 @@ DELETE_RELATIONSHIPS = "MATCH ()-[r]->() WITH r LIMIT $limit DELETE r RETURN cou
 DELETE_NODES = "MATCH (n) WITH n LIMIT $limit DETACH DELETE n RETURN count(n) AS done"
 
 
+# A --label selection: nodes carrying any of $labels, and the relationships between two such nodes.
+IN_LABELS = "any(l IN labels(n) WHERE l IN $labels)"
+BOTH_IN_LABELS = "any(l IN labels(a) WHERE l IN $labels) AND any(l IN labels(b) WHERE l IN $labels)"
+SELECTED_NODES = f"MATCH (n) WHERE {IN_LABELS} RETURN elementId(n) AS id, labels(n) AS labels, properties(n) AS props"
+SELECTED_RELATIONSHIPS = (f"MATCH (a)-[r]->(b) WHERE {BOTH_IN_LABELS} RETURN elementId(r) AS id, type(r) AS type, "
+                          "properties(r) AS props, elementId(a) AS start, elementId(b) AS end")
+COUNT_SELECTED_NODES = f"MATCH (n) WHERE {IN_LABELS} RETURN count(n) AS count"
+COUNT_SELECTED_RELATIONSHIPS = f"MATCH (a)-[r]->(b) WHERE {BOTH_IN_LABELS} RETURN count(r) AS count"
+SELECTED_LABEL_COUNTS = f"MATCH (n) WHERE {IN_LABELS} UNWIND labels(n) AS label RETURN label, count(*) AS count"
+SELECTED_TYPE_COUNTS = f"MATCH (a)-[r]->(b) WHERE {BOTH_IN_LABELS} RETURN type(r) AS type, count(*) AS count"
+DELETE_SELECTED_NODES = f"MATCH (n) WHERE {IN_LABELS} WITH n LIMIT $limit DETACH DELETE n RETURN count(n) AS done"
+
+
 def quote_name(name: str) -> str:
     """A label, type or schema name as a Cypher identifier (names cannot be query parameters)."""
     return "`" + name.replace("`", "``") + "`"
@@ -277,6 +290,24 @@ def graph_summary(backend: Any, driver: Any) -> ContentSummary:
     return ContentSummary(counts={**counts, **_schema_counts(schema)})
 
 
+def selection_summary(backend: Any, driver: Any, labels: list[str]) -> ContentSummary:
+    """Counts of a --label selection: its nodes and the relationships between them, per label and type."""
+    with translated_errors(backend, "counting the selected graph"), backend.session(driver) as session:
+        counts = {"nodes": _single(session, COUNT_SELECTED_NODES, labels=labels),
+                  "relationships": _single(session, COUNT_SELECTED_RELATIONSHIPS, labels=labels)}
+        for prefix, query in (("label", SELECTED_LABEL_COUNTS), ("type", SELECTED_TYPE_COUNTS)):
+            rows = session.execute_read(lambda tx, q=query: [tuple(r.values()) for r in tx.run(q, labels=labels)])
+            counts.update({f"{prefix}:{name}": n for name, n in rows if n})
+    return ContentSummary(counts=counts)
+
+
+def _schema_of_labels(schema: dict[str, list[dict[str, Any]]], labels: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The constraints and indexes on nodes of ``labels`` (relationship ones belong to no label)."""
+    def on_labels(item: dict[str, Any]) -> bool:
+        return item.get("entityType") == "NODE" and bool(set(item.get("labelsOrTypes") or ()) & set(labels))
+    return {kind: [item for item in items if on_labels(item)] for kind, items in schema.items()}
+
+
 def _schema_counts(schema: dict[str, list[Any]]) -> dict[str, int]:
     return {"constraints": len(schema["constraints"]), "indexes": len(schema["indexes"])}
 
@@ -287,35 +318,42 @@ def graph_is_empty(backend: Any, driver: Any) -> bool:
 
 
 # -- backup ---------------------------------------------------------------------------------------
-def backup_graph(backend: Any, archive: Any) -> None:
-    """Schema, then every node and relationship streamed inside one read transaction."""
+def backup_graph(backend: Any, archive: Any, labels: list[str] | None = None) -> None:
+    """Schema, then every node and relationship streamed inside one read transaction; with ``labels``
+    only the nodes with one of them, the relationships between such nodes and their schema."""
     with backend.connect() as driver:
         with translated_errors(backend, "reading the schema"), backend.session(driver) as session:
             schema = read_schema(session)
+        if labels:
+            schema = _schema_of_labels(schema, labels)
         with archive.create(SCHEMA_OBJECT) as sink:
             sink.write(json.dumps(schema, indent=1, default=str).encode())
             sink.counts = _schema_counts(schema)
-        tally = _backup_data(backend, driver, archive)
+        tally = _backup_data(backend, driver, archive, labels)
     archive.set_metadata("neo4j_format", FORMAT_VERSION)
     record_summary(archive, ContentSummary(counts={**tally, **_schema_counts(schema)}))
 
 
-def _backup_data(backend: Any, driver: Any, archive: Any) -> dict[str, int]:
+def _backup_data(backend: Any, driver: Any, archive: Any, labels: list[str] | None = None) -> dict[str, int]:
     tally: Counter[str] = Counter(nodes=0, relationships=0)
     session = driver.session(database=backend.settings.database, default_access_mode=neo4j.READ_ACCESS,
                              fetch_size=FETCH_SIZE)
+    nodes, relationships, count_nodes, count_relationships = (
+        (SELECTED_NODES, SELECTED_RELATIONSHIPS, COUNT_SELECTED_NODES, COUNT_SELECTED_RELATIONSHIPS) if labels
+        else (NODES, RELATIONSHIPS, COUNT_NODES, COUNT_RELATIONSHIPS))
+    params = {"labels": labels} if labels else {}
     with translated_errors(backend, "backup of the graph"), session, session.begin_transaction() as tx:
-        before = (_tx_single(tx, COUNT_NODES), _tx_single(tx, COUNT_RELATIONSHIPS))
-        _stream_object(archive, NODES_OBJECT, "nodes", tx.run(NODES), lambda r: _node_line(r, tally))
-        _stream_object(archive, RELATIONSHIPS_OBJECT, "relationships", tx.run(RELATIONSHIPS),
+        before = (_tx_single(tx, count_nodes, **params), _tx_single(tx, count_relationships, **params))
+        _stream_object(archive, NODES_OBJECT, "nodes", tx.run(nodes, **params), lambda r: _node_line(r, tally))
+        _stream_object(archive, RELATIONSHIPS_OBJECT, "relationships", tx.run(relationships, **params),
                        lambda r: _relationship_line(r, tally))
-        after = (_tx_single(tx, COUNT_NODES), _tx_single(tx, COUNT_RELATIONSHIPS))
+        after = (_tx_single(tx, count_nodes, **params), _tx_single(tx, count_relationships, **params))
     _require_unchanged(backend, before, after, (tally["nodes"], tally["relationships"]))
     return dict(tally)
 
 
-def _tx_single(tx: Any, query: str) -> Any:
-    return tx.run(query).single(strict=True)[0]
+def _tx_single(tx: Any, query: str, **params: Any) -> Any:
+    return tx.run(query, **params).single(strict=True)[0]
 
 
 def _require_unchanged(backend: Any, before: tuple[int, int], after: tuple[int, int],
@@ -405,14 +443,19 @@ def grouped_batches(rows: Iterable[tuple[Any, dict[str, Any]]], size: int,
 class GraphRestore:
     """Loads an archive into an empty graph through one driver; see docs/NEO4J.md for the steps."""
 
-    def __init__(self, backend: Any, driver: Any, archive: Any) -> None:
+    def __init__(self, backend: Any, driver: Any, archive: Any, labels: list[str] | None = None) -> None:
         self.backend = backend
         self.driver = driver
         self.archive = archive
+        self.labels = labels or []  # a selective restore: these labels' nodes, in place
+        self.selected: set[str] = set()  # backup ids of the selected nodes restored (their relationships follow)
+        self.tally: Counter[str] = Counter(nodes=0, relationships=0)
         self.outcome = RestoreOutcome()
         self.created_schema: list[tuple[str, str]] = []  # (CONSTRAINT|INDEX, name) this restore created
 
     def run(self, replace: bool) -> RestoreOutcome:
+        if self.labels:
+            return self.run_selection(replace)
         if not graph_is_empty(self.backend, self.driver):
             if not replace:
                 raise UsageError(f"{self.backend.label} is not empty; restoring would mix two graphs",
@@ -432,14 +475,60 @@ class GraphRestore:
         self._write("dropping the temporary restore index", DROP_RESTORE_INDEX)
         return self.outcome
 
+    def run_selection(self, replace: bool) -> RestoreOutcome:
+        """Only the nodes of ``labels`` and the relationships between them, in place: with ``replace`` the
+        target's nodes of those labels go first (with every relationship they have); nothing else is touched."""
+        held = selection_summary(self.backend, self.driver, self.labels).counts["nodes"]
+        if held and not replace:
+            raise UsageError(f"{self.backend.label} already holds {held} node(s) with label {', '.join(self.labels)}",
+                             hint="Try: --yes to replace them (nothing else is touched)")
+        if held:
+            self._repeat("deleting the target's nodes of the selected labels", DELETE_SELECTED_NODES,
+                         labels=self.labels)
+        try:
+            self.create_schema()
+            self._write("creating the temporary restore index", CREATE_RESTORE_INDEX)
+            self._write("waiting for indexes to come online", AWAIT_INDEXES, seconds=INDEX_WAIT_SECONDS)
+            self.load_nodes()
+            self.load_relationships()
+        except BaseException as exc:
+            left = self._undo()
+            raise_with_state(exc, "the nodes this restore created were removed" + (
+                f" (the target's {held} replaced node(s) are gone)" if held else "") if not left else
+                f"the restore could not remove {', '.join(left)}: remove by hand")
+        self._repeat("removing the temporary restore label", UNMARK_RESTORED)
+        self._write("dropping the temporary restore index", DROP_RESTORE_INDEX)
+        self.outcome.expected = ContentSummary(counts=dict(self.tally))
+        self.outcome.notes.append(f"restored {self.tally['nodes']} node(s) and {self.tally['relationships']} "
+                                  f"relationship(s) of label {', '.join(self.labels)} in place"
+                                  + (f", replacing {held} node(s)" if held else ""))
+        return self.outcome
+
+    def _node_selected(self, record: dict[str, Any]) -> bool:
+        if self.labels and not set(record["labels"]) & set(self.labels):
+            return False
+        if self.labels:
+            self.selected.add(record["id"])
+            self.tally["nodes"] += 1
+            self.tally.update(f"label:{label}" for label in record["labels"])
+        return True
+
+    def _relationship_selected(self, record: dict[str, Any]) -> bool:
+        if self.labels and not (record["start"] in self.selected and record["end"] in self.selected):
+            return False
+        if self.labels:
+            self.tally["relationships"] += 1
+            self.tally[f"type:{record['type']}"] += 1
+        return True
+
     def _write(self, what: str, query: str, **params: Any) -> Any:
         with translated_errors(self.backend, what), self.backend.session(self.driver) as session:
             return session.execute_write(lambda tx: tx.run(query, **params).consume().counters)
 
-    def _repeat(self, what: str, query: str) -> None:
+    def _repeat(self, what: str, query: str, **params: Any) -> None:
         """A batched delete/update (``... LIMIT $limit ... RETURN count(..) AS done``) until it does nothing."""
         with translated_errors(self.backend, what), self.backend.session(self.driver) as session:
-            while session.execute_write(lambda tx: tx.run(query, limit=WRITE_BATCH).single(strict=True)[0]):
+            while session.execute_write(lambda tx: tx.run(query, limit=WRITE_BATCH, **params).single(strict=True)[0]):
                 pass
 
     def clear_target(self) -> None:
@@ -457,6 +546,8 @@ class GraphRestore:
     def create_schema(self) -> None:
         with self.archive.open(SCHEMA_OBJECT) as stream:
             schema = json.loads(stream.read())
+        if self.labels:
+            schema = _schema_of_labels(schema, self.labels)
         with translated_errors(self.backend, "reading the target's schema"), self.backend.session(self.driver) as s:
             existing = {item["name"] for items in read_schema(s).values() for item in items}
         items = [("CONSTRAINT", c) for c in schema["constraints"]] + [("INDEX", i) for i in schema["indexes"]]
@@ -468,7 +559,7 @@ class GraphRestore:
     def load_nodes(self) -> None:
         with self.archive.open(NODES_OBJECT) as stream:
             rows = ((tuple(r["labels"]), {"id": r["id"], "props": decode_properties(r["props"])})
-                    for r in json_records(stream, NODES_OBJECT))
+                    for r in json_records(stream, NODES_OBJECT) if self._node_selected(r))
             for number, (labels, batch) in enumerate(grouped_batches(rows, WRITE_BATCH), 1):
                 what = f"nodes batch {number} (labels {''.join(':' + x for x in labels) or 'none'}, {len(batch)} rows)"
                 counters = self._write(f"restoring {what}", create_nodes_query(labels), rows=batch)
@@ -478,7 +569,7 @@ class GraphRestore:
     def load_relationships(self) -> None:
         with self.archive.open(RELATIONSHIPS_OBJECT) as stream:
             rows = ((r["type"], {"start": r["start"], "end": r["end"], "props": decode_properties(r["props"])})
-                    for r in json_records(stream, RELATIONSHIPS_OBJECT))
+                    for r in json_records(stream, RELATIONSHIPS_OBJECT) if self._relationship_selected(r))
             for number, (rel_type, batch) in enumerate(grouped_batches(rows, WRITE_BATCH), 1):
                 what = f"relationships batch {number} (type {rel_type}, {len(batch)} rows)"
                 counters = self._write(f"restoring {what}", create_relationships_query(rel_type), rows=batch)
@@ -508,10 +599,10 @@ class GraphRestore:
         return left
 
 
-def restore_graph(backend: Any, archive: Any, replace: bool) -> RestoreOutcome:
+def restore_graph(backend: Any, archive: Any, replace: bool, labels: list[str] | None = None) -> RestoreOutcome:
     version = archive.metadata.get("neo4j_format")
     if version != FORMAT_VERSION:
         raise IntegrityError(f"the backup's Neo4j format is {version!r}; this storagectl reads {FORMAT_VERSION}",
                              hint="Try: restore with the storagectl version that wrote the backup")
     with backend.connect() as driver:
-        return GraphRestore(backend, driver, archive).run(replace)
+        return GraphRestore(backend, driver, archive, labels).run(replace)

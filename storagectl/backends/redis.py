@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from storagectl.archive.api import ContentSummary, RestoreOutcome, read_exact, record_summary
 from storagectl.archive.progress import Estimate
 from storagectl.backends.base import Backend, classify_connection_error
+from storagectl.backends.redis_selection import KeySelection, count_matching, delete_matching, holds_any
 from storagectl.config.models import BackendSettings, PasswordMixin
 from storagectl.config.types import Port
 from storagectl.config.urls import reject_query, split_url
@@ -351,18 +352,25 @@ class RedisBackend(Backend):
         share = sum(keys.get(db, 0) for db in databases) / everything if everything else 0.0
         return Estimate(int(dataset * share), len(databases))
 
+    selection_fields = ("patterns", "types")
+    selection_replace_method = ("in place: the keys of the selection the target holds are deleted (UNLINK), then "
+                                "the backup's keys of the selection restored; other keys are not touched; a "
+                                "restore that fails leaves the selection partial")
+
     def backup(self, archive: Any, options: Any) -> None:
         databases = self.selected_databases()
+        selection = KeySelection.of(options.selection)
         counts = {}
         for db in databases:
-            counts[_unit(db, databases)] = self._guarded("backup", lambda db=db: self._backup_db(archive, db))
+            counts[_unit(db, databases)] = self._guarded("backup", lambda db=db: self._backup_db(archive, db,
+                                                                                                 selection))
         archive.set_metadata("databases", databases)
         record_summary(archive, ContentSummary(counts=counts))
 
-    def _backup_db(self, archive: Any, db: int) -> int:
+    def _backup_db(self, archive: Any, db: int, selection: KeySelection | None = None) -> int:
         client = self.client(db=db, single_connection_client=True)
         try:
-            return write_records(archive, f"db{db}.records", client)
+            return write_records(archive, f"db{db}.records", client, selection=selection)
         finally:
             client.close()
 
@@ -377,6 +385,9 @@ class RedisBackend(Backend):
     def restore(self, archive: Any, options: Any) -> RestoreOutcome:
         mapping = self._db_mapping(list(archive.metadata.get("databases") or []))
         targets = list(mapping.values())
+        selection = KeySelection.of(options.selection)
+        if selection is not None:
+            return self._restore_selection(archive, mapping, selection, options.replace_existing)
         if options.replace_existing and self.stages_replacement(archive.metadata) and not self.is_empty():
             [(source, target)] = mapping.items()
             return self._restore_staged(archive, source, target, self.settings.staging_db, options)
@@ -384,6 +395,48 @@ class RedisBackend(Backend):
                       self._restore_db(archive, record_objects(archive, s), t, options.replace_existing)))
                   for source, target in mapping.items()}
         return self._outcome(loaded)
+
+    def _restore_selection(self, archive: Any, mapping: dict[int, int], selection: KeySelection,
+                           replace: bool) -> RestoreOutcome:
+        """Only the selected keys, in place: with ``replace`` the target's keys of the selection go first;
+        no FLUSHDB, no staging db, other keys untouched."""
+        targets = list(mapping.values())
+        loaded, expected = {}, {}
+        for source, target in mapping.items():
+            unit = _unit(target, targets)
+            records = CountedRecords(selection.records(read_records(archive, record_objects(archive, source))))
+            loaded[unit] = self._guarded("restore", lambda t=target, r=records: self._restore_selected(
+                t, r, selection, replace))
+            expected[unit] = records.count
+        outcome = self._outcome(loaded)
+        outcome.expected = ContentSummary(counts=expected)
+        outcome.notes.append(f"restored {sum(expected.values())} selected key(s) in place; other keys untouched")
+        return outcome
+
+    def _restore_selected(self, db: int, records: Iterable[tuple[bytes, bytes, int]], selection: KeySelection,
+                          replace: bool) -> LoadedKeys:
+        client = self.client(db=db)
+        try:
+            loaded = LoadedKeys(server_ms(client.time()))
+            if replace:
+                delete_matching(client, selection)
+            restore_batch = client.register_script(_RESTORE_BATCH_LUA)
+            for batch in batches(records):
+                _restore_batch(restore_batch, batch, loaded)
+        finally:
+            client.close()
+        return loaded
+
+    def holds_selection(self, selection: Any) -> bool:
+        keys = KeySelection.of(selection)
+        for db in self.selected_databases():
+            client = self.client(db=db)
+            try:
+                if self._guarded("scanning keys", lambda c=client: holds_any(c, keys)):
+                    return True
+            finally:
+                client.close()
+        return False
 
     def _outcome(self, loaded: dict[str, LoadedKeys]) -> RestoreOutcome:
         """Skipped keys per unit, and the allowance for keys expiring until the checks that follow
@@ -518,13 +571,16 @@ class RedisBackend(Backend):
     def is_empty(self) -> bool:
         return all(count == 0 for count in self.content_summary().counts.values())
 
-    def content_summary(self, like: ContentSummary | None = None) -> ContentSummary:
+    def content_summary(self, like: ContentSummary | None = None, selection: Any = None) -> ContentSummary:
+        """Keys per db; with a ``selection``, only the keys it names."""
         databases = self.selected_databases()
+        keys = KeySelection.of(selection) if selection is not None else None
         counts = {}
         for db in databases:
             client = self.client(db=db)
             try:
-                counts[_unit(db, databases)] = self._guarded("count keys", client.dbsize)
+                count = client.dbsize if keys is None else (lambda c=client: count_matching(c, keys))
+                counts[_unit(db, databases)] = self._guarded("count keys", count)
             finally:
                 client.close()
         return ContentSummary(counts=counts)
@@ -549,9 +605,10 @@ KeyFilter = Callable[[list[bytes]], list[bytes]]
 
 
 def write_records(archive: Any, name: str, client: Any, keep: KeyFilter | None = None,
-                  cross_slot: bool = False) -> int:
+                  cross_slot: bool = False, selection: KeySelection | None = None) -> int:
     """Every key SCAN returns on ``client``'s node and db (those ``keep`` keeps), as the records object
-    ``name``; returns the number written. ``client`` must be a single-connection redis.Redis. On a
+    ``name``; returns the number written (only the keys of a ``selection``, when given: SCAN MATCH/TYPE
+    and the same checks here). ``client`` must be a single-connection redis.Redis. On a
     cluster node (``cross_slot``) a batch's keys span many slots, which MULTI refuses (CROSSSLOT): a
     script dumps them instead, as atomically."""
     from storagectl.archive.pipe import BackgroundWriter
@@ -561,12 +618,31 @@ def write_records(archive: Any, name: str, client: Any, keep: KeyFilter | None =
     with archive.create(name) as sink, BackgroundWriter(sink.write) as writer:
         writer.put(RECORDS_MAGIC)
         written = 0
-        for keys, reply in _dump_batches(commands, keep=keep, dumper=dumper):
-            records, count = _pack_records(keys, reply)
+        match, type_ = selection.scan_filter() if selection else (None, None)
+        if selection is not None:
+            keep = _both(keep, selection.key_filter())
+        for keys, reply in _dump_batches(commands, keep=keep, dumper=dumper, match=match, type_=type_):
+            records, count = _pack_records(keys, reply, selection.keeps_payload if selection else None)
             writer.put(records)
             written += count
         sink.counts = {"keys": written}
     return written
+
+
+def _both(first: KeyFilter | None, second: KeyFilter) -> KeyFilter:
+    return second if first is None else (lambda keys: second(first(keys)))
+
+
+class CountedRecords:
+    """An iterable of records that counts what was taken from it."""
+
+    def __init__(self, records: Iterable[Any]) -> None:
+        self.records, self.count = records, 0
+
+    def __iter__(self) -> Iterator[Any]:
+        for record in self.records:
+            self.count += 1
+            yield record
 
 
 def read_records(archive: Any, names: list[str]) -> Iterator[tuple[bytes, bytes, int]]:
@@ -719,30 +795,51 @@ class _RespSocket:
         self.reader.feed(data)
 
 
-def _dump_batches(commands: _RespSocket, count: int = DUMP_BATCH_KEYS,
-                  keep: KeyFilter | None = None, dumper: Any = None) -> Iterator[tuple[list[bytes], list[Any]]]:
-    """(keys, EXEC reply) per SCAN batch, pipelined: each batch's MULTI is sent together with the next
-    SCAN, so the server works on batch k while the caller handles batch k-1. ``keep`` filters each
-    batch's keys before they are dumped (a cluster node's keys of slots it owns)."""
+def _dump_batches(commands: _RespSocket, count: int = DUMP_BATCH_KEYS, keep: KeyFilter | None = None,
+                  dumper: Any = None, match: bytes | None = None,
+                  type_: bytes | None = None) -> Iterator[tuple[list[bytes], list[Any]]]:
+    """(keys, EXEC reply) per SCAN batch of the whole keyspace (see :func:`dump_scan`)."""
+    for _cursor, keys, reply in dump_scan(commands, count=count, keep=keep, dumper=dumper, match=match,
+                                          type_=type_):
+        yield keys, reply
+
+
+def dump_scan(commands: _RespSocket, cursor: bytes = b"0", count: int = DUMP_BATCH_KEYS, keep: KeyFilter | None = None,
+              dumper: Any = None, match: bytes | None = None,
+              type_: bytes | None = None) -> Iterator[tuple[bytes, list[bytes], list[Any]]]:
+    """(SCAN cursor after the batch, keys, EXEC reply) per SCAN batch from ``cursor``, pipelined: each
+    batch's MULTI is sent together with the next SCAN, so the server works on batch k while the caller
+    handles batch k-1. ``keep`` filters each batch's keys before they are dumped (a cluster node's keys
+    of slots it owns); ``match``/``type_`` are SCAN's MATCH and TYPE. Resuming at a batch's cursor
+    visits every key the batches after it would have (SCAN's guarantee for keys present throughout)."""
     dumper = dumper or _MultiDump()
-    in_flight: deque[list[bytes]] = deque()  # batches sent, EXEC reply not read yet
-    commands.send(_scan_request(b"0", count))
+    in_flight: deque[tuple[bytes, list[bytes]]] = deque()  # batches sent, EXEC reply not read yet
+    commands.send(_scan_request(cursor, count, match, type_))
     while True:
         cursor, keys = commands.reply()
         keys = keys if keep is None else keep(keys)
         last = cursor == b"0"
-        commands.send((b"" if last else _scan_request(cursor, count)) + dumper.request(keys))
-        in_flight.append(keys)
+        commands.send((b"" if last else _scan_request(cursor, count, match, type_)) + dumper.request(keys))
+        in_flight.append((cursor, keys))
         while len(in_flight) > (0 if last else 1):  # replies come in request order: read k-1's before SCAN k+1's
-            batch = in_flight.popleft()
-            yield batch, dumper.reply(commands, batch)
+            batch_cursor, batch = in_flight.popleft()
+            yield batch_cursor, batch, dumper.reply(commands, batch)
         if last:
             return
 
 
-def _scan_request(cursor: bytes, count: int) -> bytes:
-    return b"*4\r\n$4\r\nSCAN\r\n$%d\r\n%s\r\n$5\r\nCOUNT\r\n$%d\r\n%d\r\n" % (
-        len(cursor), cursor, len(str(count)), count)
+def _scan_request(cursor: bytes, count: int, match: bytes | None = None, type_: bytes | None = None) -> bytes:
+    options = [b"COUNT", b"%d" % count]
+    if match is not None:
+        options += [b"MATCH", match]
+    if type_ is not None:
+        options += [b"TYPE", type_]
+    return resp_command(b"SCAN", cursor, *options)
+
+
+def resp_command(*args: bytes) -> bytes:
+    """One command as RESP bytes."""
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args)
 
 
 _MULTI_TIME = b"*1\r\n$5\r\nMULTI\r\n*1\r\n$4\r\nTIME\r\n"
@@ -802,14 +899,16 @@ class _ScriptDump:
 _NO_SUCH_KEY = -2  # PTTL of a missing key
 
 
-def _pack_records(keys: list[bytes], reply: list[Any]) -> tuple[bytes, int]:
-    """One batch's records, and how many. Left out: keys deleted since SCAN (DUMP nil), and keys that
-    expired between their DUMP and PTTL (Redis 7.0 does not freeze the clock during EXEC)."""
+def _pack_records(keys: list[bytes], reply: list[Any], keeps_payload: Callable[[bytes], bool] | None = None
+                  ) -> tuple[bytes, int]:
+    """One batch's records, and how many. Left out: keys deleted since SCAN (DUMP nil), keys that
+    expired between their DUMP and PTTL (Redis 7.0 does not freeze the clock during EXEC), and those
+    of a type ``keeps_payload`` refuses."""
     now = server_ms(reply[0])
     pack = _RECORD_HEADER.pack
     parts: list[bytes] = []
     for key, payload, ttl in zip(keys, reply[1::2], reply[2::2], strict=True):
-        if payload is not None and ttl != _NO_SUCH_KEY:
+        if payload is not None and ttl != _NO_SUCH_KEY and (keeps_payload is None or keeps_payload(payload)):
             parts += (pack(len(key), len(payload), 0 if ttl < 0 else now + ttl), key, payload)
     return b"".join(parts), len(parts) // 3
 

@@ -24,6 +24,7 @@ from storagectl.backends.redis import (
     CLUSTER_CHECKS,
     REDIS_CHECKS,
     RESTORE_ROUTED_LUA,
+    CountedRecords,
     LoadedKeys,
     RedisBackend,
     _RespSocket,
@@ -35,6 +36,7 @@ from storagectl.backends.redis import (
     server_ms,
     write_records,
 )
+from storagectl.backends.redis_selection import KeySelection, count_matching, delete_matching, holds_any
 from storagectl.backends.redis_topology import (
     SLOTS,
     ClusterNode,
@@ -55,6 +57,9 @@ ROUTED_BATCHES_WAITING = 4  # per primary: bounds memory while one node is slowe
 
 
 class RedisClusterBackend(RedisBackend):
+    selection_replace_method = ("in place: the keys of the selection are deleted on every primary (UNLINK), then "
+                                "the backup's keys of the selection restored; other keys are not touched; a restore "
+                                "that fails leaves the selection partial")
     CHECKS = {**REDIS_CHECKS, **CLUSTER_CHECKS}
 
     # -- where and how to connect --------------------------------------------------------------
@@ -223,6 +228,7 @@ class RedisClusterBackend(RedisBackend):
         return Estimate(sum(outcome.value or 0 for outcome in outcomes), len(outcomes))
 
     def backup(self, archive: Any, options: Any) -> None:
+        selection = KeySelection.of(options.selection)
         topology = self._stable_topology("backup")
         primaries = topology.primaries()
         names = {node.node_id: f"db0.node{index:02d}.records" for index, node in enumerate(primaries)}
@@ -231,7 +237,7 @@ class RedisClusterBackend(RedisBackend):
             client = self.node_client(node, single_connection_client=True)
             try:
                 return write_records(archive, names[node.node_id], client, keep=SlotOwnership(topology, node),
-                                     cross_slot=True)
+                                     cross_slot=True, selection=selection)
             finally:
                 client.close()
 
@@ -272,10 +278,40 @@ class RedisClusterBackend(RedisBackend):
         self.check_restore(archive.metadata)
         [source] = archive.metadata["databases"]
         topology = self._stable_topology("restore")
+        selection = KeySelection.of(options.selection)
+        if selection is not None:
+            return self._restore_cluster_selection(archive, source, topology, selection, options)
         if options.replace_existing:  # --yes replaces the cluster's keys: none absent from the backup survive
             self._values("flushing", fan_out(topology.primaries(), lambda node: self._flush(node), options.parallel))
         loaded = self._route(archive, record_objects(archive, source), topology)
         return self._outcome({"keys": loaded})
+
+    def _restore_cluster_selection(self, archive: Any, source: int, topology: ClusterTopology,
+                                   selection: KeySelection, options: Any) -> RestoreOutcome:
+        """Only the selected keys, in place: with --yes the selection's keys go first on every primary."""
+        if options.replace_existing:
+            self._values("deleting the selected keys", fan_out(
+                topology.primaries(), lambda node: self._on_node(node, lambda c: delete_matching(c, selection)),
+                options.parallel))
+        records = CountedRecords(selection.records(read_records(archive, record_objects(archive, source))))
+        outcome = self._outcome({"keys": self._route(archive, [], topology, records)})
+        outcome.expected = ContentSummary(counts={"keys": records.count})
+        outcome.notes.append(f"restored {records.count} selected key(s) in place; other keys untouched")
+        return outcome
+
+    def _on_node(self, node: ClusterNode, call: Any) -> Any:
+        client = self.node_client(node)
+        try:
+            return call(client)
+        finally:
+            client.close()
+
+    def holds_selection(self, selection: Any) -> bool:
+        keys = KeySelection.of(selection)
+        topology = self._translated(self.topology)
+        held = self._values("scanning keys", fan_out(
+            topology.primaries(), lambda node: self._on_node(node, lambda c: holds_any(c, keys)), 8))
+        return any(held)
 
     def _flush(self, node: ClusterNode) -> None:
         client = self.node_client(node)
@@ -284,7 +320,8 @@ class RedisClusterBackend(RedisBackend):
         finally:
             client.close()
 
-    def _route(self, archive: Any, names: list[str], topology: ClusterTopology) -> LoadedKeys:
+    def _route(self, archive: Any, names: list[str], topology: ClusterTopology,
+               records: Iterable[tuple[bytes, bytes, int]] | None = None) -> LoadedKeys:
         """Read the records once, in this thread; each goes in batches to a writer thread of the primary
         that serves its slot now. A writer that fails drains its inbox, so the reader never blocks on it."""
         primaries = topology.primaries()
@@ -306,7 +343,7 @@ class RedisClusterBackend(RedisBackend):
                                    name="redis-restore", daemon=True)
         writers.start()
         try:
-            _dispatch(read_records(archive, names), topology, inboxes, failed)
+            _dispatch(read_records(archive, names) if records is None else records, topology, inboxes, failed)
         finally:
             for inbox in inboxes.values():
                 inbox.put(None)
@@ -385,15 +422,13 @@ class RedisClusterBackend(RedisBackend):
     def selected_databases(self) -> list[int]:
         return [0]
 
-    def content_summary(self, like: ContentSummary | None = None) -> ContentSummary:
+    def content_summary(self, like: ContentSummary | None = None, selection: Any = None) -> ContentSummary:
+        """Keys over every primary; with a ``selection``, only the keys it names."""
         topology = self._translated(self.topology)
+        keys = KeySelection.of(selection) if selection is not None else None
 
         def dbsize(node: ClusterNode) -> int:
-            client = self.node_client(node)
-            try:
-                return int(client.dbsize())
-            finally:
-                client.close()
+            return self._on_node(node, lambda c: int(c.dbsize()) if keys is None else count_matching(c, keys))
 
         counts = self._values("count keys", fan_out(topology.primaries(), dbsize, 8))
         return ContentSummary(counts={"keys": sum(counts)})

@@ -16,6 +16,7 @@ from storagectl import interrupts
 from storagectl.archive.api import ContentSummary, RestoreOutcome, record_summary
 from storagectl.archive.progress import Estimate
 from storagectl.backends.base import Backend
+from storagectl.backends.sqlite_selection import copy_tables, keep_only, picks, selected_tables
 from storagectl.config.models import BackendSettings
 from storagectl.config.types import ConfigPath
 from storagectl.errors import IntegrityError, NotFound, OperationFailed, PermissionDenied, StoragectlError, UsageError
@@ -120,21 +121,41 @@ class SQLiteBackend(Backend):
             snapshot = Path(scratch) / "snapshot.sqlite"
             with self.connect() as source, contextlib.closing(sqlite3.connect(snapshot)) as copy:
                 _sqlite_call(self, "snapshot", lambda: source.backup(copy))
+                tables = user_tables(copy)
+            partial = not options.selection.empty
+            if partial:  # the selected tables only, with row checksums (a selective restore proves those)
+                keep = selected_tables(tables, options.selection, self.label)
+                _sqlite_call(self, "cutting the snapshot down", lambda: keep_only(snapshot, keep))
             digest = hashlib.sha256()
             with ThreadPoolExecutor(1) as counter:  # counting runs in SQLite (GIL released) while it streams
-                counted = counter.submit(_snapshot_counts, snapshot)
+                counted = counter.submit(_snapshot_summary if partial else _snapshot_counts, snapshot)
                 with archive.create(SQLITE_OBJECT) as sink, open(snapshot, "rb") as stream:
                     while chunk := stream.read(COPY_CHUNK):
                         digest.update(chunk)  # C speed, GIL released: the file proves every row at once
                         sink.write(chunk)
                     summary = interrupts.result(counted)
                     sink.counts = {"rows": sum(summary.counts.values()), "tables": len(summary.counts)}
-            summary.checksums[FILE_UNIT] = f"sha256:{digest.hexdigest()}"
+            if not partial:
+                summary.checksums[FILE_UNIT] = f"sha256:{digest.hexdigest()}"
             record_summary(archive, summary)
 
-    def restore(self, archive: Any, options: Any) -> None:
-        """Write a temp file next to the target, check its integrity, then rename it into place."""
+    selection_fields = ("tables",)
+    selection_replace_method = ("in place, in one transaction: the selected tables the target has are dropped and "
+                                "copied in from the backup with their indexes and triggers; nothing else is touched, "
+                                "and a failure leaves the target as it was")
+
+    def holds_selection(self, selection: Any) -> bool:
+        if self.is_empty():
+            return False
+        with self.connect() as connection:
+            return any(picks(selection, table) for table in user_tables(connection))
+
+    def restore(self, archive: Any, options: Any) -> RestoreOutcome | None:
+        """Write a temp file next to the target, check its integrity, then rename it into place (or,
+        for a selection, copy its tables in: sqlite_selection)."""
         target = self.settings.path.resolve()  # a symlinked path: the file it points to is replaced, the link kept
+        if not options.selection.empty:
+            return self._restore_selection(archive, options, target)
         if not options.replace_existing and not self.is_empty():
             raise UsageError(f"{self.label} is not empty", hint="Try: --yes to replace it")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -152,6 +173,27 @@ class SQLiteBackend(Backend):
             self._replace(temp, target)
         finally:
             temp.unlink(missing_ok=True)
+
+    def _restore_selection(self, archive: Any, options: Any, target: Path) -> RestoreOutcome:
+        if not target.exists():
+            with self.connect():  # create_if_missing, or the one-line "does not exist"
+                pass
+        fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".restore", dir=target.parent)
+        temp = Path(temp_name)
+        try:
+            with os.fdopen(fd, "wb") as out, archive.open(SQLITE_OBJECT) as stream:
+                shutil.copyfileobj(stream, out, COPY_CHUNK)
+            self._check_integrity(temp)
+            with contextlib.closing(sqlite3.connect(f"file:{temp}?mode=ro", uri=True)) as extracted:
+                tables = selected_tables(user_tables(extracted), options.selection, f"backup {options.backup_id}")
+                expected = table_summary(extracted).only(tables)
+            timeout = self.settings.timeouts.statement or self.settings.timeouts.connect
+            replaced = copy_tables(target, temp, tables, options.replace_existing, self.label, timeout)
+        finally:
+            temp.unlink(missing_ok=True)
+        note = f"restored table(s) {', '.join(tables)} in place" + (f" (replaced: {', '.join(replaced)})"
+                                                                   if replaced else "")
+        return RestoreOutcome(notes=[note], expected=expected)
 
     def _check_integrity(self, path: Path) -> None:
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as copy:
@@ -194,11 +236,13 @@ class SQLiteBackend(Backend):
         with self.connect() as connection:
             return not user_tables(connection)
 
-    def content_summary(self, like: ContentSummary | None = None) -> ContentSummary:
+    def content_summary(self, like: ContentSummary | None = None, selection: Any = None) -> ContentSummary:
         """Rows per table and the SHA-256 of the database file, or, for a backup that recorded
-        per-table row checksums (archives written before the file checksum), those, computed the
-        same way."""
+        per-table row checksums (archives written before the file checksum, partial backups), those,
+        computed the same way; with a ``selection`` only its tables, with row checksums."""
         with self.connect() as connection:
+            if selection is not None and not selection.empty:
+                return table_summary(connection, [t for t in user_tables(connection) if picks(selection, t)])
             if like is not None and set(like.checksums) - {FILE_UNIT}:
                 return table_summary(connection)
             summary = table_counts(connection)
@@ -228,6 +272,11 @@ def user_tables(connection: sqlite3.Connection) -> list[str]:
     return [row[0] for row in rows]
 
 
+def _snapshot_summary(snapshot: Path) -> ContentSummary:
+    with contextlib.closing(sqlite3.connect(f"file:{snapshot}?mode=ro", uri=True)) as copy:
+        return table_summary(copy)
+
+
 def _snapshot_counts(snapshot: Path) -> ContentSummary:
     with contextlib.closing(sqlite3.connect(f"file:{snapshot}?mode=ro", uri=True)) as copy:
         return table_counts(copy)
@@ -250,10 +299,11 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def table_summary(connection: sqlite3.Connection) -> ContentSummary:
-    """Rows per table and an order-independent content checksum per table, streamed row by row."""
+def table_summary(connection: sqlite3.Connection, tables: list[str] | None = None) -> ContentSummary:
+    """Rows per table and an order-independent content checksum per table (of ``tables``, default
+    all), streamed row by row."""
     summary = ContentSummary()
-    for table in user_tables(connection):
+    for table in user_tables(connection) if tables is None else tables:
         quoted = '"' + table.replace('"', '""') + '"'
         count, total = 0, 0
         for row in connection.execute(f"SELECT * FROM {quoted}"):

@@ -90,6 +90,7 @@ def summarize(manifest: BackupManifest) -> dict[str, Any]:
         "started_at": manifest.started_at, "finished_at": manifest.finished_at,
         "size": manifest.size, "raw_size": manifest.raw_size, "objects": len(manifest.objects),
         "encrypted": manifest.encryption is not None,
+        "partial": manifest.partial, "selection": manifest.selection,
     }
 
 
@@ -209,11 +210,17 @@ def latest_backup(config: Config, destination: str | None = None, *, job: str | 
     for name, lookup in ((job, config.job), (backend, config.backend)):
         if name is not None:
             lookup(name)  # an unknown name is a usage error (exit 2)
-    found = list_backups(config, destination, job=job, backend=backend)
+    listed = list_backups(config, destination, job=job, backend=backend)
+    # A partial backup stands in only for its own job's selection, never for a full backup.
+    wanted = config.job(job).selection().to_dict() if job else {}
+    found = [f for f in listed if f.manifest.selection_options() == wanted]
     selector = " and ".join(f"{what} {name!r}" for what, name in (("job", job), ("backend", backend)) if name)
     if not found:
-        raise NotFound(f"no complete backup of {selector} in {destination or 'any configured destination'}",
-                       hint="Try: storagectl backup list")
+        skipped = len(listed) - len(found)
+        other = (f" ({skipped} partial or differently selected backup(s) left out: name one by its id)"
+                 if skipped else "")
+        raise NotFound(f"no complete {'full ' if skipped and not wanted else ''}backup of {selector} in "
+                       f"{destination or 'any configured destination'}{other}", hint="Try: storagectl backup list")
     backends = sorted({f.manifest.backend.get("name") or "?" for f in found})
     if backend is None and len(backends) > 1:
         raise UsageError(f"`latest` of job {job!r} is ambiguous: it backs up {', '.join(backends)}",

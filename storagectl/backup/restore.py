@@ -20,6 +20,7 @@ from storagectl.backup.run import archive_family, require_backup_capable
 from storagectl.backup.validation import ValidationReport, compare_summaries
 from storagectl.config.models import Config, default_parallel
 from storagectl.errors import IntegrityError, UsageError, raise_with_state
+from storagectl.selection import Selection
 
 
 @dataclass
@@ -77,10 +78,10 @@ def open_archive(config: Config, found: FoundBackup, identity_file: Path | None,
 
 
 def verify_archive(archive: StoredArchive, found: FoundBackup, parallel: int = 1, *,
-                   decode: bool = True) -> VerifyReport:
-    """Read every object to its end, ``parallel`` at a time (decoding and hashing release the GIL).
-    Without ``decode`` only the stored bytes' size and SHA-256 are checked. Damaged objects are
-    collected; wrong keys and outages raise."""
+                   decode: bool = True, names: set[str] | None = None) -> VerifyReport:
+    """Read every object (of ``names``, when given) to its end, ``parallel`` at a time (decoding and
+    hashing release the GIL). Without ``decode`` only the stored bytes' size and SHA-256 are checked.
+    Damaged objects are collected; wrong keys and outages raise."""
     from concurrent.futures import ThreadPoolExecutor
 
     def check(entry: Any) -> ObjectCheck:
@@ -96,7 +97,8 @@ def verify_archive(archive: StoredArchive, found: FoundBackup, parallel: int = 1
 
     pool = ThreadPoolExecutor(max(1, parallel))
     try:
-        return VerifyReport(found, interrupts.map_results(pool, check, archive.manifest.objects))
+        entries = [entry for entry in archive.manifest.objects if names is None or entry.name in names]
+        return VerifyReport(found, interrupts.map_results(pool, check, entries))
     finally:  # on Ctrl-C/SIGTERM the objects not yet started are dropped, not read to the end
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -120,6 +122,11 @@ class RestorePlan:
     validate: bool
     parallel: int
     unfinished: str | None = None  # the backup whose restore into the target was cut off (see Backend)
+    selection: Selection = Selection()  # a selective restore (in place) of this part; empty: all of it
+
+    @property
+    def selective(self) -> bool:
+        return not self.selection.empty
 
     @property
     def resumes(self) -> bool:
@@ -135,7 +142,13 @@ class RestorePlan:
                 "raw_size": manifest.raw_size, "encrypted": manifest.encryption is not None,
                 "needs_yes": not self.target_empty and not self.replace and not self.resumes,
                 "unfinished_restore": self.unfinished,
-                "replace_method": None if self.target_empty else self.target.replace_method}
+                "replace_method": None if self.target_empty else self._replace_method(),
+                "backup_partial": manifest.partial, "selection": self.selection.to_dict() or None}
+
+    def _replace_method(self) -> str:
+        if self.selective:
+            return self.target.selection_replace_method
+        return self.target.replace_method_for(self.unfinished)
 
 
 @dataclass
@@ -155,7 +168,7 @@ class RestoreResult:
 
 
 def plan_restore(config: Config, found: FoundBackup, target: str | None, *, replace: bool, validate: bool,
-                 parallel: int | None) -> RestorePlan:
+                 parallel: int | None, selection: Selection = Selection()) -> RestorePlan:
     """Check target, kind and emptiness before anything is read or written."""
     manifest = found.manifest
     name = target or manifest.backend.get("name")
@@ -168,8 +181,19 @@ def plan_restore(config: Config, found: FoundBackup, target: str | None, *, repl
         raise UsageError(f"backup {manifest.id} holds a {family} backup; {backend.label} cannot restore it",
                          hint="Try: --to a backend of the same kind")
     backend.check_restore(manifest.backend.get("metadata") or {})
+    backend.check_selection(selection)
     job = config.jobs.get(manifest.job or "")
     workers = parallel or (job.parallel if job else default_parallel())
+    # A partial backup restores only what it holds, in place, like a selective restore of a full one.
+    selection = Selection.from_dict(manifest.selection_options()).narrowed_by(selection)
+    if not selection.empty:
+        unfinished = backend.unfinished_restore()
+        if unfinished is not None:  # its partial contents are no base to restore a part into
+            raise UsageError(f"{backend.label} holds an unfinished restore of backup {unfinished}; a selective "
+                             "restore goes into a complete database only",
+                             hint=f"Try: storagectl restore {unfinished} --to {backend.name} to finish it first")
+        return RestorePlan(found, backend, not backend.holds_selection(selection), replace, validate, workers,
+                           selection=selection)
     empty = backend.is_empty()
     return RestorePlan(found, backend, empty, replace, validate, workers,
                        None if empty else backend.unfinished_restore())
@@ -178,12 +202,13 @@ def plan_restore(config: Config, found: FoundBackup, target: str | None, *, repl
 def restore(config: Config, backup_id: str, destination: str | None = None, target: str | None = None, *,
             validate: bool = False, parallel: int | None = None, dry_run: bool = False, replace: bool = False,
             identity_file: Path | None = None, progress: ProgressCallback = no_progress,
-            ownership: OwnershipOptions = OwnershipOptions()) -> RestoreResult:
+            ownership: OwnershipOptions = OwnershipOptions(), selection: Selection = Selection()) -> RestoreResult:
     """Restore a backup into a backend. A non-empty target needs ``replace``.
 
     Every object is verified before the target is touched when ``validate`` is set or the target kind
     cannot restore atomically, so a damaged archive never leaves a half-restored target;
-    ``validate`` also compares contents afterwards."""
+    ``validate`` also compares contents afterwards. A ``selection`` (or a partial backup) restores only
+    that part, in place, touching nothing else in the target; ``validate`` then compares that part."""
     if target is not None:
         config.backend(target)  # an unknown name is a usage error (exit 2), as everywhere else
     if destination is not None:
@@ -191,18 +216,19 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
     if backup_id == LATEST:
         backup_id = latest_backup_id(config, destination, target)
     found = find_backup(config, backup_id, destination)
-    plan = plan_restore(config, found, target, replace=replace, validate=validate, parallel=parallel)
+    plan = plan_restore(config, found, target, replace=replace, validate=validate, parallel=parallel,
+                        selection=selection)
     if ownership.chosen and not plan.target.restores_owners_and_privileges:
         raise UsageError(f"--no-owner, --no-privileges and --role apply to PostgreSQL restores; {plan.target.label} "
                          f"is {plan.target.kind}", hint="Try: leave those options out")
     if not plan.target_empty and not plan.resumes and not replace and not dry_run:
         raise _not_empty(plan)
-    if not plan.target_empty and plan.unfinished is None and (replace or dry_run):
+    if not plan.target_empty and plan.unfinished is None and (replace or dry_run) and not plan.selective:
         plan.target.check_replace()  # rights, a staging db: before hours of reading, and in the plan
     archive = open_archive(config, found, identity_file, "restore", progress)
     result = RestoreResult(plan, dry_run)
     options = RestoreOptions(parallel=plan.parallel, replace_existing=replace, backup_id=found.manifest.id,
-                             ownership=ownership)
+                             ownership=ownership, selection=plan.selection)
     if dry_run:
         result.preview = plan.target.restore_preview(archive, options)
         return result
@@ -212,25 +238,41 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
         # decoded in full as well when it is encrypted (a wrong identity must fail before the target
         # is touched) or when a failure half-way would cost data: existing contents replaced in place
         # (a staged replacement keeps them until it is complete, so it is spared the second read).
-        in_place = not plan.target_empty and not plan.target.stages_replacement(archive.metadata)
+        in_place = plan.selective or (not plan.target_empty and not plan.target.stages_replacement(archive.metadata))
         decode = found.manifest.encryption is not None or in_place
+        needed = plan.target.objects_for_selection(archive.metadata, plan.selection) if plan.selective else None
         result.verification = verify_archive(open_archive(config, found, identity_file, "verify", progress), found,
-                                             plan.parallel, decode=decode)
+                                             plan.parallel, decode=decode, names=needed)
         result.verification.raise_if_bad("; nothing was restored")
     expected = recorded_summary(archive.metadata)
-    check = _staged_validation(result, expected) if validate else None
+    check = _staged_validation(result, expected) if validate and not plan.selective else None
     options = replace_options(options, check_staged=check)
     outcome = plan.target.restore(archive, options)
     outcome = outcome if isinstance(outcome, RestoreOutcome) else RestoreOutcome()
     result.notes = list(outcome.notes)
     if validate and result.validation is None:
-        result.validation = compare_summaries(expected, plan.target.content_summary(expected), outcome.skipped,
-                                              outcome.tolerance)
+        result.validation = _validate(plan, outcome, expected)
     result.duration = time.monotonic() - clock
     return result
 
 
+def _validate(plan: RestorePlan, outcome: RestoreOutcome, expected: ContentSummary | None) -> ValidationReport:
+    """The target against the backup: for a selective restore, exactly the part it restored
+    (``outcome.expected``) against that part of the target."""
+    if not plan.selective:
+        actual = plan.target.content_summary(expected)
+    else:
+        expected = outcome.expected if outcome.expected is not None else expected
+        actual = plan.target.content_summary(expected, plan.selection)  # type: ignore[call-arg]
+        actual = actual.only(expected.units()) if expected is not None else actual
+    return compare_summaries(expected, actual, outcome.skipped, outcome.tolerance)
+
+
 def _not_empty(plan: RestorePlan) -> UsageError:
+    if plan.selective:
+        return UsageError(f"{plan.target.label} already holds objects that {plan.selection.describe()} selects; "
+                          "restoring would replace them (nothing else is touched)",
+                          hint="Try: --yes to replace them, or --dry-run to see the plan")
     if plan.unfinished is not None:
         return UsageError(f"{plan.target.label} holds an unfinished restore of backup {plan.unfinished}, not of "
                           f"{plan.backup.manifest.id}", hint=f"Try: storagectl restore {plan.unfinished} --to "

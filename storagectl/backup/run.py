@@ -20,6 +20,7 @@ from storagectl.backup.catalog import Leftovers, destination_named, remove_stale
 from storagectl.config.models import Config, JobSettings, RetentionPolicy
 from storagectl.destinations import Destination
 from storagectl.errors import OperationFailed, StoragectlError, UsageError, raise_with_state
+from storagectl.selection import Selection
 
 log = logging.getLogger("storagectl.backup")
 
@@ -36,6 +37,7 @@ class BackupPlan:
     group: str  # folder at the destination: the job name, or the backend name for ad-hoc runs
     job: str | None
     settings: JobSettings
+    selection: Selection = Selection()  # empty: a full backup
 
 
 @dataclass
@@ -51,13 +53,15 @@ class BackupResult:
                 "destination": m.destination, "location": self.location.rstrip("/") + "/" + m.prefix, "size": m.size,
                 "raw_size": m.raw_size, "objects": len(m.objects), "encrypted": m.encryption is not None,
                 "started_at": m.started_at, "finished_at": m.finished_at, "duration": round(self.duration, 3),
+                "partial": m.partial, "selection": m.selection,
                 "partial_removed": self.cleaned.partial_removed,
                 "aborted_uploads": [upload.key for upload in self.cleaned.aborted_uploads]}
 
 
 def plan_backups(config: Config, job: str | None = None, backend: str | None = None,
-                 destination: str | None = None) -> list[BackupPlan]:
-    """Check the options before any work: ``--job NAME`` or ``--backend NAME --to DEST``."""
+                 destination: str | None = None, selection: Selection = Selection()) -> list[BackupPlan]:
+    """Check the options before any work: ``--job NAME`` or ``--backend NAME --to DEST``, and that
+    each backend takes the selection (``--table`` ... or the job's ``select:``)."""
     if job and (backend or destination):
         raise UsageError("give either --job or --backend with --to, not both")
     if backend or destination:
@@ -65,11 +69,23 @@ def plan_backups(config: Config, job: str | None = None, backend: str | None = N
             raise UsageError("--backend and --to go together", hint="Try: backup run --backend NAME --to DEST")
         config.backend(backend)
         config.destination(destination)
-        return [BackupPlan(backend, destination, backend, None, JobSettings(backends=[backend],
-                                                                             destination=destination))]
-    job = job or _only_job(config)
-    settings = config.job(job)
-    return [BackupPlan(name, settings.destination, job, job, settings) for name in settings.backends]
+        plans = [BackupPlan(backend, destination, backend, None, JobSettings(backends=[backend],
+                                                                              destination=destination), selection)]
+    else:
+        job = job or _only_job(config)
+        settings = config.job(job)
+        if not selection.empty:
+            option = selection.options()[0]
+            raise UsageError(f"{option} goes with --backend/--to: job {job!r} backs up what its `select:` says "
+                             "(everything without one), so its retention counts only backups of that selection",
+                             hint=f"Try: backup run --backend NAME --to DEST {option} ..., or set `select:` "
+                                  f"in job {job!r}")
+        plans = [BackupPlan(name, settings.destination, job, job, settings, settings.selection())
+                 for name in settings.backends]
+    for plan in plans:
+        if not plan.selection.empty:
+            backend_from_config(config, plan.backend).check_selection(plan.selection)
+    return plans
 
 
 def _only_job(config: Config) -> str:
@@ -81,9 +97,11 @@ def _only_job(config: Config) -> str:
 
 
 def run_backup(config: Config, job: str | None = None, backend: str | None = None,
-               destination: str | None = None, progress: ProgressCallback = no_progress) -> list[BackupResult]:
-    """Back up every backend of the job (or the one backend) and return one result per backup."""
-    plans = plan_backups(config, job, backend, destination)
+               destination: str | None = None, progress: ProgressCallback = no_progress,
+               selection: Selection = Selection()) -> list[BackupResult]:
+    """Back up every backend of the job (or the one backend, only ``selection`` of it when given) and
+    return one result per backup."""
+    plans = plan_backups(config, job, backend, destination, selection)
     return [run_plan(config, plan, progress) for plan in plans]
 
 
@@ -113,8 +131,8 @@ def run_plan(config: Config, plan: BackupPlan, progress: ProgressCallback = no_p
                              estimate=estimate)
     try:
         with BackupLease(destination, session.prefix) as lease:  # no prune takes the folder meanwhile
-            backend.backup(session, BackupOptions(parallel=settings.parallel,
-                                                         pg_bin_dir=config.tools.pg_bin_dir))
+            backend.backup(session, BackupOptions(parallel=settings.parallel, pg_bin_dir=config.tools.pg_bin_dir,
+                                                  selection=plan.selection))
             manifest = _manifest(plan, backend, server_version, backup_id, started, session)
             lease.renew()
             session.write_manifest(manifest)
@@ -154,7 +172,18 @@ def _manifest(plan: BackupPlan, backend: Backend, server_version: str, backup_id
         id=backup_id, group=plan.group, job=plan.job, backend=backend_info, destination=plan.destination,
         started_at=started.isoformat(), finished_at=datetime.now(UTC).isoformat(),
         compression={"codec": settings.compression.codec, "level": settings.compression.level},
-        encryption=encryption, objects=list(session.entries), tool_version=__version__)
+        encryption=encryption, objects=list(session.entries), tool_version=__version__,
+        selection=_selection_record(plan.selection, session.metadata))
+
+
+def _selection_record(selection: Selection, metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """What the manifest says a partial backup holds: its selection and, unit by unit, what matched."""
+    if selection.empty:
+        return None
+    from storagectl.archive.api import recorded_summary
+
+    summary = recorded_summary(metadata)
+    return {**selection.to_dict(), "matched": dict(sorted(summary.counts.items())) if summary else {}}
 
 
 def _backup_failure(backend: Backend, exc: BaseException) -> BaseException:

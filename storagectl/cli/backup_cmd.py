@@ -35,6 +35,33 @@ LatestBackendOption = Annotated[str | None, typer.Option(
 BackupIdArgument = Annotated[str, typer.Argument(
     metavar="BACKUP_ID", help="Backup id, or `latest` with --backend and/or --job.",
     autocompletion=complete.backup_ids)]
+TableOption = Annotated[list[str] | None, typer.Option(
+    "--table", "-t", metavar="TABLE", help="PostgreSQL/SQLite: only this table (schema.name or name; "
+    "glob * ? [..]); repeatable.")]
+SchemaOption = Annotated[list[str] | None, typer.Option(
+    "--schema", "-n", metavar="SCHEMA", help="PostgreSQL: only tables of this schema (glob); repeatable; "
+    "with --table, the tables of these schemas that --table names.")]
+ExcludeTableOption = Annotated[list[str] | None, typer.Option(
+    "--exclude-table", "-T", metavar="TABLE", help="PostgreSQL: leave this table out (glob); repeatable.")]
+PatternOption = Annotated[list[str] | None, typer.Option(
+    "--pattern", metavar="GLOB", help="Redis: only keys matching this pattern (SCAN MATCH glob); repeatable.")]
+KeyTypeOption = Annotated[list[str] | None, typer.Option(
+    "--type", metavar="TYPE", help="Redis: only keys of this type (string, list, set, zset, hash, stream); "
+    "repeatable.", autocompletion=complete.redis_types)]
+LabelOption = Annotated[list[str] | None, typer.Option(
+    "--label", metavar="LABEL", help="Neo4j: only nodes with this label and the relationships between such "
+    "nodes; repeatable.")]
+
+
+def selection_of(tables: list[str] | None, schemas: list[str] | None, exclude_tables: list[str] | None,
+                 patterns: list[str] | None, types: list[str] | None, labels: list[str] | None) -> Any:
+    """The --table/--schema/--exclude-table/--pattern/--type/--label options as a Selection."""
+    from storagectl.selection import Selection
+
+    return Selection(tuple(tables or ()), tuple(schemas or ()), tuple(exclude_tables or ()), tuple(patterns or ()),
+                     tuple(types or ()), tuple(labels or ()))
+
+
 IdentityOption = Annotated[Path | None, typer.Option(
     "--identity", "-i", dir_okay=False, metavar="FILE", help="age identity file for encrypted backups "
     "[default: the job's encryption.identity_file].")]
@@ -53,23 +80,34 @@ def run(
     no_hooks: Annotated[bool, typer.Option(
         "--no-hooks", help="Do not run the job's on_success/on_failure hook (its metrics_file is still written).",
     )] = False,
+    table: TableOption = None,
+    schema: SchemaOption = None,
+    exclude_table: ExcludeTableOption = None,
+    pattern: PatternOption = None,
+    key_type: KeyTypeOption = None,
+    label: LabelOption = None,
     output: OutputOption = None,
 ) -> None:
     """Take a backup of a job's backends (or of one backend) and print the new backup's id.
 
     A job's run writes its metrics_file and runs its on_success/on_failure hook, as a scheduled
     run does. With -o json: always a list, one object (id, backend, destination, size, duration,
-    ...) per backup.
+    partial, selection, ...) per backup.
+
+    --table/--schema/--exclude-table, --pattern/--type and --label take a partial backup of one
+    backend (with --backend/--to; a job's selection is its `select:`). Its manifest records the
+    selection and what matched; `backup list` marks it partial.
     """
     from storagectl.backup import plan_backups, run_backup
     from storagectl.job_report import TakenBackup, reported_job_run
 
     state = state_of(ctx)
-    job_name = plan_backups(state.config, job, backend, to)[0].job  # None for an ad-hoc --backend/--to
+    selection = selection_of(table, schema, exclude_table, pattern, key_type, label)
+    job_name = plan_backups(state.config, job, backend, to, selection)[0].job  # None for an ad-hoc --backend/--to
     pruned_job = schedule_cmd.check_run_prune(state.config, job, backend, to) if prune else None
     with reported_job_run(state.config, job_name, hooks=not no_hooks) as taken:
         with progress_view(state) as progress:
-            results = run_backup(state.config, job, backend, to, progress)
+            results = run_backup(state.config, job, backend, to, progress, selection)
         taken += [TakenBackup(result.manifest.id, result.manifest.size) for result in results]
         if pruned_job:
             schedule_cmd.prune_after_run(state, pruned_job)
@@ -78,7 +116,8 @@ def run(
         return
     for result in results:
         info = result.to_dict()
-        note(state, f"backup {info['id']} of {info['backend']} to {info['destination']}: "
+        partial = f" (partial: {describe_selection(info['selection'])})" if info["partial"] else ""
+        note(state, f"backup {info['id']} of {info['backend']} to {info['destination']}{partial}: "
                     f"{human_bytes(info['size'])} in {info['duration']:.1f}s")
         if info["partial_removed"] or info["aborted_uploads"]:
             note(state, f"removed stale partial backup(s): {', '.join(info['partial_removed']) or 'none'}; "
@@ -106,9 +145,10 @@ def list_(
         print_json(found)
         return
     rows = [[b["id"], b["job"], b["backend"], b["kind"], b["destination"], b["finished_at"][:19],
-             human_bytes(b["size"]), b["objects"], "yes" if b["encrypted"] else "no"] for b in found]
-    print_table(state, ["ID", "Job", "Backend", "Kind", "Destination", "Finished", "Size", "Objects", "Encrypted"],
-                rows)
+             human_bytes(b["size"]), b["objects"], "yes" if b["encrypted"] else "no",
+             describe_selection(b["selection"]) if b["partial"] else "full"] for b in found]
+    print_table(state, ["ID", "Job", "Backend", "Kind", "Destination", "Finished", "Size", "Objects", "Encrypted",
+                        "Contents"], rows)
 
 
 @app.command("show", cls=PlainUsage)
@@ -125,6 +165,7 @@ def show(ctx: typer.Context, backup_id: BackupIdArgument, from_: FromOption = No
         print_json({**manifest.to_dict(), "location": found.destination.location()})
         return
     summary = found.to_dict()
+    summary["selection"] = describe_selection(summary["selection"]) if summary["partial"] else "full backup"
     print_table(state, ["Field", "Value"], [[key, value] for key, value in summary.items()], title=backup_id)
     rows = [[o.name, human_bytes(o.raw_size), human_bytes(o.size), o.sha256[:16], _counts(o.counts)]
             for o in manifest.objects]
@@ -143,6 +184,15 @@ def selected_backup_id(state: AppState, backup_id: str, from_: str | None, job: 
     note(state, f"latest: backup {found.id} of backend {info['backend']} (job {info['job'] or '-'}, "
                 f"finished {info['finished_at'][:19]}) at {info['destination']}")
     return found.id
+
+
+def describe_selection(selection: dict[str, Any] | None) -> str:
+    """A partial backup's selection in one line: ``--table public.users (public.users 120 rows)``."""
+    from storagectl.selection import Selection
+
+    chosen = Selection.from_dict(selection).describe()
+    matched = (selection or {}).get("matched") or {}
+    return f"{chosen}; matched {_counts(matched) or 'nothing'}"
 
 
 def _counts(counts: dict[str, Any]) -> str:

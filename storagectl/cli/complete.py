@@ -102,6 +102,13 @@ def backend_kinds(ctx: typer.Context, incomplete: str) -> Completions:
 
 
 @_silent
+def redis_types(ctx: typer.Context, incomplete: str) -> Completions:
+    from storagectl.selection import REDIS_TYPES
+
+    return [(kind, "Redis key type") for kind in REDIS_TYPES]
+
+
+@_silent
 def backup_ids(ctx: typer.Context, incomplete: str) -> Completions:
     """Complete backups at ``--from DEST`` if given earlier, else at every destination; newest first."""
     config = _config(ctx)

@@ -7,7 +7,19 @@ from typing import Annotated
 import typer
 
 from storagectl.cli import complete
-from storagectl.cli.backup_cmd import FromOption, IdentityOption, LatestJobOption, selected_backup_id
+from storagectl.cli.backup_cmd import (
+    ExcludeTableOption,
+    FromOption,
+    IdentityOption,
+    KeyTypeOption,
+    LabelOption,
+    LatestJobOption,
+    PatternOption,
+    SchemaOption,
+    TableOption,
+    selected_backup_id,
+    selection_of,
+)
 from storagectl.cli.output import confirm, note, print_json, print_table, styled_status
 from storagectl.cli.progress import progress_view
 from storagectl.cli.state import AppState, DryRunOption, OutputFormat, OutputOption, YesOption, state_of
@@ -41,6 +53,12 @@ def restore(
                                                 "default privileges.")] = False,
     role: Annotated[str | None, typer.Option("--role", metavar="ROLE", help="PostgreSQL: restore as ROLE (SET ROLE),"
                                              " which then owns every object (implies --no-owner).")] = None,
+    table: TableOption = None,
+    schema: SchemaOption = None,
+    exclude_table: ExcludeTableOption = None,
+    pattern: PatternOption = None,
+    key_type: KeyTypeOption = None,
+    label: LabelOption = None,
     dry_run: DryRunOption = False,
     yes: YesOption = False,
     identity: IdentityOption = None,
@@ -57,6 +75,13 @@ def restore(
     a configured staging_db. Neo4j, and Redis without staging_db, replace in place: a restore that
     fails leaves the target empty or partial. --dry-run says which applies, and for PostgreSQL which
     roles the backup names and which the target lacks (for --no-owner / --no-privileges).
+
+    --table/--schema/--exclude-table (PostgreSQL; --table for SQLite), --pattern/--type (Redis)
+    and --label (Neo4j) restore only that part of the backup, in place, and touch nothing else in
+    the target; a partial backup always restores that way. Only what the selection names is
+    replaced (needs --yes when the target holds any of it); --validate compares exactly that part.
+    PostgreSQL and SQLite restore the selected tables in one transaction: a failure leaves the
+    target as it was.
     """
     from storagectl.archive.api import OwnershipOptions
     from storagectl.backup import restore as restore_backup
@@ -64,15 +89,16 @@ def restore(
 
     state = state_of(ctx)
     ownership = OwnershipOptions(not no_owner, not no_privileges, role)
+    selection = selection_of(table, schema, exclude_table, pattern, key_type, label)
     if backup_id == LATEST and to is not None:
         state.config.backend(to)  # an unknown target is named as the target, not as the source
     backup_id = selected_backup_id(state, backup_id, from_, job, backend or (to if backup_id == LATEST else None))
     if not yes and not dry_run and state.interactive:
-        yes = _confirm_replace(state, backup_id, from_, to, identity, output, ownership)
+        yes = _confirm_replace(state, backup_id, from_, to, identity, output, ownership, selection)
     with progress_view(state) as progress:
         result = restore_backup(state.config, backup_id, from_, to, validate=validate, parallel=parallel,
                                 dry_run=dry_run, replace=yes, identity_file=identity, progress=progress,
-                                ownership=ownership)
+                                ownership=ownership, selection=selection)
     if state.format(output) is OutputFormat.json:
         print_json(result.to_dict())
     else:
@@ -85,30 +111,38 @@ def restore(
 
 
 def _confirm_replace(state: AppState, backup_id: str, from_: str | None, to: str | None, identity,
-                     output: OutputFormat | None, ownership) -> bool:
+                     output: OutputFormat | None, ownership, selection) -> bool:
     """On a terminal, a non-empty target is not refused: its plan is shown and the user asked."""
     from storagectl.backup import restore as restore_backup
 
     plan = restore_backup(state.config, backup_id, from_, to, dry_run=True, identity_file=identity,
-                          ownership=ownership)
+                          ownership=ownership, selection=selection)
     if not plan.to_dict()["needs_yes"]:
         return False
     _render(state, plan)
     target = plan.plan.target
-    confirm(state, f"Replace the data of {target.label} with backup {backup_id}?",
+    what = f"{plan.plan.selection.describe()} in" if plan.plan.selective else "the data of"
+    confirm(state, f"Replace {what} {target.label} with backup {backup_id}?",
             refusal=f"{target.label} is not empty; restoring would overwrite its data",
-            hint=f"Try: storagectl restore {backup_id}{f' --from {from_}' if from_ else ''} --to {target.name} --yes")
+            hint=f"Try: storagectl restore {backup_id}{f' --from {from_}' if from_ else ''} --to {target.name} "
+                 f"{selection.command_words()}--yes")
     return True
 
 
 def _render(state: AppState, result) -> None:
     plan = result.to_dict()
     if result.dry_run:
-        action = "replace the data of" if not plan["target_empty"] else "restore into the empty"
-        note(state, f"dry run: would {action} backend {plan['target']} ({plan['target_endpoint']}) from backup "
-                    f"{plan['id']} at {plan['destination']}: {plan['objects']} object(s), "
+        if result.plan.selective:
+            verb = "replace in" if not plan["target_empty"] else "restore into"
+            action = f"{verb} backend {plan['target']} ({plan['target_endpoint']}) only " \
+                     f"{result.plan.selection.describe()} from backup"
+        else:
+            verb = "replace the data of" if not plan["target_empty"] else "restore into the empty"
+            action = f"{verb} backend {plan['target']} ({plan['target_endpoint']}) from backup"
+        note(state, f"dry run: would {action} {plan['id']} at {plan['destination']}: {plan['objects']} object(s), "
                     f"{human_bytes(plan['raw_size'])}" + ("; objects verified first" if plan["validate"] else "")
-                    + ("; the target is not empty: needs --yes" if plan["needs_yes"] else ""))
+                    + ("; the target holds some of it: needs --yes" if plan["needs_yes"] and result.plan.selective
+                       else "; the target is not empty: needs --yes" if plan["needs_yes"] else ""))
         if plan["replace_method"]:
             note(state, f"replacing: {plan['replace_method']}")
         for key, values in result.preview.items():

@@ -213,6 +213,7 @@ class _ConfigValidator:
             if destination is not None and str(destination) not in raw.destinations:
                 self._unknown_ref(("jobs", name, "destination"), "destination", str(destination),
                                   raw.destinations)
+            self._check_selection(name, job, raw)
             lock = job.get("lock")
             lock_name = lock.get("backend") if isinstance(lock, dict) else None
             if lock_name is not None:
@@ -223,6 +224,24 @@ class _ConfigValidator:
                 backend = move.get(side) if isinstance(move, dict) else None
                 if backend is not None and str(backend) not in raw.backends:
                     self._unknown_ref(("data_migrations", name, side), "backend", str(backend), raw.backends)
+
+    def _check_selection(self, job: str, entry: dict[str, Any], raw: RawConfig) -> None:
+        """Each ``select:`` key must apply to every backend of the job (``--table`` is no Redis option)."""
+        from storagectl.selection import OPTIONS
+
+        select, backends = entry.get("select"), entry.get("backends")
+        if not isinstance(select, dict) or not isinstance(backends, list):
+            return
+        for key in (key for key in select if key in OPTIONS and select[key]):
+            for backend in backends:
+                kind = raw.backends.get(str(backend), {}).get("kind") if isinstance(
+                    raw.backends.get(str(backend)), dict) else None
+                fields = _selection_fields(str(kind)) if kind else None
+                if fields is not None and key not in fields:
+                    takes = ", ".join(fields) or "no select keys"
+                    self._problem(("jobs", job, "select", key), f"does not apply to backend {backend!r} ({kind}); "
+                                  f"a {kind} backend takes {takes}")
+                    break
 
     def _check_lock_backend(self, loc: Loc, name: str, raw: RawConfig) -> None:
         entry = raw.backends.get(name)
@@ -258,6 +277,15 @@ def _backend_settings_class(kind: str) -> type[BackendSettings]:
     from storagectl.backends import backend_class
 
     return backend_class(kind).Settings
+
+
+def _selection_fields(kind: str) -> tuple[str, ...] | None:
+    from storagectl.backends import backend_class
+
+    try:
+        return tuple(backend_class(kind).selection_fields)
+    except ConfigError:
+        return None  # an unknown kind is reported where it is named
 
 
 def _destination_settings_class(kind: str) -> type[DestinationSettings]:

@@ -188,6 +188,39 @@ def default_parallel() -> int:
     return max(1, min(4, os.cpu_count() or 4))
 
 
+class SelectSettings(StrictModel):
+    """A job's selective backup (``select:``); every list is optional, see storagectl.selection."""
+
+    tables: list[str] = Field(default_factory=list, description="PostgreSQL/SQLite: tables (glob).")
+    schemas: list[str] = Field(default_factory=list, description="PostgreSQL: schemas (glob).")
+    exclude_tables: list[str] = Field(default_factory=list, description="PostgreSQL: tables left out.")
+    patterns: list[str] = Field(default_factory=list, description="Redis: key patterns (SCAN MATCH glob).")
+    types: list[str] = Field(default_factory=list, description="Redis: key types (string, list, set, ...).")
+    labels: list[str] = Field(default_factory=list, description="Neo4j: node labels.")
+
+    @field_validator("types")
+    @classmethod
+    def _redis_types(cls, value: list[str]) -> list[str]:
+        from storagectl.selection import REDIS_TYPES
+
+        unknown = [kind for kind in value if kind not in REDIS_TYPES]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not a Redis type; valid: {', '.join(REDIS_TYPES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _selects_something(self) -> SelectSettings:
+        if not any(getattr(self, name) for name in type(self).model_fields):
+            raise ValueError("select is empty; give tables, schemas, exclude_tables, patterns, types or labels, "
+                             "or remove it for a full backup")
+        return self
+
+    def selection(self) -> Any:
+        from storagectl.selection import Selection
+
+        return Selection(**{name: tuple(getattr(self, name)) for name in type(self).model_fields})
+
+
 class JobSettings(StrictModel):
     backends: list[str] = Field(min_length=1)
     destination: str
@@ -203,6 +236,14 @@ class JobSettings(StrictModel):
     metrics_file: ConfigPath | None = None
     on_success: str | None = None
     on_failure: str | None = None
+    select: SelectSettings | None = Field(None, description="Back up only these tables/keys/labels (a partial "
+                                          "backup); unset: everything.")
+
+    def selection(self) -> Any:
+        """The job's storagectl.selection.Selection (empty: a full backup)."""
+        from storagectl.selection import Selection
+
+        return self.select.selection() if self.select else Selection()
 
     @field_validator("schedule")
     @classmethod

@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 _PATH_MODULES: dict[tuple[str, str], str] = {
     **{(source, target): "storagectl.datamove.sql"
        for source in ("sqlite", "postgres", "timescaledb") for target in ("sqlite", "postgres", "timescaledb")},
-    # ("redis", "redis"): "storagectl.datamove.redis_path",
-    # ("neo4j", "neo4j"): "storagectl.datamove.neo4j_path",
+    ("redis", "redis"): "storagectl.datamove.redis_path",
+    ("neo4j", "neo4j"): "storagectl.datamove.neo4j_path",
 }
 
 

@@ -22,6 +22,7 @@ the same restore goes into a new database that is swapped in only when complete
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import threading
@@ -54,12 +55,25 @@ from storagectl.backends.postgres.copy import (
 )
 from storagectl.backends.postgres.jobs import Job, run_jobs
 from storagectl.backends.postgres.largeobjects import LargeObjectLoad, LargeObjects
+from storagectl.backends.postgres.subset import (
+    SchemaSubset,
+    drop_tables,
+    existing_tables,
+    filter_schema_sql,
+    picks,
+    put_back_foreign_keys,
+    require_referenced,
+    select_tables,
+    table_names,
+)
 from storagectl.backends.postgres.tools import IndexBuild, PgDump, PostData, connection_env, split_post_data
 from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, UsageError, raise_with_state
+from storagectl.selection import Selection
 
 if TYPE_CHECKING:
     from storagectl.backends.postgres.backend import PostgresBackend
 
+log = logging.getLogger(__name__)
 # 4: format 3 plus large objects, written only for a database that has some (so that older versions,
 # which refuse format 4 by its number, still restore every backup without them); 3: a COPY format
 # per table (binary or text); 2: all tables text; 1 (pre-release): one object per table
@@ -112,11 +126,14 @@ def backup(backend: PostgresBackend, archive: ArchiveWriter, options: BackupOpti
         facts = pg_schema.server_facts(holder)
         pg_dump = PgDump.for_server(facts["server_version_num"], facts["server_version"], options.pg_bin_dir)
         tables = tables_to_copy(holder)
+        selected = _selected(backend, tables, options.selection)
+        tables = [table for table in tables if selected is None or (table.schema, table.name) in selected]
         pg_schema.lock_tables(holder, tables)  # as pg_dump does: no DROP/ALTER under our feet
         sequences = pg_schema.read_sequences(holder)
         large_objects: list[LargeObjects] = []
-        jobs = [_schema_dump_job(backend, pg_dump, snapshot, archive)]
-        if pg_largeobjects.count(holder):
+        subsets: dict[str, SchemaSubset] = {}
+        jobs = [_schema_dump_job(backend, pg_dump, snapshot, archive, selected, subsets)]
+        if pg_largeobjects.count(holder) and selected is None:  # large objects belong to no table
             jobs.append(_large_objects_job(backend, archive, large_objects))
         copies = _copy_tables_out(backend, holder, snapshot, tables, options, archive, jobs)
         holder.execute("COMMIT")
@@ -124,6 +141,8 @@ def backup(backend: PostgresBackend, archive: ArchiveWriter, options: BackupOpti
         archive.set_metadata(key, value)
     archive.set_metadata("format", FORMAT_VERSION if large_objects else FORMAT_WITHOUT_LARGE_OBJECTS)
     archive.set_metadata("pg_dump_version", pg_dump.version)
+    if selected is not None:
+        sequences = _selection_requires(backend, archive, sequences, subsets)
     archive.set_metadata("sequences", sequences)
     contents: dict[str, Any] = {"tables": [asdict(copy) for copy in copies]}
     if large_objects:
@@ -133,14 +152,50 @@ def backup(backend: PostgresBackend, archive: ArchiveWriter, options: BackupOpti
     record_summary(archive, expected_summary(contents))
 
 
-def _schema_dump_job(backend: PostgresBackend, pg_dump: PgDump, snapshot: str,
-                     archive: ArchiveWriter) -> Callable[[Any], None]:
-    """Both sections at once: each pg_dump spends most of its ~0.3 s waiting for catalog queries."""
+def _selected(backend: PostgresBackend, tables: list[pg_schema.Table],
+              selection: Selection) -> set[tuple[str, str]] | None:
+    """The (schema, name) of the tables a selective backup copies; None: every table."""
+    if selection.empty:
+        return None
+    if any(table.schema.startswith("_timescaledb") for table in tables):
+        raise UsageError(f"{backend.label}: a selective backup of a TimescaleDB database is not supported (hypertable "
+                         "rows live in chunk tables a selection would leave out)", hint="Try: a full backup")
+    return set(select_tables(((t.schema, t.name) for t in tables), selection, f"{backend.label}"))
+
+
+def _selection_requires(backend: PostgresBackend, archive: ArchiveWriter, sequences: list[dict[str, Any]],
+                        subsets: dict[str, SchemaSubset]) -> list[dict[str, Any]]:
+    """A selective backup's sequences (those of its tables) and, in the metadata, the tables its
+    foreign keys point at: a restore needs them in the target (a warning now, as pg_dump -t gives none)."""
+    kept = subsets[PRE_DATA].sequences
+    references = sorted(set().union(*(subset.references for subset in subsets.values())))
+    if references:
+        names = ", ".join(f"{schema}.{name}" for schema, name in references)
+        log.warning("%s: the selected tables have foreign keys to tables left out of the backup (%s): a restore "
+                    "needs those tables in the target", backend.label, names)
+    archive.set_metadata("selection_requires", {"tables": [list(pair) for pair in references]})
+    return [seq for seq in sequences if (seq["schema"], seq["name"]) in kept]
+
+
+def _schema_dump_job(backend: PostgresBackend, pg_dump: PgDump, snapshot: str, archive: ArchiveWriter,
+                     selected: set[tuple[str, str]] | None = None,
+                     subsets: dict[str, SchemaSubset] | None = None) -> Callable[[Any], None]:
+    """Both sections at once: each pg_dump spends most of its ~0.3 s waiting for catalog queries.
+    With ``selected`` only the entries of those tables are kept (their subsets land in ``subsets``)."""
     from concurrent.futures import ThreadPoolExecutor
 
     def dump_section(section: str, name: str) -> None:
+        if selected is None:
+            with archive.create(name) as sink:
+                pg_dump.dump_section(backend, section, snapshot, sink.write)
+            return
+        dumped = bytearray()  # the schema SQL, not data: small enough to hold
+        pg_dump.dump_section(backend, section, snapshot, dumped.extend)
+        subset = filter_schema_sql(bytes(dumped).decode("utf-8"), selected)
         with archive.create(name) as sink:
-            pg_dump.dump_section(backend, section, snapshot, sink.write)
+            sink.write(subset.sql.encode("utf-8"))
+        if subsets is not None:
+            subsets[name] = subset
 
     def dump_schema(_conn: Any) -> None:
         with ThreadPoolExecutor(2, thread_name_prefix="pg-dump") as pool:
@@ -384,7 +439,7 @@ def _pg_errors(backend: PostgresBackend, doing: str) -> Iterator[None]:
 
 # -- content summary --------------------------------------------------------------------------------
 def content_summary(backend: PostgresBackend, like: ContentSummary | None = None,
-                    parallel: int = 4) -> ContentSummary:
+                    parallel: int = 4, selection: Selection | None = None) -> ContentSummary:
     """Row counts and content checksums of every table now, computed exactly as backup does: each
     table in the COPY format of its checksum in ``like`` (what a backup recorded), else in the
     format a backup would choose now; like a format 2 backup when ``like`` is one. The large objects'
@@ -410,13 +465,16 @@ def content_summary(backend: PostgresBackend, like: ContentSummary | None = None
         holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snapshot = holder.execute("SELECT pg_export_snapshot()").fetchone()[0]
         tables = tables_to_copy(holder)
+        if selection is not None:
+            tables = [table for table in tables if picks(selection, (table.schema, table.name))]
         if like is not None:
             tables = [replace(table, copy_format="binary" if recorded.get(table.unit) == "binary" else "text")
                       for table in tables]
         tables.sort(key=lambda t: t.size, reverse=True)
         # A database without large objects is summarized as before unless the backup had some.
         recorded_objects = like is not None and pg_largeobjects.UNIT in like.counts
-        jobs: list[Any] = [pg_largeobjects.UNIT] if recorded_objects or pg_largeobjects.count(holder) else []
+        objects = selection is None and (recorded_objects or pg_largeobjects.count(holder))
+        jobs: list[Any] = [pg_largeobjects.UNIT] if objects else []
         jobs += tables
         workers = max(1, min(parallel, backend.settings.pool.max_size, len(jobs)))
         run_jobs(jobs, workers, lambda: _snapshot_connection(backend, snapshot, format_2=format_2), holder,
@@ -455,6 +513,8 @@ def restore(backend: PostgresBackend, archive: ArchiveReader, options: RestoreOp
     pg_largeobjects.recorded(archive)  # checked before the target is touched
     if options.ownership.role is not None:
         _require_role(backend, options.ownership.role)
+    if not options.selection.empty:
+        return restore_selection(backend, archive, copies, options)
     return pg_target.restore(backend, options, lambda into, opts, undo: _restore_into(
         into, archive, copies, opts, undo=undo))
 
@@ -487,6 +547,58 @@ def _restore_into(backend: PostgresBackend, archive: ArchiveReader, copies: list
                 _run_schema_sql(backend, conn, post.rest, "post-data")
             if timescale:
                 timescaledb.finish_restore(conn)
+
+
+def restore_selection(backend: PostgresBackend, archive: ArchiveReader, copies: list[TableCopy],
+                      options: RestoreOptions) -> RestoreOutcome:
+    """The tables ``options.selection`` picks, in place, in one transaction (:mod:`.subset`): nothing
+    else in the target changes, and a failure leaves it as it was."""
+    if archive.metadata.get("timescaledb"):
+        raise UsageError(f"{backend.label}: a selective restore of a TimescaleDB backup is not supported; "
+                         "nothing was restored", hint="Try: restore the whole backup into a scratch database")
+    chosen = set(select_tables(((copy.schema, copy.name) for copy in copies), options.selection,
+                               f"backup {options.backup_id}"))
+    copies = [copy for copy in copies if (copy.schema, copy.name) in chosen]
+    pre = filter_schema_sql(_schema_sql(archive, PRE_DATA, options.ownership), chosen)
+    post = filter_schema_sql(_schema_sql(archive, POST_DATA, options.ownership), chosen)
+    sequences = [seq for seq in archive.metadata.get("sequences", [])
+                 if (seq["schema"], seq["name"]) in pre.sequences]
+    with backend.connect() as conn:
+        _prepare_session(conn, archive.metadata.get("encoding"), empty_search_path=False, role=options.ownership.role)
+        require_referenced(backend, conn, post.references)
+        with _annotate_failure("the selective restore was rolled back: the target database is unchanged"), \
+                _pg_errors(backend, "restoring the selected tables"), conn.transaction():
+            replaced = existing_tables(conn, chosen)
+            if replaced and not options.replace_existing:
+                raise OperationFailed(f"{backend.label}: the target already has {table_names(replaced)}; nothing was "
+                                      "restored", hint="Try: --yes to replace those tables (nothing else is touched)")
+            foreign_keys = drop_tables(conn, replaced)
+            with _selection_hint():
+                _run_schema_sql(backend, conn, pre.sql, "pre-data")
+            format_2 = archive.metadata.get("format") == 2
+            for copy in copies:
+                for name in copy.objects:
+                    rows = archive.counts(name).get("rows", 0)
+                    copy_in(backend, conn, archive, TablePart(copy, name, rows, format_2))
+            pg_schema.set_sequences(conn, sequences)
+            _run_schema_sql(backend, conn, post.sql, "post-data")
+            put_back_foreign_keys(backend, conn, foreign_keys)
+    restored = {copy.unit for copy in copies}
+    notes = [f"restored {len(copies)} table(s) in place: {table_names(chosen)}"
+             + (f" (replaced: {table_names(replaced)})" if replaced else "")]
+    notes += [f"foreign key {fk.name} of {fk.schema}.{fk.table} was put back and checked" for fk in foreign_keys]
+    return RestoreOutcome(notes=notes, expected=expected_summary(archive.metadata).only(restored))
+
+
+@contextmanager
+def _selection_hint() -> Iterator[None]:
+    """A selective restore creates only the selected tables (as pg_restore -t): say what they need."""
+    try:
+        yield
+    except OperationFailed as exc:
+        exc.hint = ("Try: create what the selected tables need in the target first (their schema, types, "
+                    "functions: a selective restore creates only the tables), or restore the whole backup")
+        raise
 
 
 def _require_role(backend: PostgresBackend, role: str) -> None:

@@ -284,6 +284,24 @@ class PostgresBackend(Backend):
                       "needs CREATEDB")
     # Every restore is staged like a replacement where the role may create databases (target.py).
 
+    def replace_method_for(self, unfinished: str | None) -> str:
+        """An unfinished restore is finished the way target.restore will: staged when the role may
+        create databases now, else in place again (the partial contents dropped first)."""
+        if unfinished is None:
+            return self.replace_method
+        from storagectl.backends.postgres import swap as pg_swap
+        from storagectl.errors import NotFound, PermissionDenied
+
+        try:
+            pg_swap.check_replace(self)
+        except (PermissionDenied, NotFound) as exc:
+            reason = exc.message.removeprefix(f"{self.label}: ").removesuffix("; nothing was changed")
+            return (f"in place, as {reason}: the partial contents of the unfinished restore of backup {unfinished} "
+                    "are dropped, then the backup is restored into the database itself under a marker; a restore "
+                    "cut off again leaves it partial, marked for a rerun of the same backup to finish")
+        return (f"the partial contents of the unfinished restore of backup {unfinished} are discarded: "
+                f"{self.replace_method}")
+
     def backup_estimate(self, connection: Any) -> Estimate:
         from storagectl.backends.postgres import schema as pg_schema
 
@@ -326,10 +344,29 @@ class PostgresBackend(Backend):
         marker = pg_target.read_state(self).unfinished
         return marker.backup if marker else None
 
-    def content_summary(self, like: ContentSummary | None = None) -> ContentSummary:
+    def content_summary(self, like: ContentSummary | None = None, selection: Any = None) -> ContentSummary:
         from storagectl.backends.postgres import archive as pg_archive
 
-        return pg_archive.content_summary(self, like)
+        return pg_archive.content_summary(self, like, selection=selection)
+
+    selection_fields = ("tables", "schemas", "exclude_tables")
+    selection_replace_method = ("in place, in one transaction: the selected tables the target has are dropped and "
+                                "restored (foreign keys of other tables into them are put back and checked); "
+                                "nothing else is touched, and a failure leaves the target as it was")
+
+    def objects_for_selection(self, metadata: dict[str, Any], selection: Any) -> set[str] | None:
+        from storagectl.backends.postgres import archive as pg_archive
+        from storagectl.backends.postgres.subset import picks
+
+        tables = [entry for entry in metadata.get("tables", []) if picks(selection, (entry["schema"], entry["name"]))]
+        return {pg_archive.PRE_DATA, pg_archive.POST_DATA, *(name for entry in tables for name in entry["objects"])}
+
+    def holds_selection(self, selection: Any) -> bool:
+        from storagectl.backends.postgres import schema as pg_schema
+        from storagectl.backends.postgres.subset import picks
+
+        with self.connect() as conn:
+            return any(picks(selection, (table.schema, table.name)) for table in pg_schema.list_tables(conn))
 
 
 def timescaledb_version(connection: Any) -> str | None:

@@ -10,6 +10,9 @@ from storagectl.health import Check, Status
 
 class TimescaleBackend(PostgresBackend):
     kind = "timescaledb"
+    # Not yet: a hypertable's rows live in chunk tables and Timescale's catalog, which a table
+    # selection would leave behind (backend.py's PostgreSQL selection refuses such databases too).
+    selection_fields = ()
 
     def timescale_checks(self, connection: Any) -> list[Check]:
         version = timescaledb_version(connection)
