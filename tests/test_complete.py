@@ -47,6 +47,10 @@ jobs:
   weekly:
     backends: [other]
     destination: spare
+data_migrations:
+  edge-copy:
+    source: app
+    target: other
 """
 
 
@@ -144,6 +148,8 @@ def _values(shell: str, out: str) -> list[str]:
     ("backup list -o ", ["table", "json"]),
     ("backup run --type s", ["string", "set", "stream"]),
     ("restore latest --type ", ["string", "list", "set", "zset", "hash", "stream"]),
+    ("migrate data run ", ["edge-copy"]),
+    ("migrate data plan --from ", ["app", "other"]),
 ], ids=lambda value: value if isinstance(value, str) else None)
 def test_names_come_from_the_config(monkeypatch, capsys, config, words, expected):
     assert completions(monkeypatch, capsys, f"storagectl -c {config} {words}") == expected

@@ -90,6 +90,11 @@ def job_names(ctx: typer.Context, incomplete: str) -> Completions:
 
 
 @_silent
+def data_migration_names(ctx: typer.Context, incomplete: str) -> Completions:
+    return [(name, f"{move.source} -> {move.target}") for name, move in _config(ctx).data_migrations.items()]
+
+
+@_silent
 def backend_kinds(ctx: typer.Context, incomplete: str) -> Completions:
     from storagectl.backends import available_kinds
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from storagectl.cli import complete
 from storagectl.cli.output import note, print_json, print_table
-from storagectl.cli.state import AppState, DryRunOption, OutputFormat, OutputOption, YesOption, state_of
+from storagectl.cli.state import AppState, DryRunOption, OutputFormat, OutputOption, PlainUsage, YesOption, state_of
 
 if TYPE_CHECKING:
     from storagectl.datamove.model import DataMigrationRequest, MigrationPlan, RunResult
@@ -24,10 +25,18 @@ class OnErrorChoice(StrEnum):
     skip = "skip"
 
 
-FromOption = Annotated[str, typer.Option("--from", metavar="BACKEND", help="The source backend.",
-                                         autocompletion=complete.backend_names)]
-ToOption = Annotated[str, typer.Option("--to", metavar="BACKEND", help="The target backend.",
-                                       autocompletion=complete.backend_names)]
+NameArgument = Annotated[str | None, typer.Argument(
+    metavar="NAME", help="A named plan from the config's data_migrations: section.", show_default=False,
+    autocompletion=complete.data_migration_names)]
+FromOption = Annotated[str | None, typer.Option("--from", metavar="BACKEND", help="The source backend.",
+                                                autocompletion=complete.backend_names)]
+ToOption = Annotated[str | None, typer.Option("--to", metavar="BACKEND", help="The target backend.",
+                                              autocompletion=complete.backend_names)]
+MapOption = Annotated[Path | None, typer.Option(
+    "--map", metavar="FILE", help="SQL: a YAML file of table maps (renames, casts, expressions), as in a plan.",
+    dir_okay=False)]
+BatchOption = Annotated[int | None, typer.Option(
+    "--batch-rows", min=1, metavar="N", help="SQL: rows per committed chunk (default 50000).")]
 TableOption = Annotated[list[str] | None, typer.Option(
     "--table", "-t", metavar="TABLE", help="Only this table (repeatable). Default: all.")]
 ExcludeOption = Annotated[list[str] | None, typer.Option(
@@ -40,58 +49,69 @@ LabelOption = Annotated[list[str] | None, typer.Option(
     "--label", metavar="LABEL", help="Neo4j: only nodes with this label (repeatable).")]
 
 
-def _request(state: AppState, source: str, target: str, **options: Any) -> DataMigrationRequest:
+def _request(state: AppState, name: str | None, source: str | None, target: str | None,
+             **options: Any) -> DataMigrationRequest:
     from storagectl.datamove.api import open_request
     from storagectl.datamove.model import Selection
 
     selection = Selection(tables=tuple(options.pop("table") or ()), exclude=tuple(options.pop("exclude") or ()),
                           pattern=options.pop("pattern"), types=tuple(options.pop("types") or ()),
                           labels=tuple(options.pop("label") or ()))
-    return open_request(state.config, source, target, selection=selection, **options)
+    return open_request(state.config, source, target, plan_name=name, selection=selection, **options)
 
 
-@app.command("plan")
-def plan_cmd(ctx: typer.Context, source: FromOption, target: ToOption, table: TableOption = None,
-             exclude: ExcludeOption = None, pattern: PatternOption = None, types: TypeOption = None,
-             label: LabelOption = None,
-             on_error: Annotated[OnErrorChoice, typer.Option(
-                 "--on-error", metavar="MODE", help="stop or skip: exit 1 when rows would be rejected under stop.",
-             )] = OnErrorChoice.stop,
+@app.command("plan", cls=PlainUsage)
+def plan_cmd(ctx: typer.Context, name: NameArgument = None, source: FromOption = None, target: ToOption = None,
+             table: TableOption = None, exclude: ExcludeOption = None, pattern: PatternOption = None,
+             types: TypeOption = None, label: LabelOption = None, map_file: MapOption = None,
+             batch_rows: BatchOption = None,
+             on_error: Annotated[OnErrorChoice | None, typer.Option(
+                 "--on-error", metavar="MODE", help="stop (default) or skip: exit 1 when rows would be rejected "
+                 "under stop.", show_default=False)] = None,
              output: OutputOption = None) -> None:
     """Read the source, write nothing: per table the column types on the target, row estimates, and
     the rows that would be rejected."""
     from storagectl.datamove import api
 
     state = state_of(ctx)
-    request = _request(state, source, target, table=table, exclude=exclude, pattern=pattern, types=types,
-                       label=label, on_error=on_error.value)
+    request = _request(state, name, source, target, table=table, exclude=exclude, pattern=pattern, types=types,
+                       label=label, map_file=map_file, batch_rows=batch_rows,
+                       on_error=on_error.value if on_error else None)
     result = api.plan(request)
     _render_plan(state, result, output)
-    if result.rejected_rows and on_error == OnErrorChoice.stop:
+    if result.rejected_rows and request.on_error == "stop":
         raise typer.Exit(1)
 
 
-@app.command("run")
-def run_cmd(ctx: typer.Context, source: FromOption, target: ToOption, table: TableOption = None,
-            exclude: ExcludeOption = None, pattern: PatternOption = None, types: TypeOption = None,
-            label: LabelOption = None,
-            parallel: Annotated[int, typer.Option("--parallel", "-j", min=1, metavar="N",
-                                                  help="Tables copied at the same time.")] = 1,
+@app.command("run", cls=PlainUsage)
+def run_cmd(ctx: typer.Context, name: NameArgument = None, source: FromOption = None, target: ToOption = None,
+            table: TableOption = None, exclude: ExcludeOption = None, pattern: PatternOption = None,
+            types: TypeOption = None, label: LabelOption = None, map_file: MapOption = None,
+            batch_rows: BatchOption = None,
+            parallel: Annotated[int | None, typer.Option(
+                "--parallel", "-j", min=1, metavar="N", show_default=False,
+                help="Chunks copied at the same time, a large table by several workers (default 1).")] = None,
             resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
-            on_error: Annotated[OnErrorChoice, typer.Option(
+            on_error: Annotated[OnErrorChoice | None, typer.Option(
                 "--on-error", metavar="MODE", help="stop (default) or skip rejected rows to a rejects file.",
-            )] = OnErrorChoice.stop,
+                show_default=False)] = None,
+            rejects: Annotated[Path | None, typer.Option(
+                "--rejects", metavar="FILE", dir_okay=False,
+                help="SQL, --on-error skip: the rejects file (default: rejects-SRC-DST-TIME.jsonl by the config).")]
+            = None,
             verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Prove the copy equal at the end.")]
             = True,
+            show_diffs: Annotated[bool, typer.Option("--show-diffs", help="List the differing row keys.")] = False,
             dry_run: DryRunOption = False, yes: YesOption = False, output: OutputOption = None) -> None:
     """Copy the data, resumably, then verify it unless --no-verify."""
     from storagectl.cli.progress import progress_view
     from storagectl.datamove import api
 
     state = state_of(ctx)
-    request = _request(state, source, target, table=table, exclude=exclude, pattern=pattern, types=types,
-                       label=label, parallel=parallel, resume=resume, on_error=on_error.value, verify=verify,
-                       dry_run=dry_run, allow_nonempty_target=yes)
+    request = _request(state, name, source, target, table=table, exclude=exclude, pattern=pattern, types=types,
+                       label=label, map_file=map_file, batch_rows=batch_rows, parallel=parallel, resume=resume,
+                       on_error=on_error.value if on_error else None, rejects_path=rejects, verify=verify,
+                       show_diffs=show_diffs, dry_run=dry_run, allow_nonempty_target=yes)
     if dry_run:
         _render_plan(state, api.plan(request), output)
         return
@@ -101,18 +121,19 @@ def run_cmd(ctx: typer.Context, source: FromOption, target: ToOption, table: Tab
     api.raise_on_mismatch(result)
 
 
-@app.command("verify")
-def verify_cmd(ctx: typer.Context, source: FromOption, target: ToOption, table: TableOption = None,
-               exclude: ExcludeOption = None, pattern: PatternOption = None, types: TypeOption = None,
-               label: LabelOption = None,
+@app.command("verify", cls=PlainUsage)
+def verify_cmd(ctx: typer.Context, name: NameArgument = None, source: FromOption = None, target: ToOption = None,
+               table: TableOption = None, exclude: ExcludeOption = None, pattern: PatternOption = None,
+               types: TypeOption = None, label: LabelOption = None, map_file: MapOption = None,
+               batch_rows: BatchOption = None,
                show_diffs: Annotated[bool, typer.Option("--show-diffs", help="List the differing row keys.")] = False,
                output: OutputOption = None) -> None:
     """Recompute both sides and compare; exit 6 on any difference."""
     from storagectl.datamove import api
 
     state = state_of(ctx)
-    request = _request(state, source, target, table=table, exclude=exclude, pattern=pattern, types=types,
-                       label=label, show_diffs=show_diffs)
+    request = _request(state, name, source, target, table=table, exclude=exclude, pattern=pattern, types=types,
+                       label=label, map_file=map_file, batch_rows=batch_rows, show_diffs=show_diffs)
     result = api.verify(request)
     _render_result(state, result, output)
     api.raise_on_mismatch(result)
@@ -127,10 +148,13 @@ def _render_plan(state: AppState, plan: MigrationPlan, output: OutputFormat | No
              item.rejected_rows, "; ".join(item.problems)] for item in plan.items]
     print_table(state, ["source", "target", "rows (est.)", "chunks", "rejected", "problems"], rows,
                 title=f"{plan.pair}: {plan.source} → {plan.target}")
+    columns = [[item.target, column.name, column.source_type, column.target_type, column.note]
+               for item in plan.items for column in item.columns]
+    if columns:
+        print_table(state, ["table", "column", "source type", "target type", "what the values hold"], columns)
     for item in plan.items:
-        for column in item.columns:
-            if column.note:
-                note(state, f"{item.source}.{column.name}: {column.source_type} → {column.target_type} ({column.note})")
+        for sample in item.reject_samples:
+            note(state, f"{item.source}: row {sample.key} {sample.column}: {sample.reason}")
 
 
 def _render_result(state: AppState, result: RunResult, output: OutputFormat | None) -> None:
@@ -142,6 +166,11 @@ def _render_result(state: AppState, result: RunResult, output: OutputFormat | No
     rows = [[item.source, item.target, item.status, item.rows, item.rejected, f"{item.duration_s:.1f}s",
              item.first_bad_chunk or ""] for item in result.items]
     print_table(state, ["source", "target", "status", "rows", "rejected", "time", "first bad chunk"], rows)
+    for item in result.items:
+        if item.diff_keys:
+            note(state, f"{item.source}: differing rows: {', '.join(item.diff_keys)}")
+        if item.detail and item.status == "mismatch":
+            note(state, f"{item.source}: {item.detail}")
     if result.rejects_path:
         note(state, f"rejected rows written to {result.rejects_path}")
 

@@ -18,9 +18,11 @@ from storagectl.config.models import (
     NAME_PATTERN,
     BackendSettings,
     Config,
+    DataMigrationSettings,
     DestinationSettings,
     JobSettings,
     StrictModel,
+    TableMapSettings,
     ToolsSettings,
     valid_name,
 )
@@ -39,6 +41,7 @@ class RawConfig(StrictModel):
     destinations: dict[str, dict[str, Any]] = {}
     jobs: dict[str, dict[str, Any]] = {}
     tools: dict[str, Any] = {}
+    data_migrations: dict[str, dict[str, Any]] = {}
 
 
 def user_config_path() -> Path:
@@ -114,7 +117,13 @@ class _ConfigValidator:
             if self._check_name(("jobs", name)) and (job := self._model(JobSettings, entry, ("jobs", name)))
         }
         tools = self._model(ToolsSettings, raw.tools, ("tools",)) or ToolsSettings()
-        config = Config(self.document.path, backends, destinations, jobs, tools)
+        moves = {
+            name: move
+            for name, entry in raw.data_migrations.items()
+            if self._check_name(("data_migrations", name))
+            and (move := self._model(DataMigrationSettings, entry, ("data_migrations", name)))
+        }
+        config = Config(self.document.path, backends, destinations, jobs, tools, moves)
         self._cross_references(raw, config)
         if self.problems:
             raise self._error()
@@ -210,6 +219,12 @@ class _ConfigValidator:
             if lock_name is not None:
                 self._check_lock_backend(("jobs", name, "lock", "backend"), str(lock_name), raw)
 
+        for name, move in raw.data_migrations.items():
+            for side in ("source", "target"):
+                backend = move.get(side) if isinstance(move, dict) else None
+                if backend is not None and str(backend) not in raw.backends:
+                    self._unknown_ref(("data_migrations", name, side), "backend", str(backend), raw.backends)
+
     def _check_selection(self, job: str, entry: dict[str, Any], raw: RawConfig) -> None:
         """Each ``select:`` key must apply to every backend of the job (``--table`` is no Redis option)."""
         from storagectl.selection import OPTIONS
@@ -240,6 +255,22 @@ class _ConfigValidator:
         close = get_close_matches(name, known, n=1)
         hint = f" (did you mean {close[0]}?)" if close else f"; configured: {', '.join(known) or 'none'}"
         self._problem(loc, f"unknown {what} {name!r}{hint}")
+
+
+def load_table_maps(path: Path, environ: dict[str, str] | None = None) -> list[TableMapSettings]:
+    """``--map FILE``: a YAML mapping with ``tables:``, a list as in a ``data_migrations`` entry,
+    validated like the config (``file:line key: problem``, unknown keys rejected)."""
+    document = YamlDocument(read_config_file(path), path, os.environ if environ is None else environ)
+    validator = _ConfigValidator(document)
+    data = document.data if isinstance(document.data, dict) else {"tables": document.data}
+    found = validator._model(TableMapFile, data, ())
+    if found is None or validator.problems:
+        raise validator._error()
+    return found.tables
+
+
+class TableMapFile(StrictModel):
+    tables: list[TableMapSettings]
 
 
 def _backend_settings_class(kind: str) -> type[BackendSettings]:

@@ -277,6 +277,52 @@ class ToolsSettings(StrictModel):
         "matching the server found on PATH or in the usual install locations.")
 
 
+class ColumnMapSettings(StrictModel):
+    """One target column of a reshaped table: from a source column (renamed) or a SQL expression
+    evaluated on the source, optionally cast to a target type."""
+
+    name: str = Field(min_length=1, description="The target column.")
+    source: str | None = Field(None, min_length=1, description="The source column (default: the same name).")
+    expression: str | None = Field(None, min_length=1, description="A SQL expression evaluated on the source.")
+    cast: str | None = Field(None, min_length=1, description="The target column's type.")
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> ColumnMapSettings:
+        if self.source is not None and self.expression is not None:
+            raise ValueError("give either source or expression, not both")
+        return self
+
+
+class TableMapSettings(StrictModel):
+    """One moved table: renamed, reshaped (``columns``) or with columns renamed (``renames``)."""
+
+    source: str = Field(min_length=1)
+    target: str | None = Field(None, min_length=1, description="The target table (default: the same name).")
+    columns: list[ColumnMapSettings] = Field(default_factory=list,
+                                             description="Exactly these target columns (default: all, same names).")
+    renames: dict[str, str] = Field(default_factory=dict, description="source column: target column.")
+    time_column: str | None = Field(None, description="TimescaleDB target: a hypertable on this column.")
+
+    @model_validator(mode="after")
+    def _columns_or_renames(self) -> TableMapSettings:
+        if self.columns and self.renames:
+            raise ValueError("give either columns or renames, not both (a column's source renames it)")
+        return self
+
+
+class DataMigrationSettings(StrictModel):
+    """A named data move, runnable as ``storagectl migrate data run NAME``."""
+
+    source: str
+    target: str
+    tables: list[TableMapSettings | str] = Field(default_factory=list,
+                                                 description="Table names or mappings (default: every table).")
+    exclude: list[str] = Field(default_factory=list)
+    batch_rows: int = Field(50_000, ge=1, le=10_000_000, description="Rows per committed chunk.")
+    parallel: int = Field(1, ge=1, le=64, description="Chunks copied at the same time.")
+    on_error: Literal["stop", "skip"] = "stop"
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
@@ -286,6 +332,7 @@ class Config:
     destinations: dict[str, DestinationSettings] = field(default_factory=dict)
     jobs: dict[str, JobSettings] = field(default_factory=dict)
     tools: ToolsSettings = field(default_factory=ToolsSettings)
+    data_migrations: dict[str, DataMigrationSettings] = field(default_factory=dict)
 
     def backend(self, name: str) -> BackendSettings:
         return _lookup("backend", name, self.backends)
@@ -295,6 +342,9 @@ class Config:
 
     def job(self, name: str) -> JobSettings:
         return _lookup("job", name, self.jobs)
+
+    def data_migration(self, name: str) -> DataMigrationSettings:
+        return _lookup("data migration", name, self.data_migrations)
 
 
 def _lookup(what: str, name: str, table: dict[str, Any]) -> Any:

@@ -11,23 +11,57 @@ from storagectl.datamove.registry import data_path
 from storagectl.errors import IntegrityError
 
 if TYPE_CHECKING:
-    from storagectl.config.models import Config
-    from storagectl.datamove.model import DataMigrationRequest, MigrationPlan, RunResult
+    from pathlib import Path
+
+    from storagectl.config.models import Config, TableMapSettings
+    from storagectl.datamove.model import DataMigrationRequest, MigrationPlan, RunResult, TableMap
 
 
-def open_request(config: Config, source: str, target: str, **options) -> DataMigrationRequest:
-    """A request between two registry backends; ``options`` are :class:`DataMigrationRequest` fields."""
+def open_request(config: Config, source: str | None, target: str | None, *, plan_name: str | None = None,
+                 map_file: Path | None = None, **options) -> DataMigrationRequest:
+    """A request between two registry backends; ``options`` are :class:`DataMigrationRequest` fields
+    (None: the named plan's value or the default). A named plan (``data_migrations:``) gives the
+    backends, tables, maps and settings the options leave out; ``map_file`` adds table maps."""
     from storagectl.backends import backend_from_config
-    from storagectl.datamove.model import DataMigrationRequest
+    from storagectl.datamove.model import DataMigrationRequest, Selection
+    from storagectl.errors import UsageError
 
-    if source == target:
-        from storagectl.errors import UsageError
+    options = {key: value for key, value in options.items() if value is not None}
+    maps: list[TableMap] = []
+    if plan_name is not None:
+        settings = config.data_migration(plan_name)
+        source, target = source or settings.source, target or settings.target
+        for key in ("batch_rows", "parallel", "on_error"):
+            options.setdefault(key, getattr(settings, key))
+        names = tuple(entry if isinstance(entry, str) else entry.source for entry in settings.tables)
+        maps += [table_map(entry) for entry in settings.tables if not isinstance(entry, str)]
+        selection = options.get("selection", Selection())
+        options["selection"] = replace(selection, tables=selection.tables or names,
+                                       exclude=selection.exclude + tuple(settings.exclude))
+    if map_file is not None:
+        from storagectl.config.loader import load_table_maps
 
-        raise UsageError(f"--from and --to both name {source!r}", hint="Try: a different target backend")
-    request = DataMigrationRequest(backend_from_config(config, source), backend_from_config(config, target), **options)
+        maps += [table_map(entry) for entry in load_table_maps(map_file)]
+    if source is None or target is None:
+        raise UsageError("say where the data comes from and goes to", hint="Try: --from SRC --to DST, or a plan NAME")
+    if maps:
+        options["maps"] = tuple(maps)
+    if source == target and not any(m.target != m.source for m in maps):
+        raise UsageError(f"--from and --to both name {source!r}",
+                         hint="Try: a different target backend, or a map that renames the tables")
+    request = DataMigrationRequest(backend_from_config(config, source), backend_from_config(config, target),
+                                   plan_name=plan_name, **options)
     if request.state_dir is None and config.path is not None:
         request = replace(request, state_dir=config.path.parent)
     return request
+
+
+def table_map(entry: TableMapSettings) -> TableMap:
+    from storagectl.datamove.model import ColumnMap, TableMap
+
+    columns = tuple(ColumnMap(c.name, c.source, c.expression, c.cast) for c in entry.columns)
+    return TableMap(entry.source, entry.target or entry.source, columns, entry.time_column,
+                    tuple(entry.renames.items()))
 
 
 def plan(request: DataMigrationRequest) -> MigrationPlan:

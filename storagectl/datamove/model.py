@@ -44,6 +44,7 @@ class TableMap:
     target: str
     columns: tuple[ColumnMap, ...] = ()  # empty: every source column, same name
     time_column: str | None = None  # TimescaleDB target: make it a hypertable on this column
+    renames: tuple[tuple[str, str], ...] = ()  # (source column, target column), with every column kept
 
 
 @dataclass(frozen=True)

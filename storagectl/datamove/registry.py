@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from storagectl.datamove.model import DataPath
 
 _PATH_MODULES: dict[tuple[str, str], str] = {
-    # ("sqlite", "postgres"): "storagectl.datamove.sql",  # added by the SQL paths
+    **{(source, target): "storagectl.datamove.sql"
+       for source in ("sqlite", "postgres", "timescaledb") for target in ("sqlite", "postgres", "timescaledb")},
     ("redis", "redis"): "storagectl.datamove.redis_path",
     ("neo4j", "neo4j"): "storagectl.datamove.neo4j_path",
 }

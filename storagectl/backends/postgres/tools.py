@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,11 +82,12 @@ class PgDump:
         return "--no-large-objects" if self.major >= 16 else "--no-blobs"
 
     def dump_section(self, backend: PostgresBackend, section: str, snapshot: str,
-                     write: Callable[[bytes], Any]) -> None:
-        """Stream ``pg_dump --section=SECTION --snapshot=SNAPSHOT`` (plain SQL) into ``write``."""
+                     write: Callable[[bytes], Any], extra_args: Sequence[str] = ()) -> None:
+        """Stream ``pg_dump --section=SECTION --snapshot=SNAPSHOT`` (plain SQL) into ``write``;
+        ``extra_args`` such as ``--table=...`` (a data move of some tables) go on its command line."""
         conninfo, env = connection_env(backend.settings.conninfo_params())
         command = [self.path, f"--section={section}", f"--snapshot={snapshot}", "--no-password",
-                   self.no_large_objects, f"--dbname={conninfo}"]
+                   self.no_large_objects, *extra_args, f"--dbname={conninfo}"]
         # stderr goes to a temp file: a pipe that nobody drains would block pg_dump after 64 KiB of warnings.
         with tempfile.TemporaryFile() as stderr, spawn(command, stdout=subprocess.PIPE, stderr=stderr,
                                                        env=env) as process:

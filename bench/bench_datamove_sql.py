@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""`storagectl migrate data run` vs the reference tools on the same data, in one run.
+
+SQLite → PostgreSQL (issue 12): >= 1.5 M rows over several tables (integers, reals, text, blobs,
+dates, booleans) vs ``pgloader`` on the same file: wall time <= 0.5x, peak RSS <= 0.2x, and
+storagectl's peak RSS <= 1.3x when the data grows 10x (--small-scale vs --scale).
+PostgreSQL → PostgreSQL: the backup benchmark's database (bench/pg_dataset.py) vs ``pgcopydb clone``
+with the same job count (<= 1.0x) and ``pg_dump -Fc | pg_restore`` (<= 0.8x).
+Verification: ``migrate data verify`` <= 0.5x the copy (run --no-verify).
+Prints figures and ratios; exits 0 either way. Run under ``flock /tmp/bench.lock``.
+
+Usage: python bench/bench_datamove_sql.py [--scale 1] [--small-scale 0.1] [--parallel 2] [--skip-pg] [--skip-sqlite]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from datamove_dataset import build  # noqa: E402
+from pg_dataset import ADMIN_URL, database_url, describe, ensure_dataset  # noqa: E402,I001
+
+TIME = "/usr/bin/time"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def timed(command: list[str], env: dict[str, str] | None = None, shell: bool = False) -> tuple[float, int]:
+    """Wall seconds and peak RSS in KiB (GNU time) of one command."""
+    with tempfile.NamedTemporaryFile(suffix=".rss", delete=False) as handle:
+        rss_file = handle.name
+    full = [TIME, "-o", rss_file, "-f", "%M", *(["sh", "-c", command[0]] if shell else command)]
+    started = time.perf_counter()
+    done = subprocess.run(full, capture_output=True, text=True, env=env)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"failed: {' '.join(command)}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    rss = int(Path(rss_file).read_text().split()[-1])
+    os.unlink(rss_file)
+    return elapsed, rss
+
+
+def fresh_database(name: str) -> str:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return database_url(ADMIN_URL, name)
+
+
+def storagectl(config: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "storagectl", "-c", str(config), "-q", "migrate", "data", *args]
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def write_config(work: Path, source: str, target_url: str) -> Path:
+    config = work / "storagectl.yaml"
+    config.write_text(f"backends:\n  src: {source}\n  dst: {{kind: postgres, url: \"{target_url}\"}}\n")
+    return config
+
+
+def bench_sqlite(work: Path, scale: float, small_scale: float, parallel: int) -> None:
+    figures = {}
+    for label, factor in (("small", small_scale), ("base", scale)):
+        path = work / f"{label}.db"
+        counts = build(path, factor)
+        print(f"SQLite {label}: {sum(counts.values()):,} rows {counts}, {path.stat().st_size / 2**20:.0f} MiB")
+        url = fresh_database("stctl_dm_bench")
+        config = write_config(work, f"{{kind: sqlite, path: {path}}}", url)
+        copy = timed(storagectl(config, "run", "--from", "src", "--to", "dst", "--no-verify", "--parallel",
+                                str(parallel)), env())
+        check = timed(storagectl(config, "verify", "--from", "src", "--to", "dst"), env())
+        figures[label] = (copy, check)
+        print(f"  storagectl run -j{parallel} --no-verify: {copy[0]:.1f} s, peak RSS {copy[1] / 1024:.0f} MiB; "
+              f"verify: {check[0]:.1f} s ({check[0] / copy[0]:.2f}x the copy)")
+        if label == "base":
+            url = fresh_database("stctl_dm_bench")
+            loader = timed(["pgloader", "--no-ssl-cert-verification", str(path), url])
+            print(f"  pgloader: {loader[0]:.1f} s, peak RSS {loader[1] / 1024:.0f} MiB")
+            print(f"  ratio wall {copy[0] / loader[0]:.2f}x (target <= 0.5), peak RSS {copy[1] / loader[1]:.2f}x "
+                  f"(target <= 0.2)")
+    small_rss, base_rss = figures["small"][0][1], figures["base"][0][1]
+    print(f"  storagectl peak RSS at {scale / small_scale:.0f}x the data: {base_rss / small_rss:.2f}x "
+          "(target <= 1.3)")
+
+
+def bench_postgres(scale: float, parallel: int, work: Path) -> None:
+    source = ensure_dataset(ADMIN_URL, "stctl_bench", scale)
+    print(f"PostgreSQL source: {describe(source)}")
+    target = fresh_database("stctl_dm_bench")
+    config = write_config(work, f"{{kind: postgres, url: \"{source}\"}}", target)
+    copy = timed(storagectl(config, "run", "--from", "src", "--to", "dst", "--no-verify", "--parallel",
+                            str(parallel)), env())
+    check = timed(storagectl(config, "verify", "--from", "src", "--to", "dst"), env())
+    print(f"  storagectl run -j{parallel} --no-verify: {copy[0]:.1f} s, peak RSS {copy[1] / 1024:.0f} MiB; "
+          f"verify {check[0]:.1f} s ({check[0] / copy[0]:.2f}x the copy)")
+    target = fresh_database("stctl_dm_bench")
+    pgcopydb_dir = work / "pgcopydb"
+    shutil.rmtree(pgcopydb_dir, ignore_errors=True)
+    clone = timed(["pgcopydb", "clone", "--source", source, "--target", target, "--table-jobs", str(parallel),
+                   "--index-jobs", str(parallel), "--dir", str(pgcopydb_dir), "--no-owner", "--no-acl"])
+    print(f"  pgcopydb clone --table-jobs {parallel}: {clone[0]:.1f} s -> ratio {copy[0] / clone[0]:.2f}x "
+          "(target <= 1.0)")
+    target = fresh_database("stctl_dm_bench")
+    dump = timed([f"pg_dump -Fc -d '{source}' | pg_restore --no-owner -d '{target}'"], shell=True)
+    print(f"  pg_dump -Fc | pg_restore: {dump[0]:.1f} s -> ratio {copy[0] / dump[0]:.2f}x (target <= 0.8)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--small-scale", type=float, default=0.1)
+    parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--skip-pg", action="store_true")
+    parser.add_argument("--skip-sqlite", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="stctl-dm-bench-", dir=REPO / "bench") as work:
+        if not args.skip_sqlite:
+            bench_sqlite(Path(work), args.scale, args.small_scale, args.parallel)
+        if not args.skip_pg:
+            bench_postgres(args.scale, args.parallel, Path(work))
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute('DROP DATABASE IF EXISTS "stctl_dm_bench" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()

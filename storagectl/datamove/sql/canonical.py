@@ -1,0 +1,302 @@
+"""The canonical encoding of a mapped row, the same whichever side computes it.
+
+Every column has a *kind* (the class of its target type). A row's canonical text joins one field
+per column with ``|``; a row hash is the first 8 bytes of the md5 of that text, read as a signed
+64-bit integer; a chunk's checksum is the sum of its row hashes mod 2**64, so row order does not
+matter. PostgreSQL computes the same text in SQL (:func:`pg_field_sql`), on the server; SQLite
+values are converted to their mapped value (:func:`converter`) and encoded in Python
+(:func:`canon_field`). So a SQLite 0/1 and a PostgreSQL boolean both encode as ``true``/``false``,
+an epoch integer and its timestamptz both as microseconds since 1970, a REAL and a float8 both as
+the 8 bytes of the IEEE double.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+KINDS = ("int", "bool", "float", "numeric", "text", "bytes", "timestamptz", "timestamp", "date", "other")
+NULL_FIELD = r"\N"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH_NAIVE = datetime(1970, 1, 1)
+ONE_MICROSECOND = timedelta(microseconds=1)
+# Julian day numbers of 0001-01-01 and 9999-12-31: a REAL in a date column between them is a Julian day
+JULIAN_MIN, JULIAN_MAX = 1721425.5, 5373484.5
+JULIAN_EPOCH_MS = 210866760000000  # 1970-01-01 as SQLite's Julian day in milliseconds
+_TRUE = {"1", "t", "true", "y", "yes", "on"}
+_FALSE = {"0", "f", "false", "n", "no", "off"}
+_JUNK_DATES = {"", "0", "0000-00-00", "0000-00-00 00:00:00"}
+
+
+class Rejected(ValueError):
+    """A value its target column cannot hold; the message is the reason, for the rejects file."""
+
+
+# -- SQLite value → mapped value -----------------------------------------------------------------
+def to_int(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise Rejected(f"not an integer: {_show(value)}")
+
+
+def to_bool(value: Any) -> bool:
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+    if isinstance(value, float) and value in (0.0, 1.0):
+        return bool(value)
+    raise Rejected(f"not a boolean: {_show(value)}")
+
+
+def to_float(value: Any) -> float:
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise Rejected(f"not a number: {_show(value)}")
+
+
+def to_numeric(value: Any) -> Decimal | int:
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if math.isinf(value):
+            raise Rejected(f"infinite number: {value}")
+        return Decimal(format(value, ".15g"))  # a REAL's digits as SQLite's own text form has them
+    if isinstance(value, str):
+        try:
+            return Decimal(value.strip())
+        except InvalidOperation:
+            pass
+    raise Rejected(f"not a number: {_show(value)}")
+
+
+def to_text(value: Any) -> str:
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Rejected(f"invalid UTF-8: {_show(value)}") from None
+    elif not isinstance(value, str):
+        value = repr(value) if isinstance(value, float) else str(value)
+    if "\x00" in value:
+        raise Rejected(f"NUL character in text: {_show(value)}")
+    return value
+
+
+def to_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return (repr(value) if isinstance(value, float) else str(value)).encode("utf-8")
+
+
+def to_timestamptz(value: Any) -> datetime:
+    moment = _moment(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def to_timestamp(value: Any) -> datetime:
+    moment = _moment(value)
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def to_date(value: Any) -> date:
+    if isinstance(value, str) and len(value.strip()) == 10:
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    moment = _moment(value)
+    return (moment.astimezone(UTC) if moment.tzinfo else moment).date()
+
+
+def _moment(value: Any) -> datetime:
+    """A SQLite date: ISO text, a Julian day (REAL) or Unix seconds (INTEGER); ``0`` is junk."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    if isinstance(value, str):
+        text = value.strip()
+        if text in _JUNK_DATES:
+            raise Rejected(f"junk date: {_show(value)}")
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            pass
+        try:
+            value = float(text) if any(c in text for c in ".eE") else int(text)
+        except ValueError:
+            raise Rejected(f"not a date: {_show(value)}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value == 0:
+        raise Rejected(f"junk date: {_show(value)}")
+    try:
+        if isinstance(value, int):
+            return EPOCH + timedelta(seconds=value)
+        # REALs to the millisecond, rounded as SQLite's date functions do (what the COPY sends)
+        if JULIAN_MIN <= value <= JULIAN_MAX:
+            milliseconds = int(value * 86400000.0 + 0.5) - JULIAN_EPOCH_MS
+        else:
+            milliseconds = int(value * 1000.0 + JULIAN_EPOCH_MS + 0.5) - JULIAN_EPOCH_MS
+        return EPOCH + timedelta(milliseconds=milliseconds)
+    except (OverflowError, ValueError):
+        raise Rejected(f"date out of range: {_show(value)}") from None
+
+
+CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "int": to_int, "bool": to_bool, "float": to_float, "numeric": to_numeric, "text": to_text,
+    "bytes": to_bytes, "timestamptz": to_timestamptz, "timestamp": to_timestamp, "date": to_date,
+    "other": to_text,
+}
+
+
+def converter(kind: str) -> Callable[[Any], Any]:
+    return CONVERTERS[kind]
+
+
+def date_format(value: Any) -> str:
+    """How a SQLite date value is stored, for the plan: ISO text, Julian REAL, Unix INTEGER or junk."""
+    try:
+        _moment(value)
+    except Rejected:
+        return "junk"
+    if isinstance(value, str):
+        return "ISO text"
+    return "Julian REAL" if isinstance(value, float) and JULIAN_MIN <= value <= JULIAN_MAX else "Unix INTEGER"
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# -- mapped value → canonical field ----------------------------------------------------------------
+# A field is the value's text COPY form for the kinds SQLite can write in SQL (int, bool, text,
+# bytes, other), ISO text in UTC to the microsecond for dates and times, the 8 IEEE bytes in hex
+# for floats, and the normalized decimal for numerics; fields are joined with tabs.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def _canon_int(value: Any) -> str:
+    return str(value)
+
+
+def _canon_bool(value: Any) -> str:
+    return "t" if value else "f"
+
+
+def _canon_float(value: Any) -> str:
+    return struct.pack(">d", value or 0.0).hex()  # -0.0 is 0 (SQLite's text of it has no sign)
+
+
+def _canon_numeric(value: Any) -> str:
+    if isinstance(value, int):
+        return str(value)
+    if not value.is_finite():
+        return "NaN" if value.is_nan() else ("Infinity" if value > 0 else "-Infinity")
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "0") else text
+
+
+def _canon_text(value: Any) -> str:
+    return value.translate(_COPY_ESCAPES)
+
+
+def _canon_bytes(value: Any) -> str:
+    return "\\\\x" + value.hex().upper()
+
+
+def _canon_timestamptz(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _canon_timestamp(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _canon_date(value: date) -> str:
+    return value.isoformat()
+
+
+CANON: dict[str, Callable[[Any], str]] = {
+    "int": _canon_int, "bool": _canon_bool, "float": _canon_float, "numeric": _canon_numeric,
+    "text": _canon_text, "bytes": _canon_bytes, "timestamptz": _canon_timestamptz,
+    "timestamp": _canon_timestamp, "date": _canon_date, "other": _canon_text,
+}
+SEPARATOR = "\t"
+# Kinds whose field SQLite computes in SQL only for common spellings (else Python), and kinds it
+# never computes; in the canonical order they come after the others, in this order.
+FALLBACK_KINDS = ("timestamptz", "timestamp", "date")
+PYTHON_KINDS = ("float", "numeric")
+
+
+def canonical_order(kinds: Sequence[str]) -> list[int]:
+    """Column positions in the order their fields are hashed: SQL-encodable kinds first, then
+    :data:`FALLBACK_KINDS`, then :data:`PYTHON_KINDS` (so a SQLite reader builds the first part in SQL)."""
+    rank = {kind: 1 for kind in FALLBACK_KINDS} | {kind: 2 for kind in PYTHON_KINDS}
+    return sorted(range(len(kinds)), key=lambda i: rank.get(kinds[i], 0))
+
+
+def row_hasher(kinds: Sequence[str]) -> Callable[[Sequence[Any]], int]:
+    """The row hash of mapped values of these kinds (given in column order)."""
+    encoders = [(i, CANON[kinds[i]]) for i in canonical_order(kinds)]
+
+    def row_hash(values: Sequence[Any]) -> int:
+        return text_hash(SEPARATOR.join([NULL_FIELD if values[i] is None else enc(values[i]) for i, enc in encoders]))
+
+    return row_hash
+
+
+def text_hash(text: str) -> int:
+    return int.from_bytes(hashlib.md5(text.encode("utf-8")).digest()[:8], "big", signed=True)
+
+
+def chunk_sum(hashes: Iterable[int]) -> int:
+    return sum(hashes) % 2**64
+
+
+# -- the same in PostgreSQL ------------------------------------------------------------------------
+_PG_ESCAPED = ("replace(replace(replace(replace(({c})::text, '\\', '\\\\'), E'\\n', '\\n'), E'\\r', '\\r'), "
+               "E'\\t', '\\t')")
+PG_FIELD: dict[str, str] = {
+    "int": "({c})::text",
+    "bool": "CASE WHEN {c} THEN 't' ELSE 'f' END",
+    "float": "encode(float8send(CASE WHEN ({c})::float8 = 0 THEN 0 ELSE ({c})::float8 END), 'hex')",
+    "numeric": "CASE WHEN ({c})::numeric = 0 THEN '0' ELSE trim_scale(({c})::numeric)::text END",
+    "text": _PG_ESCAPED,
+    "bytes": "'\\\\x' || upper(encode({c}, 'hex'))",
+    "timestamptz": "to_char(({c}) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')",
+    "timestamp": "to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US')",
+    "date": "to_char({c}, 'YYYY-MM-DD')",
+    "other": _PG_ESCAPED,
+}
+
+
+def pg_row_hash_sql(expressions: Sequence[str], kinds: Sequence[str]) -> str:
+    """A SQL expression: the row hash (bigint) of these column expressions, as :func:`row_hasher`."""
+    fields = [f"coalesce({PG_FIELD[kinds[i]].format(c=expressions[i])}, '{NULL_FIELD}')"
+              for i in canonical_order(kinds)]
+    text = " || E'\\t' || ".join(fields) if fields else "''"
+    return f"('x' || substr(md5({text}), 1, 16))::bit(64)::bigint"

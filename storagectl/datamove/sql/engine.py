@@ -1,0 +1,136 @@
+"""Which tables a move takes and whether the target can take them: selection, descriptions, the checks
+made before any row moves (columns match, empty or ``--yes``, an interrupted run resumed or refused),
+target tables created and the chunk bounds fixed (kept in the state table, so a resumed run cuts
+the same chunks). The chunks themselves are copied by :mod:`storagectl.datamove.sql.copier`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from storagectl.datamove.sql import state, typemap
+from storagectl.datamove.sql.spec import Chunk, TableSpec, chunks_from_bounds
+from storagectl.errors import UsageError
+
+if TYPE_CHECKING:
+    from storagectl.datamove.model import DataMigrationRequest
+
+class IncompatibleTarget(UsageError):
+    """An existing target table whose columns do not match the move."""
+
+
+@dataclass
+class TableJob:
+    spec: TableSpec
+    bounds: list[int]
+    done: dict[int, tuple[int, int, int | None]] = field(default_factory=dict)
+    status: str = "copying"
+    resumed: bool = False
+    create: bool = False
+    empty_first: bool = False
+    row_bytes: int = 0
+
+    @property
+    def chunks(self) -> list[Chunk]:
+        return chunks_from_bounds(self.bounds)
+
+
+def side_for(backend: Any) -> Any:
+    if backend.kind == "sqlite":
+        from storagectl.datamove.sql.sqlite_side import SQLiteSide
+
+        return SQLiteSide(backend)
+    from storagectl.datamove.sql.pg_side import PostgresSide
+
+    return PostgresSide(backend)
+
+
+def select_specs(source: Any, conn: Any, request: DataMigrationRequest, target_kind: str) -> list[TableSpec]:
+    """The tables to move, described and mapped for the target, in source order."""
+    available = source.table_names(conn)
+    maps = {table_map.source: table_map for table_map in request.maps}
+    chosen = list(request.selection.tables) + [name for name in maps if name not in request.selection.tables]
+    unknown = [name for name in chosen if name not in available]
+    if unknown:
+        raise UsageError(f"{source.backend.label} has no table {', '.join(map(repr, unknown))}",
+                         hint=f"Try: one of {', '.join(available) or '(no tables)'}")
+    names = chosen or available
+    names = [name for name in names if name not in request.selection.exclude]
+    specs = [source.describe(conn, name, maps.get(name), target_kind) for name in names]
+    onto_itself = [spec.source for spec in specs if spec.target == spec.source]
+    if request.source.name == request.target.name and onto_itself:
+        raise UsageError(f"{', '.join(onto_itself)} would be moved onto itself",
+                         hint="Try: a map giving it another target name, or another target backend")
+    return specs
+
+
+# -- preparing --------------------------------------------------------------------------------------
+def prepare(source: Any, target: Any, sconn: Any, tconn: Any, specs: list[TableSpec],
+            request: DataMigrationRequest, create_tables: Any = None) -> list[TableJob]:
+    """Every check before any row moves; then the target tables created (by ``create_tables(specs)``
+    when given, e.g. from pg_dump) and the chunks fixed."""
+    state.ensure(tconn)
+    jobs = [_check_table(target, tconn, spec, request) for spec in specs]
+    missing = [job.spec for job in jobs if job.create]
+    if create_tables is not None:
+        create_tables(missing)
+    replaced = [job.spec for job in jobs if job.empty_first and not job.resumed]
+    if replaced:
+        target.empty_tables(tconn, replaced)
+    for job in jobs:
+        if job.resumed:
+            continue
+        if job.create and create_tables is None:
+            target.create_table(tconn, job.spec)
+        job.bounds = source.bounds(sconn, job.spec, request.batch_rows)
+        state.start(tconn, target.param, job.spec.target, job.spec.source, job.bounds)
+    return jobs
+
+
+def _check_table(target: Any, tconn: Any, spec: TableSpec, request: DataMigrationRequest) -> TableJob:
+    found = state.read(tconn, target.param, spec.target)
+    if found.started and (found.status != "done" or request.resume):  # --resume: finished tables stay as they are
+        if not request.resume:
+            raise UsageError(f"an earlier run into {spec.target} stopped after {len(found.chunks)} of "
+                             f"{len(found.bounds) + 1} chunks",
+                             hint="Try: the same command with --resume to continue it, or drop the target table "
+                                  "to start over")
+        _adopt_columns(target, tconn, spec)
+        return TableJob(spec, found.bounds, found.chunks, found.status, resumed=True)
+    columns = target.target_columns(tconn, spec)
+    if columns is None:
+        return TableJob(spec, [], create=True)
+    _match_columns(target, spec, columns)
+    empty = target.is_empty(tconn, spec)
+    if not empty and not request.allow_nonempty_target:
+        raise UsageError(f"target table {spec.target} is not empty",
+                         hint="Try: --yes to replace its rows with the source's")
+    return TableJob(spec, [], empty_first=not empty)
+
+
+def _adopt_columns(target: Any, tconn: Any, spec: TableSpec) -> None:
+    columns = target.target_columns(tconn, spec)
+    if columns is not None:
+        _match_columns(target, spec, columns)
+
+
+def _match_columns(target: Any, spec: TableSpec, columns: list[tuple[str, str]]) -> None:
+    """An existing table takes the rows if it has the same column names with types of the same kind;
+    its own types then decide the mapping."""
+    existing = dict(columns)
+    ours = [column.name for column in spec.columns]
+    if sorted(existing) != sorted(ours):
+        missing = [name for name in ours if name not in existing]
+        extra = [name for name in existing if name not in ours]
+        detail = "; ".join(filter(None, [f"missing {', '.join(missing)}" if missing else "",
+                                         f"not in the source {', '.join(extra)}" if extra else ""]))
+        raise IncompatibleTarget(f"target table {spec.target} has other columns than the move ({detail})",
+                                 hint="Try: a --map FILE naming the target columns, or drop the target table")
+    kind_of = typemap.sqlite_kind if target.kind == "sqlite" else typemap.pg_kind
+    for column in spec.columns:
+        their_kind = kind_of(existing[column.name])
+        if their_kind != column.kind and {their_kind, column.kind} != {"text", "other"}:
+            raise IncompatibleTarget(f"target table {spec.target}: column {column.name} is {existing[column.name]}, "
+                                     f"the move needs {column.target_type}",
+                                     hint="Try: a cast for it in a --map FILE, or drop the target table")
+        column.target_type = existing[column.name]  # text and other kinds hash alike

@@ -1,0 +1,366 @@
+"""PostgreSQL (and TimescaleDB) as source or target of a data move: catalog, chunk reads, COPY loads,
+schema after the data, and checksums computed on the server."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from storagectl.datamove.sql import canonical, typemap
+from storagectl.datamove.sql.spec import Chunk, ColumnSpec, IndexSpec, TableSpec
+from storagectl.errors import OperationFailed, UsageError
+
+if TYPE_CHECKING:
+    from storagectl.backends.postgres import PostgresBackend
+    from storagectl.datamove.model import ColumnMap, TableMap
+
+STATE_TABLE = "storagectl_data_migration"
+SESSION = ("SET DateStyle = ISO; SET IntervalStyle = postgres; SET TimeZone = 'UTC'; "
+           "SET extra_float_digits = 3; SET bytea_output = hex; SET statement_timeout = 0")
+FETCH_ROWS = 5000
+
+USER_TABLES_SQL = """
+SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
+  AND n.nspname NOT LIKE '\\_timescaledb%%' AND n.nspname NOT IN ('timescaledb_information',
+      'timescaledb_experimental', 'toolkit_experimental')
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                  AND d.deptype = 'e')
+  AND c.relname <> %s
+ORDER BY 1, 2
+"""
+
+COLUMNS_SQL = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attidentity
+FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+  AND a.attgenerated = '' ORDER BY a.attnum
+"""
+
+PRIMARY_KEY_SQL = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+WHERE i.indrelid = %s::regclass AND i.indisprimary ORDER BY array_position(i.indkey::int2[], a.attnum)
+"""
+
+SIMPLE_INDEXES_SQL = """
+SELECT c.relname, i.indisunique, array_agg(a.attname ORDER BY array_position(i.indkey::int2[], a.attnum))
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+WHERE i.indrelid = %s::regclass AND NOT i.indisprimary AND i.indexprs IS NULL AND i.indpred IS NULL
+GROUP BY 1, 2
+"""
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def split_name(name: str) -> tuple[str, str]:
+    schema, dot, table = name.partition(".")
+    return (schema, table) if dot else ("public", name)
+
+
+class PostgresSide:
+    kind = "postgres"
+    param = "%s"
+
+    def __init__(self, backend: PostgresBackend) -> None:
+        self.backend = backend
+        self.timescale = backend.kind == "timescaledb"
+        self.snapshot: str | None = None  # set while a move reads from one exported snapshot
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[Any]:
+        """A connection in the session settings canonical encodings assume; inside the exported
+        snapshot while there is one (a reader)."""
+        with self.backend.connect() as conn:
+            conn.execute(SESSION)
+            if self.snapshot is None:
+                yield conn
+                return
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            conn.execute(f"SET TRANSACTION SNAPSHOT '{self.snapshot}'")
+            yield conn
+            conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """One writing run per target database: a session advisory lock, held by a connection of its
+        own for the run, released by the server if the process dies."""
+        from storagectl.errors import LockHeld
+
+        with self.backend.connect() as conn:
+            if not conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [STATE_TABLE]).fetchone()[0]:
+                raise LockHeld(f"{self.backend.label}: another migrate data run is writing into this database",
+                               hint="Try: wait for it to finish (its state is in storagectl_data_migration)")
+            yield
+
+    # -- catalog --------------------------------------------------------------------------------
+    def table_names(self, conn: Any) -> list[str]:
+        rows = conn.execute(USER_TABLES_SQL, [STATE_TABLE]).fetchall()
+        return [name if schema == "public" else f"{schema}.{name}" for schema, name in rows]
+
+    def describe(self, conn: Any, name: str, table_map: TableMap | None, target_kind: str) -> TableSpec:
+        relation = ".".join(map(quote, split_name(name)))
+        columns = conn.execute(COLUMNS_SQL, [relation]).fetchall()
+        target_name = table_map.target if table_map else (split_name(name)[1] if target_kind == "sqlite" else name)
+        target_sql = quote(target_name) if target_kind == "sqlite" else ".".join(map(quote, split_name(target_name)))
+        spec = TableSpec(source=name, source_sql=relation, target=target_name, target_sql=target_sql, columns=[])
+        if table_map and table_map.columns:
+            by_name = {row[0]: row for row in columns}
+            spec.columns = [self._mapped_column(conn, relation, by_name, column, target_kind)
+                            for column in table_map.columns]
+            spec.transformed = True
+        else:
+            renames = dict(table_map.renames) if table_map else {}
+            spec.columns = [self._column(row, target_kind, renames.get(row[0], row[0])) for row in columns]
+            spec.transformed = bool(renames) or (table_map is not None and table_map.target != name)
+        names = {quote(column.source_column): column.name for column in spec.columns if column.source_column}
+        pk = conn.execute(PRIMARY_KEY_SQL, [relation]).fetchall()
+        spec.primary_key = tuple(names[quote(c)] for c, _t in pk if quote(c) in names)
+        if len(pk) == 1 and typemap.pg_kind(pk[0][1]) == "int":
+            spec.key, spec.key_label = quote(pk[0][0]), pk[0][0]
+            spec.key_column = names.get(quote(pk[0][0]))
+        identity = next((row[0] for row in columns if row[3]), None)
+        spec.identity = names.get(quote(identity)) if identity and target_kind != "sqlite" else None
+        spec.indexes = [IndexSpec(index, tuple(names[quote(c)] for c in cols), unique)
+                        for index, unique, cols in conn.execute(SIMPLE_INDEXES_SQL, [relation])
+                        if all(quote(c) in names for c in cols)]
+        spec.row_estimate = self._row_estimate(conn, relation)
+        spec.time_column = table_map.time_column if table_map else None
+        if target_kind == "sqlite":
+            spec.problems.append("foreign keys, checks and non-column indexes are not moved to SQLite")
+        return spec
+
+    def _column(self, row: Sequence[Any], target_kind: str, target_name: str) -> ColumnSpec:
+        name, pg_type, not_null, _identity = row
+        kind = typemap.pg_kind(pg_type)
+        target_type = typemap.sqlite_type_for(kind) if target_kind == "sqlite" else pg_type
+        source = f"{quote(name)}::text" if kind == "other" else quote(name)  # parsed back by a text COPY
+        note = "stored as text" if kind == "other" and target_kind == "sqlite" else ""
+        return ColumnSpec(target_name, source, pg_type, target_type, kind, not_null=bool(not_null), note=note,
+                          source_column=name)
+
+    def _mapped_column(self, conn: Any, relation: str, by_name: dict[str, Any], column: ColumnMap,
+                       target_kind: str) -> ColumnSpec:
+        plain = None
+        if column.expression is not None:
+            expression = f"({column.expression})"
+            source_type = self._expression_type(conn, relation, expression)
+        else:
+            source_name = column.source or column.target
+            if source_name not in by_name:
+                raise OperationFailed(f"{self.backend.label}: table {relation} has no column {source_name!r}",
+                                      hint=f"Try: one of {', '.join(by_name)}")
+            expression, source_type = quote(source_name), by_name[source_name][1]
+            plain = source_name
+        target_type = column.cast or source_type
+        if column.cast:
+            expression = f"({expression})::{column.cast}"
+        kind = typemap.pg_kind(target_type) if target_kind != "sqlite" else typemap.sqlite_kind(target_type)
+        if target_kind == "sqlite" and not column.cast:
+            kind = typemap.pg_kind(source_type)
+            target_type = typemap.sqlite_type_for(kind)
+        if kind == "other":
+            expression = f"({expression})::text"
+        note = "; ".join(filter(None, [f"expression {column.expression}" if column.expression else "",
+                                       f"cast to {column.cast}" if column.cast else ""]))
+        return ColumnSpec(column.target, expression, source_type, target_type, kind, note=note,
+                          source_column=plain if not column.cast else None)
+
+    def _expression_type(self, conn: Any, relation: str, expression: str) -> str:
+        import psycopg
+
+        try:
+            return conn.execute(f"SELECT pg_typeof({expression})::text FROM {relation} LIMIT 1").fetchone()[0]
+        except TypeError:
+            return "text"
+        except psycopg.Error as exc:
+            raise OperationFailed(f"{self.backend.label}: expression {expression} on {relation}: "
+                                  f"{self.backend.error_line(exc)}") from exc
+
+    def _row_estimate(self, conn: Any, relation: str) -> int | None:
+        estimate = conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                                [relation]).fetchone()
+        return None if estimate is None or estimate[0] < 0 else int(estimate[0])
+
+    # -- reading --------------------------------------------------------------------------------
+    def bounds(self, conn: Any, spec: TableSpec, batch_rows: int) -> list[int]:
+        if spec.key is None:
+            return []
+        rows = conn.execute(f"SELECT k FROM (SELECT {spec.key} AS k, row_number() OVER (ORDER BY {spec.key}) AS n "
+                            f"FROM {spec.source_sql}) s WHERE n %% %s = 1 AND n > 1 ORDER BY k", [batch_rows])
+        return [row[0] for row in rows]
+
+    def read(self, conn: Any, spec: TableSpec, chunk: Chunk, *, with_key: bool = False,
+             careful: bool = False) -> Iterator[tuple]:
+        where, args = chunk.where(spec.key, self.param)
+        key = f"{spec.key or 'NULL'}, " if with_key else ""
+        cursor = conn.cursor()
+        cursor.execute(f"SELECT {key}{', '.join(c.source for c in spec.columns)} FROM {spec.source_sql}{where}", args)
+        while rows := cursor.fetchmany(FETCH_ROWS):
+            yield from rows
+
+    def row_bytes(self, conn: Any, spec: TableSpec) -> int:
+        """Average bytes of a row, from the first 1000 rows (for progress in bytes)."""
+        found = conn.execute(f"SELECT avg(pg_column_size(s.*)) FROM (SELECT * FROM {spec.source_sql} LIMIT 1000) s"
+                             ).fetchone()
+        return int(found[0] or 0)
+
+    def chunk_counts(self, conn: Any, spec: TableSpec, bounds: list[int]) -> dict[int, int]:
+        rows = conn.execute(f"SELECT {_bucket(spec.key, bounds)}, count(*) FROM {spec.source_sql} GROUP BY 1",
+                            [bounds] if spec.key and bounds else []).fetchall()
+        return {int(index): int(count) for index, count in rows}
+
+    def chunk_sums(self, conn: Any, spec: TableSpec, bounds: list[int], *, as_target: bool,
+                   keys_of: int | None = None) -> dict[int, tuple[int, int]]:
+        if as_target:
+            expressions = [quote(c.name) for c in spec.columns]
+            key, relation = (quote(spec.key_column) if spec.key_column else None), spec.target_sql
+        else:
+            expressions, key, relation = [c.source for c in spec.columns], spec.key, spec.source_sql
+        row_hash = canonical.pg_row_hash_sql(expressions, spec.kinds)
+        rows = conn.execute(f"SELECT {_bucket(key, bounds)}, count(*), sum({row_hash}) FROM {relation} GROUP BY 1",
+                            [bounds] if key and bounds else []).fetchall()
+        return {int(index): (int(count), int(total or 0) % 2**64) for index, count, total in rows}
+
+    def row_hashes(self, conn: Any, spec: TableSpec, chunk: Chunk, *, as_target: bool) -> dict[str, int]:
+        if as_target:
+            expressions = [quote(c.name) for c in spec.columns]
+            key, relation = (quote(spec.key_column) if spec.key_column else None), spec.target_sql
+        else:
+            expressions, key, relation = [c.source for c in spec.columns], spec.key, spec.source_sql
+        where, args = chunk.where(key, "%s") if key else ("", [])
+        row_hash = canonical.pg_row_hash_sql(expressions, spec.kinds)
+        label = key or "ctid"
+        return {str(k): h for k, h in conn.execute(f"SELECT {label}, {row_hash} FROM {relation}{where}", args)}
+
+    # -- as a target ----------------------------------------------------------------------------
+    def target_columns(self, conn: Any, spec: TableSpec) -> list[tuple[str, str]] | None:
+        if conn.execute("SELECT to_regclass(%s)", [spec.target_sql]).fetchone()[0] is None:
+            return None
+        return [(row[0], row[1]) for row in conn.execute(COLUMNS_SQL, [spec.target_sql])]
+
+    def create_table(self, conn: Any, spec: TableSpec) -> None:
+        for statement in create_table_sql(spec, timescale=self.timescale):
+            conn.execute(statement)
+
+    def is_empty(self, conn: Any, spec: TableSpec) -> bool:
+        return conn.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {spec.target_sql})").fetchone()[0]
+
+    def empty_tables(self, conn: Any, specs: list[TableSpec]) -> None:
+        """``--yes``: one TRUNCATE for all (foreign keys between them allow it; one from a table left
+        out refuses it, and nothing is emptied)."""
+        import psycopg
+
+        names = ", ".join(spec.target_sql for spec in specs)
+        try:
+            conn.execute(f"TRUNCATE {names}")
+        except psycopg.errors.FeatureNotSupported as exc:
+            raise UsageError(f"{self.backend.label}: cannot empty {names}: {self.backend.error_line(exc)}",
+                             hint="Try: move the referencing tables too, or empty them first") from exc
+
+    def writer_session(self, conn: Any) -> None:
+        """Rows go in without firing triggers or checking foreign keys against tables still loading (as
+        ``pg_restore --disable-triggers``), where the role may; the verify checks the rows anyway."""
+        import psycopg
+
+        with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SET session_replication_role = replica")
+
+    def begin(self, conn: Any) -> None:
+        conn.execute("BEGIN")
+
+    def commit(self, conn: Any) -> None:
+        conn.execute("COMMIT")
+
+    def rollback(self, conn: Any) -> None:
+        """After a failure: a lost connection has rolled back on the server already."""
+        import psycopg
+        from psycopg import pq
+
+        if conn.closed or conn.info.transaction_status in (pq.TransactionStatus.IDLE, pq.TransactionStatus.UNKNOWN):
+            return
+        with contextlib.suppress(psycopg.OperationalError):
+            conn.execute("ROLLBACK")
+
+    def load(self, conn: Any, spec: TableSpec, rows: Iterator[Sequence[Any]]) -> None:
+        """Text COPY: every value goes as text and the server parses it into the column's type."""
+        names = ", ".join(quote(c.name) for c in spec.columns)
+        with conn.cursor().copy(f"COPY {spec.target_sql} ({names}) FROM STDIN") as copy:
+            write_row = copy.write_row
+            for row in rows:
+                write_row(row)
+
+    def load_text(self, conn: Any, spec: TableSpec, columns: list[str], pieces: Iterator[str]) -> None:
+        """Text COPY data already formatted (whole lines) for ``columns``."""
+        names = ", ".join(map(quote, columns))
+        with conn.cursor().copy(f"COPY {spec.target_sql} ({names}) FROM STDIN") as copy:
+            for piece in pieces:
+                copy.write(piece)
+
+    def finish_table(self, conn: Any, spec: TableSpec) -> None:
+        for statement in finish_table_sql(spec, timescale=self.timescale):
+            conn.execute(statement)
+
+    def finish_all(self, conn: Any, specs: list[TableSpec]) -> None:
+        moved = {spec.target for spec in specs}
+        for spec in specs:
+            for number, key in enumerate(spec.foreign_keys, start=1):
+                if key.ref_table not in moved:
+                    continue
+                name = f"{spec.target}_fk_{number}"[:63]
+                exists = conn.execute("SELECT 1 FROM pg_constraint WHERE conname = %s AND conrelid = %s::regclass",
+                                      [name, spec.target_sql]).fetchone()
+                if not exists:
+                    conn.execute(f"ALTER TABLE {spec.target_sql} ADD CONSTRAINT {quote(name)} FOREIGN KEY "
+                                 f"({', '.join(map(quote, key.columns))}) REFERENCES {quote(key.ref_table)} "
+                                 f"({', '.join(map(quote, key.ref_columns))})")
+
+
+def _bucket(key: str | None, bounds: list[int]) -> str:
+    return f"width_bucket({key}, %s::bigint[])" if key and bounds else "0"
+
+
+def create_table_sql(spec: TableSpec, *, timescale: bool = False) -> list[str]:
+    """CREATE TABLE (columns only; keys and indexes come after the data), and a TimescaleDB target's
+    ``create_hypertable`` on its time column."""
+    columns = []
+    for column in spec.columns:
+        identity = " GENERATED BY DEFAULT AS IDENTITY" if column.name == spec.identity else ""
+        not_null = " NOT NULL" if column.not_null or identity else ""
+        columns.append(f"{quote(column.name)} {column.target_type}{identity}{not_null}")
+    statements = [f"CREATE TABLE {spec.target_sql} ({', '.join(columns)})"]
+    if spec.time_column:
+        if not timescale:
+            raise OperationFailed(f"{spec.target}: time_column needs a timescaledb target backend",
+                                  hint="Try: a backend of kind timescaledb, or leave time_column out")
+        statements.append(f"SELECT create_hypertable('{spec.target_sql.replace(chr(39), chr(39) * 2)}', "
+                          f"'{spec.time_column.replace(chr(39), chr(39) * 2)}')")
+    return statements
+
+
+def finish_table_sql(spec: TableSpec, *, timescale: bool = False) -> list[str]:
+    """After the data: primary key, indexes (IF NOT EXISTS: a resumed run repeats them), the identity
+    moved past the copied maximum. On a hypertable, unique keys leaving out the time column cannot exist."""
+    statements = []
+    keeps_time = lambda columns: not spec.time_column or spec.time_column in columns  # noqa: E731
+    if spec.primary_key and keeps_time(spec.primary_key):
+        name = quote(f"{spec.target.rpartition('.')[2]}_pkey"[:63])
+        statements.append(f"DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = "
+                          f"'{spec.target_sql.replace(chr(39), chr(39) * 2)}'::regclass AND contype = 'p') THEN "
+                          f"ALTER TABLE {spec.target_sql} ADD CONSTRAINT {name} PRIMARY KEY "
+                          f"({', '.join(map(quote, spec.primary_key))}); END IF; END$$")
+    for index in spec.indexes:
+        if index.unique and not keeps_time(index.columns):
+            continue
+        unique = "UNIQUE " if index.unique else ""
+        statements.append(f"CREATE {unique}INDEX IF NOT EXISTS {quote(index.name[:63])} ON {spec.target_sql} "
+                          f"({', '.join(map(quote, index.columns))})")
+    if spec.identity:
+        literal = spec.target_sql.replace("'", "''")
+        statements.append(f"SELECT setval(pg_get_serial_sequence('{literal}', '{spec.identity}'), "
+                          f"coalesce(max({quote(spec.identity)}), 0) + 1, false) FROM {spec.target_sql}")
+    return statements

@@ -1,0 +1,82 @@
+"""What a SQLite table really holds, for the plan: storage classes per column (``typeof``), longest
+values, NULs, invalid UTF-8, date formats, boolean spellings, and the rows the target would reject
+(counted with the same checks the run applies, a sample of each)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from storagectl.datamove.model import ColumnPlan, ItemPlan, RejectSample
+from storagectl.datamove.sql import canonical
+from storagectl.datamove.sql.rows import ChunkTally, Reject, RowMapper
+from storagectl.datamove.sql.spec import TableSpec, chunks_from_bounds
+
+SAMPLES = 5
+
+
+def profile_table(source: Any, conn: Any, spec: TableSpec, item: ItemPlan) -> None:
+    storage = [_storage(conn, spec, column.source) for column in spec.columns]
+    formats: list[Counter[str]] = [Counter() for _ in spec.columns]
+    rejects: list[Reject] = []
+    mapper = RowMapper(spec.kinds, [], hash_rows=False)
+    watched = [i for i, kind in enumerate(spec.kinds) if kind in ("timestamptz", "timestamp", "date", "bool")]
+    rows = _watch(source.read(conn, spec, chunks_from_bounds([])[0], with_key=True, careful=True), watched,
+                  spec.kinds, formats)
+    for _row in mapper.careful(rows, ChunkTally(), rejects, spec.source):
+        pass
+    item.rejected_rows = len(rejects)
+    item.reject_samples = [RejectSample(str(r.key), spec.columns[r.column_index].name if r.column_index is not None
+                                        else "", r.reason) for r in rejects[:SAMPLES]]
+    by_column = Counter(r.column_index for r in rejects)
+    item.columns = [ColumnPlan(column.name, column.source_type, column.target_type,
+                               _note(column.note, storage[i], formats[i], by_column.get(i, 0), spec.kinds[i]))
+                    for i, column in enumerate(spec.columns)]
+
+
+def _storage(conn: Any, spec: TableSpec, expression: str) -> dict[str, Any]:
+    rows = conn.execute(f"SELECT typeof({expression}), count(*), max(length({expression})), "
+                        f"sum(typeof({expression}) = 'text' AND instr({expression}, char(0)) > 0) "
+                        f"FROM {spec.source_sql} GROUP BY 1").fetchall()
+    return {"classes": {name: count for name, count, _, _ in rows if name != "null"},
+            "max_length": max((length or 0 for name, _, length, _ in rows if name in ("text", "blob")), default=0),
+            "nul": sum(nul or 0 for *_, nul in rows)}
+
+
+def _watch(rows: Any, watched: list[int], kinds: list[str], formats: list[Counter[str]]) -> Any:
+    for row in rows:
+        for i in watched:
+            value = row[i + 1]
+            if value is not None:
+                formats[i][_spelling(kinds[i], value)] += 1
+        yield row
+
+
+def _spelling(kind: str, value: Any) -> str:
+    if kind == "bool":
+        return repr(value)
+    return canonical.date_format(value)
+
+
+def _note(base: str, storage: dict[str, Any], formats: Counter[str], rejected: int, kind: str) -> str:
+    parts = [base] if base else []
+    classes = storage["classes"]
+    if len(classes) > 1 or (classes and not _expected(kind, set(classes))):
+        parts.append("typeof " + ", ".join(f"{name} {count}" for name, count in sorted(classes.items())))
+    if storage["max_length"]:
+        parts.append(f"max length {storage['max_length']}")
+    if storage["nul"]:
+        parts.append(f"{storage['nul']} with NUL")
+    if formats and kind == "bool":
+        parts.append("booleans as " + ", ".join(sorted(formats)))
+    elif formats:
+        parts.append("dates: " + ", ".join(f"{name} {count}" for name, count in formats.most_common()))
+    if rejected:
+        parts.append(f"{rejected} rejected")
+    return "; ".join(parts)
+
+
+def _expected(kind: str, classes: set[str]) -> bool:
+    from storagectl.datamove.sql.rows import NATIVE
+
+    return classes <= NATIVE.get(kind, classes)

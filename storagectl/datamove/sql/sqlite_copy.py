@@ -1,0 +1,194 @@
+"""SQLite → PostgreSQL without Python per value: SQLite builds every row's text COPY line, and the
+part of its canonical encoding that SQL can compute, in one SELECT; Python only joins lines and hashes.
+
+A value the target cannot hold makes the server refuse the chunk's COPY (the expressions turn
+junk into text PostgreSQL rejects rather than into NULL), and the chunk is redone carefully in
+Python (:mod:`storagectl.datamove.sql.rows`), which finds and reports the row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from storagectl.datamove.sql import canonical
+from storagectl.datamove.sql.spec import Chunk, ColumnSpec, TableSpec
+
+FETCH_ROWS = 5000
+NULL = r"'\N'"
+TRUE_WORDS = "('1', 't', 'true', 'y', 'yes', 'on', '1.0')"
+FALSE_WORDS = "('0', 'f', 'false', 'n', 'no', 'off', '0.0')"
+EXACT_FLOATS = "1e-90 AND 1e90"
+JULIAN = f"BETWEEN {canonical.JULIAN_MIN} AND {canonical.JULIAN_MAX}"
+
+
+def escaped(expr: str) -> str:
+    """A value as a text COPY field: backslash, newline, carriage return and tab escaped."""
+    return (f"replace(replace(replace(replace(CAST({expr} AS TEXT), '\\', '\\\\'), char(10), '\\n'), "
+            f"char(13), '\\r'), char(9), '\\t')")
+
+
+def copy_field(column: ColumnSpec, classes: set[str]) -> str:
+    c, kind = column.source, column.kind
+    plain = not (classes & {"text", "blob"})  # nothing to escape
+    if kind == "int":  # also the canonical field: a spelling other than the plain integer goes through Python
+        return c if classes <= {"integer", "null"} else (
+            f"CASE WHEN {c} IS NULL THEN NULL WHEN typeof({c}) = 'integer' OR CAST(CAST({c} AS INTEGER) AS TEXT) = {c} "
+            f"THEN CAST({c} AS TEXT) "
+            "ELSE 'not a plain integer' END")
+    if kind == "float":
+        # SQLite's printf is exact to 17 digits only between 1e-90 and 1e90 (measured): a REAL beyond
+        # goes as text the server refuses, and its chunk through Python, which writes every digit
+        other = c if plain else escaped(c)
+        return (f"CASE WHEN typeof({c}) <> 'real' THEN {other} WHEN {c} = 0 OR abs({c}) BETWEEN {EXACT_FLOATS} "
+                f"THEN printf('%!.17g', {c}) ELSE 'float beyond exact printf' END")
+    if kind == "bytes":
+        return f"CASE WHEN {c} IS NOT NULL THEN '\\\\x' || hex({c}) END"  # hex(NULL) is ''
+    if kind == "bool":
+        word = f"lower(trim(CAST({c} AS TEXT)))"
+        return (f"CASE WHEN {c} IS NULL THEN NULL WHEN {word} IN {TRUE_WORDS} THEN 't' "
+                f"WHEN {word} IN {FALSE_WORDS} THEN 'f' "
+                "ELSE 'not a boolean' END")
+    if kind in ("timestamptz", "timestamp", "date"):
+        return _moment_field(c, kind)
+    return c if plain and kind == "numeric" else escaped(c)
+
+
+def _moment_field(c: str, kind: str) -> str:
+    """Unix INTEGER seconds, Julian-day or Unix REALs (to the millisecond) as ISO text; text as it is
+    (the server parses it); 0 and out-of-range numbers as text the server refuses."""
+    if kind == "date":
+        seconds, julian, epoch = f"date({c}, 'unixepoch')", f"date({c})", f"date({c}, 'unixepoch')"
+    else:
+        seconds = f"strftime('%Y-%m-%d %H:%M:%S', {c}, 'unixepoch')"
+        julian = f"strftime('%Y-%m-%d %H:%M:%f', {c})"
+        epoch = f"strftime('%Y-%m-%d %H:%M:%f', {c}, 'unixepoch')"
+    return (f"CASE typeof({c}) WHEN 'integer' THEN CASE WHEN {c} = 0 THEN 'junk date 0' ELSE coalesce({seconds}, "
+            f"'date out of range') END WHEN 'real' THEN coalesce(CASE WHEN {c} {JULIAN} THEN {julian} ELSE {epoch} "
+            f"END, 'date out of range') ELSE {escaped(c)} END")
+
+
+GLOB_DATE = "[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9]"
+GLOB_SECONDS = GLOB_DATE + " [0-2][0-9]:[0-5][0-9]:[0-5][0-9]"
+GLOB_MICROSECONDS = GLOB_SECONDS + ".[0-9][0-9][0-9][0-9][0-9][0-9]"  # what a SQLite target holds
+
+
+def fallback_field(column: ColumnSpec) -> str:
+    """A date or time's canonical field in SQL for the common spellings (numbers, ``YYYY-MM-DD``,
+    ``YYYY-MM-DD HH:MM:SS``); NULL for any other, which Python then encodes."""
+    c = column.source
+    if column.kind == "date":
+        return (f"CASE typeof({c}) WHEN 'text' THEN CASE WHEN {c} GLOB '{GLOB_DATE}' THEN {c} END "
+                f"WHEN 'integer' THEN date({c}, 'unixepoch') WHEN 'real' THEN CASE WHEN {c} {JULIAN} THEN date({c}) "
+                f"ELSE date({c}, 'unixepoch') END END")
+    return (f"CASE typeof({c}) WHEN 'text' THEN CASE WHEN {c} GLOB '{GLOB_SECONDS}' THEN {c} || '.000000' "
+            f"WHEN {c} GLOB '{GLOB_MICROSECONDS}' THEN {c} END "
+            f"WHEN 'integer' THEN strftime('%Y-%m-%d %H:%M:%S', {c}, 'unixepoch') || '.000000' "
+            f"WHEN 'real' THEN CASE WHEN {c} {JULIAN} THEN strftime('%Y-%m-%d %H:%M:%f', {c}) "
+            f"ELSE strftime('%Y-%m-%d %H:%M:%f', {c}, 'unixepoch') END || '000' END")
+
+
+class SQLiteCopyReader:
+    """One table's chunks as text COPY data, with their row count and checksum.
+
+    The SELECT returns the COPY fields of the date, time, float and numeric columns as one
+    tab-joined text and of the other columns as another (which is also their canonical encoding);
+    then the canonical fields of the date and time columns joined (NULL when one needs Python),
+    their values, and the values of the float and numeric columns (always encoded in Python). The
+    COPY column list follows the canonical order, so the second text serves both. :meth:`hashes`
+    runs the same SELECT without the first text, to checksum a table."""
+
+    def __init__(self, spec: TableSpec, storage_classes: list[set[str]], *, hashing: bool = True) -> None:
+        self.spec = spec
+        self.hashing = hashing  # False (run --no-verify): the COPY text alone
+        kinds = spec.kinds
+        self.order = canonical.canonical_order(kinds)
+        in_sql = [i for i in self.order if kinds[i] not in canonical.FALLBACK_KINDS + canonical.PYTHON_KINDS]
+        rest = [i for i in self.order if i not in in_sql]
+        self.fallback = [i for i in rest if kinds[i] in canonical.FALLBACK_KINDS]
+        self.in_python = [i for i in rest if kinds[i] in canonical.PYTHON_KINDS]
+        self.reals = [storage_classes[i] - {"null"} <= {"real"} for i in self.in_python]  # no conversion needed
+
+        def line(indices: list[int]) -> str:
+            fields = " || char(9) || ".join(f"coalesce({copy_field(spec.columns[i], storage_classes[i])}, {NULL})"
+                                            for i in indices)
+            return f"CAST({fields} AS TEXT)" if fields else "''"  # one integer column alone stays an integer
+
+        fallback = " || char(9) || ".join(
+            f"CASE WHEN {spec.columns[i].source} IS NULL THEN {NULL} ELSE {fallback_field(spec.columns[i])} END"
+            for i in self.fallback) or "''"
+        extra = "".join(f", {spec.columns[i].source}" for i in self.fallback + self.in_python)
+        self.has_sql = bool(in_sql)
+        self.hash_select = f"{line(in_sql)}, {fallback}{extra} FROM {spec.source_sql}"
+        self.select = (f"SELECT {line(rest)}, {self.hash_select}" if hashing
+                       else f"SELECT {line(rest)}, {line(in_sql)} FROM {spec.source_sql}")
+        self.has_rest = bool(rest)
+
+    @property
+    def copy_columns(self) -> list[str]:
+        return [self.spec.columns[i].name for i in self.order]
+
+    def row_hasher(self) -> Any:
+        """``row_hash(row, start)``: the hash of a row of the SELECT whose canonical part begins at ``start``."""
+        import hashlib
+        import struct
+
+        kinds = self.spec.kinds
+        fallback = [(canonical.converter(kinds[i]), canonical.CANON[kinds[i]]) for i in self.fallback]
+        pack = struct.Struct(">d").pack
+        python = [(None, None) if real and kinds[i] == "float" else (canonical.converter(kinds[i]),
+                                                                     canonical.CANON[kinds[i]])
+                  for i, real in zip(self.in_python, self.reals, strict=True)]
+        null, has_sql, n_fallback = canonical.NULL_FIELD, self.has_sql, len(fallback)
+        md5, from_bytes = hashlib.md5, int.from_bytes
+
+        def row_hash(row: Any, start: int) -> int:
+            fields = [row[start]] if has_sql else []
+            if n_fallback:
+                joined = row[start + 1]
+                if joined is None:  # a spelling SQL does not encode: all of them in Python
+                    values = row[start + 2:start + 2 + n_fallback]
+                    joined = "\t".join(null if v is None else encode(convert(v))
+                                        for (convert, encode), v in zip(fallback, values, strict=True))
+                fields.append(joined)
+            at = start + 2 + n_fallback
+            for convert, encode in python:
+                value = row[at]
+                at += 1
+                if value is None:
+                    fields.append(null)
+                elif convert is None:
+                    fields.append(pack(value or 0.0).hex())  # a REAL: canonical._canon_float without the calls
+                else:
+                    fields.append(encode(convert(value)))
+            text = fields[0] if len(fields) == 1 else "\t".join(fields)
+            return from_bytes(md5(text.encode()).digest()[:8], "big", signed=True)
+
+        return row_hash
+
+    def pieces(self, conn: Any, chunk: Chunk, tally: Any) -> Iterator[str]:
+        """The chunk's COPY text in pieces of up to FETCH_ROWS lines, counted and hashed into ``tally``
+        (``rows``, ``hash_sum``); raises :class:`canonical.Rejected` for a value Python cannot encode."""
+        where, args = chunk.where(self.spec.key, "?")
+        row_hash, has_sql, has_rest = self.row_hasher(), self.has_sql, self.has_rest
+        cursor = conn.execute(self.select + where, args)
+        while rows := cursor.fetchmany(FETCH_ROWS):
+            if not has_rest:
+                lines = [row[1] for row in rows]
+            elif has_sql:
+                lines = [f"{row[1]}\t{row[0]}" for row in rows]
+            else:
+                lines = [row[0] for row in rows]
+            tally.rows += len(rows)
+            if self.hashing:
+                tally.hash_sum += sum(row_hash(row, 1) for row in rows)
+            lines.append("")
+            yield "\n".join(lines)
+
+    def hashes(self, conn: Any, key: str | None) -> Iterator[tuple[Any, int]]:
+        """(key, row hash) of every row; ``key``: SQL of the key (None: NULL)."""
+        row_hash = self.row_hasher()
+        cursor = conn.execute(f"SELECT {key or 'NULL'}, {self.hash_select}")
+        while rows := cursor.fetchmany(FETCH_ROWS):
+            for row in rows:
+                yield row[0], row_hash(row, 1)

@@ -1,0 +1,373 @@
+"""SQLite as source or target of a data move: its catalog, chunk reads, loads and checksums."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from storagectl.datamove.sql import canonical, typemap
+from storagectl.datamove.sql.spec import (
+    Chunk,
+    ColumnSpec,
+    ForeignKeySpec,
+    IndexSpec,
+    TableSpec,
+    chunk_index,
+    chunks_from_bounds,
+)
+from storagectl.errors import OperationFailed
+
+if TYPE_CHECKING:
+    from storagectl.backends.sqlite import SQLiteBackend
+    from storagectl.datamove.model import ColumnMap, TableMap
+
+STATE_TABLE = "storagectl_data_migration"
+FETCH_ROWS = 5000
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _surrogate_text(raw: bytes) -> str:
+    """Careful reads: text that is not UTF-8 keeps its bytes (as surrogates) to be rejected, not fail the read."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+class SQLiteSide:
+    kind = "sqlite"
+    param = "?"
+
+    def __init__(self, backend: SQLiteBackend) -> None:
+        self.backend = backend
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        with self.backend.connect() as conn:
+            conn.isolation_level = None  # transactions only where this module opens them
+            yield conn
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """One writing run per target file: an flock beside it, released by the kernel if the process dies."""
+        from storagectl.locks import FileLock, held
+
+        path = self.backend.settings.path
+        lock = FileLock(path.with_name(f".{path.name}.migrate-data.lock"), f"migrate data into {path.name}")
+        with held(lock, f"a migrate data run into {self.backend.label}"):
+            yield
+
+    # -- catalog --------------------------------------------------------------------------------
+    def table_names(self, conn: sqlite3.Connection) -> list[str]:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+                            "AND name <> ? ORDER BY name", [STATE_TABLE])
+        return [row[0] for row in rows]
+
+    def describe(self, conn: sqlite3.Connection, name: str, table_map: TableMap | None, target_kind: str) -> TableSpec:
+        info = [row for row in conn.execute(f"PRAGMA table_xinfo({quote(name)})") if row[6] in (0, 1)]
+        has_rowid = _has_rowid(conn, name)
+        pk = [row[1] for row in sorted((r for r in info if r[5]), key=lambda r: r[5])]
+        ipk = pk[0] if has_rowid and len(pk) == 1 and _declared(info, pk[0]).upper() == "INTEGER" else None
+        target_name = table_map.target if table_map else name
+        spec = TableSpec(source=name, source_sql=quote(name), target=target_name, target_sql=quote(target_name),
+                         columns=[], primary_key=tuple(pk), key_label=ipk or "rowid")
+        if table_map and table_map.columns:
+            spec.columns = [self._mapped_column(conn, name, info, column, target_kind) for column in table_map.columns]
+            spec.transformed = True
+        else:
+            renames = dict(table_map.renames) if table_map else {}
+            spec.columns = [self._column(row, target_kind, renames.get(row[1], row[1])) for row in info]
+        target_names = {quote(column.source_column): column.name for column in spec.columns if column.source_column}
+        if has_rowid:
+            spec.key = quote(ipk) if ipk else "rowid"
+            spec.key_column = target_names.get(quote(ipk)) if ipk else None
+        spec.primary_key = tuple(target_names[quote(c)] for c in pk if quote(c) in target_names)
+        if ipk and quote(ipk) in target_names and target_kind != "sqlite":
+            spec.identity = target_names[quote(ipk)]
+        spec.indexes, skipped = self._indexes(conn, name, target_names)
+        spec.problems += skipped
+        spec.foreign_keys = self._foreign_keys(conn, name, target_names)
+        spec.row_estimate = self._row_estimate(conn, name)
+        spec.time_column = table_map.time_column if table_map else None
+        if not has_rowid:
+            spec.problems.append("WITHOUT ROWID table: copied as one chunk")
+        return spec
+
+    def _column(self, row: Sequence[Any], target_kind: str, target_name: str) -> ColumnSpec:
+        declared = row[2] or ""
+        target_type = typemap.sqlite_to_pg(declared) if target_kind != "sqlite" else (declared or "")
+        kind = _kind(target_type, target_kind)
+        return ColumnSpec(target_name, quote(row[1]), declared or "(none)", target_type, kind,
+                          not_null=bool(row[3]) or bool(row[5]), source_column=row[1])
+
+    def _mapped_column(self, conn: sqlite3.Connection, table: str, info: list[Any], column: ColumnMap,
+                       target_kind: str) -> ColumnSpec:
+        by_name = {row[1]: row for row in info}
+        plain = None
+        if column.expression is not None:
+            source, declared = column.expression, self._expression_type(conn, table, column.expression)
+        else:
+            source_name = column.source or column.target
+            if source_name not in by_name:
+                raise OperationFailed(f"{self.backend.label}: table {table!r} has no column {source_name!r}",
+                                      hint=f"Try: one of {', '.join(by_name)}")
+            source, declared = quote(source_name), by_name[source_name][2] or ""
+            plain = source_name
+        target_type = column.cast or (typemap.sqlite_to_pg(declared) if target_kind != "sqlite" else declared)
+        note = f"expression {column.expression}" if column.expression else ""
+        if column.cast:
+            note = (note + "; " if note else "") + f"cast to {column.cast}"
+        return ColumnSpec(column.target, source, declared or "(expression)", target_type,
+                          _kind(target_type, target_kind), note=note, source_column=plain)
+
+    def _expression_type(self, conn: sqlite3.Connection, table: str, expression: str) -> str:
+        try:
+            found = {row[0] for row in conn.execute(
+                f"SELECT DISTINCT typeof({expression}) FROM {quote(table)}")} - {"null"}
+        except sqlite3.Error as exc:
+            raise OperationFailed(f"{self.backend.label}: expression {expression!r} on {table!r}: {exc}",
+                                  hint="Try: an SQLite expression over the table's columns") from exc
+        if found == {"integer"}:
+            return "INTEGER"
+        if found <= {"integer", "real"} and found:
+            return "REAL"
+        return "BLOB" if found == {"blob"} else "TEXT"
+
+    def _indexes(self, conn: sqlite3.Connection, table: str, names: dict[str, str]
+                 ) -> tuple[list[IndexSpec], list[str]]:
+        indexes, skipped = [], []
+        for _seq, index, unique, origin, partial in conn.execute(f"PRAGMA index_list({quote(table)})"):
+            if origin == "pk":
+                continue
+            columns = [row[2] for row in conn.execute(f"PRAGMA index_info({quote(index)})")]
+            mapped = [names.get(quote(c)) if c is not None else None for c in columns]
+            if partial or None in mapped:
+                skipped.append(f"index {index} not moved (partial, on an expression or on a column left out)")
+                continue
+            indexes.append(IndexSpec(index, tuple(mapped), bool(unique)))  # type: ignore[arg-type]
+        return indexes, skipped
+
+    def _foreign_keys(self, conn: sqlite3.Connection, table: str, names: dict[str, str]) -> list[ForeignKeySpec]:
+        groups: dict[int, list[Any]] = {}
+        for row in conn.execute(f"PRAGMA foreign_key_list({quote(table)})"):
+            groups.setdefault(row[0], []).append(row)
+        keys = []
+        for rows in groups.values():
+            local = [names.get(quote(row[3])) for row in rows]
+            if None in local or any(row[4] is None for row in rows):
+                continue
+            keys.append(ForeignKeySpec(tuple(local), rows[0][2], tuple(row[4] for row in rows)))  # type: ignore[arg-type]
+        return keys
+
+    def _row_estimate(self, conn: sqlite3.Connection, table: str) -> int:
+        return conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0]
+
+    # -- reading --------------------------------------------------------------------------------
+    def bounds(self, conn: sqlite3.Connection, spec: TableSpec, batch_rows: int) -> list[int]:
+        if spec.key is None:
+            return []
+        rows = conn.execute(f"SELECT k FROM (SELECT {spec.key} AS k, row_number() OVER (ORDER BY {spec.key}) AS n "
+                            f"FROM {spec.source_sql}) WHERE n % ? = 1 AND n > 1 ORDER BY k", [batch_rows])
+        return [row[0] for row in rows]
+
+    def read(self, conn: sqlite3.Connection, spec: TableSpec, chunk: Chunk, *, with_key: bool = False,
+             careful: bool = False) -> Iterator[tuple]:
+        where, args = chunk.where(spec.key, self.param)
+        key = f"{spec.key or 'NULL'}, " if with_key else ""
+        select = f"SELECT {key}{', '.join(c.source for c in spec.columns)} FROM {spec.source_sql}{where}"
+        if careful:
+            conn.text_factory = _surrogate_text
+        try:
+            cursor = conn.execute(select, args)
+            while rows := cursor.fetchmany(FETCH_ROWS):
+                yield from rows
+        finally:
+            conn.text_factory = str
+
+    def storage_classes(self, conn: sqlite3.Connection, spec: TableSpec) -> list[set[str]]:
+        """Per column, the storage classes (``typeof``) its values use: one scan for all columns."""
+        found: list[set[str]] = [set() for _ in spec.columns]
+        typeofs = ", ".join(f"typeof({column.source})" for column in spec.columns)
+        for row in conn.execute(f"SELECT DISTINCT {typeofs} FROM {spec.source_sql}"):
+            for classes, name in zip(found, row, strict=True):
+                classes.add(name)
+        return found
+
+    def row_bytes(self, conn: sqlite3.Connection, spec: TableSpec) -> int:
+        """Average bytes of a row's values, from the first 1000 rows (for progress in bytes)."""
+        lengths = " + ".join(f"coalesce(length(CAST({c.source} AS BLOB)), 0)" for c in spec.columns) or "0"
+        found = conn.execute(f"SELECT avg({lengths}) FROM (SELECT * FROM {spec.source_sql} LIMIT 1000)").fetchone()
+        return int(found[0] or 0) + len(spec.columns)
+
+    def chunk_counts(self, conn: sqlite3.Connection, spec: TableSpec, bounds: list[int]) -> dict[int, int]:
+        """Rows per chunk, one range count each (in C, on the key's b-tree)."""
+        counts = {}
+        for chunk in chunks_from_bounds(bounds if spec.key else []):
+            where, args = chunk.where(spec.key, self.param)
+            counts[chunk.index] = conn.execute(f"SELECT count(*) FROM {spec.source_sql}{where}", args).fetchone()[0]
+        return counts
+
+    # -- as a target ----------------------------------------------------------------------------
+    def target_columns(self, conn: sqlite3.Connection, spec: TableSpec) -> list[tuple[str, str]] | None:
+        rows = conn.execute(f"PRAGMA table_info({spec.target_sql})").fetchall()
+        return [(row[1], row[2]) for row in rows] or None
+
+    def create_table(self, conn: sqlite3.Connection, spec: TableSpec) -> None:
+        columns = [f"{quote(c.name)} {c.target_type}{' NOT NULL' if c.not_null else ''}" for c in spec.columns]
+        if spec.primary_key:
+            columns.append(f"PRIMARY KEY ({', '.join(map(quote, spec.primary_key))})")
+        conn.execute(f"CREATE TABLE {spec.target_sql} ({', '.join(columns)})")
+
+    def is_empty(self, conn: sqlite3.Connection, spec: TableSpec) -> bool:
+        return conn.execute(f"SELECT 1 FROM {spec.target_sql} LIMIT 1").fetchone() is None
+
+    def empty_tables(self, conn: sqlite3.Connection, specs: list[TableSpec]) -> None:
+        for spec in specs:
+            conn.execute(f"DELETE FROM {spec.target_sql}")
+
+    def writer_session(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA foreign_keys = OFF")  # the order tables load in is not theirs
+
+    def begin(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+
+    def commit(self, conn: sqlite3.Connection) -> None:
+        conn.execute("COMMIT")
+
+    def rollback(self, conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+    def load(self, conn: sqlite3.Connection, spec: TableSpec, rows: Iterator[Sequence[Any]]) -> None:
+        marks = ", ".join("?" * len(spec.columns))
+        names = ", ".join(quote(c.name) for c in spec.columns)
+        adapt = [_sqlite_value_adapter(c.kind) for c in spec.columns]
+        if any(adapt):
+            rows = ([f(v) if f and v is not None else v for f, v in zip(adapt, row, strict=True)] for row in rows)
+        conn.executemany(f"INSERT INTO {spec.target_sql} ({names}) VALUES ({marks})", rows)
+
+    def finish_table(self, conn: sqlite3.Connection, spec: TableSpec) -> None:
+        for index in spec.indexes:
+            unique = "UNIQUE " if index.unique else ""
+            conn.execute(f"CREATE {unique}INDEX IF NOT EXISTS {quote(index.name)} ON {spec.target_sql} "
+                         f"({', '.join(map(quote, index.columns))})")
+
+    def finish_all(self, conn: sqlite3.Connection, specs: list[TableSpec]) -> None:
+        return None  # SQLite cannot add foreign keys to an existing table; the plan says so
+
+    # -- checksums (Python: SQLite has no md5) ----------------------------------------------------
+    def chunk_sums(self, conn: sqlite3.Connection, spec: TableSpec, bounds: list[int], *, as_target: bool
+                   ) -> dict[int, tuple[int, int]]:
+        """{chunk: (rows, checksum)} over the mapped values: SQLite encodes most of each row in SQL
+        (:class:`SQLiteCopyReader`); a table holding what that cannot read (invalid UTF-8, junk) is
+        hashed value by value in Python instead."""
+        from storagectl.datamove.sql.sqlite_copy import SQLiteCopyReader
+
+        view = _as_target(spec) if as_target else spec
+        group = view.key if (view.key is not None and (not as_target or spec.key_column is not None)) else None
+        sums: dict[int, list[int]] = {}
+        try:
+            reader = SQLiteCopyReader(view, self.storage_classes(conn, view))
+            for key, row_hash in reader.hashes(conn, group):
+                entry = sums.setdefault(chunk_index(bounds, key) if group else 0, [0, 0])
+                entry[0] += 1
+                entry[1] += row_hash
+        except (sqlite3.OperationalError, canonical.Rejected):
+            return self._chunk_sums_in_python(conn, spec, bounds, as_target=as_target)
+        return {index: (rows, total % 2**64) for index, (rows, total) in sums.items()}
+
+    def _chunk_sums_in_python(self, conn: sqlite3.Connection, spec: TableSpec, bounds: list[int], *,
+                              as_target: bool) -> dict[int, tuple[int, int]]:
+        kinds = spec.kinds
+        convert = [canonical.converter(kind) for kind in kinds]
+        hasher = canonical.row_hasher(kinds)
+        if as_target:
+            columns = [quote(c.name) for c in spec.columns]
+            key, relation = (quote(spec.key_column) if spec.key_column else None), spec.target_sql
+        else:
+            columns, key, relation = [c.source for c in spec.columns], spec.key, spec.source_sql
+        group = key is not None and (not as_target or spec.key_column is not None)
+        sums: dict[int, list[int]] = {}
+        select = f"SELECT {key if group else 'NULL'}, {', '.join(columns)} FROM {relation}"
+        conn.text_factory = _surrogate_text
+        try:
+            for row in conn.execute(select):
+                values = [None if v is None else _lenient(f, v) for f, v in zip(convert, row[1:], strict=True)]
+                index = chunk_index(bounds, row[0]) if group else 0
+                entry = sums.setdefault(index, [0, 0])
+                entry[0] += 1
+                entry[1] += hasher(values)
+        finally:
+            conn.text_factory = str
+        return {index: (rows, total % 2**64) for index, (rows, total) in sums.items()}
+
+    def row_hashes(self, conn: sqlite3.Connection, spec: TableSpec, chunk: Chunk, *, as_target: bool
+                   ) -> dict[str, int]:
+        kinds = spec.kinds
+        convert = [canonical.converter(kind) for kind in kinds]
+        hasher = canonical.row_hasher(kinds)
+        if as_target:
+            columns, key = [quote(c.name) for c in spec.columns], quote(spec.key_column) if spec.key_column else None
+            relation = spec.target_sql
+        else:
+            columns, key, relation = [c.source for c in spec.columns], spec.key, spec.source_sql
+        where, args = chunk.where(key, "?") if key else ("", [])
+        found: dict[str, int] = {}
+        for row in conn.execute(f"SELECT {key or 'rowid'}, {', '.join(columns)} FROM {relation}{where}", args):
+            values = [None if v is None else _lenient(f, v) for f, v in zip(convert, row[1:], strict=True)]
+            found[str(row[0])] = hasher(values)
+        return found
+
+
+def _as_target(spec: TableSpec) -> TableSpec:
+    """The spec read from its target table: the same columns, by their target names."""
+    from dataclasses import replace
+
+    columns = [replace(column, source=quote(column.name), source_column=column.name) for column in spec.columns]
+    return replace(spec, source_sql=spec.target_sql, columns=columns,
+                   key=quote(spec.key_column) if spec.key_column else None)
+
+
+def _lenient(convert: Any, value: Any) -> Any:
+    """A value that would be rejected hashes as its text: it differs from the target's, as it should."""
+    try:
+        return convert(value)
+    except canonical.Rejected:
+        return f"rejected:{value!r}"
+
+
+def _sqlite_value_adapter(kind: str) -> Any:
+    if kind in ("timestamptz", "timestamp"):
+        return _timestamp_text
+    if kind == "date":
+        return lambda v: v.isoformat() if hasattr(v, "isoformat") else v
+    if kind == "numeric":
+        return lambda v: str(v) if not isinstance(v, int | float) else v
+    return None
+
+
+def _timestamp_text(value: Any) -> Any:
+    """UTC as ``YYYY-MM-DD HH:MM:SS.ffffff``: what SQLite's date functions read."""
+    if not hasattr(value, "isoformat"):
+        return value
+    if getattr(value, "tzinfo", None) is not None:
+        value = value.astimezone(canonical.EPOCH.tzinfo).replace(tzinfo=None)
+    return value.isoformat(sep=" ", timespec="microseconds")
+
+
+def _kind(target_type: str, target_kind: str) -> str:
+    return typemap.sqlite_kind(target_type) if target_kind == "sqlite" else typemap.pg_kind(target_type)
+
+
+def _has_rowid(conn: sqlite3.Connection, table: str) -> bool:
+    try:
+        conn.execute(f"SELECT rowid FROM {quote(table)} LIMIT 0")
+        return True
+    except sqlite3.OperationalError:
+        return False
+
+
+def _declared(info: list[Any], column: str) -> str:
+    return next((row[2] or "") for row in info if row[1] == column)

@@ -1,0 +1,434 @@
+"""`storagectl migrate data` SQLite → PostgreSQL: mapping, profiling, rejects, resume and proof, against
+real SQLite files and the local PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.servers import PostgresAuthRejectingServer
+
+ROWS = 120  # books; with --batch-rows 50: chunks of ids < 51, < 101, the rest
+
+
+def make_source(path: Path, extra_sql: str = "") -> Path:
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE authors (id INTEGER PRIMARY KEY, name TEXT NOT NULL, active BOOLEAN, born DATE);
+        CREATE TABLE books (id INTEGER PRIMARY KEY, author_id INTEGER REFERENCES authors(id), title VARCHAR(80),
+                            price REAL, cover BLOB, published DATETIME, stock INTEGER);
+        CREATE INDEX books_by_author ON books (author_id);
+        CREATE TABLE notes (body TEXT, weight REAL);
+    """)
+    conn.executemany("INSERT INTO authors VALUES (?, ?, ?, ?)",
+                     [(i, f"author {i}", [0, 1, "t", "f"][i % 4], f"19{50 + i}-01-0{1 + i % 9}") for i in range(1, 11)])
+    published = [1_700_000_000, "2024-01-02 03:04:05", 2_460_000.5, "2024-05-06T07:08:09.123456Z"]
+    conn.executemany("INSERT INTO books VALUES (?, ?, ?, ?, ?, ?, ?)", [
+        (i, 1 + i % 10, f"title {i} \t é\n\\", i * 0.1, bytes([i % 256, 0, 255]), published[i % 4], i)
+        for i in range(1, ROWS + 1)])
+    conn.executemany("INSERT INTO notes VALUES (?, ?)", [(f"note {i}", i / 3) for i in range(25)])
+    conn.executescript(extra_sql)
+    conn.commit()
+    conn.close()
+    return path
+
+
+@pytest.fixture
+def moves(tmp_path, write_config, pg_database):
+    make_source(tmp_path / "src.db")
+    return write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          pg: {{kind: postgres, url: "{pg_database.url}"}}
+        """)
+
+
+def run_json(cli, config, *args):
+    result = cli("-c", config, "-o", "json", "migrate", "data", *args)
+    return result, (json.loads(result.stdout) if result.stdout.strip() else None)
+
+
+def test_sqlite_to_postgres_round_trip_is_proven_equal(cli, moves, pg_database):
+    result, report = run_json(cli, moves, "run", "--from", "lite", "--to", "pg", "--batch-rows", "50")
+    assert result.exit_code == 0, result.stderr
+    assert report["verified"] is True
+    books = next(item for item in report["items"] if item["source"] == "books")
+    assert books["rows"] == ROWS and books["chunks"] == 3 and books["status"] == "copied"
+    with pg_database.connect() as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        row = conn.execute("SELECT title, price, cover, published, stock FROM books WHERE id = 3").fetchone()
+        assert row == ("title 3 \t é\n\\", 0.30000000000000004, bytes([3, 0, 255]),
+                       datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC), 3)
+        assert conn.execute("SELECT published FROM books WHERE id = 2").fetchone()[0] == \
+            datetime(2023, 2, 25, tzinfo=UTC)  # Julian day 2460000.5 (Julian days begin at noon)
+        assert conn.execute("SELECT published FROM books WHERE id = 4").fetchone()[0] == \
+            datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)  # Unix seconds 1700000000
+        assert conn.execute("SELECT published FROM books WHERE id = 5").fetchone()[0] == \
+            datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+        assert conn.execute("SELECT active, born FROM authors WHERE id = 3").fetchone() == (False, date(1953, 1, 4))
+        assert [row[0] for row in conn.execute("SELECT active FROM authors WHERE id <= 5 ORDER BY id")] == \
+            [True, True, False, False, True]  # 1, 't', 'f', 0, 1
+        # INTEGER PRIMARY KEY: an identity that kept the values and continues after the largest
+        assert conn.execute("INSERT INTO books (title) VALUES ('new') RETURNING id").fetchone()[0] == ROWS + 1
+        assert {name for (name,) in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'books'")} \
+            == {"books_pkey", "books_by_author"}
+        assert conn.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f'").fetchone()[0] == 1
+        conn.execute("DELETE FROM books WHERE id = %s", [ROWS + 1])
+    again, checked = run_json(cli, moves, "verify", "--from", "lite", "--to", "pg")
+    assert again.exit_code == 0 and checked["verified"] is True
+    assert [item["checksum"] for item in checked["items"]] == [item["checksum"] for item in report["items"]]
+
+
+def test_verify_names_the_first_differing_chunk_and_the_row_keys(cli, moves, pg_database):
+    assert run_json(cli, moves, "run", "--from", "lite", "--to", "pg", "--batch-rows", "50")[0].exit_code == 0
+    with pg_database.connect() as conn:
+        conn.execute("UPDATE books SET published = published + interval '1 microsecond' WHERE id = 77")
+        conn.execute("DELETE FROM books WHERE id = 110")
+    result, report = run_json(cli, moves, "verify", "--from", "lite", "--to", "pg", "--show-diffs")
+    assert result.exit_code == 6
+    books = next(item for item in report["items"] if item["source"] == "books")
+    assert books["status"] == "mismatch" and books["first_bad_chunk"] == "2 (51 ≤ id < 101)"
+    assert books["diff_keys"] == ["77"]
+    assert "first differing chunk 2 (51 ≤ id < 101)" in result.stderr
+
+
+BAD_ROWS = """
+    CREATE TABLE events (id INTEGER PRIMARY KEY, happened DATETIME, label TEXT, ok BOOLEAN);
+    INSERT INTO events VALUES (1, '2024-01-01 00:00:00', 'fine', 1);
+    INSERT INTO events VALUES (2, '0', 'junk date', 0);
+    INSERT INTO events VALUES (3, '2024-01-03', 'nul' || char(0) || 'inside', 't');
+    INSERT INTO events VALUES (4, '2024-01-04', CAST(x'66ff6f' AS TEXT), 'f');
+    INSERT INTO events VALUES (5, '2024-01-05', 'maybe', 'maybe');
+    INSERT INTO events VALUES (6, 1700000000, 'fine too', 'true');
+"""
+
+
+@pytest.fixture
+def bad_moves(tmp_path, write_config, pg_database):
+    make_source(tmp_path / "src.db", BAD_ROWS)
+    return write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          pg: {{kind: postgres, url: "{pg_database.url}"}}
+        """)
+
+
+def test_plan_profiles_real_values_and_counts_rejected_rows(cli, bad_moves):
+    result, plan = run_json(cli, bad_moves, "plan", "--from", "lite", "--to", "pg", "--table", "events")
+    assert result.exit_code == 1  # rows would be rejected under --on-error stop
+    (events,) = plan["items"]
+    assert events["rejected_rows"] == 4
+    reasons = {sample["key"]: (sample["column"], sample["reason"]) for sample in events["reject_samples"]}
+    assert reasons["2"] == ("happened", "junk date: 0")  # DATETIME's numeric affinity stored '0' as 0
+    assert reasons["3"][0] == "label" and reasons["3"][1].startswith("NUL character")
+    assert reasons["4"][0] == "label" and reasons["4"][1].startswith("invalid UTF-8")
+    assert reasons["5"] == ("ok", "not a boolean: 'maybe'")
+    notes = {column["name"]: column["note"] for column in events["columns"]}
+    assert "dates: ISO text 4, junk 1, Unix INTEGER 1; 1 rejected" in notes["happened"]
+    assert "booleans as " in notes["ok"] and "1 with NUL" in notes["label"]
+    assert cli("-c", bad_moves, "migrate", "data", "plan", "--from", "lite", "--to", "pg",
+               "--on-error", "skip").exit_code == 0
+
+
+def test_on_error_stop_names_the_row_and_commits_nothing_of_its_chunk(cli, bad_moves, pg_database):
+    result = cli("-c", bad_moves, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--table", "events",
+                 "--batch-rows", "3")
+    assert result.exit_code == 1
+    # the first chunk holds rows 1-3: two of them rejected
+    assert "error: events: row id 2 column happened: junk date: 0 (2 rejected row(s) in this chunk; nothing of " \
+           "it was committed)" in result.stderr
+    with pg_database.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM storagectl_data_migration WHERE chunk >= 0").fetchone()[0] == 0
+
+
+def test_on_error_skip_writes_each_rejected_row_with_its_reason(cli, bad_moves, pg_database, tmp_path):
+    rejects = tmp_path / "rejects.jsonl"
+    result, report = run_json(cli, bad_moves, "run", "--from", "lite", "--to", "pg", "--table", "events",
+                              "--on-error", "skip", "--rejects", rejects)
+    assert result.exit_code == 0, result.stderr
+    (events,) = report["items"]
+    assert events["rows"] == 2 and events["rejected"] == 4 and report["verified"] is True
+    assert report["rejects_path"] == str(rejects)
+    lines = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert [(line["key"], line["column"]) for line in lines] == [(2, "happened"), (3, "label"), (4, "label"),
+                                                                 (5, "ok")]
+    assert lines[2]["values"][2] == "f\ufffdo"  # the invalid byte shown as U+FFFD
+    with pg_database.connect() as conn:
+        assert [row[0] for row in conn.execute("SELECT id FROM events ORDER BY id")] == [1, 6]
+
+
+def test_a_value_the_server_refuses_is_found_row_by_row(cli, tmp_path, write_config, pg_database):
+    make_source(tmp_path / "src.db", "CREATE TABLE small (id INTEGER PRIMARY KEY, n TINYINT);"
+                                     "INSERT INTO small VALUES (1, 5), (2, 70000), (3, 7);")
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          pg: {{kind: postgres, url: "{pg_database.url}"}}
+        """)
+    stop = cli("-c", config, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--table", "small")
+    assert stop.exit_code == 1 and "error: small: row id 2: value \"70000\" is out of range for type smallint" \
+        in stop.stderr
+    result, report = run_json(cli, config, "run", "--from", "lite", "--to", "pg", "--table", "small", "--resume",
+                              "--on-error", "skip")
+    assert result.exit_code == 0 and report["items"][0]["rejected"] == 1 and report["items"][0]["rows"] == 2
+
+
+def test_existing_target_with_other_columns_is_refused_before_any_row_moves(cli, moves, pg_database):
+    with pg_database.connect() as conn:
+        conn.execute("CREATE TABLE notes (body text, weight text, extra int)")
+    result = cli("-c", moves, "migrate", "data", "run", "--from", "lite", "--to", "pg")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == ("error: target table notes has other columns than the move "
+                                             "(not in the source extra)")
+    with pg_database.connect() as conn:
+        assert conn.execute("SELECT to_regclass('books')").fetchone()[0] is None  # nothing created, nothing moved
+        conn.execute("ALTER TABLE notes DROP COLUMN extra")
+    wrong_type = cli("-c", moves, "migrate", "data", "run", "--from", "lite", "--to", "pg")
+    assert "error: target table notes: column weight is text, the move needs double precision" in wrong_type.stderr
+
+
+def test_existing_matching_target_is_loaded_and_a_non_empty_one_needs_yes(cli, moves, pg_database):
+    with pg_database.connect() as conn:
+        conn.execute("CREATE TABLE notes (body varchar(20), weight float8)")
+        conn.execute("INSERT INTO notes VALUES ('old', 1)")
+    refused = cli("-c", moves, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--table", "notes")
+    assert refused.exit_code == 2 and "error: target table notes is not empty" in refused.stderr
+    result, report = run_json(cli, moves, "run", "--from", "lite", "--to", "pg", "--table", "notes", "--yes")
+    assert result.exit_code == 0 and report["verified"] is True and report["items"][0]["rows"] == 25
+
+
+def test_an_interrupted_run_needs_resume(cli, moves, pg_database):
+    from storagectl.datamove.sql import state
+
+    with pg_database.connect() as conn:
+        conn.execute(state.CREATE_SQL)
+        conn.execute("CREATE TABLE notes (body text, weight double precision)")
+        state.start(conn, "%s", "notes", "notes", [])
+    result = cli("-c", moves, "migrate", "data", "run", "--from", "lite", "--to", "pg")
+    assert result.exit_code == 2
+    assert "error: an earlier run into notes stopped after 0 of 1 chunks" in result.stderr
+    assert "--resume" in result.stderr
+
+
+def _request(config_path: Path, **options):
+    from storagectl.config import load_config
+    from storagectl.datamove.api import open_request
+
+    return open_request(load_config(config_path), "lite", "pg", **options)
+
+
+def test_connection_lost_mid_chunk_rolls_it_back_and_resume_finishes(moves, pg_database):
+    from storagectl.datamove import api
+    from storagectl.errors import BackendUnavailable
+
+    advances = []
+
+    def kill_target_sessions(event):
+        if event.stage == "advance" and event.object.startswith("books"):
+            advances.append(event)
+            if len(advances) == 1:
+                with pg_database.connect() as admin:
+                    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                  "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+    with pytest.raises(BackendUnavailable) as failed:
+        api.run(_request(moves, batch_rows=50, selection=_tables("books")), kill_target_sessions)
+    assert "books chunk 2 of 3 failed" in failed.value.message and "the chunk was rolled back" in failed.value.message
+    with pg_database.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM books").fetchone()[0] == 50  # chunk 1 only
+    result = api.run(_request(moves, batch_rows=50, resume=True, selection=_tables("books")))
+    assert result.verified is True and result.items[0].status == "resumed" and result.items[0].rows == ROWS
+
+
+def test_a_source_changed_during_the_run_is_reported(moves, pg_database, tmp_path):
+    from storagectl.datamove import api
+    from storagectl.errors import IntegrityError
+
+    def write_to_source(event):
+        if event.stage == "advance" and event.object.startswith("books"):
+            with sqlite3.connect(tmp_path / "src.db") as conn:
+                conn.execute("DELETE FROM books WHERE id = 10")
+
+    with pytest.raises(IntegrityError) as drift:
+        api.run(_request(moves, batch_rows=50, selection=_tables("books")), write_to_source)
+    assert drift.value.message == "books changed during the run: chunk 1 (id < 51) had 50 rows when copied, 49 now"
+
+
+def _tables(*names):
+    from storagectl.datamove.model import Selection
+
+    return Selection(tables=names)
+
+
+@pytest.mark.parametrize("side", ["from", "to"])
+def test_wrong_password_on_either_side(cli, tmp_path, write_config, pg_database, side):
+    make_source(tmp_path / "src.db")
+    with PostgresAuthRejectingServer() as server:
+        config = write_config(f"""\
+            backends:
+              lite: {{kind: sqlite, path: src.db}}
+              pg: {{kind: postgres, url: "{pg_database.url}"}}
+              locked: {{kind: postgres, host: 127.0.0.1, port: {server.port}, user: app, password: not-the-password,
+                        sslmode: disable, retry: {{attempts: 1}}}}
+            """)
+        args = ["--from", "locked", "--to", "pg"] if side == "from" else ["--from", "lite", "--to", "locked"]
+        result = cli("-c", config, "migrate", "data", "run", *args)
+    assert result.exit_code == 4
+    assert "authentication failed for user 'app'" in result.stderr.splitlines()[0]
+    assert "not-the-password" not in result.stdout + result.stderr
+
+
+def test_unknown_backend_and_unsupported_pair(cli, moves, write_config, redis_db):
+    unknown = cli("-c", moves, "migrate", "data", "run", "--from", "lite", "--to", "pgg")
+    assert unknown.exit_code == 2
+    assert unknown.stderr.splitlines()[0] == "error: unknown backend 'pgg' (did you mean pg?); configured: lite, pg"
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          cache: {{kind: redis, url: "{redis_db.url}"}}
+        """, name="pair.yaml")
+    pair = cli("-c", config, "migrate", "data", "plan", "--from", "lite", "--to", "cache")
+    assert pair.exit_code == 2
+    assert pair.stderr.splitlines()[0] == "error: cannot move data from a sqlite backend to a redis backend"
+    assert "sqlite → postgres" in pair.stderr
+
+
+def test_timescaledb_target_emits_create_hypertable():
+    from storagectl.datamove.sql.pg_side import create_table_sql, finish_table_sql
+    from storagectl.datamove.sql.spec import ColumnSpec, IndexSpec, TableSpec
+
+    spec = TableSpec("metrics", '"metrics"', "metrics", '"metrics"',
+                     [ColumnSpec("id", '"id"', "INTEGER", "bigint", "int"),
+                      ColumnSpec("taken", '"taken"', "DATETIME", "timestamptz", "timestamptz", not_null=True)],
+                     primary_key=("id",), identity="id", time_column="taken",
+                     indexes=[IndexSpec("by_taken", ("taken",), unique=True), IndexSpec("by_id", ("id",), unique=True)])
+    assert create_table_sql(spec, timescale=True) == [
+        'CREATE TABLE "metrics" ("id" bigint GENERATED BY DEFAULT AS IDENTITY NOT NULL, '
+        '"taken" timestamptz NOT NULL)',
+        "SELECT create_hypertable('\"metrics\"', 'taken')"]
+    after = finish_table_sql(spec, timescale=True)
+    assert not any("PRIMARY KEY" in statement or "by_id" in statement for statement in after)  # lacks the time column
+    assert any('CREATE UNIQUE INDEX IF NOT EXISTS "by_taken"' in statement for statement in after)
+
+
+def test_every_double_arrives_exactly(cli, tmp_path, write_config, pg_database):
+    import random
+    import struct
+
+    rng = random.Random(5)
+    doubles = [struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0] for _ in range(3000)]
+    doubles = [d for d in doubles if d == d] + [1e300, -1.3607840783466195e+278, 5e-324, 0.1, float("inf")]
+    path = tmp_path / "floats.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE floats (id INTEGER PRIMARY KEY, x REAL)")
+        conn.executemany("INSERT INTO floats (x) VALUES (?)", [(d,) for d in doubles])
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: floats.db}}
+          pg: {{kind: postgres, url: "{pg_database.url}"}}
+        """)
+    result = cli("-c", config, "migrate", "data", "run", "--from", "lite", "--to", "pg")
+    assert result.exit_code == 0, result.stderr
+    with pg_database.connect() as conn:
+        assert [row[0] for row in conn.execute("SELECT x FROM floats ORDER BY id")] == doubles
+
+
+def test_integers_spelled_otherwise_are_normalized_and_still_verify(cli, tmp_path, write_config, pg_database):
+    make_source(tmp_path / "src.db", "CREATE TABLE counts (id INTEGER PRIMARY KEY, n BIGINT);"
+                                     "INSERT INTO counts (n) VALUES (5), ('012'), (' 7 '), (2.0), (CAST('9' AS BLOB));")
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          pg: {{kind: postgres, url: "{pg_database.url}"}}
+        """)
+    result = cli("-c", config, "-o", "json", "migrate", "data", "run", "--from", "lite", "--to", "pg", "-t", "counts",
+                 "--on-error", "skip", "--rejects", tmp_path / "rejects.jsonl")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["verified"] is True
+    with pg_database.connect() as conn:
+        assert [row[0] for row in conn.execute("SELECT n FROM counts ORDER BY id")] == [5, 12, 7, 2]
+    assert json.loads((tmp_path / "rejects.jsonl").read_text())["reason"] == "not an integer: b'9'"
+
+
+def test_a_run_without_verify_records_no_checksums_and_a_resumed_run_verifies_from_both_sides(cli, moves,
+                                                                                               pg_database):
+    first = cli("-c", moves, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--batch-rows", "50",
+                "--no-verify")
+    assert first.exit_code == 0
+    with pg_database.connect() as conn:
+        assert conn.execute("SELECT count(checksum) FROM storagectl_data_migration").fetchone()[0] == 0
+        conn.execute("UPDATE storagectl_data_migration SET status = 'copying' WHERE chunk = -1 AND "
+                     "target_table = 'books'")  # as if cut off before the keys were built
+    result = cli("-c", moves, "-o", "json", "migrate", "data", "run", "--from", "lite", "--to", "pg",
+                 "--batch-rows", "50", "--resume")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["verified"] is True
+
+
+def test_a_second_run_into_the_same_target_is_refused_while_one_writes(cli, moves, pg_database):
+    import psycopg
+
+    with psycopg.connect(pg_database.url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(hashtext('storagectl_data_migration'))")
+        result = cli("-c", moves, "migrate", "data", "run", "--from", "lite", "--to", "pg")
+    assert result.exit_code == 7
+    assert "another migrate data run is writing into this database" in result.stderr
+
+
+def test_progress_reports_bytes_per_table_against_a_planned_total(moves):
+    from storagectl.datamove import api
+
+    events = []
+    api.run(_request(moves, batch_rows=50), events.append)
+    plan = events[0]
+    assert plan.stage == "plan" and plan.objects == 3 and plan.total > 0
+    books = [event for event in events if event.object == "books → books"]
+    assert [event.stage for event in books] == ["start", "advance", "advance", "advance", "finish"]
+    assert books[-1].done == books[0].total  # the estimate from the row count and the first rows' widths
+
+
+def test_yes_replaces_tables_linked_by_foreign_keys_loaded_in_any_order(cli, moves, pg_database):
+    first = cli("-c", moves, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--batch-rows", "50")
+    assert first.exit_code == 0
+    again = cli("-c", moves, "-o", "json", "migrate", "data", "run", "--from", "lite", "--to", "pg",
+                "--batch-rows", "50", "--yes", "--parallel", "2")
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["verified"] is True
+    with pg_database.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM books").fetchone()[0] == ROWS
+
+
+def test_sqlite_rows_hash_alike_from_sql_and_from_their_mapped_values(tmp_path):
+    """The copy's hash (most of the row encoded by SQLite in SQL) and the careful path's (every value
+    mapped, then encoded in Python, as PostgreSQL encodes its side) agree."""
+    from storagectl.backends.sqlite import SQLiteBackend, SQLiteSettings
+    from storagectl.datamove.sql import canonical
+    from storagectl.datamove.sql.spec import chunks_from_bounds
+    from storagectl.datamove.sql.sqlite_copy import SQLiteCopyReader
+    from storagectl.datamove.sql.sqlite_side import SQLiteSide
+
+    path = tmp_path / "mixed.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, label TEXT, x REAL, at DATETIME, ok BOOLEAN, d DATE)")
+        conn.executemany("INSERT INTO t (label, x, at, ok, d) VALUES (?, ?, ?, ?, ?)", [
+            (f"l\t{i}\\", i / 7 - 3, f"2024-01-{1 + i % 28:02d} 0{i % 10}:00:00", i % 2, f"2020-02-{1 + i % 28:02d}")
+            for i in range(300)] + [("x", -0.0, 1_700_000_000, "t", 19_000), (None, None, "2024-05-06T07:08:09Z",
+                                                                                 None, 2_460_000.5)])
+        conn.commit()
+    side = SQLiteSide(SQLiteBackend("lite", SQLiteSettings(path=path)))
+    with side.connect() as conn:
+        spec = side.describe(conn, "t", None, "postgres")
+        reader = SQLiteCopyReader(spec, side.storage_classes(conn, spec))
+        row_hash = reader.row_hasher()
+        in_sql = [row_hash(row, 1) for row in conn.execute(f"SELECT NULL, {reader.hash_select}")]
+        hasher = canonical.row_hasher(spec.kinds)
+        converters = [canonical.converter(kind) for kind in spec.kinds]
+        by_value = [hasher([None if v is None else f(v) for f, v in zip(converters, row, strict=True)])
+                    for row in side.read(conn, spec, chunks_from_bounds([])[0])]
+    assert in_sql == by_value
