@@ -1,0 +1,164 @@
+"""The load loop: closed-loop (each client sends its next request when the last one finished) or
+open-loop on a fixed schedule (``rate``), where latency counts from each request's intended start
+(coordinated-omission correction, as wrk2 and pgbench -R do) and is reported beside service time.
+
+One thread drives every client through a :class:`Waiter` (epoll on the clients' sockets); clients
+never block the loop. The clock and the waiter are injected, so tests run the loop on simulated
+time with a known latency distribution.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from storagectl.loadgen.recorder import Recorder
+
+NS = 1_000_000_000
+TICK_S = 0.1  # longest wait, so seconds close (live view) and -T ends on time
+
+
+class Client(Protocol):
+    """One connection of the benchmark. ``send`` issues a batch of ``ops`` operations (a pipeline)
+    without waiting; ``collect`` is called when the socket is readable and answers [] until the
+    whole batch is done, then ``[(ops, error_kind_or_None), ...]`` covering every op of the batch."""
+
+    def fileno(self) -> int: ...
+
+    def send(self, ops: int) -> None: ...
+
+    def collect(self) -> list[tuple[int, str | None]]: ...
+
+    def close(self) -> None: ...
+
+
+class Waiter(Protocol):
+    def wait(self, timeout_s: float) -> list[Any]:
+        """The clients with something to collect, waiting at most ``timeout_s``."""
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    clients: int
+    duration_s: float | None = None  # exactly one of duration_s and count
+    count: int | None = None
+    warmup_s: float = 0.0
+    rate: float | None = None  # ops/s in all; None: closed loop
+    pipeline: int = 1
+
+
+@dataclass
+class _InFlight:
+    ops: int
+    intended_ns: int
+    sent_ns: int
+    measured: bool
+
+
+@dataclass
+class EngineOutcome:
+    recorder: Recorder
+    warmup_ops: int
+    warmup_errors: int
+    measure_start_ns: int
+    elapsed_s: float  # measurement start to the last measured completion
+    ops_issued: int  # measured ops sent (== recorder.ops: every one was waited for)
+
+
+class Engine:
+    def __init__(self, plan: LoadPlan, clients: list[Client], waiter: Waiter,
+                 clock: Callable[[], int] = time.perf_counter_ns,
+                 on_second: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.plan = plan
+        self.clients = clients
+        self.waiter = waiter
+        self.clock = clock
+        self.on_second = on_second
+        self._in_flight: dict[int, _InFlight] = {}
+        self._idle: list[Client] = []
+        self._measured_issued = 0
+        self._warmup_ops = 0
+        self._warmup_errors = 0
+        self._next_slot = 0  # open loop: index of the next scheduled request
+
+    def run(self) -> EngineOutcome:
+        plan = self.plan
+        now = self.clock()
+        self._start = now
+        self._measure_start = now + int(plan.warmup_s * NS)
+        self._measure_end = self._measure_start + int(plan.duration_s * NS) if plan.duration_s is not None else None
+        self._interval_ns = int(NS * plan.pipeline / plan.rate) if plan.rate else 0
+        self.recorder = Recorder(self._measure_start, open_loop=plan.rate is not None)
+        self.recorder.on_second = self.on_second
+        self._idle = list(self.clients)
+        self._issue(now)
+        while self._in_flight or self._more_to_issue(now):
+            ready = self.waiter.wait(self._timeout(now))
+            now = self.clock()
+            for client in ready:
+                batch = client.collect()
+                if batch:
+                    self._complete(client, batch, now)
+            if now >= self._measure_start:
+                self.recorder.tick(now)
+            self._issue(now)
+        self.recorder.finish()
+        elapsed = max(self.recorder.last_completion_ns - self._measure_start, 1) / NS
+        return EngineOutcome(self.recorder, self._warmup_ops, self._warmup_errors, self._measure_start,
+                             elapsed, self._measured_issued)
+
+    # -- issuing ----------------------------------------------------------------------------
+    def _remaining(self) -> int | None:
+        return None if self.plan.count is None else self.plan.count - self._measured_issued
+
+    def _more_to_issue(self, now: int) -> bool:
+        remaining = self._remaining()
+        if remaining is not None:
+            return remaining > 0
+        if self.plan.rate is not None:
+            return self._slot_time(self._next_slot) < self._measure_end
+        return now < self._measure_end
+
+    def _slot_time(self, slot: int) -> int:
+        return self._start + slot * self._interval_ns
+
+    def _issue(self, now: int) -> None:
+        while self._idle and self._more_to_issue(now):
+            if self.plan.rate is not None:
+                intended = self._slot_time(self._next_slot)
+                if intended > now:
+                    return
+                self._next_slot += 1
+            else:
+                intended = now
+            measured = intended >= self._measure_start
+            ops = self.plan.pipeline
+            if measured:
+                remaining = self._remaining()
+                if remaining is not None:
+                    ops = min(ops, remaining)
+                self._measured_issued += ops
+            client = self._idle.pop()
+            self._in_flight[id(client)] = _InFlight(ops, intended, now, measured)
+            client.send(ops)
+
+    def _timeout(self, now: int) -> float:
+        timeout = TICK_S
+        if self._measure_end is not None and now < self._measure_end:
+            timeout = min(timeout, (self._measure_end - now) / NS)
+        if self.plan.rate is not None and self._idle:
+            timeout = min(timeout, (self._slot_time(self._next_slot) - now) / NS)
+        return max(timeout, 0.0)
+
+    # -- completing -------------------------------------------------------------------------
+    def _complete(self, client: Client, batch: list[tuple[int, str | None]], now: int) -> None:
+        flight = self._in_flight.pop(id(client))
+        self._idle.append(client)
+        for ops, error in batch:
+            if flight.measured:
+                self.recorder.record(ops, error, flight.intended_ns, flight.sent_ns, now)
+            else:
+                self._warmup_ops += ops
+                self._warmup_errors += ops if error is not None else 0
