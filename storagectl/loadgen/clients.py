@@ -114,4 +114,4 @@ def _run_batch(operation: Callable[[], None], ops: int) -> OpResult:
             errors[kind] = errors.get(kind, 0) + 1
     failed = sum(errors.values())
     done: OpResult = [(ops - failed, None)] if ops > failed else []
-    return done + list(errors.items())
+    return done + [(count, kind) for kind, count in errors.items()]

@@ -223,7 +223,7 @@ class RedisClient:
         errors, self._errors = self._errors, {}
         failed = sum(errors.values())
         done = [(self._ops - failed, None)] if self._ops > failed else []
-        return done + list(errors.items())
+        return done + [(count, kind) for kind, count in errors.items()]
 
     def close(self) -> None:
         self._client.close()
