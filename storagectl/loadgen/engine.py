@@ -9,6 +9,7 @@ time with a known latency distribution.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,7 +91,8 @@ class Engine:
         self._measure_start = now + int(plan.warmup_s * NS)
         self._measure_end = self._measure_start + int(plan.duration_s * NS) if plan.duration_s is not None else None
         self._interval_ns = int(NS * plan.pipeline / plan.rate) if plan.rate else 0
-        self.recorder = Recorder(self._measure_start, open_loop=plan.rate is not None)
+        last_second = None if plan.duration_s is None else max(0, math.ceil(plan.duration_s) - 1)
+        self.recorder = Recorder(self._measure_start, open_loop=plan.rate is not None, last_second=last_second)
         self.recorder.on_second = self.on_second
         self._idle = list(self.clients)
         self._issue(now)

@@ -74,12 +74,13 @@ def headline_latency(result: dict[str, Any]) -> dict[str, float] | None:
 
 
 def combine_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """One run: its result. Several (-x N): the median run's figures on top, every run under
+    """One run: its result. Several (-x N): the figures of the median run by ops/s (the lower of the
+    two middle runs for even N) on top, every run under
     ``runs`` and the spread of ops/s and p99 under ``repeat``."""
     if len(runs) == 1:
         return runs[0]
     by_ops = sorted(runs, key=lambda run: run["ops_per_s"])
-    median = dict(by_ops[len(by_ops) // 2])
+    median = dict(by_ops[(len(by_ops) - 1) // 2])
     median["runs"] = [{key: run[key] for key in ("ops", "error_count", "ops_per_s", "latency_ms",
                                                  "corrected_latency_ms", "elapsed_s")} for run in runs]
     median["repeat"] = {"runs": len(runs), "ops_per_s": _spread([run["ops_per_s"] for run in runs]),
