@@ -1,0 +1,254 @@
+"""`storagectl bench` against the real local PostgreSQL, SQLite and Redis: counting, errors by kind,
+the namespace removed after success and after an interrupt, option conflicts, production refusal."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from storagectl.backends import backend_from_config
+from storagectl.config import load_config
+from storagectl.errors import Interrupted
+from storagectl.loadgen.run import BenchOptions, run_bench
+
+
+def redis_keys(redis_db, pattern: str = "storagectl:bench:*") -> list[bytes]:
+    return list(redis_db.client().scan_iter(match=pattern, count=1000))
+
+
+def bench_schemas(pg_database) -> list[str]:
+    with pg_database.connect() as conn:
+        return [row[0] for row in conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'storagectl_bench_%'")]
+
+
+def sqlite_tables(path) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        return [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+
+
+@pytest.fixture
+def sqlite_file(tmp_path):
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+        conn.execute("CREATE TABLE log (n INTEGER)")
+    return path
+
+
+# -- Redis ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("workload", ["get", "set", "mixed", "hset", "hget", "lpush", "rpop", "zadd",
+                                      "zrange", "pubsub"])
+def test_every_redis_workload_counts_and_cleans_up(cli, write_config, redis_db, workload):
+    redis_db.client().set("user:1", "kept")
+    config = write_config("backends:\n" + redis_db.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "cache", "-w", workload, "-c", "3", "-n", "300",
+                 "--warmup", "0", "--keyspace", "500", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["ops"] == 300 and data["errors"] == {} and data["warmup"]["ops"] == 0
+    assert data["latency_ms"]["p50"] > 0 and data["load"]["mode"] == "closed-loop"
+    assert data["environment"]["server_version"].startswith("Redis ")
+    assert redis_keys(redis_db) == []
+    assert redis_db.client().get("user:1") == b"kept"
+
+
+def test_redis_pipeline_and_open_loop(cli, write_config, redis_db):
+    config = write_config("backends:\n" + redis_db.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "cache", "-w", "get", "-c", "2", "-P", "16", "-T", "1s",
+                 "--warmup", "0", "--rate", "3200", "--keyspace", "100", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["load"]["mode"] == "open-loop" and data["corrected_latency_ms"]["p99"] > 0
+    assert data["ops"] == pytest.approx(3200, rel=0.05) and data["ops"] % 16 == 0
+    assert redis_keys(redis_db) == []
+
+
+def test_interrupt_removes_the_redis_keys_and_exits_130(write_config, redis_db):
+    config = load_config(write_config("backends:\n" + redis_db.backend_yaml()))
+    backend = backend_from_config(config, "cache")
+
+    def interrupt(row):
+        assert redis_keys(redis_db) != []  # the keyspace is there while the run goes on
+        raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted) as caught:
+        run_bench(backend, BenchOptions(workload="get", clients=2, duration_s=5, warmup_s=0, keyspace=300),
+                  on_second=interrupt)
+    assert caught.value.exit_code == 130 and "removed" in caught.value.message
+    assert redis_keys(redis_db) == []
+
+
+def test_redis_cluster_is_refused(cli, write_config):
+    config = write_config("backends:\n  c:\n    kind: redis\n    nodes: ['127.0.0.1:1']\n    cluster: true\n")
+    result = cli("-c", config, "bench", "run", "-b", "c", "-w", "get", "-n", "1")
+    assert result.exit_code == 2 and "Redis Cluster" in result.stderr
+
+
+# -- PostgreSQL -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("workload", ["select-pk", "insert", "update-pk", "tpcb-like"])
+def test_every_postgres_workload_runs_in_its_own_schema(cli, write_config, pg_database, workload):
+    with pg_database.connect() as conn:
+        conn.execute("CREATE TABLE pgbench_accounts (aid int)")  # the user's own: never touched
+    config = write_config("backends:\n" + pg_database.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "pg", "-w", workload, "-c", "2", "-n", "200",
+                 "--warmup", "0", "--keyspace", "1000", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["ops"] == 200 and data["errors"] == {}
+    assert data["setup"]["namespace"].startswith("storagectl_bench_") and data["setup"]["items"] == 1000
+    assert bench_schemas(pg_database) == []
+    with pg_database.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM public.pgbench_accounts").fetchone()[0] == 0
+
+
+def test_postgres_sql_file_executes_exactly_the_ops_reported(cli, write_config, pg_database, tmp_path):
+    with pg_database.connect() as conn:
+        conn.execute("CREATE TABLE public.bench_log (n int, aid int)")
+    script = tmp_path / "log.sql"
+    script.write_text("\\set n random(1, 10)\n\\set aid random(1, :keyspace)\n"
+                      "INSERT INTO bench_log VALUES (:n, :aid);\nSELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n")
+    config = write_config("backends:\n" + pg_database.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{script}", "-c", "3", "-T", "1s",
+                 "--warmup", "500ms", "--keyspace", "100", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    with pg_database.connect() as conn:
+        rows, bad = conn.execute("SELECT count(*), count(*) FILTER (WHERE n NOT BETWEEN 1 AND 10 OR aid > 100) "
+                                 "FROM bench_log").fetchone()
+    assert data["warmup"]["ops"] > 0 and data["ops"] > 0
+    assert rows == data["ops"] + data["warmup"]["ops"] and bad == 0
+    assert bench_schemas(pg_database) == []
+
+
+def test_postgres_errors_are_counted_by_sqlstate(cli, write_config, pg_database, tmp_path):
+    script = tmp_path / "fail.sql"
+    script.write_text("\\set zero 0\nBEGIN;\nSELECT 1 / :zero;\nEND;\n")
+    config = write_config("backends:\n" + pg_database.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{script}", "-n", "50", "--warmup", "0",
+                 "--keyspace", "10", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["errors"] == {"DivisionByZero": 50} and data["ok"] == 0 and data["latency_ms"] is None
+
+
+def test_interrupt_drops_the_postgres_schema(write_config, pg_database):
+    config = load_config(write_config("backends:\n" + pg_database.backend_yaml()))
+    backend = backend_from_config(config, "pg")
+
+    def interrupt(row):
+        assert len(bench_schemas(pg_database)) == 1
+        raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted):
+        run_bench(backend, BenchOptions(workload="tpcb-like", clients=2, duration_s=5, warmup_s=0, keyspace=500),
+                  on_second=interrupt)
+    assert bench_schemas(pg_database) == []
+
+
+def test_a_bad_sql_file_is_a_usage_error_and_leaves_nothing(cli, write_config, pg_database, tmp_path):
+    script = tmp_path / "bad.sql"
+    script.write_text("SELECT * FROM no_such_table WHERE id = 1;\n")
+    config = write_config("backends:\n" + pg_database.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{script}", "-n", "5", "--keyspace", "10")
+    assert result.exit_code == 2 and "fails to prepare" in result.stderr and "removed" in result.stderr
+    assert bench_schemas(pg_database) == []
+    unset = tmp_path / "unset.sql"
+    unset.write_text("SELECT :nope;\n")
+    result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{unset}", "-n", "5")
+    assert result.exit_code == 2 and ":nope is used but never \\set" in result.stderr
+
+
+# -- SQLite ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("workload", ["select-pk", "insert", "update-pk", "tpcb-like"])
+def test_every_sqlite_workload_uses_prefixed_tables(cli, write_config, sqlite_file, workload):
+    config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_file}\n")
+    result = cli("-c", config, "bench", "run", "-b", "lite", "-w", workload, "-c", "2", "-n", "100",
+                 "--warmup", "0", "--keyspace", "1000", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["ops"] == 100 and data["errors"] == {}
+    assert data["setup"]["namespace"].startswith("storagectl_bench_")
+    assert sorted(sqlite_tables(sqlite_file)) == ["log", "users"]
+
+
+def test_sqlite_sql_file_counts_and_interrupt_cleans(cli, write_config, sqlite_file, tmp_path):
+    script = tmp_path / "log.sql"
+    script.write_text("\\set aid random(1, :keyspace)\nINSERT INTO log VALUES (:aid);\n"
+                      "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;\n")
+    config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_file}\n")
+    result = cli("-c", config, "bench", "run", "-b", "lite", "-w", f"sql:{script}", "-n", "150", "--warmup", "0",
+                 "--keyspace", "100", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    with sqlite3.connect(sqlite_file) as conn:
+        assert conn.execute("SELECT count(*) FROM log").fetchone()[0] == result.json()["ops"] == 150
+    backend = backend_from_config(load_config(config), "lite")
+
+    def interrupt(row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted):
+        run_bench(backend, BenchOptions(workload="select-pk", clients=2, duration_s=5, warmup_s=0, keyspace=100),
+                  on_second=interrupt)
+    assert sorted(sqlite_tables(sqlite_file)) == ["log", "users"]
+
+
+# -- options and safety ---------------------------------------------------------------------------
+def test_duration_and_count_together_name_both(cli, write_config, redis_db):
+    config = write_config("backends:\n" + redis_db.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "cache", "-w", "get", "-T", "5s", "-n", "10")
+    assert result.exit_code == 2
+    assert "-T/--duration and -n/--count are mutually exclusive" in result.stderr
+    assert redis_keys(redis_db) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-w", "nope"], "unknown workload 'nope' for redis backend 'cache'; workloads: get, set"),
+    (["-w", "get", "-c", "0"], "--clients must be at least 1"),
+    (["-w", "get", "--rate", "0"], "--rate must be above 0"),
+    (["-w", "mixed", "--ratio", "1-2"], "--ratio '1-2' is not SET:GET"),
+    (["-w", "sql:x.sql"], "unknown workload 'sql:x.sql'"),
+])
+def test_bad_options_are_one_line_usage_errors(cli, write_config, redis_db, args, message):
+    config = write_config("backends:\n" + redis_db.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "cache", "-n", "5", *args)
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_pipeline_is_refused_outside_redis(cli, write_config, pg_database):
+    config = write_config("backends:\n" + pg_database.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "pg", "-w", "select-pk", "-P", "4", "-n", "5")
+    assert result.exit_code == 2 and "--pipeline applies to Redis workloads only" in result.stderr
+    assert bench_schemas(pg_database) == []
+
+
+def test_production_backend_is_refused_without_yes(cli, write_config, redis_db):
+    config = write_config("backends:\n" + redis_db.backend_yaml(extra="production: true\n"))
+    refused = cli("-c", config, "bench", "run", "-b", "cache", "-w", "set", "-n", "20", "--warmup", "0")
+    assert refused.exit_code == 2 and "marked production: true" in refused.stderr and "--yes" in refused.stderr
+    assert redis_db.client().dbsize() == 0
+    allowed = cli("-c", config, "bench", "run", "-b", "cache", "-w", "set", "-n", "20", "--warmup", "0", "--yes")
+    assert allowed.exit_code == 0, allowed.stderr
+
+
+def test_production_must_be_a_boolean(cli, write_config, redis_db):
+    config = write_config("backends:\n" + redis_db.backend_yaml(extra="production: maybe\n"))
+    result = cli("-c", config, "config", "validate")
+    assert result.exit_code == 2 and "production" in result.stderr
+
+
+def test_repeat_reports_every_run_and_the_spread(cli, write_config, redis_db, tmp_path):
+    config = write_config("backends:\n" + redis_db.backend_yaml())
+    saved = tmp_path / "r.json"
+    result = cli("-c", config, "bench", "run", "-b", "cache", "-w", "get", "-n", "200", "--warmup", "0", "-x", "3",
+                 "--keyspace", "50", "--save", saved)
+    assert result.exit_code == 0, result.stderr
+    assert "median (spread" in result.stdout and "closed loop" in result.stderr
+    import json
+
+    data = json.loads(saved.read_text())
+    assert len(data["runs"]) == 3 and data["repeat"]["runs"] == 3
+    assert data["ops_per_s"] in [run["ops_per_s"] for run in data["runs"]]
+    assert data["hdr"]["service"] and data["series"]
