@@ -66,12 +66,13 @@ def run(
         help="Open loop: this many ops/s on a fixed schedule; latency counts from each op's intended start.")] = None,
     pipeline: Annotated[int, typer.Option("--pipeline", "-P", metavar="N",
                                           help="Redis: commands sent together per client.")] = 1,
-    data_size: Annotated[int, typer.Option("--data-size", "-d", parser=_size, metavar="BYTES",
-                                           help="Value size (Redis).")] = 100,
+    data_size: Annotated[int | None, typer.Option("--data-size", "-d", parser=_size, metavar="BYTES",
+                                                  help="Value size (Redis) [default: 100].")] = None,
     object_size: Annotated[int | None, typer.Option("--object-size", parser=_size, metavar="BYTES",
                                                     help="Object size (S3) [default: 4KiB].")] = None,
-    keyspace: Annotated[int, typer.Option(
-        "--keyspace", metavar="N", help="Keys, rows (pgbench_accounts), nodes or objects set up first.")] = 100_000,
+    keyspace: Annotated[int | None, typer.Option(
+        "--keyspace", metavar="N", help="Keys, rows (pgbench_accounts), nodes or objects set up first "
+        "[default: 100000; Neo4j 10000, S3 1000].")] = None,
     ratio: Annotated[str, typer.Option("--ratio", metavar="SET:GET", help="Writes to reads of `mixed`.")] = "1:10",
     repeat: Annotated[int, typer.Option("--repeat", "-x", metavar="N",
                                         help="Run N times; report each run, the median and the spread.")] = 1,
@@ -90,6 +91,10 @@ def run(
         workload=workload, clients=clients, duration_s=duration, count=count, warmup_s=warmup, rate=rate,
         pipeline=pipeline, data_size=object_size if object_size is not None else data_size, keyspace=keyspace,
         ratio=_ratio(ratio), repeat=repeat, yes=yes)
+    if data_size is not None and object_size is not None:
+        from storagectl.errors import UsageError
+
+        raise UsageError("--data-size and --object-size are the same setting: give one of them")
     check_options(options)
     target = backend_from_config(state.config, backend)
     with _LiveView(state, options) as view:

@@ -26,8 +26,8 @@ class BenchOptions:
     warmup_s: float = 5.0
     rate: float | None = None
     pipeline: int = 1
-    data_size: int = 100
-    keyspace: int = 100_000
+    data_size: int | None = None  # None: the workload's default (100 bytes; S3 objects 4 KiB)
+    keyspace: int | None = None  # None: the workload's default
     ratio: tuple[int, int] = (1, 10)
     repeat: int = 1
     yes: bool = False
@@ -49,8 +49,7 @@ def check_options(options: BenchOptions) -> None:
               (options.count is not None and options.count < 1, "--count must be at least 1"),
               (options.duration_s is not None and options.duration_s <= 0, "--duration must be above 0"),
               (options.warmup_s < 0, "--warmup cannot be negative"),
-              (options.keyspace < 1, "--keyspace must be at least 1"),
-              (options.data_size < 0, "--data-size cannot be negative"),
+              (options.keyspace is not None and options.keyspace < 1, "--keyspace must be at least 1"),
               (options.repeat < 1, "-x/--repeat must be at least 1"))
     for failed, message in checks:
         if failed:
@@ -86,7 +85,7 @@ def run_bench(backend: Any, options: BenchOptions, on_second: Callable[[dict[str
         for index in range(options.repeat):
             phase(f"run {index + 1}/{options.repeat}" if options.repeat > 1 else "run")
             outcome, cpu_share = _drive(workload, options, on_second)
-            runs.append(build_result(backend, options, workload_options, outcome, cpu_share, version, setup, started_at))
+            runs.append(build_result(backend, options, workload.options, outcome, cpu_share, version, setup, started_at))
     except BaseException as exc:
         phase("teardown")
         _teardown_quietly(workload)

@@ -7,7 +7,7 @@ namespace (``setup``), opens clients for the engine and removes exactly what it 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import import_module
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,8 +29,8 @@ KIND_MODULES: dict[str, str] = {
 class WorkloadOptions:
     name: str  # as given: "get", "sql:bench.sql", ...
     run_id: str  # names the namespace
-    data_size: int = 100  # value bytes (Redis), object bytes (S3)
-    keyspace: int = 100_000  # keys, rows (accounts), nodes or objects filled at setup
+    data_size: int | None = None  # value bytes (Redis), object bytes (S3); None: the kind's default
+    keyspace: int | None = None  # keys, rows (accounts), nodes or objects filled at setup
     ratio: tuple[int, int] = (1, 10)  # SET:GET of `mixed`
     pipeline: int = 1
     clients: int = 1
@@ -50,6 +50,7 @@ class WorkloadOptions:
 
 
 class Workload(Protocol):
+    options: WorkloadOptions  # with the kind's defaults filled in
     namespace: str  # the schema, table prefix, key prefix, label or object prefix it works in
 
     def setup(self) -> int:
@@ -77,10 +78,14 @@ def make_workload(backend: Any, options: WorkloadOptions) -> Workload:
                          f"workloads: {shown}", hint="Try: storagectl bench run --help")
     if options.pipeline > 1 and not getattr(module, "PIPELINES", False):
         raise UsageError(f"--pipeline applies to Redis workloads only, not to {backend.kind}")
-    return module.make_workload(backend, options)
+    resolved = replace(options, keyspace=options.keyspace or module.DEFAULT_KEYSPACE,
+                       data_size=options.data_size if options.data_size is not None else DEFAULT_DATA_SIZE.get(
+                           backend.kind, 100))
+    return module.make_workload(backend, resolved)
 
 
 FILE_WORKLOADS = ("sql", "cypher")
+DEFAULT_DATA_SIZE = {"s3": 4096}
 
 
 def _module(kind: str) -> Any:

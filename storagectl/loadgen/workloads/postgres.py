@@ -30,6 +30,8 @@ WHERE device = :device AND time > now() - interval '1 hour' GROUP BY minute ORDE
 """,
 }
 
+DEFAULT_KEYSPACE = 100_000
+
 
 def workload_names(kind: str) -> tuple[str, ...]:
     return WORKLOADS + TIMESCALE_WORKLOADS if kind == "timescaledb" else WORKLOADS

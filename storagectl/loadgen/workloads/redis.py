@@ -20,6 +20,8 @@ RING_SIZE = 16384
 FILL_BATCH = 1000
 INLINE_VALUE_MAX = 4096  # values up to this size are encoded into every ring entry
 
+DEFAULT_KEYSPACE = 100_000
+
 
 def workload_names(kind: str) -> tuple[str, ...]:
     return WORKLOADS

@@ -22,6 +22,8 @@ TABLES = ("branches", "tellers", "accounts", "history")
 SERIES = ("(WITH RECURSIVE series(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM series WHERE x < {n}) "
           "SELECT x FROM series)")
 
+DEFAULT_KEYSPACE = 100_000
+
 
 def workload_names(kind: str) -> tuple[str, ...]:
     return WORKLOADS
