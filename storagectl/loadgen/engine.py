@@ -51,14 +51,6 @@ class LoadPlan:
 
 
 @dataclass
-class _InFlight:
-    ops: int
-    intended_ns: int
-    sent_ns: int
-    measured: bool
-
-
-@dataclass
 class EngineOutcome:
     recorder: Recorder
     warmup_ops: int
@@ -77,7 +69,7 @@ class Engine:
         self.waiter = waiter
         self.clock = clock
         self.on_second = on_second
-        self._in_flight: dict[int, _InFlight] = {}
+        self._in_flight: dict[int, tuple[int, int, int, bool]] = {}  # ops, intended, sent, measured
         self._idle: list[Client] = []
         self._measured_issued = 0
         self._warmup_ops = 0
@@ -143,7 +135,7 @@ class Engine:
                     ops = min(ops, remaining)
                 self._measured_issued += ops
             client = self._idle.pop()
-            self._in_flight[id(client)] = _InFlight(ops, intended, now, measured)
+            self._in_flight[id(client)] = (ops, intended, now, measured)
             client.send(ops)
 
     def _timeout(self, now: int) -> float:
@@ -156,11 +148,11 @@ class Engine:
 
     # -- completing -------------------------------------------------------------------------
     def _complete(self, client: Client, batch: list[tuple[int, str | None]], now: int) -> None:
-        flight = self._in_flight.pop(id(client))
+        _, intended, sent, measured = self._in_flight.pop(id(client))
         self._idle.append(client)
         for ops, error in batch:
-            if flight.measured:
-                self.recorder.record(ops, error, flight.intended_ns, flight.sent_ns, now)
+            if measured:
+                self.recorder.record(ops, error, intended, sent, now)
             else:
                 self._warmup_ops += ops
                 self._warmup_errors += ops if error is not None else 0

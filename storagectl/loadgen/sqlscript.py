@@ -69,8 +69,10 @@ class Script:
     statements: tuple[Statement, ...]
 
     def values(self, rng: random.Random) -> dict[str, int]:
-        return {draw.name: rng.randint(draw.low, draw.high) if draw.high != draw.low else draw.low
-                for draw in self.draws}
+        """One value per variable, uniform in its range (``random()`` scaled: randint costs 4x more
+        per operation)."""
+        draw = rng.random
+        return {d.name: d.low + int(draw() * (d.high - d.low + 1)) for d in self.draws}
 
     @property
     def transactional(self) -> bool:
