@@ -177,7 +177,8 @@ def stall_pg(config: Path, seconds: int) -> None:
         deadline = time.monotonic() + 60
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             while time.monotonic() < deadline:
-                row = conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'storagectl_bench_%'").fetchone()
+                row = conn.execute("SELECT nspname FROM pg_namespace "
+                                   "WHERE nspname LIKE 'storagectl_bench_%'").fetchone()
                 if row and conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
                                         "application_name = 'storagectl' AND state <> 'idle'", (PG_DB,)).fetchone()[0]:
                     break

@@ -108,7 +108,8 @@ def test_postgres_sql_file_executes_exactly_the_ops_reported(cli, write_config, 
         conn.execute("CREATE TABLE public.bench_log (n int, aid int)")
     script = tmp_path / "log.sql"
     script.write_text("\\set n random(1, 10)\n\\set aid random(1, :keyspace)\n"
-                      "INSERT INTO bench_log VALUES (:n, :aid);\nSELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n")
+                      "INSERT INTO bench_log VALUES (:n, :aid);\n"
+                      "SELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n")
     config = write_config("backends:\n" + pg_database.backend_yaml())
     result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{script}", "-c", "3", "-T", "1s",
                  "--warmup", "500ms", "--keyspace", "100", "-o", "json")

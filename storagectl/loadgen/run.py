@@ -85,7 +85,8 @@ def run_bench(backend: Any, options: BenchOptions, on_second: Callable[[dict[str
         for index in range(options.repeat):
             phase(f"run {index + 1}/{options.repeat}" if options.repeat > 1 else "run")
             outcome, cpu_share = _drive(workload, options, on_second)
-            runs.append(build_result(backend, options, workload.options, outcome, cpu_share, version, setup, started_at))
+            runs.append(build_result(backend, options, workload.options, outcome, cpu_share, version, setup,
+                                     started_at))
     except BaseException as exc:
         phase("teardown")
         _teardown_quietly(workload)

@@ -194,10 +194,7 @@ class RedisClient:
     def send(self, ops: int) -> None:
         ring, position = self._ring, self._position
         end = position + ops
-        if end <= len(ring):
-            batch = ring[position:end]
-        else:
-            batch = [ring[i % len(ring)] for i in range(position, end)]
+        batch = ring[position:end] if end <= len(ring) else [ring[i % len(ring)] for i in range(position, end)]
         self._position = end % len(ring)
         if self._tail:
             batch = [part for command in batch for part in (command, self._tail)]

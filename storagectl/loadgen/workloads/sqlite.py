@@ -57,9 +57,9 @@ class SQLiteWorkload:
         with self.backend.connect() as conn:
             self._version = f"SQLite {self.backend.server_version(conn)}"
             conn.isolation_level = None
-            for statement in pgbench_tables_sql("", self.options.keyspace, SERIES):
-                statement = self._prefixed(statement).replace(" NOT NULL,", " NOT NULL PRIMARY KEY,", 1) \
-                    if statement.startswith("CREATE TABLE") and "history" not in statement else self._prefixed(statement)
+            for statement in map(self._prefixed, pgbench_tables_sql("", self.options.keyspace, SERIES)):
+                if statement.startswith("CREATE TABLE") and "history" not in statement:
+                    statement = statement.replace(" NOT NULL,", " NOT NULL PRIMARY KEY,", 1)  # keys first: no ALTER
                 if statement.startswith("CREATE TABLE"):
                     self._created.append(statement.split()[2])
                     conn.execute(statement)
