@@ -253,3 +253,23 @@ def test_repeat_reports_every_run_and_the_spread(cli, write_config, redis_db, tm
     assert len(data["runs"]) == 3 and data["repeat"]["runs"] == 3
     assert data["ops_per_s"] in [run["ops_per_s"] for run in data["runs"]]
     assert data["hdr"]["service"] and data["series"]
+
+
+# -- TimescaleDB (PGlite: one session, so one client) ---------------------------------------------
+@pytest.mark.parametrize("workload", ["ts-insert", "ts-range", "select-pk"])
+def test_timescaledb_workloads(cli, write_config, timescale_db, workload):
+    config = write_config("backends:\n" + timescale_db.backend_yaml(name="ts", kind="timescaledb"))
+    result = cli("-c", config, "bench", "run", "-b", "ts", "-w", workload, "-n", "20", "--warmup", "0",
+                 "--keyspace", "2000", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["ops"] == 20 and data["errors"] == {}
+    with timescale_db.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'storagectl_bench_%'"
+                            ).fetchone()[0] == 0
+
+
+def test_ts_workloads_are_timescaledb_only(cli, write_config, pg_database):
+    config = write_config("backends:\n" + pg_database.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "pg", "-w", "ts-insert", "-n", "5")
+    assert result.exit_code == 2 and "unknown workload 'ts-insert' for postgres" in result.stderr

@@ -72,6 +72,7 @@ class PostgresWorkload:
         self.script: Script = load_script(options.base, options.script, self.constants, TS_SCRIPTS)
         self._seed = random.Random(options.run_id)
         self._created = False
+        self._clients = 0
 
     def setup(self) -> int:
         schema = f'"{self.namespace}"'
@@ -115,13 +116,16 @@ class PostgresWorkload:
         from psycopg.conninfo import make_conninfo
 
         params = self.backend.settings.conninfo_params(getattr(self.backend, "database_override", None))
-        params["options"] = f"{params.get('options', '')} -c search_path={self.namespace},public".strip()
         pgconn = pq.PGconn.connect(make_conninfo(**params).encode())
-        if pgconn.status != pq.ConnStatus.OK:
+        if pgconn.status == pq.ConnStatus.OK:
+            pgconn.exec_(f'SET search_path TO "{self.namespace}", public'.encode())
+        else:
             message = self.backend.redact(pgconn.get_error_message().decode(errors="replace"))
             pgconn.finish()
             raise BackendUnavailable(f"{self.backend.label}: cannot connect: {message.strip()}")
-        return PgClient(pgconn, self.script, random.Random(self._seed.random()))
+        self._clients += 1
+        name = f"storagectl_bench_{self.options.run_id}_{self._clients}".encode()
+        return PgClient(pgconn, self.script, random.Random(self._seed.random()), name)
 
 
 def _sqlstate_kind(result: Any) -> str:
@@ -138,7 +142,7 @@ class PgClient:
     """Runs the script's statements one after another, as pgbench does; a failed statement inside a
     transaction is followed by ROLLBACK and the op counts as an error of its SQLSTATE's kind."""
 
-    def __init__(self, pgconn: Any, script: Script, rng: random.Random) -> None:
+    def __init__(self, pgconn: Any, script: Script, rng: random.Random, name: bytes) -> None:
         from psycopg import pq
 
         self._pg = pgconn
@@ -147,15 +151,15 @@ class PgClient:
         self._fatal = pq.ExecStatus.FATAL_ERROR
         self._names: list[bytes] = []
         for number, statement in enumerate(script.statements):
-            name = b"s%d" % number
-            result = pgconn.prepare(name, statement.numbered(lambda i: f"${i}").encode())
+            statement_name = b"%s_%d" % (name, number)  # unique: a pooler or PGlite may share one session
+            result = pgconn.prepare(statement_name, statement.numbered(lambda i: f"${i}").encode())
             if result.status == self._fatal:
                 message = result.error_message.decode(errors="replace").strip()
                 pgconn.finish()
                 from storagectl.errors import UsageError
 
                 raise UsageError(f"statement {number + 1} of the script fails to prepare: {message}")
-            self._names.append(name)
+            self._names.append(statement_name)
         self._step = 0
         self._error: str | None = None
         self._rolling_back = False
@@ -211,4 +215,6 @@ class PgClient:
         return False
 
     def close(self) -> None:
+        for name in self._names:
+            self._pg.exec_(b"DEALLOCATE " + name)
         self._pg.finish()
