@@ -273,3 +273,38 @@ def test_ts_workloads_are_timescaledb_only(cli, write_config, pg_database):
     config = write_config("backends:\n" + pg_database.backend_yaml())
     result = cli("-c", config, "bench", "run", "-b", "pg", "-w", "ts-insert", "-n", "5")
     assert result.exit_code == 2 and "unknown workload 'ts-insert' for postgres" in result.stderr
+
+
+def test_ctrl_c_of_the_cli_removes_the_namespace_and_exits_130(write_config, redis_db):
+    """A real SIGINT to a real process, mid-run: the teardown runs, the message says so."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    config = write_config("backends:\n" + redis_db.backend_yaml())
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    process = subprocess.Popen([sys.executable, "-m", "storagectl", "-c", str(config), "bench", "run", "-b", "cache",
+                                "-w", "set", "-c", "2", "-T", "60s", "--warmup", "0", "--keyspace", "200"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 30
+    while process.stderr.readline().startswith("bench:") or not redis_keys(redis_db):
+        assert time.monotonic() < deadline and process.poll() is None
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert "interrupted (benchmark data under storagectl:bench:" in stderr and "removed" in stderr
+    assert redis_keys(redis_db) == []
+
+
+def test_the_environment_warns_when_the_client_was_the_bottleneck():
+    from storagectl.loadgen.result import environment
+
+    busy = environment("Redis 7", 0.97, driver_in_process=False)
+    assert busy["client_bound"] and "the client, not the server" in busy["warnings"][0]
+    assert busy["client_cpu_pct"] == 97.0 and busy["client_cpus"] >= 1
+    idle = environment("Redis 7", 0.3, driver_in_process=False)
+    assert not idle["client_bound"] and idle["warnings"] == []
+    assert "inside the client process" in environment("SQLite 3", 0.3, driver_in_process=True)["warnings"][0]
