@@ -95,7 +95,10 @@ def parse_script(text: str, constants: dict[str, int], source: str = "script") -
                        if part.strip())
     if not statements:
         raise UsageError(f"{source}: no SQL statement (statements end with ';')")
-    return Script(tuple(draws), statements)
+    drawn = {draw.name for draw in draws}
+    used = {name for statement in statements for name in statement.variables}
+    fixed = tuple(Draw(name, value, value) for name, value in constants.items() if name in used - drawn)
+    return Script(fixed + tuple(draws), statements)
 
 
 def _statement(text: str, known: dict[str, int], source: str) -> Statement:

@@ -138,6 +138,9 @@ def _sqlstate_kind(result: Any) -> str:
         return code
 
 
+_DONE = [(1, None)]  # shared: the engine only reads it
+
+
 class PgClient:
     """Runs the script's statements one after another, as pgbench does; a failed statement inside a
     transaction is followed by ROLLBACK and the op counts as an error of its SQLSTATE's kind."""
@@ -160,42 +163,44 @@ class PgClient:
 
                 raise UsageError(f"statement {number + 1} of the script fails to prepare: {message}")
             self._names.append(statement_name)
+        # per op: one value per draw, encoded once; each statement picks its parameters by index
+        names = [draw.name for draw in script.draws]
+        self._draws = [(draw.low, draw.high - draw.low + 1) for draw in script.draws]
+        self._parameters = [tuple(names.index(v) for v in s.variables) for s in script.statements]
+        self._encoded: list[bytes] = []
         self._step = 0
         self._error: str | None = None
         self._rolling_back = False
-        self._values: dict[str, int] = {}
 
     def fileno(self) -> int:
         return self._pg.socket
 
     def send(self, ops: int) -> None:
-        self._values = self._script.values(self._rng)
+        draw = self._rng.random
+        self._encoded = [b"%d" % (low + int(draw() * span)) for low, span in self._draws]
         self._step = 0
         self._error = None
         self._rolling_back = False
         self._send_step()
 
     def _send_step(self) -> None:
-        statement = self._script.statements[self._step]
-        values = self._values
-        self._pg.send_query_prepared(self._names[self._step], [b"%d" % values[name] for name in statement.variables])
+        encoded = self._encoded
+        self._pg.send_query_prepared(self._names[self._step], [encoded[i] for i in self._parameters[self._step]])
 
     def collect(self) -> list[tuple[int, str | None]]:
         pg = self._pg
         try:
             pg.consume_input()
-            while not pg.is_busy():
-                result = pg.get_result()
-                if result is None:
-                    if self._statement_done():
-                        return [(1, self._error)]
+        except Exception as exc:  # psycopg.OperationalError: the connection is gone
+            raise BackendUnavailable(f"a benchmark connection to PostgreSQL failed: {exc}") from exc
+        while not pg.is_busy():
+            result = pg.get_result()
+            if result is None:
+                if not self._statement_done():
                     return []
-                if result.status == self._fatal and self._error is None:
-                    self._error = _sqlstate_kind(result)
-        except Exception as exc:
-            if "consume" in str(exc).lower() or pg.status != 0:
-                raise BackendUnavailable(f"a benchmark connection to PostgreSQL failed: {exc}") from exc
-            raise
+                return _DONE if self._error is None else [(1, self._error)]
+            if result.status == self._fatal and self._error is None:
+                self._error = _sqlstate_kind(result)
         return []
 
     def _statement_done(self) -> bool:
