@@ -100,11 +100,14 @@ def median_of(values: list[float]) -> float:
 
 
 def report(title: str, ours: list[float], theirs: list[float], target: float) -> None:
+    """The ratio of the medians, and the median of each round's ratio (the two runs of a round are
+    seconds apart, so a change in the machine's load hits both)."""
     ratio = median_of(ours) / median_of(theirs)
+    paired = median_of([mine / native for mine, native in zip(ours, theirs, strict=True)])
     verdict = "met" if ratio >= target else "NOT met"
     print(f"{title}: storagectl {median_of(ours):,.0f} ops/s (runs {', '.join(f'{v:,.0f}' for v in ours)}) vs "
-          f"{median_of(theirs):,.0f} (runs {', '.join(f'{v:,.0f}' for v in theirs)}): {ratio:.2f}x "
-          f"(target >= {target}x: {verdict})", flush=True)
+          f"{median_of(theirs):,.0f} (runs {', '.join(f'{v:,.0f}' for v in theirs)}): {ratio:.2f}x, "
+          f"median of round ratios {paired:.2f}x (target >= {target}x: {verdict})", flush=True)
 
 
 def bench_redis(config: Path, server: RedisServer, rounds: int, seconds: int) -> None:
