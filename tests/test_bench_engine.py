@@ -22,6 +22,7 @@ class World:
         self.now = 0
         self._events: list[tuple[int, int, FakeClient]] = []
         self._order = itertools.count()
+        self.log: list[tuple[str, int]] = []
 
     def clock(self) -> int:
         return self.now
@@ -44,6 +45,8 @@ class World:
 class FakeClient:
     """Completes each batch after ``latency(send_time_ns) -> ns``; every ``fail_every``-th batch fails."""
 
+    eager = False
+
     def __init__(self, world: World, latency: Callable[[int], int], fail_every: int = 0, kind: str = "Boom") -> None:
         self.world = world
         self.latency = latency
@@ -57,12 +60,14 @@ class FakeClient:
         return -1
 
     def send(self, ops: int) -> None:
+        self.world.log.append(("send", id(self)))
         self.executed += ops
         self.batches += 1
         self._batch = ops
         self.world.schedule(self.world.now + self.latency(self.world.now), self)
 
     def collect(self) -> list[tuple[int, str | None]]:
+        self.world.log.append(("collect", id(self)))
         failed = self.fail_every and self.batches % self.fail_every == 0
         return [(self._batch, self.kind if failed else None)]
 
@@ -158,3 +163,18 @@ def test_closed_loop_hides_the_same_stall():
     """The reason for --rate: closed loop sends nothing while stalled, so the pause is 4 samples."""
     outcome, _ = run(LoadPlan(clients=4, duration_s=10.0), stalled(500 * US, 4.0, 2.0))
     assert latency_summary(outcome.recorder.service)["p99_9"] < 1.0
+
+
+@pytest.mark.parametrize("eager, expected", [
+    (True, ["collect a", "send a", "collect b", "send b"]),  # PostgreSQL: a backend never waits on the others
+    (False, ["collect a", "collect b", "send b", "send a"]),  # Redis: one wake-up of the server for both
+])
+def test_eager_clients_send_their_next_request_before_the_others_are_read(eager, expected):
+    world = World()
+    clients = [FakeClient(world, lambda t: 100 * US) for _ in range(2)]
+    for client in clients:
+        client.eager = eager
+    Engine(LoadPlan(clients=2, count=4), clients, world, clock=world.clock).run()
+    names = {id(clients[1]): "a", id(clients[0]): "b"}  # the idle list hands out the last client first
+    second_round = [f"{what} {names[who]}" for what, who in world.log[2:6]]
+    assert second_round == expected

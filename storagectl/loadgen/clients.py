@@ -52,6 +52,8 @@ class ThreadClient:
     their thread). Exceptions of operations are counted by :func:`classify` kind, never raised into
     the loop; an exception while opening is raised by the constructor."""
 
+    eager = True
+
     def __init__(self, open_operation: Opener) -> None:
         self._open_operation = open_operation
         self._read_end, self._write_end = os.pipe()

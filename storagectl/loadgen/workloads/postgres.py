@@ -145,6 +145,8 @@ class PgClient:
     """Runs the script's statements one after another, as pgbench does; a failed statement inside a
     transaction is followed by ROLLBACK and the op counts as an error of its SQLSTATE's kind."""
 
+    eager = True
+
     def __init__(self, pgconn: Any, script: Script, rng: random.Random, name: bytes) -> None:
         from psycopg import pq
 

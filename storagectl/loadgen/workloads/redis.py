@@ -174,6 +174,7 @@ def _error_kind(reply: Any) -> str:
 
 
 class RedisClient:
+    eager = False
     def __init__(self, connection: Any, ring: list[bytes], tail: bytes) -> None:
         import hiredis
 
@@ -230,6 +231,8 @@ class RedisClient:
 
 class PubSubClient:
     """PUBLISH on one connection, SUBSCRIBEd on another: an op is done when its message arrives."""
+
+    eager = False
 
     def __init__(self, publisher: Any, subscriber: Any, channel: bytes) -> None:
         import hiredis
