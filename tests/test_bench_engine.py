@@ -178,3 +178,10 @@ def test_eager_clients_send_their_next_request_before_the_others_are_read(eager,
     names = {id(clients[1]): "a", id(clients[0]): "b"}  # the idle list hands out the last client first
     second_round = [f"{what} {names[who]}" for what, who in world.log[2:6]]
     assert second_round == expected
+
+
+def test_a_server_that_never_answers_ends_the_run_with_a_timeout():
+    from storagectl.errors import OperationTimeout
+
+    with pytest.raises(OperationTimeout, match="2 requests still unanswered 5 s after the last answer"):
+        run(LoadPlan(clients=2, count=10, drain_timeout_s=5.0), lambda t: 3600 * NS)

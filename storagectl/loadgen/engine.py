@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from storagectl.errors import OperationTimeout
 from storagectl.loadgen.recorder import Recorder
 
 NS = 1_000_000_000
@@ -54,6 +55,7 @@ class LoadPlan:
     warmup_s: float = 0.0
     rate: float | None = None  # ops/s in all; None: closed loop
     pipeline: int = 1
+    drain_timeout_s: float = 60.0  # after the last send, give up on answers that take longer
 
 
 @dataclass
@@ -94,9 +96,15 @@ class Engine:
         self.recorder.on_second = self.on_second
         self._idle = list(self.clients)
         self._issue()
+        last_answer = now
         while self._in_flight or self._more_to_issue(now):
             ready = self.waiter.wait(self._timeout(now))
             now = self.clock()
+            if ready:
+                last_answer = now
+            elif now - last_answer > plan.drain_timeout_s * NS and not self._more_to_issue(now):
+                raise OperationTimeout(f"{len(self._in_flight)} requests still unanswered "
+                                       f"{plan.drain_timeout_s:g} s after the last answer; the server hangs")
             for client in ready:
                 batch = client.collect()
                 if batch:
