@@ -308,3 +308,5 @@ def test_the_environment_warns_when_the_client_was_the_bottleneck():
     idle = environment("Redis 7", 0.3, driver_in_process=False)
     assert not idle["client_bound"] and idle["warnings"] == []
     assert "inside the client process" in environment("SQLite 3", 0.3, driver_in_process=True)["warnings"][0]
+    crowded = environment("Redis 7", 0.3, driver_in_process=False, load_average=64.0)
+    assert crowded["client_load_average"] == 64.0 and "the client machine was busy" in crowded["warnings"][0]

@@ -22,14 +22,19 @@ SCHEMA_VERSION = 1
 CLIENT_BOUND_SHARE = 0.9  # the loop runs on one core: at 90 % of it the client is the limit
 
 
-def environment(server_version: str, cpu_share: float, driver_in_process: bool) -> dict[str, Any]:
+def environment(server_version: str, cpu_share: float, driver_in_process: bool,
+                load_average: float | None = None) -> dict[str, Any]:
     warnings = []
+    cpus = os.cpu_count() or 1
     if cpu_share >= CLIENT_BOUND_SHARE:
         warnings.append(f"storagectl used {cpu_share:.0%} of a CPU: the client, not the server, was probably "
                         "the bottleneck; fewer clients or --pipeline measure the server better")
+    if load_average is not None and load_average > cpus:
+        warnings.append(f"the client machine was busy (load average {load_average:.1f} on {cpus} CPUs): storagectl "
+                        "got only a share of a CPU, so it may have been the bottleneck at a lower CPU use")
     if driver_in_process:
         warnings.append("the database runs inside the client process: client CPU includes the database's work")
-    return {"server_version": server_version, "client_cpus": os.cpu_count(),
+    return {"server_version": server_version, "client_cpus": cpus, "client_load_average": load_average,
             "client_cpu_pct": round(100 * cpu_share, 1), "client_bound": cpu_share >= CLIENT_BOUND_SHARE,
             "python": platform.python_version(), "storagectl_version": __version__, "warnings": warnings}
 
@@ -60,7 +65,8 @@ def build_result(backend: Any, options: Any, workload_options: Any, outcome: Eng
         "series": recorder.seconds,
         "hdr": {"service": _encoded(recorder.service),
                 "corrected": _encoded(recorder.intended) if open_loop else None},
-        "environment": environment(server_version, cpu_share, getattr(backend, "kind", "") == "sqlite"),
+        "environment": environment(server_version, cpu_share, getattr(backend, "kind", "") == "sqlite",
+                                   round(os.getloadavg()[0], 2)),
     }
 
 
