@@ -4,7 +4,7 @@
 - Redis (a redis-server this script starts on a free port, no persistence): `bench run -w get -c 50`
   vs `redis-benchmark -t get -c 50 -r KEYS -d 100` (its keyspace filled with the same 100-byte
   values), pipeline 1 and 16, alternating; target >= 0.6x.
-- PostgreSQL (scale 10 in a database of its own): `bench run -w sql:select-pk.sql -c 8` vs
+- PostgreSQL (scale 10 in a database of its own): `bench run -w sql:select-pk.sql -c 8 -j 2` vs
   `pgbench -S -c 8 -j 2 -M prepared`, and `sql:tpcb-like.sql` vs `pgbench -c 8 -j 2`, alternating;
   target >= 0.85x. The scripts are the built-in `select-pk` / `tpcb-like` ones naming pgbench's own
   tables (`public.pgbench_*`), so both tools read the very same pages; storagectl's own namespace is
@@ -147,11 +147,11 @@ def bench_pg(config: Path, rounds: int, seconds: int) -> None:
         ours, theirs = [], []
         script = pgbench_tables_script(workload, config.parent)
         for _ in range(rounds):
-            result = storagectl(config, "-b", "pg", "-w", script, "-c", "8", "-T", f"{seconds}s", "--warmup", "2s",
-                                "--keyspace", "1")
+            result = storagectl(config, "-b", "pg", "-w", script, "-c", "8", "-j", "2", "-T", f"{seconds}s",
+                                "--warmup", "2s", "--keyspace", "1")
             ours.append(result["ops_per_s"])
             theirs.append(pgbench(*native, "-c", "8", "-j", "2", "-T", str(seconds)))
-        label = f"PostgreSQL {workload} -c 8 vs pgbench {' '.join(native + ['-c', '8', '-j', '2'])}"
+        label = f"PostgreSQL {workload} -c 8 -j 2 vs pgbench {' '.join(native + ['-c', '8', '-j', '2'])}"
         report(label, ours, theirs, target)
 
 
@@ -169,7 +169,7 @@ def latency_truth(config: Path, seconds: int) -> None:
                            for line in path.read_text().splitlines())
     theirs = {"p50": percentile(latencies, 0.50) / 1000, "p99": percentile(latencies, 0.99) / 1000}
     result = storagectl(config, "-b", "pg", "-w", pgbench_tables_script("select-pk", config.parent), "-c", "8",
-                        "-T", f"{seconds}s", "--warmup", "0", "--keyspace", "1")
+                        "-j", "2", "-T", f"{seconds}s", "--warmup", "0", "--keyspace", "1")
     ours = result["latency_ms"]
     for name in ("p50", "p99"):
         off = 100 * (ours[name] - theirs[name]) / theirs[name]

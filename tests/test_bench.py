@@ -310,3 +310,69 @@ def test_the_environment_warns_when_the_client_was_the_bottleneck():
     assert "inside the client process" in environment("SQLite 3", 0.3, driver_in_process=True)["warnings"][0]
     crowded = environment("Redis 7", 0.3, driver_in_process=False, load_average=64.0)
     assert crowded["client_load_average"] == 64.0 and "the client machine was busy" in crowded["warnings"][0]
+
+
+# -- worker processes (-j) ------------------------------------------------------------------------
+def test_split_plan_shares_out_clients_count_and_rate_exactly():
+    from storagectl.loadgen.engine import LoadPlan
+    from storagectl.loadgen.workers import split_plan
+
+    plans = split_plan(LoadPlan(clients=5, count=1001, rate=500.0), 2)
+    assert [p.clients for p in plans] == [3, 2] and sum(p.count for p in plans) == 1001
+    assert sum(p.rate for p in plans) == pytest.approx(500.0)
+
+
+def test_workers_count_every_op_and_clean_up_redis(cli, write_config, redis_db):
+    config = write_config("backends:\n" + redis_db.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "cache", "-w", "lpush", "-c", "4", "-j", "2", "-n", "1001",
+                 "--warmup", "0", "-P", "8", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["ops"] == 1001 and data["load"]["workers"] == 2
+    assert sum(row["ops"] for row in data["series"]) == 1001
+    assert data["latency_ms"]["p50"] > 0 and redis_keys(redis_db) == []
+
+
+def test_workers_on_postgres_execute_exactly_the_ops_reported(cli, write_config, pg_database, tmp_path):
+    with pg_database.connect() as conn:
+        conn.execute("CREATE TABLE public.bench_log (n int)")
+    script = tmp_path / "log.sql"
+    script.write_text("\\set n random(1, 10)\nINSERT INTO bench_log VALUES (:n);\n")
+    config = write_config("backends:\n" + pg_database.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{script}", "-c", "3", "-j", "2", "-T", "1s",
+                 "--warmup", "300ms", "--keyspace", "10", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    with pg_database.connect() as conn:
+        rows = conn.execute("SELECT count(*) FROM bench_log").fetchone()[0]
+    assert rows == data["ops"] + data["warmup"]["ops"] and data["ops"] > 0
+    assert bench_schemas(pg_database) == []
+
+
+def test_interrupt_with_workers_ends_them_and_cleans_up(write_config, redis_db):
+    config = load_config(write_config("backends:\n" + redis_db.backend_yaml()))
+
+    def interrupt(row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted):
+        run_bench(backend_from_config(config, "cache"),
+                  BenchOptions(workload="get", clients=2, workers=2, duration_s=5, warmup_s=0, keyspace=100),
+                  on_second=interrupt)
+    assert redis_keys(redis_db) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-c", "2", "-j", "3"], "-j/--workers 3 is more than the 2 clients"),
+    (["-j", "0"], "-j/--workers must be at least 1"),
+])
+def test_bad_worker_counts(cli, write_config, redis_db, args, message):
+    config = write_config("backends:\n" + redis_db.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "cache", "-w", "get", "-n", "5", *args)
+    assert result.exit_code == 2 and message in result.stderr
+
+
+def test_workers_are_refused_for_threaded_kinds(cli, write_config, sqlite_file):
+    config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_file}\n")
+    result = cli("-c", config, "bench", "run", "-b", "lite", "-w", "select-pk", "-c", "2", "-j", "2", "-n", "5")
+    assert result.exit_code == 2 and "-j/--workers applies to PostgreSQL, TimescaleDB and Redis" in result.stderr

@@ -74,6 +74,9 @@ def run(
         "--keyspace", metavar="N", help="Keys, rows (pgbench_accounts), nodes or objects set up first "
         "[default: 100000; Neo4j 10000, S3 1000].")] = None,
     ratio: Annotated[str, typer.Option("--ratio", metavar="SET:GET", help="Writes to reads of `mixed`.")] = "1:10",
+    workers: Annotated[int, typer.Option(
+        "--workers", "-j", metavar="N",
+        help="Processes sharing the clients, like pgbench -j (PostgreSQL, TimescaleDB, Redis).")] = 1,
     repeat: Annotated[int, typer.Option("--repeat", "-x", metavar="N",
                                         help="Run N times; report each run, the median and the spread.")] = 1,
     save: Annotated[Path | None, typer.Option("--save", metavar="FILE", dir_okay=False,
@@ -90,7 +93,7 @@ def run(
     options = BenchOptions(
         workload=workload, clients=clients, duration_s=duration, count=count, warmup_s=warmup, rate=rate,
         pipeline=pipeline, data_size=object_size if object_size is not None else data_size, keyspace=keyspace,
-        ratio=_ratio(ratio), repeat=repeat, yes=yes)
+        ratio=_ratio(ratio), repeat=repeat, workers=workers, yes=yes)
     if data_size is not None and object_size is not None:
         from storagectl.errors import UsageError
 

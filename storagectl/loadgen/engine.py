@@ -84,16 +84,19 @@ class Engine:
         self._warmup_errors = 0
         self._next_slot = 0  # open loop: index of the next scheduled request
 
-    def run(self) -> EngineOutcome:
+    def run(self, start_ns: int | None = None, keep_seconds: bool = False) -> EngineOutcome:
+        """``start_ns``: the schedule's origin (worker processes share one, so their seconds line up);
+        ``keep_seconds``: keep each second's latency counts for a merge (``recorder.kept``)."""
         plan = self.plan
         now = self.clock()
-        self._start = now
-        self._measure_start = now + int(plan.warmup_s * NS)
+        self._start = now if start_ns is None else start_ns
+        self._measure_start = self._start + int(plan.warmup_s * NS)
         self._measure_end = self._measure_start + int(plan.duration_s * NS) if plan.duration_s is not None else None
         self._interval_ns = int(NS * plan.pipeline / plan.rate) if plan.rate else 0
         last_second = None if plan.duration_s is None else max(0, math.ceil(plan.duration_s) - 1)
         self.recorder = Recorder(self._measure_start, open_loop=plan.rate is not None, last_second=last_second)
         self.recorder.on_second = self.on_second
+        self.recorder.keep_seconds = keep_seconds
         self._idle = list(self.clients)
         self._issue()
         last_answer = now

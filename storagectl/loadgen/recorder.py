@@ -78,6 +78,8 @@ class Recorder:
         self._current = Second(0)
         self.last_completion_ns = measure_start_ns
         self.on_second: Any = None  # callback(second_row) for a live view
+        self.keep_seconds = False
+        self.kept: list[Second] = []  # with keep_seconds: every closed second, for merging
 
     def record(self, ops: int, error: str | None, intended_ns: int, sent_ns: int, done_ns: int) -> None:
         second = (done_ns - self.measure_start_ns) // 1_000_000_000
@@ -118,6 +120,8 @@ class Recorder:
     def _close(self, second: Second) -> None:
         if second.index < 0:
             return
+        if self.keep_seconds:
+            self.kept.append(second)
         self.service.add(histogram_from_counts(second.service))
         if self.open_loop:
             self.intended.add(histogram_from_counts(second.intended))

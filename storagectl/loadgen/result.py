@@ -50,6 +50,7 @@ def build_result(backend: Any, options: Any, workload_options: Any, outcome: Eng
         "backend": {"name": backend.name, "kind": backend.kind, "endpoint": backend.endpoint()},
         "workload": {"name": workload_options.name, **workload_options.as_dict()},
         "load": {"mode": "open-loop" if open_loop else "closed-loop", "clients": options.clients,
+                 "workers": options.workers,
                  "duration_s": options.plan().duration_s, "count": options.count, "warmup_s": options.warmup_s,
                  "rate": options.rate, "pipeline": options.pipeline},
         "setup": setup,

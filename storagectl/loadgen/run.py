@@ -30,6 +30,7 @@ class BenchOptions:
     keyspace: int | None = None  # None: the workload's default
     ratio: tuple[int, int] = (1, 10)
     repeat: int = 1
+    workers: int = 1  # processes sharing the clients (PostgreSQL, Redis)
     yes: bool = False
 
     def plan(self) -> LoadPlan:
@@ -50,7 +51,10 @@ def check_options(options: BenchOptions) -> None:
               (options.duration_s is not None and options.duration_s <= 0, "--duration must be above 0"),
               (options.warmup_s < 0, "--warmup cannot be negative"),
               (options.keyspace is not None and options.keyspace < 1, "--keyspace must be at least 1"),
-              (options.repeat < 1, "-x/--repeat must be at least 1"))
+              (options.repeat < 1, "-x/--repeat must be at least 1"),
+              (options.workers < 1, "-j/--workers must be at least 1"),
+              (options.workers > options.clients, f"-j/--workers {options.workers} is more than the "
+                                                  f"{options.clients} clients to share out"))
     for failed, message in checks:
         if failed:
             raise UsageError(message)
@@ -70,7 +74,7 @@ def run_bench(backend: Any, options: BenchOptions, on_second: Callable[[dict[str
     run_id = uuid.uuid4().hex[:10]
     workload_options = WorkloadOptions(
         name=options.workload, run_id=run_id, data_size=options.data_size, keyspace=options.keyspace,
-        ratio=options.ratio, pipeline=options.pipeline, clients=options.clients)
+        ratio=options.ratio, pipeline=options.pipeline, clients=options.clients, workers=options.workers)
     workload = make_workload(backend, workload_options)
     phase = on_phase or (lambda text: None)
     started_at = time.time()
@@ -107,6 +111,10 @@ def _teardown_quietly(workload: Workload) -> None:
 
 def _drive(workload: Workload, options: BenchOptions,
            on_second: Callable[[dict[str, Any]], None] | None) -> tuple[EngineOutcome, float]:
+    if options.workers > 1:
+        from storagectl.loadgen.workers import drive_workers
+
+        return drive_workers(workload, options.plan(), options.workers, on_second)
     clients: list[Client] = []
     try:
         for _ in range(options.clients):

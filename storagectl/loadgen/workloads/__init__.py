@@ -34,6 +34,7 @@ class WorkloadOptions:
     ratio: tuple[int, int] = (1, 10)  # SET:GET of `mixed`
     pipeline: int = 1
     clients: int = 1
+    workers: int = 1
 
     @property
     def base(self) -> str:
@@ -78,6 +79,8 @@ def make_workload(backend: Any, options: WorkloadOptions) -> Workload:
                          f"workloads: {shown}", hint="Try: storagectl bench run --help")
     if options.pipeline > 1 and not getattr(module, "PIPELINES", False):
         raise UsageError(f"--pipeline applies to Redis workloads only, not to {backend.kind}")
+    if options.workers > 1 and not getattr(module, "PROCESS_WORKERS", False):
+        raise UsageError(f"-j/--workers applies to PostgreSQL, TimescaleDB and Redis, not to {backend.kind}")
     resolved = replace(options, keyspace=options.keyspace or module.DEFAULT_KEYSPACE,
                        data_size=options.data_size if options.data_size is not None else DEFAULT_DATA_SIZE.get(
                            backend.kind, 100))

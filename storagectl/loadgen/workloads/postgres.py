@@ -15,6 +15,7 @@ from storagectl.errors import BackendUnavailable, FeatureUnavailable
 from storagectl.loadgen.sqlscript import Script, load_script
 from storagectl.loadgen.workloads import WorkloadOptions
 
+PROCESS_WORKERS = True
 ACCOUNTS_PER_BRANCH = 100_000
 WORKLOADS = ("select-pk", "insert", "update-pk", "tpcb-like", "sql")
 TIMESCALE_WORKLOADS = ("ts-insert", "ts-range")

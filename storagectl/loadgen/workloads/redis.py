@@ -15,6 +15,7 @@ from storagectl.errors import BackendUnavailable, UsageError
 from storagectl.loadgen.workloads import WorkloadOptions
 
 PIPELINES = True
+PROCESS_WORKERS = True
 WORKLOADS = ("get", "set", "mixed", "hset", "hget", "lpush", "rpop", "zadd", "zrange", "pubsub")
 RING_SIZE = 16384
 FILL_BATCH = 1000
