@@ -11,6 +11,7 @@ must not reuse the parent's driver pools (Neo4j) or client threads.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import queue
@@ -148,10 +149,8 @@ def _worker(workload: Any, plan: LoadPlan, index: int, messages: Any, go: Any, s
         messages.put(("error", index, (type(exc).__name__, str(exc), getattr(exc, "exit_code", 1))))
     finally:
         for client in clients:
-            try:
+            with contextlib.suppress(Exception):  # the process ends now anyway
                 client.close()
-            except Exception:  # noqa: BLE001, S110 - the process ends now anyway
-                pass
         messages.close()
         messages.join_thread()
         os._exit(0)
