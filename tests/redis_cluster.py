@@ -210,3 +210,43 @@ def running_cluster(primaries: int = 3, spare: int = 0) -> Iterator[RedisCluster
         for node in started:
             node.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_server(*options: str, binary: str | None = None) -> Iterator[ClusterNodeProcess]:
+    """One standalone ``redis-server`` (no cluster; the installed one, or ``binary``) on a free
+    loopback port, with extra ``options`` (such as ``--requirepass``), stopped by pid at the end."""
+    binaries = cluster_binaries() if binary is None else (binary, "")
+    if isinstance(binaries, str):
+        raise FileNotFoundError(binaries)
+    directory = Path(tempfile.mkdtemp(prefix="stctl-redis-"))
+    port = cluster_port()
+    log = (directory / "redis.log").open("wb")
+    process = subprocess.Popen(
+        [binaries[0], "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--save", "",
+         "--appendonly", "no", "--daemonize", "no", *options],
+        stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+    log.close()
+    server = ClusterNodeProcess(port, process, directory)
+    try:
+        _wait_for_port(server)
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _wait_for_port(node: ClusterNodeProcess) -> None:
+    import socket
+
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        if node.process.poll() is not None:
+            raise RuntimeError(f"redis-server on port {node.port} exited: "
+                               f"{(node.directory / 'redis.log').read_text()[-800:]}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", node.port)) == 0:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"redis-server on port {node.port} did not listen within {START_TIMEOUT:g}s")
+        time.sleep(0.05)

@@ -19,7 +19,6 @@ from storagectl.backends.base import Backend, classify_connection_error
 from storagectl.config.models import BackendSettings, PasswordMixin
 from storagectl.config.types import Port
 from storagectl.config.urls import reject_query, split_url
-from storagectl.diag import Check, CheckSpec, Status
 from storagectl.errors import (
     AuthenticationFailed,
     BackendUnavailable,
@@ -29,6 +28,7 @@ from storagectl.errors import (
     UsageError,
     raise_with_state,
 )
+from storagectl.health import Check, CheckSpec, Status
 from storagectl.redact import redact_url
 from storagectl.units import human_bytes
 
@@ -721,28 +721,47 @@ class _RespSocket:
 
 def _dump_batches(commands: _RespSocket, count: int = DUMP_BATCH_KEYS,
                   keep: KeyFilter | None = None, dumper: Any = None) -> Iterator[tuple[list[bytes], list[Any]]]:
-    """(keys, EXEC reply) per SCAN batch, pipelined: each batch's MULTI is sent together with the next
-    SCAN, so the server works on batch k while the caller handles batch k-1. ``keep`` filters each
-    batch's keys before they are dumped (a cluster node's keys of slots it owns)."""
+    """(keys, EXEC reply) per SCAN batch of the whole keyspace (see :func:`dump_scan`)."""
+    for _cursor, keys, reply in dump_scan(commands, count=count, keep=keep, dumper=dumper):
+        yield keys, reply
+
+
+def dump_scan(commands: _RespSocket, cursor: bytes = b"0", count: int = DUMP_BATCH_KEYS, keep: KeyFilter | None = None,
+              dumper: Any = None, match: bytes | None = None,
+              type_: bytes | None = None) -> Iterator[tuple[bytes, list[bytes], list[Any]]]:
+    """(SCAN cursor after the batch, keys, EXEC reply) per SCAN batch from ``cursor``, pipelined: each
+    batch's MULTI is sent together with the next SCAN, so the server works on batch k while the caller
+    handles batch k-1. ``keep`` filters each batch's keys before they are dumped (a cluster node's keys
+    of slots it owns); ``match``/``type_`` are SCAN's MATCH and TYPE. Resuming at a batch's cursor
+    visits every key the batches after it would have (SCAN's guarantee for keys present throughout)."""
     dumper = dumper or _MultiDump()
-    in_flight: deque[list[bytes]] = deque()  # batches sent, EXEC reply not read yet
-    commands.send(_scan_request(b"0", count))
+    in_flight: deque[tuple[bytes, list[bytes]]] = deque()  # batches sent, EXEC reply not read yet
+    commands.send(_scan_request(cursor, count, match, type_))
     while True:
         cursor, keys = commands.reply()
         keys = keys if keep is None else keep(keys)
         last = cursor == b"0"
-        commands.send((b"" if last else _scan_request(cursor, count)) + dumper.request(keys))
-        in_flight.append(keys)
+        commands.send((b"" if last else _scan_request(cursor, count, match, type_)) + dumper.request(keys))
+        in_flight.append((cursor, keys))
         while len(in_flight) > (0 if last else 1):  # replies come in request order: read k-1's before SCAN k+1's
-            batch = in_flight.popleft()
-            yield batch, dumper.reply(commands, batch)
+            batch_cursor, batch = in_flight.popleft()
+            yield batch_cursor, batch, dumper.reply(commands, batch)
         if last:
             return
 
 
-def _scan_request(cursor: bytes, count: int) -> bytes:
-    return b"*4\r\n$4\r\nSCAN\r\n$%d\r\n%s\r\n$5\r\nCOUNT\r\n$%d\r\n%d\r\n" % (
-        len(cursor), cursor, len(str(count)), count)
+def _scan_request(cursor: bytes, count: int, match: bytes | None = None, type_: bytes | None = None) -> bytes:
+    options = [b"COUNT", b"%d" % count]
+    if match is not None:
+        options += [b"MATCH", match]
+    if type_ is not None:
+        options += [b"TYPE", type_]
+    return resp_command(b"SCAN", cursor, *options)
+
+
+def resp_command(*args: bytes) -> bytes:
+    """One command as RESP bytes."""
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args)
 
 
 _MULTI_TIME = b"*1\r\n$5\r\nMULTI\r\n*1\r\n$4\r\nTIME\r\n"

@@ -11,7 +11,16 @@ from typing import Annotated, Any
 import typer
 
 from storagectl import __version__
-from storagectl.cli import backends_cmd, bench_cmd, backup_cmd, config_cmd, diag_cmd, inspect_cmd, migrate_cmd, restore_cmd
+from storagectl.cli import (
+    backends_cmd,
+    backup_cmd,
+    bench_cmd,
+    config_cmd,
+    diag_cmd,
+    inspect_cmd,
+    migrate_cmd,
+    restore_cmd,
+)
 from storagectl.cli.state import AppState, OutputFormat, PlainUsage
 
 app = typer.Typer(

