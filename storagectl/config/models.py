@@ -72,6 +72,7 @@ class BackendSettings(StrictModel):
 
     kind: str
     description: str = ""
+    production: bool = Field(False, description="Serves production: `storagectl bench` refuses it without --yes.")
     pool: PoolSettings = PoolSettings()
     retry: RetrySettings = RetrySettings()
     timeouts: TimeoutSettings = TimeoutSettings()

@@ -1,0 +1,263 @@
+#!/usr/bin/env python3
+"""`storagectl bench` against the native load generators, in the same run, on the same server.
+
+- Redis (a redis-server this script starts on a free port, no persistence): `bench run -w get -c 50`
+  vs `redis-benchmark -t get -c 50 -r KEYS -d 100` (its keyspace filled with the same 100-byte
+  values), pipeline 1 and 16, alternating; target >= 0.6x.
+- PostgreSQL (scale 10 in a database of its own): `bench run -w sql:select-pk.sql -c 8 -j 2` vs
+  `pgbench -S -c 8 -j 2 -M prepared`, and `sql:tpcb-like.sql` vs `pgbench -c 8 -j 2`, alternating;
+  target >= 0.85x. The scripts are the built-in `select-pk` / `tpcb-like` ones naming pgbench's own
+  tables (`public.pgbench_*`), so both tools read the very same pages; storagectl's own namespace is
+  a one-row fill (`--keyspace 1`). (With the built-in workloads storagectl would first fill 1 M rows
+  of its own, and the checkpoint and hint-bit writes after that fill land in its measured run.)
+- Latency truth: p50/p99 of `bench run -w select-pk -c 8` vs the percentiles of the per-transaction
+  latencies in `pgbench -S --log` under the same closed-loop load; target within 15 %.
+- Stall: `--rate` runs during which the server stops for 2 s (`CLIENT PAUSE 2000`; a transaction
+  holding ACCESS EXCLUSIVE on pgbench_accounts for 2 s): corrected p99.9 must exceed 1 s.
+
+Run under `flock /tmp/bench.lock`; prints medians, ratios and the load average.
+Usage: python bench/bench_loadgen.py [--rounds 3] [--seconds 8] [--only redis,pg,truth,stall]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_DB = "stctl_bench_loadgen"
+PG_URL = f"postgresql://postgres@127.0.0.1:5432/{PG_DB}"
+REDIS_KEYS = 100_000
+PG_SCALE = 10
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="stctl-bench-redis-")
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import redis
+
+        self.client = redis.Redis(port=self.port)
+        for _ in range(100):
+            try:
+                self.client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise SystemExit("redis-server did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def storagectl(config: Path, *args: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "storagectl", "-c", str(config), "-q", "bench", "run", *args,
+                           "-o", "json"], capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"storagectl bench failed ({done.returncode}): {done.stderr.strip()}")
+    return json.loads(done.stdout)
+
+
+def redis_benchmark(port: int, clients: int, pipeline: int, requests: int) -> float:
+    done = subprocess.run(["redis-benchmark", "-p", str(port), "-t", "get", "-c", str(clients), "-P", str(pipeline),
+                           "-n", str(requests), "-r", str(REDIS_KEYS), "-d", "100", "--csv"],
+                          capture_output=True, text=True, check=True)
+    row = [line for line in done.stdout.splitlines() if line.startswith('"GET"')][0]
+    return float(row.split(",")[1].strip('"'))
+
+
+def pgbench(*args: str) -> float:
+    done = subprocess.run(["pgbench", "-h", "127.0.0.1", "-U", "postgres", *args, PG_DB],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"pgbench failed: {done.stderr.strip()}")
+    return float(re.search(r"tps = ([\d.]+) \(without", done.stdout).group(1))
+
+
+def median_of(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def report(title: str, ours: list[float], theirs: list[float], target: float) -> None:
+    """The ratio of the medians, and the median of each round's ratio (the two runs of a round are
+    seconds apart, so a change in the machine's load hits both)."""
+    ratio = median_of(ours) / median_of(theirs)
+    paired = median_of([mine / native for mine, native in zip(ours, theirs, strict=True)])
+    verdict = "met" if ratio >= target else "NOT met"
+    print(f"{title}: storagectl {median_of(ours):,.0f} ops/s (runs {', '.join(f'{v:,.0f}' for v in ours)}) vs "
+          f"{median_of(theirs):,.0f} (runs {', '.join(f'{v:,.0f}' for v in theirs)}): {ratio:.2f}x, "
+          f"median of round ratios {paired:.2f}x (target >= {target}x: {verdict})", flush=True)
+
+
+def bench_redis(config: Path, server: RedisServer, rounds: int, seconds: int) -> None:
+    value = b"x" * 100
+    for start in range(0, REDIS_KEYS, 1000):
+        server.client.mset({f"key:{n:012d}": value for n in range(start, start + 1000)})
+    for pipeline in (1, 16):
+        ours, theirs = [], []
+        for _ in range(rounds):
+            result = storagectl(config, "-b", "redis", "-w", "get", "-c", "50", "-P", str(pipeline), "-T",
+                                f"{seconds}s", "--warmup", "1s", "--keyspace", str(REDIS_KEYS), "-d", "100")
+            ours.append(result["ops_per_s"])
+            cpu = result["environment"]["client_cpu_pct"]
+            requests = int(max(theirs[-1] if theirs else result["ops_per_s"], 1000) * seconds)
+            theirs.append(redis_benchmark(server.port, 50, pipeline, requests))
+        report(f"Redis get -c 50 -P {pipeline}", ours, theirs, 0.6)
+        print(f"  storagectl client CPU in its last run: {cpu}% of one core", flush=True)
+    server.client.flushall()
+
+
+def pgbench_tables_script(workload: str, directory: Path) -> str:
+    """The built-in workload's script on pgbench's own tables in public (the same data pgbench reads)."""
+    sys.path.insert(0, str(ROOT))
+    from storagectl.loadgen.sqlscript import BUILTIN_SCRIPTS
+
+    text = BUILTIN_SCRIPTS[workload].replace(":keyspace", str(PG_SCALE * 100_000)).replace(":scale", str(PG_SCALE))
+    path = directory / f"{workload}.sql"
+    path.write_text(re.sub(r"\bpgbench_", "public.pgbench_", text))
+    return f"sql:{path}"
+
+
+def bench_pg(config: Path, rounds: int, seconds: int) -> None:
+    for workload, native, target in (("select-pk", ["-S", "-M", "prepared"], 0.85), ("tpcb-like", [], 0.85)):
+        ours, theirs = [], []
+        script = pgbench_tables_script(workload, config.parent)
+        for _ in range(rounds):
+            result = storagectl(config, "-b", "pg", "-w", script, "-c", "8", "-j", "2", "-T", f"{seconds}s",
+                                "--warmup", "2s", "--keyspace", "1")
+            ours.append(result["ops_per_s"])
+            theirs.append(pgbench(*native, "-c", "8", "-j", "2", "-T", str(seconds)))
+        label = f"PostgreSQL {workload} -c 8 -j 2 vs pgbench {' '.join(native + ['-c', '8', '-j', '2'])}"
+        report(label, ours, theirs, target)
+
+
+def percentile(sorted_values: list[int], fraction: float) -> float:
+    index = min(len(sorted_values) - 1, max(0, int(round(fraction * len(sorted_values))) - 1))
+    return float(sorted_values[index])
+
+
+def latency_truth(config: Path, seconds: int) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        subprocess.run(["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-S", "-M", "prepared", "-c", "8", "-j", "2",
+                        "-T", str(seconds), "--log", "--log-prefix", f"{directory}/log", PG_DB],
+                       capture_output=True, check=True)
+        latencies = sorted(int(line.split()[2]) for path in Path(directory).glob("log*")
+                           for line in path.read_text().splitlines())
+    theirs = {"p50": percentile(latencies, 0.50) / 1000, "p99": percentile(latencies, 0.99) / 1000}
+    result = storagectl(config, "-b", "pg", "-w", pgbench_tables_script("select-pk", config.parent), "-c", "8",
+                        "-j", "2", "-T", f"{seconds}s", "--warmup", "0", "--keyspace", "1")
+    ours = result["latency_ms"]
+    for name in ("p50", "p99"):
+        off = 100 * (ours[name] - theirs[name]) / theirs[name]
+        print(f"latency truth {name}: storagectl {ours[name]:.3f} ms vs pgbench --log {theirs[name]:.3f} ms "
+              f"({off:+.1f} %, target within 15 %: {'met' if abs(off) <= 15 else 'NOT met'})", flush=True)
+
+
+def stall_redis(config: Path, server: RedisServer, seconds: int) -> None:
+    def pause() -> None:
+        time.sleep(1 + seconds / 2)  # warm-up 1 s, then half the run
+        server.client.execute_command("CLIENT", "PAUSE", "2000")
+
+    threading.Thread(target=pause, daemon=True).start()
+    result = storagectl(config, "-b", "redis", "-w", "get", "-c", "8", "--rate", "2000", "-T", f"{seconds}s",
+                        "--warmup", "1s", "--keyspace", "10000")
+    stall_line("Redis CLIENT PAUSE 2000", result)
+
+
+def stall_pg(config: Path, seconds: int) -> None:
+    import psycopg
+
+    def hold_lock() -> None:
+        deadline = time.monotonic() + 60
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            while time.monotonic() < deadline:
+                row = conn.execute("SELECT nspname FROM pg_namespace "
+                                   "WHERE nspname LIKE 'storagectl_bench_%'").fetchone()
+                if row and conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
+                                        "application_name = 'storagectl' AND state <> 'idle'", (PG_DB,)).fetchone()[0]:
+                    break
+                time.sleep(0.05)
+            time.sleep(1 + seconds / 2)
+            with conn.transaction():
+                conn.execute(f'LOCK TABLE "{row[0]}".pgbench_accounts IN ACCESS EXCLUSIVE MODE')
+                time.sleep(2)
+
+    threading.Thread(target=hold_lock, daemon=True).start()
+    result = storagectl(config, "-b", "pg", "-w", "select-pk", "-c", "8", "--rate", "1000", "-T", f"{seconds}s",
+                        "--warmup", "1s", "--keyspace", "100000")
+    stall_line("PostgreSQL lock held 2 s", result)
+
+
+def stall_line(title: str, result: dict) -> None:
+    corrected, service = result["corrected_latency_ms"]["p99_9"], result["latency_ms"]["p99_9"]
+    print(f"stall, {title}: corrected p99.9 {corrected:,.1f} ms (target > 1000: "
+          f"{'met' if corrected > 1000 else 'NOT met'}), service-time p99.9 {service:,.1f} ms, "
+          f"{result['ops']:,} ops at {result['load']['rate']:g}/s", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--only", default="redis,pg,truth,stall")
+    args = parser.parse_args()
+    parts = set(args.only.split(","))
+    print(f"load average at start: {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs", flush=True)
+    server = RedisServer()
+    with tempfile.TemporaryDirectory() as directory:
+        config = Path(directory) / "storagectl.yaml"
+        config.write_text(f"backends:\n  redis:\n    kind: redis\n    url: redis://127.0.0.1:{server.port}/0\n"
+                          f"    pool: {{max_size: 200}}\n  pg:\n    kind: postgres\n    url: {PG_URL}\n")
+        try:
+            if "redis" in parts:
+                bench_redis(config, server, args.rounds, args.seconds)
+            if "stall" in parts:
+                stall_redis(config, server, args.seconds)
+            if parts & {"pg", "truth", "stall"}:
+                prepare_pg()
+                if "pg" in parts:
+                    bench_pg(config, args.rounds, args.seconds)
+                if "truth" in parts:
+                    latency_truth(config, args.seconds)
+                if "stall" in parts:
+                    stall_pg(config, args.seconds)
+        finally:
+            server.stop()
+            if parts & {"pg", "truth", "stall"}:
+                subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--force", "--if-exists", PG_DB])
+    print(f"load average at end: {os.getloadavg()[0]:.2f}", flush=True)
+
+
+def prepare_pg() -> None:
+    subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--force", "--if-exists", PG_DB], check=True)
+    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", PG_DB], check=True)
+    subprocess.run(["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-i", "-q", "-s", str(PG_SCALE), PG_DB],
+                   check=True, capture_output=True)
+
+
+if __name__ == "__main__":
+    main()

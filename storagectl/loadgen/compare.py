@@ -1,0 +1,93 @@
+"""`bench compare`: two results side by side and the ``--fail-if`` conditions, as pure functions.
+
+A condition is ``FIGURE OP VALUE``: ``p99>+10%`` holds when NEW's p99 is more than 10 % above BASE's,
+``ops<-5%`` when ops/s fell by more than 5 %, ``p99>50`` (no %) when NEW's p99 is above 50 ms,
+``errors>0`` when NEW had any error. Latency figures are the latency users saw: corrected
+(intended-start) latency for open-loop runs, service time otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from storagectl.errors import UsageError
+from storagectl.loadgen.result import SCHEMA_VERSION, headline_latency
+
+LATENCY_FIGURES = ("min", "p50", "p90", "p95", "p99", "p99.9", "max", "mean")
+FIGURES = ("ops", "errors", *LATENCY_FIGURES)
+_CONDITION = re.compile(r"^\s*([a-z0-9.]+)\s*([<>])\s*([+-]?\d+(?:\.\d+)?)\s*(%?)\s*$")
+
+
+@dataclass(frozen=True)
+class Condition:
+    text: str
+    figure: str
+    above: bool  # '>' (True) or '<'
+    value: float
+    relative: bool  # a % change from BASE, or NEW's own value
+
+    def holds(self, base: float | None, new: float | None) -> bool:
+        if new is None:
+            return False
+        if self.relative:
+            change = percent_change(base, new)
+            if change is None:
+                return False
+            measured = change
+        else:
+            measured = new
+        return measured > self.value if self.above else measured < self.value
+
+
+def parse_condition(text: str) -> Condition:
+    match = _CONDITION.match(text)
+    if not match or match.group(1) not in FIGURES:
+        raise UsageError(f"--fail-if {text!r} is not FIGURE<VALUE or FIGURE>VALUE (e.g. 'p99>+10%', 'ops<-5%', "
+                         f"'errors>0'); figures: {', '.join(FIGURES)}")
+    figure, op, value, percent = match.groups()
+    return Condition(text.strip(), figure, op == ">", float(value), percent == "%")
+
+
+def percent_change(base: float | None, new: float | None) -> float | None:
+    if base is None or new is None or base == 0:
+        return None
+    return round(100.0 * (new - base) / base, 2)
+
+
+def figures_of(result: dict[str, Any]) -> dict[str, float | None]:
+    latency = headline_latency(result) or {}
+    values: dict[str, float | None] = {"ops": result.get("ops_per_s"), "errors": result.get("error_count")}
+    for figure in LATENCY_FIGURES:
+        values[figure] = latency.get(figure.replace(".", "_"))
+    return values
+
+
+def check_comparable(base: dict[str, Any], new: dict[str, Any]) -> None:
+    for result, label in ((base, "BASE"), (new, "NEW")):
+        if result.get("schema_version") != SCHEMA_VERSION or "workload" not in result:
+            raise UsageError(f"{label} is not a storagectl bench result (schema_version {SCHEMA_VERSION})",
+                             hint="Try: storagectl bench run ... --save FILE")
+    if base["workload"]["name"] != new["workload"]["name"]:
+        raise UsageError(f"cannot compare different workloads: {base['workload']['name']!r} and "
+                         f"{new['workload']['name']!r}")
+    if base["backend"]["kind"] != new["backend"]["kind"]:
+        raise UsageError(f"cannot compare different backends: {base['backend']['kind']} and "
+                         f"{new['backend']['kind']}")
+
+
+def compare_results(base: dict[str, Any], new: dict[str, Any], conditions: list[Condition]) -> dict[str, Any]:
+    """Rows of figure/base/new/change_pct and the conditions that hold (README "bench compare")."""
+    check_comparable(base, new)
+    before, after = figures_of(base), figures_of(new)
+    rows = [{"figure": figure, "base": before[figure], "new": after[figure],
+             "change_pct": percent_change(before[figure], after[figure])} for figure in FIGURES]
+    failed = [condition.text for condition in conditions if condition.holds(before[condition.figure],
+                                                                            after[condition.figure])]
+    notes = []
+    if base["load"]["mode"] != new["load"]["mode"]:
+        notes.append(f"BASE is {base['load']['mode']} and NEW is {new['load']['mode']}: their latencies "
+                     "measure different things")
+    return {"workload": new["workload"]["name"], "backend_kind": new["backend"]["kind"], "figures": rows,
+            "conditions": [condition.text for condition in conditions], "failed": failed, "notes": notes}

@@ -1,0 +1,182 @@
+"""The load loop: closed-loop (each client sends its next request when the last one finished) or
+open-loop on a fixed schedule (``rate``), where latency counts from each request's intended start
+(coordinated-omission correction, as wrk2 and pgbench -R do) and is reported beside service time.
+
+One thread drives every client through a :class:`Waiter` (epoll on the clients' sockets); clients
+never block the loop. The clock and the waiter are injected, so tests run the loop on simulated
+time with a known latency distribution.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from storagectl.errors import OperationTimeout
+from storagectl.loadgen.recorder import Recorder
+
+NS = 1_000_000_000
+TICK_S = 0.1  # longest wait, so seconds close (live view) and -T ends on time
+
+
+class Client(Protocol):
+    """One connection of the benchmark. ``send`` issues a batch of ``ops`` operations (a pipeline)
+    without waiting; ``collect`` is called when the socket is readable and answers [] until the
+    whole batch is done, then ``[(ops, error_kind_or_None), ...]`` covering every op of the batch."""
+
+    # True: send this client's next request as soon as its answer is read, before the other ready
+    # clients are read, as pgbench does (each PostgreSQL connection has its own server process, which
+    # would otherwise sit idle). False: read every ready client first and send together afterwards,
+    # as redis-benchmark does (one server thread: one wake-up for many requests, not one per request).
+    eager: bool
+
+    def fileno(self) -> int: ...
+
+    def send(self, ops: int) -> None: ...
+
+    def collect(self) -> list[tuple[int, str | None]]: ...
+
+    def close(self) -> None: ...
+
+
+class Waiter(Protocol):
+    def wait(self, timeout_s: float) -> list[Any]:
+        """The clients with something to collect, waiting at most ``timeout_s``."""
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    clients: int
+    duration_s: float | None = None  # exactly one of duration_s and count
+    count: int | None = None
+    warmup_s: float = 0.0
+    rate: float | None = None  # ops/s in all; None: closed loop
+    pipeline: int = 1
+    drain_timeout_s: float = 60.0  # after the last send, give up on answers that take longer
+
+
+@dataclass
+class EngineOutcome:
+    recorder: Recorder
+    warmup_ops: int
+    warmup_errors: int
+    measure_start_ns: int
+    elapsed_s: float  # measurement start to the last measured completion
+    ops_issued: int  # measured ops sent (== recorder.ops: every one was waited for)
+
+
+class Engine:
+    def __init__(self, plan: LoadPlan, clients: list[Client], waiter: Waiter,
+                 clock: Callable[[], int] = time.perf_counter_ns,
+                 on_second: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.plan = plan
+        self.clients = clients
+        self.waiter = waiter
+        self.clock = clock
+        self.on_second = on_second
+        self._in_flight: dict[int, tuple[int, int, int, bool]] = {}  # ops, intended, sent, measured
+        self._idle: list[Client] = []
+        self._measured_issued = 0
+        self._warmup_ops = 0
+        self._warmup_errors = 0
+        self._next_slot = 0  # open loop: index of the next scheduled request
+
+    def run(self, start_ns: int | None = None, keep_seconds: bool = False) -> EngineOutcome:
+        """``start_ns``: the schedule's origin (worker processes share one, so their seconds line up);
+        ``keep_seconds``: keep each second's latency counts for a merge (``recorder.kept``)."""
+        plan = self.plan
+        now = self.clock()
+        self._start = now if start_ns is None else start_ns
+        self._measure_start = self._start + int(plan.warmup_s * NS)
+        self._measure_end = self._measure_start + int(plan.duration_s * NS) if plan.duration_s is not None else None
+        self._interval_ns = int(NS * plan.pipeline / plan.rate) if plan.rate else 0
+        last_second = None if plan.duration_s is None else max(0, math.ceil(plan.duration_s) - 1)
+        self.recorder = Recorder(self._measure_start, open_loop=plan.rate is not None, last_second=last_second)
+        self.recorder.on_second = self.on_second
+        self.recorder.keep_seconds = keep_seconds
+        self._idle = list(self.clients)
+        self._issue()
+        last_answer = now
+        while self._in_flight or self._more_to_issue(now):
+            ready = self.waiter.wait(self._timeout(now))
+            now = self.clock()
+            if ready:
+                last_answer = now
+            elif now - last_answer > plan.drain_timeout_s * NS and not self._more_to_issue(now):
+                raise OperationTimeout(f"{len(self._in_flight)} requests still unanswered "
+                                       f"{plan.drain_timeout_s:g} s after the last answer; the server hangs")
+            for client in ready:
+                batch = client.collect()
+                if batch:
+                    self._complete(client, batch, now)
+                    if client.eager:
+                        self._issue()
+            if now >= self._measure_start:
+                self.recorder.tick(now)
+            self._issue()
+        self.recorder.finish()
+        elapsed = max(self.recorder.last_completion_ns - self._measure_start, 1) / NS
+        return EngineOutcome(self.recorder, self._warmup_ops, self._warmup_errors, self._measure_start,
+                             elapsed, self._measured_issued)
+
+    # -- issuing ----------------------------------------------------------------------------
+    def _remaining(self) -> int | None:
+        return None if self.plan.count is None else self.plan.count - self._measured_issued
+
+    def _more_to_issue(self, now: int) -> bool:
+        remaining = self._remaining()
+        if remaining is not None:
+            return remaining > 0
+        if self.plan.rate is not None:
+            return self._slot_time(self._next_slot) < self._measure_end
+        return now < self._measure_end
+
+    def _slot_time(self, slot: int) -> int:
+        return self._start + slot * self._interval_ns
+
+    def _issue(self) -> None:
+        """Send to idle clients what is due; the send time is read per send, so a client's latency
+        never includes the sends before it."""
+        while self._idle:
+            now = self.clock()
+            if not self._more_to_issue(now):
+                return
+            if self.plan.rate is not None:
+                intended = self._slot_time(self._next_slot)
+                if intended > now:
+                    return
+                self._next_slot += 1
+            else:
+                intended = now
+            measured = intended >= self._measure_start
+            ops = self.plan.pipeline
+            if measured:
+                remaining = self._remaining()
+                if remaining is not None:
+                    ops = min(ops, remaining)
+                self._measured_issued += ops
+            client = self._idle.pop()
+            self._in_flight[id(client)] = (ops, intended, now, measured)
+            client.send(ops)
+
+    def _timeout(self, now: int) -> float:
+        timeout = TICK_S
+        if self._measure_end is not None and now < self._measure_end:
+            timeout = min(timeout, (self._measure_end - now) / NS)
+        if self.plan.rate is not None and self._idle:
+            timeout = min(timeout, (self._slot_time(self._next_slot) - now) / NS)
+        return max(timeout, 0.0)
+
+    # -- completing -------------------------------------------------------------------------
+    def _complete(self, client: Client, batch: list[tuple[int, str | None]], now: int) -> None:
+        _, intended, sent, measured = self._in_flight.pop(id(client))
+        self._idle.append(client)
+        for ops, error in batch:
+            if measured:
+                self.recorder.record(ops, error, intended, sent, now)
+            else:
+                self._warmup_ops += ops
+                self._warmup_errors += ops if error is not None else 0

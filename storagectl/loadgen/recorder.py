@@ -1,0 +1,136 @@
+"""Latency accounting: HDR histograms (the `hdrhistogram` package) per second and in total.
+
+Per operation only a dict counter is bumped (latency in whole microseconds -> count); once a second
+the counts go into an HDR histogram with one ``record_value(value, count)`` per distinct value, so
+recording costs ~0.1 us per operation instead of the library's ~1.7 us, with the same result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US = 1
+HIGHEST_US = 3_600_000_000  # one hour: nothing is clamped (redis-benchmark clamps at 3 s)
+SIGNIFICANT_FIGURES = 3
+PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0), ("p99_9", 99.9))
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
+
+
+def histogram_from_counts(counts: dict[int, int]) -> HdrHistogram:
+    histogram = new_histogram()
+    for value, count in counts.items():
+        histogram.record_value(min(max(value, LOWEST_US), HIGHEST_US), count)
+    return histogram
+
+
+def latency_summary(histogram: HdrHistogram) -> dict[str, float] | None:
+    """min, p50 ... p99.9, max and mean in milliseconds; None when nothing was recorded."""
+    if histogram.get_total_count() == 0:
+        return None
+    summary = {"min": histogram.get_min_value() / 1000.0}
+    for name, percentile in PERCENTILES:
+        summary[name] = histogram.get_value_at_percentile(percentile) / 1000.0
+    summary["max"] = histogram.get_max_value() / 1000.0
+    summary["mean"] = round(histogram.get_mean_value() / 1000.0, 3)
+    return summary
+
+
+@dataclass
+class Second:
+    """What completed during one second of the measured run."""
+
+    index: int
+    ops: int = 0
+    errors: int = 0
+    service: dict[int, int] = field(default_factory=dict)  # latency us -> count
+    intended: dict[int, int] = field(default_factory=dict)
+
+    def as_dict(self, open_loop: bool) -> dict[str, Any]:
+        service = histogram_from_counts(self.service)
+        row: dict[str, Any] = {"second": self.index, "ops": self.ops, "errors": self.errors,
+                               "p50_ms": None, "p99_ms": None}
+        shown = histogram_from_counts(self.intended) if open_loop else service
+        if shown.get_total_count():
+            row["p50_ms"] = shown.get_value_at_percentile(50.0) / 1000.0
+            row["p99_ms"] = shown.get_value_at_percentile(99.0) / 1000.0
+        return row
+
+
+class Recorder:
+    """Collects completions of the measured phase. Times are integer nanoseconds from one clock."""
+
+    def __init__(self, measure_start_ns: int, open_loop: bool, last_second: int | None = None) -> None:
+        self.measure_start_ns = measure_start_ns
+        # a timed run's in-flight ops finish just after its end: they count in its last second
+        self.last_second = last_second
+        self.open_loop = open_loop
+        self.ops = 0
+        self.errors: dict[str, int] = {}
+        self.service = new_histogram()
+        self.intended = new_histogram()
+        self.seconds: list[dict[str, Any]] = []
+        self._current = Second(0)
+        self.last_completion_ns = measure_start_ns
+        self.on_second: Any = None  # callback(second_row) for a live view
+        self.keep_seconds = False
+        self.kept: list[Second] = []  # with keep_seconds: every closed second, for merging
+
+    def record(self, ops: int, error: str | None, intended_ns: int, sent_ns: int, done_ns: int) -> None:
+        second = (done_ns - self.measure_start_ns) // 1_000_000_000
+        if self.last_second is not None and second > self.last_second:
+            second = self.last_second
+        current = self._current
+        if second != current.index:
+            self._roll(second)
+            current = self._current
+        self.ops += ops
+        current.ops += ops
+        if done_ns > self.last_completion_ns:
+            self.last_completion_ns = done_ns
+        if error is not None:
+            self.errors[error] = self.errors.get(error, 0) + ops
+            current.errors += ops
+            return
+        service_us = (done_ns - sent_ns) // 1000
+        current.service[service_us] = current.service.get(service_us, 0) + ops
+        if self.open_loop:
+            intended_us = (done_ns - intended_ns) // 1000
+            current.intended[intended_us] = current.intended.get(intended_us, 0) + ops
+
+    def tick(self, now_ns: int) -> None:
+        """Close the seconds that have passed, so the live view sees them on time."""
+        second = (now_ns - self.measure_start_ns) // 1_000_000_000
+        if self.last_second is not None:
+            second = min(second, self.last_second)
+        if second > self._current.index:
+            self._roll(second)
+
+    def _roll(self, next_index: int) -> None:
+        self._close(self._current)
+        for index in range(self._current.index + 1, next_index):
+            self._close(Second(index))  # a second without completions (a stall) is a row of zeros
+        self._current = Second(next_index)
+
+    def _close(self, second: Second) -> None:
+        if second.index < 0:
+            return
+        if self.keep_seconds:
+            self.kept.append(second)
+        self.service.add(histogram_from_counts(second.service))
+        if self.open_loop:
+            self.intended.add(histogram_from_counts(second.intended))
+        row = second.as_dict(self.open_loop)
+        self.seconds.append(row)
+        if self.on_second is not None:
+            self.on_second(row)
+
+    def finish(self) -> None:
+        """Close the last (partial) second."""
+        if self._current.ops or not self.seconds:
+            self._close(self._current)

@@ -1,0 +1,170 @@
+"""Several worker processes sharing the clients (`bench run -j N`, as pgbench -j): each runs its own
+engine on its share of clients (and of -n / --rate) from one common start, and sends back its
+per-second latency counts, which are merged into one recorder here.
+
+Why processes: one event loop is one thread, and on a machine busier than its CPUs the scheduler
+gives each runnable thread a share; pgbench -j 2 gets two. Measured on the 2-core machine under a
+load average of 11: PostgreSQL select-pk with one loop 0.55x pgbench -j 2 (see README "Benchmarks").
+Only kinds whose clients are sockets in the loop (PostgreSQL, Redis) take workers: a forked child
+must not reuse the parent's driver pools (Neo4j) or client threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import queue
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from storagectl import errors
+from storagectl.loadgen.clients import EpollWaiter
+from storagectl.loadgen.engine import NS, Engine, EngineOutcome, LoadPlan
+from storagectl.loadgen.recorder import Recorder, Second
+
+START_DELAY_S = 0.2  # from "every worker connected" to the common start
+
+
+def split_plan(plan: LoadPlan, workers: int) -> list[LoadPlan]:
+    """Clients, count and rate shared out in proportion; the shares add up exactly."""
+    clients = [plan.clients // workers + (1 if i < plan.clients % workers else 0) for i in range(workers)]
+    plans = []
+    counted = 0
+    for index, share in enumerate(clients):
+        count = None
+        if plan.count is not None:
+            count = plan.count - counted if index == workers - 1 else plan.count * share // plan.clients
+            counted += count
+        rate = plan.rate * share / plan.clients if plan.rate is not None else None
+        plans.append(replace(plan, clients=share, count=count, rate=rate))
+    return plans
+
+
+def drive_workers(workload: Any, plan: LoadPlan, workers: int,
+                  on_second: Callable[[dict[str, Any]], None] | None) -> tuple[EngineOutcome, float]:
+    """Run ``workers`` processes; the merged outcome and the CPU share of one worker (the busiest)."""
+    context = multiprocessing.get_context("fork")
+    messages: Any = context.Queue()
+    go = context.Event()
+    start = context.Value("q", 0)
+    plans = split_plan(plan, workers)
+    processes = [context.Process(target=_worker, args=(workload, share, index, messages, go, start), daemon=True)
+                 for index, share in enumerate(plans)]
+    for process in processes:
+        process.start()
+    try:
+        return _collect(processes, messages, go, start, plan, on_second)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+            process.join(10)
+
+
+def _collect(processes: list[Any], messages: Any, go: Any, start: Any, plan: LoadPlan,
+             on_second: Callable[[dict[str, Any]], None] | None) -> tuple[EngineOutcome, float]:
+    workers = len(processes)
+    ready, results, live = 0, {}, {}
+    while len(results) < workers:
+        try:
+            kind, index, payload = messages.get(timeout=1.0)
+        except queue.Empty:
+            if not all(process.is_alive() for process in processes):
+                raise errors.OperationFailed("a bench worker process ended without a result") from None
+            continue
+        if kind == "ready":
+            ready += 1
+            if ready == workers:
+                start.value = time.perf_counter_ns() + int(START_DELAY_S * NS)
+                go.set()
+        elif kind == "second":
+            live.setdefault(payload["second"], []).append(payload)
+            if len(live[payload["second"]]) == workers and on_second is not None:
+                on_second(_live_row(live.pop(payload["second"])))
+        elif kind == "done":
+            results[index] = payload
+        else:
+            raise _rebuilt_error(payload)
+    return _merged(list(results.values()), start.value, plan)
+
+
+def _live_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """For the live view only: the workers' p50/p99 of a second are not additive; the highest is shown
+    (the saved series is merged exactly from the counts)."""
+    def highest(key: str) -> float | None:
+        values = [row[key] for row in rows if row[key] is not None]
+        return max(values) if values else None
+
+    return {"second": rows[0]["second"], "ops": sum(r["ops"] for r in rows), "errors": sum(r["errors"] for r in rows),
+            "p50_ms": highest("p50_ms"), "p99_ms": highest("p99_ms")}
+
+
+def _merged(results: list[dict[str, Any]], start_ns: int, plan: LoadPlan) -> tuple[EngineOutcome, float]:
+    measure_start = start_ns + int(plan.warmup_s * NS)
+    recorder = Recorder(measure_start, open_loop=plan.rate is not None)
+    seconds: dict[int, Second] = {}
+    for result in results:
+        for kept in result["seconds"]:
+            merged = seconds.setdefault(kept.index, Second(kept.index))
+            merged.ops += kept.ops
+            merged.errors += kept.errors
+            for mine, theirs in ((merged.service, kept.service), (merged.intended, kept.intended)):
+                for value, count in theirs.items():
+                    mine[value] = mine.get(value, 0) + count
+        for kind, count in result["errors"].items():
+            recorder.errors[kind] = recorder.errors.get(kind, 0) + count
+    for index in sorted(seconds):
+        recorder._close(seconds[index])
+    recorder.ops = sum(result["ops"] for result in results)
+    recorder.last_completion_ns = max(result["last_completion_ns"] for result in results)
+    elapsed = max(recorder.last_completion_ns - measure_start, 1) / NS
+    outcome = EngineOutcome(recorder, sum(r["warmup_ops"] for r in results), sum(r["warmup_errors"] for r in results),
+                            measure_start, elapsed, sum(r["issued"] for r in results))
+    return outcome, max(result["cpu_share"] for result in results)
+
+
+def _worker(workload: Any, plan: LoadPlan, index: int, messages: Any, go: Any, start: Any) -> None:
+    """In the child: connect its clients, wait for the common start, run, report; never returns into
+    the parent's code (os._exit), so nothing inherited is closed or flushed twice."""
+    clients: list[Any] = []
+    try:
+        clients = [workload.open_client() for _ in range(plan.clients)]
+        waiter = EpollWaiter(clients)
+        messages.put(("ready", index, None))
+        go.wait()
+        cpu_before, wall_before = _cpu_seconds(), time.perf_counter()
+        engine = Engine(plan, clients, waiter, on_second=lambda row: messages.put(("second", index, row)))
+        outcome = engine.run(start_ns=start.value, keep_seconds=True)
+        cpu_share = (_cpu_seconds() - cpu_before) / max(time.perf_counter() - wall_before, 1e-9)
+        recorder = outcome.recorder
+        messages.put(("done", index, {
+            "ops": recorder.ops, "errors": recorder.errors, "seconds": recorder.kept,
+            "last_completion_ns": recorder.last_completion_ns, "warmup_ops": outcome.warmup_ops,
+            "warmup_errors": outcome.warmup_errors, "issued": outcome.ops_issued, "cpu_share": cpu_share}))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        messages.put(("error", index, (type(exc).__name__, str(exc), getattr(exc, "exit_code", 1))))
+    finally:
+        for client in clients:
+            with contextlib.suppress(Exception):  # the process ends now anyway
+                client.close()
+        messages.close()
+        messages.join_thread()
+        os._exit(0)
+
+
+def _rebuilt_error(payload: tuple[str, str, int]) -> BaseException:
+    name, message, exit_code = payload
+    if name in ("KeyboardInterrupt", "Terminated"):
+        return KeyboardInterrupt()
+    error = errors.OperationFailed(f"bench worker: {message}")
+    error.exit_code = errors.ExitCode(exit_code) if exit_code in errors.ExitCode._value2member_map_ else 1
+    return error
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime

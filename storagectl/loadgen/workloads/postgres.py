@@ -1,0 +1,228 @@
+"""PostgreSQL and TimescaleDB workloads, in a schema ``storagectl_bench_<id>`` dropped at teardown.
+
+The tables are pgbench's (pgbench_accounts, _branches, _tellers, _history) so pgbench scripts run
+unchanged (the schema comes first on the search_path). Clients speak libpq directly through
+psycopg's ``pq`` layer: prepared statements sent asynchronously, one socket per client in the
+engine's epoll loop, no Python-level cursor or row objects.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from storagectl.errors import BackendUnavailable, FeatureUnavailable
+from storagectl.loadgen.sqlscript import Script, load_script
+from storagectl.loadgen.workloads import WorkloadOptions
+
+PROCESS_WORKERS = True
+ACCOUNTS_PER_BRANCH = 100_000
+WORKLOADS = ("select-pk", "insert", "update-pk", "tpcb-like", "sql")
+TIMESCALE_WORKLOADS = ("ts-insert", "ts-range")
+TS_BATCH = 100
+TS_SCRIPTS = {
+    "ts-insert": f"""\\set device random(1, 100)
+INSERT INTO ts_metrics (time, device, value)
+SELECT now() - i * interval '1 millisecond', :device, random() FROM generate_series(1, {TS_BATCH}) AS i;
+""",
+    "ts-range": """\\set device random(1, 100)
+SELECT time_bucket('1 minute', time) AS minute, avg(value), max(value) FROM ts_metrics
+WHERE device = :device AND time > now() - interval '1 hour' GROUP BY minute ORDER BY minute;
+""",
+}
+
+DEFAULT_KEYSPACE = 100_000
+
+
+def workload_names(kind: str) -> tuple[str, ...]:
+    return WORKLOADS + TIMESCALE_WORKLOADS if kind == "timescaledb" else WORKLOADS
+
+
+def make_workload(backend: Any, options: WorkloadOptions) -> PostgresWorkload:
+    return PostgresWorkload(backend, options)
+
+
+def scale_of(keyspace: int) -> int:
+    return max(1, keyspace // ACCOUNTS_PER_BRANCH)
+
+
+def pgbench_tables_sql(prefix: str, keyspace: int, series: str) -> list[str]:
+    """CREATE and fill pgbench's four tables (``series`` is a set-returning expression of 1..N with
+    ``{n}`` for N and yields column ``x``), keys added after the fill, as pgbench -i does."""
+    scale = scale_of(keyspace)
+    return [
+        f"CREATE TABLE {prefix}pgbench_branches (bid int NOT NULL, bbalance int, filler char(88))",
+        f"CREATE TABLE {prefix}pgbench_tellers (tid int NOT NULL, bid int, tbalance int, filler char(84))",
+        f"CREATE TABLE {prefix}pgbench_accounts (aid int NOT NULL, bid int, abalance int, filler char(84))",
+        f"CREATE TABLE {prefix}pgbench_history (tid int, bid int, aid int, delta int, mtime timestamp, "
+        "filler char(22))",
+        f"INSERT INTO {prefix}pgbench_branches (bid, bbalance) SELECT x, 0 FROM {series.format(n=scale)}",
+        f"INSERT INTO {prefix}pgbench_tellers (tid, bid, bbalance) SELECT x, (x - 1) / 10 + 1, 0 "
+        f"FROM {series.format(n=10 * scale)}".replace("bbalance) SELECT", "tbalance) SELECT"),
+        f"INSERT INTO {prefix}pgbench_accounts (aid, bid, abalance, filler) "
+        f"SELECT x, (x - 1) / {ACCOUNTS_PER_BRANCH} + 1, 0, '' FROM {series.format(n=keyspace)}",
+    ]
+
+
+class PostgresWorkload:
+    def __init__(self, backend: Any, options: WorkloadOptions) -> None:
+        self.backend = backend
+        self.options = options
+        self.namespace = f"storagectl_bench_{options.run_id}"
+        self.constants = {"scale": scale_of(options.keyspace), "keyspace": options.keyspace}
+        self.script: Script = load_script(options.base, options.script, self.constants, TS_SCRIPTS)
+        self._seed = random.Random(options.run_id)
+        self._created = False
+        self._clients = 0
+
+    def setup(self) -> int:
+        schema = f'"{self.namespace}"'
+        with self.backend.connect() as conn:
+            self._version = self.backend.server_version(conn)
+            conn.execute(f"CREATE SCHEMA {schema}")
+            self._created = True
+            series = "generate_series(1, {n}) AS x"
+            for statement in pgbench_tables_sql(f"{schema}.", self.options.keyspace, series):
+                conn.execute(statement)
+            for table, key in (("branches", "bid"), ("tellers", "tid"), ("accounts", "aid")):
+                conn.execute(f"ALTER TABLE {schema}.pgbench_{table} ADD PRIMARY KEY ({key})")
+            if self.options.base in TIMESCALE_WORKLOADS:
+                self._create_hypertable(conn, schema)
+            for table in ("branches", "tellers", "accounts", "history"):
+                conn.execute(f"VACUUM ANALYZE {schema}.pgbench_{table}")
+        return self.options.keyspace
+
+    def _create_hypertable(self, conn: Any, schema: str) -> None:
+        if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone() is None:
+            raise FeatureUnavailable(f"{self.backend.label}: the timescaledb extension is not installed",
+                                     hint="Try: CREATE EXTENSION timescaledb; in this database")
+        conn.execute(f"CREATE TABLE {schema}.ts_metrics (time timestamptz NOT NULL, device int, "
+                     "value double precision)")
+        conn.execute(f"SELECT create_hypertable('{schema}.ts_metrics', 'time')")
+        conn.execute(f"INSERT INTO {schema}.ts_metrics SELECT now() - x * interval '100 milliseconds', "
+                     f"x % 100 + 1, random() FROM generate_series(1, {self.options.keyspace}) AS x")
+
+    def teardown(self) -> None:
+        if not self._created:
+            return
+        with self.backend.connect() as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{self.namespace}" CASCADE')
+        self._created = False
+
+    def server_version(self) -> str:
+        return self._version
+
+    def open_client(self) -> PgClient:
+        from psycopg import pq
+        from psycopg.conninfo import make_conninfo
+
+        params = self.backend.settings.conninfo_params(getattr(self.backend, "database_override", None))
+        pgconn = pq.PGconn.connect(make_conninfo(**params).encode())
+        if pgconn.status == pq.ConnStatus.OK:
+            pgconn.exec_(f'SET search_path TO "{self.namespace}", public'.encode())
+        else:
+            message = self.backend.redact(pgconn.get_error_message().decode(errors="replace"))
+            pgconn.finish()
+            raise BackendUnavailable(f"{self.backend.label}: cannot connect: {message.strip()}")
+        self._clients += 1
+        name = f"storagectl_bench_{self.options.run_id}_{self._clients}".encode()
+        return PgClient(pgconn, self.script, random.Random(self._seed.random()), name)
+
+
+def _sqlstate_kind(result: Any) -> str:
+    from psycopg import errors, pq
+
+    code = (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
+    try:
+        return errors.lookup(code).__name__ if code else "Error"
+    except KeyError:
+        return code
+
+
+_DONE = [(1, None)]  # shared: the engine only reads it
+
+
+class PgClient:
+    """Runs the script's statements one after another, as pgbench does; a failed statement inside a
+    transaction is followed by ROLLBACK and the op counts as an error of its SQLSTATE's kind."""
+
+    eager = True
+
+    def __init__(self, pgconn: Any, script: Script, rng: random.Random, name: bytes) -> None:
+        from psycopg import pq
+
+        self._pg = pgconn
+        self._script = script
+        self._rng = rng
+        self._fatal = pq.ExecStatus.FATAL_ERROR
+        self._names: list[bytes] = []
+        for number, statement in enumerate(script.statements):
+            statement_name = b"%s_%d" % (name, number)  # unique: a pooler or PGlite may share one session
+            result = pgconn.prepare(statement_name, statement.numbered(lambda i: f"${i}").encode())
+            if result.status == self._fatal:
+                message = result.error_message.decode(errors="replace").strip()
+                pgconn.finish()
+                from storagectl.errors import UsageError
+
+                raise UsageError(f"statement {number + 1} of the script fails to prepare: {message}")
+            self._names.append(statement_name)
+        # per op: one value per draw, encoded once; each statement picks its parameters by index
+        names = [draw.name for draw in script.draws]
+        self._draws = [(draw.low, draw.high - draw.low + 1) for draw in script.draws]
+        self._parameters = [tuple(names.index(v) for v in s.variables) for s in script.statements]
+        self._encoded: list[bytes] = []
+        self._step = 0
+        self._error: str | None = None
+        self._rolling_back = False
+
+    def fileno(self) -> int:
+        return self._pg.socket
+
+    def send(self, ops: int) -> None:
+        draw = self._rng.random
+        self._encoded = [b"%d" % (low + int(draw() * span)) for low, span in self._draws]
+        self._step = 0
+        self._error = None
+        self._rolling_back = False
+        self._send_step()
+
+    def _send_step(self) -> None:
+        encoded = self._encoded
+        self._pg.send_query_prepared(self._names[self._step], [encoded[i] for i in self._parameters[self._step]])
+
+    def collect(self) -> list[tuple[int, str | None]]:
+        pg = self._pg
+        try:
+            pg.consume_input()
+        except Exception as exc:  # psycopg.OperationalError: the connection is gone
+            raise BackendUnavailable(f"a benchmark connection to PostgreSQL failed: {exc}") from exc
+        while not pg.is_busy():
+            result = pg.get_result()
+            if result is None:
+                if not self._statement_done():
+                    return []
+                return _DONE if self._error is None else [(1, self._error)]
+            if result.status == self._fatal and self._error is None:
+                self._error = _sqlstate_kind(result)
+        return []
+
+    def _statement_done(self) -> bool:
+        """Send the next statement; True when the op is complete."""
+        if self._rolling_back:
+            return True
+        if self._error is not None:
+            if self._script.transactional:
+                self._rolling_back = True
+                self._pg.send_query(b"ROLLBACK")
+                return False
+            return True
+        self._step += 1
+        if self._step == len(self._names):
+            return True
+        self._send_step()
+        return False
+
+    def close(self) -> None:
+        for name in self._names:
+            self._pg.exec_(b"DEALLOCATE " + name)
+        self._pg.finish()

@@ -1,0 +1,378 @@
+"""`storagectl bench` against the real local PostgreSQL, SQLite and Redis: counting, errors by kind,
+the namespace removed after success and after an interrupt, option conflicts, production refusal."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from storagectl.backends import backend_from_config
+from storagectl.config import load_config
+from storagectl.errors import Interrupted
+from storagectl.loadgen.run import BenchOptions, run_bench
+
+
+def redis_keys(redis_db, pattern: str = "storagectl:bench:*") -> list[bytes]:
+    return list(redis_db.client().scan_iter(match=pattern, count=1000))
+
+
+def bench_schemas(pg_database) -> list[str]:
+    with pg_database.connect() as conn:
+        return [row[0] for row in conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'storagectl_bench_%'")]
+
+
+def sqlite_tables(path) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        return [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+
+
+@pytest.fixture
+def sqlite_file(tmp_path):
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+        conn.execute("CREATE TABLE log (n INTEGER)")
+    return path
+
+
+# -- Redis ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("workload", ["get", "set", "mixed", "hset", "hget", "lpush", "rpop", "zadd",
+                                      "zrange", "pubsub"])
+def test_every_redis_workload_counts_and_cleans_up(cli, write_config, redis_db, workload):
+    redis_db.client().set("user:1", "kept")
+    config = write_config("backends:\n" + redis_db.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "cache", "-w", workload, "-c", "3", "-n", "300",
+                 "--warmup", "0", "--keyspace", "500", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["ops"] == 300 and data["errors"] == {} and data["warmup"]["ops"] == 0
+    assert data["latency_ms"]["p50"] > 0 and data["load"]["mode"] == "closed-loop"
+    assert data["environment"]["server_version"].startswith("Redis ")
+    assert redis_keys(redis_db) == []
+    assert redis_db.client().get("user:1") == b"kept"
+
+
+def test_redis_pipeline_and_open_loop(cli, write_config, redis_db):
+    config = write_config("backends:\n" + redis_db.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "cache", "-w", "get", "-c", "2", "-P", "16", "-T", "1s",
+                 "--warmup", "0", "--rate", "3200", "--keyspace", "100", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["load"]["mode"] == "open-loop" and data["corrected_latency_ms"]["p99"] > 0
+    assert data["ops"] == pytest.approx(3200, rel=0.05) and data["ops"] % 16 == 0
+    assert redis_keys(redis_db) == []
+
+
+def test_interrupt_removes_the_redis_keys_and_exits_130(write_config, redis_db):
+    config = load_config(write_config("backends:\n" + redis_db.backend_yaml()))
+    backend = backend_from_config(config, "cache")
+
+    def interrupt(row):
+        assert redis_keys(redis_db) != []  # the keyspace is there while the run goes on
+        raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted) as caught:
+        run_bench(backend, BenchOptions(workload="get", clients=2, duration_s=5, warmup_s=0, keyspace=300),
+                  on_second=interrupt)
+    assert caught.value.exit_code == 130 and "removed" in caught.value.message
+    assert redis_keys(redis_db) == []
+
+
+def test_redis_cluster_is_refused(cli, write_config):
+    config = write_config("backends:\n  c:\n    kind: redis\n    nodes: ['127.0.0.1:1']\n    cluster: true\n")
+    result = cli("-c", config, "bench", "run", "-b", "c", "-w", "get", "-n", "1")
+    assert result.exit_code == 2 and "Redis Cluster" in result.stderr
+
+
+# -- PostgreSQL -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("workload", ["select-pk", "insert", "update-pk", "tpcb-like"])
+def test_every_postgres_workload_runs_in_its_own_schema(cli, write_config, pg_database, workload):
+    with pg_database.connect() as conn:
+        conn.execute("CREATE TABLE pgbench_accounts (aid int)")  # the user's own: never touched
+    config = write_config("backends:\n" + pg_database.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "pg", "-w", workload, "-c", "2", "-n", "200",
+                 "--warmup", "0", "--keyspace", "1000", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["ops"] == 200 and data["errors"] == {}
+    assert data["setup"]["namespace"].startswith("storagectl_bench_") and data["setup"]["items"] == 1000
+    assert bench_schemas(pg_database) == []
+    with pg_database.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM public.pgbench_accounts").fetchone()[0] == 0
+
+
+def test_postgres_sql_file_executes_exactly_the_ops_reported(cli, write_config, pg_database, tmp_path):
+    with pg_database.connect() as conn:
+        conn.execute("CREATE TABLE public.bench_log (n int, aid int)")
+    script = tmp_path / "log.sql"
+    script.write_text("\\set n random(1, 10)\n\\set aid random(1, :keyspace)\n"
+                      "INSERT INTO bench_log VALUES (:n, :aid);\n"
+                      "SELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n")
+    config = write_config("backends:\n" + pg_database.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{script}", "-c", "3", "-T", "1s",
+                 "--warmup", "500ms", "--keyspace", "100", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    with pg_database.connect() as conn:
+        rows, bad = conn.execute("SELECT count(*), count(*) FILTER (WHERE n NOT BETWEEN 1 AND 10 OR aid > 100) "
+                                 "FROM bench_log").fetchone()
+    assert data["warmup"]["ops"] > 0 and data["ops"] > 0
+    assert rows == data["ops"] + data["warmup"]["ops"] and bad == 0
+    assert bench_schemas(pg_database) == []
+
+
+def test_postgres_errors_are_counted_by_sqlstate(cli, write_config, pg_database, tmp_path):
+    script = tmp_path / "fail.sql"
+    script.write_text("\\set zero 0\nBEGIN;\nSELECT 1 / :zero;\nEND;\n")
+    config = write_config("backends:\n" + pg_database.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{script}", "-n", "50", "--warmup", "0",
+                 "--keyspace", "10", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["errors"] == {"DivisionByZero": 50} and data["ok"] == 0 and data["latency_ms"] is None
+
+
+def test_interrupt_drops_the_postgres_schema(write_config, pg_database):
+    config = load_config(write_config("backends:\n" + pg_database.backend_yaml()))
+    backend = backend_from_config(config, "pg")
+
+    def interrupt(row):
+        assert len(bench_schemas(pg_database)) == 1
+        raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted):
+        run_bench(backend, BenchOptions(workload="tpcb-like", clients=2, duration_s=5, warmup_s=0, keyspace=500),
+                  on_second=interrupt)
+    assert bench_schemas(pg_database) == []
+
+
+def test_a_bad_sql_file_is_a_usage_error_and_leaves_nothing(cli, write_config, pg_database, tmp_path):
+    script = tmp_path / "bad.sql"
+    script.write_text("SELECT * FROM no_such_table WHERE id = 1;\n")
+    config = write_config("backends:\n" + pg_database.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{script}", "-n", "5", "--keyspace", "10")
+    assert result.exit_code == 2 and "fails to prepare" in result.stderr and "removed" in result.stderr
+    assert bench_schemas(pg_database) == []
+    unset = tmp_path / "unset.sql"
+    unset.write_text("SELECT :nope;\n")
+    result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{unset}", "-n", "5")
+    assert result.exit_code == 2 and ":nope is used but never \\set" in result.stderr
+
+
+# -- SQLite ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("workload", ["select-pk", "insert", "update-pk", "tpcb-like"])
+def test_every_sqlite_workload_uses_prefixed_tables(cli, write_config, sqlite_file, workload):
+    config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_file}\n")
+    result = cli("-c", config, "bench", "run", "-b", "lite", "-w", workload, "-c", "2", "-n", "100",
+                 "--warmup", "0", "--keyspace", "1000", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["ops"] == 100 and data["errors"] == {}
+    assert data["setup"]["namespace"].startswith("storagectl_bench_")
+    assert sorted(sqlite_tables(sqlite_file)) == ["log", "users"]
+
+
+def test_sqlite_sql_file_counts_and_interrupt_cleans(cli, write_config, sqlite_file, tmp_path):
+    script = tmp_path / "log.sql"
+    script.write_text("\\set aid random(1, :keyspace)\nINSERT INTO log VALUES (:aid);\n"
+                      "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;\n")
+    config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_file}\n")
+    result = cli("-c", config, "bench", "run", "-b", "lite", "-w", f"sql:{script}", "-n", "150", "--warmup", "0",
+                 "--keyspace", "100", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    with sqlite3.connect(sqlite_file) as conn:
+        assert conn.execute("SELECT count(*) FROM log").fetchone()[0] == result.json()["ops"] == 150
+    backend = backend_from_config(load_config(config), "lite")
+
+    def interrupt(row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted):
+        run_bench(backend, BenchOptions(workload="select-pk", clients=2, duration_s=5, warmup_s=0, keyspace=100),
+                  on_second=interrupt)
+    assert sorted(sqlite_tables(sqlite_file)) == ["log", "users"]
+
+
+# -- options and safety ---------------------------------------------------------------------------
+def test_duration_and_count_together_name_both(cli, write_config, redis_db):
+    config = write_config("backends:\n" + redis_db.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "cache", "-w", "get", "-T", "5s", "-n", "10")
+    assert result.exit_code == 2
+    assert "-T/--duration and -n/--count are mutually exclusive" in result.stderr
+    assert redis_keys(redis_db) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-w", "nope"], "unknown workload 'nope' for redis backend 'cache'; workloads: get, set"),
+    (["-w", "get", "-c", "0"], "--clients must be at least 1"),
+    (["-w", "get", "--rate", "0"], "--rate must be above 0"),
+    (["-w", "mixed", "--ratio", "1-2"], "--ratio '1-2' is not SET:GET"),
+    (["-w", "sql:x.sql"], "unknown workload 'sql:x.sql'"),
+])
+def test_bad_options_are_one_line_usage_errors(cli, write_config, redis_db, args, message):
+    config = write_config("backends:\n" + redis_db.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "cache", "-n", "5", *args)
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_pipeline_is_refused_outside_redis(cli, write_config, pg_database):
+    config = write_config("backends:\n" + pg_database.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "pg", "-w", "select-pk", "-P", "4", "-n", "5")
+    assert result.exit_code == 2 and "--pipeline applies to Redis workloads only" in result.stderr
+    assert bench_schemas(pg_database) == []
+
+
+def test_production_backend_is_refused_without_yes(cli, write_config, redis_db):
+    config = write_config("backends:\n" + redis_db.backend_yaml(extra="production: true\n"))
+    refused = cli("-c", config, "bench", "run", "-b", "cache", "-w", "set", "-n", "20", "--warmup", "0")
+    assert refused.exit_code == 2 and "marked production: true" in refused.stderr and "--yes" in refused.stderr
+    assert redis_db.client().dbsize() == 0
+    allowed = cli("-c", config, "bench", "run", "-b", "cache", "-w", "set", "-n", "20", "--warmup", "0", "--yes")
+    assert allowed.exit_code == 0, allowed.stderr
+
+
+def test_production_must_be_a_boolean(cli, write_config, redis_db):
+    config = write_config("backends:\n" + redis_db.backend_yaml(extra="production: maybe\n"))
+    result = cli("-c", config, "config", "validate")
+    assert result.exit_code == 2 and "production" in result.stderr
+
+
+def test_repeat_reports_every_run_and_the_spread(cli, write_config, redis_db, tmp_path):
+    config = write_config("backends:\n" + redis_db.backend_yaml())
+    saved = tmp_path / "r.json"
+    result = cli("-c", config, "bench", "run", "-b", "cache", "-w", "get", "-n", "200", "--warmup", "0", "-x", "3",
+                 "--keyspace", "50", "--save", saved)
+    assert result.exit_code == 0, result.stderr
+    assert "median (spread" in result.stdout and "closed loop" in result.stderr
+    import json
+
+    data = json.loads(saved.read_text())
+    assert len(data["runs"]) == 3 and data["repeat"]["runs"] == 3
+    assert data["ops_per_s"] in [run["ops_per_s"] for run in data["runs"]]
+    assert data["hdr"]["service"] and data["series"]
+
+
+# -- TimescaleDB (PGlite: one session, so one client) ---------------------------------------------
+@pytest.mark.parametrize("workload", ["ts-insert", "ts-range", "select-pk"])
+def test_timescaledb_workloads(cli, write_config, timescale_db, workload):
+    config = write_config("backends:\n" + timescale_db.backend_yaml(name="ts", kind="timescaledb"))
+    result = cli("-c", config, "bench", "run", "-b", "ts", "-w", workload, "-n", "20", "--warmup", "0",
+                 "--keyspace", "2000", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["ops"] == 20 and data["errors"] == {}
+    with timescale_db.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'storagectl_bench_%'"
+                            ).fetchone()[0] == 0
+
+
+def test_ts_workloads_are_timescaledb_only(cli, write_config, pg_database):
+    config = write_config("backends:\n" + pg_database.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "pg", "-w", "ts-insert", "-n", "5")
+    assert result.exit_code == 2 and "unknown workload 'ts-insert' for postgres" in result.stderr
+
+
+def test_ctrl_c_of_the_cli_removes_the_namespace_and_exits_130(write_config, redis_db):
+    """A real SIGINT to a real process, mid-run: the teardown runs, the message says so."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    config = write_config("backends:\n" + redis_db.backend_yaml())
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    process = subprocess.Popen([sys.executable, "-m", "storagectl", "-c", str(config), "bench", "run", "-b", "cache",
+                                "-w", "set", "-c", "2", "-T", "60s", "--warmup", "0", "--keyspace", "200"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 30
+    while process.stderr.readline().startswith("bench:") or not redis_keys(redis_db):
+        assert time.monotonic() < deadline and process.poll() is None
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert "interrupted (benchmark data under storagectl:bench:" in stderr and "removed" in stderr
+    assert redis_keys(redis_db) == []
+
+
+def test_the_environment_warns_when_the_client_was_the_bottleneck():
+    from storagectl.loadgen.result import environment
+
+    busy = environment("Redis 7", 0.97, driver_in_process=False)
+    assert busy["client_bound"] and "the client, not the server" in busy["warnings"][0]
+    assert busy["client_cpu_pct"] == 97.0 and busy["client_cpus"] >= 1
+    idle = environment("Redis 7", 0.3, driver_in_process=False)
+    assert not idle["client_bound"] and idle["warnings"] == []
+    assert "inside the client process" in environment("SQLite 3", 0.3, driver_in_process=True)["warnings"][0]
+    crowded = environment("Redis 7", 0.3, driver_in_process=False, load_average=64.0)
+    assert crowded["client_load_average"] == 64.0 and "the client machine was busy" in crowded["warnings"][0]
+
+
+# -- worker processes (-j) ------------------------------------------------------------------------
+def test_split_plan_shares_out_clients_count_and_rate_exactly():
+    from storagectl.loadgen.engine import LoadPlan
+    from storagectl.loadgen.workers import split_plan
+
+    plans = split_plan(LoadPlan(clients=5, count=1001, rate=500.0), 2)
+    assert [p.clients for p in plans] == [3, 2] and sum(p.count for p in plans) == 1001
+    assert sum(p.rate for p in plans) == pytest.approx(500.0)
+
+
+def test_workers_count_every_op_and_clean_up_redis(cli, write_config, redis_db):
+    config = write_config("backends:\n" + redis_db.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "cache", "-w", "lpush", "-c", "4", "-j", "2", "-n", "1001",
+                 "--warmup", "0", "-P", "8", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["ops"] == 1001 and data["load"]["workers"] == 2
+    assert sum(row["ops"] for row in data["series"]) == 1001
+    assert data["latency_ms"]["p50"] > 0 and redis_keys(redis_db) == []
+
+
+def test_workers_on_postgres_execute_exactly_the_ops_reported(cli, write_config, pg_database, tmp_path):
+    with pg_database.connect() as conn:
+        conn.execute("CREATE TABLE public.bench_log (n int)")
+    script = tmp_path / "log.sql"
+    script.write_text("\\set n random(1, 10)\nINSERT INTO bench_log VALUES (:n);\n")
+    config = write_config("backends:\n" + pg_database.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{script}", "-c", "3", "-j", "2", "-T", "1s",
+                 "--warmup", "300ms", "--keyspace", "10", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    with pg_database.connect() as conn:
+        rows = conn.execute("SELECT count(*) FROM bench_log").fetchone()[0]
+    assert rows == data["ops"] + data["warmup"]["ops"] and data["ops"] > 0
+    assert bench_schemas(pg_database) == []
+
+
+def test_interrupt_with_workers_ends_them_and_cleans_up(write_config, redis_db):
+    config = load_config(write_config("backends:\n" + redis_db.backend_yaml()))
+
+    def interrupt(row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted):
+        run_bench(backend_from_config(config, "cache"),
+                  BenchOptions(workload="get", clients=2, workers=2, duration_s=5, warmup_s=0, keyspace=100),
+                  on_second=interrupt)
+    assert redis_keys(redis_db) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-c", "2", "-j", "3"], "-j/--workers 3 is more than the 2 clients"),
+    (["-j", "0"], "-j/--workers must be at least 1"),
+])
+def test_bad_worker_counts(cli, write_config, redis_db, args, message):
+    config = write_config("backends:\n" + redis_db.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "cache", "-w", "get", "-n", "5", *args)
+    assert result.exit_code == 2 and message in result.stderr
+
+
+def test_workers_are_refused_for_threaded_kinds(cli, write_config, sqlite_file):
+    config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_file}\n")
+    result = cli("-c", config, "bench", "run", "-b", "lite", "-w", "select-pk", "-c", "2", "-j", "2", "-n", "5")
+    assert result.exit_code == 2 and "-j/--workers applies to PostgreSQL, TimescaleDB and Redis" in result.stderr

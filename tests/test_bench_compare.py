@@ -1,0 +1,89 @@
+"""`bench compare`: the pure comparison, its conditions, and the CLI's exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from storagectl.errors import UsageError
+from storagectl.loadgen.compare import compare_results, parse_condition
+
+
+def result(ops_per_s=1000.0, p99=10.0, workload="get", kind="redis", errors=0, corrected=None):
+    latency = {"min": 0.1, "p50": 1.0, "p90": 5.0, "p95": 8.0, "p99": p99, "p99_9": 20.0, "max": 30.0, "mean": 2.0}
+    return {"schema_version": 1, "backend": {"name": "x", "kind": kind}, "workload": {"name": workload},
+            "load": {"mode": "open-loop" if corrected else "closed-loop"}, "ops_per_s": ops_per_s,
+            "error_count": errors, "latency_ms": latency,
+            "corrected_latency_ms": {**latency, "p99": corrected} if corrected else None}
+
+
+@pytest.mark.parametrize("text, base, new, holds", [
+    ("p99>+10%", result(p99=10.0), result(p99=11.5), True),
+    ("p99>+10%", result(p99=10.0), result(p99=10.9), False),
+    ("ops<-5%", result(ops_per_s=1000), result(ops_per_s=940), True),
+    ("ops<-5%", result(ops_per_s=1000), result(ops_per_s=960), False),
+    ("ops<-5%", result(ops_per_s=1000), result(ops_per_s=2000), False),
+    ("p99>50", result(), result(p99=51.0), True),
+    ("p99 > 50", result(), result(p99=49.0), False),
+    ("errors>0", result(), result(errors=1), True),
+    ("errors>0", result(errors=5), result(errors=0), False),
+    ("p99.9>+50%", result(), result(), False),
+])
+def test_conditions(text, base, new, holds):
+    comparison = compare_results(base, new, [parse_condition(text)])
+    assert comparison["failed"] == ([text.strip()] if holds else [])
+
+
+def test_figures_and_changes():
+    comparison = compare_results(result(ops_per_s=1000, p99=10.0), result(ops_per_s=1100, p99=8.0), [])
+    rows = {row["figure"]: row for row in comparison["figures"]}
+    assert rows["ops"]["change_pct"] == 10.0 and rows["p99"]["change_pct"] == -20.0
+    assert rows["errors"]["change_pct"] is None  # from 0: no percentage
+
+
+def test_open_loop_results_compare_their_corrected_latency():
+    comparison = compare_results(result(corrected=100.0), result(corrected=300.0), [parse_condition("p99>+100%")])
+    assert comparison["failed"] == ["p99>+100%"]
+    assert compare_results(result(), result(corrected=300.0), [])["notes"]  # open vs closed: a note
+
+
+@pytest.mark.parametrize("base, new, message", [
+    (result(workload="get"), result(workload="set"), "different workloads"),
+    (result(kind="redis"), result(kind="postgres"), "different backends"),
+    ({"foo": 1}, result(), "BASE is not a storagectl bench result"),
+])
+def test_incomparable_results_are_usage_errors(base, new, message):
+    with pytest.raises(UsageError, match=message):
+        compare_results(base, new, [])
+
+
+@pytest.mark.parametrize("text", ["p99", "p99=3", "latency>+5%", "ops<<3", "p99>ten%"])
+def test_malformed_conditions(text):
+    with pytest.raises(UsageError, match="is not FIGURE<VALUE or FIGURE>VALUE"):
+        parse_condition(text)
+
+
+def write(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_compare_exit_codes(cli, tmp_path):
+    base = write(tmp_path, "base.json", result(p99=10.0))
+    slower = write(tmp_path, "new.json", result(p99=12.0))
+    other = write(tmp_path, "other.json", result(workload="set"))
+    ok = cli("bench", "compare", base, slower, "--fail-if", "p99>+50%")
+    assert ok.exit_code == 0 and "p99" in ok.stdout and "+20.0%" in ok.stdout
+    failed = cli("bench", "compare", base, slower, "--fail-if", "p99>+10%", "--fail-if", "ops<-5%")
+    assert failed.exit_code == 1 and "failed: p99>+10%" in failed.stderr and "ops<-5%" not in failed.stderr
+    as_json = cli("-o", "json", "bench", "compare", base, slower, "--fail-if", "p99>+10%")
+    assert as_json.exit_code == 1 and as_json.json()["failed"] == ["p99>+10%"]
+    assert cli("bench", "compare", base, other).exit_code == 2
+    assert cli("bench", "compare", base, slower, "--fail-if", "p99=1").exit_code == 2
+    missing = cli("bench", "compare", base, tmp_path / "nope.json")
+    assert missing.exit_code == 5 and "does not exist" in missing.stderr
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("{not json")
+    assert cli("bench", "compare", garbage, base).exit_code == 2

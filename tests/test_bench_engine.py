@@ -1,0 +1,187 @@
+"""The bench engine on simulated time: counting, percentile arithmetic against a known latency
+distribution, warm-up, pipelines, and the open-loop (coordinated-omission) correction."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable
+
+import pytest
+
+from storagectl.loadgen.engine import NS, Engine, LoadPlan
+from storagectl.loadgen.recorder import Recorder, latency_summary
+
+US = 1_000
+
+
+class World:
+    """A clock and a waiter: time jumps to the next completion (or by the timeout)."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self._events: list[tuple[int, int, FakeClient]] = []
+        self._order = itertools.count()
+        self.log: list[tuple[str, int]] = []
+
+    def clock(self) -> int:
+        return self.now
+
+    def schedule(self, at: int, client: FakeClient) -> None:
+        heapq.heappush(self._events, (at, next(self._order), client))
+
+    def wait(self, timeout_s: float) -> list[FakeClient]:
+        limit = self.now + int(timeout_s * NS)
+        if not self._events or self._events[0][0] > limit:
+            self.now = limit
+            return []
+        self.now = self._events[0][0]
+        ready = []
+        while self._events and self._events[0][0] == self.now:
+            ready.append(heapq.heappop(self._events)[2])
+        return ready
+
+
+class FakeClient:
+    """Completes each batch after ``latency(send_time_ns) -> ns``; every ``fail_every``-th batch fails."""
+
+    eager = False
+
+    def __init__(self, world: World, latency: Callable[[int], int], fail_every: int = 0, kind: str = "Boom") -> None:
+        self.world = world
+        self.latency = latency
+        self.fail_every = fail_every
+        self.kind = kind
+        self.executed = 0
+        self.batches = 0
+        self._batch = 0
+
+    def fileno(self) -> int:
+        return -1
+
+    def send(self, ops: int) -> None:
+        self.world.log.append(("send", id(self)))
+        self.executed += ops
+        self.batches += 1
+        self._batch = ops
+        self.world.schedule(self.world.now + self.latency(self.world.now), self)
+
+    def collect(self) -> list[tuple[int, str | None]]:
+        self.world.log.append(("collect", id(self)))
+        failed = self.fail_every and self.batches % self.fail_every == 0
+        return [(self._batch, self.kind if failed else None)]
+
+    def close(self) -> None:
+        pass
+
+
+def run(plan: LoadPlan, latency: Callable[[int], int], **client_options) -> tuple:
+    world = World()
+    clients = [FakeClient(world, latency, **client_options) for _ in range(plan.clients)]
+    outcome = Engine(plan, clients, world, clock=world.clock).run()
+    return outcome, clients
+
+
+def test_counted_run_reports_exactly_the_ops_executed_after_warmup():
+    outcome, clients = run(LoadPlan(clients=4, count=1000, warmup_s=1.0), lambda t: 500 * US)
+    executed = sum(c.executed for c in clients)
+    assert outcome.recorder.ops == 1000 == outcome.ops_issued
+    assert outcome.warmup_ops > 0
+    assert executed == outcome.warmup_ops + outcome.recorder.ops
+
+
+def test_timed_run_counts_every_op_it_sent_including_those_in_flight_at_the_end():
+    outcome, clients = run(LoadPlan(clients=3, duration_s=2.0, warmup_s=0.5), lambda t: 700 * US)
+    assert sum(c.executed for c in clients) == outcome.warmup_ops + outcome.recorder.ops
+    assert outcome.recorder.ops == pytest.approx(3 * 2.0 / 0.0007, rel=0.01)
+    assert [row["second"] for row in outcome.recorder.seconds] == [0, 1]  # the drain belongs to second 2
+    assert sum(row["ops"] for row in outcome.recorder.seconds) == outcome.recorder.ops
+
+
+def test_errors_are_counted_by_kind_and_not_in_the_latency():
+    outcome, _ = run(LoadPlan(clients=1, count=100), lambda t: 100 * US, fail_every=4, kind="DivisionByZero")
+    assert outcome.recorder.errors == {"DivisionByZero": 25}
+    assert outcome.recorder.ops == 100
+    assert outcome.recorder.service.get_total_count() == 75
+
+
+def test_pipeline_batches_and_the_last_batch_is_cut_to_the_count():
+    outcome, clients = run(LoadPlan(clients=2, count=100, pipeline=16), lambda t: 1000 * US)
+    assert outcome.recorder.ops == 100
+    assert sum(c.executed for c in clients) == 100
+    assert sum(c.batches for c in clients) == 7  # 6 x 16 + 4
+
+
+def test_percentiles_of_a_known_latency_distribution():
+    latencies = itertools.cycle(range(1, 10_001))  # 1 us ... 10 ms, each once
+    outcome, _ = run(LoadPlan(clients=1, count=10_000), lambda t: next(latencies) * US)
+    summary = latency_summary(outcome.recorder.service)
+    assert summary["min"] == 0.001 and summary["max"] == pytest.approx(10.0, rel=1e-3)
+    for name, expected_ms in (("p50", 5.0), ("p90", 9.0), ("p95", 9.5), ("p99", 9.9), ("p99_9", 9.99)):
+        assert summary[name] == pytest.approx(expected_ms, rel=1e-3), name  # HDR: 3 significant figures
+    assert summary["mean"] == pytest.approx(5.0005, rel=1e-3)
+
+
+def test_recorder_rolls_seconds_and_fills_a_silent_second_with_zeros():
+    recorder = Recorder(measure_start_ns=0, open_loop=False)
+    recorder.record(1, None, 0, 0, 200 * US)
+    recorder.record(1, None, 0, int(2.5 * NS) - 300 * US, int(2.5 * NS))
+    recorder.finish()
+    assert [(row["second"], row["ops"]) for row in recorder.seconds] == [(0, 1), (1, 0), (2, 1)]
+    assert recorder.seconds[2]["p99_ms"] == pytest.approx(0.3, rel=1e-2)
+
+
+def stalled(base_ns: int, stall_start_s: float, stall_s: float) -> Callable[[int], int]:
+    """A server that answers in ``base_ns`` but holds every request during a pause."""
+    start, end = int(stall_start_s * NS), int((stall_start_s + stall_s) * NS)
+
+    def latency(sent: int) -> int:
+        return (end - sent) + base_ns if start <= sent < end else base_ns
+
+    return latency
+
+
+def test_open_loop_stall_raises_the_corrected_p999_but_not_the_service_time():
+    plan = LoadPlan(clients=4, duration_s=10.0, rate=1000.0)
+    outcome, _ = run(plan, stalled(500 * US, stall_start_s=4.0, stall_s=2.0))
+    corrected = latency_summary(outcome.recorder.intended)
+    service = latency_summary(outcome.recorder.service)
+    assert corrected["p99_9"] > 1000.0  # ms: the requests scheduled during the pause waited for it
+    assert service["p99_9"] < 1.0  # only the 4 requests in flight when it began saw it
+    assert service["max"] > 1900.0
+    assert outcome.recorder.ops == pytest.approx(10_000, abs=4)  # the schedule kept going: no omission
+
+
+def test_open_loop_without_a_stall_has_corrected_close_to_service_time():
+    outcome, _ = run(LoadPlan(clients=2, duration_s=3.0, rate=500.0), lambda t: 300 * US)
+    corrected = latency_summary(outcome.recorder.intended)
+    assert corrected["p99"] == pytest.approx(0.3, rel=0.01)
+    assert outcome.recorder.ops == 1500
+
+
+def test_closed_loop_hides_the_same_stall():
+    """The reason for --rate: closed loop sends nothing while stalled, so the pause is 4 samples."""
+    outcome, _ = run(LoadPlan(clients=4, duration_s=10.0), stalled(500 * US, 4.0, 2.0))
+    assert latency_summary(outcome.recorder.service)["p99_9"] < 1.0
+
+
+@pytest.mark.parametrize("eager, expected", [
+    (True, ["collect a", "send a", "collect b", "send b"]),  # PostgreSQL: a backend never waits on the others
+    (False, ["collect a", "collect b", "send b", "send a"]),  # Redis: one wake-up of the server for both
+])
+def test_eager_clients_send_their_next_request_before_the_others_are_read(eager, expected):
+    world = World()
+    clients = [FakeClient(world, lambda t: 100 * US) for _ in range(2)]
+    for client in clients:
+        client.eager = eager
+    Engine(LoadPlan(clients=2, count=4), clients, world, clock=world.clock).run()
+    names = {id(clients[1]): "a", id(clients[0]): "b"}  # the idle list hands out the last client first
+    second_round = [f"{what} {names[who]}" for what, who in world.log[2:6]]
+    assert second_round == expected
+
+
+def test_a_server_that_never_answers_ends_the_run_with_a_timeout():
+    from storagectl.errors import OperationTimeout
+
+    with pytest.raises(OperationTimeout, match="2 requests still unanswered 5 s after the last answer"):
+        run(LoadPlan(clients=2, count=10, drain_timeout_s=5.0), lambda t: 3600 * NS)
