@@ -11,7 +11,6 @@ results and error messages stay typer's. tests/test_cli_startup.py compares both
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -96,16 +95,24 @@ def _plain_path(value: Any) -> bool:
 
 
 def install_quick_coercion(command: Any, *, subcommands: bool = True) -> None:
-    """Give every typer parameter of ``command`` (and of its subcommands) a ``QuickCoercion``."""
+    """Give every typer parameter of ``command`` (and of its subcommands) a ``QuickCoercion``,
+    including those click adds when parsing (the help option; typer's completion options)."""
     if build_runtime_param is None:
         return  # pragma: no cover
-    for param in _parameters(command) if subcommands else command.params:
-        descriptor = getattr(param, "type_descriptor", None)
-        if descriptor is not None and getattr(param, "_runtime_param", "absent") is None:
-            param._runtime_param = QuickCoercion(descriptor)  # type: ignore[attr-defined]
+    parameters_of = command.get_params
+
+    def get_params(ctx: Any) -> list[Any]:
+        params = parameters_of(ctx)
+        for param in params:
+            _install(param)
+        return params
+
+    command.get_params = get_params
+    for sub in getattr(command, "commands", {}).values() if subcommands else ():
+        install_quick_coercion(sub)
 
 
-def _parameters(command: Any) -> Iterator[Any]:
-    yield from command.params
-    for sub in getattr(command, "commands", {}).values():
-        yield from _parameters(sub)
+def _install(param: Any) -> None:
+    descriptor = getattr(param, "type_descriptor", None)
+    if descriptor is not None and getattr(param, "_runtime_param", "absent") is None:
+        param._runtime_param = QuickCoercion(descriptor)
