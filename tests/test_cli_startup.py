@@ -10,12 +10,13 @@ import json
 import os
 import subprocess
 import sys
+from enum import StrEnum
 from pathlib import Path
+from typing import Annotated, Literal
 
 import pytest
 import typer
 import typer.main
-import typer.testing
 
 import storagectl
 
@@ -133,4 +134,87 @@ def test_backup_package_exports_the_function_restore_whatever_was_imported_first
              "assert callable(run_backup)\n")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+
+
+# -- option values checked without pydantic: the same answers as typer's own coercion --------------
+class Color(StrEnum):
+    red = "red"
+    dark_blue = "dark-blue"
+
+
+def _probe_command():
+    probe = typer.Typer()
+
+    @probe.command()
+    def command(
+        file: Annotated[Path | None, typer.Option(dir_okay=False)] = None,
+        existing: Annotated[Path | None, typer.Option(exists=True, file_okay=False)] = None,
+        resolved: Annotated[Path | None, typer.Option(resolve_path=True)] = None,
+        color: Annotated[Color, typer.Option()] = Color.red,
+        insensitive: Annotated[Color | None, typer.Option(case_sensitive=False)] = None,
+        mode: Annotated[Literal["fast", "safe"], typer.Option()] = "safe",
+        verbose: Annotated[int, typer.Option(count=True)] = 0,
+        number: Annotated[int | None, typer.Option()] = None,
+        ranged: Annotated[int | None, typer.Option(min=1, max=64)] = None,
+        clamped: Annotated[int | None, typer.Option(min=1, max=5, clamp=True)] = None,
+        seconds: Annotated[float, typer.Option(min=0.1)] = 10.0,
+        name: Annotated[str | None, typer.Option()] = None,
+        names: Annotated[list[str] | None, typer.Option()] = None,
+        flag: Annotated[bool, typer.Option()] = False,
+    ) -> None:
+        pass
+
+    return typer.main.get_command(probe)
+
+
+PROBE_VALUES = [None, "", "x", "red", "RED", "dark-blue", "fast", "0", "1", "7", "64", "65", "-3", "007", "+5", " 5",
+                "1_000", "99999999999999999999", "1.5", "abc", 3, 0, 1.5, 0.05, True, "true", ".", "/", "/etc/hostname",
+                "/nonexistent/x", "a\0b", ["a", "b"], ("a",)]
+
+
+def _outcome(coercion, value, param, ctx):
+    try:
+        result = coercion.coerce(value, param=param, ctx=ctx)
+    except Exception as exc:  # noqa: BLE001 - the error is part of the answer
+        return ("error", type(exc).__name__, getattr(exc, "message", str(exc)))
+    return ("value", type(result).__name__, result)
+
+
+def test_quick_coercion_answers_as_typer_does():
+    from typer._click import Context
+    from typer._coercion import build_runtime_param
+
+    from storagectl.cli.coercion import QuickCoercion
+
+    command = _probe_command()
+    ctx = Context(command, info_name="probe")
+    for param in command.params:
+        if param.name == "help":
+            continue
+        for value in PROBE_VALUES:
+            typers = _outcome(build_runtime_param(param.type_descriptor), value, param, ctx)
+            quick = _outcome(QuickCoercion(param.type_descriptor), value, param, ctx)
+            assert quick == typers, (param.name, value)
+
+
+def test_quick_coercion_takes_the_plain_cases_without_pydantic():
+    """In a fresh interpreter: the values the quick commands see are checked without pydantic."""
+    check = """
+import sys
+from tests.test_cli_startup import _probe_command
+from storagectl.cli.coercion import install_quick_coercion
+from typer._click import Context
+command = _probe_command()
+install_quick_coercion(command)
+ctx = Context(command, info_name="probe")
+plain = {"file": "/tmp/x", "existing": "/", "color": "dark-blue", "insensitive": "RED", "mode": "fast",
+         "verbose": 2, "number": "-3", "ranged": "64", "seconds": 2.5, "name": "x", "names": None, "flag": False}
+for param in command.get_params(ctx):
+    value = plain.get(param.name)
+    param.process_value(ctx, value)
+assert not [m for m in sys.modules if m.startswith("pydantic")], "pydantic imported"
+"""
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT}")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr

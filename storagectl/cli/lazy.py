@@ -10,9 +10,9 @@ every command, loaded on the way.
 from __future__ import annotations
 
 import importlib
-from gettext import gettext
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
+from gettext import gettext
 from typing import Any, ClassVar
 
 import typer
