@@ -218,3 +218,41 @@ assert not [m for m in sys.modules if m.startswith("pydantic")], "pydantic impor
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT}")
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_group_builds_only_the_command_that_runs(write_config, tmp_path, capsys):
+    from storagectl.cli.main import app
+
+    config = write_config(f"destinations:\n  local: {{kind: local, path: {tmp_path}}}\n")
+    root = typer.main.get_command(app)
+    root.main(args=["-c", str(config), "-o", "json", "backup", "list"], prog_name="storagectl", standalone_mode=False)
+    assert capsys.readouterr().out.strip() == "[]"
+    backup = root.commands.loaded("backup")
+    assert backup.commands.loaded("list") is not None
+    assert [name for name in backup.commands if backup.commands.loaded(name)] == ["list"]
+
+
+@pytest.mark.parametrize("width", [60, 200])
+def test_a_group_built_on_demand_reads_as_typer_builds_it(width):
+    """Same commands, same order, same help, as typer's own get_group_from_info."""
+    from typer._click import Context
+    from typer.main import get_group_from_info
+    from typer.models import TyperInfo
+
+    from storagectl.cli.main import COMMANDS, app
+
+    root = typer.main.get_command(app)
+    for name in COMMANDS:
+        lazy = root.commands[name]
+        if not hasattr(lazy, "commands"):
+            continue
+        module = __import__(COMMANDS[name].module, fromlist=["x"])
+        eager = get_group_from_info(TyperInfo(getattr(module, COMMANDS[name].attribute), name=name),
+                                    pretty_exceptions_short=True, rich_markup_mode=None, suggest_commands=True)
+        parent = Context(root, info_name="storagectl", terminal_width=width)
+        assert list(lazy.commands) == list(eager.commands), name
+        assert lazy.get_help(Context(lazy, info_name=name, parent=parent)) == eager.get_help(
+            Context(eager, info_name=name, parent=parent)), name
+        for sub in eager.commands:
+            assert lazy.commands[sub].get_help(Context(lazy.commands[sub], info_name=sub, parent=parent)) == \
+                eager.commands[sub].get_help(Context(eager.commands[sub], info_name=sub, parent=parent)), (name, sub)

@@ -108,8 +108,10 @@ def install_quick_coercion(command: Any, *, subcommands: bool = True) -> None:
         return params
 
     command.get_params = get_params
-    for sub in getattr(command, "commands", {}).values() if subcommands else ():
-        install_quick_coercion(sub)
+    commands = getattr(command, "commands", None)
+    if subcommands and type(commands) is dict:  # a LazyCommands installs on each command it builds
+        for sub in commands.values():
+            install_quick_coercion(sub)
 
 
 def _install(param: Any) -> None:

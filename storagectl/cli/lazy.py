@@ -9,15 +9,16 @@ every command, loaded on the way.
 
 from __future__ import annotations
 
+import copy
 import importlib
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from gettext import gettext
 from typing import Any, ClassVar
 
 import typer
 from typer.core import TyperGroup
-from typer.main import get_command_from_info, get_group_from_info
+from typer.main import get_command_from_info, get_command_name, get_group_from_info
 from typer.models import TyperInfo
 
 from storagectl.cli.coercion import install_quick_coercion
@@ -36,14 +37,17 @@ class LazyCommand:
 
 
 class LazyCommands(MutableMapping[str, Any]):
-    def __init__(self, group: LazyGroup, table: dict[str, LazyCommand], loaded: dict[str, Any]) -> None:
-        self._group, self._table, self._loaded = group, table, dict(loaded)
+    """A group's commands by name, each built by ``build(name)`` when first looked up."""
+
+    def __init__(self, names: Iterable[str], build: Callable[[str], Any], loaded: dict[str, Any]) -> None:
+        self._names, self._build, self._loaded = list(names), build, dict(loaded)
 
     def __getitem__(self, name: str) -> Any:
         if name not in self._loaded:
-            if name not in self._table:
+            if name not in self._names:
                 raise KeyError(name)
-            self._loaded[name] = self._group.build(name, self._table[name])
+            self._loaded[name] = command = self._build(name)
+            install_quick_coercion(command)
         return self._loaded[name]
 
     def __setitem__(self, name: str, command: Any) -> None:
@@ -51,14 +55,14 @@ class LazyCommands(MutableMapping[str, Any]):
 
     def __delitem__(self, name: str) -> None:
         self._loaded.pop(name, None)
-        self._table.pop(name, None)
+        self._names.remove(name)
 
     def __iter__(self) -> Iterator[str]:
-        yield from self._table
-        yield from (name for name in self._loaded if name not in self._table)
+        yield from self._names
+        yield from (name for name in self._loaded if name not in self._names)
 
     def __len__(self) -> int:
-        return len(set(self._table) | set(self._loaded))
+        return len(set(self._names) | set(self._loaded))
 
     def loaded(self, name: str) -> Any | None:
         return self._loaded.get(name)
@@ -72,7 +76,7 @@ class LazyGroup(TyperGroup):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.commands = LazyCommands(self, dict(self.table), self.commands)
+        self.commands = LazyCommands(self.table, lambda name: self.build(name, self.table[name]), self.commands)
         install_quick_coercion(self, subcommands=False)
 
     def build(self, name: str, entry: LazyCommand) -> Any:
@@ -81,14 +85,10 @@ class LazyGroup(TyperGroup):
         settings = {"pretty_exceptions_short": self.app.pretty_exceptions_short if self.app else True,
                     "rich_markup_mode": self.rich_markup_mode}
         if isinstance(target, typer.Typer):
-            command = get_group_from_info(TyperInfo(target, name=name), suggest_commands=self.suggest_commands,
-                                          **settings)
-        else:
-            holder = typer.Typer()
-            holder.command(name, cls=entry.cls)(target)
-            command = get_command_from_info(holder.registered_commands[0], **settings)
-        install_quick_coercion(command)
-        return command
+            return _group_built_on_demand(TyperInfo(target, name=name), self.suggest_commands, settings)
+        holder = typer.Typer()
+        holder.command(name, cls=entry.cls)(target)
+        return get_command_from_info(holder.registered_commands[0], **settings)
 
     def list_commands(self, ctx: Any) -> list[str]:
         return list(self.commands)  # typer's walks .items(), which would load every command
@@ -122,3 +122,25 @@ class _Summary:
         from typer._click.utils import make_default_short_help
 
         return make_default_short_help(self.help, limit).strip()
+
+
+def _group_built_on_demand(info: TyperInfo, suggest_commands: bool, settings: dict[str, Any]) -> Any:
+    """``get_group_from_info``'s group, whose commands are built when looked up (`backup list` need
+    not build `backup schedule`): typer reads each command's signature and type hints, which adds up."""
+    target = info.typer_instance
+    shell = copy.copy(target)  # the group itself (callback, help, settings) without its commands
+    shell.registered_commands, shell.registered_groups = [], []
+    group = get_group_from_info(TyperInfo(shell, name=info.name), suggest_commands=suggest_commands, **settings)
+    commands = {command.name or get_command_name(command.callback.__name__): command
+                for command in target.registered_commands}
+    groups = {sub.name: sub for sub in target.registered_groups}
+    if not all(isinstance(name, str) for name in groups) or len(commands) + len(groups) != len({*commands, *groups}):
+        return get_group_from_info(info, suggest_commands=suggest_commands, **settings)  # nameless or clashing
+
+    def build(name: str) -> Any:
+        if name in commands:
+            return get_command_from_info(commands[name], **settings)
+        return get_group_from_info(groups[name], suggest_commands=suggest_commands, **settings)
+
+    group.commands = LazyCommands([*commands, *groups], build, {})
+    return group
