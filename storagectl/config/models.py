@@ -25,7 +25,7 @@ _NAME = re.compile(NAME_PATTERN)
 class StrictModel(BaseModel):
     """Unknown keys are errors: a typo must never pass silently."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class PoolSettings(StrictModel):
