@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -82,6 +81,8 @@ def root(
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
+    import logging  # here: `storagectl --help` runs no callback and needs no logging
+
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -92,8 +93,10 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     logger.propagate = False
 
 
-class _RedactingFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
+class _RedactingFilter:
+    """A logging filter (logging takes any object with a ``filter`` method)."""
+
+    def filter(self, record: Any) -> bool:
         from storagectl.redact import redact_text
 
         record.msg = redact_text(record.getMessage())
