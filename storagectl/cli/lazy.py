@@ -54,8 +54,13 @@ class LazyCommands(MutableMapping[str, Any]):
         self._loaded[name] = command
 
     def __delitem__(self, name: str) -> None:
+        if name not in self:
+            raise KeyError(name)
         self._loaded.pop(name, None)
-        self._names.remove(name)
+        self._names = [other for other in self._names if other != name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._loaded or name in self._names  # without building it
 
     def __iter__(self) -> Iterator[str]:
         yield from self._names
