@@ -31,12 +31,13 @@ QUICK_COMMANDS = ("storagectl --help", "storagectl diag --help", "storagectl bac
 FLOORS = ("import typer", "import typer+pydantic+yaml+rich")
 
 
-def timed(command: list[str], env: dict[str, str] | None) -> tuple[float, float]:
+def timed(command: list[str], env: dict[str, str] | None, cwd: Path) -> tuple[float, float]:
     """Wall time and the child's CPU time (user + sys): on a shared machine the CPU time moves less
-    with the load than the wall time does."""
+    with the load than the wall time does. ``cwd`` is a neutral directory: `python -m storagectl`
+    imports ./storagectl first, which in a checkout would shadow PYTHONPATH (and --baseline)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env)
+    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env, cwd=cwd)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -75,11 +76,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="stctl-startup-") as tmp:
         runs = commands(Path(tmp), env, args.baseline)
         for command, command_env in runs.values():  # warm the page cache and .pyc files
-            timed(command, command_env)
+            timed(command, command_env, Path(tmp))
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
         for _ in range(args.runs):
             for name, (command, command_env) in runs.items():
-                samples[name].append(timed(command, command_env))
+                samples[name].append(timed(command, command_env, Path(tmp)))
     uncached = args.as_is and "PYTHONDONTWRITEBYTECODE" in os.environ
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.runs} runs each, interleaved; "
           f"{'PYTHONDONTWRITEBYTECODE kept' if uncached else '.pyc cached'}")
