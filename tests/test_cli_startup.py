@@ -10,9 +10,13 @@ import json
 import os
 import subprocess
 import sys
+from enum import StrEnum
 from pathlib import Path
+from typing import Annotated, Literal
 
 import pytest
+import typer
+import typer.main
 
 import storagectl
 
@@ -40,31 +44,86 @@ def loaded(modules: set[str], *prefixes: str) -> list[str]:
     return sorted(name for name in modules if name.split(".")[0] in prefixes or name in prefixes)
 
 
-def test_help_imports_neither_pydantic_rich_nor_drivers():
+HEAVY = ("pydantic", "rich", "psycopg", "sqlalchemy", "boto3", "botocore", "redis", "neo4j", "brotli", "pyrage",
+         "alembic", "yaml")
+
+
+def command_modules(modules: set[str]) -> list[str]:
+    return sorted(name for name in modules if name.startswith("storagectl.cli.") and name.endswith("_cmd"))
+
+
+def test_help_imports_no_command_module_nor_anything_heavy():
     modules = modules_after("--help")
-    assert loaded(modules, "pydantic", "rich", "psycopg", "redis", "boto3", "brotli") == []
+    assert loaded(modules, *HEAVY, "logging") == []
+    assert command_modules(modules) == []
     assert "storagectl.config.models" not in modules
 
 
-@pytest.mark.parametrize("command", ["diag", "backup", "restore"])
-def test_command_help_loads_no_rich_drivers_or_config(command):
-    # typer 0.29 validates every non-flag option value with pydantic (here the root's --output and
-    # --config, even for --help): only what storagectl imports is checked
-    modules = modules_after(command, "--help")
-    assert loaded(modules, "rich", "psycopg", "redis", "boto3", "neo4j") == []
+@pytest.mark.parametrize("command", [["diag"], ["backup"], ["backup", "list"], ["restore"], ["config", "validate"]])
+def test_command_help_imports_only_its_module_and_nothing_heavy(command):
+    # typer 0.29 checks option values with pydantic (even the root's --output left at its default
+    # when --help follows): storagectl.cli.coercion answers the plain cases without it
+    modules = modules_after(*command, "--help")
+    assert loaded(modules, *HEAVY) == []
     assert "storagectl.config.models" not in modules and "storagectl.diag" not in modules
+    assert f"storagectl.cli.{command[0]}_cmd" in modules
+    assert not {"storagectl.cli.migrate_cmd", "storagectl.cli.inspect_cmd", "storagectl.cli.config_cmd"} - {
+        f"storagectl.cli.{command[0]}_cmd"} & set(command_modules(modules))
 
 
-def test_backup_list_loads_no_archive_or_backend_machinery(write_config, tmp_path):
+def test_backup_list_loads_no_archive_backend_or_driver_machinery(write_config, tmp_path):
     config = write_config(f"""
         version: 1
+        backends:
+          pg: {{kind: postgres, url: "postgresql://app:secret@db.example:5433/app?sslmode=require"}}
+          fields: {{kind: postgres, host: db.example, database: app}}
+          cache: {{kind: redis, url: "redis://cache.example:6379/0"}}
+          file: {{kind: sqlite, path: {tmp_path / 'app.db'}}}
         destinations:
           local: {{kind: local, path: {tmp_path / 'backups'}}}
     """)
-    modules = modules_after("-c", str(config), "-o", "json", "backup", "list")
-    assert loaded(modules, "brotli", "pyrage", "boto3", "rich") == []
+    modules = modules_after("-c", str(config), "-o", "json", "backup", "list", "--from", "local")
+    assert loaded(modules, "brotli", "pyrage", "boto3", "botocore", "rich", "psycopg", "redis", "sqlalchemy",
+                  "neo4j", "alembic") == []
     assert not {"storagectl.backup.restore", "storagectl.backup.run", "storagectl.archive.reader",
                 "storagectl.archive.writer", "storagectl.backends.postgres.archive"} & modules
+    assert command_modules(modules) == ["storagectl.cli.backup_cmd", "storagectl.cli.schedule_cmd"]
+
+
+def test_every_command_is_in_the_lazy_table():
+    """A group added with app.add_typer() would be imported by every command, `--help` included."""
+    from storagectl.cli.main import COMMANDS, app
+
+    assert app.registered_groups == [] and app.registered_commands == []
+    root = typer.main.get_command(app)
+    assert list(root.commands) == list(COMMANDS)
+
+
+def test_each_summary_is_the_first_sentence_of_its_commands_help():
+    from storagectl.cli.lazy import _Summary
+    from storagectl.cli.main import COMMANDS, app
+
+    root = typer.main.get_command(app)
+    for name, entry in COMMANDS.items():
+        real = root.commands[name]
+        for limit in (10, 30, 45, 60, 74, 100, 1000):
+            assert _Summary(entry.summary).get_short_help_str(limit) == real.get_short_help_str(limit), name
+
+
+@pytest.mark.parametrize("width", [60, 80, 200])
+def test_help_lists_the_commands_as_when_they_are_loaded(width):
+    """The command list comes from the table; with every command loaded it reads the same."""
+    from typer._click import Context
+
+    from storagectl.cli.main import app
+
+    def help_text(root) -> str:
+        return root.get_help(Context(root, info_name="storagectl", terminal_width=width))
+
+    from_table = help_text(typer.main.get_command(app))
+    root = typer.main.get_command(app)
+    assert len(list(root.commands.values())) == len(root.commands)  # loads every command
+    assert help_text(root) == from_table and "  backup  " in from_table
 
 
 @pytest.mark.parametrize("first", ["import storagectl.backup.restore", "from storagectl.backup import verify_backup",
@@ -76,3 +135,134 @@ def test_backup_package_exports_the_function_restore_whatever_was_imported_first
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
+
+
+# -- option values checked without pydantic: the same answers as typer's own coercion --------------
+class Color(StrEnum):
+    red = "red"
+    dark_blue = "dark-blue"
+
+
+def _probe_command():
+    probe = typer.Typer()
+
+    @probe.command()
+    def command(
+        file: Annotated[Path | None, typer.Option(dir_okay=False)] = None,
+        existing: Annotated[Path | None, typer.Option(exists=True, file_okay=False)] = None,
+        resolved: Annotated[Path | None, typer.Option(resolve_path=True)] = None,
+        color: Annotated[Color, typer.Option()] = Color.red,
+        insensitive: Annotated[Color | None, typer.Option(case_sensitive=False)] = None,
+        mode: Annotated[Literal["fast", "safe"], typer.Option()] = "safe",
+        verbose: Annotated[int, typer.Option(count=True)] = 0,
+        number: Annotated[int | None, typer.Option()] = None,
+        ranged: Annotated[int | None, typer.Option(min=1, max=64)] = None,
+        clamped: Annotated[int | None, typer.Option(min=1, max=5, clamp=True)] = None,
+        seconds: Annotated[float, typer.Option(min=0.1)] = 10.0,
+        name: Annotated[str | None, typer.Option()] = None,
+        names: Annotated[list[str] | None, typer.Option()] = None,
+        flag: Annotated[bool, typer.Option()] = False,
+    ) -> None:
+        pass
+
+    return typer.main.get_command(probe)
+
+
+PROBE_VALUES = [None, "", "x", "red", "RED", "dark-blue", "fast", "0", "1", "7", "64", "65", "-3", "007", "+5", " 5",
+                "1_000", "99999999999999999999", "1.5", "abc", 3, 0, 1.5, 0.05, True, "true", ".", "/", "/etc/hostname",
+                "/nonexistent/x", "a\0b", ["a", "b"], ("a",)]
+
+
+def _outcome(coercion, value, param, ctx):
+    try:
+        result = coercion.coerce(value, param=param, ctx=ctx)
+    except Exception as exc:  # noqa: BLE001 - the error is part of the answer
+        return ("error", type(exc).__name__, getattr(exc, "message", str(exc)))
+    return ("value", type(result).__name__, result)
+
+
+def test_quick_coercion_answers_as_typer_does():
+    from typer._click import Context
+    from typer._coercion import build_runtime_param
+
+    from storagectl.cli.coercion import QuickCoercion
+
+    command = _probe_command()
+    ctx = Context(command, info_name="probe")
+    for param in command.params:
+        if param.name == "help":
+            continue
+        for value in PROBE_VALUES:
+            typers = _outcome(build_runtime_param(param.type_descriptor), value, param, ctx)
+            quick = _outcome(QuickCoercion(param.type_descriptor), value, param, ctx)
+            assert quick == typers, (param.name, value)
+
+
+def test_quick_coercion_takes_the_plain_cases_without_pydantic():
+    """In a fresh interpreter: the values the quick commands see are checked without pydantic."""
+    check = """
+import sys
+from tests.test_cli_startup import _probe_command
+from storagectl.cli.coercion import install_quick_coercion
+from typer._click import Context
+command = _probe_command()
+install_quick_coercion(command)
+ctx = Context(command, info_name="probe")
+plain = {"file": "/tmp/x", "existing": "/", "color": "dark-blue", "insensitive": "RED", "mode": "fast",
+         "verbose": 2, "number": "-3", "ranged": "64", "seconds": 2.5, "name": "x", "names": None, "flag": False}
+for param in command.get_params(ctx):
+    value = plain.get(param.name)
+    param.process_value(ctx, value)
+assert not [m for m in sys.modules if m.startswith("pydantic")], "pydantic imported"
+"""
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT}")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_group_builds_only_the_command_that_runs(write_config, tmp_path, capsys):
+    from storagectl.cli.main import app
+
+    config = write_config(f"destinations:\n  local: {{kind: local, path: {tmp_path}}}\n")
+    root = typer.main.get_command(app)
+    root.main(args=["-c", str(config), "-o", "json", "backup", "list"], prog_name="storagectl", standalone_mode=False)
+    assert capsys.readouterr().out.strip() == "[]"
+    backup = root.commands.loaded("backup")
+    assert backup.commands.loaded("list") is not None
+    assert [name for name in backup.commands if backup.commands.loaded(name)] == ["list"]
+
+
+@pytest.mark.parametrize("width", [60, 200])
+def test_a_group_built_on_demand_reads_as_typer_builds_it(width):
+    """Same commands, same order, same help, as typer's own get_group_from_info."""
+    from typer._click import Context
+    from typer.main import get_group_from_info
+    from typer.models import TyperInfo
+
+    from storagectl.cli.main import COMMANDS, app
+
+    root = typer.main.get_command(app)
+    for name in COMMANDS:
+        lazy = root.commands[name]
+        if not hasattr(lazy, "commands"):
+            continue
+        module = __import__(COMMANDS[name].module, fromlist=["x"])
+        eager = get_group_from_info(TyperInfo(getattr(module, COMMANDS[name].attribute), name=name),
+                                    pretty_exceptions_short=True, rich_markup_mode=None, suggest_commands=True)
+        parent = Context(root, info_name="storagectl", terminal_width=width)
+        assert list(lazy.commands) == list(eager.commands), name
+        assert lazy.get_help(Context(lazy, info_name=name, parent=parent)) == eager.get_help(
+            Context(eager, info_name=name, parent=parent)), name
+        for sub in eager.commands:
+            assert lazy.commands[sub].get_help(Context(lazy.commands[sub], info_name=sub, parent=parent)) == \
+                eager.commands[sub].get_help(Context(eager.commands[sub], info_name=sub, parent=parent)), (name, sub)
+
+
+def test_log_lines_are_still_redacted(cli, write_config, tmp_path, capsys):
+    """logging is imported when a command runs (not for `--help`); its lines stay masked."""
+    import logging
+
+    config = write_config(f"destinations:\n  local: {{kind: local, path: {tmp_path}}}\n")
+    assert cli("-c", config, "-o", "json", "backup", "list").exit_code == 0
+    logging.getLogger("storagectl.test").warning("to %s", "postgresql://u:hunter2@h/db")
+    assert "postgresql://u:***@h/db" in capsys.readouterr().err

@@ -141,3 +141,72 @@ def test_valid_redis_urls_select_the_db_written(text, databases):
         "s3-endpoint", "s3-destination", "hook"])
 def test_valid_urls_pass(text):
     parse_config(text, Path("c.yaml"), {})
+
+
+# -- PostgreSQL URLs read without libpq: the same parameters as libpq, or libpq is asked ----------
+PLAIN_POSTGRES_URLS = [
+    "postgresql://h/db", "postgres://u:p@h:5433/db", "postgresql://u:p%40ss%2Fw:rd@h/db",
+    "postgresql://u@h1:5432,h2:5433/db?sslmode=require&application_name=x", "postgresql://u@h1:5432,h2/db",
+    "postgresql://h1,h2:5/db", "postgresql://h,/db", "postgresql://[::1]:5432/db", "postgresql://[::1],[::2]:5/db",
+    "postgres:///db?host=/run/postgresql", "postgresql://%2Frun%2Fpostgresql/db", "postgresql://", "postgresql:///",
+    "postgresql://h?", "postgresql://h/db?", "postgresql://h/db?sslmode=require&", "postgresql://h:/db",
+    "postgresql://h/d%2Fb", "postgresql://h/db#frag", "postgresql://h/db/extra", "postgresql://u:p:q@h",
+    "postgresql://u@v@h/db", "postgresql://h:5432:1/db", "postgresql://h/db?dbname=other", "postgresql://:p@h",
+    "postgresql://@h", "postgresql://u:@h", "postgresql://h/?dbname=", "postgresql://h/db?port=",
+    "postgresql://h/db?ssl=true", "postgresql://h/db?options=-c%20statement_timeout%3D5s&connect_timeout=3",
+    "postgresql://h:notaport/db", "postgresql://us%C3%A9r@h/db", "postgresql://h?x=u@y",
+]
+LIBPQ_ONLY_URLS = [  # each a case libpq words itself (or a keyword another libpq may not know)
+    "postgresql://h/db?foo=1", "postgresql://%zz@h/db", "postgresql://[::1/db", "postgresql://[]/db",
+    "postgresql://[::1]x/db", "postgresql://h/db?=x", "postgresql://h/db?a", "postgresql://h/db?a=b=c",
+    "postgresql://h/db?&", "postgresql://h/db?user=%00", "postgresql://h/%FF", "postgresql://h/db?ssl=false",
+    "POSTGRESQL://h/db", "postgresql://h/db?requiressl=1", "postgresql://h a/db", "postgresql://h/db ",
+    "postgresql://h/db?sslnegotiation=direct",
+]
+
+
+@pytest.mark.parametrize("url", PLAIN_POSTGRES_URLS)
+def test_plain_postgres_urls_are_read_as_libpq_reads_them(url):
+    from psycopg.conninfo import conninfo_to_dict
+
+    from storagectl.config.urls import parse_postgres_url
+
+    assert parse_postgres_url(url) == conninfo_to_dict(url)
+
+
+@pytest.mark.parametrize("url", LIBPQ_ONLY_URLS)
+def test_other_postgres_urls_are_left_to_libpq(url):
+    from storagectl.config.urls import parse_postgres_url
+
+    assert parse_postgres_url(url) is None
+
+
+def test_postgres_urls_pieced_at_random_read_as_libpq_reads_them():
+    """Whatever the reader answers (not None) is libpq's answer: same parameters, never accepting
+    what libpq refuses."""
+    import random
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    from storagectl.config.urls import parse_postgres_url
+
+    pieces = ["u", ":", "@", "p%40ss", "h", ",", "[", "]", "::1", "/", "?", "&", "=", "sslmode", "require", "port",
+              "5432", "host", "%2F", "%", "%zz", "%00", "ssl", "true", "dbname", "foo", "", "%FF", "é", "#", " "]
+    rng = random.Random(19)
+    read = 0
+    for _ in range(5000):
+        url = rng.choice(["postgresql://", "postgres://"]) + "".join(rng.choices(pieces, k=rng.randint(0, 9)))
+        mine = parse_postgres_url(url)
+        if mine is not None:
+            read += 1
+            assert mine == conninfo_to_dict(url), url
+    assert read > 1000
+
+
+def test_postgres_url_keywords_are_libpq_keywords():
+    import psycopg
+
+    from storagectl.config.urls import POSTGRES_URL_KEYWORDS
+
+    known = {option.keyword.decode() for option in psycopg.pq.Conninfo.get_defaults()}
+    assert known >= POSTGRES_URL_KEYWORDS

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -11,17 +10,33 @@ from typing import Annotated, Any
 import typer
 
 from storagectl import __version__
-from storagectl.cli import (
-    backends_cmd,
-    backup_cmd,
-    bench_cmd,
-    config_cmd,
-    diag_cmd,
-    inspect_cmd,
-    migrate_cmd,
-    restore_cmd,
-)
+from storagectl.cli.lazy import LazyCommand, LazyGroup
 from storagectl.cli.state import AppState, OutputFormat, PlainUsage
+
+# The commands, each imported only when it runs (`storagectl --help` imports none of them). To add
+# one: a line here, name -> LazyCommand(module, attribute: its typer.Typer or its function, the
+# first sentence of its help, as `storagectl --help` shows it[, cls for a function's command class]).
+# tests/test_cli_startup.py checks every summary against the command's own help.
+COMMANDS = {
+    "backends": LazyCommand("storagectl.cli.backends_cmd", "backends",
+                            "List the configured backends: name, kind, endpoint (secrets masked), description."),
+    "diag": LazyCommand("storagectl.cli.diag_cmd", "diag",
+                        "Check every backend concurrently: reachability, auth, version, latency and health checks."),
+    "restore": LazyCommand("storagectl.cli.restore_cmd", "restore", "Restore a backup.", cls=PlainUsage),
+    "config": LazyCommand("storagectl.cli.config_cmd", "app", "Validate, show and create the configuration file."),
+    "migrate": LazyCommand("storagectl.cli.migrate_cmd", "app", "Schema migrations: Alembic for postgres/timescaledb/"
+                           "sqlite, versioned Cypher files for neo4j."),
+    "backup": LazyCommand("storagectl.cli.backup_cmd", "app", "Take, list, show, verify and delete backups."),
+    "inspect": LazyCommand("storagectl.cli.inspect_cmd", "app",
+                           "What is in each backend and how big it is (overview when no view is named)."),
+    "bench": LazyCommand("storagectl.cli.bench_cmd", "app",
+                         "Load-test a backend with honest percentiles; compare two results."),
+}
+
+
+class _RootGroup(LazyGroup):
+    table = COMMANDS
+
 
 app = typer.Typer(
     name="storagectl",
@@ -30,15 +45,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode=None,
+    cls=_RootGroup,
 )
-app.add_typer(config_cmd.app, name="config")
-app.add_typer(migrate_cmd.app, name="migrate")
-app.command("backends")(backends_cmd.backends)
-app.command("diag")(diag_cmd.diag)
-app.add_typer(backup_cmd.app, name="backup")
-app.command("restore", cls=PlainUsage)(restore_cmd.restore)
-app.add_typer(inspect_cmd.app, name="inspect")
-app.add_typer(bench_cmd.app, name="bench")
+_RootGroup.app = app
 
 
 def _print_version(value: bool) -> None:
@@ -74,6 +83,8 @@ def root(
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
+    import logging  # here: `storagectl --help` runs no callback and needs no logging
+
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -84,8 +95,10 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     logger.propagate = False
 
 
-class _RedactingFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
+class _RedactingFilter:
+    """A logging filter (logging takes any object with a ``filter`` method)."""
+
+    def filter(self, record: Any) -> bool:
         from storagectl.redact import redact_text
 
         record.msg = redact_text(record.getMessage())

@@ -13,7 +13,7 @@ from storagectl.archive.progress import Estimate
 from storagectl.backends.base import Backend, classify_connection_error
 from storagectl.config.models import BackendSettings, PasswordMixin
 from storagectl.config.types import ConfigPath, Port
-from storagectl.config.urls import check_port_text, check_scheme
+from storagectl.config.urls import check_port_text, check_scheme, parse_postgres_url
 from storagectl.errors import AuthenticationFailed, NotFound, StoragectlError
 from storagectl.health import Check, CheckSpec
 from storagectl.redact import redact_text, redact_url
@@ -138,22 +138,30 @@ class PostgresSettings(PasswordMixin, BackendSettings):
 
 def url_conninfo(url: str) -> dict[str, str]:
     """libpq's reading of a PostgreSQL URL, or ValueError for what libpq would refuse only when
-    connecting (a port ``notaport``, 0 or 70000, an unknown sslmode): that must fail validation."""
-    from psycopg import ProgrammingError
-    from psycopg.conninfo import conninfo_to_dict
-
+    connecting (a port ``notaport``, 0 or 70000, an unknown sslmode): that must fail validation.
+    Plain URLs are read without loading psycopg (config validation is on every command's path);
+    anything else is libpq's to read or refuse, in its words."""
     check_scheme(url, ("postgresql", "postgres"))
-    try:
-        params = conninfo_to_dict(url)
-    except ProgrammingError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "syntax error"
-        raise ValueError(f"cannot be parsed: {redact_text(reason, _url_secrets(url))}") from None
+    params = parse_postgres_url(url)
+    if params is None:
+        params = _libpq_url_conninfo(url)
     for port in str(params.get("port", "")).split(","):
         if port:  # an empty entry of a multi-host list means the default port
             check_port_text(port)
     if params.get("sslmode", "disable") not in SSLMODES:
         raise ValueError(f"sslmode in the url must be one of {', '.join(SSLMODES)}")
     return params
+
+
+def _libpq_url_conninfo(url: str) -> dict[str, str]:
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return conninfo_to_dict(url)
+    except ProgrammingError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "syntax error"
+        raise ValueError(f"cannot be parsed: {redact_text(reason, _url_secrets(url))}") from None
 
 
 def _url_secrets(url: str) -> list[str]:
