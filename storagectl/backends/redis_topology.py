@@ -185,46 +185,67 @@ class SlotOwnership:
         return kept
 
 
-def scan_primaries(topology: ClusterTopology, connect: Callable[[ClusterNode], Any], *, match: str | None = None,
-                   count: int = 1000, type_: str | None = None, concurrency: int = 4,
-                   buffered: int = 16) -> Iterator[tuple[ClusterNode, list[bytes]]]:
-    """(node, key batch) from a SCAN of every primary, in parallel, deduplicated by slot ownership.
-    Batches arrive as the nodes produce them (at most ``buffered`` waiting); a node's error is raised
-    here after the batches before it. Closing the iterator early stops the scans."""
-    batches: queue.Queue[Any] = queue.Queue(buffered)
+class FanInClosed(Exception):
+    """Raised by ``emit`` in a producer of :func:`fan_in` once its consumer has stopped reading."""
+
+
+def fan_in(nodes: Sequence[ClusterNode], produce: Callable[[ClusterNode, Callable[[Any], None]], None], *,
+           concurrency: int = 4, buffered: int = 16) -> Iterator[Any]:
+    """The items ``produce(node, emit)`` emits, for every node in parallel (at most ``concurrency`` at a
+    time), as they come (at most ``buffered`` waiting). A node's error is raised here after the items
+    before it. Closing the iterator early (a consumer's break, Ctrl-C) makes every producer's next
+    ``emit`` raise :class:`FanInClosed`, so each ends after its current step; the close returns once
+    all have ended."""
+    items: queue.Queue[Any] = queue.Queue(buffered)
     stop = threading.Event()
 
-    def visit(node: ClusterNode) -> None:
-        keep = SlotOwnership(topology, node)
-        client = connect(node)
-        try:
-            cursor: Any = 0
-            while not stop.is_set():
-                cursor, keys = client.scan(cursor, match=match, count=count, _type=type_)
-                if kept := keep(keys):
-                    batches.put((node, kept))
-                if int(cursor) == 0:
-                    return
-        finally:
-            client.close()
+    def emit(item: Any) -> None:
+        if stop.is_set():
+            raise FanInClosed
+        items.put((True, item))
 
     def visit_all() -> None:
         try:
-            values_or_raise(fan_out(topology.primaries(), visit, concurrency))
+            values_or_raise(fan_out(nodes, lambda node: produce(node, emit), concurrency))
         except Exception as exc:  # noqa: BLE001 - handed to the consumer
-            batches.put(exc)
+            items.put((False, exc))
             return
-        batches.put(None)
+        items.put(None)
 
-    worker = threading.Thread(target=visit_all, name="redis-scan", daemon=True)
+    worker = threading.Thread(target=visit_all, name="redis-fan-in", daemon=True)
     worker.start()
     try:
-        while (item := batches.get()) is not None:
-            if isinstance(item, Exception):
+        while (entry := items.get()) is not None:
+            is_item, item = entry
+            if not is_item:
                 raise item
             yield item
     finally:
         stop.set()
         while worker.is_alive():  # unblock producers waiting on a full queue
             with contextlib.suppress(queue.Empty):
-                batches.get(timeout=0.05)
+                items.get(timeout=0.05)
+
+
+def scan_primaries(topology: ClusterTopology, connect: Callable[[ClusterNode], Any], *, match: str | bytes | None = None,
+                   count: int = 1000, type_: str | None = None, concurrency: int = 4,
+                   buffered: int = 16) -> Iterator[tuple[ClusterNode, list[bytes]]]:
+    """(node, key batch) from a SCAN of every primary, in parallel, deduplicated by slot ownership.
+    Batches arrive as the nodes produce them (at most ``buffered`` waiting); a node's error is raised
+    here after the batches before it. Closing the iterator early stops the scans."""
+
+    def visit(node: ClusterNode, emit: Callable[[Any], None]) -> None:
+        keep = SlotOwnership(topology, node)
+        client = connect(node)
+        try:
+            cursor: Any = 0
+            while True:
+                cursor, keys = client.scan(cursor, match=match, count=count, _type=type_)
+                if kept := keep(keys):
+                    emit((node, kept))
+                if int(cursor) == 0:
+                    return
+        finally:
+            client.close()
+
+    yield from fan_in(topology.primaries(), visit, concurrency=concurrency, buffered=buffered)
