@@ -8,8 +8,8 @@ No command writes its own loop over nodes.
   included, so diag can show a down node as a row while backup raises on it.
 - :class:`SlotOwnership` deduplicates: a key counts only on the primary that owned its slot in the
   topology read at the start, so a key seen on two nodes (moved by a reshard between their SCANs)
-  is counted once, in memory that does not grow with the keyspace. :func:`scan_primaries` combines
-  the three for commands that stream key names.
+  is counted once, in memory that does not grow with the keyspace. :func:`fan_in` streams what every node's visit
+  emits to one consumer; :func:`scan_primaries` combines them for commands that stream key names.
 """
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ def fan_in(nodes: Sequence[ClusterNode], produce: Callable[[ClusterNode, Callabl
            concurrency: int = 4, buffered: int = 16) -> Iterator[Any]:
     """The items ``produce(node, emit)`` emits, for every node in parallel (at most ``concurrency`` at a
     time), as they come (at most ``buffered`` waiting). A node's error is raised here after the items
-    before it. Closing the iterator early (a consumer's break, Ctrl-C) makes every producer's next
+    before it, with the node as its ``redis_node`` attribute. Closing the iterator early (a consumer's break, Ctrl-C) makes every producer's next
     ``emit`` raise :class:`FanInClosed`, so each ends after its current step; the close returns once
     all have ended."""
     items: queue.Queue[Any] = queue.Queue(buffered)
@@ -206,10 +206,15 @@ def fan_in(nodes: Sequence[ClusterNode], produce: Callable[[ClusterNode, Callabl
 
     def visit_all() -> None:
         try:
-            values_or_raise(fan_out(nodes, lambda node: produce(node, emit), concurrency))
+            outcomes = fan_out(nodes, lambda node: produce(node, emit), concurrency)
         except Exception as exc:  # noqa: BLE001 - handed to the consumer
             items.put((False, exc))
             return
+        for outcome in outcomes:
+            if outcome.error is not None:
+                outcome.error.redis_node = outcome.node  # type: ignore[attr-defined] - which node failed
+                items.put((False, outcome.error))
+                return
         items.put(None)
 
     worker = threading.Thread(target=visit_all, name="redis-fan-in", daemon=True)

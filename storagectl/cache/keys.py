@@ -55,7 +55,7 @@ def get(client: Any, key: bytes, *, limit: int = 100, expect: str | None = None)
     kind = key_type(client, key)
     if expect is not None and kind != expect:
         raise WrongType(f"key {escape(key)!r} is a {kind}, not a {expect}",
-                        hint=f"Try: storagectl cache get without --type (it reads any type)")
+                        hint="Try: storagectl cache get without --type (it reads any type)")
     length, value = _READERS[kind](client, key, limit) if kind in _READERS else (0, None)
     shown = length if kind == "string" else len(value or ())
     return KeyValue(key, kind, ttl(client, key), length, value, shown, kind != "string" and shown < length)
