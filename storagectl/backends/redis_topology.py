@@ -193,9 +193,9 @@ def fan_in(nodes: Sequence[ClusterNode], produce: Callable[[ClusterNode, Callabl
            concurrency: int = 4, buffered: int = 16) -> Iterator[Any]:
     """The items ``produce(node, emit)`` emits, for every node in parallel (at most ``concurrency`` at a
     time), as they come (at most ``buffered`` waiting). A node's error is raised here after the items
-    before it, with the node as its ``redis_node`` attribute. Closing the iterator early (a consumer's break, Ctrl-C) makes every producer's next
-    ``emit`` raise :class:`FanInClosed`, so each ends after its current step; the close returns once
-    all have ended."""
+    before it, with the node as its ``redis_node`` attribute. Closing the iterator early (a consumer's
+    break, Ctrl-C) makes every producer's next ``emit`` raise :class:`FanInClosed`, so each ends after
+    its current step; the close returns once all have ended."""
     items: queue.Queue[Any] = queue.Queue(buffered)
     stop = threading.Event()
 
@@ -232,8 +232,8 @@ def fan_in(nodes: Sequence[ClusterNode], produce: Callable[[ClusterNode, Callabl
                 items.get(timeout=0.05)
 
 
-def scan_primaries(topology: ClusterTopology, connect: Callable[[ClusterNode], Any], *, match: str | bytes | None = None,
-                   count: int = 1000, type_: str | None = None, concurrency: int = 4,
+def scan_primaries(topology: ClusterTopology, connect: Callable[[ClusterNode], Any], *,
+                   match: str | bytes | None = None, count: int = 1000, type_: str | None = None, concurrency: int = 4,
                    buffered: int = 16) -> Iterator[tuple[ClusterNode, list[bytes]]]:
     """(node, key batch) from a SCAN of every primary, in parallel, deduplicated by slot ownership.
     Batches arrive as the nodes produce them (at most ``buffered`` waiting); a node's error is raised

@@ -11,7 +11,16 @@ from typing import Annotated, Any
 import typer
 
 from storagectl import __version__
-from storagectl.cli import backends_cmd, backup_cmd, config_cmd, diag_cmd, inspect_cmd, migrate_cmd, restore_cmd
+from storagectl.cli import (
+    backends_cmd,
+    backup_cmd,
+    cache_cmd,
+    config_cmd,
+    diag_cmd,
+    inspect_cmd,
+    migrate_cmd,
+    restore_cmd,
+)
 from storagectl.cli.state import AppState, OutputFormat, PlainUsage
 
 app = typer.Typer(
@@ -29,6 +38,7 @@ app.command("diag")(diag_cmd.diag)
 app.add_typer(backup_cmd.app, name="backup")
 app.command("restore", cls=PlainUsage)(restore_cmd.restore)
 app.add_typer(inspect_cmd.app, name="inspect")
+app.add_typer(cache_cmd.app, name="cache")
 
 
 def _print_version(value: bool) -> None:
