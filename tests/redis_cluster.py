@@ -210,3 +210,25 @@ def running_cluster(primaries: int = 3, spare: int = 0) -> Iterator[RedisCluster
         for node in started:
             node.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_server() -> Iterator[ClusterNodeProcess]:
+    """One standalone redis-server of our own (server-wide settings and INFO counters nobody else touches)."""
+    binaries = cluster_binaries()
+    if isinstance(binaries, str):
+        raise FileNotFoundError(binaries)
+    directory = Path(tempfile.mkdtemp(prefix="stctl-redis-"))
+    port = cluster_port()
+    log = (directory / "redis.log").open("wb")
+    process = subprocess.Popen(
+        [binaries[0], "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--save", "",
+         "--appendonly", "no", "--daemonize", "no"], stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+    log.close()
+    node = ClusterNodeProcess(port, process, directory)
+    try:
+        _wait_for_ping(node)
+        yield node
+    finally:
+        node.stop()
+        shutil.rmtree(directory, ignore_errors=True)
