@@ -27,8 +27,10 @@ def _duration(value: str) -> float:
         raise typer.BadParameter(str(exc)) from exc
 
 
-def _fraction(value: str) -> float:
+def _fraction(value: str | float) -> float:
     """``10%`` or ``0.1``."""
+    if isinstance(value, float):  # the default
+        return value
     try:
         number = float(value[:-1]) / 100 if value.endswith("%") else float(value)
     except ValueError:
