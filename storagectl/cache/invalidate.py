@@ -175,6 +175,9 @@ def _scan_node(backend: Any, nodes: ClusterTopology, run: NodeRun, options: Inva
     keep = backend.owned_keys(nodes, run.node)
     client = backend.node_client(run.node, single_connection_client=True)
     try:
+        # A cluster node (one with an ownership filter) refuses a multi-key UNLINK across slots: a
+        # script with allow-cross-slot-keys deletes the batch instead (Redis >= 7.0).
+        unlink = _UnlinkRequest(client.script_load(UNLINK_CROSS_SLOT_LUA) if keep is not None else None)
         commands = _RespSocket(client.connection)
         scan = _ScanRequest(options.pattern, options.batch, options.type)
         commands.send(scan(b"%d" % run.cursor))
@@ -188,7 +191,7 @@ def _scan_node(backend: Any, nodes: ClusterTopology, run: NodeRun, options: Inva
             delete = bool(keys) and not options.dry_run
             if delete and bucket is not None:
                 bucket.take(len(keys))
-            request = (_unlink_request(keys) if delete else b"") + (b"" if last else scan(cursor))
+            request = (unlink(keys) if delete else b"") + (b"" if last else scan(cursor))
             if request:
                 commands.send(request)
             if delete:
@@ -201,6 +204,28 @@ def _scan_node(backend: Any, nodes: ClusterTopology, run: NodeRun, options: Inva
         client.close()
 
 
+UNLINK_CROSS_SLOT_LUA = """#!lua flags=allow-cross-slot-keys
+local deleted = 0
+for _, key in ipairs(ARGV) do
+  deleted = deleted + redis.call('UNLINK', key)
+end
+return deleted
+"""
+
+
+class _UnlinkRequest:
+    """``UNLINK key ...`` as RESP, or on a cluster node ``EVALSHA`` of UNLINK_CROSS_SLOT_LUA (``sha``)."""
+
+    def __init__(self, sha: str | None) -> None:
+        from storagectl.backends.redis import evalsha_head
+
+        self.head, self.fixed = (evalsha_head(sha), 3) if sha else (b"$6\r\nUNLINK\r\n", 1)
+
+    def __call__(self, keys: list[bytes]) -> bytes:
+        return b"".join([b"*%d\r\n" % (len(keys) + self.fixed), self.head,
+                         *[b"$%d\r\n%s\r\n" % (len(k), k) for k in keys]])
+
+
 class _ScanRequest:
     """``SCAN cursor MATCH pattern COUNT n [TYPE t]`` as RESP, all but the cursor encoded once."""
 
@@ -211,10 +236,6 @@ class _ScanRequest:
 
     def __call__(self, cursor: bytes) -> bytes:
         return b"%s$%d\r\n%s\r\n%s" % (self.head, len(cursor), cursor, self.tail)
-
-
-def _unlink_request(keys: list[bytes]) -> bytes:
-    return b"".join([b"*%d\r\n$6\r\nUNLINK\r\n" % (len(keys) + 1), *[b"$%d\r\n%s\r\n" % (len(k), k) for k in keys]])
 
 
 def scanned_fraction(cursor: int) -> float:
