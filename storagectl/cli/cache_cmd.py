@@ -202,7 +202,7 @@ def persist(ctx: typer.Context, key: KeyArgument, backend: BackendOption, output
 
 @app.command("del", cls=PlainUsage)
 def delete(ctx: typer.Context,
-           keys_: Annotated[list[str], typer.Argument(metavar="KEY...", help="Keys to delete (UNLINK).")],
+           keys_: Annotated[list[str], typer.Argument(metavar="KEYS", help="Keys to delete (UNLINK).")],
            backend: BackendOption, yes: YesOption = False, output: OutputOption = None) -> None:
     """Delete keys (asked first on a terminal, needs --yes elsewhere); says which did not exist."""
     from storagectl.cache import keys
@@ -391,7 +391,7 @@ def publish(ctx: typer.Context, channel: Annotated[str, typer.Argument(metavar="
 @app.command("subscribe", cls=PlainUsage)
 def subscribe(
     ctx: typer.Context,
-    channels: Annotated[list[str], typer.Argument(metavar="CHANNEL...", help="Channels (patterns with --pattern).")],
+    channels: Annotated[list[str], typer.Argument(metavar="CHANNELS", help="Channels (patterns with --pattern).")],
     backend: BackendOption,
     pattern: Annotated[bool, typer.Option("--pattern", help="CHANNELs are glob patterns (PSUBSCRIBE).")] = False,
     count: Annotated[int | None, typer.Option("--count", min=1, metavar="N", help="Stop after N messages.")] = None,
