@@ -234,19 +234,21 @@ def fan_in(nodes: Sequence[ClusterNode], produce: Callable[[ClusterNode, Callabl
 
 def scan_primaries(topology: ClusterTopology, connect: Callable[[ClusterNode], Any], *,
                    match: str | bytes | None = None, count: int = 1000, type_: str | None = None, concurrency: int = 4,
-                   buffered: int = 16) -> Iterator[tuple[ClusterNode, list[bytes]]]:
-    """(node, key batch) from a SCAN of every primary, in parallel, deduplicated by slot ownership.
+                   buffered: int = 16, ownership: Callable[[ClusterTopology, ClusterNode], Any] = SlotOwnership,
+                   ) -> Iterator[tuple[ClusterNode, list[bytes]]]:
+    """(node, key batch) from a SCAN of every primary, in parallel, deduplicated by slot ownership
+    (``ownership(topology, node)`` makes a node's filter; one returning None keeps every key: one server).
     Batches arrive as the nodes produce them (at most ``buffered`` waiting); a node's error is raised
     here after the batches before it. Closing the iterator early stops the scans."""
 
     def visit(node: ClusterNode, emit: Callable[[Any], None]) -> None:
-        keep = SlotOwnership(topology, node)
+        keep = ownership(topology, node)
         client = connect(node)
         try:
             cursor: Any = 0
             while True:
                 cursor, keys = client.scan(cursor, match=match, count=count, _type=type_)
-                if kept := keep(keys):
+                if kept := (keys if keep is None else keep(keys)):
                     emit((node, kept))
                 if int(cursor) == 0:
                     return

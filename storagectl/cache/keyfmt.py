@@ -25,6 +25,19 @@ def escape(data: bytes) -> str:
     return "".join(_escape_char(char) for char in text)
 
 
+def escaped_lines(keys: list[bytes]) -> str:
+    """``keys`` escaped, one per line: one decode and one check for a whole batch of plain keys."""
+    joined = b"\n".join(keys)
+    if b"\\" not in joined and joined.count(b"\n") == len(keys) - 1:
+        try:
+            text = joined.decode()
+        except UnicodeDecodeError:
+            text = ""
+        if text and text.replace("\n", "").isprintable():
+            return text + "\n"
+    return "".join(escape(key) + "\n" for key in keys) if keys else ""
+
+
 def _escape_char(char: str) -> str:
     if char in _ESCAPES:
         return _ESCAPES[char]

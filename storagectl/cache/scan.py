@@ -35,14 +35,16 @@ def check_type(type_: str | None) -> None:
         raise UsageError(f"--type {type_!r} is not a Redis type", hint=f"Try: one of {', '.join(TYPES)}")
 
 
-def scan_keys(backend: Any, options: ScanOptions) -> Iterator[list[ScannedKey]]:
-    """Batches of keys as the primaries return them, up to ``limit`` keys in all."""
+def scan_keys(backend: Any, options: ScanOptions) -> Iterator[list[bytes] | list[ScannedKey]]:
+    """Batches of keys as the primaries return them, up to ``limit`` keys in all: key names, or with
+    ``details`` :class:`ScannedKey` (no object per key otherwise: a million keys stream at SCAN's pace)."""
     check_type(options.type)
     nodes = topology(backend, "scan")
     clients: dict[str, Any] = {}
     left = options.limit
     batches = scan_primaries(nodes, lambda node: backend.node_client(node), match=options.pattern,
-                             count=options.count, type_=options.type, concurrency=len(nodes.primaries()))
+                             count=options.count, type_=options.type, concurrency=len(nodes.primaries()),
+                             ownership=backend.owned_keys)
     try:
         with contextlib.closing(batches):
             for node, keys in batches:
@@ -51,7 +53,7 @@ def scan_keys(backend: Any, options: ScanOptions) -> Iterator[list[ScannedKey]]:
                     client = clients.get(node.node_id) or clients.setdefault(node.node_id, backend.node_client(node))
                     yield _with_details(client, keys)
                 else:
-                    yield [ScannedKey(key) for key in keys]
+                    yield keys
                 if left is not None:
                     left -= len(keys)
                     if left <= 0:

@@ -244,7 +244,7 @@ def scan(ctx: typer.Context, backend: BackendOption,
          details: Annotated[bool, typer.Option("--details", help="Type and TTL of each key too.")] = False,
          output: OutputOption = None) -> None:
     """Stream key names (SCAN, never KEYS) of every primary: one per line (escaped), or JSON lines."""
-    from storagectl.cache.keyfmt import escape, key_json
+    from storagectl.cache.keyfmt import escape, escaped_lines, key_json
     from storagectl.cache.scan import ScanOptions, scan_keys
 
     state, target = state_of(ctx), _backend(ctx, backend)
@@ -252,13 +252,14 @@ def scan(ctx: typer.Context, backend: BackendOption,
     as_json = state.format(output) is OutputFormat.json
     write = sys.stdout.write
     for batch in scan_keys(target, options):
-        if as_json:
-            write("".join(json.dumps({**key_json(k.key), **({"type": k.type, "ttl_ms": k.ttl_ms} if details else {})})
-                          + "\n" for k in batch))
+        if as_json and details:
+            write("".join(json.dumps({**key_json(k.key), "type": k.type, "ttl_ms": k.ttl_ms}) + "\n" for k in batch))
+        elif as_json:
+            write("".join(json.dumps(key_json(key)) + "\n" for key in batch))
         elif details:
             write("".join(f"{escape(k.key)}\t{k.type}\t{_ttl_text(k.ttl_ms)}\n" for k in batch))
         else:
-            write("".join(escape(k.key) + "\n" for k in batch))
+            write(escaped_lines(batch))
     sys.stdout.flush()
 
 
