@@ -51,10 +51,15 @@ class NodeRun:
     dbsize: int
     cursor: int | None  # where to resume; None once complete
     fraction: float = 0.0  # of the node's hash table scanned
+    started_at: float = 0.0  # the fraction where this run started (a resumed run: its cursor's)
     matched: int = 0
     deleted: int = 0
     sample: list[bytes] = field(default_factory=list)
     error: Exception | None = None
+
+    @property
+    def covered(self) -> float:
+        return 1.0 if self.cursor is None else self.fraction
 
 
 @dataclass
@@ -88,7 +93,7 @@ class InvalidateResult:
         runs = self.runs
         sample = [key for run in runs for key in run.sample][:self.sample_size]
         return {"pattern": escape(self.pattern), "dry_run": self.dry_run, "complete": self.cursor is None,
-                "scanned": round(sum(run.dbsize * (1.0 if run.cursor is None else run.fraction) for run in runs)),
+                "scanned": round(sum(run.dbsize * (run.covered - run.started_at) for run in runs)),
                 "matched": sum(run.matched for run in runs), "deleted": sum(run.deleted for run in runs),
                 "errors": sum(run.error is not None for run in runs), "duration": round(self.duration, 3),
                 "keys_per_second": round(sum(run.deleted or run.matched for run in runs) / self.duration)
@@ -117,7 +122,9 @@ def plan_invalidate(backend: Any, options: InvalidateOptions) -> InvalidatePlan:
                                                                                     strict=True)]
     for run in runs:
         if run.cursor == -1:  # finished before the interruption
-            run.cursor, run.fraction = None, 1.0
+            run.cursor, run.fraction, run.started_at = None, 1.0, 1.0
+        else:
+            run.fraction = run.started_at = scanned_fraction(run.cursor)
     return InvalidatePlan(backend, options, nodes, runs)
 
 
@@ -127,7 +134,8 @@ def run_invalidate(plan: InvalidatePlan, progress: ProgressCallback = no_progres
     options, backend = plan.options, plan.backend
     bucket = TokenBucket(options.rate) if options.rate and not options.dry_run else None
     action = "scan" if options.dry_run else "invalidate"
-    progress(ProgressEvent(action, "plan", "", total=plan.dbsize, unit="keys"))
+    total = round(sum(run.dbsize * (1.0 - run.started_at) for run in plan.runs))  # a resumed run: what is left
+    progress(ProgressEvent(action, "plan", "", total=total, unit="keys"))
     started = time.monotonic()
     error: StoragectlError | None = None
     pending = [run for run in plan.runs if run.cursor is not None]
@@ -144,8 +152,8 @@ def run_invalidate(plan: InvalidatePlan, progress: ProgressCallback = no_progres
     try:
         with contextlib.closing(fan_in([run.node for run in pending], produce, concurrency=len(pending) or 1)) as ticks:
             for _ in ticks:
-                done = sum(run.dbsize * (1.0 if run.cursor is None else run.fraction) for run in plan.runs)
-                progress(ProgressEvent(action, "advance", "keys", done=round(done), total=plan.dbsize))
+                done = sum(run.dbsize * (run.covered - run.started_at) for run in plan.runs)
+                progress(ProgressEvent(action, "advance", "keys", done=round(done), total=total))
     except KeyboardInterrupt:
         error = Interrupted("interrupted")
     result = InvalidateResult(options.pattern, options.dry_run, plan.runs, time.monotonic() - started,
