@@ -155,3 +155,25 @@ def test_a_node_down_is_a_one_line_error_naming_it(own_redis_cluster, cli, write
             assert result.exit_code == ExitCode.UNAVAILABLE, (command, result.stderr)
             first = result.stderr.splitlines()[0]
             assert victim.address in first, (command, result.stderr)
+
+
+def test_warm_loads_a_single_server_backup_into_the_cluster(redis_cluster, own_redis, write_config, tmp_path, cli):
+    from storagectl.backup import run_backup
+
+    source = own_redis.client()
+    pipe = source.pipeline(transaction=False)
+    for i in range(300):
+        pipe.set(f"page:{i}", f"v{i}", ex=3600)
+    pipe.set(b"{t}\xff bin", "b")
+    pipe.execute()
+    config = write_config("version: 1\nbackends:\n"
+                          f"  single: {{kind: redis, url: 'redis://127.0.0.1:{own_redis.port}/0'}}\n"
+                          + redis_cluster.backend_yaml("cluster")
+                          + f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
+    [backup] = run_backup(load_config(config), backend="single", destination="local")
+    redis_cluster.client().set("page:7", "newer")
+    summary = cli("-c", config, "-o", "json", "cache", "warm", "--from", backup.manifest.id, "-b", "cluster").json()
+    assert (summary["restored"], summary["present"]) == (300, 1)
+    client = redis_cluster.client()
+    assert client.get("page:7") == b"newer" and client.get("page:8") == b"v8" and client.get(b"{t}\xff bin") == b"b"
+    assert 3_500_000 < client.pttl("page:9") <= 3_600_000 and redis_cluster.dbsize() == 301

@@ -24,17 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def own_redis():
-    from tests.conftest import service_unavailable
-    from tests.redis_cluster import cluster_binaries, running_server
-
-    if isinstance(cluster_binaries(), str):
-        service_unavailable("redis", cluster_binaries())
-    with running_server() as server:
-        yield server
-
-
-@pytest.fixture
 def own_config(own_redis, write_config):
     return write_config(f"version: 1\nbackends:\n  cache: {{kind: redis, url: 'redis://127.0.0.1:{own_redis.port}/0'}}\n")
 
