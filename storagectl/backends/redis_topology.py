@@ -1,6 +1,6 @@
 """Redis Cluster topology and the fan-out over its primaries, shared by every command that touches a
-cluster's keys or nodes (backup, restore, diag; ``inspect keys`` and ``cache`` are meant to use it too).
-No command writes its own loop over nodes.
+cluster's keys or nodes (backup, restore, diag, `inspect`, `cache`; on one server `cache` visits it as a
+one-node topology). No command writes its own loop over nodes.
 
 - :func:`read_topology` reads ``CLUSTER NODES`` from the first seed that answers: every node, its
   role, flags (``fail``, ``fail?``), link state, slot ranges and slots in migration.
