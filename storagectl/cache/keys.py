@@ -86,6 +86,7 @@ def _stream(client: Any, key: bytes, limit: int) -> tuple[int, list[tuple[bytes,
     return client.xlen(key), client.xrange(key, "-", "+", count=limit)
 
 
+_LENGTH = {"string": "STRLEN", "hash": "HLEN", "list": "LLEN", "set": "SCARD", "zset": "ZCARD", "stream": "XLEN"}
 _READERS = {"string": _string, "hash": _hash, "list": _list, "set": _set, "zset": _zset, "stream": _stream}
 
 
@@ -131,6 +132,6 @@ def delete(client: Any, keys: list[bytes]) -> dict[str, Any]:
 def describe(client: Any, key: bytes) -> dict[str, Any]:
     """Type, TTL, length, encoding and memory of a key."""
     kind = key_type(client, key)
-    length = _READERS[kind](client, key, 0)[0] if kind in _READERS and kind != "string" else client.strlen(key)
+    length = client.execute_command(_LENGTH[kind], key) if kind in _LENGTH else None
     return {**key_json(key), "type": kind, "ttl_ms": ttl(client, key), "length": length,
             "encoding": _text(client.object("encoding", key)), "memory_bytes": client.memory_usage(key)}
