@@ -294,3 +294,34 @@ def test_glob_and_escape():
     assert escape(b"a\\b\n\xff\x00") == "a\\\\b\\n\\xff\\x00" and escape("é".encode()) == "é"
     assert is_match_all(b"") and is_match_all(b"**") and not is_match_all(b"a*")
     assert format_cursor([]) is None
+
+
+def test_fan_in_raises_a_node_error_at_once_and_stops_the_others():
+    """A watch never ends by itself: a node that fails must end it at once, naming the node."""
+    import threading
+
+    from storagectl.backends.redis_topology import ClusterNode, fan_in
+
+    nodes = [ClusterNode(f"n{i}", "127.0.0.1", 7000 + i, frozenset({"master"}), None, "connected", ((0, 1),))
+             for i in range(2)]
+    failing = threading.Event()
+    stopped = []
+
+    def produce(node, emit):
+        if node.node_id == "n1":
+            failing.wait(10)
+            raise ConnectionError("node lost")
+        try:
+            while True:
+                emit(node.node_id)
+        except Exception as exc:
+            stopped.append(type(exc).__name__)
+            raise
+
+    items = fan_in(nodes, produce, concurrency=2)
+    assert next(items) == "n0"
+    failing.set()
+    with pytest.raises(ConnectionError) as raised:
+        for _ in items:
+            pass
+    assert raised.value.redis_node.node_id == "n1" and stopped == ["FanInClosed"]

@@ -192,10 +192,11 @@ class FanInClosed(Exception):
 def fan_in(nodes: Sequence[ClusterNode], produce: Callable[[ClusterNode, Callable[[Any], None]], None], *,
            concurrency: int = 4, buffered: int = 16) -> Iterator[Any]:
     """The items ``produce(node, emit)`` emits, for every node in parallel (at most ``concurrency`` at a
-    time), as they come (at most ``buffered`` waiting). A node's error is raised here after the items
-    before it, with the node as its ``redis_node`` attribute. Closing the iterator early (a consumer's
-    break, Ctrl-C) makes every producer's next ``emit`` raise :class:`FanInClosed`, so each ends after
-    its current step; the close returns once all have ended."""
+    time), as they come (at most ``buffered`` waiting). A node's error is raised here as soon as it
+    happens, after the items that node emitted before it, with the node as its ``redis_node``
+    attribute. Closing the iterator early (a consumer's break, Ctrl-C, an error) makes every producer's
+    next ``emit`` raise :class:`FanInClosed`, so each ends after its current step; the close returns
+    once all have ended."""
     items: queue.Queue[Any] = queue.Queue(buffered)
     stop = threading.Event()
 
@@ -204,18 +205,24 @@ def fan_in(nodes: Sequence[ClusterNode], produce: Callable[[ClusterNode, Callabl
             raise FanInClosed
         items.put((True, item))
 
+    def visit(node: ClusterNode) -> None:
+        try:
+            produce(node, emit)
+        except FanInClosed:
+            raise
+        except Exception as exc:  # at once, not when every node is done: a watch never is
+            exc.redis_node = node  # type: ignore[attr-defined] - which node failed
+            items.put((False, exc))
+            raise
+
     def visit_all() -> None:
         try:
-            outcomes = fan_out(nodes, lambda node: produce(node, emit), concurrency)
+            outcomes = fan_out(nodes, visit, concurrency)
         except Exception as exc:  # noqa: BLE001 - handed to the consumer
             items.put((False, exc))
             return
-        for outcome in outcomes:
-            if outcome.error is not None:
-                outcome.error.redis_node = outcome.node  # type: ignore[attr-defined] - which node failed
-                items.put((False, outcome.error))
-                return
-        items.put(None)
+        if all(outcome.error is None for outcome in outcomes):
+            items.put(None)
 
     worker = threading.Thread(target=visit_all, name="redis-fan-in", daemon=True)
     worker.start()
