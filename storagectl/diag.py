@@ -1,77 +1,17 @@
-"""Health diagnostics: check grading (pure) and the concurrent run over backends."""
+"""Health diagnostics: the concurrent run of every backend's checks (grading is in :mod:`storagectl.health`)."""
 
 from __future__ import annotations
 
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from storagectl.errors import AuthenticationFailed, BackendUnavailable, StoragectlError
+from storagectl.health import Check, Status, worst
 
 if TYPE_CHECKING:
     from storagectl.backends.base import Backend
-
-
-class Status(StrEnum):
-    """Monitoring states, ordered by severity. ``exit_code`` follows the Nagios convention."""
-
-    OK = "ok"
-    WARNING = "warning"
-    CRITICAL = "critical"
-    UNKNOWN = "unknown"
-
-    @property
-    def exit_code(self) -> int:
-        return {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}[self.value]
-
-    @property
-    def severity(self) -> int:
-        # UNKNOWN outranks CRITICAL for the exit code, as in the monitoring-plugin convention.
-        return self.exit_code
-
-
-@dataclass(frozen=True)
-class CheckSpec:
-    """A graded check: ``warning``/``critical`` thresholds, and which direction is bad."""
-
-    name: str
-    description: str
-    warning: float | None = None
-    critical: float | None = None
-    higher_is_worse: bool = True
-    unit: str = ""
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: Status
-    value: Any
-    display: str
-    detail: str = ""
-
-
-def grade(value: float | None, warning: float | None, critical: float | None, higher_is_worse: bool = True) -> Status:
-    """OK, WARNING or CRITICAL for a measured value against its thresholds."""
-    if value is None:
-        return Status.UNKNOWN
-
-    def beyond(limit: float | None) -> bool:
-        if limit is None:
-            return False
-        return value >= limit if higher_is_worse else value <= limit
-
-    if beyond(critical):
-        return Status.CRITICAL
-    if beyond(warning):
-        return Status.WARNING
-    return Status.OK
-
-
-def worst(statuses: list[Status]) -> Status:
-    return max(statuses, key=lambda s: s.severity, default=Status.OK)
 
 
 @dataclass

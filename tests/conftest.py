@@ -387,8 +387,9 @@ def tiny_disk(tmp_path: Path):
         pytest.skip("cannot mount a tmpfs here")
     try:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
+    finally:  # lazily if a test left a file open there: a mount must never outlive its test
+        if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 # -- Redis Cluster (tests/redis_cluster.py) -----------------------------------------------------

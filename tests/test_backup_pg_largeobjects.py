@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from storagectl.archive.api import BackupOptions, RestoreOptions
-from storagectl.backends import pg_archive, pg_largeobjects
-from storagectl.backends.pg_archive import expected_summary
-from storagectl.backends.pg_largeobjects import CHUNK_BYTES, RECORD, RECORDS_MAGIC
+from storagectl.backends.postgres import archive as pg_archive
+from storagectl.backends.postgres import largeobjects as pg_largeobjects
+from storagectl.backends.postgres.archive import expected_summary
+from storagectl.backends.postgres.largeobjects import CHUNK_BYTES, RECORD, RECORDS_MAGIC
 from storagectl.errors import OperationFailed
 from tests.test_backup_postgres import backend_for, backup_to, table_contents
 
@@ -213,7 +214,7 @@ def test_validate_catches_a_changed_missing_or_extra_object(cli, config, source,
 
 def test_a_backup_role_without_select_on_a_large_object_gets_a_clear_error(roles, pg_database, tmp_path):
     from storagectl.backends import open_backend
-    from storagectl.backends.postgres import PostgresSettings
+    from storagectl.backends.postgres.backend import PostgresSettings
     from tests.test_backup_postgres import DirArchive
 
     with pg_database.connect() as conn:

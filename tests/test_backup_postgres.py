@@ -23,12 +23,14 @@ from typing import Any
 import pytest
 
 from storagectl.archive.api import BackupOptions, RestoreOptions
-from storagectl.backends import open_backend, pg_archive, pg_copy
-from storagectl.backends.pg_archive import SESSION_SETTINGS, expected_summary, strip_psql_restrict
-from storagectl.backends.pg_copy import PIECE_BYTES, CopyOut, row_checksum
-from storagectl.backends.pg_schema import Table, list_tables
-from storagectl.backends.pg_tools import PgDump, choose_pg_dump, connection_env
-from storagectl.backends.postgres import PostgresSettings
+from storagectl.backends import open_backend
+from storagectl.backends.postgres import archive as pg_archive
+from storagectl.backends.postgres import copy as pg_copy
+from storagectl.backends.postgres.archive import SESSION_SETTINGS, expected_summary, strip_psql_restrict
+from storagectl.backends.postgres.backend import PostgresSettings
+from storagectl.backends.postgres.copy import PIECE_BYTES, CopyOut, row_checksum
+from storagectl.backends.postgres.schema import Table, list_tables
+from storagectl.backends.postgres.tools import PgDump, choose_pg_dump, connection_env
 from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, ToolMissing
 
 SCHEMA = r"""
@@ -691,7 +693,7 @@ def test_timescale_backup_needs_the_extension_on_the_target(source, target, tmp_
 def test_timescale_extension_is_created_with_a_schema_to_create_in(source, target, tmp_path, monkeypatch):
     """CREATE EXTENSION timescaledb (whose control file names no schema) fails under pg_dump's empty
     search_path: the restore session must not have emptied it yet."""
-    from storagectl.backends import timescaledb
+    from storagectl.backends.postgres import timescaledb
 
     archive = backup_to(tmp_path / "b", source)
     archive.metadata["timescaledb"] = "2.99.0"
@@ -705,7 +707,7 @@ def test_timescale_extension_is_created_with_a_schema_to_create_in(source, targe
 
 
 def test_post_data_split_keeps_dependent_statements_in_order():
-    from storagectl.backends.pg_tools import split_post_data
+    from storagectl.backends.postgres.tools import split_post_data
 
     dump = (
         "SET statement_timeout = 0;\n\n"
@@ -739,7 +741,7 @@ def test_post_data_split_keeps_dependent_statements_in_order():
     ("CREATE INDEX i ON t USING btree (x);", None),  # unqualified: waits for every table
 ])
 def test_index_build_knows_its_table(statement, table):
-    from storagectl.backends.pg_tools import split_post_data
+    from storagectl.backends.postgres.tools import split_post_data
 
     dump = f"--\n-- Name: i; Type: {'INDEX' if statement.startswith('CREATE') else 'CONSTRAINT'}; Schema: s; " \
            f"Owner: app\n--\n\n{statement}\n"
@@ -747,7 +749,7 @@ def test_index_build_knows_its_table(statement, table):
 
 
 def test_index_builds_carry_the_tablespace_pg_dump_set_for_them():
-    from storagectl.backends.pg_tools import split_post_data
+    from storagectl.backends.postgres.tools import split_post_data
 
     dump = ("SET statement_timeout = 0;\nSET default_tablespace = '';\n\n"
             "--\n-- Name: t t_pkey; Type: CONSTRAINT; Schema: public; Owner: app\n--\n\n"
@@ -775,7 +777,7 @@ def test_part_rows_that_do_not_add_up_are_refused_before_the_target_is_touched(s
 def test_identity_sequences_are_dropped_with_their_table_not_on_their_own(pg_database):
     """DROP SEQUENCE of an identity column's sequence fails even with CASCADE; in heap order it may
     come before its table, which made `restore --yes` over such a database an internal error."""
-    from storagectl.backends.pg_schema import PUBLIC_DROPS_SQL, drop_user_objects, user_objects
+    from storagectl.backends.postgres.schema import PUBLIC_DROPS_SQL, drop_user_objects, user_objects
 
     with pg_database.connect() as conn:
         conn.execute("CREATE TABLE ident (id int GENERATED ALWAYS AS IDENTITY, x serial)")

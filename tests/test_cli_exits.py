@@ -163,7 +163,7 @@ def test_signal_cancels_a_running_copy_instead_of_waiting_for_it(pg_database, wr
     """A COPY that would run for a long time (row security sleeping per row, as a huge table would)
     is cancelled on SIGTERM: the run ends with its message, not when the table is done. Tables of
     16 MiB or more are read by psql in a session of its own, which is ended too."""
-    from storagectl.backends.pg_archive import PSQL_MIN_BYTES
+    from storagectl.backends.postgres.archive import PSQL_MIN_BYTES
 
     role = f"{pg_database.name}_reader"
     tables = ["slow", "slow2"] if pad else ["slow"]  # the largest table goes to the open connection (libpq)

@@ -64,7 +64,7 @@ def test_backup_list_loads_no_archive_or_backend_machinery(write_config, tmp_pat
     modules = modules_after("-c", str(config), "-o", "json", "backup", "list")
     assert loaded(modules, "brotli", "pyrage", "boto3", "rich") == []
     assert not {"storagectl.backup.restore", "storagectl.backup.run", "storagectl.archive.reader",
-                "storagectl.archive.writer", "storagectl.backends.pg_archive"} & modules
+                "storagectl.archive.writer", "storagectl.backends.postgres.archive"} & modules
 
 
 @pytest.mark.parametrize("first", ["import storagectl.backup.restore", "from storagectl.backup import verify_backup",

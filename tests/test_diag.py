@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from storagectl.diag import Status, grade
+from storagectl.health import Status, grade
 from tests.fakes.servers import DownHost, PostgresAuthRejectingServer, SilentServer
 
 NO_RETRY = "retry: {attempts: 1}\n"

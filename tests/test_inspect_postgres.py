@@ -106,7 +106,7 @@ def test_queries_run_read_only_with_local_timeouts(filled):
 
 
 def _settings(url: str):
-    from storagectl.backends.postgres import PostgresSettings
+    from storagectl.backends.postgres.backend import PostgresSettings
 
     return PostgresSettings(kind="postgres", url=url)
 

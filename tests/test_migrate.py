@@ -401,7 +401,8 @@ def test_autogenerate_from_models(cli, target, tmp_path, monkeypatch):
     assert "widgets" in target.tables()
 
 
-def test_status_all_reports_a_backend_without_directory_as_an_error_row(cli, write_config, pg_database, tmp_path):
+def test_status_all_reports_a_backend_without_directory_as_an_error_row(cli, write_config, pg_database, tmp_path,
+                                                                       monkeypatch):
     config = write(write_config, sqlite_yaml("lite"), pg_yaml(pg_database))
     lite = SqlTarget(config, "lite", "sqlite", sqlite_path=tmp_path / "lite.db")
     migrate(cli, lite, "init")
@@ -412,6 +413,7 @@ def test_status_all_reports_a_backend_without_directory_as_an_error_row(cli, wri
     rows = {row["backend"]: row for row in result.json()}
     assert rows["lite"]["error"] is None and rows["lite"]["exit_code"] == 0 and rows["lite"]["pending_count"] == 0
     assert "does not exist" in rows["pg"]["error"] and rows["pg"]["exit_code"] == 2
+    monkeypatch.setenv("COLUMNS", "400")  # the error cell on one line, however long the tmp path (xdist)
     table = cli("-c", config, "migrate", "status", "--all")
     assert table.exit_code == 2 and "lite" in table.stdout and "does not exist" in table.stdout
 

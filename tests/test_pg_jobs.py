@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from storagectl.backends.pg_jobs import Job, JobBoard, run_jobs
+from storagectl.backends.postgres.jobs import Job, JobBoard, run_jobs
 from storagectl.errors import OperationFailed
 
 

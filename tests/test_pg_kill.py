@@ -98,7 +98,7 @@ def test_pg_dump_dies_with_a_killed_backup(pg_database, pg_target, write_config,
 
 
 def test_spawned_children_ask_for_sigkill_when_their_parent_dies():
-    from storagectl.backends.pg_tools import spawn
+    from storagectl.backends.postgres.tools import spawn
 
     script = ("import ctypes; v = ctypes.c_int(); ctypes.CDLL(None).prctl(2, ctypes.byref(v), 0, 0, 0); "
               "print(v.value)")
@@ -120,7 +120,7 @@ ROWS = 1_500_000  # enough that the load is still running when the poll sees it 
 
 def guards_held(admin_url: str, database) -> int:
     """Guards (advisory locks of running restores) on ``database`` or its staging databases."""
-    from storagectl.backends.pg_guard import GUARD_CLASS, guard_key
+    from storagectl.backends.postgres.guard import GUARD_CLASS, guard_key
 
     keys = [guard_key(name) for name in [database.name, *side_databases(admin_url, database)]]
     with psycopg.connect(admin_url, autocommit=True) as admin:
@@ -200,8 +200,8 @@ def test_a_live_restores_staging_database_is_never_taken_for_stale(pg_database, 
     """Its guard (an advisory lock held by the running restore's session) keeps it; once that
     session is gone, the next restore to the same target drops it and says so."""
     from storagectl.archive.api import RestoreOptions
-    from storagectl.backends.pg_guard import hold_guards
-    from storagectl.backends.pg_swap import side_name
+    from storagectl.backends.postgres.guard import hold_guards
+    from storagectl.backends.postgres.swap import side_name
     from tests.test_backup_postgres import backend_for, backup_to
 
     archive = backup_to(tmp_path / "b", pg_database)
@@ -228,7 +228,7 @@ def test_in_place_a_killed_restore_is_marked_and_a_rerun_finishes_it(pg_database
     and validates, and the database's own comment is back."""
     import uuid
 
-    from storagectl.backends.pg_target import MARKER
+    from storagectl.backends.postgres.target import MARKER
 
     role = f"stctl_owner_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(postgres_admin_url, autocommit=True) as admin:

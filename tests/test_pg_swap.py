@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from storagectl.archive.api import RestoreOptions
-from storagectl.backends.pg_swap import side_name
+from storagectl.backends.postgres.swap import side_name
 from tests.test_backup_postgres import backend_for, backup_to, schema_dump, table_contents
 
 OLD_CONTENTS = "CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (42)"
@@ -156,7 +156,7 @@ def test_a_role_that_cannot_create_databases_is_refused_before_any_work(source, 
         conn.execute(f"ALTER TABLE keep_me OWNER TO {role}")
     as_role = target.url.replace("postgres@", f"{role}@", 1)
     from storagectl.backends import open_backend
-    from storagectl.backends.postgres import PostgresSettings
+    from storagectl.backends.postgres.backend import PostgresSettings
     from storagectl.errors import ExitCode, PermissionDenied
 
     backend = open_backend("dst", PostgresSettings(kind="postgres", url=as_role))
@@ -194,7 +194,7 @@ def test_side_names_fit_postgres_name_limit():
 
 
 def properties(**changes):
-    from storagectl.backends.pg_swap import DatabaseProperties
+    from storagectl.backends.postgres.swap import DatabaseProperties
 
     base = dict(owner="app", encoding="UTF8", collate="en_US.UTF-8", ctype="en_US.UTF-8", locale_provider="c",
                 provider_locale=None, icu_rules=None, tablespace="pg_default", connection_limit=-1, comment=None,
@@ -208,7 +208,7 @@ def properties(**changes):
     (170002, "d.datlocprovider::text, d.datlocale, d.daticurules"),
 ])
 def test_locale_columns_follow_the_catalog_of_each_major_version(version, columns):
-    from storagectl.backends.pg_swap import locale_columns
+    from storagectl.backends.postgres.swap import locale_columns
 
     assert locale_columns(version) == columns
 
@@ -222,7 +222,7 @@ def test_locale_columns_follow_the_catalog_of_each_major_version(version, column
     ({"tablespace": "fast ssd"}, 'LOCALE_PROVIDER = libc TABLESPACE = "fast ssd"'),
 ])
 def test_create_statement_carries_locale_provider_and_a_non_default_tablespace(changes, ending):
-    from storagectl.backends.pg_swap import create_statement
+    from storagectl.backends.postgres.swap import create_statement
 
     create = create_statement(properties(**changes), "new")
     assert create.startswith('CREATE DATABASE "new" WITH TEMPLATE = template0 OWNER = "app" ENCODING = \'UTF8\'')
@@ -234,14 +234,14 @@ def test_create_statement_carries_locale_provider_and_a_non_default_tablespace(c
     ('"we ird",  "a""b" ,x', ["we ird", 'a"b', "x"]), ("Mixed", ["Mixed"]),
 ])
 def test_list_settings_split_like_postgres(stored, elements):
-    from storagectl.backends.pg_swap import split_guc_list
+    from storagectl.backends.postgres.swap import split_guc_list
 
     assert split_guc_list(stored) == elements
 
 
 @pytest.mark.parametrize("stored", ["public;alter role app superuser--", '"open', "a,", "a,,b"])
 def test_a_list_setting_postgres_would_reject_is_refused_not_pasted(stored):
-    from storagectl.backends.pg_swap import property_statements
+    from storagectl.backends.postgres.swap import property_statements
     from storagectl.errors import OperationFailed
 
     with pytest.raises(OperationFailed, match="cannot copy the database setting search_path"):
@@ -249,7 +249,7 @@ def test_a_list_setting_postgres_would_reject_is_refused_not_pasted(stored):
 
 
 def test_property_statements_write_every_value_as_a_literal_never_as_sql():
-    from storagectl.backends.pg_swap import property_statements
+    from storagectl.backends.postgres.swap import property_statements
 
     statements = property_statements(properties(
         settings=((None, 'search_path="$user", public'), ("app ro", "work_mem=64MB"), (None, "x.y=it's"),
@@ -286,7 +286,7 @@ def owner_role(role, source, target, postgres_admin_url):
 
 def as_role(database, role: str):
     from storagectl.backends import open_backend
-    from storagectl.backends.postgres import PostgresSettings
+    from storagectl.backends.postgres.backend import PostgresSettings
 
     return open_backend("dst", PostgresSettings(kind="postgres", url=database.url.replace("postgres@", f"{role}@")))
 
@@ -315,7 +315,7 @@ def test_sessions_the_role_may_not_terminate_stop_the_swap_with_permission_denie
 
 def test_a_missing_maintenance_database_is_named_before_any_work(source, target, postgres_admin_url, tmp_path):
     from storagectl.backends import open_backend
-    from storagectl.backends.postgres import PostgresSettings
+    from storagectl.backends.postgres.backend import PostgresSettings
     from storagectl.errors import NotFound
 
     archive = backup_over_old_contents(source, target, tmp_path)
@@ -449,7 +449,7 @@ def test_clients_that_keep_reconnecting_do_not_stop_the_swap(source, target, pos
 
 
 def test_swap_state_tells_swapped_from_not_swapped_and_ends_the_old_session(target, postgres_admin_url):
-    from storagectl.backends.pg_swap import swap_state
+    from storagectl.backends.postgres.swap import swap_state
 
     staged, old = side_name(target.name, "restore", "st"), side_name(target.name, "old", "st")
     backend = backend_for(target)
@@ -479,7 +479,7 @@ def test_a_client_back_before_the_rename_is_outwaited_by_blocking_connections(so
                                                                             tmp_path, monkeypatch):
     """Attempt 1: a client reconnects right after the terminate, so the rename finds the database in
     use; the last attempt stops new connections, swaps, and connections are allowed again."""
-    from storagectl.backends import pg_swap
+    from storagectl.backends.postgres import swap as pg_swap
 
     archive = backup_over_old_contents(source, target, tmp_path)
     real_terminate, calls, lingering = pg_swap._terminate_sessions, [], []
@@ -517,7 +517,7 @@ def lose_the_connection(admin_url, admin, databases):
 ])
 def test_a_failed_last_swap_attempt_allows_connections_again_and_keeps_the_old_contents(
         fault, message, source, target, postgres_admin_url, tmp_path, monkeypatch):
-    from storagectl.backends import pg_swap
+    from storagectl.backends.postgres import swap as pg_swap
     from storagectl.errors import OperationFailed
 
     archive = backup_over_old_contents(source, target, tmp_path)

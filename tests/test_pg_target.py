@@ -10,8 +10,8 @@ import psycopg
 import pytest
 
 from storagectl.archive.api import RestoreOptions
-from storagectl.backends.pg_schema import quote_literal
-from storagectl.backends.pg_target import MARKER
+from storagectl.backends.postgres.schema import quote_literal
+from storagectl.backends.postgres.target import MARKER
 from tests.test_backup_postgres import backend_for, backup_to, table_contents
 from tests.test_pg_swap import as_role, side_databases
 
@@ -90,7 +90,7 @@ def test_in_place_a_restore_cut_off_is_marked_and_a_rerun_of_that_backup_finishe
     kill -9 that tests/test_pg_kill.py does for real), the target keeps the marker naming the
     backup; another backup is refused, naming it; a rerun of the same one (or another with --yes)
     finishes and the database's own comment is back."""
-    from storagectl.backends import pg_archive
+    from storagectl.backends.postgres import archive as pg_archive
     from storagectl.errors import OperationFailed
 
     archive = backup_to(tmp_path / "b", pg_database)
@@ -122,7 +122,7 @@ def test_in_place_a_restore_cut_off_is_marked_and_a_rerun_of_that_backup_finishe
 
 def test_a_second_restore_into_a_target_being_restored_is_refused(pg_database, pg_target, postgres_admin_url,
                                                                    tmp_path):
-    from storagectl.backends.pg_guard import hold_guards
+    from storagectl.backends.postgres.guard import hold_guards
     from storagectl.errors import OperationFailed
 
     archive = backup_to(tmp_path / "b", pg_database)
@@ -140,7 +140,7 @@ def test_cli_a_target_holding_an_unfinished_restore_is_finished_by_that_backup_o
     """A marked target (as a killed in-place restore leaves it): restoring another backup is refused
     naming the unfinished one (exit 2); the same backup needs no --yes, and staged (superuser here)
     the database ends with its own comment and settings, not the marker."""
-    from storagectl.backends.pg_target import Marker
+    from storagectl.backends.postgres.target import Marker
 
     with pg_database.connect() as conn:
         conn.execute("CREATE TABLE items (id int); INSERT INTO items VALUES (1)")
@@ -176,8 +176,8 @@ def test_the_guard_of_a_running_restore_outlives_a_server_idle_session_timeout(p
     import time
 
     from storagectl.backends import open_backend
-    from storagectl.backends.pg_guard import guard_held
-    from storagectl.backends.postgres import PostgresSettings
+    from storagectl.backends.postgres.backend import PostgresSettings
+    from storagectl.backends.postgres.guard import guard_held
     from tests.conftest import fresh_pg_database
 
     archive = backup_to(tmp_path / "b", pg_database)

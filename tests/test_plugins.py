@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 
 from storagectl.backends.base import Backend
 from storagectl.config.models import BackendSettings
-from storagectl.diag import CheckSpec
+from storagectl.health import CheckSpec
 
 
 class EchoSettings(BackendSettings):

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from storagectl.archive.api import OwnershipOptions
-from storagectl.backends.pg_roles import filter_schema, roles_named
+from storagectl.backends.postgres.roles import filter_schema, roles_named
 
 
 @pytest.fixture

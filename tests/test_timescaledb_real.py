@@ -54,7 +54,7 @@ def test_restore_mode_is_entered_and_left_on_the_real_extension(timescale_db):
     """The TimescaleDB half of a restore (prepare_restore / finish_restore) on one connection. A whole
     backup cannot be taken of PGlite: pg_dump --snapshot needs a second session beside the one
     holding the snapshot, and PGlite serves one at a time (see the README)."""
-    from storagectl.backends import timescaledb
+    from storagectl.backends.postgres import timescaledb
 
     with timescale_db.connect() as conn:
         timescaledb.prepare_restore(conn, "2.23.0-dev")
@@ -67,7 +67,7 @@ def test_restore_mode_is_entered_and_left_on_the_real_extension(timescale_db):
 
 
 def test_restore_refuses_another_timescaledb_version_than_the_targets(timescale_db):
-    from storagectl.backends import timescaledb
+    from storagectl.backends.postgres import timescaledb
     from storagectl.errors import OperationFailed
 
     with timescale_db.connect() as conn, pytest.raises(

@@ -75,7 +75,7 @@ class BackupOptions:
 @dataclass(frozen=True)
 class OwnershipOptions:
     """``restore --no-owner / --no-privileges / --role NAME``, for kinds that set
-    ``restores_owners_and_privileges`` (PostgreSQL: :mod:`storagectl.backends.pg_roles`)."""
+    ``restores_owners_and_privileges`` (PostgreSQL: :mod:`storagectl.backends.postgres.roles`)."""
 
     owners: bool = True  # False: objects belong to the restoring role
     privileges: bool = True  # False: no GRANT/REVOKE, no default privileges

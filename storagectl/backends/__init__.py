@@ -17,7 +17,7 @@ ENTRY_POINT_GROUP = "storagectl.backends"
 
 BUILTIN_KINDS: dict[str, str] = {
     "postgres": "storagectl.backends.postgres:PostgresBackend",
-    "timescaledb": "storagectl.backends.timescaledb:TimescaleBackend",
+    "timescaledb": "storagectl.backends.postgres.timescaledb:TimescaleBackend",
     "sqlite": "storagectl.backends.sqlite:SQLiteBackend",
     "redis": "storagectl.backends.redis:RedisBackend",
     "neo4j": "storagectl.backends.neo4j:Neo4jBackend",

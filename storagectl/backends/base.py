@@ -10,13 +10,13 @@ from typing import Any, ClassVar
 
 from storagectl.archive.progress import Estimate
 from storagectl.config.models import BackendSettings, Threshold
-from storagectl.diag import Check, CheckSpec, Status, grade
 from storagectl.errors import (
     AuthenticationFailed,
     BackendUnavailable,
     OperationTimeout,
     StoragectlError,
 )
+from storagectl.health import Check, CheckSpec, Status, grade
 from storagectl.redact import redact_text
 from storagectl.retry import call_with_retry
 

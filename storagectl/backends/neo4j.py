@@ -11,8 +11,8 @@ from storagectl.backends.base import Backend, classify_connection_error
 from storagectl.config.models import BackendSettings, PasswordMixin
 from storagectl.config.types import ConfigPath
 from storagectl.config.urls import reject_query, require_host, split_url
-from storagectl.diag import Check, CheckSpec, Status
 from storagectl.errors import AuthenticationFailed, StoragectlError
+from storagectl.health import Check, CheckSpec, Status
 from storagectl.redact import redact_url
 
 NEO4J_CHECKS = {

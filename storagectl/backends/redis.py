@@ -20,7 +20,6 @@ from storagectl.backends.redis_topology import SLOTS, ClusterNode, ClusterTopolo
 from storagectl.config.models import BackendSettings, PasswordMixin
 from storagectl.config.types import Port
 from storagectl.config.urls import reject_query, split_url
-from storagectl.diag import Check, CheckSpec, Status
 from storagectl.errors import (
     AuthenticationFailed,
     BackendUnavailable,
@@ -30,6 +29,7 @@ from storagectl.errors import (
     UsageError,
     raise_with_state,
 )
+from storagectl.health import Check, CheckSpec, Status
 from storagectl.redact import redact_url
 from storagectl.units import human_bytes
 

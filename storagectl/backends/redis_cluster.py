@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from storagectl import interrupts
 from storagectl.archive.api import ContentSummary, RestoreOutcome, record_summary
 from storagectl.archive.progress import Estimate
 from storagectl.backends.redis import (
@@ -44,8 +45,8 @@ from storagectl.backends.redis_topology import (
     key_slot,
     read_topology,
 )
-from storagectl.diag import Check, Status
 from storagectl.errors import BackendUnavailable, OperationFailed, StoragectlError, UsageError
+from storagectl.health import Check, Status
 from storagectl.redact import redact_url
 from storagectl.units import human_bytes
 
@@ -319,7 +320,7 @@ class RedisClusterBackend(RedisBackend):
         finally:
             for inbox in inboxes.values():
                 inbox.put(None)
-            writers.join()
+            interrupts.join(writers)
         loaded = self._values("restore", results[0])
         return loaded[0].merge_all(loaded[1:]) if loaded else LoadedKeys(0)
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
+from storagectl import interrupts
+
 SLOTS = 16384
 T = TypeVar("T")
 
@@ -157,7 +159,7 @@ def fan_out(nodes: Sequence[ClusterNode], visit: Callable[[ClusterNode], T], con
         return []
     pool = ThreadPoolExecutor(max(1, min(concurrency, len(nodes))), thread_name_prefix="redis-node")
     try:
-        return list(pool.map(run, nodes))
+        return interrupts.map_results(pool, run, nodes)
     finally:  # on Ctrl-C the visits not yet started are dropped
         pool.shutdown(wait=True, cancel_futures=True)
 

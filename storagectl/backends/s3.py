@@ -6,8 +6,8 @@ from typing import Any, ClassVar, Literal
 
 from storagectl.backends.base import Backend
 from storagectl.config.models import BackendSettings
-from storagectl.diag import Check, CheckSpec, Status
 from storagectl.errors import StoragectlError
+from storagectl.health import Check, CheckSpec, Status
 from storagectl.redact import redact_url
 from storagectl.s3client import S3ConnectionSettings, make_s3_client, translate_s3_error
 

@@ -12,14 +12,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from storagectl import interrupts
 from storagectl.archive.api import ContentSummary, RestoreOutcome, record_summary
 from storagectl.archive.progress import Estimate
 from storagectl.backends.base import Backend
 from storagectl.config.models import BackendSettings
 from storagectl.config.types import ConfigPath
-from storagectl.diag import Check, CheckSpec, Status
 from storagectl.errors import IntegrityError, NotFound, OperationFailed, PermissionDenied, StoragectlError, UsageError
 from storagectl.fsutil import fsync_directory, take_over_file_identity
+from storagectl.health import Check, CheckSpec, Status
 from storagectl.units import human_bytes
 
 SQLITE_CHECKS = {
@@ -126,7 +127,7 @@ class SQLiteBackend(Backend):
                     while chunk := stream.read(COPY_CHUNK):
                         digest.update(chunk)  # C speed, GIL released: the file proves every row at once
                         sink.write(chunk)
-                    summary = counted.result()
+                    summary = interrupts.result(counted)
                     sink.counts = {"rows": sum(summary.counts.values()), "tables": len(summary.counts)}
             summary.checksums[FILE_UNIT] = f"sha256:{digest.hexdigest()}"
             record_summary(archive, summary)

@@ -9,6 +9,7 @@ from dataclasses import replace as replace_options
 from pathlib import Path
 from typing import Any
 
+from storagectl import interrupts
 from storagectl.archive.api import ContentSummary, OwnershipOptions, RestoreOptions, RestoreOutcome, recorded_summary
 from storagectl.archive.keys import load_identities
 from storagectl.archive.progress import ProgressCallback, no_progress
@@ -95,7 +96,7 @@ def verify_archive(archive: StoredArchive, found: FoundBackup, parallel: int = 1
 
     pool = ThreadPoolExecutor(max(1, parallel))
     try:
-        return VerifyReport(found, list(pool.map(check, archive.manifest.objects)))
+        return VerifyReport(found, interrupts.map_results(pool, check, archive.manifest.objects))
     finally:  # on Ctrl-C/SIGTERM the objects not yet started are dropped, not read to the end
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -32,6 +32,14 @@ BackendOption = Annotated[str | None, typer.Option(
     autocompletion=complete.backend_names,
 )]
 AllOption = Annotated[bool, typer.Option("--all", help="Every backend with migrations:, in config order.")]
+def _add_data_group() -> None:
+    from storagectl.cli import migrate_data_cmd
+
+    app.add_typer(migrate_data_cmd.app, name="data")
+
+
+_add_data_group()
+
 LockTimeoutOption = Annotated[float, typer.Option(
     "--lock-timeout", min=0, metavar="SECONDS",
     help="Seconds to wait for another migration run to finish before giving up (exit 7).",

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO, Literal
 
 from pydantic import Field
 
+from storagectl import interrupts
 from storagectl.config.models import DestinationSettings, TimeoutSettings
 from storagectl.config.types import ByteSize
 from storagectl.destinations.base import StoredObject, UnfinishedUpload, check_key
@@ -248,7 +249,7 @@ class MultipartUpload:
         if self.buffer:
             self._submit(bytes(self.buffer))
             self.buffer = bytearray()
-        parts = [future.result() for future in self.parts]
+        parts = [interrupts.result(future) for future in self.parts]
         self._client.complete_multipart_upload(Bucket=bucket, Key=self.key, UploadId=self.upload_id,
                                                MultipartUpload={"Parts": parts})
         self._shutdown()

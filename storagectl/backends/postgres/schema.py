@@ -225,7 +225,7 @@ def set_sequences(conn: Any, sequences: list[dict[str, Any]]) -> None:
 
 
 def server_facts(conn: Any) -> dict[str, Any]:
-    from storagectl.backends.postgres import timescaledb_version
+    from storagectl.backends.postgres.backend import timescaledb_version
 
     version, version_num, encoding = conn.execute(
         "SELECT current_setting('server_version'), current_setting('server_version_num')::int, "
@@ -286,7 +286,7 @@ def user_objects(conn: Any) -> list[str]:
 def drop_user_objects(conn: Any, keep_extensions: Iterable[str] = ()) -> None:
     """Drop extensions (but ``keep_extensions``), user schemas and what the public schema holds;
     keeps public itself (its owner and privileges are the database's defaults, which a dump does
-    not recreate). Large objects are unlinked apart, in batches (``pg_largeobjects.unlink_all``)."""
+    not recreate). Large objects are unlinked apart, in batches (``largeobjects.unlink_all``)."""
     for name in sorted(extension_names(conn) - set(keep_extensions)):
         conn.execute(f"DROP EXTENSION IF EXISTS {quote_ident(name)} CASCADE")
     for sql in (SCHEMA_DROPS_SQL, PUBLIC_DROPS_SQL):

@@ -3,12 +3,12 @@
 Backup: one REPEATABLE READ transaction exports a snapshot; ``pg_dump --snapshot`` writes the
 schema (pre-data and post-data sections, plain SQL) and worker connections that imported the same
 snapshot stream every table with ``COPY ... TO STDOUT``, largest first, in parallel: tables holding
-bytea in binary format where every column type allows it (:func:`pg_schema.binary_copy_tables`),
+bytea in binary format where every column type allows it (:func:`.schema.binary_copy_tables`),
 the others in text.
 A table is stored in parts of about ``PART_BYTES`` of COPY data; the manifest metadata records per
 table its COPY format, parts, row count and content checksum
-(:func:`~storagectl.backends.pg_copy.row_checksum`), and every sequence's ``last_value``/``is_called``.
-Large objects are read by one more worker (:mod:`pg_largeobjects`; pg_dump leaves them out).
+(:func:`~storagectl.backends.postgres.copy.row_checksum`), and every sequence's ``last_value``/``is_called``.
+Large objects are read by one more worker (:mod:`~storagectl.backends.postgres.largeobjects`; pg_dump leaves them out).
 
 Restore into an empty database: pre-data in one transaction, then the large objects (created with
 their OIDs, owners, ACLs and comments, in batches) and ``COPY ... FROM STDIN`` of every part in
@@ -17,7 +17,7 @@ are in, sequences, then the rest of post-data (foreign keys, triggers, and pg_du
 MATERIALIZED VIEW`` in dependency order). If any step after pre-data fails, everything the restore
 created is dropped again: the target is left empty. Over a non-empty database (``replace_existing``)
 the same restore goes into a new database that is swapped in only when complete
-(:mod:`storagectl.backends.pg_swap`).
+(:mod:`storagectl.backends.postgres.swap`).
 """
 
 from __future__ import annotations
@@ -41,8 +41,10 @@ from storagectl.archive.api import (
     record_summary,
 )
 from storagectl.archive.pipe import BackgroundWriter
-from storagectl.backends import pg_largeobjects, pg_roles, pg_schema
-from storagectl.backends.pg_copy import (
+from storagectl.backends.postgres import largeobjects as pg_largeobjects
+from storagectl.backends.postgres import roles as pg_roles
+from storagectl.backends.postgres import schema as pg_schema
+from storagectl.backends.postgres.copy import (
     BINARY_HEADER,
     BINARY_TRAILER,
     CopyOut,
@@ -50,13 +52,13 @@ from storagectl.backends.pg_copy import (
     checksum_format,
     row_checksum,
 )
-from storagectl.backends.pg_jobs import Job, run_jobs
-from storagectl.backends.pg_largeobjects import LargeObjectLoad, LargeObjects
-from storagectl.backends.pg_tools import IndexBuild, PgDump, PostData, connection_env, split_post_data
+from storagectl.backends.postgres.jobs import Job, run_jobs
+from storagectl.backends.postgres.largeobjects import LargeObjectLoad, LargeObjects
+from storagectl.backends.postgres.tools import IndexBuild, PgDump, PostData, connection_env, split_post_data
 from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, UsageError, raise_with_state
 
 if TYPE_CHECKING:
-    from storagectl.backends.postgres import PostgresBackend
+    from storagectl.backends.postgres.backend import PostgresBackend
 
 # 4: format 3 plus large objects, written only for a database that has some (so that older versions,
 # which refuse format 4 by its number, still restore every backup without them); 3: a COPY format
@@ -66,7 +68,7 @@ FORMAT_WITHOUT_LARGE_OBJECTS = 3
 READABLE_FORMATS = (2, 3, 4)
 READ_BYTES = 1 << 20
 PART_BYTES = 64 << 20  # raw COPY data per archive object; larger tables are stored in parts
-# Text tables from this size on (on disk) are read through psql (pg_copy.PsqlCopyOut): starting it
+# Text tables from this size on (on disk) are read through psql (copy.PsqlCopyOut): starting it
 # costs ~30 ms, which libpq's per-row reading of a smaller table does not reach.
 PSQL_MIN_BYTES = 16 << 20
 PRE_DATA = "schema/pre-data.sql"
@@ -90,7 +92,7 @@ class TableCopy:
     name: str
     objects: list[str]  # the table's parts, in COPY order
     rows: int
-    checksum: str  # pg_copy.row_checksum
+    checksum: str  # copy.row_checksum
     copy_format: str = "text"  # "binary" or "text" (format 2 archives: always text)
 
     @property
@@ -189,7 +191,7 @@ def _copy_tables_out(backend: PostgresBackend, holder: Any, snapshot: str, table
 def tables_to_copy(conn: Any) -> list[pg_schema.Table]:
     """The tables a backup copies, each marked with its COPY format. TimescaleDB databases stay
     with text: Timescale documents restoring them through pg_restore, which copies text."""
-    from storagectl.backends.postgres import timescaledb_version
+    from storagectl.backends.postgres.backend import timescaledb_version
 
     return pg_schema.list_tables(conn, binary=not timescaledb_version(conn))
 
@@ -438,7 +440,7 @@ def expected_summary(metadata: dict[str, Any]) -> ContentSummary:
 
 
 def is_empty(backend: PostgresBackend) -> bool:
-    """No user objects (relations, routines, types, schemas; see :func:`pg_schema.user_objects`)."""
+    """No user objects (relations, routines, types, schemas; see :func:`.schema.user_objects`)."""
     with backend.connect() as conn:
         return not pg_schema.user_objects(conn)
 
@@ -446,8 +448,8 @@ def is_empty(backend: PostgresBackend) -> bool:
 # -- restore ------------------------------------------------------------------------------------------
 def restore(backend: PostgresBackend, archive: ArchiveReader, options: RestoreOptions) -> RestoreOutcome:
     """Staged beside the target and renamed in where the role may, else in place into an empty
-    target under a marker (:mod:`pg_target`)."""
-    from storagectl.backends import pg_target
+    target under a marker (:mod:`~storagectl.backends.postgres.target`)."""
+    from storagectl.backends.postgres import target as pg_target
 
     copies = tables_of(archive)
     pg_largeobjects.recorded(archive)  # checked before the target is touched
@@ -461,7 +463,7 @@ def _restore_into(backend: PostgresBackend, archive: ArchiveReader, copies: list
                   options: RestoreOptions, *, undo: bool) -> None:
     """Pre-data, data, sequences, post-data into an empty database. With ``undo`` a failure after
     pre-data drops what the restore created again (the target is left empty)."""
-    from storagectl.backends import timescaledb
+    from storagectl.backends.postgres import timescaledb
 
     ownership = options.ownership
     pre_data, post_data = _schema_sql(archive, PRE_DATA, ownership), _schema_sql(archive, POST_DATA, ownership)
@@ -528,7 +530,7 @@ def _annotate_failure(state: str) -> Iterator[None]:
 def _try_empty(conn: Any, timescale: str | None, keep_extensions: set[str]) -> bool:
     import psycopg
 
-    from storagectl.backends import timescaledb
+    from storagectl.backends.postgres import timescaledb
 
     try:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:

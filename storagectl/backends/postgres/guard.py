@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from storagectl.errors import OperationFailed
 
 if TYPE_CHECKING:
-    from storagectl.backends.postgres import PostgresBackend
+    from storagectl.backends.postgres.backend import PostgresBackend
 
 GUARD_CLASS = 0x5354  # first key of storagectl's advisory locks ("ST"); the second is a hash of a database name
 

@@ -11,7 +11,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from storagectl.backends.pg_tools import kill_spawned
+from storagectl import interrupts
+from storagectl.backends.postgres.tools import kill_spawned
 from storagectl.errors import BackendUnavailable, Interrupted, StoragectlError
 
 log = logging.getLogger(__name__)
@@ -113,17 +114,18 @@ def run_jobs(jobs: list[Any], workers: int, open_connection: Callable[[], Any], 
             board.stop()
 
     threads = [threading.Thread(target=worker, args=(i,), name=f"pg-worker-{i}") for i in range(workers)]
-    for thread in threads:
-        thread.start()
-    try:
+    try:  # a signal can land while the first workers already run and the others start
         for thread in threads:
-            thread.join()
+            thread.start()
+        for thread in threads:
+            interrupts.join(thread)
     except BaseException:  # Ctrl-C/SIGTERM lands here, in the main thread: no new jobs, the running
         board.stop()  # statements cancelled (a COPY of a big table could run for hours), and the
         busy.cancel_all()  # workers joined before the caller cleans up behind them
         kill_spawned()  # the psql readers of big tables run their COPY in sessions of their own
         for thread in threads:
-            thread.join()
+            if thread.ident is not None:  # started
+                interrupts.join(thread)
         raise
     if failures:
         raise _most_telling(failures)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from storagectl.backends.postgres import PostgresBackend, timescaledb_version
-from storagectl.diag import Check, Status
+from storagectl.backends.postgres.backend import PostgresBackend, timescaledb_version
+from storagectl.health import Check, Status
 
 
 class TimescaleBackend(PostgresBackend):

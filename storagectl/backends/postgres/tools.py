@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from storagectl.errors import OperationFailed, ToolMissing
 
 if TYPE_CHECKING:
-    from storagectl.backends.postgres import PostgresBackend
+    from storagectl.backends.postgres.backend import PostgresBackend
 
 CHUNK_BYTES = 1 << 16
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -77,7 +77,7 @@ class PgDump:
 
     @property
     def no_large_objects(self) -> str:
-        """Large objects are backed up apart (pg_largeobjects), never also by the schema sections;
+        """Large objects are backed up apart (largeobjects.py), never also by the schema sections;
         pg_dump 16 renamed the option (the old name still works, deprecated)."""
         return "--no-large-objects" if self.major >= 16 else "--no-blobs"
 

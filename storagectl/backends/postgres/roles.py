@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 from storagectl.archive.api import OwnershipOptions
-from storagectl.backends.pg_tools import ENTRY_HEADER
+from storagectl.backends.postgres.tools import ENTRY_HEADER
 
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _OWNER_LINE = re.compile(rf"^ALTER [A-Z ]+ .+ OWNER TO (?P<role>{_IDENT});[ \t]*$", re.MULTILINE)

@@ -204,7 +204,7 @@ class PsqlCopyOut:
         self.crc32_sum = 0
 
     def __iter__(self) -> Iterator[bytes]:
-        from storagectl.backends.pg_tools import spawn
+        from storagectl.backends.postgres.tools import spawn
 
         # stderr to a file: a pipe nobody drains would block psql after 64 KiB of messages
         with tempfile.TemporaryFile() as stderr, spawn(self.command, stdout=subprocess.PIPE, stderr=stderr,

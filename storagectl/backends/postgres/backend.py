@@ -1,4 +1,4 @@
-"""PostgreSQL backend (psycopg 3). TimescaleDB builds on it in :mod:`timescaledb`."""
+"""PostgreSQL backend (psycopg 3). TimescaleDB builds on it in :mod:`~storagectl.backends.postgres.timescaledb`."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from storagectl.backends.base import Backend, classify_connection_error
 from storagectl.config.models import BackendSettings, PasswordMixin
 from storagectl.config.types import ConfigPath, Port
 from storagectl.config.urls import check_port_text, check_scheme
-from storagectl.diag import Check, CheckSpec
 from storagectl.errors import AuthenticationFailed, NotFound, StoragectlError
+from storagectl.health import Check, CheckSpec
 from storagectl.redact import redact_text, redact_url
 from storagectl.units import human_bytes
 
@@ -277,57 +277,57 @@ class PostgresBackend(Backend):
             return []
         return [self.info("timescaledb", version)]
 
-    # -- backup and restore (BackupCapable; the engine is storagectl.backends.pg_archive) ----------
+    # -- backup and restore (BackupCapable; the engine is storagectl.backends.postgres.archive) ----------
     archive_family = "postgres"  # timescaledb backends read and write the same archives
     replace_method = ("restored into a new database beside it, swapped in when complete (sessions still on "
                       "the database are disconnected then); a failed restore leaves the target as it was; "
                       "needs CREATEDB")
-    # Every restore is staged like a replacement where the role may create databases (pg_target).
+    # Every restore is staged like a replacement where the role may create databases (target.py).
 
     def backup_estimate(self, connection: Any) -> Estimate:
-        from storagectl.backends import pg_schema
+        from storagectl.backends.postgres import schema as pg_schema
 
         tables, size = pg_schema.backup_estimate(connection)
         return Estimate(size, tables + 2)  # + the pre-data and post-data schema objects
 
     def backup(self, archive: ArchiveWriter, options: BackupOptions) -> None:
-        from storagectl.backends import pg_archive
+        from storagectl.backends.postgres import archive as pg_archive
 
         pg_archive.backup(self, archive, options)
 
     def restore(self, archive: ArchiveReader, options: RestoreOptions) -> RestoreOutcome:
-        from storagectl.backends import pg_archive
+        from storagectl.backends.postgres import archive as pg_archive
 
         return pg_archive.restore(self, archive, options)
 
     def stages_replacement(self, metadata: dict[str, Any]) -> bool:
-        return True  # pg_swap: a new database beside the target
+        return True  # swap.py: a new database beside the target
 
     restores_owners_and_privileges = True
 
     def restore_preview(self, archive: ArchiveReader, options: RestoreOptions) -> dict[str, Any]:
-        from storagectl.backends import pg_archive
+        from storagectl.backends.postgres import archive as pg_archive
 
         return pg_archive.roles_preview(self, archive, options)
 
     def check_replace(self) -> None:
-        from storagectl.backends import pg_swap
+        from storagectl.backends.postgres import swap as pg_swap
 
         pg_swap.check_replace(self)
 
     def is_empty(self) -> bool:
-        from storagectl.backends import pg_archive
+        from storagectl.backends.postgres import archive as pg_archive
 
         return pg_archive.is_empty(self)
 
     def unfinished_restore(self) -> str | None:
-        from storagectl.backends import pg_target
+        from storagectl.backends.postgres import target as pg_target
 
         marker = pg_target.read_state(self).unfinished
         return marker.backup if marker else None
 
     def content_summary(self, like: ContentSummary | None = None) -> ContentSummary:
-        from storagectl.backends import pg_archive
+        from storagectl.backends.postgres import archive as pg_archive
 
         return pg_archive.content_summary(self, like)
 

@@ -2,7 +2,7 @@
 included -- leaves the target either as it was or complete.
 
 Where the role may create databases, every restore, into an empty target too, is loaded beside
-the target and renamed in (:mod:`pg_swap`). Where it may not, an empty target is restored in
+the target and renamed in (:mod:`~storagectl.backends.postgres.swap`). Where it may not, an empty target is restored in
 place under a marker: the database's comment names the backup and keeps what the target held
 before (comment, database-level settings, extensions). A rerun of the same backup then knows the
 partial contents for what they are, discards them and restores again; a failure that empties the
@@ -22,18 +22,20 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from storagectl.archive.api import RestoreOptions, RestoreOutcome
-from storagectl.backends import pg_guard, pg_schema, pg_swap
-from storagectl.backends.pg_schema import quote_ident, quote_literal
+from storagectl.backends.postgres import guard as pg_guard
+from storagectl.backends.postgres import schema as pg_schema
+from storagectl.backends.postgres import swap as pg_swap
+from storagectl.backends.postgres.schema import quote_ident, quote_literal
 from storagectl.errors import NotFound, OperationFailed, PermissionDenied, raise_with_state
 
 if TYPE_CHECKING:
-    from storagectl.backends.postgres import PostgresBackend
+    from storagectl.backends.postgres.backend import PostgresBackend
 
 log = logging.getLogger(__name__)
 
 MARKER = "storagectl: unfinished restore of backup "
 # load(into, options, undo): pre-data, data, post-data into an empty database; with undo a failure
-# after pre-data empties it again (pg_archive._restore_into)
+# after pre-data empties it again (archive._restore_into)
 Load = Callable[["PostgresBackend", RestoreOptions, bool], None]
 
 

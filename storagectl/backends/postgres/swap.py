@@ -29,12 +29,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from storagectl.backends.pg_guard import guard_held, hold_guards
-from storagectl.backends.pg_schema import quote_ident, quote_literal
+from storagectl.backends.postgres.guard import guard_held, hold_guards
+from storagectl.backends.postgres.schema import quote_ident, quote_literal
 from storagectl.errors import OperationFailed, PermissionDenied, StoragectlError, raise_with_state
 
 if TYPE_CHECKING:
-    from storagectl.backends.postgres import PostgresBackend
+    from storagectl.backends.postgres.backend import PostgresBackend
 
 log = logging.getLogger(__name__)
 

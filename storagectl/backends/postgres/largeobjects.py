@@ -16,7 +16,7 @@ Archive objects, only when the database has large objects:
   (the owner's privileges only), else ``[[privilege, grantee or null for PUBLIC, grantable], ...]``.
 - ``large-objects/data.NNNN.lo``: :data:`RECORDS_MAGIC`, then records of :data:`RECORD` (OID,
   offset, length) and that many bytes of content, each object's chunks in order; empty objects have
-  no records. A new part starts after ``pg_archive.PART_BYTES``.
+  no records. A new part starts after ``archive.PART_BYTES``.
 
 The content checksum (:class:`ContentChecksum`) is a per-object sum, independent of order.
 """
@@ -32,7 +32,7 @@ from itertools import islice
 from typing import Any, BinaryIO
 
 from storagectl.archive.api import ArchiveReader, OwnershipOptions, read_exact
-from storagectl.backends.pg_jobs import Job
+from storagectl.backends.postgres.jobs import Job
 from storagectl.errors import IntegrityError
 
 UNIT = "large objects"  # the content-summary unit (table units are always quoted: no clash)
