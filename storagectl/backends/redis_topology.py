@@ -229,7 +229,7 @@ def fan_in(nodes: Sequence[ClusterNode], produce: Callable[[ClusterNode, Callabl
     worker = threading.Thread(target=visit_all, name="redis-fan-in", daemon=True)
     worker.start()
     try:
-        while (entry := items.get()) is not None:
+        while (entry := _get(items)) is not None:
             is_item, item = entry
             if not is_item:
                 raise item
@@ -239,6 +239,16 @@ def fan_in(nodes: Sequence[ClusterNode], produce: Callable[[ClusterNode, Callabl
         while worker.is_alive():  # unblock producers waiting on a full queue
             with contextlib.suppress(queue.Empty):
                 items.get(timeout=0.05)
+
+
+def _get(items: queue.Queue[Any]) -> Any:
+    """The next entry, waited for in slices: Ctrl-C taken by a producer thread still ends the wait
+    (see :mod:`storagectl.interrupts`)."""
+    while True:
+        try:
+            return items.get(timeout=interrupts.SLICE)
+        except queue.Empty:
+            continue
 
 
 def scan_primaries(topology: ClusterTopology, connect: Callable[[ClusterNode], Any], *,
