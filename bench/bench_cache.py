@@ -13,7 +13,7 @@
 Starts its own redis-server (from PATH, `--enable-debug-command yes` so DEBUG POPULATE can load the keys
 fast) on a free loopback port in a temp dir, never the shared 6379. Run it under `flock /tmp/bench.lock`
 on a shared machine; it prints the load average. Usage:
-python bench/bench_cache.py [--keys 2000000] [--rounds 3] [--rate 20000 50000 100000]
+python bench/bench_cache.py [--keys 2000000] [--rounds 3] [--rate 20000 50000 100000] [--rate-only]
 """
 
 from __future__ import annotations
@@ -111,10 +111,22 @@ def runs(values: list[float], unit: str = "s", scale: float = 1.0, digits: int =
     return ", ".join(f"{v * scale:.{digits}f}" for v in values) + f" {unit}"
 
 
+def rate_runs(rate_db, config: Path, rates: list[int]) -> None:
+    """In db 1, where every key matches: each run is bound by the rate, not by scanning past other keys."""
+    for rate in rates:
+        populate(rate_db, "rate", rate * 3)
+        _, summary = storagectl(config, "-o", "json", "cache", "invalidate", "--pattern", "rate:*", "--yes",
+                                "--rate", str(rate), "-b", "rates")
+        achieved = summary["deleted"] / summary["duration"]
+        print(f"--rate {rate:,}: {summary['deleted']:,} keys in {summary['duration']:.2f} s = "
+              f"{achieved:,.0f} keys/s, {achieved / rate - 1:+.1%} of the asked rate (target within 10%)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keys", type=int, default=2_000_000, help="keys in all; half of them match")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rate-only", action="store_true", help="only the --rate runs")
     parser.add_argument("--rate", type=int, nargs="+", default=[20_000, 50_000, 100_000],
                         help="the --rate asked in the rate runs (one run each)")
     args = parser.parse_args()
@@ -131,6 +143,9 @@ def main() -> None:
             config = work / "storagectl.yaml"
             config.write_text(f"version: 1\nbackends:\n  bench: {{kind: redis, url: 'redis://127.0.0.1:{port}/0'}}\n"
                               f"  rates: {{kind: redis, url: 'redis://127.0.0.1:{port}/1'}}\n")
+            if args.rate_only:
+                rate_runs(redis.Redis(port=port, db=1), config, args.rate)
+                return
             populate(client, "keep", half)
             client.config_set("latency-monitor-threshold", 1)  # the server's own view of its stalls
             with LatencyProbe(port) as idle:
@@ -168,15 +183,7 @@ def main() -> None:
             print("server side, LATENCY LATEST per round (events of 1 ms or more during the invalidation, max ms): "
                   + "; ".join(", ".join(f"{name} {ms}" for name, ms in round_.items()) or "none" for round_ in stalls))
 
-            # In db 1, where every key matches: the run is bound by the rate, not by scanning past other keys.
-            rate_db = redis.Redis(port=port, db=1)
-            for rate in args.rate:
-                populate(rate_db, "rate", rate * 3)
-                _, summary = storagectl(config, "-o", "json", "cache", "invalidate", "--pattern", "rate:*", "--yes",
-                                        "--rate", str(rate), "-b", "rates")
-                achieved = summary["deleted"] / summary["duration"]
-                print(f"--rate {rate:,}: {summary['deleted']:,} keys in {summary['duration']:.2f} s = "
-                      f"{achieved:,.0f} keys/s, {achieved / rate - 1:+.1%} of the asked rate (target within 10%)")
+            rate_runs(redis.Redis(port=port, db=1), config, args.rate)
 
             scans, cli_scans = [], []
             for _ in range(args.rounds):

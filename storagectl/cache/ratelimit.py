@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 
 class TokenBucket:
-    """``rate`` tokens a second, at most ``burst`` saved up (default: a tenth of a second's worth).
+    """``rate`` tokens a second, at most ``burst`` saved up while idle (default: a tenth of a second's worth).
     :meth:`take` may overdraw: the caller then sleeps until the debt is paid, so over any period the
     tokens taken stay within ``burst + rate * seconds``. Clock and sleep are injected for tests."""
 
@@ -19,7 +19,7 @@ class TokenBucket:
         self.rate = rate
         self.capacity = burst if burst is not None else max(1.0, rate / 10)
         self.clock, self.sleep = clock, sleep
-        self._tokens = self.capacity
+        self._tokens = 0.0  # no burst at the start: a run of a few seconds would overshoot by its share
         self._stamp = clock()
         self._lock = threading.Lock()
 
