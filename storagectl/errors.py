@@ -108,6 +108,12 @@ class OperationFailed(StoragectlError):
     exit_code = ExitCode.FAILURE
 
 
+class WrongType(StoragectlError):
+    """A Redis key holds another type than the command asked for."""
+
+    exit_code = ExitCode.FAILURE
+
+
 class ToolMissing(StoragectlError):
     """An external client tool (pg_dump, ...) that an operation needs is not installed."""
 

@@ -422,3 +422,15 @@ def own_redis_cluster():
     if isinstance(missing, str):
         service_unavailable("redis", missing)
     return running_cluster
+
+
+@pytest.fixture
+def own_redis():
+    """A standalone redis-server of the test's own (INFO counters, CONFIG SET: nobody else's), stopped by pid."""
+    from tests.redis_cluster import cluster_binaries, running_server
+
+    missing = cluster_binaries()
+    if isinstance(missing, str):
+        service_unavailable("redis", missing)
+    with running_server() as server:
+        yield server

@@ -26,6 +26,7 @@ class ProgressEvent:
     total: int | None = None  # bytes expected, when known ("plan": of the whole phase, maybe an estimate)
     stored: int | None = None  # stored bytes, on "finish" of a backup object
     objects: int | None = None  # on "plan": objects expected, when known
+    unit: str = "bytes"  # what done/total count, set by "plan" ("keys" for cache invalidate)
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
@@ -69,6 +70,7 @@ class PhaseView:
     live: list[LiveObject]
     more_live: int  # live objects not in ``live``
     complete: bool
+    unit: str = "bytes"
 
 
 @dataclass
@@ -81,6 +83,7 @@ class _Phase:
     finished_bytes: int = 0
     active: dict[str, LiveObject] = field(default_factory=dict)
     ended: float | None = None
+    unit: str = "bytes"
 
     def apply(self, event: ProgressEvent) -> None:
         if event.stage == "finish":
@@ -101,7 +104,7 @@ class _Phase:
         expected = max(self.expected, self.finished + len(self.active)) if self.expected is not None else None
         live = list(self.active.values())
         return PhaseView(self.action, done, total, fraction, rate, eta, elapsed, self.finished, expected,
-                         live[:MAX_LIVE], max(0, len(live) - MAX_LIVE), self.ended is not None)
+                         live[:MAX_LIVE], max(0, len(live) - MAX_LIVE), self.ended is not None, self.unit)
 
     def _fraction(self, done: int, total: int | None) -> float | None:
         if self.ended is not None:
@@ -126,7 +129,7 @@ class ProgressModel:
         with self._lock:
             phase = self._phase_for(event)
             if event.stage == "plan":
-                phase.total, phase.expected = event.total, event.objects
+                phase.total, phase.expected, phase.unit = event.total, event.objects, event.unit
             else:
                 phase.apply(event)
 

@@ -25,6 +25,7 @@ from storagectl.archive.api import (
 from storagectl.archive.progress import Estimate
 from storagectl.backends.base import Backend, classify_connection_error
 from storagectl.backends.redis_selection import KeySelection, count_matching, delete_matching, holds_any
+from storagectl.backends.redis_topology import SLOTS, ClusterNode, ClusterTopology
 from storagectl.config.models import BackendSettings, PasswordMixin
 from storagectl.config.types import Port
 from storagectl.config.urls import reject_query, split_url
@@ -345,6 +346,31 @@ class RedisBackend(Backend):
         failed = rdb != "ok" or aof not in ("ok", "off")
         return Check("persistence", Status.CRITICAL if failed else Status.OK, {"rdb": rdb, "aof": aof},
                      f"rdb {rdb}, aof {aof}", "last background save or AOF write failed" if failed else "")
+
+    # -- cache commands (storagectl.cache): the same calls on one server and on a cluster ----------
+    def cache_topology(self, what: str) -> ClusterTopology:
+        """The primaries ``cache`` visits: here the one server, as a single node serving every slot."""
+        node = ClusterNode("standalone", self.settings.host, self.settings.port, frozenset({"master"}), None,
+                           "connected", ((0, SLOTS - 1),))
+        return ClusterTopology((node,), self.endpoint())
+
+    def node_client(self, node: ClusterNode, single_connection_client: bool = False) -> Any:
+        return self.client(single_connection_client=single_connection_client)
+
+    def owned_keys(self, topology: ClusterTopology, node: ClusterNode) -> KeyFilter | None:
+        """The filter that keeps a node's keys of slots it owns (None: every key is the node's own)."""
+        return None
+
+    def node_error(self, what: str, node: ClusterNode, exc: Exception) -> Exception:
+        """A driver error met on ``node`` as one of our errors."""
+        import redis
+
+        if not isinstance(exc, redis.RedisError):
+            return exc
+        if isinstance(exc, redis.ResponseError):
+            return OperationFailed(f"{self.label}: {what} failed: {self.error_line(exc)}")
+        return BackendUnavailable(f"{self.label}: {what} failed, connection lost: {self.error_line(exc)}",
+                                  hint=f"Try: storagectl diag --backend {self.name}")
 
     # -- backup / restore (storagectl.archive.api.BackupCapable) -----------------------------
     # Each db is one object of records (see docs/FORMAT.md). Per SCAN batch one MULTI runs TIME, then

@@ -276,6 +276,16 @@ class RedisClusterBackend(RedisBackend):
              "keys": count, "object": names[node.node_id]} for node, count in zip(primaries, counts, strict=True)]})
         record_summary(archive, ContentSummary(counts={"keys": sum(counts)}))
 
+    def cache_topology(self, what: str) -> ClusterTopology:
+        """Every primary, refused when a slot is unserved, its primary failing or moving."""
+        return self._stable_topology(what)
+
+    def owned_keys(self, topology: ClusterTopology, node: ClusterNode) -> SlotOwnership:
+        return SlotOwnership(topology, node)
+
+    def node_error(self, what: str, node: ClusterNode, exc: Exception) -> Exception:
+        return self._node_error(what, node, exc)
+
     def _stable_topology(self, what: str) -> ClusterTopology:
         """The topology, refused when a slot is unserved or moving (keys would be missed or doubled)."""
         topology = self._translated(self.topology)

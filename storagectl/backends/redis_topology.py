@@ -1,6 +1,6 @@
 """Redis Cluster topology and the fan-out over its primaries, shared by every command that touches a
-cluster's keys or nodes (backup, restore, diag; ``inspect keys`` and ``cache`` are meant to use it too).
-No command writes its own loop over nodes.
+cluster's keys or nodes (backup, restore, diag, `inspect`, `cache`; on one server `cache` visits it as a
+one-node topology). No command writes its own loop over nodes.
 
 - :func:`read_topology` reads ``CLUSTER NODES`` from the first seed that answers: every node, its
   role, flags (``fail``, ``fail?``), link state, slot ranges and slots in migration.
@@ -8,8 +8,8 @@ No command writes its own loop over nodes.
   included, so diag can show a down node as a row while backup raises on it.
 - :class:`SlotOwnership` deduplicates: a key counts only on the primary that owned its slot in the
   topology read at the start, so a key seen on two nodes (moved by a reshard between their SCANs)
-  is counted once, in memory that does not grow with the keyspace. :func:`scan_primaries` combines
-  the three for commands that stream key names.
+  is counted once, in memory that does not grow with the keyspace. :func:`fan_in` streams what every node's visit
+  emits to one consumer; :func:`scan_primaries` combines them for commands that stream key names.
 """
 
 from __future__ import annotations
@@ -203,46 +203,91 @@ class SlotOwnership:
         return kept
 
 
-def scan_primaries(topology: ClusterTopology, connect: Callable[[ClusterNode], Any], *, match: str | None = None,
-                   count: int = 1000, type_: str | None = None, concurrency: int = 4,
-                   buffered: int = 16) -> Iterator[tuple[ClusterNode, list[bytes]]]:
-    """(node, key batch) from a SCAN of every primary, in parallel, deduplicated by slot ownership.
-    Batches arrive as the nodes produce them (at most ``buffered`` waiting); a node's error is raised
-    here after the batches before it. Closing the iterator early stops the scans."""
-    batches: queue.Queue[Any] = queue.Queue(buffered)
+class FanInClosed(Exception):
+    """Raised by ``emit`` in a producer of :func:`fan_in` once its consumer has stopped reading."""
+
+
+def fan_in(nodes: Sequence[ClusterNode], produce: Callable[[ClusterNode, Callable[[Any], None]], None], *,
+           concurrency: int = 4, buffered: int = 16) -> Iterator[Any]:
+    """The items ``produce(node, emit)`` emits, for every node in parallel (at most ``concurrency`` at a
+    time), as they come (at most ``buffered`` waiting). A node's error is raised here as soon as it
+    happens, after the items that node emitted before it, with the node as its ``redis_node``
+    attribute. Closing the iterator early (a consumer's break, Ctrl-C, an error) makes every producer's
+    next ``emit`` raise :class:`FanInClosed`, so each ends after its current step; the close returns
+    once all have ended."""
+    items: queue.Queue[Any] = queue.Queue(buffered)
     stop = threading.Event()
 
+    def emit(item: Any) -> None:
+        if stop.is_set():
+            raise FanInClosed
+        items.put((True, item))
+
     def visit(node: ClusterNode) -> None:
-        keep = SlotOwnership(topology, node)
-        client = connect(node)
         try:
-            cursor: Any = 0
-            while not stop.is_set():
-                cursor, keys = client.scan(cursor, match=match, count=count, _type=type_)
-                if kept := keep(keys):
-                    batches.put((node, kept))
-                if int(cursor) == 0:
-                    return
-        finally:
-            client.close()
+            produce(node, emit)
+        except FanInClosed:
+            raise
+        except Exception as exc:  # at once, not when every node is done: a watch never is
+            exc.redis_node = node  # type: ignore[attr-defined] - which node failed
+            items.put((False, exc))
+            raise
 
     def visit_all() -> None:
         try:
-            values_or_raise(fan_out(topology.primaries(), visit, concurrency))
+            outcomes = fan_out(nodes, visit, concurrency)
         except Exception as exc:  # noqa: BLE001 - handed to the consumer
-            batches.put(exc)
+            items.put((False, exc))
             return
-        batches.put(None)
+        if all(outcome.error is None for outcome in outcomes):
+            items.put(None)
 
-    worker = threading.Thread(target=visit_all, name="redis-scan", daemon=True)
+    worker = threading.Thread(target=visit_all, name="redis-fan-in", daemon=True)
     worker.start()
     try:
-        while (item := batches.get()) is not None:
-            if isinstance(item, Exception):
+        while (entry := _get(items)) is not None:
+            is_item, item = entry
+            if not is_item:
                 raise item
             yield item
     finally:
         stop.set()
         while worker.is_alive():  # unblock producers waiting on a full queue
             with contextlib.suppress(queue.Empty):
-                batches.get(timeout=0.05)
+                items.get(timeout=0.05)
+
+
+def _get(items: queue.Queue[Any]) -> Any:
+    """The next entry, waited for in slices: Ctrl-C taken by a producer thread still ends the wait
+    (see :mod:`storagectl.interrupts`)."""
+    while True:
+        try:
+            return items.get(timeout=interrupts.SLICE)
+        except queue.Empty:
+            continue
+
+
+def scan_primaries(topology: ClusterTopology, connect: Callable[[ClusterNode], Any], *,
+                   match: str | bytes | None = None, count: int = 1000, type_: str | None = None, concurrency: int = 4,
+                   buffered: int = 16, ownership: Callable[[ClusterTopology, ClusterNode], Any] = SlotOwnership,
+                   ) -> Iterator[tuple[ClusterNode, list[bytes]]]:
+    """(node, key batch) from a SCAN of every primary, in parallel, deduplicated by slot ownership
+    (``ownership(topology, node)`` makes a node's filter; one returning None keeps every key: one server).
+    Batches arrive as the nodes produce them (at most ``buffered`` waiting); a node's error is raised
+    here after the batches before it. Closing the iterator early stops the scans."""
+
+    def visit(node: ClusterNode, emit: Callable[[Any], None]) -> None:
+        keep = ownership(topology, node)
+        client = connect(node)
+        try:
+            cursor: Any = 0
+            while True:
+                cursor, keys = client.scan(cursor, match=match, count=count, _type=type_)
+                if kept := (keys if keep is None else keep(keys)):
+                    emit((node, kept))
+                if int(cursor) == 0:
+                    return
+        finally:
+            client.close()
+
+    yield from fan_in(topology.primaries(), visit, concurrency=concurrency, buffered=buffered)

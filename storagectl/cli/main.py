@@ -29,6 +29,8 @@ COMMANDS = {
     "backup": LazyCommand("storagectl.cli.backup_cmd", "app", "Take, list, show, verify and delete backups."),
     "inspect": LazyCommand("storagectl.cli.inspect_cmd", "app",
                            "What is in each backend and how big it is (overview when no view is named)."),
+    "cache": LazyCommand("storagectl.cli.cache_cmd", "app",
+                         "Redis cache operations for incidents: keys, TTLs, safe invalidation, hit rates, pub/sub."),
     "bench": LazyCommand("storagectl.cli.bench_cmd", "app",
                          "Load-test a backend with honest percentiles; compare two results."),
 }

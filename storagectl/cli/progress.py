@@ -77,9 +77,12 @@ def progress_line(view: PhaseView) -> str:
 
 def _figures(view: PhaseView) -> str:
     percent = f"{view.fraction:.0%} " if view.fraction is not None else ""
+    eta = f", ETA {format_duration(round(view.eta))}" if view.eta is not None else ""
+    if view.unit != "bytes":  # counted things (keys): no object count, rate in units/s
+        total = f" of {view.total:,}" if view.total is not None else ""
+        return f"{percent}{view.done:,}{total} {view.unit}, {view.rate:,.0f} {view.unit}/s{eta}"
     size = human_bytes(view.done) + (f" of {human_bytes(view.total)}" if view.total is not None else "")
     objects = f"{view.finished}/{view.expected}" if view.expected is not None else str(view.finished)
-    eta = f", ETA {format_duration(round(view.eta))}" if view.eta is not None else ""
     return f"{percent}{size}, {objects} objects, {human_bytes(view.rate)}/s{eta}"
 
 

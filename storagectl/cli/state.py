@@ -52,7 +52,7 @@ class PlainUsage(TyperCommand):
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = super().collect_usage_pieces(ctx)
-        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in pieces]
+        return [p[1:].replace("}", "", 1) if p.startswith("{") and "}" in p else p for p in pieces]  # {KEYS}...
 
 
 @dataclass

@@ -1,0 +1,76 @@
+"""Opening what ``cache`` commands talk to: a key client (one server, or a cluster through redis-py's
+RedisCluster) and the primaries to visit (:meth:`RedisBackend.cache_topology`), with driver errors
+turned into ours. The per-node work itself is in each command's module, run through
+:func:`storagectl.backends.redis_topology.fan_out` / ``fan_in``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from storagectl.backends import backend_from_config
+from storagectl.errors import BackendUnavailable, OperationFailed, StoragectlError, UsageError
+
+
+def cache_backend(config: Any, name: str) -> Any:
+    """The backend ``name`` of the config, refused unless it is a redis backend (one server or a cluster)."""
+    backend = backend_from_config(config, name)
+    if not hasattr(backend, "cache_topology"):
+        raise UsageError(f"{backend.label}: `storagectl cache` works on redis backends, not {backend.kind}",
+                         hint="Try: -b with the name of a redis backend (storagectl backends lists them)")
+    return backend
+
+
+@contextlib.contextmanager
+def key_client(backend: Any) -> Iterator[Any]:
+    """A client for key commands (redis.Redis, or RedisCluster which follows MOVED/ASK), always closed."""
+    client = connected(backend, backend.client)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def connected(backend: Any, open_client: Any) -> Any:
+    """``open_client()`` pinged within the connect timeout; connection failures as our errors."""
+    try:
+        client = open_client()
+        client.ping()
+        return client
+    except StoragectlError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - refused / DNS / timeout / auth, translated
+        raise backend.translate_error(exc) from exc
+
+
+@contextlib.contextmanager
+def translated(backend: Any, what: str) -> Iterator[None]:
+    """Driver errors of the commands inside as one-line errors of ours."""
+    import redis
+
+    try:
+        yield
+    except redis.ResponseError as exc:
+        raise OperationFailed(f"{backend.label}: {what} failed: {backend.error_line(exc)}") from exc
+    except redis.RedisError as exc:
+        raise BackendUnavailable(f"{backend.label}: {what} failed, connection lost: {backend.error_line(exc)}",
+                                 hint=f"Try: storagectl diag --backend {backend.name}") from exc
+
+
+def topology(backend: Any, what: str) -> Any:
+    """The primaries to visit; connection failures translated."""
+    try:
+        return backend.cache_topology(what)
+    except StoragectlError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the seed(s) unreachable
+        raise backend.translate_error(exc) from exc
+
+
+def first_error(backend: Any, what: str, outcomes: list[Any]) -> list[Any]:
+    """The values of fan_out outcomes; the first failed node's error as ours, naming the node."""
+    for outcome in outcomes:
+        if outcome.error is not None:
+            raise backend.node_error(what, outcome.node, outcome.error) from outcome.error
+    return [outcome.value for outcome in outcomes]
