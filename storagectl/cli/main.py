@@ -30,7 +30,8 @@ COMMANDS = {
     "inspect": LazyCommand("storagectl.cli.inspect_cmd", "app",
                            "What is in each backend and how big it is (overview when no view is named)."),
     "cache": LazyCommand("storagectl.cli.cache_cmd", "app",
-                         "Redis cache operations for incidents: keys, TTLs, safe invalidation, hit rates, pub/sub."),
+                         "Redis cache operations: keys, safe invalidation, hit rates, pub/sub, keyspace watch, "
+                         "warm-up from a backup."),
     "bench": LazyCommand("storagectl.cli.bench_cmd", "app",
                          "Load-test a backend with honest percentiles; compare two results."),
 }
