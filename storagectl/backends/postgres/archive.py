@@ -42,6 +42,7 @@ from storagectl.archive.api import (
 )
 from storagectl.archive.pipe import BackgroundWriter
 from storagectl.backends.postgres import largeobjects as pg_largeobjects
+from storagectl.backends.postgres import ranges as pg_ranges
 from storagectl.backends.postgres import roles as pg_roles
 from storagectl.backends.postgres import schema as pg_schema
 from storagectl.backends.postgres.copy import (
@@ -118,7 +119,8 @@ def backup(backend: PostgresBackend, archive: ArchiveWriter, options: BackupOpti
         jobs = [_schema_dump_job(backend, pg_dump, snapshot, archive)]
         if pg_largeobjects.count(holder):
             jobs.append(_large_objects_job(backend, archive, large_objects))
-        copies = _copy_tables_out(backend, holder, snapshot, tables, options, archive, jobs)
+        copies = _copy_tables_out(backend, holder, snapshot, tables, options, archive, jobs,
+                                  facts["server_version_num"])
         holder.execute("COMMIT")
     for key, value in facts.items():
         archive.set_metadata(key, value)
@@ -166,26 +168,34 @@ def _large_objects_job(backend: PostgresBackend, archive: ArchiveWriter,
 
 
 def _copy_tables_out(backend: PostgresBackend, holder: Any, snapshot: str, tables: list[pg_schema.Table],
-                     options: BackupOptions, archive: ArchiveWriter, first_jobs: list[Callable[[Any], None]]
-                     ) -> list[TableCopy]:
+                     options: BackupOptions, archive: ArchiveWriter, first_jobs: list[Callable[[Any], None]],
+                     server_version: int = 0) -> list[TableCopy]:
     """The largest table, ``first_jobs`` (the schema dump, the large objects), then the other tables
-    largest first; the holder connection copies too."""
-    names = object_names(tables)
-    results: list[TableCopy] = []
+    largest first; the holder connection copies too. Large tables are copied in ctid ranges side by
+    side (:mod:`~storagectl.backends.postgres.ranges`), each range into parts of its own."""
+    names = {(table.schema, table.name): stem for table, stem in object_names(tables).items()}
+    done = pg_ranges.RangeResults()
+    workers = max(1, min(options.parallel, backend.settings.pool.max_size - 1, len(tables) + len(first_jobs)))
+    pieces = pg_ranges.split_tables(holder, tables, workers, server_version)
 
     def copy_one(conn: Any, table: pg_schema.Table) -> None:
-        parts = ObjectParts(archive, names[table], binary=table.copy_format == "binary")
-        rows, checksum = copy_out(backend, conn, table, parts, snapshot=snapshot)
-        results.append(TableCopy(table.schema, table.name, parts.names, rows, checksum, table.copy_format))
+        parts = ObjectParts(archive, names[table.schema, table.name], binary=table.copy_format == "binary",
+                            numbers=done.part_numbers(table))
+        rows, crc32_sum = copy_out_sums(backend, conn, table, parts, snapshot=snapshot)
+        done.add(table, parts.names, rows, crc32_sum)
 
-    largest_first = sorted(tables, key=lambda t: t.size, reverse=True)
+    largest_first = sorted(pieces, key=lambda t: t.size, reverse=True)
     # The largest table first, to the holder (connected already: the first worker), so the longest
     # job does not wait for a connection; the schema dump needs none of its own.
     jobs: list[Any] = [*largest_first[:1], *first_jobs, *largest_first[1:]]
-    workers = max(1, min(options.parallel, backend.settings.pool.max_size - 1, len(jobs)))
-    run_jobs(jobs, workers, lambda: _snapshot_connection(backend, snapshot), holder,
+    run_jobs(jobs, min(workers, len(jobs)), lambda: _snapshot_connection(backend, snapshot), holder,
              lambda conn, job: job(conn) if callable(job) else copy_one(conn, job))
-    return sorted(results, key=lambda copy: (copy.schema, copy.name))
+    results = []
+    for table in sorted(tables, key=lambda t: (t.schema, t.name)):
+        objects, rows, crc32_sum = done.table(table.schema, table.name)
+        results.append(TableCopy(table.schema, table.name, objects, rows,
+                                 row_checksum(crc32_sum, table.copy_format), table.copy_format))
+    return results
 
 
 def tables_to_copy(conn: Any) -> list[pg_schema.Table]:
@@ -238,6 +248,14 @@ def copy_out(backend: PostgresBackend, conn: Any, table: pg_schema.Table, parts:
     Never holds more than a few ~1 MiB pieces of the table; the parts are written in a helper
     thread, so compressing one piece overlaps with receiving the next.
     """
+    rows, crc32_sum = copy_out_sums(backend, conn, table, parts, snapshot=snapshot, format_2=format_2)
+    return rows, row_checksum(crc32_sum, table.copy_format, format_2=format_2)
+
+
+def copy_out_sums(backend: PostgresBackend, conn: Any, table: pg_schema.Table, parts: ObjectParts | None, *,
+                  snapshot: str | None = None, format_2: bool = False) -> tuple[int, int]:
+    """:func:`copy_out` with the crc32 sum of the rows instead of the checksum: the sums of a
+    table's ranges (``Table.page_range``) add up to the table's."""
     copy = _copy_reader(backend, conn, table, snapshot, format_2)
     with _copy_errors(backend, table.unit):
         if parts is None:
@@ -247,7 +265,7 @@ def copy_out(backend: PostgresBackend, conn: Any, table: pg_schema.Table, parts:
             write_parts(_with_rows(copy), parts)
     if copy.rows != copy.rows_read:
         raise IntegrityError(f"{table.unit}: COPY reported {copy.rows} rows but sent {copy.rows_read}")
-    return copy.rows, row_checksum(copy.crc32_sum, table.copy_format, format_2=format_2)
+    return copy.rows, copy.crc32_sum
 
 
 def _copy_reader(backend: PostgresBackend, conn: Any, table: pg_schema.Table, snapshot: str | None,
@@ -308,8 +326,9 @@ class ObjectParts:
     """
 
     def __init__(self, archive: ArchiveWriter, stem: str, *, binary: bool = False, header: bytes = b"",
-                 suffix: str = ".copy", count: str = "rows") -> None:
+                 suffix: str = ".copy", count: str = "rows", numbers: Iterator[int] | None = None) -> None:
         self.archive = archive
+        self.numbers = numbers  # shared by the ObjectParts of one table's ranges; else 1, 2, ...
         self.stem = stem
         self.header, self.trailer = (BINARY_HEADER, BINARY_TRAILER) if binary else (header, b"")
         self.suffix = suffix
@@ -331,7 +350,8 @@ class ObjectParts:
     def _next_part(self) -> None:
         self._close_part()
         self.part = ExitStack()
-        self.names.append(f"{self.stem}.{len(self.names) + 1:04d}{self.suffix}")
+        number = next(self.numbers) if self.numbers is not None else len(self.names) + 1
+        self.names.append(f"{self.stem}.{number:04d}{self.suffix}")
         self.sink = self.part.enter_context(self.archive.create(self.names[-1]))
         self.sink.counts = {self.count: 0}
         self.size = self.rows = 0

@@ -90,6 +90,10 @@ class Table:
     size: int = 0
     condition: str | None = None  # extension config tables: pg_dump's WHERE filter ('' = all rows)
     copy_format: str = "text"  # "binary" when binary_copy_tables() allows it
+    # One ctid range of the table (see storagectl.backends.postgres.ranges): heap pages [start, end)
+    # (None: unbounded), and the columns COPY sends, named because the range is copied from a SELECT.
+    page_range: tuple[int | None, int | None] | None = None
+    columns: tuple[str, ...] = ()
 
     @property
     def unit(self) -> str:
@@ -97,6 +101,13 @@ class Table:
 
     def copy_out_sql(self) -> str:
         options = " (FORMAT binary)" if self.copy_format == "binary" else ""
+        if self.page_range is not None:
+            start, end = self.page_range
+            bounds = [f"ctid >= '({start},0)'::pg_catalog.tid" if start is not None else "",
+                      f"ctid < '({end},0)'::pg_catalog.tid" if end is not None else ""]
+            where = " AND ".join(bound for bound in bounds if bound) or "true"
+            columns = ", ".join(map(quote_ident, self.columns))
+            return f"COPY (SELECT {columns} FROM ONLY {self.unit} WHERE {where}) TO STDOUT{options}"
         if self.condition:
             return f"COPY (SELECT * FROM ONLY {self.unit} {self.condition}) TO STDOUT{options}"
         return f"COPY {self.unit} TO STDOUT{options}"

@@ -1,0 +1,96 @@
+"""A large table copied as several ctid ranges side by side, in the same snapshot.
+
+One ``COPY`` is one server process: on a table that dominates the database, the server's single
+COPY bounds the whole backup (``pg_dump -Fd -j`` has the same limit). PostgreSQL 14+ reads
+``WHERE ctid >= '(p,0)' AND ctid < '(q,0)'`` with a TID range scan (only those pages), so a table
+of ``pages`` heap pages is cut into page ranges, each its own ``COPY (SELECT <columns> ...)`` on
+its own worker. Every range writes its own archive parts (each a complete COPY stream, as parts
+always were), so the archive is the same format: a table with more parts. The first range has no
+lower bound and the last no upper one, so rows on pages added after the size was read (never
+visible in the snapshot, but harmless) cannot be missed. The content checksum is a sum over rows
+(:func:`~storagectl.backends.postgres.copy.row_checksum`), so the ranges' sums add up to the
+table's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from storagectl.backends.postgres.schema import Table
+
+# Tables from this size on (on disk) are split: below it a second COPY costs more to start (a
+# connection, a psql) than it saves.
+SPLIT_MIN_BYTES = 32 << 20
+RANGE_MAX_BYTES = 128 << 20  # more ranges than workers for a huge table: they balance with the others
+TID_RANGE_SCAN_VERSION = 140000  # older servers would read the whole table for every range
+
+RANGE_FACTS_SQL = """
+SELECT pg_catalog.pg_relation_size(c.oid) / pg_catalog.current_setting('block_size')::bigint,
+       array(SELECT a.attname::text FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0
+             AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum)
+FROM pg_catalog.pg_class c WHERE c.oid = %s::pg_catalog.regclass
+"""
+
+
+def range_count(size: int, workers: int) -> int:
+    """How many ranges a table of ``size`` bytes is copied in by ``workers`` (1: not split): a
+    multiple of the workers, so they finish together, with ranges of at most RANGE_MAX_BYTES."""
+    if workers < 2 or size < SPLIT_MIN_BYTES:
+        return 1
+    return workers * math.ceil(size / (workers * RANGE_MAX_BYTES))
+
+
+def page_bounds(pages: int, count: int) -> list[tuple[int | None, int | None]]:
+    """``count`` page ranges ``[start, end)`` covering every page (None: unbounded)."""
+    cuts = [pages * index // count for index in range(1, count)]
+    return list(zip([None, *cuts], [*cuts, None], strict=True))
+
+
+def split_tables(conn: Any, tables: list[Table], workers: int, server_version: int) -> list[Table]:
+    """``tables`` with each large one replaced by its ranges (``Table.page_range`` set; ``size`` its
+    share). Extension configuration tables (copied with a filter) and tables without columns stay
+    whole."""
+    if server_version < TID_RANGE_SCAN_VERSION:
+        return tables
+    result: list[Table] = []
+    for table in tables:
+        count = range_count(table.size, workers) if table.condition is None else 1
+        if count > 1:
+            pages, columns = conn.execute(RANGE_FACTS_SQL, [table.unit]).fetchone()
+            count = min(count, pages)
+            if count > 1 and columns:
+                result += [replace(table, size=table.size // count, page_range=bounds, columns=tuple(columns))
+                           for bounds in page_bounds(pages, count)]
+                continue
+        result.append(table)
+    return result
+
+
+@dataclass
+class RangeResults:
+    """The ranges' results gathered per table, from several worker threads: parts, rows, crc32 sums."""
+
+    done: dict[tuple[str, str], list[tuple[int | None, list[str], int, int]]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    numbers: dict[tuple[str, str], Iterator[int]] = field(default_factory=dict)
+
+    def part_numbers(self, table: Table) -> Iterator[int]:
+        """One numbering of the archive parts for all ranges of a table (so their names differ)."""
+        with self.lock:
+            return self.numbers.setdefault((table.schema, table.name), itertools.count(1))
+
+    def add(self, table: Table, names: list[str], rows: int, crc32_sum: int) -> None:
+        start = table.page_range[0] if table.page_range else None
+        with self.lock:
+            self.done.setdefault((table.schema, table.name), []).append((start, names, rows, crc32_sum))
+
+    def table(self, schema: str, name: str) -> tuple[list[str], int, int]:
+        """(parts in page order, rows, crc32 sum) of a table."""
+        ranges = sorted(self.done[(schema, name)], key=lambda done: -1 if done[0] is None else done[0])
+        return ([part for _start, names, _rows, _sum in ranges for part in names],
+                sum(done[2] for done in ranges), sum(done[3] for done in ranges))
