@@ -150,6 +150,68 @@ def test_queries_with_the_extension_not_loaded_is_one_line_exit_3(cli, config, f
     assert "installed but not loaded" in result.stderr and "shared_preload_libraries" in result.stderr
 
 
+def _statements(conn, marker: str) -> dict[str, tuple]:
+    """pg_stat_statements of this database, of the statements containing ``marker``: query -> counters."""
+    found = conn.execute("SELECT query, calls, total_exec_time, rows FROM pg_stat_statements s "
+                         "WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                         "AND query LIKE %s", [f"%{marker}%"]).fetchall()
+    return {" ".join(query.split()): (calls, total, rows) for query, calls, total, rows in found}
+
+
+def _run_marked(url: str, calls: int) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(calls):
+            conn.execute("SELECT g AS inspect_marker FROM generate_series(1, 3) g").fetchall()
+        conn.execute("SELECT pg_sleep(0.05) AS inspect_slow_marker")
+
+
+def test_queries_top_statements_match_pg_stat_statements(cli, pg18_database, write_config):
+    """On the PostgreSQL 18 test server, which preloads pg_stat_statements (tests/servers.py)."""
+    with pg18_database.connect() as conn:
+        conn.execute("CREATE EXTENSION pg_stat_statements")
+    _run_marked(pg18_database.url, calls=7)
+    config = write_config("backends:\n" + pg18_database.backend_yaml())
+    result = cli("-o", "json", "-c", config, "inspect", "queries", "-b", "pg", "--top", "50")
+    assert result.exit_code == 0, result.stderr
+    [report] = result.json()["backends"]
+    shown = {r["query"]: r for r in report["sections"]["statements"]}
+    with pg18_database.connect() as conn:
+        truth = _statements(conn, "marker")
+    assert set(truth) <= set(shown) and len(truth) == 2
+    for query, (calls, total, rows) in truth.items():
+        assert shown[query]["calls"] == {"value": calls, "provenance": "exact"}
+        assert shown[query]["rows"]["value"] == rows
+        assert shown[query]["total_ms"]["value"] == pytest.approx(total, abs=1e-3)
+    marked = shown["SELECT g AS inspect_marker FROM generate_series($1, $2) g"]
+    assert marked["calls"]["value"] == 7 and marked["rows"]["value"] == 21
+    totals = [r["total_ms"]["value"] for r in report["sections"]["statements"]]
+    assert totals == sorted(totals, reverse=True)
+    assert report["notes"] == ["since pg_stat_statements was last reset"]
+
+
+def test_queries_interval_is_the_difference_of_two_snapshots(cli, pg18_database, write_config):
+    import threading
+
+    with pg18_database.connect() as conn:
+        conn.execute("CREATE EXTENSION pg_stat_statements")
+    _run_marked(pg18_database.url, calls=5)  # before the interval: not counted
+    during = threading.Timer(0.5, _run_marked, [pg18_database.url, 3])
+    during.start()
+    config = write_config("backends:\n" + pg18_database.backend_yaml())
+    result = cli("-o", "json", "-c", config, "inspect", "queries", "-b", "pg", "--interval", "2", "--sort", "calls")
+    during.join()
+    assert result.exit_code == 0, result.stderr
+    [report] = result.json()["backends"]
+    shown = {r["query"]: r for r in report["sections"]["statements"]}
+    marked = shown["SELECT g AS inspect_marker FROM generate_series($1, $2) g"]
+    assert marked["calls"]["value"] == 3 and marked["rows"]["value"] == 9
+    with pg18_database.connect() as conn:
+        assert _statements(conn, "inspect_marker")["SELECT g AS inspect_marker FROM generate_series($1, $2) g"][0] == 8
+    assert report["notes"] == ["difference of two snapshots 2s apart"]
+
+
 def test_views_of_other_kinds_are_usage_errors(cli, config):
     result = cli("-c", config, "inspect", "keys", "-b", "pg")
     assert result.exit_code == 2
