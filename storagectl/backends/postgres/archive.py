@@ -106,21 +106,30 @@ class TableCopy:
 
 # -- backup -------------------------------------------------------------------------------------
 def backup(backend: PostgresBackend, archive: ArchiveWriter, options: BackupOptions) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     with backend.connect() as holder, _pg_errors(backend, "backing up the database"):
         _prepare_session(holder)
         holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snapshot = holder.execute("SELECT pg_export_snapshot()").fetchone()[0]
         facts = pg_schema.server_facts(holder)
         pg_dump = PgDump.for_server(facts["server_version_num"], facts["server_version"], options.pg_bin_dir)
-        tables = tables_to_copy(holder)
-        pg_schema.lock_tables(holder, tables)  # as pg_dump does: no DROP/ALTER under our feet
-        sequences = pg_schema.read_sequences(holder)
-        large_objects: list[LargeObjects] = []
-        jobs = [_schema_dump_job(backend, pg_dump, snapshot, archive)]
-        if pg_largeobjects.count(holder):
-            jobs.append(_large_objects_job(backend, archive, large_objects))
-        copies = _copy_tables_out(backend, holder, snapshot, tables, options, archive, jobs,
-                                  facts["server_version_num"])
+        dump_schema = _schema_dump_job(backend, pg_dump, snapshot, archive)
+        # pg_dump connects on its own: it runs beside the copies from the start, taking no worker
+        # (unless the job asks for one thing at a time)
+        with ThreadPoolExecutor(1, thread_name_prefix="pg-schema") as beside:
+            schema_dump = beside.submit(dump_schema, None) if options.parallel > 1 else None
+            tables = tables_to_copy(holder)
+            pg_schema.lock_tables(holder, tables)  # as pg_dump does: no DROP/ALTER under our feet
+            sequences = pg_schema.read_sequences(holder)
+            large_objects: list[LargeObjects] = []
+            jobs = [] if schema_dump else [dump_schema]
+            if pg_largeobjects.count(holder):
+                jobs.append(_large_objects_job(backend, archive, large_objects))
+            copies = _copy_tables_out(backend, holder, snapshot, tables, options, archive, jobs,
+                                      facts["server_version_num"])
+            if schema_dump:
+                schema_dump.result()
         holder.execute("COMMIT")
     for key, value in facts.items():
         archive.set_metadata(key, value)
@@ -170,8 +179,8 @@ def _large_objects_job(backend: PostgresBackend, archive: ArchiveWriter,
 def _copy_tables_out(backend: PostgresBackend, holder: Any, snapshot: str, tables: list[pg_schema.Table],
                      options: BackupOptions, archive: ArchiveWriter, first_jobs: list[Callable[[Any], None]],
                      server_version: int = 0) -> list[TableCopy]:
-    """The largest table, ``first_jobs`` (the schema dump, the large objects), then the other tables
-    largest first; the holder connection copies too. Large tables are copied in ctid ranges side by
+    """The largest table, ``first_jobs`` (the large objects, the schema dump when it does not run
+    beside), then the other tables largest first; the holder connection copies too. Large tables are copied in ctid ranges side by
     side (:mod:`~storagectl.backends.postgres.ranges`), each range into parts of its own."""
     names = {(table.schema, table.name): stem for table, stem in object_names(tables).items()}
     done = pg_ranges.RangeResults()
@@ -186,9 +195,9 @@ def _copy_tables_out(backend: PostgresBackend, holder: Any, snapshot: str, table
 
     largest_first = sorted(pieces, key=lambda t: t.size, reverse=True)
     # The largest table first, to the holder (connected already: the first worker), so the longest
-    # job does not wait for a connection; the schema dump needs none of its own.
+    # job does not wait for a connection.
     jobs: list[Any] = [*largest_first[:1], *first_jobs, *largest_first[1:]]
-    run_jobs(jobs, min(workers, len(jobs)), lambda: _snapshot_connection(backend, snapshot), holder,
+    run_jobs(jobs, max(1, min(workers, len(jobs))), lambda: _snapshot_connection(backend, snapshot), holder,
              lambda conn, job: job(conn) if callable(job) else copy_one(conn, job))
     results = []
     for table in sorted(tables, key=lambda t: (t.schema, t.name)):
