@@ -452,6 +452,32 @@ def test_servers_before_14_copy_tables_whole(source):
         assert len(pg_ranges.split_tables(conn, big, 4, 150000)) > len(big)
 
 
+def test_large_bytea_tables_of_narrow_rows_are_copied_as_text_and_binary_backups_still_validate(
+        source, target, tmp_path, monkeypatch):
+    from storagectl.backends.postgres import schema as pg_schema
+
+    monkeypatch.setattr(pg_archive, "PSQL_MIN_BYTES", 0)  # "large": read through psql
+    with source.connect() as conn:
+        conn.execute("CREATE TABLE hashes (id int, h bytea); CREATE TABLE blobs (id int, b bytea);"
+                     "INSERT INTO hashes SELECT g, decode(md5(g::text), 'hex') FROM generate_series(1, 2000) g;"
+                     "INSERT INTO blobs SELECT g, decode(repeat(md5(g::text), 12), 'hex') FROM generate_series(1, 300) g;"
+                     "ANALYZE hashes; ANALYZE blobs")
+    before = backup_to(tmp_path / "before", source)  # as every bytea table was copied so far: binary
+    monkeypatch.setattr(pg_schema, "NARROW_ROWS_MIN_BYTES", 0)
+    archive = backup_to(tmp_path / "b", source)
+    formats = {t["name"]: t["copy_format"] for t in archive.metadata["tables"]}
+    assert formats["hashes"] == "text" and formats["blobs"] == "binary"  # 52 vs ~250 bytes a row on disk
+    assert {t["name"]: t["copy_format"] for t in before.metadata["tables"]}["hashes"] == "binary"
+    assert (tmp_path / "b" / next(t for t in archive.metadata["tables"] if t["name"] == "hashes")["objects"][0]
+            ).read_bytes().startswith(b"1\t\\\\xc4ca4238a0b923820dcc509a6f75849b\n")
+    backend_for(target).restore(archive, RestoreOptions(parallel=2))
+    assert table_contents(target) == table_contents(source)
+    restored = backend_for(target)
+    assert restored.content_summary(like=expected_summary(archive.metadata)) == expected_summary(archive.metadata)
+    # the binary backup's checksums are still recomputed in binary: it validates against the same data
+    assert restored.content_summary(like=expected_summary(before.metadata)) == expected_summary(before.metadata)
+
+
 def test_empty_table_is_one_empty_part(reader, source, target, tmp_path):
     with source.connect() as conn:
         conn.execute("CREATE TABLE nothing (x int); CREATE TABLE no_blobs (x int, b bytea)")
