@@ -439,8 +439,9 @@ def test_ranges_cover_every_page_once():
 
 def test_range_copies_only_its_pages_and_the_copied_columns():
     table = Table("s", "t", page_range=(3, 7), columns=("a", 'b"c'), copy_format="binary")
-    assert table.copy_out_sql() == ("""COPY (SELECT "a", "b""c" FROM ONLY "s"."t" WHERE ctid >= '(3,0)'::pg_catalog.tid"""
-                                    """ AND ctid < '(7,0)'::pg_catalog.tid) TO STDOUT (FORMAT binary)""")
+    assert table.copy_out_sql() == ("""COPY (SELECT "a", "b""c" FROM ONLY "s"."t" """
+                                    """WHERE ctid >= '(3,0)'::pg_catalog.tid AND ctid < '(7,0)'::pg_catalog.tid) """
+                                    """TO STDOUT (FORMAT binary)""")
     assert "WHERE ctid < '(7,0)'" in Table("s", "t", page_range=(None, 7), columns=("a",)).copy_out_sql()
 
 
@@ -460,7 +461,8 @@ def test_large_bytea_tables_of_narrow_rows_are_copied_as_text_and_binary_backups
     with source.connect() as conn:
         conn.execute("CREATE TABLE hashes (id int, h bytea); CREATE TABLE blobs (id int, b bytea);"
                      "INSERT INTO hashes SELECT g, decode(md5(g::text), 'hex') FROM generate_series(1, 2000) g;"
-                     "INSERT INTO blobs SELECT g, decode(repeat(md5(g::text), 12), 'hex') FROM generate_series(1, 300) g;"
+                     "INSERT INTO blobs SELECT g, decode(repeat(md5(g::text), 12), 'hex')"
+                     " FROM generate_series(1, 300) g;"
                      "ANALYZE hashes; ANALYZE blobs")
     before = backup_to(tmp_path / "before", source)  # as every bytea table was copied so far: binary
     monkeypatch.setattr(pg_schema, "NARROW_ROWS_MIN_BYTES", 0)

@@ -180,8 +180,9 @@ def _copy_tables_out(backend: PostgresBackend, holder: Any, snapshot: str, table
                      options: BackupOptions, archive: ArchiveWriter, first_jobs: list[Callable[[Any], None]],
                      server_version: int = 0) -> list[TableCopy]:
     """The largest table, ``first_jobs`` (the large objects, the schema dump when it does not run
-    beside), then the other tables largest first; the holder connection copies too. Large tables are copied in ctid ranges side by
-    side (:mod:`~storagectl.backends.postgres.ranges`), each range into parts of its own."""
+    beside), then the other tables largest first; the holder connection copies too. Large tables
+    are copied in ctid ranges side by side (:mod:`~storagectl.backends.postgres.ranges`), each
+    range into parts of its own."""
     names = {(table.schema, table.name): stem for table, stem in object_names(tables).items()}
     done = pg_ranges.RangeResults()
     workers = max(1, min(options.parallel, backend.settings.pool.max_size - 1, len(tables) + len(first_jobs)))
