@@ -409,6 +409,7 @@ def test_large_tables_are_stored_in_parts_and_restored_in_parallel(reader, sourc
 
 def test_large_tables_are_copied_in_ctid_ranges_side_by_side(reader, source, target, tmp_path, monkeypatch):
     monkeypatch.setattr(pg_ranges, "SPLIT_MIN_BYTES", 0)
+    monkeypatch.setattr(pg_ranges, "RANGE_MIN_BYTES", 8 * 1024)
     monkeypatch.setattr(pg_ranges, "RANGE_MAX_BYTES", 32 * 1024)
     with source.connect() as conn:  # a dropped and a generated column: COPY sends neither
         conn.execute("CREATE TABLE wide (id int, gone text, body text, twice int GENERATED ALWAYS AS (id * 2) STORED,"
@@ -435,6 +436,8 @@ def test_ranges_cover_every_page_once():
     assert pg_ranges.range_count(pg_ranges.SPLIT_MIN_BYTES, 1) == 1
     assert pg_ranges.range_count(pg_ranges.SPLIT_MIN_BYTES, 2) == 2
     assert pg_ranges.range_count(5 * pg_ranges.RANGE_MAX_BYTES, 2) == 6
+    assert pg_ranges.range_count(5 * pg_ranges.RANGE_MIN_BYTES, 4) == 4
+    assert pg_ranges.range_count(3 * pg_ranges.RANGE_MIN_BYTES, 4) == 3  # no range below RANGE_MIN_BYTES
 
 
 def test_range_copies_only_its_pages_and_the_copied_columns():

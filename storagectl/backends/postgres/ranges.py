@@ -23,9 +23,11 @@ from typing import Any
 
 from storagectl.backends.postgres.schema import Table
 
-# Tables from this size on (on disk) are split: below it a second COPY costs more to start (a
-# connection, a psql) than it saves.
-SPLIT_MIN_BYTES = 32 << 20
+# A range is at least this size on disk: below it a second COPY costs more to start (a connection,
+# a psql) than it saves, and a text range stays large enough to be read through psql
+# (archive.PSQL_MIN_BYTES) rather than row by row.
+RANGE_MIN_BYTES = 16 << 20
+SPLIT_MIN_BYTES = 2 * RANGE_MIN_BYTES  # tables from this size on (on disk) are split
 RANGE_MAX_BYTES = 128 << 20  # more ranges than workers for a huge table: they balance with the others
 TID_RANGE_SCAN_VERSION = 140000  # older servers would read the whole table for every range
 
@@ -39,10 +41,11 @@ FROM pg_catalog.pg_class c WHERE c.oid = %s::pg_catalog.regclass
 
 def range_count(size: int, workers: int) -> int:
     """How many ranges a table of ``size`` bytes is copied in by ``workers`` (1: not split): a
-    multiple of the workers, so they finish together, with ranges of at most RANGE_MAX_BYTES."""
+    multiple of the workers, so they finish together, with ranges of at most RANGE_MAX_BYTES, but
+    none smaller than RANGE_MIN_BYTES."""
     if workers < 2 or size < SPLIT_MIN_BYTES:
         return 1
-    return workers * math.ceil(size / (workers * RANGE_MAX_BYTES))
+    return max(1, min(workers * math.ceil(size / (workers * RANGE_MAX_BYTES)), size // RANGE_MIN_BYTES))
 
 
 def page_bounds(pages: int, count: int) -> list[tuple[int | None, int | None]]:
