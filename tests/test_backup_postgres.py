@@ -430,6 +430,19 @@ def test_large_tables_are_copied_in_ctid_ranges_side_by_side(reader, source, tar
     assert backend_for(target).content_summary().checksums == expected_summary(archive.metadata).checksums
 
 
+def test_a_lone_large_table_is_split_for_the_workers(pg_database, target, tmp_path, monkeypatch):
+    monkeypatch.setattr(pg_ranges, "SPLIT_MIN_BYTES", 0)
+    monkeypatch.setattr(pg_ranges, "RANGE_MIN_BYTES", 8 * 1024)
+    with pg_database.connect() as conn:
+        conn.execute("CREATE TABLE pairs (a int, b int);"
+                     "INSERT INTO pairs SELECT g, g * 7 FROM generate_series(1, 5000) g")
+    archive = backup_to(tmp_path / "b", pg_database, parallel=2)
+    [pairs] = archive.metadata["tables"]
+    assert [archive.counts(part)["rows"] > 0 for part in pairs["objects"]] == [True, True]  # one range per worker
+    backend_for(target).restore(archive, RestoreOptions(parallel=2))
+    assert table_contents(target) == table_contents(pg_database)
+
+
 def test_ranges_cover_every_page_once():
     assert pg_ranges.page_bounds(10, 3) == [(None, 3), (3, 6), (6, None)]
     assert pg_ranges.range_count(pg_ranges.SPLIT_MIN_BYTES - 1, 4) == 1

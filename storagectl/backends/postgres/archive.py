@@ -185,7 +185,7 @@ def _copy_tables_out(backend: PostgresBackend, holder: Any, snapshot: str, table
     range into parts of its own."""
     names = {(table.schema, table.name): stem for table, stem in object_names(tables).items()}
     done = pg_ranges.RangeResults()
-    workers = max(1, min(options.parallel, backend.settings.pool.max_size - 1, len(tables) + len(first_jobs)))
+    workers = max(1, min(options.parallel, backend.settings.pool.max_size - 1))  # a lone table is split too
     pieces = pg_ranges.split_tables(holder, tables, workers, server_version)
 
     def copy_one(conn: Any, table: pg_schema.Table) -> None:
