@@ -4,7 +4,8 @@ Backup: one REPEATABLE READ transaction exports a snapshot; ``pg_dump --snapshot
 schema (pre-data and post-data sections, plain SQL) and worker connections that imported the same
 snapshot stream every table with ``COPY ... TO STDOUT``, largest first, in parallel: tables holding
 bytea in binary format where every column type allows it (:func:`.schema.binary_copy_tables`),
-the others in text.
+the others in text. ``pg_dump`` runs beside the workers from the start (it connects on its own); a
+large table is copied as several ctid ranges side by side (:mod:`~storagectl.backends.postgres.ranges`).
 A table is stored in parts of about ``PART_BYTES`` of COPY data; the manifest metadata records per
 table its COPY format, parts, row count and content checksum
 (:func:`~storagectl.backends.postgres.copy.row_checksum`), and every sequence's ``last_value``/``is_called``.
