@@ -689,7 +689,10 @@ def test_backend_killed_during_backup_fails_cleanly(pg_database, tmp_path):
     killer.join()
     assert "\n" not in str(caught.value), str(caught.value)
     assert not (tmp_path / "manifest.json").exists()
-    assert not any(name.startswith("data/") for name in archive.names())
+    # The table is read as two ctid ranges: the killed COPY's part is discarded; the other range may
+    # have finished its part before the failure stopped the backup (the run then removes the folder).
+    finished = [name for name in archive.names() if name.startswith("data/")]
+    assert len(finished) <= 1 and sum(archive.counts(name)["rows"] for name in finished) < 1000000
 
 
 def _kill_copy_backends(database) -> None:
