@@ -56,7 +56,14 @@ from storagectl.backends.postgres.copy import (
 )
 from storagectl.backends.postgres.jobs import Job, run_jobs
 from storagectl.backends.postgres.largeobjects import LargeObjectLoad, LargeObjects
-from storagectl.backends.postgres.tools import IndexBuild, PgDump, PostData, connection_env, split_post_data
+from storagectl.backends.postgres.tools import (
+    IndexBuild,
+    PgDump,
+    PostData,
+    connection_env,
+    kill_spawned,
+    split_post_data,
+)
 from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, UsageError, raise_with_state
 
 if TYPE_CHECKING:
@@ -118,7 +125,7 @@ def backup(backend: PostgresBackend, archive: ArchiveWriter, options: BackupOpti
         dump_schema = _schema_dump_job(backend, pg_dump, snapshot, archive)
         # pg_dump connects on its own: it runs beside the copies from the start, taking no worker
         # (unless the job asks for one thing at a time)
-        with ThreadPoolExecutor(1, thread_name_prefix="pg-schema") as beside:
+        with ThreadPoolExecutor(1, thread_name_prefix="pg-schema") as beside, _ending_tools_on_failure():
             schema_dump = beside.submit(dump_schema, None) if options.parallel > 1 else None
             tables = tables_to_copy(holder)
             pg_schema.lock_tables(holder, tables)  # as pg_dump does: no DROP/ALTER under our feet
@@ -143,6 +150,17 @@ def backup(backend: PostgresBackend, archive: ArchiveWriter, options: BackupOpti
     for key, value in contents.items():
         archive.set_metadata(key, value)
     record_summary(archive, expected_summary(contents))
+
+
+@contextmanager
+def _ending_tools_on_failure() -> Iterator[None]:
+    """On a failure or a signal, end pg_dump (and any psql) before its thread is waited for: it may
+    wait on a lock for good."""
+    try:
+        yield
+    except BaseException:
+        kill_spawned()
+        raise
 
 
 def _schema_dump_job(backend: PostgresBackend, pg_dump: PgDump, snapshot: str,
