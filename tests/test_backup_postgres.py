@@ -409,6 +409,7 @@ def test_large_tables_are_stored_in_parts_and_restored_in_parallel(reader, sourc
 
 def test_large_tables_are_copied_in_ctid_ranges_side_by_side(reader, source, target, tmp_path, monkeypatch):
     monkeypatch.setattr(pg_ranges, "SPLIT_MIN_BYTES", 0)
+    monkeypatch.setattr(pg_ranges.os, "cpu_count", lambda: 8)  # cores to spare for more than one COPY
     monkeypatch.setattr(pg_ranges, "RANGE_MIN_BYTES", 8 * 1024)
     monkeypatch.setattr(pg_ranges, "RANGE_MAX_BYTES", 32 * 1024)
     with source.connect() as conn:  # a dropped and a generated column: COPY sends neither
@@ -432,6 +433,7 @@ def test_large_tables_are_copied_in_ctid_ranges_side_by_side(reader, source, tar
 
 def test_a_lone_large_table_is_split_for_the_workers(pg_database, target, tmp_path, monkeypatch):
     monkeypatch.setattr(pg_ranges, "SPLIT_MIN_BYTES", 0)
+    monkeypatch.setattr(pg_ranges.os, "cpu_count", lambda: 8)  # cores to spare for more than one COPY
     monkeypatch.setattr(pg_ranges, "RANGE_MIN_BYTES", 8 * 1024)
     with pg_database.connect() as conn:
         conn.execute("CREATE TABLE pairs (a int, b int);"
@@ -461,12 +463,15 @@ def test_range_copies_only_its_pages_and_the_copied_columns():
     assert "WHERE ctid < '(7,0)'" in Table("s", "t", page_range=(None, 7), columns=("a",)).copy_out_sql()
 
 
-def test_servers_before_14_copy_tables_whole(source):
+def test_servers_before_14_copy_tables_whole_and_so_do_2_cores(source, monkeypatch):
+    monkeypatch.setattr(pg_ranges.os, "cpu_count", lambda: 8)
     with source.connect() as conn:
         tables = list_tables(conn)
         big = [replace(table, size=1 << 40) for table in tables]
         assert pg_ranges.split_tables(conn, big, 4, 130000) == big
         assert len(pg_ranges.split_tables(conn, big, 4, 150000)) > len(big)
+        monkeypatch.setattr(pg_ranges.os, "cpu_count", lambda: 2)
+        assert pg_ranges.split_tables(conn, big, 4, 150000) == big
 
 
 def test_large_bytea_tables_of_narrow_rows_are_copied_as_text_and_binary_backups_still_validate(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,10 @@ RANGE_MIN_BYTES = 16 << 20
 SPLIT_MIN_BYTES = 2 * RANGE_MIN_BYTES  # tables from this size on (on disk) are split
 RANGE_MAX_BYTES = 128 << 20  # more ranges than workers for a huge table: they balance with the others
 TID_RANGE_SCAN_VERSION = 140000  # older servers would read the whole table for every range
+# Each range keeps about two cores busy (the server's COPY, psql and our checksum and compression):
+# on 2 cores two ranges only competed (bench/bench_pg_backup.py --shape int-pairs-1.25m: 1.86 s
+# with 2 ranges against 1.27 s with one COPY), so a table is split for at most cores / 2 workers.
+CORES_PER_RANGE = 2
 
 RANGE_FACTS_SQL = """
 SELECT pg_catalog.pg_relation_size(c.oid) / pg_catalog.current_setting('block_size')::bigint,
@@ -58,7 +63,8 @@ def split_tables(conn: Any, tables: list[Table], workers: int, server_version: i
     """``tables`` with each large one replaced by its ranges (``Table.page_range`` set; ``size`` its
     share). Extension configuration tables (copied with a filter) and tables without columns stay
     whole."""
-    if server_version < TID_RANGE_SCAN_VERSION:
+    workers = min(workers, (os.cpu_count() or 1) // CORES_PER_RANGE)
+    if server_version < TID_RANGE_SCAN_VERSION or workers < 2:
         return tables
     result: list[Table] = []
     for table in tables:
