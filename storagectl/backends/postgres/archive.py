@@ -4,7 +4,8 @@ Backup: one REPEATABLE READ transaction exports a snapshot; ``pg_dump --snapshot
 schema (pre-data and post-data sections, plain SQL) and worker connections that imported the same
 snapshot stream every table with ``COPY ... TO STDOUT``, largest first, in parallel: tables holding
 bytea in binary format where every column type allows it (:func:`.schema.binary_copy_tables`),
-the others in text.
+the others in text. ``pg_dump`` runs beside the workers from the start (it connects on its own); a
+large table is copied as several ctid ranges side by side (:mod:`~storagectl.backends.postgres.ranges`).
 A table is stored in parts of about ``PART_BYTES`` of COPY data; the manifest metadata records per
 table its COPY format, parts, row count and content checksum
 (:func:`~storagectl.backends.postgres.copy.row_checksum`), and every sequence's ``last_value``/``is_called``.
@@ -31,6 +32,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager, nullco
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from storagectl import interrupts
 from storagectl.archive.api import (
     ArchiveReader,
     ArchiveWriter,
@@ -43,6 +45,7 @@ from storagectl.archive.api import (
 )
 from storagectl.archive.pipe import BackgroundWriter
 from storagectl.backends.postgres import largeobjects as pg_largeobjects
+from storagectl.backends.postgres import ranges as pg_ranges
 from storagectl.backends.postgres import roles as pg_roles
 from storagectl.backends.postgres import schema as pg_schema
 from storagectl.backends.postgres.copy import (
@@ -66,7 +69,14 @@ from storagectl.backends.postgres.subset import (
     select_tables,
     table_names,
 )
-from storagectl.backends.postgres.tools import IndexBuild, PgDump, PostData, connection_env, split_post_data
+from storagectl.backends.postgres.tools import (
+    IndexBuild,
+    PgDump,
+    PostData,
+    connection_env,
+    kill_spawned,
+    split_post_data,
+)
 from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, UsageError, raise_with_state
 from storagectl.selection import Selection
 
@@ -119,6 +129,8 @@ class TableCopy:
 
 # -- backup -------------------------------------------------------------------------------------
 def backup(backend: PostgresBackend, archive: ArchiveWriter, options: BackupOptions) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     with backend.connect() as holder, _pg_errors(backend, "backing up the database"):
         _prepare_session(holder)
         holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -128,14 +140,22 @@ def backup(backend: PostgresBackend, archive: ArchiveWriter, options: BackupOpti
         tables = tables_to_copy(holder)
         selected = _selected(backend, tables, options.selection)
         tables = [table for table in tables if selected is None or (table.schema, table.name) in selected]
-        pg_schema.lock_tables(holder, tables)  # as pg_dump does: no DROP/ALTER under our feet
-        sequences = pg_schema.read_sequences(holder)
-        large_objects: list[LargeObjects] = []
         subsets: dict[str, SchemaSubset] = {}
-        jobs = [_schema_dump_job(backend, pg_dump, snapshot, archive, selected, subsets)]
-        if pg_largeobjects.count(holder) and selected is None:  # large objects belong to no table
-            jobs.append(_large_objects_job(backend, archive, large_objects))
-        copies = _copy_tables_out(backend, holder, snapshot, tables, options, archive, jobs)
+        dump_schema = _schema_dump_job(backend, pg_dump, snapshot, archive, selected, subsets)
+        # pg_dump connects on its own: it runs beside the copies from the start, taking no worker
+        # (unless the job asks for one thing at a time)
+        with ThreadPoolExecutor(1, thread_name_prefix="pg-schema") as beside, _ending_tools_on_failure():
+            schema_dump = beside.submit(dump_schema, None) if options.parallel > 1 else None
+            pg_schema.lock_tables(holder, tables)  # as pg_dump does: no DROP/ALTER under our feet
+            sequences = pg_schema.read_sequences(holder)
+            large_objects: list[LargeObjects] = []
+            jobs = [] if schema_dump else [dump_schema]
+            if pg_largeobjects.count(holder) and selected is None:  # large objects belong to no table
+                jobs.append(_large_objects_job(backend, archive, large_objects))
+            copies = _copy_tables_out(backend, holder, snapshot, tables, options, archive, jobs,
+                                      facts["server_version_num"])
+            if schema_dump:
+                interrupts.result(schema_dump)
         holder.execute("COMMIT")
     for key, value in facts.items():
         archive.set_metadata(key, value)
@@ -175,6 +195,17 @@ def _selection_requires(backend: PostgresBackend, archive: ArchiveWriter, sequen
                     "needs those tables in the target", backend.label, names)
     archive.set_metadata("selection_requires", {"tables": [list(pair) for pair in references]})
     return [seq for seq in sequences if (seq["schema"], seq["name"]) in kept]
+
+
+@contextmanager
+def _ending_tools_on_failure() -> Iterator[None]:
+    """On a failure or a signal, end pg_dump (and any psql) before its thread is waited for: it may
+    wait on a lock for good."""
+    try:
+        yield
+    except BaseException:
+        kill_spawned()
+        raise
 
 
 def _schema_dump_job(backend: PostgresBackend, pg_dump: PgDump, snapshot: str, archive: ArchiveWriter,
@@ -221,26 +252,35 @@ def _large_objects_job(backend: PostgresBackend, archive: ArchiveWriter,
 
 
 def _copy_tables_out(backend: PostgresBackend, holder: Any, snapshot: str, tables: list[pg_schema.Table],
-                     options: BackupOptions, archive: ArchiveWriter, first_jobs: list[Callable[[Any], None]]
-                     ) -> list[TableCopy]:
-    """The largest table, ``first_jobs`` (the schema dump, the large objects), then the other tables
-    largest first; the holder connection copies too."""
-    names = object_names(tables)
-    results: list[TableCopy] = []
+                     options: BackupOptions, archive: ArchiveWriter, first_jobs: list[Callable[[Any], None]],
+                     server_version: int = 0) -> list[TableCopy]:
+    """The largest table, ``first_jobs`` (the large objects, the schema dump when it does not run
+    beside), then the other tables largest first; the holder connection copies too. Large tables
+    are copied in ctid ranges side by side (:mod:`~storagectl.backends.postgres.ranges`), each
+    range into parts of its own."""
+    names = {(table.schema, table.name): stem for table, stem in object_names(tables).items()}
+    done = pg_ranges.RangeResults()
+    workers = max(1, min(options.parallel, backend.settings.pool.max_size - 1))  # a lone table is split too
+    pieces = pg_ranges.split_tables(holder, tables, workers, server_version)
 
     def copy_one(conn: Any, table: pg_schema.Table) -> None:
-        parts = ObjectParts(archive, names[table], binary=table.copy_format == "binary")
-        rows, checksum = copy_out(backend, conn, table, parts, snapshot=snapshot)
-        results.append(TableCopy(table.schema, table.name, parts.names, rows, checksum, table.copy_format))
+        parts = ObjectParts(archive, names[table.schema, table.name], binary=table.copy_format == "binary",
+                            numbers=done.part_numbers(table))
+        rows, crc32_sum = copy_out_sums(backend, conn, table, parts, snapshot=snapshot)
+        done.add(table, parts.names, rows, crc32_sum)
 
-    largest_first = sorted(tables, key=lambda t: t.size, reverse=True)
+    largest_first = sorted(pieces, key=lambda t: t.size, reverse=True)
     # The largest table first, to the holder (connected already: the first worker), so the longest
-    # job does not wait for a connection; the schema dump needs none of its own.
+    # job does not wait for a connection.
     jobs: list[Any] = [*largest_first[:1], *first_jobs, *largest_first[1:]]
-    workers = max(1, min(options.parallel, backend.settings.pool.max_size - 1, len(jobs)))
-    run_jobs(jobs, workers, lambda: _snapshot_connection(backend, snapshot), holder,
+    run_jobs(jobs, max(1, min(workers, len(jobs))), lambda: _snapshot_connection(backend, snapshot), holder,
              lambda conn, job: job(conn) if callable(job) else copy_one(conn, job))
-    return sorted(results, key=lambda copy: (copy.schema, copy.name))
+    results = []
+    for table in sorted(tables, key=lambda t: (t.schema, t.name)):
+        objects, rows, crc32_sum = done.table(table.schema, table.name)
+        results.append(TableCopy(table.schema, table.name, objects, rows,
+                                 row_checksum(crc32_sum, table.copy_format), table.copy_format))
+    return results
 
 
 def tables_to_copy(conn: Any) -> list[pg_schema.Table]:
@@ -293,6 +333,14 @@ def copy_out(backend: PostgresBackend, conn: Any, table: pg_schema.Table, parts:
     Never holds more than a few ~1 MiB pieces of the table; the parts are written in a helper
     thread, so compressing one piece overlaps with receiving the next.
     """
+    rows, crc32_sum = copy_out_sums(backend, conn, table, parts, snapshot=snapshot, format_2=format_2)
+    return rows, row_checksum(crc32_sum, table.copy_format, format_2=format_2)
+
+
+def copy_out_sums(backend: PostgresBackend, conn: Any, table: pg_schema.Table, parts: ObjectParts | None, *,
+                  snapshot: str | None = None, format_2: bool = False) -> tuple[int, int]:
+    """:func:`copy_out` with the crc32 sum of the rows instead of the checksum: the sums of a
+    table's ranges (``Table.page_range``) add up to the table's."""
     copy = _copy_reader(backend, conn, table, snapshot, format_2)
     with _copy_errors(backend, table.unit):
         if parts is None:
@@ -302,7 +350,7 @@ def copy_out(backend: PostgresBackend, conn: Any, table: pg_schema.Table, parts:
             write_parts(_with_rows(copy), parts)
     if copy.rows != copy.rows_read:
         raise IntegrityError(f"{table.unit}: COPY reported {copy.rows} rows but sent {copy.rows_read}")
-    return copy.rows, row_checksum(copy.crc32_sum, table.copy_format, format_2=format_2)
+    return copy.rows, copy.crc32_sum
 
 
 def _copy_reader(backend: PostgresBackend, conn: Any, table: pg_schema.Table, snapshot: str | None,
@@ -363,8 +411,9 @@ class ObjectParts:
     """
 
     def __init__(self, archive: ArchiveWriter, stem: str, *, binary: bool = False, header: bytes = b"",
-                 suffix: str = ".copy", count: str = "rows") -> None:
+                 suffix: str = ".copy", count: str = "rows", numbers: Iterator[int] | None = None) -> None:
         self.archive = archive
+        self.numbers = numbers  # shared by the ObjectParts of one table's ranges; else 1, 2, ...
         self.stem = stem
         self.header, self.trailer = (BINARY_HEADER, BINARY_TRAILER) if binary else (header, b"")
         self.suffix = suffix
@@ -386,7 +435,8 @@ class ObjectParts:
     def _next_part(self) -> None:
         self._close_part()
         self.part = ExitStack()
-        self.names.append(f"{self.stem}.{len(self.names) + 1:04d}{self.suffix}")
+        number = next(self.numbers) if self.numbers is not None else len(self.names) + 1
+        self.names.append(f"{self.stem}.{number:04d}{self.suffix}")
         self.sink = self.part.enter_context(self.archive.create(self.names[-1]))
         self.sink.counts = {self.count: 0}
         self.size = self.rows = 0

@@ -35,7 +35,7 @@ WHERE c.relkind = 'r' AND {USER_SCHEMA} AND c.relpersistence <> 't'
 """
 TABLES_SQL = f"""
 SELECT c.oid, n.nspname, c.relname, pg_relation_size(c.oid) + coalesce(pg_relation_size(c.reltoastrelid), 0),
-       cfg.condition
+       cfg.condition, c.reltuples
 {BACKED_UP_TABLES}
 ORDER BY 2, 3
 """
@@ -90,6 +90,10 @@ class Table:
     size: int = 0
     condition: str | None = None  # extension config tables: pg_dump's WHERE filter ('' = all rows)
     copy_format: str = "text"  # "binary" when binary_copy_tables() allows it
+    # One ctid range of the table (see storagectl.backends.postgres.ranges): heap pages [start, end)
+    # (None: unbounded), and the columns COPY sends, named because the range is copied from a SELECT.
+    page_range: tuple[int | None, int | None] | None = None
+    columns: tuple[str, ...] = ()
 
     @property
     def unit(self) -> str:
@@ -97,6 +101,13 @@ class Table:
 
     def copy_out_sql(self) -> str:
         options = " (FORMAT binary)" if self.copy_format == "binary" else ""
+        if self.page_range is not None:
+            start, end = self.page_range
+            bounds = [f"ctid >= '({start},0)'::pg_catalog.tid" if start is not None else "",
+                      f"ctid < '({end},0)'::pg_catalog.tid" if end is not None else ""]
+            where = " AND ".join(bound for bound in bounds if bound) or "true"
+            columns = ", ".join(map(quote_ident, self.columns))
+            return f"COPY (SELECT {columns} FROM ONLY {self.unit} WHERE {where}) TO STDOUT{options}"
         if self.condition:
             return f"COPY (SELECT * FROM ONLY {self.unit} {self.condition}) TO STDOUT{options}"
         return f"COPY {self.unit} TO STDOUT{options}"
@@ -128,13 +139,28 @@ def backup_estimate(conn: Any) -> tuple[int, int]:
     return int(count), int(size)
 
 
+# A large table of narrow rows stays text even when it holds bytea: binary COPY is read from libpq
+# one row at a time (~1.4 us of Python per row), text through psql in blocks at C speed (~0.5 us per
+# row, ~2.5 ns per byte more for the hex). Measured on 2 M rows of (int, 16-byte bytea), 52 bytes a
+# row on disk: 2.9 CPU s binary, 1.35 s text; on 350 k rows of 340 bytes binary stays cheaper.
+NARROW_ROWS_MIN_BYTES = 16 << 20  # on disk; as archive.PSQL_MIN_BYTES, from where psql reads a table
+NARROW_ROW_BYTES = 160  # on disk per row (pg_class.reltuples), tuple header included
+
+
 def list_tables(conn: Any, *, binary: bool = False) -> list[Table]:
     """Every table a backup copies; with ``binary`` those :func:`binary_copy_tables` allows are
-    marked for binary COPY."""
+    marked for binary COPY, but large tables of narrow rows (:func:`narrow_rows`)."""
     rows = conn.execute(TABLES_SQL).fetchall()
-    binary_oids = binary_copy_tables(conn, [row[0] for row in rows if row[4] is None]) if binary else set()
+    candidates = [row[0] for row in rows if row[4] is None and not narrow_rows(row[3], row[5])]
+    binary_oids = binary_copy_tables(conn, candidates) if binary else set()
     return [Table(schema, name, size, condition, "binary" if oid in binary_oids else "text")
-            for oid, schema, name, size, condition in rows]
+            for oid, schema, name, size, condition, _rows in rows]
+
+
+def narrow_rows(size: int, estimated_rows: float) -> bool:
+    """A table large enough to be read through psql whose rows are narrow, by its statistics (a
+    table never analyzed, reltuples -1 or 0, is not)."""
+    return size >= NARROW_ROWS_MIN_BYTES and estimated_rows > 0 and size / estimated_rows < NARROW_ROW_BYTES
 
 
 def binary_copy_tables(conn: Any, table_oids: list[int]) -> set[int]:
