@@ -30,7 +30,8 @@ def fill(client, keys: int, seed: int = 7) -> None:
         elif shape == 1:
             pipe.hset(f"{prefix}:hash{i}", mapping={f"f{j}": "v" * j for j in range(rng.randrange(1, 30))})
         else:
-            pipe.set(f"{prefix}:s{i}", "x" * int(rng.lognormvariate(3.5, 1.0)), ex=rng.choice([None, 30, 7200]))
+            # TTLs long enough that no key expires while a slow (loaded) test reads the truth
+            pipe.set(f"{prefix}:s{i}", "x" * int(rng.lognormvariate(3.5, 1.0)), ex=rng.choice([None, 3000, 7200]))
     pipe.set("flat", "no delimiter")
     pipe.execute()
 
