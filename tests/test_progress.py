@@ -209,16 +209,18 @@ def test_backup_plans_with_the_catalog_estimate_verify_and_restore_with_the_mani
     assert plans == [("verify", manifest.size, 7), ("restore", manifest.raw_size, 7)]  # stored bytes checked first
 
 
-def test_redis_and_sqlite_estimates(redis_db, tmp_path):
+def test_redis_and_sqlite_estimates(own_redis, tmp_path):
+    """On a server of the test's own: the estimate is a share of the whole server's dataset memory,
+    which other tests' keys on a shared server would inflate."""
     import sqlite3
 
     from storagectl.backends import open_backend
     from storagectl.backends.redis import RedisSettings
     from storagectl.backends.sqlite import SQLiteSettings
 
-    client = redis_db.client()
+    client = own_redis.client()
     client.mset({f"key:{index}": "x" * 100 for index in range(2000)})
-    cache = open_backend("cache", RedisSettings(kind="redis", url=redis_db.url))
+    cache = open_backend("cache", RedisSettings(kind="redis", url=f"redis://127.0.0.1:{own_redis.port}/0"))
     with cache.connect() as connection:
         estimate = cache.backup_estimate(connection)
     assert estimate.objects == 1 and 2000 * 100 / 4 <= estimate.bytes <= 2000 * 1000
