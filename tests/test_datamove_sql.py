@@ -432,3 +432,22 @@ def test_sqlite_rows_hash_alike_from_sql_and_from_their_mapped_values(tmp_path):
         by_value = [hasher([None if v is None else f(v) for f, v in zip(converters, row, strict=True)])
                     for row in side.read(conn, spec, chunks_from_bounds([])[0])]
     assert in_sql == by_value
+
+
+def test_verify_after_a_skipping_run_reports_unparseable_dates_as_a_mismatch(cli, tmp_path, write_config,
+                                                                             pg_database):
+    make_source(tmp_path / "src.db", "CREATE TABLE days (id INTEGER PRIMARY KEY, at DATETIME);"
+                                     "INSERT INTO days VALUES (1, '2024-01-01'), (2, 'not a date'), "
+                                     "(3, '2024-13-45'), (4, '2024-02-02');")
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          pg: {{kind: postgres, url: "{pg_database.url}"}}
+        """)
+    result, report = run_json(cli, config, "run", "--from", "lite", "--to", "pg", "--table", "days",
+                              "--on-error", "skip", "--no-verify")
+    assert result.exit_code == 0, result.stderr
+    assert report["items"][0]["rejected"] == 2
+    checked, verified = run_json(cli, config, "verify", "--from", "lite", "--to", "pg", "--table", "days")
+    assert checked.exit_code == 6, checked.stderr
+    assert verified["items"][0]["status"] == "mismatch"

@@ -37,6 +37,11 @@ class Rejected(ValueError):
     """A value its target column cannot hold; the message is the reason, for the rejects file."""
 
 
+class RejectedValue(str):
+    """A source value its column rejects, hashed as this text whatever the column's kind: it never
+    equals the field of a value the target holds, so its chunk shows as a mismatch."""
+
+
 # -- SQLite value → mapped value -----------------------------------------------------------------
 def to_int(value: Any) -> int:
     if isinstance(value, int):
@@ -263,8 +268,13 @@ def row_hasher(kinds: Sequence[str]) -> Callable[[Sequence[Any]], int]:
     """The row hash of mapped values of these kinds (given in column order)."""
     encoders = [(i, CANON[kinds[i]]) for i in canonical_order(kinds)]
 
+    def field(value: Any, encode: Callable[[Any], str]) -> str:
+        if value is None:
+            return NULL_FIELD
+        return value if type(value) is RejectedValue else encode(value)
+
     def row_hash(values: Sequence[Any]) -> int:
-        return text_hash(SEPARATOR.join([NULL_FIELD if values[i] is None else enc(values[i]) for i, enc in encoders]))
+        return text_hash(SEPARATOR.join([field(values[i], enc) for i, enc in encoders]))
 
     return row_hash
 

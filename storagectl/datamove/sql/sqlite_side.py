@@ -335,7 +335,7 @@ def _lenient(convert: Any, value: Any) -> Any:
     try:
         return convert(value)
     except canonical.Rejected:
-        return f"rejected:{value!r}"
+        return canonical.RejectedValue(f"rejected:{value!r}")
 
 
 def _sqlite_value_adapter(kind: str) -> Any:
