@@ -451,3 +451,28 @@ def test_verify_after_a_skipping_run_reports_unparseable_dates_as_a_mismatch(cli
     checked, verified = run_json(cli, config, "verify", "--from", "lite", "--to", "pg", "--table", "days")
     assert checked.exit_code == 6, checked.stderr
     assert verified["items"][0]["status"] == "mismatch"
+
+
+def test_null_booleans_json_spacing_and_upper_case_uuids_verify_equal(cli, tmp_path, write_config, pg_database):
+    make_source(tmp_path / "src.db", """
+        CREATE TABLE things (id INTEGER PRIMARY KEY, ok BOOLEAN, doc JSON, ref UUID);
+        INSERT INTO things VALUES (1, NULL, '[1,2]', 'C81E728D-9D4C-2F63-6F06-7F89CC14862C');
+        INSERT INTO things VALUES (2, 1, '{"b":1,"aa":{"x":[true,null,1.50]},"b":2,"é":"t\\u0009"}', NULL);
+        INSERT INTO things VALUES (3, 0, NULL, '{c81e728d-9d4c-2f63-6f06-7f89cc14862c}');
+        INSERT INTO things VALUES (4, NULL, ' "text" ', 'c81e728d9d4c2f636f067f89cc14862c');
+    """)
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          pg: {{kind: postgres, url: "{pg_database.url}"}}
+        """)
+    result, report = run_json(cli, config, "run", "--from", "lite", "--to", "pg", "--table", "things")
+    assert result.exit_code == 0, result.stderr
+    assert report["verified"] is True
+    checked, _ = run_json(cli, config, "verify", "--from", "lite", "--to", "pg", "--table", "things")
+    assert checked.exit_code == 0, checked.stderr
+    with pg_database.connect() as conn:
+        conn.execute("UPDATE things SET doc = '[1, 3]' WHERE id = 1")
+    changed, report = run_json(cli, config, "verify", "--from", "lite", "--to", "pg", "--table", "things",
+                               "--show-diffs")
+    assert changed.exit_code == 6 and report["items"][0]["diff_keys"] == ["1"]

@@ -13,14 +13,18 @@ the 8 bytes of the IEEE double.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import uuid
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-KINDS = ("int", "bool", "float", "numeric", "text", "bytes", "timestamptz", "timestamp", "date", "other")
+KINDS = ("int", "bool", "float", "numeric", "text", "bytes", "timestamptz", "timestamp", "date", "json", "uuid",
+         "other")
+TEXT_KINDS = ("json", "uuid", "other")  # read from PostgreSQL as text, stored in SQLite as TEXT
 NULL_FIELD = r"\N"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 EPOCH_NAIVE = datetime(1970, 1, 1)
@@ -117,6 +121,40 @@ def to_bytes(value: Any) -> bytes:
     return (repr(value) if isinstance(value, float) else str(value)).encode("utf-8")
 
 
+def to_json(value: Any) -> str:
+    """JSON text as PostgreSQL's jsonb prints it: keys deduplicated (the last wins) and ordered as
+    jsonb orders them (shorter first, then by bytes), ``", "`` and ``": "`` between items."""
+    text = to_text(value)
+    try:
+        parsed = json.loads(text, parse_float=Decimal, parse_int=Decimal, parse_constant=_no_constant)
+    except ValueError:
+        raise Rejected(f"not JSON: {_show(value)}") from None
+    return _jsonb_text(parsed)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _jsonb_text(value: Any) -> str:
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: (len(k.encode("utf-8")), k.encode("utf-8")))
+        return "{" + ", ".join(f"{_jsonb_text(k)}: {_jsonb_text(value[k])}" for k in keys) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_jsonb_text(item) for item in value) + "]"
+    if isinstance(value, Decimal):
+        text = format(value, "f")
+        return text[1:] if value == 0 and text.startswith("-") else text
+    return json.dumps(value, ensure_ascii=False)  # strings, true, false, null
+
+
+def to_uuid(value: Any) -> str:
+    try:
+        return str(uuid.UUID(to_text(value).strip()))
+    except ValueError:
+        raise Rejected(f"not a UUID: {_show(value)}") from None
+
+
 def to_timestamptz(value: Any) -> datetime:
     moment = _moment(value)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -173,7 +211,7 @@ def _moment(value: Any) -> datetime:
 CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "int": to_int, "bool": to_bool, "float": to_float, "numeric": to_numeric, "text": to_text,
     "bytes": to_bytes, "timestamptz": to_timestamptz, "timestamp": to_timestamp, "date": to_date,
-    "other": to_text,
+    "json": to_json, "uuid": to_uuid, "other": to_text,
 }
 
 
@@ -248,13 +286,13 @@ def _canon_date(value: date) -> str:
 CANON: dict[str, Callable[[Any], str]] = {
     "int": _canon_int, "bool": _canon_bool, "float": _canon_float, "numeric": _canon_numeric,
     "text": _canon_text, "bytes": _canon_bytes, "timestamptz": _canon_timestamptz,
-    "timestamp": _canon_timestamp, "date": _canon_date, "other": _canon_text,
+    "timestamp": _canon_timestamp, "date": _canon_date, "json": str, "uuid": str, "other": _canon_text,
 }
 SEPARATOR = "\t"
 # Kinds whose field SQLite computes in SQL only for common spellings (else Python), and kinds it
 # never computes; in the canonical order they come after the others, in this order.
 FALLBACK_KINDS = ("timestamptz", "timestamp", "date")
-PYTHON_KINDS = ("float", "numeric")
+PYTHON_KINDS = ("float", "numeric", "json", "uuid")
 
 
 def canonical_order(kinds: Sequence[str]) -> list[int]:
@@ -292,7 +330,7 @@ _PG_ESCAPED = ("replace(replace(replace(replace(({c})::text, '\\', '\\\\'), E'\\
                "E'\\t', '\\t')")
 PG_FIELD: dict[str, str] = {
     "int": "({c})::text",
-    "bool": "CASE WHEN {c} THEN 't' ELSE 'f' END",
+    "bool": "CASE WHEN {c} THEN 't' WHEN NOT {c} THEN 'f' END",
     "float": "encode(float8send(CASE WHEN ({c})::float8 = 0 THEN 0 ELSE ({c})::float8 END), 'hex')",
     "numeric": "CASE WHEN ({c})::numeric = 0 THEN '0' ELSE trim_scale(({c})::numeric)::text END",
     "text": _PG_ESCAPED,
@@ -300,6 +338,8 @@ PG_FIELD: dict[str, str] = {
     "timestamptz": "to_char(({c}) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')",
     "timestamp": "to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US')",
     "date": "to_char({c}, 'YYYY-MM-DD')",
+    "json": "(({c})::jsonb)::text",
+    "uuid": "lower(({c})::text)",
     "other": _PG_ESCAPED,
 }
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from storagectl.datamove.sql import state, typemap
+from storagectl.datamove.sql import canonical, state, typemap
 from storagectl.datamove.sql.spec import Chunk, TableSpec, chunks_from_bounds
 from storagectl.errors import UsageError
 
@@ -129,7 +129,7 @@ def _match_columns(target: Any, spec: TableSpec, columns: list[tuple[str, str]])
     kind_of = typemap.sqlite_kind if target.kind == "sqlite" else typemap.pg_kind
     for column in spec.columns:
         their_kind = kind_of(existing[column.name])
-        if their_kind != column.kind and {their_kind, column.kind} != {"text", "other"}:
+        if their_kind != column.kind and not {their_kind, column.kind} <= {"text", *canonical.TEXT_KINDS}:
             raise IncompatibleTarget(f"target table {spec.target}: column {column.name} is {existing[column.name]}, "
                                      f"the move needs {column.target_type}",
                                      hint="Try: a cast for it in a --map FILE, or drop the target table")

@@ -138,8 +138,8 @@ class PostgresSide:
         name, pg_type, not_null, _identity = row
         kind = typemap.pg_kind(pg_type)
         target_type = typemap.sqlite_type_for(kind) if target_kind == "sqlite" else pg_type
-        source = f"{quote(name)}::text" if kind == "other" else quote(name)  # parsed back by a text COPY
-        note = "stored as text" if kind == "other" and target_kind == "sqlite" else ""
+        source = f"{quote(name)}::text" if kind in canonical.TEXT_KINDS else quote(name)  # parsed back by a text COPY
+        note = "stored as text" if kind in canonical.TEXT_KINDS and target_kind == "sqlite" else ""
         return ColumnSpec(target_name, source, pg_type, target_type, kind, not_null=bool(not_null), note=note,
                           source_column=name)
 
@@ -163,7 +163,7 @@ class PostgresSide:
         if target_kind == "sqlite" and not column.cast:
             kind = typemap.pg_kind(source_type)
             target_type = typemap.sqlite_type_for(kind)
-        if kind == "other":
+        if kind in canonical.TEXT_KINDS:
             expression = f"({expression})::text"
         note = "; ".join(filter(None, [f"expression {column.expression}" if column.expression else "",
                                        f"cast to {column.cast}" if column.cast else ""]))

@@ -54,12 +54,14 @@ PG_KINDS: dict[str, str] = {
     "timestamp with time zone": "timestamptz", "timestamptz": "timestamptz",
     "timestamp without time zone": "timestamp", "timestamp": "timestamp",
     "date": "date",
+    "json": "json", "jsonb": "json", "uuid": "uuid",
 }
 
 # canonical kind → SQLite declared type (PostgreSQL → SQLite)
 KIND_TO_SQLITE = {
     "int": "INTEGER", "bool": "BOOLEAN", "float": "REAL", "numeric": "NUMERIC", "text": "TEXT",
-    "bytes": "BLOB", "timestamptz": "DATETIME", "timestamp": "TIMESTAMP", "date": "DATE", "other": "TEXT",
+    "bytes": "BLOB", "timestamptz": "DATETIME", "timestamp": "TIMESTAMP", "date": "DATE", "json": "TEXT", "uuid": "TEXT",
+    "other": "TEXT",
 }
 
 
