@@ -277,3 +277,30 @@ def test_a_table_is_never_moved_onto_itself(cli, write_config, tmp_path):
     assert result.stderr.splitlines()[0] == "error: a would be moved onto itself"
     with closing(sqlite3.connect(tmp_path / "app.db")) as conn:
         assert conn.execute("SELECT count(*) FROM a").fetchone()[0] == 1
+
+
+def test_postgres_to_sqlite_infinite_timestamps_null_booleans_and_reals(cli, write_config, pg_database, tmp_path):
+    with pg_database.connect() as conn:
+        conn.execute("""
+            CREATE TABLE readings (id int PRIMARY KEY, at timestamptz, local timestamp, ok boolean, x real);
+            INSERT INTO readings VALUES (1, 'infinity', '-infinity', NULL, 0.1),
+                                        (2, '2024-01-01 00:00:00+00', 'infinity', true, 1e30),
+                                        (3, '-infinity', '2024-01-02 03:04:05', false, -0.0),
+                                        (4, NULL, NULL, NULL, NULL);
+        """)
+    config = config_for(write_config, src=f'{{kind: postgres, url: "{pg_database.url}"}}',
+                        edge="{kind: sqlite, path: edge.db, create_if_missing: true}")
+    plan, planned = run_json(cli, config, "plan", "--from", "src", "--to", "edge", "--table", "readings")
+    notes = {column["name"]: column["note"] for column in planned["items"][0]["columns"]}
+    assert "infinity" in notes["at"] and "infinity" in notes["local"]
+    result, report = run_json(cli, config, "run", "--from", "src", "--to", "edge")
+    assert result.exit_code == 0, result.stderr
+    assert report["verified"] is True
+    with sqlite3.connect(tmp_path / "edge.db") as conn:
+        assert conn.execute("SELECT at, local FROM readings WHERE id = 1").fetchone() == ("infinity", "-infinity")
+    checked, _ = run_json(cli, config, "verify", "--from", "src", "--to", "edge")
+    assert checked.exit_code == 0, checked.stderr
+    with sqlite3.connect(tmp_path / "edge.db") as conn:
+        conn.execute("UPDATE readings SET local = '2024-01-01' WHERE id = 2")
+    changed, report = run_json(cli, config, "verify", "--from", "src", "--to", "edge", "--show-diffs")
+    assert changed.exit_code == 6 and report["items"][0]["diff_keys"] == ["2"]

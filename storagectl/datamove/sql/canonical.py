@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-KINDS = ("int", "bool", "float", "numeric", "text", "bytes", "timestamptz", "timestamp", "date", "json", "uuid",
+KINDS = ("int", "bool", "float", "float4", "numeric", "text", "bytes", "timestamptz", "timestamp", "date", "json", "uuid",
          "other")
 TEXT_KINDS = ("json", "uuid", "other")  # read from PostgreSQL as text, stored in SQLite as TEXT
 NULL_FIELD = r"\N"
@@ -35,6 +35,7 @@ JULIAN_EPOCH_MS = 210866760000000  # 1970-01-01 as SQLite's Julian day in millis
 _TRUE = {"1", "t", "true", "y", "yes", "on"}
 _FALSE = {"0", "f", "false", "n", "no", "off"}
 _JUNK_DATES = {"", "0", "0000-00-00", "0000-00-00 00:00:00"}
+INFINITIES = ("infinity", "-infinity")  # PostgreSQL's endless dates and times, as text in SQLite
 
 
 class Rejected(ValueError):
@@ -155,17 +156,30 @@ def to_uuid(value: Any) -> str:
         raise Rejected(f"not a UUID: {_show(value)}") from None
 
 
-def to_timestamptz(value: Any) -> datetime:
+def infinity(value: Any) -> str | None:
+    """``'infinity'``/``'-infinity'`` for such a date or time (any case), else None."""
+    if isinstance(value, str) and (word := value.strip().lower()) in INFINITIES:
+        return word
+    return None
+
+
+def to_timestamptz(value: Any) -> datetime | str:
+    if endless := infinity(value):
+        return endless
     moment = _moment(value)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def to_timestamp(value: Any) -> datetime:
+def to_timestamp(value: Any) -> datetime | str:
+    if endless := infinity(value):
+        return endless
     moment = _moment(value)
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
-def to_date(value: Any) -> date:
+def to_date(value: Any) -> date | str:
+    if endless := infinity(value):
+        return endless
     if isinstance(value, str) and len(value.strip()) == 10:
         try:
             return date.fromisoformat(value.strip())
@@ -209,7 +223,7 @@ def _moment(value: Any) -> datetime:
 
 
 CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    "int": to_int, "bool": to_bool, "float": to_float, "numeric": to_numeric, "text": to_text,
+    "int": to_int, "bool": to_bool, "float": to_float, "float4": to_float, "numeric": to_numeric, "text": to_text,
     "bytes": to_bytes, "timestamptz": to_timestamptz, "timestamp": to_timestamp, "date": to_date,
     "json": to_json, "uuid": to_uuid, "other": to_text,
 }
@@ -221,6 +235,8 @@ def converter(kind: str) -> Callable[[Any], Any]:
 
 def date_format(value: Any) -> str:
     """How a SQLite date value is stored, for the plan: ISO text, Julian REAL, Unix INTEGER or junk."""
+    if infinity(value):
+        return "infinity"
     try:
         _moment(value)
     except Rejected:
@@ -254,6 +270,14 @@ def _canon_float(value: Any) -> str:
     return struct.pack(">d", value or 0.0).hex()  # -0.0 is 0 (SQLite's text of it has no sign)
 
 
+def _canon_float4(value: Any) -> str:
+    """A PostgreSQL ``real``: the 4 IEEE bytes of the value rounded to single precision, on both sides."""
+    try:
+        return struct.pack(">f", value or 0.0).hex()
+    except OverflowError:
+        return f"beyond real: {value!r}"
+
+
 def _canon_numeric(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
@@ -271,20 +295,24 @@ def _canon_bytes(value: Any) -> str:
     return "\\\\x" + value.hex().upper()
 
 
-def _canon_timestamptz(value: datetime) -> str:
+def _canon_timestamptz(value: datetime | str) -> str:
+    if isinstance(value, str):
+        return value  # infinity
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _canon_timestamp(value: datetime) -> str:
+def _canon_timestamp(value: datetime | str) -> str:
+    if isinstance(value, str):
+        return value
     return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _canon_date(value: date) -> str:
-    return value.isoformat()
+def _canon_date(value: date | str) -> str:
+    return value if isinstance(value, str) else value.isoformat()
 
 
 CANON: dict[str, Callable[[Any], str]] = {
-    "int": _canon_int, "bool": _canon_bool, "float": _canon_float, "numeric": _canon_numeric,
+    "int": _canon_int, "bool": _canon_bool, "float": _canon_float, "float4": _canon_float4, "numeric": _canon_numeric,
     "text": _canon_text, "bytes": _canon_bytes, "timestamptz": _canon_timestamptz,
     "timestamp": _canon_timestamp, "date": _canon_date, "json": str, "uuid": str, "other": _canon_text,
 }
@@ -292,7 +320,7 @@ SEPARATOR = "\t"
 # Kinds whose field SQLite computes in SQL only for common spellings (else Python), and kinds it
 # never computes; in the canonical order they come after the others, in this order.
 FALLBACK_KINDS = ("timestamptz", "timestamp", "date")
-PYTHON_KINDS = ("float", "numeric", "json", "uuid")
+PYTHON_KINDS = ("float", "float4", "numeric", "json", "uuid")
 
 
 def canonical_order(kinds: Sequence[str]) -> list[int]:
@@ -332,12 +360,14 @@ PG_FIELD: dict[str, str] = {
     "int": "({c})::text",
     "bool": "CASE WHEN {c} THEN 't' WHEN NOT {c} THEN 'f' END",
     "float": "encode(float8send(CASE WHEN ({c})::float8 = 0 THEN 0 ELSE ({c})::float8 END), 'hex')",
+    "float4": "encode(float4send(CASE WHEN ({c})::float4 = 0 THEN 0 ELSE ({c})::float4 END), 'hex')",
     "numeric": "CASE WHEN ({c})::numeric = 0 THEN '0' ELSE trim_scale(({c})::numeric)::text END",
     "text": _PG_ESCAPED,
     "bytes": "'\\\\x' || upper(encode({c}, 'hex'))",
-    "timestamptz": "to_char(({c}) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')",
-    "timestamp": "to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US')",
-    "date": "to_char({c}, 'YYYY-MM-DD')",
+    # to_char of infinity is NULL: then the text, 'infinity' or '-infinity'
+    "timestamptz": "coalesce(to_char(({c}) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), ({c})::text)",
+    "timestamp": "coalesce(to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US'), ({c})::text)",
+    "date": "coalesce(to_char({c}, 'YYYY-MM-DD'), ({c})::text)",
     "json": "(({c})::jsonb)::text",
     "uuid": "lower(({c})::text)",
     "other": _PG_ESCAPED,

@@ -129,7 +129,9 @@ def _match_columns(target: Any, spec: TableSpec, columns: list[tuple[str, str]])
     kind_of = typemap.sqlite_kind if target.kind == "sqlite" else typemap.pg_kind
     for column in spec.columns:
         their_kind = kind_of(existing[column.name])
-        if their_kind != column.kind and not {their_kind, column.kind} <= {"text", *canonical.TEXT_KINDS}:
+        if {their_kind, column.kind} == {"float", "float4"}:
+            column.kind = "float4"  # a PostgreSQL real on either side: hashed to single precision
+        elif their_kind != column.kind and not {their_kind, column.kind} <= {"text", *canonical.TEXT_KINDS}:
             raise IncompatibleTarget(f"target table {spec.target}: column {column.name} is {existing[column.name]}, "
                                      f"the move needs {column.target_type}",
                                      hint="Try: a cast for it in a --map FILE, or drop the target table")

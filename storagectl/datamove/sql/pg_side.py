@@ -4,6 +4,7 @@ schema after the data, and checksums computed on the server."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -139,7 +140,7 @@ class PostgresSide:
         kind = typemap.pg_kind(pg_type)
         target_type = typemap.sqlite_type_for(kind) if target_kind == "sqlite" else pg_type
         source = f"{quote(name)}::text" if kind in canonical.TEXT_KINDS else quote(name)  # parsed back by a text COPY
-        note = "stored as text" if kind in canonical.TEXT_KINDS and target_kind == "sqlite" else ""
+        note = _sqlite_note(kind) if target_kind == "sqlite" else ""
         return ColumnSpec(target_name, source, pg_type, target_type, kind, not_null=bool(not_null), note=note,
                           source_column=name)
 
@@ -199,6 +200,7 @@ class PostgresSide:
         where, args = chunk.where(spec.key, self.param)
         key = f"{spec.key or 'NULL'}, " if with_key else ""
         cursor = conn.cursor()
+        _load_infinity_as_text(cursor)
         cursor.execute(f"SELECT {key}{', '.join(c.source for c in spec.columns)} FROM {spec.source_sql}{where}", args)
         while rows := cursor.fetchmany(FETCH_ROWS):
             yield from rows
@@ -318,6 +320,33 @@ class PostgresSide:
                     conn.execute(f"ALTER TABLE {spec.target_sql} ADD CONSTRAINT {quote(name)} FOREIGN KEY "
                                  f"({', '.join(map(quote, key.columns))}) REFERENCES {quote(key.ref_table)} "
                                  f"({', '.join(map(quote, key.ref_columns))})")
+
+
+def _sqlite_note(kind: str) -> str:
+    if kind in canonical.TEXT_KINDS:
+        return "stored as text"
+    if kind in ("timestamptz", "timestamp", "date"):
+        return "infinity/-infinity stored as the text 'infinity'/'-infinity'"
+    return ""
+
+
+def _load_infinity_as_text(cursor: Any) -> None:
+    """Dates and times read as Python values, except PostgreSQL's infinities (Python has none): their text."""
+    from psycopg.types import datetime as pg_datetime
+
+    for name, base in (("timestamptz", pg_datetime.TimestamptzLoader), ("timestamp", pg_datetime.TimestampLoader),
+                       ("date", pg_datetime.DateLoader)):
+        cursor.adapters.register_loader(name, _infinity_loader(base))
+
+
+@functools.cache
+def _infinity_loader(base: Any) -> Any:
+    class InfinityAsText(base):  # type: ignore[misc, valid-type]
+        def load(self, data: Any) -> Any:
+            text = bytes(data)
+            return text.decode() if text in (b"infinity", b"-infinity") else super().load(data)
+
+    return InfinityAsText
 
 
 def _bucket(key: str | None, bounds: list[int]) -> str:

@@ -46,7 +46,7 @@ PG_KINDS: dict[str, str] = {
     "smallint": "int", "integer": "int", "bigint": "int", "int": "int", "int2": "int", "int4": "int",
     "int8": "int", "serial": "int", "bigserial": "int", "oid": "int",
     "boolean": "bool", "bool": "bool",
-    "double precision": "float", "real": "float", "float8": "float", "float4": "float",
+    "double precision": "float", "real": "float4", "float8": "float", "float4": "float4",
     "numeric": "numeric", "decimal": "numeric",
     "text": "text", "character varying": "text", "varchar": "text", "character": "text", "char": "text",
     "bpchar": "text", "name": "text", "citext": "text",
@@ -59,7 +59,7 @@ PG_KINDS: dict[str, str] = {
 
 # canonical kind → SQLite declared type (PostgreSQL → SQLite)
 KIND_TO_SQLITE = {
-    "int": "INTEGER", "bool": "BOOLEAN", "float": "REAL", "numeric": "NUMERIC", "text": "TEXT",
+    "int": "INTEGER", "bool": "BOOLEAN", "float": "REAL", "float4": "REAL", "numeric": "NUMERIC", "text": "TEXT",
     "bytes": "BLOB", "timestamptz": "DATETIME", "timestamp": "TIMESTAMP", "date": "DATE", "json": "TEXT", "uuid": "TEXT",
     "other": "TEXT",
 }
