@@ -476,3 +476,20 @@ def test_null_booleans_json_spacing_and_upper_case_uuids_verify_equal(cli, tmp_p
     changed, report = run_json(cli, config, "verify", "--from", "lite", "--to", "pg", "--table", "things",
                                "--show-diffs")
     assert changed.exit_code == 6 and report["items"][0]["diff_keys"] == ["1"]
+
+
+def test_plan_counts_integers_out_of_range_of_their_target_type(cli, tmp_path, write_config, pg_database):
+    make_source(tmp_path / "src.db", "CREATE TABLE small (id INTEGER PRIMARY KEY, n SMALLINT, m MEDIUMINT);"
+                                     "INSERT INTO small VALUES (1, 5, 1), (2, 70000, 2), (3, -32768, 3000000000);")
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          pg: {{kind: postgres, url: "{pg_database.url}"}}
+        """)
+    result, plan = run_json(cli, config, "plan", "--from", "lite", "--to", "pg", "--table", "small")
+    assert result.exit_code == 1
+    (small,) = plan["items"]
+    assert small["rejected_rows"] == 2
+    reasons = {sample["key"]: (sample["column"], sample["reason"]) for sample in small["reject_samples"]}
+    assert reasons == {"2": ("n", 'value "70000" is out of range for type smallint'),
+                       "3": ("m", 'value "3000000000" is out of range for type integer')}

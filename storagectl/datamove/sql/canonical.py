@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import uuid
 import struct
 from collections.abc import Callable, Iterable, Sequence
@@ -231,6 +232,29 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
 
 def converter(kind: str) -> Callable[[Any], Any]:
     return CONVERTERS[kind]
+
+
+# PostgreSQL integer types → 2**(bits-1): the values they hold are -limit ≤ n < limit
+PG_INT_LIMITS = {"smallint": 2**15, "int2": 2**15, "smallserial": 2**15, "integer": 2**31, "int": 2**31,
+                 "int4": 2**31, "serial": 2**31, "bigint": 2**63, "int8": 2**63, "bigserial": 2**63}
+
+
+def pg_converter(kind: str, target_type: str) -> Callable[[Any], Any]:
+    """:func:`converter` that also rejects what a PostgreSQL column of ``target_type`` cannot hold
+    (an integer out of its range), as the server would."""
+    convert = CONVERTERS[kind]
+    type_name = re.sub(r"\(.*", "", target_type.lower()).strip()
+    limit = PG_INT_LIMITS.get(type_name) if kind == "int" else None
+    if limit is None:
+        return convert
+
+    def in_range(value: Any) -> Any:
+        number = convert(value)
+        if not -limit <= number < limit:
+            raise Rejected(f'value "{number}" is out of range for type {type_name}')
+        return number
+
+    return in_range
 
 
 def date_format(value: Any) -> str:
