@@ -493,3 +493,24 @@ def test_plan_counts_integers_out_of_range_of_their_target_type(cli, tmp_path, w
     reasons = {sample["key"]: (sample["column"], sample["reason"]) for sample in small["reject_samples"]}
     assert reasons == {"2": ("n", 'value "70000" is out of range for type smallint'),
                        "3": ("m", 'value "3000000000" is out of range for type integer')}
+
+
+def test_batch_rows_1_makes_a_chunk_per_row(cli, tmp_path, write_config, pg_database):
+    make_source(tmp_path / "src.db", "CREATE TABLE seven (id INTEGER PRIMARY KEY, n INTEGER);"
+                                     "INSERT INTO seven (n) VALUES (1), (2), (3), (4), (5), (6), (7);")
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          pg: {{kind: postgres, url: "{pg_database.url}"}}
+          back: {{kind: sqlite, path: back.db, create_if_missing: true}}
+        """)
+    result, plan = run_json(cli, config, "plan", "--from", "lite", "--to", "pg", "--table", "seven",
+                            "--batch-rows", "1")
+    assert result.exit_code == 0 and plan["items"][0]["chunking"] == "7 chunks of ≤1 rows by id"
+    result, report = run_json(cli, config, "run", "--from", "lite", "--to", "pg", "--table", "seven",
+                              "--batch-rows", "1")
+    assert result.exit_code == 0 and report["items"][0]["chunks"] == 7
+    result, plan = run_json(cli, config, "plan", "--from", "pg", "--to", "back", "--table", "seven",
+                            "--batch-rows", "1")
+    assert result.exit_code == 0, result.stderr
+    assert plan["items"][0]["chunking"] == "7 chunks of ≤1 rows by id"

@@ -192,7 +192,7 @@ class PostgresSide:
         if spec.key is None:
             return []
         rows = conn.execute(f"SELECT k FROM (SELECT {spec.key} AS k, row_number() OVER (ORDER BY {spec.key}) AS n "
-                            f"FROM {spec.source_sql}) s WHERE n %% %s = 1 AND n > 1 ORDER BY k", [batch_rows])
+                            f"FROM {spec.source_sql}) s WHERE (n - 1) %% %s = 0 AND n > 1 ORDER BY k", [batch_rows])
         return [row[0] for row in rows]
 
     def read(self, conn: Any, spec: TableSpec, chunk: Chunk, *, with_key: bool = False,

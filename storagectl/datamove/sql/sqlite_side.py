@@ -169,7 +169,7 @@ class SQLiteSide:
         if spec.key is None:
             return []
         rows = conn.execute(f"SELECT k FROM (SELECT {spec.key} AS k, row_number() OVER (ORDER BY {spec.key}) AS n "
-                            f"FROM {spec.source_sql}) WHERE n % ? = 1 AND n > 1 ORDER BY k", [batch_rows])
+                            f"FROM {spec.source_sql}) WHERE (n - 1) % ? = 0 AND n > 1 ORDER BY k", [batch_rows])
         return [row[0] for row in rows]
 
     def read(self, conn: sqlite3.Connection, spec: TableSpec, chunk: Chunk, *, with_key: bool = False,
