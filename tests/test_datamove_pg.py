@@ -304,3 +304,25 @@ def test_postgres_to_sqlite_infinite_timestamps_null_booleans_and_reals(cli, wri
         conn.execute("UPDATE readings SET local = '2024-01-01' WHERE id = 2")
     changed, report = run_json(cli, config, "verify", "--from", "src", "--to", "edge", "--show-diffs")
     assert changed.exit_code == 6 and report["items"][0]["diff_keys"] == ["2"]
+
+
+def test_table_given_with_a_plan_name_narrows_the_plan(cli, write_config, pg_source, tmp_path):
+    config = write_config(f"""\
+        backends:
+          src: {{kind: postgres, url: "{pg_source.url}"}}
+          edge: {{kind: sqlite, path: edge.db, create_if_missing: true}}
+        data_migrations:
+          nightly:
+            source: src
+            target: edge
+            tables:
+              - customers
+              - {{source: orders, renames: {{total: amount}}}}
+        """)
+    result, planned = run_json(cli, config, "plan", "nightly")
+    assert result.exit_code == 0 and [item["source"] for item in planned["items"]] == ["customers", "orders"]
+    result, planned = run_json(cli, config, "plan", "nightly", "--table", "customers")
+    assert result.exit_code == 0 and [item["source"] for item in planned["items"]] == ["customers"]
+    result, planned = run_json(cli, config, "plan", "nightly", "--table", "orders")
+    assert result.exit_code == 0 and [item["source"] for item in planned["items"]] == ["orders"]
+    assert "amount" in [column["name"] for column in planned["items"][0]["columns"]]

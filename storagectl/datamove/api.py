@@ -27,6 +27,7 @@ def open_request(config: Config, source: str | None, target: str | None, *, plan
     from storagectl.errors import UsageError
 
     options = {key: value for key, value in options.items() if value is not None}
+    user_tables = options["selection"].tables if "selection" in options else ()
     maps: list[TableMap] = []
     if plan_name is not None:
         settings = config.data_migration(plan_name)
@@ -41,7 +42,12 @@ def open_request(config: Config, source: str | None, target: str | None, *, plan
     if map_file is not None:
         from storagectl.config.loader import load_table_maps
 
-        maps += [table_map(entry) for entry in load_table_maps(map_file)]
+        file_maps = [table_map(entry) for entry in load_table_maps(map_file)]
+        maps += file_maps
+        selection = options.get("selection")
+        if plan_name is not None and selection is not None and selection.tables and not user_tables:
+            options["selection"] = replace(selection, tables=selection.tables + tuple(
+                m.source for m in file_maps if m.source not in selection.tables))  # the plan's and the file's
     if source is None or target is None:
         raise UsageError("say where the data comes from and goes to", hint="Try: --from SRC --to DST, or a plan NAME")
     if maps:

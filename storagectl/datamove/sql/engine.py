@@ -49,7 +49,8 @@ def select_specs(source: Any, conn: Any, request: DataMigrationRequest, target_k
     """The tables to move, described and mapped for the target, in source order."""
     available = source.table_names(conn)
     maps = {table_map.source: table_map for table_map in request.maps}
-    chosen = list(request.selection.tables) + [name for name in maps if name not in request.selection.tables]
+    # --table narrows: the maps then only say how the chosen tables move; without it, mapped tables move
+    chosen = list(request.selection.tables) or list(maps)
     unknown = [name for name in chosen if name not in available]
     if unknown:
         raise UsageError(f"{source.backend.label} has no table {', '.join(map(repr, unknown))}",
