@@ -326,3 +326,36 @@ def test_table_given_with_a_plan_name_narrows_the_plan(cli, write_config, pg_sou
     result, planned = run_json(cli, config, "plan", "nightly", "--table", "orders")
     assert result.exit_code == 0 and [item["source"] for item in planned["items"]] == ["orders"]
     assert "amount" in [column["name"] for column in planned["items"][0]["columns"]]
+
+
+def test_a_source_table_mapped_twice_is_a_config_error_naming_it(cli, write_config, tmp_path):
+    config = write_config("""\
+        backends:
+          a: {kind: sqlite, path: a.db}
+          b: {kind: sqlite, path: b.db}
+        data_migrations:
+          twice:
+            source: a
+            target: b
+            tables:
+              - {source: t, target: t1}
+              - u
+              - {source: t, target: t2}
+        """)
+    result = cli("-c", config, "migrate", "data", "plan", "twice")
+    assert result.exit_code == 2
+    assert "data_migrations.twice.tables: table 't' listed more than once" in result.stderr
+    (tmp_path / "map.yaml").write_text("tables:\n  - source: t\n  - source: t\n    target: t2\n")
+    plain = write_config("backends:\n  a: {kind: sqlite, path: a.db}\n  b: {kind: sqlite, path: b.db}\n")
+    result = cli("-c", plain, "migrate", "data", "plan", "--from", "a", "--to", "b", "--map", tmp_path / "map.yaml")
+    assert result.exit_code == 2 and "tables: table 't' listed more than once" in result.stderr
+    (tmp_path / "one.yaml").write_text("tables:\n  - source: u\n    target: u2\n")
+    both = write_config("""\
+        backends:
+          a: {kind: sqlite, path: a.db}
+          b: {kind: sqlite, path: b.db}
+        data_migrations:
+          once: {source: a, target: b, tables: [{source: u, target: u1}]}
+        """)
+    result = cli("-c", both, "migrate", "data", "plan", "once", "--map", tmp_path / "one.yaml")
+    assert result.exit_code == 2 and "table 'u' mapped both by plan 'once' and by" in result.stderr

@@ -48,6 +48,11 @@ def open_request(config: Config, source: str | None, target: str | None, *, plan
         if plan_name is not None and selection is not None and selection.tables and not user_tables:
             options["selection"] = replace(selection, tables=selection.tables + tuple(
                 m.source for m in file_maps if m.source not in selection.tables))  # the plan's and the file's
+    if duplicates := sorted({m.source for m in maps if [n.source for n in maps].count(m.source) > 1}):
+        from storagectl.errors import ConfigError
+
+        raise ConfigError(f"table {', '.join(map(repr, duplicates))} mapped both by plan {plan_name!r} and by "
+                          f"{map_file}", hint="Try: give each source table one entry")
     if source is None or target is None:
         raise UsageError("say where the data comes from and goes to", hint="Try: --from SRC --to DST, or a plan NAME")
     if maps:
