@@ -95,6 +95,7 @@ def test_verify_names_the_first_differing_chunk_and_the_row_keys(cli, moves, pg_
     assert books["status"] == "mismatch" and books["first_bad_chunk"] == "2 (51 ≤ id < 101)"
     assert books["diff_keys"] == ["77"]
     assert "first differing chunk 2 (51 ≤ id < 101)" in result.stderr
+    assert "--show-diffs" not in result.stderr  # it was given: the hint does not ask for it again
 
 
 BAD_ROWS = """

@@ -93,14 +93,18 @@ def verify(request: DataMigrationRequest) -> RunResult:
     return result
 
 
-def raise_on_mismatch(result: RunResult) -> None:
+def raise_on_mismatch(result: RunResult, *, showed_diffs: bool = False) -> None:
     bad = [item for item in result.items if item.status == "mismatch"]
     if bad:
         first = bad[0]
         where = f" (first differing chunk {first.first_bad_chunk})" if first.first_bad_chunk else ""
         raise IntegrityError(f"{len(bad)} of {len(result.items)} items differ between source and target: "
                              f"{first.source} → {first.target}{where}",
-                             hint="Try: storagectl migrate data verify --show-diffs ... to list the differing keys")
+                             hint=SHOWN_DIFFS_HINT if showed_diffs else SHOW_DIFFS_HINT)
+
+
+SHOW_DIFFS_HINT = "Try: storagectl migrate data verify --show-diffs ... to list the differing keys"
+SHOWN_DIFFS_HINT = "Try: look at the differing keys listed above (diff_keys with -o json)"
 
 
 def _path(request: DataMigrationRequest):

@@ -16,15 +16,15 @@ import hashlib
 import json
 import math
 import re
-import uuid
 import struct
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-KINDS = ("int", "bool", "float", "float4", "numeric", "text", "bytes", "timestamptz", "timestamp", "date", "json", "uuid",
-         "other")
+KINDS = ("int", "bool", "float", "float4", "numeric", "text", "bytes", "timestamptz", "timestamp", "date", "json",
+         "uuid", "other")
 TEXT_KINDS = ("json", "uuid", "other")  # read from PostgreSQL as text, stored in SQLite as TEXT
 NULL_FIELD = r"\N"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -14,8 +14,8 @@ from storagectl.datamove.sql import canonical
 from storagectl.datamove.sql.spec import TableSpec
 
 # Storage classes (SQLite typeof) a column of this kind takes as they are, with no Python per value
-NATIVE = {"int": {"integer"}, "float": {"real", "integer"}, "float4": {"real", "integer"}, "text": {"text"}, "bytes": {"blob"},
-          "other": {"text"}}
+NATIVE = {"int": {"integer"}, "float": {"real", "integer"}, "float4": {"real", "integer"}, "text": {"text"},
+          "bytes": {"blob"}, "other": {"text"}}
 
 
 @dataclass

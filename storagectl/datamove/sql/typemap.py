@@ -60,8 +60,8 @@ PG_KINDS: dict[str, str] = {
 # canonical kind → SQLite declared type (PostgreSQL → SQLite)
 KIND_TO_SQLITE = {
     "int": "INTEGER", "bool": "BOOLEAN", "float": "REAL", "float4": "REAL", "numeric": "NUMERIC", "text": "TEXT",
-    "bytes": "BLOB", "timestamptz": "DATETIME", "timestamp": "TIMESTAMP", "date": "DATE", "json": "TEXT", "uuid": "TEXT",
-    "other": "TEXT",
+    "bytes": "BLOB", "timestamptz": "DATETIME", "timestamp": "TIMESTAMP", "date": "DATE",
+    "json": "TEXT", "uuid": "TEXT", "other": "TEXT",
 }
 
 
