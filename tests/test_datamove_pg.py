@@ -359,3 +359,20 @@ def test_a_source_table_mapped_twice_is_a_config_error_naming_it(cli, write_conf
         """)
     result = cli("-c", both, "migrate", "data", "plan", "once", "--map", tmp_path / "one.yaml")
     assert result.exit_code == 2 and "table 'u' mapped both by plan 'once' and by" in result.stderr
+
+
+def test_a_bad_sql_expression_in_a_map_is_a_usage_error(cli, write_config, pg_source, tmp_path):
+    with sqlite3.connect(tmp_path / "app.db") as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v REAL)")
+    (tmp_path / "map.yaml").write_text(
+        "tables:\n  - source: t\n    target: t2\n    columns:\n      - {name: id}\n"
+        "      - {name: w, expression: 'v +* 2'}\n")
+    (tmp_path / "pgmap.yaml").write_text(
+        "tables:\n  - source: customers\n    columns:\n      - {name: id}\n"
+        "      - {name: w, expression: 'no_such_column + 1'}\n")
+    config = config_for(write_config, app="{kind: sqlite, path: app.db}",
+                        src=f'{{kind: postgres, url: "{pg_source.url}"}}')
+    lite = cli("-c", config, "migrate", "data", "plan", "--from", "app", "--to", "app", "--map", tmp_path / "map.yaml")
+    assert lite.exit_code == 2 and "expression 'v +* 2' on 't'" in lite.stderr
+    pg = cli("-c", config, "migrate", "data", "plan", "--from", "src", "--to", "app", "--map", tmp_path / "pgmap.yaml")
+    assert pg.exit_code == 2 and "no_such_column" in pg.stderr

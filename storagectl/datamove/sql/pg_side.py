@@ -179,8 +179,11 @@ class PostgresSide:
         except TypeError:
             return "text"
         except psycopg.Error as exc:
-            raise OperationFailed(f"{self.backend.label}: expression {expression} on {relation}: "
-                                  f"{self.backend.error_line(exc)}") from exc
+            bad_sql = isinstance(exc, psycopg.ProgrammingError | psycopg.DataError)  # syntax, unknown name, ...
+            error = UsageError if bad_sql else OperationFailed
+            raise error(f"{self.backend.label}: expression {expression} on {relation}: "
+                        f"{self.backend.error_line(exc)}",
+                        hint="Try: a PostgreSQL expression over the table's columns" if bad_sql else None) from exc
 
     def _row_estimate(self, conn: Any, relation: str) -> int | None:
         estimate = conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",

@@ -17,7 +17,7 @@ from storagectl.datamove.sql.spec import (
     chunk_index,
     chunks_from_bounds,
 )
-from storagectl.errors import OperationFailed
+from storagectl.errors import OperationFailed, UsageError
 
 if TYPE_CHECKING:
     from storagectl.backends.sqlite import SQLiteBackend
@@ -127,8 +127,10 @@ class SQLiteSide:
             found = {row[0] for row in conn.execute(
                 f"SELECT DISTINCT typeof({expression}) FROM {quote(table)}")} - {"null"}
         except sqlite3.Error as exc:
-            raise OperationFailed(f"{self.backend.label}: expression {expression!r} on {table!r}: {exc}",
-                                  hint="Try: an SQLite expression over the table's columns") from exc
+            busy = "locked" in str(exc) or "busy" in str(exc)
+            error = OperationFailed if busy else UsageError  # else: syntax, unknown column or function
+            raise error(f"{self.backend.label}: expression {expression!r} on {table!r}: {exc}",
+                        hint="Try: an SQLite expression over the table's columns") from exc
         if found == {"integer"}:
             return "INTEGER"
         if found <= {"integer", "real"} and found:
