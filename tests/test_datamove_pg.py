@@ -376,3 +376,33 @@ def test_a_bad_sql_expression_in_a_map_is_a_usage_error(cli, write_config, pg_so
     assert lite.exit_code == 2 and "expression 'v +* 2' on 't'" in lite.stderr
     pg = cli("-c", config, "migrate", "data", "plan", "--from", "src", "--to", "app", "--map", tmp_path / "pgmap.yaml")
     assert pg.exit_code == 2 and "no_such_column" in pg.stderr
+
+
+def test_sqlite_to_sqlite_keeps_json_and_uuid_columns_as_text(cli, write_config, tmp_path):
+    with sqlite3.connect(tmp_path / "app.db") as conn:
+        conn.executescript("CREATE TABLE docs (id INTEGER PRIMARY KEY, doc JSON, ref UUID);"
+                           "INSERT INTO docs VALUES (1, 'not json', 'not a uuid'), (2, '[1,2]', 'ABC');")
+    config = config_for(write_config, app="{kind: sqlite, path: app.db}",
+                        copy="{kind: sqlite, path: copy.db, create_if_missing: true}")
+    result, report = run_json(cli, config, "run", "--from", "app", "--to", "copy")
+    assert result.exit_code == 0, result.stderr
+    assert report["verified"] is True and report["items"][0]["rejected"] == 0
+    with sqlite3.connect(tmp_path / "copy.db") as conn:
+        assert conn.execute("SELECT doc, ref FROM docs ORDER BY id").fetchall() == [("not json", "not a uuid"),
+                                                                                   ("[1,2]", "ABC")]
+
+
+def test_postgres_to_sqlite_with_casts_to_uuid_jsonb_and_real(cli, write_config, pg_source, tmp_path):
+    (tmp_path / "map.yaml").write_text(
+        "tables:\n  - source: orders\n    columns:\n      - {name: id}\n"
+        "      - {name: ref, expression: \"upper(ref::text)\", cast: uuid}\n"
+        "      - {name: doc, expression: \"doc::text\", cast: jsonb}\n"
+        "      - {name: ratio, cast: real}\n")
+    config = config_for(write_config, src=f'{{kind: postgres, url: "{pg_source.url}"}}',
+                        edge="{kind: sqlite, path: edge.db, create_if_missing: true}")
+    result, report = run_json(cli, config, "run", "--from", "src", "--to", "edge", "--map", tmp_path / "map.yaml")
+    assert result.exit_code == 0, result.stderr
+    assert report["verified"] is True
+    with sqlite3.connect(tmp_path / "edge.db") as conn:
+        assert conn.execute("SELECT ref FROM orders WHERE id = 2").fetchone()[0] == \
+            "c81e728d-9d4c-2f63-6f06-7f89cc14862c"

@@ -160,7 +160,7 @@ class PostgresSide:
         target_type = column.cast or source_type
         if column.cast:
             expression = f"({expression})::{column.cast}"
-        kind = typemap.pg_kind(target_type) if target_kind != "sqlite" else typemap.sqlite_kind(target_type)
+        kind = typemap.pg_kind(target_type)  # a cast is a PostgreSQL type, whatever the target
         if target_kind == "sqlite" and not column.cast:
             kind = typemap.pg_kind(source_type)
             target_type = typemap.sqlite_type_for(kind)

@@ -103,5 +103,7 @@ def sqlite_type_for(kind: str) -> str:
 
 
 def sqlite_kind(declared: str) -> str:
-    """The canonical kind of a SQLite column as the target of PostgreSQL data (or SQLite → SQLite)."""
-    return pg_kind(sqlite_to_pg(declared))
+    """The canonical kind of a SQLite column as the target of PostgreSQL data (or SQLite → SQLite).
+    SQLite checks no JSON or UUID: such columns are text, copied as they are."""
+    kind = pg_kind(sqlite_to_pg(declared))
+    return "text" if kind in ("json", "uuid") else kind
