@@ -277,3 +277,132 @@ def test_a_table_is_never_moved_onto_itself(cli, write_config, tmp_path):
     assert result.stderr.splitlines()[0] == "error: a would be moved onto itself"
     with closing(sqlite3.connect(tmp_path / "app.db")) as conn:
         assert conn.execute("SELECT count(*) FROM a").fetchone()[0] == 1
+
+
+def test_postgres_to_sqlite_infinite_timestamps_null_booleans_and_reals(cli, write_config, pg_database, tmp_path):
+    with pg_database.connect() as conn:
+        conn.execute("""
+            CREATE TABLE readings (id int PRIMARY KEY, at timestamptz, local timestamp, ok boolean, x real);
+            INSERT INTO readings VALUES (1, 'infinity', '-infinity', NULL, 0.1),
+                                        (2, '2024-01-01 00:00:00+00', 'infinity', true, 1e30),
+                                        (3, '-infinity', '2024-01-02 03:04:05', false, -0.0),
+                                        (4, NULL, NULL, NULL, NULL);
+        """)
+    config = config_for(write_config, src=f'{{kind: postgres, url: "{pg_database.url}"}}',
+                        edge="{kind: sqlite, path: edge.db, create_if_missing: true}")
+    plan, planned = run_json(cli, config, "plan", "--from", "src", "--to", "edge", "--table", "readings")
+    notes = {column["name"]: column["note"] for column in planned["items"][0]["columns"]}
+    assert "infinity" in notes["at"] and "infinity" in notes["local"]
+    result, report = run_json(cli, config, "run", "--from", "src", "--to", "edge")
+    assert result.exit_code == 0, result.stderr
+    assert report["verified"] is True
+    with sqlite3.connect(tmp_path / "edge.db") as conn:
+        assert conn.execute("SELECT at, local FROM readings WHERE id = 1").fetchone() == ("infinity", "-infinity")
+    checked, _ = run_json(cli, config, "verify", "--from", "src", "--to", "edge")
+    assert checked.exit_code == 0, checked.stderr
+    with sqlite3.connect(tmp_path / "edge.db") as conn:
+        conn.execute("UPDATE readings SET local = '2024-01-01' WHERE id = 2")
+    changed, report = run_json(cli, config, "verify", "--from", "src", "--to", "edge", "--show-diffs")
+    assert changed.exit_code == 6 and report["items"][0]["diff_keys"] == ["2"]
+
+
+def test_table_given_with_a_plan_name_narrows_the_plan(cli, write_config, pg_source, tmp_path):
+    config = write_config(f"""\
+        backends:
+          src: {{kind: postgres, url: "{pg_source.url}"}}
+          edge: {{kind: sqlite, path: edge.db, create_if_missing: true}}
+        data_migrations:
+          nightly:
+            source: src
+            target: edge
+            tables:
+              - customers
+              - {{source: orders, renames: {{total: amount}}}}
+        """)
+    result, planned = run_json(cli, config, "plan", "nightly")
+    assert result.exit_code == 0 and [item["source"] for item in planned["items"]] == ["customers", "orders"]
+    result, planned = run_json(cli, config, "plan", "nightly", "--table", "customers")
+    assert result.exit_code == 0 and [item["source"] for item in planned["items"]] == ["customers"]
+    result, planned = run_json(cli, config, "plan", "nightly", "--table", "orders")
+    assert result.exit_code == 0 and [item["source"] for item in planned["items"]] == ["orders"]
+    assert "amount" in [column["name"] for column in planned["items"][0]["columns"]]
+
+
+def test_a_source_table_mapped_twice_is_a_config_error_naming_it(cli, write_config, tmp_path):
+    config = write_config("""\
+        backends:
+          a: {kind: sqlite, path: a.db}
+          b: {kind: sqlite, path: b.db}
+        data_migrations:
+          twice:
+            source: a
+            target: b
+            tables:
+              - {source: t, target: t1}
+              - u
+              - {source: t, target: t2}
+        """)
+    result = cli("-c", config, "migrate", "data", "plan", "twice")
+    assert result.exit_code == 2
+    assert "data_migrations.twice.tables: table 't' listed more than once" in result.stderr
+    (tmp_path / "map.yaml").write_text("tables:\n  - source: t\n  - source: t\n    target: t2\n")
+    plain = write_config("backends:\n  a: {kind: sqlite, path: a.db}\n  b: {kind: sqlite, path: b.db}\n")
+    result = cli("-c", plain, "migrate", "data", "plan", "--from", "a", "--to", "b", "--map", tmp_path / "map.yaml")
+    assert result.exit_code == 2 and "tables: table 't' listed more than once" in result.stderr
+    (tmp_path / "one.yaml").write_text("tables:\n  - source: u\n    target: u2\n")
+    both = write_config("""\
+        backends:
+          a: {kind: sqlite, path: a.db}
+          b: {kind: sqlite, path: b.db}
+        data_migrations:
+          once: {source: a, target: b, tables: [{source: u, target: u1}]}
+        """)
+    result = cli("-c", both, "migrate", "data", "plan", "once", "--map", tmp_path / "one.yaml")
+    assert result.exit_code == 2 and "table 'u' mapped both by plan 'once' and by" in result.stderr
+
+
+def test_a_bad_sql_expression_in_a_map_is_a_usage_error(cli, write_config, pg_source, tmp_path):
+    with sqlite3.connect(tmp_path / "app.db") as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v REAL)")
+    (tmp_path / "map.yaml").write_text(
+        "tables:\n  - source: t\n    target: t2\n    columns:\n      - {name: id}\n"
+        "      - {name: w, expression: 'v +* 2'}\n")
+    (tmp_path / "pgmap.yaml").write_text(
+        "tables:\n  - source: customers\n    columns:\n      - {name: id}\n"
+        "      - {name: w, expression: 'no_such_column + 1'}\n")
+    config = config_for(write_config, app="{kind: sqlite, path: app.db}",
+                        src=f'{{kind: postgres, url: "{pg_source.url}"}}')
+    lite = cli("-c", config, "migrate", "data", "plan", "--from", "app", "--to", "app", "--map", tmp_path / "map.yaml")
+    assert lite.exit_code == 2 and "expression 'v +* 2' on 't'" in lite.stderr
+    pg = cli("-c", config, "migrate", "data", "plan", "--from", "src", "--to", "app", "--map", tmp_path / "pgmap.yaml")
+    assert pg.exit_code == 2 and "no_such_column" in pg.stderr
+
+
+def test_sqlite_to_sqlite_keeps_json_and_uuid_columns_as_text(cli, write_config, tmp_path):
+    with sqlite3.connect(tmp_path / "app.db") as conn:
+        conn.executescript("CREATE TABLE docs (id INTEGER PRIMARY KEY, doc JSON, ref UUID);"
+                           "INSERT INTO docs VALUES (1, 'not json', 'not a uuid'), (2, '[1,2]', 'ABC');")
+    config = config_for(write_config, app="{kind: sqlite, path: app.db}",
+                        copy="{kind: sqlite, path: copy.db, create_if_missing: true}")
+    result, report = run_json(cli, config, "run", "--from", "app", "--to", "copy")
+    assert result.exit_code == 0, result.stderr
+    assert report["verified"] is True and report["items"][0]["rejected"] == 0
+    with sqlite3.connect(tmp_path / "copy.db") as conn:
+        assert conn.execute("SELECT doc, ref FROM docs ORDER BY id").fetchall() == [("not json", "not a uuid"),
+                                                                                   ("[1,2]", "ABC")]
+
+
+def test_postgres_to_sqlite_with_casts_to_uuid_jsonb_and_real(cli, write_config, pg_source, tmp_path):
+    (tmp_path / "map.yaml").write_text(
+        "tables:\n  - source: orders\n    columns:\n      - {name: id}\n"
+        "      - {name: ref, expression: \"upper(ref::text)\", cast: uuid}\n"
+        "      - {name: doc, expression: \"doc::text\", cast: jsonb}\n"
+        "      - {name: ratio, cast: real}\n")
+    config = config_for(write_config, src=f'{{kind: postgres, url: "{pg_source.url}"}}',
+                        edge="{kind: sqlite, path: edge.db, create_if_missing: true}")
+    result, report = run_json(cli, config, "run", "--from", "src", "--to", "edge", "--map", tmp_path / "map.yaml")
+    assert result.exit_code == 0, result.stderr
+    assert report["verified"] is True
+    with sqlite3.connect(tmp_path / "edge.db") as conn:
+        assert conn.execute("SELECT ref FROM orders WHERE id = 2").fetchone()[0] == \
+            "c81e728d-9d4c-2f63-6f06-7f89cc14862c"

@@ -95,6 +95,7 @@ def test_verify_names_the_first_differing_chunk_and_the_row_keys(cli, moves, pg_
     assert books["status"] == "mismatch" and books["first_bad_chunk"] == "2 (51 ≤ id < 101)"
     assert books["diff_keys"] == ["77"]
     assert "first differing chunk 2 (51 ≤ id < 101)" in result.stderr
+    assert "--show-diffs" not in result.stderr  # it was given: the hint does not ask for it again
 
 
 BAD_ROWS = """
@@ -432,3 +433,85 @@ def test_sqlite_rows_hash_alike_from_sql_and_from_their_mapped_values(tmp_path):
         by_value = [hasher([None if v is None else f(v) for f, v in zip(converters, row, strict=True)])
                     for row in side.read(conn, spec, chunks_from_bounds([])[0])]
     assert in_sql == by_value
+
+
+def test_verify_after_a_skipping_run_reports_unparseable_dates_as_a_mismatch(cli, tmp_path, write_config,
+                                                                             pg_database):
+    make_source(tmp_path / "src.db", "CREATE TABLE days (id INTEGER PRIMARY KEY, at DATETIME);"
+                                     "INSERT INTO days VALUES (1, '2024-01-01'), (2, 'not a date'), "
+                                     "(3, '2024-13-45'), (4, '2024-02-02');")
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          pg: {{kind: postgres, url: "{pg_database.url}"}}
+        """)
+    result, report = run_json(cli, config, "run", "--from", "lite", "--to", "pg", "--table", "days",
+                              "--on-error", "skip", "--no-verify")
+    assert result.exit_code == 0, result.stderr
+    assert report["items"][0]["rejected"] == 2
+    checked, verified = run_json(cli, config, "verify", "--from", "lite", "--to", "pg", "--table", "days")
+    assert checked.exit_code == 6, checked.stderr
+    assert verified["items"][0]["status"] == "mismatch"
+
+
+def test_null_booleans_json_spacing_and_upper_case_uuids_verify_equal(cli, tmp_path, write_config, pg_database):
+    make_source(tmp_path / "src.db", """
+        CREATE TABLE things (id INTEGER PRIMARY KEY, ok BOOLEAN, doc JSON, ref UUID);
+        INSERT INTO things VALUES (1, NULL, '[1,2]', 'C81E728D-9D4C-2F63-6F06-7F89CC14862C');
+        INSERT INTO things VALUES (2, 1, '{"b":1,"aa":{"x":[true,null,1.50]},"b":2,"é":"t\\u0009"}', NULL);
+        INSERT INTO things VALUES (3, 0, NULL, '{c81e728d-9d4c-2f63-6f06-7f89cc14862c}');
+        INSERT INTO things VALUES (4, NULL, ' "text" ', 'c81e728d9d4c2f636f067f89cc14862c');
+    """)
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          pg: {{kind: postgres, url: "{pg_database.url}"}}
+        """)
+    result, report = run_json(cli, config, "run", "--from", "lite", "--to", "pg", "--table", "things")
+    assert result.exit_code == 0, result.stderr
+    assert report["verified"] is True
+    checked, _ = run_json(cli, config, "verify", "--from", "lite", "--to", "pg", "--table", "things")
+    assert checked.exit_code == 0, checked.stderr
+    with pg_database.connect() as conn:
+        conn.execute("UPDATE things SET doc = '[1, 3]' WHERE id = 1")
+    changed, report = run_json(cli, config, "verify", "--from", "lite", "--to", "pg", "--table", "things",
+                               "--show-diffs")
+    assert changed.exit_code == 6 and report["items"][0]["diff_keys"] == ["1"]
+
+
+def test_plan_counts_integers_out_of_range_of_their_target_type(cli, tmp_path, write_config, pg_database):
+    make_source(tmp_path / "src.db", "CREATE TABLE small (id INTEGER PRIMARY KEY, n SMALLINT, m MEDIUMINT);"
+                                     "INSERT INTO small VALUES (1, 5, 1), (2, 70000, 2), (3, -32768, 3000000000);")
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          pg: {{kind: postgres, url: "{pg_database.url}"}}
+        """)
+    result, plan = run_json(cli, config, "plan", "--from", "lite", "--to", "pg", "--table", "small")
+    assert result.exit_code == 1
+    (small,) = plan["items"]
+    assert small["rejected_rows"] == 2
+    reasons = {sample["key"]: (sample["column"], sample["reason"]) for sample in small["reject_samples"]}
+    assert reasons == {"2": ("n", 'value "70000" is out of range for type smallint'),
+                       "3": ("m", 'value "3000000000" is out of range for type integer')}
+
+
+def test_batch_rows_1_makes_a_chunk_per_row(cli, tmp_path, write_config, pg_database):
+    make_source(tmp_path / "src.db", "CREATE TABLE seven (id INTEGER PRIMARY KEY, n INTEGER);"
+                                     "INSERT INTO seven (n) VALUES (1), (2), (3), (4), (5), (6), (7);")
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          pg: {{kind: postgres, url: "{pg_database.url}"}}
+          back: {{kind: sqlite, path: back.db, create_if_missing: true}}
+        """)
+    result, plan = run_json(cli, config, "plan", "--from", "lite", "--to", "pg", "--table", "seven",
+                            "--batch-rows", "1")
+    assert result.exit_code == 0 and plan["items"][0]["chunking"] == "7 chunks of ≤1 rows by id"
+    result, report = run_json(cli, config, "run", "--from", "lite", "--to", "pg", "--table", "seven",
+                              "--batch-rows", "1")
+    assert result.exit_code == 0 and report["items"][0]["chunks"] == 7
+    result, plan = run_json(cli, config, "plan", "--from", "pg", "--to", "back", "--table", "seven",
+                            "--batch-rows", "1")
+    assert result.exit_code == 0, result.stderr
+    assert plan["items"][0]["chunking"] == "7 chunks of ≤1 rows by id"

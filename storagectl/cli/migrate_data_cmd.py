@@ -118,7 +118,7 @@ def run_cmd(ctx: typer.Context, name: NameArgument = None, source: FromOption = 
     with progress_view(state) as progress:
         result = api.run(request, progress)
     _render_result(state, result, output)
-    api.raise_on_mismatch(result)
+    api.raise_on_mismatch(result, showed_diffs=request.show_diffs)
 
 
 @app.command("verify", cls=PlainUsage)
@@ -136,7 +136,7 @@ def verify_cmd(ctx: typer.Context, name: NameArgument = None, source: FromOption
                        label=label, map_file=map_file, batch_rows=batch_rows, show_diffs=show_diffs)
     result = api.verify(request)
     _render_result(state, result, output)
-    api.raise_on_mismatch(result)
+    api.raise_on_mismatch(result, showed_diffs=request.show_diffs)
 
 
 def _render_plan(state: AppState, plan: MigrationPlan, output: OutputFormat | None) -> None:

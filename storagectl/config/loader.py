@@ -11,7 +11,7 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, field_validator
 
 from storagectl.config.document import Loc, YamlDocument, one_line, read_config_file
 from storagectl.config.models import (
@@ -24,6 +24,7 @@ from storagectl.config.models import (
     StrictModel,
     TableMapSettings,
     ToolsSettings,
+    one_entry_per_source,
     valid_name,
 )
 from storagectl.errors import ConfigError
@@ -271,6 +272,11 @@ def load_table_maps(path: Path, environ: dict[str, str] | None = None) -> list[T
 
 class TableMapFile(StrictModel):
     tables: list[TableMapSettings]
+
+    @field_validator("tables")
+    @classmethod
+    def _one_entry_per_source(cls, tables: list[TableMapSettings]) -> list[TableMapSettings]:
+        return one_entry_per_source(tables)
 
 
 def _backend_settings_class(kind: str) -> type[BackendSettings]:

@@ -311,6 +311,19 @@ class TableMapSettings(StrictModel):
         return self
 
 
+def duplicate_sources(tables: list[Any]) -> list[str]:
+    """Source tables named by more than one entry of a ``tables:`` list (a name or a mapping)."""
+    sources = [entry if isinstance(entry, str) else entry.source for entry in tables]
+    return sorted({name for name in sources if sources.count(name) > 1})
+
+
+def one_entry_per_source(tables: list[Any]) -> list[Any]:
+    if duplicates := duplicate_sources(tables):
+        raise ValueError(f"table {', '.join(map(repr, duplicates))} listed more than once: give each source "
+                         "table one entry")
+    return tables
+
+
 class DataMigrationSettings(StrictModel):
     """A named data move, runnable as ``storagectl migrate data run NAME``."""
 
@@ -322,6 +335,11 @@ class DataMigrationSettings(StrictModel):
     batch_rows: int = Field(50_000, ge=1, le=10_000_000, description="Rows per committed chunk.")
     parallel: int = Field(1, ge=1, le=64, description="Chunks copied at the same time.")
     on_error: Literal["stop", "skip"] = "stop"
+
+    @field_validator("tables")
+    @classmethod
+    def _one_entry_per_source(cls, tables: list[TableMapSettings | str]) -> list[TableMapSettings | str]:
+        return one_entry_per_source(tables)
 
 
 @dataclass(frozen=True)

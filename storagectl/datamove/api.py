@@ -27,6 +27,7 @@ def open_request(config: Config, source: str | None, target: str | None, *, plan
     from storagectl.errors import UsageError
 
     options = {key: value for key, value in options.items() if value is not None}
+    user_tables = options["selection"].tables if "selection" in options else ()
     maps: list[TableMap] = []
     if plan_name is not None:
         settings = config.data_migration(plan_name)
@@ -41,7 +42,17 @@ def open_request(config: Config, source: str | None, target: str | None, *, plan
     if map_file is not None:
         from storagectl.config.loader import load_table_maps
 
-        maps += [table_map(entry) for entry in load_table_maps(map_file)]
+        file_maps = [table_map(entry) for entry in load_table_maps(map_file)]
+        maps += file_maps
+        selection = options.get("selection")
+        if plan_name is not None and selection is not None and selection.tables and not user_tables:
+            options["selection"] = replace(selection, tables=selection.tables + tuple(
+                m.source for m in file_maps if m.source not in selection.tables))  # the plan's and the file's
+    if duplicates := sorted({m.source for m in maps if [n.source for n in maps].count(m.source) > 1}):
+        from storagectl.errors import ConfigError
+
+        raise ConfigError(f"table {', '.join(map(repr, duplicates))} mapped both by plan {plan_name!r} and by "
+                          f"{map_file}", hint="Try: give each source table one entry")
     if source is None or target is None:
         raise UsageError("say where the data comes from and goes to", hint="Try: --from SRC --to DST, or a plan NAME")
     if maps:
@@ -82,14 +93,18 @@ def verify(request: DataMigrationRequest) -> RunResult:
     return result
 
 
-def raise_on_mismatch(result: RunResult) -> None:
+def raise_on_mismatch(result: RunResult, *, showed_diffs: bool = False) -> None:
     bad = [item for item in result.items if item.status == "mismatch"]
     if bad:
         first = bad[0]
         where = f" (first differing chunk {first.first_bad_chunk})" if first.first_bad_chunk else ""
         raise IntegrityError(f"{len(bad)} of {len(result.items)} items differ between source and target: "
                              f"{first.source} → {first.target}{where}",
-                             hint="Try: storagectl migrate data verify --show-diffs ... to list the differing keys")
+                             hint=SHOWN_DIFFS_HINT if showed_diffs else SHOW_DIFFS_HINT)
+
+
+SHOW_DIFFS_HINT = "Try: storagectl migrate data verify --show-diffs ... to list the differing keys"
+SHOWN_DIFFS_HINT = "Try: look at the differing keys listed above (diff_keys with -o json)"
 
 
 def _path(request: DataMigrationRequest):

@@ -13,14 +13,19 @@ the 8 bytes of the IEEE double.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import re
 import struct
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-KINDS = ("int", "bool", "float", "numeric", "text", "bytes", "timestamptz", "timestamp", "date", "other")
+KINDS = ("int", "bool", "float", "float4", "numeric", "text", "bytes", "timestamptz", "timestamp", "date", "json",
+         "uuid", "other")
+TEXT_KINDS = ("json", "uuid", "other")  # read from PostgreSQL as text, stored in SQLite as TEXT
 NULL_FIELD = r"\N"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 EPOCH_NAIVE = datetime(1970, 1, 1)
@@ -31,10 +36,16 @@ JULIAN_EPOCH_MS = 210866760000000  # 1970-01-01 as SQLite's Julian day in millis
 _TRUE = {"1", "t", "true", "y", "yes", "on"}
 _FALSE = {"0", "f", "false", "n", "no", "off"}
 _JUNK_DATES = {"", "0", "0000-00-00", "0000-00-00 00:00:00"}
+INFINITIES = ("infinity", "-infinity")  # PostgreSQL's endless dates and times, as text in SQLite
 
 
 class Rejected(ValueError):
     """A value its target column cannot hold; the message is the reason, for the rejects file."""
+
+
+class RejectedValue(str):
+    """A source value its column rejects, hashed as this text whatever the column's kind: it never
+    equals the field of a value the target holds, so its chunk shows as a mismatch."""
 
 
 # -- SQLite value → mapped value -----------------------------------------------------------------
@@ -112,17 +123,64 @@ def to_bytes(value: Any) -> bytes:
     return (repr(value) if isinstance(value, float) else str(value)).encode("utf-8")
 
 
-def to_timestamptz(value: Any) -> datetime:
+def to_json(value: Any) -> str:
+    """JSON text as PostgreSQL's jsonb prints it: keys deduplicated (the last wins) and ordered as
+    jsonb orders them (shorter first, then by bytes), ``", "`` and ``": "`` between items."""
+    text = to_text(value)
+    try:
+        parsed = json.loads(text, parse_float=Decimal, parse_int=Decimal, parse_constant=_no_constant)
+    except ValueError:
+        raise Rejected(f"not JSON: {_show(value)}") from None
+    return _jsonb_text(parsed)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _jsonb_text(value: Any) -> str:
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: (len(k.encode("utf-8")), k.encode("utf-8")))
+        return "{" + ", ".join(f"{_jsonb_text(k)}: {_jsonb_text(value[k])}" for k in keys) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_jsonb_text(item) for item in value) + "]"
+    if isinstance(value, Decimal):
+        text = format(value, "f")
+        return text[1:] if value == 0 and text.startswith("-") else text
+    return json.dumps(value, ensure_ascii=False)  # strings, true, false, null
+
+
+def to_uuid(value: Any) -> str:
+    try:
+        return str(uuid.UUID(to_text(value).strip()))
+    except ValueError:
+        raise Rejected(f"not a UUID: {_show(value)}") from None
+
+
+def infinity(value: Any) -> str | None:
+    """``'infinity'``/``'-infinity'`` for such a date or time (any case), else None."""
+    if isinstance(value, str) and (word := value.strip().lower()) in INFINITIES:
+        return word
+    return None
+
+
+def to_timestamptz(value: Any) -> datetime | str:
+    if endless := infinity(value):
+        return endless
     moment = _moment(value)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def to_timestamp(value: Any) -> datetime:
+def to_timestamp(value: Any) -> datetime | str:
+    if endless := infinity(value):
+        return endless
     moment = _moment(value)
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
-def to_date(value: Any) -> date:
+def to_date(value: Any) -> date | str:
+    if endless := infinity(value):
+        return endless
     if isinstance(value, str) and len(value.strip()) == 10:
         try:
             return date.fromisoformat(value.strip())
@@ -166,9 +224,9 @@ def _moment(value: Any) -> datetime:
 
 
 CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    "int": to_int, "bool": to_bool, "float": to_float, "numeric": to_numeric, "text": to_text,
+    "int": to_int, "bool": to_bool, "float": to_float, "float4": to_float, "numeric": to_numeric, "text": to_text,
     "bytes": to_bytes, "timestamptz": to_timestamptz, "timestamp": to_timestamp, "date": to_date,
-    "other": to_text,
+    "json": to_json, "uuid": to_uuid, "other": to_text,
 }
 
 
@@ -176,8 +234,33 @@ def converter(kind: str) -> Callable[[Any], Any]:
     return CONVERTERS[kind]
 
 
+# PostgreSQL integer types → 2**(bits-1): the values they hold are -limit ≤ n < limit
+PG_INT_LIMITS = {"smallint": 2**15, "int2": 2**15, "smallserial": 2**15, "integer": 2**31, "int": 2**31,
+                 "int4": 2**31, "serial": 2**31, "bigint": 2**63, "int8": 2**63, "bigserial": 2**63}
+
+
+def pg_converter(kind: str, target_type: str) -> Callable[[Any], Any]:
+    """:func:`converter` that also rejects what a PostgreSQL column of ``target_type`` cannot hold
+    (an integer out of its range), as the server would."""
+    convert = CONVERTERS[kind]
+    type_name = re.sub(r"\(.*", "", target_type.lower()).strip()
+    limit = PG_INT_LIMITS.get(type_name) if kind == "int" else None
+    if limit is None:
+        return convert
+
+    def in_range(value: Any) -> Any:
+        number = convert(value)
+        if not -limit <= number < limit:
+            raise Rejected(f'value "{number}" is out of range for type {type_name}')
+        return number
+
+    return in_range
+
+
 def date_format(value: Any) -> str:
     """How a SQLite date value is stored, for the plan: ISO text, Julian REAL, Unix INTEGER or junk."""
+    if infinity(value):
+        return "infinity"
     try:
         _moment(value)
     except Rejected:
@@ -211,6 +294,14 @@ def _canon_float(value: Any) -> str:
     return struct.pack(">d", value or 0.0).hex()  # -0.0 is 0 (SQLite's text of it has no sign)
 
 
+def _canon_float4(value: Any) -> str:
+    """A PostgreSQL ``real``: the 4 IEEE bytes of the value rounded to single precision, on both sides."""
+    try:
+        return struct.pack(">f", value or 0.0).hex()
+    except OverflowError:
+        return f"beyond real: {value!r}"
+
+
 def _canon_numeric(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
@@ -228,28 +319,32 @@ def _canon_bytes(value: Any) -> str:
     return "\\\\x" + value.hex().upper()
 
 
-def _canon_timestamptz(value: datetime) -> str:
+def _canon_timestamptz(value: datetime | str) -> str:
+    if isinstance(value, str):
+        return value  # infinity
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _canon_timestamp(value: datetime) -> str:
+def _canon_timestamp(value: datetime | str) -> str:
+    if isinstance(value, str):
+        return value
     return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _canon_date(value: date) -> str:
-    return value.isoformat()
+def _canon_date(value: date | str) -> str:
+    return value if isinstance(value, str) else value.isoformat()
 
 
 CANON: dict[str, Callable[[Any], str]] = {
-    "int": _canon_int, "bool": _canon_bool, "float": _canon_float, "numeric": _canon_numeric,
+    "int": _canon_int, "bool": _canon_bool, "float": _canon_float, "float4": _canon_float4, "numeric": _canon_numeric,
     "text": _canon_text, "bytes": _canon_bytes, "timestamptz": _canon_timestamptz,
-    "timestamp": _canon_timestamp, "date": _canon_date, "other": _canon_text,
+    "timestamp": _canon_timestamp, "date": _canon_date, "json": str, "uuid": str, "other": _canon_text,
 }
 SEPARATOR = "\t"
 # Kinds whose field SQLite computes in SQL only for common spellings (else Python), and kinds it
 # never computes; in the canonical order they come after the others, in this order.
 FALLBACK_KINDS = ("timestamptz", "timestamp", "date")
-PYTHON_KINDS = ("float", "numeric")
+PYTHON_KINDS = ("float", "float4", "numeric", "json", "uuid")
 
 
 def canonical_order(kinds: Sequence[str]) -> list[int]:
@@ -263,8 +358,13 @@ def row_hasher(kinds: Sequence[str]) -> Callable[[Sequence[Any]], int]:
     """The row hash of mapped values of these kinds (given in column order)."""
     encoders = [(i, CANON[kinds[i]]) for i in canonical_order(kinds)]
 
+    def field(value: Any, encode: Callable[[Any], str]) -> str:
+        if value is None:
+            return NULL_FIELD
+        return value if type(value) is RejectedValue else encode(value)
+
     def row_hash(values: Sequence[Any]) -> int:
-        return text_hash(SEPARATOR.join([NULL_FIELD if values[i] is None else enc(values[i]) for i, enc in encoders]))
+        return text_hash(SEPARATOR.join([field(values[i], enc) for i, enc in encoders]))
 
     return row_hash
 
@@ -282,14 +382,18 @@ _PG_ESCAPED = ("replace(replace(replace(replace(({c})::text, '\\', '\\\\'), E'\\
                "E'\\t', '\\t')")
 PG_FIELD: dict[str, str] = {
     "int": "({c})::text",
-    "bool": "CASE WHEN {c} THEN 't' ELSE 'f' END",
+    "bool": "CASE WHEN {c} THEN 't' WHEN NOT {c} THEN 'f' END",
     "float": "encode(float8send(CASE WHEN ({c})::float8 = 0 THEN 0 ELSE ({c})::float8 END), 'hex')",
+    "float4": "encode(float4send(CASE WHEN ({c})::float4 = 0 THEN 0 ELSE ({c})::float4 END), 'hex')",
     "numeric": "CASE WHEN ({c})::numeric = 0 THEN '0' ELSE trim_scale(({c})::numeric)::text END",
     "text": _PG_ESCAPED,
     "bytes": "'\\\\x' || upper(encode({c}, 'hex'))",
-    "timestamptz": "to_char(({c}) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')",
-    "timestamp": "to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US')",
-    "date": "to_char({c}, 'YYYY-MM-DD')",
+    # to_char of infinity is NULL: then the text, 'infinity' or '-infinity'
+    "timestamptz": "coalesce(to_char(({c}) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), ({c})::text)",
+    "timestamp": "coalesce(to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US'), ({c})::text)",
+    "date": "coalesce(to_char({c}, 'YYYY-MM-DD'), ({c})::text)",
+    "json": "(({c})::jsonb)::text",
+    "uuid": "lower(({c})::text)",
     "other": _PG_ESCAPED,
 }
 

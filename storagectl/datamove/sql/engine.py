@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from storagectl.datamove.sql import state, typemap
+from storagectl.datamove.sql import canonical, state, typemap
 from storagectl.datamove.sql.spec import Chunk, TableSpec, chunks_from_bounds
 from storagectl.errors import UsageError
 
@@ -49,7 +49,8 @@ def select_specs(source: Any, conn: Any, request: DataMigrationRequest, target_k
     """The tables to move, described and mapped for the target, in source order."""
     available = source.table_names(conn)
     maps = {table_map.source: table_map for table_map in request.maps}
-    chosen = list(request.selection.tables) + [name for name in maps if name not in request.selection.tables]
+    # --table narrows: the maps then only say how the chosen tables move; without it, mapped tables move
+    chosen = list(request.selection.tables) or list(maps)
     unknown = [name for name in chosen if name not in available]
     if unknown:
         raise UsageError(f"{source.backend.label} has no table {', '.join(map(repr, unknown))}",
@@ -129,7 +130,9 @@ def _match_columns(target: Any, spec: TableSpec, columns: list[tuple[str, str]])
     kind_of = typemap.sqlite_kind if target.kind == "sqlite" else typemap.pg_kind
     for column in spec.columns:
         their_kind = kind_of(existing[column.name])
-        if their_kind != column.kind and {their_kind, column.kind} != {"text", "other"}:
+        if {their_kind, column.kind} == {"float", "float4"}:
+            column.kind = "float4"  # a PostgreSQL real on either side: hashed to single precision
+        elif their_kind != column.kind and not {their_kind, column.kind} <= {"text", *canonical.TEXT_KINDS}:
             raise IncompatibleTarget(f"target table {spec.target}: column {column.name} is {existing[column.name]}, "
                                      f"the move needs {column.target_type}",
                                      hint="Try: a cast for it in a --map FILE, or drop the target table")

@@ -36,7 +36,7 @@ class SqlDataPath:
                                 chunking=spec.chunking(request.batch_rows, len(bounds) + 1 if spec.key else None),
                                 problems=list(spec.problems))
                 if source.kind == "sqlite":
-                    profile_table(source, conn, spec, item)
+                    profile_table(source, conn, spec, item, to_postgres=self.target_dialect == "postgres")
                 else:
                     item.columns = [_column_plan(column) for column in spec.columns]
                 if spec.time_column:

@@ -4,6 +4,7 @@ schema after the data, and checksums computed on the server."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -138,8 +139,8 @@ class PostgresSide:
         name, pg_type, not_null, _identity = row
         kind = typemap.pg_kind(pg_type)
         target_type = typemap.sqlite_type_for(kind) if target_kind == "sqlite" else pg_type
-        source = f"{quote(name)}::text" if kind == "other" else quote(name)  # parsed back by a text COPY
-        note = "stored as text" if kind == "other" and target_kind == "sqlite" else ""
+        source = f"{quote(name)}::text" if kind in canonical.TEXT_KINDS else quote(name)  # parsed back by a text COPY
+        note = _sqlite_note(kind) if target_kind == "sqlite" else ""
         return ColumnSpec(target_name, source, pg_type, target_type, kind, not_null=bool(not_null), note=note,
                           source_column=name)
 
@@ -159,11 +160,11 @@ class PostgresSide:
         target_type = column.cast or source_type
         if column.cast:
             expression = f"({expression})::{column.cast}"
-        kind = typemap.pg_kind(target_type) if target_kind != "sqlite" else typemap.sqlite_kind(target_type)
+        kind = typemap.pg_kind(target_type)  # a cast is a PostgreSQL type, whatever the target
         if target_kind == "sqlite" and not column.cast:
             kind = typemap.pg_kind(source_type)
             target_type = typemap.sqlite_type_for(kind)
-        if kind == "other":
+        if kind in canonical.TEXT_KINDS:
             expression = f"({expression})::text"
         note = "; ".join(filter(None, [f"expression {column.expression}" if column.expression else "",
                                        f"cast to {column.cast}" if column.cast else ""]))
@@ -178,8 +179,11 @@ class PostgresSide:
         except TypeError:
             return "text"
         except psycopg.Error as exc:
-            raise OperationFailed(f"{self.backend.label}: expression {expression} on {relation}: "
-                                  f"{self.backend.error_line(exc)}") from exc
+            bad_sql = isinstance(exc, psycopg.ProgrammingError | psycopg.DataError)  # syntax, unknown name, ...
+            error = UsageError if bad_sql else OperationFailed
+            raise error(f"{self.backend.label}: expression {expression} on {relation}: "
+                        f"{self.backend.error_line(exc)}",
+                        hint="Try: a PostgreSQL expression over the table's columns" if bad_sql else None) from exc
 
     def _row_estimate(self, conn: Any, relation: str) -> int | None:
         estimate = conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
@@ -191,7 +195,7 @@ class PostgresSide:
         if spec.key is None:
             return []
         rows = conn.execute(f"SELECT k FROM (SELECT {spec.key} AS k, row_number() OVER (ORDER BY {spec.key}) AS n "
-                            f"FROM {spec.source_sql}) s WHERE n %% %s = 1 AND n > 1 ORDER BY k", [batch_rows])
+                            f"FROM {spec.source_sql}) s WHERE (n - 1) %% %s = 0 AND n > 1 ORDER BY k", [batch_rows])
         return [row[0] for row in rows]
 
     def read(self, conn: Any, spec: TableSpec, chunk: Chunk, *, with_key: bool = False,
@@ -199,6 +203,7 @@ class PostgresSide:
         where, args = chunk.where(spec.key, self.param)
         key = f"{spec.key or 'NULL'}, " if with_key else ""
         cursor = conn.cursor()
+        _load_infinity_as_text(cursor)
         cursor.execute(f"SELECT {key}{', '.join(c.source for c in spec.columns)} FROM {spec.source_sql}{where}", args)
         while rows := cursor.fetchmany(FETCH_ROWS):
             yield from rows
@@ -318,6 +323,33 @@ class PostgresSide:
                     conn.execute(f"ALTER TABLE {spec.target_sql} ADD CONSTRAINT {quote(name)} FOREIGN KEY "
                                  f"({', '.join(map(quote, key.columns))}) REFERENCES {quote(key.ref_table)} "
                                  f"({', '.join(map(quote, key.ref_columns))})")
+
+
+def _sqlite_note(kind: str) -> str:
+    if kind in canonical.TEXT_KINDS:
+        return "stored as text"
+    if kind in ("timestamptz", "timestamp", "date"):
+        return "infinity/-infinity stored as the text 'infinity'/'-infinity'"
+    return ""
+
+
+def _load_infinity_as_text(cursor: Any) -> None:
+    """Dates and times read as Python values, except PostgreSQL's infinities (Python has none): their text."""
+    from psycopg.types import datetime as pg_datetime
+
+    for name, base in (("timestamptz", pg_datetime.TimestamptzLoader), ("timestamp", pg_datetime.TimestampLoader),
+                       ("date", pg_datetime.DateLoader)):
+        cursor.adapters.register_loader(name, _infinity_loader(base))
+
+
+@functools.cache
+def _infinity_loader(base: Any) -> Any:
+    class InfinityAsText(base):  # type: ignore[misc, valid-type]
+        def load(self, data: Any) -> Any:
+            text = bytes(data)
+            return text.decode() if text in (b"infinity", b"-infinity") else super().load(data)
+
+    return InfinityAsText
 
 
 def _bucket(key: str | None, bounds: list[int]) -> str:

@@ -15,11 +15,12 @@ from storagectl.datamove.sql.spec import TableSpec, chunks_from_bounds
 SAMPLES = 5
 
 
-def profile_table(source: Any, conn: Any, spec: TableSpec, item: ItemPlan) -> None:
+def profile_table(source: Any, conn: Any, spec: TableSpec, item: ItemPlan, *, to_postgres: bool) -> None:
     storage = [_storage(conn, spec, column.source) for column in spec.columns]
     formats: list[Counter[str]] = [Counter() for _ in spec.columns]
     rejects: list[Reject] = []
-    mapper = RowMapper(spec.kinds, [], hash_rows=False)
+    pg_types = [column.target_type for column in spec.columns] if to_postgres else None
+    mapper = RowMapper(spec.kinds, [], hash_rows=False, pg_types=pg_types)  # the server's range checks too
     watched = [i for i, kind in enumerate(spec.kinds) if kind in ("timestamptz", "timestamp", "date", "bool")]
     rows = _watch(source.read(conn, spec, chunks_from_bounds([])[0], with_key=True, careful=True), watched,
                   spec.kinds, formats)

@@ -14,8 +14,8 @@ from storagectl.datamove.sql import canonical
 from storagectl.datamove.sql.spec import TableSpec
 
 # Storage classes (SQLite typeof) a column of this kind takes as they are, with no Python per value
-NATIVE = {"int": {"integer"}, "float": {"real", "integer"}, "text": {"text"}, "bytes": {"blob"},
-          "other": {"text"}}
+NATIVE = {"int": {"integer"}, "float": {"real", "integer"}, "float4": {"real", "integer"}, "text": {"text"},
+          "bytes": {"blob"}, "other": {"text"}}
 
 
 @dataclass
@@ -26,6 +26,7 @@ class RowMapper:
     kinds: list[str]
     convert_columns: list[int]  # the columns converted on the fast path
     hash_rows: bool
+    pg_types: list[str] | None = None  # PostgreSQL target types: the careful path checks their ranges too
 
     @classmethod
     def for_sqlite(cls, spec: TableSpec, storage_classes: list[set[str]]) -> RowMapper:
@@ -54,7 +55,9 @@ class RowMapper:
                 table: str) -> Iterator[tuple[Any, list[Any]]]:
         """``(key, row)`` with every value checked (UTF-8, NUL, conversion); rows that fail go to
         ``rejects``, not on."""
-        converters = [canonical.converter(kind) for kind in self.kinds]
+        converters = ([canonical.pg_converter(kind, pg_type) for kind, pg_type in zip(self.kinds, self.pg_types,
+                                                                                     strict=True)]
+                      if self.pg_types else [canonical.converter(kind) for kind in self.kinds])
         hasher = canonical.row_hasher(self.kinds) if self.hash_rows else None
         for key, *values in keyed_rows:
             try:

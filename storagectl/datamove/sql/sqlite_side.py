@@ -17,7 +17,7 @@ from storagectl.datamove.sql.spec import (
     chunk_index,
     chunks_from_bounds,
 )
-from storagectl.errors import OperationFailed
+from storagectl.errors import OperationFailed, UsageError
 
 if TYPE_CHECKING:
     from storagectl.backends.sqlite import SQLiteBackend
@@ -127,8 +127,10 @@ class SQLiteSide:
             found = {row[0] for row in conn.execute(
                 f"SELECT DISTINCT typeof({expression}) FROM {quote(table)}")} - {"null"}
         except sqlite3.Error as exc:
-            raise OperationFailed(f"{self.backend.label}: expression {expression!r} on {table!r}: {exc}",
-                                  hint="Try: an SQLite expression over the table's columns") from exc
+            busy = "locked" in str(exc) or "busy" in str(exc)
+            error = OperationFailed if busy else UsageError  # else: syntax, unknown column or function
+            raise error(f"{self.backend.label}: expression {expression!r} on {table!r}: {exc}",
+                        hint="Try: an SQLite expression over the table's columns") from exc
         if found == {"integer"}:
             return "INTEGER"
         if found <= {"integer", "real"} and found:
@@ -169,7 +171,7 @@ class SQLiteSide:
         if spec.key is None:
             return []
         rows = conn.execute(f"SELECT k FROM (SELECT {spec.key} AS k, row_number() OVER (ORDER BY {spec.key}) AS n "
-                            f"FROM {spec.source_sql}) WHERE n % ? = 1 AND n > 1 ORDER BY k", [batch_rows])
+                            f"FROM {spec.source_sql}) WHERE (n - 1) % ? = 0 AND n > 1 ORDER BY k", [batch_rows])
         return [row[0] for row in rows]
 
     def read(self, conn: sqlite3.Connection, spec: TableSpec, chunk: Chunk, *, with_key: bool = False,
@@ -335,7 +337,7 @@ def _lenient(convert: Any, value: Any) -> Any:
     try:
         return convert(value)
     except canonical.Rejected:
-        return f"rejected:{value!r}"
+        return canonical.RejectedValue(f"rejected:{value!r}")
 
 
 def _sqlite_value_adapter(kind: str) -> Any:

@@ -46,7 +46,7 @@ PG_KINDS: dict[str, str] = {
     "smallint": "int", "integer": "int", "bigint": "int", "int": "int", "int2": "int", "int4": "int",
     "int8": "int", "serial": "int", "bigserial": "int", "oid": "int",
     "boolean": "bool", "bool": "bool",
-    "double precision": "float", "real": "float", "float8": "float", "float4": "float",
+    "double precision": "float", "real": "float4", "float8": "float", "float4": "float4",
     "numeric": "numeric", "decimal": "numeric",
     "text": "text", "character varying": "text", "varchar": "text", "character": "text", "char": "text",
     "bpchar": "text", "name": "text", "citext": "text",
@@ -54,12 +54,14 @@ PG_KINDS: dict[str, str] = {
     "timestamp with time zone": "timestamptz", "timestamptz": "timestamptz",
     "timestamp without time zone": "timestamp", "timestamp": "timestamp",
     "date": "date",
+    "json": "json", "jsonb": "json", "uuid": "uuid",
 }
 
 # canonical kind → SQLite declared type (PostgreSQL → SQLite)
 KIND_TO_SQLITE = {
-    "int": "INTEGER", "bool": "BOOLEAN", "float": "REAL", "numeric": "NUMERIC", "text": "TEXT",
-    "bytes": "BLOB", "timestamptz": "DATETIME", "timestamp": "TIMESTAMP", "date": "DATE", "other": "TEXT",
+    "int": "INTEGER", "bool": "BOOLEAN", "float": "REAL", "float4": "REAL", "numeric": "NUMERIC", "text": "TEXT",
+    "bytes": "BLOB", "timestamptz": "DATETIME", "timestamp": "TIMESTAMP", "date": "DATE",
+    "json": "TEXT", "uuid": "TEXT", "other": "TEXT",
 }
 
 
@@ -101,5 +103,7 @@ def sqlite_type_for(kind: str) -> str:
 
 
 def sqlite_kind(declared: str) -> str:
-    """The canonical kind of a SQLite column as the target of PostgreSQL data (or SQLite → SQLite)."""
-    return pg_kind(sqlite_to_pg(declared))
+    """The canonical kind of a SQLite column as the target of PostgreSQL data (or SQLite → SQLite).
+    SQLite checks no JSON or UUID: such columns are text, copied as they are."""
+    kind = pg_kind(sqlite_to_pg(declared))
+    return "text" if kind in ("json", "uuid") else kind
