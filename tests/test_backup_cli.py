@@ -416,6 +416,28 @@ def test_delete_and_restore_ask_on_a_terminal(cli, env, terminal):
     assert cli(*c, "-o", "json", "backup", "list").json() == []
 
 
+def test_a_terminal_restore_into_an_empty_target_reads_no_preview(cli, env, terminal, monkeypatch):
+    """Asking is planned cheaply: the dry-run preview (for PostgreSQL a read of the backup's schema)
+    is built only when there is something to ask about (bench_progress: restore of 2,000 tables)."""
+    from storagectl.backends.base import Backend
+
+    info = backup(cli, env, "--job", "nightly")
+    previews = []
+    original = Backend.restore_preview
+
+    def counted(self, archive, options):
+        previews.append(self.name)
+        return original(self, archive, options)
+
+    monkeypatch.setattr(Backend, "restore_preview", counted)
+    terminal("")
+    assert cli("-c", env["config"], "restore", info["id"], "--to", "copy").exit_code == 0
+    assert previews == []
+    terminal("n\n")
+    assert cli("-c", env["config"], "restore", info["id"], "--to", "copy").exit_code == 1
+    assert previews == ["copy"]
+
+
 def test_delete_asks_on_a_real_terminal(cli, env):
     """A pty: the question appears, "y" deletes; without a terminal the refusal stays."""
     import pty

@@ -208,14 +208,16 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
             validate: bool = False, parallel: int | None = None, dry_run: bool = False, replace: bool = False,
             identity_file: Path | None = None, progress: ProgressCallback = no_progress,
             ownership: OwnershipOptions = OwnershipOptions(), selection: Selection = Selection(),
-            db: int | None = None) -> RestoreResult:
+            db: int | None = None, preview: bool = True) -> RestoreResult:
     """Restore a backup into a backend. A non-empty target needs ``replace``.
 
     Every object is verified before the target is touched when ``validate`` is set or the target kind
     cannot restore atomically, so a damaged archive never leaves a half-restored target;
     ``validate`` also compares contents afterwards. A ``selection`` (or a partial backup) restores only
     that part, in place, touching nothing else in the target; ``validate`` then compares that part.
-    ``db`` restores only that db of a Redis backup."""
+    ``db`` restores only that db of a Redis backup. A ``dry_run`` without ``preview`` only plans: it
+    does not open the archive for what the target kind would show (e.g. the roles a PostgreSQL
+    backup needs), which costs a read of its schema."""
     if target is not None:
         config.backend(target)  # an unknown name is a usage error (exit 2), as everywhere else
     if destination is not None:
@@ -232,6 +234,8 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
         raise _not_empty(plan)
     if not plan.target_empty and plan.unfinished is None and (replace or dry_run) and not plan.selective:
         plan.target.check_replace()  # rights, a staging db: before hours of reading, and in the plan
+    if dry_run and not preview:
+        return RestoreResult(plan, dry_run)
     archive = restored_archive(config, plan, identity_file, "restore", progress)
     result = RestoreResult(plan, dry_run)
     options = RestoreOptions(parallel=plan.parallel, replace_existing=replace, backup_id=found.manifest.id,

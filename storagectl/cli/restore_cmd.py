@@ -118,10 +118,13 @@ def _confirm_replace(state: AppState, backup_id: str, from_: str | None, to: str
     """On a terminal, a non-empty target is not refused: its plan is shown and the user asked."""
     from storagectl.backup import restore as restore_backup
 
-    plan = restore_backup(state.config, backup_id, from_, to, dry_run=True, identity_file=identity,
-                          ownership=ownership, selection=selection, db=db)
-    if not plan.to_dict()["needs_yes"]:
+    def planned(preview: bool):
+        return restore_backup(state.config, backup_id, from_, to, dry_run=True, identity_file=identity,
+                              ownership=ownership, selection=selection, db=db, preview=preview)
+
+    if not planned(preview=False).to_dict()["needs_yes"]:  # the common case, an empty target: no archive read
         return False
+    plan = planned(preview=True)
     _render(state, plan)
     target = plan.plan.target
     what = f"{plan.plan.selection.describe()} in" if plan.plan.selective else "the data of"
