@@ -286,6 +286,13 @@ class RedisBackend(Backend):
     def translate_error(self, exc: BaseException) -> StoragectlError:
         import redis
 
+        return self.auth_error(exc) or classify_connection_error(self, exc)
+
+    def auth_error(self, exc: BaseException) -> AuthenticationFailed | None:
+        """A refused password as :class:`AuthenticationFailed` (None: another error). redis-py's
+        AuthenticationError is a ConnectionError, so this is asked before any "connection lost"."""
+        import redis
+
         text = str(exc)
         if isinstance(exc, redis.AuthenticationError) or any(
             marker in text for marker in ("WRONGPASS", "NOAUTH", "invalid password", "invalid username")
@@ -294,7 +301,7 @@ class RedisBackend(Backend):
                 f"{self.label}: authentication failed",
                 hint="Try: check username and password / password_file in the config",
             )
-        return classify_connection_error(self, exc)
+        return None
 
     def visit_keyspace(self, connection: Any, visit: Callable[[KeyspacePart], T], concurrency: int = 4,
                        stop: Any = None) -> list[T]:
@@ -367,6 +374,8 @@ class RedisBackend(Backend):
 
         if not isinstance(exc, redis.RedisError):
             return exc
+        if refused := self.auth_error(exc):
+            return refused
         if isinstance(exc, redis.ResponseError):
             return OperationFailed(f"{self.label}: {what} failed: {self.error_line(exc)}")
         return BackendUnavailable(f"{self.label}: {what} failed, connection lost: {self.error_line(exc)}",

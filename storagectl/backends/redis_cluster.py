@@ -446,6 +446,8 @@ class RedisClusterBackend(RedisBackend):
 
         if not isinstance(exc, redis.RedisError):  # ours (IntegrityError, disk full ...) or a bug: as it is
             return exc
+        if refused := self.auth_error(exc):
+            return refused
         text = self.error_line(exc)
         if isinstance(exc, redis.ResponseError) and "non local key" in str(exc):
             return OperationFailed(f"{self.label}: {what} failed on node {node.address}: a slot moved during it "
