@@ -195,7 +195,8 @@ def test_invalidate_type_filter(redis_db, cache_config, cli):
     assert client.exists("a:1") and not client.exists("a:2")
 
 
-@pytest.mark.parametrize("pattern", [[], ["--pattern", "*"], ["--pattern", "**"], ["--pattern", ""]])
+@pytest.mark.parametrize("pattern", [[], ["--pattern", "*"], ["--pattern", "**"], ["--pattern", ""],
+                                     ["--pattern", "?*"], ["--pattern", "*?"], ["--pattern", "??*"]])
 def test_a_match_all_pattern_is_refused_without_all(redis_db, cache_config, cli, pattern):
     client = redis_db.client()
     fill(client, "k", 5)
@@ -293,6 +294,7 @@ def test_glob_and_escape():
     assert glob_regex(b"s:[a-c]").match(b"s:b") and not glob_regex(b"s:[a-c]").match(b"s:d")
     assert escape(b"a\\b\n\xff\x00") == "a\\\\b\\n\\xff\\x00" and escape("é".encode()) == "é"
     assert is_match_all(b"") and is_match_all(b"**") and not is_match_all(b"a*")
+    assert is_match_all(b"?*") and is_match_all(b"*?") and is_match_all(b"?") and not is_match_all(b"?a*")
     assert format_cursor([]) is None
 
 

@@ -70,8 +70,9 @@ def value_json(value: Any) -> Any:
 
 
 def is_match_all(pattern: bytes | None) -> bool:
-    """A pattern that matches every key: empty, or nothing but ``*``."""
-    return not pattern or set(pattern) == {ord("*")}
+    """A pattern that matches every key, or nearly: empty, or made only of ``*`` and ``?`` (``?*`` matches
+    every non-empty key, ``??*`` all but the one-character ones: treated alike, refused without --all)."""
+    return not pattern or set(pattern) <= {ord("*"), ord("?")}
 
 
 def glob_regex(pattern: bytes) -> re.Pattern[bytes]:
