@@ -220,9 +220,11 @@ def test_dry_run_counts_and_samples_and_deletes_nothing(redis_db, cache_config, 
 
 def test_invalidate_needs_yes_when_not_interactive(redis_db, cache_config, cli):
     fill(redis_db.client(), "sess:", 5)
+    fill(redis_db.client(), "other:", 3)
     result = cli("-c", cache_config, "cache", "invalidate", "--pattern", "sess:*", "-b", "cache")
     assert result.exit_code == ExitCode.USAGE and "invalidate would delete every key matching 'sess:*'" in result.stderr
-    assert redis_db.client().dbsize() == 5
+    assert "(8 keys in the db, matching or not; --dry-run counts the matches)" in result.stderr  # not "8 to delete"
+    assert redis_db.client().dbsize() == 8
 
 
 def test_interrupted_invalidate_resumes_from_its_cursor(redis_db, cache_config):

@@ -76,7 +76,7 @@ class InvalidatePlan:
     def describe(self) -> str:
         nodes = f" on {len(self.runs)} primaries" if len(self.runs) > 1 else ""
         return (f"delete every key matching {escape(self.options.pattern)!r} from {self.backend.label}{nodes} "
-                f"({self.dbsize:,} keys there now)")
+                f"({self.dbsize:,} keys in the db, matching or not; --dry-run counts the matches)")
 
 
 @dataclass
