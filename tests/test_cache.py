@@ -21,7 +21,7 @@ from storagectl.cache.keyfmt import escape, glob_regex, is_match_all
 from storagectl.cache.nodes import cache_backend
 from storagectl.cache.ratelimit import TokenBucket
 from storagectl.config import load_config
-from storagectl.errors import ExitCode, Interrupted
+from storagectl.errors import ExitCode, Interrupted, Terminated
 
 WEIRD = [b"sess:with space", b"sess:new\nline", b"sess:\xff\xfebin", b"sess:back\\slash", b"sess:\x00nul"]
 
@@ -251,6 +251,21 @@ def test_interrupted_invalidate_resumes_from_its_cursor(redis_db, cache_config):
     assert second.error is None and second.cursor is None
     assert set(client.scan_iter(count=1000)) == kept
     assert second.to_dict()["scanned"] < len(left)  # it started where the first run stopped
+
+
+@pytest.mark.parametrize(("signal", "code", "word"), [(KeyboardInterrupt, ExitCode.INTERRUPTED, "interrupted"),
+                                                    (Terminated, ExitCode.TERMINATED, "terminated")])
+def test_an_interrupted_invalidate_exits_130_on_ctrl_c_and_143_on_sigterm(redis_db, cache_config, signal, code, word):
+    fill(redis_db.client(), "sess:", 2000)
+    backend = cache_backend(load_config(cache_config), "cache")
+
+    def interrupt_after_the_plan(event):
+        if event.stage != "plan":
+            raise signal
+
+    result = run_invalidate(plan_invalidate(backend, InvalidateOptions(b"sess:*", batch=100)), interrupt_after_the_plan)
+    assert isinstance(result.error, Interrupted) and result.error.exit_code == code
+    assert result.error.message.startswith(f"{word} (")
 
 
 def test_progress_counts_keys_against_dbsize(redis_db, cache_config):

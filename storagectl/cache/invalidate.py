@@ -20,7 +20,7 @@ from storagectl.backends.redis_topology import ClusterNode, ClusterTopology, fan
 from storagectl.cache.keyfmt import escape, is_match_all, key_json
 from storagectl.cache.nodes import first_error, topology
 from storagectl.cache.ratelimit import TokenBucket
-from storagectl.errors import Interrupted, StoragectlError, UsageError
+from storagectl.errors import StoragectlError, UsageError, interruption
 
 DONE = "done"  # a node's cursor once its scan has gone all the way round
 STANDALONE = "standalone"
@@ -154,8 +154,8 @@ def run_invalidate(plan: InvalidatePlan, progress: ProgressCallback = no_progres
             for _ in ticks:
                 done = sum(run.dbsize * (run.covered - run.started_at) for run in plan.runs)
                 progress(ProgressEvent(action, "advance", "keys", done=round(done), total=total))
-    except KeyboardInterrupt:
-        error = Interrupted("interrupted")
+    except KeyboardInterrupt as exc:  # Ctrl-C: exit 130; SIGTERM (Terminated): 143
+        error = interruption(exc)
     result = InvalidateResult(options.pattern, options.dry_run, plan.runs, time.monotonic() - started,
                               format_cursor(plan.runs), sample_size=options.sample)
     failed = next((run.error for run in plan.runs if run.error is not None), None)
