@@ -173,6 +173,13 @@ def test_scan_details_and_bad_type(redis_db, cache_config, cli):
     assert bad.exit_code == ExitCode.USAGE and "not a Redis type" in bad.stderr
 
 
+@pytest.mark.parametrize("key", ["t", "absent"])
+def test_get_with_a_type_that_is_not_a_redis_type_is_a_usage_error(redis_db, cache_config, cli, key):
+    redis_db.client().set("t", "v")
+    bad = cli("-c", cache_config, "cache", "get", key, "--type", "bogus", "-b", "cache")
+    assert bad.exit_code == ExitCode.USAGE and "--type 'bogus' is not a Redis type" in bad.stderr
+
+
 # -- invalidate -------------------------------------------------------------------------------------
 def test_invalidate_deletes_exactly_the_matched_keys(redis_db, cache_config, cli):
     client = redis_db.client()

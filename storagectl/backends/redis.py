@@ -284,7 +284,6 @@ class RedisBackend(Backend):
         connection.close()
 
     def translate_error(self, exc: BaseException) -> StoragectlError:
-        import redis
 
         return self.auth_error(exc) or classify_connection_error(self, exc)
 

@@ -11,7 +11,7 @@ from itertools import islice
 from typing import Any
 
 from storagectl.cache.keyfmt import escape, key_json, value_json
-from storagectl.errors import NotFound, OperationFailed, WrongType
+from storagectl.errors import NotFound, OperationFailed, UsageError, WrongType
 
 TYPES = ("string", "hash", "list", "set", "zset", "stream")
 NO_SUCH_KEY, NO_TTL = -2, -1  # PTTL replies
@@ -50,8 +50,15 @@ def key_type(client: Any, key: bytes) -> str:
     return kind
 
 
+def check_type(type_: str | None) -> None:
+    """Refuse (exit 2) a --type that is not a Redis type, before anything is read."""
+    if type_ is not None and type_ not in TYPES:
+        raise UsageError(f"--type {type_!r} is not a Redis type", hint=f"Try: one of {', '.join(TYPES)}")
+
+
 def get(client: Any, key: bytes, *, limit: int = 100, expect: str | None = None) -> KeyValue:
     """The key's value by its type, collections cut at ``limit`` elements (``truncated`` says so)."""
+    check_type(expect)
     kind = key_type(client, key)
     if expect is not None and kind != expect:
         raise WrongType(f"key {escape(key)!r} is a {kind}, not a {expect}",

@@ -87,6 +87,7 @@ def get(ctx: typer.Context, key: KeyArgument, backend: BackendOption,
     from storagectl.cache.nodes import key_client, translated
     from storagectl.errors import UsageError
 
+    keys.check_type(type_)  # before connecting: exit 2 even when the server is down
     state, target = state_of(ctx), _backend(ctx, backend)
     with key_client(target) as client, translated(target, "get"):
         value = keys.get(client, _key(key), limit=limit, expect=type_)
