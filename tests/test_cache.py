@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+from storagectl.archive.progress import ProgressModel
 from storagectl.cache.invalidate import (
     InvalidateOptions,
     format_cursor,
@@ -267,12 +268,28 @@ def test_an_interrupted_invalidate_exits_130_on_ctrl_c_and_143_on_sigterm(redis_
     backend = cache_backend(load_config(cache_config), "cache")
 
     def interrupt_after_the_plan(event):
-        if event.stage != "plan":
+        if event.stage == "advance":
             raise signal
 
     result = run_invalidate(plan_invalidate(backend, InvalidateOptions(b"sess:*", batch=100)), interrupt_after_the_plan)
     assert isinstance(result.error, Interrupted) and result.error.exit_code == code
     assert result.error.message.startswith(f"{word} (")
+
+
+def test_an_interrupted_invalidate_stops_its_progress_short_of_100_percent(redis_db, cache_config):
+    fill(redis_db.client(), "sess:", 2000)
+    backend = cache_backend(load_config(cache_config), "cache")
+    model = ProgressModel()
+
+    def interrupt_at_the_second_batch(event):
+        model.update(event)
+        if event.stage == "advance" and event.done > 0:
+            raise KeyboardInterrupt
+
+    run_invalidate(plan_invalidate(backend, InvalidateOptions(b"sess:*", batch=100)), interrupt_at_the_second_batch)
+    model.end()  # as the display does once the command is over
+    [view] = model.views()
+    assert not view.complete and view.fraction is not None and view.fraction < 1.0
 
 
 def test_progress_counts_keys_against_dbsize(redis_db, cache_config):

@@ -161,6 +161,7 @@ def run_invalidate(plan: InvalidatePlan, progress: ProgressCallback = no_progres
     failed = next((run.error for run in plan.runs if run.error is not None), None)
     result.error = error or failed  # type: ignore[assignment]
     if result.error is not None:
+        progress(ProgressEvent(action, "stop", ""))  # the display stays where it got, not at 100%
         _say_where_it_stopped(result)
     return result
 
