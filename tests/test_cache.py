@@ -368,3 +368,11 @@ def test_fan_in_raises_a_node_error_at_once_and_stops_the_others():
         for _ in items:
             pass
     assert raised.value.redis_node.node_id == "n1" and stopped == ["FanInClosed"]
+
+
+def test_a_key_in_a_message_is_escaped_once(redis_db, cache_config, cli):
+    result = cli("-c", cache_config, "cache", "get", "a\\b", "-b", "cache")
+    assert result.exit_code == ExitCode.NOT_FOUND and "key 'a\\\\b' does not exist" in result.stderr  # a\\b
+    assert "\\\\\\\\" not in result.stderr
+    summary = cli("-c", cache_config, "cache", "invalidate", "--pattern", "x\\*", "--dry-run", "-b", "cache")
+    assert "keys matching 'x\\\\*'" in summary.stdout and "\\\\\\\\" not in summary.stdout

@@ -17,7 +17,7 @@ from typing import Any
 
 from storagectl.archive.progress import ProgressCallback, ProgressEvent, no_progress
 from storagectl.backends.redis_topology import ClusterNode, ClusterTopology, fan_in, fan_out
-from storagectl.cache.keyfmt import escape, is_match_all, key_json
+from storagectl.cache.keyfmt import escape, is_match_all, key_json, quoted
 from storagectl.cache.nodes import first_error, topology
 from storagectl.cache.ratelimit import TokenBucket
 from storagectl.errors import StoragectlError, UsageError, interruption
@@ -39,7 +39,7 @@ class InvalidateOptions:
 
     def check(self) -> None:
         if is_match_all(self.pattern) and not self.match_all:
-            raise UsageError(f"pattern {escape(self.pattern)!r} matches every key; refusing without --all",
+            raise UsageError(f"pattern {quoted(self.pattern)} matches every key; refusing without --all",
                              hint="Try: a narrower --pattern such as 'session:*', or --all to empty the whole db")
 
 
@@ -75,7 +75,7 @@ class InvalidatePlan:
 
     def describe(self) -> str:
         nodes = f" on {len(self.runs)} primaries" if len(self.runs) > 1 else ""
-        return (f"delete every key matching {escape(self.options.pattern)!r} from {self.backend.label}{nodes} "
+        return (f"delete every key matching {quoted(self.options.pattern)} from {self.backend.label}{nodes} "
                 f"({self.dbsize:,} keys in the db, matching or not; --dry-run counts the matches)")
 
 

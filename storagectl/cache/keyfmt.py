@@ -25,6 +25,11 @@ def escape(data: bytes) -> str:
     return "".join(_escape_char(char) for char in text)
 
 
+def quoted(data: bytes) -> str:
+    """A key or pattern in a message: escaped once, in single quotes (``!r`` would double each backslash)."""
+    return f"'{escape(data)}'"
+
+
 def escaped_lines(keys: list[bytes]) -> str:
     """``keys`` escaped, one per line: one decode and one check for a whole batch of plain keys."""
     joined = b"\n".join(keys)

@@ -308,7 +308,7 @@ def _render_invalidate(state: AppState, summary: dict[str, Any], output: OutputF
         return
     verb = "would delete" if summary["dry_run"] else "deleted"
     count = summary["matched"] if summary["dry_run"] else summary["deleted"]
-    state.out.print(f"{verb} {count:,} keys matching {summary['pattern']!r} ({summary['matched']:,} matched of "
+    state.out.print(f"{verb} {count:,} keys matching '{summary['pattern']}' ({summary['matched']:,} matched of "
                     f"~{summary['scanned']:,} scanned, {summary['duration']:g}s, {summary['errors']} node errors)",
                     markup=False, highlight=False)
     if summary["sample"]:
