@@ -376,3 +376,13 @@ def test_a_key_in_a_message_is_escaped_once(redis_db, cache_config, cli):
     assert "\\\\\\\\" not in result.stderr
     summary = cli("-c", cache_config, "cache", "invalidate", "--pattern", "x\\*", "--dry-run", "-b", "cache")
     assert "keys matching 'x\\\\*'" in summary.stdout and "\\\\\\\\" not in summary.stdout
+
+
+@pytest.mark.parametrize("command", [["set", "k", "new", "--ttl", "0"], ["set", "k", "new", "--ttl", "0s"],
+                                     ["expire", "k", "0"], ["expire", "k", "0.0001s"]])
+def test_a_ttl_of_zero_is_refused(redis_db, cache_config, cli, command):
+    client = redis_db.client()
+    client.set("k", "old")
+    result = cli("-c", cache_config, "cache", *command, "-b", "cache")
+    assert result.exit_code == ExitCode.USAGE and "a TTL of 0 would delete the key" in result.stderr
+    assert client.get("k") == b"old" and client.ttl("k") == -1
