@@ -128,13 +128,21 @@ class Terminated(KeyboardInterrupt):
     """Raised in the main thread on SIGTERM, so it unwinds (and cleans up) exactly like Ctrl-C."""
 
 
+def interruption(exc: KeyboardInterrupt, state: str | None = None) -> Interrupted:
+    """Ctrl-C (exit 130) or SIGTERM (:class:`Terminated`, exit 143) as :class:`Interrupted`, its message
+    saying which, and ``state`` when given."""
+    terminated = isinstance(exc, Terminated)
+    word = "terminated" if terminated else "interrupted"
+    interrupted = Interrupted(word if state is None else f"{word} ({state})")
+    interrupted.exit_code = ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED
+    return interrupted
+
+
 def raise_with_state(exc: BaseException, state: str) -> NoReturn:
     """Re-raise ``exc`` (being handled) with its one-line message saying what state the operation
     left the target in; an interrupt (Ctrl-C, SIGTERM) becomes :class:`Interrupted` carrying it."""
     if isinstance(exc, KeyboardInterrupt):
-        interrupted = Interrupted(f"{'terminated' if isinstance(exc, Terminated) else 'interrupted'} ({state})")
-        interrupted.exit_code = ExitCode.TERMINATED if isinstance(exc, Terminated) else ExitCode.INTERRUPTED
-        raise interrupted from exc
+        raise interruption(exc, state) from exc
     if isinstance(exc, StoragectlError):
         exc.message = f"{exc.message} ({state})"
         exc.args = (exc.message,)

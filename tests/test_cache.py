@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+from storagectl.archive.progress import ProgressModel
 from storagectl.cache.invalidate import (
     InvalidateOptions,
     format_cursor,
@@ -21,7 +22,7 @@ from storagectl.cache.keyfmt import escape, glob_regex, is_match_all
 from storagectl.cache.nodes import cache_backend
 from storagectl.cache.ratelimit import TokenBucket
 from storagectl.config import load_config
-from storagectl.errors import ExitCode, Interrupted
+from storagectl.errors import ExitCode, Interrupted, Terminated
 
 WEIRD = [b"sess:with space", b"sess:new\nline", b"sess:\xff\xfebin", b"sess:back\\slash", b"sess:\x00nul"]
 
@@ -173,6 +174,13 @@ def test_scan_details_and_bad_type(redis_db, cache_config, cli):
     assert bad.exit_code == ExitCode.USAGE and "not a Redis type" in bad.stderr
 
 
+@pytest.mark.parametrize("key", ["t", "absent"])
+def test_get_with_a_type_that_is_not_a_redis_type_is_a_usage_error(redis_db, cache_config, cli, key):
+    redis_db.client().set("t", "v")
+    bad = cli("-c", cache_config, "cache", "get", key, "--type", "bogus", "-b", "cache")
+    assert bad.exit_code == ExitCode.USAGE and "--type 'bogus' is not a Redis type" in bad.stderr
+
+
 # -- invalidate -------------------------------------------------------------------------------------
 def test_invalidate_deletes_exactly_the_matched_keys(redis_db, cache_config, cli):
     client = redis_db.client()
@@ -195,7 +203,8 @@ def test_invalidate_type_filter(redis_db, cache_config, cli):
     assert client.exists("a:1") and not client.exists("a:2")
 
 
-@pytest.mark.parametrize("pattern", [[], ["--pattern", "*"], ["--pattern", "**"], ["--pattern", ""]])
+@pytest.mark.parametrize("pattern", [[], ["--pattern", "*"], ["--pattern", "**"], ["--pattern", ""],
+                                     ["--pattern", "?*"], ["--pattern", "*?"], ["--pattern", "??*"]])
 def test_a_match_all_pattern_is_refused_without_all(redis_db, cache_config, cli, pattern):
     client = redis_db.client()
     fill(client, "k", 5)
@@ -219,9 +228,11 @@ def test_dry_run_counts_and_samples_and_deletes_nothing(redis_db, cache_config, 
 
 def test_invalidate_needs_yes_when_not_interactive(redis_db, cache_config, cli):
     fill(redis_db.client(), "sess:", 5)
+    fill(redis_db.client(), "other:", 3)
     result = cli("-c", cache_config, "cache", "invalidate", "--pattern", "sess:*", "-b", "cache")
     assert result.exit_code == ExitCode.USAGE and "invalidate would delete every key matching 'sess:*'" in result.stderr
-    assert redis_db.client().dbsize() == 5
+    assert "(8 keys in the db, matching or not; --dry-run counts the matches)" in result.stderr  # not "8 to delete"
+    assert redis_db.client().dbsize() == 8
 
 
 def test_interrupted_invalidate_resumes_from_its_cursor(redis_db, cache_config):
@@ -248,6 +259,37 @@ def test_interrupted_invalidate_resumes_from_its_cursor(redis_db, cache_config):
     assert second.error is None and second.cursor is None
     assert set(client.scan_iter(count=1000)) == kept
     assert second.to_dict()["scanned"] < len(left)  # it started where the first run stopped
+
+
+@pytest.mark.parametrize(("signal", "code", "word"), [(KeyboardInterrupt, ExitCode.INTERRUPTED, "interrupted"),
+                                                    (Terminated, ExitCode.TERMINATED, "terminated")])
+def test_an_interrupted_invalidate_exits_130_on_ctrl_c_and_143_on_sigterm(redis_db, cache_config, signal, code, word):
+    fill(redis_db.client(), "sess:", 2000)
+    backend = cache_backend(load_config(cache_config), "cache")
+
+    def interrupt_after_the_plan(event):
+        if event.stage == "advance":
+            raise signal
+
+    result = run_invalidate(plan_invalidate(backend, InvalidateOptions(b"sess:*", batch=100)), interrupt_after_the_plan)
+    assert isinstance(result.error, Interrupted) and result.error.exit_code == code
+    assert result.error.message.startswith(f"{word} (")
+
+
+def test_an_interrupted_invalidate_stops_its_progress_short_of_100_percent(redis_db, cache_config):
+    fill(redis_db.client(), "sess:", 2000)
+    backend = cache_backend(load_config(cache_config), "cache")
+    model = ProgressModel()
+
+    def interrupt_at_the_second_batch(event):
+        model.update(event)
+        if event.stage == "advance" and event.done > 0:
+            raise KeyboardInterrupt
+
+    run_invalidate(plan_invalidate(backend, InvalidateOptions(b"sess:*", batch=100)), interrupt_at_the_second_batch)
+    model.end()  # as the display does once the command is over
+    [view] = model.views()
+    assert not view.complete and view.fraction is not None and view.fraction < 1.0
 
 
 def test_progress_counts_keys_against_dbsize(redis_db, cache_config):
@@ -293,6 +335,7 @@ def test_glob_and_escape():
     assert glob_regex(b"s:[a-c]").match(b"s:b") and not glob_regex(b"s:[a-c]").match(b"s:d")
     assert escape(b"a\\b\n\xff\x00") == "a\\\\b\\n\\xff\\x00" and escape("é".encode()) == "é"
     assert is_match_all(b"") and is_match_all(b"**") and not is_match_all(b"a*")
+    assert is_match_all(b"?*") and is_match_all(b"*?") and is_match_all(b"?") and not is_match_all(b"?a*")
     assert format_cursor([]) is None
 
 
@@ -325,3 +368,21 @@ def test_fan_in_raises_a_node_error_at_once_and_stops_the_others():
         for _ in items:
             pass
     assert raised.value.redis_node.node_id == "n1" and stopped == ["FanInClosed"]
+
+
+def test_a_key_in_a_message_is_escaped_once(redis_db, cache_config, cli):
+    result = cli("-c", cache_config, "cache", "get", "a\\b", "-b", "cache")
+    assert result.exit_code == ExitCode.NOT_FOUND and "key 'a\\\\b' does not exist" in result.stderr  # a\\b
+    assert "\\\\\\\\" not in result.stderr
+    summary = cli("-c", cache_config, "cache", "invalidate", "--pattern", "x\\*", "--dry-run", "-b", "cache")
+    assert "keys matching 'x\\\\*'" in summary.stdout and "\\\\\\\\" not in summary.stdout
+
+
+@pytest.mark.parametrize("command", [["set", "k", "new", "--ttl", "0"], ["set", "k", "new", "--ttl", "0s"],
+                                     ["expire", "k", "0"], ["expire", "k", "0.0001s"]])
+def test_a_ttl_of_zero_is_refused(redis_db, cache_config, cli, command):
+    client = redis_db.client()
+    client.set("k", "old")
+    result = cli("-c", cache_config, "cache", *command, "-b", "cache")
+    assert result.exit_code == ExitCode.USAGE and "a TTL of 0 would delete the key" in result.stderr
+    assert client.get("k") == b"old" and client.ttl("k") == -1

@@ -177,3 +177,35 @@ def test_warm_loads_a_single_server_backup_into_the_cluster(redis_cluster, own_r
     client = redis_cluster.client()
     assert client.get("page:7") == b"newer" and client.get("page:8") == b"v8" and client.get(b"{t}\xff bin") == b"b"
     assert 3_500_000 < client.pttl("page:9") <= 3_600_000 and redis_cluster.dbsize() == 301
+
+
+def test_a_cluster_that_is_down_is_unavailable_naming_the_failing_primary(own_redis_cluster, own_redis, cli,
+                                                                          write_config, tmp_path):
+    """A primary down: the others answer CLUSTERDOWN to every key command (full coverage required).
+    That is exit 3 naming the backend and the failing node, with a hint, for get, set and warm."""
+    from storagectl.backup import run_backup
+
+    own_redis.client().set("page:1", "v")
+    with own_redis_cluster(3) as cluster:
+        config = write_config("version: 1\nbackends:\n"
+                              f"  single: {{kind: redis, url: 'redis://127.0.0.1:{own_redis.port}/0'}}\n"
+                              + cluster.backend_yaml("cluster")
+                              + f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
+        [backup] = run_backup(load_config(config), backend="single", destination="local")
+        victim, healthy = cluster.nodes[2], cluster.nodes[0]
+        key = next(f"k{i}" for i in range(10_000) if healthy.client().cluster("keyslot", f"k{i}") in
+                   range(*_first_range(healthy)))
+        victim.stop()
+        wait_for(lambda: healthy.client().cluster("info")["cluster_state"] == "fail", timeout=60)
+        for command in (["get", key], ["set", key, "v"], ["warm", "--from", backup.manifest.id]):
+            result = cli("-c", config, "cache", *command, "-b", "cluster")
+            assert result.exit_code == ExitCode.UNAVAILABLE, (command, result.stderr)
+            first, hint = result.stderr.splitlines()[:2]
+            assert "backend 'cluster'" in first and "cluster is down" in first, (command, first)
+            assert victim.address in first and hint.startswith("Try: "), (command, result.stderr)
+
+
+def _first_range(node) -> tuple[int, int]:
+    [start, end] = next(slots for slots in node.client().cluster("slots")
+                        if slots[2][1] == node.port)[:2]
+    return start, end + 1

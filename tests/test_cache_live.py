@@ -226,3 +226,16 @@ def test_jitter_moves_ttls_within_the_share():
     assert _jittered(0, now, 0.1, lambda: 1.0) == 0  # no expiry stays none
     assert _jittered(now + 10_000, now, 0.1, lambda: 1.0) == now + 11_000
     assert _jittered(now + 10_000, now, 0.1, lambda: 0.0) == now + 9_000
+
+
+# -- errors -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("command", [
+    ("cache", "scan"), ("cache", "invalidate", "--pattern", "p:*", "--yes"), ("cache", "stats", "--interval", "0"),
+    ("cache", "watch", "--count", "1", "--timeout", "1s"), ("cache", "get", "k")])
+def test_a_wrong_password_is_authentication_failed_on_every_command(own_redis, write_config, cli, command):
+    own_redis.client().config_set("requirepass", "right")
+    config = write_config("version: 1\nbackends:\n  cache: {kind: redis, url: "
+                          f"'redis://:wrong@127.0.0.1:{own_redis.port}/0'}}\n")
+    result = cli("-c", config, *command, "-b", "cache")
+    assert result.exit_code == ExitCode.AUTH, result.stderr
+    assert "authentication failed" in result.stderr and "wrong" not in result.stderr

@@ -108,6 +108,44 @@ def test_throttle_allows_one_ready_per_interval_of_the_injected_clock():
     assert answers == [False, False, True, False, False, True, False]
 
 
+def test_an_interrupted_phase_is_not_shown_complete():
+    clock = Clock()
+    model = ProgressModel(clock)
+    model.update(ProgressEvent("invalidate", "plan", "", total=1000, unit="keys"))
+    model.update(ProgressEvent("invalidate", "advance", "keys", done=250, total=1000))
+    model.update(ProgressEvent("invalidate", "stop", ""))
+    model.end()
+    [view] = model.views()
+    assert not view.complete and view.fraction == 0.25 and view.eta is None
+    other = ProgressModel(clock)
+    other.update(Estimate(1000, 1).plan("backup"))
+    other.update(ProgressEvent("backup", "advance", "a", 400, 1000))
+    other.end(complete=False)
+    [view] = other.views()
+    assert not view.complete and view.fraction == 0.4
+
+
+def test_live_progress_interrupted_keeps_the_fraction_reached():
+    console, _ = terminal()
+    with pytest.raises(KeyboardInterrupt), live_progress(console, auto_refresh=False) as callback:
+        callback(ProgressEvent("invalidate", "plan", "", total=1000, unit="keys"))
+        callback(ProgressEvent("invalidate", "advance", "keys", done=300, total=1000))
+        raise KeyboardInterrupt
+    model = callback.__self__
+    [view] = model.views()
+    assert not view.complete and view.fraction == 0.3
+
+
+def test_counted_units_are_not_shown_as_bytes():
+    console, buffer = terminal()
+    model = ProgressModel(Clock(0.5))
+    model.update(ProgressEvent("invalidate", "plan", "", total=1_000_000, unit="keys"))
+    model.update(ProgressEvent("invalidate", "advance", "keys", done=48_000, total=1_000_000))
+    console.print(ProgressDisplay(model))
+    text = buffer.getvalue()
+    assert "KiB" not in text and "48,000 of 1,000,000 keys" in text
+
+
 # -- the renderers --------------------------------------------------------------------------------
 def terminal() -> tuple[Console, io.StringIO]:
     buffer = io.StringIO()

@@ -20,7 +20,7 @@ MAX_LIVE = 3  # live objects a display shows; the others are counted
 @dataclass(frozen=True)
 class ProgressEvent:
     action: str  # "backup", "restore", "verify"
-    stage: Literal["plan", "start", "advance", "finish"]
+    stage: Literal["plan", "start", "advance", "finish", "stop"]  # stop: the phase ended unfinished (Ctrl-C, error)
     object: str
     done: int = 0  # original (uncompressed) bytes so far
     total: int | None = None  # bytes expected, when known ("plan": of the whole phase, maybe an estimate)
@@ -83,6 +83,7 @@ class _Phase:
     finished_bytes: int = 0
     active: dict[str, LiveObject] = field(default_factory=dict)
     ended: float | None = None
+    stopped: bool = False  # ended unfinished (interrupted, failed): never shown as 100%
     unit: str = "bytes"
 
     def apply(self, event: ProgressEvent) -> None:
@@ -104,10 +105,11 @@ class _Phase:
         expected = max(self.expected, self.finished + len(self.active)) if self.expected is not None else None
         live = list(self.active.values())
         return PhaseView(self.action, done, total, fraction, rate, eta, elapsed, self.finished, expected,
-                         live[:MAX_LIVE], max(0, len(live) - MAX_LIVE), self.ended is not None, self.unit)
+                         live[:MAX_LIVE], max(0, len(live) - MAX_LIVE), self.ended is not None and not self.stopped,
+                         self.unit)
 
     def _fraction(self, done: int, total: int | None) -> float | None:
-        if self.ended is not None:
+        if self.ended is not None and not self.stopped:
             return 1.0
         if total is not None:  # an estimate may be short: never show 100% before the phase ends
             return min(done / total, 0.99)
@@ -130,6 +132,8 @@ class ProgressModel:
             phase = self._phase_for(event)
             if event.stage == "plan":
                 phase.total, phase.expected, phase.unit = event.total, event.objects, event.unit
+            elif event.stage == "stop":
+                phase.ended, phase.stopped = self.clock(), True
             else:
                 phase.apply(event)
 
@@ -147,13 +151,14 @@ class ProgressModel:
         self._phases.append(_Phase(event.action, now))
         return self._phases[-1]
 
-    def end(self) -> None:
-        """The work is over: every phase is complete."""
+    def end(self, complete: bool = True) -> None:
+        """The work is over: every phase is complete (``complete=False``: it was interrupted, the open
+        phases stay at the fraction they reached)."""
         with self._lock:
             now = self.clock()
             for phase in self._phases:
                 if phase.ended is None:
-                    phase.ended = now
+                    phase.ended, phase.stopped = now, not complete
 
     def views(self) -> list[PhaseView]:
         with self._lock:

@@ -284,6 +284,12 @@ class RedisBackend(Backend):
         connection.close()
 
     def translate_error(self, exc: BaseException) -> StoragectlError:
+
+        return self.auth_error(exc) or classify_connection_error(self, exc)
+
+    def auth_error(self, exc: BaseException) -> AuthenticationFailed | None:
+        """A refused password as :class:`AuthenticationFailed` (None: another error). redis-py's
+        AuthenticationError is a ConnectionError, so this is asked before any "connection lost"."""
         import redis
 
         text = str(exc)
@@ -294,7 +300,7 @@ class RedisBackend(Backend):
                 f"{self.label}: authentication failed",
                 hint="Try: check username and password / password_file in the config",
             )
-        return classify_connection_error(self, exc)
+        return None
 
     def visit_keyspace(self, connection: Any, visit: Callable[[KeyspacePart], T], concurrency: int = 4,
                        stop: Any = None) -> list[T]:
@@ -361,12 +367,32 @@ class RedisBackend(Backend):
         """The filter that keeps a node's keys of slots it owns (None: every key is the node's own)."""
         return None
 
+    def cluster_down(self, what: str, exc: BaseException) -> BackendUnavailable | None:
+        """CLUSTERDOWN / MASTERDOWN (a primary failed: its slots, and with full coverage required every
+        slot, are refused) as :class:`BackendUnavailable` naming the failing primaries when they can be
+        read (None: another error)."""
+        from redis.exceptions import ClusterDownError
+
+        if not isinstance(exc, ClusterDownError) and not str(exc).startswith(("CLUSTERDOWN", "MASTERDOWN")):
+            return None
+        failing = self.failing_primaries()
+        nodes = f" (failing primary: {', '.join(failing)})" if failing else ""
+        return BackendUnavailable(f"{self.label}: {what} failed: the cluster is down{nodes}",
+                                  hint=f"Try: storagectl diag --backend {self.name}, then bring the node back or "
+                                  "wait for a replica to take over")
+
+    def failing_primaries(self) -> list[str]:
+        """Addresses of the primaries flagged failing (one server: none to name)."""
+        return []
+
     def node_error(self, what: str, node: ClusterNode, exc: Exception) -> Exception:
         """A driver error met on ``node`` as one of our errors."""
         import redis
 
         if not isinstance(exc, redis.RedisError):
             return exc
+        if refused := self.auth_error(exc) or self.cluster_down(what, exc):
+            return refused
         if isinstance(exc, redis.ResponseError):
             return OperationFailed(f"{self.label}: {what} failed: {self.error_line(exc)}")
         return BackendUnavailable(f"{self.label}: {what} failed, connection lost: {self.error_line(exc)}",

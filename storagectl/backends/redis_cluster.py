@@ -134,6 +134,13 @@ class RedisClusterBackend(RedisBackend):
     def topology(self, socket_timeout: float | None = None) -> ClusterTopology:
         return read_topology(self.seeds(), lambda host, port: self.connect_node(host, port, socket_timeout))
 
+    def failing_primaries(self) -> list[str]:
+        try:
+            topology = self.topology(socket_timeout=self.settings.timeouts.connect)
+        except Exception:  # noqa: BLE001 - only to name the node in an error reported anyway
+            return []
+        return [node.address for node in topology.nodes if node.is_primary and node.failing]
+
     def _open(self) -> ClusterTopology:
         # The connection of a cluster is its topology: every command visits the nodes it needs.
         return self.topology(socket_timeout=self.settings.timeouts.connect)
@@ -446,6 +453,8 @@ class RedisClusterBackend(RedisBackend):
 
         if not isinstance(exc, redis.RedisError):  # ours (IntegrityError, disk full ...) or a bug: as it is
             return exc
+        if refused := self.auth_error(exc) or self.cluster_down(what, exc):
+            return refused
         text = self.error_line(exc)
         if isinstance(exc, redis.ResponseError) and "non local key" in str(exc):
             return OperationFailed(f"{self.label}: {what} failed on node {node.address}: a slot moved during it "

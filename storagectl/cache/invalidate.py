@@ -17,10 +17,10 @@ from typing import Any
 
 from storagectl.archive.progress import ProgressCallback, ProgressEvent, no_progress
 from storagectl.backends.redis_topology import ClusterNode, ClusterTopology, fan_in, fan_out
-from storagectl.cache.keyfmt import escape, is_match_all, key_json
+from storagectl.cache.keyfmt import escape, is_match_all, key_json, quoted
 from storagectl.cache.nodes import first_error, topology
 from storagectl.cache.ratelimit import TokenBucket
-from storagectl.errors import Interrupted, StoragectlError, UsageError
+from storagectl.errors import StoragectlError, UsageError, interruption
 
 DONE = "done"  # a node's cursor once its scan has gone all the way round
 STANDALONE = "standalone"
@@ -39,7 +39,7 @@ class InvalidateOptions:
 
     def check(self) -> None:
         if is_match_all(self.pattern) and not self.match_all:
-            raise UsageError(f"pattern {escape(self.pattern)!r} matches every key; refusing without --all",
+            raise UsageError(f"pattern {quoted(self.pattern)} matches every key; refusing without --all",
                              hint="Try: a narrower --pattern such as 'session:*', or --all to empty the whole db")
 
 
@@ -75,8 +75,8 @@ class InvalidatePlan:
 
     def describe(self) -> str:
         nodes = f" on {len(self.runs)} primaries" if len(self.runs) > 1 else ""
-        return (f"delete every key matching {escape(self.options.pattern)!r} from {self.backend.label}{nodes} "
-                f"({self.dbsize:,} keys there now)")
+        return (f"delete every key matching {quoted(self.options.pattern)} from {self.backend.label}{nodes} "
+                f"({self.dbsize:,} keys in the db, matching or not; --dry-run counts the matches)")
 
 
 @dataclass
@@ -154,13 +154,14 @@ def run_invalidate(plan: InvalidatePlan, progress: ProgressCallback = no_progres
             for _ in ticks:
                 done = sum(run.dbsize * (run.covered - run.started_at) for run in plan.runs)
                 progress(ProgressEvent(action, "advance", "keys", done=round(done), total=total))
-    except KeyboardInterrupt:
-        error = Interrupted("interrupted")
+    except KeyboardInterrupt as exc:  # Ctrl-C: exit 130; SIGTERM (Terminated): 143
+        error = interruption(exc)
     result = InvalidateResult(options.pattern, options.dry_run, plan.runs, time.monotonic() - started,
                               format_cursor(plan.runs), sample_size=options.sample)
     failed = next((run.error for run in plan.runs if run.error is not None), None)
     result.error = error or failed  # type: ignore[assignment]
     if result.error is not None:
+        progress(ProgressEvent(action, "stop", ""))  # the display stays where it got, not at 100%
         _say_where_it_stopped(result)
     return result
 

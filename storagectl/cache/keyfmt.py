@@ -25,6 +25,11 @@ def escape(data: bytes) -> str:
     return "".join(_escape_char(char) for char in text)
 
 
+def quoted(data: bytes) -> str:
+    """A key or pattern in a message: escaped once, in single quotes (``!r`` would double each backslash)."""
+    return f"'{escape(data)}'"
+
+
 def escaped_lines(keys: list[bytes]) -> str:
     """``keys`` escaped, one per line: one decode and one check for a whole batch of plain keys."""
     joined = b"\n".join(keys)
@@ -70,8 +75,9 @@ def value_json(value: Any) -> Any:
 
 
 def is_match_all(pattern: bytes | None) -> bool:
-    """A pattern that matches every key: empty, or nothing but ``*``."""
-    return not pattern or set(pattern) == {ord("*")}
+    """A pattern that matches every key, or nearly: empty, or made only of ``*`` and ``?`` (``?*`` matches
+    every non-empty key, ``??*`` all but the one-character ones: treated alike, refused without --all)."""
+    return not pattern or set(pattern) <= {ord("*"), ord("?")}
 
 
 def glob_regex(pattern: bytes) -> re.Pattern[bytes]:

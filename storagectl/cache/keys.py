@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-from storagectl.cache.keyfmt import escape, key_json, value_json
-from storagectl.errors import NotFound, OperationFailed, WrongType
+from storagectl.cache.keyfmt import key_json, quoted, value_json
+from storagectl.errors import NotFound, OperationFailed, UsageError, WrongType
 
 TYPES = ("string", "hash", "list", "set", "zset", "stream")
 NO_SUCH_KEY, NO_TTL = -2, -1  # PTTL replies
@@ -46,15 +46,22 @@ def _text(reply: Any) -> str:
 def key_type(client: Any, key: bytes) -> str:
     kind = _text(client.type(key))
     if kind == "none":
-        raise NotFound(f"key {escape(key)!r} does not exist")
+        raise NotFound(f"key {quoted(key)} does not exist")
     return kind
+
+
+def check_type(type_: str | None) -> None:
+    """Refuse (exit 2) a --type that is not a Redis type, before anything is read."""
+    if type_ is not None and type_ not in TYPES:
+        raise UsageError(f"--type {type_!r} is not a Redis type", hint=f"Try: one of {', '.join(TYPES)}")
 
 
 def get(client: Any, key: bytes, *, limit: int = 100, expect: str | None = None) -> KeyValue:
     """The key's value by its type, collections cut at ``limit`` elements (``truncated`` says so)."""
+    check_type(expect)
     kind = key_type(client, key)
     if expect is not None and kind != expect:
-        raise WrongType(f"key {escape(key)!r} is a {kind}, not a {expect}",
+        raise WrongType(f"key {quoted(key)} is a {kind}, not a {expect}",
                         hint="Try: storagectl cache get without --type (it reads any type)")
     length, value = _READERS[kind](client, key, limit) if kind in _READERS else (0, None)
     shown = length if kind == "string" else len(value or ())
@@ -94,7 +101,7 @@ def ttl(client: Any, key: bytes) -> int | None:
     """Milliseconds to live; None when the key has no expiry."""
     left = int(client.pttl(key))
     if left == NO_SUCH_KEY:
-        raise NotFound(f"key {escape(key)!r} does not exist")
+        raise NotFound(f"key {quoted(key)} does not exist")
     return None if left == NO_TTL else left
 
 
@@ -103,12 +110,12 @@ def set_value(client: Any, key: bytes, value: bytes, *, ttl_ms: int | None = Non
     done = client.set(key, value, px=ttl_ms, nx=only_if == "absent", xx=only_if == "present")
     if not done:
         state = "exists (--nx)" if only_if == "absent" else "does not exist (--xx)"
-        raise OperationFailed(f"key {escape(key)!r} {state}; nothing was set")
+        raise OperationFailed(f"key {quoted(key)} {state}; nothing was set")
 
 
 def expire(client: Any, key: bytes, ttl_ms: int) -> None:
     if not client.pexpire(key, ttl_ms):
-        raise NotFound(f"key {escape(key)!r} does not exist")
+        raise NotFound(f"key {quoted(key)} does not exist")
 
 
 def persist(client: Any, key: bytes) -> bool:

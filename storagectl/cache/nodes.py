@@ -52,6 +52,8 @@ def translated(backend: Any, what: str) -> Iterator[None]:
     try:
         yield
     except redis.ResponseError as exc:
+        if down := backend.cluster_down(what, exc):  # a ResponseError, but the cluster is unavailable
+            raise down from exc
         raise OperationFailed(f"{backend.label}: {what} failed: {backend.error_line(exc)}") from exc
     except redis.RedisError as exc:
         raise BackendUnavailable(f"{backend.label}: {what} failed, connection lost: {backend.error_line(exc)}",

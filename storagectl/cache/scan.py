@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from storagectl.backends.redis_topology import scan_primaries
-from storagectl.cache.keys import TYPES
+from storagectl.cache.keys import check_type
 from storagectl.cache.nodes import topology
-from storagectl.errors import StoragectlError, UsageError
+from storagectl.errors import StoragectlError
 
 
 @dataclass(frozen=True)
@@ -28,11 +28,6 @@ class ScannedKey:
     key: bytes
     type: str | None = None
     ttl_ms: int | None = None  # None: no expiry (or not asked)
-
-
-def check_type(type_: str | None) -> None:
-    if type_ is not None and type_ not in TYPES:
-        raise UsageError(f"--type {type_!r} is not a Redis type", hint=f"Try: one of {', '.join(TYPES)}")
 
 
 def scan_keys(backend: Any, options: ScanOptions) -> Iterator[list[bytes] | list[ScannedKey]]:

@@ -116,6 +116,8 @@ def _jittered(expire_at: int, now: int, spread: float, jitter: Callable[[], floa
 
 
 def _restore(client: Any, records: list[tuple[bytes, bytes, int]], replace: bool, result: WarmResult) -> None:
+    from redis.exceptions import ClusterDownError
+
     pipe = client.pipeline(transaction=False)
     for key, payload, expire_at in records:
         pipe.restore(key, expire_at, payload, replace=replace, absttl=bool(expire_at))
@@ -124,5 +126,7 @@ def _restore(client: Any, records: list[tuple[bytes, bytes, int]], replace: bool
             result.restored += 1
         elif "BUSYKEY" in str(reply):
             result.present += 1
+        elif isinstance(reply, ClusterDownError):  # translated (exit 3) by the caller
+            raise reply
         else:
             raise OperationFailed(f"RESTORE failed: {reply}")

@@ -27,6 +27,17 @@ def _duration(value: str) -> float:
         raise typer.BadParameter(str(exc)) from exc
 
 
+def _ttl_ms(seconds: float, what: str) -> int:
+    """A TTL in milliseconds, refused (exit 2) below 1 ms: a TTL of 0 would delete the key at once."""
+    from storagectl.errors import UsageError
+
+    ttl_ms = round(seconds * 1000)
+    if ttl_ms < 1:
+        raise UsageError(f"{what} must be at least 1ms; a TTL of 0 would delete the key",
+                         hint="Try: storagectl cache del KEY to delete it, or a TTL such as 30s")
+    return ttl_ms
+
+
 def _fraction(value: str | float) -> float:
     """``10%`` or ``0.1``."""
     if isinstance(value, float):  # the default
@@ -87,6 +98,7 @@ def get(ctx: typer.Context, key: KeyArgument, backend: BackendOption,
     from storagectl.cache.nodes import key_client, translated
     from storagectl.errors import UsageError
 
+    keys.check_type(type_)  # before connecting: exit 2 even when the server is down
     state, target = state_of(ctx), _backend(ctx, backend)
     with key_client(target) as client, translated(target, "get"):
         value = keys.get(client, _key(key), limit=limit, expect=type_)
@@ -148,7 +160,7 @@ def set_(ctx: typer.Context, key: KeyArgument,
 
     if nx and xx:
         raise UsageError("--nx and --xx contradict each other", hint="Try: one of them")
-    ttl_ms = None if ttl is None else max(1, round(ttl * 1000))
+    ttl_ms = None if ttl is None else _ttl_ms(ttl, "--ttl")
     target = _backend(ctx, backend)
     with key_client(target) as client, translated(target, "set"):
         keys.set_value(client, _key(key), _key(value), ttl_ms=ttl_ms,
@@ -179,7 +191,7 @@ def expire(ctx: typer.Context, key: KeyArgument,
     from storagectl.cache.keyfmt import key_json
     from storagectl.cache.nodes import key_client, translated
 
-    ttl_ms = max(1, round(duration * 1000))
+    ttl_ms = _ttl_ms(duration, "DURATION")
     target = _backend(ctx, backend)
     with key_client(target) as client, translated(target, "expire"):
         keys.expire(client, _key(key), ttl_ms)
@@ -307,7 +319,7 @@ def _render_invalidate(state: AppState, summary: dict[str, Any], output: OutputF
         return
     verb = "would delete" if summary["dry_run"] else "deleted"
     count = summary["matched"] if summary["dry_run"] else summary["deleted"]
-    state.out.print(f"{verb} {count:,} keys matching {summary['pattern']!r} ({summary['matched']:,} matched of "
+    state.out.print(f"{verb} {count:,} keys matching '{summary['pattern']}' ({summary['matched']:,} matched of "
                     f"~{summary['scanned']:,} scanned, {summary['duration']:g}s, {summary['errors']} node errors)",
                     markup=False, highlight=False)
     if summary["sample"]:

@@ -50,8 +50,10 @@ def live_progress(console: Console, clock: Callable[[], float] = time.monotonic,
               refresh_per_second=REDRAWS_PER_SECOND):
         try:
             yield model.update
-        finally:
-            model.end()
+        except BaseException:  # Ctrl-C, an error: the bars stop where they were, not at 100%
+            model.end(complete=False)
+            raise
+        model.end()
 
 
 @contextlib.contextmanager
@@ -102,10 +104,17 @@ class ProgressDisplay:
             if view.complete:
                 continue
             for item in view.live:
-                size = human_bytes(item.done) + (f" of {human_bytes(item.total)}" if item.total else "")
-                yield Text(f"  {item.name}  {size}", style="dim", no_wrap=True, overflow="ellipsis")
+                yield Text(f"  {item.name}  {_amount(item.done, item.total, view.unit)}", style="dim", no_wrap=True,
+                           overflow="ellipsis")
             if view.more_live:
                 yield Text(f"  and {view.more_live} more", style="dim")
+
+
+def _amount(done: int, total: int | None, unit: str) -> str:
+    """``1.5 KiB of 3.9 KiB`` for bytes, ``46,800 of 976,600 keys`` for counted things."""
+    if unit == "bytes":
+        return human_bytes(done) + (f" of {human_bytes(total)}" if total else "")
+    return f"{done:,}" + (f" of {total:,}" if total else "") + f" {unit}"
 
 
 def _bar(fraction: float | None, width: int = BAR_WIDTH) -> Any:
