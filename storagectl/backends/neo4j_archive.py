@@ -462,11 +462,7 @@ class GraphRestore:
                                  hint="Try: --yes to replace its contents")
             self.clear_target()
         try:
-            self.create_schema()
-            self._write("creating the temporary restore index", CREATE_RESTORE_INDEX)
-            self._write("waiting for indexes to come online", AWAIT_INDEXES, seconds=INDEX_WAIT_SECONDS)
-            self.load_nodes()
-            self.load_relationships()
+            self._load_graph()
         except BaseException as exc:
             left = self._undo()
             raise_with_state(exc, "the target graph was left empty" if not left else
@@ -474,6 +470,14 @@ class GraphRestore:
         self._repeat("removing the temporary restore label", UNMARK_RESTORED)
         self._write("dropping the temporary restore index", DROP_RESTORE_INDEX)
         return self.outcome
+
+    def _load_graph(self) -> None:
+        """Schema, the temporary restore index, then nodes and relationships from the archive."""
+        self.create_schema()
+        self._write("creating the temporary restore index", CREATE_RESTORE_INDEX)
+        self._write("waiting for indexes to come online", AWAIT_INDEXES, seconds=INDEX_WAIT_SECONDS)
+        self.load_nodes()
+        self.load_relationships()
 
     def run_selection(self, replace: bool) -> RestoreOutcome:
         """Only the nodes of ``labels`` and the relationships between them, in place: with ``replace`` the
@@ -486,11 +490,7 @@ class GraphRestore:
             self._repeat("deleting the target's nodes of the selected labels", DELETE_SELECTED_NODES,
                          labels=self.labels)
         try:
-            self.create_schema()
-            self._write("creating the temporary restore index", CREATE_RESTORE_INDEX)
-            self._write("waiting for indexes to come online", AWAIT_INDEXES, seconds=INDEX_WAIT_SECONDS)
-            self.load_nodes()
-            self.load_relationships()
+            self._load_graph()
         except BaseException as exc:
             left = self._undo()
             raise_with_state(exc, "the nodes this restore created were removed" + (
