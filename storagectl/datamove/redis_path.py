@@ -213,11 +213,7 @@ class PartCopy:
             return counts
         self.progress(ProgressEvent("copy", "start", part.label))
         with contextlib.ExitStack() as stack:
-            source = stack.enter_context(_closing(part.connect(True)))
-            plain_source = stack.enter_context(_closing(part.connect(False)))
-            target = _translated(self.request.target, "connecting",
-                                 lambda: TargetNodes.open(self.request.target, part.target_db))
-            stack.callback(target.close)
+            source, plain_source, target = _open_part(stack, self.request, part)
             plain_target = stack.enter_context(_closing(_plain_client(self.request.target, part.target_db)))
             batches = _source_batches(self.request, part, source, plain_source, recorded.get("cursor", "0"))
             pending: deque[tuple[bytes, int]] = deque()
@@ -258,6 +254,16 @@ class PartCopy:
         counts.bytes += size
         self.state.commit(part.name, cursor=cursor.decode(), keys=counts.keys, bytes=counts.bytes)
         self.progress(ProgressEvent("copy", "advance", part.label, done=counts.bytes))
+
+
+def _open_part(stack: contextlib.ExitStack, request: DataMigrationRequest, part: SourcePart) -> tuple[Any, Any, Any]:
+    """A part's source connections (for DUMP pipelines and for plain commands) and its target nodes,
+    closed by ``stack``."""
+    source = stack.enter_context(_closing(part.connect(True)))
+    plain_source = stack.enter_context(_closing(part.connect(False)))
+    target = _translated(request.target, "connecting", lambda: TargetNodes.open(request.target, part.target_db))
+    stack.callback(target.close)
+    return source, plain_source, target
 
 
 def _source_batches(request: DataMigrationRequest, part: SourcePart, source: Any, plain_source: Any,
@@ -320,11 +326,7 @@ class PartVerify:
     def run(self, part: SourcePart) -> PartCounts:
         counts = PartCounts()
         with contextlib.ExitStack() as stack:
-            source = stack.enter_context(_closing(part.connect(True)))
-            plain_source = stack.enter_context(_closing(part.connect(False)))
-            target = _translated(self.request.target, "connecting",
-                                 lambda: TargetNodes.open(self.request.target, part.target_db))
-            stack.callback(target.close)
+            source, plain_source, target = _open_part(stack, self.request, part)
             if target.owners is not None:
                 from storagectl.backends.redis import DUMP_CROSS_SLOT_LUA
 
