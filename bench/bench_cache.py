@@ -32,24 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.redis_cluster import cluster_port  # noqa: E402
-
-
-def start_server(directory: Path) -> tuple[subprocess.Popen, int]:
-    import redis
-
-    port = cluster_port()
-    process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no", "--dir", str(directory), "--enable-debug-command", "yes"],
-                               stdout=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    for _ in range(200):
-        try:
-            client.ping()
-            return process, port
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    sys.exit("redis-server did not start")
+from tests.redis_cluster import running_server  # noqa: E402
 
 
 def populate(client, prefix: str, count: int) -> None:
@@ -136,8 +119,8 @@ def main() -> None:
     print(f"load average {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="stctl-bench-cache-") as tmp:
         work = Path(tmp)
-        process, port = start_server(work)
-        try:
+        with running_server("--enable-debug-command", "yes") as server:  # DEBUG POPULATE loads the keys
+            port = server.port
             client = redis.Redis(port=port)
             cli = ["redis-cli", "-p", str(port)]
             config = work / "storagectl.yaml"
@@ -193,9 +176,6 @@ def main() -> None:
                   f"({runs(scans)}), redis-cli --scan median {median(cli_scans):.2f} s ({runs(cli_scans)}): ratio "
                   f"{median(scans) / median(cli_scans):.2f}x (target <= 1.0x)")
             print(f"load average {os.getloadavg()}")
-        finally:
-            process.kill()
-            process.wait()
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_redis_backup import load  # noqa: E402
-from tests.redis_cluster import cluster_port, running_cluster  # noqa: E402
+from tests.redis_cluster import running_cluster, running_server  # noqa: E402
 
 
 def storagectl(config: Path, *args: str) -> tuple[float, dict]:
@@ -42,22 +42,6 @@ def storagectl(config: Path, *args: str) -> tuple[float, dict]:
         sys.exit(f"failed: storagectl {' '.join(args)}\n{done.stderr}")
     output = json.loads(done.stdout)
     return elapsed, output[0] if isinstance(output, list) else output
-
-
-def standalone(directory: Path) -> tuple[subprocess.Popen, int]:
-    port = cluster_port()
-    process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no", "--dir", str(directory)], stdout=subprocess.DEVNULL)
-    import redis
-
-    client = redis.Redis(port=port)
-    for _ in range(200):
-        try:
-            client.ping()
-            return process, port
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    sys.exit("standalone redis-server did not start")
 
 
 def server_cpu(ports: list[int]) -> float:
@@ -82,8 +66,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="stctl-bench-") as tmp, running_cluster(3) as cluster:
         work = Path(tmp)
-        single, port = standalone(work)
-        try:
+        with running_server() as single:
+            port = single.port
             print(f"loaded {args.keys} keys in {load(redis.Redis(port=port), args.keys):.1f} s")
             config = work / "storagectl.yaml"
             config.write_text(f"version: 1\nbackends:\n  single: {{kind: redis, url: 'redis://127.0.0.1:{port}/0'}}\n"
@@ -106,9 +90,6 @@ def main() -> None:
                 assert validated["validation"]["ok"] and validated["validation"]["items"][0]["checked"] == args.keys
                 times["validate"].append(elapsed)
             assert cluster.dbsize() == args.keys
-        finally:
-            single.kill()
-            single.wait()
     for name, values in times.items():
         print(summary(name, values))
     for name, values in cpu.items():
