@@ -263,7 +263,10 @@ def test_kill_9_of_the_cli_at_a_random_point_then_resume_ends_verified(graphs, c
     process.communicate()
     if process.returncode != -signal.SIGKILL:
         pytest.skip("the run finished before it could be killed")
-    assert state.exists()
+    if not state.exists():  # killed after the copy finished (the state is gone), while it verified
+        assert target.content() == source.content() and len(target.nodes) == 1500
+        assert engine.RESTORE_LABEL not in target.labels() and not target.progress
+        return
 
     resumed = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
