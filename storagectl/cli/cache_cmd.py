@@ -424,14 +424,18 @@ def subscribe(
             for item in messages(client, [_key(c) for c in channels], patterns=pattern, count=count, timeout=timeout,
                                  describe=target.error_line):
                 if isinstance(item, Gap):
-                    state.err.print(f"warning: connection lost ({item.error}) and back after {item.seconds:g}s; "
-                                    "messages published meanwhile were lost (pub/sub does not buffer)",
-                                    markup=False, highlight=False)
+                    _warn_gap(state, item, "messages published")
                     continue
                 sys.stdout.write(json.dumps(item.to_dict()) + "\n")
                 sys.stdout.flush()
     finally:
         client.close()
+
+
+def _warn_gap(state: AppState, gap: Any, lost: str) -> None:
+    where = f" to {gap.node}" if gap.node else ""
+    state.err.print(f"warning: connection{where} lost ({gap.error}) and back after {gap.seconds:g}s; {lost} "
+                    "meanwhile were lost (pub/sub does not buffer)", markup=False, highlight=False)
 
 
 @app.command("watch")
@@ -454,6 +458,7 @@ def watch(
     import contextlib
 
     from storagectl.cache.keyfmt import escape
+    from storagectl.cache.pubsub import Gap
     from storagectl.cache.watch import check_notifications, notifications_enabled
     from storagectl.cache.watch import watch as key_events
 
@@ -464,10 +469,14 @@ def watch(
                 refusal="--enable-notifications changes the server's configuration and needs confirmation",
                 hint="Try: --enable-notifications --yes")
     as_json = state.format(output) is OutputFormat.json
-    with notifications_enabled(target, wanted) if enable else contextlib.nullcontext():
+    with notifications_enabled(target, wanted) if enable else contextlib.nullcontext() as reapply:
         check_notifications(target, wanted)
         note(state, f"watching {', '.join(wanted)} of keys starting with {prefix!r} (Ctrl-C to stop)")
-        for event in key_events(target, prefix=prefix, events=wanted, count=count, timeout=timeout):
+        for event in key_events(target, prefix=prefix, events=wanted, count=count, timeout=timeout,
+                                after_gap=reapply):
+            if isinstance(event, Gap):
+                _warn_gap(state, event, "events")
+                continue
             line = json.dumps(event.to_dict()) if as_json else f"{event.event}\t{escape(event.key)}" + (
                 f"\t{event.node}" if event.node else "")
             sys.stdout.write(line + "\n")
