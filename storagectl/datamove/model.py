@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 if TYPE_CHECKING:
     from storagectl.archive.progress import ProgressCallback
     from storagectl.backends.base import Backend
+    from storagectl.errors import StoragectlError
 
 OnError = Literal["stop", "skip"]
 
@@ -101,6 +102,7 @@ class MigrationPlan:
     target: str
     pair: str  # "sqlite → postgres"
     items: list[ItemPlan] = field(default_factory=list)
+    blockers: list[StoragectlError] = field(default_factory=list)  # what a run would stop with, in its order
 
     @property
     def rejected_rows(self) -> int:

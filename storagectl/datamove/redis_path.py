@@ -89,7 +89,7 @@ class RedisDataPath:
         parts = self._parts(request)
         versions = {side.name: _translated(side, "reading the version", lambda b=side: _version(b))
                     for side in (request.source, request.target)}
-        items = []
+        items, blockers = [], []
         for part in parts:
             item = ItemPlan(part.label, _target_label(request, part),
                             chunking=f"SCAN batches of {DUMP_BATCH_KEYS} keys")
@@ -99,11 +99,13 @@ class RedisDataPath:
             if existing:
                 item.problems.append(f"the target already holds {existing} keys of the selection: "
                                      "run needs --yes (they are replaced)")
+                if not request.resume and not request.allow_nonempty_target:
+                    blockers.append(_nonempty(request, part.target_db))
             if versions[request.source.name] != versions[request.target.name]:
                 item.problems.append(f"Redis {versions[request.source.name]} → {versions[request.target.name]}: "
                                      "payloads the target refuses are copied with type commands")
             items.append(item)
-        return MigrationPlan(request.source.name, request.target.name, "redis → redis", items)
+        return MigrationPlan(request.source.name, request.target.name, "redis → redis", items, blockers[:1])
 
     # -- run ---------------------------------------------------------------------------------
     def run(self, request: DataMigrationRequest, progress: ProgressCallback) -> RunResult:
@@ -138,10 +140,7 @@ class RedisDataPath:
             existing = _translated(request.target, "checking the target",
                                    lambda db=db: _target_count(request, db, stop_at=1))
             if existing:
-                where = "" if _is_cluster(request.target) else f" db {db}"
-                raise UsageError(f"{request.target.label}{where} already holds keys of the selection; "
-                                 "nothing was copied",
-                                 hint="Try: --yes to replace them, or another target db")
+                raise _nonempty(request, db)
 
     # -- verify ------------------------------------------------------------------------------
     def verify(self, request: DataMigrationRequest) -> RunResult:
@@ -375,6 +374,13 @@ class PartVerify:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+def _nonempty(request: DataMigrationRequest, db: int) -> UsageError:
+    """What a run without --yes stops with when the target holds keys of the selection."""
+    where = "" if _is_cluster(request.target) else f" db {db}"
+    return UsageError(f"{request.target.label}{where} already holds keys of the selection; nothing was copied",
+                      hint="Try: --yes to replace them, or another target db")
+
+
 def _check_selection(selection: Selection) -> None:
     unknown = sorted(set(selection.types) - set(TYPES))
     if unknown:

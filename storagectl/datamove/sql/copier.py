@@ -21,7 +21,7 @@ from storagectl import interrupts
 from storagectl.archive.progress import ProgressCallback, ProgressEvent
 from storagectl.datamove.model import ItemResult
 from storagectl.datamove.sql import canonical, pg_to_pg, state
-from storagectl.datamove.sql.engine import TableJob
+from storagectl.datamove.sql.engine import TableJob, permission_refused
 from storagectl.datamove.sql.rows import ChunkTally, Reject, RejectsFile, RowMapper
 from storagectl.datamove.sql.spec import Chunk, TableSpec
 from storagectl.datamove.sql.sqlite_copy import SQLiteCopyReader
@@ -319,6 +319,8 @@ def _from_target(exc: BaseException) -> bool:
 def _chunk_failed(side: Any, spec: TableSpec, chunk: Chunk, chunks: int, exc: BaseException) -> StoragectlError:
     if isinstance(exc, StoragectlError):
         return exc
+    if refused := permission_refused(side, exc):  # exit 4, as the plan says it
+        return refused
     where = f"{spec.source} chunk {chunk.index + 1} of {chunks}"
     message = f"{side.backend.label}: {where} failed: {side.backend.error_line(exc)}; the chunk was rolled back"
     try:

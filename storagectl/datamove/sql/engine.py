@@ -5,12 +5,14 @@ the same chunks). The chunks themselves are copied by :mod:`storagectl.datamove.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from storagectl.datamove.sql import canonical, state, typemap
 from storagectl.datamove.sql.spec import Chunk, TableSpec, chunks_from_bounds
-from storagectl.errors import UsageError
+from storagectl.errors import PermissionDenied, StoragectlError, UsageError
 
 if TYPE_CHECKING:
     from storagectl.datamove.model import DataMigrationRequest
@@ -88,8 +90,10 @@ def prepare(source: Any, target: Any, sconn: Any, tconn: Any, specs: list[TableS
     return jobs
 
 
-def _check_table(target: Any, tconn: Any, spec: TableSpec, request: DataMigrationRequest) -> TableJob:
-    found = state.read(tconn, target.param, spec.target)
+def _check_table(target: Any, tconn: Any, spec: TableSpec, request: DataMigrationRequest,
+                 recorded: bool = True) -> TableJob:
+    """``recorded``: the target has a state table to read (a run creates it first; a plan does not)."""
+    found = state.read(tconn, target.param, spec.target) if recorded else state.TableState(spec.target)
     if found.started and (found.status != "done" or request.resume):  # --resume: finished tables stay as they are
         if not request.resume:
             raise UsageError(f"an earlier run into {spec.target} stopped after {len(found.chunks)} of "
@@ -98,7 +102,7 @@ def _check_table(target: Any, tconn: Any, spec: TableSpec, request: DataMigratio
                                   "to start over")
         _adopt_columns(target, tconn, spec)
         return TableJob(spec, found.bounds, found.chunks, found.status, resumed=True)
-    columns = target.target_columns(tconn, spec)
+    columns = target.target_columns(tconn, spec) if tconn is not None else None
     if columns is None:
         return TableJob(spec, [], create=True)
     _match_columns(target, spec, columns)
@@ -107,6 +111,82 @@ def _check_table(target: Any, tconn: Any, spec: TableSpec, request: DataMigratio
         raise UsageError(f"target table {spec.target} is not empty",
                          hint="Try: --yes to replace its rows with the source's")
     return TableJob(spec, [], empty_first=not empty)
+
+
+# -- what a plan checks of the target, read-only -------------------------------------------------------
+def check_target(target: Any, specs: list[TableSpec], request: DataMigrationRequest, *,
+                 pg_dump: bool = False) -> list[StoragectlError]:
+    """The errors a run of ``request`` would stop with before any row moves, found without writing
+    (the target opened read-only): the target unreachable, an interrupted run without --resume, a
+    table with other columns, a non-empty one without --yes, a privilege the run needs. Existing
+    tables lend their column types to ``specs``, as in a run."""
+    try:
+        with target.read_only() as tconn:
+            return _blockers(target, tconn, specs, request, pg_dump)
+    except StoragectlError as exc:  # unreachable, refused password, no such file
+        return [exc]
+
+
+def _blockers(target: Any, tconn: Any, specs: list[TableSpec], request: DataMigrationRequest,
+              pg_dump: bool) -> list[StoragectlError]:
+    recorded = tconn is not None and state.exists(tconn, target.kind)
+    blockers: list[StoragectlError] = []
+    if refused := target.cannot_record(tconn, recorded):
+        blockers.append(_refusal(target, refused))
+    jobs = []
+    for spec in specs:
+        try:
+            with refusals_of(target):  # reading a table the user may not read
+                job = _check_table(target, tconn, spec, request, recorded)
+        except StoragectlError as exc:
+            blockers.append(exc)
+            continue
+        jobs.append(job)
+        if refused := target.cannot_write(tconn, spec, create=job.create, emptied=job.empty_first,
+                                          adds_keys=not pg_dump):
+            blockers.append(_refusal(target, refused))
+    if pg_dump:
+        from storagectl.datamove.sql.pg_to_pg import check_creatable
+
+        try:
+            check_creatable(specs, [job.spec for job in jobs if job.create])
+        except StoragectlError as exc:
+            blockers.append(exc)
+    return blockers
+
+
+def _refusal(target: Any, what: str) -> PermissionDenied:
+    return PermissionDenied(f"{target.backend.label}: {what}",
+                            hint="Try: grant it to the target's user, or connect as a user who has it")
+
+
+def permission_refused(side: Any, exc: BaseException) -> PermissionDenied | None:
+    """A write the target's server or file refused for want of a privilege, as :class:`PermissionDenied`
+    (exit 4, as the plan reports it); None: another error."""
+    import sqlite3
+
+    denied = isinstance(exc, sqlite3.OperationalError) and "readonly database" in str(exc)
+    if not denied:
+        try:
+            import psycopg
+        except ImportError:  # pragma: no cover
+            return None
+        denied = isinstance(exc, psycopg.errors.InsufficientPrivilege)
+    return PermissionDenied(f"{side.backend.label}: {side.backend.error_line(exc)}",
+                            hint="Try: grant the privilege to the target's user; then the same command with "
+                                 "--resume") if denied else None
+
+
+@contextlib.contextmanager
+def refusals_of(target: Any) -> Iterator[None]:
+    """A run's writes outside the chunks (state table, tables, keys): a refused privilege as
+    :class:`PermissionDenied`."""
+    try:
+        yield
+    except Exception as exc:
+        if (refused := permission_refused(target, exc)) is not None:
+            raise refused from exc
+        raise
 
 
 def _adopt_columns(target: Any, tconn: Any, spec: TableSpec) -> None:

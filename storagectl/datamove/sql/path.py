@@ -11,7 +11,7 @@ from storagectl.archive.progress import ProgressCallback
 from storagectl.datamove.model import ItemPlan, MigrationPlan, RunResult
 from storagectl.datamove.sql import checks, pg_to_pg, state
 from storagectl.datamove.sql.copier import ChunkCopier
-from storagectl.datamove.sql.engine import TableJob, prepare, select_specs, side_for
+from storagectl.datamove.sql.engine import TableJob, check_target, prepare, refusals_of, select_specs, side_for
 from storagectl.datamove.sql.rows import RejectsFile
 
 if TYPE_CHECKING:
@@ -27,10 +27,13 @@ class SqlDataPath:
     def plan(self, request: DataMigrationRequest) -> MigrationPlan:
         from storagectl.datamove.sql.profile import profile_table
 
-        source = side_for(request.source)
+        source, target = side_for(request.source), side_for(request.target)
         result = MigrationPlan(request.source.name, request.target.name, self.pair)
         with source.connect() as conn:
-            for spec in select_specs(source, conn, request, self.target_dialect):
+            specs = select_specs(source, conn, request, self.target_dialect)
+            result.blockers = check_target(target, specs, request,
+                                           pg_dump=pg_to_pg.uses_pg_dump(request.source, request.target, specs))
+            for spec in specs:
                 bounds = source.bounds(conn, spec, request.batch_rows)
                 item = ItemPlan(spec.source, spec.target, row_estimate=spec.row_estimate,
                                 chunking=spec.chunking(request.batch_rows, len(bounds) + 1 if spec.key else None),
@@ -58,11 +61,12 @@ class SqlDataPath:
                 whole = not (request.selection.tables or request.selection.exclude)
                 create = (lambda missing: pg_to_pg.create_tables(source, target, tconn, snapshot, specs, missing,
                                                                  whole)) if dump else None
-                jobs = prepare(source, target, sconn, tconn, specs, request, create)
+                with refusals_of(target):
+                    jobs = prepare(source, target, sconn, tconn, specs, request, create)
             parallel = 1 if target.kind == "sqlite" else request.parallel
             copier = ChunkCopier(source, target, request, progress, rejects, pipe=dump)
             result.items = copier.copy(jobs, parallel)
-            with target.connect() as tconn:
+            with target.connect() as tconn, refusals_of(target):
                 if dump:
                     created = any(job.create for job in jobs) or not all(job.status == "done" for job in jobs)
                     pg_to_pg.finish(source, target, tconn, snapshot, specs, created, whole, parallel)

@@ -98,6 +98,43 @@ class PostgresSide:
                                hint="Try: wait for it to finish (its state is in storagectl_data_migration)")
             yield
 
+    @contextlib.contextmanager
+    def read_only(self) -> Iterator[Any]:
+        """A connection that cannot write: a plan's look at the target."""
+        with self.connect() as conn:
+            conn.execute("SET default_transaction_read_only = on")
+            yield conn
+
+    # -- what a run needs of the target (a plan asks; None: nothing missing) ------------------------
+    def cannot_record(self, conn: Any, recorded: bool) -> str | None:
+        """The state table, where a run records its chunks: written if it exists, else created."""
+        if recorded:
+            missing = _missing_privileges(conn, quote(STATE_TABLE), ("SELECT", "INSERT", "UPDATE", "DELETE"))
+            return f"no {', '.join(missing)} privilege on {STATE_TABLE}, where a run records its chunks" \
+                if missing else None
+        schema, allowed = conn.execute("SELECT current_schema(), has_schema_privilege(current_schema(), 'CREATE')"
+                                       ).fetchone()
+        return None if schema is None or allowed else \
+            f"no CREATE privilege on schema {schema}, where a run creates its state table {STATE_TABLE}"
+
+    def cannot_write(self, conn: Any, spec: TableSpec, *, create: bool, emptied: bool, adds_keys: bool
+                     ) -> str | None:
+        """A table the run creates (CREATE on its schema), or fills (INSERT; TRUNCATE to empty it first;
+        ownership to add its keys and indexes after the data)."""
+        if create:
+            schema = split_name(spec.target)[0]
+            found = conn.execute("SELECT has_schema_privilege(oid, 'CREATE') FROM pg_namespace WHERE nspname = %s",
+                                 [schema]).fetchone()
+            return None if found is None or found[0] else \
+                f"no CREATE privilege on schema {schema}, where a run creates {spec.target}"
+        missing = _missing_privileges(conn, spec.target_sql, ("INSERT", "TRUNCATE") if emptied else ("INSERT",))
+        problems = [f"no {', '.join(missing)} privilege on {spec.target}"] if missing else []
+        if adds_keys and (spec.primary_key or spec.indexes or spec.identity) and not conn.execute(
+                "SELECT pg_has_role(relowner, 'USAGE') FROM pg_class WHERE oid = %s::regclass",
+                [spec.target_sql]).fetchone()[0]:
+            problems.append(f"not the owner of {spec.target}, to which a run adds keys and indexes after the data")
+        return "; ".join(problems) or None
+
     # -- catalog --------------------------------------------------------------------------------
     def table_names(self, conn: Any) -> list[str]:
         rows = conn.execute(USER_TABLES_SQL, [STATE_TABLE]).fetchall()
@@ -323,6 +360,14 @@ class PostgresSide:
                     conn.execute(f"ALTER TABLE {spec.target_sql} ADD CONSTRAINT {quote(name)} FOREIGN KEY "
                                  f"({', '.join(map(quote, key.columns))}) REFERENCES {quote(key.ref_table)} "
                                  f"({', '.join(map(quote, key.ref_columns))})")
+
+
+def _missing_privileges(conn: Any, relation: str, privileges: Sequence[str]) -> list[str]:
+    """Of ``privileges``, those the user lacks on ``relation`` (asked one by one: has_table_privilege
+    with a list is true when any of them is held)."""
+    held = conn.execute("SELECT " + ", ".join(["has_table_privilege(%s, %s)"] * len(privileges)),
+                        [value for privilege in privileges for value in (relation, privilege)]).fetchone()
+    return [privilege for privilege, ok in zip(privileges, held, strict=True) if not ok]
 
 
 def _sqlite_note(kind: str) -> str:

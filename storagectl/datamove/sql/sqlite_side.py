@@ -59,6 +59,39 @@ class SQLiteSide:
         with held(lock, f"a migrate data run into {self.backend.label}"):
             yield
 
+    @contextlib.contextmanager
+    def read_only(self) -> Iterator[sqlite3.Connection | None]:
+        """A connection that cannot write (a plan's look at the target); None when the file does not
+        exist and a run would create it."""
+        path = self.backend.settings.path
+        if not path.is_file():
+            if self.backend.settings.create_if_missing:
+                yield None
+                return
+            with self.backend.connect():  # the run's own error: the file does not exist
+                pass
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            conn.isolation_level = None
+            yield conn
+
+    # -- what a run needs of the target (a plan asks; None: nothing missing) ------------------------
+    def cannot_record(self, conn: sqlite3.Connection | None, recorded: bool) -> str | None:
+        """A run writes the file and, beside it, its journal and lock file."""
+        import os
+
+        path = self.backend.settings.path
+        if path.exists() and not os.access(path, os.W_OK):
+            return f"cannot write {path}"
+        directory = path.parent
+        while not directory.exists():  # created with the file
+            directory = directory.parent
+        return None if os.access(directory, os.W_OK | os.X_OK) else \
+            f"cannot write in {directory}, where a run keeps its journal and lock files"
+
+    def cannot_write(self, conn: sqlite3.Connection | None, spec: TableSpec, *, create: bool, emptied: bool,
+                     adds_keys: bool) -> str | None:
+        return None  # SQLite has no per-table privileges: the file's are checked once (cannot_record)
+
     # -- catalog --------------------------------------------------------------------------------
     def table_names(self, conn: sqlite3.Connection) -> list[str]:
         rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "

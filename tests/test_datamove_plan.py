@@ -1,0 +1,87 @@
+"""`storagectl migrate data plan` / `run --dry-run` against the target: what would stop a run is found
+read-only and gives the run's exit code; numeric(p,s) losses and foreign keys of renamed tables."""
+
+from __future__ import annotations
+
+import json
+
+from tests import test_datamove_sql
+from tests.conftest import free_port
+from tests.test_datamove_sql import make_source, run_json
+
+moves = test_datamove_sql.moves  # the fixture: a SQLite source and an empty PostgreSQL target
+
+
+def _tables(pg_database) -> set[str]:
+    with pg_database.connect() as conn:
+        return {row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+
+
+def test_plan_and_dry_run_find_what_would_stop_the_run_without_writing(cli, moves, pg_database):
+    with pg_database.connect() as conn:
+        conn.execute("CREATE TABLE notes (body varchar(20), weight float8)")
+        conn.execute("INSERT INTO notes VALUES ('old', 1)")
+    for command in (["plan"], ["run", "--dry-run"]):
+        result = cli("-c", moves, "migrate", "data", *command, "--from", "lite", "--to", "pg")
+        assert result.exit_code == 2, result.stderr  # as the run: a non-empty target table needs --yes
+        assert "error: target table notes is not empty" in result.stderr
+    result, plan = run_json(cli, moves, "plan", "--from", "lite", "--to", "pg", "--yes")
+    assert result.exit_code == 0, result.stderr  # the tables to create are no obstacle
+    assert plan["blocked_by"] == [] and {item["target"] for item in plan["items"]} == {"authors", "books", "notes"}
+    assert _tables(pg_database) == {"notes"}  # no state table, nothing created
+    with pg_database.connect() as conn:
+        conn.execute("ALTER TABLE notes ADD COLUMN extra int")
+    result, plan = run_json(cli, moves, "run", "--dry-run", "--from", "lite", "--to", "pg", "--yes")
+    assert result.exit_code == 2
+    assert plan["blocked_by"][0]["error"] == "target table notes has other columns than the move (not in the " \
+                                             "source extra)"
+    assert _tables(pg_database) == {"notes"}
+
+
+def test_plan_of_an_unreachable_target_exits_as_the_run_would(cli, tmp_path, write_config):
+    make_source(tmp_path / "src.db")
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          down: {{kind: postgres, host: 127.0.0.1, port: {free_port()}, user: app, retry: {{attempts: 1}}}}
+        """)
+    plan = cli("-c", config, "-o", "json", "migrate", "data", "plan", "--from", "lite", "--to", "down")
+    run = cli("-c", config, "migrate", "data", "run", "--from", "lite", "--to", "down")
+    assert plan.exit_code == run.exit_code == 3, (plan.stderr, run.stderr)
+    report = json.loads(plan.stdout)
+    assert len(report["items"]) == 3 and report["blocked_by"][0]["exit_code"] == 3  # the source still planned
+    assert plan.stderr.splitlines()[0] == run.stderr.splitlines()[0]
+
+
+def test_plan_and_run_stop_alike_on_a_privilege_the_target_user_lacks(cli, tmp_path, write_config, pg_database):
+    make_source(tmp_path / "src.db")
+    role = f"{pg_database.name}_writer"
+    with pg_database.connect() as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        conn.execute("CREATE TABLE notes (body text, weight float8)")
+        conn.execute(f'GRANT SELECT ON notes TO "{role}"')
+    url = pg_database.url.replace(f"{pg_database.user}@", f"{role}@", 1)
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          pg: {{kind: postgres, url: "{url}"}}
+        """)
+    try:
+        plan = cli("-c", config, "migrate", "data", "plan", "--from", "lite", "--to", "pg", "--table", "notes")
+        assert plan.exit_code == 4, plan.stderr
+        assert "no CREATE privilege on schema public, where a run creates its state table" in plan.stderr
+        assert "a run would also stop on: " in plan.stderr and "no INSERT privilege on notes" in plan.stderr
+        assert _tables(pg_database) == {"notes"}
+        run = cli("-c", config, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--table", "notes")
+        assert run.exit_code == 4 and "permission denied for schema public" in run.stderr, run.stderr
+        with pg_database.connect() as conn:
+            conn.execute(f'GRANT CREATE ON SCHEMA public TO "{role}"')
+        plan = cli("-c", config, "migrate", "data", "plan", "--from", "lite", "--to", "pg", "--table", "notes")
+        assert plan.exit_code == 4 and "error: " in plan.stderr and "no INSERT privilege on notes" in plan.stderr
+        run = cli("-c", config, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--table", "notes")
+        assert run.exit_code == 4 and "permission denied for table notes" in run.stderr, run.stderr
+    finally:
+        with pg_database.connect() as conn:
+            conn.execute(f'DROP OWNED BY "{role}"')
+            conn.execute(f'DROP ROLE "{role}"')
