@@ -357,7 +357,9 @@ def test_plan_counts_and_names_a_non_empty_target(graphs, config_path, cli):
     populate(source)
     target.add_node("Old", key="old")
     result = cli("-c", config_path, "-o", "json", "migrate", "data", "plan", "--from", "a", "--to", "b")
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 2  # as the run without --yes
+    assert "is not empty; copying would mix two graphs" in result.stderr
+    assert cli("-c", config_path, "migrate", "data", "plan", "--from", "a", "--to", "b", "--yes").exit_code == 0
     items = {item["source"]: item for item in result.json()["items"]}
     assert items["nodes"]["row_estimate"] == 4 and items["relationships"]["row_estimate"] == 5
     assert items["schema"]["row_estimate"] == 2  # one constraint, one index

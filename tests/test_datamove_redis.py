@@ -124,6 +124,7 @@ def test_existing_target_keys_refused_without_yes_replaced_with_it(cli, write_co
     assert len(refused.stderr.strip().splitlines()) <= 2  # the error and its "Try:" line
     assert target.client().get("shared") == b"old" and not target.client().exists("other")
     plan = migrate(cli, config, "plan", "--from", "src", "--to", "dst")
+    assert plan.exit_code == 2 and "already holds keys of the selection" in plan.stderr  # as the run
     assert "already holds 1 keys" in plan.json()["items"][0]["problems"][0]
     replaced = migrate(cli, config, "run", "--from", "src", "--to", "dst", "--yes")
     assert replaced.exit_code == 0, replaced.stderr
