@@ -85,3 +85,34 @@ def test_plan_and_run_stop_alike_on_a_privilege_the_target_user_lacks(cli, tmp_p
         with pg_database.connect() as conn:
             conn.execute(f'DROP OWNED BY "{role}"')
             conn.execute(f'DROP ROLE "{role}"')
+
+
+def test_numeric_rounding_and_overflow_are_rejected_alike_by_plan_and_run(cli, tmp_path, write_config, pg_database):
+    make_source(tmp_path / "src.db", "CREATE TABLE prices (id INTEGER PRIMARY KEY, amount NUMERIC(5,2));"
+                                     "INSERT INTO prices VALUES (1, 1.25), (2, 1.2345), (3, 12345.5), (4, 999.99),"
+                                     " (5, '7'), (6, NULL);")
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          pg: {{kind: postgres, url: "{pg_database.url}"}}
+        """)
+    result, plan = run_json(cli, config, "plan", "--from", "lite", "--to", "pg", "--table", "prices")
+    assert result.exit_code == 1  # rows would be rejected under --on-error stop
+    (prices,) = plan["items"]
+    reasons = {sample["key"]: (sample["column"], sample["reason"]) for sample in prices["reject_samples"]}
+    assert reasons == {"2": ("amount", "1.2345 would be rounded to 1.23 by numeric(5,2)"),
+                       "3": ("amount", "12345.5 overflows numeric(5,2), which holds less than 10^3")}
+    amount = next(column for column in prices["columns"] if column["name"] == "amount")
+    assert amount["losses"] == {"rounded": 1, "overflow": 1}
+    assert amount["note"].endswith("2 rejected (1 would be rounded, 1 overflow)")
+    stop = cli("-c", config, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--table", "prices")
+    assert stop.exit_code == 1
+    assert "error: prices: row id 2 column amount: 1.2345 would be rounded to 1.23 by numeric(5,2) (2 rejected " \
+           "row(s)" in stop.stderr
+    result, report = run_json(cli, config, "run", "--from", "lite", "--to", "pg", "--table", "prices", "--resume",
+                              "--on-error", "skip", "--rejects", tmp_path / "rejects.jsonl")
+    assert result.exit_code == 0, result.stderr
+    assert report["items"][0]["rows"] == 4 and report["items"][0]["rejected"] == 2 and report["verified"] is True
+    with pg_database.connect() as conn:
+        assert [str(row[0]) for row in conn.execute("SELECT amount FROM prices ORDER BY id")] == \
+            ["1.25", "999.99", "7.00", "None"]

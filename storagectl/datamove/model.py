@@ -73,6 +73,7 @@ class ColumnPlan:
     source_type: str
     target_type: str
     note: str = ""  # e.g. "0/1 → boolean", "3 rows invalid UTF-8"
+    losses: dict[str, int] = field(default_factory=dict)  # numeric(p,s): rows it would round / cannot hold
 
 
 @dataclass

@@ -130,7 +130,8 @@ class ChunkCopier:
     def _work(self, sconn: Any, job: TableJob) -> TableWork:
         spec = job.spec
         classes = self.source.storage_classes(sconn, spec) if self.source.kind == "sqlite" else []
-        mapper = RowMapper.for_sqlite(spec, classes) if classes else RowMapper.passthrough(spec)
+        mapper = (RowMapper.for_sqlite(spec, classes, to_postgres=self.target.kind == "postgres") if classes
+                  else RowMapper.passthrough(spec))
         reader = (SQLiteCopyReader(spec, classes, hashing=self.request.verify)
                   if classes and self.target.kind == "postgres" else None)
         binary = pg_to_pg.binary_columns(sconn, spec) if self.pipe else None
