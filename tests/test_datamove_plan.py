@@ -116,3 +116,45 @@ def test_numeric_rounding_and_overflow_are_rejected_alike_by_plan_and_run(cli, t
     with pg_database.connect() as conn:
         assert [str(row[0]) for row in conn.execute("SELECT amount FROM prices ORDER BY id")] == \
             ["1.25", "999.99", "7.00", "None"]
+
+
+FOREIGN_KEYS_SQL = """
+SELECT c.conrelid::regclass::text, pg_get_constraintdef(c.oid) FROM pg_constraint c WHERE c.contype = 'f'
+ORDER BY 1
+"""
+
+
+def test_a_foreign_key_follows_its_renamed_table_from_sqlite(cli, moves, pg_database, tmp_path):
+    (tmp_path / "map.yaml").write_text("tables:\n  - {source: authors, target: writers, renames: {id: writer_id}}\n"
+                                       "  - {source: books}\n")
+    result, plan = run_json(cli, moves, "plan", "--from", "lite", "--to", "pg", "--map", tmp_path / "map.yaml")
+    assert result.exit_code == 0 and all(item["problems"] == [] for item in plan["items"]), plan
+    result, report = run_json(cli, moves, "run", "--from", "lite", "--to", "pg", "--map", tmp_path / "map.yaml")
+    assert result.exit_code == 0 and report["verified"] is True, result.stderr
+    with pg_database.connect() as conn:
+        assert conn.execute(FOREIGN_KEYS_SQL).fetchall() == [
+            ("books", "FOREIGN KEY (author_id) REFERENCES writers(writer_id)")]
+
+
+def test_a_foreign_key_follows_its_renamed_table_from_postgres_and_one_left_behind_is_said(
+        cli, tmp_path, write_config, pg_database, pg_target):
+    with pg_database.connect() as conn:
+        conn.execute("CREATE TABLE customers (id int PRIMARY KEY, name text);"
+                     "CREATE TABLE orders (id int PRIMARY KEY, customer_id int REFERENCES customers (id) "
+                     "ON DELETE CASCADE, total int);"
+                     "INSERT INTO customers VALUES (1, 'a'), (2, 'b'); INSERT INTO orders VALUES (1, 1, 5), (2, 2, 7);")
+    (tmp_path / "map.yaml").write_text("tables:\n  - {source: customers, target: clients}\n  - {source: orders}\n")
+    config = write_config(f"""\
+        backends:
+          src: {{kind: postgres, url: "{pg_database.url}"}}
+          dst: {{kind: postgres, url: "{pg_target.url}"}}
+        """)
+    result, report = run_json(cli, config, "run", "--from", "src", "--to", "dst", "--map", tmp_path / "map.yaml")
+    assert result.exit_code == 0 and report["verified"] is True, result.stderr
+    with pg_target.connect() as conn:
+        assert conn.execute(FOREIGN_KEYS_SQL).fetchall() == [
+            ("orders", "FOREIGN KEY (customer_id) REFERENCES clients(id) ON DELETE CASCADE")]
+    (tmp_path / "alone.yaml").write_text("tables:\n  - {source: orders, target: orders2}\n")
+    result, plan = run_json(cli, config, "plan", "--from", "src", "--to", "dst", "--map", tmp_path / "alone.yaml")
+    assert plan["items"][0]["problems"] == ["foreign key (customer_id) → customers not moved: customers is not "
+                                            "moved with it"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from storagectl.datamove.sql import canonical, state, typemap
@@ -60,11 +60,35 @@ def select_specs(source: Any, conn: Any, request: DataMigrationRequest, target_k
     names = chosen or available
     names = [name for name in names if name not in request.selection.exclude]
     specs = [source.describe(conn, name, maps.get(name), target_kind) for name in names]
+    _carry_foreign_keys(specs, target_kind)
     onto_itself = [spec.source for spec in specs if spec.target == spec.source]
     if request.source.name == request.target.name and onto_itself:
         raise UsageError(f"{', '.join(onto_itself)} would be moved onto itself",
                          hint="Try: a map giving it another target name, or another target backend")
     return specs
+
+
+def _carry_foreign_keys(specs: list[TableSpec], target_kind: str) -> None:
+    """Foreign keys as the target names them: the referenced table and columns follow a rename (a map
+    or a plan). One whose referenced table is not moved, or whose referenced columns are not moved as
+    they are, is left out, and the plan says so."""
+    by_source = {spec.source: spec for spec in specs}
+    for spec in specs:
+        kept = []
+        for key in spec.foreign_keys:
+            described = f"foreign key ({', '.join(key.columns)}) → {key.ref_table}"
+            parent = by_source.get(key.ref_table)
+            renamed = {c.source_column: c.name for c in parent.columns if c.source_column} if parent else {}
+            columns = tuple(renamed.get(column) for column in key.ref_columns)
+            if parent is None:
+                spec.problems.append(f"{described} not moved: {key.ref_table} is not moved with it")
+            elif None in columns:
+                spec.problems.append(f"{described} not moved: its referenced columns are not moved as they are")
+            elif target_kind == "sqlite":
+                spec.problems.append(f"{described} not moved: SQLite cannot add one to a table after its rows")
+            else:
+                kept.append(replace(key, ref_table=parent.target, ref_columns=columns))  # type: ignore[arg-type]
+        spec.foreign_keys = kept
 
 
 # -- preparing --------------------------------------------------------------------------------------

@@ -81,14 +81,15 @@ class SqlDataPath:
         return result
 
     def _finish(self, target: Any, tconn: Any, jobs: list[TableJob], *, schema_done: bool) -> None:
-        """Keys, indexes and identities per table (unless pg_dump's post-data built them), foreign keys
-        once all are in."""
+        """Keys, indexes and identities per table, foreign keys once all are in (unless pg_dump's
+        post-data built them)."""
         for job in jobs:
             if job.status != "done":
                 if not schema_done:
                     target.finish_table(tconn, job.spec)
                 state.set_status(tconn, target.param, job.spec.target, "done")
-        target.finish_all(tconn, [job.spec for job in jobs])
+        if not schema_done:
+            target.finish_all(tconn, [job.spec for job in jobs])
 
     def _verify_jobs(self, source: Any, target: Any, jobs: list[TableJob], result: RunResult,
                      show_diffs: bool) -> None:

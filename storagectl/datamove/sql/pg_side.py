@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from storagectl.datamove.sql import canonical, typemap
-from storagectl.datamove.sql.spec import Chunk, ColumnSpec, IndexSpec, TableSpec
+from storagectl.datamove.sql.spec import Chunk, ColumnSpec, ForeignKeySpec, IndexSpec, TableSpec
 from storagectl.errors import OperationFailed, UsageError
 
 if TYPE_CHECKING:
@@ -52,6 +52,19 @@ JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
 WHERE i.indrelid = %s::regclass AND NOT i.indisprimary AND i.indexprs IS NULL AND i.indpred IS NULL
 GROUP BY 1, 2
 """
+
+
+FOREIGN_KEYS_SQL = """
+SELECT (SELECT array_agg(a.attname ORDER BY k.n) FROM unnest(c.conkey) WITH ORDINALITY k(attnum, n)
+        JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum),
+       rn.nspname, r.relname,
+       (SELECT array_agg(a.attname ORDER BY k.n) FROM unnest(c.confkey) WITH ORDINALITY k(attnum, n)
+        JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum),
+       c.confdeltype, c.confupdtype
+FROM pg_constraint c JOIN pg_class r ON r.oid = c.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
+WHERE c.conrelid = %s::regclass AND c.contype = 'f' ORDER BY c.conname
+"""
+FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
 
 def quote(name: str) -> str:
@@ -166,11 +179,27 @@ class PostgresSide:
         spec.indexes = [IndexSpec(index, tuple(names[quote(c)] for c in cols), unique)
                         for index, unique, cols in conn.execute(SIMPLE_INDEXES_SQL, [relation])
                         if all(quote(c) in names for c in cols)]
+        spec.foreign_keys = self._foreign_keys(conn, relation, names, spec)
         spec.row_estimate = self._row_estimate(conn, relation)
         spec.time_column = table_map.time_column if table_map else None
         if target_kind == "sqlite":
             spec.problems.append("foreign keys, checks and non-column indexes are not moved to SQLite")
         return spec
+
+    def _foreign_keys(self, conn: Any, relation: str, names: dict[str, str], spec: TableSpec) -> list[ForeignKeySpec]:
+        """Used where the target tables are built from the mapping (pg_dump's post-data has them
+        otherwise); one with a column left out is not moved, and the plan says so."""
+        keys = []
+        for local, schema, table, referenced, on_delete, on_update in conn.execute(FOREIGN_KEYS_SQL, [relation]):
+            parent = table if schema == "public" else f"{schema}.{table}"
+            mapped = [names.get(quote(column)) for column in local]
+            if None in mapped:
+                spec.problems.append(f"foreign key ({', '.join(local)}) → {parent} not moved: a column of it is "
+                                     "left out")
+                continue
+            keys.append(ForeignKeySpec(tuple(mapped), parent, tuple(referenced),  # type: ignore[arg-type]
+                                       FK_ACTIONS[on_delete], FK_ACTIONS[on_update]))
+        return keys
 
     def _column(self, row: Sequence[Any], target_kind: str, target_name: str) -> ColumnSpec:
         name, pg_type, not_null, _identity = row
@@ -348,7 +377,9 @@ class PostgresSide:
             conn.execute(statement)
 
     def finish_all(self, conn: Any, specs: list[TableSpec]) -> None:
-        moved = {spec.target for spec in specs}
+        """The foreign keys between the moved tables (``ref_table``: the target name, as select_specs
+        set it), once every table holds its rows."""
+        moved = {spec.target: spec for spec in specs}
         for spec in specs:
             for number, key in enumerate(spec.foreign_keys, start=1):
                 if key.ref_table not in moved:
@@ -357,9 +388,8 @@ class PostgresSide:
                 exists = conn.execute("SELECT 1 FROM pg_constraint WHERE conname = %s AND conrelid = %s::regclass",
                                       [name, spec.target_sql]).fetchone()
                 if not exists:
-                    conn.execute(f"ALTER TABLE {spec.target_sql} ADD CONSTRAINT {quote(name)} FOREIGN KEY "
-                                 f"({', '.join(map(quote, key.columns))}) REFERENCES {quote(key.ref_table)} "
-                                 f"({', '.join(map(quote, key.ref_columns))})")
+                    conn.execute(f"ALTER TABLE {spec.target_sql} ADD CONSTRAINT {quote(name)} "
+                                 + key.references_sql(moved[key.ref_table].target_sql, quote))
 
 
 def _missing_privileges(conn: Any, relation: str, privileges: Sequence[str]) -> list[str]:

@@ -121,7 +121,8 @@ class SQLiteSide:
             spec.identity = target_names[quote(ipk)]
         spec.indexes, skipped = self._indexes(conn, name, target_names)
         spec.problems += skipped
-        spec.foreign_keys = self._foreign_keys(conn, name, target_names)
+        spec.foreign_keys, held_back = self._foreign_keys(conn, name, target_names)
+        spec.problems += held_back
         spec.row_estimate = self._row_estimate(conn, name)
         spec.time_column = table_map.time_column if table_map else None
         if not has_rowid:
@@ -184,17 +185,28 @@ class SQLiteSide:
             indexes.append(IndexSpec(index, tuple(mapped), bool(unique)))  # type: ignore[arg-type]
         return indexes, skipped
 
-    def _foreign_keys(self, conn: sqlite3.Connection, table: str, names: dict[str, str]) -> list[ForeignKeySpec]:
+    def _foreign_keys(self, conn: sqlite3.Connection, table: str, names: dict[str, str]
+                      ) -> tuple[list[ForeignKeySpec], list[str]]:
+        """The table's foreign keys that can move, and what keeps the others back."""
+        problems: list[str] = []
         groups: dict[int, list[Any]] = {}
         for row in conn.execute(f"PRAGMA foreign_key_list({quote(table)})"):
             groups.setdefault(row[0], []).append(row)
         keys = []
         for rows in groups.values():
             local = [names.get(quote(row[3])) for row in rows]
-            if None in local or any(row[4] is None for row in rows):
+            parent = rows[0][2]
+            referenced = [row[4] for row in rows]
+            if None in referenced:  # REFERENCES parent: its primary key
+                referenced = [r[1] for r in sorted((r for r in conn.execute(f"PRAGMA table_info({quote(parent)})")
+                                                    if r[5]), key=lambda r: r[5])]
+            if None in local or len(referenced) != len(local):
+                why = "a column of it is left out" if None in local else f"{parent} has no matching primary key"
+                problems.append(f"foreign key ({', '.join(row[3] for row in rows)}) → {parent} not moved: {why}")
                 continue
-            keys.append(ForeignKeySpec(tuple(local), rows[0][2], tuple(row[4] for row in rows)))  # type: ignore[arg-type]
-        return keys
+            keys.append(ForeignKeySpec(tuple(local), parent, tuple(referenced),  # type: ignore[arg-type]
+                                       on_delete=rows[0][6].upper(), on_update=rows[0][5].upper()))
+        return keys, problems
 
     def _row_estimate(self, conn: sqlite3.Connection, table: str) -> int:
         return conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0]
