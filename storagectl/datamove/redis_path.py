@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from storagectl.backends.redis import DUMP_BATCH_KEYS, _RespSocket, dump_scan
 from storagectl.backends.redis_topology import SlotOwnership, fan_out, scan_primaries
+from storagectl.backends.redis_wire import DUMP_BATCH_KEYS, RespSocket, dump_scan
 from storagectl.datamove import redis_keys
 from storagectl.datamove.model import ItemPlan, ItemResult, MigrationPlan, RunResult
 from storagectl.datamove.redis_keys import (
@@ -273,7 +273,7 @@ def _source_batches(request: DataMigrationRequest, part: SourcePart, source: Any
     scan_type = selection.types[0].encode() if len(selection.types) == 1 else None
     keep = _keeper(part, plain_source, selection.types if len(selection.types) > 1 else ())
     with _errors(request.source, "reading"):
-        commands = _RespSocket(source.connection)
+        commands = RespSocket(source.connection)
         dumper = dumper_for(part.cluster_node, source)
         scan = dump_scan(commands, cursor.encode(), keep=keep, dumper=dumper, match=match, type_=scan_type)
     while True:
@@ -327,7 +327,7 @@ class PartVerify:
         with contextlib.ExitStack() as stack:
             source, plain_source, target = _open_part(stack, self.request, part)
             if target.owners is not None:
-                from storagectl.backends.redis import DUMP_CROSS_SLOT_LUA
+                from storagectl.backends.redis_wire import DUMP_CROSS_SLOT_LUA
 
                 _translated(self.request.target, "loading a script", lambda: target.load_script(DUMP_CROSS_SLOT_LUA))
             plain_target = stack.enter_context(_closing(_plain_client(self.request.target, part.target_db)))

@@ -129,7 +129,7 @@ def _check_table(target: Any, tconn: Any, spec: TableSpec, request: DataMigratio
     columns = target.target_columns(tconn, spec) if tconn is not None else None
     if columns is None:
         return TableJob(spec, [], create=True)
-    _match_columns(target, spec, columns)
+    match_columns(target, spec, columns)
     empty = target.is_empty(tconn, spec)
     if not empty and not request.allow_nonempty_target:
         raise UsageError(f"target table {spec.target} is not empty",
@@ -216,10 +216,10 @@ def refusals_of(target: Any) -> Iterator[None]:
 def _adopt_columns(target: Any, tconn: Any, spec: TableSpec) -> None:
     columns = target.target_columns(tconn, spec)
     if columns is not None:
-        _match_columns(target, spec, columns)
+        match_columns(target, spec, columns)
 
 
-def _match_columns(target: Any, spec: TableSpec, columns: list[tuple[str, str]]) -> None:
+def match_columns(target: Any, spec: TableSpec, columns: list[tuple[str, str]]) -> None:
     """An existing table takes the rows if it has the same column names with types of the same kind;
     its own types then decide the mapping."""
     existing = dict(columns)

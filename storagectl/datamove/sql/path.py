@@ -11,7 +11,15 @@ from storagectl.archive.progress import ProgressCallback
 from storagectl.datamove.model import ItemPlan, MigrationPlan, RunResult
 from storagectl.datamove.sql import checks, pg_to_pg, state
 from storagectl.datamove.sql.copier import ChunkCopier
-from storagectl.datamove.sql.engine import TableJob, check_target, prepare, refusals_of, select_specs, side_for
+from storagectl.datamove.sql.engine import (
+    TableJob,
+    check_target,
+    match_columns,
+    prepare,
+    refusals_of,
+    select_specs,
+    side_for,
+)
 from storagectl.datamove.sql.rows import RejectsFile
 
 if TYPE_CHECKING:
@@ -125,14 +133,13 @@ class SqlDataPath:
 
 
 def _adopt_target_types(target: Any, tconn: Any, spec: Any) -> None:
-    from storagectl.datamove.sql.engine import _match_columns
     from storagectl.errors import NotFound
 
     columns = target.target_columns(tconn, spec)
     if columns is None:
         raise NotFound(f"{target.backend.label} has no table {spec.target} to verify",
                        hint="Try: storagectl migrate data run with the same --from/--to first")
-    _match_columns(target, spec, columns)
+    match_columns(target, spec, columns)
 
 
 def _column_plan(column: Any) -> Any:
