@@ -314,7 +314,8 @@ def test_bad_input_is_one_line(graphs, config_path, cli, target, code, message):
 
 def test_redis_options_are_refused_for_neo4j(graphs, config_path, cli):
     result = cli("-c", config_path, "migrate", "data", "run", "--from", "a", "--to", "b", "--pattern", "x*")
-    assert result.exit_code == 2 and "do not apply to Neo4j" in result.stderr
+    assert result.exit_code == 2 and "--pattern does not apply to a Neo4j data move; it selects with --label" \
+        in result.stderr
 
 
 # -- a real Neo4j -------------------------------------------------------------------------------

@@ -243,7 +243,7 @@ def test_resume_without_state_is_refused(cli, write_config, redis_db, target):
     (["--from", "nope", "--to", "dst"], 2, "nope"),
     (["--from", "src", "--to", "down"], 3, "connection refused"),
     (["--from", "src", "--to", "locked"], 4, "authentication failed"),
-    (["--from", "src", "--to", "dst", "--type", "blob"], 2, "--type blob: not a Redis type"),
+    (["--from", "src", "--to", "dst", "--type", "blob"], 2, "--type 'blob' is not a Redis type"),
     (["--from", "src", "--to", "sqlite"], 2, "cannot move data from a redis backend to a sqlite backend"),
 ])
 def test_bad_input_is_one_line(cli, write_config, redis_db, target, tmp_path, args, code, message):

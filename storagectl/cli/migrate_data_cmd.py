@@ -38,9 +38,9 @@ MapOption = Annotated[Path | None, typer.Option(
 BatchOption = Annotated[int | None, typer.Option(
     "--batch-rows", min=1, metavar="N", help="SQL: rows per committed chunk (default 50000).")]
 TableOption = Annotated[list[str] | None, typer.Option(
-    "--table", "-t", metavar="TABLE", help="Only this table (repeatable). Default: all.")]
+    "--table", "-t", metavar="TABLE", help="Only the tables matching this glob (repeatable). Default: all.")]
 ExcludeOption = Annotated[list[str] | None, typer.Option(
-    "--exclude", metavar="TABLE", help="Not this table (repeatable).")]
+    "--exclude-table", "--exclude", "-T", metavar="TABLE", help="Not the tables matching this glob (repeatable).")]
 PatternOption = Annotated[str | None, typer.Option(
     "--pattern", metavar="GLOB", help="Redis: only keys matching this glob.")]
 TypeOption = Annotated[list[str] | None, typer.Option(
@@ -52,10 +52,12 @@ LabelOption = Annotated[list[str] | None, typer.Option(
 def _request(state: AppState, name: str | None, source: str | None, target: str | None,
              **options: Any) -> DataMigrationRequest:
     from storagectl.datamove.api import open_request
-    from storagectl.datamove.model import Selection
+    from storagectl.selection import Selection
 
-    selection = Selection(tables=tuple(options.pop("table") or ()), exclude=tuple(options.pop("exclude") or ()),
-                          pattern=options.pop("pattern"), types=tuple(options.pop("types") or ()),
+    pattern = options.pop("pattern")
+    selection = Selection(tables=tuple(options.pop("table") or ()),
+                          exclude_tables=tuple(options.pop("exclude") or ()),
+                          patterns=(pattern,) if pattern else (), types=tuple(options.pop("types") or ()),
                           labels=tuple(options.pop("label") or ()))
     return open_request(state.config, source, target, plan_name=name, selection=selection, **options)
 

@@ -6,24 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from storagectl.selection import Selection  # which items move: the model selective backups use
+
 if TYPE_CHECKING:
     from storagectl.archive.progress import ProgressCallback
     from storagectl.backends.base import Backend
     from storagectl.errors import StoragectlError
 
 OnError = Literal["stop", "skip"]
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which items move. SQL paths use ``tables``/``exclude``; Redis uses ``pattern``/``types``;
-    Neo4j uses ``labels``. Empty means everything."""
-
-    tables: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    pattern: str | None = None
-    types: tuple[str, ...] = ()
-    labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -409,10 +409,7 @@ def _nonempty(request: DataMigrationRequest) -> UsageError:
 
 
 def _check_selection(request: DataMigrationRequest) -> None:
-    selection = request.selection
-    if selection.tables or selection.exclude or selection.pattern or selection.types:
-        raise UsageError("--table, --exclude, --pattern and --type do not apply to Neo4j",
-                         hint="Try: --label LABEL to copy only nodes with that label")
+    request.selection.require_fields(("labels",), "a Neo4j data move")
 
 
 @contextlib.contextmanager

@@ -39,9 +39,9 @@ from storagectl.errors import BackendUnavailable, OperationFailed, StoragectlErr
 
 if TYPE_CHECKING:
     from storagectl.archive.progress import ProgressCallback
-    from storagectl.datamove.model import DataMigrationRequest, Selection
+    from storagectl.datamove.model import DataMigrationRequest
+    from storagectl.selection import Selection
 
-TYPES = ("string", "list", "set", "zset", "hash", "stream")
 TTL_TOLERANCE_MS = 2000  # verify: the same key's TTLs may differ by this much (copy latency, clock)
 MAX_DIFF_KEYS = 1000  # --show-diffs lists at most this many keys per part
 # A test seam: applied to each payload before its RESTORE (tests corrupt the version bytes with it,
@@ -93,7 +93,7 @@ class RedisDataPath:
         for part in parts:
             item = ItemPlan(part.label, _target_label(request, part),
                             chunking=f"SCAN batches of {DUMP_BATCH_KEYS} keys")
-            if not request.selection.pattern and not request.selection.types:
+            if not request.selection.patterns and not request.selection.types:
                 item.row_estimate = _translated(request.source, "counting keys", lambda p=part: _dbsize(p))
             existing = _translated(request.target, "counting keys", lambda p=part: _target_count(request, p.target_db))
             if existing:
@@ -269,7 +269,7 @@ def _source_batches(request: DataMigrationRequest, part: SourcePart, source: Any
                     cursor: str) -> Iterator[tuple[bytes, list[redis_keys.Record], int]]:
     """(cursor after the batch, live records, keys expired meanwhile) per SCAN batch of the part."""
     selection = request.selection
-    match = selection.pattern.encode() if selection.pattern else None
+    match = selection.patterns[0].encode() if selection.patterns else None
     scan_type = selection.types[0].encode() if len(selection.types) == 1 else None
     keep = _keeper(part, plain_source, selection.types if len(selection.types) > 1 else ())
     with _errors(request.source, "reading"):
@@ -382,12 +382,14 @@ def _nonempty(request: DataMigrationRequest, db: int) -> UsageError:
 
 
 def _check_selection(selection: Selection) -> None:
-    unknown = sorted(set(selection.types) - set(TYPES))
-    if unknown:
-        raise UsageError(f"--type {unknown[0]}: not a Redis type", hint=f"Try: one of {', '.join(TYPES)}")
-    if selection.tables or selection.exclude or selection.labels:
-        raise UsageError("--table, --exclude and --label do not apply to Redis",
-                         hint="Try: --pattern GLOB and --type TYPE to select keys")
+    """Keys by one SCAN MATCH glob and by types (the Selection checked they are Redis types)."""
+    selection.require_fields(("patterns", "types"), "a Redis data move")
+    if len(selection.patterns) > 1:
+        raise UsageError("a Redis data move takes one --pattern", hint="Try: one glob, such as 'session:*'")
+
+
+def _pattern(selection: Selection) -> str | None:
+    return selection.patterns[0] if selection.patterns else None
 
 
 def _is_cluster(backend: Any) -> bool:
@@ -433,7 +435,7 @@ def _target_count(request: DataMigrationRequest, db: int, stop_at: int | None = 
     """Keys of the selection in the target db (a cluster: all primaries), counted up to ``stop_at``
     (everything: DBSIZE)."""
     selection, target = request.selection, request.target
-    if not selection.pattern and not selection.types:
+    if not selection.patterns and not selection.types:
         if _is_cluster(target):
             return sum(target.content_summary().counts.values())
         with _closing(target.client(db=db)) as client:
@@ -453,7 +455,7 @@ def _selected_keys(backend: Any, db: int, selection: Selection) -> Iterator[list
         topology = backend._stable_topology("data migration")
         client = backend.client()
         try:
-            for _node, keys in scan_primaries(topology, backend.node_client, match=selection.pattern,
+            for _node, keys in scan_primaries(topology, backend.node_client, match=_pattern(selection),
                                               type_=scan_type):
                 yield _of_types(client, keys, selection.types) if len(selection.types) > 1 else keys
         finally:
@@ -462,7 +464,7 @@ def _selected_keys(backend: Any, db: int, selection: Selection) -> Iterator[list
     with _closing(backend.client(db=db)) as client:
         cursor: Any = 0
         while True:
-            cursor, keys = client.scan(cursor, match=selection.pattern, count=DUMP_BATCH_KEYS, _type=scan_type)
+            cursor, keys = client.scan(cursor, match=_pattern(selection), count=DUMP_BATCH_KEYS, _type=scan_type)
             yield _of_types(client, keys, selection.types) if len(selection.types) > 1 else keys
             if int(cursor) == 0:
                 return

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from storagectl.datamove.sql import canonical, state, typemap
 from storagectl.datamove.sql.spec import Chunk, TableSpec, chunks_from_bounds
 from storagectl.errors import PermissionDenied, StoragectlError, UsageError
+from storagectl.selection import matches_any
 
 if TYPE_CHECKING:
     from storagectl.datamove.model import DataMigrationRequest
@@ -49,16 +50,20 @@ def side_for(backend: Any) -> Any:
 
 def select_specs(source: Any, conn: Any, request: DataMigrationRequest, target_kind: str) -> list[TableSpec]:
     """The tables to move, described and mapped for the target, in source order."""
+    selection = request.selection
+    selection.require_fields(("tables", "exclude_tables"), "a data move between SQL backends")
     available = source.table_names(conn)
     maps = {table_map.source: table_map for table_map in request.maps}
-    # --table narrows: the maps then only say how the chosen tables move; without it, mapped tables move
-    chosen = list(request.selection.tables) or list(maps)
-    unknown = [name for name in chosen if name not in available]
+    # --table narrows (globs, in the order given): the maps then only say how the chosen tables move;
+    # without it, mapped tables move
+    wanted = list(selection.tables) or list(maps)
+    found = {pattern: [name for name in available if matches_any(name, [pattern])] for pattern in wanted}
+    unknown = [pattern for pattern, names in found.items() if not names]
     if unknown:
         raise UsageError(f"{source.backend.label} has no table {', '.join(map(repr, unknown))}",
                          hint=f"Try: one of {', '.join(available) or '(no tables)'}")
-    names = chosen or available
-    names = [name for name in names if name not in request.selection.exclude]
+    names = list(dict.fromkeys(name for names in found.values() for name in names)) if wanted else available
+    names = [name for name in names if not matches_any(name, selection.exclude_tables)]
     specs = [source.describe(conn, name, maps.get(name), target_kind) for name in names]
     _carry_foreign_keys(specs, target_kind)
     onto_itself = [spec.source for spec in specs if spec.target == spec.source]

@@ -66,7 +66,7 @@ class SqlDataPath:
             with source.connect() as sconn, target.connect() as tconn:
                 specs = select_specs(source, sconn, request, self.target_dialect)
                 dump = snapshot is not None and pg_to_pg.uses_pg_dump(request.source, request.target, specs)
-                whole = not (request.selection.tables or request.selection.exclude)
+                whole = not (request.selection.tables or request.selection.exclude_tables)
                 create = (lambda missing: pg_to_pg.create_tables(source, target, tconn, snapshot, specs, missing,
                                                                  whole)) if dump else None
                 with refusals_of(target):
