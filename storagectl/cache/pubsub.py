@@ -50,7 +50,11 @@ class Subscription:
         self.lost_at: float | None = None
         self.lost_error, self.attempt = "", 0
         self.pending: Message | None = None
-        (self.pubsub.psubscribe if patterns else self.pubsub.subscribe)(*channels)
+        try:
+            (self.pubsub.psubscribe if patterns else self.pubsub.subscribe)(*channels)
+        except BaseException:
+            self.pubsub.close()
+            raise
 
     def poll(self, wait: float) -> Message | Gap | None:
         import redis
