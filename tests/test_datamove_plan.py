@@ -4,6 +4,8 @@ read-only and gives the run's exit code; numeric(p,s) losses and foreign keys of
 from __future__ import annotations
 
 import json
+import sqlite3
+from contextlib import closing
 
 from tests import test_datamove_sql
 from tests.conftest import free_port
@@ -87,15 +89,12 @@ def test_plan_and_run_stop_alike_on_a_privilege_the_target_user_lacks(cli, tmp_p
             conn.execute(f'DROP ROLE "{role}"')
 
 
-def test_numeric_rounding_and_overflow_are_rejected_alike_by_plan_and_run(cli, tmp_path, write_config, pg_database):
-    make_source(tmp_path / "src.db", "CREATE TABLE prices (id INTEGER PRIMARY KEY, amount NUMERIC(5,2));"
-                                     "INSERT INTO prices VALUES (1, 1.25), (2, 1.2345), (3, 12345.5), (4, 999.99),"
-                                     " (5, '7'), (6, NULL);")
-    config = write_config(f"""\
-        backends:
-          lite: {{kind: sqlite, path: src.db}}
-          pg: {{kind: postgres, url: "{pg_database.url}"}}
-        """)
+def test_numeric_rounding_and_overflow_are_rejected_alike_by_plan_and_run(cli, moves, tmp_path, pg_database):
+    with closing(sqlite3.connect(tmp_path / "src.db")) as source, source:
+        source.executescript("CREATE TABLE prices (id INTEGER PRIMARY KEY, amount NUMERIC(5,2));"
+                             "INSERT INTO prices VALUES (1, 1.25), (2, 1.2345), (3, 12345.5), (4, 999.99), (5, '7'),"
+                             " (6, NULL);")
+    config = moves
     result, plan = run_json(cli, config, "plan", "--from", "lite", "--to", "pg", "--table", "prices")
     assert result.exit_code == 1  # rows would be rejected under --on-error stop
     (prices,) = plan["items"]
