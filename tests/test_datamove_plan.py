@@ -1,5 +1,6 @@
 """`storagectl migrate data plan` / `run --dry-run` against the target: what would stop a run is found
-read-only and gives the run's exit code; numeric(p,s) losses and foreign keys of renamed tables."""
+read-only and gives the run's exit code; numeric(p,s) losses; foreign keys of renamed tables; tables
+selected by the selective backup's Selection."""
 
 from __future__ import annotations
 
@@ -157,3 +158,16 @@ def test_a_foreign_key_follows_its_renamed_table_from_postgres_and_one_left_behi
     result, plan = run_json(cli, config, "plan", "--from", "src", "--to", "dst", "--map", tmp_path / "alone.yaml")
     assert plan["items"][0]["problems"] == ["foreign key (customer_id) → customers not moved: customers is not "
                                             "moved with it"]
+
+
+def test_tables_are_chosen_by_glob_as_a_selective_backup_does_and_other_selectors_are_refused(cli, moves):
+    result, plan = run_json(cli, moves, "plan", "--from", "lite", "--to", "pg", "--table", "b*", "--table", "a*",
+                            "--table", "n*", "--exclude-table", "no?es")
+    assert result.exit_code == 0, result.stderr
+    assert [item["source"] for item in plan["items"]] == ["books", "authors"]  # in the order asked
+    none = cli("-c", moves, "migrate", "data", "plan", "--from", "lite", "--to", "pg", "--table", "z*")
+    assert none.exit_code == 2 and "has no table 'z*'" in none.stderr
+    keys = cli("-c", moves, "migrate", "data", "plan", "--from", "lite", "--to", "pg", "--pattern", "x*")
+    assert keys.exit_code == 2
+    assert "--pattern does not apply to a data move between SQL backends; it selects with --table, " \
+           "--exclude-table" in keys.stderr
