@@ -230,8 +230,8 @@ def test_disk_full_mid_backup_fails_cleanly_and_leaves_nothing(redis_db, cli, wr
 
 
 def test_keys_gone_before_their_dump_are_left_out(redis_db):
-    from storagectl.backends.redis import RedisBackend, RedisSettings, _MultiDump, _pack_records
-    from storagectl.backends.redis import _RespSocket as RespSocket
+    from storagectl.backends.redis import RedisBackend, RedisSettings, _pack_records
+    from storagectl.backends.redis_wire import MultiDump, RespSocket
 
     redis_db.client().set("kept", "x")
     redis_db.client().set("expiring", "y", px=600_000)
@@ -239,8 +239,8 @@ def test_keys_gone_before_their_dump_are_left_out(redis_db):
     try:
         commands = RespSocket(client.connection)
         keys = [b"kept", b"deleted-since-scan", b"expiring"]
-        commands.send(_MultiDump.request(keys))
-        records, count = _pack_records(keys, _MultiDump.reply(commands, keys))
+        commands.send(MultiDump.request(keys))
+        records, count = _pack_records(keys, MultiDump.reply(commands, keys))
     finally:
         client.close()
     assert count == 2
@@ -260,14 +260,14 @@ def test_key_expired_between_its_dump_and_pttl_is_left_out():
 
 
 def test_pipelined_small_batches_return_every_key(redis_db):
-    from storagectl.backends.redis import RedisBackend, _dump_batches
+    from storagectl.backends.redis import RedisBackend
     from storagectl.backends.redis import RedisSettings as Settings
-    from storagectl.backends.redis import _RespSocket as RespSocket
+    from storagectl.backends.redis_wire import RespSocket, dump_batches
 
     populate(redis_db.client(), 300)
     client = RedisBackend("cache", Settings(url=redis_db.url)).client(single_connection_client=True)
     try:
-        batches = list(_dump_batches(RespSocket(client.connection), count=3))  # SCAN also returns empty batches
+        batches = list(dump_batches(RespSocket(client.connection), count=3))  # SCAN also returns empty batches
     finally:
         client.close()
     assert {key for keys, _reply in batches for key in keys} == set(redis_db.client().keys())

@@ -147,6 +147,22 @@ def test_a_backend_of_another_kind_is_refused(cli, write_config, tmp_path):
     assert result.exit_code == ExitCode.USAGE and "works on redis backends, not sqlite" in result.stderr
 
 
+def test_without_b_the_only_redis_backend_is_taken_and_several_are_listed(redis_db, cli, write_config, tmp_path):
+    lite = f"  lite: {{kind: sqlite, path: {tmp_path / 'x.db'}}}\n"
+    one = write_config(f"version: 1\nbackends:\n{lite}{redis_db.backend_yaml('cache')}")
+    redis_db.client().set("only", "v")
+    result = cli("-c", one, "-o", "json", "cache", "get", "only")
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["value"]["text"] == "v"
+    two = write_config(f"version: 1\nbackends:\n{lite}{redis_db.backend_yaml('cache')}"
+                       f"{redis_db.backend_yaml('sessions')}")
+    several = cli("-c", two, "cache", "get", "only")
+    assert several.exit_code == ExitCode.USAGE
+    assert "error: several redis backends (cache, sessions); name one" in several.stderr
+    none = cli("-c", write_config(f"version: 1\nbackends:\n{lite}"), "cache", "get", "only")
+    assert none.exit_code == ExitCode.USAGE and "error: no redis backends in the config" in none.stderr
+
+
 # -- scan -------------------------------------------------------------------------------------------
 def test_scan_streams_exactly_the_matching_keys(redis_db, cache_config, cli):
     client = redis_db.client()

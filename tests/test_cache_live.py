@@ -164,6 +164,48 @@ def test_watch_reports_events_in_order_and_restores_the_setting(own_redis, own_c
     assert control.config_get("notify-keyspace-events")["notify-keyspace-events"] == "xE"  # put back
 
 
+def _notify_flags(control) -> str:
+    return control.config_get("notify-keyspace-events")["notify-keyspace-events"]
+
+
+def test_watch_reconnects_warns_of_the_gap_and_sets_notifications_again(own_redis, own_config):
+    control = own_redis.client()
+    control.config_set("notify-keyspace-events", "Ex")
+    process = storagectl(own_config, "-o", "json", "cache", "watch", "--prefix", "app:", "--enable-notifications",
+                         "--yes", "--count", "2", "--timeout", "60s", "-b", "cache")
+    try:
+        wait_for(lambda: control.execute_command("PUBSUB", "NUMPAT") == 1)
+        control.set("app:1", "v")
+        first = json.loads(process.stdout.readline())
+        control.config_set("notify-keyspace-events", "")  # as a restarted server would have it
+        control.client_kill_filter(_type="pubsub")
+        wait_for(lambda: set(_notify_flags(control)) >= set("K$"))  # reconnected and set again
+        wait_for(lambda: control.execute_command("PUBSUB", "NUMPAT") == 1)
+        control.set("app:2", "v")
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert [first["key"], *(json.loads(line)["key"] for line in out.decode().splitlines())] == ["app:1", "app:2"]
+    assert "warning: connection lost (" in err.decode() and "events meanwhile were lost" in err.decode()
+    assert _notify_flags(control) == "xE"  # the value before the watch, put back
+
+
+def test_watch_ends_with_exit_3_when_a_reconnected_server_lost_the_notifications(own_redis, own_config):
+    control = own_redis.client()
+    control.config_set("notify-keyspace-events", "K$gxe")
+    process = storagectl(own_config, "cache", "watch", "--timeout", "60s", "-b", "cache")
+    try:
+        wait_for(lambda: control.execute_command("PUBSUB", "NUMPAT") == 1)
+        control.config_set("notify-keyspace-events", "")
+        control.client_kill_filter(_type="pubsub")
+        _out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == ExitCode.UNAVAILABLE
+    assert "keyspace notifications are off (notify-keyspace-events is ''" in err.decode()
+
+
 # -- warm -------------------------------------------------------------------------------------------
 @pytest.fixture
 def backed_up(own_redis, write_config, tmp_path):

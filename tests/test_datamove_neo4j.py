@@ -314,7 +314,8 @@ def test_bad_input_is_one_line(graphs, config_path, cli, target, code, message):
 
 def test_redis_options_are_refused_for_neo4j(graphs, config_path, cli):
     result = cli("-c", config_path, "migrate", "data", "run", "--from", "a", "--to", "b", "--pattern", "x*")
-    assert result.exit_code == 2 and "do not apply to Neo4j" in result.stderr
+    assert result.exit_code == 2 and "--pattern does not apply to a Neo4j data move; it selects with --label" \
+        in result.stderr
 
 
 # -- a real Neo4j -------------------------------------------------------------------------------
@@ -357,7 +358,9 @@ def test_plan_counts_and_names_a_non_empty_target(graphs, config_path, cli):
     populate(source)
     target.add_node("Old", key="old")
     result = cli("-c", config_path, "-o", "json", "migrate", "data", "plan", "--from", "a", "--to", "b")
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 2  # as the run without --yes
+    assert "is not empty; copying would mix two graphs" in result.stderr
+    assert cli("-c", config_path, "migrate", "data", "plan", "--from", "a", "--to", "b", "--yes").exit_code == 0
     items = {item["source"]: item for item in result.json()["items"]}
     assert items["nodes"]["row_estimate"] == 4 and items["relationships"]["row_estimate"] == 5
     assert items["schema"]["row_estimate"] == 2  # one constraint, one index

@@ -124,6 +124,7 @@ def test_existing_target_keys_refused_without_yes_replaced_with_it(cli, write_co
     assert len(refused.stderr.strip().splitlines()) <= 2  # the error and its "Try:" line
     assert target.client().get("shared") == b"old" and not target.client().exists("other")
     plan = migrate(cli, config, "plan", "--from", "src", "--to", "dst")
+    assert plan.exit_code == 2 and "already holds keys of the selection" in plan.stderr  # as the run
     assert "already holds 1 keys" in plan.json()["items"][0]["problems"][0]
     replaced = migrate(cli, config, "run", "--from", "src", "--to", "dst", "--yes")
     assert replaced.exit_code == 0, replaced.stderr
@@ -242,7 +243,7 @@ def test_resume_without_state_is_refused(cli, write_config, redis_db, target):
     (["--from", "nope", "--to", "dst"], 2, "nope"),
     (["--from", "src", "--to", "down"], 3, "connection refused"),
     (["--from", "src", "--to", "locked"], 4, "authentication failed"),
-    (["--from", "src", "--to", "dst", "--type", "blob"], 2, "--type blob: not a Redis type"),
+    (["--from", "src", "--to", "dst", "--type", "blob"], 2, "--type 'blob' is not a Redis type"),
     (["--from", "src", "--to", "sqlite"], 2, "cannot move data from a redis backend to a sqlite backend"),
 ])
 def test_bad_input_is_one_line(cli, write_config, redis_db, target, tmp_path, args, code, message):

@@ -445,7 +445,8 @@ def test_a_node_killed_during_a_backup_fails_it_and_leaves_no_backup(own_redis_c
 
 
 def test_cross_slot_dump_leaves_out_missing_keys_and_keeps_exact_expiries(redis_cluster):
-    from storagectl.backends.redis import _RECORD_HEADER, DUMP_CROSS_SLOT_LUA, _pack_records, _RespSocket, _ScriptDump
+    from storagectl.backends.redis import _RECORD_HEADER, _pack_records
+    from storagectl.backends.redis_wire import DUMP_CROSS_SLOT_LUA, RespSocket, ScriptDump
 
     node = redis_cluster.nodes[0]
     topology = parse_cluster_nodes(node.client().execute_command("CLUSTER", "NODES").decode())
@@ -458,8 +459,8 @@ def test_cross_slot_dump_leaves_out_missing_keys_and_keeps_exact_expiries(redis_
     expire_at = plain.execute_command("PEXPIRETIME", owned[2])
     client = type(plain)(host="127.0.0.1", port=node.port, single_connection_client=True)
     try:
-        dumper = _ScriptDump(client.script_load(DUMP_CROSS_SLOT_LUA))
-        commands = _RespSocket(client.connection)
+        dumper = ScriptDump(client.script_load(DUMP_CROSS_SLOT_LUA))
+        commands = RespSocket(client.connection)
         commands.send(dumper.request(owned))  # owned[1] was never written: left out
         records, count = _pack_records(owned, dumper.reply(commands, owned), dumper.absolute_expiry)
     finally:

@@ -11,7 +11,7 @@ from importlib import import_module
 
 from storagectl.backends.base import Backend
 from storagectl.config.models import BackendSettings, Config
-from storagectl.errors import ConfigError
+from storagectl.errors import ConfigError, UsageError
 
 ENTRY_POINT_GROUP = "storagectl.backends"
 
@@ -67,11 +67,22 @@ def selected_backends(config: Config, names: list[str] | None) -> list[Backend]:
     return [backend_from_config(config, name) for name in chosen]
 
 
+def only_backend(candidates: list[Backend], what: str, hint: str) -> Backend:
+    """The backend a command takes when none is named: the only candidate. None, or several (listed),
+    is a usage error; ``what`` names the candidates in the plural ("redis backends")."""
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise UsageError(f"no {what} in the config", hint=hint)
+    raise UsageError(f"several {what} ({', '.join(b.name for b in candidates)}); name one", hint=hint)
+
+
 __all__ = [
     "Backend",
     "available_kinds",
     "backend_class",
     "backend_from_config",
+    "only_backend",
     "open_backend",
     "selected_backends",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -26,6 +26,14 @@ from storagectl.archive.progress import Estimate
 from storagectl.backends.base import Backend, classify_connection_error
 from storagectl.backends.redis_selection import KeySelection, count_matching, delete_matching, holds_any
 from storagectl.backends.redis_topology import SLOTS, ClusterNode, ClusterTopology
+from storagectl.backends.redis_wire import (
+    DUMP_CROSS_SLOT_LUA,
+    KeyFilter,
+    MultiDump,
+    RespSocket,
+    ScriptDump,
+    dump_batches,
+)
 from storagectl.config.models import BackendSettings, PasswordMixin
 from storagectl.config.types import Port
 from storagectl.config.urls import reject_query, split_url
@@ -700,9 +708,6 @@ RECORDS_MAGIC = b"STCTLRD1"
 CHECK_MARGIN_MS = 60_000  # keys expiring up to this long after the restore are allowed for by its checks
 _RECORD_HEADER = struct.Struct(">IIq")  # key length, payload length, absolute expiry in ms (0 = none)
 BATCH_KEYS = 1000  # keys per RESTORE script call
-# SCAN COUNT, so keys per MULTI. One EXEC of 2000 keys blocks the server ~6 ms; at 1000 keys the
-# server idled between batches for ~2 % of a backup, at 2000 for ~1 % (measured, 1 M keys).
-DUMP_BATCH_KEYS = 2000
 
 
 def record_objects(archive: Any, db: int) -> list[str]:
@@ -711,7 +716,6 @@ def record_objects(archive: Any, db: int) -> list[str]:
             if name == f"db{db}.records" or (name.startswith(f"db{db}.") and name.endswith(".records"))]
 
 
-KeyFilter = Callable[[list[bytes]], list[bytes]]
 
 
 @dataclass(frozen=True)
@@ -736,15 +740,15 @@ def write_records(archive: Any, name: str, client: Any, keep: KeyFilter | None =
     script dumps them instead, as atomically."""
     from storagectl.archive.pipe import BackgroundWriter
 
-    dumper = _ScriptDump(client.script_load(DUMP_CROSS_SLOT_LUA)) if cross_slot else _MultiDump()
-    commands = _RespSocket(client.connection)
+    dumper = ScriptDump(client.script_load(DUMP_CROSS_SLOT_LUA)) if cross_slot else MultiDump()
+    commands = RespSocket(client.connection)
     with archive.create(name) as sink, BackgroundWriter(sink.write) as writer:
         writer.put(RECORDS_MAGIC)
         written = 0
         match, type_ = selection.scan_filter() if selection else (None, None)
         if selection is not None:
             keep = _both(keep, selection.key_filter())
-        for keys, reply in _dump_batches(commands, keep=keep, dumper=dumper, match=match, type_=type_):
+        for keys, reply in dump_batches(commands, keep=keep, dumper=dumper, match=match, type_=type_):
             records, count = _pack_records(keys, reply, dumper.absolute_expiry,
                                            selection.keeps_payload if selection else None)
             writer.put(records)
@@ -868,162 +872,6 @@ class LoadedKeys:
         return max(0, sum(n for start, n in self.expiries.items() if start <= now_ms) - self.expired)
 
 
-class _RespSocket:
-    """RESP straight over a connected redis-py connection's socket, parsed by hiredis.
-
-    A MULTI batch gets two +QUEUED replies per key; at redis-py's ~2 us of Python per reply the client
-    alone would need about as long as the server. redis-py still connects, authenticates, selects the
-    db and closes the connection.
-    """
-
-    def __init__(self, connection: Any) -> None:
-        import hiredis
-        import redis
-
-        connection.connect()
-        self.socket = connection._sock  # redis-py has no public accessor
-        self.reader = hiredis.Reader(protocolError=redis.InvalidResponse, replyError=redis.ResponseError)
-        self.redis = redis  # imported lazily, as everywhere in this module: its import is slow
-
-    def send(self, request: bytes) -> None:
-        try:
-            self.socket.sendall(request)
-        except OSError as exc:
-            raise self.redis.ConnectionError(f"error while writing to the socket: {exc}") from exc
-
-    def reply(self) -> Any:
-        while (reply := self.reader.gets()) is False:
-            self._receive()
-        if isinstance(reply, self.redis.ResponseError):
-            raise reply
-        return reply
-
-    def skip(self, count: int) -> None:
-        """Read and drop `count` replies (acknowledgements such as +QUEUED); raise the first error."""
-        gets, response_error = self.reader.gets, self.redis.ResponseError  # hot: two replies per key
-        for _ in range(count):
-            while (reply := gets()) is False:
-                self._receive()
-            if isinstance(reply, response_error):
-                raise reply
-
-    def _receive(self) -> None:
-        try:
-            data = self.socket.recv(65536)  # hiredis memmoves its unparsed rest per 1 KiB parsed: keep it small
-        except TimeoutError as exc:
-            raise self.redis.TimeoutError("timeout reading from the socket") from exc
-        except OSError as exc:
-            raise self.redis.ConnectionError(f"error while reading from the socket: {exc}") from exc
-        if not data:
-            raise self.redis.ConnectionError("connection closed by the server")
-        self.reader.feed(data)
-
-
-def _dump_batches(commands: _RespSocket, count: int = DUMP_BATCH_KEYS, keep: KeyFilter | None = None,
-                  dumper: Any = None, match: bytes | None = None,
-                  type_: bytes | None = None) -> Iterator[tuple[list[bytes], list[Any]]]:
-    """(keys, EXEC reply) per SCAN batch of the whole keyspace (see :func:`dump_scan`)."""
-    for _cursor, keys, reply in dump_scan(commands, count=count, keep=keep, dumper=dumper, match=match,
-                                          type_=type_):
-        yield keys, reply
-
-
-def dump_scan(commands: _RespSocket, cursor: bytes = b"0", count: int = DUMP_BATCH_KEYS, keep: KeyFilter | None = None,
-              dumper: Any = None, match: bytes | None = None,
-              type_: bytes | None = None) -> Iterator[tuple[bytes, list[bytes], list[Any]]]:
-    """(SCAN cursor after the batch, keys, EXEC reply) per SCAN batch from ``cursor``, pipelined: each
-    batch's MULTI is sent together with the next SCAN, so the server works on batch k while the caller
-    handles batch k-1. ``keep`` filters each batch's keys before they are dumped (a cluster node's keys
-    of slots it owns); ``match``/``type_`` are SCAN's MATCH and TYPE. Resuming at a batch's cursor
-    visits every key the batches after it would have (SCAN's guarantee for keys present throughout)."""
-    dumper = dumper or _MultiDump()
-    in_flight: deque[tuple[bytes, list[bytes]]] = deque()  # batches sent, EXEC reply not read yet
-    commands.send(_scan_request(cursor, count, match, type_))
-    while True:
-        cursor, keys = commands.reply()
-        keys = keys if keep is None else keep(keys)
-        last = cursor == b"0"
-        commands.send((b"" if last else _scan_request(cursor, count, match, type_)) + dumper.request(keys))
-        in_flight.append((cursor, keys))
-        while len(in_flight) > (0 if last else 1):  # replies come in request order: read k-1's before SCAN k+1's
-            batch_cursor, batch = in_flight.popleft()
-            yield batch_cursor, batch, dumper.reply(commands, batch)
-        if last:
-            return
-
-
-def _scan_request(cursor: bytes, count: int, match: bytes | None = None, type_: bytes | None = None) -> bytes:
-    options = [b"COUNT", b"%d" % count]
-    if match is not None:
-        options += [b"MATCH", match]
-    if type_ is not None:
-        options += [b"TYPE", type_]
-    return resp_command(b"SCAN", cursor, *options)
-
-
-def resp_command(*args: bytes) -> bytes:
-    """One command as RESP bytes."""
-    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args)
-
-
-_MULTI_TIME = b"*1\r\n$5\r\nMULTI\r\n*1\r\n$4\r\nTIME\r\n"
-_DUMP_PTTL = b"*2\r\n$4\r\nDUMP\r\n$%d\r\n%s\r\n*2\r\n$4\r\nPTTL\r\n$%d\r\n%s\r\n"
-_EXEC = b"*1\r\n$4\r\nEXEC\r\n"
-
-
-class _MultiDump:
-    """MULTI, TIME, DUMP + PTTL per key, EXEC: atomic, so a key's DUMP and PTTL always agree."""
-
-    absolute_expiry = False
-
-    @staticmethod
-    def request(keys: list[bytes]) -> bytes:
-        return b"".join([_MULTI_TIME, *[_DUMP_PTTL % (len(key), key, len(key), key) for key in keys], _EXEC])
-
-    @staticmethod
-    def reply(commands: _RespSocket, keys: list[bytes]) -> list[Any]:
-        """The EXEC reply of a batch: {TIME, payload1, pttl1, payload2, pttl2, ...}."""
-        commands.skip(2 * len(keys) + 2)  # +OK for MULTI, +QUEUED for TIME and each DUMP and PTTL
-        return commands.reply()
-
-
-# ARGV: keys of any slots the node serves (Redis >= 7.0). A reply like _MultiDump's EXEC (a missing
-# key's DUMP is false, which Redis returns as nil), but with each key's absolute expiry (PEXPIRETIME)
-# where _MultiDump has its PTTL: no per-key arithmetic in Lua (server CPU per 200 k keys: 0.67 s with it,
-# 0.59 s without, 0.56 s for a MULTI of DUMP + PTTL on the same server: measured, bench keys).
-DUMP_CROSS_SLOT_LUA = """#!lua flags=allow-cross-slot-keys,no-writes
-local out = {redis.call('TIME')}
-local n = 1
-for _, key in ipairs(ARGV) do
-  out[n + 1] = redis.call('DUMP', key)
-  out[n + 2] = redis.call('PEXPIRETIME', key)
-  n = n + 2
-end
-return out
-"""
-
-
-def evalsha_head(sha: str) -> bytes:
-    """``EVALSHA sha 0`` as RESP bulk strings; the caller prefixes the array length and adds ARGV."""
-    return b"$7\r\nEVALSHA\r\n$%d\r\n%s\r\n$1\r\n0\r\n" % (len(sha), sha.encode())
-
-
-class _ScriptDump:
-    """EVALSHA of DUMP_CROSS_SLOT_LUA: one atomic call per batch, keys in ARGV."""
-
-    absolute_expiry = True
-
-    def __init__(self, sha: str) -> None:
-        self.head = evalsha_head(sha)
-
-    def request(self, keys: list[bytes]) -> bytes:
-        return b"".join([b"*%d\r\n" % (len(keys) + 3), self.head, *[b"$%d\r\n%s\r\n" % (len(k), k) for k in keys]])
-
-    @staticmethod
-    def reply(commands: _RespSocket, keys: list[bytes]) -> list[Any]:
-        return commands.reply()
-
-
 _NO_SUCH_KEY = -2  # PTTL of a missing key
 
 
@@ -1082,7 +930,7 @@ def _restore_batch(restore_batch: Any, records: list[tuple[bytes, bytes, int]], 
 
 def restore_routed_request(head: bytes, records: list[tuple[bytes, bytes, int]], loaded: LoadedKeys) -> bytes:
     """EVALSHA of RESTORE_ROUTED_LUA (``head``: :func:`evalsha_head`) for one cluster node's batch, as
-    RESP bytes for :class:`_RespSocket` (redis-py would encode its 3 arguments per key in Python)."""
+    RESP bytes for :class:`RespSocket` (redis-py would encode its 3 arguments per key in Python)."""
     parts = [b"*%d\r\n" % (3 + 3 * len(records)), head]
     for key, payload, expire_at in records:
         expiry = b"%d" % expire_at

@@ -28,8 +28,6 @@ from storagectl.backends.redis import (
     KeyspacePart,
     LoadedKeys,
     RedisBackend,
-    _RespSocket,
-    evalsha_head,
     read_records,
     record_objects,
     restore_routed_request,
@@ -49,6 +47,7 @@ from storagectl.backends.redis_topology import (
     key_slot,
     read_topology,
 )
+from storagectl.backends.redis_wire import RespSocket, evalsha_head
 from storagectl.errors import BackendUnavailable, OperationFailed, StoragectlError, UsageError
 from storagectl.health import Check, Status
 from storagectl.redact import redact_url
@@ -428,7 +427,7 @@ class RedisClusterBackend(RedisBackend):
         try:
             loaded = LoadedKeys(server_ms(client.time()))
             head = evalsha_head(client.script_load(RESTORE_ROUTED_LUA))
-            commands = _RespSocket(client.connection)
+            commands = RespSocket(client.connection)
             waiting = 0
             while (batch := inbox.get()) is not None:
                 commands.send(restore_routed_request(head, batch, loaded))

@@ -159,7 +159,7 @@ def scratch_keys() -> list[bytes]:
 
 
 def compare_request(head: bytes, records: list[Record]) -> bytes:
-    """EVALSHA of COMPARE_LUA (``head``: ``redis.evalsha_head``) for one batch, as RESP bytes."""
+    """EVALSHA of COMPARE_LUA (``head``: ``redis_wire.evalsha_head``) for one batch, as RESP bytes."""
     from storagectl.backends.redis_topology import key_slot
 
     scratch = scratch_keys()
@@ -202,10 +202,10 @@ class KeyComparison:
 
 def compare_batches(client: Any, batches: Iterable[list[Record]], comparison: KeyComparison) -> KeyComparison:
     """Compare every batch on ``client``'s server (a single-connection redis.Redis), pipelined."""
-    from storagectl.backends.redis import _RespSocket, evalsha_head
+    from storagectl.backends.redis_wire import RespSocket, evalsha_head
 
     head = evalsha_head(client.script_load(COMPARE_LUA))
-    commands = _RespSocket(client.connection)
+    commands = RespSocket(client.connection)
     waiting: list[Record] | None = None
     for batch in batches:
         commands.send(compare_request(head, batch))

@@ -179,7 +179,7 @@ def _say_where_it_stopped(result: InvalidateResult) -> None:
 
 def _scan_node(backend: Any, nodes: ClusterTopology, run: NodeRun, options: InvalidateOptions,
                bucket: TokenBucket | None, emit: Any) -> None:
-    from storagectl.backends.redis import _RespSocket
+    from storagectl.backends.redis_wire import RespSocket
 
     keep = backend.owned_keys(nodes, run.node)
     client = backend.node_client(run.node, single_connection_client=True)
@@ -187,7 +187,7 @@ def _scan_node(backend: Any, nodes: ClusterTopology, run: NodeRun, options: Inva
         # A cluster node (one with an ownership filter) refuses a multi-key UNLINK across slots: a
         # script with allow-cross-slot-keys deletes the batch instead (Redis >= 7.0).
         unlink = _UnlinkRequest(client.script_load(UNLINK_CROSS_SLOT_LUA) if keep is not None else None)
-        commands = _RespSocket(client.connection)
+        commands = RespSocket(client.connection)
         scan = _ScanRequest(options.pattern, options.batch, options.type)
         commands.send(scan(b"%d" % run.cursor))
         while True:
@@ -226,7 +226,7 @@ class _UnlinkRequest:
     """``UNLINK key ...`` as RESP, or on a cluster node ``EVALSHA`` of UNLINK_CROSS_SLOT_LUA (``sha``)."""
 
     def __init__(self, sha: str | None) -> None:
-        from storagectl.backends.redis import evalsha_head
+        from storagectl.backends.redis_wire import evalsha_head
 
         self.head, self.fixed = (evalsha_head(sha), 3) if sha else (b"$6\r\nUNLINK\r\n", 1)
 

@@ -9,17 +9,25 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from storagectl.backends import backend_from_config
+from storagectl.backends import backend_from_config, only_backend, selected_backends
 from storagectl.errors import BackendUnavailable, OperationFailed, StoragectlError, UsageError
 
 
-def cache_backend(config: Any, name: str) -> Any:
-    """The backend ``name`` of the config, refused unless it is a redis backend (one server or a cluster)."""
+def cache_backend(config: Any, name: str | None) -> Any:
+    """The backend ``name`` of the config, refused unless it is a redis backend (one server or a cluster);
+    without a name, the config's only redis backend."""
+    if name is None:
+        return only_backend([backend for backend in selected_backends(config, None) if _serves_cache(backend)],
+                            "redis backends", hint="Try: -b NAME (storagectl backends lists them)")
     backend = backend_from_config(config, name)
-    if not hasattr(backend, "cache_topology"):
+    if not _serves_cache(backend):
         raise UsageError(f"{backend.label}: `storagectl cache` works on redis backends, not {backend.kind}",
                          hint="Try: -b with the name of a redis backend (storagectl backends lists them)")
     return backend
+
+
+def _serves_cache(backend: Any) -> bool:
+    return hasattr(backend, "cache_topology")
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
-"""``cache publish`` / ``cache subscribe``. Pub/sub does not buffer: a subscriber that loses its
-connection reconnects (redis-py resubscribes its channels) and is told, through a :class:`Gap`, that
-messages published meanwhile are lost. On a cluster any primary serves: classic pub/sub is broadcast
-to every node."""
+"""``cache publish`` / ``cache subscribe``, and the reconnecting subscription ``cache watch`` uses too.
+Pub/sub does not buffer: a subscriber that loses its connection reconnects (redis-py resubscribes its
+channels) and is told, through a :class:`Gap`, that messages published meanwhile are lost. On a
+cluster any primary serves: classic pub/sub is broadcast to every node."""
 
 from __future__ import annotations
 
@@ -29,10 +29,57 @@ class Message:
 
 @dataclass(frozen=True)
 class Gap:
-    """The connection was lost for ``seconds`` and is back: messages published meanwhile are lost."""
+    """The connection (to ``node``, on a cluster) was lost for ``seconds`` and is back: messages
+    published meanwhile are lost."""
 
     seconds: float
     error: str
+    node: str | None = None
+
+
+class Subscription:
+    """Channels (or patterns) subscribed on one client, kept across lost connections: :meth:`poll`
+    returns the next message, a :class:`Gap` once the connection is back after a loss, or None when
+    nothing came within the wait (or the server is still away)."""
+
+    def __init__(self, client: Any, channels: list[bytes], *, patterns: bool = False,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 describe: Callable[[Exception], str] = str) -> None:
+        self.pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self.clock, self.sleep, self.describe = clock, sleep, describe
+        self.lost_at: float | None = None
+        self.lost_error, self.attempt = "", 0
+        self.pending: Message | None = None
+        try:
+            (self.pubsub.psubscribe if patterns else self.pubsub.subscribe)(*channels)
+        except BaseException:
+            self.pubsub.close()
+            raise
+
+    def poll(self, wait: float) -> Message | Gap | None:
+        import redis
+
+        if self.pending is not None:  # read together with the reconnection, after its Gap
+            message, self.pending = self.pending, None
+            return message
+        try:
+            reply = self.pubsub.get_message(timeout=wait)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if self.lost_at is None:
+                self.lost_at, self.lost_error = self.clock(), self.describe(exc)
+            self.sleep(min(RETRY_SECONDS[min(self.attempt, len(RETRY_SECONDS) - 1)], max(wait, 0.0)))
+            self.attempt += 1
+            return None
+        message = (Message(reply["channel"], reply["data"], reply.get("pattern"))
+                   if reply is not None and reply["type"] in ("message", "pmessage") else None)
+        if self.lost_at is not None:
+            gap = Gap(round(self.clock() - self.lost_at, 3), self.lost_error)
+            self.lost_at, self.attempt, self.pending = None, 0, message
+            return gap
+        return message
+
+    def close(self) -> None:
+        self.pubsub.close()
 
 
 def publish(client: Any, channel: bytes, message: bytes) -> int:
@@ -51,30 +98,17 @@ def subscribe(client: Any, channels: list[bytes], *, patterns: bool = False, cou
               sleep: Callable[[float], None] = time.sleep, describe: Callable[[Exception], str] = str,
               ) -> Iterator[Message | Gap]:
     """Messages in the order the server sends them, until ``count`` of them or ``timeout`` seconds."""
-    import redis
-
-    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    subscription = Subscription(client, channels, patterns=patterns, clock=clock, sleep=sleep, describe=describe)
     try:
-        (pubsub.psubscribe if patterns else pubsub.subscribe)(*channels)
         deadline = None if timeout is None else clock() + timeout
-        received, lost_at, lost_error, attempt = 0, None, "", 0
+        received = 0
         while count is None or received < count:
             left = None if deadline is None else deadline - clock()
             if left is not None and left <= 0:
                 return
-            try:
-                message = pubsub.get_message(timeout=min(left, 1.0) if left is not None else 1.0)
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                if lost_at is None:
-                    lost_at, lost_error = clock(), describe(exc)
-                sleep(min(RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)], max(left or 1.0, 0.0)))
-                attempt += 1
-                continue
-            if lost_at is not None:
-                yield Gap(round(clock() - lost_at, 3), lost_error)
-                lost_at, attempt = None, 0
-            if message is not None and message["type"] in ("message", "pmessage"):
-                received += 1
-                yield Message(message["channel"], message["data"], message.get("pattern"))
+            item = subscription.poll(min(left, 1.0) if left is not None else 1.0)
+            if item is not None:
+                received += isinstance(item, Message)
+                yield item
     finally:
-        pubsub.close()
+        subscription.close()

@@ -51,8 +51,9 @@ def _fraction(value: str | float) -> float:
     return number
 
 
-BackendOption = Annotated[str, typer.Option("--backend", "-b", metavar="BACKEND", help="A redis backend.",
-                                            autocompletion=complete.backend_names)]
+BackendOption = Annotated[str | None, typer.Option("--backend", "-b", metavar="BACKEND", show_default=False,
+                                                   help="A redis backend. Default: the config's only one.",
+                                                   autocompletion=complete.backend_names)]
 KeyArgument = Annotated[str, typer.Argument(metavar="KEY", help="The key, as typed (any bytes).")]
 RateOption = Annotated[float | None, typer.Option("--rate", min=1.0, metavar="OPS",
                                                   help="At most this many keys a second.")]
@@ -60,7 +61,7 @@ TypeOption = Annotated[str | None, typer.Option(
     "--type", metavar="TYPE", help="Only keys of this type: string, hash, list, set, zset, stream.")]
 
 
-def _backend(ctx: typer.Context, name: str) -> Any:
+def _backend(ctx: typer.Context, name: str | None) -> Any:
     from storagectl.cache.nodes import cache_backend
 
     return cache_backend(state_of(ctx).config, name)
@@ -85,7 +86,7 @@ def _ttl_text(ttl_ms: int | None) -> str:
 
 # -- single keys ------------------------------------------------------------------------------------
 @app.command("get", cls=PlainUsage)
-def get(ctx: typer.Context, key: KeyArgument, backend: BackendOption,
+def get(ctx: typer.Context, key: KeyArgument, backend: BackendOption = None,
         limit: Annotated[int, typer.Option("--limit", min=1, metavar="N",
                                            help="Elements shown of a collection.")] = 100,
         type_: Annotated[str | None, typer.Option("--type", metavar="TYPE",
@@ -146,7 +147,7 @@ def _pretty_json(data: bytes) -> str:
 @app.command("set", cls=PlainUsage)
 def set_(ctx: typer.Context, key: KeyArgument,
          value: Annotated[str, typer.Argument(metavar="VALUE", help="The value, as typed.")],
-         backend: BackendOption,
+         backend: BackendOption = None,
          ttl: Annotated[float | None, typer.Option("--ttl", parser=_duration, metavar="DURATION",
                                                    help="Expire after this long (500ms, 30s, 5m).")] = None,
          nx: Annotated[bool, typer.Option("--nx", help="Only if the key does not exist (exit 1 if it does).")] = False,
@@ -169,7 +170,7 @@ def set_(ctx: typer.Context, key: KeyArgument,
 
 
 @app.command("ttl", cls=PlainUsage)
-def ttl(ctx: typer.Context, key: KeyArgument, backend: BackendOption, output: OutputOption = None) -> None:
+def ttl(ctx: typer.Context, key: KeyArgument, backend: BackendOption = None, output: OutputOption = None) -> None:
     """Time to live of a key (exit 5 when it does not exist)."""
     from storagectl.cache import keys
     from storagectl.cache.keyfmt import key_json
@@ -185,7 +186,7 @@ def ttl(ctx: typer.Context, key: KeyArgument, backend: BackendOption, output: Ou
 def expire(ctx: typer.Context, key: KeyArgument,
            duration: Annotated[float, typer.Argument(parser=_duration, metavar="DURATION",
                                                      help="Time to live from now (30s, 5m).")],
-           backend: BackendOption, output: OutputOption = None) -> None:
+           backend: BackendOption = None, output: OutputOption = None) -> None:
     """Set a key's time to live."""
     from storagectl.cache import keys
     from storagectl.cache.keyfmt import key_json
@@ -199,7 +200,7 @@ def expire(ctx: typer.Context, key: KeyArgument,
 
 
 @app.command("persist", cls=PlainUsage)
-def persist(ctx: typer.Context, key: KeyArgument, backend: BackendOption, output: OutputOption = None) -> None:
+def persist(ctx: typer.Context, key: KeyArgument, backend: BackendOption = None, output: OutputOption = None) -> None:
     """Remove a key's time to live."""
     from storagectl.cache import keys
     from storagectl.cache.keyfmt import key_json
@@ -215,7 +216,7 @@ def persist(ctx: typer.Context, key: KeyArgument, backend: BackendOption, output
 @app.command("del", cls=PlainUsage)
 def delete(ctx: typer.Context,
            keys_: Annotated[list[str], typer.Argument(metavar="KEYS", help="Keys to delete (UNLINK).")],
-           backend: BackendOption, yes: YesOption = False, output: OutputOption = None) -> None:
+           backend: BackendOption = None, yes: YesOption = False, output: OutputOption = None) -> None:
     """Delete keys (asked first on a terminal, needs --yes elsewhere); says which did not exist."""
     from storagectl.cache import keys
     from storagectl.cache.nodes import key_client, translated
@@ -231,7 +232,7 @@ def delete(ctx: typer.Context,
 
 
 @app.command("type", cls=PlainUsage)
-def type_(ctx: typer.Context, key: KeyArgument, backend: BackendOption, output: OutputOption = None) -> None:
+def type_(ctx: typer.Context, key: KeyArgument, backend: BackendOption = None, output: OutputOption = None) -> None:
     """A key's type, TTL, length, encoding and memory."""
     from storagectl.cache import keys
     from storagectl.cache.nodes import key_client, translated
@@ -248,7 +249,7 @@ def type_(ctx: typer.Context, key: KeyArgument, backend: BackendOption, output: 
 
 # -- many keys ---------------------------------------------------------------------------------------
 @app.command("scan")
-def scan(ctx: typer.Context, backend: BackendOption,
+def scan(ctx: typer.Context, backend: BackendOption = None,
          pattern: Annotated[str | None, typer.Option("--pattern", metavar="PATTERN", help="SCAN MATCH glob.")] = None,
          type_: TypeOption = None,
          count: Annotated[int, typer.Option("--count", min=1, metavar="N", help="SCAN COUNT hint.")] = 1000,
@@ -277,7 +278,7 @@ def scan(ctx: typer.Context, backend: BackendOption,
 
 @app.command("invalidate")
 def invalidate(
-    ctx: typer.Context, backend: BackendOption,
+    ctx: typer.Context, backend: BackendOption = None,
     pattern: Annotated[str, typer.Option("--pattern", metavar="PATTERN",
                                          help="SCAN MATCH glob of the keys to delete (`*` needs --all).")] = "",
     all_: Annotated[bool, typer.Option("--all", help="Allow a pattern matching every key.")] = False,
@@ -328,7 +329,7 @@ def _render_invalidate(state: AppState, summary: dict[str, Any], output: OutputF
 
 @app.command("stats")
 def stats(
-    ctx: typer.Context, backend: BackendOption,
+    ctx: typer.Context, backend: BackendOption = None,
     interval: Annotated[float, typer.Option("--interval", parser=_duration, metavar="DURATION",
                                             help="Window between the two INFO reads.")] = 10.0,
     by_prefix: Annotated[bool, typer.Option("--by-prefix", help="Sample keys: estimates per prefix.")] = False,
@@ -388,7 +389,7 @@ def _spread(values: dict[str, float] | None) -> str:
 @app.command("publish", cls=PlainUsage)
 def publish(ctx: typer.Context, channel: Annotated[str, typer.Argument(metavar="CHANNEL", help="Channel.")],
             message: Annotated[str, typer.Argument(metavar="MESSAGE", help="Message, as typed.")],
-            backend: BackendOption, output: OutputOption = None) -> None:
+            backend: BackendOption = None, output: OutputOption = None) -> None:
     """Publish a message; prints how many subscribers received it."""
     from storagectl.cache.keyfmt import escape
     from storagectl.cache.nodes import key_client, translated
@@ -405,7 +406,7 @@ def publish(ctx: typer.Context, channel: Annotated[str, typer.Argument(metavar="
 def subscribe(
     ctx: typer.Context,
     channels: Annotated[list[str], typer.Argument(metavar="CHANNELS", help="Channels (patterns with --pattern).")],
-    backend: BackendOption,
+    backend: BackendOption = None,
     pattern: Annotated[bool, typer.Option("--pattern", help="CHANNELs are glob patterns (PSUBSCRIBE).")] = False,
     count: Annotated[int | None, typer.Option("--count", min=1, metavar="N", help="Stop after N messages.")] = None,
     timeout: Annotated[float | None, typer.Option("--timeout", parser=_duration, metavar="DURATION",
@@ -424,9 +425,7 @@ def subscribe(
             for item in messages(client, [_key(c) for c in channels], patterns=pattern, count=count, timeout=timeout,
                                  describe=target.error_line):
                 if isinstance(item, Gap):
-                    state.err.print(f"warning: connection lost ({item.error}) and back after {item.seconds:g}s; "
-                                    "messages published meanwhile were lost (pub/sub does not buffer)",
-                                    markup=False, highlight=False)
+                    _warn_gap(state, item, "messages published")
                     continue
                 sys.stdout.write(json.dumps(item.to_dict()) + "\n")
                 sys.stdout.flush()
@@ -434,9 +433,15 @@ def subscribe(
         client.close()
 
 
+def _warn_gap(state: AppState, gap: Any, lost: str) -> None:
+    where = f" to {gap.node}" if gap.node else ""
+    state.err.print(f"warning: connection{where} lost ({gap.error}) and back after {gap.seconds:g}s; {lost} "
+                    "meanwhile were lost (pub/sub does not buffer)", markup=False, highlight=False)
+
+
 @app.command("watch")
 def watch(
-    ctx: typer.Context, backend: BackendOption,
+    ctx: typer.Context, backend: BackendOption = None,
     prefix: Annotated[str, typer.Option("--prefix", metavar="PREFIX", help="Only keys starting with this.")] = "",
     events: Annotated[str, typer.Option("--events", metavar="EVENTS",
                                         help="Comma-separated events (set, del, expired, evicted, expire, hset, "
@@ -454,6 +459,7 @@ def watch(
     import contextlib
 
     from storagectl.cache.keyfmt import escape
+    from storagectl.cache.pubsub import Gap
     from storagectl.cache.watch import check_notifications, notifications_enabled
     from storagectl.cache.watch import watch as key_events
 
@@ -464,10 +470,14 @@ def watch(
                 refusal="--enable-notifications changes the server's configuration and needs confirmation",
                 hint="Try: --enable-notifications --yes")
     as_json = state.format(output) is OutputFormat.json
-    with notifications_enabled(target, wanted) if enable else contextlib.nullcontext():
+    with notifications_enabled(target, wanted) if enable else contextlib.nullcontext() as reapply:
         check_notifications(target, wanted)
         note(state, f"watching {', '.join(wanted)} of keys starting with {prefix!r} (Ctrl-C to stop)")
-        for event in key_events(target, prefix=prefix, events=wanted, count=count, timeout=timeout):
+        for event in key_events(target, prefix=prefix, events=wanted, count=count, timeout=timeout,
+                                after_gap=reapply):
+            if isinstance(event, Gap):
+                _warn_gap(state, event, "events")
+                continue
             line = json.dumps(event.to_dict()) if as_json else f"{event.event}\t{escape(event.key)}" + (
                 f"\t{event.node}" if event.node else "")
             sys.stdout.write(line + "\n")
@@ -476,10 +486,11 @@ def watch(
 
 @app.command("warm")
 def warm(
-    ctx: typer.Context, backend: BackendOption,
+    ctx: typer.Context,
     backup_id: Annotated[str, typer.Option("--from", metavar="BACKUP_ID",
                                            help="A Redis backup (`storagectl backup list`), or `latest`.",
                                            autocompletion=complete.backup_ids_or_latest)],
+    backend: BackendOption = None,
     destination: Annotated[str | None, typer.Option("--destination", metavar="DEST",
                                                     help="Where the backup is [default: searched].",
                                                     autocompletion=complete.destination_names)] = None,

@@ -48,18 +48,13 @@ DEFAULT_LOCK_TIMEOUT = 60.0
 
 
 def _migrator(state: AppState, name: str | None) -> Migrator:
-    from storagectl.backends import backend_from_config
-    from storagectl.errors import UsageError
+    from storagectl.backends import backend_from_config, only_backend
     from storagectl.migrations import migrating_backends, migrator_for
 
     if name is not None:
         return migrator_for(backend_from_config(state.config, name))
-    candidates = migrating_backends(state.config)
-    if len(candidates) > 1:
-        names = ", ".join(b.name for b in candidates)
-        raise UsageError(f"several backends have migrations ({names}); name one",
-                         hint="Try: --backend NAME, or --all where the command accepts it")
-    return migrator_for(candidates[0])
+    return migrator_for(only_backend(migrating_backends(state.config), "backends with migrations",
+                                     hint="Try: --backend NAME, or --all where the command accepts it"))
 
 
 def _check_all(all_backends: bool, backend: str | None) -> None:

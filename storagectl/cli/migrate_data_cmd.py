@@ -38,9 +38,9 @@ MapOption = Annotated[Path | None, typer.Option(
 BatchOption = Annotated[int | None, typer.Option(
     "--batch-rows", min=1, metavar="N", help="SQL: rows per committed chunk (default 50000).")]
 TableOption = Annotated[list[str] | None, typer.Option(
-    "--table", "-t", metavar="TABLE", help="Only this table (repeatable). Default: all.")]
+    "--table", "-t", metavar="TABLE", help="Only the tables matching this glob (repeatable). Default: all.")]
 ExcludeOption = Annotated[list[str] | None, typer.Option(
-    "--exclude", metavar="TABLE", help="Not this table (repeatable).")]
+    "--exclude-table", "--exclude", "-T", metavar="TABLE", help="Not the tables matching this glob (repeatable).")]
 PatternOption = Annotated[str | None, typer.Option(
     "--pattern", metavar="GLOB", help="Redis: only keys matching this glob.")]
 TypeOption = Annotated[list[str] | None, typer.Option(
@@ -52,10 +52,12 @@ LabelOption = Annotated[list[str] | None, typer.Option(
 def _request(state: AppState, name: str | None, source: str | None, target: str | None,
              **options: Any) -> DataMigrationRequest:
     from storagectl.datamove.api import open_request
-    from storagectl.datamove.model import Selection
+    from storagectl.selection import Selection
 
-    selection = Selection(tables=tuple(options.pop("table") or ()), exclude=tuple(options.pop("exclude") or ()),
-                          pattern=options.pop("pattern"), types=tuple(options.pop("types") or ()),
+    pattern = options.pop("pattern")
+    selection = Selection(tables=tuple(options.pop("table") or ()),
+                          exclude_tables=tuple(options.pop("exclude") or ()),
+                          patterns=(pattern,) if pattern else (), types=tuple(options.pop("types") or ()),
                           labels=tuple(options.pop("label") or ()))
     return open_request(state.config, source, target, plan_name=name, selection=selection, **options)
 
@@ -68,19 +70,18 @@ def plan_cmd(ctx: typer.Context, name: NameArgument = None, source: FromOption =
              on_error: Annotated[OnErrorChoice | None, typer.Option(
                  "--on-error", metavar="MODE", help="stop (default) or skip: exit 1 when rows would be rejected "
                  "under stop.", show_default=False)] = None,
+             yes: Annotated[bool, typer.Option("--yes", "-y", help="Check as for `run --yes`: a non-empty target "
+                                               "table is replaced, not a reason to stop.")] = False,
              output: OutputOption = None) -> None:
-    """Read the source, write nothing: per table the column types on the target, row estimates, and
-    the rows that would be rejected."""
+    """Read the source and the target, write nothing: per table the column types on the target, row
+    estimates, the rows that would be rejected, and what would stop a run (exit as the run would)."""
     from storagectl.datamove import api
 
     state = state_of(ctx)
     request = _request(state, name, source, target, table=table, exclude=exclude, pattern=pattern, types=types,
                        label=label, map_file=map_file, batch_rows=batch_rows,
-                       on_error=on_error.value if on_error else None)
-    result = api.plan(request)
-    _render_plan(state, result, output)
-    if result.rejected_rows and request.on_error == "stop":
-        raise typer.Exit(1)
+                       on_error=on_error.value if on_error else None, allow_nonempty_target=yes)
+    _show_plan(state, request, api.plan(request), output)
 
 
 @app.command("run", cls=PlainUsage)
@@ -113,7 +114,7 @@ def run_cmd(ctx: typer.Context, name: NameArgument = None, source: FromOption = 
                        on_error=on_error.value if on_error else None, rejects_path=rejects, verify=verify,
                        show_diffs=show_diffs, dry_run=dry_run, allow_nonempty_target=yes)
     if dry_run:
-        _render_plan(state, api.plan(request), output)
+        _show_plan(state, request, api.plan(request), output)
         return
     with progress_view(state) as progress:
         result = api.run(request, progress)
@@ -139,10 +140,25 @@ def verify_cmd(ctx: typer.Context, name: NameArgument = None, source: FromOption
     api.raise_on_mismatch(result, showed_diffs=request.show_diffs)
 
 
+def _show_plan(state: AppState, request: DataMigrationRequest, plan: MigrationPlan,
+               output: OutputFormat | None) -> None:
+    """The plan, then the exit the run would give: the first error it would stop with before any row
+    moves, else 1 when rows would be rejected under --on-error stop."""
+    _render_plan(state, plan, output)
+    for blocker in plan.blockers[1:]:
+        note(state, f"a run would also stop on: {blocker.message}")
+    if plan.blockers:
+        raise plan.blockers[0]
+    if plan.rejected_rows and request.on_error == "stop":
+        raise typer.Exit(1)
+
+
 def _render_plan(state: AppState, plan: MigrationPlan, output: OutputFormat | None) -> None:
     if (output or state.output) == OutputFormat.json:
         print_json({"source": plan.source, "target": plan.target, "pair": plan.pair,
-                    "rejected_rows": plan.rejected_rows, "items": [asdict(item) for item in plan.items]})
+                    "rejected_rows": plan.rejected_rows, "items": [asdict(item) for item in plan.items],
+                    "blocked_by": [{"error": b.message, "hint": b.hint, "exit_code": int(b.exit_code)}
+                                   for b in plan.blockers]})
         return
     rows = [[item.source, item.target, "" if item.row_estimate is None else item.row_estimate, item.chunking,
              item.rejected_rows, "; ".join(item.problems)] for item in plan.items]

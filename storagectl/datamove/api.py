@@ -23,8 +23,9 @@ def open_request(config: Config, source: str | None, target: str | None, *, plan
     (None: the named plan's value or the default). A named plan (``data_migrations:``) gives the
     backends, tables, maps and settings the options leave out; ``map_file`` adds table maps."""
     from storagectl.backends import backend_from_config
-    from storagectl.datamove.model import DataMigrationRequest, Selection
+    from storagectl.datamove.model import DataMigrationRequest
     from storagectl.errors import UsageError
+    from storagectl.selection import Selection
 
     options = {key: value for key, value in options.items() if value is not None}
     user_tables = options["selection"].tables if "selection" in options else ()
@@ -38,7 +39,7 @@ def open_request(config: Config, source: str | None, target: str | None, *, plan
         maps += [table_map(entry) for entry in settings.tables if not isinstance(entry, str)]
         selection = options.get("selection", Selection())
         options["selection"] = replace(selection, tables=selection.tables or names,
-                                       exclude=selection.exclude + tuple(settings.exclude))
+                                       exclude_tables=selection.exclude_tables + tuple(settings.exclude))
     if map_file is not None:
         from storagectl.config.loader import load_table_maps
 

@@ -6,23 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from storagectl.selection import Selection  # which items move: the model selective backups use
+
 if TYPE_CHECKING:
     from storagectl.archive.progress import ProgressCallback
     from storagectl.backends.base import Backend
+    from storagectl.errors import StoragectlError
 
 OnError = Literal["stop", "skip"]
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which items move. SQL paths use ``tables``/``exclude``; Redis uses ``pattern``/``types``;
-    Neo4j uses ``labels``. Empty means everything."""
-
-    tables: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    pattern: str | None = None
-    types: tuple[str, ...] = ()
-    labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +63,7 @@ class ColumnPlan:
     source_type: str
     target_type: str
     note: str = ""  # e.g. "0/1 → boolean", "3 rows invalid UTF-8"
+    losses: dict[str, int] = field(default_factory=dict)  # numeric(p,s): rows it would round / cannot hold
 
 
 @dataclass
@@ -101,6 +93,7 @@ class MigrationPlan:
     target: str
     pair: str  # "sqlite → postgres"
     items: list[ItemPlan] = field(default_factory=list)
+    blockers: list[StoragectlError] = field(default_factory=list)  # what a run would stop with, in its order
 
     @property
     def rejected_rows(self) -> int:

@@ -139,7 +139,9 @@ class Neo4jDataPath:
                  ItemPlan("relationships", "relationships", row_estimate=rels, chunking=batching),
                  ItemPlan("schema", "schema", row_estimate=len(schema["indexes"]) + len(schema["constraints"]),
                           chunking="indexes before the data, constraints after")]
-        return MigrationPlan(request.source.name, request.target.name, "neo4j → neo4j", items)
+        blockers = [_nonempty(request)] if occupied and not request.allow_nonempty_target and not request.resume \
+            else []
+        return MigrationPlan(request.source.name, request.target.name, "neo4j → neo4j", items, blockers)
 
     def run(self, request: DataMigrationRequest, progress: ProgressCallback) -> RunResult:
         _check_selection(request)
@@ -229,8 +231,7 @@ class GraphCopy:
     def _prepare_target(self) -> None:
         if _count(self.request.target, self.target, COUNT_NODES, ()):
             if not self.request.allow_nonempty_target:
-                raise UsageError(f"{self.request.target.label} is not empty; copying would mix two graphs; "
-                                 "nothing was copied", hint="Try: --yes to delete the target graph first")
+                raise _nonempty(self.request)
             self.writer.clear_target()
         state_file = state_path(self.request).with_suffix(".idmap.sqlite")
         with contextlib.suppress(FileNotFoundError):
@@ -401,11 +402,14 @@ def _digest(content: Any) -> int:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+def _nonempty(request: DataMigrationRequest) -> UsageError:
+    """What a run without --yes stops with when the target holds a graph."""
+    return UsageError(f"{request.target.label} is not empty; copying would mix two graphs; nothing was copied",
+                      hint="Try: --yes to delete the target graph first")
+
+
 def _check_selection(request: DataMigrationRequest) -> None:
-    selection = request.selection
-    if selection.tables or selection.exclude or selection.pattern or selection.types:
-        raise UsageError("--table, --exclude, --pattern and --type do not apply to Neo4j",
-                         hint="Try: --label LABEL to copy only nodes with that label")
+    request.selection.require_fields(("labels",), "a Neo4j data move")
 
 
 @contextlib.contextmanager

@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from storagectl.backends.redis import DUMP_CROSS_SLOT_LUA, _MultiDump, _RespSocket, _ScriptDump, server_ms
+from storagectl.backends.redis import server_ms
 from storagectl.backends.redis_topology import key_slot
+from storagectl.backends.redis_wire import DUMP_CROSS_SLOT_LUA, MultiDump, RespSocket, ScriptDump
 
 Record = tuple[bytes, int, bytes]  # key, relative TTL in ms (0: none), DUMP payload
 NO_SUCH_KEY = -2  # PTTL of a missing key
@@ -23,7 +24,7 @@ SINGLE = "-"  # the node id of a single-node target
 @dataclass
 class _Node:
     client: Any
-    commands: _RespSocket
+    commands: RespSocket
     sha: str = ""
 
 
@@ -40,12 +41,12 @@ class TargetNodes:
     def open(cls, target: Any, db: int) -> TargetNodes:
         if not getattr(target.settings, "is_cluster", False):
             client = target.client(db=db, single_connection_client=True)
-            return cls({SINGLE: _Node(client, _RespSocket(client.connection))})
+            return cls({SINGLE: _Node(client, RespSocket(client.connection))})
         topology = target._stable_topology("data migration")
         nodes = {}
         for node in topology.primaries():
             client = target.node_client(node, single_connection_client=True)
-            nodes[node.node_id] = _Node(client, _RespSocket(client.connection))
+            nodes[node.node_id] = _Node(client, RespSocket(client.connection))
         return cls(nodes, topology.owners)
 
     def load_script(self, script: str) -> None:
@@ -131,17 +132,17 @@ def live_records(keys: list[bytes], reply: list[Any], elapsed_ms: int) -> tuple[
 
 def dumper_for(cluster_node: bool, client: Any) -> Any:
     """How a batch is dumped: MULTI on a single node; on a cluster node a script (keys of many slots)."""
-    return _ScriptDump(client.script_load(DUMP_CROSS_SLOT_LUA)) if cluster_node else _MultiDump()
+    return ScriptDump(client.script_load(DUMP_CROSS_SLOT_LUA)) if cluster_node else MultiDump()
 
 
 def dump_request(node: _Node, keys: list[bytes]) -> bytes:
-    return _ScriptDump(node.sha).request(keys) if node.sha else _MultiDump.request(keys)
+    return ScriptDump(node.sha).request(keys) if node.sha else MultiDump.request(keys)
 
 
 def dump_reply(node: _Node, keys: list[bytes]) -> list[Any]:
     if node.sha:
         return relative_ttls(node.commands.reply(), absolute=True)
-    return _MultiDump.reply(node.commands, keys)
+    return MultiDump.reply(node.commands, keys)
 
 
 def relative_ttls(reply: list[Any], absolute: bool) -> list[Any]:

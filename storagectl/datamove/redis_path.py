@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from storagectl.backends.redis import DUMP_BATCH_KEYS, _RespSocket, dump_scan
 from storagectl.backends.redis_topology import SlotOwnership, fan_out, scan_primaries
+from storagectl.backends.redis_wire import DUMP_BATCH_KEYS, RespSocket, dump_scan
 from storagectl.datamove import redis_keys
 from storagectl.datamove.model import ItemPlan, ItemResult, MigrationPlan, RunResult
 from storagectl.datamove.redis_keys import (
@@ -39,9 +39,9 @@ from storagectl.errors import BackendUnavailable, OperationFailed, StoragectlErr
 
 if TYPE_CHECKING:
     from storagectl.archive.progress import ProgressCallback
-    from storagectl.datamove.model import DataMigrationRequest, Selection
+    from storagectl.datamove.model import DataMigrationRequest
+    from storagectl.selection import Selection
 
-TYPES = ("string", "list", "set", "zset", "hash", "stream")
 TTL_TOLERANCE_MS = 2000  # verify: the same key's TTLs may differ by this much (copy latency, clock)
 MAX_DIFF_KEYS = 1000  # --show-diffs lists at most this many keys per part
 # A test seam: applied to each payload before its RESTORE (tests corrupt the version bytes with it,
@@ -89,21 +89,23 @@ class RedisDataPath:
         parts = self._parts(request)
         versions = {side.name: _translated(side, "reading the version", lambda b=side: _version(b))
                     for side in (request.source, request.target)}
-        items = []
+        items, blockers = [], []
         for part in parts:
             item = ItemPlan(part.label, _target_label(request, part),
                             chunking=f"SCAN batches of {DUMP_BATCH_KEYS} keys")
-            if not request.selection.pattern and not request.selection.types:
+            if not request.selection.patterns and not request.selection.types:
                 item.row_estimate = _translated(request.source, "counting keys", lambda p=part: _dbsize(p))
             existing = _translated(request.target, "counting keys", lambda p=part: _target_count(request, p.target_db))
             if existing:
                 item.problems.append(f"the target already holds {existing} keys of the selection: "
                                      "run needs --yes (they are replaced)")
+                if not request.resume and not request.allow_nonempty_target:
+                    blockers.append(_nonempty(request, part.target_db))
             if versions[request.source.name] != versions[request.target.name]:
                 item.problems.append(f"Redis {versions[request.source.name]} → {versions[request.target.name]}: "
                                      "payloads the target refuses are copied with type commands")
             items.append(item)
-        return MigrationPlan(request.source.name, request.target.name, "redis → redis", items)
+        return MigrationPlan(request.source.name, request.target.name, "redis → redis", items, blockers[:1])
 
     # -- run ---------------------------------------------------------------------------------
     def run(self, request: DataMigrationRequest, progress: ProgressCallback) -> RunResult:
@@ -138,10 +140,7 @@ class RedisDataPath:
             existing = _translated(request.target, "checking the target",
                                    lambda db=db: _target_count(request, db, stop_at=1))
             if existing:
-                where = "" if _is_cluster(request.target) else f" db {db}"
-                raise UsageError(f"{request.target.label}{where} already holds keys of the selection; "
-                                 "nothing was copied",
-                                 hint="Try: --yes to replace them, or another target db")
+                raise _nonempty(request, db)
 
     # -- verify ------------------------------------------------------------------------------
     def verify(self, request: DataMigrationRequest) -> RunResult:
@@ -270,11 +269,11 @@ def _source_batches(request: DataMigrationRequest, part: SourcePart, source: Any
                     cursor: str) -> Iterator[tuple[bytes, list[redis_keys.Record], int]]:
     """(cursor after the batch, live records, keys expired meanwhile) per SCAN batch of the part."""
     selection = request.selection
-    match = selection.pattern.encode() if selection.pattern else None
+    match = selection.patterns[0].encode() if selection.patterns else None
     scan_type = selection.types[0].encode() if len(selection.types) == 1 else None
     keep = _keeper(part, plain_source, selection.types if len(selection.types) > 1 else ())
     with _errors(request.source, "reading"):
-        commands = _RespSocket(source.connection)
+        commands = RespSocket(source.connection)
         dumper = dumper_for(part.cluster_node, source)
         scan = dump_scan(commands, cursor.encode(), keep=keep, dumper=dumper, match=match, type_=scan_type)
     while True:
@@ -328,7 +327,7 @@ class PartVerify:
         with contextlib.ExitStack() as stack:
             source, plain_source, target = _open_part(stack, self.request, part)
             if target.owners is not None:
-                from storagectl.backends.redis import DUMP_CROSS_SLOT_LUA
+                from storagectl.backends.redis_wire import DUMP_CROSS_SLOT_LUA
 
                 _translated(self.request.target, "loading a script", lambda: target.load_script(DUMP_CROSS_SLOT_LUA))
             plain_target = stack.enter_context(_closing(_plain_client(self.request.target, part.target_db)))
@@ -375,13 +374,22 @@ class PartVerify:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+def _nonempty(request: DataMigrationRequest, db: int) -> UsageError:
+    """What a run without --yes stops with when the target holds keys of the selection."""
+    where = "" if _is_cluster(request.target) else f" db {db}"
+    return UsageError(f"{request.target.label}{where} already holds keys of the selection; nothing was copied",
+                      hint="Try: --yes to replace them, or another target db")
+
+
 def _check_selection(selection: Selection) -> None:
-    unknown = sorted(set(selection.types) - set(TYPES))
-    if unknown:
-        raise UsageError(f"--type {unknown[0]}: not a Redis type", hint=f"Try: one of {', '.join(TYPES)}")
-    if selection.tables or selection.exclude or selection.labels:
-        raise UsageError("--table, --exclude and --label do not apply to Redis",
-                         hint="Try: --pattern GLOB and --type TYPE to select keys")
+    """Keys by one SCAN MATCH glob and by types (the Selection checked they are Redis types)."""
+    selection.require_fields(("patterns", "types"), "a Redis data move")
+    if len(selection.patterns) > 1:
+        raise UsageError("a Redis data move takes one --pattern", hint="Try: one glob, such as 'session:*'")
+
+
+def _pattern(selection: Selection) -> str | None:
+    return selection.patterns[0] if selection.patterns else None
 
 
 def _is_cluster(backend: Any) -> bool:
@@ -427,7 +435,7 @@ def _target_count(request: DataMigrationRequest, db: int, stop_at: int | None = 
     """Keys of the selection in the target db (a cluster: all primaries), counted up to ``stop_at``
     (everything: DBSIZE)."""
     selection, target = request.selection, request.target
-    if not selection.pattern and not selection.types:
+    if not selection.patterns and not selection.types:
         if _is_cluster(target):
             return sum(target.content_summary().counts.values())
         with _closing(target.client(db=db)) as client:
@@ -447,7 +455,7 @@ def _selected_keys(backend: Any, db: int, selection: Selection) -> Iterator[list
         topology = backend._stable_topology("data migration")
         client = backend.client()
         try:
-            for _node, keys in scan_primaries(topology, backend.node_client, match=selection.pattern,
+            for _node, keys in scan_primaries(topology, backend.node_client, match=_pattern(selection),
                                               type_=scan_type):
                 yield _of_types(client, keys, selection.types) if len(selection.types) > 1 else keys
         finally:
@@ -456,7 +464,7 @@ def _selected_keys(backend: Any, db: int, selection: Selection) -> Iterator[list
     with _closing(backend.client(db=db)) as client:
         cursor: Any = 0
         while True:
-            cursor, keys = client.scan(cursor, match=selection.pattern, count=DUMP_BATCH_KEYS, _type=scan_type)
+            cursor, keys = client.scan(cursor, match=_pattern(selection), count=DUMP_BATCH_KEYS, _type=scan_type)
             yield _of_types(client, keys, selection.types) if len(selection.types) > 1 else keys
             if int(cursor) == 0:
                 return

@@ -66,12 +66,12 @@ class RedisInspector(Inspector):
         ``limit`` keys were tallied first. The budget raises BudgetExhausted between batches. Replies
         are parsed by hiredis on a connection of its own (redis-py's per-reply Python would cost more
         than the server's work); the connection is dropped afterwards, whatever state it is in."""
-        from storagectl.backends.redis import _RespSocket
+        from storagectl.backends.redis_wire import RespSocket
 
         pool = part.client.connection_pool
         connection = pool.get_connection()
         try:
-            for facts in self.measured_batches(_RespSocket(connection), census, limit, part.keep, stop):
+            for facts in self.measured_batches(RespSocket(connection), census, limit, part.keep, stop):
                 for one in facts:
                     census.add(one)
             return census.complete

@@ -43,6 +43,14 @@ class Rejected(ValueError):
     """A value its target column cannot hold; the message is the reason, for the rejects file."""
 
 
+class NumericLoss(Rejected):
+    """A number a ``numeric(p,s)`` column would round (``loss``: "rounded") or cannot hold ("overflow")."""
+
+    def __init__(self, message: str, loss: str) -> None:
+        super().__init__(message)
+        self.loss = loss
+
+
 class RejectedValue(str):
     """A source value its column rejects, hashed as this text whatever the column's kind: it never
     equals the field of a value the target holds, so its chunk shows as a mismatch."""
@@ -244,6 +252,8 @@ def pg_converter(kind: str, target_type: str) -> Callable[[Any], Any]:
     (an integer out of its range), as the server would."""
     convert = CONVERTERS[kind]
     type_name = re.sub(r"\(.*", "", target_type.lower()).strip()
+    if kind == "numeric" and (bounds := numeric_bounds(target_type)):
+        return lambda value: check_numeric(convert(value), *bounds)
     limit = PG_INT_LIMITS.get(type_name) if kind == "int" else None
     if limit is None:
         return convert
@@ -255,6 +265,32 @@ def pg_converter(kind: str, target_type: str) -> Callable[[Any], Any]:
         return number
 
     return in_range
+
+
+def numeric_bounds(target_type: str) -> tuple[int, int] | None:
+    """(precision, scale) of ``numeric(p,s)`` / ``numeric(p)`` / ``decimal(p,s)``; None: unbounded."""
+    found = re.fullmatch(r"\s*(?:numeric|decimal)\s*\(\s*(\d+)\s*(?:,\s*(-?\d+)\s*)?\)\s*", target_type.lower())
+    return (int(found.group(1)), int(found.group(2) or 0)) if found else None
+
+
+def check_numeric(number: Decimal | int, precision: int, scale: int) -> Decimal | int:
+    """``number`` if ``numeric(precision,scale)`` holds it exactly. PostgreSQL would round one with
+    more decimals silently (a loss the verify could only report afterwards) and refuse one too large
+    for the digits left before the point: both are rejected, with the rows a target cannot hold."""
+    from decimal import ROUND_HALF_UP, localcontext
+
+    exact = Decimal(number)
+    if exact.is_nan():
+        return number  # numeric(p,s) keeps NaN
+    with localcontext() as context:
+        context.prec = max(exact.adjusted(), 0) + abs(scale) + precision + 5  # room for every digit kept
+        rounded = exact.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP) if exact.is_finite() else exact
+        if not rounded.is_finite() or abs(rounded) >= Decimal(1).scaleb(precision - scale):
+            raise NumericLoss(f"{exact} overflows numeric({precision},{scale}), which holds less than "
+                              f"10^{precision - scale}", "overflow")
+        if rounded != exact:
+            raise NumericLoss(f"{exact} would be rounded to {rounded} by numeric({precision},{scale})", "rounded")
+    return number
 
 
 def date_format(value: Any) -> str:

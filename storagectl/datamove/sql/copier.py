@@ -21,7 +21,7 @@ from storagectl import interrupts
 from storagectl.archive.progress import ProgressCallback, ProgressEvent
 from storagectl.datamove.model import ItemResult
 from storagectl.datamove.sql import canonical, pg_to_pg, state
-from storagectl.datamove.sql.engine import TableJob
+from storagectl.datamove.sql.engine import TableJob, permission_refused
 from storagectl.datamove.sql.rows import ChunkTally, Reject, RejectsFile, RowMapper
 from storagectl.datamove.sql.spec import Chunk, TableSpec
 from storagectl.datamove.sql.sqlite_copy import SQLiteCopyReader
@@ -130,7 +130,8 @@ class ChunkCopier:
     def _work(self, sconn: Any, job: TableJob) -> TableWork:
         spec = job.spec
         classes = self.source.storage_classes(sconn, spec) if self.source.kind == "sqlite" else []
-        mapper = RowMapper.for_sqlite(spec, classes) if classes else RowMapper.passthrough(spec)
+        mapper = (RowMapper.for_sqlite(spec, classes, to_postgres=self.target.kind == "postgres") if classes
+                  else RowMapper.passthrough(spec))
         reader = (SQLiteCopyReader(spec, classes, hashing=self.request.verify)
                   if classes and self.target.kind == "postgres" else None)
         binary = pg_to_pg.binary_columns(sconn, spec) if self.pipe else None
@@ -319,6 +320,8 @@ def _from_target(exc: BaseException) -> bool:
 def _chunk_failed(side: Any, spec: TableSpec, chunk: Chunk, chunks: int, exc: BaseException) -> StoragectlError:
     if isinstance(exc, StoragectlError):
         return exc
+    if refused := permission_refused(side, exc):  # exit 4, as the plan says it
+        return refused
     where = f"{spec.source} chunk {chunk.index + 1} of {chunks}"
     message = f"{side.backend.label}: {where} failed: {side.backend.error_line(exc)}; the chunk was rolled back"
     try:

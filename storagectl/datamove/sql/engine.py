@@ -5,12 +5,15 @@ the same chunks). The chunks themselves are copied by :mod:`storagectl.datamove.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from storagectl.datamove.sql import canonical, state, typemap
 from storagectl.datamove.sql.spec import Chunk, TableSpec, chunks_from_bounds
-from storagectl.errors import UsageError
+from storagectl.errors import PermissionDenied, StoragectlError, UsageError
+from storagectl.selection import matches_any
 
 if TYPE_CHECKING:
     from storagectl.datamove.model import DataMigrationRequest
@@ -47,22 +50,50 @@ def side_for(backend: Any) -> Any:
 
 def select_specs(source: Any, conn: Any, request: DataMigrationRequest, target_kind: str) -> list[TableSpec]:
     """The tables to move, described and mapped for the target, in source order."""
+    selection = request.selection
+    selection.require_fields(("tables", "exclude_tables"), "a data move between SQL backends")
     available = source.table_names(conn)
     maps = {table_map.source: table_map for table_map in request.maps}
-    # --table narrows: the maps then only say how the chosen tables move; without it, mapped tables move
-    chosen = list(request.selection.tables) or list(maps)
-    unknown = [name for name in chosen if name not in available]
+    # --table narrows (globs, in the order given): the maps then only say how the chosen tables move;
+    # without it, mapped tables move
+    wanted = list(selection.tables) or list(maps)
+    found = {pattern: [name for name in available if matches_any(name, [pattern])] for pattern in wanted}
+    unknown = [pattern for pattern, names in found.items() if not names]
     if unknown:
         raise UsageError(f"{source.backend.label} has no table {', '.join(map(repr, unknown))}",
                          hint=f"Try: one of {', '.join(available) or '(no tables)'}")
-    names = chosen or available
-    names = [name for name in names if name not in request.selection.exclude]
+    names = list(dict.fromkeys(name for names in found.values() for name in names)) if wanted else available
+    names = [name for name in names if not matches_any(name, selection.exclude_tables)]
     specs = [source.describe(conn, name, maps.get(name), target_kind) for name in names]
+    _carry_foreign_keys(specs, target_kind)
     onto_itself = [spec.source for spec in specs if spec.target == spec.source]
     if request.source.name == request.target.name and onto_itself:
         raise UsageError(f"{', '.join(onto_itself)} would be moved onto itself",
                          hint="Try: a map giving it another target name, or another target backend")
     return specs
+
+
+def _carry_foreign_keys(specs: list[TableSpec], target_kind: str) -> None:
+    """Foreign keys as the target names them: the referenced table and columns follow a rename (a map
+    or a plan). One whose referenced table is not moved, or whose referenced columns are not moved as
+    they are, is left out, and the plan says so."""
+    by_source = {spec.source: spec for spec in specs}
+    for spec in specs:
+        kept = []
+        for key in spec.foreign_keys:
+            described = f"foreign key ({', '.join(key.columns)}) → {key.ref_table}"
+            parent = by_source.get(key.ref_table)
+            renamed = {c.source_column: c.name for c in parent.columns if c.source_column} if parent else {}
+            columns = tuple(renamed.get(column) for column in key.ref_columns)
+            if parent is None:
+                spec.problems.append(f"{described} not moved: {key.ref_table} is not moved with it")
+            elif None in columns:
+                spec.problems.append(f"{described} not moved: its referenced columns are not moved as they are")
+            elif target_kind == "sqlite":
+                spec.problems.append(f"{described} not moved: SQLite cannot add one to a table after its rows")
+            else:
+                kept.append(replace(key, ref_table=parent.target, ref_columns=columns))  # type: ignore[arg-type]
+        spec.foreign_keys = kept
 
 
 # -- preparing --------------------------------------------------------------------------------------
@@ -88,8 +119,10 @@ def prepare(source: Any, target: Any, sconn: Any, tconn: Any, specs: list[TableS
     return jobs
 
 
-def _check_table(target: Any, tconn: Any, spec: TableSpec, request: DataMigrationRequest) -> TableJob:
-    found = state.read(tconn, target.param, spec.target)
+def _check_table(target: Any, tconn: Any, spec: TableSpec, request: DataMigrationRequest,
+                 recorded: bool = True) -> TableJob:
+    """``recorded``: the target has a state table to read (a run creates it first; a plan does not)."""
+    found = state.read(tconn, target.param, spec.target) if recorded else state.TableState(spec.target)
     if found.started and (found.status != "done" or request.resume):  # --resume: finished tables stay as they are
         if not request.resume:
             raise UsageError(f"an earlier run into {spec.target} stopped after {len(found.chunks)} of "
@@ -98,10 +131,10 @@ def _check_table(target: Any, tconn: Any, spec: TableSpec, request: DataMigratio
                                   "to start over")
         _adopt_columns(target, tconn, spec)
         return TableJob(spec, found.bounds, found.chunks, found.status, resumed=True)
-    columns = target.target_columns(tconn, spec)
+    columns = target.target_columns(tconn, spec) if tconn is not None else None
     if columns is None:
         return TableJob(spec, [], create=True)
-    _match_columns(target, spec, columns)
+    match_columns(target, spec, columns)
     empty = target.is_empty(tconn, spec)
     if not empty and not request.allow_nonempty_target:
         raise UsageError(f"target table {spec.target} is not empty",
@@ -109,13 +142,89 @@ def _check_table(target: Any, tconn: Any, spec: TableSpec, request: DataMigratio
     return TableJob(spec, [], empty_first=not empty)
 
 
+# -- what a plan checks of the target, read-only -------------------------------------------------------
+def check_target(target: Any, specs: list[TableSpec], request: DataMigrationRequest, *,
+                 pg_dump: bool = False) -> list[StoragectlError]:
+    """The errors a run of ``request`` would stop with before any row moves, found without writing
+    (the target opened read-only): the target unreachable, an interrupted run without --resume, a
+    table with other columns, a non-empty one without --yes, a privilege the run needs. Existing
+    tables lend their column types to ``specs``, as in a run."""
+    try:
+        with target.read_only() as tconn:
+            return _blockers(target, tconn, specs, request, pg_dump)
+    except StoragectlError as exc:  # unreachable, refused password, no such file
+        return [exc]
+
+
+def _blockers(target: Any, tconn: Any, specs: list[TableSpec], request: DataMigrationRequest,
+              pg_dump: bool) -> list[StoragectlError]:
+    recorded = tconn is not None and state.exists(tconn, target.kind)
+    blockers: list[StoragectlError] = []
+    if refused := target.cannot_record(tconn, recorded):
+        blockers.append(_refusal(target, refused))
+    jobs = []
+    for spec in specs:
+        try:
+            with refusals_of(target):  # reading a table the user may not read
+                job = _check_table(target, tconn, spec, request, recorded)
+        except StoragectlError as exc:
+            blockers.append(exc)
+            continue
+        jobs.append(job)
+        if refused := target.cannot_write(tconn, spec, create=job.create, emptied=job.empty_first,
+                                          adds_keys=not pg_dump):
+            blockers.append(_refusal(target, refused))
+    if pg_dump:
+        from storagectl.datamove.sql.pg_to_pg import check_creatable
+
+        try:
+            check_creatable(specs, [job.spec for job in jobs if job.create])
+        except StoragectlError as exc:
+            blockers.append(exc)
+    return blockers
+
+
+def _refusal(target: Any, what: str) -> PermissionDenied:
+    return PermissionDenied(f"{target.backend.label}: {what}",
+                            hint="Try: grant it to the target's user, or connect as a user who has it")
+
+
+def permission_refused(side: Any, exc: BaseException) -> PermissionDenied | None:
+    """A write the target's server or file refused for want of a privilege, as :class:`PermissionDenied`
+    (exit 4, as the plan reports it); None: another error."""
+    import sqlite3
+
+    denied = isinstance(exc, sqlite3.OperationalError) and "readonly database" in str(exc)
+    if not denied:
+        try:
+            import psycopg
+        except ImportError:  # pragma: no cover
+            return None
+        denied = isinstance(exc, psycopg.errors.InsufficientPrivilege)
+    return PermissionDenied(f"{side.backend.label}: {side.backend.error_line(exc)}",
+                            hint="Try: grant the privilege to the target's user; then the same command with "
+                                 "--resume") if denied else None
+
+
+@contextlib.contextmanager
+def refusals_of(target: Any) -> Iterator[None]:
+    """A run's writes outside the chunks (state table, tables, keys): a refused privilege as
+    :class:`PermissionDenied`."""
+    try:
+        yield
+    except Exception as exc:
+        if (refused := permission_refused(target, exc)) is not None:
+            raise refused from exc
+        raise
+
+
 def _adopt_columns(target: Any, tconn: Any, spec: TableSpec) -> None:
     columns = target.target_columns(tconn, spec)
     if columns is not None:
-        _match_columns(target, spec, columns)
+        match_columns(target, spec, columns)
 
 
-def _match_columns(target: Any, spec: TableSpec, columns: list[tuple[str, str]]) -> None:
+def match_columns(target: Any, spec: TableSpec, columns: list[tuple[str, str]]) -> None:
     """An existing table takes the rows if it has the same column names with types of the same kind;
     its own types then decide the mapping."""
     existing = dict(columns)

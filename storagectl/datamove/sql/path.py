@@ -11,7 +11,15 @@ from storagectl.archive.progress import ProgressCallback
 from storagectl.datamove.model import ItemPlan, MigrationPlan, RunResult
 from storagectl.datamove.sql import checks, pg_to_pg, state
 from storagectl.datamove.sql.copier import ChunkCopier
-from storagectl.datamove.sql.engine import TableJob, prepare, select_specs, side_for
+from storagectl.datamove.sql.engine import (
+    TableJob,
+    check_target,
+    match_columns,
+    prepare,
+    refusals_of,
+    select_specs,
+    side_for,
+)
 from storagectl.datamove.sql.rows import RejectsFile
 
 if TYPE_CHECKING:
@@ -27,10 +35,13 @@ class SqlDataPath:
     def plan(self, request: DataMigrationRequest) -> MigrationPlan:
         from storagectl.datamove.sql.profile import profile_table
 
-        source = side_for(request.source)
+        source, target = side_for(request.source), side_for(request.target)
         result = MigrationPlan(request.source.name, request.target.name, self.pair)
         with source.connect() as conn:
-            for spec in select_specs(source, conn, request, self.target_dialect):
+            specs = select_specs(source, conn, request, self.target_dialect)
+            result.blockers = check_target(target, specs, request,
+                                           pg_dump=pg_to_pg.uses_pg_dump(request.source, request.target, specs))
+            for spec in specs:
                 bounds = source.bounds(conn, spec, request.batch_rows)
                 item = ItemPlan(spec.source, spec.target, row_estimate=spec.row_estimate,
                                 chunking=spec.chunking(request.batch_rows, len(bounds) + 1 if spec.key else None),
@@ -55,14 +66,15 @@ class SqlDataPath:
             with source.connect() as sconn, target.connect() as tconn:
                 specs = select_specs(source, sconn, request, self.target_dialect)
                 dump = snapshot is not None and pg_to_pg.uses_pg_dump(request.source, request.target, specs)
-                whole = not (request.selection.tables or request.selection.exclude)
+                whole = not (request.selection.tables or request.selection.exclude_tables)
                 create = (lambda missing: pg_to_pg.create_tables(source, target, tconn, snapshot, specs, missing,
                                                                  whole)) if dump else None
-                jobs = prepare(source, target, sconn, tconn, specs, request, create)
+                with refusals_of(target):
+                    jobs = prepare(source, target, sconn, tconn, specs, request, create)
             parallel = 1 if target.kind == "sqlite" else request.parallel
             copier = ChunkCopier(source, target, request, progress, rejects, pipe=dump)
             result.items = copier.copy(jobs, parallel)
-            with target.connect() as tconn:
+            with target.connect() as tconn, refusals_of(target):
                 if dump:
                     created = any(job.create for job in jobs) or not all(job.status == "done" for job in jobs)
                     pg_to_pg.finish(source, target, tconn, snapshot, specs, created, whole, parallel)
@@ -77,14 +89,15 @@ class SqlDataPath:
         return result
 
     def _finish(self, target: Any, tconn: Any, jobs: list[TableJob], *, schema_done: bool) -> None:
-        """Keys, indexes and identities per table (unless pg_dump's post-data built them), foreign keys
-        once all are in."""
+        """Keys, indexes and identities per table, foreign keys once all are in (unless pg_dump's
+        post-data built them)."""
         for job in jobs:
             if job.status != "done":
                 if not schema_done:
                     target.finish_table(tconn, job.spec)
                 state.set_status(tconn, target.param, job.spec.target, "done")
-        target.finish_all(tconn, [job.spec for job in jobs])
+        if not schema_done:
+            target.finish_all(tconn, [job.spec for job in jobs])
 
     def _verify_jobs(self, source: Any, target: Any, jobs: list[TableJob], result: RunResult,
                      show_diffs: bool) -> None:
@@ -120,14 +133,13 @@ class SqlDataPath:
 
 
 def _adopt_target_types(target: Any, tconn: Any, spec: Any) -> None:
-    from storagectl.datamove.sql.engine import _match_columns
     from storagectl.errors import NotFound
 
     columns = target.target_columns(tconn, spec)
     if columns is None:
         raise NotFound(f"{target.backend.label} has no table {spec.target} to verify",
                        hint="Try: storagectl migrate data run with the same --from/--to first")
-    _match_columns(target, spec, columns)
+    match_columns(target, spec, columns)
 
 
 def _column_plan(column: Any) -> Any:

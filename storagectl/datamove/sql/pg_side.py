@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from storagectl.datamove.sql import canonical, typemap
-from storagectl.datamove.sql.spec import Chunk, ColumnSpec, IndexSpec, TableSpec
+from storagectl.datamove.sql.spec import Chunk, ColumnSpec, ForeignKeySpec, IndexSpec, TableSpec
 from storagectl.errors import OperationFailed, UsageError
 
 if TYPE_CHECKING:
@@ -52,6 +52,19 @@ JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
 WHERE i.indrelid = %s::regclass AND NOT i.indisprimary AND i.indexprs IS NULL AND i.indpred IS NULL
 GROUP BY 1, 2
 """
+
+
+FOREIGN_KEYS_SQL = """
+SELECT (SELECT array_agg(a.attname ORDER BY k.n) FROM unnest(c.conkey) WITH ORDINALITY k(attnum, n)
+        JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum),
+       rn.nspname, r.relname,
+       (SELECT array_agg(a.attname ORDER BY k.n) FROM unnest(c.confkey) WITH ORDINALITY k(attnum, n)
+        JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum),
+       c.confdeltype, c.confupdtype
+FROM pg_constraint c JOIN pg_class r ON r.oid = c.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
+WHERE c.conrelid = %s::regclass AND c.contype = 'f' ORDER BY c.conname
+"""
+FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
 
 def quote(name: str) -> str:
@@ -98,6 +111,43 @@ class PostgresSide:
                                hint="Try: wait for it to finish (its state is in storagectl_data_migration)")
             yield
 
+    @contextlib.contextmanager
+    def read_only(self) -> Iterator[Any]:
+        """A connection that cannot write: a plan's look at the target."""
+        with self.connect() as conn:
+            conn.execute("SET default_transaction_read_only = on")
+            yield conn
+
+    # -- what a run needs of the target (a plan asks; None: nothing missing) ------------------------
+    def cannot_record(self, conn: Any, recorded: bool) -> str | None:
+        """The state table, where a run records its chunks: written if it exists, else created."""
+        if recorded:
+            missing = _missing_privileges(conn, quote(STATE_TABLE), ("SELECT", "INSERT", "UPDATE", "DELETE"))
+            return f"no {', '.join(missing)} privilege on {STATE_TABLE}, where a run records its chunks" \
+                if missing else None
+        schema, allowed = conn.execute("SELECT current_schema(), has_schema_privilege(current_schema(), 'CREATE')"
+                                       ).fetchone()
+        return None if schema is None or allowed else \
+            f"no CREATE privilege on schema {schema}, where a run creates its state table {STATE_TABLE}"
+
+    def cannot_write(self, conn: Any, spec: TableSpec, *, create: bool, emptied: bool, adds_keys: bool
+                     ) -> str | None:
+        """A table the run creates (CREATE on its schema), or fills (INSERT; TRUNCATE to empty it first;
+        ownership to add its keys and indexes after the data)."""
+        if create:
+            schema = split_name(spec.target)[0]
+            found = conn.execute("SELECT has_schema_privilege(oid, 'CREATE') FROM pg_namespace WHERE nspname = %s",
+                                 [schema]).fetchone()
+            return None if found is None or found[0] else \
+                f"no CREATE privilege on schema {schema}, where a run creates {spec.target}"
+        missing = _missing_privileges(conn, spec.target_sql, ("INSERT", "TRUNCATE") if emptied else ("INSERT",))
+        problems = [f"no {', '.join(missing)} privilege on {spec.target}"] if missing else []
+        if adds_keys and (spec.primary_key or spec.indexes or spec.identity) and not conn.execute(
+                "SELECT pg_has_role(relowner, 'USAGE') FROM pg_class WHERE oid = %s::regclass",
+                [spec.target_sql]).fetchone()[0]:
+            problems.append(f"not the owner of {spec.target}, to which a run adds keys and indexes after the data")
+        return "; ".join(problems) or None
+
     # -- catalog --------------------------------------------------------------------------------
     def table_names(self, conn: Any) -> list[str]:
         rows = conn.execute(USER_TABLES_SQL, [STATE_TABLE]).fetchall()
@@ -129,11 +179,27 @@ class PostgresSide:
         spec.indexes = [IndexSpec(index, tuple(names[quote(c)] for c in cols), unique)
                         for index, unique, cols in conn.execute(SIMPLE_INDEXES_SQL, [relation])
                         if all(quote(c) in names for c in cols)]
+        spec.foreign_keys = self._foreign_keys(conn, relation, names, spec)
         spec.row_estimate = self._row_estimate(conn, relation)
         spec.time_column = table_map.time_column if table_map else None
         if target_kind == "sqlite":
             spec.problems.append("foreign keys, checks and non-column indexes are not moved to SQLite")
         return spec
+
+    def _foreign_keys(self, conn: Any, relation: str, names: dict[str, str], spec: TableSpec) -> list[ForeignKeySpec]:
+        """Used where the target tables are built from the mapping (pg_dump's post-data has them
+        otherwise); one with a column left out is not moved, and the plan says so."""
+        keys = []
+        for local, schema, table, referenced, on_delete, on_update in conn.execute(FOREIGN_KEYS_SQL, [relation]):
+            parent = table if schema == "public" else f"{schema}.{table}"
+            mapped = [names.get(quote(column)) for column in local]
+            if None in mapped:
+                spec.problems.append(f"foreign key ({', '.join(local)}) → {parent} not moved: a column of it is "
+                                     "left out")
+                continue
+            keys.append(ForeignKeySpec(tuple(mapped), parent, tuple(referenced),  # type: ignore[arg-type]
+                                       FK_ACTIONS[on_delete], FK_ACTIONS[on_update]))
+        return keys
 
     def _column(self, row: Sequence[Any], target_kind: str, target_name: str) -> ColumnSpec:
         name, pg_type, not_null, _identity = row
@@ -311,7 +377,9 @@ class PostgresSide:
             conn.execute(statement)
 
     def finish_all(self, conn: Any, specs: list[TableSpec]) -> None:
-        moved = {spec.target for spec in specs}
+        """The foreign keys between the moved tables (``ref_table``: the target name, as select_specs
+        set it), once every table holds its rows."""
+        moved = {spec.target: spec for spec in specs}
         for spec in specs:
             for number, key in enumerate(spec.foreign_keys, start=1):
                 if key.ref_table not in moved:
@@ -320,9 +388,16 @@ class PostgresSide:
                 exists = conn.execute("SELECT 1 FROM pg_constraint WHERE conname = %s AND conrelid = %s::regclass",
                                       [name, spec.target_sql]).fetchone()
                 if not exists:
-                    conn.execute(f"ALTER TABLE {spec.target_sql} ADD CONSTRAINT {quote(name)} FOREIGN KEY "
-                                 f"({', '.join(map(quote, key.columns))}) REFERENCES {quote(key.ref_table)} "
-                                 f"({', '.join(map(quote, key.ref_columns))})")
+                    conn.execute(f"ALTER TABLE {spec.target_sql} ADD CONSTRAINT {quote(name)} "
+                                 + key.references_sql(moved[key.ref_table].target_sql, quote))
+
+
+def _missing_privileges(conn: Any, relation: str, privileges: Sequence[str]) -> list[str]:
+    """Of ``privileges``, those the user lacks on ``relation`` (asked one by one: has_table_privilege
+    with a list is true when any of them is held)."""
+    held = conn.execute("SELECT " + ", ".join(["has_table_privilege(%s, %s)"] * len(privileges)),
+                        [value for privilege in privileges for value in (relation, privilege)]).fetchone()
+    return [privilege for privilege, ok in zip(privileges, held, strict=True) if not ok]
 
 
 def _sqlite_note(kind: str) -> str:

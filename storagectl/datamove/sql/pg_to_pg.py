@@ -42,6 +42,14 @@ def exported_snapshot(source: PostgresSide) -> Iterator[str]:
                 holder.execute("COMMIT")
 
 
+def check_creatable(specs: list[TableSpec], missing: list[TableSpec]) -> None:
+    """pg_dump's pre-data creates every table or none: some of them existing already is refused."""
+    if missing and len(missing) != len(specs):
+        names = ", ".join(spec.target for spec in specs if spec not in missing)
+        raise UsageError(f"some of the tables exist on the target already ({names}), others do not",
+                         hint="Try: --table for the missing ones, or drop the existing ones to copy all")
+
+
 def dump_section(source: PostgresSide, snapshot: str, section: str, specs: list[TableSpec], whole: bool) -> str:
     """pg_dump's SQL for the section: of the whole database (extensions, types, every table), or of
     the moved tables alone when some were chosen."""
@@ -78,10 +86,7 @@ def create_tables(source: PostgresSide, target: PostgresSide, tconn: Any, snapsh
     """pg_dump's pre-data for all of them, in one transaction; only when none exists yet."""
     if not missing:
         return
-    if len(missing) != len(specs):
-        names = ", ".join(spec.target for spec in specs if spec not in missing)
-        raise UsageError(f"some of the tables exist on the target already ({names}), others do not",
-                         hint="Try: --table for the missing ones, or drop the existing ones to copy all")
+    check_creatable(specs, missing)
     pre_data = dump_section(source, snapshot, "pre-data", specs, whole)
     with tconn.transaction():
         apply_schema(target, tconn, pre_data, "pre-data")

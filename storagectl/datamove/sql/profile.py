@@ -30,8 +30,13 @@ def profile_table(source: Any, conn: Any, spec: TableSpec, item: ItemPlan, *, to
     item.reject_samples = [RejectSample(str(r.key), spec.columns[r.column_index].name if r.column_index is not None
                                         else "", r.reason) for r in rejects[:SAMPLES]]
     by_column = Counter(r.column_index for r in rejects)
+    losses: dict[int, Counter[str]] = {}
+    for reject in rejects:
+        if reject.loss and reject.column_index is not None:
+            losses.setdefault(reject.column_index, Counter())[reject.loss] += 1
     item.columns = [ColumnPlan(column.name, column.source_type, column.target_type,
-                               _note(column.note, storage[i], formats[i], by_column.get(i, 0), spec.kinds[i]))
+                               _note(column.note, storage[i], formats[i], by_column.get(i, 0), spec.kinds[i],
+                                     losses.get(i, Counter())), dict(losses.get(i, {})))
                     for i, column in enumerate(spec.columns)]
 
 
@@ -59,7 +64,8 @@ def _spelling(kind: str, value: Any) -> str:
     return canonical.date_format(value)
 
 
-def _note(base: str, storage: dict[str, Any], formats: Counter[str], rejected: int, kind: str) -> str:
+def _note(base: str, storage: dict[str, Any], formats: Counter[str], rejected: int, kind: str,
+          losses: Counter[str]) -> str:
     parts = [base] if base else []
     classes = storage["classes"]
     if len(classes) > 1 or (classes and not _expected(kind, set(classes))):
@@ -73,7 +79,9 @@ def _note(base: str, storage: dict[str, Any], formats: Counter[str], rejected: i
     elif formats:
         parts.append("dates: " + ", ".join(f"{name} {count}" for name, count in formats.most_common()))
     if rejected:
-        parts.append(f"{rejected} rejected")
+        lost = ", ".join(f"{count} {'would be rounded' if loss == 'rounded' else 'overflow'}"
+                         for loss, count in sorted(losses.items(), key=lambda pair: pair[0] != "rounded"))
+        parts.append(f"{rejected} rejected" + (f" ({lost})" if lost else ""))
     return "; ".join(parts)
 
 

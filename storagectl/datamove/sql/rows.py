@@ -26,13 +26,19 @@ class RowMapper:
     kinds: list[str]
     convert_columns: list[int]  # the columns converted on the fast path
     hash_rows: bool
-    pg_types: list[str] | None = None  # PostgreSQL target types: the careful path checks their ranges too
+    pg_types: list[str | None] | None = None  # PostgreSQL target types: the careful path checks their ranges too
 
     @classmethod
-    def for_sqlite(cls, spec: TableSpec, storage_classes: list[set[str]]) -> RowMapper:
+    def for_sqlite(cls, spec: TableSpec, storage_classes: list[set[str]], *, to_postgres: bool = False
+                   ) -> RowMapper:
+        """``to_postgres``: the careful path also rejects what a ``numeric(p,s)`` column would round
+        (the server would store it rounded, not refuse it); the server's own refusals (ranges) are
+        found by loading the chunk row by row."""
         convert = [i for i, (kind, found) in enumerate(zip(spec.kinds, storage_classes, strict=True))
                    if not (found - {"null"}) <= NATIVE.get(kind, set())]
-        return cls(spec.kinds, convert, hash_rows=True)
+        lossy = [c.target_type if c.kind == "numeric" and canonical.numeric_bounds(c.target_type) else None
+                 for c in spec.columns] if to_postgres else []
+        return cls(spec.kinds, convert, hash_rows=True, pg_types=lossy if any(lossy) else None)
 
     @classmethod
     def passthrough(cls, spec: TableSpec) -> RowMapper:
@@ -55,15 +61,16 @@ class RowMapper:
                 table: str) -> Iterator[tuple[Any, list[Any]]]:
         """``(key, row)`` with every value checked (UTF-8, NUL, conversion); rows that fail go to
         ``rejects``, not on."""
-        converters = ([canonical.pg_converter(kind, pg_type) for kind, pg_type in zip(self.kinds, self.pg_types,
-                                                                                     strict=True)]
-                      if self.pg_types else [canonical.converter(kind) for kind in self.kinds])
+        types = self.pg_types or [None] * len(self.kinds)
+        converters = [canonical.pg_converter(kind, pg_type) if pg_type else canonical.converter(kind)
+                      for kind, pg_type in zip(self.kinds, types, strict=True)]
         hasher = canonical.row_hasher(self.kinds) if self.hash_rows else None
         for key, *values in keyed_rows:
             try:
                 row = check_row(converters, values)
             except _ColumnRejected as exc:
-                rejects.append(Reject(table, key, exc.column_index, str(exc.reason), values))
+                rejects.append(Reject(table, key, exc.column_index, str(exc.reason), values,
+                                      getattr(exc.reason, "loss", None)))
                 continue
             tally.add(row, hasher)
             yield key, row
@@ -117,6 +124,7 @@ class Reject:
     column_index: int | None
     reason: str
     values: Sequence[Any] = ()
+    loss: str | None = None  # a number numeric(p,s) would round ("rounded") or cannot hold ("overflow")
 
 
 @dataclass

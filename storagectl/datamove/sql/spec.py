@@ -4,6 +4,7 @@ and the schema built after the data (primary key, indexes, foreign keys, identit
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -27,9 +28,21 @@ class IndexSpec:
 
 @dataclass(frozen=True)
 class ForeignKeySpec:
+    """``columns`` are target names; the referenced table and columns are named as on the source
+    until :func:`~storagectl.datamove.sql.engine.select_specs` renames them as that table moves."""
+
     columns: tuple[str, ...]
-    ref_table: str  # target table name
+    ref_table: str
     ref_columns: tuple[str, ...]
+    on_delete: str = "NO ACTION"
+    on_update: str = "NO ACTION"
+
+    def references_sql(self, ref_sql: str, quote: Any) -> str:
+        actions = "".join(f" ON {event} {action}" for event, action in (("DELETE", self.on_delete),
+                                                                      ("UPDATE", self.on_update))
+                          if action != "NO ACTION")
+        return (f"FOREIGN KEY ({', '.join(map(quote, self.columns))}) REFERENCES {ref_sql} "
+                f"({', '.join(map(quote, self.ref_columns))}){actions}")
 
 
 @dataclass

@@ -51,7 +51,19 @@ def copy_field(column: ColumnSpec, classes: set[str]) -> str:
                 "ELSE 'not a boolean' END")
     if kind in ("timestamptz", "timestamp", "date"):
         return _moment_field(c, kind)
+    if kind == "numeric" and (bounds := canonical.numeric_bounds(column.target_type)):
+        return _bounded_numeric_field(c, *bounds)
     return c if plain and kind == "numeric" else escaped(c)
+
+
+def _bounded_numeric_field(c: str, precision: int, scale: int) -> str:
+    """``numeric(p,s)`` rounds a value with more decimals without a word: a number it holds exactly
+    goes as it is; any other (or text, which SQL cannot judge) as text the server refuses, so its
+    chunk is redone in Python, which rejects exactly the rows it would round or cannot hold."""
+    exact = f"typeof({c}) = 'integer' OR (typeof({c}) = 'real' AND round({c}, {scale}) = {c})" if scale >= 0 \
+        else "0"
+    return (f"CASE WHEN {c} IS NULL THEN NULL WHEN ({exact}) AND abs({c}) < 1e{precision - scale} THEN {c} "
+            f"ELSE 'not exactly numeric({precision},{scale})' END")
 
 
 def _moment_field(c: str, kind: str) -> str:

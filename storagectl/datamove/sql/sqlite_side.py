@@ -59,6 +59,39 @@ class SQLiteSide:
         with held(lock, f"a migrate data run into {self.backend.label}"):
             yield
 
+    @contextlib.contextmanager
+    def read_only(self) -> Iterator[sqlite3.Connection | None]:
+        """A connection that cannot write (a plan's look at the target); None when the file does not
+        exist and a run would create it."""
+        path = self.backend.settings.path
+        if not path.is_file():
+            if self.backend.settings.create_if_missing:
+                yield None
+                return
+            with self.backend.connect():  # the run's own error: the file does not exist
+                pass
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            conn.isolation_level = None
+            yield conn
+
+    # -- what a run needs of the target (a plan asks; None: nothing missing) ------------------------
+    def cannot_record(self, conn: sqlite3.Connection | None, recorded: bool) -> str | None:
+        """A run writes the file and, beside it, its journal and lock file."""
+        import os
+
+        path = self.backend.settings.path
+        if path.exists() and not os.access(path, os.W_OK):
+            return f"cannot write {path}"
+        directory = path.parent
+        while not directory.exists():  # created with the file
+            directory = directory.parent
+        return None if os.access(directory, os.W_OK | os.X_OK) else \
+            f"cannot write in {directory}, where a run keeps its journal and lock files"
+
+    def cannot_write(self, conn: sqlite3.Connection | None, spec: TableSpec, *, create: bool, emptied: bool,
+                     adds_keys: bool) -> str | None:
+        return None  # SQLite has no per-table privileges: the file's are checked once (cannot_record)
+
     # -- catalog --------------------------------------------------------------------------------
     def table_names(self, conn: sqlite3.Connection) -> list[str]:
         rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
@@ -88,7 +121,8 @@ class SQLiteSide:
             spec.identity = target_names[quote(ipk)]
         spec.indexes, skipped = self._indexes(conn, name, target_names)
         spec.problems += skipped
-        spec.foreign_keys = self._foreign_keys(conn, name, target_names)
+        spec.foreign_keys, held_back = self._foreign_keys(conn, name, target_names)
+        spec.problems += held_back
         spec.row_estimate = self._row_estimate(conn, name)
         spec.time_column = table_map.time_column if table_map else None
         if not has_rowid:
@@ -151,17 +185,28 @@ class SQLiteSide:
             indexes.append(IndexSpec(index, tuple(mapped), bool(unique)))  # type: ignore[arg-type]
         return indexes, skipped
 
-    def _foreign_keys(self, conn: sqlite3.Connection, table: str, names: dict[str, str]) -> list[ForeignKeySpec]:
+    def _foreign_keys(self, conn: sqlite3.Connection, table: str, names: dict[str, str]
+                      ) -> tuple[list[ForeignKeySpec], list[str]]:
+        """The table's foreign keys that can move, and what keeps the others back."""
+        problems: list[str] = []
         groups: dict[int, list[Any]] = {}
         for row in conn.execute(f"PRAGMA foreign_key_list({quote(table)})"):
             groups.setdefault(row[0], []).append(row)
         keys = []
         for rows in groups.values():
             local = [names.get(quote(row[3])) for row in rows]
-            if None in local or any(row[4] is None for row in rows):
+            parent = rows[0][2]
+            referenced = [row[4] for row in rows]
+            if None in referenced:  # REFERENCES parent: its primary key
+                referenced = [r[1] for r in sorted((r for r in conn.execute(f"PRAGMA table_info({quote(parent)})")
+                                                    if r[5]), key=lambda r: r[5])]
+            if None in local or len(referenced) != len(local):
+                why = "a column of it is left out" if None in local else f"{parent} has no matching primary key"
+                problems.append(f"foreign key ({', '.join(row[3] for row in rows)}) → {parent} not moved: {why}")
                 continue
-            keys.append(ForeignKeySpec(tuple(local), rows[0][2], tuple(row[4] for row in rows)))  # type: ignore[arg-type]
-        return keys
+            keys.append(ForeignKeySpec(tuple(local), parent, tuple(referenced),  # type: ignore[arg-type]
+                                       on_delete=rows[0][6].upper(), on_update=rows[0][5].upper()))
+        return keys, problems
 
     def _row_estimate(self, conn: sqlite3.Connection, table: str) -> int:
         return conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0]

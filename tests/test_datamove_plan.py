@@ -1,0 +1,173 @@
+"""`storagectl migrate data plan` / `run --dry-run` against the target: what would stop a run is found
+read-only and gives the run's exit code; numeric(p,s) losses; foreign keys of renamed tables; tables
+selected by the selective backup's Selection."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+
+from tests import test_datamove_sql
+from tests.conftest import free_port
+from tests.test_datamove_sql import make_source, run_json
+
+moves = test_datamove_sql.moves  # the fixture: a SQLite source and an empty PostgreSQL target
+
+
+def _tables(pg_database) -> set[str]:
+    with pg_database.connect() as conn:
+        return {row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+
+
+def test_plan_and_dry_run_find_what_would_stop_the_run_without_writing(cli, moves, pg_database):
+    with pg_database.connect() as conn:
+        conn.execute("CREATE TABLE notes (body varchar(20), weight float8)")
+        conn.execute("INSERT INTO notes VALUES ('old', 1)")
+    for command in (["plan"], ["run", "--dry-run"]):
+        result = cli("-c", moves, "migrate", "data", *command, "--from", "lite", "--to", "pg")
+        assert result.exit_code == 2, result.stderr  # as the run: a non-empty target table needs --yes
+        assert "error: target table notes is not empty" in result.stderr
+    result, plan = run_json(cli, moves, "plan", "--from", "lite", "--to", "pg", "--yes")
+    assert result.exit_code == 0, result.stderr  # the tables to create are no obstacle
+    assert plan["blocked_by"] == [] and {item["target"] for item in plan["items"]} == {"authors", "books", "notes"}
+    assert _tables(pg_database) == {"notes"}  # no state table, nothing created
+    with pg_database.connect() as conn:
+        conn.execute("ALTER TABLE notes ADD COLUMN extra int")
+    result, plan = run_json(cli, moves, "run", "--dry-run", "--from", "lite", "--to", "pg", "--yes")
+    assert result.exit_code == 2
+    assert plan["blocked_by"][0]["error"] == "target table notes has other columns than the move (not in the " \
+                                             "source extra)"
+    assert _tables(pg_database) == {"notes"}
+
+
+def test_plan_of_an_unreachable_target_exits_as_the_run_would(cli, tmp_path, write_config):
+    make_source(tmp_path / "src.db")
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          down: {{kind: postgres, host: 127.0.0.1, port: {free_port()}, user: app, retry: {{attempts: 1}}}}
+        """)
+    plan = cli("-c", config, "-o", "json", "migrate", "data", "plan", "--from", "lite", "--to", "down")
+    run = cli("-c", config, "migrate", "data", "run", "--from", "lite", "--to", "down")
+    assert plan.exit_code == run.exit_code == 3, (plan.stderr, run.stderr)
+    report = json.loads(plan.stdout)
+    assert len(report["items"]) == 3 and report["blocked_by"][0]["exit_code"] == 3  # the source still planned
+    assert plan.stderr.splitlines()[0] == run.stderr.splitlines()[0]
+
+
+def test_plan_and_run_stop_alike_on_a_privilege_the_target_user_lacks(cli, tmp_path, write_config, pg_database):
+    make_source(tmp_path / "src.db")
+    role = f"{pg_database.name}_writer"
+    with pg_database.connect() as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        conn.execute("CREATE TABLE notes (body text, weight float8)")
+        conn.execute(f'GRANT SELECT ON notes TO "{role}"')
+    url = pg_database.url.replace(f"{pg_database.user}@", f"{role}@", 1)
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          pg: {{kind: postgres, url: "{url}"}}
+        """)
+    try:
+        plan = cli("-c", config, "migrate", "data", "plan", "--from", "lite", "--to", "pg", "--table", "notes")
+        assert plan.exit_code == 4, plan.stderr
+        assert "no CREATE privilege on schema public, where a run creates its state table" in plan.stderr
+        assert "a run would also stop on: " in plan.stderr and "no INSERT privilege on notes" in plan.stderr
+        assert _tables(pg_database) == {"notes"}
+        run = cli("-c", config, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--table", "notes")
+        assert run.exit_code == 4 and "permission denied for schema public" in run.stderr, run.stderr
+        with pg_database.connect() as conn:
+            conn.execute(f'GRANT CREATE ON SCHEMA public TO "{role}"')
+        plan = cli("-c", config, "migrate", "data", "plan", "--from", "lite", "--to", "pg", "--table", "notes")
+        assert plan.exit_code == 4 and "error: " in plan.stderr and "no INSERT privilege on notes" in plan.stderr
+        run = cli("-c", config, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--table", "notes")
+        assert run.exit_code == 4 and "permission denied for table notes" in run.stderr, run.stderr
+    finally:
+        with pg_database.connect() as conn:
+            conn.execute(f'DROP OWNED BY "{role}"')
+            conn.execute(f'DROP ROLE "{role}"')
+
+
+def test_numeric_rounding_and_overflow_are_rejected_alike_by_plan_and_run(cli, moves, tmp_path, pg_database):
+    with closing(sqlite3.connect(tmp_path / "src.db")) as source, source:
+        source.executescript("CREATE TABLE prices (id INTEGER PRIMARY KEY, amount NUMERIC(5,2));"
+                             "INSERT INTO prices VALUES (1, 1.25), (2, 1.2345), (3, 12345.5), (4, 999.99), (5, '7'),"
+                             " (6, NULL);")
+    config = moves
+    result, plan = run_json(cli, config, "plan", "--from", "lite", "--to", "pg", "--table", "prices")
+    assert result.exit_code == 1  # rows would be rejected under --on-error stop
+    (prices,) = plan["items"]
+    reasons = {sample["key"]: (sample["column"], sample["reason"]) for sample in prices["reject_samples"]}
+    assert reasons == {"2": ("amount", "1.2345 would be rounded to 1.23 by numeric(5,2)"),
+                       "3": ("amount", "12345.5 overflows numeric(5,2), which holds less than 10^3")}
+    amount = next(column for column in prices["columns"] if column["name"] == "amount")
+    assert amount["losses"] == {"rounded": 1, "overflow": 1}
+    assert amount["note"].endswith("2 rejected (1 would be rounded, 1 overflow)")
+    stop = cli("-c", config, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--table", "prices")
+    assert stop.exit_code == 1
+    assert "error: prices: row id 2 column amount: 1.2345 would be rounded to 1.23 by numeric(5,2) (2 rejected " \
+           "row(s)" in stop.stderr
+    result, report = run_json(cli, config, "run", "--from", "lite", "--to", "pg", "--table", "prices", "--resume",
+                              "--on-error", "skip", "--rejects", tmp_path / "rejects.jsonl")
+    assert result.exit_code == 0, result.stderr
+    assert report["items"][0]["rows"] == 4 and report["items"][0]["rejected"] == 2 and report["verified"] is True
+    with pg_database.connect() as conn:
+        assert [str(row[0]) for row in conn.execute("SELECT amount FROM prices ORDER BY id")] == \
+            ["1.25", "999.99", "7.00", "None"]
+
+
+FOREIGN_KEYS_SQL = """
+SELECT c.conrelid::regclass::text, pg_get_constraintdef(c.oid) FROM pg_constraint c WHERE c.contype = 'f'
+ORDER BY 1
+"""
+
+
+def test_a_foreign_key_follows_its_renamed_table_from_sqlite(cli, moves, pg_database, tmp_path):
+    (tmp_path / "map.yaml").write_text("tables:\n  - {source: authors, target: writers, renames: {id: writer_id}}\n"
+                                       "  - {source: books}\n")
+    result, plan = run_json(cli, moves, "plan", "--from", "lite", "--to", "pg", "--map", tmp_path / "map.yaml")
+    assert result.exit_code == 0 and all(item["problems"] == [] for item in plan["items"]), plan
+    result, report = run_json(cli, moves, "run", "--from", "lite", "--to", "pg", "--map", tmp_path / "map.yaml")
+    assert result.exit_code == 0 and report["verified"] is True, result.stderr
+    with pg_database.connect() as conn:
+        assert conn.execute(FOREIGN_KEYS_SQL).fetchall() == [
+            ("books", "FOREIGN KEY (author_id) REFERENCES writers(writer_id)")]
+
+
+def test_a_foreign_key_follows_its_renamed_table_from_postgres_and_one_left_behind_is_said(
+        cli, tmp_path, write_config, pg_database, pg_target):
+    with pg_database.connect() as conn:
+        conn.execute("CREATE TABLE customers (id int PRIMARY KEY, name text);"
+                     "CREATE TABLE orders (id int PRIMARY KEY, customer_id int REFERENCES customers (id) "
+                     "ON DELETE CASCADE, total int);"
+                     "INSERT INTO customers VALUES (1, 'a'), (2, 'b'); INSERT INTO orders VALUES (1, 1, 5), (2, 2, 7);")
+    (tmp_path / "map.yaml").write_text("tables:\n  - {source: customers, target: clients}\n  - {source: orders}\n")
+    config = write_config(f"""\
+        backends:
+          src: {{kind: postgres, url: "{pg_database.url}"}}
+          dst: {{kind: postgres, url: "{pg_target.url}"}}
+        """)
+    result, report = run_json(cli, config, "run", "--from", "src", "--to", "dst", "--map", tmp_path / "map.yaml")
+    assert result.exit_code == 0 and report["verified"] is True, result.stderr
+    with pg_target.connect() as conn:
+        assert conn.execute(FOREIGN_KEYS_SQL).fetchall() == [
+            ("orders", "FOREIGN KEY (customer_id) REFERENCES clients(id) ON DELETE CASCADE")]
+    (tmp_path / "alone.yaml").write_text("tables:\n  - {source: orders, target: orders2}\n")
+    result, plan = run_json(cli, config, "plan", "--from", "src", "--to", "dst", "--map", tmp_path / "alone.yaml")
+    assert plan["items"][0]["problems"] == ["foreign key (customer_id) → customers not moved: customers is not "
+                                            "moved with it"]
+
+
+def test_tables_are_chosen_by_glob_as_a_selective_backup_does_and_other_selectors_are_refused(cli, moves):
+    result, plan = run_json(cli, moves, "plan", "--from", "lite", "--to", "pg", "--table", "b*", "--table", "a*",
+                            "--table", "n*", "--exclude-table", "no?es")
+    assert result.exit_code == 0, result.stderr
+    assert [item["source"] for item in plan["items"]] == ["books", "authors"]  # in the order asked
+    none = cli("-c", moves, "migrate", "data", "plan", "--from", "lite", "--to", "pg", "--table", "z*")
+    assert none.exit_code == 2 and "has no table 'z*'" in none.stderr
+    keys = cli("-c", moves, "migrate", "data", "plan", "--from", "lite", "--to", "pg", "--pattern", "x*")
+    assert keys.exit_code == 2
+    assert "--pattern does not apply to a data move between SQL backends; it selects with --table, " \
+           "--exclude-table" in keys.stderr
