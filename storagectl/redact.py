@@ -19,12 +19,8 @@ def redact_url(url: str) -> str:
         return redact_text(url)
     if parts.password is None:
         return redact_text(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username or ''}:{MASK}@{host}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
+    # The hosts as written: a libpq host list (h1:5432,h2:5433) has no single port to parse.
+    netloc = f"{parts.username or ''}:{MASK}@{parts.netloc.rpartition('@')[2]}"
     return redact_text(urlunsplit(parts._replace(netloc=netloc)))
 
 

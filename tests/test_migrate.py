@@ -383,6 +383,35 @@ def test_secrets_stay_out_of_errors_and_sql(cli, write_config, pg_database):
         assert "s3cret-pw" not in result.stdout + result.stderr
 
 
+def test_a_multi_host_url_works_for_migrate_and_for_sqlalchemy(cli, write_config, pg_database):
+    """libpq's failover list (the first host refuses, the second is the server), with a password:
+    `migrate` runs on it and masks the password, and the settings' SQLAlchemy URL connects (it
+    raised on the port list, which crashed with exit 70)."""
+    from sqlalchemy import create_engine
+
+    from storagectl.config import load_config
+
+    server = f"{pg_database.host}:{pg_database.port}"
+    url = pg_database.url.replace("postgres@", "postgres:s3cret-pw@").replace(server, f"127.0.0.1:1,{server}")
+    assert url.count(",") == 1, url
+    config = write(write_config, f"  pg:\n    kind: postgres\n    url: {url}\n    migrations: mig/pg\n")
+    target = SqlTarget(config, "pg", "postgres", pg=pg_database)
+    assert migrate(cli, target, "init").exit_code == 0
+    new_revision(cli, target, "create t", "op.create_table('t', sa.Column('id', sa.Integer))", "op.drop_table('t')")
+    for args in (("up",), ("status",), ("current",)):
+        result = migrate(cli, target, *args)
+        assert result.exit_code == 0, result.stderr
+        assert "s3cret-pw" not in result.stdout + result.stderr
+    assert "t" in target.tables()
+
+    engine = create_engine(load_config(config).backend("pg").sqlalchemy_url())
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT current_database()").scalar() == pg_database.name
+    finally:
+        engine.dispose()
+
+
 def test_autogenerate_from_models(cli, target, tmp_path, monkeypatch):
     migrate(cli, target, "init")
     new_revision(cli, target, "empty")

@@ -119,13 +119,11 @@ ROWS = 1_500_000  # enough that the load is still running when the poll sees it 
 
 
 def guards_held(admin_url: str, database) -> int:
-    """Guards (advisory locks of running restores) on ``database`` or its staging databases."""
-    from storagectl.backends.postgres.guard import GUARD_CLASS, guard_key
+    """Guards (advisory locks of running restores) held on ``database`` or its staging databases."""
+    from storagectl.backends.postgres.guard import guard_held
 
-    keys = [guard_key(name) for name in [database.name, *side_databases(admin_url, database)]]
     with psycopg.connect(admin_url, autocommit=True) as admin:
-        return admin.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s::oid "
-                             "AND objid::bigint = ANY(%s)", [GUARD_CLASS, keys]).fetchone()[0]
+        return sum(guard_held(admin, name) for name in [database.name, *side_databases(admin_url, database)])
 
 
 def running_in(admin_url: str, database_prefix: str, statement: str) -> bool:
@@ -219,6 +217,36 @@ def test_a_live_restores_staging_database_is_never_taken_for_stale(pg_database, 
             assert side_databases(postgres_admin_url, pg_target) == []
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{other}"')
+
+
+def test_the_old_database_a_kill_after_the_swap_leaves_is_dropped_once_its_restore_is_gone(
+        pg_database, pg_target, postgres_admin_url, tmp_path):
+    """A kill just after the swap leaves ``<db>__stctl_old_<token>``. It is kept while the restore
+    that made it still runs (it guards ``<db>__stctl_restore_<token>`` until it has dropped it) and
+    while a session reads it; then the next restore drops it and says so."""
+    from storagectl.archive.api import RestoreOptions
+    from storagectl.backends.postgres.guard import hold_guards
+    from storagectl.backends.postgres.swap import side_name
+    from tests.test_backup_postgres import backend_for, backup_to
+
+    archive = backup_to(tmp_path / "b", pg_database)
+    old, restoring = side_name(pg_target.name, "old", "0ddba11e"), side_name(pg_target.name, "restore", "0ddba11e")
+    backend = backend_for(pg_target)
+    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{old}"')
+        try:
+            with psycopg.connect(postgres_admin_url, autocommit=True) as running:
+                hold_guards(backend, running, (restoring,))  # the restore that swapped, still dropping it
+                assert backend.restore(archive, RestoreOptions()).notes == []
+            with psycopg.connect(postgres_admin_url, dbname=old, autocommit=True):  # someone reads the old contents
+                assert backend.restore(archive, RestoreOptions()).notes == []
+            assert side_databases(postgres_admin_url, pg_target) == [old]
+            notes = backend.restore(archive, RestoreOptions()).notes
+            assert notes == [f"dropped database {old}, the old contents left behind by an earlier restore that no "
+                             "longer runs"]
+            assert side_databases(postgres_admin_url, pg_target) == []
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{old}" WITH (FORCE)')
 
 
 def test_in_place_a_killed_restore_is_marked_and_a_rerun_finishes_it(pg_database, pg_target, write_config,

@@ -135,6 +135,46 @@ def test_a_second_restore_into_a_target_being_restored_is_refused(pg_database, p
     assert side_databases(postgres_admin_url, pg_target) == []
 
 
+def test_databases_whose_names_shared_a_31_bit_guard_key_are_restored_at_once(pg_target, postgres_admin_url):
+    """Guards were pg_advisory_lock(int4, int4) of a 31-bit CRC of the name: a restore into one of
+    these two databases was refused ("another storagectl restore ... is running") while one into
+    the other ran. With 64-bit keys each has its own guard."""
+    import zlib
+
+    from storagectl.backends.postgres.guard import guard_held, hold_guards
+
+    first, second = "orders_3985819", "orders_4420602"
+    assert zlib.crc32(first.encode()) & 0x7FFFFFFF == zlib.crc32(second.encode()) & 0x7FFFFFFF
+    backend = backend_for(pg_target)
+    with psycopg.connect(postgres_admin_url, autocommit=True) as running, \
+            psycopg.connect(postgres_admin_url, autocommit=True) as other:
+        hold_guards(backend, running, (first,))
+        hold_guards(backend, other, (second,))
+        assert guard_held(other, first) and guard_held(running, second)
+        assert not guard_held(running, first)  # its own session does not count
+
+
+def test_a_guard_of_the_older_31_bit_form_still_counts_as_held(pg_target, postgres_admin_url):
+    """A restore by an older storagectl (still running during an upgrade) holds its guard as
+    pg_advisory_lock(21332, crc): its target is not restored into at the same time, and its
+    staging database is not taken for a leftover."""
+    import zlib
+
+    from storagectl.backends.postgres.guard import LEGACY_GUARD_CLASS, guard_held, hold_guards
+    from storagectl.errors import OperationFailed
+
+    name = pg_target.name
+    with psycopg.connect(postgres_admin_url, autocommit=True) as older, \
+            psycopg.connect(postgres_admin_url, autocommit=True) as newer:
+        older.execute("SELECT pg_advisory_lock(%s, %s)", [LEGACY_GUARD_CLASS, zlib.crc32(name.encode()) & 0x7FFFFFFF])
+        assert guard_held(newer, name)
+        with pytest.raises(OperationFailed, match="another storagectl restore into .* is running"):
+            hold_guards(backend_for(pg_target), newer, (name,))
+        older.execute("SELECT pg_advisory_unlock_all()")
+        assert not guard_held(newer, name)
+        hold_guards(backend_for(pg_target), newer, (name,))
+
+
 def test_cli_a_target_holding_an_unfinished_restore_is_finished_by_that_backup_only(
         cli, write_config, pg_database, pg_target, postgres_admin_url, tmp_path):
     """A marked target (as a killed in-place restore leaves it): restoring another backup is refused

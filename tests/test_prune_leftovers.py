@@ -250,3 +250,48 @@ def test_a_leftover_is_looked_at_again_before_it_is_removed(local_job):
     with destination.put_stream(f"nightly/{stalled}/{LEASE_NAME}") as stream:  # the run wakes up
         stream.write(b"{}")
     assert not looked_at_again(folder).is_leftover(now, 3600)
+
+
+# -- backup delete: leftovers it can name, backups still being written -----------------------------
+def test_delete_removes_a_folder_holding_only_temp_files(cli, local_job):
+    """A run killed during its first object leaves a folder with one temp file: `backup list` does
+    not show it, but its id is enough to delete it (before: "not found", exit 5)."""
+    config_path, config, destination = local_job
+    root = Path(destination.location())
+    now = datetime.now(UTC)
+    leftover, temp = killed_local_run(root, now - timedelta(hours=5), now - timedelta(hours=5))
+
+    preview = cli("-c", config_path, "-o", "json", "backup", "delete", leftover, "--dry-run")
+    assert preview.exit_code == 0, preview.stderr
+    expected = {"id": leftover, "complete": False, "objects_removed": 0, "unfinished_removed": 1,
+                "bytes_removed": MIB, "dry_run": True}
+    assert preview.json() | expected == preview.json() and temp.exists()
+    deleted = cli("-c", config_path, "backup", "delete", leftover, "--yes")
+    assert deleted.exit_code == 0, deleted.stderr
+    assert "removed backup" in deleted.stderr and "0 object(s), 1 unfinished write(s), 1.0 MiB" in deleted.stderr
+    assert not (root / "nightly" / leftover).exists()
+
+
+def test_delete_refuses_a_backup_still_being_written_and_removes_it_once_its_lease_expired(cli, local_job):
+    config_path, config, destination = local_job
+    root = Path(destination.location())
+    now = datetime.now(UTC)
+    running = store_backup(destination, "nightly", now - timedelta(hours=2), complete=False,
+                           last_written=now - timedelta(hours=2))
+    temp = root / "nightly" / running / ".00002-app.sqlite.br.wr1t1ng9.tmp"  # the object being written
+    temp.write_bytes(b"rows")
+    lease = root / "nightly" / running / LEASE_NAME
+    lease.write_text('{"host": "db1", "pid": 4242}')
+    os.utime(lease, (now.timestamp() - 30,) * 2)  # renewed half a minute ago
+
+    for how in (("--yes",), ("--dry-run",), ()):
+        refused = cli("-c", config_path, "backup", "delete", running, *how)
+        assert refused.exit_code == 7, (how, refused.stderr)
+        assert f"is still being written: its lease nightly/{running}/{LEASE_NAME} was renewed" in refused.stderr
+        assert "nothing was deleted" in refused.stderr and "its lease expires 300s after" in refused.stderr
+    assert lease.exists() and temp.exists()
+
+    os.utime(lease, (now.timestamp() - LEASE_TTL - 60,) * 2)  # the run died: the lease was not renewed
+    deleted = cli("-c", config_path, "backup", "delete", running, "--yes")
+    assert deleted.exit_code == 0, deleted.stderr
+    assert not (root / "nightly" / running).exists()

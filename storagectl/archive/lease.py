@@ -75,7 +75,12 @@ class BackupLease:
                 log.warning("renewing the lease %s failed: %s", self.key, exc)
 
 
-def lease_is_live(objects: Iterable[StoredObject], now: datetime) -> bool:
-    """Whether a folder's objects include a lease renewed less than LEASE_TTL before ``now``."""
+def live_lease(objects: Iterable[StoredObject], now: datetime) -> StoredObject | None:
+    """The lease among a folder's objects when it was renewed less than LEASE_TTL before ``now``."""
     expired_before = now - timedelta(seconds=LEASE_TTL)
-    return any(obj.key.endswith("/" + LEASE_NAME) and obj.modified > expired_before for obj in objects)
+    return next((obj for obj in objects if obj.key.endswith("/" + LEASE_NAME) and obj.modified > expired_before),
+                None)
+
+
+def lease_is_live(objects: Iterable[StoredObject], now: datetime) -> bool:
+    return live_lease(objects, now) is not None

@@ -14,7 +14,8 @@ from typing import Any
 # backend and restore machinery.
 _HOMES = {
     "catalog": ("DeletePlan", "FoundBackup", "delete_backup", "find_backup", "list_backups", "remove_stale_partials"),
-    "restore": ("RestorePlan", "RestoreResult", "VerifyReport", "restore", "verify_backup"),
+    "restore": ("RestorePlan", "RestoreResult", "VerifyReport", "prepare_restore", "restore", "restore_planned",
+                "verify_backup"),
     "run": ("BackupPlan", "BackupResult", "plan_backups", "run_backup"),
     "validation": ("ValidationReport", "compare_summaries"),
 }
@@ -65,8 +66,10 @@ __all__ = [
     "find_backup",
     "list_backups",
     "plan_backups",
+    "prepare_restore",
     "remove_stale_partials",
     "restore",
+    "restore_planned",
     "run_backup",
     "show_backup",
     "verify_backup",

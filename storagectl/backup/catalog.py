@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from storagectl.archive.lease import lease_is_live
+from storagectl.archive.lease import LEASE_TTL, lease_is_live, live_lease
 from storagectl.archive.manifest import MANIFEST_NAME, BackupManifest, backup_prefix, is_backup_id
 from storagectl.config.models import Config
 from storagectl.destinations import Destination, StoredObject, UnfinishedUpload, open_destination
-from storagectl.errors import BackendUnavailable, IntegrityError, NotFound, UsageError
+from storagectl.errors import BackendUnavailable, IntegrityError, LockHeld, NotFound, UsageError
 
 log = logging.getLogger("storagectl.backup")
 
@@ -148,8 +148,10 @@ def with_manifest(found: FoundBackup) -> FoundBackup:
     return found
 
 
-def folders_at(config: Config, destination: str | None) -> tuple[list[FoundBackup], list[str]]:
-    """Backup folders of ``--from DEST`` (errors raise), or of every reachable destination.
+def folders_at(config: Config, destination: str | None, *,
+               unfinished: bool = False) -> tuple[list[FoundBackup], list[str]]:
+    """Backup folders of ``--from DEST`` (errors raise), or of every reachable destination; with
+    ``unfinished``, with their unfinished uploads (see :func:`backup_folders`).
 
     Without ``--from`` an unreachable destination is skipped with a warning and named in the second
     value, so a restore from the local copy still works while S3 is down.
@@ -157,7 +159,7 @@ def folders_at(config: Config, destination: str | None) -> tuple[list[FoundBacku
     folders, unreachable = [], []
     for dest in searched_destinations(config, destination):
         try:
-            folders += list(backup_folders(dest))
+            folders += list(backup_folders(dest, unfinished=unfinished))
         except BackendUnavailable as exc:
             if destination is not None:
                 raise
@@ -236,8 +238,9 @@ def latest_backup_id(config: Config, destination: str | None, backend: str | Non
 def find_backup(config: Config, backup_id: str, destination: str | None = None, *,
                 allow_partial: bool = False) -> FoundBackup:
     """The backup ``backup_id``; NotFound when absent or incomplete, UsageError when ambiguous,
-    IntegrityError when its manifest is unreadable (unless ``allow_partial``: then without one)."""
-    folders, unreachable = folders_at(config, destination)
+    IntegrityError when its manifest is unreadable (unless ``allow_partial``: then without one, and
+    found with its unfinished uploads, also when it holds nothing else)."""
+    folders, unreachable = folders_at(config, destination, unfinished=allow_partial)
     matches = [folder for folder in folders if folder.id == backup_id]
     if not matches and unreachable:
         raise BackendUnavailable(
@@ -271,17 +274,32 @@ class DeletePlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.backup.to_dict(), "objects_removed": len(self.backup.objects),
-                "bytes_removed": sum(o.size for o in self.backup.objects), "dry_run": self.dry_run}
+                "unfinished_removed": len(self.backup.unfinished), "bytes_removed": self.backup.size,
+                "dry_run": self.dry_run}
 
 
 def delete_backup(config: Config, backup_id: str, destination: str | None = None, *,
-                  dry_run: bool = False) -> DeletePlan:
-    """Remove one backup (partial ones too). The manifest goes first, so a half-deleted backup
-    never looks complete."""
+                  dry_run: bool = False, now: datetime | None = None) -> DeletePlan:
+    """Remove one backup (partial ones too, and a folder holding only unfinished uploads). The
+    manifest goes first, so a half-deleted backup never looks complete. A backup still being
+    written (no manifest, a live lease) is refused, as ``prune`` leaves it alone; the folder is
+    looked at again just before the removal, as the run may have renewed its lease since."""
     found = find_backup(config, backup_id, destination, allow_partial=True)
+    _refuse_in_progress(found, now or datetime.now(UTC))
     if not dry_run:
+        _refuse_in_progress(looked_at_again(found), now or datetime.now(UTC))
         remove_folder(found)
     return DeletePlan(found, dry_run)
+
+
+def _refuse_in_progress(found: FoundBackup, now: datetime) -> None:
+    lease = None if found.has_manifest else live_lease(found.objects, now)
+    if lease is not None:
+        age = max(0, round((now - lease.modified).total_seconds()))
+        raise LockHeld(f"backup {found.id} at destination {found.destination.name!r} is still being written: its "
+                       f"lease {lease.key} was renewed {age}s ago; nothing was deleted",
+                       hint=f"Try: let that run finish, or stop it; its lease expires {LEASE_TTL:.0f}s after the "
+                            f"last renewal, then rerun storagectl backup delete {found.id}")
 
 
 def remove_folder(found: FoundBackup) -> None:

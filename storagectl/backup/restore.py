@@ -125,6 +125,7 @@ class RestorePlan:
     selection: Selection = Selection()  # a selective restore (in place) of this part; empty: all of it
     db: int | None = None  # restore --db: the one db of a Redis backup restored
     metadata: dict[str, Any] = field(default_factory=dict)  # the backup's, narrowed to ``db``
+    ownership: OwnershipOptions = OwnershipOptions()  # restore --no-owner / --no-privileges / --role
 
     @property
     def selective(self) -> bool:
@@ -135,6 +136,11 @@ class RestorePlan:
         """The target holds only an unfinished restore of this very backup: a rerun may discard it."""
         return not self.target_empty and self.unfinished == self.backup.manifest.id
 
+    @property
+    def needs_yes(self) -> bool:
+        """The restore would replace data the target holds, and ``replace`` does not allow it."""
+        return not self.target_empty and not self.replace and not self.resumes
+
     def to_dict(self) -> dict[str, Any]:
         manifest = self.backup.manifest
         return {"id": manifest.id, "destination": self.backup.destination.name, "target": self.target.name,
@@ -142,7 +148,7 @@ class RestorePlan:
                 "target_empty": self.target_empty, "replace": self.replace, "validate": self.validate,
                 "parallel": self.parallel, "objects": len(manifest.objects), "size": manifest.size,
                 "raw_size": manifest.raw_size, "encrypted": manifest.encryption is not None,
-                "needs_yes": not self.target_empty and not self.replace and not self.resumes,
+                "needs_yes": self.needs_yes,
                 "unfinished_restore": self.unfinished, "db": self.db,
                 "replace_method": None if self.target_empty else self._replace_method(),
                 "backup_partial": manifest.partial, "selection": self.selection.to_dict() or None}
@@ -204,20 +210,13 @@ def plan_restore(config: Config, found: FoundBackup, target: str | None, *, repl
                        None if empty else backend.unfinished_restore(), db=db, metadata=metadata)
 
 
-def restore(config: Config, backup_id: str, destination: str | None = None, target: str | None = None, *,
-            validate: bool = False, parallel: int | None = None, dry_run: bool = False, replace: bool = False,
-            identity_file: Path | None = None, progress: ProgressCallback = no_progress,
-            ownership: OwnershipOptions = OwnershipOptions(), selection: Selection = Selection(),
-            db: int | None = None, preview: bool = True) -> RestoreResult:
-    """Restore a backup into a backend. A non-empty target needs ``replace``.
-
-    Every object is verified before the target is touched when ``validate`` is set or the target kind
-    cannot restore atomically, so a damaged archive never leaves a half-restored target;
-    ``validate`` also compares contents afterwards. A ``selection`` (or a partial backup) restores only
-    that part, in place, touching nothing else in the target; ``validate`` then compares that part.
-    ``db`` restores only that db of a Redis backup. A ``dry_run`` without ``preview`` only plans: it
-    does not open the archive for what the target kind would show (e.g. the roles a PostgreSQL
-    backup needs), which costs a read of its schema."""
+def prepare_restore(config: Config, backup_id: str, destination: str | None = None, target: str | None = None, *,
+                    validate: bool = False, parallel: int | None = None, replace: bool = False,
+                    ownership: OwnershipOptions = OwnershipOptions(), selection: Selection = Selection(),
+                    db: int | None = None) -> RestorePlan:
+    """Find the backup and plan its restore (see :func:`plan_restore`): what :func:`restore` does
+    before it reads the archive. A caller that must show the plan or ask before restoring plans
+    once and hands the plan to :func:`restore_planned`."""
     if target is not None:
         config.backend(target)  # an unknown name is a usage error (exit 2), as everywhere else
     if destination is not None:
@@ -230,21 +229,46 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
     if ownership.chosen and not plan.target.restores_owners_and_privileges:
         raise UsageError(f"--no-owner, --no-privileges and --role apply to PostgreSQL restores; {plan.target.label} "
                          f"is {plan.target.kind}", hint="Try: leave those options out")
+    plan.ownership = ownership
+    return plan
+
+
+def restore(config: Config, backup_id: str, destination: str | None = None, target: str | None = None, *,
+            validate: bool = False, parallel: int | None = None, dry_run: bool = False, replace: bool = False,
+            identity_file: Path | None = None, progress: ProgressCallback = no_progress,
+            ownership: OwnershipOptions = OwnershipOptions(), selection: Selection = Selection(),
+            db: int | None = None) -> RestoreResult:
+    """Restore a backup into a backend. A non-empty target needs ``replace``.
+
+    Every object is verified before the target is touched when ``validate`` is set or the target kind
+    cannot restore atomically, so a damaged archive never leaves a half-restored target;
+    ``validate`` also compares contents afterwards. A ``selection`` (or a partial backup) restores only
+    that part, in place, touching nothing else in the target; ``validate`` then compares that part.
+    ``db`` restores only that db of a Redis backup. A ``dry_run`` plans and opens the archive for
+    what the target kind shows (e.g. the roles a PostgreSQL backup needs, a read of its schema)."""
+    plan = prepare_restore(config, backup_id, destination, target, validate=validate, parallel=parallel,
+                           replace=replace, ownership=ownership, selection=selection, db=db)
+    return restore_planned(config, plan, dry_run=dry_run, identity_file=identity_file, progress=progress)
+
+
+def restore_planned(config: Config, plan: RestorePlan, *, dry_run: bool = False, identity_file: Path | None = None,
+                    progress: ProgressCallback = no_progress) -> RestoreResult:
+    """:func:`restore` of a plan from :func:`prepare_restore` (its ``replace`` may since have been
+    set, e.g. once the user agreed)."""
+    found, replace = plan.backup, plan.replace
     if not plan.target_empty and not plan.resumes and not replace and not dry_run:
         raise _not_empty(plan)
     if not plan.target_empty and plan.unfinished is None and (replace or dry_run) and not plan.selective:
         plan.target.check_replace()  # rights, a staging db: before hours of reading, and in the plan
-    if dry_run and not preview:
-        return RestoreResult(plan, dry_run)
     archive = restored_archive(config, plan, identity_file, "restore", progress)
     result = RestoreResult(plan, dry_run)
     options = RestoreOptions(parallel=plan.parallel, replace_existing=replace, backup_id=found.manifest.id,
-                             ownership=ownership, selection=plan.selection)
+                             ownership=plan.ownership, selection=plan.selection)
     if dry_run:
         result.preview = plan.target.restore_preview(archive, options)
         return result
     clock = time.monotonic()
-    if validate or not plan.target.restores_atomically:
+    if plan.validate or not plan.target.restores_atomically:
         # Size + SHA-256 of every stored object proves the archive is what the backup wrote. It is
         # decoded in full as well when it is encrypted (a wrong identity must fail before the target
         # is touched) or when a failure half-way would cost data: existing contents replaced in place
@@ -257,12 +281,12 @@ def restore(config: Config, backup_id: str, destination: str | None = None, targ
         result.verification.raise_if_bad("; nothing was restored")
     expected = recorded_summary(archive.metadata)
     check = _staged_validation(result, expected, lambda: restored_archive(
-        config, plan, identity_file, "validate", progress)) if validate and not plan.selective else None
+        config, plan, identity_file, "validate", progress)) if plan.validate and not plan.selective else None
     options = replace_options(options, check_staged=check)
     outcome = plan.target.restore(archive, options)
     outcome = outcome if isinstance(outcome, RestoreOutcome) else RestoreOutcome()
     result.notes = list(outcome.notes)
-    if validate and result.validation is None:
+    if plan.validate and result.validation is None:
         result.validation = _validate(plan, outcome, expected)
         if result.validation.comparable and not plan.selective:  # a selection: its counts and checksums
             items = restored_archive(config, plan, identity_file, "validate", progress)

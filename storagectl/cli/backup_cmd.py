@@ -228,8 +228,9 @@ def delete(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(
                metavar="BACKUP_ID", help="Backup id.", autocompletion=complete.backup_ids)],
            from_: FromOption = None, yes: YesOption = False, dry_run: DryRunOption = False,
            output: OutputOption = None) -> None:
-    """Delete a backup (also an incomplete one). Asks first on a terminal; elsewhere needs --yes.
-    --dry-run shows what would go."""
+    """Delete a backup (also an incomplete one, or a folder a killed run left with only temp files or
+    multipart uploads). Asks first on a terminal; elsewhere needs --yes. --dry-run shows what would go.
+    A backup still being written (its lease renewed in the last 5 minutes) is refused (exit 7)."""
     from storagectl.backup import delete_backup
 
     state = state_of(ctx)
@@ -248,8 +249,9 @@ def _render_delete(state: AppState, info: dict[str, Any], output: OutputFormat |
         print_json(info)
         return
     verb = "would remove" if info["dry_run"] else "removed"
-    note(state, f"{verb} backup {info['id']} at {info['destination']}: {info['objects_removed']} object(s), "
-                f"{human_bytes(info['bytes_removed'])}")
+    unfinished = f", {info['unfinished_removed']} unfinished write(s)" if info["unfinished_removed"] else ""
+    note(state, f"{verb} backup {info['id']} at {info['destination']}: {info['objects_removed']} object(s)"
+                f"{unfinished}, {human_bytes(info['bytes_removed'])}")
 
 
 # `backup schedule` and `backup prune` live in schedule_cmd.py.

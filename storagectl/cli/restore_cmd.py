@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -24,6 +25,10 @@ from storagectl.cli.output import confirm, note, print_json, print_table, styled
 from storagectl.cli.progress import progress_view
 from storagectl.cli.state import AppState, DryRunOption, OutputFormat, OutputOption, YesOption, state_of
 from storagectl.units import human_bytes
+
+if TYPE_CHECKING:
+    from storagectl.backup.restore import RestorePlan
+    from storagectl.selection import Selection
 
 
 def restore(
@@ -87,7 +92,7 @@ def restore(
     target as it was.
     """
     from storagectl.archive.api import OwnershipOptions
-    from storagectl.backup import restore as restore_backup
+    from storagectl.backup import prepare_restore, restore_planned
     from storagectl.backup.catalog import LATEST
 
     state = state_of(ctx)
@@ -96,12 +101,13 @@ def restore(
     if backup_id == LATEST and to is not None:
         state.config.backend(to)  # an unknown target is named as the target, not as the source
     backup_id = selected_backup_id(state, backup_id, from_, job, backend or (to if backup_id == LATEST else None))
-    if not yes and not dry_run and state.interactive:
-        yes = _confirm_replace(state, backup_id, from_, to, identity, output, ownership, selection, db)
+    # Planned once (the backup's manifest read, the target checked): the question and the restore share it.
+    plan = prepare_restore(state.config, backup_id, from_, to, validate=validate, parallel=parallel, replace=yes,
+                           ownership=ownership, selection=selection, db=db)
+    if plan.needs_yes and not dry_run and state.interactive:
+        plan = _confirmed(state, plan, from_, identity, selection)
     with progress_view(state) as progress:
-        result = restore_backup(state.config, backup_id, from_, to, validate=validate, parallel=parallel,
-                                dry_run=dry_run, replace=yes, identity_file=identity, progress=progress,
-                                ownership=ownership, selection=selection, db=db)
+        result = restore_planned(state.config, plan, dry_run=dry_run, identity_file=identity, progress=progress)
     if state.format(output) is OutputFormat.json:
         print_json(result.to_dict())
     else:
@@ -113,26 +119,22 @@ def restore(
                              hint="Try: storagectl backup verify " + backup_id)
 
 
-def _confirm_replace(state: AppState, backup_id: str, from_: str | None, to: str | None, identity,
-                     output: OutputFormat | None, ownership, selection, db: int | None) -> bool:
-    """On a terminal, a non-empty target is not refused: its plan is shown and the user asked."""
-    from storagectl.backup import restore as restore_backup
+def _confirmed(state: AppState, plan: RestorePlan, from_: str | None, identity: Path | None,
+               selection: Selection) -> RestorePlan:
+    """On a terminal, a target holding data is not refused: the plan is shown and the user asked;
+    the plan with ``replace`` once they agree."""
+    import dataclasses
 
-    def planned(preview: bool):
-        return restore_backup(state.config, backup_id, from_, to, dry_run=True, identity_file=identity,
-                              ownership=ownership, selection=selection, db=db, preview=preview)
+    from storagectl.backup import restore_planned
 
-    if not planned(preview=False).to_dict()["needs_yes"]:  # the common case, an empty target: no archive read
-        return False
-    plan = planned(preview=True)
-    _render(state, plan)
-    target = plan.plan.target
-    what = f"{plan.plan.selection.describe()} in" if plan.plan.selective else "the data of"
+    _render(state, restore_planned(state.config, plan, dry_run=True, identity_file=identity))
+    target, backup_id = plan.target, plan.backup.id
+    what = f"{plan.selection.describe()} in" if plan.selective else "the data of"
     confirm(state, f"Replace {what} {target.label} with backup {backup_id}?",
             refusal=f"{target.label} is not empty; restoring would overwrite its data",
             hint=f"Try: storagectl restore {backup_id}{f' --from {from_}' if from_ else ''} --to {target.name} "
                  f"{selection.command_words()}--yes")
-    return True
+    return dataclasses.replace(plan, replace=True)
 
 
 def _render(state: AppState, result) -> None:

@@ -123,16 +123,23 @@ class PostgresSettings(PasswordMixin, BackendSettings):
         return params
 
     def sqlalchemy_url(self) -> Any:
-        """A SQLAlchemy URL for the psycopg 3 dialect (used by migrations)."""
+        """A SQLAlchemy URL for the psycopg 3 dialect. A host list (``postgresql://h1:5432,h2:5433/db``,
+        libpq's failover) goes in the query as ``host=h1,h2&port=5432,5433``, the dialect's multi-host
+        form: a URL holds one host and one integer port."""
         from sqlalchemy.engine import URL
 
         params = self.conninfo_params()
         query = {k: str(v) for k, v in params.items()
                  if k not in ("host", "port", "dbname", "user", "password")}
+        host, port = params.get("host"), str(params.get("port") or "")
+        if host and ("," in host or "," in port):
+            hosts = host.split(",")
+            ports = port.split(",") if "," in port else [port] * len(hosts)  # libpq: one port for every host
+            query.update(host=",".join(hosts), port=",".join(ports))
+            host, port = None, ""
         return URL.create(
             "postgresql+psycopg", username=params.get("user"), password=params.get("password"),
-            host=params.get("host"), port=int(params["port"]) if params.get("port") else None,
-            database=params.get("dbname"), query=query,
+            host=host, port=int(port) if port else None, database=params.get("dbname"), query=query,
         )
 
 

@@ -12,7 +12,9 @@ a database that is in use.
 
 A running restore holds a session-level advisory lock named after its new database (and one
 named after the target), so a ``kill -9`` releases it with the session: the next restore to the
-same target drops every ``__stctl_restore_`` database whose lock nobody holds.
+same target drops every ``__stctl_restore_`` database whose lock nobody holds, and every
+``__stctl_old_`` database (the old contents, after a kill just after the swap) whose restore's
+lock nobody holds and no session uses.
 
 Needs CREATEDB (or superuser) and the privileges of the target's owner role; checked by
 :func:`check_replace` before the restore reads anything.
@@ -282,7 +284,7 @@ def staged_replacement(backend: PostgresBackend, props: DatabaseProperties, *,
     swapped = False
     with backend.connect_admin() as guard:
         hold_guards(backend, guard, (target, staged_name))  # released with the session, by a kill -9 too
-        replacement.notes += drop_stale_staging(backend, guard, target)
+        replacement.notes += drop_stale_side_databases(backend, guard, target)
         try:
             with backend.connect_admin() as admin:
                 _admin_session(admin)
@@ -340,18 +342,30 @@ def _carry_extensions(backend: PostgresBackend, staged: PostgresBackend,
                                   hint="Try: ALTER ROLE <backup role> SUPERUSER, or install it in template1") from exc
 
 
-def drop_stale_staging(backend: PostgresBackend, conn: Any, target: str) -> list[str]:
-    """Drop the ``__stctl_restore_`` databases of ``target`` that no live restore guards (left by a
-    ``kill -9`` or a lost machine); returns what was dropped, for the operator."""
-    stem = side_name(target, "restore", "0" * 8)[:-8]
-    rows = conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", [stem]).fetchall()
+def drop_stale_side_databases(backend: PostgresBackend, conn: Any, target: str) -> list[str]:
+    """Drop what restores into ``target`` that no longer run left behind (a ``kill -9``, a lost
+    machine): ``__stctl_restore_<token>`` databases, and ``__stctl_old_<token>`` ones (the old
+    contents, after a kill just after the swap). A restore guards its staging name until it has
+    dropped the old database, so both are stale when nobody holds the guard of
+    ``__stctl_restore_<token>``. An old database someone is connected to (reading the old
+    contents) is kept. Returns what was dropped, for the operator."""
     notes = []
-    for (name,) in rows:
-        if re.fullmatch("[0-9a-f]{8}", name[len(stem):]) and not guard_held(conn, name) and _drop(backend, name):
-            log.warning("%s: dropped database %s, left by a restore into %r that no longer runs",
-                        backend.label, name, target)
-            notes.append(f"dropped database {name}, left behind by an earlier restore that no longer runs")
+    for role, force, what in (("restore", True, "left behind by an earlier restore that no longer runs"),
+                              ("old", False, "the old contents left behind by an earlier restore that no longer "
+                                             "runs")):
+        for name, token in _side_databases(conn, target, role):
+            if guard_held(conn, side_name(target, "restore", token)) or not _drop(backend, name, force=force):
+                continue
+            log.warning("%s: dropped database %s, %s (into %r)", backend.label, name, what, target)
+            notes.append(f"dropped database {name}, {what}")
     return notes
+
+
+def _side_databases(conn: Any, target: str, role: str) -> list[tuple[str, str]]:
+    """(name, token) of the ``<target>__stctl_<role>_<token>`` databases of the server."""
+    stem = side_name(target, role, "0" * 8)[:-8]
+    rows = conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", [stem]).fetchall()
+    return [(name, name[len(stem):]) for (name,) in rows if re.fullmatch("[0-9a-f]{8}", name[len(stem):])]
 
 
 def _admin_session(admin: Any) -> None:
@@ -493,13 +507,14 @@ def _run(backend: PostgresBackend, admin: Any, statement: str, doing: str) -> No
                               hint="Try: check the server log for details") from exc
 
 
-def _drop(backend: PostgresBackend, name: str) -> bool:
-    """Best effort; False when the database is still there (e.g. a logical replication slot uses it)."""
+def _drop(backend: PostgresBackend, name: str, *, force: bool = True) -> bool:
+    """Best effort; False when the database is still there (e.g. a logical replication slot uses it;
+    without ``force``, a session is connected to it)."""
     import psycopg
 
     try:
         with backend.connect_admin() as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+            admin.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)}" + (" WITH (FORCE)" if force else ""))
         return True
     except (psycopg.Error, StoragectlError) as exc:
         log.warning("%s: could not drop database %s (%s)", backend.label, name, backend.error_line(exc))
