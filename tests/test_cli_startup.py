@@ -90,6 +90,24 @@ def test_backup_list_loads_no_archive_backend_or_driver_machinery(write_config, 
     assert command_modules(modules) == ["storagectl.cli.backup_cmd", "storagectl.cli.schedule_cmd"]
 
 
+def test_backup_list_from_the_config_cache_loads_neither_yaml_nor_pydantic_nor_rich(write_config, tmp_path):
+    """The second run finds the validated config in the cache (storagectl.config.cache), and its table,
+    piped, is drawn without rich; `backup show` of a missing id likewise fails without them."""
+    config = write_config(f"""
+        backends:
+          pg: {{kind: postgres, url: "postgresql://app@db.example:5433/app", password_file: pw}}
+        destinations:
+          local: {{kind: local, path: {tmp_path / 'backups'}}}
+    """)
+    (tmp_path / "pw").write_text("pw\n")
+    first = modules_after("-c", str(config), "backup", "list")
+    assert "pydantic" in first and "yaml" in first  # validated, and remembered
+    again = modules_after("-c", str(config), "backup", "list")
+    assert loaded(again, "pydantic", "yaml", "rich", "typing_extensions", "asyncio") == []
+    (tmp_path / "pw").write_text("changed\n")
+    assert "pydantic" in modules_after("-c", str(config), "backup", "list")  # a referenced file changed
+
+
 def test_every_command_is_in_the_lazy_table():
     """A group added with app.add_typer() would be imported by every command, `--help` included."""
     from storagectl.cli.main import COMMANDS, app
@@ -143,6 +161,15 @@ class Color(StrEnum):
     dark_blue = "dark-blue"
 
 
+def _probe_parser(value):
+    """An option's own parser, as `inspect --budget` has: a number or a string of digits, else errors."""
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return float(value)
+    if value == "abc":
+        raise typer.BadParameter("not a number")
+    return float(value)  # ValueError or TypeError for the rest
+
+
 def _probe_command():
     probe = typer.Typer()
 
@@ -162,6 +189,7 @@ def _probe_command():
         name: Annotated[str | None, typer.Option()] = None,
         names: Annotated[list[str] | None, typer.Option()] = None,
         flag: Annotated[bool, typer.Option()] = False,
+        parsed: Annotated[float | None, typer.Option(parser=_probe_parser)] = None,
     ) -> None:
         pass
 
@@ -209,7 +237,8 @@ command = _probe_command()
 install_quick_coercion(command)
 ctx = Context(command, info_name="probe")
 plain = {"file": "/tmp/x", "existing": "/", "color": "dark-blue", "insensitive": "RED", "mode": "fast",
-         "verbose": 2, "number": "-3", "ranged": "64", "seconds": 2.5, "name": "x", "names": None, "flag": False}
+         "verbose": 2, "number": "-3", "ranged": "64", "seconds": 2.5, "name": "x", "names": None, "flag": False,
+         "parsed": "2.5"}
 for param in command.get_params(ctx):
     value = plain.get(param.name)
     param.process_value(ctx, value)

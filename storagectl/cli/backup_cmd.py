@@ -9,7 +9,6 @@ import typer
 
 from storagectl.cli import complete, schedule_cmd
 from storagectl.cli.output import confirm, note, plan_format, print_json, print_table, styled_status
-from storagectl.cli.progress import progress_view
 from storagectl.cli.state import (
     AppState,
     DryRunOption,
@@ -99,6 +98,7 @@ def run(
     selection and what matched; `backup list` marks it partial.
     """
     from storagectl.backup import plan_backups, run_backup
+    from storagectl.cli.progress import progress_view
     from storagectl.job_report import TakenBackup, reported_job_run
 
     state = state_of(ctx)
@@ -140,7 +140,7 @@ def list_(
     from storagectl.backup import list_backups
 
     state = state_of(ctx)
-    found = [backup.to_dict() for backup in list_backups(state.config, from_, job, backend)]
+    found = [backup.to_dict() for backup in list_backups(state.quick_config, from_, job, backend)]
     if state.format(output) is OutputFormat.json:
         print_json(found)
         return
@@ -159,7 +159,7 @@ def show(ctx: typer.Context, backup_id: BackupIdArgument, from_: FromOption = No
 
     state = state_of(ctx)
     backup_id = selected_backup_id(state, backup_id, from_, job, backend)
-    found = show_backup(state.config, backup_id, from_)
+    found = show_backup(state.quick_config, backup_id, from_)
     manifest = found.manifest
     if state.format(output) is OutputFormat.json:
         print_json({**manifest.to_dict(), "location": found.destination.location()})
@@ -177,7 +177,7 @@ def selected_backup_id(state: AppState, backup_id: str, from_: str | None, job: 
     """An explicit id as given; ``latest`` resolved to the newest backup --job/--backend select, named on stderr."""
     from storagectl.backup.catalog import resolve_backup_id
 
-    found = resolve_backup_id(state.config, backup_id, from_, job=job, backend=backend)
+    found = resolve_backup_id(state.quick_config, backup_id, from_, job=job, backend=backend)
     if found is None:
         return backup_id
     info = found.to_dict()
@@ -209,6 +209,7 @@ def verify(ctx: typer.Context, backup_id: BackupIdArgument, from_: FromOption = 
     checks the newest backup of NAME (a nightly runbook step).
     """
     from storagectl.backup import verify_backup
+    from storagectl.cli.progress import progress_view
 
     state = state_of(ctx)
     backup_id = selected_backup_id(state, backup_id, from_, job, backend)

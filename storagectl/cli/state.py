@@ -34,6 +34,26 @@ YesOption = Annotated[bool, typer.Option(
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")]
 
 
+def duration_value(value: str) -> float:
+    """An option's duration (``10s``, ``2m``, ``500ms``): a ``parser=`` for typer."""
+    from storagectl.units import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def size_value(value: str) -> int:
+    """An option's size in bytes (``64MiB``, ``512k``): a ``parser=`` for typer."""
+    from storagectl.units import parse_byte_size
+
+    try:
+        return parse_byte_size(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
 class _NamedArgument(TyperArgument):
     def display_type_rich(self, ctx: Any) -> str | None:
         return None if self.metavar else super().display_type_rich(ctx)
@@ -67,10 +87,24 @@ class AppState:
 
     @property
     def config(self) -> Config:
-        if self._config is None:
-            from storagectl.config import load_config
+        """The config file, validated (and remembered for :attr:`quick_config`)."""
+        from storagectl.config.cache import CachedConfig, default_cache_dir, load_config_remembered
 
-            self._config = load_config(self.config_path)
+        if isinstance(self._config, CachedConfig):
+            self._config = self._config.full()
+        elif self._config is None:
+            self._config = load_config_remembered(self.config_path, default_cache_dir())
+        return self._config
+
+    @property
+    def quick_config(self) -> Any:
+        """The config as commands that only read it (`backup list`, `backup show`) take it: from the
+        validated-config cache when nothing it was built from changed (no YAML, no pydantic), else
+        validated now; see storagectl.config.cache."""
+        if self._config is None:
+            from storagectl.config.cache import default_cache_dir, load_config_quickly
+
+            self._config = load_config_quickly(self.config_path, default_cache_dir())
         return self._config
 
     @property
@@ -80,6 +114,18 @@ class AppState:
 
     def format(self, override: OutputFormat | None) -> OutputFormat:
         return override or self.output
+
+    @property
+    def plain_stdout_width(self) -> int | None:
+        """The width of stdout when rich would write it no escape codes (a pipe or a file, and neither
+        $FORCE_COLOR nor $TTY_COMPATIBLE=1 says otherwise), as :attr:`out` sets it; None elsewhere."""
+        compatible, force = os.environ.get("TTY_COMPATIBLE", ""), os.environ.get("FORCE_COLOR")
+        if compatible == "1" or (compatible != "0" and (force or (force is None and sys.stdout.isatty()))):
+            return None
+        if not (sys.stdout.encoding or "").lower().startswith("utf"):
+            return None  # rich would draw an ASCII box
+        columns = os.environ.get("COLUMNS")
+        return 200 if columns is None else int(columns) if columns.isdigit() else None
 
     @cached_property
     def out(self) -> Console:
