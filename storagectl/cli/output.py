@@ -9,7 +9,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, TextIO
 
-from storagectl.cli.state import AppState, OutputFormat
+from storagectl.cli.appstate import AppState, OutputFormat
 
 STATUS_STYLES = {
     "ok": "green", "warning": "yellow", "critical": "bold red", "unknown": "magenta",
