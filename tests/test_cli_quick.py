@@ -115,3 +115,8 @@ def test_a_reader_that_goes_away_is_exit_1_without_an_error(catalog, monkeypatch
     import sys
 
     sys.stdout.flush()  # what Python does at exit: nothing raised
+
+
+def test_shell_completion_is_left_to_typer(catalog, monkeypatch):
+    monkeypatch.setenv("_STORAGECTL_COMPLETE", "bash_complete")
+    assert run_quickly(["-c", str(catalog), "backup", "list"]) is None

@@ -98,13 +98,15 @@ def _take(token: str, tokens: Iterator[str], options: dict[str, Any], values: di
 
 
 def _plain_values(options: dict[str, Any]) -> bool:
-    """Values typer takes as they are: a format it knows, a config path that is not a directory, no
-    empty strings."""
+    """Values typer takes as they are: a format it knows, no empty string, and a config path that
+    does not exist or is a readable non-directory (typer's path checks for ``dir_okay=False``)."""
     if any(options.get(name) not in (None, *FORMATS) for name in ("output", "list_output")):
         return False
     if any(value == "" for value in options.values()):
         return False
-    return "config" not in options or not os.path.isdir(options["config"])
+    config = options.get("config")
+    return config is None or not os.path.exists(config) or (
+        not os.path.isdir(config) and os.access(config, os.R_OK))
 
 
 class _FlushIgnoringBrokenPipe:
