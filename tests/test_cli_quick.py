@@ -120,3 +120,27 @@ def test_a_reader_that_goes_away_is_exit_1_without_an_error(catalog, monkeypatch
 def test_shell_completion_is_left_to_typer(catalog, monkeypatch):
     monkeypatch.setenv("_STORAGECTL_COMPLETE", "bash_complete")
     assert run_quickly(["-c", str(catalog), "backup", "list"]) is None
+
+
+def test_it_knows_exactly_the_options_of_the_typer_commands():
+    """An option added, renamed or removed in backup_cmd.py or app.py fails here until quick.py agrees."""
+    import typer
+
+    from storagectl.cli.app import app
+    from storagectl.cli.quick import GLOBAL_FLAGS, GLOBAL_VALUES, LIST_VALUES
+
+    def options(command, kind: str) -> set[str]:
+        chosen = {"value": lambda p: not p.is_flag and not p.count, "count": lambda p: p.count,
+                  "flag": lambda p: p.is_flag and not p.is_eager}[kind]
+        return {name for param in command.params if param.param_type_name == "option" and chosen(param)
+                for name in param.opts}
+
+    root = typer.main.get_command(app)
+    backup_list = root.commands["backup"].commands["list"]
+    assert options(root, "value") == set(GLOBAL_VALUES)
+    typers_own = {"--install-completion", "--show-completion"}  # left to typer
+    assert options(root, "flag") - typers_own == set(GLOBAL_FLAGS)
+    assert options(root, "count") == {"-v", "--verbose"}
+    assert options(backup_list, "value") == set(LIST_VALUES)
+    assert options(backup_list, "flag") | options(backup_list, "count") == set()
+    assert [param.name for param in backup_list.params if param.param_type_name == "argument"] == []
