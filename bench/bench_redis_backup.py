@@ -180,15 +180,19 @@ def no_diskless_sync_delay(client: redis.Redis) -> Iterator[None]:
 
 
 def timed_bgsave(client: redis.Redis) -> float:
-    """Wall time of a BGSAVE, from the request until INFO persistence counts one more RDB save."""
+    """Wall time of a BGSAVE, from the request until the child has written the RDB file. The server
+    forks during the BGSAVE command and counts the save (``rdb_saves``) then, so the end is when
+    ``rdb_bgsave_in_progress`` drops back to 0."""
     while client.info("persistence")["rdb_bgsave_in_progress"]:
         time.sleep(0.05)
-    before = client.info("persistence")["rdb_saves"]
     started = time.perf_counter()
     client.bgsave()
-    while client.info("persistence")["rdb_saves"] == before:
-        time.sleep(0.01)
-    return time.perf_counter() - started
+    while (info := client.info("persistence"))["rdb_bgsave_in_progress"]:
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    if info["rdb_last_bgsave_status"] != "ok":
+        sys.exit("BGSAVE failed (rdb_last_bgsave_status is not ok); see the server's log")
+    return elapsed
 
 
 if __name__ == "__main__":
