@@ -50,7 +50,7 @@ def test_a_plain_table_is_what_rich_draws_on_a_pipe():
         if plain is not None:
             drawn += 1
             assert plain == drawn_by_rich(columns, rows, title, width), (columns, rows, title, width)
-    assert drawn > 1000
+    assert drawn > 400  # the rest (too wide, markup in a title or header) left to rich
 
 
 @pytest.mark.parametrize("columns, rows, title", [
