@@ -12,19 +12,19 @@ import typer
 
 from storagectl.cli import complete
 from storagectl.cli.output import confirm, note, print_json, print_table
-from storagectl.cli.state import (
-    AppState,
-    DryRunOption,
-    OutputFormat,
-    OutputOption,
-    PlainUsage,
-    YesOption,
-    duration_value,
-    state_of,
-)
+from storagectl.cli.state import AppState, DryRunOption, OutputFormat, OutputOption, PlainUsage, YesOption, state_of
 
 app = typer.Typer(no_args_is_help=True, help="Redis cache operations: keys, safe invalidation, hit rates, "
                   "pub/sub, keyspace watch, warm-up from a backup.")
+
+
+def _duration(value: str) -> float:
+    from storagectl.config.types import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
 
 
 def _ttl_ms(seconds: float, what: str) -> int:
@@ -147,7 +147,7 @@ def _pretty_json(data: bytes) -> str:
 def set_(ctx: typer.Context, key: KeyArgument,
          value: Annotated[str, typer.Argument(metavar="VALUE", help="The value, as typed.")],
          backend: BackendOption,
-         ttl: Annotated[float | None, typer.Option("--ttl", parser=duration_value, metavar="DURATION",
+         ttl: Annotated[float | None, typer.Option("--ttl", parser=_duration, metavar="DURATION",
                                                    help="Expire after this long (500ms, 30s, 5m).")] = None,
          nx: Annotated[bool, typer.Option("--nx", help="Only if the key does not exist (exit 1 if it does).")] = False,
          xx: Annotated[bool, typer.Option("--xx", help="Only if the key exists (exit 1 if not).")] = False,
@@ -183,7 +183,7 @@ def ttl(ctx: typer.Context, key: KeyArgument, backend: BackendOption, output: Ou
 
 @app.command("expire", cls=PlainUsage)
 def expire(ctx: typer.Context, key: KeyArgument,
-           duration: Annotated[float, typer.Argument(parser=duration_value, metavar="DURATION",
+           duration: Annotated[float, typer.Argument(parser=_duration, metavar="DURATION",
                                                      help="Time to live from now (30s, 5m).")],
            backend: BackendOption, output: OutputOption = None) -> None:
     """Set a key's time to live."""
@@ -329,7 +329,7 @@ def _render_invalidate(state: AppState, summary: dict[str, Any], output: OutputF
 @app.command("stats")
 def stats(
     ctx: typer.Context, backend: BackendOption,
-    interval: Annotated[float, typer.Option("--interval", parser=duration_value, metavar="DURATION",
+    interval: Annotated[float, typer.Option("--interval", parser=_duration, metavar="DURATION",
                                             help="Window between the two INFO reads.")] = 10.0,
     by_prefix: Annotated[bool, typer.Option("--by-prefix", help="Sample keys: estimates per prefix.")] = False,
     delimiter: Annotated[str, typer.Option("--delimiter", metavar="TEXT", help="Ends a prefix.")] = ":",
@@ -408,7 +408,7 @@ def subscribe(
     backend: BackendOption,
     pattern: Annotated[bool, typer.Option("--pattern", help="CHANNELs are glob patterns (PSUBSCRIBE).")] = False,
     count: Annotated[int | None, typer.Option("--count", min=1, metavar="N", help="Stop after N messages.")] = None,
-    timeout: Annotated[float | None, typer.Option("--timeout", parser=duration_value, metavar="DURATION",
+    timeout: Annotated[float | None, typer.Option("--timeout", parser=_duration, metavar="DURATION",
                                                   help="Stop after this long.")] = None,
 ) -> None:
     """Print messages as JSON lines, in order; reconnects after a lost connection with a warning (messages
@@ -445,7 +445,7 @@ def watch(
                                          help="Turn on the notify-keyspace-events flags needed (with --yes) and "
                                          "put the old value back on exit.")] = False,
     count: Annotated[int | None, typer.Option("--count", min=1, metavar="N", help="Stop after N events.")] = None,
-    timeout: Annotated[float | None, typer.Option("--timeout", parser=duration_value, metavar="DURATION",
+    timeout: Annotated[float | None, typer.Option("--timeout", parser=_duration, metavar="DURATION",
                                                   help="Stop after this long.")] = None,
     yes: YesOption = False, output: OutputOption = None,
 ) -> None:
