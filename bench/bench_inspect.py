@@ -7,8 +7,13 @@
 - PostgreSQL: 5,000 tables with 2 indexes each in a scratch database; `storagectl inspect tables`
   (--top 20 and --top 5000) vs `psql -c '\\dt+'`, alternating.
 
+- Overview (`--only overview`): `storagectl -o json inspect` over a registry of PostgreSQL (the
+  server's `postgres` database), a SQLite file and a Redis db, all idle, as issue 13 measures it
+  (target <= 1 s); with `python -c pass` and `storagectl --help` as the start-up floors.
+
 Run under `flock /tmp/bench.lock`; prints medians, spreads, ratios and the load average.
 Usage: python bench/bench_inspect.py [--redis-db 15] [--keys 1000000] [--tables 5000] [--rounds 3]
+                                     [--only redis|postgres|overview]
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = "redis://127.0.0.1:6379"
@@ -73,16 +81,27 @@ def report(title: str, results: dict[str, list[tuple[float, int]]], reference: s
               f"{median / anchor:5.2f}x {reference}  peak RSS {rss:.0f} MiB")
 
 
-def bench_redis(args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> None:
+@contextmanager
+def leased_db(db: int) -> Iterator[Any]:
+    """A client of Redis db ``db``, empty, under the test suite's lease (so a test run never shares it);
+    flushed again afterwards."""
     import redis
 
     control = redis.Redis.from_url(f"{REDIS_URL}/0")
-    lease = f"storagectl-test:lease:{args.redis_db}"
+    lease = f"storagectl-test:lease:{db}"
     if not control.set(lease, "bench_inspect", nx=True, ex=3600):
-        sys.exit(f"redis db {args.redis_db} is leased by a test run; choose another --redis-db")
-    client = redis.Redis.from_url(f"{REDIS_URL}/{args.redis_db}")
+        sys.exit(f"redis db {db} is leased by a test run; choose another --redis-db")
+    client = redis.Redis.from_url(f"{REDIS_URL}/{db}")
     try:
         client.flushdb()
+        yield client
+    finally:
+        client.flushdb()
+        control.delete(lease)
+
+
+def bench_redis(args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> None:
+    with leased_db(args.redis_db) as client:
         script = client.register_script(LOAD_LUA)
         for first in range(1, args.keys + 1, 100_000):
             script(args=[first, min(first + 99_999, args.keys)])
@@ -92,9 +111,6 @@ def bench_redis(args: argparse.Namespace, workdir: Path, env: dict[str, str]) ->
         commands = {"storagectl inspect keys": storagectl(config, "-o", "json", "inspect", "keys", "-b", "cache"),
                     "redis-cli --memkeys": ["redis-cli", "-n", str(args.redis_db), "--memkeys"]}
         report(f"Redis, {args.keys:,} keys", alternate(args.rounds, commands, env), "redis-cli --memkeys")
-    finally:
-        client.flushdb()
-        control.delete(lease)
 
 
 def bench_postgres(args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> None:
@@ -128,13 +144,36 @@ def bench_postgres(args: argparse.Namespace, workdir: Path, env: dict[str, str])
             admin.execute(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
 
 
+def bench_overview(args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> None:
+    import sqlite3
+
+    with leased_db(args.redis_db) as client:
+        client.mset({f"svc{i % 7}:obj:{i}": "x" * (i % 50) for i in range(1000)})
+        with sqlite3.connect(workdir / "app.db") as db:
+            db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+            db.executemany("INSERT INTO t (v) VALUES (?)", [("y" * (i % 80),) for i in range(5000)])
+        config = workdir / "overview.yaml"
+        config.write_text(f"backends:\n  pg: {{kind: postgres, url: '{PG_ADMIN}'}}\n"
+                          f"  file: {{kind: sqlite, path: {workdir / 'app.db'}}}\n"
+                          f"  cache: {{kind: redis, url: '{REDIS_URL}/{args.redis_db}'}}\n")
+        commands = {"storagectl -o json inspect": storagectl(config, "-o", "json", "inspect"),
+                    "storagectl --help": [sys.executable, "-m", "storagectl", "--help"],
+                    "python -c pass": [sys.executable, "-c", "pass"]}
+        for command in commands.values():  # warm the page cache and .pyc files
+            timed(command, env)
+        results = alternate(args.rounds, commands, env)
+        report("Overview of PostgreSQL + SQLite + Redis, idle", results, "storagectl -o json inspect")
+        median = statistics.median(t for t, _ in results["storagectl -o json inspect"])
+        print(f"  storagectl -o json inspect: {median:.2f}s (target <= 1.00 s) -> {'OK' if median <= 1 else 'MISSED'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis-db", type=int, default=15)
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--tables", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", choices=["redis", "postgres"])
+    parser.add_argument("--only", choices=["redis", "postgres", "overview"])
     args = parser.parse_args()
     # As installed (pip writes .pyc files): without this, a shell with PYTHONDONTWRITEBYTECODE set makes
     # every run compile storagectl from source, which is start-up the tool does not have (bench_startup too).
@@ -145,6 +184,8 @@ def main() -> None:
             bench_redis(args, Path(scratch), env)
         if args.only in (None, "postgres"):
             bench_postgres(args, Path(scratch), env)
+        if args.only in (None, "overview"):
+            bench_overview(args, Path(scratch), env)
 
 
 if __name__ == "__main__":

@@ -7,14 +7,18 @@ as configured, `redis-cli --rdb` with `repl-diskless-sync-delay 0` (set for that
 after: the honest anchor, target <= 1.0x) and a `BGSAVE` of the same data, prints the ratios and
 flushes the db afterwards. Note: `redis-cli --rdb` snapshots the whole instance (every db),
 storagectl only the selected db; with other dbs empty the data is the same.
-Usage: python bench/bench_redis_backup.py [--url redis://127.0.0.1:6379] [--db 15] [--keys 1000000]
+The `redis-cli --rdb` as configured runs once (its time is mostly the server's wait); the others
+alternate for --rounds rounds and are reported as medians with their spread.
+Usage: python bench/bench_redis_backup.py [--url redis://127.0.0.1:6379] [--db 15] [--keys 1000000] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,6 +89,7 @@ def main() -> None:
     parser.add_argument("--url", default="redis://127.0.0.1:6379")
     parser.add_argument("--db", type=int, default=15)
     parser.add_argument("--keys", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the timed backups (medians)")
     args = parser.parse_args()
     if not shutil.which("storagectl") or not shutil.which("redis-cli"):
         sys.exit("storagectl and redis-cli must be on PATH")
@@ -123,27 +128,43 @@ def run(args: argparse.Namespace, client: redis.Redis) -> None:
         with tempfile.TemporaryDirectory(prefix="stctl-redis-bench-") as tmp:
             workdir = Path(tmp)
             rdb_cli = ["redis-cli", "-h", host, "-p", port, "--rdb", str(workdir / "dump.rdb")]
-            rdb_time, _ = timed(rdb_cli)
+            rdb_time, _ = timed(rdb_cli)  # once: its time is mostly the server's wait
             rdb_size = (workdir / "dump.rdb").stat().st_size
-            with no_diskless_sync_delay(client):
-                rdb_no_delay, _ = timed(rdb_cli)
-            bgsave = timed_bgsave(client)
-            cpu_before = server_cpu(client)
-            ours, size = storagectl_backup(workdir, args.url, args.db)
-            cpu = server_cpu(client) - cpu_before
-        print(f"redis-cli --rdb: {rdb_time:.2f}s, {rdb_size / 2**20:.1f} MiB (includes the server's "
-              "repl-diskless-sync-delay)")
-        print(f"redis-cli --rdb with repl-diskless-sync-delay 0: {rdb_no_delay:.2f}s (the honest anchor)")
-        print(f"BGSAVE of the same data: {bgsave:.2f}s (fork + RDB write on the server)")
-        print(f"storagectl backup: {ours:.2f}s, {size / 2**20:.1f} MiB; "
-              f"server CPU {cpu:.2f}s ({cpu / args.keys * 1e6:.1f} us/key), the floor of its wall time")
-        for name, reference in (("redis-cli --rdb", rdb_time), ("redis-cli --rdb, delay 0", rdb_no_delay),
-                                ("BGSAVE", bgsave)):
-            ratio = ours / reference
-            print(f"ratio storagectl / {name}: {ratio:.2f}x"
-                  + (f" (target <= 1.00x) -> {'OK' if ratio <= 1 else 'MISSED'}" if "delay 0" in name else ""))
+            runs: dict[str, list[float]] = {"storagectl": [], "delay 0": [], "BGSAVE": []}
+            cpu, size = [], 0
+            for _ in range(args.rounds):  # alternating, so the load moves all of them alike
+                with no_diskless_sync_delay(client):
+                    runs["delay 0"].append(timed(rdb_cli)[0])
+                runs["BGSAVE"].append(timed_bgsave(client))
+                cpu_before = server_cpu(client)
+                ours, size = storagectl_backup(workdir, args.url, args.db)
+                runs["storagectl"].append(ours)
+                cpu.append(server_cpu(client) - cpu_before)
+        report(args, runs, rdb_time, rdb_size, size, statistics.median(cpu))
     finally:
         client.flushdb()
+
+
+def report(args: argparse.Namespace, runs: dict[str, list[float]], rdb_time: float, rdb_size: int, size: int,
+           cpu: float) -> None:
+    median = {name: statistics.median(times) for name, times in runs.items()}
+
+    def spread(name: str) -> str:
+        return f"median of {len(runs[name])}, runs {min(runs[name]):.2f}-{max(runs[name]):.2f}s"
+
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"redis-cli --rdb: {rdb_time:.2f}s, {rdb_size / 2**20:.1f} MiB (once; includes the server's "
+          "repl-diskless-sync-delay)")
+    print(f"redis-cli --rdb with repl-diskless-sync-delay 0: {median['delay 0']:.2f}s ({spread('delay 0')}; "
+          "the honest anchor)")
+    print(f"BGSAVE of the same data: {median['BGSAVE']:.2f}s ({spread('BGSAVE')}; fork + RDB write on the server)")
+    print(f"storagectl backup: {median['storagectl']:.2f}s ({spread('storagectl')}), {size / 2**20:.1f} MiB; "
+          f"server CPU {cpu:.2f}s ({cpu / args.keys * 1e6:.1f} us/key), the floor of its wall time")
+    for name, reference in (("redis-cli --rdb", rdb_time), ("redis-cli --rdb, delay 0", median["delay 0"]),
+                            ("BGSAVE", median["BGSAVE"])):
+        ratio = median["storagectl"] / reference
+        print(f"ratio storagectl / {name}: {ratio:.2f}x"
+              + (f" (target <= 1.00x) -> {'OK' if ratio <= 1 else 'MISSED'}" if "delay 0" in name else ""))
 
 
 @contextmanager
@@ -159,15 +180,19 @@ def no_diskless_sync_delay(client: redis.Redis) -> Iterator[None]:
 
 
 def timed_bgsave(client: redis.Redis) -> float:
-    """Wall time of a BGSAVE, from the request until INFO persistence counts one more RDB save."""
+    """Wall time of a BGSAVE, from the request until the child has written the RDB file. The server
+    forks during the BGSAVE command and counts the save (``rdb_saves``) then, so the end is when
+    ``rdb_bgsave_in_progress`` drops back to 0."""
     while client.info("persistence")["rdb_bgsave_in_progress"]:
         time.sleep(0.05)
-    before = client.info("persistence")["rdb_saves"]
     started = time.perf_counter()
     client.bgsave()
-    while client.info("persistence")["rdb_saves"] == before:
-        time.sleep(0.01)
-    return time.perf_counter() - started
+    while (info := client.info("persistence"))["rdb_bgsave_in_progress"]:
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    if info["rdb_last_bgsave_status"] != "ok":
+        sys.exit("BGSAVE failed (rdb_last_bgsave_status is not ok); see the server's log")
+    return elapsed
 
 
 if __name__ == "__main__":

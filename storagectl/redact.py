@@ -9,6 +9,20 @@ MASK = "***"
 
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@")
 _KV_PASSWORD = re.compile(r"(?i)\b(password|passwd|pwd|secret|token)=([^\s&;]+)")
+_SECRET_KEYS = ("password", "secret", "token", "key_id", "access_key")
+_NEVER_ECHOED = ("on_success", "on_failure")  # a webhook URL often carries its token in the path
+
+
+def is_secret_key(key: str) -> bool:
+    """A config key whose value is never shown (nor cached): a password, a key, a token, a hook URL."""
+    key = key.lower()
+    return key in _NEVER_ECHOED or any(marker in key for marker in _SECRET_KEYS)
+
+
+def has_userinfo(value: object) -> bool:
+    """A URL with ``user:password@``: never echoed at all, since a mis-encoded password (an ``@`` or
+    ``/`` in it) would be only partly masked by :func:`redact_url`."""
+    return isinstance(value, str) and "://" in value and "@" in value
 
 
 def redact_url(url: str) -> str:

@@ -37,6 +37,14 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.pop("STORAGECTL_CONFIG", None)
 
 
+@pytest.fixture(autouse=True)
+def _own_user_cache_dir(tmp_path_factory, monkeypatch) -> None:
+    """Each test its own user cache dir (platformdirs honours XDG_CACHE_HOME), for the validated-config
+    cache and completion's backup ids: nothing read from or left in the developer's ~/.cache, and
+    nothing carried from one test to the next."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("user-cache")))
+
+
 def service_unavailable(service: str, reason: str) -> None:
     """Skip locally; under CI a missing PostgreSQL (15 or 18)/TimescaleDB/Redis/S3 is a failure, never a
     silent skip."""

@@ -12,7 +12,8 @@ from pyrage import x25519
 from storagectl.archive.manifest import BackupManifest
 from storagectl.archive.reader import StoredArchive
 from storagectl.archive.writer import ArchiveSession
-from storagectl.destinations.local import LocalDestination, LocalSettings
+from storagectl.destinations.local import LocalDestination
+from storagectl.destinations.local_settings import LocalSettings
 from storagectl.errors import AuthenticationFailed, IntegrityError, UsageError
 
 MiB = 1024 * 1024

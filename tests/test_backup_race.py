@@ -123,7 +123,7 @@ def test_the_lease_is_renewed_while_held_and_removed_after(tmp_path):
 
     from storagectl.archive.lease import LEASE_NAME, BackupLease
     from storagectl.destinations import open_destination
-    from storagectl.destinations.local import LocalSettings
+    from storagectl.destinations.local_settings import LocalSettings
 
     destination = open_destination("local", LocalSettings(path=tmp_path))
     key = f"nightly/20261206T000000Z-abcdef/{LEASE_NAME}"

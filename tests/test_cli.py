@@ -10,7 +10,7 @@ import pytest
 import typer
 
 from storagectl import __version__
-from storagectl.cli.main import app
+from storagectl.cli.app import app
 
 ROOT = Path(__file__).resolve().parents[1]
 

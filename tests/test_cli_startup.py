@@ -31,7 +31,7 @@ print("\\n" + json.dumps({"code": code, "modules": sorted(sys.modules)}))
 
 
 def modules_after(*args: str) -> set[str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1", COLUMNS="200", PYTHONIOENCODING="utf-8")
     env.pop("STORAGECTL_CONFIG", None)
     done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, env=env,
                           check=True)
@@ -87,12 +87,30 @@ def test_backup_list_loads_no_archive_backend_or_driver_machinery(write_config, 
                   "neo4j", "alembic") == []
     assert not {"storagectl.backup.restore", "storagectl.backup.run", "storagectl.archive.reader",
                 "storagectl.archive.writer", "storagectl.backends.postgres.archive"} & modules
-    assert command_modules(modules) == ["storagectl.cli.backup_cmd", "storagectl.cli.schedule_cmd"]
+    assert command_modules(modules) == []  # run without typer, storagectl.cli.quick
+
+
+def test_backup_list_from_the_config_cache_loads_neither_yaml_nor_pydantic_nor_rich(write_config, tmp_path):
+    """The second run finds the validated config in the cache (storagectl.config.cache), runs without
+    typer (storagectl.cli.quick), and its table, piped, is drawn without rich."""
+    config = write_config(f"""
+        backends:
+          pg: {{kind: postgres, url: "postgresql://app@db.example:5433/app", password_file: pw}}
+        destinations:
+          local: {{kind: local, path: {tmp_path / 'backups'}}}
+    """)
+    (tmp_path / "pw").write_text("pw\n")
+    first = modules_after("-c", str(config), "backup", "list")
+    assert "pydantic" in first and "yaml" in first  # validated, and remembered
+    again = modules_after("-c", str(config), "backup", "list")
+    assert loaded(again, "pydantic", "yaml", "rich", "typing_extensions", "asyncio", "typer", "click") == []
+    (tmp_path / "pw").write_text("changed\n")
+    assert "pydantic" in modules_after("-c", str(config), "backup", "list")  # a referenced file changed
 
 
 def test_every_command_is_in_the_lazy_table():
     """A group added with app.add_typer() would be imported by every command, `--help` included."""
-    from storagectl.cli.main import COMMANDS, app
+    from storagectl.cli.app import COMMANDS, app
 
     assert app.registered_groups == [] and app.registered_commands == []
     root = typer.main.get_command(app)
@@ -100,8 +118,8 @@ def test_every_command_is_in_the_lazy_table():
 
 
 def test_each_summary_is_the_first_sentence_of_its_commands_help():
+    from storagectl.cli.app import COMMANDS, app
     from storagectl.cli.lazy import _Summary
-    from storagectl.cli.main import COMMANDS, app
 
     root = typer.main.get_command(app)
     for name, entry in COMMANDS.items():
@@ -115,7 +133,7 @@ def test_help_lists_the_commands_as_when_they_are_loaded(width):
     """The command list comes from the table; with every command loaded it reads the same."""
     from typer._click import Context
 
-    from storagectl.cli.main import app
+    from storagectl.cli.app import app
 
     def help_text(root) -> str:
         return root.get_help(Context(root, info_name="storagectl", terminal_width=width))
@@ -143,6 +161,15 @@ class Color(StrEnum):
     dark_blue = "dark-blue"
 
 
+def _probe_parser(value):
+    """An option's own parser, as `inspect --budget` has: a number or a string of digits, else errors."""
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return float(value)
+    if value == "abc":
+        raise typer.BadParameter("not a number")
+    return float(value)  # ValueError or TypeError for the rest
+
+
 def _probe_command():
     probe = typer.Typer()
 
@@ -162,6 +189,7 @@ def _probe_command():
         name: Annotated[str | None, typer.Option()] = None,
         names: Annotated[list[str] | None, typer.Option()] = None,
         flag: Annotated[bool, typer.Option()] = False,
+        parsed: Annotated[float | None, typer.Option(parser=_probe_parser)] = None,
     ) -> None:
         pass
 
@@ -209,7 +237,8 @@ command = _probe_command()
 install_quick_coercion(command)
 ctx = Context(command, info_name="probe")
 plain = {"file": "/tmp/x", "existing": "/", "color": "dark-blue", "insensitive": "RED", "mode": "fast",
-         "verbose": 2, "number": "-3", "ranged": "64", "seconds": 2.5, "name": "x", "names": None, "flag": False}
+         "verbose": 2, "number": "-3", "ranged": "64", "seconds": 2.5, "name": "x", "names": None, "flag": False,
+         "parsed": "2.5"}
 for param in command.get_params(ctx):
     value = plain.get(param.name)
     param.process_value(ctx, value)
@@ -221,7 +250,7 @@ assert not [m for m in sys.modules if m.startswith("pydantic")], "pydantic impor
 
 
 def test_a_group_builds_only_the_command_that_runs(write_config, tmp_path, capsys):
-    from storagectl.cli.main import app
+    from storagectl.cli.app import app
 
     config = write_config(f"destinations:\n  local: {{kind: local, path: {tmp_path}}}\n")
     root = typer.main.get_command(app)
@@ -239,7 +268,7 @@ def test_a_group_built_on_demand_reads_as_typer_builds_it(width):
     from typer.main import get_group_from_info
     from typer.models import TyperInfo
 
-    from storagectl.cli.main import COMMANDS, app
+    from storagectl.cli.app import COMMANDS, app
 
     root = typer.main.get_command(app)
     for name in COMMANDS:

@@ -286,7 +286,7 @@ def test_every_name_option_has_a_completer():
     """A new --backend/--job/--from option or backup id argument must not ship without completion."""
     import typer
 
-    from storagectl.cli.main import app
+    from storagectl.cli.app import app
 
     def params(command, path=""):
         for param in command.params:

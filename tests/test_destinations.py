@@ -7,7 +7,8 @@ import os
 import pytest
 
 from storagectl.destinations import open_destination
-from storagectl.destinations.local import LocalDestination, LocalSettings
+from storagectl.destinations.local import LocalDestination
+from storagectl.destinations.local_settings import LocalSettings
 from storagectl.destinations.s3 import S3Destination, S3DestinationSettings
 from storagectl.errors import NotFound, OperationFailed
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -63,6 +62,8 @@ class BackupLease:
 
     def renew(self) -> None:
         """Rewrite the lease now: a prune that looks from here on sees the backup in progress."""
+        import socket  # here: listing backups reads leases; only taking one needs the host name
+
         holder = {"host": socket.gethostname(), "pid": os.getpid(), "renewed_at": datetime.now(UTC).isoformat()}
         with self.destination.put_stream(self.key) as stream:
             stream.write(json.dumps(holder).encode())

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
 import re
-import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +21,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def new_backup_id(now: datetime | None = None) -> str:
     """``20261121T234501Z-1a2b3c``: UTC start time (so ids sort by time) plus 24 random bits."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    return f"{now:%Y%m%dT%H%M%SZ}-{os.urandom(3).hex()}"
 
 
 def is_backup_id(text: str) -> bool:

@@ -9,13 +9,15 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from storagectl.archive.lease import LEASE_TTL, lease_is_live, live_lease
 from storagectl.archive.manifest import MANIFEST_NAME, BackupManifest, backup_prefix, is_backup_id
-from storagectl.config.models import Config
 from storagectl.destinations import Destination, StoredObject, UnfinishedUpload, open_destination
 from storagectl.errors import BackendUnavailable, IntegrityError, LockHeld, NotFound, UsageError
+
+if TYPE_CHECKING:
+    from storagectl.config.models import Config
 
 log = logging.getLogger("storagectl.backup")
 

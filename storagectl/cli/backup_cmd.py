@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from storagectl.cli import complete, schedule_cmd
+from storagectl.cli.backup_views import counts_text, describe_selection, list_view
 from storagectl.cli.output import confirm, note, plan_format, print_json, print_table, styled_status
-from storagectl.cli.progress import progress_view
 from storagectl.cli.state import (
     AppState,
     DryRunOption,
@@ -99,6 +99,7 @@ def run(
     selection and what matched; `backup list` marks it partial.
     """
     from storagectl.backup import plan_backups, run_backup
+    from storagectl.cli.progress import progress_view
     from storagectl.job_report import TakenBackup, reported_job_run
 
     state = state_of(ctx)
@@ -137,18 +138,7 @@ def list_(
     output: OutputOption = None,
 ) -> None:
     """List complete backups, oldest first (folders without a manifest are not backups)."""
-    from storagectl.backup import list_backups
-
-    state = state_of(ctx)
-    found = [backup.to_dict() for backup in list_backups(state.config, from_, job, backend)]
-    if state.format(output) is OutputFormat.json:
-        print_json(found)
-        return
-    rows = [[b["id"], b["job"], b["backend"], b["kind"], b["destination"], b["finished_at"][:19],
-             human_bytes(b["size"]), b["objects"], "yes" if b["encrypted"] else "no",
-             describe_selection(b["selection"]) if b["partial"] else "full"] for b in found]
-    print_table(state, ["ID", "Job", "Backend", "Kind", "Destination", "Finished", "Size", "Objects", "Encrypted",
-                        "Contents"], rows)
+    list_view(state_of(ctx), from_, job, backend, output)  # also run without typer: storagectl.cli.quick
 
 
 @app.command("show", cls=PlainUsage)
@@ -159,7 +149,7 @@ def show(ctx: typer.Context, backup_id: BackupIdArgument, from_: FromOption = No
 
     state = state_of(ctx)
     backup_id = selected_backup_id(state, backup_id, from_, job, backend)
-    found = show_backup(state.config, backup_id, from_)
+    found = show_backup(state.quick_config, backup_id, from_)
     manifest = found.manifest
     if state.format(output) is OutputFormat.json:
         print_json({**manifest.to_dict(), "location": found.destination.location()})
@@ -167,7 +157,7 @@ def show(ctx: typer.Context, backup_id: BackupIdArgument, from_: FromOption = No
     summary = found.to_dict()
     summary["selection"] = describe_selection(summary["selection"]) if summary["partial"] else "full backup"
     print_table(state, ["Field", "Value"], [[key, value] for key, value in summary.items()], title=backup_id)
-    rows = [[o.name, human_bytes(o.raw_size), human_bytes(o.size), o.sha256[:16], _counts(o.counts)]
+    rows = [[o.name, human_bytes(o.raw_size), human_bytes(o.size), o.sha256[:16], counts_text(o.counts)]
             for o in manifest.objects]
     print_table(state, ["Object", "Original", "Stored", "SHA-256", "Counts"], rows)
 
@@ -177,26 +167,13 @@ def selected_backup_id(state: AppState, backup_id: str, from_: str | None, job: 
     """An explicit id as given; ``latest`` resolved to the newest backup --job/--backend select, named on stderr."""
     from storagectl.backup.catalog import resolve_backup_id
 
-    found = resolve_backup_id(state.config, backup_id, from_, job=job, backend=backend)
+    found = resolve_backup_id(state.quick_config, backup_id, from_, job=job, backend=backend)
     if found is None:
         return backup_id
     info = found.to_dict()
     note(state, f"latest: backup {found.id} of backend {info['backend']} (job {info['job'] or '-'}, "
                 f"finished {info['finished_at'][:19]}) at {info['destination']}")
     return found.id
-
-
-def describe_selection(selection: dict[str, Any] | None) -> str:
-    """A partial backup's selection in one line: ``--table public.users (public.users 120 rows)``."""
-    from storagectl.selection import Selection
-
-    chosen = Selection.from_dict(selection).describe()
-    matched = (selection or {}).get("matched") or {}
-    return f"{chosen}; matched {_counts(matched) or 'nothing'}"
-
-
-def _counts(counts: dict[str, Any]) -> str:
-    return ", ".join(f"{key} {value}" for key, value in counts.items())
 
 
 @app.command("verify", cls=PlainUsage)
@@ -209,6 +186,7 @@ def verify(ctx: typer.Context, backup_id: BackupIdArgument, from_: FromOption = 
     checks the newest backup of NAME (a nightly runbook step).
     """
     from storagectl.backup import verify_backup
+    from storagectl.cli.progress import progress_view
 
     state = state_of(ctx)
     backup_id = selected_backup_id(state, backup_id, from_, job, backend)

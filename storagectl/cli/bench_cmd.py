@@ -11,27 +11,18 @@ import typer
 
 from storagectl.cli import complete
 from storagectl.cli.output import note, print_json, print_table
-from storagectl.cli.state import AppState, OutputFormat, OutputOption, PlainUsage, YesOption, state_of
+from storagectl.cli.state import (
+    AppState,
+    OutputFormat,
+    OutputOption,
+    PlainUsage,
+    YesOption,
+    duration_value,
+    size_value,
+    state_of,
+)
 
 app = typer.Typer(no_args_is_help=True, help="Load-test a backend with honest percentiles; compare two results.")
-
-
-def _duration(value: str) -> float:
-    from storagectl.config.types import parse_duration
-
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
-
-
-def _size(value: str) -> int:
-    from storagectl.config.types import parse_byte_size
-
-    try:
-        return parse_byte_size(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
 
 
 def _ratio(value: str) -> tuple[int, int]:
@@ -55,20 +46,20 @@ def run(
              "create-node, expand-1hop, cypher:FILE (Neo4j); put, get, mixed (S3).")],
     clients: Annotated[int, typer.Option("--clients", "-c", metavar="N", help="Connections in use at once.")] = 1,
     duration: Annotated[float | None, typer.Option(
-        "--duration", "-T", parser=_duration, metavar="DURATION",
+        "--duration", "-T", parser=duration_value, metavar="DURATION",
         help="Measure this long (30s, 2m) [default: 10s]; excludes -n.")] = None,
     count: Annotated[int | None, typer.Option("--count", "-n", metavar="N",
                                               help="Measure this many operations; excludes -T.")] = None,
-    warmup: Annotated[float, typer.Option("--warmup", parser=_duration, metavar="DURATION",
+    warmup: Annotated[float, typer.Option("--warmup", parser=duration_value, metavar="DURATION",
                                           help="Run this long first, unmeasured.")] = 5.0,
     rate: Annotated[float | None, typer.Option(
         "--rate", metavar="OPS",
         help="Open loop: this many ops/s on a fixed schedule; latency counts from each op's intended start.")] = None,
     pipeline: Annotated[int, typer.Option("--pipeline", "-P", metavar="N",
                                           help="Redis: commands sent together per client.")] = 1,
-    data_size: Annotated[int | None, typer.Option("--data-size", "-d", parser=_size, metavar="BYTES",
+    data_size: Annotated[int | None, typer.Option("--data-size", "-d", parser=size_value, metavar="BYTES",
                                                   help="Value size (Redis) [default: 100].")] = None,
-    object_size: Annotated[int | None, typer.Option("--object-size", parser=_size, metavar="BYTES",
+    object_size: Annotated[int | None, typer.Option("--object-size", parser=size_value, metavar="BYTES",
                                                     help="Object size (S3) [default: 4KiB].")] = None,
     keyspace: Annotated[int | None, typer.Option(
         "--keyspace", metavar="N", help="Keys, rows (pgbench_accounts), nodes or objects set up first "

@@ -4,8 +4,9 @@ typer 0.29 builds a pydantic ``TypeAdapter`` for every option it processes, even
 default (the root's ``--output`` on ``storagectl diag --help``): importing pydantic and building
 adapters costs more than the rest of a quick command. ``QuickCoercion`` takes the cases whose
 answer is obvious (no value; a plain str; a whole number; a choice; a path, checked by typer's own
-``coerce_cli_path``) and hands every other case, and every error, to typer's own coercion, so
-results and error messages stay typer's. tests/test_cli_startup.py compares both on many values.
+``coerce_cli_path``; an option with its own ``parser``, which is all typer's adapter applies) and
+hands every other case, and every error, to typer's own coercion, so results and error messages
+stay typer's. tests/test_cli_startup.py compares both on many values.
 """
 
 from __future__ import annotations
@@ -54,8 +55,10 @@ class QuickCoercion:
     def _quick(self, value: Any, param: Any, ctx: Any) -> Any:
         """The value typer would return, or _FALL_BACK; same order of cases as typer's adapters."""
         annotation, info = self.descriptor.annotation, self.descriptor.parameter_info
-        if self.descriptor.file_annotation is not None or info.parser is not None:
+        if self.descriptor.file_annotation is not None:
             return _FALL_BACK
+        if info.parser is not None:  # typer's adapter is the parser itself (an error: typer's, on the way back)
+            return info.parser(value)
         if isinstance(annotation, type) and issubclass(annotation, Enum) or is_literal_type(annotation):
             choices = list(annotation) if isinstance(annotation, type) else literal_values(annotation)
             return coerce_cli_choice(value, choices=choices, case_sensitive=info.case_sensitive, ctx=ctx)

@@ -10,19 +10,10 @@ import typer
 
 from storagectl.cli import complete
 from storagectl.cli.output import note, print_json, print_table
-from storagectl.cli.state import AppState, OutputFormat, OutputOption, state_of
+from storagectl.cli.state import AppState, OutputFormat, OutputOption, duration_value, state_of
 
 app = typer.Typer(invoke_without_command=True, no_args_is_help=False,
                   help="What is in each backend and how big it is (overview when no view is named).")
-
-
-def _duration(value: str) -> float:
-    from storagectl.config.types import parse_duration
-
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
 
 
 class TableSort(StrEnum):
@@ -42,7 +33,7 @@ class StatementSort(StrEnum):
 BackendOption = Annotated[str, typer.Option("--backend", "-b", metavar="BACKEND", help="The backend to inspect.",
                                             autocompletion=complete.backend_names)]
 BudgetOption = Annotated[float | None, typer.Option(
-    "--budget", parser=_duration, metavar="DURATION",
+    "--budget", parser=duration_value, metavar="DURATION",
     help="Wall time per backend (10s, 2m); when it runs out, what was gathered is shown, marked incomplete.")]
 TopOption = Annotated[int, typer.Option("--top", "-n", min=1, metavar="N", help="Show this many rows.")]
 
@@ -94,7 +85,7 @@ def queries(
     sort: Annotated[StatementSort, typer.Option(
         "--sort", metavar="ORDER", help="total, calls, mean or rows.")] = StatementSort.total,
     interval: Annotated[float | None, typer.Option(
-        "--interval", parser=_duration, metavar="DURATION",
+        "--interval", parser=duration_value, metavar="DURATION",
         help="Show the difference of two snapshots this far apart (what is slow right now).")] = None,
     budget: BudgetOption = None, output: OutputOption = None,
 ) -> None:

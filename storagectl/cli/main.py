@@ -1,91 +1,15 @@
-"""Entry point: assembles the command groups and turns errors into exit codes, in one place."""
+"""Entry point: runs a command (storagectl.cli.app's, or `backup list` from storagectl.cli.quick
+without importing typer) and turns errors into exit codes, in one place."""
 
 from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
-from typing import Annotated, Any
-
-import typer
-
-from storagectl import __version__
-from storagectl.cli.lazy import LazyCommand, LazyGroup
-from storagectl.cli.state import AppState, OutputFormat, PlainUsage
-
-# The commands, each imported only when it runs (`storagectl --help` imports none of them). To add
-# one: a line here, name -> LazyCommand(module, attribute: its typer.Typer or its function, the
-# first sentence of its help, as `storagectl --help` shows it[, cls for a function's command class]).
-# tests/test_cli_startup.py checks every summary against the command's own help.
-COMMANDS = {
-    "backends": LazyCommand("storagectl.cli.backends_cmd", "backends",
-                            "List the configured backends: name, kind, endpoint (secrets masked), description."),
-    "diag": LazyCommand("storagectl.cli.diag_cmd", "diag",
-                        "Check every backend concurrently: reachability, auth, version, latency and health checks."),
-    "restore": LazyCommand("storagectl.cli.restore_cmd", "restore", "Restore a backup.", cls=PlainUsage),
-    "config": LazyCommand("storagectl.cli.config_cmd", "app", "Validate, show and create the configuration file."),
-    "migrate": LazyCommand("storagectl.cli.migrate_cmd", "app", "Schema migrations: Alembic for postgres/timescaledb/"
-                           "sqlite, versioned Cypher files for neo4j."),
-    "backup": LazyCommand("storagectl.cli.backup_cmd", "app", "Take, list, show, verify and delete backups."),
-    "inspect": LazyCommand("storagectl.cli.inspect_cmd", "app",
-                           "What is in each backend and how big it is (overview when no view is named)."),
-    "cache": LazyCommand("storagectl.cli.cache_cmd", "app",
-                         "Redis cache operations: keys, safe invalidation, hit rates, pub/sub, keyspace watch, "
-                         "warm-up from a backup."),
-    "bench": LazyCommand("storagectl.cli.bench_cmd", "app",
-                         "Load-test a backend with honest percentiles; compare two results."),
-}
+from typing import Any
 
 
-class _RootGroup(LazyGroup):
-    table = COMMANDS
-
-
-app = typer.Typer(
-    name="storagectl",
-    help="Storage administration for operations teams: diagnostics, backups, restores, migrations.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    rich_markup_mode=None,
-    cls=_RootGroup,
-)
-_RootGroup.app = app
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        typer.echo(f"storagectl {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def root(
-    ctx: typer.Context,
-    config: Annotated[Path | None, typer.Option(
-        "--config", "-c", metavar="FILE",
-        help="Config file [default: $STORAGECTL_CONFIG, ./storagectl.yaml, user config dir].",
-        dir_okay=False,
-    )] = None,
-    output: Annotated[OutputFormat, typer.Option("--output", "-o", metavar="FORMAT",
-        help="table or json.")] = OutputFormat.table,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log lines (-vv debug).")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only results and errors.")] = False,
-    no_color: Annotated[bool, typer.Option("--no-color", help="No colors (also $NO_COLOR).")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
-    version: Annotated[bool, typer.Option(
-        "--version", callback=_print_version, is_eager=True, help="Print the version and exit.",
-    )] = False,
-) -> None:
-
-    ctx.obj = AppState(
-        config_path=config, output=output, verbose=verbose, quiet=quiet,
-        color=not no_color and "NO_COLOR" not in os.environ, debug=debug,
-    )
-    _configure_logging(verbose, quiet)
-
-
-def _configure_logging(verbose: int, quiet: bool) -> None:
+def configure_logging(verbose: int, quiet: bool) -> None:
+    """Log lines (secrets masked) to stderr: warnings, or more with -v/-vv, only errors with -q."""
     import logging  # here: `storagectl --help` runs no callback and needs no logging
 
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
@@ -114,9 +38,9 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(run(argv))
 
 
-def run(argv: list[str] | None = None) -> int:
-    from typer.exceptions import Abort, Exit, TyperException
-
+def run(argv: list[str] | None = None, *, quick: bool = True) -> int:
+    """``quick``: `backup list` with plain options runs without typer (storagectl.cli.quick), as it
+    would with it; tests run both ways and compare."""
     from storagectl.errors import ConfigError, ExitCode, StoragectlError
 
     args = sys.argv[1:] if argv is None else argv
@@ -127,19 +51,11 @@ def run(argv: list[str] | None = None) -> int:
     signals = _SignalsAsInterrupts()
     try:
         with signals:
-            result = app(args=args, prog_name="storagectl", standalone_mode=False)
+            result = _run_command(args, quick)
         if result == ExitCode.INTERRUPTED and signals.received:
             # typer turns a KeyboardInterrupt that no command handled into a bare 130
             return _interrupted(signals.received)
         return result if isinstance(result, int) else 0
-    except Exit as exc:
-        return exc.exit_code
-    except Abort:
-        _error("aborted")
-        return ExitCode.INTERRUPTED
-    except TyperException as exc:  # usage errors: bad option, missing argument, ...
-        exc.show()
-        return getattr(exc, "exit_code", ExitCode.USAGE)
     except KeyboardInterrupt:
         return _interrupted(signals.received or "interrupted")
     except ConfigError as exc:
@@ -156,12 +72,45 @@ def run(argv: list[str] | None = None) -> int:
         _hint(exc.hint)
         return exc.exit_code
     except Exception as exc:
+        if (code := _typer_outcome(exc)) is not None:
+            return code
         from storagectl.redact import redact_text
 
         _traceback_if(debug)
         _error(f"internal error: {type(exc).__name__}: {redact_text(str(exc))} "
                "(a bug in storagectl; rerun with --debug for the traceback)")
         return ExitCode.INTERNAL
+
+
+def _run_command(args: list[str], quick: bool) -> Any:
+    if quick:
+        from storagectl.cli.quick import run_quickly
+
+        if (code := run_quickly(args)) is not None:
+            return code
+    from storagectl.cli.app import app
+
+    return app(args=args, prog_name="storagectl", standalone_mode=False)
+
+
+def _typer_outcome(exc: Exception) -> int | None:
+    """typer's Exit (its code), Abort and usage errors (bad option, missing argument, ...) as exit
+    codes; None for any other exception (and when typer never ran, it raised none)."""
+    if "typer.exceptions" not in sys.modules:
+        return None
+    from typer.exceptions import Abort, Exit, TyperException
+
+    from storagectl.errors import ExitCode
+
+    if isinstance(exc, Exit):
+        return exc.exit_code
+    if isinstance(exc, Abort):
+        _error("aborted")
+        return ExitCode.INTERRUPTED
+    if isinstance(exc, TyperException):
+        exc.show()
+        return getattr(exc, "exit_code", ExitCode.USAGE)
+    return None
 
 
 def _interrupted(what: str) -> int:

@@ -1,27 +1,17 @@
-"""Global options, shared by every command through ``ctx.obj``; config and consoles load lazily."""
+"""The options commands share (typer annotations and parsers) and the way to the global ones
+(``state_of``); the global options themselves are storagectl.cli.appstate's AppState."""
 
 from __future__ import annotations
 
-import os
-import sys
-from dataclasses import dataclass, field
-from enum import StrEnum
-from functools import cached_property
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperArgument, TyperCommand
 
-if TYPE_CHECKING:
-    from rich.console import Console
+from storagectl.cli.appstate import AppState, OutputFormat
 
-    from storagectl.config import Config
-
-
-class OutputFormat(StrEnum):
-    table = "table"
-    json = "json"
+__all__ = ["AppState", "DryRunOption", "OutputFormat", "OutputOption", "PlainUsage", "YesOption", "duration_value",
+           "size_value", "state_of"]
 
 
 OutputOption = Annotated[
@@ -32,6 +22,26 @@ OutputOption = Annotated[
 YesOption = Annotated[bool, typer.Option(
     "--yes", "-y", help="Proceed without asking (without it: asks on a terminal, refuses elsewhere).")]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")]
+
+
+def duration_value(value: str) -> float:
+    """An option's duration (``10s``, ``2m``, ``500ms``): a ``parser=`` for typer."""
+    from storagectl.units import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def size_value(value: str) -> int:
+    """An option's size in bytes (``64MiB``, ``512k``): a ``parser=`` for typer."""
+    from storagectl.units import parse_byte_size
+
+    try:
+        return parse_byte_size(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
 
 
 class _NamedArgument(TyperArgument):
@@ -53,49 +63,6 @@ class PlainUsage(TyperCommand):
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = super().collect_usage_pieces(ctx)
         return [p[1:].replace("}", "", 1) if p.startswith("{") and "}" in p else p for p in pieces]  # {KEYS}...
-
-
-@dataclass
-class AppState:
-    config_path: Path | None = None
-    output: OutputFormat = OutputFormat.table
-    verbose: int = 0
-    quiet: bool = False
-    color: bool = True
-    debug: bool = False
-    _config: Any = field(default=None, repr=False)
-
-    @property
-    def config(self) -> Config:
-        if self._config is None:
-            from storagectl.config import load_config
-
-            self._config = load_config(self.config_path)
-        return self._config
-
-    @property
-    def interactive(self) -> bool:
-        """Someone can answer a question: stdin and stderr (where it is asked) are terminals."""
-        return sys.stdin.isatty() and sys.stderr.isatty()
-
-    def format(self, override: OutputFormat | None) -> OutputFormat:
-        return override or self.output
-
-    @cached_property
-    def out(self) -> Console:
-        from rich.console import Console
-
-        # Piped output (logs, grep) gets a wide fixed width instead of rich's 80 columns.
-        tty = sys.stdout.isatty()
-        width = None if tty or "COLUMNS" in os.environ else 200
-        return Console(no_color=not self.color, highlight=False, soft_wrap=not tty, width=width)
-
-    @cached_property
-    def err(self) -> Console:
-        from rich.console import Console
-
-        # Log lines to a pipe or file stay one line each (no hard wrap), so they can be grepped.
-        return Console(stderr=True, no_color=not self.color, highlight=False, soft_wrap=not sys.stderr.isatty())
 
 
 def state_of(ctx: typer.Context) -> AppState:

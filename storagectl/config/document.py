@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from storagectl.errors import ConfigError
+from storagectl.config.source import MAX_FILE_BYTES, VARIABLE, config_error
 from storagectl.redact import MASK
 
 Loc = tuple[str | int, ...]
@@ -23,10 +23,8 @@ MAX_DEPTH = 64
 """Deepest nesting of mappings and sequences; real configs use fewer than 10 levels."""
 MAX_VALUES = 50_000
 """Most values (scalars, mappings, sequences) after expanding aliases and merge keys."""
-MAX_FILE_BYTES = 1024 * 1024
-"""Largest config file read; the full example config is under 8 KiB."""
+__all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "MAX_VALUES", "Loc", "YamlDocument"]
 
-_VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}|\$\$")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _PLAIN_COLLECTIONS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
@@ -62,29 +60,6 @@ class _BoundedLoader(yaml.SafeLoader):
             self.depth -= 1
 
 
-def read_config_file(path: Path) -> str:
-    """The file's text: at most :data:`MAX_FILE_BYTES` of UTF-8."""
-    try:
-        with path.open("rb") as file:
-            data = file.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise _config_error(f"{path}:1 the file is larger than {MAX_FILE_BYTES // 1024} KiB; is it the config file?")
-    return decode_config(data, path)
-
-
-def decode_config(data: bytes, path: Path) -> str:
-    """The file's text; bytes that are not UTF-8 are a config error naming their line."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise _config_error(f"{path}:{line} the file is not UTF-8 text (byte 0x{data[exc.start]:02x} "
-                            f"at column {column}); save it as UTF-8") from None
-
-
 class YamlDocument:
     """YAML parsed into plain data, remembering the line of every key path."""
 
@@ -105,15 +80,15 @@ class YamlDocument:
             node = loader.get_single_node()
             return self._convert(node, (), loader, 0) if node is not None else None
         except _TooLarge as exc:
-            raise _config_error(str(exc)) from None
+            raise config_error(str(exc)) from None
         except yaml.reader.ReaderError as exc:
             line = text.count("\n", 0, exc.position) + 1
-            raise _config_error(f"{self.path}:{line} invalid YAML: control character #x{exc.character:04x} is not "
+            raise config_error(f"{self.path}:{line} invalid YAML: control character #x{exc.character:04x} is not "
                                 "allowed; remove it, or write it as an escape in a double-quoted string") from None
         except yaml.MarkedYAMLError as exc:
-            raise _config_error(self._yaml_problem(exc)) from None
+            raise config_error(self._yaml_problem(exc)) from None
         except yaml.YAMLError as exc:
-            raise _config_error(f"{self.path}:1 invalid YAML: {type(exc).__name__}") from None
+            raise config_error(f"{self.path}:1 invalid YAML: {type(exc).__name__}") from None
         finally:
             if loader is not None:
                 loader.dispose()
@@ -236,7 +211,7 @@ class YamlDocument:
             )
             return ""
 
-        return _VAR.sub(substitute, value)
+        return VARIABLE.sub(substitute, value)
 
 
 def _merge_sources(node: yaml.Node) -> list[yaml.MappingNode]:
@@ -265,13 +240,3 @@ def _construct_scalar(node: yaml.Node, loader: yaml.SafeLoader) -> Any:
 
 def _short_tag(tag: str) -> str:
     return tag.replace("tag:yaml.org,2002:", "!!")
-
-
-def one_line(text: str) -> str:
-    """Control characters (a key written as "a\\nb", say) escaped, so each problem stays one line."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
-
-
-def _config_error(problem: str) -> ConfigError:
-    problem = one_line(problem)
-    return ConfigError(problem, problems=[problem])

@@ -13,7 +13,7 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError, field_validator
 
-from storagectl.config.document import Loc, YamlDocument, one_line, read_config_file
+from storagectl.config.document import Loc, YamlDocument
 from storagectl.config.models import (
     NAME_PATTERN,
     BackendSettings,
@@ -27,13 +27,14 @@ from storagectl.config.models import (
     one_entry_per_source,
     valid_name,
 )
+from storagectl.config.source import (  # noqa: F401 - find_config_path, user_config_path: re-exported
+    find_config_path,
+    one_line,
+    read_config_file,
+    user_config_path,
+)
 from storagectl.errors import ConfigError
-
-ENV_CONFIG = "STORAGECTL_CONFIG"
-DEFAULT_FILE = "storagectl.yaml"
-
-_SECRET_KEYS = ("password", "secret", "token", "key_id", "access_key")
-_NEVER_ECHOED = ("on_success", "on_failure")  # a webhook URL often carries its token in the path
+from storagectl.redact import has_userinfo, is_secret_key
 
 
 class RawConfig(StrictModel):
@@ -45,48 +46,18 @@ class RawConfig(StrictModel):
     data_migrations: dict[str, dict[str, Any]] = {}
 
 
-def user_config_path() -> Path:
-    from platformdirs import user_config_dir
-
-    return Path(user_config_dir("storagectl")) / DEFAULT_FILE
-
-
-def find_config_path(explicit: Path | None) -> Path:
-    """``-c`` if given, else ``$STORAGECTL_CONFIG``, else ``./storagectl.yaml``, else the user config dir."""
-    if explicit is not None:
-        if not explicit.is_file():
-            raise ConfigError(
-                f"config file {explicit} does not exist",
-                hint="Try: storagectl config init " + str(explicit),
-            )
-        return explicit
-    from_env = os.environ.get(ENV_CONFIG)
-    if from_env:
-        path = Path(from_env)
-        if not path.is_file():
-            raise ConfigError(
-                f"config file {path} (from ${ENV_CONFIG}) does not exist",
-                hint=f"Try: unset {ENV_CONFIG}, or storagectl config init {path}",
-            )
-        return path
-    candidates = [Path(DEFAULT_FILE), user_config_path()]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    looked = ", ".join(str(c) for c in candidates)
-    raise ConfigError(
-        f"no config file found (looked for -c, ${ENV_CONFIG}, {looked})",
-        hint="Try: storagectl config init, or pass -c PATH",
-    )
-
-
 def load_config(explicit: Path | None = None, environ: dict[str, str] | None = None) -> Config:
     path = find_config_path(explicit)
     return parse_config(read_config_file(path), path, os.environ if environ is None else environ)
 
 
 def parse_config(text: str, path: Path, environ: dict[str, str] | os._Environ[str]) -> Config:
-    document = YamlDocument(text, path, environ)
+    return validate_document(YamlDocument(text, path, environ))
+
+
+def validate_document(document: YamlDocument) -> Config:
+    """The config ``document`` holds; every problem of it in one ConfigError."""
+    path = document.path
     data = document.data
     if data is None:
         data = {}
@@ -193,7 +164,8 @@ class _ConfigValidator:
         names = self.document.environment_names(loc)
         if names:
             return " (value from " + ", ".join(f"${name}" for name in names) + " not shown)"
-        if _is_secret(loc) or not isinstance(bad, str | int | float) or repr(bad) in message or _has_userinfo(bad):
+        if (loc and is_secret_key(str(loc[-1]))) or not isinstance(bad, str | int | float) or repr(bad) in message \
+                or has_userinfo(bad):
             return ""
         return f" (got {bad!r})"
 
@@ -319,19 +291,6 @@ def _input_loc(error_loc: tuple[Any, ...], data: Any) -> Loc:
 
 def _is_pydantic_tag(part: Any) -> bool:
     return isinstance(part, str) and ("[" in part or part.startswith("function-"))
-
-
-def _has_userinfo(value: Any) -> bool:
-    """A URL with ``user:password@``: not echoed at all, since a mis-encoded password (an ``@`` or
-    ``/`` in it) would be only partly masked by :func:`~storagectl.redact.redact_url`."""
-    return isinstance(value, str) and "://" in value and "@" in value
-
-
-def _is_secret(loc: Loc) -> bool:
-    if not loc:
-        return False
-    key = str(loc[-1]).lower()
-    return key in _NEVER_ECHOED or any(marker in key for marker in _SECRET_KEYS)
 
 
 def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from storagectl.config.source import NamedEntries
 from storagectl.config.types import ConfigPath, Duration, Secret, read_secret_file
 from storagectl.config.urls import check_http_url
 
@@ -343,7 +344,7 @@ class DataMigrationSettings(StrictModel):
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(NamedEntries):
     """The whole validated configuration."""
 
     path: Path | None
@@ -352,35 +353,6 @@ class Config:
     jobs: dict[str, JobSettings] = field(default_factory=dict)
     tools: ToolsSettings = field(default_factory=ToolsSettings)
     data_migrations: dict[str, DataMigrationSettings] = field(default_factory=dict)
-
-    def backend(self, name: str) -> BackendSettings:
-        return _lookup("backend", name, self.backends)
-
-    def destination(self, name: str) -> DestinationSettings:
-        return _lookup("destination", name, self.destinations)
-
-    def job(self, name: str) -> JobSettings:
-        return _lookup("job", name, self.jobs)
-
-    def data_migration(self, name: str) -> DataMigrationSettings:
-        return _lookup("data migration", name, self.data_migrations)
-
-
-def _lookup(what: str, name: str, table: dict[str, Any]) -> Any:
-    from storagectl.errors import UnknownBackendError, UsageError
-
-    if name in table:
-        return table[name]
-    from difflib import get_close_matches
-
-    close = get_close_matches(name, list(table), n=1)
-    known = ", ".join(table) or "none configured"
-    suggestion = f" (did you mean {close[0]}?)" if close else ""
-    error = UnknownBackendError if what == "backend" else UsageError
-    raise error(
-        f"unknown {what} {name!r}{suggestion}; configured: {known}",
-        hint=f"Try: storagectl config show, or add a {what} named {name!r} to the config file",
-    )
 
 
 def valid_name(name: str) -> bool:

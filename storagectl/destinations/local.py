@@ -13,24 +13,20 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import TYPE_CHECKING, BinaryIO
 
-from storagectl.config.models import DestinationSettings
-from storagectl.config.types import ConfigPath
-from storagectl.destinations.base import StoredObject, UnfinishedUpload, check_key
+from storagectl.destinations.base import SettingsModel, StoredObject, UnfinishedUpload, check_key
 from storagectl.errors import NotFound, OperationFailed, PermissionDenied, StoragectlError
 from storagectl.fsutil import fsync_directory
+
+if TYPE_CHECKING:
+    from storagectl.destinations.local_settings import LocalSettings
 
 TEMP_SUFFIX = ".tmp"
 
 
-class LocalSettings(DestinationSettings):
-    kind: Literal["local"] = "local"
-    path: ConfigPath
-
-
 class LocalDestination:
-    Settings = LocalSettings
+    Settings = SettingsModel("storagectl.destinations.local_settings:LocalSettings")
 
     def __init__(self, name: str, settings: LocalSettings) -> None:
         self.name = name

@@ -1,0 +1,280 @@
+"""The validated configuration, remembered, so quick commands start without YAML or pydantic.
+
+`backup list` and `backup show` read the config through :func:`load_config_quickly`. When the cache
+holds the file's validated form and nothing that validation depended on has changed, the sections
+come back as plain objects: no YAML parsing, no pydantic (about 150 ms of every start, issue 19).
+In every other case the file is validated as before -- and only a file that validated is ever
+remembered, so an invalid file is always reported by the full validation, ``file:line`` and all.
+
+What the validation depended on, all of it in an entry's key: the file (its bytes, inode, size,
+mtime and ctime) and where it is (as given and resolved, and its directory resolved: relative paths
+in it are relative to that); every environment variable it names, set or not; the stat of every
+password file it names; ``$HOME`` (``~`` in paths); the CPU count (a job's default ``parallel``); the
+Python version; and the code: the mtimes of storagectl's modules and of where pydantic and PyYAML
+are installed.
+
+No secret is written. A section holding one -- a password, a key, a token, a URL with a password, a
+hook URL, or any value taken from the environment -- is remembered as not cached, and reading it
+validates the whole file as before. Environment values enter only an entry's key, as a salted
+BLAKE2b digest; the file is the user's alone (0600, in a 0700 directory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from _blake2 import blake2b  # hashlib's own BLAKE2b; importing hashlib loads OpenSSL (~3 ms of a start)
+from collections.abc import Callable
+from pathlib import Path, PosixPath
+from typing import TYPE_CHECKING, Any
+
+from storagectl.config.source import VARIABLE, NamedEntries, decode_config, find_config_path, read_config_bytes
+from storagectl.redact import has_userinfo, is_secret_key, redact_text
+
+if TYPE_CHECKING:
+    from storagectl.config.document import YamlDocument
+    from storagectl.config.models import Config
+
+FORMAT = 1
+SECTIONS = ("backends", "destinations", "jobs", "tools", "data_migrations")
+_PERSON = b"storagectl-cfg"
+
+
+def default_cache_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("storagectl")) / "config"
+
+
+def load_config_quickly(explicit: Path | None, cache_dir: Path, environ: Any = None) -> Any:
+    """A :class:`CachedConfig` when ``cache_dir`` remembers this file validated and nothing it depended
+    on changed; otherwise the file validated now (and remembered), as ``load_config`` returns it."""
+    environ = os.environ if environ is None else environ
+    path = find_config_path(explicit)
+    data = read_config_bytes(path)
+    entry = _read_entry(_entry_path(cache_dir, path))
+    if entry is not None and entry.get("key") == _key(path, data, environ, entry):
+        with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):  # a damaged entry: a miss
+            return CachedConfig(path, entry["sections"], lambda: _validate(path, data, environ, cache_dir))
+    return _validate(path, data, environ, cache_dir)
+
+
+def load_config_remembered(explicit: Path | None, cache_dir: Path, environ: Any = None) -> Config:
+    """``load_config``, remembering the validated file for :func:`load_config_quickly`."""
+    path = find_config_path(explicit)
+    return _validate(path, read_config_bytes(path), os.environ if environ is None else environ, cache_dir)
+
+
+def _validate(path: Path, data: bytes, environ: Any, cache_dir: Path) -> Config:
+    from storagectl.config.document import YamlDocument
+    from storagectl.config.loader import validate_document
+
+    document = YamlDocument(decode_config(data, path), path, environ)
+    config = validate_document(document)
+    with contextlib.suppress(OSError):  # a read-only home: validated again next time
+        remember(config, document, data, cache_dir)
+    return config
+
+
+def remember(config: Config, document: YamlDocument, data: bytes, cache_dir: Path) -> None:
+    """Write the cache entry of ``config`` (validated from ``document``, read as ``data``), unless the
+    one there is current."""
+    from storagectl.fsutil import atomic_writer
+
+    entry_path = _entry_path(cache_dir, config.path)
+    current = _read_entry(entry_path)
+    if current is not None and current.get("key") == _key(config.path, data, document.environ, current):
+        return
+    text = data.decode("utf-8")
+    entry: dict[str, Any] = {
+        "format": FORMAT, "salt": os.urandom(16).hex(),
+        "environment": sorted({match["name"] for match in VARIABLE.finditer(text) if match["name"]}),
+        "files": sorted(str(path) for path in _password_files(config)),
+    }
+    entry["key"] = _key(config.path, data, document.environ, entry)
+    from_environment = {loc[0] for loc in document.from_environment}
+    entry["sections"] = {name: None if name in from_environment else _encoded_section(getattr(config, name))
+                         for name in SECTIONS}
+    cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with atomic_writer(entry_path, mode=0o600) as handle:
+        handle.write(json.dumps(entry).encode("utf-8"))
+
+
+class CachedConfig(NamedEntries):
+    """A config read back from the cache, with what callers use of a Config: ``path``, the sections
+    and the lookups by name. A section that was not cached (it holds a secret), and anything a plain
+    object lacks (a method, a property), come from the file validated again, once."""
+
+    def __init__(self, path: Path, sections: dict[str, Any], validate: Callable[[], Config]) -> None:
+        self.path = path
+        self._validate = validate
+        self._full: Config | None = None
+        self._sections = {name: _decoded(sections[name], self, (name,)) for name in SECTIONS}
+
+    def full(self) -> Config:
+        """The Config as ``load_config`` returns it."""
+        if self._full is None:
+            self._full = self._validate()
+        return self._full
+
+    def __getattr__(self, name: str) -> Any:
+        section = self.__dict__.get("_sections", {}).get(name)
+        return section if section is not None else getattr(self.full(), name)
+
+
+class CachedSettings:
+    """A settings model read back from the cache: its fields as attributes. Anything else (a method,
+    a property) is the validated model's, which validates the file again."""
+
+    def __init__(self, fields: dict[str, Any], owner: CachedConfig, loc: tuple[str | int, ...]) -> None:
+        self.__dict__.update(fields)
+        self.__dict__["_cached_at"] = (owner, loc)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        owner, loc = self.__dict__["_cached_at"]
+        target: Any = owner.full()
+        for step in loc:
+            target = target[step] if isinstance(target, dict | list | tuple) else getattr(target, step)
+        return getattr(target, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"settings are read-only: cannot set {name}")
+
+    def __repr__(self) -> str:
+        return f"CachedSettings({'.'.join(map(str, self.__dict__['_cached_at'][1]))})"
+
+
+# -- the key -------------------------------------------------------------------------------------------
+def _key(path: Path, data: bytes, environ: Any, entry: dict[str, Any]) -> str | None:
+    """The digest of everything the validation of ``path`` depended on; None for an entry of another format."""
+    try:
+        if entry.get("format") != FORMAT:
+            return None
+        digest = blake2b(digest_size=32, salt=bytes.fromhex(entry["salt"]), person=_PERSON)
+        parts = [str(path), os.path.realpath(path), os.path.realpath(path.parent), _stat(path),
+                 os.path.expanduser("~"), os.cpu_count(), sys.version, _code_stamp(),
+                 [[name, environ.get(name)] for name in entry["environment"]],
+                 [[name, _stat(Path(name))] for name in entry["files"]]]
+        digest.update(json.dumps(parts).encode("utf-8", "surrogatepass"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    digest.update(data)
+    return digest.hexdigest()
+
+
+def _stat(path: Path | str) -> list[int] | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return [found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns]
+
+
+def _code_stamp() -> list[Any]:
+    """What says the code that validated is the code running: storagectl's modules (an editable
+    install changes without a new version) and the directories pydantic and PyYAML are installed in
+    (an upgrade replaces their files)."""
+    from importlib.util import find_spec
+
+    package = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+    stamp: list[Any] = []
+    for directory, subdirectories, files in os.walk(package):
+        subdirectories[:] = sorted(name for name in subdirectories if name != "__pycache__")
+        stamp += [[directory[len(package):], name, _stat(os.path.join(directory, name))]
+                  for name in sorted(files) if name.endswith(".py")]
+    for library in ("pydantic", "pydantic_core", "yaml"):
+        spec = find_spec(library)
+        where = Path(spec.origin).parent if spec is not None and spec.origin else None
+        stamp += [[library, _stat(where) if where else None, _stat(where.parent) if where else None]]
+    return stamp
+
+
+def _password_files(config: Config) -> list[Path]:
+    """The ``password_file`` of every settings model in ``config``, however deeply nested."""
+    from pydantic import BaseModel
+
+    from storagectl.config.models import PasswordMixin
+
+    found, pending = [], [getattr(config, name) for name in SECTIONS]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, PasswordMixin) and value.password_file is not None:
+            found.append(value.password_file)
+        if isinstance(value, BaseModel):
+            pending += [getattr(value, name) for name in type(value).model_fields]
+        elif isinstance(value, dict):
+            pending += value.values()
+        elif isinstance(value, list | tuple):
+            pending += value
+    return found
+
+
+# -- the entry --------------------------------------------------------------------------------------------
+def _entry_path(cache_dir: Path, path: Path) -> Path:
+    where = f"{path}\0{os.path.realpath(path)}".encode("utf-8", "surrogatepass")
+    return cache_dir / f"{blake2b(where, digest_size=16).hexdigest()}.json"
+
+
+def _read_entry(path: Path) -> dict[str, Any] | None:
+    try:
+        entry = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+class _NotCached(Exception):
+    """A value the cache must not hold (a secret) or cannot give back as it was (a type it does not know)."""
+
+
+def _encoded_section(section: Any) -> Any:
+    try:
+        return _encoded(section, None)
+    except _NotCached:
+        return None
+
+
+def _encoded(value: Any, key: str | None) -> Any:
+    """``value`` as JSON, tagged so :func:`_decoded` gives back the same types."""
+    from pydantic import BaseModel
+
+    if key is not None and value is not None and is_secret_key(key):
+        raise _NotCached
+    if value is None or type(value) in (bool, int, float):
+        return value
+    if type(value) is str:
+        if has_userinfo(value) or redact_text(value) != value:
+            raise _NotCached
+        return value
+    if type(value) is PosixPath:
+        return {"$path": str(value)}
+    if type(value) is list:
+        return [_encoded(item, key) for item in value]
+    if type(value) is tuple:
+        return {"$tuple": [_encoded(item, key) for item in value]}
+    if type(value) is dict and all(type(name) is str for name in value):
+        return {"$dict": {name: _encoded(item, name) for name, item in value.items()}}
+    if isinstance(value, BaseModel):
+        return {"$model": {name: _encoded(getattr(value, name), name) for name in type(value).model_fields}}
+    raise _NotCached
+
+
+def _decoded(value: Any, owner: CachedConfig, loc: tuple[str | int, ...]) -> Any:
+    if isinstance(value, list):
+        return [_decoded(item, owner, (*loc, i)) for i, item in enumerate(value)]
+    if not isinstance(value, dict):
+        return value
+    (tag, inner), = value.items()
+    if tag == "$path":
+        return Path(inner)
+    if tag == "$tuple":
+        return tuple(_decoded(item, owner, (*loc, i)) for i, item in enumerate(inner))
+    if tag == "$dict":
+        return {name: _decoded(item, owner, (*loc, name)) for name, item in inner.items()}
+    if tag == "$model":
+        return CachedSettings({name: _decoded(item, owner, (*loc, name)) for name, item in inner.items()}, owner, loc)
+    raise ValueError(f"unknown tag {tag!r}")
