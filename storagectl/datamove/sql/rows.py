@@ -29,8 +29,10 @@ class RowMapper:
     pg_types: list[str] | None = None  # PostgreSQL target types: the careful path checks their ranges too
 
     @classmethod
-    def for_sqlite(cls, spec: TableSpec, storage_classes: list[set[str]]) -> RowMapper:
-        convert = [i for i, (kind, found) in enumerate(zip(spec.kinds, storage_classes, strict=True))
+    def for_sqlite(cls, spec: TableSpec, storage_classes: list[set[str]] | None) -> RowMapper:
+        """``storage_classes`` per column (None: unknown, every column converted on the fast path)."""
+        classes = storage_classes or [{"unknown"} for _ in spec.columns]
+        convert = [i for i, (kind, found) in enumerate(zip(spec.kinds, classes, strict=True))
                    if not (found - {"null"}) <= NATIVE.get(kind, set())]
         return cls(spec.kinds, convert, hash_rows=True)
 
