@@ -9,7 +9,8 @@ with the same job count (<= 1.0x) and ``pg_dump -Fc | pg_restore`` (<= 0.8x).
 Verification: ``migrate data verify`` <= 0.5x the copy (run --no-verify).
 Prints figures and ratios; exits 0 either way. Run under ``flock /tmp/bench.lock``.
 
-Usage: python bench/bench_datamove_sql.py [--scale 1] [--small-scale 0.1] [--parallel 2] [--skip-pg] [--skip-sqlite]
+Usage: python bench/bench_datamove_sql.py [--scale 1] [--small-scale 0.1] [--parallel 2] [--rounds 1] [--skip-pg]
+       [--skip-sqlite]
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -69,29 +71,45 @@ def write_config(work: Path, source: str, target_url: str) -> Path:
     return config
 
 
-def bench_sqlite(work: Path, scale: float, small_scale: float, parallel: int) -> None:
+def bench_sqlite(work: Path, scale: float, small_scale: float, parallel: int, rounds: int) -> None:
+    """Each measurement ``rounds`` times, storagectl and pgloader alternating on the same file (so load
+    changes hit both); medians with the spread (min-max)."""
     figures = {}
     for label, factor in (("small", small_scale), ("base", scale)):
         path = work / f"{label}.db"
         counts = build(path, factor)
         print(f"SQLite {label}: {sum(counts.values()):,} rows {counts}, {path.stat().st_size / 2**20:.0f} MiB")
-        url = fresh_database("stctl_dm_bench")
-        config = write_config(work, f"{{kind: sqlite, path: {path}}}", url)
-        copy = timed(storagectl(config, "run", "--from", "src", "--to", "dst", "--no-verify", "--parallel",
-                                str(parallel)), env())
+        config = write_config(work, f"{{kind: sqlite, path: {path}}}", database_url(ADMIN_URL, "stctl_dm_bench"))
+        copies, loaders = [], []
+        for _ in range(rounds):
+            fresh_database("stctl_dm_bench")
+            copies.append(timed(storagectl(config, "run", "--from", "src", "--to", "dst", "--no-verify",
+                                           "--parallel", str(parallel)), env()))
+            if label == "base":
+                loaders.append(timed(["pgloader", "--no-ssl-cert-verification", str(path),
+                                      fresh_database("stctl_dm_bench_pgloader")]))
         check = timed(storagectl(config, "verify", "--from", "src", "--to", "dst"), env())
-        figures[label] = (copy, check)
-        print(f"  storagectl run -j{parallel} --no-verify: {copy[0]:.1f} s, peak RSS {copy[1] / 1024:.0f} MiB; "
-              f"verify: {check[0]:.1f} s ({check[0] / copy[0]:.2f}x the copy)")
+        copy = (median([c[0] for c in copies]), median([c[1] for c in copies]))
+        figures[label] = copy
+        print(f"  storagectl run -j{parallel} --no-verify: {copy[0]:.1f} s {spread(copies, 0)}, peak RSS "
+              f"{copy[1] / 1024:.0f} MiB; verify: {check[0]:.1f} s ({check[0] / copy[0]:.2f}x the copy)")
         if label == "base":
-            url = fresh_database("stctl_dm_bench")
-            loader = timed(["pgloader", "--no-ssl-cert-verification", str(path), url])
-            print(f"  pgloader: {loader[0]:.1f} s, peak RSS {loader[1] / 1024:.0f} MiB")
+            loader = (median([c[0] for c in loaders]), median([c[1] for c in loaders]))
+            print(f"  pgloader: {loader[0]:.1f} s {spread(loaders, 0)}, peak RSS {loader[1] / 1024:.0f} MiB")
             print(f"  ratio wall {copy[0] / loader[0]:.2f}x (target <= 0.5), peak RSS {copy[1] / loader[1]:.2f}x "
-                  f"(target <= 0.2)")
-    small_rss, base_rss = figures["small"][0][1], figures["base"][0][1]
+                  f"(target <= 0.2); load average {os.getloadavg()[0]:.1f}")
+    small_rss, base_rss = figures["small"][1], figures["base"][1]
     print(f"  storagectl peak RSS at {scale / small_scale:.0f}x the data: {base_rss / small_rss:.2f}x "
           "(target <= 1.3)")
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def spread(runs: list[tuple[float, int]], index: int) -> str:
+    values = [run[index] for run in runs]
+    return f"(min {min(values):.1f}, max {max(values):.1f}, {len(values)} runs)" if len(values) > 1 else ""
 
 
 def bench_postgres(scale: float, parallel: int, work: Path) -> None:
@@ -123,14 +141,16 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--rounds", type=int, default=1, help="SQLite: runs of each copy; medians are printed")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="stctl-dm-bench-", dir=REPO / "bench") as work:
         if not args.skip_sqlite:
-            bench_sqlite(Path(work), args.scale, args.small_scale, args.parallel)
+            bench_sqlite(Path(work), args.scale, args.small_scale, args.parallel, args.rounds)
         if not args.skip_pg:
             bench_postgres(args.scale, args.parallel, Path(work))
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
         admin.execute('DROP DATABASE IF EXISTS "stctl_dm_bench" WITH (FORCE)')
+        admin.execute('DROP DATABASE IF EXISTS "stctl_dm_bench_pgloader" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -425,7 +425,7 @@ def test_sqlite_rows_hash_alike_from_sql_and_from_their_mapped_values(tmp_path):
     side = SQLiteSide(SQLiteBackend("lite", SQLiteSettings(path=path)))
     with side.connect() as conn:
         spec = side.describe(conn, "t", None, "postgres")
-        reader = SQLiteCopyReader(spec, side.storage_classes(conn, spec))
+        reader = SQLiteCopyReader(spec)
         row_hash = reader.row_hasher()
         in_sql = [row_hash(row, 1) for row in conn.execute(f"SELECT NULL, {reader.hash_select}")]
         hasher = canonical.row_hasher(spec.kinds)

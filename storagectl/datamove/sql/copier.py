@@ -129,13 +129,16 @@ class ChunkCopier:
 
     def _work(self, sconn: Any, job: TableJob) -> TableWork:
         spec = job.spec
-        classes = self.source.storage_classes(sconn, spec) if self.source.kind == "sqlite" else []
-        mapper = (RowMapper.for_sqlite(spec, classes, to_postgres=self.target.kind == "postgres") if classes
-                  else RowMapper.passthrough(spec))
-        reader = (SQLiteCopyReader(spec, classes, hashing=self.request.verify)
-                  if classes and self.target.kind == "postgres" else None)
-        binary = pg_to_pg.binary_columns(sconn, spec) if self.pipe else None
         job.row_bytes = self.source.row_bytes(sconn, spec)
+        reader = (SQLiteCopyReader(spec, hashing=self.request.verify, row_bytes=job.row_bytes)
+                  if self.source.kind == "sqlite" and self.target.kind == "postgres" else None)
+        if reader is not None:  # the reader's SQL takes every value by its own storage class
+            mapper = RowMapper.for_sqlite(spec, None, to_postgres=True)
+        elif self.source.kind == "sqlite":  # SQLite → SQLite: values in classes the target takes pass as they are
+            mapper = RowMapper.for_sqlite(spec, self.source.storage_classes(sconn, spec))
+        else:
+            mapper = RowMapper.passthrough(spec)
+        binary = pg_to_pg.binary_columns(sconn, spec) if self.pipe else None
         work = TableWork(job, mapper, reader, binary, (spec.row_estimate or 0) * job.row_bytes or None,
                          time.monotonic(), sum(rows + rejected for rows, rejected, _ in job.done.values()))
         return work

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from storagectl import interrupts
 from storagectl.archive.progress import ProgressCallback
 from storagectl.datamove.model import ItemPlan, MigrationPlan, RunResult
 from storagectl.datamove.sql import checks, pg_to_pg, state
@@ -78,7 +80,7 @@ class SqlDataPath:
                 if dump:
                     created = any(job.create for job in jobs) or not all(job.status == "done" for job in jobs)
                     pg_to_pg.finish(source, target, tconn, snapshot, specs, created, whole, parallel)
-                self._finish(target, tconn, jobs, schema_done=dump)
+                self._finish(target, tconn, jobs, schema_done=dump, parallel=parallel)
         with source.connect() as sconn:  # after the snapshot: what the source holds now
             for job in jobs:
                 checks.raise_on_drift(checks.count_drift(source, sconn, job.spec, job.bounds, job.done))
@@ -88,14 +90,28 @@ class SqlDataPath:
             self._verify_jobs(source, target, jobs, result, request.show_diffs)
         return result
 
-    def _finish(self, target: Any, tconn: Any, jobs: list[TableJob], *, schema_done: bool) -> None:
-        """Keys, indexes and identities per table, foreign keys once all are in (unless pg_dump's
-        post-data built them)."""
-        for job in jobs:
-            if job.status != "done":
-                if not schema_done:
-                    target.finish_table(tconn, job.spec)
-                state.set_status(tconn, target.param, job.spec.target, "done")
+    def _finish(self, target: Any, tconn: Any, jobs: list[TableJob], *, schema_done: bool, parallel: int) -> None:
+        """Keys, indexes and identities per table (unless pg_dump's post-data built them), up to
+        ``parallel`` tables at once, largest first, each on its own connection; foreign keys once
+        all are in."""
+        pending = sorted((job for job in jobs if job.status != "done"), key=lambda job: job.spec.row_estimate or 0,
+                         reverse=True)
+
+        def finish(job: TableJob, conn: Any) -> None:
+            if not schema_done:
+                target.finish_table(conn, job.spec)
+            state.set_status(conn, target.param, job.spec.target, "done")
+
+        def finish_alone(job: TableJob) -> None:
+            with target.connect() as conn:
+                finish(job, conn)
+
+        if parallel > 1 and len(pending) > 1 and not schema_done:
+            with ThreadPoolExecutor(min(parallel, len(pending))) as pool:
+                interrupts.map_results(pool, finish_alone, pending)
+        else:
+            for job in pending:
+                finish(job, tconn)
         if not schema_done:
             target.finish_all(tconn, [job.spec for job in jobs])
 

@@ -29,12 +29,14 @@ class RowMapper:
     pg_types: list[str | None] | None = None  # PostgreSQL target types: the careful path checks their ranges too
 
     @classmethod
-    def for_sqlite(cls, spec: TableSpec, storage_classes: list[set[str]], *, to_postgres: bool = False
+    def for_sqlite(cls, spec: TableSpec, storage_classes: list[set[str]] | None, *, to_postgres: bool = False
                    ) -> RowMapper:
-        """``to_postgres``: the careful path also rejects what a ``numeric(p,s)`` column would round
+        """``storage_classes`` per column (None: unknown, every column converted on the fast path).
+        ``to_postgres``: the careful path also rejects what a ``numeric(p,s)`` column would round
         (the server would store it rounded, not refuse it); the server's own refusals (ranges) are
         found by loading the chunk row by row."""
-        convert = [i for i, (kind, found) in enumerate(zip(spec.kinds, storage_classes, strict=True))
+        classes = storage_classes or [{"unknown"} for _ in spec.columns]
+        convert = [i for i, (kind, found) in enumerate(zip(spec.kinds, classes, strict=True))
                    if not (found - {"null"}) <= NATIVE.get(kind, set())]
         lossy = [c.target_type if c.kind == "numeric" and canonical.numeric_bounds(c.target_type) else None
                  for c in spec.columns] if to_postgres else []

@@ -1,5 +1,11 @@
 """SQLite → PostgreSQL without Python per value: SQLite builds every row's text COPY line, and the
 part of its canonical encoding that SQL can compute, in one SELECT; Python only joins lines and hashes.
+Without hashing (``run --no-verify``) SQLite also joins the lines of a piece (``group_concat``), so
+Python handles one string per piece, not one row at a time: no interpreter work per row, and the
+GIL is not taken back after every row (workers would hand it to each other row by row).
+
+Every field is chosen by the value's own storage class (``typeof``) in SQL, never by a profile
+of the table taken earlier: a row written since cannot slip unescaped text into the COPY.
 
 A value the target cannot hold makes the server refuse the chunk's COPY (the expressions turn
 junk into text PostgreSQL rejects rather than into NULL), and the chunk is redone carefully in
@@ -15,6 +21,7 @@ from storagectl.datamove.sql import canonical
 from storagectl.datamove.sql.spec import Chunk, ColumnSpec, TableSpec
 
 FETCH_ROWS = 5000
+PIECE_BYTES = 1 << 18  # an aggregated piece holds about this much of the source's values
 NULL = r"'\N'"
 TRUE_WORDS = "('1', 't', 'true', 'y', 'yes', 'on', '1.0')"
 FALSE_WORDS = "('0', 'f', 'false', 'n', 'no', 'off', '0.0')"
@@ -22,38 +29,49 @@ EXACT_FLOATS = "1e-90 AND 1e90"
 JULIAN = f"BETWEEN {canonical.JULIAN_MIN} AND {canonical.JULIAN_MAX}"
 
 
+# A GLOB matching text that holds a character text COPY escapes (backslash, tab, newline, carriage
+# return: in a bracket expression the backslash is an ordinary character)
+NEEDS_ESCAPING = "'*[\\\t\n\r]*'"
+
+
 def escaped(expr: str) -> str:
-    """A value as a text COPY field: backslash, newline, carriage return and tab escaped."""
-    return (f"replace(replace(replace(replace(CAST({expr} AS TEXT), '\\', '\\\\'), char(10), '\\n'), "
-            f"char(13), '\\r'), char(9), '\\t')")
+    """A value as a text COPY field: backslash, newline, carriage return and tab escaped. The
+    replacements only run on text that holds one of them (each allocates a copy of the text, under
+    SQLite's global allocator lock)."""
+    text = f"CAST({expr} AS TEXT)"
+    return (f"CASE WHEN {text} GLOB {NEEDS_ESCAPING} THEN replace(replace(replace(replace({text}, '\\', '\\\\'), "
+            f"char(10), '\\n'), char(13), '\\r'), char(9), '\\t') ELSE {text} END")
 
 
-def copy_field(column: ColumnSpec, classes: set[str]) -> str:
+def copy_field(column: ColumnSpec) -> str:
+    """A column's text COPY field. Every branch is taken by the value's own storage class (``typeof``),
+    not by what a profile of the table found, so a row written after the profile cannot slip an
+    unescaped text (``\\N``, a tab) into the COPY."""
     c, kind = column.source, column.kind
-    plain = not (classes & {"text", "blob"})  # nothing to escape
     if kind == "int":  # also the canonical field: a spelling other than the plain integer goes through Python
-        return c if classes <= {"integer", "null"} else (
-            f"CASE WHEN {c} IS NULL THEN NULL WHEN typeof({c}) = 'integer' OR CAST(CAST({c} AS INTEGER) AS TEXT) = {c} "
-            f"THEN CAST({c} AS TEXT) "
-            "ELSE 'not a plain integer' END")
+        return (f"CASE WHEN typeof({c}) = 'integer' THEN {c} WHEN {c} IS NULL THEN NULL "
+                f"WHEN CAST(CAST({c} AS INTEGER) AS TEXT) = {c} THEN CAST({c} AS TEXT) "
+                "ELSE 'not a plain integer' END")
     if kind == "float":
         # SQLite's printf is exact to 17 digits only between 1e-90 and 1e90 (measured): a REAL beyond
         # goes as text the server refuses, and its chunk through Python, which writes every digit
-        other = c if plain else escaped(c)
-        return (f"CASE WHEN typeof({c}) <> 'real' THEN {other} WHEN {c} = 0 OR abs({c}) BETWEEN {EXACT_FLOATS} "
+        return (f"CASE WHEN typeof({c}) <> 'real' THEN {escaped(c)} WHEN {c} = 0 OR abs({c}) BETWEEN {EXACT_FLOATS} "
                 f"THEN printf('%!.17g', {c}) ELSE 'float beyond exact printf' END")
     if kind == "bytes":
         return f"CASE WHEN {c} IS NOT NULL THEN '\\\\x' || hex({c}) END"  # hex(NULL) is ''
     if kind == "bool":
         word = f"lower(trim(CAST({c} AS TEXT)))"
-        return (f"CASE WHEN {c} IS NULL THEN NULL WHEN {word} IN {TRUE_WORDS} THEN 't' "
-                f"WHEN {word} IN {FALSE_WORDS} THEN 'f' "
-                "ELSE 'not a boolean' END")
+        return (f"CASE {c} WHEN 1 THEN 't' WHEN 0 THEN 'f' WHEN 't' THEN 't' WHEN 'f' THEN 'f' "
+                f"ELSE CASE WHEN {c} IS NULL THEN NULL "
+                f"WHEN {word} IN {TRUE_WORDS} THEN 't' WHEN {word} IN {FALSE_WORDS} THEN 'f' "
+                "ELSE 'not a boolean' END END")
     if kind in ("timestamptz", "timestamp", "date"):
         return _moment_field(c, kind)
     if kind == "numeric" and (bounds := canonical.numeric_bounds(column.target_type)):
         return _bounded_numeric_field(c, *bounds)
-    return c if plain and kind == "numeric" else escaped(c)
+    if kind == "numeric":
+        return f"CASE WHEN typeof({c}) IN ('integer', 'real') THEN {c} ELSE {escaped(c)} END"
+    return escaped(c)
 
 
 def _bounded_numeric_field(c: str, precision: int, scale: int) -> str:
@@ -110,8 +128,10 @@ class SQLiteCopyReader:
     COPY column list follows the canonical order, so the second text serves both. :meth:`hashes`
     runs the same SELECT without the first text, to checksum a table."""
 
-    def __init__(self, spec: TableSpec, storage_classes: list[set[str]], *, hashing: bool = True) -> None:
+    def __init__(self, spec: TableSpec, *, hashing: bool = True, row_bytes: int = 0) -> None:
         self.spec = spec
+        # rows per aggregated piece: wide rows in fewer, so a piece stays near PIECE_BYTES
+        self.piece_rows = max(1, min(FETCH_ROWS, PIECE_BYTES // max(row_bytes, 1)))
         self.hashing = hashing  # False (run --no-verify): the COPY text alone
         kinds = spec.kinds
         self.order = canonical.canonical_order(kinds)
@@ -119,10 +139,9 @@ class SQLiteCopyReader:
         rest = [i for i in self.order if i not in in_sql]
         self.fallback = [i for i in rest if kinds[i] in canonical.FALLBACK_KINDS]
         self.in_python = [i for i in rest if kinds[i] in canonical.PYTHON_KINDS]
-        self.reals = [storage_classes[i] - {"null"} <= {"real"} for i in self.in_python]  # no conversion needed
 
         def line(indices: list[int]) -> str:
-            fields = " || char(9) || ".join(f"coalesce({copy_field(spec.columns[i], storage_classes[i])}, {NULL})"
+            fields = " || char(9) || ".join(f"coalesce({copy_field(spec.columns[i])}, {NULL})"
                                             for i in indices)
             return f"CAST({fields} AS TEXT)" if fields else "''"  # one integer column alone stays an integer
 
@@ -135,6 +154,7 @@ class SQLiteCopyReader:
         self.select = (f"SELECT {line(rest)}, {self.hash_select}" if hashing
                        else f"SELECT {line(rest)}, {line(in_sql)} FROM {spec.source_sql}")
         self.has_rest = bool(rest)
+        self.whole_line = line(self.order)
 
     @property
     def copy_columns(self) -> list[str]:
@@ -148,9 +168,8 @@ class SQLiteCopyReader:
         kinds = self.spec.kinds
         fallback = [(canonical.converter(kinds[i]), canonical.CANON[kinds[i]]) for i in self.fallback]
         pack = struct.Struct(">d").pack
-        python = [(None, None) if real and kinds[i] == "float" else (canonical.converter(kinds[i]),
-                                                                     canonical.CANON[kinds[i]])
-                  for i, real in zip(self.in_python, self.reals, strict=True)]
+        python = [(kinds[i] == "float", canonical.converter(kinds[i]), canonical.CANON[kinds[i]])
+                  for i in self.in_python]
         null, has_sql, n_fallback = canonical.NULL_FIELD, self.has_sql, len(fallback)
         md5, from_bytes = hashlib.md5, int.from_bytes
 
@@ -164,12 +183,12 @@ class SQLiteCopyReader:
                                         for (convert, encode), v in zip(fallback, values, strict=True))
                 fields.append(joined)
             at = start + 2 + n_fallback
-            for convert, encode in python:
+            for double, convert, encode in python:
                 value = row[at]
                 at += 1
                 if value is None:
                     fields.append(null)
-                elif convert is None:
+                elif double and type(value) is float:
                     fields.append(pack(value or 0.0).hex())  # a REAL: canonical._canon_float without the calls
                 else:
                     fields.append(encode(convert(value)))
@@ -181,6 +200,9 @@ class SQLiteCopyReader:
     def pieces(self, conn: Any, chunk: Chunk, tally: Any) -> Iterator[str]:
         """The chunk's COPY text in pieces of up to FETCH_ROWS lines, counted and hashed into ``tally``
         (``rows``, ``hash_sum``); raises :class:`canonical.Rejected` for a value Python cannot encode."""
+        if not self.hashing and self.spec.key is not None:
+            yield from self._grouped_pieces(conn, chunk, tally)
+            return
         where, args = chunk.where(self.spec.key, "?")
         row_hash, has_sql, has_rest = self.row_hasher(), self.has_sql, self.has_rest
         cursor = conn.execute(self.select + where, args)
@@ -196,6 +218,23 @@ class SQLiteCopyReader:
                 tally.hash_sum += sum(row_hash(row, 1) for row in rows)
             lines.append("")
             yield "\n".join(lines)
+
+    def _grouped_pieces(self, conn: Any, chunk: Chunk, tally: Any) -> Iterator[str]:
+        """Pieces of ``piece_rows`` lines joined by SQLite, each the next rows by key after the last
+        piece's largest key (the key is unique: an INTEGER PRIMARY KEY or the rowid)."""
+        key = self.spec.key
+        where, args = chunk.where(key, "?")
+        inner = f"SELECT {key} AS k, {self.whole_line} AS line FROM {self.spec.source_sql}{where}"
+        after = f"{inner} {'AND' if where else 'WHERE'} {key} > ?"
+        limit = self.piece_rows
+        outer = "SELECT count(*), max(k), group_concat(line, char(10)) FROM ({} ORDER BY 1 LIMIT " + f"{limit})"
+        rows, last, text = conn.execute(outer.format(inner), args).fetchone()
+        while rows:
+            tally.rows += rows
+            yield text + "\n"
+            if rows < limit:
+                return
+            rows, last, text = conn.execute(outer.format(after), [*args, last]).fetchone()
 
     def hashes(self, conn: Any, key: str | None) -> Iterator[tuple[Any, int]]:
         """(key, row hash) of every row; ``key``: SQL of the key (None: NULL)."""

@@ -213,11 +213,18 @@ class SQLiteSide:
 
     # -- reading --------------------------------------------------------------------------------
     def bounds(self, conn: sqlite3.Connection, spec: TableSpec, batch_rows: int) -> list[int]:
+        """The key of every ``batch_rows``-th row after the first: each found by stepping over the
+        keys from the previous one in the key's b-tree (no row decoded, nothing sorted)."""
         if spec.key is None:
             return []
-        rows = conn.execute(f"SELECT k FROM (SELECT {spec.key} AS k, row_number() OVER (ORDER BY {spec.key}) AS n "
-                            f"FROM {spec.source_sql}) WHERE (n - 1) % ? = 0 AND n > 1 ORDER BY k", [batch_rows])
-        return [row[0] for row in rows]
+        key, table = spec.key, spec.source_sql
+        bounds: list[int] = []
+        found = conn.execute(f"SELECT {key} FROM {table} ORDER BY {key} LIMIT 1 OFFSET ?", [batch_rows]).fetchone()
+        while found is not None:
+            bounds.append(found[0])
+            found = conn.execute(f"SELECT {key} FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT 1 OFFSET ?",
+                                 [found[0], batch_rows - 1]).fetchone()
+        return bounds
 
     def read(self, conn: sqlite3.Connection, spec: TableSpec, chunk: Chunk, *, with_key: bool = False,
              careful: bool = False) -> Iterator[tuple]:
@@ -316,7 +323,7 @@ class SQLiteSide:
         group = view.key if (view.key is not None and (not as_target or spec.key_column is not None)) else None
         sums: dict[int, list[int]] = {}
         try:
-            reader = SQLiteCopyReader(view, self.storage_classes(conn, view))
+            reader = SQLiteCopyReader(view)
             for key, row_hash in reader.hashes(conn, group):
                 entry = sums.setdefault(chunk_index(bounds, key) if group else 0, [0, 0])
                 entry[0] += 1
