@@ -406,3 +406,53 @@ def test_postgres_to_sqlite_with_casts_to_uuid_jsonb_and_real(cli, write_config,
     with sqlite3.connect(tmp_path / "edge.db") as conn:
         assert conn.execute("SELECT ref FROM orders WHERE id = 2").fetchone()[0] == \
             "c81e728d-9d4c-2f63-6f06-7f89cc14862c"
+
+
+def test_a_tables_indexes_are_built_while_the_other_tables_still_copy(cli, write_config, pg_source, pg_target,
+                                                                      monkeypatch):
+    """The copy of the second table waits until an index of the first is built: a run that builds the
+    indexes only after all the rows would never get there."""
+    import threading
+
+    from storagectl.datamove.sql import pg_to_pg
+
+    built, first_table = threading.Event(), []
+    build, pipe_chunk = pg_to_pg.PostDataSchema._build, pg_to_pg.pipe_chunk
+
+    def build_and_tell(self, preamble, statement):
+        build(self, preamble, statement)
+        built.set()
+
+    def pipe_after_a_build(sconn, tconn, spec, chunk, binary):
+        first_table[:] = first_table or [spec.target]
+        if spec.target != first_table[0]:  # one worker: the first table's rows are all in
+            assert built.wait(60), "no index was built before the next table's rows went in"
+        return pipe_chunk(sconn, tconn, spec, chunk, binary)
+
+    monkeypatch.setattr(pg_to_pg.PostDataSchema, "_build", build_and_tell)
+    monkeypatch.setattr(pg_to_pg, "pipe_chunk", pipe_after_a_build)
+    config = config_for(write_config, src=f'{{kind: postgres, url: "{pg_source.url}"}}',
+                        dst=f'{{kind: postgres, url: "{pg_target.url}"}}')
+    result, report = run_json(cli, config, "run", "--from", "src", "--to", "dst", "--batch-rows", "64",
+                              "--parallel", "1")
+    assert result.exit_code == 0, result.stderr
+    assert report["verified"] is True
+    with pg_source.connect() as source, pg_target.connect() as target:
+        indexes = ("SELECT c.relname, i.indisvalid, i.indisready FROM pg_index i "
+                   "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid "
+                   "WHERE t.relname IN ('customers', 'orders') ORDER BY 1")
+        assert target.execute(indexes).fetchall() == source.execute(indexes).fetchall()
+        assert all(valid and ready for _name, valid, ready in target.execute(indexes).fetchall())
+        assert target.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f'").fetchone()[0] == 1
+
+
+def test_tables_moved_in_two_runs_each_get_their_keys_and_indexes(cli, write_config, pg_source, pg_target):
+    config = config_for(write_config, src=f'{{kind: postgres, url: "{pg_source.url}"}}',
+                        dst=f'{{kind: postgres, url: "{pg_target.url}"}}')
+    for table in ("orders", "customers"):
+        result, report = run_json(cli, config, "run", "--from", "src", "--to", "dst", "--table", table)
+        assert result.exit_code == 0, result.stderr
+        assert report["verified"] is True
+    with pg_target.connect() as conn:
+        indexes = "SELECT indexname FROM pg_indexes WHERE tablename = 'customers' ORDER BY 1"
+        assert conn.execute(indexes).fetchall() == [("customers_name_key",), ("customers_pkey",)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,14 +59,19 @@ class SqlDataPath:
                 create = (lambda missing: pg_to_pg.create_tables(source, target, tconn, snapshot, specs, missing,
                                                                  whole)) if dump else None
                 jobs = prepare(source, target, sconn, tconn, specs, request, create)
-            parallel = 1 if target.kind == "sqlite" else request.parallel
-            copier = ChunkCopier(source, target, request, progress, rejects, pipe=dump)
-            result.items = copier.copy(jobs, parallel)
-            with target.connect() as tconn:
-                if dump:
-                    created = any(job.create for job in jobs) or not all(job.status == "done" for job in jobs)
-                    pg_to_pg.finish(source, target, tconn, snapshot, specs, created, whole, parallel)
-                self._finish(target, tconn, jobs, schema_done=dump)
+                parallel = 1 if target.kind == "sqlite" else request.parallel
+                schema = pg_to_pg.pending_post_data(source, target, tconn, snapshot, specs, jobs, whole,
+                                                    parallel) if dump else None
+            with schema or nullcontext():
+                copier = ChunkCopier(source, target, request, progress, rejects, pipe=dump,
+                                     on_loaded=schema.table_loaded if schema else None)
+                result.items = copier.copy(jobs, parallel)
+                with target.connect() as tconn:
+                    if schema is not None:
+                        schema.finish(tconn)
+                    if dump:
+                        pg_to_pg.move_sequences(source, tconn, specs)
+                    self._finish(target, tconn, jobs, schema_done=dump)
         with source.connect() as sconn:  # after the snapshot: what the source holds now
             for job in jobs:
                 checks.raise_on_drift(checks.count_drift(source, sconn, job.spec, job.bounds, job.done))
