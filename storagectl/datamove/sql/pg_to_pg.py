@@ -153,6 +153,10 @@ class PostDataSchema:
             self.post = dumped.result()
             self._start()
 
+    def dumped_sql(self) -> PostData:
+        """pg_dump's post-data, once read."""
+        return interrupts.result(self.dumped)
+
     def table_loaded(self, spec: TableSpec) -> None:
         """All the table's rows are in (called from a copy worker): its builds go to the pool, or as
         soon as pg_dump's text is read."""
@@ -165,7 +169,7 @@ class PostDataSchema:
     def finish(self, tconn: Any) -> None:
         """Every build left (of tables not reported loaded, or whose table pg_dump's text does not name),
         all of them waited for; then the rest, recorded as applied in the same transaction."""
-        post = interrupts.result(self.dumped)
+        post = self.dumped_sql()
         with self.lock:
             self.loaded |= {build.table for build in post.index_builds}
             self._start()
@@ -198,12 +202,25 @@ class PostDataSchema:
                     raise
 
 
-def move_sequences(source: PostgresSide, tconn: Any, specs: list[TableSpec]) -> None:
-    """The sequences the moved tables own, set as the snapshot saw them."""
+def owned_sequences(sconn: Any, specs: list[TableSpec]) -> list[tuple[str, str, int, bool]]:
+    """The sequences the moved tables own, as ``sconn`` (in the move's snapshot) sees them."""
     from storagectl.backends.postgres.schema import qualified
 
-    with source.connect() as sconn:
-        sequences = _owned_sequences(sconn, specs)
+    found = []
+    rows = sconn.execute("SELECT n.nspname, s.relname FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace "
+                         "JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass "
+                         "WHERE s.relkind = 'S' AND d.refobjid = ANY (%s::regclass[])",
+                         [[spec.source_sql for spec in specs]]).fetchall()
+    for schema, name in rows:
+        last_value, is_called = sconn.execute(f"SELECT last_value, is_called FROM {qualified(schema, name)}").fetchone()
+        found.append((schema, name, last_value, is_called))
+    return found
+
+
+def set_sequences(tconn: Any, sequences: list[tuple[str, str, int, bool]]) -> None:
+    """The :func:`owned_sequences` values on the target's sequences of the same names."""
+    from storagectl.backends.postgres.schema import qualified
+
     for schema, name, last_value, is_called in sequences:
         if tconn.execute("SELECT to_regclass(%s)", [qualified(schema, name)]).fetchone()[0] is not None:
             tconn.execute("SELECT pg_catalog.setval(%s::regclass, %s, %s)", [qualified(schema, name), last_value,
@@ -229,20 +246,6 @@ def without_foreign_keys_out(sql_text: str, specs: list[TableSpec]) -> str:
         if found is None or found["table"].replace('"', "") in moved:
             kept.append(entry)
     return "".join(kept)
-
-
-def _owned_sequences(sconn: Any, specs: list[TableSpec]) -> list[tuple[str, str, int, bool]]:
-    from storagectl.backends.postgres.schema import qualified
-
-    found = []
-    rows = sconn.execute("SELECT n.nspname, s.relname FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace "
-                         "JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass "
-                         "WHERE s.relkind = 'S' AND d.refobjid = ANY (%s::regclass[])",
-                         [[spec.source_sql for spec in specs]]).fetchall()
-    for schema, name in rows:
-        last_value, is_called = sconn.execute(f"SELECT last_value, is_called FROM {qualified(schema, name)}").fetchone()
-        found.append((schema, name, last_value, is_called))
-    return found
 
 
 def binary_columns(sconn: Any, spec: TableSpec) -> bool:
