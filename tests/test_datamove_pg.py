@@ -423,11 +423,11 @@ def test_a_tables_indexes_are_built_while_the_other_tables_still_copy(cli, write
         build(self, preamble, statement)
         built.set()
 
-    def pipe_after_a_build(source, sconn, tconn, spec, chunk, binary):
+    def pipe_after_a_build(sconn, tconn, spec, chunk, binary):
         first_table[:] = first_table or [spec.target]
         if spec.target != first_table[0]:  # one worker: the first table's rows are all in
             assert built.wait(60), "no index was built before the next table's rows went in"
-        return pipe_chunk(source, sconn, tconn, spec, chunk, binary)
+        return pipe_chunk(sconn, tconn, spec, chunk, binary)
 
     monkeypatch.setattr(pg_to_pg.PostDataSchema, "_build", build_and_tell)
     monkeypatch.setattr(pg_to_pg, "pipe_chunk", pipe_after_a_build)

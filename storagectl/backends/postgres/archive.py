@@ -54,8 +54,6 @@ from storagectl.backends.postgres.copy import (
     CopyOut,
     PsqlCopyOut,
     checksum_format,
-    psql_copy_command,
-    psql_failed,
     row_checksum,
 )
 from storagectl.backends.postgres.jobs import Job, run_jobs
@@ -366,8 +364,20 @@ def _copy_reader(backend: PostgresBackend, conn: Any, table: pg_schema.Table, sn
     encoding = conn.info.parameter_status("client_encoding")  # set by _prepare_session
     session = [SESSION_SETTINGS, *([] if format_2 else [EMPTY_SEARCH_PATH]),
                f"SELECT pg_catalog.set_config('client_encoding', '{encoding}', false)"]
-    command = psql_copy_command(psql, conninfo, session, snapshot, table.copy_out_sql())
-    return PsqlCopyOut(command, env, lambda code, errors: psql_failed(backend, table.unit, code, errors))
+    # The session's setup prints nothing (\o /dev/null); then only the COPY's rows reach stdout.
+    command = [psql, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", f"--dbname={conninfo}",
+               "-c", r"\o /dev/null", "-c", "; ".join(session),
+               "-c", f"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{snapshot}'",
+               "-c", r"\o", "-c", table.copy_out_sql(), "-c", "COMMIT"]
+    return PsqlCopyOut(command, env, lambda code, errors: _psql_failed(backend, table.unit, code, errors))
+
+
+def _psql_failed(backend: PostgresBackend, unit: str, code: int, errors: str) -> Exception:
+    detail = backend.redact(errors).strip().splitlines()
+    message = f"{backend.label}: copying {unit} failed (psql exit {code}): {detail[0] if detail else 'no message'}"
+    if code == 2:  # psql: the connection to the server went bad
+        return BackendUnavailable(message, hint="Try: check the server log and that the server is up, then rerun")
+    return OperationFailed(message, hint="Try: check the server log for details")
 
 
 def _with_rows(copy: CopyOut | PsqlCopyOut) -> Iterator[tuple[bytes, int]]:

@@ -20,16 +20,12 @@ the caller closes it (every caller does, on error).
 
 from __future__ import annotations
 
-import contextlib
 import selectors
 import subprocess
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from storagectl.backends.postgres.backend import PostgresBackend
+from typing import Any
 
 PIECE_BYTES = 1 << 20  # rows are joined into pieces of about this size
 
@@ -64,14 +60,16 @@ class CopyOut:
     :func:`row_checksum`) from the rows libpq hands over one by one, so no piece is split again;
     ``rows`` is the server's row count, set when the COPY is done. With ``binary`` the statement is
     a ``(FORMAT binary)`` COPY and the pieces hold its tuples only: the header and trailer are
-    checked and left out (see :data:`BINARY_HEADER`).
+    checked and left out (see :data:`BINARY_HEADER`). With ``checksum=False`` no crc32 is computed
+    (``crc32_sum`` stays 0): for a reader that passes the rows on to another COPY, which counts them.
     """
 
-    def __init__(self, conn: Any, statement: str, *, binary: bool = False) -> None:
+    def __init__(self, conn: Any, statement: str, *, binary: bool = False, checksum: bool = True) -> None:
         self.conn = conn
         self.pgconn = conn.pgconn
         self.statement = statement
         self.binary = binary
+        self.checksum = checksum
         self.rows = -1
         self.rows_read = 0
         self.crc32_sum = 0
@@ -140,7 +138,8 @@ class CopyOut:
 
     def _piece(self, rows: list[Any]) -> bytes:
         self.rows_read += len(rows)
-        self.crc32_sum += sum(map(zlib.crc32, rows))
+        if self.checksum:
+            self.crc32_sum += sum(map(zlib.crc32, rows))
         return b"".join(rows)
 
     def _finish(self) -> int:
@@ -187,47 +186,21 @@ class CopyOut:
         raise errors.error_from_result(result, encoding=self.conn.info.encoding)
 
 
-def psql_copy_command(psql: str, conninfo: str, session: list[str], snapshot: str, statement: str) -> list[str]:
-    """A ``psql`` run printing the data of one ``COPY ... TO STDOUT`` and nothing else: ``session``
-    (SQL run with the output off), then the COPY in ``snapshot``."""
-    return [psql, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", f"--dbname={conninfo}",
-            "-c", r"\o /dev/null", "-c", "; ".join(session),
-            "-c", f"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{snapshot}'",
-            "-c", r"\o", "-c", statement, "-c", "COMMIT"]
-
-
-def psql_failed(backend: PostgresBackend, unit: str, code: int, errors: str) -> Exception:
-    """The error for a :class:`PsqlCopyOut` of ``unit`` whose psql failed; its stderr redacted."""
-    from storagectl.errors import BackendUnavailable, OperationFailed
-
-    detail = backend.redact(errors).strip().splitlines()
-    message = f"{backend.label}: copying {unit} failed (psql exit {code}): {detail[0] if detail else 'no message'}"
-    if code == 2:  # psql: the connection to the server went bad
-        return BackendUnavailable(message, hint="Try: check the server log and that the server is up, then rerun")
-    return OperationFailed(message, hint="Try: check the server log for details")
-
-
 class PsqlCopyOut:
     """Iterate over the pieces of one text ``COPY ... TO STDOUT`` that ``command`` (a ``psql`` run
-    printing that COPY's data and nothing else, see :func:`psql_copy_command`) writes, with
-    :class:`CopyOut`'s ``rows``, ``rows_read`` and ``crc32_sum``.
+    printing that COPY's data and nothing else) writes, with :class:`CopyOut`'s ``rows``,
+    ``rows_read`` and ``crc32_sum``.
 
     A text COPY row ends with the only unescaped newline in it, so a block of psql's output cut after
     its last newline holds whole rows. ``failed(exit code, stderr)`` makes the error raised when psql
     fails (its stderr may name the connection: the caller redacts it); abandoning the iteration kills
     psql.
-
-    With ``whole_rows=False`` the pieces are psql's output as it comes, cut anywhere, in any COPY
-    format, neither counted nor checksummed: for a ``COPY ... FROM STDIN`` that takes them as they
-    come and counts the rows itself. Python then does nothing per row.
     """
 
-    def __init__(self, command: list[str], env: dict[str, str], failed: Callable[[int, str], Exception], *,
-                 whole_rows: bool = True) -> None:
+    def __init__(self, command: list[str], env: dict[str, str], failed: Callable[[int, str], Exception]) -> None:
         self.command = command
         self.env = env
         self.failed = failed
-        self.whole_rows = whole_rows
         self.rows = -1
         self.rows_read = 0
         self.crc32_sum = 0
@@ -239,13 +212,7 @@ class PsqlCopyOut:
         with tempfile.TemporaryFile() as stderr, spawn(self.command, stdout=subprocess.PIPE, stderr=stderr,
                                                        env=self.env) as process:
             try:
-                if self.whole_rows:
-                    rest = yield from self._pieces(process.stdout)
-                else:
-                    _larger_pipe(process.stdout)
-                    rest = b""
-                    while block := process.stdout.read(PIECE_BYTES):
-                        yield block
+                rest = yield from self._pieces(process.stdout)
             except BaseException:
                 process.kill()  # and the context waits for it
                 raise
@@ -254,8 +221,7 @@ class PsqlCopyOut:
             if code != 0 or rest:
                 raise self.failed(code, stderr.read().decode(errors="replace").strip() or
                                   f"the output ended inside a row ({len(rest)} bytes)")
-        if self.whole_rows:
-            self.rows = self.rows_read
+        self.rows = self.rows_read
 
     def _pieces(self, stdout: Any) -> Iterator[bytes]:
         """Whole-row pieces; returns what followed the last newline (nothing, unless psql failed)."""
@@ -278,12 +244,3 @@ class PsqlCopyOut:
         lines = piece.splitlines(keepends=True)
         self.rows_read += len(lines)
         self.crc32_sum += sum(map(zlib.crc32, lines))
-
-
-def _larger_pipe(stdout: Any) -> None:
-    """Room for a whole piece in the pipe (Linux; 64 KiB by default), so psql goes on writing while
-    the previous piece is sent on."""
-    with contextlib.suppress(ImportError, OSError, AttributeError):
-        import fcntl
-
-        fcntl.fcntl(stdout.fileno(), fcntl.F_SETPIPE_SZ, PIECE_BYTES)

@@ -198,7 +198,7 @@ class ChunkCopier:
                     chunks: int) -> ChunkTally:
         self.target.begin(tconn)
         try:
-            tally = ChunkTally(pg_to_pg.pipe_chunk(self.source, sconn, tconn, spec, chunk, binary))
+            tally = ChunkTally(pg_to_pg.pipe_chunk(sconn, tconn, spec, chunk, binary))
             self._record(tconn, spec, chunk, tally, 0, [])
             self.target.commit(tconn)
         except Exception as exc:

@@ -278,15 +278,9 @@ class PostgresSide:
 
     def writer_session(self, conn: Any) -> None:
         """Rows go in without firing triggers or checking foreign keys against tables still loading (as
-        ``pg_restore --disable-triggers``), where the role may; the verify checks the rows anyway.
-
-        A chunk's commit does not wait for its WAL to reach the disk (``synchronous_commit = off``, as
-        pgcopydb's sessions): a server crash can lose only the last chunks committed, and their state
-        rows with them, so ``--resume`` copies them again; the run's last commits (the tables'
-        status) wait as usual, and with them everything before."""
+        ``pg_restore --disable-triggers``), where the role may; the verify checks the rows anyway."""
         import psycopg
 
-        conn.execute("SET synchronous_commit = off")
         with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
             conn.execute("SET session_replication_role = replica")
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,7 +17,6 @@ from storagectl.datamove.sql.spec import Chunk, TableSpec
 from storagectl.errors import OperationFailed, UsageError
 
 if TYPE_CHECKING:
-    from storagectl.backends.postgres.copy import PsqlCopyOut
     from storagectl.backends.postgres.tools import PostData
     from storagectl.datamove.sql.pg_side import PostgresSide
 
@@ -259,57 +257,25 @@ def binary_columns(sconn: Any, spec: TableSpec) -> bool:
     return all(types.binary_safe(oid) for oid in oids)
 
 
-def pipe_chunk(source: PostgresSide, sconn: Any, tconn: Any, spec: TableSpec, chunk: Chunk, binary: bool) -> int:
+def pipe_chunk(sconn: Any, tconn: Any, spec: TableSpec, chunk: Chunk, binary: bool) -> int:
     """One chunk COPY TO STDOUT on the source straight into COPY FROM STDIN on the target (in the
-    caller's transaction); returns the rows.
-
-    Read by a ``psql`` in the move's snapshot where one is installed: it writes the COPY's data in
-    blocks, which go on as they come, so Python does nothing per row (libpq hands a reader one row a
-    call: ~1 µs of Python each, a CPU second per million rows, shared by all workers through the
-    GIL). Else read through ``sconn``, row by row."""
+    caller's transaction); returns the rows."""
+    from storagectl.backends.postgres.copy import BINARY_HEADER, BINARY_TRAILER, CopyOut
     from storagectl.datamove.sql.pg_side import quote
 
     columns = ", ".join(quote(column.name) for column in spec.columns)
-    where, options = _literal_where(spec.key, chunk), " (FORMAT binary)" if binary else ""
-    statement = f"COPY (SELECT {columns} FROM ONLY {spec.source_sql}{where}) TO STDOUT{options}"
-    cursor = tconn.cursor()
-    with cursor.copy(f"COPY {spec.target_sql} ({columns}) FROM STDIN{options}") as copy:
-        psql = _psql_reader(source, tconn, spec, statement)
-        if psql is None:
-            return _pipe_rows(sconn, copy, statement, binary)
-        with contextlib.closing(iter(psql)) as pieces:  # a failed write kills psql
-            for piece in pieces:
-                copy.write(piece)
-    return cursor.rowcount
-
-
-def _pipe_rows(sconn: Any, copy: Any, statement: str, binary: bool) -> int:
-    from storagectl.backends.postgres.copy import BINARY_HEADER, BINARY_TRAILER, CopyOut
-
-    reader = CopyOut(sconn, statement, binary=binary)
-    if binary:
-        copy.write(BINARY_HEADER)
-    for piece in reader:
-        copy.write(piece)
-    if binary:
-        copy.write(BINARY_TRAILER)
+    where = _literal_where(spec.key, chunk)
+    options = " (FORMAT binary)" if binary else ""
+    reader = CopyOut(sconn, f"COPY (SELECT {columns} FROM ONLY {spec.source_sql}{where}) TO STDOUT{options}",
+                     binary=binary, checksum=False)  # the target counts what it takes; verify compares
+    with tconn.cursor().copy(f"COPY {spec.target_sql} ({columns}) FROM STDIN{options}") as copy:
+        if binary:
+            copy.write(BINARY_HEADER)
+        for piece in reader:
+            copy.write(piece)
+        if binary:
+            copy.write(BINARY_TRAILER)
     return reader.rows
-
-
-def _psql_reader(source: PostgresSide, tconn: Any, spec: TableSpec, statement: str) -> PsqlCopyOut | None:
-    from storagectl.backends.postgres.copy import PsqlCopyOut, psql_copy_command, psql_failed
-    from storagectl.backends.postgres.tools import connection_env
-    from storagectl.datamove.sql.pg_side import SESSION
-
-    psql = shutil.which("psql")
-    if psql is None or source.snapshot is None:
-        return None
-    conninfo, env = connection_env(source.backend.settings.conninfo_params())
-    # text goes through in the target session's encoding, as through a connection of ours
-    encoding = tconn.info.parameter_status("client_encoding")
-    session = [SESSION, f"SELECT pg_catalog.set_config('client_encoding', '{encoding}', false)"]
-    return PsqlCopyOut(psql_copy_command(psql, conninfo, session, source.snapshot, statement), env,
-                       lambda code, errors: psql_failed(source.backend, spec.source, code, errors), whole_rows=False)
 
 
 def _literal_where(key: str | None, chunk: Chunk) -> str:
