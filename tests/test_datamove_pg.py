@@ -456,3 +456,55 @@ def test_tables_moved_in_two_runs_each_get_their_keys_and_indexes(cli, write_con
     with pg_target.connect() as conn:
         indexes = "SELECT indexname FROM pg_indexes WHERE tablename = 'customers' ORDER BY 1"
         assert conn.execute(indexes).fetchall() == [("customers_name_key",), ("customers_pkey",)]
+
+
+def test_chunk_bounds_of_a_dense_key_read_two_keys_not_every_row(pg_database):
+    """A gap-free-enough integer key is cut from its smallest and largest value; a sparse one is
+    counted out. Either way no chunk holds more than the batch and every row is in one."""
+    from storagectl.backends import open_backend
+    from storagectl.backends.postgres.backend import PostgresSettings
+    from storagectl.datamove.sql.pg_side import PostgresSide
+    from storagectl.datamove.sql.spec import chunks_from_bounds
+
+    with pg_database.connect() as conn:
+        conn.execute("CREATE TABLE dense (id int PRIMARY KEY); CREATE TABLE sparse (id bigint PRIMARY KEY);"
+                     "INSERT INTO dense SELECT g FROM generate_series(1, 5000) g WHERE g NOT BETWEEN 101 AND 300;"
+                     "INSERT INTO sparse SELECT g * 1000 FROM generate_series(1, 3000) g; ANALYZE dense, sparse")
+    side = PostgresSide(open_backend("pg", PostgresSettings(kind="postgres", url=pg_database.url)))
+    with side.connect() as conn:
+        for table in ("dense", "sparse"):
+            spec = side.describe(conn, table, None, "postgres")
+            conn.execute("BEGIN")
+            bounds = side.bounds(conn, spec, 500)
+            read = conn.execute("SELECT seq_tup_read + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables "
+                                "WHERE relname = %s", [table]).fetchone()[0]
+            conn.execute("COMMIT")
+            counts = side.chunk_counts(conn, spec, bounds)
+            assert max(counts.values()) <= 500 and sum(counts.values()) == (4800 if table == "dense" else 3000)
+            assert len(chunks_from_bounds(bounds)) <= 2 * (4800 if table == "dense" else 3000) // 500 + 1
+            if table == "dense":
+                assert bounds == list(range(501, 5001, 500)) and read <= 2
+            else:
+                assert read >= 3000  # counted out
+
+
+def test_the_source_snapshot_is_released_before_the_post_data(cli, write_config, pg_source, pg_target, monkeypatch):
+    """While indexes and keys are built, no session of the run holds a transaction open on the source
+    (an old snapshot there holds back its vacuum)."""
+    from storagectl.datamove.sql import pg_to_pg
+
+    finish, open_on_source = pg_to_pg.PostDataSchema.finish, []
+
+    def finish_and_look(self, tconn):
+        with pg_source.connect() as conn:
+            open_on_source.append(conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state LIKE 'idle in transaction%'").fetchone()[0])
+        finish(self, tconn)
+
+    monkeypatch.setattr(pg_to_pg.PostDataSchema, "finish", finish_and_look)
+    config = config_for(write_config, src=f'{{kind: postgres, url: "{pg_source.url}"}}',
+                        dst=f'{{kind: postgres, url: "{pg_target.url}"}}')
+    result, report = run_json(cli, config, "run", "--from", "src", "--to", "dst", "--batch-rows", "64")
+    assert result.exit_code == 0, result.stderr
+    assert report["verified"] is True and open_on_source == [0]
