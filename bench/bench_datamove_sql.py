@@ -9,8 +9,8 @@ with the same job count (<= 1.0x) and ``pg_dump -Fc | pg_restore`` (<= 0.8x).
 Verification: ``migrate data verify`` <= 0.5x the copy (run --no-verify).
 Prints figures and ratios; exits 0 either way. Run under ``flock /tmp/bench.lock``.
 
-Usage: python bench/bench_datamove_sql.py [--scale 1] [--small-scale 0.1] [--parallel 2] [--rounds 1] [--skip-pg]
-       [--skip-sqlite]
+Usage: python bench/bench_datamove_sql.py [--scale 1] [--small-scale 0.1] [--parallel 2] [--skip-pg] [--skip-sqlite]
+                                          [--rounds N] [--skip-dump-restore]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import psycopg
@@ -50,10 +51,14 @@ def timed(command: list[str], env: dict[str, str] | None = None, shell: bool = F
     return elapsed, rss
 
 
-def fresh_database(name: str) -> str:
+def fresh_database(name: str, checkpoint: bool = False) -> str:
+    """An empty database ``name``; with ``checkpoint`` the server's dirty pages written out first, so a
+    timed run does not pay for the previous one's."""
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
+        if checkpoint:
+            admin.execute("CHECKPOINT")
     return database_url(ADMIN_URL, name)
 
 
@@ -91,11 +96,11 @@ def bench_sqlite(work: Path, scale: float, small_scale: float, parallel: int, ro
         check = timed(storagectl(config, "verify", "--from", "src", "--to", "dst"), env())
         copy = (median([c[0] for c in copies]), median([c[1] for c in copies]))
         figures[label] = copy
-        print(f"  storagectl run -j{parallel} --no-verify: {copy[0]:.1f} s {spread(copies, 0)}, peak RSS "
+        print(f"  storagectl run -j{parallel} --no-verify: {copy[0]:.1f} s {min_max(copies)}, peak RSS "
               f"{copy[1] / 1024:.0f} MiB; verify: {check[0]:.1f} s ({check[0] / copy[0]:.2f}x the copy)")
         if label == "base":
             loader = (median([c[0] for c in loaders]), median([c[1] for c in loaders]))
-            print(f"  pgloader: {loader[0]:.1f} s {spread(loaders, 0)}, peak RSS {loader[1] / 1024:.0f} MiB")
+            print(f"  pgloader: {loader[0]:.1f} s {min_max(loaders)}, peak RSS {loader[1] / 1024:.0f} MiB")
             print(f"  ratio wall {copy[0] / loader[0]:.2f}x (target <= 0.5), peak RSS {copy[1] / loader[1]:.2f}x "
                   f"(target <= 0.2); load average {os.getloadavg()[0]:.1f}")
     small_rss, base_rss = figures["small"][1], figures["base"][1]
@@ -103,35 +108,49 @@ def bench_sqlite(work: Path, scale: float, small_scale: float, parallel: int, ro
           "(target <= 1.3)")
 
 
-def median(values: list[float]) -> float:
+def bench_postgres(scale: float, parallel: int, work: Path, rounds: int = 1, dump_restore: bool = True) -> None:
+    """``rounds`` alternating runs of storagectl and pgcopydb, each into a fresh database after a
+    CHECKPOINT (so neither pays for the other's dirty pages); medians and spread printed."""
+    source = ensure_dataset(ADMIN_URL, "stctl_bench", scale)
+    print(f"PostgreSQL source: {describe(source)}")
+    copies, clones = [], []
+    for _round in range(rounds):
+        target = fresh_database("stctl_dm_bench", checkpoint=True)
+        config = write_config(work, f"{{kind: postgres, url: \"{source}\"}}", target)
+        copies.append(timed(storagectl(config, "run", "--from", "src", "--to", "dst", "--no-verify", "--parallel",
+                                       str(parallel)), env()))
+        reference = fresh_database("stctl_dm_bench_ref", checkpoint=True)
+        pgcopydb_dir = work / "pgcopydb"
+        shutil.rmtree(pgcopydb_dir, ignore_errors=True)
+        clones.append(timed(["pgcopydb", "clone", "--source", source, "--target", reference, "--table-jobs",
+                             str(parallel), "--index-jobs", str(parallel), "--dir", str(pgcopydb_dir), "--no-owner",
+                             "--no-acl"]))
+        print(f"  round: storagectl {copies[-1][0]:.1f} s, pgcopydb {clones[-1][0]:.1f} s "
+              f"(load {os.getloadavg()[0]:.1f})")
+    copy, clone = median(t for t, _ in copies), median(t for t, _ in clones)
+    check = timed(storagectl(config, "verify", "--from", "src", "--to", "dst"), env())  # the last run's target
+    print(f"  storagectl run -j{parallel} --no-verify: {spread(copies)}, peak RSS "
+          f"{max(r for _, r in copies) / 1024:.0f} MiB; verify {check[0]:.1f} s ({check[0] / copy:.2f}x the copy)")
+    print(f"  pgcopydb clone --table-jobs {parallel}: {spread(clones)} -> ratio {copy / clone:.2f}x (target <= 1.0)")
+    if dump_restore:
+        target = fresh_database("stctl_dm_bench_ref", checkpoint=True)
+        dump = timed([f"pg_dump -Fc -d '{source}' | pg_restore --no-owner -d '{target}'"], shell=True)
+        print(f"  pg_dump -Fc | pg_restore: {dump[0]:.1f} s -> ratio {copy / dump[0]:.2f}x (target <= 0.8)")
+
+
+def median(values: Iterable[float]) -> float:
     return statistics.median(values)
 
 
-def spread(runs: list[tuple[float, int]], index: int) -> str:
-    values = [run[index] for run in runs]
-    return f"(min {min(values):.1f}, max {max(values):.1f}, {len(values)} runs)" if len(values) > 1 else ""
+def min_max(runs: list[tuple[float, int]]) -> str:
+    times = [t for t, _ in runs]
+    return f"(min {min(times):.1f}, max {max(times):.1f}, {len(times)} runs)" if len(times) > 1 else ""
 
 
-def bench_postgres(scale: float, parallel: int, work: Path) -> None:
-    source = ensure_dataset(ADMIN_URL, "stctl_bench", scale)
-    print(f"PostgreSQL source: {describe(source)}")
-    target = fresh_database("stctl_dm_bench")
-    config = write_config(work, f"{{kind: postgres, url: \"{source}\"}}", target)
-    copy = timed(storagectl(config, "run", "--from", "src", "--to", "dst", "--no-verify", "--parallel",
-                            str(parallel)), env())
-    check = timed(storagectl(config, "verify", "--from", "src", "--to", "dst"), env())
-    print(f"  storagectl run -j{parallel} --no-verify: {copy[0]:.1f} s, peak RSS {copy[1] / 1024:.0f} MiB; "
-          f"verify {check[0]:.1f} s ({check[0] / copy[0]:.2f}x the copy)")
-    target = fresh_database("stctl_dm_bench")
-    pgcopydb_dir = work / "pgcopydb"
-    shutil.rmtree(pgcopydb_dir, ignore_errors=True)
-    clone = timed(["pgcopydb", "clone", "--source", source, "--target", target, "--table-jobs", str(parallel),
-                   "--index-jobs", str(parallel), "--dir", str(pgcopydb_dir), "--no-owner", "--no-acl"])
-    print(f"  pgcopydb clone --table-jobs {parallel}: {clone[0]:.1f} s -> ratio {copy[0] / clone[0]:.2f}x "
-          "(target <= 1.0)")
-    target = fresh_database("stctl_dm_bench")
-    dump = timed([f"pg_dump -Fc -d '{source}' | pg_restore --no-owner -d '{target}'"], shell=True)
-    print(f"  pg_dump -Fc | pg_restore: {dump[0]:.1f} s -> ratio {copy[0] / dump[0]:.2f}x (target <= 0.8)")
+def spread(runs: list[tuple[float, int]]) -> str:
+    times = sorted(t for t, _ in runs)
+    return f"{median(times):.1f} s" + (f" (median of {len(times)}: {', '.join(f'{t:.1f}' for t in times)})"
+                                       if len(times) > 1 else "")
 
 
 def main() -> None:
@@ -141,16 +160,18 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
-    parser.add_argument("--rounds", type=int, default=1, help="SQLite: runs of each copy; medians are printed")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each copy (SQLite) / alternating storagectl and "
+                        "pgcopydb runs (PostgreSQL); medians are printed")
+    parser.add_argument("--skip-dump-restore", action="store_true", help="PostgreSQL: leave out pg_dump | pg_restore")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="stctl-dm-bench-", dir=REPO / "bench") as work:
         if not args.skip_sqlite:
             bench_sqlite(Path(work), args.scale, args.small_scale, args.parallel, args.rounds)
         if not args.skip_pg:
-            bench_postgres(args.scale, args.parallel, Path(work))
+            bench_postgres(args.scale, args.parallel, Path(work), args.rounds, not args.skip_dump_restore)
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute('DROP DATABASE IF EXISTS "stctl_dm_bench" WITH (FORCE)')
-        admin.execute('DROP DATABASE IF EXISTS "stctl_dm_bench_pgloader" WITH (FORCE)')
+        for name in ("stctl_dm_bench", "stctl_dm_bench_ref", "stctl_dm_bench_pgloader"):
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -60,14 +60,16 @@ class CopyOut:
     :func:`row_checksum`) from the rows libpq hands over one by one, so no piece is split again;
     ``rows`` is the server's row count, set when the COPY is done. With ``binary`` the statement is
     a ``(FORMAT binary)`` COPY and the pieces hold its tuples only: the header and trailer are
-    checked and left out (see :data:`BINARY_HEADER`).
+    checked and left out (see :data:`BINARY_HEADER`). With ``checksum=False`` no crc32 is computed
+    (``crc32_sum`` stays 0): for a reader that passes the rows on to another COPY, which counts them.
     """
 
-    def __init__(self, conn: Any, statement: str, *, binary: bool = False) -> None:
+    def __init__(self, conn: Any, statement: str, *, binary: bool = False, checksum: bool = True) -> None:
         self.conn = conn
         self.pgconn = conn.pgconn
         self.statement = statement
         self.binary = binary
+        self.checksum = checksum
         self.rows = -1
         self.rows_read = 0
         self.crc32_sum = 0
@@ -136,7 +138,8 @@ class CopyOut:
 
     def _piece(self, rows: list[Any]) -> bytes:
         self.rows_read += len(rows)
-        self.crc32_sum += sum(map(zlib.crc32, rows))
+        if self.checksum:
+            self.crc32_sum += sum(map(zlib.crc32, rows))
         return b"".join(rows)
 
     def _finish(self) -> int:

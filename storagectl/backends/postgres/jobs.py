@@ -86,7 +86,7 @@ def run_jobs(jobs: list[Any], workers: int, open_connection: Callable[[], Any], 
     """
     board = JobBoard(job if isinstance(job, Job) else Job(job) for job in jobs)
     failures: list[BaseException] = []
-    busy = _BusyConnections()
+    busy = BusyConnections()
 
     def drain(conn: Any, job: Job | None) -> None:
         while job is not None:
@@ -133,7 +133,7 @@ def run_jobs(jobs: list[Any], workers: int, open_connection: Callable[[], Any], 
         raise RuntimeError(f"{len(board.waiting)} job(s) were never run: their prerequisites form a cycle")
 
 
-class _BusyConnections:
+class BusyConnections:
     """The connections running a job right now, so an interrupt can cancel their statements."""
 
     def __init__(self) -> None:

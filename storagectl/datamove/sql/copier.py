@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -48,6 +48,7 @@ class TableWork:
     total: int | None
     started: float
     done_rows: int = 0
+    pending: int = 0  # chunks of this run not copied yet
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -61,10 +62,14 @@ class TableWork:
 
 class ChunkCopier:
     def __init__(self, source: Any, target: Any, request: DataMigrationRequest, progress: ProgressCallback,
-                 rejects: RejectsFile | None, *, pipe: bool = False) -> None:
+                 rejects: RejectsFile | None, *, pipe: bool = False,
+                 on_loaded: Callable[[TableSpec], None] | None = None) -> None:
         self.source, self.target, self.request = source, target, request
         self.progress, self.rejects = progress, rejects
         self.pipe = pipe  # PostgreSQL → PostgreSQL: COPY straight into COPY
+        # called once per table as soon as all its rows are in (from the worker that committed its last
+        # chunk, before that worker takes another), so its indexes can be built while others copy
+        self.on_loaded = on_loaded
         self.stop = threading.Event()
 
     def copy(self, jobs: list[TableJob], parallel: int) -> list[ItemResult]:
@@ -78,6 +83,11 @@ class ChunkCopier:
             self.progress(ProgressEvent(ACTION, "start", work.name, total=work.total))
         queue = [(work, chunk) for work in works if work.job.status == "copying"
                  for chunk in work.job.chunks if chunk.index not in work.job.done]
+        for work, _chunk in queue:
+            work.pending += 1
+        for work in works:
+            if not work.pending:  # all in before this run (resumed)
+                self._loaded(work)
         workers = max(1, min(parallel, len(queue)))
         taken = iter(queue)
         lock = threading.Lock()
@@ -154,7 +164,15 @@ class ChunkCopier:
             work.job.done[chunk.index] = (tally.rows, rejected, tally.checksum if hashed else None)
             work.done_rows += tally.rows + rejected
             done = work.done_rows
+            work.pending -= 1
+            loaded = not work.pending
         self.progress(ProgressEvent(ACTION, "advance", work.name, done=done * work.job.row_bytes, total=work.total))
+        if loaded:
+            self._loaded(work)
+
+    def _loaded(self, work: TableWork) -> None:
+        if self.on_loaded is not None:
+            self.on_loaded(work.spec)
 
     def _result(self, work: TableWork) -> ItemResult:
         job = work.job

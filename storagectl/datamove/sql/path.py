@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,33 +63,55 @@ class SqlDataPath:
         source, target = side_for(request.source), side_for(request.target)
         result = RunResult(request.source.name, request.target.name, self.pair)
         rejects = _rejects_file(request) if request.on_error == "skip" else None
-        with ExitStack() as reading:
-            reading.enter_context(target.exclusive())
-            snapshot = reading.enter_context(pg_to_pg.exported_snapshot(source)) if source.kind == "postgres" else None
-            with source.connect() as sconn, target.connect() as tconn:
-                specs = select_specs(source, sconn, request, self.target_dialect)
-                dump = snapshot is not None and pg_to_pg.uses_pg_dump(request.source, request.target, specs)
-                whole = not (request.selection.tables or request.selection.exclude_tables)
-                create = (lambda missing: pg_to_pg.create_tables(source, target, tconn, snapshot, specs, missing,
-                                                                 whole)) if dump else None
-                with refusals_of(target):
-                    jobs = prepare(source, target, sconn, tconn, specs, request, create)
-            parallel = 1 if target.kind == "sqlite" else request.parallel
-            copier = ChunkCopier(source, target, request, progress, rejects, pipe=dump)
-            result.items = copier.copy(jobs, parallel)
+        with ExitStack() as running:
+            running.enter_context(target.exclusive())
+            move = self._copy(source, target, request, progress, rejects, running)
+            result.items = move.items
+            # the source as it is now, counted while the target builds its indexes and keys
+            pool = running.enter_context(ThreadPoolExecutor(max(1, min(len(move.jobs), request.parallel))))
+            drifts = [pool.submit(_count_drift, source, job) for job in move.jobs]
             with target.connect() as tconn, refusals_of(target):
-                if dump:
-                    created = any(job.create for job in jobs) or not all(job.status == "done" for job in jobs)
-                    pg_to_pg.finish(source, target, tconn, snapshot, specs, created, whole, parallel)
-                self._finish(target, tconn, jobs, schema_done=dump, parallel=parallel)
-        with source.connect() as sconn:  # after the snapshot: what the source holds now
-            for job in jobs:
-                checks.raise_on_drift(checks.count_drift(source, sconn, job.spec, job.bounds, job.done))
+                if move.schema is not None:
+                    move.schema.finish(tconn)
+                if move.dump:
+                    pg_to_pg.set_sequences(tconn, move.sequences)
+                self._finish(target, tconn, move.jobs, schema_done=move.dump, parallel=move.parallel)
+            for drift in drifts:
+                checks.raise_on_drift(interrupts.result(drift))
         if rejects is not None and rejects.count:
             result.rejects_path = rejects.path
         if request.verify:
-            self._verify_jobs(source, target, jobs, result, request.show_diffs)
+            self._verify_jobs(source, target, move.jobs, result, request.show_diffs)
         return result
+
+    def _copy(self, source: Any, target: Any, request: DataMigrationRequest, progress: ProgressCallback,
+              rejects: RejectsFile | None, running: ExitStack) -> _Move:
+        """The tables checked and created, and their rows copied, in one exported snapshot of a
+        PostgreSQL source (released when the rows are in); pg_dump's post-data entered in ``running``."""
+        move = _Move()
+        with ExitStack() as reading:
+            snapshot = reading.enter_context(pg_to_pg.exported_snapshot(source)) if source.kind == "postgres" else None
+            with source.connect() as sconn, target.connect() as tconn:
+                specs = select_specs(source, sconn, request, self.target_dialect)
+                move.dump = snapshot is not None and pg_to_pg.uses_pg_dump(request.source, request.target, specs)
+                whole = not (request.selection.tables or request.selection.exclude_tables)
+                create = (lambda missing: pg_to_pg.create_tables(source, target, tconn, snapshot, specs, missing,
+                                                                 whole)) if move.dump else None
+                with refusals_of(target):
+                    move.jobs = prepare(source, target, sconn, tconn, specs, request, create)
+                move.parallel = parallel = 1 if target.kind == "sqlite" else request.parallel
+                if move.dump:
+                    move.sequences = pg_to_pg.owned_sequences(sconn, specs)
+                    move.schema = pg_to_pg.pending_post_data(source, target, tconn, snapshot, specs, move.jobs,
+                                                             whole, parallel)
+            if move.schema is not None:
+                running.enter_context(move.schema)
+            copier = ChunkCopier(source, target, request, progress, rejects, pipe=move.dump,
+                                 on_loaded=move.schema.table_loaded if move.schema else None)
+            move.items = copier.copy(move.jobs, parallel)
+            if move.schema is not None:
+                move.schema.dumped_sql()  # pg_dump has taken the snapshot before it goes
+        return move
 
     def _finish(self, target: Any, tconn: Any, jobs: list[TableJob], *, schema_done: bool, parallel: int) -> None:
         """Keys, indexes and identities per table (unless pg_dump's post-data built them), up to
@@ -146,6 +169,21 @@ class SqlDataPath:
             result.items.append(item)
         result.verified = all(item.status == "equal" for item in result.items)
         return result
+
+
+@dataclass
+class _Move:
+    jobs: list[TableJob] = field(default_factory=list)
+    items: list[Any] = field(default_factory=list)
+    dump: bool = False  # PostgreSQL → PostgreSQL through pg_dump's schema
+    schema: Any = None  # pg_to_pg.PostDataSchema still to apply
+    sequences: list[Any] = field(default_factory=list)
+    parallel: int = 1
+
+
+def _count_drift(source: Any, job: TableJob) -> str | None:
+    with source.connect() as sconn:
+        return checks.count_drift(source, sconn, job.spec, job.bounds, job.done)
 
 
 def _adopt_target_types(target: Any, tconn: Any, spec: Any) -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from storagectl import interrupts
@@ -16,6 +17,7 @@ from storagectl.datamove.sql.spec import Chunk, TableSpec
 from storagectl.errors import OperationFailed, UsageError
 
 if TYPE_CHECKING:
+    from storagectl.backends.postgres.tools import PostData
     from storagectl.datamove.sql.pg_side import PostgresSide
 
 SCHEMA_ROW = "(schema)"  # the state row that records pg_dump's post-data as applied
@@ -90,27 +92,138 @@ def create_tables(source: PostgresSide, target: PostgresSide, tconn: Any, snapsh
     pre_data = dump_section(source, snapshot, "pre-data", specs, whole)
     with tconn.transaction():
         apply_schema(target, tconn, pre_data, "pre-data")
+        # their post-data is owed (an earlier run of other tables may have recorded its own as applied)
+        state.start(tconn, target.param, SCHEMA_ROW, "pg_dump", [])
 
 
-def finish(source: PostgresSide, target: PostgresSide, tconn: Any, snapshot: str, specs: list[TableSpec],
-           created: bool, whole: bool, parallel: int) -> None:
-    """Post-data once: its index builds side by side on ``parallel`` connections (as the restore and
-    ``pg_restore -j`` do), then the rest (foreign keys, triggers, ...) in order; then sequences as
-    the snapshot saw them. A resumed run repeats the index builds that a crash cut off."""
-    from storagectl.backends.postgres.schema import qualified
-    from storagectl.backends.postgres.tools import split_post_data
+def pending_post_data(source: PostgresSide, target: PostgresSide, tconn: Any, snapshot: str,
+                      specs: list[TableSpec], jobs: list[Any], whole: bool, parallel: int) -> PostDataSchema | None:
+    """The post-data still to apply: when this run created the tables, or resumes one that did and
+    stopped before its post-data was in; None otherwise."""
+    created = any(job.create for job in jobs) or not all(job.status == "done" for job in jobs)
+    if not created or state.read(tconn, target.param, SCHEMA_ROW).status == "done":
+        return None
+    return PostDataSchema(source, target, snapshot, specs, whole, parallel)
 
-    done = state.read(tconn, target.param, SCHEMA_ROW)
-    if created and done.status != "done":
-        post = split_post_data(dump_section(source, snapshot, "post-data", specs, whole))
-        _build_indexes(target, post.preamble, [build.statement for build in post.index_builds], parallel)
-        rest = post.rest if whole else without_foreign_keys_out(post.rest, specs)
+
+class PostDataSchema:
+    """pg_dump's post-data of a move, applied while the rows copy and after.
+
+    A table's index builds (CREATE INDEX, PRIMARY KEY, UNIQUE) start as soon as all its rows are in
+    (:meth:`table_loaded`, called by the copy workers), on up to ``parallel`` connections of their
+    own, while the other tables still copy: as ``pgcopydb clone --index-jobs`` and ``pg_restore -j``
+    do. The rest (foreign keys, triggers, ...) goes in once every build is done (:meth:`finish`). A
+    build runs in its own transaction; a resumed run repeats the builds a crash cut off and skips
+    those already there. pg_dump itself runs while the first rows copy.
+    """
+
+    def __init__(self, source: PostgresSide, target: PostgresSide, snapshot: str, specs: list[TableSpec],
+                 whole: bool, parallel: int) -> None:
+        from storagectl.backends.postgres.jobs import BusyConnections
+
+        self.source, self.target, self.snapshot, self.specs, self.whole = source, target, snapshot, specs, whole
+        self.parallel = max(1, parallel)
+        self.lock = threading.Lock()
+        self.post: PostData | None = None  # pg_dump's, once it is read
+        self.loaded: set[tuple[str, str] | None] = set()  # tables whose rows are all in
+        self.started: set[tuple[str, str] | None] = set()  # tables whose builds were handed to the pool
+        self.builds: list[Future[None]] = []
+        self.busy = BusyConnections()
+
+    def __enter__(self) -> PostDataSchema:
+        self.pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="migrate-index")
+        self.dumped = self.pool.submit(self._dump)
+        self.dumped.add_done_callback(self._dump_read)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
+        if exc_type is not None:  # a failed or interrupted run: no build keeps it waiting
+            from storagectl.backends.postgres.tools import kill_spawned
+
+            self.busy.cancel_all()
+            kill_spawned()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _dump(self) -> PostData:
+        from storagectl.backends.postgres.tools import split_post_data
+
+        return split_post_data(dump_section(self.source, self.snapshot, "post-data", self.specs, self.whole))
+
+    def _dump_read(self, dumped: Future[PostData]) -> None:
+        if dumped.cancelled() or dumped.exception() is not None:
+            return  # finish() raises it
+        with self.lock:
+            self.post = dumped.result()
+            self._start()
+
+    def dumped_sql(self) -> PostData:
+        """pg_dump's post-data, once read."""
+        return interrupts.result(self.dumped)
+
+    def table_loaded(self, spec: TableSpec) -> None:
+        """All the table's rows are in (called from a copy worker): its builds go to the pool, or as
+        soon as pg_dump's text is read."""
+        from storagectl.datamove.sql.pg_side import split_name
+
+        with self.lock:
+            self.loaded.add(split_name(spec.source))
+            self._start()
+
+    def finish(self, tconn: Any) -> None:
+        """Every build left (of tables not reported loaded, or whose table pg_dump's text does not name),
+        all of them waited for; then the rest, recorded as applied in the same transaction."""
+        post = self.dumped_sql()
+        with self.lock:
+            self.loaded |= {build.table for build in post.index_builds}
+            self._start()
+        for build in self.builds:
+            interrupts.result(build)
+        rest = post.rest if self.whole else without_foreign_keys_out(post.rest, self.specs)
         with tconn.transaction():
-            apply_schema(target, tconn, post.preamble + rest, "post-data")
-            state.start(tconn, target.param, SCHEMA_ROW, "pg_dump", [])
-            state.set_status(tconn, target.param, SCHEMA_ROW, "done")
-    with source.connect() as sconn:
-        sequences = _owned_sequences(sconn, specs)
+            apply_schema(self.target, tconn, post.preamble + rest, "post-data")
+            state.start(tconn, self.target.param, SCHEMA_ROW, "pg_dump", [])
+            state.set_status(tconn, self.target.param, SCHEMA_ROW, "done")
+
+    def _start(self) -> None:
+        """Under the lock: the builds of loaded tables not handed to the pool yet."""
+        if self.post is None:
+            return
+        tables = self.loaded - self.started
+        self.started |= tables
+        self.builds += [self.pool.submit(self._build, self.post.preamble, build.statement)
+                        for build in self.post.index_builds if build.table in tables]
+
+    def _build(self, preamble: str, statement: str) -> None:
+        import psycopg
+
+        with self.target.backend.connect() as conn, self.busy.running_on(conn):
+            try:
+                apply_schema(self.target, conn, preamble + statement, "post-data")
+            except OperationFailed as exc:
+                if not isinstance(exc.__cause__, psycopg.errors.DuplicateTable | psycopg.errors.DuplicateObject
+                                  | psycopg.errors.InvalidTableDefinition):
+                    raise
+
+
+def owned_sequences(sconn: Any, specs: list[TableSpec]) -> list[tuple[str, str, int, bool]]:
+    """The sequences the moved tables own, as ``sconn`` (in the move's snapshot) sees them."""
+    from storagectl.backends.postgres.schema import qualified
+
+    found = []
+    rows = sconn.execute("SELECT n.nspname, s.relname FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace "
+                         "JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass "
+                         "WHERE s.relkind = 'S' AND d.refobjid = ANY (%s::regclass[])",
+                         [[spec.source_sql for spec in specs]]).fetchall()
+    for schema, name in rows:
+        last_value, is_called = sconn.execute(f"SELECT last_value, is_called FROM {qualified(schema, name)}").fetchone()
+        found.append((schema, name, last_value, is_called))
+    return found
+
+
+def set_sequences(tconn: Any, sequences: list[tuple[str, str, int, bool]]) -> None:
+    """The :func:`owned_sequences` values on the target's sequences of the same names."""
+    from storagectl.backends.postgres.schema import qualified
+
     for schema, name, last_value, is_called in sequences:
         if tconn.execute("SELECT to_regclass(%s)", [qualified(schema, name)]).fetchone()[0] is not None:
             tconn.execute("SELECT pg_catalog.setval(%s::regclass, %s, %s)", [qualified(schema, name), last_value,
@@ -138,37 +251,6 @@ def without_foreign_keys_out(sql_text: str, specs: list[TableSpec]) -> str:
     return "".join(kept)
 
 
-def _build_indexes(target: PostgresSide, preamble: str, statements: list[str], parallel: int) -> None:
-    """Each build in its own transaction; one that exists already (a resumed run) is skipped."""
-    import psycopg
-
-    def build(statement: str) -> None:
-        with target.backend.connect() as conn:
-            try:
-                apply_schema(target, conn, preamble + statement, "post-data")
-            except OperationFailed as exc:
-                if not isinstance(exc.__cause__, psycopg.errors.DuplicateTable | psycopg.errors.DuplicateObject
-                                  | psycopg.errors.InvalidTableDefinition):
-                    raise
-
-    with ThreadPoolExecutor(max(1, parallel)) as pool:
-        interrupts.map_results(pool, build, statements)
-
-
-def _owned_sequences(sconn: Any, specs: list[TableSpec]) -> list[tuple[str, str, int, bool]]:
-    from storagectl.backends.postgres.schema import qualified
-
-    found = []
-    rows = sconn.execute("SELECT n.nspname, s.relname FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace "
-                         "JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass "
-                         "WHERE s.relkind = 'S' AND d.refobjid = ANY (%s::regclass[])",
-                         [[spec.source_sql for spec in specs]]).fetchall()
-    for schema, name in rows:
-        last_value, is_called = sconn.execute(f"SELECT last_value, is_called FROM {qualified(schema, name)}").fetchone()
-        found.append((schema, name, last_value, is_called))
-    return found
-
-
 def binary_columns(sconn: Any, spec: TableSpec) -> bool:
     """Whether the table's rows can go in binary COPY (the backup's rule for a type read back alike)."""
     from storagectl.backends.postgres.schema import ColumnTypes
@@ -190,7 +272,7 @@ def pipe_chunk(sconn: Any, tconn: Any, spec: TableSpec, chunk: Chunk, binary: bo
     where = _literal_where(spec.key, chunk)
     options = " (FORMAT binary)" if binary else ""
     reader = CopyOut(sconn, f"COPY (SELECT {columns} FROM ONLY {spec.source_sql}{where}) TO STDOUT{options}",
-                     binary=binary)
+                     binary=binary, checksum=False)  # the target counts what it takes; verify compares
     with tconn.cursor().copy(f"COPY {spec.target_sql} ({columns}) FROM STDIN{options}") as copy:
         if binary:
             copy.write(BINARY_HEADER)
