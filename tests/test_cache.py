@@ -277,6 +277,29 @@ def test_interrupted_invalidate_resumes_from_its_cursor(redis_db, cache_config):
     assert second.to_dict()["scanned"] < len(left)  # it started where the first run stopped
 
 
+def test_a_resumed_invalidate_never_reports_fewer_keys_scanned_than_matched(redis_db, cache_config):
+    """Every key matches: the resumed run's DBSIZE no longer holds the keys the first run deleted, so
+    the cursor's share of it alone came out below the keys it matched ('4,198 matched of ~3,542
+    scanned'); every matched key was scanned."""
+    client = redis_db.client()
+    fill(client, "sess:", 5000)
+    backend = cache_backend(load_config(cache_config), "cache")
+    ticks = []
+
+    def interrupt_after_three(event):
+        ticks.append(event)
+        if len(ticks) == 4:  # the plan, then three batches
+            raise KeyboardInterrupt
+
+    first = run_invalidate(plan_invalidate(backend, InvalidateOptions(b"sess:*", batch=200)), interrupt_after_three)
+    assert isinstance(first.error, Interrupted) and first.to_dict()["deleted"] > 0
+    second = run_invalidate(plan_invalidate(backend, InvalidateOptions(b"sess:*", batch=200, cursor=first.cursor)))
+    summary = second.to_dict()
+    assert second.error is None and summary["matched"] == 5000 - first.to_dict()["deleted"]
+    assert summary["scanned"] >= summary["matched"]
+    assert all(node["dbsize"] >= node["matched"] for node in summary["nodes"])
+
+
 @pytest.mark.parametrize(("signal", "code", "word"), [(KeyboardInterrupt, ExitCode.INTERRUPTED, "interrupted"),
                                                     (Terminated, ExitCode.TERMINATED, "terminated")])
 def test_an_interrupted_invalidate_exits_130_on_ctrl_c_and_143_on_sigterm(redis_db, cache_config, signal, code, word):

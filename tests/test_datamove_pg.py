@@ -172,6 +172,23 @@ def test_a_map_file_with_an_unknown_key_is_refused_with_its_line(cli, write_conf
     assert f"{tmp_path / 'map.yaml'}:3 tables.0.colums: unknown key (did you mean columns?)" in result.stderr
 
 
+@pytest.mark.parametrize(("content", "problem"), [
+    (None, "cannot read --map file {path}: No such file or directory"),
+    ("tables:\n  - source: t\n    colums: []\n", "{path}:3 tables.0.colums: unknown key (did you mean columns?)"),
+])
+def test_a_map_file_problem_points_at_the_map_file_not_config_validate(cli, write_config, tmp_path, content, problem):
+    """`config validate` does not read a --map file: its errors name it and say to fix it."""
+    path = tmp_path / "map.yaml"
+    if content is not None:
+        path.write_text(content)
+    config = write_config("backends:\n  a: {kind: sqlite, path: a.db}\n  b: {kind: sqlite, path: b.db}\n")
+    result = cli("-c", config, "migrate", "data", "plan", "--from", "a", "--to", "b", "--map", path)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"error: {problem.format(path=path)}",
+                                          "Try: fix the --map file (a YAML mapping with a tables: list, as in a "
+                                          "data_migrations entry)"]
+
+
 def test_an_unknown_plan_name(cli, write_config):
     config = write_config("backends:\n  a: {kind: sqlite, path: a.db}\n")
     result = cli("-c", config, "migrate", "data", "run", "nightly")

@@ -61,6 +61,13 @@ class NodeRun:
     def covered(self) -> float:
         return 1.0 if self.cursor is None else self.fraction
 
+    @property
+    def scanned(self) -> int:
+        """Keys covered: the cursor's share of DBSIZE, and never fewer than those matched (a resumed
+        run's DBSIZE no longer counts the keys deleted before the interruption, so the share of it
+        alone falls short of the keys the rest of the table held)."""
+        return max(round(self.dbsize * (self.covered - self.started_at)), self.matched)
+
 
 @dataclass
 class InvalidatePlan:
@@ -93,7 +100,7 @@ class InvalidateResult:
         runs = self.runs
         sample = [key for run in runs for key in run.sample][:self.sample_size]
         return {"pattern": escape(self.pattern), "dry_run": self.dry_run, "complete": self.cursor is None,
-                "scanned": round(sum(run.dbsize * (run.covered - run.started_at) for run in runs)),
+                "scanned": sum(run.scanned for run in runs),
                 "matched": sum(run.matched for run in runs), "deleted": sum(run.deleted for run in runs),
                 "errors": sum(run.error is not None for run in runs), "duration": round(self.duration, 3),
                 "keys_per_second": round(sum(run.deleted or run.matched for run in runs) / self.duration)

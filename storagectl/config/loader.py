@@ -232,13 +232,24 @@ class _ConfigValidator:
 
 def load_table_maps(path: Path, environ: dict[str, str] | None = None) -> list[TableMapSettings]:
     """``--map FILE``: a YAML mapping with ``tables:``, a list as in a ``data_migrations`` entry,
-    validated like the config (``file:line key: problem``, unknown keys rejected)."""
-    document = YamlDocument(read_config_file(path), path, os.environ if environ is None else environ)
+    validated like the config (``file:line key: problem``, unknown keys rejected). Its errors point at
+    the map file, not at ``config validate``, which does not read it."""
+    hint = "Try: fix the --map file (a YAML mapping with a tables: list, as in a data_migrations entry)"
+    try:
+        document = YamlDocument(read_config_file(path), path, os.environ if environ is None else environ)
+    except ConfigError as exc:
+        def reword(line: str) -> str:
+            return line.replace("config file", "--map file")
+
+        raise ConfigError(reword(exc.message), problems=[reword(line) for line in exc.problems],
+                          hint=hint) from None
     validator = _ConfigValidator(document)
     data = document.data if isinstance(document.data, dict) else {"tables": document.data}
     found = validator._model(TableMapFile, data, ())
     if found is None or validator.problems:
-        raise validator._error()
+        error = validator._error()
+        error.hint = hint
+        raise error
     return found.tables
 
 
