@@ -283,8 +283,7 @@ class RedisClusterBackend(RedisBackend):
                 client.close()
 
         counts = self._values("backup", fan_out(primaries, dump, options.parallel))
-        after = self._translated(self.topology)  # a slot moved, or moving, since the start: keys missed or doubled
-        if after.assignment() != topology.assignment() or after.migrating_slots():
+        if self._stable_topology("backup").assignment() != topology.assignment():
             raise OperationFailed(f"{self.label}: slots moved during the backup (a reshard or failover); "
                                   "no backup was written", hint="Try: run the backup again once the cluster is stable")
         archive.set_metadata("databases", [0])
