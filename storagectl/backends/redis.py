@@ -99,6 +99,9 @@ class RedisSettings(PasswordMixin, BackendSettings):
     read_from_replicas: bool = Field(
         False, description="a cluster: backup and inspect read each primary's slots from one of its replicas "
         "(connected, not failing; the primary when it has none); restore and its checks always use primaries")
+    nat_map: dict[str, str] | None = Field(
+        None, description="a cluster whose nodes announce addresses this host cannot reach (cluster-announce-ip/"
+        "port behind Docker, Kubernetes, NAT): announced host:port -> the host:port to connect to instead")
 
     check_names: ClassVar[tuple[str, ...]] = (*REDIS_CHECKS, *CLUSTER_CHECKS)
 
@@ -134,6 +137,17 @@ class RedisSettings(PasswordMixin, BackendSettings):
             seed_address(node)
         return nodes
 
+    @field_validator("nat_map")
+    @classmethod
+    def _valid_nat_map(cls, nat_map: dict[str, str] | None) -> dict[str, str] | None:
+        for announced, reachable in (nat_map or {}).items():
+            for text in (announced, reachable):
+                try:
+                    seed_address(text)
+                except ValueError:
+                    raise ValueError(f"nat_map entry {text!r} is not host:port (e.g. 10.0.0.5:6379)") from None
+        return nat_map
+
     @model_validator(mode="after")
     def _cluster_shape(self) -> RedisSettings:
         """A cluster has one db (0) and no SWAPDB; its seeds come from exactly one of url, nodes, host/port."""
@@ -145,6 +159,9 @@ class RedisSettings(PasswordMixin, BackendSettings):
                 raise ValueError("nodes lists cluster seeds: set cluster: true (or give url/host/port)")
             if self.read_from_replicas:
                 raise ValueError("read_from_replicas applies to a Redis Cluster: set cluster: true or remove it")
+            if self.nat_map is not None:
+                raise ValueError("nat_map translates the addresses a Redis Cluster announces: set cluster: true "
+                                 "or remove it")
             return self
         if self.url is not None and urlsplit(self.url).scheme.lower() == "unix":
             raise ValueError("a cluster is reached over TCP: use redis+cluster://host:port or nodes")
@@ -155,6 +172,13 @@ class RedisSettings(PasswordMixin, BackendSettings):
         if self.staging_db is not None:
             raise ValueError("staging_db needs SWAPDB, which a Redis Cluster does not have: remove it")
         return self
+
+    def reachable(self) -> Callable[[str, int], tuple[str, int]] | None:
+        """The nat_map as a function: an announced (host, port) -> the one to connect to."""
+        if not self.nat_map:
+            return None
+        table = {seed_address(announced): seed_address(target) for announced, target in self.nat_map.items()}
+        return lambda host, port: table.get((host, port), (host, port))
 
     @property
     def is_cluster(self) -> bool:
@@ -802,11 +826,13 @@ def server_ms(seconds_micros: tuple[int, int]) -> int:
 # keys not restored: {expired since the backup, already present} -- the target db was empty or
 # flushed (--yes) beforehand, so a present key is one SCAN returned twice, counted, not a mismatch.
 # RESTORE's own BUSYKEY refusal detects it: one call per key, not EXISTS + RESTORE (a third less
-# server time per key); any other error ends the script with that error.
+# server time per key). On a cluster node, a key of a slot the node does not serve (moved or moving
+# since the slot map was read) is not written either: its position is returned third, for the caller
+# to follow the redirection (storagectl.backends.redis_redirect). Any other error ends the script.
 _RESTORE_LOOP_LUA = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local expired, present = 0, 0
+local expired, present, elsewhere = 0, 0, {}
 for i = 1, %(count)s do
   local key, expire_at, payload = %(key)s, tonumber(%(expire_at)s), %(payload)s
   if expire_at ~= 0 and expire_at <= now_ms then
@@ -814,14 +840,17 @@ for i = 1, %(count)s do
   else
     local reply = redis.pcall('RESTORE', key, expire_at, payload, 'ABSTTL')
     if type(reply) == 'table' and reply.err then
-      if string.sub(reply.err, 1, 7) ~= 'BUSYKEY' then
+      if string.sub(reply.err, 1, 7) == 'BUSYKEY' then
+        present = present + 1
+      elseif string.find(reply.err, 'non local key', 1, true) then
+        elsewhere[#elsewhere + 1] = i
+      else
         return redis.error_reply(reply.err)
       end
-      present = present + 1
     end
   end
 end
-return {expired, present}
+return {expired, present, elsewhere}
 """
 _RESTORE_BATCH_LUA = _RESTORE_LOOP_LUA % {"count": "#KEYS", "key": "KEYS[i]", "expire_at": "ARGV[2 * i - 1]",
                                           "payload": "ARGV[2 * i]"}

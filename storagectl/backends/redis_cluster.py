@@ -36,9 +36,11 @@ from storagectl.backends.redis import (
     write_records,
 )
 from storagectl.backends.redis_compare import KeyComparison, Record, compare_all, compare_batches
+from storagectl.backends.redis_redirect import Redirects, SlotMap, route_table
 from storagectl.backends.redis_selection import KeySelection, count_matching, delete_matching, holds_any
 from storagectl.backends.redis_topology import (
     SLOTS,
+    Address,
     ClusterNode,
     ClusterTopology,
     NodeOutcome,
@@ -128,10 +130,14 @@ class RedisClusterBackend(RedisBackend):
         kwargs = self.node_kwargs()
         if socket_timeout is not None:
             kwargs["socket_timeout"] = socket_timeout
+        if (reachable := self.settings.reachable()) is not None:
+            kwargs["address_remap"] = lambda address: reachable(*address)
         return RedisCluster(startup_nodes=[SeedNode(host, port) for host, port in self.seeds()], **kwargs)
 
     def topology(self, socket_timeout: float | None = None) -> ClusterTopology:
-        return read_topology(self.seeds(), lambda host, port: self.connect_node(host, port, socket_timeout))
+        """The topology from the first seed that answers, announced addresses translated by nat_map."""
+        return read_topology(self.seeds(), lambda host, port: self.connect_node(host, port, socket_timeout),
+                             self.settings.reachable(), tls=bool(self.node_kwargs().get("ssl")))
 
     def failing_primaries(self) -> list[str]:
         try:
@@ -210,8 +216,9 @@ class RedisClusterBackend(RedisBackend):
         serving = {o.node.node_id for o in outcomes if o.error is None and not o.node.failing and o.node.is_primary}
         unserved = sum(owner not in serving for owner in topology.owners)
         migrating = topology.migrating_slots()
-        detail = f"{topology.slots_covered}/{SLOTS} slots assigned"
+        detail = f"{topology.slots_covered}/{SLOTS} slots assigned (read with {topology.via})"
         detail += f"; migrating: {' '.join(migrating[:5])}" if migrating else ""
+        detail += "" if topology.migrations_known else "; slots in migration unknown: CLUSTER NODES refused"
         return self.graded("slots_unserved", unserved, f"{unserved} of {SLOTS}", detail)
 
     def _slot_imbalance(self, topology: ClusterTopology) -> Check:
@@ -227,8 +234,10 @@ class RedisClusterBackend(RedisBackend):
         node, name = outcome.node, f"node {outcome.node.address}"
         role = "primary" if node.is_primary else "replica"
         if outcome.error is not None:
+            nat = ("; the address the cluster announces: translate it with nat_map"
+                   if self.unreachable_announced(node, outcome.error) else "")
             return Check(name, Status.CRITICAL, None, f"{role}, unreachable",
-                         f"{self.error_line(outcome.error)}; flags {','.join(sorted(node.flags))}")
+                         f"{self.error_line(outcome.error)}; flags {','.join(sorted(node.flags))}{nat}")
         info = outcome.value or {}
         graded = [self._memory(info), self.graded("evicted_keys", info.get("evicted_keys", 0), "")]
         if not node.is_primary:
@@ -292,8 +301,9 @@ class RedisClusterBackend(RedisBackend):
     def node_error(self, what: str, node: ClusterNode, exc: Exception) -> Exception:
         return self._node_error(what, node, exc)
 
-    def _stable_topology(self, what: str) -> ClusterTopology:
-        """The topology, refused when a slot is unserved or moving (keys would be missed or doubled)."""
+    def _stable_topology(self, what: str, migrating: bool = False) -> ClusterTopology:
+        """The topology, refused when a slot is unserved or (unless ``migrating`` is allowed) moving:
+        keys would be missed or doubled."""
         topology = self._translated(self.topology)
         if topology.slots_covered < SLOTS:
             raise BackendUnavailable(f"{self.label}: only {topology.slots_covered} of {SLOTS} slots are served; "
@@ -303,7 +313,7 @@ class RedisClusterBackend(RedisBackend):
         if failing:
             raise BackendUnavailable(f"{self.label}: primary {', '.join(failing)} is failing; nothing was done",
                                      hint=f"Try: storagectl diag --backend {self.name}")
-        if topology.migrating_slots():
+        if topology.migrating_slots() and not migrating:
             raise OperationFailed(f"{self.label}: slots are being migrated ({topology.migrating_slots()[0]} ...); "
                                   "nothing was done", hint="Try: again when the reshard has finished")
         return topology
@@ -323,7 +333,7 @@ class RedisClusterBackend(RedisBackend):
 
     def restore(self, archive: Any, options: Any) -> RestoreOutcome:
         source = self.restored_db(archive.metadata)
-        topology = self._stable_topology("restore")
+        topology = self._stable_topology("restore", migrating=True)  # restore follows keys as slots move
         selection = KeySelection.of(options.selection)
         if selection is not None:
             return self._restore_cluster_selection(archive, source, topology, selection, options)
@@ -366,17 +376,16 @@ class RedisClusterBackend(RedisBackend):
         finally:
             client.close()
 
-    def _route(self, records: Iterable[Record], topology: ClusterTopology,
-               work: Callable[[ClusterNode, queue.Queue[Any]], T], what: str) -> list[T]:
+    def _route(self, records: Iterable[Record], slot_map: SlotMap,
+               work: Callable[[ClusterNode, queue.Queue[Any]], T], what: str, primaries: list[ClusterNode]) -> list[T]:
         """Read the records once, in this thread; each goes in batches to a thread of the primary that
-        serves its slot now, which ``work``s through its inbox. A thread that fails drains its inbox,
-        so the reader never blocks on it."""
-        primaries = topology.primaries()
-        inboxes: dict[str, queue.Queue[Any]] = {node.node_id: queue.Queue(ROUTED_BATCHES_WAITING) for node in primaries}
+        serves its slot now (by ``slot_map``, re-read when it changes), which ``work``s through its
+        inbox. A thread that fails drains its inbox, so the reader never blocks on it."""
+        inboxes: list[queue.Queue[Any]] = [queue.Queue(ROUTED_BATCHES_WAITING) for _ in primaries]
         failed = threading.Event()
 
         def run(node: ClusterNode) -> T:
-            inbox = inboxes[node.node_id]
+            inbox = inboxes[primaries.index(node)]
             try:
                 return work(node, inbox)
             except BaseException:
@@ -390,15 +399,21 @@ class RedisClusterBackend(RedisBackend):
                                    name=f"redis-{what}", daemon=True)
         workers.start()
         try:
-            _dispatch(records, topology, inboxes, failed)
+            _dispatch(records, slot_map, {(node.host, node.port): i for i, node in enumerate(primaries)}, inboxes,
+                      failed)
         finally:
-            for inbox in inboxes.values():
+            for inbox in inboxes:
                 inbox.put(None)
             interrupts.join(workers)
         return self._values(what, results[0])
 
     def _restore_routed(self, records: Iterable[Record], topology: ClusterTopology) -> LoadedKeys:
-        loaded = self._route(records, topology, self._write_node, "restore")
+        """Restore ``records`` into the primaries serving their slots, following MOVED and ASK when a
+        slot moves during the restore."""
+        slot_map = SlotMap(topology, lambda: self._translated(self.topology))
+        primaries = topology.primaries()
+        loaded = self._route(records, slot_map, lambda node, inbox: self._write_node(node, inbox, slot_map),
+                             "restore", primaries)
         return loaded[0].merge_all(loaded[1:]) if loaded else LoadedKeys(0)
 
     # -- restore --validate: every key against the archive -------------------------------------
@@ -419,26 +434,37 @@ class RedisClusterBackend(RedisBackend):
             finally:
                 client.close()
 
-        return self._route(records, topology, work, "validation")
+        return self._route(records, SlotMap(topology), work, "validation", topology.primaries())
 
-    def _write_node(self, node: ClusterNode, inbox: queue.Queue[Any]) -> LoadedKeys:
-        """Restore the batches of ``inbox`` on ``node``, pipelined: batch k+1 is sent before k's reply is read."""
+    def _write_node(self, node: ClusterNode, inbox: queue.Queue[Any], slot_map: SlotMap) -> LoadedKeys:
+        """Restore the batches of ``inbox`` on ``node``, pipelined: batch k+1 is sent before k's reply is
+        read. Keys ``node`` no longer (or not yet) serves go where the cluster redirects them."""
         client = self.node_client(node, single_connection_client=True)
+        redirects = Redirects(slot_map, lambda host, port: self.connect_node(host, port),
+                              self.settings.reachable())
         try:
             loaded = LoadedKeys(server_ms(client.time()))
             head = evalsha_head(client.script_load(RESTORE_ROUTED_LUA))
             commands = RespSocket(client.connection)
-            waiting = 0
+            waiting: list[Record] | None = None
             while (batch := inbox.get()) is not None:
                 commands.send(restore_routed_request(head, batch, loaded))
-                if waiting:
-                    loaded.count(commands.reply())
-                waiting = 1
-            if waiting:
-                loaded.count(commands.reply())
+                if waiting is not None:
+                    self._written(commands.reply(), waiting, loaded, redirects)
+                waiting = batch
+            if waiting is not None:
+                self._written(commands.reply(), waiting, loaded, redirects)
             return loaded
         finally:
+            redirects.close()
             client.close()
+
+    @staticmethod
+    def _written(reply: list[Any], batch: list[Record], loaded: LoadedKeys, redirects: Redirects) -> None:
+        """Count a routed batch's reply; its keys of slots the node does not serve follow their redirection."""
+        loaded.count(reply)
+        if reply[2]:
+            redirects.restore([batch[int(position) - 1] for position in reply[2]], loaded)
 
     def _values(self, what: str, outcomes: list[NodeOutcome[Any]]) -> list[Any]:
         """The visits' values; the first failed node as one of our errors, naming the node."""
@@ -461,8 +487,27 @@ class RedisClusterBackend(RedisBackend):
                                    hint="Try: restore --yes again once the cluster is stable")
         if isinstance(exc, redis.ResponseError):
             return OperationFailed(f"{self.label}: {what} failed on node {node.address}: {text}")
+        if unreachable := self.unreachable_announced(node, exc):
+            return unreachable
         return BackendUnavailable(f"{self.label}: {what} failed on node {node.address}, connection lost: {text}",
                                   hint=f"Try: storagectl diag --backend {self.name}")
+
+    def unreachable_announced(self, node: ClusterNode, exc: Exception) -> BackendUnavailable | None:
+        """A node the cluster announces at an address this host cannot connect to (not a seed): the
+        nodes announce an address of another network (Docker, Kubernetes), which nat_map translates."""
+        import redis
+
+        if not isinstance(exc, redis.ConnectionError) or "connecting to" not in str(exc):
+            return None
+        if (node.host, node.port) in self.seeds():
+            return None
+        announced = node.announced or node.address
+        mapped = f" (nat_map sends it to {node.address})" if node.announced else ""
+        return BackendUnavailable(
+            f"{self.label}: node {announced} as the cluster announces it{mapped} is unreachable: "
+            f"{self.error_line(exc)}",
+            hint=f"Try: nat_map: {{'{announced}': 'HOST:PORT'}} in backend {self.name}, HOST:PORT being where this "
+                 "machine reaches that node (the nodes announce cluster-announce-ip/port of another network)")
 
     def _translated(self, call: Any) -> Any:
         try:
@@ -506,23 +551,28 @@ class RedisClusterBackend(RedisBackend):
         return ContentSummary(counts={"keys": sum(counts)})
 
 
-def _dispatch(records: Iterable[tuple[bytes, bytes, int]], topology: ClusterTopology,
-              inboxes: dict[str, queue.Queue[Any]], failed: threading.Event) -> None:
-    """Batch records per owner of their slot; stop early once a writer has failed."""
-    owners = topology.owners
-    pending: dict[str, list[tuple[bytes, bytes, int]]] = {node_id: [] for node_id in inboxes}
+def _dispatch(records: Iterable[tuple[bytes, bytes, int]], slot_map: SlotMap, writers: dict[Address, int],
+              inboxes: list[queue.Queue[Any]], failed: threading.Event) -> None:
+    """Batch records per writer of their slot's primary; re-route when the slot map changes (a MOVED
+    seen by a writer); stop early once a writer has failed."""
+    version = slot_map.version
+    route = route_table(slot_map, writers, None)
+    pending: list[list[tuple[bytes, bytes, int]]] = [[] for _ in inboxes]
     for record in records:
-        node_id = owners[key_slot(record[0])]
-        batch = pending[node_id]  # type: ignore[index]
+        writer = route[key_slot(record[0])]
+        batch = pending[writer]
         batch.append(record)
         if len(batch) >= BATCH_KEYS:
             if failed.is_set():
                 return
-            inboxes[node_id].put(batch)  # type: ignore[index]
-            pending[node_id] = []  # type: ignore[index]
-    for node_id, batch in pending.items():
+            inboxes[writer].put(batch)
+            pending[writer] = []
+            if slot_map.version != version:
+                version = slot_map.version
+                route = route_table(slot_map, writers, route)
+    for writer, batch in enumerate(pending):
         if batch:
-            inboxes[node_id].put(batch)
+            inboxes[writer].put(batch)
 
 
 def _read_only(connection: Any) -> None:

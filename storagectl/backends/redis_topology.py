@@ -2,8 +2,10 @@
 cluster's keys or nodes (backup, restore, diag, `inspect`, `cache`; on one server `cache` visits it as a
 one-node topology). No command writes its own loop over nodes.
 
-- :func:`read_topology` reads ``CLUSTER NODES`` from the first seed that answers: every node, its
-  role, flags (``fail``, ``fail?``), link state, slot ranges and slots in migration.
+- :func:`read_topology` reads the map from the first seed that answers: ``CLUSTER SHARDS`` (Redis 7+;
+  ``CLUSTER SLOTS`` where it is unknown or refused), then ``CLUSTER NODES`` where allowed for what only
+  it tells (``fail?``, link state, slots in migration); announced addresses are translated to
+  reachable ones (a backend's ``nat_map``).
 - :func:`fan_out` visits nodes with bounded concurrency and returns one outcome per node, errors
   included, so diag can show a down node as a row while backup raises on it.
 - :class:`SlotOwnership` deduplicates: a key counts only on the primary that owned its slot in the
@@ -18,9 +20,9 @@ import contextlib
 import queue
 import threading
 from binascii import crc_hqx
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
@@ -50,10 +52,11 @@ class ClusterNode:
     link_state: str  # connected / disconnected, as the node that was asked sees it
     slots: tuple[tuple[int, int], ...] = ()  # inclusive ranges
     migrating: tuple[str, ...] = ()  # "[slot->-id]" / "[slot-<-id]" entries: slots moving right now
+    announced: str | None = None  # the address the cluster announces, when a nat_map translated it
 
     @property
     def address(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return host_port(self.host, self.port)
 
     @property
     def is_primary(self) -> bool:
@@ -69,10 +72,20 @@ class ClusterNode:
         return sum(end - start + 1 for start, end in self.slots)
 
 
+def host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+Address = tuple[str, int]
+AddressMap = Callable[[str, int], Address]  # announced (host, port) -> the one to connect to
+
+
 @dataclass(frozen=True)
 class ClusterTopology:
     nodes: tuple[ClusterNode, ...]
     source: str = ""  # the seed the map was read from
+    via: str = "CLUSTER NODES"  # the command the slot map came from
+    migrations_known: bool = True  # False when CLUSTER NODES was refused: slots in migration unseen
 
     def primaries(self) -> list[ClusterNode]:
         """Primaries that serve slots (an empty primary has no keys to visit)."""
@@ -130,21 +143,124 @@ def _parse_node_line(line: str) -> ClusterNode:
                        None if primary == "-" else primary, link, tuple(ranges), tuple(migrating))
 
 
-def read_topology(seeds: Sequence[tuple[str, int]], connect: Callable[[str, int], Any]) -> ClusterTopology:
-    """The topology as the first answering seed reports it; raises the last seed's error if none does."""
+def parse_cluster_shards(reply: Any, source: str = "", tls: bool = False) -> ClusterTopology:
+    """A ``CLUSTER SHARDS`` reply: per shard its slot ranges and nodes (role, health, endpoint)."""
+    nodes = []
+    for shard in reply:
+        fields = _fields(shard)
+        flat = [int(bound) for bound in fields.get("slots") or []]
+        ranges = merged_ranges(zip(flat[::2], flat[1::2], strict=True))
+        members = [_fields(member) for member in fields.get("nodes") or []]
+        primary = next((_text(m["id"]) for m in members if _text(m.get("role")) == "master"), None)
+        for member in members:
+            is_primary = _text(member.get("role")) == "master"
+            failed = _text(member.get("health")) == "failed"
+            flags = {"master" if is_primary else "slave", *(("fail",) if failed else ())}
+            port = member.get("tls-port") if tls and member.get("tls-port") else member.get("port")
+            nodes.append(ClusterNode(_text(member["id"]), _endpoint(member), int(port or 0), frozenset(flags),
+                                     None if is_primary else primary, "disconnected" if failed else "connected",
+                                     ranges if is_primary else ()))
+    return ClusterTopology(tuple(nodes), source, "CLUSTER SHARDS", migrations_known=False)
+
+
+def parse_cluster_slots(reply: Any, source: str = "") -> ClusterTopology:
+    """A ``CLUSTER SLOTS`` reply (servers before 7.0): per slot range its primary, then its replicas."""
+    ranges: dict[str, list[tuple[int, int]]] = {}
+    nodes: dict[str, ClusterNode] = {}
+    for start, end, primary, *replicas in reply:
+        primary_id = _text(primary[2])
+        ranges.setdefault(primary_id, []).append((int(start), int(end)))
+        for entry, primary_of in ((primary, None), *((replica, primary_id) for replica in replicas)):
+            node_id = _text(entry[2])
+            nodes.setdefault(node_id, ClusterNode(node_id, _text(entry[0]), int(entry[1]),
+                                                  frozenset({"slave" if primary_of else "master"}), primary_of,
+                                                  "connected"))
+    merged = [replace(node, slots=merged_ranges(ranges.get(node.node_id, ()))) for node in nodes.values()]
+    return ClusterTopology(tuple(merged), source, "CLUSTER SLOTS", migrations_known=False)
+
+
+def merged_ranges(ranges: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Slot ranges sorted, adjacent ones joined: one form whichever command listed them."""
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if out and start <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(end, out[-1][1]))
+        else:
+            out.append((start, end))
+    return tuple(out)
+
+
+def with_node_states(topology: ClusterTopology, states: ClusterTopology) -> ClusterTopology:
+    """``topology`` (its slot map and endpoints) with what only ``CLUSTER NODES`` tells: flags such as
+    ``fail?`` and ``myself``, link state, slots in migration; nodes it alone lists (no slots) added."""
+    by_id = {node.node_id: node for node in states.nodes}
+    known = {node.node_id for node in topology.nodes}
+    nodes = [replace(node, flags=by_id[node.node_id].flags, link_state=by_id[node.node_id].link_state,
+                     migrating=by_id[node.node_id].migrating) if node.node_id in by_id else node
+             for node in topology.nodes]
+    nodes += [node for node in states.nodes if node.node_id not in known]
+    return replace(topology, nodes=tuple(nodes), migrations_known=True)
+
+
+def reachable_through(topology: ClusterTopology, reachable: AddressMap | None) -> ClusterTopology:
+    """``topology`` with every node's announced address translated by ``reachable`` (a nat_map)."""
+    if reachable is None:
+        return topology
+    nodes = []
+    for node in topology.nodes:
+        host, port = reachable(node.host, node.port)
+        nodes.append(node if (host, port) == (node.host, node.port)
+                     else replace(node, host=host, port=port, announced=node.address))
+    return replace(topology, nodes=tuple(nodes))
+
+
+def _fields(entry: Any) -> dict[str, Any]:
+    """A RESP3 map or a RESP2 flat list of name, value pairs, by name."""
+    pairs = entry.items() if isinstance(entry, dict) else zip(entry[::2], entry[1::2], strict=True)
+    return {_text(name): value for name, value in pairs}
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value) if value is not None else ""
+
+
+def _endpoint(member: dict[str, Any]) -> str:
+    """Where clients reach a node: its preferred endpoint, or its ip when the endpoint is unknown ("?")."""
+    endpoint = _text(member.get("endpoint"))
+    return endpoint if endpoint and endpoint != "?" else _text(member.get("ip"))
+
+
+def read_topology(seeds: Sequence[tuple[str, int]], connect: Callable[[str, int], Any],
+                  reachable: AddressMap | None = None, tls: bool = False) -> ClusterTopology:
+    """The topology as the first answering seed reports it (announced addresses translated by
+    ``reachable``); raises the last seed's error if none does."""
     error: Exception | None = None
     for host, port in seeds:
         client = connect(host, port)
         try:
-            reply = client.execute_command("CLUSTER", "NODES")
-            text = reply.decode() if isinstance(reply, bytes) else str(reply)
-            return parse_cluster_nodes(text, f"{host}:{port}")
+            return reachable_through(_read_map(client, host_port(host, port), tls), reachable)
         except Exception as exc:  # noqa: BLE001 - try the next seed, re-raise the last failure
             error = exc
         finally:
             client.close()
     assert error is not None, "read_topology needs at least one seed"
     raise error
+
+
+def _read_map(client: Any, source: str, tls: bool) -> ClusterTopology:
+    """CLUSTER SHARDS, or CLUSTER SLOTS where it is unknown (before 7.0) or refused (ACL, a proxy);
+    then CLUSTER NODES, where allowed, for the node states the other two do not tell."""
+    import redis
+
+    try:
+        topology = parse_cluster_shards(client.execute_command("CLUSTER", "SHARDS"), source, tls)
+    except redis.ResponseError:
+        topology = parse_cluster_slots(client.execute_command("CLUSTER", "SLOTS"), source)
+    try:
+        states = client.execute_command("CLUSTER", "NODES")
+    except redis.ResponseError:
+        return topology
+    return with_node_states(topology, parse_cluster_nodes(_text(states), source))
 
 
 @dataclass
@@ -198,7 +314,10 @@ class SlotOwnership:
 
     def __call__(self, keys: list[bytes]) -> list[bytes]:
         owners, node_id = self.topology.owners, self.node.node_id
-        kept = [key for key in keys if owners[key_slot(key)] == node_id]
+        if b"{" in b"".join(keys):  # a hash tag somewhere: each key's slot by its tag
+            kept = [key for key in keys if owners[key_slot(key)] == node_id]
+        else:  # no key has one (most batches): CRC16 of the whole key, without a Python call per key
+            kept = [key for key in keys if owners[crc_hqx(key, 0) % SLOTS] == node_id]
         self.dropped += len(keys) - len(kept)
         return kept
 
