@@ -8,6 +8,8 @@ one-node topology). No command writes its own loop over nodes.
   reachable ones (a backend's ``nat_map``).
 - :func:`fan_out` visits nodes with bounded concurrency and returns one outcome per node, errors
   included, so diag can show a down node as a row while backup raises on it.
+- :func:`backend_topology` / :func:`node_values`: the same on one server (a one-node topology) and a
+  cluster, errors as ours: what `cache` and `bench` visit.
 - :class:`SlotOwnership` deduplicates: a key counts only on the primary that owned its slot in the
   topology read at the start, so a key seen on two nodes (moved by a reshard between their SCANs)
   is counted once, in memory that does not grow with the keyspace. :func:`fan_in` streams what every node's visit
@@ -294,6 +296,27 @@ def fan_out(nodes: Sequence[ClusterNode], visit: Callable[[ClusterNode], T], con
         raise
     finally:  # on Ctrl-C the visits not yet started are dropped
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def backend_topology(backend: Any, what: str) -> ClusterTopology:
+    """The primaries a command visits on a redis backend (one server: a one-node topology serving every
+    slot, see ``cache_topology``), with a connection failure translated into one of our errors."""
+    from storagectl.errors import StoragectlError
+
+    try:
+        return backend.cache_topology(what)
+    except StoragectlError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the seed(s) unreachable
+        raise backend.translate_error(exc) from exc
+
+
+def node_values(backend: Any, what: str, outcomes: Sequence[NodeOutcome[T]]) -> list[T]:
+    """The values of fan_out outcomes; the first failed node's error as one of ours (``backend.node_error``)."""
+    for outcome in outcomes:
+        if outcome.error is not None:
+            raise backend.node_error(what, outcome.node, outcome.error) from outcome.error
+    return [outcome.value for outcome in outcomes]  # type: ignore[misc]
 
 
 def values_or_raise(outcomes: Sequence[NodeOutcome[T]]) -> list[T]:

@@ -10,7 +10,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from storagectl.backends import backend_from_config, only_backend, selected_backends
+from storagectl.backends.redis_topology import backend_topology as topology
+from storagectl.backends.redis_topology import node_values as first_error
 from storagectl.errors import BackendUnavailable, OperationFailed, StoragectlError, UsageError
+
+__all__ = ["cache_backend", "connected", "first_error", "key_client", "topology", "translated"]
 
 
 def cache_backend(config: Any, name: str | None) -> Any:
@@ -66,21 +70,3 @@ def translated(backend: Any, what: str) -> Iterator[None]:
     except redis.RedisError as exc:
         raise BackendUnavailable(f"{backend.label}: {what} failed, connection lost: {backend.error_line(exc)}",
                                  hint=f"Try: storagectl diag --backend {backend.name}") from exc
-
-
-def topology(backend: Any, what: str) -> Any:
-    """The primaries to visit; connection failures translated."""
-    try:
-        return backend.cache_topology(what)
-    except StoragectlError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the seed(s) unreachable
-        raise backend.translate_error(exc) from exc
-
-
-def first_error(backend: Any, what: str, outcomes: list[Any]) -> list[Any]:
-    """The values of fan_out outcomes; the first failed node's error as ours, naming the node."""
-    for outcome in outcomes:
-        if outcome.error is not None:
-            raise backend.node_error(what, outcome.node, outcome.error) from outcome.error
-    return [outcome.value for outcome in outcomes]
