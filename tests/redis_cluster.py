@@ -236,15 +236,46 @@ def running_cluster(primaries: int = 3, spare: int = 0, replicas: int = 0) -> It
         shutil.rmtree(directory, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class TLSFiles:
+    ca: Path  # the CA certificate that signed the server's
+    cert: Path  # the server's, for 127.0.0.1 and localhost
+    key: Path
+
+
+def make_tls_files(directory: Path) -> TLSFiles:
+    """A test CA and a server certificate it signed, made with the ``openssl`` command (P-256 keys)."""
+    openssl = shutil.which("openssl")
+    if not openssl:
+        raise FileNotFoundError("openssl must be on PATH to make the test certificates")
+    files = TLSFiles(directory / "ca.crt", directory / "server.crt", directory / "server.key")
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for command in (
+        ["req", "-x509", *ec, "-keyout", "ca.key", "-out", files.ca.name, "-days", "2", "-subj",
+         "/CN=storagectl test CA"],
+        ["req", *ec, "-keyout", files.key.name, "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", "server.csr", "-CA", files.ca.name, "-CAkey", "ca.key", "-CAcreateserial",
+         "-out", files.cert.name, "-days", "2", "-extfile", "san.ext"],
+    ):
+        subprocess.run([openssl, *command], cwd=directory, check=True, capture_output=True, timeout=60)
+    return files
+
+
 @contextlib.contextmanager
-def running_server(*options: str, binary: str | None = None) -> Iterator[ClusterNodeProcess]:
+def running_server(*options: str, binary: str | None = None, tls: TLSFiles | None = None
+                   ) -> Iterator[ClusterNodeProcess]:
     """One standalone ``redis-server`` (no cluster; the installed one, or ``binary``) on a free
-    loopback port, with extra ``options`` (such as ``--requirepass``), stopped by pid at the end."""
+    loopback port, with extra ``options`` (such as ``--requirepass``), stopped by pid at the end.
+    With ``tls`` the port speaks TLS only (no client certificates asked for)."""
     binaries = cluster_binaries() if binary is None else (binary, "")
     if isinstance(binaries, str):
         raise FileNotFoundError(binaries)
     directory = Path(tempfile.mkdtemp(prefix="stctl-redis-"))
     port = cluster_port()
+    if tls is not None:  # the later --port wins: no plain port
+        options = ("--port", "0", "--tls-port", str(port), "--tls-cert-file", str(tls.cert), "--tls-key-file",
+                   str(tls.key), "--tls-ca-cert-file", str(tls.ca), "--tls-auth-clients", "no", *options)
     log = (directory / "redis.log").open("wb")
     process = subprocess.Popen(
         [binaries[0], "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--save", "",
