@@ -17,6 +17,7 @@
 
 Run under `flock /tmp/bench.lock`; prints medians, ratios and the load average.
 Usage: python bench/bench_loadgen.py [--rounds 3] [--seconds 8] [--only redis,pg,truth,stall]
+       [--pg-workloads select-pk,tpcb-like]
 """
 
 from __future__ import annotations
@@ -142,8 +143,9 @@ def pgbench_tables_script(workload: str, directory: Path) -> str:
     return f"sql:{path}"
 
 
-def bench_pg(config: Path, rounds: int, seconds: int) -> None:
-    for workload, native, target in (("select-pk", ["-S", "-M", "prepared"], 0.85), ("tpcb-like", [], 0.85)):
+def bench_pg(config: Path, rounds: int, seconds: int, workloads: list[str]) -> None:
+    cases = (("select-pk", ["-S", "-M", "prepared"], 0.85), ("tpcb-like", [], 0.85))
+    for workload, native, target in [case for case in cases if case[0] in workloads]:
         ours, theirs = [], []
         script = pgbench_tables_script(workload, config.parent)
         for _ in range(rounds):
@@ -224,6 +226,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--only", default="redis,pg,truth,stall")
+    parser.add_argument("--pg-workloads", default="select-pk,tpcb-like", help="the PostgreSQL cases of `pg`")
     args = parser.parse_args()
     parts = set(args.only.split(","))
     print(f"load average at start: {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs", flush=True)
@@ -240,7 +243,7 @@ def main() -> None:
             if parts & {"pg", "truth", "stall"}:
                 prepare_pg()
                 if "pg" in parts:
-                    bench_pg(config, args.rounds, args.seconds)
+                    bench_pg(config, args.rounds, args.seconds, args.pg_workloads.split(","))
                 if "truth" in parts:
                     latency_truth(config, args.seconds)
                 if "stall" in parts:

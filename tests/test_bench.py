@@ -80,10 +80,58 @@ def test_interrupt_removes_the_redis_keys_and_exits_130(write_config, redis_db):
     assert redis_keys(redis_db) == []
 
 
-def test_redis_cluster_is_refused(cli, write_config):
-    config = write_config("backends:\n  c:\n    kind: redis\n    nodes: ['127.0.0.1:1']\n    cluster: true\n")
-    result = cli("-c", config, "bench", "run", "-b", "c", "-w", "get", "-n", "1")
-    assert result.exit_code == 2 and "Redis Cluster" in result.stderr
+def cluster_commands(cluster, command: str) -> list[int]:
+    """Calls of ``command`` on each primary since its CONFIG RESETSTAT."""
+    return [int(node.client().info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+            for node in cluster.nodes]
+
+
+def cluster_bench_keys(cluster) -> list[bytes]:
+    return [key for node in cluster.nodes for key in node.client().scan_iter(match="storagectl:bench:*", count=1000)]
+
+
+@pytest.mark.parametrize("workload, command, args", [
+    ("get", "get", ["-c", "3"]),
+    ("set", "set", ["-c", "4", "-j", "2", "-P", "4"]),  # worker 2's clients go on with the next primaries
+    ("lpush", "lpush", ["-c", "2"]),
+    ("pubsub", "publish", ["-c", "3"]),
+])
+def test_redis_cluster_workloads_run_on_every_primary_and_clean_every_node(cli, write_config, redis_cluster,
+                                                                           workload, command, args):
+    redis_cluster.client().set("user:1", "kept")
+    for node in redis_cluster.nodes:
+        node.client().config_resetstat()
+    config = write_config("backends:\n" + redis_cluster.backend_yaml("c"))
+    result = cli("-c", config, "bench", "run", "-b", "c", "-w", workload, *args, "-n", "301", "--warmup", "0",
+                 "--keyspace", "500", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["ops"] == 301 and data["errors"] == {} and data["environment"]["server_version"].startswith("Redis ")
+    calls = cluster_commands(redis_cluster, command)
+    # every op reached a server once, none redirected (MOVED would be an error); workers (-j) run unmeasured
+    # until their common start
+    assert sum(calls) == 301 + data["warmup"]["ops"]
+    if workload == "lpush":  # one key: every client on its primary
+        assert sorted(calls)[:2] == [0, 0]
+    else:
+        assert all(calls), calls  # the clients are spread over the primaries
+    assert cluster_bench_keys(redis_cluster) == []  # the namespace is gone from every node
+    assert redis_cluster.client().get("user:1") == b"kept"
+
+
+def test_redis_cluster_get_reads_the_keyspace_filled_on_every_primary(cli, write_config, redis_cluster):
+    """The fill writes each key on the primary of its slot; the GETs then find values (no nil, no MOVED)."""
+    for node in redis_cluster.nodes:
+        node.client().config_resetstat()
+    config = write_config("backends:\n" + redis_cluster.backend_yaml("c"))
+    result = cli("-c", config, "bench", "run", "-b", "c", "-w", "get", "-c", "3", "-n", "300", "--warmup", "0",
+                 "--keyspace", "300", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["setup"]["items"] == 300
+    hits = [int(node.client().info("stats")["keyspace_hits"]) for node in redis_cluster.nodes]
+    misses = [int(node.client().info("stats")["keyspace_misses"]) for node in redis_cluster.nodes]
+    assert sum(hits) == 300 and sum(misses) == 0 and all(hits)
+    assert cluster_bench_keys(redis_cluster) == []
 
 
 # -- PostgreSQL -----------------------------------------------------------------------------------
@@ -132,6 +180,24 @@ def test_postgres_errors_are_counted_by_sqlstate(cli, write_config, pg_database,
     assert result.exit_code == 0, result.stderr
     data = result.json()
     assert data["errors"] == {"DivisionByZero": 50} and data["ok"] == 0 and data["latency_ms"] is None
+
+
+@pytest.mark.parametrize("statement", [
+    "SELECT repeat('x', 300000 + :n);",  # one row larger than the client's read buffer
+    "SELECT g, repeat('y', 50) FROM generate_series(1, 3000 + :n) AS g;",  # replies split across reads
+    "SELECT 1 / (:n::int - :n::int);",  # an error after a fine op, on the same connection
+])
+def test_postgres_replies_of_any_size_count_one_op_each(cli, write_config, pg_database, tmp_path,
+                                                        statement):
+    script = tmp_path / "big.sql"
+    script.write_text(f"\\set n random(1, 10)\n{statement}\n")
+    config = write_config("backends:\n" + pg_database.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{script}", "-c", "2", "-n", "40",
+                 "--warmup", "0", "--keyspace", "10", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["ops"] == 40
+    assert data["errors"] == ({"DivisionByZero": 40} if "/" in statement else {})
 
 
 def test_interrupt_drops_the_postgres_schema(write_config, pg_database):
@@ -334,18 +400,21 @@ def test_workers_count_every_op_and_clean_up_redis(cli, write_config, redis_db):
 
 
 def test_workers_on_postgres_execute_exactly_the_ops_reported(cli, write_config, pg_database, tmp_path):
+    """Every op of every worker reaches the server once, each worker with draws of its own (the forked
+    workers start from the parent's random state)."""
     with pg_database.connect() as conn:
-        conn.execute("CREATE TABLE public.bench_log (n int)")
+        conn.execute("CREATE TABLE public.bench_log (n bigint)")
     script = tmp_path / "log.sql"
-    script.write_text("\\set n random(1, 10)\nINSERT INTO bench_log VALUES (:n);\n")
+    script.write_text("\\set n random(1, 4000000000000000000)\nINSERT INTO bench_log VALUES (:n);\n")
     config = write_config("backends:\n" + pg_database.backend_yaml())
     result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{script}", "-c", "3", "-j", "2", "-T", "1s",
                  "--warmup", "300ms", "--keyspace", "10", "-o", "json")
     assert result.exit_code == 0, result.stderr
     data = result.json()
     with pg_database.connect() as conn:
-        rows = conn.execute("SELECT count(*) FROM bench_log").fetchone()[0]
+        rows, distinct = conn.execute("SELECT count(*), count(DISTINCT n) FROM bench_log").fetchone()
     assert rows == data["ops"] + data["warmup"]["ops"] and data["ops"] > 0
+    assert distinct == rows
     assert bench_schemas(pg_database) == []
 
 

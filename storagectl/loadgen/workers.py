@@ -52,8 +52,9 @@ def drive_workers(workload: Any, plan: LoadPlan, workers: int,
     go = context.Event()
     start = context.Value("q", 0)
     plans = split_plan(plan, workers)
-    processes = [context.Process(target=_worker, args=(workload, share, index, messages, go, start), daemon=True)
-                 for index, share in enumerate(plans)]
+    firsts = [sum(share.clients for share in plans[:index]) for index in range(len(plans))]
+    processes = [context.Process(target=_worker, args=(workload, share, index, first, messages, go, start),
+                                 daemon=True) for index, (share, first) in enumerate(zip(plans, firsts, strict=True))]
     for process in processes:
         process.start()
     try:
@@ -127,11 +128,14 @@ def _merged(results: list[dict[str, Any]], start_ns: int, plan: LoadPlan) -> tup
     return outcome, max(result["cpu_share"] for result in results)
 
 
-def _worker(workload: Any, plan: LoadPlan, index: int, messages: Any, go: Any, start: Any) -> None:
+def _worker(workload: Any, plan: LoadPlan, index: int, first_client: int, messages: Any, go: Any,
+            start: Any) -> None:
     """In the child: connect its clients, wait for the common start, run, report; never returns into
-    the parent's code (os._exit), so nothing inherited is closed or flushed twice."""
+    the parent's code (os._exit), so nothing inherited is closed or flushed twice. The workload was
+    forked with the parent's random state: ``for_worker`` gives this child draws of its own."""
     clients: list[Any] = []
     try:
+        workload.for_worker(index, first_client)
         clients = [workload.open_client() for _ in range(plan.clients)]
         waiter = EpollWaiter(clients)
         messages.put(("ready", index, None))

@@ -64,6 +64,10 @@ class Workload(Protocol):
 
     def server_version(self) -> str: ...
 
+    # kinds with PROCESS_WORKERS only: called in worker process ``index`` (forked with this object), whose
+    # first client is number ``first_client`` of all; its random draws must not repeat another worker's
+    def for_worker(self, index: int, first_client: int) -> None: ...
+
 
 def workload_names(kind: str) -> tuple[str, ...]:
     return tuple(_module(kind).workload_names(kind))

@@ -112,6 +112,10 @@ class PostgresWorkload:
     def server_version(self) -> str:
         return self._version
 
+    def for_worker(self, index: int, first_client: int) -> None:
+        self._seed = random.Random(f"{self.options.run_id}:{index}")
+        self._clients = first_client
+
     def open_client(self) -> PgClient:
         from psycopg import pq
         from psycopg.conninfo import make_conninfo

@@ -3,6 +3,14 @@
 Requests go out on the raw sockets of redis-py connections (redis-py does the handshake: AUTH,
 SELECT, TLS) and replies are parsed with hiredis; commands are encoded once, into a ring of
 pre-drawn random keys, so a request costs one ``sendall`` and a share of one ``recv``.
+
+One server and a Redis Cluster are driven alike, over the primaries of
+:func:`~storagectl.backends.redis_topology.backend_topology` (one server: one node owning every
+slot): each client is connected to one primary and its ring holds only keys of that primary's slots,
+as redis-benchmark ``--cluster`` does, so a request is never redirected; the fill and the teardown
+visit every primary through the fan-out. Clients of a keyspace workload are spread over the primaries
+in turn; those of a one-key workload (hset, lpush, ...) all go to the primary of that key. A slot that
+moves during the run shows as ``MOVED``/``ASK`` errors.
 """
 
 from __future__ import annotations
@@ -11,6 +19,14 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from storagectl.backends.redis_topology import (
+    ClusterNode,
+    ClusterTopology,
+    backend_topology,
+    fan_out,
+    key_slot,
+    node_values,
+)
 from storagectl.errors import BackendUnavailable, UsageError
 from storagectl.loadgen.workloads import WorkloadOptions
 
@@ -37,9 +53,6 @@ def workload_names(kind: str) -> tuple[str, ...]:
 
 
 def make_workload(backend: Any, options: WorkloadOptions) -> RedisWorkload:
-    if backend.settings.is_cluster:
-        raise UsageError(f"storagectl bench does not run against a Redis Cluster yet ({backend.name!r})",
-                         hint="Try: point a non-cluster backend at one primary")
     return RedisWorkload(backend, options)
 
 
@@ -58,15 +71,22 @@ def _resp_head(*parts: bytes, extra: int) -> bytes:
     return b"".join(out)
 
 
+ONE_KEY = {"hset": "hash", "hget": "hash", "lpush": "list", "rpop": "list", "zadd": "zset", "zrange": "zset"}
+FILLS = {"get": "keys", "mixed": "keys", "hget": "hash", "rpop": "list", "zrange": "zset"}
+
+
 class RedisWorkload:
     def __init__(self, backend: Any, options: WorkloadOptions) -> None:
         self.backend = backend
         self.options = options
         self.namespace = f"storagectl:bench:{options.run_id}:"
         self._value = b"x" * options.data_size
-        self._admin: Any = None
         self._seed = random.Random(options.run_id)
+        self._topology: ClusterTopology | None = None
+        self._touched = False
         self._filled = 0
+        self._clients = 0  # clients opened (numbered across worker processes, see for_worker)
+        self._version = ""
 
     # -- names ------------------------------------------------------------------------------
     def key(self, n: int) -> bytes:
@@ -77,98 +97,142 @@ class RedisWorkload:
 
     # -- lifecycle --------------------------------------------------------------------------
     def setup(self) -> int:
-        self._admin = self.backend.client()
-        try:
-            self._admin.ping()
-        except Exception as exc:
-            raise self.backend.translate_error(exc) from exc
-        fill = {"get": self._fill_keys, "mixed": self._fill_keys, "hget": self._fill_hash,
-                "rpop": self._fill_list, "zrange": self._fill_zset}.get(self.options.base)
-        if fill is not None:
-            fill()
+        self._topology = backend_topology(self.backend, "bench setup")
+        with self.backend.connect() as connection:
+            self._version = f"Redis {self.backend.server_version(connection)}"
+        self._touched = True
+        what = FILLS.get(self.options.base)
+        if what is not None:
+            numbers = range(self.options.keyspace)
+            if what == "keys":  # each primary writes the keys of its slots
+                parts = _by_owner(self._topology, numbers, self.key)
+            else:  # the one key's primary writes all of it
+                parts = {_owner(self._topology, self._name(what)): numbers}
+            write = {"keys": self._write_keys, "hash": self._write_hash, "list": self._write_list,
+                     "zset": self._write_zset}[what]
+            self._on_primaries(self._topology, "bench setup", parts, write)
+            self._filled = self.options.keyspace
         return self._filled
 
-    def _fill_batches(self, write: Callable[[Any, range], None]) -> None:
-        keyspace = self.options.keyspace
-        for start in range(0, keyspace, FILL_BATCH):
-            pipe = self._admin.pipeline(transaction=False)
-            write(pipe, range(start, min(start + FILL_BATCH, keyspace)))
-            pipe.execute()
-            self._filled = min(start + FILL_BATCH, keyspace)
+    def _write_keys(self, pipe: Any, numbers: Any) -> None:
+        for n in numbers:  # one SET per key: a cluster node refuses an MSET across slots
+            pipe.set(self.key(n), self._value)
 
-    def _fill_keys(self) -> None:
-        self._fill_batches(lambda pipe, ns: pipe.mset({self.key(n): self._value for n in ns}))
+    def _write_hash(self, pipe: Any, numbers: Any) -> None:
+        pipe.hset(self._name("hash"), mapping={f"field:{n}": self._value for n in numbers})
 
-    def _fill_hash(self) -> None:
-        self._fill_batches(lambda pipe, ns: pipe.hset(self._name("hash"),
-                                                       mapping={f"field:{n}": self._value for n in ns}))
+    def _write_list(self, pipe: Any, numbers: Any) -> None:
+        pipe.lpush(self._name("list"), *[self._value] * len(numbers))
 
-    def _fill_list(self) -> None:
-        self._fill_batches(lambda pipe, ns: pipe.lpush(self._name("list"), *[self._value] * len(ns)))
+    def _write_zset(self, pipe: Any, numbers: Any) -> None:
+        pipe.zadd(self._name("zset"), {f"member:{n}": n for n in numbers})
 
-    def _fill_zset(self) -> None:
-        self._fill_batches(lambda pipe, ns: pipe.zadd(self._name("zset"), {f"member:{n}": n for n in ns}))
+    def _on_primaries(self, topology: ClusterTopology, what: str, parts: dict[str | None, Any],
+                      write: Callable[[Any, Any], None]) -> None:
+        """``write(pipeline, batch)`` on every primary for its part, FILL_BATCH items per round trip,
+        the primaries in parallel through the fan-out."""
+        def visit(node: ClusterNode) -> None:
+            items = parts.get(node.node_id) or []
+            client = self.backend.node_client(node, single_connection_client=True)
+            try:
+                for start in range(0, len(items), FILL_BATCH):
+                    pipe = client.pipeline(transaction=False)
+                    write(pipe, items[start:start + FILL_BATCH])
+                    pipe.execute()
+            finally:
+                client.close()
+
+        primaries = topology.primaries()
+        node_values(self.backend, what, fan_out(primaries, visit, len(primaries)))
 
     def teardown(self) -> None:
-        admin = self._admin or self.backend.client()
-        try:
-            names = [self._name(what) for what in ("hash", "list", "zset")]
-            admin.unlink(*names)
-            if self.options.base in ("get", "set", "mixed"):
-                for start in range(0, self.options.keyspace, FILL_BATCH):
-                    stop = min(start + FILL_BATCH, self.options.keyspace)
-                    admin.unlink(*[self.key(n) for n in range(start, stop)])
-        finally:
-            admin.close()
+        """UNLINK every name the run could have written, each on the primary serving its slot now."""
+        if not self._touched:
+            return
+        topology = backend_topology(self.backend, "bench teardown")
+        names = [self._name(what) for what in ("hash", "list", "zset")]
+        if self.options.base in ("get", "set", "mixed"):
+            names += [self.key(n) for n in range(self.options.keyspace)]
+
+        def unlink(pipe: Any, batch: list[bytes]) -> None:
+            for name in batch:  # one UNLINK per key: a cluster node refuses one across slots
+                pipe.unlink(name)
+
+        self._on_primaries(topology, "bench teardown", _by_owner(topology, names, lambda name: name), unlink)
+        self._touched = False
 
     def server_version(self) -> str:
-        return f"Redis {self._admin.info('server').get('redis_version', '?')}"
+        return self._version
 
     # -- clients ----------------------------------------------------------------------------
-    def open_client(self) -> Any:
-        if self.options.base == "pubsub":
-            return PubSubClient(self._connection(), self._connection(), self._name(
-                f"channel:{self._seed.randrange(1 << 30)}"))
-        entries, tail = self._ring()
-        return RedisClient(self._connection(), entries, tail)
+    def for_worker(self, index: int, first_client: int) -> None:
+        """In worker process ``index`` (forked with this object): draws of its own, not a copy of the
+        other workers', and client numbers that go on from the workers before it."""
+        self._seed = random.Random(f"{self.options.run_id}:{index}")
+        self._clients = first_client
 
-    def _connection(self) -> Any:
-        client = self.backend.client(single_connection_client=True)
+    def open_client(self) -> Any:
+        node = self._client_node()
+        if self.options.base == "pubsub":
+            return PubSubClient(self._connection(node), self._connection(node), self._name(
+                f"channel:{self._seed.randrange(1 << 30)}"))
+        entries, tail = self._ring(node)
+        return RedisClient(self._connection(node), entries, tail)
+
+    def _client_node(self) -> ClusterNode:
+        """The primary of the next client: the one serving a one-key workload's key, else each in turn."""
+        topology = self._topology
+        assert topology is not None, "setup() reads the topology"
+        primaries = topology.primaries()
+        number, self._clients = self._clients, self._clients + 1
+        if self.options.base in ONE_KEY:
+            owner = _owner(topology, self._name(ONE_KEY[self.options.base]))
+            return next(node for node in primaries if node.node_id == owner)
+        return primaries[number % len(primaries)]
+
+    def _connection(self, node: ClusterNode) -> Any:
+        client = self.backend.node_client(node, single_connection_client=True)
         try:
             client.ping()
         except Exception as exc:
             client.close()
-            raise self.backend.translate_error(exc) from exc
+            raise self.backend.node_error("bench connect", node, exc) from exc
         return client
 
-    def _ring(self) -> tuple[list[bytes], bytes]:
-        """Encoded commands with random keys, and the value that follows each (empty when inlined)."""
+    def _ring(self, node: ClusterNode) -> tuple[list[bytes], bytes]:
+        """Encoded commands with random keys of ``node``'s slots, and the value that follows each
+        (empty when inlined)."""
         draw, rng = self._seed.randrange, self._seed
         keyspace, value = self.options.keyspace, self._value
         base = self.options.base
         tail = b"$%d\r\n%s\r\n" % (len(value), value)
         ratio_set, ratio_get = self.options.ratio
-        build: dict[str, Callable[[], tuple[bytes, bool]]] = {
-            "get": lambda: (resp(b"GET", self.key(draw(keyspace))), False),
-            "set": lambda: (_resp_head(b"SET", self.key(draw(keyspace)), extra=1), True),
-            "hset": lambda: (_resp_head(b"HSET", self._name("hash"), b"field:%d" % draw(keyspace), extra=1), True),
-            "hget": lambda: (resp(b"HGET", self._name("hash"), b"field:%d" % draw(keyspace)), False),
-            "lpush": lambda: (_resp_head(b"LPUSH", self._name("list"), extra=1), True),
-            "rpop": lambda: (resp(b"RPOP", self._name("list")), False),
-            "zadd": lambda: (resp(b"ZADD", self._name("zset"), b"%d" % draw(keyspace),
-                                  b"member:%d" % draw(keyspace)), False),
-            "zrange": lambda: (resp(b"ZRANGE", self._name("zset"), b"0", b"9"), False),
+        build: dict[str, Callable[[], tuple[bytes, bytes, bool]]] = {
+            "get": lambda: _keyed(b"GET", self.key(draw(keyspace))),
+            "set": lambda: _keyed(b"SET", self.key(draw(keyspace)), valued=True),
+            "hset": lambda: _keyed(b"HSET", self._name("hash"), b"field:%d" % draw(keyspace), valued=True),
+            "hget": lambda: _keyed(b"HGET", self._name("hash"), b"field:%d" % draw(keyspace)),
+            "lpush": lambda: _keyed(b"LPUSH", self._name("list"), valued=True),
+            "rpop": lambda: _keyed(b"RPOP", self._name("list")),
+            "zadd": lambda: _keyed(b"ZADD", self._name("zset"), b"%d" % draw(keyspace),
+                                   b"member:%d" % draw(keyspace)),
+            "zrange": lambda: _keyed(b"ZRANGE", self._name("zset"), b"0", b"9"),
         }
         if base == "mixed":
-            def mixed() -> tuple[bytes, bool]:
+            def mixed() -> tuple[bytes, bytes, bool]:
                 use_set = rng.random() * (ratio_set + ratio_get) < ratio_set
                 return build["set" if use_set else "get"]()
             build["mixed"] = mixed
+        topology = self._topology
+        assert topology is not None
+        owners = topology.owners if len(topology.primaries()) > 1 else None  # one server owns every key
         entries: list[bytes] = []
         inline = len(value) <= INLINE_VALUE_MAX
         valued = False
-        for _ in range(RING_SIZE):
-            command, has_value = build[base]()
+        while len(entries) < RING_SIZE:
+            command, key, has_value = build[base]()
+            if owners is not None and owners[key_slot(key)] != node.node_id:
+                continue  # another primary's key: drawn again (a one-key workload's client is on its primary)
             valued = valued or has_value
             if has_value and inline:
                 command += tail
@@ -176,6 +240,28 @@ class RedisWorkload:
                 raise UsageError("mixed takes --data-size up to 4096 bytes")
             entries.append(command)
         return entries, tail if valued and not inline else b""
+
+
+def _owner(topology: ClusterTopology, key: bytes) -> str | None:
+    return topology.owners[key_slot(key)]
+
+
+def _by_owner(topology: ClusterTopology, items: Any, key_of: Callable[[Any], bytes]) -> dict[str | None, list[Any]]:
+    """``items`` grouped by the primary serving the slot of ``key_of(item)`` (one server: all on it)."""
+    primaries = topology.primaries()
+    if len(primaries) == 1:
+        return {primaries[0].node_id: list(items)}
+    owners: dict[str | None, list[Any]] = {}
+    for item in items:
+        owners.setdefault(topology.owners[key_slot(key_of(item))], []).append(item)
+    return owners
+
+
+def _keyed(command: bytes, key: bytes, *arguments: bytes, valued: bool = False) -> tuple[bytes, bytes, bool]:
+    """(the encoded command, its key, whether a value follows): the value is added by the ring."""
+    if valued:
+        return _resp_head(command, key, *arguments, extra=1), key, True
+    return resp(command, key, *arguments), key, False
 
 
 def _error_kind(reply: Any) -> str:
@@ -278,10 +364,12 @@ class PubSubClient:
         return [] if self._pending else [(self._ops, None)]
 
     def _drain_publisher(self) -> None:
+        import ssl
+
         try:
             while self._pub_sock.recv(262144):
                 pass
-        except BlockingIOError:
+        except (BlockingIOError, ssl.SSLWantReadError):  # nothing more to read (a TLS socket says so this way)
             return
 
     def close(self) -> None:
