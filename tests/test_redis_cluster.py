@@ -653,3 +653,30 @@ def test_inspect_counts_the_keys_and_bytes_of_every_primary(redis_cluster, cli, 
     overview = cli("-o", "json", "-c", path, "inspect", "-b", "cache")
     assert overview.exit_code == 0, overview.stderr
     assert overview.json()["backends"][0]["summary"]["keys"]["value"] == keys
+
+
+@pytest.mark.parametrize("job_parallel, visits", [(None, 3), (1, 1)])
+def test_a_cluster_backup_visits_every_primary_at_once_unless_the_job_sets_parallel(
+        redis_cluster, write_config, tmp_path, monkeypatch, job_parallel, visits):
+    """The default ``parallel`` (the CPU count, 2 here) would leave the third primary waiting."""
+    from storagectl.backends import redis_cluster as module
+
+    fill(redis_cluster)
+    seen = []
+    real_fan_out = module.fan_out
+
+    def recording_fan_out(nodes, visit, concurrency, *args, **kwargs):
+        if visit.__name__ == "dump":  # the backup's visits (the others read the topology)
+            seen.append(concurrency)
+        return real_fan_out(nodes, visit, concurrency, *args, **kwargs)
+
+    monkeypatch.setattr(module, "fan_out", recording_fan_out)
+    parallel = "" if job_parallel is None else f"    parallel: {job_parallel}\n"
+    config = load_config(write_config(
+        "version: 1\nbackends:\n" + redis_cluster.backend_yaml("cluster")
+        + f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n"
+        + "jobs:\n  nightly:\n    backends: [cluster]\n    destination: local\n" + parallel))
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    [result] = run_backup(config, job="nightly")
+    assert result.manifest is not None
+    assert seen == [visits]

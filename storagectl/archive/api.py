@@ -71,6 +71,7 @@ def read_exact(stream: BinaryIO, size: int) -> bytes:
 @dataclass(frozen=True)
 class BackupOptions:
     parallel: int = 4
+    parallel_given: bool = False  # the job set `parallel`: honoured as given, never raised
     pg_bin_dir: Path | None = None  # tools.pg_bin_dir: where PostgreSQL backups take pg_dump from
     selection: Selection = field(default_factory=Selection)  # empty: everything
 

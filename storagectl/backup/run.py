@@ -132,6 +132,7 @@ def run_plan(config: Config, plan: BackupPlan, progress: ProgressCallback = no_p
     try:
         with BackupLease(destination, session.prefix) as lease:  # no prune takes the folder meanwhile
             backend.backup(session, BackupOptions(parallel=settings.parallel, pg_bin_dir=config.tools.pg_bin_dir,
+                                                  parallel_given="parallel" in settings.model_fields_set,
                                                   selection=plan.selection))
             manifest = _manifest(plan, backend, server_version, backup_id, started, session)
             lease.renew()
