@@ -10,7 +10,7 @@ import threading
 
 from storagectl.backends.redis_topology import parse_cluster_nodes
 from storagectl.backup import restore, run_backup
-from tests.test_redis_cluster import cluster_config, cluster_snapshot, command_calls, fill
+from tests.test_redis_cluster import assert_close, cluster_config, cluster_snapshot, command_calls, fill
 
 MOVED_SLOTS = 150  # per node
 
@@ -81,8 +81,15 @@ def test_a_restore_follows_slots_moved_during_it(redis_cluster, own_redis_cluste
             config, backup_id, original, target):
         on_progress, moves = reshard_after_first_object(target, finish=True)
         outcome = restore(config, backup_id, target="target", validate=True, progress=on_progress)
-        assert moves and outcome.validation.ok
-        assert cluster_snapshot(target) == original
+        assert moves
+        # The test's reshard moves keys already restored with MIGRATE, which carries a TTL as time left:
+        # such a key's expiry may move by the milliseconds the move took. Validation (exact to the
+        # millisecond) may say so; nothing else may differ.
+        mismatched = {reason for item in outcome.validation.items for reason, count in item.mismatched.items()
+                      if count}
+        assert mismatched <= {"expiry"}, outcome.validation
+        assert all(check.ok for check in outcome.validation.checks), outcome.validation
+        assert_close(cluster_snapshot(target), original)
         for i, slots in moves.items():  # the moved slots' keys are on their new owner
             new_owner = target.nodes[(i + 1) % 3].client()
             assert sum(new_owner.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) for slot in slots) > 0
@@ -99,4 +106,6 @@ def test_a_restore_follows_slots_migrating_during_it(redis_cluster, own_redis_cl
         assert sum(command_calls(node, "asking") for node in target.nodes) > 0
         for i, slots in moves.items():
             finish_migration(target, target.nodes[(i + 1) % 3], slots)
-        assert cluster_snapshot(target) == original
+        # MIGRATE (finishing the migration) carries a TTL as time left: the key's expiry may move by the
+        # milliseconds the move took, so expiries are compared within a second (values exactly)
+        assert_close(cluster_snapshot(target), original)
