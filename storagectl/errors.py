@@ -128,12 +128,14 @@ class Terminated(KeyboardInterrupt):
     """Raised in the main thread on SIGTERM, so it unwinds (and cleans up) exactly like Ctrl-C."""
 
 
-def interruption(exc: KeyboardInterrupt, state: str | None = None) -> Interrupted:
+def interruption(exc: KeyboardInterrupt, state: str | None = None, *, where: str | None = None,
+                 hint: str | None = None) -> Interrupted:
     """Ctrl-C (exit 130) or SIGTERM (:class:`Terminated`, exit 143) as :class:`Interrupted`, its message
-    saying which, and ``state`` when given."""
+    saying which, then ``where`` it stopped ("interrupted after ...") and ``state`` when given."""
     terminated = isinstance(exc, Terminated)
     word = "terminated" if terminated else "interrupted"
-    interrupted = Interrupted(word if state is None else f"{word} ({state})")
+    word = word if where is None else f"{word} {where}"
+    interrupted = Interrupted(word if state is None else f"{word} ({state})", hint=hint)
     interrupted.exit_code = ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED
     return interrupted
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import storagectl
+from storagectl.datamove.sql.state import CREATE_SQL as STATE_CREATE_SQL
 
 EVENTS, USERS, BATCH = 12_000, 3_000, 400
 
@@ -141,3 +142,61 @@ def test_kill_9_while_an_index_builds_then_resume_builds_it(cli, write_config, p
         assert target.execute(indexes).fetchall() == source.execute(indexes).fetchall()
         assert target.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f'").fetchone()[0] == 1
         assert target.execute("SELECT count(*), count(DISTINCT id) FROM orders").fetchone() == (3000, 3000)
+
+
+
+# The state table made before the run (a run creates it if missing), with a trigger that makes the run's
+# third chunk of events wait for an advisory lock the test holds: the run is stopped there, two chunks in.
+HOLD_THIRD_CHUNK = f"""
+{STATE_CREATE_SQL};
+CREATE FUNCTION hold_third_chunk() RETURNS trigger LANGUAGE plpgsql AS
+$$ BEGIN IF NEW.target_table = 'events' AND NEW.chunk = 2 THEN PERFORM pg_advisory_lock(4243);
+   PERFORM pg_advisory_unlock(4243); END IF; RETURN NEW; END $$;
+CREATE TRIGGER hold_third_chunk BEFORE INSERT ON storagectl_data_migration FOR EACH ROW
+EXECUTE FUNCTION hold_third_chunk();
+ALTER TABLE storagectl_data_migration ENABLE ALWAYS TRIGGER hold_third_chunk;  -- as the run disables triggers
+"""
+HELD_CHUNK = HELD.replace("4242", "4243")
+
+
+@pytest.mark.parametrize(("signum", "word", "code"), [(signal.SIGINT, "interrupted", 130),
+                                                       (signal.SIGTERM, "terminated", 143)])
+def test_a_signal_mid_run_says_how_far_it_got_then_resume_finishes(cli, tmp_path, write_config, pg_database,
+                                                                   signum, word, code):
+    make_source(tmp_path / "src.db")
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          pg: {{kind: postgres, url: "{pg_database.url}"}}
+        """)
+    with pg_database.connect() as holder:
+        holder.execute(HOLD_THIRD_CHUNK)
+        holder.execute("SELECT pg_advisory_lock(4243)")
+        process = start_run(config, "--no-verify")
+        deadline = time.monotonic() + 120
+        while not holder.execute(HELD_CHUNK).fetchall() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert process.poll() is None, process.stderr.read().decode()
+        process.send_signal(signum)
+        stderr = process.communicate(timeout=120)[1].decode()
+        for (pid,) in holder.execute(HELD_CHUNK).fetchall():  # the chunk's session, if it outlives the client
+            holder.execute("SELECT pg_terminate_backend(%s)", [pid])
+        holder.execute("DROP TRIGGER hold_third_chunk ON storagectl_data_migration")
+        holder.execute("SELECT pg_advisory_unlock(4243)")
+        chunks = {table: len(json.loads(detail)["bounds"]) + 1 for table, detail in holder.execute(
+            "SELECT target_table, detail FROM storagectl_data_migration WHERE chunk = -1").fetchall()}
+        done = holder.execute("SELECT target_table, count(*) FROM storagectl_data_migration WHERE chunk >= 0 "
+                              "GROUP BY 1").fetchall()
+    assert process.returncode == code, stderr
+    assert done == [("events", 2)]
+    assert stderr.splitlines() == [
+        f"error: {word} after 2 of {chunks['events']} chunks of events, 0 of {chunks['users']} chunks of users "
+        "(0 of 2 tables copied); the copied chunks are committed",
+        "Try: the same command with --resume to continue"], stderr
+
+    result = cli("-c", config, "-o", "json", "migrate", "data", "run", "--from", "lite", "--to", "pg",
+                 "--batch-rows", str(BATCH), "--resume")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["verified"] is True
+    assert {item["target"]: item["rows"] for item in report["items"]} == {"events": EVENTS, "users": USERS}

@@ -20,6 +20,11 @@ def _tables(pg_database) -> set[str]:
         return {row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
 
 
+def _lines(stderr: str) -> set[str]:
+    """What was said, in any order: a plan notes the further blockers before its error, a run under it."""
+    return {line.strip() for line in stderr.splitlines()}
+
+
 def test_plan_and_dry_run_find_what_would_stop_the_run_without_writing(cli, moves, pg_database):
     with pg_database.connect() as conn:
         conn.execute("CREATE TABLE notes (body varchar(20), weight float8)")
@@ -77,15 +82,56 @@ def test_plan_and_run_stop_alike_on_a_privilege_the_target_user_lacks(cli, tmp_p
         assert "a run would also stop on: " in plan.stderr and "no INSERT privilege on notes" in plan.stderr
         assert _tables(pg_database) == {"notes"}
         run = cli("-c", config, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--table", "notes")
-        assert run.exit_code == 4 and "permission denied for schema public" in run.stderr, run.stderr
+        assert run.exit_code == 4, run.stderr  # the run makes the plan's checks first: the plan's error, no --resume
+        assert _lines(run.stderr) == _lines(plan.stderr) and "--resume" not in run.stderr
+        assert "a run would also stop on: " in run.stderr and "no INSERT privilege on notes" in run.stderr
+        assert _tables(pg_database) == {"notes"}
         with pg_database.connect() as conn:
             conn.execute(f'GRANT CREATE ON SCHEMA public TO "{role}"')
         plan = cli("-c", config, "migrate", "data", "plan", "--from", "lite", "--to", "pg", "--table", "notes")
         assert plan.exit_code == 4 and "error: " in plan.stderr and "no INSERT privilege on notes" in plan.stderr
         run = cli("-c", config, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--table", "notes")
-        assert run.exit_code == 4 and "permission denied for table notes" in run.stderr, run.stderr
+        assert run.exit_code == 4 and "no INSERT privilege on notes" in run.stderr, run.stderr
+        assert _lines(run.stderr) == _lines(plan.stderr) and "--resume" not in run.stderr
+        assert _tables(pg_database) == {"notes"}  # no state table: nothing written
     finally:
         with pg_database.connect() as conn:
+            conn.execute(f'DROP OWNED BY "{role}"')
+            conn.execute(f'DROP ROLE "{role}"')
+
+
+def test_run_makes_the_plans_checks_before_it_creates_anything(cli, tmp_path, write_config, pg_database,
+                                                               pg_target):
+    """A target user who may create tables but only read an existing one: the run stops as the plan
+    does, before the state table or any other table is created."""
+    with pg_database.connect() as conn:
+        conn.execute("CREATE TABLE customers (id int PRIMARY KEY, name text);"
+                     "CREATE TABLE orders (id int PRIMARY KEY, customer_id int REFERENCES customers (id), total int);"
+                     "INSERT INTO customers VALUES (1, 'a'); INSERT INTO orders VALUES (1, 1, 5);")
+    role = f"{pg_target.name}_reader"
+    with pg_target.connect() as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        conn.execute(f'GRANT CREATE ON SCHEMA public TO "{role}"')
+        conn.execute("CREATE TABLE orders (id int PRIMARY KEY, customer_id int, total int)")
+        conn.execute(f'GRANT SELECT ON orders TO "{role}"')
+    (tmp_path / "map.yaml").write_text("tables:\n  - {source: customers, target: clients}\n  - {source: orders}\n")
+    url = pg_target.url.replace(f"{pg_target.user}@", f"{role}@", 1)
+    config = write_config(f"""\
+        backends:
+          src: {{kind: postgres, url: "{pg_database.url}"}}
+          dst: {{kind: postgres, url: "{url}"}}
+        """)
+    try:
+        args = ("--from", "src", "--to", "dst", "--map", tmp_path / "map.yaml", "--on-error", "skip")
+        plan = cli("-c", config, "migrate", "data", "plan", *args)
+        run = cli("-c", config, "migrate", "data", "run", *args)
+        assert plan.exit_code == run.exit_code == 4, (plan.stderr, run.stderr)
+        assert "error: " in run.stderr and "no INSERT privilege on orders" in run.stderr
+        assert _lines(run.stderr) == _lines(plan.stderr) and "--resume" not in run.stderr
+        assert _tables(pg_target) == {"orders"}  # neither the state table nor clients
+    finally:
+        with pg_target.connect() as conn:
             conn.execute(f'DROP OWNED BY "{role}"')
             conn.execute(f'DROP ROLE "{role}"')
 

@@ -25,7 +25,7 @@ from storagectl.datamove.sql.engine import TableJob, permission_refused
 from storagectl.datamove.sql.rows import ChunkTally, Reject, RejectsFile, RowMapper
 from storagectl.datamove.sql.spec import Chunk, TableSpec
 from storagectl.datamove.sql.sqlite_copy import SQLiteCopyReader
-from storagectl.errors import BackendUnavailable, OperationFailed, StoragectlError
+from storagectl.errors import BackendUnavailable, OperationFailed, StoragectlError, interruption
 
 if TYPE_CHECKING:
     from storagectl.datamove.model import DataMigrationRequest
@@ -91,10 +91,13 @@ class ChunkCopier:
         workers = max(1, min(parallel, len(queue)))
         taken = iter(queue)
         lock = threading.Lock()
-        if workers == 1:
-            self._worker(taken, lock)
-        else:
-            self._run_workers(workers, taken, lock)
+        try:
+            if workers == 1:
+                self._worker(taken, lock)
+            else:
+                self._run_workers(workers, taken, lock)
+        except KeyboardInterrupt as exc:  # Ctrl-C: exit 130; SIGTERM (Terminated): 143
+            raise _interrupted(exc, works) from exc
         with self.target.connect() as tconn:
             for work in works:
                 if work.job.status == "copying":
@@ -323,6 +326,16 @@ def _is_data_error(exc: BaseException) -> bool:
     except ImportError:  # pragma: no cover
         return False
     return isinstance(exc, psycopg.DataError | psycopg.IntegrityError)
+
+
+def _interrupted(exc: KeyboardInterrupt, works: list[TableWork]) -> StoragectlError:
+    """Ctrl-C or SIGTERM during the copy, saying how far it got: the chunks committed per table not
+    yet all in (each chunk commits with its state row, so these are exactly the ones a resume skips)."""
+    partly = [f"{len(work.job.done)} of {len(work.job.chunks)} chunks of {work.spec.target}"
+              for work in works if len(work.job.done) < len(work.job.chunks)]
+    tables = f" ({len(works) - len(partly)} of {len(works)} tables copied)" if len(works) > 1 else ""
+    return interruption(exc, where=f"after {', '.join(partly) or 'all chunks'}{tables}; the copied chunks are "
+                                   "committed", hint="Try: the same command with --resume to continue")
 
 
 def _tagged(rows: Iterator[Any]) -> Iterator[Any]:

@@ -156,6 +156,16 @@ def check_target(target: Any, specs: list[TableSpec], request: DataMigrationRequ
         return [exc]
 
 
+def stop_on_blockers(target: Any, specs: list[TableSpec], request: DataMigrationRequest, *,
+                     pg_dump: bool = False) -> None:
+    """A run's first step, before it writes anything: the plan's checks (:func:`check_target`), the
+    first error they find raised with the plan's message and exit code, the others under it."""
+    if blockers := check_target(target, specs, request, pg_dump=pg_dump):
+        first = blockers[0]
+        first.details = [*first.details, *(f"a run would also stop on: {other.message}" for other in blockers[1:])]
+        raise first
+
+
 def _blockers(target: Any, tconn: Any, specs: list[TableSpec], request: DataMigrationRequest,
               pg_dump: bool) -> list[StoragectlError]:
     recorded = tconn is not None and state.exists(tconn, target.kind)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -22,8 +24,10 @@ from storagectl.datamove.sql.engine import (
     refusals_of,
     select_specs,
     side_for,
+    stop_on_blockers,
 )
 from storagectl.datamove.sql.rows import RejectsFile
+from storagectl.errors import interruption
 
 if TYPE_CHECKING:
     from storagectl.datamove.model import DataMigrationRequest
@@ -70,7 +74,9 @@ class SqlDataPath:
             # the source as it is now, counted while the target builds its indexes and keys
             pool = running.enter_context(ThreadPoolExecutor(max(1, min(len(move.jobs), request.parallel))))
             drifts = [pool.submit(_count_drift, source, job) for job in move.jobs]
-            with target.connect() as tconn, refusals_of(target):
+            with _saying_where("after all rows were copied and committed, while keys and indexes were built",
+                               "Try: the same command with --resume to build them"), \
+                    target.connect() as tconn, refusals_of(target):
                 if move.schema is not None:
                     move.schema.finish(tconn)
                 if move.dump:
@@ -81,7 +87,9 @@ class SqlDataPath:
         if rejects is not None and rejects.count:
             result.rejects_path = rejects.path
         if request.verify:
-            self._verify_jobs(source, target, move.jobs, result, request.show_diffs)
+            with _saying_where("while the copy, complete, was verified",
+                               "Try: storagectl migrate data verify with the same --from/--to"):
+                self._verify_jobs(source, target, move.jobs, result, request.show_diffs)
         return result
 
     def _copy(self, source: Any, target: Any, request: DataMigrationRequest, progress: ProgressCallback,
@@ -91,19 +99,22 @@ class SqlDataPath:
         move = _Move()
         with ExitStack() as reading:
             snapshot = reading.enter_context(pg_to_pg.exported_snapshot(source)) if source.kind == "postgres" else None
-            with source.connect() as sconn, target.connect() as tconn:
+            with source.connect() as sconn:
                 specs = select_specs(source, sconn, request, self.target_dialect)
                 move.dump = snapshot is not None and pg_to_pg.uses_pg_dump(request.source, request.target, specs)
-                whole = not (request.selection.tables or request.selection.exclude_tables)
-                create = (lambda missing: pg_to_pg.create_tables(source, target, tconn, snapshot, specs, missing,
-                                                                 whole)) if move.dump else None
-                with refusals_of(target):
-                    move.jobs = prepare(source, target, sconn, tconn, specs, request, create)
-                move.parallel = parallel = 1 if target.kind == "sqlite" else request.parallel
-                if move.dump:
-                    move.sequences = pg_to_pg.owned_sequences(sconn, specs)
-                    move.schema = pg_to_pg.pending_post_data(source, target, tconn, snapshot, specs, move.jobs,
-                                                             whole, parallel)
+                # what would stop the run, found read-only as a plan finds it: nothing is written if so
+                stop_on_blockers(target, specs, request, pg_dump=move.dump)
+                with target.connect() as tconn:
+                    whole = not (request.selection.tables or request.selection.exclude_tables)
+                    create = (lambda missing: pg_to_pg.create_tables(source, target, tconn, snapshot, specs, missing,
+                                                                     whole)) if move.dump else None
+                    with refusals_of(target):
+                        move.jobs = prepare(source, target, sconn, tconn, specs, request, create)
+                    move.parallel = parallel = 1 if target.kind == "sqlite" else request.parallel
+                    if move.dump:
+                        move.sequences = pg_to_pg.owned_sequences(sconn, specs)
+                        move.schema = pg_to_pg.pending_post_data(source, target, tconn, snapshot, specs, move.jobs,
+                                                                 whole, parallel)
             if move.schema is not None:
                 running.enter_context(move.schema)
             copier = ChunkCopier(source, target, request, progress, rejects, pipe=move.dump,
@@ -179,6 +190,15 @@ class _Move:
     schema: Any = None  # pg_to_pg.PostDataSchema still to apply
     sequences: list[Any] = field(default_factory=list)
     parallel: int = 1
+
+
+@contextlib.contextmanager
+def _saying_where(where: str, hint: str) -> Iterator[None]:
+    """Ctrl-C (exit 130) or SIGTERM (143) in a step of the run after the copy, saying which and what next."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        raise interruption(exc, where=where, hint=hint) from exc
 
 
 def _count_drift(source: Any, job: TableJob) -> str | None:
