@@ -105,7 +105,16 @@ def test_pretty_prints_a_json_string(redis_db, cache_config, cli):
 def test_missing_key_exits_5(redis_db, cache_config, cli, command):
     result = cli("-c", cache_config, "cache", *command, "-b", "cache")
     assert result.exit_code == ExitCode.NOT_FOUND
-    assert result.stderr.startswith("error: key 'nope' does not exist") and len(result.stderr.splitlines()) == 1
+    first, hint = result.stderr.splitlines()
+    assert first == "error: key 'nope' does not exist" and hint.startswith("Try: storagectl cache scan --pattern")
+
+
+def test_one_element_or_byte_is_not_plural(redis_db, cache_config, cli):
+    client = redis_db.client()
+    client.rpush("one", "x")
+    client.set("c", "x")
+    assert "list, 1 element," in cli("-c", cache_config, "cache", "get", "one", "-b", "cache").stdout
+    assert "string, 1 byte," in cli("-c", cache_config, "cache", "get", "c", "-b", "cache").stdout
 
 
 def test_wrong_type_exits_1(redis_db, cache_config, cli):

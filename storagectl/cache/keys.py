@@ -43,10 +43,16 @@ def _text(reply: Any) -> str:
     return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
+def missing_key(key: bytes) -> NotFound:
+    return NotFound(f"key {quoted(key)} does not exist",
+                    hint="Try: storagectl cache scan --pattern 'PREFIX*' to see the keys that do (names are exact: "
+                         "case, spaces and bytes count)")
+
+
 def key_type(client: Any, key: bytes) -> str:
     kind = _text(client.type(key))
     if kind == "none":
-        raise NotFound(f"key {quoted(key)} does not exist")
+        raise missing_key(key)
     return kind
 
 
@@ -101,7 +107,7 @@ def ttl(client: Any, key: bytes) -> int | None:
     """Milliseconds to live; None when the key has no expiry."""
     left = int(client.pttl(key))
     if left == NO_SUCH_KEY:
-        raise NotFound(f"key {quoted(key)} does not exist")
+        raise missing_key(key)
     return None if left == NO_TTL else left
 
 
@@ -115,7 +121,7 @@ def set_value(client: Any, key: bytes, value: bytes, *, ttl_ms: int | None = Non
 
 def expire(client: Any, key: bytes, ttl_ms: int) -> None:
     if not client.pexpire(key, ttl_ms):
-        raise NotFound(f"key {quoted(key)} does not exist")
+        raise missing_key(key)
 
 
 def persist(client: Any, key: bytes) -> bool:

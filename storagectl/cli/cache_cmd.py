@@ -119,7 +119,7 @@ def _render_value(state: AppState, value: Any, pretty: bool) -> None:
     from storagectl.cache.keyfmt import escape
 
     shown = f" (first {value.shown})" if value.truncated else ""
-    unit = "bytes" if value.type == "string" else "elements"
+    unit = ("byte" if value.type == "string" else "element") + ("" if value.length == 1 else "s")
     state.out.print(f"{escape(value.key)}  {value.type}, {value.length:,} {unit}{shown}, TTL {_ttl_text(value.ttl_ms)}",
                     markup=False, highlight=False)
     if value.type == "string":
@@ -341,7 +341,6 @@ def stats(
     """Hit ratio, evictions, expirations and ops/s over a window (not since boot), memory, fragmentation,
     latency percentiles; --by-prefix estimates keys, memory, TTL and idle time per prefix."""
     from storagectl.cache.stats import StatsOptions, cache_stats
-
     state = state_of(ctx)
     report = cache_stats(_backend(ctx, backend), StatsOptions(interval, by_prefix, _key(delimiter), sample))
     if state.format(output) is OutputFormat.json:
