@@ -25,10 +25,14 @@ import contextlib
 import json
 import os
 import sys
-from _blake2 import blake2b  # hashlib's own BLAKE2b; importing hashlib loads OpenSSL (~3 ms of a start)
 from collections.abc import Callable
 from pathlib import Path, PosixPath
 from typing import TYPE_CHECKING, Any
+
+try:  # CPython's own BLAKE2b, as hashlib uses it: importing hashlib loads OpenSSL (~3 ms of a start)
+    from _blake2 import blake2b
+except ImportError:  # another Python: the same function through hashlib
+    from hashlib import blake2b
 
 from storagectl.config.source import VARIABLE, NamedEntries, decode_config, find_config_path, read_config_bytes
 from storagectl.redact import has_userinfo, is_secret_key, redact_text
