@@ -341,7 +341,9 @@ def test_hypertable_sql_runs_against_the_documented_catalog(pg_database, availab
     with pg_database.connect() as conn:
         conn.execute(STAND_INS)
         row = conn.execute(query).fetchone()
-    assert row[1:] == expected
+        root_bytes = conn.execute("SELECT pg_total_relation_size('metrics')").fetchone()[0]
+    assert row[1:8] == expected
+    assert row[8:] == (root_bytes, 0)  # the root as the tables view counts it (summary: chunks added)
 
 
 def test_hypertable_sql_falls_back_to_1x_and_then_to_nothing():

@@ -103,3 +103,28 @@ def test_inspect_tables_shows_one_row_per_hypertable_with_its_chunks(cli, write_
     assert chunks == 5  # five days of hourly rows, one-day chunks
     # only the hypertable's root among the tables: neither its chunks nor the extension's catalog
     assert [(t["schema"], t["table"]) for t in report["sections"]["tables"]] == [("public", "metrics")]
+
+
+def test_inspect_counts_each_hypertable_whole_in_the_summary(cli, write_config, hypertable):
+    """The tables view leaves the chunks out, but its summary must not: a TimescaleDB database's
+    size is in its chunks (compressed ones included), not in the hypertable's empty root."""
+    with hypertable.connect() as conn:
+        conn.execute("ALTER TABLE metrics SET (timescaledb.compress, timescaledb.compress_segmentby = 'device')")
+        conn.execute("SELECT compress_chunk(c) FROM show_chunks('metrics') c LIMIT 2")
+        size = conn.execute("SELECT hypertable_size('metrics')").fetchone()[0]
+        before, after = conn.execute("SELECT sum(before_compression_total_bytes), sum(after_compression_total_bytes) "
+                                     "FROM hypertable_compression_stats('metrics')").fetchone()
+    config = write_config("backends:\n" + ts_yaml(hypertable))
+    for view in ([], ["tables", "-b", "ts"]):
+        result = cli("-c", config, "-o", "json", "inspect", *view)
+        assert result.exit_code == 0, result.stderr
+        [report] = result.json()["backends"]
+        assert report["summary"]["total_bytes"]["value"] == size, view
+        assert "hypertable_size()" in report["summary"]["total_bytes"]["source"]
+        [row] = report["sections"]["hypertables"]
+        assert row["compression_ratio"]["value"] == round(float(before) / float(after), 2)
+    # --chunks lists the chunks as tables: the summary counts them there, not twice
+    result = cli("-c", config, "-o", "json", "inspect", "tables", "-b", "ts", "--chunks", "--top", "1000")
+    [report] = result.json()["backends"]
+    listed = sum(t["total_bytes"]["value"] for t in report["sections"]["tables"])
+    assert report["summary"]["total_bytes"]["value"] == listed >= size

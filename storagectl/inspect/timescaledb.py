@@ -31,6 +31,12 @@ def _regclass(schema_column: str, name_column: str) -> str:
     return f"(quote_ident({schema_column}) || '.' || quote_ident({name_column}))::regclass"
 
 
+def _root(table: str) -> str:
+    """The hypertable's root relation as the tables view counts it (its chunks are not counted there)."""
+    return (f"pg_total_relation_size({table})::bigint AS root_bytes, "
+            f"(SELECT greatest(c.reltuples, 0) FROM pg_class c WHERE c.oid = {table})::bigint AS root_rows")
+
+
 def hypertables_sql(schema: str, available: set[str]) -> str | None:
     """The hypertable query for an extension installed in ``schema`` that has the functions and
     ``timescaledb_information`` views named in ``available``; None when it has neither generation."""
@@ -49,7 +55,7 @@ def hypertables_sql(schema: str, available: set[str]) -> str | None:
                if "job_stats" in available else "NULL::text")
         return (f"SELECT h.hypertable_schema AS schema, h.hypertable_name AS name, h.num_chunks::bigint AS chunks, "
                 f"{ext}.hypertable_size({table})::bigint AS total_bytes, {rows}::bigint AS approximate_rows, "
-                f"z.before_bytes, z.after_bytes, {job} AS last_job_status "
+                f"z.before_bytes, z.after_bytes, {job} AS last_job_status, {_root(table)} "
                 f"FROM timescaledb_information.hypertables h LEFT JOIN LATERAL {compressed} z ON true "
                 "ORDER BY total_bytes DESC NULLS LAST")
     if "hypertable" in available and "hypertable_relation_size" in available:
@@ -57,7 +63,7 @@ def hypertables_sql(schema: str, available: set[str]) -> str | None:
         return (f"SELECT h.table_schema AS schema, h.table_name AS name, h.num_chunks::bigint AS chunks, "
                 f"(SELECT s.total_bytes FROM {ext}.hypertable_relation_size({table}) s)::bigint AS total_bytes, "
                 "NULL::bigint AS approximate_rows, NULL::bigint AS before_bytes, NULL::bigint AS after_bytes, "
-                "NULL::text AS last_job_status FROM timescaledb_information.hypertable h "
+                f"NULL::text AS last_job_status, {_root(table)} FROM timescaledb_information.hypertable h "
                 "ORDER BY total_bytes DESC NULLS LAST")
     return None
 
@@ -74,9 +80,41 @@ def hypertable_row(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def count_chunks_in_summary(report: Report, hypertables: list[dict[str, Any]]) -> None:
+    """The summary's bytes and rows counted the hypertables' roots only (their chunks are left out of
+    the tables view): count each hypertable whole instead, so the total is the database's data."""
+    if not hypertables:
+        return
+    summary = report.summary
+    if "total_bytes" in summary:
+        extra = sum((h["total_bytes"] or 0) - (h["root_bytes"] or 0) for h in hypertables)
+        figure = summary["total_bytes"]
+        source = f"{figure.source} + " if figure.source else ""
+        summary["total_bytes"] = in_bytes(figure.value + extra, figure.provenance,
+                                          f"{source}hypertable_size() of {len(hypertables)} hypertable(s)")
+    if "rows" in summary and all(h["approximate_rows"] is not None for h in hypertables):
+        extra = sum(h["approximate_rows"] - (h["root_rows"] or 0) for h in hypertables)
+        summary["rows"] = estimate(summary["rows"].value + extra,
+                                   f"{summary['rows'].source} + approximate_row_count()")
+
+
 class TimescaleInspector(PostgresInspector):
+    hypertables: list[dict[str, Any]] = []
+
     def excluded_schemas(self) -> list[str]:
         return CATALOG_SCHEMAS + ([] if self.options.chunks else CHUNK_SCHEMAS)
+
+    def overview(self, connection: Any, report: Report) -> None:
+        super().overview(connection, report)
+        self.count_chunks(report)
+
+    def tables(self, connection: Any, report: Report) -> None:
+        super().tables(connection, report)
+        self.count_chunks(report)
+
+    def count_chunks(self, report: Report) -> None:
+        if not self.options.chunks:  # with --chunks, they are rows of the tables view already
+            count_chunks_in_summary(report, self.hypertables)
 
     def extra_overview(self, session: ReadOnlySession, report: Report) -> None:
         self.extra_tables(session, report)
@@ -90,7 +128,9 @@ class TimescaleInspector(PostgresInspector):
         if query is None:
             report.notes.append("this TimescaleDB version has neither hypertable_size() nor hypertable_relation_size()")
             return
-        rows = [hypertable_row(r) for r in session.rows(query)]
+        found = session.rows(query)
+        self.hypertables = found
+        rows = [hypertable_row(r) for r in found]
         report.sections["hypertables"] = rows
         report.summary["hypertables"] = exact(len(rows))
 
