@@ -128,3 +128,11 @@ def test_inspect_counts_each_hypertable_whole_in_the_summary(cli, write_config, 
     [report] = result.json()["backends"]
     listed = sum(t["total_bytes"]["value"] for t in report["sections"]["tables"])
     assert report["summary"]["total_bytes"]["value"] == listed >= size
+    # ... and only the chunks: not the extension's job tables that share their schema
+    with hypertable.connect() as conn:
+        chunks = {r[0] for r in conn.execute(  # compressed chunks included (they are not listed there)
+            "SELECT table_name FROM _timescaledb_catalog.chunk")}
+        job_tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = '_timescaledb_internal' "
+                                  "AND tablename LIKE 'bgw%%'").fetchone()[0]
+    assert job_tables and len(chunks) == 7  # five chunks, two of them compressed
+    assert {t["table"] for t in report["sections"]["tables"] if t["schema"] != "public"} == chunks

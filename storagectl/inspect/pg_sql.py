@@ -11,10 +11,13 @@ busy AS (
     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 )"""
 
-USER_RELATIONS = """
+# ``{table}``: the alias of the table the relation is (or belongs to: an index's table)
+USER_RELATIONS_OF = """
 n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%%'
 AND n.nspname NOT LIKE 'pg\\_temp\\_%%' AND n.nspname <> ALL(%(excluded)s::text[])
+AND (n.nspname <> ALL(%(chunks_only)s::text[]) OR {table}.relname LIKE '%%\\_chunk')
 AND (%(schema)s::text IS NULL OR n.nspname = %(schema)s::text)"""
+USER_RELATIONS = USER_RELATIONS_OF.format(table="c")
 
 TABLE_ORDER = {
     "size": "total_bytes DESC NULLS LAST, nspname, relname",
@@ -132,15 +135,15 @@ JOIN pg_class t ON t.oid = x.indrelid
 JOIN pg_namespace n ON n.oid = t.relnamespace
 JOIN pg_am am ON am.oid = c.relam
 LEFT JOIN pg_stat_user_indexes s ON s.indexrelid = c.oid
-WHERE {USER_RELATIONS.strip()}
+WHERE {USER_RELATIONS_OF.format(table="t").strip()}
 ORDER BY n.nspname, t.relname, c.relname"""
 
 OVERVIEW_SQL = f"""
 SELECT pg_database_size(current_database()) AS database_bytes,
   (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE c.relkind IN ('r', 'p', 'm') AND {USER_RELATIONS.strip()}) AS tables,
-  (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-   WHERE c.relkind IN ('i', 'I') AND {USER_RELATIONS.strip()}) AS indexes"""
+  (SELECT count(*) FROM pg_index x JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+   WHERE {USER_RELATIONS_OF.format(table="t").strip()}) AS indexes"""
 
 EXTENSION_SCHEMA_SQL = ("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
                         "WHERE e.extname = %s")

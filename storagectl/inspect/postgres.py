@@ -27,11 +27,18 @@ class PostgresInspector(Inspector):
         """Schemas whose tables the tables view leaves out (TimescaleDB: its chunks)."""
         return []
 
+    def chunks_only_schemas(self) -> list[str]:
+        """Schemas of which only TimescaleDB chunks are shown (``--chunks``: not the extension's job
+        tables beside them). A chunk's name ends in ``_chunk`` (``<prefix>_<id>_chunk``, compressed
+        ones ``compress<prefix>_<id>_chunk``); compressed chunks are not inheritance children."""
+        return []
+
     def session(self, connection: Any) -> Any:
         return read_only_session(self.backend, connection, self.budget, self.options)
 
     def params(self, **extra: Any) -> dict[str, Any]:
-        return {"schema": self.options.schema, "excluded": self.excluded_schemas(), **extra}
+        return {"schema": self.options.schema, "excluded": self.excluded_schemas(),
+                "chunks_only": self.chunks_only_schemas(), **extra}
 
     # -- overview --------------------------------------------------------------------------------
     def overview(self, connection: Any, report: Report) -> None:

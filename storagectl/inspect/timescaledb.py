@@ -104,6 +104,9 @@ class TimescaleInspector(PostgresInspector):
     def excluded_schemas(self) -> list[str]:
         return CATALOG_SCHEMAS + ([] if self.options.chunks else CHUNK_SCHEMAS)
 
+    def chunks_only_schemas(self) -> list[str]:
+        return CHUNK_SCHEMAS  # with --chunks: the chunks, not the job tables beside them
+
     def overview(self, connection: Any, report: Report) -> None:
         super().overview(connection, report)
         self.count_chunks(report)
