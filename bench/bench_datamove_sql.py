@@ -2,8 +2,8 @@
 """`storagectl migrate data run` vs the reference tools on the same data, in one run.
 
 SQLite → PostgreSQL (issue 12): >= 1.5 M rows over several tables (integers, reals, text, blobs,
-dates, booleans) vs ``pgloader`` on the same file: wall time <= 0.5x, peak RSS <= 0.2x, and
-storagectl's peak RSS <= 1.3x when the data grows 10x (--small-scale vs --scale).
+dates, booleans) vs ``pgloader`` on the same file: wall time <= 0.5x, peak RSS <= 0.2x (summed over each
+command's process tree), and storagectl's peak RSS <= 1.3x when the data grows 10x (--small-scale vs --scale).
 PostgreSQL → PostgreSQL: the backup benchmark's database (bench/pg_dataset.py) vs ``pgcopydb clone``
 with the same job count (<= 1.0x) and ``pg_dump -Fc | pg_restore`` (<= 0.8x).
 Verification: ``migrate data verify`` <= 0.5x the copy (run --no-verify).
@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -37,18 +38,61 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def timed(command: list[str], env: dict[str, str] | None = None, shell: bool = False) -> tuple[float, int]:
-    """Wall seconds and peak RSS in KiB (GNU time) of one command."""
+    """Wall seconds and peak RSS in KiB of one command: the peak of its whole process tree's summed
+    RSS (sampled), or GNU time's largest single process if that is higher (a peak between samples).
+    The tree's peak PSS (shared pages split between the processes that share them) goes to PSS_PEAKS."""
     with tempfile.NamedTemporaryFile(suffix=".rss", delete=False) as handle:
         rss_file = handle.name
     full = [TIME, "-o", rss_file, "-f", "%M", *(["sh", "-c", command[0]] if shell else command)]
     started = time.perf_counter()
-    done = subprocess.run(full, capture_output=True, text=True, env=env)
+    with subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
+        tree_peak = [0, 0]
+        sampler = threading.Thread(target=_sample_tree_rss, args=(process, tree_peak), daemon=True)
+        sampler.start()
+        out, err = process.communicate()
     elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        sys.exit(f"failed: {' '.join(command)}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    sampler.join()
+    if process.returncode != 0:
+        sys.exit(f"failed: {' '.join(command)}\n{out[-2000:]}\n{err[-2000:]}")
     rss = int(Path(rss_file).read_text().split()[-1])
     os.unlink(rss_file)
-    return elapsed, rss
+    PSS_PEAKS.append(tree_peak[1])
+    return elapsed, max(rss, tree_peak[0])
+
+
+PSS_PEAKS: list[int] = []  # KiB, one per timed() call
+
+
+def _sample_tree_rss(process: subprocess.Popen, peak: list[int]) -> None:
+    """Every 10 ms the summed RSS and PSS (KiB) of the processes under ``process`` (GNU time left out)."""
+    while process.poll() is None:
+        pids = _descendants(process.pid)
+        peak[0] = max(peak[0], sum(_memory_kib(pid, "status", "VmRSS:") for pid in pids))
+        peak[1] = max(peak[1], sum(_memory_kib(pid, "smaps_rollup", "Pss:") for pid in pids))
+        time.sleep(0.01)
+
+
+def _descendants(pid: int) -> list[int]:
+    found, pending = [], [pid]
+    while pending:
+        for task in Path(f"/proc/{pending.pop()}/task").glob("*/children"):
+            try:
+                children = [int(child) for child in task.read_text().split()]
+            except OSError:
+                continue
+            found += children
+            pending += children
+    return found
+
+
+def _memory_kib(pid: int, file: str, field: str) -> int:
+    try:
+        text = Path(f"/proc/{pid}/{file}").read_text()
+    except OSError:
+        return 0
+    return next((int(line.split()[1]) for line in text.splitlines() if line.startswith(field)), 0)
+
+
 
 
 def fresh_database(name: str, checkpoint: bool = False) -> str:
@@ -85,22 +129,26 @@ def bench_sqlite(work: Path, scale: float, small_scale: float, parallel: int, ro
         counts = build(path, factor)
         print(f"SQLite {label}: {sum(counts.values()):,} rows {counts}, {path.stat().st_size / 2**20:.0f} MiB")
         config = write_config(work, f"{{kind: sqlite, path: {path}}}", database_url(ADMIN_URL, "stctl_dm_bench"))
-        copies, loaders = [], []
+        copies, loaders, copy_pss, loader_pss = [], [], [], []
         for _ in range(rounds):
             fresh_database("stctl_dm_bench")
             copies.append(timed(storagectl(config, "run", "--from", "src", "--to", "dst", "--no-verify",
                                            "--parallel", str(parallel)), env()))
+            copy_pss.append(PSS_PEAKS[-1])
             if label == "base":
                 loaders.append(timed(["pgloader", "--no-ssl-cert-verification", str(path),
                                       fresh_database("stctl_dm_bench_pgloader")]))
+                loader_pss.append(PSS_PEAKS[-1])
         check = timed(storagectl(config, "verify", "--from", "src", "--to", "dst"), env())
         copy = (median([c[0] for c in copies]), median([c[1] for c in copies]))
         figures[label] = copy
         print(f"  storagectl run -j{parallel} --no-verify: {copy[0]:.1f} s {min_max(copies)}, peak RSS "
-              f"{copy[1] / 1024:.0f} MiB; verify: {check[0]:.1f} s ({check[0] / copy[0]:.2f}x the copy)")
+              f"{copy[1] / 1024:.0f} MiB (PSS {median(copy_pss) / 1024:.0f} MiB); verify: {check[0]:.1f} s "
+              f"({check[0] / copy[0]:.2f}x the copy)")
         if label == "base":
             loader = (median([c[0] for c in loaders]), median([c[1] for c in loaders]))
-            print(f"  pgloader: {loader[0]:.1f} s {min_max(loaders)}, peak RSS {loader[1] / 1024:.0f} MiB")
+            print(f"  pgloader: {loader[0]:.1f} s {min_max(loaders)}, peak RSS {loader[1] / 1024:.0f} MiB "
+                  f"(PSS {median(loader_pss) / 1024:.0f} MiB)")
             print(f"  ratio wall {copy[0] / loader[0]:.2f}x (target <= 0.5), peak RSS {copy[1] / loader[1]:.2f}x "
                   f"(target <= 0.2); load average {os.getloadavg()[0]:.1f}")
     small_rss, base_rss = figures["small"][1], figures["base"][1]

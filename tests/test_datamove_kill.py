@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -200,3 +201,80 @@ def test_a_signal_mid_run_says_how_far_it_got_then_resume_finishes(cli, tmp_path
     report = json.loads(result.stdout)
     assert report["verified"] is True
     assert {item["target"]: item["rows"] for item in report["items"]} == {"events": EVENTS, "users": USERS}
+
+
+READER = "storagectl.datamove.sql.reader_process"
+
+
+def reader_processes(parent: int) -> list[int]:
+    """The SQLite reader processes started by ``parent`` that are alive (a zombie has ended)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            arguments = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, ValueError, IndexError):
+            continue
+        if READER.encode() in arguments and str(parent).encode() in arguments and state != "Z":
+            found.append(int(proc.name))
+    return found
+
+
+def wait_for_chunks(process: subprocess.Popen, pg_database, chunks: int) -> None:
+    deadline = time.monotonic() + 120
+    while committed_chunks(pg_database) < chunks and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert process.poll() is None, "the run ended before it was interrupted"
+
+
+def resume_ends_verified(cli, config: Path, pg_database) -> None:
+    result = cli("-c", config, "-o", "json", "migrate", "data", "run", "--from", "lite", "--to", "pg",
+                 "--batch-rows", str(BATCH), "--parallel", "2", "--resume")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["verified"] is True
+    with pg_database.connect() as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT id) FROM events").fetchone() == (EVENTS, EVENTS)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and PR_SET_PDEATHSIG are Linux")
+def test_kill_9_leaves_no_sqlite_reader_process_and_resume_ends_verified(cli, tmp_path, write_config, pg_database):
+    """--parallel 2 reads SQLite in 2 processes; a kill -9 of storagectl takes them with it."""
+    make_source(tmp_path / "src.db")
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          pg: {{kind: postgres, url: "{pg_database.url}"}}
+        """)
+    process = start_run(config, "--parallel", "2")
+    wait_for_chunks(process, pg_database, 3)
+    readers = reader_processes(process.pid)
+    assert len(readers) == 2
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 10
+    while reader_processes(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert reader_processes(process.pid) == []
+    resume_ends_verified(cli, config, pg_database)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux")
+def test_a_sqlite_reader_process_killed_mid_run_is_a_one_line_error_then_resume_finishes(cli, tmp_path, write_config,
+                                                                                         pg_database):
+    make_source(tmp_path / "src.db")
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          pg: {{kind: postgres, url: "{pg_database.url}"}}
+        """)
+    process = start_run(config, "--parallel", "2", "--no-verify")
+    wait_for_chunks(process, pg_database, 3)
+    os.kill(reader_processes(process.pid)[0], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=120)
+    lines = stderr.decode().strip().splitlines()
+    assert process.returncode == 1, stderr
+    assert re.fullmatch(r"error: backend 'lite' \(sqlite .*src\.db\): its reader process ended \(killed by signal 9\) "
+                        r"while reading (events|users) chunk \d+; the chunk was rolled back", lines[0]), lines
+    assert lines[-1] == "Try: the same command with --resume" and "Traceback" not in stderr.decode()
+    assert reader_processes(process.pid) == []
+    resume_ends_verified(cli, config, pg_database)

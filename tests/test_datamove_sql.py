@@ -261,6 +261,26 @@ def test_a_source_changed_during_the_run_is_reported(moves, pg_database, tmp_pat
     assert drift.value.message == "books changed during the run: chunk 1 (id < 51) had 50 rows when copied, 49 now"
 
 
+def test_a_source_error_in_a_reader_process_is_the_same_one_line_error(moves, pg_database, tmp_path):
+    """The SQLite reader process's exception comes back as itself (same class, same one-line error and
+    exit code as if read in storagectl), its traceback kept as a note for --debug."""
+    from storagectl.datamove import api
+    from storagectl.errors import OperationFailed
+
+    def drop_a_table_not_read_yet(event):  # the largest table first: books, then authors
+        if event.stage == "advance" and event.object.startswith("books"):
+            with sqlite3.connect(tmp_path / "src.db") as conn:
+                conn.execute("DROP TABLE IF EXISTS authors")
+
+    with pytest.raises(OperationFailed) as failed:
+        api.run(_request(moves, batch_rows=50, selection=_tables("books", "authors")), drop_a_table_not_read_yet)
+    assert failed.value.message == (f"backend 'lite' (sqlite {tmp_path / 'src.db'}): authors chunk 1 of 1 failed: "
+                                    "no such table: authors; the chunk was rolled back")
+    cause = failed.value.__cause__
+    assert isinstance(cause, sqlite3.OperationalError)
+    assert "in the SQLite reader process" in "".join(getattr(cause, "__notes__", []))
+
+
 def _tables(*names):
     from storagectl.datamove.model import Selection
 

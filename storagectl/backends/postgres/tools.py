@@ -3,9 +3,6 @@ via env, and killed with storagectl (:func:`spawn`)."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 import glob
 import logging
 import os
@@ -13,7 +10,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import weakref
 from collections.abc import Callable, Sequence
@@ -22,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from storagectl.child_processes import die_with_parent_hook
 from storagectl.errors import OperationFailed, ToolMissing
 
 if TYPE_CHECKING:
     from storagectl.backends.postgres.backend import PostgresBackend
 
 CHUNK_BYTES = 1 << 16
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 log = logging.getLogger(__name__)
 # Where packages put PostgreSQL client tools besides PATH: Debian/Ubuntu, PGDG RPMs, Homebrew
 # (Apple silicon and Intel), Postgres.app.
@@ -171,7 +167,7 @@ def spawn(command: list[str], **popen_args: Any) -> subprocess.Popen:
     keep it alive for good). On Linux the child asks the kernel for SIGKILL when its parent dies.
     That signal follows the *thread* that spawned the child, so the spawning thread must also wait
     for it (every caller does: it reads the output to the end)."""
-    process = subprocess.Popen(command, preexec_fn=_die_with_parent(), **popen_args)  # noqa: PLW1509
+    process = subprocess.Popen(command, preexec_fn=die_with_parent_hook(), **popen_args)  # noqa: PLW1509
     _SPAWNED.add(process)
     return process
 
@@ -192,24 +188,6 @@ def kill_spawned(grace: float = 2.0) -> None:
             process.wait(grace)
         except subprocess.TimeoutExpired:
             process.kill()
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """The child-side half of :func:`spawn`, resolved in the parent (no dlopen after fork)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl, parent = _prctl(), os.getpid()
-
-    def in_child() -> None:
-        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl: nobody will send the signal
-            os.kill(os.getpid(), signal.SIGKILL)
-    return in_child
-
-
-@functools.cache
-def _prctl() -> Any:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
 
 
 def connection_env(params: dict[str, Any]) -> tuple[str, dict[str, str]]:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from storagectl.datamove.sql.path import SqlDataPath
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from storagectl.datamove.sql.path import SqlDataPath
 
 
 def path_for(source_kind: str, target_kind: str) -> SqlDataPath:
+    # imported here, not above: a SQLite reader process (reader_process) imports this package too
+    from storagectl.datamove.sql.path import SqlDataPath
+
     return SqlDataPath(source_kind, target_kind)

@@ -3,12 +3,14 @@ target connection, take chunks (largest table first) from one queue, so a large 
 several workers at once. Each chunk is one target transaction with its state row.
 
 Per chunk, the fastest way that fits the pair: SQLite → PostgreSQL as COPY text built by SQLite
-(:mod:`sqlite_copy`), PostgreSQL → PostgreSQL COPY-to-COPY (:mod:`pg_to_pg`), otherwise rows
-converted in Python (:mod:`rows`). A chunk the fast path cannot load is redone carefully.
+(:mod:`sqlite_copy`) in a reader process per worker (:mod:`reader_process`), PostgreSQL → PostgreSQL
+COPY-to-COPY (:mod:`pg_to_pg`), otherwise rows converted in Python (:mod:`rows`). A chunk the fast
+path cannot load is redone carefully.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -29,6 +31,7 @@ from storagectl.errors import BackendUnavailable, OperationFailed, StoragectlErr
 
 if TYPE_CHECKING:
     from storagectl.datamove.model import DataMigrationRequest
+    from storagectl.datamove.sql.reader_process import ReaderProcess
 
 ACTION = "migrate"
 
@@ -49,6 +52,7 @@ class TableWork:
     started: float
     done_rows: int = 0
     pending: int = 0  # chunks of this run not copied yet
+    table_index: int = 0  # its place in the tables a reader process was given
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -92,10 +96,11 @@ class ChunkCopier:
         taken = iter(queue)
         lock = threading.Lock()
         try:
-            if workers == 1:
-                self._worker(taken, lock)
-            else:
-                self._run_workers(workers, taken, lock)
+            with self._reader_processes(works, workers if queue else 0) as processes:
+                if workers == 1:
+                    self._worker(taken, lock, processes[0] if processes else None)
+                else:
+                    self._run_workers(taken, lock, processes or [None] * workers)
         except KeyboardInterrupt as exc:  # Ctrl-C: exit 130; SIGTERM (Terminated): 143
             raise _interrupted(exc, works) from exc
         with self.target.connect() as tconn:
@@ -106,17 +111,35 @@ class ChunkCopier:
         by_target = {work.spec.target: self._result(work) for work in works}
         return [by_target[job.spec.target] for job in jobs]
 
-    def _run_workers(self, workers: int, taken: Iterator[tuple[TableWork, Chunk]], lock: threading.Lock) -> None:
+    @contextlib.contextmanager
+    def _reader_processes(self, works: list[TableWork], count: int) -> Iterator[list[ReaderProcess]]:
+        """SQLite → PostgreSQL: ``count`` reader processes, one per worker, started here in the main thread
+        (their parent-death signal follows the thread that starts them), ended when the copy is."""
+        processes: list[ReaderProcess] = []
+        try:
+            if all(work.reader is not None for work in works):
+                for _ in range(count):
+                    processes.append(self.source.reader_process([work.reader for work in works]))
+            for index, work in enumerate(works):
+                work.table_index = index
+            yield processes
+        finally:
+            for process in processes:
+                process.close()
+
+    def _run_workers(self, taken: Iterator[tuple[TableWork, Chunk]], lock: threading.Lock,
+                     processes: list[ReaderProcess | None]) -> None:
         failures: list[BaseException] = []
 
-        def work() -> None:
+        def work(process: ReaderProcess | None) -> None:
             try:
-                self._worker(taken, lock)
+                self._worker(taken, lock, process)
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread
                 self.stop.set()
                 failures.append(exc)
 
-        threads = [threading.Thread(target=work, name=f"migrate-data-{i}", daemon=True) for i in range(workers)]
+        threads = [threading.Thread(target=work, args=(process,), name=f"migrate-data-{i}", daemon=True)
+                   for i, process in enumerate(processes)]
         for thread in threads:
             thread.start()
         try:
@@ -128,7 +151,8 @@ class ChunkCopier:
         if failures:
             raise failures[0]
 
-    def _worker(self, taken: Iterator[tuple[TableWork, Chunk]], lock: threading.Lock) -> None:
+    def _worker(self, taken: Iterator[tuple[TableWork, Chunk]], lock: threading.Lock,
+                process: ReaderProcess | None) -> None:
         with ExitStack() as stack:
             sconn = stack.enter_context(self.source.connect())
             tconn = stack.enter_context(self.target.connect())
@@ -138,7 +162,7 @@ class ChunkCopier:
                     item = next(taken, None)
                 if item is None:
                     return
-                self._chunk(sconn, tconn, *item)
+                self._chunk(sconn, tconn, *item, process)
 
     def _work(self, sconn: Any, job: TableJob) -> TableWork:
         spec = job.spec
@@ -156,12 +180,12 @@ class ChunkCopier:
                          time.monotonic(), sum(rows + rejected for rows, rejected, _ in job.done.values()))
         return work
 
-    def _chunk(self, sconn: Any, tconn: Any, work: TableWork, chunk: Chunk) -> None:
+    def _chunk(self, sconn: Any, tconn: Any, work: TableWork, chunk: Chunk, process: ReaderProcess | None) -> None:
         spec, chunks = work.spec, len(work.job.chunks)
         if work.binary is not None:
             tally, rejected = self._pipe_chunk(sconn, tconn, spec, chunk, work.binary, chunks), 0
         else:
-            tally, rejected = self._copy_chunk(sconn, tconn, spec, chunk, work.mapper, work.reader, chunks)
+            tally, rejected = self._copy_chunk(sconn, tconn, work, chunk, process)
         with work.lock:
             hashed = work.mapper.hash_rows and tally.hashed
             work.job.done[chunk.index] = (tally.rows, rejected, tally.checksum if hashed else None)
@@ -185,12 +209,13 @@ class ChunkCopier:
                           bytes=rows * job.row_bytes, duration_s=time.monotonic() - work.started,
                           rejected=sum(rejected for _, rejected, _ in job.done.values()), chunks=len(job.chunks))
 
-    def _copy_chunk(self, sconn: Any, tconn: Any, spec: TableSpec, chunk: Chunk, mapper: RowMapper,
-                    reader: SQLiteCopyReader | None, chunks: int) -> tuple[ChunkTally, int]:
+    def _copy_chunk(self, sconn: Any, tconn: Any, work: TableWork, chunk: Chunk,
+                    process: ReaderProcess | None) -> tuple[ChunkTally, int]:
+        spec, mapper, reader, chunks = work.spec, work.mapper, work.reader, len(work.job.chunks)
         tally = ChunkTally()
         try:
             if reader is not None:
-                return self._copy_text_chunk(sconn, tconn, spec, chunk, reader), 0
+                return self._copy_text_chunk(sconn, tconn, work, chunk, process), 0
             rows = mapper.fast(_tagged(self.source.read(sconn, spec, chunk)), tally)
             self._commit_chunk(tconn, spec, chunk, list(rows) if self.target.kind == "sqlite" else rows, tally, 0)
             return tally, 0
@@ -216,12 +241,16 @@ class ChunkCopier:
             raise
         return tally
 
-    def _copy_text_chunk(self, sconn: Any, tconn: Any, spec: TableSpec, chunk: Chunk,
-                         reader: SQLiteCopyReader) -> ChunkTally:
+    def _copy_text_chunk(self, sconn: Any, tconn: Any, work: TableWork, chunk: Chunk,
+                         process: ReaderProcess | None) -> ChunkTally:
+        spec, reader = work.spec, work.reader
+        assert reader is not None
         self.target.begin(tconn)
         try:
             tally = ChunkTally(hashed=reader.hashing)
-            self.target.load_text(tconn, spec, reader.copy_columns, _tagged(reader.pieces(sconn, chunk, tally)))
+            pieces = (process.pieces(work.table_index, chunk, tally) if process is not None
+                      else reader.pieces(sconn, chunk, tally))
+            self.target.load_text(tconn, spec, reader.copy_columns, _tagged(pieces))
             self._record(tconn, spec, chunk, tally, 0, [])
             self.target.commit(tconn)
         except BaseException:

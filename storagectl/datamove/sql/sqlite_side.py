@@ -22,6 +22,8 @@ from storagectl.errors import OperationFailed, UsageError
 if TYPE_CHECKING:
     from storagectl.backends.sqlite import SQLiteBackend
     from storagectl.datamove.model import ColumnMap, TableMap
+    from storagectl.datamove.sql.reader_process import ReaderProcess
+    from storagectl.datamove.sql.sqlite_copy import SQLiteCopyReader
 
 STATE_TABLE = "storagectl_data_migration"
 FETCH_ROWS = 5000
@@ -48,6 +50,14 @@ class SQLiteSide:
         with self.backend.connect() as conn:
             conn.isolation_level = None  # transactions only where this module opens them
             yield conn
+
+    def reader_process(self, readers: list[SQLiteCopyReader]) -> ReaderProcess:
+        """A process that reads chunks of ``readers``' tables from this file (:mod:`reader_process`)."""
+        from storagectl.datamove.sql.reader_process import ReaderProcess
+
+        settings = self.backend.settings
+        busy_timeout = settings.timeouts.statement or settings.timeouts.connect
+        return ReaderProcess(self.backend.label, settings.path, busy_timeout, readers)
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:

@@ -1,0 +1,45 @@
+"""Child processes that must not outlive storagectl: on Linux each asks the kernel for SIGKILL when
+its parent dies, so a ``kill -9`` of storagectl leaves no pg_dump holding a snapshot and no worker
+process reading on. The signal follows the *thread* that spawned the child: that thread must
+outlive it (wait for it, or be the main thread)."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` for ``subprocess.Popen`` of a program that is not ours (resolved in the
+    parent: no dlopen after fork); None off Linux."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl, parent = _prctl(), os.getpid()
+
+    def in_child() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl: nobody will send the signal
+            os.kill(os.getpid(), signal.SIGKILL)
+    return in_child
+
+
+def die_with(parent: int) -> None:
+    """Called first thing in a Python child of storagectl (no ``preexec_fn`` needed): SIGKILL when
+    ``parent`` dies, or at once if it already has."""
+    if sys.platform.startswith("linux"):
+        _prctl()(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@functools.cache
+def _prctl() -> Any:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
