@@ -295,27 +295,28 @@ class PostgresSide:
         return {int(index): int(count) for index, count in rows}
 
     def chunk_sums(self, conn: Any, spec: TableSpec, bounds: list[int], *, as_target: bool,
-                   keys_of: int | None = None) -> dict[int, tuple[int, int]]:
-        if as_target:
-            expressions = [quote(c.name) for c in spec.columns]
-            key, relation = (quote(spec.key_column) if spec.key_column else None), spec.target_sql
-        else:
-            expressions, key, relation = [c.source for c in spec.columns], spec.key, spec.source_sql
-        row_hash = canonical.pg_row_hash_sql(expressions, spec.kinds)
+                   row_text: bool = False) -> dict[int, tuple[int, int]]:
+        """{chunk: (rows, checksum)}, computed on the server; ``row_text``: hashed as the row's text
+        (:func:`canonical.pg_row_text_hash_sql`), else as its canonical fields."""
+        expressions, key, relation = _hashed_view(spec, as_target)
+        row_hash = _row_hash_sql(spec, expressions, row_text)
         rows = conn.execute(f"SELECT {_bucket(key, bounds)}, count(*), sum({row_hash}) FROM {relation} GROUP BY 1",
                             [bounds] if key and bounds else []).fetchall()
         return {int(index): (int(count), int(total or 0) % 2**64) for index, count, total in rows}
 
-    def row_hashes(self, conn: Any, spec: TableSpec, chunk: Chunk, *, as_target: bool) -> dict[str, int]:
-        if as_target:
-            expressions = [quote(c.name) for c in spec.columns]
-            key, relation = (quote(spec.key_column) if spec.key_column else None), spec.target_sql
-        else:
-            expressions, key, relation = [c.source for c in spec.columns], spec.key, spec.source_sql
+    def row_hashes(self, conn: Any, spec: TableSpec, chunk: Chunk, *, as_target: bool,
+                   row_text: bool = False) -> dict[str, int]:
+        expressions, key, relation = _hashed_view(spec, as_target)
         where, args = chunk.where(key, "%s") if key else ("", [])
-        row_hash = canonical.pg_row_hash_sql(expressions, spec.kinds)
+        row_hash = _row_hash_sql(spec, expressions, row_text)
         label = key or "ctid"
         return {str(k): h for k, h in conn.execute(f"SELECT {label}, {row_hash} FROM {relation}{where}", args)}
+
+    @functools.cached_property
+    def server_major(self) -> int:
+        """The server's major version (for the row text scheme: float text changed in 12)."""
+        with self.backend.connect() as conn:
+            return int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
 
     # -- as a target ----------------------------------------------------------------------------
     def target_columns(self, conn: Any, spec: TableSpec) -> list[tuple[str, str]] | None:
@@ -434,6 +435,19 @@ def _infinity_loader(base: Any) -> Any:
             return text.decode() if text in (b"infinity", b"-infinity") else super().load(data)
 
     return InfinityAsText
+
+
+def _hashed_view(spec: TableSpec, as_target: bool) -> tuple[list[str], str | None, str]:
+    """(column expressions, chunk key, relation) of the table hashed: the source's or the target's."""
+    if as_target:
+        return [quote(c.name) for c in spec.columns], (quote(spec.key_column) if spec.key_column else None), \
+            spec.target_sql
+    return [c.source for c in spec.columns], spec.key, spec.source_sql
+
+
+def _row_hash_sql(spec: TableSpec, expressions: list[str], row_text: bool) -> str:
+    return canonical.pg_row_text_hash_sql(expressions) if row_text else \
+        canonical.pg_row_hash_sql(expressions, spec.kinds)
 
 
 def _bucket(key: str | None, bounds: list[int]) -> str:
