@@ -325,6 +325,8 @@ class SQLiteSide:
         sums: dict[int, list[int]] = {}
         try:
             reader = SQLiteCopyReader(view)
+            if group and not as_target:  # the source's own key: the rowid or its alias
+                return reader.chunk_sums(conn, bounds)
             for key, row_hash in reader.hashes(conn, group):
                 entry = sums.setdefault(chunk_index(bounds, key) if group else 0, [0, 0])
                 entry[0] += 1
