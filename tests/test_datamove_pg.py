@@ -606,3 +606,21 @@ def test_the_row_text_scheme_only_between_postgres_servers_of_one_version_with_t
     assert not row_text_comparable(side("postgres", 10), side("postgres", 10), same)  # no hashtextextended
     assert not row_text_comparable(side("sqlite"), side("postgres"), same)
     assert not row_text_comparable(side("postgres"), side("sqlite"), same)
+
+
+def test_row_text_of_a_target_table_with_its_columns_in_another_order(cli, write_config, pg_source, pg_target):
+    """The source hashes its whole-row values; a target created beforehand with the columns in another
+    order cannot (its row text would list them otherwise) and hashes ROW(...) of them in the move's
+    order: equal, and a changed value is still found."""
+    config = config_for(write_config, src=f'{{kind: postgres, url: "{pg_source.url}"}}',
+                        dst=f'{{kind: postgres, url: "{pg_target.url}"}}')
+    with pg_target.connect() as target:
+        target.execute("CREATE TABLE customers (since date, vip boolean, name text NOT NULL, id integer NOT NULL)")
+    result, report = run_json(cli, config, "run", "--from", "src", "--to", "dst", "--table", "customers")
+    assert result.exit_code == 0 and report["verified"] is True, result.stderr
+    with pg_target.connect() as target:
+        assert report["items"][0]["checksum"] == _row_text_checksum(target, "customers", ["id", "name", "vip", "since"])
+        target.execute("UPDATE customers SET since = since + 1 WHERE id = 12")
+    checked, verified = run_json(cli, config, "verify", "--from", "src", "--to", "dst", "--table", "customers",
+                                 "--show-diffs")
+    assert checked.exit_code == 6 and verified["items"][0]["diff_keys"] == ["12"]

@@ -450,7 +450,7 @@ def pg_row_hash_sql(expressions: Sequence[str], kinds: Sequence[str]) -> str:
 ROW_TEXT_MIN_VERSION = 11  # hashtextextended
 
 
-def pg_row_text_hash_sql(expressions: Sequence[str]) -> str:
+def pg_row_text_hash_sql(expressions: Sequence[str], *, whole_row: str | None = None) -> str:
     """A SQL expression: a row hash (bigint) over the server's text of the row, ``ROW(...)::text``.
 
     That text is each value's output function (what a text COPY sends) with the record's quoting
@@ -464,6 +464,8 @@ def pg_row_text_hash_sql(expressions: Sequence[str]) -> str:
     about 2.5x cheaper on the server than md5 of the canonical fields. Summed per chunk as the md5
     scheme is: a changed row goes unseen only if its two texts hash alike (2**-64 by chance; neither
     scheme resists someone crafting rows, as a sum of 64-bit hashes cannot). Servers of different
-    byte orders would hash differently: a false mismatch, never a false match.
+    byte orders would hash differently: a false mismatch, never a false match. ``whole_row``: the
+    alias of a table whose columns are these, in this order: its whole-row value, the same text.
     """
-    return f"hashtextextended((ROW({', '.join(expressions)})::text) COLLATE \"C\", 0)"
+    row = whole_row or f"ROW({', '.join(expressions)})"
+    return f"hashtextextended(({row}::text) COLLATE \"C\", 0)"
