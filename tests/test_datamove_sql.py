@@ -446,14 +446,44 @@ def test_sqlite_rows_hash_alike_from_sql_and_from_their_mapped_values(tmp_path):
     with side.connect() as conn:
         spec = side.describe(conn, "t", None, "postgres")
         reader = SQLiteCopyReader(spec)
-        row_hash = reader.row_hasher()
-        in_sql = [row_hash(row, 1) for row in conn.execute(f"SELECT NULL, {reader.hash_select}")]
+        row_hash = reader.row_hasher(1)
+        in_sql = [row_hash(row) for row in conn.execute(f"SELECT NULL, {reader.hash_select}")]
         hasher = canonical.row_hasher(spec.kinds)
         converters = [canonical.converter(kind) for kind in spec.kinds]
         by_value = [hasher([None if v is None else f(v) for f, v in zip(converters, row, strict=True)])
                     for row in side.read(conn, spec, chunks_from_bounds([])[0])]
     assert in_sql == by_value
 
+
+
+@pytest.mark.parametrize("columns", ["label TEXT, n INTEGER, ok BOOLEAN, b BLOB",  # every field in SQL
+                                     "label TEXT, x REAL, at DATETIME, ok BOOLEAN"])  # some in Python
+def test_sqlite_chunk_sums_by_key_range_agree_with_the_row_by_row_sums(tmp_path, columns):
+    """The verify's source side (a range read per chunk, hashed a batch at a time) gives each chunk
+    the rows, and the sum, that hashing every mapped value and placing each row by its key gives."""
+    from storagectl.backends.sqlite import SQLiteBackend, SQLiteSettings
+    from storagectl.datamove.sql.sqlite_copy import SQLiteCopyReader
+    from storagectl.datamove.sql.sqlite_side import SQLiteSide
+
+    path = tmp_path / "ranges.db"
+    values = {"TEXT": lambda i: f"l\t{i}\\" if i % 5 else None, "INTEGER": lambda i: i * 3 - 500,
+              "BOOLEAN": lambda i: ["t", 0, 1, None][i % 4], "BLOB": lambda i: bytes([i % 256, 0]),
+              "REAL": lambda i: i / 7 - 3, "DATETIME": lambda i: [1_700_000_000, f"2024-01-{1 + i % 28:02d} 01:02:03",
+                                                                "2024-05-06T07:08:09Z"][i % 3]}
+    types = [column.split()[1] for column in columns.split(", ")]
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute(f"CREATE TABLE t (id INTEGER PRIMARY KEY, {columns})")
+        conn.executemany(f"INSERT INTO t VALUES (?{', ?' * len(types)})",
+                         [(i * 2, *(values[kind](i) for kind in types)) for i in range(1, 400)])
+        conn.commit()
+    side = SQLiteSide(SQLiteBackend("lite", SQLiteSettings(path=path)))
+    with side.connect() as conn:
+        spec = side.describe(conn, "t", None, "postgres")
+        bounds = [100, 101, 250, 600, 2000]  # a chunk of one row, a chunk of none after the last key
+        by_range = SQLiteCopyReader(spec).chunk_sums(conn, bounds)
+        assert by_range == side._chunk_sums_in_python(conn, spec, bounds, as_target=False)
+        assert by_range == side.chunk_sums(conn, spec, bounds, as_target=False)
+        assert {index: rows for index, (rows, _sum) in by_range.items()} == {0: 49, 1: 1, 2: 74, 3: 175, 4: 100}
 
 def test_verify_after_a_skipping_run_reports_unparseable_dates_as_a_mismatch(cli, tmp_path, write_config,
                                                                              pg_database):

@@ -8,6 +8,10 @@ values are converted to their mapped value (:func:`converter`) and encoded in Py
 (:func:`canon_field`). So a SQLite 0/1 and a PostgreSQL boolean both encode as ``true``/``false``,
 an epoch integer and its timestamptz both as microseconds since 1970, a REAL and a float8 both as
 the 8 bytes of the IEEE double.
+
+Between two PostgreSQL servers of one major version whose columns have the same types, both sides
+hash the servers' own text of the row instead (:func:`pg_row_text_hash_sql`): cheaper on the server
+(one output call per column, as COPY makes, and one hash a row), see that function.
 """
 
 from __future__ import annotations
@@ -440,3 +444,28 @@ def pg_row_hash_sql(expressions: Sequence[str], kinds: Sequence[str]) -> str:
               for i in canonical_order(kinds)]
     text = " || E'\\t' || ".join(fields) if fields else "''"
     return f"('x' || substr(md5({text}), 1, 16))::bit(64)::bigint"
+
+
+# Both sides PostgreSQL, every column of one type on both, one major version: the row text scheme
+ROW_TEXT_MIN_VERSION = 11  # hashtextextended
+
+
+def pg_row_text_hash_sql(expressions: Sequence[str], *, whole_row: str | None = None) -> str:
+    """A SQL expression: a row hash (bigint) over the server's text of the row, ``ROW(...)::text``.
+
+    That text is each value's output function (what a text COPY sends) with the record's quoting
+    (a NULL is empty, an empty string ``""``, quotes and backslashes doubled), so two rows of the
+    same column types have the same text exactly when each value prints the same: a changed value
+    changes it. It depends on the session settings :data:`pg_side.SESSION` fixes (time zone, date
+    and interval styles, float digits, bytea output) and, for floats, on the server's major version;
+    so it compares only PostgreSQL to PostgreSQL of one major version, column types equal.
+
+    The hash is ``hashtextextended`` (PostgreSQL's 64-bit lookup3 hash of the bytes, C collation),
+    about 2.5x cheaper on the server than md5 of the canonical fields. Summed per chunk as the md5
+    scheme is: a changed row goes unseen only if its two texts hash alike (2**-64 by chance; neither
+    scheme resists someone crafting rows, as a sum of 64-bit hashes cannot). Servers of different
+    byte orders would hash differently: a false mismatch, never a false match. ``whole_row``: the
+    alias of a table whose columns are these, in this order: its whole-row value, the same text.
+    """
+    row = whole_row or f"ROW({', '.join(expressions)})"
+    return f"hashtextextended(({row}::text) COLLATE \"C\", 0)"

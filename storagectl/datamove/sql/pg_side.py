@@ -64,6 +64,12 @@ SELECT (SELECT array_agg(a.attname ORDER BY k.n) FROM unnest(c.conkey) WITH ORDI
 FROM pg_constraint c JOIN pg_class r ON r.oid = c.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
 WHERE c.conrelid = %s::regclass AND c.contype = 'f' ORDER BY c.conname
 """
+# Every column of a table, generated ones too (a whole-row value holds them), in order
+ALL_COLUMNS_SQL = """
+SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute
+WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped
+"""
+WHOLE_ROW = "storagectl row"  # the alias of a table hashed by its whole-row value
 FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
 
@@ -295,27 +301,44 @@ class PostgresSide:
         return {int(index): int(count) for index, count in rows}
 
     def chunk_sums(self, conn: Any, spec: TableSpec, bounds: list[int], *, as_target: bool,
-                   keys_of: int | None = None) -> dict[int, tuple[int, int]]:
-        if as_target:
-            expressions = [quote(c.name) for c in spec.columns]
-            key, relation = (quote(spec.key_column) if spec.key_column else None), spec.target_sql
-        else:
-            expressions, key, relation = [c.source for c in spec.columns], spec.key, spec.source_sql
-        row_hash = canonical.pg_row_hash_sql(expressions, spec.kinds)
+                   row_text: bool = False) -> dict[int, tuple[int, int]]:
+        """{chunk: (rows, checksum)}, computed on the server; ``row_text``: hashed as the row's text
+        (:func:`canonical.pg_row_text_hash_sql`), else as its canonical fields."""
+        row_hash, key, relation = self._hashed(conn, spec, as_target, row_text)
         rows = conn.execute(f"SELECT {_bucket(key, bounds)}, count(*), sum({row_hash}) FROM {relation} GROUP BY 1",
                             [bounds] if key and bounds else []).fetchall()
         return {int(index): (int(count), int(total or 0) % 2**64) for index, count, total in rows}
 
-    def row_hashes(self, conn: Any, spec: TableSpec, chunk: Chunk, *, as_target: bool) -> dict[str, int]:
+    def row_hashes(self, conn: Any, spec: TableSpec, chunk: Chunk, *, as_target: bool,
+                   row_text: bool = False) -> dict[str, int]:
+        row_hash, key, relation = self._hashed(conn, spec, as_target, row_text)
+        where, args = chunk.where(key, "%s") if key else ("", [])
+        label = key or "ctid"
+        return {str(k): h for k, h in conn.execute(f"SELECT {label}, {row_hash} FROM {relation}{where}", args)}
+
+    def _hashed(self, conn: Any, spec: TableSpec, as_target: bool, row_text: bool) -> tuple[str, str | None, str]:
+        """(row hash SQL, chunk key, relation) of the source's or the target's table. The row text
+        of a table whose columns are the moved ones, in order, is its whole-row value's (cheaper to
+        build than ``ROW(...)``, and the same text)."""
         if as_target:
+            names: list[str | None] = [c.name for c in spec.columns]
             expressions = [quote(c.name) for c in spec.columns]
             key, relation = (quote(spec.key_column) if spec.key_column else None), spec.target_sql
         else:
+            names = [c.source_column for c in spec.columns]
             expressions, key, relation = [c.source for c in spec.columns], spec.key, spec.source_sql
-        where, args = chunk.where(key, "%s") if key else ("", [])
-        row_hash = canonical.pg_row_hash_sql(expressions, spec.kinds)
-        label = key or "ctid"
-        return {str(k): h for k, h in conn.execute(f"SELECT {label}, {row_hash} FROM {relation}{where}", args)}
+        if not row_text:
+            return canonical.pg_row_hash_sql(expressions, spec.kinds), key, relation
+        if WHOLE_ROW not in names and conn.execute(ALL_COLUMNS_SQL, [relation]).fetchone()[0] == names:
+            return canonical.pg_row_text_hash_sql([], whole_row=quote(WHOLE_ROW)), key, \
+                f"{relation} AS {quote(WHOLE_ROW)}"
+        return canonical.pg_row_text_hash_sql(expressions), key, relation
+
+    @functools.cached_property
+    def server_major(self) -> int:
+        """The server's major version (for the row text scheme: float text changed in 12)."""
+        with self.backend.connect() as conn:
+            return int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
 
     # -- as a target ----------------------------------------------------------------------------
     def target_columns(self, conn: Any, spec: TableSpec) -> list[tuple[str, str]] | None:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from storagectl.datamove.sql import canonical
-from storagectl.datamove.sql.spec import Chunk, ColumnSpec, TableSpec
+from storagectl.datamove.sql.spec import Chunk, ColumnSpec, TableSpec, chunks_from_bounds
 
 FETCH_ROWS = 5000
 PIECE_BYTES = 1 << 18  # an aggregated piece holds about this much of the source's values
@@ -160,20 +160,22 @@ class SQLiteCopyReader:
     def copy_columns(self) -> list[str]:
         return [self.spec.columns[i].name for i in self.order]
 
-    def row_hasher(self) -> Any:
-        """``row_hash(row, start)``: the hash of a row of the SELECT whose canonical part begins at ``start``."""
+    def row_hasher(self, start: int) -> Any:
+        """``row_hash(row)``: the hash of a row of the SELECT whose canonical part begins at ``start``."""
         import hashlib
         import struct
 
+        md5, from_bytes = hashlib.md5, int.from_bytes
+        if not self.fallback and not self.in_python:  # every field built in SQL: one text to hash
+            return lambda row: from_bytes(md5(row[start].encode()).digest()[:8], "big", signed=True)
         kinds = self.spec.kinds
         fallback = [(canonical.converter(kinds[i]), canonical.CANON[kinds[i]]) for i in self.fallback]
         pack = struct.Struct(">d").pack
         python = [(kinds[i] == "float", canonical.converter(kinds[i]), canonical.CANON[kinds[i]])
                   for i in self.in_python]
         null, has_sql, n_fallback = canonical.NULL_FIELD, self.has_sql, len(fallback)
-        md5, from_bytes = hashlib.md5, int.from_bytes
 
-        def row_hash(row: Any, start: int) -> int:
+        def row_hash(row: Any) -> int:
             fields = [row[start]] if has_sql else []
             if n_fallback:
                 joined = row[start + 1]
@@ -204,7 +206,7 @@ class SQLiteCopyReader:
             yield from self._grouped_pieces(conn, chunk, tally)
             return
         where, args = chunk.where(self.spec.key, "?")
-        row_hash, has_sql, has_rest = self.row_hasher(), self.has_sql, self.has_rest
+        row_hash, has_sql, has_rest = self.row_hasher(1), self.has_sql, self.has_rest
         cursor = conn.execute(self.select + where, args)
         while rows := cursor.fetchmany(FETCH_ROWS):
             if not has_rest:
@@ -215,7 +217,7 @@ class SQLiteCopyReader:
                 lines = [row[0] for row in rows]
             tally.rows += len(rows)
             if self.hashing:
-                tally.hash_sum += sum(row_hash(row, 1) for row in rows)
+                tally.hash_sum += sum(map(row_hash, rows))
             lines.append("")
             yield "\n".join(lines)
 
@@ -238,8 +240,24 @@ class SQLiteCopyReader:
 
     def hashes(self, conn: Any, key: str | None) -> Iterator[tuple[Any, int]]:
         """(key, row hash) of every row; ``key``: SQL of the key (None: NULL)."""
-        row_hash = self.row_hasher()
+        row_hash = self.row_hasher(1)
         cursor = conn.execute(f"SELECT {key or 'NULL'}, {self.hash_select}")
         while rows := cursor.fetchmany(FETCH_ROWS):
             for row in rows:
-                yield row[0], row_hash(row, 1)
+                yield row[0], row_hash(row)
+
+    def chunk_sums(self, conn: Any, bounds: list[int]) -> dict[int, tuple[int, int]]:
+        """{chunk: (rows, checksum)} of the chunks that hold rows, each read as a range of the key (a
+        rowid or its alias, never NULL) and hashed a batch at a time: no Python per row but the hash."""
+        row_hash = self.row_hasher(0)
+        sums = {}
+        for chunk in chunks_from_bounds(bounds):
+            where, args = chunk.where(self.spec.key, "?")
+            rows = total = 0
+            cursor = conn.execute(f"SELECT {self.hash_select}{where}", args)
+            while batch := cursor.fetchmany(FETCH_ROWS):
+                rows += len(batch)
+                total += sum(map(row_hash, batch))
+            if rows:
+                sums[chunk.index] = (rows, total % 2**64)
+        return sums

@@ -322,11 +322,12 @@ class SQLiteSide:
         return None  # SQLite cannot add foreign keys to an existing table; the plan says so
 
     # -- checksums (Python: SQLite has no md5) ----------------------------------------------------
-    def chunk_sums(self, conn: sqlite3.Connection, spec: TableSpec, bounds: list[int], *, as_target: bool
-                   ) -> dict[int, tuple[int, int]]:
+    def chunk_sums(self, conn: sqlite3.Connection, spec: TableSpec, bounds: list[int], *, as_target: bool,
+                   row_text: bool = False) -> dict[int, tuple[int, int]]:
         """{chunk: (rows, checksum)} over the mapped values: SQLite encodes most of each row in SQL
         (:class:`SQLiteCopyReader`); a table holding what that cannot read (invalid UTF-8, junk) is
-        hashed value by value in Python instead."""
+        hashed value by value in Python instead. ``row_text``: never (a PostgreSQL-only scheme)."""
+        _canonical_only(row_text)
         from storagectl.datamove.sql.sqlite_copy import SQLiteCopyReader
 
         view = _as_target(spec) if as_target else spec
@@ -334,6 +335,8 @@ class SQLiteSide:
         sums: dict[int, list[int]] = {}
         try:
             reader = SQLiteCopyReader(view)
+            if group and not as_target:  # the source's own key: the rowid or its alias
+                return reader.chunk_sums(conn, bounds)
             for key, row_hash in reader.hashes(conn, group):
                 entry = sums.setdefault(chunk_index(bounds, key) if group else 0, [0, 0])
                 entry[0] += 1
@@ -367,8 +370,9 @@ class SQLiteSide:
             conn.text_factory = str
         return {index: (rows, total % 2**64) for index, (rows, total) in sums.items()}
 
-    def row_hashes(self, conn: sqlite3.Connection, spec: TableSpec, chunk: Chunk, *, as_target: bool
-                   ) -> dict[str, int]:
+    def row_hashes(self, conn: sqlite3.Connection, spec: TableSpec, chunk: Chunk, *, as_target: bool,
+                   row_text: bool = False) -> dict[str, int]:
+        _canonical_only(row_text)
         kinds = spec.kinds
         convert = [canonical.converter(kind) for kind in kinds]
         hasher = canonical.row_hasher(kinds)
@@ -383,6 +387,11 @@ class SQLiteSide:
             values = [None if v is None else _lenient(f, v) for f, v in zip(convert, row[1:], strict=True)]
             found[str(row[0])] = hasher(values)
         return found
+
+
+def _canonical_only(row_text: bool) -> None:
+    if row_text:
+        raise ValueError("SQLite hashes rows by their canonical fields only")
 
 
 def _as_target(spec: TableSpec) -> TableSpec:
