@@ -20,6 +20,7 @@ from storagectl.datamove.sql.engine import (
     TableJob,
     check_target,
     match_columns,
+    narrowed,
     prepare,
     refusals_of,
     select_specs,
@@ -37,6 +38,9 @@ class SqlDataPath:
     def __init__(self, source_kind: str, target_kind: str) -> None:
         self.pair = f"{source_kind} → {target_kind}"
         self.target_dialect = "sqlite" if target_kind == "sqlite" else "postgres"
+
+    def notes(self, request: DataMigrationRequest) -> list[str]:
+        return []
 
     # -- plan -----------------------------------------------------------------------------------
     def plan(self, request: DataMigrationRequest) -> MigrationPlan:
@@ -105,7 +109,7 @@ class SqlDataPath:
                 # what would stop the run, found read-only as a plan finds it: nothing is written if so
                 stop_on_blockers(target, specs, request, pg_dump=move.dump)
                 with target.connect() as tconn:
-                    whole = not (request.selection.tables or request.selection.exclude_tables)
+                    whole = not narrowed(request)
                     create = (lambda missing: pg_to_pg.create_tables(source, target, tconn, snapshot, specs, missing,
                                                                      whole)) if move.dump else None
                     with refusals_of(target):
