@@ -232,7 +232,7 @@ def test_a_missing_target_schema_stops_plan_and_run_before_anything_is_written(c
                      "--map", tmp_path / "map.yaml", "--table", "notes")
         assert result.exit_code == 5, result.stderr
         assert result.stderr.splitlines() == [
-            f"error: postgres backend 'pg' (127.0.0.1:5432/{pg_database.name}) has no schema archive, "
+            f"error: backend 'pg' (postgres {pg_database.url}) has no schema archive, "
             "where the move creates archive.notes; a run creates tables, not schemas",
             "Try: CREATE SCHEMA archive; on the target, or a --map FILE naming a table in an existing schema"], \
             result.stderr
@@ -265,8 +265,8 @@ def test_plan_says_another_run_holds_the_target(cli, moves, pg_database):
         for command in (["plan"], ["run", "--dry-run"], ["run"]):
             result = cli("-c", moves, "migrate", "data", *command, "--from", "lite", "--to", "pg")
             assert result.exit_code == 7, (command, result.stderr)
-            assert f"error: postgres backend 'pg' (127.0.0.1:5432/{pg_database.name}): another migrate data run " \
-                   "is writing into this database" in result.stderr, result.stderr
+            assert f"error: backend 'pg' (postgres {pg_database.url}): another migrate data run is writing into " \
+                   "this database (server process " in result.stderr, result.stderr
     assert _tables(pg_database) == set()
     result = cli("-c", moves, "migrate", "data", "plan", "--from", "lite", "--to", "pg")
     assert result.exit_code == 0, result.stderr  # released: no blocker

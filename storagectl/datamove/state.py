@@ -113,11 +113,15 @@ class RunState:
 
 @contextlib.contextmanager
 def run_lock(request: DataMigrationRequest) -> Iterator[None]:
-    """One run per state file: an flock beside it for the run, released by the kernel if the process dies."""
+    """One run per state file: an flock beside it for the run, released by the kernel if the process
+    dies. A run that ends without an error removes the lock file (as its state), while it holds it."""
     from storagectl.locks import held
 
-    with held(_lock(request), _running(request)):
+    lock = _lock(request)
+    with held(lock, _running(request)):
         yield
+        with contextlib.suppress(FileNotFoundError):
+            lock.path.unlink()
 
 
 def other_run(request: DataMigrationRequest) -> StoragectlError | None:
