@@ -270,3 +270,27 @@ def test_plan_says_another_run_holds_the_target(cli, moves, pg_database):
     assert _tables(pg_database) == set()
     result = cli("-c", moves, "migrate", "data", "plan", "--from", "lite", "--to", "pg")
     assert result.exit_code == 0, result.stderr  # released: no blocker
+
+
+def test_a_schema_pg_dump_would_create_that_the_target_has_stops_plan_and_run(cli, write_config, pg_database,
+                                                                              pg_target):
+    with pg_database.connect() as conn:
+        conn.execute("CREATE SCHEMA sales; CREATE TABLE sales.orders (id int PRIMARY KEY, total int);"
+                     "INSERT INTO sales.orders VALUES (1, 5)")
+    with pg_target.connect() as conn:
+        conn.execute("CREATE SCHEMA sales")
+    config = write_config(f"""\
+        backends:
+          src: {{kind: postgres, url: "{pg_database.url}"}}
+          dst: {{kind: postgres, url: "{pg_target.url}"}}
+        """)
+    for command in (["plan"], ["run"]):
+        result = cli("-c", config, "migrate", "data", *command, "--from", "src", "--to", "dst")
+        assert result.exit_code == 2, result.stderr
+        assert result.stderr.splitlines() == [
+            f"error: backend 'dst' (postgres {pg_target.url}) has schema sales already, which pg_dump's pre-data "
+            "of the whole source database creates (and fails on)",
+            "Try: --table sales.* to move its tables into the existing schema, or drop it on the target"]
+        assert _tables(pg_target) == set()
+    result, report = run_json(cli, config, "run", "--from", "src", "--to", "dst", "--table", "sales.*")
+    assert result.exit_code == 0 and report["verified"] is True, result.stderr

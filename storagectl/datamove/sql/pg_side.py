@@ -136,11 +136,15 @@ class PostgresSide:
         by_schema: dict[str, list[TableSpec]] = {}
         for spec in specs:
             by_schema.setdefault(split_name(spec.target)[0], []).append(spec)
-        if conn is None or not by_schema:
-            return {}
-        found = {row[0] for row in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)",
-                                                [sorted(by_schema)])}
+        found = set(self.present_schemas(conn, sorted(by_schema)))
         return {schema: tables for schema, tables in sorted(by_schema.items()) if schema not in found}
+
+    def present_schemas(self, conn: Any, names: Sequence[str]) -> list[str]:
+        """Those of ``names`` the target has."""
+        if conn is None or not names:
+            return []
+        return [row[0] for row in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s) "
+                                               "ORDER BY 1", [list(names)])]
 
     @contextlib.contextmanager
     def read_only(self) -> Iterator[Any]:

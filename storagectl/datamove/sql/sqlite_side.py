@@ -72,6 +72,9 @@ class SQLiteSide:
                         ) -> dict[str, list[TableSpec]]:
         return {}  # one file, one namespace
 
+    def present_schemas(self, conn: sqlite3.Connection | None, names: Sequence[str]) -> list[str]:
+        return []
+
     @property
     def _run_what(self) -> str:
         return f"a migrate data run into {self.backend.label}"
