@@ -141,6 +141,16 @@ class held:
         self.lock.release()
 
 
+def probe(lock: JobLock, what: str) -> LockHeld | None:
+    """The error ``held(lock, what)`` would raise now, found by taking the lock and letting it go at
+    once; None: nobody holds it."""
+    try:
+        with held(lock, what):
+            return None
+    except LockHeld as exc:
+        return exc
+
+
 class JobLocks:
     """The lock of each job: a Redis lease on ``lock.backend`` or a local file lock."""
 

@@ -21,7 +21,7 @@ from storagectl.backends import neo4j_archive as engine
 from storagectl.config import load_config
 from storagectl.datamove import api
 from storagectl.datamove import neo4j_path as copy
-from storagectl.errors import OperationFailed, UsageError
+from storagectl.errors import Interrupted, OperationFailed, Terminated, UsageError
 from tests.boltstub import BoltStubServer, Failure, Records
 from tests.test_backup_neo4j import AUTH, NAME, FakeGraph, count, populate, unquote
 
@@ -229,7 +229,7 @@ def test_an_interrupted_run_resumes_without_missing_or_duplicated_entities(graph
             return real_add(self, pairs)
 
         monkeypatch.setattr(copy.IdMap, "add", add)
-    with pytest.raises((OperationFailed, KeyboardInterrupt)):
+    with pytest.raises((OperationFailed, Interrupted)):  # Ctrl-C: said as Interrupted
         api.run(request(config_path))
     if fail in ("nodes", "id map"):
         assert 0 < len(target.nodes) < 23
@@ -366,3 +366,59 @@ def test_plan_counts_and_names_a_non_empty_target(graphs, config_path, cli):
     assert items["schema"]["row_estimate"] == 2  # one constraint, one index
     assert "run needs --yes" in items["nodes"]["problems"][0]
     assert list(target.labels()) == ["Old"]  # nothing written
+
+
+def test_a_target_schema_the_source_lacks_stops_plan_and_run_and_yes_drops_it(graphs, config_path, cli):
+    source, target, _, _ = graphs
+    populate(source)
+    target.constraints.append({"name": "email_key", "type": "UNIQUENESS", "entityType": "NODE",
+                               "labelsOrTypes": ["Person"], "properties": ["email"],
+                               "createStatement": "CREATE CONSTRAINT `email_key` FOR (n:`Person`) "
+                                                  "REQUIRE (n.`email`) IS UNIQUE"})
+    for command in (["plan"], ["run"]):
+        result = cli("-c", config_path, "migrate", "data", *command, "--from", "a", "--to", "b")
+        assert result.exit_code == 2, result.stderr
+        assert result.stderr.splitlines()[0].endswith(
+            "has constraints or indexes the source does not: 'email_key' (CREATE CONSTRAINT `email_key` FOR "
+            "(n:`Person`) REQUIRE (n.`email`) IS UNIQUE); a run would keep them on the copy; nothing was copied")
+    assert not target.nodes
+    result = cli("-c", config_path, "-o", "json", "migrate", "data", "run", "--from", "a", "--to", "b", "--yes")
+    assert result.exit_code == 0 and result.json()["verified"] is True, result.stderr
+    assert target.schema() == source.schema()
+
+
+@pytest.mark.parametrize(("stop", "word", "code"), [(KeyboardInterrupt, "interrupted", 130),
+                                                    (Terminated, "terminated", 143)])
+def test_an_interrupted_run_says_what_is_committed_and_the_command_that_resumes(graphs, config_path, cli,
+                                                                               monkeypatch, stop, word, code):
+    source, target, _, _ = graphs
+    many(source)
+    monkeypatch.setattr(copy, "WRITE_BATCH", 5)
+    real, calls = copy.GraphCopy._transaction, []
+
+    def transaction(self, *args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise stop()
+        return real(self, *args)
+
+    monkeypatch.setattr(copy.GraphCopy, "_transaction", transaction)
+    result = cli("-c", config_path, "migrate", "data", "run", "--from", "a", "--to", "b", "--label", "N",
+                 "--label", "M")
+    assert result.exit_code == code, result.stderr
+    state = config_path.parent / ".storagectl-data-a-b.json"
+    assert result.stderr.splitlines() == [
+        f"error: {word} after 10 of 23 nodes and 0 of 31 relationships were committed (state in {state})",
+        f"Try: storagectl -c {config_path} migrate data run --from a --to b --label N --label M --resume"]
+    monkeypatch.undo()
+    resumed = cli("-c", config_path, "-o", "json", "migrate", "data", "run", "--from", "a", "--to", "b",
+                  "--label", "N", "--label", "M", "--resume")
+    assert resumed.exit_code == 0 and resumed.json()["verified"] is True, resumed.stderr
+    assert target.content() == source.content()
+
+
+def test_parallel_is_said_to_be_ignored(graphs, config_path, cli):
+    populate(graphs[0])
+    result = cli("-c", config_path, "migrate", "data", "run", "--from", "a", "--to", "b", "--parallel", "4")
+    assert result.exit_code == 0, result.stderr
+    assert "--parallel 4 is ignored for neo4j → neo4j" in result.stderr

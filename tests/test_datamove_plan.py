@@ -217,3 +217,80 @@ def test_tables_are_chosen_by_glob_as_a_selective_backup_does_and_other_selector
     assert keys.exit_code == 2
     assert "--pattern does not apply to a data move between SQL backends; it selects with --table, " \
            "--exclude-table" in keys.stderr
+
+
+def _schemas(pg) -> set[str]:
+    with pg.connect() as conn:
+        return {row[0] for row in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' "
+                                               "AND nspname <> 'information_schema'")}
+
+
+def test_a_missing_target_schema_stops_plan_and_run_before_anything_is_written(cli, moves, pg_database, tmp_path):
+    (tmp_path / "map.yaml").write_text("tables:\n  - {source: notes, target: archive.notes}\n")
+    for command in (["plan"], ["run"]):
+        result = cli("-c", moves, "migrate", "data", *command, "--from", "lite", "--to", "pg",
+                     "--map", tmp_path / "map.yaml", "--table", "notes")
+        assert result.exit_code == 5, result.stderr
+        assert result.stderr.splitlines() == [
+            f"error: backend 'pg' (postgres {pg_database.url}) has no schema archive, "
+            "where the move creates archive.notes; a run creates tables, not schemas",
+            "Try: CREATE SCHEMA archive; on the target, or a --map FILE naming a table in an existing schema"], \
+            result.stderr
+        assert _tables(pg_database) == set()  # no state table either
+
+
+def test_a_postgres_source_dumped_whole_brings_its_schemas_and_plan_says_so(cli, write_config, pg_database,
+                                                                           pg_target):
+    with pg_database.connect() as conn:
+        conn.execute("CREATE SCHEMA sales; CREATE TABLE sales.orders (id int PRIMARY KEY, total int);"
+                     "INSERT INTO sales.orders VALUES (1, 5)")
+    config = write_config(f"""\
+        backends:
+          src: {{kind: postgres, url: "{pg_database.url}"}}
+          dst: {{kind: postgres, url: "{pg_target.url}"}}
+        """)
+    result, plan = run_json(cli, config, "plan", "--from", "src", "--to", "dst")
+    assert result.exit_code == 0, result.stderr
+    assert "schema sales is created by the run (pg_dump's pre-data)" in plan["items"][0]["problems"]
+    some = cli("-c", config, "migrate", "data", "plan", "--from", "src", "--to", "dst", "--table", "sales.*")
+    assert some.exit_code == 5 and "has no schema sales" in some.stderr, some.stderr  # pg_dump --table has none
+    result, report = run_json(cli, config, "run", "--from", "src", "--to", "dst")
+    assert result.exit_code == 0 and report["verified"] is True, result.stderr
+    assert "sales" in _schemas(pg_target)
+
+
+def test_plan_says_another_run_holds_the_target(cli, moves, pg_database):
+    with pg_database.connect() as holder:
+        holder.execute("SELECT pg_advisory_lock(hashtext('storagectl_data_migration'))")
+        for command in (["plan"], ["run", "--dry-run"], ["run"]):
+            result = cli("-c", moves, "migrate", "data", *command, "--from", "lite", "--to", "pg")
+            assert result.exit_code == 7, (command, result.stderr)
+            assert f"error: backend 'pg' (postgres {pg_database.url}): another migrate data run is writing into " \
+                   "this database (server process " in result.stderr, result.stderr
+    assert _tables(pg_database) == set()
+    result = cli("-c", moves, "migrate", "data", "plan", "--from", "lite", "--to", "pg")
+    assert result.exit_code == 0, result.stderr  # released: no blocker
+
+
+def test_a_schema_pg_dump_would_create_that_the_target_has_stops_plan_and_run(cli, write_config, pg_database,
+                                                                              pg_target):
+    with pg_database.connect() as conn:
+        conn.execute("CREATE SCHEMA sales; CREATE TABLE sales.orders (id int PRIMARY KEY, total int);"
+                     "INSERT INTO sales.orders VALUES (1, 5)")
+    with pg_target.connect() as conn:
+        conn.execute("CREATE SCHEMA sales")
+    config = write_config(f"""\
+        backends:
+          src: {{kind: postgres, url: "{pg_database.url}"}}
+          dst: {{kind: postgres, url: "{pg_target.url}"}}
+        """)
+    for command in (["plan"], ["run"]):
+        result = cli("-c", config, "migrate", "data", *command, "--from", "src", "--to", "dst")
+        assert result.exit_code == 2, result.stderr
+        assert result.stderr.splitlines() == [
+            f"error: backend 'dst' (postgres {pg_target.url}) has schema sales already, which pg_dump's pre-data "
+            "of the whole source database creates (and fails on)",
+            "Try: --table sales.* to move its tables into the existing schema, or drop it on the target"]
+        assert _tables(pg_target) == set()
+    result, report = run_json(cli, config, "run", "--from", "src", "--to", "dst", "--table", "sales.*")
+    assert result.exit_code == 0 and report["verified"] is True, result.stderr

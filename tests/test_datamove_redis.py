@@ -362,3 +362,153 @@ def test_a_target_of_an_older_version_gets_the_keys_through_type_commands(older_
     assert back.json()["verified"] is True and back.json()["items"][0]["detail"] == ""
     assert_same(older, source)
     older.flushall()
+
+
+def test_plan_and_run_stop_on_what_the_target_cannot_take(cli, write_config, redis_base_url, redis_db, target):
+    """A db the target server does not have (its `databases` setting), and a maxmemory below the keys
+    to copy: a plan names them, a run stops on them before writing; --yes does not lift them."""
+    from tests.conftest import leased_redis_dbs
+    from tests.redis_cluster import running_server
+
+    with leased_redis_dbs(redis_base_url, 2) as (first, second), running_server("--databases", "1") as small:
+        first.client().set("a", "1")
+        numbers = [first.db, second.db]
+        config = write_config("version: 1\nbackends:\n"
+                              f"  src: {{kind: redis, url: '{redis_base_url}', databases: {numbers}}}\n"
+                              f"  small: {{kind: redis, url: 'redis://127.0.0.1:{small.port}/0', "
+                              f"databases: {numbers}}}\n")
+        for command in (["plan"], ["run", "--dry-run"], ["run", "--yes"]):
+            result = migrate(cli, config, *command, "--from", "src", "--to", "small")
+            assert result.exit_code == 2, result.stderr
+            assert f"has no db {second.db} (DB index is out of range)" in result.stderr, result.stderr
+        assert small.client().dbsize() == 0
+    source = redis_db.client()
+    for index in range(40):
+        source.set(f"big:{index}", b"x" * 50_000)
+    config = write_config_pair(write_config, redis_db, target)
+    admin = target.client()
+    used = admin.info("memory")["used_memory"]
+    admin.config_set("maxmemory", used + 500_000)
+    try:
+        for command in (["plan"], ["run"]):
+            result = migrate(cli, config, *command, "--from", "src", "--to", "dst")
+            assert result.exit_code == 1, result.stderr
+            assert "free; the keys to copy take about" in result.stderr, result.stderr
+            assert "nothing was copied" in result.stderr and "CONFIG SET maxmemory" in result.stderr
+        assert admin.dbsize() == 0
+    finally:
+        admin.config_set("maxmemory", 0)
+    result = migrate(cli, config, "plan", "--from", "src", "--to", "dst")
+    assert result.exit_code == 0, result.stderr
+
+
+def test_plan_names_another_run_and_a_state_left_by_an_interrupted_one(cli, write_config, redis_db, target):
+    from storagectl.locks import FileLock
+
+    redis_db.client().set("k", "v")
+    config = write_config_pair(write_config, redis_db, target)
+    state = config.parent / ".storagectl-data-src-dst.json"
+    lock = FileLock(state.with_suffix(".lock"), "a test's hold")
+    assert lock.acquire()
+    try:
+        for command in (["plan"], ["run"]):
+            result = migrate(cli, config, *command, "--from", "src", "--to", "dst")
+            assert result.exit_code == 7, result.stderr
+            assert "a migrate data run from 'src' to 'dst' is already running elsewhere" in result.stderr
+    finally:
+        lock.release()
+    state.write_text(json.dumps({"version": 1, "identity": "0", "parts": {}}))
+    result = migrate(cli, config, "plan", "--from", "src", "--to", "dst")
+    assert result.exit_code == 2
+    assert f"was interrupted (state in {state})" in result.stderr
+    assert f"Try: storagectl -c {config} migrate data run --from src --to dst --resume to continue it" \
+        in result.stderr
+
+
+@pytest.mark.parametrize(("stop", "word", "code"), [("KeyboardInterrupt", "interrupted", 130),
+                                                    ("Terminated", "terminated", 143)])
+def test_an_interrupted_run_says_what_is_copied_and_the_command_that_resumes(cli, write_config, redis_db, target,
+                                                                             monkeypatch, stop, word, code):
+    from storagectl import errors
+    from storagectl.datamove import redis_path
+
+    source = redis_db.client()
+    load_keys(source, 5000)
+    config = write_config_pair(write_config, redis_db, target)
+    real_confirm, calls = redis_path.PartCopy._confirm, []
+
+    def confirm(self, *args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise getattr(errors, stop, None) or KeyboardInterrupt()
+        return real_confirm(self, *args)
+
+    monkeypatch.setattr(redis_path.PartCopy, "_confirm", confirm)
+    result = migrate(cli, config, "run", "--from", "src", "--to", "dst", "--pattern", "k:*")
+    assert result.exit_code == code, result.stderr
+    state = config.parent / ".storagectl-data-src-dst.json"
+    copied = json.loads(state.read_text())["parts"]["db" + str(redis_db.db)]["keys"]
+    assert 0 < copied < 5000
+    assert result.stderr.splitlines() == [
+        f"error: {word} after {copied} keys of db{redis_db.db} copied (state in {state})",
+        f"Try: storagectl -c {config} migrate data run --from src --to dst --pattern 'k:*' --resume"]
+    monkeypatch.undo()
+    resumed = migrate(cli, config, "run", "--from", "src", "--to", "dst", "--pattern", "k:*", "--resume")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert resumed.json()["verified"] is True and target.client().dbsize() == 5000
+
+
+def load_stream_with_readers(client) -> None:
+    for index in range(6):
+        client.xadd("jobs", {"n": str(index)}, id=f"{index + 1}-0")
+    client.xgroup_create("jobs", "workers", id="0")
+    client.xreadgroup("workers", "alice", {"jobs": ">"}, count=3)
+    client.xreadgroup("workers", "bob", {"jobs": ">"}, count=2)
+    client.xclaim("jobs", "workers", "bob", 0, ["1-0"])  # delivered twice
+    client.xack("jobs", "workers", "2-0")
+    client.execute_command("XGROUP", "CREATECONSUMER", "jobs", "workers", "carol")  # nothing pending
+
+
+def pending(client, key="jobs", group="workers"):
+    return [(e["message_id"], e["consumer"], e["times_delivered"])
+            for e in client.xpending_range(key, group, min="-", max="+", count=100)]
+
+
+def test_type_commands_copy_a_streams_consumers_and_pending_entries(redis_db, target, write_config, monkeypatch):
+    from storagectl.config.loader import load_config
+    from storagectl.datamove import api, redis_path
+
+    source = redis_db.client()
+    load_stream_with_readers(source)
+    config = load_config(write_config_pair(write_config, redis_db, target))
+    monkeypatch.setattr(redis_path, "TARGET_PAYLOAD", lambda payload: payload[:-10] + b"\xff\xff" + payload[-8:])
+    result = api.run(api.open_request(config, "src", "dst"))
+    assert "1 copied with type commands" in result.items[0].detail
+    assert result.verified is True
+    copy = target.client()
+    assert pending(copy) == pending(source) == [(b"1-0", b"bob", 2), (b"3-0", b"alice", 1), (b"4-0", b"bob", 1),
+                                                (b"5-0", b"bob", 1)]
+    assert sorted(c["name"] for c in copy.xinfo_consumers("jobs", "workers")) == [b"alice", b"bob", b"carol"]
+
+
+def test_a_lost_pending_entry_is_refused_by_name_and_verify_sees_a_lost_pel(cli, redis_db, target, write_config,
+                                                                           monkeypatch):
+    from storagectl.datamove import redis_path
+
+    source = redis_db.client()
+    load_stream_with_readers(source)
+    source.xdel("jobs", "3-0")  # still pending for alice, gone from the stream
+    config = write_config_pair(write_config, redis_db, target)
+    monkeypatch.setattr(redis_path, "TARGET_PAYLOAD", lambda payload: payload[:-10] + b"\xff\xff" + payload[-8:])
+    result = migrate(cli, config, "run", "--from", "src", "--to", "dst")
+    assert result.exit_code == 1, result.stderr
+    assert "key 'jobs': group 'workers' has pending entry 3-0 no longer in the stream, which type commands " \
+           "cannot copy" in result.stderr
+    monkeypatch.undo()
+    source.delete("jobs")
+    load_stream_with_readers(source)
+    target.client().flushall()
+    assert migrate(cli, config, "run", "--from", "src", "--to", "dst").exit_code == 0
+    target.client().xack("jobs", "workers", "4-0")  # the copy's PEL differs now
+    checked = migrate(cli, config, "verify", "--from", "src", "--to", "dst", "--show-diffs")
+    assert checked.exit_code == 6 and checked.json()["items"][0]["diff_keys"] == ["jobs"], checked.stdout

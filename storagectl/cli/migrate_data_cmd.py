@@ -91,7 +91,8 @@ def run_cmd(ctx: typer.Context, name: NameArgument = None, source: FromOption = 
             batch_rows: BatchOption = None,
             parallel: Annotated[int | None, typer.Option(
                 "--parallel", "-j", min=1, metavar="N", show_default=False,
-                help="Chunks copied at the same time, a large table by several workers (default 1).")] = None,
+                help="Chunks copied at the same time, a large table by several workers (default 1); Redis: "
+                     "cluster primaries at a time; Neo4j: ignored.")] = None,
             resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
             on_error: Annotated[OnErrorChoice | None, typer.Option(
                 "--on-error", metavar="MODE", help="stop (default) or skip rejected rows to a rejects file.",
@@ -113,6 +114,8 @@ def run_cmd(ctx: typer.Context, name: NameArgument = None, source: FromOption = 
                        label=label, map_file=map_file, batch_rows=batch_rows, parallel=parallel, resume=resume,
                        on_error=on_error.value if on_error else None, rejects_path=rejects, verify=verify,
                        show_diffs=show_diffs, dry_run=dry_run, allow_nonempty_target=yes)
+    for line in api.notes(request):
+        note(state, line)
     if dry_run:
         _show_plan(state, request, api.plan(request), output)
         return

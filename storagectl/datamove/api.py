@@ -63,8 +63,8 @@ def open_request(config: Config, source: str | None, target: str | None, *, plan
                          hint="Try: a different target backend, or a map that renames the tables")
     request = DataMigrationRequest(backend_from_config(config, source), backend_from_config(config, target),
                                    plan_name=plan_name, **options)
-    if request.state_dir is None and config.path is not None:
-        request = replace(request, state_dir=config.path.parent)
+    if config.path is not None:
+        request = replace(request, state_dir=request.state_dir or config.path.parent, config_path=config.path)
     return request
 
 
@@ -85,6 +85,10 @@ def run(request: DataMigrationRequest, progress: ProgressCallback = no_progress)
     result = _path(request).run(request, progress)
     result.duration_s = time.monotonic() - started
     return result
+
+
+def notes(request: DataMigrationRequest) -> list[str]:
+    return _path(request).notes(request)
 
 
 def verify(request: DataMigrationRequest) -> RunResult:

@@ -55,6 +55,7 @@ class DataMigrationRequest:
     state_dir: Path | None = None  # Redis/Neo4j state files; default: next to the config file
     show_diffs: bool = False
     plan_name: str | None = None
+    config_path: Path | None = None  # said in the command that resumes an interrupted run
 
 
 @dataclass
@@ -139,3 +140,7 @@ class DataPath(Protocol):
     def run(self, request: DataMigrationRequest, progress: ProgressCallback) -> RunResult: ...
 
     def verify(self, request: DataMigrationRequest) -> RunResult: ...
+
+    def notes(self, request: DataMigrationRequest) -> list[str]:
+        """What the request asks that this pair does not do (an option it ignores), to say before a run."""
+        ...

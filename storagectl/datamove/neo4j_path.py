@@ -47,8 +47,16 @@ from storagectl.backends.neo4j_archive import (
     translated_errors,
 )
 from storagectl.datamove.model import ItemPlan, ItemResult, MigrationPlan, RunResult
-from storagectl.datamove.state import RunState, run_identity, state_path
-from storagectl.errors import IntegrityError, UsageError
+from storagectl.datamove.state import (
+    RunState,
+    other_run,
+    raise_first,
+    resume_command,
+    run_identity,
+    run_lock,
+    state_path,
+)
+from storagectl.errors import IntegrityError, StoragectlError, UsageError, interruption
 
 if TYPE_CHECKING:
     from storagectl.archive.progress import ProgressCallback
@@ -123,6 +131,12 @@ class IdMap:
 
 
 class Neo4jDataPath:
+    def notes(self, request: DataMigrationRequest) -> list[str]:
+        if request.parallel <= 1:
+            return []
+        return [f"--parallel {request.parallel} is ignored for neo4j → neo4j: nodes, then relationships, are "
+                "copied by one writer in the source's order (the order its resume position counts)"]
+
     def plan(self, request: DataMigrationRequest) -> MigrationPlan:
         _check_selection(request)
         labels = request.selection.labels
@@ -132,6 +146,7 @@ class Neo4jDataPath:
             occupied = _count(request.target, target, COUNT_NODES, ())
             with translated_errors(request.source, "reading the schema"), request.source.session(source) as session:
                 schema = read_schema(session)
+            blockers = run_blockers(request, source, target)
         problems = [f"the target holds {occupied} nodes: run needs --yes (the target graph is deleted first)"] \
             if occupied else []
         batching = f"UNWIND batches of {WRITE_BATCH}"
@@ -139,15 +154,18 @@ class Neo4jDataPath:
                  ItemPlan("relationships", "relationships", row_estimate=rels, chunking=batching),
                  ItemPlan("schema", "schema", row_estimate=len(schema["indexes"]) + len(schema["constraints"]),
                           chunking="indexes before the data, constraints after")]
-        blockers = [_nonempty(request)] if occupied and not request.allow_nonempty_target and not request.resume \
-            else []
         return MigrationPlan(request.source.name, request.target.name, "neo4j → neo4j", items, blockers)
 
     def run(self, request: DataMigrationRequest, progress: ProgressCallback) -> RunResult:
         _check_selection(request)
-        with _driver(request.source) as source, _driver(request.target) as target:
+        with _driver(request.source) as source, _driver(request.target) as target, run_lock(request):
+            raise_first(run_blockers(request, source, target, locked=True))
             copy = GraphCopy(request, source, target, progress)
-            items = copy.run()
+            try:
+                items = copy.run()
+            except KeyboardInterrupt as exc:
+                raise interruption(exc, where=f"{copy.progress_said()} (state in {state_path(request)})",
+                                   hint=f"Try: {resume_command(request)}") from exc
         result = RunResult(request.source.name, request.target.name, "neo4j → neo4j", items)
         if request.verify:
             verification = self.verify(request)
@@ -182,18 +200,32 @@ class GraphCopy:
         self.labels = request.selection.labels
         self.writer = GraphRestore(request.target, target, archive=None)  # its statement helpers
         self.batch = WRITE_BATCH
+        self.counts: tuple[int, int] | None = None  # selected (nodes, relationships) of the source
+        self.committed: tuple[int, int] | None = (0, 0)  # in the target so far; None: all, finishing
+
+    def progress_said(self) -> str:
+        """Where an interrupted run stopped, as the target's progress node records it."""
+        if self.counts is None:
+            return "before any node was copied"
+        if self.committed is None:
+            return "after all nodes and relationships were committed, while constraints were created"
+        (nodes, relationships), (all_nodes, all_relationships) = self.committed, self.counts
+        return (f"after {nodes} of {all_nodes} nodes and {relationships} of {all_relationships} relationships "
+                "were committed")
 
     def run(self) -> list[ItemResult]:
         request = self.request
         counts = (_count(request.source, self.source, _filtered(COUNT_SELECTED_NODES, self.labels), self.labels),
                   _count(request.source, self.source, _filtered(COUNT_SELECTED_RELATIONSHIPS, self.labels, True),
                          self.labels))
+        self.counts = counts
         state, run_id = self._begin(counts)
         schema = self._schema()
         with contextlib.closing(IdMap(state_path(request).with_suffix(".idmap.sqlite"))) as ids:
             if not state.part("run").get("finishing"):  # killed while finishing: the data is all there
                 self._copy(run_id, schema, ids)
                 state.commit("run", force=True, finishing=True)
+            self.committed = None  # all of it
             self._statements("creating constraint", schema["constraints"])
             self.writer._repeat("removing the temporary copy label", UNMARK_RESTORED)
             self.writer._write("dropping the temporary copy index", DROP_RESTORE_INDEX)
@@ -223,15 +255,16 @@ class GraphCopy:
         return state, run_id
 
     def _copy(self, run_id: str, schema: dict[str, list[dict[str, Any]]], ids: IdMap) -> None:
-        done = self._committed(run_id)
+        done = self.committed = self._committed(run_id)
         self._statements("creating index", schema["indexes"])
         self._copy_nodes(run_id, done, ids)
         self._copy_relationships(run_id, done, ids)
 
     def _prepare_target(self) -> None:
-        if _count(self.request.target, self.target, COUNT_NODES, ()):
-            if not self.request.allow_nonempty_target:
-                raise _nonempty(self.request)
+        """--yes (the run's blockers were checked): a graph or a schema of its own on the target deleted."""
+        request = self.request
+        if request.allow_nonempty_target and (_count(request.target, self.target, COUNT_NODES, ())
+                                              or _foreign_schema(request, self.source, self.target)):
             self.writer.clear_target()
         state_file = state_path(self.request).with_suffix(".idmap.sqlite")
         with contextlib.suppress(FileNotFoundError):
@@ -271,6 +304,7 @@ class GraphCopy:
             position += len(batch)
             pairs = self._transaction(f"nodes {position - len(batch) + 1}-{position}", run_id, position, done[1],
                                       _node_statements(batch))
+            self.committed = (position, done[1])
             ids.add(pairs)
             self.progress(_event("nodes", position))
 
@@ -294,6 +328,7 @@ class GraphCopy:
             statements = _relationship_statements(batch, ends)
             self._transaction(f"relationships {committed - len(batch) + 1}-{committed}", run_id, nodes, committed,
                               statements)
+            self.committed = (nodes, committed)
             self.progress(_event("relationships", committed))
 
     def _stream(self, query: str, skip: int) -> Iterator[list[dict[str, Any]]]:
@@ -399,6 +434,37 @@ def _node_content(labels: list[str], props: dict[str, Any]) -> list[Any]:
 def _digest(content: Any) -> int:
     encoded = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
     return int.from_bytes(hashlib.blake2b(encoded, digest_size=8).digest(), "big")
+
+
+# -- what stops a run before it writes (a plan reports them all) -------------------------------------
+def run_blockers(request: DataMigrationRequest, source: Any, target: Any, *, locked: bool = False
+                 ) -> list[StoragectlError]:
+    """Another run between the same backends (unless ``locked``: this run holds the lock), a state
+    left or missing (--resume); without --yes, a target holding nodes, or constraints and indexes
+    the source does not have (kept, they could refuse the copied data or differ from the source's)."""
+    blockers = [error for error in (None if locked else other_run(request),
+                                    RunState.refusal(request, run_identity(request))) if error]
+    if request.resume or request.allow_nonempty_target:
+        return blockers
+    if _count(request.target, target, COUNT_NODES, ()):
+        blockers.append(_nonempty(request))
+    if foreign := _foreign_schema(request, source, target):
+        blockers.append(UsageError(f"{request.target.label} has constraints or indexes the source does not: "
+                                   f"{', '.join(foreign)}; a run would keep them on the copy; nothing was copied",
+                                   hint="Try: --yes to drop the target's schema (and graph) first, or drop them "
+                                        "on the target"))
+    return blockers
+
+
+def _foreign_schema(request: DataMigrationRequest, source: Any, target: Any) -> list[str]:
+    """The target's constraints and indexes that are not the source's, same name and definition."""
+    def schema_of(backend: Any, driver: Any) -> dict[str, str]:
+        with translated_errors(backend, "reading the schema"), backend.session(driver) as session:
+            return {item["name"]: item["createStatement"] for items in read_schema(session).values()
+                    for item in items}
+
+    ours, theirs = schema_of(request.source, source), schema_of(request.target, target)
+    return [f"{name!r} ({statement})" for name, statement in sorted(theirs.items()) if ours.get(name) != statement]
 
 
 # -- helpers ---------------------------------------------------------------------------------------

@@ -208,9 +208,12 @@ def _read_stream(pipe: Any, key: bytes) -> None:
 
 
 def _canonical_stream(replies: list[Any]) -> Any:
+    """Entries, each group's name, last delivered id, pending entries and consumers (counts: a PEL
+    lost on the way differs), and the last id."""
     entries, groups, info = replies
     return ([(entry_id, sorted(fields.items())) for entry_id, fields in entries],
-            sorted((group["name"], group["last-delivered-id"]) for group in groups), info["last-generated-id"])
+            sorted((group["name"], group["last-delivered-id"], group["pending"], group["consumers"])
+                   for group in groups), info["last-generated-id"])
 
 
 _READ_COMMANDS: dict[str, Callable[[Any, bytes], Any]] = {
@@ -239,6 +242,7 @@ def copy_with_commands(source: Any, target: Any, keys: list[bytes]) -> int:
     replaced: RESTORE checks for an existing key before the payload, so they were absent, or --yes
     allows it. Three pipelined round trips for the batch, whatever its size."""
     values = read_values(source, keys, with_ttl=True)
+    groups = _stream_groups(source, keys, values)
     pipe = target.pipeline(transaction=False)
     copied = 0
     for key, value in zip(keys, values, strict=True):
@@ -249,6 +253,8 @@ def copy_with_commands(source: Any, target: Any, keys: list[bytes]) -> int:
             raise ValueError(f"key {printable_key(key)!r} is of type {kind}, which type commands cannot copy")
         pipe.delete(key)
         _WRITERS[kind](pipe, key, data)
+        for group in groups.get(key, ()):
+            group.write(pipe, key)
         if ttl > 0:
             pipe.pexpire(key, ttl)
         copied += 1
@@ -265,10 +271,57 @@ def _write_stream(pipe: Any, key: bytes, data: Any) -> None:
     entries, groups, last_id = data
     for entry_id, fields in entries:
         pipe.xadd(key, dict(fields), id=entry_id)
-    for name, delivered in groups:
+    for name, delivered, *_pel in groups:
         pipe.xgroup_create(key, name, id=delivered, mkstream=True)
     if entries or groups:
         pipe.execute_command("XSETID", key, last_id)
+
+
+@dataclass
+class ConsumerGroup:
+    """A stream group's consumers and pending entries (PEL), which type commands rebuild: each
+    consumer created, each pending entry claimed by its consumer with its idle time and delivery
+    count (XCLAIM ... FORCE)."""
+
+    name: bytes
+    consumers: list[bytes]
+    pending: list[dict[str, Any]]  # XPENDING's extended form: message_id, consumer, idle ms, times delivered
+
+    def write(self, pipe: Any, key: bytes) -> None:
+        for consumer in self.consumers:
+            pipe.execute_command("XGROUP", "CREATECONSUMER", key, self.name, consumer)
+        for entry in self.pending:
+            pipe.xclaim(key, self.name, entry["consumer"], 0, [entry["message_id"]],
+                        idle=entry["time_since_delivered"], retrycount=entry["times_delivered"], force=True,
+                        justid=True)
+
+
+def _stream_groups(source: Any, keys: list[bytes], values: list[Any]) -> dict[bytes, list[ConsumerGroup]]:
+    """The consumers and PEL of the streams' groups that have any, read in one pipelined round trip.
+    A pending entry no longer in the stream (XDEL'd) cannot be claimed again: refused, naming the key."""
+    wanted = []
+    for key, value in zip(keys, values, strict=True):
+        if value is not None and value[0] == "stream":
+            wanted += [(key, name, pending, consumers) for name, _delivered, pending, consumers in value[1][1]
+                       if pending or consumers]
+    if not wanted:
+        return {}
+    pipe = source.pipeline(transaction=False)
+    for key, name, pending, _consumers in wanted:
+        pipe.xinfo_consumers(key, name)
+        pipe.xpending_range(key, name, min="-", max="+", count=max(pending, 1))
+    replies = iter(pipe.execute())
+    groups: dict[bytes, list[ConsumerGroup]] = {}
+    entries = {key: {entry_id for entry_id, _fields in value[1][0]}
+               for key, value in zip(keys, values, strict=True) if value is not None and value[0] == "stream"}
+    for key, name, _pending, _consumers in wanted:
+        consumers, pending = next(replies), next(replies)
+        gone = [entry["message_id"] for entry in pending if entry["message_id"] not in entries[key]]
+        if gone:
+            raise ValueError(f"key {printable_key(key)!r}: group {printable_key(name)!r} has pending entry "
+                             f"{printable_key(gone[0])} no longer in the stream, which type commands cannot copy")
+        groups.setdefault(key, []).append(ConsumerGroup(name, [c["name"] for c in consumers], pending))
+    return groups
 
 
 _WRITERS: dict[str, Callable[[Any, bytes, Any], None]] = {

@@ -34,8 +34,8 @@ from storagectl.datamove.redis_keys import (
     restore_outcome,
     same_unordered,
 )
-from storagectl.datamove.state import RunState, run_identity
-from storagectl.errors import BackendUnavailable, OperationFailed, StoragectlError, UsageError
+from storagectl.datamove.state import RunState, other_run, raise_first, resume_command, run_identity, run_lock
+from storagectl.errors import BackendUnavailable, OperationFailed, StoragectlError, UsageError, interruption
 
 if TYPE_CHECKING:
     from storagectl.archive.progress import ProgressCallback
@@ -83,40 +83,49 @@ class PartCounts:
 
 
 class RedisDataPath:
+    def notes(self, request: DataMigrationRequest) -> list[str]:
+        return []
+
     # -- plan --------------------------------------------------------------------------------
     def plan(self, request: DataMigrationRequest) -> MigrationPlan:
         _check_selection(request.selection)
         parts = self._parts(request)
         versions = {side.name: _translated(side, "reading the version", lambda b=side: _version(b))
                     for side in (request.source, request.target)}
-        items, blockers = [], []
+        blockers = run_blockers(request, parts)
+        missing_dbs = {part.target_db for part in parts if _target_db_error(request, part.target_db)}
+        items = []
         for part in parts:
             item = ItemPlan(part.label, _target_label(request, part),
                             chunking=f"SCAN batches of {DUMP_BATCH_KEYS} keys")
             if not request.selection.patterns and not request.selection.types:
                 item.row_estimate = _translated(request.source, "counting keys", lambda p=part: _dbsize(p))
-            existing = _translated(request.target, "counting keys", lambda p=part: _target_count(request, p.target_db))
+            existing = 0 if part.target_db in missing_dbs else _translated(
+                request.target, "counting keys", lambda p=part: _target_count(request, p.target_db))
             if existing:
                 item.problems.append(f"the target already holds {existing} keys of the selection: "
                                      "run needs --yes (they are replaced)")
-                if not request.resume and not request.allow_nonempty_target:
-                    blockers.append(_nonempty(request, part.target_db))
             if versions[request.source.name] != versions[request.target.name]:
                 item.problems.append(f"Redis {versions[request.source.name]} → {versions[request.target.name]}: "
                                      "payloads the target refuses are copied with type commands")
             items.append(item)
-        return MigrationPlan(request.source.name, request.target.name, "redis → redis", items, blockers[:1])
+        return MigrationPlan(request.source.name, request.target.name, "redis → redis", items, blockers)
 
     # -- run ---------------------------------------------------------------------------------
     def run(self, request: DataMigrationRequest, progress: ProgressCallback) -> RunResult:
         _check_selection(request.selection)
         parts = self._parts(request)
-        state = RunState.begin(request, run_identity(request, {"parts": [part.identity for part in parts]}))
-        if not request.resume and not request.allow_nonempty_target:
-            self._refuse_nonempty_target(request, parts)
-        copy = PartCopy(request, state, progress)
-        counts = _each(parts, copy.run, request.parallel)
-        state.finish()
+        with run_lock(request):
+            raise_first(run_blockers(request, parts, locked=True))
+            state = RunState.begin(request, _identity(request, parts))
+            copy = PartCopy(request, state, progress)
+            try:
+                counts = _each(parts, copy.run, request.parallel)
+            except KeyboardInterrupt as exc:
+                state.save()
+                raise interruption(exc, where=f"after {_progress_said(parts, state)} (state in {state.path})",
+                                   hint=f"Try: {resume_command(request)}") from exc
+            state.finish()
         items = [_copied_item(request, part, part_counts) for part, part_counts in zip(parts, counts, strict=True)]
         result = RunResult(request.source.name, request.target.name, "redis → redis", items)
         if request.verify:
@@ -134,13 +143,6 @@ class RedisDataPath:
                 item.detail = "; ".join(d for d in (item.detail, checked.detail) if d)
         result.items += list(by_source.values())  # the target's extra keys
         result.verified = verification.verified
-
-    def _refuse_nonempty_target(self, request: DataMigrationRequest, parts: list[SourcePart]) -> None:
-        for db in sorted({part.target_db for part in parts}):
-            existing = _translated(request.target, "checking the target",
-                                   lambda db=db: _target_count(request, db, stop_at=1))
-            if existing:
-                raise _nonempty(request, db)
 
     # -- verify ------------------------------------------------------------------------------
     def verify(self, request: DataMigrationRequest) -> RunResult:
@@ -371,6 +373,113 @@ class PartVerify:
         counts.mismatches += len(differing)
         room = MAX_DIFF_KEYS - len(counts.diff_keys)
         counts.diff_keys += [printable_key(key) for key in differing[:max(0, room)]]
+
+
+# -- what stops a run before it writes (a plan reports them all) ---------------------------------
+def run_blockers(request: DataMigrationRequest, parts: list[SourcePart], *, locked: bool = False
+                 ) -> list[StoragectlError]:
+    """Another run between the same backends (unless ``locked``: this run holds the lock), a state
+    left or missing (--resume), a target db the server does not have, target keys of the selection
+    without --yes, a target maxmemory too small for the source's data."""
+    blockers = [error for error in (None if locked else other_run(request),
+                                    RunState.refusal(request, _identity(request, parts))) if error]
+    target_dbs = sorted({part.target_db for part in parts})
+    missing = [error for db in target_dbs if (error := _target_db_error(request, db))]
+    blockers += missing
+    if missing:
+        return blockers
+    if not request.resume and not request.allow_nonempty_target:
+        blockers += [_nonempty(request, db) for db in target_dbs
+                     if _translated(request.target, "checking the target",
+                                    lambda db=db: _target_count(request, db, stop_at=1))]
+    if too_small := _translated(request.target, "reading the memory settings", lambda: _memory_short(request, parts)):
+        blockers.append(too_small)
+    return blockers
+
+
+def _identity(request: DataMigrationRequest, parts: list[SourcePart]) -> str:
+    return run_identity(request, {"parts": [part.identity for part in parts]})
+
+
+def _target_db_error(request: DataMigrationRequest, db: int) -> StoragectlError | None:
+    """A db number the target server does not have (its ``databases`` setting): SELECT refused."""
+    import redis
+
+    if _is_cluster(request.target) or db == 0:
+        return None
+    try:
+        with _errors(request.target, "selecting the db"), _closing(request.target.client(db=db)) as client:
+            client.ping()
+    except OperationFailed as exc:
+        if not isinstance(exc.__cause__, redis.ResponseError) or "out of range" not in str(exc.__cause__):
+            raise
+        return UsageError(f"{request.target.label} has no db {db} (DB index is out of range)",
+                          hint="Try: a target db below the server's `databases` setting, or a target backend "
+                               "naming another db")
+    return None
+
+
+def _memory_short(request: DataMigrationRequest, parts: list[SourcePart]) -> StoragectlError | None:
+    """The target's maxmemory below what it uses plus what the moved keys take on the source, when
+    that is known: whole dbs (no --pattern/--type) to a single node, MEMORY USAGE of a sample of each
+    part's keys times its key count."""
+    if _is_cluster(request.target) or request.selection.patterns or request.selection.types:
+        return None
+    with _closing(request.target.client(db=parts[0].target_db)) as client:
+        target = client.info("memory")
+    limit = int(target.get("maxmemory") or 0)
+    if not limit:
+        return None
+    needed = sum(_translated(request.source, "sampling key sizes", lambda p=part: _estimated_bytes(p))
+                 for part in parts)
+    free = limit - int(target.get("used_memory") or 0)
+    if needed <= free:
+        return None
+    policy = target.get("maxmemory_policy", "noeviction")
+    policy = policy.decode() if isinstance(policy, bytes) else policy
+    outcome = "its writes would be refused (OOM)" if policy == "noeviction" else \
+        f"it would evict keys ({policy}), copied ones among them"
+    return OperationFailed(f"{request.target.label}: maxmemory {_mb(limit)} leaves {_mb(max(free, 0))} free; the "
+                           f"keys to copy take about {_mb(needed)} on the source: {outcome}; nothing was copied",
+                           hint=f"Try: raise the target's maxmemory (CONFIG SET maxmemory) above "
+                                f"{_mb(limit - free + needed)}, or move fewer keys (--pattern, --type)")
+
+
+SIZE_SAMPLE_KEYS = 1000
+
+
+def _estimated_bytes(part: SourcePart) -> int:
+    """A part's keys' memory: MEMORY USAGE of its first SCAN keys (up to SIZE_SAMPLE_KEYS), scaled to DBSIZE."""
+    with _closing(part.connect(False)) as client:
+        total = int(client.dbsize())
+        sample: list[bytes] = []
+        cursor: Any = 0
+        while len(sample) < SIZE_SAMPLE_KEYS:
+            cursor, keys = client.scan(cursor, count=SIZE_SAMPLE_KEYS)
+            sample += keys
+            if int(cursor) == 0:
+                break
+        if not sample:
+            return 0
+        pipe = client.pipeline(transaction=False)
+        for key in sample[:SIZE_SAMPLE_KEYS]:
+            pipe.memory_usage(key)
+        sizes = [int(size or 0) for size in pipe.execute()]
+    return sum(sizes) * total // len(sizes)
+
+
+def _mb(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+def _progress_said(parts: list[SourcePart], state: RunState) -> str:
+    """What an interrupted run committed, per part, as its state file says."""
+    said = []
+    for part in parts:
+        recorded = state.parts.get(part.name, {})
+        done = "all" if recorded.get("done") else f"{recorded.get('keys', 0)} keys"
+        said.append(f"{done} of {part.label} copied")
+    return ", ".join(said)
 
 
 # -- helpers -------------------------------------------------------------------------------------

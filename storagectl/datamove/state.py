@@ -12,13 +12,15 @@ import contextlib
 import hashlib
 import json
 import os
+import shlex
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from storagectl.errors import UsageError
+from storagectl.errors import StoragectlError, UsageError
 
 if TYPE_CHECKING:
     from storagectl.datamove.model import DataMigrationRequest
@@ -53,22 +55,38 @@ class RunState:
     @classmethod
     def begin(cls, request: DataMigrationRequest, identity: str) -> RunState:
         """The state to continue (``--resume``) or a new one; refuses a leftover state without --resume."""
+        if refused := cls.refusal(request, identity):
+            raise refused
         path = state_path(request)
         existing = _read(path)
+        return cls(path, identity, (existing or {}).get("parts") or {})
+
+    @staticmethod
+    def refusal(request: DataMigrationRequest, identity: str) -> StoragectlError | None:
+        """Why :meth:`begin` would refuse (read only, as a plan asks): --resume without a state, a
+        state without --resume, a state of another run; None: it would not."""
+        path = state_path(request)
+        try:
+            existing = _read(path)
+        except StoragectlError as exc:
+            return exc
         if existing is None:
-            if request.resume:
-                raise UsageError(f"--resume: no interrupted run to resume ({path} does not exist)",
-                                 hint="Try: the same command without --resume")
-            return cls(path, identity)
+            return UsageError(f"--resume: no interrupted run to resume ({path} does not exist)",
+                              hint="Try: the same command without --resume") if request.resume else None
         if not request.resume:
-            raise UsageError(f"an earlier run from {request.source.name!r} to {request.target.name!r} was "
-                             f"interrupted (state in {path}); nothing was done",
-                             hint=f"Try: --resume to continue it, or delete {path} to start over")
+            return UsageError(f"an earlier run from {request.source.name!r} to {request.target.name!r} was "
+                              f"interrupted (state in {path}); nothing was done",
+                              hint=f"Try: {resume_command(request)} to continue it, or delete {path} to start over")
         if existing.get("identity") != identity:
-            raise UsageError(f"--resume: the interrupted run in {path} moved another selection or between "
-                             "other servers; nothing was done",
-                             hint=f"Try: the interrupted run's options, or delete {path} to start over")
-        return cls(path, identity, existing.get("parts") or {})
+            return UsageError(f"--resume: the interrupted run in {path} moved another selection or between "
+                              "other servers; nothing was done",
+                              hint=f"Try: the interrupted run's options, or delete {path} to start over")
+        return None
+
+    def save(self) -> None:
+        """Write what is committed now (an interrupted run's last word)."""
+        with self._lock:
+            self._write()
 
     def part(self, name: str) -> dict[str, Any]:
         return self.parts.setdefault(name, {})
@@ -91,6 +109,68 @@ class RunState:
     def finish(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+
+@contextlib.contextmanager
+def run_lock(request: DataMigrationRequest) -> Iterator[None]:
+    """One run per state file: an flock beside it for the run, released by the kernel if the process
+    dies. A run that ends without an error removes the lock file (as its state), while it holds it."""
+    from storagectl.locks import held
+
+    lock = _lock(request)
+    with held(lock, _running(request)):
+        yield
+        with contextlib.suppress(FileNotFoundError):
+            lock.path.unlink()
+
+
+def other_run(request: DataMigrationRequest) -> StoragectlError | None:
+    """The error :func:`run_lock` would raise now (another run between the same backends), found
+    without creating the lock file."""
+    from storagectl.locks import probe
+
+    lock = _lock(request)
+    return probe(lock, _running(request)) if lock.path.exists() else None
+
+
+def _lock(request: DataMigrationRequest) -> Any:
+    from storagectl.locks import FileLock
+
+    path = state_path(request)
+    return FileLock(path.with_suffix(".lock"), f"migrate data {request.source.name} → {request.target.name}")
+
+
+def _running(request: DataMigrationRequest) -> str:
+    return f"a migrate data run from {request.source.name!r} to {request.target.name!r}"
+
+
+def resume_command(request: DataMigrationRequest) -> str:
+    """The command line that continues ``request``'s run: its config, backends or plan, and the
+    options its state depends on (the selection) or that it set."""
+    words = ["storagectl"]
+    if request.config_path is not None:
+        words += ["-c", str(request.config_path)]
+    words += ["migrate", "data", "run"]
+    words += [request.plan_name] if request.plan_name else ["--from", request.source.name, "--to", request.target.name]
+    selection = request.selection
+    for flag, values in (("--table", selection.tables), ("--exclude-table", selection.exclude_tables),
+                         ("--pattern", selection.patterns), ("--type", selection.types),
+                         ("--label", selection.labels)):
+        for value in values:
+            words += [flag, value]
+    if request.parallel > 1:
+        words += ["--parallel", str(request.parallel)]
+    if not request.verify:
+        words.append("--no-verify")
+    return shlex.join([*words, "--resume"])
+
+
+def raise_first(blockers: list[StoragectlError]) -> None:
+    """What a run stops with before it writes: the first blocker a plan finds, the others under it."""
+    if blockers:
+        first = blockers[0]
+        first.details = [*first.details, *(f"a run would also stop on: {other.message}" for other in blockers[1:])]
+        raise first
 
 
 def _read(path: Path) -> dict[str, Any] | None:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from storagectl.datamove.sql import canonical, state, typemap
 from storagectl.datamove.sql.spec import Chunk, TableSpec, chunks_from_bounds
-from storagectl.errors import PermissionDenied, StoragectlError, UsageError
+from storagectl.datamove.state import raise_first
+from storagectl.errors import NotFound, PermissionDenied, StoragectlError, UsageError
 from storagectl.selection import matches_any
 
 if TYPE_CHECKING:
@@ -144,30 +145,33 @@ def _check_table(target: Any, tconn: Any, spec: TableSpec, request: DataMigratio
 
 # -- what a plan checks of the target, read-only -------------------------------------------------------
 def check_target(target: Any, specs: list[TableSpec], request: DataMigrationRequest, *,
-                 pg_dump: bool = False) -> list[StoragectlError]:
+                 pg_dump: bool = False, dumped_schemas: list[str] | None = None, locked: bool = False
+                 ) -> list[StoragectlError]:
     """The errors a run of ``request`` would stop with before any row moves, found without writing
-    (the target opened read-only): the target unreachable, an interrupted run without --resume, a
-    table with other columns, a non-empty one without --yes, a privilege the run needs. Existing
-    tables lend their column types to ``specs``, as in a run."""
+    (the target opened read-only): the target unreachable, another run writing into it (unless
+    ``locked``: this run holds its lock), an interrupted run without --resume, a table with other
+    columns, a non-empty one without --yes, a schema that a table would be created in missing, a
+    privilege the run needs; ``dumped_schemas`` (created by pg_dump's pre-data of a whole database)
+    that the target has already. Existing tables lend their column types to ``specs``, as in a run."""
     try:
         with target.read_only() as tconn:
-            return _blockers(target, tconn, specs, request, pg_dump)
+            other_run = None if locked else target.other_run(tconn)
+            return [other_run] if other_run else _blockers(target, tconn, specs, request, pg_dump,
+                                                           dumped_schemas or [])
     except StoragectlError as exc:  # unreachable, refused password, no such file
         return [exc]
 
 
 def stop_on_blockers(target: Any, specs: list[TableSpec], request: DataMigrationRequest, *,
-                     pg_dump: bool = False) -> None:
-    """A run's first step, before it writes anything: the plan's checks (:func:`check_target`), the
-    first error they find raised with the plan's message and exit code, the others under it."""
-    if blockers := check_target(target, specs, request, pg_dump=pg_dump):
-        first = blockers[0]
-        first.details = [*first.details, *(f"a run would also stop on: {other.message}" for other in blockers[1:])]
-        raise first
+                     pg_dump: bool = False, dumped_schemas: list[str] | None = None) -> None:
+    """A run's first step, before it writes anything and with the target's run lock held: the plan's
+    checks (:func:`check_target`), the first error they find raised with the plan's message and exit
+    code, the others under it."""
+    raise_first(check_target(target, specs, request, pg_dump=pg_dump, dumped_schemas=dumped_schemas, locked=True))
 
 
 def _blockers(target: Any, tconn: Any, specs: list[TableSpec], request: DataMigrationRequest,
-              pg_dump: bool) -> list[StoragectlError]:
+              pg_dump: bool, dumped_schemas: list[str]) -> list[StoragectlError]:
     recorded = tconn is not None and state.exists(tconn, target.kind)
     blockers: list[StoragectlError] = []
     if refused := target.cannot_record(tconn, recorded):
@@ -184,6 +188,14 @@ def _blockers(target: Any, tconn: Any, specs: list[TableSpec], request: DataMigr
         if refused := target.cannot_write(tconn, spec, create=job.create, emptied=job.empty_first,
                                           adds_keys=not pg_dump):
             blockers.append(_refusal(target, refused))
+    created = [job.spec for job in jobs if job.create]
+    dumped_whole = pg_dump and not narrowed(request)
+    blockers += _missing_schemas(target, tconn, created, dumped_whole=dumped_whole)
+    if created and dumped_whole and (present := target.present_schemas(tconn, dumped_schemas)):
+        blockers.append(UsageError(f"{target.backend.label} has schema {', '.join(present)} already, which pg_dump's "
+                                   "pre-data of the whole source database creates (and fails on)",
+                                   hint=f"Try: --table {present[0]}.* to move its tables into the existing schema, "
+                                        "or drop it on the target"))
     if pg_dump:
         from storagectl.datamove.sql.pg_to_pg import check_creatable
 
@@ -192,6 +204,28 @@ def _blockers(target: Any, tconn: Any, specs: list[TableSpec], request: DataMigr
         except StoragectlError as exc:
             blockers.append(exc)
     return blockers
+
+
+def _missing_schemas(target: Any, tconn: Any, created: list[TableSpec], *, dumped_whole: bool
+                     ) -> list[StoragectlError]:
+    """A table is created in an existing schema: the run creates schemas only through pg_dump's
+    pre-data of a whole database (with --table, pg_dump leaves them out)."""
+    errors: list[StoragectlError] = []
+    for schema, tables in target.missing_schemas(tconn, created).items():
+        if dumped_whole:
+            for spec in tables:
+                spec.problems.append(f"schema {schema} is created by the run (pg_dump's pre-data)")
+            continue
+        errors.append(NotFound(f"{target.backend.label} has no schema {schema}, where the move creates "
+                               f"{', '.join(spec.target for spec in tables)}; a run creates tables, not schemas",
+                               hint=f"Try: CREATE SCHEMA {schema}; on the target, or a --map FILE naming a table "
+                                    "in an existing schema"))
+    return errors
+
+
+def narrowed(request: DataMigrationRequest) -> bool:
+    """Some tables chosen: PostgreSQL → PostgreSQL then dumps the schema of those tables alone."""
+    return bool(request.selection.tables or request.selection.exclude_tables)
 
 
 def _refusal(target: Any, what: str) -> PermissionDenied:

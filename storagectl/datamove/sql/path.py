@@ -20,6 +20,7 @@ from storagectl.datamove.sql.engine import (
     TableJob,
     check_target,
     match_columns,
+    narrowed,
     prepare,
     refusals_of,
     select_specs,
@@ -38,6 +39,9 @@ class SqlDataPath:
         self.pair = f"{source_kind} → {target_kind}"
         self.target_dialect = "sqlite" if target_kind == "sqlite" else "postgres"
 
+    def notes(self, request: DataMigrationRequest) -> list[str]:
+        return []
+
     # -- plan -----------------------------------------------------------------------------------
     def plan(self, request: DataMigrationRequest) -> MigrationPlan:
         from storagectl.datamove.sql.profile import profile_table
@@ -46,8 +50,9 @@ class SqlDataPath:
         result = MigrationPlan(request.source.name, request.target.name, self.pair)
         with source.connect() as conn:
             specs = select_specs(source, conn, request, self.target_dialect)
-            result.blockers = check_target(target, specs, request,
-                                           pg_dump=pg_to_pg.uses_pg_dump(request.source, request.target, specs))
+            dump = pg_to_pg.uses_pg_dump(request.source, request.target, specs)
+            result.blockers = check_target(target, specs, request, pg_dump=dump,
+                                           dumped_schemas=_dumped_schemas(conn, request, dump))
             for spec in specs:
                 bounds = source.bounds(conn, spec, request.batch_rows)
                 item = ItemPlan(spec.source, spec.target, row_estimate=spec.row_estimate,
@@ -103,9 +108,10 @@ class SqlDataPath:
                 specs = select_specs(source, sconn, request, self.target_dialect)
                 move.dump = snapshot is not None and pg_to_pg.uses_pg_dump(request.source, request.target, specs)
                 # what would stop the run, found read-only as a plan finds it: nothing is written if so
-                stop_on_blockers(target, specs, request, pg_dump=move.dump)
+                stop_on_blockers(target, specs, request, pg_dump=move.dump,
+                                 dumped_schemas=_dumped_schemas(sconn, request, move.dump))
                 with target.connect() as tconn:
-                    whole = not (request.selection.tables or request.selection.exclude_tables)
+                    whole = not narrowed(request)
                     create = (lambda missing: pg_to_pg.create_tables(source, target, tconn, snapshot, specs, missing,
                                                                      whole)) if move.dump else None
                     with refusals_of(target):
@@ -199,6 +205,10 @@ def _saying_where(where: str, hint: str) -> Iterator[None]:
         yield
     except KeyboardInterrupt as exc:
         raise interruption(exc, where=where, hint=hint) from exc
+
+
+def _dumped_schemas(sconn: Any, request: DataMigrationRequest, dump: bool) -> list[str]:
+    return pg_to_pg.dumped_schemas(sconn) if dump and not narrowed(request) else []
 
 
 def _count_drift(source: Any, job: TableJob) -> str | None:

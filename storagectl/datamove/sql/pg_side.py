@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from storagectl.datamove.sql import canonical, typemap
 from storagectl.datamove.sql.spec import Chunk, ColumnSpec, ForeignKeySpec, IndexSpec, TableSpec
-from storagectl.errors import OperationFailed, UsageError
+from storagectl.errors import OperationFailed, StoragectlError, UsageError
 
 if TYPE_CHECKING:
     from storagectl.backends.postgres import PostgresBackend
@@ -70,6 +70,14 @@ SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute
 WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped
 """
 WHOLE_ROW = "storagectl row"  # the alias of a table hashed by its whole-row value
+# who holds exclusive()'s lock: a bigint advisory key is (classid, objid) = (high, low 32 bits), objsubid 1
+RUN_LOCK_HOLDERS_SQL = """
+SELECT l.pid FROM pg_locks l, (SELECT hashtext(%s)::bigint AS k) key
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.classid = ((key.k >> 32) & 4294967295)::oid AND l.objid = (key.k & 4294967295)::oid
+ORDER BY l.pid
+"""
 FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
 
@@ -109,13 +117,40 @@ class PostgresSide:
     def exclusive(self) -> Iterator[None]:
         """One writing run per target database: a session advisory lock, held by a connection of its
         own for the run, released by the server if the process dies."""
-        from storagectl.errors import LockHeld
-
         with self.backend.connect() as conn:
             if not conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [STATE_TABLE]).fetchone()[0]:
-                raise LockHeld(f"{self.backend.label}: another migrate data run is writing into this database",
-                               hint="Try: wait for it to finish (its state is in storagectl_data_migration)")
+                raise self.other_run(conn) or self._another_run()
             yield
+
+    def other_run(self, conn: Any) -> StoragectlError | None:
+        """The error :meth:`exclusive` would raise, found without taking the lock (a plan's look):
+        another session of this database holds it."""
+        if conn is None:
+            return None
+        holders = conn.execute(RUN_LOCK_HOLDERS_SQL, [STATE_TABLE]).fetchall()
+        return self._another_run(holders[0][0]) if holders else None
+
+    def _another_run(self, pid: int | None = None) -> StoragectlError:
+        from storagectl.errors import LockHeld
+
+        held_by = f" (server process {pid})" if pid is not None else ""
+        return LockHeld(f"{self.backend.label}: another migrate data run is writing into this database{held_by}",
+                        hint=f"Try: wait for it to finish (its state is in {STATE_TABLE})")
+
+    def missing_schemas(self, conn: Any, specs: Sequence[TableSpec]) -> dict[str, list[TableSpec]]:
+        """The schemas of tables a run would create that the target does not have, with those tables."""
+        by_schema: dict[str, list[TableSpec]] = {}
+        for spec in specs:
+            by_schema.setdefault(split_name(spec.target)[0], []).append(spec)
+        found = set(self.present_schemas(conn, sorted(by_schema)))
+        return {schema: tables for schema, tables in sorted(by_schema.items()) if schema not in found}
+
+    def present_schemas(self, conn: Any, names: Sequence[str]) -> list[str]:
+        """Those of ``names`` the target has."""
+        if conn is None or not names:
+            return []
+        return [row[0] for row in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s) "
+                                               "ORDER BY 1", [list(names)])]
 
     @contextlib.contextmanager
     def read_only(self) -> Iterator[Any]:

@@ -29,6 +29,21 @@ def uses_pg_dump(source: Any, target: Any, specs: list[TableSpec]) -> bool:
     return source.kind == target.kind == "postgres" and not any(spec.transformed for spec in specs)
 
 
+DUMPED_SCHEMAS_SQL = r"""
+SELECT n.nspname FROM pg_namespace n
+WHERE n.nspname NOT LIKE 'pg\_%' AND n.nspname NOT IN ('information_schema', 'public')
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid
+                  AND d.deptype = 'e')
+ORDER BY 1
+"""
+
+
+def dumped_schemas(sconn: Any) -> list[str]:
+    """The schemas pg_dump's pre-data of the whole source database creates (``CREATE SCHEMA``, which
+    fails on a target that has one already): all but the system's, public and extensions' own."""
+    return [row[0] for row in sconn.execute(DUMPED_SCHEMAS_SQL)]
+
+
 @contextlib.contextmanager
 def exported_snapshot(source: PostgresSide) -> Iterator[str]:
     """A REPEATABLE READ transaction held open while the move reads: its snapshot's id."""

@@ -17,9 +17,11 @@ from storagectl.datamove.sql.spec import (
     chunk_index,
     chunks_from_bounds,
 )
-from storagectl.errors import OperationFailed, UsageError
+from storagectl.errors import OperationFailed, StoragectlError, UsageError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from storagectl.backends.sqlite import SQLiteBackend
     from storagectl.datamove.model import ColumnMap, TableMap
     from storagectl.datamove.sql.reader_process import ReaderProcess
@@ -62,12 +64,40 @@ class SQLiteSide:
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
         """One writing run per target file: an flock beside it, released by the kernel if the process dies."""
-        from storagectl.locks import FileLock, held
+        from storagectl.locks import held
 
-        path = self.backend.settings.path
-        lock = FileLock(path.with_name(f".{path.name}.migrate-data.lock"), f"migrate data into {path.name}")
-        with held(lock, f"a migrate data run into {self.backend.label}"):
+        with held(self._run_lock(), self._run_what):
             yield
+
+    def other_run(self, conn: sqlite3.Connection | None) -> StoragectlError | None:
+        """The error :meth:`exclusive` would raise, found by trying its lock (a plan's look); a lock
+        file that does not exist is not created."""
+        from storagectl.locks import probe
+
+        if not self._run_lock_path.exists():
+            return None
+        return probe(self._run_lock(), self._run_what)
+
+    def missing_schemas(self, conn: sqlite3.Connection | None, specs: Sequence[TableSpec]
+                        ) -> dict[str, list[TableSpec]]:
+        return {}  # one file, one namespace
+
+    def present_schemas(self, conn: sqlite3.Connection | None, names: Sequence[str]) -> list[str]:
+        return []
+
+    @property
+    def _run_what(self) -> str:
+        return f"a migrate data run into {self.backend.label}"
+
+    @property
+    def _run_lock_path(self) -> Path:
+        path = self.backend.settings.path
+        return path.with_name(f".{path.name}.migrate-data.lock")
+
+    def _run_lock(self) -> Any:
+        from storagectl.locks import FileLock
+
+        return FileLock(self._run_lock_path, f"migrate data into {self.backend.settings.path.name}")
 
     @contextlib.contextmanager
     def read_only(self) -> Iterator[sqlite3.Connection | None]:
