@@ -445,3 +445,61 @@ def test_workers_are_refused_for_threaded_kinds(cli, write_config, sqlite_file):
     config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_file}\n")
     result = cli("-c", config, "bench", "run", "-b", "lite", "-w", "select-pk", "-c", "2", "-j", "2", "-n", "5")
     assert result.exit_code == 2 and "-j/--workers applies to PostgreSQL, TimescaleDB and Redis" in result.stderr
+
+
+
+class SlowClosingWorkload:
+    """Clients on a pipe that answer at once and take a while to close (as PostgreSQL clients do with a
+    DEALLOCATE per statement); each finished close leaves a file named after its process."""
+
+    def __init__(self, directory) -> None:
+        self.directory = directory
+
+    def for_worker(self, index: int, first_client: int) -> None:
+        pass
+
+    def open_client(self):
+        return PipeClient(self.directory)
+
+
+class PipeClient:
+    eager = True
+
+    def __init__(self, directory) -> None:
+        import os
+
+        self.directory = directory
+        self._read, self._write = os.pipe()
+
+    def fileno(self) -> int:
+        return self._read
+
+    def send(self, ops: int) -> None:
+        import os
+
+        os.write(self._write, b".")
+        self._ops = ops
+
+    def collect(self):
+        import os
+
+        os.read(self._read, 1)
+        return [(self._ops, None)]
+
+    def close(self) -> None:
+        import os
+        import time
+
+        time.sleep(0.3)
+        (self.directory / f"closed-{os.getpid()}-{self._read}").touch()
+
+
+def test_workers_close_their_clients_before_they_end(tmp_path):
+    """A worker closes its connections after it sent its result; it is not killed mid-close (each
+    SIGTERM there printed a worker's traceback on stderr, and left its connections to the server)."""
+    from storagectl.loadgen.engine import LoadPlan
+    from storagectl.loadgen.workers import drive_workers
+
+    outcome, _ = drive_workers(SlowClosingWorkload(tmp_path), LoadPlan(clients=4, count=200), 2, None)
+    assert outcome.recorder.ops == 200
+    assert len(list(tmp_path.glob("closed-*"))) == 4

@@ -185,3 +185,22 @@ def test_a_server_that_never_answers_ends_the_run_with_a_timeout():
 
     with pytest.raises(OperationTimeout, match="2 requests still unanswered 5 s after the last answer"):
         run(LoadPlan(clients=2, count=10, drain_timeout_s=5.0), lambda t: 3600 * NS)
+
+
+class SlowReadClient(FakeClient):
+    """Reading its answer takes 50 us of the clock."""
+
+    eager = True
+
+    def collect(self) -> list[tuple[int, str | None]]:
+        self.world.now += 50 * US
+        return super().collect()
+
+
+def test_latency_runs_until_each_answer_was_read_as_pgbench_times_it():
+    """Two answers arrive together after 100 us; the one read second also waited for the first read."""
+    world = World()
+    clients = [SlowReadClient(world, lambda t: 100 * US) for _ in range(2)]
+    outcome = Engine(LoadPlan(clients=2, count=2), clients, world, clock=world.clock).run()
+    summary = latency_summary(outcome.recorder.service)
+    assert (summary["min"], summary["max"]) == (0.15, 0.2)

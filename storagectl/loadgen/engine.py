@@ -20,6 +20,7 @@ from storagectl.loadgen.recorder import Recorder
 
 NS = 1_000_000_000
 TICK_S = 0.1  # longest wait, so seconds close (live view) and -T ends on time
+TICK_NS = int(TICK_S * NS)
 
 
 class Client(Protocol):
@@ -77,7 +78,8 @@ class Engine:
         self.waiter = waiter
         self.clock = clock
         self.on_second = on_second
-        self._in_flight: dict[int, tuple[int, int, int, bool]] = {}  # ops, intended, sent, measured
+        # closed loop: client -> send time; open loop: client -> (ops, intended start, send time)
+        self._in_flight: dict[Any, Any] = {}
         self._idle: list[Client] = []
         self._measured_issued = 0
         self._warmup_ops = 0
@@ -97,6 +99,97 @@ class Engine:
         self.recorder = Recorder(self._measure_start, open_loop=plan.rate is not None, last_second=last_second)
         self.recorder.on_second = self.on_second
         self.recorder.keep_seconds = keep_seconds
+        if plan.rate is None:
+            self._run_closed(now)
+        else:
+            self._run_open(now)
+        self.recorder.finish()
+        elapsed = max(self.recorder.last_completion_ns - self._measure_start, 1) / NS
+        return EngineOutcome(self.recorder, self._warmup_ops, self._warmup_errors, self._measure_start,
+                             elapsed, self._measured_issued)
+
+    def _check_drain(self, now: int, last_answer: int, more_to_issue: bool) -> None:
+        """After a wait that brought nothing: raise when nothing came back for ``drain_timeout_s``."""
+        if now - last_answer > self.plan.drain_timeout_s * NS and not more_to_issue:
+            raise OperationTimeout(f"{len(self._in_flight)} requests still unanswered "
+                                   f"{self.plan.drain_timeout_s:g} s after the last answer; the server hangs")
+
+    # -- closed loop ------------------------------------------------------------------------
+    def _run_closed(self, now: int) -> None:
+        """Each client sends its next request when its answer is in. This loop's cost per op limits
+        the client (PostgreSQL select-pk: the Python around libpq's calls is most of the client's
+        CPU), so an eager client's answer is recorded and its next request sent inline: one
+        collect, two clock reads, one record, one send per op, and no allocation of its own."""
+        clock, wait, record = self.clock, self.waiter.wait, self.recorder.record
+        in_flight, measure_start, pipeline = self._in_flight, self._measure_start, self.plan.pipeline
+        # until then a full pipeline goes out unchecked: a timed run's end, a counted run's warm-up
+        unchecked_until = self._measure_end if self._measure_end is not None else measure_start
+        for client in reversed(self.clients):
+            self._send_next(client)
+        last_answer = now
+        resend: list[Client] = []
+        recorder = self.recorder
+        while in_flight:
+            ready = wait(TICK_S if now + TICK_NS < unchecked_until else self._timeout(now))
+            now = clock()
+            if ready:
+                last_answer = now
+            else:
+                self._check_drain(now, last_answer, False)
+            for client in ready:
+                batch = client.collect()
+                if not batch:
+                    continue
+                done = clock()  # after the answer was read, as pgbench times it
+                sent = in_flight.pop(client)
+                if sent >= measure_start:
+                    for ops, error in batch:
+                        record(ops, error, sent, sent, done)
+                else:
+                    self._count_warmup(batch)
+                if not client.eager:
+                    resend.append(client)
+                    continue
+                now = clock()  # the send time: a client's latency never includes the sends before it
+                if now < unchecked_until:
+                    in_flight[client] = now
+                    client.send(pipeline)
+                    if now >= measure_start:
+                        self._measured_issued += pipeline
+                else:
+                    self._send_next(client, now)
+            while resend:  # last read, first sent (the order of the idle list before)
+                self._send_next(resend.pop())
+            if now >= recorder.second_end_ns:
+                recorder.tick(now)
+
+    def _send_next(self, client: Client, now: int | None = None) -> None:
+        """Closed loop: send the client's next request unless the run is over (a timed run's end,
+        a counted run's count)."""
+        if now is None:
+            now = self.clock()
+        ops = self.plan.pipeline
+        if self._measure_end is not None:
+            if now >= self._measure_end:
+                return
+        elif now >= self._measure_start:
+            ops = min(ops, self.plan.count - self._measured_issued)
+            if ops <= 0:
+                return
+        if now >= self._measure_start:
+            self._measured_issued += ops
+        self._in_flight[client] = now
+        client.send(ops)
+
+    def _count_warmup(self, batch: list[tuple[int, str | None]]) -> None:
+        for ops, error in batch:
+            self._warmup_ops += ops
+            self._warmup_errors += ops if error is not None else 0
+
+    # -- open loop ----------------------------------------------------------------------------
+    def _run_open(self, now: int) -> None:
+        """Requests go out on the schedule (to whichever client is idle); latency counts from each
+        request's slot on the schedule as well as from its send."""
         self._idle = list(self.clients)
         self._issue()
         last_answer = now
@@ -105,24 +198,17 @@ class Engine:
             now = self.clock()
             if ready:
                 last_answer = now
-            elif now - last_answer > plan.drain_timeout_s * NS and not self._more_to_issue(now):
-                raise OperationTimeout(f"{len(self._in_flight)} requests still unanswered "
-                                       f"{plan.drain_timeout_s:g} s after the last answer; the server hangs")
+            else:
+                self._check_drain(now, last_answer, self._more_to_issue(now))
             for client in ready:
                 batch = client.collect()
                 if batch:
-                    self._complete(client, batch, now)
+                    self._complete(client, batch, self.clock())  # read per client, as the closed loop does
                     if client.eager:
                         self._issue()
-            if now >= self._measure_start:
-                self.recorder.tick(now)
+            self.recorder.tick(now)
             self._issue()
-        self.recorder.finish()
-        elapsed = max(self.recorder.last_completion_ns - self._measure_start, 1) / NS
-        return EngineOutcome(self.recorder, self._warmup_ops, self._warmup_errors, self._measure_start,
-                             elapsed, self._measured_issued)
 
-    # -- issuing ----------------------------------------------------------------------------
     def _remaining(self) -> int | None:
         return None if self.plan.count is None else self.plan.count - self._measured_issued
 
@@ -130,9 +216,7 @@ class Engine:
         remaining = self._remaining()
         if remaining is not None:
             return remaining > 0
-        if self.plan.rate is not None:
-            return self._slot_time(self._next_slot) < self._measure_end
-        return now < self._measure_end
+        return self._slot_time(self._next_slot) < self._measure_end
 
     def _slot_time(self, slot: int) -> int:
         return self._start + slot * self._interval_ns
@@ -144,22 +228,18 @@ class Engine:
             now = self.clock()
             if not self._more_to_issue(now):
                 return
-            if self.plan.rate is not None:
-                intended = self._slot_time(self._next_slot)
-                if intended > now:
-                    return
-                self._next_slot += 1
-            else:
-                intended = now
-            measured = intended >= self._measure_start
+            intended = self._slot_time(self._next_slot)
+            if intended > now:
+                return
+            self._next_slot += 1
             ops = self.plan.pipeline
-            if measured:
+            if intended >= self._measure_start:
                 remaining = self._remaining()
                 if remaining is not None:
                     ops = min(ops, remaining)
                 self._measured_issued += ops
             client = self._idle.pop()
-            self._in_flight[id(client)] = (ops, intended, now, measured)
+            self._in_flight[client] = (ops, intended, now)
             client.send(ops)
 
     def _timeout(self, now: int) -> float:
@@ -170,13 +250,11 @@ class Engine:
             timeout = min(timeout, (self._slot_time(self._next_slot) - now) / NS)
         return max(timeout, 0.0)
 
-    # -- completing -------------------------------------------------------------------------
     def _complete(self, client: Client, batch: list[tuple[int, str | None]], now: int) -> None:
-        _, intended, sent, measured = self._in_flight.pop(id(client))
+        _, intended, sent = self._in_flight.pop(client)
         self._idle.append(client)
-        for ops, error in batch:
-            if measured:
+        if intended >= self._measure_start:
+            for ops, error in batch:
                 self.recorder.record(ops, error, intended, sent, now)
-            else:
-                self._warmup_ops += ops
-                self._warmup_errors += ops if error is not None else 0
+        else:
+            self._count_warmup(batch)

@@ -15,6 +15,8 @@ from hdrh.histogram import HdrHistogram
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000  # one hour: nothing is clamped (redis-benchmark clamps at 3 s)
 SIGNIFICANT_FIGURES = 3
+NS = 1_000_000_000
+NEVER = 1 << 62  # ns: a second that does not end (an int: compared per op, faster than math.inf)
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0), ("p99_9", 99.9))
 
 
@@ -63,63 +65,67 @@ class Second:
 
 
 class Recorder:
-    """Collects completions of the measured phase. Times are integer nanoseconds from one clock."""
+    """Collects completions of the measured phase. Times are integer nanoseconds from one clock, and
+    completions come in the order of that clock (one engine reads it)."""
 
     def __init__(self, measure_start_ns: int, open_loop: bool, last_second: int | None = None) -> None:
         self.measure_start_ns = measure_start_ns
         # a timed run's in-flight ops finish just after its end: they count in its last second
         self.last_second = last_second
         self.open_loop = open_loop
-        self.ops = 0
+        self.ops = 0  # of the closed seconds (all of them after finish())
         self.errors: dict[str, int] = {}
         self.service = new_histogram()
         self.intended = new_histogram()
         self.seconds: list[dict[str, Any]] = []
-        self._current = Second(0)
         self.last_completion_ns = measure_start_ns
         self.on_second: Any = None  # callback(second_row) for a live view
         self.keep_seconds = False
         self.kept: list[Second] = []  # with keep_seconds: every closed second, for merging
+        self.second_end_ns = NEVER  # when the current second ends: tick() before then does nothing
+        self._start_second(Second(0))
+
+    def _start_second(self, second: Second) -> None:
+        self._current = second
+        self._service, self._intended = second.service, second.intended
+        last = self.last_second is not None and second.index >= self.last_second
+        self.second_end_ns = NEVER if last else self.measure_start_ns + (second.index + 1) * NS
 
     def record(self, ops: int, error: str | None, intended_ns: int, sent_ns: int, done_ns: int) -> None:
-        second = (done_ns - self.measure_start_ns) // 1_000_000_000
-        if self.last_second is not None and second > self.last_second:
-            second = self.last_second
-        current = self._current
-        if second != current.index:
-            self._roll(second)
-            current = self._current
-        self.ops += ops
-        current.ops += ops
-        if done_ns > self.last_completion_ns:
-            self.last_completion_ns = done_ns
+        """Per op: a dict counter (latency us -> count) of the current second; the second's op count
+        is summed from those when it closes."""
+        if done_ns >= self.second_end_ns:
+            self.tick(done_ns)
+        self.last_completion_ns = done_ns
         if error is not None:
             self.errors[error] = self.errors.get(error, 0) + ops
-            current.errors += ops
+            self._current.errors += ops
             return
         service_us = (done_ns - sent_ns) // 1000
-        current.service[service_us] = current.service.get(service_us, 0) + ops
+        service = self._service
+        service[service_us] = service.get(service_us, 0) + ops
         if self.open_loop:
             intended_us = (done_ns - intended_ns) // 1000
-            current.intended[intended_us] = current.intended.get(intended_us, 0) + ops
+            intended = self._intended
+            intended[intended_us] = intended.get(intended_us, 0) + ops
 
     def tick(self, now_ns: int) -> None:
         """Close the seconds that have passed, so the live view sees them on time."""
-        second = (now_ns - self.measure_start_ns) // 1_000_000_000
+        if now_ns < self.second_end_ns:
+            return
+        second = (now_ns - self.measure_start_ns) // NS
         if self.last_second is not None:
             second = min(second, self.last_second)
-        if second > self._current.index:
-            self._roll(second)
-
-    def _roll(self, next_index: int) -> None:
         self._close(self._current)
-        for index in range(self._current.index + 1, next_index):
+        for index in range(self._current.index + 1, second):
             self._close(Second(index))  # a second without completions (a stall) is a row of zeros
-        self._current = Second(next_index)
+        self._start_second(Second(second))
 
     def _close(self, second: Second) -> None:
         if second.index < 0:
             return
+        second.ops = sum(second.service.values()) + second.errors
+        self.ops += second.ops
         if self.keep_seconds:
             self.kept.append(second)
         self.service.add(histogram_from_counts(second.service))
@@ -132,5 +138,5 @@ class Recorder:
 
     def finish(self) -> None:
         """Close the last (partial) second."""
-        if self._current.ops or not self.seconds:
+        if self._current.service or self._current.errors or not self.seconds:
             self._close(self._current)

@@ -27,6 +27,7 @@ from storagectl.loadgen.engine import NS, Engine, EngineOutcome, LoadPlan
 from storagectl.loadgen.recorder import Recorder, Second
 
 START_DELAY_S = 0.2  # from "every worker connected" to the common start
+WORKER_EXIT_S = 10.0  # for a worker that reported to close its connections and end
 
 
 def split_plan(plan: LoadPlan, workers: int) -> list[LoadPlan]:
@@ -57,10 +58,15 @@ def drive_workers(workload: Any, plan: LoadPlan, workers: int,
                                  daemon=True) for index, (share, first) in enumerate(zip(plans, firsts, strict=True))]
     for process in processes:
         process.start()
+    reported = False
     try:
-        return _collect(processes, messages, go, start, plan, on_second)
+        outcome = _collect(processes, messages, go, start, plan, on_second)
+        reported = True
+        return outcome
     finally:
         for process in processes:
+            if reported:  # it closes its connections after reporting: a SIGTERM then is a traceback
+                process.join(WORKER_EXIT_S)
             if process.is_alive():
                 process.terminate()
             process.join(10)

@@ -133,6 +133,9 @@ class PostgresWorkload:
         return PgClient(pgconn, self.script, random.Random(self._seed.random()), name)
 
 
+FATAL_ERROR = 7  # psycopg.pq.ExecStatus.FATAL_ERROR, as the int that PGresult.status is
+
+
 def _sqlstate_kind(result: Any) -> str:
     from psycopg import errors, pq
 
@@ -148,51 +151,59 @@ _DONE = [(1, None)]  # shared: the engine only reads it
 
 class PgClient:
     """Runs the script's statements one after another, as pgbench does; a failed statement inside a
-    transaction is followed by ROLLBACK and the op counts as an error of its SQLSTATE's kind."""
+    transaction is followed by ROLLBACK and the op counts as an error of its SQLSTATE's kind.
+
+    Per op (select-pk): one draw, one ``send_query_prepared`` and the libpq calls that read its
+    answer; no Python call of our own, list comprehension or enum on that path."""
 
     eager = True
 
     def __init__(self, pgconn: Any, script: Script, rng: random.Random, name: bytes) -> None:
-        from psycopg import pq
-
         self._pg = pgconn
-        self._script = script
-        self._rng = rng
-        self._fatal = pq.ExecStatus.FATAL_ERROR
+        self._transactional = script.transactional
         self._names: list[bytes] = []
         for number, statement in enumerate(script.statements):
             statement_name = b"%s_%d" % (name, number)  # unique: a pooler or PGlite may share one session
-            result = pgconn.prepare(statement_name, statement.numbered(lambda i: f"${i}").encode())
-            if result.status == self._fatal:
-                message = result.error_message.decode(errors="replace").strip()
-                pgconn.finish()
-                from storagectl.errors import UsageError
-
-                raise UsageError(f"statement {number + 1} of the script fails to prepare: {message}")
+            self._prepare(statement_name, statement.numbered(lambda i: f"${i}").encode(), number)
             self._names.append(statement_name)
-        # per op: one value per draw, encoded once; each statement picks its parameters by index
+        # per op: one value per draw, encoded once; each statement picks its parameters by index, or
+        # (None) takes the drawn values as they are, as select-pk's one statement does
         names = [draw.name for draw in script.draws]
-        self._draws = [(draw.low, draw.high - draw.low + 1) for draw in script.draws]
-        self._parameters = [tuple(names.index(v) for v in s.variables) for s in script.statements]
-        self._encoded: list[bytes] = []
+        self._draws = tuple((draw.low, draw.high - draw.low + 1) for draw in script.draws)
+        picks = [tuple(names.index(v) for v in s.variables) for s in script.statements]
+        self._picks = [None if pick == tuple(range(len(names))) else pick for pick in picks]
+        self._random = rng.random
+        self._last = len(self._names) - 1
+        self._values: list[bytes] = []
         self._step = 0
         self._error: str | None = None
         self._rolling_back = False
+
+    def _prepare(self, name: bytes, sql: bytes, number: int) -> None:
+        from psycopg import pq
+
+        result = self._pg.prepare(name, sql)
+        if result.status == pq.ExecStatus.FATAL_ERROR:
+            message = result.error_message.decode(errors="replace").strip()
+            self._pg.finish()
+            from storagectl.errors import UsageError
+
+            raise UsageError(f"statement {number + 1} of the script fails to prepare: {message}")
 
     def fileno(self) -> int:
         return self._pg.socket
 
     def send(self, ops: int) -> None:
-        draw = self._rng.random
-        self._encoded = [b"%d" % (low + int(draw() * span)) for low, span in self._draws]
+        random = self._random
+        values = []
+        for low, span in self._draws:
+            values.append(b"%d" % (low + int(random() * span)))
+        self._values = values
         self._step = 0
         self._error = None
         self._rolling_back = False
-        self._send_step()
-
-    def _send_step(self) -> None:
-        encoded = self._encoded
-        self._pg.send_query_prepared(self._names[self._step], [encoded[i] for i in self._parameters[self._step]])
+        pick = self._picks[0]
+        self._pg.send_query_prepared(self._names[0], values if pick is None else list(map(values.__getitem__, pick)))
 
     def collect(self) -> list[tuple[int, str | None]]:
         pg = self._pg
@@ -203,28 +214,27 @@ class PgClient:
         while not pg.is_busy():
             result = pg.get_result()
             if result is None:
-                if not self._statement_done():
-                    return []
-                return _DONE if self._error is None else [(1, self._error)]
-            if result.status == self._fatal and self._error is None:
+                if self._error is None and self._step == self._last:
+                    return _DONE
+                return self._statement_done()
+            if result.status == FATAL_ERROR and self._error is None:
                 self._error = _sqlstate_kind(result)
         return []
 
-    def _statement_done(self) -> bool:
-        """Send the next statement; True when the op is complete."""
-        if self._rolling_back:
-            return True
+    def _statement_done(self) -> list[tuple[int, str | None]]:
+        """After a failed statement or one that is not the script's last: send what comes next (the
+        next statement, or ROLLBACK in a transaction); the op's outcome once nothing does."""
         if self._error is not None:
-            if self._script.transactional:
-                self._rolling_back = True
-                self._pg.send_query(b"ROLLBACK")
-                return False
-            return True
+            if self._rolling_back or not self._transactional:
+                return [(1, self._error)]
+            self._rolling_back = True
+            self._pg.send_query(b"ROLLBACK")
+            return []
         self._step += 1
-        if self._step == len(self._names):
-            return True
-        self._send_step()
-        return False
+        values, pick = self._values, self._picks[self._step]
+        self._pg.send_query_prepared(self._names[self._step],
+                                     values if pick is None else list(map(values.__getitem__, pick)))
+        return []
 
     def close(self) -> None:
         for name in self._names:
