@@ -74,6 +74,7 @@ from storagectl.backends.postgres.tools import (
     PgDump,
     PostData,
     connection_env,
+    find_pg_dumps,
     kill_spawned,
     split_post_data,
 )
@@ -81,6 +82,8 @@ from storagectl.errors import BackendUnavailable, IntegrityError, OperationFaile
 from storagectl.selection import Selection
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from storagectl.backends.postgres.backend import PostgresBackend
 
 log = logging.getLogger(__name__)
@@ -131,12 +134,22 @@ class TableCopy:
 def backup(backend: PostgresBackend, archive: ArchiveWriter, options: BackupOptions) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
+    with ThreadPoolExecutor(1, thread_name_prefix="pg-dump-find") as finder:
+        found = finder.submit(find_pg_dumps, options.pg_bin_dir)  # while connecting: their versions take a while
+        _backup(backend, archive, options, found)
+
+
+def _backup(backend: PostgresBackend, archive: ArchiveWriter, options: BackupOptions,
+            pg_dumps: Future[list[PgDump]]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     with backend.connect() as holder, _pg_errors(backend, "backing up the database"):
         _prepare_session(holder)
         holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snapshot = holder.execute("SELECT pg_export_snapshot()").fetchone()[0]
         facts = pg_schema.server_facts(holder)
-        pg_dump = PgDump.for_server(facts["server_version_num"], facts["server_version"], options.pg_bin_dir)
+        pg_dump = PgDump.for_server(facts["server_version_num"], facts["server_version"], options.pg_bin_dir,
+                                    interrupts.result(pg_dumps))
         tables = tables_to_copy(holder)
         selected = _selected(backend, tables, options.selection)
         tables = [table for table in tables if selected is None or (table.schema, table.name) in selected]
