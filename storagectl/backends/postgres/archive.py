@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext, suppress
@@ -73,6 +72,7 @@ from storagectl.backends.postgres.tools import (
     IndexBuild,
     PgDump,
     PostData,
+    client_tool,
     connection_env,
     find_pg_dumps,
     kill_spawned,
@@ -369,7 +369,7 @@ def copy_out_sums(backend: PostgresBackend, conn: Any, table: pg_schema.Table, p
 def _copy_reader(backend: PostgresBackend, conn: Any, table: pg_schema.Table, snapshot: str | None,
                  format_2: bool) -> CopyOut | PsqlCopyOut:
     """psql for a large text table (no Python per row), libpq for the others: both checksum alike."""
-    psql = shutil.which("psql")
+    psql = client_tool("psql")
     if psql is None or snapshot is None or table.copy_format != "text" or table.size < PSQL_MIN_BYTES:
         return CopyOut(conn, table.copy_out_sql(), binary=table.copy_format == "binary")
     # conn's database: a restore validates a staged copy under another name than the configured one

@@ -110,13 +110,14 @@ class PgDump:
 
 def choose_pg_dump(found: list[PgDump], server_version_num: int, server_version: str, *,
                    configured: bool = False) -> PgDump:
-    """The lowest major version not older than the server, newest minor of it (see ``for_server``)."""
+    """The lowest major version not older than the server, newest minor of it (see ``for_server``); of
+    two of the same version, the program itself before a dispatcher that runs it (see :func:`is_dispatcher`)."""
     server_major = server_version_num // 10000
     if not found:
         raise ToolMissing("pg_dump is not installed (looked on PATH and in " + ", ".join(WELL_KNOWN_BIN_DIRS)
                           + "; a PostgreSQL backup needs it for the schema)", hint=install_hint(str(server_major)))
     suitable = sorted((tool for tool in found if tool.major >= server_major),
-                      key=lambda tool: (tool.major, [-part for part in tool.version_key]))
+                      key=lambda tool: (tool.major, [-part for part in tool.version_key], is_dispatcher(tool.path)))
     if not suitable:
         newest = max(found, key=lambda tool: tool.version_key)
         where = "tools.pg_bin_dir" if configured else "the newest found"
@@ -124,6 +125,25 @@ def choose_pg_dump(found: list[PgDump], server_version_num: int, server_version:
                           f"({server_version}); a backup needs pg_dump {server_major} or newer",
                           hint=install_hint(str(server_major)))
     return suitable[0]
+
+
+def is_dispatcher(path: str) -> bool:
+    """``path`` runs another program of its name: Debian's /usr/bin/pg_dump, psql, ... are links to
+    the Perl script pg_wrapper, which takes ~40 ms before it execs the version it picks."""
+    target = os.path.realpath(path)
+    return os.path.basename(target) != os.path.basename(path) and os.path.exists(target)
+
+
+def client_tool(name: str) -> str | None:
+    """A PostgreSQL client program (``psql``) as PATH finds it; when that is a dispatcher and one
+    version of the program is installed in the well-known locations, that one (what the dispatcher
+    would run, without its start-up)."""
+    found = shutil.which(name)
+    if found is None or not is_dispatcher(found):
+        return found
+    installed = [match for pattern in WELL_KNOWN_BIN_DIRS for match in glob.glob(f"{pattern}/{name}")
+                 if os.access(match, os.X_OK) and not is_dispatcher(match)]
+    return installed[0] if len(installed) == 1 else found
 
 
 def install_hint(major: str) -> str:
