@@ -110,14 +110,14 @@ def remember(config: Config, document: YamlDocument, data: bytes, cache_dir: Pat
 class CachedConfig(NamedEntries):
     """A config read back from the cache, with what callers use of a Config: ``path``, the sections
     and the lookups by name. A section that was not cached (it holds a secret), and anything a plain
-    object lacks (a method, a property), come from the file validated again, once."""
+    object lacks (a method, a property), come from :meth:`full`, once."""
 
     def __init__(self, path: Path, sections: dict[str, Any], validate: Callable[[], Config]) -> None:
         self.path = path
         self._validate = validate
         self._full: Config | None = None
         self._encoded = sections
-        self._sections = {name: _decoded(sections[name], self, (name,)) for name in SECTIONS}
+        self._sections = {name: _decoded(sections[name], self._settings, (name,)) for name in SECTIONS}
 
     def full(self) -> Config:
         """The Config as ``load_config`` returns it: its models constructed from the entry's values when
@@ -133,9 +133,12 @@ class CachedConfig(NamedEntries):
         if any(self._encoded[name] is None for name in SECTIONS):
             return None
         try:
-            return Config(self.path, **{name: _constructed(self._encoded[name]) for name in SECTIONS})
+            return Config(self.path, **{name: _decoded(self._encoded[name], _constructed_model) for name in SECTIONS})
         except (KeyError, TypeError, ValueError, AttributeError, ImportError):  # a damaged entry: validated
             return None
+
+    def _settings(self, entry: dict[str, Any], fields: dict[str, Any], loc: tuple[str | int, ...]) -> CachedSettings:
+        return CachedSettings(fields, self, loc)
 
     def __getattr__(self, name: str) -> Any:
         section = self.__dict__.get("_sections", {}).get(name)
@@ -144,7 +147,7 @@ class CachedConfig(NamedEntries):
 
 class CachedSettings:
     """A settings model read back from the cache: its fields as attributes. Anything else (a method,
-    a property) is the validated model's, which validates the file again."""
+    a property) is the model's in :meth:`CachedConfig.full`."""
 
     def __init__(self, fields: dict[str, Any], owner: CachedConfig, loc: tuple[str | int, ...]) -> None:
         self.__dict__.update(fields)
@@ -285,42 +288,32 @@ def _encoded(value: Any, key: str | None) -> Any:
     raise _NotCached
 
 
-def _decoded(value: Any, owner: CachedConfig, loc: tuple[str | int, ...]) -> Any:
+ModelBuilder = Callable[[dict[str, Any], dict[str, Any], tuple[str | int, ...]], Any]
+"""Makes the object of one ``$model`` entry at ``loc`` from the entry and its fields, decoded."""
+
+
+def _decoded(value: Any, model: ModelBuilder, loc: tuple[str | int, ...] = ()) -> Any:
+    """``value`` as :func:`_encoded` wrote it, back as the same types; each model as ``model`` makes it."""
     if isinstance(value, list):
-        return [_decoded(item, owner, (*loc, i)) for i, item in enumerate(value)]
+        return [_decoded(item, model, (*loc, i)) for i, item in enumerate(value)]
     if not isinstance(value, dict):
         return value
     (tag, inner), = value.items()
     if tag == "$path":
         return Path(inner)
     if tag == "$tuple":
-        return tuple(_decoded(item, owner, (*loc, i)) for i, item in enumerate(inner))
+        return tuple(_decoded(item, model, (*loc, i)) for i, item in enumerate(inner))
     if tag == "$dict":
-        return {name: _decoded(item, owner, (*loc, name)) for name, item in inner.items()}
+        return {name: _decoded(item, model, (*loc, name)) for name, item in inner.items()}
     if tag == "$model":
-        fields = inner["fields"]
-        return CachedSettings({name: _decoded(item, owner, (*loc, name)) for name, item in fields.items()}, owner, loc)
+        return model(inner, {name: _decoded(item, model, (*loc, name)) for name, item in inner["fields"].items()}, loc)
     raise ValueError(f"unknown tag {tag!r}")
 
 
-def _constructed(value: Any) -> Any:
-    """``value`` as :func:`_encoded` wrote it, back as the validated objects: each model built with
-    ``model_construct`` from the values its validation gave (no validation: they were valid)."""
-    if isinstance(value, list):
-        return [_constructed(item) for item in value]
-    if not isinstance(value, dict):
-        return value
-    (tag, inner), = value.items()
-    if tag == "$path":
-        return Path(inner)
-    if tag == "$tuple":
-        return tuple(_constructed(item) for item in inner)
-    if tag == "$dict":
-        return {name: _constructed(item) for name, item in inner.items()}
-    if tag == "$model":
-        fields = {name: _constructed(item) for name, item in inner["fields"].items()}
-        return _model_class(inner["class"]).model_construct(set(inner["set"]), **fields)
-    raise ValueError(f"unknown tag {tag!r}")
+def _constructed_model(entry: dict[str, Any], fields: dict[str, Any], loc: tuple[str | int, ...]) -> Any:
+    """The validated model again, built with ``model_construct`` from the values its validation gave
+    (no validation: they were valid)."""
+    return _model_class(entry["class"]).model_construct(set(entry["set"]), **fields)
 
 
 def _model_class(where: str) -> Any:
