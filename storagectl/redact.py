@@ -25,6 +25,14 @@ def has_userinfo(value: object) -> bool:
     return isinstance(value, str) and "://" in value and "@" in value
 
 
+def has_url_password(value: object) -> bool:
+    """A URL that may hold a password: a ``:`` anywhere between ``://`` and its last ``@`` (so a
+    password with an ``@`` or ``/`` in it counts too). ``postgresql://app@db/x`` names a user only."""
+    if not has_userinfo(value):
+        return False
+    return ":" in str(value).partition("://")[2].rpartition("@")[0]
+
+
 def redact_url(url: str) -> str:
     """Replace the password of a URL with ``***``; leave everything else as it was."""
     try:

@@ -657,6 +657,41 @@ def test_pg_dump_of_the_servers_major_is_preferred_newest_minor_first():
     assert choose_pg_dump(found, 170000, "17.0").path == "/a"
 
 
+def _dispatcher_and_program(tmp_path, name):
+    """Debian's layout: bin/NAME a link to the script pg_wrapper, lib/15/bin/NAME the program itself."""
+    (tmp_path / "common").mkdir()
+    (tmp_path / "common" / "pg_wrapper").write_text("#!/bin/sh\n")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / name).symlink_to(tmp_path / "common" / "pg_wrapper")
+    program = tmp_path / "lib" / "15" / "bin" / name
+    program.parent.mkdir(parents=True)
+    program.write_text("#!/bin/sh\n")
+    for path in (tmp_path / "common" / "pg_wrapper", program):
+        path.chmod(0o755)
+    return str(tmp_path / "bin" / name), str(program)
+
+
+def test_of_two_pg_dumps_of_one_version_the_program_is_chosen_before_a_dispatcher(tmp_path):
+    dispatcher, program = _dispatcher_and_program(tmp_path, "pg_dump")
+    found = [PgDump(dispatcher, "15.20"), PgDump(program, "15.20")]
+    assert choose_pg_dump(found, 150020, "15.20").path == program
+    assert choose_pg_dump([PgDump(dispatcher, "15.21"), PgDump(program, "15.20")], 150020, "15.20").path == dispatcher
+
+
+def test_psql_behind_a_dispatcher_is_the_one_installed_version_itself(tmp_path, monkeypatch):
+    from storagectl.backends.postgres import tools
+
+    dispatcher, program = _dispatcher_and_program(tmp_path, "psql")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.setattr(tools, "WELL_KNOWN_BIN_DIRS", (str(tmp_path / "lib" / "*" / "bin"),))
+    assert tools.client_tool("psql") == program
+    other = tmp_path / "lib" / "16" / "bin" / "psql"
+    other.parent.mkdir(parents=True)
+    other.write_text("#!/bin/sh\n")
+    other.chmod(0o755)
+    assert tools.client_tool("psql") == dispatcher  # two versions: the dispatcher picks
+
+
 def test_backup_logs_which_pg_dump_it_used(cli, write_config, source, tmp_path):
     config = write_config("version: 1\nbackends:\n" + source.backend_yaml("app")
                           + f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")

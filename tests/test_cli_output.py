@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from storagectl.cli.appstate import AppState
 from storagectl.cli.output import _cell, plain_table
 
 
@@ -72,3 +73,41 @@ def test_a_piped_backup_list_prints_the_table_rich_would(cli, write_config, tmp_
     assert result.exit_code == 0, result.stderr
     columns = ["ID", "Job", "Backend", "Kind", "Destination", "Finished", "Size", "Objects", "Encrypted", "Contents"]
     assert result.stdout == drawn_by_rich(columns, [], None, 200)
+
+
+def printed_by_rich(text: str) -> str:
+    buffer = io.StringIO()
+    console = Console(file=buffer, no_color=True, highlight=False, soft_wrap=True, width=80)
+    console.print(text, markup=False, highlight=False)
+    return buffer.getvalue()
+
+
+class _NoConsoles(AppState):
+    """An AppState whose rich consoles must not be needed."""
+
+    def __getattribute__(self, name):
+        if name in ("out", "err"):
+            raise AssertionError(f"rich console {name} used")
+        return super().__getattribute__(name)
+
+
+@pytest.mark.parametrize("method", ["print_line", "note"])
+def test_a_line_on_a_pipe_is_what_rich_prints_and_plain_ones_need_no_rich(method, capsys, monkeypatch):
+    from storagectl.cli import output
+
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
+    monkeypatch.delenv("COLUMNS", raising=False)
+    rng = random.Random(7)
+    letters = string.ascii_letters + string.digits + " -_./@:()[]~,"
+    texts = ["pg (postgres, 15.8): incomplete (budget)", "over :smile: budget", "[bold]x[/bold]", "naïve", "a:b:c",
+             *("".join(rng.choice(letters) for _ in range(rng.randint(0, 120))) for _ in range(300))]
+    plain = 0
+    for text in texts:
+        rich_needed = not output._as_rich_prints_it(text)
+        state = AppState() if rich_needed else _NoConsoles()
+        getattr(output, method)(state, text)
+        captured = capsys.readouterr()
+        assert (captured.out if method == "print_line" else captured.err) == printed_by_rich(text), text
+        plain += not rich_needed
+    assert plain > 200 and not output._as_rich_prints_it("over :smile: budget")

