@@ -107,19 +107,40 @@ def test_several_dbs_each_restore_into_their_own_numbers(server, write_config, t
     assert db(server, 5).dbsize() == 1
 
 
-def test_auto_takes_dumps_where_the_server_would_wait_and_says_why(server, write_config, tmp_path, caplog):
+def verbose_backup(cli, tmp_path) -> tuple[str, str]:
+    """``storagectl -v backup run`` of the backend "cache": the backup's id and what -v logged."""
+    result = cli("-v", "-c", tmp_path / "storagectl.yaml", "-o", "json", "backup", "run", "--backend", "cache",
+                 "--to", "local")
+    assert result.exit_code == 0, result.stderr
+    info = json.loads(result.stdout)
+    return (info[0] if isinstance(info, list) else info)["id"], result.stderr
+
+
+def method_of(tmp_path, backup_id: str) -> str:
+    manifest = next(Path(tmp_path / "backups").rglob(f"{backup_id}/manifest.json"))
+    return json.loads(manifest.read_text())["backend"]["metadata"]["method"]
+
+
+def test_auto_takes_dumps_where_the_server_would_wait_and_says_why(server, write_config, tmp_path, cli):
     populate(db(server, 1), 50)
     db(server, 1).config_set("repl-diskless-sync-delay", 5)
     config = config_for(write_config, tmp_path, f'url: "{url(server, 1)}"', f'url: "{url(server, 2)}"')
-    with caplog.at_level("INFO", logger="storagectl.backends.redis"):
-        [result] = run_backup(config, backend="cache", destination="local")
-    assert result.manifest.backend["metadata"]["method"] == "dump"
-    assert "backup method dump (repl-diskless-sync-delay is 5" in caplog.text
+    backup_id, logged = verbose_backup(cli, tmp_path)
+    assert method_of(tmp_path, backup_id) == "dump"
+    assert "backup method dump (repl-diskless-sync-delay is 5" in logged
     assert db(server, 1).config_get("repl-diskless-sync-delay") == {"repl-diskless-sync-delay": "5"}
-    assert restore(config, result.manifest.id, target="spare", validate=True).validation.ok
+    assert restore(config, backup_id, target="spare", validate=True).validation.ok
+    db(server, 1).config_set("repl-diskless-sync-delay", 0)
+    backup_id, logged = verbose_backup(cli, tmp_path)
+    assert method_of(tmp_path, backup_id) == "dump"  # db 2 now holds half the instance's keys
+    assert "backup method dump (other dbs hold 51 of the instance's 102 keys" in logged
+    db(server, 2).flushdb()
+    backup_id, logged = verbose_backup(cli, tmp_path)
+    assert method_of(tmp_path, backup_id) == "rdb"
+    assert "backup method rdb (the server sends its snapshot without delay)" in logged
 
 
-def test_a_user_denied_sync_gets_dumps_under_auto_and_an_error_under_rdb(server, write_config, tmp_path, caplog):
+def test_a_user_denied_sync_gets_dumps_under_auto_and_an_error_under_rdb(server, write_config, tmp_path, cli):
     from storagectl.errors import OperationFailed
 
     db(server, 0).acl_setuser("limited", enabled=True, passwords=["+secret"], keys=["*"],
@@ -127,11 +148,10 @@ def test_a_user_denied_sync_gets_dumps_under_auto_and_an_error_under_rdb(server,
     populate(db(server, 1), 50)
     source = f'url: "redis://limited:secret@127.0.0.1:{server.port}/1"'
     config = config_for(write_config, tmp_path, source, f'url: "{url(server, 2)}"')
-    with caplog.at_level("INFO", logger="storagectl.backends.redis"):
-        [result] = run_backup(config, backend="cache", destination="local")
-    assert result.manifest.backend["metadata"]["method"] == "dump"
-    assert "backup method dump (the server refused SYNC: NOPERM" in caplog.text
-    assert restore(config, result.manifest.id, target="spare", validate=True).validation.ok
+    backup_id, logged = verbose_backup(cli, tmp_path)
+    assert method_of(tmp_path, backup_id) == "dump"
+    assert "backup method dump (the server refused SYNC: NOPERM" in logged
+    assert restore(config, backup_id, target="spare", validate=True).validation.ok
     config = config_for(write_config, tmp_path, source, f'url: "{url(server, 2)}"', extra=", backup_method: rdb")
     with pytest.raises(OperationFailed, match="backup_method rdb: the server refused SYNC: NOPERM"):
         run_backup(config, backend="cache", destination="local")
