@@ -283,3 +283,10 @@ def test_lzf_strings_decompress():
     assert lzf_decompress(b"\x01ab\xe0\x02\x01", 13, "x") == b"ab" * 6 + b"a"
     with pytest.raises(IntegrityError):
         lzf_decompress(b"\x01ab", 5, "x")
+
+
+def test_cache_warm_loads_an_rdb_backup(server, write_config, tmp_path, cli):
+    config, backup_id = rdb_backup(server, write_config, tmp_path, keys=120)
+    result = cli("-c", tmp_path / "storagectl.yaml", "cache", "warm", "--from", backup_id, "-b", "spare")
+    assert result.exit_code == 0, result.stderr
+    assert_same(snapshot(db(server, 2)), snapshot(db(server, 1)))
