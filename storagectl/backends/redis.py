@@ -587,14 +587,12 @@ class RedisBackend(Backend):
 
     def _restore_selected(self, db: int, records: Iterable[tuple[bytes, bytes, int]], selection: KeySelection,
                           replace: bool) -> LoadedKeys:
-        client = self.client(db=db)
+        client = self.client(db=db, single_connection_client=True)
         try:
             loaded = LoadedKeys(server_ms(client.time()))
             if replace:
                 delete_matching(client, selection)
-            restore_batch = client.register_script(_RESTORE_BATCH_LUA)
-            for batch in batches(records):
-                _restore_batch(restore_batch, batch, loaded)
+            _restore_all(client, records, loaded)
         finally:
             client.close()
         return loaded
@@ -757,14 +755,12 @@ class RedisBackend(Backend):
         return {db: db for db in sources}
 
     def _restore_db(self, archive: Any, source: int, db: int, replace: bool) -> LoadedKeys:
-        client = self.client(db=db)
+        client = self.client(db=db, single_connection_client=True)
         try:
             loaded = LoadedKeys(server_ms(client.time()))
             if replace:  # --yes replaces the db: keys absent from the backup must not survive
                 client.flushdb()
-            restore_batch = client.register_script(_RESTORE_BATCH_LUA)
-            for batch in batches(db_records(archive, source)):
-                _restore_batch(restore_batch, batch, loaded)
+            _restore_all(client, db_records(archive, source), loaded)
         finally:
             client.close()
         return loaded
@@ -1035,14 +1031,36 @@ def _records(stream: BinaryIO, name: str) -> Iterator[tuple[bytes, bytes, int]]:
         offset = end
 
 
-def _restore_batch(restore_batch: Any, records: list[tuple[bytes, bytes, int]], loaded: LoadedKeys) -> None:
-    """RESTORE a batch with its absolute expiries (ABSTTL), counting into ``loaded``."""
-    args: list[Any] = []
+def _restore_all(client: Any, records: Iterable[tuple[bytes, bytes, int]], loaded: LoadedKeys) -> None:
+    """RESTORE every record with its absolute expiry (ABSTTL) in batches, counting into ``loaded``
+    (``client``: single-connection). Pipelined: batch k+1 is read from the archive and sent before
+    batch k's reply is read, so the server restores while the client reads."""
+    sha = client.script_load(_RESTORE_BATCH_LUA).encode()
+    commands = RespSocket(client.connection)
+    sent = False
+    for batch in batches(records):
+        _restore_batch(commands, sha, batch, loaded)
+        if sent:
+            loaded.count(commands.reply())
+        sent = True
+    if sent:
+        loaded.count(commands.reply())
+
+
+def _restore_batch(commands: RespSocket, sha: bytes, records: list[tuple[bytes, bytes, int]],
+                   loaded: LoadedKeys) -> None:
+    """Send one batch's EVALSHA of _RESTORE_BATCH_LUA as RESP bytes (keys in KEYS; expiry and payload
+    per key in ARGV): redis-py would encode its arguments one by one in Python."""
+    count = b"%d" % len(records)
+    parts = [b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+        3 + 3 * len(records), len(sha), sha, len(count), count)]
+    parts += [b"$%d\r\n%s\r\n" % (len(key), key) for key, _payload, _expire in records]
     for _key, payload, expire_at in records:
-        args += (expire_at, payload)
+        expiry = b"%d" % expire_at
+        parts.append(b"$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(expiry), expiry, len(payload), payload))
         if expire_at:  # most keys have none: no call for them in this per-key loop
             loaded.note_expiry(expire_at)
-    loaded.count(restore_batch(keys=[key for key, _payload, _expire in records], args=args))
+    commands.send(b"".join(parts))
 
 
 def restore_routed_request(head: bytes, records: list[tuple[bytes, bytes, int]], loaded: LoadedKeys) -> bytes:
