@@ -5,11 +5,15 @@ Loads strings, hashes, lists, sets and sorted sets (10 % with a TTL) into a dedi
 server-side Lua loop (fast, deterministic), times storagectl's backup against `redis-cli --rdb`
 as configured, `redis-cli --rdb` with `repl-diskless-sync-delay 0` (set for that run and restored
 after: the honest anchor, target <= 1.0x) and a `BGSAVE` of the same data, prints the ratios and
-flushes the db afterwards. Note: `redis-cli --rdb` snapshots the whole instance (every db),
-storagectl only the selected db; with other dbs empty the data is the same.
+flushes the db afterwards. storagectl runs twice per round: `backup_method: auto` with the delay at
+0 as for the anchor (so it takes the snapshot, `rdb`: checked in the manifest), and `backup_method:
+dump` (DUMP per key); then each backup is restored (`restore --validate` off) into --restore-db.
+Note: a snapshot (`redis-cli --rdb`, `rdb`) holds the whole instance (every db), `dump` only the
+selected db; with other dbs empty the data is the same.
 The `redis-cli --rdb` as configured runs once (its time is mostly the server's wait); the others
 alternate for --rounds rounds and are reported as medians with their spread.
-Usage: python bench/bench_redis_backup.py [--url redis://127.0.0.1:6379] [--db 15] [--keys 1000000] [--rounds 3]
+Usage: python bench/bench_redis_backup.py [--url redis://127.0.0.1:6379] [--db 15] [--restore-db 14]
+       [--keys 1000000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -74,28 +78,47 @@ def timed(command: list[str]) -> tuple[float, str]:
     return elapsed, done.stdout
 
 
-def storagectl_backup(workdir: Path, url: str, db: int) -> tuple[float, int]:
-    config = workdir / "storagectl.yaml"
-    config.write_text(f"version: 1\nbackends:\n  cache: {{kind: redis, url: '{url}/{db}'}}\n"
+def storagectl_config(workdir: Path, url: str, db: int, restore_db: int, method: str) -> Path:
+    config = workdir / f"storagectl-{method}.yaml"
+    config.write_text(f"version: 1\nbackends:\n  cache: {{kind: redis, url: '{url}/{db}', backup_method: {method}}}\n"
+                      f"  spare: {{kind: redis, url: '{url}/{restore_db}'}}\n"
                       f"destinations:\n  local: {{kind: local, path: {workdir / 'backups'}}}\n")
+    return config
+
+
+def storagectl_backup(config: Path, method: str) -> tuple[float, int, str]:
+    """Wall time, stored size and id of one backup; exits unless it used ``method``."""
     elapsed, out = timed(["storagectl", "-c", str(config), "-o", "json", "backup", "run",
                           "--backend", "cache", "--to", "local"])
     info = json.loads(out)
-    return elapsed, (info[0] if isinstance(info, list) else info)["size"]
+    info = info[0] if isinstance(info, list) else info
+    manifest = next(config.parent.glob(f"backups/*/{info['id']}/manifest.json"))
+    used = json.loads(manifest.read_text())["backend"]["metadata"].get("method")
+    if used != method:
+        sys.exit(f"storagectl backed up by {used}, not {method}: see storagectl -v backup run")
+    return elapsed, info["size"], info["id"]
+
+
+def storagectl_restore(config: Path, backup_id: str, target: redis.Redis) -> float:
+    target.flushdb()
+    elapsed, _ = timed(["storagectl", "-c", str(config), "restore", backup_id, "--to", "spare"])
+    target.flushdb()
+    return elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="redis://127.0.0.1:6379")
     parser.add_argument("--db", type=int, default=15)
+    parser.add_argument("--restore-db", type=int, default=14)
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the timed backups (medians)")
     args = parser.parse_args()
     if not shutil.which("storagectl") or not shutil.which("redis-cli"):
         sys.exit("storagectl and redis-cli must be on PATH")
     client = redis.Redis.from_url(f"{args.url}/{args.db}")
-    with leased(args.url, args.db):
-        run(args, client)
+    with leased(args.url, args.db), leased(args.url, args.restore_db):
+        run(args, client, redis.Redis.from_url(f"{args.url}/{args.restore_db}"))
 
 
 @contextmanager
@@ -120,7 +143,7 @@ def server_cpu(client: redis.Redis) -> float:
     return info["used_cpu_user_main_thread"] + info["used_cpu_sys_main_thread"]
 
 
-def run(args: argparse.Namespace, client: redis.Redis) -> None:
+def run(args: argparse.Namespace, client: redis.Redis, target: redis.Redis) -> None:
     try:
         load_time = load(client, args.keys)
         print(f"loaded {client.dbsize():,} keys into db {args.db} in {load_time:.1f}s")
@@ -130,23 +153,31 @@ def run(args: argparse.Namespace, client: redis.Redis) -> None:
             rdb_cli = ["redis-cli", "-h", host, "-p", port, "--rdb", str(workdir / "dump.rdb")]
             rdb_time, _ = timed(rdb_cli)  # once: its time is mostly the server's wait
             rdb_size = (workdir / "dump.rdb").stat().st_size
-            runs: dict[str, list[float]] = {"storagectl": [], "delay 0": [], "BGSAVE": []}
-            cpu, size = [], 0
+            configs = {method: storagectl_config(workdir, args.url, args.db, args.restore_db, method)
+                       for method in ("auto", "dump")}
+            runs: dict[str, list[float]] = {name: [] for name in (
+                "storagectl", "dump", "delay 0", "BGSAVE", "restore rdb", "restore dump")}
+            cpu, sizes = [], {}
             for _ in range(args.rounds):  # alternating, so the load moves all of them alike
                 with no_diskless_sync_delay(client):
                     runs["delay 0"].append(timed(rdb_cli)[0])
+                    ours, sizes["rdb"], rdb_id = storagectl_backup(configs["auto"], "rdb")
+                    runs["storagectl"].append(ours)
                 runs["BGSAVE"].append(timed_bgsave(client))
                 cpu_before = server_cpu(client)
-                ours, size = storagectl_backup(workdir, args.url, args.db)
-                runs["storagectl"].append(ours)
+                ours, sizes["dump"], dump_id = storagectl_backup(configs["dump"], "dump")
+                runs["dump"].append(ours)
                 cpu.append(server_cpu(client) - cpu_before)
-        report(args, runs, rdb_time, rdb_size, size, statistics.median(cpu))
+                runs["restore rdb"].append(storagectl_restore(configs["auto"], rdb_id, target))
+                runs["restore dump"].append(storagectl_restore(configs["dump"], dump_id, target))
+        report(args, runs, rdb_time, rdb_size, sizes, statistics.median(cpu))
     finally:
         client.flushdb()
+        target.flushdb()
 
 
-def report(args: argparse.Namespace, runs: dict[str, list[float]], rdb_time: float, rdb_size: int, size: int,
-           cpu: float) -> None:
+def report(args: argparse.Namespace, runs: dict[str, list[float]], rdb_time: float, rdb_size: int,
+           sizes: dict[str, int], cpu: float) -> None:
     median = {name: statistics.median(times) for name, times in runs.items()}
 
     def spread(name: str) -> str:
@@ -158,8 +189,13 @@ def report(args: argparse.Namespace, runs: dict[str, list[float]], rdb_time: flo
     print(f"redis-cli --rdb with repl-diskless-sync-delay 0: {median['delay 0']:.2f}s ({spread('delay 0')}; "
           "the honest anchor)")
     print(f"BGSAVE of the same data: {median['BGSAVE']:.2f}s ({spread('BGSAVE')}; fork + RDB write on the server)")
-    print(f"storagectl backup: {median['storagectl']:.2f}s ({spread('storagectl')}), {size / 2**20:.1f} MiB; "
+    print(f"storagectl backup, rdb (auto at delay 0): {median['storagectl']:.2f}s ({spread('storagectl')}), "
+          f"{sizes['rdb'] / 2**20:.1f} MiB")
+    print(f"storagectl backup, dump: {median['dump']:.2f}s ({spread('dump')}), {sizes['dump'] / 2**20:.1f} MiB; "
           f"server CPU {cpu:.2f}s ({cpu / args.keys * 1e6:.1f} us/key), the floor of its wall time")
+    for method in ("rdb", "dump"):
+        print(f"storagectl restore of the {method} backup: {median['restore ' + method]:.2f}s "
+              f"({spread('restore ' + method)})")
     for name, reference in (("redis-cli --rdb", rdb_time), ("redis-cli --rdb, delay 0", median["delay 0"]),
                             ("BGSAVE", median["BGSAVE"])):
         ratio = median["storagectl"] / reference

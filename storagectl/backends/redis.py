@@ -24,6 +24,14 @@ from storagectl.archive.api import (
 )
 from storagectl.archive.progress import Estimate
 from storagectl.backends.base import Backend, classify_connection_error
+from storagectl.backends.redis_rdb import (
+    RDB_OBJECT,
+    RdbRefused,
+    rdb_obstacle,
+    rdb_records,
+    receive_rdb,
+    start_sync,
+)
 from storagectl.backends.redis_selection import KeySelection, count_matching, delete_matching, holds_any
 from storagectl.backends.redis_topology import SLOTS, ClusterNode, ClusterTopology
 from storagectl.backends.redis_wire import (
@@ -99,6 +107,11 @@ class RedisSettings(PasswordMixin, BackendSettings):
     read_from_replicas: bool = Field(
         False, description="a cluster: backup and inspect read each primary's slots from one of its replicas "
         "(connected, not failing; the primary when it has none); restore and its checks always use primaries")
+    backup_method: Literal["auto", "rdb", "dump"] = Field(
+        "auto", description="rdb: the server's snapshot read over the replication protocol (SYNC, as redis-cli "
+        "--rdb; every db of the instance, one fork); dump: DUMP of every key (SCAN, no fork); auto: rdb where the "
+        "server sends it without waiting (repl-diskless-sync-delay 0) and the backed-up dbs hold most keys, else "
+        "dump. A cluster and a --pattern/--type selection always use dump")
     nat_map: dict[str, str] | None = Field(
         None, description="a cluster whose nodes announce addresses this host cannot reach (cluster-announce-ip/"
         "port behind Docker, Kubernetes, NAT): announced host:port -> the host:port to connect to instead")
@@ -171,6 +184,8 @@ class RedisSettings(PasswordMixin, BackendSettings):
             raise ValueError("a Redis Cluster has only db 0: remove db/databases or the url's /N")
         if self.staging_db is not None:
             raise ValueError("staging_db needs SWAPDB, which a Redis Cluster does not have: remove it")
+        if self.backup_method == "rdb":
+            raise ValueError("a Redis Cluster is backed up key by key (backup_method dump): remove backup_method")
         return self
 
     def reachable(self) -> Callable[[str, int], tuple[str, int]] | None:
@@ -460,12 +475,69 @@ class RedisBackend(Backend):
     def backup(self, archive: Any, options: Any) -> None:
         databases = self.selected_databases()
         selection = KeySelection.of(options.selection)
-        counts = {}
-        for db in databases:
-            counts[_unit(db, databases)] = self._guarded("backup", lambda db=db: self._backup_db(archive, db,
-                                                                                                 selection))
+        method, why = self._backup_method(selection, databases)
+        counts = None
+        if method == "rdb":
+            try:
+                counts = self._backup_rdb(archive, databases)
+            except RdbRefused as exc:
+                if self.settings.backup_method == "rdb":
+                    raise OperationFailed(f"{self.label}: backup_method rdb: {self.redact(str(exc))}",
+                                          hint="Try: allow SYNC (ACL +sync +replconf), or backup_method: dump") from exc
+                method, why = "dump", self.redact(str(exc))
+        if counts is None:
+            counts = {_unit(db, databases): self._guarded("backup", lambda db=db: self._backup_db(archive, db,
+                                                                                                  selection))
+                      for db in databases}
+        log.info("%s: backup method %s (%s)", self.label, method, why)
         archive.set_metadata("databases", databases)
+        archive.set_metadata("method", method)
         record_summary(archive, ContentSummary(counts=counts))
+
+    def _backup_method(self, selection: KeySelection | None, databases: list[int]) -> tuple[str, str]:
+        """"rdb" or "dump", and why (see RedisSettings.backup_method)."""
+        setting = self.settings.backup_method
+        if selection is not None:
+            if setting == "rdb":
+                raise UsageError(f"{self.label}: backup_method rdb takes the whole snapshot; it cannot select keys",
+                                 hint="Try: backup_method auto or dump for a --pattern/--type backup")
+            return "dump", "a selection of keys"
+        if setting != "auto":
+            return setting, f"backup_method: {setting}"
+        obstacle = self._guarded("reading the server's settings", lambda: self._rdb_obstacle(databases))
+        return ("dump", obstacle) if obstacle else ("rdb", "the server sends its snapshot without delay")
+
+    def _rdb_obstacle(self, databases: list[int]) -> str | None:
+        import redis
+
+        client = self.client()
+        try:
+            version = str(client.info("server")["redis_version"])
+            keys = {int(name[2:]): int(stats.get("keys", 0)) for name, stats in client.info("keyspace").items()}
+            modules = bool(client.info("modules"))
+            try:
+                config: dict[str, str] | None = client.config_get("repl-diskless-sync*")
+            except redis.ResponseError:
+                config = None
+        finally:
+            client.close()
+        return rdb_obstacle(version, config, keys, databases, modules)
+
+    def _backup_rdb(self, archive: Any, databases: list[int]) -> dict[str, int]:
+        """The server's snapshot as the object RDB_OBJECT; keys per unit. RdbRefused (before anything
+        is written) when the server will not send it."""
+        from storagectl.archive.pipe import BackgroundWriter
+
+        client = self.client(single_connection_client=True)
+        try:
+            sync = self._guarded("backup", lambda: start_sync(client.connection))
+            with archive.create(RDB_OBJECT) as sink, BackgroundWriter(sink.write) as writer:
+                sizes, version = self._guarded("backup", lambda: receive_rdb(sync, writer.put, databases))
+                sink.counts = {"keys": sum(sizes.values())}
+        finally:
+            client.close()
+        archive.set_metadata("rdb_version", version)
+        return {_unit(db, databases): sizes[db] for db in databases}
 
     def _backup_db(self, archive: Any, db: int, selection: KeySelection | None = None) -> int:
         client = self.client(db=db, single_connection_client=True)
@@ -492,7 +564,7 @@ class RedisBackend(Backend):
             [(source, target)] = mapping.items()
             return self._restore_staged(archive, source, target, self.settings.staging_db, options)
         loaded = {_unit(target, targets): self._guarded("restore", lambda s=source, t=target: (
-                      self._restore_db(archive, record_objects(archive, s), t, options.replace_existing)))
+                      self._restore_db(archive, s, t, options.replace_existing)))
                   for source, target in mapping.items()}
         return self._outcome(loaded)
 
@@ -504,7 +576,7 @@ class RedisBackend(Backend):
         loaded, expected = {}, {}
         for source, target in mapping.items():
             unit = _unit(target, targets)
-            records = CountedRecords(selection.records(read_records(archive, record_objects(archive, source))))
+            records = CountedRecords(selection.records(db_records(archive, source)))
             loaded[unit] = self._guarded("restore", lambda t=target, r=records: self._restore_selected(
                 t, r, selection, replace))
             expected[unit] = records.count
@@ -515,14 +587,12 @@ class RedisBackend(Backend):
 
     def _restore_selected(self, db: int, records: Iterable[tuple[bytes, bytes, int]], selection: KeySelection,
                           replace: bool) -> LoadedKeys:
-        client = self.client(db=db)
+        client = self.client(db=db, single_connection_client=True)
         try:
             loaded = LoadedKeys(server_ms(client.time()))
             if replace:
                 delete_matching(client, selection)
-            restore_batch = client.register_script(_RESTORE_BATCH_LUA)
-            for batch in batches(records):
-                _restore_batch(restore_batch, batch, loaded)
+            _restore_all(client, records, loaded)
         finally:
             client.close()
         return loaded
@@ -549,14 +619,14 @@ class RedisBackend(Backend):
         targets = list(mapping.values())
         checks = []
         for source, target in mapping.items():
-            names, unit = record_objects(archive, source), _unit(target, targets)
+            unit = _unit(target, targets)
 
             def compare(records: Any, equal: bool, target: int = target, unit: str = unit) -> list[Any]:
                 client = self.client(db=target, single_connection_client=True)
                 return [compare_on(client, records, unit, equal)]
 
-            checks.append(self._guarded("validation", lambda n=names, u=unit, c=compare: compare_all(
-                c, lambda: read_records(archive, n), u, outcome.skipped.get(u, 0))))
+            checks.append(self._guarded("validation", lambda s=source, u=unit, c=compare: compare_all(
+                c, lambda: db_records(archive, s), u, outcome.skipped.get(u, 0))))
         return checks
 
     def _compares_keys(self) -> bool:
@@ -602,13 +672,12 @@ class RedisBackend(Backend):
         """Load into the (empty) staging db, check it, then SWAPDB: clients of the target db see the old
         keys until the swap and the restored ones right after it. The old keys are flushed last."""
         self.check_replace()
-        names = record_objects(archive, source)
         client = self.client(db=staging)
         try:
             try:
-                loaded = self._guarded("restore", lambda: self._restore_db(archive, names, staging, replace=False))
+                loaded = self._guarded("restore", lambda: self._restore_db(archive, source, staging, replace=False))
                 outcome = self._outcome({"keys": loaded})
-                backed_up = sum(archive.counts(name).get("keys", 0) for name in names)
+                backed_up = archived_keys(archive, source)
                 self._check_staged_count(client, backed_up - loaded.skipped,
                                          outcome.tolerance["keys"], staging)
                 if options.check_staged is not None:
@@ -685,15 +754,13 @@ class RedisBackend(Backend):
                              hint="Try: set `databases` of the target backend to the same dbs")
         return {db: db for db in sources}
 
-    def _restore_db(self, archive: Any, names: list[str], db: int, replace: bool) -> LoadedKeys:
-        client = self.client(db=db)
+    def _restore_db(self, archive: Any, source: int, db: int, replace: bool) -> LoadedKeys:
+        client = self.client(db=db, single_connection_client=True)
         try:
             loaded = LoadedKeys(server_ms(client.time()))
             if replace:  # --yes replaces the db: keys absent from the backup must not survive
                 client.flushdb()
-            restore_batch = client.register_script(_RESTORE_BATCH_LUA)
-            for batch in batches(read_records(archive, names)):
-                _restore_batch(restore_batch, batch, loaded)
+            _restore_all(client, db_records(archive, source), loaded)
         finally:
             client.close()
         return loaded
@@ -804,6 +871,23 @@ def read_records(archive: Any, names: list[str]) -> Iterator[tuple[bytes, bytes,
             if read_exact(stream, len(RECORDS_MAGIC)) != RECORDS_MAGIC:
                 raise IntegrityError(f"{name}: not a storagectl Redis records stream")
             yield from _records(stream, name)
+
+
+def db_records(archive: Any, db: int) -> Iterator[tuple[bytes, bytes, int]]:
+    """(key, DUMP payload, absolute expiry ms) of every key of db ``db`` in a backup of either method."""
+    if archive.metadata.get("method") != "rdb":
+        yield from read_records(archive, record_objects(archive, db))
+        return
+    with archive.open(RDB_OBJECT) as stream:
+        yield from rdb_records(stream, db, f"object {RDB_OBJECT!r}")
+
+
+def archived_keys(archive: Any, db: int) -> int:
+    """How many keys of db ``db`` the backup holds."""
+    if archive.metadata.get("method") != "rdb":
+        return sum(archive.counts(name).get("keys", 0) for name in record_objects(archive, db))
+    summary = recorded_summary(archive.metadata)
+    return summary.counts.get(_unit(db, list(archive.metadata.get("databases") or [])), 0) if summary else 0
 
 
 def _unit(db: int, databases: list[int]) -> str:
@@ -947,14 +1031,36 @@ def _records(stream: BinaryIO, name: str) -> Iterator[tuple[bytes, bytes, int]]:
         offset = end
 
 
-def _restore_batch(restore_batch: Any, records: list[tuple[bytes, bytes, int]], loaded: LoadedKeys) -> None:
-    """RESTORE a batch with its absolute expiries (ABSTTL), counting into ``loaded``."""
-    args: list[Any] = []
+def _restore_all(client: Any, records: Iterable[tuple[bytes, bytes, int]], loaded: LoadedKeys) -> None:
+    """RESTORE every record with its absolute expiry (ABSTTL) in batches, counting into ``loaded``
+    (``client``: single-connection). Pipelined: batch k+1 is read from the archive and sent before
+    batch k's reply is read, so the server restores while the client reads."""
+    sha = client.script_load(_RESTORE_BATCH_LUA).encode()
+    commands = RespSocket(client.connection)
+    sent = False
+    for batch in batches(records):
+        _restore_batch(commands, sha, batch, loaded)
+        if sent:
+            loaded.count(commands.reply())
+        sent = True
+    if sent:
+        loaded.count(commands.reply())
+
+
+def _restore_batch(commands: RespSocket, sha: bytes, records: list[tuple[bytes, bytes, int]],
+                   loaded: LoadedKeys) -> None:
+    """Send one batch's EVALSHA of _RESTORE_BATCH_LUA as RESP bytes (keys in KEYS; expiry and payload
+    per key in ARGV): redis-py would encode its arguments one by one in Python."""
+    count = b"%d" % len(records)
+    parts = [b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+        3 + 3 * len(records), len(sha), sha, len(count), count)]
+    parts += [b"$%d\r\n%s\r\n" % (len(key), key) for key, _payload, _expire in records]
     for _key, payload, expire_at in records:
-        args += (expire_at, payload)
+        expiry = b"%d" % expire_at
+        parts.append(b"$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(expiry), expiry, len(payload), payload))
         if expire_at:  # most keys have none: no call for them in this per-key loop
             loaded.note_expiry(expire_at)
-    loaded.count(restore_batch(keys=[key for key, _payload, _expire in records], args=args))
+    commands.send(b"".join(parts))
 
 
 def restore_routed_request(head: bytes, records: list[tuple[bytes, bytes, int]], loaded: LoadedKeys) -> bytes:

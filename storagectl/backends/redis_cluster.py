@@ -28,8 +28,7 @@ from storagectl.backends.redis import (
     KeyspacePart,
     LoadedKeys,
     RedisBackend,
-    read_records,
-    record_objects,
+    db_records,
     restore_routed_request,
     seed_address,
     server_ms,
@@ -286,6 +285,7 @@ class RedisClusterBackend(RedisBackend):
             raise OperationFailed(f"{self.label}: slots moved during the backup (a reshard or failover); "
                                   "no backup was written", hint="Try: run the backup again once the cluster is stable")
         archive.set_metadata("databases", [0])
+        archive.set_metadata("method", "dump")  # per primary, key by key: no snapshot of a cluster
         archive.set_metadata("cluster", {"slots": SLOTS, "nodes": [
             {"node_id": node.node_id, "address": node.address, "slots": [list(r) for r in node.slots],
              "keys": count, "object": names[node.node_id]} for node, count in zip(primaries, counts, strict=True)]})
@@ -339,7 +339,7 @@ class RedisClusterBackend(RedisBackend):
             return self._restore_cluster_selection(archive, source, topology, selection, options)
         if options.replace_existing:  # --yes replaces the cluster's keys: none absent from the backup survive
             self._values("flushing", fan_out(topology.primaries(), lambda node: self._flush(node), options.parallel))
-        loaded = self._restore_routed(read_records(archive, record_objects(archive, source)), topology)
+        loaded = self._restore_routed(db_records(archive, source), topology)
         return self._outcome({"keys": loaded})
 
     def _restore_cluster_selection(self, archive: Any, source: int, topology: ClusterTopology,
@@ -349,7 +349,7 @@ class RedisClusterBackend(RedisBackend):
             self._values("deleting the selected keys", fan_out(
                 topology.primaries(), lambda node: self._on_node(node, lambda c: delete_matching(c, selection)),
                 options.parallel))
-        records = CountedRecords(selection.records(read_records(archive, record_objects(archive, source))))
+        records = CountedRecords(selection.records(db_records(archive, source)))
         outcome = self._outcome({"keys": self._restore_routed(records, topology)})
         outcome.expected = ContentSummary(counts={"keys": records.count})
         outcome.notes.append(f"restored {records.count} selected key(s) in place; other keys untouched")
@@ -419,10 +419,10 @@ class RedisClusterBackend(RedisBackend):
     # -- restore --validate: every key against the archive -------------------------------------
     def compare_items(self, archive: Any, outcome: RestoreOutcome) -> list[ItemCheck]:
         """Every record against the key on the primary serving its slot now (type, value, expiry)."""
-        names = record_objects(archive, self.restored_db(archive.metadata))
+        source = self.restored_db(archive.metadata)
         topology = self._stable_topology("validation")
         return [compare_all(lambda records, equal: self._compare(records, topology, equal),
-                            lambda: read_records(archive, names), "keys", outcome.skipped.get("keys", 0))]
+                            lambda: db_records(archive, source), "keys", outcome.skipped.get("keys", 0))]
 
     def _compare(self, records: Iterable[Record], topology: ClusterTopology,
                  collect_equal: bool) -> list[KeyComparison]:

@@ -35,10 +35,7 @@ class RespSocket:
         self.redis = redis  # imported lazily, as everywhere in this module: its import is slow
 
     def send(self, request: bytes) -> None:
-        try:
-            self.socket.sendall(request)
-        except OSError as exc:
-            raise self.redis.ConnectionError(f"error while writing to the socket: {exc}") from exc
+        send_all(self.socket, request)
 
     def reply(self) -> Any:
         while (reply := self.reader.gets()) is False:
@@ -57,15 +54,37 @@ class RespSocket:
                 raise reply
 
     def _receive(self) -> None:
-        try:
-            data = self.socket.recv(65536)  # hiredis memmoves its unparsed rest per 1 KiB parsed: keep it small
-        except TimeoutError as exc:
-            raise self.redis.TimeoutError("timeout reading from the socket") from exc
-        except OSError as exc:
-            raise self.redis.ConnectionError(f"error while reading from the socket: {exc}") from exc
-        if not data:
-            raise self.redis.ConnectionError("connection closed by the server")
-        self.reader.feed(data)
+        self.reader.feed(receive(self.socket, 65536))  # hiredis memmoves its unparsed rest per 1 KiB parsed
+
+
+def send_all(sock: Any, request: bytes) -> None:
+    """``request`` on a connected socket; a failure as redis-py's ConnectionError."""
+    try:
+        sock.sendall(request)
+    except OSError as exc:
+        import redis
+
+        raise redis.ConnectionError(f"error while writing to the socket: {exc}") from exc
+
+
+def receive(sock: Any, size: int) -> bytes:
+    """Up to ``size`` bytes from a connected socket; failures and a closed connection as redis-py's
+    TimeoutError / ConnectionError."""
+    try:
+        data = sock.recv(size)
+    except TimeoutError as exc:
+        import redis
+
+        raise redis.TimeoutError("timeout reading from the socket") from exc
+    except OSError as exc:
+        import redis
+
+        raise redis.ConnectionError(f"error while reading from the socket: {exc}") from exc
+    if not data:
+        import redis
+
+        raise redis.ConnectionError("connection closed by the server")
+    return data
 
 
 def dump_batches(commands: RespSocket, count: int = DUMP_BATCH_KEYS, keep: KeyFilter | None = None,

@@ -1,7 +1,7 @@
 """``cache warm``: load the keys of a storagectl Redis backup into a cold cache.
 
 The backup is read through the archive reader (verified as it is read, as ``restore`` reads it) and
-:func:`storagectl.backends.redis.read_records`; each key goes back with ``RESTORE ... ABSTTL``
+:func:`storagectl.backends.redis.db_records`; each key goes back with ``RESTORE ... ABSTTL``
 (routed per key on a cluster by redis-py's cluster pipeline), without ``REPLACE`` unless asked, so a
 key the cache already holds is kept and counted. Keys expired since the backup are skipped;
 ``ttl_jitter`` spreads the expiries of the others so they do not all fall due together."""
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from storagectl.archive.progress import ProgressCallback, no_progress
-from storagectl.backends.redis import batches, read_records, record_objects, server_ms
+from storagectl.backends.redis import batches, db_records, server_ms
 from storagectl.backup.catalog import LATEST, find_backup, latest_backup_id
 from storagectl.backup.restore import open_archive
 from storagectl.cache.keyfmt import glob_regex
@@ -74,7 +74,7 @@ def warm(config: Any, backend: Any, options: WarmOptions, progress: ProgressCall
     started = time.monotonic()
     with key_client(backend) as client, translated(backend, "warm"):
         now = _server_ms(client)
-        for batch in batches(read_records(archive, record_objects(archive, source)), WARM_BATCH):
+        for batch in batches(db_records(archive, source), WARM_BATCH):
             kept = []
             for key, payload, expire_at in batch:
                 if match is not None and not match(key):
