@@ -34,7 +34,7 @@ LatestBackendOption = Annotated[str | None, typer.Option(
     autocompletion=complete.backend_names)]
 BackupIdArgument = Annotated[str, typer.Argument(
     metavar="BACKUP_ID", help="Backup id, or `latest` with --backend and/or --job.",
-    autocompletion=complete.backup_ids)]
+    autocompletion=complete.backup_ids_or_latest)]
 TableOption = Annotated[list[str] | None, typer.Option(
     "--table", "-t", metavar="TABLE", help="PostgreSQL/SQLite: only this table (schema.name or name; "
     "glob * ? [..]); repeatable.")]
