@@ -231,6 +231,10 @@ def test_restore_latest_of_one_backend_into_another(cli, env):
     by_job = cli(*c, "-o", "json", "restore", "latest", "--job", "nightly", "--backend", "app", "--to", "copy",
                  "--yes")
     assert by_job.exit_code == 0 and by_job.json()["id"] != newest["id"]  # the newest of job nightly
+    # --job alone: the job's only backend (app), not the --to backend, which the job does not back up
+    job_only = cli(*c, "-o", "json", "restore", "latest", "--job", "nightly", "--to", "copy", "--yes")
+    assert job_only.exit_code == 0, job_only.stderr
+    assert job_only.json()["id"] == by_job.json()["id"] and job_only.json()["target"] == "copy"
     with_id = cli(*c, "restore", newest["id"], "--backend", "app", "--to", "copy", "--yes")
     assert with_id.exit_code == 2 and "is already an id" in with_id.stderr
 
@@ -270,6 +274,9 @@ def test_latest_of_a_job_with_several_backends_needs_the_backend(cli, env, write
     assert "Try: --job both --backend app" in ambiguous.stderr
     chosen = cli("-c", config, "-o", "json", "backup", "verify", "latest", "--job", "both", "--backend", "copy")
     assert chosen.exit_code == 0 and chosen.json()["id"] == made.json()[1]["id"]
+    # restore: --to names one of the job's backends, so it is the source; another target stays ambiguous
+    into_itself = cli("-c", config, "restore", "latest", "--job", "both", "--to", "copy", "--dry-run")
+    assert into_itself.exit_code == 0 and made.json()[1]["id"] in into_itself.stderr, into_itself.stderr
 
 
 def test_unreachable_destination_does_not_block_the_reachable_one(cli, env, write_config, tmp_path):

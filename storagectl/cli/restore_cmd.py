@@ -40,7 +40,8 @@ def restore(
     from_: FromOption = None,
     backend: Annotated[str | None, typer.Option(
         "--backend", "-b", metavar="BACKEND",
-        help="With `latest`: restore the newest backup of this backend [default: --to].",
+        help="With `latest`: restore the newest backup of this backend [default: --to, or the only "
+        "backend of --job].",
         autocompletion=complete.backend_names)] = None,
     job: LatestJobOption = None,
     to: Annotated[str | None, typer.Option(
@@ -100,7 +101,7 @@ def restore(
     selection = selection_of(table, schema, exclude_table, pattern, key_type, label)
     if backup_id == LATEST and to is not None:
         state.config.backend(to)  # an unknown target is named as the target, not as the source
-    backup_id = selected_backup_id(state, backup_id, from_, job, backend or (to if backup_id == LATEST else None))
+    backup_id = selected_backup_id(state, backup_id, from_, job, _latest_of(state, backup_id, job, backend, to))
     # Planned once (the backup's manifest read, the target checked): the question and the restore share it.
     plan = prepare_restore(state.config, backup_id, from_, to, validate=validate, parallel=parallel, replace=yes,
                            ownership=ownership, selection=selection, db=db)
@@ -117,6 +118,21 @@ def restore(
 
         raise IntegrityError(f"restore of {backup_id} finished but {result.validation.problem()}",
                              hint="Try: storagectl backup verify " + backup_id)
+
+
+def _latest_of(state: AppState, backup_id: str, job: str | None, backend: str | None, to: str | None) -> str | None:
+    """Whose newest backup `latest` means: --backend; else with --job, the job's only backend (or
+    --to when the job backs it up; several others stay ambiguous, named by the error); else --to."""
+    from storagectl.backup.catalog import LATEST
+
+    if backup_id != LATEST or backend is not None:
+        return backend
+    if job is None:
+        return to
+    backends = state.config.job(job).backends
+    if to in backends:
+        return to
+    return backends[0] if len(backends) == 1 else None
 
 
 def _confirmed(state: AppState, plan: RestorePlan, from_: str | None, identity: Path | None,
