@@ -409,7 +409,7 @@ def test_delete_and_restore_ask_on_a_terminal(cli, env, terminal):
     terminal("n\n")
     declined = cli(*c, "restore", info["id"], "--to", "copy")
     assert declined.exit_code == 1 and "[y/N]" in declined.stderr and "nothing was changed" in declined.stderr
-    assert "dry run: would replace the data of" in declined.stderr  # the plan, before the question
+    assert "this restore will replace the data of" in declined.stderr  # the plan, before the question
     terminal("y\n")
     accepted = cli(*c, "restore", info["id"], "--to", "copy")
     assert accepted.exit_code == 0, accepted.stderr
@@ -473,6 +473,9 @@ def test_a_terminal_restore_plans_once(cli, env, terminal, monkeypatch):
     asked = cli("-c", env["config"], "restore", info["id"], "--to", "copy")  # the target holds data now
     assert asked.exit_code == 0 and "[y/N]" in asked.stderr, asked.stderr
     assert calls == {"manifest": 2, "plan": 2}
+    # the plan shown before the question is what this run will do, not a dry run's report
+    assert "this restore will replace the data of backend copy" in asked.stderr
+    assert "dry run" not in asked.stderr and "needs --yes" not in asked.stderr
 
 
 def test_delete_asks_on_a_real_terminal(cli, env):

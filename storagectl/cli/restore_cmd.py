@@ -143,7 +143,7 @@ def _confirmed(state: AppState, plan: RestorePlan, from_: str | None, identity: 
 
     from storagectl.backup import restore_planned
 
-    _render(state, restore_planned(state.config, plan, dry_run=True, identity_file=identity))
+    _render(state, restore_planned(state.config, plan, dry_run=True, identity_file=identity), asking=True)
     target, backup_id = plan.target, plan.backup.id
     what = f"{plan.selection.describe()} in" if plan.selective else "the data of"
     confirm(state, f"Replace {what} {target.label} with backup {backup_id}?",
@@ -153,7 +153,8 @@ def _confirmed(state: AppState, plan: RestorePlan, from_: str | None, identity: 
     return dataclasses.replace(plan, replace=True)
 
 
-def _render(state: AppState, result) -> None:
+def _render(state: AppState, result, asking: bool = False) -> None:
+    """``asking``: the plan shown before the confirmation question (not a dry run's report)."""
     plan = result.to_dict()
     if result.dry_run:
         if result.plan.selective:
@@ -163,10 +164,11 @@ def _render(state: AppState, result) -> None:
         else:
             verb = "replace the data of" if not plan["target_empty"] else "restore into the empty"
             action = f"{verb} backend {plan['target']} ({plan['target_endpoint']}) from backup"
-        note(state, f"dry run: would {action} {plan['id']} at {plan['destination']}: {plan['objects']} object(s), "
-                    f"{human_bytes(plan['raw_size'])}" + ("; objects verified first" if plan["validate"] else "")
-                    + ("; the target holds some of it: needs --yes" if plan["needs_yes"] and result.plan.selective
-                       else "; the target is not empty: needs --yes" if plan["needs_yes"] else ""))
+        needs_yes = ("" if asking or not plan["needs_yes"] else "; the target holds some of it: needs --yes"
+                     if result.plan.selective else "; the target is not empty: needs --yes")
+        note(state, f"{'this restore will' if asking else 'dry run: would'} {action} {plan['id']} at "
+                    f"{plan['destination']}: {plan['objects']} object(s), {human_bytes(plan['raw_size'])}"
+                    + ("; objects verified first" if plan["validate"] else "") + needs_yes)
         if plan["replace_method"]:
             note(state, f"replacing: {plan['replace_method']}")
         for key, values in result.preview.items():
