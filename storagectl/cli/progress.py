@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from storagectl.archive.progress import ProgressCallback, ProgressEvent, ProgressModel, Throttle, no_progress
-from storagectl.cli.state import AppState
+from storagectl.cli.appstate import AppState
 from storagectl.units import format_duration, human_bytes
 
 if TYPE_CHECKING:
