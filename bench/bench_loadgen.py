@@ -144,23 +144,28 @@ def pgbench_tables_script(workload: str, directory: Path) -> str:
     return f"sql:{path}"
 
 
-def bench_pg(config: Path, rounds: int, seconds: int, workloads: list[str], jobs: list[int]) -> None:
+def bench_pg(config: Path, rounds: int, seconds: int, workloads: list[str], jobs: list[str]) -> None:
     """Per round: pgbench, then storagectl once per ``-j`` of ``jobs``; each -j reported against the
     same pgbench runs."""
     cases = (("select-pk", ["-S", "-M", "prepared"], 0.85), ("tpcb-like", [], 0.85))
     for workload, native, target in [case for case in cases if case[0] in workloads]:
-        ours: dict[int, list[float]] = {j: [] for j in jobs}
+        ours: dict[str, list[float]] = {j: [] for j in jobs}
         theirs: list[float] = []
         script = pgbench_tables_script(workload, config.parent)
         for _ in range(rounds):
             theirs.append(pgbench(*native, "-c", "8", "-j", "2", "-T", str(seconds)))
             for j in jobs:
-                result = storagectl(config, "-b", "pg", "-w", script, "-c", "8", "-j", str(j), "-T", f"{seconds}s",
-                                    "--warmup", "2s", "--keyspace", "1")
+                result = storagectl(config, "-b", "pg", "-w", script, "-c", "8", *jobs_args(j), "-T",
+                                    f"{seconds}s", "--warmup", "2s", "--keyspace", "1")
                 ours[j].append(result["ops_per_s"])
         for j in jobs:
             label = f"PostgreSQL {workload} -c 8 -j {j} vs pgbench {' '.join(native + ['-c', '8', '-j', '2'])}"
             report(label, ours[j], theirs, target)
+
+
+def jobs_args(jobs: str) -> list[str]:
+    """storagectl's -j: `auto` gives none (its default: a process per PostgreSQL client here)."""
+    return [] if jobs == "auto" else ["-j", jobs]
 
 
 def percentile(sorted_values: list[int], fraction: float) -> float:
@@ -168,7 +173,7 @@ def percentile(sorted_values: list[int], fraction: float) -> float:
     return float(sorted_values[index])
 
 
-def latency_truth(config: Path, rounds: int, seconds: int, jobs: list[int]) -> None:
+def latency_truth(config: Path, rounds: int, seconds: int, jobs: list[str]) -> None:
     """Alternating rounds of `pgbench --log` and storagectl (once per ``-j`` of ``jobs``); medians of
     each one's p50/p99, with the tps of the same runs: in a closed loop latency is about clients / tps,
     so a round whose tps differs (the 2 cores shared out differently) moves both tools' percentiles."""
@@ -181,7 +186,7 @@ def latency_truth(config: Path, rounds: int, seconds: int, jobs: list[int]) -> N
         theirs["p99"].append(p99)
         theirs["tps"].append(tps)
         for j in jobs:
-            result = storagectl(config, "-b", "pg", "-w", script, "-c", "8", "-j", str(j), "-T", f"{seconds}s",
+            result = storagectl(config, "-b", "pg", "-w", script, "-c", "8", *jobs_args(j), "-T", f"{seconds}s",
                                 "--warmup", "0", "--keyspace", "1")
             for name in ("p50", "p99"):
                 ours[j][name].append(result["latency_ms"][name])
@@ -263,11 +268,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--only", default="redis,pg,truth,stall")
     parser.add_argument("--pg-workloads", default="select-pk,tpcb-like", help="the PostgreSQL cases of `pg`")
-    parser.add_argument("--pg-jobs", default="2", help="storagectl -j for `pg` and `truth`; several (2,8): each "
-                                                       "run in every round against the same pgbench runs")
+    parser.add_argument("--pg-jobs", default="auto", help="storagectl -j for `pg` and `truth` (auto: none given, "
+                        "its default); several (auto,2): each run in every round against the same pgbench runs")
     args = parser.parse_args()
     parts = set(args.only.split(","))
-    jobs = [int(j) for j in args.pg_jobs.split(",")]
+    jobs = args.pg_jobs.split(",")
     print(f"load average at start: {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs", flush=True)
     server = RedisServer()
     with tempfile.TemporaryDirectory() as directory:
