@@ -206,13 +206,13 @@ def latency_truth(config: Path, rounds: int, seconds: int, jobs: list[str]) -> N
                   f"{'met' if abs(off) <= 15 else 'NOT met'})", flush=True)
 
 
-def pgbench_log_percentiles(seconds: int) -> tuple[float, float, float]:
-    """p50 and p99 (ms) of `pgbench -S -M prepared -c 8 -j 2 --log`: the third column of each log line
+def pgbench_log_percentiles(seconds: int, threads: int = 2) -> tuple[float, float, float]:
+    """p50 and p99 (ms) of `pgbench -S -M prepared -c 8 -j THREADS --log`: the third column of each log line
     is the transaction's latency in microseconds; every transaction of the run counts, as storagectl's
     run with --warmup 0 counts all of its own. And pgbench's tps."""
     with tempfile.TemporaryDirectory() as directory:
         done = subprocess.run(["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-S", "-M", "prepared", "-c", "8",
-                               "-j", "2", "-T", str(seconds), "--log", "--log-prefix", f"{directory}/log", PG_DB],
+                               "-j", str(threads), "-T", str(seconds), "--log", "--log-prefix", f"{directory}/log", PG_DB],
                               capture_output=True, text=True, check=True)
         latencies = sorted(int(line.split()[2]) for path in Path(directory).glob("log*")
                            for line in path.read_text().splitlines())
