@@ -4,13 +4,14 @@
 - Redis (a redis-server this script starts on a free port, no persistence): `bench run -w get -c 50`
   vs `redis-benchmark -t get -c 50 -r KEYS -d 100` (its keyspace filled with the same 100-byte
   values), pipeline 1 and 16, alternating; target >= 0.6x.
-- PostgreSQL (scale 10 in a database of its own): `bench run -w sql:select-pk.sql -c 8 -j 2` vs
-  `pgbench -S -c 8 -j 2 -M prepared`, and `sql:tpcb-like.sql` vs `pgbench -c 8 -j 2`, alternating;
+- PostgreSQL (scale 10 in a database of its own): `bench run -w sql:select-pk.sql -c 8` (its default -j:
+  a process per client; `--pg-jobs 2` or `auto,2` for others) vs `pgbench -S -c 8 -j 2 -M prepared`,
+  and `sql:tpcb-like.sql` vs `pgbench -c 8 -j 2`, alternating;
   target >= 0.85x. The scripts are the built-in `select-pk` / `tpcb-like` ones naming pgbench's own
   tables (`public.pgbench_*`), so both tools read the very same pages; storagectl's own namespace is
   a one-row fill (`--keyspace 1`). (With the built-in workloads storagectl would first fill 1 M rows
   of its own, and the checkpoint and hint-bit writes after that fill land in its measured run.)
-- Latency truth: p50/p99 of `bench run -w select-pk -c 8 -j 2` vs the percentiles of the per-transaction
+- Latency truth: p50/p99 of `bench run -w select-pk -c 8` vs the percentiles of the per-transaction
   latencies in `pgbench -S --log` under the same closed-loop load, in alternating rounds (medians, with
   each run's tps beside them); target within 15 %.
 - Stall: `--rate` runs during which the server stops for 2 s (`CLIENT PAUSE 2000`; a transaction
@@ -18,7 +19,7 @@
 
 Run under `flock /tmp/bench.lock`; prints medians, ratios and the load average.
 Usage: python bench/bench_loadgen.py [--rounds 3] [--seconds 8] [--only redis,pg,truth,stall]
-       [--pg-workloads select-pk,tpcb-like]
+       [--pg-workloads select-pk,tpcb-like] [--pg-jobs auto,2]
 """
 
 from __future__ import annotations
@@ -212,7 +213,8 @@ def pgbench_log_percentiles(seconds: int, threads: int = 2) -> tuple[float, floa
     run with --warmup 0 counts all of its own. And pgbench's tps."""
     with tempfile.TemporaryDirectory() as directory:
         done = subprocess.run(["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-S", "-M", "prepared", "-c", "8",
-                               "-j", str(threads), "-T", str(seconds), "--log", "--log-prefix", f"{directory}/log", PG_DB],
+                               "-j", str(threads), "-T", str(seconds), "--log", "--log-prefix", f"{directory}/log",
+                               PG_DB],
                               capture_output=True, text=True, check=True)
         latencies = sorted(int(line.split()[2]) for path in Path(directory).glob("log*")
                            for line in path.read_text().splitlines())
