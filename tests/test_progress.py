@@ -212,6 +212,56 @@ def test_plain_mode_prints_nothing_for_work_shorter_than_the_interval():
     assert console.file.getvalue() == ""
 
 
+class FakeTimer:
+    """threading.Timer whose firing the test decides."""
+    made: list[FakeTimer] = []
+
+    def __init__(self, delay, function):
+        self.delay, self.function, self.cancelled, self.daemon = delay, function, False, False
+        FakeTimer.made.append(self)
+
+    def start(self):
+        pass
+
+    def cancel(self):
+        self.cancelled = True
+
+    def fire(self):
+        self.function()
+
+
+@pytest.fixture
+def fake_timer(monkeypatch):
+    from storagectl.cli import progress
+
+    FakeTimer.made = []
+    monkeypatch.setattr(progress.threading, "Timer", FakeTimer)
+    return FakeTimer.made
+
+
+def test_a_terminal_shows_no_bars_for_work_shorter_than_the_delay(fake_timer):
+    """A half-second command spent ~30 ms of CPU on rich's live display it never needed."""
+    console, buffer = terminal()
+    with live_progress(console, auto_refresh=False, delay=0.5) as callback:
+        feed_objects(callback, 10)
+    assert buffer.getvalue() == ""
+    [timer] = fake_timer
+    assert timer.delay == 0.5 and timer.cancelled
+    timer.fire()  # a timer that fires after the end (cancel came too late) starts nothing
+    assert buffer.getvalue() == ""
+
+
+def test_a_terminal_shows_the_bars_once_the_delay_has_passed(fake_timer):
+    console, buffer = terminal()
+    with live_progress(console, auto_refresh=False, delay=0.5) as callback:
+        callback(Estimate(4000, 4).plan("restore"))
+        feed_objects(callback, 2, action="restore")
+        fake_timer[0].fire()
+        feed_objects(callback, 2, action="restore")
+    text = buffer.getvalue()
+    assert "restore" in text and "4/4 objects" in text  # counted from the start, not from the delay
+
+
 # -- through the CLI, on a forced terminal ------------------------------------------------------------
 def test_backup_restore_verify_work_with_progress_on_a_terminal(cli, write_config, pg_database, pg_target,
                                                                  tmp_path, monkeypatch):
@@ -223,6 +273,7 @@ def test_backup_restore_verify_work_with_progress_on_a_terminal(cli, write_confi
     config = write_config("version: 1\nbackends:\n" + pg_database.backend_yaml("src") + pg_target.backend_yaml("dst")
                           + f"destinations:\n  local: {{kind: local, path: {tmp_path / 'backups'}}}\n")
     monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich treats stderr as a terminal
+    monkeypatch.setattr("storagectl.cli.progress.LIVE_AFTER", 0.0)  # these runs are shorter than the delay
     ran = cli("-c", config, "backup", "run", "--backend", "src", "--to", "local")
     assert ran.exit_code == 0, ran.stderr
     backup_id = ran.stdout.strip()

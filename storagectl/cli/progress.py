@@ -8,6 +8,7 @@ times a second and clears them at the end; a pipe gets one line per PLAIN_INTERV
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,9 @@ REDRAWS_PER_SECOND = 4
 PLAIN_INTERVAL = 10.0  # seconds between progress lines in logs
 SHOWN_PHASES = 3  # the current phase and the last completed ones
 BAR_WIDTH = 20
+# Seconds of work before a terminal shows bars: a shorter command shows none and never loads rich's
+# live display (~30 ms, measurable against a half-second command); its result line says what it did.
+LIVE_AFTER = 0.5
 
 
 @contextlib.contextmanager
@@ -32,7 +36,7 @@ def progress_view(state: AppState) -> Iterator[ProgressCallback]:
     if state.quiet:
         yield no_progress
     elif state.stderr_is_terminal:
-        with live_progress(state.err) as callback:
+        with live_progress(lambda: state.err, delay=LIVE_AFTER) as callback:
             yield callback
     else:
         with plain_progress(_ConsoleOnFirstLine(state)) as callback:
@@ -51,20 +55,62 @@ class _ConsoleOnFirstLine:
 
 
 @contextlib.contextmanager
-def live_progress(console: Console, clock: Callable[[], float] = time.monotonic,
-                  auto_refresh: bool = True) -> Iterator[ProgressCallback]:
-    """Bars redrawn by rich's refresh thread, never by the workers that report; gone at the end."""
-    from rich.live import Live
-
+def live_progress(console: Console | Callable[[], Console], clock: Callable[[], float] = time.monotonic,
+                  auto_refresh: bool = True, delay: float = 0.0) -> Iterator[ProgressCallback]:
+    """Bars redrawn by rich's refresh thread, never by the workers that report; gone at the end.
+    They appear ``delay`` seconds after the start (a timer thread starts them), so work shorter
+    than that shows none; the model counts from the start, so totals and rate are whole."""
     model = ProgressModel(clock)
-    with Live(ProgressDisplay(model), console=console, transient=True, auto_refresh=auto_refresh,
-              refresh_per_second=REDRAWS_PER_SECOND):
-        try:
-            yield model.update
-        except BaseException:  # Ctrl-C, an error: the bars stop where they were, not at 100%
-            model.end(complete=False)
-            raise
+    display = _DelayedLive(console, model, auto_refresh)
+    timer = display.start_after(delay)
+    try:
+        yield model.update
+    except BaseException:  # Ctrl-C, an error: the bars stop where they were, not at 100%
+        model.end(complete=False)
+        raise
+    else:
         model.end()
+    finally:
+        if timer is not None:
+            timer.cancel()
+        display.stop()
+
+
+class _DelayedLive:
+    """rich's Live display, started once (now, or by a timer) and stopped once, whichever thread
+    gets there first; never started after the work ended."""
+
+    def __init__(self, console: Console | Callable[[], Console], model: ProgressModel, auto_refresh: bool) -> None:
+        self._console, self._model, self._auto_refresh = console, model, auto_refresh
+        self._lock = threading.Lock()
+        self._live: Any = None
+        self._stopped = False
+
+    def start_after(self, delay: float) -> threading.Timer | None:
+        if delay <= 0:
+            self.start()
+            return None
+        timer = threading.Timer(delay, self.start)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def start(self) -> None:
+        from rich.live import Live
+
+        with self._lock:
+            if self._stopped or self._live is not None:
+                return
+            console = self._console() if callable(self._console) else self._console
+            self._live = Live(ProgressDisplay(self._model), console=console, transient=True,
+                              auto_refresh=self._auto_refresh, refresh_per_second=REDRAWS_PER_SECOND)
+            self._live.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            if self._live is not None:
+                self._live.stop()
 
 
 @contextlib.contextmanager
