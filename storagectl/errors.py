@@ -120,6 +120,24 @@ class ToolMissing(StoragectlError):
     exit_code = ExitCode.FAILURE
 
 
+class SeveralFailed(StoragectlError):
+    """Operations of one run that failed independently of each other (a job's backends, each backed
+    up even when another failed). The entry point reports each as its own error; the exit code is
+    the highest of theirs, the worst row as `migrate status --all` picks it."""
+
+    def __init__(self, failures: list[StoragectlError]) -> None:
+        super().__init__("; ".join(failure.message for failure in failures))
+        self.failures = list(failures)
+        self.exit_code = ExitCode(max(failure.exit_code for failure in failures))
+
+
+def one_error(failures: list[StoragectlError]) -> StoragectlError | None:
+    """None, the one failure itself, or several as :class:`SeveralFailed`."""
+    if len(failures) > 1:
+        return SeveralFailed(failures)
+    return failures[0] if failures else None
+
+
 class Interrupted(StoragectlError):
     exit_code = ExitCode.INTERRUPTED
 

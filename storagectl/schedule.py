@@ -10,6 +10,8 @@ is served when the job's newest complete backup (for every backend of the job) s
 it. The check runs again once the lock is held, so two replicas woken by the same fire take one
 backup between them, and a restarted container does not repeat a backup it already took.
 
+* A backend of the job that fails does not stop the backups of the others; the run is then a
+  failure (its hook gets the ids taken) and its retention is not applied.
 * A run that overruns its next fires skips them, with a warning, instead of piling up.
 * ``catchup: true`` runs a job once at start when its latest fire has not been served.
 * ``run_due`` (``--once``) runs every job whose latest fire has not been served, then returns.
@@ -82,8 +84,10 @@ class JobRunner(Protocol):
         """When the job's newest complete run started, read from its destination."""
         ...
 
-    def backup(self, job: str, cancel: threading.Event) -> list[TakenBackup]:
-        """Take the job's backups; once ``cancel`` is set, stop and leave nothing complete-looking."""
+    def backup(self, job: str, cancel: threading.Event) -> tuple[list[TakenBackup], StoragectlError | None]:
+        """Take the job's backups, every backend's also when another failed: the backups taken and
+        the run's failure (None: all taken). Once ``cancel`` is set, stop (raise
+        :class:`Interrupted`) and leave nothing complete-looking."""
         ...
 
     def apply_retention(self, job: str, now: datetime) -> list[str]:
@@ -100,16 +104,16 @@ class BackupJobRunner:
     def newest_backup_start(self, job: str) -> datetime | None:
         return newest_complete_start(self.config, job)
 
-    def backup(self, job: str, cancel: threading.Event) -> list[TakenBackup]:
-        from storagectl.backup import run_backup
+    def backup(self, job: str, cancel: threading.Event) -> tuple[list[TakenBackup], StoragectlError | None]:
+        from storagectl.backup import run_each_backup
 
         def stop_when_cancelled(_event: Any) -> None:
-            # Raised inside the archive writer: run_backup then discards what the backup wrote.
+            # Raised inside the archive writer: the backup layer then discards what the backup wrote.
             if cancel.is_set():
                 raise Interrupted(f"job {job!r}: backup aborted (the scheduler is stopping or the job lock was lost)")
 
-        results = run_backup(self.config, job=job, progress=stop_when_cancelled)
-        return [TakenBackup(result.manifest.id, result.manifest.size) for result in results]
+        run = run_each_backup(self.config, job=job, progress=stop_when_cancelled)
+        return run.taken, run.error
 
     def apply_retention(self, job: str, now: datetime) -> list[str]:
         if self.config.job(job).retention is None:
@@ -321,7 +325,9 @@ class Scheduler:
         began = time.monotonic()
         log.info("job %s: starting (fire %s)", job, fire.isoformat())
         try:
-            run.backups = self.runner.backup(job, cancel)
+            run.backups, failure = self.runner.backup(job, cancel)
+            if failure is not None:  # never prune after a run that missed a backend's backup
+                raise failure
             if cancel.is_set():  # never prune on behalf of a run that no longer holds the job
                 raise Interrupted(f"job {job!r}: retention skipped: the scheduler is stopping or the job lock was lost")
             run.removed = self.runner.apply_retention(job, self.clock.now())

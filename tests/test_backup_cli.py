@@ -536,3 +536,96 @@ def test_restore_db_is_refused_for_a_kind_without_dbs(cli, env):
     result = cli("-c", env["config"], "restore", "latest", "--backend", "app", "--to", "copy", "--db", "1")
     assert result.exit_code == 2 and "--db selects one db of a Redis backup" in result.stderr
     assert not (env["tmp"] / "copy.db").exists()
+
+
+# -- a job's backends: one failing never costs the others their backups ---------------------------
+@pytest.fixture
+def job_with_a_down_backend(env, write_config, monkeypatch):
+    """Job `nightly`: the backends given (`down`: an unreachable PostgreSQL whose URL holds a password;
+    `app`, `also`: good SQLite); job `several`: down, a SQLite file that is missing (exit 5), then app."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(env["tmp"] / "state"))  # the job lock of --prune
+    tmp = env["tmp"]
+    hook = f'echo "$STORAGECTL_STATUS $STORAGECTL_BACKUP_IDS|$STORAGECTL_ERROR" >> {tmp / "hook.log"}'
+
+    def config(nightly_backends: str) -> Path:
+        return write_config(f"""
+            version: 1
+            backends:
+              down:
+                kind: postgres
+                url: postgresql://app:s3cret-pw@127.0.0.1:{free_port()}/app
+                retry: {{attempts: 1}}
+                timeouts: {{connect: 1s}}
+              gone: {{kind: sqlite, path: {tmp / "no-such-dir" / "gone.db"}}}
+              app: {{kind: sqlite, path: {env["source"]}}}
+              also: {{kind: sqlite, path: {env["source"]}}}
+            destinations:
+              local: {{kind: local, path: {env["backups"]}}}
+            jobs:
+              nightly:
+                backends: {nightly_backends}
+                destination: local
+                retention: {{keep_last: 1}}
+                metrics_file: {tmp / "metrics.prom"}
+                on_failure: '{hook}'
+              several: {{backends: [down, gone, app], destination: local}}
+        """, name=f"jobs-{len(nightly_backends)}.yaml")
+
+    return config
+
+
+def test_a_down_backend_does_not_stop_the_job_run(cli, env, job_with_a_down_backend):
+    first = cli("-c", job_with_a_down_backend("[app]"), "-o", "json", "backup", "run", "--job", "nightly")
+    [earlier] = first.json()
+    config = job_with_a_down_backend("[down, app]")
+    result = cli("-c", config, "-o", "json", "backup", "run", "--job", "nightly", "--prune")
+    assert result.exit_code == 3, result.stderr  # the down backend's own code
+    [taken] = result.json()  # the second backend was backed up, and a script still gets its id
+    assert taken["backend"] == "app"
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "backend 'down'" in error and "***" in error
+    assert "s3cret-pw" not in result.stderr and "Traceback" not in result.stderr
+    assert (env["tmp"] / "hook.log").read_text().startswith(f"failure {taken['id']}|backend 'down'")
+    assert 'storagectl_backup_last_status{job="nightly"} 0' in (env["tmp"] / "metrics.prom").read_text()
+    listed = cli("-c", config, "-o", "json", "backup", "list", "--job", "nightly")
+    assert [b["id"] for b in listed.json()] == [earlier["id"], taken["id"]]  # no retention after a failed run
+    assert "retention of job nightly" not in result.stderr
+
+
+def test_several_failing_backends_are_each_reported_and_the_highest_code_counts(cli, env, job_with_a_down_backend):
+    config = job_with_a_down_backend("[app]")
+    result = cli("-c", config, "backup", "run", "--job", "several")
+    assert result.exit_code == 5, result.stderr  # the missing SQLite file (5) outranks the unreachable server (3)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and "backend 'down'" in errors[0] and "backend 'gone'" in errors[1]
+    [backup_id] = result.stdout.split()
+    listed = cli("-c", config, "-o", "json", "backup", "list", "--backend", "app")
+    assert [b["id"] for b in listed.json()] == [backup_id]
+    debug = cli("-c", config, "--debug", "backup", "run", "--job", "several")
+    assert debug.exit_code == 5
+    before_down, before_gone, _ = debug.stderr.split("\nerror: ")
+    assert "Traceback" in before_down and "Traceback" in before_gone  # each failure's, before its error
+
+
+def test_an_interrupt_still_ends_the_job_run_at_once(env, job_with_a_down_backend):
+    """Ctrl-C while `app` is backed up (after `down` failed): `also` is not backed up, the error
+    says `down` failed before it, and nothing of the run is left as a backup."""
+    from storagectl.backup import list_backups, run_backup
+    from storagectl.config import load_config
+    from storagectl.errors import ExitCode, Interrupted
+
+    config = load_config(job_with_a_down_backend("[down, app, also]"))
+    attempted: list[str] = []
+
+    def interrupt(event) -> None:
+        if event.stage == "start":  # inside the backup of an object
+            attempted.append(event.object)
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted) as interrupted:
+        run_backup(config, job="nightly", progress=interrupt)
+    assert interrupted.value.exit_code == ExitCode.INTERRUPTED
+    assert "no backup of backend 'app'" in interrupted.value.message
+    [before] = interrupted.value.details
+    assert before.startswith("failed before it: backend 'down'")
+    assert len(attempted) == 1 and list_backups(config) == []  # `also` never started

@@ -212,3 +212,19 @@ def test_the_quick_commands_import_neither_typer_nor_the_typer_commands(catalog)
         done = subprocess.run([sys.executable, "-c", script, "-c", str(catalog), *args], capture_output=True,
                               text=True, check=True)
         assert done.stdout.splitlines()[-1] == "0 []", (args, done.stdout, done.stderr)
+
+
+def test_a_job_with_a_failing_backend_runs_the_others_both_ways(catalog, write_config, tmp_path, capsys):
+    config = write_config(f"""
+        backends:
+          gone: {{kind: sqlite, path: {tmp_path / 'no-such-dir' / 'gone.db'}}}
+          app: {{kind: sqlite, path: {tmp_path / 'app.db'}}}
+        destinations:
+          local: {{kind: local, path: {tmp_path / 'backups'}}}
+        jobs:
+          nightly: {{backends: [gone, app], destination: local}}
+    """, name="gone-first.yaml")
+    for output in ("table", "json"):
+        code, out, err = assert_same_both_ways(capsys, ["-c", str(config), "-o", output, "backup", "run"])
+        taken = out.count('"id"') if output == "json" else len(out.split())  # app's backup, after gone failed
+        assert code == 5 and "error: backend 'gone'" in err and taken == 1, (out, err)

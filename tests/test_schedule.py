@@ -81,7 +81,7 @@ class FakeRunner:
         starts = [start for name, start in self.taken if name == job]
         return max(starts) if starts else None
 
-    def backup(self, job: str, cancel: threading.Event) -> list[TakenBackup]:
+    def backup(self, job: str, cancel: threading.Event) -> tuple[list[TakenBackup], OperationFailed | None]:
         start = self.clock.now()
         self.started.set()
         if self.block is not None:
@@ -93,7 +93,7 @@ class FakeRunner:
         time.sleep(0.01)  # real overlap, so concurrent schedulers race for real
         self.clock.advance(self.takes)
         self.taken.append((job, start))
-        return [TakenBackup(f"{job}-{len(self.taken)}", 100)]
+        return [TakenBackup(f"{job}-{len(self.taken)}", 100)], None
 
     def apply_retention(self, job: str, now: datetime) -> list[str]:
         return []
@@ -569,3 +569,26 @@ def test_stop_abort_through_the_real_backup_layer_leaves_nothing(e2e, tmp_path):
     worker.join(20)
     assert outcome[0][0].status == ABORTED
     assert [p for p in (tmp_path / "backups").rglob("*") if p.is_file()] == []
+
+
+def test_a_down_backend_fails_the_run_but_the_others_are_backed_up_and_retention_waits(cli, e2e, tmp_path):
+    """One database down at 3 a.m. must not stop the others' backups; a run that missed a backend
+    applies no retention (it would count a backup set that lacks one)."""
+    hook_log = tmp_path / "hook.log"
+    monitored = (f"retention: {{keep_last: 1}}\n                metrics_file: {tmp_path / 'metrics.prom'}\n"
+                 f"                on_failure: 'echo \"$STORAGECTL_STATUS $STORAGECTL_BACKUP_IDS\" >> {hook_log}'")
+    first = cli("-c", e2e(monitored), "backup", "run", "--job", "nightly")
+    assert first.exit_code == 0, first.stderr
+    down = (f"  down: {{kind: postgres, url: 'postgresql://app:pw@127.0.0.1:{free_port()}/app', "
+            "retry: {attempts: 1}, timeouts: {connect: 1s}}")
+    config = e2e(monitored, backends=down).read_text().replace("backends: [app]", "backends: [down, app]")
+    config_path = tmp_path / "down-first.yaml"
+    config_path.write_text(config)
+    result = cli("-c", config_path, "-o", "json", "backup", "schedule", "--once")
+    assert result.exit_code == 1, result.stderr
+    [run] = result.json()
+    assert run["status"] == "failure" and "backend 'down'" in run["error"] and run["removed"] == []
+    [taken] = run["backups"]
+    assert hook_log.read_text() == f"failure {taken}\n"
+    assert 'storagectl_backup_last_status{job="nightly"} 0' in (tmp_path / "metrics.prom").read_text()
+    assert len(complete_backups(cli, config_path)) == 2  # the earlier backup too: retention did not run

@@ -16,7 +16,7 @@ _HOMES = {
     "catalog": ("DeletePlan", "FoundBackup", "delete_backup", "find_backup", "list_backups", "remove_stale_partials"),
     "restore": ("RestorePlan", "RestoreResult", "VerifyReport", "prepare_restore", "restore", "restore_planned",
                 "verify_backup"),
-    "run": ("BackupPlan", "BackupResult", "plan_backups", "run_backup"),
+    "run": ("BackupPlan", "BackupResult", "BackupRun", "plan_backups", "run_backup", "run_each_backup"),
     "validation": ("ValidationReport", "compare_summaries"),
 }
 _HOME = {name: module for module, names in _HOMES.items() for name in names}
@@ -55,6 +55,7 @@ def show_backup(config: Any, backup_id: str, destination: str | None = None) -> 
 __all__ = [
     "BackupPlan",
     "BackupResult",
+    "BackupRun",
     "DeletePlan",
     "FoundBackup",
     "RestorePlan",
@@ -71,6 +72,7 @@ __all__ = [
     "restore",
     "restore_planned",
     "run_backup",
+    "run_each_backup",
     "show_backup",
     "verify_backup",
 ]

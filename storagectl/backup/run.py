@@ -19,7 +19,8 @@ from storagectl.backends import Backend, backend_from_config
 from storagectl.backup.catalog import Leftovers, destination_named, remove_stale_partials
 from storagectl.config.models import Config, JobSettings, RetentionPolicy
 from storagectl.destinations import Destination
-from storagectl.errors import OperationFailed, StoragectlError, UsageError, raise_with_state
+from storagectl.errors import Interrupted, OperationFailed, StoragectlError, UsageError, one_error, raise_with_state
+from storagectl.job_report import TakenBackup
 from storagectl.selection import Selection
 
 log = logging.getLogger("storagectl.backup")
@@ -96,13 +97,49 @@ def _only_job(config: Config) -> str:
                      hint="Try: backup run --job NAME, or backup run --backend NAME --to DEST")
 
 
+@dataclass
+class BackupRun:
+    """What a run did: the backups taken and why the other backends' backups failed."""
+
+    results: list[BackupResult] = field(default_factory=list)
+    failures: list[StoragectlError] = field(default_factory=list)
+
+    @property
+    def error(self) -> StoragectlError | None:
+        """The run's failure (each backend's reported, the highest exit code), None when all were taken."""
+        return one_error(self.failures)
+
+    @property
+    def taken(self) -> list[TakenBackup]:
+        return [TakenBackup(result.manifest.id, result.manifest.size) for result in self.results]
+
+
+def run_each_backup(config: Config, job: str | None = None, backend: str | None = None,
+                    destination: str | None = None, progress: ProgressCallback = no_progress,
+                    selection: Selection = Selection()) -> BackupRun:
+    """Back up every backend of the job (or the one backend, only ``selection`` of it when given), the
+    next one also when one failed: one database down must not cost the others their backups. An
+    interrupt (Ctrl-C, SIGTERM, the scheduler aborting) still ends the run at once."""
+    run = BackupRun()
+    for plan in plan_backups(config, job, backend, destination, selection):
+        try:
+            run.results.append(run_plan(config, plan, progress))
+        except Interrupted as exc:
+            exc.details += [f"failed before it: {failure.message}" for failure in run.failures]
+            raise
+        except StoragectlError as exc:
+            run.failures.append(exc)
+    return run
+
+
 def run_backup(config: Config, job: str | None = None, backend: str | None = None,
                destination: str | None = None, progress: ProgressCallback = no_progress,
                selection: Selection = Selection()) -> list[BackupResult]:
-    """Back up every backend of the job (or the one backend, only ``selection`` of it when given) and
-    return one result per backup."""
-    plans = plan_backups(config, job, backend, destination, selection)
-    return [run_plan(config, plan, progress) for plan in plans]
+    """:func:`run_each_backup`, one result per backup; a failure raised once every backend was tried."""
+    run = run_each_backup(config, job, backend, destination, progress, selection)
+    if run.error is not None:
+        raise run.error
+    return run.results
 
 
 def require_backup_capable(backend: Backend) -> Any:

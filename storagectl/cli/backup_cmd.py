@@ -85,6 +85,9 @@ def run(
     run does. With -o json: always a list, one object (id, backend, destination, size, duration,
     partial, selection, ...) per backup.
 
+    A backend that fails does not stop the job's other backends: each failure is reported, the run
+    exits with the highest failure code, counts as failed, and --prune then applies no retention.
+
     --table/--schema/--exclude-table, --pattern/--type and --label take a partial backup of one
     backend (with --backend/--to; a job's selection is its `select:`). Its manifest records the
     selection and what matched; `backup list` marks it partial.

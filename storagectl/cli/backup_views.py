@@ -32,27 +32,34 @@ def run_view(state: AppState, job: str | None, backend: str | None, to: str | No
              table: list[str] | None, schema: list[str] | None, exclude_table: list[str] | None,
              pattern: list[str] | None, key_type: list[str] | None, label: list[str] | None,
              output: OutputFormat | None) -> None:
-    """`backup run`: the backups taken (a job's run reported as a scheduled one is), then their ids."""
-    from storagectl.backup import plan_backups, run_backup
+    """`backup run`: the backups taken (a job's run reported as a scheduled one is), then their ids; a
+    backend that failed is reported after them (the others were still backed up) and fails the run."""
+    from storagectl.backup import plan_backups, run_each_backup
     from storagectl.cli.progress import progress_view
-    from storagectl.job_report import TakenBackup, reported_job_run
+    from storagectl.job_report import reported_job_run
 
     selection = selection_of(table, schema, exclude_table, pattern, key_type, label)
     job_name = plan_backups(state.config, job, backend, to, selection)[0].job  # None for an ad-hoc --backend/--to
     pruned_job = _prune_checked(state, job, backend, to) if prune else None
     with reported_job_run(state.config, job_name, hooks=not no_hooks) as taken:
         with progress_view(state) as progress:
-            results = run_backup(state.config, job, backend, to, progress, selection)
-        taken += [TakenBackup(result.manifest.id, result.manifest.size) for result in results]
-        if pruned_job:
+            run = run_each_backup(state.config, job, backend, to, progress, selection)
+        taken += run.taken
+        if pruned_job and run.error is None:  # retention never counts on a run that missed a backend
             from storagectl.cli.schedule_cmd import prune_after_run
 
             prune_after_run(state, pruned_job)
+        _report_run(state, [result.to_dict() for result in run.results], output)
+        if run.error is not None:
+            raise run.error  # the job's run failed: its hook and metrics say so, main reports each backend
+
+
+def _report_run(state: AppState, taken: list[dict[str, Any]], output: OutputFormat | None) -> None:
     if state.format(output) is OutputFormat.json:
-        print_json([result.to_dict() for result in results])
+        print_json(taken)
         return
-    for result in results:
-        _report_taken(state, result.to_dict())
+    for info in taken:
+        _report_taken(state, info)
 
 
 def _prune_checked(state: AppState, job: str | None, backend: str | None, to: str | None) -> str:

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
 def run(argv: list[str] | None = None, *, quick: bool = True) -> int:
     """``quick``: a hot command (`backup list`/`run`, `restore`, `inspect`) with plain options runs
     without typer (storagectl.cli.quick), as it would with it; tests run both ways and compare."""
-    from storagectl.errors import ConfigError, ExitCode, StoragectlError
+    from storagectl.errors import ConfigError, ExitCode, SeveralFailed, StoragectlError
 
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
@@ -76,11 +76,12 @@ def run(argv: list[str] | None = None, *, quick: bool = True) -> int:
         _hint(exc.hint or "Try: storagectl config validate")
         return exc.exit_code
     except StoragectlError as exc:
-        _traceback_if(debug)
-        _error(exc.message)
-        for line in exc.details:
-            sys.stderr.write(f"  {line}\n")
-        _hint(exc.hint)
+        for error in exc.failures if isinstance(exc, SeveralFailed) else [exc]:
+            _traceback_if(debug, error)
+            _error(error.message)
+            for line in error.details:
+                sys.stderr.write(f"  {line}\n")
+            _hint(error.hint)
         return exc.exit_code
     except Exception as exc:
         if (code := _typer_outcome(exc)) is not None:
@@ -138,14 +139,16 @@ def _interrupted(what: str) -> int:
     return ExitCode.TERMINATED if what == "terminated" else ExitCode.INTERRUPTED
 
 
-def _traceback_if(debug: bool) -> None:
-    """--debug: the traceback (secrets masked) before the one-line error; the exit code stays."""
+def _traceback_if(debug: bool, error: BaseException | None = None) -> None:
+    """--debug: the traceback (secrets masked) before the one-line error (of ``error``, default the one
+    being handled); the exit code stays."""
     if debug:
         import traceback
 
         from storagectl.redact import redact_text
 
-        sys.stderr.write(redact_text(traceback.format_exc()))
+        text = traceback.format_exc() if error is None else "".join(traceback.format_exception(error))
+        sys.stderr.write(redact_text(text))
 
 
 class _SignalsAsInterrupts:

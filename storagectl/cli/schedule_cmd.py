@@ -37,7 +37,8 @@ def schedule(
 
     Logs every run; writes each job's metrics_file and runs its on_success/on_failure hook. Never
     runs one job twice at once (job lock: Redis with lock.backend, else a local file). A run that
-    overruns skips the fires it missed; catchup: true runs a missed fire once at start. On
+    overruns skips the fires it missed; catchup: true runs a missed fire once at start. A backend
+    that fails does not stop the job's others; the run is then failed and its retention skipped. On
     SIGTERM/SIGINT it starts nothing new, lets running jobs finish (or aborts them cleanly, leaving
     no partial backup that looks complete) and exits 0. With --once, exits 1 if any job failed.
     """
