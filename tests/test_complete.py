@@ -30,6 +30,7 @@ backends:
     kind: sqlite
     path: app.db
     description: the app database
+    migrations: migrations/app
   other:
     kind: sqlite
     path: other.db
@@ -141,7 +142,7 @@ def _values(shell: str, out: str) -> list[str]:
     ("restore latest --to ", ["app", "other"]),
     ("restore latest --from s", ["spare"]),
     ("diag -b app -b ", ["app", "other"]),
-    ("migrate up --backend ", ["app", "other"]),
+    ("migrate up --backend ", ["app"]),
     ("migrate status -b a", ["app"]),
     ("inspect -b app -b ", ["app", "other"]),
     ("inspect tables -b a", ["app"]),
@@ -154,6 +155,34 @@ def _values(shell: str, out: str) -> list[str]:
 def test_names_come_from_the_config(monkeypatch, capsys, config, words, expected):
     assert completions(monkeypatch, capsys, f"storagectl -c {config} {words}") == expected
 
+
+NO_SCHEMA_MIGRATIONS = """  cache:
+    kind: redis
+    url: redis://127.0.0.1:6379/0
+  blobs:
+    kind: s3
+    bucket: b
+    region: us-east-1
+    access_key_id: x
+    secret_access_key: y
+"""
+
+
+@pytest.mark.parametrize("command", ["init", "new", "up", "down", "status", "history", "stamp", "current", "heads",
+                                     "show"])
+def test_schema_migrate_offers_only_backends_with_migrations(monkeypatch, capsys, write_config, command):
+    """`other` (sqlite) has no migrations: directory; redis and s3 cannot have one: only `app` is offered."""
+    path = write_config(CONFIG.replace("destinations:", NO_SCHEMA_MIGRATIONS + "destinations:"))
+    assert completions(monkeypatch, capsys, f"storagectl -c {path} migrate {command} --backend ") == ["app"]
+    assert completions(monkeypatch, capsys, f"storagectl -c {path} migrate {command} -b o") == []
+
+
+@pytest.mark.parametrize("option", ["--from", "--to"])
+def test_data_moves_offer_every_backend(monkeypatch, capsys, write_config, option):
+    path = write_config(CONFIG.replace("destinations:", NO_SCHEMA_MIGRATIONS + "destinations:"))
+    for command in ("plan", "run", "verify"):
+        assert completions(monkeypatch, capsys, f"storagectl -c {path} migrate data {command} {option} ") == [
+            "app", "other", "cache", "blobs"]
 
 def test_output_formats(monkeypatch, capsys):
     assert completions(monkeypatch, capsys, "storagectl -o ") == ["table", "json"]

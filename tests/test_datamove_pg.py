@@ -141,6 +141,22 @@ def test_sqlite_to_sqlite_transform_with_renames(cli, write_config, tmp_path):
             [(1, 1.5, "a"), (2, 2.5, "b"), (3, None, "c")]
 
 
+
+def test_parallel_into_a_sqlite_target_is_said_to_be_ignored(cli, write_config, tmp_path):
+    with sqlite3.connect(tmp_path / "app.db") as conn:
+        conn.executescript("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);"
+                           "INSERT INTO t (v) VALUES ('a'), ('b'), ('c');")
+    config = write_config("backends:\n  app: {kind: sqlite, path: app.db}\n"
+                          "  edge: {kind: sqlite, path: edge.db, create_if_missing: true}\n")
+    result = cli("-c", config, "migrate", "data", "run", "--from", "app", "--to", "edge", "--parallel", "3",
+                 "--batch-rows", "1")
+    assert result.exit_code == 0, result.stderr
+    assert "--parallel 3 is ignored for a sqlite target: its chunks are written one at a time by one writer" \
+        in result.stderr
+    again = cli("-c", config, "migrate", "data", "run", "--from", "app", "--to", "edge", "--yes")
+    assert again.exit_code == 0, again.stderr
+    assert "is ignored" not in again.stderr
+
 def test_data_migrations_are_validated_like_the_rest_of_the_config(cli, write_config):
     config = write_config("""\
         backends:

@@ -458,6 +458,62 @@ def test_an_interrupted_run_says_what_is_copied_and_the_command_that_resumes(cli
     assert resumed.json()["verified"] is True and target.client().dbsize() == 5000
 
 
+
+@pytest.mark.parametrize(("signum", "word", "code"), [(signal.SIGINT, "interrupted", 130),
+                                                      (signal.SIGTERM, "terminated", 143)])
+def test_an_interrupt_stops_every_primary_of_a_cluster_at_its_next_batch(redis_cluster, target, write_config, cli,
+                                                                         monkeypatch, signum, word, code):
+    """The signal comes while all three primaries copy in worker threads (each held at its first
+    batch confirmation until the run says stop): each ends at its next batch boundary, none runs to
+    its end, and --resume finishes the copy."""
+    import _thread
+    import threading
+
+    from storagectl.datamove import redis_path
+
+    cluster = redis_cluster.client()
+    pipe = cluster.pipeline()
+    for index in range(30000):  # about 10000 keys a primary: several SCAN batches each
+        pipe.set(f"k:{index}", index)
+    pipe.execute()
+    config = write_config("version: 1\nbackends:\n" + redis_cluster.backend_yaml("cl")
+                          + f"  dst: {{kind: redis, url: 'redis://127.0.0.1:{target.port}/0'}}\n")
+    stops, real_fan_out = [], redis_path.fan_out
+
+    def fan_out(nodes, visit, concurrency, stop=None):
+        stops.append(stop)
+        return real_fan_out(nodes, visit, concurrency, stop)
+
+    all_copying, first_seen, real_confirm = threading.Barrier(3, timeout=60), set(), redis_path.PartCopy._confirm
+
+    def confirm(self, part, *args):
+        if part.name not in first_seen:
+            first_seen.add(part.name)
+            if all_copying.wait() == 0:
+                _thread.interrupt_main(signum)  # the signal, as the main thread receives it
+            if stops[-1] is not None:
+                stops[-1].wait(timeout=60)
+        return real_confirm(self, part, *args)
+
+    monkeypatch.setattr(redis_path, "fan_out", fan_out)
+    monkeypatch.setattr(redis_path.PartCopy, "_confirm", confirm)
+    result = migrate(cli, config, "run", "--from", "cl", "--to", "dst", "--parallel", "3")
+    assert result.exit_code == code, result.stderr
+    state = config.parent / ".storagectl-data-cl-dst.json"
+    parts = json.loads(state.read_text())["parts"]
+    assert len(parts) == 3 and not any(part.get("done") for part in parts.values()), parts
+    assert all(0 < part["keys"] < 30000 for part in parts.values())
+    assert target.client().dbsize() == sum(part["keys"] for part in parts.values())
+    said, hint = result.stderr.splitlines()
+    assert said.startswith(f"error: {word} after ") and said.endswith(f" copied (state in {state})")
+    assert said.count(" keys of node 127.0.0.1:") == 3
+    assert hint == f"Try: storagectl -c {config} migrate data run --from cl --to dst --parallel 3 --resume"
+    monkeypatch.undo()
+    resumed = migrate(cli, config, "run", "--from", "cl", "--to", "dst", "--parallel", "3", "--resume")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert resumed.json()["verified"] is True and target.client().dbsize() == 30000
+
+
 def load_stream_with_readers(client) -> None:
     for index in range(6):
         client.xadd("jobs", {"n": str(index)}, id=f"{index + 1}-0")

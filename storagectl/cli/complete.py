@@ -76,7 +76,19 @@ def _describe(kind: str, description: str) -> str:
 
 @_silent
 def backend_names(ctx: typer.Context, incomplete: str) -> Completions:
-    return [(name, _describe(s.kind, s.description)) for name, s in _config(ctx).backends.items()]
+    return _backends(_config(ctx))
+
+
+@_silent
+def migrating_backend_names(ctx: typer.Context, incomplete: str) -> Completions:
+    """The backends `migrate` (schema) can work on: those with a ``migrations:`` directory."""
+    from storagectl.migrations.base import configures_migrations
+
+    return _backends(_config(ctx), configures_migrations)
+
+
+def _backends(config: Config, keep: Callable[[Any], bool] | None = None) -> Completions:
+    return [(name, _describe(s.kind, s.description)) for name, s in config.backends.items() if keep is None or keep(s)]
 
 
 @_silent

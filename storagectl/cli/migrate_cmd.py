@@ -29,7 +29,7 @@ app = typer.Typer(
 BackendOption = Annotated[str | None, typer.Option(
     "--backend", "-b", metavar="BACKEND",
     help="The backend to migrate. Default: the only backend with migrations: set.",
-    autocompletion=complete.backend_names,
+    autocompletion=complete.migrating_backend_names,
 )]
 AllOption = Annotated[bool, typer.Option("--all", help="Every backend with migrations:, in config order.")]
 def _add_data_group() -> None:

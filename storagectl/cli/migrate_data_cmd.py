@@ -92,7 +92,7 @@ def run_cmd(ctx: typer.Context, name: NameArgument = None, source: FromOption = 
             parallel: Annotated[int | None, typer.Option(
                 "--parallel", "-j", min=1, metavar="N", show_default=False,
                 help="Chunks copied at the same time, a large table by several workers (default 1); Redis: "
-                     "cluster primaries at a time; Neo4j: ignored.")] = None,
+                     "cluster primaries at a time; a SQLite target and Neo4j: ignored.")] = None,
             resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
             on_error: Annotated[OnErrorChoice | None, typer.Option(
                 "--on-error", metavar="MODE", help="stop (default) or skip rejected rows to a rejects file.",

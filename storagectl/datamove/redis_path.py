@@ -11,6 +11,7 @@ After the target confirms a batch, the SCAN cursor after it is the part's resume
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -120,7 +121,7 @@ class RedisDataPath:
             state = RunState.begin(request, _identity(request, parts))
             copy = PartCopy(request, state, progress)
             try:
-                counts = _each(parts, copy.run, request.parallel)
+                counts = _each(parts, copy.run, request.parallel, copy.stop)
             except KeyboardInterrupt as exc:
                 state.save()
                 raise interruption(exc, where=f"after {_progress_said(parts, state)} (state in {state.path})",
@@ -199,11 +200,14 @@ class RedisDataPath:
 
 
 class PartCopy:
-    """Copies parts, one pipeline each, recording each confirmed batch's cursor in the state."""
+    """Copies parts, one pipeline each, recording each confirmed batch's cursor in the state. Once
+    ``stop`` is set (the run was interrupted while parts copy in worker threads), each part ends at
+    its next batch boundary, the batches sent confirmed and recorded, not marked done."""
 
     def __init__(self, request: DataMigrationRequest, state: RunState, progress: ProgressCallback) -> None:
         self.request, self.state, self.progress = request, state, progress
         self.replace = request.allow_nonempty_target or request.resume  # resume: the keys may be our own
+        self.stop = threading.Event()
 
     def run(self, part: SourcePart) -> PartCounts:
         from storagectl.archive.progress import ProgressEvent
@@ -218,6 +222,7 @@ class PartCopy:
             plain_target = stack.enter_context(_closing(_plain_client(self.request.target, part.target_db)))
             batches = _source_batches(self.request, part, source, plain_source, recorded.get("cursor", "0"))
             pending: deque[tuple[bytes, int]] = deque()
+            stopped = False
             for cursor, records, expired in batches:
                 counts.expired += expired
                 with _errors(self.request.target, "restoring"):
@@ -226,8 +231,13 @@ class PartCopy:
                 pending.append((cursor, sum(map(len, map(_payload, records)))))
                 if len(pending) > 1:
                     self._confirm(part, target, pending, counts, plain_source, plain_target)
+                if self.stop.is_set() and cursor != b"0":  # b"0": the last batch, the part is done
+                    stopped = True
+                    break
             while pending:
                 self._confirm(part, target, pending, counts, plain_source, plain_target)
+        if stopped:
+            return counts
         self.state.commit(part.name, force=True, done=True)
         self.progress(ProgressEvent("copy", "finish", part.label, done=counts.bytes))
         return counts
@@ -617,12 +627,14 @@ def _verified_item(request: DataMigrationRequest, part: SourcePart, counts: Part
     return item
 
 
-def _each(parts: list[SourcePart], visit: Callable[[SourcePart], PartCounts], parallel: int) -> list[PartCounts]:
+def _each(parts: list[SourcePart], visit: Callable[[SourcePart], PartCounts], parallel: int,
+          stop: threading.Event | None = None) -> list[PartCounts]:
     """``visit`` of every part: in this thread when there is one (Ctrl-C stops it at once), else
-    ``parallel`` primaries at a time; the first failure is raised once the others have ended."""
+    ``parallel`` parts at a time, ``stop`` set on Ctrl-C for the visits running to end early; the first
+    failure is raised once the others have ended."""
     if len(parts) == 1:
         return [visit(parts[0])]
-    return _values(fan_out(parts, visit, parallel))
+    return _values(fan_out(parts, visit, parallel, stop))
 
 
 def _values(outcomes: list[Any]) -> list[Any]:

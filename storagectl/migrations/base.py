@@ -147,7 +147,13 @@ def migrator_for(backend: Backend) -> Migrator:
 
 
 def supports_migrations(backend: Backend) -> bool:
-    return backend.kind in MIGRATORS and getattr(backend.settings, "migrations", None) is not None
+    return configures_migrations(backend.settings)
+
+
+def configures_migrations(settings: Any) -> bool:
+    """Settings of a kind that migrates with a ``migrations:`` directory set (read from the config
+    alone: shell completion offers these backends to `migrate` without opening any)."""
+    return settings.kind in MIGRATORS and getattr(settings, "migrations", None) is not None
 
 
 def file_checksum(path: Path) -> str:

@@ -40,7 +40,10 @@ class SqlDataPath:
         self.target_dialect = "sqlite" if target_kind == "sqlite" else "postgres"
 
     def notes(self, request: DataMigrationRequest) -> list[str]:
-        return []
+        if request.parallel <= 1 or self.target_dialect != "sqlite":
+            return []
+        return [f"--parallel {request.parallel} is ignored for a sqlite target: its chunks are written one at a "
+                "time by one writer (SQLite takes one writer at a time)"]
 
     # -- plan -----------------------------------------------------------------------------------
     def plan(self, request: DataMigrationRequest) -> MigrationPlan:
