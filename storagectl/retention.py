@@ -37,16 +37,21 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from storagectl.config.models import RetentionPolicy
 from storagectl.units import format_duration
+
+if TYPE_CHECKING:  # plain settings from a config-cache hit too: no pydantic at run time
+    from storagectl.config.models import RetentionPolicy
 
 UTC = ZoneInfo("UTC")
 
 NEWEST = "newest"
 IN_PROGRESS = "in progress"
 PARTIAL = "partial"
+PARTIAL_AFTER_DEFAULT = 86400.0
+"""``retention.partial_after`` unset: a backup without a manifest is partial after a day."""
 
 
 @dataclass(frozen=True)

@@ -104,11 +104,11 @@ def run(
 
     state = state_of(ctx)
     selection = selection_of(table, schema, exclude_table, pattern, key_type, label)
-    job_name = plan_backups(state.config, job, backend, to, selection)[0].job  # None for an ad-hoc --backend/--to
-    pruned_job = schedule_cmd.check_run_prune(state.config, job, backend, to) if prune else None
-    with reported_job_run(state.config, job_name, hooks=not no_hooks) as taken:
+    job_name = plan_backups(state.quick_config, job, backend, to, selection)[0].job  # None for an ad-hoc --backend/--to
+    pruned_job = schedule_cmd.check_run_prune(state.quick_config, job, backend, to) if prune else None
+    with reported_job_run(state.quick_config, job_name, hooks=not no_hooks) as taken:
         with progress_view(state) as progress:
-            results = run_backup(state.config, job, backend, to, progress, selection)
+            results = run_backup(state.quick_config, job, backend, to, progress, selection)
         taken += [TakenBackup(result.manifest.id, result.manifest.size) for result in results]
         if pruned_job:
             schedule_cmd.prune_after_run(state, pruned_job)

@@ -139,7 +139,7 @@ def _run(ctx: typer.Context, names: list[str] | None, view: str, output: Any, **
     from storagectl.inspect import InspectOptions, inspect_backends
 
     state = state_of(ctx)
-    targets = selected_backends(state.config, names)
+    targets = selected_backends(state.quick_config, names)
     if not targets:
         raise UsageError("no backends configured", hint="Try: add a backend under `backends:` in the config")
     reports = inspect_backends(targets, view, InspectOptions(**options))

@@ -22,12 +22,13 @@ BLAKE2b digest; the file is the user's alone (0600, in a 0700 directory).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path, PosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 try:  # CPython's own BLAKE2b, as hashlib uses it: importing hashlib loads OpenSSL (~3 ms of a start)
     from _blake2 import blake2b
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from storagectl.config.document import YamlDocument
     from storagectl.config.models import Config
 
-FORMAT = 2
+FORMAT = 3
 SECTIONS = ("backends", "destinations", "jobs", "tools", "data_migrations")
 _PERSON = b"storagectl-cfg"
 
@@ -137,21 +138,40 @@ class CachedConfig(NamedEntries):
         except (KeyError, TypeError, ValueError, AttributeError, ImportError):  # a damaged entry: validated
             return None
 
-    def _settings(self, entry: dict[str, Any], fields: dict[str, Any], loc: tuple[str | int, ...]) -> CachedSettings:
-        return CachedSettings(fields, self, loc)
+    def _settings(self, entry: dict[str, Any], fields: dict[str, Any], loc: tuple[str | int, ...]) -> PlainSettings:
+        return _plain_class(entry["class"], tuple(entry["methods"]), tuple(entry["fields"]))(
+            fields, entry["set"], self, loc)
 
     def __getattr__(self, name: str) -> Any:
         section = self.__dict__.get("_sections", {}).get(name)
         return section if section is not None else getattr(self.full(), name)
 
 
-class CachedSettings:
-    """A settings model read back from the cache: its fields as attributes. Anything else (a method,
-    a property) is the model's in :meth:`CachedConfig.full`."""
+class PlainSettings:
+    """A settings model read back from the cache: its fields as attributes, the methods of the model's
+    plain mixins (the same classes the pydantic model has, see :func:`_method_classes`), and the little
+    of pydantic's model API callers use (``model_fields``, ``model_fields_set``, ``model_copy``).
+    Anything else (a class variable, a method outside the mixins) is the model's in
+    :meth:`CachedConfig.full`."""
 
-    def __init__(self, fields: dict[str, Any], owner: CachedConfig, loc: tuple[str | int, ...]) -> None:
+    model_fields: ClassVar[dict[str, None]] = {}
+
+    def __init__(self, fields: dict[str, Any], fields_set: list[str], owner: CachedConfig,
+                 loc: tuple[str | int, ...]) -> None:
         self.__dict__.update(fields)
+        self.__dict__["_fields_set"] = frozenset(fields_set)
         self.__dict__["_cached_at"] = (owner, loc)
+
+    @property
+    def model_fields_set(self) -> set[str]:
+        return set(self._fields_set)
+
+    def model_copy(self, *, update: dict[str, Any] | None = None) -> Any:
+        """A copy with ``update``'s fields replaced (not validated, as pydantic's ``model_copy``)."""
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__, **(update or {}))
+        copy.__dict__["_fields_set"] = self._fields_set | set(update or {})
+        return copy
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
@@ -166,7 +186,16 @@ class CachedSettings:
         raise AttributeError(f"settings are read-only: cannot set {name}")
 
     def __repr__(self) -> str:
-        return f"CachedSettings({'.'.join(map(str, self.__dict__['_cached_at'][1]))})"
+        return f"{type(self).__name__}({'.'.join(map(str, self.__dict__['_cached_at'][1]))})"
+
+
+@functools.cache
+def _plain_class(model: str, methods: tuple[str, ...], fields: tuple[str, ...]) -> type[PlainSettings]:
+    """The plain form of the settings class ``model``: :class:`PlainSettings` with the model's plain
+    mixins ``methods`` (``module:QualName``, storagectl's own; imported, so no pydantic in them)."""
+    bases = tuple(_storagectl_class(where) for where in methods)
+    return type(f"Plain{model.rpartition(':')[2]}", (*bases, PlainSettings),
+                {"model_fields": dict.fromkeys(fields), "__module__": __name__})
 
 
 # -- the key -------------------------------------------------------------------------------------------
@@ -283,7 +312,8 @@ def _encoded(value: Any, key: str | None) -> Any:
         model = type(value)
         if not model.__module__.startswith("storagectl."):  # a plugin's settings: validated each time
             raise _NotCached
-        return {"$model": {"class": f"{model.__module__}:{model.__qualname__}", "set": sorted(value.model_fields_set),
+        return {"$model": {"class": _where(model), "methods": [_where(mixin) for mixin in _method_classes(model)],
+                           "set": sorted(value.model_fields_set),
                            "fields": {name: _encoded(getattr(value, name), name) for name in model.model_fields}}}
     raise _NotCached
 
@@ -318,16 +348,37 @@ def _constructed_model(entry: dict[str, Any], fields: dict[str, Any], loc: tuple
 
 def _model_class(where: str) -> Any:
     """The settings class ``module:QualName`` an entry names: storagectl's own models only."""
-    from importlib import import_module
-
     from pydantic import BaseModel
+
+    found = _storagectl_class(where)
+    if not issubclass(found, BaseModel):
+        raise ValueError(f"not a model: {where}")
+    return found
+
+
+def _storagectl_class(where: str) -> type:
+    """The class ``module:QualName`` an entry names, of storagectl's own modules only."""
+    from importlib import import_module
 
     module, _, name = where.partition(":")
     if not module.startswith("storagectl."):
-        raise ValueError(f"not a storagectl model: {where}")
+        raise ValueError(f"not a storagectl class: {where}")
     found: Any = import_module(module)
     for part in name.split("."):
         found = getattr(found, part)
-    if not (isinstance(found, type) and issubclass(found, BaseModel)):
-        raise ValueError(f"not a model: {where}")
+    if not isinstance(found, type):
+        raise ValueError(f"not a class: {where}")
     return found
+
+
+def _where(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _method_classes(model: type) -> list[type]:
+    """The plain mixins of a settings model (its bases that are not pydantic models): where its methods
+    live, so the plain form read back from the cache has them too, from the same code."""
+    from pydantic import BaseModel
+
+    return [cls for cls in model.__mro__[1:]
+            if cls is not object and not issubclass(cls, BaseModel) and cls.__module__.startswith("storagectl.")]
