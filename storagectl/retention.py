@@ -50,8 +50,6 @@ UTC = ZoneInfo("UTC")
 NEWEST = "newest"
 IN_PROGRESS = "in progress"
 PARTIAL = "partial"
-PARTIAL_AFTER_DEFAULT = 86400.0
-"""``retention.partial_after`` unset: a backup without a manifest is partial after a day."""
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from storagectl.archive.progress import ProgressCallback, no_progress
 from storagectl.archive.writer import ArchiveSession
 from storagectl.backends import Backend, backend_from_config
 from storagectl.backup.catalog import Leftovers, destination_named, remove_stale_partials
+from storagectl.config.methods import PARTIAL_AFTER_DEFAULT
 from storagectl.destinations import Destination
 from storagectl.errors import OperationFailed, StoragectlError, UsageError, raise_with_state
-from storagectl.retention import PARTIAL_AFTER_DEFAULT
 from storagectl.selection import Selection
 
 if TYPE_CHECKING:  # plain settings from a config-cache hit too: no pydantic at run time

@@ -152,9 +152,13 @@ class PlainSettings:
     plain mixins (the same classes the pydantic model has, see :func:`_method_classes`), and the little
     of pydantic's model API callers use (``model_fields``, ``model_fields_set``, ``model_copy``).
     Anything else (a class variable, a method outside the mixins) is the model's in
-    :meth:`CachedConfig.full`."""
+    :meth:`CachedConfig.full`.
+
+    The mixins are imported when a method is first asked for, not when the entry is read: a kind's
+    mixin lives in its backend module, which `backup list` never needs."""
 
     model_fields: ClassVar[dict[str, None]] = {}
+    method_classes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, fields: dict[str, Any], fields_set: list[str], owner: CachedConfig,
                  loc: tuple[str | int, ...]) -> None:
@@ -176,6 +180,10 @@ class PlainSettings:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
+        for where in self.method_classes:
+            found = _storagectl_class(where).__dict__.get(name)
+            if found is not None:
+                return found.__get__(self, type(self)) if hasattr(found, "__get__") else found
         owner, loc = self.__dict__["_cached_at"]
         target: Any = owner.full()
         for step in loc:
@@ -191,11 +199,13 @@ class PlainSettings:
 
 @functools.cache
 def _plain_class(model: str, methods: tuple[str, ...], fields: tuple[str, ...]) -> type[PlainSettings]:
-    """The plain form of the settings class ``model``: :class:`PlainSettings` with the model's plain
-    mixins ``methods`` (``module:QualName``, storagectl's own; imported, so no pydantic in them)."""
-    bases = tuple(_storagectl_class(where) for where in methods)
-    return type(f"Plain{model.rpartition(':')[2]}", (*bases, PlainSettings),
-                {"model_fields": dict.fromkeys(fields), "__module__": __name__})
+    """The plain form of the settings class ``model``: :class:`PlainSettings` with its fields and the
+    model's plain mixins ``methods`` (``module:QualName``, storagectl's own, without pydantic)."""
+    for where in methods:
+        if not where.startswith("storagectl."):
+            raise ValueError(f"not a storagectl class: {where}")
+    return type(f"Plain{model.rpartition(':')[2]}", (PlainSettings,),
+                {"model_fields": dict.fromkeys(fields), "method_classes": methods, "__module__": __name__})
 
 
 # -- the key -------------------------------------------------------------------------------------------
@@ -356,6 +366,7 @@ def _model_class(where: str) -> Any:
     return found
 
 
+@functools.cache
 def _storagectl_class(where: str) -> type:
     """The class ``module:QualName`` an entry names, of storagectl's own modules only."""
     from importlib import import_module

@@ -26,6 +26,10 @@ class JobSettingsMethods:
         return self.select.selection() if self.select else Selection()
 
 
+PARTIAL_AFTER_DEFAULT = 86400.0
+"""``retention.partial_after`` unset (or no ``retention:``): a backup without a manifest is partial after a day."""
+
+
 def default_parallel() -> int:
     """A job's default ``parallel``: 4 workers, but no more than this machine's CPUs: each worker's
     compression is CPU-bound, and on 2 cores 4 workers only add contention (backup of the benchmark

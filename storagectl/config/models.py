@@ -15,11 +15,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from storagectl.config.methods import JobSettingsMethods, SelectSettingsMethods, default_parallel
+from storagectl.config.methods import (
+    PARTIAL_AFTER_DEFAULT,
+    JobSettingsMethods,
+    SelectSettingsMethods,
+    default_parallel,
+)
 from storagectl.config.source import NamedEntries
 from storagectl.config.types import ConfigPath, Duration, Secret, read_secret_file
 from storagectl.config.urls import check_http_url
-from storagectl.retention import PARTIAL_AFTER_DEFAULT
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 _NAME = re.compile(NAME_PATTERN)
