@@ -317,7 +317,8 @@ def test_commands_that_read_the_config_run_from_the_config_cache_without_pydanti
         connection.execute("INSERT INTO items SELECT i, 'item ' || i FROM generate_series(1, 50) i")
     assert "pydantic" in modules_after("-c", str(config), "config", "validate")  # validated, and remembered
     redis_db.client().set("key", "value")
-    runs = [("backup", "run", "--job", "tables"), ("backup", "run", "--job", "keys"), ("backup", "list"),
+    runs = [("backup", "run", "--job", "tables"), ("backup", "run", "--job", "keys"),
+            ("backup", "run", "--backend", "cache", "--to", "local"), ("backup", "list"),
             ("inspect", "tables", "-b", "pg"),
             ("restore", "latest", "--job", "tables", "--backend", "pg", "--to", "copy", "--yes", "--validate")]
     for command in runs:

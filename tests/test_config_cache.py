@@ -83,6 +83,8 @@ def test_methods_and_lookups_of_a_hit_work_as_on_the_validated_config(tmp_path, 
     assert cached.job("nightly").model_fields_set == full.job("nightly").model_fields_set
     copy = cached.destination("local").model_copy(update={"path": tmp_path})
     assert copy.path == tmp_path and "path" in copy.model_fields_set and cached.destination("local").path != tmp_path
+    ad_hoc, expected = cached.ad_hoc_job("file", "other"), full.ad_hoc_job("file", "other")
+    assert _plain(ad_hoc) == _plain(expected) and ad_hoc.model_fields_set == expected.model_fields_set
     assert cached._full is None
     with pytest.raises(Exception) as unknown:
         cached.destination("locl")

@@ -71,10 +71,7 @@ def plan_backups(config: Config, job: str | None = None, backend: str | None = N
             raise UsageError("--backend and --to go together", hint="Try: backup run --backend NAME --to DEST")
         config.backend(backend)
         config.destination(destination)
-        from storagectl.config.models import JobSettings
-
-        plans = [BackupPlan(backend, destination, backend, None, JobSettings(backends=[backend],
-                                                                              destination=destination), selection)]
+        plans = [BackupPlan(backend, destination, backend, None, config.ad_hoc_job(backend, destination), selection)]
     else:
         job = job or _only_job(config)
         settings = config.job(job)

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 FORMAT = 3
 SECTIONS = ("backends", "destinations", "jobs", "tools", "data_migrations")
 _PERSON = b"storagectl-cfg"
+_ANY = "-"  # the backend and destination of the remembered ad-hoc job: replaced when it is read
 
 
 def default_cache_dir() -> Path:
@@ -62,7 +63,8 @@ def load_config_quickly(explicit: Path | None, cache_dir: Path, environ: Any = N
     entry = _read_entry(_entry_path(cache_dir, path))
     if entry is not None and entry.get("key") == _key(path, data, environ, entry):
         with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):  # a damaged entry: a miss
-            return CachedConfig(path, entry["sections"], lambda: _validate(path, data, environ, cache_dir))
+            return CachedConfig(path, entry["sections"], lambda: _validate(path, data, environ, cache_dir),
+                                entry.get("ad_hoc_job"))
     return _validate(path, data, environ, cache_dir)
 
 
@@ -103,6 +105,7 @@ def remember(config: Config, document: YamlDocument, data: bytes, cache_dir: Pat
     from_environment = {loc[0] for loc in document.from_environment}
     entry["sections"] = {name: None if name in from_environment else _encoded_section(getattr(config, name))
                          for name in SECTIONS}
+    entry["ad_hoc_job"] = _encoded_section(config.ad_hoc_job(_ANY, _ANY))
     cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with atomic_writer(entry_path, mode=0o600) as handle:
         handle.write(json.dumps(entry).encode("utf-8"))
@@ -113,8 +116,10 @@ class CachedConfig(NamedEntries):
     and the lookups by name. A section that was not cached (it holds a secret), and anything a plain
     object lacks (a method, a property), come from :meth:`full`, once."""
 
-    def __init__(self, path: Path, sections: dict[str, Any], validate: Callable[[], Config]) -> None:
+    def __init__(self, path: Path, sections: dict[str, Any], validate: Callable[[], Config],
+                 ad_hoc_job: Any = None) -> None:
         self.path = path
+        self._encoded_ad_hoc_job = ad_hoc_job
         self._validate = validate
         self._full: Config | None = None
         self._encoded = sections
@@ -137,6 +142,15 @@ class CachedConfig(NamedEntries):
             return Config(self.path, **{name: _decoded(self._encoded[name], _constructed_model) for name in SECTIONS})
         except (KeyError, TypeError, ValueError, AttributeError, ImportError):  # a damaged entry: validated
             return None
+
+    def ad_hoc_job(self, backend: str, destination: str) -> Any:
+        """A job's defaults as the entry remembers them (they depend on nothing but the code and the
+        CPU count, both in its key), for ``backend`` and ``destination``."""
+        remembered = self._encoded_ad_hoc_job
+        if remembered is None:
+            return super().ad_hoc_job(backend, destination)
+        job = _decoded(remembered, self._settings, ("ad_hoc_job",))
+        return job.model_copy(update={"backends": [backend], "destination": destination})
 
     def _settings(self, entry: dict[str, Any], fields: dict[str, Any], loc: tuple[str | int, ...]) -> PlainSettings:
         return _plain_class(entry["class"], tuple(entry["methods"]), tuple(entry["fields"]))(
