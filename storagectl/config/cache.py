@@ -1,8 +1,10 @@
 """The validated configuration, remembered, so quick commands start without YAML or pydantic.
 
-`backup list` and `backup show` read the config through :func:`load_config_quickly`. When the cache
-holds the file's validated form and nothing that validation depended on has changed, the sections
-come back as plain objects: no YAML parsing, no pydantic (about 150 ms of every start, issue 19).
+`backup list/show/run`, `restore` and `inspect` read the config through :func:`load_config_quickly`.
+When the cache holds the file's validated form and nothing that validation depended on has changed,
+the sections come back as plain objects (:class:`PlainSettings`: the fields, and the methods of the
+model's own plain mixins, named in the entry as written): no YAML parsing, no pydantic (about 80-110
+ms of every start, issue 19).
 In every other case the file is validated as before -- and only a file that validated is ever
 remembered, so an invalid file is always reported by the full validation, ``file:line`` and all.
 
