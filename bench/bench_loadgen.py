@@ -4,13 +4,14 @@
 - Redis (a redis-server this script starts on a free port, no persistence): `bench run -w get -c 50`
   vs `redis-benchmark -t get -c 50 -r KEYS -d 100` (its keyspace filled with the same 100-byte
   values), pipeline 1 and 16, alternating; target >= 0.6x.
-- PostgreSQL (scale 10 in a database of its own): `bench run -w sql:select-pk.sql -c 8 -j 2` vs
-  `pgbench -S -c 8 -j 2 -M prepared`, and `sql:tpcb-like.sql` vs `pgbench -c 8 -j 2`, alternating;
+- PostgreSQL (scale 10 in a database of its own): `bench run -w sql:select-pk.sql -c 8` (its default -j:
+  a process per client; `--pg-jobs 2` or `auto,2` for others) vs `pgbench -S -c 8 -j 2 -M prepared`,
+  and `sql:tpcb-like.sql` vs `pgbench -c 8 -j 2`, alternating;
   target >= 0.85x. The scripts are the built-in `select-pk` / `tpcb-like` ones naming pgbench's own
   tables (`public.pgbench_*`), so both tools read the very same pages; storagectl's own namespace is
   a one-row fill (`--keyspace 1`). (With the built-in workloads storagectl would first fill 1 M rows
   of its own, and the checkpoint and hint-bit writes after that fill land in its measured run.)
-- Latency truth: p50/p99 of `bench run -w select-pk -c 8 -j 2` vs the percentiles of the per-transaction
+- Latency truth: p50/p99 of `bench run -w select-pk -c 8` vs the percentiles of the per-transaction
   latencies in `pgbench -S --log` under the same closed-loop load, in alternating rounds (medians, with
   each run's tps beside them); target within 15 %.
 - Stall: `--rate` runs during which the server stops for 2 s (`CLIENT PAUSE 2000`; a transaction
@@ -18,7 +19,7 @@
 
 Run under `flock /tmp/bench.lock`; prints medians, ratios and the load average.
 Usage: python bench/bench_loadgen.py [--rounds 3] [--seconds 8] [--only redis,pg,truth,stall]
-       [--pg-workloads select-pk,tpcb-like]
+       [--pg-workloads select-pk,tpcb-like] [--pg-jobs auto,2]
 """
 
 from __future__ import annotations
@@ -144,18 +145,28 @@ def pgbench_tables_script(workload: str, directory: Path) -> str:
     return f"sql:{path}"
 
 
-def bench_pg(config: Path, rounds: int, seconds: int, workloads: list[str]) -> None:
+def bench_pg(config: Path, rounds: int, seconds: int, workloads: list[str], jobs: list[str]) -> None:
+    """Per round: pgbench, then storagectl once per ``-j`` of ``jobs``; each -j reported against the
+    same pgbench runs."""
     cases = (("select-pk", ["-S", "-M", "prepared"], 0.85), ("tpcb-like", [], 0.85))
     for workload, native, target in [case for case in cases if case[0] in workloads]:
-        ours, theirs = [], []
+        ours: dict[str, list[float]] = {j: [] for j in jobs}
+        theirs: list[float] = []
         script = pgbench_tables_script(workload, config.parent)
         for _ in range(rounds):
-            result = storagectl(config, "-b", "pg", "-w", script, "-c", "8", "-j", "2", "-T", f"{seconds}s",
-                                "--warmup", "2s", "--keyspace", "1")
-            ours.append(result["ops_per_s"])
             theirs.append(pgbench(*native, "-c", "8", "-j", "2", "-T", str(seconds)))
-        label = f"PostgreSQL {workload} -c 8 -j 2 vs pgbench {' '.join(native + ['-c', '8', '-j', '2'])}"
-        report(label, ours, theirs, target)
+            for j in jobs:
+                result = storagectl(config, "-b", "pg", "-w", script, "-c", "8", *jobs_args(j), "-T",
+                                    f"{seconds}s", "--warmup", "2s", "--keyspace", "1")
+                ours[j].append(result["ops_per_s"])
+        for j in jobs:
+            label = f"PostgreSQL {workload} -c 8 -j {j} vs pgbench {' '.join(native + ['-c', '8', '-j', '2'])}"
+            report(label, ours[j], theirs, target)
+
+
+def jobs_args(jobs: str) -> list[str]:
+    """storagectl's -j: `auto` gives none (its default: a process per PostgreSQL client here)."""
+    return [] if jobs == "auto" else ["-j", jobs]
 
 
 def percentile(sorted_values: list[int], fraction: float) -> float:
@@ -163,37 +174,52 @@ def percentile(sorted_values: list[int], fraction: float) -> float:
     return float(sorted_values[index])
 
 
-def latency_truth(config: Path, rounds: int, seconds: int) -> None:
-    """Alternating rounds of `pgbench --log` and storagectl; medians of each one's p50/p99, with the
-    tps of the same runs: in a closed loop latency is about clients / tps, so a round whose tps
-    differs (the 2 cores shared out differently) moves both tools' percentiles with it."""
+def latency_truth(config: Path, rounds: int, seconds: int, jobs: list[str]) -> None:
+    """Alternating rounds of `pgbench --log` and storagectl (once per ``-j`` of ``jobs``); medians of
+    each one's p50/p99, with the tps of the same runs: in a closed loop latency is about clients / tps,
+    so a round whose tps differs (the 2 cores shared out differently) moves both tools' percentiles."""
     script = pgbench_tables_script("select-pk", config.parent)
     theirs: dict[str, list[float]] = {"p50": [], "p99": [], "tps": []}
-    ours: dict[str, list[float]] = {"p50": [], "p99": [], "tps": []}
+    ours = {j: {"p50": [], "p99": [], "tps": []} for j in jobs}
     for _ in range(rounds):
-        with tempfile.TemporaryDirectory() as directory:
-            done = subprocess.run(["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-S", "-M", "prepared", "-c", "8",
-                                   "-j", "2", "-T", str(seconds), "--log", "--log-prefix", f"{directory}/log", PG_DB],
-                                  capture_output=True, text=True, check=True)
-            latencies = sorted(int(line.split()[2]) for path in Path(directory).glob("log*")
-                               for line in path.read_text().splitlines())
-        theirs["p50"].append(percentile(latencies, 0.50) / 1000)
-        theirs["p99"].append(percentile(latencies, 0.99) / 1000)
-        theirs["tps"].append(float(re.search(r"tps = ([\d.]+) \(without", done.stdout).group(1)))
-        result = storagectl(config, "-b", "pg", "-w", script, "-c", "8", "-j", "2", "-T", f"{seconds}s",
-                            "--warmup", "0", "--keyspace", "1")
-        for name in ("p50", "p99"):
-            ours[name].append(result["latency_ms"][name])
-        ours["tps"].append(result["ops_per_s"])
-    print(f"latency truth, {rounds} alternating rounds: storagectl {median_of(ours['tps']):,.0f} tps "
-          f"(runs {', '.join(f'{v:,.0f}' for v in ours['tps'])}), pgbench --log {median_of(theirs['tps']):,.0f} tps "
+        p50, p99, tps = pgbench_log_percentiles(seconds)
+        theirs["p50"].append(p50)
+        theirs["p99"].append(p99)
+        theirs["tps"].append(tps)
+        for j in jobs:
+            result = storagectl(config, "-b", "pg", "-w", script, "-c", "8", *jobs_args(j), "-T", f"{seconds}s",
+                                "--warmup", "0", "--keyspace", "1")
+            for name in ("p50", "p99"):
+                ours[j][name].append(result["latency_ms"][name])
+            ours[j]["tps"].append(result["ops_per_s"])
+    print(f"latency truth, {rounds} alternating rounds: pgbench --log {median_of(theirs['tps']):,.0f} tps "
           f"(runs {', '.join(f'{v:,.0f}' for v in theirs['tps'])})", flush=True)
-    for name in ("p50", "p99"):
-        mine, native = median_of(ours[name]), median_of(theirs[name])
-        off = 100 * (mine - native) / native
-        print(f"latency truth {name}: storagectl {mine:.3f} ms (runs {', '.join(f'{v:.3f}' for v in ours[name])}) "
-              f"vs pgbench --log {native:.3f} ms (runs {', '.join(f'{v:.3f}' for v in theirs[name])}) "
-              f"({off:+.1f} %, target within 15 %: {'met' if abs(off) <= 15 else 'NOT met'})", flush=True)
+    for j in jobs:
+        mine_tps = ours[j]["tps"]
+        print(f"latency truth -j {j}: storagectl {median_of(mine_tps):,.0f} tps "
+              f"(runs {', '.join(f'{v:,.0f}' for v in mine_tps)})", flush=True)
+        for name in ("p50", "p99"):
+            mine, native = median_of(ours[j][name]), median_of(theirs[name])
+            off = 100 * (mine - native) / native
+            print(f"latency truth -j {j} {name}: storagectl {mine:.3f} ms "
+                  f"(runs {', '.join(f'{v:.3f}' for v in ours[j][name])}) vs pgbench --log {native:.3f} ms "
+                  f"(runs {', '.join(f'{v:.3f}' for v in theirs[name])}) ({off:+.1f} %, target within 15 %: "
+                  f"{'met' if abs(off) <= 15 else 'NOT met'})", flush=True)
+
+
+def pgbench_log_percentiles(seconds: int, threads: int = 2) -> tuple[float, float, float]:
+    """p50 and p99 (ms) of `pgbench -S -M prepared -c 8 -j THREADS --log`: the third column of each log line
+    is the transaction's latency in microseconds; every transaction of the run counts, as storagectl's
+    run with --warmup 0 counts all of its own. And pgbench's tps."""
+    with tempfile.TemporaryDirectory() as directory:
+        done = subprocess.run(["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-S", "-M", "prepared", "-c", "8",
+                               "-j", str(threads), "-T", str(seconds), "--log", "--log-prefix", f"{directory}/log",
+                               PG_DB],
+                              capture_output=True, text=True, check=True)
+        latencies = sorted(int(line.split()[2]) for path in Path(directory).glob("log*")
+                           for line in path.read_text().splitlines())
+    tps = float(re.search(r"tps = ([\d.]+) \(without", done.stdout).group(1))
+    return percentile(latencies, 0.50) / 1000, percentile(latencies, 0.99) / 1000, tps
 
 
 def stall_redis(config: Path, server: RedisServer, seconds: int) -> None:
@@ -244,8 +270,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--only", default="redis,pg,truth,stall")
     parser.add_argument("--pg-workloads", default="select-pk,tpcb-like", help="the PostgreSQL cases of `pg`")
+    parser.add_argument("--pg-jobs", default="auto", help="storagectl -j for `pg` and `truth` (auto: none given, "
+                        "its default); several (auto,2): each run in every round against the same pgbench runs")
     args = parser.parse_args()
     parts = set(args.only.split(","))
+    jobs = args.pg_jobs.split(",")
     print(f"load average at start: {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs", flush=True)
     server = RedisServer()
     with tempfile.TemporaryDirectory() as directory:
@@ -260,9 +289,9 @@ def main() -> None:
             if parts & {"pg", "truth", "stall"}:
                 prepare_pg()
                 if "pg" in parts:
-                    bench_pg(config, args.rounds, args.seconds, args.pg_workloads.split(","))
+                    bench_pg(config, args.rounds, args.seconds, args.pg_workloads.split(","), jobs)
                 if "truth" in parts:
-                    latency_truth(config, args.rounds, args.seconds)
+                    latency_truth(config, args.rounds, args.seconds, jobs)
                 if "stall" in parts:
                     stall_pg(config, args.seconds)
         finally:

@@ -61,8 +61,14 @@ def commands(workdir: Path, env: dict[str, str], baseline: str | None) -> dict[s
     }
     result = {name: (command, env) for name, command in runs.items()}
     if baseline:  # the same commands from another checkout, interleaved with these
+        # with a config file of their own: the validated-config cache keeps one entry per file, keyed
+        # on the code too, so two checkouts sharing a file would each find the other's entry and
+        # validate it again (pydantic, YAML) on every run
+        baseline_config = workdir / "baseline.yaml"
+        baseline_config.write_bytes(config.read_bytes())
         for name in QUICK_COMMANDS:
-            result[f"baseline {name}"] = (runs[name], {**env, "PYTHONPATH": baseline})
+            command = [str(baseline_config) if part == str(config) else part for part in runs[name]]
+            result[f"baseline {name}"] = (command, {**env, "PYTHONPATH": baseline})
     return result
 
 

@@ -44,8 +44,15 @@ def render_metrics(run: JobRunMetrics, previous: dict[str, float]) -> str:
         value = values[name]
         if value is None:
             continue
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name}{label} {value:g}"]
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name}{label} {_sample(value)}"]
     return "\n".join(lines) + "\n"
+
+
+def _sample(value: float) -> str:
+    """A sample value at full precision: ``:g`` keeps 6 digits, so a Unix time came out up to
+    ~5,000 s off (``1.79657e+09``) and sizes over 1 MB rounded."""
+    number = float(value)
+    return str(int(number)) if number.is_integer() else repr(number)
 
 
 def read_previous(path: Path) -> dict[str, float]:

@@ -231,6 +231,10 @@ def test_restore_latest_of_one_backend_into_another(cli, env):
     by_job = cli(*c, "-o", "json", "restore", "latest", "--job", "nightly", "--backend", "app", "--to", "copy",
                  "--yes")
     assert by_job.exit_code == 0 and by_job.json()["id"] != newest["id"]  # the newest of job nightly
+    # --job alone: the job's only backend (app), not the --to backend, which the job does not back up
+    job_only = cli(*c, "-o", "json", "restore", "latest", "--job", "nightly", "--to", "copy", "--yes")
+    assert job_only.exit_code == 0, job_only.stderr
+    assert job_only.json()["id"] == by_job.json()["id"] and job_only.json()["target"] == "copy"
     with_id = cli(*c, "restore", newest["id"], "--backend", "app", "--to", "copy", "--yes")
     assert with_id.exit_code == 2 and "is already an id" in with_id.stderr
 
@@ -270,6 +274,9 @@ def test_latest_of_a_job_with_several_backends_needs_the_backend(cli, env, write
     assert "Try: --job both --backend app" in ambiguous.stderr
     chosen = cli("-c", config, "-o", "json", "backup", "verify", "latest", "--job", "both", "--backend", "copy")
     assert chosen.exit_code == 0 and chosen.json()["id"] == made.json()[1]["id"]
+    # restore: --to names one of the job's backends, so it is the source; another target stays ambiguous
+    into_itself = cli("-c", config, "restore", "latest", "--job", "both", "--to", "copy", "--dry-run")
+    assert into_itself.exit_code == 0 and made.json()[1]["id"] in into_itself.stderr, into_itself.stderr
 
 
 def test_unreachable_destination_does_not_block_the_reachable_one(cli, env, write_config, tmp_path):
@@ -402,7 +409,7 @@ def test_delete_and_restore_ask_on_a_terminal(cli, env, terminal):
     terminal("n\n")
     declined = cli(*c, "restore", info["id"], "--to", "copy")
     assert declined.exit_code == 1 and "[y/N]" in declined.stderr and "nothing was changed" in declined.stderr
-    assert "dry run: would replace the data of" in declined.stderr  # the plan, before the question
+    assert "this restore will replace the data of" in declined.stderr  # the plan, before the question
     terminal("y\n")
     accepted = cli(*c, "restore", info["id"], "--to", "copy")
     assert accepted.exit_code == 0, accepted.stderr
@@ -466,6 +473,9 @@ def test_a_terminal_restore_plans_once(cli, env, terminal, monkeypatch):
     asked = cli("-c", env["config"], "restore", info["id"], "--to", "copy")  # the target holds data now
     assert asked.exit_code == 0 and "[y/N]" in asked.stderr, asked.stderr
     assert calls == {"manifest": 2, "plan": 2}
+    # the plan shown before the question is what this run will do, not a dry run's report
+    assert "this restore will replace the data of backend copy" in asked.stderr
+    assert "dry run" not in asked.stderr and "needs --yes" not in asked.stderr
 
 
 def test_delete_asks_on_a_real_terminal(cli, env):

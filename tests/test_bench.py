@@ -388,6 +388,32 @@ def test_split_plan_shares_out_clients_count_and_rate_exactly():
     assert sum(p.rate for p in plans) == pytest.approx(500.0)
 
 
+def test_default_workers_one_per_postgres_client_in_a_closed_loop(monkeypatch):
+    """Without -j: a PostgreSQL closed loop runs a process per client (at most 4 per CPU), so no answered
+    client waits while a loop serves others; open loop and Redis keep one loop."""
+    from storagectl.loadgen import workloads
+
+    monkeypatch.setattr(workloads.os, "cpu_count", lambda: 2)
+    assert [workloads.default_workers(kind, clients, False) for kind, clients in
+            (("postgres", 8), ("postgres", 3), ("postgres", 50), ("timescaledb", 8))] == [8, 3, 8, 8]
+    assert workloads.default_workers("postgres", 8, True) == 1
+    assert workloads.default_workers("redis", 50, False) == 1
+    assert workloads.default_workers("sqlite", 8, False) == 1
+
+
+def test_postgres_without_j_runs_a_worker_per_client_and_counts_every_op(cli, write_config, pg_database):
+    config = write_config("backends:\n" + pg_database.backend_yaml())
+    closed = cli("-c", config, "bench", "run", "-b", "pg", "-w", "select-pk", "-c", "3", "-n", "301",
+                 "--warmup", "0", "--keyspace", "100", "-o", "json")
+    assert closed.exit_code == 0, closed.stderr
+    assert closed.json()["load"]["workers"] == 3 and closed.json()["ops"] == 301
+    opened = cli("-c", config, "bench", "run", "-b", "pg", "-w", "select-pk", "-c", "3", "-n", "20", "--rate", "2000",
+                 "--warmup", "0", "--keyspace", "100", "-o", "json")
+    assert opened.exit_code == 0, opened.stderr
+    assert opened.json()["load"]["workers"] == 1 and opened.json()["ops"] == 20
+    assert bench_schemas(pg_database) == []
+
+
 def test_workers_count_every_op_and_clean_up_redis(cli, write_config, redis_db):
     config = write_config("backends:\n" + redis_db.backend_yaml())
     result = cli("-c", config, "bench", "run", "-b", "cache", "-w", "lpush", "-c", "4", "-j", "2", "-n", "1001",

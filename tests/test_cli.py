@@ -228,3 +228,21 @@ def test_every_json_output_has_one_documented_shape():
     for path, command in all_commands():
         if any(param.name == "output" for param in command.params):
             assert path in shapes, f"README \"JSON output\" does not document `storagectl {path} -o json`"
+
+
+def test_config_show_does_not_pair_a_url_with_the_defaults_it_replaces(cli, write_config):
+    """A backend given by url showed ``host: localhost`` and ``database: postgres`` beside it: the
+    defaults the url replaces, read by an operator as the database in use."""
+    path = write_config("""\
+        backends:
+          pg: {kind: postgres, url: "postgresql://app@db.internal:5433/appdb"}
+          fields: {kind: postgres, host: db2, database: other}
+          cache: {kind: redis, url: "redis://cache.internal:6380/3"}
+        """)
+    shown = cli("-c", path, "-o", "json", "config", "show").json()["backends"]
+    assert shown["pg"]["url"] == "postgresql://app@db.internal:5433/appdb"
+    assert not {"host", "port", "database", "user"} & set(shown["pg"])
+    assert not {"host", "port", "db", "username"} & set(shown["cache"])
+    assert (shown["fields"]["host"], shown["fields"]["database"], shown["fields"]["port"]) == ("db2", "other", 5432)
+    lines = [line.strip() for line in cli("-c", path, "config", "show").stdout.splitlines()]
+    assert "host: localhost" not in lines and "database: postgres" not in lines

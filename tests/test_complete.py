@@ -162,20 +162,20 @@ def test_output_formats(monkeypatch, capsys):
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_backup_ids_newest_first_from_every_destination(monkeypatch, capsys, config, backups, shell):
     every = sorted(backups["local"] + backups["spare"], reverse=True)
-    for command in ("backup show", "backup verify", "backup delete"):
-        assert completions(monkeypatch, capsys, f"storagectl -c {config} {command} ", shell) == every
-    assert completions(monkeypatch, capsys, f"storagectl -c {config} restore ", shell) == ["latest", *every]
+    assert completions(monkeypatch, capsys, f"storagectl -c {config} backup delete ", shell) == every
+    for command in ("backup show", "backup verify", "restore"):  # `latest` too, as the README says
+        assert completions(monkeypatch, capsys, f"storagectl -c {config} {command} ", shell) == ["latest", *every]
 
 
 def test_backup_ids_of_the_destination_named_earlier(monkeypatch, capsys, config, backups):
-    line = f"storagectl -c {config} backup verify --from spare "
+    line = f"storagectl -c {config} backup delete --from spare "
     assert completions(monkeypatch, capsys, line) == backups["spare"]
 
 
 def test_help_text_says_where_a_backup_is(monkeypatch, capsys, config, backups):
     monkeypatch.setenv("_STORAGECTL_COMPLETE", "complete_fish")
     monkeypatch.setenv("_TYPER_COMPLETE_FISH_ACTION", "get-args")
-    monkeypatch.setenv("_TYPER_COMPLETE_ARGS", f"storagectl -c {config} backup show --from spare ")
+    monkeypatch.setenv("_TYPER_COMPLETE_ARGS", f"storagectl -c {config} backup delete --from spare ")
     with pytest.raises(SystemExit):
         run([])
     assert capsys.readouterr().out.splitlines() == [f"{backups['spare'][0]}\tweekly at spare"]
@@ -194,12 +194,12 @@ def test_variables_this_shell_lacks_do_not_stop_completion(monkeypatch, capsys, 
     pg = "  pg:\n    kind: postgres\n    url: postgresql://app:${PG_PASSWORD_FOR_COMPLETION}@db/app\n"
     config.write_text(config.read_text().replace("destinations:", pg + "destinations:"))
     assert completions(monkeypatch, capsys, f"storagectl -c {config} diag -b ") == ["app", "other", "pg"]
-    line = f"storagectl -c {config} backup show --from spare "
+    line = f"storagectl -c {config} backup delete --from spare "
     assert completions(monkeypatch, capsys, line) == backups["spare"]
 
 
 def test_backup_ids_are_cached_per_config_version(monkeypatch, capsys, config, backups, tmp_path):
-    line = f"storagectl -c {config} backup show --from spare "
+    line = f"storagectl -c {config} backup delete --from spare "
     assert completions(monkeypatch, capsys, line) == backups["spare"]
     shutil.rmtree(tmp_path / "spare" / "weekly")
     assert completions(monkeypatch, capsys, line) == backups["spare"], "answered from the cache"
@@ -209,7 +209,7 @@ def test_backup_ids_are_cached_per_config_version(monkeypatch, capsys, config, b
 
 
 def test_cached_backup_ids_expire(monkeypatch, capsys, config, backups, tmp_path):
-    line = f"storagectl -c {config} backup show --from spare "
+    line = f"storagectl -c {config} backup delete --from spare "
     assert completions(monkeypatch, capsys, line) == backups["spare"]
     shutil.rmtree(tmp_path / "spare" / "weekly")
     monkeypatch.setattr(complete, "BACKUP_IDS_CACHE_SECONDS", 0.0)
@@ -222,7 +222,7 @@ def test_backup_ids_from_s3(monkeypatch, capsys, cli, tmp_path, write_config, s3
     path = write_config(f"backends:\n  app:\n    kind: sqlite\n    path: app.db\n"
                         f"destinations:\n  bucket:\n    kind: s3\n{s3_bucket.yaml_fields()}")
     taken = cli("-q", "-c", path, "backup", "run", "--backend", "app", "--to", "bucket").stdout.strip()
-    assert completions(monkeypatch, capsys, f"storagectl -c {path} backup show ") == [taken]
+    assert completions(monkeypatch, capsys, f"storagectl -c {path} backup delete ") == [taken]
 
 
 @pytest.mark.parametrize("text", ["backends: [unclosed\n", "backends:\n  a:\n    kind: mysql\n", "- a list\n"],
@@ -252,7 +252,7 @@ def test_unreachable_destinations_leave_the_others_and_stay_silent(monkeypatch, 
         unreachable = (f"  hung:\n{s3}    endpoint_url: http://127.0.0.1:{hung.port}\n"
                        f"  down:\n{s3}    endpoint_url: http://127.0.0.1:{down.port}\n")
         path = write_config(CONFIG.replace("jobs:", unreachable + "jobs:"))
-        found = completions(monkeypatch, capsys, f"storagectl -c {path} backup show ")
+        found = completions(monkeypatch, capsys, f"storagectl -c {path} backup delete ")
     assert found == sorted(backups["local"] + backups["spare"], reverse=True)
     cached = json.loads((cache_dir / complete.CACHE_FILE).read_text())["destinations"]
     assert sorted(cached) == ["local", "spare"]

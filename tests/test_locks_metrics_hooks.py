@@ -62,6 +62,18 @@ def test_metrics_keep_last_success_across_a_failure(tmp_path):
     assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
 
 
+def test_metrics_keep_every_digit_of_times_and_sizes(tmp_path):
+    """Six significant digits put a Unix time up to ~5,000 s off: staleness alerts fire late."""
+    path = tmp_path / "m.prom"
+    write_job_metrics(path, JobRunMetrics("nightly", 1796570581.25, 12.5, True, size=123_456_789))
+    text = path.read_text()
+    assert 'storagectl_backup_last_success_timestamp_seconds{job="nightly"} 1796570581.25' in text
+    assert 'storagectl_backup_last_size_bytes{job="nightly"} 123456789' in text
+    write_job_metrics(path, JobRunMetrics("nightly", 1796570700.0, 1.0, False))  # kept across a failure
+    assert read_previous(path)["storagectl_backup_last_success_timestamp_seconds"] == 1796570581.25
+    assert read_previous(path)["storagectl_backup_last_size_bytes"] == 123_456_789
+
+
 def test_metrics_label_escaping():
     text = render_metrics(JobRunMetrics('we"ird', 1.0, 1.0, True, 1), {})
     assert '{job="we\\"ird"}' in text

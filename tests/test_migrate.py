@@ -445,6 +445,11 @@ def test_status_all_reports_a_backend_without_directory_as_an_error_row(cli, wri
     monkeypatch.setenv("COLUMNS", "400")  # the error cell on one line, however long the tmp path (xdist)
     table = cli("-c", config, "migrate", "status", "--all")
     assert table.exit_code == 2 and "lite" in table.stdout and "does not exist" in table.stdout
+    # current --all: the unreadable backend is not "at head" (a CI gate on is_head must not pass)
+    current = cli("-c", config, "migrate", "current", "--all", "-o", "json")
+    assert current.exit_code == 2
+    rows = {row["backend"]: row for row in current.json()}
+    assert rows["lite"]["is_head"] is True and rows["pg"]["is_head"] is None and rows["pg"]["error"]
 
 
 def _hint_commands(stderr: str) -> list[list[str]]:

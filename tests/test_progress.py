@@ -147,9 +147,27 @@ def test_counted_units_are_not_shown_as_bytes():
 
 
 # -- the renderers --------------------------------------------------------------------------------
-def terminal() -> tuple[Console, io.StringIO]:
+def terminal(width: int = 100) -> tuple[Console, io.StringIO]:
     buffer = io.StringIO()
-    return Console(file=buffer, force_terminal=True, width=100, color_system="truecolor"), buffer
+    return Console(file=buffer, force_terminal=True, width=width, color_system="truecolor"), buffer
+
+
+@pytest.mark.parametrize("width", [80, 60, 100, 200])
+def test_rate_and_eta_stay_on_the_bar_line_of_a_narrow_terminal(width):
+    """On 80 columns the bar line was cut before its rate and ETA (``... 807.1 …``)."""
+    console, buffer = terminal(width)
+    clock = Clock()
+    model = ProgressModel(clock)
+    model.update(Estimate(601_500, 154).plan("restore"))
+    for index in range(75):
+        model.update(ProgressEvent("restore", "start", f"o{index}", 0, 4_236))
+        model.update(ProgressEvent("restore", "finish", f"o{index}", 4_236, 4_236))
+    clock.now = 0.39
+    console.print(ProgressDisplay(model))
+    first = buffer.getvalue().splitlines()[0]
+    assert first.rstrip().endswith("ETA 0s") and "KiB/s" in first and "…" not in first, first
+    assert ("objects" in first) == (width >= 80)  # narrower: the words go first, then the bar
+    assert first.count("━") == {60: 0, 80: 8, 100: 20, 200: 20}[width]
 
 
 @pytest.mark.parametrize("count", [10, 2000])

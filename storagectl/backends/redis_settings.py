@@ -25,6 +25,7 @@ from storagectl.config.types import Port
 class RedisSettings(RedisSettingsMethods, PasswordMixin, BackendSettings):
     kind: Literal["redis"] = "redis"
     url: str | None = None
+    url_replaces: ClassVar[tuple[str, ...]] = ("host", "port", "db", "username")  # what a url gives
     host: str = "localhost"
     port: Port = 6379
     db: int = Field(0, ge=0, le=MAX_DB)
@@ -70,7 +71,7 @@ class RedisSettings(RedisSettingsMethods, PasswordMixin, BackendSettings):
     def _url_or_fields(self) -> RedisSettings:
         if self.url is None:
             return self
-        clash = sorted({"host", "port", "db", "username"} & self.model_fields_set)
+        clash = sorted(set(self.url_replaces) & self.model_fields_set)
         if clash:
             raise ValueError(f"give either url or {', '.join(clash)}, not both")
         if self.password is not None and urlsplit(self.url).password is not None:

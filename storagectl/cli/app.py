@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -10,8 +9,8 @@ import typer
 
 from storagectl import __version__
 from storagectl.cli.lazy import LazyCommand, LazyGroup
-from storagectl.cli.main import configure_logging
-from storagectl.cli.state import AppState, OutputFormat, PlainUsage
+from storagectl.cli.main import global_state
+from storagectl.cli.state import OutputFormat, PlainUsage
 
 # The commands, each imported only when it runs (`storagectl --help` imports none of them). To add
 # one: a line here, name -> LazyCommand(module, attribute: its typer.Typer or its function, the
@@ -77,9 +76,4 @@ def root(
         "--version", callback=_print_version, is_eager=True, help="Print the version and exit.",
     )] = False,
 ) -> None:
-
-    ctx.obj = AppState(
-        config_path=config, output=output, verbose=verbose, quiet=quiet,
-        color=not no_color and "NO_COLOR" not in os.environ, debug=debug,
-    )
-    configure_logging(verbose, quiet)
+    ctx.obj = global_state(config, output, verbose, quiet, no_color, debug)  # also storagectl.cli.quick's

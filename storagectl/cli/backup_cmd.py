@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from storagectl.cli import complete, schedule_cmd
-from storagectl.cli.backup_views import counts_text, describe_selection, list_view
-from storagectl.cli.output import confirm, note, plan_format, print_json, print_line, print_table, styled_status
+from storagectl.cli.backup_views import counts_text, describe_selection, list_view, run_view, selected_backup_id
+from storagectl.cli.output import confirm, note, plan_format, print_json, print_table, styled_status
 from storagectl.cli.state import (
     AppState,
     DryRunOption,
@@ -34,7 +34,7 @@ LatestBackendOption = Annotated[str | None, typer.Option(
     autocompletion=complete.backend_names)]
 BackupIdArgument = Annotated[str, typer.Argument(
     metavar="BACKUP_ID", help="Backup id, or `latest` with --backend and/or --job.",
-    autocompletion=complete.backup_ids)]
+    autocompletion=complete.backup_ids_or_latest)]
 TableOption = Annotated[list[str] | None, typer.Option(
     "--table", "-t", metavar="TABLE", help="PostgreSQL/SQLite: only this table (schema.name or name; "
     "glob * ? [..]); repeatable.")]
@@ -51,15 +51,6 @@ KeyTypeOption = Annotated[list[str] | None, typer.Option(
 LabelOption = Annotated[list[str] | None, typer.Option(
     "--label", metavar="LABEL", help="Neo4j: only nodes with this label and the relationships between such "
     "nodes; repeatable.")]
-
-
-def selection_of(tables: list[str] | None, schemas: list[str] | None, exclude_tables: list[str] | None,
-                 patterns: list[str] | None, types: list[str] | None, labels: list[str] | None) -> Any:
-    """The --table/--schema/--exclude-table/--pattern/--type/--label options as a Selection."""
-    from storagectl.selection import Selection
-
-    return Selection(tuple(tables or ()), tuple(schemas or ()), tuple(exclude_tables or ()), tuple(patterns or ()),
-                     tuple(types or ()), tuple(labels or ()))
 
 
 IdentityOption = Annotated[Path | None, typer.Option(
@@ -98,32 +89,8 @@ def run(
     backend (with --backend/--to; a job's selection is its `select:`). Its manifest records the
     selection and what matched; `backup list` marks it partial.
     """
-    from storagectl.backup import plan_backups, run_backup
-    from storagectl.cli.progress import progress_view
-    from storagectl.job_report import TakenBackup, reported_job_run
-
-    state = state_of(ctx)
-    selection = selection_of(table, schema, exclude_table, pattern, key_type, label)
-    job_name = plan_backups(state.quick_config, job, backend, to, selection)[0].job  # None for an ad-hoc --backend/--to
-    pruned_job = schedule_cmd.check_run_prune(state.quick_config, job, backend, to) if prune else None
-    with reported_job_run(state.quick_config, job_name, hooks=not no_hooks) as taken:
-        with progress_view(state) as progress:
-            results = run_backup(state.quick_config, job, backend, to, progress, selection)
-        taken += [TakenBackup(result.manifest.id, result.manifest.size) for result in results]
-        if pruned_job:
-            schedule_cmd.prune_after_run(state, pruned_job)
-    if state.format(output) is OutputFormat.json:
-        print_json([result.to_dict() for result in results])
-        return
-    for result in results:
-        info = result.to_dict()
-        partial = f" (partial: {describe_selection(info['selection'])})" if info["partial"] else ""
-        note(state, f"backup {info['id']} of {info['backend']} to {info['destination']}{partial}: "
-                    f"{human_bytes(info['size'])} in {info['duration']:.1f}s")
-        if info["partial_removed"] or info["aborted_uploads"]:
-            note(state, f"removed stale partial backup(s): {', '.join(info['partial_removed']) or 'none'}; "
-                        f"aborted {len(info['aborted_uploads'])} unfinished upload(s) of dead runs")
-        print_line(state, info["id"])
+    run_view(state_of(ctx), job, backend, to, prune, no_hooks, table, schema, exclude_table, pattern, key_type,
+             label, output)  # also run without typer: storagectl.cli.quick
 
 
 @app.command("list")
@@ -160,20 +127,6 @@ def show(ctx: typer.Context, backup_id: BackupIdArgument, from_: FromOption = No
     rows = [[o.name, human_bytes(o.raw_size), human_bytes(o.size), o.sha256[:16], counts_text(o.counts)]
             for o in manifest.objects]
     print_table(state, ["Object", "Original", "Stored", "SHA-256", "Counts"], rows)
-
-
-def selected_backup_id(state: AppState, backup_id: str, from_: str | None, job: str | None,
-                       backend: str | None) -> str:
-    """An explicit id as given; ``latest`` resolved to the newest backup --job/--backend select, named on stderr."""
-    from storagectl.backup.catalog import resolve_backup_id
-
-    found = resolve_backup_id(state.quick_config, backup_id, from_, job=job, backend=backend)
-    if found is None:
-        return backup_id
-    info = found.to_dict()
-    note(state, f"latest: backup {found.id} of backend {info['backend']} (job {info['job'] or '-'}, "
-                f"finished {info['finished_at'][:19]}) at {info['destination']}")
-    return found.id
 
 
 @app.command("verify", cls=PlainUsage)

@@ -1,12 +1,13 @@
-"""What `backup list` shows of the catalog, and the summaries `backup show` and `backup run` share,
-without typer: `backup list` also runs from storagectl.cli.quick, which never imports it."""
+"""The bodies of `backup list` and `backup run`, and what `backup show` and `restore` share with them,
+without typer: these commands also run from storagectl.cli.quick, which never imports it. The typer
+commands in backup_cmd.py parse the options and call these functions."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from storagectl.cli.appstate import AppState, OutputFormat
-from storagectl.cli.output import print_json, print_table
+from storagectl.cli.output import note, print_json, print_line, print_table
 from storagectl.units import human_bytes
 
 LIST_COLUMNS = ["ID", "Job", "Backend", "Kind", "Destination", "Finished", "Size", "Objects", "Encrypted", "Contents"]
@@ -25,6 +26,72 @@ def list_view(state: AppState, from_: str | None, job: str | None, backend: str 
              human_bytes(b["size"]), b["objects"], "yes" if b["encrypted"] else "no",
              describe_selection(b["selection"]) if b["partial"] else "full"] for b in found]
     print_table(state, LIST_COLUMNS, rows)
+
+
+def run_view(state: AppState, job: str | None, backend: str | None, to: str | None, prune: bool, no_hooks: bool,
+             table: list[str] | None, schema: list[str] | None, exclude_table: list[str] | None,
+             pattern: list[str] | None, key_type: list[str] | None, label: list[str] | None,
+             output: OutputFormat | None) -> None:
+    """`backup run`: the backups taken (a job's run reported as a scheduled one is), then their ids."""
+    from storagectl.backup import plan_backups, run_backup
+    from storagectl.cli.progress import progress_view
+    from storagectl.job_report import TakenBackup, reported_job_run
+
+    selection = selection_of(table, schema, exclude_table, pattern, key_type, label)
+    job_name = plan_backups(state.quick_config, job, backend, to, selection)[0].job  # None for an ad-hoc --backend/--to
+    pruned_job = _prune_checked(state, job, backend, to) if prune else None
+    with reported_job_run(state.quick_config, job_name, hooks=not no_hooks) as taken:
+        with progress_view(state) as progress:
+            results = run_backup(state.quick_config, job, backend, to, progress, selection)
+        taken += [TakenBackup(result.manifest.id, result.manifest.size) for result in results]
+        if pruned_job:
+            from storagectl.cli.schedule_cmd import prune_after_run
+
+            prune_after_run(state, pruned_job)
+    if state.format(output) is OutputFormat.json:
+        print_json([result.to_dict() for result in results])
+        return
+    for result in results:
+        _report_taken(state, result.to_dict())
+
+
+def _prune_checked(state: AppState, job: str | None, backend: str | None, to: str | None) -> str:
+    from storagectl.cli.schedule_cmd import check_run_prune  # imports typer: --prune is a rarer run
+
+    return check_run_prune(state.config, job, backend, to)
+
+
+def _report_taken(state: AppState, info: dict[str, Any]) -> None:
+    partial = f" (partial: {describe_selection(info['selection'])})" if info["partial"] else ""
+    note(state, f"backup {info['id']} of {info['backend']} to {info['destination']}{partial}: "
+                f"{human_bytes(info['size'])} in {info['duration']:.1f}s")
+    if info["partial_removed"] or info["aborted_uploads"]:
+        note(state, f"removed stale partial backup(s): {', '.join(info['partial_removed']) or 'none'}; "
+                    f"aborted {len(info['aborted_uploads'])} unfinished upload(s) of dead runs")
+    print_line(state, info["id"])
+
+
+def selection_of(tables: list[str] | None, schemas: list[str] | None, exclude_tables: list[str] | None,
+                 patterns: list[str] | None, types: list[str] | None, labels: list[str] | None) -> Any:
+    """The --table/--schema/--exclude-table/--pattern/--type/--label options as a Selection."""
+    from storagectl.selection import Selection
+
+    return Selection(tuple(tables or ()), tuple(schemas or ()), tuple(exclude_tables or ()), tuple(patterns or ()),
+                     tuple(types or ()), tuple(labels or ()))
+
+
+def selected_backup_id(state: AppState, backup_id: str, from_: str | None, job: str | None,
+                       backend: str | None) -> str:
+    """An explicit id as given; ``latest`` resolved to the newest backup --job/--backend select, named on stderr."""
+    from storagectl.backup.catalog import resolve_backup_id
+
+    found = resolve_backup_id(state.quick_config, backup_id, from_, job=job, backend=backend)
+    if found is None:
+        return backup_id
+    info = found.to_dict()
+    note(state, f"latest: backup {found.id} of backend {info['backend']} (job {info['job'] or '-'}, "
+                f"finished {info['finished_at'][:19]}) at {info['destination']}")
+    return found.id
 
 
 def describe_selection(selection: dict[str, Any] | None) -> str:

@@ -65,9 +65,10 @@ def run(
         "--keyspace", metavar="N", help="Keys, rows (pgbench_accounts), nodes or objects set up first "
         "[default: 100000; Neo4j 10000, S3 1000].")] = None,
     ratio: Annotated[str, typer.Option("--ratio", metavar="SET:GET", help="Writes to reads of `mixed`.")] = "1:10",
-    workers: Annotated[int, typer.Option(
-        "--workers", "-j", metavar="N",
-        help="Processes sharing the clients, like pgbench -j (PostgreSQL, TimescaleDB, Redis).")] = 1,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", "-j", metavar="N", show_default=False,
+        help="Processes sharing the clients, like pgbench -j (PostgreSQL, TimescaleDB, Redis) [default: "
+             "PostgreSQL closed loop one per client, at most 4 per CPU; else 1].")] = None,
     repeat: Annotated[int, typer.Option("--repeat", "-x", metavar="N",
                                         help="Run N times; report each run, the median and the spread.")] = 1,
     save: Annotated[Path | None, typer.Option("--save", metavar="FILE", dir_okay=False,

@@ -122,7 +122,11 @@ def backup_ids(ctx: typer.Context, incomplete: str) -> Completions:
 def backup_ids_or_latest(ctx: typer.Context, incomplete: str) -> Completions:
     from storagectl.backup.catalog import LATEST
 
-    return [(LATEST, "the newest backup of --backend (default: of --to)"), *backup_ids(ctx, incomplete)]
+    ids = backup_ids(ctx, incomplete)
+    if not ids:  # no backup (or a config that cannot be read): nothing to offer, `latest` neither
+        return []
+    whose = "--backend (default: of --to)" if "to" in ctx.params else "--backend and/or --job"
+    return [(LATEST, f"the newest backup of {whose}"), *ids]
 
 
 # -- backup ids: bounded listing, short cache ------------------------------------------------------

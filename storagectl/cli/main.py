@@ -1,11 +1,22 @@
-"""Entry point: runs a command (storagectl.cli.app's, or `backup list` from storagectl.cli.quick
-without importing typer) and turns errors into exit codes, in one place."""
+"""Entry point: runs a command (storagectl.cli.app's, or a hot one from storagectl.cli.quick without
+importing typer) and turns errors into exit codes, in one place."""
 
 from __future__ import annotations
 
 import os
 import sys
 from typing import Any
+
+
+def global_state(config: Any, output: Any, verbose: int, quiet: bool, no_color: bool, debug: bool) -> Any:
+    """The root's work, for typer's callback and storagectl.cli.quick: the global options as the
+    AppState every command reads, and logging set up."""
+    from storagectl.cli.appstate import AppState
+
+    state = AppState(config_path=config, output=output, verbose=verbose, quiet=quiet,
+                     color=not no_color and "NO_COLOR" not in os.environ, debug=debug)
+    configure_logging(verbose, quiet)
+    return state
 
 
 def configure_logging(verbose: int, quiet: bool) -> None:
@@ -39,8 +50,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(argv: list[str] | None = None, *, quick: bool = True) -> int:
-    """``quick``: `backup list` with plain options runs without typer (storagectl.cli.quick), as it
-    would with it; tests run both ways and compare."""
+    """``quick``: a hot command (`backup list`/`run`, `restore`, `inspect`) with plain options runs
+    without typer (storagectl.cli.quick), as it would with it; tests run both ways and compare."""
     from storagectl.errors import ConfigError, ExitCode, StoragectlError
 
     args = sys.argv[1:] if argv is None else argv
@@ -105,12 +116,19 @@ def _typer_outcome(exc: Exception) -> int | None:
     if isinstance(exc, Exit):
         return exc.exit_code
     if isinstance(exc, Abort):
-        _error("aborted")
-        return ExitCode.INTERRUPTED
+        return aborted()
     if isinstance(exc, TyperException):
         exc.show()
         return getattr(exc, "exit_code", ExitCode.USAGE)
     return None
+
+
+def aborted() -> int:
+    """typer's Abort (an EOF at a question): one line, exit 130."""
+    from storagectl.errors import ExitCode
+
+    _error("aborted")
+    return ExitCode.INTERRUPTED
 
 
 def _interrupted(what: str) -> int:

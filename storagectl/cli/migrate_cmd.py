@@ -212,14 +212,15 @@ def current(ctx: typer.Context, backend: BackendOption = None, all_backends: All
     state = state_of(ctx)
     _check_all(all_backends, backend)
     reports = status_all(state.config) if all_backends else [_migrator(state, backend).status()]
-    rows = [{"backend": r.backend, "kind": r.kind, "current": r.current, "is_head": r.current == r.head,
-             "error": r.error} for r in reports]
+    # a backend that could not be read is neither at its head nor not: null, "-" in the table
+    rows = [{"backend": r.backend, "kind": r.kind, "current": r.current,
+             "is_head": None if r.error else r.current == r.head, "error": r.error} for r in reports]
     if state.format(output) is OutputFormat.json:
         print_json(rows)
     else:
         print_table(state, ["Backend", "Kind", "Current", "Head?", "Error"],
                     [[r["backend"], r["kind"], "-" if r["error"] else r["current"] or "base",
-                      "yes" if r["is_head"] else "no", r["error"] or ""] for r in rows])
+                      {True: "yes", False: "no", None: "-"}[r["is_head"]], r["error"] or ""] for r in rows])
     worst = max(report.error_exit for report in reports)
     if worst:
         raise typer.Exit(worst)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from storagectl.archive.progress import ProgressCallback, ProgressEvent, ProgressModel, Throttle, no_progress
-from storagectl.cli.state import AppState
+from storagectl.cli.appstate import AppState
 from storagectl.units import format_duration, human_bytes
 
 if TYPE_CHECKING:
@@ -88,15 +88,33 @@ def progress_line(view: PhaseView) -> str:
     return f"{view.action}: {_figures(view)}"
 
 
-def _figures(view: PhaseView) -> str:
+def _figures(view: PhaseView, compact: bool = False) -> str:
+    """The phase's figures; ``compact`` (a narrow terminal) drops the words so the rate and ETA
+    still fit: ``53% 310.3 KiB/587.4 KiB, 75/154, 807.1 KiB/s, ETA 3s``."""
+    of = "/" if compact else " of "
     percent = f"{view.fraction:.0%} " if view.fraction is not None else ""
     eta = f", ETA {format_duration(round(view.eta))}" if view.eta is not None else ""
     if view.unit != "bytes":  # counted things (keys): no object count, rate in units/s
-        total = f" of {view.total:,}" if view.total is not None else ""
+        total = f"{of}{view.total:,}" if view.total is not None else ""
         return f"{percent}{view.done:,}{total} {view.unit}, {view.rate:,.0f} {view.unit}/s{eta}"
-    size = human_bytes(view.done) + (f" of {human_bytes(view.total)}" if view.total is not None else "")
+    size = human_bytes(view.done) + (f"{of}{human_bytes(view.total)}" if view.total is not None else "")
     objects = f"{view.finished}/{view.expected}" if view.expected is not None else str(view.finished)
-    return f"{percent}{size}, {objects} objects, {human_bytes(view.rate)}/s{eta}"
+    return f"{percent}{size}, {objects}{'' if compact else ' objects'}, {human_bytes(view.rate)}/s{eta}"
+
+
+ACTION_WIDTH = 8
+MIN_BAR_WIDTH = 6
+
+
+def bar_line(view: PhaseView, width: int) -> tuple[str, int]:
+    """The figures and the bar's width for a line of ``width`` cells: the figures whole when they
+    fit (compact ones, then without the bar, on a narrow terminal), the bar in what is left."""
+    figures = _figures(view)
+    room = width - ACTION_WIDTH - 1 - len(figures)
+    if room < MIN_BAR_WIDTH:
+        figures = _figures(view, compact=True)
+        room = width - ACTION_WIDTH - 1 - len(figures)
+    return figures, min(BAR_WIDTH, room) if room >= MIN_BAR_WIDTH else 0
 
 
 class ProgressDisplay:
@@ -110,7 +128,9 @@ class ProgressDisplay:
         from rich.text import Text  # plain Text lines: cheaper to build and draw than a table
 
         for view in self.model.views()[-SHOWN_PHASES:]:
-            yield Text.assemble((f"{view.action:<8}", "bold"), _bar(view.fraction), " ", _figures(view),
+            figures, bar_width = bar_line(view, options.max_width)
+            bar = (_bar(view.fraction, bar_width), " ") if bar_width else ()
+            yield Text.assemble((f"{view.action:<{ACTION_WIDTH}}", "bold"), *bar, figures,
                                 no_wrap=True, overflow="ellipsis")
             if view.complete:
                 continue

@@ -44,6 +44,9 @@ def _mask(value: Any, key: str = "") -> Any:
 
 def _dump(model: BaseModel, readable: bool) -> dict[str, Any]:
     data = model.model_dump(mode="json")
+    if getattr(model, "url", None):  # the url's host, port, database...: not the unused defaults
+        for name in getattr(model, "url_replaces", ()):
+            data.pop(name, None)
     return _readable_durations(model, data) if readable else data
 
 

@@ -7,14 +7,14 @@ import resource
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from storagectl.errors import UsageError, raise_with_state
 from storagectl.loadgen.clients import EpollWaiter
 from storagectl.loadgen.engine import Client, Engine, EngineOutcome, LoadPlan
 from storagectl.loadgen.result import build_result, combine_runs
-from storagectl.loadgen.workloads import Workload, WorkloadOptions, make_workload
+from storagectl.loadgen.workloads import Workload, WorkloadOptions, default_workers, make_workload
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class BenchOptions:
     keyspace: int | None = None  # None: the workload's default
     ratio: tuple[int, int] = (1, 10)
     repeat: int = 1
-    workers: int = 1  # processes sharing the clients (PostgreSQL, Redis)
+    workers: int | None = None  # processes sharing the clients (PostgreSQL, Redis); None: default_workers
     yes: bool = False
 
     def plan(self) -> LoadPlan:
@@ -52,9 +52,9 @@ def check_options(options: BenchOptions) -> None:
               (options.warmup_s < 0, "--warmup cannot be negative"),
               (options.keyspace is not None and options.keyspace < 1, "--keyspace must be at least 1"),
               (options.repeat < 1, "-x/--repeat must be at least 1"),
-              (options.workers < 1, "-j/--workers must be at least 1"),
-              (options.workers > options.clients, f"-j/--workers {options.workers} is more than the "
-                                                  f"{options.clients} clients to share out"))
+              (options.workers is not None and options.workers < 1, "-j/--workers must be at least 1"),
+              (options.workers is not None and options.workers > options.clients,
+               f"-j/--workers {options.workers} is more than the {options.clients} clients to share out"))
     for failed, message in checks:
         if failed:
             raise UsageError(message)
@@ -71,6 +71,8 @@ def run_bench(backend: Any, options: BenchOptions, on_second: Callable[[dict[str
     """Set up, run ``options.repeat`` times, tear down; the result dict (README "bench JSON")."""
     check_options(options)
     check_production(backend, options.yes)
+    if options.workers is None:
+        options = replace(options, workers=default_workers(backend.kind, options.clients, options.rate is not None))
     run_id = uuid.uuid4().hex[:10]
     workload_options = WorkloadOptions(
         name=options.workload, run_id=run_id, data_size=options.data_size, keyspace=options.keyspace,
@@ -111,7 +113,7 @@ def _teardown_quietly(workload: Workload) -> None:
 
 def _drive(workload: Workload, options: BenchOptions,
            on_second: Callable[[dict[str, Any]], None] | None) -> tuple[EngineOutcome, float]:
-    if options.workers > 1:
+    if options.workers is not None and options.workers > 1:
         from storagectl.loadgen.workers import drive_workers
 
         return drive_workers(workload, options.plan(), options.workers, on_second)

@@ -18,6 +18,7 @@ class PostgresSettings(PostgresSettingsMethods, PasswordMixin, BackendSettings):
 
     kind: Literal["postgres", "timescaledb"] = "postgres"
     url: str | None = None
+    url_replaces: ClassVar[tuple[str, ...]] = ("host", "port", "database", "user")  # what a url gives
     host: str = "localhost"
     port: Port = 5432
     database: str = "postgres"
@@ -42,7 +43,7 @@ class PostgresSettings(PostgresSettingsMethods, PasswordMixin, BackendSettings):
     def _url_or_fields(self) -> PostgresSettings:
         if self.url is None:
             return self
-        clash = sorted({"host", "port", "database", "user"} & self.model_fields_set)
+        clash = sorted(set(self.url_replaces) & self.model_fields_set)
         if clash:
             raise ValueError(f"give either url or {', '.join(clash)}, not both")
         if self.password is not None and "password" in url_conninfo(self.url):

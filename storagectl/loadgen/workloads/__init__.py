@@ -7,6 +7,7 @@ namespace (``setup``), opens clients for the engine and removes exactly what it 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from importlib import import_module
 from pathlib import Path
@@ -67,6 +68,20 @@ class Workload(Protocol):
     # kinds with PROCESS_WORKERS only: called in worker process ``index`` (forked with this object), whose
     # first client is number ``first_client`` of all; its random draws must not repeat another worker's
     def for_worker(self, index: int, first_client: int) -> None: ...
+
+
+AUTO_WORKERS_PER_CPU = 4  # the most worker processes -j chooses by itself, per CPU
+
+
+def default_workers(kind: str, clients: int, open_loop: bool) -> int:
+    """-j when not given: one process per client for a closed loop on a kind whose clients each have a
+    server process of their own (PostgreSQL: ``WORKER_PER_CLIENT``), at most ``AUTO_WORKERS_PER_CPU``
+    per CPU; otherwise one. In one loop an answered client waits while the loop serves the others,
+    and that wait is in its latency (pgbench's C loop is fast enough for 4 clients per thread, a
+    Python loop is not); Redis, one server thread, is served best by one loop, as redis-benchmark."""
+    if open_loop or not getattr(_module(kind), "WORKER_PER_CLIENT", False):
+        return 1
+    return max(1, min(clients, AUTO_WORKERS_PER_CPU * (os.cpu_count() or 1)))
 
 
 def workload_names(kind: str) -> tuple[str, ...]:
