@@ -11,12 +11,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from storagectl.config.models import Config, JobSettings
 from storagectl.errors import StoragectlError
 from storagectl.hooks import HookEvent, run_hook
 from storagectl.metrics import JobRunMetrics, write_job_metrics
 from storagectl.redact import redact_text
+
+if TYPE_CHECKING:  # plain settings from a config-cache hit too: no pydantic at run time
+    from storagectl.config.models import Config, JobSettings
 
 log = logging.getLogger("storagectl.jobs")
 

@@ -37,10 +37,13 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from storagectl.config.models import RetentionPolicy
 from storagectl.units import format_duration
+
+if TYPE_CHECKING:  # plain settings from a config-cache hit too: no pydantic at run time
+    from storagectl.config.models import RetentionPolicy
 
 UTC = ZoneInfo("UTC")
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from storagectl.config.models import RetrySettings
 from storagectl.errors import BackendUnavailable
+
+if TYPE_CHECKING:  # plain settings from a config-cache hit too: no pydantic at run time
+    from storagectl.config.models import RetrySettings
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

@@ -295,3 +295,33 @@ def test_log_lines_are_still_redacted(cli, write_config, tmp_path, capsys):
     assert cli("-c", config, "-o", "json", "backup", "list").exit_code == 0
     logging.getLogger("storagectl.test").warning("to %s", "postgresql://u:hunter2@h/db")
     assert "postgresql://u:***@h/db" in capsys.readouterr().err
+
+
+def test_commands_that_read_the_config_run_from_the_config_cache_without_pydantic(write_config, tmp_path,
+                                                                                  pg_database, pg_target, redis_db):
+    """A current cache entry gives `backup run`, `restore`, `inspect` and `backup list` plain settings
+    objects (storagectl.config.cache): the backends, the destination and the job run without pydantic."""
+    config = write_config(f"""
+        backends:
+          pg: {{kind: postgres, url: "{pg_database.url}"}}
+          copy: {{kind: postgres, url: "{pg_target.url}"}}
+          cache: {{kind: redis, url: "{redis_db.url}"}}
+        destinations:
+          local: {{kind: local, path: {tmp_path / 'backups'}}}
+        jobs:
+          tables: {{backends: [pg], destination: local, select: {{tables: [items]}}}}
+          keys: {{backends: [cache], destination: local}}
+    """)
+    with pg_database.connect() as connection:
+        connection.execute("CREATE TABLE items (id int PRIMARY KEY, name text)")
+        connection.execute("INSERT INTO items SELECT i, 'item ' || i FROM generate_series(1, 50) i")
+    assert "pydantic" in modules_after("-c", str(config), "config", "validate")  # validated, and remembered
+    redis_db.client().set("key", "value")
+    runs = [("backup", "run", "--job", "tables"), ("backup", "run", "--job", "keys"),
+            ("backup", "run", "--backend", "cache", "--to", "local"), ("backup", "list"),
+            ("inspect", "tables", "-b", "pg"),
+            ("restore", "latest", "--job", "tables", "--backend", "pg", "--to", "copy", "--yes", "--validate")]
+    for command in runs:
+        assert loaded(modules_after("-c", str(config), "-o", "json", *command), "pydantic", "yaml") == [], command
+    with pg_target.connect() as connection:
+        assert connection.execute("SELECT count(*) FROM items").fetchone() == (50,)

@@ -78,7 +78,14 @@ def test_methods_and_lookups_of_a_hit_work_as_on_the_validated_config(tmp_path, 
     path = plain_config(tmp_path, write_config)
     full = remembered(path, cache_dir)
     cached = quick(path, cache_dir)
-    assert cached.job("nightly").selection() == full.job("nightly").selection()  # a method: validated again
+    # methods are the models' own plain mixins: the same code, no validating again
+    assert cached.job("nightly").selection() == full.job("nightly").selection()
+    assert cached.job("nightly").model_fields_set == full.job("nightly").model_fields_set
+    copy = cached.destination("local").model_copy(update={"path": tmp_path})
+    assert copy.path == tmp_path and "path" in copy.model_fields_set and cached.destination("local").path != tmp_path
+    ad_hoc, expected = cached.ad_hoc_job("file", "other"), full.ad_hoc_job("file", "other")
+    assert _plain(ad_hoc) == _plain(expected) and ad_hoc.model_fields_set == expected.model_fields_set
+    assert cached._full is None
     with pytest.raises(Exception) as unknown:
         cached.destination("locl")
     with pytest.raises(Exception) as expected:
@@ -229,6 +236,8 @@ def test_a_url_naming_only_a_user_is_cached_one_with_a_password_is_not(tmp_path,
     full = remembered(path, cache_dir)
     cached = quick(path, cache_dir)
     assert cached.backend("app").url == "postgresql://app@db.example:5432/shop" and cached._full is None
+    assert cached.backend("app").conninfo_params() == full.backend("app").conninfo_params()
+    assert cached._full is None
     assert cached.full() == full and cached._full is not None
     path.write_text(path.read_text().replace("app@", f"app:{SECRET}@"))
     remembered(path, cache_dir)

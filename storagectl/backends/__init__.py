@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from difflib import get_close_matches
 from importlib import import_module
+from typing import TYPE_CHECKING
 
 from storagectl.backends.base import Backend
-from storagectl.config.models import BackendSettings, Config
 from storagectl.errors import ConfigError, UsageError
+
+if TYPE_CHECKING:
+    from storagectl.config.models import BackendSettings, Config
 
 ENTRY_POINT_GROUP = "storagectl.backends"
 

@@ -6,10 +6,9 @@ import socket
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from storagectl.archive.progress import Estimate
-from storagectl.config.models import BackendSettings, Threshold
 from storagectl.errors import (
     AuthenticationFailed,
     BackendUnavailable,
@@ -19,6 +18,9 @@ from storagectl.errors import (
 from storagectl.health import Check, CheckSpec, Status, grade
 from storagectl.redact import redact_text
 from storagectl.retry import call_with_retry
+
+if TYPE_CHECKING:  # the settings may be the plain form of a cache hit: no pydantic at run time
+    from storagectl.config.models import BackendSettings, Threshold
 
 _DNS_MARKERS = (
     "name or service not known", "could not translate host name", "nodename nor servname",
@@ -194,6 +196,8 @@ class Backend(ABC):
         override = self.settings.thresholds.get(check)
         if override is not None:
             return override
+        from storagectl.config.models import Threshold
+
         spec = self.CHECKS[check]
         return Threshold.model_construct(warning=spec.warning, critical=spec.critical)
 

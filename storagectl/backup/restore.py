@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from dataclasses import replace as replace_options
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from storagectl import interrupts
 from storagectl.archive.api import ContentSummary, OwnershipOptions, RestoreOptions, RestoreOutcome, recorded_summary
@@ -18,9 +18,12 @@ from storagectl.backends import Backend, backend_from_config
 from storagectl.backup.catalog import LATEST, FoundBackup, find_backup, latest_backup_id
 from storagectl.backup.run import archive_family, require_backup_capable
 from storagectl.backup.validation import ValidationReport, compare_summaries
-from storagectl.config.models import Config, default_parallel
+from storagectl.config.methods import default_parallel
 from storagectl.errors import IntegrityError, UsageError, raise_with_state
 from storagectl.selection import Selection
+
+if TYPE_CHECKING:  # plain settings from a config-cache hit too: no pydantic at run time
+    from storagectl.config.models import Config
 
 
 @dataclass

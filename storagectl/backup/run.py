@@ -6,7 +6,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from storagectl import __version__
 from storagectl.archive.api import BackupOptions
@@ -17,16 +17,18 @@ from storagectl.archive.progress import ProgressCallback, no_progress
 from storagectl.archive.writer import ArchiveSession
 from storagectl.backends import Backend, backend_from_config
 from storagectl.backup.catalog import Leftovers, destination_named, remove_stale_partials
-from storagectl.config.models import Config, JobSettings, RetentionPolicy
+from storagectl.config.methods import PARTIAL_AFTER_DEFAULT
 from storagectl.destinations import Destination
 from storagectl.errors import Interrupted, OperationFailed, StoragectlError, UsageError, one_error, raise_with_state
 from storagectl.job_report import TakenBackup
 from storagectl.selection import Selection
 
+if TYPE_CHECKING:  # plain settings from a config-cache hit too: no pydantic at run time
+    from storagectl.config.models import Config, JobSettings
+
 log = logging.getLogger("storagectl.backup")
 
 # Jobs without a retention policy (and ad-hoc runs) clean stale partials after the policy default.
-DEFAULT_PARTIAL_AFTER: float = RetentionPolicy.model_fields["partial_after"].default
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,7 @@ def plan_backups(config: Config, job: str | None = None, backend: str | None = N
             raise UsageError("--backend and --to go together", hint="Try: backup run --backend NAME --to DEST")
         config.backend(backend)
         config.destination(destination)
-        plans = [BackupPlan(backend, destination, backend, None, JobSettings(backends=[backend],
-                                                                              destination=destination), selection)]
+        plans = [BackupPlan(backend, destination, backend, None, config.ad_hoc_job(backend, destination), selection)]
     else:
         job = job or _only_job(config)
         settings = config.job(job)
@@ -190,7 +191,7 @@ def _clean_up_after(destination: Destination, plan: BackupPlan) -> Leftovers:
     """Remove the group's stale partial backups and unfinished uploads. The backup is complete, so a
     failure here (e.g. S3 refusing to list multipart uploads) is a warning, not the run's failure."""
     settings = plan.settings
-    partial_after = settings.retention.partial_after if settings.retention else DEFAULT_PARTIAL_AFTER
+    partial_after = settings.retention.partial_after if settings.retention else PARTIAL_AFTER_DEFAULT
     try:
         return remove_stale_partials(destination, plan.group, partial_after)
     except StoragectlError as exc:

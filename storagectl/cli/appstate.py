@@ -46,9 +46,9 @@ class AppState:
 
     @property
     def quick_config(self) -> Any:
-        """The config as commands that only read it (`backup list`, `backup show`) take it: from the
-        validated-config cache when nothing it was built from changed (no YAML, no pydantic), else
-        validated now; see storagectl.config.cache."""
+        """The config as commands that only read it (`backup list/show/run`, `restore`, `inspect`) take
+        it: from the validated-config cache when nothing it was built from changed (plain settings
+        objects: no YAML, no pydantic), else validated now; see storagectl.config.cache."""
         if self._config is None:
             from storagectl.config.cache import default_cache_dir, load_config_quickly
 

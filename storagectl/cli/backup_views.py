@@ -39,11 +39,11 @@ def run_view(state: AppState, job: str | None, backend: str | None, to: str | No
     from storagectl.job_report import reported_job_run
 
     selection = selection_of(table, schema, exclude_table, pattern, key_type, label)
-    job_name = plan_backups(state.config, job, backend, to, selection)[0].job  # None for an ad-hoc --backend/--to
+    job_name = plan_backups(state.quick_config, job, backend, to, selection)[0].job  # None for an ad-hoc --backend/--to
     pruned_job = _prune_checked(state, job, backend, to) if prune else None
-    with reported_job_run(state.config, job_name, hooks=not no_hooks) as taken:
+    with reported_job_run(state.quick_config, job_name, hooks=not no_hooks) as taken:
         with progress_view(state) as progress:
-            run = run_each_backup(state.config, job, backend, to, progress, selection)
+            run = run_each_backup(state.quick_config, job, backend, to, progress, selection)
         taken += run.taken
         if pruned_job and run.error is None:  # retention never counts on a run that missed a backend
             from storagectl.cli.schedule_cmd import prune_after_run

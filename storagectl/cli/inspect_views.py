@@ -70,7 +70,7 @@ def run_view(state: AppState, names: list[str] | None, view: str, output: Any, *
     from storagectl.errors import Interrupted, UsageError
     from storagectl.inspect import InspectOptions, inspect_backends
 
-    targets = selected_backends(state.config, names)
+    targets = selected_backends(state.quick_config, names)
     if not targets:
         raise UsageError("no backends configured", hint="Try: add a backend under `backends:` in the config")
     reports = inspect_backends(targets, view, InspectOptions(**options))

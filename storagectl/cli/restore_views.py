@@ -32,15 +32,15 @@ def restore_view(state: AppState, backup_id: str, from_: str | None, backend: st
     ownership = OwnershipOptions(not no_owner, not no_privileges, role)
     selection = selection_of(table, schema, exclude_table, pattern, key_type, label)
     if backup_id == LATEST and to is not None:
-        state.config.backend(to)  # an unknown target is named as the target, not as the source
+        state.quick_config.backend(to)  # an unknown target is named as the target, not as the source
     backup_id = selected_backup_id(state, backup_id, from_, job, _latest_of(state, backup_id, job, backend, to))
     # Planned once (the backup's manifest read, the target checked): the question and the restore share it.
-    plan = prepare_restore(state.config, backup_id, from_, to, validate=validate, parallel=parallel, replace=yes,
+    plan = prepare_restore(state.quick_config, backup_id, from_, to, validate=validate, parallel=parallel, replace=yes,
                            ownership=ownership, selection=selection, db=db)
     if plan.needs_yes and not dry_run and state.interactive:
         plan = _confirmed(state, plan, from_, identity, selection)
     with progress_view(state) as progress:
-        result = restore_planned(state.config, plan, dry_run=dry_run, identity_file=identity, progress=progress)
+        result = restore_planned(state.quick_config, plan, dry_run=dry_run, identity_file=identity, progress=progress)
     if state.format(output) is OutputFormat.json:
         print_json(result.to_dict())
     else:
@@ -61,7 +61,7 @@ def _latest_of(state: AppState, backup_id: str, job: str | None, backend: str | 
         return backend
     if job is None:
         return to
-    backends = state.config.job(job).backends
+    backends = state.quick_config.job(job).backends
     if to in backends:
         return to
     return backends[0] if len(backends) == 1 else None
@@ -75,7 +75,7 @@ def _confirmed(state: AppState, plan: RestorePlan, from_: str | None, identity: 
 
     from storagectl.backup import restore_planned
 
-    _render(state, restore_planned(state.config, plan, dry_run=True, identity_file=identity), asking=True)
+    _render(state, restore_planned(state.quick_config, plan, dry_run=True, identity_file=identity), asking=True)
     target, backup_id = plan.target, plan.backup.id
     what = f"{plan.selection.describe()} in" if plan.selective else "the data of"
     confirm(state, f"Replace {what} {target.label} with backup {backup_id}?",

@@ -1,8 +1,10 @@
 """The validated configuration, remembered, so quick commands start without YAML or pydantic.
 
-`backup list` and `backup show` read the config through :func:`load_config_quickly`. When the cache
-holds the file's validated form and nothing that validation depended on has changed, the sections
-come back as plain objects: no YAML parsing, no pydantic (about 150 ms of every start, issue 19).
+`backup list/show/run`, `restore` and `inspect` read the config through :func:`load_config_quickly`.
+When the cache holds the file's validated form and nothing that validation depended on has changed,
+the sections come back as plain objects (:class:`PlainSettings`: the fields, and the methods of the
+model's own plain mixins, named in the entry as written): no YAML parsing, no pydantic (about 80-110
+ms of every start, issue 19).
 In every other case the file is validated as before -- and only a file that validated is ever
 remembered, so an invalid file is always reported by the full validation, ``file:line`` and all.
 
@@ -22,12 +24,13 @@ BLAKE2b digest; the file is the user's alone (0600, in a 0700 directory).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path, PosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 try:  # CPython's own BLAKE2b, as hashlib uses it: importing hashlib loads OpenSSL (~3 ms of a start)
     from _blake2 import blake2b
@@ -41,9 +44,10 @@ if TYPE_CHECKING:
     from storagectl.config.document import YamlDocument
     from storagectl.config.models import Config
 
-FORMAT = 2
+FORMAT = 3
 SECTIONS = ("backends", "destinations", "jobs", "tools", "data_migrations")
 _PERSON = b"storagectl-cfg"
+_ANY = "-"  # the backend and destination of the remembered ad-hoc job: replaced when it is read
 
 
 def default_cache_dir() -> Path:
@@ -61,7 +65,8 @@ def load_config_quickly(explicit: Path | None, cache_dir: Path, environ: Any = N
     entry = _read_entry(_entry_path(cache_dir, path))
     if entry is not None and entry.get("key") == _key(path, data, environ, entry):
         with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):  # a damaged entry: a miss
-            return CachedConfig(path, entry["sections"], lambda: _validate(path, data, environ, cache_dir))
+            return CachedConfig(path, entry["sections"], lambda: _validate(path, data, environ, cache_dir),
+                                entry.get("ad_hoc_job"))
     return _validate(path, data, environ, cache_dir)
 
 
@@ -102,6 +107,7 @@ def remember(config: Config, document: YamlDocument, data: bytes, cache_dir: Pat
     from_environment = {loc[0] for loc in document.from_environment}
     entry["sections"] = {name: None if name in from_environment else _encoded_section(getattr(config, name))
                          for name in SECTIONS}
+    entry["ad_hoc_job"] = _encoded_section(config.ad_hoc_job(_ANY, _ANY))
     cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with atomic_writer(entry_path, mode=0o600) as handle:
         handle.write(json.dumps(entry).encode("utf-8"))
@@ -112,8 +118,10 @@ class CachedConfig(NamedEntries):
     and the lookups by name. A section that was not cached (it holds a secret), and anything a plain
     object lacks (a method, a property), come from :meth:`full`, once."""
 
-    def __init__(self, path: Path, sections: dict[str, Any], validate: Callable[[], Config]) -> None:
+    def __init__(self, path: Path, sections: dict[str, Any], validate: Callable[[], Config],
+                 ad_hoc_job: Any = None) -> None:
         self.path = path
+        self._encoded_ad_hoc_job = ad_hoc_job
         self._validate = validate
         self._full: Config | None = None
         self._encoded = sections
@@ -137,25 +145,61 @@ class CachedConfig(NamedEntries):
         except (KeyError, TypeError, ValueError, AttributeError, ImportError):  # a damaged entry: validated
             return None
 
-    def _settings(self, entry: dict[str, Any], fields: dict[str, Any], loc: tuple[str | int, ...]) -> CachedSettings:
-        return CachedSettings(fields, self, loc)
+    def ad_hoc_job(self, backend: str, destination: str) -> Any:
+        """A job's defaults as the entry remembers them (they depend on nothing but the code and the
+        CPU count, both in its key), for ``backend`` and ``destination``."""
+        remembered = self._encoded_ad_hoc_job
+        if remembered is None:
+            return super().ad_hoc_job(backend, destination)
+        job = _decoded(remembered, self._settings, ("ad_hoc_job",))
+        return job.model_copy(update={"backends": [backend], "destination": destination})
+
+    def _settings(self, entry: dict[str, Any], fields: dict[str, Any], loc: tuple[str | int, ...]) -> PlainSettings:
+        return _plain_class(entry["class"], tuple(entry["methods"]), tuple(entry["fields"]))(
+            fields, entry["set"], self, loc)
 
     def __getattr__(self, name: str) -> Any:
         section = self.__dict__.get("_sections", {}).get(name)
         return section if section is not None else getattr(self.full(), name)
 
 
-class CachedSettings:
-    """A settings model read back from the cache: its fields as attributes. Anything else (a method,
-    a property) is the model's in :meth:`CachedConfig.full`."""
+class PlainSettings:
+    """A settings model read back from the cache: its fields as attributes, the methods of the model's
+    plain mixins (the same classes the pydantic model has, see :func:`_method_classes`), and the little
+    of pydantic's model API callers use (``model_fields``, ``model_fields_set``, ``model_copy``).
+    Anything else (a class variable, a method outside the mixins) is the model's in
+    :meth:`CachedConfig.full`.
 
-    def __init__(self, fields: dict[str, Any], owner: CachedConfig, loc: tuple[str | int, ...]) -> None:
+    The mixins are imported when a method is first asked for, not when the entry is read: a kind's
+    mixin lives in its backend module, which `backup list` never needs."""
+
+    model_fields: ClassVar[dict[str, None]] = {}
+    method_classes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, fields: dict[str, Any], fields_set: list[str], owner: CachedConfig,
+                 loc: tuple[str | int, ...]) -> None:
         self.__dict__.update(fields)
+        self.__dict__["_fields_set"] = frozenset(fields_set)
         self.__dict__["_cached_at"] = (owner, loc)
+
+    @property
+    def model_fields_set(self) -> set[str]:
+        return set(self._fields_set)
+
+    def model_copy(self, *, update: dict[str, Any] | None = None) -> Any:
+        """A copy with ``update``'s fields replaced (not validated, as pydantic's ``model_copy``)."""
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__, **(update or {}))
+        copy.__dict__["_fields_set"] = self._fields_set | set(update or {})
+        return copy
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
+        for where in self.method_classes:
+            found = _storagectl_class(where).__dict__.get(name)
+            if found is not None:
+                return found.__get__(self, type(self)) if hasattr(found, "__get__") else found
         owner, loc = self.__dict__["_cached_at"]
         target: Any = owner.full()
         for step in loc:
@@ -166,7 +210,18 @@ class CachedSettings:
         raise AttributeError(f"settings are read-only: cannot set {name}")
 
     def __repr__(self) -> str:
-        return f"CachedSettings({'.'.join(map(str, self.__dict__['_cached_at'][1]))})"
+        return f"{type(self).__name__}({'.'.join(map(str, self.__dict__['_cached_at'][1]))})"
+
+
+@functools.cache
+def _plain_class(model: str, methods: tuple[str, ...], fields: tuple[str, ...]) -> type[PlainSettings]:
+    """The plain form of the settings class ``model``: :class:`PlainSettings` with its fields and the
+    model's plain mixins ``methods`` (``module:QualName``, storagectl's own, without pydantic)."""
+    for where in methods:
+        if not where.startswith("storagectl."):
+            raise ValueError(f"not a storagectl class: {where}")
+    return type(f"Plain{model.rpartition(':')[2]}", (PlainSettings,),
+                {"model_fields": dict.fromkeys(fields), "method_classes": methods, "__module__": __name__})
 
 
 # -- the key -------------------------------------------------------------------------------------------
@@ -283,7 +338,8 @@ def _encoded(value: Any, key: str | None) -> Any:
         model = type(value)
         if not model.__module__.startswith("storagectl."):  # a plugin's settings: validated each time
             raise _NotCached
-        return {"$model": {"class": f"{model.__module__}:{model.__qualname__}", "set": sorted(value.model_fields_set),
+        return {"$model": {"class": _where(model), "methods": [_where(mixin) for mixin in _method_classes(model)],
+                           "set": sorted(value.model_fields_set),
                            "fields": {name: _encoded(getattr(value, name), name) for name in model.model_fields}}}
     raise _NotCached
 
@@ -318,16 +374,38 @@ def _constructed_model(entry: dict[str, Any], fields: dict[str, Any], loc: tuple
 
 def _model_class(where: str) -> Any:
     """The settings class ``module:QualName`` an entry names: storagectl's own models only."""
-    from importlib import import_module
-
     from pydantic import BaseModel
+
+    found = _storagectl_class(where)
+    if not issubclass(found, BaseModel):
+        raise ValueError(f"not a model: {where}")
+    return found
+
+
+@functools.cache
+def _storagectl_class(where: str) -> type:
+    """The class ``module:QualName`` an entry names, of storagectl's own modules only."""
+    from importlib import import_module
 
     module, _, name = where.partition(":")
     if not module.startswith("storagectl."):
-        raise ValueError(f"not a storagectl model: {where}")
+        raise ValueError(f"not a storagectl class: {where}")
     found: Any = import_module(module)
     for part in name.split("."):
         found = getattr(found, part)
-    if not (isinstance(found, type) and issubclass(found, BaseModel)):
-        raise ValueError(f"not a model: {where}")
+    if not isinstance(found, type):
+        raise ValueError(f"not a class: {where}")
     return found
+
+
+def _where(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _method_classes(model: type) -> list[type]:
+    """The plain mixins of a settings model (its bases that are not pydantic models): where its methods
+    live, so the plain form read back from the cache has them too, from the same code."""
+    from pydantic import BaseModel
+
+    return [cls for cls in model.__mro__[1:]
+            if cls is not object and not issubclass(cls, BaseModel) and cls.__module__.startswith("storagectl.")]

@@ -15,6 +15,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from storagectl.config.methods import (
+    PARTIAL_AFTER_DEFAULT,
+    JobSettingsMethods,
+    SelectSettingsMethods,
+    default_parallel,
+)
 from storagectl.config.source import NamedEntries
 from storagectl.config.types import ConfigPath, Duration, Secret, read_secret_file
 from storagectl.config.urls import check_http_url
@@ -136,7 +142,7 @@ class RetentionPolicy(StrictModel):
     keep_yearly: int | None = Field(None, ge=1)
     keep_within: Duration | None = Field(None, gt=0)
     partial_after: Duration = Field(
-        86400.0, description="Remove backups without a manifest older than this."
+        PARTIAL_AFTER_DEFAULT, description="Remove backups without a manifest older than this."
     )
 
     @model_validator(mode="after")
@@ -181,16 +187,7 @@ class LockSettings(StrictModel):
     ttl: Duration = Field(60.0, gt=0, description="Lock lease; renewed while the job runs.")
 
 
-def default_parallel() -> int:
-    """4 workers, but no more than this machine's CPUs: each worker's compression is CPU-bound, and
-    on 2 cores 4 workers only add contention (backup of the benchmark database: 3.09 s at 2 vs
-    3.28 s at 4, medians of 6 alternating runs)."""
-    import os
-
-    return max(1, min(4, os.cpu_count() or 4))
-
-
-class SelectSettings(StrictModel):
+class SelectSettings(SelectSettingsMethods, StrictModel):
     """A job's selective backup (``select:``); every list is optional, see storagectl.selection."""
 
     tables: list[str] = Field(default_factory=list, description="PostgreSQL/SQLite: tables (glob).")
@@ -217,13 +214,8 @@ class SelectSettings(StrictModel):
                              "or remove it for a full backup")
         return self
 
-    def selection(self) -> Any:
-        from storagectl.selection import Selection
 
-        return Selection(**{name: tuple(getattr(self, name)) for name in type(self).model_fields})
-
-
-class JobSettings(StrictModel):
+class JobSettings(JobSettingsMethods, StrictModel):
     backends: list[str] = Field(min_length=1)
     destination: str
     schedule: str | None = None
@@ -240,12 +232,6 @@ class JobSettings(StrictModel):
     on_failure: str | None = None
     select: SelectSettings | None = Field(None, description="Back up only these tables/keys/labels (a partial "
                                           "backup); unset: everything.")
-
-    def selection(self) -> Any:
-        """The job's storagectl.selection.Selection (empty: a full backup)."""
-        from storagectl.selection import Selection
-
-        return self.select.selection() if self.select else Selection()
 
     @field_validator("schedule")
     @classmethod

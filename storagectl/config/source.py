@@ -128,3 +128,9 @@ class NamedEntries:
 
     def data_migration(self, name: str) -> Any:
         return lookup_entry("data migration", name, self.data_migrations)
+
+    def ad_hoc_job(self, backend: str, destination: str) -> Any:
+        """The settings of a backup outside any job (`backup run --backend B --to D`): a job's defaults."""
+        from storagectl.config.models import JobSettings
+
+        return JobSettings(backends=[backend], destination=destination)

@@ -78,18 +78,3 @@ def check_key(key: str) -> str:
 
         raise IntegrityError(f"invalid object key {key!r}")
     return key
-
-
-class SettingsModel:
-    """A kind's ``Settings`` class attribute: its pydantic model, imported from ``module:name`` when
-    first asked for, so the kind's own module loads without pydantic (listing a local destination's
-    backups from the cached config needs none, see storagectl.config.cache)."""
-
-    def __init__(self, where: str) -> None:
-        self.where = where
-
-    def __get__(self, instance: object, owner: type) -> type:
-        from importlib import import_module
-
-        module, _, name = self.where.partition(":")
-        return getattr(import_module(module), name)

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from storagectl.destinations.base import SettingsModel, StoredObject, UnfinishedUpload, check_key
+from storagectl.config.methods import SettingsModel
+from storagectl.destinations.base import StoredObject, UnfinishedUpload, check_key
 from storagectl.errors import NotFound, OperationFailed, PermissionDenied, StoragectlError
 from storagectl.fsutil import fsync_directory
 

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 from urllib.parse import urlsplit
-
-from pydantic import Field, field_validator, model_validator
 
 from storagectl.archive.progress import Estimate
 from storagectl.backends.base import Backend, classify_connection_error
-from storagectl.config.models import BackendSettings, PasswordMixin
-from storagectl.config.types import ConfigPath, Port
+from storagectl.config.methods import SettingsModel
 from storagectl.config.urls import check_port_text, check_scheme, parse_postgres_url
 from storagectl.errors import AuthenticationFailed, NotFound, StoragectlError
 from storagectl.health import Check, CheckSpec
@@ -28,6 +25,7 @@ if TYPE_CHECKING:
         RestoreOptions,
         RestoreOutcome,
     )
+    from storagectl.backends.postgres.settings import PostgresSettings
 
 GiB = 1024**3
 
@@ -55,42 +53,21 @@ WRAPAROUND_AGE_SQL = ("SELECT coalesce(max(age(datfrozenxid)) FILTER (WHERE datf
                       "FROM pg_database")
 
 
-class PostgresSettings(PasswordMixin, BackendSettings):
-    """Either ``url`` or the ``host``/``port``/``database``/``user`` fields."""
+class PostgresSettingsMethods:
+    """What callers ask of a backend's settings beyond its fields: one code for the pydantic model
+    (storagectl.backends.postgres.settings) and its plain form read back from the config cache."""
 
-    kind: Literal["postgres", "timescaledb"] = "postgres"
-    url: str | None = None
-    url_replaces: ClassVar[tuple[str, ...]] = ("host", "port", "database", "user")  # what a url gives
-    host: str = "localhost"
-    port: Port = 5432
-    database: str = "postgres"
-    user: str = "postgres"
-    application_name: str = "storagectl"
-    sslmode: Sslmode | None = None
-    migrations: ConfigPath | None = None
-    maintenance_database: str = Field(
-        "postgres", description="database to connect to while creating or renaming the backend's database "
-        "(restore --yes over a non-empty database)")
-
-    check_names: ClassVar[tuple[str, ...]] = tuple(POSTGRES_CHECKS)
-
-    @field_validator("url")
-    @classmethod
-    def _valid_url(cls, url: str | None) -> str | None:
-        if url is not None:
-            url_conninfo(url)
-        return url
-
-    @model_validator(mode="after")
-    def _url_or_fields(self) -> PostgresSettings:
-        if self.url is None:
-            return self
-        clash = sorted(set(self.url_replaces) & self.model_fields_set)
-        if clash:
-            raise ValueError(f"give either url or {', '.join(clash)}, not both")
-        if self.password is not None and "password" in url_conninfo(self.url):
-            raise ValueError("url has a password and password/password_file gives another; give one")
-        return self
+    if TYPE_CHECKING:  # the model's fields; not annotations at run time, which pydantic would read
+        url: str | None
+        host: str
+        port: int
+        database: str
+        user: str
+        password: Any
+        application_name: str
+        sslmode: str | None
+        timeouts: Any
+        tls: Any
 
     def conninfo_params(self, database: str | None = None) -> dict[str, Any]:
         """libpq connection parameters (to ``database`` instead of the configured one, if given),
@@ -180,7 +157,7 @@ def _url_secrets(url: str) -> list[str]:
 
 class PostgresBackend(Backend):
     kind = "postgres"
-    Settings = PostgresSettings
+    Settings = SettingsModel("storagectl.backends.postgres.settings:PostgresSettings")
     CHECKS = POSTGRES_CHECKS
     settings: PostgresSettings
 
@@ -392,3 +369,12 @@ def timescaledb_version(connection: Any) -> str | None:
     ).fetchone()
     return row[0] if row else None
 
+
+
+def __getattr__(name: str) -> Any:
+    """``PostgresSettings``, the pydantic model, imported only when asked for (it was defined here)."""
+    if name == "PostgresSettings":
+        from storagectl.backends.postgres.settings import PostgresSettings
+
+        return PostgresSettings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
