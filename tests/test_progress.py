@@ -262,6 +262,17 @@ def test_a_terminal_shows_the_bars_once_the_delay_has_passed(fake_timer):
     assert "restore" in text and "4/4 objects" in text  # counted from the start, not from the delay
 
 
+def test_a_display_that_cannot_start_costs_the_work_nothing(fake_timer, capsys):
+    def no_console():
+        raise OSError("stderr went away")
+
+    with live_progress(no_console, auto_refresh=False, delay=0.5) as callback:
+        feed_objects(callback, 3)
+        fake_timer[0].fire()  # in the timer thread this would have printed a traceback
+        feed_objects(callback, 3)
+    assert capsys.readouterr().err == ""
+
+
 # -- through the CLI, on a forced terminal ------------------------------------------------------------
 def test_backup_restore_verify_work_with_progress_on_a_terminal(cli, write_config, pg_database, pg_target,
                                                                  tmp_path, monkeypatch):

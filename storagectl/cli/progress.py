@@ -8,6 +8,7 @@ times a second and clears them at the end; a pipe gets one line per PLAIN_INTERV
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
     from storagectl.archive.progress import PhaseView
 
+log = logging.getLogger(__name__)
 REDRAWS_PER_SECOND = 4
 PLAIN_INTERVAL = 10.0  # seconds between progress lines in logs
 SHOWN_PHASES = 3  # the current phase and the last completed ones
@@ -96,15 +98,23 @@ class _DelayedLive:
         return timer
 
     def start(self) -> None:
-        from rich.live import Live
-
         with self._lock:
             if self._stopped or self._live is not None:
                 return
-            console = self._console() if callable(self._console) else self._console
-            self._live = Live(ProgressDisplay(self._model), console=console, transient=True,
-                              auto_refresh=self._auto_refresh, refresh_per_second=REDRAWS_PER_SECOND)
-            self._live.start()
+            try:
+                self._live = self._started_live()
+            except Exception:  # the bars are a courtesy: never a traceback from the timer thread
+                self._stopped = True
+                log.debug("progress display not started", exc_info=True)
+
+    def _started_live(self) -> Any:
+        from rich.live import Live
+
+        console = self._console() if callable(self._console) else self._console
+        live = Live(ProgressDisplay(self._model), console=console, transient=True,
+                    auto_refresh=self._auto_refresh, refresh_per_second=REDRAWS_PER_SECOND)
+        live.start()
+        return live
 
     def stop(self) -> None:
         with self._lock:
