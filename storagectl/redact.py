@@ -8,7 +8,8 @@ from urllib.parse import urlsplit, urlunsplit
 MASK = "***"
 
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@")
-_KV_PASSWORD = re.compile(r"(?i)\b(password|passwd|pwd|secret|token)=([^\s&;]+)")
+# also inside longer names (``sslpassword=``, ``client_secret=``, ``auth_token=``): no word boundary
+_KV_PASSWORD = re.compile(r"(?i)([a-z_]*(?:password|passwd|pwd|secret|token))=([^\s&;]+)")
 _SECRET_KEYS = ("password", "secret", "token", "key_id", "access_key")
 _NEVER_ECHOED = ("on_success", "on_failure")  # a webhook URL often carries its token in the path
 

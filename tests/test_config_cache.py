@@ -244,3 +244,16 @@ def test_a_url_naming_only_a_user_is_cached_one_with_a_password_is_not(tmp_path,
     assert SECRET.encode() not in b"".join(entry.read_bytes() for entry in cache_dir.iterdir())
     again = quick(path, cache_dir)
     assert again.backend("app").url.startswith("postgresql://app:") and again._full is not None  # validated
+
+
+def test_a_url_holding_a_password_in_its_query_is_never_cached(tmp_path, write_config, cache_dir):
+    """libpq's ``sslpassword=`` (the client key's password) is a secret too, though not ``password=``."""
+    path = write_config(f"""
+        backends:
+          app: {{kind: postgres, url: "postgresql://app@db.example/shop?sslpassword={SECRET}-ssl&sslmode=require"}}
+        destinations:
+          local: {{kind: local, path: backups}}
+    """)
+    remembered(path, cache_dir)
+    assert SECRET.encode() not in b"".join(entry.read_bytes() for entry in cache_dir.iterdir())
+    assert quick(path, cache_dir).backend("app").url.endswith("sslmode=require")  # validated, not cached
