@@ -290,3 +290,22 @@ def test_cache_warm_loads_an_rdb_backup(server, write_config, tmp_path, cli):
     result = cli("-c", tmp_path / "storagectl.yaml", "cache", "warm", "--from", backup_id, "-b", "spare")
     assert result.exit_code == 0, result.stderr
     assert_same(snapshot(db(server, 2)), snapshot(db(server, 1)))
+
+
+def test_values_read_across_many_small_reads_are_the_servers_dumps(server, tmp_path):
+    """A value of many elements is read over many refills of the parser's buffer; what it rebuilds
+    must be the server's own DUMP, key by key (the refills keep the value's bytes once, not per read)."""
+    import subprocess
+
+    client = db(server, 0)
+    client.flushall()
+    every_encoding(client)
+    client.sadd("set:big", *[f"member-{i}" for i in range(20_000)])
+    snapshot_file = tmp_path / "dump.rdb"
+    subprocess.run(["redis-cli", "-p", str(server.port), "--rdb", str(snapshot_file)], check=True,
+                   capture_output=True)
+    with snapshot_file.open("rb") as source:
+        parsed = {key: value for key, value, _ in RdbParser(lambda n: source.read(min(n, 97)), "snap").records(0)}
+    assert len(parsed) == client.dbsize()
+    for key, value in parsed.items():
+        assert client.dump(key) == value, key

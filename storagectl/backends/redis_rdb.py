@@ -187,15 +187,20 @@ class RdbParser:
         self.source, self.name = read, name
         self.buf, self.pos = b"", 0
         self.keep = -1  # position from which bytes must stay in the buffer (a value being read)
+        self.kept: list[bytes] = []  # the value's bytes before ``keep`` that earlier fills moved out
         self.version = 0
         self.db = 0
         self.resized = (0, 0)  # the last RESIZEDB: keys, keys with an expiry
 
     # primitives
     def _fill(self, size: int) -> None:
-        """At least ``size`` bytes from ``pos`` in the buffer."""
-        start = self.pos if self.keep < 0 else self.keep
-        parts, have = [self.buf[start:]], len(self.buf) - self.pos
+        """At least ``size`` bytes from ``pos`` in the buffer. The part of a value being read that is
+        already consumed moves to ``kept`` (joined once, by :meth:`_kept_value`), so a value of many
+        elements costs its size once, not once per read."""
+        if self.keep >= 0:
+            self.kept.append(self.buf[self.keep:self.pos])
+            self.keep = 0
+        parts, have = [self.buf[self.pos:]], len(self.buf) - self.pos
         while have < size:
             data = self.source(max(READ_SIZE, size - have))
             if not data:
@@ -203,9 +208,13 @@ class RdbParser:
             parts.append(data)
             have += len(data)
         self.buf = b"".join(parts)
-        self.pos -= start
-        if self.keep >= 0:
-            self.keep = 0
+        self.pos = 0
+
+    def _kept_value(self) -> bytes:
+        """The bytes from where ``keep`` was set to ``pos``; stops keeping."""
+        value = b"".join([*self.kept, self.buf[self.keep:self.pos]])
+        self.kept, self.keep = [], -1
+        return value
 
     def _take(self, size: int) -> bytes:
         if self.pos + size > len(self.buf):
@@ -411,8 +420,7 @@ class RdbParser:
             else:
                 self.keep = self.pos
                 skip_string() if code in one_string else skip_value(code)
-                value = b"%c%b%b" % (code, self.buf[self.keep:self.pos], footer_version)
-                self.keep = -1
+                value = b"%c%b%b" % (code, self._kept_value(), footer_version)
                 count += 1
                 yield key, value + crc(value).to_bytes(8, "little"), expire_at
             expire_at = 0
