@@ -333,6 +333,7 @@ class Scheduler:
             run.removed = self.runner.apply_retention(job, self.clock.now())
         except Interrupted as exc:
             run.status, run.error = ABORTED, exc.message
+            run.backups = [*run.backups, *getattr(getattr(exc, "partial_run", None), "taken", [])]
         except StoragectlError as exc:
             run.status, run.error = FAILURE, exc.message
         except Exception as exc:  # a bug in one run must not stop the scheduler

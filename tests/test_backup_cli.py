@@ -629,3 +629,30 @@ def test_an_interrupt_still_ends_the_job_run_at_once(env, job_with_a_down_backen
     [before] = interrupted.value.details
     assert before.startswith("failed before it: backend 'down'")
     assert len(attempted) == 1 and list_backups(config) == []  # `also` never started
+
+
+def test_an_interrupted_job_run_still_reports_the_backups_it_finished(cli, env, job_with_a_down_backend,
+                                                                       monkeypatch):
+    """Ctrl-C during the second backend: the first backend's backup is complete and kept, so the JSON
+    lists it and the hook gets its id (they said nothing: a script saw no backup taken)."""
+    import json as json_module
+
+    from storagectl.backup import list_backups
+    from storagectl.backup import run as run_module
+    from storagectl.config import load_config
+
+    config = job_with_a_down_backend("[app, also]")
+    real_run_plan, calls = run_module.run_plan, []
+
+    def interrupted_second(*args, **kwargs):
+        calls.append(args[1].backend)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_run_plan(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "run_plan", interrupted_second)
+    result = cli("-c", config, "-o", "json", "backup", "run", "--job", "nightly")
+    assert result.exit_code == 130 and calls == ["app", "also"], result.stderr
+    [taken] = json_module.loads(result.stdout)
+    assert taken["backend"] == "app" and taken["id"] in (env["tmp"] / "hook.log").read_text()
+    assert [found.id for found in list_backups(load_config(config))] == [taken["id"]]

@@ -125,12 +125,19 @@ def run_each_backup(config: Config, job: str | None = None, backend: str | None 
     for plan in plan_backups(config, job, backend, destination, selection):
         try:
             run.results.append(run_plan(config, plan, progress))
-        except Interrupted as exc:
-            exc.details += [f"failed before it: {failure.message}" for failure in run.failures]
+        except (Interrupted, KeyboardInterrupt) as exc:
+            if isinstance(exc, Interrupted):
+                exc.details += [f"failed before it: {failure.message}" for failure in run.failures]
+            exc.partial_run = run  # type: ignore[union-attr]  # the backups finished before it stay reported
             raise
         except StoragectlError as exc:
             run.failures.append(exc)
     return run
+
+
+def partial_run(exc: BaseException) -> BackupRun:
+    """The backups a run interrupted by ``exc`` had finished (complete, kept): for its report and hook."""
+    return getattr(exc, "partial_run", None) or BackupRun()
 
 
 def run_backup(config: Config, job: str | None = None, backend: str | None = None,
