@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
@@ -88,12 +89,23 @@ class AppState:
         width = None if tty or "COLUMNS" in os.environ else 200
         return Console(no_color=not self.color, highlight=False, soft_wrap=not tty, width=width)
 
-    @cached_property
+    @property
     def err(self) -> Console:
+        """One stderr console, also when the progress display's timer thread asks at the same moment
+        (``cached_property`` has no lock from Python 3.12 on)."""
+        with _ERR_LOCK:
+            if "_err" not in self.__dict__:
+                self.__dict__["_err"] = self._new_err()
+            return self.__dict__["_err"]
+
+    def _new_err(self) -> Console:
         from rich.console import Console
 
         # Log lines to a pipe or file stay one line each (no hard wrap), so they can be grepped.
         return Console(stderr=True, no_color=not self.color, highlight=False, soft_wrap=not sys.stderr.isatty())
+
+
+_ERR_LOCK = threading.Lock()
 
 
 def _rich_terminal(stream: Any) -> bool:
