@@ -592,3 +592,29 @@ def test_a_down_backend_fails_the_run_but_the_others_are_backed_up_and_retention
     assert hook_log.read_text() == f"failure {taken}\n"
     assert 'storagectl_backup_last_status{job="nightly"} 0' in (tmp_path / "metrics.prom").read_text()
     assert len(complete_backups(cli, config_path)) == 2  # the earlier backup too: retention did not run
+
+
+def test_an_aborted_run_still_lists_the_backups_it_finished(cli, e2e, tmp_path, monkeypatch):
+    """The scheduler stopping during the second backend: the first one's backup is complete and kept,
+    so the run's record (and hook, metrics) lists it instead of no backup at all."""
+    from storagectl.backup import run as run_module
+    from storagectl.errors import Interrupted
+
+    down = (f"  down: {{kind: postgres, url: 'postgresql://app:pw@127.0.0.1:{free_port()}/app', "
+            "retry: {attempts: 1}, timeouts: {connect: 1s}}")
+    config_path = tmp_path / "two.yaml"
+    config_path.write_text(e2e("", backends=down).read_text().replace("backends: [app]", "backends: [app, down]"))
+    real_run_plan, calls = run_module.run_plan, []
+
+    def aborted_second(*args, **kwargs):
+        calls.append(args[1].backend)
+        if len(calls) == 2:
+            raise Interrupted("job 'nightly': backup aborted (the scheduler is stopping)")
+        return real_run_plan(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "run_plan", aborted_second)
+    result = cli("-c", config_path, "-o", "json", "backup", "schedule", "--once")
+    [run] = result.json()
+    assert run["status"] == "aborted" and calls == ["app", "down"], result.stderr
+    [taken] = run["backups"]
+    assert [found["id"] for found in complete_backups(cli, config_path)] == [taken]
