@@ -25,7 +25,7 @@ from storagectl.config.types import Port
 class RedisSettings(RedisSettingsMethods, PasswordMixin, BackendSettings):
     kind: Literal["redis"] = "redis"
     url: str | None = None
-    url_replaces: ClassVar[tuple[str, ...]] = ("host", "port", "db", "username")  # what a url gives
+    url_replaces: ClassVar[tuple[str, ...]] = ("host", "port", "db", "username")
     host: str = "localhost"
     port: Port = 6379
     db: int = Field(0, ge=0, le=MAX_DB)
@@ -71,9 +71,7 @@ class RedisSettings(RedisSettingsMethods, PasswordMixin, BackendSettings):
     def _url_or_fields(self) -> RedisSettings:
         if self.url is None:
             return self
-        clash = sorted(set(self.url_replaces) & self.model_fields_set)
-        if clash:
-            raise ValueError(f"give either url or {', '.join(clash)}, not both")
+        self.refuse_fields_beside_url()
         if self.password is not None and urlsplit(self.url).password is not None:
             raise ValueError("url has a password and password/password_file gives another; give one")
         return self

@@ -90,6 +90,14 @@ class BackendSettings(StrictModel):
 
     # Names of the diag checks this kind knows; used to validate ``thresholds`` keys.
     check_names: ClassVar[tuple[str, ...]] = ()
+    # Fields a ``url`` gives (kinds that take one): never set beside it, not shown beside it (config show)
+    url_replaces: ClassVar[tuple[str, ...]] = ()
+
+    def refuse_fields_beside_url(self) -> None:
+        """A validator's check for kinds with a ``url``: the fields it gives are not also set."""
+        clash = sorted(set(self.url_replaces) & self.model_fields_set)
+        if clash:
+            raise ValueError(f"give either url or {', '.join(clash)}, not both")
 
     @field_validator("thresholds")
     @classmethod

@@ -18,7 +18,7 @@ class PostgresSettings(PostgresSettingsMethods, PasswordMixin, BackendSettings):
 
     kind: Literal["postgres", "timescaledb"] = "postgres"
     url: str | None = None
-    url_replaces: ClassVar[tuple[str, ...]] = ("host", "port", "database", "user")  # what a url gives
+    url_replaces: ClassVar[tuple[str, ...]] = ("host", "port", "database", "user")
     host: str = "localhost"
     port: Port = 5432
     database: str = "postgres"
@@ -43,9 +43,7 @@ class PostgresSettings(PostgresSettingsMethods, PasswordMixin, BackendSettings):
     def _url_or_fields(self) -> PostgresSettings:
         if self.url is None:
             return self
-        clash = sorted(set(self.url_replaces) & self.model_fields_set)
-        if clash:
-            raise ValueError(f"give either url or {', '.join(clash)}, not both")
+        self.refuse_fields_beside_url()
         if self.password is not None and "password" in url_conninfo(self.url):
             raise ValueError("url has a password and password/password_file gives another; give one")
         return self
