@@ -68,12 +68,7 @@ def test_kill_9_at_a_random_point_then_resume_ends_verified(cli, tmp_path, write
     refused = cli("-c", config, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--batch-rows", str(BATCH))
     assert refused.exit_code == 2 and "an earlier run into" in refused.stderr and "--resume" in refused.stderr
 
-    result = cli("-c", config, "-o", "json", "migrate", "data", "run", "--from", "lite", "--to", "pg",
-                 "--batch-rows", str(BATCH), "--resume")
-    assert result.exit_code == 0, result.stderr
-    report = json.loads(result.stdout)
-    assert report["verified"] is True
-    assert {item["target"]: item["rows"] for item in report["items"]} == {"events": EVENTS, "users": USERS}
+    resume_to_the_end(cli, config)
     with pg_database.connect() as conn:
         for table, rows in (("events", EVENTS), ("users", USERS)):
             assert conn.execute(f"SELECT count(*), count(DISTINCT id), min(id), max(id) FROM {table}").fetchone() \
@@ -195,12 +190,7 @@ def test_a_signal_mid_run_says_how_far_it_got_then_resume_finishes(cli, tmp_path
         "(0 of 2 tables copied); the copied chunks are committed",
         "Try: the same command with --resume to continue"], stderr
 
-    result = cli("-c", config, "-o", "json", "migrate", "data", "run", "--from", "lite", "--to", "pg",
-                 "--batch-rows", str(BATCH), "--resume")
-    assert result.exit_code == 0, result.stderr
-    report = json.loads(result.stdout)
-    assert report["verified"] is True
-    assert {item["target"]: item["rows"] for item in report["items"]} == {"events": EVENTS, "users": USERS}
+    resume_to_the_end(cli, config)
 
 
 READER = "storagectl.datamove.sql.reader_process"
@@ -278,3 +268,13 @@ def test_a_sqlite_reader_process_killed_mid_run_is_a_one_line_error_then_resume_
     assert lines[-1] == "Try: the same command with --resume" and "Traceback" not in stderr.decode()
     assert reader_processes(process.pid) == []
     resume_ends_verified(cli, config, pg_database)
+
+
+def resume_to_the_end(cli, config) -> None:
+    """``run --resume`` finishes: verified, every row of both tables copied."""
+    result = cli("-c", config, "-o", "json", "migrate", "data", "run", "--from", "lite", "--to", "pg",
+                 "--batch-rows", str(BATCH), "--resume")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["verified"] is True
+    assert {item["target"]: item["rows"] for item in report["items"]} == {"events": EVENTS, "users": USERS}
