@@ -186,6 +186,13 @@ def newest_complete_start(config: Config, job: str) -> datetime | None:
     """When the job's newest complete run started, from its destination: the oldest of its backends'
     newest complete backups (a run that backed up only some backends has not served its fire).
     None when some backend of the job has no complete backup."""
+    newest = newest_complete_starts(config, job)
+    return min(newest.values()) if len(newest) == len(config.job(job).backends) else None
+
+
+def newest_complete_starts(config: Config, job: str) -> dict[str, datetime]:
+    """When each of the job's backends' newest complete backup (of the job's selection) started;
+    a backend without one is left out."""
     settings = config.job(job)
     destination = destination_named(config, settings.destination)
     wanted, newest = set(settings.backends), {}
@@ -196,8 +203,8 @@ def newest_complete_start(config: Config, job: str) -> datetime | None:
         if backup is not None and backup.backend in wanted and backup.selection == selection:
             newest.setdefault(backup.backend, backup.started_at)
         if len(newest) == len(wanted):
-            return min(newest.values())
-    return None
+            break
+    return newest
 
 
 def _policy_of(job: str, settings: JobSettings) -> RetentionPolicy:

@@ -40,7 +40,7 @@ from storagectl.cron import fires_between, latest_fire_at_or_before, next_fire_t
 from storagectl.errors import Interrupted, StoragectlError
 from storagectl.job_report import JobOutcome, TakenBackup, report_job_outcome
 from storagectl.locks import JobLock, JobLocks
-from storagectl.prune import newest_complete_start, prune_job
+from storagectl.prune import newest_complete_start, newest_complete_starts, prune_job
 from storagectl.redact import redact_text
 
 log = logging.getLogger("storagectl.schedule")
@@ -84,10 +84,12 @@ class JobRunner(Protocol):
         """When the job's newest complete run started, read from its destination."""
         ...
 
-    def backup(self, job: str, cancel: threading.Event) -> tuple[list[TakenBackup], StoragectlError | None]:
-        """Take the job's backups, every backend's also when another failed: the backups taken and
-        the run's failure (None: all taken). Once ``cancel`` is set, stop (raise
-        :class:`Interrupted`) and leave nothing complete-looking."""
+    def backup(self, job: str, fire: datetime,
+               cancel: threading.Event) -> tuple[list[TakenBackup], StoragectlError | None]:
+        """Take the backups the job still lacks for ``fire`` (a backend backed up since, by an earlier
+        run that failed on another backend, is not backed up again), every backend's also when
+        another failed: the backups taken and the run's failure (None: all taken). Once ``cancel``
+        is set, stop (raise :class:`Interrupted`) and leave nothing complete-looking."""
         ...
 
     def apply_retention(self, job: str, now: datetime) -> list[str]:
@@ -104,15 +106,22 @@ class BackupJobRunner:
     def newest_backup_start(self, job: str) -> datetime | None:
         return newest_complete_start(self.config, job)
 
-    def backup(self, job: str, cancel: threading.Event) -> tuple[list[TakenBackup], StoragectlError | None]:
+    def backup(self, job: str, fire: datetime,
+               cancel: threading.Event) -> tuple[list[TakenBackup], StoragectlError | None]:
         from storagectl.backup import run_each_backup
+
+        served = {backend for backend, start in newest_complete_starts(self.config, job).items()
+                  if start.astimezone(UTC) >= fire.astimezone(UTC)}
+        for backend in sorted(served):
+            log.info("job %s: backend %s already has its backup for the fire at %s; not backed up again",
+                     job, backend, fire.isoformat())
 
         def stop_when_cancelled(_event: Any) -> None:
             # Raised inside the archive writer: the backup layer then discards what the backup wrote.
             if cancel.is_set():
                 raise Interrupted(f"job {job!r}: backup aborted (the scheduler is stopping or the job lock was lost)")
 
-        run = run_each_backup(self.config, job=job, progress=stop_when_cancelled)
+        run = run_each_backup(self.config, job=job, progress=stop_when_cancelled, skip=served)
         return run.taken, run.error
 
     def apply_retention(self, job: str, now: datetime) -> list[str]:
@@ -325,7 +334,7 @@ class Scheduler:
         began = time.monotonic()
         log.info("job %s: starting (fire %s)", job, fire.isoformat())
         try:
-            run.backups, failure = self.runner.backup(job, cancel)
+            run.backups, failure = self.runner.backup(job, fire, cancel)
             if failure is not None:  # never prune after a run that missed a backend's backup
                 raise failure
             if cancel.is_set():  # never prune on behalf of a run that no longer holds the job

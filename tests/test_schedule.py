@@ -81,7 +81,8 @@ class FakeRunner:
         starts = [start for name, start in self.taken if name == job]
         return max(starts) if starts else None
 
-    def backup(self, job: str, cancel: threading.Event) -> tuple[list[TakenBackup], OperationFailed | None]:
+    def backup(self, job: str, fire: datetime,
+               cancel: threading.Event) -> tuple[list[TakenBackup], OperationFailed | None]:
         start = self.clock.now()
         self.started.set()
         if self.block is not None:
@@ -571,14 +572,16 @@ def test_stop_abort_through_the_real_backup_layer_leaves_nothing(e2e, tmp_path):
     assert [p for p in (tmp_path / "backups").rglob("*") if p.is_file()] == []
 
 
-def test_a_down_backend_fails_the_run_but_the_others_are_backed_up_and_retention_waits(cli, e2e, tmp_path):
-    """One database down at 3 a.m. must not stop the others' backups; a run that missed a backend
-    applies no retention (it would count a backup set that lacks one)."""
+def test_a_down_backend_fails_the_run_and_retention_waits(cli, e2e, tmp_path):
+    """A run that missed a backend applies no retention (it would count a backup set that lacks one).
+    The healthy backend already has two backups since today's fire: it is not backed up again, and
+    keep_last: 1 would remove one of them, had retention run."""
     hook_log = tmp_path / "hook.log"
     monitored = (f"retention: {{keep_last: 1}}\n                metrics_file: {tmp_path / 'metrics.prom'}\n"
                  f"                on_failure: 'echo \"$STORAGECTL_STATUS $STORAGECTL_BACKUP_IDS\" >> {hook_log}'")
-    first = cli("-c", e2e(monitored), "backup", "run", "--job", "nightly")
-    assert first.exit_code == 0, first.stderr
+    for _ in range(2):
+        earlier = cli("-c", e2e(monitored), "backup", "run", "--job", "nightly")
+        assert earlier.exit_code == 0, earlier.stderr
     down = (f"  down: {{kind: postgres, url: 'postgresql://app:pw@127.0.0.1:{free_port()}/app', "
             "retry: {attempts: 1}, timeouts: {connect: 1s}}")
     config = e2e(monitored, backends=down).read_text().replace("backends: [app]", "backends: [down, app]")
@@ -588,10 +591,10 @@ def test_a_down_backend_fails_the_run_but_the_others_are_backed_up_and_retention
     assert result.exit_code == 1, result.stderr
     [run] = result.json()
     assert run["status"] == "failure" and "backend 'down'" in run["error"] and run["removed"] == []
-    [taken] = run["backups"]
-    assert hook_log.read_text() == f"failure {taken}\n"
+    assert run["backups"] == []
+    assert hook_log.read_text() == "failure \n"
     assert 'storagectl_backup_last_status{job="nightly"} 0' in (tmp_path / "metrics.prom").read_text()
-    assert len(complete_backups(cli, config_path)) == 2  # the earlier backup too: retention did not run
+    assert len(complete_backups(cli, config_path)) == 2  # retention did not run
 
 
 def test_an_aborted_run_still_lists_the_backups_it_finished(cli, e2e, tmp_path, monkeypatch):
@@ -618,3 +621,29 @@ def test_an_aborted_run_still_lists_the_backups_it_finished(cli, e2e, tmp_path, 
     assert run["status"] == "aborted" and calls == ["app", "down"], result.stderr
     [taken] = run["backups"]
     assert [found["id"] for found in complete_backups(cli, config_path)] == [taken]
+
+
+def test_once_after_a_failed_run_backs_up_only_the_backends_the_fire_still_lacks(cli, e2e, tmp_path):
+    """`schedule --once` from cron every few minutes while one database is down must not take a new
+    backup of the healthy ones each time: the fire is served backend by backend."""
+    other = tmp_path / "later" / "other.db"  # its directory does not exist yet: the backend is down
+    config = tmp_path / "two.yaml"
+    config.write_text(e2e(backends=f"  other: {{kind: sqlite, path: {other}}}").read_text()
+                      .replace("backends: [app]", "backends: [other, app]"))
+    first = cli("-c", config, "-o", "json", "backup", "schedule", "--once")
+    assert first.exit_code == 1, first.stderr
+    [failed] = first.json()
+    assert failed["status"] == "failure" and "other" in failed["error"]
+    [app_backup] = failed["backups"]
+
+    other.parent.mkdir()
+    make_database(other)
+    second = cli("-c", config, "-o", "json", "backup", "schedule", "--once")
+    assert second.exit_code == 0, second.stderr
+    [run] = second.json()
+    assert run["status"] == "success" and len(run["backups"]) == 1 and app_backup not in run["backups"]
+    assert "backend app already has its backup for the fire" in second.stderr
+    backups = {b["id"]: b["backend"] for b in complete_backups(cli, config)}
+    assert backups == {app_backup: "app", run["backups"][0]: "other"}
+    third = cli("-c", config, "-o", "json", "backup", "schedule", "--once")
+    assert third.exit_code == 0 and third.json()[0]["status"] == "not due"

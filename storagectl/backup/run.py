@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -117,12 +118,14 @@ class BackupRun:
 
 def run_each_backup(config: Config, job: str | None = None, backend: str | None = None,
                     destination: str | None = None, progress: ProgressCallback = no_progress,
-                    selection: Selection = Selection()) -> BackupRun:
-    """Back up every backend of the job (or the one backend, only ``selection`` of it when given), the
-    next one also when one failed: one database down must not cost the others their backups. An
-    interrupt (Ctrl-C, SIGTERM, the scheduler aborting) still ends the run at once."""
+                    selection: Selection = Selection(), skip: Collection[str] = ()) -> BackupRun:
+    """Back up every backend of the job but those in ``skip`` (or the one backend, only ``selection``
+    of it when given), the next one also when one failed: one database down must not cost the others
+    their backups. An interrupt (Ctrl-C, SIGTERM, the scheduler aborting) still ends the run at once."""
     run = BackupRun()
     for plan in plan_backups(config, job, backend, destination, selection):
+        if plan.backend in skip:
+            continue
         try:
             run.results.append(run_plan(config, plan, progress))
         except (Interrupted, KeyboardInterrupt) as exc:
