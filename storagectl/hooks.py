@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 from dataclasses import dataclass
 
+from storagectl.child_processes import die_with_parent_hook
 from storagectl.redact import redact_text, redact_url
 
 log = logging.getLogger(__name__)
@@ -57,11 +59,21 @@ def _post(url: str, event: HookEvent) -> None:
 
 
 def _shell(command: str, event: HookEvent) -> None:
-    completed = subprocess.run(command, shell=True, env={**os.environ, **event.as_env()},  # noqa: S602
-                               capture_output=True, text=True, timeout=HOOK_TIMEOUT)
-    if completed.returncode != 0:
-        tail = (completed.stderr or completed.stdout).strip().splitlines()[-1:] or [""]
-        raise RuntimeError(f"exit {completed.returncode}: {tail[0]}")
+    """The command in a process group of its own, all of it killed at the timeout: ``sh -c`` forks the
+    commands of a pipeline or list, and killing only the shell left them running. The error does not
+    quote the command (it may hold a token)."""
+    with subprocess.Popen(command, shell=True, env={**os.environ, **event.as_env()},  # noqa: S602
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True, preexec_fn=die_with_parent_hook()) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=HOOK_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise RuntimeError(f"still running after {HOOK_TIMEOUT:g} s: killed") from None
+    if process.returncode != 0:
+        tail = (stderr or stdout).strip().splitlines()[-1:] or [""]
+        raise RuntimeError(f"exit {process.returncode}: {tail[0]}")
 
 
 def _describe(target: str) -> str:

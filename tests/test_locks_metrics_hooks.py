@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -91,6 +93,40 @@ def test_shell_hook_gets_event_environment(tmp_path):
     event = HookEvent("nightly", "success", ("id1",), duration=1.5)
     assert run_hook(f'echo "$STORAGECTL_JOB $STORAGECTL_STATUS $STORAGECTL_BACKUP_IDS" > {out}', event) is None
     assert out.read_text().strip() == "nightly success id1"
+
+
+def test_a_hook_past_its_timeout_is_killed_with_every_process_it_started(tmp_path, monkeypatch):
+    """`sh -c` forks the commands of a list; killing only the shell at the timeout left them running."""
+    import os
+    import signal
+
+    from storagectl import hooks
+
+    monkeypatch.setattr(hooks, "HOOK_TIMEOUT", 0.5)
+    pid_file = tmp_path / "pid"
+    outcome: list[str | None] = []
+    thread = threading.Thread(target=lambda: outcome.append(
+        run_hook(f"sleep 120 & echo $! > {pid_file}; wait", HookEvent("j", "success"))), daemon=True)
+    thread.start()
+    thread.join(20)
+    pid = int(pid_file.read_text())
+    try:
+        assert not thread.is_alive(), "the hook was not stopped at its timeout"
+        assert not running(pid), "the hook's background command outlived it"
+        # not the command itself: it may hold a token
+        assert outcome == ["hook 'sleep' failed: still running after 0.5 s: killed"]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a killed orphan waits for init to reap it)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return not any(line.startswith("State:") and line.split()[1] in "ZX" for line in status.splitlines())
 
 
 def test_failing_hook_is_reported_not_raised():
