@@ -204,3 +204,52 @@ def test_latency_runs_until_each_answer_was_read_as_pgbench_times_it():
     outcome = Engine(LoadPlan(clients=2, count=2), clients, world, clock=world.clock).run()
     summary = latency_summary(outcome.recorder.service)
     assert (summary["min"], summary["max"]) == (0.15, 0.2)
+
+
+class SocketClient:
+    def __init__(self, sock) -> None:
+        self.sock = sock
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+
+def test_the_real_waiter_keeps_a_sub_millisecond_timeout(monkeypatch):
+    """epoll_wait counts whole milliseconds and Python rounds up: an open loop waiting 300 us for its
+    next slot slept 1 ms and sent late; the waiter must hand the kernel the timeout as it is."""
+    import select
+    import socket
+
+    from storagectl.loadgen.clients import EpollWaiter
+
+    asked: list[float] = []
+    real_select, real_epoll = select.select, select.epoll
+
+    class RecordingEpoll:
+        def __init__(self) -> None:
+            self.inner = real_epoll()
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def poll(self, timeout: float = -1):
+            asked.append(timeout)
+            return self.inner.poll(timeout)
+
+    def recording_select(readers, writers, errors, timeout):
+        asked.append(timeout)
+        return real_select(readers, writers, errors, timeout)
+
+    monkeypatch.setattr(select, "select", recording_select)
+    monkeypatch.setattr(select, "epoll", RecordingEpoll)
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        client = SocketClient(ours)
+        waiter = EpollWaiter([client])
+        assert waiter.wait(0.0003) == []
+        theirs.send(b"x")
+        assert waiter.wait(0.0003) == [client]
+        assert waiter.wait(0.1) == [client]
+        waiter.close()
+    assert asked == [0.0003, 0.0, 0.0003, 0.0, 0.1]  # the kernel rounds 0.0003 to whole ms only in epoll
+
