@@ -253,3 +253,13 @@ def test_the_real_waiter_keeps_a_sub_millisecond_timeout(monkeypatch):
         waiter.close()
     assert asked == [0.0003, 0.0, 0.0003, 0.0, 0.1]  # the kernel rounds 0.0003 to whole ms only in epoll
 
+
+def test_open_loop_sends_on_its_slot_even_when_reading_answers_took_time():
+    """Reading an answer takes 50 us of the clock; the wait for the next slot must count from after
+    that read, or every request goes out 50 us late and its corrected latency shows the lateness."""
+    world = World()
+    client = SlowReadClient(world, lambda t: 100 * US)
+    outcome = Engine(LoadPlan(clients=1, count=20, rate=1000.0), [client], world, clock=world.clock).run()
+    corrected = latency_summary(outcome.recorder.intended)
+    service = latency_summary(outcome.recorder.service)
+    assert (corrected["min"], corrected["max"]) == (service["min"], service["max"]) == (0.15, 0.15)
