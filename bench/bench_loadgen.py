@@ -22,7 +22,7 @@
 
 Run under `flock /tmp/bench.lock`; prints medians, ratios and the load average.
 Usage: python bench/bench_loadgen.py [--rounds 3] [--seconds 8] [--only redis,pg,truth,open,stall]
-       [--pg-workloads select-pk,tpcb-like] [--pg-jobs auto,2] [--rates 2000,10000]
+       [--pg-workloads select-pk,tpcb-like] [--pg-jobs auto,2] [--pgbench-jobs 2,8] [--rates 2000,10000]
 """
 
 from __future__ import annotations
@@ -178,35 +178,39 @@ def percentile(sorted_values: list[int], fraction: float) -> float:
     return float(sorted_values[index])
 
 
-def latency_truth(config: Path, rounds: int, seconds: int, jobs: list[str]) -> None:
-    """Alternating rounds of `pgbench --log` and storagectl (once per ``-j`` of ``jobs``); medians of
-    each one's p50/p99, with the tps of the same runs: in a closed loop latency is about clients / tps,
-    so a round whose tps differs (the 2 cores shared out differently) moves both tools' percentiles.
-    Each tool's mean is shown beside its Little's-law mean (8 clients / tps): a measurement that adds
-    or loses time shows as a mean off the law (the client's time outside the timed span, reading the
-    answer to sending the next request, puts the measured mean a little below it)."""
+def latency_truth(config: Path, rounds: int, seconds: int, jobs: list[str], native_jobs: list[str]) -> None:
+    """Alternating rounds of `pgbench --log` (once per -j of ``native_jobs``; the first is the
+    reference) and storagectl (once per ``-j`` of ``jobs``); medians of each one's p50/p99, with the
+    tps of the same runs: in a closed loop latency is about clients / tps, so a round whose tps
+    differs (the 2 cores shared out differently) moves both tools' percentiles. Each run's mean is
+    shown beside its Little's-law mean (8 clients / tps): the share of the clients' time that is in
+    no transaction's latency. pgbench -j 2 starts a client's next transaction only after its thread
+    has served the other clients, and that wait is in no latency; storagectl sends at once."""
     script = pgbench_tables_script("select-pk", config.parent)
     names = ("p50", "p99", "mean", "tps")
-    theirs: dict[str, list[float]] = {name: [] for name in names}
+    theirs = {j: {name: [] for name in names} for j in native_jobs}
     ours = {j: {name: [] for name in names} for j in jobs}
     for _ in range(rounds):
-        log = pgbench_log(["-c", "8", "-j", "2", "-T", str(seconds)])
-        for name in names:
-            theirs[name].append(log[name])
+        for j in native_jobs:
+            log = pgbench_log(["-c", "8", "-j", j, "-T", str(seconds)])
+            for name in names:
+                theirs[j][name].append(log[name])
         for j in jobs:
             result = storagectl(config, "-b", "pg", "-w", script, "-c", "8", *jobs_args(j), "-T", f"{seconds}s",
                                 "--warmup", "0", "--keyspace", "1")
             for name in ("p50", "p99", "mean"):
                 ours[j][name].append(result["latency_ms"][name])
             ours[j]["tps"].append(result["ops_per_s"])
-    print(f"latency truth, {rounds} alternating rounds: pgbench --log {median_of(theirs['tps']):,.0f} tps "
-          f"(runs {runs(theirs['tps'], '{:,.0f}')}); {littles_law(theirs)}", flush=True)
-    for j in jobs:
-        mine = ours[j]
-        print(f"latency truth -j {j}: storagectl {median_of(mine['tps']):,.0f} tps "
-              f"(runs {runs(mine['tps'], '{:,.0f}')}); {littles_law(mine)}", flush=True)
-        for name in ("p50", "p99"):
-            compare_line(f"latency truth -j {j} {name}", mine[name], theirs[name], "pgbench --log")
+    reference = theirs[native_jobs[0]]
+    print(f"latency truth, {rounds} alternating rounds, reference pgbench -j {native_jobs[0]}", flush=True)
+    for tool, figures in [(f"pgbench -j {j}", theirs[j]) for j in native_jobs] + \
+                         [(f"storagectl -j {j}", ours[j]) for j in jobs]:
+        print(f"latency truth {tool}: {median_of(figures['tps']):,.0f} tps (runs {runs(figures['tps'], '{:,.0f}')}); "
+              f"{littles_law(figures)}", flush=True)
+        if figures is not reference:
+            for name in ("p50", "p99"):
+                compare_line(f"latency truth {tool} {name}", figures[name], reference[name],
+                             f"pgbench -j {native_jobs[0]} --log", tool.split()[0])
 
 
 def runs(values: list[float], form: str = "{:.3f}") -> str:
@@ -216,13 +220,15 @@ def runs(values: list[float], form: str = "{:.3f}") -> str:
 def littles_law(figures: dict[str, list[float]]) -> str:
     """The medians of the measured mean and of 8 clients / tps (ms)."""
     predicted = [8000 / tps for tps in figures["tps"]]
+    shares = [mean / law for mean, law in zip(figures["mean"], predicted, strict=True)]
     return (f"mean {median_of(figures['mean']):.3f} ms (runs {runs(figures['mean'])}) vs Little's law "
-            f"8/tps {median_of(predicted):.3f} ms (runs {runs(predicted)})")
+            f"8/tps {median_of(predicted):.3f} ms (runs {runs(predicted)}): {100 * median_of(shares):.0f} % of it")
 
 
-def compare_line(title: str, mine: list[float], native: list[float], native_name: str) -> None:
+def compare_line(title: str, mine: list[float], native: list[float], native_name: str,
+                 name: str = "storagectl") -> None:
     off = 100 * (median_of(mine) - median_of(native)) / median_of(native)
-    print(f"{title}: storagectl {median_of(mine):.3f} ms (runs {runs(mine)}) vs {native_name} "
+    print(f"{title}: {name} {median_of(mine):.3f} ms (runs {runs(mine)}) vs {native_name} "
           f"{median_of(native):.3f} ms (runs {runs(native)}) ({off:+.1f} %, target within 15 %: "
           f"{'met' if abs(off) <= 15 else 'NOT met'})", flush=True)
 
@@ -329,6 +335,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--only", default="redis,pg,truth,open,stall")
     parser.add_argument("--pg-workloads", default="select-pk,tpcb-like", help="the PostgreSQL cases of `pg`")
+    parser.add_argument("--pgbench-jobs", default="2", help="pgbench -j of `truth`; several (2,8): each run in "
+                        "every round, the first the reference")
     parser.add_argument("--rates", default="2000,10000", help="the fixed rates (ops/s) of `open`")
     parser.add_argument("--pg-jobs", default="auto", help="storagectl -j for `pg`, `truth` and `open` (auto: "
                         "none given, its default); several (auto,2): each run in every round against the same "
@@ -352,7 +360,7 @@ def main() -> None:
                 if "pg" in parts:
                     bench_pg(config, args.rounds, args.seconds, args.pg_workloads.split(","), jobs)
                 if "truth" in parts:
-                    latency_truth(config, args.rounds, args.seconds, jobs)
+                    latency_truth(config, args.rounds, args.seconds, jobs, args.pgbench_jobs.split(","))
                 if "open" in parts:
                     open_loop(config, args.rounds, args.seconds, jobs, [int(rate) for rate in args.rates.split(",")])
                 if "stall" in parts:
