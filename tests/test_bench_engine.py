@@ -131,6 +131,22 @@ def test_recorder_rolls_seconds_and_fills_a_silent_second_with_zeros():
     assert recorder.seconds[2]["p99_ms"] == pytest.approx(0.3, rel=1e-2)
 
 
+def test_the_runs_counts_are_kept_at_the_histograms_resolution_and_give_the_same_histogram():
+    """A second's counts go into the run's at HDR's resolution (bounded, whatever the latencies), and
+    the histogram built from them is the one built from every value; a second's percentiles follow HDR's."""
+    from storagectl.loadgen.recorder import add_counts, histogram_from_counts, percentiles_of
+
+    every = {value: value % 7 + 1 for value in range(1, 400_000, 13)}  # 1 us .. 0.4 s
+    total: dict[int, int] = {}
+    add_counts(total, every)
+    assert len(total) < len(every) / 2
+    assert histogram_from_counts(total).encode() == histogram_from_counts(every).encode()
+    small = {value: count for value, count in every.items() if value < 2048}
+    histogram = histogram_from_counts(small)
+    assert percentiles_of(small, (50.0, 99.0)) == [histogram.get_value_at_percentile(50.0),
+                                                   histogram.get_value_at_percentile(99.0)]
+
+
 def stalled(base_ns: int, stall_start_s: float, stall_s: float) -> Callable[[int], int]:
     """A server that answers in ``base_ns`` but holds every request during a pause."""
     start, end = int(stall_start_s * NS), int((stall_start_s + stall_s) * NS)
