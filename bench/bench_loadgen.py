@@ -13,13 +13,16 @@
   of its own, and the checkpoint and hint-bit writes after that fill land in its measured run.)
 - Latency truth: p50/p99 of `bench run -w select-pk -c 8` vs the percentiles of the per-transaction
   latencies in `pgbench -S --log` under the same closed-loop load, in alternating rounds (medians, with
-  each run's tps beside them); target within 15 %.
+  each run's tps beside them, and each tool's mean beside its Little's-law mean 8 / tps); target within 15 %.
+- Open loop (`open`): the same comparison at fixed rates well under saturation (`--rates`),
+  `pgbench -R RATE --log` vs `bench run --rate RATE`: corrected latency (from the scheduled start) and
+  service time (from the send; pgbench's log latency minus its schedule lag), p50 and p99 of each.
 - Stall: `--rate` runs during which the server stops for 2 s (`CLIENT PAUSE 2000`; a transaction
   holding ACCESS EXCLUSIVE on pgbench_accounts for 2 s): corrected p99.9 must exceed 1 s.
 
 Run under `flock /tmp/bench.lock`; prints medians, ratios and the load average.
-Usage: python bench/bench_loadgen.py [--rounds 3] [--seconds 8] [--only redis,pg,truth,stall]
-       [--pg-workloads select-pk,tpcb-like] [--pg-jobs auto,2]
+Usage: python bench/bench_loadgen.py [--rounds 3] [--seconds 8] [--only redis,pg,truth,open,stall]
+       [--pg-workloads select-pk,tpcb-like] [--pg-jobs auto,2] [--pgbench-jobs 2,8] [--rates 2000,10000]
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ PG_DB = "stctl_bench_loadgen"
 PG_URL = f"postgresql://postgres@127.0.0.1:5432/{PG_DB}"
 REDIS_KEYS = 100_000
 PG_SCALE = 10
+PG_PARTS = {"pg", "truth", "open", "stall"}
 
 
 def free_port() -> int:
@@ -174,52 +178,113 @@ def percentile(sorted_values: list[int], fraction: float) -> float:
     return float(sorted_values[index])
 
 
-def latency_truth(config: Path, rounds: int, seconds: int, jobs: list[str]) -> None:
-    """Alternating rounds of `pgbench --log` and storagectl (once per ``-j`` of ``jobs``); medians of
-    each one's p50/p99, with the tps of the same runs: in a closed loop latency is about clients / tps,
-    so a round whose tps differs (the 2 cores shared out differently) moves both tools' percentiles."""
+def latency_truth(config: Path, rounds: int, seconds: int, jobs: list[str], native_jobs: list[str]) -> None:
+    """Alternating rounds of `pgbench --log` (once per -j of ``native_jobs``; the first is the
+    reference) and storagectl (once per ``-j`` of ``jobs``); medians of each one's p50/p99, with the
+    tps of the same runs: in a closed loop latency is about clients / tps, so a round whose tps
+    differs (the 2 cores shared out differently) moves both tools' percentiles. Each run's mean is
+    shown beside its Little's-law mean (8 clients / tps): the share of the clients' time that is in
+    no transaction's latency. pgbench -j 2 starts a client's next transaction only after its thread
+    has served the other clients, and that wait is in no latency; storagectl sends at once."""
     script = pgbench_tables_script("select-pk", config.parent)
-    theirs: dict[str, list[float]] = {"p50": [], "p99": [], "tps": []}
-    ours = {j: {"p50": [], "p99": [], "tps": []} for j in jobs}
+    names = ("p50", "p99", "mean", "tps")
+    theirs = {j: {name: [] for name in names} for j in native_jobs}
+    ours = {j: {name: [] for name in names} for j in jobs}
     for _ in range(rounds):
-        p50, p99, tps = pgbench_log_percentiles(seconds)
-        theirs["p50"].append(p50)
-        theirs["p99"].append(p99)
-        theirs["tps"].append(tps)
+        for j in native_jobs:
+            log = pgbench_log(["-c", "8", "-j", j, "-T", str(seconds)])
+            for name in names:
+                theirs[j][name].append(log[name])
         for j in jobs:
             result = storagectl(config, "-b", "pg", "-w", script, "-c", "8", *jobs_args(j), "-T", f"{seconds}s",
                                 "--warmup", "0", "--keyspace", "1")
-            for name in ("p50", "p99"):
+            for name in ("p50", "p99", "mean"):
                 ours[j][name].append(result["latency_ms"][name])
             ours[j]["tps"].append(result["ops_per_s"])
-    print(f"latency truth, {rounds} alternating rounds: pgbench --log {median_of(theirs['tps']):,.0f} tps "
-          f"(runs {', '.join(f'{v:,.0f}' for v in theirs['tps'])})", flush=True)
-    for j in jobs:
-        mine_tps = ours[j]["tps"]
-        print(f"latency truth -j {j}: storagectl {median_of(mine_tps):,.0f} tps "
-              f"(runs {', '.join(f'{v:,.0f}' for v in mine_tps)})", flush=True)
-        for name in ("p50", "p99"):
-            mine, native = median_of(ours[j][name]), median_of(theirs[name])
-            off = 100 * (mine - native) / native
-            print(f"latency truth -j {j} {name}: storagectl {mine:.3f} ms "
-                  f"(runs {', '.join(f'{v:.3f}' for v in ours[j][name])}) vs pgbench --log {native:.3f} ms "
-                  f"(runs {', '.join(f'{v:.3f}' for v in theirs[name])}) ({off:+.1f} %, target within 15 %: "
-                  f"{'met' if abs(off) <= 15 else 'NOT met'})", flush=True)
+    reference = theirs[native_jobs[0]]
+    print(f"latency truth, {rounds} alternating rounds, reference pgbench -j {native_jobs[0]}", flush=True)
+    for tool, figures in [(f"pgbench -j {j}", theirs[j]) for j in native_jobs] + \
+                         [(f"storagectl -j {j}", ours[j]) for j in jobs]:
+        print(f"latency truth {tool}: {median_of(figures['tps']):,.0f} tps (runs {runs(figures['tps'], '{:,.0f}')}); "
+              f"{littles_law(figures)}", flush=True)
+        if figures is not reference:
+            for name in ("p50", "p99"):
+                compare_line(f"latency truth {tool} {name}", figures[name], reference[name],
+                             f"pgbench -j {native_jobs[0]} --log", tool.split()[0])
 
 
-def pgbench_log_percentiles(seconds: int, threads: int = 2) -> tuple[float, float, float]:
-    """p50 and p99 (ms) of `pgbench -S -M prepared -c 8 -j THREADS --log`: the third column of each log line
-    is the transaction's latency in microseconds; every transaction of the run counts, as storagectl's
-    run with --warmup 0 counts all of its own. And pgbench's tps."""
+def runs(values: list[float], form: str = "{:.3f}") -> str:
+    return ", ".join(form.format(value) for value in values)
+
+
+def littles_law(figures: dict[str, list[float]]) -> str:
+    """The medians of the measured mean and of 8 clients / tps (ms)."""
+    predicted = [8000 / tps for tps in figures["tps"]]
+    shares = [mean / law for mean, law in zip(figures["mean"], predicted, strict=True)]
+    return (f"mean {median_of(figures['mean']):.3f} ms (runs {runs(figures['mean'])}) vs Little's law "
+            f"8/tps {median_of(predicted):.3f} ms (runs {runs(predicted)}): {100 * median_of(shares):.0f} % of it")
+
+
+def compare_line(title: str, mine: list[float], native: list[float], native_name: str,
+                 name: str = "storagectl") -> None:
+    off = 100 * (median_of(mine) - median_of(native)) / median_of(native)
+    print(f"{title}: {name} {median_of(mine):.3f} ms (runs {runs(mine)}) vs {native_name} "
+          f"{median_of(native):.3f} ms (runs {runs(native)}) ({off:+.1f} %, target within 15 %: "
+          f"{'met' if abs(off) <= 15 else 'NOT met'})", flush=True)
+
+
+def pgbench_log(args: list[str]) -> dict[str, float]:
+    """`pgbench -S -M prepared ARGS --log`: p50, p99 and mean (ms) of the per-transaction latencies
+    (the log's third column, µs; every transaction of the run counts, as storagectl's run with
+    --warmup 0 counts all of its own) and tps. With -R that column counts from the scheduled start
+    (pgbench's corrected latency) and the seventh is the schedule lag; their difference, the service
+    time from the actual start, gives ``service_p50`` / ``service_p99``."""
     with tempfile.TemporaryDirectory() as directory:
-        done = subprocess.run(["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-S", "-M", "prepared", "-c", "8",
-                               "-j", str(threads), "-T", str(seconds), "--log", "--log-prefix", f"{directory}/log",
-                               PG_DB],
+        done = subprocess.run(["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-S", "-M", "prepared", *args,
+                               "--log", "--log-prefix", f"{directory}/log", PG_DB],
                               capture_output=True, text=True, check=True)
-        latencies = sorted(int(line.split()[2]) for path in Path(directory).glob("log*")
-                           for line in path.read_text().splitlines())
-    tps = float(re.search(r"tps = ([\d.]+) \(without", done.stdout).group(1))
-    return percentile(latencies, 0.50) / 1000, percentile(latencies, 0.99) / 1000, tps
+        rows = [line.split() for path in Path(directory).glob("log*") for line in path.read_text().splitlines()]
+    latencies = sorted(int(row[2]) for row in rows)
+    figures = {"p50": percentile(latencies, 0.50) / 1000, "p99": percentile(latencies, 0.99) / 1000,
+               "mean": statistics.fmean(latencies) / 1000,
+               "tps": float(re.search(r"tps = ([\d.]+) \(without", done.stdout).group(1))}
+    if rows and len(rows[0]) > 6:
+        service = sorted(int(row[2]) - int(row[6]) for row in rows)
+        figures.update(service_p50=percentile(service, 0.50) / 1000, service_p99=percentile(service, 0.99) / 1000)
+    return figures
+
+
+OPEN_LOOP_FIGURES = ("p50", "p99", "service_p50", "service_p99")
+
+
+def open_loop(config: Path, rounds: int, seconds: int, jobs: list[str], rates: list[int]) -> None:
+    """The measurement itself, away from saturation: at each fixed rate, alternating rounds of
+    `pgbench -S -M prepared -c 8 -j 2 -R RATE --log` and `bench run --rate RATE -c 8` (once per ``-j``
+    of ``jobs``) on select-pk. Both count corrected latency from the scheduled start and service time
+    from the actual send; with the cores mostly idle neither client's CPU per op moves the figures,
+    so percentiles within 15 % say that the two tools time the same thing."""
+    script = pgbench_tables_script("select-pk", config.parent)
+    for rate in rates:
+        theirs: dict[str, list[float]] = {name: [] for name in (*OPEN_LOOP_FIGURES, "tps")}
+        ours = {j: {name: [] for name in (*OPEN_LOOP_FIGURES, "tps")} for j in jobs}
+        for _ in range(rounds):
+            log = pgbench_log(["-c", "8", "-j", "2", "-R", str(rate), "-T", str(seconds)])
+            for name in theirs:
+                theirs[name].append(log[name])
+            for j in jobs:
+                result = storagectl(config, "-b", "pg", "-w", script, "-c", "8", *jobs_args(j), "--rate", str(rate),
+                                    "-T", f"{seconds}s", "--warmup", "0", "--keyspace", "1")
+                for name in ("p50", "p99"):
+                    ours[j][name].append(result["corrected_latency_ms"][name])
+                    ours[j][f"service_{name}"].append(result["latency_ms"][name])
+                ours[j]["tps"].append(result["ops_per_s"])
+        shown = ", ".join(f"-j {j} {median_of(ours[j]['tps']):,.0f}" for j in jobs)
+        print(f"open loop at {rate:,}/s, {rounds} alternating rounds: pgbench -R {median_of(theirs['tps']):,.0f} "
+              f"tps, storagectl {shown}", flush=True)
+        for j in jobs:
+            for name in OPEN_LOOP_FIGURES:
+                label = name.replace("service_", "service ") if "service" in name else f"corrected {name}"
+                compare_line(f"open loop {rate:,}/s -j {j} {label}", ours[j][name], theirs[name], "pgbench -R --log")
 
 
 def stall_redis(config: Path, server: RedisServer, seconds: int) -> None:
@@ -268,10 +333,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=8)
-    parser.add_argument("--only", default="redis,pg,truth,stall")
+    parser.add_argument("--only", default="redis,pg,truth,open,stall")
     parser.add_argument("--pg-workloads", default="select-pk,tpcb-like", help="the PostgreSQL cases of `pg`")
-    parser.add_argument("--pg-jobs", default="auto", help="storagectl -j for `pg` and `truth` (auto: none given, "
-                        "its default); several (auto,2): each run in every round against the same pgbench runs")
+    parser.add_argument("--pgbench-jobs", default="2", help="pgbench -j of `truth`; several (2,8): each run in "
+                        "every round, the first the reference")
+    parser.add_argument("--rates", default="2000,10000", help="the fixed rates (ops/s) of `open`")
+    parser.add_argument("--pg-jobs", default="auto", help="storagectl -j for `pg`, `truth` and `open` (auto: "
+                        "none given, its default); several (auto,2): each run in every round against the same "
+                        "pgbench runs")
     args = parser.parse_args()
     parts = set(args.only.split(","))
     jobs = args.pg_jobs.split(",")
@@ -286,17 +355,19 @@ def main() -> None:
                 bench_redis(config, server, args.rounds, args.seconds)
             if "stall" in parts:
                 stall_redis(config, server, args.seconds)
-            if parts & {"pg", "truth", "stall"}:
+            if parts & PG_PARTS:
                 prepare_pg()
                 if "pg" in parts:
                     bench_pg(config, args.rounds, args.seconds, args.pg_workloads.split(","), jobs)
                 if "truth" in parts:
-                    latency_truth(config, args.rounds, args.seconds, jobs)
+                    latency_truth(config, args.rounds, args.seconds, jobs, args.pgbench_jobs.split(","))
+                if "open" in parts:
+                    open_loop(config, args.rounds, args.seconds, jobs, [int(rate) for rate in args.rates.split(",")])
                 if "stall" in parts:
                     stall_pg(config, args.seconds)
         finally:
             server.stop()
-            if parts & {"pg", "truth", "stall"}:
+            if parts & PG_PARTS:
                 subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--force", "--if-exists", PG_DB])
     print(f"load average at end: {os.getloadavg()[0]:.2f}", flush=True)
 

@@ -131,6 +131,22 @@ def test_recorder_rolls_seconds_and_fills_a_silent_second_with_zeros():
     assert recorder.seconds[2]["p99_ms"] == pytest.approx(0.3, rel=1e-2)
 
 
+def test_the_runs_counts_are_kept_at_the_histograms_resolution_and_give_the_same_histogram():
+    """A second's counts go into the run's at HDR's resolution (bounded, whatever the latencies), and
+    the histogram built from them is the one built from every value; a second's percentiles follow HDR's."""
+    from storagectl.loadgen.recorder import add_counts, histogram_from_counts, percentiles_of
+
+    every = {value: value % 7 + 1 for value in range(1, 400_000, 13)}  # 1 us .. 0.4 s
+    total: dict[int, int] = {}
+    add_counts(total, every)
+    assert len(total) < len(every) / 2
+    assert histogram_from_counts(total).encode() == histogram_from_counts(every).encode()
+    small = {value: count for value, count in every.items() if value < 2048}
+    histogram = histogram_from_counts(small)
+    assert percentiles_of(small, (50.0, 99.0)) == [histogram.get_value_at_percentile(50.0),
+                                                   histogram.get_value_at_percentile(99.0)]
+
+
 def stalled(base_ns: int, stall_start_s: float, stall_s: float) -> Callable[[int], int]:
     """A server that answers in ``base_ns`` but holds every request during a pause."""
     start, end = int(stall_start_s * NS), int((stall_start_s + stall_s) * NS)
@@ -204,3 +220,62 @@ def test_latency_runs_until_each_answer_was_read_as_pgbench_times_it():
     outcome = Engine(LoadPlan(clients=2, count=2), clients, world, clock=world.clock).run()
     summary = latency_summary(outcome.recorder.service)
     assert (summary["min"], summary["max"]) == (0.15, 0.2)
+
+
+class SocketClient:
+    def __init__(self, sock) -> None:
+        self.sock = sock
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+
+def test_the_real_waiter_keeps_a_sub_millisecond_timeout(monkeypatch):
+    """epoll_wait counts whole milliseconds and Python rounds up: an open loop waiting 300 us for its
+    next slot slept 1 ms and sent late; the waiter must hand the kernel the timeout as it is."""
+    import select
+    import socket
+
+    from storagectl.loadgen.clients import EpollWaiter
+
+    asked: list[float] = []
+    real_select, real_epoll = select.select, select.epoll
+
+    class RecordingEpoll:
+        def __init__(self) -> None:
+            self.inner = real_epoll()
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def poll(self, timeout: float = -1):
+            asked.append(timeout)
+            return self.inner.poll(timeout)
+
+    def recording_select(readers, writers, errors, timeout):
+        asked.append(timeout)
+        return real_select(readers, writers, errors, timeout)
+
+    monkeypatch.setattr(select, "select", recording_select)
+    monkeypatch.setattr(select, "epoll", RecordingEpoll)
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        client = SocketClient(ours)
+        waiter = EpollWaiter([client])
+        assert waiter.wait(0.0003) == []
+        theirs.send(b"x")
+        assert waiter.wait(0.0003) == [client]
+        assert waiter.wait(0.1) == [client]
+        waiter.close()
+    assert asked == [0.0003, 0.0, 0.0003, 0.0, 0.1]  # the kernel rounds 0.0003 to whole ms only in epoll
+
+
+def test_open_loop_sends_on_its_slot_even_when_reading_answers_took_time():
+    """Reading an answer takes 50 us of the clock; the wait for the next slot must count from after
+    that read, or every request goes out 50 us late and its corrected latency shows the lateness."""
+    world = World()
+    client = SlowReadClient(world, lambda t: 100 * US)
+    outcome = Engine(LoadPlan(clients=1, count=20, rate=1000.0), [client], world, clock=world.clock).run()
+    corrected = latency_summary(outcome.recorder.intended)
+    service = latency_summary(outcome.recorder.service)
+    assert (corrected["min"], corrected["max"]) == (service["min"], service["max"]) == (0.15, 0.15)

@@ -194,7 +194,9 @@ class Engine:
         self._issue()
         last_answer = now
         while self._in_flight or self._more_to_issue(now):
-            ready = self.waiter.wait(self._timeout(now))
+            # the wait ends at the next slot counted from now, not from the last wake-up: reading the
+            # answers since then took time, and a wait that long would send the next request late
+            ready = self.waiter.wait(self._timeout(self.clock()))
             now = self.clock()
             if ready:
                 last_answer = now

@@ -1,8 +1,12 @@
 """Latency accounting: HDR histograms (the `hdrhistogram` package) per second and in total.
 
-Per operation only a dict counter is bumped (latency in whole microseconds -> count); once a second
-the counts go into an HDR histogram with one ``record_value(value, count)`` per distinct value, so
-recording costs ~0.1 us per operation instead of the library's ~1.7 us, with the same result.
+Per operation only a dict counter is bumped (latency in whole microseconds -> count). Closing a
+second stays cheap too, as it runs in the load loop, where every millisecond it takes is a millisecond
+the answers wait unread (and counted in their latency) and, in an open loop, the schedule's requests
+go out late: the second's p50/p99 come from its counts, which are added to the run's (at the HDR
+histogram's resolution, so they stay bounded); the HDR histograms of the run are built from those
+when asked for, after the run. (Building two HDR histograms per second took 1.5 ms a second in a
+closed loop at 3,000 ops/s and 3.9 ms in an open loop at 10,000 ops/s.)
 """
 
 from __future__ import annotations
@@ -31,6 +35,37 @@ def histogram_from_counts(counts: dict[int, int]) -> HdrHistogram:
     return histogram
 
 
+SUB_BUCKET_BITS = 11  # 3 significant figures: HDR tells values apart to 1/2048 of their power of two
+
+
+def add_counts(total: dict[int, int], counts: dict[int, int]) -> None:
+    """``counts`` added into ``total``, each value at the HDR histogram's resolution (the lowest value
+    it cannot tell apart), which keeps ``total`` bounded (~45,000 keys up to an hour) and changes no
+    histogram built from it."""
+    get = total.get
+    for value, count in counts.items():
+        shift = value.bit_length() - SUB_BUCKET_BITS
+        if shift > 0:
+            value = value >> shift << shift
+        total[value] = get(value, 0) + count
+
+
+def percentiles_of(counts: dict[int, int], percentiles: tuple[float, ...]) -> list[int]:
+    """The values (us) at ``percentiles`` (ascending) of a count dict, by the HDR library's rule (the
+    smallest value with at least ``round(p/100 * total)`` of the counts at or below it)."""
+    total = sum(counts.values())
+    wanted = [max(1, int(percentile / 100.0 * total + 0.5)) for percentile in percentiles]
+    found: list[int] = []
+    seen = 0
+    for value in sorted(counts):
+        seen += counts[value]
+        while len(found) < len(wanted) and seen >= wanted[len(found)]:
+            found.append(value)
+        if len(found) == len(wanted):
+            break
+    return found
+
+
 def latency_summary(histogram: HdrHistogram) -> dict[str, float] | None:
     """min, p50 ... p99.9, max and mean in milliseconds; None when nothing was recorded."""
     if histogram.get_total_count() == 0:
@@ -54,13 +89,11 @@ class Second:
     intended: dict[int, int] = field(default_factory=dict)
 
     def as_dict(self, open_loop: bool) -> dict[str, Any]:
-        service = histogram_from_counts(self.service)
         row: dict[str, Any] = {"second": self.index, "ops": self.ops, "errors": self.errors,
                                "p50_ms": None, "p99_ms": None}
-        shown = histogram_from_counts(self.intended) if open_loop else service
-        if shown.get_total_count():
-            row["p50_ms"] = shown.get_value_at_percentile(50.0) / 1000.0
-            row["p99_ms"] = shown.get_value_at_percentile(99.0) / 1000.0
+        shown = self.intended if open_loop else self.service
+        if shown:
+            row["p50_ms"], row["p99_ms"] = (value / 1000.0 for value in percentiles_of(shown, (50.0, 99.0)))
         return row
 
 
@@ -75,8 +108,8 @@ class Recorder:
         self.open_loop = open_loop
         self.ops = 0  # of the closed seconds (all of them after finish())
         self.errors: dict[str, int] = {}
-        self.service = new_histogram()
-        self.intended = new_histogram()
+        self._totals: dict[str, dict[int, int]] = {"service": {}, "intended": {}}  # latency us -> count
+        self._histograms: dict[str, HdrHistogram] = {}  # built from _totals when asked for
         self.seconds: list[dict[str, Any]] = []
         self.last_completion_ns = measure_start_ns
         self.on_second: Any = None  # callback(second_row) for a live view
@@ -84,6 +117,21 @@ class Recorder:
         self.kept: list[Second] = []  # with keep_seconds: every closed second, for merging
         self.second_end_ns = NEVER  # when the current second ends: tick() before then does nothing
         self._start_second(Second(0))
+
+    @property
+    def service(self) -> HdrHistogram:
+        """Service time (send to answer) of the closed seconds."""
+        return self._histogram("service")
+
+    @property
+    def intended(self) -> HdrHistogram:
+        """Latency from the intended start (open loop) of the closed seconds."""
+        return self._histogram("intended")
+
+    def _histogram(self, name: str) -> HdrHistogram:
+        if name not in self._histograms:
+            self._histograms[name] = histogram_from_counts(self._totals[name])
+        return self._histograms[name]
 
     def _start_second(self, second: Second) -> None:
         self._current = second
@@ -128,9 +176,10 @@ class Recorder:
         self.ops += second.ops
         if self.keep_seconds:
             self.kept.append(second)
-        self.service.add(histogram_from_counts(second.service))
+        add_counts(self._totals["service"], second.service)
         if self.open_loop:
-            self.intended.add(histogram_from_counts(second.intended))
+            add_counts(self._totals["intended"], second.intended)
+        self._histograms.clear()
         row = second.as_dict(self.open_loop)
         self.seconds.append(row)
         if self.on_second is not None:
