@@ -14,7 +14,6 @@ import pytest
 
 from storagectl import rowsum
 from storagectl.rowsum import python_line_crc32_sum
-
 from tests.conftest import IN_CI
 
 
