@@ -31,13 +31,13 @@ def python_line_crc32_sum(data: Any) -> tuple[int, int]:
 def _load() -> tuple[str, Callable[[Any], tuple[int, int]]]:
     """(state of the C accelerator: ``built``, ``stale`` or ``missing``; the function to use)."""
     try:
-        from storagectl import _rowsum
+        from storagectl._rowsum import SOURCE_CRC32, line_crc32_sum
     except ImportError:
         return "missing", python_line_crc32_sum
     source = Path(__file__).with_name("_rowsum.c")  # in a checkout only: a wheel ships the build alone
-    if source.is_file() and zlib.crc32(source.read_bytes()) != _rowsum.SOURCE_CRC32:
+    if source.is_file() and zlib.crc32(source.read_bytes()) != SOURCE_CRC32:
         return "stale", python_line_crc32_sum
-    return "built", _rowsum.line_crc32_sum
+    return "built", line_crc32_sum
 
 
 EXTENSION, line_crc32_sum = _load()

@@ -33,9 +33,7 @@ def accelerated():
         if (IN_CI and compiler) or rowsum.EXTENSION == "stale":
             pytest.fail(message)
         pytest.skip(message)
-    from storagectl import _rowsum
-
-    return _rowsum.line_crc32_sum
+    return rowsum.line_crc32_sum
 
 
 def copy_like(rng: random.Random, rows: int) -> bytes:
