@@ -34,7 +34,7 @@ def _load() -> tuple[str, Callable[[Any], tuple[int, int]]]:
         from storagectl._rowsum import SOURCE_CRC32, line_crc32_sum
     except ImportError:
         return "missing", python_line_crc32_sum
-    source = Path(__file__).with_name("_rowsum.c")  # in a checkout only: a wheel ships the build alone
+    source = Path(__file__).with_name("_rowsum.c")  # a checkout's, or the copy a wheel ships beside its build
     if source.is_file() and zlib.crc32(source.read_bytes()) != SOURCE_CRC32:
         return "stale", python_line_crc32_sum
     return "built", line_crc32_sum

@@ -113,5 +113,5 @@ def test_a_build_of_other_source_is_not_used(accelerated, tmp_path, monkeypatch)
     monkeypatch.setattr(rowsum, "__file__", str(tmp_path / "rowsum.py"))
     (tmp_path / "_rowsum.c").write_bytes(b"/* edited */")
     assert rowsum._load() == ("stale", python_line_crc32_sum)
-    (tmp_path / "_rowsum.c").unlink()  # an installed wheel: the build alone
+    (tmp_path / "_rowsum.c").unlink()  # a build without its source beside it
     assert rowsum._load() == ("built", accelerated)
