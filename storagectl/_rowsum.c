@@ -93,7 +93,7 @@ static PyObject *exact_sum(const LineSums *sums)
     return total;
 }
 
-static PyObject *line_crc32_sum(PyObject *module, PyObject *data)
+static PyObject *line_crc32_sum(PyObject *Py_UNUSED(module), PyObject *data)
 {
     Py_buffer view;
     LineSums sums = {0, 0, 0};
