@@ -34,6 +34,7 @@ from storagectl.backends.postgres.copy import PIECE_BYTES, CopyOut, row_checksum
 from storagectl.backends.postgres.schema import Table, list_tables
 from storagectl.backends.postgres.tools import PgDump, choose_pg_dump, connection_env
 from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, ToolMissing
+from storagectl.rowsum import python_line_crc32_sum
 
 SCHEMA = r"""
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
@@ -196,11 +197,14 @@ def target(pg_target):
     return pg_target
 
 
-@pytest.fixture(params=["libpq", "psql"])
+@pytest.fixture(params=["libpq", "psql", "psql-python"])
 def reader(request, monkeypatch):
     """Which COPY reader backups and content summaries use for text tables: libpq row by row (small
-    tables) or psql in blocks (large ones); both must give the same checksums."""
-    monkeypatch.setattr(pg_archive, "PSQL_MIN_BYTES", 0 if request.param == "psql" else 1 << 62)
+    tables) or psql in blocks (large ones), whose rows are summed by the C accelerator where it is
+    built, or in Python as on an install without a compiler; all must give the same checksums."""
+    monkeypatch.setattr(pg_archive, "PSQL_MIN_BYTES", 1 << 62 if request.param == "libpq" else 0)
+    if request.param == "psql-python":
+        monkeypatch.setattr(pg_copy, "line_crc32_sum", python_line_crc32_sum)
     return request.param
 
 
