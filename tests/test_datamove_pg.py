@@ -740,3 +740,40 @@ def test_a_table_without_a_key_is_hashed_by_its_row_text(cli, write_config, pg_d
         target.execute("UPDATE events SET n = n + 1 WHERE what = 'event 7'")
     checked, verified = run_json(cli, config, "verify", "--from", "src", "--to", "dst")
     assert checked.exit_code == 6 and verified["items"][0]["status"] == "mismatch"
+
+
+def test_chunk_sums_and_counts_group_rows_by_hash_not_by_sorting_them(pg_database):
+    """The planner counts one group per key under ``width_bucket(key, ...)``; beyond its work_mem it
+    would sort every row (the hashed columns with it) before counting the few chunks. Both queries
+    that count rows into chunks are planned without a sort."""
+    from storagectl.backends import open_backend
+    from storagectl.backends.postgres.backend import PostgresSettings
+    from storagectl.datamove.sql import canonical
+    from storagectl.datamove.sql.pg_side import PostgresSide
+
+    with pg_database.connect() as conn:
+        conn.execute("CREATE TABLE wide (id bigint PRIMARY KEY, body text);"
+                     "INSERT INTO wide SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g; ANALYZE wide")
+    side = PostgresSide(open_backend("pg", PostgresSettings(kind="postgres", url=pg_database.url)))
+    plans = []
+
+    class Explaining:
+        """The connection, with the plan of every chunk query recorded before it runs."""
+
+        def __init__(self, conn):
+            self.conn = conn
+
+        def execute(self, sql, params=None):
+            if "width_bucket" in sql:
+                plans.append("\n".join(row[0] for row in self.conn.execute(f"EXPLAIN {sql}", params)))
+            return self.conn.execute(sql, params)
+
+    with side.connect() as conn:
+        conn.execute("SET work_mem = '64kB'")  # 20,000 keys do not fit: as a large table's would not
+        spec = side.describe(conn, "wide", None, "postgres")
+        bounds = side.bounds(conn, spec, 1000)
+        sums = side.chunk_sums(Explaining(conn), spec, bounds, as_target=False, scheme=canonical.TYPED_FIELDS)
+        counts = side.chunk_counts(Explaining(conn), spec, bounds)
+        assert conn.execute("SHOW enable_sort").fetchone()[0] == "on"
+    assert len(sums) == 20 and counts == {index: rows for index, (rows, _sum) in sums.items()}
+    assert len(plans) == 2 and not any("Sort" in plan for plan in plans), plans

@@ -475,8 +475,8 @@ def pg_row_text_hash_sql(expressions: Sequence[str], *, whole_row: str | None = 
 # -- the typed fields scheme ------------------------------------------------------------------------
 CANONICAL, ROW_TEXT, TYPED_FIELDS = "canonical", "row text", "typed fields"  # the row hash schemes
 TYPED_FIELDS_MIN_VERSION = 14  # hash_record_extended
-# Types whose own extended hash function takes the whole value (a 4-byte integer or the bytes): one
-# value, one text, and a changed value changes the hash but by a 2**-64 chance
+# Types whose own extended hash function takes the whole value (a 4-byte integer or the bytes), and
+# whose values have one text each: two values hash alike only when equal, but by a 2**-64 chance
 _OWN_HASH_TYPES = frozenset({"smallint", "integer", "boolean", "date", "bytea"})
 # Types whose own hash proves less than their text, hashed as their binary send form (a bytea) instead:
 # bigint and the timestamps fold their 8 bytes to 4 before hashing (1 and 4294967296 hash alike),
