@@ -550,9 +550,23 @@ def _row_text_checksum(conn, table, columns):
     return f"{int(total) % 2**64:016x}"
 
 
-def test_postgres_to_postgres_verify_hashes_the_row_text_and_finds_each_kind_of_difference(
+# The typed fields of the fixture's tables, written out by hand (not by storagectl)
+TYPED_ROWS = {
+    "customers": 'ROW(id, name::text COLLATE "C", vip, since, note::text COLLATE "C")',
+    "orders": 'ROW(int8send(id), customer_id, numeric_send(total), timestamptz_send(placed), doc::text COLLATE "C", '
+              'tags::text COLLATE "C", ref::text COLLATE "C", photo, ratio::text COLLATE "C")',
+}
+
+
+def _typed_checksum(conn, table, row=None):
+    """What the typed fields scheme sums for ``table``: computed here by hand, not by storagectl."""
+    total = conn.execute(f"SELECT sum(hash_record_extended({row or TYPED_ROWS[table]}, id)) FROM {table}").fetchone()[0]
+    return f"{int(total) % 2**64:016x}"
+
+
+def test_postgres_to_postgres_verify_hashes_the_typed_fields_and_finds_each_kind_of_difference(
         cli, write_config, pg_source, pg_target):
-    """Same types on servers of one version: both sides hash the server's text of each row. A changed
+    """Same types on servers of one version: both sides hash the typed fields of each row. A changed
     value (a NULL made an empty text, a float's last digit, a jsonb key), a missing row and an extra
     row each show as a mismatch of their chunk, named with --show-diffs."""
     config = config_for(write_config, src=f'{{kind: postgres, url: "{pg_source.url}"}}',
@@ -565,7 +579,7 @@ def test_postgres_to_postgres_verify_hashes_the_row_text_and_finds_each_kind_of_
     columns = {"customers": ["id", "name", "vip", "since", "note"],
                "orders": ["id", "customer_id", "total", "placed", "doc", "tags", "ref", "photo", "ratio"]}
     with pg_target.connect() as target:
-        expected = {table: _row_text_checksum(target, table, names) for table, names in columns.items()}
+        expected = {table: _typed_checksum(target, table) for table in columns}
     assert {item["target"]: item["checksum"] for item in report["items"]} == expected
     checked, verified = run_json(cli, config, "verify", "--from", "src", "--to", "dst")
     assert checked.exit_code == 0 and {item["checksum"] for item in verified["items"]} == set(expected.values())
@@ -601,32 +615,54 @@ def test_postgres_to_postgres_verify_hashes_the_row_text_and_finds_each_kind_of_
         assert run_json(cli, config, "verify", "--from", "src", "--to", "dst")[0].exit_code == 0, change
 
 
-def test_the_row_text_scheme_only_between_postgres_servers_of_one_version_with_the_same_types():
+def test_the_server_schemes_only_between_postgres_servers_of_one_version_with_the_same_types():
     from types import SimpleNamespace
 
-    from storagectl.datamove.sql.checks import row_text_comparable
+    from storagectl.datamove.sql.canonical import CANONICAL, ROW_TEXT, TYPED_FIELDS, server_scheme
     from storagectl.datamove.sql.spec import ColumnSpec, TableSpec
 
     def side(kind, major=15):
         return SimpleNamespace(kind=kind, server_major=major)
 
-    def spec(*types):
+    def spec(*types, key='"c0"', key_column="c0"):
         columns = [ColumnSpec(f"c{i}", f'"c{i}"', source, target, "int") for i, (source, target) in enumerate(types)]
-        return TableSpec(source="t", source_sql='"t"', target="t", target_sql='"t"', columns=columns)
+        return TableSpec(source="t", source_sql='"t"', target="t", target_sql='"t"', columns=columns, key=key,
+                         key_column=key_column)
 
     same = spec(("bigint", "bigint"), ("numeric(10,2)", "numeric(10,2)"))
-    assert row_text_comparable(side("postgres"), side("postgres"), same)
+    assert server_scheme(side("postgres"), side("postgres"), same) == TYPED_FIELDS
+    assert server_scheme(side("postgres", 13), side("postgres", 13), same) == ROW_TEXT  # no hash_record_extended
+    keyless = spec(("bigint", "bigint"), key=None, key_column=None)
+    assert server_scheme(side("postgres"), side("postgres"), keyless) == ROW_TEXT  # no key to seed the row hash
+    key_left_out = spec(("bigint", "bigint"), key_column=None)  # the target is compared whole
+    assert server_scheme(side("postgres"), side("postgres"), key_left_out) == ROW_TEXT
     other_types = spec(("bigint", "bigint"), ("integer", "bigint"))
-    assert not row_text_comparable(side("postgres"), side("postgres"), other_types)
-    assert not row_text_comparable(side("postgres", 14), side("postgres", 15), same)  # float text may differ
-    assert not row_text_comparable(side("postgres", 10), side("postgres", 10), same)  # no hashtextextended
-    assert not row_text_comparable(side("sqlite"), side("postgres"), same)
-    assert not row_text_comparable(side("postgres"), side("sqlite"), same)
+    assert server_scheme(side("postgres"), side("postgres"), other_types) == CANONICAL
+    assert server_scheme(side("postgres", 14), side("postgres", 15), same) == CANONICAL  # float text may differ
+    assert server_scheme(side("postgres", 10), side("postgres", 10), same) == CANONICAL  # no hashtextextended
+    assert server_scheme(side("sqlite"), side("postgres"), same) == CANONICAL
+    assert server_scheme(side("postgres"), side("sqlite"), same) == CANONICAL
 
 
-def test_row_text_of_a_target_table_with_its_columns_in_another_order(cli, write_config, pg_source, pg_target):
-    """The source hashes its whole-row values; a target created beforehand with the columns in another
-    order cannot (its row text would list them otherwise) and hashes ROW(...) of them in the move's
+def test_each_type_enters_the_typed_row_as_a_field_that_proves_what_its_text_does():
+    """Its own hash only where that takes the whole value; the send form where the type's hash folds or
+    leaves out part of the value; the text (C collation) for everything else."""
+    from storagectl.datamove.sql.canonical import pg_typed_field_sql
+
+    own = ["integer", "smallint", "boolean", "date", "bytea"]
+    assert [pg_typed_field_sql('"c"', pg_type) for pg_type in own] == ['"c"'] * len(own)
+    assert pg_typed_field_sql('"c"', "bigint") == 'int8send("c")'
+    assert pg_typed_field_sql('"c"', "numeric(10,2)") == 'numeric_send("c")'
+    assert pg_typed_field_sql('"c"', "numeric") == 'numeric_send("c")'
+    assert pg_typed_field_sql('"c"', "timestamp(3) with time zone") == 'timestamptz_send("c")'
+    assert pg_typed_field_sql('"c"', "timestamp without time zone") == 'timestamp_send("c")'
+    as_text = ["text", "character varying(20)", "jsonb", "json", "integer[]", "double precision", "real",
+               "interval", "uuid", "order_state", "public.order_state", "character(3)", "time without time zone"]
+    assert [pg_typed_field_sql('"c"', pg_type) for pg_type in as_text] == ['("c")::text COLLATE "C"'] * len(as_text)
+
+
+def test_typed_fields_of_a_target_table_with_its_columns_in_another_order(cli, write_config, pg_source, pg_target):
+    """A target created beforehand with the columns in another order hashes its fields in the move's
     order: equal, and a changed value is still found."""
     config = config_for(write_config, src=f'{{kind: postgres, url: "{pg_source.url}"}}',
                         dst=f'{{kind: postgres, url: "{pg_target.url}"}}')
@@ -635,8 +671,109 @@ def test_row_text_of_a_target_table_with_its_columns_in_another_order(cli, write
     result, report = run_json(cli, config, "run", "--from", "src", "--to", "dst", "--table", "customers")
     assert result.exit_code == 0 and report["verified"] is True, result.stderr
     with pg_target.connect() as target:
-        assert report["items"][0]["checksum"] == _row_text_checksum(target, "customers", ["id", "name", "vip", "since"])
+        assert report["items"][0]["checksum"] == _typed_checksum(target, "customers",
+                                                                  'ROW(id, name::text COLLATE "C", vip, since)')
         target.execute("UPDATE customers SET since = since + 1 WHERE id = 12")
     checked, verified = run_json(cli, config, "verify", "--from", "src", "--to", "dst", "--table", "customers",
                                  "--show-diffs")
     assert checked.exit_code == 6 and verified["items"][0]["diff_keys"] == ["12"]
+
+
+KINDS_SQL = """
+CREATE COLLATION folding (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+CREATE TYPE mood AS ENUM ('low', 'high');
+CREATE TABLE kinds (id bigint PRIMARY KEY, big bigint, amount numeric, price numeric(10,2), at timestamptz,
+                    doc jsonb, grid int[], ratio float8, label text COLLATE folding, feeling mood, code int);
+INSERT INTO kinds SELECT g, 1, 1.0, 5.00, '2000-01-01 00:00:00+00', '[[1],2]', '{1,2,3,4}', 0, 'a', 'low', g
+FROM generate_series(1, 10) g;
+"""
+
+
+def test_typed_fields_find_the_changes_that_the_types_own_hashes_miss(cli, write_config, pg_database, pg_target):
+    """Each change below leaves the sum of ``hash_record_extended(row, 0)`` (every value by its type's
+    own hash, combined linearly) as it was; the verify finds each in its row. An enum (another OID on
+    each server) is equal. (A NULL made '' and a float's last digit: the test above.)"""
+    config = config_for(write_config, src=f'{{kind: postgres, url: "{pg_database.url}"}}',
+                        dst=f'{{kind: postgres, url: "{pg_target.url}"}}')
+    with pg_database.connect() as conn:
+        conn.execute(KINDS_SQL)
+    result, report = run_json(cli, config, "run", "--from", "src", "--to", "dst")
+    assert result.exit_code == 0 and report["verified"] is True, result.stderr
+    changes = {  # change: (undo, differing keys)
+        "big = 4294967296 WHERE id = 2": ("big = 1 WHERE id = 2", ["2"]),  # bigint's hash: 1 = 2^32
+        "amount = 1.00 WHERE id = 3": ("amount = 1.0 WHERE id = 3", ["3"]),  # numeric's: scale left out
+        "price = -5.00 WHERE id = 4": ("price = 5.00 WHERE id = 4", ["4"]),  # and the sign
+        "at = '2000-01-01 01:11:34.967297+00' WHERE id = 5":  # 2^32 + 1 µs: the 8 bytes folded to 4
+            ("at = '2000-01-01 00:00:00+00' WHERE id = 5", ["5"]),
+        "doc = '[[1, 2]]' WHERE id = 6": ("doc = '[[1], 2]' WHERE id = 6", ["6"]),  # jsonb's: array ends left out
+        "grid = '{{1,2},{3,4}}' WHERE id = 7": ("grid = '{1,2,3,4}' WHERE id = 7", ["7"]),  # arrays': dimensions
+        "ratio = '-0' WHERE id = 8": ("ratio = 0 WHERE id = 8", ["8"]),  # float's: -0 = 0
+        "label = 'A' WHERE id = 9": ("label = 'a' WHERE id = 9", ["9"]),  # a nondeterministic collation's
+        "code = 3 - id WHERE id IN (1, 2)": ("code = id WHERE id IN (1, 2)", ["1", "2"]),  # swapped: a linear sum
+    }
+    naive = "SELECT sum(hash_record_extended(kinds, 0)) FROM kinds"  # a checksum is the sum mod 2^64
+    with pg_target.connect() as target:
+        before = int(target.execute(naive).fetchone()[0]) % 2**64
+    for change, (undo, keys) in changes.items():
+        with pg_target.connect() as target:
+            target.execute(f"UPDATE kinds SET {change}")
+            assert int(target.execute(naive).fetchone()[0]) % 2**64 == before, change
+        checked, verified = run_json(cli, config, "verify", "--from", "src", "--to", "dst", "--show-diffs")
+        with pg_target.connect() as target:
+            target.execute(f"UPDATE kinds SET {undo}")
+        assert checked.exit_code == 6 and verified["items"][0]["diff_keys"] == keys, change
+    assert run_json(cli, config, "verify", "--from", "src", "--to", "dst")[0].exit_code == 0
+
+
+def test_a_table_without_a_key_is_hashed_by_its_row_text(cli, write_config, pg_database, pg_target):
+    """No key to seed the typed row hash: both sides hash the whole-row text; a changed value is found."""
+    config = config_for(write_config, src=f'{{kind: postgres, url: "{pg_database.url}"}}',
+                        dst=f'{{kind: postgres, url: "{pg_target.url}"}}')
+    with pg_database.connect() as conn:
+        conn.execute("CREATE TABLE events (at timestamptz, what text, n bigint);"
+                     "INSERT INTO events SELECT timestamptz '2024-01-01 00:00:00+00' + g * interval '1 minute', "
+                     "'event ' || g, g * 4294967296 FROM generate_series(1, 50) g")
+    result, report = run_json(cli, config, "run", "--from", "src", "--to", "dst")
+    assert result.exit_code == 0 and report["verified"] is True, result.stderr
+    with pg_target.connect() as target:
+        assert report["items"][0]["checksum"] == _row_text_checksum(target, "events", ["at", "what", "n"])
+        target.execute("UPDATE events SET n = n + 1 WHERE what = 'event 7'")
+    checked, verified = run_json(cli, config, "verify", "--from", "src", "--to", "dst")
+    assert checked.exit_code == 6 and verified["items"][0]["status"] == "mismatch"
+
+
+def test_chunk_sums_and_counts_group_rows_by_hash_not_by_sorting_them(pg_database):
+    """The planner counts one group per key under ``width_bucket(key, ...)``; beyond its work_mem it
+    would sort every row (the hashed columns with it) before counting the few chunks. Both queries
+    that count rows into chunks are planned without a sort."""
+    from storagectl.backends import open_backend
+    from storagectl.backends.postgres.backend import PostgresSettings
+    from storagectl.datamove.sql import canonical
+    from storagectl.datamove.sql.pg_side import PostgresSide
+
+    with pg_database.connect() as conn:
+        conn.execute("CREATE TABLE wide (id bigint PRIMARY KEY, body text);"
+                     "INSERT INTO wide SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g; ANALYZE wide")
+    side = PostgresSide(open_backend("pg", PostgresSettings(kind="postgres", url=pg_database.url)))
+    plans = []
+
+    class Explaining:
+        """The connection, with the plan of every chunk query recorded before it runs."""
+
+        def __init__(self, conn):
+            self.conn = conn
+
+        def execute(self, sql, params=None):
+            if "width_bucket" in sql:
+                plans.append("\n".join(row[0] for row in self.conn.execute(f"EXPLAIN {sql}", params)))
+            return self.conn.execute(sql, params)
+
+    with side.connect() as conn:
+        conn.execute("SET work_mem = '64kB'")  # 20,000 keys do not fit: as a large table's would not
+        spec = side.describe(conn, "wide", None, "postgres")
+        bounds = side.bounds(conn, spec, 1000)
+        sums = side.chunk_sums(Explaining(conn), spec, bounds, as_target=False, scheme=canonical.TYPED_FIELDS)
+        counts = side.chunk_counts(Explaining(conn), spec, bounds)
+        assert conn.execute("SHOW enable_sort").fetchone()[0] == "on"
+    assert len(sums) == 20 and counts == {index: rows for index, (rows, _sum) in sums.items()}
+    assert len(plans) == 2 and not any("Sort" in plan for plan in plans), plans

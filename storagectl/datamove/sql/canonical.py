@@ -10,8 +10,9 @@ an epoch integer and its timestamptz both as microseconds since 1970, a REAL and
 the 8 bytes of the IEEE double.
 
 Between two PostgreSQL servers of one major version whose columns have the same types, both sides
-hash the servers' own text of the row instead (:func:`pg_row_text_hash_sql`): cheaper on the server
-(one output call per column, as COPY makes, and one hash a row), see that function.
+hash the row on the server in the servers' own terms instead (:func:`server_scheme`): its typed
+fields (:func:`pg_typed_row_hash_sql`, PostgreSQL 14 or later, a table with an integer key) or its
+text (:func:`pg_row_text_hash_sql`); both cheaper on the server than the canonical fields.
 """
 
 from __future__ import annotations
@@ -469,3 +470,65 @@ def pg_row_text_hash_sql(expressions: Sequence[str], *, whole_row: str | None = 
     """
     row = whole_row or f"ROW({', '.join(expressions)})"
     return f"hashtextextended(({row}::text) COLLATE \"C\", 0)"
+
+
+# -- the typed fields scheme ------------------------------------------------------------------------
+CANONICAL, ROW_TEXT, TYPED_FIELDS = "canonical", "row text", "typed fields"  # the row hash schemes
+TYPED_FIELDS_MIN_VERSION = 14  # hash_record_extended
+# Types whose own extended hash function takes the whole value (a 4-byte integer or the bytes), and
+# whose values have one text each: two values hash alike only when equal, but by a 2**-64 chance
+_OWN_HASH_TYPES = frozenset({"smallint", "integer", "boolean", "date", "bytea"})
+# Types whose own hash proves less than their text, hashed as their binary send form (a bytea) instead:
+# bigint and the timestamps fold their 8 bytes to 4 before hashing (1 and 4294967296 hash alike),
+# numeric's hash leaves out the sign and the scale (5 = -5, 1.0 = 1.00)
+_SEND_FUNCTIONS = {"bigint": "int8send", "numeric": "numeric_send", "timestamp with time zone": "timestamptz_send",
+                   "timestamp without time zone": "timestamp_send"}
+
+
+def server_scheme(source: Any, target: Any, spec: Any) -> str:
+    """How both sides hash the rows of ``spec``: :data:`CANONICAL` unless both are PostgreSQL of one
+    major version and every column has the same type on both (so each value's text and binary form
+    are the same on both when the values are); then :data:`TYPED_FIELDS` on 14 or later for a table
+    cut by an integer key on both sides (the key seeds the row hash), else :data:`ROW_TEXT` (11 or later)."""
+    if source.kind != "postgres" or target.kind != "postgres":
+        return CANONICAL
+    if any(column.source_type != column.target_type for column in spec.columns):
+        return CANONICAL
+    if source.server_major != target.server_major or source.server_major < ROW_TEXT_MIN_VERSION:
+        return CANONICAL
+    keyed = spec.key is not None and spec.key_column is not None
+    return TYPED_FIELDS if keyed and source.server_major >= TYPED_FIELDS_MIN_VERSION else ROW_TEXT
+
+
+def pg_typed_field_sql(expression: str, pg_type: str) -> str:
+    """The field of a column of ``pg_type`` (as ``format_type`` spells it) in the typed row."""
+    base = re.sub(r"\(.*?\)", "", pg_type.lower()).strip()
+    if base in _OWN_HASH_TYPES:
+        return expression
+    if base in _SEND_FUNCTIONS:
+        return f"{_SEND_FUNCTIONS[base]}({expression})"
+    return f'({expression})::text COLLATE "C"'
+
+
+def pg_typed_row_hash_sql(expressions: Sequence[str], pg_types: Sequence[str], key: str) -> str:
+    """A SQL expression: a row hash (bigint) over its typed fields, ``hash_record_extended(ROW(...), key)``.
+
+    Each field is either the value itself, for the types whose own extended hash takes the whole
+    value (:data:`_OWN_HASH_TYPES`), its binary send form (:data:`_SEND_FUNCTIONS`), or its text in
+    the C collation (everything else: text and varchar as they are; jsonb, json, arrays, floats,
+    enums, intervals, numbers of other types as the row text scheme prints them). So two rows of the
+    same column types hash alike exactly when each value prints the same, but by a 2**-64 chance,
+    as in the row text scheme: the types whose own hash is weaker than their text (numeric: 5 = -5
+    and 1.0 = 1.00; bigint and timestamps fold 64 bits to 32; jsonb's hash ignores where an array
+    ends, ``[[1],2]`` = ``[[1,2]]``; an array's ignores its dimensions; float's makes -0 = 0; an
+    enum's is its OID, another on each server; a text's in a nondeterministic collation folds case)
+    are never hashed by it. The text is that of :data:`pg_side.SESSION`, so of one major version.
+
+    ``hash_record_extended`` hashes each field with the seed and combines them as ``31·h + h_i``, a
+    linear sum: summed over a chunk, two rows swapping the values of one column would cancel out. The
+    seed is therefore the row's key (unique), so a value hashes differently in each row. A NULL
+    field hashes as 0 in any row, a value (an empty text too) as a 64-bit hash of it.
+    """
+    fields = [pg_typed_field_sql(expression, pg_type) for expression, pg_type in zip(expressions, pg_types,
+                                                                                        strict=True)]
+    return f"hash_record_extended(ROW({', '.join(fields)}), ({key})::bigint)"

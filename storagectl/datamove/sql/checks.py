@@ -38,13 +38,13 @@ def compare(source: Any, target: Any, spec: TableSpec, bounds: list[int], *,
     """Checksums of both sides (the source's from ``recorded`` when the copy computed them all),
     computed side by side. Rejected rows are left out of recorded source checksums."""
     use_recorded = recorded is not None and bool(recorded) and all(c[2] is not None for c in recorded.values())
-    row_text = not use_recorded and row_text_comparable(source, target, spec)
+    scheme = canonical.CANONICAL if use_recorded else canonical.server_scheme(source, target, spec)
     with ThreadPoolExecutor(2) as pool:
-        target_sums = pool.submit(_sums, target, spec, bounds, True, row_text)
+        target_sums = pool.submit(_sums, target, spec, bounds, True, scheme)
         if use_recorded:
             source_sums = {index: (rows, checksum) for index, (rows, _rejected, checksum) in recorded.items()}
         else:
-            source_sums = _sums(source, spec, bounds, False, row_text)
+            source_sums = _sums(source, spec, bounds, False, scheme)
         found = interrupts.result(target_sums)
     if spec.key_column is None:  # the target cannot be cut the same way: compare the whole table
         source_sums, found = _whole(source_sums), _whole(found)
@@ -57,7 +57,7 @@ def compare(source: Any, target: Any, spec: TableSpec, bounds: list[int], *,
             src_rows, tgt_rows = source_sums.get(index, (0, 0))[0], found.get(index, (0, 0))[0]
             item.detail = f"source {src_rows} rows, target {tgt_rows} rows in that chunk"
             if show_diffs:
-                item.diff_keys = diff_keys(source, target, spec, bounds, index, row_text=row_text)
+                item.diff_keys = diff_keys(source, target, spec, bounds, index, scheme=scheme)
             break
     return item
 
@@ -70,29 +70,19 @@ def _whole(sums: dict[int, tuple[int, int]]) -> dict[int, tuple[int, int]]:
     return {0: (sum(rows for rows, _ in sums.values()), sum(c for _, c in sums.values()) % 2**64)}
 
 
-def row_text_comparable(source: Any, target: Any, spec: TableSpec) -> bool:
-    """Both sides hash the server's text of each row (:func:`canonical.pg_row_text_hash_sql`), not
-    the canonical fields: both PostgreSQL of one major version, every column of the same type."""
-    if source.kind != "postgres" or target.kind != "postgres":
-        return False
-    if any(column.source_type != column.target_type for column in spec.columns):
-        return False
-    return source.server_major == target.server_major >= canonical.ROW_TEXT_MIN_VERSION
-
-
-def _sums(side: Any, spec: TableSpec, bounds: list[int], as_target: bool, row_text: bool
+def _sums(side: Any, spec: TableSpec, bounds: list[int], as_target: bool, scheme: str
           ) -> dict[int, tuple[int, int]]:
     with side.connect() as conn:
-        return side.chunk_sums(conn, spec, bounds, as_target=as_target, row_text=row_text)
+        return side.chunk_sums(conn, spec, bounds, as_target=as_target, scheme=scheme)
 
 
 def diff_keys(source: Any, target: Any, spec: TableSpec, bounds: list[int], index: int, *,
-              row_text: bool = False) -> list[str]:
+              scheme: str = canonical.CANONICAL) -> list[str]:
     """The row keys in chunk ``index`` that are missing, extra or different on the target."""
     chunk = chunks_from_bounds(bounds)[index] if spec.key_column else chunks_from_bounds([])[0]
     with source.connect() as sconn, target.connect() as tconn:
-        theirs = target.row_hashes(tconn, spec, chunk, as_target=True, row_text=row_text)
-        ours = source.row_hashes(sconn, spec, chunk, as_target=False, row_text=row_text)
+        theirs = target.row_hashes(tconn, spec, chunk, as_target=True, scheme=scheme)
+        ours = source.row_hashes(sconn, spec, chunk, as_target=False, scheme=scheme)
     keys = sorted(set(ours) ^ set(theirs) | {k for k in set(ours) & set(theirs) if ours[k] != theirs[k]},
                   key=_natural)
     return keys[:MAX_DIFF_KEYS]

@@ -353,11 +353,11 @@ class SQLiteSide:
 
     # -- checksums (Python: SQLite has no md5) ----------------------------------------------------
     def chunk_sums(self, conn: sqlite3.Connection, spec: TableSpec, bounds: list[int], *, as_target: bool,
-                   row_text: bool = False) -> dict[int, tuple[int, int]]:
+                   scheme: str = canonical.CANONICAL) -> dict[int, tuple[int, int]]:
         """{chunk: (rows, checksum)} over the mapped values: SQLite encodes most of each row in SQL
         (:class:`SQLiteCopyReader`); a table holding what that cannot read (invalid UTF-8, junk) is
-        hashed value by value in Python instead. ``row_text``: never (a PostgreSQL-only scheme)."""
-        _canonical_only(row_text)
+        hashed value by value in Python instead. ``scheme``: canonical only (the others are PostgreSQL's)."""
+        _canonical_only(scheme)
         from storagectl.datamove.sql.sqlite_copy import SQLiteCopyReader
 
         view = _as_target(spec) if as_target else spec
@@ -401,8 +401,8 @@ class SQLiteSide:
         return {index: (rows, total % 2**64) for index, (rows, total) in sums.items()}
 
     def row_hashes(self, conn: sqlite3.Connection, spec: TableSpec, chunk: Chunk, *, as_target: bool,
-                   row_text: bool = False) -> dict[str, int]:
-        _canonical_only(row_text)
+                   scheme: str = canonical.CANONICAL) -> dict[str, int]:
+        _canonical_only(scheme)
         kinds = spec.kinds
         convert = [canonical.converter(kind) for kind in kinds]
         hasher = canonical.row_hasher(kinds)
@@ -419,8 +419,8 @@ class SQLiteSide:
         return found
 
 
-def _canonical_only(row_text: bool) -> None:
-    if row_text:
+def _canonical_only(scheme: str) -> None:
+    if scheme != canonical.CANONICAL:
         raise ValueError("SQLite hashes rows by their canonical fields only")
 
 
