@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from storagectl.backends.redis_rdb import RdbParser, lzf_decompress, rdb_obstacle
+from storagectl.backends.redis_rdb import RdbParser, lzf_decompress, rdb_costs, rdb_obstacle
 from storagectl.backup import restore, run_backup
 from storagectl.config import load_config
 from storagectl.errors import IntegrityError, UsageError
@@ -167,6 +167,36 @@ def test_auto_method_choice_is_a_pure_policy():
     assert "predates" in rdb_obstacle("6.2.14", quick, {}, [0])
     assert "newer" in rdb_obstacle("7.4.1", quick, {}, [0])
     assert "modules are loaded" in rdb_obstacle("7.0.15", quick, {}, [0], modules=True)
+
+
+def test_what_an_explicit_rdb_costs_is_a_pure_policy():
+    waits = {"repl-diskless-sync": "yes", "repl-diskless-sync-delay": "5"}
+    assert rdb_costs({**waits, "repl-diskless-sync-delay": "0"}, {3: 100}, [3]) is None
+    assert rdb_costs({**waits, "repl-diskless-sync": "no"}, {3: 100}, [3]) is None  # disk-based: no delay
+    assert rdb_costs(None, {0: 20, 3: 80}, [3]) == ("other dbs hold 20 of the instance's 100 keys, which the "
+                                                    "snapshot carries too")
+    assert rdb_costs(waits, {0: 1, 3: 80}, [3]) == (
+        "repl-diskless-sync-delay is 5: the server waits 5 s before sending its snapshot; "
+        "other dbs hold 1 of the instance's 81 keys, which the snapshot carries too")
+
+
+def test_an_explicit_rdb_says_on_stderr_what_the_snapshot_costs(server, write_config, tmp_path, cli):
+    populate(db(server, 1), 50)
+    db(server, 2).set("elsewhere", "yes")
+    db(server, 1).config_set("repl-diskless-sync-delay", 1)
+    config_for(write_config, tmp_path, f'url: "{url(server, 1)}"', f'url: "{url(server, 3)}"',
+               extra=", backup_method: rdb")
+    result = cli("-c", tmp_path / "storagectl.yaml", "backup", "run", "--backend", "cache", "--to", "local")
+    assert result.exit_code == 0, result.stderr
+    said = [line for line in result.stderr.splitlines() if "backup_method rdb" in line]
+    total = db(server, 1).dbsize() + 1
+    assert len(said) == 1 and said[0].endswith(
+        "): backup_method rdb: repl-diskless-sync-delay is 1: the server waits 1 s before sending its "
+        f"snapshot; other dbs hold 1 of the instance's {total} keys, which the snapshot carries too"), said
+    db(server, 1).config_set("repl-diskless-sync-delay", 0)
+    db(server, 2).flushdb()
+    result = cli("-c", tmp_path / "storagectl.yaml", "backup", "run", "--backend", "cache", "--to", "local")
+    assert result.exit_code == 0 and "backup_method rdb" not in result.stderr, result.stderr
 
 
 def test_selections_and_clusters_are_refused_the_rdb_method(server, write_config, tmp_path):

@@ -25,6 +25,7 @@ from storagectl.backends.base import Backend, classify_connection_error
 from storagectl.backends.redis_rdb import (
     RDB_OBJECT,
     RdbRefused,
+    rdb_costs,
     rdb_obstacle,
     rdb_records,
     receive_rdb,
@@ -407,7 +408,8 @@ class RedisBackend(Backend):
         record_summary(archive, ContentSummary(counts=counts))
 
     def _backup_method(self, selection: KeySelection | None, databases: list[int]) -> tuple[str, str]:
-        """"rdb" or "dump", and why (see RedisSettings.backup_method)."""
+        """"rdb" or "dump", and why (see RedisSettings.backup_method). An explicit rdb says on stderr
+        what it costs beyond the backed-up dbs (the server's wait, other dbs' keys)."""
         setting = self.settings.backup_method
         if selection is not None:
             if setting == "rdb":
@@ -415,25 +417,40 @@ class RedisBackend(Backend):
                                  hint="Try: backup_method auto or dump for a --pattern/--type backup")
             return "dump", "a selection of keys"
         if setting != "auto":
+            if setting == "rdb":
+                self._guarded("reading the server's settings", lambda: self._say_rdb_costs(databases))
             return setting, f"backup_method: {setting}"
-        obstacle = self._guarded("reading the server's settings", lambda: self._rdb_obstacle(databases))
+        version, config, keys, modules = self._guarded("reading the server's settings", self._server_facts)
+        obstacle = rdb_obstacle(version, config, keys, databases, modules)
         return ("dump", obstacle) if obstacle else ("rdb", "the server sends its snapshot without delay")
 
-    def _rdb_obstacle(self, databases: list[int]) -> str | None:
+    def _say_rdb_costs(self, databases: list[int]) -> None:
+        import redis
+
+        try:
+            _version, config, keys, _modules = self._server_facts()
+        except redis.ResponseError:  # INFO denied (an ACL): the snapshot is still allowed
+            return
+        if costs := rdb_costs(config, keys, databases):
+            log.warning("%s: backup_method rdb: %s", self.label, costs)
+
+    def _server_facts(self) -> tuple[str, dict[str, str] | None, dict[int, int], bool]:
+        """The server's version, ``repl-diskless-sync*`` settings (None: CONFIG GET denied), keys per db
+        and whether modules are loaded: one round trip."""
         import redis
 
         client = self.client()
         try:
-            version = str(client.info("server")["redis_version"])
-            keys = {int(name[2:]): int(stats.get("keys", 0)) for name, stats in client.info("keyspace").items()}
-            modules = bool(client.info("modules"))
-            try:
-                config: dict[str, str] | None = client.config_get("repl-diskless-sync*")
-            except redis.ResponseError:
-                config = None
+            pipe = client.pipeline(transaction=False)
+            pipe.info("server").info("keyspace").info("modules").config_get("repl-diskless-sync*")
+            server, keyspace, modules, config = pipe.execute(raise_on_error=False)
         finally:
             client.close()
-        return rdb_obstacle(version, config, keys, databases, modules)
+        if failed := [reply for reply in (server, keyspace, modules) if isinstance(reply, Exception)]:
+            raise failed[0]
+        config = None if isinstance(config, redis.ResponseError) else config  # CONFIG denied (an ACL)
+        keys = {int(name[2:]): int(stats.get("keys", 0)) for name, stats in keyspace.items()}
+        return str(server["redis_version"]), config, keys, bool(modules)
 
     def _backup_rdb(self, archive: Any, databases: list[int]) -> dict[str, int]:
         """The server's snapshot as the object RDB_OBJECT; keys per unit. RdbRefused (before anything

@@ -61,14 +61,35 @@ def rdb_obstacle(version: str, config: dict[str, str] | None, keys: dict[int, in
         return "modules are loaded: a snapshot's module values cannot be restored key by key"
     if config is None:
         return "CONFIG GET is not allowed, so the snapshot's delay is unknown"
-    delay = int(config.get("repl-diskless-sync-delay") or 0)
-    if config.get("repl-diskless-sync") == "yes" and delay > 0:
-        return f"repl-diskless-sync-delay is {delay}: the server would wait {delay} s before sending its snapshot"
-    total = sum(keys.values())
-    others = total - sum(keys.get(db, 0) for db in databases)
+    if wait := _snapshot_wait(config):
+        return wait
+    others, total = _other_keys(keys, databases)
     if others > OTHER_DBS_SHARE * total:
         return f"other dbs hold {others} of the instance's {total} keys, which the snapshot would carry too"
     return None
+
+
+def rdb_costs(config: dict[str, str] | None, keys: dict[int, int], databases: list[int]) -> str | None:
+    """What an explicit ``backup_method: rdb`` costs beyond the backed-up dbs (None: nothing known): the
+    server's wait before it sends the snapshot, and other dbs' keys, which the snapshot carries too."""
+    others, total = _other_keys(keys, databases)
+    costs = [_snapshot_wait(config or {}),
+             f"other dbs hold {others} of the instance's {total} keys, which the snapshot carries too" if others
+             else None]
+    return "; ".join(cost for cost in costs if cost) or None
+
+
+def _snapshot_wait(config: dict[str, str]) -> str | None:
+    delay = int(config.get("repl-diskless-sync-delay") or 0)
+    if config.get("repl-diskless-sync") == "yes" and delay > 0:
+        return f"repl-diskless-sync-delay is {delay}: the server waits {delay} s before sending its snapshot"
+    return None
+
+
+def _other_keys(keys: dict[int, int], databases: list[int]) -> tuple[int, int]:
+    """Keys of the dbs not in ``databases``, and of the whole instance."""
+    total = sum(keys.values())
+    return total - sum(keys.get(db, 0) for db in databases), total
 
 
 # -- receiving --------------------------------------------------------------------------------

