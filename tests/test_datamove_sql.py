@@ -155,7 +155,8 @@ def test_on_error_skip_writes_each_rejected_row_with_its_reason(cli, bad_moves, 
                               "--on-error", "skip", "--rejects", rejects, verify)
     assert result.exit_code == 0, result.stderr
     (events,) = report["items"]
-    assert events["rows"] == 2 and events["rejected"] == 4 and report["verified"] is (True if verify == "--verify" else None)
+    assert events["rows"] == 2 and events["rejected"] == 4
+    assert report["verified"] is (True if verify == "--verify" else None)
     assert report["rejects_path"] == str(rejects)
     lines = [json.loads(line) for line in rejects.read_text().splitlines()]
     assert [(line["key"], line["column"]) for line in lines] == [(2, "happened"), (3, "label"), (4, "label"),
