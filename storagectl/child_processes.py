@@ -6,7 +6,6 @@ outlive it (wait for it, or be the main thread)."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import os
 import signal
@@ -42,4 +41,6 @@ def die_with(parent: int) -> None:
 
 @functools.cache
 def _prctl() -> Any:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    # the symbols already loaded (libc's among them): no ctypes.util, which would import subprocess and
+    # re into a SQLite reader process (reader_child) that imports nothing else
+    return ctypes.CDLL(None, use_errno=True).prctl

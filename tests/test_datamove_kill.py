@@ -193,7 +193,7 @@ def test_a_signal_mid_run_says_how_far_it_got_then_resume_finishes(cli, tmp_path
     resume_to_the_end(cli, config)
 
 
-READER = "storagectl.datamove.sql.reader_process"
+READER = "storagectl.datamove.sql.reader_child"
 
 
 def reader_processes(parent: int) -> list[int]:

@@ -148,13 +148,15 @@ def test_on_error_stop_names_the_row_and_commits_nothing_of_its_chunk(cli, bad_m
         assert conn.execute("SELECT count(*) FROM storagectl_data_migration WHERE chunk >= 0").fetchone()[0] == 0
 
 
-def test_on_error_skip_writes_each_rejected_row_with_its_reason(cli, bad_moves, pg_database, tmp_path):
+@pytest.mark.parametrize("verify", ["--verify", "--no-verify"])  # --no-verify: text as bytes, never decoded
+def test_on_error_skip_writes_each_rejected_row_with_its_reason(cli, bad_moves, pg_database, tmp_path, verify):
     rejects = tmp_path / "rejects.jsonl"
     result, report = run_json(cli, bad_moves, "run", "--from", "lite", "--to", "pg", "--table", "events",
-                              "--on-error", "skip", "--rejects", rejects)
+                              "--on-error", "skip", "--rejects", rejects, verify)
     assert result.exit_code == 0, result.stderr
     (events,) = report["items"]
-    assert events["rows"] == 2 and events["rejected"] == 4 and report["verified"] is True
+    assert events["rows"] == 2 and events["rejected"] == 4
+    assert report["verified"] is (True if verify == "--verify" else None)
     assert report["rejects_path"] == str(rejects)
     lines = [json.loads(line) for line in rejects.read_text().splitlines()]
     assert [(line["key"], line["column"]) for line in lines] == [(2, "happened"), (3, "label"), (4, "label"),
@@ -261,7 +263,8 @@ def test_a_source_changed_during_the_run_is_reported(moves, pg_database, tmp_pat
     assert drift.value.message == "books changed during the run: chunk 1 (id < 51) had 50 rows when copied, 49 now"
 
 
-def test_a_source_error_in_a_reader_process_is_the_same_one_line_error(moves, pg_database, tmp_path):
+@pytest.mark.parametrize("verify", [True, False])
+def test_a_source_error_in_a_reader_process_is_the_same_one_line_error(moves, pg_database, tmp_path, verify):
     """The SQLite reader process's exception comes back as itself (same class, same one-line error and
     exit code as if read in storagectl), its traceback kept as a note for --debug."""
     from storagectl.datamove import api
@@ -273,7 +276,8 @@ def test_a_source_error_in_a_reader_process_is_the_same_one_line_error(moves, pg
                 conn.execute("DROP TABLE IF EXISTS authors")
 
     with pytest.raises(OperationFailed) as failed:
-        api.run(_request(moves, batch_rows=50, selection=_tables("books", "authors")), drop_a_table_not_read_yet)
+        api.run(_request(moves, batch_rows=50, selection=_tables("books", "authors"), verify=verify),
+                drop_a_table_not_read_yet)
     assert failed.value.message == (f"backend 'lite' (sqlite {tmp_path / 'src.db'}): authors chunk 1 of 1 failed: "
                                     "no such table: authors; the chunk was rolled back")
     cause = failed.value.__cause__

@@ -5,7 +5,10 @@ real SQLite files and the local PostgreSQL."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -104,6 +107,21 @@ def test_pieces_aggregated_in_sqlite_hold_every_row_of_their_chunk_once(tmp_path
     assert len(everything) == len(keys) and "row\\t-5\\\\" in everything[1]
 
 
+def test_a_reader_process_imports_sqlite_and_no_more_of_storagectl_than_it_runs():
+    """The reader process of each --parallel worker (python -S) stays a bare interpreter with SQLite:
+    under --no-verify none of storagectl's encodings, json, decimal or multiprocessing (27 MiB a
+    reader when it imported them, 17 MiB without)."""
+    code = ("import sys; import storagectl.datamove.sql.reader_child; "
+            "print(' '.join(sorted(sys.modules)))")
+    root = str(Path(__file__).resolve().parent.parent)
+    found = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONPATH": root}).stdout.split()
+    ours = {name for name in found if name.startswith("storagectl")}
+    assert ours == {"storagectl", "storagectl.datamove", "storagectl.datamove.sql",
+                    "storagectl.datamove.sql.reader_child", "storagectl.datamove.sql.sqlite_pieces"}
+    assert not {"json", "decimal", "multiprocessing", "dataclasses", "subprocess"} & set(found)
+
+
 @pytest.mark.parametrize("batch_rows", [1, 2, 3, 4, 14, 15, 16])
 def test_chunk_bounds_are_every_batch_rows_th_key(tmp_path, batch_rows):
     path = tmp_path / "keys.db"
@@ -119,6 +137,51 @@ def test_chunk_bounds_are_every_batch_rows_th_key(tmp_path, batch_rows):
         for table in ("t", "r"):
             spec = side.describe(conn, table, None, "postgres")
             assert side.bounds(conn, spec, batch_rows) == keys[batch_rows::batch_rows]
+
+
+def _users_and_events(path: Path, orphan: bool = False) -> None:
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript("""
+            CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);
+            CREATE TABLE events (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id), kind TEXT);
+            CREATE TABLE notes (event_id INTEGER REFERENCES events(id), body TEXT);
+        """)
+        conn.executemany("INSERT INTO users VALUES (?, ?)", [(i, f"u{i}") for i in range(1, 51)])
+        conn.executemany("INSERT INTO events VALUES (?, ?, ?)", [(i, 1 + i % 50, "k") for i in range(1, 301)])
+        conn.executemany("INSERT INTO notes VALUES (?, ?)", [(1 + i % 300, "n") for i in range(100)])
+        if orphan:  # SQLite checks no foreign key unless asked to
+            conn.execute("INSERT INTO events VALUES (301, 99, 'orphan')")
+        conn.commit()
+
+
+def test_a_foreign_key_left_not_valid_by_an_interrupted_run_is_validated_by_the_resume(cli, tmp_path, write_config,
+                                                                                       pg_database):
+    """Keys are added NOT VALID, then validated side by side: a run stopped in between leaves one NOT
+    VALID, which the resume must validate (not skip because it exists)."""
+    _users_and_events(tmp_path / "src.db")
+    config = _config(write_config, pg_database)
+    run = ("-c", config, "-o", "json", "migrate", "data", "run", "--from", "lite", "--to", "pg", "--parallel", "2")
+    assert cli(*run).exit_code == 0
+    with pg_database.connect() as conn:
+        validated = "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated"
+        assert conn.execute(validated).fetchone()[0] == 2
+        conn.execute("ALTER TABLE events DROP CONSTRAINT events_fk_1")
+        conn.execute("ALTER TABLE events ADD CONSTRAINT events_fk_1 FOREIGN KEY (user_id) REFERENCES users (id) "
+                     "NOT VALID")
+        conn.execute("UPDATE storagectl_data_migration SET status = 'loaded' WHERE status = 'done'")
+    resumed = cli(*run, "--resume")
+    assert resumed.exit_code == 0, resumed.stderr
+    with pg_database.connect() as conn:
+        assert conn.execute("SELECT conname FROM pg_constraint WHERE contype = 'f' AND NOT convalidated").fetchall() \
+            == []
+
+
+def test_a_foreign_key_the_rows_break_stops_the_run_after_the_copy(cli, tmp_path, write_config, pg_database):
+    _users_and_events(tmp_path / "src.db", orphan=True)
+    config = _config(write_config, pg_database)
+    result = cli("-c", config, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--parallel", "2")
+    assert result.exit_code != 0
+    assert 'violates foreign key constraint "events_fk_1"' in result.stderr, result.stderr
 
 
 def test_parallel_run_builds_every_key_index_identity_and_foreign_key(cli, tmp_path, write_config, pg_database):

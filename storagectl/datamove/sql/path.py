@@ -156,7 +156,7 @@ class SqlDataPath:
             for job in pending:
                 finish(job, tconn)
         if not schema_done:
-            target.finish_all(tconn, [job.spec for job in jobs])
+            target.finish_all(tconn, [job.spec for job in jobs], parallel)
 
     def _verify_jobs(self, source: Any, target: Any, jobs: list[TableJob], result: RunResult,
                      show_diffs: bool) -> None:

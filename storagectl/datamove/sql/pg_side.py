@@ -448,20 +448,49 @@ class PostgresSide:
         for statement in finish_table_sql(spec, timescale=self.timescale):
             conn.execute(statement)
 
-    def finish_all(self, conn: Any, specs: list[TableSpec]) -> None:
+    def finish_all(self, conn: Any, specs: list[TableSpec], parallel: int = 1) -> None:
         """The foreign keys between the moved tables (``ref_table``: the target name, as select_specs
-        set it), once every table holds its rows."""
+        set it), once every table holds its rows: each added ``NOT VALID`` (a moment's lock), then
+        validated, up to ``parallel`` referencing tables at once on connections of their own. Added
+        validated, two keys touching one table (a → b, b → c) would wait for each other (both lock b
+        SHARE ROW EXCLUSIVE); a validation locks its own table SHARE UPDATE EXCLUSIVE and the referenced
+        one ROW SHARE only. A key left ``NOT VALID`` by an interrupted run is validated by the resume."""
+        pending: dict[str, list[str]] = {}
         moved = {spec.target: spec for spec in specs}
         for spec in specs:
             for number, key in enumerate(spec.foreign_keys, start=1):
                 if key.ref_table not in moved:
                     continue
                 name = f"{spec.target}_fk_{number}"[:63]
-                exists = conn.execute("SELECT 1 FROM pg_constraint WHERE conname = %s AND conrelid = %s::regclass",
-                                      [name, spec.target_sql]).fetchone()
-                if not exists:
+                found = conn.execute("SELECT convalidated FROM pg_constraint WHERE conname = %s AND conrelid = "
+                                     "%s::regclass", [name, spec.target_sql]).fetchone()
+                if found is None:
                     conn.execute(f"ALTER TABLE {spec.target_sql} ADD CONSTRAINT {quote(name)} "
-                                 + key.references_sql(moved[key.ref_table].target_sql, quote))
+                                 + key.references_sql(moved[key.ref_table].target_sql, quote) + " NOT VALID")
+                if found is None or not found[0]:
+                    pending.setdefault(spec.target_sql, []).append(quote(name))
+        self._validate(conn, pending, parallel)
+
+    def _validate(self, conn: Any, pending: dict[str, list[str]], parallel: int) -> None:
+        """``pending``: per referencing table, its constraints to validate."""
+        def validate(table: str, on: Any) -> None:
+            for name in pending[table]:
+                on.execute(f"ALTER TABLE {table} VALIDATE CONSTRAINT {name}")
+
+        def validate_alone(table: str) -> None:
+            with self.connect() as on:
+                validate(table, on)
+
+        if parallel <= 1 or len(pending) <= 1:
+            for table in pending:
+                validate(table, conn)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        from storagectl import interrupts
+
+        with ThreadPoolExecutor(min(parallel, len(pending))) as pool:
+            interrupts.map_results(pool, validate_alone, list(pending))
 
 
 def _missing_privileges(conn: Any, relation: str, privileges: Sequence[str]) -> list[str]:

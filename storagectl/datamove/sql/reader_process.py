@@ -8,21 +8,23 @@ SQLite connection and sends the text COPY data as UTF-8 bytes over a socket; the
 storagectl writes them into its COPY and commits the chunk with its state row, as before, so a
 resume stays exact and a chunk the server refuses is redone carefully in storagectl itself.
 
-A reader process imports only SQLite and the reader's modules (no psycopg, no config), and dies
-with storagectl (:func:`storagectl.child_processes.die_with`). Its errors come back pickled and are
+The reader process (:mod:`reader_child`) is a bare interpreter with SQLite (``python -S``, no
+psycopg, no config, none of storagectl's modules under ``run --no-verify``), and dies with
+storagectl (:func:`storagectl.child_processes.die_with`). Its errors come back pickled and are
 raised in storagectl as if read there; a reader that dies is an :class:`OperationFailed`.
+A reader is started, not forked from storagectl: a fork would copy storagectl's whole heap
+(psycopg, pydantic, the config) into every reader's page tables and share it only until the
+interpreter's reference counts write to it (and every shared page counts again in each reader's
+RSS), and it would fork a process whose other threads (the workers, psycopg's) may hold locks
+that the child then inherits held, with nobody left to release them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import pickle
-import signal
 import socket
 import subprocess
 import sys
-import traceback
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -30,12 +32,12 @@ from typing import TYPE_CHECKING, Any
 
 from storagectl.errors import OperationFailed
 
+CHILD = "storagectl.datamove.sql.reader_child"
+
 if TYPE_CHECKING:
     from storagectl.datamove.sql.rows import ChunkTally
     from storagectl.datamove.sql.spec import Chunk
     from storagectl.datamove.sql.sqlite_copy import SQLiteCopyReader
-
-END = b""  # after a chunk's pieces; then its outcome: (rows, hash_sum) or the error
 
 
 class ReaderProcess:
@@ -48,18 +50,19 @@ class ReaderProcess:
                                                                            os.environ.get("PYTHONPATH")]))}
         with ours, theirs:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(theirs.fileno()), str(os.getpid())],
+                [sys.executable, "-S", "-m", CHILD, str(theirs.fileno()), str(os.getpid())],
                 pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL)
             self.channel = Connection(os.dup(ours.fileno()))
         self.label, self.readers = label, readers
         self.busy = False  # a chunk's pieces not all received (its COPY failed): skipped before the next
-        self._send((str(database), busy_timeout, readers))
+        # what the reader needs of each table: under --no-verify the SQL of its grouped pieces alone
+        self._send((str(database), busy_timeout, [reader.for_process() for reader in readers]))
 
     def pieces(self, table: int, chunk: Chunk, tally: ChunkTally) -> Iterator[bytes]:
         """The chunk's text COPY data as :meth:`SQLiteCopyReader.pieces` gives it, counted and hashed
         into ``tally`` once all is read."""
         self._skip_rest()
-        self._send((table, chunk), table, chunk)
+        self._send((table, chunk.index, chunk.lower, chunk.upper), table, chunk)
         self.busy = True
         while piece := self._receive(table, chunk):
             yield piece
@@ -112,52 +115,3 @@ class ReaderProcess:
                  if table is not None and chunk is not None else "")
         return OperationFailed(f"{self.label}: its reader process ended ({how}){where}",
                                hint="Try: the same command with --resume")
-
-
-# -- the reader process -------------------------------------------------------------------------
-def serve(channel: Connection) -> None:
-    import sqlite3
-
-    from storagectl.datamove.sql.rows import ChunkTally
-
-    database, busy_timeout, readers = channel.recv()
-    conn = sqlite3.connect(f"file:{database}?mode=rw", uri=True, timeout=busy_timeout, isolation_level=None)
-    while True:
-        try:
-            table, chunk = channel.recv()
-        except EOFError:  # storagectl is done with this reader
-            return
-        reader = readers[table]
-        tally = ChunkTally(hashed=reader.hashing)
-        try:
-            for piece in reader.pieces(conn, chunk, tally):
-                channel.send_bytes(piece.encode())
-            outcome: Any = (tally.rows, tally.hash_sum)
-        except Exception as exc:  # noqa: BLE001 - raised again in storagectl, as if read there
-            outcome = _portable(exc)
-        channel.send_bytes(END)
-        channel.send(outcome)
-
-
-def _portable(exc: Exception) -> BaseException:
-    """``exc`` as storagectl can unpickle it (same class: the same one-line error and exit code), with
-    the reader's traceback as a note for ``--debug``."""
-    exc.add_note("in the SQLite reader process:\n" + "".join(traceback.format_exception(exc)))
-    try:
-        return pickle.loads(pickle.dumps(exc))
-    except Exception:  # noqa: BLE001 - an exception class that does not pickle
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
-
-
-def main(argv: list[str]) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is storagectl's to handle: it ends this process
-    from storagectl.child_processes import die_with
-
-    die_with(int(argv[1]))
-    channel = Connection(int(argv[0]))
-    with contextlib.suppress(EOFError, BrokenPipeError, ConnectionResetError):  # storagectl went away mid-chunk
-        serve(channel)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

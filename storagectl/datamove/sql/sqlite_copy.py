@@ -19,6 +19,7 @@ from typing import Any
 
 from storagectl.datamove.sql import canonical
 from storagectl.datamove.sql.spec import Chunk, ColumnSpec, TableSpec, chunks_from_bounds
+from storagectl.datamove.sql.sqlite_pieces import GroupedPieces
 
 FETCH_ROWS = 5000
 PIECE_BYTES = 1 << 18  # an aggregated piece holds about this much of the source's values
@@ -222,21 +223,20 @@ class SQLiteCopyReader:
             yield "\n".join(lines)
 
     def _grouped_pieces(self, conn: Any, chunk: Chunk, tally: Any) -> Iterator[str]:
-        """Pieces of ``piece_rows`` lines joined by SQLite, each the next rows by key after the last
-        piece's largest key (the key is unique: an INTEGER PRIMARY KEY or the rowid)."""
-        key = self.spec.key
-        where, args = chunk.where(key, "?")
-        inner = f"SELECT {key} AS k, {self.whole_line} AS line FROM {self.spec.source_sql}{where}"
-        after = f"{inner} {'AND' if where else 'WHERE'} {key} > ?"
-        limit = self.piece_rows
-        outer = "SELECT count(*), max(k), group_concat(line, char(10)) FROM ({} ORDER BY 1 LIMIT " + f"{limit})"
-        rows, last, text = conn.execute(outer.format(inner), args).fetchone()
-        while rows:
+        """Pieces of up to ``piece_rows`` lines joined by SQLite (:class:`GroupedPieces`)."""
+        for rows, text in self.grouped().pieces(conn, chunk.lower, chunk.upper):
             tally.rows += rows
             yield text + "\n"
-            if rows < limit:
-                return
-            rows, last, text = conn.execute(outer.format(after), [*args, last]).fetchone()
+
+    def for_process(self) -> GroupedPieces | SQLiteCopyReader:
+        """What a reader process (:mod:`reader_child`) is given for this table: under ``--no-verify`` the
+        SQL of its grouped pieces, which it runs without importing storagectl's encodings."""
+        return self.grouped() if not self.hashing and self.spec.key is not None else self
+
+    def grouped(self) -> GroupedPieces:
+        """What a reader process needs of this table under ``run --no-verify`` (the key is unique)."""
+        assert self.spec.key is not None
+        return GroupedPieces(self.spec.source_sql, self.spec.key, self.whole_line, self.piece_rows)
 
     def hashes(self, conn: Any, key: str | None) -> Iterator[tuple[Any, int]]:
         """(key, row hash) of every row; ``key``: SQL of the key (None: NULL)."""

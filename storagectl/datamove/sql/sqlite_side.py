@@ -348,7 +348,7 @@ class SQLiteSide:
             conn.execute(f"CREATE {unique}INDEX IF NOT EXISTS {quote(index.name)} ON {spec.target_sql} "
                          f"({', '.join(map(quote, index.columns))})")
 
-    def finish_all(self, conn: sqlite3.Connection, specs: list[TableSpec]) -> None:
+    def finish_all(self, conn: sqlite3.Connection, specs: list[TableSpec], parallel: int = 1) -> None:
         return None  # SQLite cannot add foreign keys to an existing table; the plan says so
 
     # -- checksums (Python: SQLite has no md5) ----------------------------------------------------
