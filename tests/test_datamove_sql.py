@@ -143,9 +143,13 @@ def test_on_error_stop_names_the_row_and_commits_nothing_of_its_chunk(cli, bad_m
     # the first chunk holds rows 1-3: two of them rejected
     assert "error: events: row id 2 column happened: junk date: 0 (2 rejected row(s) in this chunk; nothing of " \
            "it was committed)" in result.stderr
+    assert "Try: the same command with --resume --on-error skip" in result.stderr
     with pg_database.connect() as conn:
         assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM storagectl_data_migration WHERE chunk >= 0").fetchone()[0] == 0
+    skip = cli("-c", bad_moves, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--table", "events",
+               "--batch-rows", "3", "--resume", "--on-error", "skip")  # the hint, followed literally
+    assert skip.exit_code == 0, skip.stderr
 
 
 @pytest.mark.parametrize("verify", ["--verify", "--no-verify"])  # --no-verify: text as bytes, never decoded
@@ -164,6 +168,10 @@ def test_on_error_skip_writes_each_rejected_row_with_its_reason(cli, bad_moves, 
     assert lines[2]["values"][2] == "f\ufffdo"  # the invalid byte shown as U+FFFD
     with pg_database.connect() as conn:
         assert [row[0] for row in conn.execute("SELECT id FROM events ORDER BY id")] == [1, 6]
+    # a later verify reports the chunk that lost rows (the invalid UTF-8 one among them), not a crash
+    check, checked = run_json(cli, bad_moves, "verify", "--from", "lite", "--to", "pg", "--table", "events")
+    assert check.exit_code == 6, check.stderr
+    assert checked["items"][0]["status"] == "mismatch" and "internal error" not in check.stderr
 
 
 def test_a_value_the_server_refuses_is_found_row_by_row(cli, tmp_path, write_config, pg_database):

@@ -330,8 +330,8 @@ class ChunkCopier:
             column = f" column {spec.columns[first.column_index].name}" if first.column_index is not None else ""
             raise RowsRejected(f"{spec.source}: row {spec.key_label or 'key'} {first.key}{column}: {first.reason} "
                                f"({len(rejects)} rejected row(s) in this chunk; nothing of it was committed)",
-                               hint="Try: --on-error skip to write rejected rows to a rejects file and go on; "
-                                    "storagectl migrate data plan lists them")
+                               hint="Try: the same command with --resume --on-error skip to write rejected rows "
+                                    "to a rejects file and go on; storagectl migrate data plan lists them")
 
 
 def _tally_of(rows: list[list[Any]], mapper: RowMapper) -> ChunkTally:
