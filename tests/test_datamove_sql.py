@@ -122,6 +122,8 @@ def bad_moves(tmp_path, write_config, pg_database):
 def test_plan_profiles_real_values_and_counts_rejected_rows(cli, bad_moves):
     result, plan = run_json(cli, bad_moves, "plan", "--from", "lite", "--to", "pg", "--table", "events")
     assert result.exit_code == 1  # rows would be rejected under --on-error stop
+    assert "error: 4 row(s) would be rejected, and --on-error stop (the default) would stop the run" in result.stderr
+    assert "Try: --on-error skip" in result.stderr
     (events,) = plan["items"]
     assert events["rejected_rows"] == 4
     reasons = {sample["key"]: (sample["column"], sample["reason"]) for sample in events["reject_samples"]}

@@ -153,7 +153,12 @@ def _show_plan(state: AppState, request: DataMigrationRequest, plan: MigrationPl
     if plan.blockers:
         raise plan.blockers[0]
     if plan.rejected_rows and request.on_error == "stop":
-        raise typer.Exit(1)
+        from storagectl.errors import OperationFailed
+
+        raise OperationFailed(f"{plan.rejected_rows} row(s) would be rejected, and --on-error stop (the default) "
+                              "would stop the run at the first",
+                              hint="Try: --on-error skip to write them to a rejects file and go on, or correct "
+                                   "them in the source (the samples above name them)")
 
 
 def _render_plan(state: AppState, plan: MigrationPlan, output: OutputFormat | None) -> None:
