@@ -176,6 +176,20 @@ def test_on_error_skip_writes_each_rejected_row_with_its_reason(cli, bad_moves, 
     assert checked["items"][0]["status"] == "mismatch" and "internal error" not in check.stderr
 
 
+def test_an_unwritable_rejects_file_is_refused_before_yes_empties_the_target(cli, bad_moves, pg_database, tmp_path):
+    first = cli("-c", bad_moves, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--table", "events",
+                "--on-error", "skip", "--rejects", tmp_path / "first.jsonl")
+    assert first.exit_code == 0, first.stderr
+    missing = tmp_path / "no-such-dir" / "rejects.jsonl"
+    again = cli("-c", bad_moves, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--table", "events",
+                "--on-error", "skip", "--rejects", missing, "--yes")
+    assert again.exit_code == 2
+    assert f"error: cannot write the rejects file {missing}: its directory {missing.parent} does not exist" \
+        in again.stderr
+    with pg_database.connect() as conn:  # --yes emptied nothing
+        assert [row[0] for row in conn.execute("SELECT id FROM events ORDER BY id")] == [1, 6]
+
+
 def test_a_value_the_server_refuses_is_found_row_by_row(cli, tmp_path, write_config, pg_database):
     make_source(tmp_path / "src.db", "CREATE TABLE small (id INTEGER PRIMARY KEY, n TINYINT);"
                                      "INSERT INTO small VALUES (1, 5), (2, 70000), (3, 7);")

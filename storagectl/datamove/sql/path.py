@@ -75,6 +75,8 @@ class SqlDataPath:
         source, target = side_for(request.source), side_for(request.target)
         result = RunResult(request.source.name, request.target.name, self.pair)
         rejects = _rejects_file(request) if request.on_error == "skip" else None
+        if rejects is not None:
+            rejects.check_writable()
         with ExitStack() as running:
             running.enter_context(target.exclusive())
             move = self._copy(source, target, request, progress, rejects, running)

@@ -4,6 +4,7 @@ column needs converting) and the careful path that finds the rows a target canno
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -136,6 +137,19 @@ class RejectsFile:
     path: Path
     count: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def check_writable(self) -> None:
+        """Before any row moves (and before ``--yes`` empties a table): a rejects file that could not be
+        written would stop the run at its first rejected row."""
+        from storagectl.errors import UsageError
+
+        folder = self.path.parent
+        if self.path.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK) or \
+                (self.path.exists() and not os.access(self.path, os.W_OK)):
+            why = ("is a directory" if self.path.is_dir() else
+                   f"its directory {folder} does not exist" if not folder.is_dir() else "is not writable")
+            raise UsageError(f"cannot write the rejects file {self.path}: {why}",
+                             hint="Try: --rejects FILE in a writable directory")
 
     def write(self, rejects: list[Reject], spec: TableSpec) -> None:
         if not rejects:
