@@ -315,22 +315,28 @@ def test_a_table_is_never_moved_onto_itself(cli, write_config, tmp_path):
 def test_postgres_to_sqlite_infinite_timestamps_null_booleans_and_reals(cli, write_config, pg_database, tmp_path):
     with pg_database.connect() as conn:
         conn.execute("""
-            CREATE TABLE readings (id int PRIMARY KEY, at timestamptz, local timestamp, ok boolean, x real);
-            INSERT INTO readings VALUES (1, 'infinity', '-infinity', NULL, 0.1),
-                                        (2, '2024-01-01 00:00:00+00', 'infinity', true, 1e30),
-                                        (3, '-infinity', '2024-01-02 03:04:05', false, -0.0),
-                                        (4, NULL, NULL, NULL, NULL);
+            CREATE TABLE readings (id int PRIMARY KEY, at timestamptz, local timestamp, ok boolean, x real,
+                                   d float8);
+            INSERT INTO readings VALUES (1, 'infinity', '-infinity', NULL, 0.1, 'infinity'),
+                                        (2, '2024-01-01 00:00:00+00', 'infinity', true, 1e30, 0.5),
+                                        (3, '-infinity', '2024-01-02 03:04:05', false, -0.0, '-infinity'),
+                                        (4, NULL, NULL, NULL, NULL, NULL),
+                                        (5, NULL, NULL, NULL, 'NaN', 'NaN');
         """)
     config = config_for(write_config, src=f'{{kind: postgres, url: "{pg_database.url}"}}',
                         edge="{kind: sqlite, path: edge.db, create_if_missing: true}")
     plan, planned = run_json(cli, config, "plan", "--from", "src", "--to", "edge", "--table", "readings")
     notes = {column["name"]: column["note"] for column in planned["items"][0]["columns"]}
     assert "infinity" in notes["at"] and "infinity" in notes["local"]
+    assert "NaN stored as the text 'NaN'" in notes["d"] and "NaN" in notes["x"]  # SQLite turns a NaN into NULL
     result, report = run_json(cli, config, "run", "--from", "src", "--to", "edge")
     assert result.exit_code == 0, result.stderr
     assert report["verified"] is True
     with sqlite3.connect(tmp_path / "edge.db") as conn:
         assert conn.execute("SELECT at, local FROM readings WHERE id = 1").fetchone() == ("infinity", "-infinity")
+        assert conn.execute("SELECT x, d FROM readings WHERE id = 5").fetchone() == ("NaN", "NaN")
+        assert conn.execute("SELECT d FROM readings WHERE id IN (1, 3) ORDER BY id").fetchall() == \
+            [(float("inf"),), (float("-inf"),)]
     checked, _ = run_json(cli, config, "verify", "--from", "src", "--to", "edge")
     assert checked.exit_code == 0, checked.stderr
     with sqlite3.connect(tmp_path / "edge.db") as conn:

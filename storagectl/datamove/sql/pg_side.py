@@ -506,6 +506,8 @@ def _sqlite_note(kind: str) -> str:
         return "stored as text"
     if kind in ("timestamptz", "timestamp", "date"):
         return "infinity/-infinity stored as the text 'infinity'/'-infinity'"
+    if kind in ("float", "float4"):
+        return "NaN stored as the text 'NaN' (SQLite would store NULL)"
     return ""
 
 

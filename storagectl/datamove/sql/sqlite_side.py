@@ -448,7 +448,14 @@ def _sqlite_value_adapter(kind: str) -> Any:
         return lambda v: v.isoformat() if hasattr(v, "isoformat") else v
     if kind == "numeric":
         return lambda v: str(v) if not isinstance(v, int | float) else v
+    if kind in ("float", "float4"):
+        return _nan_as_text
     return None
+
+
+def _nan_as_text(value: Any) -> Any:
+    """SQLite stores a NaN as NULL: the text 'NaN' instead, which reads back as the same float."""
+    return "NaN" if value != value else value
 
 
 def _timestamp_text(value: Any) -> Any:
