@@ -333,6 +333,22 @@ def test_wrong_password_on_either_side(cli, tmp_path, write_config, pg_database,
     assert "not-the-password" not in result.stdout + result.stderr
 
 
+def test_a_user_the_server_does_not_know_is_an_authentication_failure(cli, moves, write_config, pg_database):
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(pg_database.url)
+    url = parts._replace(netloc=f"no_such_role_here:secret-pw@{parts.hostname}:{parts.port or 5432}").geturl()
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          stranger: {{kind: postgres, url: "{url}", retry: {{attempts: 1}}}}
+        """)
+    result = cli("-c", config, "migrate", "data", "run", "--from", "lite", "--to", "stranger")
+    assert result.exit_code == 4, result.stderr
+    assert "role 'no_such_role_here' does not exist on the server" in result.stderr.splitlines()[0]
+    assert "secret-pw" not in result.stdout + result.stderr
+
+
 def test_unknown_backend_and_unsupported_pair(cli, moves, write_config, redis_db):
     unknown = cli("-c", moves, "migrate", "data", "run", "--from", "lite", "--to", "pgg")
     assert unknown.exit_code == 2

@@ -213,6 +213,9 @@ class PostgresBackend(Backend):
                 f"{self.label}: authentication failed for user {self._user()!r}",
                 hint="Try: check user and password / password_file in the config",
             )
+        if 'role "' in text and "does not exist" in text:  # a connection's error has no SQLSTATE in psycopg
+            return AuthenticationFailed(f"{self.label}: role {self._user()!r} does not exist on the server",
+                                        hint="Try: check user (or the URL's user) in the config")
         if state == "3D000" or ("database" in text and "does not exist" in text):
             return NotFound(
                 f"{self.label}: database does not exist",
