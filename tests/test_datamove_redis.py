@@ -243,6 +243,7 @@ def test_resume_without_state_is_refused(cli, write_config, redis_db, target):
     (["--from", "nope", "--to", "dst"], 2, "nope"),
     (["--from", "src", "--to", "down"], 3, "connection refused"),
     (["--from", "src", "--to", "locked"], 4, "authentication failed"),
+    (["--from", "src", "--to", "nodb"], 2, "the server has no db 20 (DB index is out of range)"),
     (["--from", "src", "--to", "dst", "--type", "blob"], 2, "--type 'blob' is not a Redis type"),
     (["--from", "src", "--to", "sqlite"], 2, "cannot move data from a redis backend to a sqlite backend"),
 ])
@@ -254,6 +255,7 @@ def test_bad_input_is_one_line(cli, write_config, redis_db, target, tmp_path, ar
         extra = (f"  down: {{kind: redis, url: 'redis://127.0.0.1:{free_port()}/0', timeouts: {{connect: 2s}}, "
                  "retry: {attempts: 1}}\n"
                  f"  locked: {{kind: redis, url: 'redis://:wrong@127.0.0.1:{locked.port}/0'}}\n"
+                 f"  nodb: {{kind: redis, url: 'redis://:right@127.0.0.1:{locked.port}/20'}}\n"
                  f"  sqlite: {{kind: sqlite, path: {tmp_path / 'x.db'}}}\n")
         config = write_config_pair(write_config, redis_db, target, extra)
         result = migrate(cli, config, "run", *args)

@@ -244,7 +244,10 @@ class RedisBackend(Backend):
         connection.close()
 
     def translate_error(self, exc: BaseException) -> StoragectlError:
-
+        if "DB index is out of range" in str(exc):  # SELECT of the db the backend names, on connecting
+            db = url_db(self.settings.url) if self.settings.url else self.settings.db
+            return UsageError(f"{self.label}: the server has no db {db} (DB index is out of range)",
+                              hint="Try: a db below the server's `databases` setting in the backend's URL or `db`")
         return self.auth_error(exc) or classify_connection_error(self, exc)
 
     def auth_error(self, exc: BaseException) -> AuthenticationFailed | None:
