@@ -142,6 +142,19 @@ def test_sqlite_to_sqlite_transform_with_renames(cli, write_config, tmp_path):
 
 
 
+def test_a_map_naming_a_column_the_source_lacks_is_a_usage_error(cli, write_config, tmp_path):
+    with sqlite3.connect(tmp_path / "app.db") as conn:
+        conn.executescript("CREATE TABLE old_metrics (id INTEGER PRIMARY KEY, val REAL);")
+    (tmp_path / "map.yaml").write_text(
+        "tables:\n  - source: old_metrics\n    target: new_metrics\n    columns:\n"
+        "      - {name: id}\n      - {name: gone, source: nosuchcol}\n")
+    config = write_config("backends:\n  app: {kind: sqlite, path: app.db}\n")
+    result = cli("-c", config, "migrate", "data", "plan", "--from", "app", "--to", "app",
+                 "--map", tmp_path / "map.yaml")
+    assert result.exit_code == 2, result.stderr
+    assert "table 'old_metrics' has no column 'nosuchcol'" in result.stderr and "Try: one of id, val" in result.stderr
+
+
 def test_parallel_into_a_sqlite_target_is_said_to_be_ignored(cli, write_config, tmp_path):
     with sqlite3.connect(tmp_path / "app.db") as conn:
         conn.executescript("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);"

@@ -260,7 +260,7 @@ class PostgresSide:
         else:
             source_name = column.source or column.target
             if source_name not in by_name:
-                raise OperationFailed(f"{self.backend.label}: table {relation} has no column {source_name!r}",
+                raise UsageError(f"{self.backend.label}: table {relation} has no column {source_name!r}",
                                       hint=f"Try: one of {', '.join(by_name)}")
             expression, source_type = quote(source_name), by_name[source_name][1]
             plain = source_name

@@ -185,7 +185,7 @@ class SQLiteSide:
         else:
             source_name = column.source or column.target
             if source_name not in by_name:
-                raise OperationFailed(f"{self.backend.label}: table {table!r} has no column {source_name!r}",
+                raise UsageError(f"{self.backend.label}: table {table!r} has no column {source_name!r}",
                                       hint=f"Try: one of {', '.join(by_name)}")
             source, declared = quote(source_name), by_name[source_name][2] or ""
             plain = source_name
