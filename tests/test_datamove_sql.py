@@ -429,6 +429,21 @@ def test_yes_replaces_tables_linked_by_foreign_keys_loaded_in_any_order(cli, mov
         assert conn.execute("SELECT count(*) FROM books").fetchone()[0] == ROWS
 
 
+def test_a_foreign_key_of_a_partitioned_target_table_is_added_validated(cli, moves, pg_database):
+    """A target table made beforehand may be partitioned: PostgreSQL before 18 adds no NOT VALID
+    foreign key to it, so its keys are added validated at once, as before NOT VALID was used."""
+    with pg_database.connect() as conn:
+        conn.execute("CREATE TABLE books (id bigint NOT NULL, author_id bigint, title varchar(80), price float8, "
+                     "cover bytea, published timestamptz, stock bigint) PARTITION BY RANGE (id)")
+        conn.execute("CREATE TABLE books_all PARTITION OF books FOR VALUES FROM (MINVALUE) TO (MAXVALUE)")
+    result = cli("-c", moves, "migrate", "data", "run", "--from", "lite", "--to", "pg")
+    assert result.exit_code == 0, result.stderr
+    with pg_database.connect() as conn:
+        assert conn.execute("SELECT convalidated FROM pg_constraint WHERE contype = 'f' "
+                            "AND conrelid = 'books'::regclass").fetchall() == [(True,)]
+        assert conn.execute("SELECT count(*) FROM books").fetchone()[0] == ROWS
+
+
 def test_sqlite_rows_hash_alike_from_sql_and_from_their_mapped_values(tmp_path):
     """The copy's hash (most of the row encoded by SQLite in SQL) and the careful path's (every value
     mapped, then encoded in Python, as PostgreSQL encodes its side) agree."""
