@@ -444,6 +444,25 @@ def test_a_foreign_key_of_a_partitioned_target_table_is_added_validated(cli, mov
         assert conn.execute("SELECT count(*) FROM books").fetchone()[0] == ROWS
 
 
+def test_an_integer_primary_key_that_is_not_the_rowid_alias_does_not_cut_the_chunks(tmp_path):
+    """``INTEGER PRIMARY KEY DESC`` is no alias of the rowid: it may hold NULLs (and text). Pieces cut by
+    it looped for ever over the NULLs (the step to a piece's end landed on NULL, so the same open range
+    again); the rowid cuts them instead."""
+    from storagectl.backends.sqlite import SQLiteBackend, SQLiteSettings
+    from storagectl.datamove.sql.sqlite_side import SQLiteSide
+
+    path = tmp_path / "keys.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE odd (x INTEGER PRIMARY KEY DESC, v TEXT)")
+        conn.execute("CREATE TABLE alias (x INTEGER PRIMARY KEY, v TEXT)")
+        conn.commit()
+    side = SQLiteSide(SQLiteBackend("lite", SQLiteSettings(path=path)))
+    with side.connect() as conn:
+        odd, alias = side.describe(conn, "odd", None, "postgres"), side.describe(conn, "alias", None, "postgres")
+    assert (odd.key, odd.key_column, odd.key_label, odd.primary_key) == ("rowid", None, "rowid", ("x",))
+    assert (alias.key, alias.key_column) == ('"x"', "x")
+
+
 def test_sqlite_rows_hash_alike_from_sql_and_from_their_mapped_values(tmp_path):
     """The copy's hash (most of the row encoded by SQLite in SQL) and the careful path's (every value
     mapped, then encoded in Python, as PostgreSQL encodes its side) agree."""
