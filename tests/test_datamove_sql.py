@@ -463,6 +463,18 @@ def test_an_integer_primary_key_that_is_not_the_rowid_alias_does_not_cut_the_chu
     assert (alias.key, alias.key_column) == ('"x"', "x")
 
 
+def test_a_reader_process_imports_no_storagectl_from_the_working_directory(cli, moves, tmp_path, monkeypatch):
+    """`python -m` puts the working directory first on sys.path: a reader started from a checkout of
+    another version (or beside a sqlite3.py) imported that instead of storagectl's own modules."""
+    shadow = tmp_path / "elsewhere" / "storagectl"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise SystemExit('the working directory\'s storagectl')\n")
+    monkeypatch.chdir(shadow.parent)
+    result, report = run_json(cli, moves, "run", "--from", "lite", "--to", "pg", "--batch-rows", "50")
+    assert result.exit_code == 0, result.stderr
+    assert report["verified"] is True
+
+
 def test_sqlite_rows_hash_alike_from_sql_and_from_their_mapped_values(tmp_path):
     """The copy's hash (most of the row encoded by SQLite in SQL) and the careful path's (every value
     mapped, then encoded in Python, as PostgreSQL encodes its side) agree."""
