@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -67,13 +68,23 @@ def _shell(command: str, event: HookEvent) -> None:
                           start_new_session=True, preexec_fn=die_with_parent_hook()) as process:
         try:
             stdout, stderr = process.communicate(timeout=HOOK_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            raise RuntimeError(f"still running after {HOOK_TIMEOUT:g} s: killed") from None
+        except BaseException as exc:  # the timeout, or Ctrl-C/SIGTERM, which its own session never got
+            _kill_group(process)
+            if isinstance(exc, subprocess.TimeoutExpired):
+                raise RuntimeError(f"still running after {HOOK_TIMEOUT:g} s: killed") from None
+            raise
     if process.returncode != 0:
         tail = (stderr or stdout).strip().splitlines()[-1:] or [""]
         raise RuntimeError(f"exit {process.returncode}: {tail[0]}")
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """Every process of the hook's group killed and its shell reaped; its pipes are not drained (a
+    process that left the group may hold them open for ever). Left running, a hook interrupted by
+    SIGTERM (:class:`Terminated`) would keep storagectl in ``Popen.__exit__``'s wait until it ended."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def _describe(target: str) -> str:

@@ -270,6 +270,36 @@ def test_the_real_waiter_keeps_a_sub_millisecond_timeout(monkeypatch):
     assert asked == [0.0003, 0.0, 0.0003, 0.0, 0.1]  # the kernel rounds 0.0003 to whole ms only in epoll
 
 
+def test_epoll_waiter_waits_with_a_descriptor_past_what_select_takes():
+    """A thousand clients (or blocking ones, a pipe each) put the epoll descriptor past select()'s
+    FD_SETSIZE: a wait below the millisecond must not raise ValueError there."""
+    import os
+    import resource
+    import socket
+
+    from storagectl.loadgen.clients import EpollWaiter
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1100:
+        if hard != resource.RLIM_INFINITY and hard < 1100:
+            pytest.skip("fewer than 1100 descriptors allowed")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1100 if hard == resource.RLIM_INFINITY else hard, hard))
+    padding = [os.open(os.devnull, os.O_RDONLY) for _ in range(1030)]
+    try:
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            client = SocketClient(ours)
+            waiter = EpollWaiter([client])
+            assert waiter.wait(0.0003) == []
+            theirs.send(b"x")
+            assert waiter.wait(0.0003) == [client]
+            waiter.close()
+    finally:
+        for fd in padding:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def test_open_loop_sends_on_its_slot_even_when_reading_answers_took_time():
     """Reading an answer takes 50 us of the clock; the wait for the next slot must count from after
     that read, or every request goes out 50 us late and its corrected latency shows the lateness."""

@@ -471,6 +471,52 @@ def test_yes_replaces_tables_linked_by_foreign_keys_loaded_in_any_order(cli, mov
         assert conn.execute("SELECT count(*) FROM books").fetchone()[0] == ROWS
 
 
+def test_a_foreign_key_of_a_partitioned_target_table_is_added_validated(cli, moves, pg_database):
+    """A target table made beforehand may be partitioned: PostgreSQL before 18 adds no NOT VALID
+    foreign key to it, so its keys are added validated at once, as before NOT VALID was used."""
+    with pg_database.connect() as conn:
+        conn.execute("CREATE TABLE books (id bigint NOT NULL, author_id bigint, title varchar(80), price float8, "
+                     "cover bytea, published timestamptz, stock bigint) PARTITION BY RANGE (id)")
+        conn.execute("CREATE TABLE books_all PARTITION OF books FOR VALUES FROM (MINVALUE) TO (MAXVALUE)")
+    result = cli("-c", moves, "migrate", "data", "run", "--from", "lite", "--to", "pg")
+    assert result.exit_code == 0, result.stderr
+    with pg_database.connect() as conn:
+        assert conn.execute("SELECT convalidated FROM pg_constraint WHERE contype = 'f' "
+                            "AND conrelid = 'books'::regclass").fetchall() == [(True,)]
+        assert conn.execute("SELECT count(*) FROM books").fetchone()[0] == ROWS
+
+
+def test_an_integer_primary_key_that_is_not_the_rowid_alias_does_not_cut_the_chunks(tmp_path):
+    """``INTEGER PRIMARY KEY DESC`` is no alias of the rowid: it may hold NULLs (and text). Pieces cut by
+    it looped for ever over the NULLs (the step to a piece's end landed on NULL, so the same open range
+    again); the rowid cuts them instead."""
+    from storagectl.backends.sqlite import SQLiteBackend, SQLiteSettings
+    from storagectl.datamove.sql.sqlite_side import SQLiteSide
+
+    path = tmp_path / "keys.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE odd (x INTEGER PRIMARY KEY DESC, v TEXT)")
+        conn.execute("CREATE TABLE alias (x INTEGER PRIMARY KEY, v TEXT)")
+        conn.commit()
+    side = SQLiteSide(SQLiteBackend("lite", SQLiteSettings(path=path)))
+    with side.connect() as conn:
+        odd, alias = side.describe(conn, "odd", None, "postgres"), side.describe(conn, "alias", None, "postgres")
+    assert (odd.key, odd.key_column, odd.key_label, odd.primary_key) == ("rowid", None, "rowid", ("x",))
+    assert (alias.key, alias.key_column) == ('"x"', "x")
+
+
+def test_a_reader_process_imports_no_storagectl_from_the_working_directory(cli, moves, tmp_path, monkeypatch):
+    """`python -m` puts the working directory first on sys.path: a reader started from a checkout of
+    another version (or beside a sqlite3.py) imported that instead of storagectl's own modules."""
+    shadow = tmp_path / "elsewhere" / "storagectl"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise SystemExit('the working directory\'s storagectl')\n")
+    monkeypatch.chdir(shadow.parent)
+    result, report = run_json(cli, moves, "run", "--from", "lite", "--to", "pg", "--batch-rows", "50")
+    assert result.exit_code == 0, result.stderr
+    assert report["verified"] is True
+
+
 def test_sqlite_rows_hash_alike_from_sql_and_from_their_mapped_values(tmp_path):
     """The copy's hash (most of the row encoded by SQLite in SQL) and the careful path's (every value
     mapped, then encoded in Python, as PostgreSQL encodes its side) agree."""

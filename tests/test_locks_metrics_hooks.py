@@ -120,6 +120,29 @@ def test_a_hook_past_its_timeout_is_killed_with_every_process_it_started(tmp_pat
             os.kill(pid, signal.SIGKILL)
 
 
+def test_a_hook_is_killed_when_storagectl_is_terminated_meanwhile(tmp_path):
+    """The hook runs in a session of its own, so SIGTERM or Ctrl-C reaches storagectl alone: it must
+    kill the hook, not wait (Popen's exit waits for it unboundedly on any interrupt but a plain
+    KeyboardInterrupt, and SIGTERM is raised as Terminated)."""
+    import signal
+
+    from storagectl.errors import Terminated
+
+    def terminate(_signum, _frame):
+        raise Terminated
+
+    done = tmp_path / "done"
+    previous = signal.signal(signal.SIGALRM, terminate)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        with pytest.raises(Terminated):
+            run_hook(f"sleep 5 && touch {done}", HookEvent("j", "success"))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not done.exists(), "storagectl waited for the hook to finish instead of killing it"
+
+
 def running(pid: int) -> bool:
     """Alive and not a zombie (a killed orphan waits for init to reap it)."""
     try:

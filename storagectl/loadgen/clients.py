@@ -14,6 +14,7 @@ from typing import Any
 
 OpResult = list[tuple[int, str | None]]
 _FD = operator.itemgetter(0)  # of an epoll event (fd, events)
+FD_SETSIZE = 1024  # select() raises ValueError for a descriptor from this on (glibc's fd_set)
 
 
 class EpollWaiter:
@@ -23,11 +24,13 @@ class EpollWaiter:
     waiting 30 µs for its next slot slept 1 ms and sent that request (and the ones due meanwhile)
     late, and the lateness went into their corrected latency. A timeout with a part below the
     millisecond is therefore waited in select() on the epoll descriptor itself (readable when a
-    client is; select takes microseconds), and the events are then taken without waiting."""
+    client is; select takes microseconds), and the events are then taken without waiting. select()
+    takes no descriptor from FD_SETSIZE (1024) on: past that (a thousand clients), whole milliseconds."""
 
     def __init__(self, clients: list[Any]) -> None:
         self._epoll = select.epoll()
         self._epoll_fd = [self._epoll.fileno()]
+        self._selectable = self._epoll_fd[0] < FD_SETSIZE
         self._by_fd: dict[int, Any] = {}
         for client in clients:
             fd = client.fileno()
@@ -35,7 +38,7 @@ class EpollWaiter:
             self._epoll.register(fd, select.EPOLLIN)
 
     def wait(self, timeout_s: float) -> list[Any]:
-        if round(timeout_s * 1_000_000) % 1000:
+        if self._selectable and round(timeout_s * 1_000_000) % 1000:
             select.select(self._epoll_fd, [], [], timeout_s)
             timeout_s = 0.0
         # maps, not a comprehension: no Python frame per wake-up (this runs once per operation)

@@ -465,9 +465,13 @@ class PostgresSide:
                 found = conn.execute("SELECT convalidated FROM pg_constraint WHERE conname = %s AND conrelid = "
                                      "%s::regclass", [name, spec.target_sql]).fetchone()
                 if found is None:
+                    # PostgreSQL before 18 refuses NOT VALID on a partitioned table's key: validated at once
+                    deferred = not _partitioned(conn, spec.target_sql)
                     conn.execute(f"ALTER TABLE {spec.target_sql} ADD CONSTRAINT {quote(name)} "
-                                 + key.references_sql(moved[key.ref_table].target_sql, quote) + " NOT VALID")
-                if found is None or not found[0]:
+                                 + key.references_sql(moved[key.ref_table].target_sql, quote)
+                                 + (" NOT VALID" if deferred else ""))
+                    found = (not deferred,)
+                if not found[0]:
                     pending.setdefault(spec.target_sql, []).append(quote(name))
         self._validate(conn, pending, parallel)
 
@@ -491,6 +495,10 @@ class PostgresSide:
 
         with ThreadPoolExecutor(min(parallel, len(pending))) as pool:
             interrupts.map_results(pool, validate_alone, list(pending))
+
+
+def _partitioned(conn: Any, relation: str) -> bool:
+    return bool(conn.execute("SELECT relkind = 'p' FROM pg_class WHERE oid = %s::regclass", [relation]).fetchone()[0])
 
 
 def _missing_privileges(conn: Any, relation: str, privileges: Sequence[str]) -> list[str]:

@@ -50,7 +50,9 @@ class ReaderProcess:
                                                                            os.environ.get("PYTHONPATH")]))}
         with ours, theirs:
             self.process = subprocess.Popen(
-                [sys.executable, "-S", "-m", CHILD, str(theirs.fileno()), str(os.getpid())],
+                # -P: -m would put the working directory first on sys.path, where a storagectl (another
+                # checkout) or a sqlite3.py would be imported instead of ours
+                [sys.executable, "-S", "-P", "-m", CHILD, str(theirs.fileno()), str(os.getpid())],
                 pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL)
             self.channel = Connection(os.dup(ours.fileno()))
         self.label, self.readers = label, readers

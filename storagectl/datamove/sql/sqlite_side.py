@@ -143,9 +143,12 @@ class SQLiteSide:
         has_rowid = _has_rowid(conn, name)
         pk = [row[1] for row in sorted((r for r in info if r[5]), key=lambda r: r[5])]
         ipk = pk[0] if has_rowid and len(pk) == 1 and _declared(info, pk[0]).upper() == "INTEGER" else None
+        # chunks and pieces are cut by a unique integer key: an INTEGER PRIMARY KEY only where it is the
+        # rowid's alias (not one declared PRIMARY KEY DESC, which may hold NULLs and text), else the rowid
+        alias = ipk if ipk and not _pk_indexed(conn, name) else None
         target_name = table_map.target if table_map else name
         spec = TableSpec(source=name, source_sql=quote(name), target=target_name, target_sql=quote(target_name),
-                         columns=[], primary_key=tuple(pk), key_label=ipk or "rowid")
+                         columns=[], primary_key=tuple(pk), key_label=alias or "rowid")
         if table_map and table_map.columns:
             spec.columns = [self._mapped_column(conn, name, info, column, target_kind) for column in table_map.columns]
             spec.transformed = True
@@ -154,8 +157,8 @@ class SQLiteSide:
             spec.columns = [self._column(row, target_kind, renames.get(row[1], row[1])) for row in info]
         target_names = {quote(column.source_column): column.name for column in spec.columns if column.source_column}
         if has_rowid:
-            spec.key = quote(ipk) if ipk else "rowid"
-            spec.key_column = target_names.get(quote(ipk)) if ipk else None
+            spec.key = quote(alias) if alias else "rowid"
+            spec.key_column = target_names.get(quote(alias)) if alias else None
         spec.primary_key = tuple(target_names[quote(c)] for c in pk if quote(c) in target_names)
         if ipk and quote(ipk) in target_names and target_kind != "sqlite":
             spec.identity = target_names[quote(ipk)]
@@ -477,6 +480,11 @@ def _has_rowid(conn: sqlite3.Connection, table: str) -> bool:
         return True
     except sqlite3.OperationalError:
         return False
+
+
+def _pk_indexed(conn: sqlite3.Connection, table: str) -> bool:
+    """The table's primary key has an index of its own: it is not the rowid's alias."""
+    return any(row[3] == "pk" for row in conn.execute(f"PRAGMA index_list({quote(table)})"))
 
 
 def _declared(info: list[Any], column: str) -> str:
