@@ -67,7 +67,8 @@ def main() -> None:
     args.dir.mkdir(parents=True, exist_ok=True)
     source = args.dir / f"sqlite-{args.mib}mib.db"
     build(source, args.mib)
-    work = Path(tempfile.mkdtemp(prefix="bench-sqlite-", dir=args.dir))
+    # absolute: storagectl reads relative paths in a config from the config file's folder
+    work = Path(tempfile.mkdtemp(prefix="bench-sqlite-", dir=args.dir)).resolve()
     config = work / "storagectl.yaml"
     config.write_text(json.dumps({"backends": {
         "app": {"kind": "sqlite", "path": str(source.resolve())},
