@@ -234,9 +234,7 @@ def test_the_real_waiter_keeps_a_sub_millisecond_timeout(monkeypatch):
     """epoll_wait counts whole milliseconds and Python rounds up: an open loop waiting 300 us for its
     next slot slept 1 ms and sent late; the waiter must hand the kernel the timeout as it is."""
     import select
-    import socket
 
-    from storagectl.loadgen.clients import EpollWaiter
 
     asked: list[float] = []
     real_select, real_epoll = select.select, select.epoll
@@ -258,6 +256,17 @@ def test_the_real_waiter_keeps_a_sub_millisecond_timeout(monkeypatch):
 
     monkeypatch.setattr(select, "select", recording_select)
     monkeypatch.setattr(select, "epoll", RecordingEpoll)
+    wait_below_a_millisecond_then(0.1)
+    assert asked == [0.0003, 0.0, 0.0003, 0.0, 0.1]  # the kernel rounds 0.0003 to whole ms only in epoll
+
+
+def wait_below_a_millisecond_then(*timeouts: float) -> None:
+    """An EpollWaiter over one socket: nothing ready within 0.3 ms, then its data within 0.3 ms (and
+    within each of ``timeouts``)."""
+    import socket
+
+    from storagectl.loadgen.clients import EpollWaiter
+
     ours, theirs = socket.socketpair()
     with ours, theirs:
         client = SocketClient(ours)
@@ -265,9 +274,9 @@ def test_the_real_waiter_keeps_a_sub_millisecond_timeout(monkeypatch):
         assert waiter.wait(0.0003) == []
         theirs.send(b"x")
         assert waiter.wait(0.0003) == [client]
-        assert waiter.wait(0.1) == [client]
+        for timeout in timeouts:
+            assert waiter.wait(timeout) == [client]
         waiter.close()
-    assert asked == [0.0003, 0.0, 0.0003, 0.0, 0.1]  # the kernel rounds 0.0003 to whole ms only in epoll
 
 
 def test_epoll_waiter_waits_with_a_descriptor_past_what_select_takes():
@@ -275,9 +284,7 @@ def test_epoll_waiter_waits_with_a_descriptor_past_what_select_takes():
     FD_SETSIZE: a wait below the millisecond must not raise ValueError there."""
     import os
     import resource
-    import socket
 
-    from storagectl.loadgen.clients import EpollWaiter
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 1100:
@@ -286,14 +293,7 @@ def test_epoll_waiter_waits_with_a_descriptor_past_what_select_takes():
         resource.setrlimit(resource.RLIMIT_NOFILE, (1100 if hard == resource.RLIM_INFINITY else hard, hard))
     padding = [os.open(os.devnull, os.O_RDONLY) for _ in range(1030)]
     try:
-        ours, theirs = socket.socketpair()
-        with ours, theirs:
-            client = SocketClient(ours)
-            waiter = EpollWaiter([client])
-            assert waiter.wait(0.0003) == []
-            theirs.send(b"x")
-            assert waiter.wait(0.0003) == [client]
-            waiter.close()
+        wait_below_a_millisecond_then()
     finally:
         for fd in padding:
             os.close(fd)
