@@ -155,6 +155,17 @@ def test_a_map_naming_a_column_the_source_lacks_is_a_usage_error(cli, write_conf
     assert "table 'old_metrics' has no column 'nosuchcol'" in result.stderr and "Try: one of id, val" in result.stderr
 
 
+def test_a_run_into_a_missing_sqlite_target_leaves_nothing_behind(cli, write_config, tmp_path):
+    with sqlite3.connect(tmp_path / "app.db") as conn:
+        conn.executescript("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t (v) VALUES ('a');")
+    config = write_config("backends:\n  app: {kind: sqlite, path: app.db}\n"
+                          "  edge: {kind: sqlite, path: nope/missing.db}\n")
+    result = cli("-c", config, "migrate", "data", "run", "--from", "app", "--to", "edge")
+    assert result.exit_code == 5, result.stderr
+    assert "database file does not exist" in result.stderr.splitlines()[0]
+    assert not (tmp_path / "nope").exists()  # no folder, no lock file
+
+
 def test_parallel_into_a_sqlite_target_is_said_to_be_ignored(cli, write_config, tmp_path):
     with sqlite3.connect(tmp_path / "app.db") as conn:
         conn.executescript("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);"

@@ -66,6 +66,10 @@ class SQLiteSide:
         """One writing run per target file: an flock beside it, released by the kernel if the process dies."""
         from storagectl.locks import held
 
+        settings = self.backend.settings
+        if not settings.create_if_missing and not settings.path.is_file():
+            with self.backend.connect():  # its one-line "does not exist", before the lock makes a folder and a file
+                pass
         with held(self._run_lock(), self._run_what):
             yield
 
