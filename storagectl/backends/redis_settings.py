@@ -71,9 +71,7 @@ class RedisSettings(RedisSettingsMethods, PasswordMixin, BackendSettings):
     def _url_or_fields(self) -> RedisSettings:
         if self.url is None:
             return self
-        self.refuse_fields_beside_url()
-        if self.password is not None and urlsplit(self.url).password is not None:
-            raise ValueError("url has a password and password/password_file gives another; give one")
+        self.refuse_fields_beside_url(urlsplit(self.url).password is not None)
         return self
 
     @field_validator("nodes")

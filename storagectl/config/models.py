@@ -93,11 +93,14 @@ class BackendSettings(StrictModel):
     # Fields a ``url`` gives (kinds that take one): never set beside it, not shown beside it (config show)
     url_replaces: ClassVar[tuple[str, ...]] = ()
 
-    def refuse_fields_beside_url(self) -> None:
-        """A validator's check for kinds with a ``url``: the fields it gives are not also set."""
+    def refuse_fields_beside_url(self, url_has_password: bool) -> None:
+        """A validator's check for kinds with a ``url``: the fields it gives are not also set, and a
+        password in it is not given again by ``password``/``password_file``."""
         clash = sorted(set(self.url_replaces) & self.model_fields_set)
         if clash:
             raise ValueError(f"give either url or {', '.join(clash)}, not both")
+        if url_has_password and getattr(self, "password", None) is not None:
+            raise ValueError("url has a password and password/password_file gives another; give one")
 
     @field_validator("thresholds")
     @classmethod

@@ -43,7 +43,5 @@ class PostgresSettings(PostgresSettingsMethods, PasswordMixin, BackendSettings):
     def _url_or_fields(self) -> PostgresSettings:
         if self.url is None:
             return self
-        self.refuse_fields_beside_url()
-        if self.password is not None and "password" in url_conninfo(self.url):
-            raise ValueError("url has a password and password/password_file gives another; give one")
+        self.refuse_fields_beside_url("password" in url_conninfo(self.url))
         return self
