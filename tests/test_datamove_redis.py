@@ -324,6 +324,22 @@ def test_several_dbs_move_into_the_same_numbers(redis_base_url, target, write_co
         assert redis.Redis(port=target.port, db=second.db).hgetall("in-second") == {b"f": b"v"}
 
 
+def test_several_dbs_into_a_target_of_one_db_name_the_source_not_a_backup(redis_base_url, target, write_config,
+                                                                           cli):
+    from tests.conftest import leased_redis_dbs
+
+    with leased_redis_dbs(redis_base_url, 2) as (first, second):
+        numbers = [first.db, second.db]
+        config = write_config(
+            "version: 1\nbackends:\n"
+            f"  src: {{kind: redis, url: '{redis_base_url}', databases: {numbers}}}\n"
+            f"  dst: {{kind: redis, url: 'redis://127.0.0.1:{target.port}/0'}}\n")
+        result = migrate(cli, config, "run", "--from", "src", "--to", "dst")
+        assert result.exit_code == 2
+        assert f"the source selects dbs {numbers}; the target selects [0]" in result.stderr
+        assert "backup" not in result.stderr
+
+
 OLD_SERVER = os.environ.get("STORAGECTL_TEST_REDIS_OLD_SERVER")
 
 

@@ -675,14 +675,15 @@ class RedisBackend(Backend):
             narrowed[SUMMARY_METADATA_KEY] = {"counts": {} if count is None else {"keys": count}, "checksums": {}}
         return narrowed
 
-    def _db_mapping(self, sources: list[int]) -> dict[int, int]:
-        """Source db -> target db: a single db goes to the target's db, several keep their numbers."""
+    def _db_mapping(self, sources: list[int], source: str = "the backup holds") -> dict[int, int]:
+        """Source db -> target db: a single db goes to the target's db, several keep their numbers.
+        ``source`` names where the dbs come from, for the message."""
         targets = self.selected_databases()
         if len(sources) == 1 and len(targets) == 1:
             return {sources[0]: targets[0]}
         missing = sorted(set(sources) - set(targets))
         if missing:
-            raise UsageError(f"{self.label}: the backup holds dbs {sources}; the target selects {targets}",
+            raise UsageError(f"{self.label}: {source} dbs {sources}; the target selects {targets}",
                              hint="Try: set `databases` of the target backend to the same dbs")
         return {db: db for db in sources}
 

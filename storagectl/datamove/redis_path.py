@@ -184,7 +184,7 @@ class RedisDataPath:
             raise UsageError(f"{source.label} selects dbs {databases}; a Redis Cluster has only db 0",
                              hint="Try: a source backend of one db (databases: [N])")
         else:
-            mapping = target._db_mapping(databases)
+            mapping = target._db_mapping(databases, "the source selects")
         return [SourcePart(f"db{db}", f"db{db}", mapping[db],
                            lambda single, db=db: source.client(db=db, single_connection_client=single))
                 for db in databases]
