@@ -98,6 +98,21 @@ def test_verify_names_the_first_differing_chunk_and_the_row_keys(cli, moves, pg_
     assert "--show-diffs" not in result.stderr  # it was given: the hint does not ask for it again
 
 
+def test_show_diffs_of_a_keyless_table_names_only_the_rows_left_unmatched(cli, moves, pg_database):
+    """`notes` has no key: rows are paired by content, so one changed row shows as one row on each side,
+    not as every row (their positions, rowid and ctid, never match)."""
+    assert run_json(cli, moves, "run", "--from", "lite", "--to", "pg")[0].exit_code == 0
+    with pg_database.connect() as conn:
+        conn.execute("UPDATE notes SET weight = 100 WHERE body = 'note 7'")
+    result, report = run_json(cli, moves, "verify", "--from", "lite", "--to", "pg", "--table", "notes",
+                              "--show-diffs")
+    assert result.exit_code == 6
+    notes = report["items"][0]
+    assert notes["status"] == "mismatch"
+    assert [key.split()[0] for key in notes["diff_keys"]] == ["source", "target"]
+    assert notes["diff_keys"][0] == "source 8"  # rowid of 'note 7'
+
+
 BAD_ROWS = """
     CREATE TABLE events (id INTEGER PRIMARY KEY, happened DATETIME, label TEXT, ok BOOLEAN);
     INSERT INTO events VALUES (1, '2024-01-01 00:00:00', 'fine', 1);

@@ -78,14 +78,36 @@ def _sums(side: Any, spec: TableSpec, bounds: list[int], as_target: bool, scheme
 
 def diff_keys(source: Any, target: Any, spec: TableSpec, bounds: list[int], index: int, *,
               scheme: str = canonical.CANONICAL) -> list[str]:
-    """The row keys in chunk ``index`` that are missing, extra or different on the target."""
+    """The row keys in chunk ``index`` that are missing, extra or different on the target. A table
+    without a key has no key to pair rows by: its rows are matched by content, and those left over
+    on either side are named by where they are (SQLite ``rowid``, PostgreSQL ``ctid``)."""
     chunk = chunks_from_bounds(bounds)[index] if spec.key_column else chunks_from_bounds([])[0]
     with source.connect() as sconn, target.connect() as tconn:
         theirs = target.row_hashes(tconn, spec, chunk, as_target=True, scheme=scheme)
         ours = source.row_hashes(sconn, spec, chunk, as_target=False, scheme=scheme)
+    if not spec.key_column:
+        return _unmatched_rows(ours, theirs)
     keys = sorted(set(ours) ^ set(theirs) | {k for k in set(ours) & set(theirs) if ours[k] != theirs[k]},
                   key=_natural)
     return keys[:MAX_DIFF_KEYS]
+
+
+def _unmatched_rows(ours: dict[str, int], theirs: dict[str, int]) -> list[str]:
+    """Rows of a keyless table (position → row hash on each side) that no row of the other side
+    equals, each as "source <position>" or "target <position>"."""
+    from collections import Counter
+
+    unmatched = Counter(ours.values())
+    unmatched.subtract(theirs.values())
+    shown: list[str] = []
+    for side, rows, sign in (("source", ours, 1), ("target", theirs, -1)):
+        for position, row_hash in rows.items():
+            if len(shown) == MAX_DIFF_KEYS:
+                return shown
+            if unmatched[row_hash] * sign > 0:
+                unmatched[row_hash] -= sign
+                shown.append(f"{side} {position}")
+    return shown
 
 
 def _natural(key: str) -> tuple[int, Any]:
