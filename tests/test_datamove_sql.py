@@ -672,3 +672,12 @@ def test_batch_rows_1_makes_a_chunk_per_row(cli, tmp_path, write_config, pg_data
                             "--batch-rows", "1")
     assert result.exit_code == 0, result.stderr
     assert plan["items"][0]["chunking"] == "7 chunks of ≤1 rows by id"
+
+
+def test_a_run_on_a_terminal_ends_saying_whether_the_copy_is_proven_equal(cli, moves):
+    checked = cli("-c", moves, "migrate", "data", "run", "--from", "lite", "--to", "pg")
+    assert checked.exit_code == 0, checked.stderr
+    assert checked.stderr.strip().splitlines()[-1] == "verified: the target equals the source (3 of 3 equal)"
+    unchecked = cli("-c", moves, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--yes", "--no-verify")
+    assert unchecked.exit_code == 0, unchecked.stderr
+    assert "not verified (--no-verify)" in unchecked.stderr

@@ -197,5 +197,16 @@ def _render_result(state: AppState, result: RunResult, output: OutputFormat | No
             note(state, f"{item.source}: {item.detail}")
     if result.rejects_path:
         note(state, f"rejected rows written to {result.rejects_path}")
+    verdict = _verdict(result)
+    if verdict:
+        note(state, verdict)
 
 
+def _verdict(result: RunResult) -> str | None:
+    """The run's or the verify's last line when the copy is proven equal or was not checked (a
+    difference is the error that follows)."""
+    if result.verified is None:
+        return "not verified (--no-verify): `storagectl migrate data verify` with the same arguments proves the copy"
+    if result.verified:
+        return f"verified: the target equals the source ({len(result.items)} of {len(result.items)} equal)"
+    return None
