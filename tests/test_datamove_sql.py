@@ -681,3 +681,29 @@ def test_a_run_on_a_terminal_ends_saying_whether_the_copy_is_proven_equal(cli, m
     unchecked = cli("-c", moves, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--yes", "--no-verify")
     assert unchecked.exit_code == 0, unchecked.stderr
     assert "not verified (--no-verify)" in unchecked.stderr
+
+
+def test_rows_breaking_a_foreign_key_are_named_by_the_plan_and_stop_the_run_with_the_key_not_valid(
+        cli, tmp_path, write_config, pg_database):
+    """SQLite does not enforce foreign keys unless asked: an orphan row is copied (the copy is
+    faithful), then PostgreSQL's validation refuses it — a one-line error naming the row, not a crash."""
+    make_source(tmp_path / "src.db", "INSERT INTO books (id, author_id, title) VALUES (500, 77, 'orphan');")
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          pg: {{kind: postgres, url: "{pg_database.url}"}}
+        """)
+    planned, plan = run_json(cli, config, "plan", "--from", "lite", "--to", "pg")
+    books = next(item for item in plan["items"] if item["source"] == "books")
+    assert books["problems"] == ["1 row(s) break the foreign key to authors (rowid 500): a run copies them, "
+                                 "then stops with the key NOT VALID"]
+    ran = cli("-c", config, "migrate", "data", "run", "--from", "lite", "--to", "pg")
+    assert ran.exit_code == 1, ran.stderr
+    assert "Traceback" not in ran.stderr and "internal error" not in ran.stderr
+    assert 'the copied rows break foreign key "books_fk_1" (Key (author_id)=(77) is not present in table ' \
+           '"authors")' in ran.stderr
+    assert 'ALTER TABLE "books" VALIDATE CONSTRAINT "books_fk_1"' in ran.stderr
+    with pg_database.connect() as conn:
+        assert conn.execute("SELECT convalidated FROM pg_constraint WHERE conname = 'books_fk_1'").fetchone() \
+            == (False,)
+    assert run_json(cli, config, "verify", "--from", "lite", "--to", "pg")[1]["verified"] is True

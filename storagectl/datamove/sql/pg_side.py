@@ -479,7 +479,7 @@ class PostgresSide:
         """``pending``: per referencing table, its constraints to validate."""
         def validate(table: str, on: Any) -> None:
             for name in pending[table]:
-                on.execute(f"ALTER TABLE {table} VALIDATE CONSTRAINT {name}")
+                _validate_key(on, table, name)
 
         def validate_alone(table: str) -> None:
             with self.connect() as on:
@@ -495,6 +495,22 @@ class PostgresSide:
 
         with ThreadPoolExecutor(min(parallel, len(pending))) as pool:
             interrupts.map_results(pool, validate_alone, list(pending))
+
+
+def _validate_key(conn: Any, table: str, name: str) -> None:
+    """Validate one ``NOT VALID`` foreign key; copied rows that break it (the source did not enforce
+    it: SQLite without ``PRAGMA foreign_keys``) stop the run with the row PostgreSQL names."""
+    import psycopg
+
+    try:
+        conn.execute(f"ALTER TABLE {table} VALIDATE CONSTRAINT {name}")
+    except psycopg.errors.ForeignKeyViolation as exc:
+        detail = (exc.diag.message_detail or "").strip().rstrip(".")
+        raise OperationFailed(
+            f"{table}: the copied rows break foreign key {name} ({detail or exc.diag.message_primary}); every row "
+            f"is copied, and the key is left NOT VALID (it checks new rows only)",
+            hint=f"Try: correct those rows (in the source, then run again with --yes; or in the target), then "
+                 f"ALTER TABLE {table} VALIDATE CONSTRAINT {name}") from None
 
 
 def _partitioned(conn: Any, relation: str) -> bool:

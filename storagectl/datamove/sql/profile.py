@@ -34,10 +34,28 @@ def profile_table(source: Any, conn: Any, spec: TableSpec, item: ItemPlan, *, to
     for reject in rejects:
         if reject.loss and reject.column_index is not None:
             losses.setdefault(reject.column_index, Counter())[reject.loss] += 1
+    if to_postgres and spec.foreign_keys:
+        item.problems += _broken_foreign_keys(conn, spec)
     item.columns = [ColumnPlan(column.name, column.source_type, column.target_type,
                                _note(column.note, storage[i], formats[i], by_column.get(i, 0), spec.kinds[i],
                                      losses.get(i, Counter())), dict(losses.get(i, {})))
                     for i, column in enumerate(spec.columns)]
+
+
+def _broken_foreign_keys(conn: Any, spec: TableSpec) -> list[str]:
+    """Rows breaking a foreign key (SQLite enforces them only under ``PRAGMA foreign_keys``): the run
+    copies them, then stops when PostgreSQL validates the key."""
+    import sqlite3
+
+    broken: dict[str, list[int]] = {}
+    try:
+        for _table, rowid, parent, _key in conn.execute(f"PRAGMA foreign_key_check({spec.source_sql})"):
+            broken.setdefault(parent, []).append(rowid)
+    except sqlite3.DatabaseError:  # "foreign key mismatch": a parent without a unique key to check against
+        return []
+    return [f"{len(rowids)} row(s) break the foreign key to {parent} (rowid {', '.join(map(str, rowids[:SAMPLES]))}"
+            f"{', ...' if len(rowids) > SAMPLES else ''}): a run copies them, then stops with the key NOT VALID"
+            for parent, rowids in broken.items()]
 
 
 def _storage(conn: Any, spec: TableSpec, expression: str) -> dict[str, Any]:
