@@ -397,9 +397,7 @@ class SQLiteSide:
 
     def _chunk_sums_in_python(self, conn: sqlite3.Connection, spec: TableSpec, bounds: list[int], *,
                               as_target: bool) -> dict[int, tuple[int, int]]:
-        kinds = spec.kinds
-        convert = [canonical.converter(kind) for kind in kinds]
-        hasher = canonical.row_hasher(kinds)
+        hasher = _values_hasher(spec.kinds)
         if as_target:
             columns = [quote(c.name) for c in spec.columns]
             key, relation = (quote(spec.key_column) if spec.key_column else None), spec.target_sql
@@ -411,11 +409,10 @@ class SQLiteSide:
         conn.text_factory = _surrogate_text
         try:
             for row in conn.execute(select):
-                values = [None if v is None else _lenient(f, v) for f, v in zip(convert, row[1:], strict=True)]
                 index = chunk_index(bounds, row[0]) if group else 0
                 entry = sums.setdefault(index, [0, 0])
                 entry[0] += 1
-                entry[1] += hasher(values)
+                entry[1] += hasher(row[1:])
         finally:
             conn.text_factory = str
         return {index: (rows, total % 2**64) for index, (rows, total) in sums.items()}
@@ -423,9 +420,7 @@ class SQLiteSide:
     def row_hashes(self, conn: sqlite3.Connection, spec: TableSpec, chunk: Chunk, *, as_target: bool,
                    scheme: str = canonical.CANONICAL) -> dict[str, int]:
         _canonical_only(scheme)
-        kinds = spec.kinds
-        convert = [canonical.converter(kind) for kind in kinds]
-        hasher = canonical.row_hasher(kinds)
+        hasher = _values_hasher(spec.kinds)
         if as_target:
             columns, key = [quote(c.name) for c in spec.columns], quote(spec.key_column) if spec.key_column else None
             relation = spec.target_sql
@@ -436,8 +431,7 @@ class SQLiteSide:
         conn.text_factory = _surrogate_text  # as the chunk sums read them
         try:
             for row in conn.execute(f"SELECT {key or 'rowid'}, {', '.join(columns)} FROM {relation}{where}", args):
-                values = [None if v is None else _lenient(f, v) for f, v in zip(convert, row[1:], strict=True)]
-                found[str(row[0])] = hasher(values)
+                found[str(row[0])] = hasher(row[1:])
         finally:
             conn.text_factory = str
         return found
@@ -466,6 +460,15 @@ def _as_target(spec: TableSpec) -> TableSpec:
     columns = [replace(column, source=quote(column.name), source_column=column.name) for column in spec.columns]
     return replace(spec, source_sql=spec.target_sql, columns=columns,
                    key=quote(spec.key_column) if spec.key_column else None)
+
+
+def _values_hasher(kinds: list[str]) -> Any:
+    """``row_hash(values)`` of a row's values as read, each converted for its kind first."""
+    if all(kind == canonical.VERBATIM for kind in kinds):
+        return canonical.stored_row_hash
+    convert = [canonical.converter(kind) for kind in kinds]
+    hasher = canonical.row_hasher(kinds)
+    return lambda values: hasher([None if v is None else _lenient(f, v) for f, v in zip(convert, values, strict=True)])
 
 
 def _lenient(convert: Any, value: Any) -> Any:
