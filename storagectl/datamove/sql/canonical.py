@@ -30,6 +30,8 @@ from typing import Any
 
 KINDS = ("int", "bool", "float", "float4", "numeric", "text", "bytes", "timestamptz", "timestamp", "date", "json",
          "uuid", "other")
+# SQLite → SQLite, no cast: a value as stored, tagged by its storage class (spec.ColumnSpec.verbatim)
+VERBATIM = "verbatim"
 TEXT_KINDS = ("json", "uuid", "other")  # read from PostgreSQL as text, stored in SQLite as TEXT
 NULL_FIELD = r"\N"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -59,6 +61,10 @@ class NumericLoss(Rejected):
 class RejectedValue(str):
     """A source value its column rejects, hashed as this text whatever the column's kind: it never
     equals the field of a value the target holds, so its chunk shows as a mismatch."""
+
+
+class StoredText(bytes):
+    """A SQLite text that is not valid UTF-8, as its bytes: written back as text, not as a blob."""
 
 
 # -- SQLite value → mapped value -----------------------------------------------------------------
@@ -236,10 +242,21 @@ def _moment(value: Any) -> datetime:
         raise Rejected(f"date out of range: {_show(value)}") from None
 
 
+def keep_stored(value: Any) -> Any:
+    """A SQLite value moved to SQLite as it is stored; a text that is not UTF-8 (read with its bytes
+    kept as surrogates) as :class:`StoredText`, which Python's sqlite3 could not bind as a str."""
+    if type(value) is str and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return StoredText(value.encode("utf-8", "surrogateescape"))
+    return value
+
+
 CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "int": to_int, "bool": to_bool, "float": to_float, "float4": to_float, "numeric": to_numeric, "text": to_text,
     "bytes": to_bytes, "timestamptz": to_timestamptz, "timestamp": to_timestamp, "date": to_date,
-    "json": to_json, "uuid": to_uuid, "other": to_text,
+    "json": to_json, "uuid": to_uuid, "other": to_text, VERBATIM: keep_stored,
 }
 
 
@@ -320,6 +337,7 @@ def _show(value: Any) -> str:
 # A field is the value's text COPY form for the kinds SQLite can write in SQL (int, bool, text,
 # bytes, other), ISO text in UTC to the microsecond for dates and times, the 8 IEEE bytes in hex
 # for floats, and the normalized decimal for numerics; fields are joined with tabs.
+_DOUBLE = struct.Struct(">d")
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 
 
@@ -376,10 +394,32 @@ def _canon_date(value: date | str) -> str:
     return value if isinstance(value, str) else value.isoformat()
 
 
+def _canon_stored(value: Any) -> str:
+    """A SQLite value by its storage class and exact content: 5 and '5' differ, a REAL by its 8 bytes,
+    a text by all its bytes (NULs and invalid UTF-8 too: :func:`text_hash` keeps surrogates' bytes)."""
+    kind = type(value)
+    if kind is int:
+        return "i" + str(value)
+    if kind is StoredText:
+        value, kind = value.decode("utf-8", "surrogateescape"), str
+    if kind is str:
+        return "t" + value.translate(_COPY_ESCAPES)
+    if kind is float:
+        return "r" + _DOUBLE.pack(value).hex()
+    return "b" + value.hex()
+
+
+def stored_row_hash(values: Sequence[Any]) -> int:
+    """The row hash of values of :data:`VERBATIM` columns as read (what :func:`row_hasher` gives for
+    them after :func:`keep_stored`), without a call per value but the encoding."""
+    return text_hash(SEPARATOR.join([NULL_FIELD if value is None else _canon_stored(value) for value in values]))
+
+
 CANON: dict[str, Callable[[Any], str]] = {
     "int": _canon_int, "bool": _canon_bool, "float": _canon_float, "float4": _canon_float4, "numeric": _canon_numeric,
     "text": _canon_text, "bytes": _canon_bytes, "timestamptz": _canon_timestamptz,
     "timestamp": _canon_timestamp, "date": _canon_date, "json": str, "uuid": str, "other": _canon_text,
+    VERBATIM: _canon_stored,
 }
 SEPARATOR = "\t"
 # Kinds whose field SQLite computes in SQL only for common spellings (else Python), and kinds it

@@ -289,4 +289,7 @@ def match_columns(target: Any, spec: TableSpec, columns: list[tuple[str, str]]) 
             raise IncompatibleTarget(f"target table {spec.target}: column {column.name} is {existing[column.name]}, "
                                      f"the move needs {column.target_type}",
                                      hint="Try: a cast for it in a --map FILE, or drop the target table")
+        if column.verbatim and typemap.sqlite_affinity(existing[column.name]) != \
+                typemap.sqlite_affinity(column.target_type):
+            column.verbatim, column.note = False, ""  # the target would store some values otherwise: converted
         column.target_type = existing[column.name]  # text and other kinds hash alike

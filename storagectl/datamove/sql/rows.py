@@ -16,7 +16,7 @@ from storagectl.datamove.sql.spec import TableSpec
 
 # Storage classes (SQLite typeof) a column of this kind takes as they are, with no Python per value
 NATIVE = {"int": {"integer"}, "float": {"real", "integer"}, "float4": {"real", "integer"}, "text": {"text"},
-          "bytes": {"blob"}, "other": {"text"}}
+          "bytes": {"blob"}, "other": {"text"}, canonical.VERBATIM: {"integer", "real", "text", "blob"}}
 
 
 @dataclass
@@ -85,7 +85,7 @@ class _ColumnRejected(Exception):
 
 
 def _checked(convert: Callable[[Any], Any], value: Any) -> Any:
-    if isinstance(value, str):
+    if isinstance(value, str) and convert is not canonical.keep_stored:  # a verbatim text goes as its bytes
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from storagectl.datamove.sql.canonical import VERBATIM
+
 
 @dataclass
 class ColumnSpec:
@@ -17,6 +19,9 @@ class ColumnSpec:
     not_null: bool = False
     note: str = ""
     source_column: str | None = None  # the plain source column it comes from (None: an expression)
+    # SQLite → SQLite without a cast or expression, into a column of the same affinity: each value
+    # copied as stored (storage class and bytes), neither converted nor rejected
+    verbatim: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,8 @@ class TableSpec:
 
     @property
     def kinds(self) -> list[str]:
-        return [column.kind for column in self.columns]
+        """How each column's values are converted and hashed: its kind, or :data:`VERBATIM`."""
+        return [VERBATIM if column.verbatim else column.kind for column in self.columns]
 
     def chunking(self, batch_rows: int, chunks: int | None = None) -> str:
         if self.key is None:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 STATE_TABLE = "storagectl_data_migration"
 FETCH_ROWS = 5000
+AS_STORED = "copied as stored"  # a verbatim column, as the plan notes it
 
 
 def quote(name: str) -> str:
@@ -180,8 +181,10 @@ class SQLiteSide:
         declared = row[2] or ""
         target_type = typemap.sqlite_to_pg(declared) if target_kind != "sqlite" else (declared or "")
         kind = _kind(target_type, target_kind)
+        verbatim = target_kind == "sqlite"
         return ColumnSpec(target_name, quote(row[1]), declared or "(none)", target_type, kind,
-                          not_null=bool(row[3]) or bool(row[5]), source_column=row[1])
+                          not_null=bool(row[3]) or bool(row[5]), source_column=row[1], verbatim=verbatim,
+                          note=AS_STORED if verbatim else "")
 
     def _mapped_column(self, conn: sqlite3.Connection, table: str, info: list[Any], column: ColumnMap,
                        target_kind: str) -> ColumnSpec:
@@ -200,8 +203,10 @@ class SQLiteSide:
         note = f"expression {column.expression}" if column.expression else ""
         if column.cast:
             note = (note + "; " if note else "") + f"cast to {column.cast}"
+        verbatim = target_kind == "sqlite" and plain is not None and not column.cast
         return ColumnSpec(column.target, source, declared or "(expression)", target_type,
-                          _kind(target_type, target_kind), note=note, source_column=plain)
+                          _kind(target_type, target_kind), note=AS_STORED if verbatim else note,
+                          source_column=plain, verbatim=verbatim)
 
     def _expression_type(self, conn: sqlite3.Connection, table: str, expression: str) -> str:
         try:
@@ -342,12 +347,18 @@ class SQLiteSide:
             conn.execute("ROLLBACK")
 
     def load(self, conn: sqlite3.Connection, spec: TableSpec, rows: Iterator[Sequence[Any]]) -> None:
-        marks = ", ".join("?" * len(spec.columns))
-        names = ", ".join(quote(c.name) for c in spec.columns)
-        adapt = [_sqlite_value_adapter(c.kind) for c in spec.columns]
+        insert = f"INSERT INTO {spec.target_sql} ({', '.join(quote(c.name) for c in spec.columns)}) VALUES "
+        adapt = [None if c.verbatim else _sqlite_value_adapter(c.kind) for c in spec.columns]
         if any(adapt):
             rows = ([f(v) if f and v is not None else v for f, v in zip(adapt, row, strict=True)] for row in rows)
-        conn.executemany(f"INSERT INTO {spec.target_sql} ({names}) VALUES ({marks})", rows)
+        verbatim = [i for i, c in enumerate(spec.columns) if c.verbatim]
+        held: list[Sequence[Any]] = []  # rows holding a StoredText, which binds as a blob
+        if verbatim:
+            rows = _holding_back(rows, verbatim, held)
+        conn.executemany(f"{insert}({', '.join('?' * len(spec.columns))})", rows)
+        for row in held:
+            marks = ", ".join("CAST(? AS TEXT)" if type(v) is canonical.StoredText else "?" for v in row)
+            conn.execute(f"{insert}({marks})", row)
 
     def finish_table(self, conn: sqlite3.Connection, spec: TableSpec) -> None:
         for index in spec.indexes:
@@ -367,6 +378,8 @@ class SQLiteSide:
         _canonical_only(scheme)
         from storagectl.datamove.sql.sqlite_copy import SQLiteCopyReader
 
+        if any(column.verbatim for column in spec.columns):  # each value by its storage class, in Python
+            return self._chunk_sums_in_python(conn, spec, bounds, as_target=as_target)
         view = _as_target(spec) if as_target else spec
         group = view.key if (view.key is not None and (not as_target or spec.key_column is not None)) else None
         sums: dict[int, list[int]] = {}
@@ -384,9 +397,7 @@ class SQLiteSide:
 
     def _chunk_sums_in_python(self, conn: sqlite3.Connection, spec: TableSpec, bounds: list[int], *,
                               as_target: bool) -> dict[int, tuple[int, int]]:
-        kinds = spec.kinds
-        convert = [canonical.converter(kind) for kind in kinds]
-        hasher = canonical.row_hasher(kinds)
+        hasher = _values_hasher(spec.kinds)
         if as_target:
             columns = [quote(c.name) for c in spec.columns]
             key, relation = (quote(spec.key_column) if spec.key_column else None), spec.target_sql
@@ -398,11 +409,10 @@ class SQLiteSide:
         conn.text_factory = _surrogate_text
         try:
             for row in conn.execute(select):
-                values = [None if v is None else _lenient(f, v) for f, v in zip(convert, row[1:], strict=True)]
                 index = chunk_index(bounds, row[0]) if group else 0
                 entry = sums.setdefault(index, [0, 0])
                 entry[0] += 1
-                entry[1] += hasher(values)
+                entry[1] += hasher(row[1:])
         finally:
             conn.text_factory = str
         return {index: (rows, total % 2**64) for index, (rows, total) in sums.items()}
@@ -410,9 +420,7 @@ class SQLiteSide:
     def row_hashes(self, conn: sqlite3.Connection, spec: TableSpec, chunk: Chunk, *, as_target: bool,
                    scheme: str = canonical.CANONICAL) -> dict[str, int]:
         _canonical_only(scheme)
-        kinds = spec.kinds
-        convert = [canonical.converter(kind) for kind in kinds]
-        hasher = canonical.row_hasher(kinds)
+        hasher = _values_hasher(spec.kinds)
         if as_target:
             columns, key = [quote(c.name) for c in spec.columns], quote(spec.key_column) if spec.key_column else None
             relation = spec.target_sql
@@ -420,10 +428,24 @@ class SQLiteSide:
             columns, key, relation = [c.source for c in spec.columns], spec.key, spec.source_sql
         where, args = chunk.where(key, "?") if key else ("", [])
         found: dict[str, int] = {}
-        for row in conn.execute(f"SELECT {key or 'rowid'}, {', '.join(columns)} FROM {relation}{where}", args):
-            values = [None if v is None else _lenient(f, v) for f, v in zip(convert, row[1:], strict=True)]
-            found[str(row[0])] = hasher(values)
+        conn.text_factory = _surrogate_text  # as the chunk sums read them
+        try:
+            for row in conn.execute(f"SELECT {key or 'rowid'}, {', '.join(columns)} FROM {relation}{where}", args):
+                found[str(row[0])] = hasher(row[1:])
+        finally:
+            conn.text_factory = str
         return found
+
+
+def _holding_back(rows: Iterator[Sequence[Any]], columns: list[int], held: list[Sequence[Any]]
+                  ) -> Iterator[Sequence[Any]]:
+    """``rows`` but those with a :class:`canonical.StoredText` in ``columns``, which go to ``held``."""
+    stored = canonical.StoredText
+    for row in rows:
+        if any(type(row[i]) is stored for i in columns):
+            held.append(row)
+        else:
+            yield row
 
 
 def _canonical_only(scheme: str) -> None:
@@ -438,6 +460,15 @@ def _as_target(spec: TableSpec) -> TableSpec:
     columns = [replace(column, source=quote(column.name), source_column=column.name) for column in spec.columns]
     return replace(spec, source_sql=spec.target_sql, columns=columns,
                    key=quote(spec.key_column) if spec.key_column else None)
+
+
+def _values_hasher(kinds: list[str]) -> Any:
+    """``row_hash(values)`` of a row's values as read, each converted for its kind first."""
+    if all(kind == canonical.VERBATIM for kind in kinds):
+        return canonical.stored_row_hash
+    convert = [canonical.converter(kind) for kind in kinds]
+    hasher = canonical.row_hasher(kinds)
+    return lambda values: hasher([None if v is None else _lenient(f, v) for f, v in zip(convert, values, strict=True)])
 
 
 def _lenient(convert: Any, value: Any) -> Any:

@@ -107,3 +107,19 @@ def sqlite_kind(declared: str) -> str:
     SQLite checks no JSON or UUID: such columns are text, copied as they are."""
     kind = pg_kind(sqlite_to_pg(declared))
     return "text" if kind in ("json", "uuid") else kind
+
+
+def sqlite_affinity(declared: str) -> str:
+    """SQLite's column affinity of a declared type (its rules in order: INT, CHAR/CLOB/TEXT, BLOB or
+    none, REAL/FLOA/DOUB, else NUMERIC). A value stored in a column of one affinity is stored the same
+    way again in a column of the same affinity."""
+    upper = declared.upper()
+    if "INT" in upper:
+        return "INTEGER"
+    if any(word in upper for word in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if "BLOB" in upper or not upper.strip():
+        return "BLOB"
+    if any(word in upper for word in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
