@@ -122,3 +122,17 @@ def test_an_existing_target_column_of_another_affinity_converts_that_column_alon
     assert report["verified"] is True
     assert stored(tmp_path / "edge.db") == stored(tmp_path / "app.db")
     assert stored(tmp_path / "edge.db", "u", ("id", "body")) == stored(tmp_path / "app.db", "u", ("id", "body"))[2:]
+
+
+def test_a_cast_to_integer_of_a_number_beyond_64_bits_is_a_rejected_row_not_a_stopped_run(cli, lite, tmp_path):
+    """Row 3's ``n`` is 1e20, stored as a REAL: cast to INTEGER it fits no SQLite (or PostgreSQL) integer."""
+    (tmp_path / "map.yaml").write_text("tables:\n  - source: t\n    columns:\n      - {name: id}\n"
+                                       "      - {name: n, cast: INTEGER}\n")
+    result, plan = migrate(cli, lite, "plan", "--from", "app", "--to", "edge", "--map", tmp_path / "map.yaml")
+    assert result.exit_code == 1
+    assert [(s["key"], s["column"], s["reason"]) for s in plan["items"][0]["reject_samples"]] == \
+        [("2", "n", "not an integer: 'abc'"), ("3", "n", "integer out of 64-bit range: 1e+20")]
+    result, report = migrate(cli, lite, "run", "--from", "app", "--to", "edge", "--map", tmp_path / "map.yaml",
+                             "--on-error", "skip", "--rejects", tmp_path / "rejects.jsonl")
+    assert result.exit_code == 0, result.stderr
+    assert report["verified"] is True and report["items"][0]["rejected"] == 2

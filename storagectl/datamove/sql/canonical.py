@@ -68,17 +68,27 @@ class StoredText(bytes):
 
 
 # -- SQLite value → mapped value -----------------------------------------------------------------
+INT64_LIMIT = 2**63  # SQLite's INTEGER and PostgreSQL's bigint: -limit ≤ n < limit
+
+
 def to_int(value: Any) -> int:
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
-        return int(value)
+        return _int64(int(value), value)
     if isinstance(value, str):
         try:
-            return int(value.strip())
+            return _int64(int(value.strip()), value)
         except ValueError:
             pass
     raise Rejected(f"not an integer: {_show(value)}")
+
+
+def _int64(number: int, value: Any) -> int:
+    """A SQLite integer is stored in 64 bits: a REAL or text beyond them is no integer any column holds."""
+    if -INT64_LIMIT <= number < INT64_LIMIT:
+        return number
+    raise Rejected(f"integer out of 64-bit range: {_show(value)}")
 
 
 def to_bool(value: Any) -> bool:
