@@ -200,6 +200,20 @@ def test_postgres_replies_of_any_size_count_one_op_each(cli, write_config, pg_da
     assert data["errors"] == ({"DivisionByZero": 40} if "/" in statement else {})
 
 
+def test_postgres_a_failed_op_leaves_the_next_one_clean(cli, write_config, pg_database, tmp_path):
+    """select-pk's shape (one statement, one drawn value) sends without resetting any state: the
+    failed op's error must not stick to the ops after it on that connection."""
+    script = tmp_path / "half.sql"
+    script.write_text("\\set n random(1, 2)\nSELECT 1 / (:n - 1);\n")  # fails when n is 1
+    config = write_config("backends:\n" + pg_database.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{script}", "-c", "1", "-n", "200",
+                 "--warmup", "0", "--keyspace", "10", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["ops"] == 200 and 50 < data["ok"] < 150  # about half each way, whatever the draws
+    assert data["errors"] == {"DivisionByZero": 200 - data["ok"]}
+
+
 def test_interrupt_drops_the_postgres_schema(write_config, pg_database):
     config = load_config(write_config("backends:\n" + pg_database.backend_yaml()))
     backend = backend_from_config(config, "pg")
