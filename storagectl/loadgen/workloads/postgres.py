@@ -17,7 +17,7 @@ from storagectl.loadgen.sqlscript import Script, load_script
 from storagectl.loadgen.workloads import WorkloadOptions
 
 PROCESS_WORKERS = True
-WORKER_PER_CLIENT = True  # -j default: see default_workers
+WORKER_PER_CPU = True  # -j default: see default_workers
 ACCOUNTS_PER_BRANCH = 100_000
 WORKLOADS = ("select-pk", "insert", "update-pk", "tpcb-like", "sql")
 TIMESCALE_WORKLOADS = ("ts-insert", "ts-range")
