@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from storagectl.errors import OperationTimeout
-from storagectl.loadgen.recorder import Recorder
+from storagectl.loadgen.recorder import FLUSH_AT, Recorder
 
 NS = 1_000_000_000
 TICK_S = 0.1  # longest wait, so seconds close (live view) and -T ends on time
@@ -138,7 +138,8 @@ class Engine:
         last_answer = now
         resend: list[Client] = []
         recorder = self.recorder
-        add_service_us, second_end = recorder.pending.append, recorder.second_end_ns
+        pending = recorder.pending
+        add_service_us, second_end = pending.append, recorder.second_end_ns
         issued, last_done = 0, now  # measured ops sent inline, last ONE_DONE answer: stored after the loop
         while in_flight:
             ready = wait(TICK_S if now + TICK_NS < unchecked_until else self._timeout(now))
@@ -181,6 +182,8 @@ class Engine:
             if now >= second_end:
                 recorder.tick(now)
                 second_end = recorder.second_end_ns
+            elif len(pending) >= FLUSH_AT:
+                recorder.flush()
         self._measured_issued += issued
         recorder.last_completion_ns = max(recorder.last_completion_ns, last_done)
 

@@ -22,6 +22,7 @@ HIGHEST_US = 3_600_000_000  # one hour: nothing is clamped (redis-benchmark clam
 SIGNIFICANT_FIGURES = 3
 NS = 1_000_000_000
 NEVER = 1 << 62  # ns: a second that does not end (an int: compared per op, faster than math.inf)
+FLUSH_AT = 1024  # pending values: counted by then
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0), ("p99_9", 99.9))
 
 
@@ -162,8 +163,10 @@ class Recorder:
             intended[intended_us] = intended.get(intended_us, 0) + ops
 
     def flush(self) -> None:
-        """Count ``pending`` into the current second (in C: ~40 ns a value) and empty it. Whoever
-        appends must call tick() before appending a completion from or after ``second_end_ns``."""
+        """Count ``pending`` into the current second (in C, ~50 ns a value: with the append, ~70 ns an
+        op against ~100 for a dict counter bumped in Python) and empty it. Whoever appends calls tick()
+        before appending a completion from or after ``second_end_ns``, and flushes every
+        ``FLUSH_AT`` values, so the loop never stops for more than ~0.1 ms to count."""
         _count_elements(self._service, self.pending)
         self.pending.clear()
 
