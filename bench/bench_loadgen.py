@@ -5,7 +5,7 @@
   vs `redis-benchmark -t get -c 50 -r KEYS -d 100` (its keyspace filled with the same 100-byte
   values), pipeline 1 and 16, alternating; target >= 0.6x.
 - PostgreSQL (scale 10 in a database of its own): `bench run -w sql:select-pk.sql -c 8` (its default -j:
-  a process per client; `--pg-jobs 2` or `auto,2` for others) vs `pgbench -S -c 8 -j 2 -M prepared`,
+  a process per CPU, here 2; `--pg-jobs 8` or `auto,8` for others) vs `pgbench -S -c 8 -j 2 -M prepared`,
   and `sql:tpcb-like.sql` vs `pgbench -c 8 -j 2`, alternating;
   target >= 0.85x. The scripts are the built-in `select-pk` / `tpcb-like` ones naming pgbench's own
   tables (`public.pgbench_*`), so both tools read the very same pages; storagectl's own namespace is
@@ -169,7 +169,7 @@ def bench_pg(config: Path, rounds: int, seconds: int, workloads: list[str], jobs
 
 
 def jobs_args(jobs: str) -> list[str]:
-    """storagectl's -j: `auto` gives none (its default: a process per PostgreSQL client here)."""
+    """storagectl's -j: `auto` gives none (its default: a process per CPU for a PostgreSQL closed loop)."""
     return [] if jobs == "auto" else ["-j", jobs]
 
 

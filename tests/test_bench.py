@@ -3,6 +3,7 @@ the namespace removed after success and after an interrupt, option conflicts, pr
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 import pytest
@@ -200,6 +201,20 @@ def test_postgres_replies_of_any_size_count_one_op_each(cli, write_config, pg_da
     assert data["errors"] == ({"DivisionByZero": 40} if "/" in statement else {})
 
 
+def test_postgres_a_failed_op_leaves_the_next_one_clean(cli, write_config, pg_database, tmp_path):
+    """select-pk's shape (one statement, one drawn value) sends without resetting any state: the
+    failed op's error must not stick to the ops after it on that connection."""
+    script = tmp_path / "half.sql"
+    script.write_text("\\set n random(1, 2)\nSELECT 1 / (:n - 1);\n")  # fails when n is 1
+    config = write_config("backends:\n" + pg_database.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{script}", "-c", "1", "-n", "200",
+                 "--warmup", "0", "--keyspace", "10", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["ops"] == 200 and 50 < data["ok"] < 150  # about half each way, whatever the draws
+    assert data["errors"] == {"DivisionByZero": 200 - data["ok"]}
+
+
 def test_interrupt_drops_the_postgres_schema(write_config, pg_database):
     config = load_config(write_config("backends:\n" + pg_database.backend_yaml()))
     backend = backend_from_config(config, "pg")
@@ -388,25 +403,25 @@ def test_split_plan_shares_out_clients_count_and_rate_exactly():
     assert sum(p.rate for p in plans) == pytest.approx(500.0)
 
 
-def test_default_workers_one_per_postgres_client_in_a_closed_loop(monkeypatch):
-    """Without -j: a PostgreSQL closed loop runs a process per client (at most 4 per CPU), so no answered
-    client waits while a loop serves others; open loop and Redis keep one loop."""
+def test_default_workers_one_per_cpu_for_a_postgres_closed_loop(monkeypatch):
+    """Without -j: a PostgreSQL closed loop runs a process per CPU (at most one per client), as pgbench -j
+    is set; open loop and Redis keep one loop."""
     from storagectl.loadgen import workloads
 
     monkeypatch.setattr(workloads.os, "cpu_count", lambda: 2)
     assert [workloads.default_workers(kind, clients, False) for kind, clients in
-            (("postgres", 8), ("postgres", 3), ("postgres", 50), ("timescaledb", 8))] == [8, 3, 8, 8]
+            (("postgres", 8), ("postgres", 1), ("postgres", 50), ("timescaledb", 8))] == [2, 1, 2, 2]
     assert workloads.default_workers("postgres", 8, True) == 1
     assert workloads.default_workers("redis", 50, False) == 1
     assert workloads.default_workers("sqlite", 8, False) == 1
 
 
-def test_postgres_without_j_runs_a_worker_per_client_and_counts_every_op(cli, write_config, pg_database):
+def test_postgres_without_j_runs_a_worker_per_cpu_and_counts_every_op(cli, write_config, pg_database):
     config = write_config("backends:\n" + pg_database.backend_yaml())
     closed = cli("-c", config, "bench", "run", "-b", "pg", "-w", "select-pk", "-c", "3", "-n", "301",
                  "--warmup", "0", "--keyspace", "100", "-o", "json")
     assert closed.exit_code == 0, closed.stderr
-    assert closed.json()["load"]["workers"] == 3 and closed.json()["ops"] == 301
+    assert closed.json()["load"]["workers"] == min(3, os.cpu_count() or 1) and closed.json()["ops"] == 301
     opened = cli("-c", config, "bench", "run", "-b", "pg", "-w", "select-pk", "-c", "3", "-n", "20", "--rate", "2000",
                  "--warmup", "0", "--keyspace", "100", "-o", "json")
     assert opened.exit_code == 0, opened.stderr

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from storagectl.loadgen.engine import NS, Engine, LoadPlan
+from storagectl.loadgen.engine import NS, ONE_DONE, Engine, LoadPlan
 from storagectl.loadgen.recorder import Recorder, latency_summary
 
 US = 1_000
@@ -120,6 +120,37 @@ def test_percentiles_of_a_known_latency_distribution():
     for name, expected_ms in (("p50", 5.0), ("p90", 9.0), ("p95", 9.5), ("p99", 9.9), ("p99_9", 9.99)):
         assert summary[name] == pytest.approx(expected_ms, rel=1e-3), name  # HDR: 3 significant figures
     assert summary["mean"] == pytest.approx(5.0005, rel=1e-3)
+
+
+class SharedDoneClient(FakeClient):
+    """Answers a fine one-op batch with the shared ``ONE_DONE``, as the PostgreSQL client does."""
+
+    def collect(self) -> list[tuple[int, str | None]]:
+        batch = super().collect()
+        return ONE_DONE if batch == [(1, None)] else batch
+
+
+@pytest.mark.parametrize("eager", [True, False])
+def test_one_done_answers_are_recorded_as_record_would(eager):
+    """The closed loop counts ONE_DONE latencies by appending them and counting each second's list at
+    once; seconds, errors, histograms and the last completion come out as from a record() per op."""
+    def outcome_with(client_class):
+        world = World()
+        latencies = itertools.cycle([90 * US, 130 * US, 2_500 * US, 700 * US, 41 * US])
+        clients = [client_class(world, lambda t: next(latencies), fail_every=9) for _ in range(3)]
+        for client in clients:
+            client.eager = eager
+        plan = LoadPlan(clients=3, duration_s=3.0, warmup_s=0.5)
+        return Engine(plan, clients, world, clock=world.clock).run(keep_seconds=True)
+
+    per_op, batched = outcome_with(FakeClient), outcome_with(SharedDoneClient)
+    assert batched.recorder.seconds == per_op.recorder.seconds and len(per_op.recorder.seconds) == 3
+    assert batched.recorder.kept == per_op.recorder.kept
+    assert batched.recorder.errors == per_op.recorder.errors and per_op.recorder.errors["Boom"] > 0
+    assert batched.recorder.service.encode() == per_op.recorder.service.encode()
+    assert batched.recorder.ops == per_op.recorder.ops == batched.ops_issued
+    assert batched.recorder.last_completion_ns == per_op.recorder.last_completion_ns
+    assert batched.elapsed_s == per_op.elapsed_s
 
 
 def test_recorder_rolls_seconds_and_fills_a_silent_second_with_zeros():

@@ -68,7 +68,7 @@ def run(
     workers: Annotated[int | None, typer.Option(
         "--workers", "-j", metavar="N", show_default=False,
         help="Processes sharing the clients, like pgbench -j (PostgreSQL, TimescaleDB, Redis) [default: "
-             "PostgreSQL closed loop one per client, at most 4 per CPU; else 1].")] = None,
+             "PostgreSQL closed loop one per CPU, at most one per client; else 1].")] = None,
     repeat: Annotated[int, typer.Option("--repeat", "-x", metavar="N",
                                         help="Run N times; report each run, the median and the spread.")] = 1,
     save: Annotated[Path | None, typer.Option("--save", metavar="FILE", dir_okay=False,

@@ -32,6 +32,7 @@ class EpollWaiter:
         self._epoll_fd = [self._epoll.fileno()]
         self._selectable = self._epoll_fd[0] < FD_SETSIZE
         self._by_fd: dict[int, Any] = {}
+        self._poll = self._epoll.poll
         for client in clients:
             fd = client.fileno()
             self._by_fd[fd] = client
@@ -42,7 +43,7 @@ class EpollWaiter:
             select.select(self._epoll_fd, [], [], timeout_s)
             timeout_s = 0.0
         # maps, not a comprehension: no Python frame per wake-up (this runs once per operation)
-        return list(map(self._by_fd.__getitem__, map(_FD, self._epoll.poll(timeout_s))))
+        return list(map(self._by_fd.__getitem__, map(_FD, self._poll(timeout_s))))
 
     def close(self) -> None:
         self._epoll.close()

@@ -9,6 +9,8 @@ time with a known latency distribution.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import time
 from collections.abc import Callable
@@ -16,11 +18,16 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from storagectl.errors import OperationTimeout
-from storagectl.loadgen.recorder import Recorder
+from storagectl.loadgen.recorder import FLUSH_AT, Recorder
 
 NS = 1_000_000_000
 TICK_S = 0.1  # longest wait, so seconds close (live view) and -T ends on time
 TICK_NS = int(TICK_S * NS)
+
+
+# A batch of one op that succeeded. A client may answer collect() with this very list (shared, never
+# changed): the closed loop then counts its latency with a list append instead of a record() call.
+ONE_DONE: list[tuple[int, str | None]] = [(1, None)]
 
 
 class Client(Protocol):
@@ -99,10 +106,11 @@ class Engine:
         self.recorder = Recorder(self._measure_start, open_loop=plan.rate is not None, last_second=last_second)
         self.recorder.on_second = self.on_second
         self.recorder.keep_seconds = keep_seconds
-        if plan.rate is None:
-            self._run_closed(now)
-        else:
-            self._run_open(now)
+        with _collector_paused():
+            if plan.rate is None:
+                self._run_closed(now)
+            else:
+                self._run_open(now)
         self.recorder.finish()
         elapsed = max(self.recorder.last_completion_ns - self._measure_start, 1) / NS
         return EngineOutcome(self.recorder, self._warmup_ops, self._warmup_errors, self._measure_start,
@@ -119,7 +127,8 @@ class Engine:
         """Each client sends its next request when its answer is in. This loop's cost per op limits
         the client (PostgreSQL select-pk: the Python around libpq's calls is most of the client's
         CPU), so an eager client's answer is recorded and its next request sent inline: one
-        collect, two clock reads, one record, one send per op, and no allocation of its own."""
+        collect, two clock reads, one list append (a batch of ``ONE_DONE``; others go through
+        ``record``), one send per op, and no allocation or call of its own."""
         clock, wait, record = self.clock, self.waiter.wait, self.recorder.record
         in_flight, measure_start, pipeline = self._in_flight, self._measure_start, self.plan.pipeline
         # until then a full pipeline goes out unchecked: a timed run's end, a counted run's warm-up
@@ -129,6 +138,9 @@ class Engine:
         last_answer = now
         resend: list[Client] = []
         recorder = self.recorder
+        pending = recorder.pending
+        add_service_us, second_end = pending.append, recorder.second_end_ns
+        issued, last_done = 0, now  # measured ops sent inline, last ONE_DONE answer: stored after the loop
         while in_flight:
             ready = wait(TICK_S if now + TICK_NS < unchecked_until else self._timeout(now))
             now = clock()
@@ -142,11 +154,18 @@ class Engine:
                     continue
                 done = clock()  # after the answer was read, as pgbench times it
                 sent = in_flight.pop(client)
-                if sent >= measure_start:
+                if sent < measure_start:
+                    self._count_warmup(batch)
+                elif batch is ONE_DONE:
+                    if done >= second_end:
+                        recorder.tick(done)
+                        second_end = recorder.second_end_ns
+                    add_service_us((done - sent) // 1000)
+                    last_done = done
+                else:
                     for ops, error in batch:
                         record(ops, error, sent, sent, done)
-                else:
-                    self._count_warmup(batch)
+                    second_end = recorder.second_end_ns
                 if not client.eager:
                     resend.append(client)
                     continue
@@ -155,13 +174,18 @@ class Engine:
                     in_flight[client] = now
                     client.send(pipeline)
                     if now >= measure_start:
-                        self._measured_issued += pipeline
+                        issued += pipeline
                 else:
                     self._send_next(client, now)
             while resend:  # last read, first sent (the order of the idle list before)
                 self._send_next(resend.pop())
-            if now >= recorder.second_end_ns:
+            if now >= second_end:
                 recorder.tick(now)
+                second_end = recorder.second_end_ns
+            elif len(pending) >= FLUSH_AT:
+                recorder.flush()
+        self._measured_issued += issued
+        recorder.last_completion_ns = max(recorder.last_completion_ns, last_done)
 
     def _send_next(self, client: Client, now: int | None = None) -> None:
         """Closed loop: send the client's next request unless the run is over (a timed run's end,
@@ -260,3 +284,18 @@ class Engine:
                 self.recorder.record(ops, error, intended, sent, now)
         else:
             self._count_warmup(batch)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Any:
+    """The load loop makes no reference cycles (its garbage goes by reference counts), so Python's
+    cycle collector, which otherwise runs every ~700 allocations (a few times a second over every
+    object the process holds), would only stall the loop, and answers waiting meanwhile count as
+    latency."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

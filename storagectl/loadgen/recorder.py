@@ -11,6 +11,7 @@ closed loop at 3,000 ops/s and 3.9 ms in an open loop at 10,000 ops/s.)
 
 from __future__ import annotations
 
+from collections import _count_elements  # C in CPython (collections has a pure-Python one otherwise)
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ HIGHEST_US = 3_600_000_000  # one hour: nothing is clamped (redis-benchmark clam
 SIGNIFICANT_FIGURES = 3
 NS = 1_000_000_000
 NEVER = 1 << 62  # ns: a second that does not end (an int: compared per op, faster than math.inf)
+FLUSH_AT = 1024  # pending values: counted by then
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0), ("p99_9", 99.9))
 
 
@@ -116,6 +118,9 @@ class Recorder:
         self.keep_seconds = False
         self.kept: list[Second] = []  # with keep_seconds: every closed second, for merging
         self.second_end_ns = NEVER  # when the current second ends: tick() before then does nothing
+        # service times (us) of the current second's successful one-op batches, appended by the caller
+        # (a list append instead of a record() call per op) and counted into the second by flush()
+        self.pending: list[int] = []
         self._start_second(Second(0))
 
     @property
@@ -157,10 +162,19 @@ class Recorder:
             intended = self._intended
             intended[intended_us] = intended.get(intended_us, 0) + ops
 
+    def flush(self) -> None:
+        """Count ``pending`` into the current second (in C, ~50 ns a value: with the append, ~70 ns an
+        op against ~100 for a dict counter bumped in Python) and empty it. Whoever appends calls tick()
+        before appending a completion from or after ``second_end_ns``, and flushes every
+        ``FLUSH_AT`` values, so the loop never stops for more than ~0.1 ms to count."""
+        _count_elements(self._service, self.pending)
+        self.pending.clear()
+
     def tick(self, now_ns: int) -> None:
         """Close the seconds that have passed, so the live view sees them on time."""
         if now_ns < self.second_end_ns:
             return
+        self.flush()
         second = (now_ns - self.measure_start_ns) // NS
         if self.last_second is not None:
             second = min(second, self.last_second)
@@ -187,5 +201,6 @@ class Recorder:
 
     def finish(self) -> None:
         """Close the last (partial) second."""
+        self.flush()
         if self._current.service or self._current.errors or not self.seconds:
             self._close(self._current)
