@@ -246,12 +246,15 @@ class SQLiteCopyReader:
             for row in rows:
                 yield row[0], row_hash(row)
 
-    def chunk_sums(self, conn: Any, bounds: list[int]) -> dict[int, tuple[int, int]]:
-        """{chunk: (rows, checksum)} of the chunks that hold rows, each read as a range of the key (a
-        rowid or its alias, never NULL) and hashed a batch at a time: no Python per row but the hash."""
+    def chunk_sums(self, conn: Any, bounds: list[int], only: set[int] | None = None) -> dict[int, tuple[int, int]]:
+        """{chunk: (rows, checksum)} of the chunks that hold rows (``only``: of these alone), each read as
+        a range of the key (a rowid or its alias, never NULL) and hashed a batch at a time: no Python
+        per row but the hash."""
         row_hash = self.row_hasher(0)
         sums = {}
         for chunk in chunks_from_bounds(bounds):
+            if only is not None and chunk.index not in only:
+                continue
             where, args = chunk.where(self.spec.key, "?")
             rows = total = 0
             cursor = conn.execute(f"SELECT {self.hash_select}{where}", args)
