@@ -3,8 +3,9 @@
 Per target table one header row (chunk -1: the source, the chunk bounds fixed at the first run, and
 the table's status: ``copying``, ``loaded``, ``done``) and one row per committed chunk (rows read,
 source checksum; for a SQLite → PostgreSQL chunk copied as text, the crc32 sum of the COPY lines it
-sent, ``{"copy_sum": N}`` in ``detail``, which the run's verify compares the target's rows with). A chunk's row is written in the same transaction as its data, so after a crash
-the table says exactly which chunks are in.
+sent, ``{"copy_sum": N}`` in ``detail``, which the run's verify compares the target's rows with).
+A chunk's row is written in the same transaction as its data, so after a crash the table says
+exactly which chunks are in.
 """
 
 from __future__ import annotations
