@@ -161,3 +161,22 @@ def test_a_transform_is_verified_by_the_lines_it_sent(cli, tmp_path, write_confi
     result, report = run_json(cli, config, "--map", str(tmp_path / "map.yaml"), "--resume")
     assert result.exit_code == 6
     assert by_table(report)["things"]["first_bad_chunk"] == "3 (id ≥ 21)"
+
+
+def test_a_table_without_rowid_or_integer_key_is_one_chunk_summed_whole(cli, tmp_path, write_config, pg_database):
+    with sqlite3.connect(tmp_path / "src.db") as conn:
+        conn.executescript("CREATE TABLE codes (code TEXT PRIMARY KEY, weight REAL, seen DATETIME) WITHOUT ROWID;")
+        conn.executemany("INSERT INTO codes VALUES (?, ?, ?)",
+                         [(f"c{i:03d}", i / 7, f"2024-02-{1 + i % 28:02d} 01:02:03") for i in range(40)])
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          pg: {{kind: postgres, url: "{pg_database.url}"}}
+        """)
+    result, report = run_json(cli, config)
+    assert result.exit_code == 0, result.stderr
+    assert report["items"][0]["chunks"] == 1 and report["items"][0]["verified_by"] == "copy sums"
+    with pg_database.connect() as conn:
+        conn.execute("UPDATE codes SET seen = seen + interval '1 hour' WHERE code = 'c007'")
+    result, report = run_json(cli, config, "--resume")
+    assert result.exit_code == 6 and report["items"][0]["verified_by"] == "canonical"

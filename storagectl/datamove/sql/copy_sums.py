@@ -92,20 +92,21 @@ def proven_chunks(target: Any, jobs: list[TableJob], parallel: int) -> dict[str,
 def _spans(job: TableJob, parallel: int) -> list[Span]:
     """The chunks with copy sums in spans of about a ``2 × parallel``-th of the table's rows (all at
     once for a table the target cannot cut by its key: then only if every chunk has its sums)."""
-    chunks = [chunk for chunk in job.chunks if chunk.index in job.done]
-    summed_chunks = [chunk for chunk in chunks if chunk.index in job.copy_sums]
+    chunks = job.chunks
+    summed_chunks = [chunk for chunk in chunks if chunk.index in job.copy_sums and chunk.index in job.done]
     if job.spec.key_column is None:
-        return [Span(job, chunks)] if chunks and summed_chunks == chunks else []
+        return [Span(job, chunks)] if summed_chunks == chunks else []
     per_span = max(1, sum(job.done[c.index][0] for c in summed_chunks) // (2 * max(1, parallel)))
     spans: list[Span] = []
     current: list[Chunk] = []
     rows = 0
     for chunk in chunks:
-        if chunk.index not in job.copy_sums or rows >= per_span:
+        summed_chunk = chunk.index in job.copy_sums and chunk.index in job.done
+        if not summed_chunk or rows >= per_span:
             if current:
                 spans.append(Span(job, current))
             current, rows = [], 0
-        if chunk.index in job.copy_sums:
+        if summed_chunk:
             current.append(chunk)
             rows += job.done[chunk.index][0]
     if current:
