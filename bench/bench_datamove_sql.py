@@ -132,12 +132,12 @@ def bench_sqlite(work: Path, scale: float, small_scale: float, parallel: int, ro
         config = write_config(work, f"{{kind: sqlite, path: {path}}}", database_url(ADMIN_URL, "stctl_dm_bench"))
         copies, loaders, copy_pss, loader_pss, verified_runs = [], [], [], [], []
         for _ in range(rounds):
-            fresh_database("stctl_dm_bench", checkpoint=True)
+            fresh_database("stctl_dm_bench")
             copies.append(timed(storagectl(config, "run", "--from", "src", "--to", "dst", "--no-verify",
                                            "--parallel", str(parallel)), env()))
             copy_pss.append(PSS_PEAKS[-1])
             if label == "base":
-                fresh_database("stctl_dm_bench", checkpoint=True)
+                fresh_database("stctl_dm_bench")  # after the copy's dirty pages, as the copy after pgloader's
                 verified_runs.append(timed(storagectl(config, "run", "--from", "src", "--to", "dst", "--parallel",
                                                       str(parallel)), env()))
                 loaders.append(timed(["pgloader", "--no-ssl-cert-verification", str(path),
