@@ -47,8 +47,8 @@ def compare(source: Any, target: Any, spec: TableSpec, bounds: list[int], *,
     with ThreadPoolExecutor(2) as pool:
         target_sums = pool.submit(_sums, target, spec, bounds, True, scheme, only)
         if missing:
-            source_sums |= _sums(source, spec, bounds, False, scheme, None if missing == wanted == set(
-                range(len(bounds) + 1)) else missing)
+            source_sums |= _sums(source, spec, bounds, False, scheme, None if only is None and missing == wanted
+                                 else missing)
         found = interrupts.result(target_sums)
     if spec.key_column is None:  # the target cannot be cut the same way: compare the whole table
         source_sums, found = _whole(source_sums), _whole(found)
