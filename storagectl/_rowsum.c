@@ -5,6 +5,13 @@
  * reduced mod 2**64). No Python object per line, and the GIL is released while a large buffer is
  * read, so compression threads run meanwhile.
  *
+ * line_crc32_sum_doubles(buffer, columns) -> (lines, sum): the same, with each field of a column marked
+ * in ``columns`` (a bytes object, one byte per tab-separated field, non-zero: a float8 column)
+ * summed as the 8 big-endian bytes of the double it spells, not as its text: SQLite writes a REAL
+ * with 17 digits, PostgreSQL the shortest text that reads back as the same double, so the line a
+ * SQLite -> PostgreSQL copy sent and the line PostgreSQL prints for the row it stored sum alike
+ * exactly when each such field holds the same double (strtod: correctly rounded, as the server's).
+ *
  * The CRC is the zlib/PNG one (reflected polynomial 0xEDB88320), computed slice-by-8 with tables of
  * our own instead of linking zlib: the build needs Python's headers and a compiler, not zlib's
  * headers too (a missing zlib1g-dev would silently leave the slow path), and a 12-byte row costs no
@@ -14,6 +21,8 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <stdlib.h>
+#include <math.h>
 
 #ifndef ROWSUM_SOURCE_CRC32
 #define ROWSUM_SOURCE_CRC32 0 /* set by setup.py: the crc32 of this file, to detect a stale build */
@@ -40,9 +49,9 @@ static void build_crc_tables(void)
     }
 }
 
-static uint32_t crc32_of(const unsigned char *p, size_t n)
+/* ``crc``: the state before (0xFFFFFFFF to start); the crc32 is the last state ^ 0xFFFFFFFF */
+static uint32_t crc32_update(uint32_t crc, const unsigned char *p, size_t n)
 {
-    uint32_t crc = 0xFFFFFFFFu;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     for (; n >= 8; p += 8, n -= 8) {
         uint64_t word;
@@ -56,7 +65,12 @@ static uint32_t crc32_of(const unsigned char *p, size_t n)
 #endif
     for (; n; p++, n--)
         crc = crc_tables[0][(crc ^ *p) & 0xff] ^ (crc >> 8);
-    return crc ^ 0xFFFFFFFFu;
+    return crc;
+}
+
+static uint32_t crc32_of(const unsigned char *p, size_t n)
+{
+    return crc32_update(0xFFFFFFFFu, p, n) ^ 0xFFFFFFFFu;
 }
 
 typedef struct {
@@ -70,6 +84,72 @@ static void sum_lines(const unsigned char *p, size_t size, LineSums *out)
         const unsigned char *newline = memchr(p, '\n', (size_t)(end - p));
         const unsigned char *next = newline ? newline + 1 : end;
         uint32_t crc = crc32_of(p, (size_t)(next - p));
+        out->sum_low += crc;
+        out->sum_high += out->sum_low < crc;
+        out->lines++;
+        p = next;
+    }
+}
+
+#define FIELD_MAX 63 /* a float8's text is at most 24 bytes: a longer field is summed as it is */
+
+/* The double that the field ``p[0:n]`` spells in decimal, as 8 big-endian bytes into ``out``;
+ * returns 0 (the field is then summed as it is) for anything but a plain finite decimal number:
+ * what starts with a sign, a digit or a point and ends with a digit or a point. */
+static int double_bytes(const unsigned char *p, size_t n, unsigned char *out)
+{
+    char field[FIELD_MAX + 1];
+    if (n == 0 || n > FIELD_MAX)
+        return 0;
+    unsigned char first = p[0], last = p[n - 1];
+    if (!(first == '-' || first == '+' || first == '.' || (first >= '0' && first <= '9')) ||
+        !(last == '.' || (last >= '0' && last <= '9')) || memchr(p, 'x', n) || memchr(p, 'X', n))
+        return 0;
+    memcpy(field, p, n);
+    field[n] = '\0';
+    char *end;
+    double value = strtod(field, &end);
+    if (end != field + n || !isfinite(value))
+        return 0;
+    uint64_t bits;
+    memcpy(&bits, &value, 8);
+    for (int i = 7; i >= 0; i--, bits >>= 8)
+        out[i] = (unsigned char)(bits & 0xff);
+    return 1;
+}
+
+static uint32_t crc32_of_line_doubles(const unsigned char *p, size_t n, const unsigned char *columns,
+                                      size_t ncolumns)
+{
+    uint32_t crc = 0xFFFFFFFFu;
+    const unsigned char *end = p + n, *field = p;
+    size_t column = 0;
+    unsigned char bytes[8];
+    while (field < end) {
+        const unsigned char *tab = memchr(field, '\t', (size_t)(end - field));
+        const unsigned char *stop = tab ? tab : end;
+        size_t length = (size_t)(stop - field);
+        int newline = !tab && length && stop[-1] == '\n'; /* the line's last field holds its newline */
+        if (column < ncolumns && columns[column] && double_bytes(field, length - (size_t)newline, bytes)) {
+            crc = crc32_update(crc, bytes, 8);
+            crc = crc32_update(crc, stop - newline, (size_t)newline + (tab != NULL));
+        } else {
+            crc = crc32_update(crc, field, length + (tab != NULL));
+        }
+        field = tab ? tab + 1 : end;
+        column++;
+    }
+    return crc ^ 0xFFFFFFFFu;
+}
+
+static void sum_lines_doubles(const unsigned char *p, size_t size, const unsigned char *columns, size_t ncolumns,
+                              LineSums *out)
+{
+    const unsigned char *end = p + size;
+    while (p < end) {
+        const unsigned char *newline = memchr(p, '\n', (size_t)(end - p));
+        const unsigned char *next = newline ? newline + 1 : end;
+        uint32_t crc = crc32_of_line_doubles(p, (size_t)(next - p), columns, ncolumns);
         out->sum_low += crc;
         out->sum_high += out->sum_low < crc;
         out->lines++;
@@ -113,7 +193,27 @@ static PyObject *line_crc32_sum(PyObject *Py_UNUSED(module), PyObject *data)
     return Py_BuildValue("(KN)", (unsigned long long)sums.lines, total);
 }
 
+static PyObject *line_crc32_sum_doubles(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    Py_buffer view, columns;
+    LineSums sums = {0, 0, 0};
+    if (!PyArg_ParseTuple(args, "y*y*", &view, &columns))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    sum_lines_doubles(view.buf, (size_t)view.len, columns.buf, (size_t)columns.len, &sums);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    PyBuffer_Release(&columns);
+    PyObject *total = exact_sum(&sums);
+    if (total == NULL)
+        return NULL;
+    return Py_BuildValue("(KN)", (unsigned long long)sums.lines, total);
+}
+
 static PyMethodDef rowsum_methods[] = {
+    {"line_crc32_sum_doubles", line_crc32_sum_doubles, METH_VARARGS,
+     "line_crc32_sum_doubles(buffer, columns) -> line_crc32_sum's (lines, sum), the fields of the float8 "
+     "columns marked in columns summed as SQLite's printf('%!.17g') writes them"},
     {"line_crc32_sum", line_crc32_sum, METH_O,
      "line_crc32_sum(buffer) -> (lines, sum of the crc32 of every line, its newline included)"},
     {NULL, NULL, 0, NULL},

@@ -112,6 +112,42 @@ def test_a_build_of_other_source_is_not_used(accelerated, tmp_path, monkeypatch)
     """A checkout edited since its last build sums in Python rather than with the stale build."""
     monkeypatch.setattr(rowsum, "__file__", str(tmp_path / "rowsum.py"))
     (tmp_path / "_rowsum.c").write_bytes(b"/* edited */")
-    assert rowsum._load() == ("stale", python_line_crc32_sum)
+    assert rowsum._load() == ("stale", python_line_crc32_sum, rowsum.python_line_crc32_sum_doubles)
     (tmp_path / "_rowsum.c").unlink()  # a build without its source beside it
-    assert rowsum._load() == ("built", accelerated)
+    assert rowsum._load()[:2] == ("built", accelerated)
+
+
+def doubles_like(rng: random.Random, rows: int) -> bytes:
+    """Rows whose 2nd and 4th fields are mostly numbers, spelled as SQLite or PostgreSQL would, or not."""
+    spellings = [lambda x: repr(x), lambda x: f"{x:.17g}", lambda x: f"{x:.17e}", lambda x: "\\N", lambda x: "NaN",
+                 lambda x: "-Infinity", lambda x: f" {x}", lambda x: f"{x} ", lambda x: "0x1p3", lambda x: "1_0",
+                 lambda x: ".5", lambda x: "-0", lambda x: "5.", lambda x: "", lambda x: "1e999", lambda x: "abc"]
+    lines = []
+    for _ in range(rows):
+        x = rng.random() * 10 ** rng.uniform(-300, 300) * rng.choice([1, -1])
+        fields = [str(rng.randrange(100)), rng.choice(spellings)(x), "t\\tx", rng.choice(spellings)(x)]
+        lines.append("\t".join(fields[:rng.randrange(1, 5)]).encode())
+    return b"\n".join(lines) + rng.choice([b"", b"\n"])
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_c_and_python_sum_double_fields_alike(accelerated, seed):
+    rng = random.Random(seed)
+    data = doubles_like(rng, rng.randrange(1, 2000))
+    for columns in (b"\x00\x01\x00\x01", b"\x01", b""):
+        c_sums = rowsum.line_crc32_sum_doubles(data, columns)
+        assert c_sums == rowsum.python_line_crc32_sum_doubles(data, columns)
+        assert c_sums[0] == by_definition(data)[0]
+    assert rowsum.line_crc32_sum_doubles(data, b"") == by_definition(data)  # no double column: plain sums
+
+
+def test_a_double_sums_alike_in_sqlite_and_postgresql_spelling_and_otherwise_for_another():
+    rng = random.Random(3)
+    values = [rng.random() * 10 ** rng.uniform(-80, 80) for _ in range(2000)] + [0.1, 100.0, 1e15, 1e-5, 2.0 ** 53]
+    sqlite = b"".join(b"%d\t%s\n" % (i, b"%.17g" % x) for i, x in enumerate(values))  # 17 digits
+    postgres = b"".join(b"%d\t%s\n" % (i, repr(x).encode()) for i, x in enumerate(values))  # the shortest
+    for line_sums in (rowsum.line_crc32_sum_doubles, rowsum.python_line_crc32_sum_doubles):
+        assert line_sums(sqlite, b"\x00\x01") == line_sums(postgres, b"\x00\x01")
+        assert line_sums(sqlite, b"\x00\x00") != line_sums(postgres, b"\x00\x00")
+        nudged = b"0\t%s\n" % repr(values[0] + values[0] * 2 ** -52).encode() + postgres.split(b"\n", 1)[1]
+        assert line_sums(nudged, b"\x00\x01") != line_sums(postgres, b"\x00\x01")  # one ulp off

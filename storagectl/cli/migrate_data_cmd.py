@@ -189,7 +189,12 @@ def _render_result(state: AppState, result: RunResult, output: OutputFormat | No
         return
     rows = [[item.source, item.target, item.status, item.rows, item.rejected, f"{item.duration_s:.1f}s",
              item.first_bad_chunk or ""] for item in result.items]
-    print_table(state, ["source", "target", "status", "rows", "rejected", "time", "first bad chunk"], rows)
+    headers = ["source", "target", "status", "rows", "rejected", "time", "first bad chunk"]
+    if any(item.verified_by for item in result.items):
+        headers.append("verified by")
+        for row, item in zip(rows, result.items, strict=True):
+            row.append(item.verified_by or "")
+    print_table(state, headers, rows)
     for item in result.items:
         if item.diff_keys:
             note(state, f"{item.source}: differing rows: {', '.join(item.diff_keys)}")

@@ -118,6 +118,9 @@ class ItemResult:
     first_bad_chunk: str | None = None
     diff_keys: list[str] = field(default_factory=list)
     detail: str = ""
+    # how a SQL table was verified: "canonical" (both sides hashed), "copy sums" (the target against
+    # the lines the run's copy sent), or both, naming the chunks compared the canonical way
+    verified_by: str | None = None
 
 
 @dataclass

@@ -51,6 +51,7 @@ from storagectl.backends.postgres.copy import (
     BINARY_HEADER,
     BINARY_TRAILER,
     CopyOut,
+    LineSums,
     PsqlCopyOut,
     checksum_format,
     row_checksum,
@@ -79,6 +80,7 @@ from storagectl.backends.postgres.tools import (
     split_post_data,
 )
 from storagectl.errors import BackendUnavailable, IntegrityError, OperationFailed, UsageError, raise_with_state
+from storagectl.rowsum import line_crc32_sum
 from storagectl.selection import Selection
 
 if TYPE_CHECKING:
@@ -369,20 +371,34 @@ def copy_out_sums(backend: PostgresBackend, conn: Any, table: pg_schema.Table, p
 def _copy_reader(backend: PostgresBackend, conn: Any, table: pg_schema.Table, snapshot: str | None,
                  format_2: bool) -> CopyOut | PsqlCopyOut:
     """psql for a large text table (no Python per row), libpq for the others: both checksum alike."""
-    psql = client_tool("psql")
-    if psql is None or snapshot is None or table.copy_format != "text" or table.size < PSQL_MIN_BYTES:
+    if snapshot is None or table.copy_format != "text" or table.size < PSQL_MIN_BYTES or \
+            (psql := psql_copy_out(backend, conn, table.copy_out_sql(), table.unit, snapshot=snapshot,
+                                   search_path=format_2)) is None:
         return CopyOut(conn, table.copy_out_sql(), binary=table.copy_format == "binary")
+    return psql
+
+
+def psql_copy_out(backend: PostgresBackend, conn: Any, copy_sql: str, unit: str, *, snapshot: str | None = None,
+                  search_path: bool = False, line_sums: LineSums = line_crc32_sum) -> PsqlCopyOut | None:
+    """The text rows of ``copy_sql`` (a ``COPY ... TO STDOUT``) read by a ``psql`` of their own, in the
+    database of ``conn`` with its client encoding, the :data:`SESSION_SETTINGS` and ``snapshot`` when
+    given (``search_path``: the server's default one kept, else empty); None: no psql is installed."""
+    psql = client_tool("psql")
+    if psql is None:
+        return None
     # conn's database: a restore validates a staged copy under another name than the configured one
     conninfo, env = connection_env(backend.settings.conninfo_params(conn.info.dbname))
     encoding = conn.info.parameter_status("client_encoding")  # set by _prepare_session
-    session = [SESSION_SETTINGS, *([] if format_2 else [EMPTY_SEARCH_PATH]),
+    session = [SESSION_SETTINGS, *([] if search_path else [EMPTY_SEARCH_PATH]),
                f"SELECT pg_catalog.set_config('client_encoding', '{encoding}', false)"]
+    in_snapshot = ["-c", f"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{snapshot}'"] \
+        if snapshot else []
     # The session's setup prints nothing (\o /dev/null); then only the COPY's rows reach stdout.
     command = [psql, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", f"--dbname={conninfo}",
-               "-c", r"\o /dev/null", "-c", "; ".join(session),
-               "-c", f"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{snapshot}'",
-               "-c", r"\o", "-c", table.copy_out_sql(), "-c", "COMMIT"]
-    return PsqlCopyOut(command, env, lambda code, errors: _psql_failed(backend, table.unit, code, errors))
+               "-c", r"\o /dev/null", "-c", "; ".join(session), *in_snapshot,
+               "-c", r"\o", "-c", copy_sql, *(["-c", "COMMIT"] if snapshot else [])]
+    return PsqlCopyOut(command, env, lambda code, errors: _psql_failed(backend, unit, code, errors),
+                       line_sums=line_sums)
 
 
 def _psql_failed(backend: PostgresBackend, unit: str, code: int, errors: str) -> Exception:

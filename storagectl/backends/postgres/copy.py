@@ -31,6 +31,9 @@ from typing import Any
 
 from storagectl.rowsum import line_crc32_sum
 
+# (lines, crc32 sum) of a piece of text rows: line_crc32_sum, or one summing some fields otherwise
+# (storagectl.datamove.sql.copy_sums: the doubles of a SQLite → PostgreSQL copy)
+LineSums = Callable[[bytes], tuple[int, int]]
 PIECE_BYTES = 1 << 20  # rows are joined into pieces of about this size
 
 # Binary COPY framing (https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.4): an
@@ -68,8 +71,10 @@ class CopyOut:
     (``crc32_sum`` stays 0): for a reader that passes the rows on to another COPY, which counts them.
     """
 
-    def __init__(self, conn: Any, statement: str, *, binary: bool = False, checksum: bool = True) -> None:
+    def __init__(self, conn: Any, statement: str, *, binary: bool = False, checksum: bool = True,
+                 line_sums: LineSums = line_crc32_sum) -> None:
         self.conn = conn
+        self.line_sums = line_sums
         self.pgconn = conn.pgconn
         self.statement = statement
         self.binary = binary
@@ -146,7 +151,7 @@ class CopyOut:
         if self.checksum and self.binary:
             self.crc32_sum += sum(map(zlib.crc32, rows))
         elif self.checksum:  # each text row one line: summed per byte, as PsqlCopyOut sums them
-            self.crc32_sum += line_crc32_sum(piece)[1]
+            self.crc32_sum += self.line_sums(piece)[1]
         return piece
 
     def _finish(self) -> int:
@@ -204,8 +209,10 @@ class PsqlCopyOut:
     psql.
     """
 
-    def __init__(self, command: list[str], env: dict[str, str], failed: Callable[[int, str], Exception]) -> None:
+    def __init__(self, command: list[str], env: dict[str, str], failed: Callable[[int, str], Exception], *,
+                 line_sums: LineSums = line_crc32_sum) -> None:
         self.command = command
+        self.line_sums = line_sums
         self.env = env
         self.failed = failed
         self.rows = -1
@@ -247,6 +254,6 @@ class PsqlCopyOut:
     def _count(self, piece: bytes) -> None:
         # Lines with their newline, as CopyOut sums them: a text COPY row ends at its only unescaped
         # newline, and the piece ends after one.
-        rows, crc32_sum = line_crc32_sum(piece)
+        rows, crc32_sum = self.line_sums(piece)
         self.rows_read += rows
         self.crc32_sum += crc32_sum

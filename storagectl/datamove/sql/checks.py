@@ -34,17 +34,21 @@ def raise_on_drift(drift: str | None) -> None:
 
 
 def compare(source: Any, target: Any, spec: TableSpec, bounds: list[int], *,
-            recorded: dict[int, tuple[int, int, int | None]] | None = None, show_diffs: bool = False) -> ItemResult:
-    """Checksums of both sides (the source's from ``recorded`` when the copy computed them all),
-    computed side by side. Rejected rows are left out of recorded source checksums."""
-    use_recorded = recorded is not None and bool(recorded) and all(c[2] is not None for c in recorded.values())
-    scheme = canonical.CANONICAL if use_recorded else canonical.server_scheme(source, target, spec)
+            recorded: dict[int, tuple[int, int, int | None]] | None = None, show_diffs: bool = False,
+            only: set[int] | None = None) -> ItemResult:
+    """Checksums of both sides (the source's from ``recorded`` for the chunks whose checksum the copy
+    computed, which leaves rejected rows out), computed side by side. ``only``: the chunks to compare
+    (None: all; a table the target cannot cut by its key is compared whole)."""
+    wanted = set(range(len(bounds) + 1)) if only is None else only
+    source_sums = {index: (rows, checksum) for index, (rows, _rejected, checksum) in (recorded or {}).items()
+                   if checksum is not None and index in wanted}
+    scheme = canonical.CANONICAL if source_sums else canonical.server_scheme(source, target, spec)
+    missing = wanted - set(source_sums)
     with ThreadPoolExecutor(2) as pool:
-        target_sums = pool.submit(_sums, target, spec, bounds, True, scheme)
-        if use_recorded:
-            source_sums = {index: (rows, checksum) for index, (rows, _rejected, checksum) in recorded.items()}
-        else:
-            source_sums = _sums(source, spec, bounds, False, scheme)
+        target_sums = pool.submit(_sums, target, spec, bounds, True, scheme, only)
+        if missing:
+            source_sums |= _sums(source, spec, bounds, False, scheme, None if only is None and missing == wanted
+                                 else missing)
         found = interrupts.result(target_sums)
     if spec.key_column is None:  # the target cannot be cut the same way: compare the whole table
         source_sums, found = _whole(source_sums), _whole(found)
@@ -70,10 +74,12 @@ def _whole(sums: dict[int, tuple[int, int]]) -> dict[int, tuple[int, int]]:
     return {0: (sum(rows for rows, _ in sums.values()), sum(c for _, c in sums.values()) % 2**64)}
 
 
-def _sums(side: Any, spec: TableSpec, bounds: list[int], as_target: bool, scheme: str
+def _sums(side: Any, spec: TableSpec, bounds: list[int], as_target: bool, scheme: str, only: set[int] | None = None
           ) -> dict[int, tuple[int, int]]:
     with side.connect() as conn:
-        return side.chunk_sums(conn, spec, bounds, as_target=as_target, scheme=scheme)
+        if only is None or (as_target and spec.key_column is None):
+            return side.chunk_sums(conn, spec, bounds, as_target=as_target, scheme=scheme)
+        return side.chunk_sums(conn, spec, bounds, as_target=as_target, scheme=scheme, only=only)
 
 
 def diff_keys(source: Any, target: Any, spec: TableSpec, bounds: list[int], index: int, *,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from storagectl import interrupts
 from storagectl.archive.progress import ProgressCallback, ProgressEvent
 from storagectl.datamove.model import ItemResult
-from storagectl.datamove.sql import canonical, pg_to_pg, state
+from storagectl.datamove.sql import canonical, copy_sums, pg_to_pg, state
 from storagectl.datamove.sql.engine import TableJob, permission_refused
 from storagectl.datamove.sql.rows import ChunkTally, Reject, RejectsFile, RowMapper
 from storagectl.datamove.sql.spec import Chunk, TableSpec
@@ -167,7 +167,9 @@ class ChunkCopier:
     def _work(self, sconn: Any, job: TableJob) -> TableWork:
         spec = job.spec
         job.row_bytes = self.source.row_bytes(sconn, spec)
-        reader = (SQLiteCopyReader(spec, hashing=self.request.verify, row_bytes=job.row_bytes)
+        # the rows go as SQLite joins their lines (no hashing); the verify compares the target with the
+        # crc32 sums of the lines sent (copy_sums), or rehashes both sides of a chunk copied otherwise
+        reader = (SQLiteCopyReader(spec, hashing=False, row_bytes=job.row_bytes)
                   if self.source.kind == "sqlite" and self.target.kind == "postgres" else None)
         if reader is not None:  # the reader's SQL takes every value by its own storage class
             mapper = RowMapper.for_sqlite(spec, None, to_postgres=True)
@@ -189,6 +191,10 @@ class ChunkCopier:
         with work.lock:
             hashed = work.mapper.hash_rows and tally.hashed
             work.job.done[chunk.index] = (tally.rows, rejected, tally.checksum if hashed else None)
+            if tally.copy_sum is None:
+                work.job.copy_sums.pop(chunk.index, None)
+            else:
+                work.job.copy_sums[chunk.index] = tally.copy_sum
             work.done_rows += tally.rows + rejected
             done = work.done_rows
             work.pending -= 1
@@ -250,6 +256,8 @@ class ChunkCopier:
             tally = ChunkTally(hashed=reader.hashing)
             pieces = (process.pieces(work.table_index, chunk, tally) if process is not None
                       else reader.pieces(sconn, chunk, tally))
+            if self.request.verify:
+                pieces = copy_sums.summed(pieces, tally, copy_sums.double_columns(spec))
             self.target.load_text(tconn, spec, reader.copy_columns, _tagged(pieces))
             self._record(tconn, spec, chunk, tally, 0, [])
             self.target.commit(tconn)
@@ -320,7 +328,7 @@ class ChunkCopier:
                 rejects: list[Reject]) -> None:
         checksum = tally.checksum if self.source.kind == "sqlite" and tally.hashed else None
         state.record_chunk(tconn, self.target.param, spec.target, spec.source, chunk.index, tally.rows,
-                           rejected, checksum)
+                           rejected, checksum, tally.copy_sum)
         if rejects and self.rejects is not None:
             self.rejects.write(rejects, spec)  # written before the commit: a crash may repeat, never lose
 

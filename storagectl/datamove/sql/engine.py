@@ -33,6 +33,7 @@ class TableJob:
     create: bool = False
     empty_first: bool = False
     row_bytes: int = 0
+    copy_sums: dict[int, int] = field(default_factory=dict)  # chunk → crc32 sum of the COPY lines it sent
 
     @property
     def chunks(self) -> list[Chunk]:
@@ -131,7 +132,7 @@ def _check_table(target: Any, tconn: Any, spec: TableSpec, request: DataMigratio
                              hint="Try: the same command with --resume to continue it, or drop the target table "
                                   "to start over")
         _adopt_columns(target, tconn, spec)
-        return TableJob(spec, found.bounds, found.chunks, found.status, resumed=True)
+        return TableJob(spec, found.bounds, found.chunks, found.status, resumed=True, copy_sums=found.copy_sums)
     columns = target.target_columns(tconn, spec) if tconn is not None else None
     if columns is None:
         return TableJob(spec, [], create=True)

@@ -337,14 +337,27 @@ class PostgresSide:
         return {int(index): int(count) for index, count in rows}
 
     def chunk_sums(self, conn: Any, spec: TableSpec, bounds: list[int], *, as_target: bool,
-                   scheme: str = canonical.CANONICAL) -> dict[int, tuple[int, int]]:
+                   scheme: str = canonical.CANONICAL, only: set[int] | None = None) -> dict[int, tuple[int, int]]:
         """{chunk: (rows, checksum)}, computed on the server, rows hashed by ``scheme``
-        (:func:`canonical.server_scheme`)."""
+        (:func:`canonical.server_scheme`); ``only``: of these chunks alone (None: all)."""
         row_hash, key, relation = self._hashed(conn, spec, as_target, scheme)
+        where, args = _chunks_where(key, bounds, only)
         with _hashed_groups(conn):
-            rows = conn.execute(f"SELECT {_bucket(key, bounds)}, count(*), sum({row_hash}) FROM {relation} "
-                                "GROUP BY 1", [bounds] if key and bounds else []).fetchall()
+            rows = conn.execute(f"SELECT {_bucket(key, bounds)}, count(*), sum({row_hash}) FROM {relation}{where} "
+                                "GROUP BY 1", ([bounds] if key and bounds else []) + args).fetchall()
         return {int(index): (int(count), int(total or 0) % 2**64) for index, count, total in rows}
+
+    def copy_out_sums(self, conn: Any, copy_sql: str, unit: str, line_sums: Any) -> tuple[int, int]:
+        """(rows, ``line_sums`` summed over them) of a text ``COPY ... TO STDOUT``, read by ``psql`` as the
+        backup reads a large table (no Python per row), or by libpq without it; in :data:`SESSION`'s settings."""
+        from storagectl.backends.postgres.archive import psql_copy_out
+        from storagectl.backends.postgres.copy import CopyOut
+
+        copy = psql_copy_out(self.backend, conn, copy_sql, unit, search_path=True, line_sums=line_sums) or \
+            CopyOut(conn, copy_sql, line_sums=line_sums)
+        for _piece in copy:
+            pass
+        return copy.rows_read, copy.crc32_sum
 
     def row_hashes(self, conn: Any, spec: TableSpec, chunk: Chunk, *, as_target: bool,
                    scheme: str = canonical.CANONICAL) -> dict[str, int]:
@@ -552,6 +565,21 @@ def _infinity_loader(base: Any) -> Any:
             return text.decode() if text in (b"infinity", b"-infinity") else super().load(data)
 
     return InfinityAsText
+
+
+def _chunks_where(key: str | None, bounds: list[int], only: set[int] | None) -> tuple[str, list[int]]:
+    """A WHERE clause keeping the rows of the chunks ``only`` (None or no key: every row)."""
+    if only is None or key is None:
+        return "", []
+    from storagectl.datamove.sql.spec import chunks_from_bounds
+
+    parts, args = [], []
+    for chunk in chunks_from_bounds(bounds):
+        if chunk.index in only:
+            where, values = chunk.where(key, "%s")
+            parts.append(f"({where.removeprefix(' WHERE ') or 'true'})")
+            args += values
+    return " WHERE " + (" OR ".join(parts) or "false"), args
 
 
 def _bucket(key: str | None, bounds: list[int]) -> str:

@@ -5,10 +5,10 @@ It is kept to a bare interpreter with SQLite, as each ``--parallel`` worker has 
 packages (``-S``), and at module level nothing but the standard library's sqlite3, socket, pickle and
 ctypes (for the parent-death signal). Measured with the benchmark's tables: about 16 MiB RSS at
 its peak, where importing the reader's modules of storagectl (canonical encodings, rows, specs:
-json, decimal, uuid, dataclasses, inspect, multiprocessing) and site-packages made 27 MiB. Under ``run --no-verify`` a
-table comes as :class:`GroupedPieces` (SQL strings) and its text as bytes (never decoded to str and
-encoded back); only a hashing run (verify on) sends :class:`SQLiteCopyReader` objects, whose
-unpickling imports the canonical encodings then.
+json, decimal, uuid, dataclasses, inspect, multiprocessing) and site-packages made 27 MiB. A table
+with an integer key comes as :class:`GroupedPieces` (SQL strings) and its text as bytes (never
+decoded to str and encoded back); only a table without one (or a hashing reader) comes as a
+:class:`SQLiteCopyReader` object, whose unpickling imports the canonical encodings then.
 
 Messages use the framing of :class:`multiprocessing.connection.Connection` (4-byte signed big-endian
 length, pickled objects), which storagectl reads with.

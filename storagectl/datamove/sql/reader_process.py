@@ -9,7 +9,7 @@ storagectl writes them into its COPY and commits the chunk with its state row, a
 resume stays exact and a chunk the server refuses is redone carefully in storagectl itself.
 
 The reader process (:mod:`reader_child`) is a bare interpreter with SQLite (``python -S``, no
-psycopg, no config, none of storagectl's modules under ``run --no-verify``), and dies with
+psycopg, no config, none of storagectl's modules for a table with an integer key), and dies with
 storagectl (:func:`storagectl.child_processes.die_with`). Its errors come back pickled and are
 raised in storagectl as if read there; a reader that dies is an :class:`OperationFailed`.
 A reader is started, not forked from storagectl: a fork would copy storagectl's whole heap
@@ -57,7 +57,7 @@ class ReaderProcess:
             self.channel = Connection(os.dup(ours.fileno()))
         self.label, self.readers = label, readers
         self.busy = False  # a chunk's pieces not all received (its COPY failed): skipped before the next
-        # what the reader needs of each table: under --no-verify the SQL of its grouped pieces alone
+        # what the reader needs of each table: the SQL of its grouped pieces alone where it has a key
         self._send((str(database), busy_timeout, [reader.for_process() for reader in readers]))
 
     def pieces(self, table: int, chunk: Chunk, tally: ChunkTally) -> Iterator[bytes]:

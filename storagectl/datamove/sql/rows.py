@@ -108,7 +108,8 @@ def check_row(converters: list[Callable[[Any], Any]], values: Sequence[Any]) -> 
 class ChunkTally:
     rows: int = 0
     hash_sum: int = 0
-    hashed: bool = True  # False: rows counted, not hashed (run --no-verify)
+    hashed: bool = True  # False: rows counted, not hashed (SQLite → PostgreSQL as COPY text, run --no-verify)
+    copy_sum: int | None = None  # the crc32 sum of the text COPY lines sent (copy_sums.summed), mod 2**64
 
     def add(self, row: Sequence[Any], hasher: Callable[[Sequence[Any]], int] | None) -> None:
         self.rows += 1

@@ -1,8 +1,9 @@
 """SQLite → PostgreSQL without Python per value: SQLite builds every row's text COPY line, and the
 part of its canonical encoding that SQL can compute, in one SELECT; Python only joins lines and hashes.
-Without hashing (``run --no-verify``) SQLite also joins the lines of a piece (``group_concat``), so
-Python handles one string per piece, not one row at a time: no interpreter work per row, and the
-GIL is not taken back after every row (workers would hand it to each other row by row).
+Without hashing (the copy: its verify sums the lines sent instead, :mod:`copy_sums`) SQLite also
+joins the lines of a piece (``group_concat``), so Python handles one string per piece, not one row
+at a time: no interpreter work per row, and the GIL is not taken back after every row (workers
+would hand it to each other row by row).
 
 Every field is chosen by the value's own storage class (``typeof``) in SQL, never by a profile
 of the table taken earlier: a row written since cannot slip unescaped text into the COPY.
@@ -133,7 +134,7 @@ class SQLiteCopyReader:
         self.spec = spec
         # rows per aggregated piece: wide rows in fewer, so a piece stays near PIECE_BYTES
         self.piece_rows = max(1, min(FETCH_ROWS, PIECE_BYTES // max(row_bytes, 1)))
-        self.hashing = hashing  # False (run --no-verify): the COPY text alone
+        self.hashing = hashing  # False (the copy): the COPY text alone; True: hashed row by row as read
         kinds = spec.kinds
         self.order = canonical.canonical_order(kinds)
         in_sql = [i for i in self.order if kinds[i] not in canonical.FALLBACK_KINDS + canonical.PYTHON_KINDS]
@@ -229,12 +230,12 @@ class SQLiteCopyReader:
             yield text + "\n"
 
     def for_process(self) -> GroupedPieces | SQLiteCopyReader:
-        """What a reader process (:mod:`reader_child`) is given for this table: under ``--no-verify`` the
+        """What a reader process (:mod:`reader_child`) is given for this table: without hashing the
         SQL of its grouped pieces, which it runs without importing storagectl's encodings."""
         return self.grouped() if not self.hashing and self.spec.key is not None else self
 
     def grouped(self) -> GroupedPieces:
-        """What a reader process needs of this table under ``run --no-verify`` (the key is unique)."""
+        """What a reader process needs of this table without hashing (the key is unique)."""
         assert self.spec.key is not None
         return GroupedPieces(self.spec.source_sql, self.spec.key, self.whole_line, self.piece_rows)
 
@@ -246,12 +247,15 @@ class SQLiteCopyReader:
             for row in rows:
                 yield row[0], row_hash(row)
 
-    def chunk_sums(self, conn: Any, bounds: list[int]) -> dict[int, tuple[int, int]]:
-        """{chunk: (rows, checksum)} of the chunks that hold rows, each read as a range of the key (a
-        rowid or its alias, never NULL) and hashed a batch at a time: no Python per row but the hash."""
+    def chunk_sums(self, conn: Any, bounds: list[int], only: set[int] | None = None) -> dict[int, tuple[int, int]]:
+        """{chunk: (rows, checksum)} of the chunks that hold rows (``only``: of these alone), each read as
+        a range of the key (a rowid or its alias, never NULL) and hashed a batch at a time: no Python
+        per row but the hash."""
         row_hash = self.row_hasher(0)
         sums = {}
         for chunk in chunks_from_bounds(bounds):
+            if only is not None and chunk.index not in only:
+                continue
             where, args = chunk.where(self.spec.key, "?")
             rows = total = 0
             cursor = conn.execute(f"SELECT {self.hash_select}{where}", args)

@@ -1,6 +1,7 @@
-"""A chunk's text COPY lines joined by SQLite, a piece of at most ``piece_rows`` rows at a time (run
---no-verify). It imports nothing but :mod:`sqlite3`: the SQLite reader process (:mod:`reader_child`) runs it without the
-rest of storagectl, so each reader stays a bare interpreter with SQLite.
+"""A chunk's text COPY lines joined by SQLite, a piece of at most ``piece_rows`` rows at a time (the
+copy of a table with an integer key). It imports nothing but :mod:`sqlite3`: the SQLite reader
+process (:mod:`reader_child`) runs it without the rest of storagectl, so each reader stays a bare
+interpreter with SQLite.
 
 Each piece is one range of the table's unique integer key (the rowid or its alias) and one aggregate
 over it: its end is found first by stepping over ``piece_rows`` keys in the key's b-tree (no row

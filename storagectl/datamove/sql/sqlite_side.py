@@ -371,7 +371,15 @@ class SQLiteSide:
 
     # -- checksums (Python: SQLite has no md5) ----------------------------------------------------
     def chunk_sums(self, conn: sqlite3.Connection, spec: TableSpec, bounds: list[int], *, as_target: bool,
-                   scheme: str = canonical.CANONICAL) -> dict[int, tuple[int, int]]:
+                   scheme: str = canonical.CANONICAL, only: set[int] | None = None) -> dict[int, tuple[int, int]]:
+        """:meth:`all_chunk_sums` of the chunks ``only`` (None: all); the source's own chunks are read
+        alone, others (grouped by the target's key) all and left out after."""
+        found = self.all_chunk_sums(conn, spec, bounds, as_target=as_target, scheme=scheme, only=only)
+        return found if only is None else {index: sums for index, sums in found.items() if index in only}
+
+    def all_chunk_sums(self, conn: sqlite3.Connection, spec: TableSpec, bounds: list[int], *, as_target: bool,
+                       scheme: str = canonical.CANONICAL, only: set[int] | None = None
+                       ) -> dict[int, tuple[int, int]]:
         """{chunk: (rows, checksum)} over the mapped values: SQLite encodes most of each row in SQL
         (:class:`SQLiteCopyReader`); a table holding what that cannot read (invalid UTF-8, junk) is
         hashed value by value in Python instead. ``scheme``: canonical only (the others are PostgreSQL's)."""
@@ -386,7 +394,7 @@ class SQLiteSide:
         try:
             reader = SQLiteCopyReader(view)
             if group and not as_target:  # the source's own key: the rowid or its alias
-                return reader.chunk_sums(conn, bounds)
+                return reader.chunk_sums(conn, bounds, only)
             for key, row_hash in reader.hashes(conn, group):
                 entry = sums.setdefault(chunk_index(bounds, key) if group else 0, [0, 0])
                 entry[0] += 1
