@@ -118,6 +118,7 @@ class ItemResult:
     first_bad_chunk: str | None = None
     diff_keys: list[str] = field(default_factory=list)
     detail: str = ""
+    verified_by: str = ""  # how a verify proved the item (Redis: "copy digest" or "full compare")
 
 
 @dataclass
@@ -128,6 +129,7 @@ class RunResult:
     items: list[ItemResult] = field(default_factory=list)
     verified: bool | None = None  # None: not verified (--no-verify or --dry-run)
     duration_s: float = 0.0
+    verify_s: float = 0.0  # of duration_s, the verify that ended a run (Redis)
     rejects_path: Path | None = None
 
 
