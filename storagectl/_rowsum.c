@@ -9,6 +9,10 @@
  * our own instead of linking zlib: the build needs Python's headers and a compiler, not zlib's
  * headers too (a missing zlib1g-dev would silently leave the slow path), and a 12-byte row costs no
  * library call.
+ *
+ * key_digest(records, offset, horizon) and dumped_digest(keys, reply, horizon): the digest of Redis
+ * keys a data migration keeps (storagectl.datamove.redis_digest, where the same is written in
+ * Python), a key at a time at ~0.1 us instead of ~1 us in Python.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -113,9 +117,242 @@ static PyObject *line_crc32_sum(PyObject *Py_UNUSED(module), PyObject *data)
     return Py_BuildValue("(KN)", (unsigned long long)sums.lines, total);
 }
 
+/* -- the digest of Redis keys ---------------------------------------------------------------
+ * hash64(data): h = len * GOLDEN; per 8-byte little-endian word w (the last one zero-padded)
+ * h = fmix64(h ^ w); then fmix64(h ^ len). A key's hash is hash64(token + expiry (8 bytes LE) + key),
+ * its token the DUMP payload's CRC-64 (last 8 bytes), or for a hash-table set (RDB type 2) or hash
+ * (4) -- whose payload lists elements in table order -- hash64(type + RDB version + sum of hash64
+ * of each member, or of each field and value together) as 8 bytes LE. */
+#define GOLDEN 0x9E3779B97F4A7C15ULL
+
+static inline uint64_t fmix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+static inline uint64_t word_at(const unsigned char *p, size_t n)
+{
+    uint64_t word = 0;
+    for (size_t i = 0; i < n && i < 8; i++)
+        word |= (uint64_t)p[i] << (8 * i);
+    return word;
+}
+
+static uint64_t hash_words(uint64_t h, const unsigned char *p, size_t n)
+{
+    for (; n >= 8; p += 8, n -= 8)
+        h = fmix64(h ^ word_at(p, 8));
+    if (n)
+        h = fmix64(h ^ word_at(p, n));
+    return h;
+}
+
+static uint64_t hash64(const unsigned char *p, size_t n)
+{
+    return fmix64(hash_words(n * GOLDEN, p, n) ^ n);
+}
+
+/* An RDB length at *pos (advanced past it); -1: not a length, or past end. */
+static int64_t rdb_length(const unsigned char *p, size_t end, size_t *pos)
+{
+    if (*pos >= end)
+        return -1;
+    unsigned char first = p[*pos];
+    size_t at = *pos;
+    switch (first >> 6) {
+    case 0:
+        *pos = at + 1;
+        return first & 0x3f;
+    case 1:
+        if (at + 2 > end)
+            return -1;
+        *pos = at + 2;
+        return ((int64_t)(first & 0x3f) << 8) | p[at + 1];
+    }
+    size_t width = first == 0x80 ? 4 : first == 0x81 ? 8 : 0;
+    if (!width || at + 1 + width > end)
+        return -1;
+    uint64_t value = 0;
+    for (size_t i = 0; i < width; i++)
+        value = value << 8 | p[at + 1 + i];
+    *pos = at + 1 + width;
+    return value > (uint64_t)INT64_MAX / 2 ? -1 : (int64_t)value;
+}
+
+/* Where the RDB string at pos ends (raw, an integer, or LZF); 0: malformed. */
+static size_t rdb_string_end(const unsigned char *p, size_t end, size_t pos)
+{
+    if (pos >= end)
+        return 0;
+    unsigned char first = p[pos];
+    if (first >> 6 != 3) {
+        int64_t length = rdb_length(p, end, &pos);
+        return length < 0 || (uint64_t)length > end - pos ? 0 : pos + (size_t)length;
+    }
+    unsigned char special = first & 0x3f;
+    if (special <= 2) {
+        size_t stop = pos + 1 + (special == 0 ? 1 : special == 1 ? 2 : 4);
+        return stop > end ? 0 : stop;
+    }
+    if (special != 3)
+        return 0;
+    pos++;
+    int64_t compressed = rdb_length(p, end, &pos);
+    if (compressed < 0 || rdb_length(p, end, &pos) < 0 || (uint64_t)compressed > end - pos)
+        return 0;
+    return pos + (size_t)compressed;
+}
+
+/* The token of a payload: 1 and *token set, 0 when it is the CRC (not a hash table, or malformed). */
+static int hashtable_token(const unsigned char *p, size_t n, uint64_t *token)
+{
+    if (n < 11 || (p[0] != 2 && p[0] != 4))
+        return 0;
+    size_t end = n - 10, pos = 1;
+    int64_t count = rdb_length(p, end, &pos);
+    if (count < 0)
+        return 0;
+    int spans = p[0] == 4 ? 2 : 1;
+    uint64_t sum = 0;
+    for (int64_t i = 0; i < count; i++) {
+        size_t start = pos;
+        for (int k = 0; k < spans; k++)
+            if (!(pos = rdb_string_end(p, end, pos)))
+                return 0;
+        sum += hash64(p + start, pos - start);
+    }
+    if (pos != end)
+        return 0;
+    unsigned char head[11];
+    head[0] = p[0];
+    head[1] = p[n - 10];
+    head[2] = p[n - 9];
+    for (int i = 0; i < 8; i++)
+        head[3 + i] = (unsigned char)(sum >> (8 * i));
+    *token = hash64(head, sizeof head);
+    return 1;
+}
+
+static uint64_t key_hash(const unsigned char *payload, size_t payload_len, uint64_t expire_at,
+                         const unsigned char *key, size_t key_len)
+{
+    uint64_t token;
+    if (!hashtable_token(payload, payload_len, &token))
+        token = word_at(payload + payload_len - 8, 8);
+    size_t n = 16 + key_len;
+    uint64_t h = n * GOLDEN;
+    h = fmix64(h ^ token);
+    h = fmix64(h ^ expire_at);
+    return fmix64(hash_words(h, key, key_len) ^ n);
+}
+
+typedef struct {
+    uint64_t count, total, horizon;
+    PyObject *soon; /* list of (second, hash) */
+} Digest;
+
+/* Add one key; -1 with an exception set on a bad record. */
+static int digest_add(Digest *digest, PyObject *key, long long expire_at, PyObject *payload)
+{
+    if (!PyBytes_Check(key) || !PyBytes_Check(payload) || PyBytes_GET_SIZE(payload) < 10 || expire_at < 0) {
+        PyErr_SetString(PyExc_ValueError, "a record is (key bytes, expiry >= 0, DUMP payload bytes)");
+        return -1;
+    }
+    uint64_t value = key_hash((const unsigned char *)PyBytes_AS_STRING(payload), (size_t)PyBytes_GET_SIZE(payload),
+                              (uint64_t)expire_at, (const unsigned char *)PyBytes_AS_STRING(key),
+                              (size_t)PyBytes_GET_SIZE(key));
+    if (expire_at > 0 && (uint64_t)expire_at < digest->horizon) {
+        PyObject *entry = Py_BuildValue("(LK)", expire_at / 1000, (unsigned long long)value);
+        int status = entry ? PyList_Append(digest->soon, entry) : -1;
+        Py_XDECREF(entry);
+        return status;
+    }
+    digest->count++;
+    digest->total += value;
+    return 0;
+}
+
+static PyObject *digest_result(Digest *digest)
+{
+    return Py_BuildValue("(KKN)", (unsigned long long)digest->count, (unsigned long long)digest->total, digest->soon);
+}
+
+static PyObject *key_digest(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *records;
+    long long offset;
+    unsigned long long horizon;
+    if (!PyArg_ParseTuple(args, "OLK", &records, &offset, &horizon))
+        return NULL;
+    PyObject *items = PySequence_Fast(records, "records must be a sequence");
+    if (items == NULL)
+        return NULL;
+    Digest digest = {0, 0, horizon, PyList_New(0)};
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(items);
+    for (Py_ssize_t i = 0; digest.soon && i < n; i++) {
+        PyObject *record = PySequence_Fast_GET_ITEM(items, i);
+        if (!PyTuple_Check(record) || PyTuple_GET_SIZE(record) != 3) {
+            PyErr_SetString(PyExc_ValueError, "a record is a tuple (key, expiry, payload)");
+            break;
+        }
+        long long expire_at = PyLong_AsLongLong(PyTuple_GET_ITEM(record, 1));
+        if (expire_at == -1 && PyErr_Occurred())
+            break;
+        if (expire_at)
+            expire_at += offset;
+        if (digest_add(&digest, PyTuple_GET_ITEM(record, 0), expire_at, PyTuple_GET_ITEM(record, 2)) < 0)
+            break;
+    }
+    Py_DECREF(items);
+    if (PyErr_Occurred()) {
+        Py_XDECREF(digest.soon);
+        return NULL;
+    }
+    return digest_result(&digest);
+}
+
+static PyObject *dumped_digest(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *keys, *reply;
+    unsigned long long horizon;
+    if (!PyArg_ParseTuple(args, "O!O!K", &PyList_Type, &keys, &PyList_Type, &reply, &horizon))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(keys);
+    if (PyList_GET_SIZE(reply) != 1 + 2 * n) {
+        PyErr_SetString(PyExc_ValueError, "a reply is [TIME, payload, expiry, ...] for the keys");
+        return NULL;
+    }
+    Digest digest = {0, 0, horizon, PyList_New(0)};
+    for (Py_ssize_t i = 0; digest.soon && i < n; i++) {
+        PyObject *payload = PyList_GET_ITEM(reply, 1 + 2 * i);
+        long long expire_at = PyLong_AsLongLong(PyList_GET_ITEM(reply, 2 + 2 * i));
+        if (expire_at == -1 && PyErr_Occurred())
+            break;
+        if (payload == Py_None || expire_at == -2) /* gone since the SCAN */
+            continue;
+        if (digest_add(&digest, PyList_GET_ITEM(keys, i), expire_at == -1 ? 0 : expire_at, payload) < 0)
+            break;
+    }
+    if (PyErr_Occurred()) {
+        Py_XDECREF(digest.soon);
+        return NULL;
+    }
+    return digest_result(&digest);
+}
+
 static PyMethodDef rowsum_methods[] = {
     {"line_crc32_sum", line_crc32_sum, METH_O,
      "line_crc32_sum(buffer) -> (lines, sum of the crc32 of every line, its newline included)"},
+    {"key_digest", key_digest, METH_VARARGS,
+     "key_digest(records, offset, horizon) -> (count, sum mod 2**64, [(second, hash), ...]) of (key, expiry, "
+     "payload) records, offset added to each expiry; keys expiring before horizon listed, not summed"},
+    {"dumped_digest", dumped_digest, METH_VARARGS,
+     "dumped_digest(keys, reply, horizon) -> as key_digest, of a DUMP + PEXPIRETIME batch's reply"},
     {NULL, NULL, 0, NULL},
 };
 

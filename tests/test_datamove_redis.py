@@ -305,6 +305,36 @@ def test_the_digest_sums_keys_in_any_order_and_sees_each_part():
     assert KeyDigest.from_state(one.state()) == one
 
 
+def test_the_digest_is_the_same_in_c_and_in_python(redis_db):
+    """The copy may run with the C accelerator and its resume without (or the other way): both
+    compute the same sums, hash-table payloads (elements in table order) included."""
+    from storagectl import rowsum
+    from storagectl.datamove import redis_digest
+
+    if rowsum.EXTENSION != "built":
+        pytest.skip(f"storagectl._rowsum is {rowsum.EXTENSION}")
+    from storagectl._rowsum import dumped_digest, key_digest
+
+    client = redis_db.client()
+    load_mixed(client)
+    client.sadd("small:set", "a", "b", "c")
+    client.hset("empty:value", "", "")
+    keys = sorted(client.keys())
+    payloads = [client.dump(key) for key in keys]
+    assert {payload[0] for payload in payloads} >= {2, 4}  # hash tables (sets, hashes) are there
+    rng = random.Random(7)
+    expiries = [rng.choice([0, 1_000, 1_765_000_000_000 + rng.randrange(10**7)]) for _ in keys]
+    records = list(zip(keys, expiries, payloads, strict=True))
+    for offset, horizon in [(0, 0), (-3, 1_765_000_005_000), (250, 2**63)]:
+        assert key_digest(records, offset, horizon) == redis_digest.python_key_digest(records, offset, horizon)
+    reply = [[b"1", b"0"]] + [item for key, payload in zip(keys, payloads, strict=True)
+                              for item in (payload, rng.choice([-1, 1_765_000_000_123]))]
+    reply[1:3] = [None, -2]  # a key gone since the SCAN
+    assert dumped_digest(keys, reply, 1_765_000_005_000) == \
+        redis_digest.python_dumped_digest(keys, reply, 1_765_000_005_000)
+    assert redis_digest.value_token(client.dump("big:set")) != client.dump("big:set")[-8:]
+
+
 def load_keys(client, count: int) -> None:
     script = client.register_script(
         "for i = tonumber(ARGV[1]), tonumber(ARGV[2]) do redis.call('SET', 'k:' .. i, i) "

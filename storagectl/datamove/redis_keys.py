@@ -99,21 +99,14 @@ _RESTORE_REPLACE = b"*6\r\n$7\r\nRESTORE\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\
 
 def restore_commands(node: _Node, records: list[Timed], replace: bool) -> bytes:
     """One RESTORE ... ABSTTL per record, pipelined, as RESP bytes: the source's expiry moved to the
-    node's clock (:func:`target_expiries`), so the key expires when it does on the source and the
-    node's PEXPIRETIME is known to the millisecond."""
-    template = _RESTORE_REPLACE if replace else _RESTORE
+    node's clock (``node.offset``), so the key expires when it does on the source and the node's
+    PEXPIRETIME is known to the millisecond."""
+    template, offset = _RESTORE_REPLACE if replace else _RESTORE, node.offset
     parts = []
-    for key, expire_at, payload in target_expiries(records, node.offset):
-        expiry = b"%d" % expire_at
+    for key, expire_at, payload in records:
+        expiry = b"%d" % (expire_at + offset) if expire_at else b"0"
         parts.append(template % (len(key), key, len(expiry), expiry, len(payload), payload))
     return b"".join(parts)
-
-
-def target_expiries(records: list[Timed], offset: int) -> list[Timed]:
-    """The records with each expiry on the target's clock (``offset``: its clock less the source's)."""
-    if not offset:
-        return records
-    return [(key, expire_at + offset if expire_at else 0, payload) for key, expire_at, payload in records]
 
 
 def restore_outcome(node: _Node, records: list[Record]) -> list[int]:
@@ -410,20 +403,25 @@ def same_unordered(ours: bytes, theirs: bytes) -> bool | None:
         return None
 
 
-def hashtable_elements(payload: bytes) -> list[Any]:
-    """The elements of a hash-table set's or hash's DUMP payload, sorted: a set's members, a hash's
-    field and value spans one after the other by field (each span the RDB string as encoded)."""
+def hashtable_elements(payload: bytes) -> list[bytes]:
+    """The elements of a hash-table set's or hash's DUMP payload (each a member, or a field and its
+    value together, as the RDB strings are encoded), sorted."""
+    return sorted(hashtable_spans(payload))
+
+
+def hashtable_spans(payload: bytes) -> list[bytes]:
+    """The elements of a hash-table set's or hash's DUMP payload in table order; ValueError or
+    IndexError if it is not one."""
     count, position = _length(payload, 1)
     spans: list[bytes] = []
-    for _ in range(count * (2 if payload[0] == _RDB_HASH else 1)):
-        end = _string_end(payload, position)
-        spans.append(payload[position:end])
-        position = end
+    for _ in range(count):
+        start = position
+        for _span in range(2 if payload[0] == _RDB_HASH else 1):
+            position = _string_end(payload, position)
+        spans.append(payload[start:position])
     if position != len(payload) - 10:
         raise ValueError("trailing bytes")
-    if payload[0] == _RDB_HASH:
-        return [span for pair in sorted(zip(spans[::2], spans[1::2], strict=True)) for span in pair]
-    return sorted(spans)
+    return spans
 
 
 def _length(payload: bytes, position: int) -> tuple[int, int]:

@@ -38,7 +38,6 @@ from storagectl.datamove.redis_keys import (
     restore_commands,
     restore_outcome,
     same_unordered,
-    target_expiries,
 )
 from storagectl.datamove.state import RunState, other_run, raise_first, resume_command, run_identity, run_lock
 from storagectl.errors import BackendUnavailable, OperationFailed, StoragectlError, UsageError, interruption
@@ -343,7 +342,7 @@ class PartCopy:
             counts.keys += len(records)
             refused = [records[index - 1][0] for index in reply[1:]]
             if counts.digest is not None:
-                counts.digest.add(target_expiries(records, offset))
+                counts.digest.add(records, offset)
             if refused:
                 counts.digest, counts.undigested = None, "keys copied with type commands"
                 with _errors(self.request.target, "copying with type commands"):
