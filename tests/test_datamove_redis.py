@@ -218,8 +218,28 @@ TAMPERED = {
 }
 
 
+@pytest.fixture(params=["SCAN + DUMP", "the target's snapshot"])
+def target_read(request, target):
+    """How the run's verify reads the target: SCAN + DUMP, or its RDB snapshot, which it takes when
+    the server sends one without delay (as the backup's rdb method)."""
+    client = target.client()
+    delay = client.config_get("repl-diskless-sync-delay")["repl-diskless-sync-delay"]
+    client.config_set("repl-diskless-sync-delay", 0 if request.param == "the target's snapshot" else 5)
+    yield request.param
+    client.config_set("repl-diskless-sync-delay", delay)
+
+
+def test_run_verify_reads_the_target_once_either_way(write_config, redis_db, target, target_read):
+    source = redis_db.client()
+    load_mixed(source)
+    config = write_config_pair(write_config, redis_db, target)
+    result = run_tampering(config, lambda: None)
+    assert result.verified is True and result.items[0].verified_by == "copy digest"
+    assert f"(read by {target_read})" in result.items[0].detail
+
+
 @pytest.mark.parametrize("change", sorted(TAMPERED))
-def test_run_verify_finds_a_target_changed_after_the_copy(write_config, redis_db, target, change):
+def test_run_verify_finds_a_target_changed_after_the_copy(write_config, redis_db, target, change, target_read):
     """The digest of what the copy wrote differs from the target's: the keys are compared whole,
     which names them."""
     source = redis_db.client()

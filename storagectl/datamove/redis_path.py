@@ -11,6 +11,7 @@ After the target confirms a batch, the SCAN cursor after it is the part's resume
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import time
 from collections import deque
@@ -210,15 +211,16 @@ class RedisDataPath:
         expected = KeyDigest(digests[0].horizon)
         for digest in digests:
             expected.merge(digest)
-        found, ended = _translated(request.target, "reading",
-                                   lambda: _target_digest(request, db, expected.horizon))
+        found, ended, read = _translated(request.target, "reading",
+                                         lambda: _target_digest(request, db, expected.horizon))
         equal, unchecked = expected.equal_to(found, ended)
         if not equal:
             return [], (f"the target holds {found.keys} keys of the selection, the copy wrote {expected.keys}"
                         if found.keys != expected.keys else "the target's digest differs from the copy's")
         note = f"; {unchecked} keys expiring by the end of the verify not checked" if unchecked else ""
         return [ItemResult(part.label, _target_label(request, part), "equal", rows=part_counts.keys,
-                           verified_by=DIGEST_METHOD, detail=f"target equal to what the copy wrote{note}")
+                           verified_by=DIGEST_METHOD,
+                           detail=f"target equal to what the copy wrote (read by {read}){note}")
                 for part, part_counts in zip(parts, counts, strict=True)], ""
 
     def _extra_keys(self, request: DataMigrationRequest, parts: list[SourcePart], present: int) -> list[ItemResult]:
@@ -627,19 +629,52 @@ def _source_drift(request: DataMigrationRequest, parts: list[SourcePart], digest
     return ""
 
 
-def _target_digest(request: DataMigrationRequest, db: int, horizon: int) -> tuple[KeyDigest, int]:
-    """The target db's digest of the keys of the selection, and the target's clock when it was done."""
+def _target_digest(request: DataMigrationRequest, db: int, horizon: int) -> tuple[KeyDigest, int, str]:
+    """The target db's digest of the keys of the selection, the target's clock when it was done, and
+    how it was read: the server's snapshot when the backup would take it (the whole db, no delay
+    before the snapshot, few keys in other dbs), else SCAN + DUMP."""
+    import redis
+
+    from storagectl.backends.redis_rdb import RdbRefused, _Unsupported, rdb_obstacle
+
+    target = request.target
+    if not request.selection.patterns and not request.selection.types:
+        with contextlib.suppress(redis.ResponseError, RdbRefused, _Unsupported):  # denied, or not readable here
+            version, config, keys, modules = target._server_facts()
+            if not rdb_obstacle(version, config, keys, [db], modules):
+                return _snapshot_digest(target, db, horizon), _target_ms(target, db), "the target's snapshot"
+    return _scanned_digest(target, db, horizon, request.selection), _target_ms(target, db), "SCAN + DUMP"
+
+
+def _snapshot_digest(target: Any, db: int, horizon: int) -> KeyDigest:
+    """The digest of db's keys in the target's RDB snapshot (over the replication protocol, as the
+    backup's rdb method reads it): the server's fork serializes, this process only parses."""
+    from storagectl.backends.redis_rdb import RdbParser, start_sync
+
+    digest = KeyDigest(horizon)
+    with _closing(target.client(single_connection_client=True)) as client:
+        sync = start_sync(client.connection)
+        records = RdbParser(lambda _size: sync.read(), f"{target.label} snapshot").records(db)
+        while batch := list(itertools.islice(records, DUMP_BATCH_KEYS)):
+            digest.add([(key, expire_at, payload) for key, payload, expire_at in batch])
+    return digest
+
+
+def _scanned_digest(target: Any, db: int, horizon: int, selection: Selection) -> KeyDigest:
     from storagectl.backends.redis_wire import MultiDumpExpireAt
 
-    selection = request.selection
     types = selection.types
-    with _closing(request.target.client(db=db, single_connection_client=True)) as client, \
-            _closing(request.target.client(db=db)) as plain:
-        digest = target_digest(client, horizon, MultiDumpExpireAt(),
-                               (lambda keys: _of_types(plain, keys, types)) if len(types) > 1 else None,
-                               selection.patterns[0].encode() if selection.patterns else None,
-                               types[0].encode() if len(types) == 1 else None)
-        return digest, server_ms(plain.time())
+    with _closing(target.client(db=db, single_connection_client=True)) as client, \
+            _closing(target.client(db=db)) as plain:
+        return target_digest(client, horizon, MultiDumpExpireAt(),
+                             (lambda keys: _of_types(plain, keys, types)) if len(types) > 1 else None,
+                             selection.patterns[0].encode() if selection.patterns else None,
+                             types[0].encode() if len(types) == 1 else None)
+
+
+def _target_ms(target: Any, db: int) -> int:
+    with _closing(target.client(db=db)) as client:
+        return server_ms(client.time())
 
 
 def _check_selection(selection: Selection) -> None:
