@@ -14,6 +14,7 @@ both verifications (standalone, and the one `run` ends with, with the method tha
 the CPU seconds each process used (client, source server, target server): on a machine shared with
 other jobs the wall times follow the load, the CPU seconds much less.
 Usage: flock /tmp/bench.lock python3 bench/bench_datamove_redis.py [--keys 1000000] [--rounds 3] [--skip-migrate]
+       [--scan-target]
 """
 
 from __future__ import annotations
@@ -82,8 +83,15 @@ def storagectl(config: Path, *args: str) -> tuple[float, dict]:
 
 
 def methods(report: dict) -> str:
-    """How the run's verify proved each item (``verified_by``; empty before that field existed)."""
-    return ", ".join(sorted({item.get("verified_by") or "?" for item in report["items"]}))
+    """How the run's verify proved each item (``verified_by``, and how it read the target; empty
+    before that field existed)."""
+    said = {f"{item.get('verified_by') or '?'}{' ' + read(item['detail']) if 'read by' in item['detail'] else ''}"
+            for item in report["items"]}
+    return ", ".join(sorted(said))
+
+
+def read(detail: str) -> str:
+    return detail[detail.index("(read by"):detail.index(")", detail.index("(read by")) + 1]
 
 
 def migrate_command(source: redis.Redis, port: int) -> float:
@@ -106,10 +114,15 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-migrate", action="store_true", help="time storagectl only")
+    parser.add_argument("--scan-target", action="store_true",
+                        help="leave the target's repl-diskless-sync-delay at 5 s, so run's verify reads it by "
+                             "SCAN + DUMP rather than its snapshot")
     options = parser.parse_args()
     with running_server() as src, running_server() as dst, tempfile.TemporaryDirectory() as workdir:
         source, target = src.client(), dst.client()
         source.config_set("lua-time-limit", 60_000)
+        if not options.scan_target:  # the snapshot without delay: the verify in run then reads it (see README)
+            target.config_set("repl-diskless-sync-delay", 0)
         print(f"loading {options.keys} keys: {load(source, options.keys):.1f}s", flush=True)
         config = Path(workdir) / "storagectl.yaml"
         config.write_text(f"version: 1\nbackends:\n  src: {{kind: redis, url: 'redis://127.0.0.1:{src.port}/0'}}\n"

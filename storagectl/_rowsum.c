@@ -345,6 +345,173 @@ static PyObject *dumped_digest(PyObject *Py_UNUSED(module), PyObject *args)
     return digest_result(&digest);
 }
 
+/* -- the digest of keys in an RDB snapshot ------------------------------------------------------
+ * rdb_digest(buffer, pos, selected, version, horizon): the keys of the records complete in buffer
+ * from pos, as dumped_digest would see them (DUMP payload = type + value + 2-byte version + CRC-64,
+ * recomputed here), summed when selected (the db being read) and skipped otherwise. Stops before a
+ * record that is incomplete (1) or that the Python parser must read: an opcode other than an
+ * expiry or LRU/LFU hint, a stream, a module type (2). Returns (pos, count, sum, soon, why). */
+static uint64_t crc64_table[256];
+
+static void build_crc64_table(void)
+{
+    for (uint64_t n = 0; n < 256; n++) {
+        uint64_t crc = n;
+        for (int bit = 0; bit < 8; bit++)
+            crc = crc & 1 ? 0x95AC9329AC4BC9B5ULL ^ (crc >> 1) : crc >> 1;
+        crc64_table[n] = crc;
+    }
+}
+
+static uint64_t crc64_update(uint64_t crc, const unsigned char *p, size_t n)
+{
+    for (; n; p++, n--)
+        crc = crc64_table[(crc ^ *p) & 0xff] ^ (crc >> 8);
+    return crc;
+}
+
+/* The end of the value of RDB type kind at pos (0: malformed or incomplete, -1 as size_t: a type
+ * left to Python). */
+#define LEFT_TO_PYTHON ((size_t)-1)
+
+static size_t rdb_value_end(const unsigned char *p, size_t end, size_t pos, int kind)
+{
+    int64_t count;
+    switch (kind) {
+    case 0: case 9: case 10: case 11: case 12: case 13: case 16: case 17: case 20:
+        return rdb_string_end(p, end, pos);
+    case 1: case 2: case 14: case 4:
+        if ((count = rdb_length(p, end, &pos)) < 0)
+            return 0;
+        for (int64_t i = 0; i < (kind == 4 ? 2 * count : count); i++)
+            if (!(pos = rdb_string_end(p, end, pos)))
+                return 0;
+        return pos;
+    case 3: case 5: case 18:
+        if ((count = rdb_length(p, end, &pos)) < 0)
+            return 0;
+        for (int64_t i = 0; i < count; i++) {
+            if (kind == 18 && rdb_length(p, end, &pos) < 0)
+                return 0;
+            if (!(pos = rdb_string_end(p, end, pos)))
+                return 0;
+            if (kind == 5)
+                pos += 8;
+            else if (kind == 3) {
+                if (pos >= end)
+                    return 0;
+                unsigned char size = p[pos++];
+                pos += size < 253 ? size : 0;
+            }
+            if (pos > end)
+                return 0;
+        }
+        return pos;
+    }
+    return LEFT_TO_PYTHON;
+}
+
+static uint64_t body_token(int kind, const unsigned char *body, size_t n, const unsigned char *version)
+{
+    if (kind == 2 || kind == 4) {
+        /* the hash-table token needs the payload laid out: type + body + version + 8 bytes */
+        unsigned char *payload = PyMem_Malloc(n + 11);
+        uint64_t token;
+        if (payload != NULL) {
+            payload[0] = (unsigned char)kind;
+            memcpy(payload + 1, body, n);
+            memcpy(payload + 1 + n, version, 2);
+            memset(payload + 3 + n, 0, 8);
+            int found = hashtable_token(payload, n + 11, &token);
+            PyMem_Free(payload);
+            if (found)
+                return token;
+        }
+    }
+    unsigned char type = (unsigned char)kind;
+    uint64_t crc = crc64_update(0, &type, 1);
+    crc = crc64_update(crc, body, n);
+    return crc64_update(crc, version, 2);
+}
+
+static PyObject *rdb_digest(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    Py_buffer view, version_view;
+    Py_ssize_t start;
+    int selected;
+    unsigned long long horizon;
+    if (!PyArg_ParseTuple(args, "y*npy*K", &view, &start, &selected, &version_view, &horizon))
+        return NULL;
+    const unsigned char *p = view.buf, *version = version_view.buf;
+    size_t end = (size_t)view.len, pos = (size_t)start;
+    Digest digest = {0, 0, horizon, PyList_New(0)};
+    int why = 1;
+    while (digest.soon && version_view.len == 2 && pos < end) {
+        size_t at = pos;
+        uint64_t expire_at = 0;
+        if (p[at] == 0xFC) {
+            if (at + 9 > end)
+                break;
+            expire_at = word_at(p + at + 1, 8);
+            expire_at = expire_at ? expire_at : 1;
+            at += 9;
+        }
+        if (at < end && (p[at] == 0xF8 || p[at] == 0xF9)) { /* LRU idle (a length) or LFU counter (a byte) */
+            size_t after = at + 1;
+            if (p[at] == 0xF8 ? rdb_length(p, end, &after) < 0 : after + 1 > end)
+                break;
+            at = p[at] == 0xF8 ? after : after + 1;
+        }
+        if (at >= end)
+            break;
+        int kind = p[at];
+        if (kind >= 0xF4) {
+            why = 2;
+            break;
+        }
+        size_t key_start = at + 1, key_end = rdb_string_end(p, end, key_start);
+        if (!key_end)
+            break;
+        size_t value_end = rdb_value_end(p, end, key_end, kind);
+        if (value_end == LEFT_TO_PYTHON) {
+            why = 2;
+            break;
+        }
+        if (!value_end)
+            break;
+        if (selected) {
+            if (p[key_start] >> 6 != 0 || key_start + 1 + (p[key_start] & 0x3f) != key_end) {
+                why = 2; /* a key not stored as a plain short string: left to Python */
+                break;
+            }
+            uint64_t token = body_token(kind, p + key_end, value_end - key_end, version);
+            size_t key_len = key_end - key_start - 1, n = 16 + key_len;
+            uint64_t h = fmix64(fmix64(n * GOLDEN ^ token) ^ expire_at);
+            uint64_t value = fmix64(hash_words(h, p + key_start + 1, key_len) ^ n);
+            if (expire_at > 0 && expire_at < digest.horizon) {
+                PyObject *entry = Py_BuildValue("(KK)", (unsigned long long)(expire_at / 1000), (unsigned long long)value);
+                if (!entry || PyList_Append(digest.soon, entry) < 0) {
+                    Py_XDECREF(entry);
+                    break;
+                }
+                Py_DECREF(entry);
+            } else {
+                digest.count++;
+                digest.total += value;
+            }
+        }
+        pos = value_end;
+    }
+    PyBuffer_Release(&view);
+    PyBuffer_Release(&version_view);
+    if (digest.soon == NULL || PyErr_Occurred()) {
+        Py_XDECREF(digest.soon);
+        return NULL;
+    }
+    return Py_BuildValue("(nKKNi)", (Py_ssize_t)pos, (unsigned long long)digest.count,
+                         (unsigned long long)digest.total, digest.soon, pos < end ? why : 1);
+}
+
 static PyMethodDef rowsum_methods[] = {
     {"line_crc32_sum", line_crc32_sum, METH_O,
      "line_crc32_sum(buffer) -> (lines, sum of the crc32 of every line, its newline included)"},
@@ -353,12 +520,16 @@ static PyMethodDef rowsum_methods[] = {
      "payload) records, offset added to each expiry; keys expiring before horizon listed, not summed"},
     {"dumped_digest", dumped_digest, METH_VARARGS,
      "dumped_digest(keys, reply, horizon) -> as key_digest, of a DUMP + PEXPIRETIME batch's reply"},
+    {"rdb_digest", rdb_digest, METH_VARARGS,
+     "rdb_digest(buffer, pos, selected, version, horizon) -> (pos, count, sum, soon, why) of the complete "
+     "records of an RDB snapshot from pos (why: 1 more bytes needed, 2 a record or opcode left to Python)"},
     {NULL, NULL, 0, NULL},
 };
 
 static int rowsum_exec(PyObject *module)
 {
     build_crc_tables();
+    build_crc64_table();
     PyObject *source_crc32 = PyLong_FromUnsignedLong(ROWSUM_SOURCE_CRC32);
     int status = PyModule_AddObjectRef(module, "SOURCE_CRC32", source_crc32);
     Py_XDECREF(source_crc32);

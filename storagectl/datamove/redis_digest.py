@@ -17,6 +17,7 @@ persistent keys are summed together.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,17 +89,18 @@ def python_dumped_digest(keys: list[bytes], reply: list[Any], horizon: int) -> S
                               if payload is not None and expire_at != -2], 0, horizon)
 
 
-def _accelerated() -> tuple[Callable[..., Sums], Callable[..., Sums]]:
+def _accelerated() -> tuple[Callable[..., Sums], Callable[..., Sums], Callable[..., Any] | None]:
     from storagectl import rowsum
 
     if rowsum.EXTENSION != "built":
-        return python_key_digest, python_dumped_digest
-    from storagectl._rowsum import dumped_digest, key_digest
+        return python_key_digest, python_dumped_digest, None
+    from storagectl._rowsum import dumped_digest, key_digest, rdb_digest
 
-    return key_digest, dumped_digest
+    return key_digest, dumped_digest, rdb_digest
 
 
-key_digest, dumped_digest = _accelerated()
+key_digest, dumped_digest, rdb_digest = _accelerated()
+_NEED_MORE = 1  # rdb_digest stopped before an incomplete record (else: before one left to Python)
 
 
 @dataclass
@@ -175,3 +177,64 @@ def target_digest(client: Any, horizon: int, dumper: Any, keep: KeyFilter | None
                                           type_=type_):
         digest.add_dumped(keys, reply)
     return digest
+
+
+def snapshot_digest(read: Callable[[int], bytes], name: str, db: int, horizon: int) -> KeyDigest:
+    """The digest of ``db``'s keys in an RDB snapshot (``read(size)``: its next bytes). The records
+    are summed in C where it is built (the parser's buffer handed over as it fills), the rest --
+    opcodes, streams, keys not stored as short strings -- read one at a time by the RDB parser."""
+    from storagectl.backends.redis_rdb import RdbParser
+
+    parser = RdbParser(read, name)
+    digest = KeyDigest(horizon)
+    if rdb_digest is None:
+        records = parser.records(db)
+        while batch := [(key, expire_at, value) for key, value, expire_at in itertools.islice(records, 2000)]:
+            digest.add(batch)
+        return digest
+    parser.header()
+    version = parser.version.to_bytes(2, "little")
+    while True:
+        position, count, total, soon, why = rdb_digest(parser.buf, parser.pos, parser.db == db, version, horizon)
+        parser.pos = position
+        digest._add((count, total, soon))
+        if why == _NEED_MORE:
+            parser._fill(len(parser.buf) - parser.pos + 1)
+        elif not _one_record(parser, db, digest, version):
+            return digest
+
+
+def _one_record(parser: Any, db: int, digest: KeyDigest, version: bytes) -> bool:
+    """One record of the snapshot (its expiry and LRU/LFU opcodes first), or one other opcode, read by
+    the parser; False at the end of ``db`` (its last key, or the snapshot's)."""
+    from storagectl.backends.redis_rdb import (
+        _EOF,
+        _EXPIRETIME,
+        _EXPIRETIME_MS,
+        _FREQ,
+        _IDLE,
+        _ONE_STRING,
+        _SELECTDB,
+        _SLOT_INFO,
+    )
+
+    expire_at = 0
+    while (code := parser._byte()) >= _SLOT_INFO:
+        if code == _EOF:
+            return False
+        found = parser._opcode(code)
+        if code in (_EXPIRETIME_MS, _EXPIRETIME):
+            expire_at = found
+        elif code not in (_IDLE, _FREQ):
+            return not (code == _SELECTDB and parser.db > db)
+    key = parser._string()
+    if parser.db != db:
+        parser._skip_value(code)
+        return True
+    parser.keep = parser.pos
+    parser._skip_string() if code in _ONE_STRING else parser._skip_value(code)
+    value = b"%c%b%b" % (code, parser._kept_value(), version)
+    from anycrc import Model
+
+    digest.add([(key, expire_at, value + Model("CRC64-REDIS").calc(value).to_bytes(8, "little"))])
+    return True

@@ -11,7 +11,6 @@ After the target confirms a batch, the SCAN cursor after it is the part's resume
 from __future__ import annotations
 
 import contextlib
-import itertools
 import threading
 import time
 from collections import deque
@@ -24,7 +23,7 @@ from storagectl.backends.redis_topology import SlotOwnership, fan_out, scan_prim
 from storagectl.backends.redis_wire import DUMP_BATCH_KEYS, RespSocket, dump_scan
 from storagectl.datamove import redis_keys
 from storagectl.datamove.model import ItemPlan, ItemResult, MigrationPlan, RunResult
-from storagectl.datamove.redis_digest import HORIZON_MS, KeyDigest, target_digest
+from storagectl.datamove.redis_digest import HORIZON_MS, KeyDigest, snapshot_digest, target_digest
 from storagectl.datamove.redis_keys import (
     TargetNodes,
     copy_with_commands,
@@ -649,15 +648,11 @@ def _target_digest(request: DataMigrationRequest, db: int, horizon: int) -> tupl
 def _snapshot_digest(target: Any, db: int, horizon: int) -> KeyDigest:
     """The digest of db's keys in the target's RDB snapshot (over the replication protocol, as the
     backup's rdb method reads it): the server's fork serializes, this process only parses."""
-    from storagectl.backends.redis_rdb import RdbParser, start_sync
+    from storagectl.backends.redis_rdb import start_sync
 
-    digest = KeyDigest(horizon)
     with _closing(target.client(single_connection_client=True)) as client:
         sync = start_sync(client.connection)
-        records = RdbParser(lambda _size: sync.read(), f"{target.label} snapshot").records(db)
-        while batch := list(itertools.islice(records, DUMP_BATCH_KEYS)):
-            digest.add([(key, expire_at, payload) for key, payload, expire_at in batch])
-    return digest
+        return snapshot_digest(lambda _size: sync.read(), f"{target.label} snapshot", db, horizon)
 
 
 def _scanned_digest(target: Any, db: int, horizon: int, selection: Selection) -> KeyDigest:
