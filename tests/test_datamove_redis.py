@@ -399,7 +399,10 @@ def load_keys(client, count: int) -> None:
         script(args=[first, min(first + 49_999, count - 1)])
 
 
-def test_kill_9_then_resume_ends_verified(write_config, redis_db, target):
+@pytest.mark.parametrize("tampered", [False, True], ids=["resumed", "tampered-after-resume"])
+def test_kill_9_then_resume_ends_verified(write_config, redis_db, target, tampered):
+    """The copy's digest is kept with its cursor: a resumed run verifies by it, and still sees a
+    target key changed after the resumed copy."""
     source = redis_db.client()
     load_keys(source, 150_000)
     config = write_config_pair(write_config, redis_db, target)
@@ -422,6 +425,12 @@ def test_kill_9_then_resume_ends_verified(write_config, redis_db, target):
     assert again.returncode == 2
     assert "was interrupted" in again.stderr and "--resume" in again.stderr
 
+    if tampered:
+        result = run_tampering(config, lambda: target.client().set("k:7", "changed"), resume=True, show_diffs=True)
+        assert result.verified is False and result.items[0].diff_keys == ["k:7"]
+        assert result.items[0].verified_by == "full compare"
+        assert "compared whole: the target's digest differs from the copy's" in result.items[0].detail
+        return
     resumed = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     report = json.loads(resumed.stdout)
