@@ -199,42 +199,11 @@ def snapshot_digest(read: Callable[[int], bytes], name: str, db: int, horizon: i
         parser.pos = position
         digest._add((count, total, soon))
         if why == _NEED_MORE:
-            parser._fill(len(parser.buf) - parser.pos + 1)
-        elif not _one_record(parser, db, digest, version):
+            parser.more()
+            continue
+        going_on, record = parser.one_record(db)
+        if record is not None:
+            key, payload, expire_at = record
+            digest.add([(key, expire_at, payload)])
+        if not going_on:
             return digest
-
-
-def _one_record(parser: Any, db: int, digest: KeyDigest, version: bytes) -> bool:
-    """One record of the snapshot (its expiry and LRU/LFU opcodes first), or one other opcode, read by
-    the parser; False at the end of ``db`` (its last key, or the snapshot's)."""
-    from storagectl.backends.redis_rdb import (
-        _EOF,
-        _EXPIRETIME,
-        _EXPIRETIME_MS,
-        _FREQ,
-        _IDLE,
-        _ONE_STRING,
-        _SELECTDB,
-        _SLOT_INFO,
-    )
-
-    expire_at = 0
-    while (code := parser._byte()) >= _SLOT_INFO:
-        if code == _EOF:
-            return False
-        found = parser._opcode(code)
-        if code in (_EXPIRETIME_MS, _EXPIRETIME):
-            expire_at = found
-        elif code not in (_IDLE, _FREQ):
-            return not (code == _SELECTDB and parser.db > db)
-    key = parser._string()
-    if parser.db != db:
-        parser._skip_value(code)
-        return True
-    parser.keep = parser.pos
-    parser._skip_string() if code in _ONE_STRING else parser._skip_value(code)
-    value = b"%c%b%b" % (code, parser._kept_value(), version)
-    from anycrc import Model
-
-    digest.add([(key, expire_at, value + Model("CRC64-REDIS").calc(value).to_bytes(8, "little"))])
-    return True

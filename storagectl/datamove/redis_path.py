@@ -634,11 +634,13 @@ def _target_digest(request: DataMigrationRequest, db: int, horizon: int) -> tupl
     before the snapshot, few keys in other dbs), else SCAN + DUMP."""
     import redis
 
-    from storagectl.backends.redis_rdb import RdbRefused, _Unsupported, rdb_obstacle
+    from storagectl.backends.redis_rdb import RdbRefused, rdb_obstacle
+    from storagectl.errors import IntegrityError
 
     target = request.target
     if not request.selection.patterns and not request.selection.types:
-        with contextlib.suppress(redis.ResponseError, RdbRefused, _Unsupported):  # denied, or not readable here
+        # INFO or SYNC denied, a snapshot this parser cannot read: SCAN + DUMP decides
+        with contextlib.suppress(redis.ResponseError, RdbRefused, IntegrityError):
             version, config, keys, modules = target._server_facts()
             if not rdb_obstacle(version, config, keys, [db], modules):
                 return _snapshot_digest(target, db, horizon), _target_ms(target, db), "the target's snapshot"
