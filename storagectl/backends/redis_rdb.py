@@ -449,6 +449,36 @@ class RdbParser:
             raise IntegrityError(f"{self.name}: db {db} holds {count} keys, its RESIZEDB says {announced}")
 
 
+    def more(self) -> None:
+        """At least one byte more in the buffer from ``pos`` (a caller parsing ``buf`` itself found
+        its last record incomplete)."""
+        self._fill(len(self.buf) - self.pos + 1)
+
+    def one_record(self, db: int) -> tuple[bool, Record | None]:
+        """One record (after its expiry and LRU/LFU opcodes) or one other opcode: whether ``db`` may
+        have more keys after it (False after its last key, or the snapshot's), and the record if it
+        is one of ``db``'s (its payload's CRC-64 computed as for :meth:`records`)."""
+        from anycrc import Model
+
+        expire_at = 0
+        while (code := self._byte()) >= _SLOT_INFO:
+            if code == _EOF:
+                return False, None
+            found = self._opcode(code)
+            if code in (_EXPIRETIME_MS, _EXPIRETIME):
+                expire_at = found
+            elif code not in (_IDLE, _FREQ):
+                return not (code == _SELECTDB and self.db > db), None
+        key = self._string()
+        if self.db != db:
+            self._skip_value(code)
+            return True, None
+        self.keep = self.pos
+        self._skip_string() if code in _ONE_STRING else self._skip_value(code)
+        value = b"%c%b%b" % (code, self._kept_value(), self.version.to_bytes(2, "little"))
+        return True, (key, value + Model("CRC64-REDIS").calc(value).to_bytes(8, "little"), expire_at)
+
+
 def rdb_records(stream: Any, db: int, name: str) -> Iterator[Record]:
     """The records of ``db`` in an archived snapshot; the rest of the stream is read too (which
     checks the object's size and SHA-256 at its end)."""

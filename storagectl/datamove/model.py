@@ -118,8 +118,9 @@ class ItemResult:
     first_bad_chunk: str | None = None
     diff_keys: list[str] = field(default_factory=list)
     detail: str = ""
-    # how a SQL table was verified: "canonical" (both sides hashed), "copy sums" (the target against
-    # the lines the run's copy sent), or both, naming the chunks compared the canonical way
+    # how the item was verified: SQL "canonical" (both sides hashed), "copy sums" (the target against
+    # the lines the run's copy sent), or both, naming the chunks compared the canonical way; Redis
+    # "copy digest" or "full compare"
     verified_by: str | None = None
 
 
@@ -131,6 +132,7 @@ class RunResult:
     items: list[ItemResult] = field(default_factory=list)
     verified: bool | None = None  # None: not verified (--no-verify or --dry-run)
     duration_s: float = 0.0
+    verify_s: float = 0.0  # of duration_s, the verify that ended a run (Redis)
     rejects_path: Path | None = None
 
 

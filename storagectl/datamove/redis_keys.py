@@ -17,6 +17,8 @@ from storagectl.backends.redis_topology import key_slot
 from storagectl.backends.redis_wire import DUMP_CROSS_SLOT_LUA, MultiDump, RespSocket, ScriptDump
 
 Record = tuple[bytes, int, bytes]  # key, relative TTL in ms (0: none), DUMP payload
+# What the copy restores: key, absolute expiry in the source's ms (0: none), DUMP payload.
+Timed = tuple[bytes, int, bytes]
 NO_SUCH_KEY = -2  # PTTL of a missing key
 SINGLE = "-"  # the node id of a single-node target
 
@@ -26,6 +28,7 @@ class _Node:
     client: Any
     commands: RespSocket
     sha: str = ""
+    offset: int = 0  # ms to add to a source time to get this node's (its clock less the source's)
 
 
 @dataclass
@@ -72,21 +75,36 @@ class TargetNodes:
         groups = self.in_flight.popleft()
         return [(items, reply(self.nodes[node_id], items)) for node_id, items in groups]
 
+    def measure_clocks(self, source: Any) -> None:
+        """Each node's clock offset to the ``source`` client's server (TIME on both)."""
+        for node in self.nodes.values():
+            node.offset = clock_offset(source, node.client)
+
     def close(self) -> None:
         for node in self.nodes.values():
             node.client.close()
 
 
-_RESTORE = b"*4\r\n$7\r\nRESTORE\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
-_RESTORE_REPLACE = b"*5\r\n$7\r\nRESTORE\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$7\r\nREPLACE\r\n"
+def clock_offset(source: Any, target: Any) -> int:
+    """The target server's clock less the source server's, in ms: the target's TIME against the middle
+    of two source TIMEs around it (off by at most half a round trip)."""
+    before = server_ms(source.time())
+    theirs = server_ms(target.time())
+    return theirs - (before + server_ms(source.time())) // 2
 
 
-def restore_commands(node: _Node, records: list[Record], replace: bool) -> bytes:
-    """One RESTORE per record, pipelined, as RESP bytes."""
-    template = _RESTORE_REPLACE if replace else _RESTORE
+_RESTORE = b"*5\r\n$7\r\nRESTORE\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$6\r\nABSTTL\r\n"
+_RESTORE_REPLACE = b"*6\r\n$7\r\nRESTORE\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$6\r\nABSTTL\r\n$7\r\nREPLACE\r\n"
+
+
+def restore_commands(node: _Node, records: list[Timed], replace: bool) -> bytes:
+    """One RESTORE ... ABSTTL per record, pipelined, as RESP bytes: the source's expiry moved to the
+    node's clock (``node.offset``), so the key expires when it does on the source and the node's
+    PEXPIRETIME is known to the millisecond."""
+    template, offset = _RESTORE_REPLACE if replace else _RESTORE, node.offset
     parts = []
-    for key, ttl, payload in records:
-        expiry = b"%d" % ttl
+    for key, expire_at, payload in records:
+        expiry = b"%d" % (expire_at + offset) if expire_at else b"0"
         parts.append(template % (len(key), key, len(expiry), expiry, len(payload), payload))
     return b"".join(parts)
 
@@ -125,6 +143,25 @@ def live_records(keys: list[bytes], reply: list[Any], elapsed_ms: int) -> tuple[
             records.append((key, 0, payload))
         elif ttl - elapsed_ms > 0:
             records.append((key, ttl - elapsed_ms, payload))
+        else:
+            expired += 1
+    return records, expired
+
+
+def live_expiries(keys: list[bytes], reply: list[Any], absolute: bool) -> tuple[list[Timed], int]:
+    """The records of a DUMP batch (reply {TIME, payload, expiry, ...}: the expiry a PTTL, or the
+    PEXPIRETIME if ``absolute``) alive at the dump, each with its absolute expiry in the source's ms;
+    and the number of keys that had expired. Keys deleted since the SCAN (DUMP nil) are left out."""
+    now = server_ms(reply[0])
+    records: list[Timed] = []
+    expired = 0
+    for key, payload, ttl in zip(keys, reply[1::2], reply[2::2], strict=True):
+        if payload is None or ttl == NO_SUCH_KEY:
+            continue
+        if ttl < 0:
+            records.append((key, 0, payload))
+        elif (expire_at := ttl if absolute else now + ttl) > now:
+            records.append((key, expire_at, payload))
         else:
             expired += 1
     return records, expired
@@ -361,23 +398,30 @@ def same_unordered(ours: bytes, theirs: bytes) -> bool | None:
     if ours[:1] != theirs[:1] or ours[0] not in (_RDB_SET, _RDB_HASH) or ours[-10:-8] != theirs[-10:-8]:
         return None
     try:
-        return _elements(ours) == _elements(theirs)
+        return hashtable_elements(ours) == hashtable_elements(theirs)
     except (IndexError, ValueError):
         return None
 
 
-def _elements(payload: bytes) -> list[bytes | tuple[bytes, bytes]]:
+def hashtable_elements(payload: bytes) -> list[bytes]:
+    """The elements of a hash-table set's or hash's DUMP payload (each a member, or a field and its
+    value together, as the RDB strings are encoded), sorted."""
+    return sorted(hashtable_spans(payload))
+
+
+def hashtable_spans(payload: bytes) -> list[bytes]:
+    """The elements of a hash-table set's or hash's DUMP payload in table order; ValueError or
+    IndexError if it is not one."""
     count, position = _length(payload, 1)
     spans: list[bytes] = []
-    for _ in range(count * (2 if payload[0] == _RDB_HASH else 1)):
-        end = _string_end(payload, position)
-        spans.append(payload[position:end])
-        position = end
+    for _ in range(count):
+        start = position
+        for _span in range(2 if payload[0] == _RDB_HASH else 1):
+            position = _string_end(payload, position)
+        spans.append(payload[start:position])
     if position != len(payload) - 10:
         raise ValueError("trailing bytes")
-    if payload[0] == _RDB_HASH:
-        return sorted(zip(spans[::2], spans[1::2], strict=True))
-    return sorted(spans)
+    return spans
 
 
 def _length(payload: bytes, position: int) -> tuple[int, int]:

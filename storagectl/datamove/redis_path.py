@@ -12,21 +12,25 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from storagectl.backends.redis import server_ms
 from storagectl.backends.redis_topology import SlotOwnership, fan_out, scan_primaries
 from storagectl.backends.redis_wire import DUMP_BATCH_KEYS, RespSocket, dump_scan
 from storagectl.datamove import redis_keys
 from storagectl.datamove.model import ItemPlan, ItemResult, MigrationPlan, RunResult
+from storagectl.datamove.redis_digest import HORIZON_MS, KeyDigest, snapshot_digest, target_digest
 from storagectl.datamove.redis_keys import (
     TargetNodes,
     copy_with_commands,
     dump_reply,
     dump_request,
     dumper_for,
+    live_expiries,
     live_records,
     printable_key,
     read_values,
@@ -43,6 +47,8 @@ if TYPE_CHECKING:
     from storagectl.datamove.model import DataMigrationRequest
     from storagectl.selection import Selection
 
+DIGEST_METHOD = "copy digest"  # the target's keys against the digest of what the copy wrote
+WHOLE_METHOD = "full compare"  # both sides read and compared key by key
 TTL_TOLERANCE_MS = 2000  # verify: the same key's TTLs may differ by this much (copy latency, clock)
 MAX_DIFF_KEYS = 1000  # --show-diffs lists at most this many keys per part
 # A test seam: applied to each payload before its RESTORE (tests corrupt the version bytes with it,
@@ -81,6 +87,8 @@ class PartCounts:
     diff_keys: list[str] = field(default_factory=list)
     mismatches: int = 0
     present: int = 0
+    digest: KeyDigest | None = None  # what the copy wrote (None: the verify compares the part whole)
+    undigested: str = ""  # why there is no digest
 
 
 class RedisDataPath:
@@ -130,7 +138,9 @@ class RedisDataPath:
         items = [_copied_item(request, part, part_counts) for part, part_counts in zip(parts, counts, strict=True)]
         result = RunResult(request.source.name, request.target.name, "redis → redis", items)
         if request.verify:
-            self._merge_verification(result, self.verify(request))
+            started = time.monotonic()
+            self._merge_verification(result, self._verify_copy(request, parts, counts))
+            result.verify_s = time.monotonic() - started
         return result
 
     @staticmethod
@@ -138,22 +148,79 @@ class RedisDataPath:
         by_source = {item.source: item for item in verification.items}
         for item in result.items:
             checked = by_source.pop(item.source, None)
-            if checked is not None and checked.status == "mismatch":
+            if checked is None:
+                continue
+            item.verified_by = checked.verified_by
+            if checked.status == "mismatch" or checked.detail:
+                item.detail = "; ".join(d for d in (item.detail, checked.detail) if d)
+            if checked.status == "mismatch":
                 item.status, item.diff_keys = "mismatch", checked.diff_keys
                 item.first_bad_chunk = checked.first_bad_chunk
-                item.detail = "; ".join(d for d in (item.detail, checked.detail) if d)
         result.items += list(by_source.values())  # the target's extra keys
         result.verified = verification.verified
 
     # -- verify ------------------------------------------------------------------------------
     def verify(self, request: DataMigrationRequest) -> RunResult:
         _check_selection(request.selection)
-        parts = self._parts(request)
-        counts = _each(parts, PartVerify(request).run, request.parallel)
+        return self._compare_whole(request, self._parts(request))
+
+    def _compare_whole(self, request: DataMigrationRequest, parts: list[SourcePart],
+                       why: dict[str, str] | None = None) -> RunResult:
+        """Every key of ``parts`` read on both sides and compared (``why``: per part, the reason the
+        copy's digest did not do, said in its item)."""
+        counts = _each(parts, PartVerify(request).run, request.parallel) if parts else []
         items = [_verified_item(request, part, part_counts) for part, part_counts in zip(parts, counts, strict=True)]
-        items += self._extra_keys(request, parts, sum(c.present for c in counts))
+        for item, part in zip(items, parts, strict=True):
+            if why and why.get(part.name):
+                item.detail = "; ".join(d for d in (f"compared whole: {why[part.name]}", item.detail) if d)
+        items += self._extra_keys(request, parts, sum(c.present for c in counts)) if parts else []
         return RunResult(request.source.name, request.target.name, "redis → redis", items,
                          verified=all(item.status == "equal" for item in items))
+
+    def _verify_copy(self, request: DataMigrationRequest, parts: list[SourcePart],
+                     counts: list[PartCounts]) -> RunResult:
+        """The verify that ends a run: per target db, the target's digest against the copy's (one pass
+        over the target); the parts of a db where that does not prove it equal are compared whole."""
+        by_db: dict[int, list[int]] = {}
+        for index, part in enumerate(parts):
+            by_db.setdefault(part.target_db, []).append(index)
+        proven: list[ItemResult] = []
+        why: dict[str, str] = {}
+        for db, indexes in by_db.items():
+            items, reason = self._digest_check(request, db, [parts[i] for i in indexes], [counts[i] for i in indexes])
+            proven += items
+            why.update({parts[i].name: reason for i in indexes if not items})
+        whole = self._compare_whole(request, [part for part in parts if part.name in why], why)
+        whole.items = proven + whole.items
+        whole.verified = all(item.status == "equal" for item in whole.items)
+        return whole
+
+    def _digest_check(self, request: DataMigrationRequest, db: int, parts: list[SourcePart],
+                      counts: list[PartCounts]) -> tuple[list[ItemResult], str]:
+        """Items proven equal by the digests of the parts copied into target ``db`` (all or none), or
+        no items and why not."""
+        digests = [c.digest for c in counts if c.digest is not None]
+        if len(digests) < len(counts):
+            return [], next(c.undigested or "no digest" for c in counts if c.digest is None)
+        if reason := _translated(request.target, "reading the version", lambda: _no_digest_pass(request)):
+            return [], reason
+        if drift := _translated(request.source, "counting keys",
+                                lambda: _source_drift(request, parts, digests, counts)):
+            return [], drift
+        expected = KeyDigest(digests[0].horizon)
+        for digest in digests:
+            expected.merge(digest)
+        found, ended, read = _translated(request.target, "reading",
+                                         lambda: _target_digest(request, db, expected.horizon))
+        equal, unchecked = expected.equal_to(found, ended)
+        if not equal:
+            return [], (f"the target holds {found.keys} keys of the selection, the copy wrote {expected.keys}"
+                        if found.keys != expected.keys else "the target's digest differs from the copy's")
+        note = f"; {unchecked} keys expiring by the end of the verify not checked" if unchecked else ""
+        return [ItemResult(part.label, _target_label(request, part), "equal", rows=part_counts.keys,
+                           verified_by=DIGEST_METHOD,
+                           detail=f"target equal to what the copy wrote (read by {read}){note}")
+                for part, part_counts in zip(parts, counts, strict=True)], ""
 
     def _extra_keys(self, request: DataMigrationRequest, parts: list[SourcePart], present: int) -> list[ItemResult]:
         """Keys of the selection in the target but not in the source: counted (the target holds more
@@ -163,6 +230,7 @@ class RedisDataPath:
         if held <= present:
             return []
         item = ItemResult("(not in the source)", _target_label(request, parts[0]), "mismatch", rows=held - present,
+                          verified_by=WHOLE_METHOD,
                           detail=f"{held - present} keys of the selection are in the target but not in the source")
         if request.show_diffs:
             item.diff_keys = _translated(request.target, "listing extra keys", lambda: _extra_key_names(request, parts))
@@ -208,19 +276,24 @@ class PartCopy:
         self.request, self.state, self.progress = request, state, progress
         self.replace = request.allow_nonempty_target or request.resume  # resume: the keys may be our own
         self.stop = threading.Event()
+        # one horizon for every part (their digests add up per target db), kept by a resumed run
+        self.horizon = next((part["digest"]["horizon"] for part in state.parts.values() if part.get("digest")),
+                            int(time.time() * 1000) + HORIZON_MS)
 
     def run(self, part: SourcePart) -> PartCounts:
         from storagectl.archive.progress import ProgressEvent
 
         recorded = self.state.parts.get(part.name, {})
-        counts = PartCounts(keys=recorded.get("keys", 0), bytes=recorded.get("bytes", 0))
+        counts = self._recorded_counts(recorded)
         if recorded.get("done"):
             return counts
         self.progress(ProgressEvent("copy", "start", part.label))
         with contextlib.ExitStack() as stack:
             source, plain_source, target = _open_part(stack, self.request, part)
+            _translated(self.request.target, "reading the clocks", lambda: target.measure_clocks(plain_source))
             plain_target = stack.enter_context(_closing(_plain_client(self.request.target, part.target_db)))
-            batches = _source_batches(self.request, part, source, plain_source, recorded.get("cursor", "0"))
+            batches = _source_batches(self.request, part, source, plain_source, recorded.get("cursor", "0"),
+                                      live_expiries)
             pending: deque[tuple[bytes, int]] = deque()
             stopped = False
             for cursor, records, expired in batches:
@@ -242,6 +315,18 @@ class PartCopy:
         self.progress(ProgressEvent("copy", "finish", part.label, done=counts.bytes))
         return counts
 
+    def _recorded_counts(self, recorded: dict[str, Any]) -> PartCounts:
+        """A part's counts and digest as the state has them (a new part: none yet)."""
+        counts = PartCounts(keys=recorded.get("keys", 0), bytes=recorded.get("bytes", 0),
+                            expired=recorded.get("expired", 0), undigested=recorded.get("undigested", ""))
+        if recorded.get("digest"):
+            counts.digest = KeyDigest.from_state(recorded["digest"])
+        elif not recorded:
+            counts.digest = KeyDigest(self.horizon)
+        elif not counts.undigested:
+            counts.undigested = "resumed from a state without a digest"
+        return counts
+
     def _confirm(self, part: SourcePart, target: TargetNodes, pending: deque[tuple[bytes, int]], counts: PartCounts,
                  plain_source: Any, plain_target: Any) -> None:
         """Read the oldest batch's replies; copy refused payloads with type commands; record the cursor."""
@@ -249,21 +334,26 @@ class PartCopy:
 
         cursor, size = pending.popleft()
         with _errors(self.request.target, "restoring"):
-            replies = target.receive(restore_outcome)
-        for records, reply in replies:
+            replies = target.receive(_outcome_and_clock)
+        for records, (reply, offset) in replies:
             if reply[0]:
                 raise UsageError(f"key {printable_key(records[reply[0] - 1][0])!r} already exists in "
                                  f"{self.request.target.label}; the keys before it were copied",
                                  hint="Try: --resume --yes to replace existing keys and continue")
             counts.keys += len(records)
             refused = [records[index - 1][0] for index in reply[1:]]
+            if counts.digest is not None:
+                counts.digest.add(records, offset)
             if refused:
+                counts.digest, counts.undigested = None, "keys copied with type commands"
                 with _errors(self.request.target, "copying with type commands"):
                     copied = _type_copy(plain_source, plain_target, refused)
                 counts.by_commands += copied
                 counts.keys -= len(refused) - copied
         counts.bytes += size
-        self.state.commit(part.name, cursor=cursor.decode(), keys=counts.keys, bytes=counts.bytes)
+        self.state.commit(part.name, cursor=cursor.decode(), keys=counts.keys, bytes=counts.bytes,
+                          expired=counts.expired, undigested=counts.undigested,
+                          digest=counts.digest.state() if counts.digest else None)
         self.progress(ProgressEvent("copy", "advance", part.label, done=counts.bytes))
 
 
@@ -278,8 +368,10 @@ def _open_part(stack: contextlib.ExitStack, request: DataMigrationRequest, part:
 
 
 def _source_batches(request: DataMigrationRequest, part: SourcePart, source: Any, plain_source: Any,
-                    cursor: str) -> Iterator[tuple[bytes, list[redis_keys.Record], int]]:
-    """(cursor after the batch, live records, keys expired meanwhile) per SCAN batch of the part."""
+                    cursor: str, live: Callable[[list[bytes], list[Any], bool], tuple[list[Any], int]]
+                    ) -> Iterator[tuple[bytes, list[Any], int]]:
+    """(cursor after the batch, live records, keys expired meanwhile) per SCAN batch of the part, the
+    records made by ``live(keys, reply, absolute expiries)``."""
     selection = request.selection
     match = selection.patterns[0].encode() if selection.patterns else None
     scan_type = selection.types[0].encode() if len(selection.types) == 1 else None
@@ -294,10 +386,19 @@ def _source_batches(request: DataMigrationRequest, part: SourcePart, source: Any
         if batch is None:
             return
         next_cursor, keys, reply = batch
-        records, expired = live_records(keys, relative_ttls(reply, dumper.absolute_expiry), 0)
+        records, expired = live(keys, reply, dumper.absolute_expiry)
         if TARGET_PAYLOAD is not None:
             records = [(key, ttl, TARGET_PAYLOAD(payload)) for key, ttl, payload in records]
         yield next_cursor, records, expired
+
+
+def _relative_records(keys: list[bytes], reply: list[Any], absolute: bool) -> tuple[list[redis_keys.Record], int]:
+    return live_records(keys, relative_ttls(reply, absolute), 0)
+
+
+def _outcome_and_clock(node: Any, records: list[Any]) -> tuple[list[int], int]:
+    """A node's replies to a RESTORE batch, and the clock offset its expiries were moved by."""
+    return restore_outcome(node, records), node.offset
 
 
 def _type_copy(source: Any, target: Any, keys: list[bytes]) -> int:
@@ -344,7 +445,8 @@ class PartVerify:
                 _translated(self.request.target, "loading a script", lambda: target.load_script(DUMP_CROSS_SLOT_LUA))
             plain_target = stack.enter_context(_closing(_plain_client(self.request.target, part.target_db)))
             pending: deque[list[redis_keys.Record]] = deque()
-            for _cursor, records, _expired in _source_batches(self.request, part, source, plain_source, "0"):
+            for _cursor, records, _expired in _source_batches(self.request, part, source, plain_source, "0",
+                                                              _relative_records):
                 with _errors(self.request.target, "reading"):
                     target.send(target.split([key for key, _t, _p in records], bytes), dump_request)
                 pending.append(records)
@@ -500,6 +602,78 @@ def _nonempty(request: DataMigrationRequest, db: int) -> UsageError:
                       hint="Try: --yes to replace them, or another target db")
 
 
+def _no_digest_pass(request: DataMigrationRequest) -> str:
+    """Why the target's keys cannot be digested (read with their exact expiry), or ""."""
+    if _is_cluster(request.target):
+        return "a cluster target"
+    version = _version(request.target)
+    if int(version.split(".")[0]) < 7:
+        return f"the target is Redis {version} (PEXPIRETIME needs 7.0)"
+    return ""
+
+
+def _source_drift(request: DataMigrationRequest, parts: list[SourcePart], digests: list[KeyDigest],
+                  counts: list[PartCounts]) -> str:
+    """A source db whose key count (DBSIZE: known without a pattern or type) left the range the copy
+    allows (its keys, less those expiring since, plus those it found expired and DBSIZE may still
+    count), said as the reason to compare whole; "" when none did or it is not known."""
+    if request.selection.patterns or request.selection.types or _is_cluster(request.source):
+        return ""
+    now_ms = int(time.time() * 1000)
+    for part, digest, part_counts in zip(parts, digests, counts, strict=True):
+        held = _dbsize(part)
+        expiring = sum(count for second, (count, _total) in digest.soon.items() if second * 1000 <= now_ms + 1000)
+        if not digest.keys - expiring <= held <= digest.keys + part_counts.expired:
+            return f"{part.label} of the source holds {held} keys now, the copy read {digest.keys}"
+    return ""
+
+
+def _target_digest(request: DataMigrationRequest, db: int, horizon: int) -> tuple[KeyDigest, int, str]:
+    """The target db's digest of the keys of the selection, the target's clock when it was done, and
+    how it was read: the server's snapshot when the backup would take it (the whole db, no delay
+    before the snapshot, few keys in other dbs), else SCAN + DUMP."""
+    import redis
+
+    from storagectl.backends.redis_rdb import RdbRefused, rdb_obstacle
+    from storagectl.errors import IntegrityError
+
+    target = request.target
+    if not request.selection.patterns and not request.selection.types:
+        # INFO or SYNC denied, a snapshot this parser cannot read: SCAN + DUMP decides
+        with contextlib.suppress(redis.ResponseError, RdbRefused, IntegrityError):
+            version, config, keys, modules = target._server_facts()
+            if not rdb_obstacle(version, config, keys, [db], modules):
+                return _snapshot_digest(target, db, horizon), _target_ms(target, db), "the target's snapshot"
+    return _scanned_digest(target, db, horizon, request.selection), _target_ms(target, db), "SCAN + DUMP"
+
+
+def _snapshot_digest(target: Any, db: int, horizon: int) -> KeyDigest:
+    """The digest of db's keys in the target's RDB snapshot (over the replication protocol, as the
+    backup's rdb method reads it): the server's fork serializes, this process only parses."""
+    from storagectl.backends.redis_rdb import start_sync
+
+    with _closing(target.client(single_connection_client=True)) as client:
+        sync = start_sync(client.connection)
+        return snapshot_digest(lambda _size: sync.read(), f"{target.label} snapshot", db, horizon)
+
+
+def _scanned_digest(target: Any, db: int, horizon: int, selection: Selection) -> KeyDigest:
+    from storagectl.backends.redis_wire import MultiDumpExpireAt
+
+    types = selection.types
+    with _closing(target.client(db=db, single_connection_client=True)) as client, \
+            _closing(target.client(db=db)) as plain:
+        return target_digest(client, horizon, MultiDumpExpireAt(),
+                             (lambda keys: _of_types(plain, keys, types)) if len(types) > 1 else None,
+                             selection.patterns[0].encode() if selection.patterns else None,
+                             types[0].encode() if len(types) == 1 else None)
+
+
+def _target_ms(target: Any, db: int) -> int:
+    with _closing(target.client(db=db)) as client:
+        return server_ms(client.time())
+
+
 def _check_selection(selection: Selection) -> None:
     """Keys by one SCAN MATCH glob and by types (the Selection checked they are Redis types)."""
     selection.require_fields(("patterns", "types"), "a Redis data move")
@@ -618,7 +792,7 @@ def _copied_item(request: DataMigrationRequest, part: SourcePart, counts: PartCo
 
 def _verified_item(request: DataMigrationRequest, part: SourcePart, counts: PartCounts) -> ItemResult:
     item = ItemResult(part.label, _target_label(request, part), "mismatch" if counts.mismatches else "equal",
-                      rows=counts.keys)
+                      rows=counts.keys, verified_by=WHOLE_METHOD)
     if counts.mismatches:
         item.detail = f"{counts.mismatches} of {counts.keys} keys differ (type, value, or TTL by more than " \
                       f"{TTL_TOLERANCE_MS} ms), or are missing from the target"
