@@ -481,8 +481,9 @@ class RedisBackend(Backend):
         """The head start's transfer if its server is the client's (the same ``run_id``), else one
         started now on the client's connection."""
         if head_start is not None and head_start.run_id == client.info("server")["run_id"]:
-            head_start.sync.await_snapshot()
-            return head_start.sync
+            sync = head_start.taken()
+            sync.await_snapshot()
+            return sync
         return start_sync(client.connection)
 
     def _backup_db(self, archive: Any, db: int, selection: KeySelection | None = None) -> int:

@@ -16,12 +16,14 @@ seen here (RedisBackend._backup_rdb).
 
 from __future__ import annotations
 
+import select
 import socket
+import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from storagectl.backends.redis_rdb import REPLCONF_CAPA_EOF, REPLCONF_RDB_ONLY, ReplicaSync, rdb_obstacle
+from storagectl.backends.redis_rdb import READ_SIZE, REPLCONF_CAPA_EOF, REPLCONF_RDB_ONLY, ReplicaSync, rdb_obstacle
 from storagectl.backends.redis_wire import resp_command
 
 # One round trip before SYNC (which the server refuses while replies are pending): the facts
@@ -30,17 +32,63 @@ _FACTS = b"".join([resp_command(b"INFO", b"server"), resp_command(b"INFO", b"key
                    resp_command(b"INFO", b"modules"), resp_command(b"CONFIG", b"GET", b"repl-diskless-sync*"),
                    REPLCONF_RDB_ONLY, REPLCONF_CAPA_EOF])
 _FACT_REPLIES = 6
+PREFETCH_LIMIT = 64 << 20  # bytes read ahead at most: a few hundred ms of a server's snapshot
 
 
-@dataclass
 class HeadStart:
-    """A snapshot requested with SYNC, from the server whose INFO said ``run_id``."""
+    """A snapshot requested with SYNC, from the server whose INFO said ``run_id``, its first bytes
+    read by a thread (:class:`_Prefetch`) until :meth:`taken` or :meth:`close`."""
 
-    sync: ReplicaSync
-    run_id: str
+    def __init__(self, sync: ReplicaSync, run_id: str) -> None:
+        self.sync, self.run_id = sync, run_id
+        self.prefetch = _Prefetch(sync.sock)
+        self.prefetch.start()
+
+    def taken(self) -> ReplicaSync:
+        """The transfer, with what the thread read, for the backup to read on."""
+        self.sync.pending = self.prefetch.stopped() + self.sync.pending
+        return self.sync
 
     def close(self) -> None:
+        self.prefetch.stopped()
         self.sync.close()
+
+
+class _Prefetch(threading.Thread):
+    """Reads the snapshot while storagectl loads. The socket buffers hold a few MB, and a server
+    that cannot send waits, its fork child too; so without a reader the head start would save
+    little more than the fork. Reads at most PREFETCH_LIMIT bytes; a failure is left for the
+    backup's own reads to meet and report."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(name="redis-head-start", daemon=True)
+        self.sock = sock
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        while not self.stop.is_set() and self.size < PREFETCH_LIMIT:
+            if not poller.poll(20):  # ms: how long stopping may wait
+                continue
+            try:
+                data = self.sock.recv(READ_SIZE)
+            except OSError:
+                return
+            if not data:
+                return
+            self.chunks.append(data)
+            self.size += len(data)
+
+    def stopped(self) -> bytes:
+        """What was read; the thread has ended."""
+        self.stop.set()
+        if self.is_alive():
+            self.join()
+        data, self.chunks = b"".join(self.chunks), []
+        return data
 
 
 class _ReplyError(Exception):
