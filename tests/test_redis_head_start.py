@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from storagectl.backends.redis import RedisBackend
 from storagectl.backends.redis_head_start import head_start
 from storagectl.backends.redis_rdb import RdbParser
 from storagectl.backup import restore, run_each_backup
@@ -159,3 +160,31 @@ def test_the_snapshot_is_read_while_nothing_takes_it_yet(server, write_config, t
     started.close()
     sizes = RdbParser(io.BytesIO(snapshot).read, "snapshot").db_sizes([1])
     assert sizes == {1: 24} and len(snapshot) > 24_000_000
+
+
+def test_a_head_start_is_closed_when_the_backup_takes_dumps_instead(server, write_config, tmp_path, monkeypatch):
+    populate(redis.Redis(port=server.port, db=1), 20)
+    config = load_config(write_redis_config(write_config, tmp_path, server.port))
+    started = head_start(config.backend("cache"))
+    assert started is not None
+    redis.Redis(port=server.port).config_set("repl-diskless-sync-delay", 5)  # auto now takes DUMPs
+    closed_before_the_dump = []
+    dump = RedisBackend._backup_db
+
+    def noting_dump(backend, *args, **kwargs):
+        closed_before_the_dump.append(started.sync.sock.fileno() == -1)
+        return dump(backend, *args, **kwargs)
+
+    monkeypatch.setattr(RedisBackend, "_backup_db", noting_dump)
+    run = run_each_backup(config, backend="cache", destination="local", started={"cache": started})
+    assert run.error is None and run.results[0].manifest.backend["metadata"]["method"] == "dump"
+    assert closed_before_the_dump == [True]  # the server's fork child did not wait for the whole dump
+
+
+def test_a_head_start_is_closed_when_its_backup_fails_before_taking_it(server, write_config, tmp_path):
+    config = load_config(write_redis_config(write_config, tmp_path, server.port))
+    (tmp_path / "backups").write_text("a file where the destination's folder should be")
+    started = head_start(config.backend("cache"))
+    assert started is not None
+    run = run_each_backup(config, backend="cache", destination="local", started={"cache": started})
+    assert run.error is not None and started.sync.sock.fileno() == -1

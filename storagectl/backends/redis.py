@@ -394,6 +394,8 @@ class RedisBackend(Backend):
         databases = self.selected_databases()
         selection = KeySelection.of(options.selection)
         method, why = self._backup_method(selection, databases)
+        if method != "rdb" and options.head_start is not None:
+            options.head_start.close()  # the server's fork child need not wait for the end of the run
         counts = None
         if method == "rdb":
             try:

@@ -81,8 +81,9 @@ def run_each_backup(config: Config, job: str | None = None, backend: str | None 
     for plan in plan_backups(config, job, backend, destination, selection):
         if plan.backend in skip:
             continue
+        head_start = started.get(plan.backend)
         try:
-            run.results.append(run_plan(config, plan, progress, started.get(plan.backend)))
+            run.results.append(run_plan(config, plan, progress, head_start))
         except (Interrupted, KeyboardInterrupt) as exc:
             if isinstance(exc, Interrupted):
                 exc.details += [f"failed before it: {failure.message}" for failure in run.failures]
@@ -90,6 +91,9 @@ def run_each_backup(config: Config, job: str | None = None, backend: str | None 
             raise
         except StoragectlError as exc:
             run.failures.append(exc)
+        finally:
+            if head_start is not None:  # not taken (a failure, another method): the server stops sending
+                head_start.close()
     return run
 
 
