@@ -11,9 +11,13 @@ dump` (DUMP per key); then each backup is restored (`restore --validate` off) in
 Note: a snapshot (`redis-cli --rdb`, `rdb`) holds the whole instance (every db), `dump` only the
 selected db; with other dbs empty the data is the same.
 The `redis-cli --rdb` as configured runs once (its time is mostly the server's wait); the others
-alternate for --rounds rounds and are reported as medians with their spread.
+alternate for --rounds rounds and are reported as medians with their spread. storagectl runs as
+`python -m storagectl` with this interpreter, as bench_startup.py and bench_pg_backup.py run it: a
+pyenv shim on PATH adds ~70 ms of bash to every run that `redis-cli` does not pay.
+--baseline DIR also times the rdb backup of the storagectl in DIR (PYTHONPATH=DIR, a config file of
+its own) in every round, next to this one's; --rdb-only skips the dump backup and the restores.
 Usage: python bench/bench_redis_backup.py [--url redis://127.0.0.1:6379] [--db 15] [--restore-db 14]
-       [--keys 1000000] [--rounds 3]
+       [--keys 1000000] [--rounds 3] [--baseline DIR] [--rdb-only]
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ end
 return 1
 """
 BATCH = 100_000
+STORAGECTL = [sys.executable, "-m", "storagectl"]
 
 
 def load(client: redis.Redis, keys: int) -> float:
@@ -69,27 +74,29 @@ def load(client: redis.Redis, keys: int) -> float:
     return time.perf_counter() - started
 
 
-def timed(command: list[str]) -> tuple[float, str]:
+def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    """Wall time and stdout of ``command``, run in a neutral directory: `python -m storagectl` imports
+    ./storagectl first, which in a checkout would shadow PYTHONPATH (and --baseline)."""
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"failed: {' '.join(command)}\n{done.stderr}")
     return elapsed, done.stdout
 
 
-def storagectl_config(workdir: Path, url: str, db: int, restore_db: int, method: str) -> Path:
-    config = workdir / f"storagectl-{method}.yaml"
+def storagectl_config(workdir: Path, url: str, db: int, restore_db: int, method: str, name: str = "") -> Path:
+    config = workdir / f"storagectl-{name or method}.yaml"
     config.write_text(f"version: 1\nbackends:\n  cache: {{kind: redis, url: '{url}/{db}', backup_method: {method}}}\n"
                       f"  spare: {{kind: redis, url: '{url}/{restore_db}'}}\n"
                       f"destinations:\n  local: {{kind: local, path: {workdir / 'backups'}}}\n")
     return config
 
 
-def storagectl_backup(config: Path, method: str) -> tuple[float, int, str]:
+def storagectl_backup(config: Path, method: str, env: dict[str, str] | None = None) -> tuple[float, int, str]:
     """Wall time, stored size and id of one backup; exits unless it used ``method``."""
-    elapsed, out = timed(["storagectl", "-c", str(config), "-o", "json", "backup", "run",
-                          "--backend", "cache", "--to", "local"])
+    elapsed, out = timed([*STORAGECTL, "-c", str(config), "-o", "json", "backup", "run",
+                          "--backend", "cache", "--to", "local"], env)
     info = json.loads(out)
     info = info[0] if isinstance(info, list) else info
     manifest = next(config.parent.glob(f"backups/*/{info['id']}/manifest.json"))
@@ -101,7 +108,7 @@ def storagectl_backup(config: Path, method: str) -> tuple[float, int, str]:
 
 def storagectl_restore(config: Path, backup_id: str, target: redis.Redis) -> float:
     target.flushdb()
-    elapsed, _ = timed(["storagectl", "-c", str(config), "restore", backup_id, "--to", "spare"])
+    elapsed, _ = timed([*STORAGECTL, "-c", str(config), "restore", backup_id, "--to", "spare"])
     target.flushdb()
     return elapsed
 
@@ -113,9 +120,11 @@ def main() -> None:
     parser.add_argument("--restore-db", type=int, default=14)
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the timed backups (medians)")
+    parser.add_argument("--baseline", metavar="DIR", help="also time the rdb backup with PYTHONPATH=DIR")
+    parser.add_argument("--rdb-only", action="store_true", help="skip the dump backup and the restores")
     args = parser.parse_args()
-    if not shutil.which("storagectl") or not shutil.which("redis-cli"):
-        sys.exit("storagectl and redis-cli must be on PATH")
+    if not shutil.which("redis-cli"):
+        sys.exit("redis-cli must be on PATH")
     client = redis.Redis.from_url(f"{args.url}/{args.db}")
     with leased(args.url, args.db), leased(args.url, args.restore_db):
         run(args, client, redis.Redis.from_url(f"{args.url}/{args.restore_db}"))
@@ -155,29 +164,39 @@ def run(args: argparse.Namespace, client: redis.Redis, target: redis.Redis) -> N
             rdb_size = (workdir / "dump.rdb").stat().st_size
             configs = {method: storagectl_config(workdir, args.url, args.db, args.restore_db, method)
                        for method in ("auto", "dump")}
+            # its own config file: the config cache keeps one entry per file, keyed on the code too
+            baseline = storagectl_config(workdir, args.url, args.db, args.restore_db, "auto", "baseline")
+            baseline_env = {**os.environ, "PYTHONPATH": args.baseline} if args.baseline else None
             runs: dict[str, list[float]] = {name: [] for name in (
-                "storagectl", "dump", "delay 0", "BGSAVE", "restore rdb", "restore dump")}
+                "storagectl", "baseline", "dump", "delay 0", "BGSAVE", "restore rdb", "restore dump")}
             cpu, sizes = [], {}
-            for _ in range(args.rounds):  # alternating, so the load moves all of them alike
+            for round_ in range(args.rounds):  # alternating, so the load moves all of them alike
                 with no_diskless_sync_delay(client):
                     runs["delay 0"].append(timed(rdb_cli)[0])
                     ours, sizes["rdb"], rdb_id = storagectl_backup(configs["auto"], "rdb")
                     runs["storagectl"].append(ours)
+                    if baseline_env:
+                        runs["baseline"].append(storagectl_backup(baseline, "rdb", baseline_env)[0])
                 runs["BGSAVE"].append(timed_bgsave(client))
+                print(f"round {round_ + 1}: " + ", ".join(f"{name} {times[-1]:.2f}s" for name, times in runs.items()
+                                                         if len(times) > round_), flush=True)
+                if args.rdb_only:
+                    continue
                 cpu_before = server_cpu(client)
                 ours, sizes["dump"], dump_id = storagectl_backup(configs["dump"], "dump")
                 runs["dump"].append(ours)
                 cpu.append(server_cpu(client) - cpu_before)
                 runs["restore rdb"].append(storagectl_restore(configs["auto"], rdb_id, target))
                 runs["restore dump"].append(storagectl_restore(configs["dump"], dump_id, target))
-        report(args, runs, rdb_time, rdb_size, sizes, statistics.median(cpu))
+        report(args, {name: times for name, times in runs.items() if times}, rdb_time, rdb_size, sizes,
+               statistics.median(cpu) if cpu else None)
     finally:
         client.flushdb()
         target.flushdb()
 
 
 def report(args: argparse.Namespace, runs: dict[str, list[float]], rdb_time: float, rdb_size: int,
-           sizes: dict[str, int], cpu: float) -> None:
+           sizes: dict[str, int], cpu: float | None) -> None:
     median = {name: statistics.median(times) for name, times in runs.items()}
 
     def spread(name: str) -> str:
@@ -191,11 +210,15 @@ def report(args: argparse.Namespace, runs: dict[str, list[float]], rdb_time: flo
     print(f"BGSAVE of the same data: {median['BGSAVE']:.2f}s ({spread('BGSAVE')}; fork + RDB write on the server)")
     print(f"storagectl backup, rdb (auto at delay 0): {median['storagectl']:.2f}s ({spread('storagectl')}), "
           f"{sizes['rdb'] / 2**20:.1f} MiB")
-    print(f"storagectl backup, dump: {median['dump']:.2f}s ({spread('dump')}), {sizes['dump'] / 2**20:.1f} MiB; "
-          f"server CPU {cpu:.2f}s ({cpu / args.keys * 1e6:.1f} us/key), the floor of its wall time")
-    for method in ("rdb", "dump"):
-        print(f"storagectl restore of the {method} backup: {median['restore ' + method]:.2f}s "
-              f"({spread('restore ' + method)})")
+    if "baseline" in runs:
+        print(f"baseline ({args.baseline}) backup, rdb: {median['baseline']:.2f}s ({spread('baseline')}); "
+              f"ratio to redis-cli --rdb, delay 0: {median['baseline'] / median['delay 0']:.2f}x")
+    if cpu is not None:
+        print(f"storagectl backup, dump: {median['dump']:.2f}s ({spread('dump')}), {sizes['dump'] / 2**20:.1f} MiB; "
+              f"server CPU {cpu:.2f}s ({cpu / args.keys * 1e6:.1f} us/key), the floor of its wall time")
+        for method in ("rdb", "dump"):
+            print(f"storagectl restore of the {method} backup: {median['restore ' + method]:.2f}s "
+                  f"({spread('restore ' + method)})")
     for name, reference in (("redis-cli --rdb", rdb_time), ("redis-cli --rdb, delay 0", median["delay 0"]),
                             ("BGSAVE", median["BGSAVE"])):
         ratio = median["storagectl"] / reference

@@ -74,6 +74,7 @@ class BackupOptions:
     parallel_given: bool = False  # the job set `parallel`: honoured as given, never raised
     pg_bin_dir: Path | None = None  # tools.pg_bin_dir: where PostgreSQL backups take pg_dump from
     selection: Selection = field(default_factory=Selection)  # empty: everything
+    head_start: Any = None  # a transfer begun before the backend was opened (storagectl.backup.head_start)
 
 
 @dataclass(frozen=True)

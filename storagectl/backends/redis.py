@@ -25,6 +25,7 @@ from storagectl.backends.base import Backend, classify_connection_error
 from storagectl.backends.redis_rdb import (
     RDB_OBJECT,
     RdbRefused,
+    ReplicaSync,
     rdb_costs,
     rdb_obstacle,
     rdb_records,
@@ -57,6 +58,7 @@ from storagectl.redact import redact_url
 from storagectl.units import human_bytes
 
 if TYPE_CHECKING:
+    from storagectl.backends.redis_head_start import HeadStart
     from storagectl.backends.redis_settings import RedisSettings
 
 log = logging.getLogger(__name__)
@@ -392,10 +394,12 @@ class RedisBackend(Backend):
         databases = self.selected_databases()
         selection = KeySelection.of(options.selection)
         method, why = self._backup_method(selection, databases)
+        if method != "rdb" and options.head_start is not None:
+            options.head_start.close()  # the server's fork child need not wait for the end of the run
         counts = None
         if method == "rdb":
             try:
-                counts = self._backup_rdb(archive, databases)
+                counts = self._backup_rdb(archive, databases, options.head_start)
             except RdbRefused as exc:
                 if self.settings.backup_method == "rdb":
                     raise OperationFailed(f"{self.label}: backup_method rdb: {self.redact(str(exc))}",
@@ -455,21 +459,34 @@ class RedisBackend(Backend):
         keys = {int(name[2:]): int(stats.get("keys", 0)) for name, stats in keyspace.items()}
         return str(server["redis_version"]), config, keys, bool(modules)
 
-    def _backup_rdb(self, archive: Any, databases: list[int]) -> dict[str, int]:
+    def _backup_rdb(self, archive: Any, databases: list[int], head_start: HeadStart | None = None) -> dict[str, int]:
         """The server's snapshot as the object RDB_OBJECT; keys per unit. RdbRefused (before anything
-        is written) when the server will not send it."""
+        is written) when the server will not send it. ``head_start``: SYNC sent early
+        (storagectl.backends.redis_head_start), taken if it went to this very server."""
         from storagectl.archive.pipe import BackgroundWriter
 
         client = self.client(single_connection_client=True)
         try:
-            sync = self._guarded("backup", lambda: start_sync(client.connection))
+            sync = self._guarded("backup", lambda: self._started_sync(client, head_start))
             with archive.create(RDB_OBJECT) as sink, BackgroundWriter(sink.write) as writer:
                 sizes, version = self._guarded("backup", lambda: receive_rdb(sync, writer.put, databases))
                 sink.counts = {"keys": sum(sizes.values())}
         finally:
             client.close()
+            if head_start is not None:
+                head_start.close()
         archive.set_metadata("rdb_version", version)
         return {_unit(db, databases): sizes[db] for db in databases}
+
+    @staticmethod
+    def _started_sync(client: Any, head_start: HeadStart | None) -> ReplicaSync:
+        """The head start's transfer if its server is the client's (the same ``run_id``), else one
+        started now on the client's connection."""
+        if head_start is not None and head_start.run_id == client.info("server")["run_id"]:
+            sync = head_start.taken()
+            sync.await_snapshot()
+            return sync
+        return start_sync(client.connection)
 
     def _backup_db(self, archive: Any, db: int, selection: KeySelection | None = None) -> int:
         client = self.client(db=db, single_connection_client=True)

@@ -24,6 +24,8 @@ from storagectl.errors import IntegrityError, OperationFailed
 RDB_OBJECT = "server.rdb"
 KNOWN_RDB_VERSION = 11  # Redis 7.2; 12 (7.4) adds hash field expiry types unknown here
 READ_SIZE = 1 << 20
+REPLCONF_RDB_ONLY = b"REPLCONF rdb-only 1\r\n"  # Redis >= 7.0: the link ends with the snapshot
+REPLCONF_CAPA_EOF = b"REPLCONF capa eof\r\n"  # a diskless snapshot may come, ended by a mark
 
 # opcodes (rdb.h)
 _SLOT_INFO, _FUNCTION2, _FUNCTION_PRE_GA, _MODULE_AUX = 0xF4, 0xF5, 0xF6, 0xF7
@@ -115,11 +117,19 @@ class ReplicaSync:
 
     def start(self) -> None:
         """The handshake, up to the first byte of the snapshot; RdbRefused if the server declines."""
-        self._send(b"REPLCONF rdb-only 1\r\n")
+        self._send(REPLCONF_RDB_ONLY)
         self._line()  # an error here is a server before 7.0: it still sends the snapshot, then writes
-        self._send(b"REPLCONF capa eof\r\n")
+        self._send(REPLCONF_CAPA_EOF)
         self._line()
+        self.request()
+        self.await_snapshot()
+
+    def request(self) -> None:
+        """SYNC, once the REPLCONFs' replies are read: the server refuses it while replies are pending."""
         self._send(b"SYNC\r\n")
+
+    def await_snapshot(self) -> None:
+        """The server's reply to SYNC, up to the first byte of the snapshot; RdbRefused if it declines."""
         while (line := self._line()) == b"":  # newlines: the server is still preparing the snapshot
             pass
         if line.startswith(b"-"):
@@ -130,6 +140,9 @@ class ReplicaSync:
             self.remaining = int(line[1:])
         else:
             raise RdbRefused(f"unexpected reply to SYNC: {line[:60]!r}")
+
+    def close(self) -> None:
+        self.sock.close()
 
     def _line(self) -> bytes:
         while b"\n" not in self.pending:

@@ -16,7 +16,8 @@ _HOMES = {
     "catalog": ("DeletePlan", "FoundBackup", "delete_backup", "find_backup", "list_backups", "remove_stale_partials"),
     "restore": ("RestorePlan", "RestoreResult", "VerifyReport", "prepare_restore", "restore", "restore_planned",
                 "verify_backup"),
-    "run": ("BackupPlan", "BackupResult", "BackupRun", "partial_run", "plan_backups", "run_backup", "run_each_backup"),
+    "plan": ("BackupPlan", "plan_backups"),
+    "run": ("BackupResult", "BackupRun", "partial_run", "run_backup", "run_each_backup"),
     "validation": ("ValidationReport", "compare_summaries"),
 }
 _HOME = {name: module for module, names in _HOMES.items() for name in names}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from storagectl import __version__
@@ -18,6 +19,7 @@ from storagectl.archive.progress import ProgressCallback, no_progress
 from storagectl.archive.writer import ArchiveSession
 from storagectl.backends import Backend, backend_from_config
 from storagectl.backup.catalog import Leftovers, destination_named, remove_stale_partials
+from storagectl.backup.plan import BackupPlan, plan_backups
 from storagectl.config.methods import PARTIAL_AFTER_DEFAULT
 from storagectl.destinations import Destination
 from storagectl.errors import Interrupted, OperationFailed, StoragectlError, UsageError, one_error, raise_with_state
@@ -25,23 +27,11 @@ from storagectl.job_report import TakenBackup
 from storagectl.selection import Selection
 
 if TYPE_CHECKING:  # plain settings from a config-cache hit too: no pydantic at run time
-    from storagectl.config.models import Config, JobSettings
+    from storagectl.config.models import Config
 
 log = logging.getLogger("storagectl.backup")
 
 # Jobs without a retention policy (and ad-hoc runs) clean stale partials after the policy default.
-
-
-@dataclass(frozen=True)
-class BackupPlan:
-    """What one backup run does; a job with several backends makes one plan per backend."""
-
-    backend: str
-    destination: str
-    group: str  # folder at the destination: the job name, or the backend name for ad-hoc runs
-    job: str | None
-    settings: JobSettings
-    selection: Selection = Selection()  # empty: a full backup
 
 
 @dataclass
@@ -60,43 +50,6 @@ class BackupResult:
                 "partial": m.partial, "selection": m.selection,
                 "partial_removed": self.cleaned.partial_removed,
                 "aborted_uploads": [upload.key for upload in self.cleaned.aborted_uploads]}
-
-
-def plan_backups(config: Config, job: str | None = None, backend: str | None = None,
-                 destination: str | None = None, selection: Selection = Selection()) -> list[BackupPlan]:
-    """Check the options before any work: ``--job NAME`` or ``--backend NAME --to DEST``, and that
-    each backend takes the selection (``--table`` ... or the job's ``select:``)."""
-    if job and (backend or destination):
-        raise UsageError("give either --job or --backend with --to, not both")
-    if backend or destination:
-        if not (backend and destination):
-            raise UsageError("--backend and --to go together", hint="Try: backup run --backend NAME --to DEST")
-        config.backend(backend)
-        config.destination(destination)
-        plans = [BackupPlan(backend, destination, backend, None, config.ad_hoc_job(backend, destination), selection)]
-    else:
-        job = job or _only_job(config)
-        settings = config.job(job)
-        if not selection.empty:
-            option = selection.options()[0]
-            raise UsageError(f"{option} goes with --backend/--to: job {job!r} backs up what its `select:` says "
-                             "(everything without one), so its retention counts only backups of that selection",
-                             hint=f"Try: backup run --backend NAME --to DEST {option} ..., or set `select:` "
-                                  f"in job {job!r}")
-        plans = [BackupPlan(name, settings.destination, job, job, settings, settings.selection())
-                 for name in settings.backends]
-    for plan in plans:
-        if not plan.selection.empty:
-            backend_from_config(config, plan.backend).check_selection(plan.selection)
-    return plans
-
-
-def _only_job(config: Config) -> str:
-    if len(config.jobs) == 1:
-        return next(iter(config.jobs))
-    known = ", ".join(config.jobs) or "none configured"
-    raise UsageError(f"which job? configured jobs: {known}",
-                     hint="Try: backup run --job NAME, or backup run --backend NAME --to DEST")
 
 
 @dataclass
@@ -118,16 +71,19 @@ class BackupRun:
 
 def run_each_backup(config: Config, job: str | None = None, backend: str | None = None,
                     destination: str | None = None, progress: ProgressCallback = no_progress,
-                    selection: Selection = Selection(), skip: Collection[str] = ()) -> BackupRun:
+                    selection: Selection = Selection(), skip: Collection[str] = (),
+                    started: Mapping[str, Any] = MappingProxyType({})) -> BackupRun:
     """Back up every backend of the job but those in ``skip`` (or the one backend, only ``selection``
     of it when given), the next one also when one failed: one database down must not cost the others
-    their backups. An interrupt (Ctrl-C, SIGTERM, the scheduler aborting) still ends the run at once."""
+    their backups. An interrupt (Ctrl-C, SIGTERM, the scheduler aborting) still ends the run at once.
+    ``started``: transfers begun early by backend name (storagectl.backup.head_start)."""
     run = BackupRun()
     for plan in plan_backups(config, job, backend, destination, selection):
         if plan.backend in skip:
             continue
+        head_start = started.get(plan.backend)
         try:
-            run.results.append(run_plan(config, plan, progress))
+            run.results.append(run_plan(config, plan, progress, head_start))
         except (Interrupted, KeyboardInterrupt) as exc:
             if isinstance(exc, Interrupted):
                 exc.details += [f"failed before it: {failure.message}" for failure in run.failures]
@@ -135,6 +91,9 @@ def run_each_backup(config: Config, job: str | None = None, backend: str | None 
             raise
         except StoragectlError as exc:
             run.failures.append(exc)
+        finally:
+            if head_start is not None:  # not taken (a failure, another method): the server stops sending
+                head_start.close()
     return run
 
 
@@ -164,7 +123,8 @@ def archive_family(backend: Backend) -> str:
     return getattr(backend, "archive_family", backend.kind)
 
 
-def run_plan(config: Config, plan: BackupPlan, progress: ProgressCallback = no_progress) -> BackupResult:
+def run_plan(config: Config, plan: BackupPlan, progress: ProgressCallback = no_progress,
+             head_start: Any = None) -> BackupResult:
     backend = require_backup_capable(backend_from_config(config, plan.backend))
     destination = destination_named(config, plan.destination)
     settings = plan.settings
@@ -181,7 +141,7 @@ def run_plan(config: Config, plan: BackupPlan, progress: ProgressCallback = no_p
         with BackupLease(destination, session.prefix) as lease:  # no prune takes the folder meanwhile
             backend.backup(session, BackupOptions(parallel=settings.parallel, pg_bin_dir=config.tools.pg_bin_dir,
                                                   parallel_given="parallel" in settings.model_fields_set,
-                                                  selection=plan.selection))
+                                                  selection=plan.selection, head_start=head_start))
             manifest = _manifest(plan, backend, server_version, backup_id, started, session)
             lease.renew()
             session.write_manifest(manifest)

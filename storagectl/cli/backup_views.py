@@ -34,31 +34,35 @@ def run_view(state: AppState, job: str | None, backend: str | None, to: str | No
              output: OutputFormat | None) -> None:
     """`backup run`: the backups taken (a job's run reported as a scheduled one is), then their ids; a
     backend that failed is reported after them (the others were still backed up) and fails the run."""
-    from storagectl.backup import partial_run, plan_backups, run_each_backup
-    from storagectl.cli.progress import progress_view
-    from storagectl.errors import StoragectlError
-    from storagectl.job_report import reported_job_run
+    from storagectl.backup.head_start import head_start
+    from storagectl.backup.plan import plan_backups
 
     selection = selection_of(table, schema, exclude_table, pattern, key_type, label)
-    job_name = plan_backups(state.quick_config, job, backend, to, selection)[0].job  # None for an ad-hoc --backend/--to
+    plans = plan_backups(state.quick_config, job, backend, to, selection)
     pruned_job = _prune_checked(state, job, backend, to) if prune else None
-    with reported_job_run(state.quick_config, job_name, hooks=not no_hooks) as taken:
-        try:
-            with progress_view(state) as progress:
-                run = run_each_backup(state.quick_config, job, backend, to, progress, selection)
-        except (StoragectlError, KeyboardInterrupt) as exc:  # interrupted: what finished before is kept
-            finished = partial_run(exc)
-            taken += finished.taken
-            _report_run(state, [result.to_dict() for result in finished.results], output)
-            raise
-        taken += run.taken
-        if pruned_job and run.error is None:  # retention never counts on a run that missed a backend
-            from storagectl.cli.schedule_cmd import prune_after_run
+    with head_start(state.quick_config, plans[0]) as started:  # a transfer the imports below overlap
+        from storagectl.backup import partial_run, run_each_backup
+        from storagectl.cli.progress import progress_view
+        from storagectl.errors import StoragectlError
+        from storagectl.job_report import reported_job_run
 
-            prune_after_run(state, pruned_job)
-        _report_run(state, [result.to_dict() for result in run.results], output)
-        if run.error is not None:
-            raise run.error  # the job's run failed: its hook and metrics say so, main reports each backend
+        with reported_job_run(state.quick_config, plans[0].job, hooks=not no_hooks) as taken:  # job None: ad hoc
+            try:
+                with progress_view(state) as progress:
+                    run = run_each_backup(state.quick_config, job, backend, to, progress, selection, started=started)
+            except (StoragectlError, KeyboardInterrupt) as exc:  # interrupted: what finished before is kept
+                finished = partial_run(exc)
+                taken += finished.taken
+                _report_run(state, [result.to_dict() for result in finished.results], output)
+                raise
+            taken += run.taken
+            if pruned_job and run.error is None:  # retention never counts on a run that missed a backend
+                from storagectl.cli.schedule_cmd import prune_after_run
+
+                prune_after_run(state, pruned_job)
+            _report_run(state, [result.to_dict() for result in run.results], output)
+            if run.error is not None:
+                raise run.error  # the job's run failed: its hook and metrics say so, main reports each backend
 
 
 def _report_run(state: AppState, taken: list[dict[str, Any]], output: OutputFormat | None) -> None:
