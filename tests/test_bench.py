@@ -240,6 +240,25 @@ def test_every_sqlite_workload_uses_prefixed_tables(cli, write_config, sqlite_fi
     assert sorted(sqlite_tables(sqlite_file)) == ["log", "users"]
 
 
+def test_save_into_a_missing_folder_is_refused_before_the_run(cli, write_config, sqlite_file, tmp_path):
+    config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_file}\n")
+    result = cli("-c", config, "bench", "run", "-b", "lite", "-w", "select-pk", "-n", "50", "--warmup", "0",
+                 "--keyspace", "10", "--save", tmp_path / "missing" / "r.json")
+    assert result.exit_code == 2, result.stderr
+    assert "folder" in result.stderr and "does not exist" in result.stderr and "bench: setup" not in result.stderr
+
+
+def test_save_writes_the_result_it_printed(cli, write_config, sqlite_file, tmp_path):
+    import json
+
+    config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_file}\n")
+    saved = tmp_path / "r.json"
+    result = cli("-c", config, "bench", "run", "-b", "lite", "-w", "select-pk", "-n", "50", "--warmup", "0",
+                 "--keyspace", "10", "--save", saved, "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(saved.read_text()) == result.json()
+
+
 def test_sqlite_sql_file_counts_and_interrupt_cleans(cli, write_config, sqlite_file, tmp_path):
     script = tmp_path / "log.sql"
     script.write_text("\\set aid random(1, :keyspace)\nINSERT INTO log VALUES (:aid);\n"
