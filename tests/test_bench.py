@@ -319,6 +319,12 @@ def test_production_backend_is_refused_without_yes(cli, write_config, redis_db):
     assert allowed.exit_code == 0, allowed.stderr
 
 
+def test_yes_help_says_what_it_does_here(cli):
+    """A production backend is refused without --yes even on a terminal: nothing asks."""
+    result = cli("bench", "run", "--help")
+    assert "production: true" in result.stdout and "asks on a terminal" not in result.stdout
+
+
 def test_production_must_be_a_boolean(cli, write_config, redis_db):
     config = write_config("backends:\n" + redis_db.backend_yaml(extra="production: maybe\n"))
     result = cli("-c", config, "config", "validate")

@@ -16,7 +16,6 @@ from storagectl.cli.state import (
     OutputFormat,
     OutputOption,
     PlainUsage,
-    YesOption,
     duration_value,
     size_value,
     state_of,
@@ -73,7 +72,9 @@ def run(
                                         help="Run N times; report each run, the median and the spread.")] = 1,
     save: Annotated[Path | None, typer.Option("--save", metavar="FILE", dir_okay=False,
                                               help="Also write the full JSON result here.")] = None,
-    yes: YesOption = False,
+    yes: Annotated[bool, typer.Option(
+        "--yes", "-y", help="Run against a backend marked production: true (refused without it, "
+                            "on a terminal too).")] = False,
     output: OutputOption = None,
 ) -> None:
     """Run a workload against a backend in its own namespace (removed afterwards) and report ops/s,
