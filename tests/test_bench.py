@@ -255,6 +255,25 @@ def test_every_sqlite_workload_uses_prefixed_tables(cli, write_config, sqlite_fi
     assert sorted(sqlite_tables(sqlite_file)) == ["log", "users"]
 
 
+def test_save_into_a_missing_folder_is_refused_before_the_run(cli, write_config, sqlite_file, tmp_path):
+    config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_file}\n")
+    result = cli("-c", config, "bench", "run", "-b", "lite", "-w", "select-pk", "-n", "50", "--warmup", "0",
+                 "--keyspace", "10", "--save", tmp_path / "missing" / "r.json")
+    assert result.exit_code == 2, result.stderr
+    assert "folder" in result.stderr and "does not exist" in result.stderr and "bench: setup" not in result.stderr
+
+
+def test_save_writes_the_result_it_printed(cli, write_config, sqlite_file, tmp_path):
+    import json
+
+    config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_file}\n")
+    saved = tmp_path / "r.json"
+    result = cli("-c", config, "bench", "run", "-b", "lite", "-w", "select-pk", "-n", "50", "--warmup", "0",
+                 "--keyspace", "10", "--save", saved, "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(saved.read_text()) == result.json()
+
+
 def test_sqlite_sql_file_counts_and_interrupt_cleans(cli, write_config, sqlite_file, tmp_path):
     script = tmp_path / "log.sql"
     script.write_text("\\set aid random(1, :keyspace)\nINSERT INTO log VALUES (:aid);\n"
@@ -313,6 +332,12 @@ def test_production_backend_is_refused_without_yes(cli, write_config, redis_db):
     assert redis_db.client().dbsize() == 0
     allowed = cli("-c", config, "bench", "run", "-b", "cache", "-w", "set", "-n", "20", "--warmup", "0", "--yes")
     assert allowed.exit_code == 0, allowed.stderr
+
+
+def test_yes_help_says_what_it_does_here(cli):
+    """A production backend is refused without --yes even on a terminal: nothing asks."""
+    result = cli("bench", "run", "--help")
+    assert "production: true" in result.stdout and "asks on a terminal" not in result.stdout
 
 
 def test_production_must_be_a_boolean(cli, write_config, redis_db):

@@ -206,6 +206,14 @@ def test_open_loop_without_a_stall_has_corrected_close_to_service_time():
     assert outcome.recorder.ops == 1500
 
 
+@pytest.mark.parametrize("rate", [1.0, 2.0, 500.0])
+def test_a_timed_open_loop_reports_its_rate_not_one_interval_more(rate):
+    """The last slot is up to one interval before -T's end: the clock runs to the end, not to that op."""
+    outcome, _ = run(LoadPlan(clients=1, duration_s=3.0, rate=rate), lambda t: 300 * US)
+    assert outcome.recorder.ops == 3 * rate
+    assert outcome.elapsed_s == pytest.approx(3.0, abs=0.001)
+
+
 def test_closed_loop_hides_the_same_stall():
     """The reason for --rate: closed loop sends nothing while stalled, so the pause is 4 samples."""
     outcome, _ = run(LoadPlan(clients=4, duration_s=10.0), stalled(500 * US, 4.0, 2.0))

@@ -16,7 +16,6 @@ from storagectl.cli.state import (
     OutputFormat,
     OutputOption,
     PlainUsage,
-    YesOption,
     duration_value,
     size_value,
     state_of,
@@ -73,7 +72,9 @@ def run(
                                         help="Run N times; report each run, the median and the spread.")] = 1,
     save: Annotated[Path | None, typer.Option("--save", metavar="FILE", dir_okay=False,
                                               help="Also write the full JSON result here.")] = None,
-    yes: YesOption = False,
+    yes: Annotated[bool, typer.Option(
+        "--yes", "-y", help="Run against a backend marked production: true (refused without it, "
+                            "on a terminal too).")] = False,
     output: OutputOption = None,
 ) -> None:
     """Run a workload against a backend in its own namespace (removed afterwards) and report ops/s,
@@ -91,17 +92,43 @@ def run(
 
         raise UsageError("--data-size and --object-size are the same setting: give one of them")
     check_options(options)
+    if save is not None:
+        _check_save_target(save)
     target = backend_from_config(state.config, backend)
     with _LiveView(state, options) as view:
         result = run_bench(target, options, on_second=view.second, on_phase=view.phase)
-    if save is not None:
-        save.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     if state.format(output) is OutputFormat.json:
         print_json(result)
     else:
         _render_result(state, result)
     for warning in result["environment"]["warnings"]:
         note(state, f"warning: {warning}")
+    if save is not None:
+        _save_result(save, result)
+
+
+def _check_save_target(save: Path) -> None:
+    """Refused before the run: a folder that is not there would lose the whole run's result at the end."""
+    import os
+
+    from storagectl.errors import UsageError
+
+    folder = save.parent
+    if not folder.is_dir():
+        raise UsageError(f"--save {save}: folder {folder} does not exist", hint=f"Try: mkdir -p {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--save {save}: folder {folder} is not writable")
+
+
+def _save_result(save: Path, result: dict[str, Any]) -> None:
+    from storagectl.errors import OperationFailed
+    from storagectl.fsutil import atomic_write_text
+
+    try:
+        atomic_write_text(save, json.dumps(result, indent=2) + "\n")
+    except OSError as exc:
+        raise OperationFailed(f"--save {save}: cannot write the result ({exc.strerror}); it is printed above") \
+            from None
 
 
 class _LiveView:

@@ -72,8 +72,18 @@ class EngineOutcome:
     warmup_ops: int
     warmup_errors: int
     measure_start_ns: int
-    elapsed_s: float  # measurement start to the last measured completion
+    elapsed_s: float  # measurement start to the last measured completion (a timed run: at least -T)
     ops_issued: int  # measured ops sent (== recorder.ops: every one was waited for)
+
+
+def measured_elapsed_s(plan: LoadPlan, measure_start_ns: int, last_completion_ns: int) -> float:
+    """Measurement start to the last measured completion; a timed run lasts at least its duration:
+    an open loop's last slot comes up to one interval before the end, and ending the clock there
+    would overstate its ops/s (--rate 1 -T 3s: 3 ops in 2 s)."""
+    end = last_completion_ns
+    if plan.duration_s is not None:
+        end = max(end, measure_start_ns + int(plan.duration_s * NS))
+    return max(end - measure_start_ns, 1) / NS
 
 
 class Engine:
@@ -112,7 +122,7 @@ class Engine:
             else:
                 self._run_open(now)
         self.recorder.finish()
-        elapsed = max(self.recorder.last_completion_ns - self._measure_start, 1) / NS
+        elapsed = measured_elapsed_s(plan, self._measure_start, self.recorder.last_completion_ns)
         return EngineOutcome(self.recorder, self._warmup_ops, self._warmup_errors, self._measure_start,
                              elapsed, self._measured_issued)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from storagectl import errors
 from storagectl.loadgen.clients import EpollWaiter
-from storagectl.loadgen.engine import NS, Engine, EngineOutcome, LoadPlan
+from storagectl.loadgen.engine import NS, Engine, EngineOutcome, LoadPlan, measured_elapsed_s
 from storagectl.loadgen.recorder import Recorder, Second
 
 START_DELAY_S = 0.2  # from "every worker connected" to the common start
@@ -128,7 +128,7 @@ def _merged(results: list[dict[str, Any]], start_ns: int, plan: LoadPlan) -> tup
         recorder._close(seconds[index])
     recorder.ops = sum(result["ops"] for result in results)
     recorder.last_completion_ns = max(result["last_completion_ns"] for result in results)
-    elapsed = max(recorder.last_completion_ns - measure_start, 1) / NS
+    elapsed = measured_elapsed_s(plan, measure_start, recorder.last_completion_ns)
     outcome = EngineOutcome(recorder, sum(r["warmup_ops"] for r in results), sum(r["warmup_errors"] for r in results),
                             measure_start, elapsed, sum(r["issued"] for r in results))
     return outcome, max(result["cpu_share"] for result in results)
