@@ -20,7 +20,8 @@ from storagectl.datamove.sql.sqlite_side import SQLiteSide
 
 
 def _side(path: Path) -> SQLiteSide:
-    from storagectl.backends.sqlite import SQLiteBackend, SQLiteSettings
+    from storagectl.backends.sqlite import SQLiteBackend
+    from storagectl.backends.sqlite_settings import SQLiteSettings
 
     return SQLiteSide(SQLiteBackend("lite", SQLiteSettings(path=path)))
 
