@@ -111,16 +111,18 @@ def test_pieces_aggregated_in_sqlite_hold_every_row_of_their_chunk_once(tmp_path
 def test_a_reader_process_imports_sqlite_and_no_more_of_storagectl_than_it_runs():
     """The reader process of each --parallel worker (python -S) stays a bare interpreter with SQLite:
     under --no-verify none of storagectl's encodings, json, decimal or multiprocessing (27 MiB a
-    reader when it imported them, 17 MiB without)."""
-    code = ("import sys; import storagectl.datamove.sql.reader_child; "
+    reader when it imported them, 17 MiB without), nor socket.py, pickle.py, signal.py, typing or
+    contextlib with the re and enum they bring (15 MiB without)."""
+    code = ("import sys; import storagectl.datamove.sql.reader_child, storagectl.child_processes; "
             "print(' '.join(sorted(sys.modules)))")
     root = str(Path(__file__).resolve().parent.parent)
     found = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONPATH": root}).stdout.split()
     ours = {name for name in found if name.startswith("storagectl")}
-    assert ours == {"storagectl", "storagectl.datamove", "storagectl.datamove.sql",
+    assert ours == {"storagectl", "storagectl.datamove", "storagectl.datamove.sql", "storagectl.child_processes",
                     "storagectl.datamove.sql.reader_child", "storagectl.datamove.sql.sqlite_pieces"}
     assert not {"json", "decimal", "multiprocessing", "dataclasses", "subprocess"} & set(found)
+    assert not {"socket", "selectors", "pickle", "signal", "typing", "contextlib", "re", "enum"} & set(found)
 
 
 @pytest.mark.parametrize("batch_rows", [1, 2, 3, 4, 14, 15, 16])
