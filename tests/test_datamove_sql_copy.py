@@ -213,3 +213,39 @@ def test_parallel_run_builds_every_key_index_identity_and_foreign_key(cli, tmp_p
                            "sqlite_autoindex_users_1"}
         assert conn.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f'").fetchone()[0] == 2
         assert conn.execute("INSERT INTO events (user_id, kind) VALUES (1, 'new') RETURNING id").fetchone()[0] == 301
+
+
+READERS_PROBE = """
+import json, sys
+from storagectl.datamove.sql import reader_process
+from storagectl.cli.main import run
+
+started, start = [], reader_process.ReaderProcess.__init__
+
+def recording(self, *args):
+    started.append("psycopg" in sys.modules)
+    start(self, *args)
+
+reader_process.ReaderProcess.__init__ = recording
+code = run(sys.argv[1:])
+print("\\n" + json.dumps({"code": code, "driver_loaded_at_start": started}))
+"""
+
+
+def test_a_run_starts_its_reader_processes_before_the_postgres_driver_loads(tmp_path, write_config, pg_database):
+    """Until its exec a started reader shares storagectl's memory (vfork), and a sum of the process
+    tree's RSS counts storagectl twice: the readers start while it is small. With more workers than
+    chunks, the readers not needed are ended before the copy and the run copies as before."""
+    with closing(sqlite3.connect(tmp_path / "src.db")) as conn:
+        conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.executemany("INSERT INTO items VALUES (?, ?)", [(i, f"item {i}") for i in range(1, 101)])
+        conn.commit()
+    config = _config(write_config, pg_database)
+    root = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run([sys.executable, "-c", READERS_PROBE, "-c", str(config), "-q", "migrate", "data", "run",
+                           "--from", "lite", "--to", "pg", "--parallel", "3"],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": root})
+    report = json.loads(done.stdout.rstrip().rsplit("\n", 1)[-1])
+    assert report == {"code": 0, "driver_loaded_at_start": [False, False, False]}, done.stderr
+    with pg_database.connect() as connection:
+        assert connection.execute("SELECT count(*), sum(id) FROM items").fetchone() == (100, 5050)
