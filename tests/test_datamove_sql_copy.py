@@ -94,6 +94,7 @@ def test_pieces_aggregated_in_sqlite_hold_every_row_of_their_chunk_once(tmp_path
                          [(k, f"row\t{k}\\", k % 2, f"2024-01-0{1 + abs(k) % 9} 10:00:00", k / 3) for k in keys])
         conn.commit()
     monkeypatch.setattr(sqlite_copy, "FETCH_ROWS", 3)
+    monkeypatch.setattr(sqlite_copy, "PIECE_ROWS", 3)
     side = _side(path)
     with side.connect() as conn:
         spec = side.describe(conn, "t", None, "postgres")
