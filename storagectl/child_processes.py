@@ -8,12 +8,15 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-import signal
 import sys
-from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # typing's: a SQLite reader process (reader_child) imports neither typing nor signal
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+SIGKILL = 9  # signal.SIGKILL (9 on every POSIX system), without importing signal (and enum)
 
 
 def die_with_parent_hook() -> Callable[[], None] | None:
@@ -24,9 +27,9 @@ def die_with_parent_hook() -> Callable[[], None] | None:
     prctl, parent = _prctl(), os.getpid()
 
     def in_child() -> None:
-        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
         if os.getppid() != parent:  # the parent died before prctl: nobody will send the signal
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), SIGKILL)
     return in_child
 
 
@@ -34,9 +37,9 @@ def die_with(parent: int) -> None:
     """Called first thing in a Python child of storagectl (no ``preexec_fn`` needed): SIGKILL when
     ``parent`` dies, or at once if it already has."""
     if sys.platform.startswith("linux"):
-        _prctl()(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        _prctl()(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), SIGKILL)
 
 
 @functools.cache

@@ -325,3 +325,25 @@ def test_commands_that_read_the_config_run_from_the_config_cache_without_pydanti
         assert loaded(modules_after("-c", str(config), "-o", "json", *command), "pydantic", "yaml") == [], command
     with pg_target.connect() as connection:
         assert connection.execute("SELECT count(*) FROM items").fetchone() == (50,)
+
+
+def test_migrate_data_run_from_the_config_cache_loads_neither_yaml_nor_pydantic(write_config, tmp_path, pg_database):
+    """`migrate data run` SQLite → PostgreSQL takes the config as the quick commands do: from a current
+    cache entry, plain settings objects for both backends (peak RSS of the copy, issue 12)."""
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(tmp_path / "src.db")) as conn:
+        conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.executemany("INSERT INTO items VALUES (?, ?)", [(i, f"item {i}") for i in range(1, 51)])
+        conn.commit()
+    config = write_config(f"""
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          pg: {{kind: postgres, url: "{pg_database.url}"}}
+    """)
+    run = ("-c", str(config), "-q", "migrate", "data", "run", "--from", "lite", "--to", "pg", "--yes")
+    assert "pydantic" in modules_after(*run, "--dry-run")  # validated, and remembered
+    assert loaded(modules_after(*run, "--no-verify"), "pydantic", "yaml") == []
+    with pg_database.connect() as connection:
+        assert connection.execute("SELECT count(*), sum(id) FROM items").fetchone() == (50, 1275)

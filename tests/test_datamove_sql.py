@@ -510,7 +510,8 @@ def test_an_integer_primary_key_that_is_not_the_rowid_alias_does_not_cut_the_chu
     """``INTEGER PRIMARY KEY DESC`` is no alias of the rowid: it may hold NULLs (and text). Pieces cut by
     it looped for ever over the NULLs (the step to a piece's end landed on NULL, so the same open range
     again); the rowid cuts them instead."""
-    from storagectl.backends.sqlite import SQLiteBackend, SQLiteSettings
+    from storagectl.backends.sqlite import SQLiteBackend
+    from storagectl.backends.sqlite_settings import SQLiteSettings
     from storagectl.datamove.sql.sqlite_side import SQLiteSide
 
     path = tmp_path / "keys.db"
@@ -540,7 +541,8 @@ def test_a_reader_process_imports_no_storagectl_from_the_working_directory(cli, 
 def test_sqlite_rows_hash_alike_from_sql_and_from_their_mapped_values(tmp_path):
     """The copy's hash (most of the row encoded by SQLite in SQL) and the careful path's (every value
     mapped, then encoded in Python, as PostgreSQL encodes its side) agree."""
-    from storagectl.backends.sqlite import SQLiteBackend, SQLiteSettings
+    from storagectl.backends.sqlite import SQLiteBackend
+    from storagectl.backends.sqlite_settings import SQLiteSettings
     from storagectl.datamove.sql import canonical
     from storagectl.datamove.sql.spec import chunks_from_bounds
     from storagectl.datamove.sql.sqlite_copy import SQLiteCopyReader
@@ -573,7 +575,8 @@ def test_sqlite_rows_hash_alike_from_sql_and_from_their_mapped_values(tmp_path):
 def test_sqlite_chunk_sums_by_key_range_agree_with_the_row_by_row_sums(tmp_path, columns):
     """The verify's source side (a range read per chunk, hashed a batch at a time) gives each chunk
     the rows, and the sum, that hashing every mapped value and placing each row by its key gives."""
-    from storagectl.backends.sqlite import SQLiteBackend, SQLiteSettings
+    from storagectl.backends.sqlite import SQLiteBackend
+    from storagectl.backends.sqlite_settings import SQLiteSettings
     from storagectl.datamove.sql.sqlite_copy import SQLiteCopyReader
     from storagectl.datamove.sql.sqlite_side import SQLiteSide
 

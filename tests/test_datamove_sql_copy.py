@@ -20,7 +20,8 @@ from storagectl.datamove.sql.sqlite_side import SQLiteSide
 
 
 def _side(path: Path) -> SQLiteSide:
-    from storagectl.backends.sqlite import SQLiteBackend, SQLiteSettings
+    from storagectl.backends.sqlite import SQLiteBackend
+    from storagectl.backends.sqlite_settings import SQLiteSettings
 
     return SQLiteSide(SQLiteBackend("lite", SQLiteSettings(path=path)))
 
@@ -93,6 +94,7 @@ def test_pieces_aggregated_in_sqlite_hold_every_row_of_their_chunk_once(tmp_path
                          [(k, f"row\t{k}\\", k % 2, f"2024-01-0{1 + abs(k) % 9} 10:00:00", k / 3) for k in keys])
         conn.commit()
     monkeypatch.setattr(sqlite_copy, "FETCH_ROWS", 3)
+    monkeypatch.setattr(sqlite_copy, "PIECE_ROWS", 3)
     side = _side(path)
     with side.connect() as conn:
         spec = side.describe(conn, "t", None, "postgres")
@@ -110,16 +112,18 @@ def test_pieces_aggregated_in_sqlite_hold_every_row_of_their_chunk_once(tmp_path
 def test_a_reader_process_imports_sqlite_and_no_more_of_storagectl_than_it_runs():
     """The reader process of each --parallel worker (python -S) stays a bare interpreter with SQLite:
     under --no-verify none of storagectl's encodings, json, decimal or multiprocessing (27 MiB a
-    reader when it imported them, 17 MiB without)."""
-    code = ("import sys; import storagectl.datamove.sql.reader_child; "
+    reader when it imported them, 17 MiB without), nor socket.py, pickle.py, signal.py, typing or
+    contextlib with the re and enum they bring (15 MiB without)."""
+    code = ("import sys; import storagectl.datamove.sql.reader_child, storagectl.child_processes; "
             "print(' '.join(sorted(sys.modules)))")
     root = str(Path(__file__).resolve().parent.parent)
     found = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONPATH": root}).stdout.split()
     ours = {name for name in found if name.startswith("storagectl")}
-    assert ours == {"storagectl", "storagectl.datamove", "storagectl.datamove.sql",
+    assert ours == {"storagectl", "storagectl.datamove", "storagectl.datamove.sql", "storagectl.child_processes",
                     "storagectl.datamove.sql.reader_child", "storagectl.datamove.sql.sqlite_pieces"}
     assert not {"json", "decimal", "multiprocessing", "dataclasses", "subprocess"} & set(found)
+    assert not {"socket", "selectors", "pickle", "signal", "typing", "contextlib", "re", "enum"} & set(found)
 
 
 @pytest.mark.parametrize("batch_rows", [1, 2, 3, 4, 14, 15, 16])
@@ -211,3 +215,39 @@ def test_parallel_run_builds_every_key_index_identity_and_foreign_key(cli, tmp_p
                            "sqlite_autoindex_users_1"}
         assert conn.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f'").fetchone()[0] == 2
         assert conn.execute("INSERT INTO events (user_id, kind) VALUES (1, 'new') RETURNING id").fetchone()[0] == 301
+
+
+READERS_PROBE = """
+import json, sys
+from storagectl.datamove.sql import reader_process
+from storagectl.cli.main import run
+
+started, start = [], reader_process.ReaderProcess.__init__
+
+def recording(self, *args):
+    started.append("psycopg" in sys.modules)
+    start(self, *args)
+
+reader_process.ReaderProcess.__init__ = recording
+code = run(sys.argv[1:])
+print("\\n" + json.dumps({"code": code, "driver_loaded_at_start": started}))
+"""
+
+
+def test_a_run_starts_its_reader_processes_before_the_postgres_driver_loads(tmp_path, write_config, pg_database):
+    """Until its exec a started reader shares storagectl's memory (vfork), and a sum of the process
+    tree's RSS counts storagectl twice: the readers start while it is small. With more workers than
+    chunks, the readers not needed are ended before the copy and the run copies as before."""
+    with closing(sqlite3.connect(tmp_path / "src.db")) as conn:
+        conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.executemany("INSERT INTO items VALUES (?, ?)", [(i, f"item {i}") for i in range(1, 101)])
+        conn.commit()
+    config = _config(write_config, pg_database)
+    root = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run([sys.executable, "-c", READERS_PROBE, "-c", str(config), "-q", "migrate", "data", "run",
+                           "--from", "lite", "--to", "pg", "--parallel", "3"],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": root})
+    report = json.loads(done.stdout.rstrip().rsplit("\n", 1)[-1])
+    assert report == {"code": 0, "driver_loaded_at_start": [False, False, False]}, done.stderr
+    with pg_database.connect() as connection:
+        assert connection.execute("SELECT count(*), sum(id) FROM items").fetchone() == (100, 5050)

@@ -334,7 +334,7 @@ def test_redis_and_sqlite_estimates(own_redis, tmp_path):
 
     from storagectl.backends import open_backend
     from storagectl.backends.redis import RedisSettings
-    from storagectl.backends.sqlite import SQLiteSettings
+    from storagectl.backends.sqlite_settings import SQLiteSettings
 
     client = own_redis.client()
     client.mset({f"key:{index}": "x" * 100 for index in range(2000)})

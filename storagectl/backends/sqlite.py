@@ -10,19 +10,21 @@ import sqlite3
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any
 
 from storagectl import interrupts
 from storagectl.archive.api import ContentSummary, RestoreOutcome, record_summary
 from storagectl.archive.progress import Estimate
 from storagectl.backends.base import Backend
 from storagectl.backends.sqlite_selection import copy_tables, keep_only, picks, selected_tables
-from storagectl.config.models import BackendSettings
-from storagectl.config.types import ConfigPath
+from storagectl.config.methods import SettingsModel
 from storagectl.errors import IntegrityError, NotFound, OperationFailed, PermissionDenied, StoragectlError, UsageError
 from storagectl.fsutil import fsync_directory, take_over_file_identity
 from storagectl.health import Check, CheckSpec, Status
 from storagectl.units import human_bytes
+
+if TYPE_CHECKING:
+    from storagectl.backends.sqlite_settings import SQLiteSettings
 
 SQLITE_CHECKS = {
     spec.name: spec
@@ -35,13 +37,12 @@ SQLITE_CHECKS = {
 }
 
 
-class SQLiteSettings(BackendSettings):
-    kind: Literal["sqlite"] = "sqlite"
-    path: ConfigPath
-    create_if_missing: bool = False
-    migrations: ConfigPath | None = None
+class SQLiteSettingsMethods:
+    """What callers ask of a backend's settings beyond its fields: one code for the pydantic model
+    (storagectl.backends.sqlite_settings) and its plain form read back from the config cache."""
 
-    check_names: ClassVar[tuple[str, ...]] = tuple(SQLITE_CHECKS)
+    if TYPE_CHECKING:  # the model's field; not an annotation at run time, which pydantic would read
+        path: Path
 
     def sqlalchemy_url(self) -> str:
         return f"sqlite:///{self.path}"
@@ -49,7 +50,7 @@ class SQLiteSettings(BackendSettings):
 
 class SQLiteBackend(Backend):
     kind = "sqlite"
-    Settings = SQLiteSettings
+    Settings = SettingsModel("storagectl.backends.sqlite_settings:SQLiteSettings")
     CHECKS = SQLITE_CHECKS
     restores_atomically = True
     replace_method = ("restored to a temp file beside it that replaces the file when complete; a failed "

@@ -59,7 +59,7 @@ def _request(state: AppState, name: str | None, source: str | None, target: str 
                           exclude_tables=tuple(options.pop("exclude") or ()),
                           patterns=(pattern,) if pattern else (), types=tuple(options.pop("types") or ()),
                           labels=tuple(options.pop("label") or ()))
-    return open_request(state.config, source, target, plan_name=name, selection=selection, **options)
+    return open_request(state.quick_config, source, target, plan_name=name, selection=selection, **options)
 
 
 @app.command("plan", cls=PlainUsage)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # typing's, without importing typing: a SQLite reader process imports this package
 if TYPE_CHECKING:
     from storagectl.datamove.sql.path import SqlDataPath
 

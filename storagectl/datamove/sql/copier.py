@@ -118,8 +118,7 @@ class ChunkCopier:
         processes: list[ReaderProcess] = []
         try:
             if all(work.reader is not None for work in works):
-                for _ in range(count):
-                    processes.append(self.source.reader_process([work.reader for work in works]))
+                processes += self.source.reader_processes([work.reader for work in works], count)
             for index, work in enumerate(works):
                 work.table_index = index
             yield processes

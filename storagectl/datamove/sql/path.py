@@ -78,6 +78,8 @@ class SqlDataPath:
         if rejects is not None:
             rejects.check_writable()
         with ExitStack() as running:
+            if source.kind == "sqlite" and target.kind == "postgres":  # see ChunkCopier._work
+                running.enter_context(source.readers_started(request.parallel))
             running.enter_context(target.exclusive())
             move = self._copy(source, target, request, progress, rejects, running)
             result.items = move.items

@@ -2,13 +2,16 @@
 as ``python -S -m`` this module): it reads chunks and sends their text COPY data back.
 
 It is kept to a bare interpreter with SQLite, as each ``--parallel`` worker has one: no site
-packages (``-S``), and at module level nothing but the standard library's sqlite3, socket, pickle and
-ctypes (for the parent-death signal). Measured with the benchmark's tables: about 16 MiB RSS at
-its peak, where importing the reader's modules of storagectl (canonical encodings, rows, specs:
-json, decimal, uuid, dataclasses, inspect, multiprocessing) and site-packages made 27 MiB. A table
-with an integer key comes as :class:`GroupedPieces` (SQL strings) and its text as bytes (never
-decoded to str and encoded back); only a table without one (or a hashing reader) comes as a
-:class:`SQLiteCopyReader` object, whose unpickling imports the canonical encodings then.
+packages (``-S``), and at module level nothing but the standard library's sqlite3, the C parts of
+pickle and signal (``_pickle``, ``_signal``: pickle.py and signal.py import re and enum) and ctypes
+(for the parent-death signal); the socket is read and written as a plain file descriptor (socket.py
+imports selectors and enum). Measured with the benchmark's tables: about 15 MiB RSS at its peak,
+where pickle.py, socket.py, signal.py, typing and contextlib made 17 MiB, and importing the reader's
+modules of storagectl (canonical encodings, rows, specs: json, decimal, uuid, dataclasses, inspect,
+multiprocessing) and site-packages made 27 MiB. A table with an integer key comes as
+:class:`GroupedPieces` (SQL strings) and its text as bytes (never decoded to str and encoded back);
+only a table without one (or a hashing reader) comes as a :class:`SQLiteCopyReader` object, whose
+unpickling imports the canonical encodings then.
 
 Messages use the framing of :class:`multiprocessing.connection.Connection` (4-byte signed big-endian
 length, pickled objects), which storagectl reads with.
@@ -16,50 +19,63 @@ length, pickled objects), which storagectl reads with.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import pickle
-import signal
-import socket
 import sqlite3
 import sys
-from typing import Any  # noqa: F401 - annotations only (never evaluated)
+
+try:
+    from _pickle import dumps, loads
+except ImportError:  # a Python without the C accelerator
+    from pickle import dumps, loads
+try:
+    from _signal import SIG_IGN, SIGINT, signal
+except ImportError:
+    from signal import SIG_IGN, SIGINT, signal
 
 from storagectl.datamove.sql.sqlite_pieces import GroupedPieces
+
+TYPE_CHECKING = False  # typing's, without importing typing
+if TYPE_CHECKING:
+    from typing import Any
 
 END = b""  # after a chunk's pieces; then its outcome: (rows, hash_sum) or the error
 CACHE_KIB = 512
 
 
 class Channel:
-    """The socket to storagectl, in :class:`multiprocessing.connection.Connection`'s framing."""
+    """The socket to storagectl, in :class:`multiprocessing.connection.Connection`'s framing, read and
+    written as a file descriptor."""
 
     def __init__(self, fd: int) -> None:
-        self.socket = socket.socket(fileno=fd)
-        self.incoming = self.socket.makefile("rb")
+        self.fd = fd
 
     def recv(self) -> Any:
-        header = self.incoming.read(4)
-        if len(header) < 4:
-            raise EOFError
-        size = int.from_bytes(header, "big", signed=True)
+        size = int.from_bytes(self._read(4), "big", signed=True)
         if size == -1:  # Connection's framing of 2 GiB or more
-            size = int.from_bytes(self.incoming.read(8), "big")
-        payload = self.incoming.read(size)
-        if len(payload) < size:
-            raise EOFError
-        return pickle.loads(payload)
+            size = int.from_bytes(self._read(8), "big")
+        return loads(self._read(size))
 
     def send(self, message: Any) -> None:
-        self.send_bytes(pickle.dumps(message))
+        self.send_bytes(dumps(message))
 
     def send_bytes(self, *parts: bytes) -> None:
         """``parts`` as one message, gathered by the kernel (a piece is not copied to add its newline)."""
         size = sum(map(len, parts))
         header = size.to_bytes(4, "big", signed=True)
-        sent = self.socket.sendmsg([header, *parts])
+        sent = os.writev(self.fd, [header, *parts])
         if sent < size + 4:  # a signal cut the write short
-            self.socket.sendall(b"".join([header, *parts])[sent:])
+            rest = memoryview(b"".join([header, *parts]))[sent:]
+            while rest:
+                rest = rest[os.write(self.fd, rest):]
+
+    def _read(self, size: int) -> bytes:
+        data = os.read(self.fd, size)
+        while len(data) < size:
+            more = os.read(self.fd, size - len(data))
+            if not more:
+                raise EOFError
+            data += more
+        return data
 
 
 def serve(channel: Channel) -> None:
@@ -117,19 +133,20 @@ def _portable(exc: Exception) -> BaseException:
 
     exc.add_note("in the SQLite reader process:\n" + "".join(traceback.format_exception(exc)))
     try:
-        return pickle.loads(pickle.dumps(exc))
+        return loads(dumps(exc))
     except Exception:  # noqa: BLE001 - an exception class that does not pickle
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
 def main(argv: list[str]) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is storagectl's to handle: it ends this process
+    signal(SIGINT, SIG_IGN)  # Ctrl-C is storagectl's to handle: it ends this process
     from storagectl.child_processes import die_with
 
     die_with(int(argv[1]))
-    channel = Channel(int(argv[0]))
-    with contextlib.suppress(EOFError, BrokenPipeError, ConnectionResetError):  # storagectl went away mid-chunk
-        serve(channel)
+    try:  # noqa: SIM105 - no contextlib here (it imports typing's share of the reader's RSS)
+        serve(Channel(int(argv[0])))
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        pass  # storagectl went away mid-chunk
     os._exit(0)  # nothing to flush or clean up: skip the interpreter's teardown
 
 

@@ -17,6 +17,12 @@ A reader is started, not forked from storagectl: a fork would copy storagectl's 
 interpreter's reference counts write to it (and every shared page counts again in each reader's
 RSS), and it would fork a process whose other threads (the workers, psycopg's) may hold locks
 that the child then inherits held, with nobody left to release them.
+
+Started (vfork and exec), a reader shares storagectl's memory until its exec, and in that moment a
+tool that sums the RSS of the process tree (the benchmark, issue 12) counts storagectl twice. So a
+run starts its readers first thing (:meth:`SQLiteSide.readers_started`), while storagectl holds about
+27 MiB (no PostgreSQL driver, no connections yet), not when the copy begins (48 MiB), and hands them
+their tables then (:meth:`ReaderProcess.serve`).
 """
 
 from __future__ import annotations
@@ -41,9 +47,9 @@ if TYPE_CHECKING:
 
 
 class ReaderProcess:
-    """One reader process, serving one worker thread: chunks of the tables in ``readers`` (by index)."""
+    """One reader process, serving one worker thread: chunks of the tables it is given (by index)."""
 
-    def __init__(self, label: str, database: Path, busy_timeout: float, readers: list[SQLiteCopyReader]) -> None:
+    def __init__(self, label: str, database: Path, busy_timeout: float) -> None:
         ours, theirs = socket.socketpair()
         package_root = str(Path(__file__).resolve().parents[3])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root,
@@ -55,10 +61,15 @@ class ReaderProcess:
                 [sys.executable, "-S", "-P", "-m", CHILD, str(theirs.fileno()), str(os.getpid())],
                 pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL)
             self.channel = Connection(os.dup(ours.fileno()))
-        self.label, self.readers = label, readers
+        self.label, self.database, self.busy_timeout = label, database, busy_timeout
+        self.readers: list[SQLiteCopyReader] = []
         self.busy = False  # a chunk's pieces not all received (its COPY failed): skipped before the next
-        # what the reader needs of each table: the SQL of its grouped pieces alone where it has a key
-        self._send((str(database), busy_timeout, [reader.for_process() for reader in readers]))
+
+    def serve(self, readers: list[SQLiteCopyReader]) -> None:
+        """The tables this reader reads chunks of, ``readers``' (by index): the SQL of its grouped
+        pieces alone where a table has a key."""
+        self.readers = readers
+        self._send((str(self.database), self.busy_timeout, [reader.for_process() for reader in readers]))
 
     def pieces(self, table: int, chunk: Chunk, tally: ChunkTally) -> Iterator[bytes]:
         """The chunk's text COPY data as :meth:`SQLiteCopyReader.pieces` gives it, counted and hashed

@@ -12,8 +12,10 @@ aggregate would do it in one statement, but SQLite copies every line once more o
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
+TYPE_CHECKING = False  # typing's, without importing typing (see reader_child)
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Iterator
 
 
 class GroupedPieces:

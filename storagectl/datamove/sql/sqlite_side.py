@@ -47,6 +47,7 @@ class SQLiteSide:
 
     def __init__(self, backend: SQLiteBackend) -> None:
         self.backend = backend
+        self._started: list[ReaderProcess] = []  # reader processes not handed out yet
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
@@ -54,13 +55,38 @@ class SQLiteSide:
             conn.isolation_level = None  # transactions only where this module opens them
             yield conn
 
-    def reader_process(self, readers: list[SQLiteCopyReader]) -> ReaderProcess:
-        """A process that reads chunks of ``readers``' tables from this file (:mod:`reader_process`)."""
+    @contextlib.contextmanager
+    def readers_started(self, count: int) -> Iterator[None]:
+        """``count`` reader processes started now, for :meth:`reader_processes` to hand out: early in a run,
+        while storagectl is small (see :mod:`reader_process`); those never handed out ended with it."""
+        try:
+            self._started = [self._new_reader() for _ in range(count)]
+            yield
+        finally:
+            _close_all(self._started)
+            self._started = []
+
+    def reader_processes(self, readers: list[SQLiteCopyReader], count: int) -> list[ReaderProcess]:
+        """``count`` processes that read chunks of ``readers``' tables from this file (:mod:`reader_process`):
+        those started beforehand first; any more of those are ended."""
+        started, self._started = self._started, []
+        processes = started[:count]
+        try:
+            _close_all(started[count:])
+            processes += [self._new_reader() for _ in range(count - len(processes))]
+            for process in processes:
+                process.serve(readers)
+        except BaseException:
+            _close_all(processes)
+            raise
+        return processes
+
+    def _new_reader(self) -> ReaderProcess:
         from storagectl.datamove.sql.reader_process import ReaderProcess
 
         settings = self.backend.settings
         busy_timeout = settings.timeouts.statement or settings.timeouts.connect
-        return ReaderProcess(self.backend.label, settings.path, busy_timeout, readers)
+        return ReaderProcess(self.backend.label, settings.path, busy_timeout)
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -454,6 +480,11 @@ def _holding_back(rows: Iterator[Sequence[Any]], columns: list[int], held: list[
             held.append(row)
         else:
             yield row
+
+
+def _close_all(processes: list[ReaderProcess]) -> None:
+    for process in processes:
+        process.close()
 
 
 def _canonical_only(scheme: str) -> None:
