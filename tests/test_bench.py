@@ -178,9 +178,10 @@ def test_postgres_errors_are_counted_by_sqlstate(cli, write_config, pg_database,
     config = write_config("backends:\n" + pg_database.backend_yaml())
     result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{script}", "-n", "50", "--warmup", "0",
                  "--keyspace", "10", "-o", "json")
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 1, result.stderr  # not one op succeeded: a result no runbook should take
     data = result.json()
     assert data["errors"] == {"DivisionByZero": 50} and data["ok"] == 0 and data["latency_ms"] is None
+    assert "error: every operation failed (DivisionByZero: 50)" in result.stderr
 
 
 @pytest.mark.parametrize("statement", [

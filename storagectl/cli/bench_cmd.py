@@ -105,6 +105,20 @@ def run(
         note(state, f"warning: {warning}")
     if save is not None:
         _save_result(save, result)
+    _refuse_all_failed(result)
+
+
+def _refuse_all_failed(result: dict[str, Any]) -> None:
+    """Exit 1 when not one operation succeeded: the figures would time errors, not the workload (a
+    script that always fails, a wrong table), and a runbook must not read them as a result."""
+    if result["ok"] or not result["error_count"]:
+        return
+    from storagectl.errors import OperationFailed
+
+    kinds = ", ".join(f"{kind}: {count:,}" for kind, count in result["errors"].items())
+    raise OperationFailed(f"every operation failed ({kinds}); the figures above time the errors",
+                          hint="Try: the workload's statement or command by hand against the backend (the "
+                               "error kinds are the server's)")
 
 
 def _check_save_target(save: Path) -> None:
