@@ -180,3 +180,24 @@ def test_a_table_without_rowid_or_integer_key_is_one_chunk_summed_whole(cli, tmp
         conn.execute("UPDATE codes SET seen = seen + interval '1 hour' WHERE code = 'c007'")
     result, report = run_json(cli, config, "--resume")
     assert result.exit_code == 6 and report["items"][0]["verified_by"] == "canonical"
+
+
+def test_a_table_without_a_key_whose_target_lost_repeated_rows_is_a_mismatch(cli, tmp_path, write_config,
+                                                                             pg_database):
+    """A keyless table's chunk is no range of the target: a chunk's sums are never compared with the
+    whole target's (three chunks of the same ten rows, the target left with those ten once)."""
+    with sqlite3.connect(tmp_path / "src.db") as conn:
+        conn.execute("CREATE TABLE events (body TEXT, n INTEGER)")
+        conn.executemany("INSERT INTO events VALUES (?, ?)", [(f"event {i % 10}", i % 10) for i in range(30)])
+    config = write_config(f"""\
+        backends:
+          lite: {{kind: sqlite, path: src.db}}
+          pg: {{kind: postgres, url: "{pg_database.url}"}}
+        """)
+    result, report = run_json(cli, config)
+    assert result.exit_code == 0 and report["items"][0]["chunks"] == 3
+    with pg_database.connect() as conn:
+        conn.execute("DELETE FROM events WHERE ctid NOT IN (SELECT min(ctid) FROM events GROUP BY body)")
+    result, report = run_json(cli, config, "--resume")
+    assert result.exit_code == 6, result.stderr
+    assert report["items"][0]["status"] == "mismatch" and report["items"][0]["verified_by"] == "canonical"

@@ -81,7 +81,7 @@ def proven_chunks(target: Any, jobs: list[TableJob], parallel: int) -> dict[str,
     for span, equal in zip(spans, _check(target, spans, parallel), strict=True):
         if equal:
             proven[span.job.spec.target].update(c.index for c in span.chunks)
-        elif len(span.chunks) > 1:
+        elif len(span.chunks) > 1 and span.job.spec.key_column is not None:  # keyless: one chunk is no range
             retry += [Span(span.job, [chunk]) for chunk in span.chunks]
     for span, equal in zip(retry, _check(target, retry, parallel), strict=True):
         if equal:
