@@ -238,6 +238,26 @@ def test_run_verify_reads_the_target_once_either_way(write_config, redis_db, tar
     assert f"(read by {target_read})" in result.items[0].detail
 
 
+def test_a_target_snapshot_the_parser_cannot_read_falls_back_to_scan_and_dump(write_config, redis_db, target,
+                                                                              monkeypatch):
+    from storagectl.datamove import redis_path
+
+    def damaged(*args):
+        raise OverflowError("Python int too large to convert to C ssize_t")
+
+    client = target.client()
+    delay = client.config_get("repl-diskless-sync-delay")["repl-diskless-sync-delay"]
+    client.config_set("repl-diskless-sync-delay", 0)
+    monkeypatch.setattr(redis_path, "_snapshot_digest", damaged)
+    try:
+        load_mixed(redis_db.client())
+        result = run_tampering(write_config_pair(write_config, redis_db, target), lambda: None)
+    finally:
+        client.config_set("repl-diskless-sync-delay", delay)
+    assert result.verified is True and result.items[0].verified_by == "copy digest"
+    assert "(read by SCAN + DUMP)" in result.items[0].detail
+
+
 @pytest.mark.parametrize("change", sorted(TAMPERED))
 def test_run_verify_finds_a_target_changed_after_the_copy(write_config, redis_db, target, change, target_read):
     """The digest of what the copy wrote differs from the target's: the keys are compared whole,

@@ -639,8 +639,9 @@ def _target_digest(request: DataMigrationRequest, db: int, horizon: int) -> tupl
 
     target = request.target
     if not request.selection.patterns and not request.selection.types:
-        # INFO or SYNC denied, a snapshot this parser cannot read: SCAN + DUMP decides
-        with contextlib.suppress(redis.ResponseError, RdbRefused, IntegrityError):
+        # INFO or SYNC denied, a snapshot this parser cannot read (damaged: IntegrityError, or a length
+        # beyond any integer, OverflowError, from the parser in Python): SCAN + DUMP decides
+        with contextlib.suppress(redis.ResponseError, RdbRefused, IntegrityError, OverflowError):
             version, config, keys, modules = target._server_facts()
             if not rdb_obstacle(version, config, keys, [db], modules):
                 return _snapshot_digest(target, db, horizon), _target_ms(target, db), "the target's snapshot"
