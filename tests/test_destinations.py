@@ -42,6 +42,28 @@ def test_local_destination(tmp_path):
     assert list((tmp_path / "backups").iterdir()) == []  # empty folders removed with their backups
 
 
+def test_local_listing_of_a_prefix_walks_only_its_folder(tmp_path, monkeypatch):
+    """A backup lists its own keys several times per run: with thousands of backups beside it the
+    walk must not cover them all."""
+    from storagectl.destinations import local
+
+    destination = LocalDestination("local", LocalSettings(path=tmp_path))
+    for key in ("db/2026/one/a.bin", "db/2026/two/b.bin", "db/2025/old/c.bin", "other/d.bin", "top.bin"):
+        with destination.put_stream(key) as stream:
+            stream.write(b"x")
+    walked = []
+    walk = os.walk
+    monkeypatch.setattr(local.os, "walk", lambda top, *args: walked.append(top) or walk(top, *args))
+    assert [o.key for o in destination.list("db/2026/one/")] == ["db/2026/one/a.bin"]
+    assert sorted(o.key for o in destination.list("db/2026/")) == ["db/2026/one/a.bin", "db/2026/two/b.bin"]
+    assert sorted(o.key for o in destination.list("db/20")) == ["db/2025/old/c.bin", "db/2026/one/a.bin",
+                                                                "db/2026/two/b.bin"]
+    assert len(list(destination.list())) == 5 and list(destination.list_unfinished("db/2026/one/")) == []
+    assert walked == [tmp_path / "db/2026/one", tmp_path / "db/2026", tmp_path / "db", tmp_path,
+                      tmp_path / "db/2026/one"]
+    assert list(destination.list("nothing/here/")) == [] and list(destination.list("../")) == []
+
+
 def test_local_rejects_keys_escaping_the_root(tmp_path):
     from storagectl.errors import IntegrityError
 

@@ -73,13 +73,13 @@ class LocalDestination:
             yield handle
 
     def list(self, prefix: str = "") -> Iterator[StoredObject]:
-        for key, path in self._files():
+        for key, path in self._files(prefix):
             if not _is_temp(path.name) and key.startswith(prefix):
                 yield self._stored(key, path)
 
     def list_unfinished(self, prefix: str = "") -> Iterator[UnfinishedUpload]:
         """The temp files of writes in progress, or left by a process killed while writing."""
-        for key, path in self._files():
+        for key, path in self._files(prefix):
             if not (_is_temp(path.name) and _final_key(key).startswith(prefix)):
                 continue
             try:
@@ -91,10 +91,15 @@ class LocalDestination:
     def abort_unfinished(self, uploads: Iterable[UnfinishedUpload]) -> None:
         self.delete(upload.handle for upload in uploads)
 
-    def _files(self) -> Iterator[tuple[str, Path]]:
-        if not self.root.is_dir():
+    def _files(self, prefix: str = "") -> Iterator[tuple[str, Path]]:
+        """Every file under the folder of ``prefix`` (a key ``a/b/c...`` lies in the folder ``a/b``),
+        not under the whole root: a backup's own listing stays as quick with thousands of others."""
+        folder, _, _ = prefix.rpartition("/")
+        parts = folder.split("/") if folder else []
+        start = self.root.joinpath(*parts) if parts and not ({"", ".", ".."} & set(parts)) else self.root
+        if not start.is_dir():
             return
-        for directory, _dirs, files in os.walk(self.root):
+        for directory, _dirs, files in os.walk(start):
             for filename in files:
                 path = Path(directory, filename)
                 yield path.relative_to(self.root).as_posix(), path
