@@ -47,7 +47,7 @@ def test_s3_errors_are_counted_by_code(cli, write_config, s3_bucket, monkeypatch
     monkeypatch.setattr(s3_workloads.S3Workload, "setup", setup_then_lose_objects)
     result = cli("-c", s3_config(write_config, s3_bucket), "bench", "run", "-b", "store", "-w", "get", "-n", "10",
                  "--warmup", "0", "--keyspace", "5", "-o", "json")
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 1, result.stderr  # not one op succeeded: counted, then exit 1
     assert result.json()["errors"] == {"NoSuchKey": 10}
 
 
@@ -128,7 +128,7 @@ def test_neo4j_cypher_file_and_errors_by_code(cli, write_config, tmp_path):
         config = neo4j_config(write_config, server.uri)
         result = cli("-c", config, "bench", "run", "-b", "graph", "-w", f"cypher:{script}", "-n", "8",
                      "--warmup", "0", "--keyspace", "10", "-o", "json")
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 1, result.stderr  # every op's second statement fails: no op succeeded
     data = result.json()
     assert data["errors"] == {"Neo.ClientError.Statement.SyntaxError": 8}  # the stub has no rule for :Missing
     assert graph.reads == 8 and graph.nodes == {}
