@@ -384,6 +384,13 @@ def write_config(tmp_path: Path):
     return write
 
 
+def lite_and_pg_config(write_config, pg_database) -> Path:
+    """A config of the data moves' usual pair: ``lite`` (the SQLite file ``src.db`` beside the config)
+    and ``pg`` (the test's own PostgreSQL database)."""
+    return write_config("backends:\n  lite: {kind: sqlite, path: src.db}\n"
+                        f"  pg: {{kind: postgres, url: \"{pg_database.url}\"}}\n")
+
+
 @pytest.fixture
 def tiny_disk(tmp_path: Path):
     """A 1 MiB tmpfs, to fill up for real."""

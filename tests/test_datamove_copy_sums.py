@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import lite_and_pg_config
 from tests.test_datamove_kill import committed_chunks, start_run
 
 ROWS, BATCH = 30, 10  # things: chunks of ids < 11, < 21, the rest
@@ -32,11 +33,7 @@ def make_source(path: Path, label=lambda i: f"label {i}\twith a tab\\") -> None:
 @pytest.fixture
 def config(tmp_path, write_config, pg_database):
     make_source(tmp_path / "src.db")
-    return write_config(f"""\
-        backends:
-          lite: {{kind: sqlite, path: src.db}}
-          pg: {{kind: postgres, url: "{pg_database.url}"}}
-        """)
+    return lite_and_pg_config(write_config, pg_database)
 
 
 def run_json(cli, config, *args):
@@ -114,11 +111,7 @@ def test_a_chunk_printed_otherwise_than_sent_falls_back_and_verifies_equal(cli, 
     """PostgreSQL's COPY writes a backspace as \\b, SQLite sends it as it is: the chunk holding one
     differs by its copy sums, and its canonical checksums prove it equal."""
     make_source(tmp_path / "src.db", label=lambda i: f"label {i}" + ("\b" if i == 15 else ""))
-    config = write_config(f"""\
-        backends:
-          lite: {{kind: sqlite, path: src.db}}
-          pg: {{kind: postgres, url: "{pg_database.url}"}}
-        """)
+    config = lite_and_pg_config(write_config, pg_database)
     result, report = run_json(cli, config)
     assert result.exit_code == 0, result.stderr
     assert report["verified"] is True
@@ -148,11 +141,7 @@ def test_a_transform_is_verified_by_the_lines_it_sent(cli, tmp_path, write_confi
                                        "      - {name: id}\n"
                                        "      - {name: twice, expression: \"x * 2\", cast: double precision}\n"
                                        "      - {name: shout, expression: \"upper(label)\"}\n")
-    config = write_config(f"""\
-        backends:
-          lite: {{kind: sqlite, path: src.db}}
-          pg: {{kind: postgres, url: "{pg_database.url}"}}
-        """)
+    config = lite_and_pg_config(write_config, pg_database)
     result, report = run_json(cli, config, "--map", str(tmp_path / "map.yaml"))
     assert result.exit_code == 0, result.stderr
     assert by_table(report)["things"]["verified_by"] == "copy sums"
@@ -168,11 +157,7 @@ def test_a_table_without_rowid_or_integer_key_is_one_chunk_summed_whole(cli, tmp
         conn.executescript("CREATE TABLE codes (code TEXT PRIMARY KEY, weight REAL, seen DATETIME) WITHOUT ROWID;")
         conn.executemany("INSERT INTO codes VALUES (?, ?, ?)",
                          [(f"c{i:03d}", i / 7, f"2024-02-{1 + i % 28:02d} 01:02:03") for i in range(40)])
-    config = write_config(f"""\
-        backends:
-          lite: {{kind: sqlite, path: src.db}}
-          pg: {{kind: postgres, url: "{pg_database.url}"}}
-        """)
+    config = lite_and_pg_config(write_config, pg_database)
     result, report = run_json(cli, config)
     assert result.exit_code == 0, result.stderr
     assert report["items"][0]["chunks"] == 1 and report["items"][0]["verified_by"] == "copy sums"
@@ -189,11 +174,7 @@ def test_a_table_without_a_key_whose_target_lost_repeated_rows_is_a_mismatch(cli
     with sqlite3.connect(tmp_path / "src.db") as conn:
         conn.execute("CREATE TABLE events (body TEXT, n INTEGER)")
         conn.executemany("INSERT INTO events VALUES (?, ?)", [(f"event {i % 10}", i % 10) for i in range(30)])
-    config = write_config(f"""\
-        backends:
-          lite: {{kind: sqlite, path: src.db}}
-          pg: {{kind: postgres, url: "{pg_database.url}"}}
-        """)
+    config = lite_and_pg_config(write_config, pg_database)
     result, report = run_json(cli, config)
     assert result.exit_code == 0 and report["items"][0]["chunks"] == 3
     with pg_database.connect() as conn:

@@ -18,6 +18,7 @@ import pytest
 
 import storagectl
 from storagectl.datamove.sql.state import CREATE_SQL as STATE_CREATE_SQL
+from tests.conftest import lite_and_pg_config
 
 EVENTS, USERS, BATCH = 12_000, 3_000, 400
 
@@ -49,11 +50,7 @@ def start_run(config: Path, *extra: str) -> subprocess.Popen:
 @pytest.mark.parametrize("seed", [1, 2])
 def test_kill_9_at_a_random_point_then_resume_ends_verified(cli, tmp_path, write_config, pg_database, seed):
     make_source(tmp_path / "src.db")
-    config = write_config(f"""\
-        backends:
-          lite: {{kind: sqlite, path: src.db}}
-          pg: {{kind: postgres, url: "{pg_database.url}"}}
-        """)
+    config = lite_and_pg_config(write_config, pg_database)
     total_chunks = EVENTS // BATCH + USERS // BATCH + 2
     kill_after = random.Random(seed).randrange(1, total_chunks - 2)
     process = start_run(config, "--no-verify")
@@ -160,11 +157,7 @@ HELD_CHUNK = HELD.replace("4242", "4243")
 def test_a_signal_mid_run_says_how_far_it_got_then_resume_finishes(cli, tmp_path, write_config, pg_database,
                                                                    signum, word, code):
     make_source(tmp_path / "src.db")
-    config = write_config(f"""\
-        backends:
-          lite: {{kind: sqlite, path: src.db}}
-          pg: {{kind: postgres, url: "{pg_database.url}"}}
-        """)
+    config = lite_and_pg_config(write_config, pg_database)
     with pg_database.connect() as holder:
         holder.execute(HOLD_THIRD_CHUNK)
         holder.execute("SELECT pg_advisory_lock(4243)")
@@ -230,11 +223,7 @@ def resume_ends_verified(cli, config: Path, pg_database) -> None:
 def test_kill_9_leaves_no_sqlite_reader_process_and_resume_ends_verified(cli, tmp_path, write_config, pg_database):
     """--parallel 2 reads SQLite in 2 processes; a kill -9 of storagectl takes them with it."""
     make_source(tmp_path / "src.db")
-    config = write_config(f"""\
-        backends:
-          lite: {{kind: sqlite, path: src.db}}
-          pg: {{kind: postgres, url: "{pg_database.url}"}}
-        """)
+    config = lite_and_pg_config(write_config, pg_database)
     process = start_run(config, "--parallel", "2")
     wait_for_chunks(process, pg_database, 3)
     readers = reader_processes(process.pid)
@@ -252,11 +241,7 @@ def test_kill_9_leaves_no_sqlite_reader_process_and_resume_ends_verified(cli, tm
 def test_a_sqlite_reader_process_killed_mid_run_is_a_one_line_error_then_resume_finishes(cli, tmp_path, write_config,
                                                                                          pg_database):
     make_source(tmp_path / "src.db")
-    config = write_config(f"""\
-        backends:
-          lite: {{kind: sqlite, path: src.db}}
-          pg: {{kind: postgres, url: "{pg_database.url}"}}
-        """)
+    config = lite_and_pg_config(write_config, pg_database)
     process = start_run(config, "--parallel", "2", "--no-verify")
     wait_for_chunks(process, pg_database, 3)
     os.kill(reader_processes(process.pid)[0], signal.SIGKILL)

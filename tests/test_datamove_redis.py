@@ -534,6 +534,14 @@ def test_cluster_to_cluster_of_another_size(redis_cluster, own_redis_cluster, wr
         assert_same(source, other.client(), [b"{t}z", BINARY_KEY, b"k:0", b"k:5", b"k:2999"], 5)
 
 
+def several_dbs_config(write_config, source_url: str, numbers: list[int], target, target_dbs: list[int] | None):
+    """Source ``src`` of the dbs ``numbers``; target ``dst`` of ``target_dbs`` (None: its url's db 0)."""
+    dbs = f", databases: {target_dbs}" if target_dbs else ""
+    return write_config("version: 1\nbackends:\n"
+                        f"  src: {{kind: redis, url: '{source_url}', databases: {numbers}}}\n"
+                        f"  dst: {{kind: redis, url: 'redis://127.0.0.1:{target.port}/0'{dbs}}}\n")
+
+
 def test_several_dbs_move_into_the_same_numbers(redis_base_url, target, write_config, cli):
     import redis
 
@@ -543,10 +551,7 @@ def test_several_dbs_move_into_the_same_numbers(redis_base_url, target, write_co
         first.client().set("in-first", "1")
         second.client().hset("in-second", "f", "v")
         numbers = [first.db, second.db]
-        config = write_config(
-            "version: 1\nbackends:\n"
-            f"  src: {{kind: redis, url: '{redis_base_url}', databases: {numbers}}}\n"
-            f"  dst: {{kind: redis, url: 'redis://127.0.0.1:{target.port}/0', databases: {numbers}}}\n")
+        config = several_dbs_config(write_config, redis_base_url, numbers, target, numbers)
         result = migrate(cli, config, "run", "--from", "src", "--to", "dst")
         assert result.exit_code == 0, result.stderr
         assert [item["source"] for item in result.json()["items"]] == [f"db{first.db}", f"db{second.db}"]
@@ -561,10 +566,7 @@ def test_several_dbs_into_a_target_of_one_db_name_the_source_not_a_backup(redis_
 
     with leased_redis_dbs(redis_base_url, 2) as (first, second):
         numbers = [first.db, second.db]
-        config = write_config(
-            "version: 1\nbackends:\n"
-            f"  src: {{kind: redis, url: '{redis_base_url}', databases: {numbers}}}\n"
-            f"  dst: {{kind: redis, url: 'redis://127.0.0.1:{target.port}/0'}}\n")
+        config = several_dbs_config(write_config, redis_base_url, numbers, target, None)
         result = migrate(cli, config, "run", "--from", "src", "--to", "dst")
         assert result.exit_code == 2
         assert f"the source selects dbs {numbers}; the target selects [0]" in result.stderr

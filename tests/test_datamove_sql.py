@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import lite_and_pg_config
 from tests.fakes.servers import PostgresAuthRejectingServer
 
 ROWS = 120  # books; with --batch-rows 50: chunks of ids < 51, < 101, the rest
@@ -41,11 +42,7 @@ def make_source(path: Path, extra_sql: str = "") -> Path:
 @pytest.fixture
 def moves(tmp_path, write_config, pg_database):
     make_source(tmp_path / "src.db")
-    return write_config(f"""\
-        backends:
-          lite: {{kind: sqlite, path: src.db}}
-          pg: {{kind: postgres, url: "{pg_database.url}"}}
-        """)
+    return lite_and_pg_config(write_config, pg_database)
 
 
 def run_json(cli, config, *args):
@@ -132,11 +129,7 @@ BAD_ROWS = """
 @pytest.fixture
 def bad_moves(tmp_path, write_config, pg_database):
     make_source(tmp_path / "src.db", BAD_ROWS)
-    return write_config(f"""\
-        backends:
-          lite: {{kind: sqlite, path: src.db}}
-          pg: {{kind: postgres, url: "{pg_database.url}"}}
-        """)
+    return lite_and_pg_config(write_config, pg_database)
 
 
 def test_plan_profiles_real_values_and_counts_rejected_rows(cli, bad_moves):
@@ -213,11 +206,7 @@ def test_an_unwritable_rejects_file_is_refused_before_yes_empties_the_target(cli
 def test_a_value_the_server_refuses_is_found_row_by_row(cli, tmp_path, write_config, pg_database):
     make_source(tmp_path / "src.db", "CREATE TABLE small (id INTEGER PRIMARY KEY, n TINYINT);"
                                      "INSERT INTO small VALUES (1, 5), (2, 70000), (3, 7);")
-    config = write_config(f"""\
-        backends:
-          lite: {{kind: sqlite, path: src.db}}
-          pg: {{kind: postgres, url: "{pg_database.url}"}}
-        """)
+    config = lite_and_pg_config(write_config, pg_database)
     stop = cli("-c", config, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--table", "small")
     assert stop.exit_code == 1 and "error: small: row id 2: value \"70000\" is out of range for type smallint" \
         in stop.stderr
@@ -429,11 +418,7 @@ def test_every_double_arrives_exactly(cli, tmp_path, write_config, pg_database):
 def test_integers_spelled_otherwise_are_normalized_and_still_verify(cli, tmp_path, write_config, pg_database):
     make_source(tmp_path / "src.db", "CREATE TABLE counts (id INTEGER PRIMARY KEY, n BIGINT);"
                                      "INSERT INTO counts (n) VALUES (5), ('012'), (' 7 '), (2.0), (CAST('9' AS BLOB));")
-    config = write_config(f"""\
-        backends:
-          lite: {{kind: sqlite, path: src.db}}
-          pg: {{kind: postgres, url: "{pg_database.url}"}}
-        """)
+    config = lite_and_pg_config(write_config, pg_database)
     result = cli("-c", config, "-o", "json", "migrate", "data", "run", "--from", "lite", "--to", "pg", "-t", "counts",
                  "--on-error", "skip", "--rejects", tmp_path / "rejects.jsonl")
     assert result.exit_code == 0, result.stderr
@@ -605,11 +590,7 @@ def test_verify_after_a_skipping_run_reports_unparseable_dates_as_a_mismatch(cli
     make_source(tmp_path / "src.db", "CREATE TABLE days (id INTEGER PRIMARY KEY, at DATETIME);"
                                      "INSERT INTO days VALUES (1, '2024-01-01'), (2, 'not a date'), "
                                      "(3, '2024-13-45'), (4, '2024-02-02');")
-    config = write_config(f"""\
-        backends:
-          lite: {{kind: sqlite, path: src.db}}
-          pg: {{kind: postgres, url: "{pg_database.url}"}}
-        """)
+    config = lite_and_pg_config(write_config, pg_database)
     result, report = run_json(cli, config, "run", "--from", "lite", "--to", "pg", "--table", "days",
                               "--on-error", "skip", "--no-verify")
     assert result.exit_code == 0, result.stderr
@@ -627,11 +608,7 @@ def test_null_booleans_json_spacing_and_upper_case_uuids_verify_equal(cli, tmp_p
         INSERT INTO things VALUES (3, 0, NULL, '{c81e728d-9d4c-2f63-6f06-7f89cc14862c}');
         INSERT INTO things VALUES (4, NULL, ' "text" ', 'c81e728d9d4c2f636f067f89cc14862c');
     """)
-    config = write_config(f"""\
-        backends:
-          lite: {{kind: sqlite, path: src.db}}
-          pg: {{kind: postgres, url: "{pg_database.url}"}}
-        """)
+    config = lite_and_pg_config(write_config, pg_database)
     result, report = run_json(cli, config, "run", "--from", "lite", "--to", "pg", "--table", "things")
     assert result.exit_code == 0, result.stderr
     assert report["verified"] is True
@@ -647,11 +624,7 @@ def test_null_booleans_json_spacing_and_upper_case_uuids_verify_equal(cli, tmp_p
 def test_plan_counts_integers_out_of_range_of_their_target_type(cli, tmp_path, write_config, pg_database):
     make_source(tmp_path / "src.db", "CREATE TABLE small (id INTEGER PRIMARY KEY, n SMALLINT, m MEDIUMINT);"
                                      "INSERT INTO small VALUES (1, 5, 1), (2, 70000, 2), (3, -32768, 3000000000);")
-    config = write_config(f"""\
-        backends:
-          lite: {{kind: sqlite, path: src.db}}
-          pg: {{kind: postgres, url: "{pg_database.url}"}}
-        """)
+    config = lite_and_pg_config(write_config, pg_database)
     result, plan = run_json(cli, config, "plan", "--from", "lite", "--to", "pg", "--table", "small")
     assert result.exit_code == 1
     (small,) = plan["items"]
@@ -696,11 +669,7 @@ def test_rows_breaking_a_foreign_key_are_named_by_the_plan_and_stop_the_run_with
     """SQLite does not enforce foreign keys unless asked: an orphan row is copied (the copy is
     faithful), then PostgreSQL's validation refuses it — a one-line error naming the row, not a crash."""
     make_source(tmp_path / "src.db", "INSERT INTO books (id, author_id, title) VALUES (500, 77, 'orphan');")
-    config = write_config(f"""\
-        backends:
-          lite: {{kind: sqlite, path: src.db}}
-          pg: {{kind: postgres, url: "{pg_database.url}"}}
-        """)
+    config = lite_and_pg_config(write_config, pg_database)
     planned, plan = run_json(cli, config, "plan", "--from", "lite", "--to", "pg")
     books = next(item for item in plan["items"] if item["source"] == "books")
     assert books["problems"] == ["1 row(s) break the foreign key to authors (rowid 500): a run copies them, "
