@@ -38,11 +38,14 @@ os.environ.pop("STORAGECTL_CONFIG", None)
 
 
 @pytest.fixture(autouse=True)
-def _own_user_cache_dir(tmp_path_factory, monkeypatch) -> None:
-    """Each test its own user cache dir (platformdirs honours XDG_CACHE_HOME), for the validated-config
-    cache and completion's backup ids: nothing read from or left in the developer's ~/.cache, and
-    nothing carried from one test to the next."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("user-cache")))
+def _own_user_dirs(tmp_path_factory, monkeypatch) -> None:
+    """Each test its own user cache, state and config dirs (platformdirs honours the XDG_* variables):
+    the validated-config cache, completion's backup ids and the jobs' file locks (state) are neither
+    read from nor left in the developer's home, nothing is carried from one test to the next, and
+    two tests running at once (pytest -n) never hold each other's job lock."""
+    home = tmp_path_factory.mktemp("user-dirs")
+    for variable, name in (("XDG_CACHE_HOME", "cache"), ("XDG_STATE_HOME", "state"), ("XDG_CONFIG_HOME", "config")):
+        monkeypatch.setenv(variable, str(home / name))
 
 
 def service_unavailable(service: str, reason: str) -> None:
