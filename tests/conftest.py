@@ -177,8 +177,9 @@ def pg18_target(pg18_admin_url: str) -> Iterator[PostgresDatabase]:
 # -- TimescaleDB (PGlite, tests/package.json) -------------------------------------------------------
 @pytest.fixture(scope="session")
 def timescale_url() -> Iterator[str]:
-    """One PGlite server with TimescaleDB for the session. It has one database and one session shared
-    by every client: tests take turns (``timescale_db``) and never run a parallel backup on it. The
+    """One PGlite server with TimescaleDB for the session (each pytest-xdist worker starts its own). It
+    has one database and one session shared by every client: the worker's tests take turns
+    (``timescale_db``) and never run a parallel backup on it. The
     extension is created once, first thing: TimescaleDB refuses CREATE EXTENSION in a session that
     has loaded it before, and this session lasts as long as the server."""
     import shutil
