@@ -185,7 +185,8 @@ def latency_truth(config: Path, rounds: int, seconds: int, jobs: list[str], nati
     differs (the 2 cores shared out differently) moves both tools' percentiles. Each run's mean is
     shown beside its Little's-law mean (8 clients / tps): the share of the clients' time that is in
     no transaction's latency. pgbench -j 2 starts a client's next transaction only after its thread
-    has served the other clients, and that wait is in no latency; storagectl sends at once."""
+    has read the other ready clients (advanceConnectionState returns at CSTATE_END_TX) and sent the
+    earlier ones' next transactions, and that wait is in no latency; storagectl's loop does the same."""
     script = pgbench_tables_script("select-pk", config.parent)
     names = ("p50", "p99", "mean", "tps")
     theirs = {j: {name: [] for name in names} for j in native_jobs}

@@ -35,10 +35,12 @@ class Client(Protocol):
     without waiting; ``collect`` is called when the socket is readable and answers [] until the
     whole batch is done, then ``[(ops, error_kind_or_None), ...]`` covering every op of the batch."""
 
-    # True: send this client's next request as soon as its answer is read, before the other ready
-    # clients are read, as pgbench does (each PostgreSQL connection has its own server process, which
-    # would otherwise sit idle). False: read every ready client first and send together afterwards,
-    # as redis-benchmark does (one server thread: one wake-up for many requests, not one per request).
+    # False: read every ready client first and send their next requests afterwards, as redis-benchmark
+    # does (one server thread: one wake-up for many requests) and as pgbench does between transactions
+    # (advanceConnectionState returns at CSTATE_END_TX; a client's next transaction starts on its
+    # thread's next pass over its clients). Each answer is then timed after its own read and the reads
+    # before it, never after other clients' sends. True: send at once (a client run in a thread of its
+    # own, whose next operation waits for nothing in this loop).
     eager: bool
 
     def fileno(self) -> int: ...
@@ -134,11 +136,14 @@ class Engine:
 
     # -- closed loop ------------------------------------------------------------------------
     def _run_closed(self, now: int) -> None:
-        """Each client sends its next request when its answer is in. This loop's cost per op limits
-        the client (PostgreSQL select-pk: the Python around libpq's calls is most of the client's
-        CPU), so an eager client's answer is recorded and its next request sent inline: one
-        collect, two clock reads, one list append (a batch of ``ONE_DONE``; others go through
-        ``record``), one send per op, and no allocation or call of its own."""
+        """Each client sends its next request when its answer is in: the ready clients are read (each
+        answer timed right after its read), then the next requests go out (each timed right before
+        its send), as pgbench does at a transaction's end; the time between a client's answer and its
+        next send is in no latency, as in pgbench. This loop's cost per op limits the client
+        (PostgreSQL select-pk: the Python around libpq's calls is most of the client's CPU), so a
+        socket client's answer is recorded and its next request sent inline: one collect, two clock
+        reads, two list appends (a batch of ``ONE_DONE``; others go through ``record``), one send
+        per op, and no call of its own."""
         clock, wait, record = self.clock, self.waiter.wait, self.recorder.record
         in_flight, measure_start, pipeline = self._in_flight, self._measure_start, self.plan.pipeline
         # until then a full pipeline goes out unchecked: a timed run's end, a counted run's warm-up
@@ -176,9 +181,12 @@ class Engine:
                     for ops, error in batch:
                         record(ops, error, sent, sent, done)
                     second_end = recorder.second_end_ns
-                if not client.eager:
+                if client.eager:
+                    self._send_next(client)
+                else:
                     resend.append(client)
-                    continue
+            while resend:  # last read, first sent (the order of the idle list before)
+                client = resend.pop()
                 now = clock()  # the send time: a client's latency never includes the sends before it
                 if now < unchecked_until:
                     in_flight[client] = now
@@ -187,8 +195,6 @@ class Engine:
                         issued += pipeline
                 else:
                     self._send_next(client, now)
-            while resend:  # last read, first sent (the order of the idle list before)
-                self._send_next(resend.pop())
             if now >= second_end:
                 recorder.tick(now)
                 second_end = recorder.second_end_ns

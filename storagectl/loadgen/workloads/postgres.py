@@ -156,7 +156,9 @@ class PgClient:
     Per op (select-pk): one draw, one ``send_query_prepared`` and the libpq calls that read its
     answer; no Python call of our own, list comprehension or enum on that path."""
 
-    eager = True
+    # a statement's successor goes out inside collect(), at once; the next transaction only after the
+    # loop has read every ready client, as pgbench does (see Client.eager)
+    eager = False
 
     def __init__(self, pgconn: Any, script: Script, rng: random.Random, name: bytes) -> None:
         self._pg = pgconn
