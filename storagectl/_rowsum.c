@@ -187,7 +187,6 @@ static void hash_lines(const unsigned char *p, size_t size, LineHashes *out)
 }
 
 #define FIELD_MAX 63 /* a float8's text is at most 24 bytes: a longer field is hashed as it is */
-#define FIELD_MAX 63 /* a float8's text is at most 24 bytes: a longer field is summed as it is */
 
 /* The double that the field ``p[0:n]`` spells in decimal, as 8 big-endian bytes into ``out``;
  * returns 0 (the field is then summed as it is) for anything but a plain finite decimal number:
