@@ -1,13 +1,16 @@
-/* storagectl._rowsum: the row count and crc32 sum of a block of text COPY rows in one C pass.
+/* storagectl._rowsum: the row count and a sum of per-line hashes of a block of text COPY rows in one C
+ * pass. No Python object per line, and the GIL is released while a large buffer is read, so other
+ * threads run meanwhile.
  *
- * line_crc32_sum(buffer) -> (lines, sum): every line ending with '\n' (newline included) and a last
- * one without it, as storagectl.rowsum.line_crc32_sum computes them in Python; sum is exact (not
- * reduced mod 2**64). No Python object per line, and the GIL is released while a large buffer is
- * read, so compression threads run meanwhile.
+ * line_crc32_sum(buffer) -> (lines, sum): the backup's content checksum (row_checksum): every line
+ * ending with '\n' (newline included) and a last one without it, as storagectl.rowsum computes them
+ * in Python; sum is exact (not reduced mod 2**64).
  *
- * line_crc32_sum_doubles(buffer, columns) -> (lines, sum): the same, with each field of a column marked
- * in ``columns`` (a bytes object, one byte per tab-separated field, non-zero: a float8 column)
- * summed as the 8 big-endian bytes of the double it spells, not as its text: SQLite writes a REAL
+ * line_xxh64_sum(buffer) -> (lines, sum): the same lines, each hashed with XXH64 (seed 0), summed mod
+ * 2**64: the copy sums of a SQLite -> PostgreSQL data migration (storagectl.datamove.sql.copy_sums).
+ * line_xxh64_sum_doubles(buffer, columns) -> (lines, sum): the same, with each field of a column
+ * marked in ``columns`` (a bytes object, one byte per tab-separated field, non-zero: a float8 column)
+ * hashed as the 8 big-endian bytes of the double it spells, not as its text: SQLite writes a REAL
  * with 17 digits, PostgreSQL the shortest text that reads back as the same double, so the line a
  * SQLite -> PostgreSQL copy sent and the line PostgreSQL prints for the row it stored sum alike
  * exactly when each such field holds the same double (strtod: correctly rounded, as the server's).
@@ -15,7 +18,8 @@
  * The CRC is the zlib/PNG one (reflected polynomial 0xEDB88320), computed slice-by-8 with tables of
  * our own instead of linking zlib: the build needs Python's headers and a compiler, not zlib's
  * headers too (a missing zlib1g-dev would silently leave the slow path), and a 12-byte row costs no
- * library call.
+ * library call. XXH64 is written out here for the same reason (no libxxhash); four independent lanes
+ * and one multiply per 8 bytes make it faster than the CRC on lines of more than a few words.
  *
  * key_digest(records, offset, horizon) and dumped_digest(keys, reply, horizon): the digest of Redis
  * keys a data migration keeps (storagectl.datamove.redis_digest, where the same is written in
@@ -95,7 +99,94 @@ static void sum_lines(const unsigned char *p, size_t size, LineSums *out)
     }
 }
 
-#define FIELD_MAX 63 /* a float8's text is at most 24 bytes: a longer field is summed as it is */
+/* XXH64 (seed 0) of p[0:n], as published (https://github.com/Cyan4973/xxHash/blob/dev/doc/xxhash_spec.md);
+ * storagectl.rowsum.xxh64 is the same in Python. */
+#define XXH_P1 0x9E3779B185EBCA87ULL
+#define XXH_P2 0xC2B2AE3D27D4EB4FULL
+#define XXH_P3 0x165667B19E3779F9ULL
+#define XXH_P4 0x85EBCA77C2B2AE63ULL
+#define XXH_P5 0x27D4EB2F165667C5ULL
+
+static inline uint64_t rotl64(uint64_t x, int r)
+{
+    return (x << r) | (x >> (64 - r));
+}
+
+static inline uint64_t read64le(const unsigned char *p)
+{
+    uint64_t word;
+    memcpy(&word, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    word = __builtin_bswap64(word);
+#endif
+    return word;
+}
+
+static inline uint64_t read32le(const unsigned char *p)
+{
+    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24;
+}
+
+static inline uint64_t xxh_round(uint64_t acc, uint64_t input)
+{
+    return rotl64(acc + input * XXH_P2, 31) * XXH_P1;
+}
+
+static inline uint64_t xxh_merge(uint64_t h, uint64_t lane)
+{
+    return (h ^ xxh_round(0, lane)) * XXH_P1 + XXH_P4;
+}
+
+static uint64_t xxh64(const unsigned char *p, size_t n)
+{
+    const unsigned char *end = p + n;
+    uint64_t h;
+    if (n >= 32) {
+        uint64_t v1 = XXH_P1 + XXH_P2, v2 = XXH_P2, v3 = 0, v4 = -XXH_P1;
+        for (; end - p >= 32; p += 32) {
+            v1 = xxh_round(v1, read64le(p));
+            v2 = xxh_round(v2, read64le(p + 8));
+            v3 = xxh_round(v3, read64le(p + 16));
+            v4 = xxh_round(v4, read64le(p + 24));
+        }
+        h = rotl64(v1, 1) + rotl64(v2, 7) + rotl64(v3, 12) + rotl64(v4, 18);
+        h = xxh_merge(xxh_merge(xxh_merge(xxh_merge(h, v1), v2), v3), v4);
+    } else {
+        h = XXH_P5;
+    }
+    h += n;
+    for (; end - p >= 8; p += 8)
+        h = rotl64(h ^ xxh_round(0, read64le(p)), 27) * XXH_P1 + XXH_P4;
+    if (end - p >= 4) {
+        h = rotl64(h ^ read32le(p) * XXH_P1, 23) * XXH_P2 + XXH_P3;
+        p += 4;
+    }
+    for (; p < end; p++)
+        h = rotl64(h ^ *p * XXH_P5, 11) * XXH_P1;
+    h ^= h >> 33;
+    h *= XXH_P2;
+    h ^= h >> 29;
+    h *= XXH_P3;
+    return h ^ (h >> 32);
+}
+
+typedef struct {
+    uint64_t lines, sum; /* sum mod 2**64 */
+} LineHashes;
+
+static void hash_lines(const unsigned char *p, size_t size, LineHashes *out)
+{
+    const unsigned char *end = p + size;
+    while (p < end) {
+        const unsigned char *newline = memchr(p, '\n', (size_t)(end - p));
+        const unsigned char *next = newline ? newline + 1 : end;
+        out->sum += xxh64(p, (size_t)(next - p));
+        out->lines++;
+        p = next;
+    }
+}
+
+#define FIELD_MAX 63 /* a float8's text is at most 24 bytes: a longer field is hashed as it is */
 
 /* The double that the field ``p[0:n]`` spells in decimal, as 8 big-endian bytes into ``out``;
  * returns 0 (the field is then summed as it is) for anything but a plain finite decimal number:
@@ -122,40 +213,39 @@ static int double_bytes(const unsigned char *p, size_t n, unsigned char *out)
     return 1;
 }
 
-static uint32_t crc32_of_line_doubles(const unsigned char *p, size_t n, const unsigned char *columns,
-                                      size_t ncolumns)
+/* The line p[0:n] into ``out`` with each field of a column marked in ``columns`` that double_bytes reads
+ * replaced by its 8 bytes; returns the length written (at most n + 7 per marked column). */
+static size_t line_with_doubles(const unsigned char *p, size_t n, const unsigned char *columns, size_t ncolumns,
+                                unsigned char *out)
 {
-    uint32_t crc = 0xFFFFFFFFu;
     const unsigned char *end = p + n, *field = p;
-    size_t column = 0;
-    unsigned char bytes[8];
-    while (field < end) {
+    unsigned char *at = out;
+    for (size_t column = 0; field < end; column++) {
         const unsigned char *tab = memchr(field, '\t', (size_t)(end - field));
         const unsigned char *stop = tab ? tab : end;
         size_t length = (size_t)(stop - field);
         int newline = !tab && length && stop[-1] == '\n'; /* the line's last field holds its newline */
-        if (column < ncolumns && columns[column] && double_bytes(field, length - (size_t)newline, bytes)) {
-            crc = crc32_update(crc, bytes, 8);
-            crc = crc32_update(crc, stop - newline, (size_t)newline + (tab != NULL));
-        } else {
-            crc = crc32_update(crc, field, length + (tab != NULL));
+        if (column < ncolumns && columns[column] && double_bytes(field, length - (size_t)newline, at)) {
+            at += 8;
+            field = stop - newline;
+            length = (size_t)newline;
         }
-        field = tab ? tab + 1 : end;
-        column++;
+        length += tab != NULL;
+        memcpy(at, field, length);
+        at += length;
+        field += length;
     }
-    return crc ^ 0xFFFFFFFFu;
+    return (size_t)(at - out);
 }
 
-static void sum_lines_doubles(const unsigned char *p, size_t size, const unsigned char *columns, size_t ncolumns,
-                              LineSums *out)
+static void hash_lines_doubles(const unsigned char *p, size_t size, const unsigned char *columns, size_t ncolumns,
+                               unsigned char *scratch, LineHashes *out)
 {
     const unsigned char *end = p + size;
     while (p < end) {
         const unsigned char *newline = memchr(p, '\n', (size_t)(end - p));
         const unsigned char *next = newline ? newline + 1 : end;
-        uint32_t crc = crc32_of_line_doubles(p, (size_t)(next - p), columns, ncolumns);
-        out->sum_low += crc;
-        out->sum_high += out->sum_low < crc;
+        out->sum += xxh64(scratch, line_with_doubles(p, (size_t)(next - p), columns, ncolumns, scratch));
         out->lines++;
         p = next;
     }
@@ -197,21 +287,42 @@ static PyObject *line_crc32_sum(PyObject *Py_UNUSED(module), PyObject *data)
     return Py_BuildValue("(KN)", (unsigned long long)sums.lines, total);
 }
 
-static PyObject *line_crc32_sum_doubles(PyObject *Py_UNUSED(module), PyObject *args)
+static PyObject *line_xxh64_sum(PyObject *Py_UNUSED(module), PyObject *data)
+{
+    Py_buffer view;
+    LineHashes hashes = {0, 0};
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (view.len >= RELEASE_GIL_FROM) {
+        Py_BEGIN_ALLOW_THREADS
+        hash_lines(view.buf, (size_t)view.len, &hashes);
+        Py_END_ALLOW_THREADS
+    } else {
+        hash_lines(view.buf, (size_t)view.len, &hashes);
+    }
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(KK)", (unsigned long long)hashes.lines, (unsigned long long)hashes.sum);
+}
+
+static PyObject *line_xxh64_sum_doubles(PyObject *Py_UNUSED(module), PyObject *args)
 {
     Py_buffer view, columns;
-    LineSums sums = {0, 0, 0};
+    LineHashes hashes = {0, 0};
     if (!PyArg_ParseTuple(args, "y*y*", &view, &columns))
         return NULL;
-    Py_BEGIN_ALLOW_THREADS
-    sum_lines_doubles(view.buf, (size_t)view.len, columns.buf, (size_t)columns.len, &sums);
-    Py_END_ALLOW_THREADS
+    /* a line is at most the buffer, and a field read as a double grows by at most 7 bytes */
+    unsigned char *scratch = PyMem_Malloc((size_t)view.len + 7 * (size_t)columns.len + 1);
+    if (scratch != NULL) {
+        Py_BEGIN_ALLOW_THREADS
+        hash_lines_doubles(view.buf, (size_t)view.len, columns.buf, (size_t)columns.len, scratch, &hashes);
+        Py_END_ALLOW_THREADS
+        PyMem_Free(scratch);
+    }
     PyBuffer_Release(&view);
     PyBuffer_Release(&columns);
-    PyObject *total = exact_sum(&sums);
-    if (total == NULL)
-        return NULL;
-    return Py_BuildValue("(KN)", (unsigned long long)sums.lines, total);
+    if (scratch == NULL)
+        return PyErr_NoMemory();
+    return Py_BuildValue("(KK)", (unsigned long long)hashes.lines, (unsigned long long)hashes.sum);
 }
 
 /* -- the digest of Redis keys ---------------------------------------------------------------
@@ -610,9 +721,11 @@ static PyObject *rdb_digest(PyObject *Py_UNUSED(module), PyObject *args)
 }
 
 static PyMethodDef rowsum_methods[] = {
-    {"line_crc32_sum_doubles", line_crc32_sum_doubles, METH_VARARGS,
-     "line_crc32_sum_doubles(buffer, columns) -> line_crc32_sum's (lines, sum), the fields of the float8 "
-     "columns marked in columns summed as SQLite's printf('%!.17g') writes them"},
+    {"line_xxh64_sum", line_xxh64_sum, METH_O,
+     "line_xxh64_sum(buffer) -> (lines, sum mod 2**64 of the XXH64 of every line, its newline included)"},
+    {"line_xxh64_sum_doubles", line_xxh64_sum_doubles, METH_VARARGS,
+     "line_xxh64_sum_doubles(buffer, columns) -> line_xxh64_sum's (lines, sum), each field of the float8 "
+     "columns marked in columns hashed as the 8 big-endian bytes of the double it spells"},
     {"line_crc32_sum", line_crc32_sum, METH_O,
      "line_crc32_sum(buffer) -> (lines, sum of the crc32 of every line, its newline included)"},
     {"key_digest", key_digest, METH_VARARGS,

@@ -1,4 +1,4 @@
-"""The verify at the end of a SQLite → PostgreSQL run: the target's rows against the crc32 sums of the
+"""The verify at the end of a SQLite → PostgreSQL run: the target's rows against the XXH64 sums of the
 COPY lines the copy sent ("copy sums"), and the canonical checksums of both sides for a chunk whose
 sums differ, which decide."""
 
@@ -54,7 +54,7 @@ def test_every_kind_copied_as_text_is_verified_by_the_lines_the_copy_sent(cli, c
         {"things": "copy sums", "loose": "copy sums"}
     with pg_database.connect() as conn:  # a sum per chunk, recorded with it
         assert conn.execute("SELECT count(*) FROM storagectl_data_migration WHERE chunk >= 0 AND "
-                            "detail::jsonb ? 'copy_sum'").fetchone()[0] == 3 + 3  # loose: by rowid
+                            "detail::jsonb ? 'copy_xxh64'").fetchone()[0] == 3 + 3  # loose: by rowid
     again = cli("-c", config, "-o", "json", "migrate", "data", "verify", "--from", "lite", "--to", "pg")
     assert again.exit_code == 0 and {item["verified_by"] for item in json.loads(again.stdout)["items"]} == \
         {"canonical"}
@@ -133,6 +133,42 @@ def test_sums_recorded_before_a_kill_9_verify_the_resumed_run(cli, tmp_path, con
     assert result.exit_code == 0, result.stderr
     assert report["verified"] is True
     assert {item["verified_by"] for item in report["items"]} == {"copy sums"}
+
+
+def test_chunks_an_earlier_build_summed_by_crc32_are_verified_canonically_after_a_resume(cli, config,
+                                                                                        pg_database):
+    """State written by a build that recorded crc32 sums (``{"copy_sum": N}``): the resumed run copies
+    the rest with XXH64 sums and verifies the old chunks as chunks without sums, by the canonical
+    checksums."""
+    import signal
+    import zlib
+
+    process = start_run(config, "--parallel", "2", "--batch-rows", str(BATCH))  # the last --batch-rows wins
+    deadline = time.monotonic() + 60
+    while committed_chunks(pg_database) < 1 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    with pg_database.connect() as conn:
+        old = conn.execute("SELECT target_table, min(chunk) FROM storagectl_data_migration WHERE chunk >= 0 "
+                           "GROUP BY 1").fetchall()  # the first chunk of each: new sums for the others
+        for table, chunk in old:  # any number: it must not be read
+            conn.execute("UPDATE storagectl_data_migration SET detail = %s WHERE target_table = %s AND chunk = %s",
+                         [json.dumps({"copy_sum": zlib.crc32(f"{table} {chunk}".encode())}), table, chunk])
+    assert old
+    result, report = run_json(cli, config, "--resume", "--parallel", "2")
+    assert result.exit_code == 0, result.stderr
+    assert report["verified"] is True
+    for name, item in by_table(report).items():  # loose has no key: summed whole or not at all
+        stale = sum(table == name for table, _chunk in old)
+        expected = "copy sums" if not stale else "canonical" if name == "loose" \
+            else f"copy sums; canonical for {stale} of 3 chunks"
+        assert (item["chunks"], item["verified_by"]) == (3, expected), old
+    with pg_database.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM storagectl_data_migration WHERE chunk >= 0 AND "
+                            "detail::jsonb ? 'copy_xxh64'").fetchone()[0] == 6 - len(old)
+        assert conn.execute("SELECT count(*) FROM storagectl_data_migration WHERE chunk >= 0 AND "
+                            "detail::jsonb ? 'copy_sum'").fetchone()[0] == len(old)
 
 
 def test_a_transform_is_verified_by_the_lines_it_sent(cli, tmp_path, write_config, pg_database):

@@ -365,7 +365,7 @@ def copy_out_sums(backend: PostgresBackend, conn: Any, table: pg_schema.Table, p
             write_parts(_with_rows(copy), parts)
     if copy.rows != copy.rows_read:
         raise IntegrityError(f"{table.unit}: COPY reported {copy.rows} rows but sent {copy.rows_read}")
-    return copy.rows, copy.crc32_sum
+    return copy.rows, copy.row_sum
 
 
 def _copy_reader(backend: PostgresBackend, conn: Any, table: pg_schema.Table, snapshot: str | None,

@@ -31,8 +31,8 @@ from typing import Any
 
 from storagectl.rowsum import line_crc32_sum
 
-# (lines, crc32 sum) of a piece of text rows: line_crc32_sum, or one summing some fields otherwise
-# (storagectl.datamove.sql.copy_sums: the doubles of a SQLite → PostgreSQL copy)
+# (lines, sum of a hash of each line) of a piece of text rows: line_crc32_sum for row_checksum, or
+# another hash (storagectl.datamove.sql.copy_sums: XXH64, doubles read, of a SQLite → PostgreSQL copy)
 LineSums = Callable[[bytes], tuple[int, int]]
 PIECE_BYTES = 1 << 20  # rows are joined into pieces of about this size
 
@@ -63,12 +63,13 @@ def checksum_format(checksum: str) -> str:
 class CopyOut:
     """Iterate over the pieces of one ``COPY ... TO STDOUT``.
 
-    Counts the rows read so far (``rows_read``) and sums their crc32 (``crc32_sum``, see
-    :func:`row_checksum`: binary tuples as libpq hands them over, text rows a piece at a time);
+    Counts the rows read so far (``rows_read``) and sums their crc32 (``row_sum``, see
+    :func:`row_checksum`: binary tuples as libpq hands them over, text rows a piece at a time, or
+    another hash of each line with ``line_sums``);
     ``rows`` is the server's row count, set when the COPY is done. With ``binary`` the statement is
     a ``(FORMAT binary)`` COPY and the pieces hold its tuples only: the header and trailer are
     checked and left out (see :data:`BINARY_HEADER`). With ``checksum=False`` no crc32 is computed
-    (``crc32_sum`` stays 0): for a reader that passes the rows on to another COPY, which counts them.
+    (``row_sum`` stays 0): for a reader that passes the rows on to another COPY, which counts them.
     """
 
     def __init__(self, conn: Any, statement: str, *, binary: bool = False, checksum: bool = True,
@@ -81,7 +82,7 @@ class CopyOut:
         self.checksum = checksum
         self.rows = -1
         self.rows_read = 0
-        self.crc32_sum = 0
+        self.row_sum = 0
         self.selector = selectors.DefaultSelector()
 
     def __iter__(self) -> Iterator[bytes]:
@@ -149,9 +150,9 @@ class CopyOut:
         self.rows_read += len(rows)
         piece = b"".join(rows)
         if self.checksum and self.binary:
-            self.crc32_sum += sum(map(zlib.crc32, rows))
+            self.row_sum += sum(map(zlib.crc32, rows))
         elif self.checksum:  # each text row one line: summed per byte, as PsqlCopyOut sums them
-            self.crc32_sum += self.line_sums(piece)[1]
+            self.row_sum += self.line_sums(piece)[1]
         return piece
 
     def _finish(self) -> int:
@@ -201,7 +202,7 @@ class CopyOut:
 class PsqlCopyOut:
     """Iterate over the pieces of one text ``COPY ... TO STDOUT`` that ``command`` (a ``psql`` run
     printing that COPY's data and nothing else) writes, with :class:`CopyOut`'s ``rows``,
-    ``rows_read`` and ``crc32_sum``.
+    ``rows_read`` and ``row_sum``.
 
     A text COPY row ends with the only unescaped newline in it, so a block of psql's output cut after
     its last newline holds whole rows. ``failed(exit code, stderr)`` makes the error raised when psql
@@ -217,7 +218,7 @@ class PsqlCopyOut:
         self.failed = failed
         self.rows = -1
         self.rows_read = 0
-        self.crc32_sum = 0
+        self.row_sum = 0
 
     def __iter__(self) -> Iterator[bytes]:
         from storagectl.backends.postgres.tools import spawn
@@ -254,6 +255,6 @@ class PsqlCopyOut:
     def _count(self, piece: bytes) -> None:
         # Lines with their newline, as CopyOut sums them: a text COPY row ends at its only unescaped
         # newline, and the piece ends after one.
-        rows, crc32_sum = self.line_sums(piece)
+        rows, row_sum = self.line_sums(piece)
         self.rows_read += rows
-        self.crc32_sum += crc32_sum
+        self.row_sum += row_sum

@@ -167,7 +167,7 @@ class ChunkCopier:
         spec = job.spec
         job.row_bytes = self.source.row_bytes(sconn, spec)
         # the rows go as SQLite joins their lines (no hashing); the verify compares the target with the
-        # crc32 sums of the lines sent (copy_sums), or rehashes both sides of a chunk copied otherwise
+        # XXH64 sums of the lines sent (copy_sums), or rehashes both sides of a chunk copied otherwise
         reader = (SQLiteCopyReader(spec, hashing=False, row_bytes=job.row_bytes)
                   if self.source.kind == "sqlite" and self.target.kind == "postgres" else None)
         if reader is not None:  # the reader's SQL takes every value by its own storage class

@@ -1,13 +1,14 @@
 """The verify at the end of a SQLite → PostgreSQL run, from the lines the copy sent.
 
-While a chunk is copied, the crc32 of every text COPY line sent is summed (:func:`summed`, in C:
-:mod:`storagectl.rowsum`) and recorded with the chunk's commit. The verify then reads the target
+While a chunk is copied, the XXH64 of every text COPY line sent is summed mod 2**64 (:func:`summed`,
+in C: :mod:`storagectl.rowsum`) and recorded with the chunk's commit. The verify then reads the target
 alone: PostgreSQL prints the rows of a range of chunks as text COPY lines (``COPY (SELECT ...) TO
 STDOUT``, read by ``psql`` as the backup reads a large table), each column as the copy's line held it
 (:data:`PRINTED_AS_SENT`), summed the same way. Equal sums and line counts prove the target holds
-the lines sent, but by a 2**-32 chance per changed line (a crc32 each, summed). The source's rows
-were counted again per chunk by the run itself (:func:`checks.count_drift`), which reports rows
-added or removed since they were copied.
+the lines sent, but for a chance of about 2**-64 that changed lines sum alike (as for the canonical
+checksums; lines changed by accident: XXH64 is no defence against rows crafted to collide). The
+source's rows were counted again per chunk by the run itself (:func:`checks.count_drift`), which
+reports rows added or removed since they were copied.
 
 A float8 field is summed as the 8 bytes of the double it spells (SQLite sends 17 digits, PostgreSQL
 prints the shortest text of the same double). Another value printed otherwise than sent (text with
@@ -29,7 +30,7 @@ from storagectl.datamove.sql import canonical
 from storagectl.datamove.sql.engine import TableJob
 from storagectl.datamove.sql.rows import ChunkTally
 from storagectl.datamove.sql.spec import Chunk, TableSpec, chunks_from_bounds
-from storagectl.rowsum import line_crc32_sum, line_crc32_sum_doubles
+from storagectl.rowsum import line_xxh64_sum, line_xxh64_sum_doubles
 
 COPY_SUMS, CANONICAL = "copy sums", "canonical"  # how a table was verified (ItemResult.verified_by)
 
@@ -47,11 +48,11 @@ def double_columns(spec: TableSpec) -> bytes:
 
 
 def _line_sums(doubles: bytes) -> Any:
-    return (lambda data: line_crc32_sum_doubles(data, doubles)) if any(doubles) else line_crc32_sum
+    return (lambda data: line_xxh64_sum_doubles(data, doubles)) if any(doubles) else line_xxh64_sum
 
 
 def summed(pieces: Iterator[Any], tally: ChunkTally, doubles: bytes) -> Iterator[Any]:
-    """``pieces`` of whole COPY lines as they go, their crc32 sum into ``tally.copy_sum`` once all went."""
+    """``pieces`` of whole COPY lines as they go, their XXH64 sum into ``tally.copy_sum`` once all went."""
     line_sums, total = _line_sums(doubles), 0
     for piece in pieces:
         total += line_sums(piece if isinstance(piece, bytes) else piece.encode())[1]
@@ -125,7 +126,7 @@ def _check(target: Any, spans: list[Span], parallel: int) -> list[bool]:
 
 
 def _target_sums(target: Any, span: Span) -> tuple[int, int]:
-    """(rows, crc32 sum) of the span's rows as the target prints them."""
+    """(rows, XXH64 sum) of the span's rows as the target prints them."""
     spec = span.job.spec
     copy_sql = f"COPY ({select_sql(spec)}{_where(spec, span.chunks)}) TO STDOUT"
     with target.connect() as conn:

@@ -33,7 +33,7 @@ class TableJob:
     create: bool = False
     empty_first: bool = False
     row_bytes: int = 0
-    copy_sums: dict[int, int] = field(default_factory=dict)  # chunk → crc32 sum of the COPY lines it sent
+    copy_sums: dict[int, int] = field(default_factory=dict)  # chunk → XXH64 sum of the COPY lines it sent
 
     @property
     def chunks(self) -> list[Chunk]:

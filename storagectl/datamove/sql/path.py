@@ -172,7 +172,7 @@ class SqlDataPath:
             left = chunks - proven.get(job.spec.target, set())
             if not left:
                 item.verified_by = copy_sums.COPY_SUMS
-                item.checksum = f"copy-crc32:{sum(job.copy_sums.values()) % 2**64:016x}"
+                item.checksum = f"copy-xxh64:{sum(job.copy_sums.values()) % 2**64:016x}"
                 continue
             checked = checks.compare(source, target, job.spec, job.bounds, recorded=job.done, show_diffs=show_diffs,
                                      only=None if left == chunks else left)

@@ -357,7 +357,7 @@ class PostgresSide:
             CopyOut(conn, copy_sql, line_sums=line_sums)
         for _piece in copy:
             pass
-        return copy.rows_read, copy.crc32_sum
+        return copy.rows_read, copy.row_sum
 
     def row_hashes(self, conn: Any, spec: TableSpec, chunk: Chunk, *, as_target: bool,
                    scheme: str = canonical.CANONICAL) -> dict[str, int]:

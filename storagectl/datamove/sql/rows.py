@@ -109,7 +109,7 @@ class ChunkTally:
     rows: int = 0
     hash_sum: int = 0
     hashed: bool = True  # False: rows counted, not hashed (SQLite → PostgreSQL as COPY text, run --no-verify)
-    copy_sum: int | None = None  # the crc32 sum of the text COPY lines sent (copy_sums.summed), mod 2**64
+    copy_sum: int | None = None  # the XXH64 sum of the text COPY lines sent (copy_sums.summed), mod 2**64
 
     def add(self, row: Sequence[Any], hasher: Callable[[Sequence[Any]], int] | None) -> None:
         self.rows += 1
