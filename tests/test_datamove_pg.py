@@ -194,10 +194,13 @@ def test_data_migrations_are_validated_like_the_rest_of_the_config(cli, write_co
               - source: t
                 columns:
                   - {name: a, source: b, expression: "1"}
+              - {source: u, renmes: {a: b}}
         """)
     result = cli("-c", config, "config", "validate")
     assert result.exit_code == 2
     problems = result.stderr
+    assert "storagectl.yaml:12 data_migrations.tidy.tables.1.renmes: unknown key (did you mean renames?)" in problems
+    assert ".str:" not in problems, "a mapping's problems are not also reported as 'not a table name'"
     assert "storagectl.yaml:7 data_migrations.tidy.batch_size: unknown key (did you mean batch_rows?)" in problems
     assert "storagectl.yaml:11 data_migrations.tidy.tables.0.columns.0: give either source or expression, " \
            "not both" in problems

@@ -140,7 +140,8 @@ class _ConfigValidator:
             return model.model_validate(data, context=self.context)
         except ValidationError as exc:
             for error in exc.errors(include_url=False):
-                self._validation_problem(model, loc, _input_loc(error["loc"], data), error)
+                if not _other_branch(error):
+                    self._validation_problem(model, loc, _input_loc(error["loc"], data), error)
             return None
 
     def _validation_problem(self, model: type[BaseModel], loc: Loc, error_loc: Loc, error: dict[str, Any]) -> None:
@@ -298,6 +299,17 @@ def _input_loc(error_loc: tuple[Any, ...], data: Any) -> Loc:
             data = None
         result.append(part)
     return tuple(result)
+
+
+SCALAR_BRANCHES = {"str", "int", "float", "bool"}
+
+
+def _other_branch(error: dict[str, Any]) -> bool:
+    """The error of a union's scalar branch (``TableMapSettings | str``) about a mapping or list,
+    which the other branch's errors explain: ``tables.0.str: Input should be a valid string`` beside
+    ``tables.0.renmes: unknown key`` would only name a key that is not there."""
+    loc = error["loc"]
+    return bool(loc) and loc[-1] in SCALAR_BRANCHES and isinstance(error.get("input"), dict | list)
 
 
 def _is_pydantic_tag(part: Any) -> bool:
