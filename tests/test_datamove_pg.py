@@ -139,7 +139,8 @@ def test_tables_of_two_schemas_sharing_a_sqlite_target_name_are_refused_before_a
         assert "error: tables orders and sales.Orders would all be moved into orders" in result.stderr
         assert "Try: a --map FILE naming their targets" in result.stderr
     assert not (tmp_path / "edge.db").exists()
-    (tmp_path / "map.yaml").write_text("tables:\n  - {source: orders}\n  - {source: sales.Orders, target: s_orders}\n")
+    # a name alone in a --map file moves that table as it is, as in a data_migrations entry
+    (tmp_path / "map.yaml").write_text("tables:\n  - orders\n  - {source: sales.Orders, target: s_orders}\n")
     result, report = run_json(cli, config, "run", "--from", "src", "--to", "edge", "--map", tmp_path / "map.yaml")
     assert result.exit_code == 0, result.stderr
     assert {item["target"]: item["rows"] for item in report["items"]} == {"orders": 300, "s_orders": 1}

@@ -251,15 +251,16 @@ def load_table_maps(path: Path, environ: dict[str, str] | None = None) -> list[T
         error = validator._error()
         error.hint = hint
         raise error
-    return found.tables
+    # a name alone moves that table as it is, as in a data_migrations entry
+    return [TableMapSettings(source=entry) if isinstance(entry, str) else entry for entry in found.tables]
 
 
 class TableMapFile(StrictModel):
-    tables: list[TableMapSettings]
+    tables: list[TableMapSettings | str]
 
     @field_validator("tables")
     @classmethod
-    def _one_entry_per_source(cls, tables: list[TableMapSettings]) -> list[TableMapSettings]:
+    def _one_entry_per_source(cls, tables: list[TableMapSettings | str]) -> list[TableMapSettings | str]:
         return one_entry_per_source(tables)
 
 
