@@ -126,6 +126,26 @@ def test_table_to_table_transform_inside_one_postgres_database(cli, write_config
         assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == 300  # the source is untouched
 
 
+def test_tables_of_two_schemas_sharing_a_sqlite_target_name_are_refused_before_anything_is_written(
+        cli, write_config, pg_source, tmp_path):
+    with pg_source.connect() as conn:
+        conn.execute("CREATE SCHEMA sales; CREATE TABLE sales.\"Orders\" (id int PRIMARY KEY); "
+                     "INSERT INTO sales.\"Orders\" VALUES (1)")
+    config = config_for(write_config, src=f'{{kind: postgres, url: "{pg_source.url}"}}',
+                        edge="{kind: sqlite, path: edge.db, create_if_missing: true}")
+    for command in ("plan", "run"):
+        result = cli("-c", config, "migrate", "data", command, "--from", "src", "--to", "edge")
+        assert result.exit_code == 2, result.stderr
+        assert "error: tables orders and sales.Orders would all be moved into orders" in result.stderr
+        assert "Try: a --map FILE naming their targets" in result.stderr
+    assert not (tmp_path / "edge.db").exists()
+    # a name alone in a --map file moves that table as it is, as in a data_migrations entry
+    (tmp_path / "map.yaml").write_text("tables:\n  - orders\n  - {source: sales.Orders, target: s_orders}\n")
+    result, report = run_json(cli, config, "run", "--from", "src", "--to", "edge", "--map", tmp_path / "map.yaml")
+    assert result.exit_code == 0, result.stderr
+    assert {item["target"]: item["rows"] for item in report["items"]} == {"orders": 300, "s_orders": 1}
+
+
 def test_sqlite_to_sqlite_transform_with_renames(cli, write_config, tmp_path):
     with sqlite3.connect(tmp_path / "app.db") as conn:
         conn.executescript("CREATE TABLE old_metrics (id INTEGER PRIMARY KEY, val REAL, label TEXT);"
@@ -194,10 +214,13 @@ def test_data_migrations_are_validated_like_the_rest_of_the_config(cli, write_co
               - source: t
                 columns:
                   - {name: a, source: b, expression: "1"}
+              - {source: u, renmes: {a: b}}
         """)
     result = cli("-c", config, "config", "validate")
     assert result.exit_code == 2
     problems = result.stderr
+    assert "storagectl.yaml:12 data_migrations.tidy.tables.1.renmes: unknown key (did you mean renames?)" in problems
+    assert ".str:" not in problems, "a mapping's problems are not also reported as 'not a table name'"
     assert "storagectl.yaml:7 data_migrations.tidy.batch_size: unknown key (did you mean batch_rows?)" in problems
     assert "storagectl.yaml:11 data_migrations.tidy.tables.0.columns.0: give either source or expression, " \
            "not both" in problems

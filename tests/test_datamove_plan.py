@@ -21,7 +21,7 @@ def _tables(pg_database) -> set[str]:
 
 
 def _lines(stderr: str) -> set[str]:
-    """What was said, in any order: a plan notes the further blockers before its error, a run under it."""
+    """What was said, in any order."""
     return {line.strip() for line in stderr.splitlines()}
 
 
@@ -85,6 +85,7 @@ def test_plan_and_run_stop_alike_on_a_privilege_the_target_user_lacks(cli, tmp_p
         assert run.exit_code == 4, run.stderr  # the run makes the plan's checks first: the plan's error, no --resume
         assert _lines(run.stderr) == _lines(plan.stderr) and "--resume" not in run.stderr
         assert "a run would also stop on: " in run.stderr and "no INSERT privilege on notes" in run.stderr
+        assert run.stderr == plan.stderr, "the same lines in the same order: the first blocker, the others under it"
         assert _tables(pg_database) == {"notes"}
         with pg_database.connect() as conn:
             conn.execute(f'GRANT CREATE ON SCHEMA public TO "{role}"')

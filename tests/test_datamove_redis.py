@@ -94,7 +94,11 @@ def test_round_trip_keeps_types_values_ttls_and_binary_keys(cli, write_config, r
     assert [item["status"] for item in report["items"]] == ["copied"]
     assert report["items"][0]["rows"] == source.dbsize()
     assert report["items"][0]["verified_by"] == "copy digest", report["items"][0]["detail"]
+    assert report["items"][0]["duration_s"] > 0, "each db's copy reports its time"
     assert_same(source, target.client())
+    checked = migrate(cli, config, "verify", "--from", "src", "--to", "dst")
+    assert checked.exit_code == 0, checked.stderr
+    assert checked.json()["items"][0]["duration_s"] > 0, "each db's comparison reports its time"
     assert target.client().xinfo_groups("stream")[0]["name"] == b"readers"
     assert not list(config.parent.glob(".storagectl-data-*")), "a completed run leaves no state"
 

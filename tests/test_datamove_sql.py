@@ -428,6 +428,28 @@ def test_integers_spelled_otherwise_are_normalized_and_still_verify(cli, tmp_pat
     assert json.loads((tmp_path / "rejects.jsonl").read_text())["reason"] == "not an integer: b'9'"
 
 
+def test_whole_reals_and_integer_text_cast_to_an_integer_verify_equal(cli, tmp_path, write_config, pg_database):
+    """A REAL (`qty * 100`) or a text ('012', ' 7') cast to an integer goes as the integer it holds; the
+    verify's SQL-built hashes of the source read it as the copy did, not as a difference."""
+    with closing(sqlite3.connect(tmp_path / "src.db")) as conn:
+        conn.execute("CREATE TABLE m (id INTEGER PRIMARY KEY, qty REAL, code TEXT)")
+        conn.executemany("INSERT INTO m VALUES (?, ?, ?)", [(1, 3.0, "012"), (2, -4.0, " 7"), (3, None, "5")])
+        conn.commit()
+    (tmp_path / "map.yaml").write_text("tables:\n  - source: m\n    columns:\n      - {name: id}\n"
+                                       "      - {name: qty, cast: bigint}\n"
+                                       "      - {name: cents, expression: qty * 100, cast: bigint}\n"
+                                       "      - {name: code, cast: bigint}\n")
+    config = lite_and_pg_config(write_config, pg_database)
+    moved = ("--from", "lite", "--to", "pg", "--map", tmp_path / "map.yaml")
+    assert cli("-c", config, "migrate", "data", "run", *moved).exit_code == 0
+    with pg_database.connect() as conn:
+        assert conn.execute("SELECT id, qty, cents, code FROM m ORDER BY id").fetchall() == [
+            (1, 3, 300, 12), (2, -4, -400, 7), (3, None, None, 5)]
+    result, report = run_json(cli, config, "verify", *moved)
+    assert result.exit_code == 0, result.stderr
+    assert report["verified"] is True
+
+
 def test_a_run_without_verify_records_no_checksums_and_a_resumed_run_verifies_from_both_sides(cli, moves,
                                                                                                pg_database):
     first = cli("-c", moves, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--batch-rows", "50",

@@ -147,11 +147,10 @@ def _show_plan(state: AppState, request: DataMigrationRequest, plan: MigrationPl
                output: OutputFormat | None) -> None:
     """The plan, then the exit the run would give: the first error it would stop with before any row
     moves, else 1 when rows would be rejected under --on-error stop."""
+    from storagectl.datamove.state import raise_first
+
     _render_plan(state, plan, output)
-    for blocker in plan.blockers[1:]:
-        note(state, f"a run would also stop on: {blocker.message}")
-    if plan.blockers:
-        raise plan.blockers[0]
+    raise_first(plan.blockers)  # as the run says it: the first, the others under it
     if plan.rejected_rows and request.on_error == "stop":
         from storagectl.errors import OperationFailed
 

@@ -140,7 +140,8 @@ class _ConfigValidator:
             return model.model_validate(data, context=self.context)
         except ValidationError as exc:
             for error in exc.errors(include_url=False):
-                self._validation_problem(model, loc, _input_loc(error["loc"], data), error)
+                if not _other_branch(error):
+                    self._validation_problem(model, loc, _input_loc(error["loc"], data), error)
             return None
 
     def _validation_problem(self, model: type[BaseModel], loc: Loc, error_loc: Loc, error: dict[str, Any]) -> None:
@@ -250,15 +251,16 @@ def load_table_maps(path: Path, environ: dict[str, str] | None = None) -> list[T
         error = validator._error()
         error.hint = hint
         raise error
-    return found.tables
+    # a name alone moves that table as it is, as in a data_migrations entry
+    return [TableMapSettings(source=entry) if isinstance(entry, str) else entry for entry in found.tables]
 
 
 class TableMapFile(StrictModel):
-    tables: list[TableMapSettings]
+    tables: list[TableMapSettings | str]
 
     @field_validator("tables")
     @classmethod
-    def _one_entry_per_source(cls, tables: list[TableMapSettings]) -> list[TableMapSettings]:
+    def _one_entry_per_source(cls, tables: list[TableMapSettings | str]) -> list[TableMapSettings | str]:
         return one_entry_per_source(tables)
 
 
@@ -298,6 +300,17 @@ def _input_loc(error_loc: tuple[Any, ...], data: Any) -> Loc:
             data = None
         result.append(part)
     return tuple(result)
+
+
+SCALAR_BRANCHES = {"str", "int", "float", "bool"}
+
+
+def _other_branch(error: dict[str, Any]) -> bool:
+    """The error of a union's scalar branch (``TableMapSettings | str``) about a mapping or list,
+    which the other branch's errors explain: ``tables.0.str: Input should be a valid string`` beside
+    ``tables.0.renmes: unknown key`` would only name a key that is not there."""
+    loc = error["loc"]
+    return bool(loc) and loc[-1] in SCALAR_BRANCHES and isinstance(error.get("input"), dict | list)
 
 
 def _is_pydantic_tag(part: Any) -> bool:

@@ -89,6 +89,7 @@ class PartCounts:
     present: int = 0
     digest: KeyDigest | None = None  # what the copy wrote (None: the verify compares the part whole)
     undigested: str = ""  # why there is no digest
+    duration_s: float = 0.0  # this run's time on the part (a part a resumed run found done: 0)
 
 
 class RedisDataPath:
@@ -287,6 +288,7 @@ class PartCopy:
         counts = self._recorded_counts(recorded)
         if recorded.get("done"):
             return counts
+        started = time.monotonic()
         self.progress(ProgressEvent("copy", "start", part.label))
         with contextlib.ExitStack() as stack:
             source, plain_source, target = _open_part(stack, self.request, part)
@@ -309,6 +311,7 @@ class PartCopy:
                     break
             while pending:
                 self._confirm(part, target, pending, counts, plain_source, plain_target)
+        counts.duration_s = time.monotonic() - started
         if stopped:
             return counts
         self.state.commit(part.name, force=True, done=True)
@@ -437,6 +440,7 @@ class PartVerify:
 
     def run(self, part: SourcePart) -> PartCounts:
         counts = PartCounts()
+        started = time.monotonic()
         with contextlib.ExitStack() as stack:
             source, plain_source, target = _open_part(stack, self.request, part)
             if target.owners is not None:
@@ -454,6 +458,7 @@ class PartVerify:
                     self._compare(target, pending.popleft(), counts, plain_source, plain_target)
             while pending:
                 self._compare(target, pending.popleft(), counts, plain_source, plain_target)
+        counts.duration_s = time.monotonic() - started
         return counts
 
     def _compare(self, target: TargetNodes, records: list[redis_keys.Record], counts: PartCounts,
@@ -788,12 +793,12 @@ def _copied_item(request: DataMigrationRequest, part: SourcePart, counts: PartCo
         notes.append(f"{counts.by_commands} copied with type commands (payload refused by the target)")
     status = "resumed" if request.resume else "copied"
     return ItemResult(part.label, _target_label(request, part), status, rows=counts.keys, bytes=counts.bytes,
-                      detail="; ".join(notes))
+                      duration_s=counts.duration_s, detail="; ".join(notes))
 
 
 def _verified_item(request: DataMigrationRequest, part: SourcePart, counts: PartCounts) -> ItemResult:
     item = ItemResult(part.label, _target_label(request, part), "mismatch" if counts.mismatches else "equal",
-                      rows=counts.keys, verified_by=WHOLE_METHOD)
+                      rows=counts.keys, duration_s=counts.duration_s, verified_by=WHOLE_METHOD)
     if counts.mismatches:
         item.detail = f"{counts.mismatches} of {counts.keys} keys differ (type, value, or TTL by more than " \
                       f"{TTL_TOLERANCE_MS} ms), or are missing from the target"

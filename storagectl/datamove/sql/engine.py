@@ -68,11 +68,27 @@ def select_specs(source: Any, conn: Any, request: DataMigrationRequest, target_k
     names = [name for name in names if not matches_any(name, selection.exclude_tables)]
     specs = [source.describe(conn, name, maps.get(name), target_kind) for name in names]
     _carry_foreign_keys(specs, target_kind)
+    _refuse_shared_targets(specs, target_kind)
     onto_itself = [spec.source for spec in specs if spec.target == spec.source]
     if request.source.name == request.target.name and onto_itself:
         raise UsageError(f"{', '.join(onto_itself)} would be moved onto itself",
                          hint="Try: a map giving it another target name, or another target backend")
     return specs
+
+
+def _refuse_shared_targets(specs: list[TableSpec], target_kind: str) -> None:
+    """Two source tables moved into one target table (``public.orders`` and ``sales.orders`` into a
+    SQLite target, whose names have no schema and ignore case): refused before anything is written."""
+    by_target: dict[str, list[str]] = {}
+    for spec in specs:
+        by_target.setdefault(spec.target.lower() if target_kind == "sqlite" else spec.target, []).append(spec.source)
+    for target, sources in by_target.items():
+        if len(sources) > 1:
+            entries = [f"{{source: {sources[0]}}}", *(f"{{source: {name}, target: {name.replace('.', '_')}}}"
+                                                      for name in sources[1:])]
+            raise UsageError(f"tables {' and '.join(sources)} would all be moved into {target}",
+                             hint=f"Try: a --map FILE naming their targets (tables: [{', '.join(entries)}]; a map "
+                                  f"moves the tables it lists), or --exclude-table {sources[-1]}")
 
 
 def _carry_foreign_keys(specs: list[TableSpec], target_kind: str) -> None:

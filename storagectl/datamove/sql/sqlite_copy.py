@@ -35,6 +35,10 @@ TRUE_WORDS = "('1', 't', 'true', 'y', 'yes', 'on', '1.0')"
 FALSE_WORDS = "('0', 'f', 'false', 'n', 'no', 'off', '0.0')"
 EXACT_FLOATS = "1e-90 AND 1e90"
 JULIAN = f"BETWEEN {canonical.JULIAN_MIN} AND {canonical.JULIAN_MAX}"
+INT64_REAL = "9223372036854775808.0"  # 2^63 as a REAL: the whole REALs below it (and from -2^63) are integers
+# an integer column's field SQL leaves to Python (text such as '012' or ' 7', which Python reads as
+# integers); the verify's SQL hashes of a table holding it give way to Python's (canonical.to_int)
+NOT_AN_INTEGER = "not a plain integer"
 
 
 # A GLOB matching text that holds a character text COPY escapes (backslash, tab, newline, carriage
@@ -57,9 +61,12 @@ def copy_field(column: ColumnSpec) -> str:
     unescaped text (``\\N``, a tab) into the COPY."""
     c, kind = column.source, column.kind
     if kind == "int":  # also the canonical field: a spelling other than the plain integer goes through Python
+        # a whole REAL (`price * 100` cast to bigint) is the integer it holds, as canonical.to_int has it
         return (f"CASE WHEN typeof({c}) = 'integer' THEN {c} WHEN {c} IS NULL THEN NULL "
                 f"WHEN CAST(CAST({c} AS INTEGER) AS TEXT) = {c} THEN CAST({c} AS TEXT) "
-                "ELSE 'not a plain integer' END")
+                f"WHEN typeof({c}) = 'real' AND {c} >= -{INT64_REAL} AND {c} < {INT64_REAL} "
+                f"AND {c} = CAST({c} AS INTEGER) THEN CAST(CAST({c} AS INTEGER) AS TEXT) "
+                f"ELSE '{NOT_AN_INTEGER}' END")
     if kind == "float":
         # SQLite's printf is exact to 17 digits only between 1e-90 and 1e90 (measured): a REAL beyond
         # goes as text the server refuses, and its chunk through Python, which writes every digit
@@ -174,9 +181,13 @@ class SQLiteCopyReader:
         import struct
 
         md5, from_bytes = hashlib.md5, int.from_bytes
-        if not self.fallback and not self.in_python:  # every field built in SQL: one text to hash
-            return lambda row: from_bytes(md5(row[start].encode()).digest()[:8], "big", signed=True)
         kinds = self.spec.kinds
+        has_int = any(kinds[i] == "int" for i in self.order if i not in self.fallback + self.in_python)
+        if not self.fallback and not self.in_python:  # every field built in SQL: one text to hash
+            if has_int:
+                return lambda row: from_bytes(md5(_integers_read(row[start]).encode()).digest()[:8], "big",
+                                              signed=True)
+            return lambda row: from_bytes(md5(row[start].encode()).digest()[:8], "big", signed=True)
         fallback = [(canonical.converter(kinds[i]), canonical.CANON[kinds[i]]) for i in self.fallback]
         pack = struct.Struct(">d").pack
         python = [(kinds[i] == "float", canonical.converter(kinds[i]), canonical.CANON[kinds[i]])
@@ -184,7 +195,7 @@ class SQLiteCopyReader:
         null, has_sql, n_fallback = canonical.NULL_FIELD, self.has_sql, len(fallback)
 
         def row_hash(row: Any) -> int:
-            fields = [row[start]] if has_sql else []
+            fields = [_integers_read(row[start]) if has_int else row[start]] if has_sql else []
             if n_fallback:
                 joined = row[start + 1]
                 if joined is None:  # a spelling SQL does not encode: all of them in Python
@@ -271,3 +282,12 @@ class SQLiteCopyReader:
             if rows:
                 sums[chunk.index] = (rows, total % 2**64)
         return sums
+
+
+def _integers_read(text: str) -> str:
+    """The SQL-built fields of a row, unless an integer column's field was left to Python: then the
+    table is hashed value by value in Python instead (the caller falls back on Rejected), so a value
+    such as ``'012'`` or ``' 7'`` hashes as the integer the copy sent."""
+    if NOT_AN_INTEGER in text:
+        raise canonical.Rejected(NOT_AN_INTEGER)
+    return text
