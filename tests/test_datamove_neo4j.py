@@ -166,6 +166,7 @@ def test_round_trip_copies_graph_and_schema_and_verifies(graphs, config_path, cl
     assert report["verified"] is True
     copied = {item["source"]: item for item in report["items"] if item["status"] == "copied"}
     assert copied["nodes"]["rows"] == 4 and copied["relationships"]["rows"] == 5
+    assert all(item["duration_s"] > 0 for item in copied.values())  # each item's own copy time
     checked = {item["source"]: item for item in report["items"] if item["status"] == "equal"}
     assert checked["label:Person"]["rows"] == 2 and checked["type:KNOWS"]["rows"] == 3
     assert target.content() == source.content()

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import sqlite3
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -202,6 +203,7 @@ class GraphCopy:
         self.batch = WRITE_BATCH
         self.counts: tuple[int, int] | None = None  # selected (nodes, relationships) of the source
         self.committed: tuple[int, int] | None = (0, 0)  # in the target so far; None: all, finishing
+        self.seconds = {"nodes": 0.0, "relationships": 0.0, "schema": 0.0}  # this run's time per item
 
     def progress_said(self) -> str:
         """Where an interrupted run stopped, as the target's progress node records it."""
@@ -220,22 +222,29 @@ class GraphCopy:
                          self.labels))
         self.counts = counts
         state, run_id = self._begin(counts)
+        started = time.monotonic()
         schema = self._schema()
+        self.seconds["schema"] += time.monotonic() - started
         with contextlib.closing(IdMap(state_path(request).with_suffix(".idmap.sqlite"))) as ids:
             if not state.part("run").get("finishing"):  # killed while finishing: the data is all there
                 self._copy(run_id, schema, ids)
                 state.commit("run", force=True, finishing=True)
             self.committed = None  # all of it
+            started = time.monotonic()
             self._statements("creating constraint", schema["constraints"])
             self.writer._repeat("removing the temporary copy label", UNMARK_RESTORED)
             self.writer._write("dropping the temporary copy index", DROP_RESTORE_INDEX)
             self.writer._write("removing the progress node", DELETE_PROGRESS, run=run_id)
+            self.seconds["schema"] += time.monotonic() - started
         ids.close(remove=True)
         state.finish()
         status = "resumed" if request.resume else "copied"
-        return [ItemResult("nodes", "nodes", status, rows=counts[0]),
-                ItemResult("relationships", "relationships", status, rows=counts[1]),
-                ItemResult("schema", "schema", status, rows=len(schema["indexes"]) + len(schema["constraints"]))]
+        seconds = self.seconds
+        return [ItemResult("nodes", "nodes", status, rows=counts[0], duration_s=seconds["nodes"]),
+                ItemResult("relationships", "relationships", status, rows=counts[1],
+                           duration_s=seconds["relationships"]),
+                ItemResult("schema", "schema", status, rows=len(schema["indexes"]) + len(schema["constraints"]),
+                           duration_s=seconds["schema"])]
 
     def _begin(self, counts: tuple[int, int]) -> tuple[RunState, str]:
         """The run's state: new (the target checked and cleared with --yes), or the interrupted one."""
@@ -256,9 +265,16 @@ class GraphCopy:
 
     def _copy(self, run_id: str, schema: dict[str, list[dict[str, Any]]], ids: IdMap) -> None:
         done = self.committed = self._committed(run_id)
+        started = time.monotonic()
         self._statements("creating index", schema["indexes"])
+        nodes_start = time.monotonic()
         self._copy_nodes(run_id, done, ids)
+        relationships_start = time.monotonic()
         self._copy_relationships(run_id, done, ids)
+        seconds = self.seconds
+        seconds["schema"] += nodes_start - started
+        seconds["nodes"] += relationships_start - nodes_start
+        seconds["relationships"] += time.monotonic() - relationships_start
 
     def _prepare_target(self) -> None:
         """--yes (the run's blockers were checked): a graph or a schema of its own on the target deleted."""
