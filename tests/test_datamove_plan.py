@@ -145,6 +145,7 @@ def test_numeric_rounding_and_overflow_are_rejected_alike_by_plan_and_run(cli, m
     config = moves
     result, plan = run_json(cli, config, "plan", "--from", "lite", "--to", "pg", "--table", "prices")
     assert result.exit_code == 1  # rows would be rejected under --on-error stop
+    assert "(reject_samples in the JSON name them)" in result.stderr  # no samples are printed above it
     (prices,) = plan["items"]
     reasons = {sample["key"]: (sample["column"], sample["reason"]) for sample in prices["reject_samples"]}
     assert reasons == {"2": ("amount", "1.2345 would be rounded to 1.23 by numeric(5,2)"),

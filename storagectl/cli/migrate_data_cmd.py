@@ -154,10 +154,11 @@ def _show_plan(state: AppState, request: DataMigrationRequest, plan: MigrationPl
     if plan.rejected_rows and request.on_error == "stop":
         from storagectl.errors import OperationFailed
 
+        samples = "reject_samples in the JSON" if (output or state.output) == OutputFormat.json else "the samples above"
         raise OperationFailed(f"{plan.rejected_rows} row(s) would be rejected, and --on-error stop (the default) "
                               "would stop the run at the first",
                               hint="Try: --on-error skip to write them to a rejects file and go on, or correct "
-                                   "them in the source (the samples above name them)")
+                                   f"them in the source ({samples} name them)")
 
 
 def _render_plan(state: AppState, plan: MigrationPlan, output: OutputFormat | None) -> None:
