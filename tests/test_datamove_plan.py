@@ -151,6 +151,8 @@ def test_numeric_rounding_and_overflow_are_rejected_alike_by_plan_and_run(cli, m
     assert reasons == {"2": ("amount", "1.2345 would be rounded to 1.23 by numeric(5,2)"),
                        "3": ("amount", "12345.5 overflows numeric(5,2), which holds less than 10^3")}
     amount = next(column for column in prices["columns"] if column["name"] == "amount")
+    key = next(column for column in prices["columns"] if column["name"] == "id")  # INTEGER PRIMARY KEY
+    assert key["target_type"] == "bigint" and key["note"].startswith("identity: values kept")
     assert amount["losses"] == {"rounded": 1, "overflow": 1}
     assert amount["note"].endswith("2 rejected (1 would be rounded, 1 overflow)")
     stop = cli("-c", config, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--table", "prices")

@@ -65,6 +65,7 @@ class SqlDataPath:
                     profile_table(source, conn, spec, item, to_postgres=self.target_dialect == "postgres")
                 else:
                     item.columns = [_column_plan(column) for column in spec.columns]
+                _note_identity(item.columns, spec.identity)
                 if spec.time_column:
                     item.problems.append(f"hypertable on {spec.time_column}; unique keys without it are left out")
                 result.items.append(item)
@@ -246,10 +247,20 @@ def _adopt_target_types(target: Any, tconn: Any, spec: Any) -> None:
     match_columns(target, spec, columns)
 
 
+IDENTITY_NOTE = "identity: values kept, the next one past the copied maximum"
+
+
 def _column_plan(column: Any) -> Any:
     from storagectl.datamove.model import ColumnPlan
 
     return ColumnPlan(column.name, column.source_type, column.target_type, column.note)
+
+
+def _note_identity(columns: list[Any], identity: str | None) -> None:
+    """The plan says which column becomes an identity (the run creates it so and moves its sequence)."""
+    for column in columns:
+        if column.name == identity:
+            column.note = f"{IDENTITY_NOTE}; {column.note}" if column.note else IDENTITY_NOTE
 
 
 def _rejects_file(request: DataMigrationRequest) -> RejectsFile:
