@@ -184,6 +184,7 @@ def test_verify_names_differing_missing_and_extra_keys(cli, write_config, redis_
     assert keys["status"] == "mismatch"
     assert sorted(keys["diff_keys"]) == ["list", "many:7", "ttl:str", "zset"]
     assert extra["status"] == "mismatch" and extra["diff_keys"] == ["only\\nin target"]
+    assert "(first differing key " in result.stderr and "chunk" not in result.stderr
     quiet = migrate(cli, config, "verify", "--from", "src", "--to", "dst")
     assert quiet.exit_code == 6 and quiet.json()["items"][0]["diff_keys"] == []
 

@@ -102,10 +102,19 @@ def raise_on_mismatch(result: RunResult, *, showed_diffs: bool = False) -> None:
     bad = [item for item in result.items if item.status == "mismatch"]
     if bad:
         first = bad[0]
-        where = f" (first differing chunk {first.first_bad_chunk})" if first.first_bad_chunk else ""
+        where = f" ({_first_difference(first.first_bad_chunk)})" if first.first_bad_chunk else ""
         raise IntegrityError(f"{len(bad)} of {len(result.items)} items differ between source and target: "
                              f"{first.source} → {first.target}{where}",
                              hint=SHOWN_DIFFS_HINT if showed_diffs else SHOW_DIFFS_HINT)
+
+
+def _first_difference(where: str) -> str:
+    """An item's first difference as the error names it: a SQL chunk, a whole table, a Redis key."""
+    if where.startswith("key "):
+        return f"first differing {where}"
+    if where == "the whole table":
+        return "in its one chunk, the whole table"
+    return f"first differing chunk {where}"
 
 
 SHOW_DIFFS_HINT = "Try: storagectl migrate data verify --show-diffs ... to list the differing keys"
