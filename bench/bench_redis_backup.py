@@ -11,7 +11,8 @@ dump` (DUMP per key); then each backup is restored (`restore --validate` off) in
 Note: a snapshot (`redis-cli --rdb`, `rdb`) holds the whole instance (every db), `dump` only the
 selected db; with other dbs empty the data is the same.
 The `redis-cli --rdb` as configured runs once (its time is mostly the server's wait); the others
-alternate for --rounds rounds and are reported as medians with their spread. storagectl runs as
+alternate for --rounds rounds (those at delay 0 in a rotating order) and are reported as medians with
+their spread. storagectl runs as
 `python -m storagectl` with this interpreter, as bench_startup.py and bench_pg_backup.py run it: a
 pyenv shim on PATH adds ~70 ms of bash to every run that `redis-cli` does not pay.
 --baseline DIR also times the rdb backup of the storagectl in DIR (PYTHONPATH=DIR, a config file of
@@ -170,13 +171,19 @@ def run(args: argparse.Namespace, client: redis.Redis, target: redis.Redis) -> N
             runs: dict[str, list[float]] = {name: [] for name in (
                 "storagectl", "baseline", "dump", "delay 0", "BGSAVE", "restore rdb", "restore dump")}
             cpu, sizes = [], {}
+            ids: dict[str, str] = {}
+
+            def ours() -> float:
+                elapsed, sizes["rdb"], ids["rdb"] = storagectl_backup(configs["auto"], "rdb")
+                return elapsed
+
+            at_delay_0 = {"delay 0": lambda: timed(rdb_cli)[0], "storagectl": ours}
+            if baseline_env:
+                at_delay_0["baseline"] = lambda: storagectl_backup(baseline, "rdb", baseline_env)[0]
             for round_ in range(args.rounds):  # alternating, so the load moves all of them alike
                 with no_diskless_sync_delay(client):
-                    runs["delay 0"].append(timed(rdb_cli)[0])
-                    ours, sizes["rdb"], rdb_id = storagectl_backup(configs["auto"], "rdb")
-                    runs["storagectl"].append(ours)
-                    if baseline_env:
-                        runs["baseline"].append(storagectl_backup(baseline, "rdb", baseline_env)[0])
+                    for name in rotated(list(at_delay_0), round_):
+                        runs[name].append(at_delay_0[name]())
                 runs["BGSAVE"].append(timed_bgsave(client))
                 print(f"round {round_ + 1}: " + ", ".join(f"{name} {times[-1]:.2f}s" for name, times in runs.items()
                                                          if len(times) > round_), flush=True)
@@ -186,7 +193,7 @@ def run(args: argparse.Namespace, client: redis.Redis, target: redis.Redis) -> N
                 ours, sizes["dump"], dump_id = storagectl_backup(configs["dump"], "dump")
                 runs["dump"].append(ours)
                 cpu.append(server_cpu(client) - cpu_before)
-                runs["restore rdb"].append(storagectl_restore(configs["auto"], rdb_id, target))
+                runs["restore rdb"].append(storagectl_restore(configs["auto"], ids["rdb"], target))
                 runs["restore dump"].append(storagectl_restore(configs["dump"], dump_id, target))
         report(args, {name: times for name, times in runs.items() if times}, rdb_time, rdb_size, sizes,
                statistics.median(cpu) if cpu else None)
@@ -224,6 +231,14 @@ def report(args: argparse.Namespace, runs: dict[str, list[float]], rdb_time: flo
         ratio = median["storagectl"] / reference
         print(f"ratio storagectl / {name}: {ratio:.2f}x"
               + (f" (target <= 1.00x) -> {'OK' if ratio <= 1 else 'MISSED'}" if "delay 0" in name else ""))
+
+
+def rotated(names: list[str], round_: int) -> list[str]:
+    """``names`` starting at the round's turn, so each runs in each place equally often: in a fixed order
+    the run right after `redis-cli --rdb` (which writes and fsyncs the whole 48 MB snapshot) measured
+    ~35 ms slower than the next one, whichever storagectl ran there (two runs, places swapped)."""
+    turn = round_ % len(names)
+    return names[turn:] + names[:turn]
 
 
 @contextmanager

@@ -17,7 +17,7 @@ import redis
 
 from storagectl.backends.redis import RedisBackend
 from storagectl.backends.redis_head_start import head_start
-from storagectl.backends.redis_rdb import RdbParser
+from storagectl.backends.redis_rdb import READ_SIZE, RdbParser
 from storagectl.backup import restore, run_each_backup
 from storagectl.backup.head_start import head_start as run_head_start
 from storagectl.backup.plan import plan_backups
@@ -40,7 +40,8 @@ sys.argv = ["storagectl", *sys.argv[1:]]
 runpy.run_module("storagectl", run_name="__main__", alter_sys=True)
 """
 HEAVY = {"redis", "brotli", "storagectl.archive.writer", "storagectl.backup.run"}
-HEAVY_ON_A_CACHE_HIT = {*HEAVY, "storagectl.backends.redis"}  # which validating the config imports
+# which validating the config imports; on a hit not even the backends' base class (nor what it imports)
+HEAVY_ON_A_CACHE_HIT = {*HEAVY, "storagectl.backends.redis", "storagectl.backends.base"}
 
 
 @pytest.fixture
@@ -160,6 +161,25 @@ def test_the_snapshot_is_read_while_nothing_takes_it_yet(server, write_config, t
     started.close()
     sizes = RdbParser(io.BytesIO(snapshot).read, "snapshot").db_sizes([1])
     assert sizes == {1: 24} and len(snapshot) > 24_000_000
+
+
+def test_what_was_read_ahead_is_handed_on_in_its_pieces_not_joined(server, write_config, tmp_path):
+    """Tens of MB read ahead reach the backup as they were received, never as one joined copy (which
+    would double the memory held and copy the snapshot once more while the server still sends)."""
+    client = redis.Redis(port=server.port, db=1)
+    client.mset({f"big:{i}": os.urandom(1_000_000) for i in range(8)})
+    config = load_config(write_redis_config(write_config, tmp_path, server.port))
+    started = head_start(config.backend("cache"))
+    assert started is not None
+    deadline = time.monotonic() + 30
+    while started.prefetch.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started.prefetch.size > 8_000_000
+    sync = started.taken()
+    sync.await_snapshot()
+    pieces = list(iter(sync.read, b""))
+    started.close()
+    assert sum(map(len, pieces)) > 8_000_000 and max(map(len, pieces)) <= READ_SIZE
 
 
 def test_a_head_start_is_closed_when_the_backup_takes_dumps_instead(server, write_config, tmp_path, monkeypatch):

@@ -1,19 +1,20 @@
 """The backend registry: each kind is one module whose class is registered under its YAML ``kind``.
 
 Built-in kinds are imported lazily (their drivers are heavy); third parties add kinds through the
-``storagectl.backends`` entry-point group, whose objects are Backend classes.
+``storagectl.backends`` entry-point group, whose objects are Backend classes. Importing the package
+imports nothing else of it: a Redis backup's head start (storagectl.backends.redis_head_start) sends
+SYNC before the base class and its imports load (issue 19).
 """
 
 from __future__ import annotations
 
-from difflib import get_close_matches
 from importlib import import_module
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from storagectl.backends.base import Backend
 from storagectl.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
+    from storagectl.backends.base import Backend
     from storagectl.config.models import BackendSettings, Config
 
 ENTRY_POINT_GROUP = "storagectl.backends"
@@ -50,6 +51,8 @@ def backend_class(kind: str) -> type[Backend]:
     plugins = _plugin_kinds()
     if kind in plugins:
         return plugins[kind].load()  # type: ignore[attr-defined]
+    from difflib import get_close_matches
+
     kinds = available_kinds()
     close = get_close_matches(kind, kinds, n=1)
     suggestion = f" (did you mean {close[0]}?)" if close else ""
@@ -78,6 +81,14 @@ def only_backend(candidates: list[Backend], what: str, hint: str) -> Backend:
     if not candidates:
         raise UsageError(f"no {what} in the config", hint=hint)
     raise UsageError(f"several {what} ({', '.join(b.name for b in candidates)}); name one", hint=hint)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Backend":
+        from storagectl.backends.base import Backend
+
+        return Backend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

@@ -46,7 +46,7 @@ class HeadStart:
 
     def taken(self) -> ReplicaSync:
         """The transfer, with what the thread read, for the backup to read on."""
-        self.sync.pending = self.prefetch.stopped() + self.sync.pending
+        self.sync.read_ahead(self.prefetch.stopped())
         return self.sync
 
     def close(self) -> None:
@@ -82,13 +82,14 @@ class _Prefetch(threading.Thread):
             self.chunks.append(data)
             self.size += len(data)
 
-    def stopped(self) -> bytes:
-        """What was read; the thread has ended."""
+    def stopped(self) -> list[bytes]:
+        """What was read, piece by piece (joining tens of MB would copy them on the way to the
+        archive, while the server is still sending); the thread has ended."""
         self.stop.set()
         if self.is_alive():
             self.join()
-        data, self.chunks = b"".join(self.chunks), []
-        return data
+        chunks, self.chunks = self.chunks, []
+        return chunks
 
 
 class _ReplyError(Exception):

@@ -15,7 +15,8 @@ little-endian), so each key of the restored db goes back with ``RESTORE`` as a D
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from storagectl.backends.redis_wire import receive, send_all
@@ -111,6 +112,7 @@ class ReplicaSync:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.pending = b""  # received, not yet handed out
+        self.received: deque[bytes] = deque()  # read ahead by another thread, after ``pending``
         self.remaining: int | None = None  # $<length> transfer: bytes still to come
         self.mark: bytes | None = None  # diskless transfer: the end mark
         self.done = False
@@ -153,7 +155,14 @@ class ReplicaSync:
     def _send(self, request: bytes) -> None:
         send_all(self.sock, request)
 
+    def read_ahead(self, pieces: Iterable[bytes]) -> None:
+        """``pieces`` received from the socket by another thread (in order, before anything still in
+        it): handed out as they are, so megabytes read ahead are never joined into one copy."""
+        self.received.extend(pieces)
+
     def _receive(self) -> bytes:
+        if self.received:
+            return self.received.popleft()
         return receive(self.sock, READ_SIZE)
 
     def read(self) -> bytes:
