@@ -485,6 +485,11 @@ def test_progress_reports_bytes_per_table_against_a_planned_total(moves):
     books = [event for event in events if event.object == "books → books"]
     assert [event.stage for event in books] == ["start", "advance", "advance", "advance", "finish"]
     assert books[-1].done == books[0].total  # the estimate from the row count and the first rows' widths
+    # after the copy, the keys and indexes and then the verify are phases of their own, counted in tables
+    after = [(event.action, event.stage, event.total, event.done, event.unit) for event in events
+             if event.action != plan.action]
+    assert after == [("indexes", "plan", 3, 0, "tables"), ("indexes", "finish", None, 3, "bytes"),
+                     ("verify", "plan", 3, 0, "tables"), ("verify", "finish", None, 3, "bytes")]
 
 
 def test_yes_replaces_tables_linked_by_foreign_keys_loaded_in_any_order(cli, moves, pg_database):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storagectl import interrupts
-from storagectl.archive.progress import ProgressCallback
+from storagectl.archive.progress import ProgressCallback, ProgressEvent
 from storagectl.datamove.model import ItemPlan, MigrationPlan, RunResult
 from storagectl.datamove.sql import checks, copy_sums, pg_to_pg, state
 from storagectl.datamove.sql.copier import ChunkCopier
@@ -87,6 +87,8 @@ class SqlDataPath:
             # the source as it is now, counted while the target builds its indexes and keys
             pool = running.enter_context(ThreadPoolExecutor(max(1, min(len(move.jobs), request.parallel))))
             drifts = [pool.submit(_count_drift, source, job) for job in move.jobs]
+            tables = len(move.jobs)
+            progress(ProgressEvent(INDEXES, "plan", "", total=tables, unit="tables"))
             with _saying_where("after all rows were copied and committed, while keys and indexes were built",
                                "Try: the same command with --resume to build them"), \
                     target.connect() as tconn, refusals_of(target):
@@ -95,6 +97,7 @@ class SqlDataPath:
                 if move.dump:
                     pg_to_pg.set_sequences(tconn, move.sequences)
                 self._finish(target, tconn, move.jobs, schema_done=move.dump, parallel=move.parallel)
+            progress(ProgressEvent(INDEXES, "finish", "", done=tables))
             for drift in drifts:
                 checks.raise_on_drift(interrupts.result(drift))
         if rejects is not None and rejects.count:
@@ -102,7 +105,9 @@ class SqlDataPath:
         if request.verify:
             with _saying_where("while the copy, complete, was verified",
                                "Try: storagectl migrate data verify with the same --from/--to"):
+                progress(ProgressEvent(VERIFY, "plan", "", total=len(move.jobs), unit="tables"))
                 self._verify_jobs(source, target, move.jobs, result, request.show_diffs, move.parallel)
+                progress(ProgressEvent(VERIFY, "finish", "", done=len(move.jobs)))
         return result
 
     def _copy(self, source: Any, target: Any, request: DataMigrationRequest, progress: ProgressCallback,
@@ -207,6 +212,9 @@ class SqlDataPath:
             result.items.append(item)
         result.verified = all(item.status == "equal" for item in result.items)
         return result
+
+
+INDEXES, VERIFY = "indexes", "verify"  # the run's phases after the copy, as progress shows them
 
 
 @dataclass
