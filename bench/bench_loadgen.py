@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,23 +150,40 @@ def pgbench_tables_script(workload: str, directory: Path) -> str:
     return f"sql:{path}"
 
 
+def in_turn(round_index: int, runs: list) -> list:
+    """A round's runs, in reverse every other round: no tool always runs right after the other (a
+    run pays for what the one before it left: hint bits, a checkpoint, the page cache)."""
+    return runs if round_index % 2 == 0 else runs[::-1]
+
+
 def bench_pg(config: Path, rounds: int, seconds: int, workloads: list[str], jobs: list[str]) -> None:
-    """Per round: pgbench, then storagectl once per ``-j`` of ``jobs``; each -j reported against the
-    same pgbench runs."""
+    """Per workload: rounds of pgbench and storagectl once per ``-j`` of ``jobs``, the order reversed
+    every other round; each -j reported against the same pgbench runs."""
     cases = (("select-pk", ["-S", "-M", "prepared"], 0.85), ("tpcb-like", [], 0.85))
     for workload, native, target in [case for case in cases if case[0] in workloads]:
-        ours: dict[str, list[float]] = {j: [] for j in jobs}
-        theirs: list[float] = []
-        script = pgbench_tables_script(workload, config.parent)
-        for _ in range(rounds):
-            theirs.append(pgbench(*native, "-c", "8", "-j", "2", "-T", str(seconds)))
-            for j in jobs:
-                result = storagectl(config, "-b", "pg", "-w", script, "-c", "8", *jobs_args(j), "-T",
-                                    f"{seconds}s", "--warmup", "2s", "--keyspace", "1")
-                ours[j].append(result["ops_per_s"])
-        for j in jobs:
-            label = f"PostgreSQL {workload} -c 8 -j {j} vs pgbench {' '.join(native + ['-c', '8', '-j', '2'])}"
-            report(label, ours[j], theirs, target)
+        bench_pg_workload(config, rounds, seconds, workload, native, target, jobs)
+
+
+def bench_pg_workload(config: Path, rounds: int, seconds: int, workload: str, native: list[str], target: float,
+                      jobs: list[str]) -> None:
+    ours: dict[str, list[float]] = {j: [] for j in jobs}
+    theirs: list[float] = []
+    script = pgbench_tables_script(workload, config.parent)
+
+    def native_run() -> None:
+        theirs.append(pgbench(*native, "-c", "8", "-j", "2", "-T", str(seconds)))
+
+    def our_run(j: str) -> None:
+        result = storagectl(config, "-b", "pg", "-w", script, "-c", "8", *jobs_args(j), "-T",
+                            f"{seconds}s", "--warmup", "2s", "--keyspace", "1")
+        ours[j].append(result["ops_per_s"])
+
+    for round_index in range(rounds):
+        for run in in_turn(round_index, [native_run] + [partial(our_run, j) for j in jobs]):
+            run()
+    for j in jobs:
+        label = f"PostgreSQL {workload} -c 8 -j {j} vs pgbench {' '.join(native + ['-c', '8', '-j', '2'])}"
+        report(label, ours[j], theirs, target)
 
 
 def jobs_args(jobs: str) -> list[str]:
@@ -191,17 +209,22 @@ def latency_truth(config: Path, rounds: int, seconds: int, jobs: list[str], nati
     names = ("p50", "p99", "mean", "tps")
     theirs = {j: {name: [] for name in names} for j in native_jobs}
     ours = {j: {name: [] for name in names} for j in jobs}
-    for _ in range(rounds):
-        for j in native_jobs:
-            log = pgbench_log(["-c", "8", "-j", j, "-T", str(seconds)])
-            for name in names:
-                theirs[j][name].append(log[name])
-        for j in jobs:
-            result = storagectl(config, "-b", "pg", "-w", script, "-c", "8", *jobs_args(j), "-T", f"{seconds}s",
-                                "--warmup", "0", "--keyspace", "1")
-            for name in ("p50", "p99", "mean"):
-                ours[j][name].append(result["latency_ms"][name])
-            ours[j]["tps"].append(result["ops_per_s"])
+    def native_run(j: str) -> None:
+        log = pgbench_log(["-c", "8", "-j", j, "-T", str(seconds)])
+        for name in names:
+            theirs[j][name].append(log[name])
+
+    def our_run(j: str) -> None:
+        result = storagectl(config, "-b", "pg", "-w", script, "-c", "8", *jobs_args(j), "-T", f"{seconds}s",
+                            "--warmup", "0", "--keyspace", "1")
+        for name in ("p50", "p99", "mean"):
+            ours[j][name].append(result["latency_ms"][name])
+        ours[j]["tps"].append(result["ops_per_s"])
+
+    for round_index in range(rounds):
+        turns = [partial(native_run, j) for j in native_jobs] + [partial(our_run, j) for j in jobs]
+        for run in in_turn(round_index, turns):
+            run()
     reference = theirs[native_jobs[0]]
     print(f"latency truth, {rounds} alternating rounds, reference pgbench -j {native_jobs[0]}", flush=True)
     for tool, figures in [(f"pgbench -j {j}", theirs[j]) for j in native_jobs] + \
