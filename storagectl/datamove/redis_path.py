@@ -659,12 +659,10 @@ def _snapshot_digest(target: Any, db: int, horizon: int) -> KeyDigest:
 
 
 def _scanned_digest(target: Any, db: int, horizon: int, selection: Selection) -> KeyDigest:
-    from storagectl.backends.redis_wire import MultiDumpExpireAt
-
     types = selection.types
     with _closing(target.client(db=db, single_connection_client=True)) as client, \
             _closing(target.client(db=db)) as plain:
-        return target_digest(client, horizon, MultiDumpExpireAt(),
+        return target_digest(client, horizon,
                              (lambda keys: _of_types(plain, keys, types)) if len(types) > 1 else None,
                              selection.patterns[0].encode() if selection.patterns else None,
                              types[0].encode() if len(types) == 1 else None)
