@@ -238,6 +238,40 @@ def test_run_verify_reads_the_target_once_either_way(write_config, redis_db, tar
     assert f"(read by {target_read})" in result.items[0].detail
 
 
+@pytest.mark.parametrize("affordable, read", [(1.5, "the target's snapshot"), (0.5, "SCAN + DUMP")])
+def test_run_verify_waits_for_the_snapshot_when_the_copy_was_long_enough(write_config, redis_db, target,
+                                                                         monkeypatch, affordable, read):
+    """A server that waits before its snapshot (repl-diskless-sync-delay, left as the operator set it)
+    is read by its snapshot when SCAN + DUMP would cost more than the wait: after a long copy."""
+    from storagectl.datamove import redis_path
+
+    client = target.client()
+    delay = client.config_get("repl-diskless-sync-delay")["repl-diskless-sync-delay"]
+    client.config_set("repl-diskless-sync-delay", 1)
+    copies = []
+    monkeypatch.setattr(redis_path, "affordable_wait", lambda copy_s: copies.append(copy_s) or affordable)
+    try:
+        load_mixed(redis_db.client())
+        result = run_tampering(write_config_pair(write_config, redis_db, target), lambda: None)
+        assert client.config_get("repl-diskless-sync-delay")["repl-diskless-sync-delay"] == "1"
+    finally:
+        client.config_set("repl-diskless-sync-delay", delay)
+    assert result.verified is True and result.items[0].verified_by == "copy digest"
+    assert f"(read by {read})" in result.items[0].detail
+    assert len(copies) == 1 and 0 < copies[0] < result.duration_s
+
+
+def test_the_wait_for_a_snapshot_is_worth_it_after_a_long_copy_only():
+    from storagectl.backends.redis_rdb import rdb_obstacle
+    from storagectl.datamove.redis_path import affordable_wait
+
+    assert affordable_wait(0.0) == 0 and affordable_wait(5.0) < 5 <= affordable_wait(30.0)
+    config = {"repl-diskless-sync": "yes", "repl-diskless-sync-delay": "5"}
+    assert "waits 5 s" in rdb_obstacle("7.0.15", config, {0: 10}, [0], max_wait=affordable_wait(5.0))
+    assert rdb_obstacle("7.0.15", config, {0: 10}, [0], max_wait=affordable_wait(30.0)) is None
+    assert rdb_obstacle("7.0.15", {**config, "repl-diskless-sync": "no"}, {0: 10}, [0]) is None
+
+
 def test_a_target_snapshot_the_parser_cannot_read_falls_back_to_scan_and_dump(write_config, redis_db, target,
                                                                               monkeypatch):
     from storagectl.datamove import redis_path

@@ -50,10 +50,11 @@ OTHER_DBS_SHARE = 0.1  # auto: the snapshot carries every db; rdb only while the
 
 
 def rdb_obstacle(version: str, config: dict[str, str] | None, keys: dict[int, int], databases: list[int],
-                 modules: bool = False) -> str | None:
+                 modules: bool = False, max_wait: float = 0) -> str | None:
     """Why ``backup_method: auto`` takes DUMPs rather than the snapshot (None: it takes the snapshot), from
     the server's ``redis_version``, its ``repl-diskless-sync*`` settings (None: CONFIG GET denied), its
-    keys per db and whether it has modules loaded (INFO modules)."""
+    keys per db and whether it has modules loaded (INFO modules); a wait of up to ``max_wait`` seconds
+    before the server sends the snapshot is no obstacle."""
     major_minor = tuple(int(part) for part in version.split(".")[:2])
     if major_minor < (7, 0):
         return f"Redis {version} predates REPLCONF rdb-only"
@@ -63,7 +64,7 @@ def rdb_obstacle(version: str, config: dict[str, str] | None, keys: dict[int, in
         return "modules are loaded: a snapshot's module values cannot be restored key by key"
     if config is None:
         return "CONFIG GET is not allowed, so the snapshot's delay is unknown"
-    if wait := _snapshot_wait(config):
+    if (wait := _snapshot_wait(config)) and _delay(config) > max_wait:
         return wait
     others, total = _other_keys(keys, databases)
     if others > OTHER_DBS_SHARE * total:
@@ -82,10 +83,14 @@ def rdb_costs(config: dict[str, str] | None, keys: dict[int, int], databases: li
 
 
 def _snapshot_wait(config: dict[str, str]) -> str | None:
-    delay = int(config.get("repl-diskless-sync-delay") or 0)
-    if config.get("repl-diskless-sync") == "yes" and delay > 0:
+    if delay := _delay(config):
         return f"repl-diskless-sync-delay is {delay}: the server waits {delay} s before sending its snapshot"
     return None
+
+
+def _delay(config: dict[str, str]) -> int:
+    """Seconds the server waits for more replicas before it forks for a diskless snapshot."""
+    return int(config.get("repl-diskless-sync-delay") or 0) if config.get("repl-diskless-sync") == "yes" else 0
 
 
 def _other_keys(keys: dict[int, int], databases: list[int]) -> tuple[int, int]:

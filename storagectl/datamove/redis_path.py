@@ -128,6 +128,7 @@ class RedisDataPath:
             raise_first(run_blockers(request, parts, locked=True))
             state = RunState.begin(request, _identity(request, parts))
             copy = PartCopy(request, state, progress)
+            copy_started = time.monotonic()
             try:
                 counts = _each(parts, copy.run, request.parallel, copy.stop)
             except KeyboardInterrupt as exc:
@@ -135,11 +136,12 @@ class RedisDataPath:
                 raise interruption(exc, where=f"after {_progress_said(parts, state)} (state in {state.path})",
                                    hint=f"Try: {resume_command(request)}") from exc
             state.finish()
+        copy_s = time.monotonic() - copy_started
         items = [_copied_item(request, part, part_counts) for part, part_counts in zip(parts, counts, strict=True)]
         result = RunResult(request.source.name, request.target.name, "redis → redis", items)
         if request.verify:
             started = time.monotonic()
-            self._merge_verification(result, self._verify_copy(request, parts, counts))
+            self._merge_verification(result, self._verify_copy(request, parts, counts, copy_s))
             result.verify_s = time.monotonic() - started
         return result
 
@@ -178,16 +180,20 @@ class RedisDataPath:
                          verified=all(item.status == "equal" for item in items))
 
     def _verify_copy(self, request: DataMigrationRequest, parts: list[SourcePart],
-                     counts: list[PartCounts]) -> RunResult:
+                     counts: list[PartCounts], copy_s: float) -> RunResult:
         """The verify that ends a run: per target db, the target's digest against the copy's (one pass
-        over the target); the parts of a db where that does not prove it equal are compared whole."""
+        over the target); the parts of a db where that does not prove it equal are compared whole.
+        ``copy_s``: how long the copy took, shared among the dbs by their keys, to choose how to read."""
         by_db: dict[int, list[int]] = {}
         for index, part in enumerate(parts):
             by_db.setdefault(part.target_db, []).append(index)
         proven: list[ItemResult] = []
         why: dict[str, str] = {}
+        copied = sum(c.keys for c in counts) or 1
         for db, indexes in by_db.items():
-            items, reason = self._digest_check(request, db, [parts[i] for i in indexes], [counts[i] for i in indexes])
+            db_copy_s = copy_s * sum(counts[i].keys for i in indexes) / copied
+            items, reason = self._digest_check(request, db, [parts[i] for i in indexes], [counts[i] for i in indexes],
+                                               db_copy_s)
             proven += items
             why.update({parts[i].name: reason for i in indexes if not items})
         whole = self._compare_whole(request, [part for part in parts if part.name in why], why)
@@ -196,7 +202,7 @@ class RedisDataPath:
         return whole
 
     def _digest_check(self, request: DataMigrationRequest, db: int, parts: list[SourcePart],
-                      counts: list[PartCounts]) -> tuple[list[ItemResult], str]:
+                      counts: list[PartCounts], copy_s: float) -> tuple[list[ItemResult], str]:
         """Items proven equal by the digests of the parts copied into target ``db`` (all or none), or
         no items and why not."""
         digests = [c.digest for c in counts if c.digest is not None]
@@ -211,7 +217,7 @@ class RedisDataPath:
         for digest in digests:
             expected.merge(digest)
         found, ended, read = _translated(request.target, "reading",
-                                         lambda: _target_digest(request, db, expected.horizon))
+                                         lambda: _target_digest(request, db, expected.horizon, copy_s))
         equal, unchecked = expected.equal_to(found, ended)
         if not equal:
             return [], (f"the target holds {found.keys} keys of the selection, the copy wrote {expected.keys}"
@@ -628,10 +634,12 @@ def _source_drift(request: DataMigrationRequest, parts: list[SourcePart], digest
     return ""
 
 
-def _target_digest(request: DataMigrationRequest, db: int, horizon: int) -> tuple[KeyDigest, int, str]:
+def _target_digest(request: DataMigrationRequest, db: int, horizon: int,
+                   copy_s: float) -> tuple[KeyDigest, int, str]:
     """The target db's digest of the keys of the selection, the target's clock when it was done, and
-    how it was read: the server's snapshot when the backup would take it (the whole db, no delay
-    before the snapshot, few keys in other dbs), else SCAN + DUMP."""
+    how it was read: the server's snapshot when the backup would take it (the whole db, few keys in
+    other dbs) and the server's delay before it (``repl-diskless-sync-delay``) costs less than
+    SCAN + DUMP would more (see :func:`affordable_wait`), else SCAN + DUMP."""
     import redis
 
     from storagectl.backends.redis_rdb import RdbRefused, rdb_obstacle
@@ -643,9 +651,22 @@ def _target_digest(request: DataMigrationRequest, db: int, horizon: int) -> tupl
         # beyond any integer, OverflowError, from the parser in Python): SCAN + DUMP decides
         with contextlib.suppress(redis.ResponseError, RdbRefused, IntegrityError, OverflowError):
             version, config, keys, modules = target._server_facts()
-            if not rdb_obstacle(version, config, keys, [db], modules):
+            if not rdb_obstacle(version, config, keys, [db], modules, max_wait=affordable_wait(copy_s)):
                 return _snapshot_digest(target, db, horizon), _target_ms(target, db), "the target's snapshot"
     return _scanned_digest(target, db, horizon, request.selection), _target_ms(target, db), "SCAN + DUMP"
+
+
+# The target read after a copy of the bench's 1 M keys, as a share of the copy's time (its source is
+# read by the same DUMPs): by SCAN + DUMP 0.61-0.67x, bound by the target server's one thread (SCAN
+# ~0.8 us a key, DUMP ~1.9, PEXPIRETIME ~0.35); by its snapshot 0.25-0.37x, the fork child serializing.
+SCAN_DUMP_SHARE, SNAPSHOT_SHARE = 0.64, 0.31
+CRON_S = 1.0  # the server forks for waiting replicas in a once-a-second check: up to this after the delay
+
+
+def affordable_wait(copy_s: float) -> float:
+    """The longest delay before the target's snapshot that still makes it the faster read, after a
+    copy of ``copy_s`` seconds (rounded down: the snapshot is taken only where it clearly wins)."""
+    return max(0.0, (SCAN_DUMP_SHARE - SNAPSHOT_SHARE) * copy_s - CRON_S)
 
 
 def _snapshot_digest(target: Any, db: int, horizon: int) -> KeyDigest:
