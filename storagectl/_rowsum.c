@@ -763,6 +763,11 @@ static PyObject *resp_dumped_digest(PyObject *Py_UNUSED(module), PyObject *args)
     const unsigned char *p = view.buf;
     size_t end = (size_t)view.len, pos = (size_t)start;
     Py_ssize_t n = PyList_GET_SIZE(keys);
+    if (start < 0 || pos > end || index < 0 || index > n) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "pos or index out of range");
+        return NULL;
+    }
     Digest digest = {0, 0, horizon, PyList_New(0)};
     int why = 1;
     if (digest.soon && exec_head && index == 0 && n > 0) {
