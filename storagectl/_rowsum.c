@@ -353,22 +353,6 @@ typedef struct {
     PyObject *soon; /* list of (second, hash) */
 } Digest;
 
-/* Add one key of a payload of at least 10 bytes; -1 with an exception set on failure. */
-static int digest_add_raw(Digest *digest, const unsigned char *key, size_t key_len, uint64_t expire_at,
-                          const unsigned char *payload, size_t payload_len)
-{
-    uint64_t value = key_hash(payload, payload_len, expire_at, key, key_len);
-    if (expire_at > 0 && expire_at < digest->horizon) {
-        PyObject *entry = Py_BuildValue("(LK)", (long long)(expire_at / 1000), (unsigned long long)value);
-        int status = entry ? PyList_Append(digest->soon, entry) : -1;
-        Py_XDECREF(entry);
-        return status;
-    }
-    digest->count++;
-    digest->total += value;
-    return 0;
-}
-
 /* Add one key; -1 with an exception set on a bad record. */
 static int digest_add(Digest *digest, PyObject *key, long long expire_at, PyObject *payload)
 {
@@ -376,9 +360,18 @@ static int digest_add(Digest *digest, PyObject *key, long long expire_at, PyObje
         PyErr_SetString(PyExc_ValueError, "a record is (key bytes, expiry >= 0, DUMP payload bytes)");
         return -1;
     }
-    return digest_add_raw(digest, (const unsigned char *)PyBytes_AS_STRING(key), (size_t)PyBytes_GET_SIZE(key),
-                          (uint64_t)expire_at, (const unsigned char *)PyBytes_AS_STRING(payload),
-                          (size_t)PyBytes_GET_SIZE(payload));
+    uint64_t value = key_hash((const unsigned char *)PyBytes_AS_STRING(payload), (size_t)PyBytes_GET_SIZE(payload),
+                              (uint64_t)expire_at, (const unsigned char *)PyBytes_AS_STRING(key),
+                              (size_t)PyBytes_GET_SIZE(key));
+    if (expire_at > 0 && (uint64_t)expire_at < digest->horizon) {
+        PyObject *entry = Py_BuildValue("(LK)", expire_at / 1000, (unsigned long long)value);
+        int status = entry ? PyList_Append(digest->soon, entry) : -1;
+        Py_XDECREF(entry);
+        return status;
+    }
+    digest->count++;
+    digest->total += value;
+    return 0;
 }
 
 static PyObject *digest_result(Digest *digest)
@@ -616,196 +609,6 @@ static PyObject *rdb_digest(PyObject *Py_UNUSED(module), PyObject *args)
                          (unsigned long long)digest.total, digest.soon, pos < end ? why : 1);
 }
 
-
-/* -- RESP replies in a receive buffer ----------------------------------------------------------
- * resp_skip(buffer, pos, count, stop_at_error) -> (pos, skipped): past up to count complete replies
- * (RESP2 or RESP3, nested), stopping before an incomplete one, or an error reply when asked (its
- * text is for the caller to raise). ValueError: not RESP.
- *
- * resp_dumped_digest(buffer, pos, keys, index, exec_head, horizon) -> (pos, index, count, sum, soon,
- * why): dumped_digest of the DUMP + PEXPIRETIME reply pairs of keys[index:] read straight from the
- * buffer, no Python object per reply (with exec_head, first the EXEC array's header and its TIME
- * reply, when index is 0). Stops before a pair not complete yet (why 1) or a reply of another kind,
- * such as an error (why 2: the caller reads it). */
-#define RESP_INCOMPLETE (-1)
-#define RESP_MALFORMED (-2)
-
-/* The header line at pos: its type byte, the integer it holds (lengths, counts) and where the next
- * line starts; RESP_INCOMPLETE or RESP_MALFORMED. */
-static int64_t resp_line(const unsigned char *p, size_t end, size_t pos, int64_t *number)
-{
-    if (pos >= end)
-        return RESP_INCOMPLETE;
-    const unsigned char *nl = memchr(p + pos, '\n', end - pos);
-    if (nl == NULL)
-        return RESP_INCOMPLETE;
-    size_t stop = (size_t)(nl - p);
-    if (stop < pos + 2 || p[stop - 1] != '\r')
-        return RESP_MALFORMED;
-    *number = 0;
-    unsigned char kind = p[pos];
-    if (kind && strchr("$*=!~>%|:", kind) != NULL) {
-        size_t at = pos + 1, last = stop - 1;
-        int negative = at < last && p[at] == '-';
-        at += negative;
-        if (at == last || last - at > 18)
-            return RESP_MALFORMED;
-        for (; at < last; at++) {
-            if (p[at] < '0' || p[at] > '9')
-                return RESP_MALFORMED;
-            *number = *number * 10 + (p[at] - '0');
-        }
-        *number = negative ? -*number : *number;
-    }
-    return (int64_t)stop + 1;
-}
-
-/* Where the complete reply at pos ends; RESP_INCOMPLETE or RESP_MALFORMED. */
-static int64_t resp_end(const unsigned char *p, size_t end, size_t pos)
-{
-    uint64_t pending = 1; /* replies still to pass, the elements of open arrays included */
-    while (pending) {
-        int64_t number, next = resp_line(p, end, pos, &number);
-        if (next < 0)
-            return next;
-        pending--;
-        switch (p[pos]) {
-        case '+': case '-': case ':': case '_': case ',': case '#': case '(':
-            break;
-        case '$': case '=': case '!':
-            if (number >= 0) {
-                if ((uint64_t)number > end - (size_t)next || end - (size_t)next - (size_t)number < 2)
-                    return RESP_INCOMPLETE;
-                next += number + 2;
-                if (p[next - 2] != '\r' || p[next - 1] != '\n')
-                    return RESP_MALFORMED;
-            }
-            break;
-        case '*': case '~': case '>':
-            pending += number > 0 ? (uint64_t)number : 0;
-            break;
-        case '%': case '|':
-            pending += number > 0 ? 2 * (uint64_t)number : 0;
-            break;
-        default:
-            return RESP_MALFORMED;
-        }
-        pos = (size_t)next;
-    }
-    return (int64_t)pos;
-}
-
-static PyObject *resp_skip(PyObject *Py_UNUSED(module), PyObject *args)
-{
-    Py_buffer view;
-    Py_ssize_t start, count;
-    int stop_at_error;
-    if (!PyArg_ParseTuple(args, "y*nnp", &view, &start, &count, &stop_at_error))
-        return NULL;
-    const unsigned char *p = view.buf;
-    size_t end = (size_t)view.len, pos = (size_t)start;
-    Py_ssize_t skipped = 0;
-    int64_t next = 0;
-    for (; skipped < count && pos <= end; skipped++) {
-        if (stop_at_error && pos < end && p[pos] == '-')
-            break;
-        if ((next = resp_end(p, end, pos)) < 0)
-            break;
-        pos = (size_t)next;
-    }
-    PyBuffer_Release(&view);
-    if (next == RESP_MALFORMED || (size_t)start > end) {
-        PyErr_SetString(PyExc_ValueError, "not a RESP reply");
-        return NULL;
-    }
-    return Py_BuildValue("(nn)", (Py_ssize_t)pos, skipped);
-}
-
-/* The DUMP + PEXPIRETIME pair at pos, added to digest unless the key is gone (a nil payload or
- * expiry -2); where it ends, RESP_INCOMPLETE, or 0: not such a pair. -1 with an exception set too
- * (check PyErr_Occurred). */
-static int64_t dumped_pair(const unsigned char *p, size_t end, size_t pos, PyObject *key, Digest *digest)
-{
-    int64_t length, expire_at, next = resp_line(p, end, pos, &length);
-    if (next < 0)
-        return next == RESP_MALFORMED ? 0 : next;
-    size_t payload = (size_t)next;
-    int missing = p[pos] == '_' || ((p[pos] == '$') && length == -1);
-    if (!missing) {
-        if (p[pos] != '$' || length < 10)
-            return 0;
-        if ((uint64_t)length > end - payload || end - payload - (size_t)length < 2)
-            return RESP_INCOMPLETE;
-        next += length + 2;
-    }
-    size_t at = (size_t)next;
-    if ((next = resp_line(p, end, at, &expire_at)) < 0)
-        return next == RESP_MALFORMED ? 0 : next;
-    if (p[at] != ':' || expire_at < -2)
-        return 0;
-    if (missing || expire_at == -2)
-        return next;
-    if (digest_add_raw(digest, (const unsigned char *)PyBytes_AS_STRING(key), (size_t)PyBytes_GET_SIZE(key),
-                       expire_at == -1 ? 0 : (uint64_t)expire_at, p + payload, (size_t)length) < 0)
-        return -1;
-    return next;
-}
-
-static PyObject *resp_dumped_digest(PyObject *Py_UNUSED(module), PyObject *args)
-{
-    Py_buffer view;
-    PyObject *keys;
-    Py_ssize_t start, index;
-    int exec_head;
-    unsigned long long horizon;
-    if (!PyArg_ParseTuple(args, "y*nO!npK", &view, &start, &PyList_Type, &keys, &index, &exec_head, &horizon))
-        return NULL;
-    const unsigned char *p = view.buf;
-    size_t end = (size_t)view.len, pos = (size_t)start;
-    Py_ssize_t n = PyList_GET_SIZE(keys);
-    if (start < 0 || pos > end || index < 0 || index > n) {
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "pos or index out of range");
-        return NULL;
-    }
-    Digest digest = {0, 0, horizon, PyList_New(0)};
-    int why = 1;
-    if (digest.soon && exec_head && index == 0 && n > 0) {
-        int64_t count, time_at = resp_line(p, end, pos, &count), next = time_at;
-        if (time_at >= 0 && p[pos] == '*' && count == 1 + 2 * n)
-            next = resp_end(p, end, (size_t)time_at);
-        else if (time_at >= 0)
-            next = RESP_MALFORMED; /* another reply: EXECABORT, say */
-        if (next >= 0)
-            pos = (size_t)next;
-        else {
-            why = next == RESP_INCOMPLETE ? 1 : 2;
-            index = n + 1; /* stop before the pairs */
-        }
-    }
-    for (; digest.soon && index < n; index++) {
-        PyObject *key = PyList_GET_ITEM(keys, index);
-        if (!PyBytes_Check(key)) {
-            PyErr_SetString(PyExc_ValueError, "keys must be bytes");
-            break;
-        }
-        int64_t next = dumped_pair(p, end, pos, key, &digest);
-        if (next <= 0) {
-            why = next == 0 ? 2 : 1;
-            break;
-        }
-        pos = (size_t)next;
-    }
-    index = index > n ? 0 : index;
-    PyBuffer_Release(&view);
-    if (digest.soon == NULL || PyErr_Occurred()) {
-        Py_XDECREF(digest.soon);
-        return NULL;
-    }
-    return Py_BuildValue("(nnKKNi)", (Py_ssize_t)pos, index, (unsigned long long)digest.count,
-                         (unsigned long long)digest.total, digest.soon, index < n ? why : 0);
-}
-
 static PyMethodDef rowsum_methods[] = {
     {"line_crc32_sum_doubles", line_crc32_sum_doubles, METH_VARARGS,
      "line_crc32_sum_doubles(buffer, columns) -> line_crc32_sum's (lines, sum), the fields of the float8 "
@@ -820,12 +623,6 @@ static PyMethodDef rowsum_methods[] = {
     {"rdb_digest", rdb_digest, METH_VARARGS,
      "rdb_digest(buffer, pos, selected, version, horizon) -> (pos, count, sum, soon, why) of the complete "
      "records of an RDB snapshot from pos (why: 1 more bytes needed, 2 a record or opcode left to Python)"},
-    {"resp_skip", resp_skip, METH_VARARGS,
-     "resp_skip(buffer, pos, count, stop_at_error) -> (pos, skipped): past up to count complete RESP replies"},
-    {"resp_dumped_digest", resp_dumped_digest, METH_VARARGS,
-     "resp_dumped_digest(buffer, pos, keys, index, exec_head, horizon) -> (pos, index, count, sum, soon, why): "
-     "dumped_digest of the DUMP + PEXPIRETIME reply pairs in buffer from pos, why 1: more bytes needed, "
-     "2: a reply of another kind"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -409,147 +409,6 @@ def test_the_digest_is_the_same_in_c_and_in_python(redis_db):
     assert redis_digest.value_token(client.dump("big:set")) != client.dump("big:set")[-8:]
 
 
-class ChunkedReplies:
-    """A RespBuffer over bytes handed out in random pieces, as a socket may."""
-
-    def __new__(cls, data: bytes, rng: random.Random):
-        from storagectl.backends.redis_wire import RespBuffer
-
-        class Chunked(RespBuffer):
-            def receive(self) -> None:
-                if not self.rest:
-                    raise AssertionError("read past the replies")
-                size = rng.choice([1, 2, 7, 100, 5000, len(self.rest)])
-                self.buffer += self.rest[:size]
-                self.rest = self.rest[size:]
-
-        class Connection:
-            _sock = None
-
-            def connect(self) -> None:
-                pass
-
-        replies = Chunked(Connection())
-        replies.rest = data
-        return replies
-
-
-def resp(value, null: bytes = b"$-1\r\n") -> bytes:
-    if value is None:
-        return null
-    if isinstance(value, int):
-        return b":%d\r\n" % value
-    if isinstance(value, list):
-        return b"*%d\r\n" % len(value) + b"".join(resp(item, null) for item in value)
-    return b"$%d\r\n%s\r\n" % (len(value), value)
-
-
-def random_batch(rng: random.Random, payloads: list[bytes]) -> tuple[list[bytes], list]:
-    """Keys (binary, empty, with CRLF) and an EXEC reply {TIME, payload, expiry, ...}: real payloads
-    and random ones, keys gone since the SCAN (nil payload, or expiry -2), persistent and expiring."""
-    keys = [rng.choice([b"", b"k\r\n", bytes(rng.randrange(256) for _ in range(rng.randrange(40)))])
-            + b"%d" % index for index in range(rng.randrange(0, 300))]
-    reply: list = [[b"1765000000", b"123"]]
-    for _key in keys:
-        payload = rng.choice(payloads + [bytes(rng.randrange(256) for _ in range(rng.randrange(10, 300)))])
-        expiry = rng.choice([-1, -1, 1_765_000_000_000 + rng.randrange(10**8), 1_765_009_000_000])
-        reply += rng.choice([[payload, expiry], [payload, expiry], [None, -2], [payload, -2], [None, -1]])
-    return keys, reply
-
-
-def test_dump_replies_are_summed_where_received_as_hiredis_parses_them(redis_db):
-    """The C reader of DUMP + PEXPIRETIME replies in the receive buffer sums what redis-py's parser
-    (hiredis) and the Python digest make of the same bytes, whatever pieces they arrive in: binary
-    and empty keys, keys gone between SCAN and DUMP, expiring and persistent keys, RESP2 and RESP3
-    nils; an error or a reply of another shape is raised, never summed."""
-    import redis
-
-    from storagectl import rowsum
-    from storagectl.datamove import redis_digest
-
-    if rowsum.EXTENSION != "built":
-        pytest.skip(f"storagectl._rowsum is {rowsum.EXTENSION}")
-    client = redis_db.client()
-    load_mixed(client)
-    payloads = [client.dump(key) for key in client.scan_iter()]
-    rng = random.Random(12)
-    horizon = 1_765_005_000_000
-    for round_ in range(60):
-        keys, reply = random_batch(rng, payloads)
-        null = b"_\r\n" if round_ % 3 == 0 else b"$-1\r\n"
-        data = b"+OK\r\n" + b"+QUEUED\r\n" * (2 * len(keys) + 1) + resp(reply, null)
-        replies = ChunkedReplies(data + b"+NEXT\r\n", rng)
-        summed = redis_digest.DigestDump(horizon).reply(replies, keys)
-        assert summed == redis_digest.python_dumped_digest(keys, reply, horizon), round_
-        assert replies.reply() == b"NEXT"  # the reader stopped at the batch's end
-
-    keys, reply = random_batch(random.Random(3), payloads)
-    aborted = b"+OK\r\n-ERR unknown command\r\n" + b"+QUEUED\r\n" * (2 * len(keys)) + b"-EXECABORT discarded\r\n"
-    broken = {b"an error queued": (aborted, redis.ResponseError),
-              b"EXECABORT": (b"+OK\r\n" + b"+QUEUED\r\n" * (2 * len(keys) + 1) + b"-EXECABORT x\r\n",
-                             redis.ResponseError),
-              b"another shape": (b"+OK\r\n" + b"+QUEUED\r\n" * (2 * len(keys) + 1) + resp(reply[:-2]),
-                                 redis.InvalidResponse),
-              b"an error in EXEC": (b"+OK\r\n" + b"+QUEUED\r\n" * (2 * len(keys) + 1)
-                                    + resp(reply)[:-len(resp(reply[-1]))] + b"-ERR oops\r\n", redis.ResponseError),
-              b"not RESP": (b"+OK\r\n" + b"+QUEUED\r\n" * (2 * len(keys) + 1) + b"*x\r\n", redis.InvalidResponse)}
-    for name, (data, error) in broken.items():
-        with pytest.raises(error):
-            redis_digest.DigestDump(horizon).reply(ChunkedReplies(data, rng), keys)
-            pytest.fail(name.decode())
-
-
-def test_resp_replies_end_where_hiredis_ends_them():
-    """The C skip over replies (+QUEUED acknowledgements, and the ends of replies handed to hiredis)
-    agrees with hiredis on random nested RESP2 and RESP3 replies, errors included."""
-    import hiredis
-    import redis
-
-    from storagectl import rowsum
-
-    if rowsum.EXTENSION != "built":
-        pytest.skip(f"storagectl._rowsum is {rowsum.EXTENSION}")
-    rng = random.Random(5)
-
-    def value(depth: int) -> bytes:
-        kind = rng.choice("+-:$_,#(=*%~" if depth < 3 else "+-:$_,#(=")
-        text = bytes(rng.choice(b"ab c\x00\xff") for _ in range(rng.randrange(6)))
-        if kind in "+-":
-            return kind.encode() + text + b"\r\n"
-        if kind in ":(":
-            return kind.encode() + b"%d\r\n" % rng.randrange(-10**12, 10**12)
-        if kind == "$":
-            return rng.choice([b"$-1\r\n", b"$%d\r\n%s\r\n" % (len(text) + 2, text + b"\r\n")])
-        if kind == "=":
-            return b"=%d\r\ntxt:%s\r\n" % (len(text) + 4, text)
-        if kind in "_,#":
-            return {"_": b"_\r\n", ",": b",1.5\r\n", "#": b"#t\r\n"}[kind]
-        count = rng.randrange(4)
-        items = [value(depth + 1) for _ in range(count)] if kind != "%" else \
-            [item for _ in range(count) for item in (value(3), value(depth + 1))]  # map keys: no aggregates
-        return (kind.encode() + b"%d\r\n" % count + b"".join(items)) if kind != "*" or count else b"*-1\r\n"
-
-    replies = [value(0) for _ in range(400)]
-    data = b"".join(replies)
-    parsed = ChunkedReplies(data, rng)
-    reader = hiredis.Reader(protocolError=redis.InvalidResponse, replyError=redis.ResponseError)
-    reader.feed(data)
-    for reply in replies:
-        try:
-            got = parsed.reply()
-        except redis.ResponseError as exc:  # an error reply: raised, as redis-py raises it
-            got = exc
-        expected = reader.gets()
-        assert (type(got), repr(got)) == (type(expected), repr(expected)), reply
-    clean = [reply for reply in replies if not reply.startswith(b"-")]
-    skipping = ChunkedReplies(b"".join(clean) + b"-ERR stop here\r\n+after\r\n", rng)
-    skipping.skip(len(clean))
-    assert skipping.pos == len(b"".join(clean))
-    with pytest.raises(redis.ResponseError, match="stop here"):
-        skipping.skip(2)
-    assert skipping.reply() == b"after"
-
-
 def test_a_snapshot_s_digest_is_the_same_in_c_and_in_python(target, monkeypatch):
     """The snapshot's records summed in C, with what C leaves to the parser (a stream, keys stored as
     integers, compressed or long), equal the parser's records summed in Python, and the digest of the
@@ -560,6 +419,7 @@ def test_a_snapshot_s_digest_is_the_same_in_c_and_in_python(target, monkeypatch)
 
     from storagectl import rowsum
     from storagectl.backends.redis_rdb import start_sync
+    from storagectl.backends.redis_wire import MultiDumpExpireAt
     from storagectl.datamove import redis_digest
 
     if rowsum.EXTENSION != "built":
@@ -581,7 +441,7 @@ def test_a_snapshot_s_digest_is_the_same_in_c_and_in_python(target, monkeypatch)
     in_python = redis_digest.snapshot_digest(io.BytesIO(snapshot).read, "test", 0, horizon)
     assert in_c == in_python and in_c.keys == client.dbsize()
     scanned = redis_digest.target_digest(redis.Redis(port=target.port, single_connection_client=True), horizon,
-                                         None, None, None)
+                                         MultiDumpExpireAt(), None, None, None)
     assert scanned == in_c
 
 

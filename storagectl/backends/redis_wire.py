@@ -57,69 +57,6 @@ class RespSocket:
         self.reader.feed(receive(self.socket, 65536))  # hiredis memmoves its unparsed rest per 1 KiB parsed
 
 
-class RespBuffer:
-    """RESP over a connected redis-py connection's socket, received into one buffer that C code reads
-    in place (``storagectl._rowsum``: :meth:`skip`, and the bulk replies of a caller such as the
-    digest of DUMP replies); other replies are parsed by hiredis, one at a time. The interface of
-    :class:`RespSocket`, for :func:`dump_scan`; only where the C accelerator is built."""
-
-    def __init__(self, connection: Any) -> None:
-        import hiredis
-        import redis
-
-        from storagectl._rowsum import resp_skip
-
-        connection.connect()
-        self.socket = connection._sock  # redis-py has no public accessor
-        self.buffer = bytearray()
-        self.pos = 0  # the first byte not read yet
-        self.resp_skip, self.hiredis, self.redis = resp_skip, hiredis, redis
-
-    def send(self, request: bytes) -> None:
-        send_all(self.socket, request)
-
-    def reply(self) -> Any:
-        while (end := self._end()) is None:
-            self.receive()
-        reader = self.hiredis.Reader(protocolError=self.redis.InvalidResponse, replyError=self.redis.ResponseError)
-        reader.feed(self.buffer, self.pos, end - self.pos)
-        self.pos = end
-        reply = reader.gets()
-        if isinstance(reply, self.redis.ResponseError):
-            raise reply
-        return reply
-
-    def skip(self, count: int) -> None:
-        """Read and drop `count` replies (acknowledgements such as +QUEUED); raise the first error."""
-        while count:
-            self.pos, skipped = self.parse(self.resp_skip, count, True)
-            count -= skipped
-            if count and self.pos < len(self.buffer) and self.buffer[self.pos] == ord("-"):
-                self.reply()  # raises it
-            elif count:
-                self.receive()
-
-    def _end(self) -> int | None:
-        """Where the complete reply at pos ends, or None."""
-        end, skipped = self.parse(self.resp_skip, 1, False)
-        return end if skipped else None
-
-    def parse(self, parse: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return parse(self.buffer, self.pos, *args)
-        except ValueError as exc:
-            raise self.redis.InvalidResponse(f"not a RESP reply at {bytes(self.buffer[self.pos:self.pos + 40])!r}"
-                                             ) from exc
-
-    def receive(self) -> None:
-        """More bytes: the ones read dropped from the buffer first (a memmove of the rest, which is
-        less than a reply)."""
-        if self.pos:
-            del self.buffer[:self.pos]
-            self.pos = 0
-        self.buffer += receive(self.socket, 262144)
-
-
 def send_all(sock: Any, request: bytes) -> None:
     """``request`` on a connected socket; a failure as redis-py's ConnectionError."""
     try:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from storagectl.backends.redis_wire import KeyFilter, MultiDumpExpireAt, RespBuffer, RespSocket, dump_scan
+from storagectl.backends.redis_wire import KeyFilter, RespSocket, dump_scan
 from storagectl.datamove.redis_keys import hashtable_spans
 
 HORIZON_MS = 3_600_000  # keys expiring within this of the run's start are summed per second
@@ -89,20 +89,18 @@ def python_dumped_digest(keys: list[bytes], reply: list[Any], horizon: int) -> S
                               if payload is not None and expire_at != -2], 0, horizon)
 
 
-def _accelerated() -> tuple[Callable[..., Sums], Callable[..., Sums], Callable[..., Any] | None,
-                            Callable[..., Any] | None]:
+def _accelerated() -> tuple[Callable[..., Sums], Callable[..., Sums], Callable[..., Any] | None]:
     from storagectl import rowsum
 
     if rowsum.EXTENSION != "built":
-        return python_key_digest, python_dumped_digest, None, None
-    from storagectl._rowsum import dumped_digest, key_digest, rdb_digest, resp_dumped_digest
+        return python_key_digest, python_dumped_digest, None
+    from storagectl._rowsum import dumped_digest, key_digest, rdb_digest
 
-    return key_digest, dumped_digest, rdb_digest, resp_dumped_digest
+    return key_digest, dumped_digest, rdb_digest
 
 
-key_digest, dumped_digest, rdb_digest, resp_dumped_digest = _accelerated()
+key_digest, dumped_digest, rdb_digest = _accelerated()
 _NEED_MORE = 1  # rdb_digest stopped before an incomplete record (else: before one left to Python)
-_NOT_A_PAIR = 2  # resp_dumped_digest stopped before a reply that is not a DUMP + PEXPIRETIME pair
 
 
 @dataclass
@@ -170,47 +168,15 @@ class KeyDigest:
                    {int(second): [int(count), int(total)] for second, (count, total) in data["soon"].items()})
 
 
-def target_digest(client: Any, horizon: int, keep: KeyFilter | None, match: bytes | None,
+def target_digest(client: Any, horizon: int, dumper: Any, keep: KeyFilter | None, match: bytes | None,
                   type_: bytes | None) -> KeyDigest:
     """The digest of a target server's keys of the selection (``client``: single-connection, of the
-    db), one pipelined SCAN + DUMP pass; each batch's replies summed where they were received when
-    the C accelerator is built, else parsed by hiredis first."""
+    db; ``dumper`` must read absolute expiries), one pipelined SCAN + DUMP pass."""
     digest = KeyDigest(horizon)
-    if resp_dumped_digest is None:
-        for _cursor, keys, reply in dump_scan(RespSocket(client.connection), dumper=MultiDumpExpireAt(), keep=keep,
-                                              match=match, type_=type_):
-            digest.add_dumped(keys, reply)
-        return digest
-    for _cursor, _keys, sums in dump_scan(RespBuffer(client.connection), dumper=DigestDump(horizon), keep=keep,
-                                          match=match, type_=type_):
-        digest._add(sums)
+    for _cursor, keys, reply in dump_scan(RespSocket(client.connection), keep=keep, dumper=dumper, match=match,
+                                          type_=type_):
+        digest.add_dumped(keys, reply)
     return digest
-
-
-class DigestDump(MultiDumpExpireAt):
-    """MultiDumpExpireAt's batches, each reply read into the digest's sums in C, in the receive
-    buffer (:class:`RespBuffer`): no Python object per key (hiredis made three, ~0.5 us)."""
-
-    def __init__(self, horizon: int) -> None:
-        self.horizon = horizon
-
-    def reply(self, commands: RespBuffer, keys: list[bytes]) -> Sums:  # type: ignore[override]
-        commands.skip(2 * len(keys) + 2)  # +OK for MULTI, +QUEUED for TIME and each DUMP and PEXPIRETIME
-        if not keys:
-            commands.reply()
-            return 0, 0, []
-        index, count, total, soon, head = 0, 0, 0, [], True
-        while True:
-            start = commands.pos
-            commands.pos, index, *sums, why = commands.parse(resp_dumped_digest, keys, index, head, self.horizon)
-            head = head and commands.pos == start  # the EXEC array's header and TIME not passed yet
-            count, total, soon = count + sums[0], total + sums[1], soon + sums[2]
-            if not why:
-                return count, total & MASK, soon
-            if why == _NOT_A_PAIR:  # an error raised as such, else the replies said
-                pair = [commands.reply() for _ in range(1 if head else 2)]
-                raise commands.redis.InvalidResponse(f"not a DUMP + PEXPIRETIME reply: {pair!r:.80}")
-            commands.receive()
 
 
 def snapshot_digest(read: Callable[[int], bytes], name: str, db: int, horizon: int) -> KeyDigest:

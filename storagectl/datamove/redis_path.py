@@ -665,7 +665,7 @@ CRON_S = 1.0  # the server forks for waiting replicas in a once-a-second check: 
 
 def affordable_wait(copy_s: float) -> float:
     """The longest delay before the target's snapshot that still makes it the faster read, after a
-    copy of ``copy_s`` seconds (rounded down: the snapshot is taken only where it clearly wins)."""
+    copy of ``copy_s`` seconds: what the snapshot saves on SCAN + DUMP, less the cron's second."""
     return max(0.0, (SCAN_DUMP_SHARE - SNAPSHOT_SHARE) * copy_s - CRON_S)
 
 
@@ -680,10 +680,12 @@ def _snapshot_digest(target: Any, db: int, horizon: int) -> KeyDigest:
 
 
 def _scanned_digest(target: Any, db: int, horizon: int, selection: Selection) -> KeyDigest:
+    from storagectl.backends.redis_wire import MultiDumpExpireAt
+
     types = selection.types
     with _closing(target.client(db=db, single_connection_client=True)) as client, \
             _closing(target.client(db=db)) as plain:
-        return target_digest(client, horizon,
+        return target_digest(client, horizon, MultiDumpExpireAt(),
                              (lambda keys: _of_types(plain, keys, types)) if len(types) > 1 else None,
                              selection.patterns[0].encode() if selection.patterns else None,
                              types[0].encode() if len(types) == 1 else None)
