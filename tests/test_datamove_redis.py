@@ -4,6 +4,7 @@ and one-line errors."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -218,15 +219,24 @@ TAMPERED = {
 }
 
 
-@pytest.fixture(params=["SCAN + DUMP", "the target's snapshot"])
+DISK_SNAPSHOT = "the target's snapshot saved to its RDB file"
+SAVE_RULES = "3600 1 300 100 60 10000"  # the server's default
+
+
+@pytest.fixture(params=["SCAN + DUMP", "the target's snapshot", DISK_SNAPSHOT])
 def target_read(request, target):
-    """How the run's verify reads the target: SCAN + DUMP, or its RDB snapshot, which it takes when
-    the server sends one without delay (as the backup's rdb method)."""
+    """How the run's verify reads the target: SCAN + DUMP, its RDB snapshot, which it takes when the
+    server sends one without delay (as the backup's rdb method), or, from a server that saves RDB
+    snapshots itself (``save`` rules set) and would wait before a diskless one, a disk-based one."""
     client = target.client()
     delay = client.config_get("repl-diskless-sync-delay")["repl-diskless-sync-delay"]
     client.config_set("repl-diskless-sync-delay", 0 if request.param == "the target's snapshot" else 5)
+    if request.param == DISK_SNAPSHOT:
+        client.config_set("save", SAVE_RULES)
     yield request.param
     client.config_set("repl-diskless-sync-delay", delay)
+    client.config_set("save", "")
+    (target.directory / "dump.rdb").unlink(missing_ok=True)
 
 
 def test_run_verify_reads_the_target_once_either_way(write_config, redis_db, target, target_read):
@@ -236,6 +246,65 @@ def test_run_verify_reads_the_target_once_either_way(write_config, redis_db, tar
     result = run_tampering(config, lambda: None)
     assert result.verified is True and result.items[0].verified_by == "copy digest"
     assert f"(read by {target_read})" in result.items[0].detail
+    # the file a disk-based snapshot leaves: only on a server that saves one itself
+    assert (target.directory / "dump.rdb").exists() == (target_read == DISK_SNAPSHOT)
+
+
+@contextlib.contextmanager
+def saving_server(*options: str):
+    """A redis-server of its own that saves RDB snapshots (the default ``save`` rules) and waits the
+    default 5 s before a diskless one, and a config of ``src`` (the leased db) → ``dst`` (its db 0)."""
+    from tests.redis_cluster import running_server
+
+    with running_server("--save", SAVE_RULES, "--repl-diskless-sync-delay", "5", *options) as server:
+        yield server
+
+
+def run_into(write_config, redis_db, server):
+    load_mixed(redis_db.client())
+    return run_tampering(write_config_pair(write_config, redis_db, server), lambda: None)
+
+
+def test_run_verify_takes_no_disk_snapshot_while_the_target_forks_for_another(write_config, redis_db):
+    """A BGSAVE in progress would hold a disk-based snapshot back until it ends: the verify reads as
+    it would without one (SCAN + DUMP, at the 5 s delay after a short copy)."""
+    import redis
+
+    with saving_server() as server:
+        client = server.client()
+        redis.Redis(port=server.port, db=1).set("slow", "1")  # for the BGSAVE to dwell on, outside the copy
+        client.config_set("rdb-key-save-delay", 20_000_000)  # microseconds a key: the child runs on
+        client.bgsave()
+        client.config_set("rdb-key-save-delay", 0)  # for later BGSAVEs (the child keeps its own)
+        try:
+            result = run_into(write_config, redis_db, server)
+            assert client.info("persistence")["rdb_bgsave_in_progress"] == 1
+        finally:
+            client.config_set("save", "")
+            client.flushall()  # kills the BGSAVE child
+        assert result.verified is True and result.items[0].verified_by == "copy digest"
+        assert "(read by SCAN + DUMP)" in result.items[0].detail
+
+
+def test_run_verify_takes_no_disk_snapshot_when_config_is_refused(write_config, redis_db):
+    """CONFIG renamed away: whether the server saves RDB snapshots is unknown, so no BGSAVE is asked
+    for (nor the diskless snapshot, whose delay is unknown)."""
+    with saving_server("--rename-command", "CONFIG", "") as server:
+        result = run_into(write_config, redis_db, server)
+        assert result.verified is True and result.items[0].verified_by == "copy digest"
+        assert "(read by SCAN + DUMP)" in result.items[0].detail
+        assert not (server.directory / "dump.rdb").exists()
+
+
+def test_a_disk_snapshot_is_no_harm_only_where_the_server_saves_one_itself():
+    from storagectl.backends.redis_rdb import disk_snapshot_obstacle
+
+    idle = {"rdb_bgsave_in_progress": 0, "aof_rewrite_in_progress": 0, "rdb_last_bgsave_status": "ok"}
+    assert disk_snapshot_obstacle(SAVE_RULES, idle) is None
+    assert "leave a file" in disk_snapshot_obstacle("", idle)
+    assert "unknown" in disk_snapshot_obstacle(None, idle) and "unknown" in disk_snapshot_obstacle(SAVE_RULES, None)
+    assert "aof_rewrite_in_progress" in disk_snapshot_obstacle(SAVE_RULES, {**idle, "aof_rewrite_in_progress": 1})
+    assert "failed" in disk_snapshot_obstacle(SAVE_RULES, {**idle, "rdb_last_bgsave_status": "err"})
 
 
 @pytest.mark.parametrize("affordable, read", [(1.5, "the target's snapshot"), (0.5, "SCAN + DUMP")])

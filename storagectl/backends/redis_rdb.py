@@ -64,7 +64,7 @@ def rdb_obstacle(version: str, config: dict[str, str] | None, keys: dict[int, in
         return "modules are loaded: a snapshot's module values cannot be restored key by key"
     if config is None:
         return "CONFIG GET is not allowed, so the snapshot's delay is unknown"
-    if (wait := _snapshot_wait(config)) and _delay(config) > max_wait:
+    if (wait := _snapshot_wait(config)) and diskless_delay(config) > max_wait:
         return wait
     others, total = _other_keys(keys, databases)
     if others > OTHER_DBS_SHARE * total:
@@ -83,14 +83,34 @@ def rdb_costs(config: dict[str, str] | None, keys: dict[int, int], databases: li
 
 
 def _snapshot_wait(config: dict[str, str]) -> str | None:
-    if delay := _delay(config):
+    if delay := diskless_delay(config):
         return f"repl-diskless-sync-delay is {delay}: the server waits {delay} s before sending its snapshot"
     return None
 
 
-def _delay(config: dict[str, str]) -> int:
+def diskless_delay(config: dict[str, str]) -> int:
     """Seconds the server waits for more replicas before it forks for a diskless snapshot."""
     return int(config.get("repl-diskless-sync-delay") or 0) if config.get("repl-diskless-sync") == "yes" else 0
+
+
+# INFO persistence: a child the server must see end before it can fork for a snapshot
+_FORK_CHILDREN = ("rdb_bgsave_in_progress", "aof_rewrite_in_progress", "module_fork_in_progress")
+
+
+def disk_snapshot_obstacle(save: str | None, persistence: dict[str, Any] | None) -> str | None:
+    """Why not to ask for the snapshot without ``capa eof`` (None: ask): the server then BGSAVEs to its
+    own RDB file at once, with no diskless delay. Harmless only where it saves that file anyway (``save``
+    rules set; None: CONFIG GET save denied), and at once only with no other fork child running
+    (``persistence``: INFO persistence; None: denied)."""
+    if save is None or persistence is None:
+        return "whether the server saves RDB snapshots itself is unknown"
+    if not save.strip():
+        return 'the server saves no RDB snapshots (save ""): a BGSAVE would leave a file'
+    if busy := [field for field in _FORK_CHILDREN if str(persistence.get(field, 0)) != "0"]:
+        return f"{busy[0]}: the BGSAVE would wait for that child"
+    if persistence.get("rdb_last_bgsave_status", "ok") != "ok":
+        return "the server's last BGSAVE failed"
+    return None
 
 
 def _other_keys(keys: dict[int, int], databases: list[int]) -> tuple[int, int]:
@@ -100,12 +120,12 @@ def _other_keys(keys: dict[int, int], databases: list[int]) -> tuple[int, int]:
 
 
 # -- receiving --------------------------------------------------------------------------------
-def start_sync(connection: Any) -> ReplicaSync:
+def start_sync(connection: Any, diskless: bool = True) -> ReplicaSync:
     """The snapshot of the server of a redis-py ``connection`` (connected, authenticated, for this use
-    alone: it is a replication link afterwards), its transfer started."""
+    alone: it is a replication link afterwards), its transfer started (see :meth:`ReplicaSync.start`)."""
     connection.connect()
     sync = ReplicaSync(connection._sock)  # redis-py has no public accessor
-    sync.start()
+    sync.start(diskless)
     return sync
 
 
@@ -120,12 +140,14 @@ class ReplicaSync:
         self.mark: bytes | None = None  # diskless transfer: the end mark
         self.done = False
 
-    def start(self) -> None:
-        """The handshake, up to the first byte of the snapshot; RdbRefused if the server declines."""
+    def start(self, diskless: bool = True) -> None:
+        """The handshake, up to the first byte of the snapshot; RdbRefused if the server declines.
+        ``diskless=False``: no ``capa eof``, so the server writes the snapshot to its RDB file first."""
         self._send(REPLCONF_RDB_ONLY)
         self._line()  # an error here is a server before 7.0: it still sends the snapshot, then writes
-        self._send(REPLCONF_CAPA_EOF)
-        self._line()
+        if diskless:
+            self._send(REPLCONF_CAPA_EOF)
+            self._line()
         self.request()
         self.await_snapshot()
 

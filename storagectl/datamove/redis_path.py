@@ -11,6 +11,7 @@ After the target confirms a batch, the SCAN cursor after it is the part's resume
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections import deque
@@ -638,22 +639,53 @@ def _target_digest(request: DataMigrationRequest, db: int, horizon: int,
                    copy_s: float) -> tuple[KeyDigest, int, str]:
     """The target db's digest of the keys of the selection, the target's clock when it was done, and
     how it was read: the server's snapshot when the backup would take it (the whole db, few keys in
-    other dbs) and the server's delay before it (``repl-diskless-sync-delay``) costs less than
-    SCAN + DUMP would more (see :func:`affordable_wait`), else SCAN + DUMP."""
+    other dbs) and :func:`_snapshot_kind` finds one that comes soon enough, else SCAN + DUMP."""
     import redis
 
-    from storagectl.backends.redis_rdb import RdbRefused, rdb_obstacle
+    from storagectl.backends.redis_rdb import RdbRefused
     from storagectl.errors import IntegrityError
 
     target = request.target
     if not request.selection.patterns and not request.selection.types:
         # INFO or SYNC denied, a snapshot this parser cannot read (damaged: IntegrityError, or a length
-        # beyond any integer, OverflowError, from the parser in Python): SCAN + DUMP decides
-        with contextlib.suppress(redis.ResponseError, RdbRefused, IntegrityError, OverflowError):
-            version, config, keys, modules = target._server_facts()
-            if not rdb_obstacle(version, config, keys, [db], modules, max_wait=affordable_wait(copy_s)):
-                return _snapshot_digest(target, db, horizon), _target_ms(target, db), "the target's snapshot"
+        # beyond any integer, OverflowError, from the parser in Python), a BGSAVE for a disk-based one
+        # that failed (the server drops the link: ConnectionError): SCAN + DUMP decides
+        with contextlib.suppress(redis.ResponseError, redis.ConnectionError, RdbRefused, IntegrityError,
+                                 OverflowError):
+            if read := _snapshot_kind(target, db, copy_s):
+                return _snapshot_digest(target, db, horizon, read == SNAPSHOT), _target_ms(target, db), read
     return _scanned_digest(target, db, horizon, request.selection), _target_ms(target, db), "SCAN + DUMP"
+
+
+SNAPSHOT, DISK_SNAPSHOT = "the target's snapshot", "the target's snapshot saved to its RDB file"
+
+
+def _snapshot_kind(target: Any, db: int, copy_s: float) -> str | None:
+    """Which snapshot the verify reads, if any. Diskless without delay (the backup's ``auto`` rule);
+    when the server would wait ``repl-diskless-sync-delay`` first, disk-based if that does no harm
+    (see :func:`disk_snapshot_obstacle`: a server that saves RDB snapshots anyway) as the server
+    forks for it at once, else diskless if the copy was long enough to pay for the wait
+    (:func:`affordable_wait`)."""
+    from storagectl.backends.redis_rdb import disk_snapshot_obstacle, diskless_delay, rdb_obstacle
+
+    version, config, keys, modules = target._server_facts()
+    if config is None or rdb_obstacle(version, config, keys, [db], modules, max_wait=math.inf):
+        return None  # an obstacle other than the wait
+    if not (delay := diskless_delay(config)):
+        return SNAPSHOT
+    if not disk_snapshot_obstacle(*_saving_facts(target)):
+        return DISK_SNAPSHOT
+    return SNAPSHOT if delay <= affordable_wait(copy_s) else None
+
+
+def _saving_facts(target: Any) -> tuple[str | None, dict[str, Any] | None]:
+    """The server's ``save`` rules and its INFO persistence (None: denied), one round trip."""
+    with _closing(target.client()) as client:
+        pipe = client.pipeline(transaction=False)
+        pipe.config_get("save").info("persistence")
+        config, persistence = pipe.execute(raise_on_error=False)
+    return (None if isinstance(config, Exception) else config.get("save"),
+            None if isinstance(persistence, Exception) else persistence)
 
 
 # The target read after a copy of the bench's 1 M keys, as a share of the copy's time (its source is
@@ -669,13 +701,13 @@ def affordable_wait(copy_s: float) -> float:
     return max(0.0, (SCAN_DUMP_SHARE - SNAPSHOT_SHARE) * copy_s - CRON_S)
 
 
-def _snapshot_digest(target: Any, db: int, horizon: int) -> KeyDigest:
+def _snapshot_digest(target: Any, db: int, horizon: int, diskless: bool = True) -> KeyDigest:
     """The digest of db's keys in the target's RDB snapshot (over the replication protocol, as the
     backup's rdb method reads it): the server's fork serializes, this process only parses."""
     from storagectl.backends.redis_rdb import start_sync
 
     with _closing(target.client(single_connection_client=True)) as client:
-        sync = start_sync(client.connection)
+        sync = start_sync(client.connection, diskless)
         return snapshot_digest(lambda _size: sync.read(), f"{target.label} snapshot", db, horizon)
 
 
