@@ -7,9 +7,9 @@ strings with a TTL), then in alternating rounds times, each into an emptied targ
   - storagectl: the whole CLI command `migrate data run --no-verify`, then `migrate data verify`, then
     (into an emptied target) `migrate data run` with its verify: what that verify adds is its time
     less the `--no-verify` run's. The target keeps the server's default settings, so that verify reads
-    it as it would an operator's server (`repl-diskless-sync-delay` 5 s: by SCAN + DUMP unless the copy
-    is long enough for the snapshot's wait to pay); with --delay-0 each round also times a `run` into
-    the target set to send its snapshot without delay;
+    it as it would an operator's server (`repl-diskless-sync-delay` 5 s, `save` rules set: by a
+    disk-based snapshot, see README); with --delay-0 each round also times a `run` into the target set
+    to send its snapshot without delay;
   - MIGRATE: SCAN COUNT 1000 on the source and `MIGRATE host port "" 0 timeout COPY REPLACE KEYS
     k1..k1000` per batch (the server dumps, sends and waits for the target's RESTOREs).
 Prints keys/s, copy time vs MIGRATE (target <= 1.0x) and verification vs copy (target <= 0.5x) for
@@ -112,6 +112,9 @@ def migrate_command(source: redis.Redis, port: int) -> float:
             return time.perf_counter() - started
 
 
+DEFAULT_SAVE = "3600 1 300 100 60 10000"  # redis-server's own (running_server starts it with save "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--keys", type=int, default=1_000_000)
@@ -122,7 +125,8 @@ def main() -> None:
                              "reads its snapshot)")
     parser.add_argument("--skip-standalone", action="store_true", help="skip `migrate data verify`")
     options = parser.parse_args()
-    with running_server() as src, running_server() as dst, tempfile.TemporaryDirectory() as workdir:
+    with running_server() as src, running_server("--save", DEFAULT_SAVE) as dst, \
+            tempfile.TemporaryDirectory() as workdir:
         source, target = src.client(), dst.client()
         source.config_set("lua-time-limit", 60_000)
         default_delay = target.config_get("repl-diskless-sync-delay")["repl-diskless-sync-delay"]
