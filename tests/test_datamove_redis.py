@@ -253,7 +253,7 @@ def test_run_verify_reads_the_target_once_either_way(write_config, redis_db, tar
 @contextlib.contextmanager
 def saving_server(*options: str):
     """A redis-server of its own that saves RDB snapshots (the default ``save`` rules) and waits the
-    default 5 s before a diskless one, and a config of ``src`` (the leased db) → ``dst`` (its db 0)."""
+    default 5 s before a diskless one."""
     from tests.redis_cluster import running_server
 
     with running_server("--save", SAVE_RULES, "--repl-diskless-sync-delay", "5", *options) as server:
@@ -261,6 +261,7 @@ def saving_server(*options: str):
 
 
 def run_into(write_config, redis_db, server):
+    """``run`` of mixed keys from the leased db into db 0 of ``server``."""
     load_mixed(redis_db.client())
     return run_tampering(write_config_pair(write_config, redis_db, server), lambda: None)
 
