@@ -6,7 +6,10 @@ source (the data set of bench_redis_backup.py: strings, hashes, lists, sets, sor
 strings with a TTL), then in alternating rounds times, each into an emptied target:
   - storagectl: the whole CLI command `migrate data run --no-verify`, then `migrate data verify`, then
     (into an emptied target) `migrate data run` with its verify: what that verify adds is its time
-    less the `--no-verify` run's;
+    less the `--no-verify` run's. The target keeps the server's default settings, so that verify reads
+    it as it would an operator's server (`repl-diskless-sync-delay` 5 s, `save` rules set: by a
+    disk-based snapshot, see README); with --delay-0 each round also times a `run` into the target set
+    to send its snapshot without delay;
   - MIGRATE: SCAN COUNT 1000 on the source and `MIGRATE host port "" 0 timeout COPY REPLACE KEYS
     k1..k1000` per batch (the server dumps, sends and waits for the target's RESTOREs).
 Prints keys/s, copy time vs MIGRATE (target <= 1.0x) and verification vs copy (target <= 0.5x) for
@@ -14,7 +17,7 @@ both verifications (standalone, and the one `run` ends with, with the method tha
 the CPU seconds each process used (client, source server, target server): on a machine shared with
 other jobs the wall times follow the load, the CPU seconds much less.
 Usage: flock /tmp/bench.lock python3 bench/bench_datamove_redis.py [--keys 1000000] [--rounds 3] [--skip-migrate]
-       [--scan-target]
+       [--delay-0] [--skip-standalone]
 """
 
 from __future__ import annotations
@@ -109,43 +112,59 @@ def migrate_command(source: redis.Redis, port: int) -> float:
             return time.perf_counter() - started
 
 
+DEFAULT_SAVE = "3600 1 300 100 60 10000"  # redis-server's own (running_server starts it with save "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-migrate", action="store_true", help="time storagectl only")
-    parser.add_argument("--scan-target", action="store_true",
-                        help="leave the target's repl-diskless-sync-delay at 5 s, so run's verify reads it by "
-                             "SCAN + DUMP rather than its snapshot")
+    parser.add_argument("--delay-0", action="store_true",
+                        help="also time a run into the target set to repl-diskless-sync-delay 0 (the verify then "
+                             "reads its snapshot)")
+    parser.add_argument("--skip-standalone", action="store_true", help="skip `migrate data verify`")
     options = parser.parse_args()
-    with running_server() as src, running_server() as dst, tempfile.TemporaryDirectory() as workdir:
+    with running_server() as src, running_server("--save", DEFAULT_SAVE) as dst, \
+            tempfile.TemporaryDirectory() as workdir:
         source, target = src.client(), dst.client()
         source.config_set("lua-time-limit", 60_000)
-        if not options.scan_target:  # the snapshot without delay: the verify in run then reads it (see README)
-            target.config_set("repl-diskless-sync-delay", 0)
+        default_delay = target.config_get("repl-diskless-sync-delay")["repl-diskless-sync-delay"]
         print(f"loading {options.keys} keys: {load(source, options.keys):.1f}s", flush=True)
         config = Path(workdir) / "storagectl.yaml"
         config.write_text(f"version: 1\nbackends:\n  src: {{kind: redis, url: 'redis://127.0.0.1:{src.port}/0'}}\n"
                           f"  dst: {{kind: redis, url: 'redis://127.0.0.1:{dst.port}/0'}}\n")
-        copies, verifies, in_run, migrates = [], [], [], []
+        copies, verifies, in_run, no_delay, migrates = [], [], [], [], []
         for round_ in range(options.rounds):
             target.flushall()
             with Measured(source, target) as copied:
                 storagectl(config, "run", "--no-verify")
             assert target.dbsize() == options.keys, target.dbsize()
-            with Measured(source, target) as verified:
-                storagectl(config, "verify")
+            if not options.skip_standalone:
+                with Measured(source, target) as verified:
+                    storagectl(config, "verify")
+                verifies.append(verified.wall)
+                print(f"round {round_ + 1}: storagectl verify {verified}", flush=True)
             target.flushall()
             with Measured(source, target) as run_verified:
                 _elapsed, report = storagectl(config, "run")
             assert target.dbsize() == options.keys, target.dbsize()
             copies.append(copied.wall)
-            verifies.append(verified.wall)
             # the run's own split (same process, same minute), as the load on the machine moves the walls
             in_run.append(report["verify_s"] / (report["duration_s"] - report["verify_s"]))
-            print(f"round {round_ + 1}: storagectl copy {copied}\n         storagectl verify {verified}\n"
-                  f"         storagectl run with verify {run_verified}: its verify {report['verify_s']:.2f}s, "
-                  f"{in_run[-1]:.2f}x its copy (verified by: {methods(report)})", flush=True)
+            print(f"round {round_ + 1}: storagectl copy {copied}\n"
+                  f"         storagectl run with verify, delay {default_delay} s {run_verified}: its verify "
+                  f"{report['verify_s']:.2f}s, {in_run[-1]:.2f}x its copy (verified by: {methods(report)})", flush=True)
+            if options.delay_0:
+                target.flushall()
+                target.config_set("repl-diskless-sync-delay", 0)
+                with Measured(source, target) as run_verified:
+                    _elapsed, report = storagectl(config, "run")
+                target.config_set("repl-diskless-sync-delay", default_delay)
+                no_delay.append(report["verify_s"] / (report["duration_s"] - report["verify_s"]))
+                print(f"         storagectl run with verify, delay 0 {run_verified}: its verify "
+                      f"{report['verify_s']:.2f}s, {no_delay[-1]:.2f}x its copy (verified by: {methods(report)})",
+                      flush=True)
             if not options.skip_migrate:
                 target.flushall()
                 with Measured(source, target) as migrated:
@@ -153,16 +172,20 @@ def main() -> None:
                 assert target.dbsize() == options.keys, target.dbsize()
                 migrates.append(migrated.wall)
                 print(f"         MIGRATE {migrated}", flush=True)
-        copy, verify, added = (statistics.median(v) for v in (copies, verifies, in_run))
+        copy, added = statistics.median(copies), statistics.median(in_run)
         print(f"median: storagectl copy {copy:.2f}s ({options.keys / copy / 1000:.0f}k keys/s, target >= 150k; "
               f"runs {min(copies):.2f}-{max(copies):.2f}s)")
         if migrates:
             migrate = statistics.median(migrates)
             print(f"MIGRATE {migrate:.2f}s ({options.keys / migrate / 1000:.0f}k keys/s); copy vs MIGRATE: "
                   f"{copy / migrate:.2f}x (target <= 1.0x)")
-        print(f"standalone verify vs copy: {verify / copy:.2f}x (runs {min(verifies):.2f}-{max(verifies):.2f}s); "
-              f"the verify in run adds {added:.2f}x the run's copy (rounds {min(in_run):.2f}-{max(in_run):.2f}x) "
-              "(target <= 0.5x)")
+        if verifies:
+            print(f"standalone verify vs copy: {statistics.median(verifies) / copy:.2f}x "
+                  f"(runs {min(verifies):.2f}-{max(verifies):.2f}s)")
+        print(f"the verify in run adds {added:.2f}x the run's copy at the target's default delay "
+              f"({default_delay} s; rounds {min(in_run):.2f}-{max(in_run):.2f}x) (target <= 0.5x)")
+        if no_delay:
+            print(f"at delay 0: {statistics.median(no_delay):.2f}x (rounds {min(no_delay):.2f}-{max(no_delay):.2f}x)")
 
 if __name__ == "__main__":
     main()

@@ -4,6 +4,7 @@ and one-line errors."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -223,15 +224,24 @@ TAMPERED = {
 }
 
 
-@pytest.fixture(params=["SCAN + DUMP", "the target's snapshot"])
+DISK_SNAPSHOT = "the target's snapshot saved to its RDB file"
+SAVE_RULES = "3600 1 300 100 60 10000"  # the server's default
+
+
+@pytest.fixture(params=["SCAN + DUMP", "the target's snapshot", DISK_SNAPSHOT])
 def target_read(request, target):
-    """How the run's verify reads the target: SCAN + DUMP, or its RDB snapshot, which it takes when
-    the server sends one without delay (as the backup's rdb method)."""
+    """How the run's verify reads the target: SCAN + DUMP, its RDB snapshot, which it takes when the
+    server sends one without delay (as the backup's rdb method), or, from a server that saves RDB
+    snapshots itself (``save`` rules set) and would wait before a diskless one, a disk-based one."""
     client = target.client()
     delay = client.config_get("repl-diskless-sync-delay")["repl-diskless-sync-delay"]
     client.config_set("repl-diskless-sync-delay", 0 if request.param == "the target's snapshot" else 5)
+    if request.param == DISK_SNAPSHOT:
+        client.config_set("save", SAVE_RULES)
     yield request.param
     client.config_set("repl-diskless-sync-delay", delay)
+    client.config_set("save", "")
+    (target.directory / "dump.rdb").unlink(missing_ok=True)
 
 
 def test_run_verify_reads_the_target_once_either_way(write_config, redis_db, target, target_read):
@@ -241,6 +251,100 @@ def test_run_verify_reads_the_target_once_either_way(write_config, redis_db, tar
     result = run_tampering(config, lambda: None)
     assert result.verified is True and result.items[0].verified_by == "copy digest"
     assert f"(read by {target_read})" in result.items[0].detail
+    # the file a disk-based snapshot leaves: only on a server that saves one itself
+    assert (target.directory / "dump.rdb").exists() == (target_read == DISK_SNAPSHOT)
+
+
+@contextlib.contextmanager
+def saving_server(*options: str):
+    """A redis-server of its own that saves RDB snapshots (the default ``save`` rules) and waits the
+    default 5 s before a diskless one."""
+    from tests.redis_cluster import running_server
+
+    with running_server("--save", SAVE_RULES, "--repl-diskless-sync-delay", "5", *options) as server:
+        yield server
+
+
+def run_into(write_config, redis_db, server):
+    """``run`` of mixed keys from the leased db into db 0 of ``server``."""
+    load_mixed(redis_db.client())
+    return run_tampering(write_config_pair(write_config, redis_db, server), lambda: None)
+
+
+def test_run_verify_takes_no_disk_snapshot_while_the_target_forks_for_another(write_config, redis_db):
+    """A BGSAVE in progress would hold a disk-based snapshot back until it ends: the verify reads as
+    it would without one (SCAN + DUMP, at the 5 s delay after a short copy)."""
+    import redis
+
+    with saving_server() as server:
+        client = server.client()
+        redis.Redis(port=server.port, db=1).set("slow", "1")  # for the BGSAVE to dwell on, outside the copy
+        client.config_set("rdb-key-save-delay", 20_000_000)  # microseconds a key: the child runs on
+        client.bgsave()
+        client.config_set("rdb-key-save-delay", 0)  # for later BGSAVEs (the child keeps its own)
+        try:
+            result = run_into(write_config, redis_db, server)
+            assert client.info("persistence")["rdb_bgsave_in_progress"] == 1
+        finally:
+            client.config_set("save", "")
+            client.flushall()  # kills the BGSAVE child
+        assert result.verified is True and result.items[0].verified_by == "copy digest"
+        assert "(read by SCAN + DUMP)" in result.items[0].detail
+
+
+def test_run_verify_takes_no_disk_snapshot_when_config_is_refused(write_config, redis_db):
+    """CONFIG renamed away: whether the server saves RDB snapshots is unknown, so no BGSAVE is asked
+    for (nor the diskless snapshot, whose delay is unknown)."""
+    with saving_server("--rename-command", "CONFIG", "") as server:
+        result = run_into(write_config, redis_db, server)
+        assert result.verified is True and result.items[0].verified_by == "copy digest"
+        assert "(read by SCAN + DUMP)" in result.items[0].detail
+        assert not (server.directory / "dump.rdb").exists()
+
+
+def test_a_disk_snapshot_is_no_harm_only_where_the_server_saves_one_itself():
+    from storagectl.backends.redis_rdb import disk_snapshot_obstacle
+
+    idle = {"rdb_bgsave_in_progress": 0, "aof_rewrite_in_progress": 0, "rdb_last_bgsave_status": "ok"}
+    assert disk_snapshot_obstacle(SAVE_RULES, idle) is None
+    assert "leave a file" in disk_snapshot_obstacle("", idle)
+    assert "unknown" in disk_snapshot_obstacle(None, idle) and "unknown" in disk_snapshot_obstacle(SAVE_RULES, None)
+    assert "aof_rewrite_in_progress" in disk_snapshot_obstacle(SAVE_RULES, {**idle, "aof_rewrite_in_progress": 1})
+    assert "failed" in disk_snapshot_obstacle(SAVE_RULES, {**idle, "rdb_last_bgsave_status": "err"})
+
+
+@pytest.mark.parametrize("affordable, read", [(1.5, "the target's snapshot"), (0.5, "SCAN + DUMP")])
+def test_run_verify_waits_for_the_snapshot_when_the_copy_was_long_enough(write_config, redis_db, target,
+                                                                         monkeypatch, affordable, read):
+    """A server that waits before its snapshot (repl-diskless-sync-delay, left as the operator set it)
+    is read by its snapshot when SCAN + DUMP would cost more than the wait: after a long copy."""
+    from storagectl.datamove import redis_path
+
+    client = target.client()
+    delay = client.config_get("repl-diskless-sync-delay")["repl-diskless-sync-delay"]
+    client.config_set("repl-diskless-sync-delay", 1)
+    copies = []
+    monkeypatch.setattr(redis_path, "affordable_wait", lambda copy_s: copies.append(copy_s) or affordable)
+    try:
+        load_mixed(redis_db.client())
+        result = run_tampering(write_config_pair(write_config, redis_db, target), lambda: None)
+        assert client.config_get("repl-diskless-sync-delay")["repl-diskless-sync-delay"] == "1"
+    finally:
+        client.config_set("repl-diskless-sync-delay", delay)
+    assert result.verified is True and result.items[0].verified_by == "copy digest"
+    assert f"(read by {read})" in result.items[0].detail
+    assert len(copies) == 1 and 0 < copies[0] < result.duration_s
+
+
+def test_the_wait_for_a_snapshot_is_worth_it_after_a_long_copy_only():
+    from storagectl.backends.redis_rdb import rdb_obstacle
+    from storagectl.datamove.redis_path import affordable_wait
+
+    assert affordable_wait(0.0) == 0 and affordable_wait(5.0) < 5 <= affordable_wait(30.0)
+    config = {"repl-diskless-sync": "yes", "repl-diskless-sync-delay": "5"}
+    assert "waits 5 s" in rdb_obstacle("7.0.15", config, {0: 10}, [0], max_wait=affordable_wait(5.0))
+    assert rdb_obstacle("7.0.15", config, {0: 10}, [0], max_wait=affordable_wait(30.0)) is None
+    assert rdb_obstacle("7.0.15", {**config, "repl-diskless-sync": "no"}, {0: 10}, [0]) is None
 
 
 def test_a_target_snapshot_the_parser_cannot_read_falls_back_to_scan_and_dump(write_config, redis_db, target,

@@ -51,10 +51,11 @@ OTHER_DBS_SHARE = 0.1  # auto: the snapshot carries every db; rdb only while the
 
 
 def rdb_obstacle(version: str, config: dict[str, str] | None, keys: dict[int, int], databases: list[int],
-                 modules: bool = False) -> str | None:
+                 modules: bool = False, max_wait: float = 0) -> str | None:
     """Why ``backup_method: auto`` takes DUMPs rather than the snapshot (None: it takes the snapshot), from
     the server's ``redis_version``, its ``repl-diskless-sync*`` settings (None: CONFIG GET denied), its
-    keys per db and whether it has modules loaded (INFO modules)."""
+    keys per db and whether it has modules loaded (INFO modules); a wait of up to ``max_wait`` seconds
+    before the server sends the snapshot is no obstacle."""
     major_minor = tuple(int(part) for part in version.split(".")[:2])
     if major_minor < (7, 0):
         return f"Redis {version} predates REPLCONF rdb-only"
@@ -64,7 +65,7 @@ def rdb_obstacle(version: str, config: dict[str, str] | None, keys: dict[int, in
         return "modules are loaded: a snapshot's module values cannot be restored key by key"
     if config is None:
         return "CONFIG GET is not allowed, so the snapshot's delay is unknown"
-    if wait := _snapshot_wait(config):
+    if (wait := _snapshot_wait(config)) and diskless_delay(config) > max_wait:
         return wait
     others, total = _other_keys(keys, databases)
     if others > OTHER_DBS_SHARE * total:
@@ -83,9 +84,33 @@ def rdb_costs(config: dict[str, str] | None, keys: dict[int, int], databases: li
 
 
 def _snapshot_wait(config: dict[str, str]) -> str | None:
-    delay = int(config.get("repl-diskless-sync-delay") or 0)
-    if config.get("repl-diskless-sync") == "yes" and delay > 0:
+    if delay := diskless_delay(config):
         return f"repl-diskless-sync-delay is {delay}: the server waits {delay} s before sending its snapshot"
+    return None
+
+
+def diskless_delay(config: dict[str, str]) -> int:
+    """Seconds the server waits for more replicas before it forks for a diskless snapshot."""
+    return int(config.get("repl-diskless-sync-delay") or 0) if config.get("repl-diskless-sync") == "yes" else 0
+
+
+# INFO persistence: a child the server must see end before it can fork for a snapshot
+_FORK_CHILDREN = ("rdb_bgsave_in_progress", "aof_rewrite_in_progress", "module_fork_in_progress")
+
+
+def disk_snapshot_obstacle(save: str | None, persistence: dict[str, Any] | None) -> str | None:
+    """Why not to ask for the snapshot without ``capa eof`` (None: ask): the server then BGSAVEs to its
+    own RDB file at once, with no diskless delay. Harmless only where it saves that file anyway (``save``
+    rules set; None: CONFIG GET save denied), and at once only with no other fork child running
+    (``persistence``: INFO persistence; None: denied)."""
+    if save is None or persistence is None:
+        return "whether the server saves RDB snapshots itself is unknown"
+    if not save.strip():
+        return 'the server saves no RDB snapshots (save ""): a BGSAVE would leave a file'
+    if busy := [field for field in _FORK_CHILDREN if str(persistence.get(field, 0)) != "0"]:
+        return f"{busy[0]}: the BGSAVE would wait for that child"
+    if persistence.get("rdb_last_bgsave_status", "ok") != "ok":
+        return "the server's last BGSAVE failed"
     return None
 
 
@@ -96,12 +121,12 @@ def _other_keys(keys: dict[int, int], databases: list[int]) -> tuple[int, int]:
 
 
 # -- receiving --------------------------------------------------------------------------------
-def start_sync(connection: Any) -> ReplicaSync:
+def start_sync(connection: Any, diskless: bool = True) -> ReplicaSync:
     """The snapshot of the server of a redis-py ``connection`` (connected, authenticated, for this use
-    alone: it is a replication link afterwards), its transfer started."""
+    alone: it is a replication link afterwards), its transfer started (see :meth:`ReplicaSync.start`)."""
     connection.connect()
     sync = ReplicaSync(connection._sock)  # redis-py has no public accessor
-    sync.start()
+    sync.start(diskless)
     return sync
 
 
@@ -117,12 +142,14 @@ class ReplicaSync:
         self.mark: bytes | None = None  # diskless transfer: the end mark
         self.done = False
 
-    def start(self) -> None:
-        """The handshake, up to the first byte of the snapshot; RdbRefused if the server declines."""
+    def start(self, diskless: bool = True) -> None:
+        """The handshake, up to the first byte of the snapshot; RdbRefused if the server declines.
+        ``diskless=False``: no ``capa eof``, so the server writes the snapshot to its RDB file first."""
         self._send(REPLCONF_RDB_ONLY)
         self._line()  # an error here is a server before 7.0: it still sends the snapshot, then writes
-        self._send(REPLCONF_CAPA_EOF)
-        self._line()
+        if diskless:
+            self._send(REPLCONF_CAPA_EOF)
+            self._line()
         self.request()
         self.await_snapshot()
 

@@ -11,6 +11,7 @@ After the target confirms a batch, the SCAN cursor after it is the part's resume
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections import deque
@@ -129,6 +130,7 @@ class RedisDataPath:
             raise_first(run_blockers(request, parts, locked=True))
             state = RunState.begin(request, _identity(request, parts))
             copy = PartCopy(request, state, progress)
+            copy_started = time.monotonic()
             try:
                 counts = _each(parts, copy.run, request.parallel, copy.stop)
             except KeyboardInterrupt as exc:
@@ -136,11 +138,12 @@ class RedisDataPath:
                 raise interruption(exc, where=f"after {_progress_said(parts, state)} (state in {state.path})",
                                    hint=f"Try: {resume_command(request)}") from exc
             state.finish()
+        copy_s = time.monotonic() - copy_started
         items = [_copied_item(request, part, part_counts) for part, part_counts in zip(parts, counts, strict=True)]
         result = RunResult(request.source.name, request.target.name, "redis → redis", items)
         if request.verify:
             started = time.monotonic()
-            self._merge_verification(result, self._verify_copy(request, parts, counts))
+            self._merge_verification(result, self._verify_copy(request, parts, counts, copy_s))
             result.verify_s = time.monotonic() - started
         return result
 
@@ -179,16 +182,20 @@ class RedisDataPath:
                          verified=all(item.status == "equal" for item in items))
 
     def _verify_copy(self, request: DataMigrationRequest, parts: list[SourcePart],
-                     counts: list[PartCounts]) -> RunResult:
+                     counts: list[PartCounts], copy_s: float) -> RunResult:
         """The verify that ends a run: per target db, the target's digest against the copy's (one pass
-        over the target); the parts of a db where that does not prove it equal are compared whole."""
+        over the target); the parts of a db where that does not prove it equal are compared whole.
+        ``copy_s``: how long the copy took, shared among the dbs by their keys, to choose how to read."""
         by_db: dict[int, list[int]] = {}
         for index, part in enumerate(parts):
             by_db.setdefault(part.target_db, []).append(index)
         proven: list[ItemResult] = []
         why: dict[str, str] = {}
+        copied = sum(c.keys for c in counts) or 1
         for db, indexes in by_db.items():
-            items, reason = self._digest_check(request, db, [parts[i] for i in indexes], [counts[i] for i in indexes])
+            db_copy_s = copy_s * sum(counts[i].keys for i in indexes) / copied
+            items, reason = self._digest_check(request, db, [parts[i] for i in indexes], [counts[i] for i in indexes],
+                                               db_copy_s)
             proven += items
             why.update({parts[i].name: reason for i in indexes if not items})
         whole = self._compare_whole(request, [part for part in parts if part.name in why], why)
@@ -197,7 +204,7 @@ class RedisDataPath:
         return whole
 
     def _digest_check(self, request: DataMigrationRequest, db: int, parts: list[SourcePart],
-                      counts: list[PartCounts]) -> tuple[list[ItemResult], str]:
+                      counts: list[PartCounts], copy_s: float) -> tuple[list[ItemResult], str]:
         """Items proven equal by the digests of the parts copied into target ``db`` (all or none), or
         no items and why not."""
         digests = [c.digest for c in counts if c.digest is not None]
@@ -212,7 +219,7 @@ class RedisDataPath:
         for digest in digests:
             expected.merge(digest)
         found, ended, read = _translated(request.target, "reading",
-                                         lambda: _target_digest(request, db, expected.horizon))
+                                         lambda: _target_digest(request, db, expected.horizon, copy_s))
         equal, unchecked = expected.equal_to(found, ended)
         if not equal:
             return [], (f"the target holds {found.keys} keys of the selection, the copy wrote {expected.keys}"
@@ -633,33 +640,79 @@ def _source_drift(request: DataMigrationRequest, parts: list[SourcePart], digest
     return ""
 
 
-def _target_digest(request: DataMigrationRequest, db: int, horizon: int) -> tuple[KeyDigest, int, str]:
+def _target_digest(request: DataMigrationRequest, db: int, horizon: int,
+                   copy_s: float) -> tuple[KeyDigest, int, str]:
     """The target db's digest of the keys of the selection, the target's clock when it was done, and
-    how it was read: the server's snapshot when the backup would take it (the whole db, no delay
-    before the snapshot, few keys in other dbs), else SCAN + DUMP."""
+    how it was read: the server's snapshot when the backup would take it (the whole db, few keys in
+    other dbs) and :func:`_snapshot_kind` finds one that comes soon enough, else SCAN + DUMP."""
     import redis
 
-    from storagectl.backends.redis_rdb import RdbRefused, rdb_obstacle
+    from storagectl.backends.redis_rdb import RdbRefused
     from storagectl.errors import IntegrityError
 
     target = request.target
     if not request.selection.patterns and not request.selection.types:
         # INFO or SYNC denied, a snapshot this parser cannot read (damaged: IntegrityError, or a length
-        # beyond any integer, OverflowError, from the parser in Python): SCAN + DUMP decides
-        with contextlib.suppress(redis.ResponseError, RdbRefused, IntegrityError, OverflowError):
-            version, config, keys, modules = target._server_facts()
-            if not rdb_obstacle(version, config, keys, [db], modules):
-                return _snapshot_digest(target, db, horizon), _target_ms(target, db), "the target's snapshot"
+        # beyond any integer, OverflowError, from the parser in Python), a BGSAVE for a disk-based one
+        # that failed (the server drops the link: ConnectionError): SCAN + DUMP decides
+        with contextlib.suppress(redis.ResponseError, redis.ConnectionError, RdbRefused, IntegrityError,
+                                 OverflowError):
+            if read := _snapshot_kind(target, db, copy_s):
+                return _snapshot_digest(target, db, horizon, read == SNAPSHOT), _target_ms(target, db), read
     return _scanned_digest(target, db, horizon, request.selection), _target_ms(target, db), "SCAN + DUMP"
 
 
-def _snapshot_digest(target: Any, db: int, horizon: int) -> KeyDigest:
+SNAPSHOT, DISK_SNAPSHOT = "the target's snapshot", "the target's snapshot saved to its RDB file"
+
+
+def _snapshot_kind(target: Any, db: int, copy_s: float) -> str | None:
+    """Which snapshot the verify reads, if any. Diskless without delay (the backup's ``auto`` rule);
+    when the server would wait ``repl-diskless-sync-delay`` first, disk-based if that does no harm
+    (see :func:`disk_snapshot_obstacle`: a server that saves RDB snapshots anyway) as the server
+    forks for it at once, else diskless if the copy was long enough to pay for the wait
+    (:func:`affordable_wait`)."""
+    from storagectl.backends.redis_rdb import disk_snapshot_obstacle, diskless_delay, rdb_obstacle
+
+    version, config, keys, modules = target._server_facts()
+    if config is None or rdb_obstacle(version, config, keys, [db], modules, max_wait=math.inf):
+        return None  # an obstacle other than the wait
+    if not (delay := diskless_delay(config)):
+        return SNAPSHOT
+    if not disk_snapshot_obstacle(*_saving_facts(target)):
+        return DISK_SNAPSHOT
+    return SNAPSHOT if delay <= affordable_wait(copy_s) else None
+
+
+def _saving_facts(target: Any) -> tuple[str | None, dict[str, Any] | None]:
+    """The server's ``save`` rules and its INFO persistence (None: denied), one round trip."""
+    with _closing(target.client()) as client:
+        pipe = client.pipeline(transaction=False)
+        pipe.config_get("save").info("persistence")
+        config, persistence = pipe.execute(raise_on_error=False)
+    return (None if isinstance(config, Exception) else config.get("save"),
+            None if isinstance(persistence, Exception) else persistence)
+
+
+# The target read after a copy of the bench's 1 M keys, as a share of the copy's time (its source is
+# read by the same DUMPs): by SCAN + DUMP 0.61-0.67x, bound by the target server's one thread (SCAN
+# ~0.8 us a key, DUMP ~1.9, PEXPIRETIME ~0.35); by its snapshot 0.25-0.37x, the fork child serializing.
+SCAN_DUMP_SHARE, SNAPSHOT_SHARE = 0.64, 0.31
+CRON_S = 1.0  # the server forks for waiting replicas in a once-a-second check: up to this after the delay
+
+
+def affordable_wait(copy_s: float) -> float:
+    """The longest delay before the target's snapshot that still makes it the faster read, after a
+    copy of ``copy_s`` seconds: what the snapshot saves on SCAN + DUMP, less the cron's second."""
+    return max(0.0, (SCAN_DUMP_SHARE - SNAPSHOT_SHARE) * copy_s - CRON_S)
+
+
+def _snapshot_digest(target: Any, db: int, horizon: int, diskless: bool = True) -> KeyDigest:
     """The digest of db's keys in the target's RDB snapshot (over the replication protocol, as the
     backup's rdb method reads it): the server's fork serializes, this process only parses."""
     from storagectl.backends.redis_rdb import start_sync
 
     with _closing(target.client(single_connection_client=True)) as client:
-        sync = start_sync(client.connection)
+        sync = start_sync(client.connection, diskless)
         return snapshot_digest(lambda _size: sync.read(), f"{target.label} snapshot", db, horizon)
 
 
