@@ -86,6 +86,22 @@ def test_sqlite_to_postgres_round_trip_is_proven_equal(cli, moves, pg_database):
         "authors": "copy sums", "books": "canonical", "notes": "copy sums"}
 
 
+def test_a_primary_key_whose_usual_name_is_taken_gets_another(cli, tmp_path, write_config, pg_database):
+    """A table called books_pkey beside books, and a table whose 63-byte name leaves no room for the
+    suffix: each primary key is named by the server (books_pkey1, a shortened name), not refused as a
+    relation that already exists halfway through the run."""
+    long_name = "t" * 63
+    make_source(tmp_path / "src.db", "CREATE TABLE books_pkey (x TEXT); INSERT INTO books_pkey VALUES ('z');"
+                                     f"CREATE TABLE {long_name} (id INTEGER PRIMARY KEY, v TEXT);"
+                                     f"INSERT INTO {long_name} VALUES (1, 'a');")
+    result, report = run_json(cli, lite_and_pg_config(write_config, pg_database), "run", "--from", "lite",
+                              "--to", "pg")
+    assert result.exit_code == 0 and report["verified"] is True, result.stderr
+    with pg_database.connect() as conn:
+        keys = dict(conn.execute("SELECT conrelid::regclass::text, conname FROM pg_constraint WHERE contype = 'p'"))
+    assert keys["books"] == "books_pkey1" and keys[long_name] == "t" * 58 + "_pkey"
+
+
 def test_verify_names_the_first_differing_chunk_and_the_row_keys(cli, moves, pg_database):
     assert run_json(cli, moves, "run", "--from", "lite", "--to", "pg", "--batch-rows", "50")[0].exit_code == 0
     with pg_database.connect() as conn:

@@ -621,10 +621,11 @@ def finish_table_sql(spec: TableSpec, *, timescale: bool = False) -> list[str]:
     statements = []
     keeps_time = lambda columns: not spec.time_column or spec.time_column in columns  # noqa: E731
     if spec.primary_key and keeps_time(spec.primary_key):
-        name = quote(f"{spec.target.rpartition('.')[2]}_pkey"[:63])
+        # named by the server (<table>_pkey, shortened to fit, another number where that name is taken: by a
+        # table called orders_pkey, or a table whose 63-byte name the suffix would not fit)
         statements.append(f"DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = "
                           f"'{spec.target_sql.replace(chr(39), chr(39) * 2)}'::regclass AND contype = 'p') THEN "
-                          f"ALTER TABLE {spec.target_sql} ADD CONSTRAINT {name} PRIMARY KEY "
+                          f"ALTER TABLE {spec.target_sql} ADD PRIMARY KEY "
                           f"({', '.join(map(quote, spec.primary_key))}); END IF; END$$")
     for index in spec.indexes:
         if index.unique and not keeps_time(index.columns):
