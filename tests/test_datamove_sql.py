@@ -466,6 +466,27 @@ def test_whole_reals_and_integer_text_cast_to_an_integer_verify_equal(cli, tmp_p
     assert report["verified"] is True
 
 
+def test_a_dotted_target_name_is_a_postgresql_schema_and_table(cli, tmp_path, write_config, pg_database):
+    """A SQLite table mapped to `sales.things` lands in schema sales, as a PostgreSQL source's would."""
+    with closing(sqlite3.connect(tmp_path / "src.db")) as conn:
+        conn.execute("CREATE TABLE a (id INTEGER PRIMARY KEY, v TEXT)")
+        conn.executemany("INSERT INTO a VALUES (?, ?)", [(1, "x"), (2, "y")])
+        conn.commit()
+    (tmp_path / "map.yaml").write_text("tables:\n  - {source: a, target: sales.things}\n")
+    with pg_database.connect() as conn:
+        conn.execute("CREATE SCHEMA sales")
+    config = lite_and_pg_config(write_config, pg_database)
+    moved = ("--from", "lite", "--to", "pg", "--map", tmp_path / "map.yaml")
+    result, report = run_json(cli, config, "run", *moved)
+    assert result.exit_code == 0, result.stderr
+    assert report["verified"] is True
+    with pg_database.connect() as conn:
+        assert conn.execute("SELECT id, v FROM sales.things ORDER BY id").fetchall() == [(1, "x"), (2, "y")]
+        assert conn.execute("SELECT to_regclass('public.\"sales.things\"')").fetchone()[0] is None
+    result, report = run_json(cli, config, "verify", *moved)
+    assert result.exit_code == 0 and report["verified"] is True, result.stderr
+
+
 def test_a_run_without_verify_records_no_checksums_and_a_resumed_run_verifies_from_both_sides(cli, moves,
                                                                                                pg_database):
     first = cli("-c", moves, "migrate", "data", "run", "--from", "lite", "--to", "pg", "--batch-rows", "50",

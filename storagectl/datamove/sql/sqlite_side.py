@@ -178,7 +178,10 @@ class SQLiteSide:
         # rowid's alias (not one declared PRIMARY KEY DESC, which may hold NULLs and text), else the rowid
         alias = ipk if ipk and not _pk_indexed(conn, name) else None
         target_name = table_map.target if table_map else name
-        spec = TableSpec(source=name, source_sql=quote(name), target=target_name, target_sql=quote(target_name),
+        # a PostgreSQL target's name is schema.table where it has a dot, as a PostgreSQL source's is
+        target_sql = quote(target_name) if target_kind == "sqlite" or "." not in target_name else \
+            ".".join(map(quote, target_name.split(".", 1)))
+        spec = TableSpec(source=name, source_sql=quote(name), target=target_name, target_sql=target_sql,
                          columns=[], primary_key=tuple(pk), key_label=alias or "rowid")
         if table_map and table_map.columns:
             spec.columns = [self._mapped_column(conn, name, info, column, target_kind) for column in table_map.columns]
