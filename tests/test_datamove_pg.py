@@ -215,12 +215,18 @@ def test_data_migrations_are_validated_like_the_rest_of_the_config(cli, write_co
                 columns:
                   - {name: a, source: b, expression: "1"}
               - {source: u, renmes: {a: b}}
+              - 3
+              - [v]
         """)
     result = cli("-c", config, "config", "validate")
     assert result.exit_code == 2
     problems = result.stderr
     assert "storagectl.yaml:12 data_migrations.tidy.tables.1.renmes: unknown key (did you mean renames?)" in problems
     assert ".str:" not in problems, "a mapping's problems are not also reported as 'not a table name'"
+    # an entry that is neither a name nor a mapping: one line at the entry, no class name
+    assert "storagectl.yaml:13 data_migrations.tidy.tables.2: Input should be a name or a mapping (got 3)" in problems
+    assert "storagectl.yaml:14 data_migrations.tidy.tables.3: Input should be a name or a mapping" in problems
+    assert "TableMapSettings" not in problems and len(problems.splitlines()) == 7, problems
     assert "storagectl.yaml:7 data_migrations.tidy.batch_size: unknown key (did you mean batch_rows?)" in problems
     assert "storagectl.yaml:11 data_migrations.tidy.tables.0.columns.0: give either source or expression, " \
            "not both" in problems

@@ -139,9 +139,8 @@ class _ConfigValidator:
         try:
             return model.model_validate(data, context=self.context)
         except ValidationError as exc:
-            for error in exc.errors(include_url=False):
-                if not _other_branch(error):
-                    self._validation_problem(model, loc, _input_loc(error["loc"], data), error)
+            for error in _entry_errors(exc.errors(include_url=False)):
+                self._validation_problem(model, loc, _input_loc(error["loc"], data), error)
             return None
 
     def _validation_problem(self, model: type[BaseModel], loc: Loc, error_loc: Loc, error: dict[str, Any]) -> None:
@@ -302,15 +301,29 @@ def _input_loc(error_loc: tuple[Any, ...], data: Any) -> Loc:
     return tuple(result)
 
 
-SCALAR_BRANCHES = {"str", "int", "float", "bool"}
+SCALAR_BRANCHES = {"str": "name", "int": "number", "float": "number", "bool": "boolean"}
 
 
-def _other_branch(error: dict[str, Any]) -> bool:
-    """The error of a union's scalar branch (``TableMapSettings | str``) about a mapping or list,
-    which the other branch's errors explain: ``tables.0.str: Input should be a valid string`` beside
-    ``tables.0.renmes: unknown key`` would only name a key that is not there."""
-    loc = error["loc"]
-    return bool(loc) and loc[-1] in SCALAR_BRANCHES and isinstance(error.get("input"), dict | list)
+def _entry_errors(errors: list[Any]) -> list[Any]:
+    """The errors of a 'name or mapping' entry (``TableMapSettings | str``) as one problem each:
+    pydantic reports every branch of the union. A mapping is explained by the mapping branch's errors
+    (``tables.0.renmes: unknown key``) without the scalar branch's ``tables.0.str: Input should be a
+    valid string``, which names a key that is not there; anything else (``3``, a list) by one line at
+    the entry, ``tables.0: Input should be a name or a mapping``, without the mapping branch's line
+    naming a class."""
+    unions = {tuple(error["loc"][:-1]) for error in errors if error["loc"] and error["loc"][-1] in SCALAR_BRANCHES}
+    kept = []
+    for error in errors:
+        loc = tuple(error["loc"])
+        if not loc or loc[:-1] not in unions:
+            kept.append(error)
+        elif loc[-1] in SCALAR_BRANCHES:
+            if not isinstance(error.get("input"), dict):
+                message = f"Input should be a {SCALAR_BRANCHES[loc[-1]]} or a mapping"
+                kept.append({**error, "loc": loc[:-1], "msg": message})
+        elif error["type"] != "model_type":
+            kept.append(error)
+    return kept
 
 
 def _is_pydantic_tag(part: Any) -> bool:
