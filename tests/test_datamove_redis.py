@@ -874,6 +874,52 @@ def test_an_interrupt_stops_every_primary_of_a_cluster_at_its_next_batch(redis_c
     assert resumed.json()["verified"] is True and target.client().dbsize() == 30000
 
 
+def test_an_interrupt_stops_a_cluster_verify_at_each_primarys_next_batch(redis_cluster, target, write_config, cli,
+                                                                         monkeypatch):
+    """Ctrl-C while three primaries are compared in worker threads: each ends at its next SCAN batch,
+    none reads its keys to the end before the command exits 130."""
+    import _thread
+    import threading
+
+    from storagectl.datamove import redis_path
+
+    cluster = redis_cluster.client()
+    pipe = cluster.pipeline()
+    for index in range(30000):  # about 10000 keys a primary: several SCAN batches each
+        pipe.set(f"k:{index}", index)
+    pipe.execute()
+    config = write_config("version: 1\nbackends:\n" + redis_cluster.backend_yaml("cl")
+                          + f"  dst: {{kind: redis, url: 'redis://127.0.0.1:{target.port}/0'}}\n"
+                          + "data_migrations:\n  whole: {source: cl, target: dst, parallel: 3}\n")
+    stops, real_fan_out = [], redis_path.fan_out
+
+    def fan_out(nodes, visit, concurrency, stop=None):
+        stops.append(stop)
+        return real_fan_out(nodes, visit, concurrency, stop)
+
+    all_comparing, compares, real_compare = threading.Barrier(3, timeout=60), [], redis_path.PartVerify._compare
+    lock = threading.Lock()
+
+    def compare(self, target_nodes, records, *args):
+        with lock:
+            compares.append(len(records))
+            first = len(compares) <= 3
+        if first:
+            if all_comparing.wait() == 0:
+                _thread.interrupt_main()  # Ctrl-C, as the main thread receives it
+            if stops[-1] is not None:
+                stops[-1].wait(timeout=60)
+        return real_compare(self, target_nodes, records, *args)
+
+    monkeypatch.setattr(redis_path, "fan_out", fan_out)
+    monkeypatch.setattr(redis_path.PartVerify, "_compare", compare)
+    result = migrate(cli, config, "verify", "whole")  # the plan's parallel: 3
+    assert result.exit_code == 130, result.stderr
+    assert result.stderr.startswith("error: interrupted")
+    # each primary compared the batch it held and at most the one it had sent: not its ~10000 keys
+    assert sum(compares) < 30000 / 2, compares
+
+
 def load_stream_with_readers(client) -> None:
     for index in range(6):
         client.xadd("jobs", {"n": str(index)}, id=f"{index + 1}-0")

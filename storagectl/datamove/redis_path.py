@@ -172,7 +172,8 @@ class RedisDataPath:
                        why: dict[str, str] | None = None) -> RunResult:
         """Every key of ``parts`` read on both sides and compared (``why``: per part, the reason the
         copy's digest did not do, said in its item)."""
-        counts = _each(parts, PartVerify(request).run, request.parallel) if parts else []
+        verify = PartVerify(request)
+        counts = _each(parts, verify.run, request.parallel, verify.stop) if parts else []
         items = [_verified_item(request, part, part_counts) for part, part_counts in zip(parts, counts, strict=True)]
         for item, part in zip(items, parts, strict=True):
             if why and why.get(part.name):
@@ -444,6 +445,7 @@ class PartVerify:
 
     def __init__(self, request: DataMigrationRequest) -> None:
         self.request = request
+        self.stop = threading.Event()  # set on Ctrl-C while several parts are compared at once
 
     def run(self, part: SourcePart) -> PartCounts:
         counts = PartCounts()
@@ -458,6 +460,8 @@ class PartVerify:
             pending: deque[list[redis_keys.Record]] = deque()
             for _cursor, records, _expired in _source_batches(self.request, part, source, plain_source, "0",
                                                               _relative_records):
+                if self.stop.is_set():  # the caller was interrupted: what is left goes unread
+                    return counts
                 with _errors(self.request.target, "reading"):
                     target.send(target.split([key for key, _t, _p in records], bytes), dump_request)
                 pending.append(records)
