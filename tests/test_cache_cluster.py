@@ -209,3 +209,40 @@ def _first_range(node) -> tuple[int, int]:
     [start, end] = next(slots for slots in node.client().cluster("slots")
                         if slots[2][1] == node.port)[:2]
     return start, end + 1
+
+
+def test_a_key_command_against_a_down_node_or_cluster_is_sent_once(own_redis_cluster, write_config, monkeypatch):
+    """redis-py's own retries are off on the RedisCluster client (as on every client storagectl builds):
+    a node refusing connections, then a cluster answering CLUSTERDOWN, each cost one attempt, not 11."""
+    import redis
+    from redis.cluster import RedisCluster
+
+    from storagectl.backends import backend_from_config
+
+    sent: list[str] = []
+    execute = RedisCluster._execute_command
+
+    def counted(self, node, *args, **kwargs):
+        sent.append(node.name)
+        return execute(self, node, *args, **kwargs)
+
+    with own_redis_cluster(3) as cluster:
+        config = write_config("version: 1\nbackends:\n" + cluster.backend_yaml("cluster"))
+        victim, healthy = cluster.nodes[2], cluster.nodes[0]
+        on_victim, on_healthy = (next(f"k{i}" for i in range(10_000)
+                                      if node.client().cluster("keyslot", f"k{i}") in range(*_first_range(node)))
+                                 for node in (victim, healthy))
+        client = backend_from_config(load_config(config), "cluster").client()
+        try:
+            monkeypatch.setattr(RedisCluster, "_execute_command", counted)
+            victim.stop()
+            with pytest.raises(redis.ConnectionError):
+                client.get(on_victim)
+            assert sent == [victim.address]
+            wait_for(lambda: healthy.client().cluster("info")["cluster_state"] == "fail", timeout=60)
+            sent.clear()
+            with pytest.raises(redis.exceptions.ClusterDownError):
+                client.get(on_healthy)
+            assert sent == [healthy.address]
+        finally:
+            client.close()
