@@ -209,3 +209,104 @@ def _first_range(node) -> tuple[int, int]:
     [start, end] = next(slots for slots in node.client().cluster("slots")
                         if slots[2][1] == node.port)[:2]
     return start, end + 1
+
+
+def test_a_key_command_against_a_down_node_or_cluster_is_sent_once(own_redis_cluster, write_config, monkeypatch):
+    """redis-py's own retries are off on the RedisCluster client (as on every client storagectl builds):
+    a node refusing connections, then a cluster answering CLUSTERDOWN, each cost one attempt, not 11."""
+    import redis
+    from redis.cluster import RedisCluster
+
+    from storagectl.backends import backend_from_config
+
+    sent: list[str] = []
+    execute = RedisCluster._execute_command
+
+    def counted(self, node, *args, **kwargs):
+        sent.append(node.name)
+        return execute(self, node, *args, **kwargs)
+
+    with own_redis_cluster(3) as cluster:
+        config = write_config("version: 1\nbackends:\n" + cluster.backend_yaml("cluster"))
+        victim, healthy = cluster.nodes[2], cluster.nodes[0]
+        on_victim, on_healthy = (next(f"k{i}" for i in range(10_000)
+                                      if node.client().cluster("keyslot", f"k{i}") in range(*_first_range(node)))
+                                 for node in (victim, healthy))
+        client = backend_from_config(load_config(config), "cluster").client()
+        try:
+            monkeypatch.setattr(RedisCluster, "_execute_command", counted)
+            victim.stop()
+            with pytest.raises(redis.ConnectionError):
+                client.get(on_victim)
+            assert sent == [victim.address]
+            wait_for(lambda: healthy.client().cluster("info")["cluster_state"] == "fail", timeout=60)
+            sent.clear()
+            with pytest.raises(redis.exceptions.ClusterDownError):
+                client.get(on_healthy)
+            assert sent == [healthy.address]
+        finally:
+            client.close()
+
+
+def test_the_cluster_client_follows_moved_and_ask_and_a_failover(own_redis_cluster, write_config):
+    """With redis-py's retries off the RedisCluster client still follows MOVED (a slot moved after it read
+    the slot map) and ASK (a slot in migration, its key already on the importing node): redis-py's loop
+    of redirections is not its retry. After a failover the first command sent to the dead primary fails
+    (storagectl's policy, not redis-py's, decides on trying again) and asks for a new slot map, which
+    the next command uses: it reaches the promoted replica."""
+    import redis
+
+    from storagectl.backends import backend_from_config
+
+    with own_redis_cluster(3, replicas=1) as cluster:
+        config = write_config("version: 1\nbackends:\n" + cluster.backend_yaml("cluster"))
+        source, target, victim = cluster.nodes
+        moved, asked = _keys_on(source, 2)
+        [failed_over] = _keys_on(victim, 1)
+        seeded = cluster.client()
+        for key in (moved, asked, failed_over):
+            seeded.set(key, key)
+        cluster.wait_for_replicas()
+        client = backend_from_config(load_config(config), "cluster").client()
+        try:
+            assert client.get(moved) == moved.encode()  # the slot map is read
+            _migrate(source, target, moved, finish=True)
+            assert client.get(moved) == moved.encode()  # MOVED, followed
+            _migrate(source, target, asked, finish=False)
+            assert client.get(asked) == asked.encode()  # ASK, followed
+            victim.stop()
+            [replica] = [node for node in cluster.replicas
+                         if node.client().info("replication").get("master_port") == victim.port]
+            wait_for(lambda: replica.client().info("replication")["role"] == "master"
+                     and source.client().cluster("info")["cluster_state"] == "ok", timeout=60)
+            with pytest.raises(redis.ConnectionError):
+                client.get(failed_over)
+            assert client.get(failed_over) == failed_over.encode()
+        finally:
+            client.close()
+
+
+def _keys_on(node, count: int) -> list[str]:
+    """``count`` keys of slots ``node`` serves, each in a slot of its own."""
+    first, end = _first_range(node)
+    keys: dict[int, str] = {}
+    for key in (f"k{i}" for i in range(100_000)):
+        slot = node.client().cluster("keyslot", key)
+        if first <= slot < end and slot not in keys:
+            keys[slot] = key
+            if len(keys) == count:
+                return list(keys.values())
+    raise AssertionError(f"no {count} keys on {node.address}")
+
+
+def _migrate(source, target, key: str, finish: bool) -> None:
+    """Move ``key``'s slot as redis-cli's reshard does; without ``finish`` the slot stays in migration
+    (the key already on ``target``: the source answers ASK)."""
+    slot = source.client().cluster("keyslot", key)
+    source_id, target_id = source.node_id(), target.node_id()
+    target.client().execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+    source.client().execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+    source.client().execute_command("MIGRATE", "127.0.0.1", target.port, key, 0, 5000)
+    if finish:
+        target.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        source.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)

@@ -122,11 +122,18 @@ class RedisClusterBackend(RedisBackend):
 
     def client(self, db: int | None = None, socket_timeout: float | None = None,
                single_connection_client: bool = False) -> Any:
-        """A redis-py RedisCluster client (follows MOVED/ASK, refreshes its slot map), for key commands."""
+        """A redis-py RedisCluster client, for key commands. It follows MOVED and ASK (redis-py's loop of
+        redirections, which ``retry`` does not bound) and refreshes its slot map after a node failed or
+        the cluster answered CLUSTERDOWN. redis-py's retries are off, as on every client storagectl builds
+        (storagectl's own policy applies): by default a command against a down cluster is sent 11 times,
+        each CLUSTERDOWN waiting 0.25 s and re-reading the topology, about 5 s before the error."""
+        from redis.backoff import NoBackoff
         from redis.cluster import ClusterNode as SeedNode
         from redis.cluster import RedisCluster
+        from redis.retry import Retry
 
         kwargs = self.node_kwargs()
+        kwargs["retry"] = Retry(NoBackoff(), 0)
         if socket_timeout is not None:
             kwargs["socket_timeout"] = socket_timeout
         if (reachable := self.settings.reachable()) is not None:
