@@ -748,3 +748,18 @@ def test_rows_breaking_a_foreign_key_are_named_by_the_plan_and_stop_the_run_with
         assert conn.execute("SELECT convalidated FROM pg_constraint WHERE conname = 'books_fk_1'").fetchone() \
             == (False,)
     assert run_json(cli, config, "verify", "--from", "lite", "--to", "pg")[1]["verified"] is True
+
+
+def test_a_table_and_its_public_dotted_name_are_one_postgresql_target(cli, tmp_path, write_config, pg_database):
+    """`things` and `public.things` name one PostgreSQL table: two SQLite tables moved into them are
+    refused before anything is written, as two moved into one name are."""
+    with closing(sqlite3.connect(tmp_path / "src.db")) as conn:
+        conn.execute("CREATE TABLE things (id INTEGER PRIMARY KEY, v TEXT)")
+        conn.execute("CREATE TABLE other (id INTEGER PRIMARY KEY, v TEXT)")
+        conn.executemany("INSERT INTO things VALUES (?, ?)", [(1, "x")])
+        conn.executemany("INSERT INTO other VALUES (?, ?)", [(2, "y")])
+        conn.commit()
+    (tmp_path / "map.yaml").write_text("tables:\n  - {source: things}\n  - {source: other, target: public.things}\n")
+    result, report = run_json(cli, lite_and_pg_config(write_config, pg_database), "run", "--from", "lite",
+                              "--to", "pg", "--map", tmp_path / "map.yaml")
+    assert result.exit_code != 0 and "would all be moved into" in result.stderr, (result.stdout, result.stderr)

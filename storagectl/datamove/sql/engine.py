@@ -79,9 +79,13 @@ def select_specs(source: Any, conn: Any, request: DataMigrationRequest, target_k
 def _refuse_shared_targets(specs: list[TableSpec], target_kind: str) -> None:
     """Two source tables moved into one target table (``public.orders`` and ``sales.orders`` into a
     SQLite target, whose names have no schema and ignore case): refused before anything is written."""
+    from storagectl.datamove.sql.pg_side import split_name
+
     by_target: dict[str, list[str]] = {}
     for spec in specs:
-        by_target.setdefault(spec.target.lower() if target_kind == "sqlite" else spec.target, []).append(spec.source)
+        # a PostgreSQL target's name without a schema is in public, as split_name reads it: things is public.things
+        key = spec.target.lower() if target_kind == "sqlite" else ".".join(split_name(spec.target))
+        by_target.setdefault(key, []).append(spec.source)
     for target, sources in by_target.items():
         if len(sources) > 1:
             entries = [f"{{source: {sources[0]}}}", *(f"{{source: {name}, target: {name.replace('.', '_')}}}"
