@@ -974,3 +974,21 @@ def test_a_lost_pending_entry_is_refused_by_name_and_verify_sees_a_lost_pel(cli,
     target.client().xack("jobs", "workers", "4-0")  # the copy's PEL differs now
     checked = migrate(cli, config, "verify", "--from", "src", "--to", "dst", "--show-diffs")
     assert checked.exit_code == 6 and checked.json()["items"][0]["diff_keys"] == ["jobs"], checked.stdout
+
+
+def test_run_verify_leaves_no_file_on_a_server_that_snapshots_to_disk_only(write_config, redis_db):
+    """repl-diskless-sync no: any SYNC, capa eof or not, makes the server BGSAVE to its RDB file. With
+    save "" that file would be left behind by the verify: it reads by SCAN + DUMP."""
+    from tests.redis_cluster import running_server
+
+    with running_server("--repl-diskless-sync", "no") as server:
+        result = run_into(write_config, redis_db, server)
+        assert result.verified is True and result.items[0].verified_by == "copy digest"
+        assert "(read by SCAN + DUMP)" in result.items[0].detail
+        assert not (server.directory / "dump.rdb").exists()
+
+
+def test_run_verify_reads_a_disk_only_server_that_saves_by_its_rdb_file(write_config, redis_db):
+    with saving_server("--repl-diskless-sync", "no") as server:
+        result = run_into(write_config, redis_db, server)
+        assert result.verified is True and f"(read by {DISK_SNAPSHOT})" in result.items[0].detail

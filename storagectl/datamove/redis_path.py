@@ -670,7 +670,9 @@ SNAPSHOT, DISK_SNAPSHOT = "the target's snapshot", "the target's snapshot saved 
 
 
 def _snapshot_kind(target: Any, db: int, copy_s: float) -> str | None:
-    """Which snapshot the verify reads, if any. Diskless without delay (the backup's ``auto`` rule);
+    """Which snapshot the verify reads, if any. A server with ``repl-diskless-sync no`` writes every
+    snapshot to its RDB file: read only where that does no harm (:func:`disk_snapshot_obstacle`).
+    Diskless without delay (the backup's ``auto`` rule);
     when the server would wait ``repl-diskless-sync-delay`` first, disk-based if that does no harm
     (see :func:`disk_snapshot_obstacle`: a server that saves RDB snapshots anyway) as the server
     forks for it at once, else diskless if the copy was long enough to pay for the wait
@@ -680,6 +682,8 @@ def _snapshot_kind(target: Any, db: int, copy_s: float) -> str | None:
     version, config, keys, modules = target._server_facts()
     if config is None or rdb_obstacle(version, config, keys, [db], modules, max_wait=math.inf):
         return None  # an obstacle other than the wait
+    if config.get("repl-diskless-sync") != "yes":  # capa eof or not, the server BGSAVEs to its RDB file first
+        return None if disk_snapshot_obstacle(*_saving_facts(target)) else DISK_SNAPSHOT
     if not (delay := diskless_delay(config)):
         return SNAPSHOT
     if not disk_snapshot_obstacle(*_saving_facts(target)):
