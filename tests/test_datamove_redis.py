@@ -819,6 +819,17 @@ def test_an_interrupted_run_says_what_is_copied_and_the_command_that_resumes(cli
 
 
 
+def filled_cluster_config(redis_cluster, target, write_config, more: str = "") -> Path:
+    """30000 keys in the test cluster (about 10000 a primary: several SCAN batches each), and a config
+    naming it ``cl`` and the target ``dst``, plus ``more``."""
+    pipe = redis_cluster.client().pipeline()
+    for index in range(30000):
+        pipe.set(f"k:{index}", index)
+    pipe.execute()
+    return write_config("version: 1\nbackends:\n" + redis_cluster.backend_yaml("cl")
+                        + f"  dst: {{kind: redis, url: 'redis://127.0.0.1:{target.port}/0'}}\n" + more)
+
+
 @pytest.mark.parametrize(("signum", "word", "code"), [(signal.SIGINT, "interrupted", 130),
                                                       (signal.SIGTERM, "terminated", 143)])
 def test_an_interrupt_stops_every_primary_of_a_cluster_at_its_next_batch(redis_cluster, target, write_config, cli,
@@ -831,13 +842,7 @@ def test_an_interrupt_stops_every_primary_of_a_cluster_at_its_next_batch(redis_c
 
     from storagectl.datamove import redis_path
 
-    cluster = redis_cluster.client()
-    pipe = cluster.pipeline()
-    for index in range(30000):  # about 10000 keys a primary: several SCAN batches each
-        pipe.set(f"k:{index}", index)
-    pipe.execute()
-    config = write_config("version: 1\nbackends:\n" + redis_cluster.backend_yaml("cl")
-                          + f"  dst: {{kind: redis, url: 'redis://127.0.0.1:{target.port}/0'}}\n")
+    config = filled_cluster_config(redis_cluster, target, write_config)
     stops, real_fan_out = [], redis_path.fan_out
 
     def fan_out(nodes, visit, concurrency, stop=None):
@@ -883,14 +888,8 @@ def test_an_interrupt_stops_a_cluster_verify_at_each_primarys_next_batch(redis_c
 
     from storagectl.datamove import redis_path
 
-    cluster = redis_cluster.client()
-    pipe = cluster.pipeline()
-    for index in range(30000):  # about 10000 keys a primary: several SCAN batches each
-        pipe.set(f"k:{index}", index)
-    pipe.execute()
-    config = write_config("version: 1\nbackends:\n" + redis_cluster.backend_yaml("cl")
-                          + f"  dst: {{kind: redis, url: 'redis://127.0.0.1:{target.port}/0'}}\n"
-                          + "data_migrations:\n  whole: {source: cl, target: dst, parallel: 3}\n")
+    config = filled_cluster_config(redis_cluster, target, write_config,
+                                   "data_migrations:\n  whole: {source: cl, target: dst, parallel: 3}\n")
     stops, real_fan_out = [], redis_path.fan_out
 
     def fan_out(nodes, visit, concurrency, stop=None):
