@@ -28,6 +28,7 @@ Usage: python bench/bench_loadgen.py [--rounds 3] [--seconds 8] [--only redis,pg
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import re
@@ -196,7 +197,8 @@ def percentile(sorted_values: list[int], fraction: float) -> float:
     return float(sorted_values[index])
 
 
-def latency_truth(config: Path, rounds: int, seconds: int, jobs: list[str], native_jobs: list[str]) -> None:
+def latency_truth(config: Path, rounds: int, seconds: int, jobs: list[str], native_jobs: list[str],
+                  clients: int = 8) -> None:
     """Alternating rounds of `pgbench --log` (once per -j of ``native_jobs``; the first is the
     reference) and storagectl (once per ``-j`` of ``jobs``); medians of each one's p50/p99, with the
     tps of the same runs: in a closed loop latency is about clients / tps, so a round whose tps
@@ -206,16 +208,16 @@ def latency_truth(config: Path, rounds: int, seconds: int, jobs: list[str], nati
     has read the other ready clients (advanceConnectionState returns at CSTATE_END_TX) and sent the
     earlier ones' next transactions, and that wait is in no latency; storagectl's loop does the same."""
     script = pgbench_tables_script("select-pk", config.parent)
-    names = ("p50", "p99", "mean", "tps")
+    names = ("p50", "p99", "mean", "tps", "spread")
     theirs = {j: {name: [] for name in names} for j in native_jobs}
     ours = {j: {name: [] for name in names} for j in jobs}
     def native_run(j: str) -> None:
-        log = pgbench_log(["-c", "8", "-j", j, "-T", str(seconds)])
+        log = pgbench_log(["-c", str(clients), "-j", j, "-T", str(seconds)])
         for name in names:
             theirs[j][name].append(log[name])
 
     def our_run(j: str) -> None:
-        result = storagectl(config, "-b", "pg", "-w", script, "-c", "8", *jobs_args(j), "-T", f"{seconds}s",
+        result = storagectl(config, "-b", "pg", "-w", script, "-c", str(clients), *jobs_args(j), "-T", f"{seconds}s",
                             "--warmup", "0", "--keyspace", "1")
         for name in ("p50", "p99", "mean"):
             ours[j][name].append(result["latency_ms"][name])
@@ -226,11 +228,12 @@ def latency_truth(config: Path, rounds: int, seconds: int, jobs: list[str], nati
         for run in in_turn(round_index, turns):
             run()
     reference = theirs[native_jobs[0]]
-    print(f"latency truth, {rounds} alternating rounds, reference pgbench -j {native_jobs[0]}", flush=True)
+    print(f"latency truth, -c {clients}, {rounds} alternating rounds, reference pgbench -j {native_jobs[0]}",
+          flush=True)
     for tool, figures in [(f"pgbench -j {j}", theirs[j]) for j in native_jobs] + \
                          [(f"storagectl -j {j}", ours[j]) for j in jobs]:
         print(f"latency truth {tool}: {median_of(figures['tps']):,.0f} tps (runs {runs(figures['tps'], '{:,.0f}')}); "
-              f"{littles_law(figures)}", flush=True)
+              f"{littles_law(figures, clients)}{spread(figures)}", flush=True)
         if figures is not reference:
             for name in ("p50", "p99"):
                 compare_line(f"latency truth {tool} {name}", figures[name], reference[name],
@@ -241,12 +244,21 @@ def runs(values: list[float], form: str = "{:.3f}") -> str:
     return ", ".join(form.format(value) for value in values)
 
 
-def littles_law(figures: dict[str, list[float]]) -> str:
-    """The medians of the measured mean and of 8 clients / tps (ms)."""
-    predicted = [8000 / tps for tps in figures["tps"]]
+def littles_law(figures: dict[str, list[float]], clients: int) -> str:
+    """The medians of the measured mean and of clients / tps (ms)."""
+    predicted = [1000 * clients / tps for tps in figures["tps"]]
     shares = [mean / law for mean, law in zip(figures["mean"], predicted, strict=True)]
     return (f"mean {median_of(figures['mean']):.3f} ms (runs {runs(figures['mean'])}) vs Little's law "
-            f"8/tps {median_of(predicted):.3f} ms (runs {runs(predicted)}): {100 * median_of(shares):.0f} % of it")
+            f"{clients}/tps {median_of(predicted):.3f} ms (runs {runs(predicted)}): "
+            f"{100 * median_of(shares):.0f} % of it")
+
+
+def spread(figures: dict[str, list[float]]) -> str:
+    """pgbench's: its busiest connection's transactions over its slowest one's (from the log's client
+    ids); an uneven share means its connections were not under the same load."""
+    if not figures.get("spread"):
+        return ""
+    return f"; transactions per connection, busiest / slowest: {runs(figures['spread'], '{:.2f}')}"
 
 
 def compare_line(title: str, mine: list[float], native: list[float], native_name: str,
@@ -269,9 +281,11 @@ def pgbench_log(args: list[str]) -> dict[str, float]:
                               capture_output=True, text=True, check=True)
         rows = [line.split() for path in Path(directory).glob("log*") for line in path.read_text().splitlines()]
     latencies = sorted(int(row[2]) for row in rows)
+    per_client = collections.Counter(row[0] for row in rows)
     figures = {"p50": percentile(latencies, 0.50) / 1000, "p99": percentile(latencies, 0.99) / 1000,
                "mean": statistics.fmean(latencies) / 1000,
-               "tps": float(re.search(r"tps = ([\d.]+) \(without", done.stdout).group(1))}
+               "tps": float(re.search(r"tps = ([\d.]+) \(without", done.stdout).group(1)),
+               "spread": max(per_client.values()) / min(per_client.values())}
     if rows and len(rows[0]) > 6:
         service = sorted(int(row[2]) - int(row[6]) for row in rows)
         figures.update(service_p50=percentile(service, 0.50) / 1000, service_p99=percentile(service, 0.99) / 1000)
@@ -361,6 +375,7 @@ def main() -> None:
     parser.add_argument("--pg-workloads", default="select-pk,tpcb-like", help="the PostgreSQL cases of `pg`")
     parser.add_argument("--pgbench-jobs", default="2", help="pgbench -j of `truth`; several (2,8): each run in "
                         "every round, the first the reference")
+    parser.add_argument("--truth-clients", default="8", help="-c of `truth`; several (2,8): one comparison each")
     parser.add_argument("--rates", default="2000,10000", help="the fixed rates (ops/s) of `open`")
     parser.add_argument("--pg-jobs", default="auto", help="storagectl -j for `pg`, `truth` and `open` (auto: "
                         "none given, its default); several (auto,2): each run in every round against the same "
@@ -384,7 +399,9 @@ def main() -> None:
                 if "pg" in parts:
                     bench_pg(config, args.rounds, args.seconds, args.pg_workloads.split(","), jobs)
                 if "truth" in parts:
-                    latency_truth(config, args.rounds, args.seconds, jobs, args.pgbench_jobs.split(","))
+                    for clients in args.truth_clients.split(","):
+                        latency_truth(config, args.rounds, args.seconds, jobs, args.pgbench_jobs.split(","),
+                                      int(clients))
                 if "open" in parts:
                     open_loop(config, args.rounds, args.seconds, jobs, [int(rate) for rate in args.rates.split(",")])
                 if "stall" in parts:
