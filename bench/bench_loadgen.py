@@ -14,9 +14,10 @@
 - Latency truth: p50/p99 of `bench run -w select-pk -c 8` vs the percentiles of the per-transaction
   latencies in `pgbench -S --log` under the same closed-loop load, in alternating rounds (medians, with
   each run's tps beside them, and each tool's mean beside its Little's-law mean 8 / tps); target within 15 %.
-- Open loop (`open`): the same comparison at fixed rates well under saturation (`--rates`),
+- Open loop (`open`, no target, no verdict): the same figures at fixed rates (`--rates`),
   `pgbench -R RATE --log` vs `bench run --rate RATE`: corrected latency (from the scheduled start) and
   service time (from the send; pgbench's log latency minus its schedule lag), p50 and p99 of each.
+  pgbench -R schedules Poisson arrivals per thread, storagectl one fixed interval: p99s differ.
 - Stall: `--rate` runs during which the server stops for 2 s (`CLIENT PAUSE 2000`; a transaction
   holding ACCESS EXCLUSIVE on pgbench_accounts for 2 s): corrected p99.9 must exceed 1 s.
 
@@ -262,11 +263,11 @@ def spread(figures: dict[str, list[float]]) -> str:
 
 
 def compare_line(title: str, mine: list[float], native: list[float], native_name: str,
-                 name: str = "storagectl") -> None:
+                 name: str = "storagectl", target: bool = True) -> None:
     off = 100 * (median_of(mine) - median_of(native)) / median_of(native)
+    verdict = f", target within 15 %: {'met' if abs(off) <= 15 else 'NOT met'}" if target else ""
     print(f"{title}: {name} {median_of(mine):.3f} ms (runs {runs(mine)}) vs {native_name} "
-          f"{median_of(native):.3f} ms (runs {runs(native)}) ({off:+.1f} %, target within 15 %: "
-          f"{'met' if abs(off) <= 15 else 'NOT met'})", flush=True)
+          f"{median_of(native):.3f} ms (runs {runs(native)}) ({off:+.1f} %{verdict})", flush=True)
 
 
 def pgbench_log(args: list[str]) -> dict[str, float]:
@@ -296,11 +297,13 @@ OPEN_LOOP_FIGURES = ("p50", "p99", "service_p50", "service_p99")
 
 
 def open_loop(config: Path, rounds: int, seconds: int, jobs: list[str], rates: list[int]) -> None:
-    """The measurement itself, away from saturation: at each fixed rate, alternating rounds of
-    `pgbench -S -M prepared -c 8 -j 2 -R RATE --log` and `bench run --rate RATE -c 8` (once per ``-j``
-    of ``jobs``) on select-pk. Both count corrected latency from the scheduled start and service time
-    from the actual send; with the cores mostly idle neither client's CPU per op moves the figures,
-    so percentiles within 15 % say that the two tools time the same thing."""
+    """A look at the measurement away from saturation (no target of the issue's; no verdict printed):
+    at each rate, alternating rounds of `pgbench -S -M prepared -c 8 -j 2 -R RATE --log` and `bench run
+    --rate RATE -c 8` (once per ``-j`` of ``jobs``) on select-pk. Both count corrected latency from the
+    scheduled start and service time from the actual send, but the two loads differ: pgbench -R draws
+    each thread's start times from a Poisson process (getPoissonRand; a client finishing a transaction
+    takes its thread's next start), so starts come in bursts that queue behind each other, while
+    storagectl sends on one fixed interval (as wrk2 does): pgbench's p99s run higher, the p50s agree."""
     script = pgbench_tables_script("select-pk", config.parent)
     for rate in rates:
         theirs: dict[str, list[float]] = {name: [] for name in (*OPEN_LOOP_FIGURES, "tps")}
@@ -322,7 +325,8 @@ def open_loop(config: Path, rounds: int, seconds: int, jobs: list[str], rates: l
         for j in jobs:
             for name in OPEN_LOOP_FIGURES:
                 label = name.replace("service_", "service ") if "service" in name else f"corrected {name}"
-                compare_line(f"open loop {rate:,}/s -j {j} {label}", ours[j][name], theirs[name], "pgbench -R --log")
+                compare_line(f"open loop {rate:,}/s -j {j} {label}", ours[j][name], theirs[name], "pgbench -R --log",
+                             target=False)
 
 
 def stall_redis(config: Path, server: RedisServer, seconds: int) -> None:
