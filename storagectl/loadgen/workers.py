@@ -4,7 +4,7 @@ per-second latency counts, which are merged into one recorder here.
 
 Why processes: one event loop is one thread, and on a machine busier than its CPUs the scheduler
 gives each runnable thread a share; pgbench -j 2 gets two. Measured on the 2-core machine under a
-load average of 11: PostgreSQL select-pk with one loop 0.55x pgbench -j 2 (see README "Benchmarks").
+load average of 11: PostgreSQL select-pk with one loop 0.55x pgbench -j 2 (see bench/RESULTS.md).
 Only kinds whose clients are sockets in the loop (PostgreSQL, Redis) take workers: a forked child
 must not reuse the parent's driver pools (Neo4j) or client threads.
 """
