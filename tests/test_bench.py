@@ -570,3 +570,38 @@ def test_workers_close_their_clients_before_they_end(tmp_path):
     outcome, _ = drive_workers(SlowClosingWorkload(tmp_path), LoadPlan(clients=4, count=200), 2, None)
     assert outcome.recorder.ops == 200
     assert len(list(tmp_path.glob("closed-*"))) == 4
+
+
+class InterruptedPipeClient(PipeClient):
+    """Its worker is interrupted mid-run (a Ctrl-C reaches every process of the group): it then closes
+    its clients slowly, while the parent, interrupted too, stops the workers."""
+
+    def collect(self):
+        raise KeyboardInterrupt
+
+
+class InterruptedWorkload(SlowClosingWorkload):
+    def open_client(self):
+        return InterruptedPipeClient(self.directory)
+
+
+def test_interrupted_workers_close_their_clients_despite_the_parents_sigterm(tmp_path, capfd):
+    """The parent's SIGTERM reached a worker that was closing its connections after a Ctrl-C: with the
+    CLI's handler (SIGTERM raises Terminated) that was a worker's traceback on stderr mid-close."""
+    import signal
+
+    from storagectl.errors import Terminated
+    from storagectl.loadgen.engine import LoadPlan
+    from storagectl.loadgen.workers import drive_workers
+
+    def terminated(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminated)  # as cli.main installs it, inherited by the workers
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            drive_workers(InterruptedWorkload(tmp_path), LoadPlan(clients=4, count=200), 2, None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert "Traceback" not in capfd.readouterr().err
+    assert len(list(tmp_path.glob("closed-*"))) == 4
