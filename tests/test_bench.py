@@ -296,6 +296,45 @@ def test_sqlite_sql_file_counts_and_interrupt_cleans(cli, write_config, sqlite_f
     assert sorted(sqlite_tables(sqlite_file)) == ["log", "users"]
 
 
+def failing_teardown(monkeypatch):
+    from storagectl.loadgen.workloads import sqlite as sqlite_workloads
+
+    def teardown(self):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(sqlite_workloads.SQLiteWorkload, "teardown", teardown)
+
+
+def test_a_failed_teardown_after_an_error_says_the_data_may_remain(cli, write_config, sqlite_file, monkeypatch):
+    """It said "removed" after logging a timestamped WARNING line that it was not."""
+    from storagectl.errors import BackendUnavailable
+    from storagectl.loadgen.workloads import sqlite as sqlite_workloads
+
+    def setup_then_fail(self):
+        raise BackendUnavailable("the server went away")
+
+    monkeypatch.setattr(sqlite_workloads.SQLiteWorkload, "setup", setup_then_fail)
+    failing_teardown(monkeypatch)
+    config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_file}\n")
+    result = cli("-c", config, "bench", "run", "-b", "lite", "-w", "select-pk", "-n", "5", "--warmup", "0")
+    assert result.exit_code == 3, result.stderr
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "removed" not in error[0] and "WARNING" not in result.stderr
+    assert "the server went away (benchmark data under storagectl_bench_" in error[0]
+    assert "may remain: removing it failed (OperationalError); remove it by hand" in error[0]
+
+
+def test_a_failed_teardown_after_a_run_keeps_its_figures_and_warns(cli, write_config, sqlite_file, monkeypatch):
+    failing_teardown(monkeypatch)
+    config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_file}\n")
+    result = cli("-c", config, "bench", "run", "-b", "lite", "-w", "select-pk", "-n", "5", "--warmup", "0",
+                 "--keyspace", "10", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["ops"] == 5
+    assert "may remain: removing it failed (OperationalError)" in result.json()["environment"]["warnings"][-1]
+    assert "warning: benchmark data under storagectl_bench_" in result.stderr
+
+
 # -- options and safety ---------------------------------------------------------------------------
 def test_duration_and_count_together_name_both(cli, write_config, redis_db):
     config = write_config("backends:\n" + redis_db.backend_yaml())
