@@ -237,6 +237,11 @@ def test_a_bad_sql_file_is_a_usage_error_and_leaves_nothing(cli, write_config, p
     result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{script}", "-n", "5", "--keyspace", "10")
     assert result.exit_code == 2 and "fails to prepare" in result.stderr and "removed" in result.stderr
     assert bench_schemas(pg_database) == []
+    script.write_text("SELEC 1;\n")  # PostgreSQL's message adds "LINE 1: SELEC 1" and a caret line
+    result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{script}", "-n", "5", "--keyspace", "10")
+    error = [line for line in result.stderr.splitlines() if not line.startswith("bench:")]
+    assert result.exit_code == 2 and len(error) == 1, result.stderr
+    assert 'fails to prepare: syntax error at or near "SELEC" (benchmark data under' in error[0]
     unset = tmp_path / "unset.sql"
     unset.write_text("SELECT :nope;\n")
     result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{unset}", "-n", "5")
