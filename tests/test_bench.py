@@ -55,6 +55,18 @@ def test_every_redis_workload_counts_and_cleans_up(cli, write_config, redis_db, 
     assert redis_db.client().get("user:1") == b"kept"
 
 
+def test_rpop_on_the_emptied_list_counts_as_empty_not_as_a_pop(cli, write_config, redis_db):
+    """Past its --keyspace items RPOP answers nil: that is no pop, and a default warm-up empties the list
+    before the measurement starts, so every op counted as a fast successful pop."""
+    config = write_config("backends:\n" + redis_db.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "cache", "-w", "rpop", "-c", "2", "-P", "4", "-n", "300",
+                 "--warmup", "0", "--keyspace", "100", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["ops"] == 300 and data["ok"] == 100 and data["errors"] == {"EMPTY": 200}
+    assert redis_keys(redis_db) == []
+
+
 def test_redis_pipeline_and_open_loop(cli, write_config, redis_db):
     config = write_config("backends:\n" + redis_db.backend_yaml())
     result = cli("-c", config, "bench", "run", "-b", "cache", "-w", "get", "-c", "2", "-P", "16", "-T", "1s",
