@@ -65,6 +65,10 @@ def test_rpop_on_the_emptied_list_counts_as_empty_not_as_a_pop(cli, write_config
     data = result.json()
     assert data["ops"] == 300 and data["ok"] == 100 and data["errors"] == {"EMPTY": 200}
     assert redis_keys(redis_db) == []
+    result = cli("-c", config, "bench", "run", "-b", "cache", "-w", "rpop", "-n", "10", "--warmup", "0.2s",
+                 "--keyspace", "1")  # the warm-up's first op pops the one item
+    assert result.exit_code == 1 and "every operation failed (EMPTY: 10)" in result.stderr
+    assert "Try: a --keyspace above the ops of the warm-up and the run" in result.stderr
 
 
 def test_redis_pipeline_and_open_loop(cli, write_config, redis_db):

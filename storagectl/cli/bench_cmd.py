@@ -116,9 +116,11 @@ def _refuse_all_failed(result: dict[str, Any]) -> None:
     from storagectl.errors import OperationFailed
 
     kinds = ", ".join(f"{kind}: {count:,}" for kind, count in result["errors"].items())
-    raise OperationFailed(f"every operation failed ({kinds}); the figures above time the errors",
-                          hint="Try: the workload's statement or command by hand against the backend (the "
-                               "error kinds are the server's)")
+    hint = ("Try: the workload's statement or command by hand against the backend (the error kinds are the "
+            "server's)")
+    if "EMPTY" in result["errors"]:
+        hint = "Try: a --keyspace above the ops of the warm-up and the run (rpop pops each item once)"
+    raise OperationFailed(f"every operation failed ({kinds}); the figures above time the errors", hint=hint)
 
 
 def _check_save_target(save: Path) -> None:
