@@ -277,6 +277,15 @@ def test_every_sqlite_workload_uses_prefixed_tables(cli, write_config, sqlite_fi
     assert sorted(sqlite_tables(sqlite_file)) == ["log", "users"]
 
 
+def test_the_per_second_line_of_a_short_counted_run_gives_ops_not_a_rate(cli, write_config, sqlite_file):
+    """A 50-op run ends inside its first second: "second 1: 50 ops/s" contradicted the table's ops/s."""
+    config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_file}\n")
+    result = cli("-c", config, "bench", "run", "-b", "lite", "-w", "select-pk", "-n", "50", "--warmup", "0",
+                 "--keyspace", "10")
+    assert result.exit_code == 0, result.stderr
+    assert "second 1: 50 ops, p99 " in result.stderr and "ops/s, p99" not in result.stderr
+
+
 def test_save_into_a_missing_folder_is_refused_before_the_run(cli, write_config, sqlite_file, tmp_path):
     config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_file}\n")
     result = cli("-c", config, "bench", "run", "-b", "lite", "-w", "select-pk", "-n", "50", "--warmup", "0",
