@@ -408,6 +408,7 @@ def test_yes_help_says_what_it_does_here(cli):
     """A production backend is refused without --yes even on a terminal: nothing asks."""
     result = cli("bench", "run", "--help")
     assert "production: true" in result.stdout and "asks on a terminal" not in result.stdout
+    assert "[default: 5s]" in result.stdout  # --warmup's default as a duration is given, not "5.0"
 
 
 def test_production_must_be_a_boolean(cli, write_config, redis_db):

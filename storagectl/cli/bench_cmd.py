@@ -49,8 +49,8 @@ def run(
         help="Measure this long (30s, 2m) [default: 10s]; excludes -n.")] = None,
     count: Annotated[int | None, typer.Option("--count", "-n", metavar="N",
                                               help="Measure this many operations; excludes -T.")] = None,
-    warmup: Annotated[float, typer.Option("--warmup", parser=duration_value, metavar="DURATION",
-                                          help="Run this long first, unmeasured.")] = 5.0,
+    warmup: Annotated[float, typer.Option("--warmup", parser=duration_value, metavar="DURATION", show_default=False,
+                                          help="Run this long first, unmeasured [default: 5s].")] = 5.0,
     rate: Annotated[float | None, typer.Option(
         "--rate", metavar="OPS",
         help="Open loop: this many ops/s on a fixed schedule; latency counts from each op's intended start.")] = None,
