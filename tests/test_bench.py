@@ -284,6 +284,10 @@ def test_the_per_second_line_of_a_short_counted_run_gives_ops_not_a_rate(cli, wr
                  "--keyspace", "10")
     assert result.exit_code == 0, result.stderr
     assert "second 1: 50 ops, p99 " in result.stderr and "ops/s, p99" not in result.stderr
+    assert "bench: run\n" in result.stderr
+    result = cli("-c", config, "bench", "run", "-b", "lite", "-w", "select-pk", "-n", "50", "--warmup", "0.1s",
+                 "--keyspace", "10")
+    assert "bench: run: warm-up 0.1s first, not measured\n" in result.stderr  # else the warm-up looks like a hang
 
 
 def test_save_into_a_missing_folder_is_refused_before_the_run(cli, write_config, sqlite_file, tmp_path):

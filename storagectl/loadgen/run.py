@@ -89,7 +89,9 @@ def run_bench(backend: Any, options: BenchOptions, on_second: Callable[[dict[str
         version = workload.server_version()
         runs = []
         for index in range(options.repeat):
-            phase(f"run {index + 1}/{options.repeat}" if options.repeat > 1 else "run")
+            run = f"run {index + 1}/{options.repeat}" if options.repeat > 1 else "run"
+            # the warm-up shows no per-second line: without this the first seconds look like a hang
+            phase(f"{run}: warm-up {options.warmup_s:g}s first, not measured" if options.warmup_s else run)
             outcome, cpu_share = _drive(workload, options, on_second)
             runs.append(build_result(backend, options, workload.options, outcome, cpu_share, version, setup,
                                      started_at))
