@@ -290,6 +290,20 @@ def test_the_per_second_line_of_a_short_counted_run_gives_ops_not_a_rate(cli, wr
     assert "bench: run: warm-up 0.1s first, not measured\n" in result.stderr  # else the warm-up looks like a hang
 
 
+def test_an_open_loop_that_misses_its_rate_says_so(cli, write_config, sqlite_file):
+    """--rate far above what one client does: the run sends its backlog late and ran 4.5x its -T, the
+    corrected latency measuring that backlog, without a word."""
+    config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_file}\n")
+    result = cli("-c", config, "bench", "run", "-b", "lite", "-w", "select-pk", "-n", "200", "--warmup", "0",
+                 "--keyspace", "10", "--rate", "100000000", "-o", "json")  # 200 ops in 2 us: never kept
+    assert result.exit_code == 0, result.stderr
+    assert "--rate 100,000,000 was not reached (" in result.json()["environment"]["warnings"][-1]
+    assert "warning: --rate 100,000,000 was not reached" in result.stderr
+    kept = cli("-c", config, "bench", "run", "-b", "lite", "-w", "select-pk", "-n", "20", "--warmup", "0",
+               "--keyspace", "10", "--rate", "200", "-o", "json")  # an op per 5 ms: kept
+    assert not any("was not reached" in w for w in kept.json()["environment"]["warnings"])
+
+
 def test_save_into_a_missing_folder_is_refused_before_the_run(cli, write_config, sqlite_file, tmp_path):
     config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_file}\n")
     result = cli("-c", config, "bench", "run", "-b", "lite", "-w", "select-pk", "-n", "50", "--warmup", "0",
