@@ -55,6 +55,22 @@ def test_every_redis_workload_counts_and_cleans_up(cli, write_config, redis_db, 
     assert redis_db.client().get("user:1") == b"kept"
 
 
+def test_rpop_on_the_emptied_list_counts_as_empty_not_as_a_pop(cli, write_config, redis_db):
+    """Past its --keyspace items RPOP answers nil: that is no pop, and a default warm-up empties the list
+    before the measurement starts, so every op counted as a fast successful pop."""
+    config = write_config("backends:\n" + redis_db.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "cache", "-w", "rpop", "-c", "2", "-P", "4", "-n", "300",
+                 "--warmup", "0", "--keyspace", "100", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["ops"] == 300 and data["ok"] == 100 and data["errors"] == {"EMPTY": 200}
+    assert redis_keys(redis_db) == []
+    result = cli("-c", config, "bench", "run", "-b", "cache", "-w", "rpop", "-n", "10", "--warmup", "0.2s",
+                 "--keyspace", "1")  # the warm-up's first op pops the one item
+    assert result.exit_code == 1 and "every operation failed (EMPTY: 10)" in result.stderr
+    assert "Try: a --keyspace above the ops of the warm-up and the run" in result.stderr
+
+
 def test_redis_pipeline_and_open_loop(cli, write_config, redis_db):
     config = write_config("backends:\n" + redis_db.backend_yaml())
     result = cli("-c", config, "bench", "run", "-b", "cache", "-w", "get", "-c", "2", "-P", "16", "-T", "1s",
@@ -237,6 +253,11 @@ def test_a_bad_sql_file_is_a_usage_error_and_leaves_nothing(cli, write_config, p
     result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{script}", "-n", "5", "--keyspace", "10")
     assert result.exit_code == 2 and "fails to prepare" in result.stderr and "removed" in result.stderr
     assert bench_schemas(pg_database) == []
+    script.write_text("SELEC 1;\n")  # PostgreSQL's message adds "LINE 1: SELEC 1" and a caret line
+    result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{script}", "-n", "5", "--keyspace", "10")
+    error = [line for line in result.stderr.splitlines() if not line.startswith("bench:")]
+    assert result.exit_code == 2 and len(error) == 1, result.stderr
+    assert 'fails to prepare: syntax error at or near "SELEC" (benchmark data under' in error[0]
     unset = tmp_path / "unset.sql"
     unset.write_text("SELECT :nope;\n")
     result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{unset}", "-n", "5")
@@ -254,6 +275,33 @@ def test_every_sqlite_workload_uses_prefixed_tables(cli, write_config, sqlite_fi
     assert data["ops"] == 100 and data["errors"] == {}
     assert data["setup"]["namespace"].startswith("storagectl_bench_")
     assert sorted(sqlite_tables(sqlite_file)) == ["log", "users"]
+
+
+def test_the_per_second_line_of_a_short_counted_run_gives_ops_not_a_rate(cli, write_config, sqlite_file):
+    """A 50-op run ends inside its first second: "second 1: 50 ops/s" contradicted the table's ops/s."""
+    config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_file}\n")
+    result = cli("-c", config, "bench", "run", "-b", "lite", "-w", "select-pk", "-n", "50", "--warmup", "0",
+                 "--keyspace", "10")
+    assert result.exit_code == 0, result.stderr
+    assert "second 1: 50 ops, p99 " in result.stderr and "ops/s, p99" not in result.stderr
+    assert "bench: run\n" in result.stderr
+    result = cli("-c", config, "bench", "run", "-b", "lite", "-w", "select-pk", "-n", "50", "--warmup", "0.1s",
+                 "--keyspace", "10")
+    assert "bench: run: warm-up 0.1s first, not measured\n" in result.stderr  # else the warm-up looks like a hang
+
+
+def test_an_open_loop_that_misses_its_rate_says_so(cli, write_config, sqlite_file):
+    """--rate far above what one client does: the run sends its backlog late and ran 4.5x its -T, the
+    corrected latency measuring that backlog, without a word."""
+    config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_file}\n")
+    result = cli("-c", config, "bench", "run", "-b", "lite", "-w", "select-pk", "-n", "200", "--warmup", "0",
+                 "--keyspace", "10", "--rate", "100000000", "-o", "json")  # 200 ops in 2 us: never kept
+    assert result.exit_code == 0, result.stderr
+    assert "--rate 100,000,000 was not reached (" in result.json()["environment"]["warnings"][-1]
+    assert "warning: --rate 100,000,000 was not reached" in result.stderr
+    kept = cli("-c", config, "bench", "run", "-b", "lite", "-w", "select-pk", "-n", "20", "--warmup", "0",
+               "--keyspace", "10", "--rate", "200", "-o", "json")  # an op per 5 ms: kept
+    assert not any("was not reached" in w for w in kept.json()["environment"]["warnings"])
 
 
 def test_save_into_a_missing_folder_is_refused_before_the_run(cli, write_config, sqlite_file, tmp_path):
@@ -294,6 +342,45 @@ def test_sqlite_sql_file_counts_and_interrupt_cleans(cli, write_config, sqlite_f
         run_bench(backend, BenchOptions(workload="select-pk", clients=2, duration_s=5, warmup_s=0, keyspace=100),
                   on_second=interrupt)
     assert sorted(sqlite_tables(sqlite_file)) == ["log", "users"]
+
+
+def failing_teardown(monkeypatch):
+    from storagectl.loadgen.workloads import sqlite as sqlite_workloads
+
+    def teardown(self):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(sqlite_workloads.SQLiteWorkload, "teardown", teardown)
+
+
+def test_a_failed_teardown_after_an_error_says_the_data_may_remain(cli, write_config, sqlite_file, monkeypatch):
+    """It said "removed" after logging a timestamped WARNING line that it was not."""
+    from storagectl.errors import BackendUnavailable
+    from storagectl.loadgen.workloads import sqlite as sqlite_workloads
+
+    def setup_then_fail(self):
+        raise BackendUnavailable("the server went away")
+
+    monkeypatch.setattr(sqlite_workloads.SQLiteWorkload, "setup", setup_then_fail)
+    failing_teardown(monkeypatch)
+    config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_file}\n")
+    result = cli("-c", config, "bench", "run", "-b", "lite", "-w", "select-pk", "-n", "5", "--warmup", "0")
+    assert result.exit_code == 3, result.stderr
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "removed" not in error[0] and "WARNING" not in result.stderr
+    assert "the server went away (benchmark data under storagectl_bench_" in error[0]
+    assert "may remain: removing it failed (OperationalError); remove it by hand" in error[0]
+
+
+def test_a_failed_teardown_after_a_run_keeps_its_figures_and_warns(cli, write_config, sqlite_file, monkeypatch):
+    failing_teardown(monkeypatch)
+    config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_file}\n")
+    result = cli("-c", config, "bench", "run", "-b", "lite", "-w", "select-pk", "-n", "5", "--warmup", "0",
+                 "--keyspace", "10", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["ops"] == 5
+    assert "may remain: removing it failed (OperationalError)" in result.json()["environment"]["warnings"][-1]
+    assert "warning: benchmark data under storagectl_bench_" in result.stderr
 
 
 # -- options and safety ---------------------------------------------------------------------------
@@ -339,6 +426,7 @@ def test_yes_help_says_what_it_does_here(cli):
     """A production backend is refused without --yes even on a terminal: nothing asks."""
     result = cli("bench", "run", "--help")
     assert "production: true" in result.stdout and "asks on a terminal" not in result.stdout
+    assert "[default: 5s]" in result.stdout  # --warmup's default as a duration is given, not "5.0"
 
 
 def test_production_must_be_a_boolean(cli, write_config, redis_db):
@@ -569,4 +657,39 @@ def test_workers_close_their_clients_before_they_end(tmp_path):
 
     outcome, _ = drive_workers(SlowClosingWorkload(tmp_path), LoadPlan(clients=4, count=200), 2, None)
     assert outcome.recorder.ops == 200
+    assert len(list(tmp_path.glob("closed-*"))) == 4
+
+
+class InterruptedPipeClient(PipeClient):
+    """Its worker is interrupted mid-run (a Ctrl-C reaches every process of the group): it then closes
+    its clients slowly, while the parent, interrupted too, stops the workers."""
+
+    def collect(self):
+        raise KeyboardInterrupt
+
+
+class InterruptedWorkload(SlowClosingWorkload):
+    def open_client(self):
+        return InterruptedPipeClient(self.directory)
+
+
+def test_interrupted_workers_close_their_clients_despite_the_parents_sigterm(tmp_path, capfd):
+    """The parent's SIGTERM reached a worker that was closing its connections after a Ctrl-C: with the
+    CLI's handler (SIGTERM raises Terminated) that was a worker's traceback on stderr mid-close."""
+    import signal
+
+    from storagectl.errors import Terminated
+    from storagectl.loadgen.engine import LoadPlan
+    from storagectl.loadgen.workers import drive_workers
+
+    def terminated(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminated)  # as cli.main installs it, inherited by the workers
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            drive_workers(InterruptedWorkload(tmp_path), LoadPlan(clients=4, count=200), 2, None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert "Traceback" not in capfd.readouterr().err
     assert len(list(tmp_path.glob("closed-*"))) == 4

@@ -29,6 +29,9 @@ def result(ops_per_s=1000.0, p99=10.0, workload="get", kind="redis", errors=0, c
     ("errors>0", result(), result(errors=1), True),
     ("errors>0", result(errors=5), result(errors=0), False),
     ("p99.9>+50%", result(), result(), False),
+    ("errors>+10%", result(errors=0), result(errors=5), True),  # from 0: an infinite rise, not "no change"
+    ("errors>+10%", result(errors=0), result(errors=0), False),
+    ("errors<-10%", result(errors=0), result(errors=5), False),
 ])
 def test_conditions(text, base, new, holds):
     comparison = compare_results(base, new, [parse_condition(text)])

@@ -51,6 +51,18 @@ def test_s3_errors_are_counted_by_code(cli, write_config, s3_bucket, monkeypatch
     assert result.json()["errors"] == {"NoSuchKey": 10}
 
 
+def test_s3_bucket_missing_is_one_line_and_nothing_to_remove(cli, write_config, s3_bucket):
+    """Setup could not open the bucket: the teardown has nothing to remove (it tried, failed and
+    logged a timestamped WARNING that contradicted the "removed" of the error line)."""
+    fields = s3_bucket.yaml_fields().replace(f"bucket: {s3_bucket.name}", "bucket: no-such-bucket-here")
+    config = write_config(f"backends:\n  store:\n    kind: s3\n{fields}")
+    result = cli("-c", config, "bench", "run", "-b", "store", "-w", "get", "-n", "5", "--warmup", "0")
+    assert result.exit_code == 5, result.stderr
+    assert "WARNING" not in result.stderr and "by hand" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if not line.startswith(("bench:", "Try:"))] == [
+        line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
 class FakeGraph:
     """Just enough of Neo4j for the bench's queries: nodes by label and key, a `next` chain."""
 

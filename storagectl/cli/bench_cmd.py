@@ -49,8 +49,8 @@ def run(
         help="Measure this long (30s, 2m) [default: 10s]; excludes -n.")] = None,
     count: Annotated[int | None, typer.Option("--count", "-n", metavar="N",
                                               help="Measure this many operations; excludes -T.")] = None,
-    warmup: Annotated[float, typer.Option("--warmup", parser=duration_value, metavar="DURATION",
-                                          help="Run this long first, unmeasured.")] = 5.0,
+    warmup: Annotated[float, typer.Option("--warmup", parser=duration_value, metavar="DURATION", show_default=False,
+                                          help="Run this long first, unmeasured [default: 5s].")] = 5.0,
     rate: Annotated[float | None, typer.Option(
         "--rate", metavar="OPS",
         help="Open loop: this many ops/s on a fixed schedule; latency counts from each op's intended start.")] = None,
@@ -116,9 +116,11 @@ def _refuse_all_failed(result: dict[str, Any]) -> None:
     from storagectl.errors import OperationFailed
 
     kinds = ", ".join(f"{kind}: {count:,}" for kind, count in result["errors"].items())
-    raise OperationFailed(f"every operation failed ({kinds}); the figures above time the errors",
-                          hint="Try: the workload's statement or command by hand against the backend (the "
-                               "error kinds are the server's)")
+    hint = ("Try: the workload's statement or command by hand against the backend (the error kinds are the "
+            "server's)")
+    if "EMPTY" in result["errors"]:
+        hint = "Try: a --keyspace above the ops of the warm-up and the run (rpop pops each item once)"
+    raise OperationFailed(f"every operation failed ({kinds}); the figures above time the errors", hint=hint)
 
 
 def _check_save_target(save: Path) -> None:
@@ -175,7 +177,9 @@ class _LiveView:
     def second(self, row: dict[str, Any]) -> None:
         p99 = "-" if row["p99_ms"] is None else f"{row['p99_ms']:.3f} ms"
         errors = f", {row['errors']:,} errors" if row["errors"] else ""
-        line = f"second {row['second'] + 1}: {row['ops']:,} ops/s, {self.headline} {p99}{errors}"
+        # "ops", not "ops/s": a counted run's last second is cut short (50 ops in its first 10 ms read
+        # "50 ops/s" beside a table of 5,000 ops/s)
+        line = f"second {row['second'] + 1}: {row['ops']:,} ops, {self.headline} {p99}{errors}"
         if self.live is not None:
             self.live.update(line)
         else:

@@ -8,6 +8,7 @@ A condition is ``FIGURE OP VALUE``: ``p99>+10%`` holds when NEW's p99 is more th
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -32,10 +33,13 @@ class Condition:
         if new is None:
             return False
         if self.relative:
-            change = percent_change(base, new)
-            if change is None:
-                return False
-            measured = change
+            if base == 0:  # from 0 any rise is an infinite change: 'errors>+10%' must hold for 0 -> 5
+                measured = math.copysign(math.inf, new) if new else 0.0
+            else:
+                change = percent_change(base, new)
+                if change is None:
+                    return False
+                measured = change
         else:
             measured = new
         return measured > self.value if self.above else measured < self.value

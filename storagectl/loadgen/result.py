@@ -20,6 +20,7 @@ from storagectl.loadgen.recorder import latency_summary
 
 SCHEMA_VERSION = 1
 CLIENT_BOUND_SHARE = 0.9  # the loop runs on one core: at 90 % of it the client is the limit
+RATE_REACHED = 0.9  # an open loop below 90 % of its --rate did not keep to its schedule
 
 
 def environment(server_version: str, cpu_share: float, driver_in_process: bool,
@@ -44,6 +45,10 @@ def build_result(backend: Any, options: Any, workload_options: Any, outcome: Eng
     recorder = outcome.recorder
     open_loop = options.rate is not None
     error_count = sum(recorder.errors.values())
+    ops_per_s = round(recorder.ops / outcome.elapsed_s, 1)
+    env = environment(server_version, cpu_share, getattr(backend, "kind", "") == "sqlite", round(os.getloadavg()[0], 2))
+    if open_loop and ops_per_s < RATE_REACHED * options.rate:
+        env["warnings"].append(rate_missed(ops_per_s, options.rate, outcome.elapsed_s))
     return {
         "schema_version": SCHEMA_VERSION,
         "started_at": datetime.fromtimestamp(started_at, UTC).isoformat(timespec="seconds"),
@@ -59,16 +64,23 @@ def build_result(backend: Any, options: Any, workload_options: Any, outcome: Eng
         "errors": dict(sorted(recorder.errors.items())),
         "error_count": error_count,
         "elapsed_s": round(outcome.elapsed_s, 3),
-        "ops_per_s": round(recorder.ops / outcome.elapsed_s, 1),
+        "ops_per_s": ops_per_s,
         "latency_ms": latency_summary(recorder.service),
         "corrected_latency_ms": latency_summary(recorder.intended) if open_loop else None,
         "warmup": {"ops": outcome.warmup_ops, "errors": outcome.warmup_errors},
         "series": recorder.seconds,
         "hdr": {"service": _encoded(recorder.service),
                 "corrected": _encoded(recorder.intended) if open_loop else None},
-        "environment": environment(server_version, cpu_share, getattr(backend, "kind", "") == "sqlite",
-                                   round(os.getloadavg()[0], 2)),
+        "environment": env,
     }
+
+
+def rate_missed(ops_per_s: float, rate: float, elapsed_s: float) -> str:
+    """An open loop sends every op scheduled before its end, also late: one that cannot keep up runs on
+    past -T with its backlog, and the corrected latency then mostly measures that backlog."""
+    return (f"--rate {rate:,.10g} was not reached ({ops_per_s:,.0f} ops/s): every scheduled op was still sent, "
+            f"late, so the run took {elapsed_s:.1f} s and the corrected latency mostly measures that backlog; "
+            "a lower --rate or more clients measure the server")
 
 
 def _encoded(histogram: Any) -> str:

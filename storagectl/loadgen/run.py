@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from storagectl.errors import UsageError, raise_with_state
+from storagectl.errors import StoragectlError, UsageError, raise_with_state
 from storagectl.loadgen.clients import EpollWaiter
 from storagectl.loadgen.engine import Client, Engine, EngineOutcome, LoadPlan
 from storagectl.loadgen.result import build_result, combine_runs
@@ -89,26 +89,34 @@ def run_bench(backend: Any, options: BenchOptions, on_second: Callable[[dict[str
         version = workload.server_version()
         runs = []
         for index in range(options.repeat):
-            phase(f"run {index + 1}/{options.repeat}" if options.repeat > 1 else "run")
+            run = f"run {index + 1}/{options.repeat}" if options.repeat > 1 else "run"
+            # the warm-up shows no per-second line: without this the first seconds look like a hang
+            phase(f"{run}: warm-up {options.warmup_s:g}s first, not measured" if options.warmup_s else run)
             outcome, cpu_share = _drive(workload, options, on_second)
             runs.append(build_result(backend, options, workload.options, outcome, cpu_share, version, setup,
                                      started_at))
     except BaseException as exc:
         phase("teardown")
-        _teardown_quietly(workload)
-        raise_with_state(exc, f"benchmark data under {workload.namespace} removed")
+        raise_with_state(exc, _teardown(workload, exc) or f"benchmark data under {workload.namespace} removed")
     phase("teardown")
-    workload.teardown()
-    return combine_runs(runs)
+    result = combine_runs(runs)
+    left = _teardown(workload)
+    if left:
+        result["environment"]["warnings"].append(left)
+    return result
 
 
-def _teardown_quietly(workload: Workload) -> None:
+def _teardown(workload: Workload, first: BaseException | None = None) -> str | None:
+    """Remove the namespace; None when done, else what may remain and why, for the message (``first``,
+    the error that ended the run, is the one reported; a finished run's figures are kept)."""
     try:
         workload.teardown()
-    except Exception:  # noqa: BLE001 - the first error is the one to report
-        import logging
-
-        logging.getLogger(__name__).warning("bench teardown failed; remove %s by hand", workload.namespace)
+    except Exception as exc:  # noqa: BLE001 - reported in the message, never raised over the first error
+        reason = exc.message if isinstance(exc, StoragectlError) else type(exc).__name__
+        if first is not None and str(exc) == str(first):
+            reason = "the same error"
+        return f"benchmark data under {workload.namespace} may remain: removing it failed ({reason}); remove it by hand"
+    return None
 
 
 def _drive(workload: Workload, options: BenchOptions,

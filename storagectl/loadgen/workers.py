@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import queue
 import resource
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -65,11 +66,13 @@ def drive_workers(workload: Any, plan: LoadPlan, workers: int,
         return outcome
     finally:
         for process in processes:
-            if reported:  # it closes its connections after reporting: a SIGTERM then is a traceback
-                process.join(WORKER_EXIT_S)
-            if process.is_alive():
+            if not reported:  # Ctrl-C or a worker's error: the others stop at this SIGTERM
                 process.terminate()
-            process.join(10)
+        for process in processes:
+            process.join(WORKER_EXIT_S)  # it closes its connections last, deaf to signals (see _worker)
+            if process.is_alive():
+                process.kill()
+                process.join()
 
 
 def _collect(processes: list[Any], messages: Any, go: Any, start: Any, plan: LoadPlan,
@@ -140,6 +143,7 @@ def _worker(workload: Any, plan: LoadPlan, index: int, first_client: int, messag
     the parent's code (os._exit), so nothing inherited is closed or flushed twice. The workload was
     forked with the parent's random state: ``for_worker`` gives this child draws of its own."""
     clients: list[Any] = []
+    signals = _FirstSignalStops()
     try:
         workload.for_worker(index, first_client)
         clients = [workload.open_client() for _ in range(plan.clients)]
@@ -158,12 +162,31 @@ def _worker(workload: Any, plan: LoadPlan, index: int, first_client: int, messag
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         messages.put(("error", index, (type(exc).__name__, str(exc), getattr(exc, "exit_code", 1))))
     finally:
+        signals.stopped = True  # nothing may cut the close short (a traceback, connections left to the server)
         for client in clients:
             with contextlib.suppress(Exception):  # the process ends now anyway
                 client.close()
         messages.close()
         messages.join_thread()
         os._exit(0)
+
+
+class _FirstSignalStops:
+    """In a worker, only the first of Ctrl-C and SIGTERM stops the run, and none once it is closing its
+    connections. A Ctrl-C reaches every process of the group and the parent's SIGTERM follows while
+    the worker closes: the handlers inherited from the CLI (SIGTERM raises, SIGINT is still armed) let
+    that second signal raise mid-close, a worker's traceback on stderr. The handler stays installed
+    and only returns: switching to SIG_IGN with a signal pending makes CPython raise OSError."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+
+    def _stop(self, signum: int, frame: Any) -> None:
+        if not self.stopped:
+            self.stopped = True
+            raise KeyboardInterrupt
 
 
 def _rebuilt_error(payload: tuple[str, str, int]) -> BaseException:

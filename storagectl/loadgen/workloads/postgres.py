@@ -186,7 +186,9 @@ class PgClient:
 
         result = self._pg.prepare(name, sql)
         if result.status == pq.ExecStatus.FATAL_ERROR:
-            message = result.error_message.decode(errors="replace").strip()
+            # the primary message only: the full one adds "LINE 1: ..." and a caret on lines of their own
+            primary = result.error_field(pq.DiagnosticField.MESSAGE_PRIMARY) or result.error_message
+            message = primary.decode(errors="replace").strip()
             self._pg.finish()
             from storagectl.errors import UsageError
 

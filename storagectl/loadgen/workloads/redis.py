@@ -73,6 +73,9 @@ def _resp_head(*parts: bytes, extra: int) -> bytes:
 
 ONE_KEY = {"hset": "hash", "hget": "hash", "lpush": "list", "rpop": "list", "zadd": "zset", "zrange": "zset"}
 FILLS = {"get": "keys", "mixed": "keys", "hget": "hash", "rpop": "list", "zrange": "zset"}
+# a nil reply that means the op did no work: RPOP on the list it emptied (the fill is --keyspace items,
+# which a default 5 s warm-up pops in well under a second); counted as this error kind, not as a pop
+NIL_KINDS = {"rpop": "EMPTY"}
 
 
 class RedisWorkload:
@@ -177,7 +180,7 @@ class RedisWorkload:
             return PubSubClient(self._connection(node), self._connection(node), self._name(
                 f"channel:{self._seed.randrange(1 << 30)}"))
         entries, tail = self._ring(node)
-        return RedisClient(self._connection(node), entries, tail)
+        return RedisClient(self._connection(node), entries, tail, nil_kind=NIL_KINDS.get(self.options.base))
 
     def _client_node(self) -> ClusterNode:
         """The primary of the next client: the one serving a one-key workload's key, else each in turn."""
@@ -270,7 +273,7 @@ def _error_kind(reply: Any) -> str:
 
 class RedisClient:
     eager = False
-    def __init__(self, connection: Any, ring: list[bytes], tail: bytes) -> None:
+    def __init__(self, connection: Any, ring: list[bytes], tail: bytes, nil_kind: str | None = None) -> None:
         import hiredis
 
         self._client = connection
@@ -284,6 +287,7 @@ class RedisClient:
         self._pending = 0
         self._ops = 0
         self._errors: dict[str, int] = {}
+        self._nil_kind = nil_kind
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -313,6 +317,8 @@ class RedisClient:
             if isinstance(reply, self._reply_error):
                 kind = _error_kind(reply)
                 self._errors[kind] = self._errors.get(kind, 0) + 1
+            elif reply is None and self._nil_kind is not None:
+                self._errors[self._nil_kind] = self._errors.get(self._nil_kind, 0) + 1
         self._pending = pending
         if pending:
             return []
