@@ -257,7 +257,7 @@ def test_a_bad_sql_file_is_a_usage_error_and_leaves_nothing(cli, write_config, p
     result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{script}", "-n", "5", "--keyspace", "10")
     error = [line for line in result.stderr.splitlines() if not line.startswith("bench:")]
     assert result.exit_code == 2 and len(error) == 1, result.stderr
-    assert 'fails to prepare: syntax error at or near "SELEC" (benchmark data under' in error[0]
+    assert f'{script}: statement 1 fails to prepare: syntax error at or near "SELEC" (benchmark data under' in error[0]
     unset = tmp_path / "unset.sql"
     unset.write_text("SELECT :nope;\n")
     result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{unset}", "-n", "5")
@@ -342,6 +342,28 @@ def test_sqlite_sql_file_counts_and_interrupt_cleans(cli, write_config, sqlite_f
         run_bench(backend, BenchOptions(workload="select-pk", clients=2, duration_s=5, warmup_s=0, keyspace=100),
                   on_second=interrupt)
     assert sorted(sqlite_tables(sqlite_file)) == ["log", "users"]
+
+
+def test_a_bad_sqlite_script_is_refused_at_setup_as_on_postgres(cli, write_config, sqlite_file, tmp_path):
+    """Each op failed and the run ended in exit 1 with a table of timed errors, where PostgreSQL refuses
+    the script before the run: every statement is compiled at setup, none is run."""
+    config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_file}\n")
+    script = tmp_path / "bad.sql"
+    script.write_text("\\set aid random(1, :keyspace)\nINSERT INTO log VALUES (:aid);\nSELEC 1;\n")
+    result = cli("-c", config, "bench", "run", "-b", "lite", "-w", f"sql:{script}", "-n", "5", "--warmup", "0",
+                 "--keyspace", "10")
+    error = [line for line in result.stderr.splitlines() if not line.startswith("bench:")]
+    assert result.exit_code == 2 and len(error) == 1 and result.stdout == "", result.stderr
+    assert error[0].startswith(f'error: {script}: statement 2 fails to prepare: near "SELEC": syntax error '
+                               "(benchmark data under storagectl_bench_")
+    assert error[0].endswith(" removed)")
+    assert sorted(sqlite_tables(sqlite_file)) == ["log", "users"]
+    with sqlite3.connect(sqlite_file) as conn:
+        assert conn.execute("SELECT count(*) FROM log").fetchone()[0] == 0  # the INSERT was compiled, not run
+    script.write_text("SELECT * FROM no_such_table;\n")
+    result = cli("-c", config, "bench", "run", "-b", "lite", "-w", f"sql:{script}", "-n", "5", "--warmup", "0",
+                 "--keyspace", "10")
+    assert result.exit_code == 2 and "statement 1 fails to prepare: no such table: no_such_table" in result.stderr
 
 
 def failing_teardown(monkeypatch):

@@ -67,12 +67,23 @@ class Draw:
 class Script:
     draws: tuple[Draw, ...]
     statements: tuple[Statement, ...]
+    source: str = "script"  # the file of ``sql:FILE``, else the workload's name: errors name it
 
     def values(self, rng: random.Random) -> dict[str, int]:
         """One value per variable, uniform in its range (``random()`` scaled: randint costs 4x more
         per operation)."""
         draw = rng.random
         return {d.name: d.low + int(draw() * (d.high - d.low + 1)) for d in self.draws}
+
+    def sample_values(self, statement: Statement) -> list[int]:
+        """Parameters for ``statement`` from the bottom of each range: enough to compile it."""
+        lows = {d.name: d.low for d in self.draws}
+        return [lows[name] for name in statement.variables]
+
+    def unpreparable(self, number: int, message: str) -> UsageError:
+        """Statement ``number`` (from 1) does not compile: every SQL kind refuses the script with this
+        before the run, rather than count each op as an error."""
+        return UsageError(f"{self.source}: statement {number} fails to prepare: {message}")
 
     @property
     def transactional(self) -> bool:
@@ -98,7 +109,7 @@ def parse_script(text: str, constants: dict[str, int], source: str = "script") -
     drawn = {draw.name for draw in draws}
     used = {name for statement in statements for name in statement.variables}
     fixed = tuple(Draw(name, value, value) for name, value in constants.items() if name in used - drawn)
-    return Script(fixed + tuple(draws), statements)
+    return Script(fixed + tuple(draws), statements, source)
 
 
 def _statement(text: str, known: dict[str, int], source: str) -> Statement:

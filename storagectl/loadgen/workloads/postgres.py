@@ -166,7 +166,7 @@ class PgClient:
         self._names: list[bytes] = []
         for number, statement in enumerate(script.statements):
             statement_name = b"%s_%d" % (name, number)  # unique: a pooler or PGlite may share one session
-            self._prepare(statement_name, statement.numbered(lambda i: f"${i}").encode(), number)
+            self._prepare(statement_name, statement.numbered(lambda i: f"${i}").encode(), number, script)
             self._names.append(statement_name)
         # per op: one value per draw, encoded once; each statement picks its parameters by index, or
         # (None) takes the drawn values as they are, as select-pk's one statement does
@@ -181,7 +181,7 @@ class PgClient:
         self._error: str | None = None
         self._rolling_back = False
 
-    def _prepare(self, name: bytes, sql: bytes, number: int) -> None:
+    def _prepare(self, name: bytes, sql: bytes, number: int, script: Script) -> None:
         from psycopg import pq
 
         result = self._pg.prepare(name, sql)
@@ -190,9 +190,7 @@ class PgClient:
             primary = result.error_field(pq.DiagnosticField.MESSAGE_PRIMARY) or result.error_message
             message = primary.decode(errors="replace").strip()
             self._pg.finish()
-            from storagectl.errors import UsageError
-
-            raise UsageError(f"statement {number + 1} of the script fails to prepare: {message}")
+            raise script.unpreparable(number + 1, message)
 
     def fileno(self) -> int:
         return self._pg.socket

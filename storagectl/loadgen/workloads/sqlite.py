@@ -67,7 +67,18 @@ class SQLiteWorkload:
                     conn.execute("BEGIN")
                     conn.execute(statement)
                     conn.execute("COMMIT")
+            self._compile_statements(conn)
         return self.options.keyspace
+
+    def _compile_statements(self, conn: sqlite3.Connection) -> None:
+        """Compile each statement as PostgreSQL prepares them, so a broken script is refused before
+        the run instead of failing every op: ``EXPLAIN`` compiles a statement and runs nothing."""
+        for number, (statement, sql) in enumerate(zip(self.script.statements, self._statements, strict=True), 1):
+            explain = sql if sql.lstrip().upper().startswith("EXPLAIN") else f"EXPLAIN {sql}"
+            try:
+                conn.execute(explain, self.script.sample_values(statement))
+            except sqlite3.Error as exc:
+                raise self.script.unpreparable(number, str(exc)) from None
 
     def teardown(self) -> None:
         if not self._created:
