@@ -304,6 +304,22 @@ def test_an_open_loop_that_misses_its_rate_says_so(cli, write_config, sqlite_fil
     assert not any("was not reached" in w for w in kept.json()["environment"]["warnings"])
 
 
+def test_a_busy_sqlite_run_gives_the_in_process_warning_only(cli, write_config, sqlite_file, monkeypatch):
+    """It also warned that "the client, not the server, was the bottleneck": there is no server."""
+    from storagectl.loadgen import run as bench_run
+
+    cpu = iter(range(0, 10**9, 10**6))  # a million CPU seconds per reading: far above one core
+    monkeypatch.setattr(bench_run, "_cpu_seconds", lambda: next(cpu))
+    config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_file}\n")
+    result = cli("-c", config, "bench", "run", "-b", "lite", "-w", "select-pk", "-n", "20", "--warmup", "0",
+                 "--keyspace", "10", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    env = result.json()["environment"]
+    assert env["client_cpu_pct"] > 90 and env["client_bound"] is False
+    assert any(w.startswith("the database runs inside the client process") for w in env["warnings"])
+    assert not any("not the server" in w for w in env["warnings"]) and "not the server" not in result.stderr
+
+
 def test_save_into_a_missing_folder_is_refused_before_the_run(cli, write_config, sqlite_file, tmp_path):
     config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_file}\n")
     result = cli("-c", config, "bench", "run", "-b", "lite", "-w", "select-pk", "-n", "50", "--warmup", "0",
@@ -525,6 +541,9 @@ def test_the_environment_warns_when_the_client_was_the_bottleneck():
     idle = environment("Redis 7", 0.3, driver_in_process=False)
     assert not idle["client_bound"] and idle["warnings"] == []
     assert "inside the client process" in environment("SQLite 3", 0.3, driver_in_process=True)["warnings"][0]
+    in_process = environment("SQLite 3", 0.97, driver_in_process=True)  # its CPU is the database's work too
+    assert not in_process["client_bound"] and len(in_process["warnings"]) == 1
+    assert "inside the client process" in in_process["warnings"][0]
     crowded = environment("Redis 7", 0.3, driver_in_process=False, load_average=64.0)
     assert crowded["client_load_average"] == 64.0 and "the client machine was busy" in crowded["warnings"][0]
 
