@@ -12,6 +12,7 @@ from storagectl.backends import backend_from_config
 from storagectl.config import load_config
 from storagectl.errors import Interrupted
 from storagectl.loadgen.run import BenchOptions, run_bench
+from tests.conftest import free_port
 
 
 def redis_keys(redis_db, pattern: str = "storagectl:bench:*") -> list[bytes]:
@@ -380,6 +381,18 @@ def test_a_bad_sqlite_script_is_refused_at_setup_as_on_postgres(cli, write_confi
     result = cli("-c", config, "bench", "run", "-b", "lite", "-w", f"sql:{script}", "-n", "5", "--warmup", "0",
                  "--keyspace", "10")
     assert result.exit_code == 2 and "statement 1 fails to prepare: no such table: no_such_table" in result.stderr
+
+
+def test_a_connection_that_fails_in_setup_says_nothing_was_created(cli, write_config, tmp_path):
+    """It said "(benchmark data under storagectl_bench_… removed)" when it never reached the server."""
+    config = write_config(f"backends:\n  pg:\n    kind: postgres\n"
+                          f"    url: postgresql://postgres@127.0.0.1:{free_port()}/x\n    retry:\n      attempts: 1\n"
+                          f"  lite:\n    kind: sqlite\n    path: {tmp_path / 'missing.db'}\n")
+    for backend, code in (("pg", 3), ("lite", 5)):
+        result = cli("-c", config, "bench", "run", "-b", backend, "-w", "select-pk", "-n", "5", "--warmup", "0")
+        error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.exit_code == code and len(error) == 1, result.stderr
+        assert error[0].endswith("(no benchmark data was created)") and "removed" not in error[0]
 
 
 def failing_teardown(monkeypatch):

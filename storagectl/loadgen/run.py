@@ -97,26 +97,29 @@ def run_bench(backend: Any, options: BenchOptions, on_second: Callable[[dict[str
                                      started_at))
     except BaseException as exc:
         phase("teardown")
-        raise_with_state(exc, _teardown(workload, exc) or f"benchmark data under {workload.namespace} removed")
+        raise_with_state(exc, _teardown(workload, exc)[0])
     phase("teardown")
     result = combine_runs(runs)
-    left = _teardown(workload)
-    if left:
-        result["environment"]["warnings"].append(left)
+    state, gone = _teardown(workload)
+    if not gone:
+        result["environment"]["warnings"].append(state)
     return result
 
 
-def _teardown(workload: Workload, first: BaseException | None = None) -> str | None:
-    """Remove the namespace; None when done, else what may remain and why, for the message (``first``,
-    the error that ended the run, is the one reported; a finished run's figures are kept)."""
+def _teardown(workload: Workload, first: BaseException | None = None) -> tuple[str, bool]:
+    """Remove the namespace; what became of it, for the message (removed, never created, or what may
+    remain and why), and whether it is gone (``first``, the error that ended the run, is the one
+    reported; a finished run's figures are kept)."""
     try:
-        workload.teardown()
+        removed = workload.teardown()
     except Exception as exc:  # noqa: BLE001 - reported in the message, never raised over the first error
         reason = exc.message if isinstance(exc, StoragectlError) else type(exc).__name__
         if first is not None and str(exc) == str(first):
             reason = "the same error"
-        return f"benchmark data under {workload.namespace} may remain: removing it failed ({reason}); remove it by hand"
-    return None
+        return (f"benchmark data under {workload.namespace} may remain: removing it failed ({reason}); "
+                "remove it by hand"), False
+    # a connection that failed in setup created nothing: "removed" would claim it had written data
+    return (f"benchmark data under {workload.namespace} removed" if removed else "no benchmark data was created"), True
 
 
 def _drive(workload: Workload, options: BenchOptions,

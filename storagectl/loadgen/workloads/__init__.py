@@ -60,8 +60,9 @@ class Workload(Protocol):
 
     def open_client(self) -> Client: ...
 
-    def teardown(self) -> None:
-        """Remove everything setup and the run created, and nothing else."""
+    def teardown(self) -> bool:
+        """Remove everything setup and the run created, and nothing else; False when there was nothing
+        to remove (setup failed before it wrote anything, e.g. on connecting), so no removal is claimed."""
 
     def server_version(self) -> str: ...
 

@@ -92,9 +92,9 @@ class Neo4jWorkload:
                           start=start, stop=start + FILL_BATCH, keyspace=keyspace)
         return keyspace
 
-    def teardown(self) -> None:
+    def teardown(self) -> bool:
         if self._driver is None:
-            return
+            return False
         try:
             while True:
                 [row] = self._run(f"MATCH (n:{self.namespace}) WITH n LIMIT {DELETE_BATCH} DETACH DELETE n "
@@ -105,6 +105,7 @@ class Neo4jWorkload:
         finally:
             self._driver.close()
             self._driver = None
+        return True
 
     def server_version(self) -> str:
         return self._version

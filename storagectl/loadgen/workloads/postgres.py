@@ -104,12 +104,13 @@ class PostgresWorkload:
         conn.execute(f"INSERT INTO {schema}.ts_metrics SELECT now() - x * interval '100 milliseconds', "
                      f"x % 100 + 1, random() FROM generate_series(1, {self.options.keyspace}) AS x")
 
-    def teardown(self) -> None:
+    def teardown(self) -> bool:
         if not self._created:
-            return
+            return False
         with self.backend.connect() as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{self.namespace}" CASCADE')
         self._created = False
+        return True
 
     def server_version(self) -> str:
         return self._version

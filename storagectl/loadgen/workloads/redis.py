@@ -148,10 +148,10 @@ class RedisWorkload:
         primaries = topology.primaries()
         node_values(self.backend, what, fan_out(primaries, visit, len(primaries)))
 
-    def teardown(self) -> None:
+    def teardown(self) -> bool:
         """UNLINK every name the run could have written, each on the primary serving its slot now."""
         if not self._touched:
-            return
+            return False
         topology = backend_topology(self.backend, "bench teardown")
         names = [self._name(what) for what in ("hash", "list", "zset")]
         if self.options.base in ("get", "set", "mixed"):
@@ -163,6 +163,7 @@ class RedisWorkload:
 
         self._on_primaries(topology, "bench teardown", _by_owner(topology, names, lambda name: name), unlink)
         self._touched = False
+        return True
 
     def server_version(self) -> str:
         return self._version

@@ -46,14 +46,15 @@ class S3Workload:
             self._client.put_object(Bucket=self.bucket, Key=self.key(n), Body=self._body)
         return self.options.keyspace
 
-    def teardown(self) -> None:
+    def teardown(self) -> bool:
         client = self._client
         if client is None:  # setup could not even open the bucket: nothing was written
-            return
+            return False
         keys = [self.key(n) for n in range(self.options.keyspace)]
         for start in range(0, len(keys), DELETE_BATCH):
             batch = [{"Key": key} for key in keys[start:start + DELETE_BATCH]]
             client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+        return True
 
     def server_version(self) -> str:
         return f"S3 at {self.backend.endpoint()}"

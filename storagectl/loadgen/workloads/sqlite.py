@@ -80,14 +80,15 @@ class SQLiteWorkload:
             except sqlite3.Error as exc:
                 raise self.script.unpreparable(number, str(exc)) from None
 
-    def teardown(self) -> None:
+    def teardown(self) -> bool:
         if not self._created:
-            return
+            return False
         with self.backend.connect() as conn:
             for table in reversed(self._created):
                 conn.execute(f'DROP TABLE IF EXISTS "{table}"')
             conn.commit()
         self._created = []
+        return True
 
     def server_version(self) -> str:
         return self._version
