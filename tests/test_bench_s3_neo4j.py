@@ -30,6 +30,7 @@ def test_s3_workloads_count_and_delete_only_their_objects(cli, write_config, s3_
     assert data["ops"] == 40 and data["errors"] == {} and data["workload"]["data_size"] == 1024
     assert data["setup"]["namespace"].startswith("app/storagectl-bench-")
     assert bucket_keys(s3_bucket) == ["app/user-data"]
+    assert ("bench: setup: filling app/storagectl-bench-" in result.stderr) is (workload != "put")  # put fills none
 
 
 def test_s3_errors_are_counted_by_code(cli, write_config, s3_bucket, monkeypatch):

@@ -81,7 +81,8 @@ def run_bench(backend: Any, options: BenchOptions, on_second: Callable[[dict[str
     phase = on_phase or (lambda text: None)
     started_at = time.time()
     try:
-        phase(f"setup: filling {workload.namespace}")
+        if workload.fill_items:  # else setup only connects: "filling" would be untrue
+            phase(f"setup: filling {workload.namespace} ({workload.fill_items:,} items)")
         setup_started = time.perf_counter()
         items = workload.setup()
         setup = {"namespace": workload.namespace, "items": items,

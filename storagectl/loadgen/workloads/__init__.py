@@ -54,6 +54,7 @@ class WorkloadOptions:
 class Workload(Protocol):
     options: WorkloadOptions  # with the kind's defaults filled in
     namespace: str  # the schema, table prefix, key prefix, label or object prefix it works in
+    fill_items: int  # items setup writes before the run; 0: setup only connects (Redis set, S3 put)
 
     def setup(self) -> int:
         """Create the namespace and fill it; the number of items written (not timed as load)."""

@@ -63,6 +63,7 @@ class Neo4jWorkload:
         self.backend = backend
         self.options = options
         self.namespace = f"StoragectlBench_{options.run_id}"
+        self.fill_items = options.keyspace
         self._index = f"storagectl_bench_{options.run_id}"
         if options.script is not None:
             self.draws, self.statements = cypher_script(options.script, self.namespace, options.keyspace)

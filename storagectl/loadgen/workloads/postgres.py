@@ -71,6 +71,7 @@ class PostgresWorkload:
         self.backend = backend
         self.options = options
         self.namespace = f"storagectl_bench_{options.run_id}"
+        self.fill_items = options.keyspace
         self.constants = {"scale": scale_of(options.keyspace), "keyspace": options.keyspace}
         self.script: Script = load_script(options.base, options.script, self.constants, TS_SCRIPTS)
         self._seed = random.Random(options.run_id)

@@ -83,6 +83,7 @@ class RedisWorkload:
         self.backend = backend
         self.options = options
         self.namespace = f"storagectl:bench:{options.run_id}:"
+        self.fill_items = options.keyspace if options.base in FILLS else 0
         self._value = b"x" * options.data_size
         self._seed = random.Random(options.run_id)
         self._topology: ClusterTopology | None = None

@@ -31,6 +31,7 @@ class S3Workload:
         self.options = options
         self.bucket = backend.settings.bucket
         self.namespace = f"{backend.settings.normalized_prefix()}storagectl-bench-{options.run_id}/"
+        self.fill_items = 0 if options.base == "put" else options.keyspace
         self._body = b"x" * (options.data_size or 0)
         self._seed = random.Random(options.run_id)
         self._client: Any = None

@@ -44,6 +44,7 @@ class SQLiteWorkload:
         self.backend = backend
         self.options = options
         self.namespace = f"storagectl_bench_{options.run_id}_"
+        self.fill_items = options.keyspace
         constants = {"scale": scale_of(options.keyspace), "keyspace": options.keyspace}
         self.script: Script = load_script(options.base, options.script, constants, {})
         self._statements = [_immediate(self._prefixed(s.numbered(lambda i: "?"))) for s in self.script.statements]
