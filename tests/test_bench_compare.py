@@ -90,3 +90,36 @@ def test_compare_exit_codes(cli, tmp_path):
     garbage = tmp_path / "garbage.json"
     garbage.write_text("{not json")
     assert cli("bench", "compare", garbage, base).exit_code == 2
+
+
+def with_parameters(data, **changes):
+    """A result with `bench run`'s parameters recorded (``result()`` has none): -c 4 -T 10s, defaults."""
+    data["workload"].update({"data_size": 100, "keyspace": 1000, "ratio": "1:10", "pipeline": 1})
+    data["load"].update({"clients": 4, "workers": 1, "duration_s": 10.0, "count": None, "warmup_s": 5.0,
+                         "rate": None, "pipeline": 1})
+    for key, value in changes.items():
+        data["workload" if key in ("data_size", "keyspace", "ratio") else "load"][key] = value
+    return data
+
+
+def test_differing_run_parameters_are_noted_not_refused(cli, tmp_path):
+    """Results of -c 4 -T 10s and -c 8 -n 5000 --keyspace 100000 were compared without a word."""
+    base = with_parameters(result())
+    new = with_parameters(result(), clients=8, keyspace=100000, duration_s=None, count=5000)
+    comparison = compare_results(base, new, [])
+    assert comparison["differing_parameters"] == [
+        {"parameter": "keyspace", "base": 1000, "new": 100000}, {"parameter": "clients", "base": 4, "new": 8},
+        {"parameter": "duration_s", "base": 10.0, "new": None}, {"parameter": "count", "base": None, "new": 5000}]
+    assert comparison["notes"] == [
+        "--keyspace differs: BASE 1000, NEW 100000", "--clients differs: BASE 4, NEW 8",
+        "--duration differs: BASE 10s, NEW not set", "--count differs: BASE not set, NEW 5000"]
+    same = compare_results(base, with_parameters(result(p99=30.0)), [])
+    assert same["differing_parameters"] == [] and same["notes"] == []
+    older = with_parameters(result(), workers=2)
+    del older["load"]["workers"]  # a result written before load.workers existed: not compared
+    assert compare_results(older, with_parameters(result(), workers=2), [])["differing_parameters"] == []
+    shown = cli("bench", "compare", write(tmp_path, "base.json", base), write(tmp_path, "new.json", new))
+    assert shown.exit_code == 0, shown.stderr
+    assert "note: --clients differs: BASE 4, NEW 8\n" in shown.stderr
+    as_json = cli("-o", "json", "bench", "compare", tmp_path / "base.json", tmp_path / "new.json")
+    assert as_json.exit_code == 0 and len(as_json.json()["differing_parameters"]) == 4

@@ -18,6 +18,13 @@ from storagectl.loadgen.result import SCHEMA_VERSION, headline_latency
 
 LATENCY_FIGURES = ("min", "p50", "p90", "p95", "p99", "p99.9", "max", "mean")
 FIGURES = ("ops", "errors", *LATENCY_FIGURES)
+# what `bench run` was told, as result key: (section, option, unit); a figure may differ for one of
+# these alone (closed vs open loop has a note of its own)
+PARAMETERS = {"data_size": ("workload", "--data-size", ""), "keyspace": ("workload", "--keyspace", ""),
+              "ratio": ("workload", "--ratio", ""), "pipeline": ("load", "--pipeline", ""),
+              "clients": ("load", "--clients", ""), "workers": ("load", "--workers", ""),
+              "rate": ("load", "--rate", ""), "duration_s": ("load", "--duration", "s"),
+              "count": ("load", "--count", ""), "warmup_s": ("load", "--warmup", "s")}
 _CONDITION = re.compile(r"^\s*([a-z0-9.]+)\s*([<>])\s*([+-]?\d+(?:\.\d+)?)\s*(%?)\s*$")
 
 
@@ -93,5 +100,26 @@ def compare_results(base: dict[str, Any], new: dict[str, Any], conditions: list[
     if base["load"]["mode"] != new["load"]["mode"]:
         notes.append(f"BASE is {base['load']['mode']} and NEW is {new['load']['mode']}: their latencies "
                      "measure different things")
+    differing = differing_parameters(base, new)
+    notes += [f"{PARAMETERS[row['parameter']][1]} differs: BASE {_shown(row['parameter'], row['base'])}, "
+              f"NEW {_shown(row['parameter'], row['new'])}" for row in differing]
     return {"workload": new["workload"]["name"], "backend_kind": new["backend"]["kind"], "figures": rows,
-            "conditions": [condition.text for condition in conditions], "failed": failed, "notes": notes}
+            "conditions": [condition.text for condition in conditions], "failed": failed, "notes": notes,
+            "differing_parameters": differing}
+
+
+def differing_parameters(base: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
+    """``{parameter, base, new}`` per run parameter whose values differ (one that an older result
+    lacks is not compared)."""
+    differing = []
+    for key, (section, _, _) in PARAMETERS.items():
+        before, after = base.get(section) or {}, new.get(section) or {}
+        if key in before and key in after and before[key] != after[key]:
+            differing.append({"parameter": key, "base": before[key], "new": after[key]})
+    return differing
+
+
+def _shown(parameter: str, value: Any) -> str:
+    if value is None:
+        return "not set"
+    return f"{value:.10g}{PARAMETERS[parameter][2]}" if isinstance(value, int | float) else str(value)
