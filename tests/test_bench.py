@@ -399,6 +399,31 @@ def test_a_connection_that_fails_in_setup_says_nothing_was_created(cli, write_co
         assert error[0].endswith("(no benchmark data was created)") and "removed" not in error[0]
 
 
+def test_a_closed_stderr_never_skips_the_teardown(write_config, sqlite_file):
+    """`bench run ... 2>&1 | head -2`: the next progress line raised BrokenPipeError, and so did the
+    "teardown" line announced in the error path, so the namespace was left behind."""
+    config = write_config(f"backends:\n  lite:\n    kind: sqlite\n    path: {sqlite_file}\n")
+    backend = backend_from_config(load_config(config), "lite")
+
+    def closed_pipe(*args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    phases = []
+
+    def phase(text):
+        phases.append(text)
+        if text == "teardown":
+            closed_pipe()
+
+    with pytest.raises(BrokenPipeError):
+        run_bench(backend, BenchOptions(workload="select-pk", count=50, warmup_s=0, keyspace=10),
+                  on_second=closed_pipe, on_phase=phase)
+    assert phases[-1] == "teardown" and sorted(sqlite_tables(sqlite_file)) == ["log", "users"]
+    phases.clear()  # a finished run: the "teardown" line fails alone
+    run_bench(backend, BenchOptions(workload="select-pk", count=50, warmup_s=0, keyspace=10), on_phase=phase)
+    assert phases[-1] == "teardown" and sorted(sqlite_tables(sqlite_file)) == ["log", "users"]
+
+
 def failing_teardown(monkeypatch):
     from storagectl.loadgen.workloads import sqlite as sqlite_workloads
 

@@ -3,6 +3,7 @@ down, and build the result (see :mod:`storagectl.loadgen.result`)."""
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import time
 import uuid
@@ -97,14 +98,20 @@ def run_bench(backend: Any, options: BenchOptions, on_second: Callable[[dict[str
             runs.append(build_result(backend, options, workload.options, outcome, cpu_share, version, setup,
                                      started_at))
     except BaseException as exc:
-        phase("teardown")
+        _announce(phase, "teardown")
         raise_with_state(exc, _teardown(workload, exc)[0])
-    phase("teardown")
+    _announce(phase, "teardown")
     result = combine_runs(runs)
     state, gone = _teardown(workload)
     if not gone:
         result["environment"]["warnings"].append(state)
     return result
+
+
+def _announce(phase: Callable[[str], None], text: str) -> None:
+    """A progress line that cannot cost the cleanup after it: stderr may be a closed pipe (``| head``)."""
+    with contextlib.suppress(OSError):
+        phase(text)
 
 
 def _teardown(workload: Workload, first: BaseException | None = None) -> tuple[str, bool]:
