@@ -3,6 +3,7 @@ the namespace removed after success and after an interrupt, option conflicts, pr
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 
@@ -528,6 +529,23 @@ def test_repeat_reports_every_run_and_the_spread(cli, write_config, redis_db, tm
     assert len(data["runs"]) == 3 and data["repeat"]["runs"] == 3
     assert data["ops_per_s"] in [run["ops_per_s"] for run in data["runs"]]
     assert data["hdr"]["service"] and data["series"]
+
+
+def test_the_saved_histogram_decodes_with_hdrhistogram(cli, write_config, redis_db, tmp_path):
+    """`hdr` is HdrHistogram's own base64 form: `HdrHistogram.decode` reads it as the README says,
+    and it holds every measured op with the percentiles the result reports."""
+    from hdrh.histogram import HdrHistogram
+
+    config = write_config("backends:\n" + redis_db.backend_yaml())
+    saved = tmp_path / "r.json"
+    result = cli("-c", config, "bench", "run", "-b", "cache", "-w", "get", "-n", "300", "--warmup", "0",
+                 "--keyspace", "50", "--save", saved)
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(saved.read_text())
+    histogram = HdrHistogram.decode(data["hdr"]["service"])
+    assert histogram.get_total_count() == data["ops"] == 300
+    assert histogram.get_value_at_percentile(99) / 1000 == pytest.approx(data["latency_ms"]["p99"], abs=0.001)
+    assert data["hdr"]["corrected"] is None
 
 
 # -- TimescaleDB (PGlite: one session, so one client) ---------------------------------------------

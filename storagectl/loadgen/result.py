@@ -7,7 +7,6 @@ start, which is what users of a stalled server would see.
 
 from __future__ import annotations
 
-import base64
 import os
 import platform
 import statistics
@@ -88,7 +87,9 @@ def rate_missed(ops_per_s: float, rate: float, elapsed_s: float) -> str:
 
 
 def _encoded(histogram: Any) -> str:
-    return base64.b64encode(histogram.encode()).decode("ascii") if histogram.get_total_count() else ""
+    """HdrHistogram's own compressed base64 form ("HISTF…"), as `HdrHistogram.decode` and the other
+    languages' HdrHistogram libraries read it."""
+    return histogram.encode().decode("ascii") if histogram.get_total_count() else ""
 
 
 def headline_latency(result: dict[str, Any]) -> dict[str, float] | None:
