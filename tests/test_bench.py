@@ -230,6 +230,49 @@ def test_interrupt_drops_the_postgres_schema(write_config, pg_database):
     assert bench_schemas(pg_database) == []
 
 
+def test_closing_a_client_cut_off_mid_transaction_never_waits_for_a_lock(write_config, pg_database, tmp_path):
+    """Ctrl-C in tpcb-like: one client waits for a row lock that another client of the same loop holds
+    in a transaction it will never end. Closing the waiting client must not wait for its answer (it
+    hung for ever, and the teardown's DROP SCHEMA behind it)."""
+    import select
+    import threading
+
+    from storagectl.loadgen.workloads import WorkloadOptions, make_workload
+
+    script = tmp_path / "lock.sql"
+    script.write_text("BEGIN;\nUPDATE pgbench_branches SET bbalance = bbalance + 1 WHERE bid = 1;\nEND;\n")
+    config = load_config(write_config("backends:\n" + pg_database.backend_yaml()))
+    workload = make_workload(backend_from_config(config, "pg"),
+                             WorkloadOptions(name=f"sql:{script}", run_id="locktest", keyspace=10))
+    workload.setup()
+    try:
+        holder, waiter = workload.open_client(), workload.open_client()
+
+        def step(client):  # read the statement's answer: the script's next statement goes out
+            select.select([client], [], [], 10)
+            while client.collect() == [] and client._step == before[client]:
+                select.select([client], [], [], 10)
+
+        for client in (holder, waiter):
+            client.send(1)  # BEGIN
+            before = {client: client._step}
+            step(client)  # UPDATE sent; the waiter's waits for the holder's lock
+        select.select([holder], [], [], 10)  # the holder's UPDATE is done: idle in its transaction
+        closing = threading.Thread(target=lambda: (waiter.close(), holder.close()), daemon=True)
+        closing.start()
+        closing.join(30)
+        hung = closing.is_alive()
+        if hung:  # end the two sessions, so the close returns and the teardown can drop the schema
+            with pg_database.connect() as conn:
+                for client in (holder, waiter):
+                    conn.execute("SELECT pg_terminate_backend(%s)", (client._pg.backend_pid,))
+            closing.join(30)
+        assert not hung, "closing the waiting client hung on the lock"
+    finally:
+        workload.teardown()
+    assert bench_schemas(pg_database) == []
+
+
 def test_a_bad_sql_file_is_a_usage_error_and_leaves_nothing(cli, write_config, pg_database, tmp_path):
     script = tmp_path / "bad.sql"
     script.write_text("SELECT * FROM no_such_table WHERE id = 1;\n")
@@ -570,3 +613,4 @@ def test_workers_close_their_clients_before_they_end(tmp_path):
     outcome, _ = drive_workers(SlowClosingWorkload(tmp_path), LoadPlan(clients=4, count=200), 2, None)
     assert outcome.recorder.ops == 200
     assert len(list(tmp_path.glob("closed-*"))) == 4
+

@@ -8,6 +8,7 @@ engine's epoll loop, no Python-level cursor or row objects.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from typing import Any
 
@@ -241,9 +242,20 @@ class PgClient:
         return []
 
     def close(self) -> None:
-        for name in self._names:
-            self._pg.exec_(b"DEALLOCATE " + name)
-        self._pg.finish()
+        """DEALLOCATE the statements of an idle connection; one cut off mid-op (Ctrl-C, SIGTERM, an
+        error elsewhere) is only cancelled and closed, which drops them too: waiting for its answer
+        could wait forever for a row lock that another client of this loop holds in a transaction
+        it will never end (tpcb-like: every client updates the same branch rows)."""
+        from psycopg import pq
+
+        pg = self._pg
+        if pg.transaction_status == pq.TransactionStatus.IDLE:
+            for name in self._names:
+                pg.exec_(b"DEALLOCATE " + name)
+        elif pg.transaction_status == pq.TransactionStatus.ACTIVE:
+            with contextlib.suppress(Exception):  # closing the connection ends the query as well
+                pg.get_cancel().cancel()
+        pg.finish()
 
 
 class OneValueClient(PgClient):
