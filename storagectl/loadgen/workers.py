@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import queue
 import resource
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -68,8 +69,11 @@ def drive_workers(workload: Any, plan: LoadPlan, workers: int,
             if reported:  # it closes its connections after reporting: a SIGTERM then is a traceback
                 process.join(WORKER_EXIT_S)
             if process.is_alive():
-                process.terminate()
-            process.join(10)
+                process.terminate()  # the worker stops its run, closes its connections and ends
+            process.join(WORKER_EXIT_S)
+            if process.is_alive():  # stuck: never left behind (multiprocessing joins it at exit, for ever)
+                process.kill()
+                process.join()
 
 
 def _collect(processes: list[Any], messages: Any, go: Any, start: Any, plan: LoadPlan,
@@ -140,6 +144,7 @@ def _worker(workload: Any, plan: LoadPlan, index: int, first_client: int, messag
     the parent's code (os._exit), so nothing inherited is closed or flushed twice. The workload was
     forked with the parent's random state: ``for_worker`` gives this child draws of its own."""
     clients: list[Any] = []
+    _stop_on_sigterm()
     try:
         workload.for_worker(index, first_client)
         clients = [workload.open_client() for _ in range(plan.clients)]
@@ -158,12 +163,26 @@ def _worker(workload: Any, plan: LoadPlan, index: int, first_client: int, messag
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         messages.put(("error", index, (type(exc).__name__, str(exc), getattr(exc, "exit_code", 1))))
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the parent's terminate() must not cut the closing short
         for client in clients:
             with contextlib.suppress(Exception):  # the process ends now anyway
                 client.close()
         messages.close()
         messages.join_thread()
         os._exit(0)
+
+
+def _stop_on_sigterm() -> None:
+    """In a worker: Ctrl-C (SIGINT to the terminal's whole process group) is the parent's to handle; it
+    then stops the workers with SIGTERM, which ends the run here like Ctrl-C, once. The handlers
+    inherited from the CLI raise on every signal, also in the middle of closing the connections (a
+    traceback, a connection left open, or a queue lock held while the process ends: a hang)."""
+    def stop(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _rebuilt_error(payload: tuple[str, str, int]) -> BaseException:
