@@ -385,3 +385,13 @@ def test_open_loop_sends_on_its_slot_even_when_reading_answers_took_time():
     corrected = latency_summary(outcome.recorder.intended)
     service = latency_summary(outcome.recorder.service)
     assert (corrected["min"], corrected["max"]) == (service["min"], service["max"]) == (0.15, 0.15)
+
+
+@pytest.mark.parametrize("rate", [None, 1000.0])
+def test_a_common_start_ahead_sends_nothing_before_it(rate):
+    """Workers (-j) start together at a time set ahead: a closed loop that began at once ran an unasked
+    warm-up (bench run -j 2 --warmup 0: tens of thousands of warm-up ops against Redis)."""
+    world = World()
+    clients = [FakeClient(world, lambda t: 500 * US) for _ in range(2)]
+    outcome = Engine(LoadPlan(clients=2, count=100, rate=rate), clients, world, clock=world.clock).run(start_ns=NS)
+    assert outcome.warmup_ops == 0 and outcome.recorder.ops == 100 == sum(c.executed for c in clients)
