@@ -29,10 +29,21 @@ def result(ops_per_s=1000.0, p99=10.0, workload="get", kind="redis", errors=0, c
     ("errors>0", result(), result(errors=1), True),
     ("errors>0", result(errors=5), result(errors=0), False),
     ("p99.9>+50%", result(), result(), False),
+    ("p99>+10%", result(), {**result(), "latency_ms": None}, True),  # NEW: not one op succeeded
+    ("p99>50", result(), {**result(), "latency_ms": None}, True),
+    ("p99<-10%", {**result(), "latency_ms": None}, result(), True),  # nothing to compare with
+    ("errors>+10%", result(errors=0), result(errors=40), True),  # up from 0
+    ("errors>+10%", result(errors=0), result(errors=0), False),
+    ("ops<-5%", result(ops_per_s=0.0), result(ops_per_s=0.0), False),
 ])
 def test_conditions(text, base, new, holds):
     comparison = compare_results(base, new, [parse_condition(text)])
     assert comparison["failed"] == ([text.strip()] if holds else [])
+
+
+def test_a_condition_that_cannot_be_checked_says_why():
+    comparison = compare_results(result(), {**result(), "latency_ms": None}, [parse_condition("p99>+10%")])
+    assert comparison["notes"] == ["p99>+10%: NEW has no p99 (no operation succeeded)"]
 
 
 def test_figures_and_changes():
