@@ -627,3 +627,41 @@ def test_interrupted_workers_close_every_client_before_they_end(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         drive_workers(SlowClosingWorkload(tmp_path), LoadPlan(clients=4, duration_s=30, rate=200), 2, interrupt)
     assert len(list(tmp_path.glob("closed-*"))) == 4
+
+
+@pytest.mark.parametrize("load", [
+    dict(clients=3, count=1001, warmup_s=0.2),  # closed loop, with a warm-up
+    dict(clients=4, count=1003, warmup_s=0, pipeline=7, workers=2),
+    dict(clients=3, count=400, warmup_s=0.1, rate=2000, pipeline=3),  # open loop
+    dict(clients=4, duration_s=0.5, warmup_s=0.1, workers=2, rate=2000),
+])
+def test_redis_server_executes_exactly_the_ops_reported_errors_included(write_config, own_redis, load):
+    """Against the server's own counters (INFO commandstats of a redis-server of the test's own): every
+    op sent, measured or warm-up, is reported once, and every failed one is an error of its kind
+    (mixed's SETs refused with OOM from the run's start, its GETs fine)."""
+    import redis
+
+    server = redis.Redis(port=own_redis.port)
+    config = load_config(write_config(f"backends:\n  own:\n    kind: redis\n    url: redis://127.0.0.1:{own_redis.port}/0\n"))
+
+    def phase(text):
+        if text.startswith("run"):
+            server.config_resetstat()
+            server.config_set("maxmemory-policy", "noeviction")
+            server.config_set("maxmemory", 1)
+        elif text == "teardown":
+            server.config_set("maxmemory", 0)
+
+    result = run_bench(backend_from_config(config, "own"), BenchOptions(workload="mixed", keyspace=200, **load),
+                       on_phase=phase)
+    stats = server.info("commandstats")
+    gets, sets = stats["cmdstat_get"], stats.get("cmdstat_set", {"calls": 0, "rejected_calls": 0})
+    assert sets["calls"] == 0 and sets["rejected_calls"] > 0
+    assert gets["calls"] + sets["rejected_calls"] == result["ops"] + result["warmup"]["ops"]
+    assert result["errors"] == {"OOM": result["error_count"]}
+    assert result["error_count"] + result["warmup"]["errors"] == sets["rejected_calls"]
+    assert sum(row["ops"] for row in result["series"]) == result["ops"]
+    assert sum(row["errors"] for row in result["series"]) == result["error_count"]
+    if "count" in load:
+        assert result["ops"] == load["count"]
+    assert server.dbsize() == 0
