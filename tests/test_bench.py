@@ -665,3 +665,27 @@ def test_redis_server_executes_exactly_the_ops_reported_errors_included(write_co
     if "count" in load:
         assert result["ops"] == load["count"]
     assert server.dbsize() == 0
+
+
+def test_an_interrupt_whose_teardown_failed_does_not_say_removed(write_config, redis_db, monkeypatch):
+    from storagectl.errors import OperationFailed
+    from storagectl.loadgen.workloads import redis as redis_workloads
+
+    original = redis_workloads.RedisWorkload.teardown
+
+    def failing_teardown(self):
+        raise OperationFailed("the server went away")
+
+    monkeypatch.setattr(redis_workloads.RedisWorkload, "teardown", failing_teardown)
+    config = load_config(write_config("backends:\n" + redis_db.backend_yaml()))
+
+    def interrupt(row):
+        raise KeyboardInterrupt
+
+    backend = backend_from_config(config, "cache")
+    with pytest.raises(Interrupted) as raised:
+        run_bench(backend, BenchOptions(workload="get", duration_s=5, warmup_s=0, keyspace=50), on_second=interrupt)
+    assert "NOT removed" in str(raised.value) and " removed)" not in str(raised.value)
+    monkeypatch.setattr(redis_workloads.RedisWorkload, "teardown", original)
+    for key in redis_keys(redis_db):
+        redis_db.client().delete(key)

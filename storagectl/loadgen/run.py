@@ -95,20 +95,24 @@ def run_bench(backend: Any, options: BenchOptions, on_second: Callable[[dict[str
                                      started_at))
     except BaseException as exc:
         phase("teardown")
-        _teardown_quietly(workload)
-        raise_with_state(exc, f"benchmark data under {workload.namespace} removed")
+        removed = _teardown_quietly(workload)
+        raise_with_state(exc, f"benchmark data under {workload.namespace} "
+                              + ("removed" if removed else "NOT removed: the teardown failed, remove it by hand"))
     phase("teardown")
     workload.teardown()
     return combine_runs(runs)
 
 
-def _teardown_quietly(workload: Workload) -> None:
+def _teardown_quietly(workload: Workload) -> bool:
+    """Whether the namespace was removed; a failure is logged (the first error is the one raised)."""
     try:
         workload.teardown()
-    except Exception:  # noqa: BLE001 - the first error is the one to report
+    except Exception as exc:  # noqa: BLE001 - the first error is the one to report
         import logging
 
-        logging.getLogger(__name__).warning("bench teardown failed; remove %s by hand", workload.namespace)
+        logging.getLogger(__name__).warning("bench teardown failed (%s); remove %s by hand", exc, workload.namespace)
+        return False
+    return True
 
 
 def _drive(workload: Workload, options: BenchOptions,
