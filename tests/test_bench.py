@@ -462,6 +462,18 @@ def test_the_environment_warns_when_the_client_was_the_bottleneck():
     assert crowded["client_load_average"] == 64.0 and "the client machine was busy" in crowded["warnings"][0]
 
 
+def test_an_open_loop_behind_its_schedule_says_so():
+    """Every scheduled request is still sent (late, its lateness counted), so an overloaded -T run
+    lasts longer than -T: the result says why, instead of a silent 2.4 s for -T 1s."""
+    from storagectl.loadgen.result import behind_schedule
+
+    late = behind_schedule(300_000.0, 1.0, 2.4, 123_587.3)
+    assert late is not None and "123,587 ops/s of --rate 300,000" in late and "took 2.4 s for -T 1s" in late
+    assert behind_schedule(1000.0, 1.0, 1.0, 998.0) is None
+    assert behind_schedule(None, 1.0, 1.0, 5.0) is None  # closed loop
+    assert "took" not in behind_schedule(1000.0, None, 9.0, 500.0)  # -n: no -T to exceed
+
+
 # -- worker processes (-j) ------------------------------------------------------------------------
 def test_split_plan_shares_out_clients_count_and_rate_exactly():
     from storagectl.loadgen.engine import LoadPlan

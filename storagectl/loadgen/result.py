@@ -19,6 +19,7 @@ from storagectl.loadgen.engine import EngineOutcome
 from storagectl.loadgen.recorder import latency_summary
 
 SCHEMA_VERSION = 1
+BEHIND_SHARE = 0.95  # an open loop below this share of its --rate was behind its schedule
 CLIENT_BOUND_SHARE = 0.9  # the loop runs on one core: at 90 % of it the client is the limit
 
 
@@ -39,11 +40,28 @@ def environment(server_version: str, cpu_share: float, driver_in_process: bool,
             "python": platform.python_version(), "storagectl_version": __version__, "warnings": warnings}
 
 
+def behind_schedule(rate: float | None, duration_s: float | None, elapsed_s: float, ops_per_s: float) -> str | None:
+    """An open loop whose requests went out late all along: the client or the server could not keep
+    the rate, so a timed run lasted longer than -T (every scheduled request is still sent, and its
+    lateness is in the corrected latency)."""
+    if rate is None or ops_per_s >= BEHIND_SHARE * rate:
+        return None
+    longer = f", and the run took {elapsed_s:.1f} s for -T {duration_s:g}s" if duration_s else ""
+    return (f"the open loop fell behind its schedule: {ops_per_s:,.0f} ops/s of --rate {rate:,.0f}{longer}; "
+            "the corrected latency counts that backlog (a lower --rate measures the server below saturation)")
+
+
 def build_result(backend: Any, options: Any, workload_options: Any, outcome: EngineOutcome, cpu_share: float,
                  server_version: str, setup: dict[str, Any], started_at: float) -> dict[str, Any]:
     recorder = outcome.recorder
     open_loop = options.rate is not None
     error_count = sum(recorder.errors.values())
+    ops_per_s = round(recorder.ops / outcome.elapsed_s, 1)
+    env = environment(server_version, cpu_share, getattr(backend, "kind", "") == "sqlite",
+                      round(os.getloadavg()[0], 2))
+    late = behind_schedule(options.rate, options.plan().duration_s, outcome.elapsed_s, ops_per_s)
+    if late is not None:
+        env["warnings"].insert(0, late)
     return {
         "schema_version": SCHEMA_VERSION,
         "started_at": datetime.fromtimestamp(started_at, UTC).isoformat(timespec="seconds"),
@@ -59,15 +77,14 @@ def build_result(backend: Any, options: Any, workload_options: Any, outcome: Eng
         "errors": dict(sorted(recorder.errors.items())),
         "error_count": error_count,
         "elapsed_s": round(outcome.elapsed_s, 3),
-        "ops_per_s": round(recorder.ops / outcome.elapsed_s, 1),
+        "ops_per_s": ops_per_s,
         "latency_ms": latency_summary(recorder.service),
         "corrected_latency_ms": latency_summary(recorder.intended) if open_loop else None,
         "warmup": {"ops": outcome.warmup_ops, "errors": outcome.warmup_errors},
         "series": recorder.seconds,
         "hdr": {"service": _encoded(recorder.service),
                 "corrected": _encoded(recorder.intended) if open_loop else None},
-        "environment": environment(server_version, cpu_share, getattr(backend, "kind", "") == "sqlite",
-                                   round(os.getloadavg()[0], 2)),
+        "environment": env,
     }
 
 
