@@ -64,6 +64,19 @@ def test_redis_pipeline_and_open_loop(cli, write_config, redis_db):
     assert data["load"]["mode"] == "open-loop" and data["corrected_latency_ms"]["p99"] > 0
     assert data["ops"] == pytest.approx(3200, rel=0.05) and data["ops"] % 16 == 0
     assert redis_keys(redis_db) == []
+    assert_hdr_matches(data)
+
+
+def assert_hdr_matches(data) -> None:
+    """README: `hdr` holds the base64 histograms that `HdrHistogram.decode` reads, of every success."""
+    from hdrh.histogram import HdrHistogram
+
+    for name, summary in (("service", data["latency_ms"]), ("corrected", data["corrected_latency_ms"])):
+        assert bool(data["hdr"][name]) == (summary is not None)
+        if summary is not None:
+            histogram = HdrHistogram.decode(data["hdr"][name])
+            assert histogram.get_total_count() == data["ok"]
+            assert histogram.get_value_at_percentile(99) / 1000 == summary["p99"]
 
 
 def test_interrupt_removes_the_redis_keys_and_exits_130(write_config, redis_db):
@@ -403,6 +416,7 @@ def test_repeat_reports_every_run_and_the_spread(cli, write_config, redis_db, tm
     assert len(data["runs"]) == 3 and data["repeat"]["runs"] == 3
     assert data["ops_per_s"] in [run["ops_per_s"] for run in data["runs"]]
     assert data["hdr"]["service"] and data["series"]
+    assert_hdr_matches(data)
 
 
 # -- TimescaleDB (PGlite: one session, so one client) ---------------------------------------------
