@@ -55,6 +55,18 @@ def test_every_redis_workload_counts_and_cleans_up(cli, write_config, redis_db, 
     assert redis_db.client().get("user:1") == b"kept"
 
 
+def test_reads_that_find_nothing_are_counted_apart(cli, write_config, redis_db):
+    """rpop past the filled list answers nil at once: those ops did no work and must not pass for
+    pops (3,000 'ok' ops, 2,900 of them on an empty list, before)."""
+    config = write_config("backends:\n" + redis_db.backend_yaml())
+    result = cli("-c", config, "bench", "run", "-b", "cache", "-w", "rpop", "-c", "2", "-n", "300", "-P", "4",
+                 "--warmup", "0", "--keyspace", "100", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["ops"] == 300 and data["ok"] == 100 and data["errors"] == {"nil": 200}
+    assert redis_keys(redis_db) == []
+
+
 def test_redis_pipeline_and_open_loop(cli, write_config, redis_db):
     config = write_config("backends:\n" + redis_db.backend_yaml())
     result = cli("-c", config, "bench", "run", "-b", "cache", "-w", "get", "-c", "2", "-P", "16", "-T", "1s",

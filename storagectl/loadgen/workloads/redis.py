@@ -36,6 +36,7 @@ WORKLOADS = ("get", "set", "mixed", "hset", "hget", "lpush", "rpop", "zadd", "zr
 RING_SIZE = 16384
 FILL_BATCH = 1000
 INLINE_VALUE_MAX = 4096  # values up to this size are encoded into every ring entry
+NIL = "nil"  # the error kind of a read that found nothing (every read workload's data is filled first)
 RECV_BUFFER = 65536  # reused: a fresh 256 KiB bytes object per recv is an mmap + munmap each time
 
 
@@ -310,7 +311,9 @@ class RedisClient:
             if reply is False:
                 break
             pending -= 1
-            if isinstance(reply, self._reply_error):
+            if reply is None:  # a read that found nothing: rpop past the filled list, a key deleted meanwhile
+                self._errors[NIL] = self._errors.get(NIL, 0) + 1
+            elif isinstance(reply, self._reply_error):
                 kind = _error_kind(reply)
                 self._errors[kind] = self._errors.get(kind, 0) + 1
         self._pending = pending
