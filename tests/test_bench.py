@@ -298,6 +298,33 @@ def test_closing_a_client_cut_off_mid_transaction_never_waits_for_a_lock(write_c
     assert bench_schemas(pg_database) == []
 
 
+def test_a_connection_lost_mid_run_is_a_one_line_error(write_config, pg_database):
+    """libpq's message runs over several lines (CONTEXT, 'This probably means ...'): the error
+    keeps its first."""
+    import select
+
+    from storagectl.errors import BackendUnavailable
+    from storagectl.loadgen.workloads import WorkloadOptions, make_workload
+
+    config = load_config(write_config("backends:\n" + pg_database.backend_yaml()))
+    workload = make_workload(backend_from_config(config, "pg"),
+                             WorkloadOptions(name="select-pk", run_id="losttest", keyspace=10))
+    workload.setup()
+    try:
+        client = workload.open_client()
+        with pg_database.connect() as conn:
+            conn.execute("SELECT pg_terminate_backend(%s)", (client._pg.backend_pid,))
+        client.send(1)
+        with pytest.raises(BackendUnavailable) as raised:
+            while True:
+                select.select([client], [], [], 10)
+                client.collect()
+        assert "\n" not in str(raised.value) and "terminating connection" in str(raised.value)
+        client._pg.finish()
+    finally:
+        workload.teardown()
+
+
 def test_a_bad_sql_file_is_a_usage_error_and_leaves_nothing(cli, write_config, pg_database, tmp_path):
     script = tmp_path / "bad.sql"
     script.write_text("SELECT * FROM no_such_table WHERE id = 1;\n")

@@ -213,7 +213,8 @@ class PgClient:
         try:
             pg.consume_input()
         except Exception as exc:  # psycopg.OperationalError: the connection is gone
-            raise BackendUnavailable(f"a benchmark connection to PostgreSQL failed: {exc}") from exc
+            first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise BackendUnavailable(f"a benchmark connection to PostgreSQL failed: {first}") from exc
         while not pg.is_busy():
             result = pg.get_result()
             if result is None:
