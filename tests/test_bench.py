@@ -754,3 +754,21 @@ def test_an_interrupt_whose_teardown_failed_does_not_say_removed(write_config, r
     monkeypatch.setattr(redis_workloads.RedisWorkload, "teardown", original)
     for key in redis_keys(redis_db):
         redis_db.client().delete(key)
+
+
+@pytest.mark.parametrize("kind", ["postgres", "redis"])
+def test_each_run_of_workers_draws_anew(kind, monkeypatch):
+    """-x N forks new workers for every run: worker 0 of run 2 must not replay run 1's draws (the
+    same keys again, in cache since run 1)."""
+    from types import SimpleNamespace
+
+    from storagectl.loadgen.workloads import WorkloadOptions, make_workload
+
+    backend = SimpleNamespace(kind=kind, name="x", settings=SimpleNamespace())
+    workload = make_workload(backend, WorkloadOptions(name="get" if kind == "redis" else "select-pk", run_id="r"))
+    draws = []
+    for pid in (100, 200):  # the worker processes of two runs
+        monkeypatch.setattr(os, "getpid", lambda pid=pid: pid)
+        workload.for_worker(0, 0)
+        draws.append(workload._seed.random())
+    assert draws[0] != draws[1]

@@ -9,6 +9,7 @@ engine's epoll loop, no Python-level cursor or row objects.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 from typing import Any
 
@@ -116,7 +117,7 @@ class PostgresWorkload:
         return self._version
 
     def for_worker(self, index: int, first_client: int) -> None:
-        self._seed = random.Random(f"{self.options.run_id}:{index}")
+        self._seed = random.Random(f"{self.options.run_id}:{index}:{os.getpid()}")  # -x: each run its own draws
         self._clients = first_client
 
     def open_client(self) -> PgClient:
