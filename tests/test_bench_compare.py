@@ -75,6 +75,13 @@ def test_malformed_conditions(text):
         parse_condition(text)
 
 
+@pytest.mark.parametrize("text", ["ops<-5", "p99>+10"])
+def test_a_signed_value_without_percent_is_refused(text):
+    """'ops<-5' (meant: -5 %) could never hold: a CI gate that passes whatever happens."""
+    with pytest.raises(UsageError, match="a signed value is a change and needs '%'"):
+        parse_condition(text)
+
+
 def write(tmp_path, name, data):
     path = tmp_path / name
     path.write_text(json.dumps(data))

@@ -59,6 +59,9 @@ def parse_condition(text: str) -> Condition:
         raise UsageError(f"--fail-if {text!r} is not FIGURE<VALUE or FIGURE>VALUE (e.g. 'p99>+10%', 'ops<-5%', "
                          f"'errors>0'); figures: {', '.join(FIGURES)}")
     figure, op, value, percent = match.groups()
+    if value[0] in "+-" and not percent:  # 'ops<-5' never holds (no figure is negative): meant -5 %?
+        raise UsageError(f"--fail-if {text!r}: a signed value is a change and needs '%' ({figure}{op}{value}%); "
+                         f"a value of NEW's own takes no sign ({figure}{op}{value.lstrip('+-')})")
     return Condition(text.strip(), figure, op == ">", float(value), percent == "%")
 
 
