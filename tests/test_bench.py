@@ -86,6 +86,19 @@ def test_redis_pipeline_and_open_loop(cli, write_config, redis_db):
     assert data["load"]["mode"] == "open-loop" and data["corrected_latency_ms"]["p99"] > 0
     assert data["ops"] == pytest.approx(3200, rel=0.05) and data["ops"] % 16 == 0
     assert redis_keys(redis_db) == []
+    assert_hdr_matches(data)
+
+
+def assert_hdr_matches(data) -> None:
+    """README: `hdr` holds the base64 histograms that `HdrHistogram.decode` reads, of every success."""
+    from hdrh.histogram import HdrHistogram
+
+    for name, summary in (("service", data["latency_ms"]), ("corrected", data["corrected_latency_ms"])):
+        assert bool(data["hdr"][name]) == (summary is not None)
+        if summary is not None:
+            histogram = HdrHistogram.decode(data["hdr"][name])
+            assert histogram.get_total_count() == data["ok"]
+            assert histogram.get_value_at_percentile(99) / 1000 == summary["p99"]
 
 
 def test_interrupt_removes_the_redis_keys_and_exits_130(write_config, redis_db):
@@ -250,6 +263,76 @@ def test_interrupt_drops_the_postgres_schema(write_config, pg_database):
         run_bench(backend, BenchOptions(workload="tpcb-like", clients=2, duration_s=5, warmup_s=0, keyspace=500),
                   on_second=interrupt)
     assert bench_schemas(pg_database) == []
+
+
+def test_closing_a_client_cut_off_mid_transaction_never_waits_for_a_lock(write_config, pg_database, tmp_path):
+    """Ctrl-C in tpcb-like: one client waits for a row lock that another client of the same loop holds
+    in a transaction it will never end. Closing the waiting client must not wait for its answer (it
+    hung for ever, and the teardown's DROP SCHEMA behind it)."""
+    import select
+    import threading
+
+    from storagectl.loadgen.workloads import WorkloadOptions, make_workload
+
+    script = tmp_path / "lock.sql"
+    script.write_text("BEGIN;\nUPDATE pgbench_branches SET bbalance = bbalance + 1 WHERE bid = 1;\nEND;\n")
+    config = load_config(write_config("backends:\n" + pg_database.backend_yaml()))
+    workload = make_workload(backend_from_config(config, "pg"),
+                             WorkloadOptions(name=f"sql:{script}", run_id="locktest", keyspace=10))
+    workload.setup()
+    try:
+        holder, waiter = workload.open_client(), workload.open_client()
+
+        def step(client):  # read the statement's answer: the script's next statement goes out
+            select.select([client], [], [], 10)
+            while client.collect() == [] and client._step == before[client]:
+                select.select([client], [], [], 10)
+
+        for client in (holder, waiter):
+            client.send(1)  # BEGIN
+            before = {client: client._step}
+            step(client)  # UPDATE sent; the waiter's waits for the holder's lock
+        select.select([holder], [], [], 10)  # the holder's UPDATE is done: idle in its transaction
+        closing = threading.Thread(target=lambda: (waiter.close(), holder.close()), daemon=True)
+        closing.start()
+        closing.join(30)
+        hung = closing.is_alive()
+        if hung:  # end the two sessions, so the close returns and the teardown can drop the schema
+            with pg_database.connect() as conn:
+                for client in (holder, waiter):
+                    conn.execute("SELECT pg_terminate_backend(%s)", (client._pg.backend_pid,))
+            closing.join(30)
+        assert not hung, "closing the waiting client hung on the lock"
+    finally:
+        workload.teardown()
+    assert bench_schemas(pg_database) == []
+
+
+def test_a_connection_lost_mid_run_is_a_one_line_error(write_config, pg_database):
+    """libpq's message runs over several lines (CONTEXT, 'This probably means ...'): the error
+    keeps its first."""
+    import select
+
+    from storagectl.errors import BackendUnavailable
+    from storagectl.loadgen.workloads import WorkloadOptions, make_workload
+
+    config = load_config(write_config("backends:\n" + pg_database.backend_yaml()))
+    workload = make_workload(backend_from_config(config, "pg"),
+                             WorkloadOptions(name="select-pk", run_id="losttest", keyspace=10))
+    workload.setup()
+    try:
+        client = workload.open_client()
+        with pg_database.connect() as conn:
+            conn.execute("SELECT pg_terminate_backend(%s)", (client._pg.backend_pid,))
+        client.send(1)
+        with pytest.raises(BackendUnavailable) as raised:
+            while True:
+                select.select([client], [], [], 10)
+                client.collect()
+        assert "\n" not in str(raised.value) and "terminating connection" in str(raised.value)
+        client._pg.finish()
+    finally:
+        workload.teardown()
 
 
 def test_a_bad_sql_file_is_a_usage_error_and_leaves_nothing(cli, write_config, pg_database, tmp_path):
@@ -529,6 +612,7 @@ def test_repeat_reports_every_run_and_the_spread(cli, write_config, redis_db, tm
     assert len(data["runs"]) == 3 and data["repeat"]["runs"] == 3
     assert data["ops_per_s"] in [run["ops_per_s"] for run in data["runs"]]
     assert data["hdr"]["service"] and data["series"]
+    assert_hdr_matches(data)
 
 
 def test_the_saved_histogram_decodes_with_hdrhistogram(cli, write_config, redis_db, tmp_path):
@@ -794,3 +878,83 @@ def test_interrupted_workers_close_their_clients_despite_the_parents_sigterm(tmp
         signal.signal(signal.SIGTERM, previous)
     assert "Traceback" not in capfd.readouterr().err
     assert len(list(tmp_path.glob("closed-*"))) == 4
+
+
+@pytest.mark.parametrize("load", [
+    dict(clients=3, count=1001, warmup_s=0.2),  # closed loop, with a warm-up
+    dict(clients=4, count=1003, warmup_s=0, pipeline=7, workers=2),
+    dict(clients=3, count=400, warmup_s=0.1, rate=2000, pipeline=3),  # open loop
+    dict(clients=4, duration_s=0.5, warmup_s=0.1, workers=2, rate=2000),
+])
+def test_redis_server_executes_exactly_the_ops_reported_errors_included(write_config, own_redis, load):
+    """Against the server's own counters (INFO commandstats of a redis-server of the test's own): every
+    op sent, measured or warm-up, is reported once, and every failed one is an error of its kind
+    (mixed's SETs refused with OOM from the run's start, its GETs fine)."""
+    import redis
+
+    server = redis.Redis(port=own_redis.port)
+    config = load_config(write_config(f"backends:\n  own:\n    kind: redis\n    url: redis://127.0.0.1:{own_redis.port}/0\n"))
+
+    def phase(text):
+        if text.startswith("run"):
+            server.config_resetstat()
+            server.config_set("maxmemory-policy", "noeviction")
+            server.config_set("maxmemory", 1)
+        elif text == "teardown":
+            server.config_set("maxmemory", 0)
+
+    result = run_bench(backend_from_config(config, "own"), BenchOptions(workload="mixed", keyspace=200, **load),
+                       on_phase=phase)
+    stats = server.info("commandstats")
+    gets, sets = stats["cmdstat_get"], stats.get("cmdstat_set", {"calls": 0, "rejected_calls": 0})
+    assert sets["calls"] == 0 and sets["rejected_calls"] > 0
+    assert gets["calls"] + sets["rejected_calls"] == result["ops"] + result["warmup"]["ops"]
+    assert result["errors"] == {"OOM": result["error_count"]}
+    assert result["error_count"] + result["warmup"]["errors"] == sets["rejected_calls"]
+    assert sum(row["ops"] for row in result["series"]) == result["ops"]
+    assert sum(row["errors"] for row in result["series"]) == result["error_count"]
+    if "count" in load:
+        assert result["ops"] == load["count"]
+    assert server.dbsize() == 0
+
+
+def test_an_interrupt_whose_teardown_failed_does_not_say_removed(write_config, redis_db, monkeypatch):
+    from storagectl.errors import OperationFailed
+    from storagectl.loadgen.workloads import redis as redis_workloads
+
+    original = redis_workloads.RedisWorkload.teardown
+
+    def failing_teardown(self):
+        raise OperationFailed("the server went away")
+
+    monkeypatch.setattr(redis_workloads.RedisWorkload, "teardown", failing_teardown)
+    config = load_config(write_config("backends:\n" + redis_db.backend_yaml()))
+
+    def interrupt(row):
+        raise KeyboardInterrupt
+
+    backend = backend_from_config(config, "cache")
+    with pytest.raises(Interrupted) as raised:
+        run_bench(backend, BenchOptions(workload="get", duration_s=5, warmup_s=0, keyspace=50), on_second=interrupt)
+    assert "may remain: removing it failed" in str(raised.value) and " removed)" not in str(raised.value)
+    monkeypatch.setattr(redis_workloads.RedisWorkload, "teardown", original)
+    for key in redis_keys(redis_db):
+        redis_db.client().delete(key)
+
+
+@pytest.mark.parametrize("kind", ["postgres", "redis"])
+def test_each_run_of_workers_draws_anew(kind, monkeypatch):
+    """-x N forks new workers for every run: worker 0 of run 2 must not replay run 1's draws (the
+    same keys again, in cache since run 1)."""
+    from types import SimpleNamespace
+
+    from storagectl.loadgen.workloads import WorkloadOptions, make_workload
+
+    backend = SimpleNamespace(kind=kind, name="x", settings=SimpleNamespace())
+    workload = make_workload(backend, WorkloadOptions(name="get" if kind == "redis" else "select-pk", run_id="r"))
+    draws = []
+    for pid in (100, 200):  # the worker processes of two runs
+        monkeypatch.setattr(os, "getpid", lambda pid=pid: pid)
+        workload.for_worker(0, 0)
+        draws.append(workload._seed.random())
+    assert draws[0] != draws[1]

@@ -32,10 +32,21 @@ def result(ops_per_s=1000.0, p99=10.0, workload="get", kind="redis", errors=0, c
     ("errors>+10%", result(errors=0), result(errors=5), True),  # from 0: an infinite rise, not "no change"
     ("errors>+10%", result(errors=0), result(errors=0), False),
     ("errors<-10%", result(errors=0), result(errors=5), False),
+    ("p99>+10%", result(), {**result(), "latency_ms": None}, True),  # NEW: not one op succeeded
+    ("p99>50", result(), {**result(), "latency_ms": None}, True),
+    ("p99<-10%", {**result(), "latency_ms": None}, result(), True),  # nothing to compare with
+    ("errors>+10%", result(errors=0), result(errors=40), True),  # up from 0
+    ("errors>+10%", result(errors=0), result(errors=0), False),
+    ("ops<-5%", result(ops_per_s=0.0), result(ops_per_s=0.0), False),
 ])
 def test_conditions(text, base, new, holds):
     comparison = compare_results(base, new, [parse_condition(text)])
     assert comparison["failed"] == ([text.strip()] if holds else [])
+
+
+def test_a_condition_that_cannot_be_checked_says_why():
+    comparison = compare_results(result(), {**result(), "latency_ms": None}, [parse_condition("p99>+10%")])
+    assert comparison["notes"] == ["p99>+10%: NEW has no p99 (no operation succeeded)"]
 
 
 def test_figures_and_changes():
@@ -64,6 +75,13 @@ def test_incomparable_results_are_usage_errors(base, new, message):
 @pytest.mark.parametrize("text", ["p99", "p99=3", "latency>+5%", "ops<<3", "p99>ten%"])
 def test_malformed_conditions(text):
     with pytest.raises(UsageError, match="is not FIGURE<VALUE or FIGURE>VALUE"):
+        parse_condition(text)
+
+
+@pytest.mark.parametrize("text", ["ops<-5", "p99>+10"])
+def test_a_signed_value_without_percent_is_refused(text):
+    """'ops<-5' (meant: -5 %) could never hold: a CI gate that passes whatever happens."""
+    with pytest.raises(UsageError, match="a signed value is a change and needs '%'"):
         parse_condition(text)
 
 

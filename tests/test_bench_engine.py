@@ -6,11 +6,12 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
 from storagectl.loadgen.engine import NS, ONE_DONE, Engine, LoadPlan
-from storagectl.loadgen.recorder import Recorder, latency_summary
+from storagectl.loadgen.recorder import Recorder, latency_summary, new_histogram
 
 US = 1_000
 
@@ -385,3 +386,46 @@ def test_open_loop_sends_on_its_slot_even_when_reading_answers_took_time():
     corrected = latency_summary(outcome.recorder.intended)
     service = latency_summary(outcome.recorder.service)
     assert (corrected["min"], corrected["max"]) == (service["min"], service["max"]) == (0.15, 0.15)
+
+
+@pytest.mark.parametrize("rate", [None, 1000.0])
+def test_a_common_start_ahead_sends_nothing_before_it(rate):
+    """Workers (-j) start together at a time set ahead: a closed loop that began at once ran an unasked
+    warm-up (bench run -j 2 --warmup 0: tens of thousands of warm-up ops against Redis)."""
+    world = World()
+    clients = [FakeClient(world, lambda t: 500 * US) for _ in range(2)]
+    outcome = Engine(LoadPlan(clients=2, count=100, rate=rate), clients, world, clock=world.clock).run(start_ns=NS)
+    assert outcome.warmup_ops == 0 and outcome.recorder.ops == 100 == sum(c.executed for c in clients)
+
+
+def test_worker_results_merge_into_exact_totals_and_seconds():
+    """-j: each worker's per-second counts are merged exactly: the run's percentiles are those of all
+    latencies together, and the series adds up to the total, second by second."""
+    from storagectl.loadgen.workers import _merged
+
+    plan = LoadPlan(clients=2, count=20_000)
+    results, everything = [], []
+    for worker, latencies in enumerate((range(1, 10_001), range(5_001, 15_001))):  # us, each once
+        world = World()
+        cycle = itertools.cycle(latencies)
+        client = FakeClient(world, lambda t, cycle=cycle: next(cycle) * US, fail_every=1000 * (worker + 1))
+        outcome = Engine(replace(plan, clients=1, count=10_000), [client], world, clock=world.clock).run(
+            start_ns=0, keep_seconds=True)
+        recorder = outcome.recorder
+        everything += [value for second in recorder.kept for value, count in second.service.items()
+                       for _ in range(count)]
+        results.append({"ops": recorder.ops, "errors": recorder.errors, "seconds": recorder.kept,
+                        "last_completion_ns": recorder.last_completion_ns, "warmup_ops": 0, "warmup_errors": 0,
+                        "issued": outcome.ops_issued, "cpu_share": 0.1 * (worker + 1)})
+    merged, cpu_share = _merged(results, 0, plan)
+    recorder = merged.recorder
+    assert recorder.ops == 20_000 and recorder.errors == {"Boom": 15} and cpu_share == 0.2
+    assert sum(row["ops"] for row in recorder.seconds) == 20_000
+    assert sum(row["errors"] for row in recorder.seconds) == 15
+    expected = new_histogram()
+    for value in everything:
+        expected.record_value(value)
+    assert latency_summary(recorder.service) == latency_summary(expected)
+    assert recorder.service.get_total_count() == 20_000 - 15
+    summary = latency_summary(recorder.service)
+    assert summary["p50"] == pytest.approx(7.5, rel=1e-3) and summary["max"] == pytest.approx(15.0, rel=1e-3)

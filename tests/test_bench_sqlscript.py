@@ -45,6 +45,9 @@ def test_casts_and_strings_are_not_variables():
     ("\\set x __import__('os').getpid()\nSELECT :x;", "is not integer arithmetic"),
     ("\\set x 1 / 0\nSELECT :x;", "is not integer arithmetic"),
     ("\\set x :y + 1\nSELECT :x;", ":y is not set"),
+    # pgbench draws :y per transaction; here it was evaluated once at 10, and every op got x = 20
+    ("\\set y random(1, 10)\n\\set x :y * 2\nSELECT :x;", ":y is drawn at random"),
+    ("\\set y random(1, 10)\n\\set x random(:y, 20)\nSELECT :x;", ":y is drawn at random"),
     ("\\sleep 10 ms\nSELECT 1;", "expected \\set NAME"),
     ("\\set x 1\n", "no SQL statement"),
 ])

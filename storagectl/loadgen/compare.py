@@ -2,8 +2,10 @@
 
 A condition is ``FIGURE OP VALUE``: ``p99>+10%`` holds when NEW's p99 is more than 10 % above BASE's,
 ``ops<-5%`` when ops/s fell by more than 5 %, ``p99>50`` (no %) when NEW's p99 is above 50 ms,
-``errors>0`` when NEW had any error. Latency figures are the latency users saw: corrected
-(intended-start) latency for open-loop runs, service time otherwise.
+``errors>0`` when NEW had any error. A condition that cannot be checked (NEW has no latency
+because not one op succeeded) holds: a CI gate must not pass on a run it could not judge. Latency
+figures are the latency users saw: corrected (intended-start) latency for open-loop runs, service
+time otherwise.
 """
 
 from __future__ import annotations
@@ -37,19 +39,25 @@ class Condition:
     relative: bool  # a % change from BASE, or NEW's own value
 
     def holds(self, base: float | None, new: float | None) -> bool:
-        if new is None:
-            return False
+        """A gate that cannot be checked holds: NEW without the figure (not one op succeeded: no
+        latency), or a change from a BASE without it. A rise from 0 (errors) is an infinite one."""
+        if new is None or (self.relative and base is None):
+            return True
         if self.relative:
-            if base == 0:  # from 0 any rise is an infinite change: 'errors>+10%' must hold for 0 -> 5
-                measured = math.copysign(math.inf, new) if new else 0.0
-            else:
-                change = percent_change(base, new)
-                if change is None:
-                    return False
-                measured = change
+            measured = percent_change(base, new)
+            if measured is None:  # from 0: up without bound, or no change
+                measured = math.inf if new > 0 else -math.inf if new < 0 else 0.0
         else:
             measured = new
         return measured > self.value if self.above else measured < self.value
+
+    def unchecked(self, base: float | None, new: float | None) -> str | None:
+        """Why the condition could not be checked (and so holds), if it could not."""
+        if new is None:
+            return f"{self.text}: NEW has no {self.figure} (no operation succeeded)"
+        if self.relative and base is None:
+            return f"{self.text}: BASE has no {self.figure} to compare with"
+        return None
 
 
 def parse_condition(text: str) -> Condition:
@@ -58,6 +66,9 @@ def parse_condition(text: str) -> Condition:
         raise UsageError(f"--fail-if {text!r} is not FIGURE<VALUE or FIGURE>VALUE (e.g. 'p99>+10%', 'ops<-5%', "
                          f"'errors>0'); figures: {', '.join(FIGURES)}")
     figure, op, value, percent = match.groups()
+    if value[0] in "+-" and not percent:  # 'ops<-5' never holds (no figure is negative): meant -5 %?
+        raise UsageError(f"--fail-if {text!r}: a signed value is a change and needs '%' ({figure}{op}{value}%); "
+                         f"a value of NEW's own takes no sign ({figure}{op}{value.lstrip('+-')})")
     return Condition(text.strip(), figure, op == ">", float(value), percent == "%")
 
 
@@ -96,7 +107,8 @@ def compare_results(base: dict[str, Any], new: dict[str, Any], conditions: list[
              "change_pct": percent_change(before[figure], after[figure])} for figure in FIGURES]
     failed = [condition.text for condition in conditions if condition.holds(before[condition.figure],
                                                                             after[condition.figure])]
-    notes = []
+    notes = [reason for condition in conditions
+             if (reason := condition.unchecked(before[condition.figure], after[condition.figure])) is not None]
     if base["load"]["mode"] != new["load"]["mode"]:
         notes.append(f"BASE is {base['load']['mode']} and NEW is {new['load']['mode']}: their latencies "
                      "measure different things")

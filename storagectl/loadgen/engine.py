@@ -118,6 +118,9 @@ class Engine:
         self.recorder = Recorder(self._measure_start, open_loop=plan.rate is not None, last_second=last_second)
         self.recorder.on_second = self.on_second
         self.recorder.keep_seconds = keep_seconds
+        while now < self._start:  # a common start ahead (workers): nothing goes out before it, warm-up or not
+            self.waiter.wait((self._start - now) / NS)
+            now = self.clock()
         with _collector_paused():
             if plan.rate is None:
                 self._run_closed(now)

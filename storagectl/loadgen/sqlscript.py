@@ -92,13 +92,18 @@ class Script:
 
 def parse_script(text: str, constants: dict[str, int], source: str = "script") -> Script:
     known = dict(constants)
+    drawn: set[str] = set()  # variables drawn at random: an expression cannot use them (one value per script)
     draws: list[Draw] = []
     body: list[str] = []
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
         if stripped.startswith("\\"):
-            draw = _parse_set(stripped, known, f"{source}:{number}")
+            draw = _parse_set(stripped, known, f"{source}:{number}", drawn)
             known[draw.name] = draw.high
+            if draw.low != draw.high:
+                drawn.add(draw.name)
+            else:
+                drawn.discard(draw.name)
             draws.append(draw)
         elif stripped and not stripped.startswith("--"):
             body.append(line)
@@ -120,23 +125,27 @@ def _statement(text: str, known: dict[str, int], source: str) -> Statement:
     return Statement(text, names)
 
 
-def _parse_set(line: str, known: dict[str, int], where: str) -> Draw:
+def _parse_set(line: str, known: dict[str, int], where: str, drawn: set[str]) -> Draw:
     match = _SET.match(line)
     if not match:
         raise UsageError(f"{where}: expected \\set NAME random(LO, HI) or \\set NAME EXPR, got {line!r}")
     name, expression = match.groups()
     ranged = _RANDOM.match(expression)
     if ranged:
-        low, high = (_evaluate(part, known, where) for part in ranged.groups())
+        low, high = (_evaluate(part, known, where, drawn) for part in ranged.groups())
         if low > high:
             raise UsageError(f"{where}: random({low}, {high}) is an empty range")
         return Draw(name, low, high)
-    value = _evaluate(expression, known, where)
+    value = _evaluate(expression, known, where, drawn)
     return Draw(name, value, value)
 
 
-def _evaluate(expression: str, known: dict[str, int], where: str) -> int:
+def _evaluate(expression: str, known: dict[str, int], where: str, drawn: set[str]) -> int:
     def substitute(match: re.Match[str]) -> str:
+        if match.group(1) in drawn:  # it was evaluated once, at the range's top: every op got that value
+            raise UsageError(f"{where}: :{match.group(1)} is drawn at random; a \\set expression takes numbers, "
+                             ":scale, :keyspace and fixed \\set values only",
+                             hint=f"Try: use :{match.group(1)} in the statement itself (e.g. :{match.group(1)} * 2)")
         if match.group(1) not in known:
             raise UsageError(f"{where}: :{match.group(1)} is not set")
         return f"({known[match.group(1)]})"

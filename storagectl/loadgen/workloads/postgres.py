@@ -8,6 +8,8 @@ engine's epoll loop, no Python-level cursor or row objects.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 from typing import Any
 
@@ -117,7 +119,7 @@ class PostgresWorkload:
         return self._version
 
     def for_worker(self, index: int, first_client: int) -> None:
-        self._seed = random.Random(f"{self.options.run_id}:{index}")
+        self._seed = random.Random(f"{self.options.run_id}:{index}:{os.getpid()}")  # -x: each run its own draws
         self._clients = first_client
 
     def open_client(self) -> PgClient:
@@ -214,7 +216,8 @@ class PgClient:
         try:
             pg.consume_input()
         except Exception as exc:  # psycopg.OperationalError: the connection is gone
-            raise BackendUnavailable(f"a benchmark connection to PostgreSQL failed: {exc}") from exc
+            first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise BackendUnavailable(f"a benchmark connection to PostgreSQL failed: {first}") from exc
         while not pg.is_busy():
             result = pg.get_result()
             if result is None:
@@ -243,9 +246,20 @@ class PgClient:
         return []
 
     def close(self) -> None:
-        for name in self._names:
-            self._pg.exec_(b"DEALLOCATE " + name)
-        self._pg.finish()
+        """DEALLOCATE the statements of an idle connection; one cut off mid-op (Ctrl-C, SIGTERM, an
+        error elsewhere) is only cancelled and closed, which drops them too: waiting for its answer
+        could wait forever for a row lock that another client of this loop holds in a transaction
+        it will never end (tpcb-like: every client updates the same branch rows)."""
+        from psycopg import pq
+
+        pg = self._pg
+        if pg.transaction_status == pq.TransactionStatus.IDLE:
+            for name in self._names:
+                pg.exec_(b"DEALLOCATE " + name)
+        elif pg.transaction_status == pq.TransactionStatus.ACTIVE:
+            with contextlib.suppress(Exception):  # closing the connection ends the query as well
+                pg.get_cancel().cancel()
+        pg.finish()
 
 
 class OneValueClient(PgClient):

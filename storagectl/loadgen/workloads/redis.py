@@ -15,6 +15,7 @@ moves during the run shows as ``MOVED``/``ASK`` errors.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
 from typing import Any
@@ -173,7 +174,7 @@ class RedisWorkload:
     def for_worker(self, index: int, first_client: int) -> None:
         """In worker process ``index`` (forked with this object): draws of its own, not a copy of the
         other workers', and client numbers that go on from the workers before it."""
-        self._seed = random.Random(f"{self.options.run_id}:{index}")
+        self._seed = random.Random(f"{self.options.run_id}:{index}:{os.getpid()}")  # -x: each run its own draws
         self._clients = first_client
 
     def open_client(self) -> Any:

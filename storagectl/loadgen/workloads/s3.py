@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from storagectl.errors import OperationFailed
 from storagectl.loadgen.clients import ThreadClient
 from storagectl.loadgen.workloads import WorkloadOptions
 
@@ -52,9 +53,16 @@ class S3Workload:
         if client is None:  # setup could not even open the bucket: nothing was written
             return False
         keys = [self.key(n) for n in range(self.options.keyspace)]
+        failed: list[dict[str, Any]] = []
         for start in range(0, len(keys), DELETE_BATCH):
             batch = [{"Key": key} for key in keys[start:start + DELETE_BATCH]]
-            client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            answer = client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            failed += answer.get("Errors") or []  # per key, in a 200 answer: nothing raises
+        if failed:
+            first = failed[0]
+            raise OperationFailed(f"bench teardown: {len(failed)} objects under s3://{self.bucket}/{self.namespace} "
+                                  f"were not deleted ({first.get('Key')}: {first.get('Code')})",
+                                  hint=f"Try: delete s3://{self.bucket}/{self.namespace} by hand")
         return True
 
     def server_version(self) -> str:
