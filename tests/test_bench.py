@@ -560,6 +560,7 @@ def test_duration_and_count_together_name_both(cli, write_config, redis_db):
     (["-w", "nope"], "unknown workload 'nope' for redis backend 'cache'; workloads: get, set"),
     (["-w", "get", "-c", "0"], "--clients must be at least 1"),
     (["-w", "get", "--rate", "0"], "--rate must be above 0"),
+    (["-w", "get", "--rate", "1e10"], "--rate must be at most 100,000,000"),  # a -T run never ended
     (["-w", "mixed", "--ratio", "1-2"], "--ratio '1-2' is not SET:GET"),
     (["-w", "sql:x.sql"], "unknown workload 'sql:x.sql'"),
 ])

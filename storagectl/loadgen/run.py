@@ -18,6 +18,9 @@ from storagectl.loadgen.result import build_result, combine_runs
 from storagectl.loadgen.workloads import Workload, WorkloadOptions, default_workers, make_workload
 
 
+MAX_RATE = 100_000_000  # ops/s: far above any client here, and a schedule of whole nanoseconds holds it
+
+
 @dataclass(frozen=True)
 class BenchOptions:
     workload: str
@@ -48,6 +51,8 @@ def check_options(options: BenchOptions) -> None:
     checks = ((options.clients < 1, "--clients must be at least 1"),
               (options.pipeline < 1, "--pipeline must be at least 1"),
               (options.rate is not None and options.rate <= 0, "--rate must be above 0"),
+              # a slot interval below 1 ns rounds to 0: every slot due at once, a -T run never ends
+              (options.rate is not None and options.rate > MAX_RATE, f"--rate must be at most {MAX_RATE:,}"),
               (options.count is not None and options.count < 1, "--count must be at least 1"),
               (options.duration_s is not None and options.duration_s <= 0, "--duration must be above 0"),
               (options.warmup_s < 0, "--warmup cannot be negative"),
