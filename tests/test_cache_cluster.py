@@ -277,13 +277,26 @@ def test_the_cluster_client_follows_moved_and_ask_and_a_failover(own_redis_clust
             victim.stop()
             [replica] = [node for node in cluster.replicas
                          if node.client().info("replication").get("master_port") == victim.port]
+            slot = source.client().cluster("keyslot", failed_over)
+            live = [source, target, *(node for node in cluster.replicas if node.process.poll() is None)]
+            # every live node's map, not one node's state: the client's new slot map may come from any
+            # of them, and one the failover's gossip has not reached yet still names the dead primary
             wait_for(lambda: replica.client().info("replication")["role"] == "master"
-                     and source.client().cluster("info")["cluster_state"] == "ok", timeout=60)
+                     and source.client().cluster("info")["cluster_state"] == "ok"
+                     and all(_primary_port_of(node, slot) == replica.port for node in live), timeout=60)
             with pytest.raises(redis.ConnectionError):
                 client.get(failed_over)
             assert client.get(failed_over) == failed_over.encode()
         finally:
             client.close()
+
+
+def _primary_port_of(node, slot: int) -> int | None:
+    """The port of the primary that ``node``'s slot map gives for ``slot``."""
+    for start, end, primary, *_ in node.client().cluster("slots"):
+        if start <= slot <= end:
+            return primary[1]
+    return None
 
 
 def _keys_on(node, count: int) -> list[str]:
