@@ -17,7 +17,6 @@ from storagectl.loadgen.engine import Client, Engine, EngineOutcome, LoadPlan
 from storagectl.loadgen.result import build_result, combine_runs
 from storagectl.loadgen.workloads import Workload, WorkloadOptions, default_workers, make_workload
 
-
 MAX_RATE = 100_000_000  # ops/s: far above any client here, and a schedule of whole nanoseconds holds it
 
 
