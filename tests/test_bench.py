@@ -959,3 +959,46 @@ def test_each_run_of_workers_draws_anew(kind, monkeypatch):
         workload.for_worker(0, 0)
         draws.append(workload._seed.random())
     assert draws[0] != draws[1]
+
+
+_SIGNAL_AT_FORK: list[int] = []  # armed by the test below: the next fork in the parent sends this signal
+
+
+def _signal_after_fork_in_parent() -> None:
+    if _SIGNAL_AT_FORK:
+        os.kill(os.getpid(), _SIGNAL_AT_FORK.pop())
+
+
+os.register_at_fork(after_in_parent=_signal_after_fork_in_parent)  # inert unless armed
+
+
+def test_a_signal_while_the_workers_are_forked_still_stops_the_run(tmp_path, capfd, monkeypatch):
+    """SIGTERM to the parent alone (Kubernetes, `kill PID`) or Ctrl-C while it forked a worker: the
+    handler ran inside an at-fork hook, whose exceptions Python prints and drops ("Exception ignored in
+    _releaseLock"), and the CLI's handler had already set the signal to SIG_IGN: the run went on to its
+    end, exit 0, deaf to every later Ctrl-C and SIGTERM."""
+    import signal
+
+    from storagectl.errors import Terminated
+    from storagectl.loadgen.engine import LoadPlan
+    from storagectl.loadgen.workers import drive_workers
+
+    def terminated(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as cli.main's handler: a second one is ignored
+        raise Terminated
+
+    import multiprocessing.context
+
+    killed = []
+    kill = multiprocessing.context.ForkProcess.kill
+    monkeypatch.setattr(multiprocessing.context.ForkProcess, "kill", lambda self: (killed.append(self.pid), kill(self)))
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        _SIGNAL_AT_FORK.append(signal.SIGTERM)
+        with pytest.raises(Terminated):
+            drive_workers(SlowClosingWorkload(tmp_path), LoadPlan(clients=2, duration_s=3), 2, None)
+    finally:
+        _SIGNAL_AT_FORK.clear()
+        signal.signal(signal.SIGTERM, previous)
+    assert "Exception ignored" not in capfd.readouterr().err
+    assert killed == []  # every worker stopped at the signal (one forked after it never opened a client)

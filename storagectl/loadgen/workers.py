@@ -17,6 +17,7 @@ import os
 import queue
 import resource
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -57,14 +58,16 @@ def drive_workers(workload: Any, plan: LoadPlan, workers: int,
     firsts = [sum(share.clients for share in plans[:index]) for index in range(len(plans))]
     processes = [context.Process(target=_worker, args=(workload, share, index, first, messages, go, start),
                                  daemon=True) for index, (share, first) in enumerate(zip(plans, firsts, strict=True))]
-    for process in processes:
-        process.start()
     reported = False
     try:
+        with _signals_held():
+            for process in processes:
+                process.start()
         outcome = _collect(processes, messages, go, start, plan, on_second)
         reported = True
         return outcome
     finally:
+        processes = [process for process in processes if process.pid is not None]  # started
         for process in processes:
             if not reported:  # Ctrl-C or a worker's error: the others stop at this SIGTERM
                 process.terminate()
@@ -145,6 +148,9 @@ def _worker(workload: Any, plan: LoadPlan, index: int, first_client: int, messag
     clients: list[Any] = []
     signals = _FirstSignalStops()
     try:
+        if _held:  # a Ctrl-C or SIGTERM came while it was forked (see _signals_held)
+            signals.stopped = True
+            raise KeyboardInterrupt
         workload.for_worker(index, first_client)
         clients = [workload.open_client() for _ in range(plan.clients)]
         waiter = EpollWaiter(clients)
@@ -190,6 +196,34 @@ class _FirstSignalStops:
         if not self.stopped:
             self.stopped = True
             raise KeyboardInterrupt
+
+
+_held: list[int] = []  # signals that came while workers were forked; each worker inherits a copy
+
+
+@contextlib.contextmanager
+def _signals_held() -> Any:
+    """Ctrl-C and SIGTERM while the workers are forked are acted on once they are: a handler that ran
+    inside one of Python's at-fork hooks (logging's lock release) had its exception printed and
+    dropped ("Exception ignored in"), and the CLI's handler had already ignored every later signal,
+    so the run went on to its end and exited 0. Held here, a signal is raised again right after (and
+    a worker forked after it, or sent one before its own handlers, stops at its start)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _held.clear()
+    previous = {signum: signal.signal(signum, _hold) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        if _held:
+            signal.raise_signal(_held[0])  # the CLI's handler now raises it here
+
+
+def _hold(signum: int, frame: Any) -> None:
+    _held.append(signum)
 
 
 def _rebuilt_error(payload: tuple[str, str, int]) -> BaseException:
