@@ -347,6 +347,12 @@ def test_a_bad_sql_file_is_a_usage_error_and_leaves_nothing(cli, write_config, p
     error = [line for line in result.stderr.splitlines() if not line.startswith("bench:")]
     assert result.exit_code == 2 and len(error) == 1, result.stderr
     assert f'{script}: statement 1 fails to prepare: syntax error at or near "SELEC" (benchmark data under' in error[0]
+    # with -c 2 the default -j forks workers: their error reads as the one process's would
+    result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{script}", "-n", "5", "--keyspace", "10",
+                 "-c", "2", "-j", "2")
+    error = [line for line in result.stderr.splitlines() if not line.startswith("bench:")]
+    assert result.exit_code == 2 and len(error) == 1, result.stderr
+    assert error[0].startswith(f"error: {script}: statement 1 fails to prepare: "), error[0]
     unset = tmp_path / "unset.sql"
     unset.write_text("SELECT :nope;\n")
     result = cli("-c", config, "bench", "run", "-b", "pg", "-w", f"sql:{unset}", "-n", "5")

@@ -169,7 +169,8 @@ def _worker(workload: Any, plan: LoadPlan, index: int, first_client: int, messag
             "last_completion_ns": recorder.last_completion_ns, "warmup_ops": outcome.warmup_ops,
             "warmup_errors": outcome.warmup_errors, "issued": outcome.ops_issued, "cpu_share": cpu_share}))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
-        messages.put(("error", index, (type(exc).__name__, str(exc), getattr(exc, "exit_code", 1))))
+        hint = exc.hint if isinstance(exc, errors.StoragectlError) else None
+        messages.put(("error", index, (type(exc).__name__, str(exc), getattr(exc, "exit_code", 1), hint)))
     finally:
         signals.stopped = True  # nothing may cut the close short (a traceback, connections left to the server)
         for client in clients:
@@ -226,11 +227,14 @@ def _hold(signum: int, frame: Any) -> None:
     _held.append(signum)
 
 
-def _rebuilt_error(payload: tuple[str, str, int]) -> BaseException:
-    name, message, exit_code = payload
+def _rebuilt_error(payload: tuple[str, str, int, str | None]) -> BaseException:
+    """The worker's error in the parent: storagectl's own (a hint, a documented exit code) as it was
+    worded, anything else named as a worker's."""
+    name, message, exit_code, hint = payload
     if name in ("KeyboardInterrupt", "Terminated"):
         return KeyboardInterrupt()
-    error = errors.OperationFailed(f"bench worker: {message}")
+    ours = exit_code != 1 or hint is not None
+    error = errors.OperationFailed(message if ours else f"bench worker: {message}", hint=hint)
     error.exit_code = errors.ExitCode(exit_code) if exit_code in errors.ExitCode._value2member_map_ else 1
     return error
 
