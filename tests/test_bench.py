@@ -852,7 +852,36 @@ def test_workers_close_their_clients_before_they_end(tmp_path):
     assert len(list(tmp_path.glob("closed-*"))) == 4
 
 
+class AffinityRecordingWorkload(SlowClosingWorkload):
+    """Each worker writes down the CPUs it may run on."""
+
+    def for_worker(self, index: int, first_client: int) -> None:
+        import os
+
+        (self.directory / f"cpus-{index}").write_text(",".join(map(str, sorted(os.sched_getaffinity(0)))))
+
+
+def test_each_worker_runs_on_a_cpu_of_its_own_when_there_are_enough(tmp_path, monkeypatch):
+    """Unpinned, two workers on 2 CPUs shared one CPU in some runs (a third less throughput)."""
+    import os
+
+    from storagectl.loadgen import workers
+    from storagectl.loadgen.engine import LoadPlan
+
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        pytest.skip("one CPU: nothing to pin to")
+    outcome, _ = workers.drive_workers(AffinityRecordingWorkload(tmp_path), LoadPlan(clients=4, count=200), 2, None)
+    assert outcome.recorder.ops == 200
+    assert [(tmp_path / f"cpus-{index}").read_text() for index in range(2)] == [str(allowed[0]), str(allowed[1])]
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3, 5})  # the CPUs a cpuset leaves this process
+    assert workers.worker_cpus(2) == [3, 5]
+    assert workers.worker_cpus(3) == [None, None, None]  # more workers than CPUs: the scheduler shares them
+    assert workers.worker_cpus(1) == [None]  # one loop: wherever the scheduler finds room
+
+
 class InterruptedPipeClient(PipeClient):
+
     """Its worker is interrupted mid-run (a Ctrl-C reaches every process of the group): it then closes
     its clients slowly, while the parent, interrupted too, stops the workers."""
 
