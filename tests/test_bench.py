@@ -709,6 +709,21 @@ def test_split_plan_shares_out_clients_count_and_rate_exactly():
     assert sum(p.rate for p in plans) == pytest.approx(500.0)
 
 
+def test_open_loop_workers_interleave_their_schedules():
+    """Each worker sends at its share of --rate from the common start: without an offset per worker
+    their slots fell on the same instants, the requests going out in bursts of -j at a time."""
+    from storagectl.loadgen.engine import NS, LoadPlan
+    from storagectl.loadgen.workers import schedule_offsets, split_plan
+
+    plan = LoadPlan(clients=4, duration_s=1, rate=1000.0)
+    offsets = schedule_offsets(plan, 2)
+    slots = sorted(offset + k * int(NS / share.rate)
+                   for share, offset in zip(split_plan(plan, 2), offsets, strict=True) for k in range(500))
+    gaps = {later - earlier for earlier, later in zip(slots, slots[1:], strict=False)}
+    assert gaps == {NS // 1000}  # one request every millisecond, as --rate 1000 asks
+    assert schedule_offsets(LoadPlan(clients=4, duration_s=1), 2) == [0, 0]  # closed loop: one start
+
+
 def test_default_workers_one_per_cpu_for_a_postgres_closed_loop(monkeypatch):
     """Without -j: a PostgreSQL closed loop runs a process per CPU (at most one per client), as pgbench -j
     is set; open loop and Redis keep one loop."""

@@ -47,6 +47,14 @@ def split_plan(plan: LoadPlan, workers: int) -> list[LoadPlan]:
     return plans
 
 
+def schedule_offsets(plan: LoadPlan, workers: int) -> list[int]:
+    """Open loop: worker i's schedule starts i slots of the whole --rate after the common start, so the
+    workers' requests interleave instead of going out in pairs at the same instants; 0 in a closed loop."""
+    if plan.rate is None:
+        return [0] * workers
+    return [int(index * NS * plan.pipeline / plan.rate) for index in range(workers)]
+
+
 def drive_workers(workload: Any, plan: LoadPlan, workers: int,
                   on_second: Callable[[dict[str, Any]], None] | None) -> tuple[EngineOutcome, float]:
     """Run ``workers`` processes; the merged outcome and the CPU share of one worker (the busiest)."""
@@ -56,9 +64,10 @@ def drive_workers(workload: Any, plan: LoadPlan, workers: int,
     start = context.Value("q", 0)
     plans = split_plan(plan, workers)
     firsts = [sum(share.clients for share in plans[:index]) for index in range(len(plans))]
-    cpus = worker_cpus(workers)
-    processes = [context.Process(target=_worker, args=(workload, share, index, first, messages, go, start, cpus[index]),
-                                 daemon=True) for index, (share, first) in enumerate(zip(plans, firsts, strict=True))]
+    cpus, offsets = worker_cpus(workers), schedule_offsets(plan, workers)
+    processes = [context.Process(target=_worker, daemon=True,
+                                 args=(workload, share, index, first, messages, go, start, cpus[index], offsets[index]))
+                 for index, (share, first) in enumerate(zip(plans, firsts, strict=True))]
     reported = False
     try:
         with _signals_held():
@@ -152,7 +161,7 @@ def worker_cpus(workers: int) -> list[int | None]:
 
 
 def _worker(workload: Any, plan: LoadPlan, index: int, first_client: int, messages: Any, go: Any,
-            start: Any, cpu: int | None = None) -> None:
+            start: Any, cpu: int | None = None, offset_ns: int = 0) -> None:
     """In the child: connect its clients, wait for the common start, run, report; never returns into
     the parent's code (os._exit), so nothing inherited is closed or flushed twice. The workload was
     forked with the parent's random state: ``for_worker`` gives this child draws of its own."""
@@ -175,7 +184,7 @@ def _worker(workload: Any, plan: LoadPlan, index: int, first_client: int, messag
             time.sleep(delay)
         cpu_before, wall_before = _cpu_seconds(), time.perf_counter()
         engine = Engine(plan, clients, waiter, on_second=lambda row: messages.put(("second", index, row)))
-        outcome = engine.run(start_ns=start.value, keep_seconds=True)
+        outcome = engine.run(start_ns=start.value + offset_ns, keep_seconds=True)
         cpu_share = (_cpu_seconds() - cpu_before) / max(time.perf_counter() - wall_before, 1e-9)
         recorder = outcome.recorder
         messages.put(("done", index, {
