@@ -9,6 +9,7 @@ import sqlite3
 
 import pytest
 
+from storagectl import errors
 from storagectl.backends import backend_from_config
 from storagectl.config import load_config
 from storagectl.errors import Interrupted
@@ -850,6 +851,34 @@ def test_workers_close_their_clients_before_they_end(tmp_path):
     outcome, _ = drive_workers(SlowClosingWorkload(tmp_path), LoadPlan(clients=4, count=200), 2, None)
     assert outcome.recorder.ops == 200
     assert len(list(tmp_path.glob("closed-*"))) == 4
+
+
+class FailingWorkload(SlowClosingWorkload):
+    """Each worker's first client fails to open with the given error."""
+
+    def __init__(self, directory, error) -> None:
+        super().__init__(directory)
+        self.error = error
+
+    def open_client(self):
+        raise self.error
+
+
+@pytest.mark.parametrize("error, expected", [
+    (errors.OperationFailed("table t is gone"), "table t is gone"),  # storagectl's own, exit code 1, no hint
+    (KeyError("port"), "bench worker: KeyError: 'port'"),  # the text alone would read "bench worker: 'port'"
+    (RuntimeError("no route to postgresql://bench:s3cret@db/x"), "bench worker: RuntimeError: no route to "
+                                                                 "postgresql://bench:***@db/x"),
+])
+def test_a_workers_error_reads_as_without_workers(tmp_path, error, expected):
+    """storagectl's own error as it was worded, whatever its exit code and hint; anything else named by its
+    type, and redacted as the CLI redacts an internal error (no password of a driver's message)."""
+    from storagectl.loadgen.engine import LoadPlan
+    from storagectl.loadgen.workers import drive_workers
+
+    with pytest.raises(errors.OperationFailed) as raised:
+        drive_workers(FailingWorkload(tmp_path, error), LoadPlan(clients=2, count=10), 2, None)
+    assert raised.value.message == expected and raised.value.exit_code == 1
 
 
 class AffinityRecordingWorkload(SlowClosingWorkload):
