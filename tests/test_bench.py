@@ -716,8 +716,13 @@ def test_default_workers_one_per_cpu_for_a_postgres_closed_loop(monkeypatch):
     from storagectl.loadgen import workloads
 
     monkeypatch.setattr(workloads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(workloads.os, "sched_getaffinity", lambda pid: {0, 1})
     assert [workloads.default_workers(kind, clients, False) for kind, clients in
             (("postgres", 8), ("postgres", 1), ("postgres", 50), ("timescaledb", 8))] == [2, 1, 2, 2]
+    # a cpuset of 2 CPUs of 8: a process per CPU it may use (8 would take turns on 2, none of them pinned)
+    monkeypatch.setattr(workloads.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(workloads.os, "sched_getaffinity", lambda pid: {3, 5})
+    assert workloads.default_workers("postgres", 8, False) == 2
     assert workloads.default_workers("postgres", 8, True) == 1
     assert workloads.default_workers("redis", 50, False) == 1
     assert workloads.default_workers("sqlite", 8, False) == 1
@@ -728,7 +733,7 @@ def test_postgres_without_j_runs_a_worker_per_cpu_and_counts_every_op(cli, write
     closed = cli("-c", config, "bench", "run", "-b", "pg", "-w", "select-pk", "-c", "3", "-n", "301",
                  "--warmup", "0", "--keyspace", "100", "-o", "json")
     assert closed.exit_code == 0, closed.stderr
-    assert closed.json()["load"]["workers"] == min(3, os.cpu_count() or 1) and closed.json()["ops"] == 301
+    assert closed.json()["load"]["workers"] == min(3, len(os.sched_getaffinity(0))) and closed.json()["ops"] == 301
     opened = cli("-c", config, "bench", "run", "-b", "pg", "-w", "select-pk", "-c", "3", "-n", "20", "--rate", "2000",
                  "--warmup", "0", "--keyspace", "100", "-o", "json")
     assert opened.exit_code == 0, opened.stderr

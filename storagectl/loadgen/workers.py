@@ -27,6 +27,7 @@ from storagectl import errors
 from storagectl.loadgen.clients import EpollWaiter
 from storagectl.loadgen.engine import NS, Engine, EngineOutcome, LoadPlan, measured_elapsed_s
 from storagectl.loadgen.recorder import Recorder, Second
+from storagectl.loadgen.workloads import usable_cpus
 from storagectl.redact import redact_text
 
 START_DELAY_S = 0.2  # from "every worker connected" to the common start
@@ -146,7 +147,7 @@ def worker_cpus(workers: int) -> list[int | None]:
     """A CPU of its own for each worker when there are enough (of those this process may use), else
     none: unpinned, two workers on 2 CPUs shared one CPU in some runs (PostgreSQL select-pk -c 8:
     ~110 k instead of ~133 k tps in 6 of 14 rounds; pinned, in 1 of 14)."""
-    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    allowed = usable_cpus()
     if workers < 2 or workers > len(allowed):
         return [None] * workers
     return allowed[:workers]
