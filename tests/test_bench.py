@@ -568,6 +568,7 @@ def test_duration_and_count_together_name_both(cli, write_config, redis_db):
     (["-w", "get", "-c", "0"], "--clients must be at least 1"),
     (["-w", "get", "--rate", "0"], "--rate must be above 0"),
     (["-w", "get", "--rate", "1e10"], "--rate must be at most 100,000,000"),  # a -T run never ended
+    (["-w", "get", "--rate", "nan"], "--rate must be above 0"),  # was an internal error: NaN to an interval
     (["-w", "mixed", "--ratio", "1-2"], "--ratio '1-2' is not SET:GET"),
     (["-w", "sql:x.sql"], "unknown workload 'sql:x.sql'"),
 ])
