@@ -896,8 +896,9 @@ class AffinityRecordingWorkload(SlowClosingWorkload):
         (self.directory / f"cpus-{index}").write_text(",".join(map(str, sorted(os.sched_getaffinity(0)))))
 
 
-def test_each_worker_runs_on_a_cpu_of_its_own_when_there_are_enough(tmp_path, monkeypatch):
-    """Unpinned, two workers on 2 CPUs shared one CPU in some runs (a third less throughput)."""
+def test_each_worker_runs_on_a_cpu_of_its_own_when_there_are_enough(tmp_path):
+    """Unpinned, two workers on 2 CPUs ran slower in some rounds (~110 k instead of ~133 k tps of select-pk
+    -c 8, a sixth less), as if sharing one CPU."""
     import os
 
     from storagectl.loadgen import workers
@@ -909,6 +910,14 @@ def test_each_worker_runs_on_a_cpu_of_its_own_when_there_are_enough(tmp_path, mo
     outcome, _ = workers.drive_workers(AffinityRecordingWorkload(tmp_path), LoadPlan(clients=4, count=200), 2, None)
     assert outcome.recorder.ops == 200
     assert [(tmp_path / f"cpus-{index}").read_text() for index in range(2)] == [str(allowed[0]), str(allowed[1])]
+
+
+def test_workers_are_pinned_only_when_each_has_a_cpu_of_those_allowed(monkeypatch):
+    """Needs no second CPU (a 1-CPU machine skips the test above, not this one)."""
+    import os
+
+    from storagectl.loadgen import workers
+
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3, 5})  # the CPUs a cpuset leaves this process
     assert workers.worker_cpus(2) == [3, 5]
     assert workers.worker_cpus(3) == [None, None, None]  # more workers than CPUs: the scheduler shares them
@@ -916,7 +925,6 @@ def test_each_worker_runs_on_a_cpu_of_its_own_when_there_are_enough(tmp_path, mo
 
 
 class InterruptedPipeClient(PipeClient):
-
     """Its worker is interrupted mid-run (a Ctrl-C reaches every process of the group): it then closes
     its clients slowly, while the parent, interrupted too, stops the workers."""
 
