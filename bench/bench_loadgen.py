@@ -252,7 +252,8 @@ def latency_truth(config: Path, rounds: int, seconds: int, jobs: list[str], nati
         for name in ("p50", "p99", "mean"):
             ours[j][name].append(result["latency_ms"][name])
         ours[j]["tps"].append(result["ops_per_s"])
-        pooled[f"storagectl -j {j}"].add(HdrHistogram.decode(result["hdr"]["service"]))
+        if result["hdr"]["service"]:  # "" when no op succeeded
+            pooled[f"storagectl -j {j}"].add(HdrHistogram.decode(result["hdr"]["service"]))
 
     for round_index in range(rounds):
         turns = [partial(native_run, key, j) for key, j in native] + [partial(our_run, j) for j in jobs]

@@ -49,7 +49,7 @@ def check_options(options: BenchOptions) -> None:
                          hint="Try: -T 30s for a timed run or -n 100000 for a counted one")
     checks = ((options.clients < 1, "--clients must be at least 1"),
               (options.pipeline < 1, "--pipeline must be at least 1"),
-              (options.rate is not None and options.rate <= 0, "--rate must be above 0"),
+              (options.rate is not None and not options.rate > 0, "--rate must be above 0"),  # also nan
               # a slot interval below 1 ns rounds to 0: every slot due at once, a -T run never ends
               (options.rate is not None and options.rate > MAX_RATE, f"--rate must be at most {MAX_RATE:,}"),
               (options.count is not None and options.count < 1, "--count must be at least 1"),

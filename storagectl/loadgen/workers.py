@@ -27,6 +27,8 @@ from storagectl import errors
 from storagectl.loadgen.clients import EpollWaiter
 from storagectl.loadgen.engine import NS, Engine, EngineOutcome, LoadPlan, measured_elapsed_s
 from storagectl.loadgen.recorder import Recorder, Second
+from storagectl.loadgen.workloads import usable_cpus
+from storagectl.redact import redact_text
 
 START_DELAY_S = 0.2  # from "every worker connected" to the common start
 WORKER_EXIT_S = 10.0  # for a worker that reported to close its connections and end
@@ -151,11 +153,12 @@ def _merged(results: list[dict[str, Any]], start_ns: int, plan: LoadPlan) -> tup
 
 
 def worker_cpus(workers: int) -> list[int | None]:
-    """A CPU of its own for each worker when there are enough (of those this process may use), else
-    none: unpinned, two workers on 2 CPUs shared one CPU in some runs (PostgreSQL select-pk -c 8:
-    ~110 k instead of ~133 k tps in 6 of 14 rounds; pinned, in 1 of 14)."""
-    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if workers < 2 or workers > len(allowed):
+    """A CPU of its own for each worker when there is one worker per CPU this process may use (the
+    PostgreSQL default), else none: unpinned, two workers on 2 CPUs ran at ~110 k instead of ~133 k
+    tps of select-pk -c 8 in 6 of 14 rounds (pinned, in 1 of 14). With CPUs to spare the scheduler
+    has room, and pinning fewer workers to the first CPUs would pile two runs onto the same ones."""
+    allowed = usable_cpus()
+    if workers < 2 or workers != len(allowed):
         return [None] * workers
     return allowed[:workers]
 
@@ -192,8 +195,7 @@ def _worker(workload: Any, plan: LoadPlan, index: int, first_client: int, messag
             "last_completion_ns": recorder.last_completion_ns, "warmup_ops": outcome.warmup_ops,
             "warmup_errors": outcome.warmup_errors, "issued": outcome.ops_issued, "cpu_share": cpu_share}))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
-        hint = exc.hint if isinstance(exc, errors.StoragectlError) else None
-        messages.put(("error", index, (type(exc).__name__, str(exc), getattr(exc, "exit_code", 1), hint)))
+        messages.put(("error", index, _error_payload(exc)))
     finally:
         signals.stopped = True  # nothing may cut the close short (a traceback, connections left to the server)
         for client in clients:
@@ -250,14 +252,22 @@ def _hold(signum: int, frame: Any) -> None:
     _held.append(signum)
 
 
-def _rebuilt_error(payload: tuple[str, str, int, str | None]) -> BaseException:
-    """The worker's error in the parent: storagectl's own (a hint, a documented exit code) as it was
-    worded, anything else named as a worker's."""
-    name, message, exit_code, hint = payload
+def _error_payload(exc: BaseException) -> tuple[str, str, int, str | None, bool]:
+    """A worker's error for the parent: storagectl's own with its message, exit code and hint (whatever
+    they are: one with exit code 1 and no hint is as much its own); anything else with its text
+    redacted, as the CLI redacts an internal error."""
+    if isinstance(exc, errors.StoragectlError):
+        return type(exc).__name__, exc.message, int(exc.exit_code), exc.hint, True
+    return type(exc).__name__, redact_text(str(exc)), 1, None, False
+
+
+def _rebuilt_error(payload: tuple[str, str, int, str | None, bool]) -> BaseException:
+    """The worker's error in the parent: storagectl's own as it was worded, anything else named as a
+    worker's, with its type (a bare KeyError's text is only the key)."""
+    name, message, exit_code, hint, ours = payload
     if name in ("KeyboardInterrupt", "Terminated"):
         return KeyboardInterrupt()
-    ours = exit_code != 1 or hint is not None
-    error = errors.OperationFailed(message if ours else f"bench worker: {message}", hint=hint)
+    error = errors.OperationFailed(message if ours else f"bench worker: {name}: {message}", hint=hint)
     error.exit_code = errors.ExitCode(exit_code) if exit_code in errors.ExitCode._value2member_map_ else 1
     return error
 

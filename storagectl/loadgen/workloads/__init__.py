@@ -74,16 +74,23 @@ class Workload(Protocol):
 
 def default_workers(kind: str, clients: int, open_loop: bool) -> int:
     """-j when not given: for a closed loop on a kind whose clients each have a server process of their
-    own (PostgreSQL: ``WORKER_PER_CPU``), one process per CPU, at most one per client, as
-    ``pgbench -j`` is usually set; otherwise one. Fewer processes than clients: a loop serving several
-    clients reads the answers of one wake-up together, where a process per client is woken, and its
-    caches refilled, for every answer (select-pk -c 8 on 2 CPUs: client CPU 19-20 us an op with -j 2
+    own (PostgreSQL: ``WORKER_PER_CPU``), one process per CPU it may use (in a cpuset of 2 CPUs of 8, 8
+    processes would take turns on 2 and none be pinned), at most one per client, as ``pgbench -j`` is
+    usually set; otherwise one. Fewer processes than clients: a loop serving several clients reads
+    the answers of one wake-up together, where a process per client is woken, and its caches
+    refilled, for every answer (select-pk -c 8 on 2 CPUs: client CPU 19-20 us an op with -j 2
     against 23 us with a process per client, and a higher tps in 9 of 10 rounds). More than one
     process: one event loop gets one share of the CPUs against the server's processes, pgbench -j 2
     two. Redis, one server thread, is served best by one loop, as redis-benchmark."""
     if open_loop or not getattr(_module(kind), "WORKER_PER_CPU", False):
         return 1
-    return max(1, min(clients, os.cpu_count() or 1))
+    return max(1, min(clients, len(usable_cpus()) or os.cpu_count() or 1))
+
+
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on (a cpuset or taskset leaves a subset of ``os.cpu_count()``);
+    empty where the platform cannot tell."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 
 
 def workload_names(kind: str) -> tuple[str, ...]:
