@@ -97,6 +97,7 @@ def test_compare_exit_codes(cli, tmp_path):
     other = write(tmp_path, "other.json", result(workload="set"))
     ok = cli("bench", "compare", base, slower, "--fail-if", "p99>+50%")
     assert ok.exit_code == 0 and "p99" in ok.stdout and "+20.0%" in ok.stdout
+    assert "ops/s" in ok.stdout and "p99 (ms)" in ok.stdout  # units, and ops/s not to the thousandth
     failed = cli("bench", "compare", base, slower, "--fail-if", "p99>+10%", "--fail-if", "ops<-5%")
     assert failed.exit_code == 1 and "failed: p99>+10%" in failed.stderr and "ops<-5%" not in failed.stderr
     as_json = cli("-o", "json", "bench", "compare", base, slower, "--fail-if", "p99>+10%")

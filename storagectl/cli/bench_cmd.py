@@ -241,7 +241,7 @@ def compare(
     if state.format(output) is OutputFormat.json:
         print_json(comparison)
     else:
-        rows = [[row["figure"], _figure(row["base"]), _figure(row["new"]),
+        rows = [[_figure_label(row["figure"]), _figure(row["figure"], row["base"]), _figure(row["figure"], row["new"]),
                  "-" if row["change_pct"] is None else f"{row['change_pct']:+.1f}%"] for row in comparison["figures"]]
         print_table(state, ["Figure", "BASE", "NEW", "Change"], rows)
         for text in comparison["notes"]:
@@ -252,8 +252,17 @@ def compare(
         raise typer.Exit(ExitCode.FAILURE)
 
 
-def _figure(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.3f}" if isinstance(value, float) else f"{value:,}"
+def _figure_label(figure: str) -> str:
+    """The figure's name with its unit: ops/s, errors, latencies in ms."""
+    return {"ops": "ops/s", "errors": "errors"}.get(figure, f"{figure} (ms)")
+
+
+def _figure(figure: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if figure == "ops":
+        return f"{value:,.1f}"
+    return f"{value:,.3f}" if isinstance(value, float) else f"{value:,}"
 
 
 def _read_result(path: Path, label: str) -> dict[str, Any]:
