@@ -10,8 +10,10 @@ slice, so the caller's cleanup (cancelling statements, removing partial objects)
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TypeVar
@@ -20,6 +22,19 @@ SLICE = 0.25  # seconds: how late a signal taken by a worker thread may be handl
 
 T = TypeVar("T")
 R = TypeVar("R")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def stop_signals_handled(handler: Callable[[int, object], None]) -> Iterator[None]:
+    """Ctrl-C and SIGTERM go to ``handler`` inside the block; the handlers before it come back after
+    (one installed outside Python, seen as None, as the default)."""
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler_before in previous.items():
+            signal.signal(signum, handler_before if handler_before is not None else signal.SIG_DFL)
 
 
 def join(thread: threading.Thread) -> None:

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 from storagectl.config.models import Config
 from storagectl.cron import fires_between, latest_fire_at_or_before, next_fire_times
 from storagectl.errors import Interrupted, StoragectlError
+from storagectl.interrupts import stop_signals_handled
 from storagectl.job_report import JobOutcome, TakenBackup, report_job_outcome
 from storagectl.locks import JobLock, JobLocks
 from storagectl.prune import newest_complete_start, newest_complete_starts, prune_job
@@ -415,9 +416,5 @@ def stop_on_signals(scheduler: Scheduler) -> Iterator[None]:
         log.warning("received %s", signal.Signals(signum).name)
         scheduler.stop()
 
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with stop_signals_handled(handle):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -24,6 +24,7 @@ from dataclasses import replace
 from typing import Any
 
 from storagectl import errors
+from storagectl.interrupts import stop_signals_handled
 from storagectl.loadgen.clients import EpollWaiter
 from storagectl.loadgen.engine import NS, Engine, EngineOutcome, LoadPlan, measured_elapsed_s
 from storagectl.loadgen.recorder import Recorder, Second
@@ -238,12 +239,10 @@ def _signals_held() -> Any:
         yield
         return
     _held.clear()
-    previous = {signum: signal.signal(signum, _hold) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        with stop_signals_handled(_hold):
+            yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         if _held:
             signal.raise_signal(_held[0])  # the CLI's handler now raises it here
 
