@@ -41,7 +41,7 @@ class Condition:
     def holds(self, base: float | None, new: float | None) -> bool:
         """A gate that cannot be checked holds: NEW without the figure (not one op succeeded: no
         latency), or a change from a BASE without it. A rise from 0 (errors) is an infinite one."""
-        if new is None or (self.relative and base is None):
+        if self.unchecked(base, new) is not None:
             return True
         if self.relative:
             measured = percent_change(base, new)
